@@ -1,0 +1,3 @@
+from cruddur.cli import main
+
+main()

@@ -1,0 +1,64 @@
+"""The `cruddur` command. Every failure ends in one line and a hint, not a traceback."""
+
+from __future__ import annotations
+
+import os
+from importlib.metadata import version
+from typing import Any
+
+import click
+
+from cruddur.cli.output import fail
+from cruddur.db.errors import explain
+from cruddur.embedded import EmbeddedError
+from cruddur.ops.databases import DatabaseInUse
+
+
+class CruddurGroup(click.Group):
+    """Turns the errors users cause or meet into a message and exit status 1."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (click.ClickException, click.exceptions.Exit, click.Abort):
+            raise
+        except DatabaseInUse as exc:
+            fail(
+                str(exc),
+                "see them with `bin/db-sessions`; `--force` disconnects them "
+                "(or run `bin/db-kill-all` first)",
+            )
+        except EmbeddedError as exc:
+            fail(str(exc))
+        except Exception as exc:
+            explained = explain(exc)
+            if explained is not None:
+                fail(explained.message, explained.hint)
+            elif os.environ.get("CRUDDUR_DEBUG"):
+                raise
+            else:
+                fail(
+                    f"unexpected {type(exc).__name__}: {exc}",
+                    "run again with CRUDDUR_DEBUG=1 to see where it happened",
+                )
+        ctx.exit(1)
+
+
+@click.group(cls=CruddurGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(version("cruddur"), prog_name="cruddur")
+def main() -> None:
+    """Cruddur's backend tools.
+
+    Local commands act on CONNECTION_URL or, when it is not set, on an embedded
+    PostgreSQL that cruddur starts itself under .cruddur/. Add --prod to act on
+    PROD_CONNECTION_URL instead.
+    """
+
+
+def _register() -> None:
+    from cruddur.cli.db import db
+
+    main.add_command(db)
+
+
+_register()

@@ -1,0 +1,221 @@
+"""`cruddur db …`: the database verbs behind bin/db-*."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import click
+from rich.table import Table
+
+from cruddur.cli.output import confirm_production, done, err, info, out, warn
+from cruddur.config import Settings
+from cruddur.embedded import candidate_bin_dirs
+from cruddur.ops import databases, loading
+from cruddur.ops.status import database_status
+from cruddur.targets import Target, embedded_server, resolve
+from cruddur.urls import redact, without_password
+
+prod_option = click.option(
+    "--prod", is_flag=True, help="Act on PROD_CONNECTION_URL instead of CONNECTION_URL."
+)
+yes_option = click.option(
+    "--yes", "-y", is_flag=True, help="On production, skip typing the database name to confirm."
+)
+
+
+def _target(prod: bool) -> tuple[Settings, Target]:
+    settings = Settings.from_env()
+    target = resolve(settings, prod=prod)
+    info(f"[dim]database:[/dim] {target.describe()}")
+    return settings, target
+
+
+@click.group()
+def db() -> None:
+    """Create, load, inspect and drop the Cruddur database."""
+
+
+@db.command(context_settings={"ignore_unknown_options": True})
+@prod_option
+@click.argument("psql_args", nargs=-1, type=click.UNPROCESSED)
+def connect(prod: bool, psql_args: tuple[str, ...]) -> None:
+    """Open psql on the database. Extra arguments go to psql (after --)."""
+    settings, target = _target(prod)
+    psql = _find_psql(settings, target)
+    conninfo, password = without_password(target.url)
+    env = dict(os.environ)
+    if password is not None:
+        env["PGPASSWORD"] = password  # not on the command line, where `ps` shows it
+    os.execve(psql, [psql, f"--dbname={conninfo}", *psql_args], env)
+
+
+def _find_psql(settings: Settings, target: Target) -> str:
+    if target.embedded:
+        candidates = [embedded_server(settings).bin_dir()]
+    else:
+        candidates = [Path(p).parent for p in [shutil.which("psql")] if p]
+        candidates += candidate_bin_dirs(settings.pg_bin)
+    for directory in candidates:
+        if (directory / "psql").is_file():
+            return str(directory / "psql")
+    raise click.ClickException(
+        "psql not found: install the PostgreSQL client (Debian: postgresql-client)"
+    )
+
+
+@db.command()
+@prod_option
+def create(prod: bool) -> None:
+    """Create the database named in the URL (already there: say so, succeed)."""
+    settings, target = _target(prod)
+    if databases.create(target, settings.pool):
+        done(f'created database "{target.dbname}"')
+    else:
+        done(f'database "{target.dbname}" already exists; nothing to do')
+
+
+@db.command()
+@prod_option
+@yes_option
+@click.option("--force", is_flag=True, help="Disconnect other sessions first (WITH (FORCE)).")
+def drop(prod: bool, yes: bool, force: bool) -> None:
+    """Drop the database. Refuses while others are connected, unless --force."""
+    settings, target = _target(prod)
+    confirm_production(target, f'DROP DATABASE "{target.dbname}"', yes=yes)
+    if databases.drop(target, settings.pool, force=force):
+        done(f'dropped database "{target.dbname}"')
+    else:
+        done(f'database "{target.dbname}" does not exist; nothing to drop')
+
+
+@db.command("kill-all")
+@prod_option
+@yes_option
+def kill_all(prod: bool, yes: bool) -> None:
+    """Disconnect every other session from the database."""
+    settings, target = _target(prod)
+    confirm_production(target, f'disconnect every session from "{target.dbname}"', yes=yes)
+    count = databases.kill_all(target, settings.pool)
+    done(f"disconnected {count} session{'s' if count != 1 else ''}")
+
+
+def _load(target: Target, settings: Settings, script: str) -> None:
+    count = loading.load(target, settings.pool, script)
+    done(f"{script}: {count} statements")
+
+
+@db.command("schema-load")
+@prod_option
+@yes_option
+def schema_load(prod: bool, yes: bool) -> None:
+    """Load schema.sql: recreates the users and activities tables (their rows are lost)."""
+    settings, target = _target(prod)
+    confirm_production(target, "replace the users and activities tables", yes=yes)
+    _load(target, settings, loading.SCHEMA)
+
+
+@db.command()
+@prod_option
+@yes_option
+def seed(prod: bool, yes: bool) -> None:
+    """Load seed.sql: sample users and cruds to develop against."""
+    settings, target = _target(prod)
+    confirm_production(target, "insert the sample users and cruds", yes=yes)
+    _load(target, settings, loading.SEED)
+
+
+@db.command()
+@prod_option
+def sessions(prod: bool) -> None:
+    """List the server's sessions: who is connected to which database."""
+    settings, target = _target(prod)
+    rows = databases.sessions(target, settings.pool)
+    table = Table("pid", "user", "database", "client address", "application", "state")
+    for row in rows:
+        table.add_row(
+            str(row.process_id),
+            *(value or "" for value in (row.user, row.db, row.client_addr, row.app, row.state)),
+        )
+    out.print(table)
+    info(f"{len(rows)} session{'s' if len(rows) != 1 else ''}")
+
+
+@db.command()
+@prod_option
+@yes_option
+@click.option("--force", is_flag=True, help="Disconnect other sessions before dropping.")
+@click.option(
+    "--if-missing",
+    is_flag=True,
+    help="Keep a database that already has the schema; only set up what is missing.",
+)
+def setup(prod: bool, yes: bool, force: bool, if_missing: bool) -> None:
+    """Drop, create, load the schema and seed: a fresh database in one step."""
+    settings, target = _target(prod)
+    name = target.dbname
+    if if_missing:
+        created = databases.create(target, settings.pool)
+        if not created and loading.schema_loaded(target, settings.pool):
+            done(f'database "{name}" is already set up; left as it is')
+            return
+        done(f'created database "{name}"' if created else f'database "{name}" exists, no schema')
+    else:
+        confirm_production(target, f'drop and recreate "{name}"', yes=yes)
+        if databases.drop(target, settings.pool, force=force):
+            done(f'dropped database "{name}"')
+        databases.create(target, settings.pool)
+        done(f'created database "{name}"')
+    _load(target, settings, loading.SCHEMA)
+    _load(target, settings, loading.SEED)
+    done(f'database "{name}" is ready')
+
+
+@db.command()
+@prod_option
+def status(prod: bool) -> None:
+    """Say which database is in use, whether it answers, and what it holds."""
+    settings = Settings.from_env()
+    if not prod and not settings.connection_url:
+        server = embedded_server(settings)
+        state = server.status()
+        where = f"binaries in {state.bin_dir}" if state.bin_dir else "no server binaries found"
+        if not state.running:
+            out.print(f"embedded  not running ({where}; data in {state.data_dir})")
+            info("start it with `cruddur db up`, or set CONNECTION_URL")
+            raise click.exceptions.Exit(1)
+        out.print(f"embedded  running on 127.0.0.1:{state.port} ({where})")
+    target = resolve(settings, prod=prod, start=False)
+    found = database_status(target, settings.pool)
+    out.print(f"database  {target.describe()}")
+    if not found.reachable:
+        out.print(f"reachable no: {found.problem}", soft_wrap=True)
+        raise click.exceptions.Exit(1)
+    out.print(f"reachable yes (PostgreSQL {found.server_version})")
+    if found.schema_loaded:
+        out.print(f"schema    loaded ({found.users} users, {found.activities} activities)")
+    else:
+        out.print("schema    not loaded (run `bin/db-schema-load` or `bin/db-setup`)")
+    out.print(f"uuids     uuid_generate_v4(): {found.uuid_generate_v4}")
+
+
+@db.command()
+def up() -> None:
+    """Start the embedded PostgreSQL (set up on first use)."""
+    settings = Settings.from_env()
+    if settings.connection_url:
+        warn("CONNECTION_URL is set, so commands use that server, not this embedded one")
+    url = embedded_server(settings).start()
+    done(f"embedded PostgreSQL running: {redact(url)}")
+
+
+@db.command()
+def down() -> None:
+    """Stop the embedded PostgreSQL; its data stays under .cruddur/."""
+    server = embedded_server(Settings.from_env())
+    if server.stop():
+        done("embedded PostgreSQL stopped")
+    else:
+        done("embedded PostgreSQL was not running")
+    err.print(f"[dim]data kept in {server.data_dir}[/dim]")

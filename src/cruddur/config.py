@@ -1,0 +1,79 @@
+"""Settings from the environment, read in one place.
+
+Every knob Cruddur has is an environment variable listed here (and in `.env.example`).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+
+class ConfigError(ValueError):
+    """A setting is missing or malformed; the message says which and how to fix it."""
+
+
+def _int(env: dict[str, str], name: str, default: int, *, minimum: int = 0) -> int:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a whole number, not {raw!r}") from None
+    if value < minimum:
+        raise ConfigError(f"{name} must be at least {minimum}, not {value}")
+    return value
+
+
+def _default_home() -> Path:
+    # In a checkout (editable install) the state folder sits beside pyproject.toml;
+    # an installed package keeps it in the user's home instead.
+    project_root = Path(__file__).resolve().parents[2]
+    if (project_root / "pyproject.toml").is_file():
+        return project_root / ".cruddur"
+    return Path.home() / ".cruddur"
+
+
+@dataclass(frozen=True)
+class PoolSettings:
+    min_size: int = 1
+    max_size: int = 10
+    timeout: float = 10.0  # seconds a caller waits for a free connection
+    connect_timeout: int = 5  # seconds libpq waits for the server
+
+
+@dataclass(frozen=True)
+class Settings:
+    connection_url: str | None
+    prod_connection_url: str | None
+    pool: PoolSettings
+    home: Path  # project-local state: the embedded server's data, logs, password
+    pg_bin: Path | None  # where initdb/pg_ctl/postgres/psql live, when set by hand
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None) -> Settings:
+        env = dict(os.environ if env is None else env)
+        pool = PoolSettings(
+            min_size=_int(env, "CRUDDUR_POOL_MIN_SIZE", PoolSettings.min_size),
+            max_size=_int(env, "CRUDDUR_POOL_MAX_SIZE", PoolSettings.max_size, minimum=1),
+            timeout=float(_int(env, "CRUDDUR_POOL_TIMEOUT", int(PoolSettings.timeout), minimum=1)),
+            connect_timeout=_int(
+                env, "CRUDDUR_CONNECT_TIMEOUT", PoolSettings.connect_timeout, minimum=1
+            ),
+        )
+        if pool.min_size > pool.max_size:
+            raise ConfigError(
+                f"CRUDDUR_POOL_MIN_SIZE ({pool.min_size}) is larger than "
+                f"CRUDDUR_POOL_MAX_SIZE ({pool.max_size})"
+            )
+        home = env.get("CRUDDUR_HOME", "").strip()
+        pg_bin = env.get("CRUDDUR_PG_BIN", "").strip()
+        return cls(
+            connection_url=env.get("CONNECTION_URL", "").strip() or None,
+            prod_connection_url=env.get("PROD_CONNECTION_URL", "").strip() or None,
+            pool=pool,
+            home=Path(home).resolve() if home else _default_home(),
+            pg_bin=Path(pg_bin) if pg_bin else None,
+        )

@@ -1,0 +1,136 @@
+"""The database errors people hit most, each turned into one line that says the fix.
+
+The original scripts left users reading raw tracebacks (or nothing: `psql < file`
+exits 0 on errors). `explain` gives the reason and the next command to run.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import psycopg
+from psycopg_pool import PoolTimeout
+
+from cruddur.config import ConfigError
+from cruddur.db.pool import InvalidText
+from cruddur.db.scripts import ScriptError
+
+
+@dataclass(frozen=True)
+class Explanation:
+    kind: str  # a stable name, for tests and logs
+    message: str  # what went wrong, in the server's words where it has them
+    hint: str | None = None  # what to do about it
+
+
+UNREACHABLE_HINT = (
+    "is the server running and reachable? Locally: `cruddur db status` (`cruddur db up` starts "
+    "the embedded server). For RDS: is the instance available (`cruddur rds status`), and does "
+    "its security group admit your IP (`bin/rds-update-sg-rule`)?"
+)
+
+_UNREACHABLE_MARKERS = (
+    "connection refused",
+    "could not connect",
+    "timeout expired",
+    "failed to resolve host",
+    "could not translate host name",
+    "no route to host",
+    "network is unreachable",
+    "server closed the connection unexpectedly",
+    "connection timed out",
+)
+
+# SQLSTATE → (kind, hint). Connection-time errors arrive without a SQLSTATE in psycopg,
+# so `_connection_kind` recognises those by libpq's message instead.
+_BY_SQLSTATE: dict[str, tuple[str, str]] = {
+    "28P01": ("auth", "check the user name and password in the connection URL"),
+    "28000": ("auth", "check the user name in the connection URL; the role must exist"),
+    "3D000": (
+        "no-database",
+        "create it with `bin/db-create`, or create and load it with `bin/db-setup`",
+    ),
+    "42P01": ("no-relation", "load the schema first: `bin/db-schema-load` (or `bin/db-setup`)"),
+    "42883": ("no-function", "load the schema first: `bin/db-schema-load` (or `bin/db-setup`)"),
+    "55006": (
+        "in-use",
+        "see who with `bin/db-sessions`; `--force` disconnects them (`bin/db-drop --force`)",
+    ),
+    "42501": (
+        "permission",
+        "the role in the connection URL lacks this privilege: connect as the database owner "
+        "(on RDS, the master user) or GRANT it",
+    ),
+    "42P04": ("exists", "nothing to do: the database is already there"),
+    "23505": ("duplicate", "a row with that value already exists"),
+    "23503": ("foreign-key", "it refers to a row that does not exist"),
+    "23502": ("not-null", "a required value is missing"),
+    "23514": ("check", "a value breaks one of the schema's rules (length, format or range)"),
+    "22001": ("too-long", "a value is longer than its column allows"),
+    "22P02": ("invalid-value", "a value is not of the column's type (a malformed UUID?)"),
+    "57014": ("timeout", "the statement ran past its time limit"),
+}
+
+_EXTENSION_HINT = (
+    "the server lacks this extension: install its contrib package "
+    "(Debian: postgresql-contrib), or on RDS pick an engine version that offers it"
+)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _connection_kind(message: str) -> tuple[str, str] | None:
+    lowered = message.lower()
+    if "password authentication failed" in lowered or (
+        "role" in lowered and "does not exist" in lowered
+    ):
+        return _BY_SQLSTATE["28P01"]
+    if "database" in lowered and "does not exist" in lowered:
+        return _BY_SQLSTATE["3D000"]
+    if "permission denied for database" in lowered:
+        return _BY_SQLSTATE["42501"]
+    if any(marker in lowered for marker in _UNREACHABLE_MARKERS):
+        return ("unreachable", UNREACHABLE_HINT)
+    return None
+
+
+def _clean_connection_message(message: str) -> str:
+    # libpq prefixes 'connection failed: connection to server at "h", port p failed: FATAL:'
+    text = message.replace("\n", " ").replace("\t", " ")
+    if "FATAL:" in text:
+        text = text.split("FATAL:", 1)[1]
+    return " ".join(text.split())
+
+
+def explain(exc: BaseException) -> Explanation | None:
+    """One line and a hint for errors we recognise; None for anything else."""
+    if isinstance(exc, ScriptError):
+        inner = explain(exc.cause)
+        message = f"{exc.script}:{exc.line}: {_first_line(exc.cause)}"
+        return Explanation(inner.kind if inner else "sql", message, inner.hint if inner else None)
+    if isinstance(exc, ConfigError):
+        return Explanation("config", str(exc))
+    if isinstance(exc, PoolTimeout):
+        return Explanation("unreachable", _first_line(exc), UNREACHABLE_HINT)
+    if isinstance(exc, InvalidText):
+        return Explanation("invalid-text", str(exc), "send text as UTF-8")
+    if not isinstance(exc, psycopg.Error):
+        return None
+    sqlstate = exc.sqlstate
+    message = _first_line(exc)
+    if sqlstate in ("58P01", "0A000") and "extension" in message:
+        return Explanation("no-extension", message, _EXTENSION_HINT)
+    if sqlstate in _BY_SQLSTATE:
+        kind, hint = _BY_SQLSTATE[sqlstate]
+        return Explanation(kind, f"{message} (SQLSTATE {sqlstate})", hint)
+    if isinstance(exc, psycopg.OperationalError) and sqlstate is None:
+        found = _connection_kind(str(exc))
+        if found:
+            return Explanation(found[0], _clean_connection_message(str(exc)), found[1])
+    if isinstance(exc, psycopg.DataError) and "NUL" in message:
+        return Explanation("invalid-text", message, "text cannot contain NUL (0x00) characters")
+    suffix = f" (SQLSTATE {sqlstate})" if sqlstate else ""
+    return Explanation("database", f"{message}{suffix}")

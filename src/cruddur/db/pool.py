@@ -1,0 +1,144 @@
+"""`Db`: one connection pool per process and the query helpers everything else uses.
+
+Values always travel as bound parameters. The JSON helpers let PostgreSQL build the
+JSON and hand it back as text, so callers can send it on without decoding it.
+"""
+
+from __future__ import annotations
+
+import atexit
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any, Self
+
+import psycopg
+from psycopg_pool import ConnectionPool
+
+from cruddur.config import PoolSettings
+
+Params = Sequence[Any] | dict[str, Any] | None
+
+
+class InvalidText(psycopg.DataError):
+    """A value could not be encoded as UTF-8 (for example a lone surrogate)."""
+
+
+def _as_subquery(sql: str) -> str:
+    # Templates may end in ";" (psql style); inside a subquery that is a syntax error.
+    return sql.strip().rstrip(";").rstrip()
+
+
+# The wrapped text is a trusted template from our .sql files; values stay bound parameters.
+def wrap_array(sql: str) -> str:
+    inner = _as_subquery(sql)
+    return f"SELECT COALESCE(json_agg(r), '[]'::json)::text FROM ({inner}) r"  # noqa: S608
+
+
+def wrap_object(sql: str) -> str:
+    inner = _as_subquery(sql)
+    return f"SELECT row_to_json(r)::text FROM ({inner}) r"  # noqa: S608
+
+
+class Db:
+    """A pool over one database. Open it explicitly (after a fork, in a server)."""
+
+    def __init__(
+        self,
+        conninfo: str,
+        pool: PoolSettings | None = None,
+        *,
+        autocommit: bool = False,
+        application_name: str = "cruddur",
+    ) -> None:
+        self.conninfo = conninfo
+        self.settings = pool or PoolSettings()
+        self._connect_kwargs: dict[str, Any] = {
+            "autocommit": autocommit,
+            "connect_timeout": self.settings.connect_timeout,
+            "application_name": application_name,
+        }
+        self._pool: ConnectionPool | None = None
+
+    # -- lifecycle ---------------------------------------------------------------
+
+    def open(self) -> Self:
+        if self._pool is not None:
+            return self
+        # One direct connection first: the pool retries in the background and would
+        # report only a timeout, hiding why (refused, bad password, no such database).
+        psycopg.connect(self.conninfo, **self._connect_kwargs).close()
+        pool = ConnectionPool(
+            self.conninfo,
+            min_size=self.settings.min_size,
+            max_size=self.settings.max_size,
+            timeout=self.settings.timeout,
+            kwargs=self._connect_kwargs,
+            check=ConnectionPool.check_connection,  # survive a server restart
+            open=False,
+            name="cruddur",
+        )
+        pool.open(wait=True, timeout=self.settings.timeout)
+        self._pool = pool
+        atexit.register(self.close)
+        return self
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.close()
+            self._pool = None
+            atexit.unregister(self.close)
+
+    def __enter__(self) -> Self:
+        return self.open()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    @property
+    def pool(self) -> ConnectionPool:
+        if self._pool is None:
+            raise RuntimeError("Db is not open: call Db.open() first")
+        return self._pool
+
+    @contextmanager
+    def connection(self) -> Iterator[psycopg.Connection]:
+        """A pooled connection; its transaction commits on success, rolls back on error."""
+        with self.pool.connection() as conn:
+            yield conn
+
+    # -- queries -----------------------------------------------------------------
+
+    @staticmethod
+    def _execute(conn: psycopg.Connection, sql: str, params: Params) -> psycopg.Cursor:
+        try:
+            return conn.execute(sql, params)
+        except UnicodeEncodeError as exc:
+            raise InvalidText(f"a value is not valid UTF-8 text: {exc.reason}") from exc
+
+    def query_commit(self, sql: str, params: Params = None) -> Any:
+        """Run a write in its own transaction; return RETURNING's first value, else None."""
+        with self.connection() as conn:
+            cur = self._execute(conn, sql, params)
+            if cur.description is None:
+                return None
+            row = cur.fetchone()
+            return None if row is None else row[0]
+
+    def query_value(self, sql: str, params: Params = None) -> Any:
+        """The first column of the first row, or None when there is no row."""
+        with self.connection() as conn:
+            row = self._execute(conn, sql, params).fetchone()
+            return None if row is None else row[0]
+
+    def query_rows(self, sql: str, params: Params = None) -> list[tuple[Any, ...]]:
+        with self.connection() as conn:
+            return self._execute(conn, sql, params).fetchall()
+
+    def query_array_json(self, sql: str, params: Params = None) -> str:
+        """The query's rows as a JSON array built by PostgreSQL, as text ('[]' when none)."""
+        return self.query_value(wrap_array(sql), params)
+
+    def query_object_json(self, sql: str, params: Params = None) -> str:
+        """The query's first row as a JSON object built by PostgreSQL, as text ('{}' when none)."""
+        text = self.query_value(wrap_object(sql), params)
+        return "{}" if text is None else text

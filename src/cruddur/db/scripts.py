@@ -1,0 +1,75 @@
+"""Run a whole SQL file (schema, seed) statement by statement in one transaction.
+
+Unlike `psql < file`, which carries on past errors and exits 0, the first failing
+statement stops the run, nothing of the file is kept, and the error names its line.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import psycopg
+import sqlparse
+
+from cruddur.db.pool import Db
+
+
+@dataclass(frozen=True)
+class Statement:
+    text: str
+    line: int  # the line of its first word, from 1
+    first_line: int  # the line its text (perhaps a comment) starts on
+
+
+class ScriptError(Exception):
+    """A statement of a script failed; `__cause__` is the database's error."""
+
+    def __init__(self, script: str, statement: Statement, line: int, cause: psycopg.Error):
+        self.script = script
+        self.statement = statement
+        self.line = line
+        self.cause = cause
+        first = str(cause).splitlines()[0] if str(cause) else type(cause).__name__
+        super().__init__(f"{script}:{line}: {first}")
+
+    @property
+    def sqlstate(self) -> str | None:
+        return self.cause.sqlstate
+
+
+def split(text: str) -> list[Statement]:
+    """The file's statements with their first line; comment-only pieces are dropped."""
+    statements: list[Statement] = []
+    offset = 0
+    for piece in sqlparse.split(text):
+        start = text.find(piece, offset)
+        offset = start + len(piece)
+        code = sqlparse.format(piece, strip_comments=True).strip().rstrip(";").strip()
+        if not code:
+            continue
+        first_line = text.count("\n", 0, start) + 1
+        # Report the line of the first real word, not of a comment above it.
+        word_at = max(piece.find(code.split()[0]), 0)
+        line = first_line + piece.count("\n", 0, word_at)
+        statements.append(Statement(text=piece, line=line, first_line=first_line))
+    return statements
+
+
+def _error_line(statement: Statement, error: psycopg.Error) -> int:
+    """The line in the file the server points at, or the statement's first line."""
+    position = error.diag.statement_position
+    if not position:
+        return statement.line
+    return statement.first_line + statement.text.count("\n", 0, int(position) - 1)
+
+
+def run_script(db: Db, text: str, name: str) -> int:
+    """Run every statement of `text` in one transaction; return how many ran."""
+    statements = split(text)
+    with db.connection() as conn, conn.transaction():
+        for statement in statements:
+            try:
+                conn.execute(statement.text, prepare=False)
+            except psycopg.Error as exc:
+                raise ScriptError(name, statement, _error_line(statement, exc), exc) from exc
+    return len(statements)

@@ -1,0 +1,265 @@
+"""A PostgreSQL server that the project starts by itself when no CONNECTION_URL is set.
+
+It lives under `<CRUDDUR_HOME>/postgres/` (git-ignored), listens on 127.0.0.1 only, on
+a free port picked at first start, with a generated password. The server binaries
+come from, in order: CRUDDUR_PG_BIN, Debian's /usr/lib/postgresql/<major>/bin (with
+the contrib extensions), the PATH, and the `pgserver` wheel from PyPI.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import importlib.util
+import json
+import os
+import pwd
+import secrets
+import shutil
+import socket
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from cruddur.urls import with_database
+
+SUPERUSER = "postgres"
+APP_DATABASE = "cruddur"
+_REQUIRED = ("initdb", "pg_ctl", "postgres")
+
+
+class EmbeddedError(RuntimeError):
+    """The embedded server could not be found, set up or started; the message says why."""
+
+
+@dataclass(frozen=True)
+class RunAs:
+    """Who runs the server: PostgreSQL refuses to run as root."""
+
+    uid: int
+    gid: int
+    name: str
+
+    @classmethod
+    def for_current_user(cls) -> RunAs:
+        if os.geteuid() != 0:
+            entry = pwd.getpwuid(os.geteuid())
+            return cls(entry.pw_uid, entry.pw_gid, entry.pw_name)
+        for name in ("postgres", "nobody"):
+            try:
+                entry = pwd.getpwnam(name)
+            except KeyError:
+                continue
+            return cls(entry.pw_uid, entry.pw_gid, entry.pw_name)
+        raise EmbeddedError("running as root, but there is no 'postgres' user to run the server")
+
+    def run(self, args: list[str], **kwargs: object) -> subprocess.CompletedProcess[str]:
+        if os.geteuid() == 0 and self.uid != 0:
+            kwargs.update(user=self.uid, group=self.gid, extra_groups=[])
+        env = {**os.environ, "LC_ALL": "C.UTF-8"}
+        env.pop("PGPASSWORD", None)
+        return subprocess.run(args, capture_output=True, text=True, env=env, check=False, **kwargs)
+
+
+def _pgserver_bin() -> Path | None:
+    spec = importlib.util.find_spec("pgserver")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    return Path(next(iter(spec.submodule_search_locations))) / "pginstall" / "bin"
+
+
+def candidate_bin_dirs(explicit: Path | None) -> list[Path]:
+    if explicit is not None:
+        return [explicit]
+    found: list[Path] = []
+    debian = Path("/usr/lib/postgresql")
+    if debian.is_dir():
+        majors = sorted(
+            (p for p in debian.iterdir() if p.name.isdigit()),
+            key=lambda p: int(p.name),
+            reverse=True,
+        )
+        found += [p / "bin" for p in majors]
+    on_path = shutil.which("pg_ctl")
+    if on_path:
+        found.append(Path(on_path).resolve().parent)
+    pgserver = _pgserver_bin()
+    if pgserver:
+        found.append(pgserver)
+    return found
+
+
+def find_bin_dir(explicit: Path | None = None) -> Path:
+    for directory in candidate_bin_dirs(explicit):
+        if all((directory / tool).is_file() for tool in _REQUIRED):
+            return directory
+    where = str(explicit) if explicit else "/usr/lib/postgresql/*/bin, the PATH or pgserver"
+    raise EmbeddedError(
+        f"no PostgreSQL server binaries found in {where}: install Debian's postgresql "
+        "package, or `pip install 'cruddur[embedded]'` for the pgserver wheel, "
+        "or set CONNECTION_URL to a server you have"
+    )
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _port_in_use(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+@dataclass(frozen=True)
+class Status:
+    initialized: bool
+    running: bool
+    bin_dir: Path | None
+    data_dir: Path
+    port: int | None
+
+
+class EmbeddedPostgres:
+    def __init__(self, home: Path, pg_bin: Path | None = None) -> None:
+        self.root = home / "postgres"
+        self.data_dir = self.root / "data"
+        self.log_file = self.root / "postgres.log"
+        self._state_file = self.root / "server.json"
+        self._explicit_bin = pg_bin
+
+    # -- state ---------------------------------------------------------------------
+
+    def _state(self) -> dict[str, object]:
+        try:
+            return json.loads(self._state_file.read_text())
+        except FileNotFoundError:
+            return {}
+
+    def _save_state(self, **changes: object) -> None:
+        state = {**self._state(), **changes}
+        self._state_file.touch(mode=0o600)
+        self._state_file.write_text(json.dumps(state, indent=2))
+
+    @property
+    def initialized(self) -> bool:
+        return (self.data_dir / "PG_VERSION").is_file() and self._state_file.is_file()
+
+    def bin_dir(self) -> Path:
+        recorded = self._state().get("bin_dir")
+        if recorded and self._explicit_bin is None and Path(str(recorded), "postgres").is_file():
+            return Path(str(recorded))  # the binaries that made the cluster
+        return find_bin_dir(self._explicit_bin)
+
+    def url(self, dbname: str = APP_DATABASE) -> str:
+        state = self._state()
+        base = f"postgresql://{SUPERUSER}:{state['password']}@127.0.0.1:{state['port']}/postgres"
+        return with_database(base, dbname)
+
+    # -- lifecycle -----------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _lock(self) -> Iterator[None]:
+        # Several processes (test workers, a CLI beside a server) may start it at once.
+        self.root.mkdir(parents=True, exist_ok=True)
+        with open(self.root.parent / "postgres.lock", "w") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            yield
+
+    def _initdb(self, run_as: RunAs) -> None:
+        bin_dir = find_bin_dir(self._explicit_bin)
+        if self.data_dir.exists():
+            shutil.rmtree(self.data_dir)  # a half-made cluster from an interrupted init
+        os.chown(self.root, run_as.uid, run_as.gid)
+        password = secrets.token_urlsafe(24)
+        with tempfile.NamedTemporaryFile("w", dir=self.root, delete=False) as pwfile:
+            pwfile.write(password)
+        try:
+            os.chown(pwfile.name, run_as.uid, run_as.gid)
+            result = run_as.run(
+                [
+                    str(bin_dir / "initdb"),
+                    f"--pgdata={self.data_dir}",
+                    f"--username={SUPERUSER}",
+                    f"--pwfile={pwfile.name}",
+                    "--auth-host=scram-sha-256",
+                    "--auth-local=peer",
+                    "--encoding=UTF8",
+                    "--locale=C.UTF-8",
+                ]
+            )
+        finally:
+            os.unlink(pwfile.name)
+        if result.returncode != 0:
+            raise EmbeddedError(f"initdb failed: {result.stderr.strip() or result.stdout.strip()}")
+        with open(self.data_dir / "postgresql.conf", "a") as conf:
+            conf.write(
+                "\n# cruddur: reachable from this machine only, over TCP.\n"
+                "listen_addresses = '127.0.0.1'\n"
+                "unix_socket_directories = ''\n"
+            )
+        self._save_state(password=password, port=_free_port(), bin_dir=str(bin_dir))
+
+    def _pg_ctl(self, run_as: RunAs, *args: str) -> subprocess.CompletedProcess[str]:
+        return run_as.run([str(self.bin_dir() / "pg_ctl"), f"--pgdata={self.data_dir}", *args])
+
+    def running(self) -> bool:
+        if not self.initialized:
+            return False
+        return self._pg_ctl(RunAs.for_current_user(), "status").returncode == 0
+
+    def start(self) -> str:
+        """Set up (first time) and start the server if needed; return the app database URL."""
+        with self._lock():
+            run_as = RunAs.for_current_user()
+            if not self.initialized:
+                self._initdb(run_as)
+            if self._pg_ctl(run_as, "status").returncode != 0:
+                port = int(str(self._state()["port"]))
+                if _port_in_use(port):  # someone else took it since: move
+                    port = _free_port()
+                    self._save_state(port=port)
+                result = self._pg_ctl(
+                    run_as,
+                    "start",
+                    "--wait",
+                    "--timeout=60",
+                    f"--log={self.log_file}",
+                    f"--options=-p {port}",
+                )
+                if result.returncode != 0:
+                    raise EmbeddedError(
+                        f"the embedded PostgreSQL did not start; see {self.log_file}: "
+                        f"{(result.stderr or result.stdout).strip()}"
+                    )
+            return self.url()
+
+    def stop(self) -> bool:
+        """Stop the server; False when it was not running."""
+        with self._lock():
+            if not self.initialized:
+                return False
+            run_as = RunAs.for_current_user()
+            if self._pg_ctl(run_as, "status").returncode != 0:
+                return False
+            result = self._pg_ctl(run_as, "stop", "--wait", "--mode=fast")
+            if result.returncode != 0:
+                raise EmbeddedError(f"pg_ctl stop failed: {result.stderr.strip()}")
+            return True
+
+    def status(self) -> Status:
+        port = self._state().get("port")
+        try:
+            bin_dir: Path | None = self.bin_dir()
+        except EmbeddedError:
+            bin_dir = None
+        return Status(
+            initialized=self.initialized,
+            running=self.running() if bin_dir else False,
+            bin_dir=bin_dir,
+            data_dir=self.data_dir,
+            port=int(str(port)) if port else None,
+        )

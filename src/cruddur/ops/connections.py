@@ -1,0 +1,32 @@
+"""Short-lived pools for the admin verbs: one on the database, one on the server."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from cruddur.config import PoolSettings
+from cruddur.db import Db
+from cruddur.targets import Target
+from cruddur.urls import server_conninfo
+
+# A CLI verb runs its statements one after another: one connection is plenty.
+_ADMIN_POOL = PoolSettings(min_size=1, max_size=1)
+
+
+def admin_pool(settings: PoolSettings) -> PoolSettings:
+    return replace(settings, min_size=_ADMIN_POOL.min_size, max_size=_ADMIN_POOL.max_size)
+
+
+def database_db(target: Target, settings: PoolSettings) -> Db:
+    """The target database itself, in transactions."""
+    return Db(target.url, admin_pool(settings), application_name="cruddur-cli")
+
+
+def server_db(target: Target, settings: PoolSettings) -> Db:
+    """The server's maintenance database, autocommit: CREATE/DROP DATABASE need it."""
+    return Db(
+        server_conninfo(target.url),
+        admin_pool(settings),
+        autocommit=True,
+        application_name="cruddur-cli",
+    )

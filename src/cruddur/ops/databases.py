@@ -1,0 +1,86 @@
+"""Create, drop and inspect the database a target names, from a server-level connection."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from psycopg import sql
+
+from cruddur.config import ConfigError, PoolSettings
+from cruddur.db import Db, template
+from cruddur.ops.connections import server_db
+from cruddur.targets import Target
+from cruddur.urls import SYSTEM_DATABASES
+
+
+class DatabaseInUse(Exception):
+    """DROP DATABASE would fail: other sessions are connected."""
+
+    def __init__(self, dbname: str, sessions: int) -> None:
+        self.dbname = dbname
+        self.sessions = sessions
+        plural = "session is" if sessions == 1 else "sessions are"
+        super().__init__(f'{sessions} other {plural} connected to database "{dbname}"')
+
+
+@dataclass(frozen=True)
+class Session:
+    process_id: int
+    user: str | None
+    db: str | None
+    client_addr: str | None
+    app: str | None
+    state: str | None
+
+
+def _refuse_system_database(dbname: str, verb: str) -> None:
+    if dbname in SYSTEM_DATABASES:
+        raise ConfigError(f'refusing to {verb} the system database "{dbname}"')
+
+
+def exists(server: Db, dbname: str) -> bool:
+    return bool(server.query_value(template("server", "database_exists"), {"dbname": dbname}))
+
+
+def create(target: Target, settings: PoolSettings) -> bool:
+    """Create the database; False when it was already there."""
+    dbname = target.dbname
+    with server_db(target, settings) as server:
+        if exists(server, dbname):
+            return False
+        server.query_commit(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(dbname)))
+        return True
+
+
+def other_sessions(server: Db, dbname: str) -> int:
+    return int(server.query_value(template("server", "other_sessions"), {"dbname": dbname}))
+
+
+def drop(target: Target, settings: PoolSettings, *, force: bool = False) -> bool:
+    """Drop the database; False when there was none. Without `force`, refuse while in use."""
+    dbname = target.dbname
+    _refuse_system_database(dbname, "drop")
+    with server_db(target, settings) as server:
+        if not exists(server, dbname):
+            return False
+        if not force:
+            count = other_sessions(server, dbname)
+            if count:
+                raise DatabaseInUse(dbname, count)
+        statement = sql.SQL("DROP DATABASE IF EXISTS {}{}").format(
+            sql.Identifier(dbname), sql.SQL(" WITH (FORCE)") if force else sql.SQL("")
+        )
+        server.query_commit(statement)
+        return True
+
+
+def kill_all(target: Target, settings: PoolSettings) -> int:
+    """Disconnect every other session from the database; return how many."""
+    with server_db(target, settings) as server:
+        query = template("server", "terminate_sessions")
+        return len(server.query_rows(query, {"dbname": target.dbname}))
+
+
+def sessions(target: Target, settings: PoolSettings) -> list[Session]:
+    with server_db(target, settings) as server:
+        return [Session(*row) for row in server.query_rows(template("server", "sessions"))]

@@ -1,0 +1,56 @@
+"""What `cruddur db status` reports: which database, whether it answers, what is in it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import psycopg
+from psycopg.rows import dict_row
+from psycopg_pool import PoolTimeout
+
+from cruddur.config import PoolSettings
+from cruddur.db import Db, template
+from cruddur.db.errors import explain
+from cruddur.ops.connections import database_db
+from cruddur.targets import Target
+
+
+@dataclass(frozen=True)
+class DatabaseStatus:
+    reachable: bool
+    problem: str | None = None  # why not, with the fix
+    server_version: str | None = None
+    schema_loaded: bool = False
+    uuid_generate_v4: str | None = None
+    users: int | None = None
+    activities: int | None = None
+
+
+def _facts(db: Db) -> dict[str, object]:
+    with db.connection() as conn:
+        cur = conn.cursor(row_factory=dict_row)
+        facts = cur.execute(template("database", "facts")).fetchone() or {}
+        if facts.get("schema_loaded"):
+            facts |= cur.execute(template("database", "row_counts")).fetchone() or {}
+        return facts
+
+
+def database_status(target: Target, settings: PoolSettings) -> DatabaseStatus:
+    try:
+        with database_db(target, settings) as db:
+            facts = _facts(db)
+    except (psycopg.Error, PoolTimeout) as exc:
+        explained = explain(exc)
+        if explained is None:
+            problem = str(exc).splitlines()[0]
+        else:
+            problem = "; ".join(filter(None, [explained.message, explained.hint]))
+        return DatabaseStatus(reachable=False, problem=problem)
+    return DatabaseStatus(
+        reachable=True,
+        server_version=str(facts["server_version"]),
+        schema_loaded=bool(facts["schema_loaded"]),
+        uuid_generate_v4=str(facts["uuid_generate_v4"]),
+        users=facts.get("users"),  # type: ignore[arg-type]
+        activities=facts.get("activities"),  # type: ignore[arg-type]
+    )

@@ -1,0 +1,55 @@
+"""Which database a command acts on: local (CONNECTION_URL or embedded) or production."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from cruddur.config import ConfigError, Settings
+from cruddur.embedded import EmbeddedPostgres
+from cruddur.urls import database_name, redact
+
+
+@dataclass(frozen=True)
+class Target:
+    url: str
+    source: str  # the setting it came from: CONNECTION_URL, PROD_CONNECTION_URL or embedded
+
+    @property
+    def prod(self) -> bool:
+        return self.source == "PROD_CONNECTION_URL"
+
+    @property
+    def embedded(self) -> bool:
+        return self.source == "embedded"
+
+    @property
+    def dbname(self) -> str:
+        return database_name(self.url)
+
+    def describe(self) -> str:
+        where = {"PROD_CONNECTION_URL": "production", "embedded": "local, embedded server"}
+        return f"{redact(self.url)} ({where.get(self.source, 'local')})"
+
+
+def embedded_server(settings: Settings) -> EmbeddedPostgres:
+    return EmbeddedPostgres(settings.home, settings.pg_bin)
+
+
+def resolve(settings: Settings, *, prod: bool = False, start: bool = True) -> Target:
+    """The target database; the embedded server is started when it is the one in use."""
+    if prod:
+        if not settings.prod_connection_url:
+            raise ConfigError(
+                "PROD_CONNECTION_URL is not set: export it as "
+                "postgresql://USER:PASSWORD@ENDPOINT:5432/cruddur (`cruddur rds status` "
+                "prints the endpoint)"
+            )
+        target = Target(settings.prod_connection_url, "PROD_CONNECTION_URL")
+    elif settings.connection_url:
+        target = Target(settings.connection_url, "CONNECTION_URL")
+    else:
+        server = embedded_server(settings)
+        url = server.start() if start else server.url()
+        target = Target(url, "embedded")
+    target.dbname  # noqa: B018 - fail early on a URL that names no database
+    return target

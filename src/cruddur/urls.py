@@ -1,0 +1,85 @@
+"""Connection strings: read the database name, swap it, and print them without secrets.
+
+libpq's own parser (through psycopg.conninfo) does the work, so URLs and
+`key=value` strings are handled alike and nothing is done by text substitution.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import quote, urlencode
+
+import psycopg
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+from cruddur.config import ConfigError
+
+# Databases every server has; the admin verbs never drop or recreate them.
+SYSTEM_DATABASES = frozenset({"postgres", "template0", "template1", "rdsadmin"})
+MAINTENANCE_DATABASE = "postgres"
+
+
+def parse(conninfo: str) -> dict[str, str]:
+    try:
+        return {k: str(v) for k, v in conninfo_to_dict(conninfo).items()}
+    except psycopg.ProgrammingError as exc:
+        # libpq's message may quote the string it could not parse: keep it out.
+        raise ConfigError(
+            "the connection URL is malformed; expected postgresql://USER:PASSWORD@HOST:PORT/DBNAME"
+        ) from exc
+
+
+def database_name(conninfo: str) -> str:
+    name = parse(conninfo).get("dbname", "").strip()
+    if not name:
+        raise ConfigError(f"{redact(conninfo)} names no database; add one, e.g. …/cruddur")
+    return name
+
+
+def with_database(conninfo: str, dbname: str) -> str:
+    """The same server, user and options, connected to another database."""
+    return make_conninfo(conninfo, dbname=dbname)
+
+
+def server_conninfo(conninfo: str) -> str:
+    """Where to connect for server-level work (CREATE/DROP DATABASE, sessions)."""
+    return with_database(conninfo, MAINTENANCE_DATABASE)
+
+
+def redact(conninfo: str) -> str:
+    """A URL for people to read: every part but the password, which shows as ***."""
+    try:
+        params = parse(conninfo)
+    except ConfigError:
+        return "<malformed connection URL>"
+    user = quote(params.pop("user", ""), safe="")
+    password = params.pop("password", None)
+    host = params.pop("host", "")
+    port = params.pop("port", "")
+    dbname = quote(params.pop("dbname", ""), safe="")
+    auth = f"{user}:***@" if password is not None else (f"{user}@" if user else "")
+    netloc = ",".join(_join_host_port(h, p) for h, p in _host_ports(host, port))
+    query = f"?{urlencode(params)}" if params else ""
+    return f"postgresql://{auth}{netloc}/{dbname}{query}"
+
+
+def _host_ports(host: str, port: str) -> list[tuple[str, str]]:
+    hosts = host.split(",") if host else [""]
+    ports = port.split(",") if port else [""]
+    if len(ports) == 1:
+        ports = ports * len(hosts)
+    return list(zip(hosts, ports, strict=False))
+
+
+def _join_host_port(host: str, port: str) -> str:
+    if host.startswith("/"):  # a Unix socket folder
+        host = quote(host, safe="")
+    elif ":" in host:  # IPv6
+        host = f"[{host}]"
+    return f"{host}:{port}" if port else host
+
+
+def without_password(conninfo: str) -> tuple[str, str | None]:
+    """Split off the password so that it can travel in PGPASSWORD, not on a command line."""
+    params = parse(conninfo)
+    password = params.pop("password", None)
+    return make_conninfo("", **params), password
