@@ -41,8 +41,8 @@ def resolve(settings: Settings, *, prod: bool = False, start: bool = True) -> Ta
         if not settings.prod_connection_url:
             raise ConfigError(
                 "PROD_CONNECTION_URL is not set: export it as "
-                "postgresql://USER:PASSWORD@ENDPOINT:5432/cruddur (`cruddur rds status` "
-                "prints the endpoint)"
+                "postgresql://USER:PASSWORD@ENDPOINT:5432/cruddur (the RDS instance's "
+                "endpoint)"
             )
         target = Target(settings.prod_connection_url, "PROD_CONNECTION_URL")
     elif settings.connection_url:

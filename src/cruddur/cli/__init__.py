@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from importlib.metadata import version
 from typing import Any
@@ -53,6 +54,8 @@ def main() -> None:
     PostgreSQL that cruddur starts itself under .cruddur/. Add --prod to act on
     PROD_CONNECTION_URL instead.
     """
+    # The pool logs each connection it discards; a CLI reports failures itself.
+    logging.getLogger("psycopg").setLevel(logging.ERROR)
 
 
 def _register() -> None:

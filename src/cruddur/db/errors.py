@@ -25,7 +25,7 @@ class Explanation:
 
 UNREACHABLE_HINT = (
     "is the server running and reachable? Locally: `cruddur db status` (`cruddur db up` starts "
-    "the embedded server). For RDS: is the instance available (`cruddur rds status`), and does "
+    "the embedded server). For RDS: is the instance available (not stopped), and does "
     "its security group admit your IP (`bin/rds-update-sg-rule`)?"
 )
 

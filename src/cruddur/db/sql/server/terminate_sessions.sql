@@ -1,6 +1,9 @@
 -- Disconnect every other session from a database; returns one row per session ended.
-SELECT pid
-FROM pg_stat_activity
-WHERE datname = %(dbname)s
-  AND pid <> pg_backend_pid()
-  AND pg_terminate_backend(pid)
+-- The CTE is MATERIALIZED so the filter runs before pg_terminate_backend: pushed down
+-- into pg_stat_activity's scan, the call would otherwise reach sessions of other databases.
+WITH victims AS MATERIALIZED (
+  SELECT pid
+  FROM pg_stat_activity
+  WHERE datname = %(dbname)s AND pid <> pg_backend_pid()
+)
+SELECT pid FROM victims WHERE pg_terminate_backend(pid)

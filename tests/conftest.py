@@ -1,0 +1,78 @@
+"""Shared fixtures: a real PostgreSQL server and throwaway databases on it.
+
+The server is CRUDDUR_TEST_URL's (or CONNECTION_URL's) when one is given, otherwise
+the project's embedded server, started on demand. Every database a test makes is
+named cruddur_test_… and dropped afterwards.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Callable, Iterator
+
+import psycopg
+import pytest
+from psycopg import sql
+
+from cruddur.config import Settings
+from cruddur.db import Db, packaged_script, run_script
+from cruddur.embedded import EmbeddedPostgres
+from cruddur.urls import with_database
+
+
+@pytest.fixture(scope="session")
+def server_url() -> str:
+    """A URL for the test server's maintenance database."""
+    given = os.environ.get("CRUDDUR_TEST_URL") or os.environ.get("CONNECTION_URL")
+    if given:
+        return with_database(given, "postgres")
+    settings = Settings.from_env()
+    return with_database(EmbeddedPostgres(settings.home, settings.pg_bin).start(), "postgres")
+
+
+@pytest.fixture(scope="session")
+def admin(server_url: str) -> Iterator[psycopg.Connection]:
+    with psycopg.connect(server_url, autocommit=True) as conn:
+        yield conn
+
+
+def _drop(admin: psycopg.Connection, name: str) -> None:
+    admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+@pytest.fixture
+def new_db_name(admin: psycopg.Connection) -> Iterator[Callable[[], str]]:
+    """Names for databases a test may create; whatever exists of them is dropped after."""
+    names: list[str] = []
+
+    def make() -> str:
+        names.append(f"cruddur_test_{uuid.uuid4().hex[:12]}")
+        return names[-1]
+
+    yield make
+    for name in names:
+        _drop(admin, name)
+
+
+@pytest.fixture
+def empty_db(admin: psycopg.Connection, server_url: str, new_db_name) -> str:
+    """The URL of a new, empty database."""
+    name = new_db_name()
+    admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    return with_database(server_url, name)
+
+
+@pytest.fixture
+def seeded_db(empty_db: str) -> str:
+    """The URL of a new database with the schema and seed loaded."""
+    with Db(empty_db) as db:
+        run_script(db, packaged_script("schema.sql"), "schema.sql")
+        run_script(db, packaged_script("seed.sql"), "seed.sql")
+    return empty_db
+
+
+@pytest.fixture
+def db(seeded_db: str) -> Iterator[Db]:
+    with Db(seeded_db) as opened:
+        yield opened

@@ -1,0 +1,176 @@
+"""Every `bin/db-*` script (and so every `cruddur db` verb) against a real server."""
+
+from __future__ import annotations
+
+import os
+import stat
+
+import psycopg
+import pytest
+from helpers import BIN, ROOT, database_exists, run, tables
+
+from cruddur.urls import database_name
+
+SCRIPTS = [
+    "db-connect",
+    "db-create",
+    "db-drop",
+    "db-kill-all",
+    "db-schema-load",
+    "db-seed",
+    "db-sessions",
+    "db-setup",
+]
+
+
+def local(url: str) -> dict[str, str]:
+    return {"CONNECTION_URL": url}
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_script_is_executable_and_explains_itself(script: str) -> None:
+    path = BIN / script
+    assert path.stat().st_mode & stat.S_IXUSR
+    result = run(script, "--help")
+    assert result.returncode == 0, result.stderr
+    assert "Usage: cruddur db" in result.stdout
+    assert f"== {script}" in result.stderr  # the header names the script
+
+
+def test_create_makes_the_database_and_is_idempotent(admin, server_url, new_db_name) -> None:
+    name = new_db_name()
+    url = f"{server_url.replace('dbname=postgres', '')} dbname={name}"
+    first = run("db-create", env=local(url))
+    assert first.returncode == 0, first.stderr
+    assert f'created database "{name}"' in first.stderr
+    assert database_exists(admin, name)
+    again = run("db-create", env=local(url))
+    assert again.returncode == 0, again.stderr
+    assert "already exists; nothing to do" in again.stderr
+
+
+def test_drop_removes_the_database_and_a_missing_one_is_fine(admin, empty_db) -> None:
+    name = database_name(empty_db)
+    result = run("db-drop", env=local(empty_db))
+    assert result.returncode == 0, result.stderr
+    assert not database_exists(admin, name)
+    again = run("db-drop", env=local(empty_db))
+    assert again.returncode == 0
+    assert "does not exist; nothing to drop" in again.stderr
+
+
+def test_drop_with_open_sessions_says_how_many_and_force_drops(admin, empty_db) -> None:
+    name = database_name(empty_db)
+    with psycopg.connect(empty_db), psycopg.connect(empty_db):
+        refused = run("db-drop", env=local(empty_db))
+        assert refused.returncode == 1
+        assert f'2 other sessions are connected to database "{name}"' in refused.stderr
+        assert "--force" in refused.stderr
+        assert database_exists(admin, name)
+        forced = run("db-drop", "--force", env=local(empty_db))
+        assert forced.returncode == 0, forced.stderr
+    assert not database_exists(admin, name)
+
+
+def test_schema_load_creates_the_tables_and_can_run_twice(empty_db) -> None:
+    for _ in range(2):
+        result = run("db-schema-load", env=local(empty_db))
+        assert result.returncode == 0, result.stderr
+    assert tables(empty_db) == {"users", "activities"}
+
+
+def test_seed_loads_the_sample_rows(empty_db) -> None:
+    assert run("db-schema-load", env=local(empty_db)).returncode == 0
+    result = run("db-seed", env=local(empty_db))
+    assert result.returncode == 0, result.stderr
+    with psycopg.connect(empty_db) as conn:
+        handles = {r[0] for r in conn.execute("SELECT handle FROM users").fetchall()}
+        message = conn.execute(
+            "SELECT expires_at - created_at > interval '9 days' FROM activities"
+            " WHERE message = 'This was imported as seed data!'"
+        ).fetchone()
+    assert {"andrewbrown", "bayko"} <= handles
+    assert message == (True,)
+
+
+def test_sessions_lists_pid_user_database_and_application(empty_db) -> None:
+    with psycopg.connect(empty_db, application_name="sessions-probe") as conn:
+        pid = conn.info.backend_pid
+        result = run("db-sessions", env=local(empty_db))
+    assert result.returncode == 0, result.stderr
+    line = next(row for row in result.stdout.splitlines() if "sessions-probe" in row)
+    assert str(pid) in line
+    assert database_name(empty_db) in line
+    for heading in ("pid", "user", "database", "client address", "application", "state"):
+        assert heading in result.stdout
+
+
+def test_kill_all_disconnects_other_sessions(empty_db) -> None:
+    conn = psycopg.connect(empty_db)
+    result = run("db-kill-all", env=local(empty_db))
+    assert result.returncode == 0, result.stderr
+    assert "disconnected 1 session" in result.stderr
+    with pytest.raises(psycopg.OperationalError):
+        conn.execute("SELECT 1")
+    conn.close()
+
+
+def test_setup_builds_a_fresh_database(admin, server_url, new_db_name) -> None:
+    name = new_db_name()
+    url = f"{server_url.replace('dbname=postgres', '')} dbname={name}"
+    result = run("db-setup", env=local(url))
+    assert result.returncode == 0, result.stderr
+    assert tables(url) == {"users", "activities"}
+    with psycopg.connect(url) as conn:
+        conn.execute("DELETE FROM activities")
+    again = run("db-setup", env=local(url))  # drops and reloads: the seed is back
+    assert again.returncode == 0, again.stderr
+    with psycopg.connect(url) as conn:
+        assert conn.execute("SELECT count(*) FROM activities").fetchone()[0] > 0
+
+
+def test_setup_if_missing_keeps_an_existing_database(seeded_db) -> None:
+    with psycopg.connect(seeded_db) as conn:
+        conn.execute("DELETE FROM activities")
+    result = run("db-setup", "--if-missing", env=local(seeded_db))
+    assert result.returncode == 0, result.stderr
+    assert "already set up; left as it is" in result.stderr
+    with psycopg.connect(seeded_db) as conn:
+        assert conn.execute("SELECT count(*) FROM activities").fetchone()[0] == 0
+
+
+def test_setup_stops_at_the_first_failure(server_url) -> None:
+    unreachable = "postgresql://postgres@127.0.0.1:1/cruddur"
+    result = run("db-setup", env=local(unreachable))
+    assert result.returncode == 1
+    assert "created" not in result.stderr and "schema.sql" not in result.stderr
+
+
+def test_connect_opens_psql_on_the_database(seeded_db) -> None:
+    result = run(
+        "db-connect",
+        stdin="SELECT current_database(), count(*) FROM users;\n",
+        env=local(seeded_db),
+    )
+    assert result.returncode == 0, result.stderr
+    assert database_name(seeded_db) in result.stdout
+    assert "3" in result.stdout
+
+
+def test_connect_passes_psql_arguments(seeded_db) -> None:
+    result = run(
+        "db-connect",
+        "--",
+        "-tAc",
+        "SELECT handle FROM users ORDER BY handle LIMIT 1",
+        env=local(seeded_db),
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "andrewbrown"
+
+
+def test_scripts_run_from_any_directory(empty_db, tmp_path) -> None:
+    result = run(BIN / "db-schema-load", env=local(empty_db), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert os.path.isdir(ROOT / "src" / "cruddur")
+    assert "users" in tables(empty_db)
