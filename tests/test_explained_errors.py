@@ -1,0 +1,114 @@
+"""The common errors come out as one line with the fix, never as a traceback."""
+
+from __future__ import annotations
+
+import uuid
+
+import psycopg
+import pytest
+from helpers import run
+from psycopg import sql
+
+from cruddur.db import Db
+from cruddur.db.errors import explain
+from cruddur.urls import parse, with_database
+
+
+def assert_explained(result, *fragments: str) -> None:
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    assert "error:" in result.stderr
+    for fragment in fragments:
+        assert fragment in result.stderr, result.stderr
+
+
+def test_server_not_reachable() -> None:
+    result = run(
+        "db-schema-load", env={"CONNECTION_URL": "postgresql://postgres@127.0.0.1:1/cruddur"}
+    )
+    assert_explained(result, "Connection refused", "is the server running", "security group")
+
+
+def test_host_not_found() -> None:
+    result = run("db-create", env={"CONNECTION_URL": "postgresql://u@no-such-host.invalid/cruddur"})
+    assert_explained(result, "no-such-host.invalid", "is the server running")
+
+
+@pytest.fixture
+def login_role(admin):
+    """A role with a password and no privileges beyond logging in."""
+    name = f"cruddur_test_role_{uuid.uuid4().hex[:8]}"
+    admin.execute(
+        sql.SQL("CREATE ROLE {} LOGIN PASSWORD 'right-password'").format(sql.Identifier(name))
+    )
+    yield name
+    admin.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(name)))
+
+
+def _as(url: str, user: str, password: str) -> str:
+    params = parse(url)
+    params.update(user=user, password=password)
+    return " ".join(f"{k}='{v}'" for k, v in params.items())
+
+
+def test_authentication_failed(empty_db, login_role) -> None:
+    # A role that does not exist fails on any server; a wrong password where it is checked.
+    for user, password in (("no_such_role_x", "x"), (login_role, "wrong-password")):
+        result = run("db-schema-load", env={"CONNECTION_URL": _as(empty_db, user, password)})
+        if result.returncode == 0:  # a trust-auth test server ignores passwords
+            continue
+        assert_explained(result, "check the user name")
+        assert "wrong-password" not in result.stderr
+
+
+def test_database_does_not_exist(server_url) -> None:
+    missing = with_database(server_url, f"cruddur_test_missing_{uuid.uuid4().hex[:8]}")
+    result = run("db-schema-load", env={"CONNECTION_URL": missing})
+    assert_explained(result, "does not exist", "bin/db-create", "bin/db-setup")
+
+
+def test_relation_does_not_exist(empty_db) -> None:
+    result = run("db-seed", env={"CONNECTION_URL": empty_db})
+    assert_explained(result, 'relation "public.users" does not exist', "bin/db-schema-load")
+    assert "seed.sql:4:" in result.stderr  # the file and line of the failing statement
+
+
+def test_extension_not_available(db: Db) -> None:
+    with pytest.raises(psycopg.Error) as caught:
+        db.query_commit('CREATE EXTENSION "no-such-extension"')
+    explained = explain(caught.value)
+    assert explained is not None
+    assert explained.kind == "no-extension"
+    assert "postgresql-contrib" in explained.hint
+
+
+def test_database_in_use(empty_db) -> None:
+    with psycopg.connect(empty_db):
+        result = run("db-drop", env={"CONNECTION_URL": empty_db})
+    assert_explained(result, "1 other session is connected", "--force", "bin/db-sessions")
+
+
+def test_permission_denied(empty_db, login_role, admin) -> None:
+    result = run(
+        "db-schema-load", env={"CONNECTION_URL": _as(empty_db, login_role, "right-password")}
+    )
+    assert_explained(result, "permission denied", "lacks this privilege")
+    admin.execute(
+        sql.SQL("REVOKE ALL ON DATABASE {} FROM PUBLIC").format(
+            sql.Identifier(parse(empty_db)["dbname"])
+        )
+    )
+    result = run("db-sessions", env={"CONNECTION_URL": _as(empty_db, login_role, "right-password")})
+    # sessions connects to the maintenance database, where the role may still log in
+    assert result.returncode == 0 or "error:" in result.stderr
+
+
+def test_unknown_failures_carry_no_traceback() -> None:
+    result = run("db-create", env={"CONNECTION_URL": "postgresql://u@127.0.0.1:1/"})
+    assert_explained(result, "names no database")
+
+
+def test_malformed_url_is_not_echoed() -> None:
+    result = run("db-create", env={"CONNECTION_URL": "postgresql://u:sekrit@[bad/cruddur"})
+    assert_explained(result, "malformed")
+    assert "sekrit" not in result.stderr
