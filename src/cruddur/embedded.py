@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
 import importlib.util
 import json
 import os
@@ -54,6 +55,9 @@ class RunAs:
                 continue
             return cls(entry.pw_uid, entry.pw_gid, entry.pw_name)
         raise EmbeddedError("running as root, but there is no 'postgres' user to run the server")
+
+    def can_write(self, folder: Path) -> bool:
+        return self.run(["test", "-w", str(folder), "-a", "-x", str(folder)]).returncode == 0
 
     def run(self, args: list[str], **kwargs: object) -> subprocess.CompletedProcess[str]:
         if os.geteuid() == 0 and self.uid != 0:
@@ -126,10 +130,21 @@ class Status:
 class EmbeddedPostgres:
     def __init__(self, home: Path, pg_bin: Path | None = None) -> None:
         self.root = home / "postgres"
-        self.data_dir = self.root / "data"
-        self.log_file = self.root / "postgres.log"
         self._state_file = self.root / "server.json"
         self._explicit_bin = pg_bin
+
+    @property
+    def cluster_dir(self) -> Path:
+        """Where the data and log live: under root, unless the server user cannot reach it."""
+        return Path(str(self._state().get("cluster_dir", self.root)))
+
+    @property
+    def data_dir(self) -> Path:
+        return self.cluster_dir / "data"
+
+    @property
+    def log_file(self) -> Path:
+        return self.cluster_dir / "postgres.log"
 
     # -- state ---------------------------------------------------------------------
 
@@ -146,7 +161,7 @@ class EmbeddedPostgres:
 
     @property
     def initialized(self) -> bool:
-        return (self.data_dir / "PG_VERSION").is_file() and self._state_file.is_file()
+        return self._state_file.is_file() and (self.data_dir / "PG_VERSION").is_file()
 
     def bin_dir(self) -> Path:
         recorded = self._state().get("bin_dir")
@@ -169,20 +184,33 @@ class EmbeddedPostgres:
             fcntl.flock(handle, fcntl.LOCK_EX)
             yield
 
+    def _reachable_cluster_dir(self, run_as: RunAs) -> Path:
+        os.chown(self.root, run_as.uid, run_as.gid)
+        if run_as.can_write(self.root):
+            return self.root
+        # Run as root in a private folder (under /root, say), the server's own user
+        # cannot get in: keep its files in a folder of its own instead.
+        digest = hashlib.sha256(str(self.root).encode()).hexdigest()[:12]
+        fallback = Path("/var/tmp") / f"cruddur-{run_as.name}-{digest}"
+        fallback.mkdir(mode=0o700, exist_ok=True)
+        os.chown(fallback, run_as.uid, run_as.gid)
+        return fallback
+
     def _initdb(self, run_as: RunAs) -> None:
         bin_dir = find_bin_dir(self._explicit_bin)
-        if self.data_dir.exists():
-            shutil.rmtree(self.data_dir)  # a half-made cluster from an interrupted init
-        os.chown(self.root, run_as.uid, run_as.gid)
+        cluster_dir = self._reachable_cluster_dir(run_as)
+        data_dir = cluster_dir / "data"
+        if data_dir.exists():
+            shutil.rmtree(data_dir)  # a half-made cluster from an interrupted init
         password = secrets.token_urlsafe(24)
-        with tempfile.NamedTemporaryFile("w", dir=self.root, delete=False) as pwfile:
+        with tempfile.NamedTemporaryFile("w", dir=cluster_dir, delete=False) as pwfile:
             pwfile.write(password)
         try:
             os.chown(pwfile.name, run_as.uid, run_as.gid)
             result = run_as.run(
                 [
                     str(bin_dir / "initdb"),
-                    f"--pgdata={self.data_dir}",
+                    f"--pgdata={data_dir}",
                     f"--username={SUPERUSER}",
                     f"--pwfile={pwfile.name}",
                     "--auth-host=scram-sha-256",
@@ -195,13 +223,18 @@ class EmbeddedPostgres:
             os.unlink(pwfile.name)
         if result.returncode != 0:
             raise EmbeddedError(f"initdb failed: {result.stderr.strip() or result.stdout.strip()}")
-        with open(self.data_dir / "postgresql.conf", "a") as conf:
+        with open(data_dir / "postgresql.conf", "a") as conf:
             conf.write(
                 "\n# cruddur: reachable from this machine only, over TCP.\n"
                 "listen_addresses = '127.0.0.1'\n"
                 "unix_socket_directories = ''\n"
             )
-        self._save_state(password=password, port=_free_port(), bin_dir=str(bin_dir))
+        self._save_state(
+            password=password,
+            port=_free_port(),
+            bin_dir=str(bin_dir),
+            cluster_dir=str(cluster_dir),
+        )
 
     def _pg_ctl(self, run_as: RunAs, *args: str) -> subprocess.CompletedProcess[str]:
         return run_as.run([str(self.bin_dir() / "pg_ctl"), f"--pgdata={self.data_dir}", *args])

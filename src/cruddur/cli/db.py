@@ -185,7 +185,9 @@ def status(prod: bool) -> None:
             out.print(f"embedded  not running ({where}; data in {state.data_dir})")
             info("start it with `cruddur db up`, or set CONNECTION_URL")
             raise click.exceptions.Exit(1)
-        out.print(f"embedded  running on 127.0.0.1:{state.port} ({where})")
+        out.print(
+            f"embedded  running on 127.0.0.1:{state.port} ({where}; data in {state.data_dir})"
+        )
     target = resolve(settings, prod=prod, start=False)
     found = database_status(target, settings.pool)
     out.print(f"database  {target.describe()}")

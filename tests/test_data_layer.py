@@ -1,0 +1,122 @@
+"""The pooled Db and its helpers, against a real database."""
+
+from __future__ import annotations
+
+import json
+import uuid
+
+import psycopg
+import pytest
+from psycopg import errors
+
+from cruddur.config import PoolSettings
+from cruddur.db import Db, template
+from cruddur.db.templates import TemplateNotFound
+
+USER = (
+    "INSERT INTO public.users (display_name, handle, email, cognito_user_id) "
+    "VALUES (%(name)s, %(handle)s, %(email)s, %(sub)s) RETURNING uuid"
+)
+
+
+def add_user(db: Db, handle: str, name: str = "Test User") -> uuid.UUID:
+    return db.query_commit(
+        USER, {"name": name, "handle": handle, "email": f"{handle}@example.com", "sub": handle}
+    )
+
+
+def test_query_commit_returns_what_returning_gives(db: Db) -> None:
+    new = add_user(db, "newcomer")
+    assert isinstance(new, uuid.UUID)
+    assert db.query_value("SELECT handle FROM users WHERE uuid = %s", [new]) == "newcomer"
+
+
+def test_query_commit_without_returning_gives_none_and_commits(db: Db) -> None:
+    assert db.query_commit("UPDATE users SET display_name = 'X' WHERE handle = 'bayko'") is None
+    assert db.query_value("SELECT display_name FROM users WHERE handle = 'bayko'") == "X"
+
+
+def test_query_array_json_is_postgres_text(db: Db) -> None:
+    text = db.query_array_json("SELECT handle FROM users ORDER BY handle;")
+    assert isinstance(text, str)
+    assert json.loads(text) == [{"handle": "andrewbrown"}, {"handle": "bayko"}, {"handle": "londo"}]
+
+
+def test_query_array_json_of_no_rows_is_an_empty_array(db: Db) -> None:
+    assert db.query_array_json("SELECT handle FROM users WHERE false") == "[]"
+
+
+def test_query_object_json(db: Db) -> None:
+    text = db.query_object_json(
+        "SELECT handle, created_at FROM users WHERE handle = %(handle)s", {"handle": "bayko"}
+    )
+    assert isinstance(text, str)
+    row = json.loads(text)
+    assert row["handle"] == "bayko"
+    assert row["created_at"][-6:] in ("+00:00",) or "+" in row["created_at"][-6:]
+
+
+def test_query_object_json_of_no_row_is_an_empty_object(db: Db) -> None:
+    assert db.query_object_json("SELECT * FROM users WHERE handle = %s", ["nobody"]) == "{}"
+
+
+def test_query_value_of_no_row_is_none(db: Db) -> None:
+    assert db.query_value("SELECT uuid FROM users WHERE handle = %s", ["nobody"]) is None
+
+
+def test_database_errors_propagate_with_their_sqlstate(db: Db) -> None:
+    with pytest.raises(errors.UniqueViolation) as caught:
+        add_user(db, "andrewbrown")
+    assert caught.value.sqlstate == "23505"
+    with pytest.raises(errors.UndefinedTable) as caught:
+        db.query_value("SELECT * FROM no_such_table")
+    assert caught.value.sqlstate == "42P01"
+
+
+def test_a_failed_write_leaves_nothing_behind(db: Db) -> None:
+    before = db.query_value("SELECT count(*) FROM users")
+    # Two rows in one statement: the first is fine, the second breaks a rule.
+    with pytest.raises(errors.CheckViolation):
+        db.query_commit(
+            "INSERT INTO users (display_name, handle, email, cognito_user_id) "
+            "VALUES ('A', 'first', 'a@b.c', 'first'), ('', 'x', 'x@y.z', 'x')"
+        )
+    assert db.query_value("SELECT count(*) FROM users") == before
+
+
+def test_templates_are_loaded_by_name_and_cached() -> None:
+    text = template("server", "sessions")
+    assert "pg_stat_activity" in text
+    assert template("server", "sessions") is text
+    for bad in (("..", "schema"), ("server", "nope"), ()):
+        with pytest.raises(TemplateNotFound):
+            template(*bad)
+
+
+def test_pool_survives_a_dropped_connection(seeded_db: str) -> None:
+    with Db(seeded_db, PoolSettings(min_size=1, max_size=1)) as db:
+        pid = db.query_value("SELECT pg_backend_pid()")
+        with psycopg.connect(seeded_db, autocommit=True) as other:
+            other.execute("SELECT pg_terminate_backend(%s)", [pid])
+        # The pool checks the connection before lending it and replaces the dead one.
+        assert db.query_value("SELECT count(*) FROM users") == 3
+        assert db.query_value("SELECT pg_backend_pid()") != pid
+
+
+def test_db_must_be_opened_first(seeded_db: str) -> None:
+    db = Db(seeded_db)
+    with pytest.raises(RuntimeError, match="not open"):
+        db.query_value("SELECT 1")
+
+
+def test_open_reports_the_real_connection_error() -> None:
+    db = Db("postgresql://postgres@127.0.0.1:1/cruddur", PoolSettings(timeout=1))
+    with pytest.raises(psycopg.OperationalError, match="Connection refused"):
+        db.open()
+
+
+def test_pool_sizes_come_from_settings(seeded_db: str) -> None:
+    with Db(seeded_db, PoolSettings(min_size=2, max_size=3)) as db:
+        stats = db.pool.get_stats()
+        assert stats["pool_min"] == 2
+        assert stats["pool_max"] == 3

@@ -1,0 +1,87 @@
+"""The embedded server: `db up`, `db down`, `db status`, and commands that start it."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+from helpers import ROOT, run
+
+from cruddur.embedded import _pgserver_bin, find_bin_dir
+
+
+@pytest.fixture
+def home(tmp_path):
+    """A project state folder of its own; its server is stopped and removed afterwards."""
+    state = tmp_path / "state"
+    yield state
+    cruddur("db", "down", env={"CRUDDUR_HOME": str(state)})
+    server_json = state / "postgres" / "server.json"
+    if server_json.is_file():  # as root, the cluster may live outside tmp_path
+        shutil.rmtree(json.loads(server_json.read_text())["cluster_dir"], ignore_errors=True)
+
+
+def cruddur(*args: str, env: dict[str, str]):
+    return run(ROOT / ".venv" / "bin" / "cruddur", *args, env=env)
+
+
+def test_setup_starts_the_embedded_server_when_no_url_is_set(home) -> None:
+    env = {"CRUDDUR_HOME": str(home)}
+    before = cruddur("db", "status", env=env)
+    assert before.returncode == 1
+    assert "not running" in before.stdout
+
+    setup = run("db-setup", env=env)
+    assert setup.returncode == 0, setup.stderr
+    assert "local, embedded server" in setup.stderr
+
+    status = cruddur("db", "status", env=env)
+    assert status.returncode == 0, status.stderr
+    assert "running on 127.0.0.1:" in status.stdout
+    assert "schema    loaded (3 users, 5 activities)" in status.stdout
+    state = json.loads((home / "postgres" / "server.json").read_text())
+    assert f"data in {state['cluster_dir']}/data" in status.stdout
+    assert state["password"] not in setup.stderr + status.stdout
+
+    down = cruddur("db", "down", env=env)
+    assert down.returncode == 0
+    assert "stopped" in down.stderr
+    assert "not running" in cruddur("db", "status", env=env).stdout
+
+    up = cruddur("db", "up", env=env)
+    assert up.returncode == 0, up.stderr
+    assert "***" in up.stderr  # the generated password is not shown
+    again = cruddur("db", "status", env=env)  # the data survived the restart
+    assert "schema    loaded (3 users, 5 activities)" in again.stdout
+
+
+def test_status_on_a_configured_url_reports_reachability(seeded_db) -> None:
+    result = cruddur("db", "status", env={"CONNECTION_URL": seeded_db})
+    assert result.returncode == 0, result.stderr
+    assert "reachable yes" in result.stdout
+    assert "uuid_generate_v4(): uuid-ossp" in result.stdout or "stand-in" in result.stdout
+    down = cruddur("db", "status", env={"CONNECTION_URL": "postgresql://u@127.0.0.1:1/x"})
+    assert down.returncode == 1
+    assert "reachable no" in down.stdout and "is the server running" in down.stdout
+
+
+@pytest.mark.skipif(_pgserver_bin() is None, reason="the pgserver wheel is not installed")
+def test_pgserver_binaries_without_uuid_ossp_still_load_the_schema(home) -> None:
+    env = {"CRUDDUR_HOME": str(home), "CRUDDUR_PG_BIN": str(_pgserver_bin())}
+    setup = run("db-setup", env=env)
+    assert setup.returncode == 0, setup.stderr
+    status = cruddur("db", "status", env=env)
+    assert "pgserver" in status.stdout
+    assert "stand-in over gen_random_uuid()" in status.stdout
+    assert "schema    loaded (3 users, 5 activities)" in status.stdout
+
+
+def test_missing_binaries_are_explained(tmp_path) -> None:
+    with pytest.raises(Exception, match="no PostgreSQL server binaries"):
+        find_bin_dir(tmp_path)
+    result = run(
+        "db-create", env={"CRUDDUR_HOME": str(tmp_path / "s"), "CRUDDUR_PG_BIN": str(tmp_path)}
+    )
+    assert result.returncode == 1
+    assert "no PostgreSQL server binaries" in result.stderr

@@ -1,0 +1,159 @@
+"""SQL files run as one transaction and stop at the first error; the schema's rules hold."""
+
+from __future__ import annotations
+
+import uuid
+
+import psycopg
+import pytest
+from psycopg import errors
+
+from cruddur.db import Db, ScriptError, packaged_script, run_script
+from cruddur.db.scripts import split
+
+SCRIPT = """-- a comment first
+CREATE TABLE t1 (id int);
+
+/* a block comment; with a semicolon */
+INSERT INTO t1 VALUES (1);
+DO $$ BEGIN PERFORM 1; PERFORM 2; END $$;
+INSERT INTO t1
+  VALUES (2),
+         (oops);
+INSERT INTO t1 VALUES (3);
+"""
+
+
+def test_split_keeps_dollar_quotes_and_finds_each_line() -> None:
+    statements = split(SCRIPT)
+    assert [s.line for s in statements] == [2, 5, 6, 7, 10]
+    assert "PERFORM 2" in statements[2].text
+
+
+def test_a_failing_statement_stops_the_file_and_nothing_is_kept(empty_db: str) -> None:
+    with Db(empty_db) as db:
+        with pytest.raises(ScriptError) as caught:
+            run_script(db, SCRIPT, "demo.sql")
+        error = caught.value
+        assert error.line == 9  # the line of `oops`, not of the INSERT
+        assert error.sqlstate == "42703"
+        assert str(error).startswith('demo.sql:9: column "oops" does not exist')
+        assert db.query_value("SELECT to_regclass('t1')") is None
+
+
+def test_schema_loads_twice_and_seed_after_it(empty_db: str) -> None:
+    with Db(empty_db) as db:
+        for _ in range(2):
+            run_script(db, packaged_script("schema.sql"), "schema.sql")
+        run_script(db, packaged_script("seed.sql"), "seed.sql")
+        assert db.query_value("SELECT count(*) FROM users") == 3
+
+
+def column_types(db: Db, table: str) -> dict[str, str]:
+    rows = db.query_rows(
+        "SELECT column_name, data_type FROM information_schema.columns WHERE table_name = %s",
+        [table],
+    )
+    return dict(rows)
+
+
+def test_columns_keep_the_original_names_with_fixed_types(db: Db) -> None:
+    users = column_types(db, "users")
+    assert set(users) == {
+        "uuid",
+        "display_name",
+        "handle",
+        "email",
+        "cognito_user_id",
+        "created_at",
+    }
+    activities = column_types(db, "activities")
+    assert set(activities) == {
+        "uuid",
+        "user_uuid",
+        "message",
+        "replies_count",
+        "reposts_count",
+        "likes_count",
+        "reply_to_activity_uuid",
+        "expires_at",
+        "created_at",
+    }
+    assert activities["reply_to_activity_uuid"] == "uuid"
+    for types in (users, activities):
+        for name, kind in types.items():
+            if name.endswith("_at"):
+                assert kind == "timestamp with time zone"
+    assert db.query_value("SELECT uuid_generate_v4()").version == 4
+
+
+def test_the_original_week4_sql_runs_unchanged(db: Db) -> None:
+    create = (
+        "INSERT INTO public.activities (user_uuid, message, expires_at) VALUES ("
+        "(SELECT uuid FROM public.users WHERE users.handle = %(handle)s LIMIT 1), "
+        "%(message)s, %(expires_at)s) RETURNING uuid;"
+    )
+    new = db.query_commit(
+        create, {"handle": "bayko", "message": "hi", "expires_at": "2099-01-01T00:00:00+00:00"}
+    )
+    assert isinstance(new, uuid.UUID)
+
+
+def test_replies_reference_real_activities(db: Db) -> None:
+    parent = db.query_value("SELECT uuid FROM activities WHERE replies_count = 2")
+    assert (
+        db.query_value(
+            "SELECT count(*) FROM activities WHERE reply_to_activity_uuid = %s", [parent]
+        )
+        == 2
+    )
+    with pytest.raises(errors.ForeignKeyViolation):
+        db.query_commit(
+            "INSERT INTO activities (user_uuid, message, reply_to_activity_uuid) "
+            "SELECT uuid, 'orphan', uuid_generate_v4() FROM users LIMIT 1"
+        )
+
+
+@pytest.mark.parametrize(
+    ("column", "value"),
+    [("handle", "andrewbrown"), ("cognito_user_id", "MOCK-andrewbrown")],
+)
+def test_handle_and_cognito_user_id_are_unique(db: Db, column: str, value: str) -> None:
+    row = {"display_name": "Dup", "handle": "dup", "email": "d@e.f", "cognito_user_id": "dup"}
+    row[column] = value
+    with pytest.raises(errors.UniqueViolation):
+        db.query_commit(
+            "INSERT INTO users (display_name, handle, email, cognito_user_id) "
+            "VALUES (%(display_name)s, %(handle)s, %(email)s, %(cognito_user_id)s)",
+            row,
+        )
+
+
+def test_activities_need_a_real_user(db: Db) -> None:
+    with pytest.raises(errors.ForeignKeyViolation):
+        db.query_commit(
+            "INSERT INTO activities (user_uuid, message) VALUES (uuid_generate_v4(), 'x')"
+        )
+    with pytest.raises(errors.NotNullViolation):  # the original's unknown-handle case
+        db.query_commit(
+            "INSERT INTO activities (user_uuid, message) VALUES "
+            "((SELECT uuid FROM users WHERE handle = 'nobody'), 'x')"
+        )
+
+
+def test_feed_indexes_match_newest_first(db: Db) -> None:
+    with db.connection() as conn:
+        conn.execute("SET enable_seqscan = off")
+        plan = "\n".join(
+            row[0]
+            for row in conn.execute(
+                "EXPLAIN SELECT uuid FROM activities ORDER BY created_at DESC, uuid DESC LIMIT 20"
+            )
+        )
+    assert "activities_feed_idx" in plan
+
+
+def test_expired_seed_crud_is_expired(db: Db) -> None:
+    assert db.query_value("SELECT count(*) FROM activities WHERE expires_at < now()") == 1
+    with pytest.raises(psycopg.errors.CheckViolation):
+        db.query_commit("UPDATE activities SET expires_at = created_at - interval '1 second'")

@@ -1,0 +1,71 @@
+"""Connection strings are parsed, not edited as text; settings fail clearly."""
+
+from __future__ import annotations
+
+import pytest
+
+from cruddur.config import ConfigError, Settings
+from cruddur.urls import database_name, parse, redact, server_conninfo, with_database
+
+
+def test_database_swap_uses_the_parser_not_sed() -> None:
+    # The original's `sed 's/\/cruddur//g'` broke this URL (bug B18).
+    url = "postgresql://cruddurroot:pw@cruddur-db.example.com:5432/cruddur?sslmode=require"
+    server = parse(server_conninfo(url))
+    assert server["user"] == "cruddurroot"
+    assert server["host"] == "cruddur-db.example.com"
+    assert server["dbname"] == "postgres"
+    assert server["sslmode"] == "require"
+    assert parse(with_database(url, "other"))["dbname"] == "other"
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("postgresql://u:p%40ss@h:5432/cruddur", "postgresql://u:***@h:5432/cruddur"),
+        ("postgresql://u@h/cruddur", "postgresql://u@h/cruddur"),
+        ("host=h port=5 user=u password=secret dbname=d", "postgresql://u:***@h:5/d"),
+        ("postgresql://u:pw@h/d?sslmode=require", "postgresql://u:***@h/d?sslmode=require"),
+        ("postgresql://u:pw@[::1]:5432/d", "postgresql://u:***@[::1]:5432/d"),
+    ],
+)
+def test_redact_hides_only_the_password(url: str, shown: str) -> None:
+    assert redact(url) == shown
+
+
+def test_redact_never_echoes_a_malformed_url() -> None:
+    assert "secret" not in redact("postgresql://u:secret@[oops/d")
+
+
+def test_database_name_is_required() -> None:
+    assert database_name("postgresql://u@h/cruddur") == "cruddur"
+    with pytest.raises(ConfigError, match="names no database"):
+        database_name("postgresql://u:secret@h/")
+
+
+def test_settings_from_env() -> None:
+    settings = Settings.from_env(
+        {
+            "CONNECTION_URL": "postgresql://a@b/c",
+            "CRUDDUR_POOL_MIN_SIZE": "2",
+            "CRUDDUR_POOL_MAX_SIZE": "4",
+            "CRUDDUR_HOME": "/tmp/somewhere",
+        }
+    )
+    assert settings.connection_url == "postgresql://a@b/c"
+    assert settings.prod_connection_url is None
+    assert (settings.pool.min_size, settings.pool.max_size) == (2, 4)
+    assert str(settings.home) == "/tmp/somewhere"
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"CRUDDUR_POOL_MAX_SIZE": "ten"}, "whole number"),
+        ({"CRUDDUR_POOL_MAX_SIZE": "0"}, "at least 1"),
+        ({"CRUDDUR_POOL_MIN_SIZE": "5", "CRUDDUR_POOL_MAX_SIZE": "2"}, "larger than"),
+    ],
+)
+def test_bad_settings_say_which_and_why(env: dict[str, str], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        Settings.from_env(env)
