@@ -20,15 +20,40 @@ from cruddur.db import Db, packaged_script, run_script
 from cruddur.embedded import EmbeddedPostgres
 from cruddur.urls import with_database
 
+_STARTED_HERE = pytest.StashKey[bool]()
+
+
+def _given_url() -> str | None:
+    return os.environ.get("CRUDDUR_TEST_URL") or os.environ.get("CONNECTION_URL")
+
+
+def _embedded() -> EmbeddedPostgres:
+    settings = Settings.from_env()
+    return EmbeddedPostgres(settings.home, settings.pg_bin)
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    # In the main process only (not in xdist workers): start the embedded server if the
+    # run needs it, and remember to stop it at the end if this run started it.
+    if _given_url() or hasattr(session.config, "workerinput"):
+        return
+    server = _embedded()
+    session.config.stash[_STARTED_HERE] = not server.running()
+    server.start()
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    if session.config.stash.get(_STARTED_HERE, False):
+        _embedded().stop()
+
 
 @pytest.fixture(scope="session")
 def server_url() -> str:
     """A URL for the test server's maintenance database."""
-    given = os.environ.get("CRUDDUR_TEST_URL") or os.environ.get("CONNECTION_URL")
+    given = _given_url()
     if given:
         return with_database(given, "postgres")
-    settings = Settings.from_env()
-    return with_database(EmbeddedPostgres(settings.home, settings.pg_bin).start(), "postgres")
+    return with_database(_embedded().start(), "postgres")
 
 
 @pytest.fixture(scope="session")
