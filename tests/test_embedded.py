@@ -72,7 +72,7 @@ def test_pgserver_binaries_without_uuid_ossp_still_load_the_schema(home) -> None
     setup = run("db-setup", env=env)
     assert setup.returncode == 0, setup.stderr
     status = cruddur("db", "status", env=env)
-    assert "pgserver" in status.stdout
+    assert "Debian" not in status.stdout  # not the machine's own server
     assert "stand-in over gen_random_uuid()" in status.stdout
     assert "schema    loaded (3 users, 5 activities)" in status.stdout
 

@@ -59,6 +59,9 @@ class RunAs:
     def can_write(self, folder: Path) -> bool:
         return self.run(["test", "-w", str(folder), "-a", "-x", str(folder)]).returncode == 0
 
+    def can_execute(self, program: Path) -> bool:
+        return self.run(["test", "-x", str(program)]).returncode == 0
+
     def run(self, args: list[str], **kwargs: object) -> subprocess.CompletedProcess[str]:
         if os.geteuid() == 0 and self.uid != 0:
             kwargs.update(user=self.uid, group=self.gid, extra_groups=[])
@@ -105,6 +108,31 @@ def find_bin_dir(explicit: Path | None = None) -> Path:
         "package, or `pip install 'cruddur[embedded]'` for the pgserver wheel, "
         "or set CONNECTION_URL to a server you have"
     )
+
+
+def _private_copy_path(kind: str, run_as: RunAs, source: Path) -> Path:
+    digest = hashlib.sha256(str(source).encode()).hexdigest()[:12]
+    return Path("/var/tmp") / f"cruddur-{kind}-{run_as.name}-{digest}"
+
+
+def _reachable_bin_dir(run_as: RunAs, bin_dir: Path) -> Path:
+    """Binaries the server user can run: a copy when they sit in a folder private to root."""
+    if run_as.can_execute(bin_dir / "postgres"):
+        return bin_dir
+    # The pgserver wheel inside a private checkout's .venv, say: copy its install (bin,
+    # lib, share) and the wheel's bundled libraries, keeping their relative places,
+    # since the binaries find both relative to themselves ($ORIGIN/../../../pgserver.libs).
+    install, package = bin_dir.parent, bin_dir.parent.parent
+    copy = _private_copy_path("pg", run_as, bin_dir)
+    copied_bin = copy / package.name / install.name / bin_dir.name
+    if not (copied_bin / "postgres").is_file():
+        shutil.copytree(install, copy / package.name / install.name, dirs_exist_ok=True)
+        libs = package.parent / f"{package.name}.libs"
+        if libs.is_dir():
+            shutil.copytree(libs, copy / libs.name, dirs_exist_ok=True)
+        for folder in (copy, copy / package.name):
+            folder.chmod(0o755)
+    return copied_bin
 
 
 def _free_port() -> int:
@@ -165,7 +193,7 @@ class EmbeddedPostgres:
 
     def bin_dir(self) -> Path:
         recorded = self._state().get("bin_dir")
-        if recorded and self._explicit_bin is None and Path(str(recorded), "postgres").is_file():
+        if recorded and Path(str(recorded), "postgres").is_file():
             return Path(str(recorded))  # the binaries that made the cluster
         return find_bin_dir(self._explicit_bin)
 
@@ -190,14 +218,13 @@ class EmbeddedPostgres:
             return self.root
         # Run as root in a private folder (under /root, say), the server's own user
         # cannot get in: keep its files in a folder of its own instead.
-        digest = hashlib.sha256(str(self.root).encode()).hexdigest()[:12]
-        fallback = Path("/var/tmp") / f"cruddur-{run_as.name}-{digest}"
+        fallback = _private_copy_path("data", run_as, self.root)
         fallback.mkdir(mode=0o700, exist_ok=True)
         os.chown(fallback, run_as.uid, run_as.gid)
         return fallback
 
     def _initdb(self, run_as: RunAs) -> None:
-        bin_dir = find_bin_dir(self._explicit_bin)
+        bin_dir = _reachable_bin_dir(run_as, find_bin_dir(self._explicit_bin))
         cluster_dir = self._reachable_cluster_dir(run_as)
         data_dir = cluster_dir / "data"
         if data_dir.exists():
