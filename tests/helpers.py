@@ -23,7 +23,7 @@ def run(
     full_env = {
         k: v for k, v in os.environ.items() if k not in ("CONNECTION_URL", "PROD_CONNECTION_URL")
     }
-    full_env.update(NO_COLOR="1", COLUMNS="200", **(env or {}))
+    full_env.update({"NO_COLOR": "1", "COLUMNS": "200", **(env or {})})
     path = BIN / command if isinstance(command, str) and not command.startswith("/") else command
     return subprocess.run(
         [str(path), *args],

@@ -174,3 +174,29 @@ def test_scripts_run_from_any_directory(empty_db, tmp_path) -> None:
     assert result.returncode == 0, result.stderr
     assert os.path.isdir(ROOT / "src" / "cruddur")
     assert "users" in tables(empty_db)
+
+
+def test_header_is_coloured_on_request_and_plain_otherwise() -> None:
+    coloured = run("db-sessions", "--help", env={"FORCE_COLOR": "1", "NO_COLOR": ""})
+    assert "\x1b[1;36m== db-sessions\x1b[0m" in coloured.stderr
+    plain = run("db-sessions", "--help")
+    assert "\x1b[" not in plain.stderr
+
+
+def test_cruddur_help_lists_every_verb() -> None:
+    result = run(ROOT / ".venv" / "bin" / "cruddur", "db", "--help")
+    assert result.returncode == 0
+    for verb in (
+        "connect",
+        "create",
+        "drop",
+        "kill-all",
+        "schema-load",
+        "seed",
+        "sessions",
+        "setup",
+        "status",
+        "up",
+        "down",
+    ):
+        assert verb in result.stdout
