@@ -81,6 +81,17 @@ def new_db_name(admin: psycopg.Connection) -> Iterator[Callable[[], str]]:
 
 
 @pytest.fixture
+def login_role(admin: psycopg.Connection) -> Iterator[str]:
+    """A role with the password 'right-password' and no privileges beyond logging in."""
+    name = f"cruddur_test_role_{uuid.uuid4().hex[:8]}"
+    admin.execute(
+        sql.SQL("CREATE ROLE {} LOGIN PASSWORD 'right-password'").format(sql.Identifier(name))
+    )
+    yield name
+    admin.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(name)))
+
+
+@pytest.fixture
 def empty_db(admin: psycopg.Connection, server_url: str, new_db_name) -> str:
     """The URL of a new, empty database."""
     name = new_db_name()

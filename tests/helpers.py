@@ -8,6 +8,8 @@ from pathlib import Path
 
 import psycopg
 
+from cruddur.urls import parse
+
 ROOT = Path(__file__).resolve().parents[1]
 BIN = ROOT / "bin"
 
@@ -48,3 +50,10 @@ def tables(url: str) -> set[str]:
 def database_exists(admin: psycopg.Connection, name: str) -> bool:
     row = admin.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone()
     return row is not None
+
+
+def as_role(url: str, user: str, password: str) -> str:
+    """The same database, connected as another role."""
+    params = parse(url)
+    params.update(user=user, password=password)
+    return " ".join(f"{key}='{value}'" for key, value in params.items())

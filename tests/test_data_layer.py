@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import json
 import uuid
+from datetime import datetime
 
 import psycopg
 import pytest
 from psycopg import errors
 
-from cruddur.config import PoolSettings
+from cruddur.config import PoolSettings, Settings
 from cruddur.db import Db, template
 from cruddur.db.templates import TemplateNotFound
+from cruddur.targets import app_db
 
 USER = (
     "INSERT INTO public.users (display_name, handle, email, cognito_user_id) "
@@ -53,7 +55,7 @@ def test_query_object_json(db: Db) -> None:
     assert isinstance(text, str)
     row = json.loads(text)
     assert row["handle"] == "bayko"
-    assert row["created_at"][-6:] in ("+00:00",) or "+" in row["created_at"][-6:]
+    assert datetime.fromisoformat(row["created_at"]).tzinfo is not None  # ISO 8601 with offset
 
 
 def test_query_object_json_of_no_row_is_an_empty_object(db: Db) -> None:
@@ -120,3 +122,19 @@ def test_pool_sizes_come_from_settings(seeded_db: str) -> None:
         stats = db.pool.get_stats()
         assert stats["pool_min"] == 2
         assert stats["pool_max"] == 3
+
+
+def test_the_service_pool_is_sized_from_the_environment(seeded_db: str) -> None:
+    settings = Settings.from_env(
+        {
+            "CONNECTION_URL": seeded_db,
+            "CRUDDUR_POOL_MIN_SIZE": "2",
+            "CRUDDUR_POOL_MAX_SIZE": "5",
+            "CRUDDUR_POOL_TIMEOUT": "2.5",
+        }
+    )
+    with app_db(settings) as db:
+        stats = db.pool.get_stats()
+        assert (stats["pool_min"], stats["pool_max"]) == (2, 5)
+        assert db.pool.timeout == 2.5
+        assert db.query_value("SELECT count(*) FROM users") == 3

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 
 import pytest
 from helpers import ROOT, run
 
-from cruddur.embedded import _pgserver_bin, find_bin_dir
+from cruddur.embedded import SHARED_ROOT, _pgserver_bin, find_bin_dir
 
 
 @pytest.fixture
@@ -19,7 +20,10 @@ def home(tmp_path):
     cruddur("db", "down", env={"CRUDDUR_HOME": str(state)})
     server_json = state / "postgres" / "server.json"
     if server_json.is_file():  # as root, the cluster may live outside tmp_path
-        shutil.rmtree(json.loads(server_json.read_text())["cluster_dir"], ignore_errors=True)
+        cluster_dir = Path(json.loads(server_json.read_text())["cluster_dir"])
+        shutil.rmtree(cluster_dir, ignore_errors=True)
+        if cluster_dir.parent.parent == SHARED_ROOT:
+            cluster_dir.parent.rmdir()
 
 
 def cruddur(*args: str, env: dict[str, str]):
@@ -85,3 +89,32 @@ def test_missing_binaries_are_explained(tmp_path) -> None:
     )
     assert result.returncode == 1
     assert "no PostgreSQL server binaries" in result.stderr
+
+
+def test_the_server_does_not_inherit_secrets(home) -> None:
+    secret = "prod-password-in-env"
+    env = {"CRUDDUR_HOME": str(home), "PROD_CONNECTION_URL": f"postgresql://u:{secret}@h/d"}
+    assert cruddur("db", "up", env=env).returncode == 0
+    state = json.loads((home / "postgres" / "server.json").read_text())
+    pid = (Path(state["cluster_dir"]) / "data" / "postmaster.pid").read_text().split()[0]
+    environ = Path(f"/proc/{pid}/environ").read_bytes()
+    assert b"PROD_CONNECTION_URL" not in environ and secret.encode() not in environ
+
+
+def test_a_broken_state_file_is_explained_and_data_is_kept(home) -> None:
+    env = {"CRUDDUR_HOME": str(home)}
+    assert cruddur("db", "up", env=env).returncode == 0
+    assert cruddur("db", "down", env=env).returncode == 0
+    state_file = home / "postgres" / "server.json"
+    saved = state_file.read_text()
+    data_dir = Path(json.loads(saved)["cluster_dir"]) / "data"
+    state_file.write_text('{"port": 1')  # cut short
+    broken = run("db-create", env=env)
+    assert broken.returncode == 1
+    assert "server.json is unreadable" in broken.stderr
+    state_file.unlink()
+    lost = run("db-create", env=env)
+    assert lost.returncode == 1
+    assert "its password is unknown" in lost.stderr
+    assert (data_dir / "PG_VERSION").is_file()  # never deleted behind the user's back
+    state_file.write_text(saved)  # so that the fixture can clean up

@@ -6,7 +6,7 @@ import uuid
 
 import psycopg
 import pytest
-from helpers import run
+from helpers import as_role, run
 from psycopg import sql
 
 from cruddur.db import Db
@@ -34,27 +34,10 @@ def test_host_not_found() -> None:
     assert_explained(result, "no-such-host.invalid", "is the server running")
 
 
-@pytest.fixture
-def login_role(admin):
-    """A role with a password and no privileges beyond logging in."""
-    name = f"cruddur_test_role_{uuid.uuid4().hex[:8]}"
-    admin.execute(
-        sql.SQL("CREATE ROLE {} LOGIN PASSWORD 'right-password'").format(sql.Identifier(name))
-    )
-    yield name
-    admin.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(name)))
-
-
-def _as(url: str, user: str, password: str) -> str:
-    params = parse(url)
-    params.update(user=user, password=password)
-    return " ".join(f"{k}='{v}'" for k, v in params.items())
-
-
 def test_authentication_failed(empty_db, login_role) -> None:
     # A role that does not exist fails on any server; a wrong password where it is checked.
     for user, password in (("no_such_role_x", "x"), (login_role, "wrong-password")):
-        result = run("db-schema-load", env={"CONNECTION_URL": _as(empty_db, user, password)})
+        result = run("db-schema-load", env={"CONNECTION_URL": as_role(empty_db, user, password)})
         if result.returncode == 0:  # a trust-auth test server ignores passwords
             continue
         assert_explained(result, "check the user name")
@@ -90,7 +73,7 @@ def test_database_in_use(empty_db) -> None:
 
 def test_permission_denied(empty_db, login_role, admin) -> None:
     result = run(
-        "db-schema-load", env={"CONNECTION_URL": _as(empty_db, login_role, "right-password")}
+        "db-schema-load", env={"CONNECTION_URL": as_role(empty_db, login_role, "right-password")}
     )
     assert_explained(result, "permission denied", "lacks this privilege")
     admin.execute(
@@ -98,7 +81,7 @@ def test_permission_denied(empty_db, login_role, admin) -> None:
             sql.Identifier(parse(empty_db)["dbname"])
         )
     )
-    result = run("db-seed", env={"CONNECTION_URL": _as(empty_db, login_role, "right-password")})
+    result = run("db-seed", env={"CONNECTION_URL": as_role(empty_db, login_role, "right-password")})
     assert_explained(result, "permission denied for database", "lacks this privilege")
 
 

@@ -39,21 +39,24 @@ def test_stored_verbatim(db: Db, message: str) -> None:
 
 
 @pytest.mark.parametrize(
-    ("message", "error"),
+    ("message", "error", "kind"),
     [
-        ("nul \x00 byte", psycopg.DataError),
-        ("lone surrogate \udcff from undecodable bytes", InvalidText),
-        ("y" * 10_000, errors.CheckViolation),
-        ("y" * 100_000, errors.CheckViolation),
-        ("   \n\t ", errors.CheckViolation),
+        ("nul \x00 byte", InvalidText, "invalid-text"),
+        ("lone surrogate \udcff from undecodable bytes", InvalidText, "invalid-text"),
+        ("y" * 10_000, errors.CheckViolation, "check"),
+        ("y" * 100_000, errors.CheckViolation, "check"),
+        ("   \n\t ", errors.CheckViolation, "check"),
     ],
 )
-def test_refused_with_a_clear_error_and_nothing_changed(db: Db, message: str, error) -> None:
+def test_refused_with_a_clear_error_and_nothing_changed(
+    db: Db, message: str, error: type[Exception], kind: str
+) -> None:
     before = snapshot(db)
     with pytest.raises(error) as caught:
         db.query_commit(INSERT, {"handle": "andrewbrown", "message": message})
+    assert caught.value.sqlstate in ("22021", "23514")  # typed, with a SQLSTATE
     explained = explain(caught.value)
-    assert explained is not None and explained.message
+    assert explained is not None and explained.kind == kind
     assert snapshot(db) == before
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import psycopg
 import pytest
 from helpers import database_exists, run, tables
 
@@ -25,15 +26,58 @@ def test_setup_prod_changes_only_the_production_database(two_dbs) -> None:
     assert tables(two_dbs["CONNECTION_URL"]) == set()
 
 
-@pytest.mark.parametrize("script", ["db-schema-load", "db-seed", "db-connect", "db-sessions"])
-def test_each_script_routes_prod(two_dbs, script) -> None:
-    # Without a schema, seed fails: on the prod database, which proves where it went.
-    args = ["prod", "--yes"] if script in ("db-schema-load", "db-seed") else ["prod"]
-    stdin = "SELECT current_database();\n" if script == "db-connect" else ""
-    result = run(script, *args, env=two_dbs, stdin=stdin)
-    prod_name = database_name(two_dbs["PROD_CONNECTION_URL"])
-    assert prod_name in result.stderr + result.stdout
-    assert database_name(two_dbs["CONNECTION_URL"]) not in result.stderr + result.stdout
+def test_schema_load_and_seed_route_prod(two_dbs) -> None:
+    for script in ("db-schema-load", "db-seed"):
+        result = run(script, "prod", "--yes", env=two_dbs)
+        assert result.returncode == 0, result.stderr
+    with psycopg.connect(two_dbs["PROD_CONNECTION_URL"]) as conn:
+        assert conn.execute("SELECT count(*) FROM users").fetchone() == (3,)
+    assert tables(two_dbs["CONNECTION_URL"]) == set()
+
+
+def test_connect_routes_prod(two_dbs) -> None:
+    result = run("db-connect", "prod", "--", "-tAc", "SELECT current_database()", env=two_dbs)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == database_name(two_dbs["PROD_CONNECTION_URL"])
+
+
+def test_sessions_routes_prod(two_dbs) -> None:
+    # Production here is a server that is not there: only the prod run can fail.
+    env = {**two_dbs, "PROD_CONNECTION_URL": "postgresql://postgres@127.0.0.1:1/cruddur"}
+    assert run("db-sessions", env=env).returncode == 0
+    prod = run("db-sessions", "prod", env=env)
+    assert prod.returncode == 1
+    assert "127.0.0.1" in prod.stderr and "Connection refused" in prod.stderr
+
+
+def test_kill_all_routes_prod(two_dbs) -> None:
+    with (
+        psycopg.connect(two_dbs["CONNECTION_URL"]) as local_conn,
+        psycopg.connect(two_dbs["PROD_CONNECTION_URL"]) as prod_conn,
+    ):
+        result = run("db-kill-all", "prod", "--yes", env=two_dbs)
+        assert result.returncode == 0, result.stderr
+        assert local_conn.execute("SELECT 1").fetchone() == (1,)
+        with pytest.raises(psycopg.OperationalError):
+            prod_conn.execute("SELECT 1")
+
+
+def test_setup_if_missing_on_prod_asks_before_loading(two_dbs) -> None:
+    refused = run("db-setup", "prod", "--if-missing", env=two_dbs)
+    assert refused.returncode == 1
+    assert "not confirmed" in refused.stderr
+    assert tables(two_dbs["PROD_CONNECTION_URL"]) == set()
+
+
+def test_setup_if_missing_refuses_a_partial_schema(two_dbs) -> None:
+    with psycopg.connect(two_dbs["PROD_CONNECTION_URL"]) as conn:
+        conn.execute("CREATE TABLE users (keep text)")
+        conn.execute("INSERT INTO users VALUES ('real user')")
+    result = run("db-setup", "prod", "--if-missing", "--yes", env=two_dbs)
+    assert result.returncode == 1
+    assert "only part of the schema" in result.stderr
+    with psycopg.connect(two_dbs["PROD_CONNECTION_URL"]) as conn:
+        assert conn.execute("SELECT keep FROM users").fetchall() == [("real user",)]
 
 
 def test_create_and_drop_route_prod(two_dbs, admin) -> None:

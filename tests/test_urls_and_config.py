@@ -27,6 +27,7 @@ def test_database_swap_uses_the_parser_not_sed() -> None:
         ("host=h port=5 user=u password=secret dbname=d", "postgresql://u:***@h:5/d"),
         ("postgresql://u:pw@h/d?sslmode=require", "postgresql://u:***@h/d?sslmode=require"),
         ("postgresql://u:pw@[::1]:5432/d", "postgresql://u:***@[::1]:5432/d"),
+        ("postgresql://u@h/d?sslpassword=keyphrase", "postgresql://u@h/d?sslpassword=***"),
     ],
 )
 def test_redact_hides_only_the_password(url: str, shown: str) -> None:
@@ -64,6 +65,8 @@ def test_settings_from_env() -> None:
         ({"CRUDDUR_POOL_MAX_SIZE": "ten"}, "whole number"),
         ({"CRUDDUR_POOL_MAX_SIZE": "0"}, "at least 1"),
         ({"CRUDDUR_POOL_MIN_SIZE": "5", "CRUDDUR_POOL_MAX_SIZE": "2"}, "larger than"),
+        ({"CRUDDUR_POOL_TIMEOUT": "soon"}, "number of seconds"),
+        ({"CRUDDUR_POOL_TIMEOUT": "0"}, "more than 0"),
     ],
 )
 def test_bad_settings_say_which_and_why(env: dict[str, str], message: str) -> None:

@@ -27,6 +27,25 @@ def _int(env: dict[str, str], name: str, default: int, *, minimum: int = 0) -> i
     return value
 
 
+def _float(env: dict[str, str], name: str, default: float) -> float:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a number of seconds, not {raw!r}") from None
+    if not value > 0:
+        raise ConfigError(f"{name} must be more than 0, not {raw}")
+    return value
+
+
+def debug_enabled() -> bool:
+    """CRUDDUR_DEBUG=1: show tracebacks of unexpected errors (read alone: it must work
+    even when the other settings are broken)."""
+    return os.environ.get("CRUDDUR_DEBUG", "").strip() not in ("", "0")
+
+
 def _default_home() -> Path:
     # In a checkout (editable install) the state folder sits beside pyproject.toml;
     # an installed package keeps it in the user's home instead.
@@ -58,7 +77,7 @@ class Settings:
         pool = PoolSettings(
             min_size=_int(env, "CRUDDUR_POOL_MIN_SIZE", PoolSettings.min_size),
             max_size=_int(env, "CRUDDUR_POOL_MAX_SIZE", PoolSettings.max_size, minimum=1),
-            timeout=float(_int(env, "CRUDDUR_POOL_TIMEOUT", int(PoolSettings.timeout), minimum=1)),
+            timeout=_float(env, "CRUDDUR_POOL_TIMEOUT", PoolSettings.timeout),
             connect_timeout=_int(
                 env, "CRUDDUR_CONNECT_TIMEOUT", PoolSettings.connect_timeout, minimum=1
             ),

@@ -18,11 +18,13 @@ import pwd
 import secrets
 import shutil
 import socket
+import stat
 import subprocess
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from cruddur.urls import with_database
 
@@ -62,12 +64,14 @@ class RunAs:
     def can_execute(self, program: Path) -> bool:
         return self.run(["test", "-x", str(program)]).returncode == 0
 
-    def run(self, args: list[str], **kwargs: object) -> subprocess.CompletedProcess[str]:
+    def run(self, args: list[str]) -> subprocess.CompletedProcess[str]:
+        switch: dict[str, Any] = {}
         if os.geteuid() == 0 and self.uid != 0:
-            kwargs.update(user=self.uid, group=self.gid, extra_groups=[])
-        env = {**os.environ, "LC_ALL": "C.UTF-8"}
-        env.pop("PGPASSWORD", None)
-        return subprocess.run(args, capture_output=True, text=True, env=env, check=False, **kwargs)
+            switch = {"user": self.uid, "group": self.gid, "extra_groups": []}
+        # A bare environment: the server must not inherit secrets such as
+        # PROD_CONNECTION_URL (COPY … FROM PROGRAM 'env' would show them).
+        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LC_ALL": "C.UTF-8"}
+        return subprocess.run(args, capture_output=True, text=True, env=env, check=False, **switch)
 
 
 def _pgserver_bin() -> Path | None:
@@ -110,9 +114,25 @@ def find_bin_dir(explicit: Path | None = None) -> Path:
     )
 
 
-def _private_copy_path(kind: str, run_as: RunAs, source: Path) -> Path:
-    digest = hashlib.sha256(str(source).encode()).hexdigest()[:12]
-    return Path("/var/tmp") / f"cruddur-{kind}-{run_as.name}-{digest}"
+# Run as root from a folder private to root (/root/…, a mktemp dir), the server's own
+# user cannot reach the checkout. Its files then go here instead: /var/lib is writable
+# by root alone, so nobody else can plant a link or a program in these folders.
+SHARED_ROOT = Path("/var/lib/cruddur")
+
+
+def _root_owned_folder(path: Path) -> Path:
+    """Make (or reuse) a folder that only root can have made, 0755."""
+    for folder in (path.parent, path):
+        folder.mkdir(mode=0o755, exist_ok=True)
+        info = folder.lstat()
+        if not stat.S_ISDIR(info.st_mode) or info.st_uid != 0 or info.st_mode & 0o022:
+            raise EmbeddedError(f"{folder} is not a folder only root can write; remove it")
+    return path
+
+
+def _shared_path(kind: str, source: Path) -> Path:
+    digest = hashlib.sha256(str(source).encode()).hexdigest()[:16]
+    return SHARED_ROOT / f"{kind}-{digest}"
 
 
 def _reachable_bin_dir(run_as: RunAs, bin_dir: Path) -> Path:
@@ -123,15 +143,19 @@ def _reachable_bin_dir(run_as: RunAs, bin_dir: Path) -> Path:
     # lib, share) and the wheel's bundled libraries, keeping their relative places,
     # since the binaries find both relative to themselves ($ORIGIN/../../../pgserver.libs).
     install, package = bin_dir.parent, bin_dir.parent.parent
-    copy = _private_copy_path("pg", run_as, bin_dir)
+    copy = _shared_path("bin", bin_dir)
     copied_bin = copy / package.name / install.name / bin_dir.name
-    if not (copied_bin / "postgres").is_file():
-        shutil.copytree(install, copy / package.name / install.name, dirs_exist_ok=True)
+    if not copy.exists():
+        # Copy beside, then rename: a copy cut short is never taken for a whole one.
+        staging = Path(tempfile.mkdtemp(dir=_root_owned_folder(SHARED_ROOT)))
+        shutil.copytree(install, staging / package.name / install.name)
         libs = package.parent / f"{package.name}.libs"
         if libs.is_dir():
-            shutil.copytree(libs, copy / libs.name, dirs_exist_ok=True)
-        for folder in (copy, copy / package.name):
+            shutil.copytree(libs, staging / libs.name)
+        for folder in (staging, staging / package.name):
             folder.chmod(0o755)
+        os.rename(staging, copy)
+    _root_owned_folder(copy)
     return copied_bin
 
 
@@ -148,7 +172,6 @@ def _port_in_use(port: int) -> bool:
 
 @dataclass(frozen=True)
 class Status:
-    initialized: bool
     running: bool
     bin_dir: Path | None
     data_dir: Path
@@ -181,11 +204,18 @@ class EmbeddedPostgres:
             return json.loads(self._state_file.read_text())
         except FileNotFoundError:
             return {}
+        except ValueError:
+            raise EmbeddedError(
+                f"{self._state_file} is unreadable: remove it and {self.root} to start afresh"
+            ) from None
 
     def _save_state(self, **changes: object) -> None:
         state = {**self._state(), **changes}
-        self._state_file.touch(mode=0o600)
-        self._state_file.write_text(json.dumps(state, indent=2))
+        # Write beside and rename, so a crash never leaves a half-written file.
+        fd, temporary = tempfile.mkstemp(dir=self.root, prefix=".server-", suffix=".json")
+        with os.fdopen(fd, "w") as handle:  # mkstemp makes it 0600: it holds the password
+            json.dump(state, handle, indent=2)
+        os.replace(temporary, self._state_file)
 
     @property
     def initialized(self) -> bool:
@@ -216,19 +246,23 @@ class EmbeddedPostgres:
         os.chown(self.root, run_as.uid, run_as.gid)
         if run_as.can_write(self.root):
             return self.root
-        # Run as root in a private folder (under /root, say), the server's own user
-        # cannot get in: keep its files in a folder of its own instead.
-        fallback = _private_copy_path("data", run_as, self.root)
+        # The server's user cannot get in (see SHARED_ROOT): its files go there instead.
+        fallback = _root_owned_folder(_shared_path("data", self.root)) / "cluster"
         fallback.mkdir(mode=0o700, exist_ok=True)
-        os.chown(fallback, run_as.uid, run_as.gid)
+        os.chown(fallback, run_as.uid, run_as.gid, follow_symlinks=False)
         return fallback
 
     def _initdb(self, run_as: RunAs) -> None:
         bin_dir = _reachable_bin_dir(run_as, find_bin_dir(self._explicit_bin))
         cluster_dir = self._reachable_cluster_dir(run_as)
         data_dir = cluster_dir / "data"
+        if (data_dir / "PG_VERSION").exists():
+            raise EmbeddedError(
+                f"{data_dir} holds a database cluster but {self._state_file} is missing, "
+                f"so its password is unknown: remove {data_dir} to start afresh"
+            )
         if data_dir.exists():
-            shutil.rmtree(data_dir)  # a half-made cluster from an interrupted init
+            shutil.rmtree(data_dir)  # a half-made cluster from an interrupted initdb
         password = secrets.token_urlsafe(24)
         with tempfile.NamedTemporaryFile("w", dir=cluster_dir, delete=False) as pwfile:
             pwfile.write(password)
@@ -317,7 +351,6 @@ class EmbeddedPostgres:
         except EmbeddedError:
             bin_dir = None
         return Status(
-            initialized=self.initialized,
             running=self.running() if bin_dir else False,
             bin_dir=bin_dir,
             data_dir=self.data_dir,

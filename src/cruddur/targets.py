@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from cruddur.config import ConfigError, Settings
+from cruddur.db import Db
 from cruddur.embedded import EmbeddedPostgres
 from cruddur.urls import database_name, redact
 
@@ -33,6 +34,14 @@ class Target:
 
 def embedded_server(settings: Settings) -> EmbeddedPostgres:
     return EmbeddedPostgres(settings.home, settings.pg_bin)
+
+
+def app_db(settings: Settings, *, prod: bool = False) -> Db:
+    """The process's pool over the configured database, sized from the settings.
+
+    Not opened yet: a forking server opens it in each worker, after the fork.
+    """
+    return Db(resolve(settings, prod=prod).url, settings.pool)
 
 
 def resolve(settings: Settings, *, prod: bool = False, start: bool = True) -> Target:

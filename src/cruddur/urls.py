@@ -13,8 +13,7 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from cruddur.config import ConfigError
 
-# Databases every server has; the admin verbs never drop or recreate them.
-SYSTEM_DATABASES = frozenset({"postgres", "template0", "template1", "rdsadmin"})
+# Where server-level work (CREATE/DROP DATABASE, sessions) connects.
 MAINTENANCE_DATABASE = "postgres"
 
 
@@ -58,7 +57,9 @@ def redact(conninfo: str) -> str:
     dbname = quote(params.pop("dbname", ""), safe="")
     auth = f"{user}:***@" if password is not None else (f"{user}@" if user else "")
     netloc = ",".join(_join_host_port(h, p) for h, p in _host_ports(host, port))
-    query = f"?{urlencode(params)}" if params else ""
+    # sslpassword and the like: any option that carries a secret shows as *** too.
+    shown = {k: ("***" if "password" in k else v) for k, v in params.items()}
+    query = f"?{urlencode(shown, safe='*')}" if shown else ""
     return f"postgresql://{auth}{netloc}/{dbname}{query}"
 
 

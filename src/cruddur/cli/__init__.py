@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import logging
-import os
 from importlib.metadata import version
 from typing import Any
 
 import click
 
 from cruddur.cli.output import fail
-from cruddur.db.errors import explain
+from cruddur.config import debug_enabled
+from cruddur.db.errors import IN_USE_HINT, explain
 from cruddur.embedded import EmbeddedError
 from cruddur.ops.databases import DatabaseInUse
 
@@ -24,18 +24,14 @@ class CruddurGroup(click.Group):
         except (click.ClickException, click.exceptions.Exit, click.Abort):
             raise
         except DatabaseInUse as exc:
-            fail(
-                str(exc),
-                "see them with `bin/db-sessions`; `--force` disconnects them "
-                "(or run `bin/db-kill-all` first)",
-            )
+            fail(str(exc), IN_USE_HINT)
         except EmbeddedError as exc:
             fail(str(exc))
         except Exception as exc:
             explained = explain(exc)
             if explained is not None:
                 fail(explained.message, explained.hint)
-            elif os.environ.get("CRUDDUR_DEBUG"):
+            elif debug_enabled():
                 raise
             else:
                 fail(

@@ -8,8 +8,9 @@ from pathlib import Path
 
 import click
 from rich.table import Table
+from rich.text import Text
 
-from cruddur.cli.output import confirm_production, done, err, info, out, warn
+from cruddur.cli.output import confirm_production, done, info, out, result, warn
 from cruddur.config import Settings
 from cruddur.embedded import candidate_bin_dirs
 from cruddur.ops import databases, loading
@@ -28,7 +29,7 @@ yes_option = click.option(
 def _target(prod: bool) -> tuple[Settings, Target]:
     settings = Settings.from_env()
     target = resolve(settings, prod=prod)
-    info(f"[dim]database:[/dim] {target.describe()}")
+    info(f"database: {target.describe()}")
     return settings, target
 
 
@@ -134,10 +135,8 @@ def sessions(prod: bool) -> None:
     rows = databases.sessions(target, settings.pool)
     table = Table("pid", "user", "database", "client address", "application", "state")
     for row in rows:
-        table.add_row(
-            str(row.process_id),
-            *(value or "" for value in (row.user, row.db, row.client_addr, row.app, row.state)),
-        )
+        values = (row.process_id, row.user, row.db, row.client_addr, row.app, row.state)
+        table.add_row(*(Text("" if value is None else str(value)) for value in values))
     out.print(table)
     info(f"{len(rows)} session{'s' if len(rows) != 1 else ''}")
 
@@ -157,10 +156,17 @@ def setup(prod: bool, yes: bool, force: bool, if_missing: bool) -> None:
     name = target.dbname
     if if_missing:
         created = databases.create(target, settings.pool)
-        if not created and loading.schema_loaded(target, settings.pool):
+        tables = 0 if created else loading.schema_tables(target, settings.pool)
+        if tables == loading.SCHEMA_TABLES:
             done(f'database "{name}" is already set up; left as it is')
             return
+        if tables:
+            raise click.ClickException(
+                f'database "{name}" has only part of the schema; `bin/db-setup` rebuilds it '
+                "(its rows are lost)"
+            )
         done(f'created database "{name}"' if created else f'database "{name}" exists, no schema')
+        confirm_production(target, f'load the schema and seed into "{name}"', yes=yes)
     else:
         confirm_production(target, f'drop and recreate "{name}"', yes=yes)
         if databases.drop(target, settings.pool, force=force):
@@ -182,24 +188,22 @@ def status(prod: bool) -> None:
         state = server.status()
         where = f"binaries in {state.bin_dir}" if state.bin_dir else "no server binaries found"
         if not state.running:
-            out.print(f"embedded  not running ({where}; data in {state.data_dir})")
+            result(f"embedded  not running ({where}; data in {state.data_dir})")
             info("start it with `cruddur db up`, or set CONNECTION_URL")
             raise click.exceptions.Exit(1)
-        out.print(
-            f"embedded  running on 127.0.0.1:{state.port} ({where}; data in {state.data_dir})"
-        )
+        result(f"embedded  running on 127.0.0.1:{state.port} ({where}; data in {state.data_dir})")
     target = resolve(settings, prod=prod, start=False)
     found = database_status(target, settings.pool)
-    out.print(f"database  {target.describe()}")
+    result(f"database  {target.describe()}")
     if not found.reachable:
-        out.print(f"reachable no: {found.problem}", soft_wrap=True)
+        result(f"reachable no: {found.problem}")
         raise click.exceptions.Exit(1)
-    out.print(f"reachable yes (PostgreSQL {found.server_version})")
+    result(f"reachable yes (PostgreSQL {found.server_version})")
     if found.schema_loaded:
-        out.print(f"schema    loaded ({found.users} users, {found.activities} activities)")
+        result(f"schema    loaded ({found.users} users, {found.activities} activities)")
     else:
-        out.print("schema    not loaded (run `bin/db-schema-load` or `bin/db-setup`)")
-    out.print(f"uuids     uuid_generate_v4(): {found.uuid_generate_v4}")
+        result("schema    not loaded (run `bin/db-schema-load` or `bin/db-setup`)")
+    result(f"uuids     uuid_generate_v4(): {found.uuid_generate_v4}")
 
 
 @db.command()
@@ -220,4 +224,4 @@ def down() -> None:
         done("embedded PostgreSQL stopped")
     else:
         done("embedded PostgreSQL was not running")
-    err.print(f"[dim]data kept in {server.data_dir}[/dim]")
+    info(f"data kept in {server.data_dir}")

@@ -1,9 +1,14 @@
-"""How the CLI talks: results on stdout, progress and errors on stderr, confirmations."""
+"""How the CLI talks: results on stdout, progress and errors on stderr, confirmations.
+
+Text from outside (server messages, names, paths) is never read as rich markup:
+a database called `x[/y]` prints as itself.
+"""
 
 from __future__ import annotations
 
 import click
 from rich.console import Console
+from rich.text import Text
 
 from cruddur.targets import Target
 
@@ -11,22 +16,31 @@ out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
+def _line(console: Console, mark: str, style: str, message: str) -> None:
+    console.print(Text.assemble((mark, style), " ", message) if mark else Text(message))
+
+
+def result(message: str) -> None:
+    """A line of a command's output, for stdout."""
+    out.print(Text(message))
+
+
 def info(message: str) -> None:
-    err.print(message)
+    _line(err, "", "", message)
 
 
 def done(message: str) -> None:
-    err.print(f"[green]✓[/green] {message}")
+    _line(err, "✓", "green", message)
 
 
 def warn(message: str) -> None:
-    err.print(f"[yellow]![/yellow] {message}")
+    _line(err, "!", "yellow", message)
 
 
 def fail(message: str, hint: str | None = None) -> None:
-    err.print(f"[bold red]error:[/bold red] {message}", soft_wrap=True)
+    _line(err, "error:", "bold red", message)
     if hint:
-        err.print(f"[cyan]hint:[/cyan] {hint}", soft_wrap=True)
+        _line(err, "hint:", "cyan", hint)
 
 
 def confirm_production(target: Target, action: str, *, yes: bool) -> None:
@@ -34,10 +48,7 @@ def confirm_production(target: Target, action: str, *, yes: bool) -> None:
     if not target.prod or yes:
         return
     dbname = target.dbname
-    err.print(
-        f"[bold yellow]About to {action} on PRODUCTION:[/bold yellow] {target.describe()}",
-        soft_wrap=True,
-    )
+    _line(err, "About to", "bold yellow", f"{action} on PRODUCTION: {target.describe()}")
     try:
         typed = click.prompt(
             f"Type the database name ({dbname}) to go on",

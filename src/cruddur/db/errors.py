@@ -29,6 +29,11 @@ UNREACHABLE_HINT = (
     "its security group admit your current IP?"
 )
 
+IN_USE_HINT = (
+    "see them with `bin/db-sessions`; `--force` disconnects them (`bin/db-drop --force`), "
+    "as does `bin/db-kill-all`"
+)
+
 _UNREACHABLE_MARKERS = (
     "connection refused",
     "could not connect",
@@ -52,10 +57,7 @@ _BY_SQLSTATE: dict[str, tuple[str, str]] = {
     ),
     "42P01": ("no-relation", "load the schema first: `bin/db-schema-load` (or `bin/db-setup`)"),
     "42883": ("no-function", "load the schema first: `bin/db-schema-load` (or `bin/db-setup`)"),
-    "55006": (
-        "in-use",
-        "see who with `bin/db-sessions`; `--force` disconnects them (`bin/db-drop --force`)",
-    ),
+    "55006": ("in-use", IN_USE_HINT),
     "42501": (
         "permission",
         "the role in the connection URL lacks this privilege: connect as the database owner "
@@ -109,14 +111,13 @@ def explain(exc: BaseException) -> Explanation | None:
     """One line and a hint for errors we recognise; None for anything else."""
     if isinstance(exc, ScriptError):
         inner = explain(exc.cause)
-        message = f"{exc.script}:{exc.line}: {_first_line(exc.cause)}"
-        return Explanation(inner.kind if inner else "sql", message, inner.hint if inner else None)
+        return Explanation(inner.kind if inner else "sql", str(exc), inner.hint if inner else None)
     if isinstance(exc, ConfigError):
         return Explanation("config", str(exc))
     if isinstance(exc, PoolTimeout):
         return Explanation("unreachable", _first_line(exc), UNREACHABLE_HINT)
     if isinstance(exc, InvalidText):
-        return Explanation("invalid-text", str(exc), "send text as UTF-8")
+        return Explanation("invalid-text", str(exc), "send UTF-8 text without NUL characters")
     if not isinstance(exc, psycopg.Error):
         return None
     sqlstate = exc.sqlstate
@@ -130,7 +131,5 @@ def explain(exc: BaseException) -> Explanation | None:
         found = _connection_kind(str(exc))
         if found:
             return Explanation(found[0], _clean_connection_message(str(exc)), found[1])
-    if isinstance(exc, psycopg.DataError) and "NUL" in message:
-        return Explanation("invalid-text", message, "text cannot contain NUL (0x00) characters")
     suffix = f" (SQLSTATE {sqlstate})" if sqlstate else ""
     return Explanation("database", f"{message}{suffix}")

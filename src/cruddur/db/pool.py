@@ -20,7 +20,9 @@ Params = Sequence[Any] | dict[str, Any] | None
 
 
 class InvalidText(psycopg.DataError):
-    """A value could not be encoded as UTF-8 (for example a lone surrogate)."""
+    """A text value PostgreSQL cannot store: not UTF-8 (a lone surrogate), or a NUL byte."""
+
+    sqlstate = "22021"  # character_not_in_repertoire, what the server says for these
 
 
 def _as_subquery(sql: str) -> str:
@@ -77,7 +79,11 @@ class Db:
             open=False,
             name="cruddur",
         )
-        pool.open(wait=True, timeout=self.settings.timeout)
+        try:
+            pool.open(wait=True, timeout=self.settings.timeout)
+        except BaseException:
+            pool.close()  # its worker threads too
+            raise
         self._pool = pool
         atexit.register(self.close)
         return self
@@ -114,6 +120,10 @@ class Db:
             return conn.execute(sql, params)
         except UnicodeEncodeError as exc:
             raise InvalidText(f"a value is not valid UTF-8 text: {exc.reason}") from exc
+        except psycopg.DataError as exc:
+            if exc.sqlstate is None and "NUL" in str(exc):  # refused by psycopg, client-side
+                raise InvalidText("a text value contains a NUL (0x00) character") from exc
+            raise
 
     def query_commit(self, sql: str, params: Params = None) -> Any:
         """Run a write in its own transaction; return RETURNING's first value, else None."""

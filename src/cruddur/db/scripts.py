@@ -24,7 +24,7 @@ class Statement:
 class ScriptError(Exception):
     """A statement of a script failed; `__cause__` is the database's error."""
 
-    def __init__(self, script: str, statement: Statement, line: int, cause: psycopg.Error):
+    def __init__(self, script: str, statement: Statement, line: int, cause: psycopg.Error) -> None:
         self.script = script
         self.statement = statement
         self.line = line
@@ -37,6 +37,19 @@ class ScriptError(Exception):
         return self.cause.sqlstate
 
 
+def _code_offset(piece: str) -> int | None:
+    """Where the first token that is not a comment or white space starts; None if none."""
+    offset = 0
+    for token in sqlparse.parse(piece)[0].flatten():
+        if token.is_whitespace or token.ttype in sqlparse.tokens.Comment:
+            offset += len(token.value)
+        elif token.value == ";":
+            return None
+        else:
+            return offset
+    return None
+
+
 def split(text: str) -> list[Statement]:
     """The file's statements with their first line; comment-only pieces are dropped."""
     statements: list[Statement] = []
@@ -44,13 +57,11 @@ def split(text: str) -> list[Statement]:
     for piece in sqlparse.split(text):
         start = text.find(piece, offset)
         offset = start + len(piece)
-        code = sqlparse.format(piece, strip_comments=True).strip().rstrip(";").strip()
-        if not code:
+        code_at = _code_offset(piece)
+        if code_at is None:
             continue
         first_line = text.count("\n", 0, start) + 1
-        # Report the line of the first real word, not of a comment above it.
-        word_at = max(piece.find(code.split()[0]), 0)
-        line = first_line + piece.count("\n", 0, word_at)
+        line = first_line + piece.count("\n", 0, code_at)
         statements.append(Statement(text=piece, line=line, first_line=first_line))
     return statements
 

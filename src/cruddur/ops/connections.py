@@ -9,12 +9,10 @@ from cruddur.db import Db
 from cruddur.targets import Target
 from cruddur.urls import server_conninfo
 
-# A CLI verb runs its statements one after another: one connection is plenty.
-_ADMIN_POOL = PoolSettings(min_size=1, max_size=1)
-
 
 def admin_pool(settings: PoolSettings) -> PoolSettings:
-    return replace(settings, min_size=_ADMIN_POOL.min_size, max_size=_ADMIN_POOL.max_size)
+    # A CLI verb runs its statements one after another: one connection is plenty.
+    return replace(settings, min_size=1, max_size=1)
 
 
 def database_db(target: Target, settings: PoolSettings) -> Db:

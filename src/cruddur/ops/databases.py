@@ -4,13 +4,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from psycopg import sql
+from psycopg import errors, sql
 
 from cruddur.config import ConfigError, PoolSettings
 from cruddur.db import Db, template
 from cruddur.ops.connections import server_db
 from cruddur.targets import Target
-from cruddur.urls import SYSTEM_DATABASES
+
+# Databases every server has; the admin verbs never drop them or empty them of sessions.
+SYSTEM_DATABASES = frozenset({"postgres", "template0", "template1", "rdsadmin"})
 
 
 class DatabaseInUse(Exception):
@@ -48,7 +50,10 @@ def create(target: Target, settings: PoolSettings) -> bool:
     with server_db(target, settings) as server:
         if exists(server, dbname):
             return False
-        server.query_commit(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(dbname)))
+        try:
+            server.query_commit(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(dbname)))
+        except errors.DuplicateDatabase:  # someone else made it since we looked
+            return False
         return True
 
 
@@ -76,6 +81,7 @@ def drop(target: Target, settings: PoolSettings, *, force: bool = False) -> bool
 
 def kill_all(target: Target, settings: PoolSettings) -> int:
     """Disconnect every other session from the database; return how many."""
+    _refuse_system_database(target.dbname, "disconnect everyone from")
     with server_db(target, settings) as server:
         query = template("server", "terminate_sessions")
         return len(server.query_rows(query, {"dbname": target.dbname}))

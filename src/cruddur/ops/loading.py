@@ -17,6 +17,10 @@ def load(target: Target, settings: PoolSettings, script: str) -> int:
         return run_script(db, packaged_script(script), script)
 
 
-def schema_loaded(target: Target, settings: PoolSettings) -> bool:
+SCHEMA_TABLES = 2  # users, activities
+
+
+def schema_tables(target: Target, settings: PoolSettings) -> int:
+    """How many of the schema's tables the database has: 0, some, or SCHEMA_TABLES."""
     with database_db(target, settings) as db:
-        return bool(db.query_rows(template("database", "facts"))[0][2])
+        return int(db.query_value(template("database", "schema_tables")))
