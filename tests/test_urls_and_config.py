@@ -65,8 +65,8 @@ def test_settings_from_env() -> None:
         ({"CRUDDUR_POOL_MAX_SIZE": "ten"}, "whole number"),
         ({"CRUDDUR_POOL_MAX_SIZE": "0"}, "at least 1"),
         ({"CRUDDUR_POOL_MIN_SIZE": "5", "CRUDDUR_POOL_MAX_SIZE": "2"}, "larger than"),
-        ({"CRUDDUR_POOL_TIMEOUT": "soon"}, "number of seconds"),
-        ({"CRUDDUR_POOL_TIMEOUT": "0"}, "more than 0"),
+        ({"CRUDDUR_POOL_TIMEOUT": "soon"}, "must be a number"),
+        ({"CRUDDUR_POOL_TIMEOUT": "0"}, "at least 0.1"),
     ],
 )
 def test_bad_settings_say_which_and_why(env: dict[str, str], message: str) -> None:

@@ -8,35 +8,27 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 
 class ConfigError(ValueError):
     """A setting is missing or malformed; the message says which and how to fix it."""
 
 
-def _int(env: dict[str, str], name: str, default: int, *, minimum: int = 0) -> int:
+N = TypeVar("N", int, float)
+
+
+def _number(env: dict[str, str], name: str, default: N, *, minimum: N, kind: type[N]) -> N:
     raw = env.get(name, "").strip()
     if not raw:
         return default
     try:
-        value = int(raw)
+        value = kind(raw)
     except ValueError:
-        raise ConfigError(f"{name} must be a whole number, not {raw!r}") from None
+        noun = "a whole number" if kind is int else "a number"
+        raise ConfigError(f"{name} must be {noun}, not {raw!r}") from None
     if value < minimum:
-        raise ConfigError(f"{name} must be at least {minimum}, not {value}")
-    return value
-
-
-def _float(env: dict[str, str], name: str, default: float) -> float:
-    raw = env.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise ConfigError(f"{name} must be a number of seconds, not {raw!r}") from None
-    if not value > 0:
-        raise ConfigError(f"{name} must be more than 0, not {raw}")
+        raise ConfigError(f"{name} must be at least {minimum}, not {raw}")
     return value
 
 
@@ -74,12 +66,13 @@ class Settings:
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
         env = dict(os.environ if env is None else env)
+        defaults = PoolSettings()
         pool = PoolSettings(
-            min_size=_int(env, "CRUDDUR_POOL_MIN_SIZE", PoolSettings.min_size),
-            max_size=_int(env, "CRUDDUR_POOL_MAX_SIZE", PoolSettings.max_size, minimum=1),
-            timeout=_float(env, "CRUDDUR_POOL_TIMEOUT", PoolSettings.timeout),
-            connect_timeout=_int(
-                env, "CRUDDUR_CONNECT_TIMEOUT", PoolSettings.connect_timeout, minimum=1
+            min_size=_number(env, "CRUDDUR_POOL_MIN_SIZE", defaults.min_size, minimum=0, kind=int),
+            max_size=_number(env, "CRUDDUR_POOL_MAX_SIZE", defaults.max_size, minimum=1, kind=int),
+            timeout=_number(env, "CRUDDUR_POOL_TIMEOUT", defaults.timeout, minimum=0.1, kind=float),
+            connect_timeout=_number(
+                env, "CRUDDUR_CONNECT_TIMEOUT", defaults.connect_timeout, minimum=1, kind=int
             ),
         )
         if pool.min_size > pool.max_size:
