@@ -12,8 +12,10 @@ from rich.text import Text
 
 from cruddur.cli.output import confirm_production, done, info, out, result, warn
 from cruddur.config import Settings
+from cruddur.db import Db
 from cruddur.embedded import candidate_bin_dirs
 from cruddur.ops import databases, loading
+from cruddur.ops.connections import database_db, server_db
 from cruddur.ops.status import database_status
 from cruddur.targets import Target, embedded_server, resolve
 from cruddur.urls import redact, without_password
@@ -71,7 +73,9 @@ def _find_psql(settings: Settings, target: Target) -> str:
 def create(prod: bool) -> None:
     """Create the database named in the URL (already there: say so, succeed)."""
     settings, target = _target(prod)
-    if databases.create(target, settings.pool):
+    with server_db(target, settings.pool) as server:
+        created = databases.create(server, target.dbname)
+    if created:
         done(f'created database "{target.dbname}"')
     else:
         done(f'database "{target.dbname}" already exists; nothing to do')
@@ -85,7 +89,9 @@ def drop(prod: bool, yes: bool, force: bool) -> None:
     """Drop the database. Refuses while others are connected, unless --force."""
     settings, target = _target(prod)
     confirm_production(target, f'DROP DATABASE "{target.dbname}"', yes=yes)
-    if databases.drop(target, settings.pool, force=force):
+    with server_db(target, settings.pool) as server:
+        dropped = databases.drop(server, target.dbname, force=force)
+    if dropped:
         done(f'dropped database "{target.dbname}"')
     else:
         done(f'database "{target.dbname}" does not exist; nothing to drop')
@@ -98,13 +104,15 @@ def kill_all(prod: bool, yes: bool) -> None:
     """Disconnect every other session from the database."""
     settings, target = _target(prod)
     confirm_production(target, f'disconnect every session from "{target.dbname}"', yes=yes)
-    count = databases.kill_all(target, settings.pool)
+    with server_db(target, settings.pool) as server:
+        count = databases.kill_all(server, target.dbname)
     done(f"disconnected {count} session{'s' if count != 1 else ''}")
 
 
-def _load(target: Target, settings: Settings, script: str) -> None:
-    count = loading.load(target, settings.pool, script)
-    done(f"{script}: {count} statements")
+def _load(database: Db, *scripts: str) -> None:
+    for script in scripts:
+        count = loading.load(database, script)
+        done(f"{script}: {count} statements")
 
 
 @db.command("schema-load")
@@ -114,7 +122,8 @@ def schema_load(prod: bool, yes: bool) -> None:
     """Load schema.sql: recreates the users and activities tables (their rows are lost)."""
     settings, target = _target(prod)
     confirm_production(target, "replace the users and activities tables", yes=yes)
-    _load(target, settings, loading.SCHEMA)
+    with database_db(target, settings.pool) as database:
+        _load(database, loading.SCHEMA)
 
 
 @db.command()
@@ -124,7 +133,8 @@ def seed(prod: bool, yes: bool) -> None:
     """Load seed.sql: sample users and cruds to develop against."""
     settings, target = _target(prod)
     confirm_production(target, "insert the sample users and cruds", yes=yes)
-    _load(target, settings, loading.SEED)
+    with database_db(target, settings.pool) as database:
+        _load(database, loading.SEED)
 
 
 @db.command()
@@ -132,7 +142,8 @@ def seed(prod: bool, yes: bool) -> None:
 def sessions(prod: bool) -> None:
     """List the server's sessions: who is connected to which database."""
     settings, target = _target(prod)
-    rows = databases.sessions(target, settings.pool)
+    with server_db(target, settings.pool) as server:
+        rows = databases.sessions(server)
     table = Table("pid", "user", "database", "client address", "application", "state")
     for row in rows:
         values = (row.process_id, row.user, row.db, row.client_addr, row.app, row.state)
@@ -154,27 +165,29 @@ def setup(prod: bool, yes: bool, force: bool, if_missing: bool) -> None:
     """Drop, create, load the schema and seed: a fresh database in one step."""
     settings, target = _target(prod)
     name = target.dbname
-    if if_missing:
-        created = databases.create(target, settings.pool)
-        tables = 0 if created else loading.schema_tables(target, settings.pool)
-        if tables == loading.SCHEMA_TABLES:
-            done(f'database "{name}" is already set up; left as it is')
-            return
-        if tables:
-            raise click.ClickException(
-                f'database "{name}" has only part of the schema; `bin/db-setup` rebuilds it '
-                "(its rows are lost)"
-            )
-        done(f'created database "{name}"' if created else f'database "{name}" exists, no schema')
-        confirm_production(target, f'load the schema and seed into "{name}"', yes=yes)
-    else:
+    if not if_missing:
         confirm_production(target, f'drop and recreate "{name}"', yes=yes)
-        if databases.drop(target, settings.pool, force=force):
+    with server_db(target, settings.pool) as server:
+        if not if_missing and databases.drop(server, name, force=force):
             done(f'dropped database "{name}"')
-        databases.create(target, settings.pool)
-        done(f'created database "{name}"')
-    _load(target, settings, loading.SCHEMA)
-    _load(target, settings, loading.SEED)
+        created = databases.create(server, name)
+    with database_db(target, settings.pool) as database:
+        if created:
+            done(f'created database "{name}"')
+        elif if_missing:
+            tables = loading.schema_tables(database)
+            if tables == loading.SCHEMA_TABLES:
+                done(f'database "{name}" is already set up; left as it is')
+                return
+            if tables:
+                raise click.ClickException(
+                    f'database "{name}" has only part of the schema; `bin/db-setup` rebuilds '
+                    "it (its rows are lost)"
+                )
+            done(f'database "{name}" exists, no schema')
+        if if_missing:
+            confirm_production(target, f'load the schema and seed into "{name}"', yes=yes)
+        _load(database, loading.SCHEMA, loading.SEED)
     done(f'database "{name}" is ready')
 
 

@@ -1,4 +1,4 @@
-"""Create, drop and inspect the database a target names, from a server-level connection."""
+"""Create, drop and inspect databases, over an open server-level (autocommit) Db."""
 
 from __future__ import annotations
 
@@ -6,10 +6,8 @@ from dataclasses import dataclass
 
 from psycopg import errors, sql
 
-from cruddur.config import ConfigError, PoolSettings
+from cruddur.config import ConfigError
 from cruddur.db import Db, template
-from cruddur.ops.connections import server_db
-from cruddur.targets import Target
 
 # Databases every server has; the admin verbs never drop them or empty them of sessions.
 SYSTEM_DATABASES = frozenset({"postgres", "template0", "template1", "rdsadmin"})
@@ -44,49 +42,42 @@ def exists(server: Db, dbname: str) -> bool:
     return bool(server.query_value(template("server", "database_exists"), {"dbname": dbname}))
 
 
-def create(target: Target, settings: PoolSettings) -> bool:
+def create(server: Db, dbname: str) -> bool:
     """Create the database; False when it was already there."""
-    dbname = target.dbname
-    with server_db(target, settings) as server:
-        if exists(server, dbname):
-            return False
-        try:
-            server.query_commit(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(dbname)))
-        except errors.DuplicateDatabase:  # someone else made it since we looked
-            return False
-        return True
+    if exists(server, dbname):
+        return False
+    try:
+        server.query_commit(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(dbname)))
+    except errors.DuplicateDatabase:  # someone else made it since we looked
+        return False
+    return True
 
 
 def other_sessions(server: Db, dbname: str) -> int:
     return int(server.query_value(template("server", "other_sessions"), {"dbname": dbname}))
 
 
-def drop(target: Target, settings: PoolSettings, *, force: bool = False) -> bool:
+def drop(server: Db, dbname: str, *, force: bool = False) -> bool:
     """Drop the database; False when there was none. Without `force`, refuse while in use."""
-    dbname = target.dbname
     _refuse_system_database(dbname, "drop")
-    with server_db(target, settings) as server:
-        if not exists(server, dbname):
-            return False
-        if not force:
-            count = other_sessions(server, dbname)
-            if count:
-                raise DatabaseInUse(dbname, count)
-        statement = sql.SQL("DROP DATABASE IF EXISTS {}{}").format(
-            sql.Identifier(dbname), sql.SQL(" WITH (FORCE)") if force else sql.SQL("")
-        )
-        server.query_commit(statement)
-        return True
+    if not exists(server, dbname):
+        return False
+    if not force:
+        count = other_sessions(server, dbname)
+        if count:
+            raise DatabaseInUse(dbname, count)
+    statement = sql.SQL("DROP DATABASE IF EXISTS {}{}").format(
+        sql.Identifier(dbname), sql.SQL(" WITH (FORCE)") if force else sql.SQL("")
+    )
+    server.query_commit(statement)
+    return True
 
 
-def kill_all(target: Target, settings: PoolSettings) -> int:
+def kill_all(server: Db, dbname: str) -> int:
     """Disconnect every other session from the database; return how many."""
-    _refuse_system_database(target.dbname, "disconnect everyone from")
-    with server_db(target, settings) as server:
-        query = template("server", "terminate_sessions")
-        return len(server.query_rows(query, {"dbname": target.dbname}))
+    _refuse_system_database(dbname, "disconnect everyone from")
+    return len(server.query_rows(template("server", "terminate_sessions"), {"dbname": dbname}))
 
 
-def sessions(target: Target, settings: PoolSettings) -> list[Session]:
-    with server_db(target, settings) as server:
-        return [Session(*row) for row in server.query_rows(template("server", "sessions"))]
+def sessions(server: Db) -> list[Session]:
+    return [Session(*row) for row in server.query_rows(template("server", "sessions"))]
