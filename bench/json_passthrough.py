@@ -25,14 +25,13 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import psycopg
-from psycopg import sql
 from psycopg.rows import dict_row
 
 from cruddur.config import Settings
-from cruddur.db import Db, packaged_script, run_script
+from cruddur.db import Db
 from cruddur.db.pool import wrap_array
-from cruddur.embedded import EmbeddedPostgres
+from cruddur.ops import databases, loading
+from cruddur.targets import embedded_server
 from cruddur.urls import server_conninfo, with_database
 
 FEED = (Path(__file__).parent / "feed_page.sql").read_text()
@@ -43,18 +42,20 @@ def bench_url() -> str:
     given = os.environ.get("CRUDDUR_BENCH_URL")
     if given:
         return with_database(given, BENCH_DB)
-    settings = Settings.from_env()
-    return with_database(EmbeddedPostgres(settings.home, settings.pg_bin).start(), BENCH_DB)
+    return with_database(embedded_server(Settings.from_env()).start(), BENCH_DB)
+
+
+def server(url: str) -> Db:
+    return Db(server_conninfo(url), autocommit=True)
 
 
 def prepare(url: str, activities: int) -> None:
-    with psycopg.connect(server_conninfo(url), autocommit=True) as admin:
-        name = sql.Identifier(BENCH_DB)
-        admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(name))
-        admin.execute(sql.SQL("CREATE DATABASE {}").format(name))
+    with server(url) as admin:
+        databases.drop(admin, BENCH_DB, force=True)
+        databases.create(admin, BENCH_DB)
     with Db(url) as db:
-        run_script(db, packaged_script("schema.sql"), "schema.sql")
-        run_script(db, packaged_script("seed.sql"), "seed.sql")
+        loading.load(db, loading.SCHEMA)
+        loading.load(db, loading.SEED)
         with db.connection() as conn:
             now = datetime.now(UTC)
             users = [r[0] for r in conn.execute("SELECT uuid FROM users").fetchall()]
@@ -129,8 +130,8 @@ def main() -> None:
                     f"{limit:>4}  {label:<12} {p:>12.0f} {d:>7.0f} {y:>7.0f}"
                     f" {d / p:>12.2f} {y / p:>12.2f}"
                 )
-    with psycopg.connect(server_conninfo(url), autocommit=True) as admin:
-        admin.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(BENCH_DB)))
+    with server(url) as admin:
+        databases.drop(admin, BENCH_DB, force=True)
 
 
 if __name__ == "__main__":

@@ -16,8 +16,10 @@ import pytest
 from psycopg import sql
 
 from cruddur.config import Settings
-from cruddur.db import Db, packaged_script, run_script
+from cruddur.db import Db
 from cruddur.embedded import EmbeddedPostgres
+from cruddur.ops import loading
+from cruddur.targets import embedded_server
 from cruddur.urls import with_database
 
 _STARTED_HERE = pytest.StashKey[bool]()
@@ -28,8 +30,7 @@ def _given_url() -> str | None:
 
 
 def _embedded() -> EmbeddedPostgres:
-    settings = Settings.from_env()
-    return EmbeddedPostgres(settings.home, settings.pg_bin)
+    return embedded_server(Settings.from_env())
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
@@ -103,8 +104,8 @@ def empty_db(admin: psycopg.Connection, server_url: str, new_db_name) -> str:
 def seeded_db(empty_db: str) -> str:
     """The URL of a new database with the schema and seed loaded."""
     with Db(empty_db) as db:
-        run_script(db, packaged_script("schema.sql"), "schema.sql")
-        run_script(db, packaged_script("seed.sql"), "seed.sql")
+        loading.load(db, loading.SCHEMA)
+        loading.load(db, loading.SEED)
     return empty_db
 
 

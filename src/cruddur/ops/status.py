@@ -12,6 +12,7 @@ from cruddur.config import PoolSettings
 from cruddur.db import Db, template
 from cruddur.db.errors import explain
 from cruddur.ops.connections import database_db
+from cruddur.ops.loading import SCHEMA_TABLES, schema_tables
 from cruddur.targets import Target
 
 
@@ -27,12 +28,13 @@ class DatabaseStatus:
 
 
 def _facts(db: Db) -> dict[str, object]:
+    schema_loaded = schema_tables(db) == SCHEMA_TABLES
     with db.connection() as conn:
         cur = conn.cursor(row_factory=dict_row)
         facts = cur.execute(template("database", "facts")).fetchone() or {}
-        if facts.get("schema_loaded"):
+        if schema_loaded:
             facts |= cur.execute(template("database", "row_counts")).fetchone() or {}
-        return facts
+    return {**facts, "schema_loaded": schema_loaded}
 
 
 def database_status(target: Target, settings: PoolSettings) -> DatabaseStatus:

@@ -1,8 +1,6 @@
 -- What `cruddur db status` reports about the database it is connected to.
 SELECT current_database() AS dbname,
        current_setting('server_version') AS server_version,
-       to_regclass('public.users') IS NOT NULL
-         AND to_regclass('public.activities') IS NOT NULL AS schema_loaded,
        CASE
          WHEN EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'uuid-ossp') THEN 'uuid-ossp'
          WHEN to_regprocedure('public.uuid_generate_v4()') IS NOT NULL
