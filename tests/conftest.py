@@ -113,3 +113,41 @@ def seeded_db(empty_db: str) -> str:
 def db(seeded_db: str) -> Iterator[Db]:
     with Db(seeded_db) as opened:
         yield opened
+
+
+# -- AWS, through moto's server mode --------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def moto_url() -> Iterator[str]:
+    """moto's standalone HTTP server on 127.0.0.1 (one per test worker)."""
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    yield f"http://{host}:{port}"
+    server.stop()
+
+
+@pytest.fixture
+def aws(moto_url: str, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    """A fresh emulated AWS account: boto3 in this process and in commands run with the
+    returned environment talks to moto's server, never to AWS."""
+    import urllib.request
+
+    urllib.request.urlopen(urllib.request.Request(f"{moto_url}/moto-api/reset", method="POST"))
+    env = {
+        "AWS_ENDPOINT_URL": moto_url,
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_SESSION_TOKEN": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_REGION": "us-east-1",
+        "AWS_CONFIG_FILE": "/dev/null",
+        "AWS_SHARED_CREDENTIALS_FILE": "/dev/null",
+    }
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    return env

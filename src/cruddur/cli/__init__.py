@@ -8,6 +8,7 @@ from typing import Any
 
 import click
 
+from cruddur.aws import explain_aws
 from cruddur.cli.output import fail
 from cruddur.config import debug_enabled
 from cruddur.db.errors import IN_USE_HINT, explain
@@ -28,7 +29,7 @@ class CruddurGroup(click.Group):
         except EmbeddedError as exc:
             fail(str(exc))
         except Exception as exc:
-            explained = explain(exc)
+            explained = explain(exc) or explain_aws(exc)
             if explained is not None:
                 fail(explained.message, explained.hint)
             elif debug_enabled():

@@ -1,0 +1,17 @@
+"""boto3 clients with short timeouts and few retries: a CLI should answer, not hang."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import boto3
+from botocore.config import Config
+
+_CONFIG = Config(
+    connect_timeout=5, read_timeout=30, retries={"max_attempts": 3, "mode": "standard"}
+)
+
+
+def client(service: str, **kwargs: Any) -> Any:
+    """A boto3 client for `service` from the usual AWS settings (see the package docstring)."""
+    return boto3.session.Session().client(service, config=_CONFIG, **kwargs)

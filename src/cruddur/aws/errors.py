@@ -1,0 +1,64 @@
+"""The AWS errors people meet, as one line and a hint (the CLI prints them)."""
+
+from __future__ import annotations
+
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    EndpointConnectionError,
+    NoCredentialsError,
+    NoRegionError,
+    ProfileNotFound,
+)
+
+from cruddur.db.errors import Explanation
+
+_CREDENTIALS_HINT = (
+    "configure AWS credentials: `aws configure`, AWS_PROFILE, or AWS_ACCESS_KEY_ID and "
+    "AWS_SECRET_ACCESS_KEY"
+)
+
+# Error codes whose fix is the same whichever call met them.
+_BY_CODE: dict[str, tuple[str, str]] = {
+    "UnrecognizedClientException": ("aws-credentials", _CREDENTIALS_HINT),
+    "InvalidClientTokenId": ("aws-credentials", _CREDENTIALS_HINT),
+    "ExpiredToken": ("aws-credentials", "your AWS session has expired: sign in again"),
+    "ExpiredTokenException": ("aws-credentials", "your AWS session has expired: sign in again"),
+    "AccessDenied": (
+        "aws-permission",
+        "your AWS identity lacks a permission this needs: the README lists them",
+    ),
+    "AccessDeniedException": (
+        "aws-permission",
+        "your AWS identity lacks a permission this needs: the README lists them",
+    ),
+    "UnauthorizedOperation": (
+        "aws-permission",
+        "your AWS identity lacks a permission this needs: the README lists them",
+    ),
+}
+
+
+def explain_aws(exc: BaseException) -> Explanation | None:
+    """One line (and a hint) for an AWS error, or None when it is not one."""
+    if isinstance(exc, NoCredentialsError):
+        return Explanation("aws-credentials", "no AWS credentials found", _CREDENTIALS_HINT)
+    if isinstance(exc, NoRegionError):
+        return Explanation(
+            "aws-region", "no AWS region set", "set AWS_REGION (or AWS_DEFAULT_REGION), or --region"
+        )
+    if isinstance(exc, ProfileNotFound):
+        return Explanation("aws-profile", str(exc), "check AWS_PROFILE and ~/.aws/config")
+    if isinstance(exc, EndpointConnectionError):
+        return Explanation(
+            "aws-unreachable", str(exc), "check your network, the region, and AWS_ENDPOINT_URL"
+        )
+    if isinstance(exc, ClientError):
+        error = exc.response.get("Error", {})
+        code = str(error.get("Code", "Unknown"))
+        message = f"{code}: {error.get('Message', exc)}"
+        kind, hint = _BY_CODE.get(code, ("aws", None))
+        return Explanation(kind, message, hint)
+    if isinstance(exc, BotoCoreError):
+        return Explanation("aws", str(exc))
+    return None
