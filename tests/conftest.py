@@ -151,3 +151,46 @@ def aws(moto_url: str, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
     for key, value in env.items():
         monkeypatch.setenv(key, value)
     return env
+
+
+# -- the API, on a seeded database, with the dev key pair --------------------------------
+
+
+@pytest.fixture(scope="session")
+def api_home(tmp_path_factory: pytest.TempPathFactory):
+    """A CRUDDUR_HOME for the API tests' dev key pair (one pair per test worker)."""
+    return tmp_path_factory.mktemp("cruddur-home")
+
+
+@pytest.fixture
+def api_settings(api_home, seeded_db: str) -> Settings:
+    return Settings.from_env({"CRUDDUR_HOME": str(api_home), "CONNECTION_URL": seeded_db})
+
+
+@pytest.fixture
+def app(api_settings: Settings):
+    from cruddur.api import create_app
+
+    app = create_app(api_settings)
+    yield app
+    app.extensions["cruddur.db"].close()
+
+
+@pytest.fixture
+def api(app):
+    from api_support import CheckedClient
+
+    return CheckedClient(app)
+
+
+@pytest.fixture
+def mint(api_settings: Settings) -> Callable[..., str]:
+    """mint(sub=…, **options): a dev access token; mint(handle="bayko") for a seed user."""
+    from cruddur.api.dev_keys import DevKeys
+
+    def make(handle: str | None = "andrewbrown", *, sub: str | None = None, **options) -> str:
+        return DevKeys(api_settings.home).mint(
+            api_settings.auth, sub or f"MOCK-{handle}", **options
+        )
+
+    return make

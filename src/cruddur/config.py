@@ -55,6 +55,86 @@ class PoolSettings:
     connect_timeout: int = 5  # seconds libpq waits for the server
 
 
+DEV_ISSUER = "cruddur-dev"
+DEV_CLIENT_ID = "cruddur-dev"
+
+
+@dataclass(frozen=True)
+class AuthSettings:
+    """Whose tokens the API accepts: a Cognito user pool's, or the local dev key pair's."""
+
+    issuer: str  # the `iss` every token must carry
+    client_id: str  # the app client the token must be for (`client_id` claim)
+    jwks_url: str  # where the public keys are (https://, http:// or file://)
+    dev: bool  # True: the local key pair under CRUDDUR_HOME/auth, for development
+
+    @classmethod
+    def from_env(cls, env: dict[str, str], home: Path) -> AuthSettings:
+        pool_id = env.get("AWS_COGNITO_USER_POOL_ID", "").strip()
+        client_id = env.get("AWS_COGNITO_USER_POOL_CLIENT_ID", "").strip()
+        jwks_url = env.get("CRUDDUR_JWKS_URL", "").strip()
+        if not pool_id:
+            return cls(
+                issuer=DEV_ISSUER,
+                client_id=DEV_CLIENT_ID,
+                jwks_url=jwks_url or (home / "auth" / "jwks.json").as_uri(),
+                dev=True,
+            )
+        region, sep, _ = pool_id.partition("_")
+        if not sep or not region:
+            raise ConfigError(
+                f"AWS_COGNITO_USER_POOL_ID must look like <region>_<id> "
+                f"(e.g. ca-central-1_AbCd1234), not {pool_id!r}"
+            )
+        if not client_id:
+            raise ConfigError(
+                "AWS_COGNITO_USER_POOL_CLIENT_ID is not set: tokens are checked against the "
+                "user pool's app client id"
+            )
+        issuer = f"https://cognito-idp.{region}.amazonaws.com/{pool_id}"
+        return cls(
+            issuer=issuer,
+            client_id=client_id,
+            jwks_url=jwks_url or f"{issuer}/.well-known/jwks.json",
+            dev=False,
+        )
+
+
+SERVERS = ("gunicorn", "granian")
+
+
+@dataclass(frozen=True)
+class ServeSettings:
+    host: str = "127.0.0.1"
+    port: int = 4567  # the original Cruddur backend's port
+    workers: int = 2  # processes; one per core
+    threads: int = 4  # per worker; requests wait on the database, not the CPU
+    server: str = "gunicorn"
+    cors_origins: tuple[str, ...] = ("http://localhost:3000",)
+
+    @classmethod
+    def from_env(cls, env: dict[str, str]) -> ServeSettings:
+        defaults = cls()
+        server = env.get("CRUDDUR_SERVER", "").strip() or defaults.server
+        if server not in SERVERS:
+            raise ConfigError(f"CRUDDUR_SERVER must be one of {', '.join(SERVERS)}, not {server!r}")
+        # The original's names: the front end's URL, and the backend's own (for its docs).
+        origins = [
+            origin.strip().rstrip("/")
+            for name in ("FRONTEND_URL", "BACKEND_URL")
+            for origin in env.get(name, "").split(",")
+            if origin.strip()
+        ]
+        return cls(
+            host=env.get("CRUDDUR_HOST", "").strip() or defaults.host,
+            port=_number(env, "PORT", defaults.port, minimum=1, kind=int),
+            workers=_number(env, "CRUDDUR_WORKERS", defaults.workers, minimum=1, kind=int),
+            threads=_number(env, "CRUDDUR_THREADS", defaults.threads, minimum=1, kind=int),
+            server=server,
+            cors_origins=tuple(origins) or defaults.cors_origins,
+        )
+
+
 @dataclass(frozen=True)
 class Settings:
     connection_url: str | None
@@ -62,6 +142,8 @@ class Settings:
     pool: PoolSettings
     home: Path  # project-local state: the embedded server's data, logs, password
     pg_bin: Path | None  # where initdb/pg_ctl/postgres/psql live, when set by hand
+    auth: AuthSettings
+    serve: ServeSettings
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -80,12 +162,15 @@ class Settings:
                 f"CRUDDUR_POOL_MIN_SIZE ({pool.min_size}) is larger than "
                 f"CRUDDUR_POOL_MAX_SIZE ({pool.max_size})"
             )
-        home = env.get("CRUDDUR_HOME", "").strip()
+        home_setting = env.get("CRUDDUR_HOME", "").strip()
+        home = Path(home_setting).resolve() if home_setting else _default_home()
         pg_bin = env.get("CRUDDUR_PG_BIN", "").strip()
         return cls(
             connection_url=env.get("CONNECTION_URL", "").strip() or None,
             prod_connection_url=env.get("PROD_CONNECTION_URL", "").strip() or None,
             pool=pool,
-            home=Path(home).resolve() if home else _default_home(),
+            home=home,
             pg_bin=Path(pg_bin) if pg_bin else None,
+            auth=AuthSettings.from_env(env, home),
+            serve=ServeSettings.from_env(env),
         )

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from psycopg.conninfo import make_conninfo
+
 from cruddur.config import ConfigError, Settings
 from cruddur.db import Db
 from cruddur.embedded import EmbeddedPostgres
-from cruddur.urls import database_name, redact
+from cruddur.urls import database_name, parse, redact
 
 
 @dataclass(frozen=True)
@@ -39,9 +41,13 @@ def embedded_server(settings: Settings) -> EmbeddedPostgres:
 def app_db(settings: Settings, *, prod: bool = False) -> Db:
     """The process's pool over the configured database, sized from the settings.
 
-    Not opened yet: a forking server opens it in each worker, after the fork.
+    Not opened yet: a forking server opens it in each worker, after the fork. Sessions
+    use UTC, so the times in the JSON PostgreSQL builds always read +00:00.
     """
-    return Db(resolve(settings, prod=prod).url, settings.pool)
+    url = resolve(settings, prod=prod).url
+    options = parse(url).get("options", "")
+    conninfo = make_conninfo(url, options=f"{options} -c TimeZone=UTC".strip())
+    return Db(conninfo, settings.pool, application_name="cruddur-api")
 
 
 def resolve(settings: Settings, *, prod: bool = False, start: bool = True) -> Target:

@@ -1,0 +1,67 @@
+"""The Cruddur JSON API: `create_app()` builds the Flask app (gunicorn and granian call it
+in each worker, so each opens its own pool after the fork)."""
+
+from __future__ import annotations
+
+import logging
+from importlib.resources import files
+
+from flask import Flask, Response
+from flask_cors import CORS
+
+from cruddur.api import activities, errors, health
+from cruddur.api.auth import TokenVerifier
+from cruddur.api.database import AppDatabase
+from cruddur.api.dev_keys import DevKeys
+from cruddur.config import Settings
+from cruddur.db import Db
+from cruddur.targets import app_db
+
+# Room for the longest reply (1,024 characters, each up to 12 bytes as JSON escapes).
+MAX_BODY_BYTES = 16 * 1024
+
+OPENAPI = files("cruddur.api").joinpath("openapi.yaml")
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    database: Db | None = None,
+    verifier: TokenVerifier | None = None,
+) -> Flask:
+    settings = settings or Settings.from_env()
+    if not logging.getLogger().handlers:
+        logging.basicConfig(
+            level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+        )
+    app = Flask("cruddur")
+    app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
+    app.extensions["cruddur.db"] = AppDatabase(
+        (lambda: database) if database is not None else (lambda: app_db(settings))
+    )
+    if verifier is None:
+        if settings.auth.dev:
+            DevKeys(settings.home).ensure()
+            logging.getLogger("cruddur.api").warning(
+                "auth: accepting tokens from the local development key pair "
+                "(set AWS_COGNITO_USER_POOL_ID and AWS_COGNITO_USER_POOL_CLIENT_ID for Cognito)"
+            )
+        verifier = TokenVerifier(settings.auth)
+    app.extensions["cruddur.verifier"] = verifier
+    CORS(
+        app,
+        resources={r"/api/*": {"origins": list(settings.serve.cors_origins)}},
+        allow_headers=["Content-Type", "Authorization"],
+        expose_headers=["Link", "X-Next-Cursor", "X-Request-Id"],
+        methods=["GET", "HEAD", "POST", "OPTIONS"],
+    )
+    errors.install(app)
+    app.register_blueprint(activities.bp)
+    app.register_blueprint(health.bp)
+    openapi_text = OPENAPI.read_text()
+    app.add_url_rule(
+        "/api/openapi.yaml",
+        "openapi",
+        lambda: Response(openapi_text, mimetype="application/yaml"),
+    )
+    return app

@@ -1,0 +1,127 @@
+"""Who is calling: a Cognito access token, verified, mapped to a Cruddur user.
+
+The same code checks tokens from a Cognito user pool and from the local development key
+pair (`cruddur dev token`): RS256 only, the issuer's keys, `iss`, `exp`, `token_use`
+(access tokens) and `client_id`. A valid token whose `sub` has no users row is 403.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Callable
+from typing import Any, TypeVar
+from uuid import UUID
+
+import jwt
+from flask import current_app, g, request
+
+from cruddur.api.errors import ApiError, request_id
+from cruddur.api.keys import KeySet, KeysUnavailable, UnknownKey
+from cruddur.config import AuthSettings
+from cruddur.services.activities import user_for_token_subject
+
+log = logging.getLogger("cruddur.api")
+
+LEEWAY_SECONDS = 30  # clock skew between Cognito and this host
+MAX_TOKEN_LENGTH = 8192
+
+
+class InvalidToken(Exception):
+    pass
+
+
+class TokenVerifier:
+    def __init__(self, settings: AuthSettings, keys: KeySet | None = None) -> None:
+        self.settings = settings
+        self.keys = keys or KeySet(settings.jwks_url)
+
+    def verify(self, token: str) -> dict[str, Any]:
+        """The token's claims, or InvalidToken saying why not."""
+        if len(token) > MAX_TOKEN_LENGTH:
+            raise InvalidToken("the token is too long")
+        try:
+            header = jwt.get_unverified_header(token)
+        except jwt.InvalidTokenError:
+            raise InvalidToken("the token is not a JWT") from None
+        if header.get("alg") != "RS256":
+            raise InvalidToken("the token must be signed with RS256")
+        try:
+            key = self.keys.get(str(header.get("kid", "")))
+        except UnknownKey:
+            raise InvalidToken(
+                "the token is signed with a key the issuer does not publish"
+            ) from None
+        try:
+            claims = jwt.decode(
+                token,
+                key=key,
+                algorithms=["RS256"],
+                issuer=self.settings.issuer,
+                leeway=LEEWAY_SECONDS,
+                options={"require": ["exp", "iss", "sub", "token_use"], "verify_aud": False},
+            )
+        except jwt.ExpiredSignatureError:
+            raise InvalidToken("the token has expired") from None
+        except jwt.InvalidIssuerError:
+            raise InvalidToken("the token is from another issuer (user pool)") from None
+        except jwt.InvalidTokenError as exc:
+            raise InvalidToken(f"the token is not valid: {exc}") from None
+        if claims.get("token_use") != "access":
+            raise InvalidToken("send the access token, not the id token")
+        if claims.get("client_id") != self.settings.client_id:
+            raise InvalidToken("the token is for another app client")
+        return claims
+
+
+def _unauthorized(message: str, *, error: str | None = "invalid_token") -> ApiError:
+    quoted = message.replace('"', "'")
+    challenge = (
+        "Bearer" if error is None else f'Bearer error="{error}", error_description="{quoted}"'
+    )
+    return ApiError(401, "unauthorized", message, headers={"WWW-Authenticate": challenge})
+
+
+def _bearer_token() -> str:
+    header = request.headers.get("Authorization", "")
+    if not header:
+        raise _unauthorized("sign in: send Authorization: Bearer <access token>", error=None)
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise _unauthorized("the Authorization header must be: Bearer <access token>")
+    return token.strip()
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def signed_in(view: F) -> F:
+    """The view runs only for a verified token of a known user; `g.user_uuid` is theirs."""
+
+    @functools.wraps(view)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        verifier: TokenVerifier = current_app.extensions["cruddur.verifier"]
+        try:
+            claims = verifier.verify(_bearer_token())
+        except InvalidToken as exc:
+            log.info("request %s: token refused: %s", request_id(), exc)
+            raise _unauthorized(str(exc)) from None
+        except KeysUnavailable as exc:
+            log.error("request %s: %s", request_id(), exc)
+            raise ApiError(
+                503, "auth_unavailable", "cannot check sign-ins right now; try again shortly"
+            ) from None
+        db = current_app.extensions["cruddur.db"].get()
+        user_uuid: UUID | None = user_for_token_subject(db, claims["sub"])
+        if user_uuid is None:
+            raise ApiError(
+                403,
+                "no_user",
+                "this account has no Cruddur user yet: the sign-up did not create one "
+                "(`cruddur users sync-cognito` adds the missing ones)",
+            )
+        g.user_uuid = user_uuid
+        g.cognito_user_id = claims["sub"]
+        return view(*args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]

@@ -1,0 +1,93 @@
+"""A local RSA key pair standing in for Cognito's, and tokens signed with it.
+
+For development and tests only: `cruddur dev token` mints access tokens shaped like
+Cognito's, and a service without AWS_COGNITO_USER_POOL_ID set reads this pair's public
+half (CRUDDUR_HOME/auth/jwks.json), through the same verification code as for Cognito.
+The private key never leaves CRUDDUR_HOME/auth (mode 0600).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import jwt
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from cruddur.config import AuthSettings
+
+
+class DevKeys:
+    def __init__(self, home: Path) -> None:
+        self.folder = home / "auth"
+        self.private_path = self.folder / "dev-private-key.pem"
+        self.jwks_path = self.folder / "jwks.json"
+
+    def ensure(self) -> DevKeys:
+        """Make the pair on first use (once, even when several processes start at once)."""
+        if self.private_path.exists() and self.jwks_path.exists():
+            return self
+        self.folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+        with open(self.folder / ".lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            if not (self.private_path.exists() and self.jwks_path.exists()):
+                self._generate()
+        return self
+
+    def _generate(self) -> None:
+        private = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        pem = private.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+        public_jwk = json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(private.public_key()))
+        public_jwk.update(kid=f"cruddur-dev-{uuid.uuid4().hex[:12]}", alg="RS256", use="sig")
+        _write(self.private_path, pem, mode=0o600)
+        _write(self.jwks_path, json.dumps({"keys": [public_jwk]}).encode(), mode=0o644)
+
+    def kid(self) -> str:
+        return json.loads(self.jwks_path.read_text())["keys"][0]["kid"]
+
+    def mint(
+        self,
+        auth: AuthSettings,
+        sub: str,
+        *,
+        username: str | None = None,
+        expires_in: int = 3600,
+        claims: dict[str, Any] | None = None,
+    ) -> str:
+        """An access token like Cognito's for `sub`, signed with the dev private key."""
+        self.ensure()
+        now = int(time.time())
+        payload: dict[str, Any] = {
+            "sub": sub,
+            "iss": auth.issuer,
+            "client_id": auth.client_id,
+            "token_use": "access",
+            "scope": "aws.cognito.signin.user.admin",
+            "auth_time": now,
+            "iat": now,
+            "exp": now + expires_in,
+            "jti": str(uuid.uuid4()),
+            "username": username or sub,
+            **(claims or {}),
+        }
+        return jwt.encode(
+            payload, self.private_path.read_bytes(), algorithm="RS256", headers={"kid": self.kid()}
+        )
+
+
+def _write(path: Path, data: bytes, *, mode: int) -> None:
+    partial = path.with_name(path.name + ".partial")
+    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(data)
+    os.replace(partial, path)

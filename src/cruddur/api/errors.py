@@ -1,0 +1,158 @@
+"""One JSON shape for every error, a request id on every response, no tracebacks out.
+
+    {"error": "<code>", "message": "<for people>", "request_id": "<id>", "errors": [...]}
+
+`errors` lists failing fields (422) and is empty otherwise.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import uuid
+from typing import Any
+
+import psycopg
+from flask import Flask, Response, g, json, request
+from psycopg_pool import PoolTimeout
+from werkzeug.exceptions import HTTPException
+
+from cruddur.db import InvalidText
+from cruddur.services.paging import BadPageRequest
+from cruddur.services.validation import FieldError, ValidationFailed
+
+log = logging.getLogger("cruddur.api")
+
+REQUEST_ID_HEADER = "X-Request-Id"
+_CLIENT_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
+
+# Werkzeug's HTTP errors, by status, as stable codes.
+_HTTP_CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "body_too_large",
+    415: "unsupported_media_type",
+    422: "validation_failed",
+    429: "too_many_requests",
+    500: "internal_error",
+    503: "unavailable",
+}
+
+
+class ApiError(Exception):
+    """An answer other than success: status, stable code, message, optional headers."""
+
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        message: str,
+        *,
+        errors: list[FieldError] | None = None,
+        headers: dict[str, str] | None = None,
+        extra: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.errors = errors or []
+        self.headers = headers or {}
+        self.extra = extra or {}
+
+
+def request_id() -> str:
+    return g.get("request_id") or "-"
+
+
+def error_response(error: ApiError) -> Response:
+    body = {
+        "error": error.code,
+        "message": error.message,
+        "request_id": request_id(),
+        "errors": [field.as_dict() for field in error.errors],
+        **error.extra,
+    }
+    response = Response(json.dumps(body), error.status, mimetype="application/json")
+    response.headers.update(error.headers)
+    return response
+
+
+def _start_request() -> None:
+    # A well-formed id from a proxy or client is kept, so logs on both sides line up.
+    given = request.headers.get(REQUEST_ID_HEADER, "")
+    g.request_id = given if _CLIENT_REQUEST_ID.match(given) else uuid.uuid4().hex
+
+
+def _tag_response(response: Response) -> Response:
+    response.headers[REQUEST_ID_HEADER] = request_id()
+    return response
+
+
+def _on_http_exception(exc: HTTPException) -> Response:
+    status = exc.code or 500
+    message = exc.description or exc.name
+    if status == 413:
+        message = f"the request body is larger than {request.max_content_length} bytes"
+    error = ApiError(status, _HTTP_CODES.get(status, "http_error"), message)
+    response = error_response(error)
+    if status == 405 and exc.valid_methods:
+        response.headers["Allow"] = ", ".join(exc.valid_methods)
+    return response
+
+
+def _on_unexpected(exc: Exception) -> Response:
+    log.exception("request %s failed: %s %s", request_id(), request.method, request.path)
+    return error_response(
+        ApiError(
+            500,
+            "internal_error",
+            f"something went wrong on our side; quote request id {request_id()} when reporting it",
+        )
+    )
+
+
+def _on_database_unavailable(exc: Exception) -> Response:
+    # The driver's message can name hosts; it goes to the log, not to the client.
+    log.warning("request %s: database unavailable: %s", request_id(), type(exc).__name__)
+    return error_response(
+        ApiError(503, "database_unavailable", "the database is not reachable; try again shortly")
+    )
+
+
+def database_unavailable(exc: Exception) -> bool:
+    return isinstance(exc, PoolTimeout | psycopg.OperationalError | psycopg.InterfaceError)
+
+
+def _on_database_error(exc: psycopg.Error) -> Response:
+    if database_unavailable(exc):
+        return _on_database_unavailable(exc)
+    if isinstance(exc, InvalidText | psycopg.errors.CheckViolation | psycopg.DataError):
+        # The checks in services.validation should have caught it; the schema's own
+        # checks are the last line, and their failure is still the client's input.
+        log.info("request %s: refused by the database: %s", request_id(), exc.sqlstate)
+        return error_response(
+            ApiError(422, "validation_failed", "the database refused a value in the request")
+        )
+    return _on_unexpected(exc)
+
+
+def install(app: Flask) -> None:
+    app.before_request(_start_request)
+    app.after_request(_tag_response)
+    app.register_error_handler(ApiError, error_response)
+    app.register_error_handler(
+        ValidationFailed,
+        lambda exc: error_response(ApiError(422, "validation_failed", str(exc), errors=exc.errors)),
+    )
+    app.register_error_handler(
+        BadPageRequest,
+        lambda exc: error_response(ApiError(400, f"invalid_{exc.field}", str(exc))),
+    )
+    app.register_error_handler(HTTPException, _on_http_exception)
+    app.register_error_handler(PoolTimeout, _on_database_unavailable)
+    app.register_error_handler(psycopg.Error, _on_database_error)
+    app.register_error_handler(Exception, _on_unexpected)

@@ -1,0 +1,47 @@
+"""GET /api/health: is the database reachable, and how is the pool doing."""
+
+from __future__ import annotations
+
+import time
+
+from flask import Blueprint, Response, current_app, json
+
+from cruddur.api.errors import ApiError, database_unavailable, error_response
+
+bp = Blueprint("health", __name__, url_prefix="/api")
+
+
+@bp.get("/health")
+def health() -> Response:
+    holder = current_app.extensions["cruddur.db"]
+    started = time.perf_counter()
+    try:
+        db = holder.get()
+        db.query_value("SELECT 1")
+    except Exception as exc:
+        if not database_unavailable(exc):
+            raise
+        return error_response(
+            ApiError(
+                503,
+                "database_unavailable",
+                "the database is not reachable",
+                extra={"status": "unavailable", "database": {"reachable": False}},
+            )
+        )
+    stats = db.pool.get_stats()
+    body = {
+        "status": "ok",
+        "database": {
+            "reachable": True,
+            "latency_ms": round((time.perf_counter() - started) * 1000, 2),
+            "pool": {
+                "min_size": stats.get("pool_min", 0),
+                "max_size": stats.get("pool_max", 0),
+                "size": stats.get("pool_size", 0),
+                "available": stats.get("pool_available", 0),
+                "waiting": stats.get("requests_waiting", 0),
+            },
+        },
+    }
+    return Response(json.dumps(body), 200, mimetype="application/json")

@@ -1,0 +1,83 @@
+"""The rules a new crud or reply must meet. Every failing field is reported at once
+(the original kept only the last failure), with the original's error codes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+CRUD_MAX_CHARS = 280
+REPLY_MAX_CHARS = 1024
+
+# The lifetimes the front end offers, in its own words.
+TTLS: dict[str, timedelta] = {
+    "30-days": timedelta(days=30),
+    "7-days": timedelta(days=7),
+    "3-days": timedelta(days=3),
+    "1-day": timedelta(days=1),
+    "12-hours": timedelta(hours=12),
+    "3-hours": timedelta(hours=3),
+    "1-hour": timedelta(hours=1),
+}
+
+
+@dataclass(frozen=True)
+class FieldError:
+    field: str
+    code: str
+    message: str
+
+    def as_dict(self) -> dict[str, str]:
+        return {"field": self.field, "code": self.code, "message": self.message}
+
+
+class ValidationFailed(ValueError):
+    def __init__(self, errors: list[FieldError]) -> None:
+        super().__init__("; ".join(error.message for error in errors))
+        self.errors = errors
+
+
+def _message_errors(value: Any, max_chars: int) -> list[FieldError]:
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return [FieldError("message", "message_blank", "message must not be blank")]
+    if not isinstance(value, str):
+        return [FieldError("message", "message_not_text", "message must be a string")]
+    errors = []
+    if len(value) > max_chars:
+        code = "message_exceed_max_chars" + ("" if max_chars == CRUD_MAX_CHARS else f"_{max_chars}")
+        errors.append(
+            FieldError(
+                "message", code, f"message is {len(value)} characters; the most is {max_chars}"
+            )
+        )
+    # PostgreSQL text cannot hold NUL, nor can UTF-8 hold a lone surrogate (\ud800 in JSON).
+    if "\x00" in value or any(0xD800 <= ord(ch) <= 0xDFFF for ch in value):
+        errors.append(
+            FieldError(
+                "message",
+                "message_invalid_characters",
+                "message contains characters that cannot be stored (NUL or a lone surrogate)",
+            )
+        )
+    return errors
+
+
+def validate_crud(body: dict[str, Any]) -> tuple[str, timedelta]:
+    """(message, lifetime) of a valid new crud, or ValidationFailed listing every problem."""
+    errors = _message_errors(body.get("message"), CRUD_MAX_CHARS)
+    ttl = body.get("ttl")
+    if ttl is None or ttl == "":
+        errors.append(FieldError("ttl", "ttl_blank", "ttl must be given"))
+    elif not isinstance(ttl, str) or ttl not in TTLS:
+        errors.append(FieldError("ttl", "ttl_unknown", f"ttl must be one of: {', '.join(TTLS)}"))
+    if errors:
+        raise ValidationFailed(errors)
+    return body["message"], TTLS[ttl]
+
+
+def validate_reply(body: dict[str, Any]) -> str:
+    errors = _message_errors(body.get("message"), REPLY_MAX_CHARS)
+    if errors:
+        raise ValidationFailed(errors)
+    return body["message"]

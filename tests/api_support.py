@@ -1,0 +1,56 @@
+"""Helpers for the API tests: a test client that checks every response against the
+OpenAPI document, tokens from the dev key pair, and table snapshots."""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+import psycopg
+from flask import Flask
+from openapi_core import OpenAPI
+from openapi_core.contrib.werkzeug import WerkzeugOpenAPIRequest, WerkzeugOpenAPIResponse
+from werkzeug.test import EnvironBuilder, TestResponse
+
+from cruddur.api import OPENAPI
+
+SPEC = OpenAPI.from_file_path(str(OPENAPI))
+
+
+class CheckedClient:
+    """Flask's test client; every response must match openapi.yaml or the test fails."""
+
+    def __init__(self, app: Flask) -> None:
+        self.client = app.test_client()
+
+    def open(self, method: str, path: str, **kwargs: Any) -> TestResponse:
+        token = kwargs.pop("token", None)
+        if token is not None:
+            kwargs.setdefault("headers", {})["Authorization"] = f"Bearer {token}"
+        response = self.client.open(path, method=method, **kwargs)
+        if response.status_code != 405:
+            # The sent request's body has been read; check against an identical one.
+            sent = EnvironBuilder(path, method=method, **kwargs).get_request()
+            SPEC.validate_response(WerkzeugOpenAPIRequest(sent), WerkzeugOpenAPIResponse(response))
+        assert response.headers.get("X-Request-Id")
+        if response.status_code >= 400:
+            body = response.get_json()
+            assert body["request_id"] == response.headers["X-Request-Id"]
+            assert "Traceback" not in response.get_data(as_text=True)
+        return response
+
+    def get(self, path: str, **kwargs: Any) -> TestResponse:
+        return self.open("GET", path, **kwargs)
+
+    def post(self, path: str, **kwargs: Any) -> TestResponse:
+        return self.open("POST", path, **kwargs)
+
+
+def snapshot(url: str) -> str:
+    """A digest of every row of both tables: equal digests, unchanged tables."""
+    with psycopg.connect(url) as conn:
+        rows = conn.execute(
+            "SELECT (SELECT md5(string_agg(u::text, '|' ORDER BY u.uuid)) FROM users u),"
+            " (SELECT md5(string_agg(a::text, '|' ORDER BY a.uuid)) FROM activities a)"
+        ).fetchone()
+    return hashlib.sha256(repr(rows).encode()).hexdigest()
