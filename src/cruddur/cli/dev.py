@@ -1,0 +1,54 @@
+"""`cruddur dev …`: helpers for local development."""
+
+from __future__ import annotations
+
+import click
+
+from cruddur.api.dev_keys import DevKeys
+from cruddur.cli.output import result, warn
+from cruddur.config import Settings
+from cruddur.db import Db, template
+from cruddur.targets import resolve
+
+
+@click.group()
+def dev() -> None:
+    """Local development helpers."""
+
+
+@dev.command()
+@click.option("--handle", help="Sign in as this user (their cognito_user_id becomes `sub`).")
+@click.option("--sub", help="Use this `sub` as is (e.g. for a user with no row).")
+@click.option(
+    "--expires-in",
+    type=click.IntRange(1, 24 * 3600),
+    default=3600,
+    show_default=True,
+    help="Seconds the token is valid.",
+)
+def token(handle: str | None, sub: str | None, expires_in: int) -> None:
+    """Print an access token signed by the local development key pair.
+
+    A service without AWS_COGNITO_USER_POOL_ID accepts it, checked by the same code that
+    checks Cognito's tokens:
+
+        TOKEN=$(cruddur dev token --handle andrewbrown)
+        curl -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json' \\
+             -d '{"message": "hello", "ttl": "1-day"}' localhost:4567/api/activities
+    """
+    if bool(handle) == bool(sub):
+        raise click.UsageError("give exactly one of --handle or --sub")
+    settings = Settings.from_env()
+    if not settings.auth.dev:
+        warn(
+            "AWS_COGNITO_USER_POOL_ID is set: a service with these settings checks Cognito's "
+            "tokens and will refuse this one"
+        )
+    if handle:
+        with Db(resolve(settings).url) as db:
+            sub = db.query_value(
+                template("users", "cognito_user_id_for_handle"), {"handle": handle}
+            )
+        if sub is None:
+            raise click.ClickException(f"no user has the handle {handle!r} in the local database")
+    result(DevKeys(settings.home).mint(settings.auth, sub, username=handle, expires_in=expires_in))

@@ -1,0 +1,90 @@
+"""`cruddur serve`: the API under a production WSGI server, or Flask's reloader (--dev)."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import click
+
+from cruddur.api.dev_keys import DevKeys
+from cruddur.cli.output import info, warn
+from cruddur.config import SERVERS, Settings
+from cruddur.targets import resolve
+
+APP_FACTORY = "cruddur.api:create_app"
+
+
+def server_command(server: str, host: str, port: int, workers: int, threads: int) -> list[str]:
+    """The command line that runs the app under `server`; each worker calls the factory
+    itself, so each opens its own pool after the fork."""
+    python = sys.executable
+    if server == "granian":
+        return [
+            python, "-m", "granian", "--interface", "wsgi", "--factory", "--no-ws",
+            "--host", host, "--port", str(port),
+            "--workers", str(workers), "--blocking-threads", str(threads),
+            APP_FACTORY,
+        ]  # fmt: skip
+    return [
+        python, "-m", "gunicorn", "--bind", f"{host}:{port}",
+        "--workers", str(workers), "--threads", str(threads),
+        "--worker-class", "gthread" if threads > 1 else "sync",
+        "--graceful-timeout", "10", "--timeout", "30",
+        f"{APP_FACTORY}()",
+    ]  # fmt: skip
+
+
+@click.command()
+@click.option("--host", help="Address to listen on [CRUDDUR_HOST; default 127.0.0.1].")
+@click.option("--port", type=click.IntRange(1, 65535), help="Port [PORT; default 4567].")
+@click.option("--workers", type=click.IntRange(1), help="Processes [CRUDDUR_WORKERS; default 2].")
+@click.option(
+    "--threads", type=click.IntRange(1), help="Threads per process [CRUDDUR_THREADS; default 4]."
+)
+@click.option(
+    "--server",
+    type=click.Choice(SERVERS),
+    help="WSGI server [CRUDDUR_SERVER; default gunicorn]. README: why, with measurements.",
+)
+@click.option("--dev", is_flag=True, help="Flask's development server, reloading on changes.")
+def serve(
+    host: str | None,
+    port: int | None,
+    workers: int | None,
+    threads: int | None,
+    server: str | None,
+    dev: bool,
+) -> None:
+    """Serve the Cruddur API (default http://127.0.0.1:4567/api/activities/home).
+
+    Uses CONNECTION_URL's database, or the embedded server, which it starts. Load the
+    schema first (`bin/db-setup`; `bin/run` does it all). The OpenAPI document is at
+    /api/openapi.yaml.
+    """
+    settings = Settings.from_env()
+    config = settings.serve
+    host, port = host or config.host, port or config.port
+    target = resolve(settings)  # starts the embedded server, once, before the workers
+    info(f"database: {target.describe()}")
+    if settings.auth.dev:
+        DevKeys(settings.home).ensure()
+        warn("auth: development key pair; `cruddur dev token --handle andrewbrown` mints tokens")
+    else:
+        info(f"auth: tokens from {settings.auth.issuer}")
+    info(f"serving http://{host}:{port}/api/activities/home")
+    if dev:
+        from cruddur.api import create_app
+
+        create_app(settings).run(host=host, port=port, debug=True, use_reloader=True)
+        return
+    server = server or config.server
+    workers, threads = workers or config.workers, threads or config.threads
+    command = server_command(server, host, port, workers, threads)
+    if target.embedded:
+        # Workers find the embedded server through CONNECTION_URL (it is never printed).
+        os.environ["CONNECTION_URL"] = target.url
+    info(f"server: {server}, {workers} workers, {threads} threads each")
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execv(command[0], command)

@@ -1,0 +1,219 @@
+"""Who may write: real RS256 tokens, from the dev key pair and from Cognito (moto)."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import time
+
+import jwt
+import psycopg
+import pytest
+from api_support import CheckedClient, snapshot
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from cruddur.api import create_app
+from cruddur.api.dev_keys import DevKeys
+from cruddur.api.keys import KeySet, UnknownKey
+from cruddur.config import Settings
+
+NEW_CRUD = {"message": "signed in", "ttl": "1-day"}
+
+
+def _post(api: CheckedClient, token: str | None, headers: dict | None = None):
+    headers = dict(headers or {})
+    if token is not None:
+        headers["Authorization"] = f"Bearer {token}"
+    return api.post("/api/activities", json=NEW_CRUD, headers=headers)
+
+
+def _refused(api: CheckedClient, seeded_db: str, token: str | None, status: int = 401, **kw):
+    before = snapshot(seeded_db)
+    response = _post(api, token, **kw)
+    assert response.status_code == status, response.get_json()
+    assert snapshot(seeded_db) == before
+    return response
+
+
+def _other_key_pem() -> bytes:
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+
+
+def test_a_valid_token_posts_as_its_user(api, mint) -> None:
+    response = _post(api, mint("londo"))
+    assert response.status_code == 201
+    assert response.get_json()["handle"] == "londo"
+
+
+def test_no_token_is_401_with_a_bearer_challenge(api, seeded_db: str) -> None:
+    response = _refused(api, seeded_db, None)
+    assert response.headers["WWW-Authenticate"] == "Bearer"
+    assert response.get_json()["error"] == "unauthorized"
+
+
+@pytest.mark.parametrize(
+    "header",
+    ["Basic dXNlcjpwYXNz", "Bearer", "Bearer not.a.jwt", "Bearer " + "A" * 10_000, "Token abc"],
+)
+def test_malformed_authorization_is_401(api, seeded_db: str, header: str) -> None:
+    response = _refused(api, seeded_db, None, headers={"Authorization": header})
+    assert response.headers["WWW-Authenticate"].startswith("Bearer")
+
+
+def test_expired_token_is_401(api, mint, seeded_db: str) -> None:
+    past = int(time.time()) - 3600
+    response = _refused(api, seeded_db, mint(claims={"exp": past, "iat": past - 60}))
+    assert "expired" in response.get_json()["message"]
+
+
+def test_token_signed_by_another_key_is_401(api, mint, api_settings, seeded_db: str) -> None:
+    genuine = jwt.decode(mint(), options={"verify_signature": False})
+    kid = DevKeys(api_settings.home).kid()
+    forged = jwt.encode(genuine, _other_key_pem(), algorithm="RS256", headers={"kid": kid})
+    _refused(api, seeded_db, forged)
+
+
+def test_wrong_issuer_token_use_or_client_are_401(api, mint, seeded_db: str) -> None:
+    wrong_pool = "https://cognito-idp.us-east-1.amazonaws.com/us-east-1_someoneelse"
+    for claims, said in [
+        ({"iss": wrong_pool}, "issuer"),
+        ({"token_use": "id"}, "access token"),
+        ({"client_id": "another-app"}, "app client"),
+    ]:
+        response = _refused(api, seeded_db, mint(claims=claims))
+        assert said in response.get_json()["message"], claims
+
+
+def _b64(data: bytes) -> bytes:
+    return base64.urlsafe_b64encode(data).rstrip(b"=")
+
+
+def test_algorithm_confusion_is_401(api, mint, api_settings, seeded_db: str) -> None:
+    claims = jwt.decode(mint(), options={"verify_signature": False})
+    keys = DevKeys(api_settings.home)
+    unsigned = jwt.encode(claims, None, algorithm="none", headers={"kid": keys.kid()})
+    _refused(api, seeded_db, unsigned)
+    # HS256 keyed with the public key: accepted by a verifier that trusts the header's alg.
+    jwks = json.loads(keys.jwks_path.read_text())
+    public_pem = jwt.PyJWK(jwks["keys"][0]).key.public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    header = {"alg": "HS256", "kid": keys.kid(), "typ": "JWT"}
+    signing_input = _b64(json.dumps(header).encode()) + b"." + _b64(json.dumps(claims).encode())
+    signature = hmac.new(public_pem, signing_input, hashlib.sha256).digest()
+    _refused(api, seeded_db, (signing_input + b"." + _b64(signature)).decode())
+
+
+def test_a_valid_token_without_a_user_row_is_403(api, mint, seeded_db: str) -> None:
+    response = _refused(api, seeded_db, mint(sub="never-signed-up"), status=403)
+    assert response.get_json()["error"] == "no_user"
+    assert "sync-cognito" in response.get_json()["message"]
+
+
+def test_unknown_key_ids_refetch_the_keys_at_most_once_a_minute(tmp_path) -> None:
+    keys = DevKeys(tmp_path).ensure()
+    fetches = []
+
+    class CountingKeySet(KeySet):
+        def _fetch(self):
+            fetches.append(1)
+            return super()._fetch()
+
+    key_set = CountingKeySet(keys.jwks_path.as_uri())
+    assert key_set.get(keys.kid()) is not None
+    for _ in range(5):
+        with pytest.raises(UnknownKey):
+            key_set.get("no-such-kid")
+    assert len(fetches) == 1
+    # A rotated key set is picked up once the interval has passed.
+    old_kid = keys.kid()
+    keys.jwks_path.unlink()
+    keys.private_path.unlink()
+    keys.ensure()
+    key_set.min_refresh = 0
+    assert key_set.get(keys.kid()) is not None and keys.kid() != old_kid
+    assert len(fetches) == 2
+
+
+def test_unreachable_keys_are_503_not_401(api_home, seeded_db: str, mint) -> None:
+    settings = Settings.from_env(
+        {
+            "CRUDDUR_HOME": str(api_home),
+            "CONNECTION_URL": seeded_db,
+            "CRUDDUR_JWKS_URL": "http://127.0.0.1:9/jwks.json",
+        }
+    )
+    app = create_app(settings)
+    try:
+        response = _refused(CheckedClient(app), seeded_db, mint(), status=503)
+        assert response.get_json()["error"] == "auth_unavailable"
+    finally:
+        app.extensions["cruddur.db"].close()
+
+
+# -- Cognito, as moto's server issues it -------------------------------------------------
+
+
+@pytest.fixture
+def cognito(aws, moto_url: str, seeded_db: str, api_home):
+    """A user pool with one confirmed user (handle 'bayko' in Cognito and in the database),
+    and an app checking that pool's tokens."""
+    from cruddur.aws import client
+
+    idp = client("cognito-idp")
+    pool_id = idp.create_user_pool(PoolName="cruddur")["UserPool"]["Id"]
+    client_id = idp.create_user_pool_client(
+        UserPoolId=pool_id,
+        ClientName="web",
+        ExplicitAuthFlows=["ALLOW_ADMIN_USER_PASSWORD_AUTH", "ALLOW_REFRESH_TOKEN_AUTH"],
+    )["UserPoolClient"]["ClientId"]
+    idp.admin_create_user(
+        UserPoolId=pool_id,
+        Username="bayko",
+        UserAttributes=[{"Name": "preferred_username", "Value": "bayko"}],
+    )
+    idp.admin_set_user_password(
+        UserPoolId=pool_id, Username="bayko", Password="Correct-Horse-9", Permanent=True
+    )
+    attributes = idp.admin_get_user(UserPoolId=pool_id, Username="bayko")["UserAttributes"]
+    sub = next(a["Value"] for a in attributes if a["Name"] == "sub")
+    with psycopg.connect(seeded_db) as conn:
+        conn.execute("UPDATE users SET cognito_user_id = %s WHERE handle = 'bayko'", [sub])
+    tokens = idp.admin_initiate_auth(
+        UserPoolId=pool_id,
+        ClientId=client_id,
+        AuthFlow="ADMIN_USER_PASSWORD_AUTH",
+        AuthParameters={"USERNAME": "bayko", "PASSWORD": "Correct-Horse-9"},
+    )["AuthenticationResult"]
+    settings = Settings.from_env(
+        {
+            "CRUDDUR_HOME": str(api_home),
+            "CONNECTION_URL": seeded_db,
+            "AWS_COGNITO_USER_POOL_ID": pool_id,
+            "AWS_COGNITO_USER_POOL_CLIENT_ID": client_id,
+            "CRUDDUR_JWKS_URL": f"{moto_url}/{pool_id}/.well-known/jwks.json",
+        }
+    )
+    app = create_app(settings)
+    yield CheckedClient(app), tokens
+    app.extensions["cruddur.db"].close()
+
+
+def test_cognito_access_tokens_post_as_their_user(cognito) -> None:
+    api, tokens = cognito
+    response = _post(api, tokens["AccessToken"])
+    assert response.status_code == 201
+    assert response.get_json()["handle"] == "bayko"
+
+
+def test_cognito_id_tokens_and_dev_tokens_are_refused(cognito, mint, seeded_db: str) -> None:
+    api, tokens = cognito
+    id_token = _refused(api, seeded_db, tokens["IdToken"])
+    assert "access token" in id_token.get_json()["message"]
+    _refused(api, seeded_db, mint("bayko"))  # the dev pair is not this pool's issuer

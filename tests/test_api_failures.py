@@ -1,0 +1,51 @@
+"""When things break: unexpected errors, an unreachable database, request ids."""
+
+from __future__ import annotations
+
+import logging
+
+from api_support import CheckedClient
+
+from cruddur.api import create_app
+from cruddur.config import PoolSettings
+from cruddur.db import Db
+
+
+def test_an_unexpected_error_is_a_json_500_naming_the_logged_request_id(app, caplog) -> None:
+    def broken() -> None:
+        raise RuntimeError("secret internals")
+
+    app.add_url_rule("/api/broken", "broken", broken)
+    with caplog.at_level(logging.ERROR, logger="cruddur.api"):
+        response = app.test_client().get("/api/broken")
+    assert response.status_code == 500
+    body = response.get_json()
+    request_id = response.headers["X-Request-Id"]
+    assert body["error"] == "internal_error" and body["request_id"] == request_id
+    assert request_id in body["message"]
+    assert "secret internals" not in response.get_data(as_text=True)
+    assert "Traceback" not in response.get_data(as_text=True)
+    logged = [r for r in caplog.records if request_id in r.getMessage()]
+    assert logged and logged[0].exc_info is not None  # the traceback is in the log
+
+
+def test_a_well_formed_request_id_is_kept_and_a_bad_one_replaced(api) -> None:
+    kept = api.get("/api/health", headers={"X-Request-Id": "edge-proxy-1234"})
+    assert kept.headers["X-Request-Id"] == "edge-proxy-1234"
+    replaced = api.get("/api/health", headers={"X-Request-Id": "<script>'; --"})
+    assert replaced.headers["X-Request-Id"] != "<script>'; --"
+    assert len(replaced.headers["X-Request-Id"]) == 32
+
+
+def test_an_unreachable_database_is_503_everywhere(api_settings, mint) -> None:
+    down = Db("postgresql://postgres:pw@127.0.0.1:1/cruddur", PoolSettings(timeout=1))
+    app = create_app(api_settings, database=down)
+    api = CheckedClient(app)
+    for path in ("/api/activities/home", "/api/activities/@andrewbrown", "/api/health"):
+        response = api.get(path)
+        assert response.status_code == 503, path
+        assert response.get_json()["error"] == "database_unavailable"
+        assert "127.0.0.1" not in response.get_data(as_text=True)
+    assert api.get("/api/health").get_json()["database"] == {"reachable": False}
+    write = api.post("/api/activities", json={"message": "hi", "ttl": "1-day"}, token=mint())
+    assert write.status_code == 503

@@ -1,0 +1,211 @@
+"""The read endpoints over the real database: feeds, paging, one crud, health, docs."""
+
+from __future__ import annotations
+
+import re
+import uuid
+
+import psycopg
+import yaml
+from openapi_spec_validator import validate
+
+from cruddur.api import OPENAPI
+
+ACTIVITY_KEYS = {
+    "uuid",
+    "display_name",
+    "handle",
+    "message",
+    "replies_count",
+    "reposts_count",
+    "likes_count",
+    "reply_to_activity_uuid",
+    "expires_at",
+    "created_at",
+}
+ISO_WITH_OFFSET = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?\+00:00$")
+
+
+def _unexpired(url: str) -> list[str]:
+    with psycopg.connect(url) as conn:
+        rows = conn.execute(
+            "SELECT uuid::text FROM activities WHERE expires_at > now()"
+            " ORDER BY created_at DESC, uuid DESC"
+        ).fetchall()
+    return [row[0] for row in rows]
+
+
+def _add_cruds(url: str, count: int, handle: str = "bayko", *, expired: bool = False) -> None:
+    # Some share a created_at, so the uuid half of the cursor matters.
+    with psycopg.connect(url) as conn:
+        conn.execute(
+            "INSERT INTO activities (user_uuid, message, created_at, expires_at)"
+            " SELECT u.uuid, 'crud ' || n,"
+            "        now() - (n / 3) * interval '1 minute' - %(age)s * interval '1 hour',"
+            "        CASE WHEN %(expired)s THEN now() - interval '1 second'"
+            "             ELSE now() + interval '1 day' END"
+            " FROM users u, generate_series(1, %(count)s) n WHERE u.handle = %(handle)s",
+            {"count": count, "handle": handle, "expired": expired, "age": 2 if expired else 0},
+        )
+
+
+def test_home_is_newest_first_without_expired_cruds(api, seeded_db: str) -> None:
+    response = api.get("/api/activities/home")
+    assert response.status_code == 200
+    assert response.mimetype == "application/json"
+    feed = response.get_json()
+    assert [item["uuid"] for item in feed] == _unexpired(seeded_db)
+    assert "This crud has expired." not in {item["message"] for item in feed}
+    assert all(set(item) == ACTIVITY_KEYS for item in feed)
+    assert all(ISO_WITH_OFFSET.match(item["created_at"]) for item in feed)
+    assert "Link" not in response.headers  # everything fits on one page
+
+
+def test_keyset_pages_visit_every_crud_once(api, seeded_db: str) -> None:
+    _add_cruds(seeded_db, 23)
+    _add_cruds(seeded_db, 5, expired=True)
+    seen: list[str] = []
+    path = "/api/activities/home?limit=4"
+    pages = 0
+    while path:
+        response = api.get(path)
+        assert response.status_code == 200
+        page = response.get_json()
+        assert 1 <= len(page) <= 4
+        seen += [item["uuid"] for item in page]
+        pages += 1
+        link = response.headers.get("Link")
+        if link is None:
+            break
+        match = re.fullmatch(r'<(/api/activities/home\?limit=4&before=[^>]+)>; rel="next"', link)
+        assert match, link
+        assert response.headers["X-Next-Cursor"] in link
+        path = match.group(1)
+    assert seen == _unexpired(seeded_db)
+    assert pages == -(-len(seen) // 4)
+
+
+def test_a_full_last_page_has_no_next_link(api, seeded_db: str) -> None:
+    count = len(_unexpired(seeded_db))
+    response = api.get(f"/api/activities/home?limit={count}")
+    assert len(response.get_json()) == count
+    assert "Link" not in response.headers
+
+
+def test_limit_defaults_to_20_and_stops_at_100(api, seeded_db: str) -> None:
+    _add_cruds(seeded_db, 120)
+    assert len(api.get("/api/activities/home").get_json()) == 20
+    assert len(api.get("/api/activities/home?limit=100").get_json()) == 100
+    for bad in ("0", "101", "-1", "ten", "1e3", ""):
+        response = api.get(f"/api/activities/home?limit={bad}")
+        assert response.status_code == 400, bad
+        assert response.get_json()["error"] == "invalid_limit"
+
+
+def test_malformed_cursors_are_400(api) -> None:
+    for bad in ("x", "123", "abc_def", f"1_{'z' * 32}", f"-99999999999999999_{uuid.uuid4()}"):
+        response = api.get(f"/api/activities/home?before={bad}")
+        assert response.status_code == 400, bad
+        assert response.get_json()["error"] == "invalid_before"
+
+
+def test_user_feed_holds_only_their_cruds(api, seeded_db: str) -> None:
+    _add_cruds(seeded_db, 7, handle="londo")
+    response = api.get("/api/activities/@londo?limit=5")
+    assert response.status_code == 200
+    first = response.get_json()
+    assert len(first) == 5 and {item["handle"] for item in first} == {"londo"}
+    rest = api.get(f"/api/activities/@londo?limit=5&before={response.headers['X-Next-Cursor']}")
+    assert {item["handle"] for item in rest.get_json()} == {"londo"}
+    with psycopg.connect(seeded_db) as conn:
+        (count,) = conn.execute(
+            "SELECT count(*) FROM activities a JOIN users u ON u.uuid = a.user_uuid"
+            " WHERE u.handle = 'londo' AND a.expires_at > now()"
+        ).fetchone()
+    assert len(first) + len(rest.get_json()) == count
+
+
+def test_user_feed_of_unknown_or_impossible_handles_is_404(api) -> None:
+    for handle in ("nobody", "x" * 5000, "andrewbrown' OR '1'='1"):
+        response = api.get(f"/api/activities/@{handle}")
+        assert response.status_code == 404
+        assert response.get_json()["error"] == "user_not_found"
+
+
+def test_a_user_with_no_cruds_has_an_empty_feed(api, seeded_db: str) -> None:
+    with psycopg.connect(seeded_db) as conn:
+        conn.execute(
+            "INSERT INTO users (display_name, handle, email, cognito_user_id)"
+            " VALUES ('Quiet', 'quiet', 'q@example.com', 'MOCK-quiet')"
+        )
+    response = api.get("/api/activities/@quiet")
+    assert response.status_code == 200 and response.get_json() == []
+
+
+def test_one_crud_comes_with_its_replies_oldest_first(api, seeded_db: str) -> None:
+    with psycopg.connect(seeded_db) as conn:
+        (parent,) = conn.execute(
+            "SELECT uuid::text FROM activities WHERE replies_count = 2"
+        ).fetchone()
+    response = api.get(f"/api/activities/{parent}")
+    assert response.status_code == 200
+    body = response.get_json()
+    assert body["activity"]["uuid"] == parent
+    replies = body["replies"]
+    assert len(replies) == 2
+    assert [r["created_at"] for r in replies] == sorted(r["created_at"] for r in replies)
+    assert {r["reply_to_activity_uuid"] for r in replies} == {parent}
+
+
+def test_unknown_expired_and_malformed_cruds(api, seeded_db: str) -> None:
+    with psycopg.connect(seeded_db) as conn:
+        (expired,) = conn.execute(
+            "SELECT uuid::text FROM activities WHERE expires_at <= now()"
+        ).fetchone()
+    assert api.get(f"/api/activities/{uuid.uuid4()}").status_code == 404
+    assert api.get(f"/api/activities/{expired}").status_code == 404
+    for bad in ("not-a-uuid", "1", "' OR 1=1 --", "0" * 33):
+        response = api.get(f"/api/activities/{bad}")
+        assert response.status_code == 400, bad
+        assert response.get_json()["error"] == "invalid_activity_uuid"
+
+
+def test_health_reports_the_pool(api) -> None:
+    response = api.get("/api/health")
+    assert response.status_code == 200
+    body = response.get_json()
+    assert body["status"] == "ok" and body["database"]["reachable"] is True
+    assert body["database"]["pool"]["max_size"] >= 1
+
+
+def test_the_openapi_document_is_served_and_valid(api) -> None:
+    response = api.get("/api/openapi.yaml")
+    assert response.status_code == 200
+    document = yaml.safe_load(response.get_data(as_text=True))
+    validate(document)
+    assert document == yaml.safe_load(OPENAPI.read_text())
+    assert {"/api/activities/home", "/api/activities", "/api/health"} <= set(document["paths"])
+
+
+def test_cors_admits_the_front_end_only(api) -> None:
+    preflight = {
+        "Origin": "http://localhost:3000",
+        "Access-Control-Request-Method": "POST",
+        "Access-Control-Request-Headers": "Authorization, Content-Type",
+    }
+    allowed = api.client.options("/api/activities", headers=preflight)
+    assert allowed.headers["Access-Control-Allow-Origin"] == "http://localhost:3000"
+    assert "authorization" in allowed.headers["Access-Control-Allow-Headers"].lower()
+    other = api.client.options(
+        "/api/activities", headers={**preflight, "Origin": "https://evil.example"}
+    )
+    assert "Access-Control-Allow-Origin" not in other.headers
+    feed = api.get("/api/activities/home", headers={"Origin": "http://localhost:3000"})
+    assert "Link" in feed.headers["Access-Control-Expose-Headers"]
+
+
+def test_unknown_paths_and_methods_get_the_error_shape(api) -> None:
+    missing = api.get("/api/nothing-here")
+    assert missing.status_code == 404 and missing.get_json()["error"] == "not_found"
+    wrong = api.open("DELETE", "/api/activities/home")
+    assert wrong.status_code == 405 and wrong.get_json()["error"] == "method_not_allowed"

@@ -1,0 +1,189 @@
+"""Writes over the real database: new cruds, replies, validation, hostile bodies."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import datetime
+
+import psycopg
+import pytest
+from api_support import snapshot
+
+from cruddur.services.validation import TTLS
+
+
+def _row(url: str, activity_uuid: str) -> dict:
+    with psycopg.connect(url, row_factory=psycopg.rows.dict_row) as conn:
+        return conn.execute(
+            "SELECT a.*, u.handle FROM activities a JOIN users u ON u.uuid = a.user_uuid"
+            " WHERE a.uuid = %s",
+            [activity_uuid],
+        ).fetchone()
+
+
+def _seed_parent(url: str) -> dict:
+    with psycopg.connect(url, row_factory=psycopg.rows.dict_row) as conn:
+        return conn.execute("SELECT * FROM activities WHERE replies_count = 2").fetchone()
+
+
+@pytest.mark.parametrize("ttl", list(TTLS))
+def test_a_new_crud_is_stored_and_returned_as_stored(api, mint, seeded_db: str, ttl) -> None:
+    response = api.post(
+        "/api/activities", json={"message": "Hello, Cruddur", "ttl": ttl}, token=mint("bayko")
+    )
+    assert response.status_code == 201
+    created = response.get_json()
+    stored = _row(seeded_db, created["uuid"])
+    assert stored["handle"] == created["handle"] == "bayko"
+    assert stored["message"] == created["message"] == "Hello, Cruddur"
+    assert stored["expires_at"] - stored["created_at"] == TTLS[ttl]
+    assert datetime.fromisoformat(created["expires_at"]) == stored["expires_at"]
+    assert created["reply_to_activity_uuid"] is None
+    home = api.get("/api/activities/home").get_json()
+    assert home[0]["uuid"] == created["uuid"]
+
+
+def test_every_failing_field_is_listed_at_once(api, mint, seeded_db: str) -> None:
+    before = snapshot(seeded_db)
+    cases = {
+        json.dumps({"message": "   ", "ttl": "2-weeks"}): {
+            ("message", "message_blank"),
+            ("ttl", "ttl_unknown"),
+        },
+        json.dumps({"message": "x" * 281}): {
+            ("message", "message_exceed_max_chars"),
+            ("ttl", "ttl_blank"),
+        },
+        json.dumps({}): {("message", "message_blank"), ("ttl", "ttl_blank")},
+        json.dumps({"message": 5, "ttl": 30}): {
+            ("message", "message_not_text"),
+            ("ttl", "ttl_unknown"),
+        },
+    }
+    for body, expected in cases.items():
+        response = api.post(
+            "/api/activities", data=body, content_type="application/json", token=mint()
+        )
+        assert response.status_code == 422, body
+        answer = response.get_json()
+        assert answer["error"] == "validation_failed"
+        assert {(e["field"], e["code"]) for e in answer["errors"]} == expected, body
+    assert snapshot(seeded_db) == before
+
+
+def test_280_characters_fit_and_count_characters_not_bytes(api, mint, seeded_db: str) -> None:
+    message = "🦀" * 280  # 1,120 bytes in UTF-8
+    response = api.post("/api/activities", json={"message": message, "ttl": "1-hour"}, token=mint())
+    assert response.status_code == 201
+    assert _row(seeded_db, response.get_json()["uuid"])["message"] == message
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        "'; DROP TABLE activities; --",
+        "Robert'); DELETE FROM users WHERE ('1'='1",
+        "%(message)s %s {0} $1",
+        "مرحبا بالعالم — שלום עולם",
+        "\u202eevil\u202c and 👩‍👩‍👧‍👦 family",
+        'line one\nline two\ttabbed \\ backslash "quoted"',
+        "<script>alert(1)</script>",
+    ],
+)
+def test_hostile_messages_are_stored_verbatim(api, mint, seeded_db: str, message: str) -> None:
+    response = api.post("/api/activities", json={"message": message, "ttl": "1-day"}, token=mint())
+    assert response.status_code == 201
+    assert response.get_json()["message"] == message
+    assert _row(seeded_db, response.get_json()["uuid"])["message"] == message
+    with psycopg.connect(seeded_db) as conn:
+        assert conn.execute("SELECT count(*) FROM users").fetchone()[0] == 3
+
+
+def test_refused_bodies_change_nothing(api, mint, seeded_db: str) -> None:
+    before = snapshot(seeded_db)
+    token = mint()
+    refusals = [
+        # (body bytes, content type, status, error)
+        (b'{"message": "a\\u0000b", "ttl": "1-day"}', "application/json", 422, None),
+        (b'{"message": "lone \\ud800", "ttl": "1-day"}', "application/json", 422, None),
+        (b'{"message": "hi", "ttl": "1-day"', "application/json", 400, "invalid_json"),
+        (b'["message", "hi"]', "application/json", 400, "invalid_json"),
+        (b'"just a string"', "application/json", 400, "invalid_json"),
+        (b'{"message": "caf\xe9", "ttl": "1-day"}', "application/json", 400, "invalid_json"),
+        (b"message=hi&ttl=1-day", "application/x-www-form-urlencoded", 415, None),
+        (b'{"message": "hi", "ttl": "1-day"}', "text/plain", 415, None),
+        (json.dumps({"message": "x" * 100_000, "ttl": "1-day"}).encode(), "application/json",
+         413, "body_too_large"),
+    ]  # fmt: skip
+    for body, content_type, status, error in refusals:
+        response = api.post("/api/activities", data=body, content_type=content_type, token=token)
+        assert response.status_code == status, (body[:40], response.get_json())
+        if error:
+            assert response.get_json()["error"] == error
+    nul = api.post(
+        "/api/activities", data=refusals[0][0], content_type="application/json", token=token
+    )
+    assert nul.get_json()["errors"][0]["code"] == "message_invalid_characters"
+    assert snapshot(seeded_db) == before
+
+
+def test_a_reply_counts_on_its_parent_and_expires_with_it(api, mint, seeded_db: str) -> None:
+    parent = _seed_parent(seeded_db)
+    response = api.post(
+        f"/api/activities/{parent['uuid']}/reply", json={"message": "Me too"}, token=mint("londo")
+    )
+    assert response.status_code == 201
+    reply = response.get_json()
+    assert reply["reply_to_activity_uuid"] == str(parent["uuid"])
+    assert reply["handle"] == "londo"
+    stored = _row(seeded_db, reply["uuid"])
+    assert stored["expires_at"] == parent["expires_at"]
+    assert _row(seeded_db, str(parent["uuid"]))["replies_count"] == 3
+    shown = api.get(f"/api/activities/{parent['uuid']}").get_json()
+    assert shown["activity"]["replies_count"] == 3
+    assert shown["replies"][-1]["uuid"] == reply["uuid"]  # oldest first: the new one last
+
+
+def test_replies_allow_1024_characters(api, mint, seeded_db: str) -> None:
+    parent = _seed_parent(seeded_db)["uuid"]
+    ok = api.post(f"/api/activities/{parent}/reply", json={"message": "r" * 1024}, token=mint())
+    assert ok.status_code == 201
+    long = api.post(f"/api/activities/{parent}/reply", json={"message": "r" * 1025}, token=mint())
+    assert long.status_code == 422
+    assert long.get_json()["errors"][0]["code"] == "message_exceed_max_chars_1024"
+
+
+def test_replies_to_missing_expired_or_malformed_cruds(api, mint, seeded_db: str) -> None:
+    with psycopg.connect(seeded_db) as conn:
+        (expired,) = conn.execute(
+            "SELECT uuid::text FROM activities WHERE expires_at <= now()"
+        ).fetchone()
+    before = snapshot(seeded_db)
+    body = {"json": {"message": "hello?"}, "token": mint()}
+    assert api.post(f"/api/activities/{uuid.uuid4()}/reply", **body).status_code == 404
+    assert api.post(f"/api/activities/{expired}/reply", **body).status_code == 404
+    malformed = api.post("/api/activities/not-a-uuid/reply", **body)
+    assert malformed.status_code == 400
+    assert malformed.get_json()["error"] == "invalid_activity_uuid"
+    assert snapshot(seeded_db) == before
+
+
+def test_concurrent_replies_are_all_counted(app, mint, seeded_db: str) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    parent = _seed_parent(seeded_db)["uuid"]
+    token = mint()
+
+    def reply(n: int) -> int:
+        client = app.test_client()
+        return client.post(
+            f"/api/activities/{parent}/reply",
+            json={"message": f"reply {n}"},
+            headers={"Authorization": f"Bearer {token}"},
+        ).status_code
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        statuses = list(pool.map(reply, range(40)))
+    assert statuses == [201] * 40
+    assert _row(seeded_db, str(parent))["replies_count"] == 2 + 40

@@ -1,0 +1,102 @@
+"""`cruddur serve` over real HTTP, under each WSGI server, with a token from `cruddur dev token`."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.request
+
+import pytest
+from helpers import ROOT, run
+
+CRUDDUR = ROOT / ".venv" / "bin" / "cruddur"
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _get(url: str, **kwargs) -> tuple[int, dict, bytes]:
+    request = urllib.request.Request(url, **kwargs)
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, _lower(response.headers), response.read()
+    except urllib.error.HTTPError as error:
+        return error.code, _lower(error.headers), error.read()
+
+
+def _lower(headers) -> dict[str, str]:
+    return {name.lower(): value for name, value in headers.items()}
+
+
+@pytest.mark.parametrize("server", ["gunicorn", "granian"])
+def test_serve_answers_over_http(server: str, seeded_db: str, tmp_path) -> None:
+    port = _free_port()
+    env = {"CONNECTION_URL": seeded_db, "CRUDDUR_HOME": str(tmp_path), "PORT": str(port)}
+    full_env = {**__import__("os").environ, **env, "NO_COLOR": "1"}
+    full_env.pop("PROD_CONNECTION_URL", None)
+    process = subprocess.Popen(
+        [str(CRUDDUR), "serve", "--server", server, "--workers", "2", "--threads", "2"],
+        env=full_env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                status, _, body = _get(f"{base}/api/health")
+                if status == 200:
+                    break
+            except OSError:
+                pass
+            assert process.poll() is None, process.stdout.read()
+            assert time.monotonic() < deadline, "the server did not answer in 30 s"
+            time.sleep(0.2)
+        status, headers, body = _get(f"{base}/api/activities/home?limit=2")
+        assert status == 200 and headers["content-type"] == "application/json"
+        assert len(json.loads(body)) == 2 and 'rel="next"' in headers["link"]
+        minted = run(CRUDDUR, "dev", "token", "--handle", "andrewbrown", env=env)
+        assert minted.returncode == 0, minted.stderr
+        status, _, body = _get(
+            f"{base}/api/activities",
+            data=json.dumps({"message": f"via {server}", "ttl": "1-hour"}).encode(),
+            headers={
+                "Authorization": f"Bearer {minted.stdout.strip()}",
+                "Content-Type": "application/json",
+            },
+            method="POST",
+        )
+        assert status == 201, body
+        assert json.loads(body)["handle"] == "andrewbrown"
+    finally:
+        process.terminate()
+        try:
+            output, _ = process.communicate(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            output, _ = process.communicate()
+    assert "password" not in output.lower() or "***" in output
+    assert seeded_db.split("@")[0] not in output  # the URL's credentials are never printed
+
+
+def test_dev_token_needs_a_known_handle(seeded_db: str, tmp_path) -> None:
+    env = {"CONNECTION_URL": seeded_db, "CRUDDUR_HOME": str(tmp_path)}
+    unknown = run(CRUDDUR, "dev", "token", "--handle", "nobody", env=env)
+    assert unknown.returncode == 1 and "no user has the handle 'nobody'" in unknown.stderr
+    both = run(CRUDDUR, "dev", "token", "--handle", "bayko", "--sub", "x", env=env)
+    assert both.returncode == 2 and "exactly one" in both.stderr
+
+
+def test_serve_help_explains_itself() -> None:
+    shown = run(CRUDDUR, "serve", "--help")
+    assert shown.returncode == 0
+    for words in ("--server", "gunicorn", "--workers", "--dev", "4567"):
+        assert words in shown.stdout
