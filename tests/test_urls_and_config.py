@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from cruddur.config import ConfigError, Settings
@@ -72,3 +74,44 @@ def test_settings_from_env() -> None:
 def test_bad_settings_say_which_and_why(env: dict[str, str], message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         Settings.from_env(env)
+
+
+def test_auth_defaults_to_the_dev_key_pair(tmp_path) -> None:
+    auth = Settings.from_env({"CRUDDUR_HOME": str(tmp_path)}).auth
+    assert auth.dev and auth.jwks_url == (tmp_path / "auth" / "jwks.json").as_uri()
+
+
+def test_auth_from_a_cognito_pool() -> None:
+    auth = Settings.from_env(
+        {"AWS_COGNITO_USER_POOL_ID": "ca-central-1_AbC123", "AWS_COGNITO_USER_POOL_CLIENT_ID": "c1"}
+    ).auth
+    assert not auth.dev
+    assert auth.issuer == "https://cognito-idp.ca-central-1.amazonaws.com/ca-central-1_AbC123"
+    assert auth.jwks_url == auth.issuer + "/.well-known/jwks.json"
+    assert auth.client_id == "c1"
+
+
+@pytest.mark.parametrize(
+    ("env", "said"),
+    [
+        (
+            {"AWS_COGNITO_USER_POOL_ID": "AbC123", "AWS_COGNITO_USER_POOL_CLIENT_ID": "c"},
+            "<region>",
+        ),
+        ({"AWS_COGNITO_USER_POOL_ID": "us-east-1_AbC123"}, "AWS_COGNITO_USER_POOL_CLIENT_ID"),
+        ({"CRUDDUR_SERVER": "uwsgi"}, "gunicorn, granian"),
+        ({"PORT": "http"}, "PORT must be a whole number"),
+        ({"CRUDDUR_WORKERS": "0"}, "at least 1"),
+    ],
+)
+def test_bad_service_settings_say_which_and_why(env: dict[str, str], said: str) -> None:
+    with pytest.raises(ConfigError, match=re.escape(said)):
+        Settings.from_env(env)
+
+
+def test_cors_origins_from_the_original_variables() -> None:
+    serve = Settings.from_env(
+        {"FRONTEND_URL": "https://cruddur.example/, https://www.cruddur.example"}
+    ).serve
+    assert serve.cors_origins == ("https://cruddur.example", "https://www.cruddur.example")
+    assert Settings.from_env({}).serve.cors_origins == ("http://localhost:3000",)

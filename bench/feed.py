@@ -1,0 +1,208 @@
+"""The home feed under load: over HTTP (wrk → cruddur serve) and as bare SQL (pgbench).
+
+For each table size, in one run on one machine:
+  1. a database cruddur_bench_feed_<size> with the schema, the seed and
+     `cruddur db seed --fake` activities (dropped and rebuilt each run);
+  2. `cruddur serve` on it, loaded with wrk: GET /api/activities/home (20 cruds a page);
+  3. pgbench running the same SQL file (db/sql/activities/home.sql, first page) on
+     the same number of connections;
+then one table: requests/s, p50 and p99 for both, HTTP/pgbench, and each size's latency
+against the smallest's. Everything shares the machine's cores (server, database, load
+tool), as a single small host would; compare ratios, not absolute figures.
+
+Usage: .venv/bin/python bench/feed.py [--sizes 1000,1000000] [--duration 10]
+       [--servers gunicorn,granian]
+Needs wrk (Debian: apt-get install wrk) and pgbench (PostgreSQL's, found with the server
+binaries). The server is CRUDDUR_BENCH_URL's when set, else the embedded one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+from cruddur.config import Settings
+from cruddur.db import Db, template
+from cruddur.ops import databases, loading
+from cruddur.targets import embedded_server
+from cruddur.urls import parse, server_conninfo, with_database, without_password
+
+VENV_BIN = Path(sys.executable).parent
+FIRST_PAGE = {
+    "%(limit)s": "20",
+    "%(before_created_at)s": "'infinity'",
+    "%(before_uuid)s": "'ffffffff-ffff-ffff-ffff-ffffffffffff'",
+}
+
+
+@dataclass
+class Load:
+    rps: float
+    p50_ms: float
+    p99_ms: float
+
+
+def server_url() -> str:
+    given = os.environ.get("CRUDDUR_BENCH_URL")
+    return given or embedded_server(Settings.from_env()).start()
+
+
+def build(url: str, activities: int, users: int) -> None:
+    dbname = parse(url)["dbname"]
+    with Db(server_conninfo(url), autocommit=True) as admin:
+        databases.drop(admin, dbname, force=True)
+        databases.create(admin, dbname)
+    with Db(url) as db:
+        loading.load(db, loading.SCHEMA)
+        loading.load(db, loading.SEED)
+    started = time.perf_counter()
+    subprocess.run(
+        [VENV_BIN / "cruddur", "db", "seed", "--fake", "--users", str(users),
+         "--activities", str(activities), "--seed", "4"],
+        env={**os.environ, "CONNECTION_URL": url}, check=True,
+    )  # fmt: skip
+    print(f"  {activities:,} activities loaded in {time.perf_counter() - started:.1f} s")
+    with Db(url, autocommit=True) as db:
+        db.query_commit("VACUUM ANALYZE")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def start_service(
+    url: str, server: str, workers: int, threads: int
+) -> tuple[subprocess.Popen, str]:
+    port = free_port()
+    process = subprocess.Popen(
+        [VENV_BIN / "cruddur", "serve", "--server", server, "--port", str(port),
+         "--workers", str(workers), "--threads", str(threads)],
+        env={**os.environ, "CONNECTION_URL": url, "CRUDDUR_POOL_MAX_SIZE": str(threads)},
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    base = f"http://127.0.0.1:{port}"
+    for _ in range(150):
+        try:
+            with urllib.request.urlopen(f"{base}/api/health", timeout=2) as response:
+                if response.status == 200:
+                    return process, base
+        except OSError:
+            time.sleep(0.2)
+    process.kill()
+    raise SystemExit(f"{server} did not start")
+
+
+_UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
+
+
+def _ms(text: str) -> float:
+    number, unit = re.fullmatch(r"([\d.]+)(us|ms|s)", text).groups()
+    return float(number) * _UNITS[unit]
+
+
+def wrk(url: str, connections: int, duration: int) -> Load:
+    subprocess.run(["wrk", "-t2", f"-c{connections}", "-d2s", url], capture_output=True)
+    out = subprocess.run(
+        ["wrk", "-t2", f"-c{connections}", f"-d{duration}s", "--latency", url],
+        capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    if "Non-2xx" in out:
+        raise SystemExit(f"wrk saw errors:\n{out}")
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    p50 = _ms(re.search(r"50%\s+(\S+)", out).group(1))
+    p99 = _ms(re.search(r"99%\s+(\S+)", out).group(1))
+    return Load(rps, p50, p99)
+
+
+def pgbench(url: str, connections: int, duration: int) -> Load:
+    binary = shutil.which("pgbench") or str(
+        embedded_server(Settings.from_env()).bin_dir() / "pgbench"
+    )
+    sql = template("activities", "home")
+    for placeholder, value in FIRST_PAGE.items():
+        sql = sql.replace(placeholder, value)
+    sql = " ".join(line for line in sql.splitlines() if not line.startswith("--"))
+    env = {**os.environ, "PGPASSWORD": parse(url).get("password", "")}
+    with tempfile.TemporaryDirectory() as folder:
+        script = Path(folder, "home.sql")
+        script.write_text(sql + "\n")
+        command = [
+            binary, "-n", "-M", "prepared", "-f", str(script), "-c", str(connections),
+            "-j", "2", "-l", f"--log-prefix={folder}/log", without_password(url),
+        ]  # fmt: skip
+        subprocess.run([*command, "-T", "2"], env=env, capture_output=True, cwd=folder, check=True)
+        for old in Path(folder).glob("log*"):
+            old.unlink()
+        out = subprocess.run(
+            [*command, "-T", str(duration)], env=env, capture_output=True, text=True,
+            cwd=folder, check=True,
+        ).stdout  # fmt: skip
+        latencies = sorted(
+            int(line.split()[2]) / 1000
+            for log in Path(folder).glob("log*")
+            for line in log.read_text().splitlines()
+        )
+    tps = float(re.search(r"tps = ([\d.]+)", out).group(1))
+    cuts = statistics.quantiles(latencies, n=100)
+    return Load(tps, cuts[49], cuts[98])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--sizes", default="1000,1000000")
+    parser.add_argument("--users", type=int, default=1000)
+    parser.add_argument("--duration", type=int, default=10, help="seconds per measurement")
+    parser.add_argument("--servers", default="gunicorn,granian")
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=4)
+    args = parser.parse_args()
+    if not shutil.which("wrk"):
+        raise SystemExit("wrk is not installed: apt-get install wrk")
+    connections = args.workers * args.threads
+    base = server_url()
+    rows = []
+    for size in (int(s) for s in args.sizes.split(",")):
+        url = with_database(base, f"cruddur_bench_feed_{size}")
+        print(f"size {size:,}:")
+        build(url, size, args.users)
+        sql_load = pgbench(url, connections, args.duration)
+        print(f"  pgbench {sql_load}")
+        for server in args.servers.split(","):
+            process, service = start_service(url, server, args.workers, args.threads)
+            try:
+                http = wrk(f"{service}/api/activities/home", connections, args.duration)
+            finally:
+                process.terminate()
+                process.wait(timeout=20)
+            print(f"  {server} {http}")
+            rows.append((size, server, http, sql_load))
+    smallest = {server: http for size, server, http, _ in rows if size == rows[0][0]}
+    print()
+    print(f"{connections} connections, {args.duration} s each; {args.workers} workers x "
+          f"{args.threads} threads; latency in ms")  # fmt: skip
+    print("| activities | server | HTTP req/s | HTTP p50 | HTTP p99 | pgbench tps | pgbench p50 "
+          "| pgbench p99 | HTTP/pgbench | p50 vs smallest |")  # fmt: skip
+    print("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for size, server, http, sql_load in rows:
+        print(
+            f"| {size:,} | {server} | {http.rps:,.0f} | {http.p50_ms:.2f} | {http.p99_ms:.2f} "
+            f"| {sql_load.rps:,.0f} | {sql_load.p50_ms:.2f} | {sql_load.p99_ms:.2f} "
+            f"| {http.rps / sql_load.rps:.0%} | {http.p50_ms / smallest[server].p50_ms:.2f}x |"
+        )
+
+
+if __name__ == "__main__":
+    main()
