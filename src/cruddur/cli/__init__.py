@@ -57,8 +57,10 @@ def main() -> None:
 
 def _register() -> None:
     from cruddur.cli.db import db
+    from cruddur.cli.rds import rds
 
     main.add_command(db)
+    main.add_command(rds)
 
 
 _register()
