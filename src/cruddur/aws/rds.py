@@ -276,6 +276,18 @@ def start(rds: Any, identifier: str) -> tuple[Instance, bool]:
     return Instance.from_api(reply["DBInstance"]), True
 
 
+_SNAPSHOT_NAME = re.compile(r"[A-Za-z](?!.*--)[A-Za-z0-9-]{0,254}(?<!-)")
+
+
+def snapshot_name_problem(name: str) -> str | None:
+    if _SNAPSHOT_NAME.fullmatch(name):
+        return None
+    return (
+        f"snapshot name {name!r} is not one RDS takes: 1-255 letters, digits and hyphens, "
+        "starting with a letter, no -- and no hyphen at the end"
+    )
+
+
 def delete(rds: Any, identifier: str, *, final_snapshot: str | None) -> Instance:
     """Delete the instance, taking a final snapshot named `final_snapshot` unless None."""
     params: dict[str, Any] = {"DBInstanceIdentifier": identifier}

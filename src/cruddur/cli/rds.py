@@ -3,6 +3,7 @@ that lets your IP reach it (bin/rds-update-sg-rule)."""
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 from typing import Any
@@ -76,6 +77,10 @@ def rds() -> None:
     AWS_PROFILE, ~/.aws/…). The master user comes from MASTER_USERNAME and
     MASTER_USER_PASSWORD; the password is never printed.
     """
+    # botocore logs each request's parameters at DEBUG, the master password among them:
+    # keep its loggers quiet whatever the root logger's level.
+    for name in ("botocore", "boto3", "urllib3"):
+        logging.getLogger(name).setLevel(logging.WARNING)
 
 
 @rds.command()
@@ -349,6 +354,9 @@ def delete(
             + (" (not both)" if skip_final_snapshot else ""),
             "a final snapshot keeps the data (and is billed) until you delete the snapshot",
         )
+    problem = ops.snapshot_name_problem(final_snapshot) if final_snapshot else None
+    if problem:
+        raise AwsProblem(problem, "e.g. --final-snapshot cruddur-final-2025-01-31")
     rds_client = _client("rds", region)
     instance = ops.require(rds_client, identifier)
     if instance.deletion_protection:
