@@ -58,10 +58,12 @@ def main() -> None:
 def _register() -> None:
     from cruddur.cli.db import db
     from cruddur.cli.dev import dev
+    from cruddur.cli.rds import rds
     from cruddur.cli.serve import serve
 
     main.add_command(db)
     main.add_command(dev)
+    main.add_command(rds)
     main.add_command(serve)
 
 

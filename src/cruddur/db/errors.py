@@ -26,7 +26,7 @@ class Explanation:
 UNREACHABLE_HINT = (
     "is the server running and reachable? Locally: `cruddur db status` (`cruddur db up` starts "
     "the embedded server). For RDS: is the instance available (not stopped), and does "
-    "its security group admit your current IP?"
+    "its security group admit your current IP? (`bin/rds-update-sg-rule` lets it in)"
 )
 
 IN_USE_HINT = (

@@ -1,0 +1,339 @@
+"""Cruddur's production PostgreSQL on AWS RDS: create, describe, stop, start, delete, wait.
+
+The defaults are the original's `aws rds create-db-instance` script (db.t3.micro, 20 GB
+gp2, encrypted, public, single-AZ, no backups, Performance Insights for 7 days), with a
+current PostgreSQL major version instead of 14.6. Functions take a boto3 RDS client
+(`cruddur.aws.client("rds")`) so the CLI and the tests choose where it points.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import quote
+
+from botocore.exceptions import ClientError
+
+from cruddur.aws.problems import AwsProblem
+
+DEFAULT_IDENTIFIER = "cruddur-db-instance"
+ENGINE = "postgres"
+# A major version alone: RDS picks that major's newest minor, so the default does not go
+# stale the way a pinned minor (the original's 14.6) did.
+DEFAULT_ENGINE_VERSION = "17"
+
+# States an instance passes through on its own; anything else while waiting for
+# "available" will not get there without help.
+FAILED_STATES = frozenset(
+    {
+        "failed",
+        "inaccessible-encryption-credentials",
+        "inaccessible-encryption-credentials-recoverable",
+        "incompatible-network",
+        "incompatible-option-group",
+        "incompatible-parameters",
+        "incompatible-restore",
+        "restore-error",
+        "storage-full",
+    }
+)
+
+# PostgreSQL's reserved key words (which RDS refuses as a master user name), and the
+# role RDS keeps for itself.
+_RESERVED_NAMES = frozenset(
+    """all analyse analyze and any array as asc asymmetric authorization binary both case
+    cast check collate collation column concurrently constraint create cross
+    current_catalog current_date current_role current_schema current_time
+    current_timestamp current_user default deferrable desc distinct do else end except
+    false fetch for foreign freeze from full grant group having ilike in initially inner
+    intersect into is isnull join lateral leading left like limit localtime localtimestamp
+    natural not notnull null offset on only or order outer overlaps placing primary
+    references returning right select session_user similar some symmetric system_user
+    table tablesample then to trailing true union unique user using variadic verbose when
+    where window with rdsadmin""".split()  # noqa: SIM905 (a word list reads better as words)
+)
+_USERNAME = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,15}")
+_PASSWORD_FORBIDDEN = '/"@ '
+
+
+@dataclass(frozen=True)
+class MasterCredentials:
+    username: str
+    password: str = field(repr=False)  # never in a repr, a log line or a traceback
+
+
+def credentials_from_env(env: Mapping[str, str]) -> MasterCredentials:
+    """MASTER_USERNAME and MASTER_USER_PASSWORD, checked against RDS's rules for PostgreSQL
+    (so a bad one fails here, in a second, not in RDS's reply). Messages never show the
+    password."""
+    username = env.get("MASTER_USERNAME", "")
+    password = env.get("MASTER_USER_PASSWORD", "")
+    given = {"MASTER_USERNAME": username, "MASTER_USER_PASSWORD": password}
+    missing = [name for name, value in given.items() if not value]
+    if missing:
+        raise AwsProblem(
+            f"{' and '.join(missing)} {'is' if len(missing) == 1 else 'are'} not set",
+            "export MASTER_USERNAME=cruddurroot and MASTER_USER_PASSWORD=… (8-128 characters) "
+            "first; they become the instance's master user",
+        )
+    problem = username_problem(username)
+    if problem:
+        raise AwsProblem(f"MASTER_USERNAME {problem}", "e.g. MASTER_USERNAME=cruddurroot")
+    problem = password_problem(password)
+    if problem:
+        raise AwsProblem(
+            f"MASTER_USER_PASSWORD {problem}",
+            'RDS wants 8-128 printable ASCII characters, none of / " @ or a space',
+        )
+    return MasterCredentials(username, password)
+
+
+def username_problem(username: str) -> str | None:
+    if not _USERNAME.fullmatch(username):
+        return (
+            "must be 1-16 letters, digits or underscores, starting with a letter "
+            f"(got {len(username)} characters)"
+        )
+    if username.lower() in _RESERVED_NAMES:
+        return f'"{username}" is a word PostgreSQL or RDS reserves; pick another name'
+    return None
+
+
+def password_problem(password: str) -> str | None:
+    """What RDS would refuse in this password, described without repeating it."""
+    if not 8 <= len(password) <= 128:
+        return f"must be 8-128 characters long (it has {len(password)})"
+    bad = sorted({ch for ch in password if ch in _PASSWORD_FORBIDDEN}, key=_PASSWORD_FORBIDDEN.find)
+    if bad:
+        shown = ", ".join("a space" if ch == " " else ch for ch in bad)
+        return f"contains characters RDS refuses: {shown}"
+    if any(not 0x21 <= ord(ch) <= 0x7E for ch in password):
+        return "contains characters outside printable ASCII"
+    return None
+
+
+@dataclass(frozen=True)
+class InstanceSpec:
+    """The instance `cruddur rds create` asks for; each field is a CLI flag."""
+
+    identifier: str = DEFAULT_IDENTIFIER
+    instance_class: str = "db.t3.micro"
+    engine_version: str = DEFAULT_ENGINE_VERSION
+    storage_gb: int = 20
+    storage_type: str = "gp2"
+    port: int = 5432
+    db_name: str = "cruddur"
+    public: bool = True
+    multi_az: bool = False
+    backup_retention_days: int = 0
+    performance_insights: bool = True
+    performance_insights_days: int = 7
+    deletion_protection: bool = False
+    encrypted: bool = True
+
+    def create_params(self, credentials: MasterCredentials) -> dict[str, Any]:
+        """The keyword arguments for boto3's create_db_instance."""
+        params: dict[str, Any] = {
+            "DBInstanceIdentifier": self.identifier,
+            "DBInstanceClass": self.instance_class,
+            "Engine": ENGINE,
+            "EngineVersion": self.engine_version,
+            "MasterUsername": credentials.username,
+            "MasterUserPassword": credentials.password,
+            "AllocatedStorage": self.storage_gb,
+            "StorageType": self.storage_type,
+            "Port": self.port,
+            "DBName": self.db_name,
+            "PubliclyAccessible": self.public,
+            "MultiAZ": self.multi_az,
+            "BackupRetentionPeriod": self.backup_retention_days,
+            "EnablePerformanceInsights": self.performance_insights,
+            "DeletionProtection": self.deletion_protection,
+            "StorageEncrypted": self.encrypted,
+        }
+        if self.performance_insights:
+            params["PerformanceInsightsRetentionPeriod"] = self.performance_insights_days
+        return params
+
+
+@dataclass(frozen=True)
+class Instance:
+    """What describe_db_instances says about one instance, in the fields people ask for."""
+
+    identifier: str
+    state: str
+    instance_class: str
+    engine: str
+    engine_version: str
+    endpoint: str | None  # None until RDS has given it a DNS name
+    port: int | None
+    public: bool
+    security_groups: tuple[tuple[str, str], ...]  # (group id, membership status)
+    master_username: str
+    db_name: str | None
+    storage_gb: int | None
+    encrypted: bool
+    deletion_protection: bool
+
+    @classmethod
+    def from_api(cls, data: Mapping[str, Any]) -> Instance:
+        endpoint = data.get("Endpoint") or {}
+        return cls(
+            identifier=data["DBInstanceIdentifier"],
+            state=data.get("DBInstanceStatus", "unknown"),
+            instance_class=data.get("DBInstanceClass", ""),
+            engine=data.get("Engine", ""),
+            engine_version=data.get("EngineVersion", ""),
+            endpoint=endpoint.get("Address"),
+            port=endpoint.get("Port") or data.get("DbInstancePort") or None,
+            public=bool(data.get("PubliclyAccessible")),
+            security_groups=tuple(
+                (group["VpcSecurityGroupId"], group.get("Status", ""))
+                for group in data.get("VpcSecurityGroups", [])
+            ),
+            master_username=data.get("MasterUsername", ""),
+            db_name=data.get("DBName"),
+            storage_gb=data.get("AllocatedStorage"),
+            encrypted=bool(data.get("StorageEncrypted")),
+            deletion_protection=bool(data.get("DeletionProtection")),
+        )
+
+    def connection_url(self) -> str | None:
+        """PROD_CONNECTION_URL for this instance, with the password shown as ***."""
+        if not self.endpoint:
+            return None
+        user = quote(self.master_username, safe="")
+        dbname = quote(self.db_name or "postgres", safe="")
+        return f"postgresql://{user}:***@{self.endpoint}:{self.port or 5432}/{dbname}"
+
+
+def _code(exc: ClientError) -> str:
+    return str(exc.response.get("Error", {}).get("Code", ""))
+
+
+def not_found(identifier: str) -> AwsProblem:
+    return AwsProblem(
+        f'no RDS instance "{identifier}" in this account and region',
+        "check --identifier and the region (AWS_REGION, --region); `cruddur rds create` makes one",
+    )
+
+
+def describe(rds: Any, identifier: str) -> Instance | None:
+    """The instance, or None when there is none by that name."""
+    try:
+        found = rds.describe_db_instances(DBInstanceIdentifier=identifier)["DBInstances"]
+    except ClientError as exc:
+        if _code(exc) == "DBInstanceNotFound":
+            return None
+        raise
+    return Instance.from_api(found[0]) if found else None
+
+
+def require(rds: Any, identifier: str) -> Instance:
+    instance = describe(rds, identifier)
+    if instance is None:
+        raise not_found(identifier)
+    return instance
+
+
+def create(rds: Any, spec: InstanceSpec, credentials: MasterCredentials) -> tuple[Instance, bool]:
+    """Ask RDS for the instance. (instance, False) when one by that name already exists."""
+    existing = describe(rds, spec.identifier)
+    if existing is not None:
+        return existing, False
+    reply = rds.create_db_instance(**spec.create_params(credentials))
+    return Instance.from_api(reply["DBInstance"]), True
+
+
+def stop(rds: Any, identifier: str) -> tuple[Instance, bool]:
+    """Stop the instance. (instance, False) when it is already stopped or stopping."""
+    instance = require(rds, identifier)
+    if instance.state in ("stopped", "stopping"):
+        return instance, False
+    if instance.state != "available":
+        raise AwsProblem(
+            f'"{identifier}" is {instance.state}; RDS stops only an available instance',
+            "wait for it: `cruddur rds status`",
+        )
+    reply = rds.stop_db_instance(DBInstanceIdentifier=identifier)
+    return Instance.from_api(reply["DBInstance"]), True
+
+
+def start(rds: Any, identifier: str) -> tuple[Instance, bool]:
+    """Start the instance. (instance, False) when it is already available or starting."""
+    instance = require(rds, identifier)
+    if instance.state in ("available", "starting"):
+        return instance, False
+    if instance.state != "stopped":
+        raise AwsProblem(
+            f'"{identifier}" is {instance.state}; RDS starts only a stopped instance',
+            "wait for it: `cruddur rds status`",
+        )
+    reply = rds.start_db_instance(DBInstanceIdentifier=identifier)
+    return Instance.from_api(reply["DBInstance"]), True
+
+
+_SNAPSHOT_NAME = re.compile(r"[A-Za-z](?!.*--)[A-Za-z0-9-]{0,254}(?<!-)")
+
+
+def snapshot_name_problem(name: str) -> str | None:
+    if _SNAPSHOT_NAME.fullmatch(name):
+        return None
+    return (
+        f"snapshot name {name!r} is not one RDS takes: 1-255 letters, digits and hyphens, "
+        "starting with a letter, no -- and no hyphen at the end"
+    )
+
+
+def delete(rds: Any, identifier: str, *, final_snapshot: str | None) -> Instance:
+    """Delete the instance, taking a final snapshot named `final_snapshot` unless None."""
+    params: dict[str, Any] = {"DBInstanceIdentifier": identifier}
+    if final_snapshot:
+        params["FinalDBSnapshotIdentifier"] = final_snapshot
+    else:
+        params["SkipFinalSnapshot"] = True
+    try:
+        reply = rds.delete_db_instance(**params)
+    except ClientError as exc:
+        if _code(exc) == "DBInstanceNotFound":
+            raise not_found(identifier) from exc
+        raise
+    return Instance.from_api(reply["DBInstance"])
+
+
+def wait_for(
+    rds: Any,
+    identifier: str,
+    state: str | None,
+    *,
+    interval: float = 15.0,
+    timeout: float = 45 * 60,
+    on_poll: Callable[[str | None, float], None] | None = None,
+) -> Instance | None:
+    """Poll until the instance is in `state` (None: until it is gone), calling
+    on_poll(current state, seconds waited) after each look. Creating takes 10-15 minutes."""
+    started = time.monotonic()
+    while True:
+        instance = describe(rds, identifier)
+        current = instance.state if instance else None
+        waited = time.monotonic() - started
+        if on_poll is not None:
+            on_poll(current, waited)
+        if current == state:
+            return instance
+        if instance is None:
+            raise not_found(identifier)
+        if state == "available" and current in FAILED_STATES:
+            raise AwsProblem(
+                f'"{identifier}" is {current}; it will not become available on its own',
+                "see the instance's events in the RDS console (or `aws rds describe-events`)",
+            )
+        if waited >= timeout:
+            raise AwsProblem(
+                f'"{identifier}" is still {current} after {waited / 60:.0f} minutes',
+                "RDS is still working on it; check later with `cruddur rds status`",
+            )
+        time.sleep(interval)

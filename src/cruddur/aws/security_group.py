@@ -1,0 +1,208 @@
+"""Let your current public IP reach the RDS instance: one inbound rule, kept up to date.
+
+The original `rds-update-sg-rule` modified a rule you had made by hand in the console
+(DB_SG_ID / DB_SG_RULE_ID) and broke with "CIDR block /32 is malformed" whenever GITPOD_IP
+was empty. Here the IP is looked up when not given and checked before AWS sees it, and a
+missing rule is found by its description or created.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import urllib.error
+import urllib.request
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from botocore.exceptions import ClientError
+
+from cruddur.aws import rds as rds_ops
+from cruddur.aws.problems import AwsProblem
+
+CHECKIP_URL = "https://checkip.amazonaws.com"
+POSTGRES_PORT = 5432
+# The description the original's hand-made rule carried, so an existing setup is found.
+DEFAULT_DESCRIPTION = "GITPOD"
+
+
+def public_ip(url: str = CHECKIP_URL, timeout: float = 5.0) -> str:
+    """This machine's public IPv4 address, as AWS's checkip service sees it."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as reply:
+            text = reply.read(64).decode("ascii", "replace").strip()
+    except (urllib.error.URLError, TimeoutError, OSError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise AwsProblem(
+            f"could not find your public IP from {url}: {reason}",
+            "pass it yourself: --ip 203.0.113.7 (or set GITPOD_IP)",
+        ) from exc
+    return checked_ipv4(text, url)
+
+
+def checked_ipv4(text: str, source: str) -> str:
+    """`text` if it is one IPv4 address (what a /32 rule needs), else a clear refusal."""
+    try:
+        address = ipaddress.IPv4Address(text.strip())
+    except ValueError:
+        shown = text.strip()[:40] or "nothing"
+        raise AwsProblem(
+            f"{source} gave {shown!r}, not an IPv4 address",
+            "pass one like --ip 203.0.113.7 (an RDS rule for your IP is IPv4 /32)",
+        ) from None
+    if address.is_unspecified:
+        raise AwsProblem(f"{source} gave 0.0.0.0, which is no one's address")
+    return str(address)
+
+
+def my_ip(given: str | None, env: Mapping[str, str], url: str = CHECKIP_URL) -> tuple[str, str]:
+    """(IP, where it came from): --ip, then GITPOD_IP (when not empty), then a lookup."""
+    if given:
+        return checked_ipv4(given, "--ip"), "--ip"
+    if env.get("GITPOD_IP", "").strip():
+        return checked_ipv4(env["GITPOD_IP"], "GITPOD_IP"), "GITPOD_IP"
+    return public_ip(url), url
+
+
+@dataclass(frozen=True)
+class Rule:
+    id: str
+    group_id: str
+    is_egress: bool
+    protocol: str
+    from_port: int | None
+    to_port: int | None
+    cidr: str | None  # IPv4 CIDR; None for rules that name a group, prefix list or IPv6
+    description: str
+
+    @classmethod
+    def from_api(cls, data: Mapping[str, Any]) -> Rule:
+        return cls(
+            id=data["SecurityGroupRuleId"],
+            group_id=data["GroupId"],
+            is_egress=bool(data.get("IsEgress")),
+            protocol=str(data.get("IpProtocol", "")),
+            from_port=data.get("FromPort"),
+            to_port=data.get("ToPort"),
+            cidr=data.get("CidrIpv4"),
+            description=data.get("Description", "") or "",
+        )
+
+    def admits(self, cidr: str, port: int) -> bool:
+        return (
+            not self.is_egress
+            and self.protocol in ("tcp", "6")
+            and self.from_port == port
+            and self.to_port == port
+            and self.cidr == cidr
+        )
+
+
+Action = Literal["modified", "created", "unchanged"]
+
+
+@dataclass(frozen=True)
+class Outcome:
+    rule: Rule
+    action: Action
+    previous_cidr: str | None = None
+
+
+def rules_of(ec2: Any, group_id: str) -> list[Rule]:
+    paginator = ec2.get_paginator("describe_security_group_rules")
+    pages = paginator.paginate(Filters=[{"Name": "group-id", "Values": [group_id]}])
+    return [Rule.from_api(rule) for page in pages for rule in page["SecurityGroupRules"]]
+
+
+def get_rule(ec2: Any, rule_id: str) -> Rule:
+    try:
+        found = ec2.describe_security_group_rules(SecurityGroupRuleIds=[rule_id])
+    except ClientError as exc:
+        if "NotFound" in str(exc.response.get("Error", {}).get("Code", "")):
+            raise AwsProblem(
+                f"security group rule {rule_id} (DB_SG_RULE_ID) does not exist",
+                "unset DB_SG_RULE_ID to find the rule by its description or create one",
+            ) from exc
+        raise
+    return Rule.from_api(found["SecurityGroupRules"][0])
+
+
+def instance_group(rds: Any, identifier: str) -> str:
+    """The VPC security group of an RDS instance, for when DB_SG_ID is not set."""
+    instance = rds_ops.require(rds, identifier)
+    groups = [group_id for group_id, _ in instance.security_groups]
+    if len(groups) != 1:
+        raise AwsProblem(
+            f'"{identifier}" has {len(groups)} security groups; say which one to open',
+            "set DB_SG_ID=sg-… (or --group-id)",
+        )
+    return groups[0]
+
+
+def allow_ip(
+    ec2: Any,
+    *,
+    ip: str,
+    group_id: str | None,
+    rule_id: str | None,
+    description: str = DEFAULT_DESCRIPTION,
+    port: int = POSTGRES_PORT,
+) -> Outcome:
+    """Make one inbound rule admit `ip`/32 on `port`: the rule `rule_id`, else the group's
+    rule with `description`, else a new one. Nothing is sent when it already does."""
+    cidr = f"{ip}/32"
+    if rule_id:
+        rule: Rule | None = get_rule(ec2, rule_id)
+        assert rule is not None
+        if group_id and rule.group_id != group_id:
+            raise AwsProblem(
+                f"rule {rule_id} belongs to {rule.group_id}, not to {group_id} (DB_SG_ID)",
+                "fix DB_SG_ID or DB_SG_RULE_ID (unset DB_SG_RULE_ID to find the rule)",
+            )
+        if rule.is_egress or rule.cidr is None:
+            raise AwsProblem(
+                f"rule {rule_id} is not an inbound IPv4 address rule",
+                "point DB_SG_RULE_ID at an inbound rule with a CIDR source, or unset it",
+            )
+    else:
+        if not group_id:
+            raise AwsProblem("no security group given", "set DB_SG_ID=sg-… (or --group-id)")
+        rules = [r for r in rules_of(ec2, group_id) if not r.is_egress]
+        rule = next(
+            (r for r in rules if r.description == description and r.cidr and r.from_port == port),
+            None,
+        )
+        # A rule that admits this address already (whatever its description) will do.
+        rule = rule or next((r for r in rules if r.admits(cidr, port)), None)
+    if rule is None:
+        assert group_id is not None
+        reply = ec2.authorize_security_group_ingress(
+            GroupId=group_id,
+            IpPermissions=[
+                {
+                    "IpProtocol": "tcp",
+                    "FromPort": port,
+                    "ToPort": port,
+                    "IpRanges": [{"CidrIp": cidr, "Description": description}],
+                }
+            ],
+        )
+        return Outcome(Rule.from_api(reply["SecurityGroupRules"][0]), "created")
+    if rule.admits(cidr, port):
+        return Outcome(rule, "unchanged")
+    ec2.modify_security_group_rules(
+        GroupId=rule.group_id,
+        SecurityGroupRules=[
+            {
+                "SecurityGroupRuleId": rule.id,
+                "SecurityGroupRule": {
+                    "IpProtocol": "tcp",
+                    "FromPort": port,
+                    "ToPort": port,
+                    "CidrIpv4": cidr,
+                    "Description": description,
+                },
+            }
+        ],
+    )
+    return Outcome(get_rule(ec2, rule.id), "modified", previous_cidr=rule.cidr)

@@ -1,0 +1,460 @@
+"""`cruddur rds …`: the production PostgreSQL on AWS RDS, and the security group rule
+that lets your IP reach it (bin/rds-update-sg-rule)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from typing import Any
+
+import click
+
+from cruddur.aws import client
+from cruddur.aws import rds as ops
+from cruddur.aws import security_group as sg
+from cruddur.aws.problems import AwsProblem
+from cruddur.cli.output import done, err, fail, info, result, warn
+
+SEVEN_DAYS_NOTE = (
+    "RDS starts a stopped instance again by itself after 7 days; stop it again then "
+    "(or delete it) to keep it off"
+)
+
+
+class RdsGroup(click.Group):
+    """Prints an AwsProblem as `error:` and `hint:` lines, exit status 1."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except AwsProblem as exc:
+            fail(exc.message, exc.hint)
+        ctx.exit(1)
+
+
+identifier_option = click.option(
+    "--identifier",
+    default=ops.DEFAULT_IDENTIFIER,
+    show_default=True,
+    help="The RDS DB instance identifier.",
+)
+region_option = click.option(
+    "--region", help="AWS region (default: AWS_REGION / AWS_DEFAULT_REGION or your profile's)."
+)
+
+
+def _wait_options(what: str) -> Any:
+    def decorate(command: Any) -> Any:
+        command = click.option(
+            "--timeout",
+            type=click.FloatRange(min=0),
+            default=45,
+            show_default=True,
+            help="With --wait: give up waiting after this many minutes.",
+        )(command)
+        command = click.option(
+            "--poll-interval",
+            type=click.FloatRange(min=0),
+            default=15,
+            show_default=True,
+            help="With --wait: seconds between looks at the instance.",
+        )(command)
+        return click.option("--wait", is_flag=True, help=f"Wait until {what}.")(command)
+
+    return decorate
+
+
+def _client(service: str, region: str | None) -> Any:
+    return client(service, region_name=region)
+
+
+@click.group(cls=RdsGroup)
+def rds() -> None:
+    """Run Cruddur's production database on AWS RDS.
+
+    Region, profile and credentials come from the usual AWS settings (AWS_REGION,
+    AWS_PROFILE, ~/.aws/…). The master user comes from MASTER_USERNAME and
+    MASTER_USER_PASSWORD; the password is never printed.
+    """
+    # botocore logs each request's parameters at DEBUG, the master password among them:
+    # keep its loggers quiet whatever the root logger's level.
+    for name in ("botocore", "boto3", "urllib3"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
+@rds.command()
+@identifier_option
+@click.option("--instance-class", default="db.t3.micro", show_default=True)
+@click.option(
+    "--engine-version",
+    default=ops.DEFAULT_ENGINE_VERSION,
+    show_default=True,
+    help="PostgreSQL version; a major alone (17) gets RDS's newest minor of it.",
+)
+@click.option(
+    "--storage", type=click.IntRange(20, 65536), default=20, show_default=True, help="GB."
+)
+@click.option("--storage-type", default="gp2", show_default=True, help="gp2, gp3 or io1.")
+@click.option("--port", type=click.IntRange(1150, 65535), default=5432, show_default=True)
+@click.option("--db-name", default="cruddur", show_default=True, help="The database RDS makes.")
+@click.option(
+    "--public/--private",
+    default=True,
+    show_default=True,
+    help="Reachable from the internet (through the security group), as the original.",
+)
+@click.option("--multi-az/--single-az", default=False, show_default=True)
+@click.option(
+    "--backup-retention",
+    type=click.IntRange(0, 35),
+    default=0,
+    show_default=True,
+    help="Days of automated backups (0: none).",
+)
+@click.option("--performance-insights/--no-performance-insights", default=True, show_default=True)
+@click.option(
+    "--performance-insights-days",
+    type=click.IntRange(7, 731),
+    default=7,
+    show_default=True,
+    help="Performance Insights retention (7 is the free tier).",
+)
+@click.option("--deletion-protection/--no-deletion-protection", default=False, show_default=True)
+@click.option("--encrypted/--unencrypted", default=True, show_default=True)
+@region_option
+@_wait_options("the instance is available, then print its endpoint")
+def create(
+    identifier: str,
+    instance_class: str,
+    engine_version: str,
+    storage: int,
+    storage_type: str,
+    port: int,
+    db_name: str,
+    public: bool,
+    multi_az: bool,
+    backup_retention: int,
+    performance_insights: bool,
+    performance_insights_days: int,
+    deletion_protection: bool,
+    encrypted: bool,
+    region: str | None,
+    wait: bool,
+    poll_interval: float,
+    timeout: float,
+) -> None:
+    """Create the PostgreSQL instance (takes 10-15 minutes on AWS).
+
+    The master user is MASTER_USERNAME with the password MASTER_USER_PASSWORD. An
+    instance that already exists is left as it is.
+    """
+    credentials = ops.credentials_from_env(os.environ)
+    spec = ops.InstanceSpec(
+        identifier=identifier,
+        instance_class=instance_class,
+        engine_version=engine_version,
+        storage_gb=storage,
+        storage_type=storage_type,
+        port=port,
+        db_name=db_name,
+        public=public,
+        multi_az=multi_az,
+        backup_retention_days=backup_retention,
+        performance_insights=performance_insights,
+        performance_insights_days=performance_insights_days,
+        deletion_protection=deletion_protection,
+        encrypted=encrypted,
+    )
+    info(f"creating {identifier}: {_describe_spec(spec)}; master user {credentials.username}")
+    rds_client = _client("rds", region)
+    instance, created = ops.create(rds_client, spec, credentials)
+    if created:
+        done(f"RDS accepted {identifier}; it is {instance.state} (10-15 minutes on AWS)")
+        if public:
+            warn(
+                "a publicly accessible instance holds a public IPv4 address, which AWS bills "
+                "by the hour; its security group still decides who may connect"
+            )
+    else:
+        warn(f"{identifier} already exists ({instance.state}); left as it is, nothing created")
+    if wait:
+        instance = _wait(rds_client, identifier, "available", poll_interval, timeout)
+    elif instance.state != "available":
+        info("follow it with `cruddur rds status`, or wait with `cruddur rds create --wait`")
+        return
+    assert instance is not None
+    _print_connection(instance)
+
+
+def _describe_spec(spec: ops.InstanceSpec) -> str:
+    insights = (
+        f"Performance Insights {spec.performance_insights_days} days"
+        if spec.performance_insights
+        else "no Performance Insights"
+    )
+    return ", ".join(
+        [
+            spec.instance_class,
+            f"{ops.ENGINE} {spec.engine_version}",
+            f"{spec.storage_gb} GB {spec.storage_type}",
+            "encrypted" if spec.encrypted else "unencrypted",
+            "public" if spec.public else "private",
+            "multi-AZ" if spec.multi_az else "single-AZ",
+            f"backups {spec.backup_retention_days} days",
+            insights,
+            "deletion protection" if spec.deletion_protection else "no deletion protection",
+            f"port {spec.port}",
+            f"database {spec.db_name}",
+        ]
+    )
+
+
+def _print_connection(instance: ops.Instance) -> None:
+    url = instance.connection_url()
+    if url is None:
+        info("no endpoint yet; RDS gives one when the instance is available")
+        return
+    result(f"endpoint  {instance.endpoint}:{instance.port}")
+    result(f'export PROD_CONNECTION_URL="{url}"')
+    info(
+        "replace *** with the master password ($MASTER_USER_PASSWORD; percent-encode any "
+        ": ? # [ ] % in it), then `bin/rds-update-sg-rule` to let your IP in"
+    )
+
+
+def _wait(
+    rds_client: Any, identifier: str, state: str | None, interval: float, timeout: float
+) -> Any:
+    goal = state or "deleted"
+    seen: list[str | None] = []
+
+    with err.status(f"{identifier}: waiting until {goal}") as status:
+
+        def on_poll(current: str | None, waited: float) -> None:
+            shown = current or "deleted"
+            status.update(f"{identifier}: {shown} after {_clock(waited)}, waiting until {goal}")
+            if not seen or seen[-1] != current:  # a line per change, for logs and pipes
+                info(f"{_clock(waited)}  {identifier}: {shown}")
+                seen.append(current)
+
+        try:
+            instance = ops.wait_for(
+                rds_client,
+                identifier,
+                state,
+                interval=interval,
+                timeout=timeout * 60,
+                on_poll=on_poll,
+            )
+        except KeyboardInterrupt:
+            status.stop()
+            warn("stopped waiting; RDS carries on (`cruddur rds status` to look again)")
+            raise click.exceptions.Exit(130) from None
+    done(f"{identifier} is {goal}")
+    return instance
+
+
+def _clock(seconds: float) -> str:
+    minutes, secs = divmod(int(seconds), 60)
+    return f"{minutes:d}:{secs:02d}"
+
+
+@rds.command()
+@identifier_option
+@region_option
+def status(identifier: str, region: str | None) -> None:
+    """Show the instance: state, class, version, endpoint, access and security groups."""
+    instance = ops.require(_client("rds", region), identifier)
+    groups = ", ".join(f"{group} ({state})" for group, state in instance.security_groups)
+    rows = [
+        ("identifier", instance.identifier),
+        ("state", instance.state),
+        ("class", instance.instance_class),
+        ("engine", f"{instance.engine} {instance.engine_version}"),
+        ("endpoint", instance.endpoint or "(none yet)"),
+        ("port", str(instance.port or "")),
+        ("public", "yes" if instance.public else "no"),
+        ("security groups", groups or "(none)"),
+        ("database", instance.db_name or ""),
+        ("master user", instance.master_username),
+    ]
+    url = instance.connection_url()
+    if url:
+        rows.append(("url", url))
+    for key, value in rows:
+        result(f"{key:<16}{value}")
+    if instance.state == "stopped":
+        info(SEVEN_DAYS_NOTE)
+
+
+@rds.command()
+@identifier_option
+@region_option
+@_wait_options("the instance has stopped")
+def stop(
+    identifier: str, region: str | None, wait: bool, poll_interval: float, timeout: float
+) -> None:
+    """Stop the instance to save cost (storage is still billed)."""
+    rds_client = _client("rds", region)
+    instance, changed = ops.stop(rds_client, identifier)
+    if changed:
+        done(f"stopping {identifier}")
+    else:
+        done(f"{identifier} is already {instance.state}; nothing to do")
+    warn(SEVEN_DAYS_NOTE)
+    if wait:
+        _wait(rds_client, identifier, "stopped", poll_interval, timeout)
+
+
+@rds.command()
+@identifier_option
+@region_option
+@_wait_options("the instance is available")
+def start(
+    identifier: str, region: str | None, wait: bool, poll_interval: float, timeout: float
+) -> None:
+    """Start a stopped instance."""
+    rds_client = _client("rds", region)
+    instance, changed = ops.start(rds_client, identifier)
+    if changed:
+        done(f"starting {identifier}")
+    else:
+        done(f"{identifier} is already {instance.state}; nothing to do")
+    if wait:
+        instance = _wait(rds_client, identifier, "available", poll_interval, timeout)
+        _print_connection(instance)
+    info("your IP may have changed since: `bin/rds-update-sg-rule` lets the current one in")
+
+
+@rds.command()
+@identifier_option
+@click.option("--final-snapshot", metavar="NAME", help="Keep a final snapshot by this name.")
+@click.option(
+    "--skip-final-snapshot", is_flag=True, help="Delete without a final snapshot: data is gone."
+)
+@click.option("--yes", "-y", is_flag=True, help="Skip typing the identifier to confirm.")
+@region_option
+@_wait_options("the instance is gone")
+def delete(
+    identifier: str,
+    final_snapshot: str | None,
+    skip_final_snapshot: bool,
+    yes: bool,
+    region: str | None,
+    wait: bool,
+    poll_interval: float,
+    timeout: float,
+) -> None:
+    """Delete the instance. Say what happens to its data: --final-snapshot NAME or
+    --skip-final-snapshot. Asks you to type the identifier unless --yes."""
+    if bool(final_snapshot) == skip_final_snapshot:
+        raise AwsProblem(
+            "say what happens to the data: --final-snapshot NAME or --skip-final-snapshot"
+            + (" (not both)" if skip_final_snapshot else ""),
+            "a final snapshot keeps the data (and is billed) until you delete the snapshot",
+        )
+    problem = ops.snapshot_name_problem(final_snapshot) if final_snapshot else None
+    if problem:
+        raise AwsProblem(problem, "e.g. --final-snapshot cruddur-final-2025-01-31")
+    rds_client = _client("rds", region)
+    instance = ops.require(rds_client, identifier)
+    if instance.deletion_protection:
+        raise AwsProblem(
+            f"{identifier} has deletion protection on",
+            f"turn it off first: aws rds modify-db-instance --db-instance-identifier "
+            f"{identifier} --no-deletion-protection --apply-immediately",
+        )
+    keep = f"a final snapshot {final_snapshot}" if final_snapshot else "NO final snapshot"
+    if not yes:
+        warn(f"about to DELETE the RDS instance {identifier} ({instance.state}), with {keep}")
+        try:
+            typed = click.prompt(
+                f"Type the identifier ({identifier}) to delete it",
+                default="",
+                show_default=False,
+                err=True,
+            )
+        except click.Abort:
+            typed = None
+        if not sys.stdin.isatty():
+            err.print()  # piped answers are not echoed: end the prompt's line
+        if typed != identifier:
+            raise AwsProblem(
+                "not confirmed, nothing deleted",
+                "type the identifier when asked, or pass --yes",
+            )
+    ops.delete(rds_client, identifier, final_snapshot=final_snapshot)
+    done(f"deleting {identifier}, with {keep}")
+    if wait:
+        _wait(rds_client, identifier, None, poll_interval, timeout)
+
+
+@rds.command("allow-my-ip")
+@click.option(
+    "--ip",
+    metavar="ADDRESS",
+    help="The IPv4 address to admit (default: GITPOD_IP, else looked up at checkip.amazonaws.com).",
+)
+@click.option(
+    "--group-id",
+    envvar="DB_SG_ID",
+    show_envvar=True,
+    help="The security group (default: the instance's own).",
+)
+@click.option(
+    "--rule-id",
+    envvar="DB_SG_RULE_ID",
+    show_envvar=True,
+    help="The inbound rule to update (default: the group's rule with --description, "
+    "created when missing).",
+)
+@click.option(
+    "--description",
+    default=sg.DEFAULT_DESCRIPTION,
+    show_default=True,
+    help="The rule's description, by which it is found.",
+)
+@click.option("--port", type=click.IntRange(1, 65535), default=sg.POSTGRES_PORT, show_default=True)
+@identifier_option
+@region_option
+def allow_my_ip(
+    ip: str | None,
+    group_id: str | None,
+    rule_id: str | None,
+    description: str,
+    port: int,
+    identifier: str,
+    region: str | None,
+) -> None:
+    """Let your current public IP reach the database: TCP 5432 from IP/32.
+
+    Updates the rule DB_SG_RULE_ID in the group DB_SG_ID; without a rule id it finds the
+    group's rule by its description, or creates one. Prints `export` lines for the ids,
+    so `eval "$(bin/rds-update-sg-rule)"` keeps them in your shell.
+    """
+    address, source = sg.my_ip(ip, os.environ)
+    info(f"your IP: {address} (from {source})")
+    if not group_id and not rule_id:
+        group_id = sg.instance_group(_client("rds", region), identifier)
+        info(f"security group {group_id} of {identifier}")
+    outcome = sg.allow_ip(
+        _client("ec2", region),
+        ip=address,
+        group_id=group_id,
+        rule_id=rule_id,
+        description=description,
+        port=port,
+    )
+    rule = outcome.rule
+    where = f"rule {rule.id} in {rule.group_id}"
+    if outcome.action == "unchanged":
+        done(f"{where} already admits {rule.cidr} on port {port}; nothing to change")
+    elif outcome.action == "created":
+        done(f"created {where}: {rule.cidr} on port {port} ({description})")
+    else:
+        done(f"updated {where}: {outcome.previous_cidr} → {rule.cidr} on port {port}")
+    result(f"export DB_SG_ID={rule.group_id}")
+    result(f"export DB_SG_RULE_ID={rule.id}")
+    if rule.id != rule_id or rule.group_id != group_id:
+        info("keep these ids for next time: add the export lines above to your shell's profile")

@@ -1,0 +1,401 @@
+"""`cruddur rds …` against moto's server: the instance's life, its options, no password shown."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import pytest
+from botocore.exceptions import ClientError
+from click.testing import CliRunner, Result
+from helpers import ROOT, run
+
+from cruddur.aws import client
+from cruddur.aws import rds as ops
+from cruddur.aws.problems import AwsProblem
+from cruddur.cli import main
+from cruddur.config import Settings
+from cruddur.targets import resolve
+from cruddur.urls import parse, redact
+
+CRUDDUR = ROOT / ".venv" / "bin" / "cruddur"
+PASSWORD = "Zq8-unlikely-Secret_42!"
+CREDENTIALS = {"MASTER_USERNAME": "cruddurroot", "MASTER_USER_PASSWORD": PASSWORD}
+ID = ops.DEFAULT_IDENTIFIER
+
+
+def cli(*args: str, env: dict[str, str] | None = None, stdin: str | None = None) -> Result:
+    """The command in this process (fast); the subprocess tests cover the real thing."""
+    return CliRunner().invoke(main, ["rds", *args], env=env, input=stdin)
+
+
+def describe(identifier: str = ID) -> dict[str, Any]:
+    return client("rds").describe_db_instances(DBInstanceIdentifier=identifier)["DBInstances"][0]
+
+
+def exists(identifier: str = ID) -> bool:
+    try:
+        describe(identifier)
+    except ClientError as exc:
+        assert exc.response["Error"]["Code"] == "DBInstanceNotFound"
+        return False
+    return True
+
+
+def make_instance(**extra: Any) -> None:
+    client("rds").create_db_instance(
+        DBInstanceIdentifier=ID,
+        DBInstanceClass="db.t3.micro",
+        Engine="postgres",
+        MasterUsername="cruddurroot",
+        MasterUserPassword=PASSWORD,
+        DBName="cruddur",
+        **extra,
+    )
+
+
+# -- create and status -------------------------------------------------------------
+
+
+def test_create_then_status(aws: dict[str, str]) -> None:
+    created = run(
+        CRUDDUR, "rds", "create", "--wait", "--poll-interval", "0", env={**aws, **CREDENTIALS}
+    )
+    assert created.returncode == 0, created.stderr
+    endpoint = f"{ID}.aaaaaaaaaa.us-east-1.rds.amazonaws.com"
+    assert f'export PROD_CONNECTION_URL="postgresql://cruddurroot:***@{endpoint}:5432/cruddur"' in (
+        created.stdout
+    )
+    assert f"{ID}: available" in created.stderr  # the wait's progress line
+    assert "public IPv4" in created.stderr  # the cost the original's users did not expect
+
+    # What RDS was asked for: the original's instance, on a current major version.
+    found = describe()
+    assert found["DBInstanceClass"] == "db.t3.micro"
+    assert found["Engine"] == "postgres"
+    assert found["EngineVersion"] == ops.DEFAULT_ENGINE_VERSION
+    assert found["AllocatedStorage"] == 20
+    assert found["StorageType"] == "gp2"
+    assert found["StorageEncrypted"] is True
+    assert found["PubliclyAccessible"] is True
+    assert found["MultiAZ"] is False
+    assert found["BackupRetentionPeriod"] == 0
+    assert found["DeletionProtection"] is False
+    assert found["DBName"] == "cruddur"
+    assert found["MasterUsername"] == "cruddurroot"
+    assert found["Endpoint"]["Port"] == 5432
+
+    status = run(CRUDDUR, "rds", "status", env=aws)
+    assert status.returncode == 0, status.stderr
+    lines = dict(line.split(None, 1) for line in status.stdout.splitlines() if " " in line)
+    assert lines["identifier"] == ID
+    assert lines["state"] == "available"
+    assert lines["class"] == "db.t3.micro"
+    assert lines["engine"] == f"postgres {ops.DEFAULT_ENGINE_VERSION}"
+    assert lines["endpoint"] == endpoint
+    assert lines["port"] == "5432"
+    assert lines["public"] == "yes"
+    group = found["VpcSecurityGroups"][0]["VpcSecurityGroupId"]
+    assert f"security groups {group} (active)" in status.stdout
+
+
+def test_every_option_reaches_rds(aws: dict[str, str]) -> None:
+    result = cli(
+        *("create", "--identifier", "other-db", "--instance-class", "db.t4g.small"),
+        *("--engine-version", "16.4", "--storage", "30", "--storage-type", "gp3"),
+        *("--port", "5433", "--db-name", "elsewhere", "--private", "--multi-az"),
+        *("--backup-retention", "3", "--deletion-protection", "--unencrypted"),
+        env=CREDENTIALS,
+    )
+    assert result.exit_code == 0, result.stderr
+    found = describe("other-db")
+    assert found["DBInstanceClass"] == "db.t4g.small"
+    assert found["EngineVersion"] == "16.4"
+    assert found["AllocatedStorage"] == 30
+    assert found["StorageType"] == "gp3"
+    assert found["Endpoint"]["Port"] == 5433
+    assert found["DBName"] == "elsewhere"
+    assert found["PubliclyAccessible"] is False
+    assert found["MultiAZ"] is True
+    assert found["BackupRetentionPeriod"] == 3
+    assert found["DeletionProtection"] is True
+    assert found["StorageEncrypted"] is False
+    assert "public IPv4" not in result.stderr
+
+
+def test_performance_insights_parameters() -> None:
+    # moto does not keep Performance Insights settings, so check what is sent.
+    credentials = ops.MasterCredentials("cruddurroot", PASSWORD)
+    sent = ops.InstanceSpec().create_params(credentials)
+    assert sent["EnablePerformanceInsights"] is True
+    assert sent["PerformanceInsightsRetentionPeriod"] == 7
+    off = ops.InstanceSpec(performance_insights=False).create_params(credentials)
+    assert off["EnablePerformanceInsights"] is False
+    assert "PerformanceInsightsRetentionPeriod" not in off
+    assert PASSWORD not in repr(credentials)
+
+
+def test_create_leaves_an_existing_instance_alone(aws: dict[str, str]) -> None:
+    make_instance(AllocatedStorage=50)
+    result = cli("create", env=CREDENTIALS)
+    assert result.exit_code == 0, result.stderr
+    assert "already exists" in result.stderr
+    assert describe()["AllocatedStorage"] == 50
+
+
+def test_create_refuses_without_credentials(aws: dict[str, str]) -> None:
+    env = {**aws, "MASTER_USERNAME": "", "MASTER_USER_PASSWORD": ""}
+    result = run(CRUDDUR, "rds", "create", env=env)
+    assert result.returncode == 1
+    assert "error: MASTER_USERNAME and MASTER_USER_PASSWORD are not set" in result.stderr
+    assert "Traceback" not in result.stderr
+    only_user = cli("create", env={"MASTER_USERNAME": "cruddurroot", "MASTER_USER_PASSWORD": ""})
+    assert only_user.exit_code == 1
+    assert "MASTER_USER_PASSWORD is not set" in only_user.stderr
+    assert not exists()
+
+
+@pytest.mark.parametrize(
+    ("password", "complaint"),
+    [
+        ("short7!", "must be 8-128 characters long (it has 7)"),
+        ("x" * 129, "must be 8-128 characters long (it has 129)"),
+        ("has@an-at-sign", "characters RDS refuses: @"),
+        ('quote"and/slash', 'characters RDS refuses: /, "'),
+        ("with a space", "characters RDS refuses: a space"),
+        ("n\u00f6n-ascii-pass", "outside printable ASCII"),
+        ("tab\there-pass", "outside printable ASCII"),
+    ],
+)
+def test_create_refuses_a_password_rds_would(aws: dict[str, str], password: str, complaint: str):
+    result = cli("create", env={"MASTER_USERNAME": "cruddurroot", "MASTER_USER_PASSWORD": password})
+    assert result.exit_code == 1
+    assert "error: MASTER_USER_PASSWORD " in result.stderr
+    assert complaint in result.stderr
+    assert password not in result.output + result.stderr
+    assert not exists()
+
+
+@pytest.mark.parametrize(
+    ("username", "complaint"),
+    [
+        ("1cruddur", "must be 1-16 letters"),
+        ("cruddur-root", "must be 1-16 letters"),
+        ("c" * 17, "must be 1-16 letters"),
+        ("user", "reserves"),
+        ("rdsadmin", "reserves"),
+    ],
+)
+def test_create_refuses_a_user_name_rds_would(aws: dict[str, str], username: str, complaint: str):
+    result = cli("create", env={"MASTER_USERNAME": username, "MASTER_USER_PASSWORD": PASSWORD})
+    assert result.exit_code == 1
+    assert complaint in result.stderr
+    assert not exists()
+
+
+def test_postgres_is_a_fine_master_user_name() -> None:
+    # The console's own default: not reserved, whatever one might guess.
+    assert ops.username_problem("postgres") is None
+    assert ops.username_problem("cruddurroot") is None
+
+
+# -- stop, start, status -----------------------------------------------------------
+
+
+def test_stop_and_start_change_the_state_and_repeat_harmlessly(aws: dict[str, str]) -> None:
+    make_instance()
+    stopped = run(CRUDDUR, "rds", "stop", "--wait", "--poll-interval", "0", env=aws)
+    assert stopped.returncode == 0, stopped.stderr
+    assert f"stopping {ID}" in stopped.stderr
+    assert "after 7 days" in stopped.stderr
+    assert describe()["DBInstanceStatus"] == "stopped"
+
+    again = cli("stop")
+    assert again.exit_code == 0, again.stderr
+    assert f"{ID} is already stopped; nothing to do" in again.stderr
+    status = cli("status")
+    assert "state           stopped" in status.output
+    assert "after 7 days" in status.stderr
+
+    started = run(CRUDDUR, "rds", "start", "--wait", "--poll-interval", "0", env=aws)
+    assert started.returncode == 0, started.stderr
+    assert f"starting {ID}" in started.stderr
+    assert "export PROD_CONNECTION_URL=" in started.stdout
+    assert describe()["DBInstanceStatus"] == "available"
+
+    again = cli("start")
+    assert again.exit_code == 0, again.stderr
+    assert f"{ID} is already available; nothing to do" in again.stderr
+
+
+def test_a_missing_instance_is_a_clear_error(aws: dict[str, str]) -> None:
+    result = run(CRUDDUR, "rds", "status", "--identifier", "no-such-db", env=aws)
+    assert result.returncode == 1
+    assert 'error: no RDS instance "no-such-db"' in result.stderr
+    assert "Traceback" not in result.stderr
+    for verb in ("stop", "start"):
+        other = cli(verb, "--identifier", "no-such-db")
+        assert other.exit_code == 1
+        assert 'no RDS instance "no-such-db"' in other.stderr
+
+
+# -- delete ------------------------------------------------------------------------
+
+
+def test_delete_needs_a_snapshot_decision(aws: dict[str, str]) -> None:
+    make_instance()
+    neither = cli("delete", "--yes")
+    assert neither.exit_code == 1
+    assert "--final-snapshot NAME or --skip-final-snapshot" in neither.stderr
+    both = cli("delete", "--yes", "--skip-final-snapshot", "--final-snapshot", "last")
+    assert both.exit_code == 1
+    assert "(not both)" in both.stderr
+    for bad in ("1st", "final--one", "ends-", "under_score"):
+        refused = cli("delete", "--yes", "--final-snapshot", bad)
+        assert refused.exit_code == 1
+        assert "is not one RDS takes" in refused.stderr
+    assert exists()
+
+
+def test_delete_asks_for_the_identifier(aws: dict[str, str]) -> None:
+    make_instance()
+    no_answer = run(CRUDDUR, "rds", "delete", "--skip-final-snapshot", env=aws)
+    assert no_answer.returncode == 1
+    assert "not confirmed, nothing deleted" in no_answer.stderr
+    wrong = cli("delete", "--skip-final-snapshot", stdin="cruddur\n")
+    assert wrong.exit_code == 1
+    assert exists()
+
+    typed = run(CRUDDUR, "rds", "delete", "--skip-final-snapshot", env=aws, stdin=f"{ID}\n")
+    assert typed.returncode == 0, typed.stderr
+    assert f"deleting {ID}, with NO final snapshot" in typed.stderr
+    assert not exists()
+    gone = cli("delete", "--skip-final-snapshot", "--yes")
+    assert gone.exit_code == 1
+    assert "no RDS instance" in gone.stderr
+
+
+def test_delete_yes_keeps_a_final_snapshot(aws: dict[str, str]) -> None:
+    make_instance()
+    result = cli(
+        "delete", "--yes", "--final-snapshot", "cruddur-last", "--wait", "--poll-interval", "0"
+    )
+    assert result.exit_code == 0, result.stderr
+    assert f"{ID} is deleted" in result.stderr
+    assert not exists()
+    snapshots = client("rds").describe_db_snapshots(DBSnapshotIdentifier="cruddur-last")
+    assert snapshots["DBSnapshots"][0]["DBInstanceIdentifier"] == ID
+
+
+def test_delete_refuses_an_instance_with_deletion_protection(aws: dict[str, str]) -> None:
+    make_instance(DeletionProtection=True)
+    result = cli("delete", "--yes", "--skip-final-snapshot")
+    assert result.exit_code == 1
+    assert "deletion protection" in result.stderr
+    assert exists()
+
+
+# -- waiting -----------------------------------------------------------------------
+
+
+class Scripted:
+    """An RDS client whose instance goes through the given states, one per look."""
+
+    def __init__(self, *states: str | None) -> None:
+        self.states = list(states)
+
+    def describe_db_instances(self, DBInstanceIdentifier: str) -> dict[str, Any]:
+        state = self.states.pop(0) if len(self.states) > 1 else self.states[0]
+        if state is None:
+            error = {"Error": {"Code": "DBInstanceNotFound", "Message": "gone"}}
+            raise ClientError(error, "DescribeDBInstances")  # type: ignore[arg-type]
+        return {
+            "DBInstances": [
+                {"DBInstanceIdentifier": DBInstanceIdentifier, "DBInstanceStatus": state}
+            ]
+        }
+
+
+def test_wait_follows_the_states_until_the_goal() -> None:
+    seen: list[str | None] = []
+    fake = Scripted("creating", "backing-up", "available")
+    found = ops.wait_for(fake, ID, "available", interval=0, on_poll=lambda s, _: seen.append(s))
+    assert found is not None and found.state == "available"
+    assert seen == ["creating", "backing-up", "available"]
+    assert ops.wait_for(Scripted("deleting", None), ID, None, interval=0) is None
+
+
+def test_wait_stops_on_a_failed_state_and_on_timeout() -> None:
+    with pytest.raises(AwsProblem, match="incompatible-parameters"):
+        ops.wait_for(Scripted("creating", "incompatible-parameters"), ID, "available", interval=0)
+    with pytest.raises(AwsProblem, match="still creating"):
+        ops.wait_for(Scripted("creating"), ID, "available", interval=0, timeout=0)
+
+
+# -- secrets, URLs, regions --------------------------------------------------------
+
+
+def test_no_password_in_any_output_or_log(
+    aws: dict[str, str], caplog: pytest.LogCaptureFixture
+) -> None:
+    env = {**aws, **CREDENTIALS}
+    commands = [
+        ("create", "--wait", "--poll-interval", "0"),
+        ("create",),
+        ("status",),
+        ("stop", "--wait", "--poll-interval", "0"),
+        ("start", "--wait", "--poll-interval", "0"),
+        ("allow-my-ip", "--ip", "198.51.100.7"),
+        ("delete", "--yes", "--skip-final-snapshot"),
+    ]
+    outputs = []
+    for args in commands:
+        done = run(CRUDDUR, "rds", *args, env={**env, "CRUDDUR_DEBUG": "1"})
+        assert done.returncode == 0, (args, done.stderr)
+        outputs.append(done.stdout + done.stderr)
+    # In this process too, with every logger at DEBUG (botocore logs request parameters).
+    caplog.set_level(logging.DEBUG)
+    for args in (("create", "--wait", "--poll-interval", "0"), ("status",)):
+        result = cli(*args, env=CREDENTIALS)
+        assert result.exit_code == 0, result.stderr
+        outputs.append(result.output + result.stderr)
+    joined = "\n".join(outputs)
+    assert "cruddurroot:***@" in joined  # the URL was printed, redacted
+    assert PASSWORD not in joined
+    assert PASSWORD not in caplog.text
+
+
+def test_the_printed_url_is_one_the_db_commands_accept(aws: dict[str, str]) -> None:
+    result = cli("create", "--wait", "--poll-interval", "0", env=CREDENTIALS)
+    line = next(
+        x for x in result.output.splitlines() if x.startswith("export PROD_CONNECTION_URL=")
+    )
+    printed = line.split("=", 1)[1].strip('"')
+    # As printed, and with the password put in as the hint says (percent-encoded).
+    for url in (printed, printed.replace("***", "p%40ss%3Aword")):
+        params = parse(url)
+        assert params["host"] == describe()["Endpoint"]["Address"]
+        assert params["port"] == "5432"
+        assert params["dbname"] == "cruddur"
+        assert params["user"] == "cruddurroot"
+    assert parse(printed.replace("***", "p%40ss%3Aword"))["password"] == "p@ss:word"
+    target = resolve(Settings.from_env({"PROD_CONNECTION_URL": printed}), prod=True)
+    assert target.prod and target.dbname == "cruddur"
+    assert redact(printed) == printed
+
+
+def test_clients_honour_aws_region(aws: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AWS_REGION", "eu-west-1")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    assert client("rds").meta.region_name == "eu-west-1"
+    assert client("rds", region_name="ca-central-1").meta.region_name == "ca-central-1"
+
+
+def test_rds_help_explains_itself() -> None:
+    result = run(CRUDDUR, "rds", "--help")
+    assert result.returncode == 0
+    for verb in ("create", "status", "stop", "start", "delete", "allow-my-ip"):
+        assert verb in result.stdout
+    create = cli("create", "--help")
+    assert "--performance-insights / --no-performance-insights" in create.output
+    assert "db.t3.micro" in create.output

@@ -1,0 +1,216 @@
+"""`cruddur rds allow-my-ip` and bin/rds-update-sg-rule against moto's EC2."""
+
+from __future__ import annotations
+
+import http.server
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from click.testing import CliRunner, Result
+from helpers import BIN, ROOT, run
+
+from cruddur.aws import client
+from cruddur.aws import security_group as sg
+from cruddur.aws.problems import AwsProblem
+from cruddur.cli import main
+
+CRUDDUR = ROOT / ".venv" / "bin" / "cruddur"
+
+
+def cli(*args: str, env: dict[str, str] | None = None) -> Result:
+    return CliRunner().invoke(main, ["rds", "allow-my-ip", *args], env=env)
+
+
+@pytest.fixture
+def group(aws: dict[str, str]) -> str:
+    """A new, empty security group in the default VPC."""
+    ec2 = client("ec2")
+    vpc = ec2.describe_vpcs(Filters=[{"Name": "is-default", "Values": ["true"]}])["Vpcs"][0]
+    made = ec2.create_security_group(GroupName="rds", Description="rds", VpcId=vpc["VpcId"])
+    return made["GroupId"]
+
+
+def add_rule(group_id: str, cidr: str, description: str, port: int = 5432) -> str:
+    reply = client("ec2").authorize_security_group_ingress(
+        GroupId=group_id,
+        IpPermissions=[
+            {
+                "IpProtocol": "tcp",
+                "FromPort": port,
+                "ToPort": port,
+                "IpRanges": [{"CidrIp": cidr, "Description": description}],
+            }
+        ],
+    )
+    return reply["SecurityGroupRules"][0]["SecurityGroupRuleId"]
+
+
+def inbound(group_id: str) -> list[dict[str, Any]]:
+    rules = client("ec2").describe_security_group_rules(
+        Filters=[{"Name": "group-id", "Values": [group_id]}]
+    )["SecurityGroupRules"]
+    return [rule for rule in rules if not rule["IsEgress"]]
+
+
+def exports(output: str) -> dict[str, str]:
+    found = {}
+    for line in output.splitlines():
+        if line.startswith("export "):
+            key, value = line.removeprefix("export ").split("=", 1)
+            found[key] = value
+    return found
+
+
+def test_modifies_the_rule_it_is_given(aws: dict[str, str], group: str) -> None:
+    rule_id = add_rule(group, "192.0.2.1/32", "GITPOD")
+    env = {**aws, "DB_SG_ID": group, "DB_SG_RULE_ID": rule_id}
+    result = run(CRUDDUR, "rds", "allow-my-ip", "--ip", "203.0.113.7", env=env)
+    assert result.returncode == 0, result.stderr
+    assert "192.0.2.1/32 → 203.0.113.7/32" in result.stderr
+    rules = inbound(group)
+    assert len(rules) == 1
+    assert rules[0]["SecurityGroupRuleId"] == rule_id
+    assert rules[0]["CidrIpv4"] == "203.0.113.7/32"
+    assert (rules[0]["IpProtocol"], rules[0]["FromPort"], rules[0]["ToPort"]) == ("tcp", 5432, 5432)
+    assert rules[0]["Description"] == "GITPOD"
+    assert exports(result.stdout) == {"DB_SG_ID": group, "DB_SG_RULE_ID": rule_id}
+
+
+def test_finds_the_rule_by_description(aws: dict[str, str], group: str) -> None:
+    other = add_rule(group, "192.0.2.50/32", "office")
+    mine = add_rule(group, "192.0.2.1/32", "GITPOD")
+    result = cli("--ip", "203.0.113.7", env={"DB_SG_ID": group, "GITPOD_IP": "198.51.100.1"})
+    assert result.exit_code == 0, result.stderr
+    by_id = {rule["SecurityGroupRuleId"]: rule["CidrIpv4"] for rule in inbound(group)}
+    assert by_id == {other: "192.0.2.50/32", mine: "203.0.113.7/32"}  # --ip beat GITPOD_IP
+    assert exports(result.output)["DB_SG_RULE_ID"] == mine
+
+
+def test_creates_the_rule_when_there_is_none(aws: dict[str, str], group: str) -> None:
+    add_rule(group, "192.0.2.50/32", "office")
+    result = cli(env={"DB_SG_ID": group, "GITPOD_IP": "203.0.113.9"})
+    assert result.exit_code == 0, result.stderr
+    assert "from GITPOD_IP" in result.stderr
+    new_id = exports(result.output)["DB_SG_RULE_ID"]
+    rule = next(r for r in inbound(group) if r["SecurityGroupRuleId"] == new_id)
+    assert rule["CidrIpv4"] == "203.0.113.9/32"
+    assert (rule["IpProtocol"], rule["FromPort"], rule["ToPort"]) == ("tcp", 5432, 5432)
+    assert rule["Description"] == "GITPOD"
+    assert len(inbound(group)) == 2
+    assert "keep these ids" in result.stderr
+
+
+def test_leaves_a_rule_that_already_admits_the_ip_alone(aws: dict[str, str], group: str) -> None:
+    # Described otherwise, so a modification would show (it would set the description).
+    rule_id = add_rule(group, "203.0.113.7/32", "my laptop")
+    for env in ({"DB_SG_ID": group}, {"DB_SG_ID": group, "DB_SG_RULE_ID": rule_id}):
+        result = cli("--ip", "203.0.113.7", env=env)
+        assert result.exit_code == 0, result.stderr
+        assert "nothing to change" in result.stderr
+        assert exports(result.output)["DB_SG_RULE_ID"] == rule_id
+    rules = inbound(group)
+    assert [(r["SecurityGroupRuleId"], r["Description"]) for r in rules] == [(rule_id, "my laptop")]
+
+
+def test_uses_the_instances_group_when_none_is_set(aws: dict[str, str], group: str) -> None:
+    client("rds").create_db_instance(
+        DBInstanceIdentifier="cruddur-db-instance",
+        DBInstanceClass="db.t3.micro",
+        Engine="postgres",
+        MasterUsername="cruddurroot",
+        MasterUserPassword="right-password",
+        VpcSecurityGroupIds=[group],
+    )
+    result = cli("--ip", "203.0.113.7")
+    assert result.exit_code == 0, result.stderr
+    assert f"security group {group} of cruddur-db-instance" in result.stderr
+    assert [r["CidrIpv4"] for r in inbound(group)] == ["203.0.113.7/32"]
+    missing = cli("--ip", "203.0.113.7", "--identifier", "no-such-db")
+    assert missing.exit_code == 1
+    assert 'no RDS instance "no-such-db"' in missing.stderr
+
+
+def test_refuses_what_is_not_an_ipv4_address(aws: dict[str, str], group: str) -> None:
+    for bad in ["", "203.0.113", "2001:db8::1", "203.0.113.7/32", "0.0.0.0"]:
+        args = ("--ip", bad) if bad else ()
+        # An empty --ip or GITPOD_IP means "look it up": give GITPOD_IP nonsense instead.
+        env = {"DB_SG_ID": group, "GITPOD_IP": bad or "not-an-ip"}
+        result = cli(*args, env=env)
+        assert result.exit_code == 1, bad
+        assert "not an IPv4 address" in result.stderr or "no one's address" in result.stderr
+    assert inbound(group) == []
+
+
+def test_refuses_a_rule_of_another_group_or_none_at_all(aws: dict[str, str], group: str) -> None:
+    rule_id = add_rule(group, "192.0.2.1/32", "GITPOD")
+    default = client("ec2").describe_security_groups(GroupNames=["default"])["SecurityGroups"][0]
+    wrong = cli(
+        "--ip", "203.0.113.7", env={"DB_SG_ID": default["GroupId"], "DB_SG_RULE_ID": rule_id}
+    )
+    assert wrong.exit_code == 1
+    assert f"belongs to {group}" in wrong.stderr
+    missing = cli("--ip", "203.0.113.7", env={"DB_SG_RULE_ID": "sgr-0123456789abcdef0"})
+    assert missing.exit_code == 1
+    assert "does not exist" in missing.stderr and "unset DB_SG_RULE_ID" in missing.stderr
+    assert inbound(group)[0]["CidrIpv4"] == "192.0.2.1/32"
+
+
+def test_bin_script_runs_from_anywhere(aws: dict[str, str], group: str) -> None:
+    result = run("rds-update-sg-rule", "--ip", "203.0.113.7", env={**aws, "DB_SG_ID": group})
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.startswith("== rds-update-sg-rule")
+    assert [r["CidrIpv4"] for r in inbound(group)] == ["203.0.113.7/32"]
+    helped = run("rds-update-sg-rule", "--help")
+    assert "Usage: cruddur rds allow-my-ip" in helped.stdout
+    # The original's .gitpod.yml `source`d it: that must not end the calling shell.
+    sourced = run(
+        "/bin/bash",
+        "-c",
+        f"source {BIN}/rds-update-sg-rule --ip 203.0.113.8; echo shell-still-here",
+        env={**aws, "DB_SG_ID": group},
+    )
+    assert "shell-still-here" in sourced.stdout, sourced.stderr
+
+
+# -- finding the public IP ---------------------------------------------------------
+
+
+@pytest.fixture
+def checkip() -> Iterator[tuple[str, list[bytes]]]:
+    """A local stand-in for checkip.amazonaws.com; the test sets what it answers."""
+    answers = [b"203.0.113.42\n"]
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.end_headers()
+            self.wfile.write(answers[0])
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}/", answers
+    server.shutdown()
+    server.server_close()
+
+
+def test_public_ip_is_looked_up_and_checked(checkip: tuple[str, list[bytes]]) -> None:
+    url, answers = checkip
+    assert sg.my_ip(None, {}, url) == ("203.0.113.42", url)
+    assert sg.my_ip(None, {"GITPOD_IP": "  "}, url) == ("203.0.113.42", url)  # empty: look up
+    assert sg.my_ip(None, {"GITPOD_IP": "198.51.100.1"}, url)[0] == "198.51.100.1"
+    answers[0] = b"<html>rate limited</html>"
+    with pytest.raises(AwsProblem, match="not an IPv4 address"):
+        sg.public_ip(url)
+
+
+def test_an_unreachable_lookup_says_how_to_give_the_ip() -> None:
+    with pytest.raises(AwsProblem) as caught:
+        sg.public_ip("http://127.0.0.1:9/", timeout=2)
+    assert "could not find your public IP" in caught.value.message
+    assert "--ip" in (caught.value.hint or "")
