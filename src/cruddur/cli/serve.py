@@ -10,7 +10,10 @@ import click
 from cruddur.api.dev_keys import DevKeys
 from cruddur.cli.output import info, warn
 from cruddur.config import SERVERS, Settings
-from cruddur.targets import resolve
+from cruddur.db.errors import explain
+from cruddur.ops import loading
+from cruddur.ops.connections import database_db
+from cruddur.targets import Target, resolve
 
 APP_FACTORY = "cruddur.api:create_app"
 
@@ -33,6 +36,21 @@ def server_command(server: str, host: str, port: int, workers: int, threads: int
         "--graceful-timeout", "10", "--timeout", "30",
         f"{APP_FACTORY}()",
     ]  # fmt: skip
+
+
+def _check_database(target: Target, settings: Settings) -> None:
+    """Warn (the service still starts: it answers 503 until the database is back)."""
+    try:
+        with database_db(target, settings.pool) as db:
+            tables = loading.schema_tables(db)
+    except Exception as exc:
+        explained = explain(exc)
+        if explained is None:
+            raise
+        warn(f"the database does not answer yet: {explained.message}")
+        return
+    if tables < loading.SCHEMA_TABLES:
+        warn("the database has no schema: load it with `bin/db-setup` (or `bin/db-schema-load`)")
 
 
 @click.command()
@@ -67,6 +85,7 @@ def serve(
     host, port = host or config.host, port or config.port
     target = resolve(settings)  # starts the embedded server, once, before the workers
     info(f"database: {target.describe()}")
+    _check_database(target, settings)
     if settings.auth.dev:
         DevKeys(settings.home).ensure()
         warn("auth: development key pair; `cruddur dev token --handle andrewbrown` mints tokens")
