@@ -57,8 +57,10 @@ def main() -> None:
 
 def _register() -> None:
     from cruddur.cli.db import db
+    from cruddur.cli.users import users
 
     main.add_command(db)
+    main.add_command(users)
 
 
 _register()

@@ -73,8 +73,8 @@ def handler(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
     try:
         uuid = _insert(user)
     except Exception as exc:
-        refusal = _refusal(exc, user)
-        if refusal is None:
+        refused = refusal(exc, user)
+        if refused is None:
             log.error(
                 "could not record user sub=%s in %s: %s",
                 user["cognito_user_id"],
@@ -82,8 +82,8 @@ def handler(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
                 _scrub(f"{type(exc).__name__}: {exc}"),
             )
             raise SignUpError(UNAVAILABLE) from exc
-        log.warning("refused user sub=%s: %s", user["cognito_user_id"], refusal)
-        raise refusal from None
+        log.warning("refused user sub=%s: %s", user["cognito_user_id"], refused)
+        raise refused from None
     if uuid is None:
         log.info("user sub=%s is already recorded; nothing to do", user["cognito_user_id"])
     else:
@@ -125,7 +125,7 @@ def user_from_event(event: dict[str, Any]) -> dict[str, str]:
     }
 
 
-def _refusal(exc: BaseException, user: dict[str, str]) -> SignUpError | None:
+def refusal(exc: BaseException, user: dict[str, str]) -> SignUpError | None:
     """The person's own data broke a rule: say which (None: the database failed)."""
     constraint = getattr(getattr(exc, "diag", None), "constraint_name", None)
     if isinstance(exc, errors.UniqueViolation) and constraint == "users_handle_key":
