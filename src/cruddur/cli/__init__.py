@@ -57,9 +57,11 @@ def main() -> None:
 
 def _register() -> None:
     from cruddur.cli.db import db
+    from cruddur.cli.lambdas import lambda_
     from cruddur.cli.users import users
 
     main.add_command(db)
+    main.add_command(lambda_)
     main.add_command(users)
 
 
