@@ -49,7 +49,8 @@ def package(arch: str, output: Path) -> None:
         BarColumn(),
         MofNCompleteColumn(),
     )
-    with Progress(*columns, console=err, transient=True) as progress:
+    # Not on a terminal (a log, a CI job): no live display, just the lines below.
+    with Progress(*columns, console=err, transient=True, disable=not err.is_terminal) as progress:
         task = progress.add_task(f"looking for the {arch} wheels", total=None)
 
         def report(what: str, done_: int, total: int) -> None:
