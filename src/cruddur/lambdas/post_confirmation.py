@@ -38,9 +38,9 @@ log.setLevel(logging.INFO)  # Lambda's root logger passes only warnings by defau
 
 SIGN_UP = "PostConfirmation_ConfirmSignUp"
 APPLICATION_NAME = "cruddur-post-confirmation"
-UNAVAILABLE = (
-    "your account is confirmed, but your profile could not be saved; please try again later"
-)
+# The account is confirmed by now, so "try again" would not help: an operator's
+# `cruddur users sync-cognito` adds the row once the database is back.
+UNAVAILABLE = "your account is confirmed, but your profile could not be saved yet"
 
 # What a row breaking one of the schema's CHECK rules means to the person signing up.
 _CHECKS = {
