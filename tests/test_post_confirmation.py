@@ -263,3 +263,14 @@ def test_the_handler_imports_only_what_it_needs() -> None:
         "cruddur.lambdas",
         "cruddur.lambdas.post_confirmation",
     }
+
+
+def test_an_unreadable_secret_fails_the_sign_up_clearly(
+    url: str, aws: dict[str, str], monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.delenv("CONNECTION_URL")
+    monkeypatch.setenv("CONNECTION_SECRET_ARN", "cruddur/no-such-secret")
+    with pytest.raises(SignUpError, match="could not be saved"):
+        handler(cognito_event(), None)
+    assert "ResourceNotFoundException" in caplog.text
+    assert post_confirmation._conninfo is None  # read again on the next invocation

@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+from collections.abc import Mapping
 from functools import cache
 from importlib import resources
 from typing import Any
@@ -81,6 +82,8 @@ def handler(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
                 _where(),
                 _scrub(f"{type(exc).__name__}: {exc}"),
             )
+            if _conn is None:
+                _forget_settings()  # read them (the secret: maybe rotated) again next time
             raise SignUpError(UNAVAILABLE) from exc
         log.warning("refused user sub=%s: %s", user["cognito_user_id"], refused)
         raise refused from None
@@ -160,28 +163,27 @@ def _insert(user: dict[str, str]) -> Any:
     raise AssertionError("unreachable")
 
 
+def _forget_settings() -> None:
+    global _conninfo
+    _conninfo = None
+
+
 def _connect() -> psycopg.Connection:
     global _conninfo
     if _conninfo is None:
         _conninfo = read_conninfo(os.environ)
-    try:
-        conn = psycopg.connect(
-            _conninfo,
-            autocommit=True,  # one statement per invocation: its own transaction
-            connect_timeout=_setting("CRUDDUR_CONNECT_TIMEOUT", 2),
-            application_name=APPLICATION_NAME,
-            options=f"-c statement_timeout={_setting('CRUDDUR_STATEMENT_TIMEOUT', 1000)}",
-        )
-    except Exception:
-        where = _where()
-        _conninfo = None  # read the settings (the secret: maybe rotated) again next time
-        log.error("could not connect to %s", where)
-        raise
+    conn = psycopg.connect(
+        _conninfo,
+        autocommit=True,  # one statement per invocation: its own transaction
+        connect_timeout=_setting("CRUDDUR_CONNECT_TIMEOUT", 2),
+        application_name=APPLICATION_NAME,
+        options=f"-c statement_timeout={_setting('CRUDDUR_STATEMENT_TIMEOUT', 1000)}",
+    )
     log.info("connected to %s", _where())
     return conn
 
 
-def read_conninfo(env: dict[str, str] | os._Environ[str]) -> str:
+def read_conninfo(env: Mapping[str, str]) -> str:
     """The connection string from CONNECTION_URL and/or the CONNECTION_SECRET_ARN secret."""
     url = env.get("CONNECTION_URL", "").strip()
     secret_id = env.get("CONNECTION_SECRET_ARN", "").strip()
@@ -245,8 +247,8 @@ def _sql() -> str:
 
 def close() -> None:
     """Close the kept connection and forget the settings (tests; a changed environment)."""
-    global _conn, _conninfo
+    global _conn
     if _conn is not None:
         _conn.close()
     _conn = None
-    _conninfo = None
+    _forget_settings()
