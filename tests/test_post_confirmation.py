@@ -148,11 +148,16 @@ def test_a_handle_breaking_the_schema_rule_is_refused_clearly(url: str) -> None:
     ],
 )
 def test_missing_attributes_are_reported(
-    url: str, attributes: dict, username: str | None, message: str
+    url: str,
+    attributes: dict,
+    username: str | None,
+    message: str,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     with pytest.raises(SignUpError, match=message):
         handler(cognito_event(username=username, **attributes), None)
     assert user_count(url) == 3
+    assert "refused user" in caplog.text
 
 
 def test_fallbacks_for_the_handle_and_the_name(url: str) -> None:

@@ -70,7 +70,11 @@ def handler(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
         # ConfirmForgotPassword fires this trigger too: that user has a row already.
         log.info("trigger %s: nothing to record", source)
         return event
-    user = user_from_event(event)
+    try:
+        user = user_from_event(event)
+    except SignUpError as exc:
+        log.warning("refused user %s: %s", event.get("userName"), exc)
+        raise
     try:
         uuid = _insert(user)
     except Exception as exc:
