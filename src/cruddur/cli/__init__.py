@@ -58,13 +58,17 @@ def main() -> None:
 def _register() -> None:
     from cruddur.cli.db import db
     from cruddur.cli.dev import dev
+    from cruddur.cli.lambdas import lambda_
     from cruddur.cli.rds import rds
     from cruddur.cli.serve import serve
+    from cruddur.cli.users import users
 
     main.add_command(db)
     main.add_command(dev)
+    main.add_command(lambda_)
     main.add_command(rds)
     main.add_command(serve)
+    main.add_command(users)
 
 
 _register()

@@ -1,0 +1,65 @@
+"""`cruddur lambda …`: build the Cognito post-confirmation function for deployment."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn
+
+from cruddur.cli.output import done, err, info, result
+from cruddur.config import Settings
+from cruddur.ops.packaging import ARCHES, HANDLER, PackagingError, build
+
+DEFAULT_OUTPUT = Path("dist/post-confirmation.zip")
+
+
+@click.group("lambda")
+def lambda_() -> None:
+    """The Cognito post-confirmation Lambda: build its deployment package."""
+
+
+@lambda_.command()
+@click.option(
+    "--arch",
+    type=click.Choice(sorted(ARCHES)),
+    default="x86_64",
+    show_default=True,
+    help="The function's architecture (the template's Architecture parameter must match).",
+)
+@click.option(
+    "--output",
+    "-o",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=DEFAULT_OUTPUT,
+    show_default=True,
+    help="Where to write the zip (deploy/post-confirmation.yaml expects the default).",
+)
+def package(arch: str, output: Path) -> None:
+    """Build the function's zip: its handler and psycopg's manylinux wheels for Python 3.12.
+
+    Reproducible: the same sources and dependency versions give the same bytes. The
+    wheels are kept under .cruddur/lambda-wheels, so only the first build for an
+    architecture needs PyPI.
+    """
+    cache = Settings.from_env().home / "lambda-wheels"
+    columns = (
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+    )
+    # Not on a terminal (a log, a CI job): no live display, just the lines below.
+    with Progress(*columns, console=err, transient=True, disable=not err.is_terminal) as progress:
+        task = progress.add_task(f"looking for the {arch} wheels", total=None)
+
+        def report(what: str, done_: int, total: int) -> None:
+            progress.update(task, description=what, completed=done_, total=total or None)
+
+        try:
+            built = build(output, arch, cache, report)
+        except PackagingError as exc:
+            raise click.ClickException(str(exc)) from None
+    info(f"wheels: {', '.join(built.wheels)}")
+    done(f"{built.entries} files, handler {HANDLER}, runtime python3.12 {arch}")
+    result(f"{built.path}  {built.size:,} bytes ({built.size / 1e6:.1f} MB)  sha256 {built.sha256}")

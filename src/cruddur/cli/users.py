@@ -1,0 +1,77 @@
+"""`cruddur users …`: the users table and Cognito, kept in step."""
+
+from __future__ import annotations
+
+import click
+
+from cruddur.aws import client
+from cruddur.cli.db import prod_option, yes_option
+from cruddur.cli.output import confirm_production, done, err, info, result, warn
+from cruddur.config import Settings
+from cruddur.ops.cognito_sync import list_users, sync
+from cruddur.ops.connections import database_db
+from cruddur.targets import resolve
+
+
+@click.group()
+def users() -> None:
+    """Cruddur's users and their Cognito accounts."""
+
+
+@users.command("sync-cognito")
+@click.option(
+    "--user-pool-id",
+    envvar="AWS_COGNITO_USER_POOL_ID",
+    show_envvar=True,
+    required=True,
+    help="The Cognito user pool, e.g. ca-central-1_AbCdEf123.",
+)
+@prod_option
+@yes_option
+@click.option("--dry-run", is_flag=True, help="Say what would change; write nothing.")
+def sync_cognito(user_pool_id: str, prod: bool, yes: bool, dry_run: bool) -> None:
+    """Give every confirmed Cognito user a row: insert the missing ones, and put the real
+    Cognito id into rows that still carry a placeholder (MOCK-<handle>), matched by handle.
+
+    For users who confirmed while the post-confirmation Lambda was failing or before it
+    was deployed. Rows already holding a Cognito id are never changed. Needs the
+    cognito-idp:ListUsers permission.
+    """
+    settings = Settings.from_env()
+    target = resolve(settings, prod=prod)
+    info(f"database: {target.describe()}")
+    if not dry_run:
+        confirm_production(target, "insert and update users from Cognito", yes=yes)
+    # A pool id starts with its region (ca-central-1_AbCdEf123): ask that region.
+    region = user_pool_id.split("_", 1)[0] if "_" in user_pool_id else None
+    cognito = client("cognito-idp", region_name=region) if region else client("cognito-idp")
+    pages = 0
+
+    with err.status(f"listing the users of {user_pool_id} …") as status:
+
+        def on_page(count: int) -> None:
+            nonlocal pages
+            pages += 1
+            status.update(f"listing the users of {user_pool_id} … {count}")
+
+        found = list_users(cognito, user_pool_id, on_page)
+    info(f"Cognito: {len(found)} users in {user_pool_id} ({pages} page{'s' * (pages != 1)})")
+
+    with database_db(target, settings.pool) as database:
+        report = sync(database, found, dry_run=dry_run)
+
+    verb = "would insert" if dry_run else "inserted"
+    for handle in report.inserted:
+        result(f"{verb}  {handle}")
+    for handle in report.updated:
+        result(f"{'would update' if dry_run else 'updated'}  {handle}  (placeholder id replaced)")
+    for label, reason in report.skipped:
+        result(f"skipped  {label}: {reason}")
+    summary = (
+        f"{len(report.inserted)} inserted, {len(report.updated)} updated, "
+        f"{len(report.unchanged)} unchanged, {len(report.skipped)} skipped"
+    )
+    if dry_run:
+        warn(f"dry run, nothing written: {summary}")
+    else:
+        done(summary)

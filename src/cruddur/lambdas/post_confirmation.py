@@ -1,0 +1,258 @@
+"""Cognito post-confirmation trigger: each newly confirmed user becomes a row of public.users.
+
+Handler: `cruddur.lambdas.post_confirmation.handler` (deploy/post-confirmation.yaml).
+It imports only psycopg, the standard library and cruddur.urls (boto3 only when the URL
+comes from Secrets Manager; the Lambda runtime has it), so the zip that
+`cruddur lambda package` builds stays small and a cold start stays short.
+
+Environment:
+  CONNECTION_URL             the database URL. With CONNECTION_SECRET_ARN, the parts the
+                             secret lacks (an RDS-managed secret has only the user and password)
+  CONNECTION_SECRET_ARN      a Secrets Manager secret in the RDS format (JSON: username,
+                             password, and optionally host, port, dbname)
+  CRUDDUR_CONNECT_TIMEOUT    seconds to wait for the server (default 2)
+  CRUDDUR_STATEMENT_TIMEOUT  milliseconds a statement may run (default 1000)
+
+Cognito gives the trigger 5 seconds and shows the error message of a failed trigger to
+the person signing up ("PostConfirmation failed with error …"), so the errors raised here
+are short sentences for them; the details (without the password) go to the log.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Mapping
+from functools import cache
+from importlib import resources
+from typing import Any
+
+import psycopg
+from psycopg import errors
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+from cruddur.urls import redact
+
+log = logging.getLogger(__name__)
+log.setLevel(logging.INFO)  # Lambda's root logger passes only warnings by default
+
+SIGN_UP = "PostConfirmation_ConfirmSignUp"
+APPLICATION_NAME = "cruddur-post-confirmation"
+# The account is confirmed by now, so "try again" would not help: an operator's
+# `cruddur users sync-cognito` adds the row once the database is back.
+UNAVAILABLE = "your account is confirmed, but your profile could not be saved yet"
+
+# What a row breaking one of the schema's CHECK rules means to the person signing up.
+_CHECKS = {
+    "users_handle_check": "the username '{handle}' is not allowed: use 1 to 64 letters, digits, "
+    "or the characters _ . + -",
+    "users_display_name_check": "the name must be 1 to 256 characters long",
+    "users_email_check": "the email address must be 3 to 320 characters long",
+    "users_cognito_user_id_check": "the account id is malformed",
+}
+
+
+class SignUpError(Exception):
+    """The sign-up cannot be recorded; the message is for the person signing up."""
+
+
+# Kept between invocations of a warm function: one connection, opened on first use.
+_conn: psycopg.Connection | None = None
+_conninfo: str | None = None
+_passwords: set[str] = set()  # every password read, to keep out of the log
+
+
+def handler(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
+    """Record the confirmed user; return the event unchanged, or raise SignUpError."""
+    source = event.get("triggerSource")
+    if source != SIGN_UP:
+        # ConfirmForgotPassword fires this trigger too: that user has a row already.
+        log.info("trigger %s: nothing to record", source)
+        return event
+    try:
+        user = user_from_event(event)
+    except SignUpError as exc:
+        log.warning("refused user %s: %s", event.get("userName"), exc)
+        raise
+    try:
+        uuid = _insert(user)
+    except Exception as exc:
+        refused = refusal(exc, user)
+        if refused is None:
+            log.error(
+                "could not record user sub=%s in %s: %s",
+                user["cognito_user_id"],
+                _where(),
+                _scrub(f"{type(exc).__name__}: {exc}"),
+            )
+            if _conn is None:
+                _forget_settings()  # read them (the secret: maybe rotated) again next time
+            raise SignUpError(UNAVAILABLE) from exc
+        log.warning("refused user sub=%s: %s", user["cognito_user_id"], refused)
+        raise refused from None
+    if uuid is None:
+        log.info("user sub=%s is already recorded; nothing to do", user["cognito_user_id"])
+    else:
+        log.info(
+            "recorded user sub=%s handle=%s as %s", user["cognito_user_id"], user["handle"], uuid
+        )
+    return event
+
+
+def user_from_event(event: dict[str, Any]) -> dict[str, str]:
+    """The users row for a Cognito event's attributes (values as given, never edited)."""
+    attributes = (event.get("request") or {}).get("userAttributes") or {}
+
+    def attribute(name: str) -> str | None:
+        value = attributes.get(name)
+        return value if isinstance(value, str) and value.strip() else None
+
+    sub = attribute("sub")
+    if sub is None:
+        raise SignUpError("the sign-up has no account id (the 'sub' attribute is missing)")
+    email = attribute("email")
+    if email is None:
+        raise SignUpError("an email address is required (the 'email' attribute is missing)")
+    handle = attribute("preferred_username")
+    if handle is None:
+        # A pool that signs people in by a username: that name is their handle. A pool
+        # that signs in by email sets userName to the sub, which is no handle.
+        username = event.get("userName")
+        if not isinstance(username, str) or not username.strip() or username == sub:
+            raise SignUpError(
+                "a preferred username is required (the 'preferred_username' attribute is missing)"
+            )
+        handle = username
+    return {
+        "display_name": attribute("name") or handle,
+        "email": email,
+        "handle": handle,
+        "cognito_user_id": sub,
+    }
+
+
+def refusal(exc: BaseException, user: dict[str, str]) -> SignUpError | None:
+    """The person's own data broke a rule: say which (None: the database failed)."""
+    constraint = getattr(getattr(exc, "diag", None), "constraint_name", None)
+    if isinstance(exc, errors.UniqueViolation) and constraint == "users_handle_key":
+        return SignUpError(f"the username '{user['handle']}' is already taken")
+    if isinstance(exc, errors.CheckViolation) and constraint in _CHECKS:
+        return SignUpError(_CHECKS[constraint].format(handle=user["handle"][:80]))
+    if isinstance(exc, psycopg.DataError):  # e.g. a NUL character, refused by psycopg
+        return SignUpError("a sign-up attribute contains characters that cannot be stored")
+    return None
+
+
+# -- the connection -----------------------------------------------------------------
+
+
+def _insert(user: dict[str, str]) -> Any:
+    """Run the insert; once more on a new connection if the old one was dropped."""
+    global _conn
+    for attempt in (1, 2):
+        if _conn is None or _conn.closed:
+            _conn = _connect()
+        try:
+            row = _conn.execute(_sql(), user).fetchone()
+            return None if row is None else row[0]
+        except psycopg.OperationalError as exc:
+            if attempt == 2 or not _conn.broken:
+                raise
+            # Dropped while the function slept (server restart, failover, idle timeout).
+            # Retrying is safe: the insert does nothing for a sub already recorded.
+            log.warning("database connection lost (%s); reconnecting", _scrub(str(exc).strip()))
+            _conn.close()
+            _conn = None
+    raise AssertionError("unreachable")
+
+
+def _forget_settings() -> None:
+    global _conninfo
+    _conninfo = None
+
+
+def _connect() -> psycopg.Connection:
+    global _conninfo
+    if _conninfo is None:
+        _conninfo = read_conninfo(os.environ)
+    conn = psycopg.connect(
+        _conninfo,
+        autocommit=True,  # one statement per invocation: its own transaction
+        connect_timeout=_setting("CRUDDUR_CONNECT_TIMEOUT", 2),
+        application_name=APPLICATION_NAME,
+        options=f"-c statement_timeout={_setting('CRUDDUR_STATEMENT_TIMEOUT', 1000)}",
+    )
+    log.info("connected to %s", _where())
+    return conn
+
+
+def read_conninfo(env: Mapping[str, str]) -> str:
+    """The connection string from CONNECTION_URL and/or the CONNECTION_SECRET_ARN secret."""
+    url = env.get("CONNECTION_URL", "").strip()
+    secret_id = env.get("CONNECTION_SECRET_ARN", "").strip()
+    if not url and not secret_id:
+        raise RuntimeError("set CONNECTION_URL or CONNECTION_SECRET_ARN")
+    parts: dict[str, str] = {}
+    if secret_id:
+        secret = _read_secret(secret_id)
+        names = {"username": "user", "password": "password", "host": "host", "port": "port"}
+        names["dbname"] = "dbname"
+        parts = {names[k]: str(v) for k, v in secret.items() if k in names and v not in (None, "")}
+    conninfo = make_conninfo(url, **parts)
+    found = conninfo_to_dict(conninfo)
+    if found.get("password"):
+        _passwords.add(str(found["password"]))
+    if not found.get("dbname"):
+        # Without one libpq would pick the user's name as the database (bug B18).
+        raise RuntimeError(f"{redact(conninfo)} names no database (add dbname)")
+    if not found.get("host"):
+        raise RuntimeError(f"{redact(conninfo)} names no host")
+    return conninfo
+
+
+def _read_secret(secret_id: str) -> dict[str, Any]:
+    import boto3  # only here: a function given CONNECTION_URL never loads it
+    from botocore.config import Config
+
+    config = Config(connect_timeout=2, read_timeout=2, retries={"max_attempts": 2})
+    client = boto3.client("secretsmanager", config=config)
+    text = client.get_secret_value(SecretId=secret_id).get("SecretString") or ""
+    try:
+        value = json.loads(text)
+    except ValueError:
+        value = None
+    if not isinstance(value, dict):
+        raise RuntimeError(f"secret {secret_id} is not a JSON object (username, password, …)")
+    return value
+
+
+def _setting(name: str, default: int) -> int:
+    raw = os.environ.get(name, "").strip()
+    return int(raw) if raw.isdigit() and int(raw) > 0 else default
+
+
+def _where() -> str:
+    return redact(_conninfo) if _conninfo else "the database (no connection settings read)"
+
+
+def _scrub(text: str) -> str:
+    """Text for the log: the password, should a message ever quote it, as ***."""
+    for password in _passwords:
+        text = text.replace(password, "***")
+    return text
+
+
+@cache
+def _sql() -> str:
+    sql = resources.files("cruddur").joinpath("db", "sql", "users", "create_from_cognito.sql")
+    return sql.read_text(encoding="utf-8")
+
+
+def close() -> None:
+    """Close the kept connection and forget the settings (tests; a changed environment)."""
+    global _conn
+    if _conn is not None:
+        _conn.close()
+    _conn = None
+    _forget_settings()

@@ -1,0 +1,112 @@
+"""`cruddur users sync-cognito`: rows for the Cognito users the post-confirmation Lambda
+never recorded (they confirmed while it was failing, or before it existed), and real ids
+for rows that still carry a placeholder (the seed's MOCK-<handle>).
+
+The rules are the Lambda's own (cruddur.lambdas.post_confirmation): the same attributes
+make the same row, and the same constraints refuse it with the same words.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from cruddur.db import Db, template
+from cruddur.lambdas.post_confirmation import SignUpError, refusal, user_from_event
+
+PAGE_SIZE = 60  # the most ListUsers returns at once
+
+
+def is_placeholder(cognito_user_id: str) -> bool:
+    return cognito_user_id == "MOCK" or cognito_user_id.startswith("MOCK-")
+
+
+@dataclass(frozen=True)
+class CognitoUser:
+    username: str
+    status: str  # CONFIRMED, UNCONFIRMED, FORCE_CHANGE_PASSWORD, …
+    attributes: dict[str, str]
+
+    @property
+    def label(self) -> str:
+        return self.attributes.get("preferred_username") or self.username
+
+
+@dataclass
+class SyncReport:
+    inserted: list[str] = field(default_factory=list)  # handles
+    updated: list[str] = field(default_factory=list)  # handles whose placeholder was replaced
+    unchanged: list[str] = field(default_factory=list)
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (user, reason)
+
+
+def list_users(
+    cognito: Any, user_pool_id: str, on_page: Callable[[int], None] | None = None
+) -> list[CognitoUser]:
+    """Every user of the pool, all pages; `on_page(users so far)` after each page."""
+    users: list[CognitoUser] = []
+    paginator = cognito.get_paginator("list_users")
+    pages = paginator.paginate(UserPoolId=user_pool_id, PaginationConfig={"PageSize": PAGE_SIZE})
+    for page in pages:
+        for user in page.get("Users", []):
+            attributes = {a["Name"]: a.get("Value", "") for a in user.get("Attributes", [])}
+            users.append(CognitoUser(user["Username"], user.get("UserStatus", ""), attributes))
+        if on_page is not None:
+            on_page(len(users))
+    return users
+
+
+def sync(db: Db, users: list[CognitoUser], *, dry_run: bool = False) -> SyncReport:
+    """Insert or update the rows of `users` (nothing is written when dry_run)."""
+    report = SyncReport()
+    rows: list[tuple[CognitoUser, dict[str, str]]] = []
+    for user in users:
+        if user.status == "UNCONFIRMED":
+            report.skipped.append((user.label, "not confirmed yet: the Lambda records them then"))
+            continue
+        try:
+            event = {"userName": user.username, "request": {"userAttributes": user.attributes}}
+            rows.append((user, user_from_event(event)))
+        except SignUpError as exc:
+            report.skipped.append((user.label, str(exc)))
+
+    found = db.query_rows(
+        template("users", "cognito_matches"),
+        {
+            "cognito_user_ids": [row["cognito_user_id"] for _, row in rows],
+            "handles": [row["handle"] for _, row in rows],
+        },
+    )
+    known_ids = {cognito_user_id for _, cognito_user_id in found}
+    id_by_handle = {handle: cognito_user_id for handle, cognito_user_id in found}
+    handled: set[str] = set()  # handles given to a Cognito user in this run
+
+    for user, row in rows:
+        handle = row["handle"]
+        if row["cognito_user_id"] in known_ids:
+            report.unchanged.append(handle)
+            continue
+        if handle in handled:
+            report.skipped.append((user.label, f"another Cognito user also has '{handle}'"))
+            continue
+        holder = id_by_handle.get(handle)
+        if holder is not None and not is_placeholder(holder):
+            report.skipped.append((user.label, f"the username '{handle}' is already taken"))
+            continue
+        handled.add(handle)
+        outcome = report.updated if holder is not None else report.inserted
+        if not dry_run:
+            try:
+                name = "claim_placeholder" if holder is not None else "create_from_cognito"
+                if db.query_commit(template("users", name), row) is None:
+                    report.unchanged.append(handle)  # recorded meanwhile (by the Lambda)
+                    continue
+            except Exception as exc:
+                refused = refusal(exc, row)
+                if refused is None:
+                    raise
+                report.skipped.append((user.label, str(refused)))
+                continue
+        outcome.append(handle)
+    return report

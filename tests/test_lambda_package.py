@@ -1,0 +1,130 @@
+"""`cruddur lambda package`: the zip for each architecture, reproducible, and runnable.
+
+Marked `pypi`: the first run per architecture downloads psycopg's wheels from PyPI into
+.cruddur/lambda-wheels; later runs build from there (`-m "not pypi"` leaves them out).
+"""
+
+from __future__ import annotations
+
+import glob
+import hashlib
+import json
+import shutil
+import subprocess
+import uuid
+import zipfile
+from pathlib import Path
+
+import psycopg
+import pytest
+from helpers import ROOT, run
+
+from cruddur.ops.packaging import HANDLER_FILES
+
+pytestmark = pytest.mark.pypi
+
+CRUDDUR = ROOT / ".venv/bin/cruddur"
+ELF_MACHINE = {"x86_64": 62, "arm64": 183}  # e_machine: EM_X86_64, EM_AARCH64
+
+
+def build(arch: str, output: Path) -> str:
+    built = run(CRUDDUR, "lambda", "package", "--arch", arch, "--output", str(output))
+    assert built.returncode == 0, built.stderr
+    assert str(output) in built.stdout and " bytes (" in built.stdout
+    return hashlib.sha256(output.read_bytes()).hexdigest()
+
+
+@pytest.mark.parametrize("arch", ["x86_64", "arm64"])
+def test_the_package_is_reproducible_and_holds_the_binary_for_its_arch(
+    arch: str, tmp_path: Path
+) -> None:
+    first = build(arch, tmp_path / "one" / "fn.zip")
+    assert build(arch, tmp_path / "two.zip") == first  # same inputs, same bytes
+
+    with zipfile.ZipFile(tmp_path / "two.zip") as bundle:
+        entries = bundle.infolist()
+        names = [entry.filename for entry in entries]
+        assert names == sorted(names)
+        assert set(HANDLER_FILES) <= set(names)
+        assert not [n for n in names if "__pycache__" in n or n.endswith(".pyc")]
+        assert not [n for n in names if n.startswith(("click/", "rich/", "boto3/", "psycopg_pool"))]
+        assert {entry.date_time for entry in entries} == {(1980, 1, 1, 0, 0, 0)}
+        assert {entry.external_attr >> 16 for entry in entries} == {0o100644}
+
+        wheel = next(n for n in names if n.startswith("psycopg_binary-") and n.endswith("/WHEEL"))
+        tags = [line for line in bundle.read(wheel).decode().splitlines() if line.startswith("Tag")]
+        machine = "x86_64" if arch == "x86_64" else "aarch64"
+        assert tags and all("cp312-cp312-manylinux" in t and t.endswith(machine) for t in tags)
+
+        binaries = [n for n in names if n.startswith("psycopg_binary") and ".so" in n]
+        assert any(n.endswith(f"cpython-312-{machine}-linux-gnu.so") for n in binaries)
+        for name in binaries:
+            header = bundle.read(name)[:20]
+            assert header[:4] == b"\x7fELF"
+            assert int.from_bytes(header[18:20], "little") == ELF_MACHINE[arch], name
+
+
+def python_312() -> str | None:
+    """A CPython 3.12, the Lambda runtime's version (the wheels are built for it)."""
+    candidates = [
+        shutil.which("python3.12"),
+        *sorted(glob.glob("/root/.pyenv/versions/3.12*/bin/python3.12")),
+    ]
+    for candidate in filter(None, candidates):
+        check = subprocess.run(
+            [candidate, "-c", "import sys; print(sys.version_info[:2] == (3, 12))"],
+            capture_output=True, text=True, check=False,
+        )  # fmt: skip
+        if check.stdout.strip() == "True":
+            return candidate
+    return None
+
+
+def test_the_unpacked_package_runs_the_handler_on_python_312(
+    tmp_path: Path, seeded_db: str
+) -> None:
+    python = python_312()
+    if python is None:
+        pytest.skip("no CPython 3.12 on this machine to run the x86_64 package with")
+    build("x86_64", tmp_path / "fn.zip")
+    task = tmp_path / "task"  # what Lambda unpacks into /var/task
+    with zipfile.ZipFile(tmp_path / "fn.zip") as bundle:
+        bundle.extractall(task)
+    sub = str(uuid.uuid4())
+    event = {
+        "version": "1",
+        "triggerSource": "PostConfirmation_ConfirmSignUp",
+        "userName": sub,
+        "request": {
+            "userAttributes": {
+                "sub": sub,
+                "name": "Kyle Reese",
+                "preferred_username": "kreese",
+                "email": "kyle@example.com",
+            }
+        },
+        "response": {},
+    }
+    # -S -E: no site-packages and no PYTHONPATH, so only the zip's files and the stdlib.
+    code = (
+        "import json, sys\n"
+        f"sys.path.insert(0, {str(task)!r})\n"
+        "from cruddur.lambdas.post_confirmation import handler\n"
+        "import psycopg\n"
+        f"event = json.loads({json.dumps(event)!r})\n"
+        "assert handler(event, None) == event\n"
+        "heavy = [m for m in sys.modules if m.split('.')[0] in ('boto3', 'click', 'rich')]\n"
+        "print(psycopg.pq.__impl__, heavy, psycopg.__file__)\n"
+    )
+    ran = subprocess.run(
+        [python, "-S", "-E", "-c", code],
+        env={"CONNECTION_URL": seeded_db, "PATH": "/usr/bin:/bin"},
+        capture_output=True, text=True, cwd=tmp_path, timeout=60, check=False,
+    )  # fmt: skip
+    assert ran.returncode == 0, ran.stderr
+    impl, heavy, location = ran.stdout.split(" ", 2)
+    assert (impl, heavy) == ("binary", "[]")  # psycopg's C build from the zip, loaded
+    assert location.startswith(str(task))
+    with psycopg.connect(seeded_db) as conn:
+        row = conn.execute("SELECT handle FROM users WHERE cognito_user_id = %s", [sub])
+        assert row.fetchone() == ("kreese",)

@@ -1,0 +1,281 @@
+"""The Cognito post-confirmation handler, fed real-format events, against a real PostgreSQL."""
+
+from __future__ import annotations
+
+import json
+import logging
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import psycopg
+import pytest
+
+from cruddur.aws import client
+from cruddur.lambdas import post_confirmation
+from cruddur.lambdas.post_confirmation import SIGN_UP, UNAVAILABLE, SignUpError, handler
+from cruddur.urls import parse, with_database
+
+LOGGER = "cruddur.lambdas.post_confirmation"
+
+
+def cognito_event(trigger: str = SIGN_UP, username: str | None = None, **attributes: Any) -> dict:
+    """An event as Cognito sends it (the shape from the Lambda trigger documentation)."""
+    sub = attributes.get("sub", str(uuid.uuid4()))
+    user_attributes = {
+        "sub": sub,
+        "email_verified": "true",
+        "cognito:user_status": "CONFIRMED",
+        "name": "Miles Dyson",
+        "preferred_username": "mdyson",
+        "email": "miles@cyberdyne.example",
+        **attributes,
+    }
+    return {
+        "version": "1",
+        "region": "us-east-1",
+        "userPoolId": "us-east-1_EXAMPLE",
+        "userName": username if username is not None else sub,
+        "callerContext": {"awsSdkVersion": "aws-sdk-unknown-unknown", "clientId": "1example"},
+        "triggerSource": trigger,
+        "request": {"userAttributes": {k: v for k, v in user_attributes.items() if v is not None}},
+        "response": {},
+    }
+
+
+def user_row(url: str, **where: str) -> tuple | None:
+    ((column, value),) = where.items()
+    with psycopg.connect(url) as conn:
+        return conn.execute(
+            f"SELECT display_name, email, handle, cognito_user_id FROM users WHERE {column} = %s",  # noqa: S608 - column names from this file only
+            [value],
+        ).fetchone()
+
+
+def user_count(url: str) -> int:
+    with psycopg.connect(url) as conn:
+        return conn.execute("SELECT count(*) FROM users").fetchone()[0]
+
+
+@pytest.fixture
+def url(
+    seeded_db: str,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    capsys: pytest.CaptureFixture[str],
+) -> Iterator[str]:
+    """The handler's environment: CONNECTION_URL on a seeded database. Afterwards, the
+    database's password must appear nowhere in the logs or the output."""
+    monkeypatch.setenv("CONNECTION_URL", seeded_db)
+    monkeypatch.delenv("CONNECTION_SECRET_ARN", raising=False)
+    caplog.set_level(logging.INFO, logger=LOGGER)
+    post_confirmation.close()
+    yield seeded_db
+    post_confirmation.close()
+    password = parse(seeded_db)["password"]
+    captured = capsys.readouterr()
+    assert password not in caplog.text
+    assert password not in captured.out + captured.err
+    assert password not in str(SignUpError(UNAVAILABLE))
+
+
+def test_a_confirmed_sign_up_becomes_a_user(url: str) -> None:
+    event = cognito_event(name="Sarah Connor", preferred_username="sconnor", email="s@c.example")
+    assert handler(event, None) is event
+    sub = event["request"]["userAttributes"]["sub"]
+    assert user_row(url, cognito_user_id=sub) == ("Sarah Connor", "s@c.example", "sconnor", sub)
+
+
+def test_a_forgotten_password_confirmation_writes_nothing(url: str) -> None:
+    before = user_count(url)
+    event = cognito_event("PostConfirmation_ConfirmForgotPassword", preferred_username="new1")
+    assert handler(event, None) is event
+    assert user_count(url) == before
+    assert user_row(url, handle="new1") is None
+
+
+def test_an_apostrophe_in_the_name_is_stored(url: str) -> None:
+    handler(cognito_event(name="Miles O'Brien", preferred_username="obrien"), None)
+    assert user_row(url, handle="obrien")[0] == "Miles O'Brien"
+
+
+def test_injection_strings_are_stored_verbatim(url: str) -> None:
+    name = "Robert'); DROP TABLE users;--"
+    email = "x'); DELETE FROM users; --@example.com"
+    handler(cognito_event(name=name, email=email, preferred_username="bobby"), None)
+    assert user_row(url, handle="bobby")[:2] == (name, email)
+    assert user_count(url) == 4  # the three seed users are still there
+
+
+def test_a_repeated_event_leaves_one_row(url: str) -> None:
+    event = cognito_event(preferred_username="twice")
+    handler(event, None)
+    handler(event, None)  # Cognito retries a trigger that timed out
+    sub = event["request"]["userAttributes"]["sub"]
+    with psycopg.connect(url) as conn:
+        rows = conn.execute("SELECT count(*) FROM users WHERE cognito_user_id = %s", [sub])
+        assert rows.fetchone()[0] == 1
+    assert user_count(url) == 4
+
+
+def test_a_taken_handle_is_refused_clearly(url: str) -> None:
+    before = user_row(url, handle="bayko")
+    with pytest.raises(SignUpError, match="the username 'bayko' is already taken"):
+        handler(cognito_event(preferred_username="bayko", email="other@example.com"), None)
+    assert user_row(url, handle="bayko") == before  # the seed row keeps its placeholder
+    assert user_count(url) == 3
+
+
+def test_a_handle_breaking_the_schema_rule_is_refused_clearly(url: str) -> None:
+    with pytest.raises(SignUpError, match="'no spaces please' is not allowed"):
+        handler(cognito_event(preferred_username="no spaces please"), None)
+    with pytest.raises(SignUpError, match="name must be 1 to 256"):
+        handler(cognito_event(name="x" * 257, preferred_username="longname"), None)
+    with pytest.raises(SignUpError, match="cannot be stored"):
+        handler(cognito_event(name="nul\x00byte", preferred_username="nul"), None)
+    assert user_count(url) == 3
+
+
+@pytest.mark.parametrize(
+    ("attributes", "username", "message"),
+    [
+        ({"sub": None}, "someone", "'sub' attribute is missing"),
+        ({"email": None}, None, "'email' attribute is missing"),
+        ({"email": "  "}, None, "'email' attribute is missing"),
+        ({"preferred_username": None}, None, "'preferred_username' attribute is missing"),
+    ],
+)
+def test_missing_attributes_are_reported(
+    url: str,
+    attributes: dict,
+    username: str | None,
+    message: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    with pytest.raises(SignUpError, match=message):
+        handler(cognito_event(username=username, **attributes), None)
+    assert user_count(url) == 3
+    assert "refused user" in caplog.text
+
+
+def test_fallbacks_for_the_handle_and_the_name(url: str) -> None:
+    # A pool that signs in by username: that name is the handle; no name → the handle.
+    handler(cognito_event(username="kyle", preferred_username=None, name=None), None)
+    assert user_row(url, handle="kyle")[0] == "kyle"
+
+
+def test_a_dropped_connection_is_replaced(
+    url: str, admin: psycopg.Connection, caplog: pytest.LogCaptureFixture
+) -> None:
+    handler(cognito_event(preferred_username="first"), None)
+    pid = post_confirmation._conn.info.backend_pid
+    # Wait (up to 5 s) until the backend is gone, as after a server restart or failover.
+    assert admin.execute("SELECT pg_terminate_backend(%s, 5000)", [pid]).fetchone()[0]
+    handler(cognito_event(preferred_username="second"), None)
+    assert user_row(url, handle="first") and user_row(url, handle="second")
+    assert post_confirmation._conn.info.backend_pid != pid
+    assert "reconnecting" in caplog.text
+
+
+def test_the_statement_timeout_ends_a_stuck_insert(
+    url: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setenv("CRUDDUR_STATEMENT_TIMEOUT", "300")
+    with psycopg.connect(url) as locker:
+        locker.execute("LOCK TABLE users IN ACCESS EXCLUSIVE MODE")  # held until rollback
+        with pytest.raises(SignUpError, match="could not be saved"):
+            handler(cognito_event(preferred_username="stuck"), None)
+        locker.rollback()
+    assert "statement timeout" in caplog.text
+    # The connection survived the cancelled statement and serves the next sign-up.
+    handler(cognito_event(preferred_username="unstuck"), None)
+    assert user_row(url, handle="unstuck")
+
+
+def test_an_unreachable_database_fails_the_sign_up_without_leaking_the_password(
+    url: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    params = parse(url)
+    monkeypatch.setenv(
+        "CONNECTION_URL", f"postgresql://cruddur:Sup3r-s3cret@127.0.0.1:1/{params['dbname']}"
+    )
+    with pytest.raises(SignUpError) as caught:
+        handler(cognito_event(), None)
+    assert str(caught.value) == UNAVAILABLE
+    assert "Sup3r-s3cret" not in caplog.text
+    assert "cruddur:***@127.0.0.1:1" in caplog.text
+    assert "could not record user" in caplog.text
+
+
+def test_the_url_can_come_from_secrets_manager(
+    url: str, aws: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    params = parse(url)
+    secret = {
+        "engine": "postgres",
+        "username": params["user"],
+        "password": params["password"],
+        "host": params["host"],
+        "port": int(params["port"]),
+        "dbname": params["dbname"],
+    }
+    arn = client("secretsmanager").create_secret(Name="cruddur/db", SecretString=json.dumps(secret))
+    monkeypatch.delenv("CONNECTION_URL")
+    monkeypatch.setenv("CONNECTION_SECRET_ARN", arn["ARN"])
+    handler(cognito_event(preferred_username="fromsecret"), None)
+    assert user_row(url, handle="fromsecret")
+
+
+def test_an_rds_managed_secret_completes_the_url(
+    url: str, aws: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # RDS-managed master secrets hold only the user and password; the URL gives the rest.
+    params = parse(url)
+    secret = {"username": params["user"], "password": params["password"]}
+    arn = client("secretsmanager").create_secret(Name="rds!db-1", SecretString=json.dumps(secret))
+    passwordless = f"postgresql://{params['host']}:{params['port']}/{params['dbname']}"
+    monkeypatch.setenv("CONNECTION_URL", passwordless)
+    monkeypatch.setenv("CONNECTION_SECRET_ARN", arn["ARN"])
+    handler(cognito_event(preferred_username="managed"), None)
+    assert user_row(url, handle="managed")
+
+
+def test_a_url_without_a_database_is_refused(
+    url: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    # libpq would default the database to the user's name (the original's bug B18).
+    monkeypatch.setenv("CONNECTION_URL", with_database(url, ""))
+    with pytest.raises(SignUpError, match="could not be saved"):
+        handler(cognito_event(), None)
+    assert "names no database" in caplog.text
+
+
+def test_the_handler_imports_only_what_it_needs() -> None:
+    code = (
+        "import sys, cruddur.lambdas.post_confirmation\n"
+        "print('\\n'.join(sorted(m for m in sys.modules)))"
+    )
+    loaded = set(subprocess.check_output([sys.executable, "-c", code], text=True).split())
+    assert "psycopg" in loaded
+    heavy = {"click", "rich", "boto3", "botocore", "psycopg_pool", "sqlparse", "cruddur.db"}
+    assert not heavy & loaded
+    assert {m for m in loaded if m.startswith("cruddur")} == {
+        "cruddur",
+        "cruddur.config",
+        "cruddur.urls",
+        "cruddur.lambdas",
+        "cruddur.lambdas.post_confirmation",
+    }
+
+
+def test_an_unreadable_secret_fails_the_sign_up_clearly(
+    url: str, aws: dict[str, str], monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.delenv("CONNECTION_URL")
+    monkeypatch.setenv("CONNECTION_SECRET_ARN", "cruddur/no-such-secret")
+    with pytest.raises(SignUpError, match="could not be saved"):
+        handler(cognito_event(), None)
+    assert "ResourceNotFoundException" in caplog.text
+    assert post_confirmation._conninfo is None  # read again on the next invocation

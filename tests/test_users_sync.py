@@ -1,0 +1,118 @@
+"""`cruddur users sync-cognito` against Cognito in moto's server mode (real HTTP calls)."""
+
+from __future__ import annotations
+
+import psycopg
+import pytest
+from helpers import ROOT, run
+
+from cruddur.aws import client
+
+CRUDDUR = ROOT / ".venv/bin/cruddur"
+
+
+def attributes(**values: str) -> list[dict[str, str]]:
+    return [{"Name": name, "Value": value} for name, value in values.items()]
+
+
+@pytest.fixture
+def pool(aws: dict[str, str]) -> str:
+    """A user pool with 70 confirmed users (more than ListUsers' page of 60), the seed's
+    andrewbrown, one handle held by someone else, one unconfirmed sign-up."""
+    cognito = client("cognito-idp")
+    pool_id = cognito.create_user_pool(PoolName="cruddur")["UserPool"]["Id"]
+    for n in range(70):
+        cognito.admin_create_user(
+            UserPoolId=pool_id,
+            Username=f"user{n:02d}",
+            UserAttributes=attributes(
+                email=f"user{n:02d}@example.com", preferred_username=f"user{n:02d}", name=f"U {n}"
+            ),
+        )
+    cognito.admin_create_user(
+        UserPoolId=pool_id,
+        Username="andrew",
+        UserAttributes=attributes(
+            email="andrew@exampro.co", preferred_username="andrewbrown", name="Andrew Brown"
+        ),
+    )
+    cognito.admin_create_user(
+        UserPoolId=pool_id,
+        Username="impostor",
+        UserAttributes=attributes(email="i@example.com", preferred_username="taken"),
+    )
+    app = cognito.create_user_pool_client(UserPoolId=pool_id, ClientName="web")
+    cognito.sign_up(
+        ClientId=app["UserPoolClient"]["ClientId"],
+        Username="pending",
+        Password="Pa55word!Pa55word!",
+        UserAttributes=attributes(email="p@example.com", preferred_username="pending"),
+    )
+    return pool_id
+
+
+def subs(pool_id: str) -> dict[str, str]:
+    found: dict[str, str] = {}
+    for page in client("cognito-idp").get_paginator("list_users").paginate(UserPoolId=pool_id):
+        for user in page["Users"]:
+            values = {a["Name"]: a["Value"] for a in user["Attributes"]}
+            found[values["preferred_username"]] = values["sub"]
+    return found
+
+
+def test_sync_inserts_missing_users_and_replaces_placeholders(
+    pool: str, aws: dict[str, str], seeded_db: str
+) -> None:
+    with psycopg.connect(seeded_db) as conn:
+        conn.execute(
+            "INSERT INTO users (display_name, handle, email, cognito_user_id)"
+            " VALUES ('Taken', 'taken', 't@example.com', 'real-sub-of-someone-else')"
+        )
+    env = {**aws, "CONNECTION_URL": seeded_db, "AWS_COGNITO_USER_POOL_ID": pool}
+
+    dry = run(CRUDDUR, "users", "sync-cognito", "--dry-run", env=env)
+    assert dry.returncode == 0, dry.stderr
+    assert "would insert  user69" in dry.stdout
+    with psycopg.connect(seeded_db) as conn:
+        assert conn.execute("SELECT count(*) FROM users").fetchone()[0] == 4
+
+    synced = run(CRUDDUR, "users", "sync-cognito", env=env)
+    assert synced.returncode == 0, synced.stderr
+    assert "73 users" in synced.stderr and "(2 pages)" in synced.stderr
+    assert "70 inserted, 1 updated, 0 unchanged, 2 skipped" in synced.stderr
+    assert "updated  andrewbrown  (placeholder id replaced)" in synced.stdout
+    assert "skipped  taken: the username 'taken' is already taken" in synced.stdout
+    assert "skipped  pending: not confirmed yet" in synced.stdout
+
+    ids = subs(pool)
+    with psycopg.connect(seeded_db) as conn:
+        rows = dict(conn.execute("SELECT handle, cognito_user_id FROM users").fetchall())
+    assert all(rows[f"user{n:02d}"] == ids[f"user{n:02d}"] for n in range(70))
+    assert rows["andrewbrown"] == ids["andrewbrown"]
+    assert rows["bayko"] == "MOCK-bayko"  # no Cognito user: left alone
+    assert rows["taken"] == "real-sub-of-someone-else"
+    assert "pending" not in rows
+
+    again = run(CRUDDUR, "users", "sync-cognito", "--user-pool-id", pool, env=env)
+    assert again.returncode == 0, again.stderr
+    assert "0 inserted, 0 updated, 71 unchanged, 2 skipped" in again.stderr
+
+
+def test_sync_needs_a_pool_and_explains_a_wrong_one(aws: dict[str, str], seeded_db: str) -> None:
+    env = {**aws, "CONNECTION_URL": seeded_db}
+    missing = run(CRUDDUR, "users", "sync-cognito", env=env)
+    assert missing.returncode == 2
+    assert "--user-pool-id" in missing.stderr and "AWS_COGNITO_USER_POOL_ID" in missing.stderr
+    wrong = run(CRUDDUR, "users", "sync-cognito", "--user-pool-id", "us-east-1_nope", env=env)
+    assert wrong.returncode == 1
+    assert "error: ResourceNotFoundException" in wrong.stderr
+    assert "Traceback" not in wrong.stderr
+
+
+def test_sync_on_production_asks_first(aws: dict[str, str], seeded_db: str, pool: str) -> None:
+    env = {**aws, "PROD_CONNECTION_URL": seeded_db, "AWS_COGNITO_USER_POOL_ID": pool}
+    refused = run(CRUDDUR, "users", "sync-cognito", "--prod", env=env)
+    assert refused.returncode == 1
+    assert "not confirmed, nothing done" in refused.stderr
+    with psycopg.connect(seeded_db) as conn:
+        assert conn.execute("SELECT count(*) FROM users").fetchone()[0] == 3
