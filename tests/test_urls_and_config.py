@@ -94,11 +94,6 @@ def test_auth_from_a_cognito_pool() -> None:
 @pytest.mark.parametrize(
     ("env", "said"),
     [
-        (
-            {"AWS_COGNITO_USER_POOL_ID": "AbC123", "AWS_COGNITO_USER_POOL_CLIENT_ID": "c"},
-            "<region>",
-        ),
-        ({"AWS_COGNITO_USER_POOL_ID": "us-east-1_AbC123"}, "AWS_COGNITO_USER_POOL_CLIENT_ID"),
         ({"CRUDDUR_SERVER": "uwsgi"}, "gunicorn, granian"),
         ({"PORT": "http"}, "PORT must be a whole number"),
         ({"CRUDDUR_WORKERS": "0"}, "at least 1"),
@@ -115,3 +110,19 @@ def test_cors_origins_from_the_original_variables() -> None:
     ).serve
     assert serve.cors_origins == ("https://cruddur.example", "https://www.cruddur.example")
     assert Settings.from_env({}).serve.cors_origins == ("http://localhost:3000",)
+
+
+@pytest.mark.parametrize(
+    ("env", "said"),
+    [
+        (
+            {"AWS_COGNITO_USER_POOL_ID": "AbC123", "AWS_COGNITO_USER_POOL_CLIENT_ID": "c"},
+            "<region>",
+        ),
+        ({"AWS_COGNITO_USER_POOL_ID": "us-east-1_AbC123"}, "AWS_COGNITO_USER_POOL_CLIENT_ID"),
+    ],
+)
+def test_incomplete_cognito_settings_stop_the_api_only(env: dict[str, str], said: str) -> None:
+    settings = Settings.from_env(env)  # other commands (users sync-cognito) still work
+    with pytest.raises(ConfigError, match=re.escape(said)):
+        settings.auth.checked()

@@ -67,6 +67,15 @@ class AuthSettings:
     client_id: str  # the app client the token must be for (`client_id` claim)
     jwks_url: str  # where the public keys are (https://, http:// or file://)
     dev: bool  # True: the local key pair under CRUDDUR_HOME/auth, for development
+    # Why these settings cannot check tokens; only the API minds (see `checked`), so
+    # other commands that read AWS_COGNITO_USER_POOL_ID work with a partial setup.
+    problem: str | None = None
+
+    def checked(self) -> AuthSettings:
+        """Self, or ConfigError when the settings cannot check tokens."""
+        if self.problem:
+            raise ConfigError(self.problem)
+        return self
 
     @classmethod
     def from_env(cls, env: dict[str, str], home: Path) -> AuthSettings:
@@ -81,13 +90,14 @@ class AuthSettings:
                 dev=True,
             )
         region, sep, _ = pool_id.partition("_")
+        problem = None
         if not sep or not region:
-            raise ConfigError(
+            problem = (
                 f"AWS_COGNITO_USER_POOL_ID must look like <region>_<id> "
                 f"(e.g. ca-central-1_AbCd1234), not {pool_id!r}"
             )
-        if not client_id:
-            raise ConfigError(
+        elif not client_id:
+            problem = (
                 "AWS_COGNITO_USER_POOL_CLIENT_ID is not set: tokens are checked against the "
                 "user pool's app client id"
             )
@@ -97,6 +107,7 @@ class AuthSettings:
             client_id=client_id,
             jwks_url=jwks_url or f"{issuer}/.well-known/jwks.json",
             dev=False,
+            problem=problem,
         )
 
 

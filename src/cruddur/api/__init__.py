@@ -46,7 +46,7 @@ def create_app(
                 "auth: accepting tokens from the local development key pair "
                 "(set AWS_COGNITO_USER_POOL_ID and AWS_COGNITO_USER_POOL_CLIENT_ID for Cognito)"
             )
-        verifier = TokenVerifier(settings.auth)
+        verifier = TokenVerifier(settings.auth.checked())
     app.extensions["cruddur.verifier"] = verifier
     CORS(
         app,

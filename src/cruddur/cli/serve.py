@@ -81,6 +81,7 @@ def serve(
     /api/openapi.yaml.
     """
     settings = Settings.from_env()
+    settings.auth.checked()
     config = settings.serve
     host, port = host or config.host, port or config.port
     target = resolve(settings)  # starts the embedded server, once, before the workers
