@@ -6,8 +6,20 @@ a database called `x[/y]` prints as itself.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
 import click
 from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    Progress,
+    ProgressColumn,
+    Task,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 from rich.text import Text
 
 from cruddur.targets import Target
@@ -62,3 +74,32 @@ def confirm_production(target: Target, action: str, *, yes: bool) -> None:
         raise click.ClickException(
             "not confirmed, nothing done (type the database name, or pass --yes)"
         )
+
+
+class _RateColumn(ProgressColumn):
+    def render(self, task: Task) -> Text:
+        speed = task.finished_speed or task.speed
+        return Text("" if speed is None else f"{speed:,.0f} rows/s")
+
+
+@contextmanager
+def rows_progress(total: int) -> Iterator[Callable[[int], None]]:
+    """A progress bar on stderr (only on a terminal): rows written of total, rate, ETA.
+
+    Yields the function to call with the number of rows each step wrote.
+    """
+    progress = Progress(
+        TextColumn("writing"),
+        BarColumn(),
+        TextColumn("{task.completed:,.0f} / {task.total:,.0f} rows"),
+        _RateColumn(),
+        TimeElapsedColumn(),
+        TextColumn("eta"),
+        TimeRemainingColumn(),
+        console=err,
+        transient=True,
+        disable=not err.is_terminal,
+    )
+    task = progress.add_task("rows", total=total)
+    with progress:
+        yield lambda rows: progress.advance(task, rows)
