@@ -19,7 +19,6 @@ import unicodedata
 from array import array
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from uuid import UUID
 
 from psycopg import Connection
@@ -294,46 +293,13 @@ _LENGTH_TABLE = tuple(length for length, weight in LENGTH_TARGETS for _ in range
 assert len(_TTL_TABLE) == len(_LENGTH_TABLE) == 100
 
 
-# -- COPY formats --------------------------------------------------------------------
+# -- COPY's binary format ------------------------------------------------------------
+# Binary, not text: no timestamps or uuids to print here and parse again in the server,
+# and nothing to escape (bench/fake_copy.py measures the ways side by side).
 
 
-_COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
-_NULL_TEXT = "\\N"
-_minutes: dict[int, str] = {}
-
-
-def _text_time(ms: int) -> str:
-    """COPY text for a UTC timestamp in milliseconds; the minute's prefix is cached."""
-    minute, rest = divmod(ms, 60_000)
-    prefix = _minutes.get(minute)
-    if prefix is None:
-        prefix = datetime.fromtimestamp(minute * 60, UTC).strftime("%Y-%m-%d %H:%M:")
-        _minutes[minute] = prefix
-    return f"{prefix}{rest // 1000:02d}.{rest % 1000:03d}+00"
-
-
-def _text(value: str) -> str:
-    return value.translate(_COPY_ESCAPES)
-
-
-def text_users(rows: Sequence[FakeUser]) -> bytes:
-    return "".join(
-        f"{r.uuid.hex()}\t{_text(r.display_name)}\t{r.handle}\t{r.email}\t"
-        f"{r.cognito_user_id}\t{_text_time(r.created_ms)}\n"
-        for r in rows
-    ).encode()
-
-
-def text_activities(rows: Sequence[FakeActivity]) -> bytes:
-    return "".join(
-        f"{uuid.hex()}\t{user.hex()}\t{_text(message)}\t{replies}\t{reposts}\t{likes}\t"
-        f"{parent.hex() if parent else _NULL_TEXT}\t{_text_time(expires)}\t{_text_time(created)}\n"
-        for uuid, user, message, replies, reposts, likes, parent, expires, created in rows
-    ).encode()
-
-
-_BINARY_HEADER = b"PGCOPY\n\xff\r\n\x00" + struct.pack(">ii", 0, 0)
-_BINARY_TRAILER = b"\xff\xff"
+BINARY_HEADER = b"PGCOPY\n\xff\r\n\x00" + struct.pack(">ii", 0, 0)
+BINARY_TRAILER = b"\xff\xff"
 _NULL = struct.pack(">i", -1)
 _uuid_field = struct.Struct(">i16s")
 _activity_head = struct.Struct(">hi16si16si")  # ends with the message's length
@@ -378,25 +344,6 @@ def binary_activities(rows: Sequence[FakeActivity]) -> bytes:
     return b"".join(parts)
 
 
-@dataclass(frozen=True)
-class Format:
-    """How rows become COPY data: the statement's options and the byte encoders."""
-
-    option: str
-    header: bytes
-    trailer: bytes
-    users: Callable[[Sequence[FakeUser]], bytes]
-    activities: Callable[[Sequence[FakeActivity]], bytes]
-
-
-FORMATS = {
-    "text": Format("", b"", b"", text_users, text_activities),
-    "binary": Format(
-        "(FORMAT binary)", _BINARY_HEADER, _BINARY_TRAILER, binary_users, binary_activities
-    ),
-}
-
-
 # -- loading -------------------------------------------------------------------------
 
 
@@ -437,7 +384,6 @@ def _chunks(rows: Iterator[FakeUser], size: int) -> Iterator[list[FakeUser]]:
 def _copy(
     conn: Connection,
     statement: str,
-    fmt: Format,
     chunks: Iterator[bytes],
     progress: Callable[[int], None],
     *,
@@ -446,14 +392,12 @@ def _copy(
     cur = conn.cursor()
     # The queued writer sends data from a thread while this one formats the next chunk.
     writer = QueuedLibpqWriter(cur) if queued else None
-    with cur.copy(f"{statement} {fmt.option}", writer=writer) as copy:
-        if fmt.header:
-            copy.write(fmt.header)
+    with cur.copy(f"{statement} (FORMAT binary)", writer=writer) as copy:
+        copy.write(BINARY_HEADER)
         for data, count in chunks:
             copy.write(data)
             progress(count)
-        if fmt.trailer:
-            copy.write(fmt.trailer)
+        copy.write(BINARY_TRAILER)
 
 
 def load(
@@ -462,7 +406,6 @@ def load(
     *,
     replace: bool = False,
     progress: Callable[[int], None] = lambda rows: None,
-    format_name: str = "binary",
     queued: bool = True,
 ) -> Loaded:
     """Add the fake rows in one transaction (all or nothing), then ANALYZE the tables.
@@ -470,7 +413,6 @@ def load(
     `replace` first deletes earlier fake users, and with them their cruds.
     `progress` is called with the number of rows each written chunk held.
     """
-    fmt = FORMATS[format_name]
     started = time.perf_counter()
     with db.connection() as conn:
         removed = 0
@@ -489,11 +431,15 @@ def load(
                 "these fake users are already in the database (an earlier run with the same "
                 "seed): pass --replace to remove earlier fake data first, or another --seed"
             )
-        users = ((fmt.users(chunk), len(chunk)) for chunk in _chunks(data.user_rows(), CHUNK_ROWS))
-        _copy(conn, f"COPY users ({USER_COLUMNS}) FROM STDIN", fmt, users, progress, queued=queued)
+        users = (
+            (binary_users(chunk), len(chunk)) for chunk in _chunks(data.user_rows(), CHUNK_ROWS)
+        )
+        _copy(conn, f"COPY users ({USER_COLUMNS}) FROM STDIN", users, progress, queued=queued)
         activities = (
             (
-                fmt.activities(data.activity_rows(start, min(start + CHUNK_ROWS, data.activities))),
+                binary_activities(
+                    data.activity_rows(start, min(start + CHUNK_ROWS, data.activities))
+                ),
                 min(CHUNK_ROWS, data.activities - start),
             )
             for start in range(0, data.activities, CHUNK_ROWS)
@@ -501,7 +447,6 @@ def load(
         _copy(
             conn,
             f"COPY activities ({ACTIVITY_COLUMNS}) FROM STDIN",
-            fmt,
             activities,
             progress,
             queued=queued,
