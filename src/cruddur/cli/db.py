@@ -12,7 +12,7 @@ from click.core import ParameterSource
 from rich.table import Table
 from rich.text import Text
 
-from cruddur.cli.output import confirm_production, done, info, out, result, rows_progress, warn
+from cruddur.cli.output import RowsProgress, confirm_production, done, info, out, result, warn
 from cruddur.config import Settings
 from cruddur.db import Db
 from cruddur.embedded import candidate_bin_dirs
@@ -218,17 +218,21 @@ def _seed_fake(
     if random_seed is None:
         random_seed = secrets.randbelow(1_000_000)
     data = fake_data.FakeData(users, activities, random_seed)
-    with database_db(target, settings.pool) as database, rows_progress(users + activities) as bar:
+    with database_db(target, settings.pool) as database, RowsProgress(users + activities) as bar:
         try:
             loaded = fake_data.load(database, data, replace=replace, progress=bar)
         except fake_data.FakeDataClash as exc:
             raise click.ClickException(str(exc)) from exc
-    if loaded.removed_users:
-        done(f"deleted {loaded.removed_users:,} earlier fake users and their cruds")
+    if replace:
+        done(
+            f"deleted {loaded.removed_users:,} earlier fake users and their cruds "
+            f"in {loaded.removed_seconds:.1f} s"
+        )
     rate = loaded.rows / loaded.seconds if loaded.seconds else 0
+    shown = f"{rate / 1000:,.0f}k" if rate >= 10_000 else f"{rate:,.0f}"
     done(
         f"{loaded.activities:,} activities and {loaded.users:,} users in "
-        f"{loaded.seconds:.1f} s ({rate / 1000:,.0f}k rows/s)"
+        f"{loaded.seconds:.1f} s ({shown} rows/s)"
     )
     info(f"seed {random_seed}: `--seed {random_seed}` makes the same rows again")
 

@@ -6,8 +6,7 @@ a database called `x[/y]` prints as itself.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from typing import Self
 
 import click
 from rich.console import Console
@@ -82,24 +81,33 @@ class _RateColumn(ProgressColumn):
         return Text("" if speed is None else f"{speed:,.0f} rows/s")
 
 
-@contextmanager
-def rows_progress(total: int) -> Iterator[Callable[[int], None]]:
-    """A progress bar on stderr (only on a terminal): rows written of total, rate, ETA.
+class RowsProgress:
+    """A progress bar on stderr, drawn only on a terminal: rows written of total, rate, ETA."""
 
-    Yields the function to call with the number of rows each step wrote.
-    """
-    progress = Progress(
-        TextColumn("writing"),
-        BarColumn(),
-        TextColumn("{task.completed:,.0f} / {task.total:,.0f} rows"),
-        _RateColumn(),
-        TimeElapsedColumn(),
-        TextColumn("eta"),
-        TimeRemainingColumn(),
-        console=err,
-        transient=True,
-        disable=not err.is_terminal,
-    )
-    task = progress.add_task("rows", total=total)
-    with progress:
-        yield lambda rows: progress.advance(task, rows)
+    def __init__(self, total: int) -> None:
+        self._bar = Progress(
+            TextColumn("{task.description:>10}"),
+            BarColumn(),
+            TextColumn("{task.completed:,.0f} / {task.total:,.0f} rows"),
+            _RateColumn(),
+            TimeElapsedColumn(),
+            TextColumn("eta"),
+            TimeRemainingColumn(),
+            console=err,
+            transient=True,
+            disable=not err.is_terminal,
+        )
+        self._task = self._bar.add_task("preparing", total=total)
+
+    def stage(self, what: str) -> None:
+        self._bar.update(self._task, description=what)
+
+    def advance(self, rows: int) -> None:
+        self._bar.advance(self._task, rows)
+
+    def __enter__(self) -> Self:
+        self._bar.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._bar.stop()
