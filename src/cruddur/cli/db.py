@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
 from pathlib import Path
 
 import click
+from click.core import ParameterSource
 from rich.table import Table
 from rich.text import Text
 
-from cruddur.cli.output import confirm_production, done, info, out, result, warn
+from cruddur.cli.output import RowsProgress, confirm_production, done, info, out, result, warn
 from cruddur.config import Settings
 from cruddur.db import Db
 from cruddur.embedded import candidate_bin_dirs
 from cruddur.ops import databases, loading
+from cruddur.ops import fake as fake_data
 from cruddur.ops.connections import database_db, server_db
 from cruddur.ops.status import database_status
 from cruddur.targets import Target, embedded_server, resolve
@@ -129,12 +132,109 @@ def schema_load(prod: bool, yes: bool) -> None:
 @db.command()
 @prod_option
 @yes_option
-def seed(prod: bool, yes: bool) -> None:
-    """Load seed.sql: sample users and cruds to develop against."""
+@click.option(
+    "--fake",
+    is_flag=True,
+    help="Instead of seed.sql, add made-up users and cruds in bulk (through COPY), "
+    "for benchmarks. They are added to what is there; the seed users keep working.",
+)
+@click.option(
+    "--users",
+    type=click.IntRange(min=0),
+    default=1000,
+    show_default=True,
+    help="With --fake: how many fake users.",
+)
+@click.option(
+    "--activities",
+    type=click.IntRange(min=0),
+    default=100_000,
+    show_default=True,
+    help="With --fake: how many fake cruds (a fifth of them replies), over the last 30 days.",
+)
+@click.option(
+    "--seed",
+    "random_seed",
+    type=int,
+    default=None,
+    help="With --fake: the random seed; the same seed makes the same rows. "
+    "Default: a new one, printed at the end.",
+)
+@click.option(
+    "--replace",
+    is_flag=True,
+    help="With --fake: first delete earlier fake users (cognito_user_id FAKE-…) and their cruds.",
+)
+@click.pass_context
+def seed(
+    ctx: click.Context,
+    prod: bool,
+    yes: bool,
+    fake: bool,
+    users: int,
+    activities: int,
+    random_seed: int | None,
+    replace: bool,
+) -> None:
+    """Load seed.sql: sample users and cruds to develop against.
+
+    With --fake, add USERS made-up users and ACTIVITIES made-up cruds instead, e.g.
+    `cruddur db seed --fake --users 10000 --activities 1000000` for the feed benchmark.
+    """
+    if not fake:
+        given = [
+            f"--{name.replace('random_seed', 'seed')}"
+            for name in ("users", "activities", "random_seed", "replace")
+            if ctx.get_parameter_source(name) is not ParameterSource.DEFAULT
+        ]
+        if given:
+            raise click.UsageError(f"{', '.join(given)} only go with --fake")
+    else:
+        try:
+            fake_data.check_sizes(users, activities)
+        except ValueError as exc:
+            raise click.UsageError(str(exc)) from exc
     settings, target = _target(prod)
-    confirm_production(target, "insert the sample users and cruds", yes=yes)
-    with database_db(target, settings.pool) as database:
-        _load(database, loading.SEED)
+    if not fake:
+        confirm_production(target, "insert the sample users and cruds", yes=yes)
+        with database_db(target, settings.pool) as database:
+            _load(database, loading.SEED)
+        return
+    action = f"add {users:,} fake users and {activities:,} fake cruds (every feed shows them)"
+    if replace:
+        action = f"delete earlier fake users and their cruds, then {action}"
+    confirm_production(target, action, yes=yes)
+    _seed_fake(settings, target, users, activities, random_seed, replace)
+
+
+def _seed_fake(
+    settings: Settings,
+    target: Target,
+    users: int,
+    activities: int,
+    random_seed: int | None,
+    replace: bool,
+) -> None:
+    if random_seed is None:
+        random_seed = secrets.randbelow(1_000_000)
+    data = fake_data.FakeData(users, activities, random_seed)
+    with database_db(target, settings.pool) as database, RowsProgress(users + activities) as bar:
+        try:
+            loaded = fake_data.load(database, data, replace=replace, progress=bar)
+        except fake_data.FakeDataClash as exc:
+            raise click.ClickException(str(exc)) from exc
+    if replace:
+        done(
+            f"deleted {loaded.removed_users:,} earlier fake users and their cruds "
+            f"in {loaded.removed_seconds:.1f} s"
+        )
+    rate = loaded.rows / loaded.seconds if loaded.seconds else 0
+    shown = f"{rate / 1000:,.0f}k" if rate >= 10_000 else f"{rate:,.0f}"
+    done(
+        f"{loaded.activities:,} activities and {loaded.users:,} users in "
+        f"{loaded.seconds:.1f} s ({shown} rows/s)"
+    )
+    info(f"seed {random_seed}: `--seed {random_seed}` makes the same rows again")
 
 
 @db.command()

@@ -1,0 +1,200 @@
+"""`cruddur db seed --fake`: bulk fake users and cruds that hold together."""
+
+from __future__ import annotations
+
+import subprocess
+
+import psycopg
+import pytest
+from helpers import ROOT, run
+from psycopg import sql
+
+from cruddur.db import Db
+from cruddur.ops import fake, loading
+from cruddur.urls import with_database
+
+CRUDDUR = ROOT / ".venv" / "bin" / "cruddur"
+
+
+def fake_seed(url: str, *args: str) -> subprocess.CompletedProcess[str]:
+    return run(CRUDDUR, "db", "seed", "--fake", *args, env={"CONNECTION_URL": url})
+
+
+def one(url: str, query: str) -> object:
+    with psycopg.connect(url) as conn:
+        row = conn.execute(query).fetchone()
+    assert row is not None
+    return row[0]
+
+
+@pytest.fixture
+def another_seeded_db(admin, server_url, new_db_name) -> str:
+    name = new_db_name()
+    admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    url = with_database(server_url, name)
+    with Db(url) as db:
+        loading.load(db, loading.SCHEMA)
+        loading.load(db, loading.SEED)
+    return url
+
+
+def test_fake_rows_hold_together(seeded_db: str) -> None:
+    result = fake_seed(seeded_db, "--users", "40", "--activities", "3000", "--seed", "7")
+    assert result.returncode == 0, result.stderr
+    assert "3,000 activities and 40 users in" in result.stderr
+    assert "--seed 7" in result.stderr
+    assert "\r" not in result.stderr  # no progress bar drawn without a terminal
+
+    # the seed's 3 users and 5 cruds are still there, beside the fake ones
+    assert one(seeded_db, "SELECT count(*) FROM users") == 43
+    assert one(seeded_db, "SELECT count(*) FROM activities") == 3005
+    assert one(seeded_db, "SELECT count(*) FROM users WHERE cognito_user_id LIKE 'MOCK-%'") == 3
+    fake_users = "SELECT * FROM users WHERE cognito_user_id LIKE 'FAKE-%'"
+    assert one(seeded_db, f"SELECT count(DISTINCT handle) FROM ({fake_users}) u") == 40  # noqa: S608
+    assert (
+        one(
+            seeded_db,
+            f"SELECT count(*) FROM ({fake_users}) u "  # noqa: S608
+            "WHERE handle !~ '^[a-z0-9_.]{1,64}$' OR email !~ '^[^@]+@example\\.(com|org|net)$'"
+            " OR cognito_user_id !~ '^FAKE-[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-'",
+        )
+        == 0
+    )
+
+    # every parent's replies_count is its number of replies; parents are older
+    assert (
+        one(
+            seeded_db,
+            "SELECT count(*) FROM activities p WHERE replies_count <> "
+            "(SELECT count(*) FROM activities r WHERE r.reply_to_activity_uuid = p.uuid)",
+        )
+        == 0
+    )
+    replies = one(
+        seeded_db, "SELECT count(*) FROM activities WHERE reply_to_activity_uuid IS NOT NULL"
+    )
+    assert 300 < replies < 900  # about a fifth of 3,000, plus the seed's two
+    assert (
+        one(
+            seeded_db,
+            "SELECT count(*) FROM activities r LEFT JOIN activities p"
+            " ON p.uuid = r.reply_to_activity_uuid"
+            " WHERE r.reply_to_activity_uuid IS NOT NULL"
+            " AND (p.uuid IS NULL OR p.created_at >= r.created_at)",
+        )
+        == 0
+    )
+
+    # times, lengths, a mix of live and expired, some text beyond ASCII
+    assert (
+        one(
+            seeded_db,
+            "SELECT count(*) FROM activities WHERE expires_at <= created_at"
+            " OR char_length(message) NOT BETWEEN 1 AND 280"
+            " OR created_at > now() OR created_at < now() - interval '31 days'",
+        )
+        == 0
+    )
+    live = one(seeded_db, "SELECT count(*) FROM activities WHERE expires_at > now()")
+    assert 1500 < live < 2900
+    assert one(seeded_db, "SELECT count(*) FROM activities WHERE message ~ '[^\\x01-\\x7f]'") > 100
+    assert one(seeded_db, "SELECT max(char_length(message)) FROM activities") > 200
+    assert one(seeded_db, "SELECT count(*) FROM activities WHERE message LIKE '%\\\\%'") > 0
+    assert one(seeded_db, "SELECT count(*) FROM activities WHERE likes_count > 0") > 300
+
+
+def _fingerprint(url: str) -> tuple[str, str]:
+    users = one(
+        url,
+        "SELECT md5(string_agg(concat_ws('|', uuid, handle, display_name, email,"
+        " cognito_user_id), ',' ORDER BY uuid)) FROM users WHERE cognito_user_id LIKE 'FAKE-%'",
+    )
+    activities = one(
+        url,
+        "SELECT md5(string_agg(concat_ws('|', uuid, user_uuid, message, replies_count,"
+        " reposts_count, likes_count, reply_to_activity_uuid, expires_at - created_at),"
+        " ',' ORDER BY uuid)) FROM activities WHERE user_uuid IN"
+        " (SELECT uuid FROM users WHERE cognito_user_id LIKE 'FAKE-%')",
+    )
+    return str(users), str(activities)
+
+
+def test_the_same_seed_gives_the_same_rows(seeded_db: str, another_seeded_db: str) -> None:
+    for url in (seeded_db, another_seeded_db):
+        with Db(url) as db:
+            fake.load(db, fake.FakeData(30, 2000, seed=42))
+    first = _fingerprint(seeded_db)
+    assert first == _fingerprint(another_seeded_db)
+
+    with Db(another_seeded_db) as db:
+        fake.load(db, fake.FakeData(30, 2000, seed=43), replace=True)
+    other = _fingerprint(another_seeded_db)
+    assert other[0] != first[0] and other[1] != first[1]
+
+
+def test_replace_removes_only_earlier_fake_rows(seeded_db: str) -> None:
+    assert (
+        fake_seed(seeded_db, "--users", "20", "--activities", "500", "--seed", "1").returncode == 0
+    )
+
+    again = fake_seed(seeded_db, "--users", "20", "--activities", "500", "--seed", "1")
+    assert again.returncode == 1
+    assert "--replace" in again.stderr and "Traceback" not in again.stderr
+    assert one(seeded_db, "SELECT count(*) FROM activities") == 505  # nothing half-added
+
+    replaced = fake_seed(seeded_db, "--users", "10", "--activities", "100", "--replace")
+    assert replaced.returncode == 0, replaced.stderr
+    assert "deleted 20 earlier fake users" in replaced.stderr
+    assert one(seeded_db, "SELECT count(*) FROM users") == 13
+    assert one(seeded_db, "SELECT count(*) FROM activities") == 105
+    assert (
+        one(seeded_db, "SELECT replies_count FROM activities WHERE message LIKE 'This was%'") == 2
+    )
+
+
+def test_a_taken_handle_gets_a_number(db: Db) -> None:
+    data = fake.FakeData(50, 10, seed=5)
+    wanted = data.handles[7]
+    db.query_commit(
+        "INSERT INTO users (display_name, handle, email, cognito_user_id)"
+        " VALUES ('Someone Else', %s, 'x@example.com', 'sub-1')",
+        [wanted],
+    )
+    fake.load(db, data)
+    assert db.query_value("SELECT count(*) FROM users WHERE handle = %s", [wanted]) == 1
+    assert data.handles[7].startswith(wanted) and data.handles[7] != wanted
+    assert db.query_value("SELECT count(*) FROM users WHERE handle = %s", [data.handles[7]]) == 1
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (["--fake", "--activities", "-1"], "-1 is not in the range"),
+        (["--fake", "--users", "0", "--activities", "5"], "--users must be at least 1"),
+        (["--users", "5"], "--users only go with --fake"),
+        (["--seed", "5", "--replace"], "--seed, --replace only go with --fake"),
+    ],
+)
+def test_bad_arguments_are_refused_before_anything_changes(
+    seeded_db: str, args: list[str], says: str
+) -> None:
+    result = run(CRUDDUR, "db", "seed", *args, env={"CONNECTION_URL": seeded_db})
+    assert result.returncode == 2
+    assert says in result.stderr
+    assert one(seeded_db, "SELECT count(*) FROM users") == 3
+
+
+def test_fake_on_production_asks_first(seeded_db: str, another_seeded_db: str) -> None:
+    env = {"CONNECTION_URL": seeded_db, "PROD_CONNECTION_URL": another_seeded_db}
+    args = ("db-seed", "prod", "--fake", "--users", "5", "--activities", "50")
+    refused = run(*args, env=env)
+    assert refused.returncode == 1
+    assert "fake cruds" in refused.stderr and "not confirmed" in refused.stderr
+    assert one(another_seeded_db, "SELECT count(*) FROM users") == 3
+
+    confirmed = run(
+        *args, env=env, stdin=f"{one(another_seeded_db, 'SELECT current_database()')}\n"
+    )
+    assert confirmed.returncode == 0, confirmed.stderr
+    assert one(another_seeded_db, "SELECT count(*) FROM users") == 8
+    assert one(seeded_db, "SELECT count(*) FROM users") == 3  # the local one untouched
