@@ -135,13 +135,14 @@ def pgbench(url: str, connections: int, duration: int) -> Load:
     for placeholder, value in FIRST_PAGE.items():
         sql = sql.replace(placeholder, value)
     sql = " ".join(line for line in sql.splitlines() if not line.startswith("--"))
-    env = {**os.environ, "PGPASSWORD": parse(url).get("password", "")}
+    conninfo, password = without_password(url)
+    env = {**os.environ, "PGPASSWORD": password or ""}
     with tempfile.TemporaryDirectory() as folder:
         script = Path(folder, "home.sql")
         script.write_text(sql + "\n")
         command = [
             binary, "-n", "-M", "prepared", "-f", str(script), "-c", str(connections),
-            "-j", "2", "-l", f"--log-prefix={folder}/log", without_password(url),
+            "-j", "2", "-l", f"--log-prefix={folder}/log", conninfo,
         ]  # fmt: skip
         subprocess.run([*command, "-T", "2"], env=env, capture_output=True, cwd=folder, check=True)
         for old in Path(folder).glob("log*"):

@@ -9,6 +9,7 @@ from api_support import CheckedClient
 from cruddur.api import create_app
 from cruddur.config import PoolSettings
 from cruddur.db import Db
+from cruddur.urls import parse
 
 
 def test_an_unexpected_error_is_a_json_500_naming_the_logged_request_id(app, caplog) -> None:
@@ -49,3 +50,16 @@ def test_an_unreachable_database_is_503_everywhere(api_settings, mint) -> None:
     assert api.get("/api/health").get_json()["database"] == {"reachable": False}
     write = api.post("/api/activities", json={"message": "hi", "ttl": "1-day"}, token=mint())
     assert write.status_code == 503
+
+
+def test_a_database_restart_costs_no_failed_read(api, admin, seeded_db: str) -> None:
+    assert api.get("/api/activities/home").status_code == 200  # the pool is open
+    dbname = parse(seeded_db)["dbname"]
+    killed = admin.execute(
+        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+        " WHERE datname = %s AND application_name = 'cruddur-api'",
+        [dbname],
+    ).fetchone()[0]
+    assert killed >= 1
+    assert api.get("/api/activities/home").status_code == 200
+    assert api.get("/api/health").status_code == 200

@@ -138,3 +138,27 @@ def test_the_service_pool_is_sized_from_the_environment(seeded_db: str) -> None:
         assert (stats["pool_min"], stats["pool_max"]) == (2, 5)
         assert db.pool.timeout == 2.5
         assert db.query_value("SELECT count(*) FROM users") == 3
+
+
+def test_unchecked_pool_reads_retry_once_on_a_dropped_connection(seeded_db: str) -> None:
+    # The API's pool (autocommit, no check per checkout): the read that meets the dead
+    # connection is repeated on a fresh one, so the caller never sees the drop.
+    settings = PoolSettings(min_size=1, max_size=1)
+    with Db(seeded_db, settings, autocommit=True, check=False) as db:
+        pid = db.query_value("SELECT pg_backend_pid()")
+        with psycopg.connect(seeded_db, autocommit=True) as other:
+            other.execute("SELECT pg_terminate_backend(%s)", [pid])
+        assert db.query_rows("SELECT count(*) FROM users") == [(3,)]
+        assert db.query_value("SELECT pg_backend_pid()") != pid
+
+
+def test_unchecked_pool_does_not_repeat_writes(seeded_db: str) -> None:
+    settings = PoolSettings(min_size=1, max_size=1)
+    with Db(seeded_db, settings, autocommit=True, check=False) as db:
+        pid = db.query_value("SELECT pg_backend_pid()")
+        with psycopg.connect(seeded_db, autocommit=True) as other:
+            other.execute("SELECT pg_terminate_backend(%s)", [pid])
+        with pytest.raises(psycopg.OperationalError):
+            db.query_commit("UPDATE users SET display_name = display_name || '!'")
+        # The failed write changed nothing, and the pool has a working connection again.
+        assert db.query_value("SELECT count(*) FROM users WHERE display_name LIKE '%!'") == 0

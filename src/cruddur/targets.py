@@ -42,12 +42,16 @@ def app_db(settings: Settings, *, prod: bool = False) -> Db:
     """The process's pool over the configured database, sized from the settings.
 
     Not opened yet: a forking server opens it in each worker, after the fork. Sessions
-    use UTC, so the times in the JSON PostgreSQL builds always read +00:00.
+    use UTC, so the times in the JSON PostgreSQL builds always read +00:00. Measured
+    in README "Measured": autocommit and no checkout check cut the feed's client CPU.
     """
     url = resolve(settings, prod=prod).url
     options = parse(url).get("options", "")
     conninfo = make_conninfo(url, options=f"{options} -c TimeZone=UTC".strip())
-    return Db(conninfo, settings.pool, application_name="cruddur-api")
+    # Every API query is one statement, so autocommit keeps it atomic and saves the
+    # BEGIN and COMMIT round trips; reads find a dead connection themselves and retry
+    # (Db._read) instead of paying a check round trip on every checkout.
+    return Db(conninfo, settings.pool, application_name="cruddur-api", autocommit=True, check=False)
 
 
 def resolve(settings: Settings, *, prod: bool = False, start: bool = True) -> Target:

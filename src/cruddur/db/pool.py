@@ -7,7 +7,7 @@ JSON and hand it back as text, so callers can send it on without decoding it.
 from __future__ import annotations
 
 import atexit
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, Self
 
@@ -51,8 +51,10 @@ class Db:
         *,
         autocommit: bool = False,
         application_name: str = "cruddur",
+        check: bool = True,
     ) -> None:
         self.conninfo = conninfo
+        self.check = check
         self.settings = pool or PoolSettings()
         self._connect_kwargs: dict[str, Any] = {
             "autocommit": autocommit,
@@ -75,7 +77,8 @@ class Db:
             max_size=self.settings.max_size,
             timeout=self.settings.timeout,
             kwargs=self._connect_kwargs,
-            check=ConnectionPool.check_connection,  # survive a server restart
+            # A round trip per checkout; without it, reads retry once instead (_read).
+            check=ConnectionPool.check_connection if self.check else None,
             open=False,
             name="cruddur",
         )
@@ -134,15 +137,27 @@ class Db:
             row = cur.fetchone()
             return None if row is None else row[0]
 
+    def _read(self, sql: str, params: Params, fetch: Callable[[psycopg.Cursor], Any]) -> Any:
+        # Without a check on checkout, a connection the server dropped since its last use
+        # (a restart, an idle timeout) is only found by using it. A read is safe to repeat:
+        # once more, on a fresh connection (the pool discards the dead one).
+        for attempt in (1, 2):
+            conn: psycopg.Connection | None = None
+            try:
+                with self.connection() as conn:
+                    return fetch(self._execute(conn, sql, params))
+            except psycopg.OperationalError:
+                if attempt == 2 or self.check or conn is None or not conn.broken:
+                    raise
+        raise AssertionError("unreachable")
+
     def query_value(self, sql: str, params: Params = None) -> Any:
         """The first column of the first row, or None when there is no row."""
-        with self.connection() as conn:
-            row = self._execute(conn, sql, params).fetchone()
-            return None if row is None else row[0]
+        row = self._read(sql, params, lambda cur: cur.fetchone())
+        return None if row is None else row[0]
 
     def query_rows(self, sql: str, params: Params = None) -> list[tuple[Any, ...]]:
-        with self.connection() as conn:
-            return self._execute(conn, sql, params).fetchall()
+        return self._read(sql, params, lambda cur: cur.fetchall())
 
     def query_array_json(self, sql: str, params: Params = None) -> str:
         """The query's rows as a JSON array built by PostgreSQL, as text ('[]' when none)."""
