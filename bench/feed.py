@@ -10,8 +10,8 @@ then one table: requests/s, p50 and p99 for both, HTTP/pgbench, and each size's 
 against the smallest's. Everything shares the machine's cores (server, database, load
 tool), as a single small host would; compare ratios, not absolute figures.
 
-Usage: .venv/bin/python bench/feed.py [--sizes 1000,1000000] [--duration 10]
-       [--servers gunicorn,granian]
+Usage: .venv/bin/python bench/feed.py [--sizes 1000,1000000] [--duration 5] [--rounds 3]
+       [--servers gunicorn,granian] [--workers 2] [--threads 1]
 Needs wrk (Debian: apt-get install wrk) and pgbench (PostgreSQL's, found with the server
 binaries). The server is CRUDDUR_BENCH_URL's when set, else the embedded one.
 """
@@ -114,7 +114,7 @@ def _ms(text: str) -> float:
 
 
 def wrk(url: str, connections: int, duration: int) -> Load:
-    subprocess.run(["wrk", "-t2", f"-c{connections}", "-d2s", url], capture_output=True)
+    subprocess.run(["wrk", "-t2", f"-c{connections}", "-d1s", url], capture_output=True)
     out = subprocess.run(
         ["wrk", "-t2", f"-c{connections}", f"-d{duration}s", "--latency", url],
         capture_output=True, text=True, check=True,
@@ -122,12 +122,12 @@ def wrk(url: str, connections: int, duration: int) -> Load:
     if "Non-2xx" in out:
         raise SystemExit(f"wrk saw errors:\n{out}")
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
-    p50 = _ms(re.search(r"50%\s+(\S+)", out).group(1))
-    p99 = _ms(re.search(r"99%\s+(\S+)", out).group(1))
+    p50 = _ms(re.search(r"^\s+50%\s+(\S+)", out, re.M).group(1))
+    p99 = _ms(re.search(r"^\s+99%\s+(\S+)", out, re.M).group(1))
     return Load(rps, p50, p99)
 
 
-def pgbench(url: str, connections: int, duration: int) -> Load:
+def pgbench(url: str, connections: int, duration: int, mode: str = "prepared") -> Load:
     binary = shutil.which("pgbench") or str(
         embedded_server(Settings.from_env()).bin_dir() / "pgbench"
     )
@@ -141,10 +141,10 @@ def pgbench(url: str, connections: int, duration: int) -> Load:
         script = Path(folder, "home.sql")
         script.write_text(sql + "\n")
         command = [
-            binary, "-n", "-M", "prepared", "-f", str(script), "-c", str(connections),
+            binary, "-n", "-M", mode, "-f", str(script), "-c", str(connections),
             "-j", "2", "-l", f"--log-prefix={folder}/log", conninfo,
         ]  # fmt: skip
-        subprocess.run([*command, "-T", "2"], env=env, capture_output=True, cwd=folder, check=True)
+        subprocess.run([*command, "-T", "1"], env=env, capture_output=True, cwd=folder, check=True)
         for old in Path(folder).glob("log*"):
             old.unlink()
         out = subprocess.run(
@@ -161,48 +161,81 @@ def pgbench(url: str, connections: int, duration: int) -> Load:
     return Load(tps, cuts[49], cuts[98])
 
 
+def median_load(loads: list[Load]) -> Load:
+    return Load(
+        statistics.median(load.rps for load in loads),
+        statistics.median(load.p50_ms for load in loads),
+        statistics.median(load.p99_ms for load in loads),
+    )
+
+
+def measure_size(url: str, args: argparse.Namespace, connections: int) -> dict[str, Load]:
+    """Medians over interleaved rounds: pgbench, then each server, round after round,
+    so a noisy moment of the machine falls on all of them alike."""
+    servers = args.servers.split(",")
+    services = {name: start_service(url, name, args.workers, args.threads) for name in servers}
+    loads: dict[str, list[Load]] = {name: [] for name in ["pgbench", "pgbench -M simple", *servers]}
+    try:
+        for round_number in range(1, args.rounds + 1):
+            # Prepared, as psycopg runs it after 5 uses on a connection; and pgbench's
+            # default protocol, which parses and plans the SQL every time.
+            loads["pgbench"].append(pgbench(url, connections, args.duration))
+            loads["pgbench -M simple"].append(
+                pgbench(url, connections, args.duration, mode="simple")
+            )
+            for name, (_, base) in services.items():
+                loads[name].append(wrk(f"{base}/api/activities/home", connections, args.duration))
+            print(f"  round {round_number}: " + ", ".join(
+                f"{name} {runs[-1].rps:,.0f}/s" for name, runs in loads.items()
+            ))  # fmt: skip
+    finally:
+        for process, _ in services.values():
+            process.terminate()
+            process.wait(timeout=20)
+    return {name: median_load(runs) for name, runs in loads.items()}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--sizes", default="1000,1000000")
     parser.add_argument("--users", type=int, default=1000)
-    parser.add_argument("--duration", type=int, default=10, help="seconds per measurement")
+    parser.add_argument("--duration", type=int, default=5, help="seconds per measurement")
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds; medians kept")
     parser.add_argument("--servers", default="gunicorn,granian")
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--threads", type=int, default=4)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument(
+        "--connections", type=int, default=8, help="wrk connections and pgbench clients"
+    )
     args = parser.parse_args()
     if not shutil.which("wrk"):
         raise SystemExit("wrk is not installed: apt-get install wrk")
-    connections = args.workers * args.threads
+    connections = args.connections
     base = server_url()
-    rows = []
+    results: dict[int, dict[str, Load]] = {}
     for size in (int(s) for s in args.sizes.split(",")):
         url = with_database(base, f"cruddur_bench_feed_{size}")
         print(f"size {size:,}:")
         build(url, size, args.users)
-        sql_load = pgbench(url, connections, args.duration)
-        print(f"  pgbench {sql_load}")
-        for server in args.servers.split(","):
-            process, service = start_service(url, server, args.workers, args.threads)
-            try:
-                http = wrk(f"{service}/api/activities/home", connections, args.duration)
-            finally:
-                process.terminate()
-                process.wait(timeout=20)
-            print(f"  {server} {http}")
-            rows.append((size, server, http, sql_load))
-    smallest = {server: http for size, server, http, _ in rows if size == rows[0][0]}
+        results[size] = measure_size(url, args, connections)
+    smallest = results[min(results)]
     print()
-    print(f"{connections} connections, {args.duration} s each; {args.workers} workers x "
-          f"{args.threads} threads; latency in ms")  # fmt: skip
-    print("| activities | server | HTTP req/s | HTTP p50 | HTTP p99 | pgbench tps | pgbench p50 "
-          "| pgbench p99 | HTTP/pgbench | p50 vs smallest |")  # fmt: skip
-    print("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|")
-    for size, server, http, sql_load in rows:
-        print(
-            f"| {size:,} | {server} | {http.rps:,.0f} | {http.p50_ms:.2f} | {http.p99_ms:.2f} "
-            f"| {sql_load.rps:,.0f} | {sql_load.p50_ms:.2f} | {sql_load.p99_ms:.2f} "
-            f"| {http.rps / sql_load.rps:.0%} | {http.p50_ms / smallest[server].p50_ms:.2f}x |"
-        )
+    print(
+        f"{connections} connections; {args.workers} workers x {args.threads} threads; "
+        f"median of {args.rounds} interleaved rounds of {args.duration} s; latency in ms"
+    )
+    print(
+        "| activities | load | req/s | p50 | p99 | of pgbench's (prepared) req/s "
+        "| p50 vs smallest table |"
+    )
+    print("|---:|---|---:|---:|---:|---:|---:|")
+    for size, loads in results.items():
+        sql_load = loads["pgbench"]
+        for name, load in loads.items():
+            print(
+                f"| {size:,} | {name} | {load.rps:,.0f} | {load.p50_ms:.2f} | {load.p99_ms:.2f} "
+                f"| {load.rps / sql_load.rps:.0%} | {load.p50_ms / smallest[name].p50_ms:.2f}x |"
+            )
 
 
 if __name__ == "__main__":

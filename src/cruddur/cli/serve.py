@@ -63,7 +63,7 @@ def _check_database(target: Target, settings: Settings) -> None:
 @click.option(
     "--server",
     type=click.Choice(SERVERS),
-    help="WSGI server [CRUDDUR_SERVER; default gunicorn]. README: why, with measurements.",
+    help="WSGI server [CRUDDUR_SERVER; default granian]. README: why, with measurements.",
 )
 @click.option("--dev", is_flag=True, help="Flask's development server, reloading on changes.")
 def serve(
