@@ -47,7 +47,11 @@ def app_db(settings: Settings, *, prod: bool = False) -> Db:
     """
     url = resolve(settings, prod=prod).url
     options = parse(url).get("options", "")
-    conninfo = make_conninfo(url, options=f"{options} -c TimeZone=UTC".strip())
+    # Generic plans: the API's queries are key and keyset lookups whose best plan does
+    # not depend on the values, and PostgreSQL's default kept re-planning the feed for
+    # every call on a large table (776 µs against 454 µs a query at 1M activities).
+    app_options = "-c TimeZone=UTC -c plan_cache_mode=force_generic_plan"
+    conninfo = make_conninfo(url, options=f"{options} {app_options}".strip())
     # Every API query is one statement, so autocommit keeps it atomic and saves the
     # BEGIN and COMMIT round trips; reads find a dead connection themselves and retry
     # (Db._read) instead of paying a check round trip on every checkout.

@@ -16,9 +16,12 @@ page AS (
     activities.reply_to_activity_uuid,
     activities.expires_at,
     activities.created_at
-  FROM author
-  JOIN public.activities ON activities.user_uuid = author.uuid
-  WHERE activities.expires_at > current_timestamp
+  FROM public.activities
+  CROSS JOIN author
+  -- A scalar subquery, not a join condition: the planner then reads the user's
+  -- index in order and stops after the page, instead of sorting all their cruds.
+  WHERE activities.user_uuid = (SELECT uuid FROM author)
+    AND activities.expires_at > current_timestamp
     AND (activities.created_at, activities.uuid)
         < (%(before_created_at)s::timestamptz, %(before_uuid)s::uuid)
   ORDER BY activities.created_at DESC, activities.uuid DESC
