@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 import socket
 import subprocess
 import time
@@ -34,11 +36,45 @@ def _lower(headers) -> dict[str, str]:
     return {name.lower(): value for name, value in headers.items()}
 
 
+def _wait_for_health(base: str, process: subprocess.Popen) -> None:
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            if _get(f"{base}/api/health")[0] == 200:
+                return
+        except OSError:
+            pass
+        assert process.poll() is None, process.stdout.read()
+        assert time.monotonic() < deadline, "the server did not answer in 30 s"
+        time.sleep(0.2)
+
+
+def test_serve_dev_runs_flasks_reloader(seeded_db: str, tmp_path) -> None:
+    port = _free_port()
+    env = {**os.environ, "CONNECTION_URL": seeded_db, "CRUDDUR_HOME": str(tmp_path)}
+    process = subprocess.Popen(
+        [str(CRUDDUR), "serve", "--dev", "--port", str(port)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,  # the reloader's child goes down with the group
+    )
+    try:
+        _wait_for_health(f"http://127.0.0.1:{port}", process)
+        status, _, body = _get(f"http://127.0.0.1:{port}/api/activities/home")
+        assert status == 200 and json.loads(body)
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        output, _ = process.communicate(timeout=15)
+    assert "Debugger is active" in output or "reloader" in output.lower()
+
+
 @pytest.mark.parametrize("server", ["gunicorn", "granian"])
 def test_serve_answers_over_http(server: str, seeded_db: str, tmp_path) -> None:
     port = _free_port()
     env = {"CONNECTION_URL": seeded_db, "CRUDDUR_HOME": str(tmp_path), "PORT": str(port)}
-    full_env = {**__import__("os").environ, **env, "NO_COLOR": "1"}
+    full_env = {**os.environ, **env, "NO_COLOR": "1"}
     full_env.pop("PROD_CONNECTION_URL", None)
     process = subprocess.Popen(
         [str(CRUDDUR), "serve", "--server", server, "--workers", "2", "--threads", "2"],
@@ -49,17 +85,7 @@ def test_serve_answers_over_http(server: str, seeded_db: str, tmp_path) -> None:
     )
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                status, _, body = _get(f"{base}/api/health")
-                if status == 200:
-                    break
-            except OSError:
-                pass
-            assert process.poll() is None, process.stdout.read()
-            assert time.monotonic() < deadline, "the server did not answer in 30 s"
-            time.sleep(0.2)
+        _wait_for_health(base, process)
         status, headers, body = _get(f"{base}/api/activities/home?limit=2")
         assert status == 200 and headers["content-type"] == "application/json"
         assert len(json.loads(body)) == 2 and 'rel="next"' in headers["link"]
