@@ -7,7 +7,8 @@ import click
 from cruddur.api.dev_keys import DevKeys
 from cruddur.cli.output import result, warn
 from cruddur.config import Settings
-from cruddur.db import Db, template
+from cruddur.db import template
+from cruddur.ops.connections import database_db
 from cruddur.targets import resolve
 
 
@@ -45,7 +46,7 @@ def token(handle: str | None, sub: str | None, expires_in: int) -> None:
             "tokens and will refuse this one"
         )
     if handle:
-        with Db(resolve(settings).url) as db:
+        with database_db(resolve(settings), settings.pool) as db:
             sub = db.query_value(
                 template("users", "cognito_user_id_for_handle"), {"handle": handle}
             )
