@@ -196,12 +196,20 @@ def test_cors_admits_the_front_end_only(api) -> None:
     allowed = api.client.options("/api/activities", headers=preflight)
     assert allowed.headers["Access-Control-Allow-Origin"] == "http://localhost:3000"
     assert "authorization" in allowed.headers["Access-Control-Allow-Headers"].lower()
+    assert "POST" in allowed.headers["Access-Control-Allow-Methods"]
+    assert int(allowed.headers["Access-Control-Max-Age"]) > 0
     other = api.client.options(
         "/api/activities", headers={**preflight, "Origin": "https://evil.example"}
     )
     assert "Access-Control-Allow-Origin" not in other.headers
     feed = api.get("/api/activities/home", headers={"Origin": "http://localhost:3000"})
+    assert feed.headers["Access-Control-Allow-Origin"] == "http://localhost:3000"
     assert "Link" in feed.headers["Access-Control-Expose-Headers"]
+    assert "Origin" in feed.headers.getlist("Vary")  # caches must not mix origins' answers
+    refused = api.get("/api/activities/home", headers={"Origin": "https://evil.example"})
+    assert refused.status_code == 200 and "Access-Control-Allow-Origin" not in refused.headers
+    no_origin = api.get("/api/activities/home")  # not a browser's cross-origin request
+    assert not [name for name, _ in no_origin.headers.items() if name.startswith("Access-Control")]
 
 
 def test_unknown_paths_and_methods_get_the_error_shape(api) -> None:

@@ -7,12 +7,12 @@ import logging
 from importlib.resources import files
 
 from flask import Flask, Response
-from flask_cors import CORS
 
 from cruddur.api import activities, errors, health
 from cruddur.api.auth import TokenVerifier
 from cruddur.api.database import AppDatabase
 from cruddur.api.dev_keys import DevKeys
+from cruddur.api.edge import Edge
 from cruddur.config import Settings
 from cruddur.db import Db
 from cruddur.targets import app_db
@@ -48,13 +48,7 @@ def create_app(
             )
         verifier = TokenVerifier(settings.auth.checked())
     app.extensions["cruddur.verifier"] = verifier
-    CORS(
-        app,
-        resources={r"/api/*": {"origins": list(settings.serve.cors_origins)}},
-        allow_headers=["Content-Type", "Authorization"],
-        expose_headers=["Link", "X-Next-Cursor", "X-Request-Id"],
-        methods=["GET", "HEAD", "POST", "OPTIONS"],
-    )
+    app.wsgi_app = Edge(app.wsgi_app, settings.serve.cors_origins)  # request ids, CORS
     errors.install(app)
     app.register_blueprint(activities.bp)
     app.register_blueprint(health.bp)

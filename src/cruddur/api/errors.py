@@ -8,23 +8,19 @@
 from __future__ import annotations
 
 import logging
-import re
-import uuid
 from typing import Any
 
 import psycopg
-from flask import Flask, Response, g, json, request
+from flask import Flask, Response, json, request
 from psycopg_pool import PoolTimeout
 from werkzeug.exceptions import HTTPException
 
+from cruddur.api.edge import REQUEST_ID_KEY
 from cruddur.db import InvalidText
 from cruddur.services.paging import BadPageRequest
 from cruddur.services.validation import FieldError, ValidationFailed
 
 log = logging.getLogger("cruddur.api")
-
-REQUEST_ID_HEADER = "X-Request-Id"
-_CLIENT_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
 
 # Werkzeug's HTTP errors, by status, as stable codes.
 _HTTP_CODES = {
@@ -65,7 +61,8 @@ class ApiError(Exception):
 
 
 def request_id() -> str:
-    return g.get("request_id") or "-"
+    """This request's id, set by `edge.Edge` (and sent back in X-Request-Id)."""
+    return request.environ.get(REQUEST_ID_KEY, "-")
 
 
 def error_response(error: ApiError) -> Response:
@@ -78,17 +75,6 @@ def error_response(error: ApiError) -> Response:
     }
     response = Response(json.dumps(body), error.status, mimetype="application/json")
     response.headers.update(error.headers)
-    return response
-
-
-def _start_request() -> None:
-    # A well-formed id from a proxy or client is kept, so logs on both sides line up.
-    given = request.headers.get(REQUEST_ID_HEADER, "")
-    g.request_id = given if _CLIENT_REQUEST_ID.match(given) else uuid.uuid4().hex
-
-
-def _tag_response(response: Response) -> Response:
-    response.headers[REQUEST_ID_HEADER] = request_id()
     return response
 
 
@@ -141,8 +127,6 @@ def _on_database_error(exc: psycopg.Error) -> Response:
 
 
 def install(app: Flask) -> None:
-    app.before_request(_start_request)
-    app.after_request(_tag_response)
     app.register_error_handler(ApiError, error_response)
     app.register_error_handler(
         ValidationFailed,
