@@ -41,6 +41,22 @@ def wrap_object(sql: str) -> str:
     return f"SELECT row_to_json(r)::text FROM ({inner}) r"  # noqa: S608
 
 
+class PooledConnection(psycopg.Connection):
+    """A connection that keeps one cursor for the query helpers.
+
+    A new cursor copies the connection's adapters map and builds a transformer: about
+    20 µs, a fifth of psycopg's time on a feed page. The pool hands a connection to one
+    thread at a time, so one cursor per connection is never shared.
+    """
+
+    _helper_cursor: psycopg.Cursor | None = None
+
+    def helper_cursor(self) -> psycopg.Cursor:
+        if self._helper_cursor is None or self._helper_cursor.closed:
+            self._helper_cursor = self.cursor()
+        return self._helper_cursor
+
+
 class Db:
     """A pool over one database. Open it explicitly (after a fork, in a server)."""
 
@@ -77,6 +93,7 @@ class Db:
             max_size=self.settings.max_size,
             timeout=self.settings.timeout,
             kwargs=self._connect_kwargs,
+            connection_class=PooledConnection,
             # A round trip per checkout; without it, reads retry once instead (_read).
             check=ConnectionPool.check_connection if self.check else None,
             open=False,
@@ -110,7 +127,7 @@ class Db:
         return self._pool
 
     @contextmanager
-    def connection(self) -> Iterator[psycopg.Connection]:
+    def connection(self) -> Iterator[PooledConnection]:
         """A pooled connection; its transaction commits on success, rolls back on error."""
         with self.pool.connection() as conn:
             yield conn
@@ -118,9 +135,9 @@ class Db:
     # -- queries -----------------------------------------------------------------
 
     @staticmethod
-    def _execute(conn: psycopg.Connection, sql: str, params: Params) -> psycopg.Cursor:
+    def _execute(conn: PooledConnection, sql: str, params: Params) -> psycopg.Cursor:
         try:
-            return conn.execute(sql, params)
+            return conn.helper_cursor().execute(sql, params)
         except UnicodeEncodeError as exc:
             raise InvalidText(f"a value is not valid UTF-8 text: {exc.reason}") from exc
         except psycopg.DataError as exc:
