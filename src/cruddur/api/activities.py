@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from urllib.parse import urlencode
 from uuid import UUID
 
 from flask import Blueprint, Response, current_app, g, request
@@ -36,8 +35,10 @@ def _page_response(page: Page, wanted: PageRequest) -> Response:
     response = _json(page.body)
     if page.next is not None:
         cursor = page.next.encode()
-        query = urlencode({"limit": wanted.limit, "before": cursor})
-        response.headers["Link"] = f'<{request.path}?{query}>; rel="next"'
+        # No quoting needed: the path's handle, the limit and the cursor are all
+        # URL-safe by construction ([A-Za-z0-9_.-], digits, digits_uuid).
+        next_url = f"{request.path}?limit={wanted.limit}&before={cursor}"
+        response.headers["Link"] = f'<{next_url}>; rel="next"'
         response.headers["X-Next-Cursor"] = cursor
     return response
 
