@@ -126,3 +126,20 @@ def test_serve_help_explains_itself() -> None:
     assert shown.returncode == 0
     for words in ("--server", "gunicorn", "--workers", "--dev", "4567"):
         assert words in shown.stdout
+
+
+def test_the_worker_factory_tunes_the_collector(monkeypatch, tmp_path) -> None:
+    import gc
+
+    from cruddur.api import WORKER_GC_THRESHOLD, create_worker_app
+
+    monkeypatch.setenv("CRUDDUR_HOME", str(tmp_path))
+    before = gc.get_threshold()
+    try:
+        app = create_worker_app()
+        assert app.name == "cruddur"
+        assert gc.get_threshold() == (WORKER_GC_THRESHOLD, *before[1:])
+        assert gc.get_freeze_count() > 0
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*before)

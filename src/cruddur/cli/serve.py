@@ -15,7 +15,7 @@ from cruddur.ops import loading
 from cruddur.ops.connections import database_db
 from cruddur.targets import Target, resolve
 
-APP_FACTORY = "cruddur.api:create_app"
+APP_FACTORY = "cruddur.api:create_worker_app"
 
 
 def server_command(server: str, host: str, port: int, workers: int, threads: int) -> list[str]:
