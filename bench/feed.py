@@ -3,15 +3,19 @@
 For each table size, in one run on one machine:
   1. a database cruddur_bench_feed_<size> with the schema, the seed and
      `cruddur db seed --fake` activities (dropped and rebuilt each run);
-  2. `cruddur serve` on it, loaded with wrk: GET /api/activities/home (20 cruds a page);
+  2. `cruddur serve` on it under each WSGI server, and bench/bare_feed.py (Flask and
+     psycopg serving the same page with nothing else: the floor for this stack), each
+     loaded with wrk: GET /api/activities/home (20 cruds a page);
   3. pgbench running the same SQL file (db/sql/activities/home.sql, first page) on
-     the same number of connections;
-then one table: requests/s, p50 and p99 for both, HTTP/pgbench, and each size's latency
-against the smallest's. Everything shares the machine's cores (server, database, load
-tool), as a single small host would; compare ratios, not absolute figures.
+     the same number of connections, prepared and in its default simple protocol;
+round after round, interleaved. Then one table: requests/s, p50 and p99 (medians over
+the rounds), the share of prepared pgbench's requests/s (the median of each round's
+ratio: both sides of a ratio ran seconds apart), and each size's p50 against the
+smallest's. Everything shares the machine's cores (server, database, load tool), as a
+single small host would; compare ratios, not absolute figures.
 
-Usage: .venv/bin/python bench/feed.py [--sizes 1000,1000000] [--duration 5] [--rounds 3]
-       [--servers gunicorn,granian] [--workers 2] [--threads 1]
+Usage: .venv/bin/python bench/feed.py [--sizes 1000,1000000] [--duration 4] [--rounds 5]
+       [--servers gunicorn,granian,bare] [--workers 2] [--threads 1]
 Needs wrk (Debian: apt-get install wrk) and pgbench (PostgreSQL's, found with the server
 binaries). The server is CRUDDUR_BENCH_URL's when set, else the embedded one.
 """
@@ -39,6 +43,7 @@ from cruddur.targets import embedded_server
 from cruddur.urls import parse, server_conninfo, with_database, without_password
 
 VENV_BIN = Path(sys.executable).parent
+BENCH_DIR = Path(__file__).resolve().parent
 FIRST_PAGE = {
     "%(limit)s": "20",
     "%(before_created_at)s": "'infinity'",
@@ -51,6 +56,7 @@ class Load:
     rps: float
     p50_ms: float
     p99_ms: float
+    share: float = 1.0  # of prepared pgbench's rps: the median of the rounds' ratios
 
 
 def server_url() -> str:
@@ -83,20 +89,33 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def service_command(server: str, port: int, workers: int, threads: int) -> list:
+    if server == "bare":  # the floor: bench/bare_feed.py under granian, as serve runs it
+        return [
+            sys.executable, "-m", "granian", "--interface", "wsgi", "--no-ws",
+            "--port", str(port), "--workers", str(workers), "--blocking-threads", str(threads),
+            "--working-dir", str(BENCH_DIR), "bare_feed:app",
+        ]  # fmt: skip
+    return [
+        VENV_BIN / "cruddur", "serve", "--server", server, "--port", str(port),
+        "--workers", str(workers), "--threads", str(threads),
+    ]  # fmt: skip
+
+
 def start_service(
     url: str, server: str, workers: int, threads: int
 ) -> tuple[subprocess.Popen, str]:
     port = free_port()
     process = subprocess.Popen(
-        [VENV_BIN / "cruddur", "serve", "--server", server, "--port", str(port),
-         "--workers", str(workers), "--threads", str(threads)],
+        service_command(server, port, workers, threads),
         env={**os.environ, "CONNECTION_URL": url, "CRUDDUR_POOL_MAX_SIZE": str(threads)},
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     base = f"http://127.0.0.1:{port}"
+    ready = "/api/activities/home" if server == "bare" else "/api/health"
     for _ in range(150):
         try:
-            with urllib.request.urlopen(f"{base}/api/health", timeout=2) as response:
+            with urllib.request.urlopen(f"{base}{ready}", timeout=2) as response:
                 if response.status == 200:
                     return process, base
         except OSError:
@@ -161,11 +180,12 @@ def pgbench(url: str, connections: int, duration: int, mode: str = "prepared") -
     return Load(tps, cuts[49], cuts[98])
 
 
-def median_load(loads: list[Load]) -> Load:
+def median_load(loads: list[Load], baseline: list[Load]) -> Load:
     return Load(
         statistics.median(load.rps for load in loads),
         statistics.median(load.p50_ms for load in loads),
         statistics.median(load.p99_ms for load in loads),
+        statistics.median(load.rps / base.rps for load, base in zip(loads, baseline, strict=True)),
     )
 
 
@@ -192,16 +212,18 @@ def measure_size(url: str, args: argparse.Namespace, connections: int) -> dict[s
         for process, _ in services.values():
             process.terminate()
             process.wait(timeout=20)
-    return {name: median_load(runs) for name, runs in loads.items()}
+    return {name: median_load(runs, loads["pgbench"]) for name, runs in loads.items()}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--sizes", default="1000,1000000")
     parser.add_argument("--users", type=int, default=1000)
-    parser.add_argument("--duration", type=int, default=5, help="seconds per measurement")
-    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds; medians kept")
-    parser.add_argument("--servers", default="gunicorn,granian")
+    parser.add_argument("--duration", type=int, default=4, help="seconds per measurement")
+    parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds; medians kept")
+    parser.add_argument(
+        "--servers", default="gunicorn,granian,bare", help="bare: bench/bare_feed.py, the floor"
+    )
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument(
@@ -225,16 +247,15 @@ def main() -> None:
         f"median of {args.rounds} interleaved rounds of {args.duration} s; latency in ms"
     )
     print(
-        "| activities | load | req/s | p50 | p99 | of pgbench's (prepared) req/s "
+        "| activities | load | req/s | p50 | p99 | of prepared pgbench's req/s "
         "| p50 vs smallest table |"
     )
     print("|---:|---|---:|---:|---:|---:|---:|")
     for size, loads in results.items():
-        sql_load = loads["pgbench"]
         for name, load in loads.items():
             print(
                 f"| {size:,} | {name} | {load.rps:,.0f} | {load.p50_ms:.2f} | {load.p99_ms:.2f} "
-                f"| {load.rps / sql_load.rps:.0%} | {load.p50_ms / smallest[name].p50_ms:.2f}x |"
+                f"| {load.share:.0%} | {load.p50_ms / smallest[name].p50_ms:.2f}x |"
             )
 
 
