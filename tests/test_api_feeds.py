@@ -157,6 +157,70 @@ def test_one_crud_comes_with_its_replies_oldest_first(api, seeded_db: str) -> No
     assert {r["reply_to_activity_uuid"] for r in replies} == {parent}
 
 
+def _add_replies(url: str, parent: str, count: int) -> list[str]:
+    """`count` replies in one statement (one created_at: the uuid breaks the tie); returns
+    all the parent's unexpired replies' uuids, oldest first."""
+    with psycopg.connect(url) as conn:
+        conn.execute(
+            "INSERT INTO activities (user_uuid, message, expires_at, reply_to_activity_uuid)"
+            " SELECT user_uuid, 'reply ' || n, expires_at, uuid"
+            " FROM activities, generate_series(1, %s) AS n WHERE uuid = %s",
+            (count, parent),
+        )
+        rows = conn.execute(
+            "SELECT uuid::text FROM activities WHERE reply_to_activity_uuid = %s"
+            " AND expires_at > now() ORDER BY created_at, uuid",
+            (parent,),
+        ).fetchall()
+    return [uuid for (uuid,) in rows]
+
+
+def test_every_reply_is_reachable_page_by_page(api, seeded_db: str) -> None:
+    with psycopg.connect(seeded_db) as conn:
+        (parent,) = conn.execute(
+            "SELECT uuid::text FROM activities WHERE replies_count = 2"
+        ).fetchone()
+    expected = _add_replies(seeded_db, parent, 3)
+    assert len(expected) == 5
+    seen: list[str] = []
+    path = f"/api/activities/{parent}?limit=2"
+    pages = 0
+    while path:
+        response = api.get(path)
+        assert response.status_code == 200
+        body = response.get_json()
+        assert body["activity"]["uuid"] == parent
+        seen += [reply["uuid"] for reply in body["replies"]]
+        pages += 1
+        link = response.headers.get("Link")
+        if link is None:
+            break
+        next_page = rf"/api/activities/{parent}\?limit=2&after=[^>]+"
+        match = re.fullmatch(rf'<({next_page})>; rel="next"', link)
+        assert match, link
+        assert response.headers["X-Next-Cursor"] in link
+        path = match.group(1)
+    assert seen == expected and pages == 3
+
+
+def test_replies_default_to_100_a_page_and_check_their_parameters(api, seeded_db: str) -> None:
+    with psycopg.connect(seeded_db) as conn:
+        (parent,) = conn.execute(
+            "SELECT uuid::text FROM activities WHERE replies_count = 2"
+        ).fetchone()
+    expected = _add_replies(seeded_db, parent, 101)
+    first = api.get(f"/api/activities/{parent}")
+    assert [r["uuid"] for r in first.get_json()["replies"]] == expected[:100]
+    rest = api.get(f"/api/activities/{parent}?after={first.headers['X-Next-Cursor']}")
+    assert [r["uuid"] for r in rest.get_json()["replies"]] == expected[100:]
+    assert "Link" not in rest.headers
+    for query, error in [("limit=0", "invalid_limit"), ("limit=101", "invalid_limit"),
+                         ("after=x", "invalid_after"), ("after=1_2", "invalid_after")]:  # fmt: skip
+        response = api.get(f"/api/activities/{parent}?{query}")
+        assert response.status_code == 400, query
+        assert response.get_json()["error"] == error
+
+
 def test_unknown_expired_and_malformed_cruds(api, seeded_db: str) -> None:
     with psycopg.connect(seeded_db) as conn:
         (expired,) = conn.execute(

@@ -11,7 +11,7 @@ from cruddur.api.auth import signed_in
 from cruddur.api.errors import ApiError
 from cruddur.db import Db
 from cruddur.services import activities
-from cruddur.services.paging import Page, PageRequest
+from cruddur.services.paging import Page, PageRequest, RepliesRequest
 from cruddur.services.validation import validate_crud, validate_reply
 
 bp = Blueprint("activities", __name__, url_prefix="/api/activities")
@@ -31,13 +31,13 @@ def _page_request() -> PageRequest:
     return PageRequest.from_query(request.args.get("limit"), request.args.get("before"))
 
 
-def _page_response(page: Page, wanted: PageRequest) -> Response:
+def _page_response(page: Page, limit: int, cursor_param: str = "before") -> Response:
     response = _json(page.body)
     if page.next is not None:
         cursor = page.next.encode()
-        # No quoting needed: the path's handle, the limit and the cursor are all
-        # URL-safe by construction ([A-Za-z0-9_.-], digits, digits_uuid).
-        next_url = f"{request.path}?limit={wanted.limit}&before={cursor}"
+        # No quoting needed: the path (a handle or a uuid), the limit and the cursor are
+        # all URL-safe by construction ([A-Za-z0-9_.-], digits, digits_uuid).
+        next_url = f"{request.path}?limit={limit}&{cursor_param}={cursor}"
         response.headers["Link"] = f'<{next_url}>; rel="next"'
         response.headers["X-Next-Cursor"] = cursor
     return response
@@ -71,7 +71,7 @@ def _json_object() -> dict:
 @bp.get("/home")
 def home() -> Response:
     wanted = _page_request()
-    return _page_response(activities.home_feed(_db(), wanted), wanted)
+    return _page_response(activities.home_feed(_db(), wanted), wanted.limit)
 
 
 @bp.get("/@<handle>")
@@ -80,15 +80,17 @@ def user_feed(handle: str) -> Response:
     page = activities.user_feed(_db(), handle, wanted) if len(handle) <= HANDLE_MAX_CHARS else None
     if page is None:
         raise ApiError(404, "user_not_found", f"no user has the handle {handle[:64]!r}")
-    return _page_response(page, wanted)
+    return _page_response(page, wanted.limit)
 
 
 @bp.get("/<activity_uuid>")
 def show(activity_uuid: str) -> Response:
-    found = activities.show_activity(_db(), _uuid(activity_uuid, "activity_uuid"))
+    parent = _uuid(activity_uuid, "activity_uuid")
+    replies = RepliesRequest.from_query(request.args.get("limit"), request.args.get("after"))
+    found = activities.show_activity(_db(), parent, replies)
     if found is None:
         raise ApiError(404, "activity_not_found", "no such crud (or it has expired)")
-    return _json(found)
+    return _page_response(found, replies.limit, "after")
 
 
 @bp.post("")

@@ -9,9 +9,7 @@ from datetime import timedelta
 from uuid import UUID
 
 from cruddur.db import Db, template
-from cruddur.services.paging import Cursor, Page, PageRequest
-
-REPLIES_SHOWN = 100  # replies returned with one crud
+from cruddur.services.paging import Cursor, Page, PageRequest, RepliesRequest
 
 
 def _page(row: tuple) -> Page:
@@ -31,11 +29,11 @@ def user_feed(db: Db, handle: str, page: PageRequest) -> Page | None:
     return _page(row) if row[4] else None
 
 
-def show_activity(db: Db, activity_uuid: UUID) -> str | None:
-    """{"activity": …, "replies": […]} as JSON text; None when missing or expired."""
-    return db.query_value(
-        template("activities", "show"), {"uuid": activity_uuid, "replies_limit": REPLIES_SHOWN}
-    )
+def show_activity(db: Db, activity_uuid: UUID, replies: RepliesRequest) -> Page | None:
+    """{"activity": …, "replies": […]} with a page of replies; None when missing or expired."""
+    params = {"uuid": activity_uuid, **replies.params()}
+    rows = db.query_rows(template("activities", "show"), params)
+    return _page(rows[0]) if rows else None
 
 
 def user_for_token_subject(db: Db, cognito_user_id: str) -> UUID | None:

@@ -1,4 +1,7 @@
-"""Keyset paging for feeds: a page size and a cursor naming the last row already seen.
+"""Keyset paging: a page size and a cursor naming the last row already seen.
+
+Feeds read newest first and continue `before` a cursor; a crud's replies read oldest
+first and continue `after` one.
 
 The cursor is `<microseconds since the epoch>_<uuid>` of that row: short, URL-safe and
 exact (a timestamptz has microsecond precision). It is opaque to clients; they copy it
@@ -14,6 +17,7 @@ from uuid import UUID
 
 DEFAULT_LIMIT = 20
 MAX_LIMIT = 100
+REPLIES_DEFAULT_LIMIT = MAX_LIMIT  # a crud's replies: as many as a page may hold
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _CURSOR = re.compile(r"^(-?\d{1,17})_([0-9a-fA-F-]{32,36})$")
@@ -37,19 +41,31 @@ class Cursor:
         return f"{micros}_{self.uuid}"
 
     @classmethod
-    def decode(cls, text: str) -> Cursor:
+    def decode(cls, text: str, field: str = "before") -> Cursor:
+        """The cursor in `text`, the query parameter `field`'s value."""
+        problem = BadPageRequest(field, f"{field} must be a cursor from a previous page")
         match = _CURSOR.match(text)
         if match is None:
-            raise BadPageRequest("before", "before must be a cursor from a previous page")
+            raise problem
         try:
             created_at = _EPOCH + timedelta(microseconds=int(match.group(1)))
             return cls(created_at, UUID(match.group(2)))
         except (ValueError, OverflowError):
-            raise BadPageRequest("before", "before must be a cursor from a previous page") from None
+            raise problem from None
 
 
-# Sorts after every real row: the first page starts here.
+# Sorts after every real row: a newest-first page starts here.
 START = Cursor(datetime.max.replace(tzinfo=UTC), UUID(int=(1 << 128) - 1))
+# Sorts before every real row: an oldest-first page starts here.
+FIRST = Cursor(datetime.min.replace(tzinfo=UTC), UUID(int=0))
+
+
+def _limit(text: str | None, default: int) -> int:
+    if text is None:
+        return default
+    if not text.isdigit() or not 1 <= int(text) <= MAX_LIMIT:
+        raise BadPageRequest("limit", f"limit must be a whole number from 1 to {MAX_LIMIT}")
+    return int(text)
 
 
 @dataclass(frozen=True)
@@ -60,12 +76,7 @@ class PageRequest:
     @classmethod
     def from_query(cls, limit: str | None, before: str | None) -> PageRequest:
         """From the query string's `limit` and `before`, checked."""
-        size = DEFAULT_LIMIT
-        if limit is not None:
-            if not limit.isdigit() or not 1 <= int(limit) <= MAX_LIMIT:
-                raise BadPageRequest("limit", f"limit must be a whole number from 1 to {MAX_LIMIT}")
-            size = int(limit)
-        return cls(size, Cursor.decode(before) if before else START)
+        return cls(_limit(limit, DEFAULT_LIMIT), Cursor.decode(before) if before else START)
 
     def params(self) -> dict[str, object]:
         return {
@@ -76,6 +87,27 @@ class PageRequest:
 
 
 @dataclass(frozen=True)
+class RepliesRequest:
+    """A page of one crud's replies, oldest first, after a cursor."""
+
+    limit: int = REPLIES_DEFAULT_LIMIT
+    after: Cursor = FIRST
+
+    @classmethod
+    def from_query(cls, limit: str | None, after: str | None) -> RepliesRequest:
+        """From the query string's `limit` and `after`, checked."""
+        size = _limit(limit, REPLIES_DEFAULT_LIMIT)
+        return cls(size, Cursor.decode(after, "after") if after else FIRST)
+
+    def params(self) -> dict[str, object]:
+        return {
+            "replies_limit": self.limit,
+            "after_created_at": self.after.created_at,
+            "after_uuid": self.after.uuid,
+        }
+
+
+@dataclass(frozen=True)
 class Page:
-    body: str  # the JSON array, as PostgreSQL built it
+    body: str  # the JSON (a feed's array, a crud with its replies), as PostgreSQL built it
     next: Cursor | None  # where the next page starts; None on the last page
