@@ -157,6 +157,14 @@ def test_one_crud_comes_with_its_replies_oldest_first(api, seeded_db: str) -> No
     assert {r["reply_to_activity_uuid"] for r in replies} == {parent}
 
 
+def _seeded_crud_with_replies(url: str) -> str:
+    with psycopg.connect(url) as conn:
+        (parent,) = conn.execute(
+            "SELECT uuid::text FROM activities WHERE replies_count = 2"
+        ).fetchone()
+    return parent
+
+
 def _add_replies(url: str, parent: str, count: int) -> list[str]:
     """`count` replies in one statement (one created_at: the uuid breaks the tie); returns
     all the parent's unexpired replies' uuids, oldest first."""
@@ -176,10 +184,7 @@ def _add_replies(url: str, parent: str, count: int) -> list[str]:
 
 
 def test_every_reply_is_reachable_page_by_page(api, seeded_db: str) -> None:
-    with psycopg.connect(seeded_db) as conn:
-        (parent,) = conn.execute(
-            "SELECT uuid::text FROM activities WHERE replies_count = 2"
-        ).fetchone()
+    parent = _seeded_crud_with_replies(seeded_db)
     expected = _add_replies(seeded_db, parent, 3)
     assert len(expected) == 5
     seen: list[str] = []
@@ -204,10 +209,7 @@ def test_every_reply_is_reachable_page_by_page(api, seeded_db: str) -> None:
 
 
 def test_replies_default_to_100_a_page_and_check_their_parameters(api, seeded_db: str) -> None:
-    with psycopg.connect(seeded_db) as conn:
-        (parent,) = conn.execute(
-            "SELECT uuid::text FROM activities WHERE replies_count = 2"
-        ).fetchone()
+    parent = _seeded_crud_with_replies(seeded_db)
     expected = _add_replies(seeded_db, parent, 101)
     first = api.get(f"/api/activities/{parent}")
     assert [r["uuid"] for r in first.get_json()["replies"]] == expected[:100]
