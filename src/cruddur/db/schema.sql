@@ -55,6 +55,7 @@ CREATE TABLE public.activities (
 CREATE INDEX activities_feed_idx ON public.activities (created_at DESC, uuid DESC);
 CREATE INDEX activities_user_feed_idx
   ON public.activities (user_uuid, created_at DESC, uuid DESC);
+-- A crud's replies read oldest first, paged by (created_at, uuid) in the same way.
 CREATE INDEX activities_replies_idx
-  ON public.activities (reply_to_activity_uuid, created_at)
+  ON public.activities (reply_to_activity_uuid, created_at, uuid)
   WHERE reply_to_activity_uuid IS NOT NULL;
