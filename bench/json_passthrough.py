@@ -22,7 +22,6 @@ import random
 import statistics
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from psycopg.rows import dict_row
@@ -30,7 +29,7 @@ from psycopg.rows import dict_row
 from cruddur.config import Settings
 from cruddur.db import Db
 from cruddur.db.pool import wrap_array
-from cruddur.ops import databases, loading
+from cruddur.ops import databases, fake, loading
 from cruddur.targets import embedded_server
 from cruddur.urls import server_conninfo, with_database
 
@@ -56,22 +55,7 @@ def prepare(url: str, activities: int) -> None:
     with Db(url) as db:
         loading.load(db, loading.SCHEMA)
         loading.load(db, loading.SEED)
-        with db.connection() as conn:
-            now = datetime.now(UTC)
-            users = [r[0] for r in conn.execute("SELECT uuid FROM users").fetchall()]
-            with conn.cursor().copy(
-                "COPY activities (user_uuid, message, created_at, expires_at) FROM STDIN"
-            ) as copy:
-                for i in range(activities):
-                    copy.write_row(
-                        (
-                            random.choice(users),
-                            f"crud number {i}: " + "lorem ipsum " * random.randint(1, 20),
-                            now - timedelta(seconds=i),
-                            now + timedelta(days=30),
-                        )
-                    )
-            conn.execute("ANALYZE")
+        fake.load(db, fake.FakeData(users=max(1, activities // 100), activities=activities, seed=4))
 
 
 def methods(db: Db, limit: int) -> dict[str, Callable[[], str]]:
