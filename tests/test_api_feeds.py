@@ -96,7 +96,7 @@ def test_limit_defaults_to_20_and_stops_at_100(api, seeded_db: str) -> None:
     _add_cruds(seeded_db, 120)
     assert len(api.get("/api/activities/home").get_json()) == 20
     assert len(api.get("/api/activities/home?limit=100").get_json()) == 100
-    for bad in ("0", "101", "-1", "ten", "1e3", ""):
+    for bad in ("0", "101", "-1", "ten", "1e3", "", "%C2%B2", "%EF%BC%95"):  # ², fullwidth 5
         response = api.get(f"/api/activities/home?limit={bad}")
         assert response.status_code == 400, bad
         assert response.get_json()["error"] == "invalid_limit"

@@ -229,7 +229,7 @@ def _read_secret(secret_id: str) -> dict[str, Any]:
 
 def _setting(name: str, default: int) -> int:
     raw = os.environ.get(name, "").strip()
-    return int(raw) if raw.isdigit() and int(raw) > 0 else default
+    return int(raw) if raw.isascii() and raw.isdigit() and int(raw) > 0 else default
 
 
 def _where() -> str:

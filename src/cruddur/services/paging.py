@@ -63,7 +63,8 @@ FIRST = Cursor(datetime.min.replace(tzinfo=UTC), UUID(int=0))
 def _limit(text: str | None, default: int) -> int:
     if text is None:
         return default
-    if not text.isdigit() or not 1 <= int(text) <= MAX_LIMIT:
+    # isascii: "²".isdigit() is True, but int("²") fails.
+    if not (text.isascii() and text.isdigit()) or not 1 <= int(text) <= MAX_LIMIT:
         raise BadPageRequest("limit", f"limit must be a whole number from 1 to {MAX_LIMIT}")
     return int(text)
 
