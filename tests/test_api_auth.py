@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from cruddur.api import create_app
 from cruddur.api.dev_keys import DevKeys
-from cruddur.api.keys import KeySet, UnknownKey
+from cruddur.api.keys import KeySet, KeysUnavailable, UnknownKey
 from cruddur.config import Settings
 
 NEW_CRUD = {"message": "signed in", "ttl": "1-day"}
@@ -141,6 +141,22 @@ def test_unknown_key_ids_refetch_the_keys_at_most_once_a_minute(tmp_path) -> Non
     assert len(fetches) == 2
 
 
+def test_keys_that_failed_to_load_stay_unavailable_not_unknown(tmp_path) -> None:
+    keys = DevKeys(tmp_path).ensure()
+    kid = keys.kid()
+    published = keys.jwks_path.read_text()
+    keys.jwks_path.unlink()  # the issuer is down
+    key_set = KeySet(keys.jwks_path.as_uri(), retry_after_failure=60)
+    for _ in range(3):  # the first fails; the next ones wait, still saying "unavailable"
+        with pytest.raises(KeysUnavailable):
+            key_set.get(kid)
+    keys.jwks_path.write_text(published)  # the issuer is back
+    key_set.retry_after_failure = 0
+    assert key_set.get(kid) is not None
+    with pytest.raises(UnknownKey):  # keys loaded: a kid they lack is the token's fault
+        key_set.get("no-such-kid")
+
+
 def test_unreachable_keys_are_503_not_401(api_home, seeded_db: str, mint) -> None:
     settings = Settings.from_env(
         {
@@ -151,8 +167,9 @@ def test_unreachable_keys_are_503_not_401(api_home, seeded_db: str, mint) -> Non
     )
     app = create_app(settings)
     try:
-        response = _refused(CheckedClient(app), seeded_db, mint(), status=503)
-        assert response.get_json()["error"] == "auth_unavailable"
+        for _ in range(2):  # and again before the next attempt to fetch the keys
+            response = _refused(CheckedClient(app), seeded_db, mint(), status=503)
+            assert response.get_json()["error"] == "auth_unavailable"
     finally:
         app.extensions["cruddur.db"].close()
 
