@@ -152,6 +152,24 @@ def test_unchecked_pool_reads_retry_once_on_a_dropped_connection(seeded_db: str)
         assert db.query_value("SELECT pg_backend_pid()") != pid
 
 
+def test_unchecked_pool_reads_survive_a_restart_that_drops_every_connection(
+    seeded_db: str,
+) -> None:
+    # A server restart kills the idle connections too: the retry must not take another
+    # dead one from the pool.
+    settings = PoolSettings(min_size=3, max_size=3)
+    with Db(seeded_db, settings, autocommit=True, check=False) as db:
+        db.pool.wait()  # all three open
+        with psycopg.connect(seeded_db, autocommit=True) as other:
+            killed = other.execute(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+                " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            ).fetchone()[0]
+        assert killed == 3
+        for _ in range(3):
+            assert db.query_rows("SELECT count(*) FROM users") == [(3,)]
+
+
 def test_unchecked_pool_does_not_repeat_writes(seeded_db: str) -> None:
     settings = PoolSettings(min_size=1, max_size=1)
     with Db(seeded_db, settings, autocommit=True, check=False) as db:

@@ -157,7 +157,9 @@ class Db:
     def _read(self, sql: str, params: Params, fetch: Callable[[psycopg.Cursor], Any]) -> Any:
         # Without a check on checkout, a connection the server dropped since its last use
         # (a restart, an idle timeout) is only found by using it. A read is safe to repeat:
-        # once more, on a fresh connection (the pool discards the dead one).
+        # once more, on a fresh connection. A restart drops every idle connection too, so
+        # the pool checks them all first (a round trip each, only on this path) and
+        # replaces the dead ones.
         for attempt in (1, 2):
             conn: psycopg.Connection | None = None
             try:
@@ -166,6 +168,7 @@ class Db:
             except psycopg.OperationalError:
                 if attempt == 2 or self.check or conn is None or not conn.broken:
                     raise
+                self.pool.check()
         raise AssertionError("unreachable")
 
     def query_value(self, sql: str, params: Params = None) -> Any:
