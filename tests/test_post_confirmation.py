@@ -131,6 +131,9 @@ def test_a_taken_handle_is_refused_clearly(url: str) -> None:
 def test_a_handle_breaking_the_schema_rule_is_refused_clearly(url: str) -> None:
     with pytest.raises(SignUpError, match="'no spaces please' is not allowed"):
         handler(cognito_event(preferred_username="no spaces please"), None)
+    for unicode_handle in ("José", "日本"):  # letters, but not ASCII: no URL-safe handle
+        with pytest.raises(SignUpError, match="is not allowed: use 1 to 64 ASCII letters"):
+            handler(cognito_event(preferred_username=unicode_handle), None)
     with pytest.raises(SignUpError, match="name must be 1 to 256"):
         handler(cognito_event(name="x" * 257, preferred_username="longname"), None)
     with pytest.raises(SignUpError, match="cannot be stored"):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from urllib.parse import quote
 from uuid import UUID
 
 from flask import Blueprint, Response, current_app, g, request
@@ -35,9 +36,10 @@ def _page_response(page: Page, limit: int, cursor_param: str = "before") -> Resp
     response = _json(page.body)
     if page.next is not None:
         cursor = page.next.encode()
-        # No quoting needed: the path (a handle or a uuid), the limit and the cursor are
-        # all URL-safe by construction ([A-Za-z0-9_.-], digits, digits_uuid).
-        next_url = f"{request.path}?limit={limit}&{cursor_param}={cursor}"
+        # The limit and the cursor are URL-safe by construction (digits, digits_uuid); the
+        # path is too, for handles the schema admits, but a header must never carry raw
+        # non-ASCII, so it is quoted (a no-op for ASCII-safe text).
+        next_url = f"{quote(request.path, safe='/@')}?limit={limit}&{cursor_param}={cursor}"
         response.headers["Link"] = f'<{next_url}>; rel="next"'
         response.headers["X-Next-Cursor"] = cursor
     return response

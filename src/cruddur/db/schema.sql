@@ -26,7 +26,8 @@ CREATE TABLE public.users (
   display_name    text        NOT NULL
                   CHECK (char_length(display_name) BETWEEN 1 AND 256),
   handle          text        NOT NULL UNIQUE
-                  CHECK (handle ~ '^[[:alnum:]_.+-]{1,64}$'),
+                  -- ASCII spelled out: [[:alnum:]] follows the locale (é, 日 pass in C.UTF-8).
+                  CHECK (handle ~ '^[A-Za-z0-9_.+-]{1,64}$'),
   email           text        NOT NULL
                   CHECK (char_length(email) BETWEEN 3 AND 320),
   -- Cognito's `sub`; seed rows carry a MOCK-… placeholder until synced.

@@ -45,8 +45,8 @@ UNAVAILABLE = "your account is confirmed, but your profile could not be saved ye
 
 # What a row breaking one of the schema's CHECK rules means to the person signing up.
 _CHECKS = {
-    "users_handle_check": "the username '{handle}' is not allowed: use 1 to 64 letters, digits, "
-    "or the characters _ . + -",
+    "users_handle_check": "the username '{handle}' is not allowed: use 1 to 64 ASCII "
+    "letters, digits, or the characters _ . + -",
     "users_display_name_check": "the name must be 1 to 256 characters long",
     "users_email_check": "the email address must be 3 to 320 characters long",
     "users_cognito_user_id_check": "the account id is malformed",
