@@ -276,6 +276,7 @@ def test_cors_admits_the_front_end_only(api) -> None:
     assert refused.status_code == 200 and "Access-Control-Allow-Origin" not in refused.headers
     no_origin = api.get("/api/activities/home")  # not a browser's cross-origin request
     assert not [name for name, _ in no_origin.headers.items() if name.startswith("Access-Control")]
+    assert "Origin" in no_origin.headers.getlist("Vary")  # a cache keeps the two apart
 
 
 def test_unknown_paths_and_methods_get_the_error_shape(api) -> None:

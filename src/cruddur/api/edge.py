@@ -47,12 +47,14 @@ class Edge:
         return self.app(environ, start)
 
     def _cors_headers(self, environ: dict[str, Any]) -> list[tuple[str, str]]:
+        if not environ.get("PATH_INFO", "").startswith(CORS_PATH_PREFIX):
+            return []
+        # The answer differs by origin, even with none: a cache must not hand a browser
+        # the answer stored for a request without Origin (it lacks Allow-Origin).
+        headers = [("Vary", "Origin")]
         origin = environ.get("HTTP_ORIGIN")
-        if origin is None or not environ.get("PATH_INFO", "").startswith(CORS_PATH_PREFIX):
-            return []  # not a browser's cross-origin request for the API
-        headers = [("Vary", "Origin")]  # the answer differs by origin: caches must know
-        if origin not in self.cors_origins:
-            return headers  # no Allow-Origin: the browser withholds the answer
+        if origin is None or origin not in self.cors_origins:
+            return headers  # no Allow-Origin: a browser withholds the answer
         headers.append(("Access-Control-Allow-Origin", origin))
         preflight = environ.get("REQUEST_METHOD") == "OPTIONS" and (
             "HTTP_ACCESS_CONTROL_REQUEST_METHOD" in environ
