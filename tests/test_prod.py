@@ -139,3 +139,16 @@ def test_passwords_are_redacted_in_every_printed_url() -> None:
         output = result.stdout + result.stderr
         assert secret not in output
         assert "postgresql://cruddurroot:***@127.0.0.1:1/cruddur" in output
+
+
+def test_connection_url_naming_production_asks_too(two_dbs, admin) -> None:
+    # The original's docker-compose set CONNECTION_URL to PROD_CONNECTION_URL.
+    prod = two_dbs["PROD_CONNECTION_URL"]
+    env = {"CONNECTION_URL": prod, "PROD_CONNECTION_URL": prod}
+    for script in ("db-drop", "db-schema-load"):
+        result = run(script, env=env, stdin="")
+        assert result.returncode == 1
+        assert "not confirmed, nothing done" in result.stderr
+        assert "production, through CONNECTION_URL" in result.stderr
+    assert database_exists(admin, database_name(prod))
+    assert tables(prod) == set()

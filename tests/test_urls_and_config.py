@@ -126,3 +126,16 @@ def test_incomplete_cognito_settings_stop_the_api_only(env: dict[str, str], said
     settings = Settings.from_env(env)  # other commands (users sync-cognito) still work
     with pytest.raises(ConfigError, match=re.escape(said)):
         settings.auth.checked()
+
+
+def test_production_is_recognised_behind_connection_url() -> None:
+    from cruddur.urls import looks_like_rds, same_database
+
+    rds = "postgresql://root:pw@cruddur-db-instance.abc123.us-east-1.rds.amazonaws.com:5432/cruddur"
+    assert looks_like_rds(rds)
+    assert not looks_like_rds("postgresql://postgres:pw@db:5432/cruddur")  # docker-compose
+    assert not looks_like_rds("postgresql://u@rds.amazonaws.com.evil.example/cruddur")
+    assert same_database(rds, rds.replace("root:pw", "other:secret"))  # another user
+    assert same_database("postgresql://u@DB.example/cruddur", "host=db.example dbname=cruddur")
+    assert not same_database(rds, rds.replace("/cruddur", "/cruddur_test"))
+    assert not same_database(rds, rds.replace(":5432", ":5433"))

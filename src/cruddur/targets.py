@@ -9,17 +9,20 @@ from psycopg.conninfo import make_conninfo
 from cruddur.config import ConfigError, Settings
 from cruddur.db import Db
 from cruddur.embedded import EmbeddedPostgres
-from cruddur.urls import database_name, parse, redact
+from cruddur.urls import database_name, looks_like_rds, parse, redact, same_database
 
 
 @dataclass(frozen=True)
 class Target:
     url: str
     source: str  # the setting it came from: CONNECTION_URL, PROD_CONNECTION_URL or embedded
+    # CONNECTION_URL can name production too (the original's docker-compose set it to
+    # PROD_CONNECTION_URL); destructive verbs must then ask just the same.
+    production: bool = False
 
     @property
     def prod(self) -> bool:
-        return self.source == "PROD_CONNECTION_URL"
+        return self.source == "PROD_CONNECTION_URL" or self.production
 
     @property
     def embedded(self) -> bool:
@@ -31,6 +34,8 @@ class Target:
 
     def describe(self) -> str:
         where = {"PROD_CONNECTION_URL": "production", "embedded": "local, embedded server"}
+        if self.production:
+            where["CONNECTION_URL"] = "production, through CONNECTION_URL"
         return f"{redact(self.url)} ({where.get(self.source, 'local')})"
 
 
@@ -69,7 +74,11 @@ def resolve(settings: Settings, *, prod: bool = False, start: bool = True) -> Ta
             )
         target = Target(settings.prod_connection_url, "PROD_CONNECTION_URL")
     elif settings.connection_url:
-        target = Target(settings.connection_url, "CONNECTION_URL")
+        url = settings.connection_url
+        production = looks_like_rds(url) or bool(
+            settings.prod_connection_url and same_database(url, settings.prod_connection_url)
+        )
+        target = Target(url, "CONNECTION_URL", production)
     else:
         server = embedded_server(settings)
         url = server.start() if start else server.url()

@@ -44,6 +44,23 @@ def server_conninfo(conninfo: str) -> str:
     return with_database(conninfo, MAINTENANCE_DATABASE)
 
 
+def same_database(a: str, b: str) -> bool:
+    """Whether two connection strings name the same database on the same server(s)."""
+
+    def where(conninfo: str) -> tuple[str, str, str]:
+        params = parse(conninfo)
+        host = params.get("host") or params.get("hostaddr") or "localhost"
+        return host.lower(), params.get("port") or "5432", params.get("dbname", "")
+
+    return where(a) == where(b)
+
+
+def looks_like_rds(conninfo: str) -> bool:
+    """An Amazon RDS endpoint (…rds.amazonaws.com): a cloud database, not a local one."""
+    host = parse(conninfo).get("host", "").lower()
+    return any(h.rstrip(".").endswith(".rds.amazonaws.com") for h in host.split(","))
+
+
 def redact(conninfo: str) -> str:
     """A URL for people to read: every part but the password, which shows as ***."""
     try:
