@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 
+import psycopg
+import pytest
 from api_support import CheckedClient
 
 from cruddur.api import create_app
@@ -63,3 +65,25 @@ def test_a_database_restart_costs_no_failed_read(api, admin, seeded_db: str) -> 
     assert killed >= 1
     assert api.get("/api/activities/home").status_code == 200
     assert api.get("/api/health").status_code == 200
+
+
+def test_while_the_database_is_down_requests_fail_fast_between_attempts() -> None:
+    from cruddur.api.database import AppDatabase, DatabaseNotOpen
+
+    attempts = []
+
+    def make() -> Db:
+        attempts.append(1)
+        return Db("postgresql://postgres:pw@127.0.0.1:1/cruddur", PoolSettings(timeout=1))
+
+    holder = AppDatabase(make, retry_after=60)
+    with pytest.raises(psycopg.OperationalError):  # refused by the (absent) server
+        holder.get()
+    for _ in range(3):
+        with pytest.raises(DatabaseNotOpen):  # answered at once, nothing tried
+            holder.get()
+    assert len(attempts) == 1
+    holder.retry_after = 0
+    with pytest.raises(psycopg.OperationalError):
+        holder.get()
+    assert len(attempts) == 2
