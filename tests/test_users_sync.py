@@ -116,3 +116,24 @@ def test_sync_on_production_asks_first(aws: dict[str, str], seeded_db: str, pool
     assert "not confirmed, nothing done" in refused.stderr
     with psycopg.connect(seeded_db) as conn:
         assert conn.execute("SELECT count(*) FROM users").fetchone()[0] == 3
+
+
+def test_sync_skips_accounts_that_are_not_for_good(seeded_db: str) -> None:
+    from cruddur.db import Db
+    from cruddur.ops.cognito_sync import CognitoUser, sync
+
+    def user(handle: str, status: str) -> CognitoUser:
+        values = {"sub": f"sub-{handle}", "email": f"{handle}@example.com"}
+        return CognitoUser(handle, status, {**values, "preferred_username": handle})
+
+    users = [user("kept", "CONFIRMED"), user("federated", "EXTERNAL_PROVIDER")]
+    users += [user("archived", "ARCHIVED"), user("compromised", "COMPROMISED")]
+    with Db(seeded_db) as db:
+        report = sync(db, users)
+        handles = {row[0] for row in db.query_rows("SELECT handle FROM users")}
+    assert sorted(report.inserted) == ["federated", "kept"]
+    assert report.skipped == [
+        ("archived", "account status ARCHIVED"),
+        ("compromised", "account status COMPROMISED"),
+    ]
+    assert {"kept", "federated"} <= handles and not {"archived", "compromised"} & handles

@@ -17,6 +17,14 @@ from cruddur.lambdas.post_confirmation import SignUpError, refusal, user_from_ev
 
 PAGE_SIZE = 60  # the most ListUsers returns at once
 
+# Accounts that exist for good: confirmed by the user, or created by an admin or an
+# identity provider (the post-confirmation trigger never runs for those two).
+# UNCONFIRMED ones get their row from the Lambda when they confirm; ARCHIVED,
+# COMPROMISED and UNKNOWN ones get none.
+SYNCED_STATUSES = frozenset(
+    {"CONFIRMED", "RESET_REQUIRED", "FORCE_CHANGE_PASSWORD", "EXTERNAL_PROVIDER"}
+)
+
 
 def is_placeholder(cognito_user_id: str) -> bool:
     return cognito_user_id == "MOCK" or cognito_user_id.startswith("MOCK-")
@@ -64,6 +72,9 @@ def sync(db: Db, users: list[CognitoUser], *, dry_run: bool = False) -> SyncRepo
     for user in users:
         if user.status == "UNCONFIRMED":
             report.skipped.append((user.label, "not confirmed yet: the Lambda records them then"))
+            continue
+        if user.status not in SYNCED_STATUSES:
+            report.skipped.append((user.label, f"account status {user.status or 'unknown'}"))
             continue
         try:
             event = {"userName": user.username, "request": {"userAttributes": user.attributes}}
