@@ -110,6 +110,9 @@ def test_cors_origins_from_the_original_variables() -> None:
     ).serve
     assert serve.cors_origins == ("https://cruddur.example", "https://www.cruddur.example")
     assert Settings.from_env({}).serve.cors_origins == ("http://localhost:3000",)
+    # BACKEND_URL alone adds its origin; the front end's default stays.
+    backend = Settings.from_env({"BACKEND_URL": "http://localhost:4567"}).serve
+    assert backend.cors_origins == ("http://localhost:3000", "http://localhost:4567")
 
 
 @pytest.mark.parametrize(

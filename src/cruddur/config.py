@@ -129,20 +129,20 @@ class ServeSettings:
         server = env.get("CRUDDUR_SERVER", "").strip() or defaults.server
         if server not in SERVERS:
             raise ConfigError(f"CRUDDUR_SERVER must be one of {', '.join(SERVERS)}, not {server!r}")
-        # The original's names: the front end's URL, and the backend's own (for its docs).
-        origins = [
-            origin.strip().rstrip("/")
-            for name in ("FRONTEND_URL", "BACKEND_URL")
-            for origin in env.get(name, "").split(",")
-            if origin.strip()
-        ]
+
+        # The original's names: the front end's URL (by default the local one), and the
+        # backend's own (for its docs).
+        def listed(name: str) -> list[str]:
+            return [o.strip().rstrip("/") for o in env.get(name, "").split(",") if o.strip()]
+
+        origins = (listed("FRONTEND_URL") or list(defaults.cors_origins)) + listed("BACKEND_URL")
         return cls(
             host=env.get("CRUDDUR_HOST", "").strip() or defaults.host,
             port=_number(env, "PORT", defaults.port, minimum=1, kind=int),
             workers=_number(env, "CRUDDUR_WORKERS", defaults.workers, minimum=1, kind=int),
             threads=_number(env, "CRUDDUR_THREADS", defaults.threads, minimum=1, kind=int),
             server=server,
-            cors_origins=tuple(origins) or defaults.cors_origins,
+            cors_origins=tuple(dict.fromkeys(origins)),
         )
 
 
