@@ -23,7 +23,7 @@ from __future__ import annotations
 import json
 import logging
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from functools import cache
 from importlib import resources
 from typing import Any
@@ -39,6 +39,7 @@ log.setLevel(logging.INFO)  # Lambda's root logger passes only warnings by defau
 
 SIGN_UP = "PostConfirmation_ConfirmSignUp"
 APPLICATION_NAME = "cruddur-post-confirmation"
+TCP_USER_TIMEOUT_MS = 1500
 # The account is confirmed by now, so "try again" would not help: an operator's
 # `cruddur users sync-cognito` adds the row once the database is back.
 UNAVAILABLE = "your account is confirmed, but your profile could not be saved yet"
@@ -75,8 +76,12 @@ def handler(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
     except SignUpError as exc:
         log.warning("refused user %s: %s", event.get("userName"), exc)
         raise
+
+    def time_to_reconnect() -> bool:
+        return _time_left_ms(context) > _reconnect_needs_ms()
+
     try:
-        uuid = _insert(user)
+        uuid = _insert(user, time_to_reconnect)
     except Exception as exc:
         refused = refusal(exc, user)
         if refused is None:
@@ -147,8 +152,21 @@ def refusal(exc: BaseException, user: dict[str, str]) -> SignUpError | None:
 # -- the connection -----------------------------------------------------------------
 
 
-def _insert(user: dict[str, str]) -> Any:
-    """Run the insert; once more on a new connection if the old one was dropped."""
+def _time_left_ms(context: Any) -> float:
+    """What Lambda leaves this invocation (Cognito stops waiting at 5 s in any case)."""
+    remaining = getattr(context, "get_remaining_time_in_millis", None)
+    return remaining() if remaining is not None else float("inf")
+
+
+def _reconnect_needs_ms() -> int:
+    """A new connection and the insert on it, at their limits, with room to answer."""
+    connect_ms = 1000 * _setting("CRUDDUR_CONNECT_TIMEOUT", 2)
+    return connect_ms + _setting("CRUDDUR_STATEMENT_TIMEOUT", 1000) + 300
+
+
+def _insert(user: dict[str, str], time_to_reconnect: Callable[[], bool] = lambda: True) -> Any:
+    """Run the insert; once more on a new connection if the old one was dropped and there
+    is time left for it."""
     global _conn
     for attempt in (1, 2):
         if _conn is None or _conn.closed:
@@ -161,7 +179,13 @@ def _insert(user: dict[str, str]) -> Any:
                 raise
             # Dropped while the function slept (server restart, failover, idle timeout).
             # Retrying is safe: the insert does nothing for a sub already recorded.
-            log.warning("database connection lost (%s); reconnecting", _scrub(str(exc).strip()))
+            lost = _scrub(str(exc).strip())
+            if not time_to_reconnect():
+                log.warning("database connection lost (%s); no time left to reconnect", lost)
+                _conn.close()
+                _conn = None
+                raise
+            log.warning("database connection lost (%s); reconnecting", lost)
             _conn.close()
             _conn = None
     raise AssertionError("unreachable")
@@ -182,6 +206,10 @@ def _connect() -> psycopg.Connection:
         connect_timeout=_setting("CRUDDUR_CONNECT_TIMEOUT", 2),
         application_name=APPLICATION_NAME,
         options=f"-c statement_timeout={_setting('CRUDDUR_STATEMENT_TIMEOUT', 1000)}",
+        # statement_timeout runs on the server: a connection whose server vanished (a
+        # failover) would wait for an answer until Lambda kills the function. Sent data
+        # unacknowledged this long (ms) ends it on the client side instead.
+        tcp_user_timeout=TCP_USER_TIMEOUT_MS,
     )
     log.info("connected to %s", _where())
     return conn
@@ -215,7 +243,9 @@ def _read_secret(secret_id: str) -> dict[str, Any]:
     import boto3  # only here: a function given CONNECTION_URL never loads it
     from botocore.config import Config
 
-    config = Config(connect_timeout=2, read_timeout=2, retries={"max_attempts": 2})
+    # Once, briefly: the connection still needs its 2 s inside Cognito's 5 s. A failure
+    # fails this sign-up's row (sync-cognito adds it) and the next invocation reads again.
+    config = Config(connect_timeout=1, read_timeout=2, retries={"max_attempts": 1})
     client = boto3.client("secretsmanager", config=config)
     text = client.get_secret_value(SecretId=secret_id).get("SecretString") or ""
     try:
