@@ -8,11 +8,13 @@ For each table size, in one run on one machine:
      loaded with wrk: GET /api/activities/home (20 cruds a page);
   3. pgbench running the same SQL file (db/sql/activities/home.sql, first page) on
      the same number of connections, prepared and in its default simple protocol;
-round after round, interleaved. Then one table: requests/s, p50 and p99 (medians over
-the rounds), the share of prepared pgbench's requests/s (the median of each round's
-ratio: both sides of a ratio ran seconds apart), and each size's p50 against the
-smallest's. Everything shares the machine's cores (server, database, load tool), as a
-single small host would; compare ratios, not absolute figures.
+round after round, interleaved. Then one table: requests/s, p50 and p99, the whole
+machine's busy CPU time per request during the load (server, database and load tool
+together, from /proc/stat; all medians over the rounds), the share of prepared
+pgbench's requests/s (the median of each round's ratio: both sides of a ratio ran
+seconds apart), and each size's p50 against the smallest's. Everything shares the
+machine's cores (server, database, load tool), as a single small host would; compare
+ratios, not absolute figures.
 
 Usage: .venv/bin/python bench/feed.py [--sizes 1000,1000000] [--duration 4] [--rounds 5]
        [--servers gunicorn,granian,bare] [--workers 2] [--threads 1]
@@ -56,7 +58,23 @@ class Load:
     rps: float
     p50_ms: float
     p99_ms: float
+    cpu_us: float  # the whole machine's busy CPU time per request, from /proc/stat
     share: float = 1.0  # of prepared pgbench's rps: the median of the rounds' ratios
+
+
+def busy_seconds() -> float:
+    """CPU time the whole machine has spent busy (all cores), from /proc/stat."""
+    with open("/proc/stat") as stat:
+        ticks = [int(n) for n in stat.readline().split()[1:]]
+    idle = ticks[3] + ticks[4]  # idle, iowait
+    return (sum(ticks) - idle) / os.sysconf("SC_CLK_TCK")
+
+
+def timed(command: list, **kwargs) -> tuple[str, float]:
+    """The command's output, and the machine's busy CPU seconds while it ran."""
+    before = busy_seconds()
+    out = subprocess.run(command, capture_output=True, text=True, check=True, **kwargs).stdout
+    return out, busy_seconds() - before
 
 
 def server_url() -> str:
@@ -134,16 +152,14 @@ def _ms(text: str) -> float:
 
 def wrk(url: str, connections: int, duration: int) -> Load:
     subprocess.run(["wrk", "-t2", f"-c{connections}", "-d1s", url], capture_output=True)
-    out = subprocess.run(
-        ["wrk", "-t2", f"-c{connections}", f"-d{duration}s", "--latency", url],
-        capture_output=True, text=True, check=True,
-    ).stdout  # fmt: skip
+    out, cpu = timed(["wrk", "-t2", f"-c{connections}", f"-d{duration}s", "--latency", url])
     if "Non-2xx" in out:
         raise SystemExit(f"wrk saw errors:\n{out}")
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
     p50 = _ms(re.search(r"^\s+50%\s+(\S+)", out, re.M).group(1))
     p99 = _ms(re.search(r"^\s+99%\s+(\S+)", out, re.M).group(1))
-    return Load(rps, p50, p99)
+    requests = int(re.search(r"(\d+) requests in", out).group(1))
+    return Load(rps, p50, p99, cpu / requests * 1e6)
 
 
 def pgbench(url: str, connections: int, duration: int, mode: str = "prepared") -> Load:
@@ -166,10 +182,7 @@ def pgbench(url: str, connections: int, duration: int, mode: str = "prepared") -
         subprocess.run([*command, "-T", "1"], env=env, capture_output=True, cwd=folder, check=True)
         for old in Path(folder).glob("log*"):
             old.unlink()
-        out = subprocess.run(
-            [*command, "-T", str(duration)], env=env, capture_output=True, text=True,
-            cwd=folder, check=True,
-        ).stdout  # fmt: skip
+        out, cpu = timed([*command, "-T", str(duration)], env=env, cwd=folder)
         latencies = sorted(
             int(line.split()[2]) / 1000
             for log in Path(folder).glob("log*")
@@ -177,7 +190,8 @@ def pgbench(url: str, connections: int, duration: int, mode: str = "prepared") -
         )
     tps = float(re.search(r"tps = ([\d.]+)", out).group(1))
     cuts = statistics.quantiles(latencies, n=100)
-    return Load(tps, cuts[49], cuts[98])
+    transactions = int(re.search(r"number of transactions actually processed: (\d+)", out).group(1))
+    return Load(tps, cuts[49], cuts[98], cpu / transactions * 1e6)
 
 
 def median_load(loads: list[Load], baseline: list[Load]) -> Load:
@@ -185,6 +199,7 @@ def median_load(loads: list[Load], baseline: list[Load]) -> Load:
         statistics.median(load.rps for load in loads),
         statistics.median(load.p50_ms for load in loads),
         statistics.median(load.p99_ms for load in loads),
+        statistics.median(load.cpu_us for load in loads),
         statistics.median(load.rps / base.rps for load, base in zip(loads, baseline, strict=True)),
     )
 
@@ -247,15 +262,16 @@ def main() -> None:
         f"median of {args.rounds} interleaved rounds of {args.duration} s; latency in ms"
     )
     print(
-        "| activities | load | req/s | p50 | p99 | of prepared pgbench's req/s "
+        "| activities | load | req/s | p50 | p99 | CPU µs/req | of prepared pgbench's req/s "
         "| p50 vs smallest table |"
     )
-    print("|---:|---|---:|---:|---:|---:|---:|")
+    print("|---:|---|---:|---:|---:|---:|---:|---:|")
     for size, loads in results.items():
         for name, load in loads.items():
+            against_smallest = load.p50_ms / smallest[name].p50_ms
             print(
                 f"| {size:,} | {name} | {load.rps:,.0f} | {load.p50_ms:.2f} | {load.p99_ms:.2f} "
-                f"| {load.share:.0%} | {load.p50_ms / smallest[name].p50_ms:.2f}x |"
+                f"| {load.cpu_us:,.0f} | {load.share:.0%} | {against_smallest:.2f}x |"
             )
 
 
