@@ -61,43 +61,27 @@ def _time(ms: int) -> datetime:
     return datetime.fromtimestamp(ms / 1000, UTC)
 
 
+def _as_python(row: tuple) -> tuple:
+    """One generator row as the Python values write_row adapts (uuids, datetimes)."""
+    uuid, user, message, replies, reposts, likes, parent, expires, created = row
+    parent_uuid = UUID(bytes=parent) if parent else None
+    ids = (UUID(bytes=uuid), UUID(bytes=user))
+    return (*ids, message, replies, reposts, likes, parent_uuid, _time(expires), _time(created))
+
+
 def write_row_text(conn: Connection, data: fake.FakeData) -> None:
     with conn.cursor().copy(COPY) as copy:
         for rows in chunks(data):
-            for uuid, user, message, rep, rp, lk, parent, expires, created in rows:
-                copy.write_row(
-                    (
-                        UUID(bytes=uuid),
-                        UUID(bytes=user),
-                        message,
-                        rep,
-                        rp,
-                        lk,
-                        UUID(bytes=parent) if parent else None,
-                        _time(expires),
-                        _time(created),
-                    )
-                )
+            for row in rows:
+                copy.write_row(_as_python(row))
 
 
 def write_row_binary(conn: Connection, data: fake.FakeData) -> None:
     with conn.cursor().copy(f"{COPY} (FORMAT binary)") as copy:
         copy.set_types(TYPES)
         for rows in chunks(data):
-            for uuid, user, message, rep, rp, lk, parent, expires, created in rows:
-                copy.write_row(
-                    (
-                        UUID(bytes=uuid),
-                        UUID(bytes=user),
-                        message,
-                        rep,
-                        rp,
-                        lk,
-                        UUID(bytes=parent) if parent else None,
-                        _time(expires),
-                        _time(created),
-                    )
-                )
+            for row in rows:
+                copy.write_row(_as_python(row))
 
 
 def _text_time(ms: int) -> str:
