@@ -18,16 +18,16 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cruddur.api import create_app
 from cruddur.api.dev_keys import DevKeys
 from cruddur.api.keys import KeySet, KeysUnavailable, UnknownKey
-from cruddur.config import Settings
+from cruddur.config import ConfigError, Settings
 
 NEW_CRUD = {"message": "signed in", "ttl": "1-day"}
 
 
-def _post(api: CheckedClient, token: str | None, headers: dict | None = None):
+def _post(api: CheckedClient, token: str | None, headers: dict | None = None, **kwargs):
     headers = dict(headers or {})
     if token is not None:
         headers["Authorization"] = f"Bearer {token}"
-    return api.post("/api/activities", json=NEW_CRUD, headers=headers)
+    return api.post("/api/activities", json=NEW_CRUD, headers=headers, **kwargs)
 
 
 def _refused(api: CheckedClient, seeded_db: str, token: str | None, status: int = 401, **kw):
@@ -162,6 +162,8 @@ def test_unreachable_keys_are_503_not_401(api_home, seeded_db: str, mint) -> Non
         {
             "CRUDDUR_HOME": str(api_home),
             "CONNECTION_URL": seeded_db,
+            "AWS_COGNITO_USER_POOL_ID": "us-east-1_AbC123",
+            "AWS_COGNITO_USER_POOL_CLIENT_ID": "web",
             "CRUDDUR_JWKS_URL": "http://127.0.0.1:9/jwks.json",
         }
     )
@@ -172,6 +174,36 @@ def test_unreachable_keys_are_503_not_401(api_home, seeded_db: str, mint) -> Non
             assert response.get_json()["error"] == "auth_unavailable"
     finally:
         app.extensions["cruddur.db"].close()
+
+
+# -- fail closed: partial Cognito settings, the dev key pair off this machine ------------
+
+
+@pytest.mark.parametrize(
+    "cognito",
+    [
+        {"AWS_COGNITO_USER_POOL_CLIENT_ID": "web"},  # the pool id unset
+        {"AWS_COGNITO_USER_POOL_ID": "", "AWS_COGNITO_USER_POOL_CLIENT_ID": "web"},  # blank
+        {"AWS_COGNITO_USER_POOLID": "us-east-1_AbC1", "AWS_COGNITO_USER_POOL_CLIENT_ID": "web"},
+    ],
+)
+def test_partial_cognito_settings_stop_the_app(api_home, seeded_db: str, cognito) -> None:
+    env = {"CRUDDUR_HOME": str(api_home), "CONNECTION_URL": seeded_db, **cognito}
+    with pytest.raises(ConfigError, match="sign-in is set up only in part"):
+        create_app(Settings.from_env(env))
+
+
+def test_the_dev_key_pair_does_not_serve_beyond_loopback(api_home, seeded_db: str) -> None:
+    env = {"CRUDDUR_HOME": str(api_home), "CONNECTION_URL": seeded_db, "CRUDDUR_HOST": "0.0.0.0"}
+    with pytest.raises(ConfigError, match="only on a loopback address"):
+        create_app(Settings.from_env(env))
+
+
+def test_a_dev_token_from_another_address_is_401(api, mint, seeded_db: str) -> None:
+    # The issue's reproduction: a dev-minted token got 201 from another address.
+    response = _refused(api, seeded_db, mint(), environ_base={"REMOTE_ADDR": "192.0.2.66"})
+    assert "only from this machine" in response.get_json()["message"]
+    assert _post(api, mint()).status_code == 201  # from 127.0.0.1 it still works
 
 
 # -- Cognito, as moto's server issues it -------------------------------------------------

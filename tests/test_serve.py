@@ -143,3 +143,28 @@ def test_the_worker_factory_tunes_the_collector(monkeypatch, tmp_path) -> None:
     finally:
         gc.unfreeze()
         gc.set_threshold(*before)
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "said"),
+    [
+        # Werkzeug's debugger runs code for anyone who reaches it.
+        (["--dev", "--host", "0.0.0.0"], {}, "only on a loopback address (127.0.0.1), not 0.0.0.0"),
+        # The dev key pair signs tokens anyone with this checkout can mint.
+        (["--host", "0.0.0.0"], {}, "development key pair signs in only on a loopback address"),
+        ([], {"CRUDDUR_HOST": "192.0.2.1"}, "not on 192.0.2.1"),
+        # The reproduction: the client id alone fell back to the dev key pair.
+        (
+            ["--host", "0.0.0.0"],
+            {"AWS_COGNITO_USER_POOL_CLIENT_ID": "web"},
+            "AWS_COGNITO_USER_POOL_ID is not set",
+        ),
+        ([], {"AWS_COGNITO_USER_POOL_ID": "", "AWS_COGNITO_USER_POOL_CLIENT_ID": "web"}, "blank"),
+    ],
+)
+def test_serve_refuses_to_sign_in_fail_open(args, env, said, tmp_path) -> None:
+    env = {"CRUDDUR_HOME": str(tmp_path), "CONNECTION_URL": "postgresql://x@127.0.0.1:9/x", **env}
+    refused = run(CRUDDUR, "serve", "--port", str(_free_port()), *args, env=env)
+    assert refused.returncode == 1, refused.stderr
+    assert said in refused.stderr and refused.stderr.startswith("error:")
+    assert "Traceback" not in refused.stderr

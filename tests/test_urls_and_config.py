@@ -123,12 +123,41 @@ def test_cors_origins_from_the_original_variables() -> None:
             "<region>",
         ),
         ({"AWS_COGNITO_USER_POOL_ID": "us-east-1_AbC123"}, "AWS_COGNITO_USER_POOL_CLIENT_ID"),
+        # The finding: the client id alone fell back to the dev key pair.
+        ({"AWS_COGNITO_USER_POOL_CLIENT_ID": "c"}, "AWS_COGNITO_USER_POOL_ID is not set"),
+        (
+            {"AWS_COGNITO_USER_POOL_ID": " ", "AWS_COGNITO_USER_POOL_CLIENT_ID": "c"},
+            "AWS_COGNITO_USER_POOL_ID is blank",
+        ),
+        (
+            {"AWS_COGNITO_USERPOOL_ID": "us-east-1_AbC123", "AWS_COGNITO_USER_POOL_CLIENT_ID": "c"},
+            "did you mean AWS_COGNITO_USER_POOL_ID?",
+        ),
+        ({"CRUDDUR_JWKS_URL": "http://127.0.0.1:9/jwks.json"}, "AWS_COGNITO_USER_POOL_ID"),
+        ({"AWS_COGNITO_USER_POOL_ID": "", "AWS_COGNITO_USER_POOL_CLIENT_ID": ""}, "blank"),
+        ({"CRUDDUR_AUTH": "cognito"}, "CRUDDUR_AUTH=cognito given"),
+        ({"CRUDDUR_AUTH": "none"}, "CRUDDUR_AUTH must be cognito or dev"),
     ],
 )
 def test_incomplete_cognito_settings_stop_the_api_only(env: dict[str, str], said: str) -> None:
     settings = Settings.from_env(env)  # other commands (users sync-cognito) still work
+    assert not settings.auth.dev  # never the dev key pair in their place
     with pytest.raises(ConfigError, match=re.escape(said)):
         settings.auth.checked()
+
+
+def test_the_dev_key_pair_when_asked_for_and_only_on_loopback(tmp_path) -> None:
+    asked = Settings.from_env({"CRUDDUR_AUTH": "dev", "AWS_COGNITO_USER_POOL_CLIENT_ID": "c"}).auth
+    assert asked.dev and asked.ignored == ("AWS_COGNITO_USER_POOL_CLIENT_ID",)
+    for host in ("127.0.0.1", "127.0.0.2", "::1", "[::1]", "localhost"):
+        assert asked.checked_for(host) is asked
+    for host in ("0.0.0.0", "::", "192.0.2.10", "cruddur.example"):
+        with pytest.raises(ConfigError, match="only on a loopback address"):
+            asked.checked_for(host)
+    cognito = Settings.from_env(
+        {"AWS_COGNITO_USER_POOL_ID": "us-east-1_AbC123", "AWS_COGNITO_USER_POOL_CLIENT_ID": "c"}
+    ).auth
+    assert cognito.checked_for("0.0.0.0") is cognito
 
 
 def test_production_is_recognised_behind_connection_url() -> None:

@@ -5,8 +5,11 @@ Every knob Cruddur has is an environment variable listed here (and in `.env.exam
 
 from __future__ import annotations
 
+import difflib
+import ipaddress
 import os
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TypeVar
 
@@ -58,6 +61,29 @@ class PoolSettings:
 DEV_ISSUER = "cruddur-dev"
 DEV_CLIENT_ID = "cruddur-dev"
 
+# The settings that say "check Cognito's tokens". Any of them present, or any other
+# AWS_COGNITO_* variable (a misspelt one), and the API checks Cognito's tokens or
+# refuses to start: it never falls back to the dev key pair because one was missing.
+COGNITO_SETTINGS = (
+    "AWS_COGNITO_USER_POOL_ID",
+    "AWS_COGNITO_USER_POOL_CLIENT_ID",
+    "CRUDDUR_JWKS_URL",
+)
+AUTH_MODES = ("cognito", "dev")
+# A user pool id: its region, "_", letters and digits (ca-central-1_AbCd1234).
+_POOL_ID = re.compile(r"[a-z]{2}(-[a-z]+)+-\d+_[0-9A-Za-z]+")
+
+
+def is_loopback(host: str) -> bool:
+    """Whether `host` is an address only this machine can reach (127.0.0.0/8, ::1)."""
+    name = host.strip().strip("[]")
+    if name.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
+
 
 @dataclass(frozen=True)
 class AuthSettings:
@@ -70,6 +96,8 @@ class AuthSettings:
     # Why these settings cannot check tokens; only the API minds (see `checked`), so
     # other commands that read AWS_COGNITO_USER_POOL_ID work with a partial setup.
     problem: str | None = None
+    # With CRUDDUR_AUTH=dev: the Cognito settings that are set but not used.
+    ignored: tuple[str, ...] = ()
 
     def checked(self) -> AuthSettings:
         """Self, or ConfigError when the settings cannot check tokens."""
@@ -77,30 +105,70 @@ class AuthSettings:
             raise ConfigError(self.problem)
         return self
 
+    def checked_for(self, host: str) -> AuthSettings:
+        """Self, or ConfigError when these settings may not serve on `host`: the dev key
+        pair's private half sits on this machine, so its tokens prove nothing to others."""
+        self.checked()
+        if self.dev and not is_loopback(host):
+            raise ConfigError(
+                f"the development key pair signs in only on a loopback address, not on "
+                f"{host}: set AWS_COGNITO_USER_POOL_ID and AWS_COGNITO_USER_POOL_CLIENT_ID, "
+                "or listen on 127.0.0.1"
+            )
+        return self
+
     @classmethod
     def from_env(cls, env: dict[str, str], home: Path) -> AuthSettings:
+        mode = env.get("CRUDDUR_AUTH", "").strip().lower()
+        present = sorted(
+            name for name in env if name in COGNITO_SETTINGS or name.startswith("AWS_COGNITO_")
+        )
+        dev = cls(
+            issuer=DEV_ISSUER,
+            client_id=DEV_CLIENT_ID,
+            jwks_url=(home / "auth" / "jwks.json").as_uri(),
+            dev=True,
+            ignored=tuple(present),
+        )
+        if mode not in ("", *AUTH_MODES):
+            return replace(
+                dev, dev=False, problem=f"CRUDDUR_AUTH must be cognito or dev, not {mode!r}"
+            )
+        if mode == "dev" or (not mode and not present):
+            return dev
+        return cls._cognito(env, present)
+
+    @classmethod
+    def _cognito(cls, env: dict[str, str], present: list[str]) -> AuthSettings:
         pool_id = env.get("AWS_COGNITO_USER_POOL_ID", "").strip()
         client_id = env.get("AWS_COGNITO_USER_POOL_CLIENT_ID", "").strip()
         jwks_url = env.get("CRUDDUR_JWKS_URL", "").strip()
+        problems = []
         if not pool_id:
-            return cls(
-                issuer=DEV_ISSUER,
-                client_id=DEV_CLIENT_ID,
-                jwks_url=jwks_url or (home / "auth" / "jwks.json").as_uri(),
-                dev=True,
-            )
-        region, sep, _ = pool_id.partition("_")
-        problem = None
-        if not sep or not region:
-            problem = (
+            state = "blank" if "AWS_COGNITO_USER_POOL_ID" in env else "not set"
+            problems.append(f"AWS_COGNITO_USER_POOL_ID is {state}")
+        elif not _POOL_ID.fullmatch(pool_id):
+            problems.append(
                 f"AWS_COGNITO_USER_POOL_ID must look like <region>_<id> "
                 f"(e.g. ca-central-1_AbCd1234), not {pool_id!r}"
             )
-        elif not client_id:
-            problem = (
-                "AWS_COGNITO_USER_POOL_CLIENT_ID is not set: tokens are checked against the "
-                "user pool's app client id"
+        if not client_id:
+            state = "blank" if "AWS_COGNITO_USER_POOL_CLIENT_ID" in env else "not set"
+            problems.append(
+                f"AWS_COGNITO_USER_POOL_CLIENT_ID is {state} (tokens are checked against the "
+                "user pool's app client id)"
             )
+        unknown = [name for name in present if name not in COGNITO_SETTINGS]
+        problem = None
+        if problems:
+            shown = ", ".join(present) if present else "CRUDDUR_AUTH=cognito"
+            problem = f"sign-in is set up only in part ({shown} given): " + "; ".join(problems)
+            for name in unknown:
+                close = difflib.get_close_matches(name, COGNITO_SETTINGS, n=1)
+                hint = f" (did you mean {close[0]}?)" if close else ""
+                problem += f"; {name} is not a setting Cruddur reads{hint}"
+            problem += ". Complete them, or unset them all (or CRUDDUR_AUTH=dev) for dev tokens"
+        region = pool_id.partition("_")[0]
         issuer = f"https://cognito-idp.{region}.amazonaws.com/{pool_id}"
         return cls(
             issuer=issuer,

@@ -45,13 +45,17 @@ def create_app(
         (lambda: database) if database is not None else (lambda: app_db(settings))
     )
     if verifier is None:
-        if settings.auth.dev:
+        # Partial Cognito settings, or the dev key pair on an address others can reach,
+        # stop the app here: signing in must never fail open.
+        auth = settings.auth.checked_for(settings.serve.host)
+        if auth.dev:
             DevKeys(settings.home).ensure()
             logging.getLogger("cruddur.api").warning(
-                "auth: accepting tokens from the local development key pair "
-                "(set AWS_COGNITO_USER_POOL_ID and AWS_COGNITO_USER_POOL_CLIENT_ID for Cognito)"
+                "auth: accepting tokens from the local development key pair, from this "
+                "machine only (set AWS_COGNITO_USER_POOL_ID and "
+                "AWS_COGNITO_USER_POOL_CLIENT_ID for Cognito)"
             )
-        verifier = TokenVerifier(settings.auth.checked())
+        verifier = TokenVerifier(auth)
     app.extensions["cruddur.verifier"] = verifier
     app.wsgi_app = Edge(app.wsgi_app, settings.serve.cors_origins)  # request ids, CORS
     errors.install(app)

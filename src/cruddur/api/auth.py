@@ -18,7 +18,7 @@ from flask import current_app, g, request
 
 from cruddur.api.errors import ApiError, request_id
 from cruddur.api.keys import KeySet, KeysUnavailable, UnknownKey
-from cruddur.config import AuthSettings
+from cruddur.config import AuthSettings, is_loopback
 from cruddur.services.activities import user_for_token_subject
 
 log = logging.getLogger("cruddur.api")
@@ -101,6 +101,10 @@ def signed_in(view: F) -> F:
     @functools.wraps(view)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         verifier: TokenVerifier = current_app.extensions["cruddur.verifier"]
+        if verifier.settings.dev and not is_loopback(request.remote_addr or ""):
+            # Its private key is on this machine: a dev token proves nothing from elsewhere.
+            log.warning("request %s: dev token from %s refused", request_id(), request.remote_addr)
+            raise _unauthorized("development tokens are accepted only from this machine")
         try:
             claims = verifier.verify(_bearer_token())
         except InvalidToken as exc:

@@ -30,8 +30,9 @@ def dev() -> None:
 def token(handle: str | None, sub: str | None, expires_in: int) -> None:
     """Print an access token signed by the local development key pair.
 
-    A service without AWS_COGNITO_USER_POOL_ID accepts it, checked by the same code that
-    checks Cognito's tokens:
+    A service without Cognito settings (or with CRUDDUR_AUTH=dev), listening on a
+    loopback address, accepts it from this machine, checked by the same code that checks
+    Cognito's tokens:
 
         TOKEN=$(cruddur dev token --handle andrewbrown)
         curl -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json' \\
@@ -42,8 +43,8 @@ def token(handle: str | None, sub: str | None, expires_in: int) -> None:
     settings = Settings.from_env()
     if not settings.auth.dev:
         warn(
-            "AWS_COGNITO_USER_POOL_ID is set: a service with these settings checks Cognito's "
-            "tokens and will refuse this one"
+            "Cognito settings are set: a service with these settings checks Cognito's "
+            "tokens and will refuse this one (CRUDDUR_AUTH=dev asks for the dev key pair)"
         )
     if handle:
         with database_db(resolve(settings), settings.pool) as db:

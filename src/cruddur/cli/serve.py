@@ -9,7 +9,7 @@ import click
 
 from cruddur.api.dev_keys import DevKeys
 from cruddur.cli.output import info, warn
-from cruddur.config import SERVERS, Settings
+from cruddur.config import SERVERS, ConfigError, Settings, is_loopback
 from cruddur.db.errors import explain
 from cruddur.ops import loading
 from cruddur.ops.connections import database_db
@@ -65,7 +65,12 @@ def _check_database(target: Target, settings: Settings) -> None:
     type=click.Choice(SERVERS),
     help="WSGI server [CRUDDUR_SERVER; default granian]. README: why, with measurements.",
 )
-@click.option("--dev", is_flag=True, help="Flask's development server, reloading on changes.")
+@click.option(
+    "--dev",
+    is_flag=True,
+    help="Flask's development server with its debugger, reloading on changes "
+    "(loopback addresses only).",
+)
 def serve(
     host: str | None,
     port: int | None,
@@ -81,9 +86,15 @@ def serve(
     /api/openapi.yaml.
     """
     settings = Settings.from_env()
-    settings.auth.checked()
     config = settings.serve
     host, port = host or config.host, port or config.port
+    if dev and not is_loopback(host):
+        # Werkzeug's debugger runs any Python a visitor types into an error page.
+        raise ConfigError(
+            f"--dev serves Flask's debugger, which runs code for whoever reaches it: "
+            f"only on a loopback address (127.0.0.1), not {host}"
+        )
+    settings.auth.checked_for(host)
     target = resolve(settings)  # starts the embedded server, once, before the workers
     info(f"database: {target.describe()}")
     _check_database(target, settings)
@@ -104,6 +115,9 @@ def serve(
     if target.embedded:
         # Workers find the embedded server through CONNECTION_URL (it is never printed).
         os.environ["CONNECTION_URL"] = target.url
+    # Each worker's create_app checks the address it serves on (the dev key pair only on
+    # loopback): give it the one chosen here.
+    os.environ["CRUDDUR_HOST"] = host
     info(f"server: {server}, {workers} workers, {threads} threads each")
     sys.stdout.flush()
     sys.stderr.flush()
