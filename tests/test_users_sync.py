@@ -33,7 +33,10 @@ def pool(aws: dict[str, str]) -> str:
         UserPoolId=pool_id,
         Username="andrew",
         UserAttributes=attributes(
-            email="andrew@exampro.co", preferred_username="andrewbrown", name="Andrew Brown"
+            email="andrew@exampro.co",
+            email_verified="true",
+            preferred_username="andrewbrown",
+            name="Andrew Brown",
         ),
     )
     cognito.admin_create_user(
@@ -137,3 +140,68 @@ def test_sync_skips_accounts_that_are_not_for_good(seeded_db: str) -> None:
         ("compromised", "account status COMPROMISED"),
     ]
     assert {"kept", "federated"} <= handles and not {"archived", "compromised"} & handles
+
+
+def _small_pool(*users: dict[str, str]) -> str:
+    cognito = client("cognito-idp")
+    pool_id = cognito.create_user_pool(PoolName="cruddur")["UserPool"]["Id"]
+    for n, values in enumerate(users):
+        cognito.admin_create_user(
+            UserPoolId=pool_id, Username=f"someone{n}", UserAttributes=attributes(**values)
+        )
+    return pool_id
+
+
+@pytest.mark.parametrize(
+    ("eve", "reason"),
+    [
+        # The reproduction: Eve signs up with Andrew Brown's handle and her own email.
+        (
+            {"email": "eve@example.com", "email_verified": "true"},
+            "with another email address",
+        ),
+        # Andrew's address, typed by Eve, never verified: she does not own it.
+        ({"email": "andrew@exampro.co"}, "Cognito has not verified this email"),
+        ({"email": "andrew@exampro.co", "email_verified": "false"}, "has not verified"),
+    ],
+)
+def test_a_seeded_account_goes_only_to_its_verified_email(
+    aws: dict[str, str], seeded_db: str, eve: dict[str, str], reason: str
+) -> None:
+    pool_id = _small_pool({"preferred_username": "andrewbrown", "name": "Eve", **eve})
+    env = {**aws, "CONNECTION_URL": seeded_db, "AWS_COGNITO_USER_POOL_ID": pool_id}
+    with psycopg.connect(seeded_db) as conn:
+        before = conn.execute("SELECT * FROM users WHERE handle = 'andrewbrown'").fetchone()
+    synced = run(CRUDDUR, "users", "sync-cognito", env=env)
+    assert synced.returncode == 0, synced.stderr
+    assert "skipped  andrewbrown: the handle belongs to a seeded row" in synced.stdout
+    assert reason in synced.stdout
+    assert "0 inserted, 0 updated, 0 unchanged, 1 skipped" in synced.stderr
+    with psycopg.connect(seeded_db) as conn:
+        after = conn.execute("SELECT * FROM users WHERE handle = 'andrewbrown'").fetchone()
+    assert after == before and after[4] == "MOCK-andrewbrown"  # still the placeholder
+
+
+def test_the_owner_of_the_seeded_email_claims_it(aws: dict[str, str], seeded_db: str) -> None:
+    pool_id = _small_pool(
+        {"preferred_username": "bayko", "email": "Bayko@ExamPro.co", "email_verified": "true"}
+    )
+    env = {**aws, "CONNECTION_URL": seeded_db, "AWS_COGNITO_USER_POOL_ID": pool_id}
+    synced = run(CRUDDUR, "users", "sync-cognito", env=env)
+    assert "updated  bayko  (placeholder id replaced)" in synced.stdout, synced.stdout
+    with psycopg.connect(seeded_db) as conn:
+        row = conn.execute("SELECT cognito_user_id FROM users WHERE handle = 'bayko'").fetchone()
+    assert row[0] == subs(pool_id)["bayko"]
+
+
+def test_cognito_attributes_cannot_drive_the_terminal(aws: dict[str, str], seeded_db: str) -> None:
+    # The reproduction: an OSC sequence in preferred_username retitled the terminal.
+    hostile = "\x1b]0;owned\x07x\r\nupdated  andrewbrown\u202e"
+    pool_id = _small_pool({"preferred_username": hostile, "email": "m@example.com"})
+    env = {**aws, "CONNECTION_URL": seeded_db, "AWS_COGNITO_USER_POOL_ID": pool_id}
+    synced = run(CRUDDUR, "users", "sync-cognito", env=env)
+    assert synced.returncode == 0, synced.stderr
+    printed = synced.stdout + synced.stderr
+    assert not [ch for ch in printed if ch in "\x1b\x07\r\u202e"]
+    assert "skipped  \\x1b]0;owned\\x07x\\r\\nupdated  andrewbrown\\u202e: " in synced.stdout
+    assert "\nupdated  andrewbrown" not in synced.stdout  # no forged line

@@ -1,11 +1,12 @@
 """How the CLI talks: results on stdout, progress and errors on stderr, confirmations.
 
 Text from outside (server messages, names, paths) is never read as rich markup:
-a database called `x[/y]` prints as itself.
+a database called `x[/y]` prints as itself; its control characters print as escapes.
 """
 
 from __future__ import annotations
 
+import unicodedata
 from typing import Self
 
 import click
@@ -27,13 +28,27 @@ out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
+def printable(text: str, *, newlines: bool = False) -> str:
+    """`text` with control and format characters (ESC, CR, bidi overrides, …) shown as
+    escapes, so text from outside (a Cognito attribute, a server message) cannot move
+    the cursor, retitle the terminal or forge a line. `newlines` keeps line breaks."""
+    kept = "\n\t" if newlines else ""
+    return "".join(
+        ch
+        if ch in kept or unicodedata.category(ch) not in ("Cc", "Cf", "Zl", "Zp")
+        else ch.encode("unicode_escape").decode("ascii")
+        for ch in text
+    )
+
+
 def _line(console: Console, mark: str, style: str, message: str) -> None:
+    message = printable(message, newlines=True)
     console.print(Text.assemble((mark, style), " ", message) if mark else Text(message))
 
 
 def result(message: str) -> None:
     """A line of a command's output, for stdout."""
-    out.print(Text(message))
+    out.print(Text(printable(message, newlines=True)))
 
 
 def info(message: str) -> None:

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import click
+from rich.text import Text
 
 from cruddur.aws import client
 from cruddur.cli.db import prod_option, yes_option
-from cruddur.cli.output import confirm_production, done, err, info, result, warn
+from cruddur.cli.output import confirm_production, done, err, info, printable, result, warn
 from cruddur.config import Settings
 from cruddur.ops.cognito_sync import list_users, sync
 from cruddur.ops.connections import database_db
@@ -31,7 +32,8 @@ def users() -> None:
 @click.option("--dry-run", is_flag=True, help="Say what would change; write nothing.")
 def sync_cognito(user_pool_id: str, prod: bool, yes: bool, dry_run: bool) -> None:
     """Give every confirmed Cognito user a row: insert the missing ones, and put the real
-    Cognito id into rows that still carry a placeholder (MOCK-<handle>), matched by handle.
+    Cognito id into rows that still carry a placeholder (MOCK-<handle>), matched by handle
+    and claimed only by the user whose verified email is the row's (others are skipped).
 
     For users who confirmed while the post-confirmation Lambda was failing or before it
     was deployed. Rows already holding a Cognito id are never changed. Needs the
@@ -46,27 +48,30 @@ def sync_cognito(user_pool_id: str, prod: bool, yes: bool, dry_run: bool) -> Non
     region = user_pool_id.split("_", 1)[0] if "_" in user_pool_id else None
     cognito = client("cognito-idp", region_name=region) if region else client("cognito-idp")
     pages = 0
+    pool = printable(user_pool_id)
 
-    with err.status(f"listing the users of {user_pool_id} …") as status:
+    with err.status(Text(f"listing the users of {pool} …")) as status:
 
         def on_page(count: int) -> None:
             nonlocal pages
             pages += 1
-            status.update(f"listing the users of {user_pool_id} … {count}")
+            status.update(Text(f"listing the users of {pool} … {count}"))
 
         found = list_users(cognito, user_pool_id, on_page)
-    info(f"Cognito: {len(found)} users in {user_pool_id} ({pages} page{'s' * (pages != 1)})")
+    info(f"Cognito: {len(found)} users in {pool} ({pages} page{'s' * (pages != 1)})")
 
     with database_db(target, settings.pool) as database:
         report = sync(database, found, dry_run=dry_run)
 
+    # Handles, names and reasons come from Cognito, where anyone signing up writes them.
     verb = "would insert" if dry_run else "inserted"
     for handle in report.inserted:
-        result(f"{verb}  {handle}")
+        result(f"{verb}  {printable(handle)}")
     for handle in report.updated:
-        result(f"{'would update' if dry_run else 'updated'}  {handle}  (placeholder id replaced)")
+        shown = printable(handle)
+        result(f"{'would update' if dry_run else 'updated'}  {shown}  (placeholder id replaced)")
     for label, reason in report.skipped:
-        result(f"skipped  {label}: {reason}")
+        result(f"skipped  {printable(label)}: {printable(reason)}")
     summary = (
         f"{len(report.inserted)} inserted, {len(report.updated)} updated, "
         f"{len(report.unchanged)} unchanged, {len(report.skipped)} skipped"

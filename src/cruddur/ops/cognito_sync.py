@@ -3,7 +3,8 @@ never recorded (they confirmed while it was failing, or before it existed), and 
 for rows that still carry a placeholder (the seed's MOCK-<handle>).
 
 The rules are the Lambda's own (cruddur.lambdas.post_confirmation): the same attributes
-make the same row, and the same constraints refuse it with the same words.
+make the same row, and the same constraints refuse it with the same words. A placeholder
+row goes only to the Cognito user whose verified email is the row's.
 """
 
 from __future__ import annotations
@@ -39,6 +40,21 @@ class CognitoUser:
     @property
     def label(self) -> str:
         return self.attributes.get("preferred_username") or self.username
+
+
+def same_email(a: str, b: str) -> bool:
+    return a.strip().casefold() == b.strip().casefold()
+
+
+def claim_refusal(user: CognitoUser, cognito_email: str, row_email: str) -> str | None:
+    """Why `user` may not take over a placeholder row (None: they may). Only the owner of
+    the row's email address may: Cognito must have verified that address, and it must be
+    the row's; the same handle proves nothing, anyone can sign up with it."""
+    if user.attributes.get("email_verified", "").lower() != "true":
+        return "the handle belongs to a seeded row, and Cognito has not verified this email"
+    if not same_email(cognito_email, row_email):
+        return "the handle belongs to a seeded row with another email address"
+    return None
 
 
 @dataclass
@@ -89,8 +105,9 @@ def sync(db: Db, users: list[CognitoUser], *, dry_run: bool = False) -> SyncRepo
             "handles": [row["handle"] for _, row in rows],
         },
     )
-    known_ids = {cognito_user_id for _, cognito_user_id in found}
-    id_by_handle = {handle: cognito_user_id for handle, cognito_user_id in found}
+    known_ids = {cognito_user_id for _, cognito_user_id, _ in found}
+    id_by_handle = {handle: cognito_user_id for handle, cognito_user_id, _ in found}
+    email_by_handle = {handle: email for handle, _, email in found}
     handled: set[str] = set()  # handles given to a Cognito user in this run
 
     for user, row in rows:
@@ -105,6 +122,11 @@ def sync(db: Db, users: list[CognitoUser], *, dry_run: bool = False) -> SyncRepo
         if holder is not None and not is_placeholder(holder):
             report.skipped.append((user.label, f"the username '{handle}' is already taken"))
             continue
+        if holder is not None:
+            refused = claim_refusal(user, row["email"], email_by_handle[handle])
+            if refused:
+                report.skipped.append((user.label, refused))
+                continue
         handled.add(handle)
         outcome = report.updated if holder is not None else report.inserted
         if not dry_run:

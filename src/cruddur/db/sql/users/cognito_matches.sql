@@ -1,4 +1,5 @@
--- The rows a batch of Cognito users may already have: by sub, or by handle.
-SELECT handle, cognito_user_id
+-- The rows a batch of Cognito users may already have: by sub, or by handle. The email
+-- decides whether a placeholder row may be claimed (users/claim_placeholder.sql).
+SELECT handle, cognito_user_id, email
 FROM public.users
 WHERE cognito_user_id = ANY(%(cognito_user_ids)s) OR handle = ANY(%(handles)s)
