@@ -15,7 +15,9 @@ Environment:
 
 Cognito gives the trigger 5 seconds and shows the error message of a failed trigger to
 the person signing up ("PostConfirmation failed with error …"), so the errors raised here
-are short sentences for them; the details (without the password) go to the log.
+are short sentences for them, which never repeat what they typed (a page showing it is
+an injection target). The log names the user by their `sub` alone: no email, user name,
+handle or name, and no database DETAIL (it quotes the row); never the password.
 """
 
 from __future__ import annotations
@@ -46,7 +48,7 @@ UNAVAILABLE = "your account is confirmed, but your profile could not be saved ye
 
 # What a row breaking one of the schema's CHECK rules means to the person signing up.
 _CHECKS = {
-    "users_handle_check": "the username '{handle}' is not allowed: use 1 to 64 ASCII "
+    "users_handle_check": "that username is not allowed: use 1 to 64 ASCII "
     "letters, digits, or the characters _ . + -",
     "users_display_name_check": "the name must be 1 to 256 characters long",
     "users_email_check": "the email address must be 3 to 320 characters long",
@@ -74,7 +76,7 @@ def handler(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
     try:
         user = user_from_event(event)
     except SignUpError as exc:
-        log.warning("refused user %s: %s", event.get("userName"), exc)
+        log.warning("refused user sub=%s: %s", _sub(event), exc)
         raise
 
     def time_to_reconnect() -> bool:
@@ -89,7 +91,7 @@ def handler(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
                 "could not record user sub=%s in %s: %s",
                 user["cognito_user_id"],
                 _where(),
-                _scrub(f"{type(exc).__name__}: {exc}"),
+                _scrub(_described(exc)),
             )
             if _conn is None:
                 _forget_settings()  # read them (the secret: maybe rotated) again next time
@@ -99,9 +101,7 @@ def handler(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
     if uuid is None:
         log.info("user sub=%s is already recorded; nothing to do", user["cognito_user_id"])
     else:
-        log.info(
-            "recorded user sub=%s handle=%s as %s", user["cognito_user_id"], user["handle"], uuid
-        )
+        log.info("recorded user sub=%s as %s", user["cognito_user_id"], uuid)
     return event
 
 
@@ -141,9 +141,9 @@ def refusal(exc: BaseException, user: dict[str, str]) -> SignUpError | None:
     """The person's own data broke a rule: say which (None: the database failed)."""
     constraint = getattr(getattr(exc, "diag", None), "constraint_name", None)
     if isinstance(exc, errors.UniqueViolation) and constraint == "users_handle_key":
-        return SignUpError(f"the username '{user['handle']}' is already taken")
+        return SignUpError("that username is already taken")
     if isinstance(exc, errors.CheckViolation) and constraint in _CHECKS:
-        return SignUpError(_CHECKS[constraint].format(handle=user["handle"][:80]))
+        return SignUpError(_CHECKS[constraint])
     if isinstance(exc, psycopg.DataError):  # e.g. a NUL character, refused by psycopg
         return SignUpError("a sign-up attribute contains characters that cannot be stored")
     return None
@@ -260,6 +260,21 @@ def _read_secret(secret_id: str) -> dict[str, Any]:
 def _setting(name: str, default: int) -> int:
     raw = os.environ.get(name, "").strip()
     return int(raw) if raw.isascii() and raw.isdigit() and int(raw) > 0 else default
+
+
+def _sub(event: dict[str, Any]) -> str:
+    """The account's id, for the log: never its email or user name (personal data)."""
+    attributes = (event.get("request") or {}).get("userAttributes") or {}
+    sub = attributes.get("sub")
+    return sub[:64] if isinstance(sub, str) and sub.isprintable() else "(none)"
+
+
+def _described(exc: BaseException) -> str:
+    """An error for the log without the row's values: a server error's first line (its
+    DETAIL quotes the failing row), a client error's type and message."""
+    primary = getattr(getattr(exc, "diag", None), "message_primary", None)
+    lines = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {primary or (lines[0] if lines else '')}"
 
 
 def _where() -> str:
