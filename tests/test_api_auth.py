@@ -266,3 +266,43 @@ def test_cognito_id_tokens_and_dev_tokens_are_refused(cognito, mint, seeded_db: 
     id_token = _refused(api, seeded_db, tokens["IdToken"])
     assert "access token" in id_token.get_json()["message"]
     _refused(api, seeded_db, mint("bayko"))  # the dev pair is not this pool's issuer
+
+
+# -- what answers give away: sniffing, caches, the health check's figures ------------------
+
+REMOTE = {"REMOTE_ADDR": "192.0.2.66"}
+
+
+def test_every_answer_forbids_sniffing_and_signed_in_ones_forbid_caching(api, mint) -> None:
+    read = api.get("/api/activities/home")
+    assert read.headers["X-Content-Type-Options"] == "nosniff"
+    assert "no-store" not in read.headers.get("Cache-Control", "")  # public: caches may keep it
+    for response in (
+        _post(api, mint()),  # 201, the user's own crud
+        _post(api, "not.a.token"),  # 401
+        api.get("/api/activities/home", token=mint()),  # a read, signed in
+        api.get("/api/no-such-thing", token=mint()),  # 404
+    ):
+        assert response.headers["X-Content-Type-Options"] == "nosniff"
+        assert response.headers.getlist("Cache-Control") == ["no-store"], response.status_code
+
+
+def test_health_shows_the_pool_only_to_this_machine(api) -> None:
+    local = api.get("/api/health").get_json()
+    assert local["database"]["pool"]["max_size"] >= 1
+    remote = api.get("/api/health", environ_base=REMOTE)
+    assert remote.status_code == 200
+    assert remote.get_json() == {"status": "ok", "database": {"reachable": True}}
+    # A dev token proves nothing from another machine, and a junk one is no 401 here.
+    for token in ("junk", None):
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        shown = api.get("/api/health", environ_base=REMOTE, headers=headers).get_json()
+        assert "pool" not in shown["database"]
+
+
+def test_health_shows_the_pool_to_a_signed_in_caller_elsewhere(cognito) -> None:
+    api, tokens = cognito
+    anonymous = api.get("/api/health", environ_base=REMOTE).get_json()
+    assert "pool" not in anonymous["database"] and "latency_ms" not in anonymous["database"]
+    signed_in = api.get("/api/health", environ_base=REMOTE, token=tokens["AccessToken"])
+    assert signed_in.get_json()["database"]["pool"]["max_size"] >= 1
