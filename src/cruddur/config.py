@@ -215,6 +215,28 @@ class ServeSettings:
 
 
 @dataclass(frozen=True)
+class WebSettings:
+    """What the browser front end is told: where the API is, and where Cognito is."""
+
+    api_url: str = ""  # empty: the API is on the page's own origin
+    cognito_url: str | None = None  # Cognito's API endpoint; None without a user pool
+
+    @classmethod
+    def from_env(cls, env: dict[str, str], auth: AuthSettings) -> WebSettings:
+        api_url = env.get("CRUDDUR_API_URL", "").strip().rstrip("/")
+        if api_url and not api_url.startswith(("http://", "https://")):
+            raise ConfigError(
+                f"CRUDDUR_API_URL must start with http:// or https://, not {api_url!r}"
+            )
+        cognito_url = None
+        if not auth.dev:
+            region = auth.issuer.split("/")[2].split(".")[1]  # cognito-idp.<region>.amazonaws.com
+            given = env.get("CRUDDUR_COGNITO_URL", "").strip().rstrip("/")
+            cognito_url = given or f"https://cognito-idp.{region}.amazonaws.com"
+        return cls(api_url=api_url, cognito_url=cognito_url)
+
+
+@dataclass(frozen=True)
 class Settings:
     connection_url: str | None
     prod_connection_url: str | None
@@ -223,6 +245,7 @@ class Settings:
     pg_bin: Path | None  # where initdb/pg_ctl/postgres/psql live, when set by hand
     auth: AuthSettings
     serve: ServeSettings
+    web: WebSettings
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -244,12 +267,14 @@ class Settings:
         home_setting = env.get("CRUDDUR_HOME", "").strip()
         home = Path(home_setting).resolve() if home_setting else _default_home()
         pg_bin = env.get("CRUDDUR_PG_BIN", "").strip()
+        auth = AuthSettings.from_env(env, home)
         return cls(
             connection_url=env.get("CONNECTION_URL", "").strip() or None,
             prod_connection_url=env.get("PROD_CONNECTION_URL", "").strip() or None,
             pool=pool,
             home=home,
             pg_bin=Path(pg_bin) if pg_bin else None,
-            auth=AuthSettings.from_env(env, home),
+            auth=auth,
             serve=ServeSettings.from_env(env),
+            web=WebSettings.from_env(env, auth),
         )

@@ -9,7 +9,8 @@ from importlib.resources import files
 
 from flask import Flask, Response
 
-from cruddur.api import activities, errors, health
+from cruddur import web
+from cruddur.api import activities, dev_sign_in, errors, health
 from cruddur.api.auth import TokenVerifier
 from cruddur.api.database import AppDatabase
 from cruddur.api.dev_keys import DevKeys
@@ -61,12 +62,15 @@ def create_app(
     errors.install(app)
     app.register_blueprint(activities.bp)
     app.register_blueprint(health.bp)
+    if settings.auth.dev:  # with a Cognito pool, "sign in as" does not exist
+        app.register_blueprint(dev_sign_in.make_blueprint(settings))
     openapi_text = OPENAPI.read_text()
     app.add_url_rule(
         "/api/openapi.yaml",
         "openapi",
         lambda: Response(openapi_text, mimetype="application/yaml"),
     )
+    web.install(app, settings)  # the browser front end, at / and /assets/
     return app
 
 

@@ -78,7 +78,7 @@ def error_response(error: ApiError) -> Response:
     return response
 
 
-def _on_http_exception(exc: HTTPException) -> Response:
+def on_http_exception(exc: HTTPException) -> Response:
     status = exc.code or 500
     message = exc.description or exc.name
     if status == 413:
@@ -136,7 +136,7 @@ def install(app: Flask) -> None:
         BadPageRequest,
         lambda exc: error_response(ApiError(400, f"invalid_{exc.field}", str(exc))),
     )
-    app.register_error_handler(HTTPException, _on_http_exception)
+    app.register_error_handler(HTTPException, on_http_exception)
     app.register_error_handler(PoolTimeout, _on_database_unavailable)
     app.register_error_handler(psycopg.Error, _on_database_error)
     app.register_error_handler(Exception, _on_unexpected)

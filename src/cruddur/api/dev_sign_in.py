@@ -1,0 +1,69 @@
+"""Development sign-in for the web page: "sign in as" a local user, with a dev-key token.
+
+Registered only when the API checks tokens from the local dev key pair (no Cognito user
+pool configured): with a pool, these routes do not exist. Even then they answer only a
+caller on a loopback address that came through no proxy, so a service bound to 0.0.0.0
+never hands out tokens to the network. Anywhere else they look exactly like a missing
+route (404).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+
+from flask import Blueprint, Response, current_app, json, request
+
+from cruddur.api.dev_keys import DevKeys
+from cruddur.api.errors import ApiError
+from cruddur.config import Settings
+from cruddur.db import template
+
+TOKEN_LIFETIME_SECONDS = 3600
+PROXY_HEADERS = ("Forwarded", "X-Forwarded-For", "X-Real-Ip")
+
+
+def local_caller() -> bool:
+    """True for a request from this machine that no proxy relayed."""
+    if any(name in request.headers for name in PROXY_HEADERS):
+        return False
+    try:
+        return ipaddress.ip_address(request.remote_addr or "").is_loopback
+    except ValueError:
+        return False
+
+
+def _not_found() -> ApiError:
+    return ApiError(404, "not_found", "The requested URL was not found on the server.")
+
+
+def make_blueprint(settings: Settings) -> Blueprint:
+    bp = Blueprint("dev_sign_in", __name__, url_prefix="/api/dev")
+    keys = DevKeys(settings.home)
+
+    @bp.before_request
+    def only_from_this_machine() -> None:
+        if not local_caller():
+            raise _not_found()
+
+    def _db():
+        return current_app.extensions["cruddur.db"].get()
+
+    @bp.get("/users")
+    def users() -> Response:
+        body = _db().query_array_json(template("users", "dev_sign_in_choices"))
+        return Response(body, mimetype="application/json")
+
+    @bp.post("/sign-in")
+    def sign_in() -> Response:
+        given = request.get_json(silent=True)
+        handle = given.get("handle") if isinstance(given, dict) else None
+        if not isinstance(handle, str) or not 0 < len(handle) <= 64:
+            raise ApiError(400, "invalid_handle", 'send {"handle": "<a local user\'s handle>"}')
+        sub = _db().query_value(template("users", "cognito_user_id_for_handle"), {"handle": handle})
+        if sub is None:
+            raise ApiError(404, "user_not_found", f"no user has the handle {handle!r}")
+        token = keys.mint(settings.auth, sub, username=handle, expires_in=TOKEN_LIFETIME_SECONDS)
+        body = {"access_token": token, "handle": handle, "expires_in": TOKEN_LIFETIME_SECONDS}
+        return Response(json.dumps(body), mimetype="application/json")
+
+    return bp
