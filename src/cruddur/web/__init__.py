@@ -1,0 +1,103 @@
+"""The web front end: the page at the original's routes, and its fingerprinted assets.
+
+The page is static: it reads everything through the JSON API like any other client.
+Only its settings (where the API and Cognito are, whether dev sign-in exists) are put
+into the HTML when it is served.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+from flask import Blueprint, Flask, Response, request
+from werkzeug.exceptions import NotFound
+
+from cruddur.api import errors
+from cruddur.api.dev_sign_in import local_caller
+from cruddur.api.errors import ApiError
+from cruddur.config import Settings
+from cruddur.web.assets import Assets
+
+LONG_CACHE = "public, max-age=31536000, immutable"
+# The routes the page knows; other paths get the page too, with a 404 it explains.
+PAGE_ROUTES = ("/", "/@<handle>", "/@<handle>/status/<activity_uuid>", "/signin", "/signup",
+               "/confirm")  # fmt: skip
+
+
+def _origin(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}"
+
+
+def content_security_policy(settings: Settings) -> str:
+    """No inline script or style, nothing from other origins but the API and Cognito, and
+    Trusted Types: the page cannot assign HTML strings (innerHTML) at all."""
+    connect = ["'self'"]
+    if settings.web.api_url:
+        connect.append(_origin(settings.web.api_url))
+    if settings.web.cognito_url:
+        connect.append(_origin(settings.web.cognito_url))
+    return "; ".join(
+        [
+            "default-src 'none'",
+            "script-src 'self'",
+            "style-src 'self'",
+            "img-src 'self'",
+            f"connect-src {' '.join(dict.fromkeys(connect))}",
+            "base-uri 'none'",
+            "form-action 'self'",
+            "frame-ancestors 'none'",
+            "require-trusted-types-for 'script'",
+            "trusted-types 'none'",
+        ]
+    )
+
+
+def page_config(settings: Settings, *, dev_sign_in: bool) -> dict:
+    cognito = None
+    if settings.web.cognito_url:
+        cognito = {
+            "url": settings.web.cognito_url,
+            "userPoolId": settings.auth.issuer.rsplit("/", 1)[-1],
+            "clientId": settings.auth.client_id,
+        }
+    return {"api": settings.web.api_url, "cognito": cognito, "devSignIn": dev_sign_in}
+
+
+def install(app: Flask, settings: Settings) -> None:
+    assets = Assets()
+    csp = content_security_policy(settings)
+    app.extensions["cruddur.web"] = assets
+    bp = Blueprint("web", __name__)
+
+    def page(status: int = 200) -> Response:
+        config = page_config(settings, dev_sign_in=settings.auth.dev and local_caller())
+        response = Response(assets.page(config), status, mimetype="text/html")
+        response.headers["Content-Security-Policy"] = csp
+        response.headers["Cache-Control"] = "no-cache"  # small; always the current assets
+        response.headers["X-Content-Type-Options"] = "nosniff"
+        response.headers["Referrer-Policy"] = "no-referrer"
+        return response
+
+    for rule in PAGE_ROUTES:
+        bp.add_url_rule(rule, f"page{rule}", lambda **_: page())
+
+    def not_found(exc: NotFound) -> Response:
+        # A browser that follows a stale or mistyped link gets the page, which says so;
+        # the API and the assets keep their JSON 404.
+        if request.method in ("GET", "HEAD") and not request.path.startswith(("/api/", "/assets/")):
+            return page(404)
+        return errors.on_http_exception(exc)
+
+    @bp.get("/assets/<fingerprint>/<name>")
+    def asset(fingerprint: str, name: str) -> Response:
+        found = assets.files.get(name)
+        if found is None or fingerprint != assets.fingerprint:
+            raise ApiError(404, "not_found", "no such asset (the page may be out of date)")
+        response = Response(found.body, mimetype=found.content_type)
+        response.headers["Cache-Control"] = LONG_CACHE
+        response.headers["X-Content-Type-Options"] = "nosniff"
+        return response
+
+    app.register_blueprint(bp)
+    app.register_error_handler(NotFound, not_found)

@@ -1,0 +1,62 @@
+"""The front end's files, read once, fingerprinted, and the page that loads them.
+
+All assets share one fingerprint (a digest of every file), so they live under
+`/assets/<fingerprint>/`: the ES modules import each other by relative names and need
+no rewriting, and any change to any file gives every URL a new name, which lets
+browsers keep them for a year (`immutable`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import html
+import json
+import mimetypes
+from dataclasses import dataclass
+from importlib.resources import files
+from typing import Any
+
+STATIC = files("cruddur.web").joinpath("static")
+PAGE_TEMPLATE = "index.html"
+# The modules the page needs at once; preloading them avoids an import waterfall.
+MODULES = ("main.js", "api.js", "auth.js", "cognito.js", "views.js", "dom.js", "timefmt.js")
+TYPES = {".js": "text/javascript", ".css": "text/css", ".svg": "image/svg+xml"}
+
+
+@dataclass(frozen=True)
+class Asset:
+    body: bytes
+    content_type: str
+
+
+class Assets:
+    def __init__(self) -> None:
+        self.files: dict[str, Asset] = {}
+        digest = hashlib.sha256()
+        for entry in sorted(STATIC.iterdir(), key=lambda e: e.name):
+            if entry.name == PAGE_TEMPLATE or not entry.is_file():
+                continue
+            body = entry.read_bytes()
+            suffix = "." + entry.name.rsplit(".", 1)[-1]
+            kind = TYPES.get(suffix) or mimetypes.guess_type(entry.name)[0] or "text/plain"
+            self.files[entry.name] = Asset(body, kind)
+            digest.update(entry.name.encode() + b"\0" + body + b"\0")
+        self.template = STATIC.joinpath(PAGE_TEMPLATE).read_text()
+        digest.update(self.template.encode())
+        self.fingerprint = digest.hexdigest()[:16]
+        self.prefix = f"/assets/{self.fingerprint}/"
+
+    def page(self, config: dict[str, Any]) -> str:
+        """index.html with the asset URLs and the page's settings (HTML-escaped JSON in a
+        meta tag: the CSP allows no inline script)."""
+        preloads = "\n    ".join(
+            f'<link rel="modulepreload" href="{self.prefix}{name}">' for name in MODULES[1:]
+        )
+        return (
+            self.template.replace("{{assets}}", self.prefix)
+            .replace("{{modulepreloads}}", preloads)
+            .replace("{{config}}", html.escape(json.dumps(config, separators=(",", ":"))))
+        )
+
+    def total_bytes(self) -> int:
+        return len(self.page({}).encode()) + sum(len(a.body) for a in self.files.values())

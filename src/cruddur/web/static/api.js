@@ -1,0 +1,79 @@
+// The JSON API, as the page uses it: pages with their `Link: rel="next"`, errors in words.
+
+const meta = document.querySelector('meta[name="cruddur-config"]');
+export const config = JSON.parse(meta?.content || "{}");
+const BASE = config.api || "";
+
+export class ApiError extends Error {
+  constructor(status, body) {
+    super(describe(status, body));
+    this.status = status;
+    this.code = body?.error || "";
+    this.fields = body?.errors || [];
+    this.requestId = body?.request_id || "";
+  }
+}
+
+function describe(status, body) {
+  if (status === 0) return "Cannot reach the Cruddur API. Check your connection and try again.";
+  if (status === 503 && body?.error === "database_unavailable") {
+    return "The database is not answering; retrying…";
+  }
+  const said = body?.message || `the server answered ${status}`;
+  if (status >= 500) {
+    const id = body?.request_id ? ` (request id ${body.request_id})` : "";
+    return `Something went wrong on the server${id}: ${said}`;
+  }
+  return said.charAt(0).toUpperCase() + said.slice(1);
+}
+
+// The URL of rel="next" in a Link header, or null.
+export function nextLink(header) {
+  const match = /<([^>]+)>\s*;\s*rel="?next"?/.exec(header || "");
+  return match ? match[1] : null;
+}
+
+export async function request(path, { method = "GET", body, token } = {}) {
+  const headers = { Accept: "application/json" };
+  if (body !== undefined) headers["Content-Type"] = "application/json";
+  if (token) headers.Authorization = `Bearer ${token}`;
+  let response;
+  try {
+    response = await fetch(BASE + path, {
+      method,
+      headers,
+      body: body === undefined ? undefined : JSON.stringify(body),
+      credentials: "omit", // no cookie is ever part of signing in
+      cache: "no-store",
+    });
+  } catch {
+    throw new ApiError(0, null);
+  }
+  let data = null;
+  try {
+    data = await response.json();
+  } catch {
+    data = null;
+  }
+  if (!response.ok) throw new ApiError(response.status, data);
+  return { data, next: nextLink(response.headers.get("Link")) };
+}
+
+const sleep = (ms) => new Promise((done) => setTimeout(done, ms));
+
+// A read, retried while the database is away (503), telling `waiting` each time.
+export async function read(path, waiting = () => {}) {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await request(path);
+    } catch (error) {
+      if (error.status !== 503 || attempt >= 6) throw error;
+      waiting(error);
+      await sleep(Math.min(8000, 1000 * 2 ** (attempt - 1)));
+    }
+  }
+}
+
+export const feedPath = (handle) =>
+  handle ? `/api/activities/@${encodeURIComponent(handle)}` : "/api/activities/home";
+export const crudPath = (uuid) => `/api/activities/${encodeURIComponent(uuid)}`;

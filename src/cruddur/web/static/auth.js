@@ -1,0 +1,105 @@
+// Who is signed in. Tokens live in memory and sessionStorage (gone with the tab), never
+// in a cookie and never in a URL.
+
+import { config, request } from "./api.js";
+import * as cognito from "./cognito.js";
+
+const KEY = "cruddur.session";
+const listeners = new Set();
+let session = load();
+
+function load() {
+  try {
+    const saved = JSON.parse(sessionStorage.getItem(KEY) || "null");
+    return saved && saved.accessToken ? saved : null;
+  } catch {
+    return null;
+  }
+}
+
+function save(next) {
+  session = next;
+  if (next) sessionStorage.setItem(KEY, JSON.stringify(next));
+  else sessionStorage.removeItem(KEY);
+  for (const listener of listeners) listener(session);
+}
+
+export const onChange = (listener) => listeners.add(listener);
+export const current = () => session;
+export const mode = () => (config.cognito ? "cognito" : config.devSignIn ? "dev" : "none");
+
+function fromCognito(result, previous = {}) {
+  return {
+    ...previous,
+    source: "cognito",
+    accessToken: result.AccessToken,
+    refreshToken: result.RefreshToken || previous.refreshToken,
+    expiresAt: Date.now() + (result.ExpiresIn || 3600) * 1000,
+  };
+}
+
+export async function devUsers() {
+  return (await request("/api/dev/users")).data;
+}
+
+export async function signInDev(handle) {
+  const { data } = await request("/api/dev/sign-in", { method: "POST", body: { handle } });
+  save({
+    source: "dev",
+    accessToken: data.access_token,
+    expiresAt: Date.now() + data.expires_in * 1000,
+    handle: data.handle,
+    name: "",
+  });
+}
+
+export async function signInCognito(email, password) {
+  const signedIn = fromCognito(await cognito.signIn(email, password));
+  const attributes = await cognito.profile(signedIn.accessToken);
+  save({ ...signedIn, handle: attributes.preferred_username || email, name: attributes.name || "" });
+}
+
+export function signOut() {
+  save(null);
+}
+
+// An access token good for the next minute, refreshed from Cognito when needed; null
+// when signed out or when the sign-in has run out.
+export async function token() {
+  if (!session) return null;
+  if (session.expiresAt - Date.now() > 60_000) return session.accessToken;
+  if (session.source === "cognito" && session.refreshToken) {
+    try {
+      save(fromCognito(await cognito.refresh(session.refreshToken), session));
+      return session.accessToken;
+    } catch {
+      // fall through: signed out below
+    }
+  }
+  save(null);
+  return null;
+}
+
+// A write as the signed-in user; a 401 (expired or revoked) signs out.
+export async function write(path, body) {
+  const accessToken = await token();
+  if (!accessToken) {
+    const error = new Error("Your sign-in has run out. Sign in again to post.");
+    error.status = 401;
+    throw error;
+  }
+  try {
+    return await request(path, { method: "POST", body, token: accessToken });
+  } catch (error) {
+    if (error.status === 401) {
+      save(null);
+      error.message = "Your sign-in is no longer valid. Sign in again to post.";
+    } else if (error.status === 403 && error.code === "no_user") {
+      error.message =
+        "Your account is confirmed, but your Cruddur profile has not been created yet. " +
+        "It is made when you confirm your sign-up; if this lasts, the operator can add it " +
+        "with `cruddur users sync-cognito`.";
+    }
+    throw error;
+  }
+}

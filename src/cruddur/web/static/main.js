@@ -1,0 +1,73 @@
+// The router: the original's paths, rendered without reloading; links stay real links.
+
+import * as auth from "./auth.js";
+import { h, replace } from "./dom.js";
+import * as views from "./views.js";
+
+const main = document.getElementById("main");
+const nav = document.getElementById("nav");
+
+const ROUTES = [
+  [/^\/$/, views.feedPage],
+  [/^\/@([^/]+)\/status\/([^/]+)$/, views.crudPage, ["handle", "uuid"]],
+  [/^\/@([^/]+)$/, views.feedPage, ["handle"]],
+  [/^\/signin$/, views.signInPage],
+  [/^\/signup$/, views.signUpPage],
+  [/^\/confirm$/, views.confirmPage],
+];
+
+function render(focus) {
+  const path = location.pathname;
+  for (const [pattern, view, names = []] of ROUTES) {
+    const match = pattern.exec(path);
+    if (!match) continue;
+    const params = {};
+    names.forEach((name, i) => (params[name] = decodeURIComponent(match[i + 1])));
+    view(main, params, navigate);
+    if (focus) main.querySelector("h1")?.focus();
+    return;
+  }
+  views.notFoundPage(main);
+}
+
+export function navigate(path) {
+  history.pushState(null, "", path);
+  render(true);
+  window.scrollTo(0, 0);
+}
+
+function renderNav() {
+  const who = auth.current();
+  if (who) {
+    replace(
+      nav,
+      h("a", { href: `/@${encodeURIComponent(who.handle)}`, "data-nav": true, class: "me" }, `@${who.handle}`),
+      h("button", { type: "button", class: "ghost", on: { click: signOut } }, "Sign out"),
+    );
+  } else {
+    replace(
+      nav,
+      h("a", { href: "/signin", "data-nav": true, class: "button" }, "Sign in"),
+      auth.mode() === "cognito" ? h("a", { href: "/signup", "data-nav": true, class: "button ghost" }, "Sign up") : null,
+    );
+  }
+}
+
+function signOut() {
+  auth.signOut();
+  views.setFlash("You are signed out.");
+  navigate("/");
+}
+
+// Same-page links marked data-nav move without a reload (new tab and friends still work).
+document.addEventListener("click", (event) => {
+  const link = event.target.closest("a[data-nav]");
+  if (!link || event.defaultPrevented || event.button !== 0) return;
+  if (event.metaKey || event.ctrlKey || event.shiftKey || event.altKey) return;
+  event.preventDefault();
+  navigate(link.getAttribute("href"));
+});
+window.addEventListener("popstate", () => render(true));
+auth.onChange(renderNav);
+renderNav();
+render(false);

@@ -1,0 +1,475 @@
+// The pages: feeds, one crud with its replies, the forms. Everything from the API is
+// inserted as text (dom.js), so a crud that says <script> shows those characters.
+
+import { crudPath, feedPath, read } from "./api.js";
+import * as auth from "./auth.js";
+import * as cognito from "./cognito.js";
+import { append, h, icon, replace, uid } from "./dom.js";
+import { ago, exact, expiresIn } from "./timefmt.js";
+
+export const MESSAGE_MAX = 280; // the API's limit for a crud (replies: 1,024)
+const REPLY_MAX = 1024;
+const TTLS = ["30-days", "7-days", "3-days", "1-day", "12-hours", "3-hours", "1-hour"];
+const TTL_WORDS = {
+  "30-days": "30 days", "7-days": "7 days", "3-days": "3 days", "1-day": "1 day",
+  "12-hours": "12 hours", "3-hours": "3 hours", "1-hour": "1 hour",
+}; // prettier-ignore
+
+let flash = ""; // a sentence for the next page (after signing in, confirming …)
+let pendingEmail = ""; // between sign-up, sign-in and confirm; kept in memory only
+export const setFlash = (text) => (flash = text);
+
+const userPath = (handle) => `/@${encodeURIComponent(handle)}`;
+const statusPath = (a) => `${userPath(a.handle)}/status/${a.uuid}`;
+const plural = (n, one, many) => `${n} ${n === 1 ? one : many}`;
+
+function initials(name, handle) {
+  const words = (name || handle || "?").trim().split(/\s+/u).filter(Boolean);
+  return words.slice(0, 2).map((w) => [...w][0].toUpperCase()).join("");
+}
+
+function hue(handle) {
+  let sum = 0;
+  for (const ch of handle || "") sum = (sum * 31 + ch.codePointAt(0)) % 997;
+  return `avatar hue${sum % 8}`;
+}
+
+function heading(text, extra = {}) {
+  return h("h1", { tabindex: "-1", ...extra }, text);
+}
+
+function statusLine(text = "", kind = "status") {
+  return h("p", { class: kind, role: kind === "error" ? "alert" : "status" }, text);
+}
+
+function flashLine() {
+  if (!flash) return null;
+  const line = h("p", { class: "flash", role: "status" }, flash);
+  flash = "";
+  return line;
+}
+
+// One crud: author, time, message, replies and expiry.
+export function crudItem(a, { main = false } = {}) {
+  const count = h("span", { class: "count" }, plural(a.replies_count, "reply", "replies"));
+  const item = h(
+    main ? "article" : "li",
+    { class: main ? "crud crud-main" : "crud", "data-uuid": a.uuid },
+    h("div", { class: hue(a.handle), "aria-hidden": "true" }, initials(a.display_name, a.handle)),
+    h(
+      "div",
+      { class: "crud-body" },
+      h(
+        "p",
+        { class: "crud-head" },
+        h(
+          "a",
+          { class: "who", href: userPath(a.handle), "data-nav": true },
+          h("span", { class: "name" }, a.display_name),
+          " ",
+          h("span", { class: "handle" }, `@${a.handle}`),
+        ),
+        " ",
+        h(
+          "a",
+          { class: "when", href: statusPath(a), "data-nav": true },
+          h("time", { datetime: a.created_at, title: exact(a.created_at) }, ago(a.created_at)),
+        ),
+      ),
+      a.reply_to_activity_uuid && !main
+        ? h("p", { class: "reply-to" },
+            h("a", { href: `${userPath(a.handle)}/status/${a.reply_to_activity_uuid}`, "data-nav": true }, "Replying to a crud"))
+        : null,
+      h("p", { class: main ? "message message-main" : "message" }, a.message),
+      h(
+        "p",
+        { class: "crud-foot" },
+        h("a", { class: "replies", href: statusPath(a), "data-nav": true }, icon("reply"), count),
+        h(
+          "span",
+          { class: "expires", title: `Expires ${exact(a.expires_at)}` },
+          icon("clock"),
+          expiresIn(a.expires_at),
+        ),
+      ),
+    ),
+  );
+  item.countEl = count;
+  item.count = a.replies_count;
+  return item;
+}
+
+// A list that fills itself page by page, following the API's Link: rel="next".
+function pagedList({ path, list, status, more, emptyText, pick = (d) => d, render = crudItem }) {
+  let next = path;
+  let shown = 0;
+  async function load(first = false) {
+    more.disabled = true;
+    more.textContent = "Loading…";
+    try {
+      const { data, next: after } = await read(next, (e) => (status.textContent = e.message));
+      const rows = pick(data);
+      for (const row of rows) list.append(render(row));
+      shown += rows.length;
+      next = after;
+      status.className = "status";
+      status.textContent = shown ? "" : emptyText;
+      more.hidden = !next;
+      return data;
+    } catch (error) {
+      status.className = "error";
+      status.textContent = error.message;
+      if (first) throw error;
+      return null;
+    } finally {
+      more.disabled = false;
+      more.textContent = "Load more";
+    }
+  }
+  more.addEventListener("click", () => load());
+  return load;
+}
+
+function fieldError(id) {
+  return h("p", { class: "field-error", id, hidden: true });
+}
+
+// Shows an API or Cognito error on its form: field by field for a 422.
+function showErrors(form, error) {
+  for (const el of form.querySelectorAll(".field-error")) el.hidden = true;
+  for (const el of form.querySelectorAll("[aria-invalid]")) el.removeAttribute("aria-invalid");
+  const general = form.querySelector(".form-error");
+  let first = null;
+  for (const field of error?.fields || []) {
+    const input = form.elements[field.field];
+    const slot = input && form.querySelector(`#${input.getAttribute("data-error")}`);
+    if (!slot) continue;
+    input.setAttribute("aria-invalid", "true");
+    slot.hidden = false;
+    slot.textContent = field.message.charAt(0).toUpperCase() + field.message.slice(1) + ".";
+    first ||= input;
+  }
+  general.textContent = error ? error.message : "";
+  if (first) first.focus();
+}
+
+function textField({ label, name, type = "text", hint, ...attrs }) {
+  const id = uid(name);
+  const errorId = `${id}-error`;
+  const hintId = hint ? `${id}-hint` : null;
+  const describedBy = [hintId, errorId].filter(Boolean).join(" ");
+  const control =
+    type === "textarea"
+      ? h("textarea", { id, name, "data-error": errorId, "aria-describedby": describedBy, ...attrs })
+      : h("input", { id, name, type, "data-error": errorId, "aria-describedby": describedBy, ...attrs });
+  return h(
+    "div",
+    { class: "field" },
+    h("label", { for: id }, label),
+    control,
+    hint ? h("p", { class: "hint", id: hintId }, hint) : null,
+    fieldError(errorId),
+  );
+}
+
+function counter(textarea, max) {
+  const out = h("span", { class: "counter", "aria-live": "off" });
+  const update = () => {
+    const used = [...textarea.value].length; // characters, as the API counts them
+    out.textContent = `${used} / ${max}`;
+    out.classList.toggle("over", used > max);
+    out.setAttribute("aria-label", `${used} of ${max} characters`);
+  };
+  textarea.addEventListener("input", update);
+  update();
+  return out;
+}
+
+async function submitting(form, work) {
+  const button = form.querySelector("button[type=submit]");
+  button.disabled = true;
+  try {
+    await work();
+    showErrors(form, null);
+  } catch (error) {
+    showErrors(form, error);
+  } finally {
+    button.disabled = false;
+  }
+}
+
+function composeForm(onPosted) {
+  const message = textField({
+    label: "What's happening?",
+    name: "message",
+    type: "textarea",
+    rows: 3,
+    placeholder: "Say it. It expires.",
+  });
+  const textarea = message.querySelector("textarea");
+  const ttlId = uid("ttl");
+  const ttl = h("select", { id: ttlId, name: "ttl", "data-error": `${ttlId}-error` },
+    TTLS.map((v) => h("option", { value: v, selected: v === "7-days" }, TTL_WORDS[v])));
+  const form = h(
+    "form",
+    { class: "card compose", "aria-label": "Post a crud", novalidate: true },
+    message,
+    h(
+      "div",
+      { class: "compose-row" },
+      h("div", { class: "ttl" }, h("label", { for: ttlId }, "Expires after"), ttl),
+      counter(textarea, MESSAGE_MAX),
+      h("button", { type: "submit", class: "primary" }, "Crud"),
+    ),
+    fieldError(`${ttlId}-error`),
+    h("p", { class: "form-error", role: "alert" }),
+  );
+  form.addEventListener("submit", (event) => {
+    event.preventDefault();
+    submitting(form, async () => {
+      const { data } = await auth.write("/api/activities", { message: textarea.value, ttl: ttl.value });
+      textarea.value = "";
+      textarea.dispatchEvent(new Event("input"));
+      onPosted(data);
+    });
+  });
+  return form;
+}
+
+export async function feedPage(main, { handle } = {}) {
+  const list = h("ol", { class: "feed", "aria-label": "Cruds" });
+  const status = statusLine("Loading…");
+  const more = h("button", { type: "button", class: "more", hidden: true }, "Load more");
+  const title = heading(handle ? `@${handle}` : "Home");
+  const head = h("div", { class: "page-head" }, title,
+    handle ? null : h("p", { class: "sub" }, "What people are saying, before it expires."));
+  const signedIn = auth.current();
+  replace(main, flashLine(), head);
+  if (!handle && signedIn) {
+    main.append(composeForm((crud) => {
+      const item = crudItem(crud);
+      item.classList.add("fresh");
+      list.prepend(item);
+      status.textContent = "";
+    }));
+  }
+  append(main, [list, status, more]);
+  document.title = handle ? `@${handle} · Cruddur` : "Cruddur";
+  const load = pagedList({
+    path: feedPath(handle),
+    list,
+    status,
+    more,
+    emptyText: handle ? `@${handle} has no cruds right now.` : "No cruds yet. Sign in and post the first one.",
+  });
+  try {
+    const data = await load(true);
+    if (handle && data?.length) {
+      title.textContent = data[0].display_name;
+      head.append(h("p", { class: "sub" }, `@${handle}`));
+      document.title = `${data[0].display_name} (@${handle}) · Cruddur`;
+    }
+  } catch (error) {
+    if (error.status === 404 && handle) {
+      title.textContent = "No such user";
+      status.className = "status";
+      status.textContent = `Nobody on Cruddur has the handle @${handle}.`;
+      document.title = "No such user · Cruddur";
+    }
+  }
+}
+
+function replyForm(parent, onReplied) {
+  const message = textField({ label: "Your reply", name: "message", type: "textarea", rows: 2 });
+  const textarea = message.querySelector("textarea");
+  const form = h(
+    "form",
+    { class: "card compose", "aria-label": "Reply", novalidate: true },
+    message,
+    h("div", { class: "compose-row" }, counter(textarea, REPLY_MAX),
+      h("button", { type: "submit", class: "primary" }, "Reply")),
+    h("p", { class: "form-error", role: "alert" }),
+  );
+  form.addEventListener("submit", (event) => {
+    event.preventDefault();
+    submitting(form, async () => {
+      const { data } = await auth.write(`/api/activities/${parent}/reply`, { message: textarea.value });
+      textarea.value = "";
+      textarea.dispatchEvent(new Event("input"));
+      onReplied(data);
+    });
+  });
+  return form;
+}
+
+export async function crudPage(main, { uuid }) {
+  const title = heading("Crud");
+  const status = statusLine("Loading…");
+  const list = h("ol", { class: "feed replies-list", "aria-label": "Replies" });
+  const more = h("button", { type: "button", class: "more", hidden: true }, "Load more replies");
+  replace(main, flashLine(), h("div", { class: "page-head" }, title), status);
+  document.title = "Crud · Cruddur";
+  let parent = null;
+  const load = pagedList({
+    path: crudPath(uuid),
+    list,
+    status,
+    more,
+    emptyText: "No replies yet.",
+    pick: (data) => {
+      if (!parent) {
+        parent = crudItem(data.activity, { main: true });
+        status.before(parent);
+      }
+      return data.replies;
+    },
+  });
+  let data;
+  try {
+    data = await load(true);
+  } catch (error) {
+    if (error.status === 404 || error.status === 400) {
+      title.textContent = "Crud not found";
+      status.className = "status";
+      status.textContent = "This crud does not exist, or it has expired.";
+    }
+    return;
+  }
+  const a = data.activity;
+  document.title = `${a.display_name}: ${[...a.message].slice(0, 40).join("")} · Cruddur`;
+  if (location.pathname !== statusPath(a)) history.replaceState(null, "", statusPath(a));
+  const repliesTitle = h("h2", {}, "Replies");
+  status.before(repliesTitle, list);
+  status.after(more);
+  if (auth.current()) {
+    more.after(replyForm(a.uuid, (reply) => {
+      list.append(crudItem(reply));
+      parent.count += 1;
+      parent.countEl.textContent = plural(parent.count, "reply", "replies");
+      status.textContent = "";
+    }));
+  } else {
+    more.after(h("p", { class: "hint" }, h("a", { href: "/signin", "data-nav": true }, "Sign in"), " to reply."));
+  }
+}
+
+function authForm(label, fields, button, onSubmit, extra = []) {
+  const form = h("form", { class: "card auth", "aria-label": label, novalidate: true },
+    fields, h("p", { class: "form-error", role: "alert" }),
+    h("button", { type: "submit", class: "primary" }, button), extra);
+  form.addEventListener("submit", (event) => {
+    event.preventDefault();
+    submitting(form, () => onSubmit(form.elements));
+  });
+  return form;
+}
+
+export async function signInPage(main, _params, navigate) {
+  document.title = "Sign in · Cruddur";
+  replace(main, flashLine(), heading("Sign in"));
+  const mode = auth.mode();
+  if (mode === "dev") {
+    const select = h("select", { id: "dev-handle", name: "handle" });
+    main.append(
+      h("p", { class: "hint" }, "Development sign-in: this server has no Cognito user pool, so you can act as any local user."),
+      authForm("Sign in as a local user",
+        h("div", { class: "field" }, h("label", { for: "dev-handle" }, "Sign in as"), select),
+        "Sign in", async () => {
+          await auth.signInDev(select.value);
+          setFlash(`Signed in as @${select.value}.`);
+          navigate("/");
+        }),
+    );
+    try {
+      for (const user of await auth.devUsers()) {
+        select.append(h("option", { value: user.handle }, `${user.display_name} (@${user.handle})`));
+      }
+    } catch (error) {
+      main.append(statusLine(error.message, "error"));
+    }
+    return;
+  }
+  if (mode === "none") {
+    main.append(statusLine("Sign-in is not available here: this server has no Cognito user pool, and development sign-in works only from the machine the server runs on.", "error"));
+    return;
+  }
+  main.append(
+    authForm("Sign in", [
+      textField({ label: "Email", name: "email", type: "email", autocomplete: "username", value: pendingEmail, required: true }),
+      textField({ label: "Password", name: "password", type: "password", autocomplete: "current-password", required: true }),
+    ], "Sign in", async (f) => {
+      try {
+        await auth.signInCognito(f.email.value.trim(), f.password.value);
+      } catch (error) {
+        if (error.type === "UserNotConfirmedException") {
+          pendingEmail = f.email.value.trim();
+          setFlash(error.message);
+          navigate("/confirm");
+          return;
+        }
+        throw error;
+      }
+      setFlash("You are signed in.");
+      navigate("/");
+    }),
+    h("p", { class: "hint" }, "New here? ", h("a", { href: "/signup", "data-nav": true }, "Create an account"), ". Have a code? ", h("a", { href: "/confirm", "data-nav": true }, "Confirm your account"), "."),
+  );
+}
+
+export async function signUpPage(main, _params, navigate) {
+  document.title = "Sign up · Cruddur";
+  replace(main, heading("Create your account"));
+  if (auth.mode() !== "cognito") {
+    main.append(statusLine("Sign-up needs a Cognito user pool. Locally, use Sign in to act as a seed user.", "status"));
+    return;
+  }
+  main.append(authForm("Sign up", [
+    textField({ label: "Name", name: "name", autocomplete: "name", required: true, maxlength: 256 }),
+    textField({ label: "Handle", name: "handle", autocomplete: "username", required: true, maxlength: 64,
+      hint: "Letters, digits and . _ + - (your page will be /@handle)." }),
+    textField({ label: "Email", name: "email", type: "email", autocomplete: "email", required: true }),
+    textField({ label: "Password", name: "password", type: "password", autocomplete: "new-password", required: true,
+      hint: "At least 8 characters, with upper and lower case letters, a digit and a symbol." }),
+  ], "Sign up", async (f) => {
+    const email = f.email.value.trim();
+    await cognito.signUp({ email, password: f.password.value, name: f.name.value.trim(), handle: f.handle.value.trim() });
+    pendingEmail = email;
+    setFlash(`We sent a confirmation code to ${email}.`);
+    navigate("/confirm");
+  }));
+}
+
+export async function confirmPage(main, _params, navigate) {
+  document.title = "Confirm your account · Cruddur";
+  replace(main, flashLine(), heading("Confirm your account"));
+  if (auth.mode() !== "cognito") {
+    main.append(statusLine("Nothing to confirm: this server has no Cognito user pool.", "status"));
+    return;
+  }
+  const note = statusLine("");
+  const resend = h("button", { type: "button", class: "link" }, "Send a new code");
+  const form = authForm("Confirm your account", [
+    textField({ label: "Email", name: "email", type: "email", autocomplete: "username", value: pendingEmail, required: true }),
+    textField({ label: "Confirmation code", name: "code", inputmode: "numeric", autocomplete: "one-time-code", required: true }),
+  ], "Confirm", async (f) => {
+    pendingEmail = f.email.value.trim();
+    await cognito.confirm(pendingEmail, f.code.value.trim());
+    setFlash("Your account is confirmed. Sign in to start crudding.");
+    navigate("/signin");
+  }, [resend, note]);
+  resend.addEventListener("click", async () => {
+    try {
+      await cognito.resendCode(form.elements.email.value.trim());
+      note.textContent = "A new code is on its way.";
+    } catch (error) {
+      note.textContent = error.message;
+    }
+  });
+  main.append(form);
+}
+
+export function notFoundPage(main) {
+  document.title = "Not found · Cruddur";
+  replace(main, heading("Page not found"),
+    h("p", { class: "status" }, "There is nothing at this address. ", h("a", { href: "/", "data-nav": true }, "Go to the home feed"), "."));
+}
