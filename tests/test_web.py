@@ -1,0 +1,398 @@
+"""Cruddur in a real browser: Debian's headless Chromium against `cruddur serve` on the
+real database. One browser for the whole module; each test is one user's story."""
+
+from __future__ import annotations
+
+import json
+import re
+import uuid
+from collections.abc import Iterator
+
+import psycopg
+import pytest
+from psycopg import sql
+from web_support import get, screenshot_folder, serving, start_chromium
+
+from cruddur.aws import client
+from cruddur.db import Db
+from cruddur.lambdas import post_confirmation
+from cruddur.ops import loading
+from cruddur.urls import with_database
+
+pytestmark = pytest.mark.xdist_group("browser")  # one browser, on one test worker
+
+HOSTILE = '<script>alert("x")</script><img src=x onerror="document.title=\'pwned\'">'
+# Older cruds so that the home feed has a second page (20 a page).
+CHATTER = [
+    ("bayko", "Deployed the backend on a Friday. Living dangerously."),
+    ("londo", "The avalanche has already started. It is too late for the pebbles to vote."),
+    ("andrewbrown", "Week 4 done: Postgres is in, and the seed cruds show up!"),
+    ("bayko", "Who else keeps their cruds short? 280 characters is plenty."),
+    ("londo", "I was born to be an emperor, not a backend engineer."),
+    ("andrewbrown", "Reminder: every crud expires. Say it, then let it go."),
+]
+
+
+def _wait(browser, condition, timeout: float = 10):
+    from selenium.common.exceptions import StaleElementReferenceException
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    # An element may be replaced between finding and reading it (the page re-renders).
+    wait = WebDriverWait(browser, timeout, ignored_exceptions=[StaleElementReferenceException])
+    return wait.until(condition)
+
+
+def _css(browser, selector: str):
+    return browser.find_element("css selector", selector)
+
+
+def _all(browser, selector: str):
+    return browser.find_elements("css selector", selector)
+
+
+def _messages(browser, selector: str = "ol.feed > li .message") -> list[str]:
+    return [el.text for el in _all(browser, selector)]
+
+
+def _shown(browser, selector: str, text: str | None = None):
+    """Waits until an element matching `selector` (containing `text`) is on the page."""
+
+    def found(driver):
+        for el in driver.find_elements("css selector", selector):
+            if text is None or text in el.text:
+                return el
+        return False
+
+    return _wait(browser, found)
+
+
+def _console_problems(browser, allowed: tuple[str, ...] = ()) -> list[str]:
+    """Errors in the console since the last call, except network failures we caused."""
+    problems = []
+    for entry in browser.get_log("browser"):
+        if entry["level"] != "SEVERE":
+            continue
+        if entry.get("source") == "network" and any(s in entry["message"] for s in allowed):
+            continue
+        problems.append(entry["message"])
+    return problems
+
+
+@pytest.fixture(scope="module")
+def chromium() -> Iterator:
+    driver = start_chromium()
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+@pytest.fixture
+def browser(chromium):
+    """The module's browser, its console log emptied for this test."""
+    chromium.get_log("browser")
+    return chromium
+
+
+@pytest.fixture(scope="module")
+def web_db(admin: psycopg.Connection, server_url: str) -> Iterator[str]:
+    """A seeded database with 24 older cruds (for paging) and one hostile crud."""
+    name = f"cruddur_test_{uuid.uuid4().hex[:12]}"
+    admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    url = with_database(server_url, name)
+    try:
+        with Db(url) as db:
+            loading.load(db, loading.SCHEMA)
+            loading.load(db, loading.SEED)
+        with psycopg.connect(url) as conn:
+            for n in range(24):
+                handle, message = CHATTER[n % len(CHATTER)]
+                conn.execute(
+                    "INSERT INTO activities (user_uuid, message, created_at, expires_at)"
+                    " SELECT uuid, %s, now() - %s * interval '37 minute' - interval '2 hour',"
+                    " now() + interval '5 day' FROM users WHERE handle = %s",
+                    [message, n, handle],
+                )
+            conn.execute(
+                "INSERT INTO activities (user_uuid, message, created_at, expires_at)"
+                " SELECT uuid, %s, now() - interval '25 minute', now() + interval '3 hour'"
+                " FROM users WHERE handle = 'bayko'",
+                [HOSTILE],
+            )
+        yield url
+    finally:
+        admin.execute(
+            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+        )
+
+
+@pytest.fixture(scope="module")
+def site(web_db: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """`cruddur serve` with the dev key pair (no Cognito pool)."""
+    home = tmp_path_factory.mktemp("web-home")
+    with serving({"CONNECTION_URL": web_db, "CRUDDUR_HOME": str(home)}) as base:
+        yield base
+
+
+@pytest.fixture
+def shots(tmp_path):
+    return screenshot_folder(tmp_path)
+
+
+def _phone(browser, on: bool) -> None:
+    if on:
+        browser.execute_cdp_cmd(
+            "Emulation.setDeviceMetricsOverride",
+            {"width": 375, "height": 812, "deviceScaleFactor": 2, "mobile": True},
+        )
+    else:
+        browser.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
+
+
+def _no_horizontal_scroll(browser) -> bool:
+    return browser.execute_script(
+        "return document.documentElement.scrollWidth <= window.innerWidth"
+    )
+
+
+def test_home_feed_pages_and_shows_hostile_text_as_text(browser, site: str, shots) -> None:
+    browser.get(site + "/")
+    first = _shown(browser, "ol.feed > li", "This was imported as seed data!")
+    assert "Andrew Brown" in first.text and "@andrewbrown" in first.text
+    assert "2 replies" in first.text and "expires in 9 d" in first.text
+    assert "10 min ago" in first.text
+    newest = _all(browser, "ol.feed > li")[0]  # a reply to it, 8 minutes ago
+    assert "Welcome to the feed." in newest.text and "Replying to a crud" in newest.text
+    assert _css(first, "a.who").get_attribute("href") == f"{site}/@andrewbrown"
+    # The hostile crud is its characters, not markup: no image, no script ran.
+    hostile = _shown(browser, "ol.feed > li", "<script>")
+    assert _css(hostile, ".message").text == HOSTILE
+    assert not _all(browser, "main img") and not _all(browser, "main script")
+    assert browser.title == "Cruddur"
+    browser.save_screenshot(str(shots / "home-desktop.png"))
+
+    assert len(_all(browser, "ol.feed > li")) == 20
+    more = _css(browser, "button.more")
+    assert more.is_displayed()
+    more.click()
+    # The seed's 2 cruds and 2 replies, and 25 more.
+    _wait(browser, lambda d: len(_all(d, "ol.feed > li")) == 29)
+    assert not more.is_displayed()  # the API sent no rel="next": nothing more
+    messages = _messages(browser)
+    assert len(set(messages)) < len(messages) == 29  # the chatter repeats, rows do not
+    uuids = [li.get_attribute("data-uuid") for li in _all(browser, "ol.feed > li")]
+    assert len(set(uuids)) == 29
+
+    _phone(browser, True)
+    try:
+        browser.get(site + "/")
+        _shown(browser, "ol.feed > li")
+        assert _no_horizontal_scroll(browser)
+        assert browser.execute_script("return window.innerWidth") == 375
+        browser.save_screenshot(str(shots / "home-phone.png"))
+    finally:
+        _phone(browser, False)
+    assert _console_problems(browser) == []
+
+
+def test_user_page_and_unknown_user(browser, site: str) -> None:
+    browser.get(site + "/@londo")
+    _shown(browser, "ol.feed > li")
+    assert _css(browser, "h1").text == "Londo Mollari"
+    handles = {el.text for el in _all(browser, "ol.feed > li .handle")}
+    assert handles == {"@londo"}
+    assert len(_all(browser, "ol.feed > li")) == 10  # the seed's crud and reply, 8 chatter
+
+    browser.get(site + "/@nobody")
+    _shown(browser, "main .status", "Nobody on Cruddur has the handle @nobody.")
+    assert _css(browser, "h1").text == "No such user"
+    browser.get(site + "/no/such/page")
+    _shown(browser, "h1", "Page not found")
+    assert _console_problems(browser, allowed=("404",)) == []
+
+
+def test_crud_page_shows_replies_oldest_first(browser, site: str, shots) -> None:
+    browser.get(site + "/")
+    seed = _shown(browser, "ol.feed > li", "This was imported as seed data!")
+    _css(seed, "a.replies").click()  # in-page navigation, no reload
+    _shown(browser, "ol.replies-list > li")
+    assert re.fullmatch(
+        rf"{re.escape(site)}/@andrewbrown/status/[0-9a-f-]{{36}}", browser.current_url
+    )
+    assert "This was imported as seed data!" in _css(browser, "article.crud-main").text
+    assert _messages(browser, "ol.replies-list > li .message") == [
+        "Imported, and it shows!",
+        "Welcome to the feed.",
+    ]
+    assert "Sign in to reply." in _css(browser, "main").text
+    browser.save_screenshot(str(shots / "crud-page.png"))
+    browser.back()
+    _shown(browser, "ol.feed > li")
+    assert _console_problems(browser) == []
+
+
+def test_dev_sign_in_post_reply(browser, site: str, shots) -> None:
+    from selenium.webdriver.support.ui import Select
+
+    browser.get(site + "/signin")
+    Select(_shown(browser, "select#dev-handle option[value=andrewbrown]").find_element(
+        "xpath", "..")).select_by_value("andrewbrown")  # fmt: skip
+    _css(browser, "form button[type=submit]").click()
+    _shown(browser, ".flash", "Signed in as @andrewbrown.")
+    assert _css(browser, "#nav .me").text == "@andrewbrown"
+    token = browser.execute_script("return sessionStorage.getItem('cruddur.session')")
+    assert json.loads(token)["accessToken"].count(".") == 2
+    assert browser.get_cookies() == []  # no cookie carries the sign-in
+
+    textarea = _shown(browser, "form.compose textarea")
+    textarea.send_keys("   ")
+    _css(browser, "form.compose button[type=submit]").click()
+    error = _shown(browser, "form.compose .field-error", "Message must not be blank.")
+    assert error.is_displayed() and textarea.get_attribute("aria-invalid") == "true"
+
+    textarea.clear()
+    textarea.send_keys("x" * 281)
+    counter = _css(browser, "form.compose .counter")
+    assert counter.text == "281 / 280" and "over" in counter.get_attribute("class")
+
+    textarea.clear()
+    textarea.send_keys("Grüße from a real browser")
+    Select(_css(browser, "form.compose select")).select_by_value("1-hour")
+    _css(browser, "form.compose button[type=submit]").click()
+    _wait(browser, lambda d: _messages(d)[:1] == ["Grüße from a real browser"])
+    top = _all(browser, "ol.feed > li")[0]
+    assert "@andrewbrown" in top.text and "expires in 59 min" in top.text
+    assert textarea.get_attribute("aria-invalid") is None
+    browser.save_screenshot(str(shots / "posted.png"))
+
+    _css(top, "a.when").click()
+    _shown(browser, "main .status", "No replies yet.")
+    reply = _shown(browser, "form.compose textarea")
+    reply.send_keys("And a reply, from the same browser.")
+    _css(browser, "form.compose button[type=submit]").click()
+    _shown(browser, "ol.replies-list > li", "And a reply, from the same browser.")
+    assert "1 reply" in _css(browser, "article.crud-main .replies").text
+
+    _css(browser, "a.brand").click()
+    _wait(browser, lambda d: _messages(d)[:1] == ["And a reply, from the same browser."])
+    posted = _shown(browser, "ol.feed > li", "Grüße from a real browser")
+    assert "1 reply" in posted.text  # counted by the API, not only on the page
+
+    _css(browser, "#nav button").click()  # sign out
+    _shown(browser, ".flash", "You are signed out.")
+    assert browser.execute_script("return sessionStorage.getItem('cruddur.session')") is None
+    assert not _all(browser, "form.compose")
+    assert _console_problems(browser, allowed=("422",)) == []
+
+
+def _fill(browser, form: str, **values: str) -> None:
+    for name, value in values.items():
+        field = _css(browser, f"{form} [name={name}]")
+        field.clear()
+        field.send_keys(value)
+    _css(browser, f"{form} button[type=submit]").click()
+
+
+def _confirmation_event(idp, pool_id: str, username: str) -> dict:
+    """What Cognito hands the post-confirmation trigger after ConfirmSignUp."""
+    user = idp.admin_get_user(UserPoolId=pool_id, Username=username)
+    return {
+        "version": "1",
+        "region": "us-east-1",
+        "userPoolId": pool_id,
+        "userName": user["Username"],
+        "callerContext": {"awsSdkVersion": "aws-sdk-unknown-unknown", "clientId": "web"},
+        "triggerSource": post_confirmation.SIGN_UP,
+        "request": {"userAttributes": {a["Name"]: a["Value"] for a in user["UserAttributes"]}},
+        "response": {},
+    }
+
+
+def test_cognito_sign_up_confirm_sign_in_and_post(
+    browser, web_db: str, aws, moto_url: str, tmp_path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    idp = client("cognito-idp")
+    pool_id = idp.create_user_pool(PoolName="cruddur")["UserPool"]["Id"]
+    client_id = idp.create_user_pool_client(
+        UserPoolId=pool_id,
+        ClientName="web",
+        ExplicitAuthFlows=["ALLOW_USER_PASSWORD_AUTH", "ALLOW_REFRESH_TOKEN_AUTH"],
+    )["UserPoolClient"]["ClientId"]
+    env = {
+        "CONNECTION_URL": web_db,
+        "CRUDDUR_HOME": str(tmp_path),
+        "AWS_COGNITO_USER_POOL_ID": pool_id,
+        "AWS_COGNITO_USER_POOL_CLIENT_ID": client_id,
+        "CRUDDUR_JWKS_URL": f"{moto_url}/{pool_id}/.well-known/jwks.json",
+        "CRUDDUR_COGNITO_URL": moto_url,  # the page talks to moto's Cognito, not AWS
+    }
+    with serving(env) as site:
+        # With a pool there is no "sign in as": the routes do not exist.
+        assert get(f"{site}/api/dev/users")[0] == 404
+        assert get(f"{site}/api/dev/sign-in", method="POST", data=b"{}")[0] == 404
+        browser.get(site + "/signin")
+        _shown(browser, "form.auth input[type=email]")
+        assert not _all(browser, "#dev-handle")
+
+        _css(browser, "#nav a[href='/signup']").click()
+        _shown(browser, "h1", "Create your account")
+        _fill(
+            browser,
+            "form.auth",
+            name="Sarah Connor",
+            handle="sconnor",
+            email="sarah@example.com",
+            password="Correct-Horse-9!",
+        )
+        _shown(browser, ".flash", "We sent a confirmation code to sarah@example.com.")
+        assert browser.current_url == f"{site}/confirm"
+
+        # Signing in before confirming leads back to the confirm page, in words.
+        _css(browser, "#nav a[href='/signin']").click()
+        _fill(browser, "form.auth", email="sarah@example.com", password="Correct-Horse-9!")
+        _shown(browser, ".flash", "This account is not confirmed yet")
+        assert _css(browser, "form.auth [name=email]").get_attribute("value") == (
+            "sarah@example.com"
+        )
+        _fill(browser, "form.auth", code="123456")
+        _shown(browser, ".flash", "Your account is confirmed.")
+        assert browser.current_url == f"{site}/signin"
+
+        _fill(browser, "form.auth", email="sarah@example.com", password="wrong-Horse-9!")
+        _shown(browser, "form.auth .form-error", "Wrong email or password.")
+        _fill(browser, "form.auth", password="Correct-Horse-9!")
+        _shown(browser, ".flash", "You are signed in.")
+        assert _css(browser, "#nav .me").text == "@sconnor"
+
+        # No row yet (the trigger has not run): the page explains the API's 403.
+        textarea = _shown(browser, "form.compose textarea")
+        textarea.send_keys("My first crud")
+        _css(browser, "form.compose button[type=submit]").click()
+        _shown(browser, "form.compose .form-error", "profile has not been created yet")
+
+        # Standing in for Cognito: the post-confirmation trigger, with the confirm event.
+        monkeypatch.setenv("CONNECTION_URL", web_db)
+        monkeypatch.delenv("CONNECTION_SECRET_ARN", raising=False)
+        post_confirmation.close()
+        try:
+            post_confirmation.handler(_confirmation_event(idp, pool_id, "sarah@example.com"))
+        finally:
+            post_confirmation.close()
+        # An access token that has run out is refreshed (REFRESH_TOKEN_AUTH) before the post.
+        browser.execute_script(
+            "const s = JSON.parse(sessionStorage.getItem('cruddur.session'));"
+            "s.accessToken = 'stale'; s.expiresAt = 0;"
+            "sessionStorage.setItem('cruddur.session', JSON.stringify(s));"
+        )
+        browser.refresh()
+        _shown(browser, "form.compose textarea").send_keys("My first crud")
+        _css(browser, "form.compose button[type=submit]").click()
+        _wait(browser, lambda d: _messages(d)[:1] == ["My first crud"])
+        session = browser.execute_script("return sessionStorage.getItem('cruddur.session')")
+        assert json.loads(session)["accessToken"].count(".") == 2
+        top = _all(browser, "ol.feed > li")[0]
+        assert "Sarah Connor" in top.text and "@sconnor" in top.text
+        _css(browser, "#nav button").click()  # sign out
+        _shown(browser, ".flash", "You are signed out.")
+    # Cognito answers 400 to a wrong password; the API 403 to a user with no row.
+    assert _console_problems(browser, allowed=("400", "403")) == []

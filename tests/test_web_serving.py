@@ -1,0 +1,143 @@
+"""The web front end as served: its routes, headers, assets, and the dev sign-in routes
+(which exist only without a Cognito pool, and answer only this machine)."""
+
+from __future__ import annotations
+
+import html
+import json
+import re
+
+import pytest
+from api_support import CheckedClient
+
+from cruddur.api import create_app
+from cruddur.config import Settings
+
+PAGE_SIZE_LIMIT = 60_000  # bytes, HTML + CSS + JS, before compression
+UNSAFE_JS = re.compile(
+    r"\.(innerHTML|outerHTML)\b|insertAdjacentHTML|\beval\(|document\.write|new Function"
+)
+
+
+def _config(page: str) -> dict:
+    match = re.search(r'<meta name="cruddur-config" content="([^"]*)">', page)
+    assert match, "the page carries its settings in a meta tag"
+    return json.loads(html.unescape(match.group(1)))
+
+
+def _page(client, path: str = "/", **kwargs):
+    response = client.get(path, **kwargs)
+    return response, response.get_data(as_text=True)
+
+
+def test_the_original_routes_serve_the_page_under_a_strict_csp(app) -> None:
+    client = app.test_client()
+    for path in ("/", "/@andrewbrown", "/@andrewbrown/status/x", "/signin", "/signup", "/confirm"):
+        response, page = _page(client, path)
+        assert response.status_code == 200, path
+        assert response.mimetype == "text/html"
+        assert response.headers["Cache-Control"] == "no-cache"
+        assert response.headers["X-Content-Type-Options"] == "nosniff"
+    policy = response.headers["Content-Security-Policy"]
+    csp = dict(part.strip().split(" ", 1) for part in policy.split(";"))
+    assert csp["default-src"] == "'none'" and csp["script-src"] == "'self'"
+    assert csp["style-src"] == "'self'" and csp["connect-src"] == "'self'"
+    assert csp["require-trusted-types-for"] == "'script'"  # innerHTML with a string throws
+    assert "unsafe" not in policy
+    assert "<script>" not in page and " style=" not in page and " on" not in page.lower()
+    assert _config(page) == {"api": "", "cognito": None, "devSignIn": True}
+
+    response, page = _page(client, "/no/such/page")
+    assert response.status_code == 404 and response.mimetype == "text/html"
+    missing = client.get("/api/no-such-endpoint")
+    assert missing.status_code == 404 and missing.get_json()["error"] == "not_found"
+
+
+def test_assets_are_fingerprinted_cached_for_a_year_and_small(app) -> None:
+    client = app.test_client()
+    _, page = _page(client)
+    urls = sorted(set(re.findall(r'(?:href|src)="(/assets/[^"]+)"', page)))
+    assert {url.rsplit("/", 1)[1] for url in urls} >= {"main.js", "style.css", "views.js"}
+    fingerprint = urls[0].split("/")[2]
+    assert re.fullmatch(r"[0-9a-f]{16}", fingerprint)
+    total = len(page.encode())
+    for url in urls:
+        response = client.get(url)
+        assert response.status_code == 200, url
+        assert response.headers["Cache-Control"] == "public, max-age=31536000, immutable"
+        assert response.headers["X-Content-Type-Options"] == "nosniff"
+    for name, asset in app.extensions["cruddur.web"].files.items():
+        total += len(asset.body)
+        if name.endswith(".js"):
+            assert client.get(f"/assets/{fingerprint}/{name}").mimetype == "text/javascript"
+            # Nothing that parses HTML from a string, and no eval.
+            found = UNSAFE_JS.search(asset.body.decode())
+            assert found is None, f"{name} uses {found and found.group()}"
+    assert total < PAGE_SIZE_LIMIT, f"the page weighs {total} bytes"
+    assert client.get(f"/assets/{'0' * 16}/main.js").status_code == 404  # an old page
+    assert client.get(f"/assets/{fingerprint}/nothing.js").status_code == 404
+
+
+def test_dev_sign_in_gives_a_token_that_posts(api: CheckedClient) -> None:
+    users = api.get("/api/dev/users")
+    assert users.status_code == 200
+    assert [u["handle"] for u in users.get_json()] == ["andrewbrown", "bayko", "londo"]
+    signed = api.post("/api/dev/sign-in", json={"handle": "bayko"})
+    assert signed.status_code == 200 and signed.get_json()["expires_in"] == 3600
+    token = signed.get_json()["access_token"]
+    posted = api.post("/api/activities", json={"message": "hi", "ttl": "1-hour"}, token=token)
+    assert posted.status_code == 201 and posted.get_json()["handle"] == "bayko"
+    assert api.post("/api/dev/sign-in", json={"handle": "nobody"}).status_code == 404
+    for body in ({}, {"handle": ""}, {"handle": 7}, {"handle": "x" * 65}):
+        assert api.post("/api/dev/sign-in", json=body).status_code == 400
+
+
+@pytest.mark.parametrize(
+    "environ",
+    [
+        {"REMOTE_ADDR": "10.0.0.5"},  # another machine, on a server bound to 0.0.0.0
+        {"REMOTE_ADDR": "127.0.0.1", "HTTP_X_FORWARDED_FOR": "203.0.113.9"},  # via a proxy
+        {"REMOTE_ADDR": "::1", "HTTP_FORWARDED": "for=203.0.113.9"},
+    ],
+)
+def test_dev_sign_in_answers_only_this_machine(app, environ: dict) -> None:
+    api = CheckedClient(app)
+    api.client.environ_base.update(environ)
+    assert api.get("/api/dev/users").status_code == 404
+    assert api.post("/api/dev/sign-in", json={"handle": "bayko"}).status_code == 404
+    _, page = _page(app.test_client(), environ_base=environ)
+    assert _config(page)["devSignIn"] is False
+
+
+def test_no_dev_sign_in_with_a_cognito_pool(api_home, seeded_db: str) -> None:
+    settings = Settings.from_env(
+        {
+            "CRUDDUR_HOME": str(api_home),
+            "CONNECTION_URL": seeded_db,
+            "AWS_COGNITO_USER_POOL_ID": "ca-central-1_AbCd1234",
+            "AWS_COGNITO_USER_POOL_CLIENT_ID": "client123",
+            "CRUDDUR_API_URL": "https://api.cruddur.example",
+        }
+    )
+    app = create_app(settings)
+    try:
+        api = CheckedClient(app)
+        assert api.get("/api/dev/users").status_code == 404
+        assert api.post("/api/dev/sign-in", json={"handle": "bayko"}).status_code == 404
+        response, page = _page(app.test_client(), "/signin")
+        assert _config(page) == {
+            "api": "https://api.cruddur.example",
+            "cognito": {
+                "url": "https://cognito-idp.ca-central-1.amazonaws.com",
+                "userPoolId": "ca-central-1_AbCd1234",
+                "clientId": "client123",
+            },
+            "devSignIn": False,
+        }
+        csp = response.headers["Content-Security-Policy"]
+        assert (
+            "connect-src 'self' https://api.cruddur.example "
+            "https://cognito-idp.ca-central-1.amazonaws.com;" in csp
+        )
+    finally:
+        app.extensions["cruddur.db"].close()
