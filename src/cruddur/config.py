@@ -230,9 +230,9 @@ class WebSettings:
             )
         cognito_url = None
         if not auth.dev:
-            region = auth.issuer.split("/")[2].split(".")[1]  # cognito-idp.<region>.amazonaws.com
             given = env.get("CRUDDUR_COGNITO_URL", "").strip().rstrip("/")
-            cognito_url = given or f"https://cognito-idp.{region}.amazonaws.com"
+            # The issuer is https://cognito-idp.<region>.amazonaws.com/<pool id>.
+            cognito_url = given or auth.issuer.rsplit("/", 1)[0]
         return cls(api_url=api_url, cognito_url=cognito_url)
 
 

@@ -1,21 +1,19 @@
 """Development sign-in for the web page: "sign in as" a local user, with a dev-key token.
 
 Registered only when the API checks tokens from the local dev key pair (no Cognito user
-pool configured): with a pool, these routes do not exist. Even then they answer only a
-caller on a loopback address that came through no proxy, so a service bound to 0.0.0.0
-never hands out tokens to the network. Anywhere else they look exactly like a missing
-route (404).
+pool configured): with a pool, these routes do not exist. The dev key pair already
+serves only on a loopback address (config.AuthSettings.checked_for); these routes also
+answer only a caller on a loopback address that came through no proxy. To anyone else
+they look exactly like a missing route (404).
 """
 
 from __future__ import annotations
-
-import ipaddress
 
 from flask import Blueprint, Response, current_app, json, request
 
 from cruddur.api.dev_keys import DevKeys
 from cruddur.api.errors import ApiError
-from cruddur.config import Settings
+from cruddur.config import Settings, is_loopback
 from cruddur.db import template
 
 TOKEN_LIFETIME_SECONDS = 3600
@@ -26,10 +24,7 @@ def local_caller() -> bool:
     """True for a request from this machine that no proxy relayed."""
     if any(name in request.headers for name in PROXY_HEADERS):
         return False
-    try:
-        return ipaddress.ip_address(request.remote_addr or "").is_loopback
-    except ValueError:
-        return False
+    return is_loopback(request.remote_addr or "")
 
 
 def _not_found() -> ApiError:
