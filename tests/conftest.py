@@ -246,3 +246,22 @@ def mint(api_settings: Settings) -> Callable[..., str]:
         )
 
     return make
+
+
+# -- `cruddur serve` over real HTTP -------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def served(admin: psycopg.Connection, server_url: str, tmp_path_factory: pytest.TempPathFactory):
+    """One `cruddur serve` (granian, 1 worker) per test worker, on its own seeded copy.
+
+    Tests share it: each may write, none may rely on another's rows."""
+    from served import serve
+
+    name = f"cruddur_test_served_{uuid.uuid4().hex[:12]}"
+    _create(admin, name, template=os.environ[_TEMPLATE_VARIABLE])
+    try:
+        with serve(with_database(server_url, name), tmp_path_factory.mktemp("served")) as server:
+            yield server
+    finally:
+        _drop(admin, name)

@@ -1,0 +1,99 @@
+"""Bodies built to break the parser: nested too deep, or over the limit in chunks.
+
+Deep nesting is checked through Flask's test client; the chunked bodies go over real
+HTTP to `cruddur serve` (granian), since how a body is framed is the server's business.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+
+import pytest
+from api_support import snapshot
+from served import Served
+
+LIMIT = 16 * 1024
+
+
+def _nested(depth: int, kind: str) -> bytes:
+    if kind == "arrays":
+        return b"[" * depth + b"]" * depth
+    return b'{"a": ' * depth + b"1" + b"}" * depth
+
+
+@pytest.mark.parametrize("depth", [990, 5_000, 100_000])
+@pytest.mark.parametrize("kind", ["arrays", "objects"])
+def test_deeply_nested_json_is_a_400_and_changes_nothing(
+    api, mint, seeded_db: str, depth: int, kind: str
+) -> None:
+    before = snapshot(seeded_db)
+    body = _nested(depth, kind)
+    token = mint()
+    parent = api.get("/api/activities/home").get_json()[0]["uuid"]
+    for path in ("/api/activities", f"/api/activities/{parent}/reply"):
+        response = api.post(path, data=body, content_type="application/json", token=token)
+        if len(body) > LIMIT:
+            assert response.status_code == 413, (path, response.get_json())
+        else:
+            assert response.status_code == 400, (path, response.get_json())
+            assert response.get_json()["error"] == "invalid_json"
+    # A deep value inside a small body: parsed as far as it goes, then refused, never a 500.
+    wrapped = b'{"message": ' + _nested(min(depth, 4_000), kind) + b', "ttl": "1-day"}'
+    response = api.post(
+        "/api/activities", data=wrapped, content_type="application/json", token=token
+    )
+    assert response.status_code in (400, 413, 422), response.get_json()
+    assert snapshot(seeded_db) == before
+
+
+def _post_chunked(served: Served, body: bytes, token: str, chunk: int = 4096) -> tuple[int, dict]:
+    """POST body with Transfer-Encoding: chunked (no Content-Length), then read the answer.
+
+    The server may answer and close before the whole body is sent: sending stops at the
+    first refused write, and the answer is read all the same."""
+    with socket.create_connection(("127.0.0.1", served.port), timeout=20) as sock:
+        head = (
+            "POST /api/activities HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            f"Authorization: Bearer {token}\r\nContent-Type: application/json\r\n"
+            "Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+        )
+        try:
+            sock.sendall(head.encode())
+            for start in range(0, len(body), chunk):
+                piece = body[start : start + chunk]
+                sock.sendall(b"%x\r\n%s\r\n" % (len(piece), piece))
+            sock.sendall(b"0\r\n\r\n")
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        answer = b""
+        try:
+            while data := sock.recv(65536):
+                answer += data
+        except ConnectionResetError:
+            pass
+    head_text, _, payload = answer.partition(b"\r\n\r\n")
+    status = int(head_text.split()[1])
+    return status, json.loads(payload) if payload.strip() else {}
+
+
+def test_chunked_bodies_over_the_limit_are_413_and_change_nothing(served: Served) -> None:
+    before = snapshot(served.url)
+    token = served.token("andrewbrown")
+    valid = json.dumps({"message": "padded", "ttl": "1-hour"}).encode()
+    too_large = [
+        valid + b" " * 30_000,  # valid JSON, then whitespace past the limit
+        b'"' + b"x" * (10 * 1024 * 1024),  # 10 MB of an unterminated string
+        valid[:-1] + b', "pad": "' + b"y" * LIMIT + b'"}',
+    ]
+    for body in too_large:
+        status, answer = _post_chunked(served, body, token)
+        assert status == 413, (len(body), answer)
+        assert answer["error"] == "body_too_large"
+    assert snapshot(served.url) == before
+    # Under the limit, chunked is fine; exactly at the limit too.
+    status, answer = _post_chunked(served, valid, token)
+    assert status == 201 and answer["message"] == "padded"
+    at_limit = valid + b" " * (LIMIT - len(valid))
+    status, answer = _post_chunked(served, at_limit, token, chunk=1000)
+    assert status == 201, answer
