@@ -14,7 +14,7 @@ from cruddur.api.errors import ApiError
 from cruddur.db import Db
 from cruddur.services import activities
 from cruddur.services.paging import Page, PageRequest, RepliesRequest
-from cruddur.services.validation import validate_crud, validate_reply
+from cruddur.services.validation import parse_uuid, validate_crud, validate_reply
 
 bp = Blueprint("activities", __name__, url_prefix="/api/activities")
 
@@ -47,12 +47,10 @@ def _page_response(page: Page, limit: int, cursor_param: str = "before") -> Resp
 
 
 def _uuid(text: str, what: str) -> UUID:
-    try:
-        return UUID(text)
-    except ValueError:
-        raise ApiError(
-            400, f"invalid_{what}", f"{what} must be a UUID, not {text[:64]!r}"
-        ) from None
+    parsed = parse_uuid(text)
+    if parsed is None:
+        raise ApiError(400, f"invalid_{what}", f"{what} must be a UUID, not {text[:64]!r}")
+    return parsed
 
 
 def _body() -> bytes:

@@ -3,9 +3,11 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
+from uuid import UUID
 
 CRUD_MAX_CHARS = 280
 REPLY_MAX_CHARS = 1024
@@ -20,6 +22,23 @@ TTLS: dict[str, timedelta] = {
     "3-hours": timedelta(hours=3),
     "1-hour": timedelta(hours=1),
 }
+
+
+# The rules below as openapi.yaml states them (a test holds the two together).
+# A uuid is written in its canonical form; Python's UUID() alone also takes braces,
+# "urn:uuid:" and bare hex, which the document does not promise.
+UUID_PATTERN = "[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
+_UUID = re.compile(UUID_PATTERN)
+# What str.strip() strips, written out so that any regex engine reads it the same way.
+WHITESPACE_CLASS = r"\t-\r\x1c-\x20\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
+# Not blank, and no NUL. (Lone surrogates are refused too, but are not text a schema
+# pattern can name; UTF-8 cannot carry them.)
+MESSAGE_PATTERN = rf"^[^\x00]*[^\x00{WHITESPACE_CLASS}][^\x00]*$"
+
+
+def parse_uuid(text: str) -> UUID | None:
+    """The uuid in canonical text (8-4-4-4-12 hex digits), or None."""
+    return UUID(text) if _UUID.fullmatch(text) else None
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,124 @@
+"""openapi.yaml says what the server enforces, and schemathesis finds nothing to add.
+
+Schemathesis (from PyPI) runs against `cruddur serve` over HTTP with every check, in
+positive and negative mode, a bounded number of examples per operation and a fixed seed.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+
+import pytest
+import yaml
+from served import Served
+
+from cruddur.api import OPENAPI
+from cruddur.services.paging import CURSOR_PATTERN, Cursor
+from cruddur.services.validation import (
+    MESSAGE_PATTERN,
+    UUID_PATTERN,
+    ValidationFailed,
+    parse_uuid,
+    validate_crud,
+)
+
+DOCUMENT = yaml.safe_load(OPENAPI.read_text())
+SCHEMAS = DOCUMENT["components"]["schemas"]
+EXAMPLES_PER_OPERATION = 15
+
+
+def _crud_refused(message: str) -> bool:
+    try:
+        validate_crud({"message": message, "ttl": "1-day"})
+    except ValidationFailed:
+        return True
+    return False
+
+
+def test_the_document_names_the_servers_patterns() -> None:
+    activity_uuid = DOCUMENT["components"]["parameters"]["ActivityUuid"]["schema"]
+    assert activity_uuid["format"] == "uuid"
+    assert activity_uuid["pattern"] == f"^{UUID_PATTERN}$"
+    assert SCHEMAS["Message"]["minLength"] == 1
+    assert SCHEMAS["Message"]["pattern"] == MESSAGE_PATTERN
+    assert SCHEMAS["Cursor"]["pattern"] == CURSOR_PATTERN
+    limit = DOCUMENT["components"]["parameters"]["Limit"]["schema"]
+    assert (limit["minimum"], limit["maximum"]) == (1, 100)
+
+
+def test_the_message_pattern_refuses_exactly_what_the_server_refuses() -> None:
+    pattern = re.compile(SCHEMAS["Message"]["pattern"])
+    # Every character of the Basic Multilingual Plane but the surrogates, alone and
+    # beside a letter; then strings of whitespace.
+    singles = [chr(c) for c in range(0x10000) if not 0xD800 <= c <= 0xDFFF]
+    samples = [*singles, *(f"a{ch}" for ch in singles), " \t\n", "\u3000\u2028", "", "\U0001f600"]
+    disagreements = [
+        s for s in samples if (pattern.search(s) is None) != _crud_refused(s) and len(s) <= 280
+    ]
+    assert disagreements == []
+
+
+@pytest.mark.parametrize(
+    ("text", "valid"),
+    [
+        ("0", False),
+        ("5acca6ba-fca3-44f5-beec-c16123455e3c", True),
+        ("5ACCA6BA-FCA3-44F5-BEEC-C16123455E3C", True),
+        ("5acca6bafca344f5beecc16123455e3c", False),  # UUID() takes it; the document does not
+        ("{5acca6ba-fca3-44f5-beec-c16123455e3c}", False),
+        ("urn:uuid:5acca6ba-fca3-44f5-beec-c16123455e3c", False),
+        ("5acca6ba-fca3-44f5-beec-c16123455e3c\n", False),
+    ],
+)
+def test_uuids_and_cursors_follow_the_document(text: str, valid: bool) -> None:
+    uuid_pattern = DOCUMENT["components"]["parameters"]["ActivityUuid"]["schema"]["pattern"]
+    assert (re.fullmatch(uuid_pattern, text) is not None) == valid
+    assert (parse_uuid(text) is not None) == valid
+    cursor = f"1764660000000000_{text}"
+    assert (re.fullmatch(SCHEMAS["Cursor"]["pattern"], cursor) is not None) == valid
+    try:
+        Cursor.decode(cursor)
+    except ValueError:
+        assert not valid
+    else:
+        assert valid
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/api/activities/home?before=__main__",
+        "/api/activities/home?before=",
+        "/api/activities/home?before=%D9%A1_5acca6ba-fca3-44f5-beec-c16123455e3c",  # Arabic 1
+        "/api/activities/home?before=-99999999999999999_5acca6ba-fca3-44f5-beec-c16123455e3c",
+        "/api/activities/5acca6bafca344f5beecc16123455e3c",
+    ],
+)
+def test_what_the_document_refuses_the_server_refuses(api, path: str) -> None:
+    assert api.get(path).status_code == 400
+
+
+def test_schemathesis_finds_nothing_against_cruddur_serve(served: Served, tmp_path) -> None:
+    token = served.token("andrewbrown")
+    command = [
+        sys.executable, "-m", "schemathesis.cli", "run", f"{served.base}/api/openapi.yaml",
+        "--checks", "all", "--mode", "all",
+        "--max-examples", str(EXAMPLES_PER_OPERATION), "--seed", "20261202",
+        "--generation-database", "none", "--request-timeout", "10",
+        "--header", f"Authorization: Bearer {token}", "--no-color",
+    ]  # fmt: skip
+    result = subprocess.run(
+        command,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-6000:]
+    assert "No issues found" in output
+    tested = re.search(r"Tested: (\d+)", output)
+    assert tested and int(tested.group(1)) == 6, output[-2000:]
