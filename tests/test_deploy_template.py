@@ -44,3 +44,92 @@ def test_the_template_deploys_what_the_package_builds() -> None:
     permission = resources["CognitoInvokePermission"]["Properties"]
     assert permission["Principal"] == "cognito-idp.amazonaws.com"
     assert "userpool/${UserPoolId}" in str(permission["SourceArn"])
+
+
+# -- the API on ECS Fargate ---------------------------------------------------------------
+
+ECS_TEMPLATE = ROOT / "deploy/ecs-service.yaml"
+
+
+def test_the_ecs_template_passes_cfn_lint() -> None:
+    linted = run(CFN_LINT, str(ECS_TEMPLATE))
+    assert linted.returncode == 0, linted.stdout + linted.stderr
+
+
+def test_the_service_runs_two_tasks_or_more_behind_the_load_balancer() -> None:
+    template, problems = decode(str(ECS_TEMPLATE))
+    assert not problems
+    parameters, resources = template["Parameters"], template["Resources"]
+    assert parameters["MinTasks"]["MinValue"] >= 2 and parameters["MinTasks"]["Default"] >= 2
+    network = resources["Service"]["Properties"]["NetworkConfiguration"]["AwsvpcConfiguration"]
+    assert network["Subnets"] == {"Ref": "PrivateSubnetIds"}
+    assert network["AssignPublicIp"] == "DISABLED"
+    assert "two" in parameters["PrivateSubnetIds"]["Description"].lower()
+
+    health = resources["TargetGroup"]["Properties"]
+    assert health["HealthCheckPath"] == "/api/health" and health["Port"] == 4567
+
+    policies = {
+        r["Properties"]["TargetTrackingScalingPolicyConfiguration"][
+            "PredefinedMetricSpecification"
+        ]["PredefinedMetricType"]
+        for r in resources.values()
+        if r["Type"] == "AWS::ApplicationAutoScaling::ScalingPolicy"
+    }
+    assert policies == {"ECSServiceAverageCPUUtilization", "ALBRequestCountPerTarget"}
+
+
+def test_settings_come_from_secrets_and_parameters_never_plain_values() -> None:
+    template, _ = decode(str(ECS_TEMPLATE))
+    resources = template["Resources"]
+    for name in ("ApiTaskDefinition", "MigrateTaskDefinition"):
+        for container in resources[name]["Properties"]["ContainerDefinitions"]:
+            plain = {item["Name"] for item in container.get("Environment", [])}
+            assert not plain & {"CONNECTION_URL", "PROD_CONNECTION_URL", "MASTER_USER_PASSWORD"}
+            assert "CONNECTION_URL" in {item["Name"] for item in container["Secrets"]}
+            assert container["LogConfiguration"]["LogDriver"] == "awslogs"
+    api = resources["ApiTaskDefinition"]["Properties"]["ContainerDefinitions"][0]
+    secret_names = {item["Name"] for item in api["Secrets"]}
+    assert {"AWS_COGNITO_USER_POOL_ID", "AWS_COGNITO_USER_POOL_CLIENT_ID"} <= secret_names
+    assert "cruddur.healthcheck" in " ".join(api["HealthCheck"]["Command"])
+
+
+def test_the_migration_runs_before_the_service_updates() -> None:
+    template, _ = decode(str(ECS_TEMPLATE))
+    resources = template["Resources"]
+    migrate = resources["MigrateTaskDefinition"]["Properties"]["ContainerDefinitions"][0]
+    assert migrate["Command"][:2] == ["db", "migrate"]
+    assert "Migration" in resources["Service"]["DependsOn"]
+    assert resources["Migration"]["Properties"]["TaskDefinition"] == {
+        "Ref": "MigrateTaskDefinition"
+    }
+
+
+def test_only_the_tasks_reach_the_database_and_only_the_balancer_reaches_the_tasks() -> None:
+    template, _ = decode(str(ECS_TEMPLATE))
+    resources = template["Resources"]
+    ingress = resources["DatabaseIngressFromTasks"]["Properties"]
+    assert ingress["SourceSecurityGroupId"] == {"Fn::GetAtt": ["TaskSecurityGroup", "GroupId"]}
+    assert (ingress["FromPort"], ingress["ToPort"]) == (5432, 5432)
+    (task_rule,) = resources["TaskSecurityGroup"]["Properties"]["SecurityGroupIngress"]
+    assert task_rule["SourceSecurityGroupId"] == {
+        "Fn::GetAtt": ["LoadBalancerSecurityGroup", "GroupId"]
+    }
+    assert "CidrIp" not in task_rule
+
+
+# -- compose.yaml ---------------------------------------------------------------------------
+
+
+def test_compose_starts_the_api_after_a_healthy_database_and_a_finished_migration() -> None:
+    import yaml
+
+    services = yaml.safe_load((ROOT / "compose.yaml").read_text())["services"]
+    api = services["api"]
+    assert api["depends_on"]["db"]["condition"] == "service_healthy"
+    assert api["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
+    assert "cruddur.healthcheck" in " ".join(api["healthcheck"]["test"])
+    assert "pg_isready" in services["db"]["healthcheck"]["test"]
+    assert "@db:5432/" in api["environment"]["CONNECTION_URL"]
+    assert "db migrate" in " ".join(services["migrate"]["command"])
+    assert services["seed"]["profiles"] == ["seed"]

@@ -16,7 +16,7 @@ from cruddur.cli.output import RowsProgress, confirm_production, done, info, out
 from cruddur.config import Settings
 from cruddur.db import Db
 from cruddur.embedded import candidate_bin_dirs
-from cruddur.ops import databases, loading
+from cruddur.ops import databases, loading, waiting
 from cruddur.ops import fake as fake_data
 from cruddur.ops.connections import database_db, server_db
 from cruddur.ops.status import database_status
@@ -317,6 +317,26 @@ def status(prod: bool) -> None:
     else:
         result("schema    not loaded (run `bin/db-schema-load` or `bin/db-setup`)")
     result(f"uuids     uuid_generate_v4(): {found.uuid_generate_v4}")
+
+
+@db.command()
+@prod_option
+@click.option(
+    "--timeout",
+    type=click.FloatRange(0),
+    default=60,
+    show_default=True,
+    help="Seconds to wait before giving up.",
+)
+def wait(prod: bool, timeout: float) -> None:
+    """Wait until the database accepts connections (for jobs started beside the server).
+
+    Exits 0 as soon as it does, 1 after --timeout seconds, and at once for errors that
+    waiting cannot fix (a wrong password, a missing database).
+    """
+    settings, target = _target(prod)
+    took = waiting.wait_until_accepting(target.url, timeout, settings.pool.connect_timeout)
+    done(f"the database accepts connections (waited {took:.1f} s)")
 
 
 @db.command()

@@ -1,0 +1,38 @@
+# Cruddur's API as a container image: `cruddur serve` on 0.0.0.0:4567, as a non-root user.
+# Build:   podman build -t cruddur .          (or docker build)
+# One-off: podman run --rm -e CONNECTION_URL=… cruddur db migrate
+ARG BASE_IMAGE=python:3.12-slim-bookworm
+
+# -- build: a virtual environment with the dependencies, then the package ----------------
+FROM ${BASE_IMAGE} AS build
+ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1 PYTHONDONTWRITEBYTECODE=1
+RUN python3 -m venv /opt/cruddur
+WORKDIR /build
+# Dependencies before the code: a change under src/ rebuilds only the layers below this.
+COPY pyproject.toml README.md ./
+RUN mkdir -p src/cruddur && touch src/cruddur/__init__.py \
+ && /opt/cruddur/bin/pip install . \
+ && /opt/cruddur/bin/pip uninstall --yes cruddur
+COPY src ./src
+RUN /opt/cruddur/bin/pip install --no-deps . \
+ && /opt/cruddur/bin/python -m compileall -q /opt/cruddur/lib
+
+# -- run: the base, the venv, a user without privileges -----------------------------------
+FROM ${BASE_IMAGE}
+RUN useradd --system --uid 10001 --user-group --create-home --home-dir /home/cruddur cruddur
+COPY --from=build /opt/cruddur /opt/cruddur
+ENV PATH=/opt/cruddur/bin:$PATH \
+    PYTHONUNBUFFERED=1 \
+    PYTHONDONTWRITEBYTECODE=1 \
+    CRUDDUR_HOST=0.0.0.0 \
+    PORT=4567 \
+    CRUDDUR_HOME=/home/cruddur/.cruddur
+USER cruddur
+WORKDIR /home/cruddur
+EXPOSE 4567
+# `cruddur serve` execs granian, which stops its workers and exits on SIGTERM.
+STOPSIGNAL SIGTERM
+HEALTHCHECK --interval=10s --timeout=3s --start-period=5s --retries=3 \
+  CMD ["python3", "-m", "cruddur.healthcheck"]
+ENTRYPOINT ["cruddur"]
+CMD ["serve"]

@@ -1,0 +1,231 @@
+"""The container image and compose.yaml, built and run with podman (bin/test-container).
+
+Not part of bin/test's suite: it needs podman and the local base images that
+bin/lib/container-tools makes. The API container shares the host's network so it reaches
+the tests' PostgreSQL on 127.0.0.1, the way a task reaches RDS through its subnet.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import socket
+import subprocess
+import tarfile
+import time
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from helpers import ROOT
+
+BASE = "localhost/cruddur-base:bookworm"
+POSTGRES = "localhost/cruddur-postgres:bookworm"
+IMAGE = "localhost/cruddur:check"
+PODMAN_COMPOSE = ROOT / ".venv/bin/podman-compose"
+
+
+def podman(*args: str, check: bool = True, timeout: float = 600) -> subprocess.CompletedProcess:
+    done = subprocess.run(
+        ["podman", *args], capture_output=True, text=True, timeout=timeout, check=False
+    )
+    if check and done.returncode != 0:
+        raise AssertionError(f"podman {' '.join(args)}: {done.stdout}{done.stderr}")
+    return done
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def get(url: str, token: str | None = None, body: dict | None = None, timeout: float = 5):
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    data = None
+    if body is not None:
+        headers["Content-Type"] = "application/json"
+        data = json.dumps(body).encode()
+    request = urllib.request.Request(url, data=data, headers=headers)
+    with urllib.request.urlopen(request, timeout=timeout) as response:
+        return response.status, json.loads(response.read())
+
+
+def wait_for(url: str, seconds: float) -> None:
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            get(url, timeout=1)
+            return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+
+
+@pytest.fixture(scope="module")
+def image() -> str:
+    started = time.monotonic()
+    podman("build", "--build-arg", f"BASE_IMAGE={BASE}", "--tag", IMAGE, str(ROOT))
+    size = json.loads(podman("image", "inspect", IMAGE).stdout)[0]["Size"]
+    print(f"\nimage {IMAGE}: built in {time.monotonic() - started:.1f} s, {size / 1e6:.0f} MB")
+    return IMAGE
+
+
+def test_the_image_runs_as_a_user_without_privileges_and_checks_its_health(image: str) -> None:
+    inspected = json.loads(podman("image", "inspect", image).stdout)[0]
+    config = inspected["Config"]
+    assert config["User"] == "cruddur"
+    assert config["StopSignal"] == "SIGTERM"
+    assert config["Entrypoint"] == ["cruddur"] and config["Cmd"] == ["serve"]
+    assert "python3" in " ".join(inspected["Healthcheck"]["Test"])
+    assert "4567/tcp" in config["ExposedPorts"]
+
+
+def test_a_one_off_job_migrates_an_empty_database(image: str, empty_db: str) -> None:
+    done = podman(
+        "run", "--rm", "--network", "host", "--env", f"CONNECTION_URL={empty_db}",
+        image, "db", "migrate",
+    )  # fmt: skip
+    assert "migrat" in done.stdout + done.stderr
+    status = podman(
+        "run", "--rm", "--network", "host", "--env", f"CONNECTION_URL={empty_db}",
+        image, "db", "migrations", "--exit-code",
+    )  # fmt: skip
+    assert status.returncode == 0
+
+
+@pytest.fixture
+def api_container(image: str, seeded_db: str) -> Iterator[tuple[str, str]]:
+    name = f"cruddur-check-{uuid.uuid4().hex[:8]}"
+    port = free_port()
+    podman(
+        "run", "--detach", "--name", name, "--network", "host",
+        # Loopback: the dev key pair is accepted only there (a task behind a load
+        # balancer listens on 0.0.0.0 and uses Cognito).
+        "--env", "CRUDDUR_HOST=127.0.0.1", "--env", f"PORT={port}",
+        "--env", f"CONNECTION_URL={seeded_db}",
+        image,
+    )  # fmt: skip
+    try:
+        wait_for(f"http://127.0.0.1:{port}/api/health", 20)
+        yield name, f"http://127.0.0.1:{port}"
+    finally:
+        podman("rm", "--force", "--time", "0", name, check=False)
+
+
+def test_the_container_serves_the_feed_and_takes_a_signed_in_write(
+    api_container: tuple[str, str],
+) -> None:
+    name, base = api_container
+    assert podman("healthcheck", "run", name, check=False).returncode == 0
+
+    status, feed = get(f"{base}/api/activities/home")
+    assert status == 200 and any(item["handle"] == "andrewbrown" for item in feed)
+
+    token = podman("exec", name, "cruddur", "dev", "token", "--handle", "andrewbrown").stdout
+    status, crud = get(
+        f"{base}/api/activities",
+        token=token.strip(),
+        body={"message": "from inside a container", "ttl": "1-hour"},
+    )
+    assert status == 201 and crud["message"] == "from inside a container"
+
+
+def test_the_server_runs_as_non_root_and_stops_within_two_seconds(
+    api_container: tuple[str, str],
+) -> None:
+    name, _ = api_container
+    pid = podman("inspect", "--format", "{{.State.Pid}}", name).stdout.strip()
+    uids = [
+        line.split()[1]
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines()
+        if line.startswith("Uid:")
+    ]
+    assert uids and uids[0] != "0"
+    workers = podman("top", name, "user", "args").stdout.splitlines()[1:]
+    assert workers and all(line.split()[0] != "root" for line in workers), workers
+
+    started = time.monotonic()
+    podman("stop", "--time", "10", name)
+    took = time.monotonic() - started
+    logs = podman("logs", name).stdout + podman("logs", name).stderr
+    assert took < 2, f"podman stop took {took:.1f} s (SIGTERM was not enough): {logs}"
+    assert podman("inspect", "--format", "{{.State.ExitCode}}", name).stdout.strip() != "137"
+
+
+def test_no_file_in_the_image_holds_a_secret(tmp_path: Path) -> None:
+    # Secrets live in the checkout where a careless COPY would take them: .env and the state
+    # folder (the embedded server's password, the dev key pair). Plant a canary in each,
+    # build, and look for the canaries in every file of the image and in its history.
+    canary = f"canary-{uuid.uuid4().hex}"
+    planted = [ROOT / ".env", ROOT / ".cruddur" / "canary-secret.json"]
+    kept = {path: path.read_bytes() for path in planted if path.exists()}
+    try:
+        for path in planted:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(f"PROD_CONNECTION_URL=postgresql://root:{canary}@rds.example/cruddur\n")
+        podman("build", "--build-arg", f"BASE_IMAGE={BASE}", "--tag", f"{IMAGE}-canary", str(ROOT))
+    finally:
+        for path in planted:
+            if path in kept:
+                path.write_bytes(kept[path])
+            else:
+                path.unlink()
+    container = podman("create", f"{IMAGE}-canary").stdout.strip()
+    archive = tmp_path / "image.tar"
+    try:
+        podman("export", "--output", str(archive), container)
+    finally:
+        podman("rm", container, check=False)
+        history = podman("history", "--no-trunc", "--format", "{{.CreatedBy}}", f"{IMAGE}-canary")
+        podman("rmi", f"{IMAGE}-canary", check=False)
+    found = []
+    with tarfile.open(archive) as tar:
+        names = tar.getnames()
+        for member in tar:
+            if member.isfile() and canary.encode() in tar.extractfile(member).read():
+                found.append(member.name)
+    assert found == []
+    assert canary not in history.stdout
+    assert not [name for name in names if "/.cruddur" in name or name.endswith("/.env")]
+    # Nothing of the checkout but the installed package: no tests, benchmarks or scripts.
+    assert not [name for name in names if re.search(r"(^|/)(tests|bench|bin)/test_", name)]
+
+
+def test_compose_brings_up_the_database_the_migration_and_the_api(image: str) -> None:
+    port = free_port()
+    project = f"cruddur-check-{uuid.uuid4().hex[:6]}"
+    env = {
+        **os.environ,
+        "CRUDDUR_IMAGE": image,
+        "POSTGRES_IMAGE": POSTGRES,
+        "PORT": str(port),
+        "COMPOSE_PROJECT_NAME": project,
+    }
+    compose = [str(PODMAN_COMPOSE), "--project-name", project, "--file", str(ROOT / "compose.yaml")]
+
+    def run(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [*compose, *args], env=env, capture_output=True, text=True, timeout=timeout
+        )
+
+    try:
+        up = run("--profile", "seed", "up", "--detach", "--no-build")
+        assert up.returncode == 0, up.stdout + up.stderr
+        wait_for(f"http://127.0.0.1:{port}/api/health", 90)
+        status, feed = get(f"http://127.0.0.1:{port}/api/activities/home")
+        assert status == 200
+        deadline = time.monotonic() + 30
+        while not feed and time.monotonic() < deadline:  # the seed job may still be running
+            time.sleep(0.5)
+            status, feed = get(f"http://127.0.0.1:{port}/api/activities/home")
+        assert any(item["handle"] == "andrewbrown" for item in feed)
+    finally:
+        down = run("--profile", "seed", "down", "--volumes", "--timeout", "2")
+        assert down.returncode == 0, down.stdout + down.stderr
+    left = podman("ps", "--all", "--filter", f"name={project}", "--format", "{{.Names}}").stdout
+    assert left.strip() == ""

@@ -1,0 +1,75 @@
+"""`cruddur db wait`: until the server accepts connections, and no longer than asked."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Iterator
+
+import pytest
+from helpers import ROOT, as_role, run
+
+from cruddur.urls import parse
+
+CRUDDUR = ROOT / ".venv/bin/cruddur"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _pipe(source: socket.socket, sink: socket.socket) -> None:
+    with source, sink:
+        while data := source.recv(65536):
+            sink.sendall(data)
+
+
+@pytest.fixture
+def late_server(empty_db: str) -> Iterator[str]:
+    """The test database behind a port that starts forwarding to it 1.5 s from now, as a
+    server that is still starting up would."""
+    port = free_port()
+    real = parse(empty_db)
+
+    def serve() -> None:
+        time.sleep(1.5)
+        with socket.create_server(("127.0.0.1", port)) as listener:
+            listener.settimeout(10)
+            client, _ = listener.accept()
+            upstream = socket.create_connection((real["host"], int(real["port"])))
+            threading.Thread(target=_pipe, args=(upstream, client), daemon=True).start()
+            _pipe(client, upstream)
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    params = {**real, "host": "127.0.0.1", "port": str(port)}
+    yield " ".join(f"{key}='{value}'" for key, value in params.items())
+    thread.join(timeout=15)
+
+
+def test_wait_returns_once_the_server_accepts_connections(late_server: str) -> None:
+    started = time.monotonic()
+    waited = run(CRUDDUR, "db", "wait", "--timeout", "20", env={"CONNECTION_URL": late_server})
+    assert waited.returncode == 0, waited.stderr
+    assert time.monotonic() - started >= 1.5
+    assert "accepts connections" in waited.stderr + waited.stdout
+
+
+def test_wait_gives_up_after_its_timeout_with_a_hint() -> None:
+    url = f"postgresql://postgres:secret-pw@127.0.0.1:{free_port()}/cruddur"
+    waited = run(CRUDDUR, "db", "wait", "--timeout", "1", env={"CONNECTION_URL": url})
+    assert waited.returncode == 1
+    assert "secret-pw" not in waited.stderr + waited.stdout
+    assert "is the server running" in waited.stderr
+
+
+def test_wait_stops_at_once_for_a_wrong_password(empty_db: str, login_role: str) -> None:
+    url = as_role(empty_db, login_role, "wrong-password")
+    started = time.monotonic()
+    waited = run(CRUDDUR, "db", "wait", "--timeout", "30", env={"CONNECTION_URL": url})
+    assert waited.returncode == 1
+    assert time.monotonic() - started < 15  # not the whole 30 s: waiting cannot fix this
+    assert "password" in waited.stderr
