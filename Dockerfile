@@ -8,11 +8,13 @@ FROM ${BASE_IMAGE} AS build
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1 PYTHONDONTWRITEBYTECODE=1
 RUN python3 -m venv /opt/cruddur
 WORKDIR /build
-# Dependencies before the code: a change under src/ rebuilds only the layers below this.
-COPY pyproject.toml README.md ./
-RUN mkdir -p src/cruddur && touch src/cruddur/__init__.py \
+# Dependencies before the code: a change under src/ (or to the README, which the package's
+# metadata includes) rebuilds only the layers below this one.
+COPY pyproject.toml ./
+RUN mkdir -p src/cruddur && touch src/cruddur/__init__.py README.md \
  && /opt/cruddur/bin/pip install . \
  && /opt/cruddur/bin/pip uninstall --yes cruddur
+COPY README.md ./
 COPY src ./src
 RUN /opt/cruddur/bin/pip install --no-deps . \
  && /opt/cruddur/bin/python -m compileall -q /opt/cruddur/lib
