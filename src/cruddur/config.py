@@ -237,6 +237,25 @@ class WebSettings:
 
 
 @dataclass(frozen=True)
+class ReplicaSettings:
+    """Where reads may go besides the primary (README, "Scaling out")."""
+
+    reader_url: str | None = None  # READER_CONNECTION_URL: a replica or a reader endpoint
+    max_lag: float = 5.0  # seconds behind the primary before reads skip the replica
+    check_interval: float = 1.0  # seconds between a worker's looks at the replica
+
+    @classmethod
+    def from_env(cls, env: dict[str, str]) -> ReplicaSettings:
+        defaults = cls()
+        return cls(
+            reader_url=env.get("READER_CONNECTION_URL", "").strip() or None,
+            max_lag=_number(
+                env, "CRUDDUR_REPLICA_MAX_LAG", defaults.max_lag, minimum=0.0, kind=float
+            ),
+        )
+
+
+@dataclass(frozen=True)
 class Settings:
     connection_url: str | None
     prod_connection_url: str | None
@@ -246,6 +265,7 @@ class Settings:
     auth: AuthSettings
     serve: ServeSettings
     web: WebSettings
+    replica: ReplicaSettings = ReplicaSettings()
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -277,4 +297,5 @@ class Settings:
             auth=auth,
             serve=ServeSettings.from_env(env),
             web=WebSettings.from_env(env, auth),
+            replica=ReplicaSettings.from_env(env),
         )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from psycopg.conninfo import make_conninfo
 
@@ -51,16 +51,41 @@ def app_db(settings: Settings, *, prod: bool = False) -> Db:
     in README "Measured": autocommit and no checkout check cut the feed's client CPU.
     """
     url = resolve(settings, prod=prod).url
+    # Every API query is one statement, so autocommit keeps it atomic and saves the
+    # BEGIN and COMMIT round trips; reads find a dead connection themselves and retry
+    # (Db._read) instead of paying a check round trip on every checkout.
+    return Db(
+        _api_conninfo(url), settings.pool, application_name="cruddur-api", autocommit=True,
+        check=False,
+    )  # fmt: skip
+
+
+def reader_db(settings: Settings) -> Db | None:
+    """The pool over READER_CONNECTION_URL (a replica), or None when it is not set.
+
+    Its callers wait at most a second for a connection: a replica that does not give one
+    by then is skipped for the primary, not waited on.
+    """
+    url = settings.replica.reader_url
+    if url is None:
+        return None
+    pool = replace(settings.pool, timeout=min(settings.pool.timeout, READER_WAIT_SECONDS))
+    return Db(
+        _api_conninfo(url), pool, application_name="cruddur-api-reader", autocommit=True,
+        check=False,
+    )  # fmt: skip
+
+
+READER_WAIT_SECONDS = 1.0
+
+
+def _api_conninfo(url: str) -> str:
     options = parse(url).get("options", "")
     # Generic plans: the API's queries are key and keyset lookups whose best plan does
     # not depend on the values, and PostgreSQL's default kept re-planning the feed for
     # every call on a large table (776 µs against 454 µs a query at 1M activities).
     app_options = "-c TimeZone=UTC -c plan_cache_mode=force_generic_plan"
-    conninfo = make_conninfo(url, options=f"{options} {app_options}".strip())
-    # Every API query is one statement, so autocommit keeps it atomic and saves the
-    # BEGIN and COMMIT round trips; reads find a dead connection themselves and retry
-    # (Db._read) instead of paying a check round trip on every checkout.
-    return Db(conninfo, settings.pool, application_name="cruddur-api", autocommit=True, check=False)
+    return make_conninfo(url, options=f"{options} {app_options}".strip())
 
 
 def resolve(settings: Settings, *, prod: bool = False, start: bool = True) -> Target:

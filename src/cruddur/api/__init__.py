@@ -15,9 +15,10 @@ from cruddur.api.auth import TokenVerifier
 from cruddur.api.database import AppDatabase
 from cruddur.api.dev_keys import DevKeys
 from cruddur.api.edge import Edge
+from cruddur.api.reads import ReadRouter
 from cruddur.config import Settings
 from cruddur.db import Db
-from cruddur.targets import app_db
+from cruddur.targets import app_db, reader_db
 
 # Werkzeug's URL matcher leaves a small reference cycle per request, so with Python's
 # default first generation (700) the collector runs every few dozen requests.
@@ -42,8 +43,19 @@ def create_app(
         )
     app = Flask("cruddur")
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
-    app.extensions["cruddur.db"] = AppDatabase(
+    primary = AppDatabase(
         (lambda: database) if database is not None else (lambda: app_db(settings))
+    )
+    app.extensions["cruddur.db"] = primary
+    replica = settings.replica
+    reader = (lambda: reader_db(settings)) if replica.reader_url else None
+    app.extensions["cruddur.reads"] = ReadRouter(
+        primary,
+        AppDatabase(reader) if reader else None,
+        reader_conninfo=replica.reader_url,
+        max_lag=replica.max_lag,
+        check_interval=replica.check_interval,
+        connect_timeout=settings.pool.connect_timeout,
     )
     if verifier is None:
         # Partial Cognito settings, or the dev key pair on an address others can reach,

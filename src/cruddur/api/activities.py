@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
+from typing import Any, TypeVar
 from urllib.parse import quote
 from uuid import UUID
 
@@ -11,6 +13,7 @@ from werkzeug.exceptions import RequestEntityTooLarge
 
 from cruddur.api.auth import signed_in
 from cruddur.api.errors import ApiError
+from cruddur.api.reads import READ_AFTER_HEADER, ReadRouter, parse_lsn
 from cruddur.db import Db
 from cruddur.services import activities
 from cruddur.services.paging import Page, PageRequest, RepliesRequest
@@ -18,11 +21,41 @@ from cruddur.services.validation import parse_uuid, validate_crud, validate_repl
 
 bp = Blueprint("activities", __name__, url_prefix="/api/activities")
 
+T = TypeVar("T")
+
 HANDLE_MAX_CHARS = 64  # the schema's limit: longer cannot exist
 
 
 def _db() -> Db:
+    """The primary: writes, and the reads a write needs."""
     return current_app.extensions["cruddur.db"].get()
+
+
+def _read(use_case: Callable[..., T], *args: Any) -> T:
+    """A read, on the replica when it is fresh enough (X-Read-After: fresh enough to hold
+    the caller's own write), else on the primary."""
+    router: ReadRouter = current_app.extensions["cruddur.reads"]
+    read_after = None
+    sent = request.headers.get(READ_AFTER_HEADER)
+    if sent is not None and router.reader is not None:
+        read_after = parse_lsn(sent)
+        if read_after is None:
+            raise ApiError(
+                400,
+                "invalid_read_after",
+                f"{READ_AFTER_HEADER} must be a WAL position such as 0/16B3748, "
+                "as a write's response gave it",
+            )
+    return router.read(use_case, *args, read_after=read_after)
+
+
+def _written(body: str) -> Response:
+    """A write's 201, with the primary's WAL position when a replica serves reads."""
+    response = _json(body, 201)
+    position = current_app.extensions["cruddur.reads"].write_position()
+    if position is not None:
+        response.headers[READ_AFTER_HEADER] = position
+    return response
 
 
 def _json(body: str, status: int = 200) -> Response:
@@ -90,13 +123,13 @@ def _json_object() -> dict:
 @bp.get("/home")
 def home() -> Response:
     wanted = _page_request()
-    return _page_response(activities.home_feed(_db(), wanted), wanted.limit)
+    return _page_response(_read(activities.home_feed, wanted), wanted.limit)
 
 
 @bp.get("/@<handle>")
 def user_feed(handle: str) -> Response:
     wanted = _page_request()
-    page = activities.user_feed(_db(), handle, wanted) if len(handle) <= HANDLE_MAX_CHARS else None
+    page = _read(activities.user_feed, handle, wanted) if len(handle) <= HANDLE_MAX_CHARS else None
     if page is None:
         raise ApiError(404, "user_not_found", f"no user has the handle {handle[:64]!r}")
     return _page_response(page, wanted.limit)
@@ -106,7 +139,7 @@ def user_feed(handle: str) -> Response:
 def show(activity_uuid: str) -> Response:
     parent = _uuid(activity_uuid, "activity_uuid")
     replies = RepliesRequest.from_query(request.args.get("limit"), request.args.get("after"))
-    found = activities.show_activity(_db(), parent, replies)
+    found = _read(activities.show_activity, parent, replies)
     if found is None:
         raise ApiError(404, "activity_not_found", "no such crud (or it has expired)")
     return _page_response(found, replies.limit, "after")
@@ -116,7 +149,7 @@ def show(activity_uuid: str) -> Response:
 @signed_in
 def create() -> Response:
     message, ttl = validate_crud(_json_object())
-    return _json(activities.create_activity(_db(), g.user_uuid, message, ttl), 201)
+    return _written(activities.create_activity(_db(), g.user_uuid, message, ttl))
 
 
 @bp.post("/<activity_uuid>/reply")
@@ -127,4 +160,4 @@ def reply(activity_uuid: str) -> Response:
     created = activities.create_reply(_db(), g.user_uuid, parent, message)
     if created is None:
         raise ApiError(404, "activity_not_found", "no such crud to reply to (or it has expired)")
-    return _json(created, 201)
+    return _written(created)

@@ -51,6 +51,16 @@ def health() -> Response:
             },
         },
     }
+    router = current_app.extensions["cruddur.reads"]
+    if router.reader is not None:
+        # Reads go to the primary while the replica is behind or away: still a 200.
+        state = router.state
+        body["replica"] = {
+            "reachable": state.reachable,
+            "lag_seconds": None if state.lag_seconds is None else round(state.lag_seconds, 3),
+            "max_lag_seconds": router.max_lag,
+            "in_use": state.fresh(router.max_lag),
+        }
     return Response(json.dumps(body), 200, mimetype="application/json")
 
 

@@ -1,0 +1,205 @@
+"""Where a read goes: the replica (READER_CONNECTION_URL) when it is fresh enough, else
+the primary. Writes always go to the primary.
+
+Read-your-writes: a write's response carries the primary's WAL position after its commit
+(`X-Read-After`). A read that sends it back goes to the replica only if the replica has
+replayed that far, so the writer sees its own write. Without the header a read may be
+behind by at most the allowed lag (CRUDDUR_REPLICA_MAX_LAG).
+
+Each worker looks at its replica from a thread of its own, once a second (never once a
+request): its lag, its replayed position, whether it answers. A replica that is too far
+behind or does not answer is skipped until a look finds it well again; a read that fails
+on the replica is served by the primary at once.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import psycopg
+
+from cruddur.api.database import AppDatabase
+from cruddur.db import Db, template
+
+log = logging.getLogger("cruddur.api.reads")
+
+T = TypeVar("T")
+
+READ_AFTER_HEADER = "X-Read-After"
+_LSN = re.compile(r"([0-9A-Fa-f]{1,8})/([0-9A-Fa-f]{1,8})")
+
+
+def parse_lsn(text: str) -> int | None:
+    """A WAL position such as 0/16B3748 as a number; None when it is not one."""
+    matched = _LSN.fullmatch(text.strip())
+    if matched is None:
+        return None
+    return (int(matched[1], 16) << 32) + int(matched[2], 16)
+
+
+@dataclass(frozen=True)
+class ReplicaState:
+    reachable: bool
+    lag_seconds: float | None = None  # None: not known (unreachable, or not a replica)
+    replayed: int | None = None  # the replayed WAL position, as parse_lsn gives it
+    in_recovery: bool = False
+    problem: str | None = None
+    checked_at: float = 0.0  # time.monotonic() of the look
+
+    def fresh(self, max_lag: float) -> bool:
+        return self.reachable and self.lag_seconds is not None and self.lag_seconds <= max_lag
+
+
+NOT_LOOKED_AT = ReplicaState(reachable=False, problem="not looked at yet")
+
+
+def look_at_replica(conn: psycopg.Connection) -> ReplicaState:
+    """One look at a replica over `conn` (any connection to it)."""
+    in_recovery, replayed, lag = conn.execute(template("replication", "replica_state")).fetchone()
+    if not in_recovery:
+        # A primary (or a promoted replica) behind READER_CONNECTION_URL: it cannot say
+        # how far it has replayed, so read-your-writes cannot be checked there.
+        return ReplicaState(True, None, None, False, "not a replica (not in recovery)")
+    return ReplicaState(True, float(lag), parse_lsn(replayed) if replayed else None, True)
+
+
+class ReadRouter:
+    """The primary and, when configured, a replica; `for_read` picks one per request."""
+
+    def __init__(
+        self,
+        primary: AppDatabase,
+        reader: AppDatabase | None = None,
+        *,
+        reader_conninfo: str | None = None,
+        max_lag: float = 5.0,
+        check_interval: float = 1.0,
+        connect_timeout: int = 2,
+    ) -> None:
+        self.primary = primary
+        self.reader = reader
+        self.max_lag = max_lag
+        self.check_interval = check_interval
+        self._conninfo = reader_conninfo
+        self._connect_timeout = connect_timeout
+        self._state = NOT_LOOKED_AT
+        self._watcher: threading.Thread | None = None
+        self._watcher_lock = threading.Lock()
+        self._stopped = threading.Event()
+
+    # -- the watcher: one thread per worker process, started on first use -------------
+
+    def _ensure_watching(self) -> None:
+        if self._watcher is not None or self.reader is None:
+            return
+        with self._watcher_lock:
+            if self._watcher is None:
+                self._watcher = threading.Thread(
+                    target=self._watch, name="cruddur-replica-watch", daemon=True
+                )
+                self._watcher.start()
+
+    def _watch(self) -> None:
+        conn: psycopg.Connection | None = None
+        while not self._stopped.is_set():
+            try:
+                if conn is None or conn.closed or conn.broken:
+                    conn = psycopg.connect(
+                        self._conninfo,
+                        autocommit=True,
+                        connect_timeout=self._connect_timeout,
+                        application_name="cruddur-replica-watch",
+                    )
+                state = look_at_replica(conn)
+            except psycopg.Error as exc:
+                state = ReplicaState(False, problem=str(exc).strip().splitlines()[0][:200])
+                if conn is not None:
+                    conn.close()
+                    conn = None
+            self._set_state(state)
+            self._stopped.wait(self.check_interval)
+        if conn is not None:
+            conn.close()
+
+    def _set_state(self, state: ReplicaState) -> None:
+        was_fresh = self._state.fresh(self.max_lag)
+        state = ReplicaState(**{**state.__dict__, "checked_at": time.monotonic()})
+        self._state = state
+        if was_fresh and not state.fresh(self.max_lag):
+            log.warning("replica skipped, reads go to the primary: %s", self.describe(state))
+        elif not was_fresh and state.fresh(self.max_lag) and state is not NOT_LOOKED_AT:
+            log.info("replica back in use: %s", self.describe(state))
+
+    def describe(self, state: ReplicaState) -> str:
+        if not state.reachable:
+            return f"unreachable ({state.problem})"
+        if state.lag_seconds is None:
+            return state.problem or "lag unknown"
+        return f"{state.lag_seconds:.1f} s behind (limit {self.max_lag:g} s)"
+
+    def close(self) -> None:
+        self._stopped.set()
+        if self._watcher is not None:
+            self._watcher.join(timeout=5)
+
+    # -- routing ---------------------------------------------------------------------
+
+    @property
+    def state(self) -> ReplicaState:
+        self._ensure_watching()
+        return self._state
+
+    def for_read(self, read_after: int | None = None) -> Db:
+        """The replica when it is fresh (and, given `read_after`, has replayed that far),
+        else the primary."""
+        if self.reader is None:
+            return self.primary.get()
+        state = self.state
+        if not state.fresh(self.max_lag):
+            return self.primary.get()
+        try:
+            replica = self.reader.get()
+            if read_after is not None and (state.replayed is None or state.replayed < read_after):
+                # The last look is older than the write: ask the replica itself.
+                caught_up = replica.query_value(
+                    template("replication", "replayed_past"), {"lsn": _format_lsn(read_after)}
+                )
+                if not caught_up:
+                    return self.primary.get()
+            return replica
+        except psycopg.Error as exc:
+            self.replica_failed(exc)
+            return self.primary.get()
+
+    def read(self, use_case: Callable[..., T], *args: Any, read_after: int | None = None) -> T:
+        """use_case(db, *args) on the database `for_read` picks; on the primary again when
+        the replica fails it (a read is safe to repeat)."""
+        db = self.for_read(read_after)
+        if self.reader is None or db is not self.reader.opened:
+            return use_case(db, *args)
+        try:
+            return use_case(db, *args)
+        except psycopg.OperationalError as exc:  # PoolTimeout too
+            self.replica_failed(exc)
+            return use_case(self.primary.get(), *args)
+
+    def replica_failed(self, exc: BaseException) -> None:
+        """A read on the replica failed: skip it until the watcher finds it well."""
+        self._set_state(ReplicaState(False, problem=str(exc).strip().splitlines()[0][:200]))
+
+    def write_position(self) -> str | None:
+        """The primary's WAL position now, for X-Read-After; None without a replica (a
+        round trip saved)."""
+        if self.reader is None:
+            return None
+        return self.primary.get().query_value(template("replication", "write_position"))
+
+
+def _format_lsn(value: int) -> str:
+    return f"{value >> 32:X}/{value & 0xFFFFFFFF:X}"

@@ -1,0 +1,13 @@
+-- A replica's state, for the API's read routing and `db status`. Lag is the age of the
+-- last replayed transaction while WAL waits to be replayed, and 0 when all that arrived
+-- is replayed (an idle primary sends nothing, and its replica is not behind).
+SELECT
+    pg_is_in_recovery() AS in_recovery,
+    pg_last_wal_replay_lsn()::text AS replayed_lsn,
+    CASE
+        WHEN NOT pg_is_in_recovery() THEN NULL
+        WHEN pg_last_wal_receive_lsn() IS NOT DISTINCT FROM pg_last_wal_replay_lsn() THEN 0.0
+        ELSE COALESCE(
+            extract(epoch FROM clock_timestamp() - pg_last_xact_replay_timestamp())::float8, 0.0
+        )
+    END AS lag_seconds;

@@ -1,0 +1,179 @@
+"""A real primary and streaming replica of the test's own, for the read-routing tests and
+bench/replica.py.
+
+The primary is the project's embedded server in a scratch folder (a cluster of its own,
+on a free port); the replica is `pg_basebackup -R` of it, started with the same binaries
+on another free port. Lag is made the ways PostgreSQL offers: `recovery_min_apply_delay`
+and `pg_wal_replay_pause()`.
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+import shutil
+import socket
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from psycopg import sql
+from psycopg.conninfo import make_conninfo
+
+from cruddur.db import Db
+from cruddur.embedded import APP_DATABASE, EmbeddedPostgres
+from cruddur.ops import loading
+from cruddur.urls import parse
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _as_server_user() -> dict[str, Any]:
+    # PostgreSQL refuses to run as root; as root, run its programs as `postgres`.
+    if os.geteuid() != 0:
+        return {}
+    entry = pwd.getpwnam("postgres")
+    return {"user": entry.pw_uid, "group": entry.pw_gid, "extra_groups": []}
+
+
+class ReplicaPair:
+    """A primary with the schema and seed, and a streaming replica of it."""
+
+    def __init__(self, home: Path) -> None:
+        self.primary = EmbeddedPostgres(home)
+        self.replica_port = 0
+
+    # -- set up and tear down ---------------------------------------------------------
+
+    def create(self) -> ReplicaPair:
+        self.primary.start()
+        with psycopg.connect(self.primary.url("postgres"), autocommit=True) as admin:
+            admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(APP_DATABASE)))
+        with Db(self.primary_url) as db:
+            loading.load(db, loading.SCHEMA)
+            loading.load(db, loading.SEED)
+        password = parse(self.primary_url)["password"]
+        port = parse(self.primary_url)["port"]
+        if self.replica_dir.exists():
+            shutil.rmtree(self.replica_dir)
+        self._run(
+            "pg_basebackup", f"--pgdata={self.replica_dir}", "--write-recovery-conf",
+            "--checkpoint=fast", "--wal-method=stream", "--host=127.0.0.1", f"--port={port}",
+            "--username=postgres", env={"PGPASSWORD": password},
+        )  # fmt: skip
+        self.replica_port = free_port()
+        self.start_replica()
+        return self
+
+    def remove(self) -> None:
+        self.stop_replica("immediate")
+        cluster_dir = self.primary.cluster_dir
+        self.primary.stop()
+        shutil.rmtree(self.replica_dir, ignore_errors=True)
+        shutil.rmtree(cluster_dir / "data", ignore_errors=True)
+
+    # -- where -----------------------------------------------------------------------------
+
+    @property
+    def replica_dir(self) -> Path:
+        return self.primary.cluster_dir / "replica"
+
+    @property
+    def primary_url(self) -> str:
+        return self.primary.url()
+
+    @property
+    def replica_url(self) -> str:
+        return make_conninfo(self.primary_url, port=str(self.replica_port))
+
+    # -- the replica's life ------------------------------------------------------------------
+
+    def _run(self, program: str, *args: str, env: dict[str, str] | None = None) -> str:
+        done = subprocess.run(
+            [str(self.primary.bin_dir() / program), *args],
+            capture_output=True,
+            text=True,
+            env={
+                "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+                "LC_ALL": "C.UTF-8",
+                **(env or {}),
+            },
+            check=False,
+            timeout=120,
+            **_as_server_user(),
+        )
+        if done.returncode != 0:
+            raise RuntimeError(f"{program} failed: {done.stderr or done.stdout}")
+        return done.stdout
+
+    def start_replica(self) -> None:
+        self._run(
+            "pg_ctl", f"--pgdata={self.replica_dir}", "start", "--wait", "--timeout=60",
+            f"--log={self.replica_dir / 'replica.log'}", f"--options=-p {self.replica_port}",
+        )  # fmt: skip
+        self.wait_accepting(self.replica_url)
+
+    def stop_replica(self, mode: str = "fast") -> None:
+        subprocess.run(
+            [str(self.primary.bin_dir() / "pg_ctl"), f"--pgdata={self.replica_dir}",
+             "stop", "--wait", f"--mode={mode}"],
+            capture_output=True, check=False, timeout=60, **_as_server_user(),
+        )  # fmt: skip
+
+    def set_apply_delay(self, milliseconds: int) -> None:
+        """Replay each transaction no sooner than this after the primary committed it."""
+        with psycopg.connect(self.replica_url, autocommit=True) as conn:
+            conn.execute(
+                sql.SQL("ALTER SYSTEM SET recovery_min_apply_delay = {}").format(
+                    sql.Literal(f"{milliseconds}ms")
+                )
+            )
+            conn.execute("SELECT pg_reload_conf()")
+
+    def pause_replay(self, paused: bool) -> None:
+        with psycopg.connect(self.replica_url, autocommit=True) as conn:
+            conn.execute(
+                "SELECT pg_wal_replay_pause()" if paused else "SELECT pg_wal_replay_resume()"
+            )
+
+    def wait_caught_up(self, timeout: float = 30) -> None:
+        """Until the replica has replayed all the primary has written."""
+        with psycopg.connect(self.primary_url, autocommit=True) as primary:
+            target = primary.execute("SELECT pg_current_wal_lsn()").fetchone()[0]
+        deadline = time.monotonic() + timeout
+        with psycopg.connect(self.replica_url, autocommit=True) as replica:
+            while not replica.execute(
+                "SELECT pg_last_wal_replay_lsn() >= %s::pg_lsn", [target]
+            ).fetchone()[0]:
+                if time.monotonic() > deadline:
+                    raise TimeoutError("the replica did not catch up")
+                time.sleep(0.05)
+
+    @staticmethod
+    def wait_accepting(url: str, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                psycopg.connect(url, connect_timeout=2).close()
+                return
+            except psycopg.OperationalError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
+
+
+def activity_scans(url: str) -> int:
+    """Scans of `activities` in `url`'s server so far (pg_stat_user_tables, local to each
+    server, a replica's too), as counted once every session that ran them has ended.
+    Only reads of cruds scan it: not the health checks, not the replica's watcher."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        return conn.execute(
+            "SELECT seq_scan + COALESCE(idx_scan, 0) FROM pg_stat_user_tables"
+            " WHERE relname = 'activities'"
+        ).fetchone()[0]

@@ -1,0 +1,178 @@
+"""Reads from a real streaming replica: read-your-writes, lag, failure, and proof that the
+replica really serves them (README, "Scaling out")."""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from api_support import CheckedClient
+from replica_support import ReplicaPair, activity_scans
+
+from cruddur.api import create_app
+from cruddur.api.dev_keys import DevKeys
+from cruddur.config import Settings
+
+
+@pytest.fixture(scope="module")
+def pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ReplicaPair]:
+    made = ReplicaPair(tmp_path_factory.mktemp("replica-pair")).create()
+    yield made
+    made.remove()
+
+
+def _app(pair: ReplicaPair, home: Path, **env: str):
+    settings = Settings.from_env(
+        {
+            "CRUDDUR_HOME": str(home),
+            "CONNECTION_URL": pair.primary_url,
+            "READER_CONNECTION_URL": pair.replica_url,
+            **env,
+        }
+    )
+    app = create_app(settings)
+    token = DevKeys(settings.home).mint(settings.auth, "MOCK-andrewbrown", expires_in=3600)
+    return app, CheckedClient(app), {"Authorization": f"Bearer {token}"}
+
+
+def _close(app) -> None:
+    # Ending the sessions flushes their statistics into pg_stat_database.
+    app.extensions["cruddur.reads"].close()
+    app.extensions["cruddur.db"].close()
+    reader = app.extensions["cruddur.reads"].reader
+    if reader is not None:
+        reader.close()
+    time.sleep(0.3)
+
+
+def _wait_until(predicate, seconds: float = 15) -> None:
+    deadline = time.monotonic() + seconds
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.1)
+
+
+def _in_use(api: CheckedClient) -> bool:
+    return api.get("/api/health").get_json()["replica"]["in_use"]
+
+
+def test_a_healthy_replica_serves_the_reads(pair: ReplicaPair, tmp_path: Path) -> None:
+    pair.wait_caught_up()
+    app, api, _ = _app(pair, tmp_path)
+    before = activity_scans(pair.replica_url), activity_scans(pair.primary_url)
+    try:
+        _wait_until(lambda: _in_use(api))
+        for _ in range(50):
+            assert api.get("/api/activities/home").status_code == 200
+            assert api.get("/api/activities/@andrewbrown").status_code == 200
+    finally:
+        _close(app)
+    on_replica = activity_scans(pair.replica_url) - before[0]
+    on_primary = activity_scans(pair.primary_url) - before[1]
+    assert on_replica >= 100, (on_replica, on_primary)
+    assert on_primary == 0, (on_replica, on_primary)
+
+
+def test_a_reply_read_with_its_position_sees_itself_every_time(
+    pair: ReplicaPair, tmp_path: Path
+) -> None:
+    pair.set_apply_delay(10)
+    app, api, auth = _app(pair, tmp_path)
+    replica_before = activity_scans(pair.replica_url)
+    seen, stale_without_header, parent = 0, 0, None
+    try:
+        _wait_until(lambda: _in_use(api))
+        for attempt in range(1000):
+            if attempt % 50 == 0:  # a new parent before the replies outgrow one page
+                created = api.post(
+                    "/api/activities", json={"message": f"parent {attempt}", "ttl": "1-day"},
+                    headers=auth,
+                )  # fmt: skip
+                parent = created.get_json()["uuid"]
+            reply = api.post(
+                f"/api/activities/{parent}/reply", json={"message": f"r{attempt}"}, headers=auth
+            )
+            assert reply.status_code == 201
+            position = reply.headers["X-Read-After"]
+            time.sleep(random.uniform(0, 0.02))  # sometimes the replica catches up first
+            shown = api.get(f"/api/activities/{parent}", headers={"X-Read-After": position})
+            assert shown.status_code == 200
+            uuids = [r["uuid"] for r in shown.get_json()["replies"]]
+            assert reply.get_json()["uuid"] in uuids, f"attempt {attempt}: own reply not seen"
+            seen += 1
+        # The same without the header does read stale: the delay above is real.
+        for attempt in range(20):
+            reply = api.post(
+                f"/api/activities/{parent}/reply", json={"message": f"s{attempt}"}, headers=auth
+            )
+            shown = api.get(f"/api/activities/{parent}")
+            if reply.get_json()["uuid"] not in [r["uuid"] for r in shown.get_json()["replies"]]:
+                stale_without_header += 1
+    finally:
+        _close(app)
+        pair.set_apply_delay(0)
+    assert seen == 1000
+    assert stale_without_header > 0
+    # Some of the 1,000 reads were the replica's (the others went to the primary).
+    assert activity_scans(pair.replica_url) - replica_before > 50
+
+
+def test_a_replica_past_the_lag_limit_is_skipped_then_used_again(
+    pair: ReplicaPair, tmp_path: Path
+) -> None:
+    app, api, auth = _app(pair, tmp_path, CRUDDUR_REPLICA_MAX_LAG="1")
+    try:
+        _wait_until(lambda: _in_use(api))
+        pair.pause_replay(True)
+        # Lag grows only while there is WAL waiting to be replayed.
+        api.post("/api/activities", json={"message": "while paused", "ttl": "1-hour"}, headers=auth)
+        _wait_until(lambda: not _in_use(api))
+        replica_before = activity_scans(pair.replica_url)
+        feed = api.get("/api/activities/home").get_json()
+        assert feed[0]["message"] == "while paused"  # the primary's rows: not stale
+        _close(app)
+        assert activity_scans(pair.replica_url) == replica_before
+        app, api, auth = _app(pair, tmp_path, CRUDDUR_REPLICA_MAX_LAG="1")
+        pair.pause_replay(False)
+        _wait_until(lambda: _in_use(api))
+    finally:
+        pair.pause_replay(False)
+        _close(app)
+
+
+def test_reads_keep_succeeding_while_the_replica_stops_and_starts(
+    pair: ReplicaPair, tmp_path: Path
+) -> None:
+    app, api, _ = _app(pair, tmp_path)
+    statuses: list[int] = []
+    try:
+        _wait_until(lambda: _in_use(api))
+
+        def read_for(seconds: float) -> None:
+            deadline = time.monotonic() + seconds
+            while time.monotonic() < deadline:
+                statuses.append(api.get("/api/activities/home").status_code)
+
+        read_for(0.5)
+        pair.stop_replica("fast")
+        read_for(2)
+        assert not _in_use(api)
+        pair.start_replica()
+        _wait_until(lambda: _in_use(api))
+        read_for(0.5)
+    finally:
+        _close(app)
+    assert statuses and set(statuses) == {200}
+
+
+def test_a_malformed_read_after_is_a_400(pair: ReplicaPair, tmp_path: Path) -> None:
+    app, api, _ = _app(pair, tmp_path)
+    try:
+        shown = api.get("/api/activities/home", headers={"X-Read-After": "'; DROP TABLE--"})
+        assert shown.status_code == 400
+        assert shown.get_json()["error"] == "invalid_read_after"
+    finally:
+        _close(app)
