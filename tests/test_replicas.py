@@ -10,11 +10,13 @@ from pathlib import Path
 
 import pytest
 from api_support import CheckedClient
+from helpers import ROOT, run
 from replica_support import ReplicaPair, activity_scans
 
 from cruddur.api import create_app
 from cruddur.api.dev_keys import DevKeys
 from cruddur.config import Settings
+from cruddur.urls import parse
 
 
 @pytest.fixture(scope="module")
@@ -176,3 +178,18 @@ def test_a_malformed_read_after_is_a_400(pair: ReplicaPair, tmp_path: Path) -> N
         assert shown.get_json()["error"] == "invalid_read_after"
     finally:
         _close(app)
+
+
+def test_db_status_reports_the_replica_and_its_lag(pair: ReplicaPair) -> None:
+    env = {"CONNECTION_URL": pair.primary_url, "READER_CONNECTION_URL": pair.replica_url}
+    shown = run(ROOT / ".venv/bin/cruddur", "db", "status", env=env)
+    assert shown.returncode == 0, shown.stderr
+    assert "behind (limit 5 s): reads use it" in shown.stdout
+    assert parse(pair.replica_url)["password"] not in shown.stdout + shown.stderr
+    pair.stop_replica("fast")
+    try:
+        shown = run(ROOT / ".venv/bin/cruddur", "db", "status", env=env)
+        assert "replica   unreachable" in shown.stdout
+        assert shown.returncode == 0  # the primary serves: the service works
+    finally:
+        pair.start_replica()

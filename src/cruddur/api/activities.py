@@ -13,8 +13,9 @@ from werkzeug.exceptions import RequestEntityTooLarge
 
 from cruddur.api.auth import signed_in
 from cruddur.api.errors import ApiError
-from cruddur.api.reads import READ_AFTER_HEADER, ReadRouter, parse_lsn
+from cruddur.api.reads import READ_AFTER_HEADER, ReadRouter
 from cruddur.db import Db
+from cruddur.db.replication import parse_lsn
 from cruddur.services import activities
 from cruddur.services.paging import Page, PageRequest, RepliesRequest
 from cruddur.services.validation import parse_uuid, validate_crud, validate_reply

@@ -15,58 +15,27 @@ on the replica is served by the primary at once.
 from __future__ import annotations
 
 import logging
-import re
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import psycopg
 
 from cruddur.api.database import AppDatabase
 from cruddur.db import Db, template
+from cruddur.db.replication import (
+    NOT_LOOKED_AT,
+    ReplicaState,
+    format_lsn,
+    look_at_replica,
+)
 
 log = logging.getLogger("cruddur.api.reads")
 
 T = TypeVar("T")
 
 READ_AFTER_HEADER = "X-Read-After"
-_LSN = re.compile(r"([0-9A-Fa-f]{1,8})/([0-9A-Fa-f]{1,8})")
-
-
-def parse_lsn(text: str) -> int | None:
-    """A WAL position such as 0/16B3748 as a number; None when it is not one."""
-    matched = _LSN.fullmatch(text.strip())
-    if matched is None:
-        return None
-    return (int(matched[1], 16) << 32) + int(matched[2], 16)
-
-
-@dataclass(frozen=True)
-class ReplicaState:
-    reachable: bool
-    lag_seconds: float | None = None  # None: not known (unreachable, or not a replica)
-    replayed: int | None = None  # the replayed WAL position, as parse_lsn gives it
-    in_recovery: bool = False
-    problem: str | None = None
-    checked_at: float = 0.0  # time.monotonic() of the look
-
-    def fresh(self, max_lag: float) -> bool:
-        return self.reachable and self.lag_seconds is not None and self.lag_seconds <= max_lag
-
-
-NOT_LOOKED_AT = ReplicaState(reachable=False, problem="not looked at yet")
-
-
-def look_at_replica(conn: psycopg.Connection) -> ReplicaState:
-    """One look at a replica over `conn` (any connection to it)."""
-    in_recovery, replayed, lag = conn.execute(template("replication", "replica_state")).fetchone()
-    if not in_recovery:
-        # A primary (or a promoted replica) behind READER_CONNECTION_URL: it cannot say
-        # how far it has replayed, so read-your-writes cannot be checked there.
-        return ReplicaState(True, None, None, False, "not a replica (not in recovery)")
-    return ReplicaState(True, float(lag), parse_lsn(replayed) if replayed else None, True)
 
 
 class ReadRouter:
@@ -168,7 +137,7 @@ class ReadRouter:
             if read_after is not None and (state.replayed is None or state.replayed < read_after):
                 # The last look is older than the write: ask the replica itself.
                 caught_up = replica.query_value(
-                    template("replication", "replayed_past"), {"lsn": _format_lsn(read_after)}
+                    template("replication", "replayed_past"), {"lsn": format_lsn(read_after)}
                 )
                 if not caught_up:
                     return self.primary.get()
@@ -199,7 +168,3 @@ class ReadRouter:
         if self.reader is None:
             return None
         return self.primary.get().query_value(template("replication", "write_position"))
-
-
-def _format_lsn(value: int) -> str:
-    return f"{value >> 32:X}/{value & 0xFFFFFFFF:X}"

@@ -19,7 +19,7 @@ from cruddur.embedded import candidate_bin_dirs
 from cruddur.ops import databases, loading, waiting
 from cruddur.ops import fake as fake_data
 from cruddur.ops.connections import database_db, server_db
-from cruddur.ops.status import database_status
+from cruddur.ops.status import database_status, replica_status
 from cruddur.targets import Target, embedded_server, resolve
 from cruddur.urls import redact, without_password
 
@@ -317,6 +317,22 @@ def status(prod: bool) -> None:
     else:
         result("schema    not loaded (run `bin/db-schema-load` or `bin/db-setup`)")
     result(f"uuids     uuid_generate_v4(): {found.uuid_generate_v4}")
+    reader_url = settings.replica.reader_url
+    if reader_url and not prod:
+        _replica_status(reader_url, settings)
+
+
+def _replica_status(url: str, settings: Settings) -> None:
+    state = replica_status(url, settings.pool.connect_timeout)
+    result(f"reader    {redact(url)}")
+    limit = settings.replica.max_lag
+    if not state.reachable:
+        result(f"replica   unreachable: {state.problem}; reads go to the primary")
+    elif state.lag_seconds is None:
+        result(f"replica   {state.problem}; reads with X-Read-After go to the primary")
+    else:
+        verdict = "reads use it" if state.fresh(limit) else "too far behind, reads use the primary"
+        result(f"replica   {state.lag_seconds:.1f} s behind (limit {limit:g} s): {verdict}")
 
 
 @db.command()

@@ -11,6 +11,7 @@ from psycopg_pool import PoolTimeout
 from cruddur.config import PoolSettings
 from cruddur.db import Db, template
 from cruddur.db.errors import explain
+from cruddur.db.replication import ReplicaState, look_at_replica
 from cruddur.ops.connections import database_db
 from cruddur.ops.loading import SCHEMA_TABLES, schema_tables
 from cruddur.targets import Target
@@ -56,3 +57,14 @@ def database_status(target: Target, settings: PoolSettings) -> DatabaseStatus:
         users=facts.get("users"),  # type: ignore[arg-type]
         activities=facts.get("activities"),  # type: ignore[arg-type]
     )
+
+
+def replica_status(url: str, connect_timeout: int) -> ReplicaState:
+    """One look at READER_CONNECTION_URL's server, as the API's workers take it."""
+    try:
+        with psycopg.connect(url, autocommit=True, connect_timeout=connect_timeout) as conn:
+            return look_at_replica(conn)
+    except psycopg.Error as exc:
+        explained = explain(exc)
+        problem = explained.message if explained else str(exc).splitlines()[0]
+        return ReplicaState(False, problem=problem)
