@@ -243,16 +243,29 @@ class ReplicaSettings:
     reader_url: str | None = None  # READER_CONNECTION_URL: a replica or a reader endpoint
     max_lag: float = 5.0  # seconds behind the primary before reads skip the replica
     check_interval: float = 1.0  # seconds between a worker's looks at the replica
+    # CRUDDUR_POOLER=transaction: a transaction pooler (PgBouncer, RDS Proxy) is in front.
+    # An RDS Proxy endpoint says so by its name alone (`behind_pooler`).
+    pooler: str | None = None
 
     @classmethod
     def from_env(cls, env: dict[str, str]) -> ReplicaSettings:
         defaults = cls()
+        pooler = env.get("CRUDDUR_POOLER", "").strip().lower() or None
+        if pooler not in (None, "none", "transaction"):
+            raise ConfigError(f"CRUDDUR_POOLER must be transaction or none, not {pooler!r}")
         return cls(
             reader_url=env.get("READER_CONNECTION_URL", "").strip() or None,
             max_lag=_number(
                 env, "CRUDDUR_REPLICA_MAX_LAG", defaults.max_lag, minimum=0.0, kind=float
             ),
+            pooler=None if pooler == "none" else pooler,
         )
+
+    def behind_pooler(self, url: str) -> bool:
+        """Does `url` reach PostgreSQL through a transaction pooler?"""
+        from cruddur.urls import looks_like_rds_proxy  # urls imports nothing of ours
+
+        return self.pooler == "transaction" or looks_like_rds_proxy(url)
 
 
 @dataclass(frozen=True)

@@ -54,9 +54,10 @@ def app_db(settings: Settings, *, prod: bool = False) -> Db:
     # Every API query is one statement, so autocommit keeps it atomic and saves the
     # BEGIN and COMMIT round trips; reads find a dead connection themselves and retry
     # (Db._read) instead of paying a check round trip on every checkout.
+    pooled = settings.replica.behind_pooler(url)
     return Db(
-        _api_conninfo(url), settings.pool, application_name="cruddur-api", autocommit=True,
-        check=False,
+        _api_conninfo(url, pooled), settings.pool, application_name="cruddur-api",
+        autocommit=True, check=False, behind_pooler=pooled,
     )  # fmt: skip
 
 
@@ -70,16 +71,22 @@ def reader_db(settings: Settings) -> Db | None:
     if url is None:
         return None
     pool = replace(settings.pool, timeout=min(settings.pool.timeout, READER_WAIT_SECONDS))
+    pooled = settings.replica.behind_pooler(url)
     return Db(
-        _api_conninfo(url), pool, application_name="cruddur-api-reader", autocommit=True,
-        check=False,
+        _api_conninfo(url, pooled), pool, application_name="cruddur-api-reader",
+        autocommit=True, check=False, behind_pooler=pooled,
     )  # fmt: skip
 
 
 READER_WAIT_SECONDS = 1.0
 
 
-def _api_conninfo(url: str) -> str:
+def _api_conninfo(url: str, behind_pooler: bool = False) -> str:
+    if behind_pooler:
+        # PgBouncer refuses the `options` startup parameter, and RDS Proxy pins a session
+        # that changes settings. Without prepared statements a generic plan has nothing to
+        # reuse; the time zone is the database's (RDS: UTC; elsewhere, README "Scaling out").
+        return url
     options = parse(url).get("options", "")
     # Generic plans: the API's queries are key and keyset lookups whose best plan does
     # not depend on the values, and PostgreSQL's default kept re-planning the feed for

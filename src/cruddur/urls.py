@@ -61,6 +61,15 @@ def looks_like_rds(conninfo: str) -> bool:
     return any(h.rstrip(".").endswith(".rds.amazonaws.com") for h in host.split(","))
 
 
+def looks_like_rds_proxy(conninfo: str) -> bool:
+    """An RDS Proxy endpoint (NAME.proxy-XXXX.REGION.rds.amazonaws.com): a transaction
+    pooler, with what that forbids (prepared statements kept, session state)."""
+    host = parse(conninfo).get("host", "").lower()
+    return any(
+        ".proxy-" in h and h.rstrip(".").endswith(".rds.amazonaws.com") for h in host.split(",")
+    )
+
+
 def redact(conninfo: str) -> str:
     """A URL for people to read: every part but the password, which shows as ***."""
     try:

@@ -84,6 +84,7 @@ class ReadRouter:
                         autocommit=True,
                         connect_timeout=self._connect_timeout,
                         application_name="cruddur-replica-watch",
+                        prepare_threshold=None,  # safe behind a transaction pooler too
                     )
                 state = look_at_replica(conn)
             except psycopg.Error as exc:

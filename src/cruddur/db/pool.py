@@ -68,6 +68,7 @@ class Db:
         autocommit: bool = False,
         application_name: str = "cruddur",
         check: bool = True,
+        behind_pooler: bool = False,
     ) -> None:
         self.conninfo = conninfo
         self.check = check
@@ -77,6 +78,10 @@ class Db:
             "connect_timeout": self.settings.connect_timeout,
             "application_name": application_name,
         }
+        if behind_pooler:
+            # A transaction pooler gives each transaction whichever server session is free:
+            # a statement prepared on one is unknown on the next.
+            self._connect_kwargs["prepare_threshold"] = None
         self._pool: ConnectionPool | None = None
 
     # -- lifecycle ---------------------------------------------------------------

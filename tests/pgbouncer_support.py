@@ -1,0 +1,98 @@
+"""A real PgBouncer in transaction mode in front of a test server (Debian's `pgbouncer`;
+bin/test installs it). It runs as the `postgres` user when the tests run as root."""
+
+from __future__ import annotations
+
+import os
+import pwd
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from psycopg.conninfo import make_conninfo
+
+from cruddur.urls import parse
+
+PGBOUNCER = shutil.which("pgbouncer") or "/usr/sbin/pgbouncer"
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _as_other_user() -> dict[str, Any]:
+    if os.geteuid() != 0:
+        return {}
+    entry = pwd.getpwnam("postgres")
+    return {"user": entry.pw_uid, "group": entry.pw_gid, "extra_groups": []}
+
+
+class PgBouncer:
+    """PgBouncer on a free port, passing every database of `server_url`'s server through,
+    with a small pool so that transactions really do move between server sessions."""
+
+    def __init__(self, server_url: str, pool_size: int = 2) -> None:
+        if not Path(PGBOUNCER).is_file():
+            raise RuntimeError(
+                "pgbouncer is not installed: apt-get install pgbouncer (bin/test does it as root)"
+            )
+        self.server = parse(server_url)
+        self.port = _free_port()
+        self.folder = Path(tempfile.mkdtemp(prefix="cruddur-pgbouncer-"))
+        user, password = self.server["user"], self.server.get("password", "")
+        (self.folder / "users.txt").write_text(f'"{user}" "{password}"\n')
+        (self.folder / "pgbouncer.ini").write_text(
+            "[databases]\n"
+            f"* = host={self.server['host']} port={self.server['port']}\n"
+            "[pgbouncer]\n"
+            "listen_addr = 127.0.0.1\n"
+            f"listen_port = {self.port}\n"
+            "unix_socket_dir =\n"
+            "auth_type = scram-sha-256\n"
+            f"auth_file = {self.folder / 'users.txt'}\n"
+            "pool_mode = transaction\n"
+            f"default_pool_size = {pool_size}\n"
+            "max_client_conn = 500\n"
+            "server_reset_query =\n"
+            f"logfile = {self.folder / 'pgbouncer.log'}\n"
+            f"pidfile = {self.folder / 'pgbouncer.pid'}\n"
+        )
+        switch = _as_other_user()
+        if switch:
+            os.chown(self.folder, switch["user"], switch["group"])
+            for name in ("users.txt", "pgbouncer.ini"):
+                os.chown(self.folder / name, switch["user"], switch["group"])
+            os.chmod(self.folder / "users.txt", 0o600)
+        self.process = subprocess.Popen(
+            [PGBOUNCER, str(self.folder / "pgbouncer.ini")],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            **switch,
+        )
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                psycopg.connect(self.url_for(server_url), connect_timeout=2).close()
+                break
+            except psycopg.OperationalError:
+                if time.monotonic() > deadline or self.process.poll() is not None:
+                    self.stop()
+                    raise
+                time.sleep(0.1)
+
+    def url_for(self, url: str) -> str:
+        """The same database as `url`, through this PgBouncer."""
+        return make_conninfo(url, host="127.0.0.1", port=str(self.port))
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(10)
+        shutil.rmtree(self.folder, ignore_errors=True)

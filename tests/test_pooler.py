@@ -1,0 +1,116 @@
+"""The API behind a transaction pooler: a real PgBouncer in `pool_mode = transaction`, and
+RDS Proxy endpoints recognised by name (README, "Scaling out")."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from api_support import CheckedClient
+from pgbouncer_support import PgBouncer
+
+from cruddur.api import create_app
+from cruddur.api.dev_keys import DevKeys
+from cruddur.config import Settings
+from cruddur.targets import app_db
+
+
+@pytest.fixture(scope="module")
+def bouncer(server_url: str) -> Iterator[PgBouncer]:
+    running = PgBouncer(server_url, pool_size=2)
+    yield running
+    running.stop()
+
+
+def _exercise(app, home: Path) -> list[int]:
+    """Every read and write path of the API, over and over; the statuses seen."""
+    settings = Settings.from_env({"CRUDDUR_HOME": str(home)})
+    token = DevKeys(home).mint(settings.auth, "MOCK-andrewbrown", expires_in=3600)
+    stranger = DevKeys(home).mint(settings.auth, "no-such-user", expires_in=3600)
+    auth = {"Authorization": f"Bearer {token}"}
+    api = CheckedClient(app)
+    statuses = []
+    for n in range(12):
+        created = api.post(
+            "/api/activities", json={"message": f"m{n}", "ttl": "1-day"}, headers=auth
+        )
+        statuses.append(created.status_code)
+        crud = created.get_json().get("uuid")
+        reply = api.post(f"/api/activities/{crud}/reply", json={"message": "re"}, headers=auth)
+        statuses.append(reply.status_code)
+        home_page = api.get("/api/activities/home?limit=3")
+        statuses.append(home_page.status_code)
+        if "Link" in home_page.headers:
+            next_url = home_page.headers["Link"].split(">")[0].lstrip("<")
+            statuses.append(api.get(next_url).status_code)
+        statuses.append(api.get("/api/activities/@andrewbrown").status_code)
+        shown = api.get(f"/api/activities/{crud}")
+        statuses.append(shown.status_code)
+        if shown.status_code == 200:
+            assert shown.get_json()["activity"]["replies_count"] == 1
+        statuses.append(api.get("/api/activities/@nobody-here").status_code)
+        forbidden = api.post(
+            "/api/activities",
+            json={"message": "x", "ttl": "1-day"},
+            headers={"Authorization": f"Bearer {stranger}"},
+        )
+        statuses.append(forbidden.status_code)
+    return statuses
+
+
+def _app(url: str, home: Path, **env: str):
+    settings = Settings.from_env({"CRUDDUR_HOME": str(home), "CONNECTION_URL": url, **env})
+    return create_app(settings)
+
+
+def test_every_api_path_works_through_pgbouncer_in_transaction_mode(
+    bouncer: PgBouncer, seeded_db: str, tmp_path: Path
+) -> None:
+    app = _app(bouncer.url_for(seeded_db), tmp_path, CRUDDUR_POOLER="transaction")
+    try:
+        statuses = _exercise(app, tmp_path)
+    finally:
+        app.extensions["cruddur.db"].close()
+    assert set(statuses) == {200, 201, 403, 404}, statuses
+
+
+def test_without_pooler_mode_the_same_paths_fail_through_pgbouncer(
+    bouncer: PgBouncer, seeded_db: str, tmp_path: Path
+) -> None:
+    # The proof that the setting matters: prepared statements kept on one server session
+    # are missing on the next one PgBouncer hands out.
+    app = _app(bouncer.url_for(seeded_db), tmp_path)
+    try:
+        statuses = _exercise(app, tmp_path)
+    except Exception:
+        statuses = [500]
+    finally:
+        app.extensions["cruddur.db"].close()
+    assert any(status >= 500 for status in statuses)
+
+
+@pytest.mark.parametrize(
+    ("url", "env", "pooled"),
+    [
+        ("postgresql://u:p@cruddur.proxy-abc123.ca-central-1.rds.amazonaws.com/cruddur", {}, True),
+        ("postgresql://u:p@cruddur-db.abc123.ca-central-1.rds.amazonaws.com/cruddur", {}, False),
+        ("postgresql://u:p@127.0.0.1:6432/cruddur", {"CRUDDUR_POOLER": "transaction"}, True),
+        ("postgresql://u:p@127.0.0.1:6432/cruddur", {}, False),
+    ],
+)
+def test_a_pooler_is_recognised_and_its_pool_keeps_no_prepared_statements(
+    url: str, env: dict[str, str], pooled: bool
+) -> None:
+    settings = Settings.from_env({"CONNECTION_URL": url, **env})
+    assert settings.replica.behind_pooler(url) is pooled
+    db = app_db(settings)
+    assert ("prepare_threshold" in db._connect_kwargs) is pooled
+    assert ("options=" in db.conninfo) is not pooled
+
+
+def test_an_unknown_pooler_setting_is_refused() -> None:
+    from cruddur.config import ConfigError
+
+    with pytest.raises(ConfigError, match="CRUDDUR_POOLER"):
+        Settings.from_env({"CRUDDUR_POOLER": "session"})
