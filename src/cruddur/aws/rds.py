@@ -177,6 +177,10 @@ class Instance:
     storage_gb: int | None
     encrypted: bool
     deletion_protection: bool
+    backup_retention_days: int = 0
+    replica_source: str | None = None  # the primary's identifier, for a read replica
+    read_replicas: tuple[str, ...] = ()  # this instance's replicas
+    subnet_ids: tuple[str, ...] = ()  # its DB subnet group's subnets
 
     @classmethod
     def from_api(cls, data: Mapping[str, Any]) -> Instance:
@@ -199,6 +203,13 @@ class Instance:
             storage_gb=data.get("AllocatedStorage"),
             encrypted=bool(data.get("StorageEncrypted")),
             deletion_protection=bool(data.get("DeletionProtection")),
+            backup_retention_days=int(data.get("BackupRetentionPeriod") or 0),
+            replica_source=data.get("ReadReplicaSourceDBInstanceIdentifier"),
+            read_replicas=tuple(data.get("ReadReplicaDBInstanceIdentifiers", [])),
+            subnet_ids=tuple(
+                subnet["SubnetIdentifier"]
+                for subnet in (data.get("DBSubnetGroup") or {}).get("Subnets", [])
+            ),
         )
 
     def connection_url(self) -> str | None:

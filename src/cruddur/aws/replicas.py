@@ -1,0 +1,242 @@
+"""Scaling the RDS instance out: read replicas (create, promote, their lag) and an RDS
+Proxy in front of it (the proxy, the IAM role that reads the master secret, its target).
+
+Functions take boto3 clients (`cruddur.aws.client(…)`) so the CLI and the tests choose
+where they point, as in `cruddur.aws.rds`.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from cruddur.aws.problems import AwsProblem
+from cruddur.aws.rds import Instance, MasterCredentials, describe, require
+
+# -- read replicas ---------------------------------------------------------------------
+
+
+def create_replica(
+    rds: Any,
+    source_identifier: str,
+    replica_identifier: str,
+    *,
+    instance_class: str | None = None,
+) -> tuple[Instance, bool]:
+    """Ask RDS for a read replica of the source. (replica, False) when one by that name
+    exists already."""
+    existing = describe(rds, replica_identifier)
+    if existing is not None:
+        if existing.replica_source != source_identifier:
+            raise AwsProblem(
+                f'"{replica_identifier}" exists and is not a replica of "{source_identifier}"',
+                "pick another --replica-identifier",
+            )
+        return existing, False
+    source = require(rds, source_identifier)
+    if source.replica_source is not None:
+        raise AwsProblem(
+            f'"{source_identifier}" is itself a replica (of "{source.replica_source}")',
+            "make replicas of the primary",
+        )
+    if not source.backup_retention_days:
+        # RDS refuses too, but only after a round trip and in its own words.
+        raise AwsProblem(
+            f'"{source_identifier}" keeps no automated backups, and RDS makes replicas only '
+            "of instances that do",
+            f"aws rds modify-db-instance --db-instance-identifier {source_identifier} "
+            "--backup-retention-period 7 --apply-immediately (or create it with "
+            "`cruddur rds create --production`)",
+        )
+    params: dict[str, Any] = {
+        "DBInstanceIdentifier": replica_identifier,
+        "SourceDBInstanceIdentifier": source_identifier,
+        "PubliclyAccessible": source.public,
+    }
+    if instance_class:
+        params["DBInstanceClass"] = instance_class
+    reply = rds.create_db_instance_read_replica(**params)
+    return Instance.from_api(reply["DBInstance"]), True
+
+
+def promote_replica(rds: Any, identifier: str) -> Instance:
+    """Make the replica a standalone instance that takes writes (it stops following)."""
+    replica = require(rds, identifier)
+    if replica.replica_source is None:
+        raise AwsProblem(
+            f'"{identifier}" is not a read replica; there is nothing to promote',
+            "`cruddur rds status` lists the instance's replicas",
+        )
+    reply = rds.promote_read_replica(DBInstanceIdentifier=identifier)
+    return Instance.from_api(reply["DBInstance"])
+
+
+def replica_lag_seconds(cloudwatch: Any, identifier: str) -> float | None:
+    """The replica's latest ReplicaLag (CloudWatch, one-minute figures of the last five
+    minutes); None when RDS has reported none yet."""
+    now = datetime.now(UTC)
+    found = cloudwatch.get_metric_statistics(
+        Namespace="AWS/RDS",
+        MetricName="ReplicaLag",
+        Dimensions=[{"Name": "DBInstanceIdentifier", "Value": identifier}],
+        StartTime=now - timedelta(minutes=5),
+        EndTime=now,
+        Period=60,
+        Statistics=["Maximum"],
+    )["Datapoints"]
+    if not found:
+        return None
+    return float(max(found, key=lambda point: point["Timestamp"])["Maximum"])
+
+
+# -- RDS Proxy --------------------------------------------------------------------------
+
+PROXY_ROLE_POLICY = "read-the-database-secret"
+
+
+@dataclass(frozen=True)
+class Proxy:
+    name: str
+    status: str
+    endpoint: str | None
+    require_tls: bool
+    targets: tuple[str, ...]  # instance identifiers it routes to
+
+    def connection_url(self, instance: Instance) -> str | None:
+        """CONNECTION_URL through the proxy, password as ***."""
+        if not self.endpoint:
+            return None
+        url = instance.connection_url()
+        return url.replace(f"@{instance.endpoint}:", f"@{self.endpoint}:") if url else None
+
+
+def _proxy(rds: Any, data: dict[str, Any]) -> Proxy:
+    name = data["DBProxyName"]
+    try:
+        targets = rds.describe_db_proxy_targets(DBProxyName=name)["Targets"]
+    except ClientError:
+        targets = []
+    return Proxy(
+        name=name,
+        status=data.get("Status", "unknown"),
+        endpoint=data.get("Endpoint"),
+        require_tls=bool(data.get("RequireTLS")),
+        targets=tuple(t["RdsResourceId"] for t in targets if t.get("RdsResourceId")),
+    )
+
+
+def proxies_for(rds: Any, identifier: str) -> list[Proxy]:
+    """The proxies that route to this instance."""
+    found = rds.describe_db_proxies().get("DBProxies", [])
+    return [p for p in (_proxy(rds, data) for data in found) if identifier in p.targets]
+
+
+def master_secret(
+    secrets: Any, name: str, instance: Instance, credentials: MasterCredentials
+) -> str:
+    """A Secrets Manager secret in RDS's format for the master user; its ARN. An existing
+    secret of that name is kept as it is."""
+    try:
+        return secrets.describe_secret(SecretId=name)["ARN"]
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") != "ResourceNotFoundException":
+            raise
+    value = {
+        "username": credentials.username,
+        "password": credentials.password,
+        "engine": "postgres",
+        "host": instance.endpoint,
+        "port": instance.port or 5432,
+        "dbname": instance.db_name or "postgres",
+    }
+    created = secrets.create_secret(
+        Name=name,
+        Description=f"master user of {instance.identifier}, for its RDS Proxy",
+        SecretString=json.dumps(value),
+    )
+    return created["ARN"]
+
+
+def proxy_role(iam: Any, name: str, secret_arn: str) -> str:
+    """An IAM role RDS Proxy assumes to read the secret (and only that); its ARN."""
+    trust = {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Effect": "Allow",
+                "Principal": {"Service": "rds.amazonaws.com"},
+                "Action": "sts:AssumeRole",
+            }
+        ],
+    }
+    policy = {
+        "Version": "2012-10-17",
+        "Statement": [
+            {"Effect": "Allow", "Action": "secretsmanager:GetSecretValue", "Resource": secret_arn}
+        ],
+    }
+    try:
+        arn = iam.get_role(RoleName=name)["Role"]["Arn"]
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") != "NoSuchEntity":
+            raise
+        arn = iam.create_role(
+            RoleName=name,
+            AssumeRolePolicyDocument=json.dumps(trust),
+            Description="RDS Proxy reads the Cruddur database's master secret",
+        )["Role"]["Arn"]
+    iam.put_role_policy(
+        RoleName=name, PolicyName=PROXY_ROLE_POLICY, PolicyDocument=json.dumps(policy)
+    )
+    return arn
+
+
+@dataclass(frozen=True)
+class ProxySpec:
+    name: str
+    instance: Instance
+    secret_arn: str
+    role_arn: str
+    subnet_ids: tuple[str, ...]
+    security_group_ids: tuple[str, ...]
+    idle_client_timeout: int = 1800
+
+    def create_params(self) -> dict[str, Any]:
+        return {
+            "DBProxyName": self.name,
+            "EngineFamily": "POSTGRESQL",
+            "Auth": [
+                {
+                    "AuthScheme": "SECRETS",
+                    "SecretArn": self.secret_arn,
+                    "IAMAuth": "DISABLED",
+                    "Description": "the master user, from its secret",
+                }
+            ],
+            "RoleArn": self.role_arn,
+            "VpcSubnetIds": list(self.subnet_ids),
+            "VpcSecurityGroupIds": list(self.security_group_ids),
+            "RequireTLS": True,  # clients verify it with the RDS CA (README, "Security")
+            "IdleClientTimeout": self.idle_client_timeout,
+        }
+
+
+def create_proxy(rds: Any, spec: ProxySpec) -> tuple[Proxy, bool]:
+    """The proxy and its target (the instance). (proxy, False) when it exists already."""
+    try:
+        found = rds.describe_db_proxies(DBProxyName=spec.name)["DBProxies"]
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") != "DBProxyNotFoundFault":
+            raise
+        found = []
+    if found:
+        return _proxy(rds, found[0]), False
+    created = rds.create_db_proxy(**spec.create_params())["DBProxy"]
+    rds.register_db_proxy_targets(
+        DBProxyName=spec.name, DBInstanceIdentifiers=[spec.instance.identifier]
+    )
+    return _proxy(rds, created), True
