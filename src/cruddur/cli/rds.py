@@ -10,7 +10,7 @@ from typing import Any
 
 import click
 
-from cruddur.aws import client
+from cruddur.aws import client, replicas
 from cruddur.aws import rds as ops
 from cruddur.aws import security_group as sg
 from cruddur.aws.problems import AwsProblem
@@ -264,8 +264,10 @@ def _clock(seconds: float) -> str:
 @identifier_option
 @region_option
 def status(identifier: str, region: str | None) -> None:
-    """Show the instance: state, class, version, endpoint, access and security groups."""
-    instance = ops.require(_client("rds", region), identifier)
+    """Show the instance: state, class, version, endpoint, access and security groups,
+    and its read replicas (with their lag) and proxies."""
+    rds_client = _client("rds", region)
+    instance = ops.require(rds_client, identifier)
     groups = ", ".join(f"{group} ({state})" for group, state in instance.security_groups)
     rows = [
         ("identifier", instance.identifier),
@@ -282,6 +284,21 @@ def status(identifier: str, region: str | None) -> None:
     url = instance.connection_url()
     if url:
         rows.append(("url", url))
+    if instance.replica_source:
+        rows.append(("replica of", instance.replica_source))
+    cloudwatch = _client("cloudwatch", region) if instance.read_replicas else None
+    for replica_id in instance.read_replicas:
+        replica = ops.describe(rds_client, replica_id)
+        lag = replicas.replica_lag_seconds(cloudwatch, replica_id)
+        shown = "lag not reported yet" if lag is None else f"{lag:g} s behind"
+        rows.append(("replica", f"{replica_id} ({replica.state if replica else 'gone'}, {shown})"))
+        if replica is not None and replica.connection_url():
+            rows.append(("  reader url", replica.connection_url()))
+    for proxy in replicas.proxies_for(rds_client, identifier):
+        tls = "TLS required" if proxy.require_tls else "TLS optional"
+        rows.append(("proxy", f"{proxy.name} ({proxy.status}, {tls})"))
+        if proxy.connection_url(instance):
+            rows.append(("  proxy url", proxy.connection_url(instance)))
     for key, value in rows:
         result(f"{key:<16}{value}")
     if instance.state == "stopped":
@@ -333,6 +350,11 @@ def start(
 @click.option(
     "--skip-final-snapshot", is_flag=True, help="Delete without a final snapshot: data is gone."
 )
+@click.option(
+    "--orphan-replicas",
+    is_flag=True,
+    help="Delete a primary that has read replicas; they become standalone instances.",
+)
 @click.option("--yes", "-y", is_flag=True, help="Skip typing the identifier to confirm.")
 @region_option
 @_wait_options("the instance is gone")
@@ -340,6 +362,7 @@ def delete(
     identifier: str,
     final_snapshot: str | None,
     skip_final_snapshot: bool,
+    orphan_replicas: bool,
     yes: bool,
     region: str | None,
     wait: bool,
@@ -365,25 +388,19 @@ def delete(
             f"turn it off first: aws rds modify-db-instance --db-instance-identifier "
             f"{identifier} --no-deletion-protection --apply-immediately",
         )
+    if instance.read_replicas and not orphan_replicas:
+        raise AwsProblem(
+            f"{identifier} still has read replicas: {', '.join(instance.read_replicas)}",
+            "delete them first (`cruddur rds delete --identifier REPLICA …`), or pass "
+            "--orphan-replicas: RDS then makes each a standalone instance, still running "
+            "and billed",
+        )
     keep = f"a final snapshot {final_snapshot}" if final_snapshot else "NO final snapshot"
+    if instance.read_replicas:
+        warn(f"its replicas {', '.join(instance.read_replicas)} become standalone instances")
     if not yes:
         warn(f"about to DELETE the RDS instance {identifier} ({instance.state}), with {keep}")
-        try:
-            typed = click.prompt(
-                f"Type the identifier ({identifier}) to delete it",
-                default="",
-                show_default=False,
-                err=True,
-            )
-        except click.Abort:
-            typed = None
-        if not sys.stdin.isatty():
-            err.print()  # piped answers are not echoed: end the prompt's line
-        if typed != identifier:
-            raise AwsProblem(
-                "not confirmed, nothing deleted",
-                "type the identifier when asked, or pass --yes",
-            )
+        _confirm_identifier(identifier, "delete it", "deleted")
     ops.delete(rds_client, identifier, final_snapshot=final_snapshot)
     done(f"deleting {identifier}, with {keep}")
     if wait:
@@ -458,3 +475,172 @@ def allow_my_ip(
     result(f"export DB_SG_RULE_ID={rule.id}")
     if rule.id != rule_id or rule.group_id != group_id:
         info("keep these ids for next time: add the export lines above to your shell's profile")
+
+
+def _confirm_identifier(identifier: str, to_do: str, done_word: str) -> None:
+    """Make the user type the identifier; anything else (or nothing) changes nothing."""
+    try:
+        typed = click.prompt(
+            f"Type the identifier ({identifier}) to {to_do}",
+            default="",
+            show_default=False,
+            err=True,
+        )
+    except click.Abort:
+        typed = None
+    if not sys.stdin.isatty():
+        err.print()  # piped answers are not echoed: end the prompt's line
+    if typed != identifier:
+        raise AwsProblem(
+            f"not confirmed, nothing {done_word}",
+            "type the identifier when asked, or pass --yes",
+        )
+
+
+# -- scaling out: read replicas and RDS Proxy ---------------------------------------------
+
+
+@rds.command("create-replica")
+@identifier_option
+@click.option(
+    "--replica-identifier",
+    help="The replica's identifier [default: IDENTIFIER-replica-1].",
+)
+@click.option("--instance-class", help="The replica's class [default: the primary's].")
+@region_option
+@_wait_options("the replica is available, then print the reader URL")
+def create_replica(
+    identifier: str,
+    replica_identifier: str | None,
+    instance_class: str | None,
+    region: str | None,
+    wait: bool,
+    poll_interval: float,
+    timeout: float,
+) -> None:
+    """Create a read replica of the instance (RDS streams the primary's changes to it).
+
+    Point READER_CONNECTION_URL at it and the API reads from it while it keeps up
+    (README, "Scaling out"). The primary must keep automated backups.
+    """
+    replica_identifier = replica_identifier or f"{identifier}-replica-1"
+    rds_client = _client("rds", region)
+    replica, created = replicas.create_replica(
+        rds_client, identifier, replica_identifier, instance_class=instance_class
+    )
+    if created:
+        done(f"RDS accepted {replica_identifier}, a replica of {identifier}; it is {replica.state}")
+    else:
+        warn(f"{replica_identifier} already exists ({replica.state}); left as it is")
+    if wait:
+        replica = _wait(rds_client, replica_identifier, "available", poll_interval, timeout)
+    elif replica.state != "available":
+        info("follow it with `cruddur rds status`, or add --wait")
+        return
+    url = replica.connection_url()
+    if url:
+        result(f'export READER_CONNECTION_URL="{url}"')
+        info("replace *** with the password of the user in it, as for PROD_CONNECTION_URL")
+
+
+@rds.command("promote-replica")
+@click.argument("replica_identifier")
+@click.option("--yes", "-y", is_flag=True, help="Skip typing the identifier to confirm.")
+@region_option
+@_wait_options("the promoted instance is available")
+def promote_replica(
+    replica_identifier: str,
+    yes: bool,
+    region: str | None,
+    wait: bool,
+    poll_interval: float,
+    timeout: float,
+) -> None:
+    """Promote a read replica to a standalone instance that takes writes.
+
+    It stops following its primary for good: point CONNECTION_URL at it (a failover by
+    hand, or a copy to keep). Asks you to type the identifier unless --yes.
+    """
+    rds_client = _client("rds", region)
+    replica = ops.require(rds_client, replica_identifier)
+    if not yes and replica.replica_source is not None:
+        warn(
+            f"about to PROMOTE {replica_identifier}: it stops following "
+            f"{replica.replica_source} and takes writes of its own, for good"
+        )
+        _confirm_identifier(replica_identifier, "promote it", "promoted")
+    replicas.promote_replica(rds_client, replica_identifier)
+    done(f"promoting {replica_identifier}")
+    if wait:
+        _print_connection(
+            _wait(rds_client, replica_identifier, "available", poll_interval, timeout)
+        )
+
+
+@rds.command("create-proxy")
+@identifier_option
+@click.option("--name", help="The proxy's name [default: IDENTIFIER-proxy].")
+@click.option(
+    "--secret-arn",
+    help="A Secrets Manager secret (username, password) for the proxy to log in with "
+    "[default: make one from MASTER_USERNAME and MASTER_USER_PASSWORD].",
+)
+@click.option(
+    "--subnet-id",
+    "subnet_ids",
+    multiple=True,
+    help="A subnet for the proxy, twice or more [default: the instance's subnet group's].",
+)
+@click.option(
+    "--security-group-id",
+    "security_group_ids",
+    multiple=True,
+    help="A security group for the proxy [default: the instance's].",
+)
+@region_option
+def create_proxy(
+    identifier: str,
+    name: str | None,
+    secret_arn: str | None,
+    subnet_ids: tuple[str, ...],
+    security_group_ids: tuple[str, ...],
+    region: str | None,
+) -> None:
+    """Put an RDS Proxy in front of the instance: API workers and Lambdas share its pool.
+
+    Makes (when missing) the master user's secret, an IAM role that may read only that
+    secret, the proxy (TLS required) and its target, the instance. Point CONNECTION_URL
+    at the proxy's endpoint; the API then keeps no prepared statements (README,
+    "Scaling out"). Migrations need the instance's own endpoint.
+    """
+    name = name or f"{identifier}-proxy"
+    rds_client = _client("rds", region)
+    instance = ops.require(rds_client, identifier)
+    subnets = subnet_ids or instance.subnet_ids
+    if len(subnets) < 2:
+        raise AwsProblem(
+            f"{identifier} has no subnet group with two or more subnets to put the proxy in",
+            "give two subnets of its VPC in different zones: --subnet-id … --subnet-id …",
+        )
+    groups = security_group_ids or tuple(group for group, _ in instance.security_groups)
+    if not secret_arn:
+        credentials = ops.credentials_from_env(os.environ)
+        secret_arn = replicas.master_secret(
+            _client("secretsmanager", region), f"{identifier}-master", instance, credentials
+        )
+        info(f"secret: {secret_arn} (the master user, for the proxy)")
+    role_arn = replicas.proxy_role(_client("iam", region), f"{name}-secret-reader", secret_arn)
+    info(f"role: {role_arn} (may read that secret, nothing else)")
+    spec = replicas.ProxySpec(name, instance, secret_arn, role_arn, tuple(subnets), groups)
+    proxy, created = replicas.create_proxy(rds_client, spec)
+    if created:
+        done(f"RDS accepted the proxy {name} for {identifier}; it is {proxy.status}")
+    else:
+        warn(f"the proxy {name} already exists ({proxy.status}); left as it is")
+    url = proxy.connection_url(instance)
+    if url:
+        result(f'export CONNECTION_URL="{url}"')
+    info(
+        "RDS Proxy's read-only endpoints exist for Aurora only: with an RDS replica, "
+        "point READER_CONNECTION_URL at the replica itself"
+    )

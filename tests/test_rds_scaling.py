@@ -1,0 +1,163 @@
+"""`cruddur rds create-replica / promote-replica / create-proxy`, and what `status` and
+`delete` say about replicas and proxies, against moto's server."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+from click.testing import CliRunner, Result
+
+from cruddur.aws import client, replicas
+from cruddur.aws import rds as ops
+from cruddur.cli import main
+
+PASSWORD = "Zq8-unlikely-Secret_42!"
+CREDENTIALS = {"MASTER_USERNAME": "cruddurroot", "MASTER_USER_PASSWORD": PASSWORD}
+ID = ops.DEFAULT_IDENTIFIER
+REPLICA = f"{ID}-replica-1"
+
+
+def cli(*args: str, env: dict[str, str] | None = None, stdin: str | None = None) -> Result:
+    return CliRunner().invoke(main, ["rds", *args], env=env, input=stdin)
+
+
+def make_primary(backups: int = 7, **extra: Any) -> None:
+    client("rds").create_db_instance(
+        DBInstanceIdentifier=ID,
+        DBInstanceClass="db.t3.micro",
+        Engine="postgres",
+        MasterUsername="cruddurroot",
+        MasterUserPassword=PASSWORD,
+        DBName="cruddur",
+        BackupRetentionPeriod=backups,
+        **extra,
+    )
+
+
+def describe(identifier: str) -> dict[str, Any]:
+    return client("rds").describe_db_instances(DBInstanceIdentifier=identifier)["DBInstances"][0]
+
+
+def test_create_replica_makes_one_prints_its_reader_url_and_repeats_harmlessly(aws) -> None:
+    make_primary()
+    made = cli("create-replica", "--wait", "--poll-interval", "0")
+    assert made.exit_code == 0, made.output
+    assert describe(REPLICA)["ReadReplicaSourceDBInstanceIdentifier"] == ID
+    assert REPLICA in describe(ID)["ReadReplicaDBInstanceIdentifiers"]
+    assert 'export READER_CONNECTION_URL="postgresql://cruddurroot:***@' in made.output
+    assert PASSWORD not in made.output
+    again = cli("create-replica")
+    assert again.exit_code == 0 and "already exists" in again.output
+
+
+def test_create_replica_refuses_a_primary_without_backups(aws) -> None:
+    make_primary(backups=0)
+    refused = cli("create-replica")
+    assert refused.exit_code == 1
+    assert "keeps no automated backups" in refused.output
+    assert "--backup-retention-period" in refused.output
+
+
+def test_status_lists_replicas_with_their_lag(aws) -> None:
+    make_primary()
+    assert cli("create-replica").exit_code == 0
+    client("cloudwatch").put_metric_data(
+        Namespace="AWS/RDS",
+        MetricData=[
+            {
+                "MetricName": "ReplicaLag",
+                "Dimensions": [{"Name": "DBInstanceIdentifier", "Value": REPLICA}],
+                "Timestamp": datetime.now(UTC),
+                "Value": 0.4,
+                "Unit": "Seconds",
+            }
+        ],
+    )
+    shown = cli("status")
+    assert shown.exit_code == 0, shown.output
+    assert f"replica         {REPLICA} (available, 0.4 s behind)" in shown.output
+    assert "reader url" in shown.output and PASSWORD not in shown.output
+    of_replica = cli("status", "--identifier", REPLICA)
+    assert f"replica of      {ID}" in of_replica.output
+
+
+def test_promote_asks_first_then_makes_the_replica_standalone(aws, monkeypatch) -> None:
+    make_primary()
+    assert cli("create-replica").exit_code == 0
+    refused = cli("promote-replica", REPLICA, stdin="wrong\n")
+    assert refused.exit_code == 1 and "nothing promoted" in refused.output
+    assert describe(REPLICA).get("ReadReplicaSourceDBInstanceIdentifier") == ID
+    sent: list[dict[str, Any]] = []
+    monkeypatch.setattr(
+        "cruddur.aws.replicas.promote_replica",
+        lambda rds, identifier, real=replicas.promote_replica: (
+            sent.append(identifier) or real(rds, identifier)
+        ),
+    )
+    promoted = cli("promote-replica", REPLICA, stdin=f"{REPLICA}\n")
+    assert promoted.exit_code == 0, promoted.output
+    # moto keeps the promoted instance's source in its answers: what was sent is checked.
+    assert sent == [REPLICA] and f"promoting {REPLICA}" in promoted.output
+    not_a_replica = cli("promote-replica", ID, "--yes")
+    assert not_a_replica.exit_code == 1 and "not a read replica" in not_a_replica.output
+
+
+def test_delete_refuses_a_primary_with_replicas_unless_told(aws) -> None:
+    make_primary()
+    assert cli("create-replica").exit_code == 0
+    refused = cli("delete", "--skip-final-snapshot", "--yes")
+    assert refused.exit_code == 1
+    assert f"still has read replicas: {REPLICA}" in refused.output
+    assert describe(ID)["DBInstanceStatus"] == "available"
+    deleted = cli("delete", "--skip-final-snapshot", "--orphan-replicas", "--yes")
+    assert deleted.exit_code == 0, deleted.output
+    assert "become standalone instances" in deleted.output
+
+
+def test_create_proxy_makes_the_secret_the_role_the_proxy_and_its_target(aws) -> None:
+    ec2 = client("ec2")
+    vpc = ec2.create_vpc(CidrBlock="10.9.0.0/16")["Vpc"]["VpcId"]
+    subnets = [
+        ec2.create_subnet(VpcId=vpc, CidrBlock=f"10.9.{n}.0/24", AvailabilityZone=f"us-east-1{z}")[
+            "Subnet"
+        ]["SubnetId"]
+        for n, z in ((1, "a"), (2, "b"))
+    ]
+    group = ec2.create_security_group(GroupName="db", Description="db", VpcId=vpc)["GroupId"]
+    make_primary(VpcSecurityGroupIds=[group])
+    args = ["create-proxy", *[x for s in subnets for x in ("--subnet-id", s)]]
+    made = cli(*args, env=CREDENTIALS)
+    assert made.exit_code == 0, made.output
+    assert PASSWORD not in made.output
+
+    proxy = client("rds").describe_db_proxies(DBProxyName=f"{ID}-proxy")["DBProxies"][0]
+    assert proxy["EngineFamily"] == "POSTGRESQL" and proxy["RequireTLS"] is True
+    assert sorted(proxy["VpcSubnetIds"]) == sorted(subnets)
+    targets = client("rds").describe_db_proxy_targets(DBProxyName=f"{ID}-proxy")["Targets"]
+    assert [t["RdsResourceId"] for t in targets] == [ID]
+
+    secret_arn = proxy["Auth"][0]["SecretArn"]
+    secret = json.loads(
+        client("secretsmanager").get_secret_value(SecretId=secret_arn)["SecretString"]
+    )
+    assert (secret["username"], secret["password"]) == ("cruddurroot", PASSWORD)
+    role = proxy["RoleArn"].rsplit("/", 1)[1]
+    policy = client("iam").get_role_policy(RoleName=role, PolicyName="read-the-database-secret")
+    statement = policy["PolicyDocument"]["Statement"]
+    assert statement == [
+        {"Effect": "Allow", "Action": "secretsmanager:GetSecretValue", "Resource": secret_arn}
+    ]
+    assert 'export CONNECTION_URL="postgresql://cruddurroot:***@' in made.output
+
+    shown = cli("status")
+    assert f"proxy           {ID}-proxy" in shown.output and "TLS required" in shown.output
+    again = cli(*args, env=CREDENTIALS)
+    assert again.exit_code == 0 and "already exists" in again.output
+
+
+def test_create_proxy_needs_two_subnets(aws) -> None:
+    make_primary()
+    refused = cli("create-proxy", env=CREDENTIALS)
+    assert refused.exit_code == 1 and "--subnet-id" in refused.output
