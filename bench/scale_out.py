@@ -1,0 +1,155 @@
+"""The home feed with reads on a streaming replica, and through PgBouncer, against
+everything on one server directly: in one run, interleaved rounds.
+
+A primary and a replica of the bench's own (tests/replica_support.py: the embedded
+server's binaries, pg_basebackup -R), the schema, the seed and `--activities` fake cruds;
+then `cruddur serve` four ways, each loaded with wrk (GET /api/activities/home):
+  direct    CONNECTION_URL = the primary (prepared statements, generic plans)
+  replica   the same, with READER_CONNECTION_URL = the replica
+  no-prep   the primary directly, in pooler mode (no prepared statements, no options):
+            what leaving out prepared statements costs, without PgBouncer's hop
+  pgbouncer through PgBouncer (pool_mode = transaction) in pooler mode
+For each: requests/s (and its ratio to `direct` in the same round), p50, p99, and the
+primary's own CPU time per request (its postmaster and backends, from /proc).
+
+Usage: .venv/bin/python bench/scale_out.py [--activities 100000] [--rounds 3]
+       [--duration 4] [--connections 8]
+Needs wrk and pgbouncer (Debian: apt-get install wrk pgbouncer).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+BENCH_DIR = Path(__file__).resolve().parent
+sys.path.insert(0, str(BENCH_DIR.parent / "tests"))
+sys.path.insert(0, str(BENCH_DIR))
+
+from feed import Load, start_service, wrk  # noqa: E402
+from pgbouncer_support import PgBouncer  # noqa: E402
+from replica_support import ReplicaPair  # noqa: E402
+
+from cruddur.db import Db  # noqa: E402
+
+VENV_BIN = Path(sys.executable).parent
+
+
+def postgres_cpu_seconds(data_dir: Path) -> float:
+    """CPU time of a PostgreSQL server so far: its postmaster (with the backends it has
+    reaped) and its live backends."""
+    postmaster = int((data_dir / "postmaster.pid").read_text().split()[0])
+    tick = os.sysconf("SC_CLK_TCK")
+
+    def times(pid: int, with_children: bool) -> float:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        used = int(fields[11]) + int(fields[12])  # utime, stime
+        if with_children:
+            used += int(fields[13]) + int(fields[14])  # cutime, cstime
+        return used / tick
+
+    total = times(postmaster, True)
+    children = subprocess.run(
+        ["ps", "-o", "pid=", "--ppid", str(postmaster)], capture_output=True, text=True
+    ).stdout.split()
+    for child in children:
+        # One that ended meanwhile is counted in the postmaster's children.
+        with contextlib.suppress(FileNotFoundError, ProcessLookupError):
+            total += times(int(child), False)
+    return total
+
+
+def build(pair: ReplicaPair, activities: int) -> None:
+    started = time.perf_counter()
+    subprocess.run(
+        [VENV_BIN / "cruddur", "db", "seed", "--fake", "--users", "1000",
+         "--activities", str(activities), "--seed", "4"],
+        env={**os.environ, "CONNECTION_URL": pair.primary_url}, check=True,
+        stdout=subprocess.DEVNULL,
+    )  # fmt: skip
+    with Db(pair.primary_url, autocommit=True) as db:
+        db.query_commit("VACUUM ANALYZE")
+    pair.wait_caught_up(timeout=300)
+    print(
+        f"{activities:,} activities loaded and replicated in {time.perf_counter() - started:.1f} s"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--activities", type=int, default=100_000)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--duration", type=int, default=4)
+    parser.add_argument("--connections", type=int, default=8)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=1)
+    args = parser.parse_args()
+
+    pair = ReplicaPair(Path(tempfile.mkdtemp(prefix="cruddur-scale-out-"))).create()
+    bouncer = None
+    try:
+        build(pair, args.activities)
+        bouncer = PgBouncer(pair.primary_url, pool_size=args.workers * args.threads)
+        setups = {
+            "direct": {"CONNECTION_URL": pair.primary_url},
+            "replica": {
+                "CONNECTION_URL": pair.primary_url,
+                "READER_CONNECTION_URL": pair.replica_url,
+            },
+            "no-prep": {"CONNECTION_URL": pair.primary_url, "CRUDDUR_POOLER": "transaction"},
+            "pgbouncer": {
+                "CONNECTION_URL": bouncer.url_for(pair.primary_url),
+                "CRUDDUR_POOLER": "transaction",
+            },
+        }
+        results: dict[str, list[tuple[Load, float, float]]] = {name: [] for name in setups}
+        for round_number in range(1, args.rounds + 1):
+            print(f"round {round_number}/{args.rounds}")
+            for name, env in setups.items():
+                os.environ.update({"READER_CONNECTION_URL": "", "CRUDDUR_POOLER": "", **env})
+                process, base = start_service(
+                    env["CONNECTION_URL"], "granian", args.workers, args.threads
+                )
+                try:
+                    time.sleep(1.5)  # the replica's watcher takes its first look
+                    before = postgres_cpu_seconds(pair.primary.data_dir)
+                    load = wrk(f"{base}/api/activities/home", args.connections, args.duration)
+                    primary_cpu = postgres_cpu_seconds(pair.primary.data_dir) - before
+                finally:
+                    process.terminate()
+                    process.wait(10)
+                requests = load.rps * args.duration
+                results[name].append((load, primary_cpu / requests * 1e6, load.rps))
+                per_request = primary_cpu / requests * 1e6
+                print(f"  {name:<10} {load.rps:8,.0f} req/s  primary {per_request:6.0f} µs/req")
+        print()
+        print(
+            f"{'setup':<10} {'req/s':>8} {'vs direct':>10} {'p50 ms':>7} {'p99 ms':>7} "
+            f"{'primary CPU µs/req':>19}"
+        )
+        for name, rows in results.items():
+            ratios = [
+                rows[i][2] / results["direct"][i][2] for i in range(len(rows))
+            ]  # same round, seconds apart
+            print(
+                f"{name:<10} {statistics.median(r[0].rps for r in rows):8,.0f} "
+                f"{statistics.median(ratios):9.2f}x "
+                f"{statistics.median(r[0].p50_ms for r in rows):7.2f} "
+                f"{statistics.median(r[0].p99_ms for r in rows):7.2f} "
+                f"{statistics.median(r[1] for r in rows):19.0f}"
+            )
+    finally:
+        if bouncer is not None:
+            bouncer.stop()
+        pair.remove()
+
+
+if __name__ == "__main__":
+    main()
