@@ -179,6 +179,47 @@ class AuthSettings:
         )
 
 
+_DURATION = re.compile(r"^\d+(ms|s|min|h)?$")
+
+
+def duration(name: str, raw: str) -> str:
+    """A PostgreSQL duration setting as text ('5s', '500ms', '2min', '0' for off)."""
+    value = raw.strip().replace(" ", "")
+    if not _DURATION.match(value):
+        raise ConfigError(
+            f"{name} must be a duration such as 5s, 500ms or 2min (0: off), not {raw!r}"
+        )
+    return value
+
+
+@dataclass(frozen=True)
+class MigrationSettings:
+    """How `cruddur db migrate` and `rollback` behave (README "Changing the schema")."""
+
+    lock_timeout: str = "5s"  # how long a statement waits for a table lock, then fails
+    statement_timeout: str = "0"  # how long one statement may run; 0: no limit
+    lock_wait: float = 60.0  # seconds to wait for another migrate to finish
+    connect_timeout: int = 5
+
+    @classmethod
+    def from_env(cls, env: dict[str, str], connect_timeout: int) -> MigrationSettings:
+        defaults = cls()
+        return cls(
+            lock_timeout=duration(
+                "CRUDDUR_MIGRATION_LOCK_TIMEOUT",
+                env.get("CRUDDUR_MIGRATION_LOCK_TIMEOUT", "") or defaults.lock_timeout,
+            ),
+            statement_timeout=duration(
+                "CRUDDUR_MIGRATION_STATEMENT_TIMEOUT",
+                env.get("CRUDDUR_MIGRATION_STATEMENT_TIMEOUT", "") or defaults.statement_timeout,
+            ),
+            lock_wait=_number(
+                env, "CRUDDUR_MIGRATION_LOCK_WAIT", defaults.lock_wait, minimum=0.0, kind=float
+            ),
+            connect_timeout=connect_timeout,
+        )
+
+
 SERVERS = ("gunicorn", "granian")
 
 
@@ -246,6 +287,10 @@ class Settings:
     auth: AuthSettings
     serve: ServeSettings
     web: WebSettings
+    # Direct URLs for migrations when the usual ones go through a pooler or RDS Proxy.
+    migration_connection_url: str | None = None
+    prod_migration_connection_url: str | None = None
+    migration: MigrationSettings = MigrationSettings()
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -277,4 +322,9 @@ class Settings:
             auth=auth,
             serve=ServeSettings.from_env(env),
             web=WebSettings.from_env(env, auth),
+            migration_connection_url=env.get("MIGRATION_CONNECTION_URL", "").strip() or None,
+            prod_migration_connection_url=(
+                env.get("PROD_MIGRATION_CONNECTION_URL", "").strip() or None
+            ),
+            migration=MigrationSettings.from_env(env, pool.connect_timeout),
         )

@@ -56,6 +56,7 @@ def main() -> None:
 
 
 def _register() -> None:
+    from cruddur.cli import migrations  # noqa: F401 - adds migrate, rollback, … to db
     from cruddur.cli.db import db
     from cruddur.cli.dev import dev
     from cruddur.cli.lambdas import lambda_
