@@ -23,6 +23,7 @@ from cruddur.config import Settings
 from cruddur.db import Db
 from cruddur.embedded import EmbeddedPostgres
 from cruddur.ops import loading
+from cruddur.ops.migrations import runner
 from cruddur.targets import embedded_server
 from cruddur.urls import with_database
 
@@ -48,9 +49,10 @@ def _server_url() -> str:
 
 
 def build_template(url: str) -> None:
-    """Give the empty database at url what every seeded test database starts with."""
+    """Give the empty database at url what every seeded test database starts with:
+    migrated and seeded, what `db setup` makes."""
+    runner.migrate_url(url)
     with Db(url) as db:
-        loading.load(db, loading.SCHEMA)
         loading.load(db, loading.SEED)
 
 
@@ -155,7 +157,7 @@ def empty_db(admin: psycopg.Connection, server_url: str, new_db_name) -> str:
 
 @pytest.fixture
 def seeded_db(admin: psycopg.Connection, server_url: str, new_db_name) -> str:
-    """The URL of a new database with the schema and seed loaded (a template's copy)."""
+    """The URL of a new database migrated and seeded (a copy of the template)."""
     name = new_db_name()
     _create(admin, name, template=os.environ[_TEMPLATE_VARIABLE])
     return with_database(server_url, name)

@@ -50,7 +50,7 @@ def _check_database(target: Target, settings: Settings) -> None:
         warn(f"the database does not answer yet: {explained.message}")
         return
     if tables < loading.SCHEMA_TABLES:
-        warn("the database has no schema: load it with `bin/db-setup` (or `bin/db-schema-load`)")
+        warn("the database has no schema: create it with `bin/db-setup` (or `bin/db-migrate`)")
 
 
 @click.command()

@@ -55,8 +55,8 @@ _BY_SQLSTATE: dict[str, tuple[str, str]] = {
         "no-database",
         "create it with `bin/db-create`, or create and load it with `bin/db-setup`",
     ),
-    "42P01": ("no-relation", "load the schema first: `bin/db-schema-load` (or `bin/db-setup`)"),
-    "42883": ("no-function", "load the schema first: `bin/db-schema-load` (or `bin/db-setup`)"),
+    "42P01": ("no-relation", "create the schema first: `bin/db-migrate` (or `bin/db-setup`)"),
+    "42883": ("no-function", "create the schema first: `bin/db-migrate` (or `bin/db-setup`)"),
     "55006": ("in-use", IN_USE_HINT),
     "42501": (
         "permission",

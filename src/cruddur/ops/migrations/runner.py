@@ -237,8 +237,8 @@ def _step(
     if section.transaction:
         with conn.transaction():
             _set_timeouts(conn, settings, local=True)
-            conn.execute(template("migrations", "create_table"))
             _run(conn, migration, section.statements, direction)
+            conn.execute(template("migrations", "create_table"))
             conn.execute(record_sql, params)
         return
     # transaction:false (CREATE INDEX CONCURRENTLY): its one statement, then the row.
