@@ -30,10 +30,11 @@ class LockHolder:
     query_start: datetime | None
 
     def describe(self) -> str:
-        who = self.application_name or "unnamed application"
         where = f" from {self.client_addr}" if self.client_addr else ""
-        since = f", connected since {self.backend_start:%Y-%m-%d %H:%M:%S %Z}".rstrip()
-        return f"pid {self.pid} ({who}{where}{since if self.backend_start else ''})"
+        since = ""
+        if self.backend_start:
+            since = f", connected since {self.backend_start:%Y-%m-%d %H:%M:%S %Z}"
+        return f"pid {self.pid} ({self.application_name or 'no application name'}{where}{since})"
 
 
 class LockTimeout(Exception):

@@ -1,5 +1,5 @@
 -- Who holds the migration lock on this database: pid, application, client, since when.
-SELECT a.pid, a.application_name, a.client_addr::text AS client_addr, a.backend_start,
+SELECT a.pid, a.application_name, host(a.client_addr) AS client_addr, a.backend_start,
        a.state, a.query_start
 FROM pg_locks l
 JOIN pg_stat_activity a ON a.pid = l.pid
