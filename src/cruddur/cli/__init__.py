@@ -63,6 +63,7 @@ def _register() -> None:
     from cruddur.cli.rds import rds
     from cruddur.cli.serve import serve
     from cruddur.cli.users import users
+    from cruddur.cli.web import web
 
     main.add_command(db)
     main.add_command(dev)
@@ -70,6 +71,7 @@ def _register() -> None:
     main.add_command(rds)
     main.add_command(serve)
     main.add_command(users)
+    main.add_command(web)
 
 
 _register()

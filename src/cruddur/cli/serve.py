@@ -103,7 +103,7 @@ def serve(
         warn("auth: development key pair; `cruddur dev token --handle andrewbrown` mints tokens")
     else:
         info(f"auth: tokens from {settings.auth.issuer}")
-    info(f"serving http://{host}:{port}/api/activities/home")
+    info(f"serving http://{host}:{port}/ (the web page) and /api/activities/home (the API)")
     if dev:
         from cruddur.api import create_app
 
