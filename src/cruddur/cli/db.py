@@ -265,7 +265,11 @@ def sessions(prod: bool) -> None:
 @db.command()
 @prod_option
 @yes_option
-@click.option("--force", is_flag=True, help="Disconnect other sessions before dropping.")
+@click.option(
+    "--force",
+    is_flag=True,
+    help="On production, disconnect other sessions before dropping (locally it always does).",
+)
 @click.option(
     "--if-missing",
     is_flag=True,
@@ -274,8 +278,11 @@ def sessions(prod: bool) -> None:
 def setup(prod: bool, yes: bool, force: bool, if_missing: bool) -> None:
     """Drop, create, migrate and seed: a fresh database in one step.
 
-    With --if-missing, an existing database is kept: its pending migrations are applied
-    (a database from schema-load is adopted), and only an empty one is seeded.
+    Locally it disconnects whoever holds the database first (a running `cruddur serve`
+    reconnects by itself); on production it refuses while others are connected, unless
+    --force, and asks for the database name first. With --if-missing, an existing
+    database is kept: its pending migrations are applied (a database from schema-load
+    is adopted), and only an empty one is seeded.
     """
     from cruddur.cli.migrations import apply_migrations  # it adds verbs to this group
 
@@ -284,8 +291,13 @@ def setup(prod: bool, yes: bool, force: bool, if_missing: bool) -> None:
     if not if_missing:
         confirm_production(target, f'drop and recreate "{name}"', yes=yes)
     with server_db(target, settings.pool) as server:
-        if not if_missing and databases.drop(server, name, force=force):
-            done(f'dropped database "{name}"')
+        if not if_missing:
+            # What a developer means by "set it up again" while the API runs: locally,
+            # its sessions go; on production, only when asked for.
+            held = databases.other_sessions(server, name) if not target.prod else 0
+            if databases.drop(server, name, force=force or not target.prod):
+                disconnected = f", disconnecting {held} session{'s' if held != 1 else ''}"
+                done(f'dropped database "{name}"' + (disconnected if held else ""))
         created = databases.create(server, name)
     with database_db(target, settings.pool) as database:
         if created:
