@@ -9,6 +9,7 @@ import urllib.error
 import urllib.request
 
 import psycopg
+import pytest
 from api_support import snapshot
 from helpers import run, tables
 from served import serve
@@ -74,3 +75,30 @@ def test_setup_on_production_still_refuses_while_others_are_connected(
         assert "1 other session" in busy.stderr and "--force" in busy.stderr
     assert snapshot(seeded_db) == before
     assert tables(empty_db) == set()
+
+
+def _help(*args: str) -> str:
+    from click.testing import CliRunner
+
+    from cruddur.cli import main
+
+    result = CliRunner(env={"COLUMNS": "80"}).invoke(main, [*args, "--help"])
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+@pytest.mark.parametrize("group", [[], ["db"], ["dev"], ["lambda"], ["rds"], ["users"]])
+def test_help_lists_every_command_without_cutting_it_short(group: list[str]) -> None:
+    commands = _help(*group).split("Commands:\n", 1)[1]
+    assert "..." not in commands, commands
+
+
+def test_dev_token_help_shows_an_example_that_pastes_as_is() -> None:
+    lines = _help("dev", "token").splitlines()
+    start = next(i for i, line in enumerate(lines) if "TOKEN=$(" in line)
+    example = [line.strip() for line in lines[start : start + 3]]
+    assert example == [
+        "TOKEN=$(.venv/bin/cruddur dev token --handle andrewbrown)",
+        """curl -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json' \\""",
+        """-d '{"message": "hello", "ttl": "1-day"}' localhost:4567/api/activities""",
+    ]

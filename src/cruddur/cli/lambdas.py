@@ -16,7 +16,7 @@ DEFAULT_OUTPUT = Path("dist/post-confirmation.zip")
 
 @click.group("lambda")
 def lambda_() -> None:
-    """The Cognito post-confirmation Lambda: build its deployment package."""
+    """Build the Cognito post-confirmation Lambda's package."""
 
 
 @lambda_.command()

@@ -8,7 +8,7 @@ import sys
 import click
 
 from cruddur.api.dev_keys import DevKeys
-from cruddur.cli.output import info, warn
+from cruddur.cli.output import cruddur_command, info, warn
 from cruddur.config import SERVERS, ConfigError, Settings, is_loopback
 from cruddur.db.errors import explain
 from cruddur.ops import loading
@@ -79,8 +79,9 @@ def serve(
     server: str | None,
     dev: bool,
 ) -> None:
-    """Serve the Cruddur API (default http://127.0.0.1:4567/api/activities/home).
+    """Serve the Cruddur API over HTTP.
 
+    By default on http://127.0.0.1:4567 (the home feed: /api/activities/home).
     Uses CONNECTION_URL's database, or the embedded server, which it starts. Load the
     schema first (`bin/db-setup`; `bin/run` does it all). The OpenAPI document is at
     /api/openapi.yaml.
@@ -100,10 +101,18 @@ def serve(
     _check_database(target, settings)
     if settings.auth.dev:
         DevKeys(settings.home).ensure()
-        warn("auth: development key pair; `cruddur dev token --handle andrewbrown` mints tokens")
+        warn(
+            f"auth: development key pair; `{cruddur_command()} dev token --handle andrewbrown` "
+            "mints tokens"
+        )
     else:
         info(f"auth: tokens from {settings.auth.issuer}")
     info(f"serving http://{host}:{port}/ (the web page) and /api/activities/home (the API)")
+    if target.embedded:
+        info(
+            "the embedded PostgreSQL keeps running after the API stops; "
+            f"`{cruddur_command()} db down` stops it"
+        )
     if dev:
         from cruddur.api import create_app
 
