@@ -87,7 +87,7 @@ def _help(*args: str) -> str:
     return result.output
 
 
-@pytest.mark.parametrize("group", [[], ["db"], ["dev"], ["lambda"], ["rds"], ["users"]])
+@pytest.mark.parametrize("group", [[], ["db"], ["dev"], ["lambda"], ["rds"], ["users"], ["web"]])
 def test_help_lists_every_command_without_cutting_it_short(group: list[str]) -> None:
     commands = _help(*group).split("Commands:\n", 1)[1]
     assert "..." not in commands, commands
