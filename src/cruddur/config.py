@@ -255,6 +255,80 @@ class ServeSettings:
         )
 
 
+LOG_FORMATS = ("json", "text")
+LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
+
+
+def _truthy(value: str) -> bool:
+    return value.strip().lower() in ("1", "true", "yes", "on")
+
+
+@dataclass(frozen=True)
+class TelemetrySettings:
+    """Traces (the standard OTEL_* variables), request logs and Prometheus metrics.
+
+    Traces are on only when an OTLP endpoint is set; the SDK reads the other OTEL_*
+    variables itself (service name, headers, sampler, timeouts, batching).
+    """
+
+    traces_endpoint: str | None = None  # OTEL_EXPORTER_OTLP_(TRACES_)ENDPOINT
+    log_level: str = "info"
+    log_format: str = "json"  # one JSON object a line on stdout; "text" for people
+    log_format_given: bool = False  # CRUDDUR_LOG_FORMAT was set (--dev keeps it then)
+    metrics_port: int | None = None
+    metrics_host: str = "127.0.0.1"
+
+    @property
+    def traces(self) -> bool:
+        return self.traces_endpoint is not None
+
+    @property
+    def metrics(self) -> bool:
+        return self.metrics_port is not None
+
+    @classmethod
+    def from_env(cls, env: dict[str, str]) -> TelemetrySettings:
+        endpoint = (
+            env.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "").strip()
+            or env.get("OTEL_EXPORTER_OTLP_ENDPOINT", "").strip()
+            or None
+        )
+        exporters = env.get("OTEL_TRACES_EXPORTER", "").strip().lower()
+        if _truthy(env.get("OTEL_SDK_DISABLED", "")) or exporters == "none":
+            endpoint = None
+        if exporters not in ("", "otlp", "none"):
+            raise ConfigError(
+                f"OTEL_TRACES_EXPORTER must be otlp or none, not {exporters!r} "
+                "(traces go out over OTLP/HTTP; a collector forwards them elsewhere)"
+            )
+        protocol = (
+            env.get("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "").strip()
+            or env.get("OTEL_EXPORTER_OTLP_PROTOCOL", "").strip()
+        )
+        if endpoint and protocol not in ("", "http/protobuf"):
+            raise ConfigError(
+                f"OTEL_EXPORTER_OTLP_PROTOCOL must be http/protobuf, not {protocol!r}: "
+                "Cruddur sends traces over OTLP/HTTP (port 4318 on a collector)"
+            )
+        level = env.get("CRUDDUR_LOG_LEVEL", "").strip().lower() or cls.log_level
+        if level not in LOG_LEVELS:
+            raise ConfigError(f"CRUDDUR_LOG_LEVEL must be one of {', '.join(LOG_LEVELS)}")
+        log_format = env.get("CRUDDUR_LOG_FORMAT", "").strip().lower()
+        if log_format and log_format not in LOG_FORMATS:
+            raise ConfigError(f"CRUDDUR_LOG_FORMAT must be json or text, not {log_format!r}")
+        port = env.get("CRUDDUR_METRICS_PORT", "").strip()
+        return cls(
+            traces_endpoint=endpoint,
+            log_level=level,
+            log_format=log_format or cls.log_format,
+            log_format_given=bool(log_format),
+            metrics_port=(
+                _number(env, "CRUDDUR_METRICS_PORT", 0, minimum=1, kind=int) if port else None
+            ),
+            metrics_host=env.get("CRUDDUR_METRICS_HOST", "").strip() or cls.metrics_host,
+        )
+
+
 @dataclass(frozen=True)
 class WebSettings:
     """What the browser front end is told: where the API is, and where Cognito is."""
@@ -291,6 +365,7 @@ class Settings:
     migration_connection_url: str | None = None
     prod_migration_connection_url: str | None = None
     migration: MigrationSettings = MigrationSettings()
+    telemetry: TelemetrySettings = TelemetrySettings()
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -327,4 +402,5 @@ class Settings:
                 env.get("PROD_MIGRATION_CONNECTION_URL", "").strip() or None
             ),
             migration=MigrationSettings.from_env(env, pool.connect_timeout),
+            telemetry=TelemetrySettings.from_env(env),
         )
