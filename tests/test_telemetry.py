@@ -18,13 +18,12 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from conftest import build_template
 from helpers import ROOT, run
 from otlp_receiver import OtlpReceiver, Span
 from prometheus_client.parser import text_string_to_metric_families
 from psycopg import sql
 
-from cruddur.db import Db
-from cruddur.ops import loading
 from cruddur.urls import with_database
 
 CRUDDUR = ROOT / ".venv" / "bin" / "cruddur"
@@ -113,12 +112,11 @@ class Served:
 
 @pytest.fixture(scope="module")
 def module_db(admin: psycopg.Connection, server_url: str) -> Iterator[str]:
+    """A migrated and seeded database for this module's servers (what `db setup` makes)."""
     name = f"cruddur_test_{secrets.token_hex(6)}"
     admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
     url = with_database(server_url, name)
-    with Db(url) as db:
-        loading.load(db, loading.SCHEMA)
-        loading.load(db, loading.SEED)
+    build_template(url)
     yield url
     admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
 
