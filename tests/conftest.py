@@ -71,6 +71,24 @@ def _drop(admin: psycopg.Connection, name: str, *, template: bool = False) -> No
     admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    # No test may fetch the RDS CA bundle from AWS (this machine cannot reach it, and a
+    # test must not try): everything that needs one gets a test CA's, unless a test
+    # sets its own.
+    if not os.environ.get("CRUDDUR_RDS_CA_BUNDLE"):
+        import shutil
+        import tempfile
+
+        from tls_support import make_ca
+
+        folder = tempfile.mkdtemp(prefix="cruddur-test-rds-ca-")
+        path = os.path.join(folder, "test-rds-ca.pem")
+        with open(path, "wb") as handle:
+            handle.write(make_ca(unit="Amazon RDS").cert_pem)
+        os.environ["CRUDDUR_RDS_CA_BUNDLE"] = path
+        config.add_cleanup(lambda: shutil.rmtree(folder, ignore_errors=True))
+
+
 def pytest_sessionstart(session: pytest.Session) -> None:
     # In the main process only (not in xdist workers, which inherit its environment):
     # start the embedded server if the run needs it, remember to stop it at the end if

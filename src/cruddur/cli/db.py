@@ -50,7 +50,8 @@ def connect(prod: bool, psql_args: tuple[str, ...]) -> None:
     """Open psql on the database. Extra arguments go to psql (after --)."""
     settings, target = _target(prod)
     psql = _find_psql(settings, target)
-    conninfo, password = without_password(target.url)
+    # For RDS: sslmode=verify-full and the RDS CA bundle, as for every connection.
+    conninfo, password = without_password(target.conninfo)
     env = dict(os.environ)
     if password is not None:
         env["PGPASSWORD"] = password  # not on the command line, where `ps` shows it
