@@ -98,6 +98,10 @@ class AuthSettings:
     problem: str | None = None
     # With CRUDDUR_AUTH=dev: the Cognito settings that are set but not used.
     ignored: tuple[str, ...] = ()
+    explicit: bool = False  # CRUDDUR_AUTH said which
+    # Set when no token can sign in here (why, for the 401): the dev key pair would have
+    # been the issuer, on an address others reach.
+    disabled: str | None = None
 
     def checked(self) -> AuthSettings:
         """Self, or ConfigError when the settings cannot check tokens."""
@@ -106,22 +110,38 @@ class AuthSettings:
         return self
 
     def checked_for(self, host: str) -> AuthSettings:
-        """Self, or ConfigError when these settings may not serve on `host`: the dev key
-        pair's private half sits on this machine, so its tokens prove nothing to others."""
+        """The settings to serve with on `host`, or ConfigError. The dev key pair's
+        private half sits on this machine, so its tokens prove nothing to others: off
+        loopback, CRUDDUR_AUTH=dev is an error, and with no Cognito setting at all (a
+        container) nobody can sign in, while reads still work."""
         self.checked()
-        if self.dev and not is_loopback(host):
+        if not self.dev or is_loopback(host):
+            return self
+        if self.explicit:
             raise ConfigError(
-                f"the development key pair signs in only on a loopback address, not on "
-                f"{host}: set AWS_COGNITO_USER_POOL_ID and AWS_COGNITO_USER_POOL_CLIENT_ID, "
-                "or listen on 127.0.0.1"
+                f"CRUDDUR_AUTH=dev: the development key pair signs in only on a loopback "
+                f"address, not on {host}: set AWS_COGNITO_USER_POOL_ID and "
+                "AWS_COGNITO_USER_POOL_CLIENT_ID, or listen on 127.0.0.1"
             )
-        return self
+        return replace(
+            self,
+            dev=False,
+            disabled=(
+                "sign-in is not set up on this server: it has no Cognito user pool "
+                "(AWS_COGNITO_USER_POOL_ID, AWS_COGNITO_USER_POOL_CLIENT_ID), and the "
+                "development key pair works only on 127.0.0.1"
+            ),
+        )
 
     @classmethod
     def from_env(cls, env: dict[str, str], home: Path) -> AuthSettings:
         mode = env.get("CRUDDUR_AUTH", "").strip().lower()
+        # Set to something: compose files pass unset variables on as blank ones, and a
+        # blank one alone is no setting. Blank beside a set one is a missing one.
         present = sorted(
-            name for name in env if name in COGNITO_SETTINGS or name.startswith("AWS_COGNITO_")
+            name
+            for name, value in env.items()
+            if (name in COGNITO_SETTINGS or name.startswith("AWS_COGNITO_")) and value.strip()
         )
         dev = cls(
             issuer=DEV_ISSUER,
@@ -129,6 +149,7 @@ class AuthSettings:
             jwks_url=(home / "auth" / "jwks.json").as_uri(),
             dev=True,
             ignored=tuple(present),
+            explicit=mode == "dev",
         )
         if mode not in ("", *AUTH_MODES):
             return replace(

@@ -6,6 +6,7 @@ from __future__ import annotations
 import gc
 import logging
 import signal
+from dataclasses import replace
 from importlib.resources import files
 
 from flask import Flask, Response
@@ -45,17 +46,20 @@ def create_app(
         (lambda: database) if database is not None else (lambda: app_db(settings))
     )
     if verifier is None:
-        # Partial Cognito settings, or the dev key pair on an address others can reach,
-        # stop the app here: signing in must never fail open.
-        auth = settings.auth.checked_for(settings.serve.host)
-        if auth.dev:
+        # Partial Cognito settings stop the app here, and the dev key pair never signs in
+        # on an address others can reach: signing in must never fail open.
+        settings = replace(settings, auth=settings.auth.checked_for(settings.serve.host))
+        log = logging.getLogger("cruddur.api")
+        if settings.auth.dev:
             DevKeys(settings.home).ensure()
-            logging.getLogger("cruddur.api").warning(
+            log.warning(
                 "auth: accepting tokens from the local development key pair, from this "
                 "machine only (set AWS_COGNITO_USER_POOL_ID and "
                 "AWS_COGNITO_USER_POOL_CLIENT_ID for Cognito)"
             )
-        verifier = TokenVerifier(auth)
+        elif settings.auth.disabled:
+            log.warning("auth: nobody can sign in: %s", settings.auth.disabled)
+        verifier = TokenVerifier(settings.auth)
     app.extensions["cruddur.verifier"] = verifier
     if tracing.enabled():
         tracing.instrument_app(app)  # inside the edge: the edge's log line has the ids

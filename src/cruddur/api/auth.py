@@ -16,9 +16,10 @@ from uuid import UUID
 import jwt
 from flask import current_app, g, request
 
+from cruddur.api.dev_sign_in import local_caller
 from cruddur.api.errors import ApiError, request_id
 from cruddur.api.keys import KeySet, KeysUnavailable, UnknownKey
-from cruddur.config import AuthSettings, is_loopback
+from cruddur.config import AuthSettings
 from cruddur.services.activities import user_for_token_subject
 from cruddur.telemetry import metrics
 from cruddur.telemetry.requests import USER_UUID_KEY
@@ -44,6 +45,8 @@ class TokenVerifier:
 
     def verify(self, token: str) -> dict[str, Any]:
         """The token's claims, or InvalidToken saying why not."""
+        if self.settings.disabled:
+            raise InvalidToken(self.settings.disabled)
         if len(token) > MAX_TOKEN_LENGTH:
             raise InvalidToken("the token is too long", "too_long")
         try:
@@ -109,7 +112,7 @@ def verified_claims() -> dict[str, Any] | None:
     scheme, _, token = request.headers.get("Authorization", "").partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         return None
-    if verifier.settings.dev and not is_loopback(request.remote_addr or ""):
+    if verifier.settings.dev and not local_caller():
         return None
     try:
         return verifier.verify(token.strip())
@@ -126,8 +129,9 @@ def signed_in(view: F) -> F:
     @functools.wraps(view)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         verifier: TokenVerifier = current_app.extensions["cruddur.verifier"]
-        if verifier.settings.dev and not is_loopback(request.remote_addr or ""):
-            # Its private key is on this machine: a dev token proves nothing from elsewhere.
+        if verifier.settings.dev and not local_caller():
+            # Its private key is on this machine: a dev token proves nothing from elsewhere
+            # (nor through a proxy, which makes every caller look local).
             log.warning("request %s: dev token from %s refused", request_id(), request.remote_addr)
             raise _unauthorized("development tokens are accepted only from this machine")
         try:

@@ -50,15 +50,16 @@ class Edge:
         request_id = given if _CLIENT_REQUEST_ID.match(given) else uuid.uuid4().hex
         environ[REQUEST_ID_KEY] = request_id
         extra = [(REQUEST_ID_HEADER, request_id), *self._cors_headers(environ)]
-        # A browser must take a JSON answer as JSON, never sniff it into HTML.
-        extra.append(("X-Content-Type-Options", "nosniff"))
         signed_in = "HTTP_AUTHORIZATION" in environ
 
         def start(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+            replaced = {"x-content-type-options"} | ({"cache-control"} if signed_in else set())
+            headers[:] = [(k, v) for k, v in headers if k.lower() not in replaced]
+            # A browser must take a JSON answer as JSON, never sniff it into HTML.
+            headers.append(("X-Content-Type-Options", "nosniff"))
             if signed_in:
                 # An answer to a signed-in request is that user's: no shared or browser
                 # cache may keep it for the next person on the machine or the proxy.
-                headers[:] = [(k, v) for k, v in headers if k.lower() != "cache-control"]
                 headers.append(("Cache-Control", "no-store"))
             headers.extend(extra)
             return start_response(status, headers, exc_info)

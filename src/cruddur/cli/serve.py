@@ -134,18 +134,20 @@ def serve(
             f"--dev serves Flask's debugger, which runs code for whoever reaches it: "
             f"only on a loopback address (127.0.0.1), not {host}"
         )
-    settings.auth.checked_for(host)
+    auth = settings.auth.checked_for(host)
     target = resolve(settings)  # starts the embedded server, once, before the workers
     info(f"database: {target.describe()}")
     _check_database(target, settings)
-    if settings.auth.dev:
+    if auth.dev:
         DevKeys(settings.home).ensure()
         warn(
             f"auth: development key pair; `{cruddur_command()} dev token --handle andrewbrown` "
             "mints tokens"
         )
+    elif auth.disabled:
+        warn(f"auth: nobody can sign in (reads work): {auth.disabled}")
     else:
-        info(f"auth: tokens from {settings.auth.issuer}")
+        info(f"auth: tokens from {auth.issuer}")
     info(f"serving http://{host}:{port}/ (the web page) and /api/activities/home (the API)")
     if target.embedded:
         info(
