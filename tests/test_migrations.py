@@ -262,6 +262,10 @@ def test_new_writes_an_empty_migration_with_the_next_version(tmp_path) -> None:
             {"20260102000000_x.sql": "-- migrate:up transaction:flase\nSELECT 1;\n"},
             "unknown option 'transaction:flase'",
         ),
+        (
+            {"20260102000000_x.sql": "DROP TABLE notes;\n-- migrate:up\nSELECT 1;\n"},
+            "20260102000000_x.sql: SQL before '-- migrate:up' would never run",
+        ),
     ],
 )
 def test_bad_files_are_refused_before_anything_runs(
@@ -541,3 +545,50 @@ def test_schema_load_on_production_says_migrate_is_the_way(empty_db: str) -> Non
     assert result.returncode == 1
     assert "bin/db-migrate prod" in result.stderr
     assert tables(empty_db) == set()
+
+
+def test_setup_if_missing_adopts_a_schema_load_database_and_status_says_so(
+    empty_db: str,
+) -> None:
+    with Db(empty_db) as db:  # what `bin/run` met before migrations: schema-load + seed
+        run_script(db, packaged_script("schema.sql"), "schema.sql")
+        run_script(db, packaged_script("seed.sql"), "seed.sql")
+    before = run(str(BIN.parent / ".venv" / "bin" / "cruddur"), "db", "status", env=local(empty_db))
+    assert "migrations none recorded: a schema-load database" in before.stdout
+    result = run("db-setup", "--if-missing", env=local(empty_db))  # what bin/run does
+    assert result.returncode == 0, result.stderr
+    assert "adopted 20261201000000_initial_schema.sql" in result.stderr
+    assert "not seeded" in result.stderr
+    with psycopg.connect(empty_db) as conn:
+        assert conn.execute("SELECT count(*) FROM users").fetchone() == (3,)  # not seeded twice
+    after = run(str(BIN.parent / ".venv" / "bin" / "cruddur"), "db", "status", env=local(empty_db))
+    assert "migrations 1 applied, 0 pending" in after.stdout
+
+
+def test_rollback_with_nothing_applied_says_so(empty_db: str, tmp_path) -> None:
+    folder = write(tmp_path / "m", {"20260101000000_notes.sql": NOTES})
+    result = run("db-rollback", "--migrations-dir", str(folder), env=local(empty_db))
+    assert result.returncode == 1
+    assert "only 0 migrations are applied; cannot roll back 1" in result.stderr
+
+
+def test_a_failed_concurrent_index_is_named_as_invalid(empty_db: str, tmp_path) -> None:
+    duplicates = NOTES.replace(
+        "INSERT INTO notes VALUES (1, 'kept');", "INSERT INTO notes VALUES (1, 'a'), (2, 'a');"
+    )
+    unique = (
+        "-- migrate:up transaction:false\n"
+        "CREATE UNIQUE INDEX CONCURRENTLY notes_body_key ON notes (body);\n"
+    )
+    folder = write(
+        tmp_path / "m",
+        {"20260101000000_notes.sql": duplicates, "20260102000000_unique.sql": unique},
+    )
+    result = migrate(empty_db, folder)
+    assert result.returncode == 1
+    assert "20260102000000_unique.sql:2: could not create unique index" in result.stderr
+    assert "it ran outside a transaction (transaction:false)" in result.stderr
+    assert applied(empty_db) == ["20260101000000"]
+    status = run("db-migrations", "--migrations-dir", str(folder), env=local(empty_db))
+    assert "index notes_body_key is INVALID" in status.stderr
+    assert "DROP INDEX CONCURRENTLY notes_body_key" in status.stderr

@@ -256,6 +256,7 @@ def migrate(
 
 
 def _describe(current: runner.Plan) -> None:
+    _warn_invalid(current)
     if current.adopt:
         info(f"to adopt (record as applied without running): {current.adopt.file_name}")
     for migration in current.edited:
@@ -357,6 +358,7 @@ def migrations_status(prod: bool, migrations_dir: Path | None, exit_code: bool) 
     for version in sorted(rows):
         table.add_row(Text(version), *(Text(cell) for cell in rows[version]))
     out.print(table)
+    _warn_invalid(current)
     count = len(current.applied)
     result_line = f"{count} applied, {len(current.pending)} pending"
     if current.edited:
@@ -364,6 +366,15 @@ def migrations_status(prod: bool, migrations_dir: Path | None, exit_code: bool) 
     info(result_line)
     if exit_code and (current.pending or current.edited):
         raise click.exceptions.Exit(1)
+
+
+def _warn_invalid(current: runner.Plan) -> None:
+    for index in current.invalid_indexes:
+        warn(
+            f"index {index} is INVALID (a CREATE INDEX CONCURRENTLY that failed or was "
+            f"stopped?): PostgreSQL does not use it; DROP INDEX CONCURRENTLY {index}, then "
+            "migrate again"
+        )
 
 
 def _when(moment: datetime) -> str:

@@ -42,6 +42,7 @@ class Plan:
     out_of_order: list[Migration] = field(default_factory=list)  # pending, older than applied
     edited: list[Migration] = field(default_factory=list)  # changed since applied
     missing: list[Applied] = field(default_factory=list)  # applied, no file here
+    invalid_indexes: list[str] = field(default_factory=list)  # a stopped CONCURRENTLY
 
     @property
     def latest_applied(self) -> str:
@@ -190,6 +191,7 @@ def plan(conn: psycopg.Connection, migrations: list[Migration]) -> Plan:
             if m.version in by_version and by_version[m.version].checksum != m.checksum
         ],
         missing=[a for a in applied if a.version not in files],
+        invalid_indexes=[row[0] for row in conn.execute(template("migrations", "invalid_indexes"))],
     )
     latest = result.latest_applied
     result.out_of_order.extend(m for m in pending if m.version < latest)
