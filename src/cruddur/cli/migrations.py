@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -28,7 +28,7 @@ dir_option = click.option(
 )
 
 
-def _timeouts(command):
+def _timeouts(command: Callable[..., None]) -> Callable[..., None]:
     command = click.option(
         "--lock-wait",
         type=click.FloatRange(min=0),

@@ -8,6 +8,7 @@ statements, and RDS Proxy pins the session: take a direct URL (MIGRATION_CONNECT
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -52,7 +53,11 @@ def holder(conn: psycopg.Connection) -> LockHolder | None:
     return cur.execute(template("migrations", "lock_holder"), params).fetchone()
 
 
-def acquire(conn: psycopg.Connection, wait: float, on_wait=None) -> None:
+def acquire(
+    conn: psycopg.Connection,
+    wait: float,
+    on_wait: Callable[[LockHolder | None, float], None] | None = None,
+) -> None:
     """Take the lock, waiting up to `wait` seconds (in the server's queue, in order)."""
     if conn.execute("SELECT pg_try_advisory_lock(%s)", [LOCK_KEY]).fetchone()[0]:
         return

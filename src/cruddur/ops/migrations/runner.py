@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 
 import psycopg
 from psycopg.rows import class_row
@@ -108,7 +109,7 @@ class Reporter:
     def finished(self, migration: Migration, direction: str, seconds: float) -> None: ...
 
 
-def load(directory=None) -> list[Migration]:
+def load(directory: Path | None = None) -> list[Migration]:
     """The migration files: the package's own unless a folder is given."""
     return load_files(directory or package_dir())
 
