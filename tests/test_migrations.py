@@ -421,6 +421,8 @@ def test_an_edited_migration_is_reported_and_migrate_refuses_until_accepted(
     assert refused.returncode == 1
     assert "changed since applied: 20260101000000_notes.sql" in refused.stderr
     assert applied(empty_db) == ["20260101000000"]  # the pending one did not run either
+    typo = migrate(empty_db, folder, "--accept-edited", "20260101000001")
+    assert typo.returncode == 1 and "no applied migration has that version" in typo.stderr
     accepted = migrate(empty_db, folder, "--accept-edited", "20260101000000")
     assert accepted.returncode == 0, accepted.stderr
     assert applied(empty_db) == ["20260101000000", "20260102000000"]

@@ -266,6 +266,11 @@ def migrate(
 ) -> list[Migration]:
     """Apply every pending migration in version order; return those applied."""
     current = plan(conn, migrations)
+    unknown = sorted(set(accept_edited) - {a.version for a in current.applied})
+    if unknown:
+        raise MigrationError(
+            f"--accept-edited {', '.join(unknown)}: no applied migration has that version"
+        )
     accepted = [m for m in current.edited if m.version in accept_edited]
     refused = [m for m in current.edited if m.version not in accept_edited]
     if refused:
