@@ -23,6 +23,7 @@ from cruddur.config import Settings
 from cruddur.db import Db
 from cruddur.embedded import EmbeddedPostgres
 from cruddur.ops import loading
+from cruddur.ops.migrations import runner
 from cruddur.targets import embedded_server
 from cruddur.urls import with_database
 
@@ -48,9 +49,10 @@ def _server_url() -> str:
 
 
 def build_template(url: str) -> None:
-    """Give the empty database at url what every seeded test database starts with."""
+    """Give the empty database at url what every seeded test database starts with:
+    migrated and seeded, what `db setup` makes."""
+    runner.migrate_url(url)
     with Db(url) as db:
-        loading.load(db, loading.SCHEMA)
         loading.load(db, loading.SEED)
 
 
@@ -67,6 +69,24 @@ def _drop(admin: psycopg.Connection, name: str, *, template: bool = False) -> No
             sql.SQL("ALTER DATABASE {} WITH IS_TEMPLATE false").format(sql.Identifier(name))
         )
     admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # No test may fetch the RDS CA bundle from AWS (this machine cannot reach it, and a
+    # test must not try): everything that needs one gets a test CA's, unless a test
+    # sets its own.
+    if not os.environ.get("CRUDDUR_RDS_CA_BUNDLE"):
+        import shutil
+        import tempfile
+
+        from tls_support import make_ca
+
+        folder = tempfile.mkdtemp(prefix="cruddur-test-rds-ca-")
+        path = os.path.join(folder, "test-rds-ca.pem")
+        with open(path, "wb") as handle:
+            handle.write(make_ca(unit="Amazon RDS").cert_pem)
+        os.environ["CRUDDUR_RDS_CA_BUNDLE"] = path
+        config.add_cleanup(lambda: shutil.rmtree(folder, ignore_errors=True))
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
@@ -155,7 +175,7 @@ def empty_db(admin: psycopg.Connection, server_url: str, new_db_name) -> str:
 
 @pytest.fixture
 def seeded_db(admin: psycopg.Connection, server_url: str, new_db_name) -> str:
-    """The URL of a new database with the schema and seed loaded (a template's copy)."""
+    """The URL of a new database migrated and seeded (a copy of the template)."""
     name = new_db_name()
     _create(admin, name, template=os.environ[_TEMPLATE_VARIABLE])
     return with_database(server_url, name)

@@ -193,16 +193,29 @@ def test_partial_cognito_settings_stop_the_app(api_home, seeded_db: str, cognito
         create_app(Settings.from_env(env))
 
 
-def test_the_dev_key_pair_does_not_serve_beyond_loopback(api_home, seeded_db: str) -> None:
+def test_the_dev_key_pair_does_not_serve_beyond_loopback(api_home, seeded_db: str, mint) -> None:
     env = {"CRUDDUR_HOME": str(api_home), "CONNECTION_URL": seeded_db, "CRUDDUR_HOST": "0.0.0.0"}
     with pytest.raises(ConfigError, match="only on a loopback address"):
-        create_app(Settings.from_env(env))
+        create_app(Settings.from_env({**env, "CRUDDUR_AUTH": "dev"}))
+    # With no Cognito setting (a container): reads work, no token signs in, not even
+    # from this machine.
+    app = create_app(Settings.from_env(env))
+    try:
+        api = CheckedClient(app)
+        assert api.get("/api/activities/home").status_code == 200
+        response = _refused(api, seeded_db, mint())
+        assert "sign-in is not set up on this server" in response.get_json()["message"]
+        assert api.get("/api/dev/users").status_code == 404  # no "sign in as" either
+    finally:
+        app.extensions["cruddur.db"].close()
 
 
 def test_a_dev_token_from_another_address_is_401(api, mint, seeded_db: str) -> None:
     # The reproduction: a dev-minted token got 201 from another address.
     response = _refused(api, seeded_db, mint(), environ_base={"REMOTE_ADDR": "192.0.2.66"})
     assert "only from this machine" in response.get_json()["message"]
+    # Nor through a proxy on this machine, which makes every caller look local.
+    _refused(api, seeded_db, mint(), headers={"X-Forwarded-For": "192.0.2.66"})
     assert _post(api, mint()).status_code == 201  # from 127.0.0.1 it still works
 
 

@@ -31,13 +31,18 @@ def test_deeply_nested_json_is_a_400_and_changes_nothing(
     body = _nested(depth, kind)
     token = mint()
     parent = api.get("/api/activities/home").get_json()[0]["uuid"]
-    for path in ("/api/activities", f"/api/activities/{parent}/reply"):
+    bodies = {
+        "/api/activities": "invalid_json",
+        f"/api/activities/{parent}/reply": "invalid_json",
+        "/api/dev/sign-in": "invalid_handle",  # the web page's sign-in reads a body too
+    }
+    for path, error in bodies.items():
         response = api.post(path, data=body, content_type="application/json", token=token)
         if len(body) > LIMIT:
             assert response.status_code == 413, (path, response.get_json())
         else:
             assert response.status_code == 400, (path, response.get_json())
-            assert response.get_json()["error"] == "invalid_json"
+            assert response.get_json()["error"] == error
     # A deep value inside a small body: parsed as far as it goes, then refused, never a 500.
     wrapped = b'{"message": ' + _nested(min(depth, 4_000), kind) + b', "ttl": "1-day"}'
     response = api.post(
@@ -47,14 +52,16 @@ def test_deeply_nested_json_is_a_400_and_changes_nothing(
     assert snapshot(seeded_db) == before
 
 
-def _post_chunked(served: Served, body: bytes, token: str, chunk: int = 4096) -> tuple[int, dict]:
+def _post_chunked(
+    served: Served, body: bytes, token: str, chunk: int = 4096, path: str = "/api/activities"
+) -> tuple[int, dict]:
     """POST body with Transfer-Encoding: chunked (no Content-Length), then read the answer.
 
     The server may answer and close before the whole body is sent: sending stops at the
     first refused write, and the answer is read all the same."""
     with socket.create_connection(("127.0.0.1", served.port), timeout=20) as sock:
         head = (
-            "POST /api/activities HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
             f"Authorization: Bearer {token}\r\nContent-Type: application/json\r\n"
             "Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
         )
@@ -90,6 +97,9 @@ def test_chunked_bodies_over_the_limit_are_413_and_change_nothing(served: Served
         status, answer = _post_chunked(served, body, token)
         assert status == 413, (len(body), answer)
         assert answer["error"] == "body_too_large"
+    signing_in = json.dumps({"handle": "andrewbrown"}).encode() + b" " * 30_000
+    status, answer = _post_chunked(served, signing_in, token, path="/api/dev/sign-in")
+    assert status == 413, answer
     assert snapshot(served.url) == before
     # Under the limit, chunked is fine; exactly at the limit too.
     status, answer = _post_chunked(served, valid, token)

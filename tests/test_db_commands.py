@@ -20,6 +20,10 @@ SCRIPTS = [
     "db-seed",
     "db-sessions",
     "db-setup",
+    "db-migrate",
+    "db-rollback",
+    "db-migrations",
+    "db-new-migration",
 ]
 
 
@@ -76,7 +80,7 @@ def test_schema_load_creates_the_tables_and_can_run_twice(empty_db) -> None:
     for _ in range(2):
         result = run("db-schema-load", env=local(empty_db))
         assert result.returncode == 0, result.stderr
-    assert tables(empty_db) == {"users", "activities"}
+    assert tables(empty_db) == {"users", "activities", "schema_migrations"}
 
 
 def test_seed_loads_the_sample_rows(empty_db) -> None:
@@ -120,7 +124,8 @@ def test_setup_builds_a_fresh_database(admin, server_url, new_db_name) -> None:
     url = f"{server_url.replace('dbname=postgres', '')} dbname={name}"
     result = run("db-setup", env=local(url))
     assert result.returncode == 0, result.stderr
-    assert tables(url) == {"users", "activities"}
+    assert "applied 20261201000000_initial_schema.sql" in result.stderr  # setup migrates
+    assert tables(url) == {"users", "activities", "schema_migrations"}
     with psycopg.connect(url) as conn:
         conn.execute("DELETE FROM activities")
     again = run("db-setup", env=local(url))  # drops and reloads: the seed is back
@@ -134,7 +139,7 @@ def test_setup_if_missing_keeps_an_existing_database(seeded_db) -> None:
         conn.execute("DELETE FROM activities")
     result = run("db-setup", "--if-missing", env=local(seeded_db))
     assert result.returncode == 0, result.stderr
-    assert "already set up; left as it is" in result.stderr
+    assert "schema up to date" in result.stderr and "not seeded" in result.stderr
     with psycopg.connect(seeded_db) as conn:
         assert conn.execute("SELECT count(*) FROM activities").fetchone()[0] == 0
 
@@ -152,7 +157,7 @@ def test_setup_stops_partway_and_does_not_seed(empty_db, login_role) -> None:
     result = run("db-setup", "--if-missing", env=local(url))
     assert result.returncode == 1
     assert "exists, no schema" in result.stderr  # the steps before it ran
-    assert "schema.sql:" in result.stderr and "permission denied" in result.stderr
+    assert "_initial_schema.sql:" in result.stderr and "permission denied" in result.stderr
     assert "seed.sql" not in result.stderr and "is ready" not in result.stderr
     assert tables(empty_db) == set()
 
@@ -222,5 +227,9 @@ def test_cruddur_help_lists_every_verb() -> None:
         "status",
         "up",
         "down",
+        "migrate",
+        "rollback",
+        "migrations",
+        "new",
     ):
         assert verb in listed

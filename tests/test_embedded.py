@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import signal
+import subprocess
 from pathlib import Path
 
 import pytest
 from helpers import ROOT, run
+from served import free_port
 
 from cruddur.embedded import SHARED_ROOT, _pgserver_bin, find_bin_dir
 
@@ -30,6 +34,32 @@ def cruddur(*args: str, env: dict[str, str]):
     return run(ROOT / ".venv" / "bin" / "cruddur", *args, env=env)
 
 
+def _serve_says(env: dict[str, str]) -> str:
+    """What `cruddur serve`, run from the checkout as bin/run runs it, prints before the
+    WSGI server takes over; the server is stopped then."""
+    full_env = {k: v for k, v in os.environ.items() if not k.endswith("CONNECTION_URL")}
+    full_env.update(env, NO_COLOR="1", PORT=str(free_port()))
+    process = subprocess.Popen(
+        [".venv/bin/cruddur", "serve", "--workers", "1"],
+        cwd=ROOT,
+        env=full_env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    lines: list[str] = []
+    try:
+        for line in process.stdout:  # ends when the process does, at worst
+            lines.append(line)
+            if line.startswith("server:"):
+                break
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(timeout=30)
+    return "".join(lines)
+
+
 def test_setup_starts_the_embedded_server_when_no_url_is_set(home) -> None:
     env = {"CRUDDUR_HOME": str(home)}
     before = cruddur("db", "status", env=env)
@@ -39,6 +69,11 @@ def test_setup_starts_the_embedded_server_when_no_url_is_set(home) -> None:
     setup = run("db-setup", env=env)
     assert setup.returncode == 0, setup.stderr
     assert "local, embedded server" in setup.stderr
+
+    # bin/run ends in `cruddur serve`, which says the server outlives it, and how to stop it.
+    said = _serve_says(env)
+    assert "embedded PostgreSQL keeps running after the API stops" in said, said
+    assert "`.venv/bin/cruddur db down` stops it" in said, said
 
     status = cruddur("db", "status", env=env)
     assert status.returncode == 0, status.stderr

@@ -52,7 +52,7 @@ def test_database_does_not_exist(server_url) -> None:
 
 def test_relation_does_not_exist(empty_db) -> None:
     result = run("db-seed", env={"CONNECTION_URL": empty_db})
-    assert_explained(result, 'relation "public.users" does not exist', "bin/db-schema-load")
+    assert_explained(result, 'relation "public.users" does not exist', "bin/db-migrate")
     assert "seed.sql:4:" in result.stderr  # the file and line of the failing statement
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import glob
 import hashlib
 import json
+import os
 import shutil
 import subprocess
 import uuid
@@ -18,8 +19,9 @@ from pathlib import Path
 import psycopg
 import pytest
 from helpers import ROOT, run
+from tls_support import RDS_HOST, make_ca, make_server_cert, rds_url, tls_postgres
 
-from cruddur.ops.packaging import HANDLER_FILES
+from cruddur.ops.packaging import BUNDLE_ENTRY, HANDLER_FILES
 
 pytestmark = pytest.mark.pypi
 
@@ -27,8 +29,8 @@ CRUDDUR = ROOT / ".venv/bin/cruddur"
 ELF_MACHINE = {"x86_64": 62, "arm64": 183}  # e_machine: EM_X86_64, EM_AARCH64
 
 
-def build(arch: str, output: Path) -> str:
-    built = run(CRUDDUR, "lambda", "package", "--arch", arch, "--output", str(output))
+def build(arch: str, output: Path, env: dict[str, str] | None = None) -> str:
+    built = run(CRUDDUR, "lambda", "package", "--arch", arch, "--output", str(output), env=env)
     assert built.returncode == 0, built.stderr
     assert str(output) in built.stdout and " bytes (" in built.stdout
     return hashlib.sha256(output.read_bytes()).hexdigest()
@@ -46,6 +48,9 @@ def test_the_package_is_reproducible_and_holds_the_binary_for_its_arch(
         names = [entry.filename for entry in entries]
         assert names == sorted(names)
         assert set(HANDLER_FILES) <= set(names)
+        # The RDS CA bundle the function verifies the database with (conftest's test CA).
+        given = Path(os.environ["CRUDDUR_RDS_CA_BUNDLE"]).read_bytes()
+        assert bundle.read(BUNDLE_ENTRY) == given
         assert not [n for n in names if "__pycache__" in n or n.endswith(".pyc")]
         assert not [n for n in names if n.startswith(("click/", "rich/", "boto3/", "psycopg_pool"))]
         assert {entry.date_time for entry in entries} == {(1980, 1, 1, 0, 0, 0)}
@@ -128,3 +133,39 @@ def test_the_unpacked_package_runs_the_handler_on_python_312(
     with psycopg.connect(seeded_db) as conn:
         row = conn.execute("SELECT handle FROM users WHERE cognito_user_id = %s", [sub])
         assert row.fetchone() == ("kreese",)
+
+
+def test_the_unpacked_package_verifies_rds_with_its_own_bundle(tmp_path: Path) -> None:
+    python = python_312()
+    if python is None:
+        pytest.skip("no CPython 3.12 on this machine to run the x86_64 package with")
+    ca = make_ca()
+    (tmp_path / "ca.pem").write_bytes(ca.cert_pem)
+    build("x86_64", tmp_path / "fn.zip", env={"CRUDDUR_RDS_CA_BUNDLE": str(tmp_path / "ca.pem")})
+    task = tmp_path / "task"
+    with zipfile.ZipFile(tmp_path / "fn.zip") as bundle:
+        bundle.extractall(task)
+    query = "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()"
+    code = "\n".join(
+        [
+            "import sys",
+            f"sys.path.insert(0, {str(task)!r})",
+            "from cruddur.lambdas import post_confirmation",
+            "conn = post_confirmation._connect()",
+            f"print(conn.execute({query!r}).fetchone()[0])",
+        ]
+    )
+    genuine = make_server_cert([RDS_HOST], ca)
+    with tls_postgres(genuine) as good, tls_postgres(make_server_cert([RDS_HOST], None)) as mitm:
+        outcomes = {}
+        for name, port in (("genuine", good), ("self-signed", mitm)):
+            # Only what Lambda gives the function: the URL; the bundle comes from the zip.
+            outcomes[name] = subprocess.run(
+                [python, "-S", "-E", "-c", code],
+                env={"CONNECTION_URL": rds_url(port), "PATH": "/usr/bin:/bin"},
+                capture_output=True, text=True, cwd=tmp_path, timeout=60, check=False,
+            )  # fmt: skip
+    assert outcomes["genuine"].returncode == 0, outcomes["genuine"].stderr
+    assert outcomes["genuine"].stdout.strip() == "True"
+    assert outcomes["self-signed"].returncode == 1
+    assert "certificate verify failed" in outcomes["self-signed"].stderr

@@ -8,12 +8,15 @@ from pathlib import Path
 
 import pytest
 from api_support import CheckedClient
+from helpers import ROOT, run, tables
 from pgbouncer_support import PgBouncer
 
 from cruddur.api import create_app
 from cruddur.api.dev_keys import DevKeys
 from cruddur.config import Settings
 from cruddur.targets import app_db
+
+CRUDDUR = ROOT / ".venv/bin/cruddur"
 
 
 @pytest.fixture(scope="module")
@@ -114,3 +117,24 @@ def test_an_unknown_pooler_setting_is_refused() -> None:
 
     with pytest.raises(ConfigError, match="CRUDDUR_POOLER"):
         Settings.from_env({"CRUDDUR_POOLER": "session"})
+
+
+def test_migrate_refuses_a_pooler_and_takes_the_direct_url(
+    bouncer: PgBouncer, empty_db: str
+) -> None:
+    pooled = {"CONNECTION_URL": bouncer.url_for(empty_db), "CRUDDUR_POOLER": "transaction"}
+    refused = run(CRUDDUR, "db", "migrate", env=pooled)
+    assert refused.returncode != 0
+    assert "MIGRATION_CONNECTION_URL" in refused.stderr
+    assert tables(empty_db) == set()  # nothing ran
+    direct = run(CRUDDUR, "db", "migrate", env={**pooled, "MIGRATION_CONNECTION_URL": empty_db})
+    assert direct.returncode == 0, direct.stderr
+    assert {"users", "activities"} <= tables(empty_db)
+
+
+def test_migrate_refuses_an_rds_proxy_endpoint() -> None:
+    proxy = "postgresql://u:p@cruddur.proxy-abc123.ca-central-1.rds.amazonaws.com:5432/cruddur"
+    refused = run(CRUDDUR, "db", "migrate", "--yes", env={"CONNECTION_URL": proxy})
+    assert refused.returncode != 0
+    assert "the database's own endpoint" in refused.stderr
+    assert ":p@" not in refused.stderr

@@ -268,6 +268,7 @@ def test_the_handler_imports_only_what_it_needs() -> None:
         "cruddur",
         "cruddur.config",
         "cruddur.urls",
+        "cruddur.rds_tls",
         "cruddur.lambdas",
         "cruddur.lambdas.post_confirmation",
     }

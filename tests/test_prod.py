@@ -22,7 +22,7 @@ def test_setup_prod_changes_only_the_production_database(two_dbs) -> None:
     result = run("db-setup", "prod", "--yes", env=two_dbs)
     assert result.returncode == 0, result.stderr
     assert "(production)" in result.stderr
-    assert tables(two_dbs["PROD_CONNECTION_URL"]) == {"users", "activities"}
+    assert tables(two_dbs["PROD_CONNECTION_URL"]) == {"users", "activities", "schema_migrations"}
     assert tables(two_dbs["CONNECTION_URL"]) == set()
 
 
@@ -75,7 +75,7 @@ def test_setup_if_missing_refuses_a_partial_schema(two_dbs) -> None:
         conn.execute("INSERT INTO users VALUES ('real user')")
     result = run("db-setup", "prod", "--if-missing", "--yes", env=two_dbs)
     assert result.returncode == 1
-    assert "only part of the schema" in result.stderr
+    assert "not the schema 20261201000000_initial_schema.sql makes" in result.stderr
     with psycopg.connect(two_dbs["PROD_CONNECTION_URL"]) as conn:
         assert conn.execute("SELECT keep FROM users").fetchall() == [("real user",)]
 
@@ -108,13 +108,13 @@ def test_typing_the_name_confirms(two_dbs) -> None:
     prod_name = database_name(two_dbs["PROD_CONNECTION_URL"])
     result = run("db-schema-load", "prod", env=two_dbs, stdin=f"{prod_name}\n")
     assert result.returncode == 0, result.stderr
-    assert tables(two_dbs["PROD_CONNECTION_URL"]) == {"users", "activities"}
+    assert tables(two_dbs["PROD_CONNECTION_URL"]) == {"users", "activities", "schema_migrations"}
 
 
 def test_local_verbs_do_not_ask(two_dbs) -> None:
     result = run("db-schema-load", env=two_dbs)  # no stdin, no --yes
     assert result.returncode == 0, result.stderr
-    assert tables(two_dbs["CONNECTION_URL"]) == {"users", "activities"}
+    assert tables(two_dbs["CONNECTION_URL"]) == {"users", "activities", "schema_migrations"}
 
 
 def test_prod_without_prod_url_is_a_clear_error(empty_db) -> None:

@@ -63,9 +63,9 @@ def test_create_then_status(aws: dict[str, str]) -> None:
     )
     assert created.returncode == 0, created.stderr
     endpoint = f"{ID}.aaaaaaaaaa.us-east-1.rds.amazonaws.com"
-    assert f'export PROD_CONNECTION_URL="postgresql://cruddurroot:***@{endpoint}:5432/cruddur"' in (
-        created.stdout
-    )
+    url = f"postgresql://cruddurroot:***@{endpoint}:5432/cruddur?sslmode=verify-full"
+    assert f'export PROD_CONNECTION_URL="{url}"' in created.stdout
+    assert "sslmode=verify-full: the server must prove" in created.stderr
     assert f"{ID}: available" in created.stderr  # the wait's progress line
     assert "public IPv4" in created.stderr  # the cost the original's users did not expect
 
@@ -97,6 +97,8 @@ def test_create_then_status(aws: dict[str, str]) -> None:
     assert lines["public"] == "yes"
     group = found["VpcSecurityGroups"][0]["VpcSecurityGroupId"]
     assert f"security groups {group} (active)" in status.stdout
+    assert lines["url"] == url
+    assert "RDS CA bundle" in status.stderr
 
 
 def test_every_option_reaches_rds(aws: dict[str, str]) -> None:
@@ -121,6 +123,38 @@ def test_every_option_reaches_rds(aws: dict[str, str]) -> None:
     assert found["DeletionProtection"] is True
     assert found["StorageEncrypted"] is False
     assert "public IPv4" not in result.stderr
+
+
+def test_create_says_what_each_choice_means(aws: dict[str, str]) -> None:
+    result = cli("create", env=CREDENTIALS)
+    assert result.exit_code == 0, result.stderr
+    for meaning in (
+        "public: it has an address on the internet",
+        "no backups: a broken or deleted instance cannot be restored",
+        "no deletion protection: one delete call removes it",
+        "single-AZ: if its host or zone fails",
+        "`--production` asks for the safe set",
+    ):
+        assert meaning in result.stderr
+    found = describe()  # the original's choices, kept
+    assert (found["PubliclyAccessible"], found["BackupRetentionPeriod"]) == (True, 0)
+    assert (found["DeletionProtection"], found["MultiAZ"]) == (False, False)
+
+
+def test_create_production_asks_for_the_safe_set(aws: dict[str, str]) -> None:
+    result = cli("create", "--production", env=CREDENTIALS)
+    assert result.exit_code == 0, result.stderr
+    found = describe()
+    assert found["PubliclyAccessible"] is False
+    assert found["BackupRetentionPeriod"] == 7
+    assert found["DeletionProtection"] is True
+    assert found["MultiAZ"] is True
+    for meaning in ("private: only resources inside its VPC", "backups: 7 days", "Multi-AZ: a"):
+        assert meaning in result.stderr
+    # A flag given explicitly still wins.
+    cli("create", "--production", "--identifier", "demo", "--public", env=CREDENTIALS)
+    assert describe("demo")["PubliclyAccessible"] is True
+    assert describe("demo")["DeletionProtection"] is True
 
 
 def test_performance_insights_parameters() -> None:

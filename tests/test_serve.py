@@ -151,8 +151,12 @@ def test_the_worker_factory_tunes_the_collector(monkeypatch, tmp_path) -> None:
         # Werkzeug's debugger runs code for anyone who reaches it.
         (["--dev", "--host", "0.0.0.0"], {}, "only on a loopback address (127.0.0.1), not 0.0.0.0"),
         # The dev key pair signs tokens anyone with this checkout can mint.
-        (["--host", "0.0.0.0"], {}, "development key pair signs in only on a loopback address"),
-        ([], {"CRUDDUR_HOST": "192.0.2.1"}, "not on 192.0.2.1"),
+        (
+            ["--host", "0.0.0.0"],
+            {"CRUDDUR_AUTH": "dev"},
+            "development key pair signs in only on a loopback address",
+        ),
+        ([], {"CRUDDUR_HOST": "192.0.2.1", "CRUDDUR_AUTH": "dev"}, "not on 192.0.2.1"),
         # The reproduction: the client id alone fell back to the dev key pair.
         (
             ["--host", "0.0.0.0"],

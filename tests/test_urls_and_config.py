@@ -134,7 +134,6 @@ def test_cors_origins_from_the_original_variables() -> None:
             "did you mean AWS_COGNITO_USER_POOL_ID?",
         ),
         ({"CRUDDUR_JWKS_URL": "http://127.0.0.1:9/jwks.json"}, "AWS_COGNITO_USER_POOL_ID"),
-        ({"AWS_COGNITO_USER_POOL_ID": "", "AWS_COGNITO_USER_POOL_CLIENT_ID": ""}, "blank"),
         ({"CRUDDUR_AUTH": "cognito"}, "CRUDDUR_AUTH=cognito given"),
         ({"CRUDDUR_AUTH": "none"}, "CRUDDUR_AUTH must be cognito or dev"),
     ],
@@ -152,12 +151,21 @@ def test_the_dev_key_pair_when_asked_for_and_only_on_loopback(tmp_path) -> None:
     for host in ("127.0.0.1", "127.0.0.2", "::1", "[::1]", "localhost"):
         assert asked.checked_for(host) is asked
     for host in ("0.0.0.0", "::", "192.0.2.10", "cruddur.example"):
-        with pytest.raises(ConfigError, match="only on a loopback address"):
+        with pytest.raises(ConfigError, match=r"CRUDDUR_AUTH=dev: .* only on a loopback address"):
             asked.checked_for(host)
     cognito = Settings.from_env(
         {"AWS_COGNITO_USER_POOL_ID": "us-east-1_AbC123", "AWS_COGNITO_USER_POOL_CLIENT_ID": "c"}
     ).auth
     assert cognito.checked_for("0.0.0.0") is cognito
+
+
+def test_no_cognito_setting_off_loopback_means_nobody_signs_in(tmp_path) -> None:
+    # A compose file passes unset variables on as blank ones: no setting, not a partial one.
+    blank = {"AWS_COGNITO_USER_POOL_ID": "", "AWS_COGNITO_USER_POOL_CLIENT_ID": " "}
+    auth = Settings.from_env({"CRUDDUR_HOME": str(tmp_path), **blank}).auth
+    assert auth.dev and auth.checked_for("127.0.0.1") is auth
+    served = auth.checked_for("0.0.0.0")  # a container: reads work, no token signs in
+    assert not served.dev and "sign-in is not set up" in served.disabled
 
 
 def test_production_is_recognised_behind_connection_url() -> None:

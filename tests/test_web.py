@@ -11,6 +11,10 @@ from collections.abc import Iterator
 import psycopg
 import pytest
 from psycopg import sql
+from selenium.common.exceptions import StaleElementReferenceException
+from selenium.webdriver.common.action_chains import ActionChains
+from selenium.webdriver.common.keys import Keys
+from selenium.webdriver.support.ui import Select, WebDriverWait
 from web_support import get, screenshot_folder, serving, start_chromium
 
 from cruddur.aws import client
@@ -34,9 +38,6 @@ CHATTER = [
 
 
 def _wait(browser, condition, timeout: float = 10):
-    from selenium.common.exceptions import StaleElementReferenceException
-    from selenium.webdriver.support.ui import WebDriverWait
-
     # An element may be replaced between finding and reading it (the page re-renders).
     wait = WebDriverWait(browser, timeout, ignored_exceptions=[StaleElementReferenceException])
     return wait.until(condition)
@@ -198,6 +199,10 @@ def test_home_feed_pages_and_shows_hostile_text_as_text(browser, site: str, shot
 def test_user_page_and_unknown_user(browser, site: str) -> None:
     browser.get(site + "/@londo")
     _shown(browser, "ol.feed > li")
+    ActionChains(browser).send_keys(Keys.TAB).perform()  # the first stop: skip to content
+    assert browser.switch_to.active_element.text == "Skip to content"
+    ActionChains(browser).send_keys(Keys.ENTER).perform()
+    assert browser.switch_to.active_element.get_attribute("id") == "main"
     assert _css(browser, "h1").text == "Londo Mollari"
     handles = {el.text for el in _all(browser, "ol.feed > li .handle")}
     assert handles == {"@londo"}
@@ -232,8 +237,6 @@ def test_crud_page_shows_replies_oldest_first(browser, site: str, shots) -> None
 
 
 def test_dev_sign_in_post_reply(browser, site: str, shots) -> None:
-    from selenium.webdriver.support.ui import Select
-
     browser.get(site + "/signin")
     Select(_shown(browser, "select#dev-handle option[value=andrewbrown]").find_element(
         "xpath", "..")).select_by_value("andrewbrown")  # fmt: skip
@@ -255,10 +258,11 @@ def test_dev_sign_in_post_reply(browser, site: str, shots) -> None:
     counter = _css(browser, "form.compose .counter")
     assert counter.text == "281 / 280" and "over" in counter.get_attribute("class")
 
+    # By keyboard alone: the lifetime, the message, then Tab to the button and Enter.
+    Select(_css(browser, "form.compose select")).select_by_value("1-hour")
     textarea.clear()
     textarea.send_keys("Grüße from a real browser")
-    Select(_css(browser, "form.compose select")).select_by_value("1-hour")
-    _css(browser, "form.compose button[type=submit]").click()
+    ActionChains(browser).send_keys(Keys.TAB, Keys.TAB, Keys.ENTER).perform()
     _wait(browser, lambda d: _messages(d)[:1] == ["Grüße from a real browser"])
     top = _all(browser, "ol.feed > li")[0]
     assert "@andrewbrown" in top.text and "expires in 59 min" in top.text

@@ -141,3 +141,36 @@ def test_no_dev_sign_in_with_a_cognito_pool(api_home, seeded_db: str) -> None:
         )
     finally:
         app.extensions["cruddur.db"].close()
+
+
+def test_web_build_writes_the_page_for_a_static_host(tmp_path) -> None:
+    from helpers import ROOT, run
+
+    env = {
+        "CRUDDUR_HOME": str(tmp_path / "home"),
+        "AWS_COGNITO_USER_POOL_ID": "ca-central-1_AbCd1234",
+        "AWS_COGNITO_USER_POOL_CLIENT_ID": "client123",
+    }
+    out = tmp_path / "site"
+    built = run(
+        ROOT / ".venv/bin/cruddur", "web", "build", str(out), "--api-url", "https://api.x.example",
+        env=env,
+    )  # fmt: skip
+    assert built.returncode == 0, built.stderr
+    page = (out / "index.html").read_text()
+    assert _config(page) == {
+        "api": "https://api.x.example",
+        "cognito": {
+            "url": "https://cognito-idp.ca-central-1.amazonaws.com",
+            "userPoolId": "ca-central-1_AbCd1234",
+            "clientId": "client123",
+        },
+        "devSignIn": False,
+    }
+    policy = re.search(r'http-equiv="Content-Security-Policy" content="([^"]*)"', page).group(1)
+    assert "connect-src 'self' https://api.x.example https://cognito-idp." in policy
+    assert "script-src 'self'" in policy and "require-trusted-types-for 'script'" in policy
+    for url in re.findall(r'(?:href|src)="/(assets/[^"]+)"', page):
+        assert (out / url).is_file(), url
+    bad = run(ROOT / ".venv/bin/cruddur", "web", "build", str(out), "--api-url", "ftp://x", env=env)
+    assert bad.returncode == 1 and "CRUDDUR_API_URL must start with http" in bad.stderr

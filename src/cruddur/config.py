@@ -98,6 +98,10 @@ class AuthSettings:
     problem: str | None = None
     # With CRUDDUR_AUTH=dev: the Cognito settings that are set but not used.
     ignored: tuple[str, ...] = ()
+    explicit: bool = False  # CRUDDUR_AUTH said which
+    # Set when no token can sign in here (why, for the 401): the dev key pair would have
+    # been the issuer, on an address others reach.
+    disabled: str | None = None
 
     def checked(self) -> AuthSettings:
         """Self, or ConfigError when the settings cannot check tokens."""
@@ -106,22 +110,38 @@ class AuthSettings:
         return self
 
     def checked_for(self, host: str) -> AuthSettings:
-        """Self, or ConfigError when these settings may not serve on `host`: the dev key
-        pair's private half sits on this machine, so its tokens prove nothing to others."""
+        """The settings to serve with on `host`, or ConfigError. The dev key pair's
+        private half sits on this machine, so its tokens prove nothing to others: off
+        loopback, CRUDDUR_AUTH=dev is an error, and with no Cognito setting at all (a
+        container) nobody can sign in, while reads still work."""
         self.checked()
-        if self.dev and not is_loopback(host):
+        if not self.dev or is_loopback(host):
+            return self
+        if self.explicit:
             raise ConfigError(
-                f"the development key pair signs in only on a loopback address, not on "
-                f"{host}: set AWS_COGNITO_USER_POOL_ID and AWS_COGNITO_USER_POOL_CLIENT_ID, "
-                "or listen on 127.0.0.1"
+                f"CRUDDUR_AUTH=dev: the development key pair signs in only on a loopback "
+                f"address, not on {host}: set AWS_COGNITO_USER_POOL_ID and "
+                "AWS_COGNITO_USER_POOL_CLIENT_ID, or listen on 127.0.0.1"
             )
-        return self
+        return replace(
+            self,
+            dev=False,
+            disabled=(
+                "sign-in is not set up on this server: it has no Cognito user pool "
+                "(AWS_COGNITO_USER_POOL_ID, AWS_COGNITO_USER_POOL_CLIENT_ID), and the "
+                "development key pair works only on 127.0.0.1"
+            ),
+        )
 
     @classmethod
     def from_env(cls, env: dict[str, str], home: Path) -> AuthSettings:
         mode = env.get("CRUDDUR_AUTH", "").strip().lower()
+        # Set to something: compose files pass unset variables on as blank ones, and a
+        # blank one alone is no setting. Blank beside a set one is a missing one.
         present = sorted(
-            name for name in env if name in COGNITO_SETTINGS or name.startswith("AWS_COGNITO_")
+            name
+            for name, value in env.items()
+            if (name in COGNITO_SETTINGS or name.startswith("AWS_COGNITO_")) and value.strip()
         )
         dev = cls(
             issuer=DEV_ISSUER,
@@ -129,6 +149,7 @@ class AuthSettings:
             jwks_url=(home / "auth" / "jwks.json").as_uri(),
             dev=True,
             ignored=tuple(present),
+            explicit=mode == "dev",
         )
         if mode not in ("", *AUTH_MODES):
             return replace(
@@ -179,6 +200,47 @@ class AuthSettings:
         )
 
 
+_DURATION = re.compile(r"^\d+(ms|s|min|h)?$")
+
+
+def duration(name: str, raw: str) -> str:
+    """A PostgreSQL duration setting as text ('5s', '500ms', '2min', '0' for off)."""
+    value = raw.strip().replace(" ", "")
+    if not _DURATION.match(value):
+        raise ConfigError(
+            f"{name} must be a duration such as 5s, 500ms or 2min (0: off), not {raw!r}"
+        )
+    return value
+
+
+@dataclass(frozen=True)
+class MigrationSettings:
+    """How `cruddur db migrate` and `rollback` behave (README "Changing the schema")."""
+
+    lock_timeout: str = "5s"  # how long a statement waits for a table lock, then fails
+    statement_timeout: str = "0"  # how long one statement may run; 0: no limit
+    lock_wait: float = 60.0  # seconds to wait for another migrate to finish
+    connect_timeout: int = 5
+
+    @classmethod
+    def from_env(cls, env: dict[str, str], connect_timeout: int) -> MigrationSettings:
+        defaults = cls()
+        return cls(
+            lock_timeout=duration(
+                "CRUDDUR_MIGRATION_LOCK_TIMEOUT",
+                env.get("CRUDDUR_MIGRATION_LOCK_TIMEOUT", "") or defaults.lock_timeout,
+            ),
+            statement_timeout=duration(
+                "CRUDDUR_MIGRATION_STATEMENT_TIMEOUT",
+                env.get("CRUDDUR_MIGRATION_STATEMENT_TIMEOUT", "") or defaults.statement_timeout,
+            ),
+            lock_wait=_number(
+                env, "CRUDDUR_MIGRATION_LOCK_WAIT", defaults.lock_wait, minimum=0.0, kind=float
+            ),
+            connect_timeout=connect_timeout,
+        )
+
+
 SERVERS = ("gunicorn", "granian")
 
 
@@ -211,6 +273,80 @@ class ServeSettings:
             threads=_number(env, "CRUDDUR_THREADS", defaults.threads, minimum=1, kind=int),
             server=server,
             cors_origins=tuple(dict.fromkeys(origins)),
+        )
+
+
+LOG_FORMATS = ("json", "text")
+LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
+
+
+def _truthy(value: str) -> bool:
+    return value.strip().lower() in ("1", "true", "yes", "on")
+
+
+@dataclass(frozen=True)
+class TelemetrySettings:
+    """Traces (the standard OTEL_* variables), request logs and Prometheus metrics.
+
+    Traces are on only when an OTLP endpoint is set; the SDK reads the other OTEL_*
+    variables itself (service name, headers, sampler, timeouts, batching).
+    """
+
+    traces_endpoint: str | None = None  # OTEL_EXPORTER_OTLP_(TRACES_)ENDPOINT
+    log_level: str = "info"
+    log_format: str = "json"  # one JSON object a line on stdout; "text" for people
+    log_format_given: bool = False  # CRUDDUR_LOG_FORMAT was set (--dev keeps it then)
+    metrics_port: int | None = None
+    metrics_host: str = "127.0.0.1"
+
+    @property
+    def traces(self) -> bool:
+        return self.traces_endpoint is not None
+
+    @property
+    def metrics(self) -> bool:
+        return self.metrics_port is not None
+
+    @classmethod
+    def from_env(cls, env: dict[str, str]) -> TelemetrySettings:
+        endpoint = (
+            env.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "").strip()
+            or env.get("OTEL_EXPORTER_OTLP_ENDPOINT", "").strip()
+            or None
+        )
+        exporters = env.get("OTEL_TRACES_EXPORTER", "").strip().lower()
+        if _truthy(env.get("OTEL_SDK_DISABLED", "")) or exporters == "none":
+            endpoint = None
+        if exporters not in ("", "otlp", "none"):
+            raise ConfigError(
+                f"OTEL_TRACES_EXPORTER must be otlp or none, not {exporters!r} "
+                "(traces go out over OTLP/HTTP; a collector forwards them elsewhere)"
+            )
+        protocol = (
+            env.get("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "").strip()
+            or env.get("OTEL_EXPORTER_OTLP_PROTOCOL", "").strip()
+        )
+        if endpoint and protocol not in ("", "http/protobuf"):
+            raise ConfigError(
+                f"OTEL_EXPORTER_OTLP_PROTOCOL must be http/protobuf, not {protocol!r}: "
+                "Cruddur sends traces over OTLP/HTTP (port 4318 on a collector)"
+            )
+        level = env.get("CRUDDUR_LOG_LEVEL", "").strip().lower() or cls.log_level
+        if level not in LOG_LEVELS:
+            raise ConfigError(f"CRUDDUR_LOG_LEVEL must be one of {', '.join(LOG_LEVELS)}")
+        log_format = env.get("CRUDDUR_LOG_FORMAT", "").strip().lower()
+        if log_format and log_format not in LOG_FORMATS:
+            raise ConfigError(f"CRUDDUR_LOG_FORMAT must be json or text, not {log_format!r}")
+        port = env.get("CRUDDUR_METRICS_PORT", "").strip()
+        return cls(
+            traces_endpoint=endpoint,
+            log_level=level,
+            log_format=log_format or cls.log_format,
+            log_format_given=bool(log_format),
+            metrics_port=(
+                _number(env, "CRUDDUR_METRICS_PORT", 0, minimum=1, kind=int) if port else None
+            ),
+            metrics_host=env.get("CRUDDUR_METRICS_HOST", "").strip() or cls.metrics_host,
         )
 
 
@@ -278,6 +414,11 @@ class Settings:
     auth: AuthSettings
     serve: ServeSettings
     web: WebSettings
+    # Direct URLs for migrations when the usual ones go through a pooler or RDS Proxy.
+    migration_connection_url: str | None = None
+    prod_migration_connection_url: str | None = None
+    migration: MigrationSettings = MigrationSettings()
+    telemetry: TelemetrySettings = TelemetrySettings()
     replica: ReplicaSettings = ReplicaSettings()
 
     @classmethod
@@ -310,5 +451,11 @@ class Settings:
             auth=auth,
             serve=ServeSettings.from_env(env),
             web=WebSettings.from_env(env, auth),
+            migration_connection_url=env.get("MIGRATION_CONNECTION_URL", "").strip() or None,
+            prod_migration_connection_url=(
+                env.get("PROD_MIGRATION_CONNECTION_URL", "").strip() or None
+            ),
+            migration=MigrationSettings.from_env(env, pool.connect_timeout),
+            telemetry=TelemetrySettings.from_env(env),
             replica=ReplicaSettings.from_env(env),
         )

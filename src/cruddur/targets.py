@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
 
 from psycopg.conninfo import make_conninfo
 
 from cruddur.config import ConfigError, Settings
 from cruddur.db import Db
 from cruddur.embedded import EmbeddedPostgres
+from cruddur.rds_tls import secured
 from cruddur.urls import database_name, looks_like_rds, parse, redact, same_database
+
+
+def _no_bundle() -> Path:
+    raise ConfigError("no RDS CA bundle for this target")
 
 
 @dataclass(frozen=True)
@@ -19,6 +27,14 @@ class Target:
     # CONNECTION_URL can name production too (the original's docker-compose set it to
     # PROD_CONNECTION_URL); destructive verbs must then ask just the same.
     production: bool = False
+    # The RDS CA bundle's path, fetched on first use (cruddur.aws.ca_bundle).
+    rds_ca_bundle: Callable[[], Path] = field(default=_no_bundle, compare=False, repr=False)
+
+    @property
+    def conninfo(self) -> str:
+        """What to connect with: the URL, with sslmode=verify-full and the RDS CA bundle
+        when it names an RDS endpoint (cruddur.rds_tls)."""
+        return secured(self.url, self.rds_ca_bundle)
 
     @property
     def prod(self) -> bool:
@@ -50,7 +66,7 @@ def app_db(settings: Settings, *, prod: bool = False) -> Db:
     use UTC, so the times in the JSON PostgreSQL builds always read +00:00. Measured
     in README "Measured": autocommit and no checkout check cut the feed's client CPU.
     """
-    url = resolve(settings, prod=prod).url
+    url = resolve(settings, prod=prod).conninfo  # verify-full TLS for RDS
     # Every API query is one statement, so autocommit keeps it atomic and saves the
     # BEGIN and COMMIT round trips; reads find a dead connection themselves and retry
     # (Db._read) instead of paying a check round trip on every checkout.
@@ -70,6 +86,7 @@ def reader_db(settings: Settings) -> Db | None:
     url = settings.replica.reader_url
     if url is None:
         return None
+    url = secured(url, lambda: _rds_ca_bundle(settings))  # an RDS replica: verify-full TLS
     pool = replace(settings.pool, timeout=min(settings.pool.timeout, READER_WAIT_SECONDS))
     pooled = settings.replica.behind_pooler(url)
     return Db(
@@ -116,4 +133,10 @@ def resolve(settings: Settings, *, prod: bool = False, start: bool = True) -> Ta
         url = server.start() if start else server.url()
         target = Target(url, "embedded")
     target.dbname  # noqa: B018 - fail early on a URL that names no database
-    return target
+    return replace(target, rds_ca_bundle=lambda: _rds_ca_bundle(settings))
+
+
+def _rds_ca_bundle(settings: Settings) -> Path:
+    from cruddur.aws.ca_bundle import bundle_path  # cryptography, only when RDS is used
+
+    return bundle_path(settings.home, os.environ)

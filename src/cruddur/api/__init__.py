@@ -5,20 +5,23 @@ from __future__ import annotations
 
 import gc
 import logging
+import signal
+from dataclasses import replace
 from importlib.resources import files
 
 from flask import Flask, Response
 
-from cruddur import web
+from cruddur import telemetry, web
 from cruddur.api import activities, dev_sign_in, errors, health
 from cruddur.api.auth import TokenVerifier
 from cruddur.api.database import AppDatabase
 from cruddur.api.dev_keys import DevKeys
-from cruddur.api.edge import Edge
+from cruddur.api.edge import REQUEST_ID_KEY, Edge
 from cruddur.api.reads import ReadRouter
 from cruddur.config import Settings
 from cruddur.db import Db
 from cruddur.targets import app_db, reader_db
+from cruddur.telemetry import logs, metrics, requests, tracing
 
 # Werkzeug's URL matcher leaves a small reference cycle per request, so with Python's
 # default first generation (700) the collector runs every few dozen requests.
@@ -37,10 +40,7 @@ def create_app(
     verifier: TokenVerifier | None = None,
 ) -> Flask:
     settings = settings or Settings.from_env()
-    if not logging.getLogger().handlers:
-        logging.basicConfig(
-            level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-        )
+    logs.configure(settings.telemetry)
     app = Flask("cruddur")
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
     primary = AppDatabase(
@@ -58,19 +58,30 @@ def create_app(
         connect_timeout=settings.pool.connect_timeout,
     )
     if verifier is None:
-        # Partial Cognito settings, or the dev key pair on an address others can reach,
-        # stop the app here: signing in must never fail open.
-        auth = settings.auth.checked_for(settings.serve.host)
-        if auth.dev:
+        # Partial Cognito settings stop the app here, and the dev key pair never signs in
+        # on an address others can reach: signing in must never fail open.
+        settings = replace(settings, auth=settings.auth.checked_for(settings.serve.host))
+        log = logging.getLogger("cruddur.api")
+        if settings.auth.dev:
             DevKeys(settings.home).ensure()
-            logging.getLogger("cruddur.api").warning(
+            log.warning(
                 "auth: accepting tokens from the local development key pair, from this "
                 "machine only (set AWS_COGNITO_USER_POOL_ID and "
                 "AWS_COGNITO_USER_POOL_CLIENT_ID for Cognito)"
             )
-        verifier = TokenVerifier(auth)
+        elif settings.auth.disabled:
+            log.warning("auth: nobody can sign in: %s", settings.auth.disabled)
+        verifier = TokenVerifier(settings.auth)
     app.extensions["cruddur.verifier"] = verifier
-    app.wsgi_app = Edge(app.wsgi_app, settings.serve.cors_origins)  # request ids, CORS
+    if tracing.enabled():
+        tracing.instrument_app(app)  # inside the edge: the edge's log line has the ids
+    # Request ids, CORS, and (when on) the request's log line and metrics.
+    observe = requests.observer(REQUEST_ID_KEY)
+    if observe is not None:
+        app.request_class = requests.RememberedRequest
+    app.wsgi_app = Edge(app.wsgi_app, settings.serve.cors_origins, observe=observe)
+    holder = app.extensions["cruddur.db"]
+    metrics.watch_pool(lambda: holder.opened.pool.get_stats() if holder.opened else None)
     errors.install(app)
     app.register_blueprint(activities.bp)
     app.register_blueprint(health.bp)
@@ -93,7 +104,15 @@ def create_worker_app() -> Flask:
     its first generation is larger: together about 20 µs of a feed request's ~350 µs of
     Python (README, "Measured").
     """
-    app = create_app()
+    # granian installs a worker's signal handlers only after this factory returns; until
+    # then a forked worker has the master's, which would swallow a stop sent while it
+    # starts (the worker would outlive the server). The default ends it instead.
+    if getattr(signal.getsignal(signal.SIGTERM), "__module__", "").startswith("granian"):
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    settings = Settings.from_env()
+    # Per worker, after the server's fork or spawn: threads and sockets do not survive one.
+    telemetry.start_process(settings.telemetry)
+    app = create_app(settings)
     gc.freeze()
     gc.set_threshold(WORKER_GC_THRESHOLD, *gc.get_threshold()[1:])
     return app

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from typing import Any, TypeVar
 from urllib.parse import quote
 from uuid import UUID
 
 from flask import Blueprint, Response, current_app, g, request
-from werkzeug.exceptions import RequestEntityTooLarge
 
 from cruddur.api.auth import signed_in
+from cruddur.api.bodies import UnreadableJson, json_body
 from cruddur.api.errors import ApiError
 from cruddur.api.reads import READ_AFTER_HEADER, ReadRouter
 from cruddur.db import Db
@@ -87,35 +86,14 @@ def _uuid(text: str, what: str) -> UUID:
     return parsed
 
 
-def _body() -> bytes:
-    """The whole request body, or 413 when it is over MAX_CONTENT_LENGTH, however framed."""
-    raw = request.get_data()  # 413 when Content-Length says it is too large
-    limit = request.max_content_length
-    # Without a Content-Length (chunked), werkzeug stops reading at the limit and returns
-    # what it has: one byte more on the server's own stream tells whether the body went on.
-    if (
-        request.content_length is None
-        and limit is not None
-        and len(raw) >= limit
-        and request.environ["wsgi.input"].read(1)
-    ):
-        raise RequestEntityTooLarge()
-    return raw
-
-
 def _json_object() -> dict:
     """The request body as a JSON object, or 415/413/400 saying what is wrong with it."""
     if not request.is_json:
         raise ApiError(415, "unsupported_media_type", "send the body as application/json")
-    raw = _body()
     try:
-        body = json.loads(raw.decode("utf-8"))
-    except UnicodeDecodeError:
-        raise ApiError(400, "invalid_json", "the body is not UTF-8 text") from None
-    except RecursionError:  # not a ValueError: json gives up on deep nesting this way
-        raise ApiError(400, "invalid_json", "the body is nested too deeply") from None
-    except ValueError as exc:
-        raise ApiError(400, "invalid_json", f"the body is not valid JSON: {exc}") from None
+        body = json_body()
+    except UnreadableJson as exc:
+        raise ApiError(400, "invalid_json", str(exc)) from None
     if not isinstance(body, dict):
         raise ApiError(400, "invalid_json", "the body must be a JSON object")
     return body

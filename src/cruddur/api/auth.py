@@ -16,10 +16,13 @@ from uuid import UUID
 import jwt
 from flask import current_app, g, request
 
+from cruddur.api.dev_sign_in import local_caller
 from cruddur.api.errors import ApiError, request_id
 from cruddur.api.keys import KeySet, KeysUnavailable, UnknownKey
-from cruddur.config import AuthSettings, is_loopback
+from cruddur.config import AuthSettings
 from cruddur.services.activities import user_for_token_subject
+from cruddur.telemetry import metrics
+from cruddur.telemetry.requests import USER_UUID_KEY
 
 log = logging.getLogger("cruddur.api")
 
@@ -28,7 +31,11 @@ MAX_TOKEN_LENGTH = 8192
 
 
 class InvalidToken(Exception):
-    pass
+    """A token refused; `reason` is a stable word for the metrics (`expired`, …)."""
+
+    def __init__(self, message: str, reason: str = "invalid") -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 class TokenVerifier:
@@ -38,19 +45,21 @@ class TokenVerifier:
 
     def verify(self, token: str) -> dict[str, Any]:
         """The token's claims, or InvalidToken saying why not."""
+        if self.settings.disabled:
+            raise InvalidToken(self.settings.disabled)
         if len(token) > MAX_TOKEN_LENGTH:
-            raise InvalidToken("the token is too long")
+            raise InvalidToken("the token is too long", "too_long")
         try:
             header = jwt.get_unverified_header(token)
         except jwt.InvalidTokenError:
-            raise InvalidToken("the token is not a JWT") from None
+            raise InvalidToken("the token is not a JWT", "not_a_jwt") from None
         if header.get("alg") != "RS256":
-            raise InvalidToken("the token must be signed with RS256")
+            raise InvalidToken("the token must be signed with RS256", "wrong_algorithm")
         try:
             key = self.keys.get(str(header.get("kid", "")))
         except UnknownKey:
             raise InvalidToken(
-                "the token is signed with a key the issuer does not publish"
+                "the token is signed with a key the issuer does not publish", "unknown_key"
             ) from None
         try:
             claims = jwt.decode(
@@ -62,15 +71,17 @@ class TokenVerifier:
                 options={"require": ["exp", "iss", "sub", "token_use"], "verify_aud": False},
             )
         except jwt.ExpiredSignatureError:
-            raise InvalidToken("the token has expired") from None
+            raise InvalidToken("the token has expired", "expired") from None
         except jwt.InvalidIssuerError:
-            raise InvalidToken("the token is from another issuer (user pool)") from None
+            raise InvalidToken(
+                "the token is from another issuer (user pool)", "wrong_issuer"
+            ) from None
         except jwt.InvalidTokenError as exc:
             raise InvalidToken(f"the token is not valid: {exc}") from None
         if claims.get("token_use") != "access":
-            raise InvalidToken("send the access token, not the id token")
+            raise InvalidToken("send the access token, not the id token", "not_an_access_token")
         if claims.get("client_id") != self.settings.client_id:
-            raise InvalidToken("the token is for another app client")
+            raise InvalidToken("the token is for another app client", "wrong_client")
         return claims
 
 
@@ -85,9 +96,11 @@ def _unauthorized(message: str, *, error: str | None = "invalid_token") -> ApiEr
 def _bearer_token() -> str:
     header = request.headers.get("Authorization", "")
     if not header:
+        metrics.count_refused_token("missing")
         raise _unauthorized("sign in: send Authorization: Bearer <access token>", error=None)
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
+        metrics.count_refused_token("not_bearer")
         raise _unauthorized("the Authorization header must be: Bearer <access token>")
     return token.strip()
 
@@ -99,7 +112,7 @@ def verified_claims() -> dict[str, Any] | None:
     scheme, _, token = request.headers.get("Authorization", "").partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         return None
-    if verifier.settings.dev and not is_loopback(request.remote_addr or ""):
+    if verifier.settings.dev and not local_caller():
         return None
     try:
         return verifier.verify(token.strip())
@@ -116,14 +129,16 @@ def signed_in(view: F) -> F:
     @functools.wraps(view)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         verifier: TokenVerifier = current_app.extensions["cruddur.verifier"]
-        if verifier.settings.dev and not is_loopback(request.remote_addr or ""):
-            # Its private key is on this machine: a dev token proves nothing from elsewhere.
+        if verifier.settings.dev and not local_caller():
+            # Its private key is on this machine: a dev token proves nothing from elsewhere
+            # (nor through a proxy, which makes every caller look local).
             log.warning("request %s: dev token from %s refused", request_id(), request.remote_addr)
             raise _unauthorized("development tokens are accepted only from this machine")
         try:
             claims = verifier.verify(_bearer_token())
         except InvalidToken as exc:
             log.info("request %s: token refused: %s", request_id(), exc)
+            metrics.count_refused_token(exc.reason)
             raise _unauthorized(str(exc)) from None
         except KeysUnavailable as exc:
             log.error("request %s: %s", request_id(), exc)
@@ -133,6 +148,7 @@ def signed_in(view: F) -> F:
         db = current_app.extensions["cruddur.db"].get()
         user_uuid: UUID | None = user_for_token_subject(db, claims["sub"])
         if user_uuid is None:
+            metrics.count_refused_token("unknown_user")
             raise ApiError(
                 403,
                 "no_user",
@@ -140,6 +156,7 @@ def signed_in(view: F) -> F:
                 "(`cruddur users sync-cognito` adds the missing ones)",
             )
         g.user_uuid = user_uuid
+        request.environ[USER_UUID_KEY] = user_uuid  # for the request's log line
         g.cognito_user_id = claims["sub"]
         return view(*args, **kwargs)
 

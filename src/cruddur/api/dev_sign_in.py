@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, current_app, json, request
 
+from cruddur.api.bodies import UnreadableJson, json_body
 from cruddur.api.dev_keys import DevKeys
 from cruddur.api.errors import ApiError
 from cruddur.config import Settings, is_loopback
@@ -50,7 +51,10 @@ def make_blueprint(settings: Settings) -> Blueprint:
 
     @bp.post("/sign-in")
     def sign_in() -> Response:
-        given = request.get_json(silent=True)
+        try:
+            given = json_body()  # 413 when too large, however the body is framed
+        except UnreadableJson:
+            given = None
         handle = given.get("handle") if isinstance(given, dict) else None
         if not isinstance(handle, str) or not 0 < len(handle) <= 64:
             raise ApiError(400, "invalid_handle", 'send {"handle": "<a local user\'s handle>"}')

@@ -19,6 +19,7 @@ from cruddur.api.edge import REQUEST_ID_KEY
 from cruddur.db import InvalidText
 from cruddur.services.paging import BadPageRequest
 from cruddur.services.validation import FieldError, ValidationFailed
+from cruddur.telemetry import metrics
 
 log = logging.getLogger("cruddur.api")
 
@@ -91,7 +92,16 @@ def on_http_exception(exc: HTTPException) -> Response:
 
 
 def _on_unexpected(exc: Exception) -> Response:
-    log.exception("request %s failed: %s %s", request_id(), request.method, request.path)
+    if isinstance(exc, psycopg.Error):
+        metrics.count_db_error(exc)
+    # The traceback goes to the log (one JSON record, with the request id), never out.
+    log.exception(
+        "request %s failed: %s %s",
+        request_id(),
+        request.method,
+        request.path,
+        extra={"request_id": request_id()},
+    )
     return error_response(
         ApiError(
             500,
@@ -102,8 +112,14 @@ def _on_unexpected(exc: Exception) -> Response:
 
 
 def _on_database_unavailable(exc: Exception) -> Response:
+    metrics.count_db_error(exc)
     # The driver's message can name hosts; it goes to the log, not to the client.
-    log.warning("request %s: database unavailable: %s", request_id(), type(exc).__name__)
+    log.warning(
+        "request %s: database unavailable: %s",
+        request_id(),
+        type(exc).__name__,
+        extra={"request_id": request_id()},
+    )
     return error_response(
         ApiError(503, "database_unavailable", "the database is not reachable; try again shortly")
     )
@@ -119,6 +135,7 @@ def _on_database_error(exc: psycopg.Error) -> Response:
     if isinstance(exc, InvalidText | psycopg.errors.CheckViolation | psycopg.DataError):
         # The checks in services.validation should have caught it; the schema's own
         # checks are the last line, and their failure is still the client's input.
+        metrics.count_db_error(exc)
         log.info("request %s: refused by the database: %s", request_id(), exc.sqlstate)
         return error_response(
             ApiError(422, "validation_failed", "the database refused a value in the request")

@@ -2,7 +2,8 @@
 
 The defaults are the original's `aws rds create-db-instance` script (db.t3.micro, 20 GB
 gp2, encrypted, public, single-AZ, no backups, Performance Insights for 7 days), with a
-current PostgreSQL major version instead of 14.6. Functions take a boto3 RDS client
+current PostgreSQL major version instead of 14.6. PRODUCTION is the safe set instead:
+private, 7 days of backups, deletion protection, Multi-AZ. Functions take a boto3 RDS client
 (`cruddur.aws.client("rds")`) so the CLI and the tests choose where it points.
 """
 
@@ -55,6 +56,14 @@ _RESERVED_NAMES = frozenset(
     table tablesample then to trailing true union unique user using variadic verbose when
     where window with rdsadmin""".split()  # noqa: SIM905 (a word list reads better as words)
 )
+# `rds create --production`: what a database holding real users' data should have.
+PRODUCTION = {
+    "public": False,
+    "backup_retention_days": 7,
+    "deletion_protection": True,
+    "multi_az": True,
+}
+
 _USERNAME = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,15}")
 _PASSWORD_FORBIDDEN = '/"@ '
 
@@ -133,6 +142,46 @@ class InstanceSpec:
     performance_insights_days: int = 7
     deletion_protection: bool = False
     encrypted: bool = True
+
+    def choices(self) -> list[str]:
+        """What the safety-related choices mean, one line each (said when it is created)."""
+        said = []
+        if self.public:
+            said.append(
+                "public: it has an address on the internet, and only its security group "
+                "decides who may try to connect (--private keeps it inside the VPC)"
+            )
+        else:
+            said.append("private: only resources inside its VPC can reach it")
+        if self.backup_retention_days:
+            said.append(
+                f"backups: {self.backup_retention_days} days of automated backups, to restore "
+                "it to any point in that time"
+            )
+        else:
+            said.append(
+                "no backups: a broken or deleted instance cannot be restored "
+                "(--backup-retention 7 keeps a week)"
+            )
+        if self.deletion_protection:
+            said.append("deletion protection: it cannot be deleted until that is turned off")
+        else:
+            said.append(
+                "no deletion protection: one delete call removes it (--deletion-protection)"
+            )
+        if self.multi_az:
+            said.append(
+                "Multi-AZ: a standby in another zone takes over within minutes if the "
+                "primary fails (about twice the cost)"
+            )
+        else:
+            said.append(
+                "single-AZ: if its host or zone fails, it is down until AWS replaces it "
+                "(--multi-az)"
+            )
+        if not self.encrypted:
+            said.append("unencrypted: its storage and snapshots are not encrypted at rest")
+        return said
 
     def create_params(self, credentials: MasterCredentials) -> dict[str, Any]:
         """The keyword arguments for boto3's create_db_instance."""
@@ -213,12 +262,14 @@ class Instance:
         )
 
     def connection_url(self) -> str | None:
-        """PROD_CONNECTION_URL for this instance, with the password shown as ***."""
+        """PROD_CONNECTION_URL for this instance, with the password shown as ***, and
+        sslmode=verify-full: the server must prove it is this instance (cruddur.rds_tls)."""
         if not self.endpoint:
             return None
         user = quote(self.master_username, safe="")
         dbname = quote(self.db_name or "postgres", safe="")
-        return f"postgresql://{user}:***@{self.endpoint}:{self.port or 5432}/{dbname}"
+        where = f"{self.endpoint}:{self.port or 5432}/{dbname}"
+        return f"postgresql://{user}:***@{where}?sslmode=verify-full"
 
 
 def _code(exc: ClientError) -> str:

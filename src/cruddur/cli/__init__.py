@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import logging
 from importlib.metadata import version
 from typing import Any
@@ -56,12 +57,14 @@ def main() -> None:
 
 
 def _register() -> None:
+    from cruddur.cli import migrations  # noqa: F401 - adds migrate, rollback, … to db
     from cruddur.cli.db import db
     from cruddur.cli.dev import dev
     from cruddur.cli.lambdas import lambda_
     from cruddur.cli.rds import rds
     from cruddur.cli.serve import serve
     from cruddur.cli.users import users
+    from cruddur.cli.web import web
 
     main.add_command(db)
     main.add_command(dev)
@@ -69,6 +72,24 @@ def _register() -> None:
     main.add_command(rds)
     main.add_command(serve)
     main.add_command(users)
+    main.add_command(web)
+    _whole_short_help(main)
+
+
+def _first_sentence(help_text: str) -> str:
+    paragraph = " ".join(inspect.cleandoc(help_text).split("\n\n", 1)[0].split())
+    end = paragraph.find(". ")
+    return paragraph if end == -1 else paragraph[: end + 1]
+
+
+def _whole_short_help(command: click.Command) -> None:
+    # A group lists each command with the first sentence of its help, which click cuts
+    # to the terminal's width ("Serve the Cruddur API (default..."). A short_help is
+    # shown whole, wrapped onto the next lines instead.
+    if command.short_help is None and command.help:
+        command.short_help = _first_sentence(command.help)
+    for sub in getattr(command, "commands", {}).values():
+        _whole_short_help(sub)
 
 
 _register()

@@ -50,7 +50,8 @@ def connect(prod: bool, psql_args: tuple[str, ...]) -> None:
     """Open psql on the database. Extra arguments go to psql (after --)."""
     settings, target = _target(prod)
     psql = _find_psql(settings, target)
-    conninfo, password = without_password(target.url)
+    # For RDS: sslmode=verify-full and the RDS CA bundle, as for every connection.
+    conninfo, password = without_password(target.conninfo)
     env = dict(os.environ)
     if password is not None:
         env["PGPASSWORD"] = password  # not on the command line, where `ps` shows it
@@ -122,11 +123,21 @@ def _load(database: Db, *scripts: str) -> None:
 @prod_option
 @yes_option
 def schema_load(prod: bool, yes: bool) -> None:
-    """Load schema.sql: recreates the users and activities tables (their rows are lost)."""
+    """Load schema.sql: recreates the users and activities tables (their rows are lost).
+
+    For a local database. On production, `cruddur db migrate --prod` changes the
+    schema and keeps every row.
+    """
     settings, target = _target(prod)
+    if target.prod:
+        warn(
+            "schema-load replaces the users and activities tables: every row is lost. To "
+            "change production's schema and keep its rows, use `bin/db-migrate prod`"
+        )
     confirm_production(target, "replace the users and activities tables", yes=yes)
     with database_db(target, settings.pool) as database:
-        _load(database, loading.SCHEMA)
+        count = loading.load_schema(database)
+        done(f"{loading.SCHEMA}: {count} statements; every migration recorded as applied")
 
 
 @db.command()
@@ -255,39 +266,57 @@ def sessions(prod: bool) -> None:
 @db.command()
 @prod_option
 @yes_option
-@click.option("--force", is_flag=True, help="Disconnect other sessions before dropping.")
+@click.option(
+    "--force",
+    is_flag=True,
+    help="On production, disconnect other sessions before dropping (locally it always does).",
+)
 @click.option(
     "--if-missing",
     is_flag=True,
     help="Keep a database that already has the schema; only set up what is missing.",
 )
 def setup(prod: bool, yes: bool, force: bool, if_missing: bool) -> None:
-    """Drop, create, load the schema and seed: a fresh database in one step."""
+    """Drop, create, migrate and seed: a fresh database in one step.
+
+    Locally it disconnects whoever holds the database first (a running `cruddur serve`
+    reconnects by itself); on production it refuses while others are connected, unless
+    --force, and asks for the database name first. With --if-missing, an existing
+    database is kept: its pending migrations are applied (a database from schema-load
+    is adopted), and only an empty one is seeded.
+    """
+    from cruddur.cli.migrations import apply_migrations  # it adds verbs to this group
+
     settings, target = _target(prod)
     name = target.dbname
     if not if_missing:
         confirm_production(target, f'drop and recreate "{name}"', yes=yes)
     with server_db(target, settings.pool) as server:
-        if not if_missing and databases.drop(server, name, force=force):
-            done(f'dropped database "{name}"')
+        if not if_missing:
+            # What a developer means by "set it up again" while the API runs: locally,
+            # its sessions go; on production, only when asked for.
+            held = databases.other_sessions(server, name) if not target.prod else 0
+            if databases.drop(server, name, force=force or not target.prod):
+                disconnected = f", disconnecting {held} session{'s' if held != 1 else ''}"
+                done(f'dropped database "{name}"' + (disconnected if held else ""))
         created = databases.create(server, name)
     with database_db(target, settings.pool) as database:
         if created:
             done(f'created database "{name}"')
-        elif if_missing:
-            tables = loading.schema_tables(database)
-            if tables == loading.SCHEMA_TABLES:
-                done(f'database "{name}" is already set up; left as it is')
-                return
-            if tables:
-                raise click.ClickException(
-                    f'database "{name}" has only part of the schema; `bin/db-setup` rebuilds '
-                    "it (its rows are lost)"
-                )
-            done(f'database "{name}" exists, no schema')
-        if if_missing:
-            confirm_production(target, f'load the schema and seed into "{name}"', yes=yes)
-        _load(database, loading.SCHEMA, loading.SEED)
+            empty = True
+        else:
+            empty = loading.schema_tables(database) == 0
+            if if_missing:
+                done(f'database "{name}" exists' + (", no schema" if empty else ""))
+        if if_missing and empty:
+            confirm_production(target, f'migrate and seed "{name}"', yes=yes)
+        applied = apply_migrations(settings, prod, confirm=if_missing and not empty, yes=yes)
+        if not applied and not empty:
+            done("schema up to date")
+        if empty:
+            _load(database, loading.SEED)
+        else:
+            info("not seeded: the database already had the schema (`bin/db-seed` adds the seed)")
     done(f'database "{name}" is ready')
 
 
@@ -315,7 +344,8 @@ def status(prod: bool) -> None:
     if found.schema_loaded:
         result(f"schema    loaded ({found.users} users, {found.activities} activities)")
     else:
-        result("schema    not loaded (run `bin/db-schema-load` or `bin/db-setup`)")
+        result("schema    not loaded (run `bin/db-migrate` or `bin/db-setup`)")
+    result(f"migrations {found.migrations}")
     result(f"uuids     uuid_generate_v4(): {found.uuid_generate_v4}")
     reader_url = settings.replica.reader_url
     if reader_url and not prod:

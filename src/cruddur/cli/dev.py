@@ -32,11 +32,12 @@ def token(handle: str | None, sub: str | None, expires_in: int) -> None:
 
     A service without Cognito settings (or with CRUDDUR_AUTH=dev), listening on a
     loopback address, accepts it from this machine, checked by the same code that checks
-    Cognito's tokens:
+    Cognito's tokens. From the checkout, with the API on its default port:
 
-        TOKEN=$(cruddur dev token --handle andrewbrown)
-        curl -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json' \\
-             -d '{"message": "hello", "ttl": "1-day"}' localhost:4567/api/activities
+    \b
+    TOKEN=$(.venv/bin/cruddur dev token --handle andrewbrown)
+    curl -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json' \\
+         -d '{"message": "hello", "ttl": "1-day"}' localhost:4567/api/activities
     """
     if bool(handle) == bool(sub):
         raise click.UsageError("give exactly one of --handle or --sub")

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import click
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn
 
+from cruddur.aws.ca_bundle import bundle_path
 from cruddur.cli.output import done, err, info, result
 from cruddur.config import Settings
 from cruddur.ops.packaging import ARCHES, HANDLER, PackagingError, build
@@ -16,7 +18,7 @@ DEFAULT_OUTPUT = Path("dist/post-confirmation.zip")
 
 @click.group("lambda")
 def lambda_() -> None:
-    """The Cognito post-confirmation Lambda: build its deployment package."""
+    """Build the Cognito post-confirmation Lambda's package."""
 
 
 @lambda_.command()
@@ -36,13 +38,17 @@ def lambda_() -> None:
     help="Where to write the zip (deploy/post-confirmation.yaml expects the default).",
 )
 def package(arch: str, output: Path) -> None:
-    """Build the function's zip: its handler and psycopg's manylinux wheels for Python 3.12.
+    """Build the function's zip: its handler, the RDS CA bundle, and psycopg's manylinux
+    wheels for Python 3.12.
 
     Reproducible: the same sources and dependency versions give the same bytes. The
     wheels are kept under .cruddur/lambda-wheels, so only the first build for an
     architecture needs PyPI.
     """
-    cache = Settings.from_env().home / "lambda-wheels"
+    settings = Settings.from_env()
+    cache = settings.home / "lambda-wheels"
+    # Fetched (once, then kept) and checked here, on the machine that packages.
+    ca_bundle = bundle_path(settings.home, os.environ)
     columns = (
         SpinnerColumn(),
         TextColumn("{task.description}"),
@@ -57,9 +63,10 @@ def package(arch: str, output: Path) -> None:
             progress.update(task, description=what, completed=done_, total=total or None)
 
         try:
-            built = build(output, arch, cache, report)
+            built = build(output, arch, cache, ca_bundle, report)
         except PackagingError as exc:
             raise click.ClickException(str(exc)) from None
     info(f"wheels: {', '.join(built.wheels)}")
+    info(f"RDS CA bundle: {ca_bundle} (the function connects with sslmode=verify-full)")
     done(f"{built.entries} files, handler {HANDLER}, runtime python3.12 {arch}")
     result(f"{built.path}  {built.size:,} bytes ({built.size / 1e6:.1f} MB)  sha256 {built.sha256}")

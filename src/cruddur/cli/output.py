@@ -6,7 +6,10 @@ a database called `x[/y]` prints as itself; its control characters print as esca
 
 from __future__ import annotations
 
+import shutil
+import sys
 import unicodedata
+from pathlib import Path
 from typing import Self
 
 import click
@@ -126,3 +129,16 @@ class RowsProgress:
 
     def __exit__(self, *exc_info: object) -> None:
         self._bar.stop()
+
+
+def cruddur_command() -> str:
+    """How to type this cruddur command in the user's shell: `cruddur` when it is on PATH,
+    otherwise its path (relative to the current folder when inside it, e.g. .venv/bin/…)."""
+    this = Path(sys.argv[0]).absolute()
+    on_path = shutil.which("cruddur")
+    if on_path and Path(on_path).absolute() == this:
+        return "cruddur"
+    try:
+        return str(this.relative_to(Path.cwd()))
+    except ValueError:
+        return str(this)

@@ -6,15 +6,19 @@ from __future__ import annotations
 import logging
 import os
 import sys
+from dataclasses import replace
 from typing import Any
 
 import click
 
+from cruddur.aws import ca_bundle as bundles
 from cruddur.aws import client, replicas
 from cruddur.aws import rds as ops
 from cruddur.aws import security_group as sg
+from cruddur.aws.ca_bundle import bundle_path
 from cruddur.aws.problems import AwsProblem
 from cruddur.cli.output import done, err, fail, info, result, warn
+from cruddur.config import Settings
 
 SEVEN_DAYS_NOTE = (
     "RDS starts a stopped instance again by itself after 7 days; stop it again then "
@@ -122,9 +126,17 @@ def rds() -> None:
 )
 @click.option("--deletion-protection/--no-deletion-protection", default=False, show_default=True)
 @click.option("--encrypted/--unencrypted", default=True, show_default=True)
+@click.option(
+    "--production",
+    is_flag=True,
+    help="The safe set for real data: private, 7 days of backups, deletion protection, "
+    "Multi-AZ (each flag given explicitly still wins). Without it: the original's choices.",
+)
 @region_option
 @_wait_options("the instance is available, then print its endpoint")
+@click.pass_context
 def create(
+    ctx: click.Context,
     identifier: str,
     instance_class: str,
     engine_version: str,
@@ -139,6 +151,7 @@ def create(
     performance_insights_days: int,
     deletion_protection: bool,
     encrypted: bool,
+    production: bool,
     region: str | None,
     wait: bool,
     poll_interval: float,
@@ -147,7 +160,9 @@ def create(
     """Create the PostgreSQL instance (takes 10-15 minutes on AWS).
 
     The master user is MASTER_USERNAME with the password MASTER_USER_PASSWORD. An
-    instance that already exists is left as it is.
+    instance that already exists is left as it is. The defaults are the original's
+    (public, no backups, no deletion protection, single-AZ: cheap, for a course);
+    --production asks for the safe set.
     """
     credentials = ops.credentials_from_env(os.environ)
     spec = ops.InstanceSpec(
@@ -166,12 +181,24 @@ def create(
         deletion_protection=deletion_protection,
         encrypted=encrypted,
     )
+    if production:
+        # The safe set, except where a flag was given explicitly.
+        given = {
+            field
+            for option, field in _PRODUCTION_OPTIONS.items()
+            if ctx.get_parameter_source(option) == click.core.ParameterSource.COMMANDLINE
+        }
+        spec = replace(spec, **{k: v for k, v in ops.PRODUCTION.items() if k not in given})
     info(f"creating {identifier}: {_describe_spec(spec)}; master user {credentials.username}")
+    for meaning in spec.choices():
+        info(f"  {meaning}")
+    if not production:
+        info("  (`--production` asks for the safe set: private, backups, protection, Multi-AZ)")
     rds_client = _client("rds", region)
     instance, created = ops.create(rds_client, spec, credentials)
     if created:
         done(f"RDS accepted {identifier}; it is {instance.state} (10-15 minutes on AWS)")
-        if public:
+        if spec.public:
             warn(
                 "a publicly accessible instance holds a public IPv4 address, which AWS bills "
                 "by the hour; its security group still decides who may connect"
@@ -185,6 +212,15 @@ def create(
         return
     assert instance is not None
     _print_connection(instance)
+
+
+# create's options that --production sets → the InstanceSpec fields they fill.
+_PRODUCTION_OPTIONS = {
+    "public": "public",
+    "backup_retention": "backup_retention_days",
+    "deletion_protection": "deletion_protection",
+    "multi_az": "multi_az",
+}
 
 
 def _describe_spec(spec: ops.InstanceSpec) -> str:
@@ -220,6 +256,17 @@ def _print_connection(instance: ops.Instance) -> None:
     info(
         "replace *** with the master password ($MASTER_USER_PASSWORD; percent-encode any "
         ": ? # [ ] % in it), then `bin/rds-update-sg-rule` to let your IP in"
+    )
+    info(_tls_note())
+
+
+def _tls_note() -> str:
+    bundle = bundle_path(Settings.from_env().home, os.environ, fetch=False)
+    return (
+        "sslmode=verify-full: the server must prove, with a certificate from the RDS CA "
+        f"bundle ({bundle}; `cruddur rds ca-bundle` says where it comes from), that it is "
+        "this instance. Cruddur adds the bundle itself; for psql or another client add "
+        f"&sslrootcert={bundle}"
     )
 
 
@@ -301,6 +348,8 @@ def status(identifier: str, region: str | None) -> None:
             rows.append(("  proxy url", proxy.connection_url(instance)))
     for key, value in rows:
         result(f"{key:<16}{value}")
+    if url:
+        info(_tls_note())
     if instance.state == "stopped":
         info(SEVEN_DAYS_NOTE)
 
@@ -644,3 +693,31 @@ def create_proxy(
         "RDS Proxy's read-only endpoints exist for Aurora only: with an RDS replica, "
         "point READER_CONNECTION_URL at the replica itself"
     )
+
+
+@rds.command("ca-bundle")
+@click.option(
+    "--refresh", is_flag=True, help="Fetch AWS's current bundle again (it adds CAs now and then)."
+)
+def ca_bundle(refresh: bool) -> None:
+    """Show the RDS CA bundle that every connection to RDS is verified with.
+
+    AWS publishes it as global-bundle.pem on its RDS trust store; no maintained package
+    carries a current copy, so cruddur fetches it on first use (HTTPS), checks it (PEM,
+    each an Amazon RDS CA, one valid today) and keeps it under CRUDDUR_HOME/tls.
+    CRUDDUR_RDS_CA_BUNDLE names a copy of your own instead.
+    """
+    home = Settings.from_env().home
+    if refresh:
+        if os.environ.get(bundles.BUNDLE_SETTING, "").strip():
+            warn(f"{bundles.BUNDLE_SETTING} is set: that copy is used, not the one fetched")
+        bundles.refresh(home)
+        done(f"fetched {bundles.GLOBAL_BUNDLE_URL}")
+    found = bundles.describe(home, os.environ)
+    result(f"{'path':<16}{found.path}")
+    result(f"{'source':<16}{found.source}")
+    if found.fetched_at:
+        result(f"{'fetched':<16}{found.fetched_at}")
+    result(f"{'certificates':<16}{found.certificates}")
+    result(f"{'valid until':<16}{found.valid_until:%Y-%m-%d} (the last of its CAs to expire)")
+    result(f"{'sha256':<16}{found.sha256}")

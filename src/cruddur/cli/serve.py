@@ -3,19 +3,26 @@
 from __future__ import annotations
 
 import os
+import select
+import shutil
+import subprocess
 import sys
+import tempfile
+from urllib.parse import urlsplit
 
 import click
 
 from cruddur.api.dev_keys import DevKeys
-from cruddur.cli.output import info, warn
+from cruddur.cli.output import cruddur_command, info, warn
 from cruddur.config import SERVERS, ConfigError, Settings, is_loopback
 from cruddur.db.errors import explain
 from cruddur.ops import loading
 from cruddur.ops.connections import database_db
 from cruddur.targets import Target, resolve
+from cruddur.telemetry.metrics import MULTIPROC_DIR
 
 APP_FACTORY = "cruddur.api:create_worker_app"
+EXPORTER_START_TIMEOUT = 10  # seconds for the metrics exporter to listen
 
 
 def server_command(server: str, host: str, port: int, workers: int, threads: int) -> list[str]:
@@ -50,7 +57,35 @@ def _check_database(target: Target, settings: Settings) -> None:
         warn(f"the database does not answer yet: {explained.message}")
         return
     if tables < loading.SCHEMA_TABLES:
-        warn("the database has no schema: load it with `bin/db-setup` (or `bin/db-schema-load`)")
+        warn("the database has no schema: create it with `bin/db-setup` (or `bin/db-migrate`)")
+
+
+def redact_endpoint(url: str | None) -> str:
+    """The endpoint without its query or credentials (an API key can ride in either)."""
+    parts = urlsplit(url or "")
+    port = f":{parts.port}" if parts.port else ""
+    return f"{parts.scheme}://{parts.hostname or ''}{port}{parts.path}"
+
+
+def start_metrics_exporter(host: str, port: int) -> None:
+    """The process serving /metrics for all workers (telemetry/exporter.py), started before
+    this process becomes the server, which is then its parent: it ends with the server."""
+    folder = tempfile.mkdtemp(prefix="cruddur-metrics-")
+    os.environ[MULTIPROC_DIR] = folder  # the workers count into it
+    exporter = subprocess.Popen(
+        [sys.executable, "-m", "cruddur.telemetry.exporter", "--dir", folder,
+         "--port", str(port), "--host", host],
+        stdout=subprocess.PIPE, text=True, start_new_session=True,
+    )  # fmt: skip
+    ready, _, _ = select.select([exporter.stdout], [], [], EXPORTER_START_TIMEOUT)
+    said = exporter.stdout.readline().strip() if ready else ""
+    exporter.stdout.close()
+    if said != "ready":
+        exporter.kill()
+        shutil.rmtree(folder, ignore_errors=True)
+        raise click.ClickException(
+            f"metrics: {said or 'the exporter did not start'} (CRUDDUR_METRICS_PORT)"
+        )
 
 
 @click.command()
@@ -79,11 +114,16 @@ def serve(
     server: str | None,
     dev: bool,
 ) -> None:
-    """Serve the Cruddur API (default http://127.0.0.1:4567/api/activities/home).
+    """Serve the Cruddur API over HTTP.
 
+    By default on http://127.0.0.1:4567 (the home feed: /api/activities/home).
     Uses CONNECTION_URL's database, or the embedded server, which it starts. Load the
     schema first (`bin/db-setup`; `bin/run` does it all). The OpenAPI document is at
     /api/openapi.yaml.
+
+    Each request logs one JSON line on stdout (CRUDDUR_LOG_FORMAT=text for people; --dev
+    does that). Traces go over OTLP/HTTP when OTEL_EXPORTER_OTLP_ENDPOINT is set;
+    Prometheus metrics, summed over the workers, when CRUDDUR_METRICS_PORT is.
     """
     settings = Settings.from_env()
     config = settings.serve
@@ -94,21 +134,50 @@ def serve(
             f"--dev serves Flask's debugger, which runs code for whoever reaches it: "
             f"only on a loopback address (127.0.0.1), not {host}"
         )
-    settings.auth.checked_for(host)
+    auth = settings.auth.checked_for(host)
     target = resolve(settings)  # starts the embedded server, once, before the workers
     info(f"database: {target.describe()}")
     _check_database(target, settings)
-    if settings.auth.dev:
+    if auth.dev:
         DevKeys(settings.home).ensure()
-        warn("auth: development key pair; `cruddur dev token --handle andrewbrown` mints tokens")
+        warn(
+            f"auth: development key pair; `{cruddur_command()} dev token --handle andrewbrown` "
+            "mints tokens"
+        )
+    elif auth.disabled:
+        warn(f"auth: nobody can sign in (reads work): {auth.disabled}")
     else:
-        info(f"auth: tokens from {settings.auth.issuer}")
-    info(f"serving http://{host}:{port}/api/activities/home")
+        info(f"auth: tokens from {auth.issuer}")
+    info(f"serving http://{host}:{port}/ (the web page) and /api/activities/home (the API)")
+    if target.embedded:
+        info(
+            "the embedded PostgreSQL keeps running after the API stops; "
+            f"`{cruddur_command()} db down` stops it"
+        )
+    telemetry = settings.telemetry
+    info(
+        "traces: "
+        + (
+            f"OTLP/HTTP to {redact_endpoint(telemetry.traces_endpoint)}"
+            if telemetry.traces
+            else "off"
+        )
+        + "; metrics: "
+        + (
+            f"http://{telemetry.metrics_host}:{telemetry.metrics_port}/metrics"
+            if telemetry.metrics
+            else "off"
+        )
+    )
     if dev:
+        from cruddur import telemetry as process_telemetry
         from cruddur.api import create_app
 
+        process_telemetry.start_process(telemetry, dev=True)  # one process: no exporter
         create_app(settings).run(host=host, port=port, debug=True, use_reloader=True)
         return
+    if telemetry.metrics:
+        start_metrics_exporter(telemetry.metrics_host, telemetry.metrics_port)
     server = server or config.server
     workers, threads = workers or config.workers, threads or config.threads
     command = server_command(server, host, port, workers, threads)

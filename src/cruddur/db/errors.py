@@ -34,6 +34,14 @@ IN_USE_HINT = (
     "as does `bin/db-kill-all`"
 )
 
+TLS_HINT = (
+    "the server's certificate is not one the RDS CA bundle vouches for, or not for this "
+    "host name. If it is your RDS instance, fetch AWS's current bundle: `cruddur rds "
+    "ca-bundle --refresh`; otherwise something between you and RDS answered in its place"
+)
+
+_TLS_MARKERS = ("certificate verify failed", "does not match host name", "root certificate file")
+
 _UNREACHABLE_MARKERS = (
     "connection refused",
     "could not connect",
@@ -55,8 +63,8 @@ _BY_SQLSTATE: dict[str, tuple[str, str]] = {
         "no-database",
         "create it with `bin/db-create`, or create and load it with `bin/db-setup`",
     ),
-    "42P01": ("no-relation", "load the schema first: `bin/db-schema-load` (or `bin/db-setup`)"),
-    "42883": ("no-function", "load the schema first: `bin/db-schema-load` (or `bin/db-setup`)"),
+    "42P01": ("no-relation", "create the schema first: `bin/db-migrate` (or `bin/db-setup`)"),
+    "42883": ("no-function", "create the schema first: `bin/db-migrate` (or `bin/db-setup`)"),
     "55006": ("in-use", IN_USE_HINT),
     "42501": (
         "permission",
@@ -94,6 +102,8 @@ def _connection_kind(message: str) -> tuple[str, str] | None:
         return _BY_SQLSTATE["3D000"]
     if "permission denied for database" in lowered:
         return _BY_SQLSTATE["42501"]
+    if any(marker in lowered for marker in _TLS_MARKERS):
+        return ("tls", TLS_HINT)
     if any(marker in lowered for marker in _UNREACHABLE_MARKERS):
         return ("unreachable", UNREACHABLE_HINT)
     return None

@@ -6,6 +6,7 @@ statement stops the run, nothing of the file is kept, and the error names its li
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import psycopg
@@ -74,8 +75,13 @@ def _error_line(statement: Statement, error: psycopg.Error) -> int:
     return statement.first_line + statement.text.count("\n", 0, int(position) - 1)
 
 
-def run_script(db: Db, text: str, name: str) -> int:
-    """Run every statement of `text` in one transaction; return how many ran."""
+def run_script(
+    db: Db, text: str, name: str, then: Callable[[psycopg.Connection], None] | None = None
+) -> int:
+    """Run every statement of `text` in one transaction; return how many ran.
+
+    `then`, when given, runs in the same transaction after the last statement.
+    """
     statements = split(text)
     with db.connection() as conn, conn.transaction():
         for statement in statements:
@@ -83,4 +89,6 @@ def run_script(db: Db, text: str, name: str) -> int:
                 conn.execute(statement.text, prepare=False)
             except psycopg.Error as exc:
                 raise ScriptError(name, statement, _error_line(statement, exc), exc) from exc
+        if then is not None:
+            then(conn)
     return len(statements)

@@ -1,35 +1,28 @@
 -- Seed data to develop against: the original's two users and crud, plus a third user,
 -- replies and an expired crud so that feeds, replies and expiry have something to show.
+-- Loading it again changes nothing: each row goes in only when it is not there yet.
 
 INSERT INTO public.users (display_name, handle, email, cognito_user_id)
 VALUES
   ('Andrew Brown', 'andrewbrown', 'andrew@exampro.co', 'MOCK-andrewbrown'),
   ('Andrew Bayko', 'bayko', 'bayko@exampro.co', 'MOCK-bayko'),
-  ('Londo Mollari', 'londo', 'lmollari@centari.com', 'MOCK-londo');
+  ('Londo Mollari', 'londo', 'lmollari@centari.com', 'MOCK-londo')
+ON CONFLICT DO NOTHING;
 
 INSERT INTO public.activities (user_uuid, message, created_at, expires_at)
-VALUES (
-  (SELECT uuid FROM public.users WHERE users.handle = 'andrewbrown'),
-  'This was imported as seed data!',
-  current_timestamp - interval '10 minute',
-  current_timestamp + interval '10 day'
-);
-
-INSERT INTO public.activities (user_uuid, message, created_at, expires_at)
-VALUES (
-  (SELECT uuid FROM public.users WHERE users.handle = 'bayko'),
-  'Gone already: this crud expired yesterday.',
-  current_timestamp - interval '2 day',
-  current_timestamp - interval '1 day'
-);
-
-INSERT INTO public.activities (user_uuid, message, created_at, expires_at)
-VALUES (
-  (SELECT uuid FROM public.users WHERE users.handle = 'londo'),
-  'Ah, arrogance and stupidity all in the same package. How efficient of you.',
-  current_timestamp - interval '1 hour',
-  current_timestamp + interval '7 day'
-);
+SELECT author.uuid, crud.message,
+       current_timestamp - crud.age, current_timestamp + crud.lifetime
+FROM (VALUES ('andrewbrown', 'This was imported as seed data!',
+              interval '10 minute', interval '10 day'),
+             ('bayko', 'Gone already: this crud expired yesterday.',
+              interval '2 day', interval '-1 day'),
+             ('londo', 'Ah, arrogance and stupidity all in the same package. How efficient of you.',
+              interval '1 hour', interval '7 day'))
+       AS crud (handle, message, age, lifetime)
+JOIN public.users author ON author.handle = crud.handle
+WHERE NOT EXISTS (SELECT 1 FROM public.activities seeded
+                  WHERE seeded.user_uuid = author.uuid AND seeded.message = crud.message
+                    AND seeded.reply_to_activity_uuid IS NULL);
 
 -- Two replies to the seed crud; the parent's replies_count says so.
 INSERT INTO public.activities (user_uuid, message, reply_to_activity_uuid, created_at, expires_at)
@@ -40,7 +33,10 @@ FROM (VALUES ('bayko', 'Imported, and it shows!', interval '1 minute'),
        AS reply (handle, message, after)
 JOIN public.users replier ON replier.handle = reply.handle
 CROSS JOIN (SELECT uuid, created_at, expires_at FROM public.activities
-            WHERE message = 'This was imported as seed data!') parent;
+            WHERE message = 'This was imported as seed data!') parent
+WHERE NOT EXISTS (SELECT 1 FROM public.activities seeded
+                  WHERE seeded.reply_to_activity_uuid = parent.uuid
+                    AND seeded.user_uuid = replier.uuid AND seeded.message = reply.message);
 
 UPDATE public.activities parent
 SET replies_count = (SELECT count(*) FROM public.activities reply

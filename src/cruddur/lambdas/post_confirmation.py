@@ -1,8 +1,8 @@
 """Cognito post-confirmation trigger: each newly confirmed user becomes a row of public.users.
 
 Handler: `cruddur.lambdas.post_confirmation.handler` (deploy/post-confirmation.yaml).
-It imports only psycopg, the standard library and cruddur.urls (boto3 only when the URL
-comes from Secrets Manager; the Lambda runtime has it), so the zip that
+It imports only psycopg, the standard library, cruddur.urls and cruddur.rds_tls (boto3
+only when the URL comes from Secrets Manager; the Lambda runtime has it), so the zip that
 `cruddur lambda package` builds stays small and a cold start stays short.
 
 Environment:
@@ -12,6 +12,8 @@ Environment:
                              password, and optionally host, port, dbname)
   CRUDDUR_CONNECT_TIMEOUT    seconds to wait for the server (default 2)
   CRUDDUR_STATEMENT_TIMEOUT  milliseconds a statement may run (default 1000)
+  CRUDDUR_RDS_CA_BUNDLE      the RDS CA bundle to verify the server with (default: the one
+                             `cruddur lambda package` put in the zip)
 
 Cognito gives the trigger 5 seconds and shows the error message of a failed trigger to
 the person signing up ("PostConfirmation failed with error …"), so the errors raised here
@@ -34,6 +36,7 @@ import psycopg
 from psycopg import errors
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
+from cruddur.rds_tls import lambda_bundle, secured
 from cruddur.urls import redact
 
 log = logging.getLogger(__name__)
@@ -236,7 +239,8 @@ def read_conninfo(env: Mapping[str, str]) -> str:
         raise RuntimeError(f"{redact(conninfo)} names no database (add dbname)")
     if not found.get("host"):
         raise RuntimeError(f"{redact(conninfo)} names no host")
-    return conninfo
+    # RDS: sslmode=verify-full against the bundle `cruddur lambda package` put in the zip.
+    return secured(conninfo, lambda: lambda_bundle(env))
 
 
 def _read_secret(secret_id: str) -> dict[str, Any]:

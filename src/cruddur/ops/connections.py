@@ -17,13 +17,13 @@ def admin_pool(settings: PoolSettings) -> PoolSettings:
 
 def database_db(target: Target, settings: PoolSettings) -> Db:
     """The target database itself, in transactions."""
-    return Db(target.url, admin_pool(settings), application_name="cruddur-cli")
+    return Db(target.conninfo, admin_pool(settings), application_name="cruddur-cli")
 
 
 def server_db(target: Target, settings: PoolSettings) -> Db:
     """The server's maintenance database, autocommit: CREATE/DROP DATABASE need it."""
     return Db(
-        server_conninfo(target.url),
+        server_conninfo(target.conninfo),
         admin_pool(settings),
         autocommit=True,
         application_name="cruddur-cli",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from cruddur.db import Db, packaged_script, run_script, template
+from cruddur.ops.migrations import runner
 
 SCHEMA = "schema.sql"
 SEED = "seed.sql"
@@ -12,6 +13,16 @@ SCHEMA_TABLES = 2  # users, activities
 def load(db: Db, script: str) -> int:
     """Run one packaged script in one transaction; return how many statements ran."""
     return run_script(db, packaged_script(script), script)
+
+
+def load_schema(db: Db) -> int:
+    """schema.sql, and the bookkeeping started afresh with every migration recorded as
+    applied (schema.sql is what they make, tests/test_migrations.py checks it), in one
+    transaction: a later `migrate` runs only migrations written after this."""
+    migrations = runner.load()
+    return run_script(
+        db, packaged_script(SCHEMA), SCHEMA, lambda conn: runner.record_all(conn, migrations)
+    )
 
 
 def schema_tables(db: Db) -> int:

@@ -1,6 +1,7 @@
 """`cruddur lambda package`: the post-confirmation function's deployment zip.
 
-The zip holds the handler's few modules (HANDLER_FILES) and psycopg with its binary
+The zip holds the handler's few modules (HANDLER_FILES), the RDS CA bundle it verifies
+the database's certificate with (cruddur.aws.ca_bundle), and psycopg with its binary
 build for the Lambda runtime (CPython 3.12 on x86_64 or arm64), taken from manylinux
 wheels on PyPI, at the versions installed here (the ones the tests ran against).
 It is reproducible: the same sources and wheels give the same bytes, because entries
@@ -35,10 +36,13 @@ HANDLER_FILES = (
     "cruddur/__init__.py",
     "cruddur/config.py",
     "cruddur/urls.py",
+    "cruddur/rds_tls.py",
     "cruddur/lambdas/__init__.py",
     "cruddur/lambdas/post_confirmation.py",
     "cruddur/db/sql/users/create_from_cognito.sql",
 )
+# The RDS CA bundle, beside the package, where cruddur.rds_tls.PACKAGED_BUNDLE looks.
+BUNDLE_ENTRY = "cruddur/rds-ca-bundle.pem"
 HANDLER = "cruddur.lambdas.post_confirmation.handler"
 ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)  # the earliest date a zip entry can carry
 FILE_MODE = 0o100644  # a regular file, rw-r--r--: readable by the Lambda runtime's user
@@ -167,8 +171,11 @@ def source_root() -> Path:
     return Path(cruddur.__file__).resolve().parent.parent
 
 
-def build(output: Path, arch: str, cache: Path, progress: Progress | None = None) -> Package:
-    """Write the zip to `output` (atomically) and describe it."""
+def build(
+    output: Path, arch: str, cache: Path, ca_bundle: Path, progress: Progress | None = None
+) -> Package:
+    """Write the zip to `output` (atomically) and describe it; `ca_bundle` is the checked
+    RDS CA bundle the function verifies the database with."""
     if arch not in ARCHES:
         raise PackagingError(f"unknown architecture {arch!r}: use {' or '.join(ARCHES)}")
     found = wheels(cache, arch, progress)
@@ -183,6 +190,7 @@ def build(output: Path, arch: str, cache: Path, progress: Progress | None = None
         if relative in sources:
             raise PackagingError(f"{relative} is in a wheel and in cruddur")
         sources[relative] = (root / relative, None)
+    sources[BUNDLE_ENTRY] = (ca_bundle, None)
 
     output.parent.mkdir(parents=True, exist_ok=True)
     names = sorted(sources)

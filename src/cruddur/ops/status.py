@@ -14,6 +14,8 @@ from cruddur.db.errors import explain
 from cruddur.db.replication import ReplicaState, look_at_replica
 from cruddur.ops.connections import database_db
 from cruddur.ops.loading import SCHEMA_TABLES, schema_tables
+from cruddur.ops.migrations import runner
+from cruddur.ops.migrations.files import MigrationFileError
 from cruddur.targets import Target
 
 
@@ -26,6 +28,7 @@ class DatabaseStatus:
     uuid_generate_v4: str | None = None
     users: int | None = None
     activities: int | None = None
+    migrations: str | None = None  # applied and pending, or why not known
 
 
 def _facts(db: Db) -> dict[str, object]:
@@ -35,7 +38,25 @@ def _facts(db: Db) -> dict[str, object]:
         facts = cur.execute(template("database", "facts")).fetchone() or {}
         if schema_loaded:
             facts |= cur.execute(template("database", "row_counts")).fetchone() or {}
+    with db.connection() as conn:
+        facts["migrations"] = _migrations(conn)
     return {**facts, "schema_loaded": schema_loaded}
+
+
+def _migrations(conn: psycopg.Connection) -> str:
+    try:
+        migrations = runner.load()
+        current = runner.plan(conn, migrations)
+    except (MigrationFileError, runner.MigrationError) as exc:
+        return f"unknown: {exc}"
+    if current.adopt:
+        return "none recorded: a schema-load database (`bin/db-migrate` adopts it)"
+    summary = f"{len(current.applied)} applied, {len(current.pending)} pending"
+    if current.edited:
+        summary += f", {len(current.edited)} edited since applied"
+    if current.pending:
+        summary += " (`bin/db-migrate` applies them)"
+    return summary
 
 
 def database_status(target: Target, settings: PoolSettings) -> DatabaseStatus:
@@ -56,6 +77,7 @@ def database_status(target: Target, settings: PoolSettings) -> DatabaseStatus:
         uuid_generate_v4=str(facts["uuid_generate_v4"]),
         users=facts.get("users"),  # type: ignore[arg-type]
         activities=facts.get("activities"),  # type: ignore[arg-type]
+        migrations=str(facts["migrations"]),
     )
 
 

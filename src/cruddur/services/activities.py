@@ -5,11 +5,13 @@ Each runs one named SQL file; PostgreSQL builds the JSON and it is returned as t
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 from uuid import UUID
 
 from cruddur.db import Db, template
 from cruddur.services.paging import Cursor, Page, PageRequest, RepliesRequest
+from cruddur.telemetry.spans import use_case
 
 
 def _page(row: tuple) -> Page:
@@ -17,18 +19,68 @@ def _page(row: tuple) -> Page:
     return Page(body, Cursor(last_created_at, last_uuid) if has_more else None)
 
 
+# What the use-case spans say (telemetry/spans.py), computed only for a sampled span.
+def _length(page: Page | None, limit: int, key: str | None = None) -> int | None:
+    if page is None:
+        return None
+    if page.next is not None:
+        return limit  # a full page; no need to read the body
+    body = json.loads(page.body)
+    return len(body[key] if key else body)
+
+
+def _feed_span(page: Page | None, db: Db, *args: object) -> dict[str, object]:
+    wanted = args[-1]
+    assert isinstance(wanted, PageRequest)
+    return {
+        "app.page_limit": wanted.limit,
+        "app.result_length": _length(page, wanted.limit),
+        "app.has_more": None if page is None else page.next is not None,
+        "app.found": page is not None,
+    }
+
+
+def _show_span(
+    page: Page | None, db: Db, activity_uuid: UUID, replies: RepliesRequest
+) -> dict[str, object]:
+    return {
+        "app.activity_uuid": str(activity_uuid),
+        "app.page_limit": replies.limit,
+        "app.result_length": _length(page, replies.limit, "replies"),
+        "app.has_more": None if page is None else page.next is not None,
+        "app.found": page is not None,
+    }
+
+
+def _create_span(created: str, db: Db, user_uuid: UUID, *args: object) -> dict[str, object]:
+    return {"app.author_uuid": str(user_uuid)}
+
+
+def _reply_span(
+    created: str | None, db: Db, user_uuid: UUID, parent_uuid: UUID, message: str
+) -> dict[str, object]:
+    return {
+        "app.author_uuid": str(user_uuid),
+        "app.parent_uuid": str(parent_uuid),
+        "app.found": created is not None,
+    }
+
+
+@use_case("home-activities", _feed_span)
 def home_feed(db: Db, page: PageRequest) -> Page:
     """Unexpired cruds of everyone, newest first."""
     (row,) = db.query_rows(template("activities", "home"), page.params())
     return _page(row)
 
 
+@use_case("user-activities", _feed_span)
 def user_feed(db: Db, handle: str, page: PageRequest) -> Page | None:
     """One user's unexpired cruds, newest first; None when no user has that handle."""
     (row,) = db.query_rows(template("activities", "user_feed"), {"handle": handle, **page.params()})
     return _page(row) if row[4] else None
 
 
+@use_case("show-activity", _show_span)
 def show_activity(db: Db, activity_uuid: UUID, replies: RepliesRequest) -> Page | None:
     """{"activity": …, "replies": […]} with a page of replies; None when missing or expired."""
     params = {"uuid": activity_uuid, **replies.params()}
@@ -42,6 +94,7 @@ def user_for_token_subject(db: Db, cognito_user_id: str) -> UUID | None:
     )
 
 
+@use_case("create-activity", _create_span)
 def create_activity(db: Db, user_uuid: UUID, message: str, ttl: timedelta) -> str:
     """The new crud as JSON text."""
     return db.query_commit(
@@ -49,6 +102,7 @@ def create_activity(db: Db, user_uuid: UUID, message: str, ttl: timedelta) -> st
     )
 
 
+@use_case("create-reply", _reply_span)
 def create_reply(db: Db, user_uuid: UUID, parent_uuid: UUID, message: str) -> str | None:
     """The new reply as JSON text; None when the parent is missing or expired."""
     return db.query_commit(

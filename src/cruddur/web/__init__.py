@@ -29,7 +29,7 @@ def _origin(url: str) -> str:
     return f"{parts.scheme}://{parts.netloc}"
 
 
-def content_security_policy(settings: Settings) -> str:
+def content_security_policy(settings: Settings, *, header: bool = True) -> str:
     """No inline script or style, nothing from other origins but the API and Cognito, and
     Trusted Types: the page cannot assign HTML strings (innerHTML) at all."""
     connect = ["'self'"]
@@ -46,7 +46,7 @@ def content_security_policy(settings: Settings) -> str:
             f"connect-src {' '.join(dict.fromkeys(connect))}",
             "base-uri 'none'",
             "form-action 'self'",
-            "frame-ancestors 'none'",
+            *(["frame-ancestors 'none'"] if header else []),  # ignored in a <meta> policy
             "require-trusted-types-for 'script'",
             "trusted-types 'none'",
         ]

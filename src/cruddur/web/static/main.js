@@ -16,8 +16,11 @@ const ROUTES = [
   [/^\/confirm$/, views.confirmPage],
 ];
 
+let rendered = null; // the path on screen
+
 function render(focus) {
   const path = location.pathname;
+  rendered = path;
   for (const [pattern, view, names = []] of ROUTES) {
     const match = pattern.exec(path);
     if (!match) continue;
@@ -67,7 +70,8 @@ document.addEventListener("click", (event) => {
   event.preventDefault();
   navigate(link.getAttribute("href"));
 });
-window.addEventListener("popstate", () => render(true));
+// Back and forward; a jump within the page (the skip link's #main) is not a new page.
+window.addEventListener("popstate", () => location.pathname !== rendered && render(true));
 auth.onChange(renderNav);
 renderNav();
 render(false);

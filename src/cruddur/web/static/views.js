@@ -50,7 +50,7 @@ function flashLine() {
 }
 
 // One crud: author, time, message, replies and expiry.
-export function crudItem(a, { main = false } = {}) {
+export function crudItem(a, { main = false, inThread = false } = {}) {
   const count = h("span", { class: "count" }, plural(a.replies_count, "reply", "replies"));
   const item = h(
     main ? "article" : "li",
@@ -76,7 +76,7 @@ export function crudItem(a, { main = false } = {}) {
           h("time", { datetime: a.created_at, title: exact(a.created_at) }, ago(a.created_at)),
         ),
       ),
-      a.reply_to_activity_uuid && !main
+      a.reply_to_activity_uuid && !main && !inThread
         ? h("p", { class: "reply-to" },
             h("a", { href: `${userPath(a.handle)}/status/${a.reply_to_activity_uuid}`, "data-nav": true }, "Replying to a crud"))
         : null,
@@ -149,7 +149,8 @@ function showErrors(form, error) {
     slot.textContent = field.message.charAt(0).toUpperCase() + field.message.slice(1) + ".";
     first ||= input;
   }
-  general.textContent = error ? error.message : "";
+  // When the fields say what is wrong, the form need not say it again.
+  general.textContent = error && !first ? error.message : "";
   if (first) first.focus();
 }
 
@@ -316,6 +317,7 @@ export async function crudPage(main, { uuid }) {
     status,
     more,
     emptyText: "No replies yet.",
+    render: (reply) => crudItem(reply, { inThread: true }),
     pick: (data) => {
       if (!parent) {
         parent = crudItem(data.activity, { main: true });
@@ -343,7 +345,7 @@ export async function crudPage(main, { uuid }) {
   status.after(more);
   if (auth.current()) {
     more.after(replyForm(a.uuid, (reply) => {
-      list.append(crudItem(reply));
+      list.append(crudItem(reply, { inThread: true }));
       parent.count += 1;
       parent.countEl.textContent = plural(parent.count, "reply", "replies");
       status.textContent = "";

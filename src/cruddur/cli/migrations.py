@@ -1,0 +1,397 @@
+"""`cruddur db migrate | rollback | migrations | new`: the schema, changed one version at a time."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+
+import click
+from rich.table import Table
+from rich.text import Text
+
+from cruddur.cli.db import db, prod_option, yes_option
+from cruddur.cli.output import confirm_production, done, fail, info, out, result, warn
+from cruddur.config import ConfigError, MigrationSettings, Settings, duration
+from cruddur.ops.migrations import lock, runner
+from cruddur.ops.migrations.files import Migration, MigrationFileError, package_dir, write_new
+from cruddur.targets import Target, resolve
+from cruddur.urls import database_name, looks_like_rds, looks_like_rds_proxy, redact
+
+dir_option = click.option(
+    "--migrations-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Where the migration files are (default: the package's src/cruddur/db/migrations).",
+)
+
+
+def _timeouts(command: Callable[..., None]) -> Callable[..., None]:
+    command = click.option(
+        "--lock-wait",
+        type=click.FloatRange(min=0),
+        default=None,
+        help="Seconds to wait for another migrate or rollback to finish "
+        "[default: CRUDDUR_MIGRATION_LOCK_WAIT or 60].",
+    )(command)
+    command = click.option(
+        "--statement-timeout",
+        default=None,
+        help="How long one statement may run, e.g. 10min; 0: no limit "
+        "[default: CRUDDUR_MIGRATION_STATEMENT_TIMEOUT or 0].",
+    )(command)
+    return click.option(
+        "--lock-timeout",
+        default=None,
+        help="How long a statement may wait for a table's lock before the migration fails, "
+        "so it never queues every request behind a long transaction "
+        "[default: CRUDDUR_MIGRATION_LOCK_TIMEOUT or 5s].",
+    )(command)
+
+
+def _settings(
+    settings: Settings,
+    lock_timeout: str | None,
+    statement_timeout: str | None,
+    lock_wait: float | None,
+) -> MigrationSettings:
+    chosen = settings.migration
+    if lock_timeout is not None:
+        chosen = dataclasses.replace(chosen, lock_timeout=duration("--lock-timeout", lock_timeout))
+    if statement_timeout is not None:
+        chosen = dataclasses.replace(
+            chosen, statement_timeout=duration("--statement-timeout", statement_timeout)
+        )
+    if lock_wait is not None:
+        chosen = dataclasses.replace(chosen, lock_wait=lock_wait)
+    return chosen
+
+
+def migration_target(
+    settings: Settings, prod: bool, *, announce: bool = True
+) -> tuple[Target, str]:
+    """The target database, and the direct URL migrations connect to."""
+    target = resolve(settings, prod=prod)
+    if announce:
+        info(f"database: {target.describe()}")
+    name, override = (
+        ("PROD_MIGRATION_CONNECTION_URL", settings.prod_migration_connection_url)
+        if target.source == "PROD_CONNECTION_URL"
+        else ("MIGRATION_CONNECTION_URL", settings.migration_connection_url)
+    )
+    if not override or target.embedded:
+        url = target.url
+    else:
+        if database_name(override) != target.dbname:
+            raise ConfigError(
+                f"{name} names database {database_name(override)!r}, but the target is "
+                f"{target.dbname!r}: they must be the same database"
+            )
+        info(f"migrating through {name}: {redact(override)}")
+        url = override
+        if looks_like_rds(override) and not target.prod:
+            target = dataclasses.replace(target, production=True)
+    # The lock is a session's: a transaction pooler hands the next statement to another
+    # session (PgBouncer), or pins this one (RDS Proxy). Refuse rather than lock nothing.
+    if looks_like_rds_proxy(url) or (url == target.url and settings.replica.pooler):
+        raise ConfigError(
+            f"{redact(url)} goes through a transaction pooler (RDS Proxy or "
+            "CRUDDUR_POOLER=transaction), where the migration lock cannot hold: set "
+            f"{name} to the database's own endpoint (the RDS instance's, not the proxy's)"
+        )
+    return target, url
+
+
+class _Printer(runner.Reporter):
+    def waiting(self, holder: lock.LockHolder | None, wait: float) -> None:
+        who = holder.describe() if holder else "another session"
+        info(f"waiting up to {wait:g} s for the migration lock, held by {who}")
+
+    def adopted(self, migration: Migration) -> None:
+        done(
+            f"adopted {migration.file_name}: the schema was already there, recorded as applied "
+            "without running; every row stays"
+        )
+
+    def out_of_order(self, migration: Migration, latest: str) -> None:
+        warn(
+            f"{migration.file_name} is out of order: older than {latest}, which is applied "
+            "(written on another branch?); applying it now"
+        )
+
+    def starting(self, migration: Migration, direction: str) -> None:
+        verb = "applying" if direction == "up" else "rolling back"
+        info(f"{verb} {migration.file_name} …")
+
+    def finished(self, migration: Migration, direction: str, seconds: float) -> None:
+        verb = "applied" if direction == "up" else "rolled back"
+        done(f"{verb} {migration.file_name} in {_duration(seconds)}")
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds * 1000:.0f} ms" if seconds < 10 else f"{seconds:.1f} s"
+
+
+_HINTS = {
+    "55P03": "another session holds a lock on that table (a long transaction?); nothing of "
+    "this migration was applied. Find it with `bin/db-sessions`, then migrate again, or "
+    "raise --lock-timeout",
+    "57014": "the statement ran past --statement-timeout; nothing of this migration was "
+    "applied. Raise it for this run (e.g. --statement-timeout 30min)",
+}
+
+
+@contextmanager
+def _reported() -> Iterator[None]:
+    """Migration errors as one `error:` line (and the statement), exit status 1."""
+    try:
+        yield
+    except runner.MigrationFailed as exc:
+        fail(str(exc))
+        statement = exc.statement.splitlines()
+        shown = "\n           ".join(statement[:4]) + (" …" if len(statement) > 4 else "")
+        info(f"statement: {shown}")
+        section = exc.migration.up if exc.direction == "up" else exc.migration.down
+        if section is not None and not section.transaction:
+            info(
+                "hint: it ran outside a transaction (transaction:false): look for what it "
+                "left, e.g. an INVALID index (DROP INDEX CONCURRENTLY it), then run again"
+            )
+        elif exc.sqlstate in _HINTS:
+            info(f"hint: {_HINTS[exc.sqlstate]}")
+        else:
+            info(f"hint: nothing of {exc.migration.file_name} was kept; fix it and run again")
+        raise click.exceptions.Exit(1) from None
+    except (MigrationFileError, runner.MigrationError, lock.LockTimeout) as exc:
+        fail(str(exc))
+        raise click.exceptions.Exit(1) from None
+
+
+def _load(migrations_dir: Path | None) -> list[Migration]:
+    with _reported():
+        return runner.load(migrations_dir)
+
+
+def _listing(migrations: list[Migration]) -> str:
+    return "\n".join(f"  {m.file_name}" for m in migrations)
+
+
+def apply_migrations(
+    settings: Settings, prod: bool, *, confirm: bool, yes: bool
+) -> list[Migration]:
+    """Every pending migration of the package, for `db setup`; asks first on production
+    when `confirm` (setup's own question did not cover it)."""
+    target, url = migration_target(settings, prod, announce=False)
+    migrations = _load(None)
+    chosen = settings.migration
+    with _reported():
+        if confirm and target.prod:
+            with runner.connect(url, chosen.connect_timeout) as conn:
+                current = runner.plan(conn, migrations)
+            if current.pending or current.adopt:
+                _describe(current)
+                confirm_production(target, "apply these migrations", yes=yes)
+        with runner.locked(url, chosen, _Printer()) as conn:
+            return runner.migrate(conn, migrations, chosen, _Printer())
+
+
+@db.command()
+@prod_option
+@yes_option
+@dir_option
+@click.option("--dry-run", is_flag=True, help="Print what would run; change nothing.")
+@click.option("--strict", is_flag=True, help="Refuse migrations older than the latest applied one.")
+@click.option(
+    "--accept-edited",
+    "accept_edited",
+    multiple=True,
+    metavar="VERSION",
+    help="Record the changed file of this applied migration as it is now (after checking "
+    "the change is harmless). Repeatable.",
+)
+@_timeouts
+def migrate(
+    prod: bool,
+    yes: bool,
+    migrations_dir: Path | None,
+    dry_run: bool,
+    strict: bool,
+    accept_edited: tuple[str, ...],
+    lock_timeout: str | None,
+    statement_timeout: str | None,
+    lock_wait: float | None,
+) -> None:
+    """Apply every pending migration, in version order, each in its own transaction.
+
+    One migrate at a time per database (an advisory lock); a second one waits, then
+    finds nothing to do. A database made by schema-load is adopted: its first
+    migration is recorded without running.
+    """
+    migrations = _load(migrations_dir)  # every file checked before anything runs
+    settings = Settings.from_env()
+    chosen = _settings(settings, lock_timeout, statement_timeout, lock_wait)
+    target, url = migration_target(settings, prod)
+    with _reported():
+        with runner.connect(url, chosen.connect_timeout) as conn:
+            current = runner.plan(conn, migrations)
+        _describe(current)
+        if dry_run:
+            if current.edited and not set(m.version for m in current.edited) <= set(accept_edited):
+                raise runner.EditedMigrations(current.edited)
+            if strict and current.out_of_order:
+                raise runner.OutOfOrder(current.out_of_order, current.latest_applied)
+            done("dry run: nothing was changed")
+            return
+        if current.pending or current.adopt:
+            confirm_production(
+                target, f"apply {len(current.pending)} migration(s) to the schema", yes=yes
+            )
+        with runner.locked(url, chosen, _Printer()) as conn:
+            applied = runner.migrate(
+                conn, migrations, chosen, _Printer(), strict=strict, accept_edited=accept_edited
+            )
+    if applied:
+        done(f"{len(applied)} migration{'s' if len(applied) != 1 else ''} applied")
+    else:
+        done("nothing (else) to migrate: the schema is up to date")
+
+
+def _describe(current: runner.Plan) -> None:
+    _warn_invalid(current)
+    if current.adopt:
+        info(f"to adopt (record as applied without running): {current.adopt.file_name}")
+    for migration in current.edited:
+        warn(f"{migration.file_name} changed since it was applied")
+    if current.pending:
+        info(f"pending ({len(current.pending)}):\n{_listing(current.pending)}")
+        for migration in current.out_of_order:
+            warn(f"{migration.file_name} is out of order (older than {current.latest_applied})")
+
+
+@db.command()
+@prod_option
+@yes_option
+@dir_option
+@click.option(
+    "--steps",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="How many of the latest applied migrations to roll back.",
+)
+@click.option("--dry-run", is_flag=True, help="Print what would run; change nothing.")
+@_timeouts
+def rollback(
+    prod: bool,
+    yes: bool,
+    migrations_dir: Path | None,
+    steps: int,
+    dry_run: bool,
+    lock_timeout: str | None,
+    statement_timeout: str | None,
+    lock_wait: float | None,
+) -> None:
+    """Run the down sections of the latest applied migrations, newest first.
+
+    A migration without a down section is refused, and then nothing is rolled back.
+    """
+    migrations = _load(migrations_dir)
+    settings = Settings.from_env()
+    chosen = _settings(settings, lock_timeout, statement_timeout, lock_wait)
+    target, url = migration_target(settings, prod)
+    with _reported():
+        with runner.connect(url, chosen.connect_timeout) as conn:
+            targets = runner.rollback_targets(runner.plan(conn, migrations), migrations, steps)
+        info(f"to roll back ({len(targets)}), newest first:\n{_listing(targets)}")
+        if dry_run:
+            done("dry run: nothing was changed")
+            return
+        confirm_production(
+            target, f"roll back {len(targets)} migration(s) (their down sections)", yes=yes
+        )
+        with runner.locked(url, chosen, _Printer()) as conn:
+            now = runner.rollback_targets(runner.plan(conn, migrations), migrations, steps)
+            if now != targets:
+                raise runner.MigrationError(
+                    "the applied migrations changed while you were confirming (another "
+                    "deploy?); nothing was rolled back. Look again with `cruddur db migrations`"
+                )
+            rolled = runner.rollback(conn, migrations, chosen, _Printer(), steps=steps)
+    done(f"{len(rolled)} migration{'s' if len(rolled) != 1 else ''} rolled back")
+
+
+@db.command("migrations")
+@prod_option
+@dir_option
+@click.option(
+    "--exit-code",
+    is_flag=True,
+    help="Exit 1 when any migration is pending or was edited since applied (for deploy scripts).",
+)
+def migrations_status(prod: bool, migrations_dir: Path | None, exit_code: bool) -> None:
+    """List the migrations: applied (with when), pending, out of order, edited."""
+    migrations = _load(migrations_dir)
+    settings = Settings.from_env()
+    _, url = migration_target(settings, prod)
+    with _reported(), runner.connect(url, settings.migration.connect_timeout) as conn:
+        current = runner.plan(conn, migrations)
+    applied = {a.version: a for a in current.applied}
+    edited = {m.version for m in current.edited}
+    late = {m.version for m in current.out_of_order}
+    table = Table("version", "name", "status", "applied at (UTC)")
+    rows: dict[str, tuple[str, str, str]] = {}
+    for migration in migrations:
+        found = applied.get(migration.version)
+        if found is None and current.adopt is migration:
+            status, when = "pending: adopt (record without running)", ""
+        elif found is None:
+            status = "pending, out of order" if migration.version in late else "pending"
+            when = ""
+        else:
+            status = "applied" + (" (adopted)" if found.adopted else "")
+            if migration.version in edited:
+                status = "EDITED since applied"
+            when = _when(found.applied_at)
+        rows[migration.version] = (migration.name, status, when)
+    for missing in current.missing:
+        when = _when(missing.applied_at)
+        rows[missing.version] = (missing.name, "applied, no file here", when)
+    for version in sorted(rows):
+        table.add_row(Text(version), *(Text(cell) for cell in rows[version]))
+    out.print(table)
+    _warn_invalid(current)
+    count = len(current.applied)
+    result_line = f"{count} applied, {len(current.pending)} pending"
+    if current.edited:
+        result_line += f", {len(current.edited)} edited since applied"
+    info(result_line)
+    if exit_code and (current.pending or current.edited):
+        raise click.exceptions.Exit(1)
+
+
+def _warn_invalid(current: runner.Plan) -> None:
+    for index in current.invalid_indexes:
+        warn(
+            f"index {index} is INVALID (a CREATE INDEX CONCURRENTLY that failed or was "
+            f"stopped?): PostgreSQL does not use it; DROP INDEX CONCURRENTLY {index}, then "
+            "migrate again"
+        )
+
+
+def _when(moment: datetime) -> str:
+    return f"{moment.astimezone(UTC):%Y-%m-%d %H:%M:%S}"
+
+
+@db.command("new")
+@dir_option
+@click.argument("name")
+def new_migration(migrations_dir: Path | None, name: str) -> None:
+    """Write an empty migration NAME with the next version and both sections."""
+    directory = migrations_dir or package_dir()
+    with _reported():
+        existing = runner.load(directory)
+        path = write_new(directory, name, existing)
+    result(str(path))
+    done(f"wrote {path.name}: fill in its up and down sections")

@@ -1,0 +1,48 @@
+"""`cruddur web …`: the browser front end as files, for hosting elsewhere."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import click
+
+from cruddur.cli.output import done, info
+from cruddur.config import Settings, WebSettings
+from cruddur.web.build import build
+
+
+@click.group()
+def web() -> None:
+    """The browser front end (`cruddur serve` also serves it at /)."""
+
+
+@web.command("build")
+@click.argument("folder", type=click.Path(file_okay=False, path_type=Path))
+@click.option(
+    "--api-url",
+    help="Where the page finds the API, e.g. https://api.cruddur.example [CRUDDUR_API_URL; "
+    "default: the page's own origin].",
+)
+def build_command(folder: Path, api_url: str | None) -> None:
+    """Write the page into FOLDER for a static host such as S3 behind CloudFront.
+
+    FOLDER gets index.html (cache it briefly) and assets/<fingerprint>/ (cache for a
+    year). Serve index.html for every path the page knows (/@handle, /signin …): on
+    CloudFront, map 403 and 404 to /index.html with status 200. The Cognito settings
+    come from AWS_COGNITO_USER_POOL_ID and AWS_COGNITO_USER_POOL_CLIENT_ID; add the
+    page's origin to the API's FRONTEND_URL so CORS admits it.
+    """
+    env_settings = Settings.from_env()
+    settings = env_settings
+    if api_url is not None:
+        web_settings = WebSettings.from_env({"CRUDDUR_API_URL": api_url}, env_settings.auth)
+        settings = replace(
+            env_settings, web=replace(env_settings.web, api_url=web_settings.api_url)
+        )
+    if not settings.auth.dev:
+        settings.auth.checked()
+    else:
+        info("no Cognito user pool set: the page will offer no sign-in")
+    index, count = build(settings, folder)
+    done(f"wrote {count} files to {folder} (index: {index.name})")

@@ -1,0 +1,63 @@
+-- The schema as it was when migrations began: users and their cruds (activities).
+-- A database made by `schema-load` before then is adopted: this migration is
+-- recorded as applied there without running.
+-- migrate:up
+-- uuid_generate_v4() comes from the uuid-ossp contrib extension. A server without it
+-- (the pgserver wheel, for one) gets a stand-in over gen_random_uuid(): the same
+-- random version-4 UUIDs. `cruddur db status` says which one is in use.
+DO $$
+BEGIN
+  IF EXISTS (SELECT 1 FROM pg_available_extensions WHERE name = 'uuid-ossp') THEN
+    CREATE EXTENSION IF NOT EXISTS "uuid-ossp";
+  ELSIF to_regprocedure('public.uuid_generate_v4()') IS NULL THEN
+    CREATE FUNCTION public.uuid_generate_v4() RETURNS uuid
+      LANGUAGE sql VOLATILE PARALLEL SAFE
+      AS 'SELECT gen_random_uuid()';
+    COMMENT ON FUNCTION public.uuid_generate_v4() IS 'cruddur: stand-in for uuid-ossp';
+  END IF;
+END
+$$;
+
+CREATE TABLE public.users (
+  uuid            uuid        PRIMARY KEY DEFAULT uuid_generate_v4(),
+  display_name    text        NOT NULL
+                  CHECK (char_length(display_name) BETWEEN 1 AND 256),
+  handle          text        NOT NULL UNIQUE
+                  -- ASCII spelled out: [[:alnum:]] follows the locale (é, 日 pass in C.UTF-8).
+                  CHECK (handle ~ '^[A-Za-z0-9_.+-]{1,64}$'),
+  email           text        NOT NULL
+                  CHECK (char_length(email) BETWEEN 3 AND 320),
+  -- Cognito's `sub`; seed rows carry a MOCK-… placeholder until synced.
+  cognito_user_id text        NOT NULL UNIQUE
+                  CHECK (char_length(cognito_user_id) BETWEEN 1 AND 128),
+  created_at      timestamptz NOT NULL DEFAULT current_timestamp
+);
+
+CREATE TABLE public.activities (
+  uuid                   uuid        PRIMARY KEY DEFAULT uuid_generate_v4(),
+  user_uuid              uuid        NOT NULL REFERENCES public.users (uuid) ON DELETE CASCADE,
+  message                text        NOT NULL
+                         CHECK (char_length(message) <= 1024 AND message ~ '[^[:space:]]'),
+  replies_count          integer     NOT NULL DEFAULT 0 CHECK (replies_count >= 0),
+  reposts_count          integer     NOT NULL DEFAULT 0 CHECK (reposts_count >= 0),
+  likes_count            integer     NOT NULL DEFAULT 0 CHECK (likes_count >= 0),
+  reply_to_activity_uuid uuid        REFERENCES public.activities (uuid) ON DELETE CASCADE,
+  -- Cruds expire; 30 days is the longest lifetime the app offers.
+  expires_at             timestamptz NOT NULL DEFAULT current_timestamp + interval '30 days',
+  created_at             timestamptz NOT NULL DEFAULT current_timestamp,
+  CHECK (expires_at > created_at)
+);
+
+-- The feeds read newest first and page by (created_at, uuid): these indexes match
+-- that ORDER BY, so a page costs the same whatever the table's size.
+CREATE INDEX activities_feed_idx ON public.activities (created_at DESC, uuid DESC);
+CREATE INDEX activities_user_feed_idx
+  ON public.activities (user_uuid, created_at DESC, uuid DESC);
+-- A crud's replies read oldest first, paged by (created_at, uuid) in the same way.
+CREATE INDEX activities_replies_idx
+  ON public.activities (reply_to_activity_uuid, created_at, uuid)
+  WHERE reply_to_activity_uuid IS NOT NULL;
+
+-- migrate:down
+DROP TABLE public.activities;
+DROP TABLE public.users;

@@ -1,0 +1,1 @@
+DELETE FROM public.schema_migrations WHERE version = %(version)s

@@ -1,0 +1,1 @@
+"""Versioned migrations: dbmate's file format, with a lock, checksums and adoption."""

@@ -1,0 +1,183 @@
+"""Migration files in dbmate's format, read and checked before anything runs.
+
+A file is `<version>_<name>.sql`: the version a fixed-width UTC timestamp
+(`20261202120000`), so versions sort as text. Inside, `-- migrate:up` and an optional
+`-- migrate:down`, each optionally followed by `transaction:false`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from importlib import resources
+from pathlib import Path
+
+from cruddur.db.scripts import Statement, split
+
+FILE_NAME = re.compile(r"^(?P<version>\d{14})_(?P<name>[A-Za-z0-9_]+)\.sql$")
+_DIRECTIVE = re.compile(r"^--\s*migrate:(?P<section>[A-Za-z]+)(?P<options>.*)$")
+_OPTION = re.compile(r"^(?P<key>[a-z]+):(?P<value>[a-z]+)$")
+_NAME_PART = re.compile(r"[^a-z0-9]+")
+
+
+class MigrationFileError(ValueError):
+    """A migration file (or the folder) is not usable; the message names the file."""
+
+
+def package_dir() -> Path:
+    """The migrations shipped with cruddur: src/cruddur/db/migrations."""
+    return Path(str(resources.files("cruddur.db").joinpath("migrations")))
+
+
+@dataclass(frozen=True)
+class Section:
+    statements: tuple[Statement, ...]  # lines counted from the top of the file
+    transaction: bool  # False: `transaction:false`, run outside a transaction
+
+    @property
+    def empty(self) -> bool:
+        return not self.statements
+
+
+@dataclass(frozen=True)
+class Migration:
+    version: str
+    name: str
+    path: Path
+    checksum: str  # sha256 of the file's text, line endings made \n
+    up: Section
+    down: Section | None  # None: the file has no `-- migrate:down`
+
+    @property
+    def file_name(self) -> str:
+        return self.path.name
+
+
+def checksum(text: str) -> str:
+    return hashlib.sha256(text.replace("\r\n", "\n").encode("utf-8")).hexdigest()
+
+
+def _options(file_name: str, line: int, text: str) -> bool:
+    """The section's `transaction` option; anything else is refused."""
+    transaction = True
+    for word in text.split():
+        match = _OPTION.match(word)
+        if not match or match["key"] != "transaction" or match["value"] not in ("true", "false"):
+            raise MigrationFileError(
+                f"{file_name}:{line}: unknown option {word!r} (the one option is transaction:false)"
+            )
+        transaction = match["value"] == "true"
+    return transaction
+
+
+def _section(file_name: str, text: str, start_line: int, transaction: bool, label: str) -> Section:
+    # Statements are split as schema-load splits them, then numbered from the file's top.
+    statements = tuple(
+        Statement(s.text, s.line + start_line - 1, s.first_line + start_line - 1)
+        for s in split(text)
+    )
+    if not transaction and len(statements) > 1:
+        raise MigrationFileError(
+            f"{file_name}:{statements[1].line}: the {label} section runs outside a transaction "
+            f"(transaction:false), so it may hold only one statement, not {len(statements)}: a "
+            "failure halfway would leave part of it applied. Put each statement in its own file"
+        )
+    return Section(statements, transaction)
+
+
+def parse(path: Path, text: str) -> Migration:
+    """One migration file, checked; MigrationFileError names what is wrong and where."""
+    file_name = path.name
+    match = FILE_NAME.match(file_name)
+    if not match:
+        raise MigrationFileError(
+            f"{file_name}: not a migration file name; expected <version>_<name>.sql with a "
+            "14-digit UTC timestamp, e.g. 20261202120000_add_bio_to_users.sql"
+        )
+    lines = text.replace("\r\n", "\n").split("\n")
+    found: dict[str, tuple[int, bool]] = {}  # section → (its directive's line, transaction)
+    for number, line in enumerate(lines, start=1):
+        directive = _DIRECTIVE.match(line.strip())
+        if not directive:
+            continue
+        section = directive["section"]
+        if section not in ("up", "down"):
+            raise MigrationFileError(f"{file_name}:{number}: unknown section 'migrate:{section}'")
+        if section in found:
+            raise MigrationFileError(
+                f"{file_name}:{number}: a second '-- migrate:{section}' (one of each at most)"
+            )
+        found[section] = (number, _options(file_name, number, directive["options"]))
+    if "up" not in found:
+        raise MigrationFileError(f"{file_name}: no '-- migrate:up' line; every migration needs one")
+    up_line, up_transaction = found["up"]
+    down_line, down_transaction = found.get("down", (len(lines) + 1, True))
+    if down_line < up_line:
+        raise MigrationFileError(
+            f"{file_name}:{down_line}: '-- migrate:down' comes before '-- migrate:up'"
+        )
+    before = "\n".join(lines[: up_line - 1])
+    if split(before):
+        raise MigrationFileError(
+            f"{file_name}: SQL before '-- migrate:up' would never run; move it into a section"
+        )
+    up_text = "\n".join(lines[up_line : down_line - 1])
+    up = _section(file_name, up_text, up_line + 1, up_transaction, "up")
+    if up.empty:
+        raise MigrationFileError(f"{file_name}: the up section has no statement")
+    down = None
+    if "down" in found:
+        down_text = "\n".join(lines[down_line:])
+        down = _section(file_name, down_text, down_line + 1, down_transaction, "down")
+    return Migration(
+        version=match["version"],
+        name=match["name"],
+        path=path,
+        checksum=checksum(text),
+        up=up,
+        down=down,
+    )
+
+
+def load(directory: Path) -> list[Migration]:
+    """Every migration in the folder, in version order; any bad file refuses them all."""
+    if not directory.is_dir():
+        raise MigrationFileError(f"{directory}: no such migrations folder")
+    migrations: dict[str, Migration] = {}
+    for path in sorted(directory.iterdir()):
+        if path.suffix != ".sql" or not path.is_file():
+            continue  # a README or an editor's backup beside the migrations
+        migration = parse(path, path.read_text(encoding="utf-8"))
+        if migration.version in migrations:
+            raise MigrationFileError(
+                f"{path.name}: version {migration.version} is also "
+                f"{migrations[migration.version].file_name}'s; each version must be unique"
+            )
+        migrations[migration.version] = migration
+    return [migrations[version] for version in sorted(migrations)]
+
+
+def slug(name: str) -> str:
+    """A migration name made of lower-case words joined by _: 'Add bio' → 'add_bio'."""
+    cleaned = _NAME_PART.sub("_", name.lower()).strip("_")
+    if not cleaned:
+        raise MigrationFileError(f"{name!r}: a migration needs a name of letters or digits")
+    return cleaned
+
+
+def next_version(existing: list[Migration], now: datetime | None = None) -> str:
+    """Now as a UTC timestamp, or one past the newest version if that is not earlier."""
+    stamp = (now or datetime.now(UTC)).strftime("%Y%m%d%H%M%S")
+    newest = max((m.version for m in existing), default="")
+    if stamp <= newest:
+        stamp = f"{int(newest) + 1:014d}"
+    return stamp
+
+
+def write_new(directory: Path, name: str, existing: list[Migration]) -> Path:
+    """An empty migration with both sections and the next version; returns its path."""
+    path = directory / f"{next_version(existing)}_{slug(name)}.sql"
+    path.write_text("-- migrate:up\n\n\n-- migrate:down\n\n", encoding="utf-8")
+    return path

@@ -1,0 +1,382 @@
+"""Apply and roll back migrations on one direct connection, under the migration lock.
+
+Each migration and its bookkeeping row commit in one transaction, so a failure (or a
+kill -9) leaves the database as it was before that migration. The core reports through
+a `Reporter` and raises; it never prints.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+import psycopg
+from psycopg.rows import class_row
+
+from cruddur.config import MigrationSettings
+from cruddur.db import ScriptError, template
+from cruddur.db.scripts import Statement
+from cruddur.ops.migrations import catalog, lock
+from cruddur.ops.migrations.files import Migration, Section, package_dir
+from cruddur.ops.migrations.files import load as load_files
+
+
+@dataclass(frozen=True)
+class Applied:
+    version: str
+    name: str
+    checksum: str
+    applied_at: datetime
+    adopted: bool
+
+
+@dataclass(frozen=True)
+class Plan:
+    bookkeeping: bool  # the schema_migrations table exists
+    adopt: Migration | None  # recorded as applied without running: the schema is there
+    applied: list[Applied]  # in the order they were applied
+    pending: list[Migration]  # in version order
+    out_of_order: list[Migration] = field(default_factory=list)  # pending, older than applied
+    edited: list[Migration] = field(default_factory=list)  # changed since applied
+    missing: list[Applied] = field(default_factory=list)  # applied, no file here
+    invalid_indexes: list[str] = field(default_factory=list)  # a stopped CONCURRENTLY
+
+    @property
+    def latest_applied(self) -> str:
+        versions = [a.version for a in self.applied]
+        if self.adopt:
+            versions.append(self.adopt.version)
+        return max(versions, default="")
+
+
+class MigrationError(Exception):
+    """Migrations cannot go ahead; the message says why and what to do."""
+
+
+class UnknownSchema(MigrationError):
+    pass
+
+
+class EditedMigrations(MigrationError):
+    def __init__(self, edited: list[Migration]) -> None:
+        self.edited = edited
+        names = ", ".join(m.file_name for m in edited)
+        super().__init__(
+            f"changed since applied: {names}. Put the file back as it was and write a new "
+            "migration for the change, or, if the change is harmless (a comment), accept it "
+            "with --accept-edited VERSION"
+        )
+
+
+class OutOfOrder(MigrationError):
+    def __init__(self, migrations: list[Migration], latest: str) -> None:
+        names = ", ".join(m.file_name for m in migrations)
+        super().__init__(
+            f"out of order (older than the latest applied, {latest}): {names}; --strict refuses "
+            "them. Give each a new version (`cruddur db new`), or run without --strict"
+        )
+
+
+class MigrationFailed(MigrationError):
+    """A statement of a migration failed; nothing of that migration was kept."""
+
+    def __init__(self, migration: Migration, direction: str, error: ScriptError) -> None:
+        self.migration = migration
+        self.direction = direction
+        self.error = error
+        super().__init__(str(error))
+
+    @property
+    def statement(self) -> str:
+        return self.error.statement.text.strip()
+
+    @property
+    def sqlstate(self) -> str | None:
+        return self.error.sqlstate
+
+
+class Reporter:
+    """What the runner says while it works; the CLI prints it, tests may collect it."""
+
+    def waiting(self, holder: lock.LockHolder | None, wait: float) -> None: ...
+    def adopted(self, migration: Migration) -> None: ...
+    def out_of_order(self, migration: Migration, latest: str) -> None: ...
+    def starting(self, migration: Migration, direction: str) -> None: ...
+    def finished(self, migration: Migration, direction: str, seconds: float) -> None: ...
+
+
+def load(directory: Path | None = None) -> list[Migration]:
+    """The migration files: the package's own unless a folder is given."""
+    return load_files(directory or package_dir())
+
+
+def connect(url: str, connect_timeout: int = 5) -> psycopg.Connection:
+    """A direct connection of its own, not the pool's: the lock lives as long as it does."""
+    conn = psycopg.connect(
+        url,
+        autocommit=True,
+        prepare_threshold=None,  # no prepared statements: safe behind a pooler too
+        application_name="cruddur-migrate",
+        connect_timeout=connect_timeout,
+    )
+    if conn.info.server_version >= 140000:
+        # A migrate killed mid-statement: the server notices within a second and rolls
+        # back and frees the lock, instead of running the statement to its end first.
+        conn.execute("SET client_connection_check_interval = '1s'")
+    return conn
+
+
+@contextmanager
+def locked(
+    url: str, settings: MigrationSettings, reporter: Reporter
+) -> Iterator[psycopg.Connection]:
+    with connect(url, settings.connect_timeout) as conn:
+        lock.acquire(conn, settings.lock_wait, reporter.waiting)
+        try:
+            yield conn
+        finally:
+            lock.release(conn)
+
+
+def _applied(conn: psycopg.Connection) -> list[Applied]:
+    cur = conn.cursor(row_factory=class_row(Applied))
+    return cur.execute(template("migrations", "applied")).fetchall()
+
+
+def _adoption(conn: psycopg.Connection, migrations: list[Migration]) -> Migration:
+    """The first migration, when the database already has exactly its schema."""
+    baseline = load_files(package_dir())[0]
+    first = migrations[0] if migrations else None
+    if first is None or (first.version, first.checksum) != (baseline.version, baseline.checksum):
+        raise UnknownSchema(
+            "the database has tables but no schema_migrations table, and these migrations do "
+            f"not start with {baseline.file_name}, the schema `schema-load` made; nothing "
+            "was changed"
+        )
+    difference = catalog.compare(catalog.adoptable_shape(), catalog.shape(conn))
+    if difference:
+        raise UnknownSchema(
+            "the database has tables but no schema_migrations table, and they are not the "
+            f"schema {first.file_name} makes ({difference.describe()}); nothing was changed. "
+            "Point CONNECTION_URL at Cruddur's database, or bring this one to that schema "
+            "by hand (bin/db-setup rebuilds it, losing its rows)"
+        )
+    return first
+
+
+def plan(conn: psycopg.Connection, migrations: list[Migration]) -> Plan:
+    """What migrate would do, read without changing anything."""
+    bookkeeping, tables = conn.execute(template("migrations", "state")).fetchone()
+    adopt = None
+    applied: list[Applied] = []
+    if bookkeeping:
+        applied = _applied(conn)
+    elif tables:
+        adopt = _adoption(conn, migrations)
+    by_version = {a.version: a for a in applied}
+    done = set(by_version) | ({adopt.version} if adopt else set())
+    pending = [m for m in migrations if m.version not in done]
+    files = {m.version for m in migrations}
+    result = Plan(
+        bookkeeping=bookkeeping,
+        adopt=adopt,
+        applied=applied,
+        pending=pending,
+        edited=[
+            m
+            for m in migrations
+            if m.version in by_version and by_version[m.version].checksum != m.checksum
+        ],
+        missing=[a for a in applied if a.version not in files],
+        invalid_indexes=[row[0] for row in conn.execute(template("migrations", "invalid_indexes"))],
+    )
+    latest = result.latest_applied
+    result.out_of_order.extend(m for m in pending if m.version < latest)
+    return result
+
+
+def _set_timeouts(conn: psycopg.Connection, settings: MigrationSettings, *, local: bool) -> None:
+    conn.execute(
+        "SELECT set_config('lock_timeout', %s, %s), set_config('statement_timeout', %s, %s)",
+        [settings.lock_timeout, local, settings.statement_timeout, local],
+    )
+
+
+def _run(
+    conn: psycopg.Connection,
+    migration: Migration,
+    statements: tuple[Statement, ...],
+    direction: str,
+) -> None:
+    for statement in statements:
+        try:
+            conn.execute(statement.text, prepare=False)
+        except psycopg.Error as exc:
+            error = ScriptError(migration.file_name, statement, _error_line(statement, exc), exc)
+            raise MigrationFailed(migration, direction, error) from exc
+
+
+def _error_line(statement: Statement, error: psycopg.Error) -> int:
+    position = error.diag.statement_position
+    if not position:
+        return statement.line
+    return statement.first_line + statement.text.count("\n", 0, int(position) - 1)
+
+
+def _step(
+    conn: psycopg.Connection,
+    migration: Migration,
+    section: Section,
+    direction: str,
+    settings: MigrationSettings,
+    bookkeeping: tuple[str, dict[str, object]],
+) -> None:
+    """Run one section and its bookkeeping statement, in one transaction when it may."""
+    record_sql, params = bookkeeping
+    if section.transaction:
+        with conn.transaction():
+            _set_timeouts(conn, settings, local=True)
+            _run(conn, migration, section.statements, direction)
+            conn.execute(template("migrations", "create_table"))
+            conn.execute(record_sql, params)
+        return
+    # transaction:false (CREATE INDEX CONCURRENTLY): its one statement, then the row.
+    _set_timeouts(conn, settings, local=False)
+    try:
+        _run(conn, migration, section.statements, direction)
+    finally:
+        conn.execute("RESET lock_timeout; RESET statement_timeout")
+    with conn.transaction():
+        conn.execute(template("migrations", "create_table"))
+        conn.execute(record_sql, params)
+
+
+def migrate(
+    conn: psycopg.Connection,
+    migrations: list[Migration],
+    settings: MigrationSettings,
+    reporter: Reporter,
+    *,
+    strict: bool = False,
+    accept_edited: tuple[str, ...] = (),
+) -> list[Migration]:
+    """Apply every pending migration in version order; return those applied."""
+    current = plan(conn, migrations)
+    unknown = sorted(set(accept_edited) - {a.version for a in current.applied})
+    if unknown:
+        raise MigrationError(
+            f"--accept-edited {', '.join(unknown)}: no applied migration has that version"
+        )
+    accepted = [m for m in current.edited if m.version in accept_edited]
+    refused = [m for m in current.edited if m.version not in accept_edited]
+    if refused:
+        raise EditedMigrations(refused)
+    if strict and current.out_of_order:
+        raise OutOfOrder(current.out_of_order, current.latest_applied)
+    if current.adopt:
+        with conn.transaction():
+            conn.execute(template("migrations", "create_table"))
+            conn.execute(template("migrations", "record"), _row(current.adopt, adopted=True))
+        reporter.adopted(current.adopt)
+    for migration in accepted:
+        conn.execute(
+            template("migrations", "accept_checksum"),
+            {"version": migration.version, "checksum": migration.checksum},
+        )
+    done: list[Migration] = []
+    for migration in current.pending:
+        if migration in current.out_of_order:
+            reporter.out_of_order(migration, current.latest_applied)
+        reporter.starting(migration, "up")
+        started = time.monotonic()
+        record = (template("migrations", "record"), _row(migration, adopted=False))
+        _step(conn, migration, migration.up, "up", settings, record)
+        reporter.finished(migration, "up", time.monotonic() - started)
+        done.append(migration)
+    return done
+
+
+def _row(migration: Migration, *, adopted: bool) -> dict[str, object]:
+    return {
+        "version": migration.version,
+        "name": migration.name,
+        "checksum": migration.checksum,
+        "adopted": adopted,
+    }
+
+
+def rollback_targets(current: Plan, migrations: list[Migration], steps: int) -> list[Migration]:
+    """The latest `steps` applied migrations, newest first; refused unless each can go back."""
+    by_version = {m.version: m for m in migrations}
+    latest = sorted(current.applied, key=lambda a: (a.applied_at, a.version), reverse=True)
+    if len(latest) < steps:
+        raise MigrationError(
+            f"only {len(latest)} migration{'s are' if len(latest) != 1 else ' is'} applied; "
+            f"cannot roll back {steps}"
+        )
+    chosen: list[Migration] = []
+    for applied in latest[:steps]:
+        migration = by_version.get(applied.version)
+        label = f"{applied.version}_{applied.name}.sql"
+        if migration is None:
+            raise MigrationError(
+                f"{label} is applied but its file is not here; cannot roll it back"
+            )
+        if migration.checksum != applied.checksum:
+            raise MigrationError(
+                f"{label} changed since it was applied; its down section may not undo what ran"
+            )
+        if migration.down is None or migration.down.empty:
+            raise MigrationError(
+                f"{label} has no down section, so it cannot be rolled back; nothing was rolled "
+                "back. Write a new migration that undoes it instead"
+            )
+        chosen.append(migration)
+    return chosen
+
+
+def rollback(
+    conn: psycopg.Connection,
+    migrations: list[Migration],
+    settings: MigrationSettings,
+    reporter: Reporter,
+    *,
+    steps: int = 1,
+) -> list[Migration]:
+    """Run the down sections of the latest `steps` applied migrations, newest first."""
+    current = plan(conn, migrations)
+    targets = rollback_targets(current, migrations, steps)
+    for migration in targets:
+        assert migration.down is not None
+        reporter.starting(migration, "down")
+        started = time.monotonic()
+        forget = (template("migrations", "forget"), {"version": migration.version})
+        _step(conn, migration, migration.down, "down", settings, forget)
+        reporter.finished(migration, "down", time.monotonic() - started)
+    return targets
+
+
+def migrate_url(
+    url: str,
+    settings: MigrationSettings | None = None,
+    reporter: Reporter | None = None,
+    migrations: list[Migration] | None = None,
+) -> list[Migration]:
+    """Lock, migrate and let go: what `db setup` and the tests' databases use."""
+    settings = settings or MigrationSettings()
+    reporter = reporter or Reporter()
+    with locked(url, settings, reporter) as conn:
+        return migrate(conn, load() if migrations is None else migrations, settings, reporter)
+
+
+def record_all(conn: psycopg.Connection, migrations: list[Migration]) -> None:
+    """After schema.sql (which equals every migration): start the bookkeeping afresh,
+    every migration recorded as applied without running. Inside the caller's transaction."""
+    conn.execute("DROP TABLE IF EXISTS public.schema_migrations")
+    conn.execute(template("migrations", "create_table"))
+    for migration in migrations:
+        conn.execute(template("migrations", "record"), _row(migration, adopted=True))

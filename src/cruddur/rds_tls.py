@@ -1,0 +1,58 @@
+"""Connections to Amazon RDS prove who answers: `sslmode=verify-full` against the RDS CA bundle.
+
+Without an `sslmode`, libpq uses `prefer`: it encrypts when the server offers TLS but
+accepts any certificate, so whoever sits on the path (a hostile Wi-Fi, a poisoned DNS
+answer) can present their own and read the password and every row. For an RDS endpoint
+(`….rds.amazonaws.com`) every connection Cruddur makes, from the API, the CLI and the
+Lambda, therefore asks for `verify-full`: the certificate must chain to a CA in the RDS
+bundle and name the host it was asked for. A URL that asks for less is refused, not
+quietly upgraded; a URL's own `sslrootcert` is kept.
+
+Standard library, psycopg and cruddur.urls only: the Lambda imports this module.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from pathlib import Path
+
+from psycopg.conninfo import make_conninfo
+
+from cruddur.config import ConfigError
+from cruddur.urls import looks_like_rds, parse, redact
+
+VERIFY_FULL = "verify-full"
+# A copy of the RDS CA bundle to use instead of the one Cruddur fetches and keeps.
+BUNDLE_SETTING = "CRUDDUR_RDS_CA_BUNDLE"
+# Where `cruddur lambda package` puts the bundle inside the zip (beside the package).
+PACKAGED_BUNDLE = Path(__file__).resolve().parent / "rds-ca-bundle.pem"
+
+
+def secured(conninfo: str, bundle: Callable[[], Path]) -> str:
+    """`conninfo` with sslmode=verify-full and the RDS CA bundle when it names an RDS
+    endpoint (`bundle()` gives the bundle's path, fetching it if need be); any other
+    server's conninfo as it is."""
+    if not looks_like_rds(conninfo):
+        return conninfo
+    params = parse(conninfo)
+    mode = params.get("sslmode", "").strip()
+    if mode and mode != VERIFY_FULL:
+        raise ConfigError(
+            f"{redact(conninfo)} asks for sslmode={mode}; Cruddur reaches an RDS endpoint "
+            f"only with sslmode={VERIFY_FULL} (drop sslmode from the URL)"
+        )
+    root = params.get("sslrootcert", "").strip() or str(bundle())
+    return make_conninfo(conninfo, sslmode=VERIFY_FULL, sslrootcert=root)
+
+
+def lambda_bundle(env: Mapping[str, str] = os.environ) -> Path:
+    """The bundle the Lambda trusts: CRUDDUR_RDS_CA_BUNDLE, else the one in its zip."""
+    given = env.get(BUNDLE_SETTING, "").strip()
+    path = Path(given) if given else PACKAGED_BUNDLE
+    if not path.is_file():
+        raise RuntimeError(
+            f"no RDS CA bundle at {path}: build the zip with `cruddur lambda package`, "
+            f"which puts it in, or set {BUNDLE_SETTING}"
+        )
+    return path

@@ -1,0 +1,31 @@
+"""The front end as plain files, for hosting apart from the API (S3 behind CloudFront).
+
+The same page `cruddur serve` sends, with its settings fixed at build time and the CSP
+in a <meta> tag (a bucket sends no such header). Dev sign-in is never offered: it only
+exists on the API's own machine.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from cruddur.config import Settings
+from cruddur.web import content_security_policy, page_config
+from cruddur.web.assets import Assets
+
+CSP_META = '<meta http-equiv="Content-Security-Policy" content="{}">\n  <meta charset'
+
+
+def build(settings: Settings, folder: Path) -> tuple[Path, int]:
+    """Writes index.html and assets/<fingerprint>/…; returns the index and the file count."""
+    assets = Assets()
+    page = assets.page(page_config(settings, dev_sign_in=False))
+    policy = content_security_policy(settings, header=False)
+    page = page.replace("<meta charset", CSP_META.format(policy), 1)
+    target = folder / assets.prefix.strip("/")
+    target.mkdir(parents=True, exist_ok=True)
+    for name, asset in assets.files.items():
+        (target / name).write_bytes(asset.body)
+    index = folder / "index.html"
+    index.write_text(page)
+    return index, len(assets.files) + 1

@@ -1,0 +1,596 @@
+"""Versioned migrations against a real PostgreSQL: `cruddur db migrate`, `rollback`,
+`migrations` and `new`, run as a user runs them (bin/ scripts, subprocesses)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import psycopg
+import pytest
+from helpers import BIN, as_role, run, tables
+
+from cruddur.db import Db, packaged_script, run_script
+from cruddur.ops.migrations import catalog, lock
+from cruddur.ops.migrations.files import package_dir
+from cruddur.urls import database_name, with_database
+
+NOTES = """-- migrate:up
+CREATE TABLE notes (id int PRIMARY KEY, body text NOT NULL);
+INSERT INTO notes VALUES (1, 'kept');
+-- migrate:down
+DROP TABLE notes;
+"""
+ADD_COLOUR = """-- migrate:up
+ALTER TABLE notes ADD COLUMN colour text;
+-- migrate:down
+ALTER TABLE notes DROP COLUMN colour;
+"""
+ADD_SIZE = """-- migrate:up
+ALTER TABLE notes ADD COLUMN size int;
+-- migrate:down
+ALTER TABLE notes DROP COLUMN size;
+"""
+
+
+def local(url: str, **extra: str) -> dict[str, str]:
+    return {"CONNECTION_URL": url, **extra}
+
+
+def write(directory: Path, files: dict[str, str]) -> Path:
+    directory.mkdir(exist_ok=True)
+    for name, text in files.items():
+        (directory / name).write_text(text)
+    return directory
+
+
+def applied(url: str) -> list[str]:
+    with psycopg.connect(url) as conn:
+        if conn.execute("SELECT to_regclass('schema_migrations')").fetchone()[0] is None:
+            return []
+        rows = conn.execute("SELECT version FROM schema_migrations ORDER BY version").fetchall()
+    return [row[0] for row in rows]
+
+
+def columns(url: str, table: str) -> list[str]:
+    with psycopg.connect(url) as conn:
+        rows = conn.execute(
+            "SELECT column_name FROM information_schema.columns WHERE table_name = %s"
+            " ORDER BY ordinal_position",
+            [table],
+        ).fetchall()
+    return [row[0] for row in rows]
+
+
+def migrate(url: str, directory: Path, *args: str, **kwargs) -> subprocess.CompletedProcess[str]:
+    return run("db-migrate", "--migrations-dir", str(directory), *args, env=local(url), **kwargs)
+
+
+# -- the first migration is today's schema ------------------------------------------------
+
+
+def test_migrating_an_empty_database_gives_exactly_what_schema_sql_gives(
+    empty_db: str, admin, server_url, new_db_name
+) -> None:
+    other = new_db_name()
+    admin.execute(f'CREATE DATABASE "{other}"')
+    loaded = with_database(empty_db, other)
+    with Db(loaded) as db:
+        run_script(db, packaged_script("schema.sql"), "schema.sql")
+    result = run("db-migrate", env=local(empty_db))
+    assert result.returncode == 0, result.stderr
+    with psycopg.connect(empty_db) as migrated, psycopg.connect(loaded) as from_schema:
+        want, got = catalog.snapshot(from_schema), catalog.snapshot(migrated)
+    for kind in ("table", "column", "constraint", "index"):
+        assert want.get(kind), f"the schema has no {kind}: the comparison would prove nothing"
+    assert got == want  # tables, columns, types, defaults, constraints, indexes, functions…
+
+
+def test_the_adoptable_shape_is_what_the_first_migration_makes(empty_db: str, tmp_path) -> None:
+    first = sorted(package_dir().glob("*.sql"))[0]
+    only_first = write(tmp_path / "m", {first.name: first.read_text()})
+    assert migrate(empty_db, only_first).returncode == 0
+    with psycopg.connect(empty_db) as conn:
+        assert catalog.shape(conn) == catalog.adoptable_shape()
+
+
+# -- migrate, migrations, rollback --------------------------------------------------------
+
+
+def test_migrate_applies_pending_in_version_order_each_once(empty_db: str, tmp_path) -> None:
+    folder = write(
+        tmp_path / "m",
+        {"20260102000000_add_colour.sql": ADD_COLOUR, "20260101000000_notes.sql": NOTES},
+    )
+    status = run(
+        "db-migrations", "--migrations-dir", str(folder), "--exit-code", env=local(empty_db)
+    )
+    assert status.returncode == 1  # pending: a deploy script stops here
+    assert "0 applied, 2 pending" in status.stderr
+    first = migrate(empty_db, folder)
+    assert first.returncode == 0, first.stderr
+    err = first.stderr
+    assert err.index("applied 20260101000000_notes.sql in") < err.index(
+        "applied 20260102000000_add_colour.sql in"
+    )
+    assert "2 migrations applied" in err
+    assert applied(empty_db) == ["20260101000000", "20260102000000"]
+    assert columns(empty_db, "notes") == ["id", "body", "colour"]
+    again = migrate(empty_db, folder)
+    assert again.returncode == 0, again.stderr
+    assert "nothing (else) to migrate" in again.stderr
+    status = run(
+        "db-migrations", "--migrations-dir", str(folder), "--exit-code", env=local(empty_db)
+    )
+    assert status.returncode == 0, status.stderr
+    assert "2 applied, 0 pending" in status.stderr
+    assert "20260102000000" in status.stdout and "applied" in status.stdout
+
+
+def test_dry_run_prints_the_pending_list_and_changes_nothing(empty_db: str, tmp_path) -> None:
+    folder = write(tmp_path / "m", {"20260101000000_notes.sql": NOTES})
+    result = migrate(empty_db, folder, "--dry-run")
+    assert result.returncode == 0, result.stderr
+    assert "20260101000000_notes.sql" in result.stderr and "nothing was changed" in result.stderr
+    assert tables(empty_db) == set()  # not even the bookkeeping table
+
+
+def test_a_failing_migration_leaves_no_trace_and_names_file_line_and_statement(
+    empty_db: str, tmp_path
+) -> None:
+    broken = (
+        "-- migrate:up\nALTER TABLE notes ADD COLUMN colour text;\nUPDATE notes\n  SET oops = 1;\n"
+    )
+    folder = write(
+        tmp_path / "m", {"20260101000000_notes.sql": NOTES, "20260102000000_broken.sql": broken}
+    )
+    result = migrate(empty_db, folder)
+    assert result.returncode == 1
+    assert '20260102000000_broken.sql:4: column "oops" of relation "notes" does not exist' in (
+        result.stderr
+    )
+    assert "statement: UPDATE notes" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert applied(empty_db) == ["20260101000000"]  # the one before it stays
+    assert columns(empty_db, "notes") == ["id", "body"]  # its first statement is gone too
+
+
+def test_rollback_runs_down_sections_newest_first_and_refuses_without_one(
+    empty_db: str, tmp_path
+) -> None:
+    no_down = "-- migrate:up\nALTER TABLE notes ADD COLUMN size int;\n"
+    folder = write(
+        tmp_path / "m",
+        {
+            "20260101000000_notes.sql": NOTES,
+            "20260102000000_add_colour.sql": ADD_COLOUR,
+            "20260103000000_add_size.sql": no_down,
+        },
+    )
+    assert migrate(empty_db, folder).returncode == 0
+    refused = run("db-rollback", "--migrations-dir", str(folder), env=local(empty_db))
+    assert refused.returncode == 1
+    assert "20260103000000_add_size.sql has no down section" in refused.stderr
+    assert len(applied(empty_db)) == 3
+    (folder / "20260103000000_add_size.sql").unlink()
+    write(folder, {"20260103000000_add_size.sql": ADD_SIZE})  # an edited file: refused too
+    edited = run("db-rollback", "--migrations-dir", str(folder), env=local(empty_db))
+    assert edited.returncode == 1 and "changed since it was applied" in edited.stderr
+    # Put the history right: forget the third and roll back the other two.
+    with psycopg.connect(empty_db) as conn:
+        conn.execute("DELETE FROM schema_migrations WHERE version = '20260103000000'")
+        conn.execute("ALTER TABLE notes DROP COLUMN size")
+    (folder / "20260103000000_add_size.sql").unlink()
+    dry = run(
+        "db-rollback",
+        "--migrations-dir",
+        str(folder),
+        "--steps",
+        "2",
+        "--dry-run",
+        env=local(empty_db),
+    )
+    assert dry.returncode == 0 and applied(empty_db) == ["20260101000000", "20260102000000"]
+    result = run(
+        "db-rollback", "--migrations-dir", str(folder), "--steps", "2", env=local(empty_db)
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.index("rolled back 20260102000000") < result.stderr.index(
+        "rolled back 20260101000000"
+    )
+    assert applied(empty_db) == [] and "notes" not in tables(empty_db)
+
+
+def test_create_index_concurrently_runs_outside_a_transaction(empty_db: str, tmp_path) -> None:
+    index = (
+        "-- migrate:up transaction:false\n"
+        "CREATE INDEX CONCURRENTLY notes_body_idx ON notes (body);\n"
+        "-- migrate:down transaction:false\n"
+        "DROP INDEX CONCURRENTLY notes_body_idx;\n"
+    )
+    folder = write(
+        tmp_path / "m", {"20260101000000_notes.sql": NOTES, "20260102000000_index.sql": index}
+    )
+    result = migrate(empty_db, folder)
+    assert result.returncode == 0, result.stderr
+    with psycopg.connect(empty_db) as conn:
+        valid = conn.execute(
+            "SELECT indisvalid FROM pg_index WHERE indexrelid = 'notes_body_idx'::regclass"
+        ).fetchone()
+    assert valid == (True,)
+    back = run("db-rollback", "--migrations-dir", str(folder), env=local(empty_db))
+    assert back.returncode == 0, back.stderr
+    with psycopg.connect(empty_db) as conn:
+        assert conn.execute("SELECT to_regclass('notes_body_idx')").fetchone() == (None,)
+    assert applied(empty_db) == ["20260101000000"]
+
+
+def test_new_writes_an_empty_migration_with_the_next_version(tmp_path) -> None:
+    folder = write(tmp_path / "m", {"29991231235959_future.sql": NOTES})
+    result = run("db-new-migration", "Add bio to users!", "--migrations-dir", str(folder))
+    assert result.returncode == 0, result.stderr
+    path = Path(result.stdout.strip())
+    assert path.name == "29991231235960_add_bio_to_users.sql"  # after the newest, as text too
+    text = path.read_text()
+    assert "-- migrate:up" in text and "-- migrate:down" in text
+
+
+# -- bad files are refused before anything runs -----------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("files", "message"),
+    [
+        ({"20260102000000_x.sql": "CREATE TABLE x (id int);\n"}, "no '-- migrate:up' line"),
+        (
+            {"20260101000000_other.sql": "-- migrate:up\nSELECT 1;\n"},
+            "version 20260101000000 is also",
+        ),
+        ({"2026_x.sql": "-- migrate:up\nSELECT 1;\n"}, "2026_x.sql: not a migration file name"),
+        (
+            {
+                "20260102000000_x.sql": "-- migrate:up transaction:false\nCREATE INDEX "
+                "CONCURRENTLY i ON notes (id);\n-- migrate:down transaction:false\n"
+                "DROP INDEX CONCURRENTLY i;\nSELECT 1;\n"
+            },
+            "20260102000000_x.sql:5: the down section runs outside a transaction",
+        ),
+        (
+            {"20260102000000_x.sql": "-- migrate:up transaction:flase\nSELECT 1;\n"},
+            "unknown option 'transaction:flase'",
+        ),
+        (
+            {"20260102000000_x.sql": "DROP TABLE notes;\n-- migrate:up\nSELECT 1;\n"},
+            "20260102000000_x.sql: SQL before '-- migrate:up' would never run",
+        ),
+    ],
+)
+def test_bad_files_are_refused_before_anything_runs(
+    empty_db: str, tmp_path, files: dict[str, str], message: str
+) -> None:
+    folder = write(tmp_path / "m", {"20260101000000_notes.sql": NOTES, **files})
+    result = migrate(empty_db, folder)
+    assert result.returncode == 1
+    assert message in result.stderr
+    assert tables(empty_db) == set()  # not even the good first file ran
+
+
+# -- one at a time -----------------------------------------------------------------------
+
+
+SLOW = "-- migrate:up\nCREATE TABLE slow (id int);\nSELECT pg_sleep(2);\n"
+
+
+def test_two_migrates_started_together_both_succeed_and_apply_once(empty_db: str, tmp_path) -> None:
+    folder = write(tmp_path / "m", {"20260101000000_slow.sql": SLOW})
+    env = {k: v for k, v in os.environ.items() if k != "PROD_CONNECTION_URL"}
+    env.update(NO_COLOR="1", CONNECTION_URL=empty_db)
+    command = [str(BIN / "db-migrate"), "--migrations-dir", str(folder)]
+    processes = [
+        subprocess.Popen(
+            command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        for _ in range(2)
+    ]
+    outputs = [p.communicate(timeout=60) for p in processes]
+    assert [p.returncode for p in processes] == [0, 0], outputs
+    errs = [err for _, err in outputs]
+    assert sum("applied 20260101000000_slow.sql" in err for err in errs) == 1
+    assert sum("nothing (else) to migrate" in err for err in errs) == 1
+    assert any("waiting up to" in err and "held by pid" in err for err in errs)
+    assert applied(empty_db) == ["20260101000000"]
+
+
+def test_a_lock_held_too_long_fails_naming_the_holder(empty_db: str, tmp_path) -> None:
+    folder = write(tmp_path / "m", {"20260101000000_notes.sql": NOTES})
+    with psycopg.connect(empty_db, autocommit=True, application_name="other-deploy") as holder:
+        holder.execute("SELECT pg_advisory_lock(%s)", [lock.LOCK_KEY])
+        result = migrate(empty_db, folder, "--lock-wait", "1")
+        pid = holder.info.backend_pid
+    assert result.returncode == 1
+    assert f"another migration holds the lock: pid {pid} (other-deploy" in result.stderr
+    assert tables(empty_db) == set()
+
+
+def test_kill_9_during_a_migration_leaves_the_database_as_before_and_the_lock_free(
+    empty_db: str, tmp_path
+) -> None:
+    stuck = "-- migrate:up\nCREATE TABLE half (id int);\nSELECT pg_sleep(60);\n"
+    folder = write(
+        tmp_path / "m", {"20260101000000_notes.sql": NOTES, "20260102000000_stuck.sql": stuck}
+    )
+    env = {k: v for k, v in os.environ.items() if k != "PROD_CONNECTION_URL"}
+    env.update(NO_COLOR="1", CONNECTION_URL=empty_db)
+    cruddur = str(Path(BIN).parent / ".venv" / "bin" / "cruddur")
+    process = subprocess.Popen(
+        [cruddur, "db", "migrate", "--migrations-dir", str(folder)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    with psycopg.connect(empty_db, autocommit=True) as watcher:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            row = watcher.execute(
+                "SELECT pid FROM pg_stat_activity WHERE application_name = 'cruddur-migrate'"
+                " AND query LIKE '%pg_sleep%' AND state = 'active'"
+            ).fetchone()
+            if row:
+                break
+            time.sleep(0.1)
+        else:
+            process.kill()
+            pytest.fail("the migration never started")
+        os.kill(process.pid, signal.SIGKILL)
+        process.wait(timeout=10)
+        # The server sees the client gone within client_connection_check_interval (1 s).
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            if watcher.execute("SELECT pg_try_advisory_lock(%s)", [lock.LOCK_KEY]).fetchone()[0]:
+                break
+            time.sleep(0.2)
+        else:
+            pytest.fail("the lock was still held 15 s after the kill")
+        watcher.execute("SELECT pg_advisory_unlock(%s)", [lock.LOCK_KEY])
+    assert applied(empty_db) == ["20260101000000"]
+    assert "half" not in tables(empty_db)
+
+
+# -- fail fast instead of blocking users ---------------------------------------------------
+
+
+def test_an_alter_queued_behind_a_long_transaction_gives_up_after_lock_timeout(
+    empty_db: str, tmp_path
+) -> None:
+    folder = write(tmp_path / "m", {"20260101000000_notes.sql": NOTES})
+    assert migrate(empty_db, folder).returncode == 0
+    write(folder, {"20260102000000_add_colour.sql": ADD_COLOUR})
+    with psycopg.connect(empty_db) as reader:  # a transaction that holds the table open
+        reader.execute("SELECT * FROM notes").fetchall()
+        result = migrate(empty_db, folder, "--lock-timeout", "300ms")
+        # While migrate waited (and after it gave up), readers were never stuck behind it.
+        assert reader.execute("SELECT count(*) FROM notes").fetchone() == (1,)
+    assert result.returncode == 1
+    assert "canceling statement due to lock timeout" in result.stderr
+    assert "20260102000000_add_colour.sql:2" in result.stderr
+    assert "bin/db-sessions" in result.stderr  # the hint: find the long transaction
+    assert applied(empty_db) == ["20260101000000"]
+    assert columns(empty_db, "notes") == ["id", "body"]
+
+
+def test_statement_timeout_stops_a_long_statement(empty_db: str, tmp_path) -> None:
+    folder = write(
+        tmp_path / "m", {"20260101000000_slow.sql": "-- migrate:up\nSELECT pg_sleep(30);\n"}
+    )
+    result = migrate(empty_db, folder, "--statement-timeout", "200ms")
+    assert result.returncode == 1
+    assert "canceling statement due to statement timeout" in result.stderr
+    assert applied(empty_db) == []
+
+
+def test_timeouts_come_from_the_environment_too(empty_db: str, tmp_path) -> None:
+    folder = write(
+        tmp_path / "m", {"20260101000000_slow.sql": "-- migrate:up\nSELECT pg_sleep(30);\n"}
+    )
+    env = local(empty_db, CRUDDUR_MIGRATION_STATEMENT_TIMEOUT="200ms")
+    result = run("db-migrate", "--migrations-dir", str(folder), env=env)
+    assert result.returncode == 1 and "statement timeout" in result.stderr
+    bad = run("db-migrate", env=local(empty_db, CRUDDUR_MIGRATION_LOCK_TIMEOUT="soon"))
+    assert bad.returncode == 1
+    assert "CRUDDUR_MIGRATION_LOCK_TIMEOUT must be a duration" in bad.stderr
+
+
+# -- edited, out of order -----------------------------------------------------------------
+
+
+def test_an_edited_migration_is_reported_and_migrate_refuses_until_accepted(
+    empty_db: str, tmp_path
+) -> None:
+    folder = write(tmp_path / "m", {"20260101000000_notes.sql": NOTES})
+    assert migrate(empty_db, folder).returncode == 0
+    write(folder, {"20260101000000_notes.sql": NOTES.replace("kept", "changed")})
+    write(folder, {"20260102000000_add_colour.sql": ADD_COLOUR})
+    status = run(
+        "db-migrations", "--migrations-dir", str(folder), "--exit-code", env=local(empty_db)
+    )
+    assert status.returncode == 1 and "EDITED since applied" in status.stdout
+    refused = migrate(empty_db, folder)
+    assert refused.returncode == 1
+    assert "changed since applied: 20260101000000_notes.sql" in refused.stderr
+    assert applied(empty_db) == ["20260101000000"]  # the pending one did not run either
+    typo = migrate(empty_db, folder, "--accept-edited", "20260101000001")
+    assert typo.returncode == 1 and "no applied migration has that version" in typo.stderr
+    accepted = migrate(empty_db, folder, "--accept-edited", "20260101000000")
+    assert accepted.returncode == 0, accepted.stderr
+    assert applied(empty_db) == ["20260101000000", "20260102000000"]
+    assert migrate(empty_db, folder).returncode == 0
+
+
+def test_an_older_migration_from_another_branch_is_applied_and_said_so(
+    empty_db: str, tmp_path
+) -> None:
+    folder = write(
+        tmp_path / "m",
+        {"20260101000000_notes.sql": NOTES, "20260103000000_add_size.sql": ADD_SIZE},
+    )
+    assert migrate(empty_db, folder).returncode == 0
+    write(folder, {"20260102000000_add_colour.sql": ADD_COLOUR})  # merged later
+    strict = migrate(empty_db, folder, "--strict")
+    assert strict.returncode == 1 and "out of order" in strict.stderr
+    assert "colour" not in columns(empty_db, "notes")
+    result = migrate(empty_db, folder)
+    assert result.returncode == 0, result.stderr
+    assert (
+        "20260102000000_add_colour.sql is out of order: older than 20260103000000" in result.stderr
+    )
+    assert applied(empty_db) == ["20260101000000", "20260102000000", "20260103000000"]
+
+
+# -- production ---------------------------------------------------------------------------
+
+
+def test_production_migrate_asks_for_the_database_name_and_never_shows_the_password(
+    empty_db: str, login_role: str, admin, tmp_path
+) -> None:
+    name = database_name(empty_db)
+    admin.execute(f'ALTER DATABASE "{name}" OWNER TO "{login_role}"')
+    try:
+        check_production_migrate(empty_db, login_role, tmp_path)
+    finally:  # give everything back, so that the role can be dropped
+        with psycopg.connect(empty_db, autocommit=True) as conn:
+            conn.execute(f'REASSIGN OWNED BY "{login_role}" TO CURRENT_USER')
+        admin.execute(f'ALTER DATABASE "{name}" OWNER TO CURRENT_USER')
+
+
+def check_production_migrate(url: str, role: str, tmp_path: Path) -> None:
+    prod = as_role(url, role, "right-password")
+    folder = write(tmp_path / "m", {"20260101000000_notes.sql": NOTES})
+    env = {"PROD_CONNECTION_URL": prod, "CONNECTION_URL": "postgresql://nobody@127.0.0.1:1/x"}
+    args = ("prod", "--migrations-dir", str(folder))
+    refused = run("db-migrate", *args, env=env)  # no answer on stdin
+    assert refused.returncode == 1 and "not confirmed" in refused.stderr
+    assert "20260101000000_notes.sql" in refused.stderr  # the pending list came first
+    assert applied(url) == []
+    typed = run("db-migrate", *args, env=env, stdin=f"{database_name(url)}\n")
+    assert typed.returncode == 0, typed.stderr
+    assert applied(url) == ["20260101000000"]
+    back = run("db-rollback", *args, "--yes", env=env)
+    assert back.returncode == 0, back.stderr
+    assert applied(url) == []
+    for output in (refused, typed, back):
+        assert "right-password" not in output.stdout + output.stderr
+        assert "(production)" in output.stderr
+
+
+def test_a_migration_url_is_used_when_given_and_must_name_the_same_database(
+    empty_db: str, tmp_path
+) -> None:
+    folder = write(tmp_path / "m", {"20260101000000_notes.sql": NOTES})
+    name = database_name(empty_db)
+    pooled = f"postgresql://postgres@127.0.0.1:1/{name}"  # a pooler that is not there
+    result = migrate_with(pooled, folder, MIGRATION_CONNECTION_URL=empty_db)
+    assert result.returncode == 0, result.stderr
+    assert "migrating through MIGRATION_CONNECTION_URL" in result.stderr
+    assert applied(empty_db) == ["20260101000000"]
+    other = migrate_with(
+        pooled.replace(name, "elsewhere"), folder, MIGRATION_CONNECTION_URL=empty_db
+    )
+    assert other.returncode == 1 and "must be the same database" in other.stderr
+
+
+def migrate_with(url: str, folder: Path, **extra: str) -> subprocess.CompletedProcess[str]:
+    return run("db-migrate", "--migrations-dir", str(folder), env=local(url, **extra))
+
+
+# -- adoption -----------------------------------------------------------------------------
+
+
+def test_a_schema_load_database_with_rows_is_adopted_and_keeps_every_row(empty_db: str) -> None:
+    with Db(empty_db) as db:  # what `schema-load` and `seed` made before migrations
+        run_script(db, packaged_script("schema.sql"), "schema.sql")
+        run_script(db, packaged_script("seed.sql"), "seed.sql")
+    with psycopg.connect(empty_db) as conn:
+        before = conn.execute("SELECT count(*) FROM users").fetchone()[0]
+    result = run("db-migrate", env=local(empty_db))
+    assert result.returncode == 0, result.stderr
+    assert "adopted 20261201000000_initial_schema.sql" in result.stderr
+    with psycopg.connect(empty_db) as conn:
+        assert conn.execute("SELECT count(*) FROM users").fetchone()[0] == before == 3
+        row = conn.execute("SELECT adopted FROM schema_migrations").fetchall()
+    assert row == [(True,)]
+
+
+def test_an_unknown_schema_is_refused_and_never_altered(empty_db: str) -> None:
+    with psycopg.connect(empty_db) as conn:
+        conn.execute("CREATE TABLE users (id int)")
+    result = run("db-migrate", env=local(empty_db))
+    assert result.returncode == 1
+    assert "not the schema 20261201000000_initial_schema.sql makes" in result.stderr
+    assert "nothing was changed" in result.stderr
+    assert tables(empty_db) == {"users"}
+    assert columns(empty_db, "users") == ["id"]
+
+
+def test_schema_load_records_every_migration_so_migrate_has_nothing_to_do(empty_db: str) -> None:
+    assert run("db-schema-load", env=local(empty_db)).returncode == 0
+    assert applied(empty_db) == [p.name[:14] for p in sorted(package_dir().glob("*.sql"))]
+    result = run("db-migrate", env=local(empty_db))
+    assert result.returncode == 0 and "nothing (else) to migrate" in result.stderr
+
+
+def test_schema_load_on_production_says_migrate_is_the_way(empty_db: str) -> None:
+    env = {"PROD_CONNECTION_URL": empty_db}
+    result = run("db-schema-load", "prod", env=env)  # not confirmed: nothing happens
+    assert result.returncode == 1
+    assert "bin/db-migrate prod" in result.stderr
+    assert tables(empty_db) == set()
+
+
+def test_setup_if_missing_adopts_a_schema_load_database_and_status_says_so(
+    empty_db: str,
+) -> None:
+    with Db(empty_db) as db:  # what `bin/run` met before migrations: schema-load + seed
+        run_script(db, packaged_script("schema.sql"), "schema.sql")
+        run_script(db, packaged_script("seed.sql"), "seed.sql")
+    before = run(str(BIN.parent / ".venv" / "bin" / "cruddur"), "db", "status", env=local(empty_db))
+    assert "migrations none recorded: a schema-load database" in before.stdout
+    result = run("db-setup", "--if-missing", env=local(empty_db))  # what bin/run does
+    assert result.returncode == 0, result.stderr
+    assert "adopted 20261201000000_initial_schema.sql" in result.stderr
+    assert "not seeded" in result.stderr
+    with psycopg.connect(empty_db) as conn:
+        assert conn.execute("SELECT count(*) FROM users").fetchone() == (3,)  # not seeded twice
+    after = run(str(BIN.parent / ".venv" / "bin" / "cruddur"), "db", "status", env=local(empty_db))
+    assert "migrations 1 applied, 0 pending" in after.stdout
+
+
+def test_rollback_with_nothing_applied_says_so(empty_db: str, tmp_path) -> None:
+    folder = write(tmp_path / "m", {"20260101000000_notes.sql": NOTES})
+    result = run("db-rollback", "--migrations-dir", str(folder), env=local(empty_db))
+    assert result.returncode == 1
+    assert "only 0 migrations are applied; cannot roll back 1" in result.stderr
+
+
+def test_a_failed_concurrent_index_is_named_as_invalid(empty_db: str, tmp_path) -> None:
+    duplicates = NOTES.replace(
+        "INSERT INTO notes VALUES (1, 'kept');", "INSERT INTO notes VALUES (1, 'a'), (2, 'a');"
+    )
+    unique = (
+        "-- migrate:up transaction:false\n"
+        "CREATE UNIQUE INDEX CONCURRENTLY notes_body_key ON notes (body);\n"
+    )
+    folder = write(
+        tmp_path / "m",
+        {"20260101000000_notes.sql": duplicates, "20260102000000_unique.sql": unique},
+    )
+    result = migrate(empty_db, folder)
+    assert result.returncode == 1
+    assert "20260102000000_unique.sql:2: could not create unique index" in result.stderr
+    assert "it ran outside a transaction (transaction:false)" in result.stderr
+    assert applied(empty_db) == ["20260101000000"]
+    status = run("db-migrations", "--migrations-dir", str(folder), env=local(empty_db))
+    assert "index notes_body_key is INVALID" in status.stderr
+    assert "DROP INDEX CONCURRENTLY notes_body_key" in status.stderr

@@ -1,0 +1,104 @@
+"""What a new user meets after `bin/run` and `bin/test`: seeding again, setting up again
+while the API serves, production still asking first."""
+
+from __future__ import annotations
+
+import json
+import re
+import urllib.error
+import urllib.request
+
+import psycopg
+import pytest
+from api_support import snapshot
+from helpers import run, tables
+from served import serve
+
+
+def test_seeding_twice_is_harmless(seeded_db: str) -> None:
+    before = snapshot(seeded_db)
+    again = run("db-seed", env={"CONNECTION_URL": seeded_db})
+    assert again.returncode == 0, again.stderr
+    assert snapshot(seeded_db) == before
+
+
+def test_seeding_after_the_seed_crud_was_deleted_puts_back_only_what_is_missing(
+    seeded_db: str,
+) -> None:
+    with psycopg.connect(seeded_db) as conn:
+        conn.execute("DELETE FROM activities WHERE message = 'Welcome to the feed.'")
+    result = run("db-seed", env={"CONNECTION_URL": seeded_db})
+    assert result.returncode == 0, result.stderr
+    with psycopg.connect(seeded_db) as conn:
+        counts = conn.execute(
+            "SELECT (SELECT count(*) FROM users), (SELECT count(*) FROM activities),"
+            " (SELECT replies_count FROM activities"
+            "  WHERE message = 'This was imported as seed data!')"
+        ).fetchone()
+    assert counts == (3, 5, 2)
+
+
+def _feed(base: str) -> int:
+    try:
+        with urllib.request.urlopen(f"{base}/api/activities/home", timeout=10) as response:
+            json.loads(response.read())
+            return response.status
+    except urllib.error.HTTPError as error:
+        return error.code
+
+
+def test_setup_while_the_api_serves_rebuilds_the_local_database(seeded_db: str, tmp_path) -> None:
+    with psycopg.connect(seeded_db) as conn:
+        conn.execute("DELETE FROM activities")
+    with serve(seeded_db, tmp_path / "home") as served:
+        assert _feed(served.base) == 200  # the API holds a connection now
+        result = run("db-setup", env={"CONNECTION_URL": seeded_db})
+        assert result.returncode == 0, result.stderr
+        assert re.search(r"disconnecting [1-9]\d* sessions?", result.stderr), result.stderr
+        assert "is ready" in result.stderr
+        # The API reconnects by itself: the next request is answered from the new database.
+        assert _feed(served.base) == 200
+    with psycopg.connect(seeded_db) as conn:
+        assert conn.execute("SELECT count(*) FROM activities").fetchone()[0] == 5
+
+
+def test_setup_on_production_still_refuses_while_others_are_connected(
+    seeded_db: str, empty_db: str
+) -> None:
+    env = {"CONNECTION_URL": empty_db, "PROD_CONNECTION_URL": seeded_db}
+    before = snapshot(seeded_db)
+    with psycopg.connect(seeded_db):
+        unconfirmed = run("db-setup", "prod", env=env)
+        assert unconfirmed.returncode == 1
+        busy = run("db-setup", "prod", "--yes", env=env)
+        assert busy.returncode == 1
+        assert "1 other session" in busy.stderr and "--force" in busy.stderr
+    assert snapshot(seeded_db) == before
+    assert tables(empty_db) == set()
+
+
+def _help(*args: str) -> str:
+    from click.testing import CliRunner
+
+    from cruddur.cli import main
+
+    result = CliRunner(env={"COLUMNS": "80"}).invoke(main, [*args, "--help"])
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+@pytest.mark.parametrize("group", [[], ["db"], ["dev"], ["lambda"], ["rds"], ["users"], ["web"]])
+def test_help_lists_every_command_without_cutting_it_short(group: list[str]) -> None:
+    commands = _help(*group).split("Commands:\n", 1)[1]
+    assert "..." not in commands, commands
+
+
+def test_dev_token_help_shows_an_example_that_pastes_as_is() -> None:
+    lines = _help("dev", "token").splitlines()
+    start = next(i for i, line in enumerate(lines) if "TOKEN=$(" in line)
+    example = [line.strip() for line in lines[start : start + 3]]
+    assert example == [
+        "TOKEN=$(.venv/bin/cruddur dev token --handle andrewbrown)",
+        """curl -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json' \\""",
+        """-d '{"message": "hello", "ttl": "1-day"}' localhost:4567/api/activities""",
+    ]

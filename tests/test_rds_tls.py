@@ -1,0 +1,141 @@
+"""TLS to RDS is verified: real PostgreSQL servers presenting a certificate from a test CA
+(accepted), a self-signed one and one for another name (both refused), reached through an
+RDS endpoint's name by the API, the CLI's `prod` and the Lambda."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import psycopg
+import pytest
+from helpers import ROOT, run
+from tls_support import RDS_HOST, make_ca, make_server_cert, rds_url, tls_postgres
+
+from cruddur.config import ConfigError, Settings
+from cruddur.lambdas import post_confirmation
+from cruddur.rds_tls import secured
+from cruddur.targets import app_db
+from cruddur.urls import parse
+
+CRUDDUR = ROOT / ".venv/bin/cruddur"
+SSL_IN_USE = "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()"
+
+
+@pytest.fixture(scope="module")
+def ca(tmp_path_factory: pytest.TempPathFactory):
+    issued = make_ca()
+    path = tmp_path_factory.mktemp("rds-ca") / "test-rds-ca.pem"
+    path.write_bytes(issued.cert_pem)
+    return issued, path
+
+
+@pytest.fixture(scope="module")
+def servers(ca):
+    """Ports of three servers: the genuine RDS instance (a certificate for its name from
+    the CA), and two men in the middle: self-signed for that name (the issue's
+    reproduction), and the CA's certificate for another name."""
+    issued, _ = ca
+    genuine = make_server_cert([RDS_HOST], issued)
+    self_signed = make_server_cert([RDS_HOST], None)
+    other_name = make_server_cert(["attacker-mitm.example"], issued)
+    with (
+        tls_postgres(genuine) as genuine_port,
+        tls_postgres(self_signed) as self_signed_port,
+        tls_postgres(other_name) as other_name_port,
+    ):
+        yield {"genuine": genuine_port, "self-signed": self_signed_port, "other": other_name_port}
+
+
+@pytest.fixture
+def bundle(ca, monkeypatch: pytest.MonkeyPatch) -> Path:
+    _, path = ca
+    monkeypatch.setenv("CRUDDUR_RDS_CA_BUNDLE", str(path))
+    return path
+
+
+def test_without_verification_a_man_in_the_middle_is_accepted(servers) -> None:
+    # What libpq does with no sslmode (`prefer`), as every URL did before: it encrypts,
+    # to whoever answers.
+    with psycopg.connect(rds_url(servers["self-signed"])) as conn:
+        assert conn.execute(SSL_IN_USE).fetchone() == (True,)
+
+
+def test_the_api_connects_only_to_the_genuine_server(servers, bundle, tmp_path) -> None:
+    from cruddur.api import create_app
+
+    def health(port: int) -> int:
+        settings = Settings.from_env(
+            {"CONNECTION_URL": rds_url(port), "CRUDDUR_HOME": str(tmp_path)}
+        )
+        app = create_app(settings)
+        try:
+            return app.test_client().get("/api/health").status_code
+        finally:
+            app.extensions["cruddur.db"].close()
+
+    assert health(servers["genuine"]) == 200
+    assert health(servers["self-signed"]) == 503
+    assert health(servers["other"]) == 503
+    settings = Settings.from_env(
+        {"CONNECTION_URL": rds_url(servers["genuine"]), "CRUDDUR_HOME": str(tmp_path)}
+    )
+    with app_db(settings) as db:
+        assert db.query_value(SSL_IN_USE) is True
+        assert parse(db.conninfo)["sslmode"] == "verify-full"
+        assert parse(db.conninfo)["sslrootcert"] == str(bundle)
+
+
+def test_the_cli_on_prod_refuses_a_man_in_the_middle(servers, bundle) -> None:
+    env = {"CRUDDUR_RDS_CA_BUNDLE": str(bundle)}
+    genuine = run(
+        CRUDDUR, "db", "connect", "--prod", "--", "-Atc", SSL_IN_USE,
+        env={**env, "PROD_CONNECTION_URL": rds_url(servers["genuine"])},
+    )  # fmt: skip
+    assert genuine.returncode == 0, genuine.stderr
+    assert genuine.stdout.strip() == "t"  # psql too verifies, with the same bundle
+    for name, said in (("self-signed", "certificate verify failed"), ("other", "does not match")):
+        refused = run(
+            CRUDDUR, "db", "status", "--prod",
+            env={**env, "PROD_CONNECTION_URL": rds_url(servers[name])},
+        )  # fmt: skip
+        shown = refused.stdout + refused.stderr
+        assert refused.returncode == 1, shown
+        assert said in shown and "ca-bundle --refresh" in shown
+        assert "Traceback" not in shown
+
+
+def test_the_lambda_connects_only_to_the_genuine_server(
+    servers, bundle, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("CONNECTION_SECRET_ARN", raising=False)
+    for name, accepted in (("genuine", True), ("self-signed", False), ("other", False)):
+        post_confirmation.close()
+        monkeypatch.setenv("CONNECTION_URL", rds_url(servers[name]))
+        try:
+            if accepted:
+                conn = post_confirmation._connect()
+                assert conn.execute(SSL_IN_USE).fetchone() == (True,)
+                conn.close()
+            else:
+                with pytest.raises(psycopg.OperationalError):
+                    post_confirmation._connect()
+        finally:
+            post_confirmation.close()
+
+
+RDS = f"postgresql://u:pw@{RDS_HOST}:5432/cruddur"
+
+
+@pytest.mark.parametrize("mode", ["disable", "allow", "prefer", "require", "verify-ca"])
+def test_a_url_asking_rds_for_less_is_refused(mode: str) -> None:
+    with pytest.raises(ConfigError, match=f"sslmode={mode}; .* only with sslmode=verify-full"):
+        secured(f"{RDS}?sslmode={mode}", lambda: Path("/bundle.pem"))
+
+
+def test_only_rds_endpoints_are_changed() -> None:
+    local = "postgresql://u:pw@127.0.0.1:5432/cruddur"
+    assert secured(local, lambda: pytest.fail("no bundle needed")) == local
+    own = parse(secured(f"{RDS}?sslrootcert=/mine.pem", lambda: Path("/bundle.pem")))
+    assert (own["sslmode"], own["sslrootcert"]) == ("verify-full", "/mine.pem")
+    made = parse(secured(RDS, lambda: Path("/bundle.pem")))
+    assert (made["sslmode"], made["sslrootcert"]) == ("verify-full", "/bundle.pem")

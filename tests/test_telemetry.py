@@ -1,0 +1,440 @@
+"""Traces, request logs and metrics of `cruddur serve` under granian with 2 workers,
+exporting to a real OTLP/HTTP receiver started here (tests/otlp_receiver.py)."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import os
+import secrets
+import subprocess
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+from conftest import build_template
+from helpers import ROOT, run
+from otlp_receiver import OtlpReceiver, Span
+from prometheus_client.parser import text_string_to_metric_families
+from psycopg import sql
+
+from cruddur.urls import with_database
+
+CRUDDUR = ROOT / ".venv" / "bin" / "cruddur"
+SERVER, CLIENT = 2, 3  # OTLP span kinds
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _call(url: str, **kwargs) -> tuple[int, dict[str, str], bytes]:
+    request = urllib.request.Request(url, **kwargs)
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return (
+                response.status,
+                {k.lower(): v for k, v in response.headers.items()},
+                response.read(),
+            )
+    except urllib.error.HTTPError as error:
+        return error.code, {k.lower(): v for k, v in error.headers.items()}, error.read()
+
+
+class Served:
+    """`cruddur serve` with 2 workers of 2 threads; its output in a file, read at will."""
+
+    def __init__(self, url: str, home: Path, env: dict[str, str]) -> None:
+        self.port = _free_port()
+        self.output = home / f"serve-{self.port}.log"
+        full_env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
+        full_env.pop("PROD_CONNECTION_URL", None)
+        full_env.pop("CRUDDUR_METRICS_PORT", None)
+        full_env.update(
+            {"CONNECTION_URL": url, "CRUDDUR_HOME": str(home), "PORT": str(self.port)}, **env
+        )
+        self.env = full_env
+        self.process = subprocess.Popen(
+            [str(CRUDDUR), "serve", "--server", "granian", "--workers", "2", "--threads", "2"],
+            env=full_env,
+            stdout=self.output.open("w"),
+            stderr=subprocess.STDOUT,
+        )
+        self.base = f"http://127.0.0.1:{self.port}"
+        deadline = time.monotonic() + 40
+        # Both workers up (each logs its start), and the API answering.
+        while "Started worker-2" not in self.text() or "Started worker-1" not in self.text():
+            assert self.process.poll() is None, self.text()
+            assert time.monotonic() < deadline, self.text()
+            time.sleep(0.2)
+        while True:
+            try:
+                if _call(f"{self.base}/api/health")[0] == 200:
+                    break
+            except OSError:
+                pass
+            assert time.monotonic() < deadline, self.text()
+            time.sleep(0.2)
+
+    def text(self) -> str:
+        return self.output.read_text()
+
+    def request_lines(self) -> list[dict]:
+        lines = []
+        for line in self.text().splitlines():
+            if line.startswith("{"):
+                record = json.loads(line)  # every JSON-looking line is one whole object
+                if record["logger"] == "cruddur.request":
+                    lines.append(record)
+        return lines
+
+    def stop(self) -> float:
+        started = time.monotonic()
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+            raise AssertionError("the server did not stop within 30 s") from None
+        return time.monotonic() - started
+
+
+@pytest.fixture(scope="module")
+def module_db(admin: psycopg.Connection, server_url: str) -> Iterator[str]:
+    """A migrated and seeded database for this module's servers (what `db setup` makes)."""
+    name = f"cruddur_test_{secrets.token_hex(6)}"
+    admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    url = with_database(server_url, name)
+    build_template(url)
+    yield url
+    admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+@pytest.fixture(scope="module")
+def receiver() -> Iterator[OtlpReceiver]:
+    opened = OtlpReceiver()
+    yield opened
+    opened.close()
+
+
+@pytest.fixture(scope="module")
+def served(module_db: str, receiver: OtlpReceiver, tmp_path_factory) -> Iterator[Served]:
+    """Traces to the receiver (exported every 100 ms) and metrics on a free port."""
+    home = tmp_path_factory.mktemp("telemetry")
+    server = Served(
+        module_db,
+        home,
+        {
+            "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.url,
+            "OTEL_EXPORTER_OTLP_HEADERS": "x-honeycomb-team=test-key",
+            "OTEL_BSP_SCHEDULE_DELAY": "100",
+            "CRUDDUR_METRICS_PORT": str(_free_port()),
+        },
+    )
+    yield server
+    server.stop()
+
+
+def _token(served: Served, handle: str = "andrewbrown") -> str:
+    minted = run(CRUDDUR, "dev", "token", "--handle", handle, env={
+        "CONNECTION_URL": served.env["CONNECTION_URL"], "CRUDDUR_HOME": served.env["CRUDDUR_HOME"]
+    })  # fmt: skip
+    assert minted.returncode == 0, minted.stderr
+    return minted.stdout.strip()
+
+
+def _trace(receiver: OtlpReceiver, trace_id: str, names: set[str]) -> dict[str, list[Span]]:
+    spans = receiver.wait_for(
+        lambda got: (
+            names <= {s.name for s in got if s.trace_id == trace_id}
+            and any(s.kind == CLIENT and s.trace_id == trace_id for s in got)
+        )
+    )
+    by_name: dict[str, list[Span]] = {}
+    for span in spans:
+        if span.trace_id == trace_id:
+            by_name.setdefault(span.name, []).append(span)
+    return by_name
+
+
+def test_a_feed_request_is_one_trace_that_continues_the_callers(
+    served: Served, receiver: OtlpReceiver
+) -> None:
+    trace_id, parent_id = secrets.token_hex(16), secrets.token_hex(8)
+    status, headers, _ = _call(
+        f"{served.base}/api/activities/home?limit=2",
+        headers={"traceparent": f"00-{trace_id}-{parent_id}-01", "X-Request-Id": "feed-trace-1"},
+    )
+    assert status == 200
+    spans = _trace(receiver, trace_id, {"GET /api/activities/home", "home-activities"})
+    (server_span,) = spans["GET /api/activities/home"]
+    assert server_span.kind == SERVER and server_span.parent_span_id == parent_id
+    assert server_span.service == "backend-flask"
+    (use_case,) = spans["home-activities"]
+    assert use_case.parent_span_id == server_span.span_id
+    assert use_case.attributes["app.page_limit"] == 2
+    assert use_case.attributes["app.result_length"] == 2
+    assert use_case.attributes["app.has_more"] is True
+    statements = [s for group in spans.values() for s in group if s.kind == CLIENT]
+    assert statements and all(s.parent_span_id == use_case.span_id for s in statements)
+    (feed_sql,) = statements
+    text = feed_sql.attributes["db.statement"]
+    assert text.startswith("/* activities/home.sql */") and "%(limit)s" in text
+    assert feed_sql.attributes["db.system"] == "postgresql"
+    # The exporter sent the configured headers (Honeycomb's API key travels this way).
+    assert receiver.headers[-1]["x-honeycomb-team"] == "test-key"
+
+    deadline = time.monotonic() + 5
+    while not (lines := [r for r in served.request_lines() if r["request_id"] == "feed-trace-1"]):
+        assert time.monotonic() < deadline, "no log line for the request"
+        time.sleep(0.1)
+    (line,) = lines
+    assert line["trace_id"] == trace_id and line["span_id"] == server_span.span_id
+    assert line["route"] == "/api/activities/home" and line["method"] == "GET"
+    assert line["status"] == 200 and line["duration_ms"] > 0
+    assert line["level"] == "info" and line["time"].endswith("Z")
+    assert headers["x-request-id"] == "feed-trace-1"
+
+
+def test_a_write_is_traced_with_its_author_and_logged_without_secrets(
+    served: Served, receiver: OtlpReceiver, module_db: str
+) -> None:
+    token = _token(served)
+    message = f"secret words {secrets.token_hex(4)}"
+    trace_id = secrets.token_hex(16)
+    status, headers, body = _call(
+        f"{served.base}/api/activities",
+        data=json.dumps({"message": message, "ttl": "1-hour"}).encode(),
+        headers={
+            "Authorization": f"Bearer {token}",
+            "Content-Type": "application/json",
+            "traceparent": f"00-{trace_id}-{secrets.token_hex(8)}-01",
+        },
+        method="POST",
+    )
+    assert status == 201, body
+    with psycopg.connect(module_db) as conn:
+        (author,) = conn.execute(
+            "SELECT uuid::text FROM users WHERE handle = 'andrewbrown'"
+        ).fetchone()
+    spans = _trace(receiver, trace_id, {"POST /api/activities", "create-activity"})
+    (create,) = spans["create-activity"]
+    assert create.attributes["app.author_uuid"] == author
+    statements = [s for group in spans.values() for s in group if s.kind == CLIENT]
+    assert len(statements) == 2  # who the token's user is, then the insert
+    everything = json.dumps([s.attributes for group in spans.values() for s in group])
+    assert message not in everything and token not in everything  # values are not exported
+
+    request_id = headers["x-request-id"]
+    deadline = time.monotonic() + 5
+    while not (lines := [r for r in served.request_lines() if r["request_id"] == request_id]):
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    assert lines[0]["user_uuid"] == author and lines[0]["route"] == "/api/activities"
+    output = served.text()
+    assert message not in output and token not in output and "password" not in output.lower()
+
+
+def test_log_lines_name_the_route_template_not_the_path(served: Served) -> None:
+    assert (
+        _call(f"{served.base}/api/activities/@bayko", headers={"X-Request-Id": "route-1a"})[0]
+        == 200
+    )
+    assert _call(f"{served.base}/api/no/such/path", headers={"X-Request-Id": "route-1b"})[0] == 404
+    deadline = time.monotonic() + 5
+    while (
+        len(lines := [r for r in served.request_lines() if r["request_id"].startswith("route-1")])
+        < 2
+    ):
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    routes = {line["request_id"]: line["route"] for line in lines}
+    assert routes == {"route-1a": "/api/activities/@<handle>", "route-1b": "unmatched"}
+
+
+def _scrape(served: Served) -> dict[tuple[str, tuple], float]:
+    port = served.env["CRUDDUR_METRICS_PORT"]
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+        text = response.read().decode()
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
+def test_metrics_count_the_requests_of_both_workers(served: Served) -> None:
+    before = _scrape(served)
+    sent = 60
+
+    def load(count: int, prefix: str) -> None:
+        for n in range(count):
+            status = _call(
+                f"{served.base}/api/activities/home", headers={"X-Request-Id": f"{prefix}-{n:04d}"}
+            )[0]
+            assert status == 200
+
+    threads = [threading.Thread(target=load, args=(sent // 4, f"metrics-{t}")) for t in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    for _ in range(3):
+        assert _call(f"{served.base}/api/activities", data=b"{}", method="POST")[0] == 401
+
+    deadline = time.monotonic() + 5
+    while (
+        len(lines := [r for r in served.request_lines() if r["request_id"].startswith("metrics-")])
+        < sent
+    ):
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    assert len({line["pid"] for line in lines}) == 2, "both workers should have answered"
+
+    after = _scrape(served)
+    home = (
+        "cruddur_http_requests_total",
+        (("method", "GET"), ("route", "/api/activities/home"), ("status", "200")),
+    )
+    assert after[home] - before.get(home, 0) == sent
+    latency = ("cruddur_http_request_duration_seconds_count", (("route", "/api/activities/home"),))
+    assert after[latency] - before.get(latency, 0) == sent
+    refused = ("cruddur_auth_tokens_refused_total", (("reason", "missing"),))
+    assert after[refused] - before.get(refused, 0) == 3
+    # Each worker's pool holds at least its one connection; the exporter adds them up.
+    deadline = time.monotonic() + 5
+    while _scrape(served)[("cruddur_db_pool_size", ())] < 2:
+        assert time.monotonic() < deadline, _scrape(served)
+        time.sleep(0.2)
+
+
+def test_spans_queued_at_a_stop_are_sent_before_the_workers_end(
+    module_db: str, tmp_path: Path
+) -> None:
+    receiver = OtlpReceiver()
+    try:
+        server = Served(
+            module_db,
+            tmp_path,
+            {"OTEL_EXPORTER_OTLP_ENDPOINT": receiver.url, "OTEL_BSP_SCHEDULE_DELAY": "600000"},
+        )
+        for _ in range(4):
+            assert _call(f"{server.base}/api/activities/home")[0] == 200
+        assert receiver.spans == []  # still queued: the batch goes out every 10 minutes
+        server.stop()
+        names = [s.name for s in receiver.spans]
+        assert names.count("home-activities") == 4
+    finally:
+        receiver.close()
+
+
+def test_nothing_is_traced_without_an_endpoint(module_db: str, tmp_path: Path) -> None:
+    receiver = OtlpReceiver()
+    try:
+        # The SDK's own switch, with an endpoint given: nothing reaches the receiver.
+        disabled = Served(
+            module_db,
+            tmp_path,
+            {"OTEL_EXPORTER_OTLP_ENDPOINT": receiver.url, "OTEL_SDK_DISABLED": "true"},
+        )
+        # No endpoint at all (the service name and sampler alone do not switch it on).
+        unset = Served(
+            module_db,
+            tmp_path,
+            {"OTEL_SERVICE_NAME": "backend-flask", "OTEL_TRACES_SAMPLER": "always_on"},
+        )
+        for server in (disabled, unset):
+            assert _call(f"{server.base}/api/activities/home")[0] == 200
+            server.stop()
+            assert "traces: off" in server.text()
+            assert "traces: on" not in server.text()
+            lines = server.request_lines()
+            assert lines and all("trace_id" not in line for line in lines)
+        assert receiver.exports == 0
+    finally:
+        receiver.close()
+
+
+@pytest.mark.parametrize("receiver_state", ["down", "slow"])
+def test_a_receiver_down_or_slow_never_slows_or_fails_a_request(
+    receiver_state: str, module_db: str, tmp_path: Path
+) -> None:
+    slow = OtlpReceiver(delay=5.0) if receiver_state == "slow" else None
+    endpoint = slow.url if slow else f"http://127.0.0.1:{_free_port()}"  # nothing listens
+    try:
+        server = Served(
+            module_db,
+            tmp_path,
+            {"OTEL_EXPORTER_OTLP_ENDPOINT": endpoint, "OTEL_BSP_SCHEDULE_DELAY": "50",
+             "OTEL_BSP_MAX_EXPORT_BATCH_SIZE": "4", "OTEL_EXPORTER_OTLP_TIMEOUT": "2"},
+        )  # fmt: skip
+        for _ in range(40):
+            started = time.monotonic()
+            assert _call(f"{server.base}/api/activities/home")[0] == 200
+            # A user-facing bound, far above a feed page's few milliseconds.
+            assert time.monotonic() - started < 1.0
+        # Nor a stop by more than the few seconds given to the last spans (ECS allows 30).
+        assert server.stop() < 15
+    finally:
+        if slow:
+            slow.close()
+
+
+def test_an_unexpected_error_logs_its_traceback_as_one_json_record(app, api) -> None:
+    from cruddur.telemetry.logs import JsonFormatter
+
+    def broken():
+        raise RuntimeError("the disk is on fire")
+
+    app.add_url_rule("/api/broken", "broken", broken)
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(JsonFormatter())
+    logger = logging.getLogger("cruddur.api")
+    logger.addHandler(handler)
+    try:
+        response = app.test_client().get("/api/broken")
+    finally:
+        logger.removeHandler(handler)
+    assert response.status_code == 500
+    assert "fire" not in response.get_data(as_text=True)
+    (line,) = stream.getvalue().splitlines()
+    record = json.loads(line)
+    assert record["request_id"] == response.headers["x-request-id"]
+    assert record["level"] == "error" and record["error"] == "RuntimeError: the disk is on fire"
+    assert "Traceback (most recent call last)" in record["traceback"]
+    assert 'raise RuntimeError("the disk is on fire")' in record["traceback"]
+
+
+def test_telemetry_settings_come_from_the_standard_variables() -> None:
+    from cruddur.config import ConfigError, TelemetrySettings
+
+    assert not TelemetrySettings.from_env({}).traces
+    assert not TelemetrySettings.from_env({}).metrics
+    on = TelemetrySettings.from_env({"OTEL_EXPORTER_OTLP_ENDPOINT": "https://api.honeycomb.io"})
+    assert on.traces and on.log_format == "json" and on.log_level == "info"
+    assert TelemetrySettings.from_env(
+        {"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": "http://collector:4318/v1/traces"}
+    ).traces
+    assert not TelemetrySettings.from_env(
+        {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://x", "OTEL_TRACES_EXPORTER": "none"}
+    ).traces
+    for bad in (
+        {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://x", "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc"},
+        {"CRUDDUR_LOG_FORMAT": "xml"},
+        {"CRUDDUR_LOG_LEVEL": "loud"},
+        {"CRUDDUR_METRICS_PORT": "nine"},
+    ):
+        with pytest.raises(ConfigError):
+            TelemetrySettings.from_env(bad)
