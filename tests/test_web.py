@@ -15,7 +15,7 @@ from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support.ui import Select, WebDriverWait
-from web_support import get, screenshot_folder, serving, start_chromium
+from web_support import free_port, get, screenshot_folder, serving, start_chromium
 
 from cruddur.aws import client
 from cruddur.db import Db
@@ -287,6 +287,16 @@ def test_dev_sign_in_post_reply(browser, site: str, shots) -> None:
     assert browser.execute_script("return sessionStorage.getItem('cruddur.session')") is None
     assert not _all(browser, "form.compose")
     assert _console_problems(browser, allowed=("422",)) == []
+
+
+def test_a_database_that_is_away_is_said_in_words(browser, tmp_path) -> None:
+    nobody_listens = f"postgresql://postgres:pw@127.0.0.1:{free_port()}/cruddur"
+    env = {"CONNECTION_URL": nobody_listens, "CRUDDUR_HOME": str(tmp_path)}
+    with serving(env, ready=(503,)) as site:
+        browser.get(site + "/")
+        _shown(browser, "main .status", "The database is not answering; retrying…")
+        assert not _all(browser, "ol.feed > li")
+    assert _console_problems(browser, allowed=("503",)) == []
 
 
 def _fill(browser, form: str, **values: str) -> None:
