@@ -296,6 +296,7 @@ def test_a_database_that_is_away_is_said_in_words(browser, tmp_path) -> None:
         browser.get(site + "/")
         _shown(browser, "main .status", "The database is not answering; retrying…")
         assert not _all(browser, "ol.feed > li")
+        browser.get("about:blank")  # stop the retries before the server goes
     assert _console_problems(browser, allowed=("503",)) == []
 
 
@@ -350,6 +351,9 @@ def test_cognito_sign_up_confirm_sign_in_and_post(
 
         _css(browser, "#nav a[href='/signup']").click()
         _shown(browser, "h1", "Create your account")
+        _css(browser, "form.auth button[type=submit]").click()  # nothing filled in
+        _shown(browser, "form.auth .field-error", "Name is needed.")
+        assert _css(browser, "form.auth [name=email]").get_attribute("aria-invalid") == "true"
         _fill(
             browser,
             "form.auth",
@@ -408,5 +412,7 @@ def test_cognito_sign_up_confirm_sign_in_and_post(
         assert "Sarah Connor" in top.text and "@sconnor" in top.text
         _css(browser, "#nav button").click()  # sign out
         _shown(browser, ".flash", "You are signed out.")
+        _shown(browser, "ol.feed > li", "My first crud")
+        browser.get("about:blank")  # nothing left to ask the server, which stops now
     # Cognito answers 400 to a wrong password; the API 403 to a user with no row.
     assert _console_problems(browser, allowed=("400", "403")) == []
