@@ -5,7 +5,6 @@ from __future__ import annotations
 import importlib
 import inspect
 import logging
-from importlib.metadata import version
 from typing import Any
 
 import click
@@ -70,7 +69,7 @@ class CruddurGroup(click.Group):
 
 
 @click.group(cls=CruddurGroup, context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(version("cruddur"), prog_name="cruddur")
+@click.version_option(package_name="cruddur", prog_name="cruddur")  # looked up on use
 def main() -> None:
     """Cruddur's backend tools.
 
