@@ -364,6 +364,17 @@ def test_cognito_sign_up_confirm_sign_in_and_post(
         )
         _shown(browser, ".flash", "We sent a confirmation code to sarah@example.com.")
         assert browser.current_url == f"{site}/confirm"
+        browser.back()  # the same email again: Cognito's UsernameExistsException, in words
+        _fill(
+            browser,
+            "form.auth",
+            name="Sarah Again",
+            handle="sarah2",
+            email="sarah@example.com",
+            password="Correct-Horse-9!",
+        )
+        _shown(browser, "form.auth .form-error", "An account with this email already exists.")
+        assert browser.current_url == f"{site}/signup"
 
         # Signing in before confirming leads back to the confirm page, in words.
         _css(browser, "#nav a[href='/signin']").click()
