@@ -73,7 +73,11 @@ export async function read(path, waiting = () => {}) {
     try {
       return await request(path);
     } catch (error) {
-      if (error.status !== 503 || attempt >= 6) throw error;
+      if (error.status !== 503) throw error;
+      if (attempt >= 6) {
+        error.message = "The database is still not answering. Reload the page to try again.";
+        throw error;
+      }
       waiting(error);
       await sleep(Math.min(8000, 1000 * 2 ** (attempt - 1)));
     }
