@@ -9,14 +9,14 @@ ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1 PYTHONDONTWRITEBYTECODE=1
 RUN python3 -m venv /opt/cruddur
 WORKDIR /build
 # Dependencies before the code: a change under src/ (or to the README, which the package's
-# metadata includes) rebuilds only the layers below this one.
-COPY pyproject.toml ./
-RUN mkdir -p src/cruddur && touch src/cruddur/__init__.py README.md \
- && /opt/cruddur/bin/pip install . \
- && /opt/cruddur/bin/pip uninstall --yes cruddur
-COPY README.md ./
+# metadata includes) rebuilds only the layers below this one. They come from the lock, as
+# for bin/run: every file checked against its sha256 (requirements/run.lock, bin/lock).
+COPY requirements/run.lock ./requirements/
+RUN /opt/cruddur/bin/pip install --require-hashes --no-deps -r requirements/run.lock
+COPY pyproject.toml README.md ./
 COPY src ./src
-RUN /opt/cruddur/bin/pip install --no-deps . \
+# Built with the locked setuptools, not an isolated build fetching an unhashed one.
+RUN /opt/cruddur/bin/pip install --no-deps --no-build-isolation . \
  && /opt/cruddur/bin/python -m compileall -q /opt/cruddur/lib
 
 # -- run: the base, the venv, a user without privileges -----------------------------------

@@ -262,6 +262,8 @@ def test_cors_admits_the_front_end_only(api) -> None:
     allowed = api.client.options("/api/activities", headers=preflight)
     assert allowed.headers["Access-Control-Allow-Origin"] == "http://localhost:3000"
     assert "authorization" in allowed.headers["Access-Control-Allow-Headers"].lower()
+    # A page hosted elsewhere sends a write's X-Read-After back on its reads.
+    assert "x-read-after" in allowed.headers["Access-Control-Allow-Headers"].lower()
     assert "POST" in allowed.headers["Access-Control-Allow-Methods"]
     assert int(allowed.headers["Access-Control-Max-Age"]) > 0
     other = api.client.options(
@@ -271,6 +273,7 @@ def test_cors_admits_the_front_end_only(api) -> None:
     feed = api.get("/api/activities/home", headers={"Origin": "http://localhost:3000"})
     assert feed.headers["Access-Control-Allow-Origin"] == "http://localhost:3000"
     assert "Link" in feed.headers["Access-Control-Expose-Headers"]
+    assert "X-Read-After" in feed.headers["Access-Control-Expose-Headers"]
     assert "Origin" in feed.headers.getlist("Vary")  # caches must not mix origins' answers
     refused = api.get("/api/activities/home", headers={"Origin": "https://evil.example"})
     assert refused.status_code == 200 and "Access-Control-Allow-Origin" not in refused.headers

@@ -1,7 +1,12 @@
-"""Dependencies: no lower bound admits a release with a published vulnerability."""
+"""Dependencies: no lower bound admits a release with a published vulnerability, and every
+install comes from a lock file made from pyproject.toml, with a hash for every file."""
 
 from __future__ import annotations
 
+import re
+import shutil
+import subprocess
+import sys
 import tomllib
 
 import pytest
@@ -30,3 +35,54 @@ REQUIREMENTS = {
 def test_no_bound_admits_a_vulnerable_release(name: str, vulnerable: str) -> None:
     assert name in REQUIREMENTS, f"{name} is not bounded in pyproject.toml"
     assert not REQUIREMENTS[name].specifier.contains(vulnerable)
+
+
+# -- the lock files ------------------------------------------------------------------------
+
+LOCKS = ("run", "embedded", "test")
+
+
+def _digest(pyproject) -> str:
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "bin/lib/deps-digest"), str(pyproject)],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    return done.stdout.strip()
+
+
+@pytest.mark.parametrize("name", LOCKS)
+def test_the_locks_are_made_from_this_pyproject_and_hash_every_pin(name: str) -> None:
+    text = (ROOT / "requirements" / f"{name}.lock").read_text()
+    assert text.startswith(f"# pyproject-digest: {_digest(ROOT / 'pyproject.toml')} ")
+    entries = [e for e in re.split(r"\n(?=\S)", text) if e and not e.startswith("#")]
+    assert entries and all("--hash=sha256:" in entry for entry in entries)
+    pinned = {Requirement(e.split(" \\")[0].split(";")[0]).name.lower() for e in entries}
+    assert {name.lower() for name in REQUIREMENTS} <= pinned | {"psycopg"}
+
+
+def test_install_refuses_a_lock_that_pyproject_no_longer_matches(tmp_path) -> None:
+    for part in ("bin", "requirements"):
+        shutil.copytree(ROOT / part, tmp_path / part)
+    pyproject = (ROOT / "pyproject.toml").read_text()
+    # Someone adds a dependency and forgets bin/lock.
+    changed = pyproject.replace('  "click>=8.1",\n', '  "click>=8.1",\n  "leftpad>=1.0",\n')
+    assert changed != pyproject
+    (tmp_path / "pyproject.toml").write_text(changed)
+    refused = subprocess.run(
+        [str(tmp_path / "bin/lib/install"), "test"], capture_output=True, text=True, check=False
+    )
+    assert refused.returncode == 1
+    assert "do not match requirements/test.lock" in refused.stderr
+    assert "run bin/lock" in refused.stderr
+    assert not (tmp_path / ".venv").exists()  # nothing installed
+
+
+def test_a_cached_wheel_that_is_not_the_locked_file_is_not_packaged(tmp_path) -> None:
+    from cruddur.ops.packaging import _cached, locked, requirements
+
+    pinned = requirements()
+    version = pinned[0].split("==")[1]
+    planted = tmp_path / f"psycopg-{version}-py3-none-any.whl"
+    planted.write_bytes(b"not the wheel PyPI serves")
+    hashes = frozenset().union(*(allowed for _, allowed in locked().values()))
+    assert _cached(tmp_path, pinned[:1], "x86_64", hashes) is None

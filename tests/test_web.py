@@ -15,7 +15,7 @@ from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support.ui import Select, WebDriverWait
-from web_support import get, screenshot_folder, serving, start_chromium
+from web_support import free_port, get, screenshot_folder, serving, start_chromium
 
 from cruddur.aws import client
 from cruddur.db import Db
@@ -289,6 +289,17 @@ def test_dev_sign_in_post_reply(browser, site: str, shots) -> None:
     assert _console_problems(browser, allowed=("422",)) == []
 
 
+def test_a_database_that_is_away_is_said_in_words(browser, tmp_path) -> None:
+    nobody_listens = f"postgresql://postgres:pw@127.0.0.1:{free_port()}/cruddur"
+    env = {"CONNECTION_URL": nobody_listens, "CRUDDUR_HOME": str(tmp_path)}
+    with serving(env, ready=(503,)) as site:
+        browser.get(site + "/")
+        _shown(browser, "main .status", "The database is not answering; retrying…")
+        assert not _all(browser, "ol.feed > li")
+        browser.get("about:blank")  # stop the retries before the server goes
+    assert _console_problems(browser, allowed=("503",)) == []
+
+
 def _fill(browser, form: str, **values: str) -> None:
     for name, value in values.items():
         field = _css(browser, f"{form} [name={name}]")
@@ -340,6 +351,9 @@ def test_cognito_sign_up_confirm_sign_in_and_post(
 
         _css(browser, "#nav a[href='/signup']").click()
         _shown(browser, "h1", "Create your account")
+        _css(browser, "form.auth button[type=submit]").click()  # nothing filled in
+        _shown(browser, "form.auth .field-error", "Name is needed.")
+        assert _css(browser, "form.auth [name=email]").get_attribute("aria-invalid") == "true"
         _fill(
             browser,
             "form.auth",
@@ -350,6 +364,17 @@ def test_cognito_sign_up_confirm_sign_in_and_post(
         )
         _shown(browser, ".flash", "We sent a confirmation code to sarah@example.com.")
         assert browser.current_url == f"{site}/confirm"
+        browser.back()  # the same email again: Cognito's UsernameExistsException, in words
+        _fill(
+            browser,
+            "form.auth",
+            name="Sarah Again",
+            handle="sarah2",
+            email="sarah@example.com",
+            password="Correct-Horse-9!",
+        )
+        _shown(browser, "form.auth .form-error", "An account with this email already exists.")
+        assert browser.current_url == f"{site}/signup"
 
         # Signing in before confirming leads back to the confirm page, in words.
         _css(browser, "#nav a[href='/signin']").click()
@@ -398,5 +423,7 @@ def test_cognito_sign_up_confirm_sign_in_and_post(
         assert "Sarah Connor" in top.text and "@sconnor" in top.text
         _css(browser, "#nav button").click()  # sign out
         _shown(browser, ".flash", "You are signed out.")
+        _shown(browser, "ol.feed > li", "My first crud")
+        browser.get("about:blank")  # nothing left to ask the server, which stops now
     # Cognito answers 400 to a wrong password; the API 403 to a user with no row.
     assert _console_problems(browser, allowed=("400", "403")) == []

@@ -41,8 +41,9 @@ def get(url: str, **kwargs) -> tuple[int, dict[str, str], bytes]:
 
 
 @contextlib.contextmanager
-def serving(env: dict[str, str]) -> Iterator[str]:
-    """`cruddur serve` (granian, 1 worker) with `env`; yields its base URL."""
+def serving(env: dict[str, str], ready: tuple[int, ...] = (200,)) -> Iterator[str]:
+    """`cruddur serve` (granian, 1 worker) with `env`; yields its base URL once
+    /api/health answers with a status in `ready`."""
     port = free_port()
     full_env = {**os.environ, "NO_COLOR": "1", "PORT": str(port), **env}
     for name in ("PROD_CONNECTION_URL", "AWS_COGNITO_USER_POOL_ID"):
@@ -60,7 +61,7 @@ def serving(env: dict[str, str]) -> Iterator[str]:
         deadline = time.monotonic() + 30
         while True:
             with contextlib.suppress(OSError):
-                if get(f"{base}/api/health")[0] == 200:
+                if get(f"{base}/api/health")[0] in ready:
                     break
             assert process.poll() is None, process.stdout.read()
             assert time.monotonic() < deadline, "cruddur serve did not answer in 30 s"

@@ -2,23 +2,46 @@
 
 from __future__ import annotations
 
+import importlib
 import inspect
 import logging
-from importlib.metadata import version
 from typing import Any
 
 import click
 
-from cruddur.aws import explain_aws
 from cruddur.cli.output import fail
 from cruddur.config import debug_enabled
 from cruddur.db.errors import IN_USE_HINT, explain
 from cruddur.embedded import EmbeddedError
 from cruddur.ops.databases import DatabaseInUse
 
+# Each verb's module is imported when that verb runs (or when --help lists them all):
+# `cruddur db …` then skips boto3, Flask and the rest, about half of a start's time.
+VERBS = {
+    "db": ("cruddur.cli.migrations", "db"),  # the db group, with the migration verbs added
+    "dev": ("cruddur.cli.dev", "dev"),
+    "lambda": ("cruddur.cli.lambdas", "lambda_"),
+    "rds": ("cruddur.cli.rds", "rds"),
+    "serve": ("cruddur.cli.serve", "serve"),
+    "users": ("cruddur.cli.users", "users"),
+    "web": ("cruddur.cli.web", "web"),
+}
+
 
 class CruddurGroup(click.Group):
-    """Turns the errors users cause or meet into a message and exit status 1."""
+    """Loads each verb on first use, and turns the errors users cause or meet into a
+    message and exit status 1."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*VERBS, *self.commands})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in self.commands and cmd_name in VERBS:
+            module, attribute = VERBS[cmd_name]
+            command = getattr(importlib.import_module(module), attribute)
+            _whole_short_help(command)
+            self.add_command(command, cmd_name)
+        return self.commands.get(cmd_name)
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -30,6 +53,8 @@ class CruddurGroup(click.Group):
         except EmbeddedError as exc:
             fail(str(exc))
         except Exception as exc:
+            from cruddur.aws import explain_aws  # botocore, only when something failed
+
             explained = explain(exc) or explain_aws(exc)
             if explained is not None:
                 fail(explained.message, explained.hint)
@@ -44,7 +69,7 @@ class CruddurGroup(click.Group):
 
 
 @click.group(cls=CruddurGroup, context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(version("cruddur"), prog_name="cruddur")
+@click.version_option(package_name="cruddur", prog_name="cruddur")  # looked up on use
 def main() -> None:
     """Cruddur's backend tools.
 
@@ -54,26 +79,6 @@ def main() -> None:
     """
     # The pool logs each connection it discards; a CLI reports failures itself.
     logging.getLogger("psycopg").setLevel(logging.ERROR)
-
-
-def _register() -> None:
-    from cruddur.cli import migrations  # noqa: F401 - adds migrate, rollback, … to db
-    from cruddur.cli.db import db
-    from cruddur.cli.dev import dev
-    from cruddur.cli.lambdas import lambda_
-    from cruddur.cli.rds import rds
-    from cruddur.cli.serve import serve
-    from cruddur.cli.users import users
-    from cruddur.cli.web import web
-
-    main.add_command(db)
-    main.add_command(dev)
-    main.add_command(lambda_)
-    main.add_command(rds)
-    main.add_command(serve)
-    main.add_command(users)
-    main.add_command(web)
-    _whole_short_help(main)
 
 
 def _first_sentence(help_text: str) -> str:
@@ -90,6 +95,3 @@ def _whole_short_help(command: click.Command) -> None:
         command.short_help = _first_sentence(command.help)
     for sub in getattr(command, "commands", {}).values():
         _whole_short_help(sub)
-
-
-_register()

@@ -1,6 +1,5 @@
--- Seed data to develop against: the original's two users and crud, plus a third user,
--- replies and an expired crud so that feeds, replies and expiry have something to show.
--- Loading it again changes nothing: each row goes in only when it is not there yet.
+-- Seed data to develop against: the original's two users and crud, plus a third user, replies
+-- and an expired crud. Loading it again changes nothing: each row goes in only when missing.
 
 INSERT INTO public.users (display_name, handle, email, cognito_user_id)
 VALUES

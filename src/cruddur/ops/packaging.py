@@ -3,7 +3,8 @@
 The zip holds the handler's few modules (HANDLER_FILES), the RDS CA bundle it verifies
 the database's certificate with (cruddur.aws.ca_bundle), and psycopg with its binary
 build for the Lambda runtime (CPython 3.12 on x86_64 or arm64), taken from manylinux
-wheels on PyPI, at the versions installed here (the ones the tests ran against).
+wheels on PyPI, at the versions in requirements/run.lock (the ones the tests ran against),
+each wheel checked against the lock's sha256 hashes.
 It is reproducible: the same sources and wheels give the same bytes, because entries
 are sorted, dated 1980-01-01, given fixed permissions, and no __pycache__ goes in.
 Wheels are kept under the project's home (.cruddur/lambda-wheels), so only the first
@@ -22,7 +23,6 @@ import tempfile
 import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 import cruddur
@@ -64,17 +64,45 @@ class Package:
     wheels: tuple[str, ...]  # file names
 
 
-def requirements() -> list[str]:
-    """The pinned dependencies: the versions installed in this environment."""
-    pinned = []
-    for name in DEPENDENCIES:
-        try:
-            pinned.append(f"{name}=={version(name)}")
-        except PackageNotFoundError:
-            raise PackagingError(
-                f"{name} is not installed here; reinstall cruddur (bin/lib/install)"
-            ) from None
-    return pinned
+def lock_file() -> Path:
+    """The lock the API installs from (bin/lock makes it); the zip's psycopg comes from it."""
+    return source_root().parent / "requirements" / "run.lock"
+
+
+def locked(lock: Path | None = None) -> dict[str, tuple[str, frozenset[str]]]:
+    """DEPENDENCIES' pins in the lock: name → (version, the sha256 of each of its files)."""
+    lock = lock or lock_file()
+    try:
+        text = lock.read_text()
+    except OSError:
+        raise PackagingError(
+            f"no lock file at {lock}: build the package from a checkout (bin/lock makes it)"
+        ) from None
+    found: dict[str, tuple[str, frozenset[str]]] = {}
+    # Entries: "name==version [; marker] \" then one "--hash=sha256:…" per line.
+    for entry in re.split(r"\n(?=\S)", text):
+        match = re.match(r"([A-Za-z0-9_.-]+)==([^\s;\\]+)", entry)
+        if match and _normalise(match[1]) in {_normalise(d) for d in DEPENDENCIES}:
+            hashes = frozenset(re.findall(r"--hash=sha256:([0-9a-f]{64})", entry))
+            found[_normalise(match[1])] = (match[2], hashes)
+    missing = [d for d in DEPENDENCIES if _normalise(d) not in found]
+    if missing:
+        raise PackagingError(f"{lock} pins no {', '.join(missing)}: run bin/lock")
+    return found
+
+
+def requirements(lock: Path | None = None) -> list[str]:
+    """The pinned dependencies, as the lock has them (the versions the tests ran on)."""
+    pins = locked(lock)
+    return [f"{name}=={pins[_normalise(name)][0]}" for name in DEPENDENCIES]
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def _normalise(name: str) -> str:
@@ -104,10 +132,14 @@ def wheel_fits(filename: str, requirement: str, arch: str) -> bool:
     )
 
 
-def _cached(cache: Path, pinned: list[str], arch: str) -> list[Path] | None:
+def _cached(cache: Path, pinned: list[str], arch: str, hashes: frozenset[str]) -> list[Path] | None:
     found = []
     for requirement in pinned:
-        fits = sorted(p for p in cache.glob("*.whl") if wheel_fits(p.name, requirement, arch))
+        fits = sorted(
+            p
+            for p in cache.glob("*.whl")
+            if wheel_fits(p.name, requirement, arch) and _sha256(p) in hashes
+        )
         if not fits:
             return None
         found.append(fits[0])
@@ -116,12 +148,16 @@ def _cached(cache: Path, pinned: list[str], arch: str) -> list[Path] | None:
 
 def wheels(cache: Path, arch: str, progress: Progress | None = None) -> list[Path]:
     """The dependency wheels for `arch`, from the cache or else downloaded into it."""
+    pins = locked()
     pinned = requirements()
+    # A wheel is used only if its sha256 is one the lock lists for that release: a file
+    # swapped in the cache or on the way from PyPI does not get into the zip.
+    hashes = frozenset().union(*(allowed for _, allowed in pins.values()))
     cache.mkdir(parents=True, exist_ok=True)
     # One download at a time per cache (parallel test workers, two terminals).
     with open(cache / ".lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        found = _cached(cache, pinned, arch)
+        found = _cached(cache, pinned, arch, hashes)
         if found is not None:
             return found
         if progress:
@@ -133,10 +169,16 @@ def wheels(cache: Path, arch: str, progress: Progress | None = None) -> list[Pat
             "--implementation", "cp", "--python-version", PYTHON,
             "--abi", "cp" + PYTHON.replace(".", ""),
             "--platform", f"manylinux2014_{machine}", "--platform", f"manylinux_2_28_{machine}",
-            *pinned,
+            "--require-hashes", "--requirement", "/dev/stdin",
         ]  # fmt: skip
-        done = subprocess.run(command, capture_output=True, text=True, check=False)
-        found = _cached(cache, pinned, arch)
+        wanted = "".join(
+            f"{name}=={pins[_normalise(name)][0]} "
+            + " ".join(f"--hash=sha256:{h}" for h in sorted(pins[_normalise(name)][1]))
+            + "\n"
+            for name in DEPENDENCIES
+        )
+        done = subprocess.run(command, input=wanted, capture_output=True, text=True, check=False)
+        found = _cached(cache, pinned, arch, hashes)
         if done.returncode != 0 or found is None:
             errors = [line for line in done.stderr.splitlines() if line.startswith("ERROR")]
             reason = errors[-1] if errors else f"pip exited with status {done.returncode}"

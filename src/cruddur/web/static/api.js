@@ -33,10 +33,15 @@ export function nextLink(header) {
   return match ? match[1] : null;
 }
 
+// The primary's WAL position after this page's last write (X-Read-After). Sent back on
+// reads, so that a replica serving them shows the write (README, "Scaling out").
+let readAfter = null;
+
 export async function request(path, { method = "GET", body, token } = {}) {
   const headers = { Accept: "application/json" };
   if (body !== undefined) headers["Content-Type"] = "application/json";
   if (token) headers.Authorization = `Bearer ${token}`;
+  if (method === "GET" && readAfter) headers["X-Read-After"] = readAfter;
   let response;
   try {
     response = await fetch(BASE + path, {
@@ -56,6 +61,7 @@ export async function request(path, { method = "GET", body, token } = {}) {
     data = null;
   }
   if (!response.ok) throw new ApiError(response.status, data);
+  readAfter = response.headers.get("X-Read-After") || readAfter;
   return { data, next: nextLink(response.headers.get("Link")) };
 }
 
@@ -67,7 +73,11 @@ export async function read(path, waiting = () => {}) {
     try {
       return await request(path);
     } catch (error) {
-      if (error.status !== 503 || attempt >= 6) throw error;
+      if (error.status !== 503) throw error;
+      if (attempt >= 6) {
+        error.message = "The database is still not answering. Reload the page to try again.";
+        throw error;
+      }
       waiting(error);
       await sleep(Math.min(8000, 1000 * 2 ** (attempt - 1)));
     }

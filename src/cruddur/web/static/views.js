@@ -24,8 +24,9 @@ const statusPath = (a) => `${userPath(a.handle)}/status/${a.uuid}`;
 const plural = (n, one, many) => `${n} ${n === 1 ? one : many}`;
 
 function initials(name, handle) {
-  const words = (name || handle || "?").trim().split(/\s+/u).filter(Boolean);
-  return words.slice(0, 2).map((w) => [...w][0].toUpperCase()).join("");
+  const words = `${name || ""}`.trim().split(/\s+/u).filter(Boolean);
+  const letters = words.slice(0, 2).map((w) => [...w][0].toUpperCase()).join("");
+  return letters || [...(handle || "?")][0].toUpperCase();
 }
 
 function hue(handle) {
@@ -265,13 +266,14 @@ export async function feedPage(main, { handle } = {}) {
   });
   try {
     const data = await load(true);
+    if (!title.isConnected) return; // the reader has moved on to another page
     if (handle && data?.length) {
       title.textContent = data[0].display_name;
       head.append(h("p", { class: "sub" }, `@${handle}`));
       document.title = `${data[0].display_name} (@${handle}) · Cruddur`;
     }
   } catch (error) {
-    if (error.status === 404 && handle) {
+    if (error.status === 404 && handle && title.isConnected) {
       title.textContent = "No such user";
       status.className = "status";
       status.textContent = `Nobody on Cruddur has the handle @${handle}.`;
@@ -330,6 +332,7 @@ export async function crudPage(main, { uuid }) {
   try {
     data = await load(true);
   } catch (error) {
+    if (!title.isConnected) return;
     if (error.status === 404 || error.status === 400) {
       title.textContent = "Crud not found";
       status.className = "status";
@@ -337,6 +340,7 @@ export async function crudPage(main, { uuid }) {
     }
     return;
   }
+  if (!title.isConnected) return; // the reader has moved on to another page
   const a = data.activity;
   document.title = `${a.display_name}: ${[...a.message].slice(0, 40).join("")} · Cruddur`;
   if (location.pathname !== statusPath(a)) history.replaceState(null, "", statusPath(a));
@@ -361,7 +365,17 @@ function authForm(label, fields, button, onSubmit, extra = []) {
     h("button", { type: "submit", class: "primary" }, button), extra);
   form.addEventListener("submit", (event) => {
     event.preventDefault();
-    submitting(form, () => onSubmit(form.elements));
+    submitting(form, () => {
+      // Empty required fields are named here, before asking anyone.
+      const missing = [...form.querySelectorAll("[required]")].filter((el) => !el.value.trim());
+      if (missing.length) {
+        const label = (el) => form.querySelector(`label[for="${el.id}"]`).textContent;
+        const error = new Error("");
+        error.fields = missing.map((el) => ({ field: el.name, message: `${label(el)} is needed` }));
+        throw error;
+      }
+      return onSubmit(form.elements);
+    });
   });
   return form;
 }
@@ -387,7 +401,7 @@ export async function signInPage(main, _params, navigate) {
         select.append(h("option", { value: user.handle }, `${user.display_name} (@${user.handle})`));
       }
     } catch (error) {
-      main.append(statusLine(error.message, "error"));
+      if (select.isConnected) main.append(statusLine(error.message, "error"));
     }
     return;
   }

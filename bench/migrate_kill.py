@@ -1,0 +1,108 @@
+"""How soon is the migration lock free after `migrate` is killed mid-statement?
+
+A killed client's backend learns it is gone only when it next talks to it: without
+`client_connection_check_interval` a statement runs to its end first, holding the
+migration's locks. Migrations set it to 1 s (runner.connect). This kills (SIGKILL) a
+process that holds the lock and runs `pg_sleep(SECONDS)`, connected the migrations' way
+and plainly, in interleaved rounds, and times how long the lock stays held.
+
+Usage: .venv/bin/python bench/migrate_kill.py [--rounds 3] [--seconds 8]
+The server is CRUDDUR_BENCH_URL's, else the embedded one; a database
+cruddur_bench_kill is made for the run and dropped after it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import time
+
+import psycopg
+
+from cruddur.config import Settings
+from cruddur.db import Db
+from cruddur.ops import databases
+from cruddur.ops.migrations import lock
+from cruddur.targets import embedded_server
+from cruddur.urls import server_conninfo, with_database
+
+BENCH_DB = "cruddur_bench_kill"
+
+# The child: connect (the migrations' way or plainly), take the lock, sleep in a statement.
+CHILD = """
+import sys, psycopg
+from cruddur.ops.migrations import lock, runner
+url, how, seconds = sys.argv[1], sys.argv[2], sys.argv[3]
+conn = runner.connect(url) if how == "migrate" else psycopg.connect(url, autocommit=True)
+conn.execute("SELECT pg_advisory_lock(%s)", [lock.LOCK_KEY])
+conn.execute("SELECT pg_sleep(%s)", [float(seconds)])
+"""
+
+
+def server_url() -> str:
+    given = os.environ.get("CRUDDUR_BENCH_URL")
+    return server_conninfo(given or embedded_server(Settings.from_env()).start())
+
+
+def recreate(server_url: str, *, again: bool = True) -> str:
+    with Db(server_url, autocommit=True) as server:
+        databases.drop(server, BENCH_DB, force=True)
+        if again:
+            databases.create(server, BENCH_DB)
+    return with_database(server_url, BENCH_DB)
+
+
+def held_after_kill(url: str, how: str, seconds: float) -> float:
+    child = subprocess.Popen([sys.executable, "-c", CHILD, url, how, str(seconds)])
+    with psycopg.connect(url, autocommit=True) as watcher:
+        deadline = time.monotonic() + 30
+        while not watcher.execute(
+            "SELECT 1 FROM pg_stat_activity WHERE query LIKE 'SELECT pg_sleep%%'"
+            " AND state = 'active' AND pid <> pg_backend_pid()"
+        ).fetchone():
+            if time.monotonic() > deadline:
+                child.kill()
+                raise SystemExit("the child never started its statement")
+            time.sleep(0.02)
+        os.kill(child.pid, signal.SIGKILL)
+        child.wait()
+        killed = time.monotonic()
+        while not watcher.execute("SELECT pg_try_advisory_lock(%s)", [lock.LOCK_KEY]).fetchone()[0]:
+            time.sleep(0.02)
+        held = time.monotonic() - killed
+        watcher.execute("SELECT pg_advisory_unlock(%s)", [lock.LOCK_KEY])
+    return held
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--seconds", type=float, default=8.0, help="the statement's length")
+    args = parser.parse_args()
+    server = server_url()
+    url = recreate(server)
+    times: dict[str, list[float]] = {"migrate": [], "plain": []}
+    try:
+        for _ in range(args.rounds):  # interleaved: the machine is shared and noisy
+            for how in times:
+                times[how].append(held_after_kill(url, how, args.seconds))
+    finally:
+        recreate(server, again=False)
+    print(f"lock held after SIGKILL during a {args.seconds:g} s statement ({args.rounds} rounds)")
+    for how, label in (
+        ("migrate", "client_connection_check_interval = 1s (migrations)"),
+        ("plain", "a plain connection"),
+    ):
+        values = times[how]
+        print(
+            f"  {label:55} median {statistics.median(values):5.2f} s"
+            f"  (min {min(values):.2f}, max {max(values):.2f})"
+        )
+
+
+if __name__ == "__main__":
+    main()
