@@ -221,12 +221,13 @@ def test_compose_brings_up_the_database_the_migration_and_the_api(image: str) ->
         assert up.returncode == 0, up.stdout + up.stderr
         wait_for(f"http://127.0.0.1:{port}/api/health", 90)
         # podman-compose before podman 4.6 starts the API without waiting for the migrate
-        # and seed jobs: until they are done the feed may fail (no schema yet) or be empty.
-        deadline = time.monotonic() + 30
+        # and seed jobs: until they are done the feed is a 503 (no schema yet) or empty.
+        deadline = time.monotonic() + 60
         while True:
             try:
                 status, feed = get(f"http://127.0.0.1:{port}/api/activities/home")
             except urllib.error.HTTPError as error:
+                assert error.code == 503, f"{error.code}: {error.read()!r}"
                 status, feed = error.code, []
             if (status == 200 and feed) or time.monotonic() > deadline:
                 break
