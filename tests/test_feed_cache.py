@@ -47,12 +47,15 @@ def test_the_first_page_is_read_once_while_nothing_changes(app, api) -> None:
     assert pages.builds == 2
 
 
-def test_a_write_in_another_worker_is_seen_within_100_ms(app, api, api_settings, mint) -> None:
+def test_a_write_in_another_worker_reaches_this_one_by_notification(
+    app, api, api_settings, mint
+) -> None:
     from api_support import CheckedClient
 
     from cruddur.api import create_app
 
-    _pages(app)
+    pages = _pages(app)
+    pages.max_age = 60.0  # only the notification can make this copy stale now
     other_app = create_app(api_settings)  # another worker: its own pool, cache, notifier
     other = CheckedClient(other_app)
     try:
@@ -64,11 +67,10 @@ def test_a_write_in_another_worker_is_seen_within_100_ms(app, api, api_settings,
             )
             assert written.status_code == 201
             created, at = written.get_json()["uuid"], time.monotonic()
-            while True:
-                sent = time.monotonic()
-                if _first_uuid(api) == created:
-                    break
-                assert sent - at < 0.1, "the kept page stayed stale"
+            # The 100 ms promise is held over HTTP, between processes
+            # (test_feed_cache_serve.py); here, threads of one process share one core.
+            while _first_uuid(api) != created:
+                assert time.monotonic() - at < 2, "the notification never came"
                 time.sleep(0.002)
     finally:
         other_app.extensions["cruddur.feed_cache"].close()
@@ -87,12 +89,13 @@ def test_a_write_outside_the_api_is_seen_within_the_bound(app, api, seeded_db: s
 
 def test_an_expired_crud_leaves_the_kept_page(app, api, seeded_db: str) -> None:
     pages = _pages(app)
-    short_lived = _insert(seeded_db, "gone soon", "400 milliseconds", notify=True)
-    appeared = time.monotonic()
+    pages.max_age = 60.0  # only the expiry (or a notification) can make the copy stale
+    short_lived = _insert(seeded_db, "gone soon", "1500 milliseconds", notify=True)
+    expires = time.monotonic() + 1.5
     while _first_uuid(api) != short_lived:
-        assert time.monotonic() - appeared < 0.1
+        assert time.monotonic() < expires - 0.5, "the notification never came"
     builds = pages.builds
-    time.sleep(0.45)  # no write meanwhile: only its expiry changes the page
+    time.sleep(max(0.0, expires - time.monotonic()) + 0.05)  # no write: only its expiry
     home = api.get("/api/activities/home").get_json()
     assert short_lived not in {crud["uuid"] for crud in home}
     assert pages.builds == builds + 1
