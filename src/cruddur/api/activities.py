@@ -139,14 +139,13 @@ def _json_object() -> dict:
 @bp.get("/home")
 def home() -> Response:
     wanted = _page_request()
-    if wanted.before is START:
+    # The first page comes from this worker's copy (services/feed_cache.py), unless the
+    # caller asks to read after its own write (X-Read-After): that reads the database.
+    if wanted.before is START and READ_AFTER_HEADER not in request.headers:
         first_pages = current_app.extensions["cruddur.feed_cache"].pages()
         if first_pages is not None:
-            # Rebuilt from the primary: a replica may not have replayed yet the write a
-            # notification announces. Other pages go where _read sends them.
-            db = _db()
             kept = first_pages.get(
-                wanted.limit, lambda: activities.home_first_page(db, wanted.limit)
+                wanted.limit, lambda: _read(activities.home_first_page, wanted.limit)
             )
             return _page_response(
                 kept.page, wanted.limit, etag=kept.etag, cache_control=FIRST_PAGE_CACHE_CONTROL
