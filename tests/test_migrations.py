@@ -228,6 +228,12 @@ def test_create_index_concurrently_runs_outside_a_transaction(empty_db: str, tmp
     assert applied(empty_db) == ["20260101000000"]
 
 
+def test_new_makes_a_folder_of_your_own_on_first_use(tmp_path) -> None:
+    result = run("db-new-migration", "first", "--migrations-dir", str(tmp_path / "new" / "m"))
+    assert result.returncode == 0, result.stderr
+    assert Path(result.stdout.strip()).parent == tmp_path / "new" / "m"
+
+
 def test_new_writes_an_empty_migration_with_the_next_version(tmp_path) -> None:
     folder = write(tmp_path / "m", {"29991231235959_future.sql": NOTES})
     result = run("db-new-migration", "Add bio to users!", "--migrations-dir", str(folder))
@@ -261,6 +267,10 @@ def test_new_writes_an_empty_migration_with_the_next_version(tmp_path) -> None:
         (
             {"20260102000000_x.sql": "-- migrate:up transaction:flase\nSELECT 1;\n"},
             "unknown option 'transaction:flase'",
+        ),
+        (
+            {"20260102000000_x.sql": "-- migrate:up\n\n-- migrate:down\n\n"},  # as `new` wrote it
+            "20260102000000_x.sql: the up section has no statement",
         ),
         (
             {"20260102000000_x.sql": "DROP TABLE notes;\n-- migrate:up\nSELECT 1;\n"},
