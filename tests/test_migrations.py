@@ -518,14 +518,18 @@ def migrate_with(url: str, folder: Path, **extra: str) -> subprocess.CompletedPr
 # -- adoption -----------------------------------------------------------------------------
 
 
-def test_a_schema_load_database_with_rows_is_adopted_and_keeps_every_row(empty_db: str) -> None:
-    # What `schema-load` and `seed` made before migrations: the first migration's schema
-    # (schema.sql has moved on since).
+def old_schema_load_and_seed(url: str) -> None:
+    """What `schema-load` and `seed` made before migrations: the first migration's schema
+    (schema.sql has moved on since), no schema_migrations, the seed's rows."""
     first = sorted(package_dir().glob("*.sql"))[0]
     up = first.read_text().split("-- migrate:up", 1)[1].split("-- migrate:down", 1)[0]
-    with Db(empty_db) as db:
+    with Db(url) as db:
         run_script(db, up, first.name)
         run_script(db, packaged_script("seed.sql"), "seed.sql")
+
+
+def test_a_schema_load_database_with_rows_is_adopted_and_keeps_every_row(empty_db: str) -> None:
+    old_schema_load_and_seed(empty_db)
     with psycopg.connect(empty_db) as conn:
         before = conn.execute("SELECT count(*) FROM users").fetchone()[0]
     result = run("db-migrate", env=local(empty_db))
@@ -567,9 +571,7 @@ def test_schema_load_on_production_says_migrate_is_the_way(empty_db: str) -> Non
 def test_setup_if_missing_adopts_a_schema_load_database_and_status_says_so(
     empty_db: str,
 ) -> None:
-    with Db(empty_db) as db:  # what `bin/run` met before migrations: schema-load + seed
-        run_script(db, packaged_script("schema.sql"), "schema.sql")
-        run_script(db, packaged_script("seed.sql"), "seed.sql")
+    old_schema_load_and_seed(empty_db)  # what `bin/run` met before migrations
     before = run(str(BIN.parent / ".venv" / "bin" / "cruddur"), "db", "status", env=local(empty_db))
     assert "migrations none recorded: a schema-load database" in before.stdout
     result = run("db-setup", "--if-missing", env=local(empty_db))  # what bin/run does
@@ -579,7 +581,8 @@ def test_setup_if_missing_adopts_a_schema_load_database_and_status_says_so(
     with psycopg.connect(empty_db) as conn:
         assert conn.execute("SELECT count(*) FROM users").fetchone() == (3,)  # not seeded twice
     after = run(str(BIN.parent / ".venv" / "bin" / "cruddur"), "db", "status", env=local(empty_db))
-    assert "migrations 1 applied, 0 pending" in after.stdout
+    count = len(list(package_dir().glob("*.sql")))  # adopted the first, applied the rest
+    assert f"migrations {count} applied, 0 pending" in after.stdout
 
 
 def test_rollback_with_nothing_applied_says_so(empty_db: str, tmp_path) -> None:
