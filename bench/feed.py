@@ -150,9 +150,10 @@ def _ms(text: str) -> float:
     return float(number) * _UNITS[unit]
 
 
-def wrk(url: str, connections: int, duration: int) -> Load:
-    subprocess.run(["wrk", "-t2", f"-c{connections}", "-d1s", url], capture_output=True)
-    out, cpu = timed(["wrk", "-t2", f"-c{connections}", f"-d{duration}s", "--latency", url])
+def wrk(url: str, connections: int, duration: int, script: str | None = None) -> Load:
+    extra = ["-s", script] if script else []
+    subprocess.run(["wrk", "-t2", f"-c{connections}", "-d1s", *extra, url], capture_output=True)
+    out, cpu = timed(["wrk", "-t2", f"-c{connections}", f"-d{duration}s", "--latency", *extra, url])
     if "Non-2xx" in out:
         raise SystemExit(f"wrk saw errors:\n{out}")
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
@@ -162,10 +163,14 @@ def wrk(url: str, connections: int, duration: int) -> Load:
     return Load(rps, p50, p99, cpu / requests * 1e6)
 
 
-def pgbench(url: str, connections: int, duration: int, mode: str = "prepared") -> Load:
-    binary = shutil.which("pgbench") or str(
+def pgbench_binary() -> str:
+    return shutil.which("pgbench") or str(
         embedded_server(Settings.from_env()).bin_dir() / "pgbench"
     )
+
+
+def pgbench(url: str, connections: int, duration: int, mode: str = "prepared") -> Load:
+    binary = pgbench_binary()
     sql = template("activities", "home")
     for placeholder, value in FIRST_PAGE.items():
         sql = sql.replace(placeholder, value)

@@ -245,6 +245,7 @@ def app(api_settings: Settings):
 
     app = create_app(api_settings)
     yield app
+    app.extensions["cruddur.feed_cache"].close()
     app.extensions["cruddur.db"].close()
 
 

@@ -228,6 +228,12 @@ def test_create_index_concurrently_runs_outside_a_transaction(empty_db: str, tmp
     assert applied(empty_db) == ["20260101000000"]
 
 
+def test_new_makes_a_folder_of_your_own_on_first_use(tmp_path) -> None:
+    result = run("db-new-migration", "first", "--migrations-dir", str(tmp_path / "new" / "m"))
+    assert result.returncode == 0, result.stderr
+    assert Path(result.stdout.strip()).parent == tmp_path / "new" / "m"
+
+
 def test_new_writes_an_empty_migration_with_the_next_version(tmp_path) -> None:
     folder = write(tmp_path / "m", {"29991231235959_future.sql": NOTES})
     result = run("db-new-migration", "Add bio to users!", "--migrations-dir", str(folder))
@@ -261,6 +267,10 @@ def test_new_writes_an_empty_migration_with_the_next_version(tmp_path) -> None:
         (
             {"20260102000000_x.sql": "-- migrate:up transaction:flase\nSELECT 1;\n"},
             "unknown option 'transaction:flase'",
+        ),
+        (
+            {"20260102000000_x.sql": "-- migrate:up\n\n-- migrate:down\n\n"},  # as `new` wrote it
+            "20260102000000_x.sql: the up section has no statement",
         ),
         (
             {"20260102000000_x.sql": "DROP TABLE notes;\n-- migrate:up\nSELECT 1;\n"},
@@ -508,10 +518,18 @@ def migrate_with(url: str, folder: Path, **extra: str) -> subprocess.CompletedPr
 # -- adoption -----------------------------------------------------------------------------
 
 
-def test_a_schema_load_database_with_rows_is_adopted_and_keeps_every_row(empty_db: str) -> None:
-    with Db(empty_db) as db:  # what `schema-load` and `seed` made before migrations
-        run_script(db, packaged_script("schema.sql"), "schema.sql")
+def old_schema_load_and_seed(url: str) -> None:
+    """What `schema-load` and `seed` made before migrations: the first migration's schema
+    (schema.sql has moved on since), no schema_migrations, the seed's rows."""
+    first = sorted(package_dir().glob("*.sql"))[0]
+    up = first.read_text().split("-- migrate:up", 1)[1].split("-- migrate:down", 1)[0]
+    with Db(url) as db:
+        run_script(db, up, first.name)
         run_script(db, packaged_script("seed.sql"), "seed.sql")
+
+
+def test_a_schema_load_database_with_rows_is_adopted_and_keeps_every_row(empty_db: str) -> None:
+    old_schema_load_and_seed(empty_db)
     with psycopg.connect(empty_db) as conn:
         before = conn.execute("SELECT count(*) FROM users").fetchone()[0]
     result = run("db-migrate", env=local(empty_db))
@@ -519,8 +537,9 @@ def test_a_schema_load_database_with_rows_is_adopted_and_keeps_every_row(empty_d
     assert "adopted 20261201000000_initial_schema.sql" in result.stderr
     with psycopg.connect(empty_db) as conn:
         assert conn.execute("SELECT count(*) FROM users").fetchone()[0] == before == 3
-        row = conn.execute("SELECT adopted FROM schema_migrations").fetchall()
-    assert row == [(True,)]
+        rows = conn.execute("SELECT adopted FROM schema_migrations ORDER BY version").fetchall()
+    # The first is adopted; any later migration then runs.
+    assert rows == [(True,)] + [(False,)] * (len(list(package_dir().glob("*.sql"))) - 1)
 
 
 def test_an_unknown_schema_is_refused_and_never_altered(empty_db: str) -> None:
@@ -552,9 +571,7 @@ def test_schema_load_on_production_says_migrate_is_the_way(empty_db: str) -> Non
 def test_setup_if_missing_adopts_a_schema_load_database_and_status_says_so(
     empty_db: str,
 ) -> None:
-    with Db(empty_db) as db:  # what `bin/run` met before migrations: schema-load + seed
-        run_script(db, packaged_script("schema.sql"), "schema.sql")
-        run_script(db, packaged_script("seed.sql"), "seed.sql")
+    old_schema_load_and_seed(empty_db)  # what `bin/run` met before migrations
     before = run(str(BIN.parent / ".venv" / "bin" / "cruddur"), "db", "status", env=local(empty_db))
     assert "migrations none recorded: a schema-load database" in before.stdout
     result = run("db-setup", "--if-missing", env=local(empty_db))  # what bin/run does
@@ -564,7 +581,8 @@ def test_setup_if_missing_adopts_a_schema_load_database_and_status_says_so(
     with psycopg.connect(empty_db) as conn:
         assert conn.execute("SELECT count(*) FROM users").fetchone() == (3,)  # not seeded twice
     after = run(str(BIN.parent / ".venv" / "bin" / "cruddur"), "db", "status", env=local(empty_db))
-    assert "migrations 1 applied, 0 pending" in after.stdout
+    count = len(list(package_dir().glob("*.sql")))  # adopted the first, applied the rest
+    assert f"migrations {count} applied, 0 pending" in after.stdout
 
 
 def test_rollback_with_nothing_applied_says_so(empty_db: str, tmp_path) -> None:

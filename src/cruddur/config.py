@@ -35,6 +35,17 @@ def _number(env: dict[str, str], name: str, default: N, *, minimum: N, kind: typ
     return value
 
 
+def _flag(env: dict[str, str], name: str, default: bool) -> bool:
+    raw = env.get(name, "").strip().lower()
+    if not raw:
+        return default
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    if raw in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(f"{name} must be 1 or 0, not {raw!r}")
+
+
 def debug_enabled() -> bool:
     """CRUDDUR_DEBUG=1: show tracebacks of unexpected errors (read alone: it must work
     even when the other settings are broken)."""
@@ -252,6 +263,11 @@ class ServeSettings:
     threads: int = 4  # per worker; requests wait on the database, not the CPU
     server: str = "granian"  # measured faster on the feed: README "Measured"
     cors_origins: tuple[str, ...] = ("http://localhost:3000",)
+    # Each worker keeps the home feed's first page (services/feed_cache.py); off: every
+    # request reads the database.
+    feed_cache: bool = True
+    # Where the feed cache LISTENs: the primary, directly (not a replica, not a proxy).
+    listen_url: str | None = None  # None: the API's own database URL
 
     @classmethod
     def from_env(cls, env: dict[str, str]) -> ServeSettings:
@@ -273,6 +289,8 @@ class ServeSettings:
             threads=_number(env, "CRUDDUR_THREADS", defaults.threads, minimum=1, kind=int),
             server=server,
             cors_origins=tuple(dict.fromkeys(origins)),
+            feed_cache=_flag(env, "CRUDDUR_FEED_CACHE", defaults.feed_cache),
+            listen_url=env.get("CRUDDUR_LISTEN_URL", "").strip() or None,
         )
 
 

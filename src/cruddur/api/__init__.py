@@ -17,9 +17,11 @@ from cruddur.api.auth import TokenVerifier
 from cruddur.api.database import AppDatabase
 from cruddur.api.dev_keys import DevKeys
 from cruddur.api.edge import REQUEST_ID_KEY, Edge
+from cruddur.api.feed_pages import AppFeedCache
 from cruddur.api.reads import ReadRouter
 from cruddur.config import Settings
 from cruddur.db import Db
+from cruddur.services.authors import Authors
 from cruddur.targets import app_db, reader_db
 from cruddur.telemetry import logs, metrics, requests, tracing
 
@@ -73,6 +75,15 @@ def create_app(
             log.warning("auth: nobody can sign in: %s", settings.auth.disabled)
         verifier = TokenVerifier(settings.auth)
     app.extensions["cruddur.verifier"] = verifier
+    app.extensions["cruddur.authors"] = Authors()
+    serve = settings.serve
+
+    def listen_conninfo() -> str:
+        if serve.listen_url:
+            return serve.listen_url
+        return (database or app_db(settings)).conninfo
+
+    app.extensions["cruddur.feed_cache"] = AppFeedCache(listen_conninfo, enabled=serve.feed_cache)
     if tracing.enabled():
         tracing.instrument_app(app)  # inside the edge: the edge's log line has the ids
     # Request ids, CORS, and (when on) the request's log line and metrics.

@@ -7,16 +7,17 @@ from typing import Any, TypeVar
 from urllib.parse import quote
 from uuid import UUID
 
-from flask import Blueprint, Response, current_app, g, request
+from flask import Blueprint, Response, current_app, request
 
-from cruddur.api.auth import signed_in
+from cruddur.api.auth import as_caller, signed_in
 from cruddur.api.bodies import UnreadableJson, json_body
 from cruddur.api.errors import ApiError
 from cruddur.api.reads import READ_AFTER_HEADER, ReadRouter
 from cruddur.db import Db
 from cruddur.db.replication import parse_lsn
 from cruddur.services import activities
-from cruddur.services.paging import Page, PageRequest, RepliesRequest
+from cruddur.services.feed_cache import etag_of
+from cruddur.services.paging import START, Page, PageRequest, RepliesRequest
 from cruddur.services.validation import parse_uuid, validate_crud, validate_reply
 
 bp = Blueprint("activities", __name__, url_prefix="/api/activities")
@@ -50,7 +51,12 @@ def _read(use_case: Callable[..., T], *args: Any) -> T:
 
 
 def _written(body: str) -> Response:
-    """A write's 201, with the primary's WAL position when a replica serves reads."""
+    """A write's 201, with the primary's WAL position when a replica serves reads.
+
+    The feed has changed: this worker's kept pages go now, the other workers' when the
+    NOTIFY reaches them. Signed in, the answer is Cache-Control: no-store (edge.py).
+    """
+    current_app.extensions["cruddur.feed_cache"].changed()
     response = _json(body, 201)
     position = current_app.extensions["cruddur.reads"].write_position()
     if position is not None:
@@ -66,8 +72,39 @@ def _page_request() -> PageRequest:
     return PageRequest.from_query(request.args.get("limit"), request.args.get("before"))
 
 
-def _page_response(page: Page, limit: int, cursor_param: str = "before") -> Response:
+# The public first page of the home feed: a CDN may hold it a second, and serve it a
+# little longer while it fetches the next one. Other pages are public too, but are
+# checked each time (their ETag makes that a 304). Answers to signed-in requests
+# (writes) are the caller's: edge.py makes them no-store.
+FIRST_PAGE_CACHE_CONTROL = "public, max-age=1, stale-while-revalidate=5"
+PAGE_CACHE_CONTROL = "public, no-cache"
+
+
+def _not_modified(etag: str) -> bool:
+    """Whether the request's If-None-Match names this ETag (or is *)."""
+    given = request.headers.get("If-None-Match")
+    if not given:
+        return False
+    return any(tag.strip().removeprefix("W/") in (etag, "*") for tag in given.split(","))
+
+
+def _page_response(
+    page: Page,
+    limit: int,
+    cursor_param: str = "before",
+    *,
+    etag: str | None = None,
+    cache_control: str = PAGE_CACHE_CONTROL,
+) -> Response:
+    etag = etag or etag_of(page.body)
+    if _not_modified(etag):
+        response = Response(status=304)
+        response.headers["ETag"] = etag
+        response.headers["Cache-Control"] = cache_control
+        return response
     response = _json(page.body)
+    response.headers["ETag"] = etag
+    response.headers["Cache-Control"] = cache_control
     if page.next is not None:
         cursor = page.next.encode()
         # The limit and the cursor are URL-safe by construction (digits, digits_uuid); the
@@ -102,7 +139,20 @@ def _json_object() -> dict:
 @bp.get("/home")
 def home() -> Response:
     wanted = _page_request()
-    return _page_response(_read(activities.home_feed, wanted), wanted.limit)
+    # The first page comes from this worker's copy (services/feed_cache.py), unless the
+    # caller asks to read after its own write (X-Read-After): that reads the database.
+    if wanted.before is START and READ_AFTER_HEADER not in request.headers:
+        first_pages = current_app.extensions["cruddur.feed_cache"].pages()
+        if first_pages is not None:
+            kept = first_pages.get(
+                wanted.limit, lambda: _read(activities.home_first_page, wanted.limit)
+            )
+            return _page_response(
+                kept.page, wanted.limit, etag=kept.etag, cache_control=FIRST_PAGE_CACHE_CONTROL
+            )
+    page = _read(activities.home_feed, wanted)
+    cache_control = FIRST_PAGE_CACHE_CONTROL if wanted.before is START else PAGE_CACHE_CONTROL
+    return _page_response(page, wanted.limit, cache_control=cache_control)
 
 
 @bp.get("/@<handle>")
@@ -128,7 +178,9 @@ def show(activity_uuid: str) -> Response:
 @signed_in
 def create() -> Response:
     message, ttl = validate_crud(_json_object())
-    return _written(activities.create_activity(_db(), g.user_uuid, message, ttl))
+    db = _db()
+    created = as_caller(lambda author: activities.create_activity(db, author, message, ttl))
+    return _written(created)
 
 
 @bp.post("/<activity_uuid>/reply")
@@ -136,7 +188,8 @@ def create() -> Response:
 def reply(activity_uuid: str) -> Response:
     parent = _uuid(activity_uuid, "activity_uuid")
     message = validate_reply(_json_object())
-    created = activities.create_reply(_db(), g.user_uuid, parent, message)
+    db = _db()
+    created = as_caller(lambda author: activities.create_reply(db, author, parent, message))
     if created is None:
         raise ApiError(404, "activity_not_found", "no such crud to reply to (or it has expired)")
     return _written(created)

@@ -19,8 +19,9 @@ from flask import current_app, g, request
 from cruddur.api.dev_sign_in import local_caller
 from cruddur.api.errors import ApiError, request_id
 from cruddur.api.keys import KeySet, KeysUnavailable, UnknownKey
+from cruddur.api.token_cache import Verified, VerifiedTokens, token_digest
 from cruddur.config import AuthSettings
-from cruddur.services.activities import user_for_token_subject
+from cruddur.services.authors import Authors, UnknownAuthor
 from cruddur.telemetry import metrics
 from cruddur.telemetry.requests import USER_UUID_KEY
 
@@ -39,24 +40,53 @@ class InvalidToken(Exception):
 
 
 class TokenVerifier:
-    def __init__(self, settings: AuthSettings, keys: KeySet | None = None) -> None:
+    def __init__(
+        self,
+        settings: AuthSettings,
+        keys: KeySet | None = None,
+        verified: VerifiedTokens | None = None,
+    ) -> None:
         self.settings = settings
         self.keys = keys or KeySet(settings.jwks_url)
+        self.verified = verified if verified is not None else VerifiedTokens()
 
     def verify(self, token: str) -> dict[str, Any]:
-        """The token's claims, or InvalidToken saying why not."""
+        """The token's claims, or InvalidToken saying why not.
+
+        A token verified before is taken from `self.verified` (token_cache.py says when
+        that is safe); any other goes through the full check below.
+        """
         if self.settings.disabled:
             raise InvalidToken(self.settings.disabled)
         if len(token) > MAX_TOKEN_LENGTH:
             raise InvalidToken("the token is too long", "too_long")
+        digest = token_digest(token)
+        known = self.verified.get(digest)
+        if known is not None:
+            if self._still_published(known):
+                return known.claims
+            self.verified.forget(digest)
+        claims, kid, key = self._check(token)
+        self.verified.put(digest, Verified(claims, kid, key, float(claims["exp"])))
+        return claims
+
+    def _still_published(self, known: Verified) -> bool:
+        try:
+            return self.keys.get(known.kid) is known.key
+        except (UnknownKey, KeysUnavailable):
+            return False  # the full check says which
+
+    def _check(self, token: str) -> tuple[dict[str, Any], str, Any]:
+        """The full check: the claims, and the key id and key that verified them."""
         try:
             header = jwt.get_unverified_header(token)
         except jwt.InvalidTokenError:
             raise InvalidToken("the token is not a JWT", "not_a_jwt") from None
         if header.get("alg") != "RS256":
             raise InvalidToken("the token must be signed with RS256", "wrong_algorithm")
+        kid = str(header.get("kid", ""))
         try:
-            key = self.keys.get(str(header.get("kid", "")))
+            key = self.keys.get(kid)
         except UnknownKey:
             raise InvalidToken(
                 "the token is signed with a key the issuer does not publish", "unknown_key"
@@ -82,7 +112,7 @@ class TokenVerifier:
             raise InvalidToken("send the access token, not the id token", "not_an_access_token")
         if claims.get("client_id") != self.settings.client_id:
             raise InvalidToken("the token is for another app client", "wrong_client")
-        return claims
+        return claims, kid, key
 
 
 def _unauthorized(message: str, *, error: str | None = "invalid_token") -> ApiError:
@@ -120,7 +150,31 @@ def verified_claims() -> dict[str, Any] | None:
         return None
 
 
+def _no_user() -> ApiError:
+    return ApiError(
+        403,
+        "no_user",
+        "this account has no Cruddur user yet: the sign-up did not create one "
+        "(`cruddur users sync-cognito` adds the missing ones)",
+    )
+
+
 F = TypeVar("F", bound=Callable[..., Any])
+T = TypeVar("T")
+
+
+def as_caller(write: Callable[[UUID], T]) -> T:
+    """write(the signed-in caller's user uuid), in a view under @signed_in.
+
+    The uuid comes from the process's map (services/authors.py), so a write is one round
+    trip; a user deleted since is looked up again, and is a 403 if gone for good.
+    """
+    authors: Authors = current_app.extensions["cruddur.authors"]
+    db = current_app.extensions["cruddur.db"].get()
+    try:
+        return authors.write_as(db, g.cognito_user_id, write)
+    except UnknownAuthor:
+        raise _no_user() from None
 
 
 def signed_in(view: F) -> F:
@@ -146,15 +200,11 @@ def signed_in(view: F) -> F:
                 503, "auth_unavailable", "cannot check sign-ins right now; try again shortly"
             ) from None
         db = current_app.extensions["cruddur.db"].get()
-        user_uuid: UUID | None = user_for_token_subject(db, claims["sub"])
-        if user_uuid is None:
+        try:
+            user_uuid = current_app.extensions["cruddur.authors"].uuid_for(db, claims["sub"])
+        except UnknownAuthor:
             metrics.count_refused_token("unknown_user")
-            raise ApiError(
-                403,
-                "no_user",
-                "this account has no Cruddur user yet: the sign-up did not create one "
-                "(`cruddur users sync-cognito` adds the missing ones)",
-            )
+            raise _no_user() from None
         g.user_uuid = user_uuid
         request.environ[USER_UUID_KEY] = user_uuid  # for the request's log line
         g.cognito_user_id = claims["sub"]

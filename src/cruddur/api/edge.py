@@ -26,7 +26,7 @@ _CLIENT_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
 CORS_PATH_PREFIX = "/api/"
 CORS_ALLOW_METHODS = "GET, HEAD, POST, OPTIONS"
 CORS_ALLOW_HEADERS = "Content-Type, Authorization, X-Read-After"
-CORS_EXPOSE_HEADERS = "Link, X-Next-Cursor, X-Request-Id, X-Read-After"
+CORS_EXPOSE_HEADERS = "ETag, Link, X-Next-Cursor, X-Request-Id, X-Read-After"
 CORS_MAX_AGE = "600"  # seconds a browser may reuse a preflight answer
 
 WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
@@ -52,6 +52,8 @@ class Edge:
         extra = [(REQUEST_ID_HEADER, request_id), *self._cors_headers(environ)]
         signed_in = "HTTP_AUTHORIZATION" in environ
 
+        api = environ.get("PATH_INFO", "").startswith(CORS_PATH_PREFIX)
+
         def start(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
             replaced = {"x-content-type-options"} | ({"cache-control"} if signed_in else set())
             headers[:] = [(k, v) for k, v in headers if k.lower() not in replaced]
@@ -62,6 +64,10 @@ class Edge:
                 # cache may keep it for the next person on the machine or the proxy.
                 headers.append(("Cache-Control", "no-store"))
             headers.extend(extra)
+            # An API answer that does not say how to cache it (errors, health) is not
+            # stored anywhere: it may depend on the caller or on this moment.
+            if api and not any(name == "Cache-Control" for name, _ in headers):
+                headers.append(("Cache-Control", "no-store"))
             return start_response(status, headers, exc_info)
 
         if self.observe is None:

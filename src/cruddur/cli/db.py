@@ -5,7 +5,9 @@ from __future__ import annotations
 import os
 import secrets
 import shutil
+from datetime import timedelta
 from pathlib import Path
+from typing import ClassVar
 
 import click
 from click.core import ParameterSource
@@ -18,6 +20,7 @@ from cruddur.db import Db
 from cruddur.embedded import candidate_bin_dirs
 from cruddur.ops import databases, loading, waiting
 from cruddur.ops import fake as fake_data
+from cruddur.ops import purge as purging
 from cruddur.ops.connections import database_db, server_db
 from cruddur.ops.status import database_status, replica_status
 from cruddur.targets import Target, embedded_server, resolve
@@ -246,6 +249,78 @@ def _seed_fake(
         f"{loaded.seconds:.1f} s ({shown} rows/s)"
     )
     info(f"seed {random_seed}: `--seed {random_seed}` makes the same rows again")
+
+
+class Duration(click.ParamType):
+    """A length of time: 1d, 12h, 30m, 45s, or 0."""
+
+    name = "duration"
+    _UNITS: ClassVar[dict[str, str]] = {"d": "days", "h": "hours", "m": "minutes", "s": "seconds"}
+
+    def convert(self, value, param, ctx) -> timedelta:
+        if isinstance(value, timedelta):
+            return value
+        text = str(value).strip().lower()
+        if text == "0":
+            return timedelta(0)
+        number, unit = text[:-1], text[-1:]
+        if unit not in self._UNITS or not (number.isascii() and number.isdigit()):
+            self.fail(f"{value!r} is not a duration such as 1d, 12h, 30m or 45s", param, ctx)
+        return timedelta(**{self._UNITS[unit]: int(number)})
+
+
+@db.command("purge-expired")
+@prod_option
+@yes_option
+@click.option(
+    "--grace",
+    type=Duration(),
+    default="1d",
+    show_default=True,
+    help="Purge only what expired longer ago than this (1d, 12h, 30m, 45s, 0).",
+)
+@click.option(
+    "--batch-size",
+    type=click.IntRange(min=1, max=100_000),
+    default=purging.DEFAULT_BATCH_SIZE,
+    show_default=True,
+    help="Activities deleted per transaction (each holds its row locks only this long).",
+)
+@click.option("--dry-run", is_flag=True, help="Count what would be deleted; delete nothing.")
+def purge_expired(prod: bool, yes: bool, grace: timedelta, batch_size: int, dry_run: bool) -> None:
+    """Delete cruds that expired more than GRACE ago, with their replies, in batches.
+
+    No one can read an expired crud; left in place, they grow the table, its indexes and
+    vacuum's work every day. The cutoff is fixed at the start, so cruds expiring while
+    it runs are left alone, as are cruds with a reply that has not expired yet.
+    """
+    settings, target = _target(prod)
+    with database_db(target, settings.pool) as database:
+        before = purging.cutoff(database, grace)
+        found = purging.expired(database, before)
+        when = f"{before:%Y-%m-%d %H:%M:%S %Z}"
+        what = f"{found.cruds:,} cruds and {found.replies:,} replies that expired before {when}"
+        if dry_run:
+            done(f"dry run: would delete {what}; nothing deleted")
+            return
+        if found.total == 0:
+            done(f"nothing expired before {when}; nothing to delete")
+            return
+        confirm_production(target, f"delete {what}", yes=yes)
+        with RowsProgress(found.total) as bar:
+            bar.stage("purging")
+            purged = purging.purge(
+                database,
+                before,
+                batch_size=batch_size,
+                progress=lambda batch: bar.advance(batch.total),
+            )
+    rate = purged.deleted.total / purged.seconds if purged.seconds else 0
+    done(
+        f"deleted {purged.deleted.cruds:,} cruds and {purged.deleted.replies:,} replies in "
+        f"{purged.batches:,} batches, {purged.seconds:.1f} s ({rate:,.0f} rows/s)"
+    )
+    info("the space is reused by new rows; VACUUM (autovacuum soon) marks it free")
 
 
 @db.command()

@@ -390,6 +390,8 @@ def _when(moment: datetime) -> str:
 def new_migration(migrations_dir: Path | None, name: str) -> None:
     """Write an empty migration NAME with the next version and both sections."""
     directory = migrations_dir or package_dir()
+    if migrations_dir is not None:
+        directory.mkdir(parents=True, exist_ok=True)  # a folder of your own: made on first use
     with _reported():
         existing = runner.load(directory)
         path = write_new(directory, name, existing)

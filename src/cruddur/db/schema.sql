@@ -60,3 +60,5 @@ CREATE INDEX activities_user_feed_idx
 CREATE INDEX activities_replies_idx
   ON public.activities (reply_to_activity_uuid, created_at, uuid)
   WHERE reply_to_activity_uuid IS NOT NULL;
+-- `cruddur db purge-expired` finds expired cruds through this, a batch at a time.
+CREATE INDEX activities_expires_idx ON public.activities (expires_at);

@@ -31,7 +31,8 @@ PYTHON = "3.12"  # the Lambda runtime (python3.12) the template deploys
 ARCHES = {"x86_64": "x86_64", "arm64": "aarch64"}  # Lambda's name → the wheel tags' name
 # psycopg[binary] for Python 3.12 (typing-extensions: psycopg needs it below 3.13).
 DEPENDENCIES = ("psycopg", "psycopg-binary", "typing-extensions")
-# All the handler imports of cruddur (tests/test_post_confirmation.py checks the list).
+# All the handlers import of cruddur (tests/test_post_confirmation.py and
+# tests/test_purge_lambda.py check the list).
 HANDLER_FILES = (
     "cruddur/__init__.py",
     "cruddur/config.py",
@@ -39,11 +40,15 @@ HANDLER_FILES = (
     "cruddur/rds_tls.py",
     "cruddur/lambdas/__init__.py",
     "cruddur/lambdas/post_confirmation.py",
+    "cruddur/lambdas/purge_expired.py",
     "cruddur/db/sql/users/create_from_cognito.sql",
+    "cruddur/db/sql/activities/purge_cutoff.sql",
+    "cruddur/db/sql/activities/purge_batch.sql",
 )
 # The RDS CA bundle, beside the package, where cruddur.rds_tls.PACKAGED_BUNDLE looks.
 BUNDLE_ENTRY = "cruddur/rds-ca-bundle.pem"
 HANDLER = "cruddur.lambdas.post_confirmation.handler"
+PURGE_HANDLER = "cruddur.lambdas.purge_expired.handler"  # deploy/purge-expired.yaml
 ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)  # the earliest date a zip entry can carry
 FILE_MODE = 0o100644  # a regular file, rw-r--r--: readable by the Lambda runtime's user
 

@@ -6,7 +6,7 @@ Each runs one named SQL file; PostgreSQL builds the JSON and it is returned as t
 from __future__ import annotations
 
 import json
-from datetime import timedelta
+from datetime import datetime, timedelta
 from uuid import UUID
 
 from cruddur.db import Db, template
@@ -73,6 +73,23 @@ def home_feed(db: Db, page: PageRequest) -> Page:
     return _page(row)
 
 
+def _first_page_span(found: tuple[Page, datetime | None], db: Db, limit: int) -> dict[str, object]:
+    page = found[0]
+    return {
+        "app.page_limit": limit,
+        "app.result_length": _length(page, limit),
+        "app.has_more": page.next is not None,
+    }
+
+
+@use_case("home-activities-first-page", _first_page_span)
+def home_first_page(db: Db, limit: int) -> tuple[Page, datetime | None]:
+    """The home feed's first page, and when it next changes by itself (the earliest
+    expiry on it; None when empty): what services/feed_cache.py keeps."""
+    (row,) = db.query_rows(template("activities", "home"), PageRequest(limit).params())
+    return _page(row), row[4]
+
+
 @use_case("user-activities", _feed_span)
 def user_feed(db: Db, handle: str, page: PageRequest) -> Page | None:
     """One user's unexpired cruds, newest first; None when no user has that handle."""
@@ -86,12 +103,6 @@ def show_activity(db: Db, activity_uuid: UUID, replies: RepliesRequest) -> Page 
     params = {"uuid": activity_uuid, **replies.params()}
     rows = db.query_rows(template("activities", "show"), params)
     return _page(rows[0]) if rows else None
-
-
-def user_for_token_subject(db: Db, cognito_user_id: str) -> UUID | None:
-    return db.query_value(
-        template("users", "by_cognito_user_id"), {"cognito_user_id": cognito_user_id}
-    )
 
 
 @use_case("create-activity", _create_span)

@@ -35,6 +35,8 @@ SELECT
   )::text AS body,
   (SELECT count(*) FROM page) > %(limit)s::int AS has_more,
   last_shown.created_at AS last_created_at,
-  last_shown.uuid AS last_uuid
+  last_shown.uuid AS last_uuid,
+  -- When this page next changes by itself (a crud on it, or the next one, expires).
+  (SELECT min(expires_at) FROM page) AS first_expiry
 FROM (SELECT) AS one_row
 LEFT JOIN last_shown ON true;

@@ -1,0 +1,92 @@
+"""Scheduled purge: deletes cruds expired longer than a grace period, from an EventBridge
+schedule (deploy/purge-expired.yaml), as `cruddur db purge-expired` does by hand.
+
+Handler: `cruddur.lambdas.purge_expired.handler`, in the same zip as the sign-up
+trigger (`cruddur lambda package`), and like it, it imports only psycopg, the standard
+library and a few cruddur modules. It runs the same SQL files as the CLI
+(db/sql/activities/purge_cutoff.sql, purge_batch.sql): the cutoff fixed at the start,
+batches of CRUDDUR_PURGE_BATCH_SIZE rows, each its own transaction. It stops starting
+batches when the invocation has less than a batch's time left; the next scheduled run
+goes on from there (nothing is half done: each batch commits or not).
+
+Environment (besides CONNECTION_URL / CONNECTION_SECRET_ARN, read as the sign-up
+trigger reads them):
+  CRUDDUR_PURGE_GRACE_HOURS   purge what expired longer ago than this (default 24)
+  CRUDDUR_PURGE_BATCH_SIZE    rows a transaction (default 5000)
+  CRUDDUR_CONNECT_TIMEOUT     seconds to wait for the server (default 5)
+  CRUDDUR_STATEMENT_TIMEOUT   milliseconds one batch may take (default 30000)
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from datetime import timedelta
+from functools import cache
+from importlib import resources
+from typing import Any
+
+import psycopg
+
+from cruddur.lambdas.post_confirmation import read_conninfo
+from cruddur.urls import redact
+
+log = logging.getLogger(__name__)
+log.setLevel(logging.INFO)  # Lambda's root logger passes only warnings by default
+
+APPLICATION_NAME = "cruddur-purge-expired"
+
+
+def _setting(name: str, default: int) -> int:
+    raw = os.environ.get(name, "").strip()
+    return int(raw) if raw.isascii() and raw.isdigit() and int(raw) > 0 else default
+
+
+@cache
+def _sql(name: str) -> str:
+    path = resources.files("cruddur").joinpath("db", "sql", "activities", f"{name}.sql")
+    return path.read_text(encoding="utf-8")
+
+
+def _time_left_ms(context: Any) -> float:
+    remaining = getattr(context, "get_remaining_time_in_millis", None)
+    return remaining() if remaining is not None else float("inf")
+
+
+def handler(event: dict[str, Any] | None = None, context: Any = None) -> dict[str, Any]:
+    """Purge; return what was deleted and whether everything due was (`finished`)."""
+    grace = timedelta(hours=_setting("CRUDDUR_PURGE_GRACE_HOURS", 24))
+    batch_size = _setting("CRUDDUR_PURGE_BATCH_SIZE", 5000)
+    statement_ms = _setting("CRUDDUR_STATEMENT_TIMEOUT", 30_000)
+    conninfo = read_conninfo(os.environ)
+    started = time.monotonic()
+    cruds = replies = batches = 0
+    finished = False
+    with psycopg.connect(
+        conninfo,
+        autocommit=True,  # each batch is one statement: its own short transaction
+        connect_timeout=_setting("CRUDDUR_CONNECT_TIMEOUT", 5),
+        application_name=APPLICATION_NAME,
+        options=f"-c statement_timeout={statement_ms}",
+    ) as conn:
+        cutoff = conn.execute(_sql("purge_cutoff"), {"grace": grace}).fetchone()[0]
+        params = {"cutoff": cutoff, "batch_size": batch_size}
+        while _time_left_ms(context) > statement_ms + 1000:
+            deleted_cruds, deleted_replies = conn.execute(_sql("purge_batch"), params).fetchone()
+            if deleted_cruds + deleted_replies == 0:
+                finished = True
+                break
+            cruds, replies, batches = cruds + deleted_cruds, replies + deleted_replies, batches + 1
+    summary = {
+        "cutoff": cutoff.isoformat(),
+        "deleted_cruds": cruds,
+        "deleted_replies": replies,
+        "batches": batches,
+        "seconds": round(time.monotonic() - started, 3),
+        "finished": finished,
+    }
+    log.info("purged in %s: %s", redact(conninfo), summary)
+    if not finished:
+        log.warning("stopped for time with more to purge; the next run goes on")
+    return summary

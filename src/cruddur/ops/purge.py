@@ -1,0 +1,80 @@
+"""Delete cruds that expired long ago: no one can read them, and they cost storage,
+vacuum and index size every day they stay.
+
+A crud is purged once it expired more than a grace period ago (default 1 day), with its
+replies (which expire with it). The cutoff is fixed when the purge starts, from the
+server's clock, so a crud that expires while the purge runs is never touched. Rows go in
+batches of `batch_size`, each its own short transaction, so no lock is held long and the
+API keeps serving (README "Measured" has the feed's p99 during a purge).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from cruddur.db import Db, template
+
+DEFAULT_GRACE = timedelta(days=1)
+DEFAULT_BATCH_SIZE = 5_000
+
+
+@dataclass(frozen=True)
+class Counts:
+    cruds: int = 0
+    replies: int = 0
+
+    @property
+    def total(self) -> int:
+        return self.cruds + self.replies
+
+    def __add__(self, other: Counts) -> Counts:
+        return Counts(self.cruds + other.cruds, self.replies + other.replies)
+
+
+@dataclass(frozen=True)
+class Purged:
+    cutoff: datetime
+    deleted: Counts
+    batches: int
+    seconds: float
+
+
+def cutoff(db: Db, grace: timedelta = DEFAULT_GRACE) -> datetime:
+    """The server's now less `grace`: activities that expired before it go."""
+    return db.query_value(template("activities", "purge_cutoff"), {"grace": grace})
+
+
+def expired(db: Db, before: datetime) -> Counts:
+    """How many cruds and replies expired before `before` (what a purge would delete)."""
+    ((cruds, replies),) = db.query_rows(template("activities", "purge_count"), {"cutoff": before})
+    return Counts(cruds, replies)
+
+
+def purge(
+    db: Db,
+    before: datetime,
+    *,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    progress: Callable[[Counts], None] | None = None,
+) -> Purged:
+    """Delete, batch after batch, what expired before `before`, until nothing is left.
+
+    `progress` is called after each batch with what it deleted.
+    """
+    if batch_size < 1:
+        raise ValueError("the batch size must be at least 1")
+    started = time.perf_counter()
+    total, batches = Counts(), 0
+    params = {"cutoff": before, "batch_size": batch_size}
+    while True:
+        ((cruds, replies),) = db.query_rows(template("activities", "purge_batch"), params)
+        batch = Counts(cruds, replies)
+        if batch.total == 0:
+            break
+        total, batches = total + batch, batches + 1
+        if progress is not None:
+            progress(batch)
+    return Purged(before, total, batches, time.perf_counter() - started)

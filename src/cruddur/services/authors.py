@@ -1,0 +1,75 @@
+"""Who a token speaks for: token subject (Cognito's `sub`) → Cruddur user uuid, per process.
+
+A write needs its author's uuid. Looking it up before each insert doubled a write's
+round trips, so each process keeps what it has found. That is safe because a `sub`
+never changes owner: Cognito never reuses one, and `users.cognito_user_id` is unique.
+An entry goes stale only when its user row is deleted (or deleted and made again by
+`users sync-cognito`, with a new uuid). The write then fails on the author's foreign
+key, nothing is stored, and `write_as` looks the subject up again and retries once.
+Only found users are kept: a subject with no row yet may get one at any moment.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from collections.abc import Callable
+from typing import TypeVar
+from uuid import UUID
+
+import psycopg
+
+from cruddur.db import Db, template
+
+DEFAULT_MAX_ENTRIES = 100_000  # ~200 bytes each: 20 MB at the very most
+AUTHOR_FOREIGN_KEY = "activities_user_uuid_fkey"
+
+T = TypeVar("T")
+
+
+class UnknownAuthor(LookupError):
+    """The token's subject has no users row."""
+
+
+def _is_author_gone(exc: psycopg.errors.ForeignKeyViolation) -> bool:
+    return exc.diag.constraint_name == AUTHOR_FOREIGN_KEY
+
+
+class Authors:
+    def __init__(self, max_entries: int = DEFAULT_MAX_ENTRIES) -> None:
+        self.max_entries = max_entries
+        self._uuids: OrderedDict[str, UUID] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def uuid_for(self, db: Db, subject: str) -> UUID:
+        """The subject's user uuid (kept once found), or UnknownAuthor."""
+        found = self._uuids.get(subject)
+        if found is not None:
+            return found
+        found = db.query_value(
+            template("users", "by_cognito_user_id"), {"cognito_user_id": subject}
+        )
+        if found is None:
+            raise UnknownAuthor(subject)
+        with self._lock:
+            self._uuids[subject] = found
+            while len(self._uuids) > self.max_entries:
+                self._uuids.popitem(last=False)
+        return found
+
+    def forget(self, subject: str) -> None:
+        with self._lock:
+            self._uuids.pop(subject, None)
+
+    def write_as(self, db: Db, subject: str, write: Callable[[UUID], T]) -> T:
+        """write(author's uuid); if that uuid's row is gone, look again and retry once.
+
+        The retry is safe: a foreign-key failure stored nothing.
+        """
+        try:
+            return write(self.uuid_for(db, subject))
+        except psycopg.errors.ForeignKeyViolation as exc:
+            if not _is_author_gone(exc):
+                raise
+        self.forget(subject)
+        return write(self.uuid_for(db, subject))

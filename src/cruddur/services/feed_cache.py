@@ -1,0 +1,279 @@
+"""The home feed's first page, kept in each worker and rebuilt when it changes.
+
+Everyone reads the same first page, so each worker keeps it (one copy per `limit`)
+instead of asking PostgreSQL every time. A copy is dropped:
+- when a worker writes: its own copies at once, and every other worker's as soon as a
+  NOTIFY on `cruddur_feed` reaches it (`FeedNotifier` sends it, `FeedChanges` LISTENs;
+  milliseconds, and the tests hold it to 100 ms);
+- when a crud on it (or the one after it) expires: a copy lives no longer than its
+  earliest `expires_at`;
+- after `max_age` (1 s) whatever happens: the bound for changes made outside the API
+  (psql, a deleted user) and for a notification lost on a connection that died without
+  a sign. A purge never changes a page: it deletes only cruds no feed shows.
+- and nothing is kept while the listening connection is down (a database restart, a
+  failover): every request reads the database until it listens again, and everything
+  kept from before is dropped then, since notifications may have been missed.
+
+NOTIFY reaches only sessions on the server where the write committed, so the listener
+connects to the primary (CONNECTION_URL, or CRUDDUR_LISTEN_URL): never to a read
+replica, and never through a pooler in transaction mode (PgBouncer) or RDS Proxy (a
+LISTEN pins the proxy's session to one connection; it works, but a direct endpoint is
+what a listener needs).
+
+Why the API sends the NOTIFY, and not a trigger in the write's own transaction:
+PostgreSQL holds a database-wide lock from a notifying transaction's pre-commit until
+its commit is flushed, so notifying transactions commit one at a time: a statement
+trigger cut inserts to a twentieth (bench/notify_commit.py, README "Measured").
+`FeedNotifier` sends its NOTIFY in a transaction of its own with
+synchronous_commit off (nothing to flush: it holds that lock for microseconds), from a
+thread, after the write has answered, and folds the writes of the meantime into one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+
+import psycopg
+
+from cruddur.services.paging import Page
+
+log = logging.getLogger("cruddur.feed_cache")
+
+CHANNEL = "cruddur_feed"
+MAX_AGE_SECONDS = 1.0  # the bound on any copy's life
+RECONNECT_AFTER_SECONDS = (0.1, 2.0)  # the first wait after a failure, and the longest
+WAIT_SECONDS = 1.0  # one wait for notifications; then it checks whether to stop
+
+
+def etag_of(body: str) -> str:
+    """A strong ETag for a response body: a digest of its bytes."""
+    return '"' + hashlib.blake2b(body.encode(), digest_size=16).hexdigest() + '"'
+
+
+class FeedChanges:
+    """A generation number that moves whenever the feed may have changed.
+
+    A daemon thread holds one connection that LISTENs on `cruddur_feed`; each
+    notification, each (re)connection and each local `bump()` moves the generation on.
+    `listening` is False while that connection is down.
+    """
+
+    def __init__(
+        self,
+        conninfo: str,
+        *,
+        connect_timeout: int = 5,
+        reconnect_after: tuple[float, float] = RECONNECT_AFTER_SECONDS,
+    ) -> None:
+        self.conninfo = conninfo
+        self.connect_timeout = connect_timeout
+        self.reconnect_after = reconnect_after
+        self.generation = 0
+        self.listening = False
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def bump(self) -> None:
+        with self._lock:
+            self.generation += 1
+
+    def start(self) -> FeedChanges:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="feed-changes", daemon=True)
+            self._thread.start()
+        return self
+
+    def wait_listening(self, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while not self.listening and time.monotonic() < deadline:
+            time.sleep(0.01)
+        return self.listening
+
+    def stop(self) -> None:
+        self._stop.set()  # seen within WAIT_SECONDS
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+            self._thread = None
+
+    def _run(self) -> None:
+        first, longest = self.reconnect_after
+        wait = first
+        while not self._stop.is_set():
+            try:
+                self._listen()
+            except psycopg.Error as exc:
+                if self.listening:
+                    log.warning("feed cache off until it listens again: %s", exc)
+                    wait = first
+            finally:
+                self.listening = False
+                self.bump()
+            self._stop.wait(wait)
+            wait = min(wait * 2, longest)
+
+    def _listen(self) -> None:
+        with psycopg.connect(
+            self.conninfo,
+            autocommit=True,
+            connect_timeout=self.connect_timeout,
+            application_name="cruddur-feed-listener",
+            # A dead peer is noticed in seconds even without a FIN (the copies' 1 s bound
+            # covers the meantime).
+            keepalives=1,
+            keepalives_idle=5,
+            keepalives_interval=2,
+            keepalives_count=2,
+        ) as conn:
+            conn.execute(f"LISTEN {CHANNEL}")
+            self.bump()  # whatever was kept before may have missed notifications
+            self.listening = True
+            while not self._stop.is_set():
+                for _ in conn.notifies(timeout=WAIT_SECONDS, stop_after=1):
+                    self.bump()
+
+
+class FeedNotifier:
+    """Tells every worker the feed changed: NOTIFY `cruddur_feed`, from a thread.
+
+    `changed()` only sets a flag, so a write's request does not wait for it; the thread
+    sends one NOTIFY for all the writes since its last one, at most one per
+    `min_interval` (a few ms, well inside the 100 ms promise).
+    """
+
+    def __init__(
+        self,
+        conninfo: str,
+        *,
+        connect_timeout: int = 5,
+        min_interval: float = 0.005,
+        reconnect_after: tuple[float, float] = RECONNECT_AFTER_SECONDS,
+    ) -> None:
+        self.conninfo = conninfo
+        self.connect_timeout = connect_timeout
+        self.min_interval = min_interval
+        self.reconnect_after = reconnect_after
+        self.sent = 0
+        self._pending = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    def start(self) -> FeedNotifier:
+        with self._lock:
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="feed-notifier", daemon=True)
+                self._thread.start()
+        return self
+
+    def changed(self) -> None:
+        self._pending.set()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._pending.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+            self._thread = None
+
+    def _run(self) -> None:
+        first, longest = self.reconnect_after
+        wait, connected = first, True
+        while not self._stop.is_set():
+            try:
+                with psycopg.connect(
+                    self.conninfo,
+                    autocommit=True,
+                    connect_timeout=self.connect_timeout,
+                    application_name="cruddur-feed-notifier",
+                    options="-c synchronous_commit=off",
+                ) as conn:
+                    wait, connected = first, True
+                    while not self._stop.is_set():
+                        self._pending.wait()
+                        if self._stop.is_set():
+                            return
+                        self._pending.clear()
+                        conn.execute(f"NOTIFY {CHANNEL}")
+                        self.sent += 1
+                        time.sleep(self.min_interval)  # the writes meanwhile: one NOTIFY
+            except psycopg.Error as exc:
+                if connected:  # said once, not at every attempt
+                    log.warning("feed notifications paused until it reconnects: %s", exc)
+                connected = False
+                self._pending.set()  # not sent: send once connected again
+            self._stop.wait(wait)
+            wait = min(wait * 2, longest)
+
+
+@dataclass(frozen=True)
+class Kept:
+    page: Page
+    etag: str
+    generation: int
+    fresh_until: float  # time.time() seconds
+
+
+class FirstPages:
+    """The home feed's first page for each `limit`, kept while it is fresh."""
+
+    def __init__(
+        self,
+        changes: FeedChanges,
+        *,
+        max_age: float = MAX_AGE_SECONDS,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.changes = changes
+        self.max_age = max_age
+        self._clock = clock
+        self._kept: dict[int, Kept] = {}
+        self._build_locks: dict[int, threading.Lock] = {}
+        self._lock = threading.Lock()
+        self.builds = 0  # how many times a page was read from the database
+
+    def _fresh(self, kept: Kept | None) -> bool:
+        return (
+            kept is not None
+            and kept.generation == self.changes.generation
+            and self._clock() < kept.fresh_until
+        )
+
+    def get(self, limit: int, build: Callable[[], tuple[Page, datetime | None]]) -> Kept:
+        """The kept first page of `limit` cruds, or a new one from build().
+
+        build() returns the page and the earliest expiry on it (None: nothing on it).
+        """
+        kept = self._kept.get(limit)
+        if not self.changes.listening:
+            return self._build(build, self.changes.generation)  # not kept: nothing is
+        if self._fresh(kept):
+            return kept  # type: ignore[return-value]
+        with self._lock:
+            build_lock = self._build_locks.setdefault(limit, threading.Lock())
+        with build_lock:  # one rebuild at a time; the others then take its result
+            kept = self._kept.get(limit)
+            if self._fresh(kept):
+                return kept  # type: ignore[return-value]
+            # Read before the query: a change committed meanwhile makes the copy stale.
+            kept = self._build(build, self.changes.generation)
+            self._kept[limit] = kept
+            return kept
+
+    def _build(self, build: Callable[[], tuple[Page, datetime | None]], generation: int) -> Kept:
+        started = self._clock()
+        page, first_expiry = build()
+        self.builds += 1
+        fresh_until = started + self.max_age
+        if first_expiry is not None:
+            fresh_until = min(fresh_until, first_expiry.timestamp())
+        return Kept(page, etag_of(page.body), generation, fresh_until)
+
+    def clear(self) -> None:
+        self._kept.clear()

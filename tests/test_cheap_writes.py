@@ -1,0 +1,198 @@
+"""Cheaper writes: verified tokens kept (never past their life), authors kept per process,
+one statement per write."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from cruddur.api import auth, create_app
+from cruddur.api.auth import InvalidToken, TokenVerifier
+from cruddur.api.dev_keys import DevKeys
+from cruddur.api.token_cache import VerifiedTokens
+from cruddur.config import Settings
+from cruddur.db import Db
+from cruddur.targets import app_db
+
+
+class CountingVerifier(TokenVerifier):
+    """Counts the full checks (the RSA work) behind the cache."""
+
+    full_checks = 0
+
+    def _check(self, token: str):
+        self.full_checks += 1
+        return super()._check(token)
+
+
+def _verifier(home: Path, **kwargs) -> tuple[CountingVerifier, DevKeys, Settings]:
+    settings = Settings.from_env({"CRUDDUR_HOME": str(home)})
+    keys = DevKeys(home).ensure()
+    return CountingVerifier(settings.auth, **kwargs), keys, settings
+
+
+def test_a_token_is_checked_the_full_way_once(tmp_path: Path) -> None:
+    verifier, keys, settings = _verifier(tmp_path)
+    token = keys.mint(settings.auth, "MOCK-andrewbrown")
+    for _ in range(5):
+        assert verifier.verify(token)["sub"] == "MOCK-andrewbrown"
+    assert verifier.full_checks == 1
+    other = keys.mint(settings.auth, "MOCK-bayko")
+    assert verifier.verify(other)["sub"] == "MOCK-bayko"
+    assert verifier.full_checks == 2
+
+
+def test_a_cached_token_is_refused_once_it_expires(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setattr(auth, "LEEWAY_SECONDS", 0)  # so the test waits 3 s, not 33
+    verifier, keys, settings = _verifier(tmp_path)
+    token = keys.mint(settings.auth, "MOCK-andrewbrown", expires_in=3)
+    verifier.verify(token)
+    verifier.verify(token)
+    assert verifier.full_checks == 1  # served from the cache
+    time.sleep(max(0.0, _exp(token) - time.time()) + 0.05)
+    with pytest.raises(InvalidToken, match="expired"):
+        verifier.verify(token)
+    assert len(verifier.verified) == 0
+
+
+def test_the_cache_never_extends_a_token_past_its_exp(tmp_path: Path) -> None:
+    # Past exp but inside the clock-skew leeway: the full check accepts it each time, and
+    # it is never cached, so the leeway alone decides, exactly as without the cache.
+    verifier, keys, settings = _verifier(tmp_path)
+    token = keys.mint(settings.auth, "MOCK-andrewbrown", expires_in=-5)
+    for _ in range(3):
+        verifier.verify(token)
+    assert verifier.full_checks == 3
+    assert len(verifier.verified) == 0
+    # An entry's life ends at exp, whatever the clock says later.
+    clock = [time.time()]
+    cache = VerifiedTokens(clock=lambda: clock[0])
+    verifier, keys, settings = _verifier(tmp_path, verified=cache)
+    token = keys.mint(settings.auth, "MOCK-andrewbrown", expires_in=60)
+    verifier.verify(token)
+    clock[0] = _exp(token)
+    verifier.verify(token)
+    assert verifier.full_checks == 2
+
+
+def test_a_cached_token_of_a_revoked_key_is_refused(tmp_path: Path) -> None:
+    verifier, keys, settings = _verifier(tmp_path)
+    token = keys.mint(settings.auth, "MOCK-andrewbrown")
+    verifier.verify(token)
+    # The issuer drops that key (a rotation or a revocation) and the service refetches.
+    keys.jwks_path.unlink()
+    keys.private_path.unlink()
+    keys.ensure()
+    verifier.keys.min_refresh = 0
+    verifier.verify(keys.mint(settings.auth, "MOCK-bayko"))  # a new kid: refetch
+    with pytest.raises(InvalidToken, match="key the issuer does not publish"):
+        verifier.verify(token)
+    assert verifier.full_checks == 3
+
+
+def test_malformed_and_tampered_tokens_are_never_cached(tmp_path: Path) -> None:
+    verifier, keys, settings = _verifier(tmp_path)
+    token = keys.mint(settings.auth, "MOCK-andrewbrown")
+    verifier.verify(token)
+    header, payload, signature = token.split(".")
+    tampered = f"{header}.{payload}.{signature[:-4]}AAAA"
+    for bad in ["not.a.jwt", "", tampered, token + "x"]:
+        for _ in range(2):
+            with pytest.raises(InvalidToken):
+                verifier.verify(bad)
+    assert len(verifier.verified) == 1
+
+
+def test_the_cache_is_bounded(tmp_path: Path) -> None:
+    verifier, keys, settings = _verifier(tmp_path, verified=VerifiedTokens(max_entries=3))
+    tokens = [keys.mint(settings.auth, f"MOCK-{n}") for n in range(5)]
+    for token in tokens:
+        verifier.verify(token)
+    assert len(verifier.verified) == 3
+    verifier.verify(tokens[0])  # evicted: checked again
+    assert verifier.full_checks == 6
+
+
+def _exp(token: str) -> float:
+    import jwt
+
+    return float(jwt.decode(token, options={"verify_signature": False})["exp"])
+
+
+# -- one statement per write ---------------------------------------------------------
+
+
+class CountingDb(Db):
+    """The app's real pool, counting the statements it sends."""
+
+    statements = 0
+
+    def _execute(self, conn, sql, params):  # type: ignore[override]
+        type(self).statements += 1
+        return Db._execute(conn, sql, params)
+
+
+@pytest.fixture
+def counted(api_settings: Settings):
+    from api_support import CheckedClient
+
+    base = app_db(api_settings)
+    database = CountingDb(base.conninfo, base.settings, autocommit=True, check=False)
+    CountingDb.statements = 0
+    app = create_app(api_settings, database=database)
+    yield CheckedClient(app)
+    database.close()
+
+
+def _reply_parent(url: str) -> str:
+    with psycopg.connect(url) as conn:
+        return str(
+            conn.execute("SELECT uuid FROM activities WHERE replies_count = 2").fetchone()[0]
+        )
+
+
+def test_a_write_is_one_statement_after_the_first(counted, mint, seeded_db: str) -> None:
+    token = mint("bayko")
+    crud = {"message": "counted", "ttl": "1-day"}
+    assert counted.post("/api/activities", json=crud, token=token).status_code == 201
+    first = CountingDb.statements
+    assert first == 2  # the author's lookup, then the insert
+    parent = _reply_parent(seeded_db)
+    for _ in range(5):
+        assert counted.post("/api/activities", json=crud, token=token).status_code == 201
+        reply = counted.post(
+            f"/api/activities/{parent}/reply", json={"message": "again"}, token=token
+        )
+        assert reply.status_code == 201
+    assert CountingDb.statements - first == 10
+
+
+def test_a_deleted_author_is_looked_up_again(counted, mint, seeded_db: str) -> None:
+    token = mint(sub="sub-of-carol")
+    crud = {"message": "hi", "ttl": "1-day"}
+    with psycopg.connect(seeded_db, autocommit=True) as conn:
+        add = (
+            "INSERT INTO users (display_name, handle, email, cognito_user_id)"
+            " VALUES ('Carol', %s, 'carol@example.com', 'sub-of-carol') RETURNING uuid"
+        )
+        first_uuid = conn.execute(add, ["carol"]).fetchone()[0]
+        assert counted.post("/api/activities", json=crud, token=token).status_code == 201
+        # The row goes (and its cruds with it); the process still maps the sub to it.
+        conn.execute("DELETE FROM users WHERE uuid = %s", [first_uuid])
+        response = counted.post("/api/activities", json=crud, token=token)
+        assert response.status_code == 403
+        assert response.get_json()["error"] == "no_user"
+        assert conn.execute("SELECT count(*) FROM activities WHERE user_uuid = %s",
+                            [first_uuid]).fetchone()[0] == 0  # fmt: skip
+        # Made again (sync-cognito), with a new uuid: the next write is theirs.
+        second_uuid = conn.execute(add, ["carol2"]).fetchone()[0]
+        response = counted.post("/api/activities", json=crud, token=token)
+        assert response.status_code == 201
+        assert response.get_json()["handle"] == "carol2"
+        stored = conn.execute(
+            "SELECT user_uuid FROM activities WHERE uuid = %s", [response.get_json()["uuid"]]
+        ).fetchone()[0]
+        assert stored == second_uuid

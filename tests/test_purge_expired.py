@@ -1,0 +1,111 @@
+"""`cruddur db purge-expired` / bin/db-purge-expired: only cruds expired past the grace go."""
+
+from __future__ import annotations
+
+import time
+from datetime import timedelta
+
+import psycopg
+from helpers import run
+
+from cruddur.db import Db
+from cruddur.ops import purge
+
+
+def _add(conn: psycopg.Connection, message: str, expires_in: str, parent=None, count: int = 1):
+    """`count` activities by bayko that expire `expires_in` from now (negative: ago)."""
+    rows = conn.execute(
+        "INSERT INTO activities (user_uuid, message, reply_to_activity_uuid, created_at,"
+        " expires_at)"
+        " SELECT (SELECT uuid FROM users WHERE handle = 'bayko'), %s || n, %s,"
+        "   now() + %s::interval - interval '3 days', now() + %s::interval"
+        " FROM generate_series(1, %s) AS n RETURNING uuid",
+        [message, parent, expires_in, expires_in, count],
+    ).fetchall()
+    return [row[0] for row in rows]
+
+
+def _left(conn: psycopg.Connection, uuids) -> int:
+    return conn.execute("SELECT count(*) FROM activities WHERE uuid = ANY(%s)", [uuids]).fetchone()[
+        0
+    ]
+
+
+def test_purge_deletes_only_cruds_expired_longer_than_the_grace(seeded_db: str) -> None:
+    with psycopg.connect(seeded_db, autocommit=True) as conn:
+        old = _add(conn, "old", "-2 days", count=7)
+        old_replies = _add(conn, "old reply", "-2 days", parent=old[0], count=3)
+        recent = _add(conn, "recent", "-1 hour", count=2)  # expired, but inside the grace
+        alive = _add(conn, "alive", "1 day", count=2)
+        # An expired crud with a reply that has not expired waits for it.
+        waiting = _add(conn, "waiting", "-2 days")
+        alive_reply = _add(conn, "alive reply", "1 day", parent=waiting[0])
+        before = conn.execute("SELECT count(*) FROM activities").fetchone()[0]
+
+        dry = run("db-purge-expired", "--dry-run", env={"CONNECTION_URL": seeded_db})
+        assert dry.returncode == 0, dry.stderr
+        # the seed's crud that expired a day ago, and the 7 old ones; 3 replies
+        assert "would delete 8 cruds and 3 replies" in dry.stderr
+        assert conn.execute("SELECT count(*) FROM activities").fetchone()[0] == before
+
+        done = run("db-purge-expired", "--batch-size", "2", env={"CONNECTION_URL": seeded_db})
+        assert done.returncode == 0, done.stderr
+        assert "deleted 8 cruds and 3 replies" in done.stderr
+        assert _left(conn, old + old_replies) == 0
+        assert _left(conn, recent + alive + waiting + alive_reply) == 6
+        assert conn.execute("SELECT count(*) FROM activities").fetchone()[0] == before - 11
+
+        again = run("db-purge-expired", env={"CONNECTION_URL": seeded_db})
+        assert again.returncode == 0 and "nothing expired before" in again.stderr
+        # A shorter grace takes the recent ones too.
+        short = run("db-purge-expired", "--grace", "30m", env={"CONNECTION_URL": seeded_db})
+        assert "deleted 2 cruds and 0 replies" in short.stderr
+        assert _left(conn, recent) == 0 and _left(conn, alive) == 2
+
+
+def test_cruds_expiring_during_the_purge_are_not_touched(seeded_db: str) -> None:
+    with psycopg.connect(seeded_db, autocommit=True) as conn, Db(seeded_db) as db:
+        expired = _add(conn, "expired", "-1 minute", count=50)
+        soon = _add(conn, "soon", "300 milliseconds", count=20)
+        cutoff = purge.cutoff(db, timedelta(0))
+        batches = []
+
+        def slow_start(batch: purge.Counts) -> None:
+            # After the first batch, wait until the `soon` cruds have expired too: the
+            # batches that follow run when they are expired, and must still leave them.
+            if not batches:
+                time.sleep(0.5)
+                assert conn.execute(
+                    "SELECT bool_and(expires_at < now()) FROM activities WHERE uuid = ANY(%s)",
+                    [soon],
+                ).fetchone()[0]
+            batches.append(batch)
+
+        purged = purge.purge(db, cutoff, batch_size=10, progress=slow_start)
+        assert len(batches) >= 5
+        assert _left(conn, expired) == 0
+        assert _left(conn, soon) == 20
+        assert purged.deleted.cruds >= 50
+
+
+def test_purge_on_production_asks_first(seeded_db: str) -> None:
+    env = {"PROD_CONNECTION_URL": seeded_db}
+    with psycopg.connect(seeded_db, autocommit=True) as conn:
+        old = _add(conn, "old", "-3 days", count=3)
+        refused = run("db-purge-expired", "prod", env=env)
+        assert refused.returncode == 1
+        assert "PRODUCTION" in refused.stderr and "not confirmed" in refused.stderr
+        assert _left(conn, old) == 3
+        wrong = run("db-purge-expired", "prod", env=env, stdin="postgres\n")
+        assert wrong.returncode == 1 and _left(conn, old) == 3
+        name = conn.execute("SELECT current_database()").fetchone()[0]
+        typed = run("db-purge-expired", "prod", env=env, stdin=f"{name}\n")
+        assert typed.returncode == 0, typed.stderr
+        assert _left(conn, old) == 0
+
+
+def test_a_bad_grace_is_a_one_line_error(seeded_db: str) -> None:
+    result = run("db-purge-expired", "--grace", "tomorrow", env={"CONNECTION_URL": seeded_db})
+    assert result.returncode == 2
+    assert "not a duration such as 1d" in result.stderr
+    assert "Traceback" not in result.stderr

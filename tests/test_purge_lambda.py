@@ -1,0 +1,118 @@
+"""The scheduled purge: its Lambda handler against a real PostgreSQL, and its template."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import psycopg
+import pytest
+from cfnlint.decode import decode
+from helpers import ROOT, run
+
+from cruddur.lambdas import purge_expired
+from cruddur.ops.packaging import HANDLER_FILES, PURGE_HANDLER
+
+TEMPLATE = ROOT / "deploy/purge-expired.yaml"
+SIGN_UP_TEMPLATE = ROOT / "deploy/post-confirmation.yaml"
+CFN_LINT = ROOT / ".venv/bin/cfn-lint"
+
+
+class Context:
+    def __init__(self, left_ms: int) -> None:
+        self.left_ms = left_ms
+
+    def get_remaining_time_in_millis(self) -> int:
+        return self.left_ms
+
+
+def _add(url: str, expires_in: str, count: int) -> list:
+    with psycopg.connect(url, autocommit=True) as conn:
+        rows = conn.execute(
+            "INSERT INTO activities (user_uuid, message, created_at, expires_at)"
+            " SELECT (SELECT uuid FROM users WHERE handle = 'bayko'), 'm' || n,"
+            "   now() + %s::interval - interval '3 days', now() + %s::interval"
+            " FROM generate_series(1, %s) AS n RETURNING uuid",
+            [expires_in, expires_in, count],
+        ).fetchall()
+    return [row[0] for row in rows]
+
+
+def _left(url: str, uuids: list) -> int:
+    with psycopg.connect(url) as conn:
+        return conn.execute(
+            "SELECT count(*) FROM activities WHERE uuid = ANY(%s)", [uuids]
+        ).fetchone()[0]
+
+
+@pytest.fixture
+def env(seeded_db: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    monkeypatch.setenv("CONNECTION_URL", seeded_db)
+    monkeypatch.delenv("CONNECTION_SECRET_ARN", raising=False)
+    monkeypatch.setenv("CRUDDUR_PURGE_BATCH_SIZE", "7")
+    return seeded_db
+
+
+def test_the_handler_purges_what_expired_past_the_grace(env: str, caplog) -> None:
+    old = _add(env, "-2 days", 30)
+    recent = _add(env, "-2 hours", 5)
+    alive = _add(env, "1 day", 5)
+    summary = purge_expired.handler({"source": "aws.scheduler"}, Context(300_000))
+    assert summary["finished"] is True
+    assert summary["deleted_cruds"] == 31  # and the seed's crud that expired a day ago
+    assert summary["batches"] == 5
+    assert _left(env, old) == 0
+    assert _left(env, recent + alive) == 10
+    password = psycopg.conninfo.conninfo_to_dict(env)["password"]
+    assert "purged in" in caplog.text and password not in caplog.text
+
+
+def test_the_handler_stops_for_time_and_the_next_run_goes_on(env: str, monkeypatch) -> None:
+    old = _add(env, "-2 days", 10)
+    monkeypatch.setenv("CRUDDUR_PURGE_GRACE_HOURS", "1")
+    short = purge_expired.handler({}, Context(10_000))  # less than a batch's 30 s left
+    assert short == {**short, "finished": False, "batches": 0, "deleted_cruds": 0}
+    assert _left(env, old) == 10
+    assert purge_expired.handler({}, Context(300_000))["finished"] is True
+    assert _left(env, old) == 0
+
+
+def test_the_handler_imports_only_what_it_needs() -> None:
+    code = (
+        "import sys, cruddur.lambdas.purge_expired\n"
+        "print('\\n'.join(sorted(m for m in sys.modules)))"
+    )
+    loaded = set(subprocess.check_output([sys.executable, "-c", code], text=True).split())
+    heavy = {"click", "rich", "boto3", "botocore", "psycopg_pool", "cruddur.db"}
+    assert not heavy & loaded
+    ours = {m.replace(".", "/") for m in loaded if m.startswith("cruddur")}
+    packaged = {name.removesuffix("/__init__.py").removesuffix(".py") for name in HANDLER_FILES}
+    assert ours <= packaged
+    for sql in ("purge_cutoff", "purge_batch"):
+        assert f"cruddur/db/sql/activities/{sql}.sql" in HANDLER_FILES
+
+
+def test_the_template_passes_cfn_lint(tmp_path: Path) -> None:
+    linted = run(CFN_LINT, str(TEMPLATE))
+    assert linted.returncode == 0, linted.stdout + linted.stderr
+    broken = tmp_path / "broken.yaml"
+    broken.write_text(TEMPLATE.read_text().replace("RetentionInDays: 30", "RetentionInDays: 31"))
+    assert run(CFN_LINT, str(broken)).returncode != 0
+
+
+def test_the_template_schedules_the_packaged_handler() -> None:
+    template, problems = decode(str(TEMPLATE))
+    assert not problems
+    function = template["Resources"]["Function"]["Properties"]
+    assert function["Handler"] == PURGE_HANDLER
+    assert function["Runtime"] == "python3.12"
+    sign_up, _ = decode(str(SIGN_UP_TEMPLATE))
+    assert function["CodeUri"] == sign_up["Resources"]["Function"]["Properties"]["CodeUri"]
+    (event,) = function["Events"].values()
+    assert event["Type"] == "Schedule"
+    assert function["ReservedConcurrentExecutions"] == 1
+    # The handler keeps a batch's worth of time: the function's timeout must exceed it.
+    assert function["Timeout"] * 1000 > int(
+        function["Environment"]["Variables"]["CRUDDUR_STATEMENT_TIMEOUT"]
+    )
