@@ -22,7 +22,7 @@ def home(tmp_path):
     state = tmp_path / "state"
     yield state
     cruddur("db", "down", env={"CRUDDUR_HOME": str(state)})
-    server_json = state / "postgres" / "server.json"
+    server_json = state / "postgres.json"
     if server_json.is_file():  # as root, the cluster may live outside tmp_path
         cluster_dir = Path(json.loads(server_json.read_text())["cluster_dir"])
         shutil.rmtree(cluster_dir, ignore_errors=True)
@@ -79,7 +79,7 @@ def test_setup_starts_the_embedded_server_when_no_url_is_set(home) -> None:
     assert status.returncode == 0, status.stderr
     assert "running on 127.0.0.1:" in status.stdout
     assert "schema    loaded (3 users, 5 activities)" in status.stdout
-    state = json.loads((home / "postgres" / "server.json").read_text())
+    state = json.loads((home / "postgres.json").read_text())
     assert f"data in {state['cluster_dir']}/data" in status.stdout
     assert state["password"] not in setup.stderr + status.stdout
 
@@ -130,7 +130,7 @@ def test_the_server_does_not_inherit_secrets(home) -> None:
     secret = "prod-password-in-env"
     env = {"CRUDDUR_HOME": str(home), "PROD_CONNECTION_URL": f"postgresql://u:{secret}@h/d"}
     assert cruddur("db", "up", env=env).returncode == 0
-    state = json.loads((home / "postgres" / "server.json").read_text())
+    state = json.loads((home / "postgres.json").read_text())
     pid = (Path(state["cluster_dir"]) / "data" / "postmaster.pid").read_text().split()[0]
     environ = Path(f"/proc/{pid}/environ").read_bytes()
     assert b"PROD_CONNECTION_URL" not in environ and secret.encode() not in environ
@@ -140,13 +140,13 @@ def test_a_broken_state_file_is_explained_and_data_is_kept(home) -> None:
     env = {"CRUDDUR_HOME": str(home)}
     assert cruddur("db", "up", env=env).returncode == 0
     assert cruddur("db", "down", env=env).returncode == 0
-    state_file = home / "postgres" / "server.json"
+    state_file = home / "postgres.json"
     saved = state_file.read_text()
     data_dir = Path(json.loads(saved)["cluster_dir"]) / "data"
     state_file.write_text('{"port": 1')  # cut short
     broken = run("db-create", env=env)
     assert broken.returncode == 1
-    assert "server.json is unreadable" in broken.stderr
+    assert "postgres.json is unreadable" in broken.stderr
     state_file.unlink()
     lost = run("db-create", env=env)
     assert lost.returncode == 1

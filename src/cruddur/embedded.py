@@ -1,15 +1,21 @@
 """A PostgreSQL server that the project starts by itself when no CONNECTION_URL is set.
 
-It lives under `<CRUDDUR_HOME>/postgres/` (git-ignored), listens on 127.0.0.1 only, on
-a free port picked at first start, with a generated password. The server binaries
-come from, in order: CRUDDUR_PG_BIN, Debian's /usr/lib/postgresql/<major>/bin (with
-the contrib extensions), the PATH, and the `pgserver` wheel from PyPI.
+Its cluster lives under `<CRUDDUR_HOME>/postgres/` (git-ignored); it listens on
+127.0.0.1 only, on a free port picked at first start, with a generated password. The
+server binaries come from, in order: CRUDDUR_PG_BIN, Debian's
+/usr/lib/postgresql/<major>/bin (with the contrib extensions), the PATH, and the
+`pgserver` wheel from PyPI.
+
+As root, the server runs as the `postgres` user, which owns the cluster's folder. What
+root trusts (the port, the passwords, where the binaries are) is kept apart, in
+`<CRUDDUR_HOME>/postgres.json`, in a folder only root can write: the server's user, or
+any database superuser through `COPY … TO PROGRAM`, must not be able to change what
+root runs next.
 """
 
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import importlib.util
 import json
@@ -26,9 +32,21 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cruddur.urls import with_database
+from cruddur.safe_paths import (
+    UnsafePath,
+    check_private_folder,
+    exclusive_lock,
+    private_folder,
+    read_private,
+    trusted_program,
+    write_private,
+)
+from cruddur.urls import with_database, with_user
 
 SUPERUSER = "postgres"
+# As root, the server runs as this user; made (a system user) when the machine has none.
+SERVER_USER = "postgres"
+USERADD = Path("/usr/sbin/useradd")
 APP_DATABASE = "cruddur"
 _REQUIRED = ("initdb", "pg_ctl", "postgres")
 
@@ -50,13 +68,19 @@ class RunAs:
         if os.geteuid() != 0:
             entry = pwd.getpwuid(os.geteuid())
             return cls(entry.pw_uid, entry.pw_gid, entry.pw_name)
-        for name in ("postgres", "nobody"):
-            try:
-                entry = pwd.getpwnam(name)
-            except KeyError:
-                continue
-            return cls(entry.pw_uid, entry.pw_gid, entry.pw_name)
-        raise EmbeddedError("running as root, but there is no 'postgres' user to run the server")
+        # Never a shared account such as `nobody`: whatever else runs as it could then
+        # reach the cluster, and its files would belong to every such program.
+        try:
+            entry = pwd.getpwnam(SERVER_USER)
+        except KeyError:
+            entry = _make_server_user()
+        if entry.pw_uid == 0:
+            raise EmbeddedError(f"the '{SERVER_USER}' user is root (uid 0); it must not be")
+        return cls(entry.pw_uid, entry.pw_gid, entry.pw_name)
+
+    @property
+    def is_me(self) -> bool:
+        return self.uid == os.geteuid()
 
     def can_write(self, folder: Path) -> bool:
         return self.run(["test", "-w", str(folder), "-a", "-x", str(folder)]).returncode == 0
@@ -72,6 +96,31 @@ class RunAs:
         # PROD_CONNECTION_URL (COPY … FROM PROGRAM 'env' would show them).
         env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LC_ALL": "C.UTF-8"}
         return subprocess.run(args, capture_output=True, text=True, env=env, check=False, **switch)
+
+
+def _make_server_user() -> pwd.struct_passwd:
+    """A system user for the server, as Debian's postgresql package would make it."""
+    refusal = (
+        f"running as root, and there is no '{SERVER_USER}' user to run PostgreSQL (it "
+        "refuses to run as root)"
+    )
+    if not USERADD.is_file():
+        raise EmbeddedError(
+            f"{refusal}, and no {USERADD} to make one: create a system user "
+            f"'{SERVER_USER}', or run cruddur as an ordinary user"
+        )
+    command = [
+        str(trusted_program(USERADD)), "--system", "--user-group", "--no-create-home",
+        "--home-dir", "/var/lib/postgresql", "--shell", "/usr/sbin/nologin",
+        "--comment", "PostgreSQL server (made by cruddur)", SERVER_USER,
+    ]  # fmt: skip
+    made = subprocess.run(command, capture_output=True, text=True, check=False)
+    try:
+        return pwd.getpwnam(SERVER_USER)
+    except KeyError:
+        raise EmbeddedError(
+            f"{refusal}, and `useradd` could not make one: {made.stderr.strip()}"
+        ) from None
 
 
 def _pgserver_bin() -> Path | None:
@@ -112,6 +161,13 @@ def find_bin_dir(explicit: Path | None = None) -> Path:
         "package, or `pip install 'cruddur[embedded]'` for the pgserver wheel, "
         "or set CONNECTION_URL to a server you have"
     )
+
+
+def trusted_bin_dir(directory: Path) -> Path:
+    """The folder, once the server programs in it are ones only root (or you) can change."""
+    for tool in _REQUIRED:
+        trusted_program(directory / tool)
+    return directory
 
 
 # Run as root from a folder private to root (/root/…, a mktemp dir), the server's own
@@ -180,13 +236,21 @@ class Status:
 
 class EmbeddedPostgres:
     def __init__(self, home: Path, pg_bin: Path | None = None) -> None:
+        self.home = home
+        # The cluster's folder: the server user's own when that user is not you (root).
         self.root = home / "postgres"
-        self._state_file = self.root / "server.json"
+        # What you trust (port, passwords, binaries): only you can write here.
+        self._state_file = home / "postgres.json"
+        self._lock_file = home / "postgres.lock"
         self._explicit_bin = pg_bin
 
     @property
+    def state_file(self) -> Path:
+        return self._state_file
+
+    @property
     def cluster_dir(self) -> Path:
-        """Where the data and log live: under root, unless the server user cannot reach it."""
+        """Where the data and log live: under the home, unless the server user cannot reach it."""
         return Path(str(self._state().get("cluster_dir", self.root)))
 
     @property
@@ -199,51 +263,98 @@ class EmbeddedPostgres:
 
     # -- state ---------------------------------------------------------------------
 
-    def _state(self) -> dict[str, object]:
+    def _state(self) -> dict[str, Any]:
+        check_private_folder(self.home)
         try:
-            return json.loads(self._state_file.read_text())
+            text = read_private(self._state_file)
         except FileNotFoundError:
-            return {}
+            return self._migrate()
+        try:
+            return json.loads(text)
         except ValueError:
             raise EmbeddedError(
                 f"{self._state_file} is unreadable: remove it and {self.root} to start afresh"
             ) from None
 
+    def _migrate(self) -> dict[str, Any]:
+        """Take over the state an earlier version kept inside the cluster's folder
+        (postgres/server.json, a folder the server's user owns when you are root)."""
+        old = self.root / "server.json"
+        try:
+            state = json.loads(read_private(old))
+        except FileNotFoundError:
+            return {}
+        except (UnsafePath, ValueError) as exc:
+            raise EmbeddedError(
+                f"{old} cannot be trusted ({exc}); remove {self.root} to start afresh"
+            ) from None
+        cluster = Path(str(state.get("cluster_dir", self.root)))
+        if cluster != self.root and cluster.parent.parent != SHARED_ROOT:
+            raise EmbeddedError(f"{old} points at {cluster}; remove {self.root} to start afresh")
+        kept = {k: state[k] for k in ("password", "port", "bin_dir", "cluster_dir") if k in state}
+        self._write_state(kept)
+        with contextlib.suppress(FileNotFoundError):
+            old.unlink()
+        return kept
+
     def _save_state(self, **changes: object) -> None:
-        state = {**self._state(), **changes}
-        # Write beside and rename, so a crash never leaves a half-written file.
-        fd, temporary = tempfile.mkstemp(dir=self.root, prefix=".server-", suffix=".json")
-        with os.fdopen(fd, "w") as handle:  # mkstemp makes it 0600: it holds the password
-            json.dump(state, handle, indent=2)
-        os.replace(temporary, self._state_file)
+        self._write_state({**self._state(), **changes})
+
+    def _write_state(self, state: dict[str, Any]) -> None:
+        private_folder(self.home, 0o755)
+        write_private(self._state_file, json.dumps(state, indent=2).encode())
 
     @property
     def initialized(self) -> bool:
-        return self._state_file.is_file() and (self.data_dir / "PG_VERSION").is_file()
+        return "password" in self._state() and (self.data_dir / "PG_VERSION").is_file()
 
     def bin_dir(self) -> Path:
         recorded = self._state().get("bin_dir")
         if recorded and Path(str(recorded), "postgres").is_file():
-            return Path(str(recorded))  # the binaries that made the cluster
-        return find_bin_dir(self._explicit_bin)
+            return trusted_bin_dir(Path(str(recorded)))  # the binaries that made the cluster
+        return trusted_bin_dir(find_bin_dir(self._explicit_bin))
 
-    def url(self, dbname: str = APP_DATABASE) -> str:
+    def program(self, name: str) -> Path:
+        """A server program (pg_ctl, psql …), checked: only root or you can change it."""
+        return trusted_program(self.bin_dir() / name)
+
+    def url(self, dbname: str = APP_DATABASE, *, role: str | None = None) -> str:
+        """The URL as the superuser, or as `role` (its password recorded, see role_password)."""
         state = self._state()
         base = f"postgresql://{SUPERUSER}:{state['password']}@127.0.0.1:{state['port']}/postgres"
+        if role is not None:
+            base = with_user(base, role, state.get("roles", {})[role])
         return with_database(base, dbname)
+
+    def role_password(self, role: str, *, new: bool = False) -> str:
+        """The recorded password of an application role; made (and recorded) when missing."""
+        with self._lock():
+            roles = dict(self._state().get("roles", {}))
+            if new or role not in roles:
+                roles[role] = secrets.token_urlsafe(24)
+                self._save_state(roles=roles)
+            return str(roles[role])
 
     # -- lifecycle -----------------------------------------------------------------
 
     @contextlib.contextmanager
     def _lock(self) -> Iterator[None]:
         # Several processes (test workers, a CLI beside a server) may start it at once.
-        self.root.mkdir(parents=True, exist_ok=True)
-        with open(self.root.parent / "postgres.lock", "w") as handle:
-            fcntl.flock(handle, fcntl.LOCK_EX)
+        private_folder(self.home, 0o755)
+        with exclusive_lock(self._lock_file):
             yield
 
     def _reachable_cluster_dir(self, run_as: RunAs) -> Path:
-        os.chown(self.root, run_as.uid, run_as.gid)
+        if run_as.is_me:
+            return private_folder(self.root)
+        with contextlib.suppress(FileExistsError):
+            self.root.mkdir(mode=0o700)
+        info = self.root.lstat()  # the home is yours alone: nobody can swap this meanwhile
+        if not stat.S_ISDIR(info.st_mode) or info.st_uid not in (0, run_as.uid):
+            raise EmbeddedError(
+                f"{self.root} is not a folder of yours or {run_as.name}'s; remove it"
+            )
+        os.chown(self.root, run_as.uid, run_as.gid, follow_symlinks=False)
         if run_as.can_write(self.root):
             return self.root
         # The server's user cannot get in (see SHARED_ROOT): its files go there instead.
@@ -253,7 +364,7 @@ class EmbeddedPostgres:
         return fallback
 
     def _initdb(self, run_as: RunAs) -> None:
-        bin_dir = _reachable_bin_dir(run_as, find_bin_dir(self._explicit_bin))
+        bin_dir = _reachable_bin_dir(run_as, trusted_bin_dir(find_bin_dir(self._explicit_bin)))
         cluster_dir = self._reachable_cluster_dir(run_as)
         data_dir = cluster_dir / "data"
         if (data_dir / "PG_VERSION").exists():
@@ -262,18 +373,21 @@ class EmbeddedPostgres:
                 f"so its password is unknown: remove {data_dir} to start afresh"
             )
         if data_dir.exists():
-            shutil.rmtree(data_dir)  # a half-made cluster from an interrupted initdb
+            shutil.rmtree(data_dir)  # a half-made cluster (rmtree does not follow links)
         password = secrets.token_urlsafe(24)
-        with tempfile.NamedTemporaryFile("w", dir=cluster_dir, delete=False) as pwfile:
-            pwfile.write(password)
+        # The password file sits in the server user's folder: hand it over through the
+        # open file, never by name, which that user could point elsewhere meanwhile.
+        fd, pwfile = tempfile.mkstemp(dir=cluster_dir)
         try:
-            os.chown(pwfile.name, run_as.uid, run_as.gid)
+            os.fchown(fd, run_as.uid, run_as.gid)
+            with os.fdopen(fd, "w") as handle:
+                handle.write(password)
             result = run_as.run(
                 [
-                    str(bin_dir / "initdb"),
+                    str(trusted_program(bin_dir / "initdb")),
                     f"--pgdata={data_dir}",
                     f"--username={SUPERUSER}",
-                    f"--pwfile={pwfile.name}",
+                    f"--pwfile={pwfile}",
                     "--auth-host=scram-sha-256",
                     "--auth-local=peer",
                     "--encoding=UTF8",
@@ -281,15 +395,9 @@ class EmbeddedPostgres:
                 ]
             )
         finally:
-            os.unlink(pwfile.name)
+            os.unlink(pwfile)
         if result.returncode != 0:
             raise EmbeddedError(f"initdb failed: {result.stderr.strip() or result.stdout.strip()}")
-        with open(data_dir / "postgresql.conf", "a") as conf:
-            conf.write(
-                "\n# cruddur: reachable from this machine only, over TCP.\n"
-                "listen_addresses = '127.0.0.1'\n"
-                "unix_socket_directories = ''\n"
-            )
         self._save_state(
             password=password,
             port=_free_port(),
@@ -298,7 +406,7 @@ class EmbeddedPostgres:
         )
 
     def _pg_ctl(self, run_as: RunAs, *args: str) -> subprocess.CompletedProcess[str]:
-        return run_as.run([str(self.bin_dir() / "pg_ctl"), f"--pgdata={self.data_dir}", *args])
+        return run_as.run([str(self.program("pg_ctl")), f"--pgdata={self.data_dir}", *args])
 
     def running(self) -> bool:
         if not self.initialized:
@@ -316,13 +424,17 @@ class EmbeddedPostgres:
                 if _port_in_use(port):  # someone else took it since: move
                     port = _free_port()
                     self._save_state(port=port)
+                # On the command line rather than appended to postgresql.conf: root
+                # never writes into the server user's folder (a link there would
+                # redirect the write), and nothing in that folder can widen them.
+                options = f"-p {port} -c listen_addresses=127.0.0.1 -c unix_socket_directories=''"
                 result = self._pg_ctl(
                     run_as,
                     "start",
                     "--wait",
                     "--timeout=60",
                     f"--log={self.log_file}",
-                    f"--options=-p {port}",
+                    f"--options={options}",
                 )
                 if result.returncode != 0:
                     raise EmbeddedError(

@@ -39,6 +39,11 @@ def with_database(conninfo: str, dbname: str) -> str:
     return make_conninfo(conninfo, dbname=dbname)
 
 
+def with_user(conninfo: str, user: str, password: str) -> str:
+    """The same server and database, logged in as another role."""
+    return make_conninfo(conninfo, user=user, password=password)
+
+
 def server_conninfo(conninfo: str) -> str:
     """Where to connect for server-level work (CREATE/DROP DATABASE, sessions)."""
     return with_database(conninfo, MAINTENANCE_DATABASE)

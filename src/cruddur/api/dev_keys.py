@@ -3,14 +3,14 @@
 For development and tests only: `cruddur dev token` mints access tokens shaped like
 Cognito's, and a service without AWS_COGNITO_USER_POOL_ID set reads this pair's public
 half (CRUDDUR_HOME/auth/jwks.json), through the same verification code as for Cognito.
-The private key never leaves CRUDDUR_HOME/auth (mode 0600).
+The private key never leaves CRUDDUR_HOME/auth (mode 0600). Keys someone else could have
+written (a folder or file not yours, or writable by group or others) are refused: whoever
+planted them could sign tokens the API accepts.
 """
 
 from __future__ import annotations
 
-import fcntl
 import json
-import os
 import time
 import uuid
 from pathlib import Path
@@ -21,6 +21,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from cruddur.config import AuthSettings
+from cruddur.safe_paths import exclusive_lock, private_folder, read_private, write_private
 
 
 class DevKeys:
@@ -30,14 +31,16 @@ class DevKeys:
         self.jwks_path = self.folder / "jwks.json"
 
     def ensure(self) -> DevKeys:
-        """Make the pair on first use (once, even when several processes start at once)."""
-        if self.private_path.exists() and self.jwks_path.exists():
-            return self
-        self.folder.mkdir(parents=True, exist_ok=True, mode=0o700)
-        with open(self.folder / ".lock", "w") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            if not (self.private_path.exists() and self.jwks_path.exists()):
-                self._generate()
+        """Make the pair on first use (once, even when several processes start at once);
+        check that only you could have written the folder and the keys."""
+        private_folder(self.folder.parent, 0o755)
+        private_folder(self.folder)
+        if not (self.private_path.exists() and self.jwks_path.exists()):
+            with exclusive_lock(self.folder / ".lock"):
+                if not (self.private_path.exists() and self.jwks_path.exists()):
+                    self._generate()
+        read_private(self.private_path)
+        read_private(self.jwks_path)
         return self
 
     def _generate(self) -> None:
@@ -49,11 +52,11 @@ class DevKeys:
         )
         public_jwk = json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(private.public_key()))
         public_jwk.update(kid=f"cruddur-dev-{uuid.uuid4().hex[:12]}", alg="RS256", use="sig")
-        _write(self.private_path, pem, mode=0o600)
-        _write(self.jwks_path, json.dumps({"keys": [public_jwk]}).encode(), mode=0o644)
+        write_private(self.private_path, pem, mode=0o600)
+        write_private(self.jwks_path, json.dumps({"keys": [public_jwk]}).encode(), mode=0o644)
 
     def kid(self) -> str:
-        return json.loads(self.jwks_path.read_text())["keys"][0]["kid"]
+        return json.loads(read_private(self.jwks_path))["keys"][0]["kid"]
 
     def mint(
         self,
@@ -81,13 +84,5 @@ class DevKeys:
             **(claims or {}),
         }
         return jwt.encode(
-            payload, self.private_path.read_bytes(), algorithm="RS256", headers={"kid": self.kid()}
+            payload, read_private(self.private_path), algorithm="RS256", headers={"kid": self.kid()}
         )
-
-
-def _write(path: Path, data: bytes, *, mode: int) -> None:
-    partial = path.with_name(path.name + ".partial")
-    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(data)
-    os.replace(partial, path)

@@ -23,6 +23,7 @@ from cruddur.ops import fake as fake_data
 from cruddur.ops import purge as purging
 from cruddur.ops.connections import database_db, server_db
 from cruddur.ops.status import database_status, replica_status
+from cruddur.safe_paths import trusted_program
 from cruddur.targets import Target, embedded_server, resolve
 from cruddur.urls import redact, without_password
 
@@ -69,7 +70,8 @@ def _find_psql(settings: Settings, target: Target) -> str:
         candidates += candidate_bin_dirs(settings.pg_bin)
     for directory in candidates:
         if (directory / "psql").is_file():
-            return str(directory / "psql")
+            # Only a program no other user can swap: this may be root running it.
+            return str(trusted_program(directory / "psql"))
     raise click.ClickException(
         "psql not found: install the PostgreSQL client (Debian: postgresql-client)"
     )

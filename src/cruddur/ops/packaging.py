@@ -13,7 +13,6 @@ build for an architecture needs PyPI.
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import os
 import re
@@ -26,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import cruddur
+from cruddur.safe_paths import exclusive_lock, private_folder
 
 PYTHON = "3.12"  # the Lambda runtime (python3.12) the template deploys
 ARCHES = {"x86_64": "x86_64", "arm64": "aarch64"}  # Lambda's name → the wheel tags' name
@@ -158,10 +158,9 @@ def wheels(cache: Path, arch: str, progress: Progress | None = None) -> list[Pat
     # A wheel is used only if its sha256 is one the lock lists for that release: a file
     # swapped in the cache or on the way from PyPI does not get into the zip.
     hashes = frozenset().union(*(allowed for _, allowed in pins.values()))
-    cache.mkdir(parents=True, exist_ok=True)
+    private_folder(cache, 0o755)  # another user's folder could swap wheels after the check
     # One download at a time per cache (parallel test workers, two terminals).
-    with open(cache / ".lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    with exclusive_lock(cache / ".lock"):
         found = _cached(cache, pinned, arch, hashes)
         if found is not None:
             return found

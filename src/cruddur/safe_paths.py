@@ -1,0 +1,160 @@
+"""State only you can change, and programs only root (or you) can change.
+
+cruddur often runs as root (containers, CI). Root must never act on something another
+user could have planted or swapped: a lock file that is a symbolic link (opening it for
+writing would truncate the link's target), dev keys someone else wrote into a shared
+home, a state file in a folder the database server's user owns, a program in a folder
+others can write. So files under CRUDDUR_HOME are opened without following links and
+must belong to the current user with no write access for group or others, and a program
+is run only when no one but root or the current user can change it or a folder above it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import os
+import pwd
+import secrets
+import stat
+from collections.abc import Iterator
+from pathlib import Path
+
+from cruddur.config import ConfigError
+
+_NOFOLLOW = os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+class UnsafePath(ConfigError):
+    """A file or folder cruddur must not trust; the message says which and what to do."""
+
+
+def _user(uid: int) -> str:
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return f"uid {uid}"
+
+
+def _check_mine(path: Path, info: os.stat_result) -> None:
+    me = os.geteuid()
+    if info.st_uid != me:
+        raise UnsafePath(
+            f"{path} belongs to {_user(info.st_uid)}, not to you ({_user(me)}): cruddur does "
+            "not trust state another user could have written; remove it, or set "
+            "CRUDDUR_HOME to a folder of your own"
+        )
+    if info.st_mode & 0o022:
+        raise UnsafePath(
+            f"{path} can be written by group or others: `chmod go-w {path}` (or remove it)"
+        )
+
+
+def private_folder(path: Path, mode: int = 0o700) -> Path:
+    """Make the folder (with `mode`), or check the one there: a real folder, not a
+    link, owned by the current user and not writable by group or others."""
+    with contextlib.suppress(FileExistsError):
+        path.mkdir(mode=mode, parents=True)
+    info = path.lstat()
+    if not stat.S_ISDIR(info.st_mode):
+        raise UnsafePath(f"{path} should be a folder but is a link or a file: remove it")
+    _check_mine(path, info)
+    return path
+
+
+def check_private_folder(path: Path) -> None:
+    """`private_folder`'s checks on a folder that may not exist yet (then nothing to check)."""
+    with contextlib.suppress(FileNotFoundError):
+        info = path.lstat()
+        if not stat.S_ISDIR(info.st_mode):
+            raise UnsafePath(f"{path} should be a folder but is a link or a file: remove it")
+        _check_mine(path, info)
+
+
+def open_private(path: Path, flags: int, mode: int = 0o600) -> int:
+    """os.open without following a link, then the file's own checks; a file descriptor."""
+    try:
+        fd = os.open(path, flags | _NOFOLLOW, mode)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise UnsafePath(
+                f"{path} is a symbolic link: cruddur does not follow links in its state; remove it"
+            ) from None
+        raise
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise UnsafePath(f"{path} is not a regular file: remove it")
+        _check_mine(path, info)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def read_private(path: Path) -> bytes:
+    """The file's bytes, after the checks of `open_private`."""
+    with os.fdopen(open_private(path, os.O_RDONLY), "rb") as handle:
+        return handle.read()
+
+
+def write_private(path: Path, data: bytes, mode: int = 0o600) -> None:
+    """Write beside and rename, so a crash never leaves half a file and a link planted
+    at `path` is replaced, never followed."""
+    partial = path.with_name(f".{path.name}.{secrets.token_hex(4)}.partial")
+    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW, mode)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        os.replace(partial, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(partial)
+        raise
+
+
+@contextlib.contextmanager
+def exclusive_lock(path: Path) -> Iterator[None]:
+    """Hold an exclusive flock on `path` (made if missing, never truncated, never a link)."""
+    fd = open_private(path, os.O_RDWR | os.O_CREAT)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def _others_can_change(info: os.stat_result, *, folder: bool) -> str | None:
+    if info.st_uid not in (0, os.geteuid()):
+        return f"belongs to {_user(info.st_uid)}"
+    if info.st_mode & 0o022 and not (folder and info.st_mode & stat.S_ISVTX):
+        return "can be written by group or others"
+    return None
+
+
+def trusted_program(path: Path) -> Path:
+    """The program's path, once no one but root or the current user can change it: the
+    file, every folder above it, and the folders holding the link when it is one (a
+    sticky folder such as /tmp is fine: others cannot rename what is in it). The path
+    is returned as given: some programs (Debian's pg_wrapper) go by the name they are
+    called by."""
+    given = Path(os.path.abspath(path))
+    real = Path(os.path.realpath(given))
+    info = os.stat(real)
+    if not stat.S_ISREG(info.st_mode):
+        raise UnsafePath(f"{path} is not a program file")
+    problem = _others_can_change(info, folder=False)
+    where = real
+    folders = dict.fromkeys([*real.parents, *given.parents])
+    for folder in folders if problem is None else ():
+        problem = _others_can_change(os.stat(folder), folder=True)
+        if problem:
+            where = folder
+            break
+    if problem:
+        raise UnsafePath(
+            f"will not run {path}: {where} {problem}, so another user could replace it; "
+            "use binaries only root (or you) can change"
+        )
+    return given

@@ -1,0 +1,221 @@
+"""As root, the embedded server's own OS user (`postgres`) must not be able to make root
+run its programs or write root's files: root's state lives where only root can write,
+programs run only from folders no other user can change, and root writes nothing into
+the folder the server's user owns.
+
+These tests attack as that user, the way anyone who can act as it can: through the
+database superuser's `COPY … TO PROGRAM`, or a planted initdb.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import stat
+import subprocess
+import tempfile
+from pathlib import Path
+
+import psycopg
+import pytest
+from helpers import ROOT, run
+
+from cruddur import embedded
+from cruddur.embedded import EmbeddedError, EmbeddedPostgres, RunAs, find_bin_dir
+
+needs_root = pytest.mark.skipif(
+    os.geteuid() != 0, reason="acts as the postgres OS user against root: needs to run as root"
+)
+
+
+def cruddur(*args: str, env: dict[str, str]):
+    return run(ROOT / ".venv" / "bin" / "cruddur", *args, env=env)
+
+
+@pytest.fixture
+def reachable_home():
+    """A CRUDDUR_HOME the `postgres` user can reach (as a checkout under /srv or /work is),
+    so that the cluster lives inside it; stopped and removed afterwards."""
+    base = Path(tempfile.mkdtemp(prefix="cruddur-root-state-", dir="/tmp"))
+    base.chmod(0o755)
+    home = base / "home"
+    yield home
+    cruddur("db", "down", env={"CRUDDUR_HOME": str(home)})
+    shutil.rmtree(base, ignore_errors=True)
+
+
+# What the server's user does, once it runs a program: plant binaries that record who
+# ran them, and put a state file naming them wherever it can write one.
+ATTACK = r"""
+home="$1"
+planted="$home/postgres/planted"
+mkdir -p "$planted"
+for tool in initdb pg_ctl postgres psql; do
+  printf '#!/bin/sh\nid -u >> %s/postgres/ran-as\nexit 0\n' "$home" > "$planted/$tool"
+  chmod 755 "$planted/$tool"
+done
+port=$(sed -n 4p "$home/postgres/data/postmaster.pid")
+state="{\"password\": \"x\", \"port\": $port, \"bin_dir\": \"$planted\","
+state="$state \"cluster_dir\": \"$home/postgres\"}"
+for target in "$home/postgres/server.json" "$home/postgres.json"; do
+  dir=$(dirname "$target")
+  if printf '%s' "$state" > "$dir/.planted" 2>/dev/null; then
+    mv -f "$dir/.planted" "$target" && echo "$target" >> "$home/postgres/attacked"
+  fi
+done
+echo done >> "$home/postgres/attacked"
+"""
+
+
+@needs_root
+def test_a_database_superuser_cannot_make_root_run_its_programs(reachable_home) -> None:
+    env = {"CRUDDUR_HOME": str(reachable_home)}
+    assert cruddur("db", "create", env=env).returncode == 0
+    script = reachable_home.parent / "attack.sh"
+    script.write_text(ATTACK)
+    script.chmod(0o755)
+
+    # Only the database password is needed: COPY … TO PROGRAM runs as the server's user.
+    superuser = EmbeddedPostgres(reachable_home).url("postgres")
+    with psycopg.connect(superuser, autocommit=True) as conn:
+        conn.execute(f"COPY (SELECT 1) TO PROGRAM '/bin/sh {script} {reachable_home}'")
+    attacked = (reachable_home / "postgres" / "attacked").read_text()
+    assert "done" in attacked  # the attack ran, as the server's user
+
+    connect = cruddur("db", "connect", "--", "-tAc", "select 'the real psql'", env=env)
+    ran_as = reachable_home / "postgres" / "ran-as"
+    uids = ran_as.read_text().split() if ran_as.exists() else []
+    assert "0" not in uids, "root ran a program the postgres user planted"
+    assert uids == []  # nor did anyone else: root's state still names the real binaries
+    assert connect.returncode == 0, connect.stderr
+    assert "the real psql" in connect.stdout
+
+
+@needs_root
+def test_root_writes_nothing_through_links_in_the_server_users_folder(tmp_path) -> None:
+    """initdb runs as the server's user; a postgresql.conf it turned into a link must not
+    make root append to the link's target."""
+    debian = find_bin_dir()
+    if not str(debian).startswith("/usr/lib/postgresql/"):
+        pytest.skip("needs Debian's PostgreSQL binaries to wrap initdb")
+    base = Path(tempfile.mkdtemp(prefix="cruddur-conf-", dir="/tmp"))
+    try:
+        base.chmod(0o755)
+        victim = base / "victim"
+        victim.write_text("# a file only root may change\n")
+        bin_dir = base / "bin"
+        bin_dir.mkdir(mode=0o755)
+        for tool in ("pg_ctl", "postgres"):
+            (bin_dir / tool).symlink_to(debian / tool)
+        wrapper = bin_dir / "initdb"
+        wrapper.write_text(
+            "#!/bin/sh\n"
+            f'{debian}/initdb "$@" || exit 1\n'
+            'for arg in "$@"; do case "$arg" in --pgdata=*) data="${arg#--pgdata=}";; esac; done\n'
+            f'ln -sf {victim} "$data/postgresql.conf"\n'
+        )
+        wrapper.chmod(0o755)
+        home = base / "home"
+        env = {"CRUDDUR_HOME": str(home), "CRUDDUR_PG_BIN": str(bin_dir)}
+        cruddur("db", "up", env=env)  # may or may not start on such a config: not the point
+        assert victim.read_text() == "# a file only root may change\n"
+        cruddur("db", "down", env=env)
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+
+
+@needs_root
+def test_no_server_user_and_no_way_to_make_one_is_a_clear_refusal(monkeypatch, tmp_path) -> None:
+    monkeypatch.setattr(embedded, "SERVER_USER", "cruddur-no-such-user")
+    monkeypatch.setattr(embedded, "USERADD", tmp_path / "no-useradd")
+    with pytest.raises(EmbeddedError, match="no 'cruddur-no-such-user' user"):
+        RunAs.for_current_user()  # never `nobody`, a user other programs share
+
+
+def test_programs_another_user_could_change_are_not_run(tmp_path) -> None:
+    from cruddur.safe_paths import UnsafePath, trusted_program
+
+    open_folder = tmp_path / "open"
+    open_folder.mkdir()
+    open_folder.chmod(0o777)  # writable by all, not sticky: anyone can swap its files
+    program = open_folder / "psql"
+    program.write_text("#!/bin/sh\n")
+    program.chmod(0o755)
+    with pytest.raises(UnsafePath, match="can be written by group or others"):
+        trusted_program(program)
+
+    writable = tmp_path / "psql"
+    writable.write_text("#!/bin/sh\n")
+    writable.chmod(0o777)
+    with pytest.raises(UnsafePath):
+        trusted_program(writable)
+
+    # A link to a trusted program, from a folder anyone can write: the link can be swapped.
+    link = open_folder / "link"
+    link.symlink_to("/bin/sh")
+    with pytest.raises(UnsafePath):
+        trusted_program(link)
+    assert trusted_program(Path("/bin/sh")) == Path("/bin/sh")
+
+
+@needs_root
+def test_a_program_owned_by_the_server_user_is_not_run_by_root(tmp_path) -> None:
+    from cruddur.safe_paths import UnsafePath, trusted_program
+
+    owned = tmp_path / "postgres-owned"
+    owned.mkdir(mode=0o755)
+    program = owned / "psql"
+    program.write_text("#!/bin/sh\n")
+    program.chmod(0o755)
+    user = RunAs.for_current_user()
+    os.chown(owned, user.uid, user.gid)
+    with pytest.raises(UnsafePath, match="belongs to postgres"):
+        trusted_program(program)
+
+
+def test_state_kept_by_an_earlier_version_is_taken_over(tmp_path) -> None:
+    home = tmp_path / "home"
+    env = {"CRUDDUR_HOME": str(home)}
+    try:
+        assert cruddur("db", "up", env=env).returncode == 0
+        assert cruddur("db", "down", env=env).returncode == 0
+        state = home / "postgres.json"
+        saved = json.loads(state.read_text())
+        # Where the earlier version kept it: inside the cluster's folder.
+        os.replace(state, home / "postgres" / "server.json")
+        up = cruddur("db", "up", env=env)
+        assert up.returncode == 0, up.stderr
+        assert json.loads(state.read_text()) == saved
+        assert not (home / "postgres" / "server.json").exists()
+        info = state.stat()
+        assert info.st_uid == os.geteuid() and stat.S_IMODE(info.st_mode) == 0o600
+        assert stat.S_IMODE(home.stat().st_mode) & 0o022 == 0
+    finally:
+        cruddur("db", "down", env=env)
+        if (home / "postgres.json").is_file():
+            cluster = Path(json.loads((home / "postgres.json").read_text())["cluster_dir"])
+            if cluster.parent.parent == embedded.SHARED_ROOT:
+                shutil.rmtree(cluster.parent, ignore_errors=True)
+
+
+@needs_root
+def test_the_cluster_folder_belongs_to_the_server_user_and_root_state_to_root(
+    reachable_home,
+) -> None:
+    env = {"CRUDDUR_HOME": str(reachable_home)}
+    assert cruddur("db", "up", env=env).returncode == 0
+    server_user = RunAs.for_current_user()
+    assert (reachable_home / "postgres").stat().st_uid == server_user.uid
+    for path in (reachable_home, reachable_home / "postgres.json"):
+        info = path.lstat()
+        assert info.st_uid == 0 and info.st_mode & 0o022 == 0
+    as_server_user = subprocess.run(
+        ["touch", str(reachable_home / "planted")],
+        user=server_user.uid,
+        group=server_user.gid,
+        extra_groups=[],
+        capture_output=True,
+        check=False,
+    )
+    assert as_server_user.returncode != 0  # it cannot add anything beside root's state

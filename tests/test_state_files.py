@@ -1,0 +1,118 @@
+"""Files under CRUDDUR_HOME are opened without following links, and state another user
+could have written (not yours, or writable by group or others) is refused."""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+import pytest
+from helpers import ROOT, run
+
+from cruddur.config import Settings
+
+needs_root = pytest.mark.skipif(
+    os.geteuid() != 0, reason="plants files as another user (nobody): needs to run as root"
+)
+
+
+def cruddur(*args: str, env: dict[str, str]):
+    return run(ROOT / ".venv" / "bin" / "cruddur", *args, env=env)
+
+
+def _chown_tree(path, uid: int, gid: int) -> None:
+    os.chown(path, uid, gid)
+    for folder, dirs, files in os.walk(path):
+        for name in dirs + files:
+            os.chown(os.path.join(folder, name), uid, gid)
+
+
+def test_a_planted_lock_link_is_refused_and_its_target_untouched(tmp_path) -> None:
+    home = tmp_path / "home"
+    home.mkdir()
+    victim = tmp_path / "victim"
+    victim.write_text("a file the lock must not truncate\n")
+    (home / "postgres.lock").symlink_to(victim)
+    env = {"CRUDDUR_HOME": str(home)}
+    try:
+        up = cruddur("db", "up", env=env)
+        assert victim.read_text() == "a file the lock must not truncate\n"
+        assert up.returncode == 1
+        assert "postgres.lock is a symbolic link" in up.stderr
+        assert "Traceback" not in up.stderr
+    finally:
+        (home / "postgres.lock").unlink()
+        cruddur("db", "down", env=env)
+
+
+def test_a_state_folder_others_can_write_is_refused(tmp_path) -> None:
+    home = tmp_path / "home"
+    home.mkdir()
+    home.chmod(0o777)
+    result = cruddur("db", "up", env={"CRUDDUR_HOME": str(home)})
+    assert result.returncode == 1
+    assert "can be written by group or others" in result.stderr
+    assert not (home / "postgres").exists()
+
+
+@needs_root
+def test_a_state_folder_of_another_user_is_refused(tmp_path) -> None:
+    home = tmp_path / "home"
+    home.mkdir()
+    os.chown(home, 65534, 65534)  # nobody
+    result = cruddur("db", "status", env={"CRUDDUR_HOME": str(home)})
+    assert result.returncode == 1
+    assert "belongs to nobody, not to you" in result.stderr
+
+
+def _planted_keys(home) -> None:
+    """An attacker's dev key pair in the home: they keep the private half."""
+    from cruddur.api.dev_keys import DevKeys
+
+    DevKeys(home).ensure()
+    shutil.copy(home / "auth" / "dev-private-key.pem", home.parent / "attackers-copy.pem")
+
+
+@needs_root
+def test_dev_keys_planted_by_another_user_are_refused(tmp_path, seeded_db) -> None:
+    from cruddur.api import create_app
+
+    home = tmp_path / "shared-home"
+    _planted_keys(home)
+    _chown_tree(home / "auth", 65534, 65534)  # written by nobody
+    settings = Settings.from_env({"CRUDDUR_HOME": str(home), "CONNECTION_URL": seeded_db})
+    with pytest.raises(Exception, match="belongs to nobody"):
+        create_app(settings)
+    minted = cruddur("dev", "token", "--sub", "x", env={"CRUDDUR_HOME": str(home)})
+    assert minted.returncode == 1 and "belongs to nobody" in minted.stderr
+
+
+def test_dev_keys_others_could_have_written_are_refused(tmp_path, seeded_db) -> None:
+    from cruddur.api import create_app
+
+    home = tmp_path / "shared-home"
+    _planted_keys(home)
+    (home / "auth").chmod(0o777)
+    settings = Settings.from_env({"CRUDDUR_HOME": str(home), "CONNECTION_URL": seeded_db})
+    with pytest.raises(Exception, match="can be written by group or others"):
+        create_app(settings)
+    (home / "auth").chmod(0o700)
+    (home / "auth" / "jwks.json").chmod(0o666)
+    with pytest.raises(Exception, match="can be written by group or others"):
+        create_app(settings)
+    (home / "auth" / "jwks.json").chmod(0o644)
+    app = create_app(settings)  # the same keys, now only yours: accepted
+    app.extensions["cruddur.db"].close()
+
+
+def test_a_dev_key_that_is_a_link_is_refused(tmp_path, seeded_db) -> None:
+    from cruddur.api import create_app
+
+    home = tmp_path / "home"
+    _planted_keys(home)
+    elsewhere = tmp_path / "jwks-elsewhere.json"
+    os.replace(home / "auth" / "jwks.json", elsewhere)
+    (home / "auth" / "jwks.json").symlink_to(elsewhere)
+    settings = Settings.from_env({"CRUDDUR_HOME": str(home), "CONNECTION_URL": seeded_db})
+    with pytest.raises(Exception, match="symbolic link"):
+        create_app(settings)
