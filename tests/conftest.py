@@ -11,6 +11,8 @@ takes about a fifth of the time of loading the schema and seed again.
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import uuid
 from collections.abc import Callable, Iterator
@@ -22,15 +24,17 @@ from psycopg import sql
 from cruddur.config import Settings
 from cruddur.db import Db
 from cruddur.embedded import EmbeddedPostgres
-from cruddur.ops import loading
+from cruddur.ops import loading, roles
 from cruddur.ops.migrations import runner
 from cruddur.targets import embedded_server
-from cruddur.urls import with_database
+from cruddur.urls import with_database, with_user
 
 _STARTED_HERE = pytest.StashKey[bool]()
 _TEMPLATE_MADE_HERE = pytest.StashKey[str]()
 # The template's name travels to pytest-xdist's workers in their environment.
 _TEMPLATE_VARIABLE = "CRUDDUR_TEST_TEMPLATE_DB"
+# So do the run's application roles (the API's, the Lambda's): names and passwords.
+_ROLES_VARIABLE = "CRUDDUR_TEST_ROLES"
 
 
 def _given_url() -> str | None:
@@ -48,12 +52,26 @@ def _server_url() -> str:
     return with_database(_embedded().start(), "postgres")
 
 
-def build_template(url: str) -> None:
+def build_template(url: str, app_roles: dict[str, list[str]]) -> None:
     """Give the empty database at url what every seeded test database starts with:
-    migrated and seeded, what `db setup` makes."""
+    migrated and seeded, what `db setup` makes, and the application roles' privileges
+    on its tables."""
     runner.migrate_url(url)
     with Db(url) as db:
         loading.load(db, loading.SEED)
+        roles.grant(db, api=app_roles["api"][0], lambda_=app_roles["lambda"][0])
+
+
+def _make_roles(url: str) -> dict[str, list[str]]:
+    """This run's own API and Lambda roles, as `db setup` makes them (other runs and the
+    embedded default keep theirs)."""
+    suffix = uuid.uuid4().hex[:8]
+    made = {}
+    with Db(url) as server:
+        for kind in ("api", "lambda"):
+            ensured = roles.ensure(server, f"cruddur_test_{kind}_{suffix}")
+            made[kind] = [ensured.role, str(ensured.password)]
+    return made
 
 
 def _create(admin: psycopg.Connection, name: str, template: str | None = None) -> None:
@@ -100,11 +118,13 @@ def pytest_sessionstart(session: pytest.Session) -> None:
         session.config.stash[_STARTED_HERE] = not server.running()
         server.start()
     url = _server_url()
+    app_roles = _make_roles(url)
+    os.environ[_ROLES_VARIABLE] = json.dumps(app_roles)
     name = f"cruddur_test_template_{uuid.uuid4().hex[:12]}"
     with psycopg.connect(url, autocommit=True) as admin:
         _create(admin, name)
         try:
-            build_template(with_database(url, name))
+            build_template(with_database(url, name), app_roles)
             # No session may hold the template while it is copied: refuse them all.
             admin.execute(
                 sql.SQL("ALTER DATABASE {} WITH IS_TEMPLATE true ALLOW_CONNECTIONS false").format(
@@ -124,6 +144,9 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
         os.environ.pop(_TEMPLATE_VARIABLE, None)
         with psycopg.connect(_server_url(), autocommit=True) as admin:
             _drop(admin, template, template=True)
+            for name, _ in json.loads(os.environ.pop(_ROLES_VARIABLE, "{}")).values():
+                with contextlib.suppress(psycopg.Error):  # a database left behind holds it
+                    admin.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(name)))
     if session.config.stash.get(_STARTED_HERE, False):
         _embedded().stop()
 
@@ -178,7 +201,35 @@ def seeded_db(admin: psycopg.Connection, server_url: str, new_db_name) -> str:
     """The URL of a new database migrated and seeded (a copy of the template)."""
     name = new_db_name()
     _create(admin, name, template=os.environ[_TEMPLATE_VARIABLE])
+    # What grant.sql does to the database itself: kept in the server's catalog, so not
+    # copied with the template (the tables' privileges are).
+    database = sql.Identifier(name)
+    api, lambda_ = (sql.Identifier(role) for role, _ in _app_roles().values())
+    admin.execute(sql.SQL("REVOKE TEMPORARY ON DATABASE {} FROM PUBLIC").format(database))
+    admin.execute(sql.SQL("GRANT CONNECT ON DATABASE {} TO {}, {}").format(database, api, lambda_))
     return with_database(server_url, name)
+
+
+def _app_roles() -> dict[str, list[str]]:
+    return json.loads(os.environ[_ROLES_VARIABLE])
+
+
+@pytest.fixture(scope="session")
+def app_roles() -> dict[str, tuple[str, str]]:
+    """This run's API and Lambda roles: {"api": (name, password), "lambda": (…)}."""
+    return {kind: (role, password) for kind, (role, password) in _app_roles().items()}
+
+
+@pytest.fixture
+def api_url(seeded_db: str, app_roles) -> str:
+    """The seeded database, as the API's role."""
+    return with_user(seeded_db, *app_roles["api"])
+
+
+@pytest.fixture
+def lambda_url(seeded_db: str, app_roles) -> str:
+    """The seeded database, as the sign-up Lambda's role."""
+    return with_user(seeded_db, *app_roles["lambda"])
 
 
 @pytest.fixture
@@ -235,8 +286,15 @@ def api_home(tmp_path_factory: pytest.TempPathFactory):
 
 
 @pytest.fixture
-def api_settings(api_home, seeded_db: str) -> Settings:
-    return Settings.from_env({"CRUDDUR_HOME": str(api_home), "CONNECTION_URL": seeded_db})
+def api_settings(api_home, seeded_db: str, api_url: str) -> Settings:
+    """The API's settings: the owner's URL for the CLI, the API's own role for the app."""
+    return Settings.from_env(
+        {
+            "CRUDDUR_HOME": str(api_home),
+            "CONNECTION_URL": seeded_db,
+            "CRUDDUR_API_CONNECTION_URL": api_url,
+        }
+    )
 
 
 @pytest.fixture

@@ -9,11 +9,12 @@ import signal
 import subprocess
 from pathlib import Path
 
+import psycopg
 import pytest
 from helpers import ROOT, run
 from served import free_port
 
-from cruddur.embedded import SHARED_ROOT, _pgserver_bin, find_bin_dir
+from cruddur.embedded import SHARED_ROOT, EmbeddedPostgres, _pgserver_bin, find_bin_dir
 
 
 @pytest.fixture
@@ -82,6 +83,18 @@ def test_setup_starts_the_embedded_server_when_no_url_is_set(home) -> None:
     state = json.loads((home / "postgres.json").read_text())
     assert f"data in {state['cluster_dir']}/data" in status.stdout
     assert state["password"] not in setup.stderr + status.stdout
+
+    # The API's role, made by setup, with its password in root's state only.
+    api_url = EmbeddedPostgres(home).url(role="cruddur_api")
+    assert state["roles"]["cruddur_api"] not in setup.stdout + setup.stderr
+    with psycopg.connect(api_url, autocommit=True) as conn:
+        who = conn.execute(
+            "SELECT current_user, rolsuper FROM pg_roles WHERE rolname = current_user"
+        )
+        assert who.fetchone() == ("cruddur_api", False)
+        assert conn.execute("SELECT count(*) FROM users").fetchone() == (3,)
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            conn.execute("DROP TABLE activities")
 
     down = cruddur("db", "down", env=env)
     assert down.returncode == 0

@@ -62,23 +62,25 @@ def user_count(url: str) -> int:
 @pytest.fixture
 def url(
     seeded_db: str,
+    lambda_url: str,
     monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
     capsys: pytest.CaptureFixture[str],
 ) -> Iterator[str]:
-    """The handler's environment: CONNECTION_URL on a seeded database. Afterwards, the
-    database's password must appear nowhere in the logs or the output."""
-    monkeypatch.setenv("CONNECTION_URL", seeded_db)
+    """The handler's environment: CONNECTION_URL on a seeded database, as the Lambda's
+    own role (it may only insert and read users). Yields the owner's URL, for checks.
+    Afterwards, no password may appear in the logs or the output."""
+    monkeypatch.setenv("CONNECTION_URL", lambda_url)
     monkeypatch.delenv("CONNECTION_SECRET_ARN", raising=False)
     caplog.set_level(logging.INFO, logger=LOGGER)
     post_confirmation.close()
     yield seeded_db
     post_confirmation.close()
-    password = parse(seeded_db)["password"]
     captured = capsys.readouterr()
-    assert password not in caplog.text
-    assert password not in captured.out + captured.err
-    assert password not in str(SignUpError(UNAVAILABLE))
+    for password in (parse(seeded_db)["password"], parse(lambda_url)["password"]):
+        assert password not in caplog.text
+        assert password not in captured.out + captured.err
+        assert password not in str(SignUpError(UNAVAILABLE))
 
 
 def test_a_confirmed_sign_up_becomes_a_user(url: str) -> None:

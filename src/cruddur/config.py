@@ -438,6 +438,9 @@ class Settings:
     migration: MigrationSettings = MigrationSettings()
     telemetry: TelemetrySettings = TelemetrySettings()
     replica: ReplicaSettings = ReplicaSettings()
+    # The API's own role (`cruddur db roles`): it may read and write rows, nothing more.
+    # Unset: the embedded server's API role, or else CONNECTION_URL's user.
+    api_connection_url: str | None = None
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -476,4 +479,5 @@ class Settings:
             migration=MigrationSettings.from_env(env, pool.connect_timeout),
             telemetry=TelemetrySettings.from_env(env),
             replica=ReplicaSettings.from_env(env),
+            api_connection_url=env.get("CRUDDUR_API_CONNECTION_URL", "").strip() or None,
         )

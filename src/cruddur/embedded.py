@@ -323,7 +323,7 @@ class EmbeddedPostgres:
         state = self._state()
         base = f"postgresql://{SUPERUSER}:{state['password']}@127.0.0.1:{state['port']}/postgres"
         if role is not None:
-            base = with_user(base, role, state.get("roles", {})[role])
+            base = with_user(base, role, self.role_password(role))
         return with_database(base, dbname)
 
     def role_password(self, role: str, *, new: bool = False) -> str:

@@ -13,6 +13,7 @@ from cruddur.config import ConfigError, Settings
 from cruddur.db import Db
 from cruddur.embedded import EmbeddedPostgres
 from cruddur.rds_tls import secured
+from cruddur.ops.roles import API_ROLE
 from cruddur.urls import database_name, looks_like_rds, parse, redact, same_database
 
 
@@ -59,6 +60,18 @@ def embedded_server(settings: Settings) -> EmbeddedPostgres:
     return EmbeddedPostgres(settings.home, settings.pg_bin)
 
 
+def api_url(settings: Settings, *, prod: bool = False) -> str:
+    """Where the API connects: CRUDDUR_API_CONNECTION_URL; on the embedded server, its
+    API role; otherwise the database's own URL, its owner's (`cruddur serve` warns)."""
+    if settings.api_connection_url and not prod:
+        own = Target(settings.api_connection_url, "CRUDDUR_API_CONNECTION_URL")
+        return replace(own, rds_ca_bundle=lambda: _rds_ca_bundle(settings)).conninfo
+    target = resolve(settings, prod=prod)
+    if target.embedded:
+        return embedded_server(settings).url(target.dbname, role=API_ROLE)
+    return target.conninfo  # on RDS: verify-full with the CA bundle
+
+
 def app_db(settings: Settings, *, prod: bool = False) -> Db:
     """The process's pool over the configured database, sized from the settings.
 
@@ -66,7 +79,7 @@ def app_db(settings: Settings, *, prod: bool = False) -> Db:
     use UTC, so the times in the JSON PostgreSQL builds always read +00:00. Measured
     in README "Measured": autocommit and no checkout check cut the feed's client CPU.
     """
-    url = resolve(settings, prod=prod).conninfo  # verify-full TLS for RDS
+    url = api_url(settings, prod=prod)  # its own role; verify-full TLS for RDS
     # Every API query is one statement, so autocommit keeps it atomic and saves the
     # BEGIN and COMMIT round trips; reads find a dead connection themselves and retry
     # (Db._read) instead of paying a check round trip on every checkout.

@@ -78,18 +78,28 @@ def looks_like_rds_proxy(conninfo: str) -> bool:
 def redact(conninfo: str) -> str:
     """A URL for people to read: every part but the password, which shows as ***."""
     try:
-        params = parse(conninfo)
+        return _url(parse(conninfo), show_secrets=False)
     except ConfigError:
         return "<malformed connection URL>"
+
+
+def as_url(conninfo: str) -> str:
+    """The connection string as a postgresql:// URL, password included (for a setting,
+    never for printing)."""
+    return _url(parse(conninfo), show_secrets=True)
+
+
+def _url(params: dict[str, str], *, show_secrets: bool) -> str:
     user = quote(params.pop("user", ""), safe="")
     password = params.pop("password", None)
     host = params.pop("host", "")
     port = params.pop("port", "")
     dbname = quote(params.pop("dbname", ""), safe="")
-    auth = f"{user}:***@" if password is not None else (f"{user}@" if user else "")
+    shown_password = quote(password, safe="") if show_secrets and password is not None else "***"
+    auth = f"{user}:{shown_password}@" if password is not None else (f"{user}@" if user else "")
     netloc = ",".join(_join_host_port(h, p) for h, p in _host_ports(host, port))
     # sslpassword and the like: any option that carries a secret shows as *** too.
-    shown = {k: ("***" if "password" in k else v) for k, v in params.items()}
+    shown = {k: ("***" if "password" in k and not show_secrets else v) for k, v in params.items()}
     query = f"?{urlencode(shown, safe='*')}" if shown else ""
     return f"postgresql://{auth}{netloc}/{dbname}{query}"
 

@@ -15,6 +15,7 @@ from rich.table import Table
 from rich.text import Text
 
 from cruddur.cli.output import RowsProgress, confirm_production, done, info, out, result, warn
+from cruddur.cli.roles import grant_again, roles_command, set_up_roles
 from cruddur.config import Settings
 from cruddur.db import Db
 from cruddur.embedded import candidate_bin_dirs
@@ -143,6 +144,7 @@ def schema_load(prod: bool, yes: bool) -> None:
     with database_db(target, settings.pool) as database:
         count = loading.load_schema(database)
         done(f"{loading.SCHEMA}: {count} statements; every migration recorded as applied")
+    grant_again(settings, target.url)
 
 
 @db.command()
@@ -394,7 +396,14 @@ def setup(prod: bool, yes: bool, force: bool, if_missing: bool) -> None:
             _load(database, loading.SEED)
         else:
             info("not seeded: the database already had the schema (`bin/db-seed` adds the seed)")
+    if if_missing and not empty and target.prod:  # nothing asked covered the roles
+        info("roles: `cruddur db roles --prod` makes them or checks them")
+    else:
+        set_up_roles(settings, target)  # a step of its own, after the migrations
     done(f'database "{name}" is ready')
+
+
+db.add_command(roles_command)
 
 
 @db.command()

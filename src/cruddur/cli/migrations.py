@@ -14,6 +14,7 @@ from rich.text import Text
 
 from cruddur.cli.db import db, prod_option, yes_option
 from cruddur.cli.output import confirm_production, done, fail, info, out, result, warn
+from cruddur.cli.roles import grant_again
 from cruddur.config import ConfigError, MigrationSettings, Settings, duration
 from cruddur.ops.migrations import lock, runner
 from cruddur.ops.migrations.files import Migration, MigrationFileError, package_dir, write_new
@@ -254,6 +255,7 @@ def migrate(
             )
     if applied:
         done(f"{len(applied)} migration{'s' if len(applied) != 1 else ''} applied")
+        grant_again(settings, url)  # tables made anew lose the application roles' grants
     else:
         done("nothing (else) to migrate: the schema is up to date")
 
@@ -320,6 +322,8 @@ def rollback(
                 )
             rolled = runner.rollback(conn, migrations, chosen, _Printer(), steps=steps)
     done(f"{len(rolled)} migration{'s' if len(rolled) != 1 else ''} rolled back")
+    if rolled:
+        grant_again(settings, url)
 
 
 @db.command("migrations")

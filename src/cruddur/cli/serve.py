@@ -16,10 +16,12 @@ from cruddur.api.dev_keys import DevKeys
 from cruddur.cli.output import cruddur_command, info, warn
 from cruddur.config import SERVERS, ConfigError, Settings, is_loopback
 from cruddur.db.errors import explain
-from cruddur.ops import loading
-from cruddur.ops.connections import database_db
-from cruddur.targets import Target, resolve
+from cruddur.ops import loading, roles
+from cruddur.ops.connections import database_db, server_db
+from cruddur.ops.roles import API_ROLE, LAMBDA_ROLE
+from cruddur.targets import Target, api_url, embedded_server, resolve
 from cruddur.telemetry.metrics import MULTIPROC_DIR
+from cruddur.urls import redact
 
 APP_FACTORY = "cruddur.api:create_worker_app"
 EXPORTER_START_TIMEOUT = 10  # seconds for the metrics exporter to listen
@@ -45,8 +47,9 @@ def server_command(server: str, host: str, port: int, workers: int, threads: int
     ]  # fmt: skip
 
 
-def _check_database(target: Target, settings: Settings) -> None:
-    """Warn (the service still starts: it answers 503 until the database is back)."""
+def _check_database(target: Target, settings: Settings) -> int | None:
+    """Warn (the service still starts: it answers 503 until the database is back); the
+    number of the schema's tables, None when the database does not answer."""
     try:
         with database_db(target, settings.pool) as db:
             tables = loading.schema_tables(db)
@@ -55,9 +58,32 @@ def _check_database(target: Target, settings: Settings) -> None:
         if explained is None:
             raise
         warn(f"the database does not answer yet: {explained.message}")
-        return
+        return None
     if tables < loading.SCHEMA_TABLES:
         warn("the database has no schema: create it with `bin/db-setup` (or `bin/db-migrate`)")
+    return tables
+
+
+def _api_role(settings: Settings, target: Target, tables: int | None) -> None:
+    """Say as whom the API connects; on the embedded server, make sure its role is ready."""
+    if settings.api_connection_url:
+        info(f"API role: {redact(settings.api_connection_url)}")
+        return
+    if target.embedded:
+        if tables == loading.SCHEMA_TABLES:
+            embedded = embedded_server(settings)
+            passwords = {r: embedded.role_password(r) for r in (API_ROLE, LAMBDA_ROLE)}
+            with (
+                server_db(target, settings.pool) as server,
+                database_db(target, settings.pool) as database,
+            ):
+                roles.set_up(server, database, passwords=passwords)
+        info(f"API role: {API_ROLE}, on the embedded server")
+        return
+    warn(
+        "the API connects as CONNECTION_URL's user, who can change the schema: make its own "
+        "role with `cruddur db roles` and set CRUDDUR_API_CONNECTION_URL"
+    )
 
 
 def redact_endpoint(url: str | None) -> str:
@@ -137,7 +163,7 @@ def serve(
     auth = settings.auth.checked_for(host)
     target = resolve(settings)  # starts the embedded server, once, before the workers
     info(f"database: {target.describe()}")
-    _check_database(target, settings)
+    _api_role(settings, target, _check_database(target, settings))
     if auth.dev:
         DevKeys(settings.home).ensure()
         warn(
@@ -181,9 +207,9 @@ def serve(
     server = server or config.server
     workers, threads = workers or config.workers, threads or config.threads
     command = server_command(server, host, port, workers, threads)
-    if target.embedded:
-        # Workers find the embedded server through CONNECTION_URL (it is never printed).
-        os.environ["CONNECTION_URL"] = target.url
+    if target.embedded and not settings.api_connection_url:
+        # Workers reach the embedded server as the API's role (the URL is never printed).
+        os.environ["CRUDDUR_API_CONNECTION_URL"] = api_url(settings)
     # Each worker's create_app checks the address it serves on (the dev key pair only on
     # loopback): give it the one chosen here.
     os.environ["CRUDDUR_HOST"] = host

@@ -1,0 +1,124 @@
+"""`cruddur db roles`, and the roles step of `db setup` and `cruddur serve`.
+
+The API and the sign-up Lambda each log in as a role of their own (cruddur.ops.roles).
+Their URLs are printed with the password as ***; new passwords go to a file only you
+can read (for a server other than the embedded one, whose passwords stay in its state).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from cruddur.cli.output import confirm_production, done, info, result
+from cruddur.config import Settings
+from cruddur.db import Db
+from cruddur.ops import roles
+from cruddur.ops.connections import admin_pool, database_db, server_db
+from cruddur.safe_paths import private_folder, read_private, write_private
+from cruddur.targets import Target, embedded_server, resolve
+from cruddur.urls import as_url, redact, with_user
+
+API_SETTING = "CRUDDUR_API_CONNECTION_URL"  # what `cruddur serve` reads
+LAMBDA_SETTING = "CRUDDUR_LAMBDA_CONNECTION_URL"  # the Lambda's CONNECTION_URL
+
+
+def default_env_file(settings: Settings, target: Target) -> Path:
+    return settings.home / ("db-roles-prod.env" if target.prod else "db-roles.env")
+
+
+def set_up_roles(
+    settings: Settings,
+    target: Target,
+    *,
+    rotate: bool = False,
+    env_file: Path | None = None,
+    api: str = roles.API_ROLE,
+    lambda_: str = roles.LAMBDA_ROLE,
+) -> None:
+    """Make the roles and grant them their privileges on the target database; say how
+    to reach them."""
+    passwords: dict[str, str] = {}
+    if target.embedded:  # the embedded server keeps its roles' passwords in its state
+        embedded = embedded_server(settings)
+        passwords = {role: embedded.role_password(role, new=rotate) for role in (api, lambda_)}
+    with server_db(target, settings.pool) as server, database_db(target, settings.pool) as db:
+        ensured = roles.set_up(
+            server, db, passwords=passwords, rotate=rotate, api=api, lambda_=lambda_
+        )
+    done(f'roles {api} and {lambda_}: their privileges granted on "{target.dbname}"')
+    fresh: dict[str, str] = {}
+    for setting, role in zip((API_SETTING, LAMBDA_SETTING), ensured, strict=True):
+        url = with_user(target.url, role.role, role.password or "unknown")
+        result(f'{setting}="{redact(url)}"')
+        if role.created:
+            info(f"  {role.role}: made, with a generated password")
+        elif role.password is None:
+            info(f"  {role.role}: already there, password unchanged (--rotate sets a new one)")
+        if role.password is not None:
+            fresh[setting] = as_url(url)
+    if target.embedded:
+        info(f"passwords kept in {embedded_server(settings).state_file}; `cruddur serve` uses them")
+    elif fresh:
+        path = env_file or default_env_file(settings, target)
+        _merge_env_file(path, fresh)
+        info(f"the new passwords' URLs are in {path} (mode 0600); the API reads {API_SETTING}")
+        info("  the Lambda takes its URL as CONNECTION_URL (or a secret with the same user)")
+
+
+def grant_again(settings: Settings, url: str) -> None:
+    """After tables were made anew (schema-load, migrate, rollback): the application
+    roles' privileges again, when the roles exist."""
+    with Db(url, admin_pool(settings.pool), application_name="cruddur-cli") as database:
+        if not roles.present(database, roles.API_ROLE, roles.LAMBDA_ROLE):
+            return
+        roles.grant(database)
+    done(f"privileges granted again to {roles.API_ROLE} and {roles.LAMBDA_ROLE}")
+
+
+def _merge_env_file(path: Path, values: dict[str, str]) -> None:
+    private_folder(path.parent, 0o755)
+    try:
+        lines = read_private(path).decode().splitlines()
+    except FileNotFoundError:
+        lines = ["# cruddur db roles: the application roles' connection URLs (secret)"]
+    lines = [line for line in lines if line.partition("=")[0] not in values]
+    lines += [f"{name}='{value}'" for name, value in values.items()]
+    write_private(path, ("\n".join(lines) + "\n").encode())
+
+
+@click.command("roles")
+@click.option("--prod", is_flag=True, help="Act on PROD_CONNECTION_URL instead of CONNECTION_URL.")
+@click.option(
+    "--yes", "-y", is_flag=True, help="On production, skip typing the database name to confirm."
+)
+@click.option("--rotate", is_flag=True, help="Give roles that exist already new passwords too.")
+@click.option(
+    "--env-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Where new passwords' URLs go (mode 0600) "
+    "[default: .cruddur/db-roles.env, db-roles-prod.env with --prod].",
+)
+@click.option("--api-role", default=roles.API_ROLE, show_default=True, help="The API's role.")
+@click.option(
+    "--lambda-role", default=roles.LAMBDA_ROLE, show_default=True, help="The Lambda's role."
+)
+def roles_command(
+    prod: bool, yes: bool, rotate: bool, env_file: Path | None, api_role: str, lambda_role: str
+) -> None:
+    """Make the API's and the Lambda's database roles and grant them what they may do.
+
+    The API's role may read, insert and update rows; the Lambda's may insert and read
+    users. Neither can change the schema, delete rows or run programs on the server.
+    Migrations and the `db` verbs keep using the URL's own user (the owner). Run it
+    again at any time: it changes no password unless --rotate.
+    """
+    settings = Settings.from_env()
+    target = resolve(settings, prod=prod)
+    info(f"database: {target.describe()}")
+    action = f'make roles {api_role} and {lambda_role} and grant them rows of "{target.dbname}"'
+    confirm_production(target, action + (", with new passwords" if rotate else ""), yes=yes)
+    set_up_roles(
+        settings, target, rotate=rotate, env_file=env_file, api=api_role, lambda_=lambda_role
+    )

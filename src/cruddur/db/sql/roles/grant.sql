@@ -1,0 +1,23 @@
+-- What the application roles may do in this database. Run by the owner (the migrations'
+-- role) after every schema load or migration; running it again changes nothing.
+-- {database}, {api} and {lambda} are identifiers filled in by cruddur.ops.roles.
+
+-- No one but the owner makes objects here: not in public, not even temporary tables.
+REVOKE CREATE ON SCHEMA public FROM PUBLIC;
+REVOKE TEMPORARY ON DATABASE {database} FROM PUBLIC;
+GRANT CONNECT ON DATABASE {database} TO {api}, {lambda};
+GRANT USAGE ON SCHEMA public TO {api}, {lambda};
+
+-- Start from nothing, so that a privilege taken out here is taken back on the server.
+REVOKE ALL ON ALL TABLES IN SCHEMA public FROM {api}, {lambda};
+REVOKE ALL ON ALL SEQUENCES IN SCHEMA public FROM {api}, {lambda};
+
+-- The API reads and writes rows (feeds, cruds, replies); never DELETE, TRUNCATE or DDL.
+GRANT SELECT, INSERT, UPDATE ON ALL TABLES IN SCHEMA public TO {api};
+GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO {api};
+-- Tables the owner makes later (migrations) get the same, without waiting for this file.
+ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT SELECT, INSERT, UPDATE ON TABLES TO {api};
+ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT USAGE, SELECT ON SEQUENCES TO {api};
+
+-- The sign-up Lambda adds a user and reads users back; nothing else.
+GRANT SELECT, INSERT ON public.users TO {lambda};

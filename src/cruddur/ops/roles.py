@@ -1,0 +1,133 @@
+"""The application's database roles: the API's and the sign-up Lambda's.
+
+The owner (the URL's user: the embedded superuser, RDS's master user) runs migrations
+and the `db` verbs. The API logs in as `cruddur_api`, which may select, insert and
+update rows and nothing else; the Lambda as `cruddur_lambda`, which may only insert
+and read users. Neither is a superuser or belongs to any role, so there is nothing for
+`SET ROLE` or `RESET ROLE` to reach.
+
+Two steps, each idempotent: `ensure` makes a role (server-wide) with a password, and
+`grant` gives the roles their privileges in one database. `grant` runs after every
+schema load or migration; default privileges cover tables the owner makes meanwhile.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+
+from psycopg import sql
+
+from cruddur.db import Db, run_script, template
+
+API_ROLE = "cruddur_api"
+LAMBDA_ROLE = "cruddur_lambda"
+# Serialises role changes from several processes (test workers, two terminals): ALTER
+# ROLE from two sessions at once fails with "tuple concurrently updated".
+_LOCK_KEY = "cruddur roles"
+
+
+class UnsafeRole(Exception):
+    """A role with this name exists with more power than an application role may have."""
+
+
+@dataclass(frozen=True)
+class Ensured:
+    role: str
+    created: bool
+    password: str | None  # the password set now; None when the role kept its own
+
+
+def new_password() -> str:
+    return secrets.token_urlsafe(24)  # URL-safe: no quoting needed in a connection URL
+
+
+def _check_powers(server: Db, role: str) -> None:
+    row = server.query_rows(template("roles", "role_facts"), {"role": role})[0]
+    superuser, createdb, createrole, replication, bypassrls, login, member_of = row
+    powers = [
+        name
+        for name, has in (
+            ("SUPERUSER", superuser),
+            ("CREATEDB", createdb),
+            ("CREATEROLE", createrole),
+            ("REPLICATION", replication),
+            ("BYPASSRLS", bypassrls),
+        )
+        if has
+    ]
+    powers += [f"member of {group}" for group in member_of]
+    if powers:
+        raise UnsafeRole(
+            f'role "{role}" exists with {", ".join(powers)}: an application role must have '
+            "none; drop it or pick another name"
+        )
+    if not login:
+        raise UnsafeRole(f'role "{role}" exists but cannot log in (NOLOGIN)')
+
+
+def ensure(server: Db, role: str, password: str | None = None, *, rotate: bool = False) -> Ensured:
+    """Make `role` (LOGIN, no other power) if missing. Its password: `password` when given
+    (always set), else a new one when the role is made or `rotate`; else left alone."""
+    with server.connection() as conn, conn.transaction():
+        conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", [_LOCK_KEY])
+        exists = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", [role]).fetchone()
+        if password is None and (rotate or not exists):
+            password = new_password()
+        name = sql.Identifier(role)
+        verifier = None
+        if password is not None:
+            # Hashed here (SCRAM, as libpq does for \password): the server, and a log of
+            # its statements, never sees the password itself.
+            verifier = conn.pgconn.encrypt_password(
+                password.encode(), role.encode(), b"scram-sha-256"
+            )
+        if not exists:
+            statement = sql.SQL(
+                "CREATE ROLE {} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION PASSWORD {}"
+            ).format(name, sql.Literal(verifier.decode()))
+            conn.execute(statement)
+        elif verifier is not None:
+            conn.execute(
+                sql.SQL("ALTER ROLE {} PASSWORD {}").format(name, sql.Literal(verifier.decode()))
+            )
+    _check_powers(server, role)
+    return Ensured(role, created=not exists, password=password)
+
+
+def grant(database: Db, *, api: str = API_ROLE, lambda_: str = LAMBDA_ROLE) -> int:
+    """Give the roles their privileges in this database (as its owner); the statement count."""
+    dbname = database.query_value("SELECT current_database()")
+    text = (
+        sql.SQL(template("roles", "grant"))
+        .format(
+            database=sql.Identifier(dbname),
+            api=sql.Identifier(api),
+            **{"lambda": sql.Identifier(lambda_)},
+        )
+        .as_string(None)
+    )
+    return run_script(database, text, "roles/grant.sql")
+
+
+def present(db: Db, *roles: str) -> bool:
+    """Whether every one of the roles exists on the server."""
+    count = db.query_value("SELECT count(*) FROM pg_roles WHERE rolname = ANY(%s)", [list(roles)])
+    return int(count) == len(set(roles))
+
+
+def set_up(
+    server: Db,
+    database: Db,
+    *,
+    passwords: dict[str, str] | None = None,
+    rotate: bool = False,
+    api: str = API_ROLE,
+    lambda_: str = LAMBDA_ROLE,
+) -> list[Ensured]:
+    """The roles step of `db setup` and `db roles`: make both roles (with `passwords`
+    where given), then grant them their privileges in `database`."""
+    passwords = passwords or {}
+    ensured = [ensure(server, role, passwords.get(role), rotate=rotate) for role in (api, lambda_)]
+    grant(database, api=api, lambda_=lambda_)
+    return ensured

@@ -1,0 +1,204 @@
+"""Least privilege: the API and the sign-up Lambda log in as roles of their own.
+
+The API's role reads and writes rows and nothing more: no superuser, no DDL, nothing
+`RESET ROLE` or `SET ROLE` can reach, no `COPY … TO PROGRAM`. The Lambda's may only
+insert and read users. The owner keeps everything else.
+"""
+
+from __future__ import annotations
+
+import stat
+import uuid
+from collections.abc import Iterator
+
+import psycopg
+import pytest
+from helpers import ROOT, run
+from psycopg import errors, sql
+
+from cruddur.db import Db
+from cruddur.ops import loading, roles
+from cruddur.urls import parse
+
+DENIED = errors.InsufficientPrivilege
+
+
+def cruddur(*args: str, env: dict[str, str], stdin: str | None = None):
+    return run(ROOT / ".venv" / "bin" / "cruddur", *args, env=env, stdin=stdin)
+
+
+def _refused(conn: psycopg.Connection, statement: str) -> None:
+    with pytest.raises(DENIED):
+        conn.execute(statement)
+
+
+def test_the_apis_sessions_are_not_superusers_and_cannot_change_the_schema(app, seeded_db) -> None:
+    database = app.extensions["cruddur.db"].get()
+    owner = parse(seeded_db)["user"]
+    facts = database.query_rows(
+        "SELECT current_user, rolsuper, rolcreatedb, rolcreaterole FROM pg_roles "
+        "WHERE rolname = current_user"
+    )[0]
+    assert facts[0] != owner
+    assert facts[1:] == (False, False, False)
+    with database.connection() as conn:  # the API's own pool: autocommit
+        _refused(conn, "DROP TABLE activities")
+        _refused(conn, "COPY (SELECT 1) TO PROGRAM 'id'")
+        _refused(conn, "CREATE TABLE public.planted (x int)")
+        _refused(conn, "CREATE TEMP TABLE planted (x int)")
+        _refused(conn, "ALTER TABLE users ADD COLUMN planted int")
+        _refused(conn, "DELETE FROM activities")
+        _refused(conn, "TRUNCATE users")
+        _refused(conn, "CREATE ROLE planted")
+        conn.execute("RESET ROLE")  # nothing to go back to: it logged in as itself
+        _refused(conn, "DROP TABLE activities")
+        _refused(conn, sql.SQL("SET ROLE {}").format(sql.Identifier(owner)).as_string(conn))
+        _refused(conn, f"SET SESSION AUTHORIZATION {owner}")
+    assert database.query_value("SELECT count(*) FROM users") == 3  # it reads, though
+
+
+def test_the_api_still_writes_through_its_role(api, mint, db) -> None:
+    created = api.post(
+        "/api/activities",
+        json={"message": "least privilege", "ttl": "1-day"},
+        headers={"Authorization": f"Bearer {mint()}"},
+    )
+    assert created.status_code == 201, created.get_data(as_text=True)
+    reply = api.post(
+        f"/api/activities/{created.get_json()['uuid']}/reply",
+        json={"message": "and replies"},
+        headers={"Authorization": f"Bearer {mint()}"},
+    )
+    assert reply.status_code == 201
+    assert db.query_value("SELECT count(*) FROM activities WHERE message = 'least privilege'") == 1
+
+
+def test_the_lambdas_role_may_only_insert_and_read_users(lambda_url) -> None:
+    with psycopg.connect(lambda_url, autocommit=True) as conn:
+        conn.execute(
+            "INSERT INTO users (display_name, handle, email, cognito_user_id) "
+            "VALUES ('New', 'newuser', 'n@x.example', 'sub-new')"
+        )
+        assert conn.execute("SELECT count(*) FROM users").fetchone() == (4,)
+        _refused(conn, "UPDATE users SET email = 'e@x.example'")
+        _refused(conn, "DELETE FROM users")
+        _refused(conn, "SELECT count(*) FROM activities")
+        _refused(conn, "DROP TABLE users")
+        _refused(conn, "COPY (SELECT 1) TO PROGRAM 'id'")
+
+
+def test_tables_made_later_by_the_owner_are_covered(seeded_db, api_url, lambda_url) -> None:
+    with psycopg.connect(seeded_db, autocommit=True) as owner:  # a migration, say
+        owner.execute("CREATE TABLE public.likes (id serial PRIMARY KEY, note text)")
+    with psycopg.connect(api_url, autocommit=True) as conn:
+        conn.execute("INSERT INTO likes (note) VALUES ('x')")  # its sequence too
+        assert conn.execute("SELECT count(*) FROM likes").fetchone() == (1,)
+        _refused(conn, "DELETE FROM likes")
+    with psycopg.connect(lambda_url, autocommit=True) as conn:
+        _refused(conn, "SELECT count(*) FROM likes")
+
+
+def test_grants_come_back_after_the_schema_is_loaded_again(seeded_db, app_roles, lambda_url):
+    (api, _), (lambda_, _) = app_roles["api"], app_roles["lambda"]
+    with Db(seeded_db) as owner:
+        loading.load(owner, loading.SCHEMA)  # drops and makes the tables again
+        with psycopg.connect(lambda_url, autocommit=True) as conn:
+            _refused(conn, "SELECT count(*) FROM users")  # the old grant went with the table
+        roles.grant(owner, api=api, lambda_=lambda_)
+        roles.grant(owner, api=api, lambda_=lambda_)  # twice: no change, no error
+    with psycopg.connect(lambda_url, autocommit=True) as conn:
+        assert conn.execute("SELECT count(*) FROM users").fetchone() == (0,)
+
+
+@pytest.fixture
+def role_names(admin, seeded_db) -> Iterator[tuple[str, str]]:
+    """Role names of the test's own; dropped afterwards, with what they hold."""
+    suffix = uuid.uuid4().hex[:8]
+    names = (f"cruddur_t_api_{suffix}", f"cruddur_t_lambda_{suffix}")
+    yield names
+    with psycopg.connect(seeded_db, autocommit=True) as conn:
+        for name in names:
+            conn.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(name)))
+    for name in names:
+        admin.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(name)))
+
+
+def _env_values(path) -> dict[str, str]:
+    lines = [line for line in path.read_text().splitlines() if not line.startswith("#")]
+    return {k: v.strip("'") for k, _, v in (line.partition("=") for line in lines)}
+
+
+def _who(url: str) -> str:
+    with psycopg.connect(url) as conn:
+        return conn.execute("SELECT current_user").fetchone()[0]
+
+
+def test_db_roles_makes_both_roles_and_hides_their_passwords(
+    seeded_db, role_names, tmp_path
+) -> None:
+    api, lambda_ = role_names
+    env_file = tmp_path / "roles.env"
+    env = {"CONNECTION_URL": seeded_db, "CRUDDUR_HOME": str(tmp_path / "home")}
+    options = ["--api-role", api, "--lambda-role", lambda_, "--env-file", str(env_file)]
+    made = cruddur("db", "roles", *options, env=env)
+    assert made.returncode == 0, made.stderr
+    assert f'CRUDDUR_API_CONNECTION_URL="postgresql://{api}:***@' in made.stdout
+    assert f'CRUDDUR_LAMBDA_CONNECTION_URL="postgresql://{lambda_}:***@' in made.stdout
+    assert stat.S_IMODE(env_file.stat().st_mode) == 0o600
+    urls = _env_values(env_file)
+    for url in urls.values():
+        password = parse(url)["password"]
+        assert password not in made.stdout + made.stderr
+    assert _who(urls["CRUDDUR_API_CONNECTION_URL"]) == api
+    assert _who(urls["CRUDDUR_LAMBDA_CONNECTION_URL"]) == lambda_
+
+    again = cruddur("db", "roles", *options, env=env)
+    assert again.returncode == 0, again.stderr
+    assert "password unchanged" in again.stderr
+    assert _env_values(env_file) == urls  # still the passwords that work
+    assert _who(urls["CRUDDUR_API_CONNECTION_URL"]) == api
+
+    rotated = cruddur("db", "roles", "--rotate", *options, env=env)
+    assert rotated.returncode == 0, rotated.stderr
+    new_urls = _env_values(env_file)
+    assert new_urls != urls
+    assert _who(new_urls["CRUDDUR_API_CONNECTION_URL"]) == api
+    with pytest.raises(psycopg.OperationalError, match="password authentication failed"):
+        _who(urls["CRUDDUR_API_CONNECTION_URL"])
+
+
+def test_db_roles_on_production_asks_first(seeded_db, role_names, admin, tmp_path) -> None:
+    api, lambda_ = role_names
+    env = {"PROD_CONNECTION_URL": seeded_db, "CRUDDUR_HOME": str(tmp_path / "home")}
+    options = ["--prod", "--api-role", api, "--lambda-role", lambda_]
+    refused = cruddur("db", "roles", *options, env=env)
+    assert refused.returncode == 1
+    assert admin.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", [api]).fetchone() is None
+    name = parse(seeded_db)["dbname"]
+    confirmed = cruddur("db", "roles", *options, env=env, stdin=f"{name}\n")
+    assert confirmed.returncode == 0, confirmed.stderr
+    assert (tmp_path / "home" / "db-roles-prod.env").is_file()
+    assert admin.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", [api]).fetchone()
+
+
+def test_a_role_with_powers_is_not_taken_for_an_application_role(admin, server_url) -> None:
+    name = f"cruddur_t_powerful_{uuid.uuid4().hex[:8]}"
+    admin.execute(sql.SQL("CREATE ROLE {} LOGIN CREATEDB").format(sql.Identifier(name)))
+    try:
+        with Db(server_url) as server, pytest.raises(roles.UnsafeRole, match="CREATEDB"):
+            roles.ensure(server, name)
+    finally:
+        admin.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(name)))
+
+
+def test_passwords_reach_the_server_only_hashed(admin, server_url) -> None:
+    name = f"cruddur_t_hashed_{uuid.uuid4().hex[:8]}"
+    try:
+        with Db(server_url) as server:
+            ensured = roles.ensure(server, name)
+        stored = admin.execute(
+            "SELECT rolpassword FROM pg_authid WHERE rolname = %s", [name]
+        ).fetchone()[0]
+        assert stored.startswith("SCRAM-SHA-256$") and ensured.password not in stored
+    finally:
+        admin.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(name)))
