@@ -14,6 +14,8 @@ import urllib.request
 import pytest
 from helpers import ROOT, run
 
+from cruddur.urls import parse
+
 CRUDDUR = ROOT / ".venv" / "bin" / "cruddur"
 
 
@@ -70,10 +72,16 @@ def test_serve_dev_runs_flasks_reloader(seeded_db: str, tmp_path) -> None:
     assert "Debugger is active" in output or "reloader" in output.lower()
 
 
-@pytest.mark.parametrize("server", ["gunicorn", "granian"])
-def test_serve_answers_over_http(server: str, seeded_db: str, tmp_path) -> None:
+@pytest.mark.parametrize(
+    ("server", "own_role"), [("gunicorn", False), ("granian", True)], ids=["gunicorn", "granian"]
+)
+def test_serve_answers_over_http(
+    server: str, own_role: bool, seeded_db: str, api_url: str, admin, tmp_path
+) -> None:
     port = _free_port()
     env = {"CONNECTION_URL": seeded_db, "CRUDDUR_HOME": str(tmp_path), "PORT": str(port)}
+    if own_role:  # the API as its own role; otherwise as the owner, with a warning
+        env["CRUDDUR_API_CONNECTION_URL"] = api_url
     full_env = {**os.environ, **env, "NO_COLOR": "1"}
     full_env.pop("PROD_CONNECTION_URL", None)
     process = subprocess.Popen(
@@ -102,6 +110,13 @@ def test_serve_answers_over_http(server: str, seeded_db: str, tmp_path) -> None:
         )
         assert status == 201, body
         assert json.loads(body)["handle"] == "andrewbrown"
+        users = admin.execute(
+            "SELECT DISTINCT usename FROM pg_stat_activity "
+            "WHERE datname = %s AND application_name = 'cruddur-api'",
+            [parse(seeded_db)["dbname"]],
+        ).fetchall()
+        expected = parse(api_url if own_role else seeded_db)["user"]
+        assert users == [(expected,)]
     finally:
         process.terminate()
         try:
@@ -111,6 +126,8 @@ def test_serve_answers_over_http(server: str, seeded_db: str, tmp_path) -> None:
             output, _ = process.communicate()
     assert "password" not in output.lower() or "***" in output
     assert seeded_db.split("@")[0] not in output  # the URL's credentials are never printed
+    assert parse(api_url)["password"] not in output
+    assert ("who can change the schema" in output) is not own_role
 
 
 def test_dev_token_needs_a_known_handle(seeded_db: str, tmp_path) -> None:

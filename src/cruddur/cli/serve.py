@@ -47,12 +47,14 @@ def server_command(server: str, host: str, port: int, workers: int, threads: int
     ]  # fmt: skip
 
 
-def _check_database(target: Target, settings: Settings) -> int | None:
-    """Warn (the service still starts: it answers 503 until the database is back); the
-    number of the schema's tables, None when the database does not answer."""
+def _check_database(target: Target, settings: Settings) -> tuple[int, bool] | None:
+    """Warn (the service still starts: it answers 503 until the database is back). The
+    number of the schema's tables and whether the URL's user could change the schema;
+    None when the database does not answer."""
     try:
         with database_db(target, settings.pool) as db:
             tables = loading.schema_tables(db)
+            powerful = roles.can_change_schema(db)
     except Exception as exc:
         explained = explain(exc)
         if explained is None:
@@ -61,16 +63,16 @@ def _check_database(target: Target, settings: Settings) -> int | None:
         return None
     if tables < loading.SCHEMA_TABLES:
         warn("the database has no schema: create it with `bin/db-setup` (or `bin/db-migrate`)")
-    return tables
+    return tables, powerful
 
 
-def _api_role(settings: Settings, target: Target, tables: int | None) -> None:
+def _api_role(settings: Settings, target: Target, found: tuple[int, bool] | None) -> None:
     """Say as whom the API connects; on the embedded server, make sure its role is ready."""
     if settings.api_connection_url:
         info(f"API role: {redact(settings.api_connection_url)}")
         return
     if target.embedded:
-        if tables == loading.SCHEMA_TABLES:
+        if found and found[0] == loading.SCHEMA_TABLES:
             embedded = embedded_server(settings)
             passwords = {r: embedded.role_password(r) for r in (API_ROLE, LAMBDA_ROLE)}
             with (
@@ -80,10 +82,11 @@ def _api_role(settings: Settings, target: Target, tables: int | None) -> None:
                 roles.set_up(server, database, passwords=passwords)
         info(f"API role: {API_ROLE}, on the embedded server")
         return
-    warn(
-        "the API connects as CONNECTION_URL's user, who can change the schema: make its own "
-        "role with `cruddur db roles` and set CRUDDUR_API_CONNECTION_URL"
-    )
+    if found and found[1]:
+        warn(
+            "the API connects as CONNECTION_URL's user, who can change the schema: make "
+            "its own role with `cruddur db roles` and set CRUDDUR_API_CONNECTION_URL"
+        )
 
 
 def redact_endpoint(url: str | None) -> str:

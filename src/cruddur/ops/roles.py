@@ -110,6 +110,11 @@ def grant(database: Db, *, api: str = API_ROLE, lambda_: str = LAMBDA_ROLE) -> i
     return run_script(database, text, "roles/grant.sql")
 
 
+def can_change_schema(db: Db) -> bool:
+    """Whether `db`'s user could change the schema: too much for an application role."""
+    return bool(db.query_value(template("roles", "session_can_change_schema")))
+
+
 def present(db: Db, *roles: str) -> bool:
     """Whether every one of the roles exists on the server."""
     count = db.query_value("SELECT count(*) FROM pg_roles WHERE rolname = ANY(%s)", [list(roles)])
