@@ -118,7 +118,8 @@ def role_names(admin, seeded_db) -> Iterator[tuple[str, str]]:
     yield names
     with psycopg.connect(seeded_db, autocommit=True) as conn:
         for name in names:
-            conn.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(name)))
+            if conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", [name]).fetchone():
+                conn.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(name)))
     for name in names:
         admin.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(name)))
 
