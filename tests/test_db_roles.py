@@ -50,6 +50,12 @@ def test_the_apis_sessions_are_not_superusers_and_cannot_change_the_schema(app, 
         _refused(conn, "DELETE FROM activities")
         _refused(conn, "TRUNCATE users")
         _refused(conn, "CREATE ROLE planted")
+        _refused(conn, "DELETE FROM schema_migrations")  # the migrations' own bookkeeping
+        _refused(
+            conn,
+            "INSERT INTO schema_migrations (version, name, checksum) VALUES "
+            "('29990101000000', 'planted', 'x')",
+        )
         conn.execute("RESET ROLE")  # nothing to go back to: it logged in as itself
         _refused(conn, "DROP TABLE activities")
         _refused(conn, sql.SQL("SET ROLE {}").format(sql.Identifier(owner)).as_string(conn))
@@ -108,6 +114,13 @@ def test_grants_come_back_after_the_schema_is_loaded_again(seeded_db, app_roles,
         roles.grant(owner, api=api, lambda_=lambda_)  # twice: no change, no error
     with psycopg.connect(lambda_url, autocommit=True) as conn:
         assert conn.execute("SELECT count(*) FROM users").fetchone() == (0,)
+
+
+def test_grants_are_given_again_only_where_they_were_given(seeded_db, empty_db, app_roles):
+    api = app_roles["api"][0]
+    with Db(seeded_db) as given, Db(empty_db) as other:
+        assert roles.granted_here(given, api)
+        assert not roles.granted_here(other, api)  # a migrate there leaves it alone
 
 
 @pytest.fixture

@@ -69,9 +69,9 @@ def set_up_roles(
 
 def grant_again(settings: Settings, url: str) -> None:
     """After tables were made anew (schema-load, migrate, rollback): the application
-    roles' privileges again, when the roles exist."""
+    roles' privileges again, in a database they were given before."""
     with Db(url, admin_pool(settings.pool), application_name="cruddur-cli") as database:
-        if not roles.present(database, roles.API_ROLE, roles.LAMBDA_ROLE):
+        if not roles.granted_here(database):
             return
         roles.grant(database)
     done(f"privileges granted again to {roles.API_ROLE} and {roles.LAMBDA_ROLE}")

@@ -103,6 +103,8 @@ def grant(database: Db, *, api: str = API_ROLE, lambda_: str = LAMBDA_ROLE) -> i
         .format(
             database=sql.Identifier(dbname),
             api=sql.Identifier(api),
+            api_name=sql.Literal(api),
+            lambda_name=sql.Literal(lambda_),
             **{"lambda": sql.Identifier(lambda_)},
         )
         .as_string(None)
@@ -115,10 +117,9 @@ def can_change_schema(db: Db) -> bool:
     return bool(db.query_value(template("roles", "session_can_change_schema")))
 
 
-def present(db: Db, *roles: str) -> bool:
-    """Whether every one of the roles exists on the server."""
-    count = db.query_value("SELECT count(*) FROM pg_roles WHERE rolname = ANY(%s)", [list(roles)])
-    return int(count) == len(set(roles))
+def granted_here(db: Db, api: str = API_ROLE) -> bool:
+    """Whether the roles were given this database before (so grant again after a change)."""
+    return bool(db.query_value(template("roles", "granted_here"), {"role": api}))
 
 
 def set_up(

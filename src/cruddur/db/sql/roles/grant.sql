@@ -1,6 +1,7 @@
 -- What the application roles may do in this database. Run by the owner (the migrations'
 -- role) after every schema load or migration; running it again changes nothing.
--- {database}, {api} and {lambda} are identifiers filled in by cruddur.ops.roles.
+-- {database}, {api} and {lambda} are identifiers filled in by cruddur.ops.roles, and
+-- {api_name} and {lambda_name} the same roles as strings.
 
 -- No one but the owner makes objects here: not in public, not even temporary tables.
 REVOKE CREATE ON SCHEMA public FROM PUBLIC;
@@ -18,6 +19,22 @@ GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO {api};
 -- Tables the owner makes later (migrations) get the same, without waiting for this file.
 ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT SELECT, INSERT, UPDATE ON TABLES TO {api};
 ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT USAGE, SELECT ON SEQUENCES TO {api};
+-- Except the migrations' bookkeeping: the owner's alone (the API must not mark a
+-- migration applied or forget one).
+DO $$
+BEGIN
+  IF to_regclass('public.schema_migrations') IS NOT NULL THEN
+    EXECUTE format('REVOKE ALL ON public.schema_migrations FROM %I', {api_name});
+  END IF;
+END
+$$;
 
--- The sign-up Lambda adds a user and reads users back; nothing else.
-GRANT SELECT, INSERT ON public.users TO {lambda};
+-- The sign-up Lambda adds a user and reads users back; nothing else. (No users table
+-- yet: a database on its way through its first migrations.)
+DO $$
+BEGIN
+  IF to_regclass('public.users') IS NOT NULL THEN
+    EXECUTE format('GRANT SELECT, INSERT ON public.users TO %I', {lambda_name});
+  END IF;
+END
+$$;
