@@ -12,8 +12,8 @@ from psycopg.conninfo import make_conninfo
 from cruddur.config import ConfigError, Settings
 from cruddur.db import Db
 from cruddur.embedded import EmbeddedPostgres
-from cruddur.rds_tls import secured
 from cruddur.ops.roles import API_ROLE
+from cruddur.rds_tls import secured
 from cruddur.urls import database_name, looks_like_rds, parse, redact, same_database
 
 
