@@ -47,6 +47,7 @@ def test_an_unreachable_database_is_503_everywhere(api_settings, mint) -> None:
     for path in ("/api/activities/home", "/api/activities/@andrewbrown", "/api/health"):
         response = api.get(path)
         assert response.status_code == 503, path
+        assert response.headers["Retry-After"] == "1", path
         assert response.get_json()["error"] == "database_unavailable"
         assert "127.0.0.1" not in response.get_data(as_text=True)
     assert api.get("/api/health").get_json()["database"] == {"reachable": False}
@@ -68,22 +69,29 @@ def test_a_database_restart_costs_no_failed_read(api, admin, seeded_db: str) -> 
 
 
 def test_while_the_database_is_down_requests_fail_fast_between_attempts() -> None:
-    from cruddur.api.database import AppDatabase, DatabaseNotOpen
+    from cruddur.api.database import AppDatabase
+    from cruddur.db.reachability import DatabaseUnavailable
 
-    attempts = []
+    made: list[Db] = []
 
     def make() -> Db:
-        attempts.append(1)
-        return Db("postgresql://postgres:pw@127.0.0.1:1/cruddur", PoolSettings(timeout=1))
+        made.append(
+            Db(
+                "postgresql://postgres:pw@127.0.0.1:1/cruddur",
+                PoolSettings(timeout=1),
+                fail_fast=True,
+            )
+        )
+        return made[-1]
 
-    holder = AppDatabase(make, retry_after=60)
-    with pytest.raises(psycopg.OperationalError):  # refused by the (absent) server
+    holder = AppDatabase(make)
+    with pytest.raises(psycopg.OperationalError) as first:  # refused by the (absent) server
         holder.get()
-    for _ in range(3):
-        with pytest.raises(DatabaseNotOpen):  # answered at once, nothing tried
-            holder.get()
-    assert len(attempts) == 1
-    holder.retry_after = 0
-    with pytest.raises(psycopg.OperationalError):
-        holder.get()
-    assert len(attempts) == 2
+    assert not isinstance(first.value, DatabaseUnavailable)
+    try:
+        for _ in range(3):
+            with pytest.raises(DatabaseUnavailable):  # answered at once, nothing tried
+                holder.get()
+        assert len(made) == 1 and made[0].reachability.down
+    finally:
+        holder.close()

@@ -253,6 +253,7 @@ class MigrationSettings:
 
 
 SERVERS = ("gunicorn", "granian")
+MAX_HEADER_TIMEOUT = 60.0  # granian's own limit
 
 
 @dataclass(frozen=True)
@@ -262,6 +263,9 @@ class ServeSettings:
     workers: int = 2  # processes; one per core
     threads: int = 4  # per worker; requests wait on the database, not the CPU
     server: str = "granian"  # measured faster on the feed: README "Measured"
+    # Seconds a client has to send a request's headers (granian); idle sockets and
+    # keep-alives are closed after it too. granian allows at most 60.
+    header_timeout: float = 10.0
     cors_origins: tuple[str, ...] = ("http://localhost:3000",)
     # Each worker keeps the home feed's first page (services/feed_cache.py); off: every
     # request reads the database.
@@ -282,12 +286,21 @@ class ServeSettings:
             return [o.strip().rstrip("/") for o in env.get(name, "").split(",") if o.strip()]
 
         origins = (listed("FRONTEND_URL") or list(defaults.cors_origins)) + listed("BACKEND_URL")
+        header_timeout = _number(
+            env, "CRUDDUR_HEADER_TIMEOUT", defaults.header_timeout, minimum=0.1, kind=float
+        )
+        if header_timeout > MAX_HEADER_TIMEOUT:
+            raise ConfigError(
+                f"CRUDDUR_HEADER_TIMEOUT must be at most {MAX_HEADER_TIMEOUT:g} (seconds), "
+                f"not {header_timeout:g}"
+            )
         return cls(
             host=env.get("CRUDDUR_HOST", "").strip() or defaults.host,
             port=_number(env, "PORT", defaults.port, minimum=1, kind=int),
             workers=_number(env, "CRUDDUR_WORKERS", defaults.workers, minimum=1, kind=int),
             threads=_number(env, "CRUDDUR_THREADS", defaults.threads, minimum=1, kind=int),
             server=server,
+            header_timeout=header_timeout,
             cors_origins=tuple(dict.fromkeys(origins)),
             feed_cache=_flag(env, "CRUDDUR_FEED_CACHE", defaults.feed_cache),
             listen_url=env.get("CRUDDUR_LISTEN_URL", "").strip() or None,

@@ -49,6 +49,7 @@ SERVER_USER = "postgres"
 USERADD = Path("/usr/sbin/useradd")
 APP_DATABASE = "cruddur"
 _REQUIRED = ("initdb", "pg_ctl", "postgres")
+STOP_MODES = ("smart", "fast", "immediate")
 
 
 class EmbeddedError(RuntimeError):
@@ -443,15 +444,19 @@ class EmbeddedPostgres:
                     )
             return self.url()
 
-    def stop(self) -> bool:
-        """Stop the server; False when it was not running."""
+    def stop(self, mode: str = "fast") -> bool:
+        """Stop the server; False when it was not running. `mode` is pg_ctl's: "fast"
+        (disconnect everyone, then a clean shutdown) or "immediate" (a crash: the next
+        start recovers from the WAL, as after a failover)."""
+        if mode not in STOP_MODES:
+            raise ValueError(f"stop mode must be one of {', '.join(STOP_MODES)}, not {mode!r}")
         with self._lock():
             if not self.initialized:
                 return False
             run_as = RunAs.for_current_user()
             if self._pg_ctl(run_as, "status").returncode != 0:
                 return False
-            result = self._pg_ctl(run_as, "stop", "--wait", "--mode=fast")
+            result = self._pg_ctl(run_as, "stop", "--wait", f"--mode={mode}")
             if result.returncode != 0:
                 raise EmbeddedError(f"pg_ctl stop failed: {result.stderr.strip()}")
             return True

@@ -84,9 +84,10 @@ def app_db(settings: Settings, *, prod: bool = False) -> Db:
     # BEGIN and COMMIT round trips; reads find a dead connection themselves and retry
     # (Db._read) instead of paying a check round trip on every checkout.
     pooled = settings.replica.behind_pooler(url)
+    # fail_fast: while the server is down, requests get their 503 at once (README, "Outages").
     return Db(
         _api_conninfo(url, pooled), settings.pool, application_name="cruddur-api",
-        autocommit=True, check=False, behind_pooler=pooled,
+        autocommit=True, check=False, behind_pooler=pooled, fail_fast=True,
     )  # fmt: skip
 
 

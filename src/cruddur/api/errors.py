@@ -17,6 +17,7 @@ from werkzeug.exceptions import HTTPException
 
 from cruddur.api.edge import REQUEST_ID_KEY
 from cruddur.db import InvalidText
+from cruddur.db.reachability import DatabaseUnavailable
 from cruddur.services.paging import BadPageRequest
 from cruddur.services.validation import FieldError, ValidationFailed
 from cruddur.telemetry import metrics
@@ -111,18 +112,33 @@ def _on_unexpected(exc: Exception) -> Response:
     )
 
 
+# While the database is down a request is answered at once, so the client may as well
+# come back soon: the service serves again within a second of the database.
+RETRY_AFTER_SECONDS = "1"
+
+
+def unavailable_error(message: str, extra: dict[str, Any] | None = None) -> ApiError:
+    return ApiError(
+        503,
+        "database_unavailable",
+        message,
+        headers={"Retry-After": RETRY_AFTER_SECONDS},
+        extra=extra,
+    )
+
+
 def _on_database_unavailable(exc: Exception) -> Response:
     metrics.count_db_error(exc)
-    # The driver's message can name hosts; it goes to the log, not to the client.
-    log.warning(
+    # The driver's message can name hosts; it goes to the log, not to the client. An
+    # outage already known was logged once, when it began.
+    log.log(
+        logging.DEBUG if isinstance(exc, DatabaseUnavailable) else logging.WARNING,
         "request %s: database unavailable: %s",
         request_id(),
         type(exc).__name__,
         extra={"request_id": request_id()},
     )
-    return error_response(
-        ApiError(503, "database_unavailable", "the database is not reachable; try again shortly")
-    )
+    return error_response(unavailable_error("the database is not reachable; try again shortly"))
 
 
 def database_unavailable(exc: Exception) -> bool:

@@ -9,7 +9,7 @@ from flask import Blueprint, Response, current_app, json
 
 from cruddur.api.auth import verified_claims
 from cruddur.api.dev_sign_in import local_caller
-from cruddur.api.errors import ApiError, database_unavailable, error_response
+from cruddur.api.errors import database_unavailable, error_response, unavailable_error
 
 bp = Blueprint("health", __name__, url_prefix="/api")
 
@@ -25,9 +25,7 @@ def health() -> Response:
         if not database_unavailable(exc):
             raise
         return error_response(
-            ApiError(
-                503,
-                "database_unavailable",
+            unavailable_error(
                 "the database is not reachable",
                 extra={"status": "unavailable", "database": {"reachable": False}},
             )

@@ -19,32 +19,13 @@ from cruddur.db.errors import explain
 from cruddur.ops import loading, roles
 from cruddur.ops.connections import database_db, server_db
 from cruddur.ops.roles import API_ROLE, LAMBDA_ROLE
+from cruddur.ports import PortTaken, claim
+from cruddur.serving import raise_open_files_limit, server_command
 from cruddur.targets import Target, api_url, embedded_server, resolve
 from cruddur.telemetry.metrics import MULTIPROC_DIR
 from cruddur.urls import redact
 
-APP_FACTORY = "cruddur.api:create_worker_app"
 EXPORTER_START_TIMEOUT = 10  # seconds for the metrics exporter to listen
-
-
-def server_command(server: str, host: str, port: int, workers: int, threads: int) -> list[str]:
-    """The command line that runs the app under `server`; each worker calls the factory
-    itself, so each opens its own pool after the fork."""
-    python = sys.executable
-    if server == "granian":
-        return [
-            python, "-m", "granian", "--interface", "wsgi", "--factory", "--no-ws",
-            "--host", host, "--port", str(port),
-            "--workers", str(workers), "--blocking-threads", str(threads),
-            APP_FACTORY,
-        ]  # fmt: skip
-    return [
-        python, "-m", "gunicorn", "--bind", f"{host}:{port}",
-        "--workers", str(workers), "--threads", str(threads),
-        "--worker-class", "gthread" if threads > 1 else "sync",
-        "--graceful-timeout", "10", "--timeout", "30",
-        f"{APP_FACTORY}()",
-    ]  # fmt: skip
 
 
 def _check_database(target: Target, settings: Settings) -> tuple[int, bool] | None:
@@ -164,6 +145,13 @@ def serve(
             f"only on a loopback address (127.0.0.1), not {host}"
         )
     auth = settings.auth.checked_for(host)
+    # At once, before anything slow: a second server must not start at all. (Flask's
+    # reloader runs this command again in a child that serves the socket it made.)
+    if not os.environ.get("WERKZEUG_RUN_MAIN"):
+        try:
+            claim(host, port, settings.home)
+        except PortTaken as exc:
+            raise click.ClickException(str(exc)) from None
     target = resolve(settings)  # starts the embedded server, once, before the workers
     info(f"database: {target.describe()}")
     _api_role(settings, target, _check_database(target, settings))
@@ -209,7 +197,15 @@ def serve(
         start_metrics_exporter(telemetry.metrics_host, telemetry.metrics_port)
     server = server or config.server
     workers, threads = workers or config.workers, threads or config.threads
-    command = server_command(server, host, port, workers, threads)
+    command = server_command(
+        server,
+        host,
+        port,
+        workers,
+        threads,
+        header_timeout=config.header_timeout,
+        open_files=raise_open_files_limit(),
+    )
     if target.embedded and not settings.api_connection_url:
         # Workers reach the embedded server as the API's role (the URL is never printed).
         os.environ["CRUDDUR_API_CONNECTION_URL"] = api_url(settings)

@@ -7,14 +7,24 @@ JSON and hand it back as text, so callers can send it on without decoding it.
 from __future__ import annotations
 
 import atexit
+import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, Self
 
 import psycopg
-from psycopg_pool import ConnectionPool
+from psycopg_pool import ConnectionPool, PoolTimeout
 
 from cruddur.config import PoolSettings
+from cruddur.db.reachability import Reachability
+
+# With a Reachability (fail_fast=True): psycopg_pool's own reconnection gives up almost at
+# once, since its backoff grows with the outage and would hold up recovery; the probe
+# decides when to connect again. A caller waiting for a connection looks at the
+# Reachability this often, so an outage found meanwhile ends its wait.
+POOL_RECONNECT_TIMEOUT = 0.1  # seconds
+WAIT_SLICE = 0.2  # seconds
+PROBE_CONNECT_TIMEOUT = 2  # seconds; libpq's smallest
 
 Params = Sequence[Any] | dict[str, Any] | None
 
@@ -69,6 +79,7 @@ class Db:
         application_name: str = "cruddur",
         check: bool = True,
         behind_pooler: bool = False,
+        fail_fast: bool = False,
     ) -> None:
         self.conninfo = conninfo
         self.check = check
@@ -83,6 +94,11 @@ class Db:
             # a statement prepared on one is unknown on the next.
             self._connect_kwargs["prepare_threshold"] = None
         self._pool: ConnectionPool | None = None
+        # fail_fast (the API): while the server is down, fail at once instead of waiting
+        # the pool's timeout, and serve again as soon as a probe connects.
+        self.reachability = (
+            Reachability(self._probe, self._drop_dead_connections) if fail_fast else None
+        )
 
     # -- lifecycle ---------------------------------------------------------------
 
@@ -92,6 +108,7 @@ class Db:
         # One direct connection first: the pool retries in the background and would
         # report only a timeout, hiding why (refused, bad password, no such database).
         psycopg.connect(self.conninfo, **self._connect_kwargs).close()
+        gate = self.reachability
         pool = ConnectionPool(
             self.conninfo,
             min_size=self.settings.min_size,
@@ -103,6 +120,14 @@ class Db:
             check=ConnectionPool.check_connection if self.check else None,
             open=False,
             name="cruddur",
+            **(
+                {
+                    "reconnect_timeout": POOL_RECONNECT_TIMEOUT,
+                    "reconnect_failed": lambda _pool: gate.verify_soon(),
+                }
+                if gate is not None
+                else {}
+            ),
         )
         try:
             pool.open(wait=True, timeout=self.settings.timeout)
@@ -114,6 +139,8 @@ class Db:
         return self
 
     def close(self) -> None:
+        if self.reachability is not None:
+            self.reachability.close()
         if self._pool is not None:
             self._pool.close()
             self._pool = None
@@ -134,8 +161,46 @@ class Db:
     @contextmanager
     def connection(self) -> Iterator[PooledConnection]:
         """A pooled connection; its transaction commits on success, rolls back on error."""
-        with self.pool.connection() as conn:
-            yield conn
+        gate = self.reachability
+        if gate is None:
+            with self.pool.connection() as conn:
+                yield conn
+            return
+        gate.admit()  # while the server is down: DatabaseUnavailable, at once
+        pool = self.pool
+        conn = self._checkout(pool, gate)
+        try:
+            with conn:
+                yield conn
+        except psycopg.OperationalError:
+            if conn.broken:  # the server went away, or only this connection did
+                gate.verify()
+            raise
+        finally:
+            pool.putconn(conn)
+
+    def _checkout(self, pool: ConnectionPool, gate: Reachability) -> PooledConnection:
+        # The pool's wait, in slices: an outage found by another caller (or by the pool
+        # giving up a reconnection) ends this wait too, instead of the whole timeout.
+        deadline = time.monotonic() + self.settings.timeout
+        while True:
+            remaining = deadline - time.monotonic()
+            try:
+                return pool.getconn(timeout=max(0.001, min(WAIT_SLICE, remaining)))
+            except PoolTimeout:
+                if remaining <= WAIT_SLICE:
+                    raise PoolTimeout(
+                        f"no connection free after {self.settings.timeout:g} s"
+                    ) from None
+                gate.admit()
+
+    def _probe(self) -> None:
+        kwargs = {**self._connect_kwargs, "connect_timeout": PROBE_CONNECT_TIMEOUT}
+        psycopg.connect(self.conninfo, **kwargs).close()
+
+    def _drop_dead_connections(self) -> None:
+        if self._pool is not None:
+            self._pool.check()  # a round trip for each idle connection; dead ones replaced
 
     # -- queries -----------------------------------------------------------------
 
@@ -173,7 +238,10 @@ class Db:
             except psycopg.OperationalError:
                 if attempt == 2 or self.check or conn is None or not conn.broken:
                     raise
-                self.pool.check()
+                if self.reachability is None:
+                    self.pool.check()
+                elif self.reachability.down:  # connection() has asked; the server is gone
+                    raise
         raise AssertionError("unreachable")
 
     def query_value(self, sql: str, params: Params = None) -> Any:

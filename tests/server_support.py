@@ -1,0 +1,116 @@
+"""`cruddur serve` as a real process for the tests: started on a free port in its own
+process group, watched line by line, and stopped with whatever it left behind."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import threading
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from helpers import ROOT
+
+CRUDDUR = ROOT / ".venv" / "bin" / "cruddur"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def group_members(pgid: int) -> list[int]:
+    """Live (not zombie) processes in a process group, read from /proc."""
+    members = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == pgid and fields[0] != "Z":
+            members.append(int(entry.name))
+    return members
+
+
+class Served:
+    """One `cruddur serve`; its output is kept, and `saw(text)` waits for a line."""
+
+    def __init__(self, *args: str, env: dict[str, str], port: int | None = None) -> None:
+        self.port = port or free_port()
+        full_env = {**os.environ, **env, "NO_COLOR": "1", "PORT": str(self.port)}
+        full_env.pop("PROD_CONNECTION_URL", None)
+        self.process = subprocess.Popen(
+            [str(CRUDDUR), "serve", *args],
+            env=full_env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            start_new_session=True,  # its own group: whatever it forks can be found
+        )
+        self.base = f"http://127.0.0.1:{self.port}"
+        self.lines: list[str] = []
+        self._changed = threading.Condition()
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        for line in self.process.stdout:
+            with self._changed:
+                self.lines.append(line)
+                self._changed.notify_all()
+        with self._changed:
+            self.lines.append("")  # end of output
+            self._changed.notify_all()
+
+    @property
+    def output(self) -> str:
+        return "".join(self.lines)
+
+    def saw(self, text: str, timeout: float = 30) -> bool:
+        with self._changed:
+            return self._changed.wait_for(
+                lambda: any(text in line for line in self.lines) or "" in self.lines, timeout
+            ) and any(text in line for line in self.lines)
+
+    def get(self, path: str, timeout: float = 5) -> int:
+        try:
+            with urllib.request.urlopen(f"{self.base}{path}", timeout=timeout) as response:
+                return response.status
+        except urllib.error.HTTPError as error:
+            return error.code
+
+    def wait_healthy(self, timeout: float = 30) -> None:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                if self.get("/api/health", timeout=1) == 200:
+                    return
+            except OSError:
+                pass
+            assert self.process.poll() is None, self.output
+            assert time.monotonic() < deadline, f"no answer in {timeout} s:\n{self.output}"
+            time.sleep(0.1)
+
+    def leftovers(self) -> list[int]:
+        return group_members(self.process.pid)
+
+    def kill_all(self) -> None:
+        """Last resort for a test that failed: the whole group, by its id."""
+        if self.leftovers():
+            os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait(timeout=10)
+
+    def stop(self, timeout: float = 15) -> str:
+        if self.process.poll() is None:
+            self.process.terminate()
+        try:
+            self.process.wait(timeout=timeout)
+        finally:
+            self.kill_all()
+        return self.output

@@ -1,0 +1,134 @@
+"""`cruddur serve` as an operator meets it: a taken port, a stop signal at any moment."""
+
+from __future__ import annotations
+
+import contextlib
+import selectors
+import signal
+import socket
+import subprocess
+import time
+
+import pytest
+from server_support import Served
+
+TRIALS = 20
+SOCKETS = 100  # idle ones, and as many sending their headers a byte at a time
+SLOW_REQUEST = b"GET /api/activities/home HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+# Moments of start-up, in order: the CLI has started granian; granian has forked a
+# worker, which is loading the app; both are; one has installed its own handlers.
+EARLY_MARKS = ("Starting granian", "Spawning worker-1", "Spawning worker-2", "Started worker-1")
+
+
+def _env(seeded_db: str, home) -> dict[str, str]:
+    return {"CONNECTION_URL": seeded_db, "CRUDDUR_HOME": str(home)}
+
+
+def _refused_at_once(second: Served) -> str:
+    try:
+        second.process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"a second server started on a taken port:\n{second.output}")
+    finally:
+        second.kill_all()
+    assert second.process.returncode == 1
+    time.sleep(0.1)  # the reader thread's last lines
+    return second.output
+
+
+def test_a_second_server_on_a_taken_port_refuses_at_once(seeded_db: str, tmp_path) -> None:
+    first = Served("--workers", "1", env=_env(seeded_db, tmp_path / "a"))
+    try:
+        first.wait_healthy()
+        # The same checkout: its lock says so before anything else happens.
+        same = _refused_at_once(Served(env=_env(seeded_db, tmp_path / "a"), port=first.port))
+        assert same.strip().count("\n") == 0, same  # one line
+        assert f"port {first.port} on 127.0.0.1 is already served" in same
+        # Another checkout (another lock): the port itself is found taken.
+        other = _refused_at_once(Served(env=_env(seeded_db, tmp_path / "b"), port=first.port))
+        assert other.strip().count("\n") == 0, other
+        assert f"Error: port {first.port} on 127.0.0.1 is already in use" in other
+        assert "--port" in other and "Traceback" not in other
+        assert first.get("/api/health") == 200
+    finally:
+        first.stop()
+
+
+def test_one_signal_always_stops_the_server_and_all_its_workers(seeded_db: str, tmp_path) -> None:
+    # 20 starts in a row, every other one stopped early (at each of EARLY_MARKS in turn)
+    # and the others once it answers; SIGINT and SIGTERM take turns in both.
+    for trial in range(TRIALS):
+        early = trial % 2 == 0
+        stop = (signal.SIGINT, signal.SIGTERM)[(trial // 2) % 2]
+        served = Served("--workers", "2", "--threads", "1", env=_env(seeded_db, tmp_path))
+        try:
+            if early:
+                mark = EARLY_MARKS[(trial // 2) % len(EARLY_MARKS)]
+                assert served.saw(mark), served.output
+            else:
+                served.wait_healthy()
+            served.process.send_signal(stop)
+            try:
+                served.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                pytest.fail(f"trial {trial}: {stop.name} did not stop the server:\n{served.output}")
+            deadline = time.monotonic() + 5
+            while served.leftovers() and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert not served.leftovers(), f"trial {trial}: workers left:\n{served.output}"
+        finally:
+            served.kill_all()
+
+
+def _closed_within(sockets: list[socket.socket], seconds: float) -> int:
+    """Wait for the server to close these sockets; how many it closed."""
+    deadline = time.monotonic() + seconds
+    open_ = {sock.fileno(): sock for sock in sockets}
+    with selectors.DefaultSelector() as selector:
+        for sock in sockets:
+            selector.register(sock, selectors.EVENT_READ)
+        while open_ and time.monotonic() < deadline:
+            for key, _ in selector.select(timeout=0.1):
+                sock = open_.pop(key.fd)
+                selector.unregister(sock)
+                with contextlib.suppress(OSError):  # b"" (closed), or an error page
+                    sock.recv(1024)
+    return len(sockets) - len(open_)
+
+
+def test_idle_and_slow_sockets_are_closed_after_the_header_timeout(
+    seeded_db: str, tmp_path
+) -> None:
+    env = {**_env(seeded_db, tmp_path), "CRUDDUR_HEADER_TIMEOUT": "1"}
+    served = Served("--workers", "2", "--threads", "2", env=env)
+    idle: list[socket.socket] = []
+    slow: list[socket.socket] = []
+    try:
+        served.wait_healthy()
+        for _ in range(SOCKETS):
+            idle.append(socket.create_connection(("127.0.0.1", served.port)))
+            slow.append(socket.create_connection(("127.0.0.1", served.port)))
+        opened = time.monotonic()
+        # A byte every 0.1 s: each slow socket would take 2 s to finish its headers.
+        for byte in SLOW_REQUEST[:8]:
+            for sock in slow:
+                sock.send(bytes([byte]))
+            assert served.get("/api/activities/home") == 200  # others are served meanwhile
+            time.sleep(0.1)
+        wait = 1 + 3 - (time.monotonic() - opened)  # the timeout, and 3 s to spare
+        closed = _closed_within(idle + slow, wait)
+        assert closed == 2 * SOCKETS, f"{2 * SOCKETS - closed} sockets still open"
+        assert served.get("/api/activities/home") == 200
+    finally:
+        for sock in idle + slow:
+            sock.close()
+        served.stop()
+
+
+def test_the_header_timeout_must_be_one_granian_takes() -> None:
+    from cruddur.config import ConfigError, Settings
+
+    assert Settings.from_env({}).serve.header_timeout == 10
+    assert Settings.from_env({"CRUDDUR_HEADER_TIMEOUT": "2.5"}).serve.header_timeout == 2.5
+    with pytest.raises(ConfigError, match="at most 60"):
+        Settings.from_env({"CRUDDUR_HEADER_TIMEOUT": "61"})
