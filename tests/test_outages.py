@@ -26,8 +26,8 @@ def _details(calls) -> str:
 
 def _check(outage: Outage) -> None:
     summary = outage.summary()
-    assert len(outage.during) >= 3, f"the load barely met the outage: {summary}"
     assert not outage.too_slow, f"{summary}. Waited too long: {_details(outage.too_slow)}"
+    assert len(outage.during) >= 3, f"the load barely met the outage: {summary}"
     wrong = outage.wrong_while_down
     assert not wrong, f"{summary}. While down, not a prompt 503: {_details(wrong)}"
     first = outage.first_ok_after_back
