@@ -144,7 +144,8 @@ async def attack(port: int, idle: int, slow: int, byte_every: float) -> None:
         for kind, s in stats.items()
     }
     stop.set()
-    await asyncio.wait(tasks, timeout=5)
+    if tasks:
+        await asyncio.wait(tasks, timeout=5)
     print(json.dumps(report), flush=True)
 
 
