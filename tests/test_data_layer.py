@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 import uuid
 from datetime import datetime
 
@@ -180,3 +181,24 @@ def test_unchecked_pool_does_not_repeat_writes(seeded_db: str) -> None:
             db.query_commit("UPDATE users SET display_name = display_name || '!'")
         # The failed write changed nothing, and the pool has a working connection again.
         assert db.query_value("SELECT count(*) FROM users WHERE display_name LIKE '%!'") == 0
+
+
+def test_the_apis_pool_never_sends_a_write_down_a_connection_the_server_closed(
+    seeded_db: str,
+) -> None:
+    # A write is never repeated, so after a restart (every pooled connection dropped)
+    # the API's pool must see each dead connection before it sends anything on it.
+    settings = PoolSettings(min_size=3, max_size=3)
+    with Db(seeded_db, settings, autocommit=True, check=False, fail_fast=True) as db:
+        db.pool.wait()  # all three open, idle
+        with psycopg.connect(seeded_db, autocommit=True) as other:
+            killed = other.execute(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+                " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            ).fetchone()[0]
+        assert killed == 3
+        time.sleep(0.2)  # the backends' ends reach this side's sockets
+        for _ in range(3):
+            db.query_commit("UPDATE users SET display_name = display_name || '!'"
+                            " WHERE handle = 'bayko'")  # fmt: skip
+        assert db.query_value("SELECT display_name FROM users WHERE handle = 'bayko'")[-3:] == "!!!"
