@@ -318,7 +318,7 @@ def rollback(
             if now != targets:
                 raise runner.MigrationError(
                     "the applied migrations changed while you were confirming (another "
-                    "deploy?); nothing was rolled back. Look again with `cruddur db migrations`"
+                    "deploy?); nothing was rolled back. Look again with `bin/db-migrations`"
                 )
             rolled = runner.rollback(conn, migrations, chosen, _Printer(), steps=steps)
     done(f"{len(rolled)} migration{'s' if len(rolled) != 1 else ''} rolled back")
