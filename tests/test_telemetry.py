@@ -438,3 +438,60 @@ def test_telemetry_settings_come_from_the_standard_variables() -> None:
     ):
         with pytest.raises(ConfigError):
             TelemetrySettings.from_env(bad)
+
+
+def test_sampling_follows_the_standard_samplers() -> None:
+    from cruddur.telemetry.tracing import Sampling
+
+    parent = "00-" + "ab" * 16 + "-" + "cd" * 8
+    sampled, unsampled = {"HTTP_TRACEPARENT": f"{parent}-01"}, {"HTTP_TRACEPARENT": f"{parent}-00"}
+    never = Sampling("parentbased_traceidratio", 0.0)
+    assert never.sampled(sampled) and not never.sampled(unsampled) and not never.sampled({})
+    assert not never.sampled({"HTTP_TRACEPARENT": "00-" + "0" * 32 + "-" + "cd" * 8 + "-01"})
+    assert Sampling("parentbased_always_on", 1.0).sampled({})
+    assert not Sampling("parentbased_always_on", 1.0).sampled(unsampled)
+    assert Sampling("always_on", 1.0).sampled(unsampled)  # not parent-based: ignores it
+    assert not Sampling("always_off", 1.0).sampled(sampled)
+    tenth = Sampling("traceidratio", 0.1)
+    share = sum(tenth.sampled({}) for _ in range(20_000)) / 20_000
+    assert 0.08 < share < 0.12
+
+
+def test_unsampled_requests_are_not_traced_and_sampled_callers_are_followed(
+    module_db: str, tmp_path: Path
+) -> None:
+    receiver = OtlpReceiver()
+    try:
+        server = Served(
+            module_db,
+            tmp_path,
+            {
+                "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.url,
+                "OTEL_BSP_SCHEDULE_DELAY": "100",
+                "OTEL_TRACES_SAMPLER": "parentbased_traceidratio",
+                "OTEL_TRACES_SAMPLER_ARG": "0",  # no trace of our own: only the callers'
+            },
+        )
+        for n in range(5):
+            assert (
+                _call(f"{server.base}/api/activities/home", headers={"X-Request-Id": f"unsampled-{n}"})[
+                    0
+                ]
+                == 200
+            )
+        trace_id = secrets.token_hex(16)
+        traceparent = f"00-{trace_id}-{secrets.token_hex(8)}-01"
+        status = _call(
+            f"{server.base}/api/activities/home",
+            headers={"traceparent": traceparent, "X-Request-Id": "followed-1"},
+        )[0]
+        assert status == 200
+        spans = _trace(receiver, trace_id, {"GET /api/activities/home", "home-activities"})
+        assert sum(len(group) for group in spans.values()) == 3  # server, use case, SQL
+        server.stop()
+        assert {s.trace_id for s in receiver.spans} == {trace_id}  # nothing else was traced
+        lines = {line["request_id"]: line for line in server.request_lines()}
+        assert lines["followed-1"]["trace_id"] == trace_id
+        assert all("trace_id" not in lines[f"unsampled-{n}"] for n in range(5))
+    finally:
+        receiver.close()

@@ -7,16 +7,13 @@ then the edge does nothing more than before.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable
 from typing import Any
 
 from flask import Request
 
-from cruddur.telemetry import metrics
+from cruddur.telemetry import logs, metrics
 from cruddur.telemetry.tracing import TRACE_IDS_KEY
-
-log = logging.getLogger("cruddur.request")
 
 USER_UUID_KEY = "cruddur.user_uuid"  # in the WSGI environ, set by api.auth once verified
 UNMATCHED = "unmatched"  # the route of a request no URL rule took (404, 405)
@@ -36,9 +33,9 @@ class RememberedRequest(Request):
 
 
 def observer(request_id_key: str) -> Observer | None:
-    log_on = log.isEnabledFor(logging.INFO)
+    write = logs.request_writer()
     metrics_on = metrics.enabled()
-    if not (log_on or metrics_on):
+    if write is None and not metrics_on:
         return None
 
     def observe(environ: dict[str, Any], status_line: str, seconds: float) -> None:
@@ -48,19 +45,16 @@ def observer(request_id_key: str) -> Observer | None:
         status = int(status_line[:3])
         if metrics_on:
             metrics.observe_request(route, method, status, seconds)
-        if log_on:
+        if write is not None:
+            millis = seconds * 1000
             ids = environ.get(TRACE_IDS_KEY)
-            log.info(
-                "%s %s %d %.1f ms",
-                method,
-                route,
-                status,
-                seconds * 1000,
-                extra={
+            write(
+                f"{method} {route} {status} {millis:.1f} ms",
+                {
                     "method": method,
                     "route": route,
                     "status": status,
-                    "duration_ms": round(seconds * 1000, 2),
+                    "duration_ms": round(millis, 2),
                     "request_id": environ.get(request_id_key),
                     "trace_id": ids[0] if ids else None,
                     "span_id": ids[1] if ids else None,
