@@ -474,9 +474,9 @@ def test_unsampled_requests_are_not_traced_and_sampled_callers_are_followed(
         )
         for n in range(5):
             assert (
-                _call(f"{server.base}/api/activities/home", headers={"X-Request-Id": f"unsampled-{n}"})[
-                    0
-                ]
+                _call(
+                    f"{server.base}/api/activities/home", headers={"X-Request-Id": f"unsampled-{n}"}
+                )[0]
                 == 200
             )
         trace_id = secrets.token_hex(16)
@@ -493,5 +493,32 @@ def test_unsampled_requests_are_not_traced_and_sampled_callers_are_followed(
         lines = {line["request_id"]: line for line in server.request_lines()}
         assert lines["followed-1"]["trace_id"] == trace_id
         assert all("trace_id" not in lines[f"unsampled-{n}"] for n in range(5))
+    finally:
+        receiver.close()
+
+
+def test_the_cli_long_verbs_send_their_spans(empty_db: str, tmp_path: Path) -> None:
+    receiver = OtlpReceiver()
+    try:
+        env = {
+            "CONNECTION_URL": empty_db,
+            "CRUDDUR_HOME": str(tmp_path),
+            "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.url,
+            "OTEL_SERVICE_NAME": "cruddur-cli",
+        }
+        migrated = run(CRUDDUR, "db", "migrate", env=env)
+        assert migrated.returncode == 0, migrated.stderr
+        seeded = run(
+            CRUDDUR, "db", "seed", "--fake", "--users", "20", "--activities", "50", env=env
+        )
+        assert seeded.returncode == 0, seeded.stderr
+        # Both were sent before each command returned.
+        by_name = {span.name: span for span in receiver.spans}
+        migrate, seed = by_name["cruddur db migrate"], by_name["cruddur db seed"]
+        assert migrate.service == "cruddur-cli" and migrate.parent_span_id == ""
+        assert seed.attributes["cruddur.option.fake"] is True
+        assert seed.attributes["cruddur.option.activities"] == 50
+        statements = [s for s in receiver.spans if s.parent_span_id == migrate.span_id]
+        assert statements and all(s.kind == CLIENT for s in statements)
     finally:
         receiver.close()
