@@ -522,3 +522,44 @@ def test_the_cli_long_verbs_send_their_spans(empty_db: str, tmp_path: Path) -> N
         assert statements and all(s.kind == CLIENT for s in statements)
     finally:
         receiver.close()
+
+
+def test_the_sign_up_lambda_sends_a_span_per_invocation(seeded_db: str) -> None:
+    receiver = OtlpReceiver()
+    script = (
+        "import json, sys\n"
+        "from cruddur.lambdas.post_confirmation import handler\n"
+        "handler(json.loads(sys.argv[1]), None)\n"
+    )
+    event = {
+        "triggerSource": "PostConfirmation_ConfirmSignUp",
+        "userName": "traced-user",
+        "request": {
+            "userAttributes": {
+                "sub": "3f1c2a9e-0000-4000-8000-traced000001",
+                "email": "hidden@example.com",
+                "preferred_username": "traceduser",
+            }
+        },
+    }
+    try:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
+        env.update(
+            CONNECTION_URL=seeded_db,
+            OTEL_EXPORTER_OTLP_ENDPOINT=receiver.url,
+            AWS_LAMBDA_FUNCTION_NAME="cruddur-post-confirmation",
+        )
+        done = subprocess.run(
+            [str(ROOT / ".venv" / "bin" / "python"), "-c", script, json.dumps(event)],
+            env=env, capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        # Sent within the invocation: the process has ended and the spans are here.
+        (invocation,) = [s for s in receiver.spans if s.name == "post-confirmation"]
+        assert invocation.service == "cruddur-post-confirmation"
+        assert invocation.attributes["app.trigger_source"] == "PostConfirmation_ConfirmSignUp"
+        (insert,) = [s for s in receiver.spans if s.parent_span_id == invocation.span_id]
+        assert insert.kind == CLIENT and "INSERT" in insert.attributes["db.statement"]
+        assert "hidden@example.com" not in json.dumps([s.attributes for s in receiver.spans])
+    finally:
+        receiver.close()
