@@ -269,7 +269,8 @@ def measure_observability(url: str, args: argparse.Namespace, connections: int) 
                         )
                     )  # fmt: skip
                 print(f"  round {round_number}: " + ", ".join(
-                    f"{name} {runs[-1].rps:,.0f}/s" for name, runs in loads.items()
+                    f"{name} {runs[-1].rps:,.0f}/s {runs[-1].own_cpu_us:,.0f} µs"
+                    for name, runs in loads.items()
                 ))  # fmt: skip
         finally:
             for process, _ in services.values():
