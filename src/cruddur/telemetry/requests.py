@@ -33,7 +33,7 @@ class RememberedRequest(Request):
     """Flask's request, leaving the route template it matched in the WSGI environ, where
     the edge reads it once Flask is done. (Keeping the request itself there would make a
     reference cycle per request, request to environ and back, that only the cyclic
-    collector frees: measured, about 60 µs a request.)"""
+    collector frees.)"""
 
     _rule: Rule | None = None
 
@@ -55,7 +55,7 @@ class Recorder:
     """Takes each finished request for its log line and metrics, and records them from a
     thread of its own every FLUSH_EVERY seconds.
 
-    On this machine the same work done in the request itself cost 40-60 µs of CPU a
+    On this machine the same work done in the request itself cost 40-74 µs of CPU a
     request, several times what it costs in a batch: between two waits on the database
     a request runs with cold caches. Queued, a request pays for an append; lines reach
     stdout at most 0.1 s later, and what is queued when the process ends is written then.

@@ -140,7 +140,7 @@ class TraceGate:
     with instrumentation suppressed, so the Flask hooks, the SQL statements' tracer and
     the use-case spans cost it next to nothing. (Left to the instrumentations, an
     unsampled request still paid for its attributes, contexts and non-recording spans:
-    measured, about 250 µs of a feed request's ~450.)
+    measured in one process, 260-280 µs of CPU on a feed request.)
     """
 
     def __init__(self, plain: Any, instrumented: Any, sampling: Sampling) -> None:
