@@ -60,9 +60,13 @@ class Served:
         full_env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
         full_env.pop("PROD_CONNECTION_URL", None)
         full_env.pop("CRUDDUR_METRICS_PORT", None)
+        # Every feed request reads the database (no worker copy of the first page), so
+        # each has its SQL spans; the copy's refills have their own span.
         full_env.update(
-            {"CONNECTION_URL": url, "CRUDDUR_HOME": str(home), "PORT": str(self.port)}, **env
+            {"CONNECTION_URL": url, "CRUDDUR_HOME": str(home), "PORT": str(self.port)},
+            CRUDDUR_FEED_CACHE="0",
         )
+        full_env.update(env)
         self.env = full_env
         self.process = subprocess.Popen(
             [str(CRUDDUR), "serve", "--server", "granian", "--workers", "2", "--threads", "2"],
