@@ -115,12 +115,12 @@ class Served:
 
 
 @pytest.fixture(scope="module")
-def module_db(admin: psycopg.Connection, server_url: str) -> Iterator[str]:
+def module_db(admin: psycopg.Connection, server_url: str, app_roles) -> Iterator[str]:
     """A migrated and seeded database for this module's servers (what `db setup` makes)."""
     name = f"cruddur_test_{secrets.token_hex(6)}"
     admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
     url = with_database(server_url, name)
-    build_template(url)
+    build_template(url, app_roles)
     yield url
     admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
 
