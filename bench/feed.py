@@ -16,8 +16,15 @@ seconds apart), and each size's p50 against the smallest's. Everything shares th
 machine's cores (server, database, load tool), as a single small host would; compare
 ratios, not absolute figures.
 
+With --observability it measures instead what telemetry costs on the home feed, for one
+size, under granian: the code before telemetry existed ("today", from git), and the
+current code with observability off (defaults: the JSON request log on stdout), traces
+at 100% and at 10% sampling to a local OTLP/HTTP receiver (this process, which reads and
+discards them), and metrics on; each round's share of today's requests/s, median kept.
+
 Usage: .venv/bin/python bench/feed.py [--sizes 1000,1000000] [--duration 4] [--rounds 5]
        [--servers gunicorn,granian,bare] [--workers 2] [--threads 1]
+       .venv/bin/python bench/feed.py --observability [--sizes 1000] [--baseline REV]
 Needs wrk (Debian: apt-get install wrk) and pgbench (PostgreSQL's, found with the server
 binaries). The server is CRUDDUR_BENCH_URL's when set, else the embedded one.
 """
@@ -27,16 +34,20 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import resource
 import shutil
 import socket
 import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
+
+import psycopg
 
 from cruddur.config import Settings
 from cruddur.db import Db, template
@@ -60,6 +71,7 @@ class Load:
     p99_ms: float
     cpu_us: float  # the whole machine's busy CPU time per request, from /proc/stat
     share: float = 1.0  # of prepared pgbench's rps: the median of the rounds' ratios
+    own_cpu_us: float = 0.0  # --observability: the load's own processes' CPU per request
 
 
 def busy_seconds() -> float:
@@ -107,6 +119,202 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+# -- the cost of observability ------------------------------------------------------
+
+TELEMETRY_PACKAGE = "src/cruddur/telemetry/__init__.py"
+TARGETS = {"off": 0.98, "traces 10%": 0.90, "metrics": 0.95}  # of today's req/s (issue 14)
+
+
+class OtlpSink:
+    """A local OTLP/HTTP receiver: takes POST /v1/traces, counts, answers 200, discards."""
+
+    def __init__(self) -> None:
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        sink = self
+        self.exports = 0
+        self.bytes = 0
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                sink.exports += 1
+                sink.bytes += len(body)
+                self.send_response(200)
+                self.send_header("Content-Type", "application/x-protobuf")
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_port}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def tree_cpu_seconds(root: int) -> float:
+    """CPU seconds (user + system) of a process and its descendants, from /proc."""
+    total, pending = 0.0, [root]
+    while pending:
+        pid = pending.pop()
+        try:
+            with open(f"/proc/{pid}/stat") as stat:
+                fields = stat.read().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+            with open(f"/proc/{pid}/task/{pid}/children") as children:
+                pending += [int(child) for child in children.read().split()]
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+    return total
+
+
+def backend_pids(url: str) -> list[int]:
+    """The PostgreSQL backends the services hold on the benchmark's database."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        rows = conn.execute(
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database()"
+            " AND pid <> pg_backend_pid()"
+        ).fetchall()
+    return [row[0] for row in rows]
+
+
+def own_cpu_wrk(url: str, connections: int, duration: int, server_pid: int, db_url: str):
+    """wrk's load, and the CPU seconds per request it cost: the service's processes, the
+    database backends serving it, and wrk itself, each read from the kernel's counters
+    for those processes only (the machine's other work does not count)."""
+    subprocess.run(["wrk", "-t2", f"-c{connections}", "-d1s", url], capture_output=True)
+    backends = backend_pids(db_url)
+    before = tree_cpu_seconds(server_pid) + sum(tree_cpu_seconds(pid) for pid in backends)
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    load = wrk(url, connections, duration, warm=False)
+    after_children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    after = tree_cpu_seconds(server_pid) + sum(tree_cpu_seconds(pid) for pid in backends)
+    wrk_cpu = (after_children.ru_utime + after_children.ru_stime) - (
+        children.ru_utime + children.ru_stime
+    )
+    requests = load.rps * duration
+    load.own_cpu_us = (after - before + wrk_cpu) / requests * 1e6
+    return load
+
+
+def baseline_source(revision: str | None, folder: Path) -> str:
+    """Unpack src/ of the commit before telemetry (or `revision`) into folder; its id."""
+    root = BENCH_DIR.parent
+    if revision is None:
+        added = subprocess.run(
+            ["git", "log", "--diff-filter=A", "--format=%H", "--", TELEMETRY_PACKAGE],
+            cwd=root, capture_output=True, text=True, check=True,
+        ).stdout.split()  # fmt: skip
+        if not added:
+            raise SystemExit("no commit adds the telemetry package: give --baseline REV")
+        revision = f"{added[-1]}^"
+    commit = subprocess.run(
+        ["git", "rev-parse", "--short", revision], cwd=root, capture_output=True, text=True,
+        check=True,
+    ).stdout.strip()  # fmt: skip
+    archive = subprocess.run(
+        ["git", "archive", commit, "src"], cwd=root, capture_output=True, check=True
+    ).stdout
+    subprocess.run(["tar", "-x", "-C", str(folder)], input=archive, check=True)
+    return commit
+
+
+def observability_variants(sink: OtlpSink, baseline_src: Path) -> dict[str, dict[str, str]]:
+    """Each load's environment on top of the benchmark's."""
+    traces = {"OTEL_EXPORTER_OTLP_ENDPOINT": sink.url, "OTEL_SERVICE_NAME": "backend-flask"}
+    return {
+        "today": {"PYTHONPATH": str(baseline_src)},  # the code before telemetry existed
+        "off": {},
+        "traces 100%": {**traces, "OTEL_TRACES_SAMPLER": "parentbased_always_on"},
+        "traces 10%": {
+            **traces,
+            "OTEL_TRACES_SAMPLER": "parentbased_traceidratio",
+            "OTEL_TRACES_SAMPLER_ARG": "0.1",
+        },
+        "metrics": {"CRUDDUR_METRICS_PORT": str(free_port())},
+    }
+
+
+def measure_observability(url: str, args: argparse.Namespace, connections: int) -> None:
+    sink = OtlpSink()
+    with tempfile.TemporaryDirectory(prefix="cruddur-baseline-") as folder:
+        commit = baseline_source(args.baseline, Path(folder))
+        variants = observability_variants(sink, Path(folder, "src"))
+        services = {}
+        try:
+            for name, env in variants.items():
+                services[name] = start_service(
+                    url, "granian", args.workers, args.threads, env=env,
+                    # The baseline's own CLI: its serve, its factory, its code.
+                    command=[sys.executable, "-m", "cruddur"] if name == "today" else None,
+                )  # fmt: skip
+            loads: dict[str, list[Load]] = {name: [] for name in variants}
+            names = list(variants)
+            for round_number in range(1, args.rounds + 1):
+                # A different order each round, so no load always follows the same one.
+                shift = (round_number - 1) % len(names)
+                for name in names[shift:] + names[:shift]:
+                    base = services[name][1]
+                    process = services[name][0]
+                    loads[name].append(
+                        own_cpu_wrk(
+                            f"{base}/api/activities/home", connections, args.duration,
+                            process.pid, url,
+                        )
+                    )  # fmt: skip
+                print(f"  round {round_number}: " + ", ".join(
+                    f"{name} {runs[-1].rps:,.0f}/s {runs[-1].own_cpu_us:,.0f} µs"
+                    for name, runs in loads.items()
+                ))  # fmt: skip
+        finally:
+            for process, _ in services.values():
+                process.terminate()
+                process.wait(timeout=30)
+            sink.close()
+    results = {name: median_load(runs, loads["today"]) for name, runs in loads.items()}
+    # What a machine that runs only this would serve: requests/s in inverse proportion to
+    # the CPU each request costs (server, database, load tool), when the CPU is the limit.
+    cpu_shares = {
+        name: statistics.median(
+            base.own_cpu_us / load.own_cpu_us
+            for load, base in zip(runs, loads["today"], strict=True)
+        )
+        for name, runs in loads.items()
+    }
+    own_cpu = {
+        name: statistics.median(load.own_cpu_us for load in runs) for name, runs in loads.items()
+    }
+    print()
+    print(
+        f"GET /api/activities/home (20 cruds), granian, {args.workers} workers x "
+        f"{args.threads} threads, {connections} connections; median of {args.rounds} "
+        f"interleaved rounds of {args.duration} s; today = {commit}; "
+        f"{sink.exports:,} OTLP exports received ({sink.bytes / 1e6:,.1f} MB)"
+    )
+    print(f"load average at the end: {os.getloadavg()[0]:.1f} (1 min)")
+    print(
+        "| load | req/s | p50 ms | p99 ms | its CPU µs/req | of today's req/s "
+        "| of today's, from CPU/req | target |"
+    )
+    print("|---|---:|---:|---:|---:|---:|---:|---|")
+    for name, load in results.items():
+        target = TARGETS.get(name)
+        verdict = ""
+        if target is not None:
+            met = "met" if min(load.share, cpu_shares[name]) >= target else "NOT met"
+            verdict = f"≥ {target:.0%}: {met}"
+        print(
+            f"| {name} | {load.rps:,.0f} | {load.p50_ms:.2f} | {load.p99_ms:.2f} "
+            f"| {own_cpu[name]:,.0f} | {load.share:.1%} | {cpu_shares[name]:.1%} | {verdict} |"
+        )
+
+
 def service_command(server: str, port: int, workers: int, threads: int) -> list:
     if server == "bare":  # the floor: bench/bare_feed.py under granian, as serve runs it
         return [
@@ -121,14 +329,24 @@ def service_command(server: str, port: int, workers: int, threads: int) -> list:
 
 
 def start_service(
-    url: str, server: str, workers: int, threads: int
+    url: str,
+    server: str,
+    workers: int,
+    threads: int,
+    *,
+    env: dict[str, str] | None = None,
+    command: list | None = None,
 ) -> tuple[subprocess.Popen, str]:
     port = free_port()
+    argv = service_command(server, port, workers, threads)
+    if command is not None:  # another way to run `cruddur`, with the same arguments
+        argv = [*command, *argv[1:]]
+    # Telemetry only where a load asks for it.
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "CRUDDUR_METR"))}
+    clean.update({"CONNECTION_URL": url, "CRUDDUR_POOL_MAX_SIZE": str(threads)}, **(env or {}))
     process = subprocess.Popen(
-        service_command(server, port, workers, threads),
-        env={**os.environ, "CONNECTION_URL": url, "CRUDDUR_POOL_MAX_SIZE": str(threads)},
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
+        argv, env=clean, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     base = f"http://127.0.0.1:{port}"
     ready = "/api/activities/home" if server == "bare" else "/api/health"
     for _ in range(150):
@@ -150,9 +368,12 @@ def _ms(text: str) -> float:
     return float(number) * _UNITS[unit]
 
 
-def wrk(url: str, connections: int, duration: int, script: str | None = None) -> Load:
+def wrk(
+    url: str, connections: int, duration: int, script: str | None = None, *, warm: bool = True
+) -> Load:
     extra = ["-s", script] if script else []
-    subprocess.run(["wrk", "-t2", f"-c{connections}", "-d1s", *extra, url], capture_output=True)
+    if warm:
+        subprocess.run(["wrk", "-t2", f"-c{connections}", "-d1s", *extra, url], capture_output=True)
     out, cpu = timed(["wrk", "-t2", f"-c{connections}", f"-d{duration}s", "--latency", *extra, url])
     if "Non-2xx" in out:
         raise SystemExit(f"wrk saw errors:\n{out}")
@@ -237,7 +458,9 @@ def measure_size(url: str, args: argparse.Namespace, connections: int) -> dict[s
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--sizes", default="1000,1000000")
+    parser.add_argument(
+        "--sizes", help="activities per database [1000,1000000; 1000 with --observability]"
+    )
     parser.add_argument("--users", type=int, default=1000)
     parser.add_argument("--duration", type=int, default=4, help="seconds per measurement")
     parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds; medians kept")
@@ -249,7 +472,18 @@ def main() -> None:
     parser.add_argument(
         "--connections", type=int, default=8, help="wrk connections and pgbench clients"
     )
+    parser.add_argument(
+        "--observability",
+        action="store_true",
+        help="measure telemetry's cost instead (off, traces 100%%/10%%, metrics, against today)",
+    )
+    parser.add_argument(
+        "--baseline",
+        help="with --observability: the commit that is 'today' (default: the "
+        "one before the telemetry package was added)",
+    )
     args = parser.parse_args()
+    args.sizes = args.sizes or ("1000" if args.observability else "1000,1000000")
     if not shutil.which("wrk"):
         raise SystemExit("wrk is not installed: apt-get install wrk")
     connections = args.connections
@@ -259,7 +493,12 @@ def main() -> None:
         url = with_database(base, f"cruddur_bench_feed_{size}")
         print(f"size {size:,}:")
         build(url, size, args.users)
+        if args.observability:
+            measure_observability(url, args, connections)
+            continue
         results[size] = measure_size(url, args, connections)
+    if args.observability:
+        return
     smallest = results[min(results)]
     print()
     print(

@@ -322,13 +322,12 @@ def main() -> None:
             f"| {sockets('idle', 'oldest_open')} | {sockets('slow', 'longest_closed')} "
             f"| {sockets('slow', 'oldest_open')} |"
         )
-    if {"before", "after"} <= set(rounds):
-        ratios = [
-            a["p99"] / b["p99"] for a, b in zip(rounds["after"], rounds["before"], strict=True)
-        ]
-        print(
-            f"\np99 after / before, median of the rounds' ratios: {statistics.median(ratios):.3f}"
-        )
+    print()
+    for one, other in (("after", "before"), ("after", "quiet")):
+        if {one, other} <= set(rounds):
+            ratios = [a["p99"] / b["p99"] for a, b in zip(rounds[one], rounds[other], strict=True)]
+            ratio = statistics.median(ratios)
+            print(f"p99 {one} / {other}, median of the rounds' ratios: {ratio:.2f}")
 
 
 if __name__ == "__main__":

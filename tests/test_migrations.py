@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import time
@@ -612,3 +613,24 @@ def test_a_failed_concurrent_index_is_named_as_invalid(empty_db: str, tmp_path) 
     status = run("db-migrations", "--migrations-dir", str(folder), env=local(empty_db))
     assert "index notes_body_key is INVALID" in status.stderr
     assert "DROP INDEX CONCURRENTLY notes_body_key" in status.stderr
+
+
+def test_a_table_a_migration_makes_is_the_apis_to_use_but_the_bookkeeping_is_not(
+    seeded_db: str, api_url: str, tmp_path
+) -> None:
+    folder = tmp_path / "m"
+    shutil.copytree(package_dir(), folder)
+    likes = "-- migrate:up\nCREATE TABLE public.likes (id serial PRIMARY KEY, note text);\n"
+    write(folder, {"29990101000000_likes.sql": likes})
+    result = migrate(seeded_db, folder)
+    assert result.returncode == 0, result.stderr
+    with psycopg.connect(api_url, autocommit=True) as api:  # the API's least-privilege role
+        api.execute("INSERT INTO likes (note) VALUES ('x')")
+        assert api.execute("SELECT count(*) FROM likes").fetchone() == (1,)
+        for statement in (
+            "SELECT * FROM schema_migrations",
+            "DELETE FROM schema_migrations",
+            "DROP TABLE likes",
+        ):
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                api.execute(statement)

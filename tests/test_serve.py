@@ -70,6 +70,8 @@ def test_serve_dev_runs_flasks_reloader(seeded_db: str, tmp_path) -> None:
         os.killpg(process.pid, signal.SIGTERM)
         output, _ = process.communicate(timeout=15)
     assert "Debugger is active" in output or "reloader" in output.lower()
+    # Request lines for people, not JSON, in development.
+    assert "INFO cruddur.request: GET /api/activities/home 200" in output
 
 
 @pytest.mark.parametrize(

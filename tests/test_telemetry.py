@@ -60,9 +60,13 @@ class Served:
         full_env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
         full_env.pop("PROD_CONNECTION_URL", None)
         full_env.pop("CRUDDUR_METRICS_PORT", None)
+        # Every feed request reads the database (no worker copy of the first page), so
+        # each has its SQL spans; the copy's refills have their own span.
         full_env.update(
-            {"CONNECTION_URL": url, "CRUDDUR_HOME": str(home), "PORT": str(self.port)}, **env
+            {"CONNECTION_URL": url, "CRUDDUR_HOME": str(home), "PORT": str(self.port)},
+            CRUDDUR_FEED_CACHE="0",
         )
+        full_env.update(env)
         self.env = full_env
         self.process = subprocess.Popen(
             [str(CRUDDUR), "serve", "--server", "granian", "--workers", "2", "--threads", "2"],
@@ -111,12 +115,12 @@ class Served:
 
 
 @pytest.fixture(scope="module")
-def module_db(admin: psycopg.Connection, server_url: str) -> Iterator[str]:
+def module_db(admin: psycopg.Connection, server_url: str, app_roles) -> Iterator[str]:
     """A migrated and seeded database for this module's servers (what `db setup` makes)."""
     name = f"cruddur_test_{secrets.token_hex(6)}"
     admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
     url = with_database(server_url, name)
-    build_template(url)
+    build_template(url, app_roles)
     yield url
     admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
 
@@ -438,3 +442,128 @@ def test_telemetry_settings_come_from_the_standard_variables() -> None:
     ):
         with pytest.raises(ConfigError):
             TelemetrySettings.from_env(bad)
+
+
+def test_sampling_follows_the_standard_samplers() -> None:
+    from cruddur.telemetry.tracing import Sampling
+
+    parent = "00-" + "ab" * 16 + "-" + "cd" * 8
+    sampled, unsampled = {"HTTP_TRACEPARENT": f"{parent}-01"}, {"HTTP_TRACEPARENT": f"{parent}-00"}
+    never = Sampling("parentbased_traceidratio", 0.0)
+    assert never.sampled(sampled) and not never.sampled(unsampled) and not never.sampled({})
+    assert not never.sampled({"HTTP_TRACEPARENT": "00-" + "0" * 32 + "-" + "cd" * 8 + "-01"})
+    assert Sampling("parentbased_always_on", 1.0).sampled({})
+    assert not Sampling("parentbased_always_on", 1.0).sampled(unsampled)
+    assert Sampling("always_on", 1.0).sampled(unsampled)  # not parent-based: ignores it
+    assert not Sampling("always_off", 1.0).sampled(sampled)
+    tenth = Sampling("traceidratio", 0.1)
+    share = sum(tenth.sampled({}) for _ in range(20_000)) / 20_000
+    assert 0.08 < share < 0.12
+
+
+def test_unsampled_requests_are_not_traced_and_sampled_callers_are_followed(
+    module_db: str, tmp_path: Path
+) -> None:
+    receiver = OtlpReceiver()
+    try:
+        server = Served(
+            module_db,
+            tmp_path,
+            {
+                "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.url,
+                "OTEL_BSP_SCHEDULE_DELAY": "100",
+                "OTEL_TRACES_SAMPLER": "parentbased_traceidratio",
+                "OTEL_TRACES_SAMPLER_ARG": "0",  # no trace of our own: only the callers'
+            },
+        )
+        for n in range(5):
+            assert (
+                _call(
+                    f"{server.base}/api/activities/home", headers={"X-Request-Id": f"unsampled-{n}"}
+                )[0]
+                == 200
+            )
+        trace_id = secrets.token_hex(16)
+        traceparent = f"00-{trace_id}-{secrets.token_hex(8)}-01"
+        status = _call(
+            f"{server.base}/api/activities/home",
+            headers={"traceparent": traceparent, "X-Request-Id": "followed-1"},
+        )[0]
+        assert status == 200
+        spans = _trace(receiver, trace_id, {"GET /api/activities/home", "home-activities"})
+        assert sum(len(group) for group in spans.values()) == 3  # server, use case, SQL
+        server.stop()
+        assert {s.trace_id for s in receiver.spans} == {trace_id}  # nothing else was traced
+        lines = {line["request_id"]: line for line in server.request_lines()}
+        assert lines["followed-1"]["trace_id"] == trace_id
+        assert all("trace_id" not in lines[f"unsampled-{n}"] for n in range(5))
+    finally:
+        receiver.close()
+
+
+def test_the_cli_long_verbs_send_their_spans(empty_db: str, tmp_path: Path) -> None:
+    receiver = OtlpReceiver()
+    try:
+        env = {
+            "CONNECTION_URL": empty_db,
+            "CRUDDUR_HOME": str(tmp_path),
+            "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.url,
+            "OTEL_SERVICE_NAME": "cruddur-cli",
+        }
+        migrated = run(CRUDDUR, "db", "migrate", env=env)
+        assert migrated.returncode == 0, migrated.stderr
+        seeded = run(
+            CRUDDUR, "db", "seed", "--fake", "--users", "20", "--activities", "50", env=env
+        )
+        assert seeded.returncode == 0, seeded.stderr
+        # Both were sent before each command returned.
+        by_name = {span.name: span for span in receiver.spans}
+        migrate, seed = by_name["cruddur db migrate"], by_name["cruddur db seed"]
+        assert migrate.service == "cruddur-cli" and migrate.parent_span_id == ""
+        assert seed.attributes["cruddur.option.fake"] is True
+        assert seed.attributes["cruddur.option.activities"] == 50
+        statements = [s for s in receiver.spans if s.parent_span_id == migrate.span_id]
+        assert statements and all(s.kind == CLIENT for s in statements)
+    finally:
+        receiver.close()
+
+
+def test_the_sign_up_lambda_sends_a_span_per_invocation(seeded_db: str) -> None:
+    receiver = OtlpReceiver()
+    script = (
+        "import json, sys\n"
+        "from cruddur.lambdas.post_confirmation import handler\n"
+        "handler(json.loads(sys.argv[1]), None)\n"
+    )
+    event = {
+        "triggerSource": "PostConfirmation_ConfirmSignUp",
+        "userName": "traced-user",
+        "request": {
+            "userAttributes": {
+                "sub": "3f1c2a9e-0000-4000-8000-traced000001",
+                "email": "hidden@example.com",
+                "preferred_username": "traceduser",
+            }
+        },
+    }
+    try:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
+        env.update(
+            CONNECTION_URL=seeded_db,
+            OTEL_EXPORTER_OTLP_ENDPOINT=receiver.url,
+            AWS_LAMBDA_FUNCTION_NAME="cruddur-post-confirmation",
+        )
+        done = subprocess.run(
+            [str(ROOT / ".venv" / "bin" / "python"), "-c", script, json.dumps(event)],
+            env=env, capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        # Sent within the invocation: the process has ended and the spans are here.
+        (invocation,) = [s for s in receiver.spans if s.name == "post-confirmation"]
+        assert invocation.service == "cruddur-post-confirmation"
+        assert invocation.attributes["app.trigger_source"] == "PostConfirmation_ConfirmSignUp"
+        (insert,) = [s for s in receiver.spans if s.parent_span_id == invocation.span_id]
+        assert insert.kind == CLIENT and "INSERT" in insert.attributes["db.statement"]
+        assert "hidden@example.com" not in json.dumps([s.attributes for s in receiver.spans])
+    finally:
+        receiver.close()

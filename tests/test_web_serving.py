@@ -84,6 +84,7 @@ def test_dev_sign_in_gives_a_token_that_posts(api: CheckedClient) -> None:
     assert [u["handle"] for u in users.get_json()] == ["andrewbrown", "bayko", "londo"]
     signed = api.post("/api/dev/sign-in", json={"handle": "bayko"})
     assert signed.status_code == 200 and signed.get_json()["expires_in"] == 3600
+    assert signed.headers.getlist("Cache-Control") == ["no-store"]
     token = signed.get_json()["access_token"]
     posted = api.post("/api/activities", json={"message": "hi", "ttl": "1-hour"}, token=token)
     assert posted.status_code == 201 and posted.get_json()["handle"] == "bayko"

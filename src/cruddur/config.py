@@ -308,6 +308,15 @@ class ServeSettings:
 
 
 LOG_FORMATS = ("json", "text")
+# OpenTelemetry's standard samplers (OTEL_TRACES_SAMPLER).
+SAMPLERS = (
+    "always_on",
+    "always_off",
+    "traceidratio",
+    "parentbased_always_on",
+    "parentbased_always_off",
+    "parentbased_traceidratio",
+)
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 
 
@@ -329,6 +338,8 @@ class TelemetrySettings:
     log_format_given: bool = False  # CRUDDUR_LOG_FORMAT was set (--dev keeps it then)
     metrics_port: int | None = None
     metrics_host: str = "127.0.0.1"
+    sampler: str = "parentbased_always_on"  # OTEL_TRACES_SAMPLER
+    sampler_ratio: float = 1.0  # OTEL_TRACES_SAMPLER_ARG, for the *traceidratio samplers
 
     @property
     def traces(self) -> bool:
@@ -362,6 +373,16 @@ class TelemetrySettings:
                 f"OTEL_EXPORTER_OTLP_PROTOCOL must be http/protobuf, not {protocol!r}: "
                 "Cruddur sends traces over OTLP/HTTP (port 4318 on a collector)"
             )
+        sampler = env.get("OTEL_TRACES_SAMPLER", "").strip().lower() or cls.sampler
+        if sampler not in SAMPLERS:
+            raise ConfigError(
+                f"OTEL_TRACES_SAMPLER must be one of {', '.join(SAMPLERS)}, not {sampler!r}"
+            )
+        ratio = cls.sampler_ratio
+        if sampler.endswith("traceidratio") and env.get("OTEL_TRACES_SAMPLER_ARG", "").strip():
+            ratio = _number(env, "OTEL_TRACES_SAMPLER_ARG", 1.0, minimum=0.0, kind=float)
+            if ratio > 1:
+                raise ConfigError("OTEL_TRACES_SAMPLER_ARG must be a ratio from 0 to 1")
         level = env.get("CRUDDUR_LOG_LEVEL", "").strip().lower() or cls.log_level
         if level not in LOG_LEVELS:
             raise ConfigError(f"CRUDDUR_LOG_LEVEL must be one of {', '.join(LOG_LEVELS)}")
@@ -378,6 +399,8 @@ class TelemetrySettings:
                 _number(env, "CRUDDUR_METRICS_PORT", 0, minimum=1, kind=int) if port else None
             ),
             metrics_host=env.get("CRUDDUR_METRICS_HOST", "").strip() or cls.metrics_host,
+            sampler=sampler,
+            sampler_ratio=ratio,
         )
 
 

@@ -122,7 +122,7 @@ def create_worker_app() -> Flask:
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
     settings = Settings.from_env()
     # Per worker, after the server's fork or spawn: threads and sockets do not survive one.
-    telemetry.start_process(settings.telemetry)
+    telemetry.start_process(settings.telemetry, server=True)
     app = create_app(settings)
     gc.freeze()
     gc.set_threshold(WORKER_GC_THRESHOLD, *gc.get_threshold()[1:])

@@ -63,6 +63,8 @@ def make_blueprint(settings: Settings) -> Blueprint:
             raise ApiError(404, "user_not_found", f"no user has the handle {handle!r}")
         token = keys.mint(settings.auth, sub, username=handle, expires_in=TOKEN_LIFETIME_SECONDS)
         body = {"access_token": token, "handle": handle, "expires_in": TOKEN_LIFETIME_SECONDS}
-        return Response(json.dumps(body), mimetype="application/json")
+        response = Response(json.dumps(body), mimetype="application/json")
+        response.headers["Cache-Control"] = "no-store"  # a token: no cache may keep it
+        return response
 
     return bp

@@ -26,6 +26,7 @@ from cruddur.ops.connections import database_db, server_db
 from cruddur.ops.status import database_status, replica_status
 from cruddur.safe_paths import trusted_program
 from cruddur.targets import Target, embedded_server, resolve
+from cruddur.telemetry.commands import traced_command
 from cruddur.urls import redact, without_password
 
 prod_option = click.option(
@@ -184,6 +185,7 @@ def schema_load(prod: bool, yes: bool) -> None:
     help="With --fake: first delete earlier fake users (cognito_user_id FAKE-…) and their cruds.",
 )
 @click.pass_context
+@traced_command("db seed")
 def seed(
     ctx: click.Context,
     prod: bool,

@@ -19,6 +19,7 @@ from cruddur.config import ConfigError, MigrationSettings, Settings, duration
 from cruddur.ops.migrations import lock, runner
 from cruddur.ops.migrations.files import Migration, MigrationFileError, package_dir, write_new
 from cruddur.targets import Target, resolve
+from cruddur.telemetry.commands import traced_command
 from cruddur.urls import database_name, looks_like_rds, looks_like_rds_proxy, redact
 
 dir_option = click.option(
@@ -213,6 +214,7 @@ def apply_migrations(
     "the change is harmless). Repeatable.",
 )
 @_timeouts
+@traced_command("db migrate")
 def migrate(
     prod: bool,
     yes: bool,
@@ -285,6 +287,7 @@ def _describe(current: runner.Plan) -> None:
 )
 @click.option("--dry-run", is_flag=True, help="Print what would run; change nothing.")
 @_timeouts
+@traced_command("db rollback")
 def rollback(
     prod: bool,
     yes: bool,
@@ -318,7 +321,7 @@ def rollback(
             if now != targets:
                 raise runner.MigrationError(
                     "the applied migrations changed while you were confirming (another "
-                    "deploy?); nothing was rolled back. Look again with `cruddur db migrations`"
+                    "deploy?); nothing was rolled back. Look again with `bin/db-migrations`"
                 )
             rolled = runner.rollback(conn, migrations, chosen, _Printer(), steps=steps)
     done(f"{len(rolled)} migration{'s' if len(rolled) != 1 else ''} rolled back")

@@ -190,7 +190,7 @@ def serve(
         from cruddur import telemetry as process_telemetry
         from cruddur.api import create_app
 
-        process_telemetry.start_process(telemetry, dev=True)  # one process: no exporter
+        process_telemetry.start_process(telemetry, dev=True, server=True)  # no exporter
         create_app(settings).run(host=host, port=port, debug=True, use_reloader=True)
         return
     if telemetry.metrics:

@@ -27,6 +27,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import threading
 from collections.abc import Callable, Mapping
 from functools import cache
 from importlib import resources
@@ -70,7 +71,24 @@ _passwords: set[str] = set()  # every password read, to keep out of the log
 
 
 def handler(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
-    """Record the confirmed user; return the event unchanged, or raise SignUpError."""
+    """Record the confirmed user; return the event unchanged, or raise SignUpError.
+
+    With an OTLP endpoint set (and OpenTelemetry in the function, e.g. from the ADOT
+    layer), each invocation is a span, its SQL statement a child, sent before returning.
+    """
+    traced = _tracing()
+    if traced is None:
+        return _record(event, context)
+    tracer, provider = traced
+    attributes = {"faas.trigger": "other", "app.trigger_source": str(event.get("triggerSource"))}
+    try:
+        with tracer.start_as_current_span("post-confirmation", attributes=attributes):
+            return _record(event, context)
+    finally:
+        _flush(provider, context)
+
+
+def _record(event: dict[str, Any], context: Any) -> dict[str, Any]:
     source = event.get("triggerSource")
     if source != SIGN_UP:
         # ConfirmForgotPassword fires this trigger too: that user has a row already.
@@ -106,6 +124,63 @@ def handler(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
     else:
         log.info("recorded user sub=%s as %s", user["cognito_user_id"], uuid)
     return event
+
+
+# -- traces -----------------------------------------------------------------------
+
+_traced: tuple[Any, Any] | bool | None = False  # False: not looked at yet
+
+
+def _tracing() -> tuple[Any, Any] | None:
+    """(tracer, provider) when an OTLP endpoint is set and OpenTelemetry is importable.
+
+    The ADOT Lambda layer's wrapper sets the SDK up itself; without it, and with the SDK
+    in the function, it is set up here like the API's (OTLP/HTTP, the OTEL_* settings).
+    """
+    global _traced
+    if _traced is not False:
+        return _traced  # type: ignore[return-value]
+    _traced = None
+    endpoint = os.environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") or os.environ.get(
+        "OTEL_EXPORTER_OTLP_ENDPOINT"
+    )
+    disabled = os.environ.get("OTEL_SDK_DISABLED", "").strip().lower() == "true"
+    if not (endpoint and endpoint.strip()) or disabled:
+        return None
+    try:
+        from opentelemetry import trace
+
+        provider = trace.get_tracer_provider()
+        if not hasattr(provider, "force_flush"):  # nobody set the SDK up: do it here
+            from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+            from opentelemetry.sdk.resources import SERVICE_NAME, Resource
+            from opentelemetry.sdk.trace import TracerProvider
+            from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+            name = os.environ.get("AWS_LAMBDA_FUNCTION_NAME") or APPLICATION_NAME
+            resource = Resource.create()
+            if str(resource.attributes.get(SERVICE_NAME, "")).startswith("unknown_service"):
+                resource = resource.merge(Resource({SERVICE_NAME: name}))
+            provider = TracerProvider(resource=resource)
+            provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
+            trace.set_tracer_provider(provider)
+        from opentelemetry.instrumentation.psycopg import PsycopgInstrumentor
+
+        PsycopgInstrumentor().instrument(tracer_provider=provider, skip_dep_check=True)
+    except ImportError as exc:
+        log.warning("traces: %s is not in the function (add the ADOT Lambda layer)", exc.name)
+        return None
+    _traced = (provider.get_tracer(__name__), provider)
+    return _traced
+
+
+def _flush(provider: Any, context: Any) -> None:
+    """Send the invocation's spans before Lambda freezes the environment, within the
+    time Cognito still waits (at most a second)."""
+    seconds = min(1.0, max(0.0, (_time_left_ms(context) - 300) / 1000))
+    flushing = threading.Thread(target=provider.force_flush, daemon=True)
+    flushing.start()
+    flushing.join(seconds)
 
 
 def user_from_event(event: dict[str, Any]) -> dict[str, str]:

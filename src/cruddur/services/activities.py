@@ -83,6 +83,16 @@ def _first_page_span(found: tuple[Page, datetime | None], db: Db, limit: int) ->
 
 
 @use_case("home-activities-first-page", _first_page_span)
+def _first_page_span(kept: tuple[Page, datetime | None], db: Db, limit: int) -> dict:
+    page = kept[0]
+    return {
+        "app.page_limit": limit,
+        "app.result_length": _length(page, limit),
+        "app.has_more": page.next is not None,
+    }
+
+
+@use_case("home-activities-first-page", _first_page_span)
 def home_first_page(db: Db, limit: int) -> tuple[Page, datetime | None]:
     """The home feed's first page, and when it next changes by itself (the earliest
     expiry on it; None when empty): what services/feed_cache.py keeps."""

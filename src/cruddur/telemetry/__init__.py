@@ -17,11 +17,13 @@ from cruddur.config import TelemetrySettings
 from cruddur.telemetry import logs, metrics, tracing
 
 
-def start_process(settings: TelemetrySettings, *, dev: bool = False) -> None:
+def start_process(settings: TelemetrySettings, *, dev: bool = False, server: bool = False) -> None:
     """Logging, tracing and metrics for this process: a server worker after its fork (or
-    spawn), the Lambda's runtime, a CLI command. Safe to call more than once."""
+    spawn), the Lambda's runtime, a CLI command. Safe to call more than once.
+
+    server: this process serves the API, whose requests are sampled at its edge."""
     logs.configure(settings, dev=dev)
     if settings.traces:
-        tracing.start()
+        tracing.start(settings, gated=server)
     if settings.metrics:
         metrics.start()

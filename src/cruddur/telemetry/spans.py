@@ -25,10 +25,9 @@ def use_case(name: str, describe: Describe | None = None) -> Callable[[F], F]:
     def decorate(function: F) -> F:
         @functools.wraps(function)
         def traced(*args: Any, **kwargs: Any) -> Any:
-            tracer = tracing.tracer
-            if tracer is None:
+            if not tracing.active():
                 return function(*args, **kwargs)
-            with tracer.start_as_current_span(name) as span:
+            with tracing.tracer.start_as_current_span(name) as span:
                 result = function(*args, **kwargs)
                 if describe is not None and span.is_recording():
                     attributes = describe(result, *args, **kwargs)

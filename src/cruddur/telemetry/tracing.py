@@ -13,10 +13,16 @@ Nothing of the SDK is imported while tracing is off.
 
 from __future__ import annotations
 
+import functools
 import logging
 import multiprocessing.util
+import random
+import re
 import threading
+from collections.abc import Callable
 from typing import Any
+
+from cruddur.config import TelemetrySettings
 
 DEFAULT_SERVICE_NAME = "backend-flask"  # the original's OTEL_SERVICE_NAME
 STOP_FLUSH_SECONDS = 5.0  # what a stopping process waits for its last spans to go out
@@ -25,6 +31,9 @@ log = logging.getLogger("cruddur.telemetry")
 
 _provider: Any = None  # the SDK's TracerProvider once started
 tracer: Any = None  # Cruddur's own tracer (use-case spans); None while tracing is off
+_instrumentation_enabled: Any = None  # opentelemetry's is_instrumentation_enabled, once started
+_suppressed: Any = None  # opentelemetry's suppress_instrumentation, once imported
+_sampling: Any = None  # the Sampling of OTEL_TRACES_SAMPLER, once started
 
 
 def enabled() -> bool:
@@ -40,29 +49,44 @@ def _resource() -> Any:
     return resource
 
 
-def start() -> None:
-    """The SDK and psycopg's instrumentation, for this process; flushed when it ends."""
-    global _provider, tracer
+def start(settings: TelemetrySettings, *, gated: bool = False) -> None:
+    """The SDK and psycopg's instrumentation, for this process; flushed when it ends.
+
+    gated: a server worker, whose requests `TraceGate` samples (OTEL_TRACES_SAMPLER's
+    rule, applied before any instrumentation runs); the SDK then records what it is
+    given. Elsewhere (CLI, Lambda) the SDK samples by OTEL_TRACES_SAMPLER itself.
+    """
+    global _provider, tracer, _instrumentation_enabled, _sampling
     if _provider is not None:
         return
     from opentelemetry import trace
     from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
     from opentelemetry.instrumentation.psycopg import PsycopgInstrumentor
+    from opentelemetry.instrumentation.utils import is_instrumentation_enabled
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import BatchSpanProcessor
+    from opentelemetry.sdk.trace.sampling import ALWAYS_ON
 
-    # The sampler comes from OTEL_TRACES_SAMPLER / _ARG (default: parent-based, always on).
-    provider = TracerProvider(resource=_resource(), shutdown_on_exit=False)
+    options: dict[str, Any] = {"sampler": ALWAYS_ON} if gated else {}
+    provider = TracerProvider(resource=_resource(), shutdown_on_exit=False, **options)
     provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
     trace.set_tracer_provider(provider)
     PsycopgInstrumentor().instrument(tracer_provider=provider, skip_dep_check=True)
     _provider = provider
+    _instrumentation_enabled = is_instrumentation_enabled
+    _sampling = Sampling(settings.sampler, settings.sampler_ratio)
     tracer = provider.get_tracer("cruddur")
     # A worker that multiprocessing forked ends with os._exit, skipping atexit; its
     # finalizers run on both paths (and in a plain process, at exit).
     multiprocessing.util.Finalize(None, stop, exitpriority=100)
     service = provider.resource.attributes.get("service.name")
-    log.info("traces: on, service %s, OTLP/HTTP", service)
+    log.info("traces: on, service %s, OTLP/HTTP, sampler %s", service, settings.sampler)
+
+
+def active() -> bool:
+    """Whether a span started here would be part of a trace: tracing is on and this
+    request was sampled (an unsampled one runs with instrumentation suppressed)."""
+    return tracer is not None and _instrumentation_enabled()
 
 
 def stop(timeout: float = STOP_FLUSH_SECONDS) -> None:
@@ -84,13 +108,81 @@ def force_flush(timeout_millis: int = 5000) -> None:
         _provider.force_flush(timeout_millis)
 
 
+class Sampling:
+    """OTEL_TRACES_SAMPLER's rule for a request: parent-based samplers follow the
+    caller's traceparent flag; otherwise `ratio` of the requests (1 or 0 for always_*)."""
+
+    def __init__(self, sampler: str, ratio: float) -> None:
+        self.parent_based = sampler.startswith("parentbased_")
+        root = sampler.removeprefix("parentbased_")
+        self.ratio = {"always_on": 1.0, "always_off": 0.0}.get(root, ratio)
+
+    def sampled(self, environ: dict[str, Any]) -> bool:
+        if self.parent_based:
+            header = environ.get("HTTP_TRACEPARENT")
+            if header:
+                parent = _TRACEPARENT.match(header.strip())
+                if parent and parent[2] != _ZERO_TRACE and parent[3] != _ZERO_SPAN:
+                    return bool(int(parent[4], 16) & 1)
+        ratio = self.ratio
+        return ratio >= 1.0 or (ratio > 0.0 and random.random() < ratio)
+
+
+# W3C trace context: version-traceid-parentid-flags, lowercase hex.
+_TRACEPARENT = re.compile(r"^([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})")
+_ZERO_TRACE, _ZERO_SPAN = "0" * 32, "0" * 16
+
+
+class TraceGate:
+    """WSGI middleware deciding, first thing, whether a request is traced.
+
+    A sampled request goes through Flask's instrumentation; any other runs the plain app
+    with instrumentation suppressed, so the Flask hooks, the SQL statements' tracer and
+    the use-case spans cost it next to nothing. (Left to the instrumentations, an
+    unsampled request still paid for its attributes, contexts and non-recording spans:
+    measured in one process, 260-280 µs of CPU on a feed request.)
+    """
+
+    def __init__(self, plain: Any, instrumented: Any, sampling: Sampling) -> None:
+        self.plain = plain
+        self.instrumented = instrumented
+        self.sampling = sampling
+
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
+        if self.sampling.sampled(environ):
+            environ[TRACED_KEY] = True
+            return self.instrumented(environ, start_response)
+        with _suppressed():
+            return self.plain(environ, start_response)
+
+
+def _when_traced(hook: Callable[..., Any]) -> Callable[..., Any]:
+    from flask import request
+
+    @functools.wraps(hook)
+    def gated(*args: Any) -> Any:
+        if request.environ.get(TRACED_KEY):
+            return hook(*args)
+        return None
+
+    return gated
+
+
 def instrument_app(app: Any) -> None:
-    """A server span per request (continuing an incoming traceparent), named by route."""
+    """A server span per sampled request (continuing an incoming traceparent), named by
+    route, by the Flask instrumentation, behind a `TraceGate`."""
+    global _suppressed
     from flask import request
     from opentelemetry import trace
     from opentelemetry.instrumentation.flask import FlaskInstrumentor
+    from opentelemetry.instrumentation.utils import suppress_instrumentation
 
-    FlaskInstrumentor().instrument_app(app, tracer_provider=_provider)
+    _suppressed = suppress_instrumentation
+    plain = app.wsgi_app
+    before = app.before_request_funcs.setdefault(None, [])
+    teardown = app.teardown_request_funcs.setdefault(None, [])
+    first_before, first_teardown = len(before), len(teardown)
+    FlaskInstrumentor().instrument_app(app, tracer_provider=_provider, enable_commenter=False)
 
     @app.before_request
     def _remember_ids() -> None:
@@ -102,7 +194,13 @@ def instrument_app(app: Any) -> None:
                 format(context.span_id, "016x"),
             )
 
+    # The instrumentation's hooks (and ours) run for sampled requests only.
+    before[first_before:] = [_when_traced(hook) for hook in before[first_before:]]
+    teardown[first_teardown:] = [_when_traced(hook) for hook in teardown[first_teardown:]]
+    app.wsgi_app = TraceGate(plain, app.wsgi_app, _sampling)
 
+
+TRACED_KEY = "cruddur.traced"  # in the WSGI environ: this request was sampled
 TRACE_IDS_KEY = "cruddur.trace_ids"  # in the WSGI environ: (trace id, span id) in hex
 
 

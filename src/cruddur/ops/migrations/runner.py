@@ -77,7 +77,7 @@ class OutOfOrder(MigrationError):
         names = ", ".join(m.file_name for m in migrations)
         super().__init__(
             f"out of order (older than the latest applied, {latest}): {names}; --strict refuses "
-            "them. Give each a new version (`cruddur db new`), or run without --strict"
+            "them. Give each a new version (`bin/db-new-migration`), or run without --strict"
         )
 
 
