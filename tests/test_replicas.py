@@ -16,6 +16,7 @@ from replica_support import ReplicaPair, activity_scans
 from cruddur.api import create_app
 from cruddur.api.dev_keys import DevKeys
 from cruddur.config import Settings
+from cruddur.db.replication import LagClock
 from cruddur.urls import parse
 
 
@@ -194,3 +195,16 @@ def test_db_status_reports_the_replica_and_its_lag(pair: ReplicaPair) -> None:
         assert shown.returncode == 0  # the primary serves: the service works
     finally:
         pair.start_replica()
+
+
+def test_the_lag_clock_counts_from_the_oldest_wal_not_replayed() -> None:
+    clock = LagClock()
+    assert clock.lag(0.0, 100) is None  # no sample of the primary yet
+    clock.primary_at(0.0, 100)
+    clock.primary_at(1.0, 100)  # an idle primary: nothing new
+    assert clock.lag(30.0, 100) == 0.0  # nothing to replay is no lag, however long idle
+    clock.primary_at(31.0, 180)
+    clock.primary_at(32.0, 250)
+    assert clock.lag(35.0, 100) == 4.0  # behind since the primary first passed 100
+    assert clock.lag(35.0, 200) == 3.0
+    assert clock.lag(35.0, 250) == 0.0

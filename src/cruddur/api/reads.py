@@ -18,6 +18,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any, TypeVar
 
 import psycopg
@@ -26,9 +27,11 @@ from cruddur.api.database import AppDatabase
 from cruddur.db import Db, template
 from cruddur.db.replication import (
     NOT_LOOKED_AT,
+    LagClock,
     ReplicaState,
     format_lsn,
     look_at_replica,
+    parse_lsn,
 )
 
 log = logging.getLogger("cruddur.api.reads")
@@ -58,6 +61,7 @@ class ReadRouter:
         self._conninfo = reader_conninfo
         self._connect_timeout = connect_timeout
         self._state = NOT_LOOKED_AT
+        self._clock = LagClock()
         self._watcher: threading.Thread | None = None
         self._watcher_lock = threading.Lock()
         self._stopped = threading.Event()
@@ -86,7 +90,12 @@ class ReadRouter:
                         application_name="cruddur-replica-watch",
                         prepare_threshold=None,  # safe behind a transaction pooler too
                     )
+                self._sample_primary()
                 state = look_at_replica(conn)
+                if state.replayed is not None:
+                    lag = self._clock.lag(time.monotonic(), state.replayed)
+                    if lag is not None:
+                        state = replace(state, lag_seconds=lag)
             except psycopg.Error as exc:
                 state = ReplicaState(False, problem=str(exc).strip().splitlines()[0][:200])
                 if conn is not None:
@@ -97,9 +106,19 @@ class ReadRouter:
         if conn is not None:
             conn.close()
 
+    def _sample_primary(self) -> None:
+        # The primary's write position now, for the lag clock; without the primary (down)
+        # the replica's own estimate stands.
+        try:
+            position = self.primary.get().query_value(template("replication", "write_position"))
+        except psycopg.Error:
+            return
+        if position:
+            self._clock.primary_at(time.monotonic(), parse_lsn(position) or 0)
+
     def _set_state(self, state: ReplicaState) -> None:
         was_fresh = self._state.fresh(self.max_lag)
-        state = ReplicaState(**{**state.__dict__, "checked_at": time.monotonic()})
+        state = replace(state, checked_at=time.monotonic())
         self._state = state
         if was_fresh and not state.fresh(self.max_lag):
             log.warning("replica skipped, reads go to the primary: %s", self.describe(state))

@@ -437,11 +437,11 @@ def status(prod: bool) -> None:
     result(f"uuids     uuid_generate_v4(): {found.uuid_generate_v4}")
     reader_url = settings.replica.reader_url
     if reader_url and not prod:
-        _replica_status(reader_url, settings)
+        _replica_status(reader_url, target.conninfo, settings)
 
 
-def _replica_status(url: str, settings: Settings) -> None:
-    state = replica_status(url, settings.pool.connect_timeout)
+def _replica_status(url: str, primary_url: str, settings: Settings) -> None:
+    state = replica_status(url, primary_url, settings.pool.connect_timeout)
     result(f"reader    {redact(url)}")
     limit = settings.replica.max_lag
     if not state.reachable:

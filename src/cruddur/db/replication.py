@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections import deque
 from dataclasses import dataclass
 
 import psycopg
@@ -44,6 +45,36 @@ def look_at_replica(conn: psycopg.Connection) -> ReplicaState:
         # how far it has replayed, so read-your-writes cannot be checked there.
         return ReplicaState(True, None, None, False, "not a replica (not in recovery)")
     return ReplicaState(True, float(lag), parse_lsn(replayed) if replayed else None, True)
+
+
+class LagClock:
+    """How long the oldest WAL a replica has not replayed has existed on the primary.
+
+    The primary's write position is sampled once a look; a replica that has replayed up
+    to R is behind by the time since the first sample past R (0 when none is). Unlike the
+    age of the last replayed transaction, this is right for an idle primary (nothing to
+    replay is no lag) and for a replica cut off from it (nothing arrives, the primary goes
+    on: lag grows)."""
+
+    def __init__(self, keep_seconds: float = 600.0) -> None:
+        self.keep_seconds = keep_seconds
+        self._samples: deque[tuple[float, int]] = deque()  # (time.monotonic(), position)
+
+    def primary_at(self, when: float, position: int) -> None:
+        if self._samples and position <= self._samples[-1][1]:
+            return  # nothing new written since the last sample: the older time stands
+        self._samples.append((when, position))
+        while len(self._samples) > 1 and when - self._samples[0][0] > self.keep_seconds:
+            self._samples.popleft()
+
+    def lag(self, now: float, replayed: int) -> float | None:
+        """Seconds behind; None before any sample of the primary."""
+        if not self._samples:
+            return None
+        for when, position in self._samples:
+            if position > replayed:
+                return max(0.0, now - when)
+        return 0.0
 
 
 def format_lsn(value: int) -> str:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import psycopg
 from psycopg.rows import dict_row
@@ -11,7 +11,7 @@ from psycopg_pool import PoolTimeout
 from cruddur.config import PoolSettings
 from cruddur.db import Db, template
 from cruddur.db.errors import explain
-from cruddur.db.replication import ReplicaState, look_at_replica
+from cruddur.db.replication import ReplicaState, look_at_replica, parse_lsn
 from cruddur.ops.connections import database_db
 from cruddur.ops.loading import SCHEMA_TABLES, schema_tables
 from cruddur.ops.migrations import runner
@@ -81,12 +81,23 @@ def database_status(target: Target, settings: PoolSettings) -> DatabaseStatus:
     )
 
 
-def replica_status(url: str, connect_timeout: int) -> ReplicaState:
-    """One look at READER_CONNECTION_URL's server, as the API's workers take it."""
+def replica_status(url: str, primary_url: str, connect_timeout: int) -> ReplicaState:
+    """One look at READER_CONNECTION_URL's server: caught up (lag 0) when it has replayed
+    all the primary has written, else its own estimate (the last replayed transaction's
+    age while WAL waits)."""
     try:
         with psycopg.connect(url, autocommit=True, connect_timeout=connect_timeout) as conn:
-            return look_at_replica(conn)
+            state = look_at_replica(conn)
     except psycopg.Error as exc:
         explained = explain(exc)
         problem = explained.message if explained else str(exc).splitlines()[0]
         return ReplicaState(False, problem=problem)
+    try:
+        with psycopg.connect(primary_url, connect_timeout=connect_timeout) as primary:
+            written = primary.execute(template("replication", "write_position")).fetchone()[0]
+    except psycopg.Error:
+        return state
+    position = parse_lsn(written) if written else None
+    if state.replayed is not None and position is not None and state.replayed >= position:
+        return replace(state, lag_seconds=0.0)
+    return state
