@@ -8,13 +8,12 @@ from datetime import UTC, datetime
 from typing import Any
 
 from click.testing import CliRunner, Result
+from test_rds import CREDENTIALS, PASSWORD, make_instance
 
 from cruddur.aws import client, replicas
 from cruddur.aws import rds as ops
 from cruddur.cli import main
 
-PASSWORD = "Zq8-unlikely-Secret_42!"
-CREDENTIALS = {"MASTER_USERNAME": "cruddurroot", "MASTER_USER_PASSWORD": PASSWORD}
 ID = ops.DEFAULT_IDENTIFIER
 REPLICA = f"{ID}-replica-1"
 
@@ -24,16 +23,7 @@ def cli(*args: str, env: dict[str, str] | None = None, stdin: str | None = None)
 
 
 def make_primary(backups: int = 7, **extra: Any) -> None:
-    client("rds").create_db_instance(
-        DBInstanceIdentifier=ID,
-        DBInstanceClass="db.t3.micro",
-        Engine="postgres",
-        MasterUsername="cruddurroot",
-        MasterUserPassword=PASSWORD,
-        DBName="cruddur",
-        BackupRetentionPeriod=backups,
-        **extra,
-    )
+    make_instance(BackupRetentionPeriod=backups, **extra)
 
 
 def describe(identifier: str) -> dict[str, Any]:

@@ -84,7 +84,7 @@ def replica_lag_seconds(cloudwatch: Any, identifier: str) -> float | None:
         MetricName="ReplicaLag",
         Dimensions=[{"Name": "DBInstanceIdentifier", "Value": identifier}],
         StartTime=now - timedelta(minutes=5),
-        EndTime=now,
+        EndTime=now + timedelta(minutes=1),  # the current, unfinished minute too
         Period=60,
         Statistics=["Maximum"],
     )["Datapoints"]
