@@ -46,13 +46,20 @@ def etag_of_first_page(base: str) -> str:
         return response.headers["ETag"]
 
 
-def statements_per_1000(url: str, base: str, connections: int, duration: int) -> float:
-    time.sleep(STATS_FLUSH_SECONDS)
-    before = commits(url)
-    load = wrk(f"{base}/api/activities/home", connections, duration)
-    time.sleep(STATS_FLUSH_SECONDS)
-    # Our own two reads of the counter are a transaction each.
-    return (commits(url) - before - 1) / load.requests * 1000
+def statements_per_1000(url: str, server: str, args: argparse.Namespace) -> float:
+    """Alone on the database: one service, warmed up, then one measured load."""
+    process, base = start_service(url, server, args.workers, args.threads)
+    try:
+        wrk(f"{base}/api/activities/home", args.connections, 1)
+        time.sleep(STATS_FLUSH_SECONDS)
+        before = commits(url)
+        load = wrk(f"{base}/api/activities/home", args.connections, args.duration, warm=False)
+        time.sleep(STATS_FLUSH_SECONDS)
+        # Our own read of the counter is a transaction.
+        return (commits(url) - before - 1) / load.requests * 1000
+    finally:
+        process.terminate()
+        process.wait(timeout=20)
 
 
 def measure(url: str, args: argparse.Namespace) -> tuple[dict[str, list[Load]], dict[str, float]]:
@@ -77,14 +84,13 @@ def measure(url: str, args: argparse.Namespace) -> tuple[dict[str, list[Load]], 
             print(f"  round {round_number}: " + ", ".join(
                 f"{name} {loads[-1].rps:,.0f}/s" for name, loads in runs.items()
             ))  # fmt: skip
-        statements = {
-            name: statements_per_1000(url, services[name][1], args.connections, args.duration)
-            for name in ("uncached", "cached")
-        }
     finally:
         for process, _ in services.values():
             process.terminate()
             process.wait(timeout=20)
+    statements = {
+        name: statements_per_1000(url, SERVERS[name], args) for name in ("uncached", "cached")
+    }
     return runs, statements
 
 
