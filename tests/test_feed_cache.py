@@ -208,3 +208,19 @@ def test_caller_dependent_answers_are_never_stored(api, mint, ttl) -> None:
         api.get("/api/health"),
     ]:
         assert response.headers["Cache-Control"] == "no-store", response.status_code
+
+
+def test_behind_a_transaction_pooler_the_cache_needs_a_listen_url(api_home, seeded_db) -> None:
+    from cruddur.api import create_app
+    from cruddur.config import Settings
+
+    env = {"CRUDDUR_HOME": str(api_home), "CONNECTION_URL": seeded_db}
+    pooled = create_app(Settings.from_env({**env, "CRUDDUR_POOLER": "transaction"}))
+    assert pooled.extensions["cruddur.feed_cache"].pages() is None
+    direct = create_app(
+        Settings.from_env({**env, "CRUDDUR_POOLER": "transaction", "CRUDDUR_LISTEN_URL": seeded_db})
+    )
+    try:
+        assert direct.extensions["cruddur.feed_cache"].pages() is not None
+    finally:
+        direct.extensions["cruddur.feed_cache"].close()
