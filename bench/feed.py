@@ -72,6 +72,7 @@ class Load:
     cpu_us: float  # the whole machine's busy CPU time per request, from /proc/stat
     share: float = 1.0  # of prepared pgbench's rps: the median of the rounds' ratios
     own_cpu_us: float = 0.0  # --observability: the load's own processes' CPU per request
+    requests: int = 0  # answered in the measured run (wrk)
 
 
 def busy_seconds() -> float:
@@ -315,7 +316,17 @@ def measure_observability(url: str, args: argparse.Namespace, connections: int) 
         )
 
 
+# Servers measured with the feed cache off (every request reads the database); "quiet":
+# also without the request log line (CRUDDUR_LOG_LEVEL=warning).
+UNCACHED = {
+    "granian-uncached": "granian",
+    "gunicorn-uncached": "gunicorn",
+    "granian-uncached-quiet": "granian",
+}
+
+
 def service_command(server: str, port: int, workers: int, threads: int) -> list:
+    server = UNCACHED.get(server, server)
     if server == "bare":  # the floor: bench/bare_feed.py under granian, as serve runs it
         return [
             sys.executable, "-m", "granian", "--interface", "wsgi", "--no-ws",
@@ -344,6 +355,10 @@ def start_service(
     # Telemetry only where a load asks for it.
     clean = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "CRUDDUR_METR"))}
     clean.update({"CONNECTION_URL": url, "CRUDDUR_POOL_MAX_SIZE": str(threads)}, **(env or {}))
+    if server in UNCACHED:
+        clean["CRUDDUR_FEED_CACHE"] = "0"
+    if server.endswith("-quiet"):
+        clean["CRUDDUR_LOG_LEVEL"] = "warning"
     process = subprocess.Popen(
         argv, env=clean, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
@@ -369,9 +384,17 @@ def _ms(text: str) -> float:
 
 
 def wrk(
-    url: str, connections: int, duration: int, script: str | None = None, *, warm: bool = True
+    url: str,
+    connections: int,
+    duration: int,
+    script: str | None = None,
+    *,
+    warm: bool = True,
+    headers: tuple[str, ...] = (),
 ) -> Load:
     extra = ["-s", script] if script else []
+    for header in headers:
+        extra += ["-H", header]
     if warm:
         subprocess.run(["wrk", "-t2", f"-c{connections}", "-d1s", *extra, url], capture_output=True)
     out, cpu = timed(["wrk", "-t2", f"-c{connections}", f"-d{duration}s", "--latency", *extra, url])
@@ -381,7 +404,7 @@ def wrk(
     p50 = _ms(re.search(r"^\s+50%\s+(\S+)", out, re.M).group(1))
     p99 = _ms(re.search(r"^\s+99%\s+(\S+)", out, re.M).group(1))
     requests = int(re.search(r"(\d+) requests in", out).group(1))
-    return Load(rps, p50, p99, cpu / requests * 1e6)
+    return Load(rps, p50, p99, cpu / requests * 1e6, requests=requests)
 
 
 def pgbench_binary() -> str:
@@ -465,7 +488,9 @@ def main() -> None:
     parser.add_argument("--duration", type=int, default=4, help="seconds per measurement")
     parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds; medians kept")
     parser.add_argument(
-        "--servers", default="gunicorn,granian,bare", help="bare: bench/bare_feed.py, the floor"
+        "--servers",
+        default="gunicorn-uncached,granian-uncached,bare",
+        help="bare: bench/bare_feed.py, the floor; granian, gunicorn: with the feed cache on",
     )
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--threads", type=int, default=1)

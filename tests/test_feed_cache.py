@@ -183,10 +183,10 @@ def test_every_page_has_an_etag_and_a_match_is_a_304_without_a_body(api, seeded_
 
 
 def test_a_change_changes_the_etag(app, api, seeded_db: str) -> None:
-    _pages(app)
+    _pages(app).max_age = 60.0  # only the notification can make the copy stale
     etag = api.get("/api/activities/home").headers["ETag"]
     created = _insert(seeded_db, "news", notify=True)
-    deadline = time.monotonic() + 0.1
+    deadline = time.monotonic() + 2
     while True:
         response = api.get("/api/activities/home", headers={"If-None-Match": etag})
         if response.status_code == 200:
@@ -208,3 +208,19 @@ def test_caller_dependent_answers_are_never_stored(api, mint, ttl) -> None:
         api.get("/api/health"),
     ]:
         assert response.headers["Cache-Control"] == "no-store", response.status_code
+
+
+def test_behind_a_transaction_pooler_the_cache_needs_a_listen_url(api_home, seeded_db) -> None:
+    from cruddur.api import create_app
+    from cruddur.config import Settings
+
+    env = {"CRUDDUR_HOME": str(api_home), "CONNECTION_URL": seeded_db}
+    pooled = create_app(Settings.from_env({**env, "CRUDDUR_POOLER": "transaction"}))
+    assert pooled.extensions["cruddur.feed_cache"].pages() is None
+    direct = create_app(
+        Settings.from_env({**env, "CRUDDUR_POOLER": "transaction", "CRUDDUR_LISTEN_URL": seeded_db})
+    )
+    try:
+        assert direct.extensions["cruddur.feed_cache"].pages() is not None
+    finally:
+        direct.extensions["cruddur.feed_cache"].close()

@@ -83,7 +83,19 @@ def create_app(
             return serve.listen_url
         return (database or app_db(settings)).conninfo
 
-    app.extensions["cruddur.feed_cache"] = AppFeedCache(listen_conninfo, enabled=serve.feed_cache)
+    # LISTEN through a transaction pooler hears nothing: without a direct URL for it, the
+    # copies would go stale for their whole second after each write. Then keep none.
+    cache_on = serve.feed_cache
+    pooled = bool(settings.connection_url) and settings.replica.behind_pooler(
+        settings.connection_url or ""
+    )
+    if cache_on and pooled and not serve.listen_url:
+        logging.getLogger("cruddur.api").warning(
+            "feed cache off: CONNECTION_URL goes through a transaction pooler, where "
+            "LISTEN hears nothing; set CRUDDUR_LISTEN_URL to the primary's own endpoint"
+        )
+        cache_on = False
+    app.extensions["cruddur.feed_cache"] = AppFeedCache(listen_conninfo, enabled=cache_on)
     if tracing.enabled():
         tracing.instrument_app(app)  # inside the edge: the edge's log line has the ids
     # Request ids, CORS, and (when on) the request's log line and metrics.

@@ -23,7 +23,7 @@ what a listener needs).
 Why the API sends the NOTIFY, and not a trigger in the write's own transaction:
 PostgreSQL holds a database-wide lock from a notifying transaction's pre-commit until
 its commit is flushed, so notifying transactions commit one at a time: a statement
-trigger cut inserts to a twentieth (bench/notify_commit.py, README "Measured").
+trigger cut pgbench inserts to 7% (bench/notify_commit.py, README "Measured").
 `FeedNotifier` sends its NOTIFY in a transaction of its own with
 synchronous_commit off (nothing to flush: it holds that lock for microseconds), from a
 thread, after the write has answered, and folds the writes of the meantime into one.

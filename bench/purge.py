@@ -1,0 +1,150 @@
+"""Purging expired cruds under load: wall time, the home feed's p99 during the purge
+against without it, and the table's and indexes' size before and after.
+
+1. A database of --activities fake activities (as bench/feed.py builds it); the oldest
+   --expired of them are made to have expired a week ago, the rest to expire in 30 days;
+   then VACUUM FULL ANALYZE, so "before" is a compact table.
+2. `cruddur serve` (granian) with the feed cache off, so every feed request reads the
+   table being purged.
+3. The feed under wrk in short runs: --baseline runs before the purge, then runs back to
+   back for as long as `cruddur db purge-expired` (default grace and batch size) takes.
+4. The sizes after the purge, and after a plain VACUUM (what autovacuum would do).
+
+Usage: .venv/bin/python bench/purge.py [--activities 1000000] [--expired 500000]
+       [--connections 8] [--run-seconds 2] [--baseline 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from feed import build, server_url, start_service, wrk
+
+from cruddur.db import Db
+from cruddur.urls import with_database
+
+VENV_BIN = Path(sys.executable).parent
+
+SIZES = """
+SELECT pg_relation_size('activities'), pg_indexes_size('activities'),
+       pg_total_relation_size('activities'), (SELECT count(*) FROM activities)
+"""
+
+
+def sizes(url: str) -> tuple[int, int, int, int]:
+    with Db(url, autocommit=True) as db:
+        return db.query_rows(SIZES)[0]
+
+
+def make_expired(url: str, expired: int) -> None:
+    with Db(url, autocommit=True) as db:
+        db.query_commit(
+            "WITH ranked AS (SELECT uuid, row_number() OVER (ORDER BY created_at, uuid) AS n"
+            " FROM activities)"
+            " UPDATE activities SET expires_at = CASE WHEN ranked.n <= %(expired)s"
+            "   THEN activities.created_at + interval '1 hour'"
+            "   ELSE now() + interval '30 days' END,"
+            " created_at = CASE WHEN ranked.n <= %(expired)s"
+            "   THEN least(activities.created_at, now() - interval '8 days')"
+            "   ELSE activities.created_at END"
+            " FROM ranked WHERE ranked.uuid = activities.uuid",
+            {"expired": expired},
+        )
+        db.query_commit("VACUUM FULL ANALYZE activities")
+
+
+def mb(n: int) -> str:
+    return f"{n / 1024 / 1024:,.1f} MB"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--activities", type=int, default=1_000_000)
+    parser.add_argument("--expired", type=int, default=500_000)
+    parser.add_argument("--users", type=int, default=1000)
+    parser.add_argument("--connections", type=int, default=8)
+    parser.add_argument("--run-seconds", type=int, default=2)
+    parser.add_argument("--baseline", type=int, default=5, help="wrk runs before the purge")
+    parser.add_argument(
+        "--reuse",
+        action="store_true",
+        help="use bench/feed.py's database of this size (cruddur_bench_feed_N) as it is, "
+        "instead of building one (it is changed: run feed.py again afterwards)",
+    )
+    args = parser.parse_args()
+    if not shutil.which("wrk"):
+        raise SystemExit("wrk is not installed: apt-get install wrk")
+    if args.reuse:
+        url = with_database(server_url(), f"cruddur_bench_feed_{args.activities}")
+    else:
+        url = with_database(server_url(), "cruddur_bench_purge")
+        build(url, args.activities, args.users)
+    started = time.perf_counter()
+    make_expired(url, args.expired)
+    print(f"  {args.expired:,} made expired, VACUUM FULL in {time.perf_counter() - started:.0f} s")
+    before = sizes(url)
+    process, base = start_service(url, "granian-uncached", 2, 1)
+    feed = f"{base}/api/activities/home"
+    try:
+        quiet = [wrk(feed, args.connections, args.run_seconds) for _ in range(args.baseline)]
+        purge = subprocess.Popen(
+            [VENV_BIN / "cruddur", "db", "purge-expired"],
+            env={**os.environ, "CONNECTION_URL": url},
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        purge_started = time.perf_counter()
+        during = []
+        while purge.poll() is None and time.perf_counter() - purge_started < 900:
+            during.append(wrk(feed, args.connections, args.run_seconds))
+        _, purge_log = purge.communicate(timeout=900)
+        wall = time.perf_counter() - purge_started
+        after_quiet = [wrk(feed, args.connections, args.run_seconds) for _ in range(args.baseline)]
+    finally:
+        process.terminate()
+        process.wait(timeout=20)
+    if purge.returncode != 0:
+        raise SystemExit(f"the purge failed:\n{purge_log}")
+    after = sizes(url)
+    with Db(url, autocommit=True) as db:
+        vacuum_started = time.perf_counter()
+        db.query_commit("VACUUM activities")
+        vacuum_seconds = time.perf_counter() - vacuum_started
+    vacuumed = sizes(url)
+    summary = [line for line in purge_log.splitlines() if "deleted" in line]
+    print(summary[-1] if summary else purge_log)
+
+    def p99(loads: list) -> str:
+        values = sorted(x.p99_ms for x in loads)
+        return f"{statistics.median(values):.2f} (worst {values[-1]:.2f})"
+
+    print()
+    print(f"purge wall time: {wall:.1f} s; plain VACUUM after it: {vacuum_seconds:.1f} s")
+    print("| home feed (cache off), wrk runs of "
+          f"{args.run_seconds} s | runs | req/s | p99 ms, median (worst) |")  # fmt: skip
+    print("|---|---:|---:|---:|")
+    for name, loads in [("before the purge", quiet), ("during the purge", during),
+                        ("after the purge", after_quiet)]:  # fmt: skip
+        rps = statistics.median(x.rps for x in loads)
+        print(f"| {name} | {len(loads)} | {rps:,.0f} | {p99(loads)} |")
+    ratio = statistics.median(x.p99_ms for x in during) / statistics.median(x.p99_ms for x in quiet)
+    print(f"p99 during / before: {ratio:.2f}x")
+    print()
+    print("| activities table | rows | heap | indexes | total |")
+    print("|---|---:|---:|---:|---:|")
+    for name, (heap, indexes, total, rows) in [
+        ("before (after VACUUM FULL)", before),
+        ("after the purge", after),
+        ("after the purge and VACUUM", vacuumed),
+    ]:
+        print(f"| {name} | {rows:,} | {mb(heap)} | {mb(indexes)} | {mb(total)} |")
+
+
+if __name__ == "__main__":
+    main()
