@@ -233,8 +233,12 @@ def test_compose_brings_up_the_database_the_migration_and_the_api(image: str) ->
             if (status == 200 and seeded) or time.monotonic() > deadline:
                 break
             time.sleep(0.5)
-        assert status == 200
-        assert seeded, [(item["handle"], item["message"][:30]) for item in feed]
+        jobs = "".join(
+            f"--- {job}:\n" + podman("logs", f"{project}_{job}_1", check=False).stderr[-2000:]
+            for job in ("migrate", "seed")
+        )
+        assert status == 200, jobs
+        assert seeded, ([(item["handle"], item["message"][:30]) for item in feed], jobs)
     finally:
         down = run("--profile", "seed", "down", "--volumes", "--timeout", "2")
         assert down.returncode == 0, down.stdout + down.stderr
