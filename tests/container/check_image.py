@@ -222,7 +222,7 @@ def test_compose_brings_up_the_database_the_migration_and_the_api(image: str) ->
         wait_for(f"http://127.0.0.1:{port}/api/health", 90)
         # podman-compose before podman 4.6 starts the API without waiting for the migrate
         # and seed jobs: until they are done the feed is a 503 (no schema yet) or empty.
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 90
         while True:
             try:
                 status, feed = get(f"http://127.0.0.1:{port}/api/activities/home")
