@@ -35,14 +35,7 @@ def group(aws: dict[str, str]) -> str:
 def add_rule(group_id: str, cidr: str, description: str, port: int = 5432) -> str:
     reply = client("ec2").authorize_security_group_ingress(
         GroupId=group_id,
-        IpPermissions=[
-            {
-                "IpProtocol": "tcp",
-                "FromPort": port,
-                "ToPort": port,
-                "IpRanges": [{"CidrIp": cidr, "Description": description}],
-            }
-        ],
+        IpPermissions=[sg.ingress_permission(cidr, port, description)],
     )
     return reply["SecurityGroupRules"][0]["SecurityGroupRuleId"]
 

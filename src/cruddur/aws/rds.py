@@ -312,29 +312,26 @@ def create(rds: Any, spec: InstanceSpec, credentials: MasterCredentials) -> tupl
 
 def stop(rds: Any, identifier: str) -> tuple[Instance, bool]:
     """Stop the instance. (instance, False) when it is already stopped or stopping."""
-    instance = require(rds, identifier)
-    if instance.state in ("stopped", "stopping"):
-        return instance, False
-    if instance.state != "available":
-        raise AwsProblem(
-            f'"{identifier}" is {instance.state}; RDS stops only an available instance',
-            "wait for it: `cruddur rds status`",
-        )
-    reply = rds.stop_db_instance(DBInstanceIdentifier=identifier)
-    return Instance.from_api(reply["DBInstance"]), True
+    return _change_state(rds, identifier, "stop", ("stopped", "stopping"), "available")
 
 
 def start(rds: Any, identifier: str) -> tuple[Instance, bool]:
     """Start the instance. (instance, False) when it is already available or starting."""
+    return _change_state(rds, identifier, "start", ("available", "starting"), "stopped")
+
+
+def _change_state(
+    rds: Any, identifier: str, verb: str, there: tuple[str, ...], only_from: str
+) -> tuple[Instance, bool]:
     instance = require(rds, identifier)
-    if instance.state in ("available", "starting"):
+    if instance.state in there:
         return instance, False
-    if instance.state != "stopped":
+    if instance.state != only_from:
         raise AwsProblem(
-            f'"{identifier}" is {instance.state}; RDS starts only a stopped instance',
+            f'"{identifier}" is {instance.state}; RDS can {verb} it only when it is {only_from}',
             "wait for it: `cruddur rds status`",
         )
-    reply = rds.start_db_instance(DBInstanceIdentifier=identifier)
+    reply = getattr(rds, f"{verb}_db_instance")(DBInstanceIdentifier=identifier)
     return Instance.from_api(reply["DBInstance"]), True
 
 

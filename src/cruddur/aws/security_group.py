@@ -139,6 +139,16 @@ def instance_group(rds: Any, identifier: str) -> str:
     return groups[0]
 
 
+def ingress_permission(cidr: str, port: int, description: str) -> dict[str, Any]:
+    """An inbound TCP rule for one port from `cidr`, as EC2's IpPermissions take it."""
+    return {
+        "IpProtocol": "tcp",
+        "FromPort": port,
+        "ToPort": port,
+        "IpRanges": [{"CidrIp": cidr, "Description": description}],
+    }
+
+
 def allow_ip(
     ec2: Any,
     *,
@@ -178,14 +188,7 @@ def allow_ip(
         assert group_id is not None
         reply = ec2.authorize_security_group_ingress(
             GroupId=group_id,
-            IpPermissions=[
-                {
-                    "IpProtocol": "tcp",
-                    "FromPort": port,
-                    "ToPort": port,
-                    "IpRanges": [{"CidrIp": cidr, "Description": description}],
-                }
-            ],
+            IpPermissions=[ingress_permission(cidr, port, description)],
         )
         return Outcome(Rule.from_api(reply["SecurityGroupRules"][0]), "created")
     if rule.admits(cidr, port):

@@ -19,20 +19,15 @@ GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO {api};
 -- Tables the owner makes later (migrations) get the same, without waiting for this file.
 ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT SELECT, INSERT, UPDATE ON TABLES TO {api};
 ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT USAGE, SELECT ON SEQUENCES TO {api};
--- Except the migrations' bookkeeping: the owner's alone (the API must not mark a
--- migration applied or forget one).
+-- Two rules for tables a database on its way through its first migrations may not have
+-- yet: the migrations' bookkeeping is the owner's alone (the API must not mark a
+-- migration applied or forget one), and the sign-up Lambda adds a user and reads users
+-- back, nothing else.
 DO $$
 BEGIN
   IF to_regclass('public.schema_migrations') IS NOT NULL THEN
     EXECUTE format('REVOKE ALL ON public.schema_migrations FROM %I', {api_name});
   END IF;
-END
-$$;
-
--- The sign-up Lambda adds a user and reads users back; nothing else. (No users table
--- yet: a database on its way through its first migrations.)
-DO $$
-BEGIN
   IF to_regclass('public.users') IS NOT NULL THEN
     EXECUTE format('GRANT SELECT, INSERT ON public.users TO %I', {lambda_name});
   END IF;
