@@ -13,8 +13,10 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TypeVar
 
+from cruddur.errors import Problem
 
-class ConfigError(ValueError):
+
+class ConfigError(Problem, ValueError):
     """A setting is missing or malformed; the message says which and how to fix it."""
 
 

@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from cruddur.errors import Problem
 from cruddur.safe_paths import (
     UnsafePath,
     check_private_folder,
@@ -52,7 +53,7 @@ _REQUIRED = ("initdb", "pg_ctl", "postgres")
 STOP_MODES = ("smart", "fast", "immediate")
 
 
-class EmbeddedError(RuntimeError):
+class EmbeddedError(Problem, RuntimeError):
     """The embedded server could not be found, set up or started; the message says why."""
 
 

@@ -11,7 +11,7 @@ from botocore.exceptions import (
     ProfileNotFound,
 )
 
-from cruddur.db.errors import Explanation
+from cruddur.errors import Explanation
 
 _CREDENTIALS_HINT = (
     "configure AWS credentials: `aws configure`, AWS_PROFILE, or AWS_ACCESS_KEY_ID and "

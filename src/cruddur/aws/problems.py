@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
+from cruddur.errors import Problem
 
-class AwsProblem(Exception):
+
+class AwsProblem(Problem):
     """Something the user can fix (a missing setting, a wrong state), with a hint how."""
-
-    def __init__(self, message: str, hint: str | None = None) -> None:
-        super().__init__(message)
-        self.message = message
-        self.hint = hint

@@ -5,39 +5,40 @@ from __future__ import annotations
 import importlib
 import inspect
 import logging
+import sys
 from typing import Any
 
 import click
 
 from cruddur.cli.output import fail
 from cruddur.config import debug_enabled
-from cruddur.db.errors import IN_USE_HINT, explain
-from cruddur.embedded import EmbeddedError
-from cruddur.ops.databases import DatabaseInUse
+from cruddur.db.errors import explain
+from cruddur.errors import Problem
 
-# Each verb's module is imported when that verb runs (or when --help lists them all):
-# `cruddur db …` then skips boto3, Flask and the rest, about half of a start's time.
+# Each verb's module (and the name of its command in it) is imported when that verb runs
+# (or when --help lists them all): `cruddur db …` then skips boto3, Flask and the rest,
+# which it never uses. The db group gets its migration verbs from cruddur.cli.migrations.
 VERBS = {
-    "db": ("cruddur.cli.migrations", "db"),  # the db group, with the migration verbs added
-    "dev": ("cruddur.cli.dev", "dev"),
-    "lambda": ("cruddur.cli.lambdas", "lambda_"),
-    "rds": ("cruddur.cli.rds", "rds"),
-    "serve": ("cruddur.cli.serve", "serve"),
-    "users": ("cruddur.cli.users", "users"),
-    "web": ("cruddur.cli.web", "web"),
+    "db": "cruddur.cli.migrations:db",
+    "dev": "cruddur.cli.dev:dev",
+    "lambda": "cruddur.cli.lambdas:lambda_",
+    "rds": "cruddur.cli.rds:rds",
+    "serve": "cruddur.cli.serve:serve",
+    "users": "cruddur.cli.users:users",
+    "web": "cruddur.cli.web:web",
 }
 
 
 class CruddurGroup(click.Group):
-    """Loads each verb on first use, and turns the errors users cause or meet into a
-    message and exit status 1."""
+    """Loads each verb on first use, and prints every error a command raises in one
+    place: `error:` and `hint:` lines, exit status 1 (dbmate's `action()` wrapper)."""
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted({*VERBS, *self.commands})
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         if cmd_name not in self.commands and cmd_name in VERBS:
-            module, attribute = VERBS[cmd_name]
+            module, _, attribute = VERBS[cmd_name].partition(":")
             command = getattr(importlib.import_module(module), attribute)
             _whole_short_help(command)
             self.add_command(command, cmd_name)
@@ -48,24 +49,29 @@ class CruddurGroup(click.Group):
             return super().invoke(ctx)
         except (click.ClickException, click.exceptions.Exit, click.Abort):
             raise
-        except DatabaseInUse as exc:
-            fail(str(exc), IN_USE_HINT)
-        except EmbeddedError as exc:
-            fail(str(exc))
         except Exception as exc:
-            from cruddur.aws import explain_aws  # botocore, only when something failed
-
-            explained = explain(exc) or explain_aws(exc)
-            if explained is not None:
-                fail(explained.message, explained.hint)
-            elif debug_enabled():
+            problem = as_problem(exc)
+            if problem is None and debug_enabled():
                 raise
-            else:
-                fail(
-                    f"unexpected {type(exc).__name__}: {exc}",
-                    "run again with CRUDDUR_DEBUG=1 to see where it happened",
-                )
+            problem = problem or Problem(
+                f"unexpected {type(exc).__name__}: {exc}",
+                "run again with CRUDDUR_DEBUG=1 to see where it happened",
+            )
+            fail(problem.message, problem.hint)
         ctx.exit(1)
+
+
+def as_problem(exc: BaseException) -> Problem | None:
+    """The error as the user should read it: our own Problem as it is, a database's or
+    AWS's error explained; None for one nobody foresaw."""
+    if isinstance(exc, Problem):
+        return exc
+    explained = explain(exc)
+    if explained is None and "botocore" in sys.modules:  # only an AWS command loads it
+        from cruddur.aws import explain_aws
+
+        explained = explain_aws(exc)
+    return explained
 
 
 @click.group(cls=CruddurGroup, context_settings={"help_option_names": ["-h", "--help"]})

@@ -14,34 +14,22 @@ from click.core import ParameterSource
 from rich.table import Table
 from rich.text import Text
 
-from cruddur.cli.output import RowsProgress, confirm_production, done, info, out, result, warn
+from cruddur.cli.options import Cli, pass_cli, prod_option, yes_option
+from cruddur.cli.output import RowsProgress, done, info, out, result, warn
 from cruddur.cli.roles import grant_again, roles_command, set_up_roles
 from cruddur.config import Settings
 from cruddur.db import Db
 from cruddur.embedded import candidate_bin_dirs
+from cruddur.errors import Problem
 from cruddur.ops import databases, loading, waiting
 from cruddur.ops import fake as fake_data
 from cruddur.ops import purge as purging
 from cruddur.ops.connections import database_db, server_db
 from cruddur.ops.status import database_status, replica_status
 from cruddur.safe_paths import trusted_program
-from cruddur.targets import Target, embedded_server, resolve
+from cruddur.targets import embedded_server
 from cruddur.telemetry.commands import traced_command
 from cruddur.urls import redact, without_password
-
-prod_option = click.option(
-    "--prod", is_flag=True, help="Act on PROD_CONNECTION_URL instead of CONNECTION_URL."
-)
-yes_option = click.option(
-    "--yes", "-y", is_flag=True, help="On production, skip typing the database name to confirm."
-)
-
-
-def _target(prod: bool) -> tuple[Settings, Target]:
-    settings = Settings.from_env()
-    target = resolve(settings, prod=prod)
-    info(f"database: {target.describe()}")
-    return settings, target
 
 
 @click.group()
@@ -52,10 +40,11 @@ def db() -> None:
 @db.command(context_settings={"ignore_unknown_options": True})
 @prod_option
 @click.argument("psql_args", nargs=-1, type=click.UNPROCESSED)
-def connect(prod: bool, psql_args: tuple[str, ...]) -> None:
+@pass_cli
+def connect(cli: Cli, psql_args: tuple[str, ...]) -> None:
     """Open psql on the database. Extra arguments go to psql (after --)."""
-    settings, target = _target(prod)
-    psql = _find_psql(settings, target)
+    target = cli.target
+    psql = _find_psql(cli)
     # For RDS: sslmode=verify-full and the RDS CA bundle, as for every connection.
     conninfo, password = without_password(target.conninfo)
     env = dict(os.environ)
@@ -64,27 +53,26 @@ def connect(prod: bool, psql_args: tuple[str, ...]) -> None:
     os.execve(psql, [psql, f"--dbname={conninfo}", *psql_args], env)
 
 
-def _find_psql(settings: Settings, target: Target) -> str:
-    if target.embedded:
-        candidates = [embedded_server(settings).bin_dir()]
+def _find_psql(cli: Cli) -> str:
+    if cli.target.embedded:
+        candidates = [embedded_server(cli.settings).bin_dir()]
     else:
         candidates = [Path(p).parent for p in [shutil.which("psql")] if p]
-        candidates += candidate_bin_dirs(settings.pg_bin)
+        candidates += candidate_bin_dirs(cli.settings.pg_bin)
     for directory in candidates:
         if (directory / "psql").is_file():
             # Only a program no other user can swap: this may be root running it.
             return str(trusted_program(directory / "psql"))
-    raise click.ClickException(
-        "psql not found: install the PostgreSQL client (Debian: postgresql-client)"
-    )
+    raise Problem("psql not found", "install the PostgreSQL client (Debian: postgresql-client)")
 
 
 @db.command()
 @prod_option
-def create(prod: bool) -> None:
+@pass_cli
+def create(cli: Cli) -> None:
     """Create the database named in the URL (already there: say so, succeed)."""
-    settings, target = _target(prod)
-    with server_db(target, settings.pool) as server:
+    target = cli.target
+    with server_db(target, cli.settings.pool) as server:
         created = databases.create(server, target.dbname)
     if created:
         done(f'created database "{target.dbname}"')
@@ -96,11 +84,12 @@ def create(prod: bool) -> None:
 @prod_option
 @yes_option
 @click.option("--force", is_flag=True, help="Disconnect other sessions first (WITH (FORCE)).")
-def drop(prod: bool, yes: bool, force: bool) -> None:
+@pass_cli
+def drop(cli: Cli, force: bool) -> None:
     """Drop the database. Refuses while others are connected, unless --force."""
-    settings, target = _target(prod)
-    confirm_production(target, f'DROP DATABASE "{target.dbname}"', yes=yes)
-    with server_db(target, settings.pool) as server:
+    target = cli.target
+    cli.confirm(f'DROP DATABASE "{target.dbname}"')
+    with server_db(target, cli.settings.pool) as server:
         dropped = databases.drop(server, target.dbname, force=force)
     if dropped:
         done(f'dropped database "{target.dbname}"')
@@ -111,11 +100,12 @@ def drop(prod: bool, yes: bool, force: bool) -> None:
 @db.command("kill-all")
 @prod_option
 @yes_option
-def kill_all(prod: bool, yes: bool) -> None:
+@pass_cli
+def kill_all(cli: Cli) -> None:
     """Disconnect every other session from the database."""
-    settings, target = _target(prod)
-    confirm_production(target, f'disconnect every session from "{target.dbname}"', yes=yes)
-    with server_db(target, settings.pool) as server:
+    target = cli.target
+    cli.confirm(f'disconnect every session from "{target.dbname}"')
+    with server_db(target, cli.settings.pool) as server:
         count = databases.kill_all(server, target.dbname)
     done(f"disconnected {count} session{'s' if count != 1 else ''}")
 
@@ -129,23 +119,24 @@ def _load(database: Db, *scripts: str) -> None:
 @db.command("schema-load")
 @prod_option
 @yes_option
-def schema_load(prod: bool, yes: bool) -> None:
+@pass_cli
+def schema_load(cli: Cli) -> None:
     """Load schema.sql: recreates the users and activities tables (their rows are lost).
 
     For a local database. On production, `cruddur db migrate --prod` changes the
     schema and keeps every row.
     """
-    settings, target = _target(prod)
+    target = cli.target
     if target.prod:
         warn(
             "schema-load replaces the users and activities tables: every row is lost. To "
             "change production's schema and keep its rows, use `bin/db-migrate prod`"
         )
-    confirm_production(target, "replace the users and activities tables", yes=yes)
-    with database_db(target, settings.pool) as database:
+    cli.confirm("replace the users and activities tables")
+    with database_db(target, cli.settings.pool) as database:
         count = loading.load_schema(database)
         done(f"{loading.SCHEMA}: {count} statements; every migration recorded as applied")
-    grant_again(settings, target.url)
+    grant_again(cli.settings, target.url)
 
 
 @db.command()
@@ -188,8 +179,6 @@ def schema_load(prod: bool, yes: bool) -> None:
 @traced_command("db seed")
 def seed(
     ctx: click.Context,
-    prod: bool,
-    yes: bool,
     fake: bool,
     users: int,
     activities: int,
@@ -214,22 +203,21 @@ def seed(
             fake_data.check_sizes(users, activities)
         except ValueError as exc:
             raise click.UsageError(str(exc)) from exc
-    settings, target = _target(prod)
+    cli = ctx.ensure_object(Cli)
     if not fake:
-        confirm_production(target, "insert the sample users and cruds", yes=yes)
-        with database_db(target, settings.pool) as database:
+        cli.confirm("insert the sample users and cruds")
+        with database_db(cli.target, cli.settings.pool) as database:
             _load(database, loading.SEED)
         return
     action = f"add {users:,} fake users and {activities:,} fake cruds (every feed shows them)"
     if replace:
         action = f"delete earlier fake users and their cruds, then {action}"
-    confirm_production(target, action, yes=yes)
-    _seed_fake(settings, target, users, activities, random_seed, replace)
+    cli.confirm(action)
+    _seed_fake(cli, users, activities, random_seed, replace)
 
 
 def _seed_fake(
-    settings: Settings,
-    target: Target,
+    cli: Cli,
     users: int,
     activities: int,
     random_seed: int | None,
@@ -238,11 +226,13 @@ def _seed_fake(
     if random_seed is None:
         random_seed = secrets.randbelow(1_000_000)
     data = fake_data.FakeData(users, activities, random_seed)
-    with database_db(target, settings.pool) as database, RowsProgress(users + activities) as bar:
+    db = database_db(cli.target, cli.settings.pool)
+    with db as database, RowsProgress(users + activities) as bar:
         try:
             loaded = fake_data.load(database, data, replace=replace, progress=bar)
         except fake_data.FakeDataClash as exc:
-            raise click.ClickException(str(exc)) from exc
+            exc.hint = "pass --replace to remove the earlier fake data first, or another --seed"
+            raise
     if replace:
         done(
             f"deleted {loaded.removed_users:,} earlier fake users and their cruds "
@@ -293,15 +283,15 @@ class Duration(click.ParamType):
     help="Activities deleted per transaction (each holds its row locks only this long).",
 )
 @click.option("--dry-run", is_flag=True, help="Count what would be deleted; delete nothing.")
-def purge_expired(prod: bool, yes: bool, grace: timedelta, batch_size: int, dry_run: bool) -> None:
+@pass_cli
+def purge_expired(cli: Cli, grace: timedelta, batch_size: int, dry_run: bool) -> None:
     """Delete cruds that expired more than GRACE ago, with their replies, in batches.
 
     No one can read an expired crud; left in place, they grow the table, its indexes and
     vacuum's work every day. The cutoff is fixed at the start, so cruds expiring while
     it runs are left alone, as are cruds with a reply that has not expired yet.
     """
-    settings, target = _target(prod)
-    with database_db(target, settings.pool) as database:
+    with database_db(cli.target, cli.settings.pool) as database:
         before = purging.cutoff(database, grace)
         found = purging.expired(database, before)
         when = f"{before:%Y-%m-%d %H:%M:%S %Z}"
@@ -312,7 +302,7 @@ def purge_expired(prod: bool, yes: bool, grace: timedelta, batch_size: int, dry_
         if found.total == 0:
             done(f"nothing expired before {when}; nothing to delete")
             return
-        confirm_production(target, f"delete {what}", yes=yes)
+        cli.confirm(f"delete {what}")
         with RowsProgress(found.total) as bar:
             bar.stage("purging")
             purged = purging.purge(
@@ -331,10 +321,10 @@ def purge_expired(prod: bool, yes: bool, grace: timedelta, batch_size: int, dry_
 
 @db.command()
 @prod_option
-def sessions(prod: bool) -> None:
+@pass_cli
+def sessions(cli: Cli) -> None:
     """List the server's sessions: who is connected to which database."""
-    settings, target = _target(prod)
-    with server_db(target, settings.pool) as server:
+    with server_db(cli.target, cli.settings.pool) as server:
         rows = databases.sessions(server)
     table = Table("pid", "user", "database", "client address", "application", "state")
     for row in rows:
@@ -357,7 +347,8 @@ def sessions(prod: bool) -> None:
     is_flag=True,
     help="Keep a database that already has the schema; only set up what is missing.",
 )
-def setup(prod: bool, yes: bool, force: bool, if_missing: bool) -> None:
+@pass_cli
+def setup(cli: Cli, force: bool, if_missing: bool) -> None:
     """Drop, create, migrate and seed: a fresh database in one step.
 
     Locally it disconnects whoever holds the database first (a running `cruddur serve`
@@ -368,10 +359,10 @@ def setup(prod: bool, yes: bool, force: bool, if_missing: bool) -> None:
     """
     from cruddur.cli.migrations import apply_migrations  # it adds verbs to this group
 
-    settings, target = _target(prod)
+    target, settings = cli.target, cli.settings
     name = target.dbname
     if not if_missing:
-        confirm_production(target, f'drop and recreate "{name}"', yes=yes)
+        cli.confirm(f'drop and recreate "{name}"')
     with server_db(target, settings.pool) as server:
         if not if_missing:
             # What a developer means by "set it up again" while the API runs: locally,
@@ -390,8 +381,8 @@ def setup(prod: bool, yes: bool, force: bool, if_missing: bool) -> None:
             if if_missing:
                 done(f'database "{name}" exists' + (", no schema" if empty else ""))
         if if_missing and empty:
-            confirm_production(target, f'migrate and seed "{name}"', yes=yes)
-        applied = apply_migrations(settings, prod, confirm=if_missing and not empty, yes=yes)
+            cli.confirm(f'migrate and seed "{name}"')
+        applied = apply_migrations(cli, confirm=if_missing and not empty)
         if not applied and not empty:
             done("schema up to date")
         if empty:
@@ -410,10 +401,11 @@ db.add_command(roles_command)
 
 @db.command()
 @prod_option
-def status(prod: bool) -> None:
+@pass_cli
+def status(cli: Cli) -> None:
     """Say which database is in use, whether it answers, and what it holds."""
-    settings = Settings.from_env()
-    if not prod and not settings.connection_url:
+    settings = cli.settings
+    if not cli.prod and not settings.connection_url:
         server = embedded_server(settings)
         state = server.status()
         where = f"binaries in {state.bin_dir}" if state.bin_dir else "no server binaries found"
@@ -422,7 +414,7 @@ def status(prod: bool) -> None:
             info("start it with `cruddur db up`, or set CONNECTION_URL")
             raise click.exceptions.Exit(1)
         result(f"embedded  running on 127.0.0.1:{state.port} ({where}; data in {state.data_dir})")
-    target = resolve(settings, prod=prod, start=False)
+    target = cli.resolve(start=False)
     found = database_status(target, settings.pool)
     result(f"database  {target.describe()}")
     if not found.reachable:
@@ -436,7 +428,7 @@ def status(prod: bool) -> None:
     result(f"migrations {found.migrations}")
     result(f"uuids     uuid_generate_v4(): {found.uuid_generate_v4}")
     reader_url = settings.replica.reader_url
-    if reader_url and not prod:
+    if reader_url and not cli.prod:
         _replica_status(reader_url, target.conninfo, settings)
 
 
@@ -462,21 +454,23 @@ def _replica_status(url: str, primary_url: str, settings: Settings) -> None:
     show_default=True,
     help="Seconds to wait before giving up.",
 )
-def wait(prod: bool, timeout: float) -> None:
+@pass_cli
+def wait(cli: Cli, timeout: float) -> None:
     """Wait until the database accepts connections (for jobs started beside the server).
 
     Exits 0 as soon as it does, 1 after --timeout seconds, and at once for errors that
     waiting cannot fix (a wrong password, a missing database).
     """
-    settings, target = _target(prod)
-    took = waiting.wait_until_accepting(target.url, timeout, settings.pool.connect_timeout)
+    connect_timeout = cli.settings.pool.connect_timeout
+    took = waiting.wait_until_accepting(cli.target.url, timeout, connect_timeout)
     done(f"the database accepts connections (waited {took:.1f} s)")
 
 
 @db.command()
-def up() -> None:
+@pass_cli
+def up(cli: Cli) -> None:
     """Start the embedded PostgreSQL (set up on first use)."""
-    settings = Settings.from_env()
+    settings = cli.settings
     if settings.connection_url:
         warn("CONNECTION_URL is set, so commands use that server, not this embedded one")
     url = embedded_server(settings).start()
@@ -484,9 +478,10 @@ def up() -> None:
 
 
 @db.command()
-def down() -> None:
+@pass_cli
+def down(cli: Cli) -> None:
     """Stop the embedded PostgreSQL; its data stays under .cruddur/."""
-    server = embedded_server(Settings.from_env())
+    server = embedded_server(cli.settings)
     if server.stop():
         done("embedded PostgreSQL stopped")
     else:

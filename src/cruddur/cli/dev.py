@@ -5,11 +5,11 @@ from __future__ import annotations
 import click
 
 from cruddur.api.dev_keys import DevKeys
+from cruddur.cli.options import Cli, pass_cli
 from cruddur.cli.output import result, warn
-from cruddur.config import Settings
-from cruddur.db import template
+from cruddur.errors import Problem
 from cruddur.ops.connections import database_db
-from cruddur.targets import resolve
+from cruddur.ops.dev_token import subject_for_handle
 
 
 @click.group()
@@ -27,7 +27,8 @@ def dev() -> None:
     show_default=True,
     help="Seconds the token is valid.",
 )
-def token(handle: str | None, sub: str | None, expires_in: int) -> None:
+@pass_cli
+def token(cli: Cli, handle: str | None, sub: str | None, expires_in: int) -> None:
     """Print an access token signed by the local development key pair.
 
     A service without Cognito settings (or with CRUDDUR_AUTH=dev), listening on a
@@ -41,17 +42,18 @@ def token(handle: str | None, sub: str | None, expires_in: int) -> None:
     """
     if bool(handle) == bool(sub):
         raise click.UsageError("give exactly one of --handle or --sub")
-    settings = Settings.from_env()
+    settings = cli.settings
     if not settings.auth.dev:
         warn(
             "Cognito settings are set: a service with these settings checks Cognito's "
             "tokens and will refuse this one (CRUDDUR_AUTH=dev asks for the dev key pair)"
         )
     if handle:
-        with database_db(resolve(settings), settings.pool) as db:
-            sub = db.query_value(
-                template("users", "cognito_user_id_for_handle"), {"handle": handle}
-            )
+        with database_db(cli.resolve(), settings.pool) as db:
+            sub = subject_for_handle(db, handle)
         if sub is None:
-            raise click.ClickException(f"no user has the handle {handle!r} in the local database")
+            raise Problem(
+                f"no user has the handle {handle!r} in the local database",
+                "`bin/db-seed` adds the sample users (andrewbrown, …)",
+            )
     result(DevKeys(settings.home).mint(settings.auth, sub, username=handle, expires_in=expires_in))

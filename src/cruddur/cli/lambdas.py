@@ -9,9 +9,9 @@ import click
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn
 
 from cruddur.aws.ca_bundle import bundle_path
+from cruddur.cli.options import Cli, pass_cli
 from cruddur.cli.output import done, err, info, result
-from cruddur.config import Settings
-from cruddur.ops.packaging import ARCHES, HANDLER, PackagingError, build
+from cruddur.ops.packaging import ARCHES, HANDLER, build
 
 DEFAULT_OUTPUT = Path("dist/post-confirmation.zip")
 
@@ -37,7 +37,8 @@ def lambda_() -> None:
     show_default=True,
     help="Where to write the zip (deploy/post-confirmation.yaml expects the default).",
 )
-def package(arch: str, output: Path) -> None:
+@pass_cli
+def package(cli: Cli, arch: str, output: Path) -> None:
     """Build the function's zip: its handler, the RDS CA bundle, and psycopg's manylinux
     wheels for Python 3.12.
 
@@ -45,7 +46,7 @@ def package(arch: str, output: Path) -> None:
     wheels are kept under .cruddur/lambda-wheels, so only the first build for an
     architecture needs PyPI.
     """
-    settings = Settings.from_env()
+    settings = cli.settings
     cache = settings.home / "lambda-wheels"
     # Fetched (once, then kept) and checked here, on the machine that packages.
     ca_bundle = bundle_path(settings.home, os.environ)
@@ -62,10 +63,7 @@ def package(arch: str, output: Path) -> None:
         def report(what: str, done_: int, total: int) -> None:
             progress.update(task, description=what, completed=done_, total=total or None)
 
-        try:
-            built = build(output, arch, cache, ca_bundle, report)
-        except PackagingError as exc:
-            raise click.ClickException(str(exc)) from None
+        built = build(output, arch, cache, ca_bundle, report)
     info(f"wheels: {', '.join(built.wheels)}")
     info(f"RDS CA bundle: {ca_bundle} (the function connects with sslmode=verify-full)")
     done(f"{built.entries} files, handler {HANDLER}, runtime python3.12 {arch}")

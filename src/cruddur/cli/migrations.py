@@ -12,13 +12,15 @@ import click
 from rich.table import Table
 from rich.text import Text
 
-from cruddur.cli.db import db, prod_option, yes_option
-from cruddur.cli.output import confirm_production, done, fail, info, out, result, warn
+from cruddur.cli.db import db
+from cruddur.cli.options import Cli, pass_cli, prod_option, yes_option
+from cruddur.cli.output import done, info, out, result, warn
 from cruddur.cli.roles import grant_again
-from cruddur.config import ConfigError, MigrationSettings, Settings, duration
+from cruddur.config import ConfigError, MigrationSettings, duration
+from cruddur.errors import Problem
 from cruddur.ops.migrations import lock, runner
-from cruddur.ops.migrations.files import Migration, MigrationFileError, package_dir, write_new
-from cruddur.targets import Target, resolve
+from cruddur.ops.migrations.files import Migration, package_dir, write_new
+from cruddur.targets import Target
 from cruddur.telemetry.commands import traced_command
 from cruddur.urls import database_name, looks_like_rds, looks_like_rds_proxy, redact
 
@@ -54,12 +56,12 @@ def _timeouts(command: Callable[..., None]) -> Callable[..., None]:
 
 
 def _settings(
-    settings: Settings,
+    cli: Cli,
     lock_timeout: str | None,
     statement_timeout: str | None,
     lock_wait: float | None,
 ) -> MigrationSettings:
-    chosen = settings.migration
+    chosen = cli.settings.migration
     if lock_timeout is not None:
         chosen = dataclasses.replace(chosen, lock_timeout=duration("--lock-timeout", lock_timeout))
     if statement_timeout is not None:
@@ -71,13 +73,9 @@ def _settings(
     return chosen
 
 
-def migration_target(
-    settings: Settings, prod: bool, *, announce: bool = True
-) -> tuple[Target, str]:
+def migration_target(cli: Cli) -> tuple[Target, str]:
     """The target database, and the direct URL migrations connect to."""
-    target = resolve(settings, prod=prod)
-    if announce:
-        info(f"database: {target.describe()}")
+    target, settings = cli.target, cli.settings
     name, override = (
         ("PROD_MIGRATION_CONNECTION_URL", settings.prod_migration_connection_url)
         if target.source == "PROD_CONNECTION_URL"
@@ -147,54 +145,44 @@ _HINTS = {
 
 @contextmanager
 def _reported() -> Iterator[None]:
-    """Migration errors as one `error:` line (and the statement), exit status 1."""
+    """A failed migration as a Problem: its error, the statement, and what to do (the
+    hint names this command's flags)."""
     try:
         yield
     except runner.MigrationFailed as exc:
-        fail(str(exc))
         statement = exc.statement.splitlines()
         shown = "\n           ".join(statement[:4]) + (" …" if len(statement) > 4 else "")
-        info(f"statement: {shown}")
         section = exc.migration.up if exc.direction == "up" else exc.migration.down
         if section is not None and not section.transaction:
-            info(
-                "hint: it ran outside a transaction (transaction:false): look for what it "
+            hint = (
+                "it ran outside a transaction (transaction:false): look for what it "
                 "left, e.g. an INVALID index (DROP INDEX CONCURRENTLY it), then run again"
             )
-        elif exc.sqlstate in _HINTS:
-            info(f"hint: {_HINTS[exc.sqlstate]}")
         else:
-            info(f"hint: nothing of {exc.migration.file_name} was kept; fix it and run again")
-        raise click.exceptions.Exit(1) from None
-    except (MigrationFileError, runner.MigrationError, lock.LockTimeout) as exc:
-        fail(str(exc))
-        raise click.exceptions.Exit(1) from None
-
-
-def _load(migrations_dir: Path | None) -> list[Migration]:
-    with _reported():
-        return runner.load(migrations_dir)
+            hint = _HINTS.get(
+                exc.sqlstate or "",
+                f"nothing of {exc.migration.file_name} was kept; fix it and run again",
+            )
+        raise Problem(f"{exc}\nstatement: {shown}", hint) from None
 
 
 def _listing(migrations: list[Migration]) -> str:
     return "\n".join(f"  {m.file_name}" for m in migrations)
 
 
-def apply_migrations(
-    settings: Settings, prod: bool, *, confirm: bool, yes: bool
-) -> list[Migration]:
+def apply_migrations(cli: Cli, *, confirm: bool) -> list[Migration]:
     """Every pending migration of the package, for `db setup`; asks first on production
     when `confirm` (setup's own question did not cover it)."""
-    target, url = migration_target(settings, prod, announce=False)
-    migrations = _load(None)
-    chosen = settings.migration
+    target, url = migration_target(cli)
+    migrations = runner.load(None)
+    chosen = cli.settings.migration
     with _reported():
         if confirm and target.prod:
             with runner.connect(url, chosen.connect_timeout) as conn:
                 current = runner.plan(conn, migrations)
             if current.pending or current.adopt:
                 _describe(current)
-                confirm_production(target, "apply these migrations", yes=yes)
+                cli.confirm("apply these migrations", target)
         with runner.locked(url, chosen, _Printer()) as conn:
             return runner.migrate(conn, migrations, chosen, _Printer())
 
@@ -214,10 +202,10 @@ def apply_migrations(
     "the change is harmless). Repeatable.",
 )
 @_timeouts
+@pass_cli
 @traced_command("db migrate")
 def migrate(
-    prod: bool,
-    yes: bool,
+    cli: Cli,
     migrations_dir: Path | None,
     dry_run: bool,
     strict: bool,
@@ -232,10 +220,9 @@ def migrate(
     finds nothing to do. A database made by schema-load is adopted: its first
     migration is recorded without running.
     """
-    migrations = _load(migrations_dir)  # every file checked before anything runs
-    settings = Settings.from_env()
-    chosen = _settings(settings, lock_timeout, statement_timeout, lock_wait)
-    target, url = migration_target(settings, prod)
+    migrations = runner.load(migrations_dir)  # every file checked before anything runs
+    chosen = _settings(cli, lock_timeout, statement_timeout, lock_wait)
+    target, url = migration_target(cli)
     with _reported():
         with runner.connect(url, chosen.connect_timeout) as conn:
             current = runner.plan(conn, migrations)
@@ -248,16 +235,14 @@ def migrate(
             done("dry run: nothing was changed")
             return
         if current.pending or current.adopt:
-            confirm_production(
-                target, f"apply {len(current.pending)} migration(s) to the schema", yes=yes
-            )
+            cli.confirm(f"apply {len(current.pending)} migration(s) to the schema", target)
         with runner.locked(url, chosen, _Printer()) as conn:
             applied = runner.migrate(
                 conn, migrations, chosen, _Printer(), strict=strict, accept_edited=accept_edited
             )
     if applied:
         done(f"{len(applied)} migration{'s' if len(applied) != 1 else ''} applied")
-        grant_again(settings, url)  # tables made anew lose the application roles' grants
+        grant_again(cli.settings, url)  # tables made anew lose the application roles' grants
     else:
         done("nothing (else) to migrate: the schema is up to date")
 
@@ -287,10 +272,10 @@ def _describe(current: runner.Plan) -> None:
 )
 @click.option("--dry-run", is_flag=True, help="Print what would run; change nothing.")
 @_timeouts
+@pass_cli
 @traced_command("db rollback")
 def rollback(
-    prod: bool,
-    yes: bool,
+    cli: Cli,
     migrations_dir: Path | None,
     steps: int,
     dry_run: bool,
@@ -302,10 +287,9 @@ def rollback(
 
     A migration without a down section is refused, and then nothing is rolled back.
     """
-    migrations = _load(migrations_dir)
-    settings = Settings.from_env()
-    chosen = _settings(settings, lock_timeout, statement_timeout, lock_wait)
-    target, url = migration_target(settings, prod)
+    migrations = runner.load(migrations_dir)
+    chosen = _settings(cli, lock_timeout, statement_timeout, lock_wait)
+    target, url = migration_target(cli)
     with _reported():
         with runner.connect(url, chosen.connect_timeout) as conn:
             targets = runner.rollback_targets(runner.plan(conn, migrations), migrations, steps)
@@ -313,9 +297,7 @@ def rollback(
         if dry_run:
             done("dry run: nothing was changed")
             return
-        confirm_production(
-            target, f"roll back {len(targets)} migration(s) (their down sections)", yes=yes
-        )
+        cli.confirm(f"roll back {len(targets)} migration(s) (their down sections)", target)
         with runner.locked(url, chosen, _Printer()) as conn:
             now = runner.rollback_targets(runner.plan(conn, migrations), migrations, steps)
             if now != targets:
@@ -326,7 +308,7 @@ def rollback(
             rolled = runner.rollback(conn, migrations, chosen, _Printer(), steps=steps)
     done(f"{len(rolled)} migration{'s' if len(rolled) != 1 else ''} rolled back")
     if rolled:
-        grant_again(settings, url)
+        grant_again(cli.settings, url)
 
 
 @db.command("migrations")
@@ -337,12 +319,12 @@ def rollback(
     is_flag=True,
     help="Exit 1 when any migration is pending or was edited since applied (for deploy scripts).",
 )
-def migrations_status(prod: bool, migrations_dir: Path | None, exit_code: bool) -> None:
+@pass_cli
+def migrations_status(cli: Cli, migrations_dir: Path | None, exit_code: bool) -> None:
     """List the migrations: applied (with when), pending, out of order, edited."""
-    migrations = _load(migrations_dir)
-    settings = Settings.from_env()
-    _, url = migration_target(settings, prod)
-    with _reported(), runner.connect(url, settings.migration.connect_timeout) as conn:
+    migrations = runner.load(migrations_dir)
+    _, url = migration_target(cli)
+    with runner.connect(url, cli.settings.migration.connect_timeout) as conn:
         current = runner.plan(conn, migrations)
     applied = {a.version: a for a in current.applied}
     edited = {m.version for m in current.edited}
@@ -399,8 +381,7 @@ def new_migration(migrations_dir: Path | None, name: str) -> None:
     directory = migrations_dir or package_dir()
     if migrations_dir is not None:
         directory.mkdir(parents=True, exist_ok=True)  # a folder of your own: made on first use
-    with _reported():
-        existing = runner.load(directory)
-        path = write_new(directory, name, existing)
+    existing = runner.load(directory)
+    path = write_new(directory, name, existing)
     result(str(path))
     done(f"wrote {path.name}: fill in its up and down sections")

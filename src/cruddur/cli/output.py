@@ -25,7 +25,7 @@ from rich.progress import (
 )
 from rich.text import Text
 
-from cruddur.targets import Target
+from cruddur.errors import Problem
 
 out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -72,25 +72,22 @@ def fail(message: str, hint: str | None = None) -> None:
         _line(err, "hint:", "cyan", hint)
 
 
-def confirm_production(target: Target, action: str, *, yes: bool) -> None:
-    """On production, make the user type the database name (or pass --yes)."""
-    if not target.prod or yes:
-        return
-    dbname = target.dbname
-    _line(err, "About to", "bold yellow", f"{action} on PRODUCTION: {target.describe()}")
+def confirm_typed(
+    expected: str, what: str, about: str, *, to_do: str = "go on", nothing: str = "done"
+) -> None:
+    """Say what is about to happen, and make the user type `expected` (`what` names it:
+    "the database name"); anything else, or no answer, raises Problem and changes nothing."""
+    _line(err, "About to", "bold yellow", about)
     try:
         typed = click.prompt(
-            f"Type the database name ({dbname}) to go on",
-            default="",
-            show_default=False,
-            err=True,
+            f"Type {what} ({expected}) to {to_do}", default="", show_default=False, err=True
         )
     except click.Abort:
         typed = None
-    if typed != dbname:
-        raise click.ClickException(
-            "not confirmed, nothing done (type the database name, or pass --yes)"
-        )
+    if not sys.stdin.isatty():
+        err.print()  # piped answers are not echoed: end the prompt's line
+    if typed != expected:
+        raise Problem(f"not confirmed, nothing {nothing}", f"type {what} when asked, or pass --yes")
 
 
 class _RateColumn(ProgressColumn):

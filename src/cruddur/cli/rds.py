@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import logging
 import os
-import sys
 from dataclasses import replace
 from typing import Any
 
@@ -17,24 +16,13 @@ from cruddur.aws import rds as ops
 from cruddur.aws import security_group as sg
 from cruddur.aws.ca_bundle import bundle_path
 from cruddur.aws.problems import AwsProblem
-from cruddur.cli.output import done, err, fail, info, result, warn
-from cruddur.config import Settings
+from cruddur.cli.options import Cli, pass_cli
+from cruddur.cli.output import confirm_typed, done, err, info, result, warn
 
 SEVEN_DAYS_NOTE = (
     "RDS starts a stopped instance again by itself after 7 days; stop it again then "
     "(or delete it) to keep it off"
 )
-
-
-class RdsGroup(click.Group):
-    """Prints an AwsProblem as `error:` and `hint:` lines, exit status 1."""
-
-    def invoke(self, ctx: click.Context) -> Any:
-        try:
-            return super().invoke(ctx)
-        except AwsProblem as exc:
-            fail(exc.message, exc.hint)
-        ctx.exit(1)
 
 
 identifier_option = click.option(
@@ -73,7 +61,7 @@ def _client(service: str, region: str | None) -> Any:
     return client(service, region_name=region)
 
 
-@click.group(cls=RdsGroup)
+@click.group()
 def rds() -> None:
     """Run Cruddur's production database on AWS RDS.
 
@@ -87,45 +75,50 @@ def rds() -> None:
         logging.getLogger(name).setLevel(logging.WARNING)
 
 
+# The instance `rds create` asks for when no flag says otherwise: the original's choices.
+_DEFAULT = ops.InstanceSpec()
+
+
+def _spec_option(declaration: str, field: str, **kwargs: Any) -> Any:
+    """An option of `rds create` that sets InstanceSpec.<field>; its default is the spec's."""
+    return click.option(
+        declaration, field, default=getattr(_DEFAULT, field), show_default=True, **kwargs
+    )
+
+
 @rds.command()
 @identifier_option
-@click.option("--instance-class", default="db.t3.micro", show_default=True)
-@click.option(
+@_spec_option("--instance-class", "instance_class", help="The instance's size.")
+@_spec_option(
     "--engine-version",
-    default=ops.DEFAULT_ENGINE_VERSION,
-    show_default=True,
+    "engine_version",
     help="PostgreSQL version; a major alone (17) gets RDS's newest minor of it.",
 )
-@click.option(
-    "--storage", type=click.IntRange(20, 65536), default=20, show_default=True, help="GB."
-)
-@click.option("--storage-type", default="gp2", show_default=True, help="gp2, gp3 or io1.")
-@click.option("--port", type=click.IntRange(1150, 65535), default=5432, show_default=True)
-@click.option("--db-name", default="cruddur", show_default=True, help="The database RDS makes.")
-@click.option(
+@_spec_option("--storage", "storage_gb", type=click.IntRange(20, 65536), help="GB.")
+@_spec_option("--storage-type", "storage_type", help="gp2, gp3 or io1.")
+@_spec_option("--port", "port", type=click.IntRange(1150, 65535))
+@_spec_option("--db-name", "db_name", help="The database RDS makes.")
+@_spec_option(
     "--public/--private",
-    default=True,
-    show_default=True,
+    "public",
     help="Reachable from the internet (through the security group), as the original.",
 )
-@click.option("--multi-az/--single-az", default=False, show_default=True)
-@click.option(
+@_spec_option("--multi-az/--single-az", "multi_az")
+@_spec_option(
     "--backup-retention",
+    "backup_retention_days",
     type=click.IntRange(0, 35),
-    default=0,
-    show_default=True,
     help="Days of automated backups (0: none).",
 )
-@click.option("--performance-insights/--no-performance-insights", default=True, show_default=True)
-@click.option(
+@_spec_option("--performance-insights/--no-performance-insights", "performance_insights")
+@_spec_option(
     "--performance-insights-days",
+    "performance_insights_days",
     type=click.IntRange(7, 731),
-    default=7,
-    show_default=True,
     help="Performance Insights retention (7 is the free tier).",
 )
-@click.option("--deletion-protection/--no-deletion-protection", default=False, show_default=True)
-@click.option("--encrypted/--unencrypted", default=True, show_default=True)
+@_spec_option("--deletion-protection/--no-deletion-protection", "deletion_protection")
+@_spec_option("--encrypted/--unencrypted", "encrypted")
 @click.option(
     "--production",
     is_flag=True,
@@ -137,25 +130,12 @@ def rds() -> None:
 @click.pass_context
 def create(
     ctx: click.Context,
-    identifier: str,
-    instance_class: str,
-    engine_version: str,
-    storage: int,
-    storage_type: str,
-    port: int,
-    db_name: str,
-    public: bool,
-    multi_az: bool,
-    backup_retention: int,
-    performance_insights: bool,
-    performance_insights_days: int,
-    deletion_protection: bool,
-    encrypted: bool,
     production: bool,
     region: str | None,
     wait: bool,
     poll_interval: float,
     timeout: float,
+    **fields: Any,
 ) -> None:
     """Create the PostgreSQL instance (takes 10-15 minutes on AWS).
 
@@ -165,30 +145,16 @@ def create(
     --production asks for the safe set.
     """
     credentials = ops.credentials_from_env(os.environ)
-    spec = ops.InstanceSpec(
-        identifier=identifier,
-        instance_class=instance_class,
-        engine_version=engine_version,
-        storage_gb=storage,
-        storage_type=storage_type,
-        port=port,
-        db_name=db_name,
-        public=public,
-        multi_az=multi_az,
-        backup_retention_days=backup_retention,
-        performance_insights=performance_insights,
-        performance_insights_days=performance_insights_days,
-        deletion_protection=deletion_protection,
-        encrypted=encrypted,
-    )
+    spec = ops.InstanceSpec(**fields)
+    identifier = spec.identifier
     if production:
         # The safe set, except where a flag was given explicitly.
-        given = {
-            field
-            for option, field in _PRODUCTION_OPTIONS.items()
-            if ctx.get_parameter_source(option) == click.core.ParameterSource.COMMANDLINE
+        safe = {
+            field: value
+            for field, value in ops.PRODUCTION.items()
+            if ctx.get_parameter_source(field) != click.core.ParameterSource.COMMANDLINE
         }
-        spec = replace(spec, **{k: v for k, v in ops.PRODUCTION.items() if k not in given})
+        spec = replace(spec, **safe)
     info(f"creating {identifier}: {_describe_spec(spec)}; master user {credentials.username}")
     for meaning in spec.choices():
         info(f"  {meaning}")
@@ -212,15 +178,6 @@ def create(
         return
     assert instance is not None
     _print_connection(instance)
-
-
-# create's options that --production sets → the InstanceSpec fields they fill.
-_PRODUCTION_OPTIONS = {
-    "public": "public",
-    "backup_retention": "backup_retention_days",
-    "deletion_protection": "deletion_protection",
-    "multi_az": "multi_az",
-}
 
 
 def _describe_spec(spec: ops.InstanceSpec) -> str:
@@ -261,7 +218,8 @@ def _print_connection(instance: ops.Instance) -> None:
 
 
 def _tls_note() -> str:
-    bundle = bundle_path(Settings.from_env().home, os.environ, fetch=False)
+    home = click.get_current_context().ensure_object(Cli).settings.home
+    bundle = bundle_path(home, os.environ, fetch=False)
     return (
         "sslmode=verify-full: the server must prove, with a certificate from the RDS CA "
         f"bundle ({bundle}; `cruddur rds ca-bundle` says where it comes from), that it is "
@@ -448,8 +406,8 @@ def delete(
     if instance.read_replicas:
         warn(f"its replicas {', '.join(instance.read_replicas)} become standalone instances")
     if not yes:
-        warn(f"about to DELETE the RDS instance {identifier} ({instance.state}), with {keep}")
-        _confirm_identifier(identifier, "delete it", "deleted")
+        about = f"DELETE the RDS instance {identifier} ({instance.state}), with {keep}"
+        confirm_typed(identifier, "the identifier", about, to_do="delete it", nothing="deleted")
     ops.delete(rds_client, identifier, final_snapshot=final_snapshot)
     done(f"deleting {identifier}, with {keep}")
     if wait:
@@ -526,26 +484,6 @@ def allow_my_ip(
         info("keep these ids for next time: add the export lines above to your shell's profile")
 
 
-def _confirm_identifier(identifier: str, to_do: str, done_word: str) -> None:
-    """Make the user type the identifier; anything else (or nothing) changes nothing."""
-    try:
-        typed = click.prompt(
-            f"Type the identifier ({identifier}) to {to_do}",
-            default="",
-            show_default=False,
-            err=True,
-        )
-    except click.Abort:
-        typed = None
-    if not sys.stdin.isatty():
-        err.print()  # piped answers are not echoed: end the prompt's line
-    if typed != identifier:
-        raise AwsProblem(
-            f"not confirmed, nothing {done_word}",
-            "type the identifier when asked, or pass --yes",
-        )
-
-
 # -- scaling out: read replicas and RDS Proxy ---------------------------------------------
 
 
@@ -613,11 +551,13 @@ def promote_replica(
     rds_client = _client("rds", region)
     replica = ops.require(rds_client, replica_identifier)
     if not yes and replica.replica_source is not None:
-        warn(
-            f"about to PROMOTE {replica_identifier}: it stops following "
-            f"{replica.replica_source} and takes writes of its own, for good"
+        about = (
+            f"PROMOTE {replica_identifier}: it stops following {replica.replica_source} and "
+            "takes writes of its own, for good"
         )
-        _confirm_identifier(replica_identifier, "promote it", "promoted")
+        confirm_typed(
+            replica_identifier, "the identifier", about, to_do="promote it", nothing="promoted"
+        )
     replicas.promote_replica(rds_client, replica_identifier)
     done(f"promoting {replica_identifier}")
     if wait:
@@ -699,7 +639,8 @@ def create_proxy(
 @click.option(
     "--refresh", is_flag=True, help="Fetch AWS's current bundle again (it adds CAs now and then)."
 )
-def ca_bundle(refresh: bool) -> None:
+@pass_cli
+def ca_bundle(cli: Cli, refresh: bool) -> None:
     """Show the RDS CA bundle that every connection to RDS is verified with.
 
     AWS publishes it as global-bundle.pem on its RDS trust store; no maintained package
@@ -707,7 +648,7 @@ def ca_bundle(refresh: bool) -> None:
     each an Amazon RDS CA, one valid today) and keeps it under CRUDDUR_HOME/tls.
     CRUDDUR_RDS_CA_BUNDLE names a copy of your own instead.
     """
-    home = Settings.from_env().home
+    home = cli.settings.home
     if refresh:
         if os.environ.get(bundles.BUNDLE_SETTING, "").strip():
             warn(f"{bundles.BUNDLE_SETTING} is set: that copy is used, not the one fetched")

@@ -11,13 +11,14 @@ from pathlib import Path
 
 import click
 
-from cruddur.cli.output import confirm_production, done, info, result
+from cruddur.cli.options import Cli, pass_cli, prod_option, yes_option
+from cruddur.cli.output import done, info, result
 from cruddur.config import Settings
 from cruddur.db import Db
 from cruddur.ops import roles
 from cruddur.ops.connections import admin_pool, database_db, server_db
 from cruddur.safe_paths import private_folder, read_private, write_private
-from cruddur.targets import Target, embedded_server, resolve
+from cruddur.targets import Target, embedded_server
 from cruddur.urls import as_url, redact, with_user
 
 API_SETTING = "CRUDDUR_API_CONNECTION_URL"  # what `cruddur serve` reads
@@ -89,10 +90,8 @@ def _merge_env_file(path: Path, values: dict[str, str]) -> None:
 
 
 @click.command("roles")
-@click.option("--prod", is_flag=True, help="Act on PROD_CONNECTION_URL instead of CONNECTION_URL.")
-@click.option(
-    "--yes", "-y", is_flag=True, help="On production, skip typing the database name to confirm."
-)
+@prod_option
+@yes_option
 @click.option("--rotate", is_flag=True, help="Give roles that exist already new passwords too.")
 @click.option(
     "--env-file",
@@ -104,8 +103,9 @@ def _merge_env_file(path: Path, values: dict[str, str]) -> None:
 @click.option(
     "--lambda-role", default=roles.LAMBDA_ROLE, show_default=True, help="The Lambda's role."
 )
+@pass_cli
 def roles_command(
-    prod: bool, yes: bool, rotate: bool, env_file: Path | None, api_role: str, lambda_role: str
+    cli: Cli, rotate: bool, env_file: Path | None, api_role: str, lambda_role: str
 ) -> None:
     """Make the API's and the Lambda's database roles and grant them what they may do.
 
@@ -114,11 +114,9 @@ def roles_command(
     Migrations and the `db` verbs keep using the URL's own user (the owner). Run it
     again at any time: it changes no password unless --rotate.
     """
-    settings = Settings.from_env()
-    target = resolve(settings, prod=prod)
-    info(f"database: {target.describe()}")
+    target = cli.target
     action = f'make roles {api_role} and {lambda_role} and grant them rows of "{target.dbname}"'
-    confirm_production(target, action + (", with new passwords" if rotate else ""), yes=yes)
+    cli.confirm(action + (", with new passwords" if rotate else ""))
     set_up_roles(
-        settings, target, rotate=rotate, env_file=env_file, api=api_role, lambda_=lambda_role
+        cli.settings, target, rotate=rotate, env_file=env_file, api=api_role, lambda_=lambda_role
     )

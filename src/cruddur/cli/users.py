@@ -6,12 +6,10 @@ import click
 from rich.text import Text
 
 from cruddur.aws import client
-from cruddur.cli.db import prod_option, yes_option
-from cruddur.cli.output import confirm_production, done, err, info, printable, result, warn
-from cruddur.config import Settings
+from cruddur.cli.options import Cli, pass_cli, prod_option, yes_option
+from cruddur.cli.output import done, err, info, printable, result, warn
 from cruddur.ops.cognito_sync import list_users, sync
 from cruddur.ops.connections import database_db
-from cruddur.targets import resolve
 
 
 @click.group()
@@ -30,7 +28,8 @@ def users() -> None:
 @prod_option
 @yes_option
 @click.option("--dry-run", is_flag=True, help="Say what would change; write nothing.")
-def sync_cognito(user_pool_id: str, prod: bool, yes: bool, dry_run: bool) -> None:
+@pass_cli
+def sync_cognito(cli: Cli, user_pool_id: str, dry_run: bool) -> None:
     """Give every confirmed Cognito user a row: insert the missing ones, and put the real
     Cognito id into rows that still carry a placeholder (MOCK-<handle>), matched by handle
     and claimed only by the user whose verified email is the row's (others are skipped).
@@ -39,11 +38,9 @@ def sync_cognito(user_pool_id: str, prod: bool, yes: bool, dry_run: bool) -> Non
     was deployed. Rows already holding a Cognito id are never changed. Needs the
     cognito-idp:ListUsers permission.
     """
-    settings = Settings.from_env()
-    target = resolve(settings, prod=prod)
-    info(f"database: {target.describe()}")
+    target = cli.target
     if not dry_run:
-        confirm_production(target, "insert and update users from Cognito", yes=yes)
+        cli.confirm("insert and update users from Cognito")
     # A pool id starts with its region (ca-central-1_AbCdEf123): ask that region.
     region = user_pool_id.split("_", 1)[0] if "_" in user_pool_id else None
     cognito = client("cognito-idp", region_name=region) if region else client("cognito-idp")
@@ -60,7 +57,7 @@ def sync_cognito(user_pool_id: str, prod: bool, yes: bool, dry_run: bool) -> Non
         found = list_users(cognito, user_pool_id, on_page)
     info(f"Cognito: {len(found)} users in {pool} ({pages} page{'s' * (pages != 1)})")
 
-    with database_db(target, settings.pool) as database:
+    with database_db(target, cli.settings.pool) as database:
         report = sync(database, found, dry_run=dry_run)
 
     # Handles, names and reasons come from Cognito, where anyone signing up writes them.

@@ -7,8 +7,9 @@ from pathlib import Path
 
 import click
 
+from cruddur.cli.options import Cli, pass_cli
 from cruddur.cli.output import done, info
-from cruddur.config import Settings, WebSettings
+from cruddur.config import WebSettings
 from cruddur.web.build import build
 
 
@@ -24,7 +25,8 @@ def web() -> None:
     help="Where the page finds the API, e.g. https://api.cruddur.example [CRUDDUR_API_URL; "
     "default: the page's own origin].",
 )
-def build_command(folder: Path, api_url: str | None) -> None:
+@pass_cli
+def build_command(cli: Cli, folder: Path, api_url: str | None) -> None:
     """Write the page into FOLDER for a static host such as S3 behind CloudFront.
 
     FOLDER gets index.html (cache it briefly) and assets/<fingerprint>/ (cache for a
@@ -33,7 +35,7 @@ def build_command(folder: Path, api_url: str | None) -> None:
     come from AWS_COGNITO_USER_POOL_ID and AWS_COGNITO_USER_POOL_CLIENT_ID; add the
     page's origin to the API's FRONTEND_URL so CORS admits it.
     """
-    env_settings = Settings.from_env()
+    env_settings = cli.settings
     settings = env_settings
     if api_url is not None:
         web_settings = WebSettings.from_env({"CRUDDUR_API_URL": api_url}, env_settings.auth)

@@ -6,22 +6,13 @@ exits 0 on errors). `explain` gives the reason and the next command to run.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import psycopg
 from psycopg_pool import PoolTimeout
 
 from cruddur.config import ConfigError
 from cruddur.db.pool import InvalidText
 from cruddur.db.scripts import ScriptError
-
-
-@dataclass(frozen=True)
-class Explanation:
-    kind: str  # a stable name, for tests and logs
-    message: str  # what went wrong, in the server's words where it has them
-    hint: str | None = None  # what to do about it
-
+from cruddur.errors import Explanation
 
 UNREACHABLE_HINT = (
     "is the server running and reachable? Locally: `cruddur db status` (`cruddur db up` starts "

@@ -67,7 +67,7 @@ def split(text: str) -> list[Statement]:
     return statements
 
 
-def _error_line(statement: Statement, error: psycopg.Error) -> int:
+def error_line(statement: Statement, error: psycopg.Error) -> int:
     """The line in the file the server points at, or the statement's first line."""
     position = error.diag.statement_position
     if not position:
@@ -88,7 +88,7 @@ def run_script(
             try:
                 conn.execute(statement.text, prepare=False)
             except psycopg.Error as exc:
-                raise ScriptError(name, statement, _error_line(statement, exc), exc) from exc
+                raise ScriptError(name, statement, error_line(statement, exc), exc) from exc
         if then is not None:
             then(conn)
     return len(statements)

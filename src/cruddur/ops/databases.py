@@ -8,13 +8,17 @@ from psycopg import errors, sql
 
 from cruddur.config import ConfigError
 from cruddur.db import Db, template
+from cruddur.db.errors import IN_USE_HINT
+from cruddur.errors import Problem
 
 # Databases every server has; the admin verbs never drop them or empty them of sessions.
 SYSTEM_DATABASES = frozenset({"postgres", "template0", "template1", "rdsadmin"})
 
 
-class DatabaseInUse(Exception):
+class DatabaseInUse(Problem):
     """DROP DATABASE would fail: other sessions are connected."""
+
+    hint = IN_USE_HINT
 
     def __init__(self, dbname: str, sessions: int) -> None:
         self.dbname = dbname

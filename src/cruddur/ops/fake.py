@@ -24,6 +24,7 @@ from uuid import UUID
 from psycopg import Connection
 
 from cruddur.db import Db, template
+from cruddur.errors import Problem
 
 FAKE_PREFIX = "FAKE-"
 MESSAGE_LIMIT = 280  # the API's limit for a crud (the schema allows more)
@@ -346,7 +347,7 @@ def binary_activities(rows: Sequence[FakeActivity]) -> bytes:
 # -- loading -------------------------------------------------------------------------
 
 
-class FakeDataClash(Exception):
+class FakeDataClash(Problem):
     """The fake rows' ids are already in the database (an earlier run with the same seed)."""
 
 
@@ -435,7 +436,7 @@ def load(
         if clashes and clashes[0]:
             raise FakeDataClash(
                 "these fake users are already in the database (an earlier run with the same "
-                "seed): pass --replace to remove earlier fake data first, or another --seed"
+                "seed); nothing was added"
             )
         report.stage("writing")
         users = (

@@ -15,6 +15,7 @@ from importlib import resources
 from pathlib import Path
 
 from cruddur.db.scripts import Statement, split
+from cruddur.errors import Problem
 
 FILE_NAME = re.compile(r"^(?P<version>\d{14})_(?P<name>[A-Za-z0-9_]+)\.sql$")
 _DIRECTIVE = re.compile(r"^--\s*migrate:(?P<section>[A-Za-z]+)(?P<options>.*)$")
@@ -22,7 +23,7 @@ _OPTION = re.compile(r"^(?P<key>[a-z]+):(?P<value>[a-z]+)$")
 _NAME_PART = re.compile(r"[^a-z0-9]+")
 
 
-class MigrationFileError(ValueError):
+class MigrationFileError(Problem, ValueError):
     """A migration file (or the folder) is not usable; the message names the file."""
 
 

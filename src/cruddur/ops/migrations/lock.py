@@ -16,6 +16,7 @@ import psycopg
 from psycopg.rows import class_row
 
 from cruddur.db import template
+from cruddur.errors import Problem
 
 # b"cruddur\x01": one key for every Cruddur database (advisory locks are per database).
 LOCK_KEY = int.from_bytes(b"cruddur\x01", "big")
@@ -38,7 +39,7 @@ class LockHolder:
         return f"pid {self.pid} ({self.application_name or 'no application name'}{where}{since})"
 
 
-class LockTimeout(Exception):
+class LockTimeout(Problem):
     """Another session held the migration lock for longer than we would wait."""
 
     def __init__(self, holder: LockHolder | None, waited: float) -> None:

@@ -19,7 +19,8 @@ from psycopg.rows import class_row
 
 from cruddur.config import MigrationSettings
 from cruddur.db import ScriptError, template
-from cruddur.db.scripts import Statement
+from cruddur.db.scripts import Statement, error_line
+from cruddur.errors import Problem
 from cruddur.ops.migrations import catalog, lock
 from cruddur.ops.migrations.files import Migration, Section, package_dir
 from cruddur.ops.migrations.files import load as load_files
@@ -53,7 +54,7 @@ class Plan:
         return max(versions, default="")
 
 
-class MigrationError(Exception):
+class MigrationError(Problem):
     """Migrations cannot go ahead; the message says why and what to do."""
 
 
@@ -216,15 +217,8 @@ def _run(
         try:
             conn.execute(statement.text, prepare=False)
         except psycopg.Error as exc:
-            error = ScriptError(migration.file_name, statement, _error_line(statement, exc), exc)
+            error = ScriptError(migration.file_name, statement, error_line(statement, exc), exc)
             raise MigrationFailed(migration, direction, error) from exc
-
-
-def _error_line(statement: Statement, error: psycopg.Error) -> int:
-    position = error.diag.statement_position
-    if not position:
-        return statement.line
-    return statement.first_line + statement.text.count("\n", 0, int(position) - 1)
 
 
 def _step(
