@@ -130,9 +130,9 @@ class CountingDb(Db):
 
     statements = 0
 
-    def _execute(self, conn, sql, params):  # type: ignore[override]
+    def _execute(self, conn, sql, params, *rest):  # type: ignore[override]
         type(self).statements += 1
-        return Db._execute(conn, sql, params)
+        return Db._execute(conn, sql, params, *rest)
 
 
 @pytest.fixture

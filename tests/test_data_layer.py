@@ -5,11 +5,13 @@ from __future__ import annotations
 import json
 import time
 import uuid
+from dataclasses import dataclass
 from datetime import datetime
 
 import psycopg
 import pytest
 from psycopg import errors
+from psycopg.rows import class_row, namedtuple_row
 
 from cruddur.config import PoolSettings, Settings
 from cruddur.db import Db, template
@@ -65,6 +67,36 @@ def test_query_object_json_of_no_row_is_an_empty_object(db: Db) -> None:
 
 def test_query_value_of_no_row_is_none(db: Db) -> None:
     assert db.query_value("SELECT uuid FROM users WHERE handle = %s", ["nobody"]) is None
+
+
+@dataclass(frozen=True)
+class Author:
+    handle: str
+    display_name: str
+
+
+def test_named_rows_come_from_a_row_factory(db: Db) -> None:
+    sql = "SELECT handle, display_name FROM users WHERE handle = ANY(%s) ORDER BY handle"
+    rows = db.query_rows(sql, [["bayko", "londo"]], row_factory=class_row(Author))
+    assert [row.handle for row in rows] == ["bayko", "londo"]
+    assert all(isinstance(row, Author) and row.display_name for row in rows)
+    one = db.query_row(sql, [["bayko"]], row_factory=namedtuple_row)
+    assert one is not None and one.handle == "bayko"
+    assert db.query_row(sql, [["nobody"]], row_factory=class_row(Author)) is None
+    # The next plain query gets tuples again from the same kept cursor.
+    assert db.query_rows(sql, [["bayko"]]) == [("bayko", one.display_name)]
+    assert db.query_value("SELECT handle FROM users WHERE handle = 'bayko'") == "bayko"
+
+
+def test_named_rows_keep_the_connections_one_cursor(seeded_db: str) -> None:
+    with Db(seeded_db, PoolSettings(min_size=1, max_size=1)) as one:
+        with one.connection() as conn:
+            kept = conn.helper_cursor()
+        one.query_rows("SELECT 1 AS n", row_factory=namedtuple_row)
+        one.query_row("SELECT 1 AS n", row_factory=class_row(dict))
+        one.query_value("SELECT 1")
+        with one.connection() as conn:
+            assert conn.helper_cursor() is kept
 
 
 def test_database_errors_propagate_with_their_sqlstate(db: Db) -> None:

@@ -13,6 +13,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from psycopg.rows import class_row
+
 from cruddur.db import Db, template
 from cruddur.lambdas.post_confirmation import SignUpError, refusal, user_from_event
 
@@ -55,6 +57,13 @@ def claim_refusal(user: CognitoUser, cognito_email: str, row_email: str) -> str 
     if not same_email(cognito_email, row_email):
         return "the handle belongs to a seeded row with another email address"
     return None
+
+
+@dataclass(frozen=True)
+class KnownUser:  # users/cognito_matches.sql: a row a batch of Cognito users may already have
+    handle: str
+    cognito_user_id: str
+    email: str
 
 
 @dataclass
@@ -104,10 +113,10 @@ def sync(db: Db, users: list[CognitoUser], *, dry_run: bool = False) -> SyncRepo
             "cognito_user_ids": [row["cognito_user_id"] for _, row in rows],
             "handles": [row["handle"] for _, row in rows],
         },
+        row_factory=class_row(KnownUser),
     )
-    known_ids = {cognito_user_id for _, cognito_user_id, _ in found}
-    id_by_handle = {handle: cognito_user_id for handle, cognito_user_id, _ in found}
-    email_by_handle = {handle: email for handle, _, email in found}
+    known_ids = {known.cognito_user_id for known in found}
+    by_handle = {known.handle: known for known in found}
     handled: set[str] = set()  # handles given to a Cognito user in this run
 
     for user, row in rows:
@@ -118,12 +127,12 @@ def sync(db: Db, users: list[CognitoUser], *, dry_run: bool = False) -> SyncRepo
         if handle in handled:
             report.skipped.append((user.label, f"another Cognito user also has '{handle}'"))
             continue
-        holder = id_by_handle.get(handle)
-        if holder is not None and not is_placeholder(holder):
+        holder = by_handle.get(handle)  # the row that has this handle, if one does
+        if holder is not None and not is_placeholder(holder.cognito_user_id):
             report.skipped.append((user.label, f"the username '{handle}' is already taken"))
             continue
         if holder is not None:
-            refused = claim_refusal(user, row["email"], email_by_handle[handle])
+            refused = claim_refusal(user, row["email"], holder.email)
             if refused:
                 report.skipped.append((user.label, refused))
                 continue

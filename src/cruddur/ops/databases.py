@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from psycopg import errors, sql
+from psycopg.rows import class_row
 
 from cruddur.config import ConfigError
 from cruddur.db import Db, template
@@ -28,7 +29,7 @@ class DatabaseInUse(Problem):
 
 
 @dataclass(frozen=True)
-class Session:
+class Session:  # the columns of server/sessions.sql, by name
     process_id: int
     user: str | None
     db: str | None
@@ -84,4 +85,4 @@ def kill_all(server: Db, dbname: str) -> int:
 
 
 def sessions(server: Db) -> list[Session]:
-    return [Session(*row) for row in server.query_rows(template("server", "sessions"))]
+    return server.query_rows(template("server", "sessions"), row_factory=class_row(Session))

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 import psycopg
-from psycopg.rows import dict_row
+from psycopg.rows import class_row
 from psycopg_pool import PoolTimeout
 
 from cruddur.config import PoolSettings
@@ -31,16 +31,39 @@ class DatabaseStatus:
     migrations: str | None = None  # applied and pending, or why not known
 
 
-def _facts(db: Db) -> dict[str, object]:
+@dataclass(frozen=True)
+class _Facts:  # database/facts.sql
+    dbname: str
+    server_version: str
+    uuid_generate_v4: str
+
+
+@dataclass(frozen=True)
+class _RowCounts:  # database/row_counts.sql, asked only once the schema is there
+    users: int
+    activities: int
+
+
+def _status(db: Db) -> DatabaseStatus:
     schema_loaded = schema_tables(db) == SCHEMA_TABLES
+    facts = db.query_row(template("database", "facts"), row_factory=class_row(_Facts))
+    assert facts is not None  # one row, always
+    counts = (
+        db.query_row(template("database", "row_counts"), row_factory=class_row(_RowCounts))
+        if schema_loaded
+        else None
+    )
     with db.connection() as conn:
-        cur = conn.cursor(row_factory=dict_row)
-        facts = cur.execute(template("database", "facts")).fetchone() or {}
-        if schema_loaded:
-            facts |= cur.execute(template("database", "row_counts")).fetchone() or {}
-    with db.connection() as conn:
-        facts["migrations"] = _migrations(conn)
-    return {**facts, "schema_loaded": schema_loaded}
+        migrations = _migrations(conn)
+    return DatabaseStatus(
+        reachable=True,
+        server_version=facts.server_version,
+        schema_loaded=schema_loaded,
+        uuid_generate_v4=facts.uuid_generate_v4,
+        users=counts.users if counts else None,
+        activities=counts.activities if counts else None,
+        migrations=migrations,
+    )
 
 
 def _migrations(conn: psycopg.Connection) -> str:
@@ -62,7 +85,7 @@ def _migrations(conn: psycopg.Connection) -> str:
 def database_status(target: Target, settings: PoolSettings) -> DatabaseStatus:
     try:
         with database_db(target, settings) as db:
-            facts = _facts(db)
+            return _status(db)
     except (psycopg.Error, PoolTimeout) as exc:
         explained = explain(exc)
         if explained is None:
@@ -70,15 +93,6 @@ def database_status(target: Target, settings: PoolSettings) -> DatabaseStatus:
         else:
             problem = "; ".join(filter(None, [explained.message, explained.hint]))
         return DatabaseStatus(reachable=False, problem=problem)
-    return DatabaseStatus(
-        reachable=True,
-        server_version=str(facts["server_version"]),
-        schema_loaded=bool(facts["schema_loaded"]),
-        uuid_generate_v4=str(facts["uuid_generate_v4"]),
-        users=facts.get("users"),  # type: ignore[arg-type]
-        activities=facts.get("activities"),  # type: ignore[arg-type]
-        migrations=str(facts["migrations"]),
-    )
 
 
 def replica_status(url: str, primary_url: str, connect_timeout: int) -> ReplicaState:
