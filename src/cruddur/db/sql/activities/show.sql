@@ -4,42 +4,24 @@
 -- Replies page by (created_at, uuid) after a cursor (%(after_created_at)s,
 -- %(after_uuid)s), %(replies_limit)s at a time, so one busy crud cannot make a huge
 -- response and no reply is out of reach. One extra row tells whether more follow.
-WITH activity AS (
+WITH crud AS (
   SELECT
-    activities.uuid,
-    users.display_name,
-    users.handle,
-    activities.message,
-    activities.replies_count,
-    activities.reposts_count,
-    activities.likes_count,
-    activities.reply_to_activity_uuid,
-    activities.expires_at,
-    activities.created_at
-  FROM public.activities
-  JOIN public.users ON users.uuid = activities.user_uuid
-  WHERE activities.uuid = %(uuid)s::uuid
-    AND activities.expires_at > current_timestamp
+    {{activities/columns}}
+  FROM public.activities AS activity
+  JOIN public.users AS author ON author.uuid = activity.user_uuid
+  WHERE activity.uuid = %(uuid)s::uuid
+    AND activity.expires_at > current_timestamp
 ),
 replies AS (
   SELECT
-    replies.uuid,
-    users.display_name,
-    users.handle,
-    replies.message,
-    replies.replies_count,
-    replies.reposts_count,
-    replies.likes_count,
-    replies.reply_to_activity_uuid,
-    replies.expires_at,
-    replies.created_at
-  FROM public.activities AS replies
-  JOIN public.users ON users.uuid = replies.user_uuid
-  WHERE replies.reply_to_activity_uuid = %(uuid)s::uuid
-    AND replies.expires_at > current_timestamp
-    AND (replies.created_at, replies.uuid)
+    {{activities/columns}}
+  FROM public.activities AS activity
+  JOIN public.users AS author ON author.uuid = activity.user_uuid
+  WHERE activity.reply_to_activity_uuid = %(uuid)s::uuid
+    AND activity.expires_at > current_timestamp
+    AND (activity.created_at, activity.uuid)
         > (%(after_created_at)s::timestamptz, %(after_uuid)s::uuid)
-  ORDER BY replies.created_at, replies.uuid
+  ORDER BY activity.created_at, activity.uuid
   LIMIT %(replies_limit)s::int + 1
 ),
 shown AS (
@@ -50,7 +32,7 @@ last_shown AS (
 )
 SELECT
   json_build_object(
-    'activity', row_to_json(activity),
+    'activity', row_to_json(crud),
     'replies', COALESCE(
       (SELECT json_agg(shown ORDER BY shown.created_at, shown.uuid) FROM shown),
       '[]'::json
@@ -59,5 +41,5 @@ SELECT
   (SELECT count(*) FROM replies) > %(replies_limit)s::int AS has_more,
   last_shown.created_at AS last_created_at,
   last_shown.uuid AS last_uuid
-FROM activity
+FROM crud
 LEFT JOIN last_shown ON true;
