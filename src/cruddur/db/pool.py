@@ -14,6 +14,8 @@ from contextlib import contextmanager
 from typing import Any, Self, TypeVar
 
 import psycopg
+from psycopg.adapt import Buffer, Loader
+from psycopg.pq import Format
 from psycopg.rows import RowFactory, tuple_row
 from psycopg_pool import ConnectionPool, PoolTimeout
 
@@ -54,6 +56,20 @@ def wrap_object(sql: str) -> str:
     return f"SELECT row_to_json(r)::text FROM ({inner}) r"  # noqa: S608
 
 
+class RawText(Loader):
+    """Text in a binary result, as the UTF-8 bytes PostgreSQL sent.
+
+    A JSON body built by PostgreSQL goes out as bytes: decoding it to str only to encode
+    it again for the response (and for its ETag) cost more than the rest of its handling
+    in psycopg. Only results asked for in binary (`binary=True`) use it.
+    """
+
+    format = Format.BINARY
+
+    def load(self, data: Buffer) -> bytes:
+        return bytes(data)
+
+
 class PooledConnection(psycopg.Connection):
     """A connection that keeps one cursor for the query helpers.
 
@@ -73,6 +89,7 @@ class PooledConnection(psycopg.Connection):
         cur = self._helper_cursor
         if cur is None or cur.closed:
             cur = self._helper_cursor = self.cursor()
+            cur.adapters.register_loader("text", RawText)
         if cur.row_factory is not row_factory:
             cur.row_factory = row_factory
         return cur
@@ -191,8 +208,11 @@ class Db:
         pool = self.pool
         conn = self._checkout(pool, gate)
         try:
-            with conn:
+            if conn.autocommit:  # each statement commits itself: no transaction to end
                 yield conn
+            else:
+                with conn:
+                    yield conn
         except psycopg.OperationalError:
             if conn.broken:  # the server went away, or only this connection did
                 gate.verify()
@@ -241,9 +261,10 @@ class Db:
         sql: str,
         params: Params,
         row_factory: RowFactory[Any] = tuple_row,
+        binary: bool = False,
     ) -> psycopg.Cursor:
         try:
-            return conn.helper_cursor(row_factory).execute(sql, params)
+            return conn.helper_cursor(row_factory).execute(sql, params, binary=binary)
         except UnicodeEncodeError as exc:
             raise InvalidText(f"a value is not valid UTF-8 text: {exc.reason}") from exc
         except psycopg.DataError as exc:
@@ -266,6 +287,7 @@ class Db:
         params: Params,
         fetch: Callable[[psycopg.Cursor], Any],
         row_factory: RowFactory[Any] = tuple_row,
+        binary: bool = False,
     ) -> Any:
         # Without a check on checkout, a connection the server dropped since its last use
         # (a restart, an idle timeout) is only found by using it. A read is safe to repeat:
@@ -276,7 +298,7 @@ class Db:
             conn: psycopg.Connection | None = None
             try:
                 with self.connection() as conn:
-                    return fetch(self._execute(conn, sql, params, row_factory))
+                    return fetch(self._execute(conn, sql, params, row_factory, binary))
             except psycopg.OperationalError:
                 if attempt == 2 or self.check or conn is None or not conn.broken:
                     raise
@@ -292,17 +314,30 @@ class Db:
         return None if row is None else row[0]
 
     def query_rows(
-        self, sql: str, params: Params = None, row_factory: RowFactory[Row] = tuple_row
+        self,
+        sql: str,
+        params: Params = None,
+        row_factory: RowFactory[Row] = tuple_row,
+        *,
+        binary: bool = False,
     ) -> list[Row]:
         """Every row: tuples, or what `row_factory` makes of each (psycopg.rows: class_row
-        for a dataclass with the query's column names, namedtuple_row, …)."""
-        return self._read(sql, params, lambda cur: cur.fetchall(), row_factory)
+        for a dataclass with the query's column names, namedtuple_row, …).
+
+        binary=True: the result in PostgreSQL's binary format (the same Python types, but
+        text comes as UTF-8 bytes, for a body sent on as it is)."""
+        return self._read(sql, params, lambda cur: cur.fetchall(), row_factory, binary)
 
     def query_row(
-        self, sql: str, params: Params = None, row_factory: RowFactory[Row] = tuple_row
+        self,
+        sql: str,
+        params: Params = None,
+        row_factory: RowFactory[Row] = tuple_row,
+        *,
+        binary: bool = False,
     ) -> Row | None:
         """The first row (made by `row_factory`, as query_rows), or None when there is none."""
-        return self._read(sql, params, lambda cur: cur.fetchone(), row_factory)
+        return self._read(sql, params, lambda cur: cur.fetchone(), row_factory, binary)
 
     def query_array_json(self, sql: str, params: Params = None) -> str:
         """The query's rows as a JSON array built by PostgreSQL, as text ('[]' when none)."""

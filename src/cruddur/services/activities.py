@@ -1,6 +1,7 @@
 """The activity use cases: feeds, one crud with its replies, new cruds and replies.
 
-Each runs one named SQL file; PostgreSQL builds the JSON and it is returned as text.
+Each runs one named SQL file; PostgreSQL builds the JSON, and it is returned as the UTF-8
+bytes PostgreSQL sent (binary results), ready to go out as a response body.
 """
 
 from __future__ import annotations
@@ -69,20 +70,10 @@ def _reply_span(
 @use_case("home-activities", _feed_span)
 def home_feed(db: Db, page: PageRequest) -> Page:
     """Unexpired cruds of everyone, newest first."""
-    (row,) = db.query_rows(template("activities", "home"), page.params())
+    (row,) = db.query_rows(template("activities", "home"), page.params(), binary=True)
     return _page(row)
 
 
-def _first_page_span(found: tuple[Page, datetime | None], db: Db, limit: int) -> dict[str, object]:
-    page = found[0]
-    return {
-        "app.page_limit": limit,
-        "app.result_length": _length(page, limit),
-        "app.has_more": page.next is not None,
-    }
-
-
-@use_case("home-activities-first-page", _first_page_span)
 def _first_page_span(kept: tuple[Page, datetime | None], db: Db, limit: int) -> dict:
     page = kept[0]
     return {
@@ -96,14 +87,16 @@ def _first_page_span(kept: tuple[Page, datetime | None], db: Db, limit: int) -> 
 def home_first_page(db: Db, limit: int) -> tuple[Page, datetime | None]:
     """The home feed's first page, and when it next changes by itself (the earliest
     expiry on it; None when empty): what services/feed_cache.py keeps."""
-    (row,) = db.query_rows(template("activities", "home"), PageRequest(limit).params())
+    wanted = PageRequest(limit).params()
+    (row,) = db.query_rows(template("activities", "home"), wanted, binary=True)
     return _page(row), row[4]
 
 
 @use_case("user-activities", _feed_span)
 def user_feed(db: Db, handle: str, page: PageRequest) -> Page | None:
     """One user's unexpired cruds, newest first; None when no user has that handle."""
-    (row,) = db.query_rows(template("activities", "user_feed"), {"handle": handle, **page.params()})
+    params = {"handle": handle, **page.params()}
+    (row,) = db.query_rows(template("activities", "user_feed"), params, binary=True)
     return _page(row) if row[4] else None
 
 
@@ -111,7 +104,7 @@ def user_feed(db: Db, handle: str, page: PageRequest) -> Page | None:
 def show_activity(db: Db, activity_uuid: UUID, replies: RepliesRequest) -> Page | None:
     """{"activity": …, "replies": […]} with a page of replies; None when missing or expired."""
     params = {"uuid": activity_uuid, **replies.params()}
-    rows = db.query_rows(template("activities", "show"), params)
+    rows = db.query_rows(template("activities", "show"), params, binary=True)
     return _page(rows[0]) if rows else None
 
 

@@ -111,5 +111,5 @@ class RepliesRequest:
 
 @dataclass(frozen=True)
 class Page:
-    body: str  # the JSON (a feed's array, a crud with its replies), as PostgreSQL built it
+    body: bytes  # the JSON (a feed's array, a crud with its replies), as PostgreSQL built it
     next: Cursor | None  # where the next page starts; None on the last page
