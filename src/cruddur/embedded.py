@@ -21,13 +21,14 @@ import importlib.util
 import json
 import os
 import pwd
+import re
 import secrets
 import shutil
 import socket
 import stat
 import subprocess
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -415,8 +416,11 @@ class EmbeddedPostgres:
             return False
         return self._pg_ctl(RunAs.for_current_user(), "status").returncode == 0
 
-    def start(self) -> str:
-        """Set up (first time) and start the server if needed; return the app database URL."""
+    def start(self, settings: Mapping[str, str] | None = None) -> str:
+        """Set up (first time) and start the server if needed; return the app database URL.
+
+        `settings` (server parameters, e.g. the test suite's fsync=off) apply to this start
+        only, and only if the server was not running already."""
         with self._lock():
             run_as = RunAs.for_current_user()
             if not self.initialized:
@@ -430,6 +434,10 @@ class EmbeddedPostgres:
                 # never writes into the server user's folder (a link there would
                 # redirect the write), and nothing in that folder can widen them.
                 options = f"-p {port} -c listen_addresses=127.0.0.1 -c unix_socket_directories=''"
+                for name, value in (settings or {}).items():
+                    if not re.fullmatch(r"[a-z_]+", name) or not re.fullmatch(r"[\w.]+", value):
+                        raise ValueError(f"not a server setting: {name}={value}")
+                    options += f" -c {name}={value}"
                 result = self._pg_ctl(
                     run_as,
                     "start",
