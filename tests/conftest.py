@@ -292,14 +292,25 @@ def api_home(tmp_path_factory: pytest.TempPathFactory):
     return tmp_path_factory.mktemp("cruddur-home")
 
 
+@pytest.fixture(scope="session")
+def api_route(server_url: str, app_roles):
+    """How the API under test reaches its database: directly, or through a real PgBouncer
+    when CRUDDUR_TEST_POOLER=pgbouncer (tests/pooler_mode.py)."""
+    from pooler_mode import api_route as route
+
+    with route(server_url, dict(app_roles.values())) as made:
+        yield made
+
+
 @pytest.fixture
-def api_settings(api_home, seeded_db: str, api_url: str) -> Settings:
+def api_settings(api_home, seeded_db: str, api_url: str, api_route) -> Settings:
     """The API's settings: the owner's URL for the CLI, the API's own role for the app."""
     return Settings.from_env(
         {
             "CRUDDUR_HOME": str(api_home),
             "CONNECTION_URL": seeded_db,
             "CRUDDUR_API_CONNECTION_URL": api_url,
+            **api_route.env(api_url),
         }
     )
 
@@ -338,7 +349,13 @@ def mint(api_settings: Settings) -> Callable[..., str]:
 
 
 @pytest.fixture(scope="session")
-def served(admin: psycopg.Connection, server_url: str, tmp_path_factory: pytest.TempPathFactory):
+def served(
+    admin: psycopg.Connection,
+    server_url: str,
+    tmp_path_factory: pytest.TempPathFactory,
+    api_route,
+    app_roles,
+):
     """One `cruddur serve` (granian, 1 worker) per test worker, on its own seeded copy.
 
     Tests share it: each may write, none may rely on another's rows."""
@@ -346,8 +363,10 @@ def served(admin: psycopg.Connection, server_url: str, tmp_path_factory: pytest.
 
     name = f"cruddur_test_served_{uuid.uuid4().hex[:12]}"
     _create(admin, name, template=os.environ[_TEMPLATE_VARIABLE])
+    url = with_database(server_url, name)
+    route = api_route.env(with_user(url, *app_roles["api"]))
     try:
-        with serve(with_database(server_url, name), tmp_path_factory.mktemp("served")) as server:
+        with serve(url, tmp_path_factory.mktemp("served"), env=route) as server:
             yield server
     finally:
         _drop(admin, name)

@@ -36,9 +36,14 @@ def _as_other_user() -> dict[str, Any]:
 
 class PgBouncer:
     """PgBouncer on a free port, passing every database of `server_url`'s server through,
-    with a small pool so that transactions really do move between server sessions."""
+    with a small pool so that transactions really do move between server sessions.
 
-    def __init__(self, server_url: str, pool_size: int = 2) -> None:
+    It lets in `server_url`'s user and the other `users` (name: password), with the same
+    passwords towards the server."""
+
+    def __init__(
+        self, server_url: str, pool_size: int = 2, users: dict[str, str] | None = None
+    ) -> None:
         if not Path(PGBOUNCER).is_file():
             raise RuntimeError(
                 "pgbouncer is not installed: apt-get install pgbouncer (bin/test does it as root)"
@@ -47,7 +52,10 @@ class PgBouncer:
         self.port = _free_port()
         self.folder = Path(tempfile.mkdtemp(prefix="cruddur-pgbouncer-"))
         user, password = self.server["user"], self.server.get("password", "")
-        (self.folder / "users.txt").write_text(f'"{user}" "{password}"\n')
+        logins = {user: password, **(users or {})}
+        (self.folder / "users.txt").write_text(
+            "".join(f'"{name}" "{secret}"\n' for name, secret in logins.items())
+        )
         (self.folder / "pgbouncer.ini").write_text(
             "[databases]\n"
             f"* = host={self.server['host']} port={self.server['port']}\n"

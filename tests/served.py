@@ -53,11 +53,17 @@ def _healthy(base: str) -> bool:
 
 
 @contextmanager
-def serve(url: str, home: Path, *args: str) -> Iterator[Served]:
-    """Run `cruddur serve` on url's database until the block ends; its output goes to
-    home/serve.log."""
+def serve(url: str, home: Path, *args: str, env: dict[str, str] | None = None) -> Iterator[Served]:
+    """Run `cruddur serve` on url's database (and `env`'s settings) until the block ends;
+    its output goes to home/serve.log."""
     port = free_port()
-    env = {**os.environ, "CONNECTION_URL": url, "CRUDDUR_HOME": str(home), "NO_COLOR": "1"}
+    env = {
+        **os.environ,
+        "CONNECTION_URL": url,
+        "CRUDDUR_HOME": str(home),
+        "NO_COLOR": "1",
+        **(env or {}),
+    }
     env.pop("PROD_CONNECTION_URL", None)
     home.mkdir(parents=True, exist_ok=True)
     with open(home / "serve.log", "w") as log:

@@ -157,11 +157,12 @@ def test_keys_that_failed_to_load_stay_unavailable_not_unknown(tmp_path) -> None
         key_set.get("no-such-kid")
 
 
-def test_unreachable_keys_are_503_not_401(api_home, seeded_db: str, mint) -> None:
+def test_unreachable_keys_are_503_not_401(api_home, seeded_db: str, mint, api_route) -> None:
     settings = Settings.from_env(
         {
             "CRUDDUR_HOME": str(api_home),
             "CONNECTION_URL": seeded_db,
+            **api_route.env(seeded_db),
             "AWS_COGNITO_USER_POOL_ID": "us-east-1_AbC123",
             "AWS_COGNITO_USER_POOL_CLIENT_ID": "web",
             "CRUDDUR_JWKS_URL": "http://127.0.0.1:9/jwks.json",
@@ -193,8 +194,11 @@ def test_partial_cognito_settings_stop_the_app(api_home, seeded_db: str, cognito
         create_app(Settings.from_env(env))
 
 
-def test_the_dev_key_pair_does_not_serve_beyond_loopback(api_home, seeded_db: str, mint) -> None:
+def test_the_dev_key_pair_does_not_serve_beyond_loopback(
+    api_home, seeded_db: str, mint, api_route
+) -> None:
     env = {"CRUDDUR_HOME": str(api_home), "CONNECTION_URL": seeded_db, "CRUDDUR_HOST": "0.0.0.0"}
+    env.update(api_route.env(seeded_db))
     with pytest.raises(ConfigError, match="only on a loopback address"):
         create_app(Settings.from_env({**env, "CRUDDUR_AUTH": "dev"}))
     # With no Cognito setting (a container): reads work, no token signs in, not even
@@ -223,7 +227,7 @@ def test_a_dev_token_from_another_address_is_401(api, mint, seeded_db: str) -> N
 
 
 @pytest.fixture
-def cognito(aws, moto_url: str, seeded_db: str, api_home):
+def cognito(aws, moto_url: str, seeded_db: str, api_home, api_route):
     """A user pool with one confirmed user (handle 'bayko' in Cognito and in the database),
     and an app checking that pool's tokens."""
     from cruddur.aws import client
@@ -260,6 +264,7 @@ def cognito(aws, moto_url: str, seeded_db: str, api_home):
             "AWS_COGNITO_USER_POOL_ID": pool_id,
             "AWS_COGNITO_USER_POOL_CLIENT_ID": client_id,
             "CRUDDUR_JWKS_URL": f"{moto_url}/{pool_id}/.well-known/jwks.json",
+            **api_route.env(seeded_db),
         }
     )
     app = create_app(settings)

@@ -10,6 +10,7 @@ import yaml
 from openapi_spec_validator import validate
 
 from cruddur.api import OPENAPI
+from cruddur.urls import parse
 
 ACTIVITY_KEYS = {
     "uuid",
@@ -242,6 +243,22 @@ def test_health_reports_the_pool(api) -> None:
     body = response.get_json()
     assert body["status"] == "ok" and body["database"]["reachable"] is True
     assert body["database"]["pool"]["max_size"] >= 1
+
+
+def test_the_api_reaches_its_database_the_way_this_run_says(
+    api, app, seeded_db: str, api_route
+) -> None:
+    # CRUDDUR_TEST_POOLER=pgbouncer (bin/test's second pass) must really put PgBouncer
+    # between the API and the database, or that pass proves nothing.
+    assert api.get("/api/activities/home").status_code == 200
+    db = app.extensions["cruddur.db"].get()
+    port = int(parse(db.conninfo)["port"])
+    if api_route.bouncer is None:
+        assert port == int(parse(seeded_db)["port"])
+        assert "plan_cache_mode" in db.conninfo  # session options: no pooler in between
+    else:
+        assert port == api_route.bouncer.port
+        assert api_route.logins_to(parse(seeded_db)["dbname"]) >= 1
 
 
 def test_the_openapi_document_is_served_and_valid(api) -> None:
