@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import json
 import re
+import time
 import uuid
 from collections.abc import Iterator
 
 import psycopg
 import pytest
 from psycopg import sql
+from replica_support import ReplicaPair
 from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.keys import Keys
@@ -298,6 +300,61 @@ def test_a_database_that_is_away_is_said_in_words(browser, tmp_path) -> None:
         assert not _all(browser, "ol.feed > li")
         browser.get("about:blank")  # stop the retries before the server goes
     assert _console_problems(browser, allowed=("503",)) == []
+
+
+@pytest.fixture
+def lagging_site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """`cruddur serve` reading from a real streaming replica that replays nothing of this
+    test's writes (an hour's `recovery_min_apply_delay`) yet stays in use (a lag limit of
+    two hours): a read the replica serves cannot show them."""
+    pair = ReplicaPair(tmp_path_factory.mktemp("web-replica")).create()
+    try:
+        pair.set_apply_delay(3_600_000)
+        env = {
+            "CONNECTION_URL": pair.primary_url,
+            "READER_CONNECTION_URL": pair.replica_url,
+            "CRUDDUR_REPLICA_MAX_LAG": "7200",
+            "CRUDDUR_FEED_CACHE": "0",  # every read reaches a database
+            "CRUDDUR_HOME": str(tmp_path_factory.mktemp("web-replica-home")),
+        }
+        with serving(env) as base:
+            deadline = time.monotonic() + 30  # until a worker's first look finds it well
+            while not json.loads(get(f"{base}/api/health")[2])["replica"]["in_use"]:
+                assert time.monotonic() < deadline, "the replica was never in use"
+                time.sleep(0.2)
+            yield base
+    finally:
+        pair.remove()
+
+
+def test_the_page_reads_its_own_writes_from_a_lagging_replica(browser, lagging_site) -> None:
+    site, message = lagging_site, f"Read after write {uuid.uuid4().hex[:8]}"
+    browser.get(site + "/signin")
+    Select(_shown(browser, "select#dev-handle option[value=andrewbrown]").find_element(
+        "xpath", "..")).select_by_value("andrewbrown")  # fmt: skip
+    _css(browser, "form button[type=submit]").click()
+    _shown(browser, "form.compose textarea").send_keys(message)
+    _css(browser, "form.compose button[type=submit]").click()
+    _wait(browser, lambda d: _messages(d)[:1] == [message])  # the 201's crud, not a read
+    position = browser.execute_script("return sessionStorage.getItem('cruddur.readAfter')")
+    assert re.fullmatch(r"[0-9A-F]+/[0-9A-F]+", position or ""), position
+
+    # Reads after the write: its crud page, the home feed, and the home feed after a
+    # reload of the tab. Each shows the write only if the page sent X-Read-After back
+    # (the primary then serves it): the replica has not replayed it, as shown below.
+    _css(_all(browser, "ol.feed > li")[0], "a.when").click()
+    assert "@andrewbrown" in _shown(browser, "article.crud-main", message).text
+    crud_uuid = browser.current_url.rsplit("/", 1)[1]
+    _css(browser, "a.brand").click()
+    _wait(browser, lambda d: _messages(d)[:1] == [message])
+    browser.refresh()
+    _wait(browser, lambda d: _messages(d)[:1] == [message])
+
+    # The same reads without the header: the replica serves them, and has not seen it.
+    status, _, body = get(f"{site}/api/activities/home")
+    assert status == 200 and message not in body.decode()
+    assert get(f"{site}/api/activities/{crud_uuid}")[0] == 404
+    assert _console_problems(browser) == []
 
 
 def _fill(browser, form: str, **values: str) -> None:

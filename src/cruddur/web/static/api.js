@@ -33,9 +33,28 @@ export function nextLink(header) {
   return match ? match[1] : null;
 }
 
-// The primary's WAL position after this page's last write (X-Read-After). Sent back on
-// reads, so that a replica serving them shows the write (README, "Scaling out").
-let readAfter = null;
+// The primary's WAL position after this tab's last write (X-Read-After). Sent back on
+// reads, so that a replica serving them shows the write (README, "Scaling out"); kept in
+// sessionStorage so that a reload of the tab still shows it.
+const READ_AFTER_KEY = "cruddur.readAfter";
+let readAfter = remembered();
+
+function remembered() {
+  try {
+    return sessionStorage.getItem(READ_AFTER_KEY);
+  } catch {
+    return null; // storage refused (a privacy setting): this page's memory only
+  }
+}
+
+function remember(position) {
+  readAfter = position;
+  try {
+    sessionStorage.setItem(READ_AFTER_KEY, position);
+  } catch {
+    // kept in memory all the same
+  }
+}
 
 export async function request(path, { method = "GET", body, token } = {}) {
   const headers = { Accept: "application/json" };
@@ -61,7 +80,8 @@ export async function request(path, { method = "GET", body, token } = {}) {
     data = null;
   }
   if (!response.ok) throw new ApiError(response.status, data);
-  readAfter = response.headers.get("X-Read-After") || readAfter;
+  const position = response.headers.get("X-Read-After");
+  if (position) remember(position);
   return { data, next: nextLink(response.headers.get("Link")) };
 }
 
