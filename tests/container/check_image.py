@@ -199,33 +199,55 @@ def test_no_file_in_the_image_holds_a_secret(tmp_path: Path) -> None:
     assert not [name for name in ours if re.search(r"(^|/)(tests|bench|bin)/test_", name)]
 
 
-def test_compose_brings_up_the_database_the_migration_and_the_api(image: str) -> None:
-    port = free_port()
-    project = f"cruddur-check-{uuid.uuid4().hex[:6]}"
-    env = {
-        **os.environ,
-        "CRUDDUR_IMAGE": image,
-        "POSTGRES_IMAGE": POSTGRES,
-        "PORT": str(port),
-        "COMPOSE_PROJECT_NAME": project,
-    }
-    compose = [str(PODMAN_COMPOSE), "--project-name", project, "--file", str(ROOT / "compose.yaml")]
+class Compose:
+    """compose.yaml under podman-compose, as a project of its own on a free port."""
 
-    def run(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+    def __init__(self, image: str, **env: str) -> None:
+        self.port = free_port()
+        self.project = f"cruddur-check-{uuid.uuid4().hex[:6]}"
+        self.env = {
+            **os.environ,
+            "CRUDDUR_IMAGE": image,
+            "POSTGRES_IMAGE": POSTGRES,
+            "PORT": str(self.port),
+            "COMPOSE_PROJECT_NAME": self.project,
+            **env,
+        }
+        self.base = f"http://127.0.0.1:{self.port}"
+
+    def run(self, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+        compose = [str(PODMAN_COMPOSE), "--project-name", self.project]
         return subprocess.run(
-            [*compose, *args], env=env, capture_output=True, text=True, timeout=timeout
-        )
+            [*compose, "--file", str(ROOT / "compose.yaml"), *args],
+            env=self.env, capture_output=True, text=True, timeout=timeout,
+        )  # fmt: skip
 
-    try:
-        up = run("--profile", "seed", "up", "--detach", "--no-build")
+    def container(self, service: str) -> str:
+        return f"{self.project}_{service}_1"
+
+    def up(self, *profiles: str) -> None:
+        chosen = [arg for profile in profiles for arg in ("--profile", profile)]
+        self.profiles = chosen
+        up = self.run(*chosen, "up", "--detach", "--no-build")
         assert up.returncode == 0, up.stdout + up.stderr
-        wait_for(f"http://127.0.0.1:{port}/api/health", 90)
+
+    def down(self) -> None:
+        down = self.run(*self.profiles, "down", "--volumes", "--timeout", "2")
+        assert down.returncode == 0, down.stdout + down.stderr
+        names = podman(
+            "ps", "--all", "--filter", f"name={self.project}", "--format", "{{.Names}}"
+        ).stdout
+        assert names.strip() == ""
+
+    def seeded_feed(self) -> None:
+        """Until the home feed shows the seed (or 90 s), with the jobs' logs if it never does."""
+        wait_for(f"{self.base}/api/health", 90)
         # podman-compose before podman 4.6 starts the API without waiting for the migrate
         # and seed jobs: until they are done the feed is a 503 (no schema yet) or empty.
         deadline = time.monotonic() + 90
         while True:
             try:
-                status, feed = get(f"http://127.0.0.1:{port}/api/activities/home")
+                status, feed = get(f"{self.base}/api/activities/home")
             except urllib.error.HTTPError as error:
                 assert error.code == 503, f"{error.code}: {error.read()!r}"
                 status, feed = error.code, []
@@ -234,13 +256,70 @@ def test_compose_brings_up_the_database_the_migration_and_the_api(image: str) ->
                 break
             time.sleep(0.5)
         jobs = "".join(
-            f"--- {job}:\n" + podman("logs", f"{project}_{job}_1", check=False).stderr[-2000:]
+            f"--- {job}:\n" + podman("logs", self.container(job), check=False).stderr[-2000:]
             for job in ("migrate", "seed")
         )
         assert status == 200, jobs
         assert seeded, ([(item["handle"], item["message"][:30]) for item in feed], jobs)
+
+    def psql(self, service: str, query: str) -> str:
+        done = podman(
+            "exec", self.container(service), "psql", "-U", "postgres", "-d", "cruddur",
+            "-Atc", query, check=False,
+        )  # fmt: skip
+        return done.stdout.strip()
+
+
+def test_compose_brings_up_the_database_the_migration_and_the_api(image: str) -> None:
+    compose = Compose(image)
+    try:
+        compose.up("seed")
+        compose.seeded_feed()
     finally:
-        down = run("--profile", "seed", "down", "--volumes", "--timeout", "2")
-        assert down.returncode == 0, down.stdout + down.stderr
-    left = podman("ps", "--all", "--filter", f"name={project}", "--format", "{{.Names}}").stdout
-    assert left.strip() == ""
+        compose.down()
+
+
+def _until(predicate, seconds: float, what: str) -> None:
+    deadline = time.monotonic() + seconds
+    while not predicate():
+        assert time.monotonic() < deadline, what
+        time.sleep(0.5)
+
+
+def test_compose_replica_profile_streams_from_db_and_serves_the_reads(image: str) -> None:
+    reader = "postgresql://postgres:password@db-replica:5432/cruddur"
+    compose = Compose(image, READER_CONNECTION_URL=reader)
+    scans = "SELECT seq_scan + COALESCE(idx_scan, 0) FROM pg_stat_user_tables" \
+        " WHERE relname = 'activities'"  # fmt: skip
+    try:
+        compose.up("seed", "replica")
+        compose.seeded_feed()
+        _until(
+            lambda: compose.psql("db", "SELECT state FROM pg_stat_replication") == "streaming",
+            90, "db-replica never streamed from db",
+        )  # fmt: skip
+        assert compose.psql("db-replica", "SELECT pg_is_in_recovery()") == "t"
+
+        # The API's own health (asked from inside its container, a local caller): the
+        # replica is in use.
+        def health() -> dict:
+            done = podman(
+                "exec", compose.container("api"), "python3", "-c",
+                "import urllib.request; print(urllib.request.urlopen("
+                "'http://127.0.0.1:4567/api/health').read().decode())", check=False,
+            )  # fmt: skip
+            return json.loads(done.stdout or "{}")
+
+        _until(lambda: health().get("replica", {}).get("in_use") is True, 60, str(health()))
+
+        # Reads really land on the replica: its own count of scans of activities grows.
+        before = int(compose.psql("db-replica", scans) or 0)
+        for _ in range(20):
+            assert get(f"{compose.base}/api/activities/@andrewbrown")[0] == 200
+        _until(
+            lambda: int(compose.psql("db-replica", scans) or 0) >= before + 20,
+            30, "the user feed's reads did not reach db-replica",
+        )  # fmt: skip
+
+    finally:
+        compose.down()
