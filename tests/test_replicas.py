@@ -3,8 +3,13 @@ replica really serves them (README, "Scaling out")."""
 
 from __future__ import annotations
 
+import json
+import os
 import random
+import re
+import subprocess
 import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,6 +17,7 @@ import pytest
 from api_support import CheckedClient
 from helpers import ROOT, run
 from replica_support import ReplicaPair, activity_scans
+from served import serve
 
 from cruddur.api import create_app
 from cruddur.api.dev_keys import DevKeys
@@ -180,6 +186,46 @@ def test_a_malformed_read_after_is_a_400(pair: ReplicaPair, tmp_path: Path) -> N
         assert shown.get_json()["error"] == "invalid_read_after"
     finally:
         _close(app)
+
+
+def _readme_block(marker: str) -> str:
+    blocks = re.findall(r"^ *```sh\n(.*?)^ *```", (ROOT / "README.md").read_text(), re.S | re.M)
+    return next(block for block in blocks if marker in block)
+
+
+def test_the_readmes_curl_example_reads_its_own_write(pair: ReplicaPair, tmp_path: Path) -> None:
+    # README, "Scaling out": the write's X-Read-After, sent back by curl, against
+    # `cruddur serve` reading from a replica that replays nothing for a minute.
+    script = _readme_block('-H "X-Read-After: $AFTER"').replace("localhost:4567", "{base}")
+    pair.set_apply_delay(60_000)
+    env = {
+        "READER_CONNECTION_URL": pair.replica_url,
+        "CRUDDUR_REPLICA_MAX_LAG": "3600",
+        "CRUDDUR_FEED_CACHE": "0",  # every read reaches a database
+    }
+    try:
+        with serve(pair.primary_url, tmp_path, env=env) as server:
+            health = f"{server.base}/api/health"
+            _wait_until(
+                lambda: json.loads(urllib.request.urlopen(health).read())["replica"]["in_use"]
+            )
+            done = subprocess.run(
+                ["bash", "-eu", "-o", "pipefail", "-c",
+                 script.replace("{base}", server.base) + '\necho; echo "AFTER=$AFTER"'],
+                cwd=ROOT, capture_output=True, text=True, timeout=60,
+                env={**os.environ, "CRUDDUR_HOME": str(tmp_path),
+                     "CONNECTION_URL": pair.primary_url},
+            )  # fmt: skip
+            assert done.returncode == 0, done.stderr
+            feed, after = done.stdout.rsplit("AFTER=", 1)
+            without_header = json.loads(
+                urllib.request.urlopen(f"{server.base}/api/activities/home").read()
+            )
+    finally:
+        pair.set_apply_delay(0)
+    assert re.fullmatch(r"[0-9A-F]+/[0-9A-F]+", after.strip()), done.stdout
+    assert json.loads(feed)[0]["message"] == "Hello"  # the primary's rows, by the header
+    assert without_header[0]["message"] != "Hello"  # the replica's: it has not replayed it
 
 
 def test_db_status_reports_the_replica_and_its_lag(pair: ReplicaPair) -> None:
