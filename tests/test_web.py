@@ -343,7 +343,8 @@ def test_the_page_reads_its_own_writes_from_a_lagging_replica(browser, lagging_s
     # reload of the tab. Each shows the write only if the page sent X-Read-After back
     # (the primary then serves it): the replica has not replayed it, as shown below.
     _css(_all(browser, "ol.feed > li")[0], "a.when").click()
-    assert "@andrewbrown" in _shown(browser, "article.crud-main", message).text
+    shown = lambda d: _css(d, "article.crud-main").text  # noqa: E731
+    _wait(browser, lambda d: message in shown(d) and "@andrewbrown" in shown(d))
     crud_uuid = browser.current_url.rsplit("/", 1)[1]
     _css(browser, "a.brand").click()
     _wait(browser, lambda d: _messages(d)[:1] == [message])
