@@ -17,7 +17,6 @@ cruddur_bench_fake is dropped and recreated for every load, and dropped at the e
 from __future__ import annotations
 
 import argparse
-import os
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
@@ -25,31 +24,15 @@ from uuid import UUID
 
 from psycopg import Connection
 from psycopg.copy import QueuedLibpqWriter
+from stage import bench_database, drop_database, fresh_database
 
-from cruddur.config import Settings
 from cruddur.db import Db
-from cruddur.ops import databases, fake, loading
-from cruddur.targets import embedded_server
-from cruddur.urls import server_conninfo, with_database
+from cruddur.ops import fake, loading
 
-BENCH_DB = "cruddur_bench_fake"
 COPY = f"COPY activities ({fake.ACTIVITY_COLUMNS}) FROM STDIN"
 TYPES = ["uuid", "uuid", "text", "int4", "int4", "int4", "uuid", "timestamptz", "timestamptz"]
 NULL = "\\N"
 ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
-
-
-def bench_url() -> str:
-    given = os.environ.get("CRUDDUR_BENCH_URL")
-    if given:
-        return with_database(given, BENCH_DB)
-    return with_database(embedded_server(Settings.from_env()).start(), BENCH_DB)
-
-
-def fresh(url: str) -> None:
-    with Db(server_conninfo(url), autocommit=True) as admin:
-        databases.drop(admin, BENCH_DB, force=True)
-        databases.create(admin, BENCH_DB)
 
 
 def chunks(data: fake.FakeData) -> Iterator[list[fake.FakeActivity]]:
@@ -120,9 +103,8 @@ WAYS: dict[str, Callable[[Connection, fake.FakeData], None]] = {
 
 
 def run(url: str, way: str, activities: int) -> float:
-    fresh(url)
+    fresh_database(url, loading.SCHEMA)
     with Db(url) as db:
-        loading.load(db, loading.SCHEMA)
         data = fake.FakeData(1000, activities, seed=1)
         fake.load(db, fake.FakeData(1000, 0, seed=1))  # the same user uuids, no cruds
         with db.connection() as conn:
@@ -136,7 +118,7 @@ def main() -> None:
     parser.add_argument("--activities", type=int, default=200_000)
     parser.add_argument("--rounds", type=int, default=2)
     args = parser.parse_args()
-    url = bench_url()
+    url = bench_database("cruddur_bench_fake")
     results: dict[str, list[float]] = {way: [] for way in WAYS}
     try:
         for _ in range(args.rounds):
@@ -144,8 +126,7 @@ def main() -> None:
                 results[way].append(run(url, way, args.activities))
                 print(f"{way:18} {results[way][-1]:6.1f} s", flush=True)
     finally:
-        with Db(server_conninfo(url), autocommit=True) as admin:
-            databases.drop(admin, BENCH_DB, force=True)
+        drop_database(url)
     print(f"\n{args.activities:,} activities, best of {args.rounds}:")
     for way, times in results.items():
         best = min(times)

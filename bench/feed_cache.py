@@ -18,12 +18,11 @@ Usage: .venv/bin/python bench/feed_cache.py [--sizes 1000,1000000] [--rounds 3]
 from __future__ import annotations
 
 import argparse
-import shutil
-import statistics
 import time
 import urllib.request
 
-from feed import Load, build, server_url, start_service, wrk
+from loads import Load, load_options, median_load, print_table, require_wrk, round_ratio, wrk
+from stage import build, server_url, services, start_service, stop
 
 from cruddur.db import Db
 from cruddur.urls import with_database
@@ -58,22 +57,17 @@ def statements_per_1000(url: str, server: str, args: argparse.Namespace) -> floa
         # Our own read of the counter is a transaction.
         return (commits(url) - before - 1) / load.requests * 1000
     finally:
-        process.terminate()
-        process.wait(timeout=20)
+        stop(process)
 
 
 def measure(url: str, args: argparse.Namespace) -> tuple[dict[str, list[Load]], dict[str, float]]:
     servers = dict(SERVERS)
     if args.quiet:
         servers[QUIET] = "granian-uncached-quiet"
-    services = {
-        name: start_service(url, server, args.workers, args.threads)
-        for name, server in servers.items()
-    }
     runs: dict[str, list[Load]] = {name: [] for name in [*LOADS, *servers]}
-    try:
-        home = {name: f"{base}/api/activities/home" for name, (_, base) in services.items()}
-        etag = etag_of_first_page(services["cached"][1])
+    with services(url, servers, args.workers, args.threads) as bases:
+        home = {name: f"{base}/api/activities/home" for name, base in bases.items()}
+        etag = etag_of_first_page(bases["cached"])
         for round_number in range(1, args.rounds + 1):
             for name in servers:
                 runs[name].append(wrk(home[name], args.connections, args.duration))
@@ -84,36 +78,21 @@ def measure(url: str, args: argparse.Namespace) -> tuple[dict[str, list[Load]], 
             print(f"  round {round_number}: " + ", ".join(
                 f"{name} {loads[-1].rps:,.0f}/s" for name, loads in runs.items()
             ))  # fmt: skip
-    finally:
-        for process, _ in services.values():
-            process.terminate()
-            process.wait(timeout=20)
     statements = {
         name: statements_per_1000(url, SERVERS[name], args) for name in ("uncached", "cached")
     }
     return runs, statements
 
 
-def ratio(runs: dict[str, list[Load]], top: str, bottom: str) -> float:
-    pairs = zip(runs[top], runs[bottom], strict=True)
-    return statistics.median(a.rps / b.rps for a, b in pairs)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--sizes", default="1000,1000000")
-    parser.add_argument("--users", type=int, default=1000)
-    parser.add_argument("--duration", type=int, default=4)
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--connections", type=int, default=8)
-    parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--threads", type=int, default=1)
+    load_options(parser, rounds=3, duration=4, connections=8, workers=2, threads=1, users=1000)
     parser.add_argument(
         "--quiet", action="store_true", help="also the API without its request log line"
     )
     args = parser.parse_args()
-    if not shutil.which("wrk"):
-        raise SystemExit("wrk is not installed: apt-get install wrk")
+    require_wrk()
     base = server_url()
     rows = []
     for size in (int(s) for s in args.sizes.split(",")):
@@ -127,11 +106,6 @@ def main() -> None:
         f"{args.connections} connections; granian {args.workers} workers x {args.threads} "
         f"threads; median of {args.rounds} interleaved rounds of {args.duration} s"
     )
-    print(
-        "| activities | load | req/s | p50 ms | p99 ms | CPU µs/req | against uncached "
-        "| against the floor | statements per 1,000 requests |"
-    )
-    print("|---:|---|---:|---:|---:|---:|---:|---:|---:|")
     names = {
         "uncached": "API, cache off",
         "cached": "API, cache on",
@@ -139,19 +113,22 @@ def main() -> None:
         "304": "API, cache on, If-None-Match → 304",
         QUIET: "API, cache off, no request log (CRUDDUR_LOG_LEVEL=warning)",
     }
+    table = []
     for size, runs, statements in rows:
-        for name in runs:
-            loads = runs[name]
-            count = f"{statements[name]:,.1f}" if name in statements else ""
-            print(
-                f"| {size:,} | {names[name]} "
-                f"| {statistics.median(x.rps for x in loads):,.0f} "
-                f"| {statistics.median(x.p50_ms for x in loads):.2f} "
-                f"| {statistics.median(x.p99_ms for x in loads):.2f} "
-                f"| {statistics.median(x.cpu_us for x in loads):,.0f} "
-                f"| {ratio(runs, name, 'uncached'):.2f}x | {ratio(runs, name, 'bare'):.0%} "
-                f"| {count} |"
-            )
+        for name, loads in runs.items():
+            load = median_load(loads, runs["uncached"])
+            table.append([
+                f"{size:,}", names[name], f"{load.rps:,.0f}", f"{load.p50_ms:.2f}",
+                f"{load.p99_ms:.2f}", f"{load.cpu_us:,.0f}", f"{load.share:.2f}x",
+                f"{round_ratio(loads, runs['bare']):.0%}",
+                f"{statements[name]:,.1f}" if name in statements else "",
+            ])  # fmt: skip
+    print_table(
+        ["activities", "load", "req/s", "p50 ms", "p99 ms", "CPU µs/req", "against uncached",
+         "against the floor", "statements per 1,000 requests"],
+        "rlrrrrrrr",
+        table,
+    )  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -13,7 +13,7 @@ import os
 import statistics
 import time
 
-from feed import server_url
+from stage import server_url
 
 from cruddur.urls import with_database
 

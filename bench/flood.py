@@ -35,16 +35,16 @@ import http.client
 import json
 import os
 import resource
-import signal
-import socket
 import statistics
 import subprocess
 import sys
 import time
-import urllib.request
-from pathlib import Path
 
-VENV_BIN = Path(sys.executable).parent
+from loads import load_options
+from stage import CRUDDUR, bench_database, free_port, fresh_database, launch, stop
+
+from cruddur.ops import loading
+
 CLIENT_TIMEOUT = 2.0  # seconds
 CLIENT_PAUSE = 0.05  # seconds between the normal client's requests
 SLOW_REQUEST = (
@@ -152,36 +152,13 @@ async def attack(port: int, idle: int, slow: int, byte_every: float) -> None:
 # -- the bench ------------------------------------------------------------------------
 
 
-def server_url() -> str:
-    from cruddur.config import Settings
-    from cruddur.targets import embedded_server
-
-    given = os.environ.get("CRUDDUR_BENCH_URL")
-    return given or embedded_server(Settings.from_env()).start()
-
-
 def build_database() -> str:
-    from cruddur.db import Db
-    from cruddur.ops import databases, loading
-    from cruddur.urls import server_conninfo, with_database
-
-    url = with_database(server_url(), "cruddur_bench_flood")
-    with Db(server_conninfo(url), autocommit=True) as admin:
-        databases.drop(admin, "cruddur_bench_flood", force=True)
-        databases.create(admin, "cruddur_bench_flood")
-    with Db(url) as db:
-        loading.load(db, loading.SCHEMA)
-        loading.load(db, loading.SEED)
+    url = bench_database("cruddur_bench_flood")
+    fresh_database(url, loading.SCHEMA, loading.SEED)
     return url
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def server_command(setup: str, port: int) -> list[str]:
+def server_command(setup: str, port: int) -> list:
     if setup == "before":
         return [
             sys.executable, "-m", "granian", "--interface", "wsgi", "--factory", "--no-ws",
@@ -189,35 +166,13 @@ def server_command(setup: str, port: int) -> list[str]:
             "--workers", "2", "--blocking-threads", "4",
             "cruddur.api:create_worker_app",
         ]  # fmt: skip
-    return [str(VENV_BIN / "cruddur"), "serve", "--port", str(port), "--workers", "2",
-            "--threads", "4"]  # fmt: skip
+    return [CRUDDUR, "serve", "--port", str(port), "--workers", "2", "--threads", "4"]
 
 
 def start_server(setup: str, url: str) -> tuple[subprocess.Popen, int]:
     port = free_port()
-    process = subprocess.Popen(
-        server_command(setup, port),
-        env={**os.environ, "CONNECTION_URL": url},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    for _ in range(300):
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/health", timeout=2):
-                return process, port
-        except OSError:
-            time.sleep(0.1)
-    raise SystemExit(f"the {setup} server did not answer")
-
-
-def stop_server(process: subprocess.Popen) -> None:
-    process.send_signal(signal.SIGTERM)
-    try:
-        process.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
+    env = {**os.environ, "CONNECTION_URL": url}
+    return launch(server_command(setup, port), env, f"http://127.0.0.1:{port}", tries=300), port
 
 
 def normal_client(port: int, seconds: float) -> list[float | None]:
@@ -262,7 +217,7 @@ def one_round(setup: str, url: str, args: argparse.Namespace) -> dict:
     finally:
         if attacker.poll() is None:
             attacker.kill()
-        stop_server(process)
+        stop(process)
     answered = [r for r in results if r is not None]
     counted = [r if r is not None else CLIENT_TIMEOUT for r in results]
     return {
@@ -277,10 +232,9 @@ def one_round(setup: str, url: str, args: argparse.Namespace) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    load_options(parser, rounds=2, duration=15.0)
     parser.add_argument("--idle", type=int, default=2000)
     parser.add_argument("--slow", type=int, default=2000)
-    parser.add_argument("--duration", type=float, default=15.0)
-    parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--byte-every", type=float, default=1.0)
     parser.add_argument("--setups", default="before,after,quiet")
     parser.add_argument("--attack", type=int, help=argparse.SUPPRESS)

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import random
 import statistics
 import time
@@ -25,36 +24,18 @@ from collections.abc import Callable
 from pathlib import Path
 
 from psycopg.rows import dict_row
+from stage import bench_database, drop_database, fresh_database
 
-from cruddur.config import Settings
 from cruddur.db import Db
 from cruddur.db.pool import wrap_array
-from cruddur.ops import databases, fake, loading
-from cruddur.targets import embedded_server
-from cruddur.urls import server_conninfo, with_database
+from cruddur.ops import fake, loading
 
 FEED = (Path(__file__).parent / "feed_page.sql").read_text()
-BENCH_DB = "cruddur_bench"
-
-
-def bench_url() -> str:
-    given = os.environ.get("CRUDDUR_BENCH_URL")
-    if given:
-        return with_database(given, BENCH_DB)
-    return with_database(embedded_server(Settings.from_env()).start(), BENCH_DB)
-
-
-def server(url: str) -> Db:
-    return Db(server_conninfo(url), autocommit=True)
 
 
 def prepare(url: str, activities: int) -> None:
-    with server(url) as admin:
-        databases.drop(admin, BENCH_DB, force=True)
-        databases.create(admin, BENCH_DB)
+    fresh_database(url, loading.SCHEMA, loading.SEED)
     with Db(url) as db:
-        loading.load(db, loading.SCHEMA)
-        loading.load(db, loading.SEED)
         fake.load(db, fake.FakeData(users=max(1, activities // 100), activities=activities, seed=4))
 
 
@@ -101,7 +82,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=15)
     parser.add_argument("--calls", type=int, default=50)
     args = parser.parse_args()
-    url = bench_url()
+    url = bench_database("cruddur_bench")
     prepare(url, args.activities)
     print(f"{args.activities} activities; median µs per page over {args.rounds} rounds")
     print("page  measure        passthrough  decode  python  decode/pass  python/pass")
@@ -114,8 +95,7 @@ def main() -> None:
                     f"{limit:>4}  {label:<12} {p:>12.0f} {d:>7.0f} {y:>7.0f}"
                     f" {d / p:>12.2f} {y / p:>12.2f}"
                 )
-    with server(url) as admin:
-        databases.drop(admin, BENCH_DB, force=True)
+    drop_database(url)
 
 
 if __name__ == "__main__":

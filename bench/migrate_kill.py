@@ -22,15 +22,9 @@ import sys
 import time
 
 import psycopg
+from stage import bench_database, drop_database, fresh_database
 
-from cruddur.config import Settings
-from cruddur.db import Db
-from cruddur.ops import databases
 from cruddur.ops.migrations import lock
-from cruddur.targets import embedded_server
-from cruddur.urls import server_conninfo, with_database
-
-BENCH_DB = "cruddur_bench_kill"
 
 # The child: connect (the migrations' way or plainly), take the lock, sleep in a statement.
 CHILD = """
@@ -41,19 +35,6 @@ conn = runner.connect(url) if how == "migrate" else psycopg.connect(url, autocom
 conn.execute("SELECT pg_advisory_lock(%s)", [lock.LOCK_KEY])
 conn.execute("SELECT pg_sleep(%s)", [float(seconds)])
 """
-
-
-def server_url() -> str:
-    given = os.environ.get("CRUDDUR_BENCH_URL")
-    return server_conninfo(given or embedded_server(Settings.from_env()).start())
-
-
-def recreate(server_url: str, *, again: bool = True) -> str:
-    with Db(server_url, autocommit=True) as server:
-        databases.drop(server, BENCH_DB, force=True)
-        if again:
-            databases.create(server, BENCH_DB)
-    return with_database(server_url, BENCH_DB)
 
 
 def held_after_kill(url: str, how: str, seconds: float) -> float:
@@ -83,15 +64,15 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--seconds", type=float, default=8.0, help="the statement's length")
     args = parser.parse_args()
-    server = server_url()
-    url = recreate(server)
+    url = bench_database("cruddur_bench_kill")
+    fresh_database(url)
     times: dict[str, list[float]] = {"migrate": [], "plain": []}
     try:
         for _ in range(args.rounds):  # interleaved: the machine is shared and noisy
             for how in times:
                 times[how].append(held_after_kill(url, how, args.seconds))
     finally:
-        recreate(server, again=False)
+        drop_database(url)
     print(f"lock held after SIGKILL during a {args.seconds:g} s statement ({args.rounds} rounds)")
     for how, label in (
         ("migrate", "client_connection_check_interval = 1s (migrations)"),

@@ -15,17 +15,16 @@ Usage: .venv/bin/python bench/notify_commit.py [--rounds 3] [--duration 3] [--cl
 from __future__ import annotations
 
 import argparse
-import os
 import re
 import statistics
 import subprocess
 import tempfile
 from pathlib import Path
 
-from feed import build, pgbench_binary, server_url
+from loads import load_options, pgbench_binary, pgbench_target, print_table
+from stage import bench_database, build
 
 from cruddur.db import Db
-from cruddur.urls import with_database, without_password
 
 TRIGGER = """
 CREATE OR REPLACE FUNCTION bench_notify() RETURNS trigger LANGUAGE plpgsql AS
@@ -36,24 +35,22 @@ CREATE TRIGGER bench_notify AFTER INSERT ON activities
 
 
 def tps(url: str, script: str, clients: int, seconds: int, *extra: str, env=None) -> float:
-    conninfo, password = without_password(url)
+    conninfo, full_env = pgbench_target(url, env)
     out = subprocess.run(
         [pgbench_binary(), "-n", "-M", "prepared", "-f", script, "-c", str(clients),
          "-j", "2", "-T", str(seconds), *extra, conninfo],
-        env={**os.environ, "PGPASSWORD": password or "", **(env or {})},
-        capture_output=True, text=True, check=True,
+        env=full_env, capture_output=True, text=True, check=True,
     ).stdout  # fmt: skip
     return float(re.search(r"tps = ([\d.]+)", out).group(1))
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--duration", type=int, default=3)
-    parser.add_argument("--clients", type=int, default=16)
+    load_options(parser, rounds=3, duration=3)
+    parser.add_argument("--clients", type=int, default=16, help="pgbench's clients")
     parser.add_argument("--notify-rate", type=int, default=400)
     args = parser.parse_args()
-    url = with_database(server_url(), "cruddur_bench_notify")
+    url = bench_database("cruddur_bench_notify")
     build(url, 1000, 100)
     with Db(url) as db:
         author = db.query_value("SELECT uuid FROM users WHERE handle = 'andrewbrown'")
@@ -74,13 +71,11 @@ def main() -> None:
             results["trigger"].append(tps(url, str(insert), args.clients, args.duration))
             with Db(url, autocommit=True) as db:
                 db.query_commit("DROP TRIGGER bench_notify ON activities")
-            conninfo, password = without_password(url)
+            conninfo, env = pgbench_target(url, {"PGOPTIONS": "-c synchronous_commit=off"})
             notifier = subprocess.Popen(
                 [pgbench_binary(), "-n", "-f", str(notify), "-c", "2", "-j", "1",
                  "-T", str(args.duration), "-R", str(args.notify_rate), conninfo],
-                env={**os.environ, "PGPASSWORD": password or "",
-                     "PGOPTIONS": "-c synchronous_commit=off"},
-                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
             )  # fmt: skip
             results["notifier"].append(tps(url, str(insert), args.clients, args.duration))
             notifier.wait(timeout=60)
@@ -89,11 +84,17 @@ def main() -> None:
             ))  # fmt: skip
     print()
     print(f"{args.clients} clients, {args.rounds} interleaved rounds of {args.duration} s")
-    print("| inserts | tps (median) | against plain |")
-    print("|---|---:|---:|")
-    for name, values in results.items():
-        share = statistics.median(v / p for v, p in zip(values, results["plain"], strict=True))
-        print(f"| {name} | {statistics.median(values):,.0f} | {share:.0%} |")
+    print_table(
+        ["inserts", "tps (median)", "against plain"],
+        "lrr",
+        [
+            [name, f"{statistics.median(values):,.0f}", f"{share:.0%}"]
+            for name, values in results.items()
+            for share in [
+                statistics.median(v / p for v, p in zip(values, results["plain"], strict=True))
+            ]
+        ],
+    )
 
 
 if __name__ == "__main__":

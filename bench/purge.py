@@ -18,19 +18,14 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import statistics
 import subprocess
-import sys
 import time
-from pathlib import Path
 
-from feed import build, server_url, start_service, wrk
+from loads import load_options, print_table, require_wrk, wrk
+from stage import CRUDDUR, bench_database, build, start_service, stop
 
 from cruddur.db import Db
-from cruddur.urls import with_database
-
-VENV_BIN = Path(sys.executable).parent
 
 SIZES = """
 SELECT pg_relation_size('activities'), pg_indexes_size('activities'),
@@ -68,8 +63,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--activities", type=int, default=1_000_000)
     parser.add_argument("--expired", type=int, default=500_000)
-    parser.add_argument("--users", type=int, default=1000)
-    parser.add_argument("--connections", type=int, default=8)
+    load_options(parser, connections=8, users=1000)
     parser.add_argument("--run-seconds", type=int, default=2)
     parser.add_argument("--baseline", type=int, default=5, help="wrk runs before the purge")
     parser.add_argument(
@@ -79,12 +73,11 @@ def main() -> None:
         "instead of building one (it is changed: run feed.py again afterwards)",
     )
     args = parser.parse_args()
-    if not shutil.which("wrk"):
-        raise SystemExit("wrk is not installed: apt-get install wrk")
+    require_wrk()
     if args.reuse:
-        url = with_database(server_url(), f"cruddur_bench_feed_{args.activities}")
+        url = bench_database(f"cruddur_bench_feed_{args.activities}")
     else:
-        url = with_database(server_url(), "cruddur_bench_purge")
+        url = bench_database("cruddur_bench_purge")
         build(url, args.activities, args.users)
     started = time.perf_counter()
     make_expired(url, args.expired)
@@ -95,7 +88,7 @@ def main() -> None:
     try:
         quiet = [wrk(feed, args.connections, args.run_seconds) for _ in range(args.baseline)]
         purge = subprocess.Popen(
-            [VENV_BIN / "cruddur", "db", "purge-expired"],
+            [CRUDDUR, "db", "purge-expired"],
             env={**os.environ, "CONNECTION_URL": url},
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         )  # fmt: skip
@@ -107,8 +100,7 @@ def main() -> None:
         wall = time.perf_counter() - purge_started
         after_quiet = [wrk(feed, args.connections, args.run_seconds) for _ in range(args.baseline)]
     finally:
-        process.terminate()
-        process.wait(timeout=20)
+        stop(process)
     if purge.returncode != 0:
         raise SystemExit(f"the purge failed:\n{purge_log}")
     after = sizes(url)
@@ -126,24 +118,31 @@ def main() -> None:
 
     print()
     print(f"purge wall time: {wall:.1f} s; plain VACUUM after it: {vacuum_seconds:.1f} s")
-    print("| home feed (cache off), wrk runs of "
-          f"{args.run_seconds} s | runs | req/s | p99 ms, median (worst) |")  # fmt: skip
-    print("|---|---:|---:|---:|")
-    for name, loads in [("before the purge", quiet), ("during the purge", during),
-                        ("after the purge", after_quiet)]:  # fmt: skip
-        rps = statistics.median(x.rps for x in loads)
-        print(f"| {name} | {len(loads)} | {rps:,.0f} | {p99(loads)} |")
+    print_table(
+        [f"home feed (cache off), wrk runs of {args.run_seconds} s", "runs", "req/s",
+         "p99 ms, median (worst)"],
+        "lrrr",
+        [
+            [name, len(loads), f"{statistics.median(x.rps for x in loads):,.0f}", p99(loads)]
+            for name, loads in [("before the purge", quiet), ("during the purge", during),
+                                ("after the purge", after_quiet)]
+        ],
+    )  # fmt: skip
     ratio = statistics.median(x.p99_ms for x in during) / statistics.median(x.p99_ms for x in quiet)
     print(f"p99 during / before: {ratio:.2f}x")
     print()
-    print("| activities table | rows | heap | indexes | total |")
-    print("|---|---:|---:|---:|---:|")
-    for name, (heap, indexes, total, rows) in [
-        ("before (after VACUUM FULL)", before),
-        ("after the purge", after),
-        ("after the purge and VACUUM", vacuumed),
-    ]:
-        print(f"| {name} | {rows:,} | {mb(heap)} | {mb(indexes)} | {mb(total)} |")
+    print_table(
+        ["activities table", "rows", "heap", "indexes", "total"],
+        "lrrrr",
+        [
+            [name, f"{rows:,}", mb(heap), mb(indexes), mb(total)]
+            for name, (heap, indexes, total, rows) in [
+                ("before (after VACUUM FULL)", before),
+                ("after the purge", after),
+                ("after the purge and VACUUM", vacuumed),
+            ]
+        ],
+    )
 
 
 if __name__ == "__main__":

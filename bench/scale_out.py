@@ -33,13 +33,10 @@ BENCH_DIR = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH_DIR.parent / "tests"))
 sys.path.insert(0, str(BENCH_DIR))
 
-from feed import Load, start_service, wrk  # noqa: E402
+from loads import Load, load_options, wrk  # noqa: E402
 from pgbouncer_support import PgBouncer  # noqa: E402
 from replica_support import ReplicaPair  # noqa: E402
-
-from cruddur.db import Db  # noqa: E402
-
-VENV_BIN = Path(sys.executable).parent
+from stage import seed_fake, start_service, stop, vacuum_analyze  # noqa: E402
 
 
 def postgres_cpu_seconds(data_dir: Path) -> float:
@@ -68,14 +65,8 @@ def postgres_cpu_seconds(data_dir: Path) -> float:
 
 def build(pair: ReplicaPair, activities: int) -> None:
     started = time.perf_counter()
-    subprocess.run(
-        [VENV_BIN / "cruddur", "db", "seed", "--fake", "--users", "1000",
-         "--activities", str(activities), "--seed", "4"],
-        env={**os.environ, "CONNECTION_URL": pair.primary_url}, check=True,
-        stdout=subprocess.DEVNULL,
-    )  # fmt: skip
-    with Db(pair.primary_url, autocommit=True) as db:
-        db.query_commit("VACUUM ANALYZE")
+    seed_fake(pair.primary_url, activities, 1000, stdout=subprocess.DEVNULL)
+    vacuum_analyze(pair.primary_url)
     pair.wait_caught_up(timeout=300)
     print(
         f"{activities:,} activities loaded and replicated in {time.perf_counter() - started:.1f} s"
@@ -85,11 +76,7 @@ def build(pair: ReplicaPair, activities: int) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--activities", type=int, default=100_000)
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--duration", type=int, default=4)
-    parser.add_argument("--connections", type=int, default=8)
-    parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--threads", type=int, default=1)
+    load_options(parser, rounds=3, duration=4, connections=8, workers=2, threads=1)
     args = parser.parse_args()
 
     pair = ReplicaPair(Path(tempfile.mkdtemp(prefix="cruddur-scale-out-"))).create()
@@ -123,8 +110,7 @@ def main() -> None:
                     load = wrk(f"{base}/api/activities/home", args.connections, args.duration)
                     primary_cpu = postgres_cpu_seconds(pair.primary.data_dir) - before
                 finally:
-                    process.terminate()
-                    process.wait(10)
+                    stop(process, timeout=10)
                 requests = load.rps * args.duration
                 results[name].append((load, primary_cpu / requests * 1e6, load.rps))
                 per_request = primary_cpu / requests * 1e6

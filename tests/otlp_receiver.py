@@ -1,5 +1,6 @@
 """A real OTLP/HTTP trace receiver for the tests: POST /v1/traces, protobuf decoded with
-opentelemetry-proto, spans kept as plain dicts. It can answer slowly or not at all."""
+opentelemetry-proto, spans kept as plain dicts. It can answer slowly or not at all.
+bench/feed.py --observability uses it with decode=False: it counts and discards."""
 
 from __future__ import annotations
 
@@ -32,11 +33,13 @@ def _value(any_value: Any) -> Any:
 
 
 class OtlpReceiver:
-    def __init__(self, delay: float = 0.0) -> None:
+    def __init__(self, delay: float = 0.0, *, decode: bool = True) -> None:
         self.delay = delay  # seconds to wait before answering each export
+        self.decode = decode  # False: count the exports and their bytes, keep nothing
         self.spans: list[Span] = []
         self.headers: list[dict[str, str]] = []
         self.exports = 0
+        self.bytes = 0
         self._lock = threading.Lock()
         receiver = self
 
@@ -65,6 +68,11 @@ class OtlpReceiver:
 
     def _take(self, path: str, headers: dict[str, str], body: bytes) -> None:
         assert path == "/v1/traces", path
+        if not self.decode:  # a benchmark's sink: what it costs to take them, no more
+            with self._lock:
+                self.exports += 1
+                self.bytes += len(body)
+            return
         request = ExportTraceServiceRequest()
         request.ParseFromString(body)
         spans = []
@@ -85,6 +93,7 @@ class OtlpReceiver:
                     )
         with self._lock:
             self.exports += 1
+            self.bytes += len(body)
             self.headers.append({k.lower(): v for k, v in headers.items()})
             self.spans.extend(spans)
 
