@@ -1,10 +1,14 @@
-"""Helpers the tests share: run a command as a user would, look into a database."""
+"""Helpers the tests share: run a command as a user would, look into a database, a free
+port, a server program run as `postgres`, a user pool in moto's Cognito."""
 
 from __future__ import annotations
 
 import os
+import pwd
+import socket
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import psycopg
 
@@ -12,6 +16,15 @@ from cruddur.urls import parse
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = ROOT / "bin"
+
+# The tables' columns, named as the original Cruddur named them.
+USER_COLUMNS = frozenset({
+    "uuid", "display_name", "handle", "email", "cognito_user_id", "created_at",
+})  # fmt: skip
+ACTIVITY_COLUMNS = frozenset({
+    "uuid", "user_uuid", "message", "replies_count", "reposts_count", "likes_count",
+    "reply_to_activity_uuid", "expires_at", "created_at",
+})  # fmt: skip
 
 
 def run(
@@ -39,6 +52,21 @@ def run(
     )
 
 
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def as_postgres_user() -> dict[str, Any]:
+    """subprocess.run's arguments that run a server program (PostgreSQL, PgBouncer) as the
+    `postgres` user when the tests run as root, since they refuse root; none otherwise."""
+    if os.geteuid() != 0:
+        return {}
+    entry = pwd.getpwnam("postgres")
+    return {"user": entry.pw_uid, "group": entry.pw_gid, "extra_groups": []}
+
+
 def tables(url: str) -> set[str]:
     with psycopg.connect(url) as conn:
         rows = conn.execute(
@@ -57,3 +85,18 @@ def as_role(url: str, user: str, password: str) -> str:
     params = parse(url)
     params.update(user=user, password=password)
     return " ".join(f"{key}='{value}'" for key, value in params.items())
+
+
+def user_pool(auth_flow: str) -> tuple[str, str]:
+    """A user pool "cruddur" in moto's Cognito (under the `aws` fixture) with an app client
+    "web" that signs in by `auth_flow` and refreshes: the pool's id and the client's."""
+    from cruddur.aws import client
+
+    idp = client("cognito-idp")
+    pool_id = idp.create_user_pool(PoolName="cruddur")["UserPool"]["Id"]
+    client_id = idp.create_user_pool_client(
+        UserPoolId=pool_id,
+        ClientName="web",
+        ExplicitAuthFlows=[auth_flow, "ALLOW_REFRESH_TOKEN_AUTH"],
+    )["UserPoolClient"]["ClientId"]
+    return pool_id, client_id

@@ -110,3 +110,9 @@ class OtlpReceiver:
     def close(self) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+    def __enter__(self) -> OtlpReceiver:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -4,34 +4,19 @@ bin/test installs it). It runs as the `postgres` user when the tests run as root
 from __future__ import annotations
 
 import os
-import pwd
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
 
 import psycopg
+from helpers import as_postgres_user, free_port
 from psycopg.conninfo import make_conninfo
 
 from cruddur.urls import parse
 
 PGBOUNCER = shutil.which("pgbouncer") or "/usr/sbin/pgbouncer"
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _as_other_user() -> dict[str, Any]:
-    if os.geteuid() != 0:
-        return {}
-    entry = pwd.getpwnam("postgres")
-    return {"user": entry.pw_uid, "group": entry.pw_gid, "extra_groups": []}
 
 
 class PgBouncer:
@@ -49,7 +34,7 @@ class PgBouncer:
                 "pgbouncer is not installed: apt-get install pgbouncer (bin/test does it as root)"
             )
         self.server = parse(server_url)
-        self.port = _free_port()
+        self.port = free_port()
         self.folder = Path(tempfile.mkdtemp(prefix="cruddur-pgbouncer-"))
         user, password = self.server["user"], self.server.get("password", "")
         logins = {user: password, **(users or {})}
@@ -72,7 +57,7 @@ class PgBouncer:
             f"logfile = {self.folder / 'pgbouncer.log'}\n"
             f"pidfile = {self.folder / 'pgbouncer.pid'}\n"
         )
-        switch = _as_other_user()
+        switch = as_postgres_user()
         if switch:
             os.chown(self.folder, switch["user"], switch["group"])
             for name in ("users.txt", "pgbouncer.ini"):

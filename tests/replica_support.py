@@ -10,15 +10,13 @@ and `pg_wal_replay_pause()`.
 from __future__ import annotations
 
 import os
-import pwd
 import shutil
-import socket
 import subprocess
 import time
 from pathlib import Path
-from typing import Any
 
 import psycopg
+from helpers import as_postgres_user, free_port
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
@@ -26,20 +24,6 @@ from cruddur.db import Db
 from cruddur.embedded import APP_DATABASE, EmbeddedPostgres
 from cruddur.ops import loading
 from cruddur.urls import parse
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _as_server_user() -> dict[str, Any]:
-    # PostgreSQL refuses to run as root; as root, run its programs as `postgres`.
-    if os.geteuid() != 0:
-        return {}
-    entry = pwd.getpwnam("postgres")
-    return {"user": entry.pw_uid, "group": entry.pw_gid, "extra_groups": []}
 
 
 class ReplicaPair:
@@ -106,7 +90,7 @@ class ReplicaPair:
             },
             check=False,
             timeout=120,
-            **_as_server_user(),
+            **as_postgres_user(),
         )
         if done.returncode != 0:
             raise RuntimeError(f"{program} failed: {done.stderr or done.stdout}")
@@ -123,7 +107,7 @@ class ReplicaPair:
         subprocess.run(
             [str(self.primary.bin_dir() / "pg_ctl"), f"--pgdata={self.replica_dir}",
              "stop", "--wait", f"--mode={mode}"],
-            capture_output=True, check=False, timeout=60, **_as_server_user(),
+            capture_output=True, check=False, timeout=60, **as_postgres_user(),
         )  # fmt: skip
 
     def set_apply_delay(self, milliseconds: int) -> None:

@@ -1,27 +1,37 @@
-"""`cruddur serve` as a real process for the tests: started on a free port in its own
-process group, watched line by line, and stopped with whatever it left behind."""
+"""`cruddur serve` as a real process for the tests (and bench/outage.py): started on a
+free port in its own process group, watched line by line, asked over HTTP, and stopped
+with whatever it left behind. served.py, web_support.py and test_telemetry.py build on it.
+"""
 
 from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import threading
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterable
 from pathlib import Path
 
-from helpers import ROOT
+from helpers import ROOT, free_port
 
 CRUDDUR = ROOT / ".venv" / "bin" / "cruddur"
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+def request(url: str, **kwargs) -> tuple[int, dict[str, str], bytes]:
+    """One HTTP request (urllib.request.Request's arguments): the status, the headers
+    (lower-case names) and the body, whatever the status."""
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url, **kwargs), timeout=10) as answer:
+            return answer.status, _lower(answer.headers), answer.read()
+    except urllib.error.HTTPError as error:
+        return error.code, _lower(error.headers), error.read()
+
+
+def _lower(headers) -> dict[str, str]:
+    return {name.lower(): value for name, value in headers.items()}
 
 
 def group_members(pgid: int) -> list[int]:
@@ -40,12 +50,23 @@ def group_members(pgid: int) -> list[int]:
 
 
 class Served:
-    """One `cruddur serve`; its output is kept, and `saw(text)` waits for a line."""
+    """One `cruddur serve`; its output is kept, and `saw(text)` waits for a line.
 
-    def __init__(self, *args: str, env: dict[str, str], port: int | None = None) -> None:
+    The environment is this process's without the variables named (or prefixed) in
+    `unset`, then `env`: a test's server never reaches the production database unless
+    the test gives it the URL."""
+
+    def __init__(
+        self,
+        *args: str,
+        env: dict[str, str],
+        port: int | None = None,
+        unset: Iterable[str] = ("PROD_CONNECTION_URL",),
+    ) -> None:
         self.port = port or free_port()
-        full_env = {**os.environ, **env, "NO_COLOR": "1", "PORT": str(self.port)}
-        full_env.pop("PROD_CONNECTION_URL", None)
+        unset = tuple(unset)
+        full_env = {k: v for k, v in os.environ.items() if not k.startswith(unset)}
+        full_env.update(env, NO_COLOR="1", PORT=str(self.port))
         self.process = subprocess.Popen(
             [str(CRUDDUR), "serve", *args],
             env=full_env,
@@ -57,7 +78,8 @@ class Served:
         self.base = f"http://127.0.0.1:{self.port}"
         self.lines: list[str] = []
         self._changed = threading.Condition()
-        threading.Thread(target=self._read, daemon=True).start()
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
 
     def _read(self) -> None:
         for line in self.process.stdout:
@@ -85,11 +107,12 @@ class Served:
         except urllib.error.HTTPError as error:
             return error.code
 
-    def wait_healthy(self, timeout: float = 30) -> None:
+    def wait_healthy(self, timeout: float = 30, ready: Iterable[int] = (200,)) -> None:
+        """Until /api/health answers with a status in `ready` (503: a database down)."""
         deadline = time.monotonic() + timeout
         while True:
             try:
-                if self.get("/api/health", timeout=1) == 200:
+                if self.get("/api/health", timeout=1) in ready:
                     return
             except OSError:
                 pass
@@ -113,4 +136,5 @@ class Served:
             self.process.wait(timeout=timeout)
         finally:
             self.kill_all()
+            self._reader.join(timeout=5)  # the last lines, once every writer has ended
         return self.output

@@ -8,17 +8,11 @@ import time
 from collections.abc import Iterator
 
 import pytest
-from helpers import ROOT, as_role, run
+from helpers import ROOT, as_role, free_port, run
 
 from cruddur.urls import parse
 
 CRUDDUR = ROOT / ".venv/bin/cruddur"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _pipe(source: socket.socket, sink: socket.socket) -> None:

@@ -12,7 +12,7 @@ from pathlib import Path
 import psycopg
 import pytest
 from helpers import ROOT, run
-from served import free_port
+from server_support import free_port
 
 from cruddur.embedded import SHARED_ROOT, EmbeddedPostgres, _pgserver_bin, find_bin_dir
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import http.client
 import json
 import os
-import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -13,7 +12,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from helpers import ROOT, run
+from helpers import ROOT, free_port, run
 
 from cruddur.db import Db
 from cruddur.embedded import EmbeddedPostgres
@@ -24,12 +23,6 @@ CRUDDUR = ROOT / ".venv" / "bin" / "cruddur"
 ROUNDS = 1000
 WITHIN = 0.1  # seconds: the promise
 BOUND = 1.0  # seconds: no copy lives longer
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class Http:
@@ -64,7 +57,7 @@ def serve_on(tmp_path: Path):
     started: list[subprocess.Popen] = []
 
     def start(url: str, workers: int = 2, **settings: str) -> Http:
-        port = _free_port()
+        port = free_port()
         env = {
             **os.environ,
             **settings,

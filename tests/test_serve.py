@@ -3,72 +3,25 @@
 from __future__ import annotations
 
 import json
-import os
-import signal
-import socket
-import subprocess
-import time
-import urllib.error
-import urllib.request
 
 import pytest
 from helpers import ROOT, run
+from server_support import Served, free_port, request
 
 from cruddur.urls import parse
 
 CRUDDUR = ROOT / ".venv" / "bin" / "cruddur"
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _get(url: str, **kwargs) -> tuple[int, dict, bytes]:
-    request = urllib.request.Request(url, **kwargs)
-    try:
-        with urllib.request.urlopen(request, timeout=10) as response:
-            return response.status, _lower(response.headers), response.read()
-    except urllib.error.HTTPError as error:
-        return error.code, _lower(error.headers), error.read()
-
-
-def _lower(headers) -> dict[str, str]:
-    return {name.lower(): value for name, value in headers.items()}
-
-
-def _wait_for_health(base: str, process: subprocess.Popen) -> None:
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            if _get(f"{base}/api/health")[0] == 200:
-                return
-        except OSError:
-            pass
-        assert process.poll() is None, process.stdout.read()
-        assert time.monotonic() < deadline, "the server did not answer in 30 s"
-        time.sleep(0.2)
-
-
 def test_serve_dev_runs_flasks_reloader(seeded_db: str, tmp_path) -> None:
-    port = _free_port()
-    env = {**os.environ, "CONNECTION_URL": seeded_db, "CRUDDUR_HOME": str(tmp_path)}
-    process = subprocess.Popen(
-        [str(CRUDDUR), "serve", "--dev", "--port", str(port)],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,  # the reloader's child goes down with the group
-    )
+    # Its own process group: the reloader's child goes down with it.
+    served = Served("--dev", env={"CONNECTION_URL": seeded_db, "CRUDDUR_HOME": str(tmp_path)})
     try:
-        _wait_for_health(f"http://127.0.0.1:{port}", process)
-        status, _, body = _get(f"http://127.0.0.1:{port}/api/activities/home")
+        served.wait_healthy()
+        status, _, body = request(f"{served.base}/api/activities/home")
         assert status == 200 and json.loads(body)
     finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        output, _ = process.communicate(timeout=15)
+        output = served.stop()
     assert "Debugger is active" in output or "reloader" in output.lower()
     # Request lines for people, not JSON, in development.
     assert "INFO cruddur.request: GET /api/activities/home 200" in output
@@ -80,28 +33,19 @@ def test_serve_dev_runs_flasks_reloader(seeded_db: str, tmp_path) -> None:
 def test_serve_answers_over_http(
     server: str, own_role: bool, seeded_db: str, api_url: str, admin, tmp_path
 ) -> None:
-    port = _free_port()
-    env = {"CONNECTION_URL": seeded_db, "CRUDDUR_HOME": str(tmp_path), "PORT": str(port)}
+    env = {"CONNECTION_URL": seeded_db, "CRUDDUR_HOME": str(tmp_path)}
     if own_role:  # the API as its own role; otherwise as the owner, with a warning
         env["CRUDDUR_API_CONNECTION_URL"] = api_url
-    full_env = {**os.environ, **env, "NO_COLOR": "1"}
-    full_env.pop("PROD_CONNECTION_URL", None)
-    process = subprocess.Popen(
-        [str(CRUDDUR), "serve", "--server", server, "--workers", "2", "--threads", "2"],
-        env=full_env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    base = f"http://127.0.0.1:{port}"
+    served = Served("--server", server, "--workers", "2", "--threads", "2", env=env)
+    base = served.base
     try:
-        _wait_for_health(base, process)
-        status, headers, body = _get(f"{base}/api/activities/home?limit=2")
+        served.wait_healthy()
+        status, headers, body = request(f"{base}/api/activities/home?limit=2")
         assert status == 200 and headers["content-type"] == "application/json"
         assert len(json.loads(body)) == 2 and 'rel="next"' in headers["link"]
         minted = run(CRUDDUR, "dev", "token", "--handle", "andrewbrown", env=env)
         assert minted.returncode == 0, minted.stderr
-        status, _, body = _get(
+        status, _, body = request(
             f"{base}/api/activities",
             data=json.dumps({"message": f"via {server}", "ttl": "1-hour"}).encode(),
             headers={
@@ -120,12 +64,7 @@ def test_serve_answers_over_http(
         expected = parse(api_url if own_role else seeded_db)["user"]
         assert users == [(expected,)]
     finally:
-        process.terminate()
-        try:
-            output, _ = process.communicate(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            output, _ = process.communicate()
+        output = served.stop()
     assert "password" not in output.lower() or "***" in output
     assert seeded_db.split("@")[0] not in output  # the URL's credentials are never printed
     assert parse(api_url)["password"] not in output
@@ -187,7 +126,7 @@ def test_the_worker_factory_tunes_the_collector(monkeypatch, tmp_path) -> None:
 )
 def test_serve_refuses_to_sign_in_fail_open(args, env, said, tmp_path) -> None:
     env = {"CRUDDUR_HOME": str(tmp_path), "CONNECTION_URL": "postgresql://x@127.0.0.1:9/x", **env}
-    refused = run(CRUDDUR, "serve", "--port", str(_free_port()), *args, env=env)
+    refused = run(CRUDDUR, "serve", "--port", str(free_port()), *args, env=env)
     assert refused.returncode == 1, refused.stderr
     assert said in refused.stderr and refused.stderr.startswith("error:")
     assert "Traceback" not in refused.stderr

@@ -11,18 +11,19 @@ import secrets
 import subprocess
 import threading
 import time
-import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import psycopg
 import pytest
+import server_support
 from conftest import build_template
 from helpers import ROOT, run
 from otlp_receiver import OtlpReceiver, Span
 from prometheus_client.parser import text_string_to_metric_families
 from psycopg import sql
+from server_support import free_port, request
 
 from cruddur.urls import with_database
 
@@ -30,87 +31,37 @@ CRUDDUR = ROOT / ".venv" / "bin" / "cruddur"
 SERVER, CLIENT = 2, 3  # OTLP span kinds
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _call(url: str, **kwargs) -> tuple[int, dict[str, str], bytes]:
-    request = urllib.request.Request(url, **kwargs)
-    try:
-        with urllib.request.urlopen(request, timeout=10) as response:
-            return (
-                response.status,
-                {k.lower(): v for k, v in response.headers.items()},
-                response.read(),
-            )
-    except urllib.error.HTTPError as error:
-        return error.code, {k.lower(): v for k, v in error.headers.items()}, error.read()
-
-
-class Served:
-    """`cruddur serve` with 2 workers of 2 threads; its output in a file, read at will."""
+class Served(server_support.Served):
+    """`cruddur serve` with 2 workers of 2 threads; telemetry only as `env` asks."""
 
     def __init__(self, url: str, home: Path, env: dict[str, str]) -> None:
-        self.port = _free_port()
-        self.output = home / f"serve-{self.port}.log"
-        full_env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
-        full_env.pop("PROD_CONNECTION_URL", None)
-        full_env.pop("CRUDDUR_METRICS_PORT", None)
         # Every feed request reads the database (no worker copy of the first page), so
         # each has its SQL spans; the copy's refills have their own span.
-        full_env.update(
-            {"CONNECTION_URL": url, "CRUDDUR_HOME": str(home), "PORT": str(self.port)},
-            CRUDDUR_FEED_CACHE="0",
-        )
-        full_env.update(env)
-        self.env = full_env
-        self.process = subprocess.Popen(
-            [str(CRUDDUR), "serve", "--server", "granian", "--workers", "2", "--threads", "2"],
-            env=full_env,
-            stdout=self.output.open("w"),
-            stderr=subprocess.STDOUT,
-        )
-        self.base = f"http://127.0.0.1:{self.port}"
-        deadline = time.monotonic() + 40
+        self.env = {
+            "CONNECTION_URL": url, "CRUDDUR_HOME": str(home), "CRUDDUR_FEED_CACHE": "0", **env
+        }  # fmt: skip
+        super().__init__(
+            "--server", "granian", "--workers", "2", "--threads", "2", env=self.env,
+            unset=("OTEL_", "PROD_CONNECTION_URL", "CRUDDUR_METRICS_PORT"),
+        )  # fmt: skip
         # Both workers up (each logs its start), and the API answering.
-        while "Started worker-2" not in self.text() or "Started worker-1" not in self.text():
-            assert self.process.poll() is None, self.text()
-            assert time.monotonic() < deadline, self.text()
-            time.sleep(0.2)
-        while True:
-            try:
-                if _call(f"{self.base}/api/health")[0] == 200:
-                    break
-            except OSError:
-                pass
-            assert time.monotonic() < deadline, self.text()
-            time.sleep(0.2)
-
-    def text(self) -> str:
-        return self.output.read_text()
+        for worker in ("worker-1", "worker-2"):
+            assert self.saw(f"Started {worker}", timeout=40), self.output
+        self.wait_healthy(timeout=40)
 
     def request_lines(self) -> list[dict]:
         lines = []
-        for line in self.text().splitlines():
+        for line in self.output.splitlines():
             if line.startswith("{"):
                 record = json.loads(line)  # every JSON-looking line is one whole object
                 if record["logger"] == "cruddur.request":
                     lines.append(record)
         return lines
 
-    def stop(self) -> float:
+    def stop(self) -> float:  # type: ignore[override]
+        """Seconds it took; more than 30 fails the test."""
         started = time.monotonic()
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-            raise AssertionError("the server did not stop within 30 s") from None
+        super().stop(timeout=30)
         return time.monotonic() - started
 
 
@@ -127,9 +78,36 @@ def module_db(admin: psycopg.Connection, server_url: str, app_roles) -> Iterator
 
 @pytest.fixture(scope="module")
 def receiver() -> Iterator[OtlpReceiver]:
-    opened = OtlpReceiver()
-    yield opened
-    opened.close()
+    with OtlpReceiver() as opened:
+        yield opened
+
+
+@pytest.fixture
+def own_receiver() -> Iterator[OtlpReceiver]:
+    """A receiver for one test's own servers (nothing else exports to it)."""
+    with OtlpReceiver() as opened:
+        yield opened
+
+
+@pytest.fixture
+def own_server(
+    module_db: str, tmp_path: Path, own_receiver: OtlpReceiver
+) -> Iterator[Callable[..., Served]]:
+    """Starts a server of the test's own, with `env`, exporting to own_receiver unless
+    env names another endpoint; any the test has not stopped is stopped after it."""
+    started: list[Served] = []
+
+    def start(**env: str) -> Served:
+        server = Served(
+            module_db, tmp_path, {"OTEL_EXPORTER_OTLP_ENDPOINT": own_receiver.url, **env}
+        )
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        if server.process.poll() is None:
+            server.stop()
 
 
 @pytest.fixture(scope="module")
@@ -143,7 +121,7 @@ def served(module_db: str, receiver: OtlpReceiver, tmp_path_factory) -> Iterator
             "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.url,
             "OTEL_EXPORTER_OTLP_HEADERS": "x-honeycomb-team=test-key",
             "OTEL_BSP_SCHEDULE_DELAY": "100",
-            "CRUDDUR_METRICS_PORT": str(_free_port()),
+            "CRUDDUR_METRICS_PORT": str(free_port()),
         },
     )
     yield server
@@ -176,7 +154,7 @@ def test_a_feed_request_is_one_trace_that_continues_the_callers(
     served: Served, receiver: OtlpReceiver
 ) -> None:
     trace_id, parent_id = secrets.token_hex(16), secrets.token_hex(8)
-    status, headers, _ = _call(
+    status, headers, _ = request(
         f"{served.base}/api/activities/home?limit=2",
         headers={"traceparent": f"00-{trace_id}-{parent_id}-01", "X-Request-Id": "feed-trace-1"},
     )
@@ -217,7 +195,7 @@ def test_a_write_is_traced_with_its_author_and_logged_without_secrets(
     token = _token(served)
     message = f"secret words {secrets.token_hex(4)}"
     trace_id = secrets.token_hex(16)
-    status, headers, body = _call(
+    status, headers, body = request(
         f"{served.base}/api/activities",
         data=json.dumps({"message": message, "ttl": "1-hour"}).encode(),
         headers={
@@ -246,16 +224,18 @@ def test_a_write_is_traced_with_its_author_and_logged_without_secrets(
         assert time.monotonic() < deadline
         time.sleep(0.1)
     assert lines[0]["user_uuid"] == author and lines[0]["route"] == "/api/activities"
-    output = served.text()
+    output = served.output
     assert message not in output and token not in output and "password" not in output.lower()
 
 
 def test_log_lines_name_the_route_template_not_the_path(served: Served) -> None:
     assert (
-        _call(f"{served.base}/api/activities/@bayko", headers={"X-Request-Id": "route-1a"})[0]
+        request(f"{served.base}/api/activities/@bayko", headers={"X-Request-Id": "route-1a"})[0]
         == 200
     )
-    assert _call(f"{served.base}/api/no/such/path", headers={"X-Request-Id": "route-1b"})[0] == 404
+    assert (
+        request(f"{served.base}/api/no/such/path", headers={"X-Request-Id": "route-1b"})[0] == 404
+    )
     deadline = time.monotonic() + 5
     while (
         len(lines := [r for r in served.request_lines() if r["request_id"].startswith("route-1")])
@@ -284,7 +264,7 @@ def test_metrics_count_the_requests_of_both_workers(served: Served) -> None:
 
     def load(count: int, prefix: str) -> None:
         for n in range(count):
-            status = _call(
+            status = request(
                 f"{served.base}/api/activities/home", headers={"X-Request-Id": f"{prefix}-{n:04d}"}
             )[0]
             assert status == 200
@@ -295,7 +275,7 @@ def test_metrics_count_the_requests_of_both_workers(served: Served) -> None:
     for thread in threads:
         thread.join()
     for _ in range(3):
-        assert _call(f"{served.base}/api/activities", data=b"{}", method="POST")[0] == 401
+        assert request(f"{served.base}/api/activities", data=b"{}", method="POST")[0] == 401
 
     deadline = time.monotonic() + 5
     while (
@@ -324,50 +304,36 @@ def test_metrics_count_the_requests_of_both_workers(served: Served) -> None:
 
 
 def test_spans_queued_at_a_stop_are_sent_before_the_workers_end(
-    module_db: str, tmp_path: Path
+    own_server, own_receiver: OtlpReceiver
 ) -> None:
-    receiver = OtlpReceiver()
-    try:
-        server = Served(
-            module_db,
-            tmp_path,
-            {"OTEL_EXPORTER_OTLP_ENDPOINT": receiver.url, "OTEL_BSP_SCHEDULE_DELAY": "600000"},
-        )
-        for _ in range(4):
-            assert _call(f"{server.base}/api/activities/home")[0] == 200
-        assert receiver.spans == []  # still queued: the batch goes out every 10 minutes
+    server = own_server(OTEL_BSP_SCHEDULE_DELAY="600000")
+    for _ in range(4):
+        assert request(f"{server.base}/api/activities/home")[0] == 200
+    assert own_receiver.spans == []  # still queued: the batch goes out every 10 minutes
+    server.stop()
+    names = [s.name for s in own_receiver.spans]
+    assert names.count("home-activities") == 4
+
+
+def test_nothing_is_traced_without_an_endpoint(
+    module_db: str, tmp_path: Path, own_server, own_receiver: OtlpReceiver
+) -> None:
+    # The SDK's own switch, with an endpoint given: nothing reaches the receiver.
+    disabled = own_server(OTEL_SDK_DISABLED="true")
+    # No endpoint at all (the service name and sampler alone do not switch it on).
+    unset = Served(
+        module_db,
+        tmp_path,
+        {"OTEL_SERVICE_NAME": "backend-flask", "OTEL_TRACES_SAMPLER": "always_on"},
+    )
+    for server in (disabled, unset):
+        assert request(f"{server.base}/api/activities/home")[0] == 200
         server.stop()
-        names = [s.name for s in receiver.spans]
-        assert names.count("home-activities") == 4
-    finally:
-        receiver.close()
-
-
-def test_nothing_is_traced_without_an_endpoint(module_db: str, tmp_path: Path) -> None:
-    receiver = OtlpReceiver()
-    try:
-        # The SDK's own switch, with an endpoint given: nothing reaches the receiver.
-        disabled = Served(
-            module_db,
-            tmp_path,
-            {"OTEL_EXPORTER_OTLP_ENDPOINT": receiver.url, "OTEL_SDK_DISABLED": "true"},
-        )
-        # No endpoint at all (the service name and sampler alone do not switch it on).
-        unset = Served(
-            module_db,
-            tmp_path,
-            {"OTEL_SERVICE_NAME": "backend-flask", "OTEL_TRACES_SAMPLER": "always_on"},
-        )
-        for server in (disabled, unset):
-            assert _call(f"{server.base}/api/activities/home")[0] == 200
-            server.stop()
-            assert "traces: off" in server.text()
-            assert "traces: on" not in server.text()
-            lines = server.request_lines()
-            assert lines and all("trace_id" not in line for line in lines)
-        assert receiver.exports == 0
-    finally:
-        receiver.close()
+        assert "traces: off" in server.output
+        assert "traces: on" not in server.output
+        lines = server.request_lines()
+        assert lines and all("trace_id" not in line for line in lines)
+    assert own_receiver.exports == 0
 
 
 @pytest.mark.parametrize("receiver_state", ["down", "slow"])
@@ -375,7 +341,7 @@ def test_a_receiver_down_or_slow_never_slows_or_fails_a_request(
     receiver_state: str, module_db: str, tmp_path: Path
 ) -> None:
     slow = OtlpReceiver(delay=5.0) if receiver_state == "slow" else None
-    endpoint = slow.url if slow else f"http://127.0.0.1:{_free_port()}"  # nothing listens
+    endpoint = slow.url if slow else f"http://127.0.0.1:{free_port()}"  # nothing listens
     try:
         server = Served(
             module_db,
@@ -385,7 +351,7 @@ def test_a_receiver_down_or_slow_never_slows_or_fails_a_request(
         )  # fmt: skip
         for _ in range(40):
             started = time.monotonic()
-            assert _call(f"{server.base}/api/activities/home")[0] == 200
+            assert request(f"{server.base}/api/activities/home")[0] == 200
             # A user-facing bound, far above a feed page's few milliseconds.
             assert time.monotonic() - started < 1.0
         # Nor a stop by more than the few seconds given to the last spans (ECS allows 30).
@@ -462,74 +428,62 @@ def test_sampling_follows_the_standard_samplers() -> None:
 
 
 def test_unsampled_requests_are_not_traced_and_sampled_callers_are_followed(
-    module_db: str, tmp_path: Path
+    own_server, own_receiver: OtlpReceiver
 ) -> None:
-    receiver = OtlpReceiver()
-    try:
-        server = Served(
-            module_db,
-            tmp_path,
-            {
-                "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.url,
-                "OTEL_BSP_SCHEDULE_DELAY": "100",
-                "OTEL_TRACES_SAMPLER": "parentbased_traceidratio",
-                "OTEL_TRACES_SAMPLER_ARG": "0",  # no trace of our own: only the callers'
-            },
+    server = own_server(
+        OTEL_BSP_SCHEDULE_DELAY="100",
+        OTEL_TRACES_SAMPLER="parentbased_traceidratio",
+        OTEL_TRACES_SAMPLER_ARG="0",  # no trace of our own: only the callers'
+    )
+    for n in range(5):
+        assert (
+            request(
+                f"{server.base}/api/activities/home", headers={"X-Request-Id": f"unsampled-{n}"}
+            )[0]
+            == 200
         )
-        for n in range(5):
-            assert (
-                _call(
-                    f"{server.base}/api/activities/home", headers={"X-Request-Id": f"unsampled-{n}"}
-                )[0]
-                == 200
-            )
-        trace_id = secrets.token_hex(16)
-        traceparent = f"00-{trace_id}-{secrets.token_hex(8)}-01"
-        status = _call(
-            f"{server.base}/api/activities/home",
-            headers={"traceparent": traceparent, "X-Request-Id": "followed-1"},
-        )[0]
-        assert status == 200
-        spans = _trace(receiver, trace_id, {"GET /api/activities/home", "home-activities"})
-        assert sum(len(group) for group in spans.values()) == 3  # server, use case, SQL
-        server.stop()
-        assert {s.trace_id for s in receiver.spans} == {trace_id}  # nothing else was traced
-        lines = {line["request_id"]: line for line in server.request_lines()}
-        assert lines["followed-1"]["trace_id"] == trace_id
-        assert all("trace_id" not in lines[f"unsampled-{n}"] for n in range(5))
-    finally:
-        receiver.close()
+    trace_id = secrets.token_hex(16)
+    traceparent = f"00-{trace_id}-{secrets.token_hex(8)}-01"
+    status = request(
+        f"{server.base}/api/activities/home",
+        headers={"traceparent": traceparent, "X-Request-Id": "followed-1"},
+    )[0]
+    assert status == 200
+    spans = _trace(own_receiver, trace_id, {"GET /api/activities/home", "home-activities"})
+    assert sum(len(group) for group in spans.values()) == 3  # server, use case, SQL
+    server.stop()
+    assert {s.trace_id for s in own_receiver.spans} == {trace_id}  # nothing else was traced
+    lines = {line["request_id"]: line for line in server.request_lines()}
+    assert lines["followed-1"]["trace_id"] == trace_id
+    assert all("trace_id" not in lines[f"unsampled-{n}"] for n in range(5))
 
 
-def test_the_cli_long_verbs_send_their_spans(empty_db: str, tmp_path: Path) -> None:
-    receiver = OtlpReceiver()
-    try:
-        env = {
-            "CONNECTION_URL": empty_db,
-            "CRUDDUR_HOME": str(tmp_path),
-            "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.url,
-            "OTEL_SERVICE_NAME": "cruddur-cli",
-        }
-        migrated = run(CRUDDUR, "db", "migrate", env=env)
-        assert migrated.returncode == 0, migrated.stderr
-        seeded = run(
-            CRUDDUR, "db", "seed", "--fake", "--users", "20", "--activities", "50", env=env
-        )
-        assert seeded.returncode == 0, seeded.stderr
-        # Both were sent before each command returned.
-        by_name = {span.name: span for span in receiver.spans}
-        migrate, seed = by_name["cruddur db migrate"], by_name["cruddur db seed"]
-        assert migrate.service == "cruddur-cli" and migrate.parent_span_id == ""
-        assert seed.attributes["cruddur.option.fake"] is True
-        assert seed.attributes["cruddur.option.activities"] == 50
-        statements = [s for s in receiver.spans if s.parent_span_id == migrate.span_id]
-        assert statements and all(s.kind == CLIENT for s in statements)
-    finally:
-        receiver.close()
+def test_the_cli_long_verbs_send_their_spans(
+    empty_db: str, tmp_path: Path, own_receiver: OtlpReceiver
+) -> None:
+    env = {
+        "CONNECTION_URL": empty_db,
+        "CRUDDUR_HOME": str(tmp_path),
+        "OTEL_EXPORTER_OTLP_ENDPOINT": own_receiver.url,
+        "OTEL_SERVICE_NAME": "cruddur-cli",
+    }
+    migrated = run(CRUDDUR, "db", "migrate", env=env)
+    assert migrated.returncode == 0, migrated.stderr
+    seeded = run(CRUDDUR, "db", "seed", "--fake", "--users", "20", "--activities", "50", env=env)
+    assert seeded.returncode == 0, seeded.stderr
+    # Both were sent before each command returned.
+    by_name = {span.name: span for span in own_receiver.spans}
+    migrate, seed = by_name["cruddur db migrate"], by_name["cruddur db seed"]
+    assert migrate.service == "cruddur-cli" and migrate.parent_span_id == ""
+    assert seed.attributes["cruddur.option.fake"] is True
+    assert seed.attributes["cruddur.option.activities"] == 50
+    statements = [s for s in own_receiver.spans if s.parent_span_id == migrate.span_id]
+    assert statements and all(s.kind == CLIENT for s in statements)
 
 
-def test_the_sign_up_lambda_sends_a_span_per_invocation(seeded_db: str) -> None:
-    receiver = OtlpReceiver()
+def test_the_sign_up_lambda_sends_a_span_per_invocation(
+    seeded_db: str, own_receiver: OtlpReceiver
+) -> None:
     script = (
         "import json, sys\n"
         "from cruddur.lambdas.post_confirmation import handler\n"
@@ -546,24 +500,21 @@ def test_the_sign_up_lambda_sends_a_span_per_invocation(seeded_db: str) -> None:
             }
         },
     }
-    try:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
-        env.update(
-            CONNECTION_URL=seeded_db,
-            OTEL_EXPORTER_OTLP_ENDPOINT=receiver.url,
-            AWS_LAMBDA_FUNCTION_NAME="cruddur-post-confirmation",
-        )
-        done = subprocess.run(
-            [str(ROOT / ".venv" / "bin" / "python"), "-c", script, json.dumps(event)],
-            env=env, capture_output=True, text=True, timeout=60,
-        )  # fmt: skip
-        assert done.returncode == 0, done.stderr
-        # Sent within the invocation: the process has ended and the spans are here.
-        (invocation,) = [s for s in receiver.spans if s.name == "post-confirmation"]
-        assert invocation.service == "cruddur-post-confirmation"
-        assert invocation.attributes["app.trigger_source"] == "PostConfirmation_ConfirmSignUp"
-        (insert,) = [s for s in receiver.spans if s.parent_span_id == invocation.span_id]
-        assert insert.kind == CLIENT and "INSERT" in insert.attributes["db.statement"]
-        assert "hidden@example.com" not in json.dumps([s.attributes for s in receiver.spans])
-    finally:
-        receiver.close()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
+    env.update(
+        CONNECTION_URL=seeded_db,
+        OTEL_EXPORTER_OTLP_ENDPOINT=own_receiver.url,
+        AWS_LAMBDA_FUNCTION_NAME="cruddur-post-confirmation",
+    )
+    done = subprocess.run(
+        [str(ROOT / ".venv" / "bin" / "python"), "-c", script, json.dumps(event)],
+        env=env, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    # Sent within the invocation: the process has ended and the spans are here.
+    (invocation,) = [s for s in own_receiver.spans if s.name == "post-confirmation"]
+    assert invocation.service == "cruddur-post-confirmation"
+    assert invocation.attributes["app.trigger_source"] == "PostConfirmation_ConfirmSignUp"
+    (insert,) = [s for s in own_receiver.spans if s.parent_span_id == invocation.span_id]
+    assert insert.kind == CLIENT and "INSERT" in insert.attributes["db.statement"]
+    assert "hidden@example.com" not in json.dumps([s.attributes for s in own_receiver.spans])

@@ -11,13 +11,15 @@ from collections.abc import Iterator
 
 import psycopg
 import pytest
+from helpers import user_pool
 from psycopg import sql
 from replica_support import ReplicaPair
 from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support.ui import Select, WebDriverWait
-from web_support import free_port, get, screenshot_folder, serving, start_chromium
+from server_support import free_port, request
+from web_support import screenshot_folder, serving, start_chromium
 
 from cruddur.aws import client
 from cruddur.db import Db
@@ -366,6 +368,18 @@ def _fill(browser, form: str, **values: str) -> None:
     _css(browser, f"{form} button[type=submit]").click()
 
 
+def _sign_up(browser, name: str, handle: str) -> None:
+    """The sign-up form, with Sarah's email and password (the same in each attempt)."""
+    _fill(
+        browser,
+        "form.auth",
+        name=name,
+        handle=handle,
+        email="sarah@example.com",
+        password="Correct-Horse-9!",
+    )
+
+
 def _confirmation_event(idp, pool_id: str, username: str) -> dict:
     """What Cognito hands the post-confirmation trigger after ConfirmSignUp."""
     user = idp.admin_get_user(UserPoolId=pool_id, Username=username)
@@ -385,12 +399,7 @@ def test_cognito_sign_up_confirm_sign_in_and_post(
     browser, web_db: str, aws, moto_url: str, tmp_path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     idp = client("cognito-idp")
-    pool_id = idp.create_user_pool(PoolName="cruddur")["UserPool"]["Id"]
-    client_id = idp.create_user_pool_client(
-        UserPoolId=pool_id,
-        ClientName="web",
-        ExplicitAuthFlows=["ALLOW_USER_PASSWORD_AUTH", "ALLOW_REFRESH_TOKEN_AUTH"],
-    )["UserPoolClient"]["ClientId"]
+    pool_id, client_id = user_pool("ALLOW_USER_PASSWORD_AUTH")
     env = {
         "CONNECTION_URL": web_db,
         "CRUDDUR_HOME": str(tmp_path),
@@ -401,8 +410,8 @@ def test_cognito_sign_up_confirm_sign_in_and_post(
     }
     with serving(env) as site:
         # With a pool there is no "sign in as": the routes do not exist.
-        assert get(f"{site}/api/dev/users")[0] == 404
-        assert get(f"{site}/api/dev/sign-in", method="POST", data=b"{}")[0] == 404
+        assert request(f"{site}/api/dev/users")[0] == 404
+        assert request(f"{site}/api/dev/sign-in", method="POST", data=b"{}")[0] == 404
         browser.get(site + "/signin")
         _shown(browser, "form.auth input[type=email]")
         assert not _all(browser, "#dev-handle")
@@ -412,25 +421,11 @@ def test_cognito_sign_up_confirm_sign_in_and_post(
         _css(browser, "form.auth button[type=submit]").click()  # nothing filled in
         _shown(browser, "form.auth .field-error", "Name is needed.")
         assert _css(browser, "form.auth [name=email]").get_attribute("aria-invalid") == "true"
-        _fill(
-            browser,
-            "form.auth",
-            name="Sarah Connor",
-            handle="sconnor",
-            email="sarah@example.com",
-            password="Correct-Horse-9!",
-        )
+        _sign_up(browser, name="Sarah Connor", handle="sconnor")
         _shown(browser, ".flash", "We sent a confirmation code to sarah@example.com.")
         assert browser.current_url == f"{site}/confirm"
         browser.back()  # the same email again: Cognito's UsernameExistsException, in words
-        _fill(
-            browser,
-            "form.auth",
-            name="Sarah Again",
-            handle="sarah2",
-            email="sarah@example.com",
-            password="Correct-Horse-9!",
-        )
+        _sign_up(browser, name="Sarah Again", handle="sarah2")
         _shown(browser, "form.auth .form-error", "An account with this email already exists.")
         assert browser.current_url == f"{site}/signup"
 

@@ -7,7 +7,6 @@ import datetime as dt
 import os
 import pwd
 import shutil
-import socket
 import subprocess
 import tempfile
 from collections.abc import Iterator
@@ -19,6 +18,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
+from helpers import free_port
 
 from cruddur.embedded import find_bin_dir
 
@@ -110,12 +110,6 @@ def make_server_cert(hostnames: list[str], issuer: Issued | None) -> Issued:
         .sign(signing_key, hashes.SHA256())
     )
     return Issued(cert.public_bytes(serialization.Encoding.PEM), _pem(key))
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _server_user() -> pwd.struct_passwd:

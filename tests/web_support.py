@@ -6,74 +6,34 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-import socket
-import subprocess
-import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from helpers import ROOT
+from server_support import Served
 
-CRUDDUR = ROOT / ".venv" / "bin" / "cruddur"
 INSTALL_HINT = (
     "the browser tests need Debian's Chromium: apt-get install -y chromium chromium-driver "
     "(bin/test installs them when it runs as root)"
 )
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def get(url: str, **kwargs) -> tuple[int, dict[str, str], bytes]:
-    request = urllib.request.Request(url, **kwargs)
-    try:
-        with urllib.request.urlopen(request, timeout=10) as response:
-            headers = {k.lower(): v for k, v in response.headers.items()}
-            return response.status, headers, response.read()
-    except urllib.error.HTTPError as error:
-        return error.code, {k.lower(): v for k, v in error.headers.items()}, error.read()
-
-
 @contextlib.contextmanager
 def serving(env: dict[str, str], ready: tuple[int, ...] = (200,)) -> Iterator[str]:
     """`cruddur serve` (granian, 1 worker) with `env`; yields its base URL once
-    /api/health answers with a status in `ready`."""
-    port = free_port()
-    full_env = {**os.environ, "NO_COLOR": "1", "PORT": str(port), **env}
-    for name in ("PROD_CONNECTION_URL", "AWS_COGNITO_USER_POOL_ID"):
-        if name not in env:
-            full_env.pop(name, None)
-    process = subprocess.Popen(
-        [str(CRUDDUR), "serve", "--workers", "1", "--threads", "4"],
-        env=full_env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    base = f"http://127.0.0.1:{port}"
+    /api/health answers with a status in `ready`. Neither the production database nor
+    Cognito unless `env` names them."""
+    server = Served(
+        "--workers", "1", "--threads", "4", env=env,
+        unset=[name for name in ("PROD_CONNECTION_URL", "AWS_COGNITO_USER_POOL_ID")
+               if name not in env],
+    )  # fmt: skip
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            with contextlib.suppress(OSError):
-                if get(f"{base}/api/health")[0] in ready:
-                    break
-            assert process.poll() is None, process.stdout.read()
-            assert time.monotonic() < deadline, "cruddur serve did not answer in 30 s"
-            time.sleep(0.2)
-        yield base
+        server.wait_healthy(ready=ready)
+        yield server.base
     finally:
-        process.terminate()
-        try:
-            process.communicate(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.communicate()
+        server.stop()
 
 
 def start_chromium():
