@@ -1,9 +1,12 @@
 """Helpers for the API tests: a test client that checks every response against the
-OpenAPI document, tokens from the dev key pair, and table snapshots."""
+OpenAPI document, an app of a test's own settings, and table snapshots."""
 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -13,7 +16,8 @@ from openapi_core.contrib.werkzeug import WerkzeugOpenAPIRequest, WerkzeugOpenAP
 from openapi_core.templating.paths.exceptions import OperationNotFound, PathNotFound
 from werkzeug.test import EnvironBuilder, TestResponse
 
-from cruddur.api import OPENAPI
+from cruddur.api import OPENAPI, create_app
+from cruddur.config import Settings
 
 SPEC = OpenAPI.from_file_path(str(OPENAPI))
 
@@ -48,6 +52,17 @@ class CheckedClient:
 
     def post(self, path: str, **kwargs: Any) -> TestResponse:
         return self.open("POST", path, **kwargs)
+
+
+@contextmanager
+def app_for(home: Path, url: str, **env: str) -> Iterator[Flask]:
+    """create_app with CRUDDUR_HOME, CONNECTION_URL and `env` as its environment; its
+    pool is closed when the block ends."""
+    app = create_app(Settings.from_env({"CRUDDUR_HOME": str(home), "CONNECTION_URL": url, **env}))
+    try:
+        yield app
+    finally:
+        app.extensions["cruddur.db"].close()
 
 
 def snapshot(url: str) -> str:

@@ -11,9 +11,10 @@ import time
 import jwt
 import psycopg
 import pytest
-from api_support import CheckedClient, snapshot
+from api_support import CheckedClient, app_for, snapshot
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
+from helpers import user_pool
 
 from cruddur.api import create_app
 from cruddur.api.dev_keys import DevKeys
@@ -158,23 +159,17 @@ def test_keys_that_failed_to_load_stay_unavailable_not_unknown(tmp_path) -> None
 
 
 def test_unreachable_keys_are_503_not_401(api_home, seeded_db: str, mint, api_route) -> None:
-    settings = Settings.from_env(
-        {
-            "CRUDDUR_HOME": str(api_home),
-            "CONNECTION_URL": seeded_db,
-            **api_route.env(seeded_db),
-            "AWS_COGNITO_USER_POOL_ID": "us-east-1_AbC123",
-            "AWS_COGNITO_USER_POOL_CLIENT_ID": "web",
-            "CRUDDUR_JWKS_URL": "http://127.0.0.1:9/jwks.json",
-        }
-    )
-    app = create_app(settings)
-    try:
+    with app_for(
+        api_home,
+        seeded_db,
+        **api_route.env(seeded_db),
+        AWS_COGNITO_USER_POOL_ID="us-east-1_AbC123",
+        AWS_COGNITO_USER_POOL_CLIENT_ID="web",
+        CRUDDUR_JWKS_URL="http://127.0.0.1:9/jwks.json",
+    ) as app:
         for _ in range(2):  # and again before the next attempt to fetch the keys
             response = _refused(CheckedClient(app), seeded_db, mint(), status=503)
             assert response.get_json()["error"] == "auth_unavailable"
-    finally:
-        app.extensions["cruddur.db"].close()
 
 
 # -- fail closed: partial Cognito settings, the dev key pair off this machine ------------
@@ -203,15 +198,12 @@ def test_the_dev_key_pair_does_not_serve_beyond_loopback(
         create_app(Settings.from_env({**env, "CRUDDUR_AUTH": "dev"}))
     # With no Cognito setting (a container): reads work, no token signs in, not even
     # from this machine.
-    app = create_app(Settings.from_env(env))
-    try:
+    with app_for(api_home, seeded_db, CRUDDUR_HOST="0.0.0.0", **api_route.env(seeded_db)) as app:
         api = CheckedClient(app)
         assert api.get("/api/activities/home").status_code == 200
         response = _refused(api, seeded_db, mint())
         assert "sign-in is not set up on this server" in response.get_json()["message"]
         assert api.get("/api/dev/users").status_code == 404  # no "sign in as" either
-    finally:
-        app.extensions["cruddur.db"].close()
 
 
 def test_a_dev_token_from_another_address_is_401(api, mint, seeded_db: str) -> None:
@@ -233,12 +225,7 @@ def cognito(aws, moto_url: str, seeded_db: str, api_home, api_route):
     from cruddur.aws import client
 
     idp = client("cognito-idp")
-    pool_id = idp.create_user_pool(PoolName="cruddur")["UserPool"]["Id"]
-    client_id = idp.create_user_pool_client(
-        UserPoolId=pool_id,
-        ClientName="web",
-        ExplicitAuthFlows=["ALLOW_ADMIN_USER_PASSWORD_AUTH", "ALLOW_REFRESH_TOKEN_AUTH"],
-    )["UserPoolClient"]["ClientId"]
+    pool_id, client_id = user_pool("ALLOW_ADMIN_USER_PASSWORD_AUTH")
     idp.admin_create_user(
         UserPoolId=pool_id,
         Username="bayko",
@@ -257,19 +244,15 @@ def cognito(aws, moto_url: str, seeded_db: str, api_home, api_route):
         AuthFlow="ADMIN_USER_PASSWORD_AUTH",
         AuthParameters={"USERNAME": "bayko", "PASSWORD": "Correct-Horse-9"},
     )["AuthenticationResult"]
-    settings = Settings.from_env(
-        {
-            "CRUDDUR_HOME": str(api_home),
-            "CONNECTION_URL": seeded_db,
-            "AWS_COGNITO_USER_POOL_ID": pool_id,
-            "AWS_COGNITO_USER_POOL_CLIENT_ID": client_id,
-            "CRUDDUR_JWKS_URL": f"{moto_url}/{pool_id}/.well-known/jwks.json",
-            **api_route.env(seeded_db),
-        }
-    )
-    app = create_app(settings)
-    yield CheckedClient(app), tokens
-    app.extensions["cruddur.db"].close()
+    with app_for(
+        api_home,
+        seeded_db,
+        **api_route.env(seeded_db),
+        AWS_COGNITO_USER_POOL_ID=pool_id,
+        AWS_COGNITO_USER_POOL_CLIENT_ID=client_id,
+        CRUDDUR_JWKS_URL=f"{moto_url}/{pool_id}/.well-known/jwks.json",
+    ) as app:
+        yield CheckedClient(app), tokens
 
 
 def test_cognito_access_tokens_post_as_their_user(cognito) -> None:

@@ -7,23 +7,15 @@ import uuid
 
 import psycopg
 import yaml
+from helpers import ACTIVITY_COLUMNS
 from openapi_spec_validator import validate
 
 from cruddur.api import OPENAPI
 from cruddur.urls import parse
 
-ACTIVITY_KEYS = {
-    "uuid",
-    "display_name",
-    "handle",
-    "message",
-    "replies_count",
-    "reposts_count",
-    "likes_count",
-    "reply_to_activity_uuid",
-    "expires_at",
-    "created_at",
-}
+# A crud as the API gives it: its columns, with its author's name and handle in place of
+# the author's uuid.
+ACTIVITY_KEYS = ACTIVITY_COLUMNS - {"user_uuid"} | {"display_name", "handle"}
 ISO_WITH_OFFSET = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?\+00:00$")
 
 

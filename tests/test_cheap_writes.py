@@ -4,6 +4,7 @@ one statement per write."""
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import psycopg
@@ -28,27 +29,41 @@ class CountingVerifier(TokenVerifier):
         return super()._check(token)
 
 
-def _verifier(home: Path, **kwargs) -> tuple[CountingVerifier, DevKeys, Settings]:
+def _verifier(home: Path, **kwargs) -> tuple[CountingVerifier, Callable[..., str]]:
+    """A verifier of the dev key pair's tokens (kwargs: its own), and a mint of them:
+    mint(subject="MOCK-andrewbrown", **options)."""
     settings = Settings.from_env({"CRUDDUR_HOME": str(home)})
     keys = DevKeys(home).ensure()
-    return CountingVerifier(settings.auth, **kwargs), keys, settings
+
+    def mint(subject: str = "MOCK-andrewbrown", **options) -> str:
+        return keys.mint(settings.auth, subject, **options)
+
+    return CountingVerifier(settings.auth, **kwargs), mint
+
+
+def _verified_once(home: Path, **kwargs) -> tuple[CountingVerifier, Callable[..., str], str]:
+    """_verifier's verifier and mint, and andrewbrown's token, verified once."""
+    verifier, mint = _verifier(home, **kwargs)
+    token = mint()
+    verifier.verify(token)
+    return verifier, mint, token
 
 
 def test_a_token_is_checked_the_full_way_once(tmp_path: Path) -> None:
-    verifier, keys, settings = _verifier(tmp_path)
-    token = keys.mint(settings.auth, "MOCK-andrewbrown")
+    verifier, mint = _verifier(tmp_path)
+    token = mint()
     for _ in range(5):
         assert verifier.verify(token)["sub"] == "MOCK-andrewbrown"
     assert verifier.full_checks == 1
-    other = keys.mint(settings.auth, "MOCK-bayko")
+    other = mint("MOCK-bayko")
     assert verifier.verify(other)["sub"] == "MOCK-bayko"
     assert verifier.full_checks == 2
 
 
 def test_a_cached_token_is_refused_once_it_expires(tmp_path: Path, monkeypatch) -> None:
     monkeypatch.setattr(auth, "LEEWAY_SECONDS", 0)  # so the test waits 3 s, not 33
-    verifier, keys, settings = _verifier(tmp_path)
-    token = keys.mint(settings.auth, "MOCK-andrewbrown", expires_in=3)
+    verifier, mint = _verifier(tmp_path)
+    token = mint(expires_in=3)
     verifier.verify(token)
     verifier.verify(token)
     assert verifier.full_checks == 1  # served from the cache
@@ -61,8 +76,8 @@ def test_a_cached_token_is_refused_once_it_expires(tmp_path: Path, monkeypatch) 
 def test_the_cache_never_extends_a_token_past_its_exp(tmp_path: Path) -> None:
     # Past exp but inside the clock-skew leeway: the full check accepts it each time, and
     # it is never cached, so the leeway alone decides, exactly as without the cache.
-    verifier, keys, settings = _verifier(tmp_path)
-    token = keys.mint(settings.auth, "MOCK-andrewbrown", expires_in=-5)
+    verifier, mint = _verifier(tmp_path)
+    token = mint(expires_in=-5)
     for _ in range(3):
         verifier.verify(token)
     assert verifier.full_checks == 3
@@ -70,8 +85,8 @@ def test_the_cache_never_extends_a_token_past_its_exp(tmp_path: Path) -> None:
     # An entry's life ends at exp, whatever the clock says later.
     clock = [time.time()]
     cache = VerifiedTokens(clock=lambda: clock[0])
-    verifier, keys, settings = _verifier(tmp_path, verified=cache)
-    token = keys.mint(settings.auth, "MOCK-andrewbrown", expires_in=60)
+    verifier, mint = _verifier(tmp_path, verified=cache)
+    token = mint(expires_in=60)
     verifier.verify(token)
     clock[0] = _exp(token)
     verifier.verify(token)
@@ -79,24 +94,21 @@ def test_the_cache_never_extends_a_token_past_its_exp(tmp_path: Path) -> None:
 
 
 def test_a_cached_token_of_a_revoked_key_is_refused(tmp_path: Path) -> None:
-    verifier, keys, settings = _verifier(tmp_path)
-    token = keys.mint(settings.auth, "MOCK-andrewbrown")
-    verifier.verify(token)
+    verifier, mint, token = _verified_once(tmp_path)
     # The issuer drops that key (a rotation or a revocation) and the service refetches.
+    keys = DevKeys(tmp_path)
     keys.jwks_path.unlink()
     keys.private_path.unlink()
     keys.ensure()
     verifier.keys.min_refresh = 0
-    verifier.verify(keys.mint(settings.auth, "MOCK-bayko"))  # a new kid: refetch
+    verifier.verify(mint("MOCK-bayko"))  # a new kid: refetch
     with pytest.raises(InvalidToken, match="key the issuer does not publish"):
         verifier.verify(token)
     assert verifier.full_checks == 3
 
 
 def test_malformed_and_tampered_tokens_are_never_cached(tmp_path: Path) -> None:
-    verifier, keys, settings = _verifier(tmp_path)
-    token = keys.mint(settings.auth, "MOCK-andrewbrown")
-    verifier.verify(token)
+    verifier, _, token = _verified_once(tmp_path)
     header, payload, signature = token.split(".")
     tampered = f"{header}.{payload}.{signature[:-4]}AAAA"
     for bad in ["not.a.jwt", "", tampered, token + "x"]:
@@ -107,8 +119,8 @@ def test_malformed_and_tampered_tokens_are_never_cached(tmp_path: Path) -> None:
 
 
 def test_the_cache_is_bounded(tmp_path: Path) -> None:
-    verifier, keys, settings = _verifier(tmp_path, verified=VerifiedTokens(max_entries=3))
-    tokens = [keys.mint(settings.auth, f"MOCK-{n}") for n in range(5)]
+    verifier, mint = _verifier(tmp_path, verified=VerifiedTokens(max_entries=3))
+    tokens = [mint(f"MOCK-{n}") for n in range(5)]
     for token in tokens:
         verifier.verify(token)
     assert len(verifier.verified) == 3

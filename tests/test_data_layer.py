@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -173,14 +175,30 @@ def test_the_service_pool_is_sized_from_the_environment(seeded_db: str) -> None:
         assert db.query_value("SELECT count(*) FROM users") == 3
 
 
-def test_unchecked_pool_reads_retry_once_on_a_dropped_connection(seeded_db: str) -> None:
-    # The API's pool (autocommit, no check per checkout): the read that meets the dead
-    # connection is repeated on a fresh one, so the caller never sees the drop.
-    settings = PoolSettings(min_size=1, max_size=1)
-    with Db(seeded_db, settings, autocommit=True, check=False) as db:
+def _end_every_other_session(url: str) -> int:
+    """What a server restart does to url's database's connections: how many it ended."""
+    with psycopg.connect(url, autocommit=True) as other:
+        return other.execute(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        ).fetchone()[0]
+
+
+@contextmanager
+def _unchecked_pool_whose_connection_died(url: str) -> Iterator[tuple[Db, int]]:
+    """The API's kind of pool (autocommit, no check per checkout) of one connection,
+    which another session has just terminated: the pool, and the dead backend's pid."""
+    with Db(url, PoolSettings(min_size=1, max_size=1), autocommit=True, check=False) as db:
         pid = db.query_value("SELECT pg_backend_pid()")
-        with psycopg.connect(seeded_db, autocommit=True) as other:
+        with psycopg.connect(url, autocommit=True) as other:
             other.execute("SELECT pg_terminate_backend(%s)", [pid])
+        yield db, pid
+
+
+def test_unchecked_pool_reads_retry_once_on_a_dropped_connection(seeded_db: str) -> None:
+    # The read that meets the dead connection is repeated on a fresh one, so the caller
+    # never sees the drop.
+    with _unchecked_pool_whose_connection_died(seeded_db) as (db, pid):
         assert db.query_rows("SELECT count(*) FROM users") == [(3,)]
         assert db.query_value("SELECT pg_backend_pid()") != pid
 
@@ -193,22 +211,13 @@ def test_unchecked_pool_reads_survive_a_restart_that_drops_every_connection(
     settings = PoolSettings(min_size=3, max_size=3)
     with Db(seeded_db, settings, autocommit=True, check=False) as db:
         db.pool.wait()  # all three open
-        with psycopg.connect(seeded_db, autocommit=True) as other:
-            killed = other.execute(
-                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
-                " WHERE datname = current_database() AND pid <> pg_backend_pid()"
-            ).fetchone()[0]
-        assert killed == 3
+        assert _end_every_other_session(seeded_db) == 3
         for _ in range(3):
             assert db.query_rows("SELECT count(*) FROM users") == [(3,)]
 
 
 def test_unchecked_pool_does_not_repeat_writes(seeded_db: str) -> None:
-    settings = PoolSettings(min_size=1, max_size=1)
-    with Db(seeded_db, settings, autocommit=True, check=False) as db:
-        pid = db.query_value("SELECT pg_backend_pid()")
-        with psycopg.connect(seeded_db, autocommit=True) as other:
-            other.execute("SELECT pg_terminate_backend(%s)", [pid])
+    with _unchecked_pool_whose_connection_died(seeded_db) as (db, _):
         with pytest.raises(psycopg.OperationalError):
             db.query_commit("UPDATE users SET display_name = display_name || '!'")
         # The failed write changed nothing, and the pool has a working connection again.
@@ -223,12 +232,7 @@ def test_the_apis_pool_never_sends_a_write_down_a_connection_the_server_closed(
     settings = PoolSettings(min_size=3, max_size=3)
     with Db(seeded_db, settings, autocommit=True, check=False, fail_fast=True) as db:
         db.pool.wait()  # all three open, idle
-        with psycopg.connect(seeded_db, autocommit=True) as other:
-            killed = other.execute(
-                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
-                " WHERE datname = current_database() AND pid <> pg_backend_pid()"
-            ).fetchone()[0]
-        assert killed == 3
+        assert _end_every_other_session(seeded_db) == 3
         time.sleep(0.2)  # the backends' ends reach this side's sockets
         for _ in range(3):
             db.query_commit("UPDATE users SET display_name = display_name || '!'"

@@ -1,9 +1,11 @@
-"""deploy/post-confirmation.yaml: valid for cfn-lint, and in step with the package."""
+"""deploy/*.yaml: valid for cfn-lint, and in step with the package (the purge's own
+template: test_purge_lambda.py)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from cfnlint.decode import decode
 from helpers import ROOT, run
 
@@ -14,12 +16,18 @@ TEMPLATE = ROOT / "deploy/post-confirmation.yaml"
 CFN_LINT = ROOT / ".venv/bin/cfn-lint"
 
 
-def test_the_template_passes_cfn_lint(tmp_path: Path) -> None:
-    linted = run(CFN_LINT, str(TEMPLATE))
+@pytest.mark.parametrize(
+    "name", ["post-confirmation.yaml", "purge-expired.yaml", "ecs-service.yaml"]
+)
+def test_the_template_passes_cfn_lint(name: str, tmp_path: Path) -> None:
+    template = ROOT / "deploy" / name
+    linted = run(CFN_LINT, str(template))
     assert linted.returncode == 0, linted.stdout + linted.stderr
     # The same run does catch a mistake in this template (so the pass above means something).
     broken = tmp_path / "broken.yaml"
-    broken.write_text(TEMPLATE.read_text().replace("RetentionInDays: 30", "RetentionInDays: 31"))
+    text = template.read_text()
+    assert "RetentionInDays: 30" in text
+    broken.write_text(text.replace("RetentionInDays: 30", "RetentionInDays: 31"))
     assert run(CFN_LINT, str(broken)).returncode != 0
 
 
@@ -49,11 +57,6 @@ def test_the_template_deploys_what_the_package_builds() -> None:
 # -- the API on ECS Fargate ---------------------------------------------------------------
 
 ECS_TEMPLATE = ROOT / "deploy/ecs-service.yaml"
-
-
-def test_the_ecs_template_passes_cfn_lint() -> None:
-    linted = run(CFN_LINT, str(ECS_TEMPLATE))
-    assert linted.returncode == 0, linted.stdout + linted.stderr
 
 
 def test_the_service_runs_two_tasks_or_more_behind_the_load_balancer() -> None:

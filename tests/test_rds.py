@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import subprocess
 from typing import Any
 
 import pytest
@@ -236,30 +237,30 @@ def test_postgres_is_a_fine_master_user_name() -> None:
 # -- stop, start, status -----------------------------------------------------------
 
 
+def _change_state(
+    verb: str, doing: str, state: str, aws: dict[str, str]
+) -> subprocess.CompletedProcess[str]:
+    """`cruddur rds <verb> --wait` reaches the state; the same verb again does nothing."""
+    changed = run(CRUDDUR, "rds", verb, "--wait", "--poll-interval", "0", env=aws)
+    assert changed.returncode == 0, changed.stderr
+    assert f"{doing} {ID}" in changed.stderr
+    assert describe()["DBInstanceStatus"] == state
+    again = cli(verb)
+    assert again.exit_code == 0, again.stderr
+    assert f"{ID} is already {state}; nothing to do" in again.stderr
+    return changed
+
+
 def test_stop_and_start_change_the_state_and_repeat_harmlessly(aws: dict[str, str]) -> None:
     make_instance()
-    stopped = run(CRUDDUR, "rds", "stop", "--wait", "--poll-interval", "0", env=aws)
-    assert stopped.returncode == 0, stopped.stderr
-    assert f"stopping {ID}" in stopped.stderr
+    stopped = _change_state("stop", "stopping", "stopped", aws)
     assert "after 7 days" in stopped.stderr
-    assert describe()["DBInstanceStatus"] == "stopped"
-
-    again = cli("stop")
-    assert again.exit_code == 0, again.stderr
-    assert f"{ID} is already stopped; nothing to do" in again.stderr
     status = cli("status")
     assert "state           stopped" in status.output
     assert "after 7 days" in status.stderr
 
-    started = run(CRUDDUR, "rds", "start", "--wait", "--poll-interval", "0", env=aws)
-    assert started.returncode == 0, started.stderr
-    assert f"starting {ID}" in started.stderr
+    started = _change_state("start", "starting", "available", aws)
     assert "export PROD_CONNECTION_URL=" in started.stdout
-    assert describe()["DBInstanceStatus"] == "available"
-
-    again = cli("start")
-    assert again.exit_code == 0, again.stderr
-    assert f"{ID} is already available; nothing to do" in again.stderr
 
 
 def test_a_missing_instance_is_a_clear_error(aws: dict[str, str]) -> None:

@@ -6,6 +6,7 @@ import uuid
 
 import psycopg
 import pytest
+from helpers import ACTIVITY_COLUMNS, USER_COLUMNS
 from psycopg import errors
 
 from cruddur.db import Db, ScriptError, packaged_script, run_script
@@ -59,26 +60,9 @@ def column_types(db: Db, table: str) -> dict[str, str]:
 
 def test_columns_keep_the_original_names_with_fixed_types(db: Db) -> None:
     users = column_types(db, "users")
-    assert set(users) == {
-        "uuid",
-        "display_name",
-        "handle",
-        "email",
-        "cognito_user_id",
-        "created_at",
-    }
+    assert set(users) == USER_COLUMNS
     activities = column_types(db, "activities")
-    assert set(activities) == {
-        "uuid",
-        "user_uuid",
-        "message",
-        "replies_count",
-        "reposts_count",
-        "likes_count",
-        "reply_to_activity_uuid",
-        "expires_at",
-        "created_at",
-    }
+    assert set(activities) == ACTIVITY_COLUMNS
     assert activities["reply_to_activity_uuid"] == "uuid"
     for types in (users, activities):
         for name, kind in types.items():

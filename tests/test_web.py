@@ -321,7 +321,7 @@ def lagging_site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         }
         with serving(env) as base:
             deadline = time.monotonic() + 30  # until a worker's first look finds it well
-            while not json.loads(get(f"{base}/api/health")[2])["replica"]["in_use"]:
+            while not json.loads(request(f"{base}/api/health")[2])["replica"]["in_use"]:
                 assert time.monotonic() < deadline, "the replica was never in use"
                 time.sleep(0.2)
             yield base
@@ -354,9 +354,9 @@ def test_the_page_reads_its_own_writes_from_a_lagging_replica(browser, lagging_s
     _wait(browser, lambda d: _messages(d)[:1] == [message])
 
     # The same reads without the header: the replica serves them, and has not seen it.
-    status, _, body = get(f"{site}/api/activities/home")
+    status, _, body = request(f"{site}/api/activities/home")
     assert status == 200 and message not in body.decode()
-    assert get(f"{site}/api/activities/{crud_uuid}")[0] == 404
+    assert request(f"{site}/api/activities/{crud_uuid}")[0] == 404
     assert _console_problems(browser) == []
 
 

@@ -8,10 +8,7 @@ import json
 import re
 
 import pytest
-from api_support import CheckedClient
-
-from cruddur.api import create_app
-from cruddur.config import Settings
+from api_support import CheckedClient, app_for
 
 PAGE_SIZE_LIMIT = 60_000  # bytes, HTML + CSS + JS, before compression
 UNSAFE_JS = re.compile(
@@ -111,17 +108,13 @@ def test_dev_sign_in_answers_only_this_machine(app, environ: dict) -> None:
 
 
 def test_no_dev_sign_in_with_a_cognito_pool(api_home, seeded_db: str) -> None:
-    settings = Settings.from_env(
-        {
-            "CRUDDUR_HOME": str(api_home),
-            "CONNECTION_URL": seeded_db,
-            "AWS_COGNITO_USER_POOL_ID": "ca-central-1_AbCd1234",
-            "AWS_COGNITO_USER_POOL_CLIENT_ID": "client123",
-            "CRUDDUR_API_URL": "https://api.cruddur.example",
-        }
-    )
-    app = create_app(settings)
-    try:
+    with app_for(
+        api_home,
+        seeded_db,
+        AWS_COGNITO_USER_POOL_ID="ca-central-1_AbCd1234",
+        AWS_COGNITO_USER_POOL_CLIENT_ID="client123",
+        CRUDDUR_API_URL="https://api.cruddur.example",
+    ) as app:
         api = CheckedClient(app)
         assert api.get("/api/dev/users").status_code == 404
         assert api.post("/api/dev/sign-in", json={"handle": "bayko"}).status_code == 404
@@ -140,8 +133,6 @@ def test_no_dev_sign_in_with_a_cognito_pool(api_home, seeded_db: str) -> None:
             "connect-src 'self' https://api.cruddur.example "
             "https://cognito-idp.ca-central-1.amazonaws.com;" in csp
         )
-    finally:
-        app.extensions["cruddur.db"].close()
 
 
 def test_web_build_writes_the_page_for_a_static_host(tmp_path) -> None:
