@@ -8,16 +8,25 @@ from __future__ import annotations
 
 import json
 from datetime import datetime, timedelta
+from typing import Any
 from uuid import UUID
+
+from psycopg.rows import namedtuple_row
 
 from cruddur.db import Db, template
 from cruddur.services.paging import Cursor, Page, PageRequest, RepliesRequest
 from cruddur.telemetry.spans import use_case
 
 
-def _page(row: tuple) -> Page:
-    body, has_more, last_created_at, last_uuid = row[:4]
-    return Page(body, Cursor(last_created_at, last_uuid) if has_more else None)
+def _page_row(db: Db, name: str, params: dict[str, Any]) -> Any:
+    """The one row of a page query, by column name (body, has_more, last_created_at,
+    last_uuid, and the query's own), with the body as bytes (binary results)."""
+    return db.query_row(template("activities", name), params, namedtuple_row, binary=True)
+
+
+def _page(row: Any) -> Page:
+    more = Cursor(row.last_created_at, row.last_uuid) if row.has_more else None
+    return Page(row.body, more)
 
 
 # What the use-case spans say (telemetry/spans.py), computed only for a sampled span.
@@ -70,8 +79,7 @@ def _reply_span(
 @use_case("home-activities", _feed_span)
 def home_feed(db: Db, page: PageRequest) -> Page:
     """Unexpired cruds of everyone, newest first."""
-    (row,) = db.query_rows(template("activities", "home"), page.params(), binary=True)
-    return _page(row)
+    return _page(_page_row(db, "home", page.params()))
 
 
 def _first_page_span(kept: tuple[Page, datetime | None], db: Db, limit: int) -> dict:
@@ -87,25 +95,22 @@ def _first_page_span(kept: tuple[Page, datetime | None], db: Db, limit: int) -> 
 def home_first_page(db: Db, limit: int) -> tuple[Page, datetime | None]:
     """The home feed's first page, and when it next changes by itself (the earliest
     expiry on it; None when empty): what services/feed_cache.py keeps."""
-    wanted = PageRequest(limit).params()
-    (row,) = db.query_rows(template("activities", "home"), wanted, binary=True)
-    return _page(row), row[4]
+    row = _page_row(db, "home", PageRequest(limit).params())
+    return _page(row), row.first_expiry
 
 
 @use_case("user-activities", _feed_span)
 def user_feed(db: Db, handle: str, page: PageRequest) -> Page | None:
     """One user's unexpired cruds, newest first; None when no user has that handle."""
-    params = {"handle": handle, **page.params()}
-    (row,) = db.query_rows(template("activities", "user_feed"), params, binary=True)
-    return _page(row) if row[4] else None
+    row = _page_row(db, "user_feed", {"handle": handle, **page.params()})
+    return _page(row) if row.user_found else None
 
 
 @use_case("show-activity", _show_span)
 def show_activity(db: Db, activity_uuid: UUID, replies: RepliesRequest) -> Page | None:
     """{"activity": …, "replies": […]} with a page of replies; None when missing or expired."""
-    params = {"uuid": activity_uuid, **replies.params()}
-    rows = db.query_rows(template("activities", "show"), params, binary=True)
-    return _page(rows[0]) if rows else None
+    row = _page_row(db, "show", {"uuid": activity_uuid, **replies.params()})
+    return _page(row) if row is not None else None
 
 
 @use_case("create-activity", _create_span)
