@@ -114,6 +114,57 @@ def pytest_configure(config: pytest.Config) -> None:
         config.add_cleanup(lambda: shutil.rmtree(folder, ignore_errors=True))
 
 
+# Modules whose module-scoped fixtures are costly (a replica pair made by initdb and
+# pg_basebackup, a served API with its OTLP receiver, a PgBouncer, TLS servers): one test
+# worker runs each whole module (see pytest_xdist_make_scheduler), so that its fixtures
+# are built once, not once per worker.
+ONE_WORKER_MODULES = ("test_replicas.py", "test_telemetry.py", "test_pooler.py", "test_rds_tls.py")
+# The longest tests (pytest --durations), started first: the run then never ends with
+# one of them running alone on one worker while the other has nothing left to do.
+LONGEST_FIRST = (
+    "test_serve_hardening.py::test_one_signal_always_stops",
+    "test_api_contract.py::test_schemathesis",
+    "test_outages.py::",
+    "test_feed_cache_serve.py::",
+    "test_lambda_package.py::",
+    "test_embedded.py::test_setup_starts_the_embedded_server",
+    "test_rds.py::test_no_password_in_any_output_or_log",
+    "test_deploy_template.py::test_the_template_passes_cfn_lint",
+    "test_purge_lambda.py::test_the_template_passes_cfn_lint",
+    "test_root_state.py::",
+)
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log):
+    """--dist loadgroup that keeps its groups: pytest-xdist 3.8 marks a group by renaming
+    the test (`…@browser`), which pytest 9 no longer takes, so every xdist_group was
+    spread over the workers (a browser each). Here the controller, which sees no marks,
+    groups by module: test_web.py's tests are all in the "browser" group."""
+    if config.getvalue("dist") != "loadgroup":
+        return None
+    from xdist.scheduler import LoadGroupScheduling
+
+    class ModuleGroups(LoadGroupScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            module = nodeid.split("::", 1)[0].rpartition("/")[2]
+            if module in (*ONE_WORKER_MODULES, "test_web.py"):
+                return module
+            return super()._split_scope(nodeid)
+
+    return ModuleGroups(config, log)
+
+
+def _longest_first_rank(item: pytest.Item) -> int:
+    name = item.nodeid.rpartition("/")[2]
+    ranks = (rank for rank, prefix in enumerate(LONGEST_FIRST) if name.startswith(prefix))
+    return next(ranks, len(LONGEST_FIRST))
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    # --dist loadgroup hands out groups (largest first), then single tests in this order.
+    items.sort(key=_longest_first_rank)
+
+
 def pytest_sessionstart(session: pytest.Session) -> None:
     # In the main process only (not in xdist workers, which inherit its environment):
     # start the embedded server if the run needs it, remember to stop it at the end if
