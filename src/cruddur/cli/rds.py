@@ -3,9 +3,10 @@ that lets your IP reach it (bin/rds-update-sg-rule)."""
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 import click
@@ -36,23 +37,38 @@ region_option = click.option(
 )
 
 
+@dataclass(frozen=True)
+class Waiting:
+    """--wait, --poll-interval and --timeout: whether and how a command waits for RDS."""
+
+    asked: bool
+    poll_interval: float  # seconds
+    timeout: float  # minutes
+
+
 def _wait_options(what: str) -> Any:
+    """The three options, handed to the command as one `waiting` argument."""
+
     def decorate(command: Any) -> Any:
-        command = click.option(
-            "--timeout",
-            type=click.FloatRange(min=0),
-            default=45,
-            show_default=True,
-            help="With --wait: give up waiting after this many minutes.",
-        )(command)
-        command = click.option(
-            "--poll-interval",
-            type=click.FloatRange(min=0),
-            default=15,
-            show_default=True,
-            help="With --wait: seconds between looks at the instance.",
-        )(command)
-        return click.option("--wait", is_flag=True, help=f"Wait until {what}.")(command)
+        @functools.wraps(command)
+        def with_waiting(
+            *args: Any, wait: bool, poll_interval: float, timeout: float, **kw: Any
+        ) -> Any:
+            return command(*args, waiting=Waiting(wait, poll_interval, timeout), **kw)
+
+        decorated: Any = with_waiting
+        for name, default, says in (
+            ("--timeout", 45, "give up waiting after this many minutes"),
+            ("--poll-interval", 15, "seconds between looks at the instance"),
+        ):
+            decorated = click.option(
+                name,
+                type=click.FloatRange(min=0),
+                default=default,
+                show_default=True,
+                help=f"With --wait: {says}.",
+            )(decorated)
+        return click.option("--wait", is_flag=True, help=f"Wait until {what}.")(decorated)
 
     return decorate
 
@@ -79,46 +95,57 @@ def rds() -> None:
 _DEFAULT = ops.InstanceSpec()
 
 
-def _spec_option(declaration: str, field: str, **kwargs: Any) -> Any:
-    """An option of `rds create` that sets InstanceSpec.<field>; its default is the spec's."""
-    return click.option(
-        declaration, field, default=getattr(_DEFAULT, field), show_default=True, **kwargs
-    )
+# `rds create`'s options that set an InstanceSpec field: (option, field, help, type).
+_SPEC_OPTIONS: tuple[tuple[str, str, str, click.ParamType | None], ...] = (
+    ("--instance-class", "instance_class", "The instance's size.", None),
+    (
+        "--engine-version",
+        "engine_version",
+        "PostgreSQL version; a major alone (17) gets RDS's newest minor of it.",
+        None,
+    ),
+    ("--storage", "storage_gb", "GB.", click.IntRange(20, 65536)),
+    ("--storage-type", "storage_type", "gp2, gp3 or io1.", None),
+    ("--port", "port", "", click.IntRange(1150, 65535)),
+    ("--db-name", "db_name", "The database RDS makes.", None),
+    (
+        "--public/--private",
+        "public",
+        "Reachable from the internet (through the security group), as the original.",
+        None,
+    ),
+    ("--multi-az/--single-az", "multi_az", "", None),
+    (
+        "--backup-retention",
+        "backup_retention_days",
+        "Days of automated backups (0: none).",
+        click.IntRange(0, 35),
+    ),
+    ("--performance-insights/--no-performance-insights", "performance_insights", "", None),
+    (
+        "--performance-insights-days",
+        "performance_insights_days",
+        "Performance Insights retention (7 is the free tier).",
+        click.IntRange(7, 731),
+    ),
+    ("--deletion-protection/--no-deletion-protection", "deletion_protection", "", None),
+    ("--encrypted/--unencrypted", "encrypted", "", None),
+)
+
+
+def _spec_options(command: Any) -> Any:
+    """_SPEC_OPTIONS, each defaulting to the spec's own value."""
+    for declaration, field, says, kind in reversed(_SPEC_OPTIONS):
+        default = getattr(_DEFAULT, field)
+        command = click.option(
+            declaration, field, default=default, show_default=True, type=kind, help=says or None
+        )(command)
+    return command
 
 
 @rds.command()
 @identifier_option
-@_spec_option("--instance-class", "instance_class", help="The instance's size.")
-@_spec_option(
-    "--engine-version",
-    "engine_version",
-    help="PostgreSQL version; a major alone (17) gets RDS's newest minor of it.",
-)
-@_spec_option("--storage", "storage_gb", type=click.IntRange(20, 65536), help="GB.")
-@_spec_option("--storage-type", "storage_type", help="gp2, gp3 or io1.")
-@_spec_option("--port", "port", type=click.IntRange(1150, 65535))
-@_spec_option("--db-name", "db_name", help="The database RDS makes.")
-@_spec_option(
-    "--public/--private",
-    "public",
-    help="Reachable from the internet (through the security group), as the original.",
-)
-@_spec_option("--multi-az/--single-az", "multi_az")
-@_spec_option(
-    "--backup-retention",
-    "backup_retention_days",
-    type=click.IntRange(0, 35),
-    help="Days of automated backups (0: none).",
-)
-@_spec_option("--performance-insights/--no-performance-insights", "performance_insights")
-@_spec_option(
-    "--performance-insights-days",
-    "performance_insights_days",
-    type=click.IntRange(7, 731),
-    help="Performance Insights retention (7 is the free tier).",
-)
-@_spec_option("--deletion-protection/--no-deletion-protection", "deletion_protection")
-@_spec_option("--encrypted/--unencrypted", "encrypted")
+@_spec_options
 @click.option(
     "--production",
     is_flag=True,
@@ -132,9 +159,7 @@ def create(
     ctx: click.Context,
     production: bool,
     region: str | None,
-    wait: bool,
-    poll_interval: float,
-    timeout: float,
+    waiting: Waiting,
     **fields: Any,
 ) -> None:
     """Create the PostgreSQL instance (takes 10-15 minutes on AWS).
@@ -171,13 +196,10 @@ def create(
             )
     else:
         warn(f"{identifier} already exists ({instance.state}); left as it is, nothing created")
-    if wait:
-        instance = _wait(rds_client, identifier, "available", poll_interval, timeout)
-    elif instance.state != "available":
-        info("follow it with `cruddur rds status`, or wait with `cruddur rds create --wait`")
-        return
-    assert instance is not None
-    _print_connection(instance)
+    follow = "follow it with `cruddur rds status`, or wait with `cruddur rds create --wait`"
+    available = _available(rds_client, instance, waiting, follow)
+    if available is not None:
+        _print_connection(available)
 
 
 def _describe_spec(spec: ops.InstanceSpec) -> str:
@@ -228,9 +250,7 @@ def _tls_note() -> str:
     )
 
 
-def _wait(
-    rds_client: Any, identifier: str, state: str | None, interval: float, timeout: float
-) -> Any:
+def _wait(rds_client: Any, identifier: str, state: str | None, waiting: Waiting) -> Any:
     goal = state or "deleted"
     seen: list[str | None] = []
 
@@ -248,8 +268,8 @@ def _wait(
                 rds_client,
                 identifier,
                 state,
-                interval=interval,
-                timeout=timeout * 60,
+                interval=waiting.poll_interval,
+                timeout=waiting.timeout * 60,
                 on_poll=on_poll,
             )
         except KeyboardInterrupt:
@@ -257,6 +277,19 @@ def _wait(
             warn("stopped waiting; RDS carries on (`cruddur rds status` to look again)")
             raise click.exceptions.Exit(130) from None
     done(f"{identifier} is {goal}")
+    return instance
+
+
+def _available(
+    rds_client: Any, instance: ops.Instance, waiting: Waiting, follow: str
+) -> ops.Instance | None:
+    """The instance once available: waited for with --wait; else as it is if it already
+    is, or None after saying how to follow it."""
+    if waiting.asked:
+        return _wait(rds_client, instance.identifier, "available", waiting)
+    if instance.state != "available":
+        info(follow)
+        return None
     return instance
 
 
@@ -312,43 +345,44 @@ def status(identifier: str, region: str | None) -> None:
         info(SEVEN_DAYS_NOTE)
 
 
-@rds.command()
-@identifier_option
-@region_option
-@_wait_options("the instance has stopped")
-def stop(
-    identifier: str, region: str | None, wait: bool, poll_interval: float, timeout: float
-) -> None:
+def _power_command(waits_until: str) -> Any:
+    """`rds stop` and `rds start`: one instance, and the wait options."""
+
+    def decorate(command: Any) -> Any:
+        for option in (_wait_options(waits_until), region_option, identifier_option):
+            command = option(command)
+        return rds.command()(command)
+
+    return decorate
+
+
+@_power_command("the instance has stopped")
+def stop(identifier: str, region: str | None, waiting: Waiting) -> None:
     """Stop the instance to save cost (storage is still billed)."""
-    rds_client = _client("rds", region)
-    instance, changed = ops.stop(rds_client, identifier)
-    if changed:
-        done(f"stopping {identifier}")
-    else:
-        done(f"{identifier} is already {instance.state}; nothing to do")
+    _switch(ops.stop, "stopping", "stopped", identifier, region, waiting)
     warn(SEVEN_DAYS_NOTE)
-    if wait:
-        _wait(rds_client, identifier, "stopped", poll_interval, timeout)
 
 
-@rds.command()
-@identifier_option
-@region_option
-@_wait_options("the instance is available")
-def start(
-    identifier: str, region: str | None, wait: bool, poll_interval: float, timeout: float
-) -> None:
+@_power_command("the instance is available")
+def start(identifier: str, region: str | None, waiting: Waiting) -> None:
     """Start a stopped instance."""
-    rds_client = _client("rds", region)
-    instance, changed = ops.start(rds_client, identifier)
-    if changed:
-        done(f"starting {identifier}")
-    else:
-        done(f"{identifier} is already {instance.state}; nothing to do")
-    if wait:
-        instance = _wait(rds_client, identifier, "available", poll_interval, timeout)
+    instance = _switch(ops.start, "starting", "available", identifier, region, waiting)
+    if instance is not None:
         _print_connection(instance)
     info("your IP may have changed since: `bin/rds-update-sg-rule` lets the current one in")
+
+
+def _switch(
+    change: Any, doing: str, state: str, identifier: str, region: str | None, waiting: Waiting
+) -> ops.Instance | None:
+    """Ask RDS for the change and say what it did; with --wait, the instance once in `state`."""
+    rds_client = _client("rds", region)
+    instance, changed = change(rds_client, identifier)
+    if changed:
+        done(f"{doing} {identifier}")
+    else:
+        done(f"{identifier} is already {instance.state}; nothing to do")
+    return _wait(rds_client, identifier, state, waiting) if waiting.asked else None
 
 
 @rds.command()
@@ -372,9 +406,7 @@ def delete(
     orphan_replicas: bool,
     yes: bool,
     region: str | None,
-    wait: bool,
-    poll_interval: float,
-    timeout: float,
+    waiting: Waiting,
 ) -> None:
     """Delete the instance. Say what happens to its data: --final-snapshot NAME or
     --skip-final-snapshot. Asks you to type the identifier unless --yes."""
@@ -410,8 +442,8 @@ def delete(
         confirm_typed(identifier, "the identifier", about, to_do="delete it", nothing="deleted")
     ops.delete(rds_client, identifier, final_snapshot=final_snapshot)
     done(f"deleting {identifier}, with {keep}")
-    if wait:
-        _wait(rds_client, identifier, None, poll_interval, timeout)
+    if waiting.asked:
+        _wait(rds_client, identifier, None, waiting)
 
 
 @rds.command("allow-my-ip")
@@ -501,9 +533,7 @@ def create_replica(
     replica_identifier: str | None,
     instance_class: str | None,
     region: str | None,
-    wait: bool,
-    poll_interval: float,
-    timeout: float,
+    waiting: Waiting,
 ) -> None:
     """Create a read replica of the instance (RDS streams the primary's changes to it).
 
@@ -519,12 +549,10 @@ def create_replica(
         done(f"RDS accepted {replica_identifier}, a replica of {identifier}; it is {replica.state}")
     else:
         warn(f"{replica_identifier} already exists ({replica.state}); left as it is")
-    if wait:
-        replica = _wait(rds_client, replica_identifier, "available", poll_interval, timeout)
-    elif replica.state != "available":
-        info("follow it with `cruddur rds status`, or add --wait")
-        return
-    url = replica.connection_url()
+    available = _available(
+        rds_client, replica, waiting, "follow it with `cruddur rds status`, or add --wait"
+    )
+    url = available.connection_url() if available else None
     if url:
         result(f'export READER_CONNECTION_URL="{url}"')
         info("replace *** with the password of the user in it, as for PROD_CONNECTION_URL")
@@ -539,9 +567,7 @@ def promote_replica(
     replica_identifier: str,
     yes: bool,
     region: str | None,
-    wait: bool,
-    poll_interval: float,
-    timeout: float,
+    waiting: Waiting,
 ) -> None:
     """Promote a read replica to a standalone instance that takes writes.
 
@@ -560,10 +586,8 @@ def promote_replica(
         )
     replicas.promote_replica(rds_client, replica_identifier)
     done(f"promoting {replica_identifier}")
-    if wait:
-        _print_connection(
-            _wait(rds_client, replica_identifier, "available", poll_interval, timeout)
-        )
+    if waiting.asked:
+        _print_connection(_wait(rds_client, replica_identifier, "available", waiting))
 
 
 @rds.command("create-proxy")
