@@ -1,6 +1,6 @@
 """Which way of feeding COPY loads the fake activities fastest?
 
-Each way loads the same fake rows (cruddur.ops.fake) into a freshly set-up table, in
+Each way loads the same fake rows (cruddur.ops.fake_rows) into a freshly set-up table, in
 interleaved rounds (this machine is noisy, so compare within a round):
 
   write_row text    psycopg's copy.write_row with Python values, text format
@@ -27,15 +27,15 @@ from psycopg.copy import QueuedLibpqWriter
 from stage import bench_database, drop_database, fresh_database
 
 from cruddur.db import Db
-from cruddur.ops import fake, loading
+from cruddur.ops import fake, fake_copy, fake_rows, loading
 
-COPY = f"COPY activities ({fake.ACTIVITY_COLUMNS}) FROM STDIN"
+COPY = f"COPY activities ({fake_copy.ACTIVITY_COLUMNS}) FROM STDIN"
 TYPES = ["uuid", "uuid", "text", "int4", "int4", "int4", "uuid", "timestamptz", "timestamptz"]
 NULL = "\\N"
 ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
 
 
-def chunks(data: fake.FakeData) -> Iterator[list[fake.FakeActivity]]:
+def chunks(data: fake_rows.FakeData) -> Iterator[list[fake_rows.FakeActivity]]:
     for start in range(0, data.activities, fake.CHUNK_ROWS):
         yield data.activity_rows(start, min(start + fake.CHUNK_ROWS, data.activities))
 
@@ -52,14 +52,14 @@ def _as_python(row: tuple) -> tuple:
     return (*ids, message, replies, reposts, likes, parent_uuid, _time(expires), _time(created))
 
 
-def write_row_text(conn: Connection, data: fake.FakeData) -> None:
+def write_row_text(conn: Connection, data: fake_rows.FakeData) -> None:
     with conn.cursor().copy(COPY) as copy:
         for rows in chunks(data):
             for row in rows:
                 copy.write_row(_as_python(row))
 
 
-def write_row_binary(conn: Connection, data: fake.FakeData) -> None:
+def write_row_binary(conn: Connection, data: fake_rows.FakeData) -> None:
     with conn.cursor().copy(f"{COPY} (FORMAT binary)") as copy:
         copy.set_types(TYPES)
         for rows in chunks(data):
@@ -71,7 +71,7 @@ def _text_time(ms: int) -> str:
     return _time(ms).isoformat()
 
 
-def text_chunks(conn: Connection, data: fake.FakeData) -> None:
+def text_chunks(conn: Connection, data: fake_rows.FakeData) -> None:
     with conn.cursor().copy(COPY) as copy:
         for rows in chunks(data):
             copy.write(
@@ -83,17 +83,17 @@ def text_chunks(conn: Connection, data: fake.FakeData) -> None:
             )
 
 
-def binary(conn: Connection, data: fake.FakeData, *, queued: bool = False) -> None:
+def binary(conn: Connection, data: fake_rows.FakeData, *, queued: bool = False) -> None:
     cur = conn.cursor()
     writer = QueuedLibpqWriter(cur) if queued else None
     with cur.copy(f"{COPY} (FORMAT binary)", writer=writer) as copy:
-        copy.write(fake.BINARY_HEADER)
+        copy.write(fake_copy.BINARY_HEADER)
         for rows in chunks(data):
-            copy.write(fake.binary_activities(rows))
-        copy.write(fake.BINARY_TRAILER)
+            copy.write(fake_copy.binary_activities(rows))
+        copy.write(fake_copy.BINARY_TRAILER)
 
 
-WAYS: dict[str, Callable[[Connection, fake.FakeData], None]] = {
+WAYS: dict[str, Callable[[Connection, fake_rows.FakeData], None]] = {
     "write_row text": write_row_text,
     "write_row binary": write_row_binary,
     "text chunks": text_chunks,
@@ -105,8 +105,8 @@ WAYS: dict[str, Callable[[Connection, fake.FakeData], None]] = {
 def run(url: str, way: str, activities: int) -> float:
     fresh_database(url, loading.SCHEMA)
     with Db(url) as db:
-        data = fake.FakeData(1000, activities, seed=1)
-        fake.load(db, fake.FakeData(1000, 0, seed=1))  # the same user uuids, no cruds
+        data = fake_rows.FakeData(1000, activities, seed=1)
+        fake.load(db, fake_rows.FakeData(1000, 0, seed=1))  # the same user uuids, no cruds
         with db.connection() as conn:
             started = time.perf_counter()
             WAYS[way](conn, data)

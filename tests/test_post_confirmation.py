@@ -269,10 +269,13 @@ def test_the_handler_imports_only_what_it_needs() -> None:
     assert {m for m in loaded if m.startswith("cruddur")} == {
         "cruddur",
         "cruddur.config",
+        "cruddur.errors",
         "cruddur.urls",
         "cruddur.rds_tls",
         "cruddur.lambdas",
         "cruddur.lambdas.post_confirmation",
+        "cruddur.services",
+        "cruddur.services.sign_up",
     }
 
 

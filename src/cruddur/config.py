@@ -9,6 +9,7 @@ import difflib
 import ipaddress
 import os
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TypeVar
@@ -23,7 +24,7 @@ class ConfigError(Problem, ValueError):
 N = TypeVar("N", int, float)
 
 
-def _number(env: dict[str, str], name: str, default: N, *, minimum: N, kind: type[N]) -> N:
+def _number(env: Mapping[str, str], name: str, default: N, *, minimum: N, kind: type[N]) -> N:
     raw = env.get(name, "").strip()
     if not raw:
         return default
@@ -458,6 +459,30 @@ class ReplicaSettings:
         from cruddur.urls import looks_like_rds_proxy  # urls imports nothing of ours
 
         return self.pooler == "transaction" or looks_like_rds_proxy(url)
+
+
+@dataclass(frozen=True)
+class LambdaSettings:
+    """What a Lambda handler reads besides its connection (cruddur.lambdas); each handler
+    passes its own defaults. A malformed value fails the invocation, and its log says
+    which setting, rather than running with a limit nobody chose."""
+
+    connect_timeout: int = 5  # CRUDDUR_CONNECT_TIMEOUT, seconds
+    statement_timeout_ms: int = 1000  # CRUDDUR_STATEMENT_TIMEOUT, milliseconds
+    purge_grace_hours: int = 24  # CRUDDUR_PURGE_GRACE_HOURS
+    purge_batch_size: int = 5000  # CRUDDUR_PURGE_BATCH_SIZE, rows a transaction
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str], defaults: LambdaSettings) -> LambdaSettings:
+        def whole(name: str, default: int) -> int:
+            return _number(env, name, default, minimum=1, kind=int)
+
+        return cls(
+            connect_timeout=whole("CRUDDUR_CONNECT_TIMEOUT", defaults.connect_timeout),
+            statement_timeout_ms=whole("CRUDDUR_STATEMENT_TIMEOUT", defaults.statement_timeout_ms),
+            purge_grace_hours=whole("CRUDDUR_PURGE_GRACE_HOURS", defaults.purge_grace_hours),
+            purge_batch_size=whole("CRUDDUR_PURGE_BATCH_SIZE", defaults.purge_batch_size),
+        )
 
 
 @dataclass(frozen=True)

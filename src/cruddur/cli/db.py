@@ -7,7 +7,7 @@ import secrets
 import shutil
 from datetime import timedelta
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import click
 from click.core import ParameterSource
@@ -25,6 +25,7 @@ from cruddur.ops import databases, loading, waiting
 from cruddur.ops import fake as fake_data
 from cruddur.ops import purge as purging
 from cruddur.ops.connections import database_db, server_db
+from cruddur.ops.fake_rows import FakeData
 from cruddur.ops.status import database_status, replica_status
 from cruddur.safe_paths import trusted_program
 from cruddur.targets import embedded_server
@@ -139,6 +140,14 @@ def schema_load(cli: Cli) -> None:
     grant_again(cli.settings, target.url)
 
 
+def _fake_count(name: str, default: int, says: str) -> Any:
+    """--users or --activities of `db seed --fake`."""
+    count = click.IntRange(min=0)
+    return click.option(
+        name, type=count, default=default, show_default=True, help=f"With --fake: {says}"
+    )
+
+
 @db.command()
 @prod_option
 @yes_option
@@ -148,19 +157,9 @@ def schema_load(cli: Cli) -> None:
     help="Instead of seed.sql, add made-up users and cruds in bulk (through COPY), "
     "for benchmarks. They are added to what is there; the seed users keep working.",
 )
-@click.option(
-    "--users",
-    type=click.IntRange(min=0),
-    default=1000,
-    show_default=True,
-    help="With --fake: how many fake users.",
-)
-@click.option(
-    "--activities",
-    type=click.IntRange(min=0),
-    default=100_000,
-    show_default=True,
-    help="With --fake: how many fake cruds (a fifth of them replies), over the last 30 days.",
+@_fake_count("--users", 1000, "how many fake users.")
+@_fake_count(
+    "--activities", 100_000, "how many fake cruds (a fifth of them replies), over the last 30 days."
 )
 @click.option(
     "--seed",
@@ -198,11 +197,10 @@ def seed(
         ]
         if given:
             raise click.UsageError(f"{', '.join(given)} only go with --fake")
-    else:
-        try:
-            fake_data.check_sizes(users, activities)
-        except ValueError as exc:
-            raise click.UsageError(str(exc)) from exc
+    elif activities > 0 and users == 0:
+        raise click.UsageError(
+            "fake activities need fake users to post them: --users must be at least 1"
+        )
     cli = ctx.ensure_object(Cli)
     if not fake:
         cli.confirm("insert the sample users and cruds")
@@ -225,7 +223,7 @@ def _seed_fake(
 ) -> None:
     if random_seed is None:
         random_seed = secrets.randbelow(1_000_000)
-    data = fake_data.FakeData(users, activities, random_seed)
+    data = FakeData(users, activities, random_seed)
     db = database_db(cli.target, cli.settings.pool)
     with db as database, RowsProgress(users + activities) as bar:
         try:

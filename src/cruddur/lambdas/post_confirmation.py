@@ -1,9 +1,10 @@
 """Cognito post-confirmation trigger: each newly confirmed user becomes a row of public.users.
 
 Handler: `cruddur.lambdas.post_confirmation.handler` (deploy/post-confirmation.yaml).
-It imports only psycopg, the standard library, cruddur.urls and cruddur.rds_tls (boto3
-only when the URL comes from Secrets Manager; the Lambda runtime has it), so the zip that
-`cruddur lambda package` builds stays small and a cold start stays short.
+It imports only psycopg, the standard library and a few cruddur modules (config, urls,
+rds_tls, and services.sign_up: the rules it shares with `cruddur users sync-cognito`),
+and boto3 only when the URL comes from Secrets Manager (the Lambda runtime has it), so
+the zip that `cruddur lambda package` builds stays small and a cold start stays short.
 
 Environment:
   CONNECTION_URL             the database URL. With CONNECTION_SECRET_ARN, the parts the
@@ -34,10 +35,11 @@ from importlib import resources
 from typing import Any
 
 import psycopg
-from psycopg import errors
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
+from cruddur.config import LambdaSettings
 from cruddur.rds_tls import lambda_bundle, secured
+from cruddur.services.sign_up import SignUpError, refusal, user_from_event
 from cruddur.urls import redact
 
 log = logging.getLogger(__name__)
@@ -49,20 +51,8 @@ TCP_USER_TIMEOUT_MS = 1500
 # The account is confirmed by now, so "try again" would not help: an operator's
 # `cruddur users sync-cognito` adds the row once the database is back.
 UNAVAILABLE = "your account is confirmed, but your profile could not be saved yet"
-
-# What a row breaking one of the schema's CHECK rules means to the person signing up.
-_CHECKS = {
-    "users_handle_check": "that username is not allowed: use 1 to 64 ASCII "
-    "letters, digits, or the characters _ . + -",
-    "users_display_name_check": "the name must be 1 to 256 characters long",
-    "users_email_check": "the email address must be 3 to 320 characters long",
-    "users_cognito_user_id_check": "the account id is malformed",
-}
-
-
-class SignUpError(Exception):
-    """The sign-up cannot be recorded; the message is for the person signing up."""
-
+# Within Cognito's 5 seconds: 2 to connect, 1 for the insert.
+SETTINGS = LambdaSettings(connect_timeout=2, statement_timeout_ms=1000)
 
 # Kept between invocations of a warm function: one connection, opened on first use.
 _conn: psycopg.Connection | None = None
@@ -183,50 +173,6 @@ def _flush(provider: Any, context: Any) -> None:
     flushing.join(seconds)
 
 
-def user_from_event(event: dict[str, Any]) -> dict[str, str]:
-    """The users row for a Cognito event's attributes (values as given, never edited)."""
-    attributes = (event.get("request") or {}).get("userAttributes") or {}
-
-    def attribute(name: str) -> str | None:
-        value = attributes.get(name)
-        return value if isinstance(value, str) and value.strip() else None
-
-    sub = attribute("sub")
-    if sub is None:
-        raise SignUpError("the sign-up has no account id (the 'sub' attribute is missing)")
-    email = attribute("email")
-    if email is None:
-        raise SignUpError("an email address is required (the 'email' attribute is missing)")
-    handle = attribute("preferred_username")
-    if handle is None:
-        # A pool that signs people in by a username: that name is their handle. A pool
-        # that signs in by email sets userName to the sub, which is no handle.
-        username = event.get("userName")
-        if not isinstance(username, str) or not username.strip() or username == sub:
-            raise SignUpError(
-                "a preferred username is required (the 'preferred_username' attribute is missing)"
-            )
-        handle = username
-    return {
-        "display_name": attribute("name") or handle,
-        "email": email,
-        "handle": handle,
-        "cognito_user_id": sub,
-    }
-
-
-def refusal(exc: BaseException, user: dict[str, str]) -> SignUpError | None:
-    """The person's own data broke a rule: say which (None: the database failed)."""
-    constraint = getattr(getattr(exc, "diag", None), "constraint_name", None)
-    if isinstance(exc, errors.UniqueViolation) and constraint == "users_handle_key":
-        return SignUpError("that username is already taken")
-    if isinstance(exc, errors.CheckViolation) and constraint in _CHECKS:
-        return SignUpError(_CHECKS[constraint])
-    if isinstance(exc, psycopg.DataError):  # e.g. a NUL character, refused by psycopg
-        return SignUpError("a sign-up attribute contains characters that cannot be stored")
-    return None
-
-
 # -- the connection -----------------------------------------------------------------
 
 
@@ -236,10 +182,14 @@ def _time_left_ms(context: Any) -> float:
     return remaining() if remaining is not None else float("inf")
 
 
+def _settings() -> LambdaSettings:
+    return LambdaSettings.from_env(os.environ, SETTINGS)
+
+
 def _reconnect_needs_ms() -> int:
     """A new connection and the insert on it, at their limits, with room to answer."""
-    connect_ms = 1000 * _setting("CRUDDUR_CONNECT_TIMEOUT", 2)
-    return connect_ms + _setting("CRUDDUR_STATEMENT_TIMEOUT", 1000) + 300
+    settings = _settings()
+    return 1000 * settings.connect_timeout + settings.statement_timeout_ms + 300
 
 
 def _insert(user: dict[str, str], time_to_reconnect: Callable[[], bool] = lambda: True) -> Any:
@@ -278,12 +228,13 @@ def _connect() -> psycopg.Connection:
     global _conninfo
     if _conninfo is None:
         _conninfo = read_conninfo(os.environ)
+    settings = _settings()
     conn = psycopg.connect(
         _conninfo,
         autocommit=True,  # one statement per invocation: its own transaction
-        connect_timeout=_setting("CRUDDUR_CONNECT_TIMEOUT", 2),
+        connect_timeout=settings.connect_timeout,
         application_name=APPLICATION_NAME,
-        options=f"-c statement_timeout={_setting('CRUDDUR_STATEMENT_TIMEOUT', 1000)}",
+        options=f"-c statement_timeout={settings.statement_timeout_ms}",
         # statement_timeout runs on the server: a connection whose server vanished (a
         # failover) would wait for an answer until Lambda kills the function. Sent data
         # unacknowledged this long (ms) ends it on the client side instead.
@@ -334,11 +285,6 @@ def _read_secret(secret_id: str) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise RuntimeError(f"secret {secret_id} is not a JSON object (username, password, …)")
     return value
-
-
-def _setting(name: str, default: int) -> int:
-    raw = os.environ.get(name, "").strip()
-    return int(raw) if raw.isascii() and raw.isdigit() and int(raw) > 0 else default
 
 
 def _sub(event: dict[str, Any]) -> str:

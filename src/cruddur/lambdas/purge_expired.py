@@ -29,6 +29,7 @@ from typing import Any
 
 import psycopg
 
+from cruddur.config import LambdaSettings
 from cruddur.lambdas.post_confirmation import read_conninfo
 from cruddur.urls import redact
 
@@ -36,11 +37,7 @@ log = logging.getLogger(__name__)
 log.setLevel(logging.INFO)  # Lambda's root logger passes only warnings by default
 
 APPLICATION_NAME = "cruddur-purge-expired"
-
-
-def _setting(name: str, default: int) -> int:
-    raw = os.environ.get(name, "").strip()
-    return int(raw) if raw.isascii() and raw.isdigit() and int(raw) > 0 else default
+SETTINGS = LambdaSettings(connect_timeout=5, statement_timeout_ms=30_000)
 
 
 @cache
@@ -56,9 +53,10 @@ def _time_left_ms(context: Any) -> float:
 
 def handler(event: dict[str, Any] | None = None, context: Any = None) -> dict[str, Any]:
     """Purge; return what was deleted and whether everything due was (`finished`)."""
-    grace = timedelta(hours=_setting("CRUDDUR_PURGE_GRACE_HOURS", 24))
-    batch_size = _setting("CRUDDUR_PURGE_BATCH_SIZE", 5000)
-    statement_ms = _setting("CRUDDUR_STATEMENT_TIMEOUT", 30_000)
+    settings = LambdaSettings.from_env(os.environ, SETTINGS)
+    grace = timedelta(hours=settings.purge_grace_hours)
+    batch_size = settings.purge_batch_size
+    statement_ms = settings.statement_timeout_ms
     conninfo = read_conninfo(os.environ)
     started = time.monotonic()
     cruds = replies = batches = 0
@@ -66,7 +64,7 @@ def handler(event: dict[str, Any] | None = None, context: Any = None) -> dict[st
     with psycopg.connect(
         conninfo,
         autocommit=True,  # each batch is one statement: its own short transaction
-        connect_timeout=_setting("CRUDDUR_CONNECT_TIMEOUT", 5),
+        connect_timeout=settings.connect_timeout,
         application_name=APPLICATION_NAME,
         options=f"-c statement_timeout={statement_ms}",
     ) as conn:

@@ -2,8 +2,8 @@
 never recorded (they confirmed while it was failing, or before it existed), and real ids
 for rows that still carry a placeholder (the seed's MOCK-<handle>).
 
-The rules are the Lambda's own (cruddur.lambdas.post_confirmation): the same attributes
-make the same row, and the same constraints refuse it with the same words. A placeholder
+The rules are the Lambda's (cruddur.services.sign_up, which both use): the same
+attributes make the same row, and the same constraints refuse it with the same words. A placeholder
 row goes only to the Cognito user whose verified email is the row's.
 """
 
@@ -16,7 +16,7 @@ from typing import Any
 from psycopg.rows import class_row
 
 from cruddur.db import Db, template
-from cruddur.lambdas.post_confirmation import SignUpError, refusal, user_from_event
+from cruddur.services.sign_up import SignUpError, refusal, user_from_event
 
 PAGE_SIZE = 60  # the most ListUsers returns at once
 
