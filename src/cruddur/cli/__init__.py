@@ -9,6 +9,7 @@ import sys
 from typing import Any
 
 import click
+from dotenv import find_dotenv, load_dotenv
 
 from cruddur.cli.output import fail
 from cruddur.config import debug_enabled
@@ -81,8 +82,12 @@ def main() -> None:
 
     Local commands act on CONNECTION_URL or, when it is not set, on an embedded
     PostgreSQL that cruddur starts itself under .cruddur/. Add --prod to act on
-    PROD_CONNECTION_URL instead.
+    PROD_CONNECTION_URL instead. Settings come from the environment and from a .env
+    file in the current folder (or above); the environment wins.
     """
+    # A .env file in this folder or above, as the flask CLI and dbmate read it; a
+    # variable already set in the environment wins over the file.
+    load_dotenv(find_dotenv(usecwd=True), override=False)
     # The pool logs each connection it discards; a CLI reports failures itself.
     logging.getLogger("psycopg").setLevel(logging.ERROR)
 
