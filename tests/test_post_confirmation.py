@@ -184,6 +184,17 @@ def test_a_dropped_connection_is_replaced(
     assert "reconnecting" in caplog.text
 
 
+def test_a_malformed_setting_fails_the_sign_up_and_names_itself(
+    url: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    # config.py parses the Lambda's settings as it parses the CLI's: no silent default.
+    monkeypatch.setenv("CRUDDUR_CONNECT_TIMEOUT", "2s")
+    with pytest.raises(SignUpError, match="could not be saved"):
+        handler(cognito_event(preferred_username="timely"), None)
+    assert "CRUDDUR_CONNECT_TIMEOUT must be a whole number" in caplog.text
+    assert not user_row(url, handle="timely")
+
+
 def test_the_statement_timeout_ends_a_stuck_insert(
     url: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:

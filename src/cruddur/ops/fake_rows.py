@@ -118,10 +118,10 @@ class FakeUser:
     created_ms: int
 
 
-# An activity row, in ACTIVITY_COLUMNS' order: uuid, user_uuid (16 raw bytes each),
-# message, replies_count, reposts_count, likes_count, reply_to_activity_uuid (bytes or
-# None), expires_at, created_at (ms since 1970, UTC). A plain tuple: a million objects
-# with named fields cost seconds.
+# An activity row, in fake_copy.ACTIVITY_COLUMNS' order: uuid, user_uuid (16 raw bytes
+# each), message, replies_count, reposts_count, likes_count, reply_to_activity_uuid
+# (bytes or None), expires_at, created_at (ms since 1970, UTC). A plain tuple: a load
+# makes millions, and objects with named fields are slower to make.
 FakeActivity = tuple[bytes, bytes, str, int, int, int, bytes | None, int, int]
 
 
