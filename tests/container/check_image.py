@@ -296,7 +296,7 @@ def test_compose_replica_profile_streams_from_db_and_serves_the_reads(image: str
         compose.seeded_feed()
         _until(
             lambda: compose.psql("db", "SELECT state FROM pg_stat_replication") == "streaming",
-            90, "db-replica never streamed from db",
+            180, "db-replica never streamed from db",
         )  # fmt: skip
         assert compose.psql("db-replica", "SELECT pg_is_in_recovery()") == "t"
 
@@ -310,7 +310,7 @@ def test_compose_replica_profile_streams_from_db_and_serves_the_reads(image: str
             )  # fmt: skip
             return json.loads(done.stdout or "{}")
 
-        _until(lambda: health().get("replica", {}).get("in_use") is True, 60, str(health()))
+        _until(lambda: health().get("replica", {}).get("in_use") is True, 120, str(health()))
 
         # Reads really land on the replica: its own count of scans of activities grows.
         before = int(compose.psql("db-replica", scans) or 0)
@@ -318,7 +318,7 @@ def test_compose_replica_profile_streams_from_db_and_serves_the_reads(image: str
             assert get(f"{compose.base}/api/activities/@andrewbrown")[0] == 200
         _until(
             lambda: int(compose.psql("db-replica", scans) or 0) >= before + 20,
-            30, "the user feed's reads did not reach db-replica",
+            60, "the user feed's reads did not reach db-replica",
         )  # fmt: skip
 
     finally:
