@@ -12,6 +12,7 @@ import subprocess
 import threading
 import time
 import urllib.request
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -294,6 +295,8 @@ def test_metrics_count_the_requests_of_both_workers(served: Served) -> None:
     assert after[home] - before.get(home, 0) == sent
     latency = ("cruddur_http_request_duration_seconds_count", (("route", "/api/activities/home"),))
     assert after[latency] - before.get(latency, 0) == sent
+    seconds = ("cruddur_http_request_duration_seconds_sum", (("route", "/api/activities/home"),))
+    assert 0 < after[seconds] - before.get(seconds, 0) < sent * 10
     refused = ("cruddur_auth_tokens_refused_total", (("reason", "missing"),))
     assert after[refused] - before.get(refused, 0) == 3
     # Each worker's pool holds at least its one connection; the exporter adds them up.
@@ -385,6 +388,71 @@ def test_an_unexpected_error_logs_its_traceback_as_one_json_record(app, api) -> 
     assert record["level"] == "error" and record["error"] == "RuntimeError: the disk is on fire"
     assert "Traceback (most recent call last)" in record["traceback"]
     assert 'raise RuntimeError("the disk is on fire")' in record["traceback"]
+
+
+def test_the_request_line_is_the_record_the_json_formatter_would_write() -> None:
+    # The line is one f-string (logs._json_line) for speed: it must stay the same object,
+    # in the same order, as JsonFormatter makes of a logging record, whatever the strings.
+    from cruddur.telemetry.logs import REQUEST_LOGGER, JsonFormatter, _json_line, request_message
+
+    line = _json_line(4321)
+    created = time.time()
+    user = uuid.uuid4()  # as api.auth leaves it
+    ids = ("ab" * 16, "cd" * 8)
+    for request in [
+        (created, "GET", "/api/activities/home", "200 OK", 0.0031234, "req-1", ids, "u-1"),
+        (created, 'GE"T\\\x01', "unmatched", "404 NOT FOUND", 1.5, None, None, None),
+        (created + 0.9999, "POST", "/api/é/<x>", "500 INTERNAL SERVER ERROR", 0.0, "r", None, user),
+    ]:
+        at, method, route, status, seconds, request_id, trace, user = request
+        written = line(*request)
+        assert written.endswith("\n") and "\n" not in written[:-1]
+        fields = {
+            "method": method,
+            "route": route,
+            "status": int(status[:3]),
+            "duration_ms": round(seconds * 1000, 2),
+            "request_id": request_id,
+            "trace_id": trace[0] if trace else None,
+            "span_id": trace[1] if trace else None,
+            "user_uuid": user,
+        }
+        message = request_message(method, route, status[:3], seconds)
+        record = logging.getLogger(REQUEST_LOGGER).makeRecord(
+            REQUEST_LOGGER, logging.INFO, __file__, 1, message, (), None, extra=fields
+        )
+        record.created, record.process = at, 4321
+        expected = json.loads(JsonFormatter().format(record))
+        got = json.loads(written)
+        assert got == expected and list(got) == list(expected)
+
+
+def test_latencies_observed_together_fill_the_histogram_as_one_by_one() -> None:
+    from prometheus_client import CollectorRegistry, Histogram
+
+    from cruddur.telemetry.metrics import BUCKETS, observe_all
+
+    values = [0.0005, 0.001, 0.0011, 0.003, 0.003, 0.7, 10.0, 42.0, 0.0]
+    samples = []
+    for together in (False, True):
+        registry = CollectorRegistry()
+        histogram = Histogram("t", "t", ["route"], buckets=BUCKETS, registry=registry)
+        child = histogram.labels("/a")
+        if together:
+            observe_all(child, values)
+        else:
+            for value in values:
+                child.observe(value)
+        samples.append(
+            sorted(
+                (s.name, tuple(sorted(s.labels.items())), s.value)
+                for metric in registry.collect()
+                for s in metric.samples
+                if not s.name.endswith("_created")
+            )
+        )
+    assert samples[0] == samples[1]
+    assert ("t_count", (("route", "/a"),), float(len(values))) in samples[1]
 
 
 def test_telemetry_settings_come_from_the_standard_variables() -> None:

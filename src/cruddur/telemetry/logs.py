@@ -13,6 +13,7 @@ import sys
 import time
 import traceback
 from collections.abc import Callable
+from json.encoder import encode_basestring
 from typing import Any
 
 from cruddur.config import TelemetrySettings
@@ -85,53 +86,117 @@ def current_trace_ids() -> dict[str, str]:
     return tracing.current_ids()
 
 
-Line = tuple[float, str, dict[str, Any]]  # (time, message, fields) of a request's line
-RequestWriter = Callable[[list[Line]], None]
+# A finished request, as the edge hands it over (telemetry/requests.py): time.time() at
+# its end, method, route template, status line, seconds, request id, (trace id, span id)
+# or None, the signed-in user's uuid or None.
+Finished = tuple[float, str, str, str, float, str | None, tuple[str, str] | None, Any]
+RequestWriter = Callable[[list[Finished]], None]
 PIPE_BUF = 4096  # a write to a pipe up to this size is never split or interleaved
+
+
+def request_message(method: str, route: str, status: str, seconds: float) -> str:
+    return f"{method} {route} {status} {seconds * 1000:.1f} ms"
 
 
 def request_writer() -> RequestWriter | None:
     """How requests' lines are written, several at a time, or None when the level leaves
     them out.
 
-    In JSON on our own stdout handler, the lines are built here and written with as few
-    os.write calls as fit: the logging module's record, caller lookup and handler cost
-    several times as much. Each write holds whole lines and at most PIPE_BUF bytes, so
-    lines stay whole between the workers that share stdout. Anywhere else (text, a
-    test's handler) they go through logging.
+    In JSON on our own stdout handler, each line is one f-string (see `_json_line`) and
+    the lines go out with as few os.write calls as fit: the logging module's record,
+    caller lookup and handler, and json.dumps of a dict, cost several times as much. Each
+    write holds whole lines and at most PIPE_BUF bytes, so lines stay whole between the
+    workers that share stdout. Anywhere else (text, a test's handler) they go through
+    logging.
     """
     logger = logging.getLogger(REQUEST_LOGGER)
     if not logger.isEnabledFor(logging.INFO):
         return None
     if _json_stdout is None:
 
-        def log_each(lines: list[Line]) -> None:
-            for _, message, fields in lines:
-                logger.info(message, extra=fields)
+        def log_each(finished: list[Finished]) -> None:
+            for _, method, route, status, seconds, request_id, ids, user in finished:
+                fields = {
+                    "method": method,
+                    "route": route,
+                    "status": int(status[:3]),
+                    "duration_ms": round(seconds * 1000, 2),
+                    "request_id": request_id,
+                    "trace_id": ids[0] if ids else None,
+                    "span_id": ids[1] if ids else None,
+                    "user_uuid": user,
+                }
+                logger.info(request_message(method, route, status[:3], seconds), extra=fields)
 
         return log_each
-    fd, pid = _json_stdout, os.getpid()
+    fd, line = _json_stdout, _json_line(os.getpid())
 
-    def write(lines: list[Line]) -> None:
+    def write(finished: list[Finished]) -> None:
         chunk = b""
-        for created, message, fields in lines:
-            record = {
-                "time": _iso(created),
-                "level": "info",
-                "logger": REQUEST_LOGGER,
-                "message": message,
-                "pid": pid,
-                **{key: value for key, value in fields.items() if value is not None},
-            }
-            line = (json.dumps(record, default=str, ensure_ascii=False) + "\n").encode()
-            if chunk and len(chunk) + len(line) > PIPE_BUF:
+        for request in finished:
+            encoded = line(*request).encode()
+            if chunk and len(chunk) + len(encoded) > PIPE_BUF:
                 os.write(fd, chunk)
                 chunk = b""
-            chunk += line
+            chunk += encoded
         if chunk:
             os.write(fd, chunk)
 
     return write
+
+
+def _json_line(pid: int) -> Callable[..., str]:
+    """The request's JSON line, the same object JsonFormatter would make of the logging
+    record, built as one f-string: every string goes through json's own escaping
+    (`encode_basestring`, quotes included), the ids after str() (the user's is a UUID), as
+    JsonFormatter's default=str; the numbers are formatted here; fields that are None are
+    left out, as JsonFormatter does."""
+    quote = encode_basestring
+    head = f'","level":"info","logger":"{REQUEST_LOGGER}","message":'
+    iso = _IsoSeconds()
+
+    def line(
+        created: float,
+        method: str,
+        route: str,
+        status: str,
+        seconds: float,
+        request_id: str | None,
+        ids: tuple[str, str] | None,
+        user: str | None,
+    ) -> str:
+        code = int(status[:3])
+        millis = seconds * 1000
+        message = quote(f"{method} {route} {code} {millis:.1f} ms")
+        tail = ""
+        if request_id is not None:
+            tail += f',"request_id":{quote(str(request_id))}'
+        if ids:
+            tail += f',"trace_id":{quote(ids[0])},"span_id":{quote(ids[1])}'
+        if user is not None:
+            tail += f',"user_uuid":{quote(str(user))}'  # a UUID
+        return (
+            f'{{"time":"{iso(created)}{head}{message},"pid":{pid},"method":{quote(method)}'
+            f',"route":{quote(route)},"status":{code},"duration_ms":{round(millis, 2)!r}'
+            f"{tail}}}\n"
+        )
+
+    return line
+
+
+class _IsoSeconds:
+    """`_iso(created)`, formatting the date and time once a second, not once a line."""
+
+    def __init__(self) -> None:
+        self.second = -1
+        self.text = ""
+
+    def __call__(self, created: float) -> str:
+        second = int(created)
+        if second != self.second:
+            self.second = second
+            self.text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+        return f"{self.text}.{int((created - second) * 1000):03d}Z"
 
 
 def writes_json_to_stdout() -> bool:

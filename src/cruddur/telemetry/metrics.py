@@ -9,13 +9,16 @@ on (it picks its storage from PROMETHEUS_MULTIPROC_DIR at import).
 
 from __future__ import annotations
 
+import bisect
 import logging
 import multiprocessing.util
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
+
+from cruddur.telemetry.logs import Finished
 
 log = logging.getLogger("cruddur.telemetry")
 
@@ -67,6 +70,19 @@ class _Metrics:
             "Requests waiting for a connection",
             multiprocess_mode="livesum",
         )
+        # Children by labels, so a request's counts skip labels()' checks and lock.
+        self._requests: dict[tuple[str, str, str], Any] = {}
+        self._latencies: dict[str, Any] = {}
+
+    def requests_child(self, key: tuple[str, str, str]) -> Any:
+        if (child := self._requests.get(key)) is None:
+            child = self._requests[key] = self.requests.labels(*key)
+        return child
+
+    def latency_child(self, route: str) -> Any:
+        if (child := self._latencies.get(route)) is None:
+            child = self._latencies[route] = self.latency.labels(route)
+        return child
 
 
 def start() -> None:
@@ -97,9 +113,42 @@ def start() -> None:
         log.warning("metrics: cannot listen on port %s: %s", settings.metrics_port, exc)
 
 
-def observe_request(route: str, method: str, status: int, seconds: float) -> None:
-    _metrics.requests.labels(route, method, str(status)).inc()
-    _metrics.latency.labels(route).observe(seconds)
+def observe_requests(finished: Iterable[Finished]) -> None:
+    """Count finished requests and their latencies, added up by labels first: in the
+    multiprocess mode each increment is a lock and a write to a memory-mapped file, so a
+    batch of requests to one route costs a few writes instead of three per request."""
+    counts: dict[tuple[str, str, str], int] = {}
+    latencies: dict[str, list[float]] = {}
+    for _, method, route, status, seconds, *_ in finished:
+        key = (route, method, status[:3])
+        counts[key] = counts.get(key, 0) + 1
+        if (values := latencies.get(route)) is None:
+            latencies[route] = [seconds]
+        else:
+            values.append(seconds)
+    for key, count in counts.items():
+        _metrics.requests_child(key).inc(count)
+    for route, values in latencies.items():
+        observe_all(_metrics.latency_child(route), values)
+
+
+def observe_all(histogram: Any, values: list[float]) -> None:
+    """histogram.observe(v) for each value, with one increment per bucket hit and one of
+    the sum (prometheus_client's per-value observe has no batch form: this reads its
+    buckets, bounds and sum, and falls back to observe if they are not there)."""
+    try:
+        buckets, bounds, total = histogram._buckets, histogram._upper_bounds, histogram._sum
+    except AttributeError:
+        for value in values:
+            histogram.observe(value)
+        return
+    hits = [0] * len(bounds)
+    for value in values:
+        hits[bisect.bisect_left(bounds, value)] += 1  # the first bound >= value, as observe
+    total.inc(sum(values))
+    for bucket, count in zip(buckets, hits, strict=True):
+        if count:
+            bucket.inc(count)
 
 
 def count_db_error(exc: BaseException) -> None:

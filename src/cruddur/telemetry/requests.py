@@ -73,7 +73,7 @@ class Recorder:
         self.write = write
         self.counts = counts
         self.queued = queued  # False: record at once (text for a person watching)
-        self.finished: deque[tuple] = deque()
+        self.finished: deque[logs.Finished] = deque()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
 
@@ -119,26 +119,10 @@ class Recorder:
             taken.append(self.finished.popleft())
         if not taken:
             return
-        lines = []
-        for created, method, route, status_line, seconds, request_id, ids, user in taken:
-            status = int(status_line[:3])
-            if self.counts:
-                metrics.observe_request(route, method, status, seconds)
-            if self.write is not None:
-                millis = seconds * 1000
-                fields = {
-                    "method": method,
-                    "route": route,
-                    "status": status,
-                    "duration_ms": round(millis, 2),
-                    "request_id": request_id,
-                    "trace_id": ids[0] if ids else None,
-                    "span_id": ids[1] if ids else None,
-                    "user_uuid": user,
-                }
-                lines.append((created, f"{method} {route} {status} {millis:.1f} ms", fields))
-        if lines:
-            self.write(lines)
+        if self.counts:
+            metrics.observe_requests(taken)
+        if self.write is not None:
+            self.write(taken)
 
 
 def observer(request_id_key: str) -> Observer | None:
