@@ -17,10 +17,13 @@ machine's cores (server, database, load tool), as a single small host would; com
 ratios, not absolute figures.
 
 With --observability it measures instead what telemetry costs on the home feed, for one
-size, under granian: the code before telemetry existed ("today", from git), and the
-current code with observability off (defaults: the JSON request log on stdout), traces
-at 100% and at 10% sampling to a local OTLP/HTTP receiver (this process, which reads and
-discards them), and metrics on; each round's share of today's requests/s, median kept.
+size, under granian, with the feed cache off (every request reads the database): "today"
+is this code with nothing observed (no request log line, no traces, no metrics: the
+edge does what it did before telemetry existed), or the code of --baseline REV (from
+git); then this code with observability off (the defaults: the JSON request log on
+stdout), traces at 100% and at 10% sampling to a local OTLP/HTTP receiver (this process,
+which reads and discards them), and metrics on; each round's share of today's
+requests/s, median kept.
 
 Usage: .venv/bin/python bench/feed.py [--sizes 1000,1000000] [--duration 4] [--rounds 5]
        [--servers gunicorn,granian,bare] [--workers 2] [--threads 1]
@@ -69,7 +72,6 @@ FIRST_PAGE = {
 
 # -- the cost of observability ------------------------------------------------------
 
-TELEMETRY_PACKAGE = "src/cruddur/telemetry/__init__.py"
 TARGETS = {"off": 0.98, "traces 10%": 0.90, "metrics": 0.95}  # of today's req/s (issue 14)
 
 
@@ -118,17 +120,9 @@ def own_cpu_wrk(url: str, connections: int, duration: int, server_pid: int, db_u
     return load
 
 
-def baseline_source(revision: str | None, folder: Path) -> str:
-    """Unpack src/ of the commit before telemetry (or `revision`) into folder; its id."""
+def baseline_source(revision: str, folder: Path) -> str:
+    """Unpack src/ of `revision` into folder; its short id."""
     root = BENCH_DIR.parent
-    if revision is None:
-        added = subprocess.run(
-            ["git", "log", "--diff-filter=A", "--format=%H", "--", TELEMETRY_PACKAGE],
-            cwd=root, capture_output=True, text=True, check=True,
-        ).stdout.split()  # fmt: skip
-        if not added:
-            raise SystemExit("no commit adds the telemetry package: give --baseline REV")
-        revision = f"{added[-1]}^"
     commit = subprocess.run(
         ["git", "rev-parse", "--short", revision], cwd=root, capture_output=True, text=True,
         check=True,
@@ -140,11 +134,18 @@ def baseline_source(revision: str | None, folder: Path) -> str:
     return commit
 
 
-def observability_variants(sink: OtlpReceiver, baseline_src: Path) -> dict[str, dict[str, str]]:
-    """Each load's environment on top of the benchmark's."""
+def observability_variants(
+    sink: OtlpReceiver, baseline_src: Path | None
+) -> dict[str, dict[str, str]]:
+    """Each load's environment on top of the benchmark's (CRUDDUR_FEED_CACHE=0 for all)."""
     traces = {"OTEL_EXPORTER_OTLP_ENDPOINT": sink.url, "OTEL_SERVICE_NAME": "backend-flask"}
+    # Today: this code with nothing observed, so that only observability differs (the
+    # commit before telemetry is 100 commits behind: the feed's path changed since).
+    today = {"CRUDDUR_LOG_LEVEL": "warning"}
+    if baseline_src is not None:
+        today = {"PYTHONPATH": str(baseline_src)}
     return {
-        "today": {"PYTHONPATH": str(baseline_src)},  # the code before telemetry existed
+        "today": today,
         "off": {},
         "traces 100%": {**traces, "OTEL_TRACES_SAMPLER": "parentbased_always_on"},
         "traces 10%": {
@@ -159,15 +160,18 @@ def observability_variants(sink: OtlpReceiver, baseline_src: Path) -> dict[str, 
 def measure_observability(url: str, args: argparse.Namespace, connections: int) -> None:
     sink = OtlpReceiver(decode=False)
     with tempfile.TemporaryDirectory(prefix="cruddur-baseline-") as folder:
-        commit = baseline_source(args.baseline, Path(folder))
-        variants = observability_variants(sink, Path(folder, "src"))
+        commit = "this code, request log off"
+        if args.baseline:
+            commit = baseline_source(args.baseline, Path(folder))
+        variants = observability_variants(sink, Path(folder, "src") if args.baseline else None)
         services = {}
         try:
             for name, env in variants.items():
                 services[name] = start_service(
-                    url, "granian", args.workers, args.threads, env=env,
+                    url, "granian-uncached", args.workers, args.threads, env=env,
                     # The baseline's own CLI: its serve, its factory, its code.
-                    command=[sys.executable, "-m", "cruddur"] if name == "today" else None,
+                    command=[sys.executable, "-m", "cruddur"]
+                    if name == "today" and args.baseline else None,
                 )  # fmt: skip
             loads: dict[str, list[Load]] = {name: [] for name in variants}
             names = list(variants)
@@ -273,8 +277,8 @@ def main() -> None:
     )
     parser.add_argument(
         "--baseline",
-        help="with --observability: the commit that is 'today' (default: the "
-        "one before the telemetry package was added)",
+        help="with --observability: the commit that is 'today' (default: this code "
+        "with the request log off and nothing else observed)",
     )
     args = parser.parse_args()
     args.sizes = args.sizes or ("1000" if args.observability else "1000,1000000")
