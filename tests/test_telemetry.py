@@ -403,6 +403,17 @@ def test_the_request_line_is_the_record_the_json_formatter_would_write() -> None
         (created, "GET", "/api/activities/home", "200 OK", 0.0031234, "req-1", ids, "u-1"),
         (created, 'GE"T\\\x01', "unmatched", "404 NOT FOUND", 1.5, None, None, None),
         (created + 0.9999, "POST", "/api/é/<x>", "500 INTERNAL SERVER ERROR", 0.0, "r", None, user),
+        # The same route again, a second later: its kept text, a new time.
+        (
+            created + 1.5,
+            "GET",
+            "/api/activities/home",
+            "304 NOT MODIFIED",
+            0.0004,
+            "req-2",
+            ids,
+            None,
+        ),
     ]:
         at, method, route, status, seconds, request_id, trace, user = request
         written = line(*request)

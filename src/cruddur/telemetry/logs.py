@@ -150,10 +150,12 @@ def _json_line(pid: int) -> Callable[..., str]:
     record, built as one f-string: every string goes through json's own escaping
     (`encode_basestring`, quotes included), the ids after str() (the user's is a UUID), as
     JsonFormatter's default=str; the numbers are formatted here; fields that are None are
-    left out, as JsonFormatter does."""
+    left out, as JsonFormatter does. The escaped method and route, and the date and time
+    to the second, are made once and kept."""
     quote = encode_basestring
     head = f'","level":"info","logger":"{REQUEST_LOGGER}","message":'
-    iso = _IsoSeconds()
+    routes: dict[tuple[str, str], tuple[str, str]] = {}
+    clock: list[Any] = [-1, ""]  # the second, and its date and time
 
     def line(
         created: float,
@@ -163,11 +165,23 @@ def _json_line(pid: int) -> Callable[..., str]:
         seconds: float,
         request_id: str | None,
         ids: tuple[str, str] | None,
-        user: str | None,
+        user: Any,
     ) -> str:
+        known = routes.get((method, route))
+        if known is None:
+            # The message's start without its closing quote (what follows needs no
+            # escaping: digits, a point, spaces, "ms"), and the two fields.
+            known = (
+                quote(f"{method} {route}")[:-1],
+                f',"method":{quote(method)},"route":{quote(route)}',
+            )
+            if len(routes) < MAX_ROUTES_KEPT:  # methods come from clients
+                routes[method, route] = known
+        second = int(created)
+        if second != clock[0]:
+            clock[0], clock[1] = second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
         code = int(status[:3])
         millis = seconds * 1000
-        message = quote(f"{method} {route} {code} {millis:.1f} ms")
         tail = ""
         if request_id is not None:
             tail += f',"request_id":{quote(str(request_id))}'
@@ -176,27 +190,15 @@ def _json_line(pid: int) -> Callable[..., str]:
         if user is not None:
             tail += f',"user_uuid":{quote(str(user))}'  # a UUID
         return (
-            f'{{"time":"{iso(created)}{head}{message},"pid":{pid},"method":{quote(method)}'
-            f',"route":{quote(route)},"status":{code},"duration_ms":{round(millis, 2)!r}'
-            f"{tail}}}\n"
+            f'{{"time":"{clock[1]}.{int((created - second) * 1000):03d}Z{head}'
+            f'{known[0]} {code} {millis:.1f} ms","pid":{pid}{known[1]},"status":{code}'
+            f',"duration_ms":{round(millis, 2)!r}{tail}}}\n'
         )
 
     return line
 
 
-class _IsoSeconds:
-    """`_iso(created)`, formatting the date and time once a second, not once a line."""
-
-    def __init__(self) -> None:
-        self.second = -1
-        self.text = ""
-
-    def __call__(self, created: float) -> str:
-        second = int(created)
-        if second != self.second:
-            self.second = second
-            self.text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
-        return f"{self.text}.{int((created - second) * 1000):03d}Z"
+MAX_ROUTES_KEPT = 256  # (method, route) pairs whose escaped text a writer keeps
 
 
 def writes_json_to_stdout() -> bool:
