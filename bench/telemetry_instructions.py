@@ -1,0 +1,108 @@
+"""Instructions a home-feed request costs in one process, for each telemetry setting:
+load-independent figures (valgrind's callgrind) beside bench/feed.py --observability.
+
+Each setting runs in a process of its own under callgrind, calling the WSGI app directly
+(feed cache off, request log lines to /dev/null, traces to a local OTLP/HTTP receiver):
+once with --calls few and once with --calls many requests after the same warm-up; the
+difference over the extra requests is one request's instructions, the exporter's thread
+included. Traces at 10% are worked out as 0.9 x unsampled + 0.1 x sampled.
+
+Usage: .venv/bin/python bench/telemetry_instructions.py [--size 1000] [--calls 300]
+Needs valgrind and the database bench/feed.py built: cruddur_bench_feed_<size>.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import subprocess
+import sys
+import tempfile
+from concurrent.futures import ThreadPoolExecutor
+
+from feed import OtlpSink, server_url
+
+from cruddur.urls import with_database
+
+WARM = 20
+SETTINGS = {
+    "nothing observed": {"CRUDDUR_LOG_LEVEL": "warning"},
+    "off (request log)": {},
+    "metrics": {"CRUDDUR_METRICS_PORT": "9"},  # the folder below: no port is opened
+    "traces, unsampled": {"OTEL_TRACES_SAMPLER_ARG": "0"},
+    "traces, sampled": {"OTEL_TRACES_SAMPLER_ARG": "1"},
+}
+
+
+def serve(calls: int) -> None:
+    """In the measured process: the app, WARM requests, then `calls` more."""
+    from werkzeug.test import EnvironBuilder
+
+    from cruddur.api import create_worker_app
+
+    os.dup2(os.open(os.devnull, os.O_WRONLY), 1)  # the JSON lines go to fd 1
+    app = create_worker_app()
+    environ = EnvironBuilder("/api/activities/home").get_environ()
+    for _ in range(WARM + calls):
+        body = app(dict(environ), lambda status, headers, exc_info=None: None)
+        b"".join(body)
+        getattr(body, "close", lambda: None)()
+
+
+def instructions(env: dict[str, str], calls: int) -> int:
+    with tempfile.TemporaryDirectory() as folder:
+        out = subprocess.run(
+            ["valgrind", "--tool=callgrind", f"--callgrind-out-file={folder}/out",
+             sys.executable, __file__, "--serve", str(calls)],
+            env={**env, "PROMETHEUS_MULTIPROC_DIR": folder}, capture_output=True, text=True,
+        )  # fmt: skip
+    found = re.search(r"Collected : (\d+)", out.stderr)
+    if out.returncode or not found:
+        raise SystemExit(f"callgrind failed:\n{out.stderr[-2000:]}")
+    return int(found.group(1))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--size", type=int, default=1000)
+    parser.add_argument("--calls", type=int, default=300, help="extra requests measured")
+    parser.add_argument("--serve", type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.serve is not None:
+        serve(args.serve)
+        return
+    sink = OtlpSink()
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "CRUDDUR_METR"))}
+    base.update(
+        CONNECTION_URL=with_database(server_url(), f"cruddur_bench_feed_{args.size}"),
+        CRUDDUR_FEED_CACHE="0", CRUDDUR_POOL_MAX_SIZE="1", PYTHONHASHSEED="0",
+    )  # fmt: skip
+    envs = {}
+    for name, extra in SETTINGS.items():
+        env = {**base, **extra}
+        if name.startswith("traces"):
+            env.update(OTEL_EXPORTER_OTLP_ENDPOINT=sink.url, OTEL_TRACES_SAMPLER="traceidratio")
+        envs[name] = env
+    with ThreadPoolExecutor(2) as pool:  # two at a time: the machine has two cores
+        runs = {
+            name: (pool.submit(instructions, env, 0), pool.submit(instructions, env, args.calls))
+            for name, env in envs.items()
+        }
+        per_request = {
+            name: (many.result() - few.result()) / args.calls for name, (few, many) in runs.items()
+        }
+    sink.close()
+    per_request["traces 10% (0.9 unsampled + 0.1 sampled)"] = (
+        0.9 * per_request["traces, unsampled"] + 0.1 * per_request["traces, sampled"]
+    )
+    nothing = per_request["nothing observed"]
+    print(f"{args.size:,} activities; {args.calls} requests after {WARM}; callgrind")
+    print("| setting | instructions a request | more than nothing observed |")
+    print("|---|---:|---:|")
+    for name, count in per_request.items():
+        print(f"| {name} | {count / 1000:,.0f}k | {count / nothing - 1:+.1%} |")
+
+
+if __name__ == "__main__":
+    main()
