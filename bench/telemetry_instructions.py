@@ -20,10 +20,15 @@ import subprocess
 import sys
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
-from feed import OtlpSink, server_url
+from stage import server_url
 
 from cruddur.urls import with_database
+
+# The tests' OTLP receiver, here decoding nothing.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+from otlp_receiver import OtlpReceiver
 
 WARM = 20
 SETTINGS = {
@@ -72,7 +77,7 @@ def main() -> None:
     if args.serve is not None:
         serve(args.serve)
         return
-    sink = OtlpSink()
+    sink = OtlpReceiver(decode=False)
     base = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "CRUDDUR_METR"))}
     base.update(
         CONNECTION_URL=with_database(server_url(), f"cruddur_bench_feed_{args.size}"),

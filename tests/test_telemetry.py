@@ -399,7 +399,7 @@ def test_the_request_line_is_the_record_the_json_formatter_would_write() -> None
     created = time.time()
     user = uuid.uuid4()  # as api.auth leaves it
     ids = ("ab" * 16, "cd" * 8)
-    for request in [
+    for finished in [
         (created, "GET", "/api/activities/home", "200 OK", 0.0031234, "req-1", ids, "u-1"),
         (created, 'GE"T\\\x01', "unmatched", "404 NOT FOUND", 1.5, None, None, None),
         (created + 0.9999, "POST", "/api/é/<x>", "500 INTERNAL SERVER ERROR", 0.0, "r", None, user),
@@ -415,8 +415,8 @@ def test_the_request_line_is_the_record_the_json_formatter_would_write() -> None
             None,
         ),
     ]:
-        at, method, route, status, seconds, request_id, trace, user = request
-        written = line(*request)
+        at, method, route, status, seconds, request_id, trace, user = finished
+        written = line(*finished)
         assert written.endswith("\n") and "\n" not in written[:-1]
         fields = {
             "method": method,
