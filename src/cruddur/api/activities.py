@@ -15,6 +15,7 @@ from cruddur.api.errors import ApiError
 from cruddur.api.reads import READ_AFTER_HEADER, ReadRouter
 from cruddur.db import Db
 from cruddur.db.replication import parse_lsn
+from cruddur.limits import HANDLE_MAX_CHARS
 from cruddur.services import activities
 from cruddur.services.feed_cache import etag_of
 from cruddur.services.paging import START, Page, PageRequest, RepliesRequest
@@ -23,8 +24,6 @@ from cruddur.services.validation import parse_uuid, validate_crud, validate_repl
 bp = Blueprint("activities", __name__, url_prefix="/api/activities")
 
 T = TypeVar("T")
-
-HANDLE_MAX_CHARS = 64  # the schema's limit: longer cannot exist
 
 
 def _db() -> Db:
@@ -172,7 +171,8 @@ def user_feed(handle: str) -> Response:
     wanted = _page_request()
     page = _read(activities.user_feed, handle, wanted) if len(handle) <= HANDLE_MAX_CHARS else None
     if page is None:
-        raise ApiError(404, "user_not_found", f"no user has the handle {handle[:64]!r}")
+        shown = handle[:HANDLE_MAX_CHARS]
+        raise ApiError(404, "user_not_found", f"no user has the handle {shown!r}")
     return _page_response(page, wanted.limit)
 
 

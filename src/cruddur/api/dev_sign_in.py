@@ -16,6 +16,7 @@ from cruddur.api.dev_keys import DevKeys
 from cruddur.api.errors import ApiError
 from cruddur.config import Settings, is_loopback
 from cruddur.db import template
+from cruddur.limits import HANDLE_MAX_CHARS
 
 TOKEN_LIFETIME_SECONDS = 3600
 PROXY_HEADERS = ("Forwarded", "X-Forwarded-For", "X-Real-Ip")
@@ -56,7 +57,7 @@ def make_blueprint(settings: Settings) -> Blueprint:
         except UnreadableJson:
             given = None
         handle = given.get("handle") if isinstance(given, dict) else None
-        if not isinstance(handle, str) or not 0 < len(handle) <= 64:
+        if not isinstance(handle, str) or not 0 < len(handle) <= HANDLE_MAX_CHARS:
             raise ApiError(400, "invalid_handle", 'send {"handle": "<a local user\'s handle>"}')
         sub = _db().query_value(template("users", "cognito_user_id_for_handle"), {"handle": handle})
         if sub is None:

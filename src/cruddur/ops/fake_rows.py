@@ -19,17 +19,19 @@ import unicodedata
 from array import array
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import timedelta
+
+from cruddur.limits import CRUD_MAX_CHARS, TTLS
 
 FAKE_PREFIX = "FAKE-"
-MESSAGE_LIMIT = 280  # the API's limit for a crud (the schema allows more)
+MESSAGE_LIMIT = CRUD_MAX_CHARS  # the API's limit for a crud (the schema allows more)
 REPLY_SHARE = 0.2  # of all activities
 RECENT_PARENTS = 2000  # replies go to one of the latest top-level cruds
 DAY_MS = 86_400_000
-HOUR_MS = 3_600_000
 SPAN_MS = 30 * DAY_MS  # created_at falls within the last 30 days
 # The API's lifetimes, weighted so that about two thirds of the cruds are still live.
-TTLS_MS = (30 * DAY_MS, 7 * DAY_MS, 3 * DAY_MS, DAY_MS, 12 * HOUR_MS, 3 * HOUR_MS, HOUR_MS)
-TTL_WEIGHTS = (60, 15, 10, 5, 4, 3, 3)  # percent
+TTLS_MS = tuple(ttl // timedelta(milliseconds=1) for ttl in TTLS.values())
+TTL_WEIGHTS = (60, 15, 10, 5, 4, 3, 3)  # percent, in TTLS's order (longest first)
 LIKES_EXPONENT = -1 / 1.2
 
 

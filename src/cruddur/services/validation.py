@@ -9,20 +9,7 @@ from datetime import timedelta
 from typing import Any
 from uuid import UUID
 
-CRUD_MAX_CHARS = 280
-REPLY_MAX_CHARS = 1024
-
-# The lifetimes the front end offers, in its own words.
-TTLS: dict[str, timedelta] = {
-    "30-days": timedelta(days=30),
-    "7-days": timedelta(days=7),
-    "3-days": timedelta(days=3),
-    "1-day": timedelta(days=1),
-    "12-hours": timedelta(hours=12),
-    "3-hours": timedelta(hours=3),
-    "1-hour": timedelta(hours=1),
-}
-
+from cruddur.limits import CRUD_MAX_CHARS, REPLY_MAX_CHARS, TTLS
 
 # The rules below as openapi.yaml states them (a test holds the two together).
 # A uuid is written in its canonical form; Python's UUID() alone also takes braces,

@@ -7,6 +7,7 @@ import * as cognito from "./cognito.js";
 import { append, h, icon, replace, uid } from "./dom.js";
 import { ago, exact, expiresIn } from "./timefmt.js";
 
+// The API's limits (cruddur/limits.py; tests/test_limits.py holds them together).
 export const MESSAGE_MAX = 280; // the API's limit for a crud (replies: 1,024)
 const REPLY_MAX = 1024;
 const TTLS = ["30-days", "7-days", "3-days", "1-day", "12-hours", "3-hours", "1-hour"];
