@@ -386,7 +386,7 @@ def api(app):
 @pytest.fixture
 def mint(api_settings: Settings) -> Callable[..., str]:
     """mint(sub=…, **options): a dev access token; mint(handle="bayko") for a seed user."""
-    from cruddur.api.dev_keys import DevKeys
+    from cruddur.dev_keys import DevKeys
 
     def make(handle: str | None = "andrewbrown", *, sub: str | None = None, **options) -> str:
         return DevKeys(api_settings.home).mint(

@@ -24,9 +24,9 @@ from pathlib import Path
 import psycopg
 from psycopg import sql
 
-from cruddur.api.dev_keys import DevKeys
 from cruddur.config import Settings
 from cruddur.db import Db
+from cruddur.dev_keys import DevKeys
 from cruddur.embedded import APP_DATABASE, SHARED_ROOT, EmbeddedPostgres
 from cruddur.ops import loading
 

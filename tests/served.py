@@ -8,8 +8,8 @@ from pathlib import Path
 
 import server_support
 
-from cruddur.api.dev_keys import DevKeys
 from cruddur.config import Settings
+from cruddur.dev_keys import DevKeys
 
 
 class Served(server_support.Served):

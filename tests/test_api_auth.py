@@ -17,9 +17,9 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from helpers import user_pool
 
 from cruddur.api import create_app
-from cruddur.api.dev_keys import DevKeys
 from cruddur.api.keys import KeySet, KeysUnavailable, UnknownKey
 from cruddur.config import ConfigError, Settings
+from cruddur.dev_keys import DevKeys
 
 NEW_CRUD = {"message": "signed in", "ttl": "1-day"}
 

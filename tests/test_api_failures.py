@@ -69,7 +69,7 @@ def test_a_database_restart_costs_no_failed_read(api, admin, seeded_db: str) -> 
 
 
 def test_while_the_database_is_down_requests_fail_fast_between_attempts() -> None:
-    from cruddur.api.database import AppDatabase
+    from cruddur.api.db import AppDatabase
     from cruddur.db.reachability import DatabaseUnavailable
 
     made: list[Db] = []

@@ -12,11 +12,11 @@ import pytest
 
 from cruddur.api import auth, create_app
 from cruddur.api.auth import InvalidToken, TokenVerifier
-from cruddur.api.dev_keys import DevKeys
+from cruddur.api.db import primary_db
 from cruddur.api.token_cache import VerifiedTokens
 from cruddur.config import Settings
 from cruddur.db import Db
-from cruddur.targets import app_db
+from cruddur.dev_keys import DevKeys
 
 
 class CountingVerifier(TokenVerifier):
@@ -151,7 +151,7 @@ class CountingDb(Db):
 def counted(api_settings: Settings):
     from api_support import CheckedClient
 
-    base = app_db(api_settings)
+    base = primary_db(api_settings)
     database = CountingDb(base.conninfo, base.settings, autocommit=True, check=False)
     CountingDb.statements = 0
     app = create_app(api_settings, database=database)

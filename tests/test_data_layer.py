@@ -15,10 +15,10 @@ import pytest
 from psycopg import errors
 from psycopg.rows import class_row, namedtuple_row
 
+from cruddur.api.db import primary_db
 from cruddur.config import PoolSettings, Settings
 from cruddur.db import Db, template
 from cruddur.db.templates import TemplateNotFound
-from cruddur.targets import app_db
 
 USER = (
     "INSERT INTO public.users (display_name, handle, email, cognito_user_id) "
@@ -168,7 +168,7 @@ def test_the_service_pool_is_sized_from_the_environment(seeded_db: str) -> None:
             "CRUDDUR_POOL_TIMEOUT": "2.5",
         }
     )
-    with app_db(settings) as db:
+    with primary_db(settings) as db:
         stats = db.pool.get_stats()
         assert (stats["pool_min"], stats["pool_max"]) == (2, 5)
         assert db.pool.timeout == 2.5

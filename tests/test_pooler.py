@@ -12,9 +12,9 @@ from helpers import ROOT, run, tables
 from pgbouncer_support import PgBouncer
 
 from cruddur.api import create_app
-from cruddur.api.dev_keys import DevKeys
+from cruddur.api.db import primary_db
 from cruddur.config import Settings
-from cruddur.targets import app_db
+from cruddur.dev_keys import DevKeys
 
 CRUDDUR = ROOT / ".venv/bin/cruddur"
 
@@ -107,7 +107,7 @@ def test_a_pooler_is_recognised_and_its_pool_keeps_no_prepared_statements(
 ) -> None:
     settings = Settings.from_env({"CONNECTION_URL": url, **env})
     assert settings.replica.behind_pooler(url) is pooled
-    db = app_db(settings)
+    db = primary_db(settings)
     assert ("prepare_threshold" in db._connect_kwargs) is pooled
     assert ("options=" in db.conninfo) is not pooled
 

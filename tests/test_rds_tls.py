@@ -11,10 +11,10 @@ import pytest
 from helpers import ROOT, run
 from tls_support import RDS_HOST, make_ca, make_server_cert, rds_url, tls_postgres
 
+from cruddur.api.db import primary_db
 from cruddur.config import ConfigError, Settings
 from cruddur.lambdas import post_confirmation
 from cruddur.rds_tls import secured
-from cruddur.targets import app_db
 from cruddur.urls import parse
 
 CRUDDUR = ROOT / ".venv/bin/cruddur"
@@ -79,7 +79,7 @@ def test_the_api_connects_only_to_the_genuine_server(servers, bundle, tmp_path) 
     settings = Settings.from_env(
         {"CONNECTION_URL": rds_url(servers["genuine"]), "CRUDDUR_HOME": str(tmp_path)}
     )
-    with app_db(settings) as db:
+    with primary_db(settings) as db:
         assert db.query_value(SSL_IN_USE) is True
         assert parse(db.conninfo)["sslmode"] == "verify-full"
         assert parse(db.conninfo)["sslrootcert"] == str(bundle)

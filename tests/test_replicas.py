@@ -20,9 +20,9 @@ from replica_support import ReplicaPair, activity_scans
 from served import serve
 
 from cruddur.api import create_app
-from cruddur.api.dev_keys import DevKeys
 from cruddur.config import Settings
 from cruddur.db.replication import LagClock
+from cruddur.dev_keys import DevKeys
 from cruddur.urls import parse
 
 

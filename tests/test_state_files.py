@@ -67,7 +67,7 @@ def test_a_state_folder_of_another_user_is_refused(tmp_path) -> None:
 
 def _planted_keys(home) -> None:
     """An attacker's dev key pair in the home: they keep the private half."""
-    from cruddur.api.dev_keys import DevKeys
+    from cruddur.dev_keys import DevKeys
 
     DevKeys(home).ensure()
     shutil.copy(home / "auth" / "dev-private-key.pem", home.parent / "attackers-copy.pem")

@@ -46,6 +46,14 @@ def secured(conninfo: str, bundle: Callable[[], Path]) -> str:
     return make_conninfo(conninfo, sslmode=VERIFY_FULL, sslrootcert=root)
 
 
+def kept_bundle(home: Path) -> Path:
+    """The bundle Cruddur keeps under `home` (CRUDDUR_RDS_CA_BUNDLE instead, when set),
+    fetched on first use. Not for the Lambda: it imports cryptography, only then."""
+    from cruddur.aws.ca_bundle import bundle_path
+
+    return bundle_path(home, os.environ)
+
+
 def lambda_bundle(env: Mapping[str, str] = os.environ) -> Path:
     """The bundle the Lambda trusts: CRUDDUR_RDS_CA_BUNDLE, else the one in its zip."""
     given = env.get(BUNDLE_SETTING, "").strip()

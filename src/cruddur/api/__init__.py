@@ -3,6 +3,7 @@ in each worker, so each opens its own pool after the fork)."""
 
 from __future__ import annotations
 
+import functools
 import gc
 import logging
 import signal
@@ -14,15 +15,14 @@ from flask import Flask, Response
 from cruddur import telemetry, web
 from cruddur.api import activities, dev_sign_in, errors, health
 from cruddur.api.auth import TokenVerifier
-from cruddur.api.database import AppDatabase
-from cruddur.api.dev_keys import DevKeys
+from cruddur.api.db import PRIMARY_KEY, ApiUrls, AppDatabase, primary_db, reader_db
 from cruddur.api.edge import REQUEST_ID_KEY, Edge
 from cruddur.api.feed_pages import AppFeedCache
 from cruddur.api.reads import ReadRouter
 from cruddur.config import Settings
 from cruddur.db import Db
-from cruddur.services.authors import Authors
-from cruddur.targets import app_db, reader_db
+from cruddur.dev_keys import DevKeys
+from cruddur.services.users import Authors
 from cruddur.telemetry import logs, metrics, requests, tracing
 
 # Werkzeug's URL matcher leaves a small reference cycle per request, so with Python's
@@ -38,26 +38,41 @@ OPENAPI = files("cruddur.api").joinpath("openapi.yaml")
 def create_app(
     settings: Settings | None = None,
     *,
+    urls: ApiUrls | None = None,
     database: Db | None = None,
     verifier: TokenVerifier | None = None,
 ) -> Flask:
+    """The app over `urls` (what `cruddur serve` worked out), else the settings' URLs;
+    `database` stands in for the primary's pool (tests)."""
     settings = settings or Settings.from_env()
     logs.configure(settings.telemetry)
     app = Flask("cruddur")
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
-    primary = AppDatabase(
-        (lambda: database) if database is not None else (lambda: app_db(settings))
-    )
-    app.extensions["cruddur.db"] = primary
+
+    # Worked out on first use, as the pools are opened: a URL that cannot be used (an RDS
+    # endpoint whose CA bundle cannot be fetched) costs 5xx answers, not a dead worker.
+    @functools.cache
+    def api_urls() -> ApiUrls:
+        return urls or ApiUrls.from_settings(settings)
+
+    @functools.cache
+    def primary() -> Db:
+        return database or primary_db(settings, api_urls().primary)
+
+    app.extensions[PRIMARY_KEY] = holder = AppDatabase(primary)
     replica = settings.replica
-    reader = (lambda: reader_db(settings)) if replica.reader_url else None
+    has_reader = bool(urls.reader if urls else replica.reader_url)
+
+    def reader() -> Db:
+        url = api_urls().reader
+        assert url is not None  # asked for only when there is a replica
+        return reader_db(settings, url)
+
     app.extensions["cruddur.reads"] = ReadRouter(
-        primary,
-        AppDatabase(reader) if reader else None,
-        reader_conninfo=replica.reader_url,
-        max_lag=replica.max_lag,
-        check_interval=replica.check_interval,
-        connect_timeout=settings.pool.connect_timeout,
+        holder,
+        AppDatabase(reader) if has_reader else None,
+        replica,
+        settings.pool.connect_timeout,
     )
     if verifier is None:
         # Partial Cognito settings stop the app here, and the dev key pair never signs in
@@ -79,9 +94,7 @@ def create_app(
     serve = settings.serve
 
     def listen_conninfo() -> str:
-        if serve.listen_url:
-            return serve.listen_url
-        return (database or app_db(settings)).conninfo
+        return serve.listen_url or primary().conninfo
 
     # LISTEN through a transaction pooler hears nothing: without a direct URL for it, the
     # copies would go stale for their whole second after each write. Then keep none.
@@ -103,7 +116,6 @@ def create_app(
     if observe is not None:
         app.request_class = requests.RememberedRequest
     app.wsgi_app = Edge(app.wsgi_app, settings.serve.cors_origins, observe=observe)
-    holder = app.extensions["cruddur.db"]
     metrics.watch_pool(lambda: holder.opened.pool.get_stats() if holder.opened else None)
     errors.install(app)
     app.register_blueprint(activities.bp)

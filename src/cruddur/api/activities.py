@@ -11,9 +11,9 @@ from flask import Blueprint, Response, current_app, request
 
 from cruddur.api.auth import as_caller, signed_in
 from cruddur.api.bodies import UnreadableJson, json_body
+from cruddur.api.db import get_db
 from cruddur.api.errors import ApiError
 from cruddur.api.reads import READ_AFTER_HEADER, ReadRouter
-from cruddur.db import Db
 from cruddur.db.replication import parse_lsn
 from cruddur.limits import HANDLE_MAX_CHARS
 from cruddur.services import activities
@@ -24,11 +24,6 @@ from cruddur.services.validation import parse_uuid, validate_crud, validate_repl
 bp = Blueprint("activities", __name__, url_prefix="/api/activities")
 
 T = TypeVar("T")
-
-
-def _db() -> Db:
-    """The primary: writes, and the reads a write needs."""
-    return current_app.extensions["cruddur.db"].get()
 
 
 def _read(use_case: Callable[..., T], *args: Any) -> T:
@@ -190,7 +185,7 @@ def show(activity_uuid: str) -> Response:
 @signed_in
 def create() -> Response:
     message, ttl = validate_crud(_json_object())
-    db = _db()
+    db = get_db()
     created = as_caller(lambda author: activities.create_activity(db, author, message, ttl))
     return _written(created)
 
@@ -200,7 +195,7 @@ def create() -> Response:
 def reply(activity_uuid: str) -> Response:
     parent = _uuid(activity_uuid, "activity_uuid")
     message = validate_reply(_json_object())
-    db = _db()
+    db = get_db()
     created = as_caller(lambda author: activities.create_reply(db, author, parent, message))
     if created is None:
         raise ApiError(404, "activity_not_found", "no such crud to reply to (or it has expired)")

@@ -16,12 +16,13 @@ from uuid import UUID
 import jwt
 from flask import current_app, g, request
 
+from cruddur.api.db import get_db
 from cruddur.api.dev_sign_in import local_caller
 from cruddur.api.errors import ApiError, request_id
 from cruddur.api.keys import KeySet, KeysUnavailable, UnknownKey
 from cruddur.api.token_cache import Verified, VerifiedTokens, token_digest
 from cruddur.config import AuthSettings
-from cruddur.services.authors import Authors, UnknownAuthor
+from cruddur.services.users import Authors, UnknownAuthor
 from cruddur.telemetry import metrics
 from cruddur.telemetry.requests import USER_UUID_KEY
 
@@ -166,13 +167,12 @@ T = TypeVar("T")
 def as_caller(write: Callable[[UUID], T]) -> T:
     """write(the signed-in caller's user uuid), in a view under @signed_in.
 
-    The uuid comes from the process's map (services/authors.py), so a write is one round
+    The uuid comes from the process's map (services/users.py), so a write is one round
     trip; a user deleted since is looked up again, and is a 403 if gone for good.
     """
     authors: Authors = current_app.extensions["cruddur.authors"]
-    db = current_app.extensions["cruddur.db"].get()
     try:
-        return authors.write_as(db, g.cognito_user_id, write)
+        return authors.write_as(get_db(), g.cognito_user_id, write)
     except UnknownAuthor:
         raise _no_user() from None
 
@@ -199,9 +199,8 @@ def signed_in(view: F) -> F:
             raise ApiError(
                 503, "auth_unavailable", "cannot check sign-ins right now; try again shortly"
             ) from None
-        db = current_app.extensions["cruddur.db"].get()
         try:
-            user_uuid = current_app.extensions["cruddur.authors"].uuid_for(db, claims["sub"])
+            user_uuid = current_app.extensions["cruddur.authors"].uuid_for(get_db(), claims["sub"])
         except UnknownAuthor:
             metrics.count_refused_token("unknown_user")
             raise _no_user() from None

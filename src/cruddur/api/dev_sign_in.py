@@ -9,14 +9,15 @@ they look exactly like a missing route (404).
 
 from __future__ import annotations
 
-from flask import Blueprint, Response, current_app, json, request
+from flask import Blueprint, Response, json, request
 
 from cruddur.api.bodies import UnreadableJson, json_body
-from cruddur.api.dev_keys import DevKeys
+from cruddur.api.db import get_db
 from cruddur.api.errors import ApiError
 from cruddur.config import Settings, is_loopback
-from cruddur.db import template
+from cruddur.dev_keys import DevKeys
 from cruddur.limits import HANDLE_MAX_CHARS
+from cruddur.services import users as users_service
 
 TOKEN_LIFETIME_SECONDS = 3600
 PROXY_HEADERS = ("Forwarded", "X-Forwarded-For", "X-Real-Ip")
@@ -42,12 +43,9 @@ def make_blueprint(settings: Settings) -> Blueprint:
         if not local_caller():
             raise _not_found()
 
-    def _db():
-        return current_app.extensions["cruddur.db"].get()
-
     @bp.get("/users")
     def users() -> Response:
-        body = _db().query_array_json(template("users", "dev_sign_in_choices"))
+        body = users_service.sign_in_choices(get_db())
         return Response(body, mimetype="application/json")
 
     @bp.post("/sign-in")
@@ -59,7 +57,7 @@ def make_blueprint(settings: Settings) -> Blueprint:
         handle = given.get("handle") if isinstance(given, dict) else None
         if not isinstance(handle, str) or not 0 < len(handle) <= HANDLE_MAX_CHARS:
             raise ApiError(400, "invalid_handle", 'send {"handle": "<a local user\'s handle>"}')
-        sub = _db().query_value(template("users", "cognito_user_id_for_handle"), {"handle": handle})
+        sub = users_service.subject_for_handle(get_db(), handle)
         if sub is None:
             raise ApiError(404, "user_not_found", f"no user has the handle {handle!r}")
         token = keys.mint(settings.auth, sub, username=handle, expires_in=TOKEN_LIFETIME_SECONDS)

@@ -8,6 +8,7 @@ import time
 from flask import Blueprint, Response, current_app, json
 
 from cruddur.api.auth import verified_claims
+from cruddur.api.db import get_db
 from cruddur.api.dev_sign_in import local_caller
 from cruddur.api.errors import database_unavailable, error_response, unavailable_error
 
@@ -16,10 +17,9 @@ bp = Blueprint("health", __name__, url_prefix="/api")
 
 @bp.get("/health")
 def health() -> Response:
-    holder = current_app.extensions["cruddur.db"]
     started = time.perf_counter()
     try:
-        db = holder.get()
+        db = get_db()
         db.query_value("SELECT 1")
     except Exception as exc:
         if not database_unavailable(exc):

@@ -23,7 +23,8 @@ from typing import Any, TypeVar
 
 import psycopg
 
-from cruddur.api.database import AppDatabase
+from cruddur.api.db import AppDatabase
+from cruddur.config import ReplicaSettings
 from cruddur.db import Db, template
 from cruddur.db.replication import (
     NOT_LOOKED_AT,
@@ -47,18 +48,13 @@ class ReadRouter:
     def __init__(
         self,
         primary: AppDatabase,
-        reader: AppDatabase | None = None,
-        *,
-        reader_conninfo: str | None = None,
-        max_lag: float = 5.0,
-        check_interval: float = 1.0,
-        connect_timeout: int = 2,
+        reader: AppDatabase | None,  # None: no READER_CONNECTION_URL, all on the primary
+        replica: ReplicaSettings,
+        connect_timeout: int,  # the watcher's, in seconds
     ) -> None:
-        self.primary = primary
-        self.reader = reader
-        self.max_lag = max_lag
-        self.check_interval = check_interval
-        self._conninfo = reader_conninfo
+        self.primary, self.reader = primary, reader
+        self.max_lag = replica.max_lag
+        self.check_interval = replica.check_interval
         self._connect_timeout = connect_timeout
         self._state = NOT_LOOKED_AT
         self._clock = LagClock()
@@ -79,12 +75,13 @@ class ReadRouter:
                 self._watcher.start()
 
     def _watch(self) -> None:
+        assert self.reader is not None
         conn: psycopg.Connection | None = None
         while not self._stopped.is_set():
             try:
                 if conn is None or conn.closed or conn.broken:
                     conn = psycopg.connect(
-                        self._conninfo,
+                        self.reader.conninfo,  # a session of its own, beside the pool
                         autocommit=True,
                         connect_timeout=self._connect_timeout,
                         application_name="cruddur-replica-watch",

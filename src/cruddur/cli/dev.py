@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import click
 
-from cruddur.api.dev_keys import DevKeys
 from cruddur.cli.options import Cli, pass_cli
 from cruddur.cli.output import result, warn
+from cruddur.dev_keys import DevKeys
 from cruddur.errors import Problem
 from cruddur.ops.connections import database_db
-from cruddur.ops.dev_token import subject_for_handle
+from cruddur.services.users import subject_for_handle
 
 
 @click.group()

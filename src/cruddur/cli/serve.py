@@ -12,10 +12,11 @@ from urllib.parse import urlsplit
 
 import click
 
-from cruddur.api.dev_keys import DevKeys
+from cruddur.api.db import ApiUrls
 from cruddur.cli.output import cruddur_command, info, warn
 from cruddur.config import SERVERS, ConfigError, Settings, is_loopback
 from cruddur.db.errors import explain
+from cruddur.dev_keys import DevKeys
 from cruddur.ops import loading, roles
 from cruddur.ops.connections import database_db, server_db
 from cruddur.ops.roles import API_ROLE, LAMBDA_ROLE
@@ -155,6 +156,8 @@ def serve(
     target = resolve(settings)  # starts the embedded server, once, before the workers
     info(f"database: {target.describe()}")
     _api_role(settings, target, _check_database(target, settings))
+    # Worked out here once; the workers take them as they are (ApiUrls.environ).
+    api_urls = ApiUrls.from_settings(settings, api_url(settings, target))
     if auth.dev:
         DevKeys(settings.home).ensure()
         warn(
@@ -191,7 +194,8 @@ def serve(
         from cruddur.api import create_app
 
         process_telemetry.start_process(telemetry, dev=True, server=True)  # no exporter
-        create_app(settings).run(host=host, port=port, debug=True, use_reloader=True)
+        app = create_app(settings, urls=api_urls)
+        app.run(host=host, port=port, debug=True, use_reloader=True)
         return
     if telemetry.metrics:
         start_metrics_exporter(telemetry.metrics_host, telemetry.metrics_port)
@@ -206,13 +210,11 @@ def serve(
         header_timeout=config.header_timeout,
         open_files=raise_open_files_limit(),
     )
-    if target.embedded and not settings.api_connection_url:
-        # Workers reach the embedded server as the API's role (the URL is never printed).
-        os.environ["CRUDDUR_API_CONNECTION_URL"] = api_url(settings)
-    # Each worker's create_app checks the address it serves on (the dev key pair only on
-    # loopback): give it the one chosen here.
-    os.environ["CRUDDUR_HOST"] = host
+    # The server's workers get the URLs worked out above (the embedded server's as the
+    # API's role; never printed), and the address chosen here: each worker's create_app
+    # checks it (the dev key pair only on loopback).
+    env = {**os.environ, **api_urls.environ(), "CRUDDUR_HOST": host}
     info(f"server: {server}, {workers} workers, {threads} threads each")
     sys.stdout.flush()
     sys.stderr.flush()
-    os.execv(command[0], command)
+    os.execve(command[0], command, env)

@@ -1,4 +1,5 @@
-"""Who a token speaks for: token subject (Cognito's `sub`) → Cruddur user uuid, per process.
+"""The users use cases: who a token speaks for (token subject, Cognito's `sub` → Cruddur
+user uuid, kept per process), and the lookups for signing in as a local user.
 
 A write needs its author's uuid. Looking it up before each insert doubled a write's
 round trips, so each process keeps what it has found. That is safe because a `sub`
@@ -73,3 +74,14 @@ class Authors:
                 raise
         self.forget(subject)
         return write(self.uuid_for(db, subject))
+
+
+def subject_for_handle(db: Db, handle: str) -> str | None:
+    """The token subject (`cognito_user_id`) of the user with this handle, or None: what a
+    development token for that user must carry."""
+    return db.query_value(template("users", "cognito_user_id_for_handle"), {"handle": handle})
+
+
+def sign_in_choices(db: Db) -> str:
+    """The users a developer may sign in as from the page, as a JSON array (text)."""
+    return db.query_array_json(template("users", "dev_sign_in_choices"))

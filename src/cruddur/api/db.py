@@ -1,0 +1,176 @@
+"""The API's own path to its database, as flaskr's db.py: `get_db()` in a view gives the
+primary's pool, made from the URL the app was given and opened on first use.
+
+`cruddur serve` works out where the API connects (the embedded server's API role, or
+CRUDDUR_API_CONNECTION_URL, or CONNECTION_URL) once, and hands that URL to the workers'
+factory; the app itself never looks for a target, starts a server or asks whether it is
+production. Without `cruddur serve` (tests, a server started by hand) the URL comes from
+the same settings: CRUDDUR_API_CONNECTION_URL, else CONNECTION_URL.
+
+A forking server imports the app in the parent or the worker; opening lazily means each
+worker opens its own pool after the fork, and a database that is down at start-up costs
+503s until it is back, not a crashed worker. The primary's Db is made with `fail_fast`:
+after a failed attempt to open, requests get their 503 at once until its probe connects,
+and the next request opens the pool.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import psycopg
+from flask import current_app
+from psycopg.conninfo import make_conninfo
+from psycopg_pool import PoolTimeout
+
+from cruddur.config import ConfigError, Settings
+from cruddur.db import Db
+from cruddur.db.reachability import DatabaseUnavailable
+from cruddur.rds_tls import kept_bundle, secured
+from cruddur.urls import parse
+
+PRIMARY_KEY = "cruddur.db"  # app.extensions: the primary's AppDatabase
+
+# Opening takes one connection, bounded by CRUDDUR_CONNECT_TIMEOUT; requests that come
+# meanwhile wait this long for it, then get their 503.
+OPEN_WAIT = 2.0  # seconds
+
+# A replica that gives no connection within this is skipped for the primary, not waited on.
+READER_WAIT_SECONDS = 1.0
+
+
+def get_db() -> Db:
+    """The primary's pool, in a request: writes, and the reads a write needs."""
+    return current_app.extensions[PRIMARY_KEY].get()
+
+
+@dataclass(frozen=True)
+class ApiUrls:
+    """Where the API connects, worked out once: its own URL on the primary and, when
+    READER_CONNECTION_URL is set, the replica's; RDS endpoints with verify-full TLS."""
+
+    primary: str
+    reader: str | None = None
+
+    @classmethod
+    def from_settings(cls, settings: Settings, primary: str | None = None) -> ApiUrls:
+        """`primary` (what `cruddur serve` resolved), else CRUDDUR_API_CONNECTION_URL,
+        else CONNECTION_URL; the reader from READER_CONNECTION_URL."""
+        url = primary or settings.api_connection_url or settings.connection_url
+        if not url:
+            raise ConfigError(
+                "the API has no database: set CONNECTION_URL (or CRUDDUR_API_CONNECTION_URL), "
+                "or run it with `cruddur serve`, which starts the embedded server"
+            )
+        reader = settings.replica.reader_url
+
+        def bundle() -> Path:  # fetched only for an RDS endpoint
+            return kept_bundle(settings.home)
+
+        return cls(secured(url, bundle), secured(reader, bundle) if reader else None)
+
+    def environ(self) -> dict[str, str]:
+        """The settings that hand these URLs, as they are, to a server's workers: the
+        factory they call (create_worker_app) reads them back with from_settings. The
+        environment is the one way into a process granian or gunicorn starts that no
+        other user can read (a command line can be)."""
+        handed = {"CRUDDUR_API_CONNECTION_URL": self.primary}
+        if self.reader:
+            handed["READER_CONNECTION_URL"] = self.reader
+        return handed
+
+
+def primary_db(settings: Settings, url: str | None = None) -> Db:
+    """The pool over the API's own URL (`url`, else the settings'), sized from the settings.
+
+    Not opened yet: a forking server opens it in each worker, after the fork. Every API
+    query is one statement, so autocommit keeps it atomic and saves the BEGIN and COMMIT
+    round trips; reads find a dead connection themselves and retry (Db._read) instead of
+    paying a check round trip on every checkout (README, "Measured").
+    """
+    url = url or ApiUrls.from_settings(settings).primary
+    pooled = settings.replica.behind_pooler(url)
+    # fail_fast: while the server is down, requests get their 503 at once (README, "Outages").
+    return Db(
+        api_conninfo(url, pooled), settings.pool, application_name="cruddur-api",
+        autocommit=True, check=False, behind_pooler=pooled, fail_fast=True,
+    )  # fmt: skip
+
+
+def reader_db(settings: Settings, url: str) -> Db:
+    """The pool over the replica (READER_CONNECTION_URL); its callers wait at most
+    READER_WAIT_SECONDS for a connection."""
+    pool = replace(settings.pool, timeout=min(settings.pool.timeout, READER_WAIT_SECONDS))
+    pooled = settings.replica.behind_pooler(url)
+    return Db(
+        api_conninfo(url, pooled), pool, application_name="cruddur-api-reader",
+        autocommit=True, check=False, behind_pooler=pooled,
+    )  # fmt: skip
+
+
+def api_conninfo(url: str, behind_pooler: bool = False) -> str:
+    """The URL with the API's session settings: UTC times and generic plans."""
+    if behind_pooler:
+        # PgBouncer refuses the `options` startup parameter, and RDS Proxy pins a session
+        # that changes settings. Without prepared statements a generic plan has nothing to
+        # reuse; the time zone is the database's (RDS: UTC; elsewhere, README "Scaling out").
+        return url
+    options = parse(url).get("options", "")
+    # Generic plans: the API's queries are key and keyset lookups whose best plan does
+    # not depend on the values, and PostgreSQL's default kept re-planning the feed for
+    # every call on a large table (README, "Measured").
+    app_options = "-c TimeZone=UTC -c plan_cache_mode=force_generic_plan"
+    return make_conninfo(url, options=f"{options} {app_options}".strip())
+
+
+class AppDatabase:
+    """One pool, made and opened on first use, once per process."""
+
+    def __init__(self, make: Callable[[], Db]) -> None:
+        self._make = make
+        self._db: Db | None = None
+        self._opened: Db | None = None
+        self._lock = threading.Lock()
+
+    def get(self) -> Db:
+        opened = self._opened
+        if opened is not None:
+            return opened
+        if not self._lock.acquire(timeout=OPEN_WAIT):
+            raise DatabaseUnavailable("the database connection is still being opened")
+        try:
+            if self._opened is not None:
+                return self._opened
+            if self._db is None:
+                self._db = self._make()
+            db = self._db
+            gate = db.reachability
+            if gate is not None:
+                gate.admit()  # the last attempt failed and no probe has connected since
+            try:
+                self._opened = db.open()
+            except (psycopg.OperationalError, PoolTimeout):
+                if gate is not None:
+                    gate.mark_down()
+                raise
+            return self._opened
+        finally:
+            self._lock.release()
+
+    @property
+    def opened(self) -> Db | None:
+        return self._opened
+
+    @property
+    def conninfo(self) -> str:
+        """Where it connects, without opening it."""
+        return (self._db or self._make()).conninfo
+
+    def close(self) -> None:
+        with self._lock:
+            if self._db is not None:
+                self._db.close()
+            self._db = self._opened = None
