@@ -393,7 +393,13 @@ def test_an_unexpected_error_logs_its_traceback_as_one_json_record(app, api) -> 
 def test_the_request_line_is_the_record_the_json_formatter_would_write() -> None:
     # The line is one f-string (logs._json_line) for speed: it must stay the same object,
     # in the same order, as JsonFormatter makes of a logging record, whatever the strings.
-    from cruddur.telemetry.logs import REQUEST_LOGGER, JsonFormatter, _json_line, request_message
+    from cruddur.telemetry.logs import (
+        REQUEST_LOGGER,
+        JsonFormatter,
+        _json_line,
+        request_fields,
+        request_message,
+    )
 
     line = _json_line(4321)
     created = time.time()
@@ -418,16 +424,7 @@ def test_the_request_line_is_the_record_the_json_formatter_would_write() -> None
         at, method, route, status, seconds, request_id, trace, user = finished
         written = line(*finished)
         assert written.endswith("\n") and "\n" not in written[:-1]
-        fields = {
-            "method": method,
-            "route": route,
-            "status": int(status[:3]),
-            "duration_ms": round(seconds * 1000, 2),
-            "request_id": request_id,
-            "trace_id": trace[0] if trace else None,
-            "span_id": trace[1] if trace else None,
-            "user_uuid": user,
-        }
+        fields = request_fields(method, route, status, seconds, request_id, trace, user)
         message = request_message(method, route, status[:3], seconds)
         record = logging.getLogger(REQUEST_LOGGER).makeRecord(
             REQUEST_LOGGER, logging.INFO, __file__, 1, message, (), None, extra=fields
