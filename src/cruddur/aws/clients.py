@@ -2,15 +2,25 @@
 
 from __future__ import annotations
 
+import functools
 import os
 from typing import Any
 
 import boto3
+import botocore.loaders
+import botocore.session
 from botocore.config import Config
 
 _CONFIG = Config(
     connect_timeout=5, read_timeout=30, retries={"max_attempts": 3, "mode": "standard"}
 )
+
+
+@functools.cache
+def _models() -> botocore.loaders.Loader:
+    """botocore's reader of the services' JSON models, shared by every session: each new
+    session otherwise parses a service's model again (0.1-0.2 s of CPU for EC2's)."""
+    return botocore.loaders.create_loader()
 
 
 def client(service: str, **kwargs: Any) -> Any:
@@ -19,4 +29,7 @@ def client(service: str, **kwargs: Any) -> Any:
     # SDKs read first; honour it the same way.
     if not kwargs.get("region_name") and os.environ.get("AWS_REGION"):
         kwargs["region_name"] = os.environ["AWS_REGION"]
-    return boto3.session.Session().client(service, config=_CONFIG, **kwargs)
+    # A new session each time, so credentials, region and endpoint are read afresh.
+    session = botocore.session.Session()
+    session.register_component("data_loader", _models())
+    return boto3.session.Session(botocore_session=session).client(service, config=_CONFIG, **kwargs)
