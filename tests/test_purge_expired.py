@@ -63,6 +63,29 @@ def test_purge_deletes_only_cruds_expired_longer_than_the_grace(seeded_db: str) 
         assert _left(conn, recent) == 0 and _left(conn, alive) == 2
 
 
+def test_replies_to_replies_are_counted_and_an_unexpired_one_keeps_its_whole_thread(
+    seeded_db: str,
+) -> None:
+    with psycopg.connect(seeded_db, autocommit=True) as conn, Db(seeded_db) as db:
+        conn.execute("DELETE FROM activities")
+        # A crud, a reply to it, a reply to that reply and one below that: all expired.
+        chain = _add(conn, "root", "-2 days")
+        for depth in range(3):
+            chain += _add(conn, f"depth {depth + 1}", "-2 days", parent=chain[-1])
+        # A thread whose only unexpired row is two replies down: nothing in it may go.
+        kept = _add(conn, "kept root", "-2 days")
+        kept += _add(conn, "kept reply", "-2 days", parent=kept[0])
+        kept += _add(conn, "alive below", "1 day", parent=kept[1])
+        cutoff = purge.cutoff(db, timedelta(days=1))
+
+        assert purge.expired(db, cutoff) == purge.Counts(cruds=1, replies=3)
+        # One row a batch: the first batch takes the crud, and with it its whole thread.
+        purged = purge.purge(db, cutoff, batch_size=1)
+        assert purged.deleted == purge.Counts(cruds=1, replies=3)
+        assert _left(conn, chain) == 0
+        assert _left(conn, kept) == 3
+
+
 def test_cruds_expiring_during_the_purge_are_not_touched(seeded_db: str) -> None:
     with psycopg.connect(seeded_db, autocommit=True) as conn, Db(seeded_db) as db:
         expired = _add(conn, "expired", "-1 minute", count=50)

@@ -1,30 +1,39 @@
 -- One batch of `cruddur db purge-expired`: up to %(batch_size)s activities that expired
 -- before %(cutoff)s (fixed when the purge starts, so a crud expiring during the purge is
 -- never touched), oldest expiry first through activities_expires_idx.
--- A crud with an unexpired reply waits (the API makes replies expire with their parent,
--- but older or imported rows may not): deleting it would delete the reply too, through
--- the foreign key. Rows another transaction has locked are left for the next run.
-WITH doomed AS (
+-- A crud with an unexpired reply, or an unexpired reply to one of its replies at any
+-- depth, waits (the API makes replies expire with their parent, but older or imported
+-- rows may not): deleting it would delete that reply too, through the foreign key. (The
+-- test is purge_count.sql's too, written out in both: the Lambda reads this file as it
+-- is, without fragments.) Rows another transaction has locked are left for the next run.
+WITH RECURSIVE doomed AS (
   SELECT expired.uuid
   FROM public.activities AS expired
   WHERE expired.expires_at < %(cutoff)s::timestamptz
     AND NOT EXISTS (
-      SELECT FROM public.activities AS reply
-      WHERE reply.reply_to_activity_uuid = expired.uuid
-        AND reply.expires_at >= %(cutoff)s::timestamptz
+      WITH RECURSIVE below AS (
+        SELECT reply.uuid, reply.expires_at
+        FROM public.activities AS reply
+        WHERE reply.reply_to_activity_uuid = expired.uuid
+        UNION
+        SELECT deeper.uuid, deeper.expires_at
+        FROM public.activities AS deeper
+        JOIN below ON deeper.reply_to_activity_uuid = below.uuid
+      )
+      SELECT FROM below WHERE below.expires_at >= %(cutoff)s::timestamptz
     )
   ORDER BY expired.expires_at
   LIMIT %(batch_size)s
   FOR UPDATE OF expired SKIP LOCKED
 ),
--- Their replies (expired too, by the rule above) go in the same statement, so they are
--- counted here rather than removed unseen by the foreign key's cascade.
+-- Their replies at every depth (expired too, by the rule above) go in the same
+-- statement, so they are counted here rather than removed unseen by the cascade.
 targets AS (
   SELECT uuid FROM doomed
   UNION
   SELECT reply.uuid
   FROM public.activities AS reply
-  JOIN doomed ON reply.reply_to_activity_uuid = doomed.uuid
+  JOIN targets ON reply.reply_to_activity_uuid = targets.uuid
 ),
 deleted AS (
   DELETE FROM public.activities
