@@ -7,6 +7,7 @@ import re
 import pytest
 
 from cruddur.config import ConfigError, Settings
+from cruddur.serving import server_command
 from cruddur.urls import database_name, parse, redact, server_conninfo, with_database
 
 
@@ -97,6 +98,8 @@ def test_auth_from_a_cognito_pool() -> None:
         ({"CRUDDUR_SERVER": "uwsgi"}, "gunicorn, granian"),
         ({"PORT": "http"}, "PORT must be a whole number"),
         ({"CRUDDUR_WORKERS": "0"}, "at least 1"),
+        ({"PORT": "99999"}, "PORT must be at most 65535, not 99999"),
+        ({"CRUDDUR_METRICS_PORT": "70000"}, "CRUDDUR_METRICS_PORT must be at most 65535"),
     ],
 )
 def test_bad_service_settings_say_which_and_why(env: dict[str, str], said: str) -> None:
@@ -179,3 +182,11 @@ def test_production_is_recognised_behind_connection_url() -> None:
     assert same_database("postgresql://u@DB.example/cruddur", "host=db.example dbname=cruddur")
     assert not same_database(rds, rds.replace("/cruddur", "/cruddur_test"))
     assert not same_database(rds, rds.replace(":5432", ":5433"))
+
+
+@pytest.mark.parametrize(
+    ("host", "bind"), [("127.0.0.1", "127.0.0.1:4567"), ("::1", "[::1]:4567"), ("::", "[::]:4567")]
+)
+def test_gunicorn_is_told_an_ipv6_address_in_brackets(host: str, bind: str) -> None:
+    command = server_command("gunicorn", host, 4567, workers=1, threads=1)
+    assert command[command.index("--bind") + 1] == bind

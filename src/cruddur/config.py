@@ -24,7 +24,15 @@ class ConfigError(Problem, ValueError):
 N = TypeVar("N", int, float)
 
 
-def _number(env: Mapping[str, str], name: str, default: N, *, minimum: N, kind: type[N]) -> N:
+def _number(
+    env: Mapping[str, str],
+    name: str,
+    default: N,
+    *,
+    minimum: N,
+    kind: type[N],
+    maximum: N | None = None,
+) -> N:
     raw = env.get(name, "").strip()
     if not raw:
         return default
@@ -35,7 +43,13 @@ def _number(env: Mapping[str, str], name: str, default: N, *, minimum: N, kind: 
         raise ConfigError(f"{name} must be {noun}, not {raw!r}") from None
     if value < minimum:
         raise ConfigError(f"{name} must be at least {minimum}, not {raw}")
+    if maximum is not None and value > maximum:
+        raise ConfigError(f"{name} must be at most {maximum}, not {raw}")
     return value
+
+
+def _port(env: Mapping[str, str], name: str, default: int) -> int:
+    return _number(env, name, default, minimum=1, maximum=65_535, kind=int)
 
 
 def _flag(env: dict[str, str], name: str, default: bool) -> bool:
@@ -299,7 +313,7 @@ class ServeSettings:
             )
         return cls(
             host=env.get("CRUDDUR_HOST", "").strip() or defaults.host,
-            port=_number(env, "PORT", defaults.port, minimum=1, kind=int),
+            port=_port(env, "PORT", defaults.port),
             workers=_number(env, "CRUDDUR_WORKERS", defaults.workers, minimum=1, kind=int),
             threads=_number(env, "CRUDDUR_THREADS", defaults.threads, minimum=1, kind=int),
             server=server,
@@ -398,9 +412,7 @@ class TelemetrySettings:
             log_level=level,
             log_format=log_format or cls.log_format,
             log_format_given=bool(log_format),
-            metrics_port=(
-                _number(env, "CRUDDUR_METRICS_PORT", 0, minimum=1, kind=int) if port else None
-            ),
+            metrics_port=(_port(env, "CRUDDUR_METRICS_PORT", 0) if port else None),
             metrics_host=env.get("CRUDDUR_METRICS_HOST", "").strip() or cls.metrics_host,
             sampler=sampler,
             sampler_ratio=ratio,
