@@ -127,6 +127,18 @@ def unavailable_error(message: str, extra: dict[str, Any] | None = None) -> ApiE
     )
 
 
+def schema_not_ready_error(extra: dict[str, Any] | None = None) -> ApiError:
+    """A database that is reachable but not migrated yet: a deploy whose migration job
+    has not finished (compose, ECS). It is the service's state, not the client's."""
+    return ApiError(
+        503,
+        "schema_not_ready",
+        "the database has no schema yet; try again shortly",
+        headers={"Retry-After": RETRY_AFTER_SECONDS},
+        extra=extra,
+    )
+
+
 def _on_database_unavailable(exc: Exception) -> Response:
     metrics.count_db_error(exc)
     # The driver's message can name hosts; it goes to the log, not to the client. An
@@ -149,13 +161,9 @@ def _on_database_error(exc: psycopg.Error) -> Response:
     if database_unavailable(exc):
         return _on_database_unavailable(exc)
     if isinstance(exc, psycopg.errors.UndefinedTable | psycopg.errors.UndefinedFunction):
-        # A database that is reachable but not migrated yet: a deploy whose migration job
-        # has not finished (compose, ECS). It is the service's state, not the client's.
         metrics.count_db_error(exc)
         log.warning("request %s: the schema is missing: %s", request_id(), exc.sqlstate)
-        return error_response(
-            ApiError(503, "schema_not_ready", "the database has no schema yet; try again shortly")
-        )
+        return error_response(schema_not_ready_error())
     if isinstance(exc, InvalidText | psycopg.errors.CheckViolation | psycopg.DataError):
         # The checks in services.validation should have caught it; the schema's own
         # checks are the last line, and their failure is still the client's input.

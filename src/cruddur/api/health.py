@@ -1,5 +1,6 @@
-"""GET /api/health: is the database reachable, and (to a caller on this machine or a
-signed-in one) how is the pool doing."""
+"""GET /api/health: is the database reachable and migrated, and (to a caller on this
+machine or a signed-in one) how is the pool doing. A load balancer sends traffic only
+to a 200: a task whose database has no schema yet would answer every feed with a 503."""
 
 from __future__ import annotations
 
@@ -10,7 +11,12 @@ from flask import Blueprint, Response, current_app, json
 from cruddur.api.auth import verified_claims
 from cruddur.api.db import get_db
 from cruddur.api.dev_sign_in import local_caller
-from cruddur.api.errors import database_unavailable, error_response, unavailable_error
+from cruddur.api.errors import (
+    database_unavailable,
+    error_response,
+    schema_not_ready_error,
+    unavailable_error,
+)
 
 bp = Blueprint("health", __name__, url_prefix="/api")
 
@@ -20,7 +26,7 @@ def health() -> Response:
     started = time.perf_counter()
     try:
         db = get_db()
-        db.query_value("SELECT 1")
+        migrated = db.query_value("SELECT to_regclass('public.activities') IS NOT NULL")
     except Exception as exc:
         if not database_unavailable(exc):
             raise
@@ -28,6 +34,12 @@ def health() -> Response:
             unavailable_error(
                 "the database is not reachable",
                 extra={"status": "unavailable", "database": {"reachable": False}},
+            )
+        )
+    if not migrated:
+        return error_response(
+            schema_not_ready_error(
+                extra={"status": "unavailable", "database": {"reachable": True, "schema": False}}
             )
         )
     if not _may_see_details():
