@@ -187,3 +187,34 @@ def test_concurrent_replies_are_all_counted(app, mint, seeded_db: str) -> None:
         statuses = list(pool.map(reply, range(40)))
     assert statuses == [201] * 40
     assert _row(seeded_db, str(parent))["replies_count"] == 2 + 40
+
+
+def test_a_stored_write_is_a_201_even_when_its_read_position_cannot_be_had(
+    api_settings, api_url: str, mint, seeded_db: str
+) -> None:
+    """With a replica, the 201 carries the primary's WAL position, asked after the commit.
+    If that question fails, the crud is stored all the same: an error status would have
+    the client post it again."""
+    from dataclasses import replace
+
+    from api_support import CheckedClient
+
+    from cruddur.api import create_app
+
+    with psycopg.connect(seeded_db, autocommit=True) as owner:
+        owner.execute("REVOKE EXECUTE ON FUNCTION pg_current_wal_lsn() FROM PUBLIC")
+    # A "replica" that is the primary itself: enough for the API to ask the position.
+    settings = replace(api_settings, replica=replace(api_settings.replica, reader_url=api_url))
+    app = create_app(settings)
+    try:
+        response = CheckedClient(app).post(
+            "/api/activities", json={"message": "once", "ttl": "1-day"}, token=mint("bayko")
+        )
+    finally:
+        app.extensions["cruddur.feed_cache"].close()
+        app.extensions["cruddur.db"].close()
+    assert response.status_code == 201, response.get_data(as_text=True)
+    assert "X-Read-After" not in response.headers
+    with psycopg.connect(seeded_db) as conn:
+        stored = conn.execute("SELECT count(*) FROM activities WHERE message = 'once'").fetchone()
+    assert stored == (1,)

@@ -181,7 +181,12 @@ class ReadRouter:
 
     def write_position(self) -> str | None:
         """The primary's WAL position now, for X-Read-After; None without a replica (a
-        round trip saved)."""
+        round trip saved), or when the primary does not answer it: the write has
+        committed, and an error now would have the client send it again."""
         if self.reader is None:
             return None
-        return self.primary.get().query_value(template("replication", "write_position"))
+        try:
+            return self.primary.get().query_value(template("replication", "write_position"))
+        except psycopg.Error as exc:  # PoolTimeout too
+            log.warning("a write's 201 goes without X-Read-After: %s", type(exc).__name__)
+            return None
