@@ -212,6 +212,8 @@ def test_a_dev_token_from_another_address_is_401(api, mint, seeded_db: str) -> N
     assert "only from this machine" in response.get_json()["message"]
     # Nor through a proxy on this machine, which makes every caller look local.
     _refused(api, seeded_db, mint(), headers={"X-Forwarded-For": "192.0.2.66"})
+    # Nor from a page whose DNS name was rebound to 127.0.0.1 (its Host is not ours).
+    _refused(api, seeded_db, mint(), headers={"Host": "attacker.example:4567"})
     assert _post(api, mint()).status_code == 201  # from 127.0.0.1 it still works
 
 

@@ -107,6 +107,21 @@ def test_dev_sign_in_answers_only_this_machine(app, environ: dict) -> None:
     assert _config(page)["devSignIn"] is False
 
 
+@pytest.mark.parametrize("host", ["attacker.example", "attacker.example:4567", "127.0.0.1.nip.io"])
+def test_dev_sign_in_refuses_a_rebound_dns_name(app, host: str) -> None:
+    # A page on attacker.example whose name now resolves to 127.0.0.1 (DNS rebinding):
+    # the browser connects from loopback, but sends the page's own name as Host.
+    api = CheckedClient(app)
+    headers = {"Host": host}
+    assert api.get("/api/dev/users", headers=headers).status_code == 404
+    assert (
+        api.post("/api/dev/sign-in", json={"handle": "bayko"}, headers=headers).status_code == 404
+    )
+    # Local names and addresses, with or without a port, still work.
+    for local in ("localhost", "localhost:4567", "127.0.0.1:4567", "[::1]:4567"):
+        assert api.get("/api/dev/users", headers={"Host": local}).status_code == 200, local
+
+
 def test_no_dev_sign_in_with_a_cognito_pool(api_home, seeded_db: str) -> None:
     with app_for(
         api_home,

@@ -3,8 +3,9 @@
 Registered only when the API checks tokens from the local dev key pair (no Cognito user
 pool configured): with a pool, these routes do not exist. The dev key pair already
 serves only on a loopback address (config.AuthSettings.checked_for); these routes also
-answer only a caller on a loopback address that came through no proxy. To anyone else
-they look exactly like a missing route (404).
+answer only a caller on a loopback address that came through no proxy and names this
+machine in its Host header (not a rebound DNS name). To anyone else they look exactly
+like a missing route (404).
 """
 
 from __future__ import annotations
@@ -21,13 +22,27 @@ from cruddur.services import users as users_service
 
 TOKEN_LIFETIME_SECONDS = 3600
 PROXY_HEADERS = ("Forwarded", "X-Forwarded-For", "X-Real-Ip")
+# Where WSGI puts them: read from the environ, not through werkzeug's header view.
+_PROXY_KEYS = tuple("HTTP_" + name.upper().replace("-", "_") for name in PROXY_HEADERS)
 
 
 def local_caller() -> bool:
-    """True for a request from this machine that no proxy relayed."""
-    if any(name in request.headers for name in PROXY_HEADERS):
+    """True for a request from this machine that no proxy relayed, sent to this machine
+    by a local name. A web page whose own DNS name an attacker has pointed at 127.0.0.1
+    (DNS rebinding) reaches us from the loopback address, through the user's browser, as
+    its own origin; but its Host header still names the attacker's site."""
+    environ = request.environ
+    if any(key in environ for key in _PROXY_KEYS):
         return False
-    return is_loopback(request.remote_addr or "")
+    return is_loopback(environ.get("REMOTE_ADDR") or "") and _local_name(
+        environ.get("HTTP_HOST", "localhost")  # no Host: not a browser (HTTP/1.0)
+    )
+
+
+def _local_name(host: str) -> bool:
+    """Whether a Host header (a name or address, maybe a port) names this machine."""
+    name = host.rpartition("]")[0] + "]" if host.startswith("[") else host.partition(":")[0]
+    return is_loopback(name)
 
 
 def _not_found() -> ApiError:
