@@ -9,7 +9,7 @@ from importlib.resources import files
 import yaml
 
 from cruddur.api import OPENAPI
-from cruddur.limits import CRUD_MAX_CHARS, HANDLE_MAX_CHARS, REPLY_MAX_CHARS, TTLS
+from cruddur.limits import CRUD_MAX_CHARS, HANDLE_MAX_CHARS, HANDLE_PATTERN, REPLY_MAX_CHARS, TTLS
 
 DOCUMENT = yaml.safe_load(OPENAPI.read_text())
 SCHEMAS = DOCUMENT["components"]["schemas"]
@@ -27,7 +27,7 @@ def test_the_api_document_states_the_limits() -> None:
 
 def test_the_schema_states_the_limits() -> None:
     schema = files("cruddur.db").joinpath("schema.sql").read_text()
-    assert f"{{1,{HANDLE_MAX_CHARS}}}" in schema  # users_handle_check
+    assert f"handle ~ '^{HANDLE_PATTERN.pattern}$'" in schema  # users_handle_check
     assert f"char_length(message) <= {REPLY_MAX_CHARS}" in schema
 
 

@@ -15,7 +15,7 @@ from cruddur.api.db import get_db
 from cruddur.api.errors import ApiError
 from cruddur.api.reads import READ_AFTER_HEADER, ReadRouter
 from cruddur.db.replication import parse_lsn
-from cruddur.limits import HANDLE_MAX_CHARS
+from cruddur.limits import HANDLE_MAX_CHARS, HANDLE_PATTERN
 from cruddur.services import activities
 from cruddur.services.feed_cache import etag_of
 from cruddur.services.paging import START, Page, PageRequest, RepliesRequest
@@ -164,7 +164,8 @@ def home() -> Response:
 @bp.get("/@<handle>")
 def user_feed(handle: str) -> Response:
     wanted = _page_request()
-    page = _read(activities.user_feed, handle, wanted) if len(handle) <= HANDLE_MAX_CHARS else None
+    # A handle the schema would refuse (too long, a NUL, a space) names nobody: no query.
+    page = _read(activities.user_feed, handle, wanted) if HANDLE_PATTERN.fullmatch(handle) else None
     if page is None:
         shown = handle[:HANDLE_MAX_CHARS]
         raise ApiError(404, "user_not_found", f"no user has the handle {shown!r}")
@@ -173,6 +174,8 @@ def user_feed(handle: str) -> Response:
 
 @bp.get("/<activity_uuid>")
 def show(activity_uuid: str) -> Response:
+    if activity_uuid == "@":  # /@<handle> with no handle
+        raise ApiError(404, "user_not_found", "no user has the handle ''")
     parent = _uuid(activity_uuid, "activity_uuid")
     replies = RepliesRequest.from_query(request.args.get("limit"), request.args.get("after"))
     found = _read(activities.show_activity, parent, replies)

@@ -17,7 +17,7 @@ from cruddur.api.db import get_db
 from cruddur.api.errors import ApiError
 from cruddur.config import Settings, is_loopback
 from cruddur.dev_keys import DevKeys
-from cruddur.limits import HANDLE_MAX_CHARS
+from cruddur.limits import HANDLE_PATTERN
 from cruddur.services import users as users_service
 
 TOKEN_LIFETIME_SECONDS = 3600
@@ -70,7 +70,7 @@ def make_blueprint(settings: Settings) -> Blueprint:
         except UnreadableJson:
             given = None
         handle = given.get("handle") if isinstance(given, dict) else None
-        if not isinstance(handle, str) or not 0 < len(handle) <= HANDLE_MAX_CHARS:
+        if not isinstance(handle, str) or not HANDLE_PATTERN.fullmatch(handle):
             raise ApiError(400, "invalid_handle", 'send {"handle": "<a local user\'s handle>"}')
         sub = users_service.subject_for_handle(get_db(), handle)
         if sub is None:
