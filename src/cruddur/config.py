@@ -6,6 +6,7 @@ Every knob Cruddur has is an environment variable listed here (and in `.env.exam
 from __future__ import annotations
 
 import difflib
+import functools
 import ipaddress
 import os
 import re
@@ -102,6 +103,7 @@ AUTH_MODES = ("cognito", "dev")
 _POOL_ID = re.compile(r"[a-z]{2}(-[a-z]+)+-\d+_[0-9A-Za-z]+")
 
 
+@functools.lru_cache(maxsize=1024)  # asked on each signed-in request with a dev key
 def is_loopback(host: str) -> bool:
     """Whether `host` is an address only this machine can reach (127.0.0.0/8, ::1)."""
     name = host.strip().strip("[]")

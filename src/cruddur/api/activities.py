@@ -29,9 +29,17 @@ T = TypeVar("T")
 def _read(use_case: Callable[..., T], *args: Any) -> T:
     """A read, on the replica when it is fresh enough (X-Read-After: fresh enough to hold
     the caller's own write), else on the primary."""
-    router: ReadRouter = current_app.extensions["cruddur.reads"]
+    return _read_in(current_app.extensions, request.environ, use_case, *args)
+
+
+def _read_in(
+    extensions: dict[str, Any], environ: dict[str, Any], use_case: Callable[..., T], *args: Any
+) -> T:
+    """_read, given the app's extensions and the request's environ (the home feed reads
+    each once a request: through Flask's context proxies each read is a lookup chain)."""
+    router: ReadRouter = extensions["cruddur.reads"]
     read_after = None
-    sent = request.environ.get(READ_AFTER_KEY)
+    sent = environ.get(READ_AFTER_KEY)
     if sent is not None and router.reader is not None:
         read_after = parse_lsn(sent)
         if read_after is None:
@@ -58,8 +66,11 @@ def _written(body: str) -> Response:
     return response
 
 
+JSON = "application/json"  # a content type as is: werkzeug adds no charset to it
+
+
 def _json(body: str | bytes, status: int = 200) -> Response:
-    return Response(body, status, mimetype="application/json")
+    return Response(body, status, content_type=JSON)
 
 
 # Read from the WSGI environ: werkzeug's header and query-string views cost more than
@@ -68,8 +79,8 @@ READ_AFTER_KEY = "HTTP_" + READ_AFTER_HEADER.upper().replace("-", "_")
 FIRST_PAGE = PageRequest()
 
 
-def _page_request() -> PageRequest:
-    if not request.environ.get("QUERY_STRING"):
+def _page_request(environ: dict[str, Any] | None = None) -> PageRequest:
+    if not (environ or request.environ).get("QUERY_STRING"):
         return FIRST_PAGE  # the common case: no limit, no cursor
     return PageRequest.from_query(request.args.get("limit"), request.args.get("before"))
 
@@ -82,9 +93,9 @@ FIRST_PAGE_CACHE_CONTROL = "public, max-age=1, stale-while-revalidate=5"
 PAGE_CACHE_CONTROL = "public, no-cache"
 
 
-def _not_modified(etag: str) -> bool:
+def _not_modified(etag: str, environ: dict[str, Any] | None = None) -> bool:
     """Whether the request's If-None-Match names this ETag (or is *)."""
-    given = request.environ.get("HTTP_IF_NONE_MATCH")
+    given = (environ or request.environ).get("HTTP_IF_NONE_MATCH")
     if not given:
         return False
     return any(tag.strip().removeprefix("W/") in (etag, "*") for tag in given.split(","))
@@ -98,11 +109,13 @@ def _page_response(
     etag: str | None = None,
     cache_control: str = PAGE_CACHE_CONTROL,
     path: str | None = None,
+    environ: dict[str, Any] | None = None,
 ) -> Response:
-    """`path`: the request's path, quoted, when the caller knows it (the home feed's)."""
+    """`path`: the request's path, quoted, when the caller knows it (the home feed's);
+    `environ`: the request's, when the caller has it."""
     etag = etag or etag_of(page.body)
     headers = [("ETag", etag), ("Cache-Control", cache_control)]
-    if _not_modified(etag):
+    if _not_modified(etag, environ):
         return Response(status=304, headers=headers)
     if page.next is not None:
         cursor = page.next.encode()
@@ -112,7 +125,7 @@ def _page_response(
         path = path or quote(request.path, safe="/@")
         next_url = f"{path}?limit={limit}&{cursor_param}={cursor}"
         headers += [("Link", f'<{next_url}>; rel="next"'), ("X-Next-Cursor", cursor)]
-    return Response(page.body, headers=headers, mimetype="application/json")
+    return Response(page.body, headers=headers, content_type=JSON)
 
 
 def _uuid(text: str, what: str) -> UUID:
@@ -140,14 +153,17 @@ HOME_PATH = f"{bp.url_prefix}/home"
 
 @bp.get("/home")
 def home() -> Response:
-    wanted = _page_request()
+    environ = request.environ
+    extensions = current_app.extensions
+    wanted = _page_request(environ)
     # The first page comes from this worker's copy (services/feed_cache.py), unless the
     # caller asks to read after its own write (X-Read-After): that reads the database.
-    if wanted.before is START and READ_AFTER_KEY not in request.environ:
-        first_pages = current_app.extensions["cruddur.feed_cache"].pages()
+    if wanted.before is START and READ_AFTER_KEY not in environ:
+        first_pages = extensions["cruddur.feed_cache"].pages()
         if first_pages is not None:
             kept = first_pages.get(
-                wanted.limit, lambda: _read(activities.home_first_page, wanted.limit)
+                wanted.limit,
+                lambda: _read_in(extensions, environ, activities.home_first_page, wanted.limit),
             )
             return _page_response(
                 kept.page,
@@ -155,10 +171,13 @@ def home() -> Response:
                 etag=kept.etag,
                 cache_control=FIRST_PAGE_CACHE_CONTROL,
                 path=HOME_PATH,
+                environ=environ,
             )
-    page = _read(activities.home_feed, wanted)
+    page = _read_in(extensions, environ, activities.home_feed, wanted)
     cache_control = FIRST_PAGE_CACHE_CONTROL if wanted.before is START else PAGE_CACHE_CONTROL
-    return _page_response(page, wanted.limit, cache_control=cache_control, path=HOME_PATH)
+    return _page_response(
+        page, wanted.limit, cache_control=cache_control, path=HOME_PATH, environ=environ
+    )
 
 
 @bp.get("/@<handle>")

@@ -125,7 +125,7 @@ def _unauthorized(message: str, *, error: str | None = "invalid_token") -> ApiEr
 
 
 def _bearer_token() -> str:
-    header = request.headers.get("Authorization", "")
+    header = request.environ.get("HTTP_AUTHORIZATION", "")
     if not header:
         metrics.count_refused_token("missing")
         raise _unauthorized("sign in: send Authorization: Bearer <access token>", error=None)
@@ -182,7 +182,8 @@ def signed_in(view: F) -> F:
 
     @functools.wraps(view)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        verifier: TokenVerifier = current_app.extensions["cruddur.verifier"]
+        extensions = current_app.extensions  # read once: each read of a proxy is a lookup
+        verifier: TokenVerifier = extensions["cruddur.verifier"]
         if verifier.settings.dev and not local_caller():
             # Its private key is on this machine: a dev token proves nothing from elsewhere
             # (nor through a proxy, which makes every caller look local).
@@ -200,13 +201,14 @@ def signed_in(view: F) -> F:
                 503, "auth_unavailable", "cannot check sign-ins right now; try again shortly"
             ) from None
         try:
-            user_uuid = current_app.extensions["cruddur.authors"].uuid_for(get_db(), claims["sub"])
+            user_uuid = extensions["cruddur.authors"].uuid_for(get_db(), claims["sub"])
         except UnknownAuthor:
             metrics.count_refused_token("unknown_user")
             raise _no_user() from None
-        g.user_uuid = user_uuid
+        context = g._get_current_object()
+        context.user_uuid = user_uuid
+        context.cognito_user_id = claims["sub"]
         request.environ[USER_UUID_KEY] = user_uuid  # for the request's log line
-        g.cognito_user_id = claims["sub"]
         return view(*args, **kwargs)
 
     return wrapper  # type: ignore[return-value]

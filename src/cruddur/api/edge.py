@@ -12,9 +12,9 @@ with its status, to an observer (telemetry/requests.py); without one it does no 
 
 from __future__ import annotations
 
+import random
 import re
 import time
-import uuid
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -46,66 +46,79 @@ class Edge:
         self.observe = observe  # (environ, status line, seconds) once answered
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]):
-        given = environ.get("HTTP_X_REQUEST_ID", "")
-        request_id = given if _CLIENT_REQUEST_ID.match(given) else uuid.uuid4().hex
+        given = environ.get("HTTP_X_REQUEST_ID")
+        if given and _CLIENT_REQUEST_ID.match(given):
+            request_id = given
+        else:
+            # 128 random bits as 32 hex digits, like uuid4().hex but without making a UUID
+            # (or a getrandom call, which lets other threads take the GIL): an id that only
+            # has to be unique, not secret. random is reseeded in each forked worker.
+            request_id = f"{_random_bits(128):032x}"
         environ[REQUEST_ID_KEY] = request_id
-        extra = [(REQUEST_ID_HEADER, request_id), *self._cors_headers(environ)]
         signed_in = "HTTP_AUTHORIZATION" in environ
-
         api = environ.get("PATH_INFO", "").startswith(CORS_PATH_PREFIX)
+        cors = self._cors_headers(environ) if api else ()
+        replaced = _REPLACED_SIGNED_IN if signed_in else _REPLACED
+        observe = self.observe
+        started = time.perf_counter() if observe is not None else 0.0
+        answered = ["500 INTERNAL SERVER ERROR"]  # if the app fails before answering
 
         def start(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
-            replaced = {"x-content-type-options"} | ({"cache-control"} if signed_in else set())
-            headers[:] = [(k, v) for k, v in headers if k.lower() not in replaced]
+            answered[0] = status
+            has_cache_control = False
+            kept = []
+            for header in headers:
+                name = header[0].lower()
+                if name in replaced:
+                    continue
+                if name == "cache-control":
+                    has_cache_control = True
+                kept.append(header)
             # A browser must take a JSON answer as JSON, never sniff it into HTML.
-            headers.append(("X-Content-Type-Options", "nosniff"))
+            kept.append(_NOSNIFF)
             if signed_in:
                 # An answer to a signed-in request is that user's: no shared or browser
                 # cache may keep it for the next person on the machine or the proxy.
-                headers.append(("Cache-Control", "no-store"))
-            headers.extend(extra)
-            # An API answer that does not say how to cache it (errors, health) is not
-            # stored anywhere: it may depend on the caller or on this moment.
-            if api and not any(name == "Cache-Control" for name, _ in headers):
-                headers.append(("Cache-Control", "no-store"))
+                kept.append(_NO_STORE)
+            elif api and not has_cache_control:
+                # An API answer that does not say how to cache it (errors, health) is not
+                # stored anywhere: it may depend on the caller or on this moment.
+                kept.append(_NO_STORE)
+            kept.append((REQUEST_ID_HEADER, request_id))
+            kept += cors
+            headers[:] = kept
             return start_response(status, headers, exc_info)
 
-        if self.observe is None:
+        if observe is None:
             return self.app(environ, start)
-        return self._observed(environ, start)
-
-    def _observed(self, environ: dict[str, Any], start: Callable[..., Any]) -> Iterable[bytes]:
-        started = time.perf_counter()
-        answered = ["500 INTERNAL SERVER ERROR"]  # if the app fails before answering
-
-        def noted(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
-            answered[0] = status
-            return start(status, headers, exc_info)
-
         try:
-            return self.app(environ, noted)
+            return self.app(environ, start)
         finally:
-            self.observe(environ, answered[0], time.perf_counter() - started)
+            observe(environ, answered[0], time.perf_counter() - started)
 
-    def _cors_headers(self, environ: dict[str, Any]) -> list[tuple[str, str]]:
-        if not environ.get("PATH_INFO", "").startswith(CORS_PATH_PREFIX):
-            return []
+    def _cors_headers(self, environ: dict[str, Any]) -> tuple[tuple[str, str], ...]:
         # The answer differs by origin, even with none: a cache must not hand a browser
         # the answer stored for a request without Origin (it lacks Allow-Origin).
-        headers = [("Vary", "Origin")]
         origin = environ.get("HTTP_ORIGIN")
         if origin is None or origin not in self.cors_origins:
-            return headers  # no Allow-Origin: a browser withholds the answer
-        headers.append(("Access-Control-Allow-Origin", origin))
+            return _VARY  # no Allow-Origin: a browser withholds the answer
         preflight = environ.get("REQUEST_METHOD") == "OPTIONS" and (
             "HTTP_ACCESS_CONTROL_REQUEST_METHOD" in environ
         )
-        if preflight:
-            headers += [
-                ("Access-Control-Allow-Methods", CORS_ALLOW_METHODS),
-                ("Access-Control-Allow-Headers", CORS_ALLOW_HEADERS),
-                ("Access-Control-Max-Age", CORS_MAX_AGE),
-            ]
-        else:
-            headers.append(("Access-Control-Expose-Headers", CORS_EXPOSE_HEADERS))
-        return headers
+        allowed = ("Access-Control-Allow-Origin", origin)
+        return (*_VARY, allowed, *(_PREFLIGHT if preflight else _EXPOSE))
+
+
+# Made once: the headers the edge adds, and the names it replaces.
+_random_bits = random.getrandbits
+_NOSNIFF = ("X-Content-Type-Options", "nosniff")
+_NO_STORE = ("Cache-Control", "no-store")
+_REPLACED = frozenset({"x-content-type-options"})
+_REPLACED_SIGNED_IN = frozenset({"x-content-type-options", "cache-control"})
+_VARY = (("Vary", "Origin"),)
+_PREFLIGHT = (
+    ("Access-Control-Allow-Methods", CORS_ALLOW_METHODS),
+    ("Access-Control-Allow-Headers", CORS_ALLOW_HEADERS),
+    ("Access-Control-Max-Age", CORS_MAX_AGE),
+)
+_EXPOSE = (("Access-Control-Expose-Headers", CORS_EXPOSE_HEADERS),)

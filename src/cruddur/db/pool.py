@@ -79,6 +79,7 @@ class PooledConnection(psycopg.Connection):
     """
 
     _helper_cursor: psycopg.Cursor | None = None
+    _poller: select.poll | None = None  # made on first use: the socket is the connection's
 
     def helper_cursor(self, row_factory: RowFactory[Any] = tuple_row) -> psycopg.Cursor:
         """The kept cursor, making rows with `row_factory` (named rows: class_row, …).
@@ -100,8 +101,10 @@ class PooledConnection(psycopg.Connection):
         poll(2) that does not wait (about 2 µs), where a check would be a round trip."""
         if self.closed:
             return True
-        poller = select.poll()
-        poller.register(self.pgconn.socket, select.POLLIN)
+        poller = self._poller
+        if poller is None:
+            poller = self._poller = select.poll()
+            poller.register(self.pgconn.socket, select.POLLIN)
         return bool(poller.poll(0))
 
 
@@ -272,14 +275,47 @@ class Db:
                 raise InvalidText("a text value contains a NUL (0x00) character") from exc
             raise
 
+    def _using(self, work: Callable[[PooledConnection], Any]) -> Any:
+        """work(a pooled connection), as `with self.connection() as conn: work(conn)`;
+        with a Reachability (the API), connection()'s steps without its generator-based
+        context manager, which cost as much again as the pool's own checkout and return."""
+        gate = self.reachability
+        if gate is None:
+            conn: PooledConnection | None = None
+            try:
+                with self.connection() as conn:
+                    return work(conn)
+            except psycopg.OperationalError as exc:
+                if conn is not None and conn.broken:
+                    exc.connection_broken = True  # type: ignore[attr-defined]  # for _read
+                raise
+        gate.admit()  # while the server is down: DatabaseUnavailable, at once
+        pool = self.pool
+        conn = self._checkout(pool, gate)
+        try:
+            if conn.autocommit:  # each statement commits itself: no transaction to end
+                return work(conn)
+            with conn:
+                return work(conn)
+        except psycopg.OperationalError as exc:
+            if conn.broken:  # the server went away, or only this connection did
+                gate.verify()
+                exc.connection_broken = True  # type: ignore[attr-defined]  # for _read
+            raise
+        finally:
+            pool.putconn(conn)
+
     def query_commit(self, sql: str, params: Params = None) -> Any:
         """Run a write in its own transaction; return RETURNING's first value, else None."""
-        with self.connection() as conn:
+
+        def write(conn: PooledConnection) -> Any:
             cur = self._execute(conn, sql, params)
             if cur.description is None:
                 return None
             row = cur.fetchone()
             return None if row is None else row[0]
+
+        return self._using(write)
 
     def _read(
         self,
@@ -294,17 +330,19 @@ class Db:
         # once more, on a fresh connection. A restart drops every idle connection too, so
         # the pool checks them all first (a round trip each, only on this path) and
         # replaces the dead ones.
+        def read(conn: PooledConnection) -> Any:
+            return fetch(self._execute(conn, sql, params, row_factory, binary))
+
         for attempt in (1, 2):
-            conn: psycopg.Connection | None = None
             try:
-                with self.connection() as conn:
-                    return fetch(self._execute(conn, sql, params, row_factory, binary))
-            except psycopg.OperationalError:
-                if attempt == 2 or self.check or conn is None or not conn.broken:
+                return self._using(read)
+            except psycopg.OperationalError as exc:
+                broken = getattr(exc, "connection_broken", False)
+                if attempt == 2 or self.check or not broken:
                     raise
                 if self.reachability is None:
                     self.pool.check()
-                elif self.reachability.down:  # connection() has asked; the server is gone
+                elif self.reachability.down:  # _using has asked; the server is gone
                     raise
         raise AssertionError("unreachable")
 

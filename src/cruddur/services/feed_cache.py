@@ -175,7 +175,10 @@ class FeedNotifier:
         return self
 
     def changed(self) -> None:
-        self._pending.set()
+        # Under a burst of writes the flag is mostly set already: a read of it is cheaper
+        # than Event.set's lock and notify_all.
+        if not self._pending.is_set():
+            self._pending.set()
 
     def stop(self) -> None:
         self._stop.set()
