@@ -125,7 +125,28 @@ def _page_response(
         path = path or quote(request.path, safe="/@")
         next_url = f"{path}?limit={limit}&{cursor_param}={cursor}"
         headers += [("Link", f'<{next_url}>; rel="next"'), ("X-Next-Cursor", cursor)]
-    return Response(page.body, headers=headers, content_type=JSON)
+    return JsonPage(page.body, headers)
+
+
+class JsonPage(Response):
+    """A page's 200: the body as PostgreSQL built it, and its own headers (ETag,
+    Cache-Control, paging) put on the WSGI header list as they are.
+
+    Through werkzeug's Headers each header is checked for newlines and copied twice (in
+    the response, then in get_wsgi_headers): for these four, as much work again as the
+    rest of the Response. Their values cannot hold a newline: a digest, constants, a
+    cursor of digits and a uuid, a quoted path. They are not in `.headers`; nothing
+    after the view reads them there.
+    """
+
+    def __init__(self, body: bytes, page_headers: list[tuple[str, str]]) -> None:
+        super().__init__(body, content_type=JSON)
+        self.page_headers = page_headers
+
+    def get_wsgi_response(self, environ: dict[str, Any]) -> tuple[Any, str, list]:
+        app_iter, status, headers = super().get_wsgi_response(environ)
+        headers += self.page_headers
+        return app_iter, status, headers
 
 
 def _uuid(text: str, what: str) -> UUID:
