@@ -11,6 +11,7 @@ from dataclasses import replace
 from importlib.resources import files
 
 from flask import Flask, Response
+from flask.sessions import NullSession, SessionInterface
 
 from cruddur import telemetry, web
 from cruddur.api import activities, dev_sign_in, errors, health
@@ -35,6 +36,20 @@ MAX_BODY_BYTES = 16 * 1024
 OPENAPI = files("cruddur.api").joinpath("openapi.yaml")
 
 
+class NoSessions(SessionInterface):
+    """The API keeps no cookie session (no secret key; a token says who calls). Flask's
+    default interface still looks for a key and makes an empty session on every request;
+    this hands out one shared empty session, which refuses writes all the same."""
+
+    _none = NullSession()
+
+    def open_session(self, app: Flask, request: object) -> NullSession:  # type: ignore[override]
+        return self._none
+
+    def save_session(self, app: Flask, session: object, response: object) -> None:  # type: ignore[override]
+        return None
+
+
 def create_app(
     settings: Settings | None = None,
     *,
@@ -48,6 +63,7 @@ def create_app(
     logs.configure(settings.telemetry)
     app = Flask("cruddur")
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
+    app.session_interface = NoSessions()
 
     # Worked out on first use, as the pools are opened: a URL that cannot be used (an RDS
     # endpoint whose CA bundle cannot be fetched) costs 5xx answers, not a dead worker.
