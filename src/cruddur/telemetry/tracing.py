@@ -59,16 +59,17 @@ def start(settings: TelemetrySettings, *, gated: bool = False) -> None:
     if _provider is not None:
         return
     from opentelemetry import trace
-    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
     from opentelemetry.instrumentation.psycopg import PsycopgInstrumentor
     from opentelemetry.instrumentation.utils import is_instrumentation_enabled
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import BatchSpanProcessor
     from opentelemetry.sdk.trace.sampling import ALWAYS_ON
 
+    from cruddur.telemetry.otlp import CompactSpanExporter
+
     options: dict[str, Any] = {"sampler": ALWAYS_ON} if gated else {}
     provider = TracerProvider(resource=_resource(), shutdown_on_exit=False, **options)
-    provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
+    provider.add_span_processor(BatchSpanProcessor(CompactSpanExporter()))
     trace.set_tracer_provider(provider)
     PsycopgInstrumentor().instrument(tracer_provider=provider, skip_dep_check=True)
     _provider = provider
