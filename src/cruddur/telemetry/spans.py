@@ -17,6 +17,20 @@ from cruddur.telemetry import tracing
 F = TypeVar("F", bound=Callable[..., Any])
 Describe = Callable[..., dict[str, Any]]
 
+_api: tuple[Any, Any, Any] | None = None  # OpenTelemetry's, imported by the first span
+
+
+def _load_api() -> tuple[Any, Any, Any]:
+    global _api
+    from opentelemetry import context
+    from opentelemetry.trace import Status, StatusCode, set_span_in_context
+
+    def error(description: str) -> Any:
+        return Status(StatusCode.ERROR, description)
+
+    _api = (context, set_span_in_context, error)
+    return _api
+
 
 def use_case(name: str, describe: Describe | None = None) -> Callable[[F], F]:
     """Run the function in a span `name`; `describe(result, *args, **kwargs)` gives the
@@ -27,12 +41,26 @@ def use_case(name: str, describe: Describe | None = None) -> Callable[[F], F]:
         def traced(*args: Any, **kwargs: Any) -> Any:
             if not tracing.active():
                 return function(*args, **kwargs)
-            with tracing.tracer.start_as_current_span(name) as span:
+            # What start_as_current_span does, without its two generator-based context
+            # managers: the span is current while the function runs, an exception is
+            # recorded on it and sets its status, and it ends in any case.
+            context, in_context, error = _api or _load_api()
+            span = tracing.tracer.start_span(name)
+            token = context.attach(in_context(span))
+            try:
                 result = function(*args, **kwargs)
                 if describe is not None and span.is_recording():
                     attributes = describe(result, *args, **kwargs)
                     span.set_attributes({k: v for k, v in attributes.items() if v is not None})
                 return result
+            except Exception as exc:
+                if span.is_recording():
+                    span.record_exception(exc)
+                    span.set_status(error(f"{type(exc).__name__}: {exc}"))
+                raise
+            finally:
+                context.detach(token)
+                span.end()
 
         return traced  # type: ignore[return-value]
 
