@@ -20,6 +20,7 @@ import struct
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from opentelemetry.attributes import BoundedAttributes
 from opentelemetry.exporter.otlp.proto.http._common import (
     RequestPayloadTooLargeError,
     _is_request_too_large,
@@ -27,6 +28,7 @@ from opentelemetry.exporter.otlp.proto.http._common import (
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.sdk.trace.export import SpanExportResult
 from opentelemetry.semconv.attributes.http_attributes import HTTP_RESPONSE_STATUS_CODE
+from opentelemetry.trace import SpanKind, StatusCode
 
 log = logging.getLogger("cruddur.telemetry")
 
@@ -46,6 +48,13 @@ def _varint(value: int) -> bytes:
 
 
 _SMALL = [_varint(n) for n in range(128)]
+_fixed64 = struct.Struct("<Q").pack
+_fixed32 = struct.Struct("<I").pack
+_KIND = {kind: b"\x30" + _SMALL[kind.value + 1] for kind in SpanKind}  # proto's = SDK's + 1
+_STATUS_CODE = {code: (b"\x18" + _SMALL[code.value] if code.value else b"") for code in StatusCode}
+_EMPTY_STATUS = {code: b"\x7a" + _SMALL[len(code)] + code for code in _STATUS_CODE.values()}
+_FLAGS = b"\x85\x01" + _fixed32(_HAS_IS_REMOTE)  # Span.flags, field 16 (fixed32)
+_FLAGS_REMOTE = b"\x85\x01" + _fixed32(_HAS_IS_REMOTE | _IS_REMOTE)
 
 
 def _length(tag: bytes, body: bytes) -> bytes:
@@ -146,44 +155,59 @@ class SpanEncoder:
             context.span_id.to_bytes(8, "big"),
         ]
         trace_state = context.trace_state
-        if trace_state is not None:
+        if trace_state:
             text = ",".join([f"{key}={value}" for key, value in trace_state.items()])
-            if text:
-                fields.append(_length(b"\x1a", text.encode()))
+            fields.append(_length(b"\x1a", text.encode()))
         parent = span.parent
-        flags = _HAS_IS_REMOTE
+        flags = _FLAGS
         if parent is not None:
             fields += (b"\x22\x08", parent.span_id.to_bytes(8, "big"))
             if parent.is_remote:
-                flags |= _IS_REMOTE
-        if span.name:
-            fields.append(_length(b"\x2a", span.name.encode()))
-        fields += (b"\x30", _SMALL[span.kind.value + 1])  # SpanKind: the SDK's value + 1
-        if span.start_time:
-            fields += (b"\x39", struct.pack("<Q", span.start_time))
-        if span.end_time:
-            fields += (b"\x41", struct.pack("<Q", span.end_time))
-        fields += self.attributes(b"\x4a", span.attributes)
-        if span.dropped_attributes:
-            fields += (b"\x50", _varint(span.dropped_attributes))
+                flags = _FLAGS_REMOTE
+        name = span.name
+        if name:
+            fields.append(_length(b"\x2a", name.encode()))
+        fields.append(_KIND[span.kind])
+        start, end = span.start_time, span.end_time
+        if start:
+            fields += (b"\x39", _fixed64(start))
+        if end:
+            fields += (b"\x41", _fixed64(end))
+        # The span's own attributes, as a plain dict (BoundedAttributes.copy): read
+        # through the read-only view, every item would be two Python calls.
+        attributes = getattr(span, "_attributes", None)
+        if isinstance(attributes, BoundedAttributes):
+            attributes = attributes.copy()
+        else:
+            attributes = span.attributes
+        if attributes:
+            fields += self.attributes(b"\x4a", attributes)
+        dropped = span.dropped_attributes
+        if dropped:
+            fields += (b"\x50", _varint(dropped))
         for event in span.events:
             fields.append(_length(b"\x5a", self._event(event)))
-        if span.dropped_events:
-            fields += (b"\x60", _varint(span.dropped_events))
+        dropped = span.dropped_events
+        if dropped:
+            fields += (b"\x60", _varint(dropped))
         for link in span.links:
             fields.append(_length(b"\x6a", self._link(link)))
-        if span.dropped_links:
-            fields += (b"\x70", _varint(span.dropped_links))
+        dropped = span.dropped_links
+        if dropped:
+            fields += (b"\x70", _varint(dropped))
         status = span.status
         if status is not None:
-            message = _length(b"\x12", status.description.encode()) if status.description else b""
-            code = status.status_code.value
-            fields.append(_length(b"\x7a", message + (b"\x18" + _SMALL[code] if code else b"")))
-        fields += (b"\x85\x01", struct.pack("<I", flags))
+            description = status.description
+            code = _STATUS_CODE[status.status_code]
+            if description:
+                fields.append(_length(b"\x7a", _length(b"\x12", description.encode()) + code))
+            else:
+                fields.append(_EMPTY_STATUS[code])
+        fields.append(flags)
         return b"".join(fields)
 
     def _event(self, event: Any) -> bytes:
-        fields = [b"\x09", struct.pack("<Q", event.timestamp)] if event.timestamp else []
+        fields = [b"\x09", _fixed64(event.timestamp)] if event.timestamp else []
         if event.name:
             fields.append(_length(b"\x12", event.name.encode()))
         fields += self.attributes(b"\x1a", event.attributes or {})
@@ -203,7 +227,7 @@ class SpanEncoder:
         if link.dropped_attributes:
             fields += (b"\x28", _varint(link.dropped_attributes))
         flags = _HAS_IS_REMOTE | (_IS_REMOTE if context.is_remote else 0)
-        fields += (b"\x35", struct.pack("<I", flags))
+        fields += (b"\x35", _fixed32(flags))
         return b"".join(fields)
 
     def encode(self, spans: Sequence[Any]) -> bytes:
