@@ -5,7 +5,11 @@ Each setting runs in a process of its own under callgrind, calling the WSGI app 
 (feed cache off, request log lines to /dev/null, traces to a local OTLP/HTTP receiver):
 once with --calls few and once with --calls many requests after the same warm-up; the
 difference over the extra requests is one request's instructions, the exporter's thread
-included. Traces at 10% are worked out as 0.9 x unsampled + 0.1 x sampled.
+included. Traces at 10% are worked out as 0.9 x unsampled + 0.1 x sampled. Both runs
+send their spans before they end, and once after the warm-up (the first export's imports
+and connection are then in neither count); batches go out by size (512 spans) or at
+those flushes, not every 5 s, which under callgrind's slowness would be every few
+requests (and made the counts vary by hundreds of thousands from run to run).
 
 Usage: .venv/bin/python bench/telemetry_instructions.py [--size 1000] [--calls 300]
 Needs valgrind and the database bench/feed.py built: cruddur_bench_feed_<size>.
@@ -45,14 +49,18 @@ def serve(calls: int) -> None:
     from werkzeug.test import EnvironBuilder
 
     from cruddur.api import create_worker_app
+    from cruddur.telemetry import tracing
 
     os.dup2(os.open(os.devnull, os.O_WRONLY), 1)  # the JSON lines go to fd 1
     app = create_worker_app()
     environ = EnvironBuilder("/api/activities/home").get_environ()
-    for _ in range(WARM + calls):
+    for n in range(WARM + calls):
         body = app(dict(environ), lambda status, headers, exc_info=None: None)
         b"".join(body)
         getattr(body, "close", lambda: None)()
+        if n == WARM - 1:
+            tracing.force_flush()  # the first export's imports and connection, in both runs
+    tracing.force_flush()  # these requests' spans, sent within the run
 
 
 def instructions(env: dict[str, str], calls: int) -> int:
@@ -88,6 +96,10 @@ def main() -> None:
         env = {**base, **extra}
         if name.startswith("traces"):
             env.update(OTEL_EXPORTER_OTLP_ENDPOINT=sink.url, OTEL_TRACES_SAMPLER="traceidratio")
+            # Batches by size, not by the clock: under callgrind a request takes ~50 times
+            # longer, and the 5 s timer would send a batch every few requests where under
+            # load a batch fills to 512 spans first (force_flush sends the rest).
+            env.update(OTEL_BSP_SCHEDULE_DELAY="3600000")
         envs[name] = env
     with ThreadPoolExecutor(2) as pool:  # two at a time: the machine has two cores
         runs = {
