@@ -202,26 +202,34 @@ class Db:
     @contextmanager
     def connection(self) -> Iterator[PooledConnection]:
         """A pooled connection; its transaction commits on success, rolls back on error."""
-        gate = self.reachability
-        if gate is None:
-            with self.pool.connection() as conn:
-                yield conn
-            return
-        gate.admit()  # while the server is down: DatabaseUnavailable, at once
         pool = self.pool
-        conn = self._checkout(pool, gate)
+        conn = self._take(pool)
         try:
             if conn.autocommit:  # each statement commits itself: no transaction to end
                 yield conn
             else:
                 with conn:
                     yield conn
-        except psycopg.OperationalError:
-            if conn.broken:  # the server went away, or only this connection did
-                gate.verify()
+        except psycopg.OperationalError as exc:
+            self._failed(conn, exc)
             raise
         finally:
             pool.putconn(conn)
+
+    def _take(self, pool: ConnectionPool) -> PooledConnection:
+        """A connection from the pool; with a Reachability (the API), DatabaseUnavailable
+        at once while the server is down, and a wait that ends when an outage is found."""
+        gate = self.reachability
+        if gate is None:
+            return pool.getconn()
+        gate.admit()
+        return self._checkout(pool, gate)
+
+    def _failed(self, conn: PooledConnection, exc: psycopg.OperationalError) -> None:
+        if conn.broken:  # the server went away, or only this connection did
+            if self.reachability is not None:
+                self.reachability.verify()
+            exc.connection_broken = True  # type: ignore[attr-defined]  # for _read
 
     def _checkout(self, pool: ConnectionPool, gate: Reachability) -> PooledConnection:
         # The pool's wait, in slices: an outage found by another caller (or by the pool
@@ -276,31 +284,18 @@ class Db:
             raise
 
     def _using(self, work: Callable[[PooledConnection], Any]) -> Any:
-        """work(a pooled connection), as `with self.connection() as conn: work(conn)`;
-        with a Reachability (the API), connection()'s steps without its generator-based
-        context manager, which cost as much again as the pool's own checkout and return."""
-        gate = self.reachability
-        if gate is None:
-            conn: PooledConnection | None = None
-            try:
-                with self.connection() as conn:
-                    return work(conn)
-            except psycopg.OperationalError as exc:
-                if conn is not None and conn.broken:
-                    exc.connection_broken = True  # type: ignore[attr-defined]  # for _read
-                raise
-        gate.admit()  # while the server is down: DatabaseUnavailable, at once
+        """work(a pooled connection), as `with self.connection() as conn: work(conn)` does
+        it, without the generator-based context manager: the API calls this once a
+        request, and that manager cost as much again as the pool's checkout and return."""
         pool = self.pool
-        conn = self._checkout(pool, gate)
+        conn = self._take(pool)
         try:
-            if conn.autocommit:  # each statement commits itself: no transaction to end
+            if conn.autocommit:
                 return work(conn)
             with conn:
                 return work(conn)
         except psycopg.OperationalError as exc:
-            if conn.broken:  # the server went away, or only this connection did
-                gate.verify()
-                exc.connection_broken = True  # type: ignore[attr-defined]  # for _read
+            self._failed(conn, exc)
             raise
         finally:
             pool.putconn(conn)
