@@ -90,6 +90,20 @@ def test_dev_sign_in_gives_a_token_that_posts(api: CheckedClient) -> None:
         assert api.post("/api/dev/sign-in", json=body).status_code == 400
 
 
+def test_dev_sign_in_takes_only_a_json_body(api: CheckedClient) -> None:
+    # A page on another site may POST a form or text/plain to localhost without a CORS
+    # preflight; it cannot send application/json so. Such a POST gets no token.
+    body = b'{"handle": "bayko"}'
+    for content_type in ("text/plain", "application/x-www-form-urlencoded", None):
+        kwargs = {"content_type": content_type} if content_type else {}
+        answer = api.post("/api/dev/sign-in", data=body, **kwargs)
+        assert answer.status_code == 415, (content_type, answer.get_json())
+        assert answer.get_json()["error"] == "unsupported_media_type"
+        assert "access_token" not in answer.get_json()
+    json_typed = api.post("/api/dev/sign-in", data=body, content_type="application/json")
+    assert json_typed.status_code == 200
+
+
 @pytest.mark.parametrize(
     "environ",
     [

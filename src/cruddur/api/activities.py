@@ -10,7 +10,7 @@ from uuid import UUID
 from flask import Blueprint, Response, current_app, request
 
 from cruddur.api.auth import as_caller, signed_in
-from cruddur.api.bodies import UnreadableJson, json_body
+from cruddur.api.bodies import UnreadableJson, json_body, require_json
 from cruddur.api.db import get_db
 from cruddur.api.errors import ApiError
 from cruddur.api.reads import READ_AFTER_HEADER, ReadRouter
@@ -158,8 +158,7 @@ def _uuid(text: str, what: str) -> UUID:
 
 def _json_object() -> dict:
     """The request body as a JSON object, or 415/413/400 saying what is wrong with it."""
-    if not request.is_json:
-        raise ApiError(415, "unsupported_media_type", "send the body as application/json")
+    require_json()
     try:
         body = json_body()
     except UnreadableJson as exc:

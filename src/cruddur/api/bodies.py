@@ -12,9 +12,19 @@ from typing import Any
 from flask import request
 from werkzeug.exceptions import RequestEntityTooLarge
 
+from cruddur.api.errors import ApiError
+
 
 class UnreadableJson(ValueError):
     """The body is not JSON text this API can read; the message says why."""
+
+
+def require_json() -> None:
+    """415 unless the body says it is JSON. A page on another site can send a form or
+    text/plain POST without asking the browser first (no CORS preflight); it cannot
+    send application/json that way."""
+    if not request.is_json:
+        raise ApiError(415, "unsupported_media_type", "send the body as application/json")
 
 
 def body_bytes() -> bytes:

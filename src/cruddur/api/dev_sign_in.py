@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, json, request
 
-from cruddur.api.bodies import UnreadableJson, json_body
+from cruddur.api.bodies import UnreadableJson, json_body, require_json
 from cruddur.api.db import get_db
 from cruddur.api.errors import ApiError
 from cruddur.config import Settings, is_loopback
@@ -65,6 +65,7 @@ def make_blueprint(settings: Settings) -> Blueprint:
 
     @bp.post("/sign-in")
     def sign_in() -> Response:
+        require_json()
         try:
             given = json_body()  # 413 when too large, however the body is framed
         except UnreadableJson:
