@@ -17,13 +17,11 @@ from __future__ import annotations
 import argparse
 import io
 import os
-import re
 import subprocess
 import sys
-import tempfile
 from concurrent.futures import ThreadPoolExecutor
 
-from stage import CRUDDUR, bench_database, build
+from stage import CRUDDUR, bench_database, build, callgrind_instructions
 
 WARM = 30
 MESSAGE = "A crud from the write benchmark, about as long as most."
@@ -70,17 +68,7 @@ def serve(load: str, calls: int) -> None:
 
 
 def instructions(env: dict[str, str], load: str, calls: int) -> int:
-    with tempfile.TemporaryDirectory() as folder:
-        out = subprocess.run(
-            ["nice", "-n", "10", "valgrind", "--tool=callgrind",
-             f"--callgrind-out-file={folder}/out",
-             sys.executable, __file__, "--serve", load, str(calls)],
-            env=env, capture_output=True, text=True,
-        )  # fmt: skip
-    found = re.search(r"Collected : (\d+)", out.stderr)
-    if out.returncode or not found:
-        raise SystemExit(f"callgrind failed:\n{out.stderr[-3000:]}")
-    return int(found.group(1))
+    return callgrind_instructions([__file__, "--serve", load, str(calls)], env)
 
 
 def main() -> None:

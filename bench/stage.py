@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -186,3 +188,23 @@ def services(
         yield {name: base for name, (_, base) in started.items()}
     finally:
         stop(*(process for process, _ in started.values()))
+
+
+def callgrind_instructions(
+    arguments: list[str], env: dict[str, str], folder_setting: str | None = None
+) -> int:
+    """The instructions `python arguments…` runs, every thread included, under valgrind's
+    callgrind (niced: the count does not depend on the machine's load). folder_setting:
+    an environment variable given a scratch folder of the run's own."""
+    with tempfile.TemporaryDirectory() as folder:
+        if folder_setting:
+            env = {**env, folder_setting: folder}
+        out = subprocess.run(
+            ["nice", "-n", "10", "valgrind", "--tool=callgrind",
+             f"--callgrind-out-file={folder}/out", sys.executable, *arguments],
+            env=env, capture_output=True, text=True,
+        )  # fmt: skip
+    found = re.search(r"Collected : (\d+)", out.stderr)
+    if out.returncode or not found:
+        raise SystemExit(f"callgrind failed:\n{out.stderr[-3000:]}")
+    return int(found.group(1))

@@ -19,14 +19,11 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
-import subprocess
 import sys
-import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from stage import server_url
+from stage import callgrind_instructions, server_url
 
 from cruddur.urls import with_database
 
@@ -64,16 +61,10 @@ def serve(calls: int) -> None:
 
 
 def instructions(env: dict[str, str], calls: int) -> int:
-    with tempfile.TemporaryDirectory() as folder:
-        out = subprocess.run(
-            ["valgrind", "--tool=callgrind", f"--callgrind-out-file={folder}/out",
-             sys.executable, __file__, "--serve", str(calls)],
-            env={**env, "PROMETHEUS_MULTIPROC_DIR": folder}, capture_output=True, text=True,
-        )  # fmt: skip
-    found = re.search(r"Collected : (\d+)", out.stderr)
-    if out.returncode or not found:
-        raise SystemExit(f"callgrind failed:\n{out.stderr[-2000:]}")
-    return int(found.group(1))
+    # prometheus_client's multiprocess files (the metrics setting) go to the run's folder.
+    return callgrind_instructions(
+        [__file__, "--serve", str(calls)], env, folder_setting="PROMETHEUS_MULTIPROC_DIR"
+    )
 
 
 def main() -> None:
