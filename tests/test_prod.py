@@ -5,6 +5,7 @@ from __future__ import annotations
 import psycopg
 import pytest
 from helpers import database_exists, run, tables
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from cruddur.urls import database_name
 
@@ -141,10 +142,22 @@ def test_passwords_are_redacted_in_every_printed_url() -> None:
         assert "postgresql://cruddurroot:***@127.0.0.1:1/cruddur" in output
 
 
-def test_connection_url_naming_production_asks_too(two_dbs, admin) -> None:
-    # The original's docker-compose set CONNECTION_URL to PROD_CONNECTION_URL.
+def _spelled_otherwise(conninfo: str) -> str:
+    """The same server by another name: localhost for 127.0.0.1 (and for a socket), and
+    127.0.0.1 for localhost, with a trailing dot on a name."""
+    params = conninfo_to_dict(conninfo)
+    host = str(params.get("host") or "localhost")
+    params["host"] = "localhost." if host == "127.0.0.1" else "127.0.0.1"
+    return make_conninfo(**params)
+
+
+@pytest.mark.parametrize("spelling", ["the same", "another"])
+def test_connection_url_naming_production_asks_too(two_dbs, admin, spelling: str) -> None:
+    # The original's docker-compose set CONNECTION_URL to PROD_CONNECTION_URL; a tunnel
+    # may reach production as localhost where PROD_CONNECTION_URL says 127.0.0.1.
     prod = two_dbs["PROD_CONNECTION_URL"]
-    env = {"CONNECTION_URL": prod, "PROD_CONNECTION_URL": prod}
+    local = prod if spelling == "the same" else _spelled_otherwise(prod)
+    env = {"CONNECTION_URL": local, "PROD_CONNECTION_URL": prod}
     for script in ("db-drop", "db-schema-load"):
         result = run(script, env=env, stdin="")
         assert result.returncode == 1

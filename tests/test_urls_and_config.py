@@ -182,6 +182,21 @@ def test_production_is_recognised_behind_connection_url() -> None:
     assert same_database("postgresql://u@DB.example/cruddur", "host=db.example dbname=cruddur")
     assert not same_database(rds, rds.replace("/cruddur", "/cruddur_test"))
     assert not same_database(rds, rds.replace(":5432", ":5433"))
+    # One server, spelled otherwise: a tunnel's localhost, a socket, a trailing dot, a
+    # multi-host list, a name for its address. Never a different database name.
+    local = "postgresql://u@127.0.0.1:5432/cruddur"
+    for other in (
+        "postgresql://u@localhost:5432/cruddur",
+        "postgresql://u@localhost.:5432/cruddur",
+        "host=/var/run/postgresql port=5432 dbname=cruddur",
+        "postgresql://u@[::1]:5432/cruddur",
+        "host=db.example,127.0.0.2 port=5432 dbname=cruddur",
+    ):
+        assert same_database(local, other), other
+    assert same_database("postgresql://u@db.example./cruddur", "postgresql://u@DB.example/cruddur")
+    assert not same_database(local, "postgresql://u@localhost:5432/cruddur_test")
+    assert not same_database(local, "postgresql://u@localhost:5433/cruddur")
+    assert not same_database(local, "postgresql://u@db.example:5432/cruddur")
 
 
 @pytest.mark.parametrize(

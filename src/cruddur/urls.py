@@ -6,6 +6,8 @@ libpq's own parser (through psycopg.conninfo) does the work, so URLs and
 
 from __future__ import annotations
 
+import ipaddress
+import socket
 from urllib.parse import quote, urlencode
 
 import psycopg
@@ -50,14 +52,44 @@ def server_conninfo(conninfo: str) -> str:
 
 
 def same_database(a: str, b: str) -> bool:
-    """Whether two connection strings name the same database on the same server(s)."""
+    """Whether two connection strings may name the same database on the same server: the
+    same database name, and a server address in common, however each spells it (a name
+    or its address, `localhost` or 127.0.0.1 or a socket, a trailing dot, another entry
+    of a multi-host list). Deciding what is production, a false "same" costs a question;
+    a false "different" would drop production without one."""
 
-    def where(conninfo: str) -> tuple[str, str, str]:
+    def where(conninfo: str) -> tuple[str, set[tuple[str, str]]]:
         params = parse(conninfo)
-        host = params.get("host") or params.get("hostaddr") or "localhost"
-        return host.lower(), params.get("port") or "5432", params.get("dbname", "")
+        dbname = params.get("dbname") or params.get("user") or ""  # libpq's default
+        hosts = (params.get("host") or params.get("hostaddr") or "localhost").split(",")
+        ports = (params.get("port") or "5432").split(",")
+        if len(ports) == 1:
+            ports *= len(hosts)
+        places = {
+            (address, port or "5432")
+            for host, port in zip(hosts, ports, strict=False)
+            for address in _addresses(host)
+        }
+        return dbname, places
 
-    return where(a) == where(b)
+    name_a, places_a = where(a)
+    name_b, places_b = where(b)
+    return name_a == name_b and bool(places_a & places_b)
+
+
+THIS_MACHINE = "this machine"  # loopback addresses and Unix sockets alike
+
+
+def _addresses(host: str) -> set[str]:
+    """The addresses a host entry reaches: its name when it does not resolve."""
+    name = host.strip().rstrip(".").lower()
+    if not name or name.startswith("/") or name.startswith("@"):  # a Unix socket folder
+        return {THIS_MACHINE}
+    try:
+        found = {info[4][0] for info in socket.getaddrinfo(name, None)}
+    except (OSError, UnicodeError):
+        return {name}
+    return {THIS_MACHINE if ipaddress.ip_address(a.split("%")[0]).is_loopback else a for a in found}
 
 
 def looks_like_rds(conninfo: str) -> bool:
