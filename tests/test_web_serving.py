@@ -195,3 +195,31 @@ def test_web_build_writes_the_page_for_a_static_host(tmp_path) -> None:
         assert (out / url).is_file(), url
     bad = run(ROOT / ".venv/bin/cruddur", "web", "build", str(out), "--api-url", "ftp://x", env=env)
     assert bad.returncode == 1 and "CRUDDUR_API_URL must start with http" in bad.stderr
+
+
+@pytest.mark.parametrize(
+    "path", ["//api/health", "//api/activities/home", "///api/activities/@nobody", "/api"]
+)
+def test_extra_slashes_are_still_the_api_with_its_headers(app, path: str) -> None:
+    # Not a way around the API's answers: its no-store, CORS and nosniff headers, and
+    # JSON rather than the page's 404.
+    client = app.test_client()
+    answer = client.get(
+        "/",
+        environ_overrides={"PATH_INFO": path},
+        headers={"Origin": "http://localhost:3000"},
+    )
+    assert answer.content_type == "application/json", (path, answer.status)
+    assert answer.headers["X-Content-Type-Options"] == "nosniff"
+    assert "Origin" in answer.headers.get("Vary", "")
+    if answer.status_code != 200:  # errors: stored nowhere
+        assert answer.headers["Cache-Control"] == "no-store"
+
+
+@pytest.mark.parametrize("path", ["/api/activities//home", "/api//health"])
+def test_doubled_slashes_inside_are_a_404_not_a_redirect_to_the_host_header(app, path: str) -> None:
+    answer = app.test_client().get(
+        "/", environ_overrides={"PATH_INFO": path}, headers={"Host": "evil.example"}
+    )
+    assert answer.status_code == 404 and answer.content_type == "application/json"
+    assert "Location" not in answer.headers

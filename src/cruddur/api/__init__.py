@@ -62,6 +62,8 @@ def create_app(
     settings = settings or Settings.from_env()
     logs.configure(settings.telemetry)
     app = Flask("cruddur")
+    # `/api/activities//home` is a 404, not a redirect built from the Host header.
+    app.url_map.merge_slashes = False
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
     app.session_interface = NoSessions()
 

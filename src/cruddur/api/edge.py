@@ -56,7 +56,7 @@ class Edge:
             request_id = f"{_random_bits(128):032x}"
         environ[REQUEST_ID_KEY] = request_id
         signed_in = "HTTP_AUTHORIZATION" in environ
-        api = environ.get("PATH_INFO", "").startswith(CORS_PATH_PREFIX)
+        api = is_api_path(environ.get("PATH_INFO", ""))
         cors = self._cors_headers(environ) if api else ()
         replaced = _REPLACED_SIGNED_IN if signed_in else _REPLACED
         observe = self.observe
@@ -107,6 +107,15 @@ class Edge:
         )
         allowed = ("Access-Control-Allow-Origin", origin)
         return (*_VARY, allowed, *(_PREFLIGHT if preflight else _EXPOSE))
+
+
+def is_api_path(path: str) -> bool:
+    """An API path, however many slashes lead it (`//api/health` is not a way around
+    the API's headers or its JSON errors), and `/api` itself."""
+    if path.startswith(CORS_PATH_PREFIX):
+        return True
+    bare = path.lstrip("/")
+    return bare == "api" or bare.startswith("api/")
 
 
 # Made once: the headers the edge adds, and the names it replaces.

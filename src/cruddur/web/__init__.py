@@ -14,6 +14,7 @@ from werkzeug.exceptions import NotFound
 
 from cruddur.api import errors
 from cruddur.api.dev_sign_in import local_caller
+from cruddur.api.edge import is_api_path
 from cruddur.api.errors import ApiError
 from cruddur.config import Settings
 from cruddur.web.assets import Assets
@@ -85,7 +86,10 @@ def install(app: Flask, settings: Settings) -> None:
     def not_found(exc: NotFound) -> Response:
         # A browser that follows a stale or mistyped link gets the page, which says so;
         # the API and the assets keep their JSON 404.
-        if request.method in ("GET", "HEAD") and not request.path.startswith(("/api/", "/assets/")):
+        path = request.path
+        if request.method in ("GET", "HEAD") and not (
+            is_api_path(path) or path.lstrip("/").startswith("assets/")
+        ):
             return page(404)
         return errors.on_http_exception(exc)
 
