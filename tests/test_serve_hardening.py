@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import selectors
 import signal
 import socket
 import subprocess
 import time
+import urllib.error
+import urllib.request
 
 import pytest
 from server_support import Served
+
+from cruddur.config import Settings
+from cruddur.dev_keys import DevKeys
 
 TRIALS = 20
 SOCKETS = 100  # idle ones, and as many sending their headers a byte at a time
@@ -136,3 +142,44 @@ def test_the_header_timeout_must_be_one_granian_takes() -> None:
     assert Settings.from_env({"CRUDDUR_HEADER_TIMEOUT": "2.5"}).serve.header_timeout == 2.5
     with pytest.raises(ConfigError, match="at most 60"):
         Settings.from_env({"CRUDDUR_HEADER_TIMEOUT": "61"})
+
+
+def test_bodies_sent_slowly_leave_a_thread_for_everyone_else(seeded_db: str, tmp_path) -> None:
+    # A signed-in client sends a write's headers, then a body that never ends, on many
+    # sockets: each such request holds a thread. Reads and health still get theirs, and
+    # another writer is answered at once (stored, or a 503 to send again), never left
+    # waiting behind them.
+    env = _env(seeded_db, tmp_path)
+    served = Served("--workers", "1", "--threads", "4", env=env)
+    held: list[socket.socket] = []
+    try:
+        served.wait_healthy()
+        settings = Settings.from_env(env)
+        token = DevKeys(tmp_path).ensure().mint(settings.auth, "MOCK-andrewbrown")
+        head = (
+            "POST /api/activities HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            f"Authorization: Bearer {token}\r\nContent-Type: application/json\r\n"
+            'Content-Length: 1000\r\n\r\n{"message":'
+        ).encode()
+        for _ in range(16):
+            sock = socket.create_connection(("127.0.0.1", served.port))
+            sock.sendall(head)
+            held.append(sock)
+        time.sleep(0.5)  # their headers are in: each is a thread's request now
+        for path in ("/api/health", "/api/activities/home") * 3:
+            assert served.get(path, timeout=2) == 200, path
+        body = json.dumps({"message": "sent whole", "ttl": "1-hour"}).encode()
+        write = urllib.request.Request(
+            f"{served.base}/api/activities",
+            data=body,
+            headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+        )
+        try:
+            with urllib.request.urlopen(write, timeout=2) as answer:
+                assert answer.status == 201
+        except urllib.error.HTTPError as refused:
+            assert refused.code == 503 and refused.headers["Retry-After"] == "1"
+    finally:
+        for sock in held:
+            sock.close()
+        served.kill_all()

@@ -16,6 +16,7 @@ from flask.sessions import NullSession, SessionInterface
 from cruddur import telemetry, web
 from cruddur.api import activities, dev_sign_in, errors, health
 from cruddur.api.auth import TokenVerifier
+from cruddur.api.bodies import BODY_READERS_KEY, BodyReaders
 from cruddur.api.db import PRIMARY_KEY, ApiUrls, AppDatabase, primary_db, reader_db
 from cruddur.api.edge import REQUEST_ID_KEY, Edge
 from cruddur.api.feed_pages import AppFeedCache
@@ -66,6 +67,7 @@ def create_app(
     app.url_map.merge_slashes = False
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
     app.session_interface = NoSessions()
+    app.extensions[BODY_READERS_KEY] = BodyReaders(settings.serve.threads)
 
     # Worked out on first use, as the pools are opened: a URL that cannot be used (an RDS
     # endpoint whose CA bundle cannot be fetched) costs 5xx answers, not a dead worker.

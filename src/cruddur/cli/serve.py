@@ -212,8 +212,11 @@ def serve(
     )
     # The server's workers get the URLs worked out above (the embedded server's as the
     # API's role; never printed), and the address chosen here: each worker's create_app
-    # checks it (the dev key pair only on loopback).
-    env = {**os.environ, **api_urls.environ(), "CRUDDUR_HOST": host}
+    # checks it (the dev key pair only on loopback), and the threads it has (the app
+    # keeps one free of request bodies: api/bodies.py).
+    env = {
+        **os.environ, **api_urls.environ(), "CRUDDUR_HOST": host, "CRUDDUR_THREADS": str(threads)
+    }  # fmt: skip
     info(f"server: {server}, {workers} workers, {threads} threads each")
     sys.stdout.flush()
     sys.stderr.flush()
