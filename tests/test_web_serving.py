@@ -193,8 +193,14 @@ def test_web_build_writes_the_page_for_a_static_host(tmp_path) -> None:
     assert "script-src 'self'" in policy and "require-trusted-types-for 'script'" in policy
     for url in re.findall(r'(?:href|src)="/(assets/[^"]+)"', page):
         assert (out / url).is_file(), url
-    bad = run(ROOT / ".venv/bin/cruddur", "web", "build", str(out), "--api-url", "ftp://x", env=env)
-    assert bad.returncode == 1 and "CRUDDUR_API_URL must start with http" in bad.stderr
+    before = (out / "index.html").read_bytes()
+    # Not a URL, or one that would end the policy's directive or its HTML attribute.
+    for given in ("ftp://x", 'http://x"y', "http://x;script-src *", "http://x y", "http://<x>"):
+        bad = run(ROOT / ".venv/bin/cruddur", "web", "build", str(out), "--api-url", given, env=env)
+        assert bad.returncode == 1, given
+        assert "CRUDDUR_API_URL must be an http:// or https:// URL" in bad.stderr, bad.stderr
+        assert bad.stderr.strip().count("\n") <= 1, bad.stderr  # an error and a hint
+    assert (out / "index.html").read_bytes() == before  # nothing written
 
 
 @pytest.mark.parametrize(

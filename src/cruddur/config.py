@@ -421,6 +421,11 @@ class TelemetrySettings:
         )
 
 
+# What the page's Content-Security-Policy may quote as an origin: an http(s) URL without
+# the characters that would end a policy directive or its HTML attribute.
+_WEB_URL = re.compile(r"https?://[^\s\"'<>;,\\]+")
+
+
 @dataclass(frozen=True)
 class WebSettings:
     """What the browser front end is told: where the API is, and where Cognito is."""
@@ -431,9 +436,10 @@ class WebSettings:
     @classmethod
     def from_env(cls, env: dict[str, str], auth: AuthSettings) -> WebSettings:
         api_url = env.get("CRUDDUR_API_URL", "").strip().rstrip("/")
-        if api_url and not api_url.startswith(("http://", "https://")):
+        if api_url and not _WEB_URL.fullmatch(api_url):
             raise ConfigError(
-                f"CRUDDUR_API_URL must start with http:// or https://, not {api_url!r}"
+                "CRUDDUR_API_URL must be an http:// or https:// URL (no spaces, quotes, "
+                f"commas, semicolons or angle brackets), not {api_url!r}"
             )
         cognito_url = None
         if not auth.dev:

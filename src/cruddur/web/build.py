@@ -7,6 +7,7 @@ exists on the API's own machine.
 
 from __future__ import annotations
 
+import html
 from pathlib import Path
 
 from cruddur.config import Settings
@@ -21,7 +22,9 @@ def build(settings: Settings, folder: Path) -> tuple[Path, int]:
     assets = Assets()
     page = assets.page(page_config(settings, dev_sign_in=False))
     policy = content_security_policy(settings, header=False)
-    page = page.replace("<meta charset", CSP_META.format(policy), 1)
+    page = page.replace(
+        "<meta charset", CSP_META.format(html.escape(policy, quote=False).replace('"', "&quot;")), 1
+    )
     target = folder / assets.prefix.strip("/")
     target.mkdir(parents=True, exist_ok=True)
     for name, asset in assets.files.items():
