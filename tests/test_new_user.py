@@ -5,15 +5,21 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
+from pathlib import Path
 
 import psycopg
 import pytest
 from api_support import snapshot
 from helpers import run, tables
 from served import serve
+
+import cruddur
+from cruddur.cli.output import cruddur_command
 
 
 def test_seeding_twice_is_harmless(seeded_db: str) -> None:
@@ -107,3 +113,19 @@ def test_dev_token_help_shows_an_example_that_pastes_as_is() -> None:
         """curl -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json' \\""",
         """-d '{"message": "hello", "ttl": "1-day"}' localhost:4567/api/activities""",
     ]
+
+
+def test_the_hints_name_the_cruddur_command_as_it_was_typed(
+    monkeypatch: pytest.MonkeyPatch, tmp_path
+) -> None:
+    # A hint to paste (`… dev token --handle …`) must run as it is printed, however
+    # cruddur was started: through `python -m cruddur` it is not the module's file.
+    monkeypatch.chdir(tmp_path)
+    main_module = Path(cruddur.__file__).parent / "__main__.py"
+    monkeypatch.setattr(sys, "argv", [str(main_module), "serve"])
+    typed = cruddur_command()
+    assert typed == f"{Path(sys.executable).absolute()} -m cruddur"
+    pasted = subprocess.run(
+        [*typed.split(" "), "--help"], capture_output=True, text=True, check=False
+    )
+    assert pasted.returncode == 0 and "Usage:" in pasted.stdout, pasted.stderr

@@ -132,10 +132,16 @@ def cruddur_command() -> str:
     """How to type this cruddur command in the user's shell: `cruddur` when it is on PATH,
     otherwise its path (relative to the current folder when inside it, e.g. .venv/bin/…)."""
     this = Path(sys.argv[0]).absolute()
+    if this.name == "__main__.py":  # python -m cruddur
+        return f"{_as_typed(Path(sys.executable).absolute())} -m cruddur"
     on_path = shutil.which("cruddur")
     if on_path and Path(on_path).absolute() == this:
         return "cruddur"
+    return _as_typed(this)
+
+
+def _as_typed(path: Path) -> str:
     try:
-        return str(this.relative_to(Path.cwd()))
+        return str(path.relative_to(Path.cwd()))
     except ValueError:
-        return str(this)
+        return str(path)
