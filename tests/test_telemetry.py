@@ -306,6 +306,26 @@ def test_metrics_count_the_requests_of_both_workers(served: Served) -> None:
         time.sleep(0.2)
 
 
+def test_methods_clients_make_up_add_no_series(served: Served) -> None:
+    # The method is a client's text: counted under "other", or each made-up one (3,000
+    # characters long, if it likes) would be a series kept until the server restarts.
+    before = _scrape(served)
+    made_up = [f"BOGUS{n}" for n in range(3)] + ["A" * 300]
+    for method in made_up:
+        request(f"{served.base}/api/activities/home", method=method)
+    other = (
+        "cruddur_http_requests_total",
+        (("method", "other"), ("route", "unmatched"), ("status", "405")),
+    )
+    deadline = time.monotonic() + 5
+    while (after := _scrape(served)).get(other, 0) - before.get(other, 0) < len(made_up):
+        assert time.monotonic() < deadline, after.get(other)
+        time.sleep(0.2)
+    methods = {dict(labels).get("method") for _, labels in after}
+    assert not methods & set(made_up)
+    assert methods - {None} <= {"GET", "HEAD", "POST", "OPTIONS", "other"}
+
+
 def test_spans_queued_at_a_stop_are_sent_before_the_workers_end(
     own_server, own_receiver: OtlpReceiver
 ) -> None:

@@ -113,6 +113,14 @@ def start() -> None:
         log.warning("metrics: cannot listen on port %s: %s", settings.metrics_port, exc)
 
 
+# The methods HTTP defines (RFC 9110, and PATCH): each its own label value. Any other a
+# client sends counts as OTHER_METHOD, so no client can add series to the metrics.
+HTTP_METHODS = frozenset(
+    {"GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH"}
+)
+OTHER_METHOD = "other"
+
+
 def observe_requests(finished: Iterable[Finished]) -> None:
     """Count finished requests and their latencies, added up by labels first: in the
     multiprocess mode each increment is a lock and a write to a memory-mapped file, so a
@@ -120,6 +128,8 @@ def observe_requests(finished: Iterable[Finished]) -> None:
     counts: dict[tuple[str, str, str], int] = {}
     latencies: dict[str, list[float]] = {}
     for _, method, route, status, seconds, *_ in finished:
+        if method not in HTTP_METHODS:  # any text a client sends: one series for them all
+            method = OTHER_METHOD
         key = (route, method, status[:3])
         counts[key] = counts.get(key, 0) + 1
         if (values := latencies.get(route)) is None:
