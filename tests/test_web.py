@@ -220,6 +220,15 @@ def test_user_page_and_unknown_user(browser, site: str) -> None:
     assert _console_problems(browser, allowed=("404",)) == []
 
 
+def test_a_malformed_address_is_page_not_found(browser, site: str) -> None:
+    # A percent sign that starts no escape cannot be decoded: the address names nothing.
+    for path in ("/@%E0%A4%A", "/@bayko/status/%ZZ"):
+        browser.get(site + path)
+        _shown(browser, "h1", "Page not found")
+        assert browser.title == "Not found · Cruddur"
+    assert _console_problems(browser) == []
+
+
 def test_crud_page_shows_replies_oldest_first(browser, site: str, shots) -> None:
     browser.get(site + "/")
     seed = _shown(browser, "ol.feed > li", "This was imported as seed data!")

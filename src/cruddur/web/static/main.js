@@ -18,14 +18,27 @@ const ROUTES = [
 
 let rendered = null; // the path on screen
 
+// The route's parameters, decoded; null when one is not valid percent-encoding (/@%ZZ),
+// an address that names nothing.
+function decoded(match, names) {
+  const params = {};
+  try {
+    names.forEach((name, i) => (params[name] = decodeURIComponent(match[i + 1])));
+  } catch (error) {
+    if (error instanceof URIError) return null;
+    throw error;
+  }
+  return params;
+}
+
 function render(focus) {
   const path = location.pathname;
   rendered = path;
   for (const [pattern, view, names = []] of ROUTES) {
     const match = pattern.exec(path);
     if (!match) continue;
-    const params = {};
-    names.forEach((name, i) => (params[name] = decodeURIComponent(match[i + 1])));
+    const params = decoded(match, names);
+    if (!params) break;
     view(main, params, navigate);
     if (focus) main.querySelector("h1")?.focus();
     return;
