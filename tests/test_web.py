@@ -302,6 +302,53 @@ def test_dev_sign_in_post_reply(browser, site: str, shots) -> None:
     assert _console_problems(browser, allowed=("422",)) == []
 
 
+def test_a_reply_posted_before_the_last_page_is_shown_once_in_order(
+    browser, site: str, web_db: str
+) -> None:
+    # A crud with 101 replies: two pages of them (100 a page), oldest first.
+    with psycopg.connect(web_db) as conn:
+        (parent,) = conn.execute(
+            "INSERT INTO activities (user_uuid, message, replies_count, created_at, expires_at)"
+            " SELECT uuid, 'A crud with many replies', 101, now() - interval '3 hour',"
+            " now() + interval '5 day' FROM users WHERE handle = 'bayko' RETURNING uuid"
+        ).fetchone()
+        conn.execute(
+            "INSERT INTO activities"
+            " (user_uuid, message, reply_to_activity_uuid, created_at, expires_at)"
+            " SELECT replier.uuid, 'Reply ' || n, parent.uuid,"
+            " parent.created_at + n * interval '1 second', parent.expires_at"
+            " FROM generate_series(1, 101) AS n, activities parent, users replier"
+            " WHERE parent.uuid = %s AND replier.handle = 'londo'",
+            [parent],
+        )
+    try:
+        browser.get(site + "/signin")
+        Select(_shown(browser, "select#dev-handle option[value=andrewbrown]").find_element(
+            "xpath", "..")).select_by_value("andrewbrown")  # fmt: skip
+        _css(browser, "form button[type=submit]").click()
+        _shown(browser, ".flash", "Signed in as @andrewbrown.")
+        browser.get(f"{site}/@bayko/status/{parent}")
+        _wait(browser, lambda d: len(_all(d, "ol.replies-list > li")) == 100)
+        more = _css(browser, "button.more")
+        assert more.is_displayed()
+
+        _shown(browser, "form.compose textarea").send_keys("My new reply")
+        _css(browser, "form.compose button[type=submit]").click()
+        _shown(browser, "ol.replies-list > li", "My new reply")  # seen at once
+        assert "102 replies" in _css(browser, "article.crud-main .replies").text
+
+        more.click()  # the last page holds Reply 101 and the new reply, in that order
+        _wait(browser, lambda d: not more.is_displayed())
+        replies = [f"Reply {n}" for n in range(1, 102)] + ["My new reply"]
+        assert _messages(browser, "ol.replies-list > li .message") == replies
+        _css(browser, "#nav button").click()  # sign out
+        _shown(browser, ".flash", "You are signed out.")
+    finally:
+        with psycopg.connect(web_db) as conn:  # its replies go with it
+            conn.execute("DELETE FROM activities WHERE uuid = %s", [parent])
+    assert _console_problems(browser) == []
+
+
 def test_a_database_that_is_away_is_said_in_words(browser, tmp_path) -> None:
     nobody_listens = f"postgresql://postgres:pw@127.0.0.1:{free_port()}/cruddur"
     env = {"CONNECTION_URL": nobody_listens, "CRUDDUR_HOME": str(tmp_path)}

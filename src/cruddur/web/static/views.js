@@ -102,6 +102,8 @@ export function crudItem(a, { main = false, inThread = false } = {}) {
 }
 
 // A list that fills itself page by page, following the API's Link: rel="next".
+// A row already on the list (the reader's own reply, appended when posted) moves to
+// where the page puts it: each row once, in the API's order.
 function pagedList({ path, list, status, more, emptyText, pick = (d) => d, render = crudItem }) {
   let next = path;
   let shown = 0;
@@ -111,7 +113,12 @@ function pagedList({ path, list, status, more, emptyText, pick = (d) => d, rende
     try {
       const { data, next: after } = await read(next, (e) => (status.textContent = e.message));
       const rows = pick(data);
-      for (const row of rows) list.append(render(row));
+      const onList = new Map([...list.children].map((el) => [el.dataset.uuid, el]));
+      for (const row of rows) {
+        const item = render(row);
+        if (item.dataset.uuid) onList.get(item.dataset.uuid)?.remove();
+        list.append(item);
+      }
       shown += rows.length;
       next = after;
       status.className = "status";
@@ -350,6 +357,7 @@ export async function crudPage(main, { uuid }) {
   status.after(more);
   if (auth.current()) {
     more.after(replyForm(a.uuid, (reply) => {
+      // Shown at once; if a page is still to come, it moves there when that page loads.
       list.append(crudItem(reply, { inThread: true }));
       parent.count += 1;
       parent.countEl.textContent = plural(parent.count, "reply", "replies");
