@@ -347,3 +347,15 @@ def test_a_recorded_or_failed_sign_up_logs_only_the_sub(
     assert "could not record user sub=" in caplog.text and "no_miles" in caplog.text
     for personal in ("miles@cyberdyne.example", "mdyson", "miles2", "Miles Dyson", "(Miles"):
         assert personal not in caplog.text
+
+
+def test_malformed_otlp_headers_leave_the_lambda_untraced_and_the_key_unlogged(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "https://api.honeycomb.io")
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_HEADERS", "x-honeycomb-team:SECRETKEY123")
+    monkeypatch.setattr(post_confirmation, "_traced", False)  # not looked at yet
+    caplog.set_level(logging.DEBUG)
+    assert post_confirmation._tracing() is None  # sign-ups go on, untraced
+    assert "traces off: OTEL_EXPORTER_OTLP_HEADERS: entry 1" in caplog.text
+    assert "SECRETKEY123" not in caplog.text

@@ -614,3 +614,25 @@ def test_the_sign_up_lambda_sends_a_span_per_invocation(
     (insert,) = [s for s in own_receiver.spans if s.parent_span_id == invocation.span_id]
     assert insert.kind == CLIENT and "INSERT" in insert.attributes["db.statement"]
     assert "hidden@example.com" not in json.dumps([s.attributes for s in own_receiver.spans])
+
+
+@pytest.mark.parametrize(
+    "headers", ["x-honeycomb-team:SECRETKEY123", "a=b,x-honeycomb-team SECRETKEY123"]
+)
+def test_malformed_otlp_headers_stop_serve_without_showing_the_key(
+    headers: str, tmp_path: Path
+) -> None:
+    # The SDK would skip such an entry with a warning quoting it, key and all, and send
+    # traces without it. Serve refuses to start instead, naming the entry by position.
+    env = {
+        "CRUDDUR_HOME": str(tmp_path),
+        "CONNECTION_URL": "postgresql://postgres@127.0.0.1:1/cruddur",
+        "OTEL_EXPORTER_OTLP_ENDPOINT": "https://api.honeycomb.io",
+        "OTEL_EXPORTER_OTLP_HEADERS": headers,
+    }
+    refused = run(ROOT / ".venv/bin/cruddur", "serve", "--port", str(free_port()), env=env)
+    assert refused.returncode == 1
+    assert (
+        "OTEL_EXPORTER_OTLP_HEADERS: entry" in refused.stderr and "not name=value" in refused.stderr
+    )
+    assert "SECRETKEY123" not in refused.stdout + refused.stderr

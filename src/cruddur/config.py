@@ -343,6 +343,25 @@ def _truthy(value: str) -> bool:
     return value.strip().lower() in ("1", "true", "yes", "on")
 
 
+# One entry of OTEL_EXPORTER_OTLP_HEADERS as the SDK reads it (W3C baggage style, name=value,
+# the value URL-encoded or, leniently, plain text without commas, semicolons, quotes or
+# backslashes). Anything else the SDK skips, and its warning quotes the whole entry:
+# the API key with it. So a malformed entry stops the start, named by position only.
+_OTLP_HEADER = re.compile(
+    r"[ \t]*[\x21\x23-\x27\x2a\x2b\x2d\x2e\x30-\x39\x41-\x5a\x5e-\x7a\x7c\x7e]+[ \t]*="
+    r"[\x20\x21\x23-\x2b\x2d-\x3a\x3c-\x5b\x5d-\x7e]*"
+)
+
+
+def check_otlp_headers(name: str, value: str) -> None:
+    for position, entry in enumerate(re.split(r"[ \t]*,[ \t]*", value), start=1):
+        if entry and not _OTLP_HEADER.fullmatch(entry.strip()):
+            raise ConfigError(
+                f"{name}: entry {position} is not name=value (e.g. "
+                "x-honeycomb-team=YOUR_KEY); it is not shown here, as it may hold a key"
+            )
+
+
 @dataclass(frozen=True)
 class TelemetrySettings:
     """Traces (the standard OTEL_* variables), request logs and Prometheus metrics.
@@ -392,6 +411,9 @@ class TelemetrySettings:
                 f"OTEL_EXPORTER_OTLP_PROTOCOL must be http/protobuf, not {protocol!r}: "
                 "Cruddur sends traces over OTLP/HTTP (port 4318 on a collector)"
             )
+        if endpoint:
+            for name in ("OTEL_EXPORTER_OTLP_HEADERS", "OTEL_EXPORTER_OTLP_TRACES_HEADERS"):
+                check_otlp_headers(name, env.get(name, ""))
         sampler = env.get("OTEL_TRACES_SAMPLER", "").strip().lower() or cls.sampler
         if sampler not in SAMPLERS:
             raise ConfigError(

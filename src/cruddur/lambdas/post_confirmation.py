@@ -37,7 +37,7 @@ from typing import Any
 import psycopg
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from cruddur.config import LambdaSettings
+from cruddur.config import ConfigError, LambdaSettings, check_otlp_headers
 from cruddur.rds_tls import lambda_bundle, secured
 from cruddur.services.sign_up import SignUpError, refusal, user_from_event
 from cruddur.urls import redact
@@ -136,6 +136,12 @@ def _tracing() -> tuple[Any, Any] | None:
     )
     disabled = os.environ.get("OTEL_SDK_DISABLED", "").strip().lower() == "true"
     if not (endpoint and endpoint.strip()) or disabled:
+        return None
+    try:  # a malformed one would be quoted, key and all, by the SDK's own warning
+        for name in ("OTEL_EXPORTER_OTLP_HEADERS", "OTEL_EXPORTER_OTLP_TRACES_HEADERS"):
+            check_otlp_headers(name, os.environ.get(name, ""))
+    except ConfigError as exc:
+        log.warning("traces off: %s", exc)
         return None
     try:
         from opentelemetry import trace
