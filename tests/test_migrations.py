@@ -315,11 +315,13 @@ def test_two_migrates_started_together_both_succeed_and_apply_once(empty_db: str
     assert applied(empty_db) == ["20260101000000"]
 
 
-def test_a_lock_held_too_long_fails_naming_the_holder(empty_db: str, tmp_path) -> None:
+# 0.0004 s: under a millisecond, where a lock_timeout rounded down to 0 waits forever.
+@pytest.mark.parametrize("wait", ["1", "0.0004"])
+def test_a_lock_held_too_long_fails_naming_the_holder(empty_db: str, tmp_path, wait: str) -> None:
     folder = write(tmp_path / "m", {"20260101000000_notes.sql": NOTES})
     with psycopg.connect(empty_db, autocommit=True, application_name="other-deploy") as holder:
         holder.execute("SELECT pg_advisory_lock(%s)", [lock.LOCK_KEY])
-        result = migrate(empty_db, folder, "--lock-wait", "1")
+        result = migrate(empty_db, folder, "--lock-wait", wait)
         pid = holder.info.backend_pid
     assert result.returncode == 1
     assert f"another migration holds the lock: pid {pid} (other-deploy" in result.stderr

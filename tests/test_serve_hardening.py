@@ -13,7 +13,7 @@ import urllib.error
 import urllib.request
 
 import pytest
-from server_support import Served
+from server_support import Served, free_port
 
 from cruddur.config import Settings
 from cruddur.dev_keys import DevKeys
@@ -183,3 +183,12 @@ def test_bodies_sent_slowly_leave_a_thread_for_everyone_else(seeded_db: str, tmp
         for sock in held:
             sock.close()
         served.kill_all()
+
+
+def test_metrics_on_the_api_port_is_refused_in_one_line(seeded_db: str, tmp_path) -> None:
+    port = free_port()
+    env = {**_env(seeded_db, tmp_path), "CRUDDUR_METRICS_PORT": str(port)}
+    refused = Served(env=env, port=port)
+    output = _refused_at_once(refused)
+    assert output.strip().count("\n") == 0, output
+    assert f"CRUDDUR_METRICS_PORT is {port}, the port the API serves on" in output

@@ -146,6 +146,12 @@ def serve(
             f"only on a loopback address (127.0.0.1), not {host}"
         )
     auth = settings.auth.checked_for(host)
+    if settings.telemetry.metrics_port == port:
+        # The exporter would take it first, and the server fail with a traceback.
+        raise ConfigError(
+            f"CRUDDUR_METRICS_PORT is {port}, the port the API serves on: give the "
+            "metrics another port"
+        )
     # At once, before anything slow: a second server must not start at all. (Flask's
     # reloader runs this command again in a child that serves the socket it made.)
     if not os.environ.get("WERKZEUG_RUN_MAIN"):

@@ -8,6 +8,7 @@ statements, and RDS Proxy pins the session: take a direct URL (MIGRATION_CONNECT
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -67,7 +68,9 @@ def acquire(
         raise LockTimeout(current, 0)
     if on_wait is not None:
         on_wait(current, wait)
-    conn.execute("SELECT set_config('lock_timeout', %s, false)", [f"{int(wait * 1000)}ms"])
+    # At least 1 ms: a lock_timeout of 0 is no timeout at all.
+    timeout_ms = max(1, math.ceil(wait * 1000))
+    conn.execute("SELECT set_config('lock_timeout', %s, false)", [f"{timeout_ms}ms"])
     try:
         conn.execute("SELECT pg_advisory_lock(%s)", [LOCK_KEY])
     except psycopg.errors.LockNotAvailable:
