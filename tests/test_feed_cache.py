@@ -3,6 +3,7 @@ on it expires, never older than the bound; ETags, 304s and Cache-Control."""
 
 from __future__ import annotations
 
+import logging
 import time
 
 import psycopg
@@ -224,3 +225,35 @@ def test_behind_a_transaction_pooler_the_cache_needs_a_listen_url(api_home, seed
         assert direct.extensions["cruddur.feed_cache"].pages() is not None
     finally:
         direct.extensions["cruddur.feed_cache"].close()
+
+
+def test_the_cache_never_logs_libpqs_message(seeded_db: str, caplog) -> None:
+    # libpq quotes the token it could not decode, here the password: the log names the
+    # error's type and a reason of its own instead.
+    from cruddur.services.feed_cache import FeedChanges, FeedNotifier
+
+    caplog.set_level(logging.WARNING, logger="cruddur.feed_cache")
+    garbled = FeedNotifier(
+        "postgresql://postgres:se%zzcretPW@127.0.0.1:5432/db", reconnect_after=(0.01, 0.01)
+    ).start()
+    garbled.changed()
+    changes = FeedChanges(seeded_db, reconnect_after=(0.01, 0.01)).start()
+    try:
+        assert changes.wait_listening(10)
+        with psycopg.connect(seeded_db, autocommit=True) as conn:
+            conn.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                " WHERE application_name = 'cruddur-feed-listener'"
+                " AND datname = current_database()"
+            )
+        deadline = time.monotonic() + 5
+        while "listens again" not in caplog.text and time.monotonic() < deadline:
+            time.sleep(0.01)
+    finally:
+        garbled.stop()
+        changes.stop()
+    assert "paused until it reconnects: ProgrammingError: the connection URL is malformed" in (
+        caplog.text
+    )
+    assert "zzcretPW" not in caplog.text
+    assert "feed cache off until it listens again: OperationalError" in caplog.text

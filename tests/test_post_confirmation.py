@@ -359,3 +359,16 @@ def test_malformed_otlp_headers_leave_the_lambda_untraced_and_the_key_unlogged(
     assert post_confirmation._tracing() is None  # sign-ups go on, untraced
     assert "traces off: OTEL_EXPORTER_OTLP_HEADERS: entry 1" in caplog.text
     assert "SECRETKEY123" not in caplog.text
+
+
+def test_a_malformed_url_is_reported_as_malformed_without_its_text(
+    url: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    # libpq's own message quotes the token it could not decode: here, the password.
+    monkeypatch.setenv("CONNECTION_URL", "postgresql://postgres:se%zzcretPW@127.0.0.1:5432/db")
+    with pytest.raises(SignUpError) as caught:
+        handler(cognito_event(preferred_username="garbled"), None)
+    assert str(caught.value) == UNAVAILABLE
+    assert "CONNECTION_URL is malformed" in caplog.text
+    assert "zzcretPW" not in caplog.text
+    assert caught.value.__cause__ is not None and "zzcretPW" not in repr(caught.value.__cause__)

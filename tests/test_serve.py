@@ -130,3 +130,21 @@ def test_serve_refuses_to_sign_in_fail_open(args, env, said, tmp_path) -> None:
     assert refused.returncode == 1, refused.stderr
     assert said in refused.stderr and refused.stderr.startswith("error:")
     assert "Traceback" not in refused.stderr
+
+
+@pytest.mark.parametrize(
+    "setting", ["CRUDDUR_API_CONNECTION_URL", "READER_CONNECTION_URL", "CRUDDUR_LISTEN_URL"]
+)
+def test_serve_refuses_a_malformed_url_without_echoing_it(setting: str, tmp_path) -> None:
+    # The listen URL was taken as it was: the feed cache then logged libpq's message,
+    # which quotes the password, and stayed off.
+    env = {
+        "CRUDDUR_HOME": str(tmp_path),
+        "CONNECTION_URL": "postgresql://x@127.0.0.1:9/x",
+        setting: "postgresql://postgres:se%zzcretPW@127.0.0.1:5432/db",
+    }
+    refused = run(CRUDDUR, "serve", "--port", str(free_port()), env=env)
+    assert refused.returncode == 1, refused.stderr
+    assert "error: the connection URL is malformed" in refused.stderr
+    assert "zzcretPW" not in refused.stdout + refused.stderr
+    assert "Traceback" not in refused.stderr

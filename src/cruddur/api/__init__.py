@@ -114,7 +114,7 @@ def create_app(
     serve = settings.serve
 
     def listen_conninfo() -> str:
-        return serve.listen_url or primary().conninfo
+        return api_urls().listen or primary().conninfo
 
     # LISTEN through a transaction pooler hears nothing: without a direct URL for it, the
     # copies would go stale for their whole second after each write. Then keep none.

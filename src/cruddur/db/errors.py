@@ -134,3 +134,18 @@ def explain(exc: BaseException) -> Explanation | None:
             return Explanation(found[0], _clean_connection_message(str(exc)), found[1])
     suffix = f" (SQLSTATE {sqlstate})" if sqlstate else ""
     return Explanation("database", f"{message}{suffix}")
+
+
+def redacted_reason(exc: BaseException) -> str:
+    """The error's type and what went wrong, for a log line that must never quote the
+    connection string: libpq's client-side messages (no SQLSTATE) can, password and all,
+    so only a server's message (it has one) is shown as it is."""
+    name = type(exc).__name__
+    sqlstate = getattr(exc, "sqlstate", None)
+    if sqlstate:
+        primary = getattr(getattr(exc, "diag", None), "message_primary", None)
+        return f"{name}: {primary or 'server error'} (SQLSTATE {sqlstate})"
+    if isinstance(exc, psycopg.ProgrammingError):
+        return f"{name}: the connection URL is malformed"
+    found = _connection_kind(str(exc)) if isinstance(exc, psycopg.OperationalError) else None
+    return f"{name}: {found[0] if found else 'reason withheld'} (libpq's message is not shown)"

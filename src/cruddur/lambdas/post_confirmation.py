@@ -262,8 +262,14 @@ def read_conninfo(env: Mapping[str, str]) -> str:
         names = {"username": "user", "password": "password", "host": "host", "port": "port"}
         names["dbname"] = "dbname"
         parts = {names[k]: str(v) for k, v in secret.items() if k in names and v not in (None, "")}
-    conninfo = make_conninfo(url, **parts)
-    found = conninfo_to_dict(conninfo)
+    try:
+        conninfo = make_conninfo(url, **parts)
+        found = conninfo_to_dict(conninfo)
+    except psycopg.ProgrammingError:
+        # libpq's message quotes the text it could not parse, password and all: not its cause.
+        raise RuntimeError(
+            "CONNECTION_URL is malformed; expected postgresql://USER:PASSWORD@HOST:PORT/DBNAME"
+        ) from None
     if found.get("password"):
         _passwords.add(str(found["password"]))
     if not found.get("dbname"):

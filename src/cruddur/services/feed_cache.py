@@ -41,6 +41,7 @@ from datetime import datetime
 
 import psycopg
 
+from cruddur.db.errors import redacted_reason
 from cruddur.services.paging import Page
 
 log = logging.getLogger("cruddur.feed_cache")
@@ -112,7 +113,8 @@ class FeedChanges:
                 self._listen()
             except psycopg.Error as exc:
                 if self.listening:
-                    log.warning("feed cache off until it listens again: %s", exc)
+                    # Never str(exc): libpq's message can quote the conninfo.
+                    log.warning("feed cache off until it listens again: %s", redacted_reason(exc))
                     wait = first
             finally:
                 self.listening = False
@@ -210,7 +212,9 @@ class FeedNotifier:
                         time.sleep(self.min_interval)  # the writes meanwhile: one NOTIFY
             except psycopg.Error as exc:
                 if connected:  # said once, not at every attempt
-                    log.warning("feed notifications paused until it reconnects: %s", exc)
+                    log.warning(
+                        "feed notifications paused until it reconnects: %s", redacted_reason(exc)
+                    )
                 connected = False
                 self._pending.set()  # not sent: send once connected again
             self._stop.wait(wait)
