@@ -129,3 +129,28 @@ def test_the_hints_name_the_cruddur_command_as_it_was_typed(
         [*typed.split(" "), "--help"], capture_output=True, text=True, check=False
     )
     assert pasted.returncode == 0 and "Usage:" in pasted.stdout, pasted.stderr
+
+
+def test_seeding_again_replies_only_to_the_seeds_own_crud_and_writes_no_other_row(
+    seeded_db: str,
+) -> None:
+    seed_text = "This was imported as seed data!"
+    with psycopg.connect(seeded_db) as conn:
+        # A user posts the seed crud's text; another crud's count is someone else's business.
+        mine = conn.execute(
+            "INSERT INTO activities (user_uuid, message)"
+            " SELECT uuid, %s FROM users WHERE handle = 'londo' RETURNING uuid",
+            [seed_text],
+        ).fetchone()[0]
+        conn.execute("UPDATE activities SET replies_count = 7 WHERE message LIKE 'Ah, arrogance%'")
+        conn.commit()
+        written = dict(conn.execute("SELECT uuid, xmin::text FROM activities").fetchall())
+    result = run("db-seed", env={"CONNECTION_URL": seeded_db})
+    assert result.returncode == 0, result.stderr
+    with psycopg.connect(seeded_db) as conn:
+        replies_to_mine = conn.execute(
+            "SELECT count(*) FROM activities WHERE reply_to_activity_uuid = %s", [mine]
+        ).fetchone()[0]
+        after = dict(conn.execute("SELECT uuid, xmin::text FROM activities").fetchall())
+    assert replies_to_mine == 0
+    assert after == written  # no row inserted, none rewritten (xmin moves on any UPDATE)
