@@ -6,6 +6,7 @@ import time
 from datetime import timedelta
 
 import psycopg
+import pytest
 from helpers import run
 
 from cruddur.db import Db
@@ -132,3 +133,25 @@ def test_a_bad_grace_is_a_one_line_error(seeded_db: str) -> None:
     assert result.returncode == 2
     assert "not a duration such as 1d" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    "grace", ["100000000000000000000s", "999999999d", "3651d", "9" * 5000 + "s"]
+)
+def test_a_grace_past_the_bound_is_a_usage_error(grace: str) -> None:
+    # Never reaches the database: timedelta overflowed, or PostgreSQL's timestamps ended.
+    result = run(
+        "db-purge-expired", "--grace", grace, "--dry-run",
+        env={"CONNECTION_URL": "postgresql://x@127.0.0.1:9/x"},
+    )  # fmt: skip
+    assert result.returncode == 2, result.stderr
+    assert "is too long: at most 3650d" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_the_longest_grace_reaches_the_database(seeded_db: str) -> None:
+    for grace in ("3650d", "87600h"):
+        result = run(
+            "db-purge-expired", "--grace", grace, "--dry-run", env={"CONNECTION_URL": seeded_db}
+        )
+        assert result.returncode == 0, result.stderr

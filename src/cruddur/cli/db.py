@@ -245,11 +245,17 @@ def _seed_fake(
     info(f"seed {random_seed}: `--seed {random_seed}` makes the same rows again")
 
 
+MAX_GRACE_DAYS = 3650  # ten years: far past any crud's life (30 days at most)
+
+
 class Duration(click.ParamType):
-    """A length of time: 1d, 12h, 30m, 45s, or 0."""
+    """A length of time: 1d, 12h, 30m, 45s, or 0; at most `max_days` days."""
 
     name = "duration"
     _UNITS: ClassVar[dict[str, str]] = {"d": "days", "h": "hours", "m": "minutes", "s": "seconds"}
+
+    def __init__(self, max_days: int = MAX_GRACE_DAYS) -> None:
+        self.max_days = max_days
 
     def convert(self, value, param, ctx) -> timedelta:
         if isinstance(value, timedelta):
@@ -260,7 +266,19 @@ class Duration(click.ParamType):
         number, unit = text[:-1], text[-1:]
         if unit not in self._UNITS or not (number.isascii() and number.isdigit()):
             self.fail(f"{value!r} is not a duration such as 1d, 12h, 30m or 45s", param, ctx)
-        return timedelta(**{self._UNITS[unit]: int(number)})
+        length = self._length(number, self._UNITS[unit])
+        if length is None or length > timedelta(days=self.max_days):
+            # A bound of our own: timedelta overflows, and PostgreSQL's timestamps end.
+            self.fail(f"{value!r} is too long: at most {self.max_days}d", param, ctx)
+        return length
+
+    @staticmethod
+    def _length(number: str, unit: str) -> timedelta | None:
+        """None past timedelta's end (999,999,999 days) or int()'s (4,300 digits)."""
+        try:
+            return timedelta(**{unit: int(number)})
+        except (OverflowError, ValueError):
+            return None
 
 
 @db.command("purge-expired")
@@ -271,7 +289,8 @@ class Duration(click.ParamType):
     type=Duration(),
     default="1d",
     show_default=True,
-    help="Purge only what expired longer ago than this (1d, 12h, 30m, 45s, 0).",
+    help=f"Purge only what expired longer ago than this (1d, 12h, 30m, 45s, 0; "
+    f"at most {MAX_GRACE_DAYS}d).",
 )
 @click.option(
     "--batch-size",
