@@ -196,6 +196,21 @@ def test_connect_passes_psql_arguments(seeded_db) -> None:
     assert result.stdout.strip() == "andrewbrown"
 
 
+def test_a_migration_may_be_called_prod(tmp_path) -> None:
+    # `db new` has no target: its first argument is the NAME.
+    made = run("db-new-migration", "prod", "--migrations-dir", str(tmp_path))
+    assert made.returncode == 0, made.stderr
+    assert [path.name.split("_", 1)[1] for path in tmp_path.iterdir()] == ["prod.sql"]
+
+
+def test_only_the_target_position_becomes_prod(seeded_db) -> None:
+    # After --, prod is psql's (a user name there, which --dbname's conninfo overrides),
+    # not the target.
+    passed = run("db-connect", "--", "-tAc", "SELECT 1", "prod", env=local(seeded_db))
+    assert passed.returncode == 0, passed.stderr
+    assert passed.stdout.strip() == "1"
+
+
 def test_scripts_run_from_any_directory(empty_db, tmp_path) -> None:
     link = tmp_path / "db-schema-load"
     link.symlink_to(BIN / "db-schema-load")  # called through a link, from elsewhere
