@@ -277,6 +277,24 @@ def test_new_writes_an_empty_migration_with_the_next_version(tmp_path) -> None:
             {"20260102000000_x.sql": "DROP TABLE notes;\n-- migrate:up\nSELECT 1;\n"},
             "20260102000000_x.sql: SQL before '-- migrate:up' would never run",
         ),
+        (  # ported from a tool that wraps its files in a transaction of their own
+            {
+                "20260102000000_x.sql": "-- migrate:up\nCREATE TABLE a (id int);\n"
+                "COMMIT;\nCREATE TABLE b (id nosuchtype);\n"
+            },
+            "20260102000000_x.sql:3: COMMIT in the up section",
+        ),
+        (
+            {"20260102000000_x.sql": "-- migrate:up\n/* wrapped */ begin;\nSELECT 1;\nend;\n"},
+            "20260102000000_x.sql:2: BEGIN in the up section",
+        ),
+        (
+            {
+                "20260102000000_x.sql": "-- migrate:up\nSELECT 1;\n-- migrate:down\n"
+                "SELECT 1;\nSTART  TRANSACTION;\n"
+            },
+            "20260102000000_x.sql:5: START TRANSACTION in the down section",
+        ),
     ],
 )
 def test_bad_files_are_refused_before_anything_runs(
@@ -350,6 +368,7 @@ def test_kill_9_during_a_migration_leaves_the_database_as_before_and_the_lock_fr
             row = watcher.execute(
                 "SELECT pid FROM pg_stat_activity WHERE application_name = 'cruddur-migrate'"
                 " AND query LIKE '%pg_sleep%' AND state = 'active'"
+                " AND datname = current_database()"  # not another test's migration
             ).fetchone()
             if row:
                 break

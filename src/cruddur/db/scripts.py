@@ -6,6 +6,7 @@ statement stops the run, nothing of the file is kept, and the error names its li
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -65,6 +66,22 @@ def split(text: str) -> list[Statement]:
         line = first_line + piece.count("\n", 0, code_at)
         statements.append(Statement(text=piece, line=line, first_line=first_line))
     return statements
+
+
+# Statements that end the transaction a script or migration section runs in (or start
+# another): after one, what came before it stays even when a later statement fails.
+# ROLLBACK TO a savepoint stays inside the transaction.
+_TRANSACTION_CONTROL = re.compile(
+    r"(BEGIN|START\s+TRANSACTION|COMMIT|END|ABORT|PREPARE\s+TRANSACTION"
+    r"|ROLLBACK(?!\s+(?:WORK\s+|TRANSACTION\s+)?TO\b))\b",
+    re.IGNORECASE,
+)
+
+
+def transaction_control(statement: Statement) -> str | None:
+    """BEGIN, COMMIT, ROLLBACK, END and the like, when the statement is one; else None."""
+    found = _TRANSACTION_CONTROL.match(statement.text, _code_offset(statement.text) or 0)
+    return " ".join(found[1].upper().split()) if found else None
 
 
 def error_line(statement: Statement, error: psycopg.Error) -> int:

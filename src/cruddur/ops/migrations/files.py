@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path
 
-from cruddur.db.scripts import Statement, split
+from cruddur.db.scripts import Statement, split, transaction_control
 from cruddur.errors import Problem
 
 FILE_NAME = re.compile(r"^(?P<version>\d{14})_(?P<name>[A-Za-z0-9_]+)\.sql$")
@@ -85,6 +85,14 @@ def _section(file_name: str, text: str, start_line: int, transaction: bool, labe
             f"(transaction:false), so it may hold only one statement, not {len(statements)}: a "
             "failure halfway would leave part of it applied. Put each statement in its own file"
         )
+    if transaction:
+        for statement in statements:
+            if control := transaction_control(statement):
+                raise MigrationFileError(
+                    f"{file_name}:{statement.line}: {control} in the {label} section, which "
+                    "runs in one transaction that Cruddur begins and commits: after it, a "
+                    "failing statement would leave part of the section applied. Remove it"
+                )
     return Section(statements, transaction)
 
 
