@@ -11,6 +11,7 @@ import pytest
 from cfnlint.decode import decode
 from helpers import ROOT
 
+from cruddur.config import ConfigError
 from cruddur.lambdas import purge_expired
 from cruddur.ops.packaging import HANDLER_FILES, PURGE_HANDLER
 
@@ -107,3 +108,12 @@ def test_the_template_schedules_the_packaged_handler() -> None:
     assert function["Timeout"] * 1000 > int(
         function["Environment"]["Variables"]["CRUDDUR_STATEMENT_TIMEOUT"]
     )
+
+
+@pytest.mark.parametrize("hours", ["87601", "100000000000000000000"])
+def test_a_grace_past_ten_years_fails_naming_the_setting(env: str, monkeypatch, hours: str) -> None:
+    old = _add(env, "-2 days", 3)
+    monkeypatch.setenv("CRUDDUR_PURGE_GRACE_HOURS", hours)
+    with pytest.raises(ConfigError, match="CRUDDUR_PURGE_GRACE_HOURS must be at most 87600"):
+        purge_expired.handler({}, Context(300_000))
+    assert _left(env, old) == 3

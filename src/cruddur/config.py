@@ -503,6 +503,10 @@ class ReplicaSettings:
         return self.pooler == "transaction" or looks_like_rds_proxy(url)
 
 
+# Ten years, as `db purge-expired --grace` allows: past that, PostgreSQL's timestamps end.
+MAX_PURGE_GRACE_HOURS = 3650 * 24
+
+
 @dataclass(frozen=True)
 class LambdaSettings:
     """What a Lambda handler reads besides its connection (cruddur.lambdas); each handler
@@ -522,7 +526,14 @@ class LambdaSettings:
         return cls(
             connect_timeout=whole("CRUDDUR_CONNECT_TIMEOUT", defaults.connect_timeout),
             statement_timeout_ms=whole("CRUDDUR_STATEMENT_TIMEOUT", defaults.statement_timeout_ms),
-            purge_grace_hours=whole("CRUDDUR_PURGE_GRACE_HOURS", defaults.purge_grace_hours),
+            purge_grace_hours=_number(
+                env,
+                "CRUDDUR_PURGE_GRACE_HOURS",
+                defaults.purge_grace_hours,
+                minimum=1,
+                maximum=MAX_PURGE_GRACE_HOURS,
+                kind=int,
+            ),
             purge_batch_size=whole("CRUDDUR_PURGE_BATCH_SIZE", defaults.purge_batch_size),
         )
 

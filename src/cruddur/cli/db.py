@@ -331,7 +331,8 @@ def purge_expired(cli: Cli, grace: timedelta, batch_size: int, dry_run: bool) ->
     rate = purged.deleted.total / purged.seconds if purged.seconds else 0
     done(
         f"deleted {purged.deleted.cruds:,} cruds and {purged.deleted.replies:,} replies in "
-        f"{purged.batches:,} batches, {purged.seconds:.1f} s ({rate:,.0f} rows/s)"
+        f"{purged.batches:,} batch{'' if purged.batches == 1 else 'es'}, "
+        f"{purged.seconds:.1f} s ({rate:,.0f} rows/s)"
     )
     info("the space is reused by new rows; VACUUM (autovacuum soon) marks it free")
 
