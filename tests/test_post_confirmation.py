@@ -372,3 +372,14 @@ def test_a_malformed_url_is_reported_as_malformed_without_its_text(
     assert "CONNECTION_URL is malformed" in caplog.text
     assert "zzcretPW" not in caplog.text
     assert caught.value.__cause__ is not None and "zzcretPW" not in repr(caught.value.__cause__)
+
+
+def test_a_refused_account_id_is_logged_cut_to_64_characters(
+    url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    long_sub = "x" * 500  # not a Cognito id: the schema refuses it
+    caplog.set_level(logging.INFO, logger=LOGGER)
+    with pytest.raises(SignUpError, match="the account id is malformed"):
+        handler(cognito_event(sub=long_sub), None)
+    assert f"refused user sub={'x' * 64}:" in caplog.text
+    assert "x" * 65 not in caplog.text

@@ -100,19 +100,19 @@ def _record(event: dict[str, Any], context: Any) -> dict[str, Any]:
         if refused is None:
             log.error(
                 "could not record user sub=%s in %s: %s",
-                user["cognito_user_id"],
+                _sub(event),
                 _where(),
                 _scrub(_described(exc)),
             )
             if _conn is None:
                 _forget_settings()  # read them (the secret: maybe rotated) again next time
             raise SignUpError(UNAVAILABLE) from exc
-        log.warning("refused user sub=%s: %s", user["cognito_user_id"], refused)
+        log.warning("refused user sub=%s: %s", _sub(event), refused)
         raise refused from None
     if uuid is None:
-        log.info("user sub=%s is already recorded; nothing to do", user["cognito_user_id"])
+        log.info("user sub=%s is already recorded; nothing to do", _sub(event))
     else:
-        log.info("recorded user sub=%s as %s", user["cognito_user_id"], uuid)
+        log.info("recorded user sub=%s as %s", _sub(event), uuid)
     return event
 
 
