@@ -331,6 +331,7 @@ def test_a_reply_posted_before_the_last_page_is_shown_once_in_order(
         _wait(browser, lambda d: len(_all(d, "ol.replies-list > li")) == 100)
         more = _css(browser, "button.more")
         assert more.is_displayed()
+        assert more.text == "Load more replies"  # its own label, after the first page too
 
         _shown(browser, "form.compose textarea").send_keys("My new reply")
         _css(browser, "form.compose button[type=submit]").click()

@@ -107,6 +107,7 @@ export function crudItem(a, { main = false, inThread = false } = {}) {
 function pagedList({ path, list, status, more, emptyText, pick = (d) => d, render = crudItem }) {
   let next = path;
   let shown = 0;
+  const label = more.textContent; // "Load more", "Load more replies": back after each load
   async function load(first = false) {
     more.disabled = true;
     more.textContent = "Loading…";
@@ -132,7 +133,7 @@ function pagedList({ path, list, status, more, emptyText, pick = (d) => d, rende
       return null;
     } finally {
       more.disabled = false;
-      more.textContent = "Load more";
+      more.textContent = label;
     }
   }
   more.addEventListener("click", () => load());
