@@ -144,11 +144,15 @@ def test_the_header_timeout_must_be_one_granian_takes() -> None:
         Settings.from_env({"CRUDDUR_HEADER_TIMEOUT": "61"})
 
 
-def test_bodies_sent_slowly_leave_a_thread_for_everyone_else(seeded_db: str, tmp_path) -> None:
+@pytest.mark.parametrize("framing", ["content-length", "chunked"])
+def test_bodies_sent_slowly_leave_a_thread_for_everyone_else(
+    seeded_db: str, tmp_path, framing: str
+) -> None:
     # A signed-in client sends a write's headers, then a body that never ends, on many
-    # sockets: each such request holds a thread. Reads and health still get theirs, and
-    # another writer is answered at once (stored, or a 503 to send again), never left
-    # waiting behind them.
+    # sockets: each such request holds a thread. Chunked, it sends exactly the size
+    # limit and stalls (the server then reads on, to tell whether the body is over it).
+    # Reads and health still get a thread, and another writer is answered at once
+    # (stored, or a 503 to send again), never left waiting behind them.
     env = _env(seeded_db, tmp_path)
     served = Served("--workers", "1", "--threads", "4", env=env)
     held: list[socket.socket] = []
@@ -159,8 +163,12 @@ def test_bodies_sent_slowly_leave_a_thread_for_everyone_else(seeded_db: str, tmp
         head = (
             "POST /api/activities HTTP/1.1\r\nHost: 127.0.0.1\r\n"
             f"Authorization: Bearer {token}\r\nContent-Type: application/json\r\n"
-            'Content-Length: 1000\r\n\r\n{"message":'
         ).encode()
+        if framing == "chunked":
+            limit = 16 * 1024  # MAX_BODY_BYTES
+            head += b"Transfer-Encoding: chunked\r\n\r\n%x\r\n" % limit + b" " * limit + b"\r\n"
+        else:
+            head += b'Content-Length: 1000\r\n\r\n{"message":'
         for _ in range(16):
             sock = socket.create_connection(("127.0.0.1", served.port))
             sock.sendall(head)
@@ -174,11 +182,13 @@ def test_bodies_sent_slowly_leave_a_thread_for_everyone_else(seeded_db: str, tmp
             data=body,
             headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
         )
+        sent = time.monotonic()
         try:
             with urllib.request.urlopen(write, timeout=2) as answer:
                 assert answer.status == 201
         except urllib.error.HTTPError as refused:
             assert refused.code == 503 and refused.headers["Retry-After"] == "1"
+        assert time.monotonic() - sent < 1  # answered, not kept waiting for a slot
     finally:
         for sock in held:
             sock.close()

@@ -7,7 +7,8 @@ one that cannot be parsed is a 400, whatever the reason.
 from __future__ import annotations
 
 import json
-import threading
+import queue
+from collections.abc import Callable
 from typing import Any
 
 from flask import current_app, request
@@ -29,9 +30,6 @@ def require_json() -> None:
 
 
 BODY_READERS_KEY = "cruddur.body_readers"  # app.extensions: this worker's BodyReaders
-# How long a request waits for a reading slot before its 503: far longer than a whole
-# body takes to arrive from a client that sends it, far shorter than any client waits.
-SLOT_WAIT_SECONDS = 0.1
 RETRY_AFTER_SECONDS = "1"
 
 
@@ -43,31 +41,44 @@ class BodyReaders:
     wait. A signed-in client that sends headers and then a body a byte at a time (or
     never its last byte) could otherwise hold every thread of a worker, and reads,
     health checks and everyone's writes would wait behind it. With this bound, the last
-    thread stays free for requests without a body; a body that finds no free slot in
-    SLOT_WAIT_SECONDS gets a 503 with Retry-After (never read, nothing stored)."""
+    thread stays free for requests without a body: a body that finds every slot taken
+    gets a 503 with Retry-After at once (never read, nothing stored). At once, because
+    a request waiting for a slot would itself hold the thread kept free; a body that
+    has arrived is read in microseconds, so slots are rarely all taken otherwise."""
 
     def __init__(self, threads: int) -> None:
         self.slots = max(1, threads - 1)
-        self._free = threading.BoundedSemaphore(self.slots)
+        # A queue of slot tokens rather than a Semaphore: its get and put are C, where
+        # threading.Semaphore's acquire and release are Python, on every write.
+        self._free: queue.SimpleQueue[None] = queue.SimpleQueue()
+        for _ in range(self.slots):
+            self._free.put(None)
 
-    def read(self) -> bytes:
-        if not self._free.acquire(timeout=SLOT_WAIT_SECONDS):
+    def read(self, read_body: Callable[[], bytes]) -> bytes:
+        try:
+            self._free.get(block=False)
+        except queue.Empty:
             raise ApiError(
                 503,
                 "busy",
                 "too many request bodies are arriving at once; send it again shortly",
                 headers={"Retry-After": RETRY_AFTER_SECONDS},
-            )
+            ) from None
         try:
-            return request.get_data()  # 413 when Content-Length says it is too large
+            return read_body()
         finally:
-            self._free.release()
+            self._free.put(None)
 
 
 def body_bytes() -> bytes:
-    """The whole request body, or 413 when it is over MAX_CONTENT_LENGTH."""
+    """The whole request body, or 413 when it is over MAX_CONTENT_LENGTH; read in one of
+    the worker's body slots (BodyReaders) when the app has them."""
     readers = current_app.extensions.get(BODY_READERS_KEY)
-    raw = readers.read() if readers is not None else request.get_data()
+    return readers.read(_read_body) if readers is not None else _read_body()
+
+
+def _read_body() -> bytes:
+    raw = request.get_data()  # 413 when Content-Length says it is too large
     limit = request.max_content_length
     # Without a Content-Length (chunked), werkzeug stops reading at the limit and returns
     # what it has: one byte more on the server's own stream tells whether the body went on.
