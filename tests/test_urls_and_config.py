@@ -205,3 +205,24 @@ def test_production_is_recognised_behind_connection_url() -> None:
 def test_gunicorn_is_told_an_ipv6_address_in_brackets(host: str, bind: str) -> None:
     command = server_command("gunicorn", host, 4567, workers=1, threads=1)
     assert command[command.index("--bind") + 1] == bind
+
+
+def test_one_name_is_one_server_whatever_its_lookups_return(monkeypatch) -> None:
+    # A name with rotating records (or one lookup failing) must not make the same
+    # server two: that would drop production without the question.
+    import socket
+
+    from cruddur.urls import same_database
+
+    answers = iter([[(0, 0, 0, "", ("10.0.0.1", 0))], OSError("temporary failure")])
+
+    def rotating(host: str, *args: object) -> list:
+        answer = next(answers)
+        if isinstance(answer, OSError):
+            raise answer
+        return answer
+
+    monkeypatch.setattr(socket, "getaddrinfo", rotating)
+    assert same_database(
+        "postgresql://app@db.example/cruddur", "postgresql://root:pw@db.example/cruddur"
+    )

@@ -72,6 +72,8 @@ def same_database(a: str, b: str) -> bool:
         }
         return dbname, places
 
+    if parse(a) == parse(b):  # the same text: no lookup needed
+        return True
     name_a, places_a = where(a)
     name_b, places_b = where(b)
     return name_a == name_b and bool(places_a & places_b)
@@ -81,15 +83,20 @@ THIS_MACHINE = "this machine"  # loopback addresses and Unix sockets alike
 
 
 def _addresses(host: str) -> set[str]:
-    """The addresses a host entry reaches: its name when it does not resolve."""
+    """The host entry's name and the addresses it resolves to now. The name is always
+    kept: two lookups of one name may give different records (or one may fail), and one
+    name must never compare as two servers."""
     name = host.strip().rstrip(".").lower()
     if not name or name.startswith("/") or name.startswith("@"):  # a Unix socket folder
         return {THIS_MACHINE}
     try:
         found = {info[4][0] for info in socket.getaddrinfo(name, None)}
     except (OSError, UnicodeError):
-        return {name}
-    return {THIS_MACHINE if ipaddress.ip_address(a.split("%")[0]).is_loopback else a for a in found}
+        found = set()
+    loopback = {a for a in found if ipaddress.ip_address(a.split("%")[0]).is_loopback}
+    if loopback or name == "localhost":
+        found = (found - loopback) | {THIS_MACHINE}
+    return found | {name}
 
 
 def looks_like_rds(conninfo: str) -> bool:
