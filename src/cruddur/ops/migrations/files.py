@@ -36,6 +36,10 @@ def package_dir() -> Path:
 class Section:
     statements: tuple[Statement, ...]  # lines counted from the top of the file
     transaction: bool  # False: `transaction:false`, run outside a transaction
+    # Why the section must not run (BEGIN, COMMIT … in it), found when the file is read
+    # but refused only before it would run (`refuse_unrunnable`): a file applied before
+    # this check existed must not block every command that reads the folder.
+    refusal: str | None = None
 
     @property
     def empty(self) -> bool:
@@ -85,15 +89,24 @@ def _section(file_name: str, text: str, start_line: int, transaction: bool, labe
             f"(transaction:false), so it may hold only one statement, not {len(statements)}: a "
             "failure halfway would leave part of it applied. Put each statement in its own file"
         )
-    if transaction:
-        for statement in statements:
-            if control := transaction_control(statement):
-                raise MigrationFileError(
-                    f"{file_name}:{statement.line}: {control} in the {label} section, which "
-                    "runs in one transaction that Cruddur begins and commits: after it, a "
-                    "failing statement would leave part of the section applied. Remove it"
-                )
-    return Section(statements, transaction)
+    refusal = None
+    for statement in statements if transaction else ():
+        if control := transaction_control(statement):
+            refusal = (
+                f"{file_name}:{statement.line}: {control} in the {label} section, which "
+                "runs in one transaction that Cruddur begins and commits: after it, a "
+                "failing statement would leave part of the section applied. Remove it"
+            )
+            break
+    return Section(statements, transaction, refusal)
+
+
+def refuse_unrunnable(migrations: list[Migration], direction: str) -> None:
+    """MigrationFileError for the first of these whose `direction` section must not run."""
+    for migration in migrations:
+        section = migration.up if direction == "up" else migration.down
+        if section is not None and section.refusal:
+            raise MigrationFileError(section.refusal)
 
 
 def parse(path: Path, text: str) -> Migration:

@@ -22,7 +22,7 @@ from cruddur.db import ScriptError, template
 from cruddur.db.scripts import Statement, error_line
 from cruddur.errors import Problem
 from cruddur.ops.migrations import catalog, lock
-from cruddur.ops.migrations.files import Migration, Section, package_dir
+from cruddur.ops.migrations.files import Migration, Section, package_dir, refuse_unrunnable
 from cruddur.ops.migrations.files import load as load_files
 
 
@@ -271,6 +271,7 @@ def migrate(
         raise EditedMigrations(refused)
     if strict and current.out_of_order:
         raise OutOfOrder(current.out_of_order, current.latest_applied)
+    refuse_unrunnable(current.pending, "up")  # before anything runs
     if current.adopt:
         with conn.transaction():
             conn.execute(template("migrations", "create_table"))
@@ -344,6 +345,7 @@ def rollback(
     """Run the down sections of the latest `steps` applied migrations, newest first."""
     current = plan(conn, migrations)
     targets = rollback_targets(current, migrations, steps)
+    refuse_unrunnable(targets, "down")
     for migration in targets:
         assert migration.down is not None
         reporter.starting(migration, "down")
