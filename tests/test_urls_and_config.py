@@ -226,3 +226,14 @@ def test_one_name_is_one_server_whatever_its_lookups_return(monkeypatch) -> None
     assert same_database(
         "postgresql://app@db.example/cruddur", "postgresql://root:pw@db.example/cruddur"
     )
+
+
+def test_otlp_headers_the_sdk_reads_pass_and_others_never_show_their_text() -> None:
+    from cruddur.config import ConfigError, check_otlp_headers
+
+    for fine in ("x-honeycomb-team=KEY", "a=\tb", " ", "a=b, ,c=d", "Authorization=Basic YWJj"):
+        check_otlp_headers("OTEL_EXPORTER_OTLP_HEADERS", fine)
+    for bad in ("x-honeycomb-team:KEY", "a=b,team KEY", 'a="KEY"'):
+        with pytest.raises(ConfigError) as refused:
+            check_otlp_headers("OTEL_EXPORTER_OTLP_HEADERS", bad)
+        assert "KEY" not in str(refused.value).replace("YOUR_KEY", "")

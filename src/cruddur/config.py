@@ -349,13 +349,13 @@ def _truthy(value: str) -> bool:
 # the API key with it. So a malformed entry stops the start, named by position only.
 _OTLP_HEADER = re.compile(
     r"[ \t]*[\x21\x23-\x27\x2a\x2b\x2d\x2e\x30-\x39\x41-\x5a\x5e-\x7a\x7c\x7e]+[ \t]*="
-    r"[\x20\x21\x23-\x2b\x2d-\x3a\x3c-\x5b\x5d-\x7e]*"
+    r"[ \t]*[\x20\x21\x23-\x2b\x2d-\x3a\x3c-\x5b\x5d-\x7e]*[ \t]*"
 )
 
 
 def check_otlp_headers(name: str, value: str) -> None:
     for position, entry in enumerate(re.split(r"[ \t]*,[ \t]*", value), start=1):
-        if entry and not _OTLP_HEADER.fullmatch(entry.strip()):
+        if entry.strip() and not _OTLP_HEADER.fullmatch(entry.strip()):  # blanks: skipped
             raise ConfigError(
                 f"{name}: entry {position} is not name=value (e.g. "
                 "x-honeycomb-team=YOUR_KEY); it is not shown here, as it may hold a key"
