@@ -7,7 +7,8 @@ one that cannot be parsed is a 400, whatever the reason.
 from __future__ import annotations
 
 import json
-import queue
+import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -31,6 +32,11 @@ def require_json() -> None:
 
 BODY_READERS_KEY = "cruddur.body_readers"  # app.extensions: this worker's BodyReaders
 RETRY_AFTER_SECONDS = "1"
+# A reader this long at it is a slow client, not a busy moment: when every slot is held
+# by such readers, a body is refused at once. Otherwise it waits for a slot up to
+# SLOT_WAIT_SECONDS (a reader of a body that has arrived may be waiting for the GIL).
+SLOW_READ_SECONDS = 0.25
+SLOT_WAIT_SECONDS = 0.05
 
 
 class BodyReaders:
@@ -41,33 +47,49 @@ class BodyReaders:
     wait. A signed-in client that sends headers and then a body a byte at a time (or
     never its last byte) could otherwise hold every thread of a worker, and reads,
     health checks and everyone's writes would wait behind it. With this bound, the last
-    thread stays free for requests without a body: a body that finds every slot taken
-    gets a 503 with Retry-After at once (never read, nothing stored). At once, because
-    a request waiting for a slot would itself hold the thread kept free; a body that
-    has arrived is read in microseconds, so slots are rarely all taken otherwise."""
+    thread stays free for requests without a body. A body that finds every slot held by
+    slow readers gets a 503 with Retry-After at once (never read, nothing stored):
+    waiting would itself hold the thread kept free. One that finds them held by readers
+    that have just begun waits up to SLOT_WAIT_SECONDS for one: refusing it would turn a
+    busy moment under load into 503s."""
 
     def __init__(self, threads: int) -> None:
         self.slots = max(1, threads - 1)
-        # A queue of slot tokens rather than a Semaphore: its get and put are C, where
-        # threading.Semaphore's acquire and release are Python, on every write.
-        self._free: queue.SimpleQueue[None] = queue.SimpleQueue()
-        for _ in range(self.slots):
-            self._free.put(None)
+        self._freed = threading.Condition(threading.Lock())
+        self._began: dict[int, float] = {}  # reading thread → when it began
+        self._waiting = 0
 
     def read(self, read_body: Callable[[], bytes]) -> bytes:
-        try:
-            self._free.get(block=False)
-        except queue.Empty:
-            raise ApiError(
-                503,
-                "busy",
-                "too many request bodies are arriving at once; send it again shortly",
-                headers={"Retry-After": RETRY_AFTER_SECONDS},
-            ) from None
+        me = threading.get_ident()
+        with self._freed:
+            if len(self._began) >= self.slots:
+                self._wait_for_a_slot()
+            self._began[me] = time.monotonic()
         try:
             return read_body()
         finally:
-            self._free.put(None)
+            with self._freed:
+                del self._began[me]
+                if self._waiting:
+                    self._freed.notify()
+
+    def _wait_for_a_slot(self) -> None:  # with self._freed held
+        deadline = time.monotonic() + SLOT_WAIT_SECONDS
+        while len(self._began) >= self.slots:
+            now = time.monotonic()
+            slow = now - max(self._began.values()) > SLOW_READ_SECONDS
+            if slow or now >= deadline:
+                raise ApiError(
+                    503,
+                    "busy",
+                    "too many request bodies are arriving at once; send it again shortly",
+                    headers={"Retry-After": RETRY_AFTER_SECONDS},
+                )
+            self._waiting += 1
+            try:
+                self._freed.wait(deadline - now)
+            finally:
+                self._waiting -= 1
 
 
 def body_bytes() -> bytes:
