@@ -12,6 +12,7 @@ import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
+from datetime import timedelta
 from pathlib import Path
 from typing import TypeVar
 
@@ -503,8 +504,10 @@ class ReplicaSettings:
         return self.pooler == "transaction" or looks_like_rds_proxy(url)
 
 
-# Ten years, as `db purge-expired --grace` allows: past that, PostgreSQL's timestamps end.
-MAX_PURGE_GRACE_HOURS = 3650 * 24
+# How long ago a crud may have expired for the purge to wait (`db purge-expired --grace`,
+# the purge Lambda's CRUDDUR_PURGE_GRACE_HOURS): ten years, far past any crud's life;
+# past it, timedelta and PostgreSQL's timestamps run out.
+PURGE_GRACE_MAX = timedelta(days=3650)
 
 
 @dataclass(frozen=True)
@@ -531,7 +534,7 @@ class LambdaSettings:
                 "CRUDDUR_PURGE_GRACE_HOURS",
                 defaults.purge_grace_hours,
                 minimum=1,
-                maximum=MAX_PURGE_GRACE_HOURS,
+                maximum=PURGE_GRACE_MAX // timedelta(hours=1),
                 kind=int,
             ),
             purge_batch_size=whole("CRUDDUR_PURGE_BATCH_SIZE", defaults.purge_batch_size),

@@ -79,8 +79,8 @@ READ_AFTER_KEY = "HTTP_" + READ_AFTER_HEADER.upper().replace("-", "_")
 FIRST_PAGE = PageRequest()
 
 
-def _page_request(environ: dict[str, Any] | None = None) -> PageRequest:
-    if not (environ or request.environ).get("QUERY_STRING"):
+def _page_request(environ: dict[str, Any]) -> PageRequest:
+    if not environ.get("QUERY_STRING"):
         return FIRST_PAGE  # the common case: no limit, no cursor
     return PageRequest.from_query(request.args.get("limit"), request.args.get("before"))
 
@@ -93,9 +93,9 @@ FIRST_PAGE_CACHE_CONTROL = "public, max-age=1, stale-while-revalidate=5"
 PAGE_CACHE_CONTROL = "public, no-cache"
 
 
-def _not_modified(etag: str, environ: dict[str, Any] | None = None) -> bool:
+def _not_modified(etag: str, environ: dict[str, Any]) -> bool:
     """Whether the request's If-None-Match names this ETag (or is *)."""
-    given = (environ or request.environ).get("HTTP_IF_NONE_MATCH")
+    given = environ.get("HTTP_IF_NONE_MATCH")
     if not given:
         return False
     return any(tag.strip().removeprefix("W/") in (etag, "*") for tag in given.split(","))
@@ -115,7 +115,7 @@ def _page_response(
     `environ`: the request's, when the caller has it."""
     etag = etag or etag_of(page.body)
     headers = [("ETag", etag), ("Cache-Control", cache_control)]
-    if _not_modified(etag, environ):
+    if _not_modified(etag, environ or request.environ):
         return Response(status=304, headers=headers)
     if page.next is not None:
         cursor = page.next.encode()
@@ -202,7 +202,7 @@ def home() -> Response:
 
 @bp.get("/@<handle>")
 def user_feed(handle: str) -> Response:
-    wanted = _page_request()
+    wanted = _page_request(request.environ)
     # A handle the schema would refuse (too long, a NUL, a space) names nobody: no query.
     page = _read(activities.user_feed, handle, wanted) if HANDLE_PATTERN.fullmatch(handle) else None
     if page is None:

@@ -17,7 +17,7 @@ from rich.text import Text
 from cruddur.cli.options import Cli, pass_cli, prod_option, yes_option
 from cruddur.cli.output import RowsProgress, done, info, out, result, warn
 from cruddur.cli.roles import grant_again, roles_command, set_up_roles
-from cruddur.config import Settings
+from cruddur.config import PURGE_GRACE_MAX, Settings
 from cruddur.db import Db
 from cruddur.embedded import candidate_bin_dirs
 from cruddur.errors import Problem
@@ -245,7 +245,7 @@ def _seed_fake(
     info(f"seed {random_seed}: `--seed {random_seed}` makes the same rows again")
 
 
-MAX_GRACE_DAYS = 3650  # ten years: far past any crud's life (30 days at most)
+MAX_GRACE_DAYS = PURGE_GRACE_MAX.days
 
 
 class Duration(click.ParamType):
