@@ -6,14 +6,13 @@ libpq's own parser (through psycopg.conninfo) does the work, so URLs and
 
 from __future__ import annotations
 
-import ipaddress
 import socket
 from urllib.parse import quote, urlencode
 
 import psycopg
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from cruddur.config import ConfigError
+from cruddur.config import ConfigError, is_loopback
 
 # Where server-level work (CREATE/DROP DATABASE, sessions) connects.
 MAINTENANCE_DATABASE = "postgres"
@@ -93,8 +92,8 @@ def _addresses(host: str) -> set[str]:
         found = {info[4][0] for info in socket.getaddrinfo(name, None)}
     except (OSError, UnicodeError):
         found = set()
-    loopback = {a for a in found if ipaddress.ip_address(a.split("%")[0]).is_loopback}
-    if loopback or name == "localhost":
+    loopback = {a for a in found if is_loopback(a.split("%")[0])}  # %: an IPv6 zone
+    if loopback or is_loopback(name):
         found = (found - loopback) | {THIS_MACHINE}
     return found | {name}
 
