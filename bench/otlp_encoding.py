@@ -12,14 +12,11 @@ Needs the database bench/feed.py built: cruddur_bench_feed_<size>.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 from pathlib import Path
 
-from stage import server_url
-
-from cruddur.urls import with_database
+from stage import traced_feed_environment
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from otlp_receiver import OtlpReceiver
@@ -32,15 +29,9 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=15)
     args = parser.parse_args()
     sink = OtlpReceiver(decode=False)
-    for name in [k for k in os.environ if k.startswith("OTEL_")]:
-        del os.environ[name]
-    os.environ.update(
-        CONNECTION_URL=with_database(server_url(), f"cruddur_bench_feed_{args.size}"),
-        CRUDDUR_FEED_CACHE="0", CRUDDUR_POOL_MAX_SIZE="1", CRUDDUR_LOG_LEVEL="warning",
-        OTEL_EXPORTER_OTLP_ENDPOINT=sink.url, OTEL_TRACES_SAMPLER="always_on",
-        OTEL_BSP_SCHEDULE_DELAY="3600000", OTEL_BSP_MAX_EXPORT_BATCH_SIZE="100000",
-        OTEL_BSP_MAX_QUEUE_SIZE="100000",
-    )  # fmt: skip
+    traced_feed_environment(
+        args.size, sink.url, CRUDDUR_LOG_LEVEL="warning", OTEL_TRACES_SAMPLER="always_on"
+    )
     from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
     from opentelemetry.sdk.trace.export import SimpleSpanProcessor
     from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter

@@ -19,9 +19,8 @@ import io
 import os
 import subprocess
 import sys
-from concurrent.futures import ThreadPoolExecutor
 
-from stage import CRUDDUR, bench_database, build, callgrind_instructions
+from stage import CRUDDUR, bench_database, build, callgrind_instructions, per_call
 
 WARM = 30
 MESSAGE = "A crud from the write benchmark, about as long as most."
@@ -97,17 +96,9 @@ def main() -> None:
         if load != "create":
             env["CRUDDUR_FEED_CACHE"] = "0"
         envs[load] = env
-    with ThreadPoolExecutor(2) as pool:  # two at a time: the machine has two cores
-        runs = {
-            load: (
-                pool.submit(instructions, env, load, 0),
-                pool.submit(instructions, env, load, args.calls),
-            )
-            for load, env in envs.items()
-        }
-        per_request = {
-            load: (many.result() - few.result()) / args.calls for load, (few, many) in runs.items()
-        }
+    per_request = per_call(
+        lambda load, calls: instructions(envs[load], load, calls), envs, args.calls
+    )
     print(f"{args.calls} requests after {WARM}; callgrind; 1,000 activities")
     print("| load | instructions a request |")
     print("|---|---:|")

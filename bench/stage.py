@@ -17,7 +17,8 @@ import sys
 import tempfile
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from cruddur.config import Settings
@@ -208,3 +209,30 @@ def callgrind_instructions(
     if out.returncode or not found:
         raise SystemExit(f"callgrind failed:\n{out.stderr[-3000:]}")
     return int(found.group(1))
+
+
+def per_call(
+    count: Callable[[str, int], int], names: Iterable[str], calls: int
+) -> dict[str, float]:
+    """For each name, (count(name, calls) - count(name, 0)) / calls: one call's
+    instructions, start-up and warm-up cancelled out; two runs at a time (two cores)."""
+    with ThreadPoolExecutor(2) as pool:
+        runs = {
+            name: (pool.submit(count, name, 0), pool.submit(count, name, calls)) for name in names
+        }
+        return {name: (many.result() - few.result()) / calls for name, (few, many) in runs.items()}
+
+
+def traced_feed_environment(size: int, endpoint: str, **settings: str) -> None:
+    """This process's environment for an in-process traced home feed: no OTEL_* setting of
+    the caller's, the feed database of `size` (bench/feed.py builds it), the feed cache
+    off, one connection, spans to `endpoint` in one batch when flushed (never on the
+    SDK's timer); `settings` add to it."""
+    for name in [k for k in os.environ if k.startswith("OTEL_")]:
+        del os.environ[name]
+    os.environ.update(
+        CONNECTION_URL=with_database(server_url(), f"cruddur_bench_feed_{size}"),
+        CRUDDUR_FEED_CACHE="0", CRUDDUR_POOL_MAX_SIZE="1", OTEL_EXPORTER_OTLP_ENDPOINT=endpoint,
+        OTEL_BSP_SCHEDULE_DELAY="3600000", OTEL_BSP_MAX_QUEUE_SIZE="100000",
+        OTEL_BSP_MAX_EXPORT_BATCH_SIZE="100000", **settings,
+    )  # fmt: skip

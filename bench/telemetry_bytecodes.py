@@ -20,9 +20,7 @@ from pathlib import Path
 from types import CodeType, FrameType
 from typing import Any
 
-from stage import server_url
-
-from cruddur.urls import with_database
+from stage import traced_feed_environment
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from otlp_receiver import OtlpReceiver
@@ -45,15 +43,9 @@ def main() -> None:
     parser.add_argument("--top", type=int, default=40)
     args = parser.parse_args()
     sink = OtlpReceiver(decode=False)
-    for name in [k for k in os.environ if k.startswith("OTEL_")]:
-        del os.environ[name]
-    os.environ.update(
-        CONNECTION_URL=with_database(server_url(), f"cruddur_bench_feed_{args.size}"),
-        CRUDDUR_FEED_CACHE="0", CRUDDUR_POOL_MAX_SIZE="1",
-        OTEL_EXPORTER_OTLP_ENDPOINT=sink.url, OTEL_TRACES_SAMPLER="traceidratio",
-        OTEL_TRACES_SAMPLER_ARG=args.ratio, OTEL_BSP_SCHEDULE_DELAY="3600000",
-        OTEL_BSP_MAX_QUEUE_SIZE="100000", OTEL_BSP_MAX_EXPORT_BATCH_SIZE="100000",
-    )  # fmt: skip
+    traced_feed_environment(
+        args.size, sink.url, OTEL_TRACES_SAMPLER="traceidratio", OTEL_TRACES_SAMPLER_ARG=args.ratio
+    )
     from werkzeug.test import EnvironBuilder
 
     from cruddur.api import create_worker_app

@@ -20,10 +20,9 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from stage import callgrind_instructions, server_url
+from stage import callgrind_instructions, per_call, server_url
 
 from cruddur.urls import with_database
 
@@ -92,14 +91,7 @@ def main() -> None:
             # load a batch fills to 512 spans first (force_flush sends the rest).
             env.update(OTEL_BSP_SCHEDULE_DELAY="3600000")
         envs[name] = env
-    with ThreadPoolExecutor(2) as pool:  # two at a time: the machine has two cores
-        runs = {
-            name: (pool.submit(instructions, env, 0), pool.submit(instructions, env, args.calls))
-            for name, env in envs.items()
-        }
-        per_request = {
-            name: (many.result() - few.result()) / args.calls for name, (few, many) in runs.items()
-        }
+    per_request = per_call(lambda name, calls: instructions(envs[name], calls), envs, args.calls)
     sink.close()
     per_request["traces 10% (0.9 unsampled + 0.1 sampled)"] = (
         0.9 * per_request["traces, unsampled"] + 0.1 * per_request["traces, sampled"]
