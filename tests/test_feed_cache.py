@@ -259,3 +259,31 @@ def test_the_cache_never_logs_libpqs_message(seeded_db: str, caplog) -> None:
     )
     assert "zzcretPW" not in caplog.text
     assert "feed cache off until it listens again: OperationalError" in caplog.text
+
+
+def test_a_stream_of_writes_costs_one_notify_per_max_interval(seeded_db: str) -> None:
+    # Each NOTIFY wakes the notifier, a transaction and every worker's listener; sent 5 ms
+    # apart under a write load they cost the writes about a tenth of their rate.
+    from cruddur.services.feed_cache import FeedChanges, FeedNotifier
+
+    changes = FeedChanges(seeded_db).start()
+    notifier = FeedNotifier(seeded_db).start()
+    try:
+        assert changes.wait_listening(10)
+        seen = changes.generation
+        notifier.changed()  # a lone write: announced at once
+        deadline = time.monotonic() + 10
+        while changes.generation == seen and time.monotonic() < deadline:
+            time.sleep(0.001)
+        assert changes.generation > seen
+        time.sleep(0.05)  # quiet again
+        before, started = notifier.sent, time.monotonic()
+        while time.monotonic() - started < 0.5:  # a write every millisecond or so
+            notifier.changed()
+            time.sleep(0.001)
+        elapsed = time.monotonic() - started
+        sent = notifier.sent - before
+    finally:
+        notifier.stop()
+        changes.stop()
+    assert 1 <= sent <= elapsed / 0.025 + 3  # at most one per max_interval (25 ms)
