@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import psycopg
 import pytest
-from helpers import database_exists, run, tables
+from helpers import ROOT, database_exists, run, tables
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from cruddur.urls import database_name
@@ -165,3 +165,19 @@ def test_connection_url_naming_production_asks_too(two_dbs, admin, spelling: str
         assert "production, through CONNECTION_URL" in result.stderr
     assert database_exists(admin, database_name(prod))
     assert tables(prod) == set()
+
+
+def test_a_stray_prod_is_refused_with_the_command_to_run(two_dbs) -> None:
+    # Only a script's first argument `prod` becomes --prod (bin/lib/command): elsewhere it
+    # is refused, neither database is touched, and the error says what to run instead.
+    late = run("db-schema-load", "--yes", "prod", env=two_dbs)
+    assert late.returncode == 2
+    assert "bin/db-schema-load prod --yes" in late.stderr
+    assert "cruddur db schema-load --yes --prod" in late.stderr
+    assert "unexpected extra argument" not in late.stderr
+    direct = run(ROOT / ".venv" / "bin" / "cruddur", "db", "status", "prod", env=two_dbs)
+    assert direct.returncode == 2
+    assert "cruddur db status --prod" in direct.stderr
+    assert "bin/db-status" not in direct.stderr  # no such script: only --prod is offered
+    for url in two_dbs.values():
+        assert tables(url) == set()

@@ -14,7 +14,7 @@ from click.core import ParameterSource
 from rich.table import Table
 from rich.text import Text
 
-from cruddur.cli.options import Cli, pass_cli, prod_option, yes_option
+from cruddur.cli.options import Cli, TargetCommand, pass_cli, prod_option, yes_option
 from cruddur.cli.output import RowsProgress, done, info, out, result, warn
 from cruddur.cli.roles import grant_again, roles_command, set_up_roles
 from cruddur.config import PURGE_GRACE_MAX, Settings
@@ -33,7 +33,11 @@ from cruddur.telemetry.commands import traced_command
 from cruddur.urls import redact, without_password
 
 
-@click.group()
+class DbGroup(click.Group):
+    command_class = TargetCommand  # a stray `prod` says where it goes
+
+
+@click.group(cls=DbGroup)
 def db() -> None:
     """Create, load, inspect and drop the Cruddur database."""
 

@@ -12,6 +12,8 @@ command (a click context object), and the --prod and --yes options that choose t
 
 from __future__ import annotations
 
+import os
+import shlex
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
@@ -86,3 +88,56 @@ yes_option = click.option(
     callback=_setter("yes"),
     help="On production, skip typing the database name to confirm.",
 )
+
+
+class TargetCommand(click.Command):
+    """A db verb that takes --prod. A bare `prod` anywhere but a script's first argument
+    (`bin/db-seed --yes prod`; bin/lib/command turns only that one into --prod, since
+    elsewhere `prod` may be a value) is refused with the command that was meant, instead
+    of click's "unexpected extra argument"."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if ctx.allow_extra_args or not any(param.name == "prod" for param in self.params):
+            return super().parse_args(ctx, args)
+        given = list(args)  # the parser consumes args
+        ctx.allow_extra_args = True  # to see the leftovers before click refuses them
+        try:
+            extra = super().parse_args(ctx, args)
+        finally:
+            ctx.allow_extra_args = False
+        if extra and not ctx.resilient_parsing:
+            if extra == ["prod"]:
+                raise click.UsageError(_stray_prod(ctx, given), ctx)
+            plural = "s" if len(extra) > 1 else ""
+            ctx.fail(f"Got unexpected extra argument{plural} ({' '.join(extra)})")
+        return extra
+
+
+def _stray_prod(ctx: click.Context, given: list[str]) -> str:
+    # The stray one is the `prod` that is no option's value (`--lock-timeout prod`).
+    valued = {
+        name
+        for param in ctx.command.params
+        if isinstance(param, click.Option) and not (param.is_flag or param.count)
+        for name in param.opts
+    }
+    at = next(
+        i for i, arg in enumerate(given) if arg == "prod" and (i == 0 or given[i - 1] not in valued)
+    )
+    others = [arg for arg in given[:at] + given[at + 1 :] if arg != "--"]
+    if "--prod" in others:
+        return f'"prod" is not an argument; --prod already chooses production: {_line(ctx, others)}'
+    flagged = _line(ctx, [*others, "--prod"])
+    # bin/lib/command names the script it runs: suggest that script only to its user.
+    script = os.environ.get("CRUDDUR_SCRIPT", "")
+    if ctx.parent is not None and script == f"{ctx.parent.info_name}-{ctx.info_name}":
+        first = shlex.join([f"bin/{script}", "prod", *others])
+        return (
+            f'"prod" is the target only as the first argument: run {first}, '
+            f"or use --prod: {flagged}"
+        )
+    return f'"prod" is not an argument here; for production use --prod: {flagged}'
+
+
+def _line(ctx: click.Context, args: list[str]) -> str:
+    return " ".join([ctx.command_path, *([shlex.join(args)] if args else [])])

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import click
 
-from cruddur.cli.options import Cli, pass_cli, prod_option, yes_option
+from cruddur.cli.options import Cli, TargetCommand, pass_cli, prod_option, yes_option
 from cruddur.cli.output import done, info, result
 from cruddur.config import Settings
 from cruddur.db import Db
@@ -89,7 +89,7 @@ def _merge_env_file(path: Path, values: dict[str, str]) -> None:
     write_private(path, ("\n".join(lines) + "\n").encode())
 
 
-@click.command("roles")
+@click.command("roles", cls=TargetCommand)
 @prod_option
 @yes_option
 @click.option("--rotate", is_flag=True, help="Give roles that exist already new passwords too.")
