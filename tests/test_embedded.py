@@ -118,6 +118,25 @@ def test_status_on_a_configured_url_reports_reachability(seeded_db) -> None:
     assert "reachable no" in down.stdout and "is the server running" in down.stdout
 
 
+def test_status_on_a_refusing_server_says_what_to_check_not_to_run_status(tmp_path) -> None:
+    # The other verbs' hint sends people to `cruddur db status`; status itself names the
+    # setting in use and the server behind it instead.
+    local = cruddur("db", "status", env={"CONNECTION_URL": "postgresql://u@127.0.0.1:1/x"})
+    assert local.returncode == 1
+    assert "Connection refused" in local.stdout
+    assert "cruddur db status" not in local.stdout
+    assert "CONNECTION_URL" in local.stdout and "cruddur db up" in local.stdout
+    prod = cruddur(
+        "db",
+        "status",
+        "--prod",
+        env={"PROD_CONNECTION_URL": "postgresql://u@127.0.0.1:1/x", "CRUDDUR_HOME": str(tmp_path)},
+    )
+    assert prod.returncode == 1
+    assert "cruddur db status" not in prod.stdout and "cruddur db up" not in prod.stdout
+    assert "PROD_CONNECTION_URL" in prod.stdout and "security group" in prod.stdout
+
+
 @pytest.mark.skipif(_pgserver_bin() is None, reason="the pgserver wheel is not installed")
 def test_pgserver_binaries_without_uuid_ossp_still_load_the_schema(home) -> None:
     env = {"CRUDDUR_HOME": str(home), "CRUDDUR_PG_BIN": str(_pgserver_bin())}

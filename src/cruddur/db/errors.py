@@ -14,10 +14,14 @@ from cruddur.db.pool import InvalidText
 from cruddur.db.scripts import ScriptError
 from cruddur.errors import Explanation
 
+RDS_REACH_HINT = (
+    "For RDS: is the instance available (not stopped), and does its security group admit "
+    "your current IP? (`bin/rds-update-sg-rule` lets it in)"
+)
+
 UNREACHABLE_HINT = (
     "is the server running and reachable? Locally: `cruddur db status` (`cruddur db up` starts "
-    "the embedded server). For RDS: is the instance available (not stopped), and does "
-    "its security group admit your current IP? (`bin/rds-update-sg-rule` lets it in)"
+    "the embedded server). " + RDS_REACH_HINT
 )
 
 IN_USE_HINT = (

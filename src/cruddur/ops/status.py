@@ -10,13 +10,14 @@ from psycopg_pool import PoolTimeout
 
 from cruddur.config import PoolSettings
 from cruddur.db import Db, template
-from cruddur.db.errors import explain
+from cruddur.db.errors import RDS_REACH_HINT, explain
 from cruddur.db.replication import ReplicaState, look_at_replica, parse_lsn
 from cruddur.ops.connections import database_db
 from cruddur.ops.loading import SCHEMA_TABLES, schema_tables
 from cruddur.ops.migrations import runner
 from cruddur.ops.migrations.files import MigrationFileError
 from cruddur.targets import Target
+from cruddur.urls import looks_like_rds
 
 
 @dataclass(frozen=True)
@@ -91,8 +92,27 @@ def database_status(target: Target, settings: PoolSettings) -> DatabaseStatus:
         if explained is None:
             problem = str(exc).splitlines()[0]
         else:
-            problem = "; ".join(filter(None, [explained.message, explained.hint]))
+            # The usual hint sends people to `cruddur db status`, where they already are.
+            hint = _unreachable_hint(target) if explained.kind == "unreachable" else explained.hint
+            problem = "; ".join(filter(None, [explained.message, hint]))
         return DatabaseStatus(reachable=False, problem=problem)
+
+
+def _unreachable_hint(target: Target) -> str:
+    """What to check when the target's server does not answer, for the setting it came from."""
+    if target.embedded:  # running, said its state file, yet it refuses
+        return (
+            "the embedded server is not accepting connections (starting or stopping?): try "
+            "again, or restart it with `cruddur db down` and `cruddur db up`"
+        )
+    if target.source == "CONNECTION_URL":
+        hint = (
+            "is the server running? Start it, or check CONNECTION_URL's host and port "
+            "(without CONNECTION_URL, commands use the embedded server: `cruddur db up`)"
+        )
+    else:
+        hint = f"is the server running? Check {target.source}'s host and port"
+    return f"{hint}. {RDS_REACH_HINT}" if target.prod or looks_like_rds(target.url) else hint
 
 
 def replica_status(url: str, primary_url: str, connect_timeout: int) -> ReplicaState:
