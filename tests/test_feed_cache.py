@@ -287,3 +287,53 @@ def test_a_stream_of_writes_costs_one_notify_per_max_interval(seeded_db: str) ->
         notifier.stop()
         changes.stop()
     assert 1 <= sent <= elapsed / 0.025 + 3  # at most one per max_interval (25 ms)
+
+
+def test_a_lost_listener_is_logged_as_lost_and_a_failed_connect_as_unreachable(
+    seeded_db: str, caplog
+) -> None:
+    # A terminated backend (a restart, pg_terminate_backend) is a lost connection; only a
+    # server that refuses to connect is unreachable.
+    from cruddur.services.feed_cache import FeedChanges, FeedNotifier
+
+    caplog.set_level(logging.WARNING, logger="cruddur.feed_cache")
+    refused = FeedNotifier("postgresql://postgres@127.0.0.1:1/db", reconnect_after=(0.01, 0.01))
+    refused.start().changed()
+    changes = FeedChanges(seeded_db, reconnect_after=(0.01, 0.01)).start()
+    try:
+        assert changes.wait_listening(10)
+        with psycopg.connect(seeded_db, autocommit=True) as conn:
+            conn.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                " WHERE application_name = 'cruddur-feed-listener'"
+                " AND datname = current_database()"
+            )
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and not (
+            "listens again" in caplog.text and "paused until it reconnects" in caplog.text
+        ):
+            time.sleep(0.01)
+        assert changes.wait_listening(10)
+    finally:
+        refused.stop()
+        changes.stop()
+    lost = [r.getMessage() for r in caplog.records if "listens again" in r.getMessage()]
+    assert len(lost) == 1, lost
+    # libpq's "server closed the connection", or the server's own word when it got through
+    assert "OperationalError: connection lost" in lost[0] or "(SQLSTATE 57P01)" in lost[0]
+    assert [r.getMessage() for r in caplog.records if "unreachable" in r.getMessage()] == [
+        "feed notifications paused until it reconnects: "
+        "OperationalError: unreachable (libpq's message is not shown)"
+    ]
+
+
+def test_a_connection_that_was_up_is_lost_whatever_libpq_says() -> None:
+    from cruddur.db.errors import redacted_reason
+
+    closed = psycopg.OperationalError("server closed the connection unexpectedly")
+    assert redacted_reason(closed) == (
+        "OperationalError: unreachable (libpq's message is not shown)"
+    )  # connecting
+    assert redacted_reason(closed, connected=True) == (
+        "OperationalError: connection lost (libpq's message is not shown)"
+    )

@@ -140,15 +140,19 @@ def explain(exc: BaseException) -> Explanation | None:
     return Explanation("database", f"{message}{suffix}")
 
 
-def redacted_reason(exc: BaseException) -> str:
+def redacted_reason(exc: BaseException, *, connected: bool = False) -> str:
     """The error's type and what went wrong, for a log line that must never quote the
     connection string: libpq's client-side messages (no SQLSTATE) can, password and all,
-    so only a server's message (it has one) is shown as it is."""
+    so only a server's message (it has one) is shown as it is. `connected`: the error
+    ended a connection that was up, so libpq's failure is a lost connection (a restart,
+    a terminated backend), not an unreachable server."""
     name = type(exc).__name__
     sqlstate = getattr(exc, "sqlstate", None)
     if sqlstate:
         primary = getattr(getattr(exc, "diag", None), "message_primary", None)
         return f"{name}: {primary or 'server error'} (SQLSTATE {sqlstate})"
+    if connected and isinstance(exc, psycopg.OperationalError):
+        return f"{name}: connection lost (libpq's message is not shown)"
     if isinstance(exc, psycopg.ProgrammingError):
         return f"{name}: the connection URL is malformed"
     found = _connection_kind(str(exc)) if isinstance(exc, psycopg.OperationalError) else None

@@ -112,9 +112,10 @@ class FeedChanges:
             try:
                 self._listen()
             except psycopg.Error as exc:
-                if self.listening:
+                if self.listening:  # it was up: lost, not unreachable
                     # Never str(exc): libpq's message can quote the conninfo.
-                    log.warning("feed cache off until it listens again: %s", redacted_reason(exc))
+                    reason = redacted_reason(exc, connected=True)
+                    log.warning("feed cache off until it listens again: %s", reason)
                     wait = first
             finally:
                 self.listening = False
@@ -203,6 +204,7 @@ class FeedNotifier:
         first, longest = self.reconnect_after
         wait, connected = first, True
         while not self._stop.is_set():
+            up = False  # this attempt's connection: a failure after it is a lost one
             try:
                 with psycopg.connect(
                     self.conninfo,
@@ -211,7 +213,7 @@ class FeedNotifier:
                     application_name="cruddur-feed-notifier",
                     options="-c synchronous_commit=off",
                 ) as conn:
-                    wait, connected = first, True
+                    wait, connected, up = first, True, True
                     while not self._stop.is_set():
                         self._pending.wait()
                         if self._stop.is_set():
@@ -224,9 +226,8 @@ class FeedNotifier:
                         time.sleep(min(self.max_interval, self.min_interval * max(covered, 1)))
             except psycopg.Error as exc:
                 if connected:  # said once, not at every attempt
-                    log.warning(
-                        "feed notifications paused until it reconnects: %s", redacted_reason(exc)
-                    )
+                    reason = redacted_reason(exc, connected=up)
+                    log.warning("feed notifications paused until it reconnects: %s", reason)
                 connected = False
                 self._pending.set()  # not sent: send once connected again
             self._stop.wait(wait)
