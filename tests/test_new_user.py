@@ -21,6 +21,8 @@ from served import serve
 import cruddur
 from cruddur.cli.output import cruddur_command
 
+SEED_CRUD = "5eed0000-0000-4000-8000-000000000001"  # seed.sql's crud with replies
+
 
 def test_seeding_twice_is_harmless(seeded_db: str) -> None:
     before = snapshot(seeded_db)
@@ -43,6 +45,51 @@ def test_seeding_after_the_seed_crud_was_deleted_puts_back_only_what_is_missing(
             "  WHERE message = 'This was imported as seed data!')"
         ).fetchone()
     assert counts == (3, 5, 2)
+
+
+def test_the_seed_replies_never_go_to_a_crud_that_only_shares_the_seed_cruds_text(
+    seeded_db: str,
+) -> None:
+    # andrewbrown posts the seed crud's very text while the seed's own crud is gone (it
+    # expired and was purged): seeding again must not hang the seed's replies on his.
+    seed_text = "This was imported as seed data!"
+    with psycopg.connect(seeded_db) as conn:
+        conn.execute("DELETE FROM activities WHERE message = %s", [seed_text])  # and replies
+        his = conn.execute(
+            "INSERT INTO activities (user_uuid, message)"
+            " SELECT uuid, %s FROM users WHERE handle = 'andrewbrown' RETURNING uuid",
+            [seed_text],
+        ).fetchone()[0]
+    result = run("db-seed", env={"CONNECTION_URL": seeded_db})
+    assert result.returncode == 0, result.stderr
+    with psycopg.connect(seeded_db) as conn:
+        replies = conn.execute(
+            "SELECT replies_count, (SELECT count(*) FROM activities WHERE"
+            " reply_to_activity_uuid = %s) FROM activities WHERE uuid = %s",
+            [his, his],
+        ).fetchone()
+    assert replies == (0, 0)
+
+
+def test_seeding_a_database_seeded_before_the_fixed_uuid_adds_nothing(seeded_db: str) -> None:
+    # An earlier seed.sql gave the seed crud a random uuid: seeding again must not add a
+    # second seed crud (with the fixed uuid) and two more replies beside it.
+    with psycopg.connect(seeded_db) as conn:
+        old = conn.execute(
+            "INSERT INTO activities (user_uuid, message, replies_count, created_at, expires_at)"
+            " SELECT user_uuid, message, replies_count, created_at, expires_at FROM activities"
+            " WHERE uuid = %s RETURNING uuid",
+            [SEED_CRUD],
+        ).fetchone()[0]
+        conn.execute(
+            "UPDATE activities SET reply_to_activity_uuid = %s WHERE reply_to_activity_uuid = %s",
+            [old, SEED_CRUD],
+        )
+        conn.execute("DELETE FROM activities WHERE uuid = %s", [SEED_CRUD])
+    before = snapshot(seeded_db)
+    again = run("db-seed", env={"CONNECTION_URL": seeded_db})
+    assert again.returncode == 0, again.stderr
+    assert snapshot(seeded_db) == before
 
 
 def _feed(base: str) -> int:
