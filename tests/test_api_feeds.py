@@ -95,6 +95,19 @@ def test_limit_defaults_to_20_and_stops_at_100(api, seeded_db: str) -> None:
         assert response.get_json()["error"] == "invalid_limit"
 
 
+def test_a_limit_of_thousands_of_digits_is_read_not_a_500(api, seeded_db: str) -> None:
+    # int() refuses over 4,300 digits; leading zeros still count as "05" does.
+    home = api.get(f"/api/activities/home?limit={'0' * 5000}2")
+    assert home.status_code == 200
+    assert len(home.get_json()) == 2
+    parent = _seeded_crud_with_replies(seeded_db)
+    for path in ("home", "@andrewbrown", parent):
+        path = f"/api/activities/{path}"
+        response = api.get(f"{path}?limit={'1' * 5000}")
+        assert response.status_code == 400, path
+        assert response.get_json()["error"] == "invalid_limit"
+
+
 def test_malformed_cursors_are_400(api) -> None:
     for bad in ("x", "123", "abc_def", f"1_{'z' * 32}", f"-99999999999999999_{uuid.uuid4()}"):
         response = api.get(f"/api/activities/home?before={bad}")

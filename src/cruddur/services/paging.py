@@ -64,10 +64,14 @@ FIRST = Cursor(datetime.min.replace(tzinfo=UTC), UUID(int=0))
 def _limit(text: str | None, default: int) -> int:
     if text is None:
         return default
-    # isascii: "²".isdigit() is True, but int("²") fails.
-    if not (text.isascii() and text.isdigit()) or not 1 <= int(text) <= MAX_LIMIT:
+    # isascii: "²".isdigit() is True, but int("²") fails. Leading zeros ("05") are taken,
+    # and a number too long to be in range is refused before int() sees it: int() raises
+    # on over 4,300 digits (zeros included), which would be a 500.
+    digits = text.lstrip("0")
+    well_formed = text.isascii() and text.isdigit() and len(digits) <= len(str(MAX_LIMIT))
+    if not well_formed or not 1 <= int(digits or 0) <= MAX_LIMIT:
         raise BadPageRequest("limit", f"limit must be a whole number from 1 to {MAX_LIMIT}")
-    return int(text)
+    return int(digits)
 
 
 @dataclass(frozen=True)
