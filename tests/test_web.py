@@ -22,7 +22,9 @@ from server_support import free_port, request
 from web_support import screenshot_folder, serving, start_chromium
 
 from cruddur.aws import client
+from cruddur.config import Settings
 from cruddur.db import Db
+from cruddur.dev_keys import DevKeys
 from cruddur.lambdas import post_confirmation
 from cruddur.ops import loading
 from cruddur.urls import with_database
@@ -357,6 +359,32 @@ def test_a_database_that_is_away_is_said_in_words(browser, tmp_path) -> None:
         browser.get(site + "/")
         _shown(browser, "main .status", "The database is not answering; retrying…")
         assert not _all(browser, "ol.feed > li")
+        browser.get("about:blank")  # stop the retries before the server goes
+    assert _console_problems(browser, allowed=("503",)) == []
+
+
+def test_a_post_refused_while_the_database_is_away_is_not_said_to_be_retried(
+    browser, tmp_path
+) -> None:
+    # Reads are retried while the database is away; a post is not, so its form must not
+    # say "retrying" (the reader would wait for a crud that never comes).
+    nobody_listens = f"postgresql://postgres:pw@127.0.0.1:{free_port()}/cruddur"
+    env = {"CONNECTION_URL": nobody_listens, "CRUDDUR_HOME": str(tmp_path)}
+    with serving(env, ready=(503,)) as site:
+        token = DevKeys(tmp_path).mint(Settings.from_env(env).auth, "MOCK-andrewbrown")
+        session = {"source": "dev", "accessToken": token, "handle": "andrewbrown", "name": ""}
+        browser.get(site + "/")
+        browser.execute_script(
+            "sessionStorage.setItem('cruddur.session', JSON.stringify("
+            "{...arguments[0], expiresAt: Date.now() + 3600000}))",
+            session,
+        )
+        browser.refresh()
+        _shown(browser, "form.compose textarea").send_keys("Posted while the database is away")
+        _css(browser, "form.compose button[type=submit]").click()
+        said = _shown(browser, "form.compose .form-error", "database").text
+        assert said == "The database is not answering. Try again in a moment."
+        _shown(browser, "main .status", "The database is not answering; retrying…")  # reads
         browser.get("about:blank")  # stop the retries before the server goes
     assert _console_problems(browser, allowed=("503",)) == []
 

@@ -17,7 +17,7 @@ export class ApiError extends Error {
 function describe(status, body) {
   if (status === 0) return "Cannot reach the Cruddur API. Check your connection and try again.";
   if (status === 503 && body?.error === "database_unavailable") {
-    return "The database is not answering; retrying…";
+    return "The database is not answering. Try again in a moment."; // read() says it retries
   }
   const said = body?.message || `the server answered ${status}`;
   if (status >= 500) {
@@ -97,6 +97,9 @@ export async function read(path, waiting = () => {}) {
       if (attempt >= 6) {
         error.message = "The database is still not answering. Reload the page to try again.";
         throw error;
+      }
+      if (error.code === "database_unavailable") {
+        error.message = "The database is not answering; retrying…";
       }
       waiting(error);
       await sleep(Math.min(8000, 1000 * 2 ** (attempt - 1)));
