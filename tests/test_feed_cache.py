@@ -204,6 +204,27 @@ def test_a_change_changes_the_etag(app, api, seeded_db: str) -> None:
     assert response.headers["ETag"] != etag
 
 
+def test_a_page_that_loses_its_next_page_is_not_a_304(api, seeded_db: str) -> None:
+    # londo's newer crud is the first page of one; when the older one expires, that page's
+    # body is unchanged, but its Link to a next page is gone. A 304 would keep the Link.
+    with psycopg.connect(seeded_db) as conn:
+        older = conn.execute(
+            "SELECT a.uuid FROM activities a JOIN users u ON u.uuid = a.user_uuid"
+            " WHERE u.handle = 'londo' AND a.expires_at > now()"
+            " ORDER BY a.created_at LIMIT 1"
+        ).fetchone()[0]
+    paged = api.get("/api/activities/@londo?limit=1")
+    assert "Link" in paged.headers
+    with psycopg.connect(seeded_db) as conn:
+        conn.execute("UPDATE activities SET expires_at = now() WHERE uuid = %s", [older])
+    again = api.get(
+        "/api/activities/@londo?limit=1", headers={"If-None-Match": paged.headers["ETag"]}
+    )
+    assert again.status_code == 200
+    assert again.get_data() == paged.get_data() and "Link" not in again.headers
+    assert again.headers["ETag"] != paged.headers["ETag"]
+
+
 @pytest.mark.parametrize("ttl", ["1-hour"])
 def test_caller_dependent_answers_are_never_stored(api, mint, ttl) -> None:
     written = api.post("/api/activities", json={"message": "mine", "ttl": ttl}, token=mint())

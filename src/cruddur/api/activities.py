@@ -113,7 +113,7 @@ def _page_response(
 ) -> Response:
     """`path`: the request's path, quoted, when the caller knows it (the home feed's);
     `environ`: the request's, when the caller has it."""
-    etag = etag or etag_of(page.body)
+    etag = etag or etag_of(page)
     headers = [("ETag", etag), ("Cache-Control", cache_control)]
     if _not_modified(etag, environ or request.environ):
         return Response(status=304, headers=headers)
