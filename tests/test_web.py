@@ -304,6 +304,29 @@ def test_dev_sign_in_post_reply(browser, site: str, shots) -> None:
     assert _console_problems(browser, allowed=("422",)) == []
 
 
+def test_signing_in_and_out_works_where_the_browser_refuses_storage(site: str) -> None:
+    # Blocking cookies also makes sessionStorage throw: the sign-in then lives in the
+    # page's memory only, as the README promises, instead of failing.
+    browser = start_chromium(prefs={"profile.default_content_setting_values.cookies": 2})
+    try:
+        browser.get(site + "/signin")
+        assert browser.execute_script(
+            "try { sessionStorage.length; return false } catch { return true }"
+        ), "this browser should refuse storage"
+        Select(_shown(browser, "select#dev-handle option[value=andrewbrown]").find_element(
+            "xpath", "..")).select_by_value("andrewbrown")  # fmt: skip
+        _css(browser, "form button[type=submit]").click()
+        _shown(browser, ".flash", "Signed in as @andrewbrown.")
+        assert _css(browser, "#nav .me").text == "@andrewbrown"
+        _shown(browser, "form.compose textarea")
+        _css(browser, "#nav button").click()  # sign out
+        _shown(browser, ".flash", "You are signed out.")
+        assert not _all(browser, "form.compose")
+        assert _console_problems(browser) == []
+    finally:
+        browser.quit()
+
+
 def test_a_reply_posted_before_the_last_page_is_shown_once_in_order(
     browser, site: str, web_db: str
 ) -> None:

@@ -36,8 +36,9 @@ def serving(env: dict[str, str], ready: tuple[int, ...] = (200,)) -> Iterator[st
         server.stop()
 
 
-def start_chromium():
-    """Headless Chromium from the system's packages, with its console log kept."""
+def start_chromium(prefs: dict | None = None):
+    """Headless Chromium from the system's packages, with its console log kept; `prefs`:
+    the profile's preferences (content settings, say)."""
     chromium = shutil.which("chromium")
     driver = shutil.which("chromedriver")
     if not chromium or not driver:
@@ -61,6 +62,8 @@ def start_chromium():
     ):
         options.add_argument(flag)
     options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    if prefs:
+        options.add_experimental_option("prefs", prefs)
     return webdriver.Chrome(options=options, service=Service(executable_path=driver))
 
 

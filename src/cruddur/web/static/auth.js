@@ -19,8 +19,12 @@ function load() {
 
 function save(next) {
   session = next;
-  if (next) sessionStorage.setItem(KEY, JSON.stringify(next));
-  else sessionStorage.removeItem(KEY);
+  try {
+    if (next) sessionStorage.setItem(KEY, JSON.stringify(next));
+    else sessionStorage.removeItem(KEY);
+  } catch {
+    // storage refused (a privacy setting): signed in for this page's life only
+  }
   for (const listener of listeners) listener(session);
 }
 
