@@ -178,6 +178,39 @@ def test_reads_keep_succeeding_while_the_replica_stops_and_starts(
     assert statuses and set(statuses) == {200}
 
 
+def test_a_page_says_it_varies_by_the_read_after_header(pair: ReplicaPair, tmp_path: Path) -> None:
+    # A replica behind the write: the same URL answers without the write, or (sent its
+    # X-Read-After) with it. Both may be stored by a shared cache, so the answer must name
+    # the header in Vary, or a cache hands the stale one to the writer.
+    pair.wait_caught_up()
+    app, api, auth = _app(pair, tmp_path, CRUDDUR_REPLICA_MAX_LAG="60", CRUDDUR_FEED_CACHE="0")
+    try:
+        _wait_until(lambda: _in_use(api))
+        pair.pause_replay(True)
+        created = api.post(
+            "/api/activities", json={"message": "vary", "ttl": "1-day"}, headers=auth
+        )
+        position = created.headers["X-Read-After"]
+        stale = api.get("/api/activities/@andrewbrown")
+        fresh = api.get("/api/activities/@andrewbrown", headers={"X-Read-After": position})
+    finally:
+        pair.pause_replay(False)
+        _close(app)
+    uuid = created.get_json()["uuid"]
+    assert uuid not in [a["uuid"] for a in stale.get_json()]
+    assert uuid in [a["uuid"] for a in fresh.get_json()]
+    for answer in (stale, fresh):
+        assert answer.headers["Cache-Control"].startswith("public")
+        assert "X-Read-After" in answer.headers.getlist("Vary")
+        assert "Origin" in answer.headers.getlist("Vary")
+    not_modified = api.get(
+        "/api/activities/@andrewbrown",
+        headers={"X-Read-After": position, "If-None-Match": fresh.headers["ETag"]},
+    )
+    assert not_modified.status_code == 304
+    assert "X-Read-After" in not_modified.headers.getlist("Vary")
+
+
 def test_a_malformed_read_after_is_a_400(pair: ReplicaPair, tmp_path: Path) -> None:
     app, api, _ = _app(pair, tmp_path)
     try:

@@ -91,6 +91,7 @@ def _page_request(environ: dict[str, Any]) -> PageRequest:
 # (writes) are the caller's: edge.py makes them no-store.
 FIRST_PAGE_CACHE_CONTROL = "public, max-age=1, stale-while-revalidate=5"
 PAGE_CACHE_CONTROL = "public, no-cache"
+_VARY_READ_AFTER = ("Vary", READ_AFTER_HEADER)  # beside the edge's Vary: Origin
 
 
 def _not_modified(etag: str, environ: dict[str, Any]) -> bool:
@@ -114,7 +115,9 @@ def _page_response(
     """`path`: the request's path, quoted, when the caller knows it (the home feed's);
     `environ`: the request's, when the caller has it."""
     etag = etag or etag_of(page)
-    headers = [("ETag", etag), ("Cache-Control", cache_control)]
+    # X-Read-After picks the database (a replica behind a write, or the primary), so a
+    # shared cache must not hand the answer without the write to the writer.
+    headers = [("ETag", etag), ("Cache-Control", cache_control), _VARY_READ_AFTER]
     if _not_modified(etag, environ or request.environ):
         return Response(status=304, headers=headers)
     if page.next is not None:
@@ -130,10 +133,10 @@ def _page_response(
 
 class JsonPage(Response):
     """A page's 200: the body as PostgreSQL built it, and its own headers (ETag,
-    Cache-Control, paging) put on the WSGI header list as they are.
+    Cache-Control, Vary, paging) put on the WSGI header list as they are.
 
     Through werkzeug's Headers each header is checked for newlines and copied twice (in
-    the response, then in get_wsgi_headers): for these four, as much work again as the
+    the response, then in get_wsgi_headers): for these few, as much work again as the
     rest of the Response. Their values cannot hold a newline: a digest, constants, a
     cursor of digits and a uuid, a quoted path. They are not in `.headers`; nothing
     after the view reads them there.
