@@ -231,6 +231,31 @@ def test_a_malformed_address_is_page_not_found(browser, site: str) -> None:
     assert _console_problems(browser) == []
 
 
+def test_a_crud_under_another_address_stays_on_screen_when_skipping_to_content(
+    browser, site: str, web_db: str
+) -> None:
+    # A "Replying to a crud" link names the replier, not the crud's author; the page moves
+    # the address to the author's. Skipping to content then must not load the page again
+    # (a reply being typed would be lost).
+    with psycopg.connect(web_db) as conn:
+        (crud,) = conn.execute(
+            "SELECT a.uuid::text FROM activities a JOIN users u ON u.uuid = a.user_uuid"
+            " WHERE u.handle = 'andrewbrown' AND a.expires_at > now() LIMIT 1"
+        ).fetchone()
+    browser.get(f"{site}/@londo/status/{crud}")
+    own_address = f"/@andrewbrown/status/{crud}"
+    _wait(browser, lambda d: d.execute_script("return location.pathname") == own_address)
+    _shown(browser, "article.crud-main")
+    browser.execute_script("window.shownCrud = document.querySelector('article.crud-main')")
+    ActionChains(browser).send_keys(Keys.TAB).perform()
+    assert browser.switch_to.active_element.text == "Skip to content"
+    ActionChains(browser).send_keys(Keys.ENTER).perform()
+    time.sleep(0.3)
+    assert browser.execute_script("return window.shownCrud.isConnected"), "rendered again"
+    assert browser.switch_to.active_element.get_attribute("id") == "main"
+    assert _console_problems(browser) == []
+
+
 def test_crud_page_shows_replies_oldest_first(browser, site: str, shots) -> None:
     browser.get(site + "/")
     seed = _shown(browser, "ol.feed > li", "This was imported as seed data!")

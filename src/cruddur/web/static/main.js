@@ -31,6 +31,15 @@ function decoded(match, names) {
   return params;
 }
 
+// A view that finds its page has another address (a crud under its author's handle)
+// moves the address there; the router must know it, or a later jump within the page
+// (the skip link) would look like a new page and render it again.
+function canonical(path) {
+  if (location.pathname === path) return;
+  history.replaceState(null, "", path);
+  rendered = path;
+}
+
 function render(focus) {
   const path = location.pathname;
   rendered = path;
@@ -39,7 +48,7 @@ function render(focus) {
     if (!match) continue;
     const params = decoded(match, names);
     if (!params) break;
-    view(main, params, navigate);
+    view(main, params, navigate, canonical);
     if (focus) main.querySelector("h1")?.focus();
     return;
   }

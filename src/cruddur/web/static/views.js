@@ -314,7 +314,7 @@ function replyForm(parent, onReplied) {
   return form;
 }
 
-export async function crudPage(main, { uuid }) {
+export async function crudPage(main, { uuid }, _navigate, canonical) {
   const title = heading("Crud");
   const status = statusLine("Loading…");
   const list = h("ol", { class: "feed replies-list", "aria-label": "Replies" });
@@ -352,7 +352,7 @@ export async function crudPage(main, { uuid }) {
   if (!title.isConnected) return; // the reader has moved on to another page
   const a = data.activity;
   document.title = `${a.display_name}: ${[...a.message].slice(0, 40).join("")} · Cruddur`;
-  if (location.pathname !== statusPath(a)) history.replaceState(null, "", statusPath(a));
+  canonical(statusPath(a));
   const repliesTitle = h("h2", {}, "Replies");
   status.before(repliesTitle, list);
   status.after(more);
