@@ -222,6 +222,30 @@ def test_user_page_and_unknown_user(browser, site: str) -> None:
     assert _console_problems(browser, allowed=("404",)) == []
 
 
+def test_the_longest_handle_fits_a_phone(browser, site: str, web_db: str) -> None:
+    # 64 characters without a space: the longest handle the schema allows. A line that
+    # cannot wrap makes a phone zoom the whole page out.
+    handle = "h" * 64
+    with psycopg.connect(web_db) as conn:
+        conn.execute(
+            "WITH u AS (INSERT INTO users (display_name, handle, email, cognito_user_id)"
+            " VALUES ('Long Handle', %s, 'long@example.com', 'MOCK-long') RETURNING uuid)"
+            " INSERT INTO activities (user_uuid, message) SELECT uuid, 'Short.' FROM u",
+            [handle],
+        )
+    _phone(browser, True)
+    try:
+        for path, shown in [(handle, "ol.feed > li"), ("x" * 64, "main .status")]:
+            browser.get(f"{site}/@{path}")
+            _shown(browser, shown, "Short." if path == handle else "Nobody on Cruddur")
+            assert browser.execute_script("return window.innerWidth") == 375, path
+            assert _no_horizontal_scroll(browser), path
+    finally:
+        _phone(browser, False)
+        with psycopg.connect(web_db) as conn:  # its crud goes with it
+            conn.execute("DELETE FROM users WHERE handle = %s", [handle])
+
+
 def test_a_malformed_address_is_page_not_found(browser, site: str) -> None:
     # A percent sign that starts no escape cannot be decoded: the address names nothing.
     for path in ("/@%E0%A4%A", "/@bayko/status/%ZZ"):
