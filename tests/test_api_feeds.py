@@ -306,6 +306,27 @@ def test_cors_admits_the_front_end_only(api) -> None:
     assert "Origin" in no_origin.headers.getlist("Vary")  # a cache keeps the two apart
 
 
+def test_a_page_on_the_front_ends_origin_may_send_the_etag_back(api) -> None:
+    # ETag is exposed to its scripts; If-None-Match is not a header a page may send
+    # without asking, so unless the preflight allows it the browser refuses the request.
+    origin = {"Origin": "http://localhost:3000"}
+    preflight = {
+        **origin,
+        "Access-Control-Request-Method": "GET",
+        "Access-Control-Request-Headers": "if-none-match",
+    }
+    allowed = api.client.options("/api/activities/home", headers=preflight)
+    names = allowed.headers["Access-Control-Allow-Headers"].lower().split(",")
+    assert "if-none-match" in [name.strip() for name in names]
+    feed = api.get("/api/activities/home", headers=origin)
+    assert "ETag" in feed.headers["Access-Control-Expose-Headers"]
+    again = api.get(
+        "/api/activities/home", headers={**origin, "If-None-Match": feed.headers["ETag"]}
+    )
+    assert again.status_code == 304
+    assert again.headers["Access-Control-Allow-Origin"] == "http://localhost:3000"
+
+
 def test_unknown_paths_and_methods_get_the_error_shape(api) -> None:
     missing = api.get("/api/nothing-here")
     assert missing.status_code == 404 and missing.get_json()["error"] == "not_found"

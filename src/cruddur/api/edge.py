@@ -25,7 +25,8 @@ _CLIENT_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
 
 CORS_PATH_PREFIX = "/api/"
 CORS_ALLOW_METHODS = "GET, HEAD, POST, OPTIONS"
-CORS_ALLOW_HEADERS = "Content-Type, Authorization, X-Read-After"
+# If-None-Match: a page elsewhere sends a page's ETag (exposed below) back for a 304.
+CORS_ALLOW_HEADERS = "Content-Type, Authorization, X-Read-After, If-None-Match"
 CORS_EXPOSE_HEADERS = "ETag, Link, X-Next-Cursor, X-Request-Id, X-Read-After"
 CORS_MAX_AGE = "600"  # seconds a browser may reuse a preflight answer
 
