@@ -49,6 +49,19 @@ def test_the_document_names_the_servers_patterns() -> None:
     assert (limit["minimum"], limit["maximum"]) == (1, 100)
 
 
+def test_the_document_names_the_dev_sign_in_handles_pattern(api) -> None:
+    # A handle the schema's users_handle_check refuses is a 400 (invalid_handle), so the
+    # document must refuse it too, or a valid request by the document is refused.
+    content = DOCUMENT["paths"]["/api/dev/sign-in"]["post"]["requestBody"]["content"]
+    schema = content["application/json"]["schema"]["properties"]["handle"]
+    for text, status in [("andrewbrown", 200), ("nobody", 404), ("x" * 64, 404), ("é", 400),
+                         ("a b", 400), ("x" * 65, 400), ("", 400)]:  # fmt: skip
+        assert api.post("/api/dev/sign-in", json={"handle": text}).status_code == status, text
+        admitted = re.search(schema.get("pattern", ""), text) is not None
+        admitted = admitted and schema["minLength"] <= len(text) <= schema["maxLength"]
+        assert admitted == (status != 400), text
+
+
 def test_the_message_pattern_refuses_exactly_what_the_server_refuses() -> None:
     pattern = re.compile(SCHEMAS["Message"]["pattern"])
     # Every character of the Basic Multilingual Plane but the surrogates, alone and

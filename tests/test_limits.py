@@ -23,6 +23,7 @@ def test_the_api_document_states_the_limits() -> None:
     sign_in = DOCUMENT["paths"]["/api/dev/sign-in"]["post"]["requestBody"]["content"]
     handle = sign_in["application/json"]["schema"]["properties"]["handle"]
     assert handle["maxLength"] == HANDLE_MAX_CHARS
+    assert handle["pattern"] == f"^{HANDLE_PATTERN.pattern}$"
 
 
 def test_the_schema_states_the_limits() -> None:
