@@ -668,6 +668,40 @@ def test_a_failed_concurrent_index_is_named_as_invalid(empty_db: str, tmp_path) 
     assert "DROP INDEX CONCURRENTLY notes_body_key" in status.stderr
 
 
+def test_a_failed_concurrent_index_is_not_recorded_as_applied_when_migrate_runs_again(
+    empty_db: str, tmp_path
+) -> None:
+    # The shipped activities_expires_idx migration's shape: IF NOT EXISTS, which takes an
+    # INVALID index left by a failed run as built.
+    duplicates = NOTES.replace(
+        "INSERT INTO notes VALUES (1, 'kept');", "INSERT INTO notes VALUES (1, 'a'), (2, 'a');"
+    )
+    unique = (
+        "-- migrate:up transaction:false\n"
+        "CREATE UNIQUE INDEX CONCURRENTLY IF NOT EXISTS notes_body_key ON notes (body);\n"
+    )
+    folder = write(
+        tmp_path / "m",
+        {"20260101000000_notes.sql": duplicates, "20260102000000_unique.sql": unique},
+    )
+    assert migrate(empty_db, folder).returncode == 1
+    for args in (("--dry-run",), ()):
+        again = migrate(empty_db, folder, *args)
+        assert again.returncode == 1, again.stderr
+        assert "INVALID index notes_body_key" in again.stderr
+        assert "DROP INDEX CONCURRENTLY notes_body_key" in again.stderr
+    assert applied(empty_db) == ["20260101000000"]
+    with psycopg.connect(empty_db, autocommit=True) as conn:
+        conn.execute("DROP INDEX CONCURRENTLY notes_body_key")
+        conn.execute("DELETE FROM notes WHERE id = 2")
+    fixed = migrate(empty_db, folder)
+    assert fixed.returncode == 0, fixed.stderr
+    assert applied(empty_db) == ["20260101000000", "20260102000000"]
+    with psycopg.connect(empty_db) as conn:
+        valid = "SELECT indisvalid FROM pg_index WHERE indexrelid = 'notes_body_key'::regclass"
+        assert conn.execute(valid).fetchone() == (True,)
+
+
 def test_a_table_a_migration_makes_is_the_apis_to_use_but_the_bookkeeping_is_not(
     seeded_db: str, api_url: str, tmp_path
 ) -> None:

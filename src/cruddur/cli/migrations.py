@@ -227,6 +227,7 @@ def migrate(
         with runner.connect(url, chosen.connect_timeout) as conn:
             current = runner.plan(conn, migrations)
         _describe(current)
+        runner.refuse_over_invalid_indexes(current)  # before asking, and in a dry run too
         if dry_run:
             if current.edited and not set(m.version for m in current.edited) <= set(accept_edited):
                 raise runner.EditedMigrations(current.edited)

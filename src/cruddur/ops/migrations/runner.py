@@ -82,6 +82,28 @@ class OutOfOrder(MigrationError):
         )
 
 
+class InvalidIndexes(MigrationError):
+    def __init__(self, indexes: list[str], migration: Migration) -> None:
+        self.indexes = indexes
+        names = ", ".join(indexes)
+        drops = "; ".join(f"DROP INDEX CONCURRENTLY {index}" for index in indexes)
+        super().__init__(
+            f"INVALID index {names} (a CREATE INDEX CONCURRENTLY that failed or was stopped): "
+            f"{migration.file_name} runs outside a transaction, and its CREATE INDEX "
+            "CONCURRENTLY IF NOT EXISTS would take the index as built and record the "
+            f"migration as applied. Nothing was applied; first {drops}, then migrate again"
+        )
+
+
+def refuse_over_invalid_indexes(current: Plan) -> None:
+    """InvalidIndexes when a pending transaction:false migration would run beside an
+    INVALID index: it is what such a migration left when it failed, and running it again
+    (IF NOT EXISTS) would record it as applied with the index still unusable."""
+    concurrent = [m for m in current.pending if not m.up.transaction]
+    if concurrent and current.invalid_indexes:
+        raise InvalidIndexes(current.invalid_indexes, concurrent[0])
+
+
 class MigrationFailed(MigrationError):
     """A statement of a migration failed; nothing of that migration was kept."""
 
@@ -271,6 +293,7 @@ def migrate(
         raise EditedMigrations(refused)
     if strict and current.out_of_order:
         raise OutOfOrder(current.out_of_order, current.latest_applied)
+    refuse_over_invalid_indexes(current)
     refuse_unrunnable(current.pending, "up")  # before anything runs
     if current.adopt:
         with conn.transaction():
