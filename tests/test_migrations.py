@@ -565,6 +565,27 @@ def test_a_migration_url_is_used_when_given_and_must_name_the_same_database(
     assert other.returncode == 1 and "must be the same database" in other.stderr
 
 
+def test_a_migration_url_that_names_production_asks_first(empty_db: str, tmp_path) -> None:
+    folder = write(tmp_path / "m", {"20260101000000_notes.sql": NOTES})
+    name = database_name(empty_db)
+    pooled = f"postgresql://postgres@127.0.0.1:1/{name}"  # a local pooler, not production
+    env = {
+        "PROD_CONNECTION_URL": empty_db.replace("@127.0.0.1:", "@localhost:"),  # a tunnel
+        "MIGRATION_CONNECTION_URL": empty_db,
+    }
+    refused = migrate_with(pooled, folder, **env)  # no answer on stdin
+    assert refused.returncode == 1 and "not confirmed" in refused.stderr
+    assert "PRODUCTION" in refused.stderr
+    assert applied(empty_db) == []
+    typed = run(
+        "db-migrate", "--migrations-dir", str(folder), env=local(pooled, **env), stdin=name + "\n"
+    )
+    assert typed.returncode == 0, typed.stderr
+    back = run("db-rollback", "--migrations-dir", str(folder), env=local(pooled, **env))
+    assert back.returncode == 1 and "not confirmed" in back.stderr
+    assert applied(empty_db) == ["20260101000000"]
+
+
 def migrate_with(url: str, folder: Path, **extra: str) -> subprocess.CompletedProcess[str]:
     return run("db-migrate", "--migrations-dir", str(folder), env=local(url, **extra))
 

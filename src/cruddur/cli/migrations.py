@@ -22,7 +22,13 @@ from cruddur.ops.migrations import lock, runner
 from cruddur.ops.migrations.files import Migration, package_dir, write_new
 from cruddur.targets import Target
 from cruddur.telemetry.commands import traced_command
-from cruddur.urls import database_name, looks_like_rds, looks_like_rds_proxy, redact
+from cruddur.urls import (
+    database_name,
+    looks_like_rds,
+    looks_like_rds_proxy,
+    redact,
+    same_database,
+)
 
 dir_option = click.option(
     "--migrations-dir",
@@ -91,7 +97,12 @@ def migration_target(cli: Cli) -> tuple[Target, str]:
             )
         info(f"migrating through {name}: {redact(override)}")
         url = override
-        if looks_like_rds(override) and not target.prod:
+        # Production by the same rules as CONNECTION_URL: the migrations' URL is the
+        # one that changes the schema, so it decides whether to ask first.
+        production = looks_like_rds(override) or bool(
+            settings.prod_connection_url and same_database(override, settings.prod_connection_url)
+        )
+        if production and not target.prod:
             target = dataclasses.replace(target, production=True)
     # The lock is a session's: a transaction pooler hands the next statement to another
     # session (PgBouncer), or pins this one (RDS Proxy). Refuse rather than lock nothing.
