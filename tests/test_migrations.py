@@ -378,6 +378,31 @@ def test_a_lock_held_too_long_fails_naming_the_holder(empty_db: str, tmp_path, w
     assert tables(empty_db) == set()
 
 
+@pytest.mark.parametrize(
+    ("args", "env"),
+    [
+        (("--lock-wait", "nan"), {}),
+        (("--lock-wait", "inf"), {}),  # "wait for ever" overflowed
+        (("--lock-wait", "1e300"), {}),  # past lock_timeout's limit: SQLSTATE 22023
+        ((), {"CRUDDUR_MIGRATION_LOCK_WAIT": "inf"}),
+    ],
+)
+def test_a_lock_wait_that_is_no_number_of_seconds_is_refused_before_waiting(
+    empty_db: str, tmp_path, args: tuple[str, ...], env: dict[str, str]
+) -> None:
+    folder = write(tmp_path / "m", {"20260101000000_notes.sql": NOTES})
+    with psycopg.connect(empty_db, autocommit=True) as holder:
+        holder.execute("SELECT pg_advisory_lock(%s)", [lock.LOCK_KEY])
+        result = run(
+            "db-migrate", "--migrations-dir", str(folder), *args, env=local(empty_db, **env)
+        )
+    assert result.returncode in (1, 2), result.stderr
+    assert "waiting up to" not in result.stderr
+    assert "unexpected" not in result.stderr and "SQLSTATE" not in result.stderr
+    assert ("--lock-wait" if args else "CRUDDUR_MIGRATION_LOCK_WAIT") in result.stderr
+    assert tables(empty_db) == set()
+
+
 def test_kill_9_during_a_migration_leaves_the_database_as_before_and_the_lock_free(
     empty_db: str, tmp_path
 ) -> None:

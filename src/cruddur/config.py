@@ -8,6 +8,7 @@ from __future__ import annotations
 import difflib
 import functools
 import ipaddress
+import math
 import os
 import re
 from collections.abc import Mapping
@@ -40,9 +41,12 @@ def _number(
         return default
     try:
         value = kind(raw)
+        usable = math.isfinite(value)  # float() takes "nan" and "inf": never a setting's
     except ValueError:
+        usable = False
+    if not usable:
         noun = "a whole number" if kind is int else "a number"
-        raise ConfigError(f"{name} must be {noun}, not {raw!r}") from None
+        raise ConfigError(f"{name} must be {noun}, not {raw!r}")
     if value < minimum:
         raise ConfigError(f"{name} must be at least {minimum}, not {raw}")
     if maximum is not None and value > maximum:
@@ -244,6 +248,10 @@ def duration(name: str, raw: str) -> str:
     return value
 
 
+# lock_timeout's limit (INT_MAX milliseconds): the longest a migrate can wait for the lock.
+MIGRATION_LOCK_WAIT_MAX = 2_147_483.0
+
+
 @dataclass(frozen=True)
 class MigrationSettings:
     """How `cruddur db migrate` and `rollback` behave (README "Changing the schema")."""
@@ -266,7 +274,12 @@ class MigrationSettings:
                 env.get("CRUDDUR_MIGRATION_STATEMENT_TIMEOUT", "") or defaults.statement_timeout,
             ),
             lock_wait=_number(
-                env, "CRUDDUR_MIGRATION_LOCK_WAIT", defaults.lock_wait, minimum=0.0, kind=float
+                env,
+                "CRUDDUR_MIGRATION_LOCK_WAIT",
+                defaults.lock_wait,
+                minimum=0.0,
+                maximum=MIGRATION_LOCK_WAIT_MAX,
+                kind=float,
             ),
             connect_timeout=connect_timeout,
         )

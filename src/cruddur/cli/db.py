@@ -14,7 +14,14 @@ from click.core import ParameterSource
 from rich.table import Table
 from rich.text import Text
 
-from cruddur.cli.options import Cli, TargetCommand, pass_cli, prod_option, yes_option
+from cruddur.cli.options import (
+    Cli,
+    Seconds,
+    TargetCommand,
+    pass_cli,
+    prod_option,
+    yes_option,
+)
 from cruddur.cli.output import RowsProgress, done, info, out, result, warn
 from cruddur.cli.roles import grant_again, roles_command, set_up_roles
 from cruddur.config import PURGE_GRACE_MAX, Settings
@@ -471,7 +478,7 @@ def _replica_status(url: str, primary_url: str, settings: Settings) -> None:
 @prod_option
 @click.option(
     "--timeout",
-    type=click.FloatRange(0),
+    type=Seconds(),
     default=60,
     show_default=True,
     help="Seconds to wait before giving up.",

@@ -13,10 +13,10 @@ from rich.table import Table
 from rich.text import Text
 
 from cruddur.cli.db import db
-from cruddur.cli.options import Cli, pass_cli, prod_option, yes_option
+from cruddur.cli.options import Cli, Seconds, pass_cli, prod_option, yes_option
 from cruddur.cli.output import done, info, out, result, warn
 from cruddur.cli.roles import grant_again
-from cruddur.config import ConfigError, MigrationSettings, duration
+from cruddur.config import MIGRATION_LOCK_WAIT_MAX, ConfigError, MigrationSettings, duration
 from cruddur.errors import Problem
 from cruddur.ops.migrations import lock, runner
 from cruddur.ops.migrations.files import Migration, package_dir, write_new
@@ -41,7 +41,7 @@ dir_option = click.option(
 def _timeouts(command: Callable[..., None]) -> Callable[..., None]:
     command = click.option(
         "--lock-wait",
-        type=click.FloatRange(min=0),
+        type=Seconds(maximum=MIGRATION_LOCK_WAIT_MAX),
         default=None,
         help="Seconds to wait for another migrate or rollback to finish "
         "[default: CRUDDUR_MIGRATION_LOCK_WAIT or 60].",

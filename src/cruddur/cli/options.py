@@ -12,6 +12,7 @@ command (a click context object), and the --prod and --yes options that choose t
 
 from __future__ import annotations
 
+import math
 import os
 import shlex
 from dataclasses import dataclass
@@ -88,6 +89,29 @@ yes_option = click.option(
     callback=_setter("yes"),
     help="On production, skip typing the database name to confirm.",
 )
+
+
+class Seconds(click.ParamType):
+    """A number of seconds, at least 0 and at most `maximum`. Unlike click.FloatRange it
+    refuses nan (no comparison fails, so no bound held it) and inf."""
+
+    name = "seconds"
+
+    def __init__(self, maximum: float | None = None) -> None:
+        self.maximum = maximum
+
+    def convert(
+        self, value: Any, param: click.Parameter | None, ctx: click.Context | None
+    ) -> float:
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            number = math.nan
+        if not math.isfinite(number) or number < 0:
+            self.fail(f"{value!r} is not a number of seconds (0 or more)", param, ctx)
+        if self.maximum is not None and number > self.maximum:
+            self.fail(f"{value!r} is too long: at most {self.maximum:,.0f} s", param, ctx)
+        return number
 
 
 class TargetCommand(click.Command):
