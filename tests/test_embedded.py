@@ -137,6 +137,22 @@ def test_status_on_a_refusing_server_says_what_to_check_not_to_run_status(tmp_pa
     assert "PROD_CONNECTION_URL" in prod.stdout and "security group" in prod.stdout
 
 
+def test_hints_name_cruddur_as_it_can_be_typed_in_the_checkout(tmp_path) -> None:
+    # After bin/run, cruddur is .venv/bin/cruddur, not on the PATH: a hint's bare
+    # `cruddur db up`, pasted, is "command not found".
+    command = ROOT / ".venv" / "bin" / "cruddur"
+    env = {"CRUDDUR_HOME": str(tmp_path / "state"), "PATH": "/usr/bin:/bin"}
+    stopped = run(command, "db", "status", env=env, cwd=ROOT)
+    refused = run(
+        command, "db", "create", env={**env, "CONNECTION_URL": "postgresql://u@127.0.0.1:1/x"}
+    )
+    assert stopped.returncode == 1 and refused.returncode == 1
+    assert "start it with `.venv/bin/cruddur db up`" in stopped.stderr, stopped.stderr
+    assert ".venv/bin/cruddur db status`" in refused.stderr, refused.stderr  # from "/"
+    for said in (stopped.stderr, refused.stderr):
+        assert "`cruddur " not in said
+
+
 @pytest.mark.skipif(_pgserver_bin() is None, reason="the pgserver wheel is not installed")
 def test_pgserver_binaries_without_uuid_ossp_still_load_the_schema(home) -> None:
     env = {"CRUDDUR_HOME": str(home), "CRUDDUR_PG_BIN": str(_pgserver_bin())}

@@ -44,14 +44,24 @@ def printable(text: str, *, newlines: bool = False) -> str:
     )
 
 
+def as_typed(message: str) -> str:
+    """`message` with each command it names as `cruddur …` (hints, from every layer) as
+    the user can type it here: bin/run puts cruddur in .venv/bin, not on the PATH, so
+    a pasted `cruddur db up` would be "command not found"."""
+    if Path(sys.argv[0]).name not in ("cruddur", "__main__.py"):  # called from Python
+        return message
+    command = cruddur_command()
+    return message if command == "cruddur" else message.replace("`cruddur ", f"`{command} ")
+
+
 def _line(console: Console, mark: str, style: str, message: str) -> None:
-    message = printable(message, newlines=True)
+    message = printable(as_typed(message), newlines=True)
     console.print(Text.assemble((mark, style), " ", message) if mark else Text(message))
 
 
 def result(message: str) -> None:
     """A line of a command's output, for stdout."""
-    out.print(Text(printable(message, newlines=True)))
+    out.print(Text(printable(as_typed(message), newlines=True)))
 
 
 def info(message: str) -> None:
