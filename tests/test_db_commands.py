@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import shutil
 import stat
 
 import psycopg
 import pytest
+from click.testing import CliRunner
 from helpers import BIN, ROOT, as_role, database_exists, run, tables
 from psycopg import sql
 
+from cruddur.cli import main
+from cruddur.ops.migrations import runner
+from cruddur.ops.migrations.files import package_dir
 from cruddur.urls import database_name, with_database
 
 SCRIPTS = [
@@ -160,6 +165,27 @@ def test_setup_stops_partway_and_does_not_seed(empty_db, login_role) -> None:
     assert "_initial_schema.sql:" in result.stderr and "permission denied" in result.stderr
     assert "seed.sql" not in result.stderr and "is ready" not in result.stderr
     assert tables(empty_db) == set()
+
+
+@pytest.mark.parametrize("prod", [True, False])
+def test_setup_checks_the_migrations_before_it_drops_anything(
+    seeded_db, tmp_path, monkeypatch, prod: bool
+) -> None:
+    # An unfinished migration (`db new` writes one with an empty up section) stopped
+    # setup after its drop: production, once confirmed, was left empty.
+    folder = tmp_path / "migrations"
+    shutil.copytree(package_dir(), folder)
+    (folder / "29990101000000_unfinished.sql").write_text("-- migrate:up\n\n-- migrate:down\n")
+    monkeypatch.setattr(runner, "package_dir", lambda: folder)  # setup has no --migrations-dir
+    setting = "PROD_CONNECTION_URL" if prod else "CONNECTION_URL"
+    env = {"CONNECTION_URL": None, "PROD_CONNECTION_URL": None, setting: seeded_db}
+    args = ["db", "setup", *(["--prod", "--yes"] if prod else [])]
+    result = CliRunner(env=env).invoke(main, args)
+    assert result.exit_code == 1, result.output
+    assert "29990101000000_unfinished.sql: the up section has no statement" in result.output
+    assert "dropped" not in result.output
+    with psycopg.connect(seeded_db) as conn:
+        assert conn.execute("SELECT count(*) FROM users").fetchone()[0] == 3
 
 
 def test_names_with_markup_characters_print_as_themselves(admin, server_url, new_db_name) -> None:

@@ -33,6 +33,8 @@ from cruddur.ops import fake as fake_data
 from cruddur.ops import purge as purging
 from cruddur.ops.connections import database_db, server_db
 from cruddur.ops.fake_rows import FakeData
+from cruddur.ops.migrations import runner
+from cruddur.ops.migrations.files import refuse_unrunnable
 from cruddur.ops.status import database_status, replica_status
 from cruddur.safe_paths import trusted_program
 from cruddur.targets import embedded_server
@@ -388,6 +390,11 @@ def setup(cli: Cli, force: bool, if_missing: bool) -> None:
     """
     from cruddur.cli.migrations import apply_migrations  # it adds verbs to this group
 
+    # Every file checked before anything is dropped: an unfinished migration (`db new`
+    # writes an empty one) would otherwise stop setup with the database empty.
+    migrations = runner.load()
+    if not if_missing:
+        refuse_unrunnable(migrations, "up")  # on a new database, each of them runs
     target, settings = cli.target, cli.settings
     name = target.dbname
     if not if_missing:
@@ -411,7 +418,7 @@ def setup(cli: Cli, force: bool, if_missing: bool) -> None:
                 done(f'database "{name}" exists' + (", no schema" if empty else ""))
         if if_missing and empty:
             cli.confirm(f'migrate and seed "{name}"')
-        applied = apply_migrations(cli, confirm=if_missing and not empty)
+        applied = apply_migrations(cli, migrations, confirm=if_missing and not empty)
         if not applied and not empty:
             done("schema up to date")
         if empty:

@@ -181,11 +181,11 @@ def _listing(migrations: list[Migration]) -> str:
     return "\n".join(f"  {m.file_name}" for m in migrations)
 
 
-def apply_migrations(cli: Cli, *, confirm: bool) -> list[Migration]:
-    """Every pending migration of the package, for `db setup`; asks first on production
-    when `confirm` (setup's own question did not cover it)."""
+def apply_migrations(cli: Cli, migrations: list[Migration], *, confirm: bool) -> list[Migration]:
+    """Every pending one of `migrations` (the package's, loaded and checked by `db setup`
+    before it dropped anything); asks first on production when `confirm` (setup's own
+    question did not cover it)."""
     target, url = migration_target(cli)
-    migrations = runner.load(None)
     chosen = cli.settings.migration
     with _reported():
         if confirm and target.prod:
