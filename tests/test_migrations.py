@@ -300,6 +300,27 @@ def test_bad_files_are_refused_before_anything_runs(
     assert tables(empty_db) == set()  # not even the good first file ran
 
 
+def test_a_byte_order_mark_is_read_past_and_another_encoding_is_named(
+    empty_db: str, tmp_path
+) -> None:
+    # Files saved by editors on Windows: UTF-8 with a byte-order mark before
+    # `-- migrate:up` ("no '-- migrate:up' line"), or cp1252 ("unexpected UnicodeDecodeError").
+    folder = tmp_path / "m"
+    folder.mkdir()
+    (folder / "20260101000000_notes.sql").write_bytes(b"\xef\xbb\xbf" + NOTES.encode())
+    with_mark = migrate(empty_db, folder)
+    assert with_mark.returncode == 0, with_mark.stderr
+    assert applied(empty_db) == ["20260101000000"]
+    latin = "-- migrate:up\n-- café\nSELECT 1;\n".encode("cp1252")
+    (folder / "20260102000000_latin.sql").write_bytes(latin)
+    for command in ("db-migrate", "db-migrations"):
+        result = run(command, "--migrations-dir", str(folder), env=local(empty_db))
+        assert result.returncode == 1
+        assert "20260102000000_latin.sql:2: not UTF-8 (byte 0xe9)" in result.stderr
+        assert "unexpected" not in result.stderr
+    assert applied(empty_db) == ["20260101000000"]
+
+
 WRAPPED_DOWN = "-- migrate:up\nCREATE TABLE t (id int);\n-- migrate:down\nDROP TABLE t;\nEND;\n"
 WRAPPED_UP = (
     "-- migrate:up\nBEGIN;\nCREATE TABLE w (id int);\nCOMMIT;\n-- migrate:down\nDROP TABLE w;\n"

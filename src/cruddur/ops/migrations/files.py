@@ -163,6 +163,19 @@ def parse(path: Path, text: str) -> Migration:
     )
 
 
+def _read(path: Path) -> str:
+    """The file's text: UTF-8, without the byte-order mark some editors put first (it would
+    hide the `-- migrate:up` line); any other encoding is refused, naming file and line."""
+    raw = path.read_bytes()
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise MigrationFileError(
+            f"{path.name}:{line}: not UTF-8 (byte 0x{raw[exc.start]:02x}); save the file as UTF-8"
+        ) from None
+
+
 def load(directory: Path) -> list[Migration]:
     """Every migration in the folder, in version order; any bad file refuses them all."""
     if not directory.is_dir():
@@ -171,7 +184,7 @@ def load(directory: Path) -> list[Migration]:
     for path in sorted(directory.iterdir()):
         if path.suffix != ".sql" or not path.is_file():
             continue  # a README or an editor's backup beside the migrations
-        migration = parse(path, path.read_text(encoding="utf-8"))
+        migration = parse(path, _read(path))
         if migration.version in migrations:
             raise MigrationFileError(
                 f"{path.name}: version {migration.version} is also "
