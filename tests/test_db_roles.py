@@ -181,6 +181,26 @@ def test_db_roles_makes_both_roles_and_hides_their_passwords(
         _who(urls["CRUDDUR_API_CONNECTION_URL"])
 
 
+def test_an_env_file_that_cannot_be_written_changes_no_password(
+    seeded_db, role_names, tmp_path
+) -> None:
+    # Written only after the roles changed, a failed write lost the new passwords: the
+    # API's role kept one nobody knew.
+    api, lambda_ = role_names
+    env_file = tmp_path / "roles.env"
+    env = {"CONNECTION_URL": seeded_db, "CRUDDUR_HOME": str(tmp_path / "home")}
+    options = ["--api-role", api, "--lambda-role", lambda_]
+    made = cruddur("db", "roles", *options, "--env-file", str(env_file), env=env)
+    assert made.returncode == 0, made.stderr
+    urls = _env_values(env_file)
+    blocked = env_file / "roles.env"  # its folder would be a file
+    for args in (("--rotate",), ()):
+        failed = cruddur("db", "roles", *args, *options, "--env-file", str(blocked), env=env)
+        assert failed.returncode == 1
+        assert "should be a folder" in failed.stderr and "granted" not in failed.stderr
+        assert _who(urls["CRUDDUR_API_CONNECTION_URL"]) == api  # the old password works
+
+
 def test_db_roles_on_production_asks_first(seeded_db, role_names, admin, tmp_path) -> None:
     api, lambda_ = role_names
     env = {"PROD_CONNECTION_URL": seeded_db, "CRUDDUR_HOME": str(tmp_path / "home")}

@@ -15,6 +15,7 @@ from cruddur.cli.options import Cli, TargetCommand, pass_cli, prod_option, yes_o
 from cruddur.cli.output import done, info, result
 from cruddur.config import Settings
 from cruddur.db import Db
+from cruddur.errors import Problem
 from cruddur.ops import roles
 from cruddur.ops.connections import admin_pool, database_db, server_db
 from cruddur.safe_paths import private_folder, read_private, write_private
@@ -44,6 +45,11 @@ def set_up_roles(
     if target.embedded:  # the embedded server keeps its roles' passwords in its state
         embedded = embedded_server(settings)
         passwords = {role: embedded.role_password(role, new=rotate) for role in (api, lambda_)}
+    path = env_file or default_env_file(settings, target)
+    if not target.embedded:
+        # Before any role changes: a file that cannot be written after them would lose
+        # the new passwords, and the API's role keep one nobody knows.
+        _merge_env_file(path, {})
     with server_db(target, settings.pool) as server, database_db(target, settings.pool) as db:
         ensured = roles.set_up(
             server, db, passwords=passwords, rotate=rotate, api=api, lambda_=lambda_
@@ -62,7 +68,6 @@ def set_up_roles(
     if target.embedded:
         info(f"passwords kept in {embedded_server(settings).state_file}; `cruddur serve` uses them")
     elif fresh:
-        path = env_file or default_env_file(settings, target)
         _merge_env_file(path, fresh)
         info(f"the new passwords' URLs are in {path} (mode 0600); the API reads {API_SETTING}")
         info("  the Lambda takes its URL as CONNECTION_URL (or a secret with the same user)")
@@ -79,14 +84,19 @@ def grant_again(settings: Settings, url: str) -> None:
 
 
 def _merge_env_file(path: Path, values: dict[str, str]) -> None:
-    private_folder(path.parent, 0o755)
     try:
-        lines = read_private(path).decode().splitlines()
-    except FileNotFoundError:
-        lines = ["# cruddur db roles: the application roles' connection URLs (secret)"]
-    lines = [line for line in lines if line.partition("=")[0] not in values]
-    lines += [f"{name}='{value}'" for name, value in values.items()]
-    write_private(path, ("\n".join(lines) + "\n").encode())
+        private_folder(path.parent, 0o755)
+        try:
+            lines = read_private(path).decode().splitlines()
+        except FileNotFoundError:
+            lines = ["# cruddur db roles: the application roles' connection URLs (secret)"]
+        lines = [line for line in lines if line.partition("=")[0] not in values]
+        lines += [f"{name}='{value}'" for name, value in values.items()]
+        write_private(path, ("\n".join(lines) + "\n").encode())
+    except OSError as exc:
+        raise Problem(
+            f"cannot write {path}: {exc.strerror or exc}", "give --env-file a file you can write"
+        ) from None
 
 
 @click.command("roles", cls=TargetCommand)
