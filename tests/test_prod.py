@@ -27,6 +27,18 @@ def test_setup_prod_changes_only_the_production_database(two_dbs) -> None:
     assert tables(two_dbs["CONNECTION_URL"]) == set()
 
 
+def test_status_prod_names_the_command_that_migrates_production(two_dbs) -> None:
+    # Without `prod`, the hint's bin/db-migrate (or bin/db-setup) acts on CONNECTION_URL's
+    # database: pasted after `status --prod`, it changed the local one, not production.
+    status = run(ROOT / ".venv" / "bin" / "cruddur", "db", "status", "--prod", env=two_dbs)
+    assert status.returncode == 0, status.stderr
+    assert "schema    not loaded (run `bin/db-migrate prod`)" in status.stdout
+    assert "pending (`bin/db-migrate prod` applies them)" in status.stdout
+    local = run(ROOT / ".venv" / "bin" / "cruddur", "db", "status", env=two_dbs)
+    assert "(run `bin/db-migrate` or `bin/db-setup`)" in local.stdout
+    assert "(`bin/db-migrate` applies them)" in local.stdout
+
+
 def test_schema_load_and_seed_route_prod(two_dbs) -> None:
     for script in ("db-schema-load", "db-seed"):
         result = run(script, "prod", "--yes", env=two_dbs)

@@ -35,7 +35,7 @@ from cruddur.ops.connections import database_db, server_db
 from cruddur.ops.fake_rows import FakeData
 from cruddur.ops.migrations import runner
 from cruddur.ops.migrations.files import refuse_unrunnable
-from cruddur.ops.status import database_status, replica_status
+from cruddur.ops.status import database_status, migrate_command, replica_status
 from cruddur.safe_paths import trusted_program
 from cruddur.targets import embedded_server
 from cruddur.telemetry.commands import traced_command
@@ -460,7 +460,8 @@ def status(cli: Cli) -> None:
     if found.schema_loaded:
         result(f"schema    loaded ({found.users} users, {found.activities} activities)")
     else:
-        result("schema    not loaded (run `bin/db-migrate` or `bin/db-setup`)")
+        setup = "" if cli.prod else " or `bin/db-setup`"
+        result(f"schema    not loaded (run `{migrate_command(target)}`{setup})")
     result(f"migrations {found.migrations}")
     result(f"uuids     uuid_generate_v4(): {found.uuid_generate_v4}")
     reader_url = settings.replica.reader_url

@@ -45,7 +45,7 @@ class _RowCounts:  # database/row_counts.sql, asked only once the schema is ther
     activities: int
 
 
-def _status(db: Db) -> DatabaseStatus:
+def _status(db: Db, migrate: str) -> DatabaseStatus:
     schema_loaded = schema_tables(db) == SCHEMA_TABLES
     facts = db.query_row(template("database", "facts"), row_factory=class_row(_Facts))
     assert facts is not None  # one row, always
@@ -55,7 +55,7 @@ def _status(db: Db) -> DatabaseStatus:
         else None
     )
     with db.connection() as conn:
-        migrations = _migrations(conn)
+        migrations = _migrations(conn, migrate)
     return DatabaseStatus(
         reachable=True,
         server_version=facts.server_version,
@@ -67,26 +67,32 @@ def _status(db: Db) -> DatabaseStatus:
     )
 
 
-def _migrations(conn: psycopg.Connection) -> str:
+def _migrations(conn: psycopg.Connection, migrate: str) -> str:
     try:
         migrations = runner.load()
         current = runner.plan(conn, migrations)
     except (MigrationFileError, runner.MigrationError) as exc:
         return f"unknown: {exc}"
     if current.adopt:
-        return "none recorded: a schema-load database (`bin/db-migrate` adopts it)"
+        return f"none recorded: a schema-load database (`{migrate}` adopts it)"
     summary = f"{len(current.applied)} applied, {len(current.pending)} pending"
     if current.edited:
         summary += f", {len(current.edited)} edited since applied"
     if current.pending:
-        summary += " (`bin/db-migrate` applies them)"
+        summary += f" (`{migrate}` applies them)"
     return summary
+
+
+def migrate_command(target: Target) -> str:
+    """The script that migrates this target: `prod` when it came from PROD_CONNECTION_URL
+    (without it, bin/db-migrate acts on CONNECTION_URL's database)."""
+    return "bin/db-migrate prod" if target.source == "PROD_CONNECTION_URL" else "bin/db-migrate"
 
 
 def database_status(target: Target, settings: PoolSettings) -> DatabaseStatus:
     try:
         with database_db(target, settings) as db:
-            return _status(db)
+            return _status(db, migrate_command(target))
     except (psycopg.Error, PoolTimeout) as exc:
         explained = explain(exc)
         if explained is None:
