@@ -39,6 +39,19 @@ def test_status_prod_names_the_command_that_migrates_production(two_dbs) -> None
     assert "(`bin/db-migrate` applies them)" in local.stdout
 
 
+def test_error_hints_on_production_name_the_prod_scripts(two_dbs) -> None:
+    # bin/db-seed prod on a database without the schema said "`bin/db-migrate` (or
+    # `bin/db-setup`)": pasted, those migrate, or drop and rebuild, the local database.
+    prod = run("db-seed", "prod", "--yes", env=two_dbs)
+    assert prod.returncode == 1
+    assert "hint: create the schema first: `bin/db-migrate prod` (or `bin/db-setup prod`)" in (
+        prod.stderr
+    )
+    local = run("db-seed", env=two_dbs)
+    assert local.returncode == 1
+    assert "hint: create the schema first: `bin/db-migrate` (or `bin/db-setup`)" in local.stderr
+
+
 def test_schema_load_and_seed_route_prod(two_dbs) -> None:
     for script in ("db-schema-load", "db-seed"):
         result = run(script, "prod", "--yes", env=two_dbs)

@@ -11,6 +11,7 @@ from typing import Any
 import click
 from dotenv import find_dotenv, load_dotenv
 
+from cruddur.cli.options import PROD_META, for_prod
 from cruddur.cli.output import fail
 from cruddur.config import debug_enabled
 from cruddur.db.errors import explain
@@ -58,7 +59,10 @@ class CruddurGroup(click.Group):
                 f"unexpected {type(exc).__name__}: {exc}",
                 "run again with CRUDDUR_DEBUG=1 to see where it happened",
             )
-            fail(problem.message, problem.hint)
+            hint = problem.hint
+            if hint and ctx.meta.get(PROD_META):
+                hint = for_prod(hint)
+            fail(problem.message, hint)
         ctx.exit(1)
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import shlex
 from dataclasses import dataclass
 from functools import cached_property
@@ -66,12 +67,23 @@ class Cli:
 pass_cli = click.make_pass_decorator(Cli, ensure=True)
 
 
+PROD_META = "cruddur.prod"  # in click's meta, which every context of a command shares
+
+
 def _setter(name: str) -> Any:
     def store(ctx: click.Context, _param: click.Parameter, value: bool) -> bool:
         setattr(ctx.ensure_object(Cli), name, value)
+        if name == "prod":  # for the error printer, which sees only the top context
+            ctx.meta[PROD_META] = value
         return value
 
     return store
+
+
+def for_prod(hint: str) -> str:
+    """A hint's `bin/db-…` commands aimed at production: without `prod` they act on
+    CONNECTION_URL's database (and bin/db-setup would drop and rebuild it)."""
+    return re.sub(r"`bin/(db-[a-z-]+)( |`)", r"`bin/\1 prod\2", hint)
 
 
 prod_option = click.option(
