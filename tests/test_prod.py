@@ -50,6 +50,10 @@ def test_error_hints_on_production_name_the_prod_scripts(two_dbs) -> None:
     local = run("db-seed", env=two_dbs)
     assert local.returncode == 1
     assert "hint: create the schema first: `bin/db-migrate` (or `bin/db-setup`)" in local.stderr
+    assert run("db-migrate", "prod", "--yes", env=two_dbs).returncode == 0
+    kept = run("db-setup", "prod", "--if-missing", "--yes", env=two_dbs)
+    assert kept.returncode == 0, kept.stderr
+    assert "(`bin/db-seed prod` adds the seed)" in kept.stderr
 
 
 def test_schema_load_and_seed_route_prod(two_dbs) -> None:

@@ -424,7 +424,8 @@ def setup(cli: Cli, force: bool, if_missing: bool) -> None:
         if empty:
             _load(database, loading.SEED)
         else:
-            info("not seeded: the database already had the schema (`bin/db-seed` adds the seed)")
+            seed = "`bin/db-seed prod`" if cli.prod else "`bin/db-seed`"
+            info(f"not seeded: the database already had the schema ({seed} adds the seed)")
     if if_missing and not empty and target.prod:  # nothing asked covered the roles
         info("roles: `cruddur db roles --prod` makes them or checks them")
     else:
