@@ -424,6 +424,27 @@ def test_a_lock_wait_that_is_no_number_of_seconds_is_refused_before_waiting(
     assert tables(empty_db) == set()
 
 
+def test_a_timeout_past_postgresqls_limit_is_refused_before_anything_runs(
+    empty_db: str, tmp_path
+) -> None:
+    # The server refused it only at the first migration's SET: "rolling back …", then
+    # 'invalid value for parameter "lock_timeout"'.
+    folder = write(tmp_path / "m", {"20260101000000_notes.sql": NOTES})
+    assert migrate(empty_db, folder).returncode == 0
+    back = run(
+        "db-rollback",
+        "--migrations-dir",
+        str(folder),
+        "--lock-timeout",
+        "99999999min",
+        env=local(empty_db),
+    )
+    assert back.returncode == 1
+    assert "--lock-timeout is too long: at most 596h" in back.stderr
+    assert "rolling back" not in back.stderr and "SQLSTATE" not in back.stderr
+    assert applied(empty_db) == ["20260101000000"]
+
+
 def test_kill_9_during_a_migration_leaves_the_database_as_before_and_the_lock_free(
     empty_db: str, tmp_path
 ) -> None:

@@ -235,16 +235,22 @@ class AuthSettings:
         )
 
 
-_DURATION = re.compile(r"^\d+(ms|s|min|h)?$")
+_DURATION = re.compile(r"^(?P<number>\d+)(?P<unit>ms|s|min|h)?$")
+_DURATION_MS = {None: 1, "ms": 1, "s": 1000, "min": 60_000, "h": 3_600_000}
+_DURATION_MAX_MS = 2**31 - 1  # PostgreSQL's limit for lock_timeout and statement_timeout
 
 
 def duration(name: str, raw: str) -> str:
     """A PostgreSQL duration setting as text ('5s', '500ms', '2min', '0' for off)."""
     value = raw.strip().replace(" ", "")
-    if not _DURATION.match(value):
+    match = _DURATION.match(value)
+    if not match:
         raise ConfigError(
             f"{name} must be a duration such as 5s, 500ms or 2min (0: off), not {raw!r}"
         )
+    # Checked here, not by the server once the first migration has begun.
+    if int(match["number"]) * _DURATION_MS[match["unit"]] > _DURATION_MAX_MS:
+        raise ConfigError(f"{name} is too long: at most 596h (24 days), not {raw!r}")
     return value
 
 
