@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import subprocess
 
 import psycopg
@@ -10,7 +11,7 @@ from helpers import ROOT, run
 from psycopg import sql
 
 from cruddur.db import Db
-from cruddur.ops import fake, loading
+from cruddur.ops import fake, fake_rows, loading
 from cruddur.urls import with_database
 
 CRUDDUR = ROOT / ".venv" / "bin" / "cruddur"
@@ -152,6 +153,23 @@ def test_replace_removes_only_earlier_fake_rows(seeded_db: str) -> None:
     )
 
 
+def test_uuids_for_over_16_million_rows_are_drawn_in_pieces_with_the_same_bytes() -> None:
+    # One randbytes(16 * n) draw is at most 2**31 - 1 bits: `db seed --fake --activities
+    # 17000000` ended in "unexpected OverflowError: Python int too large to convert to C int".
+    asked: list[int] = []
+
+    class Counting(random.Random):
+        def randbytes(self, n: int) -> bytes:
+            asked.append(n)
+            return b""  # the sizes are what is checked here, not 272 MB of bytes
+
+    fake_rows.random_bytes(Counting(1), 16 * 17_000_000)
+    assert sum(asked) == 16 * 17_000_000
+    assert max(asked) * 8 <= 2**31 - 1
+    size = 3 * fake_rows.RANDOM_CHUNK + 16  # pieces, then a short one: the same stream
+    assert fake_rows.random_bytes(random.Random(7), size) == random.Random(7).randbytes(size)
+
+
 def test_a_taken_handle_gets_a_number(db: Db) -> None:
     data = fake.FakeData(50, 10, seed=5)
     wanted = data.handles[7]
@@ -170,6 +188,7 @@ def test_a_taken_handle_gets_a_number(db: Db) -> None:
     ("args", "says"),
     [
         (["--fake", "--activities", "-1"], "-1 is not in the range"),
+        (["--fake", "--users", "1" + "0" * 20], "is not in the range 0<=x<=2147483647"),
         (["--fake", "--users", "0", "--activities", "5"], "--users must be at least 1"),
         (["--users", "5"], "--users only go with --fake"),
         (["--seed", "5", "--replace"], "--seed, --replace only go with --fake"),

@@ -155,7 +155,7 @@ def schema_load(cli: Cli) -> None:
 
 def _fake_count(name: str, default: int, says: str) -> Any:
     """--users or --activities of `db seed --fake`."""
-    count = click.IntRange(min=0)
+    count = click.IntRange(min=0, max=2**31 - 1)  # FakeData indexes rows with C ints
     return click.option(
         name, type=count, default=default, show_default=True, help=f"With --fake: {says}"
     )

@@ -135,6 +135,17 @@ def check_sizes(users: int, activities: int) -> None:
         raise ValueError("fake activities need fake users to post them")
 
 
+# Bytes per draw: randbytes(n) asks getrandbits() for n * 8 bits, at most a C int's worth
+# (2**31 - 1), so one draw made at most 16.7 million UUIDs ("Python int too large").
+RANDOM_CHUNK = 1 << 24  # a whole number of 32-bit words
+
+
+def random_bytes(rng: random.Random, n: int) -> bytes:
+    """`rng.randbytes(n)`, drawn in pieces of whole 32-bit words: the same bytes (so the
+    same seed makes the same rows), for any n."""
+    return b"".join(rng.randbytes(min(RANDOM_CHUNK, n - at)) for at in range(0, n, RANDOM_CHUNK))
+
+
 def _v4(raw: bytes) -> bytes:
     """Many random 16-byte UUIDs at once, with the version-4 and variant bits set."""
     ids = bytearray(raw)
@@ -164,8 +175,8 @@ class FakeData:
     def __post_init__(self) -> None:
         check_sizes(self.users, self.activities)
         self._rng = random.Random(self.seed)
-        self.user_ids = _v4(self._rng.randbytes(16 * self.users))
-        self.activity_ids = _v4(self._rng.randbytes(16 * self.activities))
+        self.user_ids = _v4(random_bytes(self._rng, 16 * self.users))
+        self.activity_ids = _v4(random_bytes(self._rng, 16 * self.activities))
         self.names: list[tuple[int, int]] = []  # (first, last) name of each user
         self.handles = self._handles()
         self._plan_replies()
