@@ -7,6 +7,7 @@ import pytest
 from helpers import ROOT, database_exists, run, tables
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
+from cruddur.cli.options import for_prod
 from cruddur.urls import database_name
 
 
@@ -54,6 +55,11 @@ def test_error_hints_on_production_name_the_prod_scripts(two_dbs) -> None:
     kept = run("db-setup", "prod", "--if-missing", "--yes", env=two_dbs)
     assert kept.returncode == 0, kept.stderr
     assert "(`bin/db-seed prod` adds the seed)" in kept.stderr
+
+
+def test_a_hint_that_names_prod_already_is_left_as_it_is() -> None:
+    hint = "`bin/db-migrate prod` first; `--force` (`bin/db-drop --force`)"
+    assert for_prod(hint) == "`bin/db-migrate prod` first; `--force` (`bin/db-drop prod --force`)"
 
 
 def test_schema_load_and_seed_route_prod(two_dbs) -> None:

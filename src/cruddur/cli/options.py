@@ -83,7 +83,7 @@ def _setter(name: str) -> Any:
 def for_prod(hint: str) -> str:
     """A hint's `bin/db-…` commands aimed at production: without `prod` they act on
     CONNECTION_URL's database (and bin/db-setup would drop and rebuild it)."""
-    return re.sub(r"`bin/(db-[a-z-]+)( |`)", r"`bin/\1 prod\2", hint)
+    return re.sub(r"`bin/(db-[a-z-]+)(?! prod\b)( |`)", r"`bin/\1 prod\2", hint)
 
 
 prod_option = click.option(
