@@ -695,6 +695,23 @@ def test_an_unknown_schema_is_refused_and_never_altered(empty_db: str) -> None:
     assert columns(empty_db, "users") == ["id"]
 
 
+def test_another_tools_schema_migrations_table_is_named_and_left_alone(
+    empty_db: str, tmp_path
+) -> None:
+    # dbmate's (and Rails') table of the same name has a version column alone: migrate
+    # ended in 'column "name" does not exist', status in "reachable no".
+    with psycopg.connect(empty_db, autocommit=True) as conn:
+        conn.execute("CREATE TABLE schema_migrations (version varchar(128) PRIMARY KEY)")
+        conn.execute("INSERT INTO schema_migrations VALUES ('20200101000000')")
+    folder = write(tmp_path / "m", {"20260101000000_notes.sql": NOTES})
+    for command in ("db-migrate", "db-migrations"):
+        result = run(command, "--migrations-dir", str(folder), env=local(empty_db))
+        assert result.returncode == 1
+        assert "public.schema_migrations is not Cruddur's (its columns: version;" in (result.stderr)
+    assert tables(empty_db) == {"schema_migrations"}
+    assert columns(empty_db, "schema_migrations") == ["version"]
+
+
 def test_schema_load_records_every_migration_so_migrate_has_nothing_to_do(empty_db: str) -> None:
     assert run("db-schema-load", env=local(empty_db)).returncode == 0
     assert applied(empty_db) == [p.name[:14] for p in sorted(package_dir().glob("*.sql"))]

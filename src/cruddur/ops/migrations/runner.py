@@ -165,7 +165,17 @@ def locked(
             lock.release(conn)
 
 
+BOOKKEEPING_COLUMNS = frozenset({"version", "name", "checksum", "applied_at", "adopted"})
+
+
 def _applied(conn: psycopg.Connection) -> list[Applied]:
+    (columns,) = conn.execute(template("migrations", "bookkeeping_columns")).fetchone()
+    if not BOOKKEEPING_COLUMNS.issubset(columns):
+        raise UnknownSchema(
+            f"public.schema_migrations is not Cruddur's (its columns: {', '.join(columns)}; "
+            "another migration tool's, such as dbmate's?); nothing was changed. Point "
+            "CONNECTION_URL at Cruddur's database, or rename that table if this is it"
+        )
     cur = conn.cursor(row_factory=class_row(Applied))
     return cur.execute(template("migrations", "applied")).fetchall()
 
