@@ -118,6 +118,17 @@ def test_status_on_a_configured_url_reports_reachability(seeded_db) -> None:
     assert "reachable no" in down.stdout and "is the server running" in down.stdout
 
 
+def test_status_as_a_role_that_cannot_read_the_migrations_still_says_reachable(
+    api_url,
+) -> None:
+    # The API's role may not read schema_migrations: status said "reachable no:
+    # permission denied" and exited 1, for a database that answered.
+    result = cruddur("db", "status", env={"CONNECTION_URL": api_url})
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "reachable yes" in result.stdout and "schema    loaded" in result.stdout
+    assert "migrations unknown: permission denied for table schema_migrations" in result.stdout
+
+
 def test_status_on_a_refusing_server_says_what_to_check_not_to_run_status(tmp_path) -> None:
     # The other verbs' hint sends people to `cruddur db status`; status itself names the
     # setting in use and the server behind it instead.

@@ -73,6 +73,11 @@ def _migrations(conn: psycopg.Connection, migrate: str) -> str:
         current = runner.plan(conn, migrations)
     except (MigrationFileError, runner.MigrationError) as exc:
         return f"unknown: {exc}"
+    except psycopg.OperationalError:
+        raise  # the connection went: unreachable after all
+    except psycopg.DatabaseError as exc:  # the server answered (permission denied …)
+        explained = explain(exc)
+        return f"unknown: {explained.message if explained else str(exc).splitlines()[0]}"
     if current.adopt:
         return f"none recorded: a schema-load database (`{migrate}` adopts it)"
     summary = f"{len(current.applied)} applied, {len(current.pending)} pending"
