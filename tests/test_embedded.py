@@ -119,14 +119,19 @@ def test_status_on_a_configured_url_reports_reachability(seeded_db) -> None:
 
 
 def test_status_as_a_role_that_cannot_read_the_migrations_still_says_reachable(
-    api_url,
+    api_url, lambda_url
 ) -> None:
-    # The API's role may not read schema_migrations: status said "reachable no:
-    # permission denied" and exited 1, for a database that answered.
+    # The API's role may not read schema_migrations, the Lambda's not activities either:
+    # status said "reachable no: permission denied" and exited 1, for a database that
+    # answered.
     result = cruddur("db", "status", env={"CONNECTION_URL": api_url})
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "reachable yes" in result.stdout and "schema    loaded" in result.stdout
+    assert "reachable yes" in result.stdout and "schema    loaded (3 users" in result.stdout
     assert "migrations unknown: permission denied for table schema_migrations" in result.stdout
+    result = cruddur("db", "status", env={"CONNECTION_URL": lambda_url})
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "reachable yes" in result.stdout
+    assert "loaded (rows not counted: permission denied for table activities" in result.stdout
 
 
 def test_status_on_a_refusing_server_says_what_to_check_not_to_run_status(tmp_path) -> None:

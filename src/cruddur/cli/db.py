@@ -458,7 +458,9 @@ def status(cli: Cli) -> None:
         result(f"reachable no: {found.problem}")
         raise click.exceptions.Exit(1)
     result(f"reachable yes (PostgreSQL {found.server_version})")
-    if found.schema_loaded:
+    if found.schema_loaded and found.counts_problem:
+        result(f"schema    loaded (rows not counted: {found.counts_problem})")
+    elif found.schema_loaded:
         result(f"schema    loaded ({found.users} users, {found.activities} activities)")
     else:
         setup = "" if cli.prod else " or `bin/db-setup`"

@@ -30,6 +30,7 @@ class DatabaseStatus:
     users: int | None = None
     activities: int | None = None
     migrations: str | None = None  # applied and pending, or why not known
+    counts_problem: str | None = None  # why users and activities were not counted
 
 
 @dataclass(frozen=True)
@@ -49,11 +50,16 @@ def _status(db: Db, migrate: str) -> DatabaseStatus:
     schema_loaded = schema_tables(db) == SCHEMA_TABLES
     facts = db.query_row(template("database", "facts"), row_factory=class_row(_Facts))
     assert facts is not None  # one row, always
-    counts = (
-        db.query_row(template("database", "row_counts"), row_factory=class_row(_RowCounts))
-        if schema_loaded
-        else None
-    )
+    counts, counts_problem = None, None
+    if schema_loaded:
+        try:
+            counts = db.query_row(
+                template("database", "row_counts"), row_factory=class_row(_RowCounts)
+            )
+        except psycopg.OperationalError:
+            raise  # the connection went: unreachable after all
+        except psycopg.DatabaseError as exc:  # a role that may not read them (the Lambda's)
+            counts_problem = _answered(exc)
     with db.connection() as conn:
         migrations = _migrations(conn, migrate)
     return DatabaseStatus(
@@ -64,6 +70,7 @@ def _status(db: Db, migrate: str) -> DatabaseStatus:
         users=counts.users if counts else None,
         activities=counts.activities if counts else None,
         migrations=migrations,
+        counts_problem=counts_problem,
     )
 
 
@@ -76,8 +83,7 @@ def _migrations(conn: psycopg.Connection, migrate: str) -> str:
     except psycopg.OperationalError:
         raise  # the connection went: unreachable after all
     except psycopg.DatabaseError as exc:  # the server answered (permission denied …)
-        explained = explain(exc)
-        return f"unknown: {explained.message if explained else str(exc).splitlines()[0]}"
+        return f"unknown: {_answered(exc)}"
     if current.adopt:
         return f"none recorded: a schema-load database (`{migrate}` adopts it)"
     summary = f"{len(current.applied)} applied, {len(current.pending)} pending"
@@ -92,6 +98,12 @@ def migrate_command(target: Target) -> str:
     """The script that migrates this target: `prod` when it came from PROD_CONNECTION_URL
     (without it, bin/db-migrate acts on CONNECTION_URL's database)."""
     return "bin/db-migrate prod" if target.source == "PROD_CONNECTION_URL" else "bin/db-migrate"
+
+
+def _answered(exc: psycopg.Error) -> str:
+    """A server's refusal as one line, for a status that goes on."""
+    explained = explain(exc)
+    return explained.message if explained else str(exc).splitlines()[0]
 
 
 def database_status(target: Target, settings: PoolSettings) -> DatabaseStatus:
