@@ -62,6 +62,19 @@ def test_a_hint_that_names_prod_already_is_left_as_it_is() -> None:
     assert for_prod(hint) == "`bin/db-migrate prod` first; `--force` (`bin/db-drop prod --force`)"
 
 
+def test_setup_prod_refused_for_sessions_names_setup_force_not_drop(two_dbs, admin) -> None:
+    # drop's hint, `bin/db-drop --force`, would drop production and set up nothing.
+    with psycopg.connect(two_dbs["PROD_CONNECTION_URL"]):
+        refused = run("db-setup", "prod", "--yes", env=two_dbs)
+    assert refused.returncode == 1
+    assert "1 other session is connected" in refused.stderr
+    assert "`bin/db-setup prod --force` disconnects them" in refused.stderr
+    assert "db-drop" not in refused.stderr
+    assert database_exists(admin, database_name(two_dbs["PROD_CONNECTION_URL"]))
+    forced = run("db-setup", "prod", "--yes", "--force", env=two_dbs)
+    assert forced.returncode == 0, forced.stderr
+
+
 def test_schema_load_and_seed_route_prod(two_dbs) -> None:
     for script in ("db-schema-load", "db-seed"):
         result = run(script, "prod", "--yes", env=two_dbs)

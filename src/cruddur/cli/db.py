@@ -404,7 +404,15 @@ def setup(cli: Cli, force: bool, if_missing: bool) -> None:
             # What a developer means by "set it up again" while the API runs: locally,
             # its sessions go; on production, only when asked for.
             held = databases.other_sessions(server, name) if not target.prod else 0
-            if databases.drop(server, name, force=force or not target.prod):
+            try:
+                dropped = databases.drop(server, name, force=force or not target.prod)
+            except databases.DatabaseInUse as exc:
+                # Not drop's hint (`bin/db-drop --force`): that drops, and sets up nothing.
+                exc.hint = (
+                    "see them with `bin/db-sessions`; `bin/db-setup --force` disconnects them"
+                )
+                raise
+            if dropped:
                 disconnected = f", disconnecting {held} session{'s' if held != 1 else ''}"
                 done(f'dropped database "{name}"' + (disconnected if held else ""))
         created = databases.create(server, name)
