@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import stat
+import subprocess
 
 import psycopg
 import pytest
@@ -235,6 +237,27 @@ def test_only_the_target_position_becomes_prod(seeded_db) -> None:
     passed = run("db-connect", "--", "-tAc", "SELECT 1", "prod", env=local(seeded_db))
     assert passed.returncode == 0, passed.stderr
     assert passed.stdout.strip() == "1"
+
+
+def test_a_shell_in_a_removed_folder_gets_the_command_done(empty_db, tmp_path) -> None:
+    # A shell left in a folder since removed (a worktree, a temp dir): looking for .env
+    # there ended every command in "unexpected FileNotFoundError".
+    gone = tmp_path / "gone"
+    gone.mkdir()
+    script = f'cd "{gone}" && rmdir "{gone}" && exec "{BIN}/db-create"'
+    env = {
+        k: v for k, v in os.environ.items() if k not in ("CONNECTION_URL", "PROD_CONNECTION_URL")
+    }
+    result = subprocess.run(
+        ["bash", "-c", script],
+        env={**env, "NO_COLOR": "1", **local(empty_db)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "already exists; nothing to do" in result.stderr
 
 
 def test_scripts_run_from_any_directory(empty_db, tmp_path) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import inspect
 import logging
@@ -91,7 +92,8 @@ def main() -> None:
     """
     # A .env file in this folder or above, as the flask CLI and dbmate read it; a
     # variable already set in the environment wins over the file.
-    load_dotenv(find_dotenv(usecwd=True), override=False)
+    with contextlib.suppress(FileNotFoundError):  # the shell's folder was removed
+        load_dotenv(find_dotenv(usecwd=True), override=False)
     # The pool logs each connection it discards; a CLI reports failures itself.
     logging.getLogger("psycopg").setLevel(logging.ERROR)
 

@@ -6,6 +6,7 @@ a database called `x[/y]` prints as itself; its control characters print as esca
 
 from __future__ import annotations
 
+import functools
 import shutil
 import sys
 import unicodedata
@@ -48,10 +49,20 @@ def as_typed(message: str) -> str:
     """`message` with each command it names as `cruddur …` (hints, from every layer) as
     the user can type it here: bin/run puts cruddur in .venv/bin, not on the PATH, so
     a pasted `cruddur db up` would be "command not found"."""
-    if Path(sys.argv[0]).name not in ("cruddur", "__main__.py"):  # called from Python
-        return message
-    command = cruddur_command()
-    return message if command == "cruddur" else message.replace("`cruddur ", f"`{command} ")
+    command = _typed_command()
+    return message if command is None else message.replace("`cruddur ", f"`{command} ")
+
+
+@functools.cache
+def _typed_command() -> str | None:
+    """cruddur_command() when it is not plain `cruddur`; None to leave hints as they are."""
+    if not sys.argv or Path(sys.argv[0]).name not in ("cruddur", "__main__.py"):
+        return None  # called from Python (tests, another program)
+    try:
+        command = cruddur_command()
+    except OSError:  # the current folder was removed, and argv[0] is relative to it
+        return None
+    return None if command == "cruddur" else command
 
 
 def _line(console: Console, mark: str, style: str, message: str) -> None:
@@ -153,5 +164,5 @@ def cruddur_command() -> str:
 def _as_typed(path: Path) -> str:
     try:
         return str(path.relative_to(Path.cwd()))
-    except ValueError:
+    except (ValueError, OSError):  # elsewhere, or the current folder was removed
         return str(path)
