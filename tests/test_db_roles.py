@@ -225,6 +225,27 @@ def test_a_role_with_powers_is_not_taken_for_an_application_role(admin, server_u
         admin.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(name)))
 
 
+def test_a_role_with_powers_keeps_its_password_when_refused(admin, seeded_db, tmp_path) -> None:
+    # --api-role naming an admin role (the master user, say) with --rotate: its password
+    # was changed, to one written nowhere, and only then refused ("unexpected UnsafeRole").
+    name = f"cruddur_t_admin_{uuid.uuid4().hex[:8]}"
+    admin.execute(
+        sql.SQL("CREATE ROLE {} LOGIN CREATEDB PASSWORD 'kept'").format(sql.Identifier(name))
+    )
+    stored = "SELECT rolpassword FROM pg_authid WHERE rolname = %s"
+    before = admin.execute(stored, [name]).fetchone()[0]
+    try:
+        env = {"CONNECTION_URL": seeded_db, "CRUDDUR_HOME": str(tmp_path / "home")}
+        options = ["--api-role", name, "--env-file", str(tmp_path / "roles.env")]
+        refused = cruddur("db", "roles", "--rotate", *options, env=env)
+        assert refused.returncode == 1
+        assert f'error: role "{name}" exists with CREATEDB' in refused.stderr
+        assert "unexpected" not in refused.stderr
+        assert admin.execute(stored, [name]).fetchone()[0] == before
+    finally:
+        admin.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(name)))
+
+
 def test_passwords_reach_the_server_only_hashed(admin, server_url) -> None:
     name = f"cruddur_t_hashed_{uuid.uuid4().hex[:8]}"
     try:

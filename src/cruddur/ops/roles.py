@@ -16,9 +16,10 @@ from __future__ import annotations
 import secrets
 from dataclasses import dataclass
 
-from psycopg import sql
+from psycopg import Connection, sql
 
 from cruddur.db import Db, run_script, template
+from cruddur.errors import Problem
 
 API_ROLE = "cruddur_api"
 LAMBDA_ROLE = "cruddur_lambda"
@@ -27,7 +28,7 @@ LAMBDA_ROLE = "cruddur_lambda"
 _LOCK_KEY = "cruddur roles"
 
 
-class UnsafeRole(Exception):
+class UnsafeRole(Problem):
     """A role with this name exists with more power than an application role may have."""
 
 
@@ -42,8 +43,8 @@ def new_password() -> str:
     return secrets.token_urlsafe(24)  # URL-safe: no quoting needed in a connection URL
 
 
-def _check_powers(server: Db, role: str) -> None:
-    row = server.query_rows(template("roles", "role_facts"), {"role": role})[0]
+def _check_powers(conn: Connection, role: str) -> None:
+    row = conn.execute(template("roles", "role_facts"), {"role": role}).fetchone()
     superuser, createdb, createrole, replication, bypassrls, login, member_of = row
     powers = [
         name
@@ -72,6 +73,10 @@ def ensure(server: Db, role: str, password: str | None = None, *, rotate: bool =
     with server.connection() as conn, conn.transaction():
         conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", [_LOCK_KEY])
         exists = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", [role]).fetchone()
+        if exists:
+            # Before its password changes: --api-role naming the master user, say, must
+            # leave it as it was, not refuse it once its password is one nobody kept.
+            _check_powers(conn, role)
         if password is None and (rotate or not exists):
             password = new_password()
         name = sql.Identifier(role)
@@ -91,7 +96,6 @@ def ensure(server: Db, role: str, password: str | None = None, *, rotate: bool =
             conn.execute(
                 sql.SQL("ALTER ROLE {} PASSWORD {}").format(name, sql.Literal(verifier.decode()))
             )
-    _check_powers(server, role)
     return Ensured(role, created=not exists, password=password)
 
 
