@@ -169,3 +169,20 @@ def test_the_unpacked_package_verifies_rds_with_its_own_bundle(tmp_path: Path) -
     assert outcomes["genuine"].stdout.strip() == "True"
     assert outcomes["self-signed"].returncode == 1
     assert "certificate verify failed" in outcomes["self-signed"].stderr
+
+
+@pytest.mark.parametrize("kind", ["link", "fifo"])
+def test_an_output_that_is_no_file_is_refused_and_left_alone(tmp_path: Path, kind: str) -> None:
+    # `-o /dev/stdout` replaced the link itself (as root, /dev/stdout for every process
+    # on the machine) with the zip, and nothing went through it. Here a link of the same
+    # kind, and a pipe, stand in for it.
+    output = tmp_path / "stdout"
+    if kind == "link":
+        output.symlink_to("/proc/self/fd/1")
+    else:
+        os.mkfifo(output)
+    refused = run(CRUDDUR, "lambda", "package", "--output", str(output))
+    assert refused.returncode == 1
+    assert f"{output} is a link, a device or a pipe" in refused.stderr
+    assert output.is_symlink() if kind == "link" else not output.is_file()
+    assert [path.name for path in tmp_path.iterdir()] == ["stdout"]

@@ -11,7 +11,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn
 from cruddur.aws.ca_bundle import bundle_path
 from cruddur.cli.options import Cli, pass_cli
 from cruddur.cli.output import done, err, info, result
-from cruddur.ops.packaging import ARCHES, HANDLER, build
+from cruddur.ops.packaging import ARCHES, HANDLER, build, check_output
 
 DEFAULT_OUTPUT = Path("dist/post-confirmation.zip")
 
@@ -46,6 +46,7 @@ def package(cli: Cli, arch: str, output: Path) -> None:
     wheels are kept under .cruddur/lambda-wheels, so only the first build for an
     architecture needs PyPI.
     """
+    check_output(output)  # before fetching anything
     settings = cli.settings
     cache = settings.home / "lambda-wheels"
     # Fetched (once, then kept) and checked here, on the machine that packages.

@@ -221,11 +221,23 @@ def source_root() -> Path:
     return Path(cruddur.__file__).resolve().parent.parent
 
 
+def check_output(output: Path) -> None:
+    """Refuse an output that is not a file's path: the zip is written beside it and renamed
+    over it, which would replace a link such as /dev/stdout (as root, for every process
+    on the machine) or a device such as /dev/null, and write nothing through them."""
+    if output.is_symlink() or (output.exists() and not output.is_file()):
+        raise PackagingError(
+            f"{output} is a link, a device or a pipe: --output takes the path of the zip file "
+            "to write (it is replaced whole, never written through)"
+        )
+
+
 def build(
     output: Path, arch: str, cache: Path, ca_bundle: Path, progress: Progress | None = None
 ) -> Package:
     """Write the zip to `output` (atomically) and describe it; `ca_bundle` is the checked
     RDS CA bundle the function verifies the database with."""
+    check_output(output)
     if arch not in ARCHES:
         raise PackagingError(f"unknown architecture {arch!r}: use {' or '.join(ARCHES)}")
     found = wheels(cache, arch, progress)
