@@ -201,6 +201,24 @@ def test_an_env_file_that_cannot_be_written_changes_no_password(
         assert _who(urls["CRUDDUR_API_CONNECTION_URL"]) == api  # the old password works
 
 
+def test_an_env_file_that_is_a_link_or_a_device_is_refused_not_to_be_removed(
+    seeded_db, role_names, tmp_path
+) -> None:
+    # --env-file /dev/stdout said "is a symbolic link …; remove it", /dev/null "is not a
+    # regular file: remove it": advice to remove the machine's devices.
+    api, lambda_ = role_names
+    link = tmp_path / "stdout"
+    link.symlink_to("/proc/self/fd/1")
+    env = {"CONNECTION_URL": seeded_db, "CRUDDUR_HOME": str(tmp_path / "home")}
+    for path in (str(link), "/dev/null"):
+        options = ["--api-role", api, "--lambda-role", lambda_, "--env-file", path]
+        refused = cruddur("db", "roles", *options, env=env)
+        assert refused.returncode == 2
+        assert f"{path} is a link, a device or a pipe: give the path of a file" in refused.stderr
+        assert "remove it" not in refused.stderr
+    assert link.is_symlink()
+
+
 def test_db_roles_on_production_asks_first(seeded_db, role_names, admin, tmp_path) -> None:
     api, lambda_ = role_names
     env = {"PROD_CONNECTION_URL": seeded_db, "CRUDDUR_HOME": str(tmp_path / "home")}

@@ -124,6 +124,14 @@ def roles_command(
     Migrations and the `db` verbs keep using the URL's own user (the owner). Run it
     again at any time: it changes no password unless --rotate.
     """
+    if env_file is not None and (
+        env_file.is_symlink() or (env_file.exists() and not env_file.is_file())
+    ):
+        # Not state of ours to "remove" (/dev/stdout, /dev/null): the URLs go to a file.
+        raise click.BadParameter(
+            f"{env_file} is a link, a device or a pipe: give the path of a file",
+            param_hint="--env-file",
+        )
     target = cli.target
     action = f'make roles {api_role} and {lambda_role} and grant them rows of "{target.dbname}"'
     cli.confirm(action + (", with new passwords" if rotate else ""))
