@@ -67,3 +67,14 @@ def test_wait_stops_at_once_for_a_wrong_password(empty_db: str, login_role: str)
     assert waited.returncode == 1
     assert time.monotonic() - started < 15  # not the whole 30 s: waiting cannot fix this
     assert "password" in waited.stderr
+
+
+def test_a_timeout_that_is_no_number_is_refused_instead_of_waiting_for_ever() -> None:
+    # click.FloatRange(0) let nan through; `elapsed >= nan` is never true, so on a server
+    # that was not there the wait never ended.
+    nowhere = {"CONNECTION_URL": f"postgresql://postgres@127.0.0.1:{free_port()}/cruddur"}
+    started = time.monotonic()
+    result = run(CRUDDUR, "db", "wait", "--timeout", "nan", env=nowhere)
+    assert time.monotonic() - started < 30
+    assert result.returncode == 2
+    assert "'nan' is not a number of seconds" in result.stderr
