@@ -288,6 +288,10 @@ def test_new_writes_an_empty_migration_with_the_next_version(tmp_path) -> None:
             {"20260102000000_x.sql": "-- migrate:up\n/* wrapped */ begin;\nSELECT 1;\nend;\n"},
             "20260102000000_x.sql:2: BEGIN in the up section",
         ),
+        (  # saved as .SQL: it was left out without a word, and never ran
+            {"20260102000000_x.SQL": "-- migrate:up\nCREATE TABLE x (id int);\n"},
+            "20260102000000_x.SQL: name it 20260102000000_x.sql (lower-case .sql)",
+        ),
     ],
 )
 def test_bad_files_are_refused_before_anything_runs(

@@ -182,6 +182,13 @@ def load(directory: Path) -> list[Migration]:
         raise MigrationFileError(f"{directory}: no such migrations folder")
     migrations: dict[str, Migration] = {}
     for path in sorted(directory.iterdir()):
+        if (
+            path.suffix.lower() == ".sql"
+            and path.suffix != ".sql"
+            and FILE_NAME.match(path.stem + ".sql")
+        ):
+            # Left out, it would never run, and every deploy would pass without it.
+            raise MigrationFileError(f"{path.name}: name it {path.stem}.sql (lower-case .sql)")
         if path.suffix != ".sql" or not path.is_file():
             continue  # a README or an editor's backup beside the migrations
         migration = parse(path, _read(path))
