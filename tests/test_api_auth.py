@@ -170,6 +170,9 @@ def test_unreachable_keys_are_503_not_401(api_home, seeded_db: str, mint, api_ro
         for _ in range(2):  # and again before the next attempt to fetch the keys
             response = _refused(CheckedClient(app), seeded_db, mint(), status=503)
             assert response.get_json()["error"] == "auth_unavailable"
+            # Like the database's 503: when to come back, here the key set's next attempt
+            # (KeySet's retry_after_failure, 5 s); sooner would only get this 503 again.
+            assert response.headers["Retry-After"] == "5"
 
 
 # -- fail closed: partial Cognito settings, the dev key pair off this machine ------------

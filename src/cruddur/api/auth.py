@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import math
 from collections.abc import Callable
 from typing import Any, TypeVar
 from uuid import UUID
@@ -197,8 +198,14 @@ def signed_in(view: F) -> F:
             raise _unauthorized(str(exc)) from None
         except KeysUnavailable as exc:
             log.error("request %s: %s", request_id(), exc)
+            # Like the database's 503, say when to come back: the key set's next attempt
+            # to fetch the keys; sooner would only get this 503 again.
+            retry_after = str(math.ceil(verifier.keys.retry_after_failure))
             raise ApiError(
-                503, "auth_unavailable", "cannot check sign-ins right now; try again shortly"
+                503,
+                "auth_unavailable",
+                "cannot check sign-ins right now; try again shortly",
+                headers={"Retry-After": retry_after},
             ) from None
         try:
             user_uuid = extensions["cruddur.authors"].uuid_for(get_db(), claims["sub"])
