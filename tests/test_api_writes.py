@@ -44,6 +44,24 @@ def test_a_new_crud_is_stored_and_returned_as_stored(api, mint, seeded_db: str, 
     assert home[0]["uuid"] == created["uuid"]
 
 
+def test_a_new_crud_and_a_reply_say_where_they_are(api, mint, seeded_db: str) -> None:
+    # 201 Created names the new resource: the crud's own GET route, which shows it.
+    parent = _seed_parent(seeded_db)
+    for path, body in (
+        ("/api/activities", {"message": "Hello", "ttl": "1-day"}),
+        (f"/api/activities/{parent['uuid']}/reply", {"message": "Me too"}),
+    ):
+        response = api.post(path, json=body, token=mint("bayko"))
+        assert response.status_code == 201
+        created = response.get_json()["uuid"]
+        location = response.headers["Location"]
+        assert location == f"/api/activities/{created}"
+        read_after = response.headers.get("X-Read-After")  # with a replica: read the write
+        shown = api.get(location, headers={"X-Read-After": read_after} if read_after else {})
+        assert shown.status_code == 200
+        assert shown.get_json()["activity"]["uuid"] == created
+
+
 def test_every_failing_field_is_listed_at_once(api, mint, seeded_db: str) -> None:
     before = snapshot(seeded_db)
     cases = {

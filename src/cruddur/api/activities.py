@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from typing import Any, TypeVar
 from urllib.parse import quote
@@ -52,14 +53,30 @@ def _read_in(
     return router.read(use_case, *args, read_after=read_after)
 
 
+# A new row's JSON begins with its uuid (columns.sql lists it first, row_to_json writes
+# no spaces): the write path slices it out rather than parsing the body again.
+_UUID_KEY = '{"uuid":"'
+_UUID_END = len(_UUID_KEY) + 36
+
+
+def _location(body: str) -> str:
+    """The new crud's own URL (the `show` route below), for the 201's Location."""
+    if body.startswith(_UUID_KEY) and body[_UUID_END : _UUID_END + 1] == '"':
+        uuid = body[len(_UUID_KEY) : _UUID_END]
+    else:  # columns.sql changed its order: slower, still right
+        uuid = json.loads(body)["uuid"]
+    return f"{bp.url_prefix}/{uuid}"
+
+
 def _written(body: str) -> Response:
-    """A write's 201, with the primary's WAL position when a replica serves reads.
+    """A write's 201: Location names the new crud, X-Read-After the primary's WAL
+    position when a replica serves reads.
 
     The feed has changed: this worker's kept pages go now, the other workers' when the
     NOTIFY reaches them. Signed in, the answer is Cache-Control: no-store (edge.py).
     """
     current_app.extensions["cruddur.feed_cache"].changed()
-    response = _json(body, 201)
+    response = Response(body, 201, [("Location", _location(body))], content_type=JSON)
     position = current_app.extensions["cruddur.reads"].write_position()
     if position is not None:
         response.headers[READ_AFTER_HEADER] = position
