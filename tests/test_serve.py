@@ -148,3 +148,15 @@ def test_serve_refuses_a_malformed_url_without_echoing_it(setting: str, tmp_path
     assert "error: the connection URL is malformed" in refused.stderr
     assert "zzcretPW" not in refused.stdout + refused.stderr
     assert "Traceback" not in refused.stderr
+
+
+def test_a_bad_serving_setting_stops_serve_not_the_db_commands(seeded_db: str, tmp_path) -> None:
+    # Settings are checked by the commands that read them: `db status` never serves.
+    env = {"CRUDDUR_HOME": str(tmp_path), "CONNECTION_URL": seeded_db, "CRUDDUR_WORKERS": "abc"}
+    status = run(CRUDDUR, "db", "status", env=env)
+    assert status.returncode == 0, status.stderr
+    refused = run(CRUDDUR, "serve", "--port", str(free_port()), env=env)
+    assert refused.returncode == 1, refused.stderr
+    said = "error: CRUDDUR_WORKERS must be a whole number, not 'abc'\n"
+    assert refused.stderr.startswith(said), refused.stderr
+    assert "Traceback" not in refused.stderr

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 
 import pytest
 
-from cruddur.config import ConfigError, Settings
+from cruddur.config import ConfigError, ServeSettings, Settings
 from cruddur.serving import server_command
 from cruddur.urls import database_name, parse, redact, server_conninfo, with_database
 
@@ -104,7 +105,18 @@ def test_auth_from_a_cognito_pool() -> None:
 )
 def test_bad_service_settings_say_which_and_why(env: dict[str, str], said: str) -> None:
     with pytest.raises(ConfigError, match=re.escape(said)):
-        Settings.from_env(env)
+        settings = Settings.from_env(env)
+        # The serving settings are read when used (`cruddur serve`), not before.
+        assert settings.serve and settings.telemetry
+
+
+def test_serving_settings_are_checked_on_first_use_only() -> None:
+    settings = Settings.from_env({"CRUDDUR_WORKERS": "abc"})
+    assert settings.pool.max_size  # what the db commands read is there
+    with pytest.raises(ConfigError, match="CRUDDUR_WORKERS must be a whole number"):
+        assert settings.serve
+    fixed = replace(settings, serve=ServeSettings(workers=3))
+    assert fixed.serve.workers == 3 and fixed.pool == settings.pool
 
 
 def test_cors_origins_from_the_original_variables() -> None:

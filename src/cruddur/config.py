@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import timedelta
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from cruddur.errors import Problem
 
@@ -560,6 +560,27 @@ class LambdaSettings:
         )
 
 
+class _ParsedOnRead:
+    """A Settings field that may be given as a function, called on the field's first
+    read, so a setting is checked by the command that uses it: a malformed
+    CRUDDUR_WORKERS stops `cruddur serve`, not `cruddur db status`, which never serves.
+    A descriptor-typed dataclass field, so `replace()` and plain values still work."""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.key = f"_{name}"
+
+    def __get__(self, settings: object, owner: type | None = None) -> Any:
+        if settings is None:
+            raise AttributeError(self.key)  # the field has no default
+        value = settings.__dict__[self.key]
+        if callable(value):
+            value = settings.__dict__[self.key] = value()
+        return value
+
+    def __set__(self, settings: object, value: Any) -> None:
+        settings.__dict__[self.key] = value  # by __init__ alone: Settings is frozen
+
+
 @dataclass(frozen=True)
 class Settings:
     connection_url: str | None
@@ -568,8 +589,9 @@ class Settings:
     home: Path  # project-local state: the embedded server's data, logs, password
     pg_bin: Path | None  # where initdb/pg_ctl/postgres/psql live, when set by hand
     auth: AuthSettings
-    serve: ServeSettings
     web: WebSettings
+    # Only `cruddur serve` and its workers read it: parsed on first read (_ParsedOnRead).
+    serve: ServeSettings = _ParsedOnRead()  # type: ignore[assignment]
     # Direct URLs for migrations when the usual ones go through a pooler or RDS Proxy.
     migration_connection_url: str | None = None
     prod_migration_connection_url: str | None = None
@@ -608,7 +630,7 @@ class Settings:
             home=home,
             pg_bin=Path(pg_bin) if pg_bin else None,
             auth=auth,
-            serve=ServeSettings.from_env(env),
+            serve=functools.partial(ServeSettings.from_env, env),
             web=WebSettings.from_env(env, auth),
             migration_connection_url=env.get("MIGRATION_CONNECTION_URL", "").strip() or None,
             prod_migration_connection_url=(
