@@ -312,3 +312,16 @@ def test_health_shows_the_pool_to_a_signed_in_caller_elsewhere(cognito) -> None:
     assert "pool" not in anonymous["database"] and "latency_ms" not in anonymous["database"]
     signed_in = api.get("/api/health", environ_base=REMOTE, token=tokens["AccessToken"])
     assert signed_in.get_json()["database"]["pool"]["max_size"] >= 1
+
+
+def test_a_page_on_another_origin_may_read_why_it_was_refused(api) -> None:
+    # The front end on FRONTEND_URL reads Retry-After (a 503 or 429's wait) and the
+    # 401's challenge; unexposed, a browser hides both from its scripts.
+    refused = api.post(
+        "/api/activities",
+        json={"message": "hi", "ttl": "1-hour"},
+        headers={"Origin": "http://localhost:3000"},
+    )
+    assert refused.status_code == 401
+    exposed = [n.strip() for n in refused.headers["Access-Control-Expose-Headers"].split(",")]
+    assert "WWW-Authenticate" in exposed and "Retry-After" in exposed

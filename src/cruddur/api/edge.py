@@ -27,7 +27,9 @@ CORS_PATH_PREFIX = "/api/"
 CORS_ALLOW_METHODS = "GET, HEAD, POST, OPTIONS"
 # If-None-Match: a page elsewhere sends a page's ETag (exposed below) back for a 304.
 CORS_ALLOW_HEADERS = "Content-Type, Authorization, X-Read-After, If-None-Match"
-CORS_EXPOSE_HEADERS = "ETag, Link, X-Next-Cursor, X-Request-Id, X-Read-After"
+CORS_EXPOSE_HEADERS = (
+    "ETag, Link, X-Next-Cursor, X-Request-Id, X-Read-After, Retry-After, WWW-Authenticate"
+)
 CORS_MAX_AGE = "600"  # seconds a browser may reuse a preflight answer
 
 WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
