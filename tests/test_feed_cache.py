@@ -255,6 +255,22 @@ def test_behind_a_transaction_pooler_the_cache_needs_a_listen_url(api_home, seed
         direct.extensions["cruddur.feed_cache"].close()
 
 
+def _end_the_listener_and_await_both_warnings(url: str, caplog) -> None:
+    """Terminate the feed listener's backend, then wait (5 s at most) until the listener's
+    and the notifier's warnings are both logged."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+            " WHERE application_name = 'cruddur-feed-listener'"
+            " AND datname = current_database()"
+        )
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and not (
+        "listens again" in caplog.text and "paused until it reconnects" in caplog.text
+    ):
+        time.sleep(0.01)
+
+
 def test_the_cache_never_logs_libpqs_message(seeded_db: str, caplog) -> None:
     # libpq quotes the token it could not decode, here the password: the log names the
     # error's type and a reason of its own instead.
@@ -268,17 +284,7 @@ def test_the_cache_never_logs_libpqs_message(seeded_db: str, caplog) -> None:
     changes = FeedChanges(seeded_db, reconnect_after=(0.01, 0.01)).start()
     try:
         assert changes.wait_listening(10)
-        with psycopg.connect(seeded_db, autocommit=True) as conn:
-            conn.execute(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
-                " WHERE application_name = 'cruddur-feed-listener'"
-                " AND datname = current_database()"
-            )
-        deadline = time.monotonic() + 5
-        while time.monotonic() < deadline and not (
-            "listens again" in caplog.text and "paused until it reconnects" in caplog.text
-        ):
-            time.sleep(0.01)
+        _end_the_listener_and_await_both_warnings(seeded_db, caplog)
     finally:
         garbled.stop()
         changes.stop()
@@ -330,17 +336,7 @@ def test_a_lost_listener_is_logged_as_lost_and_a_failed_connect_as_unreachable(
     changes = FeedChanges(seeded_db, reconnect_after=(0.01, 0.01)).start()
     try:
         assert changes.wait_listening(10)
-        with psycopg.connect(seeded_db, autocommit=True) as conn:
-            conn.execute(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
-                " WHERE application_name = 'cruddur-feed-listener'"
-                " AND datname = current_database()"
-            )
-        deadline = time.monotonic() + 5
-        while time.monotonic() < deadline and not (
-            "listens again" in caplog.text and "paused until it reconnects" in caplog.text
-        ):
-            time.sleep(0.01)
+        _end_the_listener_and_await_both_warnings(seeded_db, caplog)
         assert changes.wait_listening(10)
     finally:
         refused.stop()
