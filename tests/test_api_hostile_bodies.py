@@ -6,6 +6,7 @@ HTTP to `cruddur serve` (granian), since how a body is framed is the server's bu
 
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
 
@@ -107,3 +108,56 @@ def test_chunked_bodies_over_the_limit_are_413_and_change_nothing(served: Served
     at_limit = valid + b" " * (LIMIT - len(valid))
     status, answer = _post_chunked(served, at_limit, token, chunk=1000)
     assert status == 201, answer
+
+
+@pytest.mark.parametrize("declared", ["+100", "100"])
+def test_a_body_shorter_than_its_content_length_is_a_400_and_changes_nothing(
+    api, mint, seeded_db: str, declared: str
+) -> None:
+    """The body is read as the Content-Length says: a client that stops sending before
+    the last byte it promised gets a 400, not a crud made from the part that came."""
+    before = snapshot(seeded_db)
+    body = json.dumps({"message": "cut short", "ttl": "1-hour"}).encode()
+    length = str(len(body) + 100) if declared == "100" else f"+{len(body)}"
+    # Flask's own client: the checked one reads the sent body again, to check the answer.
+    response = api.client.post(
+        "/api/activities",
+        data=body,
+        content_type="application/json",
+        headers={"Authorization": f"Bearer {mint()}"},
+        environ_overrides={"CONTENT_LENGTH": length},
+    )
+    # "+n" is no length werkzeug reads as n (it reads none of the body): still a 400.
+    assert response.status_code == 400, response.get_json()
+    assert snapshot(seeded_db) == before
+
+
+def _post_with_length(served: Served, body: bytes, token: str, declared: int) -> int:
+    """POST body framed by a Content-Length of `declared`; the answer's status."""
+    with socket.create_connection(("127.0.0.1", served.port), timeout=20) as sock:
+        head = (
+            f"POST /api/activities HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            f"Authorization: Bearer {token}\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {declared}\r\nConnection: close\r\n\r\n"
+        )
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+            sock.sendall(head.encode() + body)
+        answer = b""
+        try:
+            while data := sock.recv(65536):
+                answer += data
+        except ConnectionResetError:
+            pass
+    return int(answer.split()[1])
+
+
+def test_bodies_framed_by_content_length_are_read_whole_or_refused(served: Served) -> None:
+    before = snapshot(served.url)
+    token = served.token("andrewbrown")
+    valid = json.dumps({"message": "by length", "ttl": "1-hour"}).encode()
+    too_large = valid[:-1] + b', "pad": "' + b"y" * LIMIT + b'"}'
+    assert _post_with_length(served, too_large, token, len(too_large)) == 413
+    assert snapshot(served.url) == before
+    at_limit = valid + b" " * (LIMIT - len(valid))
+    assert _post_with_length(served, at_limit, token, len(at_limit)) == 201
+    assert _post_with_length(served, valid, token, len(valid)) == 201

@@ -12,7 +12,6 @@ from flask import Blueprint, Response, current_app, request
 
 from cruddur.api.auth import as_caller, signed_in
 from cruddur.api.bodies import UnreadableJson, json_body, require_json
-from cruddur.api.db import get_db
 from cruddur.api.errors import ApiError
 from cruddur.api.reads import READ_AFTER_HEADER, ReadRouter
 from cruddur.db.replication import parse_lsn
@@ -75,12 +74,13 @@ def _written(body: str) -> Response:
     The feed has changed: this worker's kept pages go now, the other workers' when the
     NOTIFY reaches them. Signed in, the answer is Cache-Control: no-store (edge.py).
     """
-    current_app.extensions["cruddur.feed_cache"].changed()
-    response = Response(body, 201, [("Location", _location(body))], content_type=JSON)
-    position = current_app.extensions["cruddur.reads"].write_position()
+    extensions = current_app.extensions
+    extensions["cruddur.feed_cache"].changed()
+    headers = [("Location", _location(body))]
+    position = extensions["cruddur.reads"].write_position()
     if position is not None:
-        response.headers[READ_AFTER_HEADER] = position
-    return response
+        headers.append((READ_AFTER_HEADER, position))
+    return JsonPage(body, headers, 201)
 
 
 JSON = "application/json"  # a content type as is: werkzeug adds no charset to it
@@ -149,18 +149,22 @@ def _page_response(
 
 
 class JsonPage(Response):
-    """A page's 200: the body as PostgreSQL built it, and its own headers (ETag,
-    Cache-Control, Vary, paging) put on the WSGI header list as they are.
+    """A page's 200 (or a write's 201): the body as PostgreSQL built it, and its own
+    headers (ETag, Cache-Control, Vary, paging; a write's Location and X-Read-After)
+    put on the WSGI header list as they are.
 
     Through werkzeug's Headers each header is checked for newlines and copied twice (in
-    the response, then in get_wsgi_headers): for these few, as much work again as the
-    rest of the Response. Their values cannot hold a newline: a digest, constants, a
-    cursor of digits and a uuid, a quoted path. They are not in `.headers`; nothing
-    after the view reads them there.
+    the response, then in get_wsgi_headers), and a Location goes through iri_to_uri: for
+    these few, as much work again as the rest of the Response. Their values cannot hold
+    a newline or anything iri_to_uri would change: a digest, constants, a cursor of
+    digits and a uuid, a quoted path, an API path ending in a uuid, a WAL position. They
+    are not in `.headers`; nothing after the view reads them there.
     """
 
-    def __init__(self, body: bytes, page_headers: list[tuple[str, str]]) -> None:
-        super().__init__(body, content_type=JSON)
+    def __init__(
+        self, body: bytes | str, page_headers: list[tuple[str, str]], status: int = 200
+    ) -> None:
+        super().__init__(body, status, content_type=JSON)
         self.page_headers = page_headers
 
     def get_wsgi_response(self, environ: dict[str, Any]) -> tuple[Any, str, list]:
@@ -178,9 +182,10 @@ def _uuid(text: str, what: str) -> UUID:
 
 def _json_object() -> dict:
     """The request body as a JSON object, or 415/413/400 saying what is wrong with it."""
-    require_json()
+    req = request._get_current_object()  # read through the proxy once
+    require_json(req)
     try:
-        body = json_body()
+        body = json_body(req)
     except UnreadableJson as exc:
         raise ApiError(400, "invalid_json", str(exc)) from None
     if not isinstance(body, dict):
@@ -247,8 +252,7 @@ def show(activity_uuid: str) -> Response:
 @signed_in
 def create() -> Response:
     message, ttl = validate_crud(_json_object())
-    db = get_db()
-    created = as_caller(lambda author: activities.create_activity(db, author, message, ttl))
+    created = as_caller(lambda db, author: activities.create_activity(db, author, message, ttl))
     return _written(created)
 
 
@@ -257,8 +261,7 @@ def create() -> Response:
 def reply(activity_uuid: str) -> Response:
     parent = _uuid(activity_uuid, "activity_uuid")
     message = validate_reply(_json_object())
-    db = get_db()
-    created = as_caller(lambda author: activities.create_reply(db, author, parent, message))
+    created = as_caller(lambda db, author: activities.create_reply(db, author, parent, message))
     if created is None:
         raise ApiError(404, "activity_not_found", "no such crud to reply to (or it has expired)")
     return _written(created)

@@ -17,12 +17,13 @@ from uuid import UUID
 import jwt
 from flask import current_app, g, request
 
-from cruddur.api.db import get_db
+from cruddur.api.db import PRIMARY_KEY
 from cruddur.api.dev_sign_in import local_caller
 from cruddur.api.errors import ApiError, request_id
 from cruddur.api.keys import KeySet, KeysUnavailable, UnknownKey
 from cruddur.api.token_cache import Verified, VerifiedTokens, token_digest
 from cruddur.config import AuthSettings
+from cruddur.db import Db
 from cruddur.services.users import Authors, UnknownAuthor
 from cruddur.telemetry import metrics
 from cruddur.telemetry.requests import USER_UUID_KEY
@@ -125,8 +126,8 @@ def _unauthorized(message: str, *, error: str | None = "invalid_token") -> ApiEr
     return ApiError(401, "unauthorized", message, headers={"WWW-Authenticate": challenge})
 
 
-def _bearer_token() -> str:
-    header = request.environ.get("HTTP_AUTHORIZATION", "")
+def _bearer_token(environ: dict[str, Any]) -> str:
+    header = environ.get("HTTP_AUTHORIZATION", "")
     if not header:
         metrics.count_refused_token("missing")
         raise _unauthorized("sign in: send Authorization: Bearer <access token>", error=None)
@@ -165,15 +166,18 @@ F = TypeVar("F", bound=Callable[..., Any])
 T = TypeVar("T")
 
 
-def as_caller(write: Callable[[UUID], T]) -> T:
-    """write(the signed-in caller's user uuid), in a view under @signed_in.
+def as_caller(write: Callable[[Db, UUID], T]) -> T:
+    """write(the API's database, the signed-in caller's user uuid), in a view under
+    @signed_in.
 
     The uuid comes from the process's map (services/users.py), so a write is one round
     trip; a user deleted since is looked up again, and is a 403 if gone for good.
     """
-    authors: Authors = current_app.extensions["cruddur.authors"]
+    context = g._get_current_object()  # set by @signed_in; read through the proxy once
+    db: Db = context.cruddur_db
+    authors: Authors = context.cruddur_authors
     try:
-        return authors.write_as(get_db(), g.cognito_user_id, write)
+        return authors.write_as(db, context.cognito_user_id, lambda author: write(db, author))
     except UnknownAuthor:
         raise _no_user() from None
 
@@ -183,15 +187,19 @@ def signed_in(view: F) -> F:
 
     @functools.wraps(view)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        extensions = current_app.extensions  # read once: each read of a proxy is a lookup
+        # Each read through one of Flask's proxies is a lookup chain: each is read once.
+        extensions = current_app.extensions
+        environ = request._get_current_object().environ
         verifier: TokenVerifier = extensions["cruddur.verifier"]
-        if verifier.settings.dev and not local_caller():
+        if verifier.settings.dev and not local_caller(environ):
             # Its private key is on this machine: a dev token proves nothing from elsewhere
             # (nor through a proxy, which makes every caller look local).
-            log.warning("request %s: dev token from %s refused", request_id(), request.remote_addr)
+            log.warning(
+                "request %s: dev token from %s refused", request_id(), environ.get("REMOTE_ADDR")
+            )
             raise _unauthorized("development tokens are accepted only from this machine")
         try:
-            claims = verifier.verify(_bearer_token())
+            claims = verifier.verify(_bearer_token(environ))
         except InvalidToken as exc:
             log.info("request %s: token refused: %s", request_id(), exc)
             metrics.count_refused_token(exc.reason)
@@ -207,15 +215,18 @@ def signed_in(view: F) -> F:
                 "cannot check sign-ins right now; try again shortly",
                 headers={"Retry-After": retry_after},
             ) from None
+        db = extensions[PRIMARY_KEY].get()  # get_db(), without its proxy read
+        authors: Authors = extensions["cruddur.authors"]
         try:
-            user_uuid = extensions["cruddur.authors"].uuid_for(get_db(), claims["sub"])
+            user_uuid = authors.uuid_for(db, claims["sub"])
         except UnknownAuthor:
             metrics.count_refused_token("unknown_user")
             raise _no_user() from None
         context = g._get_current_object()
         context.user_uuid = user_uuid
         context.cognito_user_id = claims["sub"]
-        request.environ[USER_UUID_KEY] = user_uuid  # for the request's log line
+        context.cruddur_db, context.cruddur_authors = db, authors  # for as_caller
+        environ[USER_UUID_KEY] = user_uuid  # for the request's log line
         return view(*args, **kwargs)
 
     return wrapper  # type: ignore[return-value]

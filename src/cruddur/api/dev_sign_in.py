@@ -10,6 +10,8 @@ like a missing route (404).
 
 from __future__ import annotations
 
+from typing import Any
+
 from flask import Blueprint, Response, json, request
 
 from cruddur.api.bodies import UnreadableJson, json_body, require_json
@@ -26,12 +28,13 @@ PROXY_HEADERS = ("Forwarded", "X-Forwarded-For", "X-Real-Ip")
 _PROXY_KEYS = tuple("HTTP_" + name.upper().replace("-", "_") for name in PROXY_HEADERS)
 
 
-def local_caller() -> bool:
+def local_caller(environ: dict[str, Any] | None = None) -> bool:
     """True for a request from this machine that no proxy relayed, sent to this machine
     by a local name. A web page whose own DNS name an attacker has pointed at 127.0.0.1
     (DNS rebinding) reaches us from the loopback address, through the user's browser, as
     its own origin; but its Host header still names the attacker's site."""
-    environ = request.environ
+    if environ is None:
+        environ = request.environ
     if any(key in environ for key in _PROXY_KEYS):
         return False
     return is_loopback(environ.get("REMOTE_ADDR") or "") and _local_name(
