@@ -75,6 +75,24 @@ def test_assets_are_fingerprinted_cached_for_a_year_and_small(app) -> None:
     assert client.get(f"/assets/{fingerprint}/nothing.js").status_code == 404
 
 
+@pytest.mark.parametrize(
+    "path",
+    [f"/assets/{'0' * 16}/main.js", "/assets/{fp}/nothing.js", "/assets/x", "//assets/x/y/z"],
+)
+def test_a_missing_asset_is_a_404_nobody_keeps(app, path: str) -> None:
+    # In a rolling deploy the new page can ask an old server for its new fingerprint: a
+    # CDN that kept that 404 would serve it for the asset's whole life.
+    client = app.test_client()
+    path = path.format(fp=app.extensions["cruddur.web"].fingerprint)
+    for method in ("GET", "HEAD"):
+        answer = client.open("/", method=method, environ_overrides={"PATH_INFO": path})
+        assert answer.status_code == 404, (method, path)
+        assert answer.headers.getlist("Cache-Control") == ["no-store"], (method, path)
+        assert answer.content_type == "application/json"
+    # The page's own 404 (a mistyped address) is the page, checked each time.
+    assert client.get("/no/such/page").headers["Cache-Control"] == "no-cache"
+
+
 def test_dev_sign_in_gives_a_token_that_posts(api: CheckedClient) -> None:
     users = api.get("/api/dev/users")
     assert users.status_code == 200

@@ -20,6 +20,9 @@ from cruddur.config import Settings
 from cruddur.web.assets import Assets
 
 LONG_CACHE = "public, max-age=31536000, immutable"
+# A missing asset may be one a newer server has (a rolling deploy: the new page reached
+# an old server): a CDN that kept the 404 would keep that asset broken for everyone.
+MISSING_ASSET_CACHE = "no-store"
 # The routes the page knows; other paths get the page too, with a 404 it explains.
 PAGE_ROUTES = ("/", "/@<handle>", "/@<handle>/status/<activity_uuid>", "/signin", "/signup",
                "/confirm")  # fmt: skip
@@ -28,6 +31,10 @@ PAGE_ROUTES = ("/", "/@<handle>", "/@<handle>/status/<activity_uuid>", "/signin"
 def _origin(url: str) -> str:
     parts = urlsplit(url)
     return f"{parts.scheme}://{parts.netloc}"
+
+
+def _is_asset_path(path: str) -> bool:
+    return path.lstrip("/").startswith("assets/")
 
 
 def content_security_policy(settings: Settings, *, header: bool = True) -> str:
@@ -87,17 +94,23 @@ def install(app: Flask, settings: Settings) -> None:
         # A browser that follows a stale or mistyped link gets the page, which says so;
         # the API and the assets keep their JSON 404.
         path = request.path
-        if request.method in ("GET", "HEAD") and not (
-            is_api_path(path) or path.lstrip("/").startswith("assets/")
-        ):
+        asset_path = _is_asset_path(path)
+        if request.method in ("GET", "HEAD") and not (is_api_path(path) or asset_path):
             return page(404)
-        return errors.on_http_exception(exc)
+        response = errors.on_http_exception(exc)
+        if asset_path:
+            response.headers["Cache-Control"] = MISSING_ASSET_CACHE
+        return response
 
     @bp.get("/assets/<fingerprint>/<name>")
     def asset(fingerprint: str, name: str) -> Response:
         found = assets.files.get(name)
         if found is None or fingerprint != assets.fingerprint:
-            raise ApiError(404, "not_found", "no such asset (the page may be out of date)")
+            missing = errors.error_response(
+                ApiError(404, "not_found", "no such asset (the page may be out of date)")
+            )
+            missing.headers["Cache-Control"] = MISSING_ASSET_CACHE
+            return missing
         response = Response(found.body, mimetype=found.content_type)
         response.headers["Cache-Control"] = LONG_CACHE
         response.headers["X-Content-Type-Options"] = "nosniff"
