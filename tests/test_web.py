@@ -495,8 +495,11 @@ def test_the_page_reads_its_own_writes_from_a_lagging_replica(browser, lagging_s
     _shown(browser, "form.compose textarea").send_keys(message)
     _css(browser, "form.compose button[type=submit]").click()
     _wait(browser, lambda d: _messages(d)[:1] == [message])  # the 201's crud, not a read
-    position = browser.execute_script("return sessionStorage.getItem('cruddur.readAfter')")
-    assert re.fullmatch(r"[0-9A-F]+/[0-9A-F]+", position or ""), position
+    kept = json.loads(browser.execute_script("return sessionStorage.getItem('cruddur.readAfter')"))
+    assert re.fullmatch(r"[0-9A-F]+/[0-9A-F]+", kept["position"]), kept
+    # Sent for the replica's lag limit (2 h here), its look interval and the kept page's 6 s.
+    left = kept["until"] / 1000 - browser.execute_script("return Date.now() / 1000")
+    assert 7200 < left <= 7208, left
 
     # Reads after the write: its crud page, the home feed, and the home feed after a
     # reload of the tab. Each shows the write only if the page sent X-Read-After back
@@ -514,6 +517,42 @@ def test_the_page_reads_its_own_writes_from_a_lagging_replica(browser, lagging_s
     status, _, body = request(f"{site}/api/activities/home")
     assert status == 200 and message not in body.decode()
     assert request(f"{site}/api/activities/{crud_uuid}")[0] == 404
+    assert _console_problems(browser) == []
+
+
+def _feed_read_headers(browser) -> dict:
+    """The headers of the home feed read that a click on the brand link sends."""
+    browser.execute_script(
+        "window.sentHeaders = null; const original = window.fetch;"
+        "window.fetch = (url, options) => {"
+        "  if (String(url).endsWith('/api/activities/home')) window.sentHeaders = options.headers;"
+        "  return original(url, options); };"
+    )
+    _css(browser, "a.brand").click()
+    return _wait(browser, lambda d: d.execute_script("return window.sentHeaders"))
+
+
+def test_a_tab_sends_x_read_after_only_while_a_write_may_be_unseen(browser, site: str) -> None:
+    # Past the window a read without the header shows the write anyway; sent for the tab's
+    # whole life, it kept every home feed read of the tab off the server's kept page.
+    browser.get(site + "/")
+    _shown(browser, "ol.feed > li")
+    config = json.loads(
+        browser.execute_script("return document.querySelector('meta[name=cruddur-config]').content")
+    )
+    assert config["readAfterSeconds"] == 12  # 5 s lag limit, 1 s looks, 1 + 5 s kept page
+    keep = "sessionStorage.setItem('cruddur.readAfter', JSON.stringify(arguments[0]))"
+    now_ms = browser.execute_script("return Date.now()")
+    browser.execute_script(keep, {"position": "0/16B3748", "until": now_ms + 60_000})
+    browser.refresh()
+    _shown(browser, "ol.feed > li")
+    assert _feed_read_headers(browser).get("X-Read-After") == "0/16B3748"
+
+    browser.execute_script(keep, {"position": "0/16B3748", "until": now_ms - 1})
+    browser.refresh()
+    _shown(browser, "ol.feed > li")
+    assert "X-Read-After" not in _feed_read_headers(browser)
+    assert browser.execute_script("return sessionStorage.getItem('cruddur.readAfter')") is None
     assert _console_problems(browser) == []
 
 

@@ -42,7 +42,12 @@ def test_the_original_routes_serve_the_page_under_a_strict_csp(app) -> None:
     assert csp["require-trusted-types-for"] == "'script'"  # innerHTML with a string throws
     assert "unsafe" not in policy
     assert "<script>" not in page and " style=" not in page and " on" not in page.lower()
-    assert _config(page) == {"api": "", "cognito": None, "devSignIn": True}
+    assert _config(page) == {
+        "api": "",
+        "cognito": None,
+        "devSignIn": True,
+        "readAfterSeconds": 12,
+    }
 
     response, page = _page(client, "/no/such/page")
     assert response.status_code == 404 and response.mimetype == "text/html"
@@ -174,6 +179,7 @@ def test_no_dev_sign_in_with_a_cognito_pool(api_home, seeded_db: str) -> None:
                 "clientId": "client123",
             },
             "devSignIn": False,
+            "readAfterSeconds": 12,
         }
         csp = response.headers["Content-Security-Policy"]
         assert (
@@ -205,6 +211,7 @@ def test_web_build_writes_the_page_for_a_static_host(tmp_path) -> None:
             "clientId": "client123",
         },
         "devSignIn": False,
+        "readAfterSeconds": 12,
     }
     policy = re.search(r'http-equiv="Content-Security-Policy" content="([^"]*)"', page).group(1)
     assert "connect-src 'self' https://api.x.example https://cognito-idp." in policy

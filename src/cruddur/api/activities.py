@@ -106,7 +106,11 @@ def _page_request(environ: dict[str, Any]) -> PageRequest:
 # little longer while it fetches the next one. Other pages are public too, but are
 # checked each time (their ETag makes that a 304). Answers to signed-in requests
 # (writes) are the caller's: edge.py makes them no-store.
-FIRST_PAGE_CACHE_CONTROL = "public, max-age=1, stale-while-revalidate=5"
+FIRST_PAGE_MAX_AGE = 1
+FIRST_PAGE_STALE_SECONDS = 5
+FIRST_PAGE_CACHE_CONTROL = (
+    f"public, max-age={FIRST_PAGE_MAX_AGE}, stale-while-revalidate={FIRST_PAGE_STALE_SECONDS}"
+)
 PAGE_CACHE_CONTROL = "public, no-cache"
 _VARY_READ_AFTER = ("Vary", READ_AFTER_HEADER)  # beside the edge's Vary: Origin
 

@@ -7,16 +7,18 @@ into the HTML when it is served.
 
 from __future__ import annotations
 
+import math
 from urllib.parse import urlsplit
 
 from flask import Blueprint, Flask, Response, request
 from werkzeug.exceptions import NotFound
 
 from cruddur.api import errors
+from cruddur.api.activities import FIRST_PAGE_MAX_AGE, FIRST_PAGE_STALE_SECONDS
 from cruddur.api.dev_sign_in import local_caller
 from cruddur.api.edge import is_api_path
 from cruddur.api.errors import ApiError
-from cruddur.config import Settings
+from cruddur.config import ReplicaSettings, Settings
 from cruddur.web.assets import Assets
 
 LONG_CACHE = "public, max-age=31536000, immutable"
@@ -61,6 +63,17 @@ def content_security_policy(settings: Settings, *, header: bool = True) -> str:
     )
 
 
+def read_after_seconds(replica: ReplicaSettings) -> int:
+    """How long after a write the page sends X-Read-After with its reads. Past it, a read
+    without it shows the write anyway: a replica in use is at most max_lag behind (as last
+    looked at, check_interval ago), a kept first page is FIRST_PAGE_MAX_AGE old and a CDN
+    may serve it FIRST_PAGE_STALE_SECONDS later. Sent for longer, it only keeps the tab
+    off the kept first page (every home feed read reaches a database)."""
+    return math.ceil(
+        replica.max_lag + replica.check_interval + FIRST_PAGE_MAX_AGE + FIRST_PAGE_STALE_SECONDS
+    )
+
+
 def page_config(settings: Settings, *, dev_sign_in: bool) -> dict:
     cognito = None
     if settings.web.cognito_url:
@@ -69,7 +82,12 @@ def page_config(settings: Settings, *, dev_sign_in: bool) -> dict:
             "userPoolId": settings.auth.issuer.rsplit("/", 1)[-1],
             "clientId": settings.auth.client_id,
         }
-    return {"api": settings.web.api_url, "cognito": cognito, "devSignIn": dev_sign_in}
+    return {
+        "api": settings.web.api_url,
+        "cognito": cognito,
+        "devSignIn": dev_sign_in,
+        "readAfterSeconds": read_after_seconds(settings.replica),
+    }
 
 
 def install(app: Flask, settings: Settings) -> None:

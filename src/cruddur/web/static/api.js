@@ -35,32 +35,50 @@ export function nextLink(header) {
 
 // The primary's WAL position after this tab's last write (X-Read-After). Sent back on
 // reads, so that a replica serving them shows the write (README, "Scaling out"); kept in
-// sessionStorage so that a reload of the tab still shows it.
+// sessionStorage so that a reload of the tab still shows it. Only for readAfterSeconds:
+// past that any read shows the write, and the header would only keep the tab off the
+// server's kept first page of the feed.
 const READ_AFTER_KEY = "cruddur.readAfter";
-let readAfter = remembered();
+const READ_AFTER_MS = (config.readAfterSeconds || 12) * 1000;
+let readAfter = remembered(); // {position, until} or null
 
 function remembered() {
   try {
-    return sessionStorage.getItem(READ_AFTER_KEY);
+    const saved = JSON.parse(sessionStorage.getItem(READ_AFTER_KEY) || "null");
+    return typeof saved?.position === "string" && typeof saved.until === "number" ? saved : null;
   } catch {
-    return null; // storage refused (a privacy setting): this page's memory only
+    return null; // storage refused (a privacy setting), or not ours: this page's memory only
   }
 }
 
 function remember(position) {
-  readAfter = position;
+  readAfter = { position, until: Date.now() + READ_AFTER_MS };
   try {
-    sessionStorage.setItem(READ_AFTER_KEY, position);
+    sessionStorage.setItem(READ_AFTER_KEY, JSON.stringify(readAfter));
   } catch {
     // kept in memory all the same
   }
+}
+
+function readAfterNow() {
+  if (readAfter && Date.now() < readAfter.until) return readAfter.position;
+  if (readAfter) {
+    readAfter = null;
+    try {
+      sessionStorage.removeItem(READ_AFTER_KEY);
+    } catch {
+      // nothing kept
+    }
+  }
+  return null;
 }
 
 export async function request(path, { method = "GET", body, token } = {}) {
   const headers = { Accept: "application/json" };
   if (body !== undefined) headers["Content-Type"] = "application/json";
   if (token) headers.Authorization = `Bearer ${token}`;
-  if (method === "GET" && readAfter) headers["X-Read-After"] = readAfter;
+  const position = method === "GET" ? readAfterNow() : null;
+  if (position) headers["X-Read-After"] = position;
   let response;
   try {
     response = await fetch(BASE + path, {
@@ -80,8 +98,8 @@ export async function request(path, { method = "GET", body, token } = {}) {
     data = null;
   }
   if (!response.ok) throw new ApiError(response.status, data);
-  const position = response.headers.get("X-Read-After");
-  if (position) remember(position);
+  const written = response.headers.get("X-Read-After");
+  if (written) remember(written);
   return { data, next: nextLink(response.headers.get("Link")) };
 }
 
