@@ -353,6 +353,58 @@ def test_dev_sign_in_post_reply(browser, site: str, shots) -> None:
     assert _console_problems(browser, allowed=("422",)) == []
 
 
+def _sign_in_as(browser, site: str, handle: str) -> None:
+    browser.get(site + "/signin")
+    Select(_shown(browser, f"select#dev-handle option[value={handle}]").find_element(
+        "xpath", "..")).select_by_value(handle)  # fmt: skip
+    _css(browser, "form button[type=submit]").click()
+    _shown(browser, ".flash", f"Signed in as @{handle}.")
+
+
+def _paste(browser, textarea, text: str) -> None:
+    """What a paste does: the whole text at once, then one input event."""
+    browser.execute_script(
+        "arguments[0].value = arguments[1];"
+        "arguments[0].dispatchEvent(new Event('input', {bubbles: true}))",
+        textarea,
+        text,
+    )
+
+
+def test_a_paste_over_the_limit_is_refused_in_words_before_sending(browser, site: str) -> None:
+    # 20,000 characters: over the API's 16 kB body limit, which answered a bare 413.
+    _sign_in_as(browser, site, "andrewbrown")
+    browser.execute_script(
+        "window.posts = 0; const original = window.fetch;"
+        "window.fetch = (url, options) => {"
+        "  if (options?.method === 'POST') window.posts += 1;"
+        "  return original(url, options); };"
+    )
+    textarea = _shown(browser, "form.compose textarea")
+    _paste(browser, textarea, "é" * 20_000)
+    assert _css(browser, "form.compose .counter").text == "20000 / 280"
+    _css(browser, "form.compose button[type=submit]").click()
+    said = _shown(browser, "form.compose .field-error", "20000 characters")
+    assert said.text == "Message is 20000 characters; the most is 280."
+    assert textarea.get_attribute("aria-invalid") == "true"
+    assert _css(browser, "form.compose .form-error").text == ""
+    assert browser.execute_script("return window.posts") == 0  # nothing was sent
+
+    # A reply's limit is 1,024: 1,025 characters are refused the same way.
+    _css(_all(browser, "ol.feed > li")[0], "a.when").click()
+    _shown(browser, "main .status")
+    browser.execute_script("window.posts = 0")  # the same page: the wrapper stays
+    reply = _shown(browser, "form.compose textarea")
+    _paste(browser, reply, "x" * 1025)
+    _css(browser, "form.compose button[type=submit]").click()
+    said = _shown(browser, "form.compose .field-error", "1025 characters")
+    assert said.text == "Message is 1025 characters; the most is 1024."
+    assert browser.execute_script("return window.posts") == 0
+    _css(browser, "#nav button").click()  # sign out
+    _shown(browser, ".flash", "You are signed out.")
+    assert _console_problems(browser) == []
+
+
 def test_signing_in_and_out_works_where_the_browser_refuses_storage(site: str) -> None:
     # Blocking cookies also makes sessionStorage throw: the sign-in then lives in the
     # page's memory only, as the README promises, instead of failing.

@@ -196,6 +196,17 @@ function counter(textarea, max) {
   return out;
 }
 
+// A message over the limit is refused here, before sending, in the API's words: a long
+// paste would otherwise travel to the server only to come back a 422, or a 413 when it
+// is over the 16 kB a body may be.
+function checkLength(textarea, max) {
+  const used = [...textarea.value].length;
+  if (used <= max) return;
+  const error = new Error("");
+  error.fields = [{ field: textarea.name, message: `message is ${used} characters; the most is ${max}` }];
+  throw error;
+}
+
 async function submitting(form, work) {
   const button = form.querySelector("button[type=submit]");
   button.disabled = true;
@@ -238,6 +249,7 @@ function composeForm(onPosted) {
   form.addEventListener("submit", (event) => {
     event.preventDefault();
     submitting(form, async () => {
+      checkLength(textarea, MESSAGE_MAX);
       const { data } = await auth.write("/api/activities", { message: textarea.value, ttl: ttl.value });
       textarea.value = "";
       textarea.dispatchEvent(new Event("input"));
@@ -305,6 +317,7 @@ function replyForm(parent, onReplied) {
   form.addEventListener("submit", (event) => {
     event.preventDefault();
     submitting(form, async () => {
+      checkLength(textarea, REPLY_MAX);
       const { data } = await auth.write(`/api/activities/${parent}/reply`, { message: textarea.value });
       textarea.value = "";
       textarea.dispatchEvent(new Event("input"));
