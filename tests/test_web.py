@@ -258,9 +258,9 @@ def test_a_malformed_address_is_page_not_found(browser, site: str) -> None:
 def test_a_crud_under_another_address_stays_on_screen_when_skipping_to_content(
     browser, site: str, web_db: str
 ) -> None:
-    # A "Replying to a crud" link names the replier, not the crud's author; the page moves
-    # the address to the author's. Skipping to content then must not load the page again
-    # (a reply being typed would be lost).
+    # An address may name another user than the crud's author (an old link, a typo);
+    # the page moves the address to the author's. Skipping to content then must not load
+    # the page again (a reply being typed would be lost).
     with psycopg.connect(web_db) as conn:
         (crud,) = conn.execute(
             "SELECT a.uuid::text FROM activities a JOIN users u ON u.uuid = a.user_uuid"
@@ -277,6 +277,33 @@ def test_a_crud_under_another_address_stays_on_screen_when_skipping_to_content(
     time.sleep(0.3)
     assert browser.execute_script("return window.shownCrud.isConnected"), "rendered again"
     assert browser.switch_to.active_element.get_attribute("id") == "main"
+    assert _console_problems(browser) == []
+
+
+PARENT = "5eed0000-0000-4000-8000-000000000001"  # the seed's crud by andrewbrown
+
+
+def test_replying_to_leads_to_the_parent_under_its_author(browser, site: str) -> None:
+    # The link named the replier (/@londo/status/<andrewbrown's crud>): hovered, copied
+    # or shared, it said the wrong person wrote the crud.
+    browser.get(site + "/")
+    reply = _shown(browser, "ol.feed > li", "Welcome to the feed.")  # londo's reply
+    link = _css(reply, ".reply-to a")
+    assert link.get_attribute("href") == f"{site}/status/{PARENT}"
+    link.click()
+    own_address = f"/@andrewbrown/status/{PARENT}"
+    _wait(browser, lambda d: d.execute_script("return location.pathname") == own_address)
+    assert "This was imported as seed data!" in _shown(browser, "article.crud-main").text
+
+    # The reply's own page leads to its parent too; the address works when loaded afresh.
+    _css(browser, "a.brand").click()
+    _css(_shown(browser, "ol.feed > li", "Welcome to the feed."), "a.when").click()
+    _wait(browser, lambda d: "/@londo/status/" in d.current_url)
+    main = _shown(browser, "article.crud-main", "Welcome to the feed.")
+    assert _css(main, ".reply-to a").get_attribute("href") == f"{site}/status/{PARENT}"
+    browser.get(f"{site}/status/{PARENT}")
+    _wait(browser, lambda d: d.execute_script("return location.pathname") == own_address)
+    _shown(browser, "article.crud-main", "This was imported as seed data!")
     assert _console_problems(browser) == []
 
 

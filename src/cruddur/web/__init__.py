@@ -26,8 +26,9 @@ LONG_CACHE = "public, max-age=31536000, immutable"
 # an old server): a CDN that kept the 404 would keep that asset broken for everyone.
 MISSING_ASSET_CACHE = "no-store"
 # The routes the page knows; other paths get the page too, with a 404 it explains.
-PAGE_ROUTES = ("/", "/@<handle>", "/@<handle>/status/<activity_uuid>", "/signin", "/signup",
-               "/confirm")  # fmt: skip
+# /status/<uuid>: a reply's parent, whose author the reply's row does not name.
+PAGE_ROUTES = ("/", "/@<handle>", "/@<handle>/status/<activity_uuid>", "/status/<activity_uuid>",
+               "/signin", "/signup", "/confirm")  # fmt: skip
 
 
 def _origin(url: str) -> str:

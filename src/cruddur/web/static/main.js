@@ -10,6 +10,7 @@ const nav = document.getElementById("nav");
 const ROUTES = [
   [/^\/$/, views.feedPage],
   [/^\/@([^/]+)\/status\/([^/]+)$/, views.crudPage, ["handle", "uuid"]],
+  [/^\/status\/([^/]+)$/, views.crudPage, ["uuid"]], // a reply's parent, author unknown
   [/^\/@([^/]+)$/, views.feedPage, ["handle"]],
   [/^\/signin$/, views.signInPage],
   [/^\/signup$/, views.signUpPage],

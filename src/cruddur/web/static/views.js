@@ -22,6 +22,9 @@ export const setFlash = (text) => (flash = text);
 
 const userPath = (handle) => `/@${encodeURIComponent(handle)}`;
 const statusPath = (a) => `${userPath(a.handle)}/status/${a.uuid}`;
+// The parent's author is not in a reply's row: its address names no one, and the crud
+// page moves it to the author's once it has loaded (not the replier's, as it once was).
+const parentPath = (a) => `/status/${a.reply_to_activity_uuid}`;
 const plural = (n, one, many) => `${n} ${n === 1 ? one : many}`;
 
 function initials(name, handle) {
@@ -78,9 +81,9 @@ export function crudItem(a, { main = false, inThread = false } = {}) {
           h("time", { datetime: a.created_at, title: exact(a.created_at) }, ago(a.created_at)),
         ),
       ),
-      a.reply_to_activity_uuid && !main && !inThread
+      a.reply_to_activity_uuid && !inThread
         ? h("p", { class: "reply-to" },
-            h("a", { href: `${userPath(a.handle)}/status/${a.reply_to_activity_uuid}`, "data-nav": true }, "Replying to a crud"))
+            h("a", { href: parentPath(a), "data-nav": true }, "Replying to a crud"))
         : null,
       h("p", { class: main ? "message message-main" : "message" }, a.message),
       h(
