@@ -306,6 +306,18 @@ def test_cors_admits_the_front_end_only(api) -> None:
     assert "Origin" in no_origin.headers.getlist("Vary")  # a cache keeps the two apart
 
 
+def test_a_page_on_the_front_ends_origin_may_read_a_writes_location(api, mint) -> None:
+    # The 201 names the new crud in Location; a script on another origin reads only the
+    # headers the answer exposes.
+    origin = {"Origin": "http://localhost:3000"}
+    posted = api.post(
+        "/api/activities", json={"message": "hi", "ttl": "1-hour"}, token=mint(), headers=origin
+    )
+    assert posted.status_code == 201 and posted.headers["Location"]
+    exposed = [n.strip() for n in posted.headers["Access-Control-Expose-Headers"].split(",")]
+    assert "Location" in exposed
+
+
 def test_a_page_on_the_front_ends_origin_may_send_the_etag_back(api) -> None:
     # ETag is exposed to its scripts; If-None-Match is not a header a page may send
     # without asking, so unless the preflight allows it the browser refuses the request.
