@@ -90,6 +90,36 @@ def test_every_failing_field_is_listed_at_once(api, mint, seeded_db: str) -> Non
     assert snapshot(seeded_db) == before
 
 
+@pytest.mark.parametrize(
+    "message",
+    ["\u200b", "\u200b \u200d", "\ufeff", "\u2060\u200e\u200f", "\u3164", "\u2800\n", "\ufe0f"],
+)
+def test_a_message_of_invisible_characters_is_blank(api, mint, seeded_db: str, message) -> None:
+    # A zero-width space is not whitespace to str.strip(): such a crud showed as empty.
+    before = snapshot(seeded_db)
+    token = mint()
+    parent = api.get("/api/activities/home").get_json()[0]["uuid"]
+    for path, body in [
+        ("/api/activities", {"message": message, "ttl": "1-hour"}),
+        (f"/api/activities/{parent}/reply", {"message": message}),
+    ]:
+        response = api.post(path, json=body, token=token)
+        assert response.status_code == 422, (path, message)
+        assert [e["code"] for e in response.get_json()["errors"]] == ["message_blank"]
+    assert snapshot(seeded_db) == before
+
+
+@pytest.mark.parametrize(
+    "message", ["👩\u200d💻", "a\u200b", "\u200f\u05e9\u05dc\u05d5\u05dd", "☺\ufe0f"]
+)
+def test_invisible_characters_beside_visible_ones_are_kept(
+    api, mint, seeded_db: str, message
+) -> None:
+    response = api.post("/api/activities", json={"message": message, "ttl": "1-hour"}, token=mint())
+    assert response.status_code == 201
+    assert _row(seeded_db, response.get_json()["uuid"])["message"] == message
+
+
 def test_280_characters_fit_and_count_characters_not_bytes(api, mint, seeded_db: str) -> None:
     message = "🦀" * 280  # 1,120 bytes in UTF-8
     response = api.post("/api/activities", json={"message": message, "ttl": "1-hour"}, token=mint())

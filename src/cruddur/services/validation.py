@@ -18,9 +18,17 @@ UUID_PATTERN = "[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9
 _UUID = re.compile(UUID_PATTERN)
 # What str.strip() strips, written out so that any regex engine reads it the same way.
 WHITESPACE_CLASS = r"\t-\r\x1c-\x20\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
+# Characters that show nothing on their own (zero-width spaces and joiners, direction
+# marks, fillers, variation selectors, the BOM): a message of only these and whitespace
+# is as blank on the page as spaces are. Within the BMP, so that any engine reads it.
+INVISIBLE_CLASS = (
+    r"\xad\u034f\u115f\u1160\u17b4\u17b5\u180b-\u180f\u200b-\u200f\u202a-\u202e"
+    r"\u2060-\u2064\u2066-\u206f\u2800\u3164\ufe00-\ufe0f\ufeff\uffa0"
+)
 # Not blank, and no NUL. (Lone surrogates are refused too, but are not text a schema
 # pattern can name; UTF-8 cannot carry them.)
-MESSAGE_PATTERN = rf"^[^\x00]*[^\x00{WHITESPACE_CLASS}][^\x00]*$"
+MESSAGE_PATTERN = rf"^[^\x00]*[^\x00{WHITESPACE_CLASS}{INVISIBLE_CLASS}][^\x00]*$"
+_BLANK = re.compile(f"[{WHITESPACE_CLASS}{INVISIBLE_CLASS}]*")
 
 
 def parse_uuid(text: str) -> UUID | None:
@@ -50,7 +58,7 @@ _UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 
 
 def _message_errors(value: Any, max_chars: int) -> list[FieldError]:
-    if value is None or (isinstance(value, str) and not value.strip()):
+    if value is None or (isinstance(value, str) and _BLANK.fullmatch(value) is not None):
         return [FieldError("message", "message_blank", "message must not be blank")]
     if not isinstance(value, str):
         return [FieldError("message", "message_not_text", "message must be a string")]
