@@ -53,6 +53,16 @@ def test_deeply_nested_json_is_a_400_and_changes_nothing(
     assert snapshot(seeded_db) == before
 
 
+def test_a_number_of_too_many_digits_is_a_400_in_the_apis_words(api, mint) -> None:
+    # Python's int() refuses over 4,300 digits with advice to call a Python function;
+    # the client gets a sentence about its body instead.
+    body = b'{"message": "hi", "ttl": "1-day", "n": ' + b"9" * 5_000 + b"}"
+    response = api.post("/api/activities", data=body, content_type="application/json", token=mint())
+    assert response.status_code == 400
+    assert response.get_json()["error"] == "invalid_json"
+    assert response.get_json()["message"] == "the body has a number with too many digits"
+
+
 def _post_chunked(
     served: Served, body: bytes, token: str, chunk: int = 4096, path: str = "/api/activities"
 ) -> tuple[int, dict]:

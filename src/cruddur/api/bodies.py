@@ -153,4 +153,6 @@ def json_body(req: Request | None = None) -> Any:
     except RecursionError:  # not a ValueError: json gives up on deep nesting this way
         raise UnreadableJson("the body is nested too deeply") from None
     except ValueError as exc:
+        if str(exc).startswith("Exceeds the limit"):  # int()'s, which names a Python call
+            raise UnreadableJson("the body has a number with too many digits") from None
         raise UnreadableJson(f"the body is not valid JSON: {exc}") from None
