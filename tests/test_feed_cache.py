@@ -53,6 +53,30 @@ def test_the_first_page_is_read_once_while_nothing_changes(app, api) -> None:
     assert pages.builds == 2
 
 
+def test_without_a_replica_x_read_after_is_no_way_around_the_kept_page(
+    app, api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # No write gives the header without a replica, and it means nothing then: a client
+    # that sent one anyway (a tab from before the replica went, a hostile one) made every
+    # home feed request a query.
+    from cruddur.services import activities
+
+    _pages(app)
+    uncached = []
+    read = activities.home_feed
+    monkeypatch.setattr(activities, "home_feed", lambda *a: uncached.append(a) or read(*a))
+    first = api.get("/api/activities/home")
+    for value in ("0/16B3748", "not a position"):
+        again = api.get("/api/activities/home", headers={"X-Read-After": value})
+        assert again.status_code == 200, value
+        assert again.headers["ETag"] == first.headers["ETag"]
+        assert again.headers["Cache-Control"] == FIRST_PAGE
+    assert uncached == []  # every answer was the kept copy
+    cursor = api.get("/api/activities/home?limit=1").headers["X-Next-Cursor"]
+    assert api.get(f"/api/activities/home?before={cursor}").status_code == 200
+    assert len(uncached) == 1  # the spy sees the reads that do reach the database
+
+
 def test_a_write_in_another_worker_reaches_this_one_by_notification(
     app, api, api_settings, mint
 ) -> None:

@@ -206,8 +206,12 @@ def home() -> Response:
     extensions = current_app.extensions
     wanted = _page_request(environ)
     # The first page comes from this worker's copy (services/feed_cache.py), unless the
-    # caller asks to read after its own write (X-Read-After): that reads the database.
-    if wanted.before is START and READ_AFTER_KEY not in environ:
+    # caller asks to read after its own write (X-Read-After) and a replica, which may be
+    # behind it, serves reads: that reads the database. Without a replica no write gives
+    # the header and it means nothing (openapi.yaml): no way around the copy.
+    if wanted.before is START and (
+        READ_AFTER_KEY not in environ or extensions["cruddur.reads"].reader is None
+    ):
         first_pages = extensions["cruddur.feed_cache"].pages()
         if first_pages is not None:
             kept = first_pages.get(
