@@ -246,6 +246,40 @@ def test_the_longest_handle_fits_a_phone(browser, site: str, web_db: str) -> Non
             conn.execute("DELETE FROM users WHERE handle = %s", [handle])
 
 
+_LEFT_TO_RIGHT = """
+const text = arguments[0].firstChild, range = document.createRange();
+const left = (i) => { range.setStart(text, i); range.setEnd(text, i + 1);
+                      return range.getBoundingClientRect().left; };
+return left(0) < left(text.length - 1);
+"""
+
+
+def test_a_name_with_a_direction_override_cannot_reverse_the_handle(
+    browser, site: str, web_db: str
+) -> None:
+    # A display name is the user's own text (Cognito's `name`): one that ends in U+202E
+    # (right-to-left override) turned everything after it in the line around, so the
+    # handle beside it read backwards ("@nworbwerdna") and could pass for another's.
+    with psycopg.connect(web_db) as conn:
+        conn.execute(
+            "WITH u AS (INSERT INTO users (display_name, handle, email, cognito_user_id)"
+            " VALUES ('Mallory \u202e', 'mallory', 'm@example.com', 'MOCK-mallory')"
+            " RETURNING uuid)"
+            " INSERT INTO activities (user_uuid, message) SELECT uuid, 'Trust me.' FROM u"
+        )
+    try:
+        browser.get(site + "/@mallory")
+        item = _shown(browser, "ol.feed > li", "Trust me.")
+        assert "\u202e" in _css(item, ".name").text
+        for part in (".handle", ".when time"):
+            assert browser.execute_script(_LEFT_TO_RIGHT, _css(item, part)), part
+        assert browser.title == "\u2068Mallory \u202e\u2069 (@mallory) · Cruddur"
+    finally:
+        with psycopg.connect(web_db) as conn:  # its crud goes with it
+            conn.execute("DELETE FROM users WHERE handle = 'mallory'")
+    assert _console_problems(browser) == []
+
+
 def test_a_malformed_address_is_page_not_found(browser, site: str) -> None:
     # A percent sign that starts no escape cannot be decoded: the address names nothing.
     for path in ("/@%E0%A4%A", "/@bayko/status/%ZZ"):

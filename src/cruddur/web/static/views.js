@@ -25,6 +25,9 @@ const statusPath = (a) => `${userPath(a.handle)}/status/${a.uuid}`;
 // The parent's author is not in a reply's row: its address names no one, and the crud
 // page moves it to the author's once it has loaded (not the replier's, as it once was).
 const parentPath = (a) => `/status/${a.reply_to_activity_uuid}`;
+// Users' text in a plain-text line (a title, an option): first strong isolate … pop,
+// so that a direction override in it ends with it, as .name's CSS does on the page.
+const isolate = (text) => `\u2068${text}\u2069`;
 const plural = (n, one, many) => `${n} ${n === 1 ? one : many}`;
 
 function initials(name, handle) {
@@ -294,7 +297,7 @@ export async function feedPage(main, { handle } = {}) {
     if (handle && data?.length) {
       title.textContent = data[0].display_name;
       head.append(h("p", { class: "sub" }, `@${handle}`));
-      document.title = `${data[0].display_name} (@${handle}) · Cruddur`;
+      document.title = `${isolate(data[0].display_name)} (@${handle}) · Cruddur`;
     }
   } catch (error) {
     if (error.status === 404 && handle && title.isConnected) {
@@ -367,7 +370,7 @@ export async function crudPage(main, { uuid }, _navigate, canonical) {
   }
   if (!title.isConnected) return; // the reader has moved on to another page
   const a = data.activity;
-  document.title = `${a.display_name}: ${[...a.message].slice(0, 40).join("")} · Cruddur`;
+  document.title = `${isolate(a.display_name)}: ${isolate([...a.message].slice(0, 40).join(""))} · Cruddur`;
   canonical(statusPath(a));
   const repliesTitle = h("h2", {}, "Replies");
   status.before(repliesTitle, list);
@@ -424,7 +427,7 @@ export async function signInPage(main, _params, navigate) {
     );
     try {
       for (const user of await auth.devUsers()) {
-        select.append(h("option", { value: user.handle }, `${user.display_name} (@${user.handle})`));
+        select.append(h("option", { value: user.handle }, `${isolate(user.display_name)} (@${user.handle})`));
       }
     } catch (error) {
       if (select.isConnected) main.append(statusLine(error.message, "error"));
