@@ -116,11 +116,56 @@ def test_grants_come_back_after_the_schema_is_loaded_again(seeded_db, app_roles,
         assert conn.execute("SELECT count(*) FROM users").fetchone() == (0,)
 
 
-def test_grants_are_given_again_only_where_they_were_given(seeded_db, empty_db, app_roles):
-    api = app_roles["api"][0]
+def test_grants_are_given_again_only_where_they_were_given(
+    seeded_db, empty_db, role_names, tmp_path
+):
+    api, lambda_ = role_names
+    env = {"CONNECTION_URL": seeded_db, "CRUDDUR_HOME": str(tmp_path / "home")}
+    options = ["--api-role", api, "--lambda-role", lambda_, "--env-file", str(tmp_path / "e")]
+    assert cruddur("db", "roles", *options, env=env).returncode == 0
     with Db(seeded_db) as given, Db(empty_db) as other:
-        assert roles.granted_here(given, api)
-        assert not roles.granted_here(other, api)  # a migrate there leaves it alone
+        assert roles.given_here(given) == {"api": [api], "lambda": [lambda_]}
+        # A migrate there leaves it alone.
+        assert roles.given_here(other) == {"api": [], "lambda": []}
+
+
+def test_roles_of_any_name_get_their_grants_back_after_a_schema_load(
+    seeded_db, role_names, admin, tmp_path
+) -> None:
+    api, lambda_ = role_names
+    env_file = tmp_path / "roles.env"
+    env = {"CONNECTION_URL": seeded_db, "CRUDDUR_HOME": str(tmp_path / "home")}
+    options = ["--api-role", api, "--lambda-role", lambda_, "--env-file", str(env_file)]
+    assert cruddur("db", "roles", *options, env=env).returncode == 0
+    urls = _env_values(env_file)
+    # Someone else's role allowed to connect (an analyst's, say) is not an application
+    # role: a schema load must not give it the Lambda's grants.
+    analyst = f"{api}_analyst"
+    admin.execute(sql.SQL("CREATE ROLE {} LOGIN PASSWORD 'x'").format(sql.Identifier(analyst)))
+    try:
+        with psycopg.connect(seeded_db, autocommit=True) as owner:
+            database = owner.execute("SELECT current_database()").fetchone()[0]
+            owner.execute(
+                sql.SQL("GRANT CONNECT ON DATABASE {} TO {}").format(
+                    sql.Identifier(database), sql.Identifier(analyst)
+                )
+            )
+        loaded = cruddur("db", "schema-load", "--yes", env=env)
+        assert loaded.returncode == 0, loaded.stderr
+        assert f"privileges granted again to {api} and {lambda_}" in loaded.stderr
+        with psycopg.connect(urls["CRUDDUR_LAMBDA_CONNECTION_URL"], autocommit=True) as conn:
+            assert conn.execute("SELECT count(*) FROM users").fetchone() == (0,)
+        with psycopg.connect(urls["CRUDDUR_API_CONNECTION_URL"], autocommit=True) as conn:
+            _refused(conn, "DELETE FROM schema_migrations")  # the owner's bookkeeping
+            _refused(conn, "INSERT INTO schema_migrations (version) VALUES ('1')")
+        with psycopg.connect(seeded_db, autocommit=True) as owner:
+            held = owner.execute(
+                "SELECT has_table_privilege(%s, 'users', 'INSERT')", [analyst]
+            ).fetchone()
+            assert held == (False,)
+            owner.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(analyst)))
+    finally:
+        admin.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(analyst)))
 
 
 @pytest.fixture

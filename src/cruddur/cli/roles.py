@@ -7,6 +7,7 @@ can read (for a server other than the embedded one, whose passwords stay in its 
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import click
@@ -77,10 +78,13 @@ def grant_again(settings: Settings, url: str) -> None:
     """After tables were made anew (schema-load, migrate, rollback): the application
     roles' privileges again, in a database they were given before."""
     with Db(url, admin_pool(settings.pool), application_name="cruddur-cli") as database:
-        if not roles.granted_here(database):
-            return
-        roles.grant(database)
-    done(f"privileges granted again to {roles.API_ROLE} and {roles.LAMBDA_ROLE}")
+        given = roles.given_here(database)
+        # Each API role with each Lambda role (one of each, unless `db roles` was run with
+        # other names too): granting one pair changes nothing of another's.
+        for api, lambda_ in itertools.product(given["api"], given["lambda"]):
+            roles.grant(database, api=api, lambda_=lambda_)
+    if given["api"] and given["lambda"]:
+        done(f"privileges granted again to {' and '.join(given['api'] + given['lambda'])}")
 
 
 def _merge_env_file(path: Path, values: dict[str, str]) -> None:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import secrets
 from dataclasses import dataclass
 
+import psycopg
 from psycopg import Connection, sql
 
 from cruddur.db import Db, run_script, template
@@ -23,6 +24,12 @@ from cruddur.errors import Problem
 
 API_ROLE = "cruddur_api"
 LAMBDA_ROLE = "cruddur_lambda"
+# The comment `db roles` leaves on each role (COMMENT ON ROLE): after a schema load or a
+# migration, the roles are granted their privileges again by it, whatever their names.
+ROLE_MARKS = {
+    "api": "Cruddur API role: reads, inserts and updates rows (cruddur db roles)",
+    "lambda": "Cruddur sign-up Lambda role: inserts and reads users (cruddur db roles)",
+}
 # Serialises role changes from several processes (test workers, two terminals): ALTER
 # ROLE from two sessions at once fails with "tuple concurrently updated".
 _LOCK_KEY = "cruddur roles"
@@ -121,9 +128,38 @@ def can_change_schema(db: Db) -> bool:
     return bool(db.query_value(template("roles", "session_can_change_schema")))
 
 
-def granted_here(db: Db, api: str = API_ROLE) -> bool:
-    """Whether the roles were given this database before (so grant again after a change)."""
-    return bool(db.query_value(template("roles", "granted_here"), {"role": api}))
+def mark(server: Db, role: str, kind: str) -> bool:
+    """Leave on `role` the comment that says it is Cruddur's `kind` ("api" or "lambda")
+    role, so that `given_here` finds it whatever its name. False when this user may not
+    comment on roles (the default names are still found)."""
+    statement = sql.SQL("COMMENT ON ROLE {} IS {}").format(
+        sql.Identifier(role), sql.Literal(ROLE_MARKS[kind])
+    )
+    try:
+        with server.connection() as conn:
+            conn.execute(statement)
+    except psycopg.errors.InsufficientPrivilege:
+        return False
+    return True
+
+
+def given_here(db: Db) -> dict[str, list[str]]:
+    """The application roles given this database before, by kind ("api", "lambda"):
+    those to grant again after a schema load or migration. Empty lists where the roles
+    step never ran here (a migrate there must not open the database to them)."""
+    rows = db.query_rows(
+        template("roles", "given_here"),
+        {
+            "api": API_ROLE,
+            "lambda": LAMBDA_ROLE,
+            "api_mark": ROLE_MARKS["api"],
+            "lambda_mark": ROLE_MARKS["lambda"],
+        },
+    )
+    given: dict[str, list[str]] = {"api": [], "lambda": []}
+    for role, kind in rows:
+        given[kind].append(role)
+    return given
 
 
 def set_up(
@@ -139,5 +175,7 @@ def set_up(
     where given), then grant them their privileges in `database`."""
     passwords = passwords or {}
     ensured = [ensure(server, role, passwords.get(role), rotate=rotate) for role in (api, lambda_)]
+    mark(server, api, "api")
+    mark(server, lambda_, "lambda")
     grant(database, api=api, lambda_=lambda_)
     return ensured
