@@ -129,10 +129,30 @@ def test_idle_and_slow_sockets_are_closed_after_the_header_timeout(
         closed = _closed_within(idle + slow, wait)
         assert closed == 2 * SOCKETS, f"{2 * SOCKETS - closed} sockets still open"
         assert served.get("/api/activities/home") == 200
+        # Headers are bounded in size too (granian took 200 kB of them by default).
+        assert _status_with_header(served.port, 16_000) == 200
+        assert _status_with_header(served.port, 200_000) == 431
     finally:
         for sock in idle + slow:
             sock.close()
         served.stop()
+
+
+def _status_with_header(port: int, size: int) -> int:
+    """The status of a feed request that carries one header of `size` bytes."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        with contextlib.suppress(OSError):  # refused before it was all sent
+            sock.sendall(
+                b"GET /api/activities/home HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                + b"X-Padding: "
+                + b"p" * size
+                + b"\r\nConnection: close\r\n\r\n"
+            )
+        answer = b""
+        with contextlib.suppress(ConnectionResetError):
+            while data := sock.recv(65536):
+                answer += data
+    return int(answer.split()[1])
 
 
 def test_the_header_timeout_must_be_one_granian_takes() -> None:

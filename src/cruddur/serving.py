@@ -6,6 +6,9 @@ The settings that keep hostile clients from taking the service down (README, "Se
   HTTP/1 alone starts the timer at once, so idle sockets are closed too.
 - `--http1-header-read-timeout`: a client has that long to send a request's headers,
   whether it sends nothing or a byte at a time; it also bounds an idle keep-alive.
+- `--http1-buffer-size`: bounds what a connection's headers may take in memory. granian
+  took 200 kB of headers by default (2,000 slow sockets could hold ~800 MB); at 32 kB a
+  request's headers may be ~30 kB (nginx allows 32 kB, a token ~2 kB), more is a 431.
 - `--backpressure`: each open connection holds one of these permits per worker for its
   whole life, idle or not. granian's default (backlog / workers = 512) let about 1,025
   idle sockets stop the service; the permits now follow the open-files limit.
@@ -26,6 +29,7 @@ RESERVED_FILES = 256  # per worker: pool connections, logs, the app's own files
 MAX_CONNECTIONS_PER_WORKER = 16_384
 WORKERS_KILL_TIMEOUT = 5  # seconds
 LISTEN_BACKLOG = 2048
+HTTP1_BUFFER_SIZE = 32_768  # bytes a connection buffers: headers up to ~30 kB (above)
 
 
 def raise_open_files_limit(wanted: int = WANTED_OPEN_FILES) -> int:
@@ -65,6 +69,7 @@ def server_command(
             "--workers", str(workers), "--blocking-threads", str(threads),
             "--http", "1",
             "--http1-header-read-timeout", str(round(header_timeout * 1000)),
+            "--http1-buffer-size", str(HTTP1_BUFFER_SIZE),
             "--backlog", str(LISTEN_BACKLOG),
             "--backpressure", str(connections_per_worker(open_files)),
             "--workers-kill-timeout", str(WORKERS_KILL_TIMEOUT),
