@@ -70,15 +70,14 @@ class Edge:
 
         def start(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
             answered[0] = status
-            has_cache_control = False
-            kept = []
-            for header in headers:
-                name = header[0].lower()
-                if name in replaced:
-                    continue
-                if name == "cache-control":
-                    has_cache_control = True
-                kept.append(header)
+            names = {header[0].lower() for header in headers}
+            has_cache_control = "cache-control" in names
+            # The app's own headers go on as they are, unless it set one the edge sets.
+            kept = (
+                [header for header in headers if header[0].lower() not in replaced]
+                if not names.isdisjoint(replaced)
+                else headers
+            )
             # A browser must take a JSON answer as JSON, never sniff it into HTML.
             kept.append(_NOSNIFF)
             if signed_in:
@@ -91,7 +90,8 @@ class Edge:
                 kept.append(_NO_STORE)
             kept.append((REQUEST_ID_HEADER, request_id))
             kept += cors
-            headers[:] = kept
+            if kept is not headers:
+                headers[:] = kept
             return start_response(status, headers, exc_info)
 
         if observe is None:
