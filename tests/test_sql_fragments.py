@@ -61,3 +61,21 @@ def test_every_answer_has_the_crud_columns_in_order(seeded_db: str) -> None:
     for crud in (created, reply, home[0], mine[0], shown["activity"], shown["replies"][0]):
         assert list(crud) == CRUD_KEYS
     assert shown["activity"]["replies_count"] == 1
+
+
+@pytest.mark.parametrize(
+    ("name", "own"), [("home", "first_expiry"), ("user_feed", "user_found"), ("show", None)]
+)
+def test_page_queries_give_the_page_columns_first(seeded_db: str, name: str, own) -> None:
+    """services/activities.py reads a page's row by position."""
+    params = {
+        **PageRequest().params(),
+        **RepliesRequest().params(),
+        "handle": "andrewbrown",
+        "uuid": "00000000-0000-0000-0000-000000000000",
+    }
+    with Db(seeded_db, autocommit=True) as db, db.connection() as conn:
+        cursor = conn.execute(template("activities", name), params)
+        names = [column.name for column in cursor.description]
+    assert tuple(names[: activities.OWN_COLUMN]) == activities.PAGE_COLUMNS
+    assert names[activities.OWN_COLUMN :] == ([own] if own else [])

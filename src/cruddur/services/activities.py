@@ -11,22 +11,26 @@ from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
 
-from psycopg.rows import namedtuple_row
-
 from cruddur.db import Db, template
 from cruddur.services.paging import Cursor, Page, PageRequest, RepliesRequest
 from cruddur.telemetry.spans import use_case
 
+# The columns every page query gives first, in this order (newest_first.sql, show.sql),
+# then one of its own (OWN_COLUMN: first_expiry, user_found). Read by position: a
+# named-tuple row costs a type lookup and the column names on every page.
+PAGE_COLUMNS = ("body", "has_more", "last_created_at", "last_uuid")
+OWN_COLUMN = len(PAGE_COLUMNS)
 
-def _page_row(db: Db, name: str, params: dict[str, Any]) -> Any:
-    """The one row of a page query, by column name (body, has_more, last_created_at,
-    last_uuid, and the query's own), with the body as bytes (binary results)."""
-    return db.query_row(template("activities", name), params, namedtuple_row, binary=True)
+
+def _page_row(db: Db, name: str, params: dict[str, Any]) -> tuple | None:
+    """The one row of a page query (PAGE_COLUMNS, then the query's own), with the body as
+    bytes (binary results)."""
+    return db.query_row(template("activities", name), params, binary=True)
 
 
-def _page(row: Any) -> Page:
-    more = Cursor(row.last_created_at, row.last_uuid) if row.has_more else None
-    return Page(row.body, more)
+def _page(row: tuple) -> Page:
+    body, has_more, last_created_at, last_uuid = row[:OWN_COLUMN]
+    return Page(body, Cursor(last_created_at, last_uuid) if has_more else None)
 
 
 # What the use-case spans say (telemetry/spans.py), computed only for a sampled span.
@@ -79,7 +83,9 @@ def _reply_span(
 @use_case("home-activities", _feed_span)
 def home_feed(db: Db, page: PageRequest) -> Page:
     """Unexpired cruds of everyone, newest first."""
-    return _page(_page_row(db, "home", page.params()))
+    row = _page_row(db, "home", page.params())
+    assert row is not None  # one row, always (FROM one_row)
+    return _page(row)
 
 
 def _first_page_span(kept: tuple[Page, datetime | None], db: Db, limit: int) -> dict:
@@ -96,14 +102,16 @@ def home_first_page(db: Db, limit: int) -> tuple[Page, datetime | None]:
     """The home feed's first page, and when it next changes by itself (the earliest
     expiry on it; None when empty): what services/feed_cache.py keeps."""
     row = _page_row(db, "home", PageRequest(limit).params())
-    return _page(row), row.first_expiry
+    assert row is not None  # one row, always (FROM one_row)
+    return _page(row), row[OWN_COLUMN]  # first_expiry
 
 
 @use_case("user-activities", _feed_span)
 def user_feed(db: Db, handle: str, page: PageRequest) -> Page | None:
     """One user's unexpired cruds, newest first; None when no user has that handle."""
     row = _page_row(db, "user_feed", {"handle": handle, **page.params()})
-    return _page(row) if row.user_found else None
+    assert row is not None  # one row, always
+    return _page(row) if row[OWN_COLUMN] else None  # user_found
 
 
 @use_case("show-activity", _show_span)
