@@ -214,9 +214,15 @@ def test_user_page_and_unknown_user(browser, site: str) -> None:
     assert handles == {"@londo"}
     assert len(_all(browser, "ol.feed > li")) == 10  # the seed's crud and reply, 8 chatter
 
-    browser.get(site + "/@nobody")
-    _shown(browser, "main .status", "Nobody on Cruddur has the handle @nobody.")
-    assert _css(browser, "h1").text == "No such user"
+    # The handle comes from the address, so it is isolated (FSI … PDI) as users' text is:
+    # a right-to-left override in a crafted link cannot turn the words after it around.
+    status = "return document.querySelector('main .status').textContent"
+    for path, handle in [("nobody", "nobody"), ("%E2%80%AEevil", "\u202eevil")]:
+        browser.get(f"{site}/@{path}")
+        _shown(browser, "main .status", "Nobody on Cruddur has the handle @")
+        said = browser.execute_script(status)
+        assert said == f"Nobody on Cruddur has the handle @\u2068{handle}\u2069."
+        assert _css(browser, "h1").text == "No such user"
     browser.get(site + "/no/such/page")
     _shown(browser, "h1", "Page not found")
     assert _console_problems(browser, allowed=("404",)) == []

@@ -283,7 +283,8 @@ export async function feedPage(main, { handle } = {}) {
     }));
   }
   append(main, [list, status, more]);
-  document.title = handle ? `@${handle} · Cruddur` : "Cruddur";
+  // The handle is the address's, not yet one the API knows: isolated, as users' text is.
+  document.title = handle ? `@${isolate(handle)} · Cruddur` : "Cruddur";
   const load = pagedList({
     path: feedPath(handle),
     list,
@@ -303,7 +304,7 @@ export async function feedPage(main, { handle } = {}) {
     if (error.status === 404 && handle && title.isConnected) {
       title.textContent = "No such user";
       status.className = "status";
-      status.textContent = `Nobody on Cruddur has the handle @${handle}.`;
+      status.textContent = `Nobody on Cruddur has the handle @${isolate(handle)}.`;
       document.title = "No such user · Cruddur";
     }
   }
