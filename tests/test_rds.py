@@ -60,7 +60,7 @@ def make_instance(**extra: Any) -> None:
 
 def test_create_then_status(aws: dict[str, str]) -> None:
     created = run(
-        CRUDDUR, "rds", "create", "--wait", "--poll-interval", "0", env={**aws, **CREDENTIALS}
+        CRUDDUR, "rds", "create", "--wait", "--poll-interval", "1", env={**aws, **CREDENTIALS}
     )
     assert created.returncode == 0, created.stderr
     endpoint = f"{ID}.aaaaaaaaaa.us-east-1.rds.amazonaws.com"
@@ -241,7 +241,7 @@ def _change_state(
     verb: str, doing: str, state: str, aws: dict[str, str]
 ) -> subprocess.CompletedProcess[str]:
     """`cruddur rds <verb> --wait` reaches the state; the same verb again does nothing."""
-    changed = run(CRUDDUR, "rds", verb, "--wait", "--poll-interval", "0", env=aws)
+    changed = run(CRUDDUR, "rds", verb, "--wait", "--poll-interval", "1", env=aws)
     assert changed.returncode == 0, changed.stderr
     assert f"{doing} {ID}" in changed.stderr
     assert describe()["DBInstanceStatus"] == state
@@ -313,7 +313,7 @@ def test_delete_asks_for_the_identifier(aws: dict[str, str]) -> None:
 def test_delete_yes_keeps_a_final_snapshot(aws: dict[str, str]) -> None:
     make_instance()
     result = cli(
-        "delete", "--yes", "--final-snapshot", "cruddur-last", "--wait", "--poll-interval", "0"
+        "delete", "--yes", "--final-snapshot", "cruddur-last", "--wait", "--poll-interval", "1"
     )
     assert result.exit_code == 0, result.stderr
     assert f"{ID} is deleted" in result.stderr
@@ -367,6 +367,32 @@ def test_wait_stops_on_a_failed_state_and_on_timeout() -> None:
         ops.wait_for(Scripted("creating"), ID, "available", interval=0, timeout=0)
 
 
+@pytest.mark.parametrize(
+    ("option", "value"),
+    [
+        ("--poll-interval", "0"),  # looked at the instance in a tight loop
+        ("--poll-interval", "0.001"),
+        ("--poll-interval", "nan"),  # a ValueError traceback from time.sleep
+        ("--poll-interval", "inf"),
+        ("--poll-interval", "1e20"),  # an OverflowError from time.sleep
+        ("--poll-interval", "-1"),
+        ("--timeout", "nan"),  # `waited >= nan` never held: waited for ever
+        ("--timeout", "inf"),
+        ("--timeout", "-5"),
+    ],
+)
+@pytest.mark.parametrize("verb", ["create", "stop", "delete"])
+def test_wait_options_refuse_what_cannot_be_waited_with(
+    aws: dict[str, str], verb: str, option: str, value: str
+) -> None:
+    make_instance()  # refused while parsing: the instance is never looked at
+    result = cli(verb, "--wait", option, value, env=CREDENTIALS)
+    assert result.exit_code == 2, result.output
+    assert f"Invalid value for '{option}'" in result.stderr
+    assert isinstance(result.exception, SystemExit)  # a usage error, not a traceback
+    assert describe()["DBInstanceStatus"] == "available"  # nothing was asked of RDS
+
+
 # -- secrets, URLs, regions --------------------------------------------------------
 
 
@@ -375,11 +401,11 @@ def test_no_password_in_any_output_or_log(
 ) -> None:
     env = {**aws, **CREDENTIALS}
     commands = [
-        ("create", "--wait", "--poll-interval", "0"),
+        ("create", "--wait", "--poll-interval", "1"),
         ("create",),
         ("status",),
-        ("stop", "--wait", "--poll-interval", "0"),
-        ("start", "--wait", "--poll-interval", "0"),
+        ("stop", "--wait", "--poll-interval", "1"),
+        ("start", "--wait", "--poll-interval", "1"),
         ("allow-my-ip", "--ip", "198.51.100.7"),
         ("delete", "--yes", "--skip-final-snapshot"),
     ]
@@ -390,7 +416,7 @@ def test_no_password_in_any_output_or_log(
         outputs.append(done.stdout + done.stderr)
     # In this process too, with every logger at DEBUG (botocore logs request parameters).
     caplog.set_level(logging.DEBUG)
-    for args in (("create", "--wait", "--poll-interval", "0"), ("status",)):
+    for args in (("create", "--wait", "--poll-interval", "1"), ("status",)):
         result = cli(*args, env=CREDENTIALS)
         assert result.exit_code == 0, result.stderr
         outputs.append(result.output + result.stderr)
@@ -401,7 +427,7 @@ def test_no_password_in_any_output_or_log(
 
 
 def test_the_printed_url_is_one_the_db_commands_accept(aws: dict[str, str]) -> None:
-    result = cli("create", "--wait", "--poll-interval", "0", env=CREDENTIALS)
+    result = cli("create", "--wait", "--poll-interval", "1", env=CREDENTIALS)
     line = next(
         x for x in result.output.splitlines() if x.startswith("export PROD_CONNECTION_URL=")
     )

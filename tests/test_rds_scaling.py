@@ -32,7 +32,7 @@ def describe(identifier: str) -> dict[str, Any]:
 
 def test_create_replica_makes_one_prints_its_reader_url_and_repeats_harmlessly(aws) -> None:
     make_primary()
-    made = cli("create-replica", "--wait", "--poll-interval", "0")
+    made = cli("create-replica", "--wait", "--poll-interval", "1")
     assert made.exit_code == 0, made.output
     assert describe(REPLICA)["ReadReplicaSourceDBInstanceIdentifier"] == ID
     assert REPLICA in describe(ID)["ReadReplicaDBInstanceIdentifiers"]

@@ -104,13 +104,19 @@ yes_option = click.option(
 
 
 class Seconds(click.ParamType):
-    """A number of seconds, at least 0 and at most `maximum`. Unlike click.FloatRange it
-    refuses nan (no comparison fails, so no bound held it) and inf."""
+    """A number of seconds (or of `unit`), at least `minimum` (0 by default) and at most
+    `maximum`. Unlike click.FloatRange it refuses nan (no comparison fails, so no bound
+    held it) and inf."""
 
     name = "seconds"
 
-    def __init__(self, maximum: float | None = None) -> None:
+    def __init__(
+        self, maximum: float | None = None, *, minimum: float = 0.0, unit: str = "seconds"
+    ) -> None:
         self.maximum = maximum
+        self.minimum = minimum
+        self.unit = unit
+        self.name = unit
 
     def convert(
         self, value: Any, param: click.Parameter | None, ctx: click.Context | None
@@ -119,10 +125,12 @@ class Seconds(click.ParamType):
             number = float(value)
         except (TypeError, ValueError):
             number = math.nan
-        if not math.isfinite(number) or number < 0:
-            self.fail(f"{value!r} is not a number of seconds (0 or more)", param, ctx)
+        if not math.isfinite(number) or number < self.minimum:
+            self.fail(
+                f"{value!r} is not a number of {self.unit} ({self.minimum:g} or more)", param, ctx
+            )
         if self.maximum is not None and number > self.maximum:
-            self.fail(f"{value!r} is too long: at most {self.maximum:,.0f} s", param, ctx)
+            self.fail(f"{value!r} is too long: at most {self.maximum:,.0f} {self.unit}", param, ctx)
         return number
 
 

@@ -17,7 +17,7 @@ from cruddur.aws import rds as ops
 from cruddur.aws import security_group as sg
 from cruddur.aws.ca_bundle import bundle_path
 from cruddur.aws.problems import AwsProblem
-from cruddur.cli.options import Cli, pass_cli
+from cruddur.cli.options import Cli, Seconds, pass_cli
 from cruddur.cli.output import confirm_typed, done, err, info, result, warn
 
 SEVEN_DAYS_NOTE = (
@@ -25,6 +25,8 @@ SEVEN_DAYS_NOTE = (
     "(or delete it) to keep it off"
 )
 
+POLL_INTERVAL_MIN = 1.0  # seconds between looks at an instance while waiting
+POLL_INTERVAL_MAX = 3600.0
 
 identifier_option = click.option(
     "--identifier",
@@ -57,13 +59,20 @@ def _wait_options(what: str) -> Any:
             return command(*args, waiting=Waiting(wait, poll_interval, timeout), **kw)
 
         decorated: Any = with_waiting
-        for name, default, says in (
-            ("--timeout", 45, "give up waiting after this many minutes"),
-            ("--poll-interval", 15, "seconds between looks at the instance"),
+        for name, default, kind, says in (
+            ("--timeout", 45, Seconds(unit="minutes"), "give up waiting after this many minutes"),
+            # At least a second: 0 looked at the instance in a tight loop (and AWS throttles
+            # DescribeDBInstances); at most an hour, past which time.sleep() overflows.
+            (
+                "--poll-interval",
+                15,
+                Seconds(POLL_INTERVAL_MAX, minimum=POLL_INTERVAL_MIN),
+                "seconds between looks at the instance (1 to 3600)",
+            ),
         ):
             decorated = click.option(
                 name,
-                type=click.FloatRange(min=0),
+                type=kind,
                 default=default,
                 show_default=True,
                 help=f"With --wait: {says}.",
