@@ -150,13 +150,23 @@ def test_serve_refuses_a_malformed_url_without_echoing_it(setting: str, tmp_path
     assert "Traceback" not in refused.stderr
 
 
-def test_a_bad_serving_setting_stops_serve_not_the_db_commands(seeded_db: str, tmp_path) -> None:
+@pytest.mark.parametrize(
+    ("setting", "said"),
+    [
+        ({"CRUDDUR_WORKERS": "abc"}, "error: CRUDDUR_WORKERS must be a whole number, not 'abc'\n"),
+        # The web page's setting: `serve` sends the page, `db` never does.
+        ({"CRUDDUR_API_URL": "ftp://x"}, "error: CRUDDUR_API_URL must be an http:// or https://"),
+    ],
+)
+def test_a_bad_serving_setting_stops_serve_not_the_db_commands(
+    seeded_db: str, tmp_path, setting: dict[str, str], said: str
+) -> None:
     # Settings are checked by the commands that read them: `db status` never serves.
-    env = {"CRUDDUR_HOME": str(tmp_path), "CONNECTION_URL": seeded_db, "CRUDDUR_WORKERS": "abc"}
-    status = run(CRUDDUR, "db", "status", env=env)
-    assert status.returncode == 0, status.stderr
+    env = {"CRUDDUR_HOME": str(tmp_path), "CONNECTION_URL": seeded_db, **setting}
+    for verb in (("db", "status"), ("db", "migrations")):
+        done = run(CRUDDUR, *verb, env=env)
+        assert done.returncode == 0, done.stderr
     refused = run(CRUDDUR, "serve", "--port", str(free_port()), env=env)
     assert refused.returncode == 1, refused.stderr
-    said = "error: CRUDDUR_WORKERS must be a whole number, not 'abc'\n"
     assert refused.stderr.startswith(said), refused.stderr
     assert "Traceback" not in refused.stderr

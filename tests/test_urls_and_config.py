@@ -7,7 +7,7 @@ from dataclasses import replace
 
 import pytest
 
-from cruddur.config import ConfigError, ServeSettings, Settings
+from cruddur.config import ConfigError, ServeSettings, Settings, WebSettings
 from cruddur.serving import server_command
 from cruddur.urls import database_name, parse, redact, server_conninfo, with_database
 
@@ -117,6 +117,18 @@ def test_serving_settings_are_checked_on_first_use_only() -> None:
         assert settings.serve
     fixed = replace(settings, serve=ServeSettings(workers=3))
     assert fixed.serve.workers == 3 and fixed.pool == settings.pool
+
+
+def test_the_web_settings_are_checked_on_first_use_and_but_keeps_them_unread() -> None:
+    settings = Settings.from_env({"CRUDDUR_API_URL": "ftp://x", "PORT": "http"})
+    assert settings.pool.max_size  # `db` commands read nothing of the page's settings
+    # A copy with a change reads no other field (dataclasses.replace reads them all).
+    fixed = settings.but(web=WebSettings(api_url="https://api.example"))
+    assert fixed.web.api_url == "https://api.example"
+    with pytest.raises(ConfigError, match="PORT must be a whole number"):
+        assert fixed.serve
+    with pytest.raises(ConfigError, match="CRUDDUR_API_URL must be an http"):
+        assert settings.web
 
 
 def test_cors_origins_from_the_original_variables() -> None:

@@ -225,9 +225,33 @@ def test_web_build_writes_the_page_for_a_static_host(tmp_path) -> None:
     for given in ("ftp://x", 'http://x"y', "http://x;script-src *", "http://x y", "http://<x>"):
         bad = run(ROOT / ".venv/bin/cruddur", "web", "build", str(out), "--api-url", given, env=env)
         assert bad.returncode == 1, given
-        assert "CRUDDUR_API_URL must be an http:// or https:// URL" in bad.stderr, bad.stderr
+        assert "--api-url must be an http:// or https:// URL" in bad.stderr, bad.stderr
         assert bad.stderr.strip().count("\n") <= 1, bad.stderr  # an error and a hint
     assert (out / "index.html").read_bytes() == before  # nothing written
+
+
+def test_web_build_reads_no_setting_it_does_not_use(tmp_path) -> None:
+    from helpers import ROOT, run
+
+    # Serving settings (PORT, CRUDDUR_WORKERS) are `serve`'s; CRUDDUR_API_URL is what
+    # --api-url replaces. None of them, malformed, stops a build.
+    env = {
+        "CRUDDUR_HOME": str(tmp_path / "home"),
+        "PORT": "http",
+        "CRUDDUR_WORKERS": "many",
+        "CRUDDUR_API_URL": "ftp://stale.example",
+    }
+    out = tmp_path / "site"
+    built = run(
+        ROOT / ".venv/bin/cruddur", "web", "build", str(out), "--api-url", "https://api.x.example",
+        env=env,
+    )  # fmt: skip
+    assert built.returncode == 0, built.stderr
+    assert _config((out / "index.html").read_text())["api"] == "https://api.x.example"
+    # Without --api-url the build reads CRUDDUR_API_URL, and says which setting is wrong.
+    refused = run(ROOT / ".venv/bin/cruddur", "web", "build", str(out), env=env)
+    assert refused.returncode == 1
+    assert "error: CRUDDUR_API_URL must be an http" in refused.stderr, refused.stderr
 
 
 @pytest.mark.parametrize(

@@ -589,8 +589,9 @@ class Settings:
     home: Path  # project-local state: the embedded server's data, logs, password
     pg_bin: Path | None  # where initdb/pg_ctl/postgres/psql live, when set by hand
     auth: AuthSettings
-    web: WebSettings
-    # Only `cruddur serve` and its workers read it: parsed on first read (_ParsedOnRead).
+    # Only `cruddur serve`, its workers and `cruddur web build` read these: parsed on
+    # first read (_ParsedOnRead), so a malformed one never stops a `db` command.
+    web: WebSettings = _ParsedOnRead()  # type: ignore[assignment]
     serve: ServeSettings = _ParsedOnRead()  # type: ignore[assignment]
     # Direct URLs for migrations when the usual ones go through a pooler or RDS Proxy.
     migration_connection_url: str | None = None
@@ -601,6 +602,17 @@ class Settings:
     # The API's own role (`cruddur db roles`): it may read and write rows, nothing more.
     # Unset: the embedded server's API role, or else CONNECTION_URL's user.
     api_connection_url: str | None = None
+
+    def but(self, **changes: Any) -> Settings:
+        """A copy with `changes`, like dataclasses.replace, except that a field not yet
+        parsed (_ParsedOnRead) stays so: replace() reads every field, and a malformed
+        PORT would then stop `cruddur web build`, which never serves."""
+        unread = {
+            name: self.__dict__[f"_{name}"]
+            for name, field in vars(type(self)).items()
+            if isinstance(field, _ParsedOnRead) and name not in changes
+        }
+        return replace(self, **unread, **changes)
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -631,7 +643,7 @@ class Settings:
             pg_bin=Path(pg_bin) if pg_bin else None,
             auth=auth,
             serve=functools.partial(ServeSettings.from_env, env),
-            web=WebSettings.from_env(env, auth),
+            web=functools.partial(WebSettings.from_env, env, auth),
             migration_connection_url=env.get("MIGRATION_CONNECTION_URL", "").strip() or None,
             prod_migration_connection_url=(
                 env.get("PROD_MIGRATION_CONNECTION_URL", "").strip() or None

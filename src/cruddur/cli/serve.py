@@ -138,6 +138,7 @@ def serve(
     """
     settings = Settings.from_env()
     config = settings.serve
+    settings.web  # noqa: B018 - checked here once, not in each worker as it starts
     host, port = host or config.host, port or config.port
     if dev and not is_loopback(host):
         # Werkzeug's debugger runs any Python a visitor types into an error page.

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
+import os
 from pathlib import Path
 
 import click
 
 from cruddur.cli.options import Cli, pass_cli
 from cruddur.cli.output import done, info
-from cruddur.config import WebSettings
+from cruddur.config import ConfigError, WebSettings
 from cruddur.web.build import build
 
 
@@ -35,13 +35,16 @@ def build_command(cli: Cli, folder: Path, api_url: str | None) -> None:
     come from AWS_COGNITO_USER_POOL_ID and AWS_COGNITO_USER_POOL_CLIENT_ID; add the
     page's origin to the API's FRONTEND_URL so CORS admits it.
     """
-    env_settings = cli.settings
-    settings = env_settings
+    settings = cli.settings
     if api_url is not None:
-        web_settings = WebSettings.from_env({"CRUDDUR_API_URL": api_url}, env_settings.auth)
-        settings = replace(
-            env_settings, web=replace(env_settings.web, api_url=web_settings.api_url)
-        )
+        # --api-url stands in for CRUDDUR_API_URL: a malformed one in the environment
+        # does not matter then. Nothing of `serve`'s settings is read (Settings.but).
+        env = {**os.environ, "CRUDDUR_API_URL": api_url}
+        try:
+            web_settings = WebSettings.from_env(env, settings.auth)
+        except ConfigError as exc:
+            raise ConfigError(str(exc).replace("CRUDDUR_API_URL", "--api-url", 1)) from None
+        settings = settings.but(web=web_settings)
     if not settings.auth.dev:
         settings.auth.checked()
     else:
