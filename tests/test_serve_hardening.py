@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import selectors
 import signal
 import socket
 import subprocess
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -17,6 +19,7 @@ from server_support import Served, free_port
 
 from cruddur.config import Settings
 from cruddur.dev_keys import DevKeys
+from cruddur.ports import PortTaken, claim, sweep
 
 TRIALS = 20
 SOCKETS = 100  # idle ones, and as many sending their headers a byte at a time
@@ -58,6 +61,56 @@ def test_a_second_server_on_a_taken_port_refuses_at_once(seeded_db: str, tmp_pat
         assert first.get("/api/health") == 200
     finally:
         first.stop()
+
+
+def test_a_stopped_servers_lock_file_is_removed_and_a_running_ones_kept(tmp_path) -> None:
+    # One file per host and port used piled up in .cruddur/: the server `exec`s, so
+    # nothing removes its file when it stops. The next claim sweeps the stopped ones'.
+    first_port, second_port = free_port(), free_port()
+    first = claim("127.0.0.1", first_port, tmp_path)
+    running = claim("127.0.0.1", second_port, tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        [f"serve-127.0.0.1-{first_port}.lock", f"serve-127.0.0.1-{second_port}.lock"]
+    )
+    os.close(first)  # that server stopped
+    again = claim("127.0.0.1", first_port, tmp_path)  # a restart on its port: fine
+    os.close(again)
+    third_port = free_port()
+    os.close(claim("127.0.0.1", third_port, tmp_path))  # swept the first one's
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        [f"serve-127.0.0.1-{second_port}.lock", f"serve-127.0.0.1-{third_port}.lock"]
+    )
+    assert sweep(tmp_path) == 1  # the third's; the running server's stays
+    assert [p.name for p in tmp_path.iterdir()] == [f"serve-127.0.0.1-{second_port}.lock"]
+    with pytest.raises(PortTaken, match=f"port {second_port} on 127.0.0.1 is already served"):
+        claim("127.0.0.1", second_port, tmp_path)
+    os.close(running)
+    assert sweep(tmp_path) == 1 and not list(tmp_path.iterdir())
+
+
+def test_a_claim_racing_sweeps_never_gives_two_servers_one_port(tmp_path) -> None:
+    # A sweep removes a file while a claim may have it open: the claim must then lock the
+    # file now at the path, never an orphan another claim cannot see.
+    port = free_port()
+    stop = threading.Event()
+
+    def sweeping() -> None:
+        while not stop.is_set():
+            sweep(tmp_path)
+
+    sweeper = threading.Thread(target=sweeping)
+    sweeper.start()
+    try:
+        for _ in range(200):
+            held = claim("127.0.0.1", port, tmp_path)
+            try:
+                with pytest.raises(PortTaken):
+                    claim("127.0.0.1", port, tmp_path)
+            finally:
+                os.close(held)
+    finally:
+        stop.set()
+        sweeper.join()
 
 
 def test_one_signal_always_stops_the_server_and_all_its_workers(seeded_db: str, tmp_path) -> None:

@@ -12,6 +12,7 @@ import errno
 import fcntl
 import os
 import socket
+import time
 from pathlib import Path
 
 
@@ -40,23 +41,67 @@ def _bind_check(host: str, port: int) -> None:
             raise
 
 
+LOCK_GLOB = "serve-*.lock"
+# A sweep holds a stale lock for an instant before removing its file: a claim that
+# meets it then tries again this many times, LOCK_RETRY_PAUSE apart, before refusing.
+LOCK_TRIES = 5
+LOCK_RETRY_PAUSE = 0.01  # seconds
+
+
+def lock_path(host: str, port: int, lock_dir: Path) -> Path:
+    return lock_dir / f"serve-{host.replace(':', '_')}-{port}.lock"
+
+
+def _still_at(fd: int, path: Path) -> bool:
+    """Whether `path` is still the file `fd` has open (a sweep may have removed it)."""
+    try:
+        found = os.stat(path, follow_symlinks=False)
+    except FileNotFoundError:
+        return False
+    held = os.fstat(fd)
+    return (found.st_dev, found.st_ino) == (held.st_dev, held.st_ino)
+
+
+def sweep(lock_dir: Path) -> int:
+    """Remove the lock files of servers that have stopped (no process holds their lock):
+    the server `exec`s, so nothing of ours runs when it ends to remove its own, and a
+    file per host and port used would pile up. Returns how many were removed."""
+    removed = 0
+    for stale in lock_dir.glob(LOCK_GLOB):
+        try:
+            fd = os.open(stale, os.O_RDWR | os.O_NOFOLLOW)
+        except OSError:  # gone meanwhile, or not a plain file of ours: leave it
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            # Removed while locked, and only when it is still the file at that path, so
+            # a claim never holds a lock on a file another claim cannot see.
+            if _still_at(fd, stale):
+                stale.unlink()
+                removed += 1
+        except BlockingIOError:
+            pass  # a running server's
+        finally:
+            os.close(fd)
+    return removed
+
+
 def claim(host: str, port: int, lock_dir: Path) -> int:
     """Check the port is free and lock it; return the lock's file descriptor.
 
     The descriptor is inheritable: the server `exec`ed next, and its forked workers,
-    keep the lock until the last of them exits.
+    keep the lock until the last of them exits. Stopped servers' lock files are removed
+    first (`sweep`).
     """
     lock_dir.mkdir(parents=True, exist_ok=True)
-    path = lock_dir / f"serve-{host.replace(':', '_')}-{port}.lock"
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        os.close(fd)
+    sweep(lock_dir)
+    path = lock_path(host, port, lock_dir)
+    fd = _lock(path)
+    if fd is None:
         raise PortTaken(
             f"port {port} on {host} is already served by another `cruddur serve` of this "
             "checkout: stop it, or pick another port with --port or PORT"
-        ) from None
+        )
     try:
         _bind_check(host, port)
     except BaseException:
@@ -64,3 +109,20 @@ def claim(host: str, port: int, lock_dir: Path) -> int:
         raise
     os.set_inheritable(fd, True)
     return fd
+
+
+def _lock(path: Path) -> int | None:
+    """A descriptor holding the lock on `path`, or None while a server holds it."""
+    for attempt in range(LOCK_TRIES):
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            if attempt + 1 < LOCK_TRIES:
+                time.sleep(LOCK_RETRY_PAUSE)  # a sweep's, for an instant; or a server's
+            continue
+        if _still_at(fd, path):
+            return fd
+        os.close(fd)  # swept between open and lock: lock the file now at the path
+    return None
