@@ -3,6 +3,7 @@ install comes from a lock file made from pyproject.toml, with a hash for every f
 
 from __future__ import annotations
 
+import hashlib
 import re
 import shutil
 import subprocess
@@ -75,6 +76,38 @@ def test_install_refuses_a_lock_that_pyproject_no_longer_matches(tmp_path) -> No
     assert "do not match requirements/test.lock" in refused.stderr
     assert "run bin/lock" in refused.stderr
     assert not (tmp_path / ".venv").exists()  # nothing installed
+
+
+@pytest.mark.parametrize("hasher", ["sha256sum", "shasum", None])
+def test_install_hashes_the_lock_with_what_the_machine_has(tmp_path, hasher: str | None) -> None:
+    # macOS has no sha256sum (GNU coreutils), only shasum: the install stopped there.
+    for part in ("bin", "requirements"):
+        shutil.copytree(ROOT / part, tmp_path / part)
+    shutil.copy(ROOT / "pyproject.toml", tmp_path)
+    venv = tmp_path / ".venv"
+    (venv / "bin").mkdir(parents=True)
+    (venv / "bin/python").symlink_to(sys.executable)
+    lock = (tmp_path / "requirements/test.lock").read_bytes()
+    # Installed already from this very lock: nothing to do but hash the lock and compare.
+    (venv / ".cruddur-installed").write_text(f"test {hashlib.sha256(lock).hexdigest()[:16]}\n")
+    tools = tmp_path / "tools"  # a PATH with the script's tools and one hasher at most
+    tools.mkdir()
+    for tool in ("bash", "dirname", "readlink", "sed", "head", "cat", hasher):
+        if tool:
+            (tools / tool).symlink_to(shutil.which(tool))
+    done = subprocess.run(
+        [str(tmp_path / "bin/lib/install"), "test"],
+        env={"PATH": str(tools), "PYTHON": sys.executable, "HOME": str(tmp_path)},
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    if hasher:
+        assert done.returncode == 0, done.stderr
+        assert "installing" not in done.stderr  # the stamp matched: the hash was the same
+    else:
+        assert done.returncode == 1
+        assert done.stderr == (
+            "error: neither sha256sum nor shasum is installed (coreutils or perl provides one)\n"
+        )
 
 
 def test_a_cached_wheel_that_is_not_the_locked_file_is_not_packaged(tmp_path) -> None:
