@@ -108,6 +108,37 @@ def test_the_cli_on_prod_refuses_a_man_in_the_middle(servers, bundle) -> None:
         assert "Traceback" not in shown
 
 
+@pytest.mark.parametrize(
+    "verb",
+    [
+        ("db", "migrations", "--prod"),
+        ("db", "migrate", "--prod", "--dry-run"),
+        ("db", "rollback", "--prod", "--dry-run"),
+        ("db", "wait", "--prod", "--timeout", "0"),
+    ],
+)
+def test_migrations_and_wait_on_prod_refuse_a_man_in_the_middle(servers, bundle, verb) -> None:
+    # They connected with the URL as given (libpq's `prefer`), not verified like the rest.
+    env = {"CRUDDUR_RDS_CA_BUNDLE": str(bundle)}
+    for name, said in (("self-signed", "certificate verify failed"), ("other", "does not match")):
+        refused = run(CRUDDUR, *verb, env={**env, "PROD_CONNECTION_URL": rds_url(servers[name])})
+        shown = refused.stdout + refused.stderr
+        assert refused.returncode == 1, shown
+        assert said in shown and "Traceback" not in shown
+    # Through PROD_MIGRATION_CONNECTION_URL (the instance's own endpoint) just the same.
+    if verb[1] != "wait":
+        refused = run(
+            CRUDDUR, *verb,
+            env={
+                **env,
+                "PROD_CONNECTION_URL": rds_url(servers["genuine"]),
+                "PROD_MIGRATION_CONNECTION_URL": rds_url(servers["self-signed"]),
+            },
+        )  # fmt: skip
+        assert refused.returncode == 1, refused.stderr
+        assert "certificate verify failed" in refused.stdout + refused.stderr
+
+
 def test_the_lambda_connects_only_to_the_genuine_server(
     servers, bundle, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -150,7 +150,7 @@ def schema_load(cli: Cli) -> None:
     with database_db(target, cli.settings.pool) as database:
         count = loading.load_schema(database)
         done(f"{loading.SCHEMA}: {count} statements; every migration recorded as applied")
-    grant_again(cli.settings, target.url)
+    grant_again(cli.settings, target.conninfo)
 
 
 def _fake_count(name: str, default: int, says: str) -> Any:
@@ -510,7 +510,7 @@ def wait(cli: Cli, timeout: float) -> None:
     waiting cannot fix (a wrong password, a missing database).
     """
     connect_timeout = cli.settings.pool.connect_timeout
-    took = waiting.wait_until_accepting(cli.target.url, timeout, connect_timeout)
+    took = waiting.wait_until_accepting(cli.target.conninfo, timeout, connect_timeout)
     done(f"the database accepts connections (waited {took:.1f} s)")
 
 

@@ -87,8 +87,10 @@ def migration_target(cli: Cli) -> tuple[Target, str]:
         if target.source == "PROD_CONNECTION_URL"
         else ("MIGRATION_CONNECTION_URL", settings.migration_connection_url)
     )
+    # Connected to as `conninfo`: an RDS endpoint with verify-full TLS (rds_tls), as every
+    # other command connects; the URL alone let a man in the middle take the migration.
     if not override or target.embedded:
-        url = target.url
+        url = target.conninfo
     else:
         if database_name(override) != target.dbname:
             raise ConfigError(
@@ -96,7 +98,7 @@ def migration_target(cli: Cli) -> tuple[Target, str]:
                 f"{target.dbname!r}: they must be the same database"
             )
         info(f"migrating through {name}: {redact(override)}")
-        url = override
+        url = dataclasses.replace(target, url=override).conninfo
         # Production by the same rules as CONNECTION_URL: the migrations' URL is the
         # one that changes the schema, so it decides whether to ask first.
         production = looks_like_rds(override) or bool(
@@ -106,7 +108,7 @@ def migration_target(cli: Cli) -> tuple[Target, str]:
             target = dataclasses.replace(target, production=True)
     # The lock is a session's: a transaction pooler hands the next statement to another
     # session (PgBouncer), or pins this one (RDS Proxy). Refuse rather than lock nothing.
-    if looks_like_rds_proxy(url) or (url == target.url and settings.replica.pooler):
+    if looks_like_rds_proxy(url) or (url == target.conninfo and settings.replica.pooler):
         raise ConfigError(
             f"{redact(url)} goes through a transaction pooler (RDS Proxy or "
             "CRUDDUR_POOLER=transaction), where the migration lock cannot hold: set "
