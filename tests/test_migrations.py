@@ -629,11 +629,45 @@ def test_a_migration_url_is_used_when_given_and_must_name_the_same_database(
     result = migrate_with(pooled, folder, MIGRATION_CONNECTION_URL=empty_db)
     assert result.returncode == 0, result.stderr
     assert "migrating through MIGRATION_CONNECTION_URL" in result.stderr
+    # The pooler does not answer, so whether both reach one database is not known.
+    assert "could not check that MIGRATION_CONNECTION_URL reaches the target's" in result.stderr
     assert applied(empty_db) == ["20260101000000"]
     other = migrate_with(
         pooled.replace(name, "elsewhere"), folder, MIGRATION_CONNECTION_URL=empty_db
     )
     assert other.returncode == 1 and "must be the same database" in other.stderr
+
+
+def test_a_migration_url_on_another_server_is_refused_though_the_name_is_the_same(
+    empty_db: str, tmp_path
+) -> None:
+    from tls_support import make_server_cert, tls_postgres
+
+    folder = write(tmp_path / "m", {"20260101000000_notes.sql": NOTES})
+    name = database_name(empty_db)
+    with tls_postgres(make_server_cert(["127.0.0.1"], None)) as port:  # another server
+        with psycopg.connect(f"postgresql://postgres@127.0.0.1:{port}/postgres") as conn:
+            conn.autocommit = True
+            conn.execute(f'CREATE DATABASE "{name}"')
+        elsewhere = f"postgresql://postgres@127.0.0.1:{port}/{name}"
+        for verb in ("db-migrate", "db-migrations", "db-rollback"):
+            refused = run(
+                verb, "--migrations-dir", str(folder),
+                env=local(empty_db, MIGRATION_CONNECTION_URL=elsewhere),
+            )  # fmt: skip
+            assert refused.returncode == 1, refused.stderr
+            assert "MIGRATION_CONNECTION_URL reaches another database than the target" in (
+                refused.stderr
+            )
+            assert "Traceback" not in refused.stderr
+        assert applied(elsewhere) == [] and applied(empty_db) == []
+    # The same database spelt another way (a name for its address) is the same.
+    same = migrate_with(
+        empty_db, folder, MIGRATION_CONNECTION_URL=empty_db.replace("@127.0.0.1:", "@localhost:")
+    )
+    assert same.returncode == 0, same.stderr
+    assert "could not check" not in same.stderr
+    assert applied(empty_db) == ["20260101000000"]
 
 
 def test_a_migration_url_that_names_production_asks_first(empty_db: str, tmp_path) -> None:

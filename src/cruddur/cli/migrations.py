@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import click
+import psycopg
 from rich.table import Table
 from rich.text import Text
 
@@ -17,6 +18,7 @@ from cruddur.cli.options import Cli, Seconds, pass_cli, prod_option, yes_option
 from cruddur.cli.output import done, info, out, result, warn
 from cruddur.cli.roles import grant_again
 from cruddur.config import MIGRATION_LOCK_WAIT_MAX, ConfigError, MigrationSettings, duration
+from cruddur.db.errors import explain
 from cruddur.errors import Problem
 from cruddur.ops.migrations import lock, runner
 from cruddur.ops.migrations.files import Migration, package_dir, write_new
@@ -99,6 +101,7 @@ def migration_target(cli: Cli) -> tuple[Target, str]:
             )
         info(f"migrating through {name}: {redact(override)}")
         url = dataclasses.replace(target, url=override).conninfo
+        _same_database_or_refuse(name, url, target, settings.migration.connect_timeout)
         # Production by the same rules as CONNECTION_URL: the migrations' URL is the
         # one that changes the schema, so it decides whether to ask first.
         production = looks_like_rds(override) or bool(
@@ -115,6 +118,27 @@ def migration_target(cli: Cli) -> tuple[Target, str]:
             f"{name} to the database's own endpoint (the RDS instance's, not the proxy's)"
         )
     return target, url
+
+
+def _same_database_or_refuse(name: str, url: str, target: Target, connect_timeout: int) -> None:
+    """The same database name is not enough: another server (staging, a laptop's copy)
+    may hold a database of that name, and migrating it would leave the target as it was
+    while the question named the target. When both answer, compare what they reach."""
+    try:
+        theirs = runner.identity(target.conninfo, connect_timeout)
+        ours = runner.identity(url, connect_timeout)
+    except psycopg.Error as exc:  # e.g. the pooler is not reachable from here
+        explained = explain(exc)
+        why = explained.message if explained else type(exc).__name__
+        warn(f"could not check that {name} reaches the target's database ({why}); going on")
+        return
+    if ours != theirs:
+        raise ConfigError(
+            f"{name} reaches another database than the target: both are named "
+            f"{target.dbname!r}, on different servers; nothing was migrated",
+            f"point {name} at the target's own server (for RDS, the instance endpoint "
+            "behind the proxy), or unset it",
+        )
 
 
 class _Printer(runner.Reporter):

@@ -153,6 +153,16 @@ def connect(url: str, connect_timeout: int = 5) -> psycopg.Connection:
     return conn
 
 
+def identity(url: str, connect_timeout: int = 5) -> tuple[str, int]:
+    """The cluster's system identifier and the database's oid behind `url`: the same
+    pair for two URLs means the same database, whatever server name each uses."""
+    with psycopg.connect(
+        url, autocommit=True, prepare_threshold=None, connect_timeout=connect_timeout
+    ) as conn:
+        cluster, oid = conn.execute(template("database", "identity")).fetchone()
+    return cluster, oid
+
+
 @contextmanager
 def locked(
     url: str, settings: MigrationSettings, reporter: Reporter
