@@ -661,6 +661,15 @@ def test_a_migration_url_on_another_server_is_refused_though_the_name_is_the_sam
             )
             assert "Traceback" not in refused.stderr
         assert applied(elsewhere) == [] and applied(empty_db) == []
+        # db setup finds out before it drops anything.
+        with psycopg.connect(empty_db) as conn:
+            conn.execute("CREATE TABLE keep_me ()")
+        refused = run("db-setup", env=local(empty_db, MIGRATION_CONNECTION_URL=elsewhere))
+        assert refused.returncode == 1, refused.stderr
+        assert "reaches another database than the target" in refused.stderr
+        assert "dropped" not in refused.stderr and tables(empty_db) == {"keep_me"}
+        with psycopg.connect(empty_db) as conn:
+            conn.execute("DROP TABLE keep_me")
     # The same database spelt another way (a name for its address) is the same.
     same = migrate_with(
         empty_db, folder, MIGRATION_CONNECTION_URL=empty_db.replace("@127.0.0.1:", "@localhost:")
@@ -668,6 +677,16 @@ def test_a_migration_url_on_another_server_is_refused_though_the_name_is_the_sam
     assert same.returncode == 0, same.stderr
     assert "could not check" not in same.stderr
     assert applied(empty_db) == ["20260101000000"]
+
+
+def test_setup_refuses_a_pooler_for_migrations_before_dropping_anything(empty_db: str) -> None:
+    # It dropped and created the database, then refused to migrate through the pooler.
+    with psycopg.connect(empty_db) as conn:
+        conn.execute("CREATE TABLE keep_me ()")
+    refused = run("db-setup", env=local(empty_db, CRUDDUR_POOLER="transaction"))
+    assert refused.returncode == 1, refused.stderr
+    assert "goes through a transaction pooler" in refused.stderr
+    assert "dropped" not in refused.stderr and tables(empty_db) == {"keep_me"}
 
 
 def test_a_migration_url_that_names_production_asks_first(empty_db: str, tmp_path) -> None:

@@ -388,7 +388,7 @@ def setup(cli: Cli, force: bool, if_missing: bool) -> None:
     database is kept: its pending migrations are applied (a database from schema-load
     is adopted), and only an empty one is seeded.
     """
-    from cruddur.cli.migrations import apply_migrations  # it adds verbs to this group
+    from cruddur.cli.migrations import apply_migrations, migration_target  # adds verbs here
 
     # Every file checked before anything is dropped: an unfinished migration (`db new`
     # writes an empty one) would otherwise stop setup with the database empty.
@@ -397,6 +397,9 @@ def setup(cli: Cli, force: bool, if_missing: bool) -> None:
         refuse_unrunnable(migrations, "up")  # on a new database, each of them runs
     target, settings = cli.target, cli.settings
     name = target.dbname
+    # A MIGRATION_CONNECTION_URL that reaches another server is refused before anything is
+    # dropped (apply_migrations checks again once the database is there).
+    migration_target(cli, quiet=True)
     if not if_missing:
         cli.confirm(f'drop and recreate "{name}"')
     with server_db(target, settings.pool) as server:

@@ -81,8 +81,9 @@ def _settings(
     return chosen
 
 
-def migration_target(cli: Cli) -> tuple[Target, str]:
-    """The target database, and the direct URL migrations connect to."""
+def migration_target(cli: Cli, *, quiet: bool = False) -> tuple[Target, str]:
+    """The target database, and the direct URL migrations connect to. `quiet`: for a
+    check before the migrations (`db setup`), saying nothing unless it refuses."""
     target, settings = cli.target, cli.settings
     name, override = (
         ("PROD_MIGRATION_CONNECTION_URL", settings.prod_migration_connection_url)
@@ -99,9 +100,10 @@ def migration_target(cli: Cli) -> tuple[Target, str]:
                 f"{name} names database {database_name(override)!r}, but the target is "
                 f"{target.dbname!r}: they must be the same database"
             )
-        info(f"migrating through {name}: {redact(override)}")
+        if not quiet:
+            info(f"migrating through {name}: {redact(override)}")
         url = dataclasses.replace(target, url=override).conninfo
-        _same_database_or_refuse(name, url, target, settings.migration.connect_timeout)
+        _same_database_or_refuse(name, url, target, settings.migration.connect_timeout, quiet)
         # Production by the same rules as CONNECTION_URL: the migrations' URL is the
         # one that changes the schema, so it decides whether to ask first.
         production = looks_like_rds(override) or bool(
@@ -120,7 +122,9 @@ def migration_target(cli: Cli) -> tuple[Target, str]:
     return target, url
 
 
-def _same_database_or_refuse(name: str, url: str, target: Target, connect_timeout: int) -> None:
+def _same_database_or_refuse(
+    name: str, url: str, target: Target, connect_timeout: int, quiet: bool = False
+) -> None:
     """The same database name is not enough: another server (staging, a laptop's copy)
     may hold a database of that name, and migrating it would leave the target as it was
     while the question named the target. When both answer, compare what they reach."""
@@ -130,7 +134,8 @@ def _same_database_or_refuse(name: str, url: str, target: Target, connect_timeou
     except psycopg.Error as exc:  # e.g. the pooler is not reachable from here
         explained = explain(exc)
         why = explained.message if explained else type(exc).__name__
-        warn(f"could not check that {name} reaches the target's database ({why}); going on")
+        if not quiet:
+            warn(f"could not check that {name} reaches the target's database ({why}); going on")
         return
     if ours != theirs:
         raise ConfigError(
