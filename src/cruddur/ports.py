@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import errno
 import fcntl
+import hashlib
 import os
+import re
 import socket
 import time
 from pathlib import Path
@@ -28,6 +30,11 @@ def _bind_check(host: str, port: int) -> None:
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             probe.bind((host, port))
+        except (socket.gaierror, UnicodeError):  # a name that does not resolve
+            raise PortTaken(
+                f"cannot listen on {host!r}: no such host name; give an address of this "
+                "machine with --host or CRUDDUR_HOST (127.0.0.1, or 0.0.0.0 for all)"
+            ) from None
         except OSError as exc:
             if exc.errno == errno.EADDRINUSE:
                 raise PortTaken(
@@ -48,8 +55,17 @@ LOCK_TRIES = 5
 LOCK_RETRY_PAUSE = 0.01  # seconds
 
 
+# A host as it may appear in a file name; others (a slash, a name past NAME_MAX, any
+# Unicode) are named by a digest instead, and the bind check then says what is wrong.
+_PLAIN_HOST = re.compile(r"[A-Za-z0-9._:-]{1,100}")
+
+
 def lock_path(host: str, port: int, lock_dir: Path) -> Path:
-    return lock_dir / f"serve-{host.replace(':', '_')}-{port}.lock"
+    if _PLAIN_HOST.fullmatch(host) and host not in (".", ".."):
+        shown = host.replace(":", "_")
+    else:
+        shown = "h" + hashlib.sha256(host.encode(errors="surrogateescape")).hexdigest()[:16]
+    return lock_dir / f"serve-{shown}-{port}.lock"
 
 
 def _still_at(fd: int, path: Path) -> bool:
@@ -96,7 +112,7 @@ def claim(host: str, port: int, lock_dir: Path) -> int:
     lock_dir.mkdir(parents=True, exist_ok=True)
     sweep(lock_dir)
     path = lock_path(host, port, lock_dir)
-    fd = _lock(path)
+    fd = lock_file(path)
     if fd is None:
         raise PortTaken(
             f"port {port} on {host} is already served by another `cruddur serve` of this "
@@ -105,13 +121,14 @@ def claim(host: str, port: int, lock_dir: Path) -> int:
     try:
         _bind_check(host, port)
     except BaseException:
+        path.unlink(missing_ok=True)  # still ours: locked, and checked to be at the path
         os.close(fd)
         raise
     os.set_inheritable(fd, True)
     return fd
 
 
-def _lock(path: Path) -> int | None:
+def lock_file(path: Path) -> int | None:
     """A descriptor holding the lock on `path`, or None while a server holds it."""
     for attempt in range(LOCK_TRIES):
         fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
