@@ -393,6 +393,35 @@ def test_wait_options_refuse_what_cannot_be_waited_with(
     assert describe()["DBInstanceStatus"] == "available"  # nothing was asked of RDS
 
 
+@pytest.mark.parametrize("identifier", ["", "é", "Bad_ID!", "1db", "a--b", "db-", "d" * 64])
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("status", "--identifier"),
+        ("create", "--identifier"),
+        ("delete", "--skip-final-snapshot", "--identifier"),
+        ("stop", "--identifier"),
+        ("create-replica", "--replica-identifier"),
+        ("promote-replica",),
+    ],
+)
+def test_an_identifier_rds_would_refuse_is_refused_first(
+    aws: dict[str, str], args: tuple[str, ...], identifier: str
+) -> None:
+    # `--identifier ''` reads as no filter to DescribeDBInstances; the others came back
+    # from AWS after create had said what it would make.
+    make_instance()
+    result = cli(*args, identifier, env=CREDENTIALS)
+    assert result.exit_code == 2, result.output
+    assert f"{identifier!r} is not an RDS instance identifier" in result.stderr
+    assert "creating" not in result.stderr
+
+
+def test_identifiers_rds_takes_are_taken() -> None:
+    for identifier in ("a", "cruddur-db-instance", "Cruddur-DB-2", "d" * 63):
+        assert ops.identifier_problem(identifier) is None
+
+
 # -- secrets, URLs, regions --------------------------------------------------------
 
 

@@ -338,6 +338,21 @@ def _change_state(
 _SNAPSHOT_NAME = re.compile(r"[A-Za-z](?!.*--)[A-Za-z0-9-]{0,254}(?<!-)")
 
 
+# RDS's rule for a DB instance identifier (it keeps them in lower case).
+_IDENTIFIER = re.compile(r"[A-Za-z](?!.*--)[A-Za-z0-9-]{0,62}(?<!-)")
+
+
+def identifier_problem(name: str) -> str | None:
+    """Why RDS would refuse `name` as an instance identifier, or None. Checked before
+    asking: an empty one reads as no filter at all to DescribeDBInstances."""
+    if _IDENTIFIER.fullmatch(name):
+        return None
+    return (
+        f"{name!r} is not an RDS instance identifier: 1-63 letters, digits and hyphens, "
+        "starting with a letter, no -- and no hyphen at the end"
+    )
+
+
 def snapshot_name_problem(name: str) -> str | None:
     if _SNAPSHOT_NAME.fullmatch(name):
         return None

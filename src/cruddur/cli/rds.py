@@ -28,8 +28,24 @@ SEVEN_DAYS_NOTE = (
 POLL_INTERVAL_MIN = 1.0  # seconds between looks at an instance while waiting
 POLL_INTERVAL_MAX = 3600.0
 
+
+class Identifier(click.ParamType):
+    """An RDS instance identifier, checked here: AWS's own refusal comes only after the
+    command has said what it will do, and `rds status --identifier ''` asked about
+    every instance."""
+
+    name = "identifier"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
+        problem = ops.identifier_problem(value)
+        if problem:
+            self.fail(problem, param, ctx)
+        return value
+
+
 identifier_option = click.option(
     "--identifier",
+    type=Identifier(),
     default=ops.DEFAULT_IDENTIFIER,
     show_default=True,
     help="The RDS DB instance identifier.",
@@ -532,6 +548,7 @@ def allow_my_ip(
 @identifier_option
 @click.option(
     "--replica-identifier",
+    type=Identifier(),
     help="The replica's identifier [default: IDENTIFIER-replica-1].",
 )
 @click.option("--instance-class", help="The replica's class [default: the primary's].")
@@ -568,7 +585,7 @@ def create_replica(
 
 
 @rds.command("promote-replica")
-@click.argument("replica_identifier")
+@click.argument("replica_identifier", type=Identifier())
 @click.option("--yes", "-y", is_flag=True, help="Skip typing the identifier to confirm.")
 @region_option
 @_wait_options("the promoted instance is available")
