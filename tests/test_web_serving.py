@@ -230,6 +230,20 @@ def test_web_build_writes_the_page_for_a_static_host(tmp_path) -> None:
     assert (out / "index.html").read_bytes() == before  # nothing written
 
 
+def test_web_build_into_a_folder_it_cannot_write_is_one_line(tmp_path) -> None:
+    from helpers import ROOT, run
+
+    (tmp_path / "afile").write_text("")
+    for folder in (tmp_path / "afile" / "site", "/proc/cruddur-site"):
+        refused = run(
+            ROOT / ".venv/bin/cruddur", "web", "build", str(folder),
+            env={"CRUDDUR_HOME": str(tmp_path / "home")},
+        )  # fmt: skip
+        assert refused.returncode == 1
+        assert "error: cannot write the page to " in refused.stderr, refused.stderr
+        assert "unexpected" not in refused.stderr and "hint: give FOLDER" in refused.stderr
+
+
 def test_web_build_reads_no_setting_it_does_not_use(tmp_path) -> None:
     from helpers import ROOT, run
 

@@ -10,6 +10,7 @@ import click
 from cruddur.cli.options import Cli, pass_cli
 from cruddur.cli.output import done, info
 from cruddur.config import ConfigError, WebSettings
+from cruddur.errors import Problem
 from cruddur.web.build import build
 
 
@@ -49,5 +50,12 @@ def build_command(cli: Cli, folder: Path, api_url: str | None) -> None:
         settings.auth.checked()
     else:
         info("no Cognito user pool set: the page will offer no sign-in")
-    index, count = build(settings, folder)
+    try:
+        index, count = build(settings, folder)
+    except OSError as exc:  # a folder under /proc, a file where a folder must go, …
+        where = exc.filename or folder
+        raise Problem(
+            f"cannot write the page to {where}: {exc.strerror or exc}",
+            "give FOLDER a folder you can write (it is made when missing)",
+        ) from None
     done(f"wrote {count} files to {folder} (index: {index.name})")
