@@ -5,15 +5,18 @@ from __future__ import annotations
 import contextlib
 import importlib
 import inspect
+import io
 import logging
 import sys
+from pathlib import Path
 from typing import Any
 
 import click
 from dotenv import find_dotenv, load_dotenv
+from dotenv.parser import parse_stream
 
 from cruddur.cli.options import PROD_META, for_prod
-from cruddur.cli.output import fail
+from cruddur.cli.output import fail, warn
 from cruddur.config import debug_enabled
 from cruddur.db.errors import explain
 from cruddur.errors import Problem
@@ -90,12 +93,43 @@ def main() -> None:
     PROD_CONNECTION_URL instead. Settings come from the environment and from a .env
     file in the current folder (or above); the environment wins.
     """
-    # A .env file in this folder or above, as the flask CLI and dbmate read it; a
-    # variable already set in the environment wins over the file.
-    with contextlib.suppress(FileNotFoundError):  # the shell's folder was removed
-        load_dotenv(find_dotenv(usecwd=True), override=False)
+    try:
+        _load_env_file()
+    except Problem as exc:
+        if not {"-h", "--help"} & set(sys.argv[1:]):
+            raise
+        warn(exc.message)  # help needs no settings: shown all the same
     # The pool logs each connection it discards; a CLI reports failures itself.
     logging.getLogger("psycopg").setLevel(logging.ERROR)
+
+
+def _load_env_file() -> None:
+    """A .env file in this folder or above, as the flask CLI and dbmate read it; a
+    variable already set in the environment wins over the file. A line python-dotenv
+    cannot parse (an unclosed quote) stops the command: dotenv skipped it with a
+    warning, and a skipped CONNECTION_URL sent every command to another database."""
+    path = ""
+    with contextlib.suppress(FileNotFoundError):  # the shell's folder was removed
+        path = find_dotenv(usecwd=True)
+    if not path:
+        return
+    hint = "fix it or remove it; the environment's own variables need no file"
+    try:
+        text = Path(path).read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError:
+        raise Problem(f"{path} is not UTF-8 text", hint) from None
+    except OSError as exc:
+        raise Problem(f"cannot read {path}: {exc.strerror or exc}", hint) from None
+    # By line number only: the line may hold a password.
+    bad = [binding.original.line for binding in parse_stream(io.StringIO(text)) if binding.error]
+    if bad:
+        lines = ", ".join(str(line) for line in bad)
+        raise Problem(
+            f"{path}: line{'s' if len(bad) > 1 else ''} {lines} not NAME=value "
+            "(an unclosed quote?)",
+            hint,
+        )
+    load_dotenv(stream=io.StringIO(text), override=False)
 
 
 def _first_sentence(help_text: str) -> str:
