@@ -217,3 +217,21 @@ def test_a_broken_state_file_is_explained_and_data_is_kept(home) -> None:
     assert "its password is unknown" in lost.stderr
     assert (data_dir / "PG_VERSION").is_file()  # never deleted behind the user's back
     state_file.write_text(saved)  # so that the fixture can clean up
+
+
+@pytest.mark.parametrize(
+    "text",
+    ['{"port": "x", "password": "p"}', "[]", '{"port": 70000}', '{"roles": {"a": 1}}', "null"],
+)
+def test_a_state_file_of_the_wrong_shape_is_explained(tmp_path, text: str) -> None:
+    # JSON that decodes, but not to what cruddur wrote: it ended in "unexpected
+    # ValueError: invalid literal for int()" or "'list' object has no attribute 'get'".
+    home = tmp_path / "state"
+    home.mkdir(mode=0o700)
+    state_file = home / "postgres.json"
+    state_file.write_text(text)
+    state_file.chmod(0o600)
+    broken = cruddur("db", "status", env={"CRUDDUR_HOME": str(home)})
+    assert broken.returncode == 1
+    assert f"error: {state_file} is unreadable: remove it" in broken.stderr, broken.stderr
+    assert "unexpected" not in broken.stderr

@@ -237,6 +237,32 @@ class Status:
     port: int | None
 
 
+# What postgres.json holds, by type: a value of another type would fail far from here
+# (int("x") as the port, .get on a list) as an unexplained error.
+_STATE_TYPES: dict[str, type | tuple[type, ...]] = {
+    "password": str,
+    "port": (int, str),  # a number; earlier versions may have kept it as text
+    "bin_dir": str,
+    "cluster_dir": str,
+    "roles": dict,
+}
+
+
+def _well_formed(state: object) -> bool:
+    if not isinstance(state, dict):
+        return False
+    for key, kind in _STATE_TYPES.items():
+        if key in state and not isinstance(state[key], kind):
+            return False
+    port = str(state.get("port", 1))
+    roles = state.get("roles", {})
+    return (
+        port.isdigit()
+        and 0 < int(port) < 65_536
+        and all(isinstance(value, str) for value in roles.values())
+    )
+
+
 class EmbeddedPostgres:
     def __init__(self, home: Path, pg_bin: Path | None = None) -> None:
         self.home = home
@@ -273,11 +299,14 @@ class EmbeddedPostgres:
         except FileNotFoundError:
             return self._migrate()
         try:
-            return json.loads(text)
+            state = json.loads(text)
         except ValueError:
+            state = None
+        if not _well_formed(state):  # cut short, or edited by hand
             raise EmbeddedError(
                 f"{self._state_file} is unreadable: remove it and {self.root} to start afresh"
-            ) from None
+            )
+        return state
 
     def _migrate(self) -> dict[str, Any]:
         """Take over the state an earlier version kept inside the cluster's folder
