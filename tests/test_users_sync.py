@@ -110,6 +110,12 @@ def test_sync_needs_a_pool_and_explains_a_wrong_one(aws: dict[str, str], seeded_
     assert wrong.returncode == 1
     assert "error: ResourceNotFoundException" in wrong.stderr
     assert "Traceback" not in wrong.stderr
+    # Not a pool id at all: a usage error before the database or Cognito is asked.
+    for given in ("", " ", "é_x", "us-east-1", "pool"):
+        refused = run(CRUDDUR, "users", "sync-cognito", "--user-pool-id", given, env=env)
+        assert refused.returncode == 2, refused.stderr
+        assert f"{given!r} is not a user pool id: <region>_<id>" in refused.stderr
+        assert "database:" not in refused.stderr
 
 
 def test_sync_on_production_asks_first(aws: dict[str, str], seeded_db: str, pool: str) -> None:

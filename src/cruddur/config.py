@@ -106,6 +106,7 @@ COGNITO_SETTINGS = (
 AUTH_MODES = ("cognito", "dev")
 # A user pool id: its region, "_", letters and digits (ca-central-1_AbCd1234).
 _POOL_ID = re.compile(r"[a-z]{2}(-[a-z]+)+-\d+_[0-9A-Za-z]+")
+POOL_ID = _POOL_ID  # for the commands that take a pool id as an option
 
 
 @functools.lru_cache(maxsize=1024)  # asked on each signed-in request with a dev key

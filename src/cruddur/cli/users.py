@@ -8,8 +8,19 @@ from rich.text import Text
 from cruddur.aws import client
 from cruddur.cli.options import Cli, pass_cli, prod_option, yes_option
 from cruddur.cli.output import done, err, info, printable, result, warn
+from cruddur.config import POOL_ID
 from cruddur.ops.cognito_sync import list_users, sync
 from cruddur.ops.connections import database_db
+
+
+def _pool_id(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    # Checked before anything runs: a blank or misspelt id reached Cognito (after the
+    # database was resolved) as "Parameter validation failed" or "region_name 'é'".
+    if value is not None and not POOL_ID.fullmatch(value.strip()):
+        raise click.BadParameter(
+            f"{value!r} is not a user pool id: <region>_<id>, e.g. ca-central-1_AbCd1234"
+        )
+    return value.strip() if value is not None else None
 
 
 @click.group()
@@ -23,6 +34,7 @@ def users() -> None:
     envvar="AWS_COGNITO_USER_POOL_ID",
     show_envvar=True,
     required=True,
+    callback=_pool_id,
     help="The Cognito user pool, e.g. ca-central-1_AbCdEf123.",
 )
 @prod_option
