@@ -245,6 +245,20 @@ def test_new_writes_an_empty_migration_with_the_next_version(tmp_path) -> None:
     assert "-- migrate:up" in text and "-- migrate:down" in text
 
 
+def test_new_says_in_one_line_where_it_cannot_write(tmp_path) -> None:
+    (tmp_path / "dangling").symlink_to(tmp_path / "nowhere")
+    for folder in (tmp_path / "dangling", Path("/proc/cruddur-migrations")):
+        refused = run("db-new-migration", "x", "--migrations-dir", str(folder))
+        assert refused.returncode == 1, refused.stderr
+        assert f"error: cannot write a migration in {folder}: " in refused.stderr
+        assert "unexpected" not in refused.stderr
+    # A name past what a file name can hold (255 bytes) is refused before writing.
+    long = run("db-new-migration", "a" * 300, "--migrations-dir", str(tmp_path / "m"))
+    assert long.returncode == 1
+    assert "a migration's name is at most 100 characters, not 300" in long.stderr
+    assert not list((tmp_path / "m").iterdir())
+
+
 # -- bad files are refused before anything runs -----------------------------------------
 
 

@@ -422,9 +422,15 @@ def _when(moment: datetime) -> str:
 def new_migration(migrations_dir: Path | None, name: str) -> None:
     """Write an empty migration NAME with the next version and both sections."""
     directory = migrations_dir or package_dir()
-    if migrations_dir is not None:
-        directory.mkdir(parents=True, exist_ok=True)  # a folder of your own: made on first use
-    existing = runner.load(directory)
-    path = write_new(directory, name, existing)
+    try:
+        if migrations_dir is not None:
+            directory.mkdir(parents=True, exist_ok=True)  # your own folder: made on first use
+        existing = runner.load(directory)
+        path = write_new(directory, name, existing)
+    except OSError as exc:  # under /proc, a dangling link, a folder you may not write
+        raise Problem(
+            f"cannot write a migration in {directory}: {exc.strerror or exc}",
+            "give --migrations-dir a folder you can write",
+        ) from None
     result(str(path))
     done(f"wrote {path.name}: fill in its up and down sections")

@@ -201,11 +201,19 @@ def load(directory: Path) -> list[Migration]:
     return [migrations[version] for version in sorted(migrations)]
 
 
+MAX_NAME = 100  # characters of a new migration's name, after the version
+
+
 def slug(name: str) -> str:
     """A migration name made of lower-case words joined by _: 'Add bio' → 'add_bio'."""
     cleaned = _NAME_PART.sub("_", name.lower()).strip("_")
     if not cleaned:
         raise MigrationFileError(f"{name!r}: a migration needs a name of letters or digits")
+    if len(cleaned) > MAX_NAME:  # the file's name must stay under the file system's 255
+        raise MigrationFileError(
+            f"a migration's name is at most {MAX_NAME} characters, not {len(cleaned)}: "
+            "say what it changes in a few words"
+        )
     return cleaned
 
 
