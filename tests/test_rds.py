@@ -422,6 +422,19 @@ def test_identifiers_rds_takes_are_taken() -> None:
         assert ops.identifier_problem(identifier) is None
 
 
+def test_database_and_api_settings_do_not_stop_the_rds_commands(aws: dict[str, str]) -> None:
+    # They read Settings for CRUDDUR_HOME alone (the CA bundle's folder): a malformed
+    # pool or log setting failed `rds status` after its table, and `rds create --wait`
+    # after the instance was made, with exit status 1.
+    unrelated = {"CRUDDUR_POOL_MAX_SIZE": "abc", "CRUDDUR_LOG_LEVEL": "loud", "PORT": "x"}
+    created = cli("create", "--wait", "--poll-interval", "1", env={**CREDENTIALS, **unrelated})
+    assert created.exit_code == 0, created.stderr
+    assert "export PROD_CONNECTION_URL=" in created.output
+    status = cli("status", env=unrelated)
+    assert status.exit_code == 0, status.stderr
+    assert "RDS CA bundle" in status.stderr
+
+
 # -- secrets, URLs, regions --------------------------------------------------------
 
 

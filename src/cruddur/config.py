@@ -84,6 +84,13 @@ def _default_home() -> Path:
     return Path.home() / ".cruddur"
 
 
+def home_from_env(env: Mapping[str, str]) -> Path:
+    """CRUDDUR_HOME, read alone: the AWS commands need only it (the RDS CA bundle), and a
+    malformed database or API setting must not stop them."""
+    given = env.get("CRUDDUR_HOME", "").strip()
+    return Path(given).resolve() if given else _default_home()
+
+
 @dataclass(frozen=True)
 class PoolSettings:
     min_size: int = 1
@@ -632,8 +639,7 @@ class Settings:
                 f"CRUDDUR_POOL_MIN_SIZE ({pool.min_size}) is larger than "
                 f"CRUDDUR_POOL_MAX_SIZE ({pool.max_size})"
             )
-        home_setting = env.get("CRUDDUR_HOME", "").strip()
-        home = Path(home_setting).resolve() if home_setting else _default_home()
+        home = home_from_env(env)
         pg_bin = env.get("CRUDDUR_PG_BIN", "").strip()
         auth = AuthSettings.from_env(env, home)
         return cls(

@@ -47,10 +47,10 @@ def package(cli: Cli, arch: str, output: Path) -> None:
     architecture needs PyPI.
     """
     check_output(output)  # before fetching anything
-    settings = cli.settings
-    cache = settings.home / "lambda-wheels"
+    home = cli.home  # and no other setting: none of them goes into the zip
+    cache = home / "lambda-wheels"
     # Fetched (once, then kept) and checked here, on the machine that packages.
-    ca_bundle = bundle_path(settings.home, os.environ)
+    ca_bundle = bundle_path(home, os.environ)
     columns = (
         SpinnerColumn(),
         TextColumn("{task.description}"),

@@ -18,12 +18,13 @@ import re
 import shlex
 from dataclasses import dataclass
 from functools import cached_property
+from pathlib import Path
 from typing import Any
 
 import click
 
 from cruddur.cli.output import confirm_typed, info
-from cruddur.config import Settings
+from cruddur.config import Settings, home_from_env
 from cruddur.targets import Target, resolve
 
 
@@ -39,6 +40,11 @@ class Cli:
         """The environment's settings, read on first use (a command that needs none of
         them runs even when one is malformed)."""
         return Settings.from_env()
+
+    @cached_property
+    def home(self) -> Path:
+        """CRUDDUR_HOME alone (Settings.home without reading any other setting)."""
+        return home_from_env(os.environ)
 
     @cached_property
     def target(self) -> Target:

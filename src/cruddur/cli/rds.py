@@ -265,7 +265,7 @@ def _print_connection(instance: ops.Instance) -> None:
 
 
 def _tls_note() -> str:
-    home = click.get_current_context().ensure_object(Cli).settings.home
+    home = click.get_current_context().ensure_object(Cli).home
     bundle = bundle_path(home, os.environ, fetch=False)
     return (
         "sslmode=verify-full: the server must prove, with a certificate from the RDS CA "
@@ -698,7 +698,7 @@ def ca_bundle(cli: Cli, refresh: bool) -> None:
     each an Amazon RDS CA, one valid today) and keeps it under CRUDDUR_HOME/tls.
     CRUDDUR_RDS_CA_BUNDLE names a copy of your own instead.
     """
-    home = cli.settings.home
+    home = cli.home
     if refresh:
         if os.environ.get(bundles.BUNDLE_SETTING, "").strip():
             warn(f"{bundles.BUNDLE_SETTING} is set: that copy is used, not the one fetched")
