@@ -247,12 +247,16 @@ def test_web_build_into_a_folder_it_cannot_write_is_one_line(tmp_path) -> None:
 def test_web_build_reads_no_setting_it_does_not_use(tmp_path) -> None:
     from helpers import ROOT, run
 
-    # Serving settings (PORT, CRUDDUR_WORKERS) are `serve`'s; CRUDDUR_API_URL is what
-    # --api-url replaces. None of them, malformed, stops a build.
+    # Serving settings (PORT, CRUDDUR_WORKERS) are `serve`'s, the pool's, migrations' and
+    # logs' the database's and the API's; CRUDDUR_API_URL is what --api-url replaces.
+    # None of them, malformed, stops a build.
     env = {
         "CRUDDUR_HOME": str(tmp_path / "home"),
         "PORT": "http",
         "CRUDDUR_WORKERS": "many",
+        "CRUDDUR_POOL_MAX_SIZE": "lots",
+        "CRUDDUR_MIGRATION_LOCK_TIMEOUT": "soon",
+        "CRUDDUR_LOG_LEVEL": "loud",
         "CRUDDUR_API_URL": "ftp://stale.example",
     }
     out = tmp_path / "site"

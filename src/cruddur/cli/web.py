@@ -7,11 +7,16 @@ from pathlib import Path
 
 import click
 
-from cruddur.cli.options import Cli, pass_cli
 from cruddur.cli.output import done, info
-from cruddur.config import ConfigError, WebSettings
+from cruddur.config import ConfigError, Settings, WebSettings
 from cruddur.errors import Problem
 from cruddur.web.build import build
+
+# What the built page depends on (besides every AWS_COGNITO_* variable, which the
+# Cognito settings check for misspellings).
+PAGE_SETTINGS = frozenset(
+    {"CRUDDUR_HOME", "CRUDDUR_AUTH", "CRUDDUR_JWKS_URL", "CRUDDUR_API_URL", "CRUDDUR_COGNITO_URL"}
+)
 
 
 @click.group()
@@ -26,8 +31,7 @@ def web() -> None:
     help="Where the page finds the API, e.g. https://api.cruddur.example [CRUDDUR_API_URL; "
     "default: the page's own origin].",
 )
-@pass_cli
-def build_command(cli: Cli, folder: Path, api_url: str | None) -> None:
+def build_command(folder: Path, api_url: str | None) -> None:
     """Write the page into FOLDER for a static host such as S3 behind CloudFront.
 
     FOLDER gets index.html (cache it briefly) and assets/<fingerprint>/ (cache for a
@@ -36,10 +40,18 @@ def build_command(cli: Cli, folder: Path, api_url: str | None) -> None:
     come from AWS_COGNITO_USER_POOL_ID and AWS_COGNITO_USER_POOL_CLIENT_ID; add the
     page's origin to the API's FRONTEND_URL so CORS admits it.
     """
-    settings = cli.settings
+    # The page's settings and nothing else: a malformed database, API or serving setting
+    # (CRUDDUR_POOL_MAX_SIZE, PORT) has nothing to do with a static page.
+    settings = Settings.from_env(
+        {
+            name: value
+            for name, value in os.environ.items()
+            if name in PAGE_SETTINGS or name.startswith("AWS_COGNITO_")
+        }
+    )
     if api_url is not None:
         # --api-url stands in for CRUDDUR_API_URL: a malformed one in the environment
-        # does not matter then. Nothing of `serve`'s settings is read (Settings.but).
+        # does not matter then (Settings.but leaves unread fields unread).
         env = {**os.environ, "CRUDDUR_API_URL": api_url}
         try:
             web_settings = WebSettings.from_env(env, settings.auth)
