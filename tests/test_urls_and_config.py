@@ -119,6 +119,20 @@ def test_serving_settings_are_checked_on_first_use_only() -> None:
     assert fixed.serve.workers == 3 and fixed.pool == settings.pool
 
 
+@pytest.mark.parametrize("given", ["https://x;script-src *", "javascript:x", "https://x y"])
+def test_the_cognito_url_the_page_is_given_is_checked_like_the_api_url(given: str) -> None:
+    # Both go into the page's CSP (connect-src): a ';' there began a directive of its own.
+    env = {
+        "AWS_COGNITO_USER_POOL_ID": "ca-central-1_AbC123",
+        "AWS_COGNITO_USER_POOL_CLIENT_ID": "c1",
+        "CRUDDUR_COGNITO_URL": given,
+    }
+    with pytest.raises(ConfigError, match="CRUDDUR_COGNITO_URL must be an http:// or https://"):
+        assert Settings.from_env(env).web
+    env["CRUDDUR_COGNITO_URL"] = "http://127.0.0.1:5000/"
+    assert Settings.from_env(env).web.cognito_url == "http://127.0.0.1:5000"
+
+
 def test_the_web_settings_are_checked_on_first_use_and_but_keeps_them_unread() -> None:
     settings = Settings.from_env({"CRUDDUR_API_URL": "ftp://x", "PORT": "http"})
     assert settings.pool.max_size  # `db` commands read nothing of the page's settings

@@ -476,6 +476,16 @@ class TelemetrySettings:
 _WEB_URL = re.compile(r"https?://[^\s\"'<>;,\\]+")
 
 
+def _web_url(env: Mapping[str, str], name: str) -> str:
+    url = env.get(name, "").strip().rstrip("/")
+    if url and not _WEB_URL.fullmatch(url):
+        raise ConfigError(
+            f"{name} must be an http:// or https:// URL (no spaces, quotes, "
+            f"commas, semicolons or angle brackets), not {url!r}"
+        )
+    return url
+
+
 @dataclass(frozen=True)
 class WebSettings:
     """What the browser front end is told: where the API is, and where Cognito is."""
@@ -485,15 +495,11 @@ class WebSettings:
 
     @classmethod
     def from_env(cls, env: dict[str, str], auth: AuthSettings) -> WebSettings:
-        api_url = env.get("CRUDDUR_API_URL", "").strip().rstrip("/")
-        if api_url and not _WEB_URL.fullmatch(api_url):
-            raise ConfigError(
-                "CRUDDUR_API_URL must be an http:// or https:// URL (no spaces, quotes, "
-                f"commas, semicolons or angle brackets), not {api_url!r}"
-            )
+        api_url = _web_url(env, "CRUDDUR_API_URL")
         cognito_url = None
         if not auth.dev:
-            given = env.get("CRUDDUR_COGNITO_URL", "").strip().rstrip("/")
+            # Quoted in the CSP's connect-src like the API's: checked alike.
+            given = _web_url(env, "CRUDDUR_COGNITO_URL")
             # The issuer is https://cognito-idp.<region>.amazonaws.com/<pool id>.
             cognito_url = given or auth.issuer.rsplit("/", 1)[0]
         return cls(api_url=api_url, cognito_url=cognito_url)
