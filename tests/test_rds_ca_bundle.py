@@ -132,3 +132,17 @@ def test_ca_bundle_shows_where_it_comes_from(tmp_path: Path) -> None:
     assert lines["certificates"] == "1"
     missing = run(CRUDDUR, "rds", "ca-bundle", env={"CRUDDUR_RDS_CA_BUNDLE": "/nonexistent"})
     assert missing.returncode == 1 and "cannot read the RDS CA bundle" in missing.stderr
+
+
+def test_a_bundle_setting_naming_a_folder_or_a_pipe_is_one_line(tmp_path: Path) -> None:
+    # A folder ended in "unexpected IsADirectoryError"; a pipe held the command until
+    # someone wrote to it.
+    folder = tmp_path / "bundles"
+    folder.mkdir(mode=0o700)
+    pipe = tmp_path / "bundle.pem"
+    os.mkfifo(pipe, 0o600)
+    for given in (folder, pipe):
+        refused = run(CRUDDUR, "rds", "ca-bundle", env={"CRUDDUR_RDS_CA_BUNDLE": str(given)})
+        assert refused.returncode == 1, refused.stderr
+        assert f"error: the RDS CA bundle {given} is not a file" in refused.stderr
+        assert "unexpected" not in refused.stderr

@@ -89,11 +89,18 @@ def check(pem: bytes, *, from_aws: bool, where: str) -> list[x509.Certificate]:
 def _read_own(path: Path) -> bytes:
     """The file's bytes, if this user owns it and no one else may change it."""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+        # O_NONBLOCK: a pipe at that path would otherwise hold the command until written.
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
     except OSError as exc:
         raise BundleError(f"cannot read the RDS CA bundle {path}: {exc.strerror}") from None
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode):  # a folder ended in "unexpected IsADirectoryError"
+        os.close(fd)
+        raise BundleError(
+            f"the RDS CA bundle {path} is not a file (a folder, a pipe or a device): "
+            "give the path of a PEM file"
+        )
     with os.fdopen(fd, "rb") as handle:
-        info = os.fstat(handle.fileno())
         if info.st_uid != os.geteuid() or info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
             raise BundleError(
                 f"{path} is not this user's own, or others may write it: a planted bundle "
