@@ -125,6 +125,28 @@ def test_uses_the_instances_group_when_none_is_set(aws: dict[str, str], group: s
     assert 'no RDS instance "no-such-db"' in missing.stderr
 
 
+def test_admits_the_port_the_instance_listens_on(aws: dict[str, str], group: str) -> None:
+    # `rds create --port 5433` made an instance that the rule for 5432 never let in.
+    client("rds").create_db_instance(
+        DBInstanceIdentifier="cruddur-db-instance",
+        DBInstanceClass="db.t3.micro",
+        Engine="postgres",
+        MasterUsername="cruddurroot",
+        MasterUserPassword="right-password",
+        VpcSecurityGroupIds=[group],
+        Port=5433,
+    )
+    result = cli("--ip", "203.0.113.7")
+    assert result.exit_code == 0, result.stderr
+    assert "203.0.113.7/32 on port 5433" in result.stderr
+    assert [(r["FromPort"], r["ToPort"]) for r in inbound(group)] == [(5433, 5433)]
+    # A port given explicitly still wins; with DB_SG_ID (no lookup) it stays 5432.
+    other = cli("--ip", "203.0.113.8", "--port", "6000", "--description", "other")
+    assert other.exit_code == 0 and "on port 6000" in other.stderr
+    given = cli("--ip", "203.0.113.9", "--description", "third", env={"DB_SG_ID": group})
+    assert given.exit_code == 0 and "on port 5432" in given.stderr
+
+
 def test_refuses_what_is_not_an_ipv4_address(aws: dict[str, str], group: str) -> None:
     for bad in ["", "203.0.113", "2001:db8::1", "203.0.113.7/32", "0.0.0.0"]:
         args = ("--ip", bad) if bad else ()

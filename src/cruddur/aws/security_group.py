@@ -127,8 +127,9 @@ def get_rule(ec2: Any, rule_id: str) -> Rule:
     return Rule.from_api(found["SecurityGroupRules"][0])
 
 
-def instance_group(rds: Any, identifier: str) -> str:
-    """The VPC security group of an RDS instance, for when DB_SG_ID is not set."""
+def instance_group(rds: Any, identifier: str) -> tuple[str, int]:
+    """The VPC security group of an RDS instance, for when DB_SG_ID is not set, and the
+    port the instance listens on (`rds create --port` may have chosen another)."""
     instance = rds_ops.require(rds, identifier)
     groups = [group_id for group_id, _ in instance.security_groups]
     if len(groups) != 1:
@@ -136,7 +137,7 @@ def instance_group(rds: Any, identifier: str) -> str:
             f'"{identifier}" has {len(groups)} security groups; say which one to open',
             "set DB_SG_ID=sg-… (or --group-id)",
         )
-    return groups[0]
+    return groups[0], instance.port or POSTGRES_PORT
 
 
 def ingress_permission(cidr: str, port: int, description: str) -> dict[str, Any]:

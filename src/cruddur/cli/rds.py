@@ -496,7 +496,11 @@ def delete(
     show_default=True,
     help="The rule's description, by which it is found.",
 )
-@click.option("--port", type=click.IntRange(1, 65535), default=sg.POSTGRES_PORT, show_default=True)
+@click.option(
+    "--port",
+    type=click.IntRange(1, 65535),
+    help="The port to admit [default: the instance's, when its group is looked up; else 5432].",
+)
 @identifier_option
 @region_option
 def allow_my_ip(
@@ -504,7 +508,7 @@ def allow_my_ip(
     group_id: str | None,
     rule_id: str | None,
     description: str,
-    port: int,
+    port: int | None,
     identifier: str,
     region: str | None,
 ) -> None:
@@ -517,8 +521,11 @@ def allow_my_ip(
     address, source = sg.my_ip(ip, os.environ)
     info(f"your IP: {address} (from {source})")
     if not group_id and not rule_id:
-        group_id = sg.instance_group(_client("rds", region), identifier)
+        group_id, instance_port = sg.instance_group(_client("rds", region), identifier)
         info(f"security group {group_id} of {identifier}")
+        # An instance made with `rds create --port 5433` listens there, not on 5432.
+        port = port or instance_port
+    port = port or sg.POSTGRES_PORT
     outcome = sg.allow_ip(
         _client("ec2", region),
         ip=address,
