@@ -139,6 +139,18 @@ def test_migrations_and_wait_on_prod_refuse_a_man_in_the_middle(servers, bundle,
         assert "certificate verify failed" in refused.stdout + refused.stderr
 
 
+def test_db_status_checks_the_replica_over_verified_tls(servers, bundle) -> None:
+    # Its look at READER_CONNECTION_URL went with the URL as given (libpq's `prefer`).
+    env = {"CRUDDUR_RDS_CA_BUNDLE": str(bundle), "CONNECTION_URL": rds_url(servers["genuine"])}
+    for name, reachable in (("genuine", True), ("self-signed", False), ("other", False)):
+        shown = run(
+            CRUDDUR, "db", "status", env={**env, "READER_CONNECTION_URL": rds_url(servers[name])}
+        ).stdout
+        assert ("replica   unreachable" not in shown) == reachable, (name, shown)
+        if not reachable:
+            assert "certificate" in shown or "does not match" in shown, shown
+
+
 def test_the_lambda_connects_only_to_the_genuine_server(
     servers, bundle, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import secrets
 import shutil
@@ -480,11 +481,13 @@ def status(cli: Cli) -> None:
     result(f"uuids     uuid_generate_v4(): {found.uuid_generate_v4}")
     reader_url = settings.replica.reader_url
     if reader_url and not cli.prod:
-        _replica_status(reader_url, target.conninfo, settings)
+        # Reached as any other server is: an RDS endpoint with verify-full TLS.
+        reader = dataclasses.replace(target, url=reader_url).conninfo
+        _replica_status(reader_url, reader, target.conninfo, settings)
 
 
-def _replica_status(url: str, primary_url: str, settings: Settings) -> None:
-    state = replica_status(url, primary_url, settings.pool.connect_timeout)
+def _replica_status(url: str, conninfo: str, primary_url: str, settings: Settings) -> None:
+    state = replica_status(conninfo, primary_url, settings.pool.connect_timeout)
     result(f"reader    {redact(url)}")
     limit = settings.replica.max_lag
     if not state.reachable:
