@@ -383,3 +383,35 @@ def test_a_refused_account_id_is_logged_cut_to_64_characters(
         handler(cognito_event(sub=long_sub), None)
     assert f"refused user sub={'x' * 64}:" in caplog.text
     assert "x" * 65 not in caplog.text
+
+
+@pytest.mark.parametrize(
+    "event",
+    [
+        None,
+        ["not", "an", "object"],
+        "PostConfirmation_ConfirmSignUp",
+        {"triggerSource": SIGN_UP, "request": "userAttributes"},
+        {"triggerSource": SIGN_UP, "request": {"userAttributes": ["sub", "email"]}},
+        {"triggerSource": SIGN_UP, "request": {"userAttributes": {"sub": 7, "email": None}}},
+        {"triggerSource": SIGN_UP},
+    ],
+)
+def test_an_event_of_another_shape_is_refused_clearly(
+    url: str, event: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    # No AttributeError from deep inside: a sentence for the person, a line in the log.
+    with pytest.raises(SignUpError, match=r"malformed|missing"):
+        handler(event, None)
+    assert user_count(url) == 3
+    assert "refused" in caplog.text
+
+
+def test_an_unknown_trigger_of_any_type_writes_nothing_and_logs_no_junk(
+    url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    for source in (["a", "list"], "x\n" * 1000, None):
+        event = {"triggerSource": source, "request": {"userAttributes": {}}}
+        assert handler(event, None) is event
+    assert user_count(url) == 3
+    assert "x\nx" not in caplog.text and "['a'" not in caplog.text

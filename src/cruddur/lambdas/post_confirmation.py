@@ -39,7 +39,7 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from cruddur.config import ConfigError, LambdaSettings, check_otlp_headers
 from cruddur.rds_tls import lambda_bundle, secured
-from cruddur.services.sign_up import SignUpError, refusal, user_from_event
+from cruddur.services.sign_up import SignUpError, event_attributes, refusal, user_from_event
 from cruddur.urls import redact
 
 log = logging.getLogger(__name__)
@@ -70,7 +70,7 @@ def handler(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
     if traced is None:
         return _record(event, context)
     tracer, provider = traced
-    attributes = {"faas.trigger": "other", "app.trigger_source": str(event.get("triggerSource"))}
+    attributes = {"faas.trigger": "other", "app.trigger_source": _trigger(event)}
     try:
         with tracer.start_as_current_span("post-confirmation", attributes=attributes):
             return _record(event, context)
@@ -79,10 +79,12 @@ def handler(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
 
 
 def _record(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    source = event.get("triggerSource")
-    if source != SIGN_UP:
+    if not isinstance(event, dict):
+        log.warning("refused an event that is not a JSON object (%s)", type(event).__name__)
+        raise SignUpError("the sign-up event is malformed")
+    if event.get("triggerSource") != SIGN_UP:
         # ConfirmForgotPassword fires this trigger too: that user has a row already.
-        log.info("trigger %s: nothing to record", source)
+        log.info("trigger %s: nothing to record", _trigger(event))
         return event
     try:
         user = user_from_event(event)
@@ -299,10 +301,18 @@ def _read_secret(secret_id: str) -> dict[str, Any]:
     return value
 
 
+def _trigger(event: Any) -> str:
+    """The event's triggerSource for the log and the span: a Cognito name, or a short
+    printable stand-in for anything else."""
+    source = event.get("triggerSource") if isinstance(event, dict) else None
+    if isinstance(source, str) and source.isprintable() and len(source) <= 64:
+        return source
+    return "(malformed)" if source is not None else "(none)"
+
+
 def _sub(event: dict[str, Any]) -> str:
     """The account's id, for the log: never its email or user name (personal data)."""
-    attributes = (event.get("request") or {}).get("userAttributes") or {}
-    sub = attributes.get("sub")
+    sub = event_attributes(event).get("sub")
     return sub[:64] if isinstance(sub, str) and sub.isprintable() else "(none)"
 
 

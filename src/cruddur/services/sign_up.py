@@ -31,9 +31,17 @@ class SignUpError(Problem):
     """The sign-up cannot be recorded; the message is for the person signing up."""
 
 
+def event_attributes(event: Any) -> dict[str, Any]:
+    """The event's request.userAttributes, or {} when any part of that path is missing
+    or is not an object (an event of another shape must be refused, not crash)."""
+    request = event.get("request") if isinstance(event, dict) else None
+    attributes = request.get("userAttributes") if isinstance(request, dict) else None
+    return attributes if isinstance(attributes, dict) else {}
+
+
 def user_from_event(event: dict[str, Any]) -> dict[str, str]:
     """The users row for a Cognito event's attributes (values as given, never edited)."""
-    attributes = (event.get("request") or {}).get("userAttributes") or {}
+    attributes = event_attributes(event)
 
     def attribute(name: str) -> str | None:
         value = attributes.get(name)
@@ -49,7 +57,7 @@ def user_from_event(event: dict[str, Any]) -> dict[str, str]:
     if handle is None:
         # A pool that signs people in by a username: that name is their handle. A pool
         # that signs in by email sets userName to the sub, which is no handle.
-        username = event.get("userName")
+        username = event.get("userName") if isinstance(event, dict) else None
         if not isinstance(username, str) or not username.strip() or username == sub:
             raise SignUpError(
                 "a preferred username is required (the 'preferred_username' attribute is missing)"
