@@ -38,6 +38,7 @@ class OtlpReceiver:
         self.decode = decode  # False: count the exports and their bytes, keep nothing
         self.spans: list[Span] = []
         self.headers: list[dict[str, str]] = []
+        self.bodies: list[bytes] = []  # each export as received: events and status too
         self.exports = 0
         self.bytes = 0
         self._lock = threading.Lock()
@@ -95,6 +96,7 @@ class OtlpReceiver:
             self.exports += 1
             self.bytes += len(body)
             self.headers.append({k.lower(): v for k, v in headers.items()})
+            self.bodies.append(body)
             self.spans.extend(spans)
 
     def wait_for(self, predicate, timeout: float = 15.0) -> list[Span]:

@@ -616,6 +616,43 @@ def test_the_sign_up_lambda_sends_a_span_per_invocation(
     assert "hidden@example.com" not in json.dumps([s.attributes for s in own_receiver.spans])
 
 
+def test_a_refused_sign_ups_email_and_name_stay_out_of_its_spans(
+    seeded_db: str, own_receiver: OtlpReceiver
+) -> None:
+    # The insert breaks the name's CHECK: PostgreSQL's DETAIL quotes the whole row.
+    script = (
+        "import json, sys\n"
+        "from cruddur.lambdas.post_confirmation import handler, SignUpError\n"
+        "try:\n"
+        "    handler(json.loads(sys.argv[1]), None)\n"
+        "except SignUpError as exc:\n"
+        "    print(exc)\n"
+    )
+    event = {
+        "triggerSource": "PostConfirmation_ConfirmSignUp",
+        "request": {
+            "userAttributes": {
+                "sub": "3f1c2a9e-0000-4000-8000-refused00001",
+                "email": "hidden-email@example.com",
+                "preferred_username": "hiddenhandle",
+                "name": "Hidden Name " * 30,
+            }
+        },
+    }
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
+    env.update(CONNECTION_URL=seeded_db, OTEL_EXPORTER_OTLP_ENDPOINT=own_receiver.url)
+    done = subprocess.run(
+        [str(ROOT / ".venv" / "bin" / "python"), "-c", script, json.dumps(event)],
+        env=env, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "the name must be" in done.stdout
+    sent = b"".join(own_receiver.bodies)
+    assert b"users_display_name_check" in sent  # the error is there, without the row
+    for value in (b"hidden-email", b"Hidden Name", b"hiddenhandle"):
+        assert value not in sent
+
+
 @pytest.mark.parametrize(
     "headers", ["x-honeycomb-team:SECRETKEY123", "a=b,x-honeycomb-team SECRETKEY123"]
 )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import psycopg
 import pytest
 from opentelemetry import trace
 from opentelemetry.instrumentation.utils import is_instrumentation_enabled
@@ -11,12 +12,14 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import StatusCode
 
 from cruddur.telemetry import spans, tracing
+from cruddur.telemetry.scrub import ScrubbingProcessor
 
 
 @pytest.fixture
 def memory(monkeypatch) -> InMemorySpanExporter:
     exporter = InMemorySpanExporter()
     provider = TracerProvider()
+    provider.add_span_processor(ScrubbingProcessor())  # as tracing.start sets it up
     provider.add_span_processor(SimpleSpanProcessor(exporter))
     monkeypatch.setattr(tracing, "tracer", provider.get_tracer("cruddur"))
     monkeypatch.setattr(tracing, "_instrumentation_enabled", is_instrumentation_enabled)
@@ -53,3 +56,37 @@ def test_an_error_is_recorded_on_the_use_case_span_and_raised(memory) -> None:
     assert event.name == "exception" and event.attributes["exception.type"] == "ValueError"
     assert "app.x" not in span.attributes
     assert not trace.get_current_span().get_span_context().is_valid
+
+
+@pytest.mark.parametrize(
+    ("statement", "constraint"),
+    [
+        # A CHECK's DETAIL quotes the whole row; a unique key's, the value.
+        ("INSERT INTO users (display_name, email, handle, cognito_user_id) "
+         "VALUES ('Miles\n\nDyson', 'miles@cyberdyne.example', 'no spaces', 'sub-1')",
+         "users_handle_check"),
+        ("INSERT INTO users (display_name, email, handle, cognito_user_id) "
+         "VALUES ('Miles Dyson', 'miles@cyberdyne.example', 'andrewbrown', 'sub-2')",
+         "users_handle_key"),
+    ],
+)  # fmt: skip
+def test_a_refused_rows_values_stay_out_of_the_span(
+    memory, seeded_db: str, statement: str, constraint: str
+) -> None:
+    @spans.use_case("sign-up")
+    def insert() -> None:
+        with psycopg.connect(seeded_db) as conn:
+            conn.execute(statement)
+
+    with pytest.raises(psycopg.IntegrityError) as raised:
+        insert()
+    assert "DETAIL" in str(raised.value)  # the program still gets all of it
+    (span,) = memory.get_finished_spans()
+    (event,) = span.events
+    exported = [span.status.description, *map(str, event.attributes.values())]
+    assert constraint in span.status.description
+    assert constraint in event.attributes["exception.message"]
+    assert "Traceback" in event.attributes["exception.stacktrace"]
+    for text in exported:
+        for value in ("Miles", "Dyson", "miles@", "andrewbrown", "no spaces"):
+            assert value not in text, text

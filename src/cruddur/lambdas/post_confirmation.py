@@ -164,6 +164,10 @@ def _tracing() -> tuple[Any, Any] | None:
             trace.set_tracer_provider(provider)
         from opentelemetry.instrumentation.psycopg import PsycopgInstrumentor
 
+        from cruddur.telemetry.scrub import ScrubbingProcessor, put_first
+
+        # A refused row's DETAIL quotes the email and name: not in the spans either.
+        put_first(provider, ScrubbingProcessor())
         PsycopgInstrumentor().instrument(tracer_provider=provider, skip_dep_check=True)
     except ImportError as exc:
         log.warning("traces: %s is not in the function (add the ADOT Lambda layer)", exc.name)

@@ -45,6 +45,12 @@ HANDLER_FILES = (
     "cruddur/lambdas/purge_expired.py",
     "cruddur/services/__init__.py",
     "cruddur/services/sign_up.py",
+    # Imported only when the function is traced (an OTLP endpoint set).
+    "cruddur/telemetry/__init__.py",
+    "cruddur/telemetry/logs.py",
+    "cruddur/telemetry/metrics.py",
+    "cruddur/telemetry/tracing.py",
+    "cruddur/telemetry/scrub.py",
     "cruddur/db/sql/users/create_from_cognito.sql",
     "cruddur/db/sql/activities/purge_cutoff.sql",
     "cruddur/db/sql/activities/purge_batch.sql",

@@ -66,9 +66,11 @@ def start(settings: TelemetrySettings, *, gated: bool = False) -> None:
     from opentelemetry.sdk.trace.sampling import ALWAYS_ON
 
     from cruddur.telemetry.otlp import CompactSpanExporter
+    from cruddur.telemetry.scrub import ScrubbingProcessor
 
     options: dict[str, Any] = {"sampler": ALWAYS_ON} if gated else {}
     provider = TracerProvider(resource=_resource(), shutdown_on_exit=False, **options)
+    provider.add_span_processor(ScrubbingProcessor())  # first: before the batch queues it
     provider.add_span_processor(BatchSpanProcessor(CompactSpanExporter()))
     trace.set_tracer_provider(provider)
     PsycopgInstrumentor().instrument(tracer_provider=provider, skip_dep_check=True)
