@@ -229,6 +229,34 @@ def test_a_write_is_traced_with_its_author_and_logged_without_secrets(
     assert message not in output and token not in output and "password" not in output.lower()
 
 
+def test_a_query_token_and_an_unmatched_path_stay_out_of_span_names_and_attributes(
+    served: Served, receiver: OtlpReceiver
+) -> None:
+    feed_trace, missing_trace = secrets.token_hex(16), secrets.token_hex(16)
+    secret = f"tok{secrets.token_hex(8)}"
+    status, _, _ = request(
+        f"{served.base}/api/activities/home?limit=2&access_token={secret}",
+        headers={"traceparent": f"00-{feed_trace}-{secrets.token_hex(8)}-01"},
+    )
+    assert status == 200
+    junk = f"zz{secrets.token_hex(8)}"
+    status, _, _ = request(
+        f"{served.base}/api/{junk}?code={secret}",
+        headers={"traceparent": f"00-{missing_trace}-{secrets.token_hex(8)}-01"},
+    )
+    assert status == 404
+    got = receiver.wait_for(
+        lambda spans: {feed_trace, missing_trace} <= {s.trace_id for s in spans if s.kind == SERVER}
+    )
+    (feed,) = [s for s in got if s.trace_id == feed_trace and s.kind == SERVER]
+    (missing,) = [s for s in got if s.trace_id == missing_trace and s.kind == SERVER]
+    # The parameters the API reads stay, for whoever looks into a slow page.
+    assert "limit=2" in json.dumps(feed.attributes)
+    assert secret not in json.dumps([s.attributes for s in got]) + " ".join(s.name for s in got)
+    # One span name for every path nobody routes, as the logs' and metrics' "unmatched".
+    assert missing.name == "GET" and junk not in missing.name
+
+
 def test_log_lines_name_the_route_template_not_the_path(served: Served) -> None:
     assert (
         request(f"{served.base}/api/activities/@bayko", headers={"X-Request-Id": "route-1a"})[0]

@@ -217,17 +217,52 @@ def instrument_app(app: Any) -> None:
     @app.before_request
     def _remember_ids() -> None:
         # The request's log line is written at the WSGI edge, after the span has ended.
-        context = trace.get_current_span().get_span_context()
+        span = trace.get_current_span()
+        context = span.get_span_context()
         if context.is_valid:
             request.environ[TRACE_IDS_KEY] = (
                 format(context.trace_id, "032x"),
                 format(context.span_id, "016x"),
             )
+        if span.is_recording():
+            _trim_server_span(span, request.environ, matched=request.url_rule is not None)
 
     # The instrumentation's hooks (and ours) run for sampled requests only.
     before[first_before:] = [_when_traced(before[first_before:])]
     teardown[first_teardown:] = [_when_traced(teardown[first_teardown:], reverse=True)]
     app.wsgi_app = TraceGate(plain, app.wsgi_app, _sampling)
+
+
+# The query parameters the API reads (a page's size and cursor); any other a client
+# sends, an access_token put there by mistake say, is not exported with the span.
+QUERY_KEPT = frozenset({"limit", "before", "after"})
+_TARGET, _URL, _QUERY = "http.target", "http.url", "url.query"  # old and new semconv
+
+
+def kept_query(query: str) -> str:
+    """`query` with only the QUERY_KEPT parameters, in their order."""
+    return "&".join(p for p in query.split("&") if p.partition("=")[0] in QUERY_KEPT)
+
+
+def _trim_server_span(span: Any, environ: dict[str, Any], *, matched: bool) -> None:
+    """What the Flask instrumentation recorded, made fit to export: the query string
+    without the parameters the API does not read, and for a path no route matched, the
+    method alone as the name (the path is any text a client sends: as a span name it
+    would make a new name in the back end per request; it stays in http.target)."""
+    if not matched:
+        span.update_name(span.name.partition(" ")[0])
+    query = environ.get("QUERY_STRING")
+    if not query:
+        return
+    kept = kept_query(query)
+    recorded = span.attributes
+    for key in (_TARGET, _URL):
+        value = recorded.get(key)
+        if isinstance(value, str) and "?" in value:
+            base = value.partition("?")[0]
+            span.set_attribute(key, f"{base}?{kept}" if kept else base)
+    if _QUERY in recorded:
+        span.set_attribute(_QUERY, kept)
 
 
 TRACED_KEY = "cruddur.traced"  # in the WSGI environ: this request was sampled
