@@ -287,3 +287,34 @@ def test_the_lag_clock_counts_from_the_oldest_wal_not_replayed() -> None:
     assert clock.lag(35.0, 100) == 4.0  # behind since the primary first passed 100
     assert clock.lag(35.0, 200) == 3.0
     assert clock.lag(35.0, 250) == 0.0
+
+
+@pytest.mark.parametrize("where", ["the primary itself", "nothing listening"])
+def test_a_misconfigured_replica_is_reported_from_the_first_look(
+    api_url: str, tmp_path: Path, caplog: pytest.LogCaptureFixture, where: str
+) -> None:
+    # Reads go to the primary either way; the operator is told why, once, at once.
+    parts = parse(api_url)
+    reader = api_url if where == "the primary itself" else api_url.replace(
+        f"port={parts['port']}", "port=1"
+    )  # fmt: skip
+    assert reader != api_url or where == "the primary itself"
+    settings = Settings.from_env(
+        {"CRUDDUR_HOME": str(tmp_path), "CONNECTION_URL": api_url,
+         "READER_CONNECTION_URL": reader, "CRUDDUR_FEED_CACHE": "0"}
+    )  # fmt: skip
+    app = create_app(settings)
+    router = app.extensions["cruddur.reads"]
+    try:
+        with caplog.at_level("INFO", logger="cruddur.api.reads"):
+            assert app.test_client().get("/api/activities/@andrewbrown").status_code == 200
+            _wait_until(lambda: "replica skipped" in caplog.text, seconds=10)
+            time.sleep(2.5)  # more looks, same reason: no more lines
+    finally:
+        _close(app)
+    assert not router.state.fresh(router.max_lag)
+    lines = [r.getMessage() for r in caplog.records if "replica skipped" in r.getMessage()]
+    assert len(lines) == 1, lines
+    expected = "not a replica" if where == "the primary itself" else "unreachable"
+    assert expected in lines[0]
+    assert parts["password"] not in caplog.text

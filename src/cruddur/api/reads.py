@@ -42,6 +42,15 @@ T = TypeVar("T")
 READ_AFTER_HEADER = "X-Read-After"
 
 
+def _why_skipped(state: ReplicaState) -> str:
+    """The kind of reason a replica is not used, to report each new one once."""
+    if state is NOT_LOOKED_AT:
+        return "not looked at"
+    if not state.reachable:
+        return "unreachable"
+    return "behind" if state.in_recovery else "not a replica"
+
+
 class ReadRouter:
     """The primary and, when configured, a replica; `for_read` picks one per request."""
 
@@ -114,17 +123,26 @@ class ReadRouter:
             self._clock.primary_at(time.monotonic(), parse_lsn(position) or 0)
 
     def _set_state(self, state: ReplicaState) -> None:
-        was_fresh = self._state.fresh(self.max_lag)
+        before = self._state
+        was_fresh = before.fresh(self.max_lag)
         state = replace(state, checked_at=time.monotonic())
         self._state = state
-        if was_fresh and not state.fresh(self.max_lag):
+        if state.fresh(self.max_lag):
+            if not was_fresh:
+                log.info("replica back in use: %s", self.describe(state))
+        elif was_fresh or _why_skipped(before) != _why_skipped(state):
+            # Also the first look, and a new reason: a replica misconfigured from the start
+            # (the primary's URL, a wrong password) would otherwise never be reported.
             log.warning("replica skipped, reads go to the primary: %s", self.describe(state))
-        elif not was_fresh and state.fresh(self.max_lag) and state is not NOT_LOOKED_AT:
-            log.info("replica back in use: %s", self.describe(state))
 
     def describe(self, state: ReplicaState) -> str:
         if not state.reachable:
             return f"unreachable ({state.problem})"
+        if not state.in_recovery:
+            return (
+                "READER_CONNECTION_URL reaches a server that is not a replica (not in "
+                "recovery): the primary's own URL, or a promoted replica? Point it at a replica"
+            )
         if state.lag_seconds is None:
             return state.problem or "lag unknown"
         return f"{state.lag_seconds:.1f} s behind (limit {self.max_lag:g} s)"
