@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from datetime import timedelta
 
 import psycopg
 import pytest
 from cfnlint.decode import decode
 from helpers import ROOT
 
-from cruddur.config import ConfigError
+from cruddur.config import PURGE_BATCH_MAX, PURGE_GRACE_MAX, ConfigError
 from cruddur.lambdas import purge_expired
 from cruddur.ops.packaging import HANDLER_FILES, PURGE_HANDLER
 
@@ -117,3 +118,62 @@ def test_a_grace_past_ten_years_fails_naming_the_setting(env: str, monkeypatch, 
     with pytest.raises(ConfigError, match="CRUDDUR_PURGE_GRACE_HOURS must be at most 87600"):
         purge_expired.handler({}, Context(300_000))
     assert _left(env, old) == 3
+
+
+@pytest.mark.parametrize("size", ["100001", "10000000000000000000"])
+def test_a_batch_past_the_clis_bound_fails_naming_the_setting(
+    env: str, monkeypatch, size: str
+) -> None:
+    # Unchecked, 10**19 reached the LIMIT and failed there as "bigint out of range".
+    old = _add(env, "-2 days", 3)
+    monkeypatch.setenv("CRUDDUR_PURGE_BATCH_SIZE", size)
+    with pytest.raises(ConfigError, match="CRUDDUR_PURGE_BATCH_SIZE must be at most 100000"):
+        purge_expired.handler({}, Context(300_000))
+    assert _left(env, old) == 3
+
+
+class CutOff(Context):
+    """A context whose third look at the clock ends the function's session, as a
+    failover would, after the cutoff and one batch."""
+
+    def __init__(self, url: str) -> None:
+        super().__init__(300_000)
+        self.url, self.looks = url, 0
+
+    def get_remaining_time_in_millis(self) -> int:
+        self.looks += 1
+        if self.looks == 3:
+            with psycopg.connect(self.url, autocommit=True) as conn:
+                conn.execute(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                    " WHERE application_name = 'cruddur-purge-expired'"
+                )
+        return self.left_ms
+
+
+def test_a_database_lost_mid_purge_is_one_line_and_keeps_what_is_done(env: str, caplog) -> None:
+    old = _add(env, "-2 days", 20)
+    alive = _add(env, "1 day", 5)
+    with pytest.raises(RuntimeError) as stopped:
+        purge_expired.handler({}, CutOff(env))
+    message = str(stopped.value)
+    assert "\n" not in message and "purge stopped by the database" in message
+    assert "1 batches (7 cruds" in message  # the first batch stays deleted
+    assert _left(env, old) == 13 and _left(env, alive) == 5
+    password = psycopg.conninfo.conninfo_to_dict(env)["password"]
+    assert password not in caplog.text + message
+    assert "the next run goes on" in caplog.text
+
+
+def test_a_statement_timeout_longer_than_the_function_says_so(env: str, caplog) -> None:
+    summary = purge_expired.handler({}, Context(20_000))  # 30 s batches, 20 s to live
+    assert summary["batches"] == 0
+    assert "CRUDDUR_STATEMENT_TIMEOUT (30000 ms)" in caplog.text and "Timeout" in caplog.text
+
+
+def test_the_templates_bounds_are_the_handlers() -> None:
+    # A value the stack accepts but the handler refuses would fail every scheduled run.
+    template, _ = decode(str(TEMPLATE))
+    parameters = template["Parameters"]
+    assert parameters["GraceHours"]["MaxValue"] == PURGE_GRACE_MAX // timedelta(hours=1)
+    assert parameters["BatchSize"]["MaxValue"] == PURGE_BATCH_MAX

@@ -541,6 +541,9 @@ class ReplicaSettings:
 # the purge Lambda's CRUDDUR_PURGE_GRACE_HOURS): ten years, far past any crud's life;
 # past it, timedelta and PostgreSQL's timestamps run out.
 PURGE_GRACE_MAX = timedelta(days=3650)
+# The most rows one purge transaction may delete (`--batch-size`, CRUDDUR_PURGE_BATCH_SIZE):
+# the locks a batch holds, and PostgreSQL's LIMIT (a bigint), bound it.
+PURGE_BATCH_MAX = 100_000
 
 
 @dataclass(frozen=True)
@@ -570,7 +573,14 @@ class LambdaSettings:
                 maximum=PURGE_GRACE_MAX // timedelta(hours=1),
                 kind=int,
             ),
-            purge_batch_size=whole("CRUDDUR_PURGE_BATCH_SIZE", defaults.purge_batch_size),
+            purge_batch_size=_number(
+                env,
+                "CRUDDUR_PURGE_BATCH_SIZE",
+                defaults.purge_batch_size,
+                minimum=1,
+                maximum=PURGE_BATCH_MAX,
+                kind=int,
+            ),
         )
 
 

@@ -25,7 +25,7 @@ from cruddur.cli.options import (
 )
 from cruddur.cli.output import RowsProgress, done, info, out, result, warn
 from cruddur.cli.roles import grant_again, roles_command, set_up_roles
-from cruddur.config import PURGE_GRACE_MAX, Settings
+from cruddur.config import PURGE_BATCH_MAX, PURGE_GRACE_MAX, Settings
 from cruddur.db import Db
 from cruddur.embedded import candidate_bin_dirs
 from cruddur.errors import Problem
@@ -308,7 +308,7 @@ class Duration(click.ParamType):
 )
 @click.option(
     "--batch-size",
-    type=click.IntRange(min=1, max=100_000),
+    type=click.IntRange(min=1, max=PURGE_BATCH_MAX),
     default=purging.DEFAULT_BATCH_SIZE,
     show_default=True,
     help="Activities deleted per transaction (each holds its row locks only this long).",

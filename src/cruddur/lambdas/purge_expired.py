@@ -61,21 +61,43 @@ def handler(event: dict[str, Any] | None = None, context: Any = None) -> dict[st
     started = time.monotonic()
     cruds = replies = batches = 0
     finished = False
-    with psycopg.connect(
-        conninfo,
-        autocommit=True,  # each batch is one statement: its own short transaction
-        connect_timeout=settings.connect_timeout,
-        application_name=APPLICATION_NAME,
-        options=f"-c statement_timeout={statement_ms}",
-    ) as conn:
-        cutoff = conn.execute(_sql("purge_cutoff"), {"grace": grace}).fetchone()[0]
-        params = {"cutoff": cutoff, "batch_size": batch_size}
-        while _time_left_ms(context) > statement_ms + 1000:
-            deleted_cruds, deleted_replies = conn.execute(_sql("purge_batch"), params).fetchone()
-            if deleted_cruds + deleted_replies == 0:
-                finished = True
-                break
-            cruds, replies, batches = cruds + deleted_cruds, replies + deleted_replies, batches + 1
+    cutoff = None
+    if _time_left_ms(context) <= statement_ms + 1000:
+        # At the start: no run will ever get a batch in, whatever is left to purge.
+        log.error(
+            "no batch fits: CRUDDUR_STATEMENT_TIMEOUT (%d ms) and a second's margin exceed "
+            "the %d ms this invocation has; lower it or raise the function's Timeout",
+            statement_ms,
+            _time_left_ms(context),
+        )
+    try:
+        with psycopg.connect(
+            conninfo,
+            autocommit=True,  # each batch is one statement: its own short transaction
+            connect_timeout=settings.connect_timeout,
+            application_name=APPLICATION_NAME,
+            options=f"-c statement_timeout={statement_ms}",
+        ) as conn:
+            cutoff = conn.execute(_sql("purge_cutoff"), {"grace": grace}).fetchone()[0]
+            params = {"cutoff": cutoff, "batch_size": batch_size}
+            while _time_left_ms(context) > statement_ms + 1000:
+                deleted_cruds, deleted_replies = conn.execute(
+                    _sql("purge_batch"), params
+                ).fetchone()
+                if deleted_cruds + deleted_replies == 0:
+                    finished = True
+                    break
+                cruds, replies = cruds + deleted_cruds, replies + deleted_replies
+                batches += 1
+    except psycopg.Error as exc:
+        # Each batch committed or not: what is done stays done, nothing half deleted.
+        lines = str(exc).strip().splitlines()
+        problem = f"{type(exc).__name__}: {lines[0] if lines else ''}"
+        done = f"{batches} batches ({cruds} cruds, {replies} replies) deleted before"
+        log.error("purge in %s stopped: %s; %s it; the next run goes on", redact(conninfo),
+                  problem, done)  # fmt: skip
+        raise RuntimeError(f"purge stopped by the database ({problem}); {done} it") from None
+    assert cutoff is not None
     summary = {
         "cutoff": cutoff.isoformat(),
         "deleted_cruds": cruds,
