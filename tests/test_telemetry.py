@@ -8,6 +8,7 @@ import json
 import logging
 import os
 import secrets
+import socket
 import subprocess
 import threading
 import time
@@ -352,6 +353,26 @@ def test_methods_clients_make_up_add_no_series(served: Served) -> None:
     methods = {dict(labels).get("method") for _, labels in after}
     assert not methods & set(made_up)
     assert methods - {None} <= {"GET", "HEAD", "POST", "OPTIONS", "other"}
+
+
+def test_a_huge_made_up_method_makes_a_short_whole_log_line(served: Served) -> None:
+    # 20 kB of method once made a 40 kB line (it is in the message too): past PIPE_BUF,
+    # the other worker's lines could land inside it.
+    host, port = served.base.removeprefix("http://").rsplit(":", 1)
+    with socket.create_connection((host, int(port)), timeout=5) as conn:
+        conn.sendall(
+            b"X" * 20_000 + b" /api/activities/home HTTP/1.1\r\nHost: x\r\n"
+            b"X-Request-Id: long-method-1\r\nConnection: close\r\n\r\n"
+        )
+        assert conn.recv(100).startswith(b"HTTP/1.1 405")
+    deadline = time.monotonic() + 5
+    while not (lines := [r for r in served.request_lines() if r["request_id"] == "long-method-1"]):
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    (line,) = lines
+    assert line["method"] == "X" * 24 + "…" and line["message"].startswith("X" * 24 + "… ")
+    (raw,) = [text for text in served.output.splitlines() if "long-method-1" in text]
+    assert len(raw.encode()) < 1024
 
 
 def test_spans_queued_at_a_stop_are_sent_before_the_workers_end(

@@ -94,8 +94,18 @@ RequestWriter = Callable[[list[Finished]], None]
 PIPE_BUF = 4096  # a write to a pipe up to this size is never split or interleaved
 
 
+# A method is a client's text, as long as its headers may be (~30 kB): logged whole it
+# made a line longer than PIPE_BUF, which another worker's line could split. Past this
+# many characters it is cut (a made-up method still shows what it began with).
+METHOD_SHOWN = 24
+
+
+def shown_method(method: str) -> str:
+    return method if len(method) <= METHOD_SHOWN else f"{method[:METHOD_SHOWN]}…"
+
+
 def request_message(method: str, route: str, status: str, seconds: float) -> str:
-    return f"{method} {route} {status} {seconds * 1000:.1f} ms"
+    return f"{shown_method(method)} {route} {status} {seconds * 1000:.1f} ms"
 
 
 def request_fields(
@@ -110,7 +120,7 @@ def request_fields(
     """A request line's fields as the logging path passes them (`extra=`); the JSON fast
     path writes the same keys in the same order."""
     return {
-        "method": method,
+        "method": shown_method(method),
         "route": route,
         "status": int(status[:3]),
         "duration_ms": round(seconds * 1000, 2),
@@ -185,9 +195,10 @@ def _json_line(pid: int) -> Callable[..., str]:
         if known is None:
             # The message's start without its closing quote (what follows needs no
             # escaping: digits, a point, spaces, "ms"), and the two fields.
+            shown = shown_method(method)
             known = (
-                quote(f"{method} {route}")[:-1],
-                f',"method":{quote(method)},"route":{quote(route)}',
+                quote(f"{shown} {route}")[:-1],
+                f',"method":{quote(shown)},"route":{quote(route)}',
             )
             if len(routes) < MAX_ROUTES_KEPT:  # methods come from clients
                 routes[method, route] = known
