@@ -477,6 +477,7 @@ def test_the_request_line_is_the_record_the_json_formatter_would_write() -> None
     for finished in [
         (created, "GET", "/api/activities/home", "200 OK", 0.0031234, "req-1", ids, "u-1"),
         (created, 'GE"T\\\x01', "unmatched", "404 NOT FOUND", 1.5, None, None, None),
+        (created, "X" * 100, "unmatched", "405 METHOD NOT ALLOWED", 0.001, "r2", None, None),
         (created + 0.9999, "POST", "/api/é/<x>", "500 INTERNAL SERVER ERROR", 0.0, "r", None, user),
         # The same route again, a second later: its kept text, a new time.
         (
@@ -502,6 +503,26 @@ def test_the_request_line_is_the_record_the_json_formatter_would_write() -> None
         expected = json.loads(JsonFormatter().format(record))
         got = json.loads(written)
         assert got == expected and list(got) == list(expected)
+
+
+def test_any_record_is_one_line_of_valid_utf8_json() -> None:
+    from cruddur.telemetry.logs import JsonFormatter
+
+    odd = [
+        "a path from argv: /tmp/\udcff\udcfe.sql",  # bytes that were not UTF-8
+        "two\nlines\r\nand a tab\t and a NUL \x00",
+        "é ✓ \u2028 \U0001f600",
+        "x" * 100_000,
+    ]
+    for text in odd:
+        record = logging.makeLogRecord(
+            {"name": "cruddur.x", "levelno": logging.INFO, "levelname": "INFO",
+             "msg": "%s", "args": (text,), "detail": text}
+        )  # fmt: skip
+        line = JsonFormatter().format(record)
+        assert "\n" not in line and "\r" not in line
+        parsed = json.loads(line.encode("utf-8").decode("utf-8"))  # strict both ways
+        assert parsed["message"] == text and parsed["detail"] == text
 
 
 def test_latencies_observed_together_fill_the_histogram_as_one_by_one() -> None:

@@ -51,7 +51,16 @@ class JsonFormatter(logging.Formatter):
             kind, error, tb = record.exc_info
             fields["error"] = f"{kind.__name__}: {error}" if kind else None
             fields["traceback"] = "".join(traceback.format_exception(kind, error, tb))
-        return json.dumps(fields, default=str, ensure_ascii=False)
+        text = json.dumps(fields, default=str, ensure_ascii=False)
+        if not text.isascii():
+            try:
+                text.encode()
+            except UnicodeEncodeError:
+                # A lone surrogate (bytes that were not UTF-8: an argument, a variable,
+                # decoded with surrogateescape) would fail the write, or put invalid
+                # UTF-8 in the line: escaped (\udcff), the line stays valid JSON.
+                text = json.dumps(fields, default=str)
+        return text
 
 
 class TextFormatter(logging.Formatter):
