@@ -87,6 +87,21 @@ def test_replies_to_replies_are_counted_and_an_unexpired_one_keeps_its_whole_thr
         assert _left(conn, kept) == 3
 
 
+def test_a_live_cruds_reply_count_drops_with_its_purged_replies(seeded_db: str) -> None:
+    # Imported rows: replies that expired long before their still-live crud. The feed
+    # shows replies_count; left as it was, it would promise replies nobody can open.
+    with psycopg.connect(seeded_db, autocommit=True) as conn, Db(seeded_db) as db:
+        (live,) = _add(conn, "live", "1 day")
+        gone = _add(conn, "old reply", "-2 days", parent=live, count=2)
+        (kept,) = _add(conn, "live reply", "1 day", parent=live)
+        conn.execute("UPDATE activities SET replies_count = 3 WHERE uuid = %s", [live])
+        purged = purge.purge(db, purge.cutoff(db, timedelta(days=1)), batch_size=1)
+        assert purged.deleted.replies == 2
+        assert _left(conn, gone) == 0 and _left(conn, [live, kept]) == 2
+        count = conn.execute("SELECT replies_count FROM activities WHERE uuid = %s", [live])
+        assert count.fetchone()[0] == 1
+
+
 def test_cruds_expiring_during_the_purge_are_not_touched(seeded_db: str) -> None:
     with psycopg.connect(seeded_db, autocommit=True) as conn, Db(seeded_db) as db:
         expired = _add(conn, "expired", "-1 minute", count=50)

@@ -39,7 +39,23 @@ deleted AS (
   DELETE FROM public.activities
   USING targets
   WHERE activities.uuid = targets.uuid
-  RETURNING activities.reply_to_activity_uuid IS NULL AS is_crud
+  RETURNING activities.reply_to_activity_uuid AS parent,
+            activities.reply_to_activity_uuid IS NULL AS is_crud
+),
+-- A parent that stays (not expired: older or imported replies may expire before it)
+-- counts the replies it lost, as reply.sql counted them in. Parents deleted here are
+-- left out: one statement must not both update and delete a row.
+recounted AS (
+  UPDATE public.activities AS parent
+  SET replies_count = greatest(parent.replies_count - lost.replies, 0)
+  FROM (
+    SELECT deleted.parent, count(*) AS replies
+    FROM deleted
+    WHERE deleted.parent IS NOT NULL
+      AND deleted.parent NOT IN (SELECT uuid FROM targets)
+    GROUP BY deleted.parent
+  ) AS lost
+  WHERE parent.uuid = lost.parent
 )
 SELECT
   count(*) FILTER (WHERE is_crud) AS cruds,
