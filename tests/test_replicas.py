@@ -289,6 +289,16 @@ def test_the_lag_clock_counts_from_the_oldest_wal_not_replayed() -> None:
     assert clock.lag(35.0, 250) == 0.0
 
 
+def test_a_replica_stuck_for_hours_reads_as_hours_behind() -> None:
+    clock = LagClock()
+    for second in range(7200):  # the primary writes on; the replica replays nothing
+        clock.primary_at(float(second), 1000 + second)
+    # Its lag grows with it (it stopped at 600 s: a limit of 3600 kept it in use).
+    assert clock.lag(7200.0, 999) == 7200.0
+    assert clock.lag(7200.0, 1000 + 7198) <= 2.0  # one nearly caught up: nearly no lag
+    assert len(clock._samples) <= clock.max_samples
+
+
 @pytest.mark.parametrize("where", ["the primary itself", "nothing listening"])
 def test_a_misconfigured_replica_is_reported_from_the_first_look(
     api_url: str, tmp_path: Path, caplog: pytest.LogCaptureFixture, where: str

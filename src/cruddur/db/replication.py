@@ -56,22 +56,30 @@ class LagClock:
     replay is no lag) and for a replica cut off from it (nothing arrives, the primary goes
     on: lag grows)."""
 
-    def __init__(self, keep_seconds: float = 600.0) -> None:
-        self.keep_seconds = keep_seconds
+    def __init__(self, max_samples: int = 1024) -> None:
+        self.max_samples = max_samples
         self._samples: deque[tuple[float, int]] = deque()  # (time.monotonic(), position)
 
     def primary_at(self, when: float, position: int) -> None:
         if self._samples and position <= self._samples[-1][1]:
             return  # nothing new written since the last sample: the older time stands
         self._samples.append((when, position))
-        while len(self._samples) > 1 and when - self._samples[0][0] > self.keep_seconds:
-            self._samples.popleft()
+        if len(self._samples) > self.max_samples:
+            # A replica stuck this long: halve the samples, keeping the oldest, which is
+            # its lag. (Dropping the oldest by age, as before, capped a stuck replica's lag
+            # at the age kept, 600 s: a limit above that read it as fresh for ever.)
+            kept = list(self._samples)
+            self._samples = deque([kept[0], *kept[2::2]])
 
     def lag(self, now: float, replayed: int) -> float | None:
-        """Seconds behind; None before any sample of the primary."""
-        if not self._samples:
+        """Seconds behind; None before any sample of the primary. Samples the replica
+        has passed are dropped here: its lag counts from the first one past it."""
+        samples = self._samples
+        if not samples:
             return None
-        for when, position in self._samples:
+        while len(samples) > 1 and samples[1][1] <= replayed:
+            samples.popleft()
+        for when, position in samples:
             if position > replayed:
                 return max(0.0, now - when)
         return 0.0
