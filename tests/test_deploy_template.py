@@ -153,3 +153,35 @@ def test_compose_starts_the_api_after_a_healthy_database_and_a_finished_migratio
     assert "@db:5432/" in api["environment"]["CONNECTION_URL"]
     assert "db migrate" in " ".join(services["migrate"]["command"])
     assert services["seed"]["profiles"] == ["seed"]
+
+
+def test_only_the_migration_task_can_be_given_the_owners_secret() -> None:
+    # The API's execution role reads the API's settings alone: a task definition that
+    # used it could never be handed the owner's (migration) credentials.
+    template, _ = decode(str(ECS_TEMPLATE))
+    resources = template["Resources"]
+
+    def readable(role: str) -> list:
+        return [
+            statement["Resource"]
+            for policy in resources[role]["Properties"]["Policies"]
+            for statement in policy["PolicyDocument"]["Statement"]
+            if statement["Action"] == "secretsmanager:GetSecretValue"
+        ]
+
+    assert readable("ExecutionRole") == [{"Ref": "ConnectionSecretArn"}]
+    assert readable("MigrateExecutionRole") == [{"Ref": "MigrationSecretArn"}]
+    api = resources["ApiTaskDefinition"]["Properties"]
+    migrate = resources["MigrateTaskDefinition"]["Properties"]
+    assert api["ExecutionRoleArn"] == {"Fn::GetAtt": ["ExecutionRole", "Arn"]}
+    assert migrate["ExecutionRoleArn"] == {"Fn::GetAtt": ["MigrateExecutionRole", "Arn"]}
+    (passing,) = [
+        statement
+        for policy in resources["MigrationRunnerRole"]["Properties"]["Policies"]
+        for statement in policy["PolicyDocument"]["Statement"]
+        if statement["Action"] == "iam:PassRole"
+    ]
+    assert {"Fn::GetAtt": ["ExecutionRole", "Arn"]} not in passing["Resource"]
+    assert passing["Condition"] == {
+        "StringEquals": {"iam:PassedToService": "ecs-tasks.amazonaws.com"}
+    }
