@@ -10,6 +10,7 @@ import os
 import secrets
 import socket
 import subprocess
+import sys
 import threading
 import time
 import urllib.request
@@ -523,6 +524,27 @@ def test_any_record_is_one_line_of_valid_utf8_json() -> None:
         assert "\n" not in line and "\r" not in line
         parsed = json.loads(line.encode("utf-8").decode("utf-8"))  # strict both ways
         assert parsed["message"] == text and parsed["detail"] == text
+
+
+def test_a_logged_database_error_shows_no_value_of_the_refused_row(seeded_db: str) -> None:
+    from cruddur.telemetry.logs import JsonFormatter
+
+    # An error no handler expects goes to the log with its traceback (errors.py): the
+    # DETAIL of a refused row would put the crud's text there.
+    with psycopg.connect(seeded_db) as conn:
+        try:
+            conn.execute(
+                "INSERT INTO activities (user_uuid, message) VALUES (NULL, 'my secret words')"
+            )
+        except psycopg.errors.NotNullViolation:
+            record = logging.makeLogRecord(
+                {"name": "cruddur.api", "levelno": logging.ERROR, "levelname": "ERROR",
+                 "msg": "request r failed", "exc_info": sys.exc_info()}
+            )  # fmt: skip
+    line = json.loads(JsonFormatter().format(record))
+    assert "secret words" not in json.dumps(line)
+    assert "NotNullViolation" in line["error"] and "user_uuid" in line["error"]
+    assert "Traceback" in line["traceback"]
 
 
 def test_latencies_observed_together_fill_the_histogram_as_one_by_one() -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import sys
 import time
 import traceback
@@ -31,6 +32,19 @@ def _iso(created: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{millis:03d}Z"
 
 
+# PostgreSQL's DETAIL quotes a refused row (a crud's text, a user's email), and psycopg's
+# str() of the error carries it: from its "DETAIL:" line to the end of that error's text
+# (in a traceback, the blank line before a chained exception's section, or the end).
+_DETAIL = re.compile(r"\nDETAIL:.*?(?=\n\n(?:The above|During handling)|\Z)", re.DOTALL)
+CUT = "\nDETAIL: (not shown: it may quote the row's values)"
+
+
+def without_detail(text: str) -> str:
+    """`text` without PostgreSQL's DETAIL and what follows it in the same error (for
+    the log, and spans: telemetry/scrub.py)."""
+    return _DETAIL.sub(CUT, text) if "\nDETAIL:" in text else text
+
+
 class JsonFormatter(logging.Formatter):
     """time, level, logger, message, the record's `extra` fields, and a traceback."""
 
@@ -49,8 +63,10 @@ class JsonFormatter(logging.Formatter):
             fields.update(current_trace_ids())
         if record.exc_info:
             kind, error, tb = record.exc_info
-            fields["error"] = f"{kind.__name__}: {error}" if kind else None
-            fields["traceback"] = "".join(traceback.format_exception(kind, error, tb))
+            fields["error"] = without_detail(f"{kind.__name__}: {error}") if kind else None
+            fields["traceback"] = without_detail(
+                "".join(traceback.format_exception(kind, error, tb))
+            )
         text = json.dumps(fields, default=str, ensure_ascii=False)
         if not text.isascii():
             try:

@@ -13,22 +13,14 @@ Lambda uses it too.
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from opentelemetry.sdk.trace import Event, ReadableSpan, SpanProcessor
 from opentelemetry.trace import Status, StatusCode
 
-# From libpq's "DETAIL:" line to the end of that error's text: in a stack trace, the
-# blank line before a chained exception's section, or the end.
-_DETAIL = re.compile(r"\nDETAIL:.*?(?=\n\n(?:The above|During handling)|\Z)", re.DOTALL)
-CUT = "\nDETAIL: (not exported: it may quote the row's values)"
+from cruddur.telemetry.logs import without_detail as scrub
+
 _TEXT_KEYS = ("exception.message", "exception.stacktrace")
-
-
-def scrub(text: str) -> str:
-    """`text` without PostgreSQL's DETAIL and what follows it in the same error."""
-    return _DETAIL.sub(CUT, text) if "\nDETAIL:" in text else text
 
 
 class ScrubbingProcessor(SpanProcessor):
