@@ -120,15 +120,12 @@ def pytest_configure(config: pytest.Config) -> None:
 # are built once, not once per worker.
 ONE_WORKER_MODULES = ("test_replicas.py", "test_telemetry.py", "test_pooler.py", "test_rds_tls.py")
 # The longest tests (pytest --durations), started first: the run then never ends with
-# one of them running alone on one worker while the other has nothing left to do. The
-# signal trials come after other servers have started: in two fresh-clone CI runs on
-# 2026-12-03 their first trial, the run's first granian start, missed its SIGINT (the
-# README, "Serving"; not reproduced otherwise, cause not found).
+# one of them running alone on one worker while the other has nothing left to do.
 LONGEST_FIRST = (
+    "test_serve_hardening.py::test_one_signal_always_stops",
     "test_api_contract.py::test_schemathesis",
     "test_outages.py::",
     "test_feed_cache_serve.py::",
-    "test_serve_hardening.py::test_one_signal_always_stops",
     "test_lambda_package.py::",
     "test_embedded.py::test_setup_starts_the_embedded_server",
     "test_rds.py::test_no_password_in_any_output_or_log",

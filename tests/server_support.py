@@ -49,6 +49,11 @@ def group_members(pgid: int) -> list[int]:
     return members
 
 
+def _ignore_stops() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+
 class Served:
     """One `cruddur serve`; its output is kept, and `saw(text)` waits for a line.
 
@@ -62,6 +67,7 @@ class Served:
         env: dict[str, str],
         port: int | None = None,
         unset: Iterable[str] = ("PROD_CONNECTION_URL",),
+        stops_ignored: bool = False,
     ) -> None:
         self.port = port or free_port()
         unset = tuple(unset)
@@ -74,6 +80,8 @@ class Served:
             stderr=subprocess.STDOUT,
             text=True,
             start_new_session=True,  # its own group: whatever it forks can be found
+            # As a script's background job starts it (`cruddur serve &`, no job control).
+            preexec_fn=_ignore_stops if stops_ignored else None,
         )
         self.base = f"http://127.0.0.1:{self.port}"
         self.lines: list[str] = []

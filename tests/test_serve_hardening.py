@@ -128,11 +128,16 @@ def test_a_claim_racing_sweeps_never_gives_two_servers_one_port(tmp_path) -> Non
 
 def test_one_signal_always_stops_the_server_and_all_its_workers(seeded_db: str, tmp_path) -> None:
     # 20 starts in a row, every other one stopped early (at each of EARLY_MARKS in turn)
-    # and the others once it answers; SIGINT and SIGTERM take turns in both.
+    # and the others once it answers; SIGINT and SIGTERM take turns in both. The last ten
+    # start as a script's background job does, with both signals ignored: that went
+    # through exec, and a SIGINT as granian started was lost (3 CI runs in 3).
     for trial in range(TRIALS):
         early = trial % 2 == 0
         stop = (signal.SIGINT, signal.SIGTERM)[(trial // 2) % 2]
-        served = Served("--workers", "2", "--threads", "1", env=_env(seeded_db, tmp_path))
+        served = Served(
+            "--workers", "2", "--threads", "1",
+            env=_env(seeded_db, tmp_path), stops_ignored=trial >= TRIALS // 2,
+        )  # fmt: skip
         try:
             if early:
                 mark = EARLY_MARKS[(trial // 2) % len(EARLY_MARKS)]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import select
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -227,4 +228,11 @@ def serve(
     info(f"server: {server}, {workers} workers, {threads} threads each")
     sys.stdout.flush()
     sys.stderr.flush()
+    # An ignored SIGINT or SIGTERM (a background job of a script: `cruddur serve &` without
+    # job control ignores SIGINT) goes through exec, and granian only handles them once
+    # its own handlers are in: a stop in its first moments was lost, and the server went
+    # on to serve. The default action stops it at any moment.
+    for stop in (signal.SIGINT, signal.SIGTERM):
+        if signal.getsignal(stop) == signal.SIG_IGN:
+            signal.signal(stop, signal.SIG_DFL)
     os.execve(command[0], command, env)
