@@ -63,36 +63,37 @@ def test_a_number_of_too_many_digits_is_a_400_in_the_apis_words(api, mint) -> No
     assert response.get_json()["message"] == "the body has a number with too many digits"
 
 
-def _post_chunked(
-    served: Served, body: bytes, token: str, chunk: int = 4096, path: str = "/api/activities"
+def _post_raw(
+    served: Served, framing: str, pieces: list[bytes], token: str, path: str = "/api/activities"
 ) -> tuple[int, dict]:
-    """POST body with Transfer-Encoding: chunked (no Content-Length), then read the answer.
-
-    The server may answer and close before the whole body is sent: sending stops at the
-    first refused write, and the answer is read all the same."""
+    """POST with the `framing` header line, sending `pieces` one by one, then read the
+    answer. The server may answer and close before the whole body is sent: sending stops
+    at the first refused write, and the answer is read all the same."""
     with socket.create_connection(("127.0.0.1", served.port), timeout=20) as sock:
         head = (
             f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
             f"Authorization: Bearer {token}\r\nContent-Type: application/json\r\n"
-            "Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+            f"{framing}\r\nConnection: close\r\n\r\n"
         )
-        try:
-            sock.sendall(head.encode())
-            for start in range(0, len(body), chunk):
-                piece = body[start : start + chunk]
-                sock.sendall(b"%x\r\n%s\r\n" % (len(piece), piece))
-            sock.sendall(b"0\r\n\r\n")
-        except (BrokenPipeError, ConnectionResetError):
-            pass
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+            for piece in [head.encode(), *pieces]:
+                sock.sendall(piece)
         answer = b""
-        try:
+        with contextlib.suppress(ConnectionResetError):
             while data := sock.recv(65536):
                 answer += data
-        except ConnectionResetError:
-            pass
     head_text, _, payload = answer.partition(b"\r\n\r\n")
     status = int(head_text.split()[1])
     return status, json.loads(payload) if payload.strip() else {}
+
+
+def _post_chunked(
+    served: Served, body: bytes, token: str, chunk: int = 4096, path: str = "/api/activities"
+) -> tuple[int, dict]:
+    """POST body with Transfer-Encoding: chunked (no Content-Length)."""
+    pieces = [body[start : start + chunk] for start in range(0, len(body), chunk)]
+    framed = [b"%x\r\n%s\r\n" % (len(piece), piece) for piece in pieces] + [b"0\r\n\r\n"]
+    return _post_raw(served, "Transfer-Encoding: chunked", framed, token, path)
 
 
 def test_chunked_bodies_over_the_limit_are_413_and_change_nothing(served: Served) -> None:
@@ -144,21 +145,7 @@ def test_a_body_shorter_than_its_content_length_is_a_400_and_changes_nothing(
 
 def _post_with_length(served: Served, body: bytes, token: str, declared: int) -> int:
     """POST body framed by a Content-Length of `declared`; the answer's status."""
-    with socket.create_connection(("127.0.0.1", served.port), timeout=20) as sock:
-        head = (
-            f"POST /api/activities HTTP/1.1\r\nHost: 127.0.0.1\r\n"
-            f"Authorization: Bearer {token}\r\nContent-Type: application/json\r\n"
-            f"Content-Length: {declared}\r\nConnection: close\r\n\r\n"
-        )
-        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
-            sock.sendall(head.encode() + body)
-        answer = b""
-        try:
-            while data := sock.recv(65536):
-                answer += data
-        except ConnectionResetError:
-            pass
-    return int(answer.split()[1])
+    return _post_raw(served, f"Content-Length: {declared}", [body], token)[0]
 
 
 def test_bodies_framed_by_content_length_are_read_whole_or_refused(served: Served) -> None:

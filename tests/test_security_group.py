@@ -107,7 +107,8 @@ def test_leaves_a_rule_that_already_admits_the_ip_alone(aws: dict[str, str], gro
     assert [(r["SecurityGroupRuleId"], r["Description"]) for r in rules] == [(rule_id, "my laptop")]
 
 
-def test_uses_the_instances_group_when_none_is_set(aws: dict[str, str], group: str) -> None:
+def _instance(group: str, **options: object) -> None:
+    """The original's instance, in moto, behind `group`."""
     client("rds").create_db_instance(
         DBInstanceIdentifier="cruddur-db-instance",
         DBInstanceClass="db.t3.micro",
@@ -115,7 +116,12 @@ def test_uses_the_instances_group_when_none_is_set(aws: dict[str, str], group: s
         MasterUsername="cruddurroot",
         MasterUserPassword="right-password",
         VpcSecurityGroupIds=[group],
+        **options,
     )
+
+
+def test_uses_the_instances_group_when_none_is_set(aws: dict[str, str], group: str) -> None:
+    _instance(group)
     result = cli("--ip", "203.0.113.7")
     assert result.exit_code == 0, result.stderr
     assert f"security group {group} of cruddur-db-instance" in result.stderr
@@ -127,15 +133,7 @@ def test_uses_the_instances_group_when_none_is_set(aws: dict[str, str], group: s
 
 def test_admits_the_port_the_instance_listens_on(aws: dict[str, str], group: str) -> None:
     # `rds create --port 5433` made an instance that the rule for 5432 never let in.
-    client("rds").create_db_instance(
-        DBInstanceIdentifier="cruddur-db-instance",
-        DBInstanceClass="db.t3.micro",
-        Engine="postgres",
-        MasterUsername="cruddurroot",
-        MasterUserPassword="right-password",
-        VpcSecurityGroupIds=[group],
-        Port=5433,
-    )
+    _instance(group, Port=5433)
     result = cli("--ip", "203.0.113.7")
     assert result.exit_code == 0, result.stderr
     assert "203.0.113.7/32 on port 5433" in result.stderr

@@ -190,6 +190,19 @@ def test_no_dev_sign_in_with_a_cognito_pool(api_home, seeded_db: str) -> None:
         )
 
 
+def _build(tmp_path, env: dict[str, str]):
+    """`web build` into tmp_path/site for https://api.x.example; the folder it wrote."""
+    from helpers import ROOT, run
+
+    out = tmp_path / "site"
+    built = run(
+        ROOT / ".venv/bin/cruddur", "web", "build", str(out), "--api-url", "https://api.x.example",
+        env=env,
+    )  # fmt: skip
+    assert built.returncode == 0, built.stderr
+    return out
+
+
 def test_web_build_writes_the_page_for_a_static_host(tmp_path) -> None:
     from helpers import ROOT, run
 
@@ -198,12 +211,7 @@ def test_web_build_writes_the_page_for_a_static_host(tmp_path) -> None:
         "AWS_COGNITO_USER_POOL_ID": "ca-central-1_AbCd1234",
         "AWS_COGNITO_USER_POOL_CLIENT_ID": "client123",
     }
-    out = tmp_path / "site"
-    built = run(
-        ROOT / ".venv/bin/cruddur", "web", "build", str(out), "--api-url", "https://api.x.example",
-        env=env,
-    )  # fmt: skip
-    assert built.returncode == 0, built.stderr
+    out = _build(tmp_path, env)
     page = (out / "index.html").read_text()
     assert _config(page) == {
         "api": "https://api.x.example",
@@ -259,12 +267,7 @@ def test_web_build_reads_no_setting_it_does_not_use(tmp_path) -> None:
         "CRUDDUR_LOG_LEVEL": "loud",
         "CRUDDUR_API_URL": "ftp://stale.example",
     }
-    out = tmp_path / "site"
-    built = run(
-        ROOT / ".venv/bin/cruddur", "web", "build", str(out), "--api-url", "https://api.x.example",
-        env=env,
-    )  # fmt: skip
-    assert built.returncode == 0, built.stderr
+    out = _build(tmp_path, env)
     assert _config((out / "index.html").read_text())["api"] == "https://api.x.example"
     # Without --api-url the build reads CRUDDUR_API_URL, and says which setting is wrong.
     refused = run(ROOT / ".venv/bin/cruddur", "web", "build", str(out), env=env)
