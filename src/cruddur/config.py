@@ -544,6 +544,7 @@ PURGE_GRACE_MAX = timedelta(days=3650)
 # The most rows one purge transaction may delete (`--batch-size`, CRUDDUR_PURGE_BATCH_SIZE):
 # the locks a batch holds, and PostgreSQL's LIMIT (a bigint), bound it.
 PURGE_BATCH_MAX = 100_000
+PURGE_BATCH_DEFAULT = 5_000  # `--batch-size` when not given
 
 
 @dataclass(frozen=True)

@@ -18,18 +18,17 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, replace
-from pathlib import Path
+from dataclasses import replace
 
 import psycopg
 from flask import current_app
 from psycopg.conninfo import make_conninfo
 from psycopg_pool import PoolTimeout
 
-from cruddur.config import ConfigError, Settings
+from cruddur.api_urls import ApiUrls as ApiUrls
+from cruddur.config import Settings
 from cruddur.db import Db
 from cruddur.db.reachability import DatabaseUnavailable
-from cruddur.rds_tls import kept_bundle, secured
 from cruddur.urls import parse
 
 PRIMARY_KEY = "cruddur.db"  # app.extensions: the primary's AppDatabase
@@ -45,51 +44,6 @@ READER_WAIT_SECONDS = 1.0
 def get_db() -> Db:
     """The primary's pool, in a request: writes, and the reads a write needs."""
     return current_app.extensions[PRIMARY_KEY].get()
-
-
-@dataclass(frozen=True)
-class ApiUrls:
-    """Where the API connects, worked out once: its own URL on the primary and, when
-    READER_CONNECTION_URL is set, the replica's, and CRUDDUR_LISTEN_URL (the feed cache's);
-    RDS endpoints with verify-full TLS."""
-
-    primary: str
-    reader: str | None = None
-    listen: str | None = None
-
-    @classmethod
-    def from_settings(cls, settings: Settings, primary: str | None = None) -> ApiUrls:
-        """`primary` (what `cruddur serve` resolved), else CRUDDUR_API_CONNECTION_URL,
-        else CONNECTION_URL; the reader from READER_CONNECTION_URL. A malformed URL is a
-        ConfigError here, at start-up, not a log line quoting it later."""
-        url = primary or settings.api_connection_url or settings.connection_url
-        if not url:
-            raise ConfigError(
-                "the API has no database: set CONNECTION_URL (or CRUDDUR_API_CONNECTION_URL), "
-                "or run it with `cruddur serve`, which starts the embedded server"
-            )
-        reader, listen = settings.replica.reader_url, settings.serve.listen_url
-
-        def bundle() -> Path:  # fetched only for an RDS endpoint
-            return kept_bundle(settings.home)
-
-        return cls(
-            secured(url, bundle),
-            secured(reader, bundle) if reader else None,
-            secured(listen, bundle) if listen else None,
-        )
-
-    def environ(self) -> dict[str, str]:
-        """The settings that hand these URLs, as they are, to a server's workers: the
-        factory they call (create_worker_app) reads them back with from_settings. The
-        environment is the one way into a process granian or gunicorn starts that no
-        other user can read (a command line can be)."""
-        handed = {"CRUDDUR_API_CONNECTION_URL": self.primary}
-        if self.reader:
-            handed["READER_CONNECTION_URL"] = self.reader
-        if self.listen:
-            handed["CRUDDUR_LISTEN_URL"] = self.listen
-        return handed
 
 
 def primary_db(settings: Settings, url: str | None = None) -> Db:

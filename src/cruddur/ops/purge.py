@@ -15,10 +15,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from cruddur.config import PURGE_BATCH_DEFAULT
 from cruddur.db import Db, template
 
 DEFAULT_GRACE = timedelta(days=1)
-DEFAULT_BATCH_SIZE = 5_000
+DEFAULT_BATCH_SIZE = PURGE_BATCH_DEFAULT  # in config, for `db purge-expired --help`
 
 
 @dataclass(frozen=True)

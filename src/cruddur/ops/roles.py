@@ -21,9 +21,9 @@ from psycopg import Connection, sql
 
 from cruddur.db import Db, run_script, template
 from cruddur.errors import Problem
+from cruddur.ops.role_names import API_ROLE as API_ROLE
+from cruddur.ops.role_names import LAMBDA_ROLE as LAMBDA_ROLE
 
-API_ROLE = "cruddur_api"
-LAMBDA_ROLE = "cruddur_lambda"
 # The comment `db roles` leaves on each role (COMMENT ON ROLE): after a schema load or a
 # migration, the roles are granted their privileges again by it, whatever their names.
 ROLE_MARKS = {

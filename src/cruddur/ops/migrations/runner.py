@@ -24,6 +24,7 @@ from cruddur.errors import Problem
 from cruddur.ops.migrations import catalog, lock
 from cruddur.ops.migrations.files import Migration, Section, package_dir, refuse_unrunnable
 from cruddur.ops.migrations.files import load as load_files
+from cruddur.ops.migrations.reporter import Reporter as Reporter
 
 
 @dataclass(frozen=True)
@@ -120,16 +121,6 @@ class MigrationFailed(MigrationError):
     @property
     def sqlstate(self) -> str | None:
         return self.error.sqlstate
-
-
-class Reporter:
-    """What the runner says while it works; the CLI prints it, tests may collect it."""
-
-    def waiting(self, holder: lock.LockHolder | None, wait: float) -> None: ...
-    def adopted(self, migration: Migration) -> None: ...
-    def out_of_order(self, migration: Migration, latest: str) -> None: ...
-    def starting(self, migration: Migration, direction: str) -> None: ...
-    def finished(self, migration: Migration, direction: str, seconds: float) -> None: ...
 
 
 def load(directory: Path | None = None) -> list[Migration]:
