@@ -13,12 +13,15 @@ import re
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
-from botocore.exceptions import ClientError
-
 from cruddur.aws.problems import AwsProblem
+
+# botocore is imported where its errors are caught: `cruddur rds --help` shows this
+# module's defaults and needs none of it.
+if TYPE_CHECKING:
+    from botocore.exceptions import ClientError
 
 DEFAULT_IDENTIFIER = "cruddur-db-instance"
 ENGINE = "postgres"
@@ -285,6 +288,8 @@ def not_found(identifier: str) -> AwsProblem:
 
 def describe(rds: Any, identifier: str) -> Instance | None:
     """The instance, or None when there is none by that name."""
+    from botocore.exceptions import ClientError
+
     try:
         found = rds.describe_db_instances(DBInstanceIdentifier=identifier)["DBInstances"]
     except ClientError as exc:
@@ -364,6 +369,8 @@ def snapshot_name_problem(name: str) -> str | None:
 
 def delete(rds: Any, identifier: str, *, final_snapshot: str | None) -> Instance:
     """Delete the instance, taking a final snapshot named `final_snapshot` unless None."""
+    from botocore.exceptions import ClientError
+
     params: dict[str, Any] = {"DBInstanceIdentifier": identifier}
     if final_snapshot:
         params["FinalDBSnapshotIdentifier"] = final_snapshot

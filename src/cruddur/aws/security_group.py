@@ -15,8 +15,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from botocore.exceptions import ClientError
-
 from cruddur.aws import rds as rds_ops
 from cruddur.aws.problems import AwsProblem
 
@@ -115,6 +113,8 @@ def rules_of(ec2: Any, group_id: str) -> list[Rule]:
 
 
 def get_rule(ec2: Any, rule_id: str) -> Rule:
+    from botocore.exceptions import ClientError  # here: `rds allow-my-ip --help` needs none
+
     try:
         found = ec2.describe_security_group_rules(SecurityGroupRuleIds=[rule_id])
     except ClientError as exc:
