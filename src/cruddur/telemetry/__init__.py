@@ -13,8 +13,10 @@ Nothing here is called from the use cases' logic.
 
 from __future__ import annotations
 
-from cruddur.config import TelemetrySettings
-from cruddur.telemetry import logs, metrics, tracing
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from cruddur.config import TelemetrySettings
 
 
 def start_process(settings: TelemetrySettings, *, dev: bool = False, server: bool = False) -> None:
@@ -22,6 +24,10 @@ def start_process(settings: TelemetrySettings, *, dev: bool = False, server: boo
     spawn), the Lambda's runtime, a CLI command. Safe to call more than once.
 
     server: this process serves the API, whose requests are sampled at its edge."""
+    # Imported here, not with the package: the CLI's `db` verbs import a submodule of it
+    # (commands), and loading metrics (multiprocessing) cost each of them ~10 ms.
+    from cruddur.telemetry import logs, metrics, tracing
+
     logs.configure(settings, dev=dev)
     if settings.traces:
         tracing.start(settings, gated=server)

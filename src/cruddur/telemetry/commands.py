@@ -10,7 +10,6 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from cruddur.config import TelemetrySettings
-from cruddur.telemetry import tracing
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -24,6 +23,9 @@ def traced_command(name: str) -> Callable[[F], F]:
             settings = TelemetrySettings.from_env(dict(os.environ))
             if not settings.traces:
                 return command(*args, **kwargs)
+            # Only with traces on: every db verb (--help too) imports this module.
+            from cruddur.telemetry import tracing
+
             tracing.start(settings)
             # Options that are numbers or flags; text (paths, names) stays out.
             options = {
