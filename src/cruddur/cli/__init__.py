@@ -12,18 +12,14 @@ from pathlib import Path
 from typing import Any
 
 import click
-from dotenv import find_dotenv, load_dotenv
-from dotenv.parser import parse_stream
 
 from cruddur.cli.options import PROD_META, for_prod
 from cruddur.cli.output import fail, warn
-from cruddur.config import debug_enabled
-from cruddur.db.errors import explain
 from cruddur.errors import Problem
 
-# Each verb's module (and the name of its command in it) is imported when that verb runs
-# (or when --help lists them all): `cruddur db …` then skips boto3, Flask and the rest,
-# which it never uses. The db group gets its migration verbs from cruddur.cli.migrations.
+# Each verb's module (and the name of its command in it) is imported when that verb runs:
+# `cruddur db …` then skips boto3, Flask and the rest, which it never uses. The db group
+# gets its migration verbs from cruddur.cli.migrations.
 VERBS = {
     "db": "cruddur.cli.migrations:db",
     "dev": "cruddur.cli.dev:dev",
@@ -33,6 +29,18 @@ VERBS = {
     "users": "cruddur.cli.users:users",
     "web": "cruddur.cli.web:web",
 }
+# What `cruddur --help` says of each verb, so that listing them imports none of them: each
+# is its command's short help (the first sentence of its docstring), as
+# tests/test_cli_startup.py checks.
+SHORT_HELP = {
+    "db": "Create, load, inspect and drop the Cruddur database.",
+    "dev": "Local development helpers.",
+    "lambda": "Build the Cognito post-confirmation Lambda's package.",
+    "rds": "Run Cruddur's production database on AWS RDS.",
+    "serve": "Serve the Cruddur API over HTTP.",
+    "users": "Cruddur's users and their Cognito accounts.",
+    "web": "The browser front end (`cruddur serve` also serves it at /).",
+}
 
 
 class CruddurGroup(click.Group):
@@ -41,6 +49,19 @@ class CruddurGroup(click.Group):
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted({*VERBS, *self.commands})
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        # As click's own, which imports every verb's module for its line: a verb not
+        # loaded yet is listed with its SHORT_HELP.
+        names = self.list_commands(ctx)
+        limit = formatter.width - 6 - max(map(len, names))
+        rows = [
+            (name, SHORT_HELP[name] if command is None else command.get_short_help_str(limit))
+            for name in names
+            if (command := self.commands.get(name)) is None or not command.hidden
+        ]
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         if cmd_name not in self.commands and cmd_name in VERBS:
@@ -56,6 +77,8 @@ class CruddurGroup(click.Group):
         except (click.ClickException, click.exceptions.Exit, click.Abort):
             raise
         except Exception as exc:
+            from cruddur.config import debug_enabled  # on error only: not part of every start
+
             problem = as_problem(exc)
             if problem is None and debug_enabled():
                 raise
@@ -75,6 +98,8 @@ def as_problem(exc: BaseException) -> Problem | None:
     AWS's error explained; None for one nobody foresaw."""
     if isinstance(exc, Problem):
         return exc
+    from cruddur.db.errors import explain  # on error only: it imports psycopg
+
     explained = explain(exc)
     if explained is None and "botocore" in sys.modules:  # only an AWS command loads it
         from cruddur.aws import explain_aws
@@ -108,6 +133,9 @@ def _load_env_file() -> None:
     variable already set in the environment wins over the file. A line python-dotenv
     cannot parse (an unclosed quote) stops the command: dotenv skipped it with a
     warning, and a skipped CONNECTION_URL sent every command to another database."""
+    from dotenv import find_dotenv, load_dotenv  # here: `cruddur --help` reads no .env
+    from dotenv.parser import parse_stream
+
     path = ""
     with contextlib.suppress(FileNotFoundError):  # the shell's folder was removed
         path = find_dotenv(usecwd=True)

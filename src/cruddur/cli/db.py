@@ -8,12 +8,10 @@ import secrets
 import shutil
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import click
 from click.core import ParameterSource
-from rich.table import Table
-from rich.text import Text
 
 from cruddur.cli.options import (
     Cli,
@@ -23,24 +21,18 @@ from cruddur.cli.options import (
     prod_option,
     yes_option,
 )
-from cruddur.cli.output import RowsProgress, done, info, out, result, warn
+from cruddur.cli.output import done, info, out, result, warn
 from cruddur.cli.roles import grant_again, roles_command, set_up_roles
-from cruddur.config import PURGE_BATCH_MAX, PURGE_GRACE_MAX, Settings
-from cruddur.db import Db
-from cruddur.embedded import candidate_bin_dirs
+from cruddur.config import PURGE_BATCH_DEFAULT, PURGE_BATCH_MAX, PURGE_GRACE_MAX
 from cruddur.errors import Problem
-from cruddur.ops import databases, loading, waiting
-from cruddur.ops import fake as fake_data
-from cruddur.ops import purge as purging
-from cruddur.ops.connections import database_db, server_db
-from cruddur.ops.fake_rows import FakeData
-from cruddur.ops.migrations import runner
-from cruddur.ops.migrations.files import refuse_unrunnable
-from cruddur.ops.status import database_status, migrate_command, replica_status
 from cruddur.safe_paths import trusted_program
-from cruddur.targets import embedded_server
 from cruddur.telemetry.commands import traced_command
-from cruddur.urls import redact, without_password
+
+# Each verb imports the ops it runs (and with them psycopg) and rich's tables in its own
+# body: `cruddur db --help`, and every verb's start, then load only what that verb uses.
+if TYPE_CHECKING:
+    from cruddur.config import Settings
+    from cruddur.db import Db
 
 
 class DbGroup(click.Group):
@@ -58,6 +50,8 @@ def db() -> None:
 @pass_cli
 def connect(cli: Cli, psql_args: tuple[str, ...]) -> None:
     """Open psql on the database. Extra arguments go to psql (after --)."""
+    from cruddur.urls import without_password
+
     target = cli.target
     psql = _find_psql(cli)
     # For RDS: sslmode=verify-full and the RDS CA bundle, as for every connection.
@@ -69,6 +63,9 @@ def connect(cli: Cli, psql_args: tuple[str, ...]) -> None:
 
 
 def _find_psql(cli: Cli) -> str:
+    from cruddur.embedded import candidate_bin_dirs
+    from cruddur.targets import embedded_server
+
     if cli.target.embedded:
         candidates = [embedded_server(cli.settings).bin_dir()]
     else:
@@ -86,6 +83,9 @@ def _find_psql(cli: Cli) -> str:
 @pass_cli
 def create(cli: Cli) -> None:
     """Create the database named in the URL (already there: say so, succeed)."""
+    from cruddur.ops import databases
+    from cruddur.ops.connections import server_db
+
     target = cli.target
     with server_db(target, cli.settings.pool) as server:
         created = databases.create(server, target.dbname)
@@ -102,6 +102,9 @@ def create(cli: Cli) -> None:
 @pass_cli
 def drop(cli: Cli, force: bool) -> None:
     """Drop the database. Refuses while others are connected, unless --force."""
+    from cruddur.ops import databases
+    from cruddur.ops.connections import server_db
+
     target = cli.target
     cli.confirm(f'DROP DATABASE "{target.dbname}"')
     with server_db(target, cli.settings.pool) as server:
@@ -118,6 +121,9 @@ def drop(cli: Cli, force: bool) -> None:
 @pass_cli
 def kill_all(cli: Cli) -> None:
     """Disconnect every other session from the database."""
+    from cruddur.ops import databases
+    from cruddur.ops.connections import server_db
+
     target = cli.target
     cli.confirm(f'disconnect every session from "{target.dbname}"')
     with server_db(target, cli.settings.pool) as server:
@@ -126,6 +132,8 @@ def kill_all(cli: Cli) -> None:
 
 
 def _load(database: Db, *scripts: str) -> None:
+    from cruddur.ops import loading
+
     for script in scripts:
         count = loading.load(database, script)
         done(f"{script}: {count} statements")
@@ -141,6 +149,9 @@ def schema_load(cli: Cli) -> None:
     For a local database. On production, `cruddur db migrate --prod` changes the
     schema and keeps every row.
     """
+    from cruddur.ops import loading
+    from cruddur.ops.connections import database_db
+
     target = cli.target
     if target.prod:
         warn(
@@ -203,6 +214,9 @@ def seed(
     With --fake, add USERS made-up users and ACTIVITIES made-up cruds instead, e.g.
     `cruddur db seed --fake --users 10000 --activities 1000000` for the feed benchmark.
     """
+    from cruddur.ops import loading
+    from cruddur.ops.connections import database_db
+
     if not fake:
         given = [
             f"--{name.replace('random_seed', 'seed')}"
@@ -235,6 +249,11 @@ def _seed_fake(
     random_seed: int | None,
     replace: bool,
 ) -> None:
+    from cruddur.cli.progress import RowsProgress
+    from cruddur.ops import fake as fake_data
+    from cruddur.ops.connections import database_db
+    from cruddur.ops.fake_rows import FakeData
+
     if random_seed is None:
         random_seed = secrets.randbelow(1_000_000)
     data = FakeData(users, activities, random_seed)
@@ -309,7 +328,7 @@ class Duration(click.ParamType):
 @click.option(
     "--batch-size",
     type=click.IntRange(min=1, max=PURGE_BATCH_MAX),
-    default=purging.DEFAULT_BATCH_SIZE,
+    default=PURGE_BATCH_DEFAULT,
     show_default=True,
     help="Activities deleted per transaction (each holds its row locks only this long).",
 )
@@ -322,6 +341,10 @@ def purge_expired(cli: Cli, grace: timedelta, batch_size: int, dry_run: bool) ->
     vacuum's work every day. The cutoff is fixed at the start, so cruds expiring while
     it runs are left alone, as are cruds with a reply that has not expired yet.
     """
+    from cruddur.cli.progress import RowsProgress
+    from cruddur.ops import purge as purging
+    from cruddur.ops.connections import database_db
+
     with database_db(cli.target, cli.settings.pool) as database:
         before = purging.cutoff(database, grace)
         found = purging.expired(database, before)
@@ -356,13 +379,19 @@ def purge_expired(cli: Cli, grace: timedelta, batch_size: int, dry_run: bool) ->
 @pass_cli
 def sessions(cli: Cli) -> None:
     """List the server's sessions: who is connected to which database."""
+    from rich.table import Table
+    from rich.text import Text
+
+    from cruddur.ops import databases
+    from cruddur.ops.connections import server_db
+
     with server_db(cli.target, cli.settings.pool) as server:
         rows = databases.sessions(server)
     table = Table("pid", "user", "database", "client address", "application", "state")
     for row in rows:
         values = (row.process_id, row.user, row.db, row.client_addr, row.app, row.state)
         table.add_row(*(Text("" if value is None else str(value)) for value in values))
-    out.print(table)
+    out().print(table)
     info(f"{len(rows)} session{'s' if len(rows) != 1 else ''}")
 
 
@@ -390,6 +419,10 @@ def setup(cli: Cli, force: bool, if_missing: bool) -> None:
     is adopted), and only an empty one is seeded.
     """
     from cruddur.cli.migrations import apply_migrations, migration_target  # adds verbs here
+    from cruddur.ops import databases, loading
+    from cruddur.ops.connections import database_db, server_db
+    from cruddur.ops.migrations import runner
+    from cruddur.ops.migrations.files import refuse_unrunnable
 
     # Every file checked before anything is dropped: an unfinished migration (`db new`
     # writes an empty one) would otherwise stop setup with the database empty.
@@ -453,6 +486,9 @@ db.add_command(roles_command)
 @pass_cli
 def status(cli: Cli) -> None:
     """Say which database is in use, whether it answers, and what it holds."""
+    from cruddur.ops.status import database_status, migrate_command
+    from cruddur.targets import embedded_server
+
     settings = cli.settings
     if not cli.prod and not settings.connection_url:
         server = embedded_server(settings)
@@ -487,6 +523,9 @@ def status(cli: Cli) -> None:
 
 
 def _replica_status(url: str, conninfo: str, primary_url: str, settings: Settings) -> None:
+    from cruddur.ops.status import replica_status
+    from cruddur.urls import redact
+
     state = replica_status(conninfo, primary_url, settings.pool.connect_timeout)
     result(f"reader    {redact(url)}")
     limit = settings.replica.max_lag
@@ -515,6 +554,8 @@ def wait(cli: Cli, timeout: float) -> None:
     Exits 0 as soon as it does, 1 after --timeout seconds, and at once for errors that
     waiting cannot fix (a wrong password, a missing database).
     """
+    from cruddur.ops import waiting
+
     connect_timeout = cli.settings.pool.connect_timeout
     took = waiting.wait_until_accepting(cli.target.conninfo, timeout, connect_timeout)
     done(f"the database accepts connections (waited {took:.1f} s)")
@@ -524,6 +565,9 @@ def wait(cli: Cli, timeout: float) -> None:
 @pass_cli
 def up(cli: Cli) -> None:
     """Start the embedded PostgreSQL (set up on first use)."""
+    from cruddur.targets import embedded_server
+    from cruddur.urls import redact
+
     settings = cli.settings
     if settings.connection_url:
         warn("CONNECTION_URL is set, so commands use that server, not this embedded one")
@@ -535,6 +579,8 @@ def up(cli: Cli) -> None:
 @pass_cli
 def down(cli: Cli) -> None:
     """Stop the embedded PostgreSQL; its data stays under .cruddur/."""
+    from cruddur.targets import embedded_server
+
     server = embedded_server(cli.settings)
     if server.stop():
         done("embedded PostgreSQL stopped")

@@ -6,10 +6,7 @@ import click
 
 from cruddur.cli.options import Cli, pass_cli
 from cruddur.cli.output import result, warn
-from cruddur.dev_keys import DevKeys
 from cruddur.errors import Problem
-from cruddur.ops.connections import database_db
-from cruddur.services.users import subject_for_handle
 
 
 @click.group()
@@ -40,6 +37,11 @@ def token(cli: Cli, handle: str | None, sub: str | None, expires_in: int) -> Non
     curl -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json' \\
          -d '{"message": "hello", "ttl": "1-day"}' localhost:4567/api/activities
     """
+    # Here, not at the top: `cruddur dev --help` needs neither PyJWT nor psycopg.
+    from cruddur.dev_keys import DevKeys
+    from cruddur.ops.connections import database_db
+    from cruddur.services.users import subject_for_handle
+
     if bool(handle) == bool(sub):
         raise click.UsageError("give exactly one of --handle or --sub")
     settings = cli.settings

@@ -6,9 +6,7 @@ import os
 from pathlib import Path
 
 import click
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn
 
-from cruddur.aws.ca_bundle import bundle_path
 from cruddur.cli.options import Cli, pass_cli
 from cruddur.cli.output import done, err, info, result
 from cruddur.ops.packaging import ARCHES, HANDLER, build, check_output
@@ -46,6 +44,11 @@ def package(cli: Cli, arch: str, output: Path) -> None:
     wheels are kept under .cruddur/lambda-wheels, so only the first build for an
     architecture needs PyPI.
     """
+    # Here, not at the top: `cruddur lambda --help` needs neither rich nor cryptography.
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn
+
+    from cruddur.aws.ca_bundle import bundle_path
+
     check_output(output)  # before fetching anything
     home = cli.home  # and no other setting: none of them goes into the zip
     cache = home / "lambda-wheels"
@@ -58,7 +61,8 @@ def package(cli: Cli, arch: str, output: Path) -> None:
         MofNCompleteColumn(),
     )
     # Not on a terminal (a log, a CI job): no live display, just the lines below.
-    with Progress(*columns, console=err, transient=True, disable=not err.is_terminal) as progress:
+    bar = Progress(*columns, console=err(), transient=True, disable=not err().is_terminal)
+    with bar as progress:
         task = progress.add_task(f"looking for the {arch} wheels", total=None)
 
         def report(what: str, done_: int, total: int) -> None:

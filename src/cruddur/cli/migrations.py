@@ -7,30 +7,27 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
-import psycopg
-from rich.table import Table
-from rich.text import Text
 
 from cruddur.cli.db import db
 from cruddur.cli.options import Cli, Seconds, pass_cli, prod_option, yes_option
 from cruddur.cli.output import done, info, out, result, warn
 from cruddur.cli.roles import grant_again
-from cruddur.config import MIGRATION_LOCK_WAIT_MAX, ConfigError, MigrationSettings, duration
-from cruddur.db.errors import explain
+from cruddur.config import MIGRATION_LOCK_WAIT_MAX, ConfigError, duration
 from cruddur.errors import Problem
-from cruddur.ops.migrations import lock, runner
-from cruddur.ops.migrations.files import Migration, package_dir, write_new
-from cruddur.targets import Target
+from cruddur.ops.migrations.reporter import Reporter
 from cruddur.telemetry.commands import traced_command
-from cruddur.urls import (
-    database_name,
-    looks_like_rds,
-    looks_like_rds_proxy,
-    redact,
-    same_database,
-)
+
+# The runner (and with it psycopg), the URL helpers and rich's tables are imported in the
+# bodies that use them: `cruddur db --help` and the other db verbs then start without them.
+if TYPE_CHECKING:
+    from cruddur.config import MigrationSettings
+    from cruddur.ops.migrations import runner
+    from cruddur.ops.migrations.files import Migration
+    from cruddur.ops.migrations.lock import LockHolder
+    from cruddur.targets import Target
 
 dir_option = click.option(
     "--migrations-dir",
@@ -84,6 +81,14 @@ def _settings(
 def migration_target(cli: Cli, *, quiet: bool = False) -> tuple[Target, str]:
     """The target database, and the direct URL migrations connect to. `quiet`: for a
     check before the migrations (`db setup`), saying nothing unless it refuses."""
+    from cruddur.urls import (
+        database_name,
+        looks_like_rds,
+        looks_like_rds_proxy,
+        redact,
+        same_database,
+    )
+
     target, settings = cli.target, cli.settings
     name, override = (
         ("PROD_MIGRATION_CONNECTION_URL", settings.prod_migration_connection_url)
@@ -128,6 +133,11 @@ def _same_database_or_refuse(
     """The same database name is not enough: another server (staging, a laptop's copy)
     may hold a database of that name, and migrating it would leave the target as it was
     while the question named the target. When both answer, compare what they reach."""
+    import psycopg
+
+    from cruddur.db.errors import explain
+    from cruddur.ops.migrations import runner
+
     try:
         theirs = runner.identity(target.conninfo, connect_timeout)
         ours = runner.identity(url, connect_timeout)
@@ -146,8 +156,8 @@ def _same_database_or_refuse(
         )
 
 
-class _Printer(runner.Reporter):
-    def waiting(self, holder: lock.LockHolder | None, wait: float) -> None:
+class _Printer(Reporter):
+    def waiting(self, holder: LockHolder | None, wait: float) -> None:
         who = holder.describe() if holder else "another session"
         info(f"waiting up to {wait:g} s for the migration lock, held by {who}")
 
@@ -189,6 +199,8 @@ _HINTS = {
 def _reported() -> Iterator[None]:
     """A failed migration as a Problem: its error, the statement, and what to do (the
     hint names this command's flags)."""
+    from cruddur.ops.migrations import runner
+
     try:
         yield
     except runner.MigrationFailed as exc:
@@ -216,6 +228,8 @@ def apply_migrations(cli: Cli, migrations: list[Migration], *, confirm: bool) ->
     """Every pending one of `migrations` (the package's, loaded and checked by `db setup`
     before it dropped anything); asks first on production when `confirm` (setup's own
     question did not cover it)."""
+    from cruddur.ops.migrations import runner
+
     target, url = migration_target(cli)
     chosen = cli.settings.migration
     with _reported():
@@ -262,6 +276,8 @@ def migrate(
     finds nothing to do. A database made by schema-load is adopted: its first
     migration is recorded without running.
     """
+    from cruddur.ops.migrations import runner
+
     migrations = runner.load(migrations_dir)  # every file checked before anything runs
     chosen = _settings(cli, lock_timeout, statement_timeout, lock_wait)
     target, url = migration_target(cli)
@@ -330,6 +346,8 @@ def rollback(
 
     A migration without a down section is refused, and then nothing is rolled back.
     """
+    from cruddur.ops.migrations import runner
+
     migrations = runner.load(migrations_dir)
     chosen = _settings(cli, lock_timeout, statement_timeout, lock_wait)
     target, url = migration_target(cli)
@@ -365,6 +383,11 @@ def rollback(
 @pass_cli
 def migrations_status(cli: Cli, migrations_dir: Path | None, exit_code: bool) -> None:
     """List the migrations: applied (with when), pending, out of order, edited."""
+    from rich.table import Table
+    from rich.text import Text
+
+    from cruddur.ops.migrations import runner
+
     migrations = runner.load(migrations_dir)
     _, url = migration_target(cli)
     with runner.connect(url, cli.settings.migration.connect_timeout) as conn:
@@ -392,7 +415,7 @@ def migrations_status(cli: Cli, migrations_dir: Path | None, exit_code: bool) ->
         rows[missing.version] = (missing.name, "applied, no file here", when)
     for version in sorted(rows):
         table.add_row(Text(version), *(Text(cell) for cell in rows[version]))
-    out.print(table)
+    out().print(table)
     _warn_invalid(current)
     count = len(current.applied)
     result_line = f"{count} applied, {len(current.pending)} pending"
@@ -421,6 +444,9 @@ def _when(moment: datetime) -> str:
 @click.argument("name")
 def new_migration(migrations_dir: Path | None, name: str) -> None:
     """Write an empty migration NAME with the next version and both sections."""
+    from cruddur.ops.migrations import runner
+    from cruddur.ops.migrations.files import package_dir, write_new
+
     directory = migrations_dir or package_dir()
     try:
         if migrations_dir is not None:

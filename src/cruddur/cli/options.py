@@ -19,13 +19,15 @@ import shlex
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from cruddur.cli.output import confirm_typed, info
-from cruddur.config import Settings, home_from_env
-from cruddur.targets import Target, resolve
+
+if TYPE_CHECKING:
+    from cruddur.config import Settings
+    from cruddur.targets import Target
 
 
 @dataclass
@@ -39,11 +41,15 @@ class Cli:
     def settings(self) -> Settings:
         """The environment's settings, read on first use (a command that needs none of
         them runs even when one is malformed)."""
+        from cruddur.config import Settings  # on use: --help reads no settings
+
         return Settings.from_env()
 
     @cached_property
     def home(self) -> Path:
         """CRUDDUR_HOME alone (Settings.home without reading any other setting)."""
+        from cruddur.config import home_from_env
+
         return home_from_env(os.environ)
 
     @cached_property
@@ -56,6 +62,8 @@ class Cli:
 
     def resolve(self, *, start: bool = True) -> Target:
         """The target without naming it; `start=False` leaves the embedded server as it is."""
+        from cruddur.targets import resolve  # imported on use: it loads psycopg
+
         return resolve(self.settings, prod=self.prod, start=start)
 
     def confirm(self, action: str, target: Target | None = None) -> None:

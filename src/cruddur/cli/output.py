@@ -11,25 +11,32 @@ import shutil
 import sys
 import unicodedata
 from pathlib import Path
-from typing import Self
+from typing import TYPE_CHECKING
 
 import click
-from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    Progress,
-    ProgressColumn,
-    Task,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
-from rich.text import Text
 
 from cruddur.errors import Problem
 
-out = Console(highlight=False, soft_wrap=True)
-err = Console(stderr=True, highlight=False, soft_wrap=True)
+if TYPE_CHECKING:
+    from rich.console import Console
+
+
+# rich is imported on the first line printed, not here: `--help` never prints through it,
+# and importing rich's console costs about 35 ms.
+@functools.cache
+def out() -> Console:
+    """The console for results (stdout)."""
+    from rich.console import Console
+
+    return Console(highlight=False, soft_wrap=True)
+
+
+@functools.cache
+def err() -> Console:
+    """The console for progress, warnings and errors (stderr)."""
+    from rich.console import Console
+
+    return Console(stderr=True, highlight=False, soft_wrap=True)
 
 
 def printable(text: str, *, newlines: bool = False) -> str:
@@ -66,31 +73,33 @@ def _typed_command() -> str | None:
 
 
 def _line(console: Console, mark: str, style: str, message: str) -> None:
+    from rich.text import Text
+
     message = printable(as_typed(message), newlines=True)
     console.print(Text.assemble((mark, style), " ", message) if mark else Text(message))
 
 
 def result(message: str) -> None:
     """A line of a command's output, for stdout."""
-    out.print(Text(printable(as_typed(message), newlines=True)))
+    _line(out(), "", "", message)
 
 
 def info(message: str) -> None:
-    _line(err, "", "", message)
+    _line(err(), "", "", message)
 
 
 def done(message: str) -> None:
-    _line(err, "✓", "green", message)
+    _line(err(), "✓", "green", message)
 
 
 def warn(message: str) -> None:
-    _line(err, "!", "yellow", message)
+    _line(err(), "!", "yellow", message)
 
 
 def fail(message: str, hint: str | None = None) -> None:
-    _line(err, "error:", "bold red", message)
+    _line(err(), "error:", "bold red", message)
     if hint:
-        _line(err, "hint:", "cyan", hint)
+        _line(err(), "hint:", "cyan", hint)
 
 
 def confirm_typed(
@@ -98,7 +107,7 @@ def confirm_typed(
 ) -> None:
     """Say what is about to happen, and make the user type `expected` (`what` names it:
     "the database name"); anything else, or no answer, raises Problem and changes nothing."""
-    _line(err, "About to", "bold yellow", about)
+    _line(err(), "About to", "bold yellow", about)
     try:
         typed = click.prompt(
             f"Type {what} ({expected}) to {to_do}", default="", show_default=False, err=True
@@ -106,47 +115,9 @@ def confirm_typed(
     except click.Abort:
         typed = None
     if not sys.stdin.isatty():
-        err.print()  # piped answers are not echoed: end the prompt's line
+        err().print()  # piped answers are not echoed: end the prompt's line
     if typed != expected:
         raise Problem(f"not confirmed, nothing {nothing}", f"type {what} when asked, or pass --yes")
-
-
-class _RateColumn(ProgressColumn):
-    def render(self, task: Task) -> Text:
-        speed = task.finished_speed or task.speed
-        return Text("" if speed is None else f"{speed:,.0f} rows/s")
-
-
-class RowsProgress:
-    """A progress bar on stderr, drawn only on a terminal: rows written of total, rate, ETA."""
-
-    def __init__(self, total: int) -> None:
-        self._bar = Progress(
-            TextColumn("{task.description:>10}"),
-            BarColumn(),
-            TextColumn("{task.completed:,.0f} / {task.total:,.0f} rows"),
-            _RateColumn(),
-            TimeElapsedColumn(),
-            TextColumn("eta"),
-            TimeRemainingColumn(),
-            console=err,
-            transient=True,
-            disable=not err.is_terminal,
-        )
-        self._task = self._bar.add_task("preparing", total=total)
-
-    def stage(self, what: str) -> None:
-        self._bar.update(self._task, description=what)
-
-    def advance(self, rows: int) -> None:
-        self._bar.advance(self._task, rows)
-
-    def __enter__(self) -> Self:
-        self._bar.start()
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self._bar.stop()
 
 
 def cruddur_command() -> str:

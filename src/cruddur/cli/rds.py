@@ -11,11 +11,8 @@ from typing import Any
 
 import click
 
-from cruddur.aws import ca_bundle as bundles
-from cruddur.aws import client, replicas
 from cruddur.aws import rds as ops
 from cruddur.aws import security_group as sg
-from cruddur.aws.ca_bundle import bundle_path
 from cruddur.aws.problems import AwsProblem
 from cruddur.cli.options import Cli, Seconds, pass_cli
 from cruddur.cli.output import confirm_typed, done, err, info, result, warn
@@ -98,7 +95,11 @@ def _wait_options(what: str) -> Any:
     return decorate
 
 
+# boto3 (through cruddur.aws.client and .replicas) and cryptography (through .ca_bundle)
+# are imported by the verbs that call AWS: `cruddur rds --help` starts without them.
 def _client(service: str, region: str | None) -> Any:
+    from cruddur.aws import client
+
     return client(service, region_name=region)
 
 
@@ -265,6 +266,8 @@ def _print_connection(instance: ops.Instance) -> None:
 
 
 def _tls_note() -> str:
+    from cruddur.aws.ca_bundle import bundle_path
+
     home = click.get_current_context().ensure_object(Cli).home
     bundle = bundle_path(home, os.environ, fetch=False)
     return (
@@ -279,7 +282,7 @@ def _wait(rds_client: Any, identifier: str, state: str | None, waiting: Waiting)
     goal = state or "deleted"
     seen: list[str | None] = []
 
-    with err.status(f"{identifier}: waiting until {goal}") as status:
+    with err().status(f"{identifier}: waiting until {goal}") as status:
 
         def on_poll(current: str | None, waited: float) -> None:
             shown = current or "deleted"
@@ -329,6 +332,8 @@ def _clock(seconds: float) -> str:
 def status(identifier: str, region: str | None) -> None:
     """Show the instance: state, class, version, endpoint, access and security groups,
     and its read replicas (with their lag) and proxies."""
+    from cruddur.aws import replicas
+
     rds_client = _client("rds", region)
     instance = ops.require(rds_client, identifier)
     groups = ", ".join(f"{group} ({state})" for group, state in instance.security_groups)
@@ -573,6 +578,8 @@ def create_replica(
     Point READER_CONNECTION_URL at it and the API reads from it while it keeps up
     (README, "Scaling out"). The primary must keep automated backups.
     """
+    from cruddur.aws import replicas
+
     replica_identifier = replica_identifier or f"{identifier}-replica-1"
     rds_client = _client("rds", region)
     replica, created = replicas.create_replica(
@@ -607,6 +614,8 @@ def promote_replica(
     It stops following its primary for good: point CONNECTION_URL at it (a failover by
     hand, or a copy to keep). Asks you to type the identifier unless --yes.
     """
+    from cruddur.aws import replicas
+
     rds_client = _client("rds", region)
     replica = ops.require(rds_client, replica_identifier)
     if not yes and replica.replica_source is not None:
@@ -659,6 +668,8 @@ def create_proxy(
     at the proxy's endpoint; the API then keeps no prepared statements (README,
     "Scaling out"). Migrations need the instance's own endpoint.
     """
+    from cruddur.aws import replicas
+
     name = name or f"{identifier}-proxy"
     rds_client = _client("rds", region)
     instance = ops.require(rds_client, identifier)
@@ -705,6 +716,8 @@ def ca_bundle(cli: Cli, refresh: bool) -> None:
     each an Amazon RDS CA, one valid today) and keeps it under CRUDDUR_HOME/tls.
     CRUDDUR_RDS_CA_BUNDLE names a copy of your own instead.
     """
+    from cruddur.aws import ca_bundle as bundles
+
     home = cli.home
     if refresh:
         if os.environ.get(bundles.BUNDLE_SETTING, "").strip():

@@ -9,19 +9,21 @@ from __future__ import annotations
 
 import itertools
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from cruddur.cli.options import Cli, TargetCommand, pass_cli, prod_option, yes_option
 from cruddur.cli.output import done, info, result
-from cruddur.config import Settings
-from cruddur.db import Db
 from cruddur.errors import Problem
-from cruddur.ops import roles
-from cruddur.ops.connections import admin_pool, database_db, server_db
+from cruddur.ops.role_names import API_ROLE, LAMBDA_ROLE
 from cruddur.safe_paths import private_folder, read_private, write_private
-from cruddur.targets import Target, embedded_server
-from cruddur.urls import as_url, redact, with_user
+
+# The functions import the ops they run (and with them psycopg) in their bodies: every db
+# verb imports this module, and `--help` or a verb without roles need not load them.
+if TYPE_CHECKING:
+    from cruddur.config import Settings
+    from cruddur.targets import Target
 
 API_SETTING = "CRUDDUR_API_CONNECTION_URL"  # what `cruddur serve` reads
 LAMBDA_SETTING = "CRUDDUR_LAMBDA_CONNECTION_URL"  # the Lambda's CONNECTION_URL
@@ -37,11 +39,16 @@ def set_up_roles(
     *,
     rotate: bool = False,
     env_file: Path | None = None,
-    api: str = roles.API_ROLE,
-    lambda_: str = roles.LAMBDA_ROLE,
+    api: str = API_ROLE,
+    lambda_: str = LAMBDA_ROLE,
 ) -> None:
     """Make the roles and grant them their privileges on the target database; say how
     to reach them."""
+    from cruddur.ops import roles
+    from cruddur.ops.connections import database_db, server_db
+    from cruddur.targets import embedded_server
+    from cruddur.urls import as_url, redact, with_user
+
     passwords: dict[str, str] = {}
     if target.embedded:  # the embedded server keeps its roles' passwords in its state
         embedded = embedded_server(settings)
@@ -77,6 +84,10 @@ def set_up_roles(
 def grant_again(settings: Settings, url: str) -> None:
     """After tables were made anew (schema-load, migrate, rollback): the application
     roles' privileges again, in a database they were given before."""
+    from cruddur.db import Db
+    from cruddur.ops import roles
+    from cruddur.ops.connections import admin_pool
+
     with Db(url, admin_pool(settings.pool), application_name="cruddur-cli") as database:
         given = roles.given_here(database)
         # Each API role with each Lambda role (one of each, unless `db roles` was run with
@@ -113,10 +124,8 @@ def _merge_env_file(path: Path, values: dict[str, str]) -> None:
     help="Where new passwords' URLs go (mode 0600) "
     "[default: .cruddur/db-roles.env, db-roles-prod.env with --prod].",
 )
-@click.option("--api-role", default=roles.API_ROLE, show_default=True, help="The API's role.")
-@click.option(
-    "--lambda-role", default=roles.LAMBDA_ROLE, show_default=True, help="The Lambda's role."
-)
+@click.option("--api-role", default=API_ROLE, show_default=True, help="The API's role.")
+@click.option("--lambda-role", default=LAMBDA_ROLE, show_default=True, help="The Lambda's role.")
 @pass_cli
 def roles_command(
     cli: Cli, rotate: bool, env_file: Path | None, api_role: str, lambda_role: str

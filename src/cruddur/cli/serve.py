@@ -9,23 +9,22 @@ import signal
 import subprocess
 import sys
 import tempfile
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 import click
 
-from cruddur.api.db import ApiUrls
 from cruddur.cli.output import cruddur_command, info, warn
 from cruddur.config import SERVERS, ConfigError, Settings, is_loopback
-from cruddur.db.errors import explain
-from cruddur.dev_keys import DevKeys
-from cruddur.ops import loading, roles
-from cruddur.ops.connections import database_db, server_db
-from cruddur.ops.roles import API_ROLE, LAMBDA_ROLE
+from cruddur.ops.role_names import API_ROLE, LAMBDA_ROLE
 from cruddur.ports import PortTaken, claim
 from cruddur.serving import raise_open_files_limit, server_command
-from cruddur.targets import Target, api_url, embedded_server, resolve
-from cruddur.telemetry.metrics import MULTIPROC_DIR
-from cruddur.urls import redact
+
+# psycopg (through the ops, targets and urls), PyJWT (dev_keys), Flask (--dev only) and
+# the metrics are imported where they are used: `cruddur serve --help` needs none of
+# them, and the server it execs imports its own.
+if TYPE_CHECKING:
+    from cruddur.targets import Target
 
 EXPORTER_START_TIMEOUT = 10  # seconds for the metrics exporter to listen
 
@@ -34,6 +33,10 @@ def _check_database(target: Target, settings: Settings) -> tuple[int, bool] | No
     """Warn (the service still starts: it answers 503 until the database is back). The
     number of the schema's tables and whether the URL's user could change the schema;
     None when the database does not answer."""
+    from cruddur.db.errors import explain
+    from cruddur.ops import loading, roles
+    from cruddur.ops.connections import database_db
+
     try:
         with database_db(target, settings.pool) as db:
             tables = loading.schema_tables(db)
@@ -51,6 +54,11 @@ def _check_database(target: Target, settings: Settings) -> tuple[int, bool] | No
 
 def _api_role(settings: Settings, target: Target, found: tuple[int, bool] | None) -> None:
     """Say as whom the API connects; on the embedded server, make sure its role is ready."""
+    from cruddur.ops import loading, roles
+    from cruddur.ops.connections import database_db, server_db
+    from cruddur.targets import embedded_server
+    from cruddur.urls import redact
+
     if settings.api_connection_url:
         info(f"API role: {redact(settings.api_connection_url)}")
         return
@@ -82,6 +90,8 @@ def redact_endpoint(url: str | None) -> str:
 def start_metrics_exporter(host: str, port: int) -> None:
     """The process serving /metrics for all workers (telemetry/exporter.py), started before
     this process becomes the server, which is then its parent: it ends with the server."""
+    from cruddur.telemetry.metrics import MULTIPROC_DIR  # here: the module costs ~10 ms
+
     folder = tempfile.mkdtemp(prefix="cruddur-metrics-")
     os.environ[MULTIPROC_DIR] = folder  # the workers count into it
     exporter = subprocess.Popen(
@@ -137,6 +147,9 @@ def serve(
     does that). Traces go over OTLP/HTTP when OTEL_EXPORTER_OTLP_ENDPOINT is set;
     Prometheus metrics, summed over the workers, when CRUDDUR_METRICS_PORT is.
     """
+    from cruddur.api_urls import ApiUrls
+    from cruddur.targets import api_url, resolve
+
     settings = Settings.from_env()
     config = settings.serve
     settings.web  # noqa: B018 - checked here once, not in each worker as it starts
@@ -167,6 +180,8 @@ def serve(
     # Worked out here once; the workers take them as they are (ApiUrls.environ).
     api_urls = ApiUrls.from_settings(settings, api_url(settings, target))
     if auth.dev:
+        from cruddur.dev_keys import DevKeys
+
         DevKeys(settings.home).ensure()
         warn(
             f"auth: development key pair; `{cruddur_command()} dev token --handle andrewbrown` "

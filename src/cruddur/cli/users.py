@@ -3,14 +3,10 @@
 from __future__ import annotations
 
 import click
-from rich.text import Text
 
-from cruddur.aws import client
 from cruddur.cli.options import Cli, pass_cli, prod_option, yes_option
 from cruddur.cli.output import done, err, info, printable, result, warn
 from cruddur.config import POOL_ID
-from cruddur.ops.cognito_sync import list_users, sync
-from cruddur.ops.connections import database_db
 
 
 def _pool_id(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
@@ -50,6 +46,13 @@ def sync_cognito(cli: Cli, user_pool_id: str, dry_run: bool) -> None:
     was deployed. Rows already holding a Cognito id are never changed. Needs the
     cognito-idp:ListUsers permission.
     """
+    # Here, not at the top: `cruddur users --help` needs none of boto3, psycopg or rich.
+    from rich.text import Text
+
+    from cruddur.aws import client
+    from cruddur.ops.cognito_sync import list_users, sync
+    from cruddur.ops.connections import database_db
+
     target = cli.target
     if not dry_run:
         cli.confirm("insert and update users from Cognito")
@@ -59,7 +62,7 @@ def sync_cognito(cli: Cli, user_pool_id: str, dry_run: bool) -> None:
     pages = 0
     pool = printable(user_pool_id)
 
-    with err.status(Text(f"listing the users of {pool} …")) as status:
+    with err().status(Text(f"listing the users of {pool} …")) as status:
 
         def on_page(count: int) -> None:
             nonlocal pages

@@ -10,7 +10,6 @@ import click
 from cruddur.cli.output import done, info
 from cruddur.config import ConfigError, Settings, WebSettings
 from cruddur.errors import Problem
-from cruddur.web.build import build
 
 # What the built page depends on (besides every AWS_COGNITO_* variable, which the
 # Cognito settings check for misspellings).
@@ -40,6 +39,8 @@ def build_command(folder: Path, api_url: str | None) -> None:
     come from AWS_COGNITO_USER_POOL_ID and AWS_COGNITO_USER_POOL_CLIENT_ID; add the
     page's origin to the API's FRONTEND_URL so CORS admits it.
     """
+    from cruddur.web.build import build  # here, not at the top: it imports Flask
+
     # The page's settings and nothing else: a malformed database, API or serving setting
     # (CRUDDUR_POOL_MAX_SIZE, PORT) has nothing to do with a static page.
     settings = Settings.from_env(
