@@ -844,6 +844,55 @@ def test_a_failed_concurrent_index_is_named_as_invalid(empty_db: str, tmp_path) 
     assert "DROP INDEX CONCURRENTLY notes_body_key" in status.stderr
 
 
+def test_a_migrate_during_another_ones_concurrent_index_build_waits_for_it(
+    empty_db: str, tmp_path
+) -> None:
+    # A CREATE INDEX CONCURRENTLY is INVALID until it ends. The second deploy read it as
+    # one a failed build left: it refused (exit 1) before waiting for the lock, and told
+    # the operator to DROP INDEX CONCURRENTLY it, which would have dropped the first
+    # deploy's index just after that one recorded its migration as applied.
+    index = (
+        "-- migrate:up transaction:false\n"
+        "CREATE INDEX CONCURRENTLY IF NOT EXISTS notes_body_idx ON notes (body);\n"
+    )
+    folder = write(tmp_path / "m", {"20260101000000_notes.sql": NOTES})
+    assert migrate(empty_db, folder).returncode == 0
+    write(folder, {"20260102000000_index.sql": index})
+    env = {k: v for k, v in os.environ.items() if k != "PROD_CONNECTION_URL"}
+    env.update(NO_COLOR="1", CONNECTION_URL=empty_db)
+    command = [str(BIN / "db-migrate"), "--migrations-dir", str(folder), "--lock-timeout", "60s"]
+    with psycopg.connect(empty_db) as old:  # a snapshot the build must wait out
+        old.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+        old.execute("SELECT count(*) FROM notes")
+        first = subprocess.Popen(command, env=env, stderr=subprocess.PIPE, text=True)
+        with psycopg.connect(empty_db, autocommit=True) as look:
+            deadline = time.monotonic() + 30
+            while look.execute("SELECT to_regclass('notes_body_idx')").fetchone() == (None,):
+                assert time.monotonic() < deadline, "the index build did not start"
+                time.sleep(0.05)
+        status = run("db-migrations", "--migrations-dir", str(folder), env=local(empty_db))
+        second = subprocess.Popen(command, env=env, stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 30
+        waiting = (
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'cruddur-migrate'"
+            " AND wait_event = 'advisory'"
+        )
+        with psycopg.connect(empty_db, autocommit=True) as look:
+            while second.poll() is None and look.execute(waiting).fetchone() == (0,):
+                assert time.monotonic() < deadline, "the second migrate neither waited nor ended"
+                time.sleep(0.05)
+    # The old snapshot is gone: the build ends, then the second migrate takes the lock.
+    errs = [p.communicate(timeout=60)[1] for p in (first, second)]
+    assert "INVALID" not in status.stderr, status.stderr
+    assert [p.returncode for p in (first, second)] == [0, 0], errs
+    assert "applied 20260102000000_index.sql" in errs[0]
+    assert "INVALID" not in errs[1] and "nothing (else) to migrate" in errs[1], errs[1]
+    assert applied(empty_db) == ["20260101000000", "20260102000000"]
+    with psycopg.connect(empty_db) as conn:
+        valid = "SELECT indisvalid FROM pg_index WHERE indexrelid = 'notes_body_idx'::regclass"
+        assert conn.execute(valid).fetchone() == (True,)
+
+
 def test_a_failed_concurrent_index_is_not_recorded_as_applied_when_migrate_runs_again(
     empty_db: str, tmp_path
 ) -> None:
