@@ -13,6 +13,7 @@ import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
+import psycopg
 import pytest
 from api_support import CheckedClient
 from helpers import ROOT, run
@@ -21,7 +22,7 @@ from served import serve
 
 from cruddur.api import create_app
 from cruddur.config import Settings
-from cruddur.db.replication import LagClock
+from cruddur.db.replication import LagClock, ReplicaState
 from cruddur.dev_keys import DevKeys
 from cruddur.urls import parse
 
@@ -328,3 +329,47 @@ def test_a_misconfigured_replica_is_reported_from_the_first_look(
     expected = "not a replica" if where == "the primary itself" else "unreachable"
     assert expected in lines[0]
     assert parts["password"] not in caplog.text
+
+
+def test_a_worker_started_while_the_replica_is_far_behind_keeps_its_reads_off_it(
+    pair: ReplicaPair, tmp_path: Path
+) -> None:
+    # The lag clock starts at the worker's first sample of the primary: a replica already
+    # far behind then read as ~0 s behind, and served reads for the first max_lag seconds
+    # of every worker (a restart, a deploy) however stale it was.
+    pair.wait_caught_up()
+    pair.pause_replay(True)
+    try:
+        with psycopg.connect(pair.primary_url, autocommit=True) as conn:
+            conn.execute("CREATE TABLE IF NOT EXISTS lag_marker (at timestamptz)")
+            conn.execute("INSERT INTO lag_marker VALUES (now())")  # WAL it will not replay
+        time.sleep(4)  # the replica is 4 s behind before the worker starts
+        app, api, _ = _app(pair, tmp_path, CRUDDUR_REPLICA_MAX_LAG="2")
+        router = app.extensions["cruddur.reads"]
+        try:
+            looks: list[ReplicaState] = []
+            deadline = time.monotonic() + 1.5  # within the limit: the clock's own lag < 2 s
+            while time.monotonic() < deadline:
+                assert not _in_use(api), router.describe(router.state)  # /api/health
+                state = router.state
+                if state.checked_at and (not looks or looks[-1] is not state):
+                    looks.append(state)
+                time.sleep(0.02)
+            assert looks, "the watcher made no look"
+            assert [s.lag_seconds for s in looks if s.fresh(router.max_lag)] == []
+            assert all(s.lag_seconds >= 4 for s in looks), [s.lag_seconds for s in looks]
+        finally:
+            _close(app)
+    finally:
+        pair.pause_replay(False)
+        with psycopg.connect(pair.primary_url, autocommit=True) as conn:
+            conn.execute("DROP TABLE IF EXISTS lag_marker")
+
+
+def test_the_lag_clock_takes_the_replicas_estimate_while_behind_its_first_sample() -> None:
+    clock = LagClock()
+    clock.primary_at(100.0, 500)  # the first sample: the replica was already behind it
+    assert clock.lag(100.5, 400, estimate=3600.0) == 3600.0  # not 0.5 s
+    assert clock.lag(101.0, 500, estimate=3600.0) == 0.0  # caught up: none
+    clock.primary_at(102.0, 600)
+    assert clock.lag(103.0, 550, estimate=3600.0) == 1.0  # the clock knows from here

@@ -99,7 +99,7 @@ class ReadRouter:
                 self._sample_primary()
                 state = look_at_replica(conn)
                 if state.replayed is not None:
-                    lag = self._clock.lag(time.monotonic(), state.replayed)
+                    lag = self._clock.lag(time.monotonic(), state.replayed, state.lag_seconds)
                     if lag is not None:
                         state = replace(state, lag_seconds=lag)
             except psycopg.Error as exc:

@@ -71,9 +71,15 @@ class LagClock:
             kept = list(self._samples)
             self._samples = deque([kept[0], *kept[2::2]])
 
-    def lag(self, now: float, replayed: int) -> float | None:
+    def lag(self, now: float, replayed: int, estimate: float | None = None) -> float | None:
         """Seconds behind; None before any sample of the primary. Samples the replica
-        has passed are dropped here: its lag counts from the first one past it."""
+        has passed are dropped here: its lag counts from the first one past it.
+
+        A replica that has not replayed even the first sample (a worker just started,
+        the replica already behind) has been behind since before the clock began: the
+        clock knows only a lower bound, so the replica's own `estimate` (the age of its
+        last replayed transaction) counts when it is larger. Without it, a replica hours
+        behind read as fresh for the first max_lag seconds of every worker."""
         samples = self._samples
         if not samples:
             return None
@@ -81,7 +87,12 @@ class LagClock:
             samples.popleft()
         for when, position in samples:
             if position > replayed:
-                return max(0.0, now - when)
+                behind = max(0.0, now - when)
+                if position == samples[0][1] and estimate is not None:
+                    # Only the first sample can be ahead of the replica's position here:
+                    # every later one at the head was passed before it became the head.
+                    behind = max(behind, estimate)
+                return behind
         return 0.0
 
 
