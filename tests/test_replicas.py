@@ -7,6 +7,7 @@ import json
 import os
 import random
 import re
+import signal
 import subprocess
 import time
 import urllib.request
@@ -373,3 +374,36 @@ def test_the_lag_clock_takes_the_replicas_estimate_while_behind_its_first_sample
     assert clock.lag(101.0, 500, estimate=3600.0) == 0.0  # caught up: none
     clock.primary_at(102.0, 600)
     assert clock.lag(103.0, 550, estimate=3600.0) == 1.0  # the clock knows from here
+
+
+def test_a_watcher_that_stops_hearing_from_the_replica_does_not_keep_it_in_use(
+    pair: ReplicaPair, tmp_path: Path
+) -> None:
+    # The watcher's query can wait for ever (a hung server process, or a connection lost
+    # without a reset: no answer until TCP gives up, ~15 min). Its last look, fresh at the
+    # time, vouched for the replica all that while, however far behind it fell.
+    pair.wait_caught_up()
+    app, api, auth = _app(pair, tmp_path, CRUDDUR_REPLICA_MAX_LAG="2", CRUDDUR_FEED_CACHE="0")
+    try:
+        _wait_until(lambda: _in_use(api))
+        with psycopg.connect(pair.replica_url, autocommit=True) as conn:
+            (pid,) = conn.execute(
+                "SELECT pid FROM pg_stat_activity WHERE application_name = %s",
+                ["cruddur-replica-watch"],
+            ).fetchone()
+        os.kill(pid, signal.SIGSTOP)  # the watcher's session stops answering
+        try:
+            pair.pause_replay(True)
+            created = api.post(
+                "/api/activities", json={"message": "while unwatched", "ttl": "1-hour"},
+                headers=auth,
+            )  # fmt: skip
+            assert created.status_code == 201
+            time.sleep(4)  # twice the limit: the replica is 4 s behind
+            assert not _in_use(api)
+            assert api.get("/api/activities/home").get_json()[0]["message"] == "while unwatched"
+        finally:
+            os.kill(pid, signal.SIGCONT)
+            pair.pause_replay(False)
+    finally:
+        _close(app)

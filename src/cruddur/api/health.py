@@ -69,7 +69,7 @@ def health() -> Response:
             "reachable": state.reachable,
             "lag_seconds": None if state.lag_seconds is None else round(state.lag_seconds, 3),
             "max_lag_seconds": router.max_lag,
-            "in_use": state.fresh(router.max_lag),
+            "in_use": state.fresh(router.max_lag, time.monotonic()),
         }
     return Response(json.dumps(body), 200, mimetype="application/json")
 

@@ -165,7 +165,7 @@ class ReadRouter:
         if self.reader is None:
             return self.primary.get()
         state = self.state
-        if not state.fresh(self.max_lag):
+        if not state.fresh(self.max_lag, time.monotonic()):
             return self.primary.get()
         try:
             replica = self.reader.get()

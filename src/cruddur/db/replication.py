@@ -30,8 +30,15 @@ class ReplicaState:
     problem: str | None = None
     checked_at: float = 0.0  # time.monotonic() of the look
 
-    def fresh(self, max_lag: float) -> bool:
-        return self.reachable and self.lag_seconds is not None and self.lag_seconds <= max_lag
+    def fresh(self, max_lag: float, now: float | None = None) -> bool:
+        """Within max_lag at the look; given `now` (time.monotonic()), still within it
+        now: the lag seen then plus the time since is how far behind it can be by now. A
+        look that never comes back (a hung session, a connection lost without a reset)
+        then stops vouching for the replica once that passes the limit."""
+        if not self.reachable or self.lag_seconds is None:
+            return False
+        since = max(0.0, now - self.checked_at) if now is not None else 0.0
+        return self.lag_seconds + since <= max_lag
 
 
 NOT_LOOKED_AT = ReplicaState(reachable=False, problem="not looked at yet")
