@@ -893,6 +893,45 @@ def test_a_migrate_during_another_ones_concurrent_index_build_waits_for_it(
         assert conn.execute(valid).fetchone() == (True,)
 
 
+def test_a_concurrent_index_build_cut_off_names_the_migration_and_what_it_may_leave(
+    empty_db: str, tmp_path
+) -> None:
+    # Its session ended mid-build (terminated, a failover): the error said only "the
+    # connection is closed" (the timeouts' RESET failed on the dead connection and hid
+    # it), naming neither the file nor the INVALID index the build may have left.
+    index = (
+        "-- migrate:up transaction:false\n"
+        "CREATE INDEX CONCURRENTLY notes_body_idx ON notes (body);\n"
+    )
+    folder = write(tmp_path / "m", {"20260101000000_notes.sql": NOTES})
+    assert migrate(empty_db, folder).returncode == 0
+    write(folder, {"20260102000000_index.sql": index})
+    env = {k: v for k, v in os.environ.items() if k != "PROD_CONNECTION_URL"}
+    env.update(NO_COLOR="1", CONNECTION_URL=empty_db)
+    command = [str(BIN / "db-migrate"), "--migrations-dir", str(folder), "--lock-timeout", "60s"]
+    building = (
+        "SELECT pid FROM pg_stat_activity WHERE application_name = 'cruddur-migrate'"
+        " AND query LIKE 'CREATE INDEX CONCURRENTLY%'"
+    )
+    with psycopg.connect(empty_db) as old:  # a snapshot the build must wait out
+        old.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+        old.execute("SELECT count(*) FROM notes")
+        cut = subprocess.Popen(command, env=env, stderr=subprocess.PIPE, text=True)
+        with psycopg.connect(empty_db, autocommit=True) as look:
+            deadline = time.monotonic() + 30
+            while not (pids := look.execute(building).fetchall()):
+                assert time.monotonic() < deadline, "the index build did not start"
+                time.sleep(0.05)
+            look.execute("SELECT pg_terminate_backend(%s)", [pids[0][0]])
+        err = cut.communicate(timeout=60)[1]
+    assert cut.returncode == 1
+    assert "20260102000000_index.sql:2: terminating connection" in err, err
+    assert "statement: CREATE INDEX CONCURRENTLY notes_body_idx" in err
+    assert "it ran outside a transaction (transaction:false)" in err
+    assert "Traceback" not in err
+    assert applied(empty_db) == ["20260101000000"]
+
+
 def test_a_failed_concurrent_index_is_not_recorded_as_applied_when_migrate_runs_again(
     empty_db: str, tmp_path
 ) -> None:

@@ -276,7 +276,11 @@ def _step(
     try:
         _run(conn, migration, section.statements, direction)
     finally:
-        conn.execute("RESET lock_timeout; RESET statement_timeout")
+        # A session that ended mid-statement has no settings to reset; trying would
+        # replace the migration's own error (file, statement, what it may leave) with
+        # "the connection is closed".
+        if not conn.closed:
+            conn.execute("RESET lock_timeout; RESET statement_timeout")
     with conn.transaction():
         conn.execute(template("migrations", "create_table"))
         conn.execute(record_sql, params)
