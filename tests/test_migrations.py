@@ -13,6 +13,7 @@ from pathlib import Path
 import psycopg
 import pytest
 from helpers import BIN, as_role, run, tables
+from psycopg import sql
 
 from cruddur.db import Db, packaged_script, run_script
 from cruddur.ops.migrations import catalog, lock
@@ -415,6 +416,35 @@ def test_a_lock_held_too_long_fails_naming_the_holder(empty_db: str, tmp_path, w
     assert result.returncode == 1
     assert f"another migration holds the lock: pid {pid} (other-deploy" in result.stderr
     assert tables(empty_db) == set()
+
+
+def test_a_databases_statement_timeout_does_not_cut_the_lock_wait_short(
+    empty_db: str, tmp_path
+) -> None:
+    # A statement_timeout on the database (or role; an RDS parameter group's) below
+    # --lock-wait ended the wait early as "canceling statement due to statement timeout",
+    # naming no holder: a second deploy failed where it should have waited.
+    folder = write(tmp_path / "m", {"20260101000000_notes.sql": NOTES})
+    with psycopg.connect(empty_db, autocommit=True) as conn:
+        conn.execute(
+            sql.SQL("ALTER DATABASE {} SET statement_timeout = '1s'").format(
+                sql.Identifier(database_name(empty_db))
+            )
+        )
+    with psycopg.connect(empty_db, autocommit=True, application_name="other-deploy") as holder:
+        holder.execute("SELECT pg_advisory_lock(%s)", [lock.LOCK_KEY])
+        started = time.monotonic()
+        result = migrate(empty_db, folder, "--lock-wait", "3")
+        waited = time.monotonic() - started
+        pid = holder.info.backend_pid
+    assert result.returncode == 1
+    assert f"another migration holds the lock: pid {pid} (other-deploy" in result.stderr, (
+        result.stderr
+    )
+    assert "gave up after 3 s" in result.stderr
+    assert waited >= 3
+    assert migrate(empty_db, folder).returncode == 0  # once free, it migrates as before
+    assert applied(empty_db) == ["20260101000000"]
 
 
 @pytest.mark.parametrize(

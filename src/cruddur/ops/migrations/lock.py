@@ -68,15 +68,21 @@ def acquire(
         raise LockTimeout(current, 0)
     if on_wait is not None:
         on_wait(current, wait)
-    # At least 1 ms: a lock_timeout of 0 is no timeout at all.
+    # At least 1 ms: a lock_timeout of 0 is no timeout at all. The wait is lock_timeout's
+    # alone: a statement_timeout the database or role sets (an RDS parameter group's)
+    # would end it sooner, as a "statement timeout" that names no holder.
     timeout_ms = max(1, math.ceil(wait * 1000))
-    conn.execute("SELECT set_config('lock_timeout', %s, false)", [f"{timeout_ms}ms"])
+    conn.execute(
+        "SELECT set_config('lock_timeout', %s, false), set_config('statement_timeout', '0', false)",
+        [f"{timeout_ms}ms"],
+    )
     try:
         conn.execute("SELECT pg_advisory_lock(%s)", [LOCK_KEY])
     except psycopg.errors.LockNotAvailable:
         raise LockTimeout(holder(conn) or current, wait) from None
     finally:
-        conn.execute("RESET lock_timeout")
+        if not conn.closed:
+            conn.execute("RESET lock_timeout; RESET statement_timeout")
 
 
 def release(conn: psycopg.Connection) -> None:
