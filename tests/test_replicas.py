@@ -4,6 +4,7 @@ replica really serves them (README, "Scaling out")."""
 from __future__ import annotations
 
 import json
+import math
 import os
 import random
 import re
@@ -18,6 +19,7 @@ import psycopg
 import pytest
 from api_support import CheckedClient
 from helpers import ROOT, run
+from psycopg import sql
 from replica_support import ReplicaPair, activity_scans
 from served import serve
 
@@ -296,7 +298,9 @@ def test_a_replica_stuck_for_hours_reads_as_hours_behind() -> None:
     for second in range(7200):  # the primary writes on; the replica replays nothing
         clock.primary_at(float(second), 1000 + second)
     # Its lag grows with it (it stopped at 600 s: a limit of 3600 kept it in use).
-    assert clock.lag(7200.0, 999) == 7200.0
+    # (Behind even the first sample: the clock's 7200 s, or the replica's own estimate
+    # of how old its data is when that says more.)
+    assert clock.lag(7200.0, 999, estimate=60.0) == 7200.0
     assert clock.lag(7200.0, 1000 + 7198) <= 2.0  # one nearly caught up: nearly no lag
     assert len(clock._samples) <= clock.max_samples
 
@@ -358,7 +362,9 @@ def test_a_worker_started_while_the_replica_is_far_behind_keeps_its_reads_off_it
                 time.sleep(0.02)
             assert looks, "the watcher made no look"
             assert [s.lag_seconds for s in looks if s.fresh(router.max_lag)] == []
-            assert all(s.lag_seconds >= 4 for s in looks), [s.lag_seconds for s in looks]
+            # Its lag: at least the 4 s, or not known (nothing replayed since it started).
+            lags = [s.lag_seconds for s in looks]
+            assert all(lag is None or lag >= 4 for lag in lags), lags
         finally:
             _close(app)
     finally:
@@ -371,6 +377,7 @@ def test_the_lag_clock_takes_the_replicas_estimate_while_behind_its_first_sample
     clock = LagClock()
     clock.primary_at(100.0, 500)  # the first sample: the replica was already behind it
     assert clock.lag(100.5, 400, estimate=3600.0) == 3600.0  # not 0.5 s
+    assert clock.lag(100.5, 400) == math.inf  # no estimate: not known
     assert clock.lag(101.0, 500, estimate=3600.0) == 0.0  # caught up: none
     clock.primary_at(102.0, 600)
     assert clock.lag(103.0, 550, estimate=3600.0) == 1.0  # the clock knows from here
@@ -407,3 +414,47 @@ def test_a_watcher_that_stops_hearing_from_the_replica_does_not_keep_it_in_use(
             pair.pause_replay(False)
     finally:
         _close(app)
+
+
+def test_a_worker_started_while_the_replica_is_cut_off_keeps_its_reads_off_it(
+    pair: ReplicaPair, tmp_path: Path
+) -> None:
+    # Cut off from its primary, a replica has replayed all it received: its own estimate
+    # is 0 s, and the lag clock's first sample was ~0 s old. Reads went to it, however
+    # much it missed, for the first max_lag seconds of every worker.
+    pair.wait_caught_up()
+    with psycopg.connect(pair.replica_url, autocommit=True) as conn:
+        (conninfo,) = conn.execute("SHOW primary_conninfo").fetchone()
+        conn.execute("ALTER SYSTEM SET primary_conninfo = 'host=127.0.0.1 port=1'")
+        conn.execute("SELECT pg_reload_conf()")
+    try:
+        with psycopg.connect(pair.primary_url, autocommit=True) as conn:
+            conn.execute("CREATE TABLE IF NOT EXISTS lag_marker (at timestamptz)")
+            conn.execute("INSERT INTO lag_marker VALUES (now())")  # WAL it will not receive
+        time.sleep(4)  # the replica is 4 s behind before the worker starts
+        app, api, _ = _app(pair, tmp_path, CRUDDUR_REPLICA_MAX_LAG="2")
+        router = app.extensions["cruddur.reads"]
+        try:
+            looks: list[ReplicaState] = []
+            deadline = time.monotonic() + 1.5  # within the limit: the clock's own lag < 2 s
+            while time.monotonic() < deadline:
+                assert not _in_use(api), router.describe(router.state)  # /api/health
+                state = router.state
+                if state.checked_at and (not looks or looks[-1] is not state):
+                    looks.append(state)
+                time.sleep(0.02)
+            assert looks, "the watcher made no look"
+            # Its lag: at least the 4 s, or not known (nothing replayed since it started).
+            lags = [s.lag_seconds for s in looks]
+            assert all(lag is None or lag >= 4 for lag in lags), lags
+        finally:
+            _close(app)
+    finally:
+        with psycopg.connect(pair.replica_url, autocommit=True) as conn:
+            conn.execute(
+                sql.SQL("ALTER SYSTEM SET primary_conninfo = {}").format(sql.Literal(conninfo))
+            )
+            conn.execute("SELECT pg_reload_conf()")
+        with psycopg.connect(pair.primary_url, autocommit=True) as conn:
+            conn.execute("DROP TABLE IF EXISTS lag_marker")
+        pair.wait_caught_up()

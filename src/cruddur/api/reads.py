@@ -15,6 +15,7 @@ on the replica is served by the primary at once.
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable
@@ -40,6 +41,10 @@ log = logging.getLogger("cruddur.api.reads")
 T = TypeVar("T")
 
 READ_AFTER_HEADER = "X-Read-After"
+LAG_UNKNOWN = (
+    "behind the primary since before this worker first looked, and it has replayed no "
+    "transaction since it started: how far behind is not known yet"
+)
 
 
 def _why_skipped(state: ReplicaState) -> str:
@@ -99,8 +104,10 @@ class ReadRouter:
                 self._sample_primary()
                 state = look_at_replica(conn)
                 if state.replayed is not None:
-                    lag = self._clock.lag(time.monotonic(), state.replayed, state.lag_seconds)
-                    if lag is not None:
+                    lag = self._clock.lag(time.monotonic(), state.replayed, state.replay_age)
+                    if lag == math.inf:
+                        state = replace(state, lag_seconds=None, problem=LAG_UNKNOWN)
+                    elif lag is not None:
                         state = replace(state, lag_seconds=lag)
             except psycopg.Error as exc:
                 state = ReplicaState(False, problem=str(exc).strip().splitlines()[0][:200])

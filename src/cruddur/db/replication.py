@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from collections import deque
 from dataclasses import dataclass
@@ -29,6 +30,9 @@ class ReplicaState:
     in_recovery: bool = False
     problem: str | None = None
     checked_at: float = 0.0  # time.monotonic() of the look
+    # The age of the last transaction it replayed (None: none yet), whether or not WAL
+    # waits: for a replica behind a primary it has lost touch with, how old its data is.
+    replay_age: float | None = None
 
     def fresh(self, max_lag: float, now: float | None = None) -> bool:
         """Within max_lag at the look; given `now` (time.monotonic()), still within it
@@ -46,12 +50,19 @@ NOT_LOOKED_AT = ReplicaState(reachable=False, problem="not looked at yet")
 
 def look_at_replica(conn: psycopg.Connection) -> ReplicaState:
     """One look at a replica over `conn` (any connection to it)."""
-    in_recovery, replayed, lag = conn.execute(template("replication", "replica_state")).fetchone()
+    row = conn.execute(template("replication", "replica_state")).fetchone()
+    in_recovery, replayed, lag, replay_age = row
     if not in_recovery:
         # A primary (or a promoted replica) behind READER_CONNECTION_URL: it cannot say
         # how far it has replayed, so read-your-writes cannot be checked there.
         return ReplicaState(True, None, None, False, "not a replica (not in recovery)")
-    return ReplicaState(True, float(lag), parse_lsn(replayed) if replayed else None, True)
+    return ReplicaState(
+        True,
+        float(lag),
+        parse_lsn(replayed) if replayed else None,
+        True,
+        replay_age=None if replay_age is None else max(0.0, float(replay_age)),
+    )
 
 
 class LagClock:
@@ -83,10 +94,12 @@ class LagClock:
         has passed are dropped here: its lag counts from the first one past it.
 
         A replica that has not replayed even the first sample (a worker just started,
-        the replica already behind) has been behind since before the clock began: the
-        clock knows only a lower bound, so the replica's own `estimate` (the age of its
-        last replayed transaction) counts when it is larger. Without it, a replica hours
-        behind read as fresh for the first max_lag seconds of every worker."""
+        the replica already behind, replaying slowly or cut off from the primary) has
+        been behind since before the clock began: the clock knows only a lower bound, so
+        the replica's own `estimate` (the age of its last replayed transaction) counts
+        when it is larger, and without one (none replayed since it started) the lag is
+        not known: math.inf. Without this, a replica hours behind read as fresh for the
+        first max_lag seconds of every worker."""
         samples = self._samples
         if not samples:
             return None
@@ -95,10 +108,10 @@ class LagClock:
         for when, position in samples:
             if position > replayed:
                 behind = max(0.0, now - when)
-                if position == samples[0][1] and estimate is not None:
+                if position == samples[0][1]:
                     # Only the first sample can be ahead of the replica's position here:
                     # every later one at the head was passed before it became the head.
-                    behind = max(behind, estimate)
+                    behind = math.inf if estimate is None else max(behind, estimate)
                 return behind
         return 0.0
 
