@@ -556,7 +556,7 @@ class LambdaSettings:
     connect_timeout: int = 5  # CRUDDUR_CONNECT_TIMEOUT, seconds
     statement_timeout_ms: int = 1000  # CRUDDUR_STATEMENT_TIMEOUT, milliseconds
     purge_grace_hours: int = 24  # CRUDDUR_PURGE_GRACE_HOURS
-    purge_batch_size: int = 5000  # CRUDDUR_PURGE_BATCH_SIZE, rows a transaction
+    purge_batch_size: int = PURGE_BATCH_DEFAULT  # CRUDDUR_PURGE_BATCH_SIZE, rows a transaction
 
     @classmethod
     def from_env(cls, env: Mapping[str, str], defaults: LambdaSettings) -> LambdaSettings:
