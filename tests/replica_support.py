@@ -55,6 +55,25 @@ class ReplicaPair:
         self.start_replica()
         return self
 
+    def another_replica(self) -> ExtraReplica:
+        """A second streaming replica of the primary, started (remove it after use)."""
+        extra = ExtraReplica(self, self.primary.cluster_dir / "replica2", free_port())
+        if extra.data_dir.exists():
+            shutil.rmtree(extra.data_dir)
+        params = parse(self.primary_url)
+        self._run(
+            "pg_basebackup", f"--pgdata={extra.data_dir}", "--write-recovery-conf",
+            "--checkpoint=fast", "--wal-method=stream", "--host=127.0.0.1",
+            f"--port={params['port']}", "--username=postgres",
+            env={"PGPASSWORD": params["password"]},
+        )  # fmt: skip
+        self._run(
+            "pg_ctl", f"--pgdata={extra.data_dir}", "start", "--wait", "--timeout=60",
+            f"--log={extra.data_dir / 'replica.log'}", f"--options=-p {extra.port}",
+        )  # fmt: skip
+        self.wait_accepting(extra.url)
+        return extra
+
     def remove(self) -> None:
         self.stop_replica("immediate")
         cluster_dir = self.primary.cluster_dir
@@ -161,3 +180,31 @@ def activity_scans(url: str) -> int:
             "SELECT seq_scan + COALESCE(idx_scan, 0) FROM pg_stat_user_tables"
             " WHERE relname = 'activities'"
         ).fetchone()[0]
+
+
+class ExtraReplica:
+    """Another replica of a ReplicaPair's primary (ReplicaPair.another_replica)."""
+
+    def __init__(self, pair: ReplicaPair, data_dir: Path, port: int) -> None:
+        self.pair, self.data_dir, self.port = pair, data_dir, port
+
+    @property
+    def url(self) -> str:
+        return make_conninfo(self.pair.primary_url, port=str(self.port))
+
+    def set_apply_delay(self, milliseconds: int) -> None:
+        with psycopg.connect(self.url, autocommit=True) as conn:
+            conn.execute(
+                sql.SQL("ALTER SYSTEM SET recovery_min_apply_delay = {}").format(
+                    sql.Literal(f"{milliseconds}ms")
+                )
+            )
+            conn.execute("SELECT pg_reload_conf()")
+
+    def remove(self) -> None:
+        subprocess.run(
+            [str(self.pair.primary.bin_dir() / "pg_ctl"), f"--pgdata={self.data_dir}",
+             "stop", "--wait", "--mode=immediate"],
+            capture_output=True, check=False, timeout=60, **as_postgres_user(),
+        )  # fmt: skip
+        shutil.rmtree(self.data_dir, ignore_errors=True)

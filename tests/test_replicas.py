@@ -20,6 +20,7 @@ import pytest
 from api_support import CheckedClient
 from helpers import ROOT, run
 from psycopg import sql
+from psycopg.conninfo import make_conninfo
 from replica_support import ReplicaPair, activity_scans
 from served import serve
 
@@ -458,3 +459,53 @@ def test_a_worker_started_while_the_replica_is_cut_off_keeps_its_reads_off_it(
         with psycopg.connect(pair.primary_url, autocommit=True) as conn:
             conn.execute("DROP TABLE IF EXISTS lag_marker")
         pair.wait_caught_up()
+
+
+def test_read_your_writes_holds_behind_a_reader_endpoint_of_two_replicas(
+    pair: ReplicaPair, tmp_path: Path
+) -> None:
+    # A reader endpoint (Aurora's, a load balancer's: README, "Scaling out") hands each
+    # connection to any replica. The replayed position was checked on one connection
+    # (or taken from the watcher's look, on yet another) and the read ran on another:
+    # a replica past the write vouched for one that was not.
+    pair.wait_caught_up()
+    lagging = pair.another_replica()
+    try:
+        lagging.set_apply_delay(10_000)
+        params = parse(pair.replica_url)
+        reader = make_conninfo(
+            pair.replica_url,
+            host="127.0.0.1,127.0.0.1",
+            port=f"{params['port']},{lagging.port}",
+            load_balance_hosts="random",
+        )
+        # A limit both are within: the check under test is the position, not the lag.
+        app, api, auth = _app(
+            pair, tmp_path, READER_CONNECTION_URL=reader, CRUDDUR_REPLICA_MAX_LAG="3600",
+            CRUDDUR_FEED_CACHE="0", CRUDDUR_POOL_MIN_SIZE="4",  # connections to both
+        )  # fmt: skip
+        unseen = []
+        try:
+            _wait_until(lambda: _in_use(api))
+            created = api.post(
+                "/api/activities", json={"message": "parent", "ttl": "1-day"}, headers=auth
+            )
+            parent = created.get_json()["uuid"]
+            time.sleep(11)  # the parent is on both replicas
+            for attempt in range(60):
+                reply = api.post(
+                    f"/api/activities/{parent}/reply", json={"message": f"r{attempt}"},
+                    headers=auth,
+                )  # fmt: skip
+                assert reply.status_code == 201
+                position = reply.headers["X-Read-After"]
+                for _ in range(3):
+                    shown = api.get(f"/api/activities/{parent}", headers={"X-Read-After": position})
+                    uuids = [r["uuid"] for r in shown.get_json()["replies"]]
+                    if reply.get_json()["uuid"] not in uuids:
+                        unseen.append(attempt)
+        finally:
+            _close(app)
+        assert unseen == []
+    finally:
+        lagging.remove()

@@ -166,39 +166,41 @@ class ReadRouter:
         self._ensure_watching()
         return self._state
 
-    def for_read(self, read_after: int | None = None) -> Db:
-        """The replica when it is fresh (and, given `read_after`, has replayed that far),
-        else the primary."""
+    def for_read(self) -> Db:
+        """The replica when it is fresh, else the primary."""
         if self.reader is None:
             return self.primary.get()
-        state = self.state
-        if not state.fresh(self.max_lag, time.monotonic()):
+        if not self.state.fresh(self.max_lag, time.monotonic()):
             return self.primary.get()
         try:
-            replica = self.reader.get()
-            if read_after is not None and (state.replayed is None or state.replayed < read_after):
-                # The last look is older than the write: ask the replica itself.
-                caught_up = replica.query_value(
-                    template("replication", "replayed_past"), {"lsn": format_lsn(read_after)}
-                )
-                if not caught_up:
-                    return self.primary.get()
-            return replica
+            return self.reader.get()
         except psycopg.Error as exc:
             self.replica_failed(exc)
             return self.primary.get()
 
     def read(self, use_case: Callable[..., T], *args: Any, read_after: int | None = None) -> T:
         """use_case(db, *args) on the database `for_read` picks; on the primary again when
-        the replica fails it (a read is safe to repeat)."""
-        db = self.for_read(read_after)
+        the replica fails it (a read is safe to repeat). Given `read_after`, on the
+        replica only if it has replayed that far.
+
+        That is asked on the connection the read then uses, every time: behind a reader
+        endpoint (Aurora's, a load balancer's) each connection may reach another replica,
+        so neither the watcher's look nor another connection's answer vouches for it."""
+        db = self.for_read()
         if self.reader is None or db is not self.reader.opened:
             return use_case(db, *args)
         try:
-            return use_case(db, *args)
+            if read_after is None:
+                return use_case(db, *args)
+            with db.pinned() as pinned:
+                caught_up = pinned.query_value(
+                    template("replication", "replayed_past"), {"lsn": format_lsn(read_after)}
+                )
+                if caught_up:
+                    return use_case(pinned, *args)
         except psycopg.OperationalError as exc:  # PoolTimeout too
             self.replica_failed(exc)
-            return use_case(self.primary.get(), *args)
+        return use_case(self.primary.get(), *args)
 
     def replica_failed(self, exc: BaseException) -> None:
         """A read on the replica failed: skip it until the watcher finds it well."""

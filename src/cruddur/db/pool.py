@@ -216,6 +216,19 @@ class Db:
         finally:
             pool.putconn(conn)
 
+    @contextmanager
+    def pinned(self) -> Iterator[Db]:
+        """This Db with every query helper on one connection of its pool, for the block:
+        what the caller checks on that connection (how far a replica has replayed)
+        holds for the queries it makes next. Two checkouts may reach two servers (a
+        reader endpoint balances connections across replicas)."""
+        pool = self.pool
+        conn = self._take(pool)
+        try:
+            yield _Pinned(self, conn)
+        finally:
+            pool.putconn(conn)
+
     def _take(self, pool: ConnectionPool) -> PooledConnection:
         """A connection from the pool; with a Reachability (the API), DatabaseUnavailable
         at once while the server is down, and a wait that ends when an outage is found."""
@@ -380,3 +393,24 @@ class Db:
         """The query's first row as a JSON object built by PostgreSQL, as text ('{}' when none)."""
         text = self.query_value(wrap_object(sql), params)
         return "{}" if text is None else text
+
+
+class _Pinned(Db):
+    """A Db whose query helpers run on one connection it does not own (Db.pinned)."""
+
+    def __init__(self, db: Db, conn: PooledConnection) -> None:
+        self.__dict__.update(db.__dict__)
+        self._conn = conn
+        # No second try on a fresh connection (_read): this one connection is the point.
+        self.check = True
+
+    def _using(self, work: Callable[[PooledConnection], Any]) -> Any:
+        conn = self._conn
+        try:
+            if conn.autocommit:
+                return work(conn)
+            with conn:
+                return work(conn)
+        except psycopg.OperationalError as exc:
+            self._failed(conn, exc)
+            raise
