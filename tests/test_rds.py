@@ -240,8 +240,10 @@ def test_postgres_is_a_fine_master_user_name() -> None:
 def _change_state(
     verb: str, doing: str, state: str, aws: dict[str, str]
 ) -> subprocess.CompletedProcess[str]:
-    """`cruddur rds <verb> --wait` reaches the state; the same verb again does nothing."""
-    changed = run(CRUDDUR, "rds", verb, "--wait", "--poll-interval", "1", env=aws)
+    """`cruddur rds <verb> --wait` reaches the state; the same verb again does nothing
+    (and asks nothing: the second stop has no --yes)."""
+    confirmed = ("--yes",) if verb == "stop" else ()
+    changed = run(CRUDDUR, "rds", verb, *confirmed, "--wait", "--poll-interval", "1", env=aws)
     assert changed.returncode == 0, changed.stderr
     assert f"{doing} {ID}" in changed.stderr
     assert describe()["DBInstanceStatus"] == state
@@ -272,6 +274,38 @@ def test_a_missing_instance_is_a_clear_error(aws: dict[str, str]) -> None:
         other = cli(verb, "--identifier", "no-such-db")
         assert other.exit_code == 1
         assert 'no RDS instance "no-such-db"' in other.stderr
+
+
+def test_stop_asks_for_the_identifier(aws: dict[str, str]) -> None:
+    # Stopping production is an outage for every user: asked as delete asks.
+    make_instance()
+    no_answer = run(CRUDDUR, "rds", "stop", env=aws)
+    assert no_answer.returncode == 1
+    assert f"About to STOP the RDS instance {ID}" in no_answer.stderr
+    assert "not confirmed, nothing stopped" in no_answer.stderr
+    wrong = cli("stop", stdin="cruddur\n")
+    assert wrong.exit_code == 1
+    assert describe()["DBInstanceStatus"] == "available"
+
+    typed = run(CRUDDUR, "rds", "stop", env=aws, stdin=f"{ID}\n")
+    assert typed.returncode == 0, typed.stderr
+    assert f"stopping {ID}" in typed.stderr
+    assert describe()["DBInstanceStatus"] in ("stopping", "stopped")
+
+
+def test_stop_yes_skips_the_question_and_start_never_asks(aws: dict[str, str]) -> None:
+    make_instance()
+    stopped = cli("stop", "-y")
+    assert stopped.exit_code == 0, stopped.stderr
+    assert "About to" not in stopped.stderr
+    assert describe()["DBInstanceStatus"] in ("stopping", "stopped")
+    started = cli("start", "--wait", "--poll-interval", "1")
+    assert started.exit_code == 0, started.stderr
+    assert "About to" not in started.stderr
+    assert describe()["DBInstanceStatus"] == "available"
+    says = cli("stop", "--help")
+    assert "Asks you to type the identifier unless --yes" in " ".join(says.output.split())
+    assert "-y, --yes" in says.output
 
 
 # -- delete ------------------------------------------------------------------------
@@ -446,7 +480,7 @@ def test_no_password_in_any_output_or_log(
         ("create", "--wait", "--poll-interval", "1"),
         ("create",),
         ("status",),
-        ("stop", "--wait", "--poll-interval", "1"),
+        ("stop", "--yes", "--wait", "--poll-interval", "1"),
         ("start", "--wait", "--poll-interval", "1"),
         ("allow-my-ip", "--ip", "198.51.100.7"),
         ("delete", "--yes", "--skip-final-snapshot"),

@@ -387,8 +387,20 @@ def _power_command(waits_until: str) -> Any:
 
 
 @_power_command("the instance has stopped")
-def stop(identifier: str, region: str | None, waiting: Waiting) -> None:
-    """Stop the instance to save cost (storage is still billed)."""
+@click.option("--yes", "-y", is_flag=True, help="Skip typing the identifier to confirm.")
+def stop(identifier: str, yes: bool, region: str | None, waiting: Waiting) -> None:
+    """Stop the instance to save cost (storage is still billed). Everything that uses
+    the database fails until `rds start`. Asks you to type the identifier unless --yes."""
+    if not yes:
+        # Only an available instance is stopped: one already stopped (or stopping) is
+        # left as it is, and one in another state is refused, so neither needs asking.
+        instance = ops.require(_client("rds", region), identifier)
+        if instance.state == "available":
+            about = (
+                f"STOP the RDS instance {identifier}: every request that needs the "
+                "database fails until `cruddur rds start`"
+            )
+            confirm_typed(identifier, "the identifier", about, to_do="stop it", nothing="stopped")
     _switch(ops.stop, "stopping", "stopped", identifier, region, waiting)
     warn(SEVEN_DAYS_NOTE)
 
