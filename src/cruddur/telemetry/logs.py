@@ -115,7 +115,9 @@ def current_trace_ids() -> dict[str, str]:
 # its end, method, route template, status line, seconds, request id, (trace id, span id)
 # or None, the signed-in user's uuid or None.
 Finished = tuple[float, str, str, str, float, str | None, tuple[str, str] | None, Any]
-RequestWriter = Callable[[list[Finished]], None]
+# Writes the requests' lines, then, when the count (the second argument) is not 0, a
+# warning that so many lines were dropped before they could be queued (requests.py).
+RequestWriter = Callable[[list[Finished], int], None]
 PIPE_BUF = 4096  # a write to a pipe up to this size is never split or interleaved
 
 
@@ -172,15 +174,22 @@ def request_writer() -> RequestWriter | None:
         return None
     if _json_stdout is None:
 
-        def log_each(finished: list[Finished]) -> None:
+        def log_each(finished: list[Finished], dropped: int) -> None:
             for _, method, route, status, seconds, request_id, ids, user in finished:
                 fields = request_fields(method, route, status, seconds, request_id, ids, user)
                 logger.info(request_message(method, route, status[:3], seconds), extra=fields)
+            if dropped:
+                logger.warning(dropped_message(dropped), extra={"dropped": dropped})
 
         return log_each
-    fd, line = _json_stdout, _json_line(os.getpid())
+    return json_writer(_json_stdout)
 
-    def write(finished: list[Finished]) -> None:
+
+def json_writer(fd: int) -> RequestWriter:
+    """request_writer's JSON path: the lines straight to the descriptor `fd`."""
+    line = _json_line(os.getpid())
+
+    def write(finished: list[Finished], dropped: int) -> None:
         chunk = b""
         for request in finished:
             encoded = line(*request).encode()
@@ -190,8 +199,21 @@ def request_writer() -> RequestWriter | None:
             chunk += encoded
         if chunk:
             os.write(fd, chunk)
+        if dropped:  # rare: through logging's record and formatter, for the same form
+            message, fields = dropped_message(dropped), {"dropped": dropped}
+            record = logging.getLogger(REQUEST_LOGGER).makeRecord(
+                REQUEST_LOGGER, logging.WARNING, __file__, 0, message, (), None, extra=fields
+            )
+            os.write(fd, f"{JsonFormatter().format(record)}\n".encode())
 
     return write
+
+
+def dropped_message(dropped: int) -> str:
+    return (
+        f"request log: {dropped} request lines dropped since the last such note: stdout "
+        "took no more (its reader stalled); the requests were answered"
+    )
 
 
 def _json_line(pid: int) -> Callable[..., str]:

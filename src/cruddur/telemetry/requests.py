@@ -54,6 +54,12 @@ class RememberedRequest(Request):
 
 
 FLUSH_EVERY = 0.1  # seconds between writes of the finished requests' lines and counts
+# Finished requests queued for the writer at most: while stdout blocks (a stalled reader
+# of a full pipe) the queue would grow with every request until the worker was killed.
+# Past it a request's line is dropped (its metrics still counted), and a note says how
+# many once writing resumes. Full, it holds 27 MB (request ids alone) to 56 MB (trace
+# ids and users too), measured with tracemalloc.
+MAX_QUEUED = 100_000
 
 
 class Recorder:
@@ -79,27 +85,40 @@ class Recorder:
         self.counts = counts
         self.queued = queued  # False: record at once (text for a person watching)
         self.finished: deque[logs.Finished] = deque()
+        self.dropped = 0  # lines dropped since the last note; changed under _dropping
+        self._dropping = threading.Lock()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
 
     def __call__(self, environ: dict[str, Any], status_line: str, seconds: float) -> None:
-        ids = environ.get(TRACE_IDS_KEY)
-        self.finished.append(
-            (
-                time.time(),
-                environ.get("REQUEST_METHOD", ""),
-                environ.get(ROUTE_KEY, UNMATCHED),
-                status_line,
-                seconds,
-                environ.get(self.request_id_key),
-                ids,
-                environ.get(USER_UUID_KEY),
-            )
+        request = (
+            time.time(),
+            environ.get("REQUEST_METHOD", ""),
+            environ.get(ROUTE_KEY, UNMATCHED),
+            status_line,
+            seconds,
+            environ.get(self.request_id_key),
+            environ.get(TRACE_IDS_KEY),
+            environ.get(USER_UUID_KEY),
         )
+        finished = self.finished
+        if len(finished) >= MAX_QUEUED:
+            # Serving threads may pass this check together: the queue can exceed the
+            # bound by at most their number.
+            self._drop(request)
+            return
+        finished.append(request)
         if not self.queued:
             self.flush()
         elif self._thread is None:
             self._start()
+
+    def _drop(self, request: logs.Finished) -> None:
+        """The queue is full: count the request in the metrics now, and its line as dropped."""
+        if self.counts:
+            metrics.observe_requests([request])
+        with self._dropping:
+            self.dropped += 1
 
     def _start(self) -> None:
         with self._lock:
@@ -122,12 +141,21 @@ class Recorder:
         taken = []
         while self.finished:
             taken.append(self.finished.popleft())
-        if not taken:
+        with self._dropping:
+            dropped, self.dropped = self.dropped, 0
+        if not taken and not dropped:
             return
-        if self.counts:
+        if self.counts and taken:
             metrics.observe_requests(taken)
-        if self.write is not None:
-            self.write(taken)
+        if self.write is None:
+            return
+        try:
+            # The note follows the lines: the requests dropped came after those queued.
+            self.write(taken, dropped)
+        except BaseException:
+            with self._dropping:  # said in the next note, rather than never
+                self.dropped += dropped
+            raise
 
 
 def observer(request_id_key: str) -> Observer | None:
