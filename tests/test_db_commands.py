@@ -60,6 +60,32 @@ def test_create_makes_the_database_and_is_idempotent(admin, server_url, new_db_n
     assert "already exists; nothing to do" in again.stderr
 
 
+@pytest.mark.parametrize(
+    "script",
+    [("db-create",), ("db-drop", "--yes"), ("db-setup", "--yes"), ("db-kill-all", "--yes")],
+    ids=lambda script: script[0],
+)
+def test_a_database_name_longer_than_postgresql_keeps_is_refused(
+    admin, server_url, new_db_name, script: tuple[str, ...]
+) -> None:
+    # PostgreSQL cut the name to 63 bytes and `db create` said it had made the long one.
+    name = new_db_name() + "_" + "x" * 50  # 76 bytes; the fixture drops it were it made
+    cut = name[:63]
+    url = f"{server_url.replace('dbname=postgres', '')} dbname={name}"
+    try:
+        result = run(*script, env=local(url))
+        made = database_exists(admin, cut)
+    finally:
+        admin.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(cut)))
+    assert result.returncode == 1, result.stderr
+    said = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert said == [
+        f"error: the database name {name!r} is 76 bytes long (UTF-8); PostgreSQL names are "
+        "at most 63 bytes, and it would cut this one to its first 63"
+    ]
+    assert not made
+
+
 def test_drop_removes_the_database_and_a_missing_one_is_fine(admin, empty_db) -> None:
     name = database_name(empty_db)
     result = run("db-drop", env=local(empty_db))

@@ -17,6 +17,7 @@ from helpers import ROOT, run
 from psycopg import errors, sql
 
 from cruddur.db import Db
+from cruddur.errors import Problem
 from cruddur.ops import loading, roles
 from cruddur.urls import parse
 
@@ -320,3 +321,30 @@ def test_passwords_reach_the_server_only_hashed(admin, server_url) -> None:
         assert stored.startswith("SCRAM-SHA-256$") and ensured.password not in stored
     finally:
         admin.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(name)))
+
+
+def test_a_role_name_longer_than_postgresql_keeps_is_refused(admin, seeded_db, tmp_path) -> None:
+    # PostgreSQL cuts a role's name to 63 bytes: the URL written for the long name would
+    # name a role that does not exist, and two long names would be one role.
+    long_name = f"cruddur_t_{uuid.uuid4().hex[:8]}_" + "r" * 45  # 64 bytes
+    cut, other = long_name[:63], "é" * 32  # what PostgreSQL would make of each: cut
+    env = {"CONNECTION_URL": seeded_db, "CRUDDUR_HOME": str(tmp_path / "home")}
+    exists = "SELECT 1 FROM pg_roles WHERE rolname = %s"
+    try:
+        for option in ("--api-role", "--lambda-role"):
+            refused = cruddur("db", "roles", option, long_name, "--yes", env=env)
+            assert refused.returncode == 2, refused.stderr
+            assert f"Invalid value for '{option}': the role name {long_name!r} is 64 bytes" in (
+                " ".join(refused.stderr.split())
+            )
+        with Db(seeded_db) as server, pytest.raises(Problem, match="at most 63 bytes"):
+            roles.ensure(server, other)
+        assert admin.execute(exists, [cut]).fetchone() is None
+        assert admin.execute(exists, [other[:31]]).fetchone() is None
+    finally:  # were they made after all: dropped, with what they were given
+        with psycopg.connect(seeded_db, autocommit=True) as conn:
+            for name in (cut, other[:31]):
+                if conn.execute(exists, [name]).fetchone():
+                    conn.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(name)))
+                    conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(name)))
+    assert roles.role_name_problem("é" * 31 + "r") is None  # 63 bytes

@@ -268,6 +268,16 @@ def test_a_url_without_a_database_is_refused(
     assert "names no database" in caplog.text
 
 
+def test_a_database_name_the_server_would_cut_is_refused(
+    url: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The server cuts a name at 63 bytes: the sign-up would go to another database.
+    monkeypatch.setenv("CONNECTION_URL", with_database(url, "d" * 64))
+    with pytest.raises(SignUpError, match="could not be saved"):
+        handler(cognito_event(), None)
+    assert "is 64 bytes long (UTF-8)" in caplog.text
+
+
 def test_the_handler_imports_only_what_it_needs() -> None:
     code = (
         "import sys, cruddur.lambdas.post_confirmation\n"
@@ -282,6 +292,7 @@ def test_the_handler_imports_only_what_it_needs() -> None:
         "cruddur.config",
         "cruddur.errors",
         "cruddur.urls",
+        "cruddur.names",
         "cruddur.rds_tls",
         "cruddur.lambdas",
         "cruddur.lambdas.post_confirmation",

@@ -9,6 +9,7 @@ import pytest
 
 from cruddur.config import ConfigError, ServeSettings, Settings, WebSettings
 from cruddur.serving import server_command
+from cruddur.targets import resolve
 from cruddur.urls import database_name, parse, redact, server_conninfo, with_database
 
 
@@ -46,6 +47,26 @@ def test_database_name_is_required() -> None:
     assert database_name("postgresql://u@h/cruddur") == "cruddur"
     with pytest.raises(ConfigError, match="names no database"):
         database_name("postgresql://u:secret@h/")
+
+
+def test_a_database_name_postgresql_would_cut_is_refused() -> None:
+    # PostgreSQL keeps 63 bytes of a name: `db create` said it made the 70-character
+    # name, and two names alike in their first 63 bytes were one database.
+    for name in ("d" * 63, "é" * 31 + "d"):  # 63 bytes in UTF-8
+        assert database_name(f"postgresql://u@h/{name}") == name
+    for name, size in (("d" * 64, 64), ("d" * 70, 70), ("é" * 32, 64)):
+        with pytest.raises(ConfigError) as refused:
+            database_name(with_database("postgresql://u:secret@h/x", name))
+        said = str(refused.value)
+        assert f"is {size} bytes long (UTF-8)" in said and "at most 63 bytes" in said
+        assert "\n" not in said and "secret" not in said
+
+
+@pytest.mark.parametrize("setting", ["CONNECTION_URL", "PROD_CONNECTION_URL"])
+def test_a_target_whose_database_name_is_too_long_is_refused_first(setting: str) -> None:
+    settings = Settings.from_env({setting: f"postgresql://u@h/{'d' * 64}"})
+    with pytest.raises(ConfigError, match="is 64 bytes long"):
+        resolve(settings, prod=setting == "PROD_CONNECTION_URL", start=False)
 
 
 def test_settings_from_env() -> None:

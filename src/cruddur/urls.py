@@ -13,6 +13,7 @@ import psycopg
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from cruddur.config import ConfigError, is_loopback
+from cruddur.names import name_too_long
 
 # Where server-level work (CREATE/DROP DATABASE, sessions) connects.
 MAINTENANCE_DATABASE = "postgres"
@@ -32,6 +33,9 @@ def database_name(conninfo: str) -> str:
     name = parse(conninfo).get("dbname", "").strip()
     if not name:
         raise ConfigError(f"{redact(conninfo)} names no database; add one, e.g. …/cruddur")
+    problem = name_too_long(name, "the database name")
+    if problem:
+        raise ConfigError(problem)
     return name
 
 

@@ -16,7 +16,7 @@ import click
 from cruddur.cli.options import Cli, TargetCommand, pass_cli, prod_option, yes_option
 from cruddur.cli.output import done, info, result
 from cruddur.errors import Problem
-from cruddur.ops.role_names import API_ROLE, LAMBDA_ROLE
+from cruddur.ops.role_names import API_ROLE, LAMBDA_ROLE, role_name_problem
 from cruddur.safe_paths import private_folder, read_private, write_private
 
 # The functions import the ops they run (and with them psycopg) in their bodies: every db
@@ -114,6 +114,14 @@ def _merge_env_file(path: Path, values: dict[str, str]) -> None:
         ) from None
 
 
+def _role_name(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    """Refused while parsing, before the target is resolved or anything asked."""
+    problem = role_name_problem(value)
+    if problem:
+        raise click.BadParameter(problem, ctx, param)
+    return value
+
+
 @click.command("roles", cls=TargetCommand)
 @prod_option
 @yes_option
@@ -124,8 +132,20 @@ def _merge_env_file(path: Path, values: dict[str, str]) -> None:
     help="Where new passwords' URLs go (mode 0600) "
     "[default: .cruddur/db-roles.env, db-roles-prod.env with --prod].",
 )
-@click.option("--api-role", default=API_ROLE, show_default=True, help="The API's role.")
-@click.option("--lambda-role", default=LAMBDA_ROLE, show_default=True, help="The Lambda's role.")
+@click.option(
+    "--api-role",
+    default=API_ROLE,
+    show_default=True,
+    callback=_role_name,
+    help="The API's role (63 bytes at most).",
+)
+@click.option(
+    "--lambda-role",
+    default=LAMBDA_ROLE,
+    show_default=True,
+    callback=_role_name,
+    help="The Lambda's role (63 bytes at most).",
+)
 @pass_cli
 def roles_command(
     cli: Cli, rotate: bool, env_file: Path | None, api_role: str, lambda_role: str

@@ -2,7 +2,7 @@
 
 Handler: `cruddur.lambdas.post_confirmation.handler` (deploy/post-confirmation.yaml).
 It imports only psycopg, the standard library and a few cruddur modules (config, urls,
-rds_tls, and services.sign_up: the rules it shares with `cruddur users sync-cognito`),
+names, rds_tls, and services.sign_up: the rules it shares with `cruddur users sync-cognito`),
 and boto3 only when the URL comes from Secrets Manager (the Lambda runtime has it), so
 the zip that `cruddur lambda package` builds stays small and a cold start stays short.
 
@@ -38,6 +38,7 @@ import psycopg
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from cruddur.config import ConfigError, LambdaSettings, check_otlp_headers
+from cruddur.names import name_too_long
 from cruddur.rds_tls import lambda_bundle, secured
 from cruddur.services.sign_up import SignUpError, event_attributes, refusal, user_from_event
 from cruddur.urls import redact
@@ -281,6 +282,9 @@ def read_conninfo(env: Mapping[str, str]) -> str:
     if not found.get("dbname"):
         # Without one libpq would pick the user's name as the database (bug B18).
         raise RuntimeError(f"{redact(conninfo)} names no database (add dbname)")
+    # The server would cut a longer name and connect to another database.
+    if problem := name_too_long(str(found["dbname"]), "the database name"):
+        raise RuntimeError(problem)
     if not found.get("host"):
         raise RuntimeError(f"{redact(conninfo)} names no host")
     # RDS: sslmode=verify-full against the bundle `cruddur lambda package` put in the zip.

@@ -39,6 +39,7 @@ HANDLER_FILES = (
     "cruddur/config.py",
     "cruddur/errors.py",
     "cruddur/urls.py",
+    "cruddur/names.py",
     "cruddur/rds_tls.py",
     "cruddur/lambdas/__init__.py",
     "cruddur/lambdas/post_confirmation.py",

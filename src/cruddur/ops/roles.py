@@ -23,6 +23,7 @@ from cruddur.db import Db, run_script, template
 from cruddur.errors import Problem
 from cruddur.ops.role_names import API_ROLE as API_ROLE
 from cruddur.ops.role_names import LAMBDA_ROLE as LAMBDA_ROLE
+from cruddur.ops.role_names import role_name_problem
 
 # The comment `db roles` leaves on each role (COMMENT ON ROLE): after a schema load or a
 # migration, the roles are granted their privileges again by it, whatever their names.
@@ -77,6 +78,8 @@ def _check_powers(conn: Connection, role: str) -> None:
 def ensure(server: Db, role: str, password: str | None = None, *, rotate: bool = False) -> Ensured:
     """Make `role` (LOGIN, no other power) if missing. Its password: `password` when given
     (always set), else a new one when the role is made or `rotate`; else left alone."""
+    if problem := role_name_problem(role):
+        raise Problem(problem)
     with server.connection() as conn, conn.transaction():
         conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", [_LOCK_KEY])
         exists = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", [role]).fetchone()
