@@ -21,7 +21,7 @@ import pytest
 from helpers import ROOT, run
 from tls_support import RDS_HOST, make_ca, make_server_cert, rds_url, tls_postgres
 
-from cruddur.ops.packaging import BUNDLE_ENTRY, HANDLER_FILES
+from cruddur.ops.packaging import BUNDLE_ENTRY, HANDLER_FILES, PackagingError, check_output
 
 pytestmark = pytest.mark.pypi
 
@@ -186,3 +186,44 @@ def test_an_output_that_is_no_file_is_refused_and_left_alone(tmp_path: Path, kin
     assert f"{output} is a link, a device or a pipe" in refused.stderr
     assert output.is_symlink() if kind == "link" else not output.is_file()
     assert [path.name for path in tmp_path.iterdir()] == ["stdout"]
+
+
+@pytest.mark.parametrize(
+    ("output", "said"),
+    [
+        ("/proc/post-confirmation.zip", "no file can be made in /proc"),
+        ("a-file/post-confirmation.zip", "a-file is a file, not a folder"),
+        ("a-file/deeper/post-confirmation.zip", "a-file is a file, not a folder"),
+    ],
+)
+def test_an_output_that_cannot_be_written_is_refused_before_anything_is_fetched(
+    tmp_path: Path, output: str, said: str
+) -> None:
+    # `-o /proc/x.zip` first fetched the RDS CA bundle (and failed on that, offline), then
+    # the wheels, before failing to write. A bundle path that does not exist stands for
+    # the fetch here: reaching it says "cannot read the RDS CA bundle".
+    (tmp_path / "a-file").write_text("not a folder")
+    home = tmp_path / "home"
+    env = {"CRUDDUR_HOME": str(home), "CRUDDUR_RDS_CA_BUNDLE": str(tmp_path / "none.pem")}
+    refused = run(CRUDDUR, "lambda", "package", "--output", output, env=env, cwd=tmp_path)
+    assert refused.returncode == 1
+    errors = [line for line in refused.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and errors[0].startswith(f"error: cannot write {output}: {said}")
+    assert "RDS CA bundle" not in refused.stderr
+    assert not home.exists()  # no wheel cache, nothing fetched
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["a-file"]
+
+
+def test_an_output_that_is_a_folder_is_refused_before_anything_is_fetched(tmp_path: Path) -> None:
+    env = {"CRUDDUR_RDS_CA_BUNDLE": str(tmp_path / "none.pem")}
+    refused = run(CRUDDUR, "lambda", "package", "--output", str(tmp_path), env=env)
+    assert refused.returncode == 2  # click's own check of the option
+    assert f"'{tmp_path}' is a directory" in refused.stderr
+    assert "RDS CA bundle" not in refused.stderr
+    # build() is called with the folder too (by code, not the CLI): its own words.
+    with pytest.raises(PackagingError, match=rf"^{tmp_path} is a folder: --output takes the"):
+        check_output(tmp_path)
+    with pytest.raises(PackagingError, match="no file can be made in /proc"):
+        check_output(Path("/proc/post-confirmation.zip"))
+    check_output(tmp_path / "new" / "folders" / "post-confirmation.zip")  # build makes them
+    assert list(tmp_path.iterdir()) == []  # the trial file is gone, no folder made

@@ -229,14 +229,36 @@ def source_root() -> Path:
 
 
 def check_output(output: Path) -> None:
-    """Refuse an output that is not a file's path: the zip is written beside it and renamed
-    over it, which would replace a link such as /dev/stdout (as root, for every process
-    on the machine) or a device such as /dev/null, and write nothing through them."""
+    """Refuse, before anything is fetched, an output the zip cannot be written to.
+
+    Not a file's path: the zip is written beside it and renamed over it, which would
+    replace a link such as /dev/stdout (as root, for every process on the machine) or a
+    device such as /dev/null, and write nothing through them. A folder where no file can
+    be made (/proc, a path under a file): tried by making one and removing it, since
+    os.access says yes to root wherever the folder is read-only or not a real one."""
+    if output.is_dir() and not output.is_symlink():
+        raise PackagingError(
+            f"{output} is a folder: --output takes the path of the zip file to write, "
+            f"e.g. {output / 'post-confirmation.zip'}"
+        )
     if output.is_symlink() or (output.exists() and not output.is_file()):
         raise PackagingError(
             f"{output} is a link, a device or a pipe: --output takes the path of the zip file "
             "to write (it is replaced whole, never written through)"
         )
+    folder = output.parent  # build() makes the folders missing below the nearest one there
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    if not folder.is_dir():
+        raise PackagingError(f"cannot write {output}: {folder} is a file, not a folder")
+    try:
+        handle, probe = tempfile.mkstemp(dir=folder, prefix=f".{output.name}.")
+    except OSError as exc:
+        raise PackagingError(
+            f"cannot write {output}: no file can be made in {folder} ({exc.strerror or exc})"
+        ) from None
+    os.close(handle)
+    os.unlink(probe)
 
 
 def build(
