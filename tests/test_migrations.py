@@ -560,6 +560,38 @@ def test_an_alter_queued_behind_a_long_transaction_gives_up_after_lock_timeout(
     assert columns(empty_db, "notes") == ["id", "body"]
 
 
+@pytest.mark.parametrize("prod", [False, True])
+def test_a_rollback_that_gives_up_says_to_roll_back_again_not_to_migrate(
+    empty_db: str, tmp_path, prod: bool
+) -> None:
+    # Its hint was the migration's: "nothing of this migration was applied … then migrate
+    # again". The migration is still applied, and migrating again does nothing. On
+    # production it named the local sessions' command (README: `bin/db-sessions prod`).
+    folder = write(tmp_path / "m", {"20260101000000_notes.sql": NOTES})
+    assert migrate(empty_db, folder).returncode == 0
+    where = ("prod", "--yes") if prod else ()
+    env = (
+        {"PROD_CONNECTION_URL": empty_db, "CONNECTION_URL": "postgresql://nobody@127.0.0.1:1/x"}
+        if prod
+        else local(empty_db)
+    )
+    with psycopg.connect(empty_db) as reader:  # a transaction that holds the table open
+        reader.execute("SELECT * FROM notes").fetchall()
+        result = run(
+            "db-rollback", *where, "--migrations-dir", str(folder), "--lock-timeout", "300ms",
+            env=env,
+        )  # fmt: skip
+    assert result.returncode == 1
+    assert "canceling statement due to lock timeout" in result.stderr
+    hint = result.stderr.split("hint: ", 1)[1]
+    assert "nothing was rolled back: 20260101000000_notes.sql is still applied" in hint, hint
+    assert "then roll back again" in hint, hint
+    assert "migrate" not in hint, hint
+    sessions = "`bin/db-sessions prod`" if prod else "`bin/db-sessions`"
+    assert f"Find it with {sessions}," in hint, hint
+    assert applied(empty_db) == ["20260101000000"]
+
+
 def test_statement_timeout_stops_a_long_statement(empty_db: str, tmp_path) -> None:
     folder = write(
         tmp_path / "m", {"20260101000000_slow.sql": "-- migrate:up\nSELECT pg_sleep(30);\n"}

@@ -186,17 +186,34 @@ def _duration(seconds: float) -> str:
     return f"{seconds * 1000:.0f} ms" if seconds < 10 else f"{seconds:.1f} s"
 
 
-_HINTS = {
-    "55P03": "another session holds a lock on that table (a long transaction?); nothing of "
-    "this migration was applied. Find it with `bin/db-sessions`, then migrate again, or "
-    "raise --lock-timeout",
-    "57014": "the statement ran past --statement-timeout; nothing of this migration was "
-    "applied. Raise it for this run (e.g. --statement-timeout 30min)",
-}
+def _hint(exc: runner.MigrationFailed, prod: bool) -> str:
+    """What to do after a failed section: for a lock or statement timeout, the command
+    to run again (a failed rollback leaves its migration applied: `migrate` would do
+    nothing) and, on production, the sessions of production."""
+    up = exc.direction == "up"
+    name = exc.migration.file_name
+    kept = (
+        "nothing of this migration was applied"
+        if up
+        else f"nothing was rolled back: {name} is still applied"
+    )
+    if exc.sqlstate == "55P03":
+        sessions = "`bin/db-sessions prod`" if prod else "`bin/db-sessions`"
+        again = "migrate" if up else "roll back"
+        return (
+            f"another session holds a lock on that table (a long transaction?); {kept}. "
+            f"Find it with {sessions}, then {again} again, or raise --lock-timeout"
+        )
+    if exc.sqlstate == "57014":
+        return (
+            f"the statement ran past --statement-timeout; {kept}. Raise it for this run "
+            "(e.g. --statement-timeout 30min)"
+        )
+    return f"nothing of {name} was kept; fix it and run again"
 
 
 @contextmanager
-def _reported() -> Iterator[None]:
+def _reported(prod: bool = False) -> Iterator[None]:
     """A failed migration as a Problem: its error, the statement, and what to do (the
     hint names this command's flags)."""
     from cruddur.ops.migrations import runner
@@ -213,10 +230,7 @@ def _reported() -> Iterator[None]:
                 "left, e.g. an INVALID index (DROP INDEX CONCURRENTLY it), then run again"
             )
         else:
-            hint = _HINTS.get(
-                exc.sqlstate or "",
-                f"nothing of {exc.migration.file_name} was kept; fix it and run again",
-            )
+            hint = _hint(exc, prod)
         raise Problem(f"{exc}\nstatement: {shown}", hint) from None
 
 
@@ -232,7 +246,7 @@ def apply_migrations(cli: Cli, migrations: list[Migration], *, confirm: bool) ->
 
     target, url = migration_target(cli)
     chosen = cli.settings.migration
-    with _reported():
+    with _reported(target.prod):
         if confirm and target.prod:
             with runner.connect(url, chosen.connect_timeout) as conn:
                 current = runner.plan(conn, migrations)
@@ -281,7 +295,7 @@ def migrate(
     migrations = runner.load(migrations_dir)  # every file checked before anything runs
     chosen = _settings(cli, lock_timeout, statement_timeout, lock_wait)
     target, url = migration_target(cli)
-    with _reported():
+    with _reported(target.prod):
         with runner.connect(url, chosen.connect_timeout) as conn:
             current = runner.plan(conn, migrations)
         _describe(current)
@@ -351,7 +365,7 @@ def rollback(
     migrations = runner.load(migrations_dir)
     chosen = _settings(cli, lock_timeout, statement_timeout, lock_wait)
     target, url = migration_target(cli)
-    with _reported():
+    with _reported(target.prod):
         with runner.connect(url, chosen.connect_timeout) as conn:
             targets = runner.rollback_targets(runner.plan(conn, migrations), migrations, steps)
         info(f"to roll back ({len(targets)}), newest first:\n{_listing(targets)}")
