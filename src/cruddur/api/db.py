@@ -28,6 +28,7 @@ from psycopg_pool import PoolTimeout
 from cruddur.api_urls import ApiUrls as ApiUrls
 from cruddur.config import Settings
 from cruddur.db import Db
+from cruddur.db.dead_peer import with_dead_peer_bounds
 from cruddur.db.reachability import DatabaseUnavailable
 from cruddur.urls import parse
 
@@ -75,7 +76,10 @@ def reader_db(settings: Settings, url: str) -> Db:
 
 
 def api_conninfo(url: str, behind_pooler: bool = False) -> str:
-    """The URL with the API's session settings: UTC times and generic plans."""
+    """The URL with the API's session settings (UTC times and generic plans) and its
+    bounds on a database that stops answering (db/dead_peer.py), for the pool, its probe
+    and the replica watcher alike; the URL's own values win."""
+    url = with_dead_peer_bounds(url)
     if behind_pooler:
         # PgBouncer refuses the `options` startup parameter, and RDS Proxy pins a session
         # that changes settings. Without prepared statements a generic plan has nothing to

@@ -41,6 +41,7 @@ from datetime import datetime
 
 import psycopg
 
+from cruddur.db.dead_peer import with_dead_peer_bounds
 from cruddur.db.errors import redacted_reason
 from cruddur.services.paging import Page
 
@@ -132,16 +133,12 @@ class FeedChanges:
 
     def _listen(self) -> None:
         with psycopg.connect(
-            self.conninfo,
+            # A dead peer is noticed in seconds even without a FIN (the copies' 1 s bound
+            # covers the meantime); the URL's own keepalive settings win.
+            with_dead_peer_bounds(self.conninfo),
             autocommit=True,
             connect_timeout=self.connect_timeout,
             application_name="cruddur-feed-listener",
-            # A dead peer is noticed in seconds even without a FIN (the copies' 1 s bound
-            # covers the meantime).
-            keepalives=1,
-            keepalives_idle=5,
-            keepalives_interval=2,
-            keepalives_count=2,
         ) as conn:
             conn.execute(f"LISTEN {CHANNEL}")
             self.bump()  # whatever was kept before may have missed notifications
@@ -214,7 +211,7 @@ class FeedNotifier:
             up = False  # this attempt's connection: a failure after it is a lost one
             try:
                 with psycopg.connect(
-                    self.conninfo,
+                    with_dead_peer_bounds(self.conninfo),  # a NOTIFY into a black hole ends
                     autocommit=True,
                     connect_timeout=self.connect_timeout,
                     application_name="cruddur-feed-notifier",
