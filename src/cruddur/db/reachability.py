@@ -8,9 +8,9 @@ down, and its background reconnection backs off further the longer the outage la
 - an outage is noticed by the first connection that breaks (or the pool giving up a
   reconnection), and confirmed by one direct connection attempt, the probe;
 - while the server is down, `admit()` refuses at once with `DatabaseUnavailable`;
-- one background thread probes every `interval` seconds, however long the outage; the
-  first probe that connects ends it, after `on_back` has dropped the pool's dead
-  connections.
+- one background thread starts a probe every `interval` seconds, however long the
+  outage, each in a thread of its own (a probe into a black-holed path waits); the first
+  probe that connects ends it, after `on_back` has dropped the pool's dead connections.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ import psycopg
 log = logging.getLogger("cruddur.db")
 
 PROBE_INTERVAL = 0.2  # seconds between probes while the server is down
+MAX_PROBES = 10  # probes in flight at once (PROBE_CONNECT_TIMEOUT / PROBE_INTERVAL)
 
 
 class DatabaseUnavailable(psycopg.OperationalError):
@@ -111,18 +112,37 @@ class Reachability:
         ).start()
 
     def _probe_until_back(self) -> None:
-        while not self._closed.wait(self.interval):
-            if not self._answers():
-                continue
+        # A new probe every interval, without waiting for the last one to fail: against a
+        # black-holed path a probe's SYN is lost and its connection attempt waits out the
+        # kernel's 1 s SYN retransmission (or its 2 s connect_timeout), so one probe at a
+        # time would find the path restored up to 2 s late. At most MAX_PROBES at once.
+        answered = threading.Event()
+        running = threading.Semaphore(MAX_PROBES)
+
+        def probe() -> None:
             try:
-                self._on_back()
-            except Exception:  # the pool's own check; the next request finds out anew
-                log.exception("database back, but dropping the pool's dead connections failed")
-            with self._lock:
-                since, self._down_since = self._down_since, None
-            if since is not None:
-                log.warning("database reachable again after %.1f s", time.monotonic() - since)
+                if self._answers():
+                    answered.set()
+            finally:
+                running.release()
+
+        while not self._closed.wait(self.interval):
+            if answered.is_set():
+                break
+            if running.acquire(blocking=False):
+                threading.Thread(target=probe, name="cruddur-db-probe-1", daemon=True).start()
+            if answered.wait(0):
+                break
+        if self._closed.is_set():
             return
+        try:
+            self._on_back()
+        except Exception:  # the pool's own check; the next request finds out anew
+            log.exception("database back, but dropping the pool's dead connections failed")
+        with self._lock:
+            since, self._down_since = self._down_since, None
+        if since is not None:
+            log.warning("database reachable again after %.1f s", time.monotonic() - since)
 
     def _answers(self) -> bool:
         try:
