@@ -1,0 +1,109 @@
+"""The database black-holed, not stopped: packets dropped, no RST, no FIN.
+
+A stopped server refuses or resets connections at once (tests/test_outages.py); a
+network partition, or an RDS host that vanishes mid-failover, answers nothing, and
+without client-side bounds libpq waits in recv until the kernel gives up (minutes).
+Here the cluster is reachable only through a veth pair into a network namespace; the
+test black-holes that path for a few seconds under `cruddur serve` with its usual
+settings, with writes in flight (waiting on a table lock, their queries sent and
+acknowledged: idle on the wire) and new requests arriving, then restores it.
+"""
+
+from __future__ import annotations
+
+import time
+
+import psycopg
+import pytest
+from blackhole_support import IsolatedPath, start_in_namespace, why_no_namespaces
+from outage_support import BACK_WITHIN, LONGEST_WAIT, Cluster, Load, Outage, dev_token
+from server_support import Served
+
+pytestmark = pytest.mark.xdist_group("blackhole")  # one namespace and veth pair at a time
+
+HOLE_SECONDS = 7.0  # longer than the 5 s no request may wait
+ANSWER_ONCE_KNOWN = 1.0  # seconds: a 503 within this once the outage has been found
+# Seconds from the black hole to the outage found: tcp_user_timeout (2 s) and a probe
+# against a black-holed SYN (2 s, libpq's smallest connect_timeout), and a margin.
+FOUND_WITHIN = 4.5
+
+
+@pytest.fixture
+def isolated_cluster(tmp_path):
+    reason = why_no_namespaces()
+    if reason is not None:
+        pytest.skip(reason)
+    path = IsolatedPath().create()
+    cluster = Cluster(tmp_path / "db")
+    try:
+        cluster.create()  # set up and loaded on 127.0.0.1, then moved behind the path
+        cluster.server.stop("fast")
+        url = start_in_namespace(cluster.server, path)
+        yield path, url
+    finally:
+        if path.holed:
+            path.restore()
+        cluster.remove()
+        path.remove()
+
+
+def test_a_black_holed_database_is_answered_503_within_bounds(isolated_cluster, tmp_path):
+    path, url = isolated_cluster
+    home = tmp_path / "home"
+    served = Served(
+        "--workers", "2", "--threads", "4", env={"CONNECTION_URL": url, "CRUDDUR_HOME": str(home)}
+    )
+    outage = Outage("black hole", HOLE_SECONDS)
+    try:
+        served.wait_healthy()
+        load = Load(served.port, dev_token(home), writers=3, readers=3, timeout=12.0)
+        with load, psycopg.connect(url) as admin:
+            time.sleep(1.0)
+            # The writers' INSERTs wait on this lock: sent and acknowledged, a result awaited.
+            admin.execute("LOCK TABLE activities IN SHARE ROW EXCLUSIVE MODE")
+            time.sleep(0.5)
+            path.black_hole()
+            outage.down = time.monotonic()
+            time.sleep(HOLE_SECONDS)
+            path.restore()
+            outage.back = time.monotonic()
+            admin.rollback()
+            time.sleep(3.0)
+            outage.calls = list(load.calls)
+        with psycopg.connect(url) as conn:
+            rows = conn.execute(
+                "SELECT message, count(*) FROM activities WHERE message LIKE %s GROUP BY message",
+                [f"{load.tag} %"],
+            ).fetchall()
+        outage.counts = dict(rows)
+    finally:
+        if path.holed:
+            path.restore()
+        output = served.stop()
+    print(outage.summary())
+    for call in sorted(outage.calls, key=lambda c: c.started):
+        if call.seconds > 0.5:
+            print(
+                f"  {call.kind} {call.status} started {call.started - outage.down:+.2f} s, "
+                f"waited {call.seconds:.2f} s"
+            )
+    assert "Traceback" not in output
+    slow = [c for c in outage.calls if c.seconds > LONGEST_WAIT or c.status == 0]
+    assert not slow, f"{outage.summary()}: {len(slow)} waited over {LONGEST_WAIT} s"
+    during = [c for c in outage.calls if outage.down <= c.started < outage.back]
+    # (A success: a feed page from the cache's copy, within its 1 s bound.)
+    wrong = [c for c in during if not ((c.status == 503 and c.retry_after) or c.ok)]
+    assert not wrong, f"{outage.summary()}: {len(wrong)} not a 503 with Retry-After"
+    # Each worker finds the outage (its first 503s, after tcp_user_timeout and a probe);
+    # once both have, the rest are answered at once.
+    first_wave = [c for c in during if c.status == 503 and c.seconds > ANSWER_ONCE_KNOWN]
+    found = max((c.ended for c in first_wave), default=outage.down)
+    assert found - outage.down <= FOUND_WITHIN, f"found after {found - outage.down:.2f} s"
+    late = [c for c in during if c.started > found and c.seconds > ANSWER_ONCE_KNOWN]
+    assert not late, f"{outage.summary()}: {len(late)} slower than {ANSWER_ONCE_KNOWN} s"
+    first = outage.first_ok_after_back
+    assert first is not None and first <= BACK_WITHIN, outage.summary()
+    failed = outage.failed_after_recovery
+    assert not failed, f"{outage.summary()}: {len(failed)} failed after recovery"
+    assert not outage.lost, f"{outage.summary()}. Lost: {outage.lost[:5]}"
+    assert not outage.doubled, f"{outage.summary()}. Doubled: {outage.doubled[:5]}"
