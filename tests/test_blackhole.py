@@ -17,7 +17,17 @@ import psycopg
 import pytest
 from blackhole_support import IsolatedPath, start_in_namespace, why_no_namespaces
 from outage_support import BACK_WITHIN, LONGEST_WAIT, Cluster, Load, Outage, dev_token
+from psycopg.conninfo import conninfo_to_dict
 from server_support import Served
+
+from cruddur.api.db import api_conninfo
+from cruddur.db.dead_peer import (
+    KEEPALIVES_COUNT,
+    KEEPALIVES_IDLE,
+    KEEPALIVES_INTERVAL,
+    TCP_USER_TIMEOUT_MS,
+    with_dead_peer_bounds,
+)
 
 pytestmark = pytest.mark.xdist_group("blackhole")  # one namespace and veth pair at a time
 
@@ -107,3 +117,17 @@ def test_a_black_holed_database_is_answered_503_within_bounds(isolated_cluster, 
     assert not failed, f"{outage.summary()}: {len(failed)} failed after recovery"
     assert not outage.lost, f"{outage.summary()}. Lost: {outage.lost[:5]}"
     assert not outage.doubled, f"{outage.summary()}. Doubled: {outage.doubled[:5]}"
+
+
+def test_the_api_bounds_every_connection_unless_the_url_says_otherwise() -> None:
+    url = "postgresql://u:p@db.example:5432/cruddur?tcp_user_timeout=9000&keepalives_idle=30"
+    given = conninfo_to_dict(api_conninfo(url))
+    assert given["tcp_user_timeout"] == "9000" and given["keepalives_idle"] == "30"
+    assert given["keepalives"] == "1"
+    assert given["keepalives_interval"] == str(KEEPALIVES_INTERVAL)
+    assert given["keepalives_count"] == str(KEEPALIVES_COUNT)
+    for pooled in (False, True):
+        plain = conninfo_to_dict(api_conninfo("postgresql://u@db.example/cruddur", pooled))
+        assert plain["tcp_user_timeout"] == str(TCP_USER_TIMEOUT_MS)
+        assert plain["keepalives_idle"] == str(KEEPALIVES_IDLE)
+    assert with_dead_peer_bounds("not a conninfo ===") == "not a conninfo ==="
