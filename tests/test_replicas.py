@@ -509,3 +509,40 @@ def test_read_your_writes_holds_behind_a_reader_endpoint_of_two_replicas(
         assert unseen == []
     finally:
         lagging.remove()
+
+
+def test_db_status_does_not_call_a_cut_off_replica_caught_up(pair: ReplicaPair) -> None:
+    # Cut off from its primary, a replica has replayed all it received: its own estimate
+    # is 0 s. `db status` said "0.0 s behind: reads use it" where the API (above) keeps
+    # its reads off it.
+    pair.wait_caught_up()
+    with psycopg.connect(pair.replica_url, autocommit=True) as conn:
+        (conninfo,) = conn.execute("SHOW primary_conninfo").fetchone()
+        conn.execute("ALTER SYSTEM SET primary_conninfo = 'host=127.0.0.1 port=1'")
+        conn.execute("SELECT pg_reload_conf()")
+    env = {
+        "CONNECTION_URL": pair.primary_url,
+        "READER_CONNECTION_URL": pair.replica_url,
+        "CRUDDUR_REPLICA_MAX_LAG": "2",
+    }
+    try:
+        with psycopg.connect(pair.primary_url, autocommit=True) as conn:
+            conn.execute("CREATE TABLE IF NOT EXISTS lag_marker (at timestamptz)")
+            conn.execute("INSERT INTO lag_marker VALUES (now())")  # WAL it will not receive
+        time.sleep(3)
+        shown = run(ROOT / ".venv/bin/cruddur", "db", "status", env=env)
+        assert shown.returncode == 0, shown.stderr
+        line = next(x for x in shown.stdout.splitlines() if x.startswith("replica "))
+        assert "reads use it" not in line, line
+        behind = re.search(r"([\d.]+) s behind", line)
+        assert behind is None or float(behind[1]) >= 3, line
+        assert behind is not None or "not known" in line, line
+    finally:
+        with psycopg.connect(pair.replica_url, autocommit=True) as conn:
+            conn.execute(
+                sql.SQL("ALTER SYSTEM SET primary_conninfo = {}").format(sql.Literal(conninfo))
+            )
+            conn.execute("SELECT pg_reload_conf()")
+        with psycopg.connect(pair.primary_url, autocommit=True) as conn:
+            conn.execute("DROP TABLE IF EXISTS lag_marker")
+        pair.wait_caught_up()

@@ -532,7 +532,8 @@ def _replica_status(url: str, conninfo: str, primary_url: str, settings: Setting
     if not state.reachable:
         result(f"replica   unreachable: {state.problem}; reads go to the primary")
     elif state.lag_seconds is None:
-        result(f"replica   {state.problem}; reads with X-Read-After go to the primary")
+        # The API reads from a replica only while its lag is known and within the limit.
+        result(f"replica   {state.problem}; reads go to the primary")
     else:
         verdict = "reads use it" if state.fresh(limit) else "too far behind, reads use the primary"
         result(f"replica   {state.lag_seconds:.1f} s behind (limit {limit:g} s): {verdict}")

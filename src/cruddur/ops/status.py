@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+import time
 from dataclasses import dataclass, replace
 
 import psycopg
@@ -11,7 +13,7 @@ from psycopg_pool import PoolTimeout
 from cruddur.config import PoolSettings
 from cruddur.db import Db, template
 from cruddur.db.errors import RDS_REACH_HINT, explain
-from cruddur.db.replication import ReplicaState, look_at_replica, parse_lsn
+from cruddur.db.replication import LagClock, ReplicaState, look_at_replica, parse_lsn
 from cruddur.ops.connections import database_db
 from cruddur.ops.loading import SCHEMA_TABLES, schema_tables
 from cruddur.ops.migrations import runner
@@ -138,10 +140,16 @@ def _unreachable_hint(target: Target) -> str:
     return f"{hint}. {RDS_REACH_HINT}" if target.prod or looks_like_rds(target.url) else hint
 
 
+LAG_UNKNOWN = (
+    "behind the primary, and it has replayed no transaction since it started: how far "
+    "behind is not known"
+)
+
+
 def replica_status(url: str, primary_url: str, connect_timeout: int) -> ReplicaState:
     """One look at READER_CONNECTION_URL's server: caught up (lag 0) when it has replayed
-    all the primary has written, else its own estimate (the last replayed transaction's
-    age while WAL waits)."""
+    all the primary has written, else the age of its last replayed transaction (not known
+    when it has replayed none since it started). Without the primary, its own estimate."""
     try:
         with psycopg.connect(url, autocommit=True, connect_timeout=connect_timeout) as conn:
             state = look_at_replica(conn)
@@ -155,6 +163,16 @@ def replica_status(url: str, primary_url: str, connect_timeout: int) -> ReplicaS
     except psycopg.Error:
         return state
     position = parse_lsn(written) if written else None
-    if state.replayed is not None and position is not None and state.replayed >= position:
-        return replace(state, lag_seconds=0.0)
-    return state
+    if state.replayed is None or position is None:
+        return state
+    # As the API's watcher reads it on its first look (api/reads.py): caught up when it has
+    # replayed all the primary has written; behind it, as old as its last replayed
+    # transaction. Its own estimate is 0 s whenever it has replayed all it received,
+    # which is what a replica cut off from its primary has done.
+    now = time.monotonic()
+    clock = LagClock()
+    clock.primary_at(now, position)
+    lag = clock.lag(now, state.replayed, state.replay_age)
+    if lag is None or lag == math.inf:
+        return replace(state, lag_seconds=None, problem=LAG_UNKNOWN)
+    return replace(state, lag_seconds=lag)
