@@ -11,6 +11,7 @@ acknowledged: idle on the wire) and new requests arriving, then restores it.
 
 from __future__ import annotations
 
+import socket
 import time
 
 import psycopg
@@ -119,6 +120,17 @@ def test_a_black_holed_database_is_answered_503_within_bounds(isolated_cluster, 
     assert not outage.doubled, f"{outage.summary()}. Doubled: {outage.doubled[:5]}"
 
 
+def _wait_listening(port: int, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            assert time.monotonic() < deadline, f"nothing listening on {port}"
+            time.sleep(0.05)
+
+
 def test_the_api_bounds_every_connection_unless_the_url_says_otherwise() -> None:
     url = "postgresql://u:p@db.example:5432/cruddur?tcp_user_timeout=9000&keepalives_idle=30"
     given = conninfo_to_dict(api_conninfo(url))
@@ -131,3 +143,33 @@ def test_the_api_bounds_every_connection_unless_the_url_says_otherwise() -> None
         assert plain["tcp_user_timeout"] == str(TCP_USER_TIMEOUT_MS)
         assert plain["keepalives_idle"] == str(KEEPALIVES_IDLE)
     assert with_dead_peer_bounds("not a conninfo ===") == "not a conninfo ==="
+
+
+def test_a_worker_started_into_a_black_hole_answers_503_then_serves(isolated_cluster, tmp_path):
+    # The connect path: the first request opens the pool, its SYN black-holed; libpq's
+    # connect_timeout (CRUDDUR_CONNECT_TIMEOUT) bounds that attempt.
+    path, url = isolated_cluster
+    home = tmp_path / "home"
+    path.black_hole()
+    served = Served("--workers", "1", env={"CONNECTION_URL": url, "CRUDDUR_HOME": str(home)})
+    try:
+        _wait_listening(served.port)  # no request yet: the first one opens the pool
+        load = Load(served.port, dev_token(home), writers=2, readers=2, timeout=12.0)
+        with load:
+            time.sleep(HOLE_SECONDS)
+            path.restore()
+            back = time.monotonic()
+            time.sleep(3.0)
+            calls = list(load.calls)
+    finally:
+        if path.holed:
+            path.restore()
+        output = served.stop()
+    slowest = max(c.seconds for c in calls)
+    waits = ", ".join(f"{c.seconds:.2f}" for c in calls if c.seconds > 0.5)
+    print(f"{len(calls)} requests, slowest {slowest:.2f} s; waits over 0.5 s: {waits}")
+    assert "Traceback" not in output
+    slow = [c for c in calls if c.seconds > LONGEST_WAIT or c.status == 0]
+    assert not slow, f"slowest {slowest:.2f} s: {len(slow)} waited over {LONGEST_WAIT} s"
+    assert all(c.ok or (c.status == 503 and c.retry_after) for c in calls if c.started < back)
+    assert not [c for c in calls if c.started >= back + BACK_WITHIN and not c.ok]
