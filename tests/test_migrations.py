@@ -906,6 +906,20 @@ def test_a_failed_concurrent_index_is_named_as_invalid(empty_db: str, tmp_path) 
     assert "DROP INDEX CONCURRENTLY notes_body_key" in status.stderr
 
 
+def _notes_then_index(
+    empty_db: str, tmp_path: Path, index: str
+) -> tuple[Path, dict[str, str], list[str]]:
+    """The notes table migrated, an index migration written after it but not run: its
+    folder, the local environment, and the `bin/db-migrate` command that would run it."""
+    folder = write(tmp_path / "m", {"20260101000000_notes.sql": NOTES})
+    assert migrate(empty_db, folder).returncode == 0
+    write(folder, {"20260102000000_index.sql": index})
+    env = {k: v for k, v in os.environ.items() if k != "PROD_CONNECTION_URL"}
+    env.update(NO_COLOR="1", CONNECTION_URL=empty_db)
+    command = [str(BIN / "db-migrate"), "--migrations-dir", str(folder), "--lock-timeout", "60s"]
+    return folder, env, command
+
+
 def test_a_migrate_during_another_ones_concurrent_index_build_waits_for_it(
     empty_db: str, tmp_path
 ) -> None:
@@ -917,12 +931,7 @@ def test_a_migrate_during_another_ones_concurrent_index_build_waits_for_it(
         "-- migrate:up transaction:false\n"
         "CREATE INDEX CONCURRENTLY IF NOT EXISTS notes_body_idx ON notes (body);\n"
     )
-    folder = write(tmp_path / "m", {"20260101000000_notes.sql": NOTES})
-    assert migrate(empty_db, folder).returncode == 0
-    write(folder, {"20260102000000_index.sql": index})
-    env = {k: v for k, v in os.environ.items() if k != "PROD_CONNECTION_URL"}
-    env.update(NO_COLOR="1", CONNECTION_URL=empty_db)
-    command = [str(BIN / "db-migrate"), "--migrations-dir", str(folder), "--lock-timeout", "60s"]
+    folder, env, command = _notes_then_index(empty_db, tmp_path, index)
     with psycopg.connect(empty_db) as old:  # a snapshot the build must wait out
         old.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
         old.execute("SELECT count(*) FROM notes")
@@ -938,6 +947,7 @@ def test_a_migrate_during_another_ones_concurrent_index_build_waits_for_it(
         waiting = (
             "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'cruddur-migrate'"
             " AND wait_event = 'advisory'"
+            " AND datname = current_database()"  # not another test's migration
         )
         with psycopg.connect(empty_db, autocommit=True) as look:
             while second.poll() is None and look.execute(waiting).fetchone() == (0,):
@@ -965,15 +975,11 @@ def test_a_concurrent_index_build_cut_off_names_the_migration_and_what_it_may_le
         "-- migrate:up transaction:false\n"
         "CREATE INDEX CONCURRENTLY notes_body_idx ON notes (body);\n"
     )
-    folder = write(tmp_path / "m", {"20260101000000_notes.sql": NOTES})
-    assert migrate(empty_db, folder).returncode == 0
-    write(folder, {"20260102000000_index.sql": index})
-    env = {k: v for k, v in os.environ.items() if k != "PROD_CONNECTION_URL"}
-    env.update(NO_COLOR="1", CONNECTION_URL=empty_db)
-    command = [str(BIN / "db-migrate"), "--migrations-dir", str(folder), "--lock-timeout", "60s"]
+    _, env, command = _notes_then_index(empty_db, tmp_path, index)
     building = (
         "SELECT pid FROM pg_stat_activity WHERE application_name = 'cruddur-migrate'"
         " AND query LIKE 'CREATE INDEX CONCURRENTLY%'"
+        " AND datname = current_database()"  # a test beside it builds one too
     )
     with psycopg.connect(empty_db) as old:  # a snapshot the build must wait out
         old.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")

@@ -147,6 +147,7 @@ class CutOff(Context):
                 conn.execute(
                     "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
                     " WHERE application_name = 'cruddur-purge-expired'"
+                    " AND datname = current_database()"  # not another test's purge
                 )
         return self.left_ms
 

@@ -73,6 +73,21 @@ def _in_use(api: CheckedClient) -> bool:
     return api.get("/api/health").get_json()["replica"]["in_use"]
 
 
+def _looks_while_kept_off(api: CheckedClient, router, *, seconds: float) -> list[ReplicaState]:
+    """The watcher's looks over `seconds` (within a 2 s limit: the clock's own lag stays
+    under it), each while /api/health says the replica is not in use."""
+    looks: list[ReplicaState] = []
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        assert not _in_use(api), router.describe(router.state)
+        state = router.state
+        if state.checked_at and (not looks or looks[-1] is not state):
+            looks.append(state)
+        time.sleep(0.02)
+    assert looks, "the watcher made no look"
+    return looks
+
+
 def test_a_healthy_replica_serves_the_reads(pair: ReplicaPair, tmp_path: Path) -> None:
     pair.wait_caught_up()
     # Without the feed cache, each home request is a read (with it, a few rebuilds are).
@@ -353,15 +368,7 @@ def test_a_worker_started_while_the_replica_is_far_behind_keeps_its_reads_off_it
         app, api, _ = _app(pair, tmp_path, CRUDDUR_REPLICA_MAX_LAG="2")
         router = app.extensions["cruddur.reads"]
         try:
-            looks: list[ReplicaState] = []
-            deadline = time.monotonic() + 1.5  # within the limit: the clock's own lag < 2 s
-            while time.monotonic() < deadline:
-                assert not _in_use(api), router.describe(router.state)  # /api/health
-                state = router.state
-                if state.checked_at and (not looks or looks[-1] is not state):
-                    looks.append(state)
-                time.sleep(0.02)
-            assert looks, "the watcher made no look"
+            looks = _looks_while_kept_off(api, router, seconds=1.5)
             assert [s.lag_seconds for s in looks if s.fresh(router.max_lag)] == []
             # Its lag: at least the 4 s, or not known (nothing replayed since it started).
             lags = [s.lag_seconds for s in looks]
@@ -436,15 +443,7 @@ def test_a_worker_started_while_the_replica_is_cut_off_keeps_its_reads_off_it(
         app, api, _ = _app(pair, tmp_path, CRUDDUR_REPLICA_MAX_LAG="2")
         router = app.extensions["cruddur.reads"]
         try:
-            looks: list[ReplicaState] = []
-            deadline = time.monotonic() + 1.5  # within the limit: the clock's own lag < 2 s
-            while time.monotonic() < deadline:
-                assert not _in_use(api), router.describe(router.state)  # /api/health
-                state = router.state
-                if state.checked_at and (not looks or looks[-1] is not state):
-                    looks.append(state)
-                time.sleep(0.02)
-            assert looks, "the watcher made no look"
+            looks = _looks_while_kept_off(api, router, seconds=1.5)
             # Its lag: at least the 4 s, or not known (nothing replayed since it started).
             lags = [s.lag_seconds for s in looks]
             assert all(lag is None or lag >= 4 for lag in lags), lags
