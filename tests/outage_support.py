@@ -260,6 +260,16 @@ class Outage:
         )
 
 
+def stored_counts(url: str, tag: str) -> dict[str, int]:
+    """How many times each of a load's messages (tagged `tag`) is stored."""
+    with psycopg.connect(url) as conn:
+        rows = conn.execute(
+            "SELECT message, count(*) FROM activities WHERE message LIKE %s GROUP BY message",
+            [f"{tag} %"],
+        ).fetchall()
+    return dict(rows)
+
+
 def run_outage(
     cluster: Cluster,
     url: str,
@@ -285,10 +295,5 @@ def run_outage(
     starting.join()
     time.sleep(after)
     outage.calls = [c for c in list(load.calls)[first_call:] if c.started >= stop_issued - before]
-    with psycopg.connect(url) as conn:
-        rows = conn.execute(
-            "SELECT message, count(*) FROM activities WHERE message LIKE %s GROUP BY message",
-            [f"{load.tag} %"],
-        ).fetchall()
-    outage.counts = dict(rows)
+    outage.counts = stored_counts(url, load.tag)
     return outage

@@ -17,7 +17,15 @@ import time
 import psycopg
 import pytest
 from blackhole_support import IsolatedPath, start_in_namespace, why_no_namespaces
-from outage_support import BACK_WITHIN, LONGEST_WAIT, Cluster, Load, Outage, dev_token
+from outage_support import (
+    BACK_WITHIN,
+    LONGEST_WAIT,
+    Cluster,
+    Load,
+    Outage,
+    dev_token,
+    stored_counts,
+)
 from psycopg.conninfo import conninfo_to_dict
 from server_support import Served
 
@@ -81,12 +89,7 @@ def test_a_black_holed_database_is_answered_503_within_bounds(isolated_cluster, 
             admin.rollback()
             time.sleep(3.0)
             outage.calls = list(load.calls)
-        with psycopg.connect(url) as conn:
-            rows = conn.execute(
-                "SELECT message, count(*) FROM activities WHERE message LIKE %s GROUP BY message",
-                [f"{load.tag} %"],
-            ).fetchall()
-        outage.counts = dict(rows)
+        outage.counts = stored_counts(url, load.tag)
     finally:
         if path.holed:
             path.restore()
