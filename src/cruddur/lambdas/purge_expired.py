@@ -76,7 +76,8 @@ def handler(event: dict[str, Any] | None = None, context: Any = None) -> dict[st
             autocommit=True,  # each batch is one statement: its own short transaction
             connect_timeout=settings.connect_timeout,
             application_name=APPLICATION_NAME,
-            options=f"-c statement_timeout={statement_ms}",
+            # jit off: compiling a batch's plan took longer than running it (ops/purge.py)
+            options=f"-c statement_timeout={statement_ms} -c jit=off",
         ) as conn:
             cutoff = conn.execute(_sql("purge_cutoff"), {"grace": grace}).fetchone()[0]
             params = {"cutoff": cutoff, "batch_size": batch_size}

@@ -6,6 +6,10 @@ replies (which expire with it). The cutoff is fixed when the purge starts, from 
 server's clock, so a crud that expires while the purge runs is never touched. Rows go in
 batches of `batch_size`, each its own short transaction, so no lock is held long and the
 API keeps serving (README "Measured" has the feed's p99 during a purge).
+
+Each statement runs with JIT compilation off: the every-depth reply check makes the
+planner's cost estimates huge, far above `jit_above_cost`, and compiling a batch's plan
+took 3.5 times as long as running it (271 against 78 ms for 5,000 rows).
 """
 
 from __future__ import annotations
@@ -14,12 +18,15 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from cruddur.config import PURGE_BATCH_DEFAULT
 from cruddur.db import Db, template
 
 DEFAULT_GRACE = timedelta(days=1)
 DEFAULT_BATCH_SIZE = PURGE_BATCH_DEFAULT  # in config, for `db purge-expired --help`
+# For the statement's transaction only (a pooler's next client never sees it).
+WITHOUT_JIT = "SET LOCAL jit = off"
 
 
 @dataclass(frozen=True)
@@ -48,9 +55,18 @@ def cutoff(db: Db, grace: timedelta = DEFAULT_GRACE) -> datetime:
     return db.query_value(template("activities", "purge_cutoff"), {"grace": grace})
 
 
+def one_row_without_jit(db: Db, sql: str, params: dict[str, Any]) -> tuple[Any, ...]:
+    """The one row `sql` returns, run in a transaction of its own with JIT off."""
+    with db.connection() as conn, conn.transaction():
+        conn.execute(WITHOUT_JIT)
+        return conn.execute(sql, params).fetchone()
+
+
 def expired(db: Db, before: datetime) -> Counts:
     """How many cruds and replies expired before `before` (what a purge would delete)."""
-    ((cruds, replies),) = db.query_rows(template("activities", "purge_count"), {"cutoff": before})
+    cruds, replies = one_row_without_jit(
+        db, template("activities", "purge_count"), {"cutoff": before}
+    )
     return Counts(cruds, replies)
 
 
@@ -71,7 +87,7 @@ def purge(
     total, batches = Counts(), 0
     params = {"cutoff": before, "batch_size": batch_size}
     while True:
-        ((cruds, replies),) = db.query_rows(template("activities", "purge_batch"), params)
+        cruds, replies = one_row_without_jit(db, template("activities", "purge_batch"), params)
         batch = Counts(cruds, replies)
         if batch.total == 0:
             break

@@ -6,6 +6,8 @@
 -- rows may not): deleting it would delete that reply too, through the foreign key. (The
 -- test is purge_count.sql's too, written out in both: the Lambda reads this file as it
 -- is, without fragments.) Rows another transaction has locked are left for the next run.
+-- Run it with jit = off (ops/purge.py, the Lambda): the cost estimates of the checks
+-- below are far above jit_above_cost, and compiling the plan took longer than running it.
 WITH RECURSIVE doomed AS (
   SELECT expired.uuid
   FROM public.activities AS expired
@@ -28,17 +30,26 @@ WITH RECURSIVE doomed AS (
 ),
 -- Their replies at every depth (expired too, by the rule above) go in the same
 -- statement, so they are counted here rather than removed unseen by the cascade.
+-- The planner guesses ten times the batch for each level and would hash every reply in
+-- the table to find them; the fenced lateral (OFFSET 0 keeps it from being flattened
+-- into that join) looks each batch row up in activities_replies_idx instead.
 targets AS (
   SELECT uuid FROM doomed
   UNION
   SELECT reply.uuid
-  FROM public.activities AS reply
-  JOIN targets ON reply.reply_to_activity_uuid = targets.uuid
+  FROM targets
+  CROSS JOIN LATERAL (
+    SELECT child.uuid
+    FROM public.activities AS child
+    WHERE child.reply_to_activity_uuid = targets.uuid
+    OFFSET 0
+  ) AS reply
 ),
+-- By primary key, from the batch's uuids: a join to the CTE, estimated at 100 times its
+-- size, was a hash join over a scan of the whole table.
 deleted AS (
   DELETE FROM public.activities
-  USING targets
-  WHERE activities.uuid = targets.uuid
+  WHERE activities.uuid = ANY (ARRAY(SELECT uuid FROM targets))
   RETURNING activities.reply_to_activity_uuid AS parent,
             activities.reply_to_activity_uuid IS NULL AS is_crud
 ),
@@ -52,7 +63,7 @@ recounted AS (
     SELECT deleted.parent, count(*) AS replies
     FROM deleted
     WHERE deleted.parent IS NOT NULL
-      AND deleted.parent NOT IN (SELECT uuid FROM targets)
+      AND NOT EXISTS (SELECT FROM targets WHERE targets.uuid = deleted.parent)
     GROUP BY deleted.parent
   ) AS lost
   WHERE parent.uuid = lost.parent
