@@ -7,11 +7,12 @@ against without it, and the table's and indexes' size before and after.
 2. `cruddur serve` (granian) with the feed cache off, so every feed request reads the
    table being purged.
 3. The feed under wrk in short runs: --baseline runs before the purge, then runs back to
-   back for as long as `cruddur db purge-expired` (default grace and batch size) takes.
+   back for as long as `cruddur db purge-expired` (default grace, batch size and nice
+   ratio) takes.
 4. The sizes after the purge, and after a plain VACUUM (what autovacuum would do).
 
 Usage: .venv/bin/python bench/purge.py [--activities 1000000] [--expired 500000]
-       [--connections 8] [--run-seconds 2] [--baseline 5]
+       [--connections 8] [--run-seconds 2] [--baseline 5] [--nice-ratio R]
 """
 
 from __future__ import annotations
@@ -67,6 +68,9 @@ def main() -> None:
     parser.add_argument("--run-seconds", type=int, default=2)
     parser.add_argument("--baseline", type=int, default=5, help="wrk runs before the purge")
     parser.add_argument(
+        "--nice-ratio", help="the purge's --nice-ratio (default: the command's own default)"
+    )
+    parser.add_argument(
         "--reuse",
         action="store_true",
         help="use bench/feed.py's database of this size (cruddur_bench_feed_N) as it is, "
@@ -87,8 +91,9 @@ def main() -> None:
     feed = f"{base}/api/activities/home"
     try:
         quiet = [wrk(feed, args.connections, args.run_seconds) for _ in range(args.baseline)]
+        ratio = ["--nice-ratio", args.nice_ratio] if args.nice_ratio is not None else []
         purge = subprocess.Popen(
-            [CRUDDUR, "db", "purge-expired"],
+            [CRUDDUR, "db", "purge-expired", *ratio],
             env={**os.environ, "CONNECTION_URL": url},
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         )  # fmt: skip

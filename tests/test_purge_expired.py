@@ -127,6 +127,31 @@ def test_cruds_expiring_during_the_purge_are_not_touched(seeded_db: str) -> None
         assert purged.deleted.cruds >= 50
 
 
+def test_the_purge_rests_after_each_full_batch_for_its_ratio_of_the_batchs_time(
+    seeded_db: str,
+) -> None:
+    with psycopg.connect(seeded_db, autocommit=True) as conn, Db(seeded_db) as db:
+        conn.execute("DELETE FROM activities")
+        _add(conn, "old", "-2 days", count=25)
+        cutoff = purge.cutoff(db, timedelta(days=1))
+        rests: list[float] = []
+        purged = purge.purge(db, cutoff, batch_size=10, nice_ratio=3, sleep=rests.append)
+        assert purged.deleted.cruds == 25 and purged.batches == 3
+        assert len(rests) == 2 and all(rest > 0 for rest in rests)  # none after the last
+        assert sum(rests) < 3 * purged.seconds
+        _add(conn, "old", "-2 days", count=25)
+        rests.clear()
+        purge.purge(db, cutoff, batch_size=10, nice_ratio=0, sleep=rests.append)
+        assert rests == [0, 0]
+
+
+def test_a_bad_nice_ratio_is_a_usage_error(seeded_db: str) -> None:
+    for ratio in ("-1", "101", "fast"):
+        result = run("db-purge-expired", "--nice-ratio", ratio, env={"CONNECTION_URL": seeded_db})
+        assert result.returncode == 2, result.stderr
+        assert "--nice-ratio" in result.stderr and "Traceback" not in result.stderr
+
+
 def _nodes(plan: dict):
     yield plan
     for child in plan.get("Plans", []):

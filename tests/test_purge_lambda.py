@@ -12,7 +12,13 @@ import pytest
 from cfnlint.decode import decode
 from helpers import ROOT
 
-from cruddur.config import PURGE_BATCH_MAX, PURGE_GRACE_MAX, ConfigError
+from cruddur.config import (
+    PURGE_BATCH_MAX,
+    PURGE_GRACE_MAX,
+    PURGE_NICE_RATIO_DEFAULT,
+    PURGE_NICE_RATIO_MAX,
+    ConfigError,
+)
 from cruddur.lambdas import purge_expired
 from cruddur.ops.packaging import HANDLER_FILES, PURGE_HANDLER
 
@@ -132,6 +138,36 @@ def test_a_batch_past_the_clis_bound_fails_naming_the_setting(
     assert _left(env, old) == 3
 
 
+def test_the_handler_rests_after_each_full_batch(env: str, monkeypatch) -> None:
+    _add(env, "-2 days", 20)  # with the seed's expired crud: 7 + 7 + 7, then none
+    monkeypatch.setenv("CRUDDUR_PURGE_NICE_RATIO", "2.5")
+    rests: list[float] = []
+    monkeypatch.setattr(purge_expired.time, "sleep", rests.append)
+    summary = purge_expired.handler({}, Context(300_000))
+    assert summary["finished"] is True and summary["batches"] == 3
+    assert len(rests) == 3 and all(rest > 0 for rest in rests)
+    assert sum(rests) < 2.5 * summary["seconds"]  # 2.5 times each batch's own time
+
+
+def test_the_rest_never_outlasts_the_invocation(env: str, monkeypatch) -> None:
+    _add(env, "-2 days", 10)
+    monkeypatch.setenv("CRUDDUR_PURGE_NICE_RATIO", "100")
+    rests: list[float] = []
+    monkeypatch.setattr(purge_expired.time, "sleep", rests.append)
+    monkeypatch.setenv("CRUDDUR_STATEMENT_TIMEOUT", "300")
+    purge_expired.handler({}, Context(1_500))  # a second and a half to live, always
+    assert rests and max(rests) <= 0.5
+
+
+@pytest.mark.parametrize("ratio", ["-1", "101", "nan", "fast"])
+def test_a_bad_nice_ratio_fails_naming_the_setting(env: str, monkeypatch, ratio: str) -> None:
+    old = _add(env, "-2 days", 3)
+    monkeypatch.setenv("CRUDDUR_PURGE_NICE_RATIO", ratio)
+    with pytest.raises(ConfigError, match="CRUDDUR_PURGE_NICE_RATIO must be"):
+        purge_expired.handler({}, Context(300_000))
+    assert _left(env, old) == 3
+
+
 class CutOff(Context):
     """A context whose third look at the clock ends the function's session, as a
     failover would, after the cutoff and one batch."""
@@ -178,3 +214,5 @@ def test_the_templates_bounds_are_the_handlers() -> None:
     parameters = template["Parameters"]
     assert parameters["GraceHours"]["MaxValue"] == PURGE_GRACE_MAX // timedelta(hours=1)
     assert parameters["BatchSize"]["MaxValue"] == PURGE_BATCH_MAX
+    assert parameters["NiceRatio"]["MaxValue"] == PURGE_NICE_RATIO_MAX
+    assert parameters["NiceRatio"]["Default"] == PURGE_NICE_RATIO_DEFAULT

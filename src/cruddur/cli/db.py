@@ -23,7 +23,13 @@ from cruddur.cli.options import (
 )
 from cruddur.cli.output import done, info, out, result, warn
 from cruddur.cli.roles import grant_again, roles_command, set_up_roles
-from cruddur.config import PURGE_BATCH_DEFAULT, PURGE_BATCH_MAX, PURGE_GRACE_MAX
+from cruddur.config import (
+    PURGE_BATCH_DEFAULT,
+    PURGE_BATCH_MAX,
+    PURGE_GRACE_MAX,
+    PURGE_NICE_RATIO_DEFAULT,
+    PURGE_NICE_RATIO_MAX,
+)
 from cruddur.errors import Problem
 from cruddur.safe_paths import trusted_program
 from cruddur.telemetry.commands import traced_command
@@ -332,9 +338,19 @@ class Duration(click.ParamType):
     show_default=True,
     help="Activities deleted per transaction (each holds its row locks only this long).",
 )
+@click.option(
+    "--nice-ratio",
+    type=click.FloatRange(min=0, max=PURGE_NICE_RATIO_MAX),
+    default=PURGE_NICE_RATIO_DEFAULT,
+    show_default=True,
+    help="After each batch, rest this many times as long as it took, so the API keeps "
+    "most of the database (0: no rest, fastest).",
+)
 @click.option("--dry-run", is_flag=True, help="Count what would be deleted; delete nothing.")
 @pass_cli
-def purge_expired(cli: Cli, grace: timedelta, batch_size: int, dry_run: bool) -> None:
+def purge_expired(
+    cli: Cli, grace: timedelta, batch_size: int, nice_ratio: float, dry_run: bool
+) -> None:
     """Delete cruds that expired more than GRACE ago, with their replies, in batches.
 
     No one can read an expired crud; left in place, they grow the table, its indexes and
@@ -363,6 +379,7 @@ def purge_expired(cli: Cli, grace: timedelta, batch_size: int, dry_run: bool) ->
                 database,
                 before,
                 batch_size=batch_size,
+                nice_ratio=nice_ratio,
                 progress=lambda batch: bar.advance(batch.total),
             )
     rate = purged.deleted.total / purged.seconds if purged.seconds else 0

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from cruddur.config import PURGE_BATCH_DEFAULT
+from cruddur.config import PURGE_BATCH_DEFAULT, PURGE_NICE_RATIO_DEFAULT
 from cruddur.db import Db, template
 
 DEFAULT_GRACE = timedelta(days=1)
@@ -75,18 +75,25 @@ def purge(
     before: datetime,
     *,
     batch_size: int = DEFAULT_BATCH_SIZE,
+    nice_ratio: float = PURGE_NICE_RATIO_DEFAULT,
     progress: Callable[[Counts], None] | None = None,
+    sleep: Callable[[float], None] = time.sleep,
 ) -> Purged:
     """Delete, batch after batch, what expired before `before`, until nothing is left.
 
-    `progress` is called after each batch with what it deleted.
+    After each batch but the last, rest `nice_ratio` times as long as it took: the
+    purge then has the database's attention only 1 / (1 + nice_ratio) of its time (0:
+    no rest). `progress` is called after each batch with what it deleted.
     """
     if batch_size < 1:
         raise ValueError("the batch size must be at least 1")
+    if nice_ratio < 0:
+        raise ValueError("the nice ratio must be 0 or more")
     started = time.perf_counter()
     total, batches = Counts(), 0
     params = {"cutoff": before, "batch_size": batch_size}
     while True:
+        batch_started = time.perf_counter()
         cruds, replies = one_row_without_jit(db, template("activities", "purge_batch"), params)
         batch = Counts(cruds, replies)
         if batch.total == 0:
@@ -94,4 +101,6 @@ def purge(
         total, batches = total + batch, batches + 1
         if progress is not None:
             progress(batch)
+        if batch.total >= batch_size:  # a full batch: more may follow (a short one was last)
+            sleep(nice_ratio * (time.perf_counter() - batch_started))
     return Purged(before, total, batches, time.perf_counter() - started)
