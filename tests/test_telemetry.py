@@ -615,6 +615,56 @@ def test_sampling_follows_the_standard_samplers() -> None:
     assert 0.08 < share < 0.12
 
 
+def test_the_flask_instrumentation_settled_once_keeps_what_the_variables_ask(
+    monkeypatch,
+) -> None:
+    """tracing._settle_flask_instrumentation: with no excluded URL and no captured header
+    set, the same span as the instrumentation's own; with them set, their behaviour."""
+    from flask import Flask
+    from opentelemetry.instrumentation import wsgi
+    from opentelemetry.instrumentation.flask import FlaskInstrumentor
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    from cruddur.telemetry import tracing
+
+    for name in ("collect_custom_request_headers_attributes",
+                 "collect_custom_response_headers_attributes"):  # fmt: skip
+        monkeypatch.setattr(wsgi, name, getattr(wsgi, name))  # put back after the test
+
+    def traced(excluded: str, **env: str) -> list:
+        for key, value in env.items():
+            monkeypatch.setenv(key, value)
+        memory = InMemorySpanExporter()
+        provider = TracerProvider()
+        provider.add_span_processor(SimpleSpanProcessor(memory))
+        app = Flask("settled")
+        app.add_url_rule("/feed", "feed", lambda: "[]")
+        app.add_url_rule("/healthz", "healthz", lambda: "ok")
+        FlaskInstrumentor().instrument_app(app, tracer_provider=provider, excluded_urls=excluded)
+        tracing._settle_flask_instrumentation(app)
+        client = app.test_client()
+        assert client.get("/feed?limit=2", headers={"X-Probe": "p"}).status_code == 200
+        assert client.get("/healthz").status_code == 200
+        return list(memory.get_finished_spans())
+
+    plain = traced("")
+    assert [span.name for span in plain] == ["GET /feed", "GET /healthz"]
+    assert not any(key.startswith("http.request.header") for key in plain[0].attributes)
+    assert dict(plain[0].attributes)["http.target"] == "/feed?limit=2"
+    configured = traced(
+        "healthz",
+        OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_SERVER_REQUEST="x-probe",
+        OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_SERVER_RESPONSE="content-type",
+    )
+    assert [span.name for span in configured] == ["GET /feed"]  # healthz excluded
+    attributes = dict(configured[0].attributes)
+    assert attributes["http.request.header.x_probe"] == ("p",)
+    assert attributes["http.response.header.content_type"] == ("text/html; charset=utf-8",)
+    assert {k: v for k, v in attributes.items() if "header" not in k} == dict(plain[0].attributes)
+
+
 def test_unsampled_requests_are_not_traced_and_sampled_callers_are_followed(
     own_server, own_receiver: OtlpReceiver
 ) -> None:

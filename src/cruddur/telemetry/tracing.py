@@ -213,6 +213,7 @@ def instrument_app(app: Any) -> None:
     teardown = app.teardown_request_funcs.setdefault(None, [])
     first_before, first_teardown = len(before), len(teardown)
     FlaskInstrumentor().instrument_app(app, tracer_provider=_provider, enable_commenter=False)
+    _settle_flask_instrumentation(app)
 
     @app.before_request
     def _remember_ids() -> None:
@@ -231,6 +232,54 @@ def instrument_app(app: Any) -> None:
     before[first_before:] = [_when_traced(before[first_before:])]
     teardown[first_teardown:] = [_when_traced(teardown[first_teardown:], reverse=True)]
     app.wsgi_app = TraceGate(plain, app.wsgi_app, _sampling)
+
+
+def _closure_cell(function: Any, name: str) -> Any:
+    """The cell holding free variable `name` in `function`'s closure (shared with every
+    closure made in the same scope), or None."""
+    names = getattr(getattr(function, "__code__", None), "co_freevars", ())
+    return function.__closure__[names.index(name)] if name in names else None
+
+
+def _settle_flask_instrumentation(app: Any) -> None:
+    """Settle, once, what the Flask instrumentation would otherwise find out on every
+    sampled request, from settings that do not change while the process runs.
+
+    - Excluded URLs (OTEL_PYTHON_FLASK_EXCLUDED_URLS, OTEL_PYTHON_EXCLUDED_URLS): with
+      none set, its hooks still build `request.url` (werkzeug's, ~800 bytecodes) to ask
+      an empty list whether the URL is excluded, in before_request, start_response and
+      teardown. Its closures are given None, its own "nothing excluded".
+    - Captured headers (OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_SERVER_REQUEST and
+      _RESPONSE): with neither set, the WSGI helpers it calls read three variables from
+      the environment and copy the request's headers to capture none (~700 bytecodes);
+      they are given functions returning what those return then, no attributes.
+
+    A variable that is set keeps the instrumentation's own behaviour."""
+    import os
+
+    from opentelemetry.instrumentation import wsgi
+    from opentelemetry.util import http
+
+    for hook in (app.wsgi_app, app._before_request, app._teardown_request):
+        cell = _closure_cell(hook, "excluded_urls")
+        excluded = getattr(cell, "cell_contents", None)
+        if isinstance(excluded, http.ExcludeList) and not excluded._excluded_urls:
+            cell.cell_contents = None
+    for variable, name in (
+        (http.OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_SERVER_REQUEST,
+         "collect_custom_request_headers_attributes"),
+        (http.OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_SERVER_RESPONSE,
+         "collect_custom_response_headers_attributes"),
+    ):  # fmt: skip
+        own = _wsgi_helpers.setdefault(name, getattr(wsgi, name))
+        setattr(wsgi, name, own if os.environ.get(variable) else _no_headers)
+
+
+_wsgi_helpers: dict[str, Any] = {}  # the WSGI instrumentation's own, by name
+
+
+def _no_headers(headers: Any) -> dict[str, list[str]]:
+    return {}
 
 
 # The query parameters the API reads (a page's size and cursor); any other a client
