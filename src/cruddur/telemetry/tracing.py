@@ -62,16 +62,15 @@ def start(settings: TelemetrySettings, *, gated: bool = False) -> None:
     from opentelemetry.instrumentation.psycopg import PsycopgInstrumentor
     from opentelemetry.instrumentation.utils import is_instrumentation_enabled
     from opentelemetry.sdk.trace import TracerProvider
-    from opentelemetry.sdk.trace.export import BatchSpanProcessor
     from opentelemetry.sdk.trace.sampling import ALWAYS_ON
 
     from cruddur.telemetry.otlp import CompactSpanExporter
-    from cruddur.telemetry.scrub import ScrubbingProcessor
+    from cruddur.telemetry.scrub import ScrubbingBatchSpanProcessor
 
     options: dict[str, Any] = {"sampler": ALWAYS_ON} if gated else {}
     provider = TracerProvider(resource=_resource(), shutdown_on_exit=False, **options)
-    provider.add_span_processor(ScrubbingProcessor())  # first: before the batch queues it
-    provider.add_span_processor(BatchSpanProcessor(CompactSpanExporter()))
+    # One processor: scrubs an error span, then queues it for the exporter's thread.
+    provider.add_span_processor(ScrubbingBatchSpanProcessor(CompactSpanExporter()))
     trace.set_tracer_provider(provider)
     PsycopgInstrumentor().instrument(tracer_provider=provider, skip_dep_check=True)
     _provider = provider
