@@ -12,7 +12,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import StatusCode
 
 from cruddur.telemetry import spans, tracing
-from cruddur.telemetry.scrub import ScrubbingProcessor
+from cruddur.telemetry.scrub import ScrubbingBatchSpanProcessor, ScrubbingProcessor
 
 
 @pytest.fixture
@@ -70,9 +70,15 @@ def test_an_error_is_recorded_on_the_use_case_span_and_raised(memory) -> None:
          "users_handle_key"),
     ],
 )  # fmt: skip
+@pytest.mark.parametrize("batched", [False, True], ids=["processors", "one-processor"])
 def test_a_refused_rows_values_stay_out_of_the_span(
-    memory, seeded_db: str, statement: str, constraint: str
+    memory, monkeypatch, seeded_db: str, statement: str, constraint: str, batched: bool
 ) -> None:
+    provider = TracerProvider()  # a server's arrangement: one processor scrubs and queues
+    provider.add_span_processor(ScrubbingBatchSpanProcessor(memory))
+    if batched:
+        monkeypatch.setattr(tracing, "tracer", provider.get_tracer("cruddur"))
+
     @spans.use_case("sign-up")
     def insert() -> None:
         with psycopg.connect(seeded_db) as conn:
@@ -81,6 +87,7 @@ def test_a_refused_rows_values_stay_out_of_the_span(
     with pytest.raises(psycopg.IntegrityError) as raised:
         insert()
     assert "DETAIL" in str(raised.value)  # the program still gets all of it
+    provider.force_flush()
     (span,) = memory.get_finished_spans()
     (event,) = span.events
     exported = [span.status.description, *map(str, event.attributes.values())]
