@@ -231,6 +231,32 @@ def instrument_app(app: Any) -> None:
     before[first_before:] = [_when_traced(before[first_before:])]
     teardown[first_teardown:] = [_when_traced(teardown[first_teardown:], reverse=True)]
     app.wsgi_app = TraceGate(plain, app.wsgi_app, _sampling)
+    app.ensure_sync = _known_sync(app.ensure_sync)
+
+
+def _known_sync(ensure_sync: Callable[..., Any]) -> Callable[..., Any]:
+    """Flask's `ensure_sync`, remembering the plain functions it returned as they are.
+
+    Flask asks it, on every request, whether each hook and the view is a coroutine
+    function (inspect's checks, ~55 bytecodes a function): with tracing on, every
+    request, sampled or not, has two hooks more to ask about. A function that is not a
+    coroutine function stays one; an async one still goes to Flask each time."""
+    known: dict[Any, Any] = {}
+
+    def known_sync(func: Callable[..., Any]) -> Callable[..., Any]:
+        if func in known:
+            return func
+        result = ensure_sync(func)
+        if result is func:
+            if len(known) >= _KNOWN_SYNC:
+                known.clear()
+            known[func] = True
+        return result
+
+    return known_sync
+
+
+_KNOWN_SYNC = 512  # functions remembered at most (hooks, views, error handlers)
 
 
 def _closure_cell(function: Any, name: str) -> Any:
