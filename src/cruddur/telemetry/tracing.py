@@ -13,6 +13,7 @@ Nothing of the SDK is imported while tracing is off.
 
 from __future__ import annotations
 
+import functools
 import logging
 import multiprocessing.util
 import random
@@ -205,13 +206,20 @@ def instrument_app(app: Any) -> None:
     from opentelemetry import trace
     from opentelemetry.instrumentation.flask import FlaskInstrumentor
     from opentelemetry.instrumentation.utils import suppress_instrumentation
+    from opentelemetry.metrics import NoOpMeterProvider
 
     _suppressed = suppress_instrumentation
     plain = app.wsgi_app
     before = app.before_request_funcs.setdefault(None, [])
     teardown = app.teardown_request_funcs.setdefault(None, [])
     first_before, first_teardown = len(before), len(teardown)
-    FlaskInstrumentor().instrument_app(app, tracer_provider=_provider, enable_commenter=False)
+    FlaskInstrumentor().instrument_app(
+        app,
+        tracer_provider=_provider,
+        enable_commenter=False,
+        request_hook=_set_again_only_if_changed,
+        meter_provider=NoOpMeterProvider(),  # its metrics are not exported: Prometheus's are
+    )
     _settle_flask_instrumentation(app)
 
     @app.before_request
@@ -259,6 +267,26 @@ def _known_sync(ensure_sync: Callable[..., Any]) -> Callable[..., Any]:
 _KNOWN_SYNC = 512  # functions remembered at most (hooks, views, error handlers)
 
 
+def _set_again_only_if_changed(span: Any, environ: Any) -> None:
+    """The Flask instrumentation's request hook: it gives the server span the request's
+    attributes at its start, then sets each again (~95 bytecodes an attribute, through
+    the SDK's lock and validation, to store the value it holds). Setting the very value
+    an attribute holds is skipped on this span; any other set goes to the SDK.
+    (Skipping keeps the attributes' order too: each is set again in the order it has.)"""
+    if span.is_recording():
+        span.set_attribute = functools.partial(_set_if_changed, span, span.set_attribute)
+
+
+def _set_if_changed(
+    span: Any, set_attribute: Callable[[str, Any], None], key: str, value: Any
+) -> None:
+    if span.attributes.get(key, _ABSENT) is not value:
+        set_attribute(key, value)
+
+
+_ABSENT = object()
+
+
 def _closure_cell(function: Any, name: str) -> Any:
     """The cell holding free variable `name` in `function`'s closure (shared with every
     closure made in the same scope), or None."""
@@ -278,11 +306,16 @@ def _settle_flask_instrumentation(app: Any) -> None:
       _RESPONSE): with neither set, the WSGI helpers it calls read three variables from
       the environment and copy the request's headers to capture none (~700 bytecodes);
       they are given functions returning what those return then, no attributes.
+    - Its duration histograms, given a no-op meter provider (its metrics are not
+      exported; `cruddur.telemetry.metrics` serves Prometheus's): None, its own "no
+      histogram", so no attributes are filtered for them after each request.
+    - The request method's sanitizing (three environment reads a request): remembered.
 
     A variable that is set keeps the instrumentation's own behaviour."""
     import os
 
-    from opentelemetry.instrumentation import wsgi
+    from opentelemetry.instrumentation import flask, wsgi
+    from opentelemetry.metrics import NoOpHistogram
     from opentelemetry.util import http
 
     for hook in (app.wsgi_app, app._before_request, app._teardown_request):
@@ -290,6 +323,16 @@ def _settle_flask_instrumentation(app: Any) -> None:
         excluded = getattr(cell, "cell_contents", None)
         if isinstance(excluded, http.ExcludeList) and not excluded._excluded_urls:
             cell.cell_contents = None
+    for name in ("duration_histogram_old", "duration_histogram_new"):
+        cell = _closure_cell(app.wsgi_app, name)
+        if isinstance(getattr(cell, "cell_contents", None), NoOpHistogram):
+            cell.cell_contents = None  # its own "no histogram": no attributes made for it
+    own = _wsgi_helpers.setdefault("sanitize_method", http.sanitize_method)
+    _sanitized.clear()
+    _sanitized_by[0] = own
+    for module in (flask, wsgi):
+        if getattr(module, "sanitize_method", None) in (own, _sanitize_method):
+            module.sanitize_method = _sanitize_method
     for variable, name in (
         (http.OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_SERVER_REQUEST,
          "collect_custom_request_headers_attributes"),
@@ -301,6 +344,23 @@ def _settle_flask_instrumentation(app: Any) -> None:
 
 
 _wsgi_helpers: dict[str, Any] = {}  # the WSGI instrumentation's own, by name
+_sanitized: dict[Any, Any] = {}  # a request method: what sanitize_method made of it
+_sanitized_by: list[Any] = [None]  # opentelemetry.util.http's sanitize_method
+
+
+def _sanitize_method(method: Any) -> Any:
+    """opentelemetry.util.http's sanitize_method (a method name made upper case, or
+    "_OTHER" for one that is not standard, unless
+    OTEL_PYTHON_INSTRUMENTATION_HTTP_CAPTURE_ALL_METHODS is set: read from the
+    environment on each call, three times a sampled request), remembered by method."""
+    try:
+        return _sanitized[method]
+    except KeyError:
+        pass
+    if len(_sanitized) >= _KNOWN_SYNC:  # methods are any text a client sends
+        _sanitized.clear()
+    sanitized = _sanitized[method] = _sanitized_by[0](method)
+    return sanitized
 
 
 def _no_headers(headers: Any) -> dict[str, list[str]]:
