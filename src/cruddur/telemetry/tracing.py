@@ -203,7 +203,6 @@ def instrument_app(app: Any) -> None:
     route, by the Flask instrumentation, behind a `TraceGate`."""
     global _suppressed
     from flask import request
-    from opentelemetry import trace
     from opentelemetry.instrumentation.flask import FlaskInstrumentor
     from opentelemetry.instrumentation.utils import suppress_instrumentation
     from opentelemetry.metrics import NoOpMeterProvider
@@ -217,23 +216,18 @@ def instrument_app(app: Any) -> None:
         app,
         tracer_provider=_provider,
         enable_commenter=False,
-        request_hook=_set_again_only_if_changed,
+        request_hook=_server_span_started,
         meter_provider=NoOpMeterProvider(),  # its metrics are not exported: Prometheus's are
     )
     _settle_flask_instrumentation(app)
 
     @app.before_request
-    def _remember_ids() -> None:
-        # The request's log line is written at the WSGI edge, after the span has ended.
-        span = trace.get_current_span()
-        context = span.get_span_context()
-        if context.is_valid:
-            request.environ[TRACE_IDS_KEY] = (
-                format(context.trace_id, "032x"),
-                format(context.span_id, "016x"),
-            )
-        if span.is_recording():
-            _trim_server_span(span, request.environ, matched=request.url_rule is not None)
+    def _trim() -> None:
+        # After the instrumentation's hook has set the span's attributes (again).
+        environ = request.environ
+        span = environ.get(_SERVER_SPAN_KEY)
+        if span is not None:
+            _trim_server_span(span, environ, matched=request.url_rule is not None)
 
     # The instrumentation's hooks (and ours) run for sampled requests only.
     before[first_before:] = [_when_traced(before[first_before:])]
@@ -267,20 +261,32 @@ def _known_sync(ensure_sync: Callable[..., Any]) -> Callable[..., Any]:
 _KNOWN_SYNC = 512  # functions remembered at most (hooks, views, error handlers)
 
 
-def _set_again_only_if_changed(span: Any, environ: Any) -> None:
-    """The Flask instrumentation's request hook: it gives the server span the request's
-    attributes at its start, then sets each again (~95 bytecodes an attribute, through
-    the SDK's lock and validation, to store the value it holds). Setting the very value
-    an attribute holds is skipped on this span; any other set goes to the SDK.
-    (Skipping keeps the attributes' order too: each is set again in the order it has.)"""
-    if span.is_recording():
-        span.set_attribute = functools.partial(_set_if_changed, span, span.set_attribute)
+def _server_span_started(span: Any, environ: dict[str, Any]) -> None:
+    """The Flask instrumentation's request hook, given the server span it started.
+
+    Its ids go in the environ for the request's log line (written at the WSGI edge,
+    after the span has ended), and the span for `_trim`.
+
+    The instrumentation gives the span the request's attributes at its start, then sets
+    each again (~95 bytecodes an attribute, through the SDK's lock and validation, to
+    store the value it holds). Setting the very value an attribute holds is skipped on
+    this span; any other set goes to the SDK. (Skipping keeps the attributes' order too:
+    each is set again in the order it has.)"""
+    context = span.get_span_context()
+    if context.is_valid:
+        environ[TRACE_IDS_KEY] = (format(context.trace_id, "032x"), format(context.span_id, "016x"))
+    if not span.is_recording():
+        return
+    environ[_SERVER_SPAN_KEY] = span
+    held = getattr(span, "_attributes", None)  # the SDK span's own (BoundedAttributes)
+    if held is not None:
+        span.set_attribute = functools.partial(_set_if_changed, held, span.set_attribute)
 
 
 def _set_if_changed(
-    span: Any, set_attribute: Callable[[str, Any], None], key: str, value: Any
+    held: Any, set_attribute: Callable[[str, Any], None], key: str, value: Any
 ) -> None:
-    if span.attributes.get(key, _ABSENT) is not value:
+    if held.get(key, _ABSENT) is not value:
         set_attribute(key, value)
 
 
@@ -346,6 +352,7 @@ def _settle_flask_instrumentation(app: Any) -> None:
 _wsgi_helpers: dict[str, Any] = {}  # the WSGI instrumentation's own, by name
 _sanitized: dict[Any, Any] = {}  # a request method: what sanitize_method made of it
 _sanitized_by: list[Any] = [None]  # opentelemetry.util.http's sanitize_method
+_SANITIZED = 32  # methods remembered at most
 
 
 def _sanitize_method(method: Any) -> Any:
@@ -357,7 +364,7 @@ def _sanitize_method(method: Any) -> Any:
         return _sanitized[method]
     except KeyError:
         pass
-    if len(_sanitized) >= _KNOWN_SYNC:  # methods are any text a client sends
+    if len(_sanitized) >= _SANITIZED:  # methods are any text a client sends
         _sanitized.clear()
     sanitized = _sanitized[method] = _sanitized_by[0](method)
     return sanitized
@@ -401,6 +408,7 @@ def _trim_server_span(span: Any, environ: dict[str, Any], *, matched: bool) -> N
 
 TRACED_KEY = "cruddur.traced"  # in the WSGI environ: this request was sampled
 TRACE_IDS_KEY = "cruddur.trace_ids"  # in the WSGI environ: (trace id, span id) in hex
+_SERVER_SPAN_KEY = "cruddur.server_span"  # in the WSGI environ: a sampled request's span
 
 
 def current_ids() -> dict[str, str]:
