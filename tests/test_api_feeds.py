@@ -4,13 +4,20 @@ from __future__ import annotations
 
 import re
 import uuid
+from dataclasses import replace
+from typing import Any
 
 import psycopg
 import yaml
+from flask import Flask
 from helpers import ACTIVITY_COLUMNS
 from openapi_spec_validator import validate
 
-from cruddur.api import OPENAPI
+from cruddur.api import OPENAPI, create_app
+from cruddur.api.activities import FirstHomePage
+from cruddur.config import PoolSettings, Settings
+from cruddur.db import Db
+from cruddur.telemetry.requests import ROUTE_KEY, RememberedRequest
 from cruddur.urls import parse
 
 # A crud as the API gives it: its columns, with its author's name and handle in place of
@@ -344,3 +351,64 @@ def test_unknown_paths_and_methods_get_the_error_shape(api) -> None:
     assert missing.status_code == 404 and missing.get_json()["error"] == "not_found"
     wrong = api.open("DELETE", "/api/activities/home")
     assert wrong.status_code == 405 and wrong.get_json()["error"] == "method_not_allowed"
+
+
+def _uncached_app(api_settings: Settings, **kwargs: Any) -> Flask:
+    settings = replace(api_settings, serve=replace(api_settings.serve, feed_cache=False))
+    return create_app(settings, **kwargs)
+
+
+def _both_ways(app: Flask, headers: dict[str, str] | None = None) -> tuple[list, list]:
+    """GET /api/activities/home as the app answers it, then as Flask's `home` view does
+    (FirstHomePage taken out): status, header list, body, the request log's route."""
+    edge = app.wsgi_app
+    first_page = edge.app
+    assert isinstance(first_page, FirstHomePage)
+    app.request_class = RememberedRequest  # the route in the environ, as with the log on
+    routes: list[str] = []
+    edge.observe = lambda environ, status, seconds: routes.append(environ.get(ROUTE_KEY))
+    flask_calls = []
+
+    def flask_app(environ: dict, start_response: Any) -> Any:
+        flask_calls.append(environ["PATH_INFO"])
+        return first_page.app(environ, start_response)
+
+    answers = []
+    client = app.test_client()
+    sent = {"X-Request-Id": "compare-the-two-paths", **(headers or {})}
+    for inner in (FirstHomePage(flask_app, app.extensions), first_page.app):
+        edge.app = inner
+        try:
+            response = client.get("/api/activities/home", headers=sent)
+        finally:
+            edge.app = first_page
+        answers.append(
+            (response.status, response.headers.to_wsgi_list(), response.get_data(), routes[-1])
+        )
+    return answers, flask_calls
+
+
+def test_the_first_home_page_without_flask_is_the_views_answer(api_settings, seeded_db) -> None:
+    app = _uncached_app(api_settings)
+    try:
+        for extra in (None, {"Origin": "http://localhost:3000"}, {"Origin": "http://evil"}):
+            (fast, view), flask_calls = _both_ways(app, extra)
+            assert fast == view and fast[0] == "200 OK"
+            assert flask_calls == []  # FirstHomePage answered it
+        _add_cruds(seeded_db, 25)  # a next page: Link and X-Next-Cursor
+        (fast, view), flask_calls = _both_ways(app)
+        assert fast == view and "Link" in dict(fast[1]) and flask_calls == []
+        # What it leaves to the app: a 304, a read after a write, other paths and methods.
+        etag = dict(fast[1])["ETag"]
+        (fast, view), flask_calls = _both_ways(app, {"If-None-Match": etag})
+        assert fast == view and fast[0] == "304 NOT MODIFIED" and len(flask_calls) == 1
+    finally:
+        app.extensions["cruddur.db"].close()
+
+
+def test_the_first_home_page_fails_as_the_view_does(api_settings) -> None:
+    down = Db("postgresql://postgres:pw@127.0.0.1:1/cruddur", PoolSettings(timeout=1))
+    app = _uncached_app(api_settings, database=down)
+    (fast, view), flask_calls = _both_ways(app)
+    assert fast == view and fast[0] == "503 SERVICE UNAVAILABLE"
+    assert b'"database_unavailable"' in fast[2] and len(flask_calls) == 1  # the view's error

@@ -135,7 +135,10 @@ def create_app(
     observe = requests.observer(REQUEST_ID_KEY)
     if observe is not None:
         app.request_class = requests.RememberedRequest
-    app.wsgi_app = Edge(app.wsgi_app, settings.serve.cors_origins, observe=observe)
+    inner = app.wsgi_app
+    if not tracing.enabled():  # a traced request goes through the app's instrumentation
+        inner = activities.FirstHomePage(inner, app.extensions)
+    app.wsgi_app = Edge(inner, settings.serve.cors_origins, observe=observe)
     metrics.watch_pool(lambda: holder.opened.pool.get_stats() if holder.opened else None)
     errors.install(app)
     app.register_blueprint(activities.bp)
