@@ -7,7 +7,6 @@ JSON and hand it back as text, so callers can send it on without decoding it.
 from __future__ import annotations
 
 import atexit
-import logging
 import select
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -16,7 +15,7 @@ from typing import Any, Self, TypeVar
 
 import psycopg
 from psycopg.adapt import Buffer, Loader
-from psycopg.pq import Format, TransactionStatus
+from psycopg.pq import Format
 from psycopg.rows import RowFactory, tuple_row
 from psycopg_pool import ConnectionPool, PoolTimeout
 
@@ -30,9 +29,6 @@ from cruddur.db.reachability import Reachability
 POOL_RECONNECT_TIMEOUT = 0.1  # seconds
 WAIT_SLICE = 0.2  # seconds
 PROBE_CONNECT_TIMEOUT = 2  # seconds; libpq's smallest
-
-_pool_log = logging.getLogger("psycopg.pool")
-_IDLE = TransactionStatus.IDLE
 
 Params = Sequence[Any] | dict[str, Any] | None
 Row = TypeVar("Row")
@@ -112,55 +108,6 @@ class PooledConnection(psycopg.Connection):
         return bool(poller.poll(0))
 
 
-class _Pool(ConnectionPool[PooledConnection]):
-    """psycopg_pool's pool, with a short way through its common case (the API's every
-    request): open, no check on checkout, no reset, a connection ready.
-
-    Its getconn and putconn take that case through a dozen calls each, three log
-    calls, a deadline and a second lock; together as much as the rest of the feed's
-    own code (README, "Measured"). `take_ready` and `putconn` do the same steps, under
-    the same lock, to the same state (psycopg_pool 3.3's, pinned in requirements/),
-    and leave every other case to the pool's own code: waiting for a connection, a
-    check, a connection broken, in a transaction, drained or past its lifetime, a
-    client waiting, the pool closed, psycopg.pool's log on at INFO.
-    """
-
-    def take_ready(self) -> PooledConnection | None:
-        """A connection ready in the pool, as getconn() would give it; None when
-        getconn() must be asked (to wait, to check, to log)."""
-        if self._check is not None or self._closed or _pool_log.isEnabledFor(logging.INFO):
-            return None
-        with self._lock:
-            ready = self._pool
-            if not ready:
-                return None
-            conn = ready.popleft()
-            if len(ready) < self._nconns_min:
-                self._nconns_min = len(ready)
-        self._stats[self._REQUESTS_NUM] += 1
-        conn._pool = self
-        return conn
-
-    def putconn(self, conn: PooledConnection) -> None:
-        if (
-            conn._pool is self
-            and self._reset is None
-            and conn.pgconn.transaction_status == _IDLE
-            and self._drained_at < conn._created_at  # type: ignore[attr-defined]
-            and time.monotonic() < conn._expire_at  # type: ignore[attr-defined]
-            and not _pool_log.isEnabledFor(logging.INFO)
-        ):
-            with self._lock:
-                if not self._closed and not self._waiting:
-                    conn._pool = None
-                    ready = self._pool
-                    ready.append(conn)
-                    if self._pool_full_event and len(ready) >= self._min_size:
-                        self._pool_full_event.set()
-                    return
-        super().putconn(conn)
-
-
 class Db:
     """A pool over one database. Open it explicitly (after a fork, in a server)."""
 
@@ -203,7 +150,7 @@ class Db:
         # report only a timeout, hiding why (refused, bad password, no such database).
         psycopg.connect(self.conninfo, **self._connect_kwargs).close()
         gate = self.reachability
-        pool = _Pool(
+        pool = ConnectionPool(
             self.conninfo,
             min_size=self.settings.min_size,
             max_size=self.settings.max_size,
@@ -247,7 +194,7 @@ class Db:
         self.close()
 
     @property
-    def pool(self) -> _Pool:
+    def pool(self) -> ConnectionPool:
         if self._pool is None:
             raise RuntimeError("Db is not open: call Db.open() first")
         return self._pool
@@ -287,7 +234,7 @@ class Db:
         at once while the server is down, and a wait that ends when an outage is found."""
         gate = self.reachability
         if gate is None:
-            return pool.take_ready() or pool.getconn()
+            return pool.getconn()
         gate.admit()
         return self._checkout(pool, gate)
 
@@ -300,22 +247,18 @@ class Db:
     def _checkout(self, pool: ConnectionPool, gate: Reachability) -> PooledConnection:
         # The pool's wait, in slices: an outage found by another caller (or by the pool
         # giving up a reconnection) ends this wait too, instead of the whole timeout.
-        deadline = None
+        deadline = time.monotonic() + self.settings.timeout
         while True:
-            conn = pool.take_ready()
-            if conn is None:  # none ready (or a check, or the pool's log): its own wait
-                if deadline is None:
-                    deadline = time.monotonic() + self.settings.timeout
-                remaining = deadline - time.monotonic()
-                try:
-                    conn = pool.getconn(timeout=max(0.001, min(WAIT_SLICE, remaining)))
-                except PoolTimeout:
-                    if remaining <= WAIT_SLICE:
-                        raise PoolTimeout(
-                            f"no connection free after {self.settings.timeout:g} s"
-                        ) from None
-                    gate.admit()
-                    continue
+            remaining = deadline - time.monotonic()
+            try:
+                conn = pool.getconn(timeout=max(0.001, min(WAIT_SLICE, remaining)))
+            except PoolTimeout:
+                if remaining <= WAIT_SLICE:
+                    raise PoolTimeout(
+                        f"no connection free after {self.settings.timeout:g} s"
+                    ) from None
+                gate.admit()
+                continue
             if not conn.dropped_by_server():
                 return conn
             # Never send a write down a connection the server has closed: it would fail
