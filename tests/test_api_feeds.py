@@ -398,10 +398,31 @@ def test_the_first_home_page_without_flask_is_the_views_answer(api_settings, see
         _add_cruds(seeded_db, 25)  # a next page: Link and X-Next-Cursor
         (fast, view), flask_calls = _both_ways(app)
         assert fast == view and "Link" in dict(fast[1]) and flask_calls == []
-        # What it leaves to the app: a 304, a read after a write, other paths and methods.
+        etag = dict(fast[1])["ETag"]
+        (fast, view), flask_calls = _both_ways(app, {"If-None-Match": f'"x", {etag}'})
+        assert fast == view and fast[0] == "304 NOT MODIFIED" and flask_calls == []
+        # What it leaves to the app: a read after a write, another page.
+        (fast, view), flask_calls = _both_ways(app, {"X-Read-After": "0/0"})
+        assert fast == view and len(flask_calls) == 1
+    finally:
+        app.extensions["cruddur.db"].close()
+
+
+def test_the_kept_first_home_page_without_flask_is_the_views_answer(
+    api_settings, seeded_db
+) -> None:
+    app = create_app(api_settings)  # the feed cache on, as by default
+    try:
+        assert app.extensions["cruddur.feed_cache"].enabled
+        _add_cruds(seeded_db, 25)
+        (fast, view), flask_calls = _both_ways(app)
+        assert fast == view and fast[0] == "200 OK" and "Link" in dict(fast[1])
+        assert flask_calls == []
         etag = dict(fast[1])["ETag"]
         (fast, view), flask_calls = _both_ways(app, {"If-None-Match": etag})
-        assert fast == view and fast[0] == "304 NOT MODIFIED" and len(flask_calls) == 1
+        assert fast == view and fast[0] == "304 NOT MODIFIED" and flask_calls == []
+        (fast, view), flask_calls = _both_ways(app, {"If-None-Match": '"another"'})
+        assert fast == view and fast[0] == "200 OK" and flask_calls == []
     finally:
         app.extensions["cruddur.db"].close()
 

@@ -248,18 +248,18 @@ _HOME_ROUTE = HOME_PATH  # its URL rule's template, for the request log (telemet
 
 
 class FirstHomePage:
-    """WSGI middleware: `GET /api/activities/home`, the feed's first page, without the
-    feed cache, answered without Flask; every other request goes to the app.
+    """WSGI middleware: `GET /api/activities/home`, the feed's first page (the API's
+    most common request), answered without Flask; every other request goes to the app.
 
-    The same read (the replica router, the use case) and the same answer, byte for byte
-    and header for header, as the `home` view's (tests/test_api_feeds.py compares the
-    two). Through Flask, its request context, URL matching, hooks and Response were
-    ~2,800 of the request's ~5,000 Python bytecodes; here the request runs ~1,700 in
-    all (README, "Measured"). Only the plainest request comes here: no query string,
-    no If-None-Match (a 304), no X-Read-After, the feed cache off, tracing off (the
-    app's instrumentation makes the spans). A read that fails goes to the app with its
-    exception, which the `home` view raises: the error's answer, log line and metrics
-    are the app's own.
+    The same page (the worker's kept copy, or the same read through the replica
+    router when the cache is off) and the same answer, 200 or 304, byte for byte and
+    header for header, as the `home` view's (tests/test_api_feeds.py compares the two).
+    Through Flask, its request context, URL matching, hooks and Response were ~2,800 of
+    the uncached request's ~5,000 Python bytecodes; here it runs ~1,700 in all (README,
+    "Measured"). Only the plainest request comes here: no query string, no X-Read-After,
+    tracing off (the app's instrumentation makes the spans). A read that fails goes to
+    the app with its exception, which the `home` view raises: the error's answer, log
+    line and metrics are the app's own.
     """
 
     def __init__(self, app: Any, extensions: dict[str, Any]) -> None:
@@ -267,32 +267,37 @@ class FirstHomePage:
         self.router: ReadRouter = extensions["cruddur.reads"]
         self.feed_cache = extensions["cruddur.feed_cache"]
 
+    def _read_first_page(self) -> tuple[Page, Any]:
+        return self.router.read(activities.home_first_page, FIRST_PAGE.limit)
+
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
         if (
             environ.get("PATH_INFO") != HOME_PATH
             or environ.get("REQUEST_METHOD") != "GET"
             or environ.get("QUERY_STRING")
-            or "HTTP_IF_NONE_MATCH" in environ
             or READ_AFTER_KEY in environ
-            or self.feed_cache.enabled
         ):
             return self.app(environ, start_response)
         environ[ROUTE_KEY] = _HOME_ROUTE
         try:
-            page = self.router.read(activities.home_feed, FIRST_PAGE)
-            body = page.body
-            headers = [
-                ("Content-Type", JSON),
-                ("Content-Length", str(len(body))),
-                ("ETag", etag_of(page)),
-                ("Cache-Control", FIRST_PAGE_CACHE_CONTROL),
-                _VARY_READ_AFTER,
-            ]
-            if page.next is not None:
-                _add_next(headers, page.next, FIRST_PAGE.limit, "before", HOME_PATH)
+            first_pages = self.feed_cache.pages()
+            if first_pages is not None:
+                kept = first_pages.get(FIRST_PAGE.limit, self._read_first_page)
+                page, etag = kept.page, kept.etag
+            else:
+                page = self.router.read(activities.home_feed, FIRST_PAGE)
+                etag = etag_of(page)
         except Exception as exc:
             environ[FIRST_PAGE_FAILED_KEY] = exc
             return self.app(environ, start_response)
+        headers = [("ETag", etag), ("Cache-Control", FIRST_PAGE_CACHE_CONTROL), _VARY_READ_AFTER]
+        if _not_modified(etag, environ):
+            start_response("304 NOT MODIFIED", headers)
+            return []
+        body = page.body
+        headers[:0] = [("Content-Type", JSON), ("Content-Length", str(len(body)))]
+        if page.next is not None:
+            _add_next(headers, page.next, FIRST_PAGE.limit, "before", HOME_PATH)
         start_response("200 OK", headers)
         return [body]
 
