@@ -9,6 +9,7 @@ import logging
 import signal
 from dataclasses import replace
 from importlib.resources import files
+from typing import Any
 
 from flask import Flask, Response
 from flask.sessions import NullSession, SessionInterface
@@ -129,15 +130,20 @@ def create_app(
         )
         cache_on = False
     app.extensions["cruddur.feed_cache"] = AppFeedCache(listen_conninfo, enabled=cache_on)
+
+    # The home feed's first page without Flask (activities.FirstHomePage), for every
+    # request that is not traced: a traced one goes through Flask's instrumentation.
+    def first_page(untraced: Any) -> Any:
+        return activities.FirstHomePage(untraced, app.extensions)
+
     if tracing.enabled():
-        tracing.instrument_app(app)  # inside the edge: the edge's log line has the ids
+        # Inside the edge (its log line has the ids); behind the gate, for untraced ones.
+        tracing.instrument_app(app, untraced=first_page)
     # Request ids, CORS, and (when on) the request's log line and metrics.
     observe = requests.observer(REQUEST_ID_KEY)
     if observe is not None:
         app.request_class = requests.RememberedRequest
-    inner = app.wsgi_app
-    if not tracing.enabled():  # a traced request goes through the app's instrumentation
-        inner = activities.FirstHomePage(inner, app.extensions)
+    inner = app.wsgi_app if tracing.enabled() else first_page(app.wsgi_app)
     app.wsgi_app = Edge(inner, settings.serve.cors_origins, observe=observe)
     metrics.watch_pool(lambda: holder.opened.pool.get_stats() if holder.opened else None)
     errors.install(app)

@@ -198,9 +198,10 @@ def _when_traced(hooks: list[Callable[..., Any]], *, reverse: bool = False) -> C
     return when_traced
 
 
-def instrument_app(app: Any) -> None:
+def instrument_app(app: Any, untraced: Callable[[Any], Any] | None = None) -> None:
     """A server span per sampled request (continuing an incoming traceparent), named by
-    route, by the Flask instrumentation, behind a `TraceGate`."""
+    route, by the Flask instrumentation, behind a `TraceGate`. `untraced`: wraps the
+    plain app that the gate's unsampled requests go to."""
     global _suppressed
     from flask import request
     from opentelemetry.instrumentation.flask import FlaskInstrumentor
@@ -232,7 +233,9 @@ def instrument_app(app: Any) -> None:
     # The instrumentation's hooks (and ours) run for sampled requests only.
     before[first_before:] = [_when_traced(before[first_before:])]
     teardown[first_teardown:] = [_when_traced(teardown[first_teardown:], reverse=True)]
-    app.wsgi_app = TraceGate(plain, app.wsgi_app, _sampling)
+    app.wsgi_app = TraceGate(
+        plain if untraced is None else untraced(plain), app.wsgi_app, _sampling
+    )
     app.ensure_sync = _known_sync(app.ensure_sync)
 
 
