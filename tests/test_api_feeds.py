@@ -411,7 +411,9 @@ def test_the_first_home_page_without_flask_is_the_views_answer(api_settings, see
 def test_the_kept_first_home_page_without_flask_is_the_views_answer(
     api_settings, seeded_db
 ) -> None:
-    app = create_app(api_settings)  # the feed cache on, as by default
+    # The feed cache on, as by default; LISTEN on the database itself (behind CI's
+    # transaction pooler, without a listen URL the cache is off).
+    app = create_app(replace(api_settings, serve=replace(api_settings.serve, listen_url=seeded_db)))
     try:
         assert app.extensions["cruddur.feed_cache"].enabled
         _add_cruds(seeded_db, 25)
@@ -424,6 +426,7 @@ def test_the_kept_first_home_page_without_flask_is_the_views_answer(
         (fast, view), flask_calls = _both_ways(app, {"If-None-Match": '"another"'})
         assert fast == view and fast[0] == "200 OK" and flask_calls == []
     finally:
+        app.extensions["cruddur.feed_cache"].close()
         app.extensions["cruddur.db"].close()
 
 
