@@ -12,7 +12,6 @@ with its status, to an observer (telemetry/requests.py); without one it does no 
 
 from __future__ import annotations
 
-import operator
 import random
 import re
 import time
@@ -62,10 +61,8 @@ class Edge:
             request_id = f"{_random_bits(128):032x}"
         environ[REQUEST_ID_KEY] = request_id
         signed_in = "HTTP_AUTHORIZATION" in environ
-        path = environ.get("PATH_INFO", "")
-        api = path.startswith(CORS_PATH_PREFIX) or is_api_path(path)
-        # Without an Origin, only Vary (what _cors_headers gives then), without the call.
-        cors = (self._cors_headers(environ) if "HTTP_ORIGIN" in environ else _VARY) if api else ()
+        api = is_api_path(environ.get("PATH_INFO", ""))
+        cors = self._cors_headers(environ) if api else ()
         replaced = _REPLACED_SIGNED_IN if signed_in else _REPLACED
         observe = self.observe
         started = time.perf_counter() if observe is not None else 0.0
@@ -73,7 +70,7 @@ class Edge:
 
         def start(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
             answered[0] = status
-            names = set(map(_lower, map(_name, headers)))  # no Python loop: all in C
+            names = {header[0].lower() for header in headers}
             has_cache_control = "cache-control" in names
             # The app's own headers go on as they are, unless it set one the edge sets.
             kept = (
@@ -128,7 +125,6 @@ def is_api_path(path: str) -> bool:
 
 # Made once: the headers the edge adds, and the names it replaces.
 _random_bits = random.getrandbits
-_name, _lower = operator.itemgetter(0), str.lower
 _NOSNIFF = ("X-Content-Type-Options", "nosniff")
 _NO_STORE = ("Cache-Control", "no-store")
 _REPLACED = frozenset({"x-content-type-options"})
