@@ -244,7 +244,6 @@ def home() -> Response:
 
 
 FIRST_PAGE_FAILED_KEY = "cruddur.first_page_failed"  # in the WSGI environ
-_HOME_ROUTE = HOME_PATH  # its URL rule's template, for the request log (telemetry/requests.py)
 
 
 class FirstHomePage:
@@ -278,7 +277,7 @@ class FirstHomePage:
             or READ_AFTER_KEY in environ
         ):
             return self.app(environ, start_response)
-        environ[ROUTE_KEY] = _HOME_ROUTE
+        environ[ROUTE_KEY] = HOME_PATH  # the route's template too, for the request log
         try:
             first_pages = self.feed_cache.pages()
             if first_pages is not None:
