@@ -86,6 +86,12 @@ class PgBouncer:
 
     def stop(self) -> None:
         if self.process.poll() is None:
-            self.process.terminate()
-            self.process.wait(10)
+            self.process.terminate()  # PgBouncer 1.18: immediate shutdown
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                # Seen once at a session's teardown in CI (cause unknown): the tests had
+                # passed; a PgBouncer left running would hold its port and folder.
+                self.process.kill()
+                self.process.wait(10)
         shutil.rmtree(self.folder, ignore_errors=True)
