@@ -21,6 +21,7 @@ from cruddur.api.bodies import BODY_READERS_KEY, BodyReaders
 from cruddur.api.db import PRIMARY_KEY, ApiUrls, AppDatabase, primary_db, reader_db
 from cruddur.api.edge import REQUEST_ID_KEY, Edge
 from cruddur.api.feed_pages import AppFeedCache
+from cruddur.api.new_crud import NewCrud
 from cruddur.api.reads import ReadRouter
 from cruddur.config import Settings
 from cruddur.db import Db
@@ -131,19 +132,21 @@ def create_app(
         cache_on = False
     app.extensions["cruddur.feed_cache"] = AppFeedCache(listen_conninfo, enabled=cache_on)
 
-    # The home feed's first page without Flask (activities.FirstHomePage), for every
-    # request that is not traced: a traced one goes through Flask's instrumentation.
-    def first_page(untraced: Any) -> Any:
-        return activities.FirstHomePage(untraced, app.extensions)
+    # The home feed's first page and a new crud without Flask (activities.FirstHomePage,
+    # new_crud.NewCrud), for every request that is not traced: a traced one goes through
+    # Flask's instrumentation.
+    def without_flask(untraced: Any) -> Any:
+        new_crud = NewCrud(untraced, app.extensions, MAX_BODY_BYTES)
+        return activities.FirstHomePage(new_crud, app.extensions)
 
     if tracing.enabled():
         # Inside the edge (its log line has the ids); behind the gate, for untraced ones.
-        tracing.instrument_app(app, untraced=first_page)
+        tracing.instrument_app(app, untraced=without_flask)
     # Request ids, CORS, and (when on) the request's log line and metrics.
     observe = requests.observer(REQUEST_ID_KEY)
     if observe is not None:
         app.request_class = requests.RememberedRequest
-    inner = app.wsgi_app if tracing.enabled() else first_page(app.wsgi_app)
+    inner = app.wsgi_app if tracing.enabled() else without_flask(app.wsgi_app)
     app.wsgi_app = Edge(inner, settings.serve.cors_origins, observe=observe)
     metrics.watch_pool(lambda: holder.opened.pool.get_stats() if holder.opened else None)
     errors.install(app)

@@ -69,19 +69,21 @@ def _location(body: str) -> str:
 
 
 def _written(body: str) -> Response:
-    """A write's 201: Location names the new crud, X-Read-After the primary's WAL
-    position when a replica serves reads.
+    """A write's 201 (signed in, so Cache-Control: no-store: edge.py)."""
+    return JsonPage(body, after_write(current_app.extensions, body), 201)
 
-    The feed has changed: this worker's kept pages go now, the other workers' when the
-    NOTIFY reaches them. Signed in, the answer is Cache-Control: no-store (edge.py).
-    """
-    extensions = current_app.extensions
+
+def after_write(extensions: dict[str, Any], body: str) -> list[tuple[str, str]]:
+    """What follows a write of the new crud or reply `body`: the feed has changed (this
+    worker's kept pages go now, the other workers' when the NOTIFY reaches them); and
+    the 201's own headers: Location names the new crud, X-Read-After the primary's WAL
+    position when a replica serves reads."""
     extensions["cruddur.feed_cache"].changed()
     headers = [("Location", _location(body))]
     position = extensions["cruddur.reads"].write_position()
     if position is not None:
         headers.append((READ_AFTER_HEADER, position))
-    return JsonPage(body, headers, 201)
+    return headers
 
 
 JSON = "application/json"  # a content type as is: werkzeug adds no charset to it
@@ -322,6 +324,20 @@ def show(activity_uuid: str) -> Response:
     if found is None:
         raise ApiError(404, "activity_not_found", "no such crud (or it has expired)")
     return _page_response(found, replies.limit, "after")
+
+
+CREATE_PATH = bp.url_prefix  # the create route's path, as NewCrud matches it
+
+
+@bp.before_request
+def _answer_new_crud_failure() -> None:
+    """NewCrud (new_crud.py) failed while reading or writing: the app answers its error."""
+    failed = request.environ.pop(NEW_CRUD_FAILED_KEY, None)
+    if failed is not None:
+        raise failed
+
+
+NEW_CRUD_FAILED_KEY = "cruddur.new_crud_failed"  # in the WSGI environ
 
 
 @bp.post("")

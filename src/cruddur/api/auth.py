@@ -153,7 +153,7 @@ def verified_claims() -> dict[str, Any] | None:
         return None
 
 
-def _no_user() -> ApiError:
+def no_user() -> ApiError:
     return ApiError(
         403,
         "no_user",
@@ -179,7 +179,7 @@ def as_caller(write: Callable[[Db, UUID], T]) -> T:
     try:
         return authors.write_as(db, context.cognito_user_id, lambda author: write(db, author))
     except UnknownAuthor:
-        raise _no_user() from None
+        raise no_user() from None
 
 
 def signed_in(view: F) -> F:
@@ -221,7 +221,7 @@ def signed_in(view: F) -> F:
             user_uuid = authors.uuid_for(db, claims["sub"])
         except UnknownAuthor:
             metrics.count_refused_token("unknown_user")
-            raise _no_user() from None
+            raise no_user() from None
         context = g._get_current_object()
         context.user_uuid = user_uuid
         context.cognito_user_id = claims["sub"]

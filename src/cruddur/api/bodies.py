@@ -115,7 +115,7 @@ def _read_body(req: Request) -> bytes:
         # The common case, a plain Content-Length: read that many bytes from the server's
         # stream, as werkzeug would (without its stream wrappers, a third of a create's
         # body handling).
-        return _read_declared(environ["wsgi.input"], int(declared), limit)
+        return read_declared(environ["wsgi.input"], int(declared), limit)
     raw = req.get_data()  # 413 when Content-Length says it is too large
     # Without a Content-Length (chunked), werkzeug stops reading at the limit and returns
     # what it has: one byte more on the server's own stream tells whether the body went on.
@@ -129,7 +129,7 @@ def _read_body(req: Request) -> bytes:
     return raw
 
 
-def _read_declared(stream: BinaryIO, length: int, limit: int | None) -> bytes:
+def read_declared(stream: BinaryIO, length: int, limit: int | None) -> bytes:
     """`length` bytes of the body, 413 when that is over `limit`, 400 when the client
     stops sending before the last one (werkzeug's ClientDisconnected)."""
     if limit is not None and length > limit:

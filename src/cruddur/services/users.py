@@ -58,6 +58,10 @@ class Authors:
                 self._uuids.popitem(last=False)
         return found
 
+    def known(self, subject: str) -> UUID | None:
+        """The subject's user uuid if this process has looked it up, without a query."""
+        return self._uuids.get(subject)
+
     def forget(self, subject: str) -> None:
         with self._lock:
             self._uuids.pop(subject, None)

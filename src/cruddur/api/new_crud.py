@@ -1,0 +1,136 @@
+"""`POST /api/activities`, a new crud, answered without Flask when nothing is wrong.
+
+A create through Flask spent ~40% of its Python on the request context, URL matching,
+hooks and the Response (cProfile), for a request whose answer is one INSERT's JSON and
+a few headers. `NewCrud` takes only the plainest case, and gives every other to the app
+before anything happens that cannot happen twice:
+
+- anything it does not check itself (another content type than application/json, a
+  chunked or oversized body, no bearer token) goes to the app untouched;
+- a token refused, a dev token from elsewhere, a caller whose user uuid this worker has
+  not looked up yet, a body that is not a valid crud: to the app, which checks again and
+  answers, logs and counts it as it always has (the body, once read, is handed on in a
+  new stream);
+- a failure once it is reading the body or writing (a slow reader's 503, a client gone,
+  the database down): to the app with the exception under NEW_CRUD_FAILED_KEY, which the
+  activities blueprint raises before its view runs, so the answer is the app's own and
+  nothing is written twice.
+
+tests/test_new_crud.py sends each case both ways and compares the answers.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Callable
+from typing import Any
+
+from cruddur.api.activities import CREATE_PATH, JSON, NEW_CRUD_FAILED_KEY, after_write
+from cruddur.api.auth import InvalidToken, TokenVerifier, no_user
+from cruddur.api.bodies import BodyReaders, read_declared
+from cruddur.api.db import PRIMARY_KEY
+from cruddur.api.dev_sign_in import local_caller
+from cruddur.api.keys import KeysUnavailable
+from cruddur.services import activities
+from cruddur.services.users import Authors, UnknownAuthor
+from cruddur.services.validation import ValidationFailed, validate_crud
+from cruddur.telemetry.requests import ROUTE_KEY, USER_UUID_KEY
+
+CREATED = "201 CREATED"
+
+
+class NewCrud:
+    """WSGI middleware: a valid `POST /api/activities` from a known caller, without Flask."""
+
+    def __init__(self, app: Any, extensions: dict[str, Any], max_body: int) -> None:
+        self.app = app
+        self.extensions = extensions
+        self.verifier: TokenVerifier = extensions["cruddur.verifier"]
+        self.authors: Authors = extensions["cruddur.authors"]
+        self.body_readers: BodyReaders | None = extensions.get("cruddur.body_readers")
+        self.max_body = max_body
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
+        if environ.get("PATH_INFO") != CREATE_PATH or environ.get("REQUEST_METHOD") != "POST":
+            return self.app(environ, start_response)
+        environ[ROUTE_KEY] = CREATE_PATH  # the route's template, for the request log
+        try:
+            created = self._create(environ)
+        except Exception as exc:  # reading or writing failed: the app answers it
+            environ[NEW_CRUD_FAILED_KEY] = exc
+            return self.app(environ, start_response)
+        if created is None:
+            return self.app(environ, start_response)
+        body, headers = created
+        start_response(CREATED, headers)
+        return [body]
+
+    def _create(self, environ: dict[str, Any]) -> tuple[bytes, list[tuple[str, str]]] | None:
+        """The 201's body and headers, or None when the app is to take the request as it
+        is (nothing has been written)."""
+        length = self._declared_length(environ)
+        if length is None:
+            return None
+        subject = self._caller(environ)
+        if subject is None:
+            return None
+        author = self.authors.known(subject)
+        if author is None:  # the app looks it up (a round trip) and keeps it
+            return None
+        read = _reader(environ["wsgi.input"], length, self.max_body)
+        raw = self.body_readers.read(read) if self.body_readers is not None else read()
+        environ["wsgi.input"] = io.BytesIO(raw)  # for the app, if it takes over
+        try:
+            fields = json.loads(raw.decode())
+            if not isinstance(fields, dict):
+                return None
+            message, ttl = validate_crud(fields)
+        except (ValueError, RecursionError, ValidationFailed):
+            # Not UTF-8, not JSON, too deep, not a valid crud: the app's bodies.py and
+            # validation say which.
+            return None
+        db = self.extensions[PRIMARY_KEY].get()
+        environ[USER_UUID_KEY] = author  # for the log line, once signed in as @signed_in does
+        try:
+            created = self.authors.write_as(
+                db, subject, lambda uuid: activities.create_activity(db, uuid, message, ttl)
+            )
+        except UnknownAuthor:
+            raise no_user() from None
+        body = created.encode()
+        headers = [("Content-Type", JSON), ("Content-Length", str(len(body)))]
+        return body, headers + after_write(self.extensions, created)
+
+    def _declared_length(self, environ: dict[str, Any]) -> int | None:
+        """The body's Content-Length when it is JSON, plainly framed and within the limit."""
+        kind = environ.get("CONTENT_TYPE", "")
+        if kind != JSON and kind.partition(";")[0].strip().lower() != JSON:
+            return None
+        declared = environ.get("CONTENT_LENGTH")
+        if (
+            not declared
+            or not (declared.isascii() and declared.isdigit())
+            or "HTTP_TRANSFER_ENCODING" in environ
+        ):
+            return None
+        length = int(declared)
+        return length if length <= self.max_body else None
+
+    def _caller(self, environ: dict[str, Any]) -> str | None:
+        """The verified token's subject, or None for the app to refuse (and count) it."""
+        verifier = self.verifier
+        if verifier.settings.dev and not local_caller(environ):
+            return None
+        scheme, _, token = environ.get("HTTP_AUTHORIZATION", "").partition(" ")
+        token = token.strip()
+        if scheme.lower() != "bearer" or not token:
+            return None
+        try:
+            return verifier.verify(token)["sub"]
+        except (InvalidToken, KeysUnavailable):
+            return None
+
+
+def _reader(stream: Any, length: int, limit: int) -> Callable[[], bytes]:
+    return lambda: read_declared(stream, length, limit)
