@@ -16,7 +16,7 @@ before anything happens that cannot happen twice:
   activities blueprint raises before its view runs, so the answer is the app's own and
   nothing is written twice.
 
-tests/test_new_crud.py sends each case both ways and compares the answers.
+tests/test_api_new_crud.py sends each case both ways and compares the answers.
 """
 
 from __future__ import annotations
