@@ -95,3 +95,20 @@ def test_a_value_that_cannot_be_encoded_is_left_out_and_logged(caplog) -> None:
     sent = ExportTraceServiceRequest.FromString(ours)
     (span,) = sent.resource_spans[0].scope_spans[0].spans
     assert [a.key for a in span.attributes] == ["fine", "after"]
+
+
+def test_attributes_kept_encoded_are_told_apart_by_type_and_sign() -> None:
+    # Equal as keys, not as bytes: 1 and True, 0.0 and -0.0; a whole span's attributes
+    # are kept encoded, and must not stand in for another's.
+    memory = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(memory))
+    tracer = provider.get_tracer("t")
+    for value in (1, True, 1, 0.0, -0.0, 0.0, "1", 1):
+        with tracer.start_as_current_span("s") as span:
+            span.set_attributes({"x": value, "route": "/api/activities/home"})
+    spans = memory.get_finished_spans()
+    encoder = SpanEncoder()
+    expected = encode_spans(spans).SerializePartialToString()
+    assert encoder.encode(spans) == expected
+    assert encoder.encode(spans) == expected

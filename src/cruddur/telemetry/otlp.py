@@ -27,6 +27,7 @@ from opentelemetry.exporter.otlp.proto.http._common import (
 )
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.sdk.trace.export import SpanExportResult
+from opentelemetry.sdk.util import BoundedList
 from opentelemetry.semconv.attributes.http_attributes import HTTP_RESPONSE_STATUS_CODE
 from opentelemetry.trace import SpanKind, StatusCode
 
@@ -34,10 +35,13 @@ log = logging.getLogger("cruddur.telemetry")
 
 _INT64 = range(-(2**63), 2**63)
 _CACHED_PAIRS = 4096  # attribute key-value pairs kept encoded (a statement's text is one)
+_CACHED_BLOCKS = 1024  # spans' whole sets of attributes kept encoded
 _HAS_IS_REMOTE, _IS_REMOTE = 0x100, 0x200  # SpanFlags
 
 
 def _varint(value: int) -> bytes:
+    if 0 <= value < 0x4000:  # up to 16 kB: a span's or a batch part's length, mostly
+        return _SMALL[value] if value < 0x80 else bytes(((value & 0x7F) | 0x80, value >> 7))
     value &= 0xFFFFFFFFFFFFFFFF  # int64: a negative value is ten bytes, as protobuf's
     out = bytearray()
     while value > 0x7F:
@@ -47,11 +51,14 @@ def _varint(value: int) -> bytes:
     return bytes(out)
 
 
-_SMALL = [_varint(n) for n in range(128)]
+_SMALL = [bytes((n,)) for n in range(128)]
 _fixed64 = struct.Struct("<Q").pack
 _fixed32 = struct.Struct("<I").pack
-_KIND = {kind: b"\x30" + _SMALL[kind.value + 1] for kind in SpanKind}  # proto's = SDK's + 1
-_STATUS_CODE = {code: (b"\x18" + _SMALL[code.value] if code.value else b"") for code in StatusCode}
+# By the enum member's id: an enum's hash is a Python call.
+_KIND = {id(kind): b"\x30" + _SMALL[kind.value + 1] for kind in SpanKind}  # proto's = SDK's + 1
+_STATUS_CODE = {
+    id(code): (b"\x18" + _SMALL[code.value] if code.value else b"") for code in StatusCode
+}
 _EMPTY_STATUS = {code: b"\x7a" + _SMALL[len(code)] + code for code in _STATUS_CODE.values()}
 _FLAGS = b"\x85\x01" + _fixed32(_HAS_IS_REMOTE)  # Span.flags, field 16 (fixed32)
 _FLAGS_REMOTE = b"\x85\x01" + _fixed32(_HAS_IS_REMOTE | _IS_REMOTE)
@@ -96,23 +103,32 @@ class SpanEncoder:
 
     def __init__(self) -> None:
         self._pairs: dict[tuple[str, type, Any], bytes] = {}  # scalar pairs, as fields
+        self._names: dict[str, bytes] = {}  # span names, as fields
+        self._blocks: dict[tuple[bytes, tuple, tuple], bytes] = {}  # spans' attributes
         self._resources: dict[int, tuple[Any, bytes]] = {}  # id: (resource, message)
         self._scopes: dict[int, tuple[Any, bytes]] = {}  # id: (scope, message)
 
     def attributes(self, tag: bytes, attributes: Mapping[str, Any]) -> list[bytes]:
         """Each attribute as a repeated KeyValue field `tag`; one that cannot be encoded
         is logged and left out, as the SDK's encoder does."""
+        return self._fields(tag, attributes)[0]
+
+    def _fields(self, tag: bytes, attributes: Mapping[str, Any]) -> tuple[list[bytes], bool]:
+        """attributes(), and whether every attribute was encoded."""
         pairs = self._pairs
         fields = []
+        whole = True
         for key, value in attributes.items():
             kind = value.__class__
-            if kind is str or kind is bool or kind is int or kind is float:
+            # A float is not kept: 0.0 and -0.0 are equal keys with different bytes.
+            if kind is str or kind is bool or kind is int:
                 cached = pairs.get((key, kind, value))
                 if cached is None:
                     try:
                         cached = _length(tag, _key_value(key, value))
                     except Exception as error:
                         log.exception("Failed to encode key %s: %s", key, error)
+                        whole = False
                         continue
                     if len(pairs) >= _CACHED_PAIRS:
                         pairs.clear()
@@ -123,7 +139,30 @@ class SpanEncoder:
                 fields.append(_length(tag, _key_value(key, value)))
             except Exception as error:
                 log.exception("Failed to encode key %s: %s", key, error)
-        return fields
+                whole = False
+        return fields, whole
+
+    def _block(self, tag: bytes, attributes: dict[str, Any]) -> bytes:
+        """A span's attributes, all their fields as one piece: kept by the attributes'
+        keys, values and the values' types (True and 1 are equal keys, not the same
+        bytes), so a span whose attributes repeat another's (a statement's, a route's)
+        costs one lookup. Floats and unhashable values are encoded each time."""
+        try:
+            types = tuple(map(type, attributes.values()))
+            if float in types:
+                raise TypeError
+            key = (tag, tuple(attributes.items()), types)
+            cached = self._blocks.get(key)
+        except TypeError:  # a float, or a value that cannot be hashed (a mapping)
+            return b"".join(self._fields(tag, attributes)[0])
+        if cached is None:
+            fields, whole = self._fields(tag, attributes)
+            cached = b"".join(fields)
+            if whole:  # a value that failed is logged again on each span, as the SDK does
+                if len(self._blocks) >= _CACHED_BLOCKS:
+                    self._blocks.clear()
+                self._blocks[key] = cached
+        return cached
 
     def _resource(self, resource: Any) -> bytes:
         kept = self._resources.get(id(resource))
@@ -166,39 +205,57 @@ class SpanEncoder:
                 flags = _FLAGS_REMOTE
         name = span.name
         if name:
-            fields.append(_length(b"\x2a", name.encode()))
-        fields.append(_KIND[span.kind])
+            encoded = self._names.get(name)
+            if encoded is None:
+                encoded = _length(b"\x2a", name.encode())
+                if len(self._names) >= _CACHED_PAIRS:
+                    self._names.clear()
+                self._names[name] = encoded
+            fields.append(encoded)
+        fields.append(_KIND[id(span.kind)])
         start, end = span.start_time, span.end_time
         if start:
             fields += (b"\x39", _fixed64(start))
         if end:
             fields += (b"\x41", _fixed64(end))
-        # The span's own attributes, as a plain dict (BoundedAttributes.copy): read
-        # through the read-only view, every item would be two Python calls.
+        # The SDK span's own attributes, events and links, with their dropped counts:
+        # through ReadableSpan's properties each is a copy or a call more (an enum's
+        # hash is a Python call too, hence the ids). Anything else, through them.
         attributes = getattr(span, "_attributes", None)
-        if isinstance(attributes, BoundedAttributes):
+        if attributes.__class__ is BoundedAttributes:
+            dropped = attributes.dropped
             attributes = attributes.copy()
         else:
+            dropped = span.dropped_attributes
             attributes = span.attributes
         if attributes:
-            fields += self.attributes(b"\x4a", attributes)
-        dropped = span.dropped_attributes
+            fields.append(self._block(b"\x4a", attributes))
         if dropped:
             fields += (b"\x50", _varint(dropped))
-        for event in span.events:
-            fields.append(_length(b"\x5a", self._event(event)))
-        dropped = span.dropped_events
+        events = getattr(span, "_events", None)
+        if events.__class__ is BoundedList:
+            dropped = events.dropped
+        else:
+            events, dropped = span.events, span.dropped_events
+        if events:
+            for event in events:
+                fields.append(_length(b"\x5a", self._event(event)))
         if dropped:
             fields += (b"\x60", _varint(dropped))
-        for link in span.links:
-            fields.append(_length(b"\x6a", self._link(link)))
-        dropped = span.dropped_links
+        links = getattr(span, "_links", None)
+        if links.__class__ is BoundedList:
+            dropped = links.dropped
+        else:
+            links, dropped = span.links, span.dropped_links
+        if links:
+            for link in links:
+                fields.append(_length(b"\x6a", self._link(link)))
         if dropped:
             fields += (b"\x70", _varint(dropped))
         status = span.status
         if status is not None:
             description = status.description
-            code = _STATUS_CODE[status.status_code]
+            code = _STATUS_CODE[id(status.status_code)]
             if description:
                 fields.append(_length(b"\x7a", _length(b"\x12", description.encode()) + code))
             else:
