@@ -283,13 +283,17 @@ def _server_span_started(span: Any, environ: dict[str, Any]) -> None:
     environ[_SERVER_SPAN_KEY] = span
     held = getattr(span, "_attributes", None)  # the SDK span's own (BoundedAttributes)
     if held is not None:
-        span.set_attribute = functools.partial(_set_if_changed, held, span.set_attribute)
+        # Its plain dict's get when it has one: the mapping's own get is two Python calls,
+        # and raises and catches a KeyError for each attribute it does not hold yet.
+        store = getattr(held, "_dict", None)
+        get = store.get if type(store) is dict else held.get
+        span.set_attribute = functools.partial(_set_if_changed, get, span.set_attribute)
 
 
 def _set_if_changed(
-    held: Any, set_attribute: Callable[[str, Any], None], key: str, value: Any
+    get: Callable[[str, Any], Any], set_attribute: Callable[[str, Any], None], key: str, value: Any
 ) -> None:
-    if held.get(key, _ABSENT) is not value:
+    if get(key, _ABSENT) is not value:
         set_attribute(key, value)
 
 
@@ -319,6 +323,8 @@ def _settle_flask_instrumentation(app: Any) -> None:
       exported; `cruddur.telemetry.metrics` serves Prometheus's): None, its own "no
       histogram", so no attributes are filtered for them after each request.
     - The request method's sanitizing (three environment reads a request): remembered.
+    - The request's attributes, which it collects twice from the same environ: once
+      (`_collect_request_attributes`).
 
     A variable that is set keeps the instrumentation's own behaviour."""
     import os
@@ -342,6 +348,9 @@ def _settle_flask_instrumentation(app: Any) -> None:
     for module in (flask, wsgi):
         if getattr(module, "sanitize_method", None) in (own, _sanitize_method):
             module.sanitize_method = _sanitize_method
+    own = _wsgi_helpers.setdefault("collect_request_attributes", wsgi.collect_request_attributes)
+    _collected_by[0] = own
+    wsgi.collect_request_attributes = _collect_request_attributes
     for variable, name in (
         (http.OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_SERVER_REQUEST,
          "collect_custom_request_headers_attributes"),
@@ -375,6 +384,27 @@ def _sanitize_method(method: Any) -> Any:
 
 def _no_headers(headers: Any) -> dict[str, list[str]]:
     return {}
+
+
+_collected_by: list[Any] = [None]  # the WSGI instrumentation's collect_request_attributes
+_COLLECTED_KEY = "cruddur.otel_request_attributes"  # in the WSGI environ, between two calls
+
+
+def _collect_request_attributes(environ: dict[str, Any], *args: Any, **kwargs: Any) -> Any:
+    """The WSGI instrumentation's collect_request_attributes, once a request: the Flask
+    instrumentation asks for a sampled request's attributes twice (for its metrics'
+    counter in its WSGI wrapper, then for the span in its before_request hook), from the
+    same environ, each time ~50k instructions. The first answer is kept in the environ
+    as a copy (the first caller adds the response's status to its own dict later) and
+    the second call takes a copy of it; a call with other settings, or a third, runs
+    the instrumentation's own."""
+    mode = args[0] if args else kwargs.get("sem_conv_opt_in_mode")
+    kept = environ.pop(_COLLECTED_KEY, None)
+    if kept is not None and kept[0] is mode and len(args) + len(kwargs) <= 1:
+        return dict(kept[1])
+    attributes = _collected_by[0](environ, *args, **kwargs)
+    environ[_COLLECTED_KEY] = (mode, dict(attributes))
+    return attributes
 
 
 # The query parameters the API reads (a page's size and cursor); any other a client
