@@ -60,18 +60,11 @@ def _spans(resource: Resource, limits: SpanLimits | None = None) -> list:
     return [*memory.get_finished_spans(), unstarted]
 
 
-@pytest.mark.parametrize("sdk_fields", [True, False], ids=["sdk fields", "properties"])
 @pytest.mark.parametrize(
     "limits",
     [None, SpanLimits(max_attributes=3, max_events=1, max_links=1, max_span_attributes=4)],
 )
-def test_the_request_is_the_sdk_encoders_byte_for_byte(
-    limits: SpanLimits | None, sdk_fields: bool, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    # Both ways of reading a span: the SDK's own fields (checked once at import, which
-    # holds here) and, as after an SDK upgrade that moved them, the public properties.
-    assert otlp._SDK_FIELDS
-    monkeypatch.setattr(otlp, "_SDK_FIELDS", sdk_fields)
+def test_the_request_is_the_sdk_encoders_byte_for_byte(limits: SpanLimits | None) -> None:
     spans = _spans(Resource({"service.name": "backend-flask", "n": 3}), limits)
     encoder = SpanEncoder()
     expected = encode_spans(spans).SerializePartialToString()

@@ -29,11 +29,10 @@ from opentelemetry.exporter.otlp.proto.http._common import (
     _is_request_too_large,
 )
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
-from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExportResult
 from opentelemetry.sdk.util import BoundedList
 from opentelemetry.semconv.attributes.http_attributes import HTTP_RESPONSE_STATUS_CODE
-from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode
+from opentelemetry.trace import SpanKind, StatusCode
 from requests.sessions import merge_setting
 from requests.utils import get_environ_proxies
 
@@ -104,40 +103,6 @@ def _any_value(value: Any) -> bytes:
 
 def _key_value(key: str, value: Any) -> bytes:
     return (_length(b"\x0a", key.encode()) if key else b"") + _length(b"\x12", _any_value(value))
-
-
-def _sdk_fields_hold() -> bool:
-    """Whether the SDK's ReadableSpan, SpanContext, Status and BoundedList keep what
-    their public properties return where this encoder reads it directly (checked on one
-    span made here, once): after an SDK upgrade that moves them, the properties are
-    read instead."""
-    try:
-        context = SpanContext(0xA, 0xB, is_remote=True, trace_state=None)
-        events = BoundedList(2)
-        events.append("e")
-        status = Status(StatusCode.ERROR, "d")
-        probe = ReadableSpan(
-            "n", context, context, attributes=BoundedAttributes(3, {"k": 1}), events=events,
-            links=BoundedList(1), kind=SpanKind.CLIENT, status=status, start_time=1, end_time=2,
-        )  # fmt: skip
-        return (
-            (probe._name, probe._context, probe._parent, probe._kind, probe._status)
-            == (probe.name, probe.get_span_context(), probe.parent, probe.kind, probe.status)
-            and (probe._start_time, probe._end_time) == (probe.start_time, probe.end_time)
-            and probe._attributes is not None and probe._attributes.dropped == 0
-            and tuple(probe._events._dq) == probe.events == ("e",)
-            and tuple(probe._links._dq) == probe.links == ()
-            and probe._resource is probe.resource
-            and probe._instrumentation_scope is probe.instrumentation_scope
-            and (context[0], context[1], context[2], context[4])
-            == (context.trace_id, context.span_id, context.is_remote, context.trace_state)
-            and (status._status_code, status._description) == (status.status_code, "d")
-        )  # fmt: skip
-    except Exception:  # an attribute gone, a signature changed
-        return False
-
-
-_SDK_FIELDS = _sdk_fields_hold()
 
 
 class SpanEncoder:
@@ -228,53 +193,24 @@ class SpanEncoder:
         return kept[1]
 
     def span(self, span: Any) -> bytes:
-        if span.__class__ is ReadableSpan and _SDK_FIELDS:
-            # What ReadableSpan's properties return, read directly: each property is a
-            # Python call (~500 instructions in CPython 3.11), ~15 a span.
-            name, context, parent = span._name, span._context, span._parent
-            kind, start, end, status = span._kind, span._start_time, span._end_time, span._status
-            attributes, events, links = span._attributes, span._events, span._links
-        else:
-            name, context, parent = span.name, span.get_span_context(), span.parent
-            kind, start, end, status = span.kind, span.start_time, span.end_time, span.status
-            attributes, events, links = span.attributes, span.events, span.links
-        if attributes.__class__ is BoundedAttributes:
-            dropped_attributes = attributes.dropped
-            attributes = attributes.copy()
-        else:
-            dropped_attributes = span.dropped_attributes
-        if events.__class__ is BoundedList:
-            dropped_events = events.dropped
-            events = events._dq if _SDK_FIELDS else tuple(events)
-        else:
-            dropped_events = span.dropped_events
-        if links.__class__ is BoundedList:
-            dropped_links = links.dropped
-            links = links._dq if _SDK_FIELDS else tuple(links)
-        else:
-            dropped_links = span.dropped_links
-        if context.__class__ is SpanContext and _SDK_FIELDS:
-            trace_id, span_id, trace_state = context[0], context[1], context[4]
-        else:
-            trace_id, span_id, trace_state = context.trace_id, context.span_id, context.trace_state
+        context = span.get_span_context()
         fields = [
             b"\x0a\x10",
-            trace_id.to_bytes(16, "big"),
+            context.trace_id.to_bytes(16, "big"),
             b"\x12\x08",
-            span_id.to_bytes(8, "big"),
+            context.span_id.to_bytes(8, "big"),
         ]
+        trace_state = context.trace_state
         if trace_state:
             text = ",".join([f"{key}={value}" for key, value in trace_state.items()])
             fields.append(_length(b"\x1a", text.encode()))
+        parent = span.parent
         flags = _FLAGS
         if parent is not None:
-            if parent.__class__ is SpanContext and _SDK_FIELDS:
-                parent_id, remote = parent[1], parent[2]
-            else:
-                parent_id, remote = parent.span_id, parent.is_remote
-            fields += (b"\x22\x08", parent_id.to_bytes(8, "big"))
-            if remote:
+            fields += (b"\x22\x08", parent.span_id.to_bytes(8, "big"))
+            if parent.is_remote:
                 flags = _FLAGS_REMOTE
+        name = span.name
         if name:
             encoded = self._names.get(name)
             if encoded is None:
@@ -283,29 +219,50 @@ class SpanEncoder:
                     self._names.clear()
                 self._names[name] = encoded
             fields.append(encoded)
-        fields.append(_KIND[id(kind)])  # an enum's hash is a Python call
+        fields.append(_KIND[id(span.kind)])
+        start, end = span.start_time, span.end_time
         if start:
             fields += (b"\x39", _fixed64(start))
         if end:
             fields += (b"\x41", _fixed64(end))
+        # The SDK span's own attributes, events and links, with their dropped counts:
+        # through ReadableSpan's properties each is a copy or a call more (an enum's
+        # hash is a Python call too, hence the ids). Anything else, through them.
+        attributes = getattr(span, "_attributes", None)
+        if attributes.__class__ is BoundedAttributes:
+            dropped = attributes.dropped
+            attributes = attributes.copy()
+        else:
+            dropped = span.dropped_attributes
+            attributes = span.attributes
         if attributes:
             fields.append(self._block(b"\x4a", attributes))
-        if dropped_attributes:
-            fields += (b"\x50", _varint(dropped_attributes))
-        for event in events:
-            fields.append(_length(b"\x5a", self._event(event)))
-        if dropped_events:
-            fields += (b"\x60", _varint(dropped_events))
-        for link in links:
-            fields.append(_length(b"\x6a", self._link(link)))
-        if dropped_links:
-            fields += (b"\x70", _varint(dropped_links))
+        if dropped:
+            fields += (b"\x50", _varint(dropped))
+        events = getattr(span, "_events", None)
+        if events.__class__ is BoundedList:
+            dropped = events.dropped
+        else:
+            events, dropped = span.events, span.dropped_events
+        if events:
+            for event in events:
+                fields.append(_length(b"\x5a", self._event(event)))
+        if dropped:
+            fields += (b"\x60", _varint(dropped))
+        links = getattr(span, "_links", None)
+        if links.__class__ is BoundedList:
+            dropped = links.dropped
+        else:
+            links, dropped = span.links, span.dropped_links
+        if links:
+            for link in links:
+                fields.append(_length(b"\x6a", self._link(link)))
+        if dropped:
+            fields += (b"\x70", _varint(dropped))
+        status = span.status
         if status is not None:
-            if status.__class__ is Status and _SDK_FIELDS:
-                code, description = status._status_code, status._description
-            else:
-                code, description = status.status_code, status.description
-            code = _STATUS_CODE[id(code)]
+            description = status.description
+            code = _STATUS_CODE[id(status.status_code)]
             if description:
                 fields.append(_length(b"\x7a", _length(b"\x12", description.encode()) + code))
             else:
@@ -344,10 +301,7 @@ class SpanEncoder:
         resources: dict[int, Any] = {}
         scopes: dict[int, Any] = {}
         for span in spans:
-            if span.__class__ is ReadableSpan and _SDK_FIELDS:
-                resource, scope = span._resource, span._instrumentation_scope or None
-            else:
-                resource, scope = span.resource, span.instrumentation_scope or None
+            resource, scope = span.resource, span.instrumentation_scope or None
             rid, sid = id(resource), id(scope)
             by_scope = groups.get(rid)
             if by_scope is None:
@@ -357,9 +311,7 @@ class SpanEncoder:
             if encoded is None:
                 sid = _same(scopes, scope)
                 encoded = by_scope.setdefault(sid, [])
-            body = self.span(span)
-            size = len(body)
-            encoded.append(b"\x12" + (_SMALL[size] if size < 128 else _varint(size)) + body)
+            encoded.append(_length(b"\x12", self.span(span)))
         out = []
         for rid, by_scope in groups.items():
             resource = resources[rid]
