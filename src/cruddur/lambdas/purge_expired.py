@@ -13,7 +13,7 @@ Environment (besides CONNECTION_URL / CONNECTION_SECRET_ARN, read as the sign-up
 trigger reads them):
   CRUDDUR_PURGE_GRACE_HOURS   purge what expired longer ago than this (default 24)
   CRUDDUR_PURGE_BATCH_SIZE    rows a transaction (default 5000)
-  CRUDDUR_PURGE_NICE_RATIO    rest after a batch, as a multiple of its time (default 3)
+  CRUDDUR_PURGE_NICE_RATIO    rest after a batch, as a multiple of its time (default 5)
   CRUDDUR_CONNECT_TIMEOUT     seconds to wait for the server (default 5)
   CRUDDUR_STATEMENT_TIMEOUT   milliseconds one batch may take (default 30000)
 """
