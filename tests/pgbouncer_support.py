@@ -63,10 +63,14 @@ class PgBouncer:
             for name in ("users.txt", "pgbouncer.ini"):
                 os.chown(self.folder / name, switch["user"], switch["group"])
             os.chmod(self.folder / "users.txt", 0o600)
+        # In the foreground PgBouncer writes its log to stderr as well as to its logfile.
+        # A pipe nobody read filled up after ~64 kB of log (about 130 API tests' worth)
+        # and PgBouncer blocked on the write: every later connection timed out, and it
+        # did not end on SIGTERM. The logfile keeps all of it.
         self.process = subprocess.Popen(
             [PGBOUNCER, str(self.folder / "pgbouncer.ini")],
             stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
             **switch,
         )
         deadline = time.monotonic() + 10
@@ -74,10 +78,12 @@ class PgBouncer:
             try:
                 psycopg.connect(self.url_for(server_url), connect_timeout=2).close()
                 break
-            except psycopg.OperationalError:
+            except psycopg.OperationalError as exc:
                 if time.monotonic() > deadline or self.process.poll() is not None:
+                    log = self.folder / "pgbouncer.log"
+                    said = log.read_text()[-2000:] if log.exists() else "(no log)"
                     self.stop()
-                    raise
+                    raise RuntimeError(f"PgBouncer did not start: {exc}\n{said}") from exc
                 time.sleep(0.1)
 
     def url_for(self, url: str) -> str:
@@ -90,8 +96,8 @@ class PgBouncer:
             try:
                 self.process.wait(10)
             except subprocess.TimeoutExpired:
-                # Seen once at a session's teardown in CI (cause unknown): the tests had
-                # passed; a PgBouncer left running would hold its port and folder.
+                # A PgBouncer blocked on a full stderr pipe did this (now its stderr goes
+                # nowhere); a PgBouncer left running would hold its port and folder.
                 self.process.kill()
                 self.process.wait(10)
         shutil.rmtree(self.folder, ignore_errors=True)
