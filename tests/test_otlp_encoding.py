@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 
 import pytest
-import requests
 from opentelemetry import trace
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
@@ -24,7 +23,6 @@ from opentelemetry.trace import (
     TraceState,
 )
 
-from cruddur.telemetry import otlp
 from cruddur.telemetry.otlp import SpanEncoder
 
 
@@ -114,44 +112,3 @@ def test_attributes_kept_encoded_are_told_apart_by_type_and_sign() -> None:
     expected = encode_spans(spans).SerializePartialToString()
     assert encoder.encode(spans) == expected
     assert encoder.encode(spans) == expected
-
-
-@pytest.mark.parametrize(
-    "environment",
-    [
-        {},
-        {"HTTPS_PROXY": "http://proxy:3128", "HTTP_PROXY": "http://proxy:3128"},
-        {"HTTP_PROXY": "http://proxy:3128", "NO_PROXY": "collector,localhost"},
-        {"REQUESTS_CA_BUNDLE": "/etc/ssl/bundle.pem"},
-    ],
-)
-def test_the_settled_session_merges_what_requests_would(
-    environment: dict[str, str], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    for name in ("HTTPS_PROXY", "HTTP_PROXY", "NO_PROXY", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"):
-        monkeypatch.delenv(name, raising=False)
-        monkeypatch.delenv(name.lower(), raising=False)
-    for name, value in environment.items():
-        monkeypatch.setenv(name, value)
-    settled, plain = otlp.SettledSession(), requests.Session()
-    for session in (settled, plain):
-        session.verify, session.cert = True, None
-    for url in ("http://collector:4318/v1/traces", "https://api.honeycomb.io/v1/traces") * 2:
-        for verify in (None, True, "/own.pem"):
-            assert settled.merge_environment_settings(
-                url, {}, None, verify, None
-            ) == plain.merge_environment_settings(url, {}, None, verify, None)
-    given = {"https": "http://other:1"}  # a request's own proxies: requests' way
-    assert settled.merge_environment_settings(
-        "https://x/v1/traces", dict(given), None, None, None
-    ) == plain.merge_environment_settings("https://x/v1/traces", dict(given), None, None, None)
-
-
-def test_the_exporter_posts_through_a_settled_session_unless_given_one(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    exporter = otlp.CompactSpanExporter(endpoint="http://127.0.0.1:9/v1/traces")
-    assert isinstance(exporter._client._transport._session, otlp.SettledSession)
-    own = requests.Session()
-    given = otlp.CompactSpanExporter(endpoint="http://127.0.0.1:9/v1/traces", session=own)
-    assert given._client._transport._session is own

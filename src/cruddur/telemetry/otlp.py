@@ -10,19 +10,16 @@ shape. What repeats from span to span is written once and kept: the resource and
 messages, and each attribute's key and value (a statement's text, "GET", a route).
 
 Everything else (endpoint, headers, timeout, compression, retries, the size limit, the
-SDK's exporter metrics) stays the SDK's `OTLPSpanExporter`; its requests Session reads
-the environment's proxy settings once (`SettledSession`), not on every export.
+SDK's exporter metrics) stays the SDK's `OTLPSpanExporter`.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import struct
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import requests
 from opentelemetry.attributes import BoundedAttributes
 from opentelemetry.exporter.otlp.proto.http._common import (
     RequestPayloadTooLargeError,
@@ -30,15 +27,10 @@ from opentelemetry.exporter.otlp.proto.http._common import (
 )
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.sdk.trace.export import SpanExportResult
-from opentelemetry.sdk.util import BoundedList
 from opentelemetry.semconv.attributes.http_attributes import HTTP_RESPONSE_STATUS_CODE
 from opentelemetry.trace import SpanKind, StatusCode
-from requests.sessions import merge_setting
-from requests.utils import get_environ_proxies
 
 log = logging.getLogger("cruddur.telemetry")
-
-_SESSION_ARGUMENT = 7  # OTLPSpanExporter's `session`, counted from 0 among its arguments
 
 _INT64 = range(-(2**63), 2**63)
 _CACHED_PAIRS = 4096  # attribute key-value pairs kept encoded (a statement's text is one)
@@ -225,9 +217,8 @@ class SpanEncoder:
             fields += (b"\x39", _fixed64(start))
         if end:
             fields += (b"\x41", _fixed64(end))
-        # The SDK span's own attributes, events and links, with their dropped counts:
-        # through ReadableSpan's properties each is a copy or a call more (an enum's
-        # hash is a Python call too, hence the ids). Anything else, through them.
+        # The span's own attributes, as a plain dict (BoundedAttributes.copy): read
+        # through the read-only view, every item would be two Python calls.
         attributes = getattr(span, "_attributes", None)
         if attributes.__class__ is BoundedAttributes:
             dropped = attributes.dropped
@@ -239,24 +230,14 @@ class SpanEncoder:
             fields.append(self._block(b"\x4a", attributes))
         if dropped:
             fields += (b"\x50", _varint(dropped))
-        events = getattr(span, "_events", None)
-        if events.__class__ is BoundedList:
-            dropped = events.dropped
-        else:
-            events, dropped = span.events, span.dropped_events
-        if events:
-            for event in events:
-                fields.append(_length(b"\x5a", self._event(event)))
+        for event in span.events:
+            fields.append(_length(b"\x5a", self._event(event)))
+        dropped = span.dropped_events
         if dropped:
             fields += (b"\x60", _varint(dropped))
-        links = getattr(span, "_links", None)
-        if links.__class__ is BoundedList:
-            dropped = links.dropped
-        else:
-            links, dropped = span.links, span.dropped_links
-        if links:
-            for link in links:
-                fields.append(_length(b"\x6a", self._link(link)))
+        for link in span.links:
+            fields.append(_length(b"\x6a", self._link(link)))
+        dropped = span.dropped_links
         if dropped:
             fields += (b"\x70", _varint(dropped))
         status = span.status
@@ -340,64 +321,10 @@ def _same(seen: dict[int, Any], thing: Any) -> int:
     return id(thing)
 
 
-class SettledSession(requests.Session):
-    """requests' Session, reading the environment's proxy and CA-bundle settings once
-    per URL instead of on every POST.
-
-    With `trust_env` (the default) requests looks, for each request, at every variable
-    in the environment for proxies and at NO_PROXY for the URL (~1.5 million
-    instructions an export: a third of it). A process's environment does not change
-    under it, and the exporter posts to one URL: what they say for it is kept, then
-    merged with the session's settings as requests does. A request given proxies of its
-    own goes requests' way."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self._environment: dict[str, tuple[dict[str, str], str | None]] = {}
-
-    def merge_environment_settings(
-        self, url: Any, proxies: Any, stream: Any, verify: Any, cert: Any
-    ) -> dict[str, Any]:
-        if not self.trust_env or proxies:
-            return super().merge_environment_settings(url, proxies, stream, verify, cert)
-        kept = self._environment.get(url)
-        if kept is None:
-            bundle = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
-            kept = (get_environ_proxies(url, no_proxy=None), bundle)
-            if len(self._environment) >= _SETTLED_URLS:
-                self._environment.clear()
-            self._environment[url] = kept
-        environ_proxies, bundle = kept
-        if verify is True or verify is None:
-            verify = bundle or verify
-        return {
-            "proxies": merge_setting(dict(environ_proxies), self.proxies),
-            "stream": merge_setting(stream, self.stream),
-            "verify": merge_setting(verify, self.verify),
-            "cert": merge_setting(cert, self.cert),
-        }
-
-
-_SETTLED_URLS = 16
-# Set, the SDK's exporter loads a session of its own from the named credential provider.
-_CREDENTIAL_PROVIDERS = (
-    "OTEL_PYTHON_EXPORTER_OTLP_HTTP_CREDENTIAL_PROVIDER",
-    "OTEL_PYTHON_EXPORTER_OTLP_HTTP_TRACES_CREDENTIAL_PROVIDER",
-)
-
-
 class CompactSpanExporter(OTLPSpanExporter):
-    """The SDK's OTLP/HTTP exporter, writing its request with `SpanEncoder`, through a
-    `SettledSession` unless given a session or told to load one."""
+    """The SDK's OTLP/HTTP exporter, writing its request with `SpanEncoder`."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
-        if (
-            len(args) <= _SESSION_ARGUMENT
-            and kwargs.get("session") is None
-            and "_transport" not in kwargs
-            and not any(os.environ.get(name) for name in _CREDENTIAL_PROVIDERS)
-        ):
-            kwargs["session"] = SettledSession()
         super().__init__(*args, **kwargs)
         self._encoder = SpanEncoder()
 
