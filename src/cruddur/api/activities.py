@@ -24,6 +24,20 @@ from cruddur.telemetry.requests import ROUTE_KEY
 
 bp = Blueprint("activities", __name__, url_prefix="/api/activities")
 
+# In the WSGI environ: what failed while FirstHomePage or NewCrud (new_crud.py) answered
+# without Flask, once it could not hand the request over as it came (a read or a write
+# had begun). The app raises it before any view runs, so the error's answer, log line
+# and metrics are its own, and nothing is done twice.
+FAILED_WITHOUT_FLASK_KEY = "cruddur.failed_without_flask"
+
+
+@bp.before_request
+def _raise_what_failed_without_flask() -> None:
+    failed = request.environ.pop(FAILED_WITHOUT_FLASK_KEY, None)
+    if failed is not None:
+        raise failed
+
+
 T = TypeVar("T")
 
 
@@ -212,9 +226,6 @@ HOME_PATH = f"{bp.url_prefix}/home"
 @bp.get("/home")
 def home() -> Response:
     environ = request.environ
-    failed = environ.pop(FIRST_PAGE_FAILED_KEY, None)
-    if failed is not None:  # FirstHomePage's read failed: answered as this view's error
-        raise failed
     extensions = current_app.extensions
     wanted = _page_request(environ)
     # The first page comes from this worker's copy (services/feed_cache.py), unless the
@@ -245,9 +256,6 @@ def home() -> Response:
     )
 
 
-FIRST_PAGE_FAILED_KEY = "cruddur.first_page_failed"  # in the WSGI environ
-
-
 class FirstHomePage:
     """WSGI middleware: `GET /api/activities/home`, the feed's first page (the API's
     most common request), answered without Flask; every other request goes to the app.
@@ -259,8 +267,8 @@ class FirstHomePage:
     the uncached request's ~5,000 Python bytecodes; here it runs ~1,700 in all (README,
     "Measured"). Only the plainest request comes here: no query string, no X-Read-After,
     tracing off (the app's instrumentation makes the spans). A read that fails goes to
-    the app with its exception, which the `home` view raises: the error's answer, log
-    line and metrics are the app's own.
+    the app under FAILED_WITHOUT_FLASK_KEY: the error's answer, log line and metrics are
+    the app's own.
     """
 
     def __init__(self, app: Any, extensions: dict[str, Any]) -> None:
@@ -289,7 +297,7 @@ class FirstHomePage:
                 page = self.router.read(activities.home_feed, FIRST_PAGE)
                 etag = etag_of(page)
         except Exception as exc:
-            environ[FIRST_PAGE_FAILED_KEY] = exc
+            environ[FAILED_WITHOUT_FLASK_KEY] = exc
             return self.app(environ, start_response)
         headers = [("ETag", etag), ("Cache-Control", FIRST_PAGE_CACHE_CONTROL), _VARY_READ_AFTER]
         if _not_modified(etag, environ):
@@ -327,17 +335,6 @@ def show(activity_uuid: str) -> Response:
 
 
 CREATE_PATH = bp.url_prefix  # the create route's path, as NewCrud matches it
-
-
-@bp.before_request
-def _answer_new_crud_failure() -> None:
-    """NewCrud (new_crud.py) failed while reading or writing: the app answers its error."""
-    failed = request.environ.pop(NEW_CRUD_FAILED_KEY, None)
-    if failed is not None:
-        raise failed
-
-
-NEW_CRUD_FAILED_KEY = "cruddur.new_crud_failed"  # in the WSGI environ
 
 
 @bp.post("")

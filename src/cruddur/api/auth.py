@@ -126,29 +126,36 @@ def _unauthorized(message: str, *, error: str | None = "invalid_token") -> ApiEr
     return ApiError(401, "unauthorized", message, headers={"WWW-Authenticate": challenge})
 
 
+def bearer_token(environ: dict[str, Any]) -> str | None:
+    """The token of an `Authorization: Bearer <token>` header, else None."""
+    scheme, _, token = environ.get("HTTP_AUTHORIZATION", "").partition(" ")
+    token = token.strip()
+    return token if scheme.lower() == "bearer" and token else None
+
+
 def _bearer_token(environ: dict[str, Any]) -> str:
-    header = environ.get("HTTP_AUTHORIZATION", "")
-    if not header:
+    """bearer_token(), or 401 saying what is missing."""
+    token = bearer_token(environ)
+    if token is not None:
+        return token
+    if not environ.get("HTTP_AUTHORIZATION"):
         metrics.count_refused_token("missing")
         raise _unauthorized("sign in: send Authorization: Bearer <access token>", error=None)
-    scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
-        metrics.count_refused_token("not_bearer")
-        raise _unauthorized("the Authorization header must be: Bearer <access token>")
-    return token.strip()
+    metrics.count_refused_token("not_bearer")
+    raise _unauthorized("the Authorization header must be: Bearer <access token>")
 
 
 def verified_claims() -> dict[str, Any] | None:
     """The request's token's claims when it carries a valid one, else None (no error):
     for answers that only say more to a signed-in caller."""
     verifier: TokenVerifier = current_app.extensions["cruddur.verifier"]
-    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
+    token = bearer_token(request.environ)
+    if token is None:
         return None
     if verifier.settings.dev and not local_caller():
         return None
     try:
-        return verifier.verify(token.strip())
+        return verifier.verify(token)
     except (InvalidToken, KeysUnavailable):
         return None
 

@@ -105,17 +105,12 @@ def body_bytes(req: Request | None = None) -> bytes:
 def _read_body(req: Request) -> bytes:
     environ = req.environ
     limit = req.max_content_length
-    declared = environ.get("CONTENT_LENGTH")
-    if (
-        declared
-        and declared.isdigit()
-        and declared.isascii()  # isdigit() alone admits digits int() would refuse
-        and "HTTP_TRANSFER_ENCODING" not in environ
-    ):
+    declared = declared_length(environ)
+    if declared is not None:
         # The common case, a plain Content-Length: read that many bytes from the server's
         # stream, as werkzeug would (without its stream wrappers, a third of a create's
         # body handling).
-        return read_declared(environ["wsgi.input"], int(declared), limit)
+        return read_declared(environ["wsgi.input"], declared, limit)
     raw = req.get_data()  # 413 when Content-Length says it is too large
     # Without a Content-Length (chunked), werkzeug stops reading at the limit and returns
     # what it has: one byte more on the server's own stream tells whether the body went on.
@@ -127,6 +122,19 @@ def _read_body(req: Request) -> bytes:
     ):
         raise RequestEntityTooLarge()
     return raw
+
+
+def declared_length(environ: dict[str, Any]) -> int | None:
+    """The body's length when a plain Content-Length gives it (not chunked), else None."""
+    declared = environ.get("CONTENT_LENGTH")
+    if (
+        declared
+        and declared.isdigit()
+        and declared.isascii()  # isdigit() alone admits digits int() would refuse
+        and "HTTP_TRANSFER_ENCODING" not in environ
+    ):
+        return int(declared)
+    return None
 
 
 def read_declared(stream: BinaryIO, length: int, limit: int | None) -> bytes:

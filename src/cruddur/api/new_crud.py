@@ -12,9 +12,9 @@ before anything happens that cannot happen twice:
   answers, logs and counts it as it always has (the body, once read, is handed on in a
   new stream);
 - a failure once it is reading the body or writing (a slow reader's 503, a client gone,
-  the database down): to the app with the exception under NEW_CRUD_FAILED_KEY, which the
-  activities blueprint raises before its view runs, so the answer is the app's own and
-  nothing is written twice.
+  the database down): to the app with the exception under FAILED_WITHOUT_FLASK_KEY,
+  which the activities blueprint raises before its view runs, so the answer is the app's
+  own and nothing is written twice.
 
 tests/test_api_new_crud.py sends each case both ways and compares the answers.
 """
@@ -26,9 +26,9 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-from cruddur.api.activities import CREATE_PATH, JSON, NEW_CRUD_FAILED_KEY, after_write
-from cruddur.api.auth import InvalidToken, TokenVerifier, no_user
-from cruddur.api.bodies import BodyReaders, read_declared
+from cruddur.api.activities import CREATE_PATH, FAILED_WITHOUT_FLASK_KEY, JSON, after_write
+from cruddur.api.auth import InvalidToken, TokenVerifier, bearer_token, no_user
+from cruddur.api.bodies import BodyReaders, declared_length, read_declared
 from cruddur.api.db import PRIMARY_KEY
 from cruddur.api.dev_sign_in import local_caller
 from cruddur.api.keys import KeysUnavailable
@@ -58,7 +58,7 @@ class NewCrud:
         try:
             created = self._create(environ)
         except Exception as exc:  # reading or writing failed: the app answers it
-            environ[NEW_CRUD_FAILED_KEY] = exc
+            environ[FAILED_WITHOUT_FLASK_KEY] = exc
             return self.app(environ, start_response)
         if created is None:
             return self.app(environ, start_response)
@@ -107,24 +107,16 @@ class NewCrud:
         kind = environ.get("CONTENT_TYPE", "")
         if kind != JSON and kind.partition(";")[0].strip().lower() != JSON:
             return None
-        declared = environ.get("CONTENT_LENGTH")
-        if (
-            not declared
-            or not (declared.isascii() and declared.isdigit())
-            or "HTTP_TRANSFER_ENCODING" in environ
-        ):
-            return None
-        length = int(declared)
-        return length if length <= self.max_body else None
+        length = declared_length(environ)
+        return length if length is not None and length <= self.max_body else None
 
     def _caller(self, environ: dict[str, Any]) -> str | None:
         """The verified token's subject, or None for the app to refuse (and count) it."""
         verifier = self.verifier
         if verifier.settings.dev and not local_caller(environ):
             return None
-        scheme, _, token = environ.get("HTTP_AUTHORIZATION", "").partition(" ")
-        token = token.strip()
-        if scheme.lower() != "bearer" or not token:
+        token = bearer_token(environ)
+        if token is None:
             return None
         try:
             return verifier.verify(token)["sub"]
