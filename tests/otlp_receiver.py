@@ -25,6 +25,7 @@ class Span:
     kind: int
     attributes: dict[str, Any]
     service: str
+    status_code: int = 0  # OTLP's: 0 unset, 1 ok, 2 error
 
 
 def _value(any_value: Any) -> Any:
@@ -90,6 +91,7 @@ class OtlpReceiver:
                             kind=span.kind,
                             attributes={a.key: _value(a.value) for a in span.attributes},
                             service=resource.get("service.name", ""),
+                            status_code=span.status.code,
                         )
                     )
         with self._lock:

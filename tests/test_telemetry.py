@@ -139,6 +139,16 @@ def _token(served: Served, handle: str = "andrewbrown") -> str:
     return minted.stdout.strip()
 
 
+def _request_line(served: Served, request_id: str) -> dict:
+    """The request's log line, once written (after the answer has gone out)."""
+    deadline = time.monotonic() + 5
+    while not (lines := [r for r in served.request_lines() if r["request_id"] == request_id]):
+        assert time.monotonic() < deadline, f"no log line for {request_id}"
+        time.sleep(0.05)
+    (line,) = lines
+    return line
+
+
 def _trace(receiver: OtlpReceiver, trace_id: str, names: set[str]) -> dict[str, list[Span]]:
     spans = receiver.wait_for(
         lambda got: (
@@ -190,6 +200,74 @@ def test_a_feed_request_is_one_trace_that_continues_the_callers(
     assert line["status"] == 200 and line["duration_ms"] > 0
     assert line["level"] == "info" and line["time"].endswith("Z")
     assert headers["x-request-id"] == "feed-trace-1"
+
+
+def test_the_first_page_traced_without_flask_has_the_flask_instrumentations_spans(
+    served: Served, receiver: OtlpReceiver
+) -> None:
+    # The plain first page is answered without Flask (tracing.Shortcut); with a query it
+    # goes through Flask and its instrumentation. The server spans must not tell them apart
+    # but by what the query changes.
+    traces = {}
+    for path in ("/api/activities/home", "/api/activities/home?limit=20"):
+        trace_id, parent_id = secrets.token_hex(16), secrets.token_hex(8)
+        request_id = f"shortcut-{trace_id[:8]}"
+        status, _, body = request(
+            f"{served.base}{path}",
+            headers={"traceparent": f"00-{trace_id}-{parent_id}-01", "X-Request-Id": request_id},
+        )
+        assert status == 200
+        spans = _trace(receiver, trace_id, {"GET /api/activities/home", "home-activities"})
+        traces[path] = (parent_id, request_id, spans, body)
+    shapes = []
+    for parent_id, request_id, spans, body in traces.values():
+        (server_span,) = spans.pop("GET /api/activities/home")
+        (use_case,) = spans.pop("home-activities")
+        (statement,) = [s for group in spans.values() for s in group]
+        assert server_span.kind == SERVER and server_span.parent_span_id == parent_id
+        assert use_case.parent_span_id == server_span.span_id
+        assert statement.kind == CLIENT and statement.parent_span_id == use_case.span_id
+        line = _request_line(served, request_id)
+        assert (line["trace_id"], line["span_id"]) == (server_span.trace_id, server_span.span_id)
+        varies = {"http.target", "http.url", "url.query", "net.peer.port", "client.port"}
+        shapes.append((
+            {k: v for k, v in server_span.attributes.items() if k not in varies},
+            use_case.attributes, statement.name, statement.attributes, json.loads(body),
+        ))  # fmt: skip
+    plain, through_flask = shapes
+    assert plain[0]["http.route"] == "/api/activities/home"
+    assert plain[0]["http.status_code"] == 200
+    assert plain == through_flask
+
+
+def test_a_first_page_whose_read_fails_without_flask_is_one_traced_answer(
+    seeded_db: str, api_url: str, tmp_path: Path, own_receiver: OtlpReceiver
+) -> None:
+    # A read that fails in the shortcut is answered by the app inside the span it started.
+    server = Served(
+        api_url, tmp_path,
+        {"OTEL_EXPORTER_OTLP_ENDPOINT": own_receiver.url, "OTEL_BSP_SCHEDULE_DELAY": "100"},
+    )  # fmt: skip
+    try:
+        with psycopg.connect(seeded_db, autocommit=True) as owner:
+            owner.execute("ALTER TABLE activities RENAME TO activities_gone")
+        trace_id = secrets.token_hex(16)
+        status, _, body = request(
+            f"{server.base}/api/activities/home",
+            headers={"traceparent": f"00-{trace_id}-{secrets.token_hex(8)}-01",
+                     "X-Request-Id": "failed-shortcut"},
+        )  # fmt: skip
+        assert status >= 500 and "Traceback" not in body.decode()
+        spans = _trace(own_receiver, trace_id, {"GET /api/activities/home", "home-activities"})
+        (server_span,) = spans["GET /api/activities/home"]
+        (use_case,) = spans["home-activities"]
+        assert sum(s.kind == SERVER for group in spans.values() for s in group) == 1
+        assert server_span.attributes["http.status_code"] == status
+        assert use_case.parent_span_id == server_span.span_id and use_case.status_code == 2
+        line = _request_line(server, "failed-shortcut")
+        assert line["trace_id"] == trace_id and line["status"] == status
+    finally:
+        server.stop()
 
 
 def test_a_write_is_traced_with_its_author_and_logged_without_secrets(

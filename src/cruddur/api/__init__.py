@@ -133,15 +133,21 @@ def create_app(
     app.extensions["cruddur.feed_cache"] = AppFeedCache(listen_conninfo, enabled=cache_on)
 
     # The home feed's first page and a new crud without Flask (activities.FirstHomePage,
-    # new_crud.NewCrud), for every request that is not traced: a traced one goes through
-    # Flask's instrumentation.
+    # new_crud.NewCrud), for every request that is not traced; a traced first page too,
+    # in the WSGI instrumentation's span (tracing.Shortcut), any other traced request
+    # through Flask's instrumentation.
     def without_flask(untraced: Any) -> Any:
         new_crud = NewCrud(untraced, app.extensions, MAX_BODY_BYTES)
         return activities.FirstHomePage(new_crud, app.extensions)
 
     if tracing.enabled():
         # Inside the edge (its log line has the ids); behind the gate, for untraced ones.
-        tracing.instrument_app(app, untraced=without_flask)
+        home = tracing.Shortcut(
+            activities.HOME_PATH,
+            activities.FirstHomePage.answers,
+            lambda rest: activities.FirstHomePage(rest, app.extensions),
+        )
+        tracing.instrument_app(app, untraced=without_flask, shortcut=home)
     # Request ids, CORS, and (when on) the request's log line and metrics.
     observe = requests.observer(REQUEST_ID_KEY)
     if observe is not None:

@@ -265,10 +265,10 @@ class FirstHomePage:
     header for header, as the `home` view's (tests/test_api_feeds.py compares the two).
     Through Flask, its request context, URL matching, hooks and Response were ~2,800 of
     the uncached request's ~5,000 Python bytecodes; here it runs ~1,700 in all (README,
-    "Measured"). Only the plainest request comes here: no query string, no X-Read-After,
-    tracing off (the app's instrumentation makes the spans). A read that fails goes to
-    the app under FAILED_WITHOUT_FLASK_KEY: the error's answer, log line and metrics are
-    the app's own.
+    "Measured"). Only the plainest request comes here: no query string, no X-Read-After
+    (`answers`); sampled for a trace, in the WSGI instrumentation's server span
+    (tracing.Shortcut). A read that fails goes to the app under FAILED_WITHOUT_FLASK_KEY:
+    the error's answer, log line and metrics are the app's own.
     """
 
     def __init__(self, app: Any, extensions: dict[str, Any]) -> None:
@@ -279,13 +279,18 @@ class FirstHomePage:
     def _read_first_page(self) -> tuple[Page, Any]:
         return self.router.read(activities.home_first_page, FIRST_PAGE.limit)
 
+    @staticmethod
+    def answers(environ: dict[str, Any]) -> bool:
+        """Whether the request is the plain first page this answers (any other goes on)."""
+        return (
+            environ.get("PATH_INFO") == HOME_PATH
+            and environ.get("REQUEST_METHOD") == "GET"
+            and not environ.get("QUERY_STRING")
+            and READ_AFTER_KEY not in environ
+        )
+
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
-        if (
-            environ.get("PATH_INFO") != HOME_PATH
-            or environ.get("REQUEST_METHOD") != "GET"
-            or environ.get("QUERY_STRING")
-            or READ_AFTER_KEY in environ
-        ):
+        if not self.answers(environ):
             return self.app(environ, start_response)
         environ[ROUTE_KEY] = HOME_PATH  # the route's template too, for the request log
         try:

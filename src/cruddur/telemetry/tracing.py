@@ -20,6 +20,7 @@ import random
 import re
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from cruddur.config import TelemetrySettings
@@ -149,12 +150,20 @@ class TraceGate:
     thread) is given it directly, without the context manager's generator and copies.
     """
 
-    def __init__(self, plain: Any, instrumented: Any, sampling: Sampling) -> None:
+    def __init__(
+        self,
+        plain: Any,
+        instrumented: Any,
+        sampling: Sampling,
+        shortcut: tuple[Callable[[dict[str, Any]], bool], Any] | None = None,
+    ) -> None:
         from opentelemetry import context
 
         self.plain = plain
         self.instrumented = instrumented
         self.sampling = sampling
+        # (matches, app): a sampled request that matches goes to the shortcut's app.
+        self.shortcut_matches, self.shortcut = shortcut or (None, None)
         self._context = context
         token = context.attach(context.Context())
         try:
@@ -166,6 +175,8 @@ class TraceGate:
     def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
         if self.sampling.sampled(environ):
             environ[TRACED_KEY] = True
+            if self.shortcut is not None and self.shortcut_matches(environ):
+                return self.shortcut(environ, start_response)
             return self.instrumented(environ, start_response)
         context = self._context
         if context.get_current():  # something is in the context already: keep it
@@ -198,10 +209,26 @@ def _when_traced(hooks: list[Callable[..., Any]], *, reverse: bool = False) -> C
     return when_traced
 
 
-def instrument_app(app: Any, untraced: Callable[[Any], Any] | None = None) -> None:
+@dataclass(frozen=True)
+class Shortcut:
+    """Requests the app answers without Flask (the home feed's first page): sampled, they
+    are traced by the WSGI instrumentation, which the Flask one is built on, with the
+    same server span (name, attributes, parent) around the same use-case and SQL spans.
+    Through Flask and its instrumentation, a sampled first page ran ~14,300 Python
+    bytecodes; this way ~10,100 (bench/telemetry_bytecodes.py; README, "Measured")."""
+
+    route: str  # the route's template: the span's name (with the method) and http.route
+    matches: Callable[[dict[str, Any]], bool]  # whether a request is one the shortcut answers
+    over: Callable[[Any], Any]  # the shortcut's app, over the app it hands any other to
+
+
+def instrument_app(
+    app: Any, untraced: Callable[[Any], Any] | None = None, shortcut: Shortcut | None = None
+) -> None:
     """A server span per sampled request (continuing an incoming traceparent), named by
     route, by the Flask instrumentation, behind a `TraceGate`. `untraced`: wraps the
-    plain app that the gate's unsampled requests go to."""
+    plain app that the gate's unsampled requests go to; `shortcut`: sampled requests
+    answered without Flask."""
     global _suppressed
     from flask import request
     from opentelemetry.instrumentation.flask import FlaskInstrumentor
@@ -233,10 +260,50 @@ def instrument_app(app: Any, untraced: Callable[[Any], Any] | None = None) -> No
     # The instrumentation's hooks (and ours) run for sampled requests only.
     before[first_before:] = [_when_traced(before[first_before:])]
     teardown[first_teardown:] = [_when_traced(teardown[first_teardown:], reverse=True)]
+    shortcut_app = None
+    if shortcut is not None and not _urls_excluded():
+        shortcut_app = (shortcut.matches, _traced_shortcut(shortcut, plain))
     app.wsgi_app = TraceGate(
-        plain if untraced is None else untraced(plain), app.wsgi_app, _sampling
+        plain if untraced is None else untraced(plain), app.wsgi_app, _sampling, shortcut_app
     )
     app.ensure_sync = _known_sync(app.ensure_sync)
+
+
+def _urls_excluded() -> bool:
+    """Whether OTEL_PYTHON_FLASK_EXCLUDED_URLS (or the general _EXCLUDED_URLS) names any
+    URL: then every request goes through the Flask instrumentation, which skips them."""
+    import os
+
+    general = os.environ.get("OTEL_PYTHON_EXCLUDED_URLS", "")
+    return bool(os.environ.get("OTEL_PYTHON_FLASK_EXCLUDED_URLS", general).strip())
+
+
+def _traced_shortcut(shortcut: Shortcut, plain: Any) -> Any:
+    """The shortcut's app in the WSGI instrumentation's server span, named by route. A
+    request it hands on (its read failed) gets its answer from the plain Flask app inside
+    that span, the Flask instrumentation's hooks skipped: one server span either way."""
+    from opentelemetry.instrumentation.wsgi import OpenTelemetryMiddleware
+    from opentelemetry.metrics import NoOpMeterProvider
+
+    def handed_on(environ: dict[str, Any], start_response: Any) -> Any:
+        environ.pop(TRACED_KEY, None)
+        return plain(environ, start_response)
+
+    def started(span: Any, environ: dict[str, Any]) -> None:
+        _remember_ids(span, environ)
+        if span.is_recording():
+            span.update_name(f"{environ['REQUEST_METHOD']} {shortcut.route}")
+            span.set_attribute(_ROUTE, shortcut.route)
+
+    traced = OpenTelemetryMiddleware(
+        shortcut.over(handed_on),
+        request_hook=started,
+        tracer_provider=_provider,
+        meter_provider=NoOpMeterProvider(),  # as the Flask instrumentation's
+    )
+    # Its own "no histogram" for the no-op ones: no duration attributes made for them.
+    traced.duration_histogram_old = traced.duration_histogram_new = None
+    return traced
 
 
 def _known_sync(ensure_sync: Callable[..., Any]) -> Callable[..., Any]:
@@ -275,9 +342,7 @@ def _server_span_started(span: Any, environ: dict[str, Any]) -> None:
     store the value it holds). Setting the very value an attribute holds is skipped on
     this span; any other set goes to the SDK. (Skipping keeps the attributes' order too:
     each is set again in the order it has.)"""
-    context = span.get_span_context()
-    if context.is_valid:
-        environ[TRACE_IDS_KEY] = (format(context.trace_id, "032x"), format(context.span_id, "016x"))
+    _remember_ids(span, environ)
     if not span.is_recording():
         return
     environ[_SERVER_SPAN_KEY] = span
@@ -288,6 +353,12 @@ def _server_span_started(span: Any, environ: dict[str, Any]) -> None:
         store = getattr(held, "_dict", None)
         get = store.get if type(store) is dict else held.get
         span.set_attribute = functools.partial(_set_if_changed, get, span.set_attribute)
+
+
+def _remember_ids(span: Any, environ: dict[str, Any]) -> None:
+    context = span.get_span_context()
+    if context.is_valid:
+        environ[TRACE_IDS_KEY] = (format(context.trace_id, "032x"), format(context.span_id, "016x"))
 
 
 def _set_if_changed(
@@ -411,6 +482,7 @@ def _collect_request_attributes(environ: dict[str, Any], *args: Any, **kwargs: A
 # sends, an access_token put there by mistake say, is not exported with the span.
 QUERY_KEPT = frozenset({"limit", "before", "after"})
 _TARGET, _URL, _QUERY = "http.target", "http.url", "url.query"  # old and new semconv
+_ROUTE = "http.route"  # both
 
 
 def kept_query(query: str) -> str:
