@@ -14,6 +14,8 @@ The settings that keep hostile clients from taking the service down (README, "Se
   idle sockets stop the service; the permits now follow the open-files limit.
 - `--workers-kill-timeout`: a worker that does not stop within it is killed, so one
   SIGINT or SIGTERM always ends the server and all its workers.
+- `-m cruddur.granian_main`: granian itself, with workers that start with the default
+  stop actions, so a stop as a worker starts ends it at once, not at the kill timeout.
 """
 
 from __future__ import annotations
@@ -64,7 +66,7 @@ def server_command(
     python = sys.executable
     if server == "granian":
         return [
-            python, "-m", "granian", "--interface", "wsgi", "--factory", "--no-ws",
+            python, "-m", "cruddur.granian_main", "--interface", "wsgi", "--factory", "--no-ws",
             "--host", host, "--port", str(port),
             "--workers", str(workers), "--blocking-threads", str(threads),
             "--http", "1",

@@ -7,7 +7,9 @@ signal in that window was lost, the worker went on to serve, and the main proces
 for it forever (1 Ctrl-C in 4 right after start-up). So before the slow imports this
 module restores the default actions: a worker told to stop while loading simply exits.
 granian installs its graceful handlers once the app is loaded. (It lives outside
-`cruddur.api` because importing that package is the slow part.)
+`cruddur.api` because importing that package is the slow part.) Under `cruddur serve`,
+`cruddur.granian_main` already restores them at the fork itself, closing the window before
+this module runs; the reset here keeps a granian started otherwise safe.
 
 Then it makes one thread of its own the only one the stops are delivered to (see
 `forward_stops`): a worker sent two stops at once, as a terminal's Ctrl-C does, could

@@ -1,0 +1,43 @@
+"""granian's main process as `cruddur serve` runs it: `python -m cruddur.granian_main …`
+is `python -m granian …` with one addition, made before granian forks any worker.
+
+A forked worker starts with the main process's SIGINT/SIGTERM handler, which only sets a
+flag in the worker's copy of the main process's state. A stop sent to a worker in that
+window, before `cruddur.worker` restores the default actions, was lost: the worker went
+on to load the app and serve, and the main process waited for it until its kill timeout
+(5 s, "refused to gracefully stop"), the whole server stopping 5 s late. Here every fork
+blocks both signals around it, and the child restores their default actions before it
+unblocks them: a stop that arrives at any moment before the worker installs its own
+handlers ends the worker at once (`cruddur.worker` then takes over, as before).
+"""
+
+import os
+import signal
+
+STOPS = frozenset({signal.SIGINT, signal.SIGTERM})
+_masks: list[set[signal.Signals]] = []
+
+
+def _before_fork() -> None:
+    _masks.append(signal.pthread_sigmask(signal.SIG_BLOCK, STOPS))
+
+
+def _after_fork_in_parent() -> None:
+    signal.pthread_sigmask(signal.SIG_SETMASK, _masks.pop())
+
+
+def _after_fork_in_child() -> None:
+    for stop in STOPS:
+        signal.signal(stop, signal.SIG_DFL)
+    # A stop sent since the fork waits, blocked; unblocked now, it ends the worker.
+    signal.pthread_sigmask(signal.SIG_SETMASK, _masks.pop())
+
+
+os.register_at_fork(
+    before=_before_fork, after_in_parent=_after_fork_in_parent, after_in_child=_after_fork_in_child
+)
+
+if __name__ == "__main__":
+    from granian.cli import entrypoint
+
+    entrypoint()
