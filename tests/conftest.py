@@ -23,7 +23,7 @@ from psycopg import sql
 
 from cruddur.config import Settings
 from cruddur.db import Db
-from cruddur.embedded import EmbeddedPostgres
+from cruddur.embedded import THROWAWAY_VARIABLE, EmbeddedPostgres
 from cruddur.ops import loading, roles
 from cruddur.ops.migrations import runner
 from cruddur.targets import embedded_server
@@ -175,6 +175,11 @@ def pytest_sessionstart(session: pytest.Session) -> None:
         server = _embedded()
         session.config.stash[_STARTED_HERE] = not server.running()
         server.start(TEST_SERVER_SETTINGS)
+    # Every cluster made from here on (the tests' own, in scratch folders, in this process,
+    # the workers and the commands they run) is thrown away: initdb skips its final sync
+    # and the server runs without fsync. The checkout's server above is kept, and made (on
+    # a first run) with both.
+    os.environ[THROWAWAY_VARIABLE] = "1"
     url = _server_url()
     app_roles = _make_roles(url)
     os.environ[_ROLES_VARIABLE] = json.dumps(app_roles)
