@@ -145,12 +145,13 @@ class ReplicaPair:
                 "SELECT pg_wal_replay_pause()" if paused else "SELECT pg_wal_replay_resume()"
             )
 
-    def wait_caught_up(self, timeout: float = 30) -> None:
-        """Until the replica has replayed all the primary has written."""
+    def wait_caught_up(self, timeout: float = 30, replica_url: str | None = None) -> None:
+        """Until the replica (or the one at `replica_url`) has replayed all the primary
+        has written."""
         with psycopg.connect(self.primary_url, autocommit=True) as primary:
             target = primary.execute("SELECT pg_current_wal_lsn()").fetchone()[0]
         deadline = time.monotonic() + timeout
-        with psycopg.connect(self.replica_url, autocommit=True) as replica:
+        with psycopg.connect(replica_url or self.replica_url, autocommit=True) as replica:
             while not replica.execute(
                 "SELECT pg_last_wal_replay_lsn() >= %s::pg_lsn", [target]
             ).fetchone()[0]:

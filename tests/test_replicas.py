@@ -470,7 +470,6 @@ def test_read_your_writes_holds_behind_a_reader_endpoint_of_two_replicas(
     pair.wait_caught_up()
     lagging = pair.another_replica()
     try:
-        lagging.set_apply_delay(10_000)
         params = parse(pair.replica_url)
         reader = make_conninfo(
             pair.replica_url,
@@ -490,7 +489,11 @@ def test_read_your_writes_holds_behind_a_reader_endpoint_of_two_replicas(
                 "/api/activities", json={"message": "parent", "ttl": "1-day"}, headers=auth
             )
             parent = created.get_json()["uuid"]
-            time.sleep(11)  # the parent is on both replicas
+            # The parent on both replicas; then the second one replays 10 s late, so every
+            # reply below is on one replica and not yet on the other.
+            pair.wait_caught_up()
+            pair.wait_caught_up(replica_url=lagging.url)
+            lagging.set_apply_delay(10_000)
             for attempt in range(60):
                 reply = api.post(
                     f"/api/activities/{parent}/reply", json={"message": f"r{attempt}"},
