@@ -292,7 +292,9 @@ def _traced_shortcut(shortcut: Shortcut, plain: Any) -> Any:
     def started(span: Any, environ: dict[str, Any]) -> None:
         _remember_ids(span, environ)
         if span.is_recording():
-            span.update_name(f"{environ['REQUEST_METHOD']} {shortcut.route}")
+            name = f"{environ['REQUEST_METHOD']} {shortcut.route}"
+            if span.name != name:  # its own name is method and path: the same without variables
+                span.update_name(name)
             span.set_attribute(_ROUTE, shortcut.route)
 
     traced = OpenTelemetryMiddleware(
