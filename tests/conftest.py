@@ -116,10 +116,13 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 # Modules whose module-scoped fixtures are costly (a replica pair made by initdb and
-# pg_basebackup, a served API with its OTLP receiver, a PgBouncer, TLS servers): one test
-# worker runs each whole module (see pytest_xdist_make_scheduler), so that its fixtures
-# are built once, not once per worker.
-ONE_WORKER_MODULES = ("test_replicas.py", "test_telemetry.py", "test_pooler.py", "test_rds_tls.py")
+# pg_basebackup, a served API with its OTLP receiver, a PgBouncer, TLS servers, one
+# cfn-lint run of every template): one test worker runs each whole module (see
+# pytest_xdist_make_scheduler), so that its fixtures are built once, not once per worker.
+ONE_WORKER_MODULES = (
+    "test_replicas.py", "test_telemetry.py", "test_pooler.py", "test_rds_tls.py",
+    "test_deploy_template.py",
+)  # fmt: skip
 # The longest tests (pytest --durations), started first: the run then never ends with
 # one of them running alone on one worker while the other has nothing left to do.
 LONGEST_FIRST = (
