@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import threading
 import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -117,11 +118,12 @@ def pytest_configure(config: pytest.Config) -> None:
 
 # Modules whose module-scoped fixtures are costly (a replica pair made by initdb and
 # pg_basebackup, a served API with its OTLP receiver, a PgBouncer, TLS servers, one
-# cfn-lint run of every template): one test worker runs each whole module (see
-# pytest_xdist_make_scheduler), so that its fixtures are built once, not once per worker.
+# cfn-lint run of every template, a cluster behind a network namespace): one test worker
+# runs each whole module (see pytest_xdist_make_scheduler), so that its fixtures are
+# built once, not once per worker.
 ONE_WORKER_MODULES = (
     "test_replicas.py", "test_telemetry.py", "test_pooler.py", "test_rds_tls.py",
-    "test_deploy_template.py",
+    "test_deploy_template.py", "test_blackhole.py",
 )  # fmt: skip
 # The longest tests (pytest --durations), started first: the run then never ends with
 # one of them running alone on one worker while the other has nothing left to do.
@@ -257,7 +259,7 @@ def login_role(admin: psycopg.Connection) -> Iterator[str]:
 
 class _Databases:
     """A test worker's databases for empty_db and seeded_db, made one test ahead and
-    dropped behind it, in a thread of the worker's own: a test finds its new database
+    dropped behind it, in threads of the worker's own: a test finds its new database
     ready (a CREATE DATABASE here takes 0.05-0.25 s, and PostgreSQL 15 checkpoints at
     each DROP DATABASE), and its drop does not hold up the next test. Each test still
     gets a database made for it alone and dropped after it. A failed make fails the test
@@ -265,15 +267,21 @@ class _Databases:
 
     def __init__(self, url: str) -> None:
         self._url = url
-        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="test-databases")
-        self._conn: psycopg.Connection | None = None  # the thread's own
+        # Makes and drops in threads of their own: a drop's checkpoint never holds up
+        # the next make. Each thread has its own connection.
+        self._makes = ThreadPoolExecutor(max_workers=1, thread_name_prefix="test-db-make")
+        self._drops = ThreadPoolExecutor(max_workers=1, thread_name_prefix="test-db-drop")
+        self._local = threading.local()
+        self._conns: list[psycopg.Connection] = []
         self._ahead: dict[str, Future[str]] = {}
-        self._drops: list[Future[None]] = []
+        self._dropped: list[Future[None]] = []
 
     def _admin(self) -> psycopg.Connection:
-        if self._conn is None:
-            self._conn = psycopg.connect(self._url, autocommit=True)
-        return self._conn
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = self._local.conn = psycopg.connect(self._url, autocommit=True)
+            self._conns.append(conn)
+        return conn
 
     def _make(self, kind: str) -> str:
         name = f"cruddur_test_{uuid.uuid4().hex[:12]}"
@@ -294,46 +302,47 @@ class _Databases:
 
     def take(self, kind: str) -> str:
         """A new database of this kind ("empty" or "seeded"), the next one begun."""
-        ahead = self._ahead.pop(kind, None) or self._thread.submit(self._make, kind)
-        self._ahead[kind] = self._thread.submit(self._make, kind)
+        ahead = self._ahead.pop(kind, None) or self._makes.submit(self._make, kind)
+        self._ahead[kind] = self._makes.submit(self._make, kind)
         return ahead.result()
 
     def drop(self, name: str) -> None:
-        self._drops.append(self._thread.submit(lambda: _drop(self._admin(), name)))
+        self._dropped.append(self._drops.submit(lambda: _drop(self._admin(), name)))
 
     def close(self) -> None:
         for ahead in self._ahead.values():
             with contextlib.suppress(Exception):  # its error was no test's
                 self.drop(ahead.result())
-        self._thread.shutdown(wait=True)
-        if self._conn is not None:
-            self._conn.close()
-        for dropped in self._drops:
+        self._makes.shutdown(wait=True)
+        self._drops.shutdown(wait=True)
+        for conn in self._conns:
+            conn.close()
+        for dropped in self._dropped:
             dropped.result()
 
 
 @pytest.fixture(scope="session")
-def _databases(server_url: str) -> Iterator[_Databases]:
+def databases_ahead(server_url: str) -> Iterator[_Databases]:
     made = _Databases(server_url)
     yield made
     made.close()
 
 
 @pytest.fixture
-def empty_db(server_url: str, _databases: _Databases) -> Iterator[str]:
+def empty_db(server_url: str, databases_ahead: _Databases) -> Iterator[str]:
     """The URL of a new, empty database."""
-    name = _databases.take("empty")
+    name = databases_ahead.take("empty")
     yield with_database(server_url, name)
-    _databases.drop(name)
+    databases_ahead.drop(name)
 
 
 @pytest.fixture
-def seeded_db(server_url: str, _databases: _Databases) -> Iterator[str]:
+def seeded_db(server_url: str, databases_ahead: _Databases) -> Iterator[str]:
     """The URL of a new database migrated and seeded (a copy of the template), with the
     run's API and Lambda roles allowed in."""
-    name = _databases.take("seeded")
+    name = databases_ahead.take("seeded")
     yield with_database(server_url, name)
-    _databases.drop(name)
+    databases_ahead.drop(name)
 
 
 def _app_roles() -> dict[str, list[str]]:

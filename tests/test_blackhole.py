@@ -38,7 +38,9 @@ from cruddur.db.dead_peer import (
     with_dead_peer_bounds,
 )
 
-pytestmark = pytest.mark.xdist_group("blackhole")  # one namespace and veth pair at a time
+# One namespace and veth pair at a time: conftest's ONE_WORKER_MODULES runs the module
+# on one worker (pytest 9 ignores this mark; it says the same to pytest-xdist's own ways).
+pytestmark = pytest.mark.xdist_group("blackhole")
 
 HOLE_SECONDS = 7.0  # longer than the 5 s no request may wait
 ANSWER_ONCE_KNOWN = 1.0  # seconds: a 503 within this once the outage has been found
@@ -48,13 +50,16 @@ ANSWER_ONCE_KNOWN = 1.0  # seconds: a 503 within this once the outage has been f
 FOUND_WITHIN = LONGEST_WAIT
 
 
-@pytest.fixture
-def isolated_cluster(tmp_path):
+@pytest.fixture(scope="module")
+def isolated_cluster(tmp_path_factory):
+    """The cluster behind its path, shared by the module's tests (one worker runs them
+    all, one after the other: conftest's ONE_WORKER_MODULES); each test restores the path
+    and writes rows of its own load's tag."""
     reason = why_no_namespaces()
     if reason is not None:
         pytest.skip(reason)
     path = IsolatedPath().create()
-    cluster = Cluster(tmp_path / "db")
+    cluster = Cluster(tmp_path_factory.mktemp("blackhole") / "db")
     try:
         cluster.create()  # set up and loaded on 127.0.0.1, then moved behind the path
         cluster.server.stop("fast")
