@@ -126,7 +126,7 @@ class Served:
                 pass
             assert self.process.poll() is None, self.output
             assert time.monotonic() < deadline, f"no answer in {timeout} s:\n{self.output}"
-            time.sleep(0.1)
+            time.sleep(0.03)  # a refused connection costs next to nothing
 
     def leftovers(self) -> list[int]:
         return group_members(self.process.pid)
