@@ -294,10 +294,15 @@ class _Databases:
         # not copied with the template (the tables' privileges are).
         database = sql.Identifier(name)
         api, lambda_ = (sql.Identifier(role) for role, _ in _app_roles().values())
-        admin.execute(sql.SQL("REVOKE TEMPORARY ON DATABASE {} FROM PUBLIC").format(database))
-        admin.execute(
-            sql.SQL("GRANT CONNECT ON DATABASE {} TO {}, {}").format(database, api, lambda_)
-        )
+        try:
+            admin.execute(sql.SQL("REVOKE TEMPORARY ON DATABASE {} FROM PUBLIC").format(database))
+            admin.execute(
+                sql.SQL("GRANT CONNECT ON DATABASE {} TO {}, {}").format(database, api, lambda_)
+            )
+        except BaseException:
+            with contextlib.suppress(Exception):  # made, but no test will have it
+                _drop(admin, name)
+            raise
         return name
 
     def take(self, kind: str) -> str:

@@ -13,24 +13,27 @@ handlers ends the worker at once (`cruddur.worker` then takes over, as before).
 
 import os
 import signal
+import threading
 
 STOPS = frozenset({signal.SIGINT, signal.SIGTERM})
-_masks: list[set[signal.Signals]] = []
+# Each forking thread's mask from before its fork (a signal mask is a thread's own: two
+# threads forking at once must each get theirs back).
+_saved = threading.local()
 
 
 def _before_fork() -> None:
-    _masks.append(signal.pthread_sigmask(signal.SIG_BLOCK, STOPS))
+    _saved.mask = signal.pthread_sigmask(signal.SIG_BLOCK, STOPS)
 
 
 def _after_fork_in_parent() -> None:
-    signal.pthread_sigmask(signal.SIG_SETMASK, _masks.pop())
+    signal.pthread_sigmask(signal.SIG_SETMASK, _saved.mask)
 
 
 def _after_fork_in_child() -> None:
     for stop in STOPS:
         signal.signal(stop, signal.SIG_DFL)
     # A stop sent since the fork waits, blocked; unblocked now, it ends the worker.
-    signal.pthread_sigmask(signal.SIG_SETMASK, _masks.pop())
+    signal.pthread_sigmask(signal.SIG_SETMASK, _saved.mask)
 
 
 os.register_at_fork(
