@@ -9,6 +9,8 @@ on to load the app and serve, and the main process waited for it until its kill 
 blocks both signals around it, and the child restores their default actions before it
 unblocks them: a stop that arrives at any moment before the worker installs its own
 handlers ends the worker at once (`cruddur.worker` then takes over, as before).
+Where granian spawns its workers instead of forking them (newer Pythons), neither this
+nor the import below applies: `cruddur.worker`'s own reset covers the stops there.
 """
 
 import os
