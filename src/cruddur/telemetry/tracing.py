@@ -468,15 +468,16 @@ def _collect_request_attributes(environ: dict[str, Any], *args: Any, **kwargs: A
     instrumentation asks for a sampled request's attributes twice (for its metrics'
     counter in its WSGI wrapper, then for the span in its before_request hook), from the
     same environ, each time ~50k instructions. The first answer is kept in the environ
-    as a copy (the first caller adds the response's status to its own dict later) and
-    the second call takes a copy of it; a call with other settings, or a third, runs
-    the instrumentation's own."""
+    and the second call takes a copy of it: the first caller changes its own dict only
+    once the response starts (its status), after the hook. A call with other settings,
+    or a third, runs the instrumentation's own. (A request with one call, the WSGI
+    instrumentation's for tracing.Shortcut, copies nothing.)"""
     mode = args[0] if args else kwargs.get("sem_conv_opt_in_mode")
     kept = environ.pop(_COLLECTED_KEY, None)
     if kept is not None and kept[0] is mode and len(args) + len(kwargs) <= 1:
         return dict(kept[1])
     attributes = _collected_by[0](environ, *args, **kwargs)
-    environ[_COLLECTED_KEY] = (mode, dict(attributes))
+    environ[_COLLECTED_KEY] = (mode, attributes)
     return attributes
 
 
