@@ -356,3 +356,23 @@ def test_metrics_on_the_api_port_is_refused_in_one_line(seeded_db: str, tmp_path
     output = _refused_at_once(refused)
     assert output.strip().count("\n") == 0, output
     assert f"CRUDDUR_METRICS_PORT is {port}, the port the API serves on" in output
+
+
+def test_workers_stop_when_the_main_process_is_killed(seeded_db: str, tmp_path) -> None:
+    # SIGKILL or the OOM killer ends granian's main process without a word to its
+    # workers: they went on serving on the port (parent now pid 1), with nobody left to
+    # stop them. Each worker now gets a SIGTERM when its parent dies.
+    served = Served("--workers", "2", "--threads", "1", env=_env(seeded_db, tmp_path))
+    try:
+        served.wait_healthy()
+        assert served.saw("Started worker-2"), served.output
+        os.kill(served.process.pid, signal.SIGKILL)
+        served.process.wait(timeout=10)
+        deadline = time.monotonic() + WORKERS_KILL_TIMEOUT
+        while served.leftovers() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not served.leftovers(), f"workers left serving:\n{served.output}"
+        with pytest.raises(OSError):
+            served.get("/api/health", timeout=1)
+    finally:
+        served.kill_all()

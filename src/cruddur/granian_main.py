@@ -9,12 +9,19 @@ on to load the app and serve, and the main process waited for it until its kill 
 blocks both signals around it, and the child restores their default actions before it
 unblocks them: a stop that arrives at any moment before the worker installs its own
 handlers ends the worker at once (`cruddur.worker` then takes over, as before).
+Each forked worker also asks the kernel for a SIGTERM when the main process dies
+(PR_SET_PDEATHSIG, Linux): a main process killed outright (SIGKILL, the OOM killer) no
+longer leaves its workers serving on the port with nobody to stop them; each drains and
+exits as it would on `kill`. (granian forks from its main thread only, the thread whose
+end would otherwise fire it.)
 Where granian spawns its workers instead of forking them (newer Pythons), neither this
 nor the import below applies: `cruddur.worker`'s own reset covers the stops there.
 """
 
+import ctypes
 import os
 import signal
+import sys
 import threading
 
 STOPS = frozenset({signal.SIGINT, signal.SIGTERM})
@@ -23,8 +30,24 @@ STOPS = frozenset({signal.SIGINT, signal.SIGTERM})
 _saved = threading.local()
 
 
+PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+# libc, loaded here once rather than in every child after its fork.
+_libc = ctypes.CDLL(None, use_errno=True) if sys.platform.startswith("linux") else None
+
+
 def _before_fork() -> None:
+    _saved.parent = os.getpid()
     _saved.mask = signal.pthread_sigmask(signal.SIG_BLOCK, STOPS)
+
+
+def _end_with_parent(parent: int) -> None:
+    """SIGTERM to this process when its parent dies; at once if it already has."""
+    if _libc is None:
+        return
+    if _libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0) != 0:
+        return  # not fatal: the worker serves as before, as it did without this
+    if os.getppid() != parent:  # the parent died between the fork and the prctl
+        os.kill(os.getpid(), signal.SIGTERM)
 
 
 def _after_fork_in_parent() -> None:
@@ -34,6 +57,7 @@ def _after_fork_in_parent() -> None:
 def _after_fork_in_child() -> None:
     for stop in STOPS:
         signal.signal(stop, signal.SIG_DFL)
+    _end_with_parent(_saved.parent)
     # A stop sent since the fork waits, blocked; unblocked now, it ends the worker.
     signal.pthread_sigmask(signal.SIG_SETMASK, _saved.mask)
 
