@@ -86,6 +86,19 @@ def test_serve_help_explains_itself() -> None:
         assert words in shown.stdout
 
 
+def test_a_worker_count_past_the_limit_is_refused_before_anything_starts() -> None:
+    # --workers 3000 filled the machine's memory (the OOM killer took a test run's
+    # worker); 100000 ended in a traceback (too many open files).
+    from click.testing import CliRunner
+
+    from cruddur.cli import main
+
+    for option in ("--workers", "--threads"):
+        refused = CliRunner().invoke(main, ["serve", option, "100000"])
+        assert refused.exit_code == 2
+        assert "100000 is not in the range" in refused.output, refused.output
+
+
 def test_the_worker_factory_tunes_the_collector(monkeypatch, tmp_path) -> None:
     import gc
 

@@ -120,6 +120,8 @@ def test_auth_from_a_cognito_pool() -> None:
         ({"CRUDDUR_SERVER": "uwsgi"}, "gunicorn, granian"),
         ({"PORT": "http"}, "PORT must be a whole number"),
         ({"CRUDDUR_WORKERS": "0"}, "at least 1"),
+        ({"CRUDDUR_WORKERS": "3000"}, "CRUDDUR_WORKERS must be at most 64, not 3000"),
+        ({"CRUDDUR_THREADS": "100000"}, "CRUDDUR_THREADS must be at most 256"),
         ({"PORT": "99999"}, "PORT must be at most 65535, not 99999"),
         ({"CRUDDUR_METRICS_PORT": "70000"}, "CRUDDUR_METRICS_PORT must be at most 65535"),
     ],

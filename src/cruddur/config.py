@@ -301,6 +301,12 @@ class MigrationSettings:
 
 SERVERS = ("gunicorn", "granian")
 MAX_HEADER_TIMEOUT = 60.0  # granian's own limit
+# Past a machine's cores more processes add memory and database connections (a pool
+# each), not throughput; 3,000 workers filled this 24 GB machine and set off the OOM
+# killer. 64 is far past the largest task we run (16 vCPU). Threads wait on the database:
+# more than the pool can serve only queue.
+MAX_WORKERS = 64
+MAX_THREADS = 256
 
 
 @dataclass(frozen=True)
@@ -344,8 +350,12 @@ class ServeSettings:
         return cls(
             host=env.get("CRUDDUR_HOST", "").strip() or defaults.host,
             port=_port(env, "PORT", defaults.port),
-            workers=_number(env, "CRUDDUR_WORKERS", defaults.workers, minimum=1, kind=int),
-            threads=_number(env, "CRUDDUR_THREADS", defaults.threads, minimum=1, kind=int),
+            workers=_number(
+                env, "CRUDDUR_WORKERS", defaults.workers, minimum=1, maximum=MAX_WORKERS, kind=int
+            ),
+            threads=_number(
+                env, "CRUDDUR_THREADS", defaults.threads, minimum=1, maximum=MAX_THREADS, kind=int
+            ),
             server=server,
             header_timeout=header_timeout,
             cors_origins=tuple(dict.fromkeys(origins)),

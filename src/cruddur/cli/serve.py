@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 import click
 
 from cruddur.cli.output import cruddur_command, info, warn
-from cruddur.config import SERVERS, ConfigError, Settings, is_loopback
+from cruddur.config import MAX_THREADS, MAX_WORKERS, SERVERS, ConfigError, Settings, is_loopback
 from cruddur.ops.role_names import API_ROLE, LAMBDA_ROLE
 from cruddur.ports import PortTaken, claim
 from cruddur.serving import raise_open_files_limit, server_command
@@ -113,9 +113,15 @@ def start_metrics_exporter(host: str, port: int) -> None:
 @click.command()
 @click.option("--host", help="Address to listen on [CRUDDUR_HOST; default 127.0.0.1].")
 @click.option("--port", type=click.IntRange(1, 65535), help="Port [PORT; default 4567].")
-@click.option("--workers", type=click.IntRange(1), help="Processes [CRUDDUR_WORKERS; default 2].")
 @click.option(
-    "--threads", type=click.IntRange(1), help="Threads per process [CRUDDUR_THREADS; default 4]."
+    "--workers",
+    type=click.IntRange(1, MAX_WORKERS),
+    help="Processes [CRUDDUR_WORKERS; default 2].",
+)
+@click.option(
+    "--threads",
+    type=click.IntRange(1, MAX_THREADS),
+    help="Threads per process [CRUDDUR_THREADS; default 4].",
 )
 @click.option(
     "--server",
