@@ -323,6 +323,19 @@ def test_passwords_reach_the_server_only_hashed(admin, server_url) -> None:
         admin.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(name)))
 
 
+def test_one_name_for_both_roles_is_refused_before_anything_changes(admin, seeded_db, tmp_path):
+    # It printed "roles cruddur_lambda and cruddur_lambda": the Lambda's role then held
+    # the API's grants (INSERT and UPDATE on activities, UPDATE on users).
+    env = {"CONNECTION_URL": seeded_db, "CRUDDUR_HOME": str(tmp_path / "home")}
+    grants = "SELECT count(*) FROM information_schema.role_table_grants WHERE grantee = %s"
+    before = admin.execute(grants, [roles.LAMBDA_ROLE]).fetchone()
+    refused = cruddur("db", "roles", "--api-role", roles.LAMBDA_ROLE, "--yes", env=env)
+    assert refused.returncode == 2, refused.stderr
+    assert "need two roles, not one" in " ".join(refused.stderr.split())
+    assert admin.execute(grants, [roles.LAMBDA_ROLE]).fetchone() == before
+    assert not (tmp_path / "home" / "db-roles.env").exists()
+
+
 def test_a_role_name_longer_than_postgresql_keeps_is_refused(admin, seeded_db, tmp_path) -> None:
     # PostgreSQL cuts a role's name to 63 bytes: the URL written for the long name would
     # name a role that does not exist, and two long names would be one role.
