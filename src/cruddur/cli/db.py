@@ -429,6 +429,11 @@ def sessions(cli: Cli) -> None:
 def setup(cli: Cli, force: bool, if_missing: bool) -> None:
     """Drop, create, migrate and seed: a fresh database in one step.
 
+    Then, as `cruddur db roles` does, it makes the API's and the Lambda's login roles
+    (server-wide: cruddur_api, cruddur_lambda) if missing and grants them their rows; a
+    new role's password goes to the embedded server's state, or to a file only you can
+    read (.cruddur/db-roles.env; db-roles-prod.env with --prod).
+
     Locally it disconnects whoever holds the database first (a running `cruddur serve`
     reconnects by itself); on production it refuses while others are connected, unless
     --force, and asks for the database name first. With --if-missing, an existing
