@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 import uuid
 from datetime import datetime
@@ -174,6 +175,35 @@ def test_refused_bodies_change_nothing(api, mint, seeded_db: str) -> None:
     )
     assert nul.get_json()["errors"][0]["code"] == "message_invalid_characters"
     assert snapshot(seeded_db) == before
+
+
+def test_a_body_in_another_charset_or_compressed_is_a_415(api, mint, seeded_db: str) -> None:
+    # A gzipped body was read as it came (400 "not UTF-8"), and one declared latin-1 was
+    # read as UTF-8: a client is told what to send instead, and nothing is stored.
+    before = snapshot(seeded_db)
+    token = mint()
+    crud = {"message": "café", "ttl": "1-day"}
+    latin = json.dumps(crud, ensure_ascii=False).encode("latin-1")
+    for body, headers, content_type, said in [
+        (gzip.compress(json.dumps(crud).encode()), {"Content-Encoding": "gzip"},
+         "application/json", "uncompressed"),
+        (latin, {}, "application/json; charset=latin-1", "UTF-8"),
+    ]:  # fmt: skip
+        response = api.post(
+            "/api/activities", data=body, content_type=content_type, headers=headers, token=token
+        )
+        assert response.status_code == 415, response.get_json()
+        assert said in response.get_json()["message"]
+    assert snapshot(seeded_db) == before
+    sent = json.dumps(crud).encode()
+    for content_type in ("application/json; charset=UTF-8", "application/json; charset=utf8"):
+        response = api.post("/api/activities", data=sent, content_type=content_type, token=token)
+        assert response.status_code == 201, response.get_json()
+    identity = api.post(
+        "/api/activities", data=sent, content_type="application/json",
+        headers={"Content-Encoding": "identity"}, token=token,
+    )  # fmt: skip
+    assert identity.status_code == 201, identity.get_json()
 
 
 def test_a_reply_counts_on_its_parent_and_expires_with_it(api, mint, seeded_db: str) -> None:

@@ -27,8 +27,22 @@ def require_json(req: Request | None = None) -> None:
     """415 unless the body says it is JSON. A page on another site can send a form or
     text/plain POST without asking the browser first (no CORS preflight); it cannot
     send application/json that way. `req`: the request, when the caller has it."""
-    if not (req or request).is_json:
+    req = req or request
+    if not req.is_json:
         raise ApiError(415, "unsupported_media_type", "send the body as application/json")
+    # JSON is UTF-8 (RFC 8259), and a body is read as sent: a body in another charset or
+    # compressed would otherwise be read as if it were neither (a 400 "not UTF-8", or
+    # another character than the one meant).
+    charset = req.mimetype_params.get("charset", "utf-8").lower()
+    if charset not in ("utf-8", "utf8"):
+        raise ApiError(
+            415, "unsupported_media_type", f"send the body as UTF-8, not {charset[:32]!r}"
+        )
+    encoding = req.headers.get("Content-Encoding", "identity").strip().lower()
+    if encoding not in ("identity", ""):
+        raise ApiError(
+            415, "unsupported_media_type", f"send the body uncompressed, not {encoding[:32]!r}"
+        )
 
 
 BODY_READERS_KEY = "cruddur.body_readers"  # app.extensions: this worker's BodyReaders
