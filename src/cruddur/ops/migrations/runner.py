@@ -400,7 +400,8 @@ def migrate_url(
     reporter: Reporter | None = None,
     migrations: list[Migration] | None = None,
 ) -> list[Migration]:
-    """Lock, migrate and let go: what `db setup` and the tests' databases use."""
+    """Lock, migrate and let go, in one call (the tests' template database uses it; the CLI
+    goes through its own steps to report and confirm)."""
     settings = settings or MigrationSettings()
     reporter = reporter or Reporter()
     with locked(url, settings, reporter) as conn:
