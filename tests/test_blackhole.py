@@ -26,17 +26,23 @@ from outage_support import (
     dev_token,
     stored_counts,
 )
-from psycopg.conninfo import conninfo_to_dict
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from server_support import Served
 
 from cruddur.api.db import api_conninfo
+from cruddur.config import PoolSettings
 from cruddur.db.dead_peer import (
+    CLI_DEAD_PEER_BOUNDS,
+    CLI_TCP_USER_TIMEOUT_MS,
     KEEPALIVES_COUNT,
     KEEPALIVES_IDLE,
     KEEPALIVES_INTERVAL,
     TCP_USER_TIMEOUT_MS,
     with_dead_peer_bounds,
 )
+from cruddur.ops.connections import database_db, server_db
+from cruddur.ops.migrations import runner
+from cruddur.targets import Target
 
 # One namespace and veth pair at a time: conftest's ONE_WORKER_MODULES runs the module
 # on one worker (pytest 9 ignores this mark; it says the same to pytest-xdist's own ways).
@@ -152,6 +158,33 @@ def test_the_api_bounds_every_connection_unless_the_url_says_otherwise() -> None
         assert plain["tcp_user_timeout"] == str(TCP_USER_TIMEOUT_MS)
         assert plain["keepalives_idle"] == str(KEEPALIVES_IDLE)
     assert with_dead_peer_bounds("not a conninfo ===") == "not a conninfo ==="
+
+
+def _bounds_in_use(conn: psycopg.Connection) -> dict[str, str]:
+    """The dead-peer parameters a live connection was made with (libpq's own view)."""
+    wanted = set(CLI_DEAD_PEER_BOUNDS)
+    return {
+        option.keyword.decode(): (option.val or b"").decode()
+        for option in conn.pgconn.info
+        if option.keyword.decode() in wanted
+    }
+
+
+def test_the_clis_connections_are_bounded_too(seeded_db: str) -> None:
+    # A `db migrate` whose database vanished mid-statement waited for ever: the CLI's
+    # connections had no bound at all. Each way the CLI connects now carries its own,
+    # gentler ones (the URL's own still win).
+    expected = {k: str(v) for k, v in CLI_DEAD_PEER_BOUNDS.items()}
+    target = Target(seeded_db, "CONNECTION_URL")
+    with database_db(target, PoolSettings()) as db, db.connection() as conn:
+        assert _bounds_in_use(conn) == expected
+    with server_db(target, PoolSettings()) as db, db.connection() as conn:
+        assert _bounds_in_use(conn) == expected
+    with runner.connect(seeded_db) as conn:
+        assert _bounds_in_use(conn) == expected
+    with runner.connect(make_conninfo(seeded_db, keepalives_idle=60)) as conn:
+        assert _bounds_in_use(conn)["keepalives_idle"] == "60"
+    assert CLI_TCP_USER_TIMEOUT_MS > TCP_USER_TIMEOUT_MS  # the API's stay the tighter
 
 
 def test_a_worker_started_into_a_black_hole_answers_503_then_serves(isolated_cluster, tmp_path):

@@ -21,6 +21,13 @@ under the 5 s promised (README, "Outages"). Lower would cut healthy connections 
 lossy path: three retransmissions (0.2 + 0.4 + 0.8 s at the smallest RTO) fit in 2 s.
 A connection parameter the URL sets itself (`?tcp_user_timeout=…`, `?keepalives_idle=…`)
 wins over these.
+
+The CLI's verbs (`db migrate`, `db seed --fake`, `db status`…) get gentler bounds of
+their own (CLI_DEAD_PEER_BOUNDS): they may cross the internet to RDS, nobody waits on
+them with a 5 s promise, and without any bound one whose database vanished mid-statement
+waited for ever instead of ending, in about 30 s, with a connection error. A statement
+that runs long on a live server (an index build) is unaffected: the server's kernel
+answers the probes.
 """
 
 from __future__ import annotations
@@ -42,7 +49,17 @@ DEAD_PEER_BOUNDS: dict[str, int] = {
 }
 
 
-def with_dead_peer_bounds(conninfo: str) -> str:
+CLI_TCP_USER_TIMEOUT_MS = 30_000
+CLI_DEAD_PEER_BOUNDS: dict[str, int] = {
+    "tcp_user_timeout": CLI_TCP_USER_TIMEOUT_MS,
+    "keepalives": 1,
+    "keepalives_idle": 10,
+    "keepalives_interval": 5,
+    "keepalives_count": 4,  # 10 + 4 x 5 s: what tcp_user_timeout allows, where it is 0
+}
+
+
+def with_dead_peer_bounds(conninfo: str, bounds: dict[str, int] = DEAD_PEER_BOUNDS) -> str:
     """`conninfo` with the bounds above for each parameter it does not set itself.
 
     Unparsable conninfo is returned as it is: connecting reports why, as before. libpq
@@ -51,5 +68,10 @@ def with_dead_peer_bounds(conninfo: str) -> str:
         given = conninfo_to_dict(conninfo)
     except psycopg.ProgrammingError:
         return conninfo
-    missing = {k: v for k, v in DEAD_PEER_BOUNDS.items() if k not in given}
+    missing = {k: v for k, v in bounds.items() if k not in given}
     return make_conninfo(conninfo, **missing) if missing else conninfo
+
+
+def with_cli_bounds(conninfo: str) -> str:
+    """`conninfo` with the CLI's gentler bounds, for each parameter it does not set."""
+    return with_dead_peer_bounds(conninfo, CLI_DEAD_PEER_BOUNDS)

@@ -6,6 +6,7 @@ from dataclasses import replace
 
 from cruddur.config import PoolSettings
 from cruddur.db import Db
+from cruddur.db.dead_peer import with_cli_bounds
 from cruddur.targets import Target
 from cruddur.urls import server_conninfo
 
@@ -17,13 +18,15 @@ def admin_pool(settings: PoolSettings) -> PoolSettings:
 
 def database_db(target: Target, settings: PoolSettings) -> Db:
     """The target database itself, in transactions."""
-    return Db(target.conninfo, admin_pool(settings), application_name="cruddur-cli")
+    return Db(
+        with_cli_bounds(target.conninfo), admin_pool(settings), application_name="cruddur-cli"
+    )
 
 
 def server_db(target: Target, settings: PoolSettings) -> Db:
     """The server's maintenance database, autocommit: CREATE/DROP DATABASE need it."""
     return Db(
-        server_conninfo(target.conninfo),
+        with_cli_bounds(server_conninfo(target.conninfo)),
         admin_pool(settings),
         autocommit=True,
         application_name="cruddur-cli",

@@ -12,6 +12,7 @@ from psycopg_pool import PoolTimeout
 
 from cruddur.config import PoolSettings
 from cruddur.db import Db, template
+from cruddur.db.dead_peer import with_cli_bounds
 from cruddur.db.errors import RDS_REACH_HINT, explain
 from cruddur.db.replication import LagClock, ReplicaState, look_at_replica, parse_lsn
 from cruddur.ops.connections import database_db
@@ -151,14 +152,18 @@ def replica_status(url: str, primary_url: str, connect_timeout: int) -> ReplicaS
     all the primary has written, else the age of its last replayed transaction (not known
     when it has replayed none since it started). Without the primary, its own estimate."""
     try:
-        with psycopg.connect(url, autocommit=True, connect_timeout=connect_timeout) as conn:
+        with psycopg.connect(
+            with_cli_bounds(url), autocommit=True, connect_timeout=connect_timeout
+        ) as conn:
             state = look_at_replica(conn)
     except psycopg.Error as exc:
         explained = explain(exc)
         problem = explained.message if explained else str(exc).splitlines()[0]
         return ReplicaState(False, problem=problem)
     try:
-        with psycopg.connect(primary_url, connect_timeout=connect_timeout) as primary:
+        with psycopg.connect(
+            with_cli_bounds(primary_url), connect_timeout=connect_timeout
+        ) as primary:
             written = primary.execute(template("replication", "write_position")).fetchone()[0]
     except psycopg.Error:
         return state

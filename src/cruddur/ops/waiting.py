@@ -7,6 +7,7 @@ import time
 
 import psycopg
 
+from cruddur.db.dead_peer import with_cli_bounds
 from cruddur.db.errors import explain
 
 # libpq's words while a server starts, restarts or shuts down: worth waiting through.
@@ -27,7 +28,7 @@ def wait_until_accepting(url: str, timeout: float, connect_timeout: int = 2) -> 
     started = time.monotonic()
     while True:
         try:
-            with psycopg.connect(url, connect_timeout=connect_timeout) as conn:
+            with psycopg.connect(with_cli_bounds(url), connect_timeout=connect_timeout) as conn:
                 conn.execute("SELECT 1")
             return time.monotonic() - started
         except psycopg.OperationalError as exc:

@@ -19,6 +19,7 @@ from psycopg.rows import class_row
 
 from cruddur.config import MigrationSettings
 from cruddur.db import ScriptError, template
+from cruddur.db.dead_peer import with_cli_bounds
 from cruddur.db.scripts import Statement, error_line
 from cruddur.errors import Problem
 from cruddur.ops.migrations import catalog, lock
@@ -131,7 +132,7 @@ def load(directory: Path | None = None) -> list[Migration]:
 def connect(url: str, connect_timeout: int = 5) -> psycopg.Connection:
     """A direct connection of its own, not the pool's: the lock lives as long as it does."""
     conn = psycopg.connect(
-        url,
+        with_cli_bounds(url),
         autocommit=True,
         prepare_threshold=None,  # no prepared statements: safe behind a pooler too
         application_name="cruddur-migrate",
@@ -148,7 +149,10 @@ def identity(url: str, connect_timeout: int = 5) -> tuple[str, int]:
     """The cluster's system identifier and the database's oid behind `url`: the same
     pair for two URLs means the same database, whatever server name each uses."""
     with psycopg.connect(
-        url, autocommit=True, prepare_threshold=None, connect_timeout=connect_timeout
+        with_cli_bounds(url),
+        autocommit=True,
+        prepare_threshold=None,
+        connect_timeout=connect_timeout,
     ) as conn:
         cluster, oid = conn.execute(template("database", "identity")).fetchone()
     return cluster, oid
