@@ -70,6 +70,9 @@ def test_setup_starts_the_embedded_server_when_no_url_is_set(home) -> None:
     setup = run("db-setup", env=env)
     assert setup.returncode == 0, setup.stderr
     assert "local, embedded server" in setup.stderr
+    # A verb that starts the server says so, and how to stop it: it outlives the verb.
+    started = "started the embedded PostgreSQL; it keeps running after this command"
+    assert started in setup.stderr and "cruddur db down` stops it" in setup.stderr
 
     # bin/run ends in `cruddur serve`, which says the server outlives it, and how to stop it.
     said = _serve_says(env)
@@ -106,6 +109,9 @@ def test_setup_starts_the_embedded_server_when_no_url_is_set(home) -> None:
     assert "***" in up.stderr  # the generated password is not shown
     again = cruddur("db", "status", env=env)  # the data survived the restart
     assert "schema    loaded (3 users, 5 activities)" in again.stdout
+    token = cruddur("dev", "token", "--handle", "andrewbrown", env=env)
+    assert token.returncode == 0, token.stderr
+    assert started not in token.stderr  # it was running already
 
 
 def test_status_on_a_configured_url_reports_reachability(seeded_db) -> None:

@@ -61,10 +61,22 @@ class Cli:
         return target
 
     def resolve(self, *, start: bool = True) -> Target:
-        """The target without naming it; `start=False` leaves the embedded server as it is."""
-        from cruddur.targets import resolve  # imported on use: it loads psycopg
+        """The target without naming it; `start=False` leaves the embedded server as it is.
+        Starting it says so: it outlives the command (`dev token` before `bin/run` left a
+        server running without a word)."""
+        from cruddur.cli.output import cruddur_command
+        from cruddur.targets import embedded_server, resolve  # on use: they load psycopg
 
-        return resolve(self.settings, prod=self.prod, start=start)
+        settings = self.settings
+        embedded = start and not self.prod and not settings.connection_url
+        was_running = embedded and embedded_server(settings).running()
+        target = resolve(settings, prod=self.prod, start=start)
+        if embedded and not was_running:
+            info(
+                "started the embedded PostgreSQL; it keeps running after this command "
+                f"(`{cruddur_command()} db down` stops it)"
+            )
+        return target
 
     def confirm(self, action: str, target: Target | None = None) -> None:
         """On production, make the user type the database name first (or pass --yes)."""
