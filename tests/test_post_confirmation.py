@@ -426,3 +426,23 @@ def test_an_unknown_trigger_of_any_type_writes_nothing_and_logs_no_junk(
         assert handler(event, None) is event
     assert user_count(url) == 3
     assert "x\nx" not in caplog.text and "['a'" not in caplog.text
+
+
+def test_a_malformed_otlp_endpoint_leaves_sign_ups_untraced_and_says_so_once(
+    url: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A Lambda has nobody to ask: the sign-up is recorded, untraced, and the log says
+    # why once (not on each invocation), without the URL's key.
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "http://user:key9876@collector:abc")
+    monkeypatch.setattr(post_confirmation, "_traced", False)  # looked at afresh; put back after
+    for handle in ("untraced1", "untraced2"):
+        handler(cognito_event(preferred_username=handle), None)
+        assert user_row(url, handle=handle)
+    said = [
+        r.getMessage() for r in caplog.records if r.name == LOGGER and "traces" in r.getMessage()
+    ]
+    assert said == [
+        'traces off: OTEL_EXPORTER_OTLP_ENDPOINT: the port "abc" is not a number '
+        "(want http(s)://host[:port][/path])"
+    ]
+    assert "key9876" not in caplog.text

@@ -893,3 +893,66 @@ def test_malformed_otlp_headers_stop_serve_without_showing_the_key(
         "OTEL_EXPORTER_OTLP_HEADERS: entry" in refused.stderr and "not name=value" in refused.stderr
     )
     assert "SECRETKEY123" not in refused.stdout + refused.stderr
+
+
+MALFORMED_ENDPOINTS = [
+    ("http://user:key9876@collector:abc", 'the port "abc" is not a number'),
+    ("http://collector:99999", "the port 99999 is not from 1 to 65535"),
+    ("http://collector:0/v1/traces", "the port 0 is not from 1 to 65535"),
+    ("http://apikey:key9876/v1/traces", "the port is not a number"),  # not quoted: a key?
+    ("http://[::1", "an IPv6 address's [ or ] is unmatched"),
+    ("collector:4318", "it does not start with http:// or https://"),
+    ("ftp://collector", 'the scheme "ftp" is not http or https'),
+    ("http://key9876@", "it names no host"),
+]
+
+
+@pytest.mark.parametrize(
+    "name", ["OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"]
+)
+@pytest.mark.parametrize(("endpoint", "reason"), MALFORMED_ENDPOINTS)
+def test_a_malformed_otlp_endpoint_is_refused_by_name_and_reason(
+    name: str, endpoint: str, reason: str
+) -> None:
+    from cruddur.config import ConfigError, TelemetrySettings
+
+    with pytest.raises(ConfigError) as refused:
+        TelemetrySettings.from_env({name: endpoint})
+    assert str(refused.value) == f"{name}: {reason} (want http(s)://host[:port][/path])"
+    assert "key9876" not in str(refused.value)
+
+
+def test_well_formed_otlp_endpoints_are_taken() -> None:
+    from cruddur.config import TelemetrySettings
+
+    for endpoint in (
+        "https://api.honeycomb.io",
+        "http://collector:4318/",
+        "HTTP://[::1]:4318/v1/traces",
+        "http://user:key@127.0.0.1:4318/v1/traces?api_key=x",
+    ):
+        assert TelemetrySettings.from_env({"OTEL_EXPORTER_OTLP_ENDPOINT": endpoint}).traces
+    # Traces off: a malformed endpoint is not read, so not refused.
+    off = {"OTEL_EXPORTER_OTLP_ENDPOINT": "collector:abc", "OTEL_SDK_DISABLED": "true"}
+    assert not TelemetrySettings.from_env(off).traces
+
+
+@pytest.mark.parametrize(
+    "command", [("serve",), ("db", "migrate"), ("db", "seed", "--fake")], ids=" ".join
+)
+def test_a_malformed_otlp_endpoint_stops_serve_and_the_traced_verbs_in_one_line(
+    command: tuple[str, ...], tmp_path: Path
+) -> None:
+    env = {
+        "CRUDDUR_HOME": str(tmp_path),
+        "CONNECTION_URL": "postgresql://postgres@127.0.0.1:1/cruddur",
+        "OTEL_EXPORTER_OTLP_ENDPOINT": "http://user:key9876@collector:abc",
+    }
+    refused = run(CRUDDUR, *command, env=env)
+    assert refused.returncode == 1
+    assert refused.stderr.strip().splitlines()[0] == (
+        'error: OTEL_EXPORTER_OTLP_ENDPOINT: the port "abc" is not a number '
+        "(want http(s)://host[:port][/path])"
+    )
+    output = refused.stdout + refused.stderr
+    assert "serving" not in output and "unexpected" not in output and "key9876" not in output

@@ -81,10 +81,11 @@ def _api_role(settings: Settings, target: Target, found: tuple[int, bool] | None
 
 
 def redact_endpoint(url: str | None) -> str:
-    """The endpoint without its query or credentials (an API key can ride in either)."""
+    """The endpoint without its query or credentials (an API key can ride in either).
+    TelemetrySettings has checked it (config.check_otlp_endpoint): it parses."""
     parts = urlsplit(url or "")
-    port = f":{parts.port}" if parts.port else ""
-    return f"{parts.scheme}://{parts.hostname or ''}{port}{parts.path}"
+    address = parts.netloc.rpartition("@")[2]  # host[:port], an IPv6 one in its brackets
+    return f"{parts.scheme}://{address}{parts.path}"
 
 
 def start_metrics_exporter(host: str, port: int) -> None:

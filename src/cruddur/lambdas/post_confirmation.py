@@ -37,7 +37,14 @@ from typing import Any
 import psycopg
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from cruddur.config import ConfigError, LambdaSettings, check_otlp_headers
+from cruddur.config import (
+    OTLP_ENDPOINTS,
+    OTLP_HEADERS,
+    ConfigError,
+    LambdaSettings,
+    check_otlp_endpoint,
+    check_otlp_headers,
+)
 from cruddur.names import name_too_long
 from cruddur.rds_tls import lambda_bundle, secured
 from cruddur.services.sign_up import SignUpError, event_attributes, refusal, user_from_event
@@ -140,8 +147,15 @@ def _tracing() -> tuple[Any, Any] | None:
     disabled = os.environ.get("OTEL_SDK_DISABLED", "").strip().lower() == "true"
     if not (endpoint and endpoint.strip()) or disabled:
         return None
-    try:  # a malformed one would be quoted, key and all, by the SDK's own warning
-        for name in ("OTEL_EXPORTER_OTLP_HEADERS", "OTEL_EXPORTER_OTLP_TRACES_HEADERS"):
+    try:
+        # A malformed endpoint failed each export with a traceback (ValueError: Port
+        # could not be cast…) or went nowhere; a malformed header would be quoted, key
+        # and all, by the SDK's own warning. Said once (without the value), and the
+        # sign-ups go on untraced: a Lambda has nobody to ask.
+        for name in OTLP_ENDPOINTS:
+            if os.environ.get(name, "").strip():
+                check_otlp_endpoint(name, os.environ[name].strip())
+        for name in OTLP_HEADERS:
             check_otlp_headers(name, os.environ.get(name, ""))
     except ConfigError as exc:
         log.warning("traces off: %s", exc)
