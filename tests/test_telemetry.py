@@ -895,6 +895,101 @@ def test_malformed_otlp_headers_stop_serve_without_showing_the_key(
     assert "SECRETKEY123" not in refused.stdout + refused.stderr
 
 
+# An endpoint with an API key in its query and its userinfo, and a key in the headers.
+KEYED = {
+    "OTEL_EXPORTER_OTLP_HEADERS": "x-honeycomb-team=HEADERKEY42",
+    "OTEL_EXPORTER_OTLP_TIMEOUT": "2",  # the exporter's retries: a few seconds, not 10
+}
+KEYS = ("key123", "pass-word-9", "HEADERKEY42")
+
+
+def _keyed_endpoint(port: int) -> str:
+    return f"http://user:pass-word-9@127.0.0.1:{port}/v1/traces?api_key=key123"
+
+
+def test_the_log_cuts_the_otlp_endpoints_keys_from_messages_and_tracebacks() -> None:
+    from cruddur.config import TelemetrySettings
+    from cruddur.telemetry.logs import JsonFormatter, Redactor, TextFormatter
+
+    settings = TelemetrySettings.from_env(
+        {"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": _keyed_endpoint(9), **KEYED}
+    )
+    assert settings.traces
+    logger = logging.getLogger("test.redaction")
+    logger.propagate = False
+    streams = []
+    for formatter in (JsonFormatter(), TextFormatter()):
+        stream = io.StringIO()
+        handler = logging.StreamHandler(stream)
+        handler.setFormatter(formatter)
+        handler.addFilter(Redactor(settings.secrets))
+        logger.addHandler(handler)
+        streams.append(stream)
+    try:
+        # As urllib3's error reaches the exporter's warning: the path and query.
+        logger.warning(
+            "Transient error %s encountered while exporting span batch",
+            "Max retries exceeded with url: /v1/traces?api_key=key123 (Connection refused)",
+        )
+        try:
+            try:
+                raise ConnectionError(f"refused: {_keyed_endpoint(9)} (HEADERKEY42)")
+            except ConnectionError as exc:
+                raise RuntimeError("api_key=key123 failed") from exc
+        except RuntimeError:
+            logger.exception("Exception while exporting Span batch.")
+    finally:
+        for handler in logger.handlers[:]:
+            logger.removeHandler(handler)
+        logger.propagate = True
+    written = [stream.getvalue() for stream in streams]
+    for text in written:
+        assert not any(key in text for key in KEYS), text
+        assert "url: /v1/traces?*** (Connection refused)" in text  # what failed, still said
+        assert "refused: http://***@127.0.0.1:9/v1/traces?*** (***)" in text
+        assert "RuntimeError: *** failed" in text
+    warning, error = (json.loads(line) for line in written[0].splitlines())
+    assert warning["level"] == "warning" and error["error"] == "RuntimeError: *** failed"
+    assert "Traceback (most recent call last)" in error["traceback"]
+    assert "The above exception was the direct cause" in error["traceback"]
+
+
+def test_the_exporters_warnings_in_the_served_log_show_no_key(
+    module_db: str, tmp_path: Path
+) -> None:
+    endpoint = _keyed_endpoint(free_port())  # nothing listens there
+    server = Served(
+        module_db,
+        tmp_path,
+        {"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": endpoint, "OTEL_BSP_SCHEDULE_DELAY": "50", **KEYED},
+    )
+    try:
+        assert request(f"{server.base}/api/activities/home")[0] == 200
+        # Operators still read why the spans did not go out, and where to.
+        assert server.saw("Max retries exceeded with url: /v1/traces?***", timeout=20), (
+            server.output
+        )
+    finally:
+        server.stop()
+    assert "traces: OTLP/HTTP to http://127.0.0.1:" in server.output
+    assert not any(key in server.output for key in KEYS), server.output
+
+
+def test_a_traced_cli_verb_writes_the_exporters_warnings_without_the_key(
+    empty_db: str, tmp_path: Path
+) -> None:
+    env = {
+        "CONNECTION_URL": empty_db,
+        "CRUDDUR_HOME": str(tmp_path),
+        "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": _keyed_endpoint(free_port()),
+        **KEYED,
+    }
+    migrated = run(CRUDDUR, "db", "migrate", env=env)
+    assert migrated.returncode == 0, migrated.stderr
+    assert "Max retries exceeded with url: /v1/traces?***" in migrated.stderr
+    assert not any(key in migrated.stdout + migrated.stderr for key in KEYS), migrated.stderr
+
+
 MALFORMED_ENDPOINTS = [
     ("http://user:key9876@collector:abc", 'the port "abc" is not a number'),
     ("http://collector:99999", "the port 99999 is not from 1 to 65535"),
@@ -956,3 +1051,34 @@ def test_a_malformed_otlp_endpoint_stops_serve_and_the_traced_verbs_in_one_line(
     )
     output = refused.stdout + refused.stderr
     assert "serving" not in output and "unexpected" not in output and "key9876" not in output
+
+
+def test_the_sign_up_lambdas_exporter_warnings_show_no_key(seeded_db: str) -> None:
+    script = (
+        "import json, sys\n"
+        "from cruddur.lambdas.post_confirmation import handler\n"
+        "handler(json.loads(sys.argv[1]), None)\n"
+    )
+    event = {
+        "triggerSource": "PostConfirmation_ConfirmSignUp",
+        "request": {
+            "userAttributes": {
+                "sub": "3f1c2a9e-0000-4000-8000-keyed0000001",
+                "email": "keyed@example.com",
+                "preferred_username": "keyeduser",
+            }
+        },
+    }
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
+    env.update(
+        CONNECTION_URL=seeded_db,
+        OTEL_EXPORTER_OTLP_TRACES_ENDPOINT=_keyed_endpoint(free_port()),
+        **KEYED,
+    )
+    done = subprocess.run(
+        [str(ROOT / ".venv" / "bin" / "python"), "-c", script, json.dumps(event)],
+        env=env, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "Max retries exceeded with url: /v1/traces?***" in done.stderr
+    assert not any(key in done.stdout + done.stderr for key in KEYS), done.stderr

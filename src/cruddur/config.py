@@ -12,7 +12,7 @@ import math
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, TypeVar
@@ -444,6 +444,52 @@ def check_otlp_endpoint(name: str, value: str) -> None:
         raise refused(f"the port {shown}is not a number")
 
 
+# A value shorter than this is not looked for on its own (it would cut common words out
+# of log lines); in its place (the query, the userinfo) it always is.
+SECRET_MIN = 6
+# The characters requests leaves as they are when it quotes a URL (requote_uri).
+_REQUOTE_SAFE = "!#$%&'()*+,/:;=?@[]~"
+
+
+def otlp_secrets(env: Mapping[str, str]) -> tuple[str, ...]:
+    """What the log must never show of the OTLP settings: each endpoint's query and
+    userinfo (an API key can ride in either), their values on their own, and the headers'
+    values (x-honeycomb-team=KEY); each as given, decoded, and quoted as requests
+    sends it. Longest first, so a whole query goes before a value in it."""
+    from urllib.parse import parse_qsl, quote, unquote, urlsplit  # as check_otlp_endpoint
+
+    found: set[str] = set()
+
+    def add(text: str, *, alone: bool = False) -> None:
+        for form in (text, unquote(text), quote(text, safe=_REQUOTE_SAFE)):
+            if form and (not alone or len(form) >= SECRET_MIN):
+                found.add(form)
+
+    for name in OTLP_ENDPOINTS:
+        value = env.get(name, "").strip()
+        try:
+            parts = urlsplit(value)
+        except ValueError:
+            continue  # refused by check_otlp_endpoint, before anything logs
+        userinfo, at, _ = parts.netloc.rpartition("@")
+        if at and userinfo:
+            add(userinfo)
+            for part in userinfo.split(":", 1):
+                add(part, alone=True)
+        for text in (parts.query, parts.fragment):
+            if text:
+                add(text)
+                for pair in text.split("&"):
+                    add(pair, alone=True)
+                    add(pair.partition("=")[2], alone=True)
+        for _, decoded in parse_qsl(parts.query, keep_blank_values=True):
+            add(decoded, alone=True)
+    for name in OTLP_HEADERS:
+        for entry in env.get(name, "").split(","):
+            add(entry.partition("=")[2].strip(), alone=True)
+    return tuple(sorted(found, key=lambda text: (-len(text), text)))
+
+
 @dataclass(frozen=True)
 class TelemetrySettings:
     """Traces (the standard OTEL_* variables), request logs and Prometheus metrics.
@@ -460,6 +506,8 @@ class TelemetrySettings:
     metrics_host: str = "127.0.0.1"
     sampler: str = "parentbased_always_on"  # OTEL_TRACES_SAMPLER
     sampler_ratio: float = 1.0  # OTEL_TRACES_SAMPLER_ARG, for the *traceidratio samplers
+    # What the log must never show (otlp_secrets): each handler cruddur installs cuts it.
+    secrets: tuple[str, ...] = field(default=(), repr=False)
 
     @property
     def traces(self) -> bool:
@@ -525,6 +573,7 @@ class TelemetrySettings:
             metrics_host=env.get("CRUDDUR_METRICS_HOST", "").strip() or cls.metrics_host,
             sampler=sampler,
             sampler_ratio=ratio,
+            secrets=otlp_secrets(env) if endpoint else (),
         )
 
 

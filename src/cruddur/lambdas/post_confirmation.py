@@ -44,6 +44,7 @@ from cruddur.config import (
     LambdaSettings,
     check_otlp_endpoint,
     check_otlp_headers,
+    otlp_secrets,
 )
 from cruddur.names import name_too_long
 from cruddur.rds_tls import lambda_bundle, secured
@@ -160,6 +161,7 @@ def _tracing() -> tuple[Any, Any] | None:
     except ConfigError as exc:
         log.warning("traces off: %s", exc)
         return None
+    _redact_log(otlp_secrets(os.environ))
     try:
         from opentelemetry import trace
 
@@ -189,6 +191,21 @@ def _tracing() -> tuple[Any, Any] | None:
         return None
     _traced = (provider.get_tracer(__name__), provider)
     return _traced
+
+
+def _redact_log(secrets: tuple[str, ...]) -> None:
+    """The exporter's warnings quote the endpoint's URL: its query and userinfo (and the
+    headers' values) cut from every record the root logger's handlers write, Lambda's
+    own handler (to CloudWatch) among them."""
+    if not secrets:
+        return
+    from cruddur.telemetry.logs import Redactor, redact_stderr
+
+    redact_stderr(secrets)  # outside Lambda's runtime, no handler: one on stderr
+    redactor = Redactor(secrets)
+    for handler in logging.getLogger().handlers:
+        if not any(isinstance(f, Redactor) for f in handler.filters):
+            handler.addFilter(redactor)
 
 
 def _flush(provider: Any, context: Any) -> None:

@@ -24,8 +24,9 @@ def traced_command(name: str) -> Callable[[F], F]:
             if not settings.traces:
                 return command(*args, **kwargs)
             # Only with traces on: every db verb (--help too) imports this module.
-            from cruddur.telemetry import tracing
+            from cruddur.telemetry import logs, tracing
 
+            logs.redact_stderr(settings.secrets)  # the exporter's warnings quote the endpoint
             tracing.start(settings)
             # Options that are numbers or flags; text (paths, names) stays out.
             options = {

@@ -13,7 +13,7 @@ import re
 import sys
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 from json.encoder import encode_basestring
 from typing import Any
 
@@ -45,6 +45,52 @@ def without_detail(text: str) -> str:
     return _DETAIL.sub(CUT, text) if "\nDETAIL:" in text else text
 
 
+REDACTED = "***"
+
+
+class Redactor(logging.Filter):
+    """On a handler: cuts each of `secrets` (TelemetrySettings.secrets: the OTLP endpoint's
+    query and userinfo, the headers' values) out of a record's message and exception.
+
+    The exporter's warnings quote the URL they failed to reach ("Max retries exceeded
+    with url: /v1/traces?api_key=…", from urllib3 through requests and the SDK), and the
+    log goes to CloudWatch. They stay, as operators need them, with *** for the secret.
+    A filter runs only for a record that is emitted: nothing is paid when nothing is
+    logged. The record is changed in place (msg and args, exc_text, the exception's
+    text), so any handler after this one sees it cut too."""
+
+    def __init__(self, secrets: Iterable[str]) -> None:
+        super().__init__()
+        self.secrets = tuple(sorted({s for s in secrets if s}, key=lambda s: (-len(s), s)))
+
+    def redact(self, text: str) -> str:
+        for secret in self.secrets:
+            if secret in text:
+                text = text.replace(secret, REDACTED)
+        return text
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        shown = self.redact(message)
+        if shown != message:
+            record.msg, record.args = shown, None
+        if record.exc_info and record.exc_info[0] is not None:
+            kind, error, tb = record.exc_info
+            text = record.exc_text or "".join(traceback.format_exception(kind, error, tb))
+            shown = self.redact(text)
+            if shown != text:
+                # What formatters show of an exception: its text (logging.Formatter keeps
+                # it in exc_text, JsonFormatter too) and its message (JsonFormatter's
+                # "error"): the original exception object is left alone.
+                record.exc_text = shown.rstrip("\n")
+                record.exc_info = (kind, _Shown(self.redact(str(error))), tb)
+        return True
+
+
+class _Shown(Exception):
+    """Stands for an exception whose text held a secret, with that text cut."""
+
+
 class JsonFormatter(logging.Formatter):
     """time, level, logger, message, the record's `extra` fields, and a traceback."""
 
@@ -64,8 +110,9 @@ class JsonFormatter(logging.Formatter):
         if record.exc_info:
             kind, error, tb = record.exc_info
             fields["error"] = without_detail(f"{kind.__name__}: {error}") if kind else None
+            # exc_text: the traceback a Redactor left, when it cut something from it.
             fields["traceback"] = without_detail(
-                "".join(traceback.format_exception(kind, error, tb))
+                record.exc_text or "".join(traceback.format_exception(kind, error, tb))
             )
         text = json.dumps(fields, default=str, ensure_ascii=False)
         if not text.isascii():
@@ -295,6 +342,8 @@ def configure(settings: TelemetrySettings, *, dev: bool = False) -> None:
     text = settings.log_format == "text" or (dev and not settings.log_format_given)
     handler = logging.StreamHandler(sys.stdout)
     handler.setFormatter(TextFormatter() if text else JsonFormatter())
+    if settings.secrets:
+        handler.addFilter(Redactor(settings.secrets))
     root.addHandler(handler)
     _configured = True
     if not text:
@@ -302,3 +351,17 @@ def configure(settings: TelemetrySettings, *, dev: bool = False) -> None:
             _json_stdout = sys.stdout.fileno()
         except (AttributeError, OSError, ValueError):  # a stream without a descriptor
             _json_stdout = None
+
+
+def redact_stderr(secrets: Sequence[str]) -> None:
+    """For a CLI command that traces (or the Lambda's code run outside Lambda): its
+    warnings, the exporter's among them, on stderr as Python's last-resort handler writes
+    them (the message alone, warnings and up), through a Redactor. Only when the root
+    logger has no handler yet (a test's, an embedding program's, this one's)."""
+    root = logging.getLogger()
+    if root.handlers or not secrets:
+        return
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setLevel(logging.WARNING)
+    handler.addFilter(Redactor(secrets))
+    root.addHandler(handler)
