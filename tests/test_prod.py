@@ -229,3 +229,51 @@ def test_a_stray_prod_is_refused_with_the_command_to_run(two_dbs) -> None:
     assert "bin/db-status" not in direct.stderr  # no such script: only --prod is offered
     for url in two_dbs.values():
         assert tables(url) == set()
+
+
+def _with_raw_password(conninfo: str, password: str) -> str:
+    """The URL of `conninfo`'s database with `password` written in as it is, not encoded."""
+    from cruddur.urls import as_url
+
+    return as_url(make_conninfo(conninfo, password="PLACEHOLDER")).replace("PLACEHOLDER", password)
+
+
+def test_a_password_with_a_raw_slash_or_at_is_refused_and_never_shown(empty_db) -> None:
+    # An AWS Secrets Manager password: libpq read `user:Xk9` as host and port, printed the
+    # rest as the database's name and handed psql the password on its command line.
+    from cruddur.urls import as_url
+
+    for password, parts in (("Xk9/Qm2@Zp7", ("Xk9", "Qm2", "Zp7")), ("p@ss", ("ss@", "p@"))):
+        url = _with_raw_password(empty_db, password)
+        for args in (["db", "status"], ["db", "connect"], ["db", "migrate"], ["serve"]):
+            result = run(ROOT / ".venv" / "bin" / "cruddur", *args, env={"CONNECTION_URL": url})
+            output = result.stdout + result.stderr
+            assert result.returncode == 1, (args, output)
+            assert "error: CONNECTION_URL is malformed" in output
+            assert '"/" as %2F, "@" as %40' in output
+            for part in parts:
+                assert part not in output, (args, part, output)
+        # Percent-encoded, the same password works.
+        encoded = as_url(make_conninfo(empty_db, password=password))
+        assert "%2F" in encoded or "%40" in encoded
+        result = run("db-migrate", env={"CONNECTION_URL": encoded})
+        assert result.returncode == 0, result.stderr
+        assert tables(empty_db) == {"users", "activities", "schema_migrations"}
+        for part in parts:
+            assert part not in result.stdout + result.stderr
+
+
+@pytest.mark.parametrize(
+    "setting", ["PROD_CONNECTION_URL", "MIGRATION_CONNECTION_URL", "READER_CONNECTION_URL"]
+)
+def test_a_malformed_url_setting_is_named_with_its_reason(two_dbs, setting: str) -> None:
+    env = {
+        "CONNECTION_URL": two_dbs["CONNECTION_URL"],
+        setting: "postgresql://u:s3cret@h/x?sslmod=require",
+    }
+    verb = "migrate" if setting == "MIGRATION_CONNECTION_URL" else "status"
+    result = run(ROOT / ".venv" / "bin" / "cruddur", "db", verb, env=env)
+    assert result.returncode == 1
+    assert f'error: {setting} is malformed: unknown connection parameter "sslmod"' in result.stderr
+    assert "s3cret" not in result.stdout + result.stderr
+    assert tables(two_dbs["CONNECTION_URL"]) == set()

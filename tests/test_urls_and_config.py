@@ -298,3 +298,152 @@ def test_otlp_headers_the_sdk_reads_pass_and_others_never_show_their_text() -> N
         with pytest.raises(ConfigError) as refused:
             check_otlp_headers("OTEL_EXPORTER_OTLP_HEADERS", bad)
         assert "KEY" not in str(refused.value).replace("YOUR_KEY", "")
+
+
+# Passwords as AWS Secrets Manager makes them (any printable ASCII but a few), and worse.
+# Their letters are ones no URL below and no error message holds: a letter of one in
+# what is printed is a part of the password shown.
+MARKERS = "QXZJKV"
+NASTY_PASSWORDS = [
+    "Xk9/Qm2@Zp7",  # the reviewer's: "/" made libpq read user:pass as host:port
+    "pQ@ss",  # "@": libpq split at the password's own "@"
+    "Q/",
+    "/Q",
+    "@Q",
+    "Q@",
+    "Q?Z@X",
+    "Q:Z/X",
+    "Q%zzX",
+    "Q%2FX",  # a raw "%" and two hex digits: libpq decodes it
+    "Q%00X",
+    "Q#Z[X]",
+    "Q&sslmode=disable",
+    "Q Z\tX",
+    "Q'Z\"X\\",
+    "Q/Z?host=X&port=1@",
+    "Qé中Z",
+]
+
+
+def _generated_passwords(count: int = 400) -> list[str]:
+    """Passwords from a seeded generator (the same each run), mostly punctuation."""
+    import random
+
+    rng = random.Random(20261205)
+    alphabet = MARKERS * 3 + "/@:?#&=%+,;[]'\"\\ !$~-_."
+    return ["".join(rng.choices(alphabet, k=rng.randint(1, 24))) for _ in range(count)]
+
+
+def _shows_no_part_of_the_password(text: str) -> bool:
+    return not any(letter in text for letter in MARKERS)
+
+
+def test_no_part_of_a_password_is_ever_shown_and_encoded_ones_work() -> None:
+    from urllib.parse import quote, unquote
+
+    from cruddur.urls import MalformedUrl, as_url, check, without_password
+
+    for password in NASTY_PASSWORDS + _generated_passwords():
+        encoded = f"postgresql://cruddurroot:{quote(password, safe='')}@db.example:5432/cruddur"
+        params = parse(encoded)
+        assert params["password"] == password and params["host"] == "db.example", password
+        assert redact(encoded) == "postgresql://cruddurroot:***@db.example:5432/cruddur"
+        assert parse(as_url(encoded))["password"] == password
+        assert without_password(encoded) == (
+            "user=cruddurroot dbname=cruddur host=db.example port=5432",
+            password,
+        )
+
+        raw = f"postgresql://cruddurroot:{password}@db.example:5432/cruddur"
+        assert _shows_no_part_of_the_password(redact(raw)), (password, redact(raw))
+        try:
+            params = parse(raw)
+        except MalformedUrl as refused:
+            said = str(refused)
+            assert _shows_no_part_of_the_password(said), (password, said)
+            assert "\n" not in said and "percent-encode" in said
+            with pytest.raises(ConfigError) as named:
+                check("CONNECTION_URL", raw)
+            assert str(named.value).startswith("CONNECTION_URL is malformed: ")
+            assert _shows_no_part_of_the_password(str(named.value))
+        else:  # read as written, %XX decoded, spaces trimmed: never a part as another field
+            written = {password, unquote(password)}
+            assert params["password"] in written | {w.strip(" ") for w in written}, password
+            assert (params["user"], params["host"], params["port"], params["dbname"]) == (
+                "cruddurroot",
+                "db.example",
+                "5432",
+                "cruddur",
+            )
+            assert database_name(raw) == "cruddur"
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgresql://cruddurroot:Xk9/Qm2@Zp7@127.0.0.1:5432/cruddur",
+        "postgresql://cruddurroot:p@ss@127.0.0.1:5432/cruddur",
+        "postgresql://cruddurroot:a?b@127.0.0.1:5432/cruddur",
+        "postgres://me@corp:pw@127.0.0.1/cruddur",
+    ],
+)
+def test_a_password_libpq_would_misread_is_refused_with_the_fix(url: str) -> None:
+    from cruddur.urls import without_password
+
+    for reads in (parse, database_name, without_password):
+        with pytest.raises(ConfigError) as refused:
+            reads(url)
+        said = str(refused.value)
+        assert '"/" as %2F, "@" as %40' in said
+        for part in ("Xk9", "Qm2", "Zp7", "ss@", "a?b", "pw"):
+            assert part not in said
+    assert redact(url) == "<malformed connection URL>"
+
+
+@pytest.mark.parametrize(
+    ("url", "reason"),
+    [
+        ("postgresql://u:secret@h/x?foo=1", 'unknown connection parameter "foo"'),
+        ("postgresql://u:secret@h/x?sslmod=require", 'unknown connection parameter "sslmod"'),
+        ("host=h user=secret foo=1", 'unknown connection parameter "foo"'),
+        ("postgresql://u:secret@h/x?sslmode", 'a query parameter ("sslmode") has no "="'),
+        ("postgresql://u:secret@[::1/x", "an IPv6 address in [brackets]"),
+        ("postgresql://u:sec%zzret@h/x", 'it has a "%" not followed by two hex digits'),
+        # A password that spills into another parameter: that one's name is not shown.
+        ("host=h password=sec ret=1", "an unknown connection parameter (its name not shown"),
+        ("postgresql://u@h/x?sslpassword=sec&ret=1", "an unknown connection parameter (its"),
+        ("host=h password='secret", "a quoted value has no closing quote"),
+        ("postgresql://u:sec ret@h/x", "it has a space inside a part"),
+    ],
+)
+def test_a_malformed_url_says_why_and_never_quotes_it(url: str, reason: str) -> None:
+    with pytest.raises(ConfigError) as refused:
+        parse(url)
+    said = str(refused.value)
+    assert said.startswith(f"the connection URL is malformed: {reason}"), said
+    assert "sec" not in said and "\n" not in said
+
+
+@pytest.mark.parametrize(
+    "setting",
+    [
+        "CONNECTION_URL",
+        "PROD_CONNECTION_URL",
+        "CRUDDUR_API_CONNECTION_URL",
+        "READER_CONNECTION_URL",
+        "CRUDDUR_LISTEN_URL",
+    ],
+)
+def test_a_malformed_url_setting_is_named_with_the_reason(setting: str) -> None:
+    from cruddur.api_urls import ApiUrls
+    from cruddur.targets import api_url
+
+    good = "postgresql://u:pw@127.0.0.1/cruddur"
+    settings = Settings.from_env({"CONNECTION_URL": good, setting: "postgresql://u:pw@h/x?foo=1"})
+    expected = f'{setting} is malformed: unknown connection parameter "foo"'
+    with pytest.raises(ConfigError) as refused:
+        target = resolve(settings, start=False)
+        api_url(settings, target)
+        ApiUrls.from_settings(settings)
+    assert str(refused.value) == expected
+    assert "pw" not in str(refused.value)

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from cruddur.config import ConfigError, Settings
 from cruddur.rds_tls import kept_bundle, secured
+from cruddur.urls import check
 
 
 @dataclass(frozen=True)
@@ -27,12 +28,20 @@ class ApiUrls:
         else CONNECTION_URL; the reader from READER_CONNECTION_URL. A malformed URL is a
         ConfigError here, at start-up, not a log line quoting it later."""
         url = primary or settings.api_connection_url or settings.connection_url
+        if url and not primary:
+            check(
+                "CRUDDUR_API_CONNECTION_URL" if settings.api_connection_url else "CONNECTION_URL",
+                url,
+            )
         if not url:
             raise ConfigError(
                 "the API has no database: set CONNECTION_URL (or CRUDDUR_API_CONNECTION_URL), "
                 "or run it with `cruddur serve`, which starts the embedded server"
             )
         reader, listen = settings.replica.reader_url, settings.serve.listen_url
+        for setting, given in (("READER_CONNECTION_URL", reader), ("CRUDDUR_LISTEN_URL", listen)):
+            if given:
+                check(setting, given)
 
         def bundle() -> Path:  # fetched only for an RDS endpoint
             return kept_bundle(settings.home)

@@ -10,7 +10,7 @@ from cruddur.config import ConfigError, Settings
 from cruddur.embedded import EmbeddedPostgres
 from cruddur.ops.roles import API_ROLE
 from cruddur.rds_tls import kept_bundle, secured
-from cruddur.urls import database_name, looks_like_rds, redact, same_database
+from cruddur.urls import check, database_name, looks_like_rds, redact, same_database
 
 
 def _no_bundle() -> Path:
@@ -61,7 +61,10 @@ def api_url(settings: Settings, target: Target) -> str:
     the embedded server, its API role; otherwise the database's own URL, its owner's
     (`cruddur serve` warns). RDS endpoints with verify-full TLS."""
     if settings.api_connection_url:
-        own = Target(settings.api_connection_url, "CRUDDUR_API_CONNECTION_URL")
+        own = Target(
+            check("CRUDDUR_API_CONNECTION_URL", settings.api_connection_url),
+            "CRUDDUR_API_CONNECTION_URL",
+        )
         return replace(own, rds_ca_bundle=lambda: kept_bundle(settings.home)).conninfo
     if target.embedded:
         return embedded_server(settings).url(target.dbname, role=API_ROLE)
@@ -70,6 +73,14 @@ def api_url(settings: Settings, target: Target) -> str:
 
 def resolve(settings: Settings, *, prod: bool = False, start: bool = True) -> Target:
     """The target database; the embedded server is started when it is the one in use."""
+    # Both are read whichever is the target (PROD_CONNECTION_URL says whether
+    # CONNECTION_URL is production): a malformed one is refused first, by its name.
+    for setting, given in (
+        ("CONNECTION_URL", settings.connection_url),
+        ("PROD_CONNECTION_URL", settings.prod_connection_url),
+    ):
+        if given:
+            check(setting, given)
     if prod:
         if not settings.prod_connection_url:
             raise ConfigError(

@@ -18,15 +18,95 @@ from cruddur.names import name_too_long
 # Where server-level work (CREATE/DROP DATABASE, sessions) connects.
 MAINTENANCE_DATABASE = "postgres"
 
+URI_PREFIXES = ("postgresql://", "postgres://")  # as libpq tells a URI from key=value
+EXPECTED = "expected postgresql://USER:PASSWORD@HOST:PORT/DBNAME"
+ENCODE_PASSWORD = (
+    'percent-encode the password\'s special characters ("/" as %2F, "@" as %40, "?" as %3F, '
+    '"%" as %25)'
+)
+
+
+class MalformedUrl(ConfigError):
+    """A connection string libpq cannot read, or would read otherwise than written. The
+    message says why and never quotes the string: any part of it may be the password."""
+
+    def __init__(self, reason: str, setting: str | None = None) -> None:
+        self.reason = reason
+        who = setting or "the connection URL"
+        super().__init__(f"{who} is malformed: {reason}")
+
 
 def parse(conninfo: str) -> dict[str, str]:
+    """The string's parameters, as libpq reads them. A URI that libpq would read
+    otherwise than a person does (a password with a raw "/", "@" or "?": libpq takes
+    `user:pass` for `host:port`, or splits at the password's "@") is refused first."""
+    problem = _ambiguous_uri(conninfo)
+    if problem:
+        raise MalformedUrl(problem)
     try:
         return {k: str(v) for k, v in conninfo_to_dict(conninfo).items()}
     except psycopg.ProgrammingError as exc:
-        # libpq's message may quote the string it could not parse: keep it out.
-        raise ConfigError(
-            "the connection URL is malformed; expected postgresql://USER:PASSWORD@HOST:PORT/DBNAME"
-        ) from exc
+        raise MalformedUrl(_reason(conninfo, str(exc))) from None
+
+
+def check(setting: str, conninfo: str) -> str:
+    """`conninfo`, read once so that a malformed one is refused naming its setting
+    (`PROD_CONNECTION_URL is malformed: unknown connection parameter "foo"`)."""
+    try:
+        parse(conninfo)
+    except MalformedUrl as exc:
+        raise MalformedUrl(exc.reason, setting) from None
+    return conninfo
+
+
+def _ambiguous_uri(conninfo: str) -> str | None:
+    """Why libpq would misread this URI, or None. libpq looks for `user:password@` only
+    up to the first "/", and ends the password at its first "@": an "@" after a "/", a
+    second "@", or a "?" before the "@" means a password (or user name) with a character
+    that must be percent-encoded, and a part of it read as the host, port or database."""
+    prefix = next((p for p in URI_PREFIXES if conninfo.startswith(p)), None)
+    if prefix is None:
+        return None
+    rest = conninfo[len(prefix) :]
+    slash = rest.find("/")
+    before, after = (rest, "") if slash < 0 else (rest[:slash], rest[slash:])
+    at = before.find("@")
+    if "@" in after or before.count("@") > 1 or (at >= 0 and "?" in before[:at]):
+        return (
+            'a raw "/", "@" or "?" in the password (or user name) makes libpq read part '
+            f"of it as the host, port or database; {ENCODE_PASSWORD}"
+        )
+    return None
+
+
+def _reason(conninfo: str, message: str) -> str:
+    """libpq's complaint told without the text it quotes, which may be the password.
+    A parameter's name is shown only where no password may have spilled into it."""
+    # A URI's own password ends at its "@" (_ambiguous_uri made sure); what follows may
+    # hold only a `password=` or `sslpassword=` query parameter's.
+    tail = conninfo.rpartition("@")[2] if conninfo.startswith(URI_PREFIXES) else conninfo
+    nameable = "password" not in tail.lower()
+    quoted = message.split('"')
+    name = quoted[-2] if len(quoted) >= 3 else ""  # the last quoted text: the parameter
+    if message.startswith(("invalid URI query parameter", "invalid connection option")):
+        if nameable and name:
+            return f'unknown connection parameter "{name}"'
+        return "an unknown connection parameter (its name not shown: it may be a password's)"
+    if "key/value separator" in message:
+        which = f' ("{name}")' if nameable and name else ""
+        count = "no" if message.startswith("missing") else "more than one"
+        return f'a query parameter{which} has {count} "="; {EXPECTED}'
+    if message.startswith("unexpected spaces"):  # libpq 17 and later
+        return "it has a space inside a part; percent-encode spaces as %20"
+    if "percent-encoded" in message:
+        return f'it has a "%" not followed by two hex digits (or %00); {ENCODE_PASSWORD}'
+    if "IPv6 host address" in message:
+        return f"an IPv6 address in [brackets] is empty or not closed; {EXPECTED}"
+    if message.startswith("unterminated quoted string"):
+        return "a quoted value has no closing quote"
+    if message.startswith('missing "=" after'):
+        return 'a parameter has no "=" (quote a value with spaces in single quotes)'
+    return EXPECTED
 
 
 def database_name(conninfo: str) -> str:

@@ -539,6 +539,9 @@ def status(cli: Cli) -> None:
     result(f"uuids     uuid_generate_v4(): {found.uuid_generate_v4}")
     reader_url = settings.replica.reader_url
     if reader_url and not cli.prod:
+        from cruddur.urls import check
+
+        check("READER_CONNECTION_URL", reader_url)
         # Reached as any other server is: an RDS endpoint with verify-full TLS.
         reader = dataclasses.replace(target, url=reader_url).conninfo
         _replica_status(reader_url, reader, target.conninfo, settings)

@@ -82,6 +82,7 @@ def migration_target(cli: Cli, *, quiet: bool = False) -> tuple[Target, str]:
     """The target database, and the direct URL migrations connect to. `quiet`: for a
     check before the migrations (`db setup`), saying nothing unless it refuses."""
     from cruddur.urls import (
+        check,
         database_name,
         looks_like_rds,
         looks_like_rds_proxy,
@@ -100,6 +101,7 @@ def migration_target(cli: Cli, *, quiet: bool = False) -> tuple[Target, str]:
     if not override or target.embedded:
         url = target.conninfo
     else:
+        check(name, override)
         if database_name(override) != target.dbname:
             raise ConfigError(
                 f"{name} names database {database_name(override)!r}, but the target is "
