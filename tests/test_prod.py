@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ipaddress
+
 import psycopg
 import pytest
 from helpers import ROOT, database_exists, run, tables
@@ -277,3 +279,45 @@ def test_a_malformed_url_setting_is_named_with_its_reason(two_dbs, setting: str)
     assert f'error: {setting} is malformed: unknown connection parameter "sslmod"' in result.stderr
     assert "s3cret" not in result.stdout + result.stderr
     assert tables(two_dbs["CONNECTION_URL"]) == set()
+
+
+def _reached_otherwise(prod: str) -> dict[str, dict[str, str]]:
+    """Settings that reach `prod`'s server by its address, where CONNECTION_URL's host
+    says another, or says nothing and PG* variables do."""
+    params = conninfo_to_dict(prod)
+    address = str(params.get("host") or "")
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        pytest.skip(f"the test server is reached as {address!r}, not by an IP address")
+    local = {k: v for k, v in params.items() if k not in ("host", "password")}
+    mapped = f"::ffff:{ip}" if ip.version == 4 else str(ip)
+    rds = "cruddur.abc123.ca-central-1.rds.amazonaws.com"
+    return {
+        "hostaddr": {
+            "CONNECTION_URL": make_conninfo(prod, host="db.internal.invalid", hostaddr=str(ip))
+        },
+        "mapped": {"CONNECTION_URL": make_conninfo(prod, host=mapped)},
+        "PGHOSTADDR": {
+            "CONNECTION_URL": make_conninfo(prod, host="db.internal.invalid"),
+            "PGHOSTADDR": str(ip),
+        },
+        "PGHOST of RDS": {
+            "CONNECTION_URL": make_conninfo("", **local),
+            "PGHOST": rds,
+            "PGHOSTADDR": str(ip),
+            "PROD_CONNECTION_URL": "",
+        },
+    }
+
+
+@pytest.mark.parametrize("how", ["hostaddr", "mapped", "PGHOSTADDR", "PGHOST of RDS"])
+def test_connection_url_reaching_production_by_its_address_asks(two_dbs, how: str) -> None:
+    prod = two_dbs["PROD_CONNECTION_URL"]
+    env = {"PROD_CONNECTION_URL": prod, **_reached_otherwise(prod)[how]}
+    with psycopg.connect(prod) as prod_conn:
+        result = run("db-kill-all", env=env, stdin="")
+        assert result.returncode == 1, result.stdout + result.stderr
+        assert "not confirmed, nothing done" in result.stderr
+        assert "production, through CONNECTION_URL" in result.stderr
+        assert prod_conn.execute("SELECT 1").fetchone() == (1,)

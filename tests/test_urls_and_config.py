@@ -447,3 +447,52 @@ def test_a_malformed_url_setting_is_named_with_the_reason(setting: str) -> None:
         ApiUrls.from_settings(settings)
     assert str(refused.value) == expected
     assert "pw" not in str(refused.value)
+
+
+def test_production_is_recognised_by_hostaddr_pg_variables_and_mapped_addresses(
+    monkeypatch,
+) -> None:
+    from pathlib import Path
+
+    from cruddur.rds_tls import secured
+    from cruddur.urls import looks_like_rds, same_database
+
+    for variable in ("PGHOST", "PGHOSTADDR", "PGPORT", "PGDATABASE", "PGUSER", "PGSERVICE"):
+        monkeypatch.delenv(variable, raising=False)
+    prod = "postgresql://postgres:pw@127.0.0.1:5432/cruddur_x"
+    # libpq connects to hostaddr and checks TLS against host: either may be production.
+    tunnel = "postgresql://postgres@db.internal.invalid:5432/cruddur_x?hostaddr=127.0.0.1"
+    assert same_database(tunnel, prod)
+    assert same_database(prod.replace("127.0.0.1", "[::ffff:127.0.0.1]"), prod)
+    assert same_database("postgresql://u@[::ffff:10.0.0.5]/d", "postgresql://u@10.0.0.5/d")
+    assert same_database("postgresql://u@h.invalid/d?hostaddr=10.0.0.5", "host=10.0.0.5 dbname=d")
+    assert not same_database(tunnel.replace("hostaddr=127.0.0.1", "hostaddr=10.0.0.5"), prod)
+    assert not same_database("postgresql://postgres@db.internal.invalid/cruddur_x", prod)
+    assert looks_like_rds("postgresql://u@127.0.0.1/d?host=x.ca-central-1.rds.amazonaws.com")
+
+    # The PG* variables fill in what the URL leaves out, as libpq does.
+    monkeypatch.setenv("PGHOSTADDR", "127.0.0.1")
+    assert same_database("postgresql://postgres@db.internal.invalid/cruddur_x", prod)
+    monkeypatch.setenv("PGHOST", "x.ca-central-1.rds.amazonaws.com")
+    local = "postgresql://postgres@/cruddur_x"
+    assert looks_like_rds(local)
+    assert "sslmode=verify-full" in secured(local, lambda: Path("/rds-ca.pem"))
+    monkeypatch.delenv("PGHOST")
+    monkeypatch.delenv("PGHOSTADDR")
+    monkeypatch.setenv("PGDATABASE", "cruddur_x")
+    assert same_database("postgresql://postgres@127.0.0.1:5432", prod)
+    # A service's host and database are in pg_service.conf: not read, so production.
+    assert same_database("postgresql://postgres@127.0.0.2/cruddur_x?service=other", prod)
+    assert not same_database("postgresql://postgres@10.0.0.5/cruddur_x", prod)
+
+
+def test_ipv4_mapped_loopback_is_loopback_where_plain_loopback_is(tmp_path) -> None:
+    from cruddur.config import is_loopback
+
+    for address in ("::ffff:127.0.0.1", "[::ffff:127.0.0.2]", "::FFFF:7f00:1"):
+        assert is_loopback(address), address
+    for address in ("::ffff:10.0.0.1", "::ffff:0.0.0.0", "::127.0.0.1"):
+        assert not is_loopback(address), address
+    auth = Settings.from_env({"CRUDDUR_HOME": str(tmp_path)}).auth
+    assert auth.checked_for("::ffff:127.0.0.1") is auth
+    assert not auth.checked_for("::ffff:10.0.0.1").dev

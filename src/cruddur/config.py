@@ -118,14 +118,17 @@ POOL_ID = _POOL_ID  # for the commands that take a pool id as an option
 
 @functools.lru_cache(maxsize=1024)  # asked on each signed-in request with a dev key
 def is_loopback(host: str) -> bool:
-    """Whether `host` is an address only this machine can reach (127.0.0.0/8, ::1)."""
+    """Whether `host` is an address only this machine can reach (127.0.0.0/8, ::1, and
+    127.0.0.0/8 written as IPv6, ::ffff:127.0.0.1)."""
     name = host.strip().strip("[]")
     if name.lower() == "localhost":
         return True
     try:
-        return ipaddress.ip_address(name).is_loopback
+        address = ipaddress.ip_address(name)
     except ValueError:
         return False
+    mapped = address.ipv4_mapped if isinstance(address, ipaddress.IPv6Address) else None
+    return (mapped or address).is_loopback
 
 
 @dataclass(frozen=True)

@@ -1,15 +1,22 @@
 """Connection strings: read the database name, swap it, and print them without secrets.
 
 libpq's own parser (through psycopg.conninfo) does the work, so URLs and
-`key=value` strings are handled alike and nothing is done by text substitution.
+`key=value` strings are handled alike and nothing is done by text substitution; a URI
+libpq would misread (a password's raw "/" or "@") is refused first. Which server a
+string reaches is read as libpq connects: `host` and `hostaddr`, and the PG* variables
+for what the string leaves out.
 """
 
 from __future__ import annotations
 
+import functools
+import ipaddress
+import os
 import socket
 from urllib.parse import quote, urlencode
 
 import psycopg
+from psycopg import pq
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from cruddur.config import ConfigError, is_loopback
@@ -137,64 +144,129 @@ def server_conninfo(conninfo: str) -> str:
 def same_database(a: str, b: str) -> bool:
     """Whether two connection strings may name the same database on the same server: the
     same database name, and a server address in common, however each spells it (a name
-    or its address, `localhost` or 127.0.0.1 or a socket, a trailing dot, another entry
-    of a multi-host list). Deciding what is production, a false "same" costs a question;
-    a false "different" would drop production without one."""
+    or its address, `localhost` or 127.0.0.1 or ::ffff:127.0.0.1 or a socket, a trailing
+    dot, another entry of a multi-host list, `host` or `hostaddr`), each read as libpq
+    would connect: the string's own parameters, then the PG* variables for those it
+    leaves out. Deciding what is production, a false "same" costs a question; a false
+    "different" would drop production without one. So what cannot be told from here (a
+    `service` from pg_service.conf) counts as the same."""
 
-    def where(conninfo: str) -> tuple[str, set[tuple[str, str]]]:
-        params = parse(conninfo)
-        dbname = params.get("dbname") or params.get("user") or ""  # libpq's default
-        hosts = (params.get("host") or params.get("hostaddr") or "localhost").split(",")
-        ports = (params.get("port") or "5432").split(",")
-        if len(ports) == 1:
-            ports *= len(hosts)
-        places = {
-            (address, port or "5432")
-            for host, port in zip(hosts, ports, strict=False)
-            for address in _addresses(host)
-        }
-        return dbname, places
+    def where(conninfo: str) -> tuple[str | None, set[tuple[str, str]] | None]:
+        params = connection_params(conninfo)
+        if params.get("service"):  # its host, port and database are in a file we don't read
+            return None, None
+        dbname = params.get("dbname") or params.get("user") or None  # libpq's default
+        return dbname, _places(params)
 
     if parse(a) == parse(b):  # the same text: no lookup needed
         return True
     name_a, places_a = where(a)
     name_b, places_b = where(b)
-    return name_a == name_b and bool(places_a & places_b)
+    same_name = name_a is None or name_b is None or name_a == name_b
+    if places_a is None or places_b is None:
+        return same_name
+    return same_name and bool(places_a & places_b)
+
+
+@functools.cache
+def _environment_variables() -> dict[str, str]:
+    """Each libpq parameter's PG* variable (host: PGHOST, hostaddr: PGHOSTADDR, …)."""
+    return {
+        option.keyword.decode(): option.envvar.decode()
+        for option in pq.Conninfo.get_defaults()
+        if option.envvar
+    }
+
+
+def connection_params(conninfo: str) -> dict[str, str]:
+    """The parameters libpq connects with: the string's own, then, for each it leaves
+    out, its PG* variable from the environment (PGHOST, PGHOSTADDR, PGPORT, …)."""
+    params = parse(conninfo)
+    for keyword, variable in _environment_variables().items():
+        if keyword not in params and variable in os.environ:
+            params[keyword] = os.environ[variable]
+    return params
+
+
+def _places(params: dict[str, str]) -> set[tuple[str, str]]:
+    """Every (address, port) the parameters may reach: each host entry's name and
+    addresses with its hostaddr entry's, since libpq connects to the hostaddr and
+    checks TLS and passwords against the host."""
+    hosts = params.get("host", "").split(",")
+    hostaddrs = params.get("hostaddr", "").split(",") if params.get("hostaddr") else []
+    ports = params.get("port", "").split(",")
+    entries: list[set[str]] = []
+    if not hostaddrs or len(hostaddrs) == len(hosts):
+        for host, hostaddr in zip(hosts, hostaddrs or [""] * len(hosts), strict=True):
+            found = _addresses(hostaddr) if hostaddr.strip() else set()
+            if host.strip() or not found:  # no host and no hostaddr: libpq's default
+                found |= _addresses(host)
+            entries.append(found)
+    else:  # libpq would refuse to connect: count every entry as anywhere the others are
+        entries = [set().union(*map(_addresses, hosts + hostaddrs))]
+    if len(ports) == 1:
+        ports *= len(entries)
+    pairs = (
+        zip(entries, ports, strict=True)
+        if len(ports) == len(entries)
+        else ((found, port) for found in entries for port in ports)
+    )
+    return {(address, port.strip() or "5432") for found, port in pairs for address in found}
 
 
 THIS_MACHINE = "this machine"  # loopback addresses and Unix sockets alike
+
+
+def _canonical(address: str) -> str:
+    """An IP address in one spelling (::ffff:10.0.0.1 as 10.0.0.1, 0:0::1 as ::1, no
+    zone); any other name as it is."""
+    try:
+        ip = ipaddress.ip_address(address.split("%")[0])
+    except ValueError:
+        return address
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped:
+        ip = ip.ipv4_mapped
+    return str(ip)
 
 
 def _addresses(host: str) -> set[str]:
     """The host entry's name and the addresses it resolves to now. The name is always
     kept: two lookups of one name may give different records (or one may fail), and one
     name must never compare as two servers."""
-    name = host.strip().rstrip(".").lower()
+    name = _canonical(host.strip().strip("[]").rstrip(".").lower())
     if not name or name.startswith("/") or name.startswith("@"):  # a Unix socket folder
         return {THIS_MACHINE}
     try:
-        found = {info[4][0] for info in socket.getaddrinfo(name, None)}
+        found = {_canonical(info[4][0]) for info in socket.getaddrinfo(name, None)}
     except (OSError, UnicodeError):
         found = set()
-    loopback = {a for a in found if is_loopback(a.split("%")[0])}  # %: an IPv6 zone
+    loopback = {a for a in found if is_loopback(a)}
     if loopback or is_loopback(name):
         found = (found - loopback) | {THIS_MACHINE}
     return found | {name}
 
 
+def _hosts(conninfo: str) -> list[str]:
+    """Every name the string may connect to or check TLS against: host and hostaddr
+    entries, PGHOST and PGHOSTADDR for those it leaves out."""
+    params = connection_params(conninfo)
+    return [
+        h.strip().rstrip(".").lower()
+        for key in ("host", "hostaddr")
+        for h in params.get(key, "").split(",")
+    ]
+
+
 def looks_like_rds(conninfo: str) -> bool:
-    """An Amazon RDS endpoint (…rds.amazonaws.com): a cloud database, not a local one."""
-    host = parse(conninfo).get("host", "").lower()
-    return any(h.rstrip(".").endswith(".rds.amazonaws.com") for h in host.split(","))
+    """An Amazon RDS endpoint (…rds.amazonaws.com), in `host` or `hostaddr` or PGHOST:
+    a cloud database, not a local one."""
+    return any(h.endswith(".rds.amazonaws.com") for h in _hosts(conninfo))
 
 
 def looks_like_rds_proxy(conninfo: str) -> bool:
     """An RDS Proxy endpoint (NAME.proxy-XXXX.REGION.rds.amazonaws.com): a transaction
     pooler, with what that forbids (prepared statements kept, session state)."""
-    host = parse(conninfo).get("host", "").lower()
-    return any(
-        ".proxy-" in h and h.rstrip(".").endswith(".rds.amazonaws.com") for h in host.split(",")
-    )
+    return any(".proxy-" in h and h.endswith(".rds.amazonaws.com") for h in _hosts(conninfo))
 
 
 def redact(conninfo: str) -> str:
