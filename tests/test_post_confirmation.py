@@ -372,11 +372,20 @@ def test_malformed_otlp_headers_leave_the_lambda_untraced_and_the_key_unlogged(
     assert "SECRETKEY123" not in caplog.text
 
 
+@pytest.mark.parametrize(
+    "malformed",
+    [
+        # libpq's own message quotes the token it could not decode: here, the password.
+        "postgresql://postgres:se%zzcretPW@127.0.0.1:5432/db",
+        # libpq would take `postgres:se` for host and port, the rest for the database.
+        "postgresql://postgres:se/zzcretPW@127.0.0.1:5432/db",
+        "postgresql://postgres:se@zzcretPW@127.0.0.1:5432/db",
+    ],
+)
 def test_a_malformed_url_is_reported_as_malformed_without_its_text(
-    url: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+    url: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, malformed: str
 ) -> None:
-    # libpq's own message quotes the token it could not decode: here, the password.
-    monkeypatch.setenv("CONNECTION_URL", "postgresql://postgres:se%zzcretPW@127.0.0.1:5432/db")
+    monkeypatch.setenv("CONNECTION_URL", malformed)
     with pytest.raises(SignUpError) as caught:
         handler(cognito_event(preferred_username="garbled"), None)
     assert str(caught.value) == UNAVAILABLE

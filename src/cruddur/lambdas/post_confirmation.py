@@ -49,7 +49,7 @@ from cruddur.config import (
 from cruddur.names import name_too_long
 from cruddur.rds_tls import lambda_bundle, secured
 from cruddur.services.sign_up import SignUpError, event_attributes, refusal, user_from_event
-from cruddur.urls import redact
+from cruddur.urls import MalformedUrl, check, redact
 
 log = logging.getLogger(__name__)
 log.setLevel(logging.INFO)  # Lambda's root logger passes only warnings by default
@@ -294,6 +294,11 @@ def read_conninfo(env: Mapping[str, str]) -> str:
     secret_id = env.get("CONNECTION_SECRET_ARN", "").strip()
     if not url and not secret_id:
         raise RuntimeError("set CONNECTION_URL or CONNECTION_SECRET_ARN")
+    if url:
+        try:  # a raw "/" or "@" in the password: libpq would read part of it as the host
+            check("CONNECTION_URL", url)
+        except MalformedUrl as exc:  # says why, never quoting the URL
+            raise RuntimeError(str(exc)) from None
     parts: dict[str, str] = {}
     if secret_id:
         secret = _read_secret(secret_id)
