@@ -12,7 +12,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from helpers import BIN, as_role, run, tables
+from helpers import BIN, as_role, cli, run, tables
 from psycopg import sql
 
 from cruddur.db import Db, packaged_script, run_script
@@ -68,7 +68,7 @@ def columns(url: str, table: str) -> list[str]:
 
 
 def migrate(url: str, directory: Path, *args: str, **kwargs) -> subprocess.CompletedProcess[str]:
-    return run("db-migrate", "--migrations-dir", str(directory), *args, env=local(url), **kwargs)
+    return cli("db-migrate", "--migrations-dir", str(directory), *args, env=local(url), **kwargs)
 
 
 # -- the first migration is today's schema ------------------------------------------------
@@ -179,14 +179,14 @@ def test_rollback_runs_down_sections_newest_first_and_refuses_without_one(
     assert len(applied(empty_db)) == 3
     (folder / "20260103000000_add_size.sql").unlink()
     write(folder, {"20260103000000_add_size.sql": ADD_SIZE})  # an edited file: refused too
-    edited = run("db-rollback", "--migrations-dir", str(folder), env=local(empty_db))
+    edited = cli("db-rollback", "--migrations-dir", str(folder), env=local(empty_db))
     assert edited.returncode == 1 and "changed since it was applied" in edited.stderr
     # Put the history right: forget the third and roll back the other two.
     with psycopg.connect(empty_db) as conn:
         conn.execute("DELETE FROM schema_migrations WHERE version = '20260103000000'")
         conn.execute("ALTER TABLE notes DROP COLUMN size")
     (folder / "20260103000000_add_size.sql").unlink()
-    dry = run(
+    dry = cli(
         "db-rollback",
         "--migrations-dir",
         str(folder),
@@ -196,7 +196,7 @@ def test_rollback_runs_down_sections_newest_first_and_refuses_without_one(
         env=local(empty_db),
     )
     assert dry.returncode == 0 and applied(empty_db) == ["20260101000000", "20260102000000"]
-    result = run(
+    result = cli(
         "db-rollback", "--migrations-dir", str(folder), "--steps", "2", env=local(empty_db)
     )
     assert result.returncode == 0, result.stderr
@@ -223,7 +223,7 @@ def test_create_index_concurrently_runs_outside_a_transaction(empty_db: str, tmp
             "SELECT indisvalid FROM pg_index WHERE indexrelid = 'notes_body_idx'::regclass"
         ).fetchone()
     assert valid == (True,)
-    back = run("db-rollback", "--migrations-dir", str(folder), env=local(empty_db))
+    back = cli("db-rollback", "--migrations-dir", str(folder), env=local(empty_db))
     assert back.returncode == 0, back.stderr
     with psycopg.connect(empty_db) as conn:
         assert conn.execute("SELECT to_regclass('notes_body_idx')").fetchone() == (None,)
@@ -238,7 +238,7 @@ def test_new_makes_a_folder_of_your_own_on_first_use(tmp_path) -> None:
 
 def test_new_writes_an_empty_migration_with_the_next_version(tmp_path) -> None:
     folder = write(tmp_path / "m", {"29991231235959_future.sql": NOTES})
-    result = run("db-new-migration", "Add bio to users!", "--migrations-dir", str(folder))
+    result = cli("db-new-migration", "Add bio to users!", "--migrations-dir", str(folder))
     assert result.returncode == 0, result.stderr
     path = Path(result.stdout.strip())
     assert path.name == "29991231235960_add_bio_to_users.sql"  # after the newest, as text too
@@ -249,12 +249,12 @@ def test_new_writes_an_empty_migration_with_the_next_version(tmp_path) -> None:
 def test_new_says_in_one_line_where_it_cannot_write(tmp_path) -> None:
     (tmp_path / "dangling").symlink_to(tmp_path / "nowhere")
     for folder in (tmp_path / "dangling", Path("/proc/cruddur-migrations")):
-        refused = run("db-new-migration", "x", "--migrations-dir", str(folder))
+        refused = cli("db-new-migration", "x", "--migrations-dir", str(folder))
         assert refused.returncode == 1, refused.stderr
         assert f"error: cannot write a migration in {folder}: " in refused.stderr
         assert "unexpected" not in refused.stderr
     # A name past what a file name can hold (255 bytes) is refused before writing.
-    long = run("db-new-migration", "a" * 300, "--migrations-dir", str(tmp_path / "m"))
+    long = cli("db-new-migration", "a" * 300, "--migrations-dir", str(tmp_path / "m"))
     assert long.returncode == 1
     assert "a migration's name is at most 100 characters, not 300" in long.stderr
     assert not list((tmp_path / "m").iterdir())
@@ -333,7 +333,7 @@ def test_a_byte_order_mark_is_read_past_and_another_encoding_is_named(
     latin = "-- migrate:up\n-- café\nSELECT 1;\n".encode("cp1252")
     (folder / "20260102000000_latin.sql").write_bytes(latin)
     for command in ("db-migrate", "db-migrations"):
-        result = run(command, "--migrations-dir", str(folder), env=local(empty_db))
+        result = cli(command, "--migrations-dir", str(folder), env=local(empty_db))
         assert result.returncode == 1
         assert "20260102000000_latin.sql:2: not UTF-8 (byte 0xe9)" in result.stderr
         assert "unexpected" not in result.stderr
@@ -351,7 +351,7 @@ def test_a_down_section_that_ends_the_transaction_is_refused_before_it_runs(
 ) -> None:
     folder = write(tmp_path / "m", {"20260102000000_t.sql": WRAPPED_DOWN})
     assert migrate(empty_db, folder).returncode == 0  # its up section is fine
-    refused = run("db-rollback", "--migrations-dir", str(folder), env=local(empty_db))
+    refused = cli("db-rollback", "--migrations-dir", str(folder), env=local(empty_db))
     assert refused.returncode == 1
     assert "20260102000000_t.sql:5: END in the down section" in refused.stderr
     assert "t" in tables(empty_db) and applied(empty_db) == ["20260102000000"]
@@ -373,9 +373,9 @@ def test_an_applied_file_that_ends_the_transaction_blocks_nothing(empty_db: str,
             [checksum(WRAPPED_UP)],
         )
     assert migrate(empty_db, folder).returncode == 0
-    listed = run("db-migrations", "--migrations-dir", str(folder), env=local(empty_db))
+    listed = cli("db-migrations", "--migrations-dir", str(folder), env=local(empty_db))
     assert listed.returncode == 0, listed.stderr
-    assert run("db-rollback", "--migrations-dir", str(folder), env=local(empty_db)).returncode == 0
+    assert cli("db-rollback", "--migrations-dir", str(folder), env=local(empty_db)).returncode == 0
     assert "w" not in tables(empty_db)
 
 
@@ -462,7 +462,7 @@ def test_a_lock_wait_that_is_no_number_of_seconds_is_refused_before_waiting(
     folder = write(tmp_path / "m", {"20260101000000_notes.sql": NOTES})
     with psycopg.connect(empty_db, autocommit=True) as holder:
         holder.execute("SELECT pg_advisory_lock(%s)", [lock.LOCK_KEY])
-        result = run(
+        result = cli(
             "db-migrate", "--migrations-dir", str(folder), *args, env=local(empty_db, **env)
         )
     assert result.returncode in (1, 2), result.stderr
@@ -479,7 +479,7 @@ def test_a_timeout_past_postgresqls_limit_is_refused_before_anything_runs(
     # 'invalid value for parameter "lock_timeout"'.
     folder = write(tmp_path / "m", {"20260101000000_notes.sql": NOTES})
     assert migrate(empty_db, folder).returncode == 0
-    back = run(
+    back = cli(
         "db-rollback",
         "--migrations-dir",
         str(folder),
@@ -577,7 +577,7 @@ def test_a_rollback_that_gives_up_says_to_roll_back_again_not_to_migrate(
     )
     with psycopg.connect(empty_db) as reader:  # a transaction that holds the table open
         reader.execute("SELECT * FROM notes").fetchall()
-        result = run(
+        result = cli(
             "db-rollback", *where, "--migrations-dir", str(folder), "--lock-timeout", "300ms",
             env=env,
         )  # fmt: skip
@@ -607,9 +607,9 @@ def test_timeouts_come_from_the_environment_too(empty_db: str, tmp_path) -> None
         tmp_path / "m", {"20260101000000_slow.sql": "-- migrate:up\nSELECT pg_sleep(30);\n"}
     )
     env = local(empty_db, CRUDDUR_MIGRATION_STATEMENT_TIMEOUT="200ms")
-    result = run("db-migrate", "--migrations-dir", str(folder), env=env)
+    result = cli("db-migrate", "--migrations-dir", str(folder), env=env)
     assert result.returncode == 1 and "statement timeout" in result.stderr
-    bad = run("db-migrate", env=local(empty_db, CRUDDUR_MIGRATION_LOCK_TIMEOUT="soon"))
+    bad = cli("db-migrate", env=local(empty_db, CRUDDUR_MIGRATION_LOCK_TIMEOUT="soon"))
     assert bad.returncode == 1
     assert "CRUDDUR_MIGRATION_LOCK_TIMEOUT must be a duration" in bad.stderr
 
@@ -624,7 +624,7 @@ def test_an_edited_migration_is_reported_and_migrate_refuses_until_accepted(
     assert migrate(empty_db, folder).returncode == 0
     write(folder, {"20260101000000_notes.sql": NOTES.replace("kept", "changed")})
     write(folder, {"20260102000000_add_colour.sql": ADD_COLOUR})
-    status = run(
+    status = cli(
         "db-migrations", "--migrations-dir", str(folder), "--exit-code", env=local(empty_db)
     )
     assert status.returncode == 1 and "EDITED since applied" in status.stdout
@@ -727,7 +727,7 @@ def test_a_migration_url_on_another_server_is_refused_though_the_name_is_the_sam
             conn.execute(f'CREATE DATABASE "{name}"')
         elsewhere = f"postgresql://postgres@127.0.0.1:{port}/{name}"
         for verb in ("db-migrate", "db-migrations", "db-rollback"):
-            refused = run(
+            refused = cli(
                 verb, "--migrations-dir", str(folder),
                 env=local(empty_db, MIGRATION_CONNECTION_URL=elsewhere),
             )  # fmt: skip
@@ -787,7 +787,7 @@ def test_a_migration_url_that_names_production_asks_first(empty_db: str, tmp_pat
 
 
 def migrate_with(url: str, folder: Path, **extra: str) -> subprocess.CompletedProcess[str]:
-    return run("db-migrate", "--migrations-dir", str(folder), env=local(url, **extra))
+    return cli("db-migrate", "--migrations-dir", str(folder), env=local(url, **extra))
 
 
 # -- adoption -----------------------------------------------------------------------------
@@ -807,7 +807,7 @@ def test_a_schema_load_database_with_rows_is_adopted_and_keeps_every_row(empty_d
     old_schema_load_and_seed(empty_db)
     with psycopg.connect(empty_db) as conn:
         before = conn.execute("SELECT count(*) FROM users").fetchone()[0]
-    result = run("db-migrate", env=local(empty_db))
+    result = cli("db-migrate", env=local(empty_db))
     assert result.returncode == 0, result.stderr
     assert "adopted 20261201000000_initial_schema.sql" in result.stderr
     with psycopg.connect(empty_db) as conn:
@@ -820,7 +820,7 @@ def test_a_schema_load_database_with_rows_is_adopted_and_keeps_every_row(empty_d
 def test_an_unknown_schema_is_refused_and_never_altered(empty_db: str) -> None:
     with psycopg.connect(empty_db) as conn:
         conn.execute("CREATE TABLE users (id int)")
-    result = run("db-migrate", env=local(empty_db))
+    result = cli("db-migrate", env=local(empty_db))
     assert result.returncode == 1
     assert "not the schema 20261201000000_initial_schema.sql makes" in result.stderr
     assert "nothing was changed" in result.stderr
@@ -838,7 +838,7 @@ def test_another_tools_schema_migrations_table_is_named_and_left_alone(
         conn.execute("INSERT INTO schema_migrations VALUES ('20200101000000')")
     folder = write(tmp_path / "m", {"20260101000000_notes.sql": NOTES})
     for command in ("db-migrate", "db-migrations"):
-        result = run(command, "--migrations-dir", str(folder), env=local(empty_db))
+        result = cli(command, "--migrations-dir", str(folder), env=local(empty_db))
         assert result.returncode == 1
         assert "public.schema_migrations is not Cruddur's (its columns: version;" in (result.stderr)
     assert tables(empty_db) == {"schema_migrations"}
@@ -848,7 +848,7 @@ def test_another_tools_schema_migrations_table_is_named_and_left_alone(
 def test_schema_load_records_every_migration_so_migrate_has_nothing_to_do(empty_db: str) -> None:
     assert run("db-schema-load", env=local(empty_db)).returncode == 0
     assert applied(empty_db) == [p.name[:14] for p in sorted(package_dir().glob("*.sql"))]
-    result = run("db-migrate", env=local(empty_db))
+    result = cli("db-migrate", env=local(empty_db))
     assert result.returncode == 0 and "nothing (else) to migrate" in result.stderr
 
 
@@ -879,7 +879,7 @@ def test_setup_if_missing_adopts_a_schema_load_database_and_status_says_so(
 
 def test_rollback_with_nothing_applied_says_so(empty_db: str, tmp_path) -> None:
     folder = write(tmp_path / "m", {"20260101000000_notes.sql": NOTES})
-    result = run("db-rollback", "--migrations-dir", str(folder), env=local(empty_db))
+    result = cli("db-rollback", "--migrations-dir", str(folder), env=local(empty_db))
     assert result.returncode == 1
     assert "only 0 migrations are applied; cannot roll back 1" in result.stderr
 
@@ -901,7 +901,7 @@ def test_a_failed_concurrent_index_is_named_as_invalid(empty_db: str, tmp_path) 
     assert "20260102000000_unique.sql:2: could not create unique index" in result.stderr
     assert "it ran outside a transaction (transaction:false)" in result.stderr
     assert applied(empty_db) == ["20260101000000"]
-    status = run("db-migrations", "--migrations-dir", str(folder), env=local(empty_db))
+    status = cli("db-migrations", "--migrations-dir", str(folder), env=local(empty_db))
     assert "index notes_body_key is INVALID" in status.stderr
     assert "DROP INDEX CONCURRENTLY notes_body_key" in status.stderr
 
@@ -941,7 +941,7 @@ def test_a_migrate_during_another_ones_concurrent_index_build_waits_for_it(
             while look.execute("SELECT to_regclass('notes_body_idx')").fetchone() == (None,):
                 assert time.monotonic() < deadline, "the index build did not start"
                 time.sleep(0.05)
-        status = run("db-migrations", "--migrations-dir", str(folder), env=local(empty_db))
+        status = cli("db-migrations", "--migrations-dir", str(folder), env=local(empty_db))
         second = subprocess.Popen(command, env=env, stderr=subprocess.PIPE, text=True)
         deadline = time.monotonic() + 30
         waiting = (
