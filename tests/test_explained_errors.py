@@ -6,7 +6,7 @@ import uuid
 
 import psycopg
 import pytest
-from helpers import as_role, run
+from helpers import as_role, cli, run
 from psycopg import sql
 
 from cruddur.db import Db
@@ -23,14 +23,14 @@ def assert_explained(result, *fragments: str) -> None:
 
 
 def test_server_not_reachable() -> None:
-    result = run(
+    result = cli(
         "db-schema-load", env={"CONNECTION_URL": "postgresql://postgres@127.0.0.1:1/cruddur"}
     )
     assert_explained(result, "Connection refused", "is the server running", "security group")
 
 
 def test_host_not_found() -> None:
-    result = run("db-create", env={"CONNECTION_URL": "postgresql://u@no-such-host.invalid/cruddur"})
+    result = cli("db-create", env={"CONNECTION_URL": "postgresql://u@no-such-host.invalid/cruddur"})
     assert_explained(result, "no-such-host.invalid", "is the server running")
 
 
@@ -46,12 +46,12 @@ def test_authentication_failed(empty_db, login_role) -> None:
 
 def test_database_does_not_exist(server_url) -> None:
     missing = with_database(server_url, f"cruddur_test_missing_{uuid.uuid4().hex[:8]}")
-    result = run("db-schema-load", env={"CONNECTION_URL": missing})
+    result = cli("db-schema-load", env={"CONNECTION_URL": missing})
     assert_explained(result, "does not exist", "bin/db-create", "bin/db-setup")
 
 
 def test_relation_does_not_exist(empty_db) -> None:
-    result = run("db-seed", env={"CONNECTION_URL": empty_db})
+    result = cli("db-seed", env={"CONNECTION_URL": empty_db})
     assert_explained(result, 'relation "public.users" does not exist', "bin/db-migrate")
     assert "seed.sql:4:" in result.stderr  # the file and line of the failing statement
 
@@ -67,12 +67,12 @@ def test_extension_not_available(db: Db) -> None:
 
 def test_database_in_use(empty_db) -> None:
     with psycopg.connect(empty_db):
-        result = run("db-drop", env={"CONNECTION_URL": empty_db})
+        result = cli("db-drop", env={"CONNECTION_URL": empty_db})
     assert_explained(result, "1 other session is connected", "--force", "bin/db-sessions")
 
 
 def test_permission_denied(empty_db, login_role, admin) -> None:
-    result = run(
+    result = cli(
         "db-schema-load", env={"CONNECTION_URL": as_role(empty_db, login_role, "right-password")}
     )
     assert_explained(result, "permission denied", "lacks this privilege")
@@ -81,12 +81,12 @@ def test_permission_denied(empty_db, login_role, admin) -> None:
             sql.Identifier(parse(empty_db)["dbname"])
         )
     )
-    result = run("db-seed", env={"CONNECTION_URL": as_role(empty_db, login_role, "right-password")})
+    result = cli("db-seed", env={"CONNECTION_URL": as_role(empty_db, login_role, "right-password")})
     assert_explained(result, "permission denied for database", "lacks this privilege")
 
 
 def test_unknown_failures_carry_no_traceback() -> None:
-    result = run("db-create", env={"CONNECTION_URL": "postgresql://u@127.0.0.1:1/"})
+    result = cli("db-create", env={"CONNECTION_URL": "postgresql://u@127.0.0.1:1/"})
     assert_explained(result, "names no database")
 
 

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import psycopg
 import pytest
-from helpers import run
+from helpers import cli, run
 
 from cruddur.db import Db, template
 from cruddur.ops import purge
@@ -49,17 +49,17 @@ def test_purge_deletes_only_cruds_expired_longer_than_the_grace(seeded_db: str) 
         assert "would delete 8 cruds and 3 replies" in dry.stderr
         assert conn.execute("SELECT count(*) FROM activities").fetchone()[0] == before
 
-        done = run("db-purge-expired", "--batch-size", "2", env={"CONNECTION_URL": seeded_db})
+        done = cli("db-purge-expired", "--batch-size", "2", env={"CONNECTION_URL": seeded_db})
         assert done.returncode == 0, done.stderr
         assert "deleted 8 cruds and 3 replies" in done.stderr
         assert _left(conn, old + old_replies) == 0
         assert _left(conn, recent + alive + waiting + alive_reply) == 6
         assert conn.execute("SELECT count(*) FROM activities").fetchone()[0] == before - 11
 
-        again = run("db-purge-expired", env={"CONNECTION_URL": seeded_db})
+        again = cli("db-purge-expired", env={"CONNECTION_URL": seeded_db})
         assert again.returncode == 0 and "nothing expired before" in again.stderr
         # A shorter grace takes the recent ones too.
-        short = run("db-purge-expired", "--grace", "30m", env={"CONNECTION_URL": seeded_db})
+        short = cli("db-purge-expired", "--grace", "30m", env={"CONNECTION_URL": seeded_db})
         assert "deleted 2 cruds and 0 replies" in short.stderr
         assert _left(conn, recent) == 0 and _left(conn, alive) == 2
 
@@ -147,7 +147,7 @@ def test_the_purge_rests_after_each_full_batch_for_its_ratio_of_the_batchs_time(
 
 def test_a_bad_nice_ratio_is_a_usage_error(seeded_db: str) -> None:
     for ratio in ("-1", "101", "fast"):
-        result = run("db-purge-expired", "--nice-ratio", ratio, env={"CONNECTION_URL": seeded_db})
+        result = cli("db-purge-expired", "--nice-ratio", ratio, env={"CONNECTION_URL": seeded_db})
         assert result.returncode == 2, result.stderr
         assert "--nice-ratio" in result.stderr and "Traceback" not in result.stderr
 
@@ -210,7 +210,7 @@ def test_purge_on_production_asks_first(seeded_db: str) -> None:
 
 
 def test_a_bad_grace_is_a_one_line_error(seeded_db: str) -> None:
-    result = run("db-purge-expired", "--grace", "tomorrow", env={"CONNECTION_URL": seeded_db})
+    result = cli("db-purge-expired", "--grace", "tomorrow", env={"CONNECTION_URL": seeded_db})
     assert result.returncode == 2
     assert "not a duration such as 1d" in result.stderr
     assert "Traceback" not in result.stderr
@@ -221,7 +221,7 @@ def test_a_bad_grace_is_a_one_line_error(seeded_db: str) -> None:
 )
 def test_a_grace_past_the_bound_is_a_usage_error(grace: str) -> None:
     # Never reaches the database: timedelta overflowed, or PostgreSQL's timestamps ended.
-    result = run(
+    result = cli(
         "db-purge-expired", "--grace", grace, "--dry-run",
         env={"CONNECTION_URL": "postgresql://x@127.0.0.1:9/x"},
     )  # fmt: skip
@@ -232,7 +232,7 @@ def test_a_grace_past_the_bound_is_a_usage_error(grace: str) -> None:
 
 def test_the_longest_grace_reaches_the_database(seeded_db: str) -> None:
     for grace in ("3650d", "87600h"):
-        result = run(
+        result = cli(
             "db-purge-expired", "--grace", grace, "--dry-run", env={"CONNECTION_URL": seeded_db}
         )
         assert result.returncode == 0, result.stderr

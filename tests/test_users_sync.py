@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import psycopg
 import pytest
-from helpers import ROOT, run
+from helpers import ROOT, cli, run
 
 from cruddur.aws import client
 
@@ -79,7 +79,7 @@ def test_sync_inserts_missing_users_and_replaces_placeholders(
     with psycopg.connect(seeded_db) as conn:
         assert conn.execute("SELECT count(*) FROM users").fetchone()[0] == 4
 
-    synced = run(CRUDDUR, "users", "sync-cognito", env=env)
+    synced = cli(CRUDDUR, "users", "sync-cognito", env=env)
     assert synced.returncode == 0, synced.stderr
     assert "73 users" in synced.stderr and "(2 pages)" in synced.stderr
     assert "70 inserted, 1 updated, 0 unchanged, 2 skipped" in synced.stderr
@@ -96,23 +96,23 @@ def test_sync_inserts_missing_users_and_replaces_placeholders(
     assert rows["taken"] == "real-sub-of-someone-else"
     assert "pending" not in rows
 
-    again = run(CRUDDUR, "users", "sync-cognito", "--user-pool-id", pool, env=env)
+    again = cli(CRUDDUR, "users", "sync-cognito", "--user-pool-id", pool, env=env)
     assert again.returncode == 0, again.stderr
     assert "0 inserted, 0 updated, 71 unchanged, 2 skipped" in again.stderr
 
 
 def test_sync_needs_a_pool_and_explains_a_wrong_one(aws: dict[str, str], seeded_db: str) -> None:
     env = {**aws, "CONNECTION_URL": seeded_db}
-    missing = run(CRUDDUR, "users", "sync-cognito", env=env)
+    missing = cli(CRUDDUR, "users", "sync-cognito", env=env)
     assert missing.returncode == 2
     assert "--user-pool-id" in missing.stderr and "AWS_COGNITO_USER_POOL_ID" in missing.stderr
-    wrong = run(CRUDDUR, "users", "sync-cognito", "--user-pool-id", "us-east-1_nope", env=env)
+    wrong = cli(CRUDDUR, "users", "sync-cognito", "--user-pool-id", "us-east-1_nope", env=env)
     assert wrong.returncode == 1
     assert "error: ResourceNotFoundException" in wrong.stderr
     assert "Traceback" not in wrong.stderr
     # Not a pool id at all: a usage error before the database or Cognito is asked.
     for given in ("", " ", "é_x", "us-east-1", "pool"):
-        refused = run(CRUDDUR, "users", "sync-cognito", "--user-pool-id", given, env=env)
+        refused = cli(CRUDDUR, "users", "sync-cognito", "--user-pool-id", given, env=env)
         assert refused.returncode == 2, refused.stderr
         assert f"{given!r} is not a user pool id: <region>_<id>" in refused.stderr
         assert "database:" not in refused.stderr
@@ -178,7 +178,7 @@ def test_a_seeded_account_goes_only_to_its_verified_email(
     env = {**aws, "CONNECTION_URL": seeded_db, "AWS_COGNITO_USER_POOL_ID": pool_id}
     with psycopg.connect(seeded_db) as conn:
         before = conn.execute("SELECT * FROM users WHERE handle = 'andrewbrown'").fetchone()
-    synced = run(CRUDDUR, "users", "sync-cognito", env=env)
+    synced = cli(CRUDDUR, "users", "sync-cognito", env=env)
     assert synced.returncode == 0, synced.stderr
     assert "skipped  andrewbrown: the handle belongs to a seeded row" in synced.stdout
     assert reason in synced.stdout
@@ -193,7 +193,7 @@ def test_the_owner_of_the_seeded_email_claims_it(aws: dict[str, str], seeded_db:
         {"preferred_username": "bayko", "email": "Bayko@ExamPro.co", "email_verified": "true"}
     )
     env = {**aws, "CONNECTION_URL": seeded_db, "AWS_COGNITO_USER_POOL_ID": pool_id}
-    synced = run(CRUDDUR, "users", "sync-cognito", env=env)
+    synced = cli(CRUDDUR, "users", "sync-cognito", env=env)
     assert "updated  bayko  (placeholder id replaced)" in synced.stdout, synced.stdout
     with psycopg.connect(seeded_db) as conn:
         row = conn.execute("SELECT cognito_user_id FROM users WHERE handle = 'bayko'").fetchone()
@@ -205,7 +205,7 @@ def test_cognito_attributes_cannot_drive_the_terminal(aws: dict[str, str], seede
     hostile = "\x1b]0;owned\x07x\r\nupdated  andrewbrown\u202e"
     pool_id = _small_pool({"preferred_username": hostile, "email": "m@example.com"})
     env = {**aws, "CONNECTION_URL": seeded_db, "AWS_COGNITO_USER_POOL_ID": pool_id}
-    synced = run(CRUDDUR, "users", "sync-cognito", env=env)
+    synced = cli(CRUDDUR, "users", "sync-cognito", env=env)
     assert synced.returncode == 0, synced.stderr
     printed = synced.stdout + synced.stderr
     assert not [ch for ch in printed if ch in "\x1b\x07\r\u202e"]
