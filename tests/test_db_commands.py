@@ -10,7 +10,7 @@ import subprocess
 import psycopg
 import pytest
 from click.testing import CliRunner
-from helpers import BIN, ROOT, as_role, database_exists, run, tables
+from helpers import BIN, ROOT, as_role, cli, database_exists, run, tables
 from psycopg import sql
 
 from cruddur.cli import main
@@ -73,7 +73,7 @@ def test_a_database_name_longer_than_postgresql_keeps_is_refused(
     cut = name[:63]
     url = f"{server_url.replace('dbname=postgres', '')} dbname={name}"
     try:
-        result = run(*script, env=local(url))
+        result = cli(*script, env=local(url))
         made = database_exists(admin, cut)
     finally:
         admin.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(cut)))
@@ -88,10 +88,10 @@ def test_a_database_name_longer_than_postgresql_keeps_is_refused(
 
 def test_drop_removes_the_database_and_a_missing_one_is_fine(admin, empty_db) -> None:
     name = database_name(empty_db)
-    result = run("db-drop", env=local(empty_db))
+    result = cli("db-drop", env=local(empty_db))
     assert result.returncode == 0, result.stderr
     assert not database_exists(admin, name)
-    again = run("db-drop", env=local(empty_db))
+    again = cli("db-drop", env=local(empty_db))
     assert again.returncode == 0
     assert "does not exist; nothing to drop" in again.stderr
 
@@ -99,26 +99,26 @@ def test_drop_removes_the_database_and_a_missing_one_is_fine(admin, empty_db) ->
 def test_drop_with_open_sessions_says_how_many_and_force_drops(admin, empty_db) -> None:
     name = database_name(empty_db)
     with psycopg.connect(empty_db), psycopg.connect(empty_db):
-        refused = run("db-drop", env=local(empty_db))
+        refused = cli("db-drop", env=local(empty_db))
         assert refused.returncode == 1
         assert f'2 other sessions are connected to database "{name}"' in refused.stderr
         assert "--force" in refused.stderr
         assert database_exists(admin, name)
-        forced = run("db-drop", "--force", env=local(empty_db))
+        forced = cli("db-drop", "--force", env=local(empty_db))
         assert forced.returncode == 0, forced.stderr
     assert not database_exists(admin, name)
 
 
 def test_schema_load_creates_the_tables_and_can_run_twice(empty_db) -> None:
     for _ in range(2):
-        result = run("db-schema-load", env=local(empty_db))
+        result = cli("db-schema-load", env=local(empty_db))
         assert result.returncode == 0, result.stderr
     assert tables(empty_db) == {"users", "activities", "schema_migrations"}
 
 
 def test_seed_loads_the_sample_rows(empty_db) -> None:
-    assert run("db-schema-load", env=local(empty_db)).returncode == 0
-    result = run("db-seed", env=local(empty_db))
+    assert cli("db-schema-load", env=local(empty_db)).returncode == 0
+    result = cli("db-seed", env=local(empty_db))
     assert result.returncode == 0, result.stderr
     with psycopg.connect(empty_db) as conn:
         handles = {r[0] for r in conn.execute("SELECT handle FROM users").fetchall()}
@@ -133,7 +133,7 @@ def test_seed_loads_the_sample_rows(empty_db) -> None:
 def test_sessions_lists_pid_user_database_and_application(empty_db) -> None:
     with psycopg.connect(empty_db, application_name="sessions-probe") as conn:
         pid = conn.info.backend_pid
-        result = run("db-sessions", env=local(empty_db))
+        result = cli("db-sessions", env=local(empty_db))
     assert result.returncode == 0, result.stderr
     line = next(row for row in result.stdout.splitlines() if "sessions-probe" in row)
     assert str(pid) in line
@@ -144,7 +144,7 @@ def test_sessions_lists_pid_user_database_and_application(empty_db) -> None:
 
 def test_kill_all_disconnects_other_sessions(empty_db) -> None:
     conn = psycopg.connect(empty_db)
-    result = run("db-kill-all", env=local(empty_db))
+    result = cli("db-kill-all", env=local(empty_db))
     assert result.returncode == 0, result.stderr
     assert "disconnected 1 session" in result.stderr
     with pytest.raises(psycopg.OperationalError):
@@ -170,7 +170,7 @@ def test_setup_builds_a_fresh_database(admin, server_url, new_db_name) -> None:
 def test_setup_if_missing_keeps_an_existing_database(seeded_db) -> None:
     with psycopg.connect(seeded_db) as conn:
         conn.execute("DELETE FROM activities")
-    result = run("db-setup", "--if-missing", env=local(seeded_db))
+    result = cli("db-setup", "--if-missing", env=local(seeded_db))
     assert result.returncode == 0, result.stderr
     assert "schema up to date" in result.stderr and "not seeded" in result.stderr
     with psycopg.connect(seeded_db) as conn:
@@ -179,7 +179,7 @@ def test_setup_if_missing_keeps_an_existing_database(seeded_db) -> None:
 
 def test_setup_stops_at_the_first_failure(server_url) -> None:
     unreachable = "postgresql://postgres@127.0.0.1:1/cruddur"
-    result = run("db-setup", env=local(unreachable))
+    result = cli("db-setup", env=local(unreachable))
     assert result.returncode == 1
     assert "created" not in result.stderr and "schema.sql" not in result.stderr
 
@@ -187,7 +187,7 @@ def test_setup_stops_at_the_first_failure(server_url) -> None:
 def test_setup_stops_partway_and_does_not_seed(empty_db, login_role) -> None:
     # The role may connect but not create tables: the schema step fails, seed never runs.
     url = as_role(empty_db, login_role, "right-password")
-    result = run("db-setup", "--if-missing", env=local(url))
+    result = cli("db-setup", "--if-missing", env=local(url))
     assert result.returncode == 1
     assert "exists, no schema" in result.stderr  # the steps before it ran
     assert "_initial_schema.sql:" in result.stderr and "permission denied" in result.stderr
@@ -220,7 +220,7 @@ def test_names_with_markup_characters_print_as_themselves(admin, server_url, new
     name = new_db_name() + "_x[/y]"
     url = with_database(server_url, name)
     try:
-        result = run("db-create", env=local(url))
+        result = cli("db-create", env=local(url))
         assert result.returncode == 0, result.stderr
         assert f'created database "{name}"' in result.stderr
     finally:
