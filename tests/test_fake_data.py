@@ -7,7 +7,7 @@ import subprocess
 
 import psycopg
 import pytest
-from helpers import ROOT, run
+from helpers import ROOT, cli, run
 from psycopg import sql
 
 from cruddur.db import Db
@@ -18,7 +18,7 @@ CRUDDUR = ROOT / ".venv" / "bin" / "cruddur"
 
 
 def fake_seed(url: str, *args: str) -> subprocess.CompletedProcess[str]:
-    return run(CRUDDUR, "db", "seed", "--fake", *args, env={"CONNECTION_URL": url})
+    return cli(CRUDDUR, "db", "seed", "--fake", *args, env={"CONNECTION_URL": url})
 
 
 def one(url: str, query: str) -> object:
@@ -197,7 +197,7 @@ def test_a_taken_handle_gets_a_number(db: Db) -> None:
 def test_bad_arguments_are_refused_before_anything_changes(
     seeded_db: str, args: list[str], says: str
 ) -> None:
-    result = run(CRUDDUR, "db", "seed", *args, env={"CONNECTION_URL": seeded_db})
+    result = cli(CRUDDUR, "db", "seed", *args, env={"CONNECTION_URL": seeded_db})
     assert result.returncode == 2
     assert says in result.stderr
     assert one(seeded_db, "SELECT count(*) FROM users") == 3

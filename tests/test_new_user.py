@@ -15,7 +15,7 @@ from pathlib import Path
 import psycopg
 import pytest
 from api_support import snapshot
-from helpers import run, tables
+from helpers import cli, run, tables
 from served import serve
 
 import cruddur
@@ -36,7 +36,7 @@ def test_seeding_after_the_seed_crud_was_deleted_puts_back_only_what_is_missing(
 ) -> None:
     with psycopg.connect(seeded_db) as conn:
         conn.execute("DELETE FROM activities WHERE message = 'Welcome to the feed.'")
-    result = run("db-seed", env={"CONNECTION_URL": seeded_db})
+    result = cli("db-seed", env={"CONNECTION_URL": seeded_db})
     assert result.returncode == 0, result.stderr
     with psycopg.connect(seeded_db) as conn:
         counts = conn.execute(
@@ -60,7 +60,7 @@ def test_the_seed_replies_never_go_to_a_crud_that_only_shares_the_seed_cruds_tex
             " SELECT uuid, %s FROM users WHERE handle = 'andrewbrown' RETURNING uuid",
             [seed_text],
         ).fetchone()[0]
-    result = run("db-seed", env={"CONNECTION_URL": seeded_db})
+    result = cli("db-seed", env={"CONNECTION_URL": seeded_db})
     assert result.returncode == 0, result.stderr
     with psycopg.connect(seeded_db) as conn:
         replies = conn.execute(
@@ -87,7 +87,7 @@ def test_seeding_a_database_seeded_before_the_fixed_uuid_adds_nothing(seeded_db:
         )
         conn.execute("DELETE FROM activities WHERE uuid = %s", [SEED_CRUD])
     before = snapshot(seeded_db)
-    again = run("db-seed", env={"CONNECTION_URL": seeded_db})
+    again = cli("db-seed", env={"CONNECTION_URL": seeded_db})
     assert again.returncode == 0, again.stderr
     assert snapshot(seeded_db) == before
 
@@ -192,7 +192,7 @@ def test_seeding_again_replies_only_to_the_seeds_own_crud_and_writes_no_other_ro
         conn.execute("UPDATE activities SET replies_count = 7 WHERE message LIKE 'Ah, arrogance%'")
         conn.commit()
         written = dict(conn.execute("SELECT uuid, xmin::text FROM activities").fetchall())
-    result = run("db-seed", env={"CONNECTION_URL": seeded_db})
+    result = cli("db-seed", env={"CONNECTION_URL": seeded_db})
     assert result.returncode == 0, result.stderr
     with psycopg.connect(seeded_db) as conn:
         replies_to_mine = conn.execute(
