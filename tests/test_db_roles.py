@@ -13,7 +13,7 @@ from collections.abc import Iterator
 
 import psycopg
 import pytest
-from helpers import ROOT, run
+from helpers import ROOT, cli, run
 from psycopg import errors, sql
 
 from cruddur.db import Db
@@ -26,6 +26,11 @@ DENIED = errors.InsufficientPrivilege
 
 def cruddur(*args: str, env: dict[str, str], stdin: str | None = None):
     return run(ROOT / ".venv" / "bin" / "cruddur", *args, env=env, stdin=stdin)
+
+
+def here(*args: str, env: dict[str, str], stdin: str | None = None):
+    """cruddur(…) in this process (helpers.cli), where no secret could leave by a log."""
+    return cli(ROOT / ".venv" / "bin" / "cruddur", *args, env=env, stdin=stdin)
 
 
 def _refused(conn: psycopg.Connection, statement: str) -> None:
@@ -123,7 +128,7 @@ def test_grants_are_given_again_only_where_they_were_given(
     api, lambda_ = role_names
     env = {"CONNECTION_URL": seeded_db, "CRUDDUR_HOME": str(tmp_path / "home")}
     options = ["--api-role", api, "--lambda-role", lambda_, "--env-file", str(tmp_path / "e")]
-    assert cruddur("db", "roles", *options, env=env).returncode == 0
+    assert here("db", "roles", *options, env=env).returncode == 0
     with Db(seeded_db) as given, Db(empty_db) as other:
         assert roles.given_here(given) == {"api": [api], "lambda": [lambda_]}
         # A migrate there leaves it alone.
@@ -137,7 +142,7 @@ def test_roles_of_any_name_get_their_grants_back_after_a_schema_load(
     env_file = tmp_path / "roles.env"
     env = {"CONNECTION_URL": seeded_db, "CRUDDUR_HOME": str(tmp_path / "home")}
     options = ["--api-role", api, "--lambda-role", lambda_, "--env-file", str(env_file)]
-    assert cruddur("db", "roles", *options, env=env).returncode == 0
+    assert here("db", "roles", *options, env=env).returncode == 0
     urls = _env_values(env_file)
     # Someone else's role allowed to connect (an analyst's, say) is not an application
     # role: a schema load must not give it the Lambda's grants.
@@ -151,7 +156,7 @@ def test_roles_of_any_name_get_their_grants_back_after_a_schema_load(
                     sql.Identifier(database), sql.Identifier(analyst)
                 )
             )
-        loaded = cruddur("db", "schema-load", "--yes", env=env)
+        loaded = here("db", "schema-load", "--yes", env=env)
         assert loaded.returncode == 0, loaded.stderr
         assert f"privileges granted again to {api} and {lambda_}" in loaded.stderr
         with psycopg.connect(urls["CRUDDUR_LAMBDA_CONNECTION_URL"], autocommit=True) as conn:
@@ -236,12 +241,12 @@ def test_an_env_file_that_cannot_be_written_changes_no_password(
     env_file = tmp_path / "roles.env"
     env = {"CONNECTION_URL": seeded_db, "CRUDDUR_HOME": str(tmp_path / "home")}
     options = ["--api-role", api, "--lambda-role", lambda_]
-    made = cruddur("db", "roles", *options, "--env-file", str(env_file), env=env)
+    made = here("db", "roles", *options, "--env-file", str(env_file), env=env)
     assert made.returncode == 0, made.stderr
     urls = _env_values(env_file)
     blocked = env_file / "roles.env"  # its folder would be a file
     for args in (("--rotate",), ()):
-        failed = cruddur("db", "roles", *args, *options, "--env-file", str(blocked), env=env)
+        failed = here("db", "roles", *args, *options, "--env-file", str(blocked), env=env)
         assert failed.returncode == 1
         assert "should be a folder" in failed.stderr and "granted" not in failed.stderr
         assert _who(urls["CRUDDUR_API_CONNECTION_URL"]) == api  # the old password works
@@ -258,7 +263,7 @@ def test_an_env_file_that_is_a_link_or_a_device_is_refused_not_to_be_removed(
     env = {"CONNECTION_URL": seeded_db, "CRUDDUR_HOME": str(tmp_path / "home")}
     for path in (str(link), "/dev/null"):
         options = ["--api-role", api, "--lambda-role", lambda_, "--env-file", path]
-        refused = cruddur("db", "roles", *options, env=env)
+        refused = here("db", "roles", *options, env=env)
         assert refused.returncode == 2
         assert f"{path} is a link, a device or a pipe: give the path of a file" in refused.stderr
         assert "remove it" not in refused.stderr
@@ -301,7 +306,7 @@ def test_a_role_with_powers_keeps_its_password_when_refused(admin, seeded_db, tm
     try:
         env = {"CONNECTION_URL": seeded_db, "CRUDDUR_HOME": str(tmp_path / "home")}
         options = ["--api-role", name, "--env-file", str(tmp_path / "roles.env")]
-        refused = cruddur("db", "roles", "--rotate", *options, env=env)
+        refused = here("db", "roles", "--rotate", *options, env=env)
         assert refused.returncode == 1
         assert f'error: role "{name}" exists with CREATEDB' in refused.stderr
         assert "unexpected" not in refused.stderr
@@ -345,7 +350,7 @@ def test_a_role_name_longer_than_postgresql_keeps_is_refused(admin, seeded_db, t
     exists = "SELECT 1 FROM pg_roles WHERE rolname = %s"
     try:
         for option in ("--api-role", "--lambda-role"):
-            refused = cruddur("db", "roles", option, long_name, "--yes", env=env)
+            refused = here("db", "roles", option, long_name, "--yes", env=env)
             assert refused.returncode == 2, refused.stderr
             assert f"Invalid value for '{option}': the role name {long_name!r} is 64 bytes" in (
                 " ".join(refused.stderr.split())

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from helpers import ROOT, run
+from helpers import ROOT, cli, run
 
 CRUDDUR = ROOT / ".venv" / "bin" / "cruddur"
 # Port 1: nothing listens, so `db status` names the URL and fails at once.
@@ -21,7 +21,7 @@ def test_dotenv_sets_what_the_environment_does_not(tmp_path: Path) -> None:
     assert f"database  {FROM_FILE}" in read.stdout, read.stderr
     assert read.returncode == 1  # unreachable, as it should be
 
-    kept = run(CRUDDUR, "db", "status", cwd=below, env={"CONNECTION_URL": FROM_ENV})
+    kept = cli(CRUDDUR, "db", "status", cwd=below, env={"CONNECTION_URL": FROM_ENV})
     assert f"database  {FROM_ENV}" in kept.stdout, kept.stderr
     assert "from_the_file" not in kept.stdout + kept.stderr
 
@@ -35,7 +35,7 @@ def test_a_line_dotenv_cannot_parse_stops_the_command_instead_of_being_skipped(
     (tmp_path / ".env").write_text(
         f'# settings\nexport CONNECTION_URL="postgresql://u:{secret}@127.0.0.1:1/from_the_file\n'
     )
-    refused = run(CRUDDUR, "db", "status", cwd=tmp_path, env={"CRUDDUR_HOME": str(tmp_path)})
+    refused = cli(CRUDDUR, "db", "status", cwd=tmp_path, env={"CRUDDUR_HOME": str(tmp_path)})
     assert refused.returncode == 1
     assert refused.stderr == (
         f"error: {tmp_path / '.env'}: line 2 not NAME=value (an unclosed quote?)\n"
@@ -44,19 +44,19 @@ def test_a_line_dotenv_cannot_parse_stops_the_command_instead_of_being_skipped(
     assert secret not in refused.stdout + refused.stderr
     assert not (tmp_path / "postgres").exists()  # no embedded server was started
     # --help still helps, and says what is wrong.
-    helped = run(CRUDDUR, "db", "status", "--help", cwd=tmp_path)
+    helped = cli(CRUDDUR, "db", "status", "--help", cwd=tmp_path)
     assert helped.returncode == 0 and "Usage: cruddur db status" in helped.stdout
     assert "line 2 not NAME=value" in helped.stderr
 
 
 def test_a_dotenv_that_is_not_utf8_is_one_line(tmp_path: Path) -> None:
     (tmp_path / ".env").write_bytes(b"CONNECTION_URL=postgresql://x@127.0.0.1:1/caf\xe9\n")
-    refused = run(CRUDDUR, "db", "status", cwd=tmp_path, env={"CRUDDUR_HOME": str(tmp_path)})
+    refused = cli(CRUDDUR, "db", "status", cwd=tmp_path, env={"CRUDDUR_HOME": str(tmp_path)})
     assert refused.returncode == 1
     assert refused.stderr.startswith(f"error: {tmp_path / '.env'} is not UTF-8 text\n")
 
 
 def test_a_dotenv_with_a_byte_order_mark_is_read(tmp_path: Path) -> None:
     (tmp_path / ".env").write_text(f"CONNECTION_URL={FROM_FILE}\n", encoding="utf-8-sig")
-    read = run(CRUDDUR, "db", "status", cwd=tmp_path)
+    read = cli(CRUDDUR, "db", "status", cwd=tmp_path)
     assert f"database  {FROM_FILE}" in read.stdout, read.stderr

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 from api_support import CheckedClient
-from helpers import ROOT, run, tables
+from helpers import ROOT, cli, run, tables
 from pgbouncer_support import PgBouncer
 
 from cruddur.api import create_app
@@ -127,7 +127,7 @@ def test_migrate_refuses_a_pooler_and_takes_the_direct_url(
     assert refused.returncode != 0
     assert "MIGRATION_CONNECTION_URL" in refused.stderr
     assert tables(empty_db) == set()  # nothing ran
-    direct = run(CRUDDUR, "db", "migrate", env={**pooled, "MIGRATION_CONNECTION_URL": empty_db})
+    direct = cli(CRUDDUR, "db", "migrate", env={**pooled, "MIGRATION_CONNECTION_URL": empty_db})
     assert direct.returncode == 0, direct.stderr
     assert {"users", "activities"} <= tables(empty_db)
 

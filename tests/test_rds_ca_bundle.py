@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from helpers import ROOT, run
+from helpers import ROOT, cli, run
 from tls_support import Issued, make_ca, make_server_cert
 
 from cruddur.aws.ca_bundle import BundleError, bundle_path, cache_path, refresh
@@ -130,7 +130,7 @@ def test_ca_bundle_shows_where_it_comes_from(tmp_path: Path) -> None:
     lines = dict(line.split(None, 1) for line in shown.stdout.splitlines())
     assert lines["path"] == str(own) and lines["source"] == "CRUDDUR_RDS_CA_BUNDLE"
     assert lines["certificates"] == "1"
-    missing = run(CRUDDUR, "rds", "ca-bundle", env={"CRUDDUR_RDS_CA_BUNDLE": "/nonexistent"})
+    missing = cli(CRUDDUR, "rds", "ca-bundle", env={"CRUDDUR_RDS_CA_BUNDLE": "/nonexistent"})
     assert missing.returncode == 1 and "cannot read the RDS CA bundle" in missing.stderr
 
 
@@ -142,7 +142,7 @@ def test_a_bundle_setting_naming_a_folder_or_a_pipe_is_one_line(tmp_path: Path) 
     pipe = tmp_path / "bundle.pem"
     os.mkfifo(pipe, 0o600)
     for given in (folder, pipe):
-        refused = run(CRUDDUR, "rds", "ca-bundle", env={"CRUDDUR_RDS_CA_BUNDLE": str(given)})
+        refused = cli(CRUDDUR, "rds", "ca-bundle", env={"CRUDDUR_RDS_CA_BUNDLE": str(given)})
         assert refused.returncode == 1, refused.stderr
         assert f"error: the RDS CA bundle {given} is not a file" in refused.stderr
         assert "unexpected" not in refused.stderr

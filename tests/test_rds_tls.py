@@ -8,7 +8,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from helpers import ROOT, run
+from helpers import ROOT, cli, run
 from tls_support import RDS_HOST, make_ca, make_server_cert, rds_url, tls_postgres
 
 from cruddur.api.db import primary_db
@@ -98,7 +98,7 @@ def test_the_cli_on_prod_refuses_a_man_in_the_middle(servers, bundle) -> None:
     assert genuine.returncode == 0, genuine.stderr
     assert genuine.stdout.strip() == "t"  # psql too verifies, with the same bundle
     for name, said in (("self-signed", "certificate verify failed"), ("other", "does not match")):
-        refused = run(
+        refused = cli(
             CRUDDUR, "db", "status", "--prod",
             env={**env, "PROD_CONNECTION_URL": rds_url(servers[name])},
         )  # fmt: skip
@@ -121,13 +121,13 @@ def test_migrations_and_wait_on_prod_refuse_a_man_in_the_middle(servers, bundle,
     # They connected with the URL as given (libpq's `prefer`), not verified like the rest.
     env = {"CRUDDUR_RDS_CA_BUNDLE": str(bundle)}
     for name, said in (("self-signed", "certificate verify failed"), ("other", "does not match")):
-        refused = run(CRUDDUR, *verb, env={**env, "PROD_CONNECTION_URL": rds_url(servers[name])})
+        refused = cli(CRUDDUR, *verb, env={**env, "PROD_CONNECTION_URL": rds_url(servers[name])})
         shown = refused.stdout + refused.stderr
         assert refused.returncode == 1, shown
         assert said in shown and "Traceback" not in shown
     # Through PROD_MIGRATION_CONNECTION_URL (the instance's own endpoint) just the same.
     if verb[1] != "wait":
-        refused = run(
+        refused = cli(
             CRUDDUR, *verb,
             env={
                 **env,

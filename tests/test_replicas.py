@@ -18,7 +18,7 @@ from pathlib import Path
 import psycopg
 import pytest
 from api_support import CheckedClient
-from helpers import ROOT, run
+from helpers import ROOT, cli, run
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
 from replica_support import ReplicaPair, activity_scans
@@ -289,7 +289,7 @@ def test_db_status_reports_the_replica_and_its_lag(pair: ReplicaPair) -> None:
     assert parse(pair.replica_url)["password"] not in shown.stdout + shown.stderr
     pair.stop_replica("fast")
     try:
-        shown = run(ROOT / ".venv/bin/cruddur", "db", "status", env=env)
+        shown = cli(ROOT / ".venv/bin/cruddur", "db", "status", env=env)
         assert "replica   unreachable" in shown.stdout
         assert shown.returncode == 0  # the primary serves: the service works
     finally:
@@ -532,7 +532,7 @@ def test_db_status_does_not_call_a_cut_off_replica_caught_up(pair: ReplicaPair) 
             conn.execute("CREATE TABLE IF NOT EXISTS lag_marker (at timestamptz)")
             conn.execute("INSERT INTO lag_marker VALUES (now())")  # WAL it will not receive
         time.sleep(3)
-        shown = run(ROOT / ".venv/bin/cruddur", "db", "status", env=env)
+        shown = cli(ROOT / ".venv/bin/cruddur", "db", "status", env=env)
         assert shown.returncode == 0, shown.stderr
         line = next(x for x in shown.stdout.splitlines() if x.startswith("replica "))
         assert "reads use it" not in line, line

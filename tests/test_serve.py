@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from helpers import ROOT, run
+from helpers import ROOT, cli, run
 from server_support import Served, free_port, request
 
 from cruddur.urls import parse
@@ -73,9 +73,9 @@ def test_serve_answers_over_http(
 
 def test_dev_token_needs_a_known_handle(seeded_db: str, tmp_path) -> None:
     env = {"CONNECTION_URL": seeded_db, "CRUDDUR_HOME": str(tmp_path)}
-    unknown = run(CRUDDUR, "dev", "token", "--handle", "nobody", env=env)
+    unknown = cli(CRUDDUR, "dev", "token", "--handle", "nobody", env=env)
     assert unknown.returncode == 1 and "no user has the handle 'nobody'" in unknown.stderr
-    both = run(CRUDDUR, "dev", "token", "--handle", "bayko", "--sub", "x", env=env)
+    both = cli(CRUDDUR, "dev", "token", "--handle", "bayko", "--sub", "x", env=env)
     assert both.returncode == 2 and "exactly one" in both.stderr
 
 
