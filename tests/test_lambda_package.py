@@ -18,7 +18,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from helpers import ROOT, run
+from helpers import ROOT, cli, run
 from tls_support import RDS_HOST, make_ca, make_server_cert, rds_url, tls_postgres
 
 from cruddur.ops.packaging import BUNDLE_ENTRY, HANDLER_FILES, PackagingError, check_output
@@ -181,7 +181,7 @@ def test_an_output_that_is_no_file_is_refused_and_left_alone(tmp_path: Path, kin
         output.symlink_to("/proc/self/fd/1")
     else:
         os.mkfifo(output)
-    refused = run(CRUDDUR, "lambda", "package", "--output", str(output))
+    refused = cli(CRUDDUR, "lambda", "package", "--output", str(output))
     assert refused.returncode == 1
     assert f"{output} is a link, a device or a pipe" in refused.stderr
     assert output.is_symlink() if kind == "link" else not output.is_file()
@@ -205,7 +205,7 @@ def test_an_output_that_cannot_be_written_is_refused_before_anything_is_fetched(
     (tmp_path / "a-file").write_text("not a folder")
     home = tmp_path / "home"
     env = {"CRUDDUR_HOME": str(home), "CRUDDUR_RDS_CA_BUNDLE": str(tmp_path / "none.pem")}
-    refused = run(CRUDDUR, "lambda", "package", "--output", output, env=env, cwd=tmp_path)
+    refused = cli(CRUDDUR, "lambda", "package", "--output", output, env=env, cwd=tmp_path)
     assert refused.returncode == 1
     errors = [line for line in refused.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and errors[0].startswith(f"error: cannot write {output}: {said}")
@@ -216,7 +216,7 @@ def test_an_output_that_cannot_be_written_is_refused_before_anything_is_fetched(
 
 def test_an_output_that_is_a_folder_is_refused_before_anything_is_fetched(tmp_path: Path) -> None:
     env = {"CRUDDUR_RDS_CA_BUNDLE": str(tmp_path / "none.pem")}
-    refused = run(CRUDDUR, "lambda", "package", "--output", str(tmp_path), env=env)
+    refused = cli(CRUDDUR, "lambda", "package", "--output", str(tmp_path), env=env)
     assert refused.returncode == 2  # click's own check of the option
     assert f"'{tmp_path}' is a directory" in refused.stderr
     assert "RDS CA bundle" not in refused.stderr
