@@ -6,7 +6,7 @@ import ipaddress
 
 import psycopg
 import pytest
-from helpers import ROOT, database_exists, run, tables
+from helpers import ROOT, cli, database_exists, run, tables
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from cruddur.cli.options import for_prod
@@ -146,8 +146,9 @@ def test_create_and_drop_route_prod(two_dbs, admin) -> None:
 @pytest.mark.parametrize("script", ["db-drop", "db-schema-load", "db-setup", "db-kill-all"])
 def test_destructive_prod_verbs_refuse_without_the_typed_name(two_dbs, admin, script) -> None:
     prod_name = database_name(two_dbs["PROD_CONNECTION_URL"])
-    for answer in ("", "yes\n", "cruddur\n"):
-        result = run(script, "prod", env=two_dbs, stdin=answer)
+    # No answer through the script as a user runs it; wrong answers in this process.
+    for answer, runner in (("", run), ("yes\n", cli), ("cruddur\n", cli)):
+        result = runner(script, "prod", env=two_dbs, stdin=answer)
         assert result.returncode == 1
         assert "not confirmed, nothing done" in result.stderr
         assert "PRODUCTION" in result.stderr
