@@ -10,6 +10,7 @@ planted them could sign tokens the API accepts.
 
 from __future__ import annotations
 
+import functools
 import json
 import time
 import uuid
@@ -83,6 +84,17 @@ class DevKeys:
             "username": username or sub,
             **(claims or {}),
         }
-        return jwt.encode(
-            payload, read_private(self.private_path), algorithm="RS256", headers={"kid": self.kid()}
-        )
+        key = _signing_key(read_private(self.private_path))
+        return jwt.encode(payload, key, algorithm="RS256", headers={"kid": self.kid()})
+
+
+@functools.lru_cache(maxsize=4)
+def _signing_key(pem: bytes) -> rsa.RSAPrivateKey:
+    """The private key in `pem`, parsed once per content: loading checks the RSA key's
+    consistency, ~0.1 s of CPU, which every token paid (a dev sign-in, each test's token).
+    Keyed by the file's bytes, read and checked again for every token: a changed key is
+    parsed anew."""
+    key = serialization.load_pem_private_key(pem, password=None)
+    if not isinstance(key, rsa.RSAPrivateKey):
+        raise ValueError("the dev private key is not an RSA key")
+    return key
