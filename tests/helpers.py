@@ -3,6 +3,7 @@ port, a server program run as `postgres`, a user pool in moto's Cognito."""
 
 from __future__ import annotations
 
+import logging
 import os
 import pwd
 import re
@@ -105,6 +106,7 @@ def cli(
         **extra,
     }
     saved_env, saved_argv, saved_cwd = dict(os.environ), sys.argv, os.getcwd()
+    saved_levels = _logger_levels()  # the CLI quiets psycopg's logger, rds botocore's
     # Key by key, never os.environ.clear(): another thread (conftest's, making the next
     # test's database) may read the environment meanwhile.
     _become(wanted)
@@ -118,12 +120,21 @@ def cli(
         sys.argv = saved_argv
         _become(saved_env)
         _forget_consoles()
+        for logger, level in saved_levels.items():
+            logger.setLevel(level)
     stderr = header + result.stderr
     if result.exception is not None and not isinstance(result.exception, SystemExit):
         stderr += "".join(traceback.format_exception(result.exception))
     return subprocess.CompletedProcess(
         [str(command), *args], result.exit_code, result.stdout, stderr
     )
+
+
+def _logger_levels() -> dict[logging.Logger, int]:
+    """Every logger's own level (the root's too), for a test after a CLI run to log as
+    before it: its checks of what was logged must not miss a line the CLI quieted."""
+    loggers = [logging.getLogger(), *logging.Logger.manager.loggerDict.values()]
+    return {logger: logger.level for logger in loggers if isinstance(logger, logging.Logger)}
 
 
 def _become(environ: dict[str, str]) -> None:
