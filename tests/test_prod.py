@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import os
 
 import psycopg
 import pytest
@@ -244,26 +245,54 @@ def _with_raw_password(conninfo: str, password: str) -> str:
 def test_a_password_with_a_raw_slash_or_at_is_refused_and_never_shown(empty_db) -> None:
     # An AWS Secrets Manager password: libpq read `user:Xk9` as host and port, printed the
     # rest as the database's name and handed psql the password on its command line.
+    from psycopg import sql
+
     from cruddur.urls import as_url
 
-    for password, parts in (("Xk9/Qm2@Zp7", ("Xk9", "Qm2", "Zp7")), ("p@ss", ("ss@", "p@"))):
-        url = _with_raw_password(empty_db, password)
-        for args in (["db", "status"], ["db", "connect"], ["db", "migrate"], ["serve"]):
-            result = run(ROOT / ".venv" / "bin" / "cruddur", *args, env={"CONNECTION_URL": url})
-            output = result.stdout + result.stderr
-            assert result.returncode == 1, (args, output)
-            assert "error: CONNECTION_URL is malformed" in output
-            assert '"/" as %2F, "@" as %40' in output
+    # A role of the test's own has the password (a server that checks passwords, as the
+    # embedded one does, must accept the encoded URL), and owns the database to migrate.
+    role = f"cruddur_t_raw_{os.getpid()}"
+    name = sql.Identifier(role)
+    with psycopg.connect(empty_db, autocommit=True) as admin:
+        admin.execute(sql.SQL("CREATE ROLE {} LOGIN").format(name))
+        admin.execute(
+            sql.SQL("ALTER DATABASE {} OWNER TO {}").format(
+                sql.Identifier(database_name(empty_db)), name
+            )
+        )
+    try:
+        for password, parts in (("Xk9/Qm2@Zp7", ("Xk9", "Qm2", "Zp7")), ("p@ss", ("ss@", "p@"))):
+            with psycopg.connect(empty_db, autocommit=True) as admin:
+                admin.execute(
+                    sql.SQL("ALTER ROLE {} PASSWORD {}").format(name, sql.Literal(password))
+                )
+            own = make_conninfo(empty_db, user=role)
+            url = _with_raw_password(own, password)
+            for args in (["db", "status"], ["db", "connect"], ["db", "migrate"], ["serve"]):
+                result = run(ROOT / ".venv" / "bin" / "cruddur", *args, env={"CONNECTION_URL": url})
+                output = result.stdout + result.stderr
+                assert result.returncode == 1, (args, output)
+                assert "error: CONNECTION_URL is malformed" in output
+                assert '"/" as %2F, "@" as %40' in output
+                for part in parts:
+                    assert part not in output, (args, part, output)
+            # Percent-encoded, the same password works.
+            encoded = as_url(make_conninfo(own, password=password))
+            assert "%2F" in encoded or "%40" in encoded
+            result = run("db-migrate", env={"CONNECTION_URL": encoded})
+            assert result.returncode == 0, result.stderr
+            assert tables(empty_db) == {"users", "activities", "schema_migrations"}
             for part in parts:
-                assert part not in output, (args, part, output)
-        # Percent-encoded, the same password works.
-        encoded = as_url(make_conninfo(empty_db, password=password))
-        assert "%2F" in encoded or "%40" in encoded
-        result = run("db-migrate", env={"CONNECTION_URL": encoded})
-        assert result.returncode == 0, result.stderr
-        assert tables(empty_db) == {"users", "activities", "schema_migrations"}
-        for part in parts:
-            assert part not in result.stdout + result.stderr
+                assert part not in result.stdout + result.stderr
+    finally:
+        with psycopg.connect(empty_db, autocommit=True) as admin:
+            admin.execute(sql.SQL("DROP OWNED BY {}").format(name))
+            admin.execute(
+                sql.SQL("ALTER DATABASE {} OWNER TO CURRENT_USER").format(
+                    sql.Identifier(database_name(empty_db))
+                )
+            )
+            admin.execute(sql.SQL("DROP ROLE {}").format(name))
 
 
 @pytest.mark.parametrize(
