@@ -383,8 +383,9 @@ def test_no_part_of_a_password_is_ever_shown_and_encoded_ones_work() -> None:
     [
         "postgresql://cruddurroot:Xk9/Qm2@Zp7@127.0.0.1:5432/cruddur",
         "postgresql://cruddurroot:p@ss@127.0.0.1:5432/cruddur",
-        "postgresql://cruddurroot:a?b@127.0.0.1:5432/cruddur",
+        "postgresql://cruddurroot:pw@b/c@127.0.0.1:5432/cruddur",
         "postgres://me@corp:pw@127.0.0.1/cruddur",
+        "postgresql://127.0.0.1?user=me&password=a@b",  # no "/": libpq reads a user "127…"
     ],
 )
 def test_a_password_libpq_would_misread_is_refused_with_the_fix(url: str) -> None:
@@ -398,6 +399,36 @@ def test_a_password_libpq_would_misread_is_refused_with_the_fix(url: str) -> Non
         for part in ("Xk9", "Qm2", "Zp7", "ss@", "a?b", "pw"):
             assert part not in said
     assert redact(url) == "<malformed connection URL>"
+
+
+@pytest.mark.parametrize(
+    ("url", "read"),
+    [
+        # Azure's user@server names and Cloud SQL's IAM users (their "@" as %40 where no
+        # user comes before the host), a path with an "@", a password given as a query
+        # parameter, a "?" in a password: libpq reads each as meant, and so must we.
+        ("postgresql://db.example/cruddur?user=admin%40srv", {"user": "admin@srv"}),
+        ("postgresql://db.example:5432/cruddur?user=sa%40proj.iam", {"user": "sa@proj.iam"}),
+        ("postgresql://admin%40srv:pw@db.example/cruddur", {"user": "admin@srv"}),
+        ("postgresql://u:p@db.example/cruddur?sslrootcert=/home/me@x/ca.pem",
+         {"sslrootcert": "/home/me@x/ca.pem"}),
+        ("postgresql://u@db.example/cruddur?password=a@b", {"password": "a@b"}),
+        ("postgresql://u:pa?ss@db.example/cruddur", {"user": "u", "password": "pa?ss"}),
+    ],
+)  # fmt: skip
+def test_an_at_sign_or_question_mark_libpq_reads_as_meant_is_accepted(url: str, read) -> None:
+    params = parse(url)
+    assert params["host"] == "db.example" and database_name(url) == "cruddur"
+    assert {k: params[k] for k in read} == read
+    for secret in ("pa?ss", "a@b"):
+        assert secret not in redact(url)
+
+
+def test_a_passwords_piece_read_as_a_query_parameter_is_not_named() -> None:
+    # "u:a/b?c@h/x": libpq reads host u, port a, database b and a query "c@h/x".
+    with pytest.raises(ConfigError) as refused:
+        parse("postgresql://u:a/b?c@h/x")
+    assert "c@h" not in str(refused.value)
 
 
 @pytest.mark.parametrize(
@@ -484,6 +515,13 @@ def test_production_is_recognised_by_hostaddr_pg_variables_and_mapped_addresses(
     # A service's host and database are in pg_service.conf: not read, so production.
     assert same_database("postgresql://postgres@127.0.0.2/cruddur_x?service=other", prod)
     assert not same_database("postgresql://postgres@10.0.0.5/cruddur_x", prod)
+    # What the URL itself says, a service cannot change (libpq lets it win): a developer
+    # with PGSERVICE set for psql is not asked on every local command.
+    monkeypatch.setenv("PGSERVICE", "mysvc")
+    assert not same_database("postgresql://me@10.0.0.5:5432/cruddur_x", prod)
+    assert not same_database(prod.replace("/cruddur_x", "/cruddur_dev"), prod)
+    assert same_database("postgresql://me@10.0.0.5/cruddur_x", prod)  # its port: the file's
+    assert same_database("postgresql://me@127.0.0.1:5432", prod)  # its database: the file's
 
 
 def test_ipv4_mapped_loopback_is_loopback_where_plain_loopback_is(tmp_path) -> None:

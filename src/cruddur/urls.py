@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import ipaddress
 import os
+import re
 import socket
 from urllib.parse import quote, urlencode
 
@@ -53,7 +54,11 @@ def parse(conninfo: str) -> dict[str, str]:
     try:
         return {k: str(v) for k, v in conninfo_to_dict(conninfo).items()}
     except psycopg.ProgrammingError as exc:
-        raise MalformedUrl(_reason(conninfo, str(exc))) from None
+        reason = _reason(conninfo, str(exc))
+        if conninfo.startswith(URI_PREFIXES) and conninfo.count("@") > 1:
+            # Maybe a query value's "@", maybe a password's "@" that libpq split at.
+            reason += f'; if the password has an "@", "/" or "?": {ENCODE_PASSWORD}'
+        raise MalformedUrl(reason) from None
 
 
 def check(setting: str, conninfo: str) -> str:
@@ -67,21 +72,30 @@ def check(setting: str, conninfo: str) -> str:
 
 
 def _ambiguous_uri(conninfo: str) -> str | None:
-    """Why libpq would misread this URI, or None. libpq looks for `user:password@` only
-    up to the first "/", and ends the password at its first "@": an "@" after a "/", a
-    second "@", or a "?" before the "@" means a password (or user name) with a character
-    that must be percent-encoded, and a part of it read as the host, port or database."""
+    """Why libpq would misread this URI, or None. libpq takes what comes before the first
+    "@" or "/", whichever is first, for `user:password@`: a password (or user name) with
+    an "@" gives a second "@" there, and one with a "/" leaves its "@" after the "/".
+    After a `user@` or `user:password@`, an "@" in the query (`?sslrootcert=/home/me@x/…`,
+    `?password=a@b`) and a "?" in the password are read as meant. Without one, an "@"
+    anywhere after the host cannot be told from a password's: a query value's "@" must
+    then be written %40 (`?user=admin%40srv`, which libpq decodes)."""
     prefix = next((p for p in URI_PREFIXES if conninfo.startswith(p)), None)
     if prefix is None:
         return None
     rest = conninfo[len(prefix) :]
     slash = rest.find("/")
-    before, after = (rest, "") if slash < 0 else (rest[:slash], rest[slash:])
-    at = before.find("@")
-    if "@" in after or before.count("@") > 1 or (at >= 0 and "?" in before[:at]):
+    if slash < 0:
+        at = rest.find("@")
+        ambiguous = rest.count("@") > 1 or (at >= 0 and "?" in rest[:at])
+    else:
+        before, after = rest[:slash], rest[slash:]
+        given = before.count("@")  # 1: a user (and password) before the host
+        ambiguous = given > 1 or "@" in (after.partition("?")[0] if given else after)
+    if ambiguous:
         return (
             'a raw "/", "@" or "?" in the password (or user name) makes libpq read part '
-            f"of it as the host, port or database; {ENCODE_PASSWORD}"
+            f'of it as the host, port or database; {ENCODE_PASSWORD} (an "@" in a query '
+            "value after a URL with no user: %40)"
         )
     return None
 
@@ -92,9 +106,11 @@ def _reason(conninfo: str, message: str) -> str:
     # A URI's own password ends at its "@" (_ambiguous_uri made sure); what follows may
     # hold only a `password=` or `sslpassword=` query parameter's.
     tail = conninfo.rpartition("@")[2] if conninfo.startswith(URI_PREFIXES) else conninfo
-    nameable = "password" not in tail.lower()
     quoted = message.split('"')
     name = quoted[-2] if len(quoted) >= 3 else ""  # the last quoted text: the parameter
+    # A real parameter's name is a word (`sslmod`); anything else may be a password's
+    # piece that libpq read as a query (`u:a/b?c@host`: "c@host/db").
+    nameable = "password" not in tail.lower() and re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name)
     if message.startswith(("invalid URI query parameter", "invalid connection option")):
         if nameable and name:
             return f'unknown connection parameter "{name}"'
@@ -148,13 +164,16 @@ def same_database(a: str, b: str) -> bool:
     dot, another entry of a multi-host list, `host` or `hostaddr`), each read as libpq
     would connect: the string's own parameters, then the PG* variables for those it
     leaves out. Deciding what is production, a false "same" costs a question; a false
-    "different" would drop production without one. So what cannot be told from here (a
-    `service` from pg_service.conf) counts as the same."""
+    "different" would drop production without one. So what cannot be told from here (what
+    a `service` from pg_service.conf fills in) counts as the same; what the string itself
+    says, a service cannot change (libpq lets the string's own parameters win)."""
 
     def where(conninfo: str) -> tuple[str | None, set[tuple[str, str]] | None]:
         params = connection_params(conninfo)
-        if params.get("service"):  # its host, port and database are in a file we don't read
-            return None, None
+        if params.get("service"):  # it fills what the string leaves out, from a file
+            own = parse(conninfo)
+            located = ("host" in own or "hostaddr" in own) and "port" in own
+            return own.get("dbname") or None, _places(own) if located else None
         dbname = params.get("dbname") or params.get("user") or None  # libpq's default
         return dbname, _places(params)
 
