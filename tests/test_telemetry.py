@@ -954,6 +954,48 @@ def test_the_log_cuts_the_otlp_endpoints_keys_from_messages_and_tracebacks() -> 
     assert "The above exception was the direct cause" in error["traceback"]
 
 
+def test_plain_words_in_the_otlp_settings_are_not_cut_from_every_line() -> None:
+    # A dataset's name and a tenant are not credentials: cutting every "cruddur" and
+    # "production" out of all log lines made them lie ("database *** as ***_api").
+    from cruddur.config import TelemetrySettings
+
+    settings = TelemetrySettings.from_env(
+        {
+            "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": "http://127.0.0.1:9/v1/traces"
+            "?tenant=production&api_key=key123",
+            "OTEL_EXPORTER_OTLP_HEADERS": "x-honeycomb-team=HEADERKEY42,"
+            "x-honeycomb-dataset=cruddur,x-scope-orgid=abcdefghijklmnopq",
+        }
+    )
+    assert "cruddur" not in settings.secrets and "production" not in settings.secrets
+    for secret in ("key123", "HEADERKEY42", "abcdefghijklmnopq"):  # by name, or by length
+        assert secret in settings.secrets
+
+
+def test_a_record_that_cannot_be_formatted_does_not_raise_through_the_redactor() -> None:
+    # logging reports a bad call ("--- Logging error ---") from inside emit; a filter runs
+    # before emit's guard, so one that raised sent a TypeError into the caller (a request,
+    # the exporter's thread).
+    from cruddur.telemetry.logs import Redactor
+
+    logger = logging.getLogger("test.redaction.bad")
+    logger.propagate = False
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.addFilter(Redactor(["key123"]))
+    logger.addHandler(handler)
+    raise_exceptions = logging.raiseExceptions
+    logging.raiseExceptions = False  # as in production: logging swallows it quietly
+    try:
+        logger.warning("retrying", "an argument without a placeholder")
+        logger.warning("then key123 went out")
+    finally:
+        logging.raiseExceptions = raise_exceptions
+        logger.removeHandler(handler)
+        logger.propagate = True
+    assert stream.getvalue() == "then *** went out\n"
+
+
 def test_the_exporters_warnings_in_the_served_log_show_no_key(
     module_db: str, tmp_path: Path
 ) -> None:

@@ -454,22 +454,40 @@ SECRET_MIN = 6
 _REQUOTE_SAFE = "!#$%&'()*+,/:;=?@[]~"
 
 
+# A query parameter's or header's name that says its value is a credential.
+_SECRET_NAME = re.compile(r"key|token|secret|auth|pass|team|sig|cred", re.IGNORECASE)
+SECRET_LONG = 16  # a value this long is cut whatever its name: an API key, not a word
+
+
+def _looks_secret(name: str, value: str) -> bool:
+    """Whether a value, cut out of every log line wherever it appears, is a credential:
+    by its name, its length, or letters mixed with digits. Not a plain word such as a
+    dataset's name ("cruddur") or a tenant ("production"): cutting those everywhere
+    made log lines lie ("connecting to database *** as ***_api")."""
+    if _SECRET_NAME.search(name) or len(value) >= SECRET_LONG:
+        return True
+    return any(c.isdigit() for c in value) and any(c.isalpha() for c in value)
+
+
 def otlp_secrets(env: Mapping[str, str]) -> tuple[str, ...]:
     """What the log must never show of the OTLP settings: each endpoint's query and
-    userinfo (an API key can ride in either), their values on their own, and the headers'
-    values (x-honeycomb-team=KEY); each as given, decoded, and quoted as requests
-    sends it. Longest first, so a whole query goes before a value in it."""
+    userinfo (an API key can ride in either), the values in them that look like
+    credentials on their own, and the headers' such values (x-honeycomb-team=KEY); each
+    as given, decoded, and quoted as requests sends it. Longest first, so a whole query
+    goes before a value in it."""
     from urllib.parse import parse_qsl, quote, unquote, urlsplit  # as check_otlp_endpoint
 
     found: set[str] = set()
 
-    def add(text: str, *, alone: bool = False) -> None:
+    def add(text: str, *, alone: bool = False, name: str = "key") -> None:
+        if alone and not _looks_secret(name, unquote(text)):
+            return
         for form in (text, unquote(text), quote(text, safe=_REQUOTE_SAFE)):
             if form and (not alone or len(form) >= SECRET_MIN):
                 found.add(form)
 
-    for name in OTLP_ENDPOINTS:
-        value = env.get(name, "").strip()
+    for setting in OTLP_ENDPOINTS:
+        value = env.get(setting, "").strip()
         try:
             parts = urlsplit(value)
         except ValueError:
@@ -477,19 +495,23 @@ def otlp_secrets(env: Mapping[str, str]) -> tuple[str, ...]:
         userinfo, at, _ = parts.netloc.rpartition("@")
         if at and userinfo:
             add(userinfo)
-            for part in userinfo.split(":", 1):
-                add(part, alone=True)
+            user, _, password = userinfo.partition(":")
+            add(user, alone=True, name="user")
+            add(password, alone=True)
         for text in (parts.query, parts.fragment):
             if text:
                 add(text)
                 for pair in text.split("&"):
-                    add(pair, alone=True)
-                    add(pair.partition("=")[2], alone=True)
-        for _, decoded in parse_qsl(parts.query, keep_blank_values=True):
-            add(decoded, alone=True)
-    for name in OTLP_HEADERS:
-        for entry in env.get(name, "").split(","):
-            add(entry.partition("=")[2].strip(), alone=True)
+                    key, _, pair_value = pair.partition("=")
+                    if _looks_secret(key, unquote(pair_value)):
+                        add(pair, alone=True)
+                    add(pair_value, alone=True, name=key)
+        for key, decoded in parse_qsl(parts.query, keep_blank_values=True):
+            add(decoded, alone=True, name=key)
+    for setting in OTLP_HEADERS:
+        for entry in env.get(setting, "").split(","):
+            key, _, header_value = entry.partition("=")
+            add(header_value.strip(), alone=True, name=key)
     return tuple(sorted(found, key=lambda text: (-len(text), text)))
 
 

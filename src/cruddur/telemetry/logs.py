@@ -6,6 +6,7 @@ one object a line keeps a traceback inside its record, searchable by its request
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -70,6 +71,14 @@ class Redactor(logging.Filter):
         return text
 
     def filter(self, record: logging.LogRecord) -> bool:
+        # A record whose message cannot be made (`log.warning("x", "extra")`): the
+        # handler's emit reports it as logging always does ("--- Logging error ---"); a
+        # filter runs outside emit's guard, and must not raise into the caller.
+        with contextlib.suppress(Exception):
+            self._cut(record)
+        return True
+
+    def _cut(self, record: logging.LogRecord) -> None:
         message = record.getMessage()
         shown = self.redact(message)
         if shown != message:
@@ -84,7 +93,6 @@ class Redactor(logging.Filter):
                 # "error"): the original exception object is left alone.
                 record.exc_text = shown.rstrip("\n")
                 record.exc_info = (kind, _Shown(self.redact(str(error))), tb)
-        return True
 
 
 class _Shown(Exception):
