@@ -34,7 +34,7 @@ def require_json(req: Request | None = None) -> None:
     # compressed would otherwise be read as if it were neither (a 400 "not UTF-8", or
     # another character than the one meant).
     charset = req.mimetype_params.get("charset", "utf-8").lower()
-    if charset not in ("utf-8", "utf8"):
+    if charset not in ("utf-8", "utf8", "us-ascii", "ascii"):  # ASCII is UTF-8 too
         raise ApiError(
             415, "unsupported_media_type", f"send the body as UTF-8, not {charset[:32]!r}"
         )
