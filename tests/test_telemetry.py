@@ -797,34 +797,40 @@ def test_the_cli_long_verbs_send_their_spans(
     assert statements and all(s.kind == CLIENT for s in statements)
 
 
-def test_the_sign_up_lambda_sends_a_span_per_invocation(
-    seeded_db: str, own_receiver: OtlpReceiver
-) -> None:
+def _sign_up_in_a_process(
+    user_name: str | None, attributes: dict[str, str], **env: str
+) -> subprocess.CompletedProcess[str]:
+    """The sign-up Lambda's handler, given one confirmed sign-up, in a Python process of
+    its own with this environment (none of this one's OTEL_* settings) and `env`."""
     script = (
         "import json, sys\n"
         "from cruddur.lambdas.post_confirmation import handler\n"
         "handler(json.loads(sys.argv[1]), None)\n"
     )
-    event = {
+    event: dict[str, object] = {
         "triggerSource": "PostConfirmation_ConfirmSignUp",
-        "userName": "traced-user",
-        "request": {
-            "userAttributes": {
-                "sub": "3f1c2a9e-0000-4000-8000-traced000001",
-                "email": "hidden@example.com",
-                "preferred_username": "traceduser",
-            }
-        },
+        "request": {"userAttributes": attributes},
     }
-    env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
-    env.update(
+    if user_name is not None:
+        event["userName"] = user_name
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
+    full_env.update(env)
+    return subprocess.run(
+        [str(ROOT / ".venv" / "bin" / "python"), "-c", script, json.dumps(event)],
+        env=full_env, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+
+
+def test_the_sign_up_lambda_sends_a_span_per_invocation(
+    seeded_db: str, own_receiver: OtlpReceiver
+) -> None:
+    done = _sign_up_in_a_process(
+        "traced-user",
+        {"sub": "3f1c2a9e-0000-4000-8000-traced000001", "email": "hidden@example.com",
+         "preferred_username": "traceduser"},
         CONNECTION_URL=seeded_db,
         OTEL_EXPORTER_OTLP_ENDPOINT=own_receiver.url,
         AWS_LAMBDA_FUNCTION_NAME="cruddur-post-confirmation",
-    )
-    done = subprocess.run(
-        [str(ROOT / ".venv" / "bin" / "python"), "-c", script, json.dumps(event)],
-        env=env, capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     # Sent within the invocation: the process has ended and the spans are here.
@@ -1096,30 +1102,13 @@ def test_a_malformed_otlp_endpoint_stops_serve_and_the_traced_verbs_in_one_line(
 
 
 def test_the_sign_up_lambdas_exporter_warnings_show_no_key(seeded_db: str) -> None:
-    script = (
-        "import json, sys\n"
-        "from cruddur.lambdas.post_confirmation import handler\n"
-        "handler(json.loads(sys.argv[1]), None)\n"
-    )
-    event = {
-        "triggerSource": "PostConfirmation_ConfirmSignUp",
-        "request": {
-            "userAttributes": {
-                "sub": "3f1c2a9e-0000-4000-8000-keyed0000001",
-                "email": "keyed@example.com",
-                "preferred_username": "keyeduser",
-            }
-        },
-    }
-    env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
-    env.update(
+    done = _sign_up_in_a_process(
+        None,
+        {"sub": "3f1c2a9e-0000-4000-8000-keyed0000001", "email": "keyed@example.com",
+         "preferred_username": "keyeduser"},
         CONNECTION_URL=seeded_db,
         OTEL_EXPORTER_OTLP_TRACES_ENDPOINT=_keyed_endpoint(free_port()),
         **KEYED,
-    )
-    done = subprocess.run(
-        [str(ROOT / ".venv" / "bin" / "python"), "-c", script, json.dumps(event)],
-        env=env, capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert "Max retries exceeded with url: /v1/traces?***" in done.stderr

@@ -447,6 +447,16 @@ def check_otlp_endpoint(name: str, value: str) -> None:
         raise refused(f"the port {shown}is not a number")
 
 
+def check_otlp_destination(env: Mapping[str, str]) -> None:
+    """ConfigError for the first OTLP endpoint or headers setting the exporter could not
+    use, by its name (the API's settings and the sign-up Lambda alike)."""
+    for name in OTLP_ENDPOINTS:
+        if env.get(name, "").strip():
+            check_otlp_endpoint(name, env[name].strip())
+    for name in OTLP_HEADERS:
+        check_otlp_headers(name, env.get(name, ""))
+
+
 # A value shorter than this is not looked for on its own (it would cut common words out
 # of log lines); in its place (the query, the userinfo) it always is.
 SECRET_MIN = 6
@@ -479,12 +489,16 @@ def otlp_secrets(env: Mapping[str, str]) -> tuple[str, ...]:
 
     found: set[str] = set()
 
-    def add(text: str, *, alone: bool = False, name: str = "key") -> None:
-        if alone and not _looks_secret(name, unquote(text)):
-            return
+    def add(text: str, *, alone: bool = False) -> None:
+        """`text` in each form it may be logged in; `alone`: a value on its own, looked
+        for only when it is long enough not to be part of many words."""
         for form in (text, unquote(text), quote(text, safe=_REQUOTE_SAFE)):
             if form and (not alone or len(form) >= SECRET_MIN):
                 found.add(form)
+
+    def add_value(name: str, value: str) -> None:
+        if _looks_secret(name, unquote(value)):
+            add(value, alone=True)
 
     for setting in OTLP_ENDPOINTS:
         value = env.get(setting, "").strip()
@@ -496,7 +510,7 @@ def otlp_secrets(env: Mapping[str, str]) -> tuple[str, ...]:
         if at and userinfo:
             add(userinfo)
             user, _, password = userinfo.partition(":")
-            add(user, alone=True, name="user")
+            add_value("user", user)
             add(password, alone=True)
         for text in (parts.query, parts.fragment):
             if text:
@@ -505,13 +519,13 @@ def otlp_secrets(env: Mapping[str, str]) -> tuple[str, ...]:
                     key, _, pair_value = pair.partition("=")
                     if _looks_secret(key, unquote(pair_value)):
                         add(pair, alone=True)
-                    add(pair_value, alone=True, name=key)
+                        add(pair_value, alone=True)
         for key, decoded in parse_qsl(parts.query, keep_blank_values=True):
-            add(decoded, alone=True, name=key)
+            add_value(key, decoded)
     for setting in OTLP_HEADERS:
         for entry in env.get(setting, "").split(","):
             key, _, header_value = entry.partition("=")
-            add(header_value.strip(), alone=True, name=key)
+            add_value(key, header_value.strip())
     return tuple(sorted(found, key=lambda text: (-len(text), text)))
 
 
@@ -567,11 +581,7 @@ class TelemetrySettings:
                 "Cruddur sends traces over OTLP/HTTP (port 4318 on a collector)"
             )
         if endpoint:
-            for name in OTLP_ENDPOINTS:
-                if env.get(name, "").strip():
-                    check_otlp_endpoint(name, env[name].strip())
-            for name in OTLP_HEADERS:
-                check_otlp_headers(name, env.get(name, ""))
+            check_otlp_destination(env)
         sampler = env.get("OTEL_TRACES_SAMPLER", "").strip().lower() or cls.sampler
         if sampler not in SAMPLERS:
             raise ConfigError(

@@ -49,12 +49,6 @@ def set_up_roles(
     from cruddur.targets import embedded_server
     from cruddur.urls import as_url, redact, with_user
 
-    if api == lambda_:
-        # One role would get both sets of grants: the Lambda's could write activities.
-        raise Problem(
-            f'the API and the Lambda need two roles, not one: both are named "{api}"',
-            "give --api-role and --lambda-role different names",
-        )
     passwords: dict[str, str] = {}
     if target.embedded:  # the embedded server keeps its roles' passwords in its state
         embedded = embedded_server(settings)
@@ -171,7 +165,7 @@ def roles_command(
             f"{env_file} is a link, a device or a pipe: give the path of a file",
             param_hint="--env-file",
         )
-    if api_role == lambda_role:
+    if api_role == lambda_role:  # one role would get both sets of grants
         raise click.BadParameter(
             f'the API and the Lambda need two roles, not one: both are named "{api_role}"',
             param_hint="--api-role and --lambda-role",

@@ -37,15 +37,7 @@ from typing import Any
 import psycopg
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from cruddur.config import (
-    OTLP_ENDPOINTS,
-    OTLP_HEADERS,
-    ConfigError,
-    LambdaSettings,
-    check_otlp_endpoint,
-    check_otlp_headers,
-    otlp_secrets,
-)
+from cruddur.config import ConfigError, LambdaSettings, check_otlp_destination, otlp_secrets
 from cruddur.names import name_too_long
 from cruddur.rds_tls import lambda_bundle, secured
 from cruddur.services.sign_up import SignUpError, event_attributes, refusal, user_from_event
@@ -153,11 +145,7 @@ def _tracing() -> tuple[Any, Any] | None:
         # could not be cast…) or went nowhere; a malformed header would be quoted, key
         # and all, by the SDK's own warning. Said once (without the value), and the
         # sign-ups go on untraced: a Lambda has nobody to ask.
-        for name in OTLP_ENDPOINTS:
-            if os.environ.get(name, "").strip():
-                check_otlp_endpoint(name, os.environ[name].strip())
-        for name in OTLP_HEADERS:
-            check_otlp_headers(name, os.environ.get(name, ""))
+        check_otlp_destination(os.environ)
     except ConfigError as exc:
         log.warning("traces off: %s", exc)
         return None
