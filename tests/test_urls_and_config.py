@@ -534,3 +534,41 @@ def test_ipv4_mapped_loopback_is_loopback_where_plain_loopback_is(tmp_path) -> N
     auth = Settings.from_env({"CRUDDUR_HOME": str(tmp_path)}).auth
     assert auth.checked_for("::ffff:127.0.0.1") is auth
     assert not auth.checked_for("::ffff:10.0.0.1").dev
+
+
+def test_a_settings_repr_shows_no_password_and_no_otlp_key(tmp_path) -> None:
+    # A settings object ends up in tracebacks, debuggers and debug lines: every URL in it
+    # keeps its host and loses its password; the OTLP endpoint its query and credentials.
+    env = {
+        name: f"postgresql://app:pw-{name}@{name.lower()}.example.com/cruddur"
+        for name in (
+            "CONNECTION_URL",
+            "PROD_CONNECTION_URL",
+            "MIGRATION_CONNECTION_URL",
+            "PROD_MIGRATION_CONNECTION_URL",
+            "CRUDDUR_API_CONNECTION_URL",
+            "READER_CONNECTION_URL",
+            "CRUDDUR_LISTEN_URL",
+        )
+    }
+    env["OTEL_EXPORTER_OTLP_ENDPOINT"] = "https://team:otlp-user-pw@otlp.example.com?key=otlp-key"
+    env["CRUDDUR_HOME"] = str(tmp_path)
+    settings = Settings.from_env(env)
+    before_serve_is_read = repr(settings)
+    assert "serve=<not read yet>" in before_serve_is_read
+    assert settings.serve.listen_url  # read: shown from now on
+    shown = repr(settings)
+    assert "serve=ServeSettings(" in shown
+    for url_setting in env:
+        if url_setting.endswith("_URL"):
+            assert f"pw-{url_setting}" not in shown
+            assert f"{url_setting.lower()}.example.com" in shown
+    assert "otlp-user-pw" not in shown and "otlp-key" not in shown
+    assert "traces_endpoint='https://otlp.example.com'" in shown
+
+
+def test_a_settings_repr_does_not_check_what_is_not_read_yet(tmp_path) -> None:
+    settings = Settings.from_env({"CRUDDUR_WORKERS": "lots", "CRUDDUR_HOME": str(tmp_path)})
+    assert "serve=<not read yet>" in repr(settings)  # not a ConfigError
+    with pytest.raises(ConfigError):
+        settings.serve  # noqa: B018

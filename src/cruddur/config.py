@@ -12,16 +12,54 @@ import math
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 from cruddur.errors import Problem
 
 
 class ConfigError(Problem, ValueError):
     """A setting is missing or malformed; the message says which and how to fix it."""
+
+
+def redact_endpoint(url: str | None) -> str:
+    """An OTLP endpoint without its query or credentials (an API key can ride in either).
+    TelemetrySettings has checked it (check_otlp_endpoint): it parses."""
+    from urllib.parse import urlsplit  # as check_otlp_endpoint
+
+    parts = urlsplit(url or "")
+    address = parts.netloc.rpartition("@")[2]  # host[:port], an IPv6 one in its brackets
+    return f"{parts.scheme}://{address}{parts.path}"
+
+
+class _ReprWithoutSecrets:
+    """A settings dataclass's repr with its connection URLs' passwords and its OTLP
+    endpoints' query and credentials cut: a settings object in a traceback, a debugger
+    or a debug line shows no secret. (Its classes are @dataclass(repr=False), or the
+    generated repr would replace this one.)"""
+
+    _URL_FIELDS: ClassVar[frozenset[str]] = frozenset()
+    _ENDPOINT_FIELDS: ClassVar[frozenset[str]] = frozenset()
+
+    def __repr__(self) -> str:
+        from cruddur.urls import redact  # urls imports this module
+
+        shown = []
+        for each in fields(self):  # type: ignore[arg-type]
+            if not each.repr:
+                continue
+            if callable(self.__dict__.get(f"_{each.name}")):  # _ParsedOnRead, not yet read
+                shown.append(f"{each.name}=<not read yet>")
+                continue
+            value = getattr(self, each.name)
+            if value is not None and each.name in self._URL_FIELDS:
+                value = redact(value)
+            elif value is not None and each.name in self._ENDPOINT_FIELDS:
+                value = redact_endpoint(value)
+            shown.append(f"{each.name}={value!r}")
+        return f"{type(self).__name__}({', '.join(shown)})"
 
 
 N = TypeVar("N", int, float)
@@ -312,8 +350,10 @@ MAX_WORKERS = 64
 MAX_THREADS = 256
 
 
-@dataclass(frozen=True)
-class ServeSettings:
+@dataclass(frozen=True, repr=False)
+class ServeSettings(_ReprWithoutSecrets):
+    _URL_FIELDS = frozenset({"listen_url"})
+
     host: str = "127.0.0.1"
     port: int = 4567  # the original Cruddur backend's port
     workers: int = 2  # processes; one per core
@@ -529,13 +569,15 @@ def otlp_secrets(env: Mapping[str, str]) -> tuple[str, ...]:
     return tuple(sorted(found, key=lambda text: (-len(text), text)))
 
 
-@dataclass(frozen=True)
-class TelemetrySettings:
+@dataclass(frozen=True, repr=False)
+class TelemetrySettings(_ReprWithoutSecrets):
     """Traces (the standard OTEL_* variables), request logs and Prometheus metrics.
 
     Traces are on only when an OTLP endpoint is set; the SDK reads the other OTEL_*
     variables itself (service name, headers, sampler, timeouts, batching).
     """
+
+    _ENDPOINT_FIELDS = frozenset({"traces_endpoint"})
 
     traces_endpoint: str | None = None  # OTEL_EXPORTER_OTLP_(TRACES_)ENDPOINT
     log_level: str = "info"
@@ -646,9 +688,11 @@ class WebSettings:
         return cls(api_url=api_url, cognito_url=cognito_url)
 
 
-@dataclass(frozen=True)
-class ReplicaSettings:
+@dataclass(frozen=True, repr=False)
+class ReplicaSettings(_ReprWithoutSecrets):
     """Where reads may go besides the primary (README, "Scaling out")."""
+
+    _URL_FIELDS = frozenset({"reader_url"})
 
     reader_url: str | None = None  # READER_CONNECTION_URL: a replica or a reader endpoint
     max_lag: float = 5.0  # seconds behind the primary before reads skip the replica
@@ -763,8 +807,18 @@ class _ParsedOnRead:
         settings.__dict__[self.key] = value  # by __init__ alone: Settings is frozen
 
 
-@dataclass(frozen=True)
-class Settings:
+@dataclass(frozen=True, repr=False)
+class Settings(_ReprWithoutSecrets):
+    _URL_FIELDS = frozenset(
+        {
+            "connection_url",
+            "prod_connection_url",
+            "migration_connection_url",
+            "prod_migration_connection_url",
+            "api_connection_url",
+        }
+    )
+
     connection_url: str | None
     prod_connection_url: str | None
     pool: PoolSettings

@@ -10,12 +10,19 @@ import subprocess
 import sys
 import tempfile
 from typing import TYPE_CHECKING
-from urllib.parse import urlsplit
 
 import click
 
 from cruddur.cli.output import cruddur_command, info, warn
-from cruddur.config import MAX_THREADS, MAX_WORKERS, SERVERS, ConfigError, Settings, is_loopback
+from cruddur.config import (
+    MAX_THREADS,
+    MAX_WORKERS,
+    SERVERS,
+    ConfigError,
+    Settings,
+    is_loopback,
+    redact_endpoint,
+)
 from cruddur.ops.role_names import API_ROLE, LAMBDA_ROLE
 from cruddur.ports import PortTaken, claim
 from cruddur.serving import raise_open_files_limit, server_command
@@ -78,14 +85,6 @@ def _api_role(settings: Settings, target: Target, found: tuple[int, bool] | None
             "the API connects as CONNECTION_URL's user, who can change the schema: make "
             "its own role with `cruddur db roles` and set CRUDDUR_API_CONNECTION_URL"
         )
-
-
-def redact_endpoint(url: str | None) -> str:
-    """The endpoint without its query or credentials (an API key can ride in either).
-    TelemetrySettings has checked it (config.check_otlp_endpoint): it parses."""
-    parts = urlsplit(url or "")
-    address = parts.netloc.rpartition("@")[2]  # host[:port], an IPv6 one in its brackets
-    return f"{parts.scheme}://{address}{parts.path}"
 
 
 def start_metrics_exporter(host: str, port: int) -> None:
