@@ -44,8 +44,6 @@ class _ReprWithoutSecrets:
     _ENDPOINT_FIELDS: ClassVar[frozenset[str]] = frozenset()
 
     def __repr__(self) -> str:
-        from cruddur.urls import redact  # urls imports this module
-
         shown = []
         for each in fields(self):  # type: ignore[arg-type]
             if not each.repr:
@@ -55,6 +53,11 @@ class _ReprWithoutSecrets:
                 continue
             value = getattr(self, each.name)
             if value is not None and each.name in self._URL_FIELDS:
+                # Here, not above: dataclasses writes each class's signature with its
+                # defaults' repr at import, and urls imports psycopg (~0.1 s), which
+                # `--help` must not need; urls also imports this module.
+                from cruddur.urls import redact
+
                 value = redact(value)
             elif value is not None and each.name in self._ENDPOINT_FIELDS:
                 value = redact_endpoint(value)
