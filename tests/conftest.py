@@ -83,11 +83,21 @@ def _make_roles(url: str) -> dict[str, list[str]]:
     return made
 
 
+def _files_copied_cheaply(admin: psycopg.Connection) -> bool:
+    """Whether CREATE DATABASE … STRATEGY FILE_COPY is the cheaper copy: PostgreSQL 15 or
+    later, running without fsync (the run's embedded server). With fsync on (a server
+    given by CRUDDUR_TEST_URL), each such copy checkpoints the whole cluster and syncs
+    the files: slower than the default there, and a load on everyone sharing it."""
+    if admin.info.server_version < 150000:
+        return False
+    return admin.execute("SHOW fsync").fetchone()[0] == "off"
+
+
 def _create(admin: psycopg.Connection, name: str, template: str | None = None) -> None:
     query = sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name))
     if template:
         query += sql.SQL(" TEMPLATE {}").format(sql.Identifier(template))
-    if admin.info.server_version >= 150000:
+    if _files_copied_cheaply(admin):
         # PostgreSQL 15's default copies the template page by page through the WAL (~8
         # MB of it a database); copying its files costs the server about half the CPU.
         query += sql.SQL(" STRATEGY FILE_COPY")
@@ -392,7 +402,7 @@ def moto_url() -> Iterator[str]:
 
     # No test uses EC2's public images; loading moto's list of them on each reset of the
     # account was ~25 s of CPU over a run (EC2Backend.__init__, for RDS's default VPC).
-    os.environ["MOTO_EC2_LOAD_DEFAULT_AMIS"] = "false"
+    os.environ.setdefault("MOTO_EC2_LOAD_DEFAULT_AMIS", "false")
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     host, port = server.get_host_and_port()

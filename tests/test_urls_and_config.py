@@ -572,3 +572,15 @@ def test_a_settings_repr_does_not_check_what_is_not_read_yet(tmp_path) -> None:
     assert "serve=<not read yet>" in repr(settings)  # not a ConfigError
     with pytest.raises(ConfigError):
         settings.serve  # noqa: B018
+
+
+def test_a_settings_repr_never_raises_on_a_value_it_cannot_read(tmp_path) -> None:
+    # Bytes that are not UTF-8 in the environment reach Python as surrogates, which
+    # psycopg cannot parse; an endpoint built by hand may not parse either. A repr in a
+    # traceback must still print, and without the value.
+    settings = Settings.from_env(
+        {"CONNECTION_URL": "postgresql://u:se\udcffcret@h/db", "CRUDDUR_HOME": str(tmp_path)}
+    )
+    assert "connection_url='<malformed connection URL>'" in repr(settings)
+    shown = repr(replace(settings.telemetry, traces_endpoint="http://[::1?key=secret"))
+    assert "secret" not in shown and "<malformed endpoint>" in shown

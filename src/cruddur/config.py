@@ -29,7 +29,10 @@ def redact_endpoint(url: str | None) -> str:
     TelemetrySettings has checked it (check_otlp_endpoint): it parses."""
     from urllib.parse import urlsplit  # as check_otlp_endpoint
 
-    parts = urlsplit(url or "")
+    try:
+        parts = urlsplit(url or "")
+    except ValueError:  # only when built by hand: from_env refuses it
+        return "<malformed endpoint>"
     address = parts.netloc.rpartition("@")[2]  # host[:port], an IPv6 one in its brackets
     return f"{parts.scheme}://{address}{parts.path}"
 

@@ -292,7 +292,7 @@ def redact(conninfo: str) -> str:
     """A URL for people to read: every part but the password, which shows as ***."""
     try:
         return _url(parse(conninfo), show_secrets=False)
-    except ConfigError:
+    except ValueError:  # ConfigError, and what psycopg raises on undecodable bytes
         return "<malformed connection URL>"
 
 
