@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import threading
 import time
@@ -16,9 +17,14 @@ CRUDDUR = ROOT / ".venv/bin/cruddur"
 
 
 def _pipe(source: socket.socket, sink: socket.socket) -> None:
-    with source, sink:
+    """One direction, until its end closes; then the other end hears of it. Closing both
+    sockets is for whoever runs both directions: closed here, the other direction's recv
+    found its socket gone (EBADF, an unhandled exception in its thread)."""
+    with contextlib.suppress(OSError):  # a reset: this direction is over as well
         while data := source.recv(65536):
             sink.sendall(data)
+    with contextlib.suppress(OSError):
+        sink.shutdown(socket.SHUT_WR)
 
 
 @pytest.fixture
@@ -34,8 +40,11 @@ def late_server(empty_db: str) -> Iterator[str]:
             listener.settimeout(10)
             client, _ = listener.accept()
             upstream = socket.create_connection((real["host"], int(real["port"])))
-            threading.Thread(target=_pipe, args=(upstream, client), daemon=True).start()
-            _pipe(client, upstream)
+            with client, upstream:
+                back = threading.Thread(target=_pipe, args=(upstream, client), daemon=True)
+                back.start()
+                _pipe(client, upstream)
+                back.join(timeout=10)
 
     thread = threading.Thread(target=serve, daemon=True)
     thread.start()
