@@ -584,3 +584,48 @@ def test_a_settings_repr_never_raises_on_a_value_it_cannot_read(tmp_path) -> Non
     assert "connection_url='<malformed connection URL>'" in repr(settings)
     shown = repr(replace(settings.telemetry, traces_endpoint="http://[::1?key=secret"))
     assert "secret" not in shown and "<malformed endpoint>" in shown
+
+
+def test_a_connection_service_is_read_as_libpq_reads_it(tmp_path, monkeypatch) -> None:
+    # `service=NAME` (or PGSERVICE) takes what the string leaves out from pg_service.conf:
+    # an RDS endpoint there is production, and TLS to it is verified.
+    from pathlib import Path
+
+    from cruddur.rds_tls import secured
+    from cruddur.urls import connection_params, looks_like_rds, same_database
+
+    for variable in ("PGHOST", "PGHOSTADDR", "PGPORT", "PGDATABASE", "PGSERVICE", "PGSYSCONFDIR"):
+        monkeypatch.delenv(variable, raising=False)
+    rds = "cruddur.abc.ca-central-1.rds.amazonaws.com"
+    user_file = tmp_path / "services.conf"
+    user_file.write_text(
+        f"# the team's services\n[prod]\nhost={rds}\nport = 5432\ndbname=cruddur\n\n"
+        "[local]\nhost=127.0.0.1\ndbname=cruddur_dev\n"
+    )
+    monkeypatch.setenv("PGSERVICEFILE", str(user_file))
+    assert looks_like_rds("service=prod") and looks_like_rds("postgresql:///?service=prod")
+    assert not looks_like_rds("service=local")
+    secured_url = secured("service=prod user=app", lambda: Path("/rds-ca.pem"))
+    assert "sslmode=verify-full" in secured_url and "sslrootcert=/rds-ca.pem" in secured_url
+    # The string's own parameters win over the service's; the service's over PG* variables.
+    assert not looks_like_rds("host=127.0.0.1 service=prod")
+    monkeypatch.setenv("PGHOST", "127.0.0.1")
+    assert connection_params("service=prod")["host"] == rds
+    monkeypatch.delenv("PGHOST")
+    monkeypatch.setenv("PGSERVICE", "prod")
+    assert looks_like_rds("dbname=cruddur")
+    monkeypatch.delenv("PGSERVICE")
+    # A service found is known: one on another server is not production's database.
+    prod = "postgresql://postgres:pw@127.0.0.1:5432/cruddur"
+    assert not same_database("service=prod", prod)
+    assert same_database("service=local dbname=cruddur", prod)
+    # PGSYSCONFDIR's file is read when the user's file lacks the service.
+    system = tmp_path / "etc"
+    system.mkdir()
+    (system / "pg_service.conf").write_text(f"[shared]\nhost={rds}\n")
+    monkeypatch.setenv("PGSYSCONFDIR", str(system))
+    assert looks_like_rds("service=shared")
+    # Defined in no file read here (libpq's compiled-in folder, say): unknown, so it
+    # counts as production's database, as before.
+    assert same_database("service=elsewhere dbname=cruddur", prod)
+    assert not looks_like_rds("service=elsewhere")

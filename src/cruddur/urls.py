@@ -165,12 +165,13 @@ def same_database(a: str, b: str) -> bool:
     would connect: the string's own parameters, then the PG* variables for those it
     leaves out. Deciding what is production, a false "same" costs a question; a false
     "different" would drop production without one. So what cannot be told from here (what
-    a `service` from pg_service.conf fills in) counts as the same; what the string itself
-    says, a service cannot change (libpq lets the string's own parameters win)."""
+    a `service` defined in no service file read here fills in) counts as the same; what
+    the string itself says, a service cannot change (libpq lets the string's own
+    parameters win)."""
 
     def where(conninfo: str) -> tuple[str | None, set[tuple[str, str]] | None]:
         params = connection_params(conninfo)
-        if params.get("service"):  # it fills what the string leaves out, from a file
+        if params.get("service") and _service_params(params["service"]) is None:
             own = parse(conninfo)
             located = ("host" in own or "hostaddr" in own) and "port" in own
             return own.get("dbname") or None, _places(own) if located else None
@@ -198,13 +199,60 @@ def _environment_variables() -> dict[str, str]:
 
 
 def connection_params(conninfo: str) -> dict[str, str]:
-    """The parameters libpq connects with: the string's own, then, for each it leaves
-    out, its PG* variable from the environment (PGHOST, PGHOSTADDR, PGPORT, …)."""
+    """The parameters libpq connects with, in libpq's order: the string's own; then, for
+    each it leaves out, its connection service's (`service=NAME` or PGSERVICE, read
+    from the service files, _service_params); then its PG* variable from the
+    environment (PGHOST, PGHOSTADDR, PGPORT, …)."""
     params = parse(conninfo)
+    for keyword, value in (_service_params(params.get("service")) or {}).items():
+        params.setdefault(keyword, value)
     for keyword, variable in _environment_variables().items():
         if keyword not in params and variable in os.environ:
             params[keyword] = os.environ[variable]
     return params
+
+
+def _service_params(named: str | None) -> dict[str, str] | None:
+    """The parameters of the connection service `named` (else PGSERVICE's), from the
+    first service file that defines it, looked for where libpq looks: PGSERVICEFILE (or
+    ~/.pg_service.conf), then PGSYSCONFDIR's pg_service.conf; {} without a service.
+    None when no file read here defines it: libpq's own compiled-in folder is not known
+    here, so what such a service fills in is unknown (README, "TLS to RDS")."""
+    name = named or os.environ.get("PGSERVICE")
+    if not name:
+        return {}
+    folder = os.environ.get("PGSYSCONFDIR")
+    files = [
+        os.environ.get("PGSERVICEFILE") or os.path.expanduser("~/.pg_service.conf"),
+        *([os.path.join(folder, "pg_service.conf")] if folder else []),
+    ]
+    for path in files:
+        found = _read_service(path, name)
+        if found is not None:
+            return found
+    return None
+
+
+def _read_service(path: str, name: str) -> dict[str, str] | None:
+    """The [name] section of a service file (key=value lines, # comments); None when the
+    file or the section is not there or the file cannot be read."""
+    import configparser  # only for a service
+
+    parser = configparser.ConfigParser(
+        delimiters=("=",),
+        comment_prefixes=("#",),
+        interpolation=None,
+        strict=False,
+        default_section="\0",  # libpq has no [DEFAULT]: a section of that name is a service
+    )
+    parser.optionxform = str  # type: ignore[assignment,method-assign]  # keys as written
+    try:
+        parser.read(path, encoding="utf-8")  # a missing file reads as empty
+    except (configparser.Error, OSError, UnicodeDecodeError):
+        return None
+    if not parser.has_section(name):
+        return None
+    return {key.strip(): value.strip() for key, value in parser.items(name)}
 
 
 def _places(params: dict[str, str]) -> set[tuple[str, str]]:
