@@ -599,7 +599,7 @@ def test_a_connection_service_is_read_as_libpq_reads_it(tmp_path, monkeypatch) -
     rds = "cruddur.abc.ca-central-1.rds.amazonaws.com"
     user_file = tmp_path / "services.conf"
     user_file.write_text(
-        f"# the team's services\n[prod]\nhost={rds}\nport = 5432\ndbname=cruddur\n\n"
+        f"# the team's services\n[prod]\nhost={rds}\nport=5432\ndbname=cruddur\n\n"
         "[local]\nhost=127.0.0.1\ndbname=cruddur_dev\n"
     )
     monkeypatch.setenv("PGSERVICEFILE", str(user_file))
@@ -629,3 +629,34 @@ def test_a_connection_service_is_read_as_libpq_reads_it(tmp_path, monkeypatch) -
     # counts as production's database, as before.
     assert same_database("service=elsewhere dbname=cruddur", prod)
     assert not looks_like_rds("service=elsewhere")
+
+
+def test_a_service_file_is_parsed_line_by_line_as_libpq_parses_it(tmp_path, monkeypatch) -> None:
+    # Where configparser and libpq differ, reading it otherwise would fail open: a
+    # production database taken for another one, an RDS host not verified.
+    from cruddur.urls import looks_like_rds, same_database
+
+    for variable in ("PGHOST", "PGHOSTADDR", "PGPORT", "PGDATABASE", "PGSERVICE", "PGSYSCONFDIR"):
+        monkeypatch.delenv(variable, raising=False)
+    rds = "cruddur.abc.ca-central-1.rds.amazonaws.com"
+    services = tmp_path / "services.conf"
+    services.write_bytes(
+        b"stray line before any section\n# caf\xe9, not UTF-8\n"
+        b"[first]\nhost=127.0.0.1\nport=5432\nport=1\ndbname=postgres\n"  # the first port
+        + f"[dup]\nhost={rds}\n[dup]\nhost=127.0.0.1\n".encode()  # the first [dup]
+        + f"[indented]\ndbname=cruddur\n   host={rds}   \r\n".encode()
+        + b"[broken]\nhost=127.0.0.1\ndbname=cruddur\nno equals sign here\n"
+        + b"[other]\nno equals sign: outside the wanted section, ignored\n"
+    )
+    monkeypatch.setenv("PGSERVICEFILE", str(services))
+    assert same_database("service=first user=postgres", "postgresql://u@127.0.0.1:5432/postgres")
+    assert looks_like_rds("service=dup")
+    assert looks_like_rds("service=indented")
+    # A section libpq refuses: it would not connect; here it is unknown, so it counts as
+    # production's database, and the system file is not read instead.
+    system = tmp_path / "etc"
+    system.mkdir()
+    (system / "pg_service.conf").write_text("[broken]\nhost=10.9.9.9\ndbname=cruddur\n")
+    monkeypatch.setenv("PGSYSCONFDIR", str(system))
+    assert same_database("service=broken", "postgresql://u@127.0.0.1:5432/cruddur")
+    assert not same_database("service=first user=postgres", "postgresql://u@10.9.9.9/postgres")

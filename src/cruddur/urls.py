@@ -189,6 +189,12 @@ def same_database(a: str, b: str) -> bool:
 
 
 @functools.cache
+def _libpq_keywords() -> frozenset[str]:
+    """Every parameter libpq knows (a service file may set any of them)."""
+    return frozenset(option.keyword.decode() for option in pq.Conninfo.get_defaults())
+
+
+@functools.cache
 def _environment_variables() -> dict[str, str]:
     """Each libpq parameter's PG* variable (host: PGHOST, hostaddr: PGHOSTADDR, …)."""
     return {
@@ -213,11 +219,11 @@ def connection_params(conninfo: str) -> dict[str, str]:
 
 
 def _service_params(named: str | None) -> dict[str, str] | None:
-    """The parameters of the connection service `named` (else PGSERVICE's), from the
-    first service file that defines it, looked for where libpq looks: PGSERVICEFILE (or
-    ~/.pg_service.conf), then PGSYSCONFDIR's pg_service.conf; {} without a service.
-    None when no file read here defines it: libpq's own compiled-in folder is not known
-    here, so what such a service fills in is unknown (README, "TLS to RDS")."""
+    """The parameters of the connection service `named` (else PGSERVICE's), read as libpq
+    reads them: PGSERVICEFILE (or ~/.pg_service.conf) when it exists, then, if the
+    service is not there, PGSYSCONFDIR's pg_service.conf; {} without a service. None when
+    unknown here: defined in no file read here (libpq's compiled-in folder is not known
+    here; README, "TLS to RDS"), or in a file libpq would refuse."""
     name = named or os.environ.get("PGSERVICE")
     if not name:
         return {}
@@ -227,32 +233,50 @@ def _service_params(named: str | None) -> dict[str, str] | None:
         *([os.path.join(folder, "pg_service.conf")] if folder else []),
     ]
     for path in files:
-        found = _read_service(path, name)
+        if not os.path.exists(path):  # libpq goes on to the next file
+            continue
+        try:
+            found = _read_service(path, name)
+        except (OSError, _ServiceFileError):  # libpq stops there and does not connect
+            return None
         if found is not None:
             return found
     return None
 
 
-def _read_service(path: str, name: str) -> dict[str, str] | None:
-    """The [name] section of a service file (key=value lines, # comments); None when the
-    file or the section is not there or the file cannot be read."""
-    import configparser  # only for a service
+class _ServiceFileError(Exception):
+    """A line of the wanted service that libpq refuses."""
 
-    parser = configparser.ConfigParser(
-        delimiters=("=",),
-        comment_prefixes=("#",),
-        interpolation=None,
-        strict=False,
-        default_section="\0",  # libpq has no [DEFAULT]: a section of that name is a service
-    )
-    parser.optionxform = str  # type: ignore[assignment,method-assign]  # keys as written
-    try:
-        parser.read(path, encoding="utf-8")  # a missing file reads as empty
-    except (configparser.Error, OSError, UnicodeDecodeError):
-        return None
-    if not parser.has_section(name):
-        return None
-    return {key.strip(): value.strip() for key, value in parser.items(name)}
+
+_SPACE = " \t\n\r\f\v"  # C's isspace(), which libpq strips with; not str.strip()'s
+
+
+def _read_service(path: str, name: str) -> dict[str, str] | None:
+    """The [name] section of a service file, line by line as libpq's parseServiceFile
+    reads it: lines stripped at both ends, empty and # lines skipped, every line outside
+    the section ignored, the section ended by the next [ line, each line key=value split
+    at its first =, and the first value of a key kept. None when the file does not
+    define the service."""
+    with open(path, "rb") as handle:
+        lines = handle.read().decode("utf-8", "surrogateescape").split("\n")
+    params: dict[str, str] | None = None
+    for raw in lines:
+        line = raw.strip(_SPACE)
+        if not line or line.startswith("#"):
+            continue
+        if line.startswith("["):
+            if params is not None:
+                break
+            if line.startswith(f"[{name}]"):
+                params = {}
+            continue
+        if params is None:
+            continue
+        key, equals, value = line.partition("=")
+        if not equals or key == "service" or key not in _libpq_keywords():
+            raise _ServiceFileError(key)
+        params.setdefault(key, value)
+    return params
 
 
 def _places(params: dict[str, str]) -> set[tuple[str, str]]:
