@@ -83,14 +83,22 @@ def _make_roles(url: str) -> dict[str, list[str]]:
     return made
 
 
+# Per server (host, port): whether FILE_COPY is the cheaper copy, asked once a process.
+_FILE_COPY_CHEAP: dict[tuple[str, int], bool] = {}
+
+
 def _files_copied_cheaply(admin: psycopg.Connection) -> bool:
     """Whether CREATE DATABASE … STRATEGY FILE_COPY is the cheaper copy: PostgreSQL 15 or
     later, running without fsync (the run's embedded server). With fsync on (a server
     given by CRUDDUR_TEST_URL), each such copy checkpoints the whole cluster and syncs
     the files: slower than the default there, and a load on everyone sharing it."""
-    if admin.info.server_version < 150000:
-        return False
-    return admin.execute("SHOW fsync").fetchone()[0] == "off"
+    server = (admin.info.host, admin.info.port)
+    if server not in _FILE_COPY_CHEAP:
+        _FILE_COPY_CHEAP[server] = (
+            admin.info.server_version >= 150000
+            and admin.execute("SHOW fsync").fetchone()[0] == "off"
+        )
+    return _FILE_COPY_CHEAP[server]
 
 
 def _create(admin: psycopg.Connection, name: str, template: str | None = None) -> None:

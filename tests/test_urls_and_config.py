@@ -586,6 +586,17 @@ def test_a_settings_repr_never_raises_on_a_value_it_cannot_read(tmp_path) -> Non
     assert "secret" not in shown and "<malformed endpoint>" in shown
 
 
+SERVICE_RDS_HOST = "cruddur.abc.ca-central-1.rds.amazonaws.com"
+
+
+@pytest.fixture
+def no_pg_variables(monkeypatch) -> None:
+    """No PG* variable of this environment decides what a service test reads."""
+    for variable in ("PGHOST", "PGHOSTADDR", "PGPORT", "PGDATABASE", "PGSERVICE", "PGSYSCONFDIR"):
+        monkeypatch.delenv(variable, raising=False)
+
+
+@pytest.mark.usefixtures("no_pg_variables")
 def test_a_connection_service_is_read_as_libpq_reads_it(tmp_path, monkeypatch) -> None:
     # `service=NAME` (or PGSERVICE) takes what the string leaves out from pg_service.conf:
     # an RDS endpoint there is production, and TLS to it is verified.
@@ -594,9 +605,7 @@ def test_a_connection_service_is_read_as_libpq_reads_it(tmp_path, monkeypatch) -
     from cruddur.rds_tls import secured
     from cruddur.urls import connection_params, looks_like_rds, same_database
 
-    for variable in ("PGHOST", "PGHOSTADDR", "PGPORT", "PGDATABASE", "PGSERVICE", "PGSYSCONFDIR"):
-        monkeypatch.delenv(variable, raising=False)
-    rds = "cruddur.abc.ca-central-1.rds.amazonaws.com"
+    rds = SERVICE_RDS_HOST
     user_file = tmp_path / "services.conf"
     user_file.write_text(
         f"# the team's services\n[prod]\nhost={rds}\nport=5432\ndbname=cruddur\n\n"
@@ -631,14 +640,13 @@ def test_a_connection_service_is_read_as_libpq_reads_it(tmp_path, monkeypatch) -
     assert not looks_like_rds("service=elsewhere")
 
 
+@pytest.mark.usefixtures("no_pg_variables")
 def test_a_service_file_is_parsed_line_by_line_as_libpq_parses_it(tmp_path, monkeypatch) -> None:
     # Where configparser and libpq differ, reading it otherwise would fail open: a
     # production database taken for another one, an RDS host not verified.
     from cruddur.urls import looks_like_rds, same_database
 
-    for variable in ("PGHOST", "PGHOSTADDR", "PGPORT", "PGDATABASE", "PGSERVICE", "PGSYSCONFDIR"):
-        monkeypatch.delenv(variable, raising=False)
-    rds = "cruddur.abc.ca-central-1.rds.amazonaws.com"
+    rds = SERVICE_RDS_HOST
     services = tmp_path / "services.conf"
     services.write_bytes(
         b"stray line before any section\n# caf\xe9, not UTF-8\n"

@@ -170,11 +170,12 @@ def same_database(a: str, b: str) -> bool:
     parameters win)."""
 
     def where(conninfo: str) -> tuple[str | None, set[tuple[str, str]] | None]:
-        params = connection_params(conninfo)
-        if params.get("service") and _service_params(params["service"]) is None:
-            own = parse(conninfo)
+        own = parse(conninfo)
+        service = _service_params(own.get("service"))
+        if service is None:  # what it fills in is unknown here
             located = ("host" in own or "hostaddr" in own) and "port" in own
             return own.get("dbname") or None, _places(own) if located else None
+        params = _filled(own, service)
         dbname = params.get("dbname") or params.get("user") or None  # libpq's default
         return dbname, _places(params)
 
@@ -209,9 +210,14 @@ def connection_params(conninfo: str) -> dict[str, str]:
     each it leaves out, its connection service's (`service=NAME` or PGSERVICE, read
     from the service files, _service_params); then its PG* variable from the
     environment (PGHOST, PGHOSTADDR, PGPORT, …)."""
-    params = parse(conninfo)
-    for keyword, value in (_service_params(params.get("service")) or {}).items():
-        params.setdefault(keyword, value)
+    own = parse(conninfo)
+    return _filled(own, _service_params(own.get("service")) or {})
+
+
+def _filled(own: dict[str, str], service: dict[str, str]) -> dict[str, str]:
+    """The string's own parameters, then the service's and the PG* variables for those
+    it leaves out (connection_params)."""
+    params = {**service, **own}
     for keyword, variable in _environment_variables().items():
         if keyword not in params and variable in os.environ:
             params[keyword] = os.environ[variable]
