@@ -3,10 +3,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
+import socket
 import subprocess
+import threading
 import time
 from pathlib import Path
 
@@ -14,6 +17,7 @@ import psycopg
 import pytest
 from helpers import BIN, as_role, cli, run, tables
 from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from cruddur.db import Db, packaged_script, run_script
 from cruddur.ops.migrations import catalog, lock
@@ -784,6 +788,65 @@ def test_a_migration_url_that_names_production_asks_first(empty_db: str, tmp_pat
     back = run("db-rollback", "--migrations-dir", str(folder), env=local(pooled, **env))
     assert back.returncode == 1 and "not confirmed" in back.stderr
     assert applied(empty_db) == ["20260101000000"]
+
+
+class Tunnel:
+    """A TCP forwarder on a port of its own to `url`'s server: production reached by
+    another address, as through an SSH tunnel or a pooler."""
+
+    def __init__(self, url: str) -> None:
+        params = conninfo_to_dict(url)
+        self.to = (params.get("host") or "127.0.0.1", int(params.get("port") or 5432))
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.url = make_conninfo(url, host="127.0.0.1", port=self.listener.getsockname()[1])
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                near = self.listener.accept()[0]
+            except OSError:
+                return  # closed
+            far = socket.create_connection(self.to)
+            for a, b in ((near, far), (far, near)):
+                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pipe(source: socket.socket, sink: socket.socket) -> None:
+        with contextlib.suppress(OSError):
+            while chunk := source.recv(65536):
+                sink.sendall(chunk)
+        with contextlib.suppress(OSError):
+            sink.shutdown(socket.SHUT_WR)
+
+    def close(self) -> None:
+        self.listener.close()
+
+
+def test_setup_through_a_tunnel_to_production_asks_before_dropping(
+    empty_db: str, tmp_path: Path
+) -> None:
+    # CONNECTION_URL reaches production by another address (a tunnel); the migrations'
+    # URL names it: setup's drop, migrations and roles are production's, so it asks first.
+    with psycopg.connect(empty_db) as conn:
+        conn.execute("CREATE TABLE keep_me ()")
+    home = tmp_path / "home"
+    env = {
+        "PROD_CONNECTION_URL": empty_db, "MIGRATION_CONNECTION_URL": empty_db,
+        "CRUDDUR_HOME": str(home),
+    }  # fmt: skip
+    tunnel = Tunnel(empty_db)
+    try:
+        refused = run("db-setup", env=local(tunnel.url, **env))
+        assert refused.returncode == 1, refused.stderr
+        assert "not confirmed" in refused.stderr and "PRODUCTION" in refused.stderr
+        assert "dropped" not in refused.stderr and tables(empty_db) == {"keep_me"}
+        typed = run("db-setup", env=local(tunnel.url, **env), stdin=database_name(empty_db))
+    finally:
+        tunnel.close()
+    assert typed.returncode == 0, typed.stderr
+    assert "keep_me" not in tables(empty_db)
+    assert sorted(p.name for p in home.glob("db-roles*")) == ["db-roles-prod.env"]
 
 
 def migrate_with(url: str, folder: Path, **extra: str) -> subprocess.CompletedProcess[str]:

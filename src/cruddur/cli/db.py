@@ -451,13 +451,15 @@ def setup(cli: Cli, force: bool, if_missing: bool) -> None:
     migrations = runner.load()
     if not if_missing:
         refuse_unrunnable(migrations, "up")  # on a new database, each of them runs
-    target, settings = cli.target, cli.settings
-    name = target.dbname
+    settings = cli.settings
     # A MIGRATION_CONNECTION_URL that reaches another server is refused before anything is
-    # dropped (apply_migrations checks again once the database is there).
-    migration_target(cli, quiet=True)
+    # dropped (apply_migrations checks again once the database is there). One that names
+    # production makes this production's setup, though CONNECTION_URL reached it by
+    # another address (a tunnel): the drop, the question and the roles' file are its.
+    target, _ = migration_target(cli, quiet=True)
+    name = target.dbname
     if not if_missing:
-        cli.confirm(f'drop and recreate "{name}"')
+        cli.confirm(f'drop and recreate "{name}"', target)
     with server_db(target, settings.pool) as server:
         if not if_missing:
             # What a developer means by "set it up again" while the API runs: locally,
@@ -484,7 +486,7 @@ def setup(cli: Cli, force: bool, if_missing: bool) -> None:
             if if_missing:
                 done(f'database "{name}" exists' + (", no schema" if empty else ""))
         if if_missing and empty:
-            cli.confirm(f'migrate and seed "{name}"')
+            cli.confirm(f'migrate and seed "{name}"', target)
         applied = apply_migrations(cli, migrations, confirm=if_missing and not empty)
         if not applied and not empty:
             done("schema up to date")
