@@ -23,6 +23,9 @@ class UnreadableJson(ValueError):
     """The body is not JSON text this API can read; the message says why."""
 
 
+UTF8_CHARSETS = ("utf-8", "utf8", "us-ascii", "ascii")  # ASCII is UTF-8 too
+
+
 def require_json(req: Request | None = None) -> None:
     """415 unless the body says it is JSON. A page on another site can send a form or
     text/plain POST without asking the browser first (no CORS preflight); it cannot
@@ -34,7 +37,7 @@ def require_json(req: Request | None = None) -> None:
     # compressed would otherwise be read as if it were neither (a 400 "not UTF-8", or
     # another character than the one meant).
     charset = req.mimetype_params.get("charset", "utf-8").lower()
-    if charset not in ("utf-8", "utf8", "us-ascii", "ascii"):  # ASCII is UTF-8 too
+    if charset not in UTF8_CHARSETS:
         raise ApiError(
             415, "unsupported_media_type", f"send the body as UTF-8, not {charset[:32]!r}"
         )
@@ -138,8 +141,13 @@ def _read_body(req: Request) -> bytes:
     return raw
 
 
+# More digits than any body this server takes (and fewer than int()'s 4,300-digit limit).
+_TOO_MANY_DIGITS = 18
+
+
 def declared_length(environ: dict[str, Any]) -> int | None:
-    """The body's length when a plain Content-Length gives it (not chunked), else None."""
+    """The body's length when a plain Content-Length gives it (not chunked), else None.
+    A length of more digits than any limit reads as 10**18: too large, whatever it is."""
     declared = environ.get("CONTENT_LENGTH")
     if (
         declared
@@ -147,7 +155,10 @@ def declared_length(environ: dict[str, Any]) -> int | None:
         and declared.isascii()  # isdigit() alone admits digits int() would refuse
         and "HTTP_TRANSFER_ENCODING" not in environ
     ):
-        return int(declared)
+        # HTTP allows leading zeros and the server passes them on: 5,000 of them and a
+        # 29 are 29. int() refuses a string of over 4,300 digits (a ValueError, a 500).
+        digits = declared.lstrip("0")
+        return int(digits or "0") if len(digits) <= _TOO_MANY_DIGITS else 10**_TOO_MANY_DIGITS
     return None
 
 
