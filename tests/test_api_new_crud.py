@@ -153,6 +153,11 @@ def test_refused_callers_and_content_types_get_the_views_answer(
         (_json(token), {"REMOTE_ADDR": "10.0.0.7"}),  # a dev token from elsewhere
         (_json(token), {"HTTP_X_FORWARDED_FOR": "10.0.0.7"}),  # relayed by a proxy
         (_json(token, "text/plain"), {}),
+        # JSON in another charset, or compressed: the view's 415, never read as UTF-8.
+        (_json(token, "application/json; charset=iso-8859-1"), {}),
+        (_json(token, "application/json; charset=utf-8; charset=latin1"), {}),
+        (_json(token, "application/json; charset=utf-16"), {}),
+        ({**_json(token), "Content-Encoding": "gzip"}, {}),
     ]
     for headers, environ in cases:
         fast, view = both.send(body, headers, **environ)

@@ -28,7 +28,7 @@ from typing import Any
 
 from cruddur.api.activities import CREATE_PATH, FAILED_WITHOUT_FLASK_KEY, JSON, after_write
 from cruddur.api.auth import InvalidToken, TokenVerifier, bearer_token, no_user
-from cruddur.api.bodies import BodyReaders, declared_length, read_declared
+from cruddur.api.bodies import UTF8_CHARSETS, BodyReaders, declared_length, read_declared
 from cruddur.api.db import PRIMARY_KEY
 from cruddur.api.dev_sign_in import local_caller
 from cruddur.api.keys import KeysUnavailable
@@ -103,9 +103,12 @@ class NewCrud:
         return body, headers + after_write(self.extensions, created)
 
     def _declared_length(self, environ: dict[str, Any]) -> int | None:
-        """The body's Content-Length when it is JSON, plainly framed and within the limit."""
+        """The body's Content-Length when it is UTF-8 JSON, uncompressed, plainly framed
+        and within the limit. Anything else goes to the app, whose require_json decides."""
         kind = environ.get("CONTENT_TYPE", "")
-        if kind != JSON and kind.partition(";")[0].strip().lower() != JSON:
+        if kind != JSON and not _utf8_json(kind):
+            return None
+        if environ.get("HTTP_CONTENT_ENCODING", "identity").strip().lower() not in ("identity", ""):
             return None
         length = declared_length(environ)
         return length if length is not None and length <= self.max_body else None
@@ -122,6 +125,18 @@ class NewCrud:
             return verifier.verify(token)["sub"]
         except (InvalidToken, KeysUnavailable):
             return None
+
+
+def _utf8_json(kind: str) -> bool:
+    """`kind` is application/json with no parameter but one UTF-8 charset."""
+    media, _, params = kind.partition(";")
+    if media.strip().lower() != JSON:
+        return False
+    if not params.strip():
+        return True
+    name, _, value = params.partition("=")
+    charset = value.strip().strip('"').lower()
+    return name.strip().lower() == "charset" and ";" not in value and charset in UTF8_CHARSETS
 
 
 def _reader(stream: Any, length: int, limit: int) -> Callable[[], bytes]:
