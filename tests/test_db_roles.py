@@ -366,3 +366,44 @@ def test_a_role_name_longer_than_postgresql_keeps_is_refused(admin, seeded_db, t
                     conn.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(name)))
                     conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(name)))
     assert roles.role_name_problem("é" * 31 + "r") is None  # 63 bytes
+
+
+def test_a_migrate_that_fails_part_way_leaves_the_bookkeeping_the_owners(
+    empty_db, admin, tmp_path
+) -> None:
+    # `db roles` before the first migration: its default privileges gave the API INSERT
+    # and UPDATE on schema_migrations when a migration made it, and only a migrate that
+    # ended well took them back.
+    api, lambda_ = (f"cruddur_t_{kind}_{uuid.uuid4().hex[:8]}" for kind in ("api", "lambda"))
+    env = {"CONNECTION_URL": empty_db, "CRUDDUR_HOME": str(tmp_path / "home")}
+    folder = tmp_path / "migrations"
+    folder.mkdir()
+    (folder / "20260101000000_notes.sql").write_text(
+        "-- migrate:up\nCREATE TABLE notes (id int);\n-- migrate:down\nDROP TABLE notes;\n"
+    )
+    (folder / "20260102000000_fails.sql").write_text(
+        "-- migrate:up\nSELECT 1/0;\n-- migrate:down\nSELECT 1;\n"
+    )
+    options = ["--api-role", api, "--lambda-role", lambda_, "--env-file", str(tmp_path / "r.env")]
+    try:
+        assert here("db", "roles", *options, env=env).returncode == 0
+        failed = here("db", "migrate", "--migrations-dir", str(folder), env=env)
+        assert failed.returncode == 1 and "division by zero" in failed.stderr, failed.stderr
+        with psycopg.connect(empty_db) as conn:
+            assert conn.execute("SELECT version FROM schema_migrations").fetchall() == [
+                ("20260101000000",)
+            ]
+            rights = conn.execute(
+                "SELECT has_table_privilege(%s, 'schema_migrations', 'INSERT'),"
+                " has_table_privilege(%s, 'schema_migrations', 'UPDATE'),"
+                " has_table_privilege(%s, 'notes', 'INSERT')",
+                [api, api, api],
+            ).fetchone()
+        assert rights == (False, False, True)  # the API's tables keep theirs
+    finally:
+        with psycopg.connect(empty_db, autocommit=True) as conn:
+            for name in (api, lambda_):
+                if conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", [name]).fetchone():
+                    conn.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(name)))
+        for name in (api, lambda_):
+            admin.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(name)))
