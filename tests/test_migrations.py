@@ -636,8 +636,9 @@ def test_an_edited_migration_is_reported_and_migrate_refuses_until_accepted(
     assert refused.returncode == 1
     assert "changed since applied: 20260101000000_notes.sql" in refused.stderr
     assert applied(empty_db) == ["20260101000000"]  # the pending one did not run either
-    typo = migrate(empty_db, folder, "--accept-edited", "20260101000001")
-    assert typo.returncode == 1 and "no applied migration has that version" in typo.stderr
+    for dry in ((), ("--dry-run",)):  # a dry run refuses what the run would
+        typo = migrate(empty_db, folder, "--accept-edited", "20260101000001", *dry)
+        assert typo.returncode == 1 and "no applied migration has that version" in typo.stderr
     accepted = migrate(empty_db, folder, "--accept-edited", "20260101000000")
     assert accepted.returncode == 0, accepted.stderr
     assert applied(empty_db) == ["20260101000000", "20260102000000"]
@@ -878,6 +879,22 @@ def test_a_schema_load_database_with_rows_is_adopted_and_keeps_every_row(empty_d
         rows = conn.execute("SELECT adopted FROM schema_migrations ORDER BY version").fetchall()
     # The first is adopted; any later migration then runs.
     assert rows == [(True,)] + [(False,)] * (len(list(package_dir().glob("*.sql"))) - 1)
+
+
+def test_a_database_to_adopt_counts_as_pending_for_exit_code(empty_db: str, tmp_path) -> None:
+    old_schema_load_and_seed(empty_db)
+    first = sorted(package_dir().glob("*.sql"))[0]
+    folder = write(tmp_path / "m", {first.name: first.read_text()})  # nothing else pending
+    listed = cli(
+        "db-migrations", "--migrations-dir", str(folder), "--exit-code", env=local(empty_db)
+    )
+    assert listed.returncode == 1, listed.stderr  # migrate would still change the database
+    assert "0 applied, 1 pending (1 to adopt)" in listed.stderr
+    assert cli("db-migrate", "--migrations-dir", str(folder), env=local(empty_db)).returncode == 0
+    again = cli(
+        "db-migrations", "--migrations-dir", str(folder), "--exit-code", env=local(empty_db)
+    )
+    assert again.returncode == 0 and "1 applied, 0 pending" in again.stderr, again.stderr
 
 
 def test_an_unknown_schema_is_refused_and_never_altered(empty_db: str) -> None:

@@ -302,7 +302,8 @@ def migrate(
             current = runner.plan(conn, migrations)
         _describe(current)
         runner.refuse_over_invalid_indexes(current)  # before asking, and in a dry run too
-        if dry_run:
+        if dry_run:  # refused as the real run would refuse, before it changed anything
+            runner.refuse_unknown_accepted(current, accept_edited)
             if current.edited and not set(m.version for m in current.edited) <= set(accept_edited):
                 raise runner.EditedMigrations(current.edited)
             if strict and current.out_of_order:
@@ -434,11 +435,15 @@ def migrations_status(cli: Cli, migrations_dir: Path | None, exit_code: bool) ->
     out().print(table)
     _warn_invalid(current)
     count = len(current.applied)
-    result_line = f"{count} applied, {len(current.pending)} pending"
+    # One to adopt is pending too: `db migrate` would change the database (record it).
+    pending = len(current.pending) + (current.adopt is not None)
+    result_line = f"{count} applied, {pending} pending"
+    if current.adopt:
+        result_line += " (1 to adopt)"
     if current.edited:
         result_line += f", {len(current.edited)} edited since applied"
     info(result_line)
-    if exit_code and (current.pending or current.edited):
+    if exit_code and (pending or current.edited):
         raise click.exceptions.Exit(1)
 
 

@@ -290,6 +290,15 @@ def _step(
         conn.execute(record_sql, params)
 
 
+def refuse_unknown_accepted(current: Plan, accept_edited: tuple[str, ...]) -> None:
+    """--accept-edited names only applied migrations."""
+    unknown = sorted(set(accept_edited) - {a.version for a in current.applied})
+    if unknown:
+        raise MigrationError(
+            f"--accept-edited {', '.join(unknown)}: no applied migration has that version"
+        )
+
+
 def migrate(
     conn: psycopg.Connection,
     migrations: list[Migration],
@@ -301,11 +310,7 @@ def migrate(
 ) -> list[Migration]:
     """Apply every pending migration in version order; return those applied."""
     current = plan(conn, migrations)
-    unknown = sorted(set(accept_edited) - {a.version for a in current.applied})
-    if unknown:
-        raise MigrationError(
-            f"--accept-edited {', '.join(unknown)}: no applied migration has that version"
-        )
+    refuse_unknown_accepted(current, accept_edited)
     accepted = [m for m in current.edited if m.version in accept_edited]
     refused = [m for m in current.edited if m.version not in accept_edited]
     if refused:
