@@ -407,3 +407,34 @@ def test_a_migrate_that_fails_part_way_leaves_the_bookkeeping_the_owners(
                     conn.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(name)))
         for name in (api, lambda_):
             admin.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(name)))
+
+
+def test_role_names_with_dollar_quotes_are_granted_as_named(seeded_db, admin, tmp_path) -> None:
+    # grant.sql wrote the names into a DO block's $$-quoted text, which `$$` ended early:
+    # a syntax error after the roles were made, their passwords written nowhere.
+    suffix = uuid.uuid4().hex[:8]
+    api, lambda_ = f"t_api$${suffix}", f"t_lambda$$'{suffix}"
+    env = {"CONNECTION_URL": seeded_db, "CRUDDUR_HOME": str(tmp_path / "home")}
+    env_file = tmp_path / "roles.env"
+    options = ["--api-role", api, "--lambda-role", lambda_, "--env-file", str(env_file)]
+    try:
+        made = here("db", "roles", *options, env=env)
+        assert made.returncode == 0, made.stderr
+        assert set(_env_values(env_file)) == {
+            "CRUDDUR_API_CONNECTION_URL", "CRUDDUR_LAMBDA_CONNECTION_URL"
+        }  # fmt: skip
+        with psycopg.connect(seeded_db) as conn:
+            rights = conn.execute(
+                "SELECT has_table_privilege(%s, 'schema_migrations', 'INSERT'),"
+                " has_table_privilege(%s, 'activities', 'INSERT'),"
+                " has_table_privilege(%s, 'users', 'INSERT')",
+                [api, api, lambda_],
+            ).fetchone()
+        assert rights == (False, True, True)
+    finally:
+        with psycopg.connect(seeded_db, autocommit=True) as conn:
+            for name in (api, lambda_):
+                if conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", [name]).fetchone():
+                    conn.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(name)))
+        for name in (api, lambda_):
+            admin.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(name)))

@@ -58,12 +58,22 @@ def set_up_roles(
         # Before any role changes: a file that cannot be written after them would lose
         # the new passwords, and the API's role keep one nobody knows.
         _merge_env_file(path, {})
+    fresh: dict[str, str] = {}
+
+    def keep(ensured: list[roles.Ensured]) -> None:
+        # Written as soon as the roles have them, before the grants: a grant that failed
+        # left a new role with a password nobody had.
+        for setting, role in zip((API_SETTING, LAMBDA_SETTING), ensured, strict=True):
+            if role.password is not None:
+                fresh[setting] = as_url(with_user(target.url, role.role, role.password))
+        if fresh and not target.embedded:
+            _merge_env_file(path, fresh)
+
     with server_db(target, settings.pool) as server, database_db(target, settings.pool) as db:
         ensured = roles.set_up(
-            server, db, passwords=passwords, rotate=rotate, api=api, lambda_=lambda_
+            server, db, passwords=passwords, rotate=rotate, api=api, lambda_=lambda_, keep=keep
         )
     done(f'roles {api} and {lambda_}: their privileges granted on "{target.dbname}"')
-    fresh: dict[str, str] = {}
     for setting, role in zip((API_SETTING, LAMBDA_SETTING), ensured, strict=True):
         url = with_user(target.url, role.role, role.password or "unknown")
         result(f'{setting}="{redact(url)}"')
@@ -71,12 +81,9 @@ def set_up_roles(
             info(f"  {role.role}: made, with a generated password")
         elif role.password is None:
             info(f"  {role.role}: already there, password unchanged (--rotate sets a new one)")
-        if role.password is not None:
-            fresh[setting] = as_url(url)
     if target.embedded:
         info(f"passwords kept in {embedded_server(settings).state_file}; `cruddur serve` uses them")
     elif fresh:
-        _merge_env_file(path, fresh)
         info(f"the new passwords' URLs are in {path} (mode 0600); the API reads {API_SETTING}")
         info("  the Lambda takes its URL as CONNECTION_URL (or a secret with the same user)")
 

@@ -14,6 +14,7 @@ schema load or migration; default privileges cover tables the owner makes meanwh
 from __future__ import annotations
 
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import psycopg
@@ -173,11 +174,15 @@ def set_up(
     rotate: bool = False,
     api: str = API_ROLE,
     lambda_: str = LAMBDA_ROLE,
+    keep: Callable[[list[Ensured]], None] | None = None,
 ) -> list[Ensured]:
     """The roles step of `db setup` and `db roles`: make both roles (with `passwords`
-    where given), then grant them their privileges in `database`."""
+    where given), hand them to `keep` (a role made is committed: a grant that fails
+    after it must not lose its password), then grant them their privileges in `database`."""
     passwords = passwords or {}
     ensured = [ensure(server, role, passwords.get(role), rotate=rotate) for role in (api, lambda_)]
+    if keep is not None:
+        keep(ensured)
     mark(server, api, "api")
     mark(server, lambda_, "lambda")
     grant(database, api=api, lambda_=lambda_)

@@ -23,13 +23,19 @@ ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT USAGE, SELECT ON SEQUENCES TO {a
 -- yet: the migrations' bookkeeping is the owner's alone (the API must not mark a
 -- migration applied or forget one), and the sign-up Lambda adds a user and reads users
 -- back, nothing else.
+-- The names reach the block as settings of this transaction: a name written into the
+-- block's dollar-quoted text would end it early if it held `$$`.
+SELECT set_config('cruddur.grant_api', {api_name}, true),
+       set_config('cruddur.grant_lambda', {lambda_name}, true);
 DO $$
 BEGIN
   IF to_regclass('public.schema_migrations') IS NOT NULL THEN
-    EXECUTE format('REVOKE ALL ON public.schema_migrations FROM %I', {api_name});
+    EXECUTE format('REVOKE ALL ON public.schema_migrations FROM %I',
+                   current_setting('cruddur.grant_api'));
   END IF;
   IF to_regclass('public.users') IS NOT NULL THEN
-    EXECUTE format('GRANT SELECT, INSERT ON public.users TO %I', {lambda_name});
+    EXECUTE format('GRANT SELECT, INSERT ON public.users TO %I',
+                   current_setting('cruddur.grant_lambda'));
   END IF;
 END
 $$;
