@@ -142,6 +142,21 @@ def test_sessions_lists_pid_user_database_and_application(empty_db) -> None:
         assert heading in result.stdout
 
 
+def test_sessions_shows_control_characters_in_names_as_escapes(admin, empty_db) -> None:
+    # A database's name is anyone's text (PostgreSQL keeps ESC in it; ESC [ 7 m would turn
+    # the terminal's colours around), so it is shown as an escape.
+    name = f"{database_name(empty_db)}_\x1b[7m"
+    admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    try:
+        with psycopg.connect(with_database(empty_db, name)):
+            result = cli("db-sessions", env=local(empty_db))
+    finally:
+        admin.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
+    assert result.returncode == 0, result.stderr
+    assert "\x1b" not in result.stdout
+    assert "_\\x1b[7m" in result.stdout
+
+
 def test_kill_all_disconnects_other_sessions(empty_db) -> None:
     conn = psycopg.connect(empty_db)
     result = cli("db-kill-all", env=local(empty_db))

@@ -21,7 +21,7 @@ from cruddur.cli.options import (
     prod_option,
     yes_option,
 )
-from cruddur.cli.output import done, info, out, result, warn
+from cruddur.cli.output import done, info, out, printable, result, warn
 from cruddur.cli.roles import grant_again, roles_command, set_up_roles
 from cruddur.config import (
     PURGE_BATCH_DEFAULT,
@@ -407,7 +407,8 @@ def sessions(cli: Cli) -> None:
     table = Table("pid", "user", "database", "client address", "application", "state")
     for row in rows:
         values = (row.process_id, row.user, row.db, row.client_addr, row.app, row.state)
-        table.add_row(*(Text("" if value is None else str(value)) for value in values))
+        # A database's, user's or application's name is anyone's text: escapes shown.
+        table.add_row(*(Text(printable("" if value is None else str(value))) for value in values))
     out().print(table)
     info(f"{len(rows)} session{'s' if len(rows) != 1 else ''}")
 

@@ -13,7 +13,7 @@ import click
 
 from cruddur.cli.db import db
 from cruddur.cli.options import Cli, Seconds, pass_cli, prod_option, yes_option
-from cruddur.cli.output import done, info, out, result, warn
+from cruddur.cli.output import done, info, out, printable, result, warn
 from cruddur.cli.roles import grant_again
 from cruddur.config import MIGRATION_LOCK_WAIT_MAX, ConfigError, duration
 from cruddur.errors import Problem
@@ -431,7 +431,8 @@ def migrations_status(cli: Cli, migrations_dir: Path | None, exit_code: bool) ->
         when = _when(missing.applied_at)
         rows[missing.version] = (missing.name, "applied, no file here", when)
     for version in sorted(rows):
-        table.add_row(Text(version), *(Text(cell) for cell in rows[version]))
+        # A row of schema_migrations may name what no file here does: escapes shown.
+        table.add_row(Text(version), *(Text(printable(cell)) for cell in rows[version]))
     out().print(table)
     _warn_invalid(current)
     count = len(current.applied)
