@@ -668,3 +668,14 @@ def test_a_service_file_is_parsed_line_by_line_as_libpq_parses_it(tmp_path, monk
     monkeypatch.setenv("PGSYSCONFDIR", str(system))
     assert same_database("service=broken", "postgresql://u@127.0.0.1:5432/cruddur")
     assert not same_database("service=first user=postgres", "postgresql://u@10.9.9.9/postgres")
+
+
+def test_a_targets_repr_shows_no_password() -> None:
+    from cruddur.targets import Target
+
+    target = Target("postgresql://app:S3cret%2Fpw@db.example.com:5432/cruddur", "CONNECTION_URL")
+    assert "S3cret" not in repr(target)
+    assert repr(target) == (
+        "Target(url='postgresql://app:***@db.example.com:5432/cruddur', "
+        "source='CONNECTION_URL', production=False)"
+    )

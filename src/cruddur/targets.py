@@ -17,7 +17,7 @@ def _no_bundle() -> Path:
     raise ConfigError("no RDS CA bundle for this target")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class Target:
     url: str
     source: str  # the setting it came from: CONNECTION_URL, PROD_CONNECTION_URL or embedded
@@ -26,6 +26,14 @@ class Target:
     production: bool = False
     # The RDS CA bundle's path, fetched on first use (cruddur.aws.ca_bundle).
     rds_ca_bundle: Callable[[], Path] = field(default=_no_bundle, compare=False, repr=False)
+
+    def __repr__(self) -> str:
+        # The URL's password cut, as Settings' repr cuts it: a target in a traceback, a
+        # debugger or a debug line shows no secret.
+        return (
+            f"Target(url={redact(self.url)!r}, source={self.source!r}, "
+            f"production={self.production!r})"
+        )
 
     @property
     def conninfo(self) -> str:
