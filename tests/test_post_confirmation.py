@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import socket
 import subprocess
 import sys
+import threading
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -310,6 +313,38 @@ def test_an_unreadable_secret_fails_the_sign_up_clearly(
         handler(cognito_event(), None)
     assert "ResourceNotFoundException" in caplog.text
     assert post_confirmation._conninfo is None  # read again on the next invocation
+
+
+def test_a_secrets_manager_that_never_answers_is_asked_once(
+    url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # botocore's max_attempts counts retries: 1 was a second read, twice (1 s + 2 s) before
+    # the database's own 2 s, past Cognito's 5 s (the sign-up then timed out unexplained).
+    accepted: list[socket.socket] = []
+    listener = socket.create_server(("127.0.0.1", 0))
+
+    def accept() -> None:
+        with contextlib.suppress(OSError):
+            while True:
+                accepted.append(listener.accept()[0])  # and never answered
+
+    threading.Thread(target=accept, daemon=True).start()
+    monkeypatch.delenv("CONNECTION_URL")
+    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{listener.getsockname()[1]}")
+    monkeypatch.setenv("CONNECTION_SECRET_ARN", "cruddur/a-secret")
+    for name, value in (
+        ("AWS_DEFAULT_REGION", "us-east-1"), ("AWS_ACCESS_KEY_ID", "testing"),
+        ("AWS_SECRET_ACCESS_KEY", "testing"),
+    ):  # fmt: skip
+        monkeypatch.setenv(name, value)
+    try:
+        with pytest.raises(SignUpError, match="could not be saved"):
+            handler(cognito_event(), None)
+    finally:
+        listener.close()
+        for each in accepted:
+            each.close()
+    assert len(accepted) == 1
 
 
 # -- what the log and the person signing up see ------------------------------------------

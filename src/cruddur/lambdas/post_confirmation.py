@@ -321,7 +321,8 @@ def _read_secret(secret_id: str) -> dict[str, Any]:
 
     # Once, briefly: the connection still needs its 2 s inside Cognito's 5 s. A failure
     # fails this sign-up's row (sync-cognito adds it) and the next invocation reads again.
-    config = Config(connect_timeout=1, read_timeout=2, retries={"max_attempts": 1})
+    # total_max_attempts: botocore's max_attempts counts the retries after the first.
+    config = Config(connect_timeout=1, read_timeout=2, retries={"total_max_attempts": 1})
     client = boto3.client("secretsmanager", config=config)
     text = client.get_secret_value(SecretId=secret_id).get("SecretString") or ""
     try:
