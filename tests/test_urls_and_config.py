@@ -440,6 +440,9 @@ def test_a_passwords_piece_read_as_a_query_parameter_is_not_named() -> None:
         ("postgresql://u:secret@h/x?sslmode", 'a query parameter ("sslmode") has no "="'),
         ("postgresql://u:secret@[::1/x", "an IPv6 address in [brackets]"),
         ("postgresql://u:sec%zzret@h/x", 'it has a "%" not followed by two hex digits'),
+        # Latin-1's é: the decoder's own message named the byte and where it was.
+        ("postgresql://u:sec%E9ret@h/x", "a percent-encoded part is not UTF-8 text"),
+        ("postgresql://u@h/x?password=sec%E9ret", "a percent-encoded part is not UTF-8 text"),
         # A password that spills into another parameter: that one's name is not shown.
         ("host=h password=sec ret=1", "an unknown connection parameter (its name not shown"),
         ("postgresql://u@h/x?sslpassword=sec&ret=1", "an unknown connection parameter (its"),

@@ -53,6 +53,10 @@ def parse(conninfo: str) -> dict[str, str]:
         raise MalformedUrl(problem)
     try:
         return {k: str(v) for k, v in conninfo_to_dict(conninfo).items()}
+    except UnicodeDecodeError:
+        # A percent-encoded value that is not UTF-8 (a Latin-1 %E9): the error's own text
+        # names a byte of it and where, and the value may be the password.
+        raise MalformedUrl(f"a percent-encoded part is not UTF-8 text; {ENCODE_PASSWORD}") from None
     except psycopg.ProgrammingError as exc:
         reason = _reason(conninfo, str(exc))
         if conninfo.startswith(URI_PREFIXES) and conninfo.count("@") > 1:
