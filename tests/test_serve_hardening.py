@@ -69,6 +69,68 @@ def test_a_second_server_on_a_taken_port_refuses_at_once(seeded_db: str, tmp_pat
         first.stop()
 
 
+def test_a_server_of_another_home_starting_meanwhile_refuses_at_once(
+    seeded_db: str, tmp_path
+) -> None:
+    # The first is held up before it listens (its database check against a listener
+    # that never answers); the second, of another checkout, passed the bind check then,
+    # and granian's SO_REUSEPORT let both serve the port, split between two databases.
+    silent = socket.create_server(("127.0.0.1", 0))
+    stuck_url = f"postgresql://postgres@127.0.0.1:{silent.getsockname()[1]}/cruddur"
+    first = Served(
+        env={"CONNECTION_URL": stuck_url, "CRUDDUR_HOME": str(tmp_path / "a"),
+             "CRUDDUR_CONNECT_TIMEOUT": "5"},
+    )  # fmt: skip
+    try:
+        assert first.saw("database:"), first.output  # past its claim, before it listens
+        second = _refused_at_once(Served(env=_env(seeded_db, tmp_path / "b"), port=first.port))
+        assert second.strip().count("\n") == 0, second
+        assert f"port {first.port} is being taken by another `cruddur serve`" in second
+    finally:
+        first.stop()
+        silent.close()
+    # Once the first has stopped, its hold is gone with it.
+    third = Served("--workers", "1", env=_env(seeded_db, tmp_path / "b"), port=first.port)
+    try:
+        third.wait_healthy()
+    finally:
+        third.stop()
+
+
+@pytest.mark.parametrize(
+    ("given", "bound"),
+    [("localhost", "127.0.0.1"), ("127.1", "127.0.0.1"), ("0", "0.0.0.0"), ("[::1]", "::1")],
+)
+def test_a_host_name_or_short_address_is_bound_as_its_address(given: str, bound: str) -> None:
+    # granian takes addresses only: `--host localhost` printed "serving" and then failed
+    # with a traceback ("invalid IP address syntax").
+    assert ports.bindable_host(given) == bound
+
+
+def test_serve_on_localhost_answers_and_says_where(seeded_db: str, tmp_path) -> None:
+    served = Served("--workers", "1", "--host", "localhost", env=_env(seeded_db, tmp_path))
+    try:
+        served.wait_healthy()
+    finally:
+        output = served.stop()
+    assert f"serving http://127.0.0.1:{served.port}/ (the web page)" in output
+    assert "Traceback" not in output
+    assert ports.url_host("::1") == "[::1]" and ports.url_host("127.0.0.1") == "127.0.0.1"
+
+
+def test_a_home_made_under_a_group_writable_umask_is_still_served(tmp_path) -> None:
+    # The port's lock made the home first, with mkdir's umask-masked mode (0775 under
+    # Ubuntu's umask 002); the dev keys' check then refused the home it had just made.
+    home = tmp_path / "home"
+    before = os.umask(0o002)
+    try:
+        os.close(claim("127.0.0.1", free_port(), home))
+        DevKeys(home).ensure()
+    finally:
+        os.umask(before)
+    assert oct(home.stat().st_mode & 0o777) == oct(0o755)
+
+
 def test_a_stopped_servers_lock_file_is_removed_and_a_running_ones_kept(tmp_path) -> None:
     # One file per host and port used piled up in .cruddur/: the server `exec`s, so
     # nothing removes its file when it stops. The next claim sweeps the stopped ones'.

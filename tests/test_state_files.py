@@ -116,3 +116,20 @@ def test_a_dev_key_that_is_a_link_is_refused(tmp_path, seeded_db) -> None:
     settings = Settings.from_env({"CRUDDUR_HOME": str(home), "CONNECTION_URL": seeded_db})
     with pytest.raises(Exception, match="symbolic link"):
         create_app(settings)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the shared state folders are root's")
+def test_the_shared_state_folders_are_0755_whatever_the_umask(tmp_path) -> None:
+    # Made under root's umask 027 they were 0750: the server's user could not reach its
+    # data (initdb: Permission denied), and a later run with umask 022 kept them so.
+    from cruddur.embedded import _root_owned_folder
+
+    before = os.umask(0o027)
+    try:
+        made = _root_owned_folder(tmp_path / "cruddur" / "data-x")
+    finally:
+        os.umask(before)
+    assert [oct(p.stat().st_mode & 0o777) for p in (made.parent, made)] == [oct(0o755)] * 2
+    os.chmod(made, 0o750)  # as an earlier version left it
+    _root_owned_folder(made)
+    assert oct(made.stat().st_mode & 0o777) == oct(0o755)

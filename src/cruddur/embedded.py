@@ -201,6 +201,10 @@ def _root_owned_folder(path: Path) -> Path:
         info = folder.lstat()
         if not stat.S_ISDIR(info.st_mode) or info.st_uid != 0 or info.st_mode & 0o022:
             raise EmbeddedError(f"{folder} is not a folder only root can write; remove it")
+        if stat.S_IMODE(info.st_mode) != 0o755:
+            # Made under a umask such as 027 (now or by an earlier run): the server's
+            # user could not pass through, and initdb failed. Root's own folder: safe.
+            os.chmod(folder, 0o755)
     return path
 
 

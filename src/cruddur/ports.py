@@ -11,15 +11,74 @@ from __future__ import annotations
 import errno
 import fcntl
 import hashlib
+import ipaddress
 import os
 import re
 import socket
+import sys
 import time
 from pathlib import Path
+
+from cruddur.safe_paths import private_folder
 
 
 class PortTaken(RuntimeError):
     """Another process listens on the address (or is about to); the message says which."""
+
+
+def _no_such_host(host: str) -> PortTaken:
+    return PortTaken(
+        f"cannot listen on {host!r}: no such host name; give an address of this "
+        "machine with --host or CRUDDUR_HOST (127.0.0.1, or 0.0.0.0 for all)"
+    )
+
+
+def bindable_host(host: str) -> str:
+    """`host` as the address the server binds: an IP address as given (without
+    brackets), a name resolved, IPv4 first (localhost: 127.0.0.1). granian takes
+    addresses only: a name, or a short form such as 127.1, failed with a traceback after
+    the "serving" line."""
+    name = host.strip().strip("[]")
+    try:
+        return str(ipaddress.ip_address(name))
+    except ValueError:
+        pass
+    try:
+        found = socket.getaddrinfo(name, None, type=socket.SOCK_STREAM)
+    except (socket.gaierror, UnicodeError):
+        raise _no_such_host(host) from None
+    found.sort(key=lambda info: info[0] != socket.AF_INET)
+    return str(found[0][4][0])
+
+
+def url_host(host: str) -> str:
+    """`host` as a URL writes it: an IPv6 address in brackets."""
+    return f"[{host}]" if ":" in host else host
+
+
+def hold_port_on_this_machine(port: int) -> socket.socket | None:
+    """On Linux, a hold on `port` for this machine, from before the server starts until
+    its last process exits: the name `cruddur-serve-<port>` in the abstract socket
+    namespace, which goes with the processes holding it (inheritable once made so, for
+    the `exec`). The home's lock (`claim`) catches two servers of one checkout; this one,
+    servers of two checkouts (or homes) starting in the same seconds, before either
+    listens: both passed the bind check, and granian's SO_REUSEPORT let both serve the
+    port. PortTaken while another holds it; None elsewhere than Linux."""
+    if not sys.platform.startswith("linux"):
+        return None
+    holder = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        holder.bind(f"\0cruddur-serve-{port}")
+    except OSError as exc:
+        holder.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise PortTaken(
+                f"port {port} is being taken by another `cruddur serve` starting on this "
+                "machine (another checkout or CRUDDUR_HOME): stop it, or pick another port "
+                "with --port or PORT"
+            ) from None
+        raise
+    return holder
 
 
 def _bind_check(host: str, port: int) -> None:
@@ -31,10 +90,7 @@ def _bind_check(host: str, port: int) -> None:
         try:
             probe.bind((host, port))
         except (socket.gaierror, UnicodeError):  # a name that does not resolve
-            raise PortTaken(
-                f"cannot listen on {host!r}: no such host name; give an address of this "
-                "machine with --host or CRUDDUR_HOST (127.0.0.1, or 0.0.0.0 for all)"
-            ) from None
+            raise _no_such_host(host) from None
         except OSError as exc:
             if exc.errno == errno.EADDRINUSE:
                 raise PortTaken(
@@ -109,7 +165,7 @@ def claim(host: str, port: int, lock_dir: Path) -> int:
     keep the lock until the last of them exits. Stopped servers' lock files are removed
     first (`sweep`).
     """
-    lock_dir.mkdir(parents=True, exist_ok=True)
+    private_folder(lock_dir, 0o755)  # the home: as every other use of it makes it
     sweep(lock_dir)
     path = lock_path(host, port, lock_dir)
     fd = lock_file(path)

@@ -54,8 +54,14 @@ def _check_mine(path: Path, info: os.stat_result) -> None:
 def private_folder(path: Path, mode: int = 0o700) -> Path:
     """Make the folder (with `mode`), or check the one there: a real folder, not a
     link, owned by the current user and not writable by group or others."""
-    with contextlib.suppress(FileExistsError):
+    try:
         path.mkdir(mode=mode, parents=True)
+    except FileExistsError:
+        pass
+    else:
+        # mkdir's mode passes through the umask: under 027 a home the server's user must
+        # cross came out 0750, under 002 a folder this check then refused as writable.
+        os.chmod(path, mode)
     info = path.lstat()
     if not stat.S_ISDIR(info.st_mode):
         raise UnsafePath(f"{path} should be a folder but is a link or a file: remove it")

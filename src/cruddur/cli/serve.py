@@ -24,7 +24,7 @@ from cruddur.config import (
     redact_endpoint,
 )
 from cruddur.ops.role_names import API_ROLE, LAMBDA_ROLE
-from cruddur.ports import PortTaken, claim
+from cruddur.ports import PortTaken, bindable_host, claim, hold_port_on_this_machine, url_host
 from cruddur.serving import raise_open_files_limit, server_command
 
 # psycopg (through the ops, targets and urls), PyJWT (dev_keys), Flask (--dev only) and
@@ -159,7 +159,11 @@ def serve(
     settings = Settings.from_env()
     config = settings.serve
     settings.web  # noqa: B018 - checked here once, not in each worker as it starts
-    host, port = host or config.host, port or config.port
+    port = port or config.port
+    try:
+        host = bindable_host(host or config.host)
+    except PortTaken as exc:
+        raise click.ClickException(str(exc)) from None
     if dev and not is_loopback(host):
         # Werkzeug's debugger runs any Python a visitor types into an error page.
         raise ConfigError(
@@ -175,9 +179,11 @@ def serve(
         )
     # At once, before anything slow: a second server must not start at all. (Flask's
     # reloader runs this command again in a child that serves the socket it made.)
+    held = None
     if not os.environ.get("WERKZEUG_RUN_MAIN"):
         try:
             claim(host, port, settings.home)
+            held = hold_port_on_this_machine(port)  # kept to the exec below
         except PortTaken as exc:
             raise click.ClickException(str(exc)) from None
     target = resolve(settings)  # starts the embedded server, once, before the workers
@@ -197,7 +203,9 @@ def serve(
         warn(f"auth: nobody can sign in (reads work): {auth.disabled}")
     else:
         info(f"auth: tokens from {auth.issuer}")
-    info(f"serving http://{host}:{port}/ (the web page) and /api/activities/home (the API)")
+    info(
+        f"serving http://{url_host(host)}:{port}/ (the web page) and /api/activities/home (the API)"
+    )
     if target.embedded:
         info(
             "the embedded PostgreSQL keeps running after the API stops; "
@@ -213,7 +221,7 @@ def serve(
         )
         + "; metrics: "
         + (
-            f"http://{telemetry.metrics_host}:{telemetry.metrics_port}/metrics"
+            f"http://{url_host(telemetry.metrics_host)}:{telemetry.metrics_port}/metrics"
             if telemetry.metrics
             else "off"
         )
@@ -256,4 +264,6 @@ def serve(
     for stop in (signal.SIGINT, signal.SIGTERM):
         if signal.getsignal(stop) == signal.SIG_IGN:
             signal.signal(stop, signal.SIG_DFL)
+    if held is not None:
+        os.set_inheritable(held.fileno(), True)  # the server's processes hold it from here
     os.execve(command[0], command, env)
