@@ -200,6 +200,8 @@ def _build(tmp_path, env: dict[str, str]):
         env=env,
     )  # fmt: skip
     assert built.returncode == 0, built.stderr
+    # Framing can only be refused by a header, which the host must send.
+    assert "Content-Security-Policy: frame-ancestors 'none'" in built.stderr
     return out
 
 

@@ -72,3 +72,9 @@ def build_command(folder: Path, api_url: str | None) -> None:
             "give FOLDER a folder you can write (it is made when missing)",
         ) from None
     done(f"wrote {count} files to {folder} (index: {index.name})")
+    # A <meta> policy cannot say frame-ancestors (browsers ignore it there): only the host
+    # can keep another site from framing the sign-in form (clickjacking).
+    info(
+        "have the host send `Content-Security-Policy: frame-ancestors 'none'` with the page "
+        "(CloudFront: a response headers policy); a <meta> tag cannot"
+    )
