@@ -147,6 +147,50 @@ def test_create_proxy_makes_the_secret_the_role_the_proxy_and_its_target(aws) ->
     assert again.exit_code == 0 and "already exists" in again.output
 
 
+def _bare_proxy(name: str, subnets: list[str]) -> None:
+    """A proxy with no target, made directly (as a run that failed after making it)."""
+    secret = "arn:aws:secretsmanager:us-east-1:123456789012:secret:x"
+    client("rds").create_db_proxy(
+        DBProxyName=name, EngineFamily="POSTGRESQL", VpcSubnetIds=subnets,
+        RoleArn="arn:aws:iam::123456789012:role/r",
+        Auth=[{"AuthScheme": "SECRETS", "SecretArn": secret}],
+    )  # fmt: skip
+
+
+def test_create_proxy_finishes_a_proxy_an_earlier_run_left_without_a_target(aws) -> None:
+    # The first run made the proxy, then could not register the instance (no
+    # rds:RegisterDBProxyTargets): the next run said "left as it is" and printed a
+    # CONNECTION_URL through a proxy that reached no database.
+    ec2 = client("ec2")
+    vpc = ec2.create_vpc(CidrBlock="10.8.0.0/16")["Vpc"]["VpcId"]
+    subnets = [
+        ec2.create_subnet(VpcId=vpc, CidrBlock=f"10.8.{n}.0/24", AvailabilityZone=f"us-east-1{z}")[
+            "Subnet"
+        ]["SubnetId"]
+        for n, z in ((1, "a"), (2, "b"))
+    ]
+    group = ec2.create_security_group(GroupName="db", Description="db", VpcId=vpc)["GroupId"]
+    make_primary(VpcSecurityGroupIds=[group])
+    rds = client("rds")
+    _bare_proxy(f"{ID}-proxy", subnets)
+    args = ["create-proxy", *[x for s in subnets for x in ("--subnet-id", s)]]
+    finished = cli(*args, env=CREDENTIALS)
+    assert finished.exit_code == 0, finished.output
+    assert f"{ID} registered as its target" in finished.output
+    targets = rds.describe_db_proxy_targets(DBProxyName=f"{ID}-proxy")["Targets"]
+    assert [t["RdsResourceId"] for t in targets] == [ID]
+    # A proxy of that name routing to another instance is not taken over.
+    _bare_proxy("elsewhere", subnets)
+    rds.create_db_instance(
+        DBInstanceIdentifier="other-db", DBInstanceClass="db.t3.micro", Engine="postgres",
+        MasterUsername="u", MasterUserPassword="passwordpassword", AllocatedStorage=20,
+    )  # fmt: skip
+    rds.register_db_proxy_targets(DBProxyName="elsewhere", DBInstanceIdentifiers=["other-db"])
+    refused = cli(*args, "--name", "elsewhere", env=CREDENTIALS)
+    assert refused.exit_code == 1, refused.output
+    assert "routes to other-db" in refused.output
+
+
 def test_create_proxy_needs_two_subnets(aws) -> None:
     make_primary()
     refused = cli("create-proxy", env=CREDENTIALS)

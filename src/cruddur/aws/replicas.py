@@ -225,18 +225,31 @@ class ProxySpec:
         }
 
 
-def create_proxy(rds: Any, spec: ProxySpec) -> tuple[Proxy, bool]:
-    """The proxy and its target (the instance). (proxy, False) when it exists already."""
+def create_proxy(rds: Any, spec: ProxySpec) -> tuple[Proxy, str]:
+    """The proxy and its target (the instance), and what was done: "created", "target
+    registered" (a proxy an earlier run made, then failed to register the instance on)
+    or "existed". A proxy of that name that routes to another instance is refused."""
     try:
         found = rds.describe_db_proxies(DBProxyName=spec.name)["DBProxies"]
     except ClientError as exc:
         if exc.response.get("Error", {}).get("Code") != "DBProxyNotFoundFault":
             raise
         found = []
+    identifier = spec.instance.identifier
     if found:
-        return _proxy(rds, found[0]), False
+        proxy = _proxy(rds, found[0])
+        if identifier in proxy.targets:
+            return proxy, "existed"
+        if proxy.targets:
+            raise AwsProblem(
+                f"the proxy {spec.name} exists and routes to {', '.join(proxy.targets)}, "
+                f"not {identifier}",
+                "give this one another name with --name",
+            )
+        # Made by a run whose register call failed (rds:RegisterDBProxyTargets denied):
+        # left so, every connection through it would find no database.
+        rds.register_db_proxy_targets(DBProxyName=spec.name, DBInstanceIdentifiers=[identifier])
+        return _proxy(rds, found[0]), "target registered"
     created = rds.create_db_proxy(**spec.create_params())["DBProxy"]
-    rds.register_db_proxy_targets(
-        DBProxyName=spec.name, DBInstanceIdentifiers=[spec.instance.identifier]
-    )
-    return _proxy(rds, created), True
+    rds.register_db_proxy_targets(DBProxyName=spec.name, DBInstanceIdentifiers=[identifier])
+    return _proxy(rds, created), "created"

@@ -701,9 +701,11 @@ def create_proxy(
     role_arn = replicas.proxy_role(_client("iam", region), f"{name}-secret-reader", secret_arn)
     info(f"role: {role_arn} (may read that secret, nothing else)")
     spec = replicas.ProxySpec(name, instance, secret_arn, role_arn, tuple(subnets), groups)
-    proxy, created = replicas.create_proxy(rds_client, spec)
-    if created:
+    proxy, outcome = replicas.create_proxy(rds_client, spec)
+    if outcome == "created":
         done(f"RDS accepted the proxy {name} for {identifier}; it is {proxy.status}")
+    elif outcome == "target registered":
+        done(f"the proxy {name} existed without a target: {identifier} registered as its target")
     else:
         warn(f"the proxy {name} already exists ({proxy.status}); left as it is")
     url = proxy.connection_url(instance)
