@@ -86,6 +86,18 @@ def test_fake_rows_hold_together(seeded_db: str) -> None:
         == 0
     )
 
+    # every reply is one the API could have taken: made while its parent was live, and
+    # expiring with it (none outlives its parent, none was made to an expired one)
+    assert (
+        one(
+            seeded_db,
+            "SELECT count(*) FROM activities r JOIN activities p"
+            " ON p.uuid = r.reply_to_activity_uuid"
+            " WHERE r.expires_at <> p.expires_at OR r.created_at >= p.expires_at",
+        )
+        == 0
+    )
+
     # times, lengths, a mix of live and expired, some text beyond ASCII
     assert (
         one(

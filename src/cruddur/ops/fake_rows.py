@@ -259,19 +259,31 @@ class FakeData:
             message = f"{message} {piece}"
 
     def activity_rows(self, start: int, stop: int) -> list[FakeActivity]:
-        """Rows start..stop-1, oldest first. Call with consecutive ranges, from 0."""
+        """Rows start..stop-1, in the order of their slots in time (a reply may be moved
+        earlier, into its parent's life). Call with consecutive ranges, from 0."""
         rand, ids, user_ids = self._rng.random, self.activity_ids, self.user_ids
         users, count = self.users, self.activities
         parents, replies, message = self.parents, self.replies, self._message
+        if start == 0:  # each row's times, for its replies later on
+            self._created = array("q", [0]) * count
+            self._expires = array("q", [0]) * count
+        born, ends = self._created, self._expires
         first_ms = self.now_ms - SPAN_MS
         step = SPAN_MS // max(count, 1)  # each crud gets its own slot in time: no ties
         rows = []
         for i in range(start, stop):
             created = first_ms + (i * SPAN_MS) // count + int(rand() * step)
-            ttl = _TTL_TABLE[int(rand() * 100)]
+            expires = created + _TTL_TABLE[int(rand() * 100)]
             u = int(users * rand() ** 2)  # a few users post most of the cruds
             likes = int((1.0 - rand()) ** LIKES_EXPONENT) - 1  # Pareto: most 0, a few many
             parent = parents[i]
+            if parent >= 0:
+                # A reply the API could have taken (activities/reply.sql): made while its
+                # parent was live, and expiring with it.
+                if created >= ends[parent]:
+                    created = born[parent] + 1 + int(rand() * (ends[parent] - born[parent] - 1))
+                expires = ends[parent]
+            born[i], ends[i] = created, expires
             rows.append(
                 (
                     ids[16 * i : 16 * i + 16],
@@ -281,7 +293,7 @@ class FakeData:
                     int(likes * rand() * 0.3) if likes else 0,
                     min(likes, 1_000_000),
                     ids[16 * parent : 16 * parent + 16] if parent >= 0 else None,
-                    created + ttl,
+                    expires,
                     created,
                 )
             )
