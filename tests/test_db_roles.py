@@ -438,3 +438,40 @@ def test_role_names_with_dollar_quotes_are_granted_as_named(seeded_db, admin, tm
                     conn.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(name)))
         for name in (api, lambda_):
             admin.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(name)))
+
+
+def test_a_new_roles_password_is_kept_when_the_other_role_or_a_grant_fails(
+    seeded_db, admin, tmp_path, monkeypatch
+) -> None:
+    # Each role is committed as it is made: the Lambda's refused (it exists and cannot
+    # log in), or the grants failing, left the API's new password written nowhere.
+    suffix = uuid.uuid4().hex[:8]
+    api, lambda_ = f"cruddur_t_api_{suffix}", f"cruddur_t_lambda_{suffix}"
+    admin.execute(sql.SQL("CREATE ROLE {} NOLOGIN").format(sql.Identifier(lambda_)))
+    env = {"CONNECTION_URL": seeded_db, "CRUDDUR_HOME": str(tmp_path / "home")}
+    env_file = tmp_path / "roles.env"
+    options = ["--api-role", api, "--lambda-role", lambda_, "--env-file", str(env_file)]
+    try:
+        refused = here("db", "roles", *options, env=env)
+        assert refused.returncode == 1 and "cannot log in" in refused.stderr, refused.stderr
+        assert set(_env_values(env_file)) == {"CRUDDUR_API_CONNECTION_URL"}
+        admin.execute(sql.SQL("ALTER ROLE {} LOGIN").format(sql.Identifier(lambda_)))
+
+        def failing_grant(*args, **kwargs):
+            raise psycopg.errors.InsufficientPrivilege("permission denied for schema public")
+
+        monkeypatch.setattr("cruddur.ops.roles.grant", failing_grant)
+        rotated = here("db", "roles", "--rotate", *options, env=env)
+        assert rotated.returncode == 1, rotated.stderr
+        urls = _env_values(env_file)
+        assert set(urls) == {"CRUDDUR_API_CONNECTION_URL", "CRUDDUR_LAMBDA_CONNECTION_URL"}
+        # The file's passwords are the ones the roles have now.
+        assert _who(urls["CRUDDUR_API_CONNECTION_URL"]) == api
+        assert _who(urls["CRUDDUR_LAMBDA_CONNECTION_URL"]) == lambda_
+    finally:
+        with psycopg.connect(seeded_db, autocommit=True) as conn:
+            for name in (api, lambda_):
+                if conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", [name]).fetchone():
+                    conn.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(name)))
+        for name in (api, lambda_):
+            admin.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(name)))

@@ -63,7 +63,8 @@ def set_up_roles(
     def keep(ensured: list[roles.Ensured]) -> None:
         # Written as soon as the roles have them, before the grants: a grant that failed
         # left a new role with a password nobody had.
-        for setting, role in zip((API_SETTING, LAMBDA_SETTING), ensured, strict=True):
+        # Those made yet: called after each role.
+        for setting, role in zip((API_SETTING, LAMBDA_SETTING), ensured, strict=False):
             if role.password is not None:
                 fresh[setting] = as_url(with_user(target.url, role.role, role.password))
         if fresh and not target.embedded:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import psycopg
 from psycopg import Connection, sql
@@ -45,7 +45,9 @@ class UnsafeRole(Problem):
 class Ensured:
     role: str
     created: bool
-    password: str | None  # the password set now; None when the role kept its own
+    # The password set now; None when the role kept its own. Not in the repr: a
+    # traceback or a debug line shows no secret.
+    password: str | None = field(repr=False)
 
 
 def new_password() -> str:
@@ -177,12 +179,15 @@ def set_up(
     keep: Callable[[list[Ensured]], None] | None = None,
 ) -> list[Ensured]:
     """The roles step of `db setup` and `db roles`: make both roles (with `passwords`
-    where given), hand them to `keep` (a role made is committed: a grant that fails
-    after it must not lose its password), then grant them their privileges in `database`."""
+    where given), handing those made so far to `keep` after each (each is committed as it
+    is made: the other role refused, or a grant failing, must not lose its password),
+    then grant them their privileges in `database`."""
     passwords = passwords or {}
-    ensured = [ensure(server, role, passwords.get(role), rotate=rotate) for role in (api, lambda_)]
-    if keep is not None:
-        keep(ensured)
+    ensured: list[Ensured] = []
+    for role in (api, lambda_):
+        ensured.append(ensure(server, role, passwords.get(role), rotate=rotate))
+        if keep is not None:
+            keep(ensured)
     mark(server, api, "api")
     mark(server, lambda_, "lambda")
     grant(database, api=api, lambda_=lambda_)
