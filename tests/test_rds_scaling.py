@@ -7,6 +7,8 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
+import pytest
+from botocore.exceptions import ClientError
 from click.testing import CliRunner, Result
 from test_rds import CREDENTIALS, PASSWORD, make_instance
 
@@ -195,3 +197,37 @@ def test_create_proxy_needs_two_subnets(aws) -> None:
     make_primary()
     refused = cli("create-proxy", env=CREDENTIALS)
     assert refused.exit_code == 1 and "--subnet-id" in refused.output
+
+
+def test_create_proxy_never_registers_when_the_targets_cannot_be_read(aws) -> None:
+    # An unreadable target list (AccessDenied) was taken for an empty one: the instance
+    # was registered on a proxy that may route elsewhere.
+    ec2 = client("ec2")
+    vpc = ec2.create_vpc(CidrBlock="10.7.0.0/16")["Vpc"]["VpcId"]
+    subnets = [
+        ec2.create_subnet(VpcId=vpc, CidrBlock=f"10.7.{n}.0/24", AvailabilityZone=f"us-east-1{z}")[
+            "Subnet"
+        ]["SubnetId"]
+        for n, z in ((1, "a"), (2, "b"))
+    ]
+    make_primary()
+    _bare_proxy(f"{ID}-proxy", subnets)
+    real = client("rds")
+    registered: list[dict] = []
+
+    class Denying:
+        def __getattr__(self, name: str):
+            return getattr(real, name)
+
+        def describe_db_proxy_targets(self, **kwargs):
+            raise ClientError({"Error": {"Code": "AccessDenied", "Message": "no"}}, "Describe")
+
+        def register_db_proxy_targets(self, **kwargs):
+            registered.append(kwargs)
+
+    spec = replicas.ProxySpec(
+        f"{ID}-proxy", ops.require(real, ID), "arn:secret", "arn:role", tuple(subnets), ()
+    )
+    with pytest.raises(ClientError):
+        replicas.create_proxy(Denying(), spec)
+    assert registered == []

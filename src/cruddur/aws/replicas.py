@@ -237,12 +237,15 @@ def create_proxy(rds: Any, spec: ProxySpec) -> tuple[Proxy, str]:
         found = []
     identifier = spec.instance.identifier
     if found:
-        proxy = _proxy(rds, found[0])
-        if identifier in proxy.targets:
-            return proxy, "existed"
-        if proxy.targets:
+        # Read here, not through _proxy (which takes an unreadable list for an empty one):
+        # a target list that could not be read must not be taken for none.
+        listed = rds.describe_db_proxy_targets(DBProxyName=spec.name)["Targets"]
+        targets = [t["RdsResourceId"] for t in listed if t.get("RdsResourceId")]
+        if identifier in targets:
+            return _proxy(rds, found[0]), "existed"
+        if targets:
             raise AwsProblem(
-                f"the proxy {spec.name} exists and routes to {', '.join(proxy.targets)}, "
+                f"the proxy {spec.name} exists and routes to {', '.join(targets)}, "
                 f"not {identifier}",
                 "give this one another name with --name",
             )
