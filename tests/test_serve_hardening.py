@@ -21,6 +21,7 @@ from cruddur import ports
 from cruddur.config import Settings
 from cruddur.dev_keys import DevKeys
 from cruddur.ports import PortTaken, claim, lock_file, lock_path, sweep
+from cruddur.safe_paths import private_folder
 from cruddur.serving import WORKERS_KILL_TIMEOUT
 
 TRIALS = 20
@@ -85,7 +86,7 @@ def test_a_server_of_another_home_starting_meanwhile_refuses_at_once(
         assert first.saw("database:"), first.output  # past its claim, before it listens
         second = _refused_at_once(Served(env=_env(seeded_db, tmp_path / "b"), port=first.port))
         assert second.strip().count("\n") == 0, second
-        assert f"port {first.port} is being taken by another `cruddur serve`" in second
+        assert f"port {first.port} on 127.0.0.1 is held by another `cruddur serve`" in second
     finally:
         first.stop()
         silent.close()
@@ -129,6 +130,15 @@ def test_a_home_made_under_a_group_writable_umask_is_still_served(tmp_path) -> N
     finally:
         os.umask(before)
     assert oct(home.stat().st_mode & 0o777) == oct(0o755)
+    # Folders made on the way to it get the same mode, not the umask's (027 here).
+    deep = tmp_path / "a" / "b" / "home"
+    before = os.umask(0o027)
+    try:
+        private_folder(deep, 0o755)
+    finally:
+        os.umask(before)
+    modes = [oct(p.stat().st_mode & 0o777) for p in (deep.parent.parent, deep.parent, deep)]
+    assert modes == [oct(0o755)] * 3
 
 
 def test_a_stopped_servers_lock_file_is_removed_and_a_running_ones_kept(tmp_path) -> None:
@@ -438,3 +448,18 @@ def test_workers_stop_when_the_main_process_is_killed(seeded_db: str, tmp_path) 
             served.get("/api/health", timeout=1)
     finally:
         served.kill_all()
+
+
+def test_the_machine_wide_hold_is_per_address() -> None:
+    # Per port alone, a server on 127.0.0.2 was refused while one on 127.0.0.1 served.
+    port = free_port()
+    first = ports.hold_port_on_this_machine("127.0.0.1", port)
+    try:
+        other = ports.hold_port_on_this_machine("127.0.0.2", port)
+        assert other is not None
+        other.close()
+        with pytest.raises(PortTaken, match=f"port {port} on 127.0.0.1 is held by another"):
+            ports.hold_port_on_this_machine("127.0.0.1", port)
+    finally:
+        first.close()
+    ports.hold_port_on_this_machine("127.0.0.1", port).close()  # gone with its holder

@@ -119,7 +119,7 @@ def test_a_dev_key_that_is_a_link_is_refused(tmp_path, seeded_db) -> None:
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="the shared state folders are root's")
-def test_the_shared_state_folders_are_0755_whatever_the_umask(tmp_path) -> None:
+def test_the_shared_state_folders_are_0755_whatever_the_umask(tmp_path, monkeypatch) -> None:
     # Made under root's umask 027 they were 0750: the server's user could not reach its
     # data (initdb: Permission denied), and a later run with umask 022 kept them so.
     from cruddur.embedded import _root_owned_folder
@@ -130,6 +130,14 @@ def test_the_shared_state_folders_are_0755_whatever_the_umask(tmp_path) -> None:
     finally:
         os.umask(before)
     assert [oct(p.stat().st_mode & 0o777) for p in (made.parent, made)] == [oct(0o755)] * 2
-    os.chmod(made, 0o750)  # as an earlier version left it
+    os.chmod(made, 0o750)  # as an earlier version left it, under the shared root
+    monkeypatch.setattr("cruddur.embedded.SHARED_ROOT", made.parent)
     _root_owned_folder(made)
     assert oct(made.stat().st_mode & 0o777) == oct(0o755)
+    # A folder above the shared root (/var/lib) is the system's: its mode is left alone.
+    system = tmp_path / "lib"
+    system.mkdir(mode=0o711)
+    os.chmod(system, 0o711)
+    monkeypatch.setattr("cruddur.embedded.SHARED_ROOT", system / "cruddur")
+    _root_owned_folder(system / "cruddur")
+    assert oct(system.stat().st_mode & 0o777) == oct(0o711)

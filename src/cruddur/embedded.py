@@ -197,13 +197,19 @@ SHARED_ROOT = Path("/var/lib/cruddur")
 def _root_owned_folder(path: Path) -> Path:
     """Make (or reuse) a folder that only root can have made, 0755."""
     for folder in (path.parent, path):
-        folder.mkdir(mode=0o755, exist_ok=True)
+        try:
+            folder.mkdir(mode=0o755)
+            made = True
+        except FileExistsError:
+            made = False
         info = folder.lstat()
         if not stat.S_ISDIR(info.st_mode) or info.st_uid != 0 or info.st_mode & 0o022:
             raise EmbeddedError(f"{folder} is not a folder only root can write; remove it")
-        if stat.S_IMODE(info.st_mode) != 0o755:
-            # Made under a umask such as 027 (now or by an earlier run): the server's
-            # user could not pass through, and initdb failed. Root's own folder: safe.
+        ours = made or folder == SHARED_ROOT or SHARED_ROOT in folder.parents
+        if ours and stat.S_IMODE(info.st_mode) != 0o755:
+            # Made under a umask such as 027 (now, or by an earlier run): the server's
+            # user could not pass through, and initdb failed. Only cruddur's own folders
+            # (never /var/lib itself).
             os.chmod(folder, 0o755)
     return path
 

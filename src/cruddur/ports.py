@@ -56,26 +56,27 @@ def url_host(host: str) -> str:
     return f"[{host}]" if ":" in host else host
 
 
-def hold_port_on_this_machine(port: int) -> socket.socket | None:
-    """On Linux, a hold on `port` for this machine, from before the server starts until
-    its last process exits: the name `cruddur-serve-<port>` in the abstract socket
-    namespace, which goes with the processes holding it (inheritable once made so, for
-    the `exec`). The home's lock (`claim`) catches two servers of one checkout; this one,
-    servers of two checkouts (or homes) starting in the same seconds, before either
-    listens: both passed the bind check, and granian's SO_REUSEPORT let both serve the
-    port. PortTaken while another holds it; None elsewhere than Linux."""
+def hold_port_on_this_machine(host: str, port: int) -> socket.socket | None:
+    """On Linux, a hold on `host`'s `port` for this machine, from before the server
+    starts until its last process exits: the name `cruddur-serve-<host>-<port>` in the
+    abstract socket namespace, which goes with the processes holding it (inheritable once
+    made so, for the `exec`). The home's lock (`claim`) catches two servers of one
+    checkout; this one, servers of two checkouts (or homes) starting in the same seconds,
+    before either listens: both passed the bind check, and granian's SO_REUSEPORT let
+    both serve the port. `host` is an address (bindable_host). PortTaken while another
+    holds it; None elsewhere than Linux."""
     if not sys.platform.startswith("linux"):
         return None
     holder = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
-        holder.bind(f"\0cruddur-serve-{port}")
+        holder.bind(f"\0cruddur-serve-{host}-{port}")
     except OSError as exc:
         holder.close()
         if exc.errno == errno.EADDRINUSE:
             raise PortTaken(
-                f"port {port} is being taken by another `cruddur serve` starting on this "
-                "machine (another checkout or CRUDDUR_HOME): stop it, or pick another port "
-                "with --port or PORT"
+                f"port {port} on {host} is held by another `cruddur serve` of this machine "
+                "(starting, or of another checkout or CRUDDUR_HOME): stop it, or pick "
+                "another port with --port or PORT"
             ) from None
         raise
     return holder

@@ -54,14 +54,26 @@ def _check_mine(path: Path, info: os.stat_result) -> None:
 def private_folder(path: Path, mode: int = 0o700) -> Path:
     """Make the folder (with `mode`), or check the one there: a real folder, not a
     link, owned by the current user and not writable by group or others."""
-    try:
-        path.mkdir(mode=mode, parents=True)
-    except FileExistsError:
-        pass
-    else:
-        # mkdir's mode passes through the umask: under 027 a home the server's user must
-        # cross came out 0750, under 002 a folder this check then refused as writable.
-        os.chmod(path, mode)
+    # Each folder made here gets `mode` itself: mkdir's passes through the umask (under
+    # 027 a home the server's user must cross came out 0750, under 002 a folder this
+    # check then refused as writable), and mkdir(parents=True) gives parents the default.
+    missing: list[Path] = []
+    folder = path
+    while not os.path.lexists(folder) and folder != folder.parent:
+        missing.append(folder)
+        folder = folder.parent
+    for folder in reversed(missing):
+        try:
+            folder.mkdir(mode=mode)
+        except FileExistsError:
+            continue  # made meanwhile: checked below if it is `path`
+        # Through a descriptor that refuses a link: never the mode of what a link put in
+        # the folder's place since would point at.
+        fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | _NOFOLLOW)
+        try:
+            os.fchmod(fd, mode)
+        finally:
+            os.close(fd)
     info = path.lstat()
     if not stat.S_ISDIR(info.st_mode):
         raise UnsafePath(f"{path} should be a folder but is a link or a file: remove it")

@@ -183,7 +183,7 @@ def serve(
     if not os.environ.get("WERKZEUG_RUN_MAIN"):
         try:
             claim(host, port, settings.home)
-            held = hold_port_on_this_machine(port)  # kept to the exec below
+            held = hold_port_on_this_machine(host, port)  # kept to the exec below
         except PortTaken as exc:
             raise click.ClickException(str(exc)) from None
     target = resolve(settings)  # starts the embedded server, once, before the workers
