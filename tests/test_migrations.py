@@ -321,6 +321,8 @@ def test_bad_files_are_refused_before_anything_runs(
     assert result.returncode == 1
     assert message in result.stderr
     assert tables(empty_db) == set()  # not even the good first file ran
+    dry = migrate(empty_db, folder, "--dry-run")  # refused as the run is (COMMIT passed)
+    assert dry.returncode == 1 and message in dry.stderr, dry.stderr
 
 
 def test_a_byte_order_mark_is_read_past_and_another_encoding_is_named(

@@ -304,6 +304,7 @@ def migrate(
         runner.refuse_over_invalid_indexes(current)  # before asking, and in a dry run too
         if dry_run:  # refused as the real run would refuse, before it changed anything
             runner.refuse_unknown_accepted(current, accept_edited)
+            runner.refuse_unrunnable(current.pending, "up")
             if current.edited and not set(m.version for m in current.edited) <= set(accept_edited):
                 raise runner.EditedMigrations(current.edited)
             if strict and current.out_of_order:
