@@ -673,6 +673,16 @@ def test_a_service_file_is_parsed_line_by_line_as_libpq_parses_it(tmp_path, monk
     assert not same_database("service=first user=postgres", "postgresql://u@10.9.9.9/postgres")
 
 
+def test_api_urls_and_made_roles_show_no_password_in_their_reprs() -> None:
+    from cruddur.api_urls import ApiUrls
+    from cruddur.ops.roles import Ensured
+
+    urls = ApiUrls("postgresql://api:S3cret@h/db", "host=r password=R3ader dbname=db")
+    assert "S3cret" not in repr(urls) and "R3ader" not in repr(urls)
+    assert repr(urls).startswith("ApiUrls(primary='postgresql://api:***@h/db', reader=")
+    assert "N3w" not in repr(Ensured("cruddur_api", created=True, password="N3wPassw0rd"))
+
+
 def test_a_targets_repr_shows_no_password() -> None:
     from cruddur.targets import Target
 

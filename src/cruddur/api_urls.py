@@ -9,10 +9,10 @@ from pathlib import Path
 
 from cruddur.config import ConfigError, Settings
 from cruddur.rds_tls import kept_bundle, secured
-from cruddur.urls import check
+from cruddur.urls import check, redact
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class ApiUrls:
     """Where the API connects, worked out once: its own URL on the primary and, when
     READER_CONNECTION_URL is set, the replica's, and CRUDDUR_LISTEN_URL (the feed cache's);
@@ -21,6 +21,14 @@ class ApiUrls:
     primary: str
     reader: str | None = None
     listen: str | None = None
+
+    def __repr__(self) -> str:
+        # Passwords cut, as Settings' repr cuts them (these URLs carry the API role's).
+        shown = (f"{name}={redact(url) if url else None!r}" for name, url in self._urls())
+        return f"ApiUrls({', '.join(shown)})"
+
+    def _urls(self) -> tuple[tuple[str, str | None], ...]:
+        return (("primary", self.primary), ("reader", self.reader), ("listen", self.listen))
 
     @classmethod
     def from_settings(cls, settings: Settings, primary: str | None = None) -> ApiUrls:

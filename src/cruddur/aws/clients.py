@@ -11,8 +11,10 @@ import botocore.loaders
 import botocore.session
 from botocore.config import Config
 
+# total_max_attempts: three in all (botocore's max_attempts counts the retries after the
+# first: 3 made four, up to two minutes against an endpoint that never answers).
 _CONFIG = Config(
-    connect_timeout=5, read_timeout=30, retries={"max_attempts": 3, "mode": "standard"}
+    connect_timeout=5, read_timeout=30, retries={"total_max_attempts": 3, "mode": "standard"}
 )
 
 
