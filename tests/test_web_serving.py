@@ -213,6 +213,11 @@ def test_web_build_writes_the_page_for_a_static_host(tmp_path) -> None:
         "AWS_COGNITO_USER_POOL_ID": "ca-central-1_AbCd1234",
         "AWS_COGNITO_USER_POOL_CLIENT_ID": "client123",
     }
+    out = _build(tmp_path, {**env, "CRUDDUR_REPLICA_MAX_LAG": "60"})
+    page = (out / "index.html").read_text()
+    # The API's replica lag: the page reads its own writes that long after one (it kept
+    # the default 12 s, whatever the README told the builder to set).
+    assert _config(page)["readAfterSeconds"] == 12 - 5 + 60  # 5 s: the lag's default
     out = _build(tmp_path, env)
     page = (out / "index.html").read_text()
     assert _config(page) == {

@@ -12,10 +12,14 @@ from cruddur.config import ConfigError, Settings, WebSettings
 from cruddur.errors import Problem
 
 # What the built page depends on (besides every AWS_COGNITO_* variable, which the
-# Cognito settings check for misspellings).
+# Cognito settings check for misspellings). CRUDDUR_REPLICA_MAX_LAG: how long after a
+# write the page reads its own writes (web.read_after_seconds), as the API has it.
 PAGE_SETTINGS = frozenset(
-    {"CRUDDUR_HOME", "CRUDDUR_AUTH", "CRUDDUR_JWKS_URL", "CRUDDUR_API_URL", "CRUDDUR_COGNITO_URL"}
-)
+    {
+        "CRUDDUR_HOME", "CRUDDUR_AUTH", "CRUDDUR_JWKS_URL", "CRUDDUR_API_URL",
+        "CRUDDUR_COGNITO_URL", "CRUDDUR_REPLICA_MAX_LAG",
+    }
+)  # fmt: skip
 
 
 @click.group()
