@@ -146,7 +146,7 @@ def test_the_purge_rests_after_each_full_batch_for_its_ratio_of_the_batchs_time(
 
 
 def test_a_bad_nice_ratio_is_a_usage_error(seeded_db: str) -> None:
-    for ratio in ("-1", "101", "fast"):
+    for ratio in ("-1", "101", "fast", "nan", "inf"):  # nan passed FloatRange, then slept
         result = cli("db-purge-expired", "--nice-ratio", ratio, env={"CONNECTION_URL": seeded_db})
         assert result.returncode == 2, result.stderr
         assert "--nice-ratio" in result.stderr and "Traceback" not in result.stderr

@@ -536,3 +536,16 @@ def test_rds_help_explains_itself() -> None:
     create = cli("create", "--help")
     assert "--performance-insights / --no-performance-insights" in create.output
     assert "db.t3.micro" in create.output
+
+
+def test_a_blank_region_or_a_malformed_endpoint_is_a_one_line_error(aws: dict[str, str]) -> None:
+    # `--region ""` and AWS_ENDPOINT_URL=not-a-url were "unexpected ValueError: Invalid
+    # endpoint" from botocore.
+    blank = cli("status", "--region", "")
+    assert "unexpected" not in blank.output and "Invalid endpoint" not in blank.output
+    bad = cli("status", env={"AWS_ENDPOINT_URL": "not-a-url"})
+    assert bad.exit_code == 1, bad.output
+    assert "check AWS_ENDPOINT_URL" in bad.output and "unexpected" not in bad.output
+    missing = cli("promote-replica", "no-such-replica", "--yes")
+    assert missing.exit_code == 1
+    assert "--identifier" not in missing.output  # it takes the identifier as an argument

@@ -166,7 +166,8 @@ def test_refuses_a_rule_of_another_group_or_none_at_all(aws: dict[str, str], gro
     assert f"belongs to {group}" in wrong.stderr
     missing = cli("--ip", "203.0.113.7", env={"DB_SG_RULE_ID": "sgr-0123456789abcdef0"})
     assert missing.exit_code == 1
-    assert "does not exist" in missing.stderr and "unset DB_SG_RULE_ID" in missing.stderr
+    assert "does not exist" in missing.stderr
+    assert "give neither --rule-id nor DB_SG_RULE_ID" in missing.stderr
     assert inbound(group)[0]["CidrIpv4"] == "192.0.2.1/32"
 
 

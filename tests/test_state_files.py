@@ -141,3 +141,24 @@ def test_the_shared_state_folders_are_0755_whatever_the_umask(tmp_path, monkeypa
     monkeypatch.setattr("cruddur.embedded.SHARED_ROOT", system / "cruddur")
     _root_owned_folder(system / "cruddur")
     assert oct(system.stat().st_mode & 0o777) == oct(0o711)
+
+
+def test_a_home_that_cannot_be_made_is_a_one_line_error(tmp_path) -> None:
+    # A file on the way to CRUDDUR_HOME was "unexpected NotADirectoryError".
+    (tmp_path / "afile").write_text("")
+    env = {
+        "CRUDDUR_HOME": str(tmp_path / "afile" / "home"),
+        "CONNECTION_URL": "postgresql://x@127.0.0.1:1/x",
+    }
+    result = run(ROOT / ".venv/bin/cruddur", "dev", "token", "--sub", "abc", env=env)
+    assert result.returncode == 1
+    assert f"cannot make the folder {tmp_path / 'afile' / 'home'}: Not a directory" in result.stderr
+    assert "unexpected" not in result.stderr
+
+
+def test_dev_token_with_an_empty_handle_says_so(tmp_path) -> None:
+    # It said "give exactly one of --handle or --sub", to someone who had given one.
+    env = {"CRUDDUR_HOME": str(tmp_path), "CONNECTION_URL": "postgresql://x@127.0.0.1:1/x"}
+    result = run(ROOT / ".venv/bin/cruddur", "dev", "token", "--handle", "", env=env)
+    assert result.returncode == 2
+    assert "--handle is empty: give a user's handle" in result.stderr

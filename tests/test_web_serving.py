@@ -308,3 +308,17 @@ def test_doubled_slashes_inside_are_a_404_not_a_redirect_to_the_host_header(app,
     )
     assert answer.status_code == 404 and answer.content_type == "application/json"
     assert "Location" not in answer.headers
+
+
+def test_web_build_into_an_empty_folder_name_is_refused(tmp_path) -> None:
+    # click reads "" as ".": `web build "$DIST"` with DIST unset wrote the page wherever
+    # the command ran.
+    from helpers import ROOT, run
+
+    refused = run(
+        ROOT / ".venv/bin/cruddur", "web", "build", "", env={"CRUDDUR_HOME": str(tmp_path)},
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert refused.returncode == 2
+    assert "is empty: give the folder to write the page into" in refused.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == []

@@ -67,6 +67,8 @@ def private_folder(path: Path, mode: int = 0o700) -> Path:
             folder.mkdir(mode=mode)
         except FileExistsError:
             continue  # made meanwhile: checked below if it is `path`
+        except OSError as exc:  # a file on the way, a folder you may not write, /sys …
+            raise UnsafePath(f"cannot make the folder {folder}: {exc.strerror or exc}") from None
         # Through a descriptor that refuses a link: never the mode of what a link put in
         # the folder's place since would point at.
         fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | _NOFOLLOW)

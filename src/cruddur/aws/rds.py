@@ -282,7 +282,8 @@ def _code(exc: ClientError) -> str:
 def not_found(identifier: str) -> AwsProblem:
     return AwsProblem(
         f'no RDS instance "{identifier}" in this account and region',
-        "check --identifier and the region (AWS_REGION, --region); `cruddur rds create` makes one",
+        "check the instance's identifier and the region (AWS_REGION, --region); "
+        "`cruddur rds create` makes one",
     )
 
 

@@ -120,8 +120,9 @@ def get_rule(ec2: Any, rule_id: str) -> Rule:
     except ClientError as exc:
         if "NotFound" in str(exc.response.get("Error", {}).get("Code", "")):
             raise AwsProblem(
-                f"security group rule {rule_id} (DB_SG_RULE_ID) does not exist",
-                "unset DB_SG_RULE_ID to find the rule by its description or create one",
+                f"security group rule {rule_id} (--rule-id or DB_SG_RULE_ID) does not exist",
+                "give neither --rule-id nor DB_SG_RULE_ID to find the rule by its description "
+                "or create one",
             ) from exc
         raise
     return Rule.from_api(found["SecurityGroupRules"][0])
@@ -167,13 +168,15 @@ def allow_ip(
         assert rule is not None
         if group_id and rule.group_id != group_id:
             raise AwsProblem(
-                f"rule {rule_id} belongs to {rule.group_id}, not to {group_id} (DB_SG_ID)",
-                "fix DB_SG_ID or DB_SG_RULE_ID (unset DB_SG_RULE_ID to find the rule)",
+                f"rule {rule_id} belongs to {rule.group_id}, not to {group_id} "
+                "(--group-id or DB_SG_ID)",
+                "fix the group or the rule (--rule-id or DB_SG_RULE_ID; give neither to find "
+                "the rule)",
             )
         if rule.is_egress or rule.cidr is None:
             raise AwsProblem(
                 f"rule {rule_id} is not an inbound IPv4 address rule",
-                "point DB_SG_RULE_ID at an inbound rule with a CIDR source, or unset it",
+                "give an inbound rule with a CIDR source (--rule-id or DB_SG_RULE_ID), or neither",
             )
     else:
         if not group_id:

@@ -340,7 +340,7 @@ class Duration(click.ParamType):
 )
 @click.option(
     "--nice-ratio",
-    type=click.FloatRange(min=0, max=PURGE_NICE_RATIO_MAX),
+    type=Seconds(PURGE_NICE_RATIO_MAX, unit="times"),  # FloatRange let nan through
     default=PURGE_NICE_RATIO_DEFAULT,
     show_default=True,
     help="After each batch, rest this many times as long as it took, so the API keeps "

@@ -42,6 +42,9 @@ def token(cli: Cli, handle: str | None, sub: str | None, expires_in: int) -> Non
     from cruddur.ops.connections import database_db
     from cruddur.services.users import subject_for_handle
 
+    for name, given in (("--handle", handle), ("--sub", sub)):
+        if given is not None and not given.strip():
+            raise click.UsageError(f"{name} is empty: give a user's {name[2:]}")
     if bool(handle) == bool(sub):
         raise click.UsageError("give exactly one of --handle or --sub")
     settings = cli.settings

@@ -57,7 +57,7 @@ def set_up_roles(
     if not target.embedded:
         # Before any role changes: a file that cannot be written after them would lose
         # the new passwords, and the API's role keep one nobody knows.
-        _merge_env_file(path, {})
+        _merge_env_file(path, {}, chosen=env_file is not None)
     fresh: dict[str, str] = {}
 
     def keep(ensured: list[roles.Ensured]) -> None:
@@ -68,7 +68,7 @@ def set_up_roles(
             if role.password is not None:
                 fresh[setting] = as_url(with_user(target.url, role.role, role.password))
         if fresh and not target.embedded:
-            _merge_env_file(path, fresh)
+            _merge_env_file(path, fresh, chosen=env_file is not None)
 
     with server_db(target, settings.pool) as server, database_db(target, settings.pool) as db:
         ensured = roles.set_up(
@@ -106,7 +106,13 @@ def grant_again(settings: Settings, url: str) -> None:
         done(f"privileges granted again to {' and '.join(given['api'] + given['lambda'])}")
 
 
-def _merge_env_file(path: Path, values: dict[str, str]) -> None:
+def _merge_env_file(path: Path, values: dict[str, str], *, chosen: bool = True) -> None:
+    """`values` into the file at `path`; `chosen`: the user named it (--env-file)."""
+    hint = (
+        "give --env-file a file you can write"
+        if chosen
+        else "set CRUDDUR_HOME to a folder you can write (`db roles` also takes --env-file)"
+    )
     try:
         private_folder(path.parent, 0o755)
         try:
@@ -117,9 +123,7 @@ def _merge_env_file(path: Path, values: dict[str, str]) -> None:
         lines += [f"{name}='{value}'" for name, value in values.items()]
         write_private(path, ("\n".join(lines) + "\n").encode())
     except OSError as exc:
-        raise Problem(
-            f"cannot write {path}: {exc.strerror or exc}", "give --env-file a file you can write"
-        ) from None
+        raise Problem(f"cannot write {path}: {exc.strerror or exc}", hint) from None
 
 
 def _role_name(ctx: click.Context, param: click.Parameter, value: str) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -27,8 +28,18 @@ def web() -> None:
     """The browser front end (`cruddur serve` also serves it at /)."""
 
 
+class _Folder(click.Path):
+    """click.Path, refusing "": it reads it as "." (an unset variable in `web build
+    "$DIST"`), and the page's files landed wherever the command ran."""
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if isinstance(value, str) and not value.strip():
+            self.fail("is empty: give the folder to write the page into", param, ctx)
+        return super().convert(value, param, ctx)
+
+
 @web.command("build")
-@click.argument("folder", type=click.Path(file_okay=False, path_type=Path))
+@click.argument("folder", type=_Folder(file_okay=False, path_type=Path))
 @click.option(
     "--api-url",
     help="Where the page finds the API, e.g. https://api.cruddur.example [CRUDDUR_API_URL; "
