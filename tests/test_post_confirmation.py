@@ -407,6 +407,18 @@ def test_malformed_otlp_headers_leave_the_lambda_untraced_and_the_key_unlogged(
     assert "SECRETKEY123" not in caplog.text
 
 
+def test_a_malformed_sdk_setting_leaves_the_lambda_untraced_and_signing_up(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The SDK raised on the first invocation (the sign-up failed), then ran untraced.
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:9")
+    monkeypatch.setenv("OTEL_BSP_MAX_QUEUE_SIZE", "100")
+    monkeypatch.setattr(post_confirmation, "_traced", False)
+    caplog.set_level(logging.DEBUG)
+    assert post_confirmation._tracing() is None
+    assert "traces off: OTEL_BSP_MAX_EXPORT_BATCH_SIZE (512) must not be" in caplog.text
+
+
 @pytest.mark.parametrize(
     "malformed",
     [

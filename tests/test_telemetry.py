@@ -774,6 +774,27 @@ def test_unsampled_requests_are_not_traced_and_sampled_callers_are_followed(
     assert all("trace_id" not in lines[f"unsampled-{n}"] for n in range(5))
 
 
+def test_sql_outside_any_request_is_never_traced(own_server, own_receiver: OtlpReceiver) -> None:
+    # The feed cache's LISTEN, and the NOTIFY its notifier sends after a write, run in
+    # threads of their own, outside any request: each was a trace of its own, whatever
+    # OTEL_TRACES_SAMPLER said (the replica watcher's looks too, two a second).
+    server = own_server(
+        CRUDDUR_FEED_CACHE="1", OTEL_TRACES_SAMPLER="always_off", OTEL_BSP_SCHEDULE_DELAY="100"
+    )
+    token = _token(server)
+    for n in range(3):
+        created = request(
+            f"{server.base}/api/activities", method="POST",
+            data=json.dumps({"message": f"unsampled {n}", "ttl": "1-hour"}).encode(),
+            headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+        )  # fmt: skip
+        assert created[0] == 201
+        assert request(f"{server.base}/api/activities/home")[0] == 200
+    time.sleep(0.5)  # the notifier's NOTIFY, and an export 100 ms after it
+    server.stop()
+    assert [(s.name, s.parent_span_id) for s in own_receiver.spans] == []
+
+
 def test_the_cli_long_verbs_send_their_spans(
     empty_db: str, tmp_path: Path, own_receiver: OtlpReceiver
 ) -> None:
@@ -899,6 +920,32 @@ def test_malformed_otlp_headers_stop_serve_without_showing_the_key(
         "OTEL_EXPORTER_OTLP_HEADERS: entry" in refused.stderr and "not name=value" in refused.stderr
     )
     assert "SECRETKEY123" not in refused.stdout + refused.stderr
+
+
+@pytest.mark.parametrize(
+    ("setting", "value", "said"),
+    [
+        ("OTEL_BSP_MAX_QUEUE_SIZE", "100", "OTEL_BSP_MAX_EXPORT_BATCH_SIZE (512) must not be"),
+        ("OTEL_BSP_SCHEDULE_DELAY", "0", "OTEL_BSP_SCHEDULE_DELAY must be at least 1"),
+        ("OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT", "abc", "OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT must be a"),
+        ("OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT", "-1", "OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT must be"),
+        ("OTEL_PYTHON_FLASK_EXCLUDED_URLS", "([", "OTEL_PYTHON_FLASK_EXCLUDED_URLS holds a"),
+    ],
+)
+def test_a_malformed_sdk_setting_stops_serve_in_one_line(
+    setting: str, value: str, said: str, tmp_path: Path
+) -> None:
+    # The SDK raised in each worker, after "Listening": every worker stopped with a
+    # traceback (and the sign-up Lambda's first invocation failed).
+    env = {
+        "CRUDDUR_HOME": str(tmp_path),
+        "CONNECTION_URL": "postgresql://postgres@127.0.0.1:1/cruddur",
+        "OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:9",
+        setting: value,
+    }
+    refused = run(ROOT / ".venv/bin/cruddur", "serve", "--port", str(free_port()), env=env)
+    assert refused.returncode == 1
+    assert said in refused.stderr and "Traceback" not in refused.stderr, refused.stderr
 
 
 # An endpoint with an API key in its query and its userinfo, and a key in the headers.

@@ -493,6 +493,47 @@ def check_otlp_endpoint(name: str, value: str) -> None:
         raise refused(f"the port {shown}is not a number")
 
 
+# The SDK's own settings, which it reads in each worker (or a Lambda's first sign-up),
+# where a malformed one raised: every worker stopped with a traceback after "Listening".
+# Checked where the other OTEL_* settings are, each named when it is refused.
+_OTEL_COUNTS = (
+    "OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT", "OTEL_ATTRIBUTE_COUNT_LIMIT",
+    "OTEL_SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT", "OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT",
+    "OTEL_SPAN_EVENT_COUNT_LIMIT", "OTEL_SPAN_LINK_COUNT_LIMIT",
+    "OTEL_EVENT_ATTRIBUTE_COUNT_LIMIT", "OTEL_LINK_ATTRIBUTE_COUNT_LIMIT",
+)  # fmt: skip
+_OTEL_BATCH_DEFAULTS = {
+    "OTEL_BSP_SCHEDULE_DELAY": 5000, "OTEL_BSP_EXPORT_TIMEOUT": 30000,
+    "OTEL_BSP_MAX_QUEUE_SIZE": 2048, "OTEL_BSP_MAX_EXPORT_BATCH_SIZE": 512,
+}  # fmt: skip
+_OTEL_EXCLUDED_URLS = ("OTEL_PYTHON_FLASK_EXCLUDED_URLS", "OTEL_PYTHON_EXCLUDED_URLS")
+
+
+def check_otel_sdk_settings(env: Mapping[str, str]) -> None:
+    """ConfigError, naming the variable, for an SDK setting the SDK would raise on: a
+    span limit that is not a whole number of 0 or more, a batch setting under 1 (or a
+    batch larger than the queue), an excluded-URLs pattern that is not a regex."""
+    for name in _OTEL_COUNTS:
+        _number(env, name, 0, minimum=0, kind=int)
+    batch = {
+        name: _number(env, name, default, minimum=1, kind=int)
+        for name, default in _OTEL_BATCH_DEFAULTS.items()
+    }
+    if batch["OTEL_BSP_MAX_EXPORT_BATCH_SIZE"] > batch["OTEL_BSP_MAX_QUEUE_SIZE"]:
+        raise ConfigError(
+            f"OTEL_BSP_MAX_EXPORT_BATCH_SIZE ({batch['OTEL_BSP_MAX_EXPORT_BATCH_SIZE']}) must "
+            f"not be larger than OTEL_BSP_MAX_QUEUE_SIZE ({batch['OTEL_BSP_MAX_QUEUE_SIZE']})"
+        )
+    for name in _OTEL_EXCLUDED_URLS:
+        patterns = [p.strip() for p in env.get(name, "").split(",") if p.strip()]
+        try:
+            re.compile("|".join(patterns))
+        except re.error as exc:
+            raise ConfigError(
+                f"{name} holds a pattern that is not a regular expression: {exc}"
+            ) from None
+
+
 def check_otlp_destination(env: Mapping[str, str]) -> None:
     """ConfigError for the first OTLP endpoint or headers setting the exporter could not
     use, by its name (the API's settings and the sign-up Lambda alike)."""
@@ -630,6 +671,7 @@ class TelemetrySettings(_ReprWithoutSecrets):
             )
         if endpoint:
             check_otlp_destination(env)
+            check_otel_sdk_settings(env)
         sampler = env.get("OTEL_TRACES_SAMPLER", "").strip().lower() or cls.sampler
         if sampler not in SAMPLERS:
             raise ConfigError(

@@ -37,7 +37,13 @@ from typing import Any
 import psycopg
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from cruddur.config import ConfigError, LambdaSettings, check_otlp_destination, otlp_secrets
+from cruddur.config import (
+    ConfigError,
+    LambdaSettings,
+    check_otel_sdk_settings,
+    check_otlp_destination,
+    otlp_secrets,
+)
 from cruddur.names import name_too_long
 from cruddur.rds_tls import lambda_bundle, secured
 from cruddur.services.sign_up import SignUpError, event_attributes, refusal, user_from_event
@@ -146,6 +152,7 @@ def _tracing() -> tuple[Any, Any] | None:
         # and all, by the SDK's own warning. Said once (without the value), and the
         # sign-ups go on untraced: a Lambda has nobody to ask.
         check_otlp_destination(os.environ)
+        check_otel_sdk_settings(os.environ)  # the SDK raised on the first sign-up
     except ConfigError as exc:
         log.warning("traces off: %s", exc)
         return None

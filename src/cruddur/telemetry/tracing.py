@@ -64,12 +64,11 @@ def start(settings: TelemetrySettings, *, gated: bool = False) -> None:
     from opentelemetry.instrumentation.psycopg import PsycopgInstrumentor
     from opentelemetry.instrumentation.utils import is_instrumentation_enabled
     from opentelemetry.sdk.trace import TracerProvider
-    from opentelemetry.sdk.trace.sampling import ALWAYS_ON
 
     from cruddur.telemetry.otlp import CompactSpanExporter
     from cruddur.telemetry.scrub import ScrubbingBatchSpanProcessor
 
-    options: dict[str, Any] = {"sampler": ALWAYS_ON} if gated else {}
+    options: dict[str, Any] = {"sampler": _requests_only()} if gated else {}
     provider = TracerProvider(resource=_resource(), shutdown_on_exit=False, **options)
     # One processor: scrubs an error span, then queues it for the exporter's thread.
     provider.add_span_processor(ScrubbingBatchSpanProcessor(CompactSpanExporter()))
@@ -84,6 +83,44 @@ def start(settings: TelemetrySettings, *, gated: bool = False) -> None:
     multiprocessing.util.Finalize(None, stop, exitpriority=100)
     service = provider.resource.attributes.get("service.name")
     log.info("traces: on, service %s, OTLP/HTTP, sampler %s", service, settings.sampler)
+
+
+def _requests_only() -> Any:
+    """A server worker's sampler. TraceGate has sampled the requests that reach the
+    instrumentations: their server spans, and every span under one, are recorded. A span
+    that is neither is a background thread's SQL (the feed cache's LISTEN and NOTIFY,
+    the replica watcher's looks, a reachability probe), outside any request: dropped.
+    (ALWAYS_ON recorded those as traces of their own, whatever OTEL_TRACES_SAMPLER said:
+    the replica watcher alone, two a second.)"""
+    from opentelemetry import trace
+    from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ALWAYS_ON, Sampler
+    from opentelemetry.trace import SpanKind
+
+    get_current_span, server = trace.get_current_span, SpanKind.SERVER
+
+    class RequestsOnly(Sampler):
+        def should_sample(
+            self,
+            parent_context: Any,
+            trace_id: int,
+            name: str,
+            kind: Any = None,
+            attributes: Any = None,
+            links: Any = None,
+            trace_state: Any = None,
+        ) -> Any:
+            if kind is server or get_current_span(parent_context).get_span_context().is_valid:
+                decide = ALWAYS_ON
+            else:
+                decide = ALWAYS_OFF
+            return decide.should_sample(
+                parent_context, trace_id, name, kind, attributes, links, trace_state
+            )
+
+        def get_description(self) -> str:
+            return "RequestsOnly"
+
+    return RequestsOnly()
 
 
 def active() -> bool:
