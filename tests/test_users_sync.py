@@ -205,6 +205,12 @@ def test_cognito_attributes_cannot_drive_the_terminal(aws: dict[str, str], seede
     hostile = "\x1b]0;owned\x07x\r\nupdated  andrewbrown\u202e"
     pool_id = _small_pool({"preferred_username": hostile, "email": "m@example.com"})
     env = {**aws, "CONNECTION_URL": seeded_db, "AWS_COGNITO_USER_POOL_ID": pool_id}
+    # The dry run meets the database's rule on handles as the run does (it said "would
+    # insert" a user the run then skipped).
+    dry = cli(CRUDDUR, "users", "sync-cognito", "--dry-run", env=env)
+    assert dry.returncode == 0, dry.stderr
+    assert "skipped  \\x1b]0;owned\\x07x\\r\\nupdated  andrewbrown\\u202e: " in dry.stdout
+    assert "0 inserted" in dry.stdout + dry.stderr
     synced = cli(CRUDDUR, "users", "sync-cognito", env=env)
     assert synced.returncode == 0, synced.stderr
     printed = synced.stdout + synced.stderr

@@ -325,6 +325,18 @@ class Db:
 
         return self._using(write)
 
+    def query_rolled_back(self, sql: str, params: Params = None) -> Any:
+        """query_commit's answer, or its error, with nothing kept: the write is rolled
+        back. A dry run's: the database's own checks say what the real run would meet."""
+
+        def attempt(conn: PooledConnection) -> Any:
+            with conn.transaction(force_rollback=True):
+                cur = self._execute(conn, sql, params)
+                row = cur.fetchone() if cur.description is not None else None
+            return None if row is None else row[0]
+
+        return self._using(attempt)
+
     def _read(
         self,
         sql: str,

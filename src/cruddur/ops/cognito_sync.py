@@ -138,17 +138,19 @@ def sync(db: Db, users: list[CognitoUser], *, dry_run: bool = False) -> SyncRepo
                 continue
         handled.add(handle)
         outcome = report.updated if holder is not None else report.inserted
-        if not dry_run:
-            try:
-                name = "claim_placeholder" if holder is not None else "create_from_cognito"
-                if db.query_commit(template("users", name), row) is None:
-                    report.unchanged.append(handle)  # recorded meanwhile (by the Lambda)
-                    continue
-            except Exception as exc:
-                refused = refusal(exc, row)
-                if refused is None:
-                    raise
-                report.skipped.append((user.label, str(refused)))
+        # A dry run makes the same write and rolls it back: the database's checks (a handle
+        # its rule refuses) skip the same users as the real run, not "would insert" them.
+        write = db.query_rolled_back if dry_run else db.query_commit
+        try:
+            name = "claim_placeholder" if holder is not None else "create_from_cognito"
+            if write(template("users", name), row) is None:
+                report.unchanged.append(handle)  # recorded meanwhile (by the Lambda)
                 continue
+        except Exception as exc:
+            refused = refusal(exc, row)
+            if refused is None:
+                raise
+            report.skipped.append((user.label, str(refused)))
+            continue
         outcome.append(handle)
     return report
