@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import os
+import pty
 import socket
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -67,6 +70,31 @@ def test_wait_gives_up_after_its_timeout_with_a_hint() -> None:
     assert waited.returncode == 1
     assert "secret-pw" not in waited.stderr + waited.stdout
     assert "is the server running" in waited.stderr
+    assert "gave up after 1 s (--timeout 1)" in waited.stderr  # it said nothing of waiting
+
+
+def test_wait_shows_it_is_waiting_on_a_terminal() -> None:
+    # Up to 60 s of silence on a terminal before; now a line that counts the seconds.
+    url = f"postgresql://postgres@127.0.0.1:{free_port()}/cruddur"
+    leader, follower = pty.openpty()
+    with subprocess.Popen(
+        [str(CRUDDUR), "db", "wait", "--timeout", "2"],
+        env={**_env_without_urls(), "CONNECTION_URL": url, "TERM": "xterm"},
+        stdin=subprocess.DEVNULL, stdout=follower, stderr=follower,
+    ) as process:  # fmt: skip
+        os.close(follower)
+        shown = b""
+        with contextlib.suppress(OSError):  # EIO once the process has closed its end
+            while chunk := os.read(leader, 65536):
+                shown += chunk
+        process.wait(timeout=30)
+    os.close(leader)
+    assert process.returncode == 1
+    assert b"waiting for the database" in shown and b"s of 2" in shown, shown
+
+
+def _env_without_urls() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if not k.endswith("CONNECTION_URL")}
 
 
 def test_wait_stops_at_once_for_a_wrong_password(empty_db: str, login_role: str) -> None:

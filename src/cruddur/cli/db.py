@@ -6,6 +6,7 @@ import dataclasses
 import os
 import secrets
 import shutil
+import time
 from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -583,10 +584,29 @@ def wait(cli: Cli, timeout: float) -> None:
     Exits 0 as soon as it does, 1 after --timeout seconds, and at once for errors that
     waiting cannot fix (a wrong password, a missing database).
     """
+    import psycopg
+    from rich.text import Text
+
+    from cruddur.cli.output import err
     from cruddur.ops import waiting
 
     connect_timeout = cli.settings.pool.connect_timeout
-    took = waiting.wait_until_accepting(cli.target.conninfo, timeout, connect_timeout)
+    started = time.monotonic()
+    try:
+        # On a terminal, a line that says it is waiting, and how long so far.
+        with err().status(Text("waiting for the database …")) as status:
+
+            def waited(seconds: float) -> None:
+                status.update(Text(f"waiting for the database … {seconds:.0f} s of {timeout:g}"))
+
+            took = waiting.wait_until_accepting(
+                cli.target.conninfo, timeout, connect_timeout, waited
+            )
+    except psycopg.OperationalError:
+        waited_for = time.monotonic() - started
+        if waited_for >= timeout:
+            warn(f"gave up after {waited_for:.0f} s (--timeout {timeout:g})")
+        raise
     done(f"the database accepts connections (waited {took:.1f} s)")
 
 

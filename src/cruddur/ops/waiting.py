@@ -4,6 +4,7 @@ one-off jobs that start beside the server: compose's migration job, a deploy ste
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 import psycopg
 
@@ -21,12 +22,19 @@ def _transient(exc: psycopg.OperationalError) -> bool:
     return explained is not None and explained.kind == "unreachable"
 
 
-def wait_until_accepting(url: str, timeout: float, connect_timeout: int = 2) -> float:
+def wait_until_accepting(
+    url: str,
+    timeout: float,
+    connect_timeout: int = 2,
+    waiting: Callable[[float], None] | None = None,
+) -> float:
     """Seconds it took until `url` accepted a connection; raises the last error once
     `timeout` seconds pass, and at once for errors waiting cannot fix (a wrong
-    password, a missing database)."""
+    password, a missing database). `waiting(seconds so far)` before each new try."""
     started = time.monotonic()
     while True:
+        if waiting is not None:
+            waiting(time.monotonic() - started)
         try:
             with psycopg.connect(with_cli_bounds(url), connect_timeout=connect_timeout) as conn:
                 conn.execute("SELECT 1")
