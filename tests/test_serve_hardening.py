@@ -460,6 +460,15 @@ def test_the_machine_wide_hold_is_per_address() -> None:
         other.close()
         with pytest.raises(PortTaken, match=f"port {port} on 127.0.0.1 is held by another"):
             ports.hold_port_on_this_machine("127.0.0.1", port)
+        # A server on every address beside one on any: both would serve the port.
+        with pytest.raises(PortTaken, match=f"port {port} on 0.0.0.0 is held by another"):
+            ports.hold_port_on_this_machine("0.0.0.0", port)
     finally:
         first.close()
     ports.hold_port_on_this_machine("127.0.0.1", port).close()  # gone with its holder
+    everywhere = ports.hold_port_on_this_machine("::", port)
+    try:
+        with pytest.raises(PortTaken, match=f"port {port} on 127.0.0.2 is held by another"):
+            ports.hold_port_on_this_machine("127.0.0.2", port)
+    finally:
+        everywhere.close()

@@ -56,30 +56,62 @@ def url_host(host: str) -> str:
     return f"[{host}]" if ":" in host else host
 
 
+_HOLD_PREFIX = "cruddur-serve-"
+_ANY_ADDRESS = "*"  # the hold of a server on 0.0.0.0 or ::, which takes every address
+
+
+def _hold_name(host: str, port: int) -> str:
+    wildcard = ipaddress.ip_address(host).is_unspecified
+    return f"{_HOLD_PREFIX}{_ANY_ADDRESS if wildcard else host}-{port}"
+
+
+def _held_on_port(port: int) -> set[str]:
+    """The abstract socket names of this port's holds (from /proc/net/unix)."""
+    suffix = f"-{port}"
+    try:
+        lines = Path("/proc/net/unix").read_text(errors="replace").splitlines()[1:]
+    except OSError:
+        return set()
+    names = {line.split()[-1][1:] for line in lines if line.split()[-1].startswith("@")}
+    return {name for name in names if name.startswith(_HOLD_PREFIX) and name.endswith(suffix)}
+
+
 def hold_port_on_this_machine(host: str, port: int) -> socket.socket | None:
     """On Linux, a hold on `host`'s `port` for this machine, from before the server
     starts until its last process exits: the name `cruddur-serve-<host>-<port>` in the
-    abstract socket namespace, which goes with the processes holding it (inheritable once
-    made so, for the `exec`). The home's lock (`claim`) catches two servers of one
-    checkout; this one, servers of two checkouts (or homes) starting in the same seconds,
-    before either listens: both passed the bind check, and granian's SO_REUSEPORT let
-    both serve the port. `host` is an address (bindable_host). PortTaken while another
-    holds it; None elsewhere than Linux."""
+    abstract socket namespace (`*` for 0.0.0.0 or ::), which goes with the processes
+    holding it (inheritable once made so, for the `exec`). The home's lock (`claim`)
+    catches two servers of one checkout; this one, servers of two checkouts (or homes)
+    starting in the same seconds, before either listens: both passed the bind check, and
+    granian's SO_REUSEPORT let both serve the port. Servers on two addresses of one port
+    may both run, but not one on every address beside one on any: each checks for the
+    other after taking its own name. `host` is an address (bindable_host). PortTaken
+    while another holds it; None elsewhere than Linux."""
     if not sys.platform.startswith("linux"):
         return None
+    name = _hold_name(host, port)
     holder = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
-        holder.bind(f"\0cruddur-serve-{host}-{port}")
+        holder.bind(f"\0{name}")
     except OSError as exc:
         holder.close()
         if exc.errno == errno.EADDRINUSE:
-            raise PortTaken(
-                f"port {port} on {host} is held by another `cruddur serve` of this machine "
-                "(starting, or of another checkout or CRUDDUR_HOME): stop it, or pick "
-                "another port with --port or PORT"
-            ) from None
+            raise _held(host, port) from None
         raise
+    others = _held_on_port(port) - {name}
+    wildcard = name.startswith(f"{_HOLD_PREFIX}{_ANY_ADDRESS}-")
+    if others and (wildcard or f"{_HOLD_PREFIX}{_ANY_ADDRESS}-{port}" in others):
+        holder.close()
+        raise _held(host, port)
     return holder
+
+
+def _held(host: str, port: int) -> PortTaken:
+    return PortTaken(
+        f"port {port} on {host} is held by another `cruddur serve` of this machine "
+        "(starting, or of another checkout or CRUDDUR_HOME): stop it, or pick another "
+        "port with --port or PORT"
+    )
 
 
 def _bind_check(host: str, port: int) -> None:
