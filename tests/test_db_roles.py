@@ -475,3 +475,16 @@ def test_a_new_roles_password_is_kept_when_the_other_role_or_a_grant_fails(
                     conn.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(name)))
         for name in (api, lambda_):
             admin.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(name)))
+
+
+def test_an_env_file_whose_folder_cannot_be_made_says_what_to_change(seeded_db, tmp_path) -> None:
+    (tmp_path / "afile").write_text("")
+    env = {"CONNECTION_URL": seeded_db, "CRUDDUR_HOME": str(tmp_path / "home")}
+    chosen = here("db", "roles", "--env-file", str(tmp_path / "afile" / "sub" / "r.env"), env=env)
+    assert chosen.returncode == 1
+    assert "Not a directory" in chosen.stderr
+    assert "give --env-file a file you can write" in chosen.stderr
+    env["CRUDDUR_HOME"] = str(tmp_path / "afile" / "home")  # the file's default folder
+    default = here("db", "roles", env=env)
+    assert default.returncode == 1
+    assert "set CRUDDUR_HOME to a folder you can write" in default.stderr, default.stderr

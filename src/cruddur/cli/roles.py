@@ -17,7 +17,7 @@ from cruddur.cli.options import Cli, TargetCommand, pass_cli, prod_option, yes_o
 from cruddur.cli.output import done, info, result
 from cruddur.errors import Problem
 from cruddur.ops.role_names import API_ROLE, LAMBDA_ROLE, role_name_problem
-from cruddur.safe_paths import private_folder, read_private, write_private
+from cruddur.safe_paths import UnsafePath, private_folder, read_private, write_private
 
 # The functions import the ops they run (and with them psycopg) in their bodies: every db
 # verb imports this module, and `--help` or a verb without roles need not load them.
@@ -124,6 +124,8 @@ def _merge_env_file(path: Path, values: dict[str, str], *, chosen: bool = True) 
         write_private(path, ("\n".join(lines) + "\n").encode())
     except OSError as exc:
         raise Problem(f"cannot write {path}: {exc.strerror or exc}", hint) from None
+    except UnsafePath as exc:  # its folder could not be made, or is not safe to use
+        raise Problem(str(exc), hint) from None
 
 
 def _role_name(ctx: click.Context, param: click.Parameter, value: str) -> str:
