@@ -325,6 +325,19 @@ def test_bad_files_are_refused_before_anything_runs(
     assert dry.returncode == 1 and message in dry.stderr, dry.stderr
 
 
+def test_rollback_dry_run_refuses_a_down_section_the_rollback_would(
+    empty_db: str, tmp_path
+) -> None:
+    down_commits = NOTES.replace("DROP TABLE notes;", "DROP TABLE notes;\nCOMMIT;")
+    folder = write(tmp_path / "m", {"20260101000000_notes.sql": down_commits})
+    assert migrate(empty_db, folder).returncode == 0
+    for dry in (("--dry-run",), ("--yes",)):  # the dry run passed it with "nothing changed"
+        refused = cli("db-rollback", "--migrations-dir", str(folder), *dry, env=local(empty_db))
+        assert refused.returncode == 1, refused.stderr
+        assert "COMMIT in the down section" in refused.stderr
+    assert applied(empty_db) == ["20260101000000"]
+
+
 def test_a_byte_order_mark_is_read_past_and_another_encoding_is_named(
     empty_db: str, tmp_path
 ) -> None:

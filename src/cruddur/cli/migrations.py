@@ -374,6 +374,7 @@ def rollback(
             targets = runner.rollback_targets(runner.plan(conn, migrations), migrations, steps)
         info(f"to roll back ({len(targets)}), newest first:\n{_listing(targets)}")
         if dry_run:
+            runner.refuse_unrunnable(targets, "down")  # as the real rollback refuses
             done("dry run: nothing was changed")
             return
         cli.confirm(f"roll back {len(targets)} migration(s) (their down sections)", target)
