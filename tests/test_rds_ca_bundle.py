@@ -69,6 +69,15 @@ def test_the_bundle_is_fetched_checked_and_kept(https, tmp_path: Path) -> None:
     assert oct(fetched.path.parent.stat().st_mode & 0o777) == "0o700"
     # Kept: the next use reads it, no fetch (an empty environment: no copy of one's own).
     assert bundle_path(tmp_path, {}) == fetched.path
+    # A home this makes gets the home's mode whatever the umask (under 002 it was 0775,
+    # which the next command refused as a state folder others could write).
+    home = tmp_path / "new-home"
+    before = os.umask(0o002)
+    try:
+        refresh(home, url=f"{base}/global/global-bundle.pem", context=client)
+    finally:
+        os.umask(before)
+    assert oct(home.stat().st_mode & 0o777) == "0o755"
 
 
 @pytest.mark.parametrize(

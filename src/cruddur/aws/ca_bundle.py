@@ -31,6 +31,7 @@ from cryptography.x509.oid import NameOID
 
 from cruddur.config import ConfigError
 from cruddur.rds_tls import BUNDLE_SETTING
+from cruddur.safe_paths import private_folder
 
 GLOBAL_BUNDLE_URL = "https://truststore.pki.rds.amazonaws.com/global/global-bundle.pem"
 MAX_BYTES = 1_000_000  # a 2024 copy of the bundle is 174 kB: room to grow
@@ -148,7 +149,10 @@ def refresh(
     pem = _download(url, context or ssl.create_default_context())
     check(pem, from_aws=True, where=url)
     path = cache_path(home)
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    # As every other use of the home makes it (mkdir's mode passes through the umask:
+    # under 002 a home made here was refused as group-writable by the next command).
+    private_folder(home, 0o755)
+    private_folder(path.parent)
     fetched_at = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
     _write(path, pem)
     _write(_meta_path(path), json.dumps({"url": url, "fetched_at": fetched_at}).encode())
