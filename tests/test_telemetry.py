@@ -930,6 +930,16 @@ def test_malformed_otlp_headers_stop_serve_without_showing_the_key(
         ("OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT", "abc", "OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT must be a"),
         ("OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT", "-1", "OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT must be"),
         ("OTEL_PYTHON_FLASK_EXCLUDED_URLS", "([", "OTEL_PYTHON_FLASK_EXCLUDED_URLS holds a"),
+        (  # compiled on every sampled request, which it failed
+            "OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_SERVER_REQUEST",
+            "x-([",
+            "OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_SERVER_REQUEST holds a",
+        ),
+        (
+            "OTEL_PYTHON_EXPORTER_OTLP_HTTP_CREDENTIAL_PROVIDER",
+            "nope",
+            "OTEL_PYTHON_EXPORTER_OTLP_HTTP_CREDENTIAL_PROVIDER names 'nope', which no",
+        ),
     ],
 )
 def test_a_malformed_sdk_setting_stops_serve_in_one_line(

@@ -506,13 +506,25 @@ _OTEL_BATCH_DEFAULTS = {
     "OTEL_BSP_SCHEDULE_DELAY": 5000, "OTEL_BSP_EXPORT_TIMEOUT": 30000,
     "OTEL_BSP_MAX_QUEUE_SIZE": 2048, "OTEL_BSP_MAX_EXPORT_BATCH_SIZE": 512,
 }  # fmt: skip
-_OTEL_EXCLUDED_URLS = ("OTEL_PYTHON_FLASK_EXCLUDED_URLS", "OTEL_PYTHON_EXCLUDED_URLS")
+# Lists of regular expressions, joined with "|" (excluded URLs: when a worker starts;
+# captured and sanitized headers: on every sampled request, which then failed).
+_OTEL_PATTERN_LISTS = (
+    "OTEL_PYTHON_FLASK_EXCLUDED_URLS", "OTEL_PYTHON_EXCLUDED_URLS",
+    "OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_SERVER_REQUEST",
+    "OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_SERVER_RESPONSE",
+    "OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_SANITIZE_FIELDS",
+)  # fmt: skip
+_OTEL_CREDENTIAL_PROVIDERS = (
+    "OTEL_PYTHON_EXPORTER_OTLP_HTTP_CREDENTIAL_PROVIDER",
+    "OTEL_PYTHON_EXPORTER_OTLP_HTTP_TRACES_CREDENTIAL_PROVIDER",
+)
 
 
 def check_otel_sdk_settings(env: Mapping[str, str]) -> None:
     """ConfigError, naming the variable, for an SDK setting the SDK would raise on: a
     span limit that is not a whole number of 0 or more, a batch setting under 1 (or a
-    batch larger than the queue), an excluded-URLs pattern that is not a regex."""
+    batch larger than the queue), a URL or header pattern that is not a regex, a
+    credential provider no installed package offers."""
     for name in _OTEL_COUNTS:
         _number(env, name, 0, minimum=0, kind=int)
     batch = {
@@ -524,7 +536,18 @@ def check_otel_sdk_settings(env: Mapping[str, str]) -> None:
             f"OTEL_BSP_MAX_EXPORT_BATCH_SIZE ({batch['OTEL_BSP_MAX_EXPORT_BATCH_SIZE']}) must "
             f"not be larger than OTEL_BSP_MAX_QUEUE_SIZE ({batch['OTEL_BSP_MAX_QUEUE_SIZE']})"
         )
-    for name in _OTEL_EXCLUDED_URLS:
+    for name in _OTEL_CREDENTIAL_PROVIDERS:
+        wanted = env.get(name, "").strip()
+        if wanted:
+            from importlib.metadata import entry_points  # only when one is named
+
+            offered = entry_points(group="opentelemetry_otlp_credential_provider").names
+            if wanted not in offered:
+                raise ConfigError(
+                    f"{name} names {wanted!r}, which no installed package provides "
+                    f"(offered: {', '.join(sorted(offered)) or 'none'})"
+                )
+    for name in _OTEL_PATTERN_LISTS:
         patterns = [p.strip() for p in env.get(name, "").split(",") if p.strip()]
         try:
             re.compile("|".join(patterns))

@@ -93,10 +93,11 @@ def _requests_only() -> Any:
     (ALWAYS_ON recorded those as traces of their own, whatever OTEL_TRACES_SAMPLER said:
     the replica watcher alone, two a second.)"""
     from opentelemetry import trace
-    from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ALWAYS_ON, Sampler
+    from opentelemetry.sdk.trace.sampling import Decision, Sampler, SamplingResult
     from opentelemetry.trace import SpanKind
 
     get_current_span, server = trace.get_current_span, SpanKind.SERVER
+    record, drop = Decision.RECORD_AND_SAMPLE, SamplingResult(Decision.DROP)
 
     class RequestsOnly(Sampler):
         def should_sample(
@@ -109,13 +110,12 @@ def _requests_only() -> Any:
             links: Any = None,
             trace_state: Any = None,
         ) -> Any:
-            if kind is server or get_current_span(parent_context).get_span_context().is_valid:
-                decide = ALWAYS_ON
-            else:
-                decide = ALWAYS_OFF
-            return decide.should_sample(
-                parent_context, trace_id, name, kind, attributes, links, trace_state
-            )
+            # As ALWAYS_ON decides, from the parent's context fetched once (ALWAYS_ON
+            # would fetch it again, on every span of a sampled request).
+            parent = get_current_span(parent_context).get_span_context()
+            if parent.is_valid:
+                return SamplingResult(record, attributes, parent.trace_state)
+            return SamplingResult(record, attributes, None) if kind is server else drop
 
         def get_description(self) -> str:
             return "RequestsOnly"
