@@ -259,7 +259,13 @@ def _shared_data_removed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[N
         except (OSError, ValueError, KeyError, TypeError):
             continue
         shared = cluster.parent
-        if shared.parent == SHARED_ROOT and not (cluster / "data" / "postmaster.pid").exists():
+        ours = (
+            shared.parent == SHARED_ROOT
+            and shared.name.startswith("data-")
+            and ".." not in cluster.parts
+            and cluster.name == "cluster"
+        )
+        if ours and not (cluster / "data" / "postmaster.pid").exists():
             shutil.rmtree(shared, ignore_errors=True)
 
 

@@ -472,3 +472,21 @@ def test_the_machine_wide_hold_is_per_address() -> None:
             ports.hold_port_on_this_machine("127.0.0.2", port)
     finally:
         everywhere.close()
+    # Every IPv4 address written as IPv6 is every address too.
+    mapped = ports.hold_port_on_this_machine("::ffff:0:0", port)
+    try:
+        with pytest.raises(PortTaken):
+            ports.hold_port_on_this_machine("127.0.0.1", port)
+    finally:
+        mapped.close()
+
+
+def test_another_programs_odd_socket_name_does_not_stop_serve() -> None:
+    # /proc/net/unix prints abstract names as they are: line breaks made a blank line,
+    # and serve stopped with "unexpected IndexError".
+    odd = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    odd.bind(f"\0cruddur-test-odd-{os.getpid()}\n\n \n")
+    try:
+        ports.hold_port_on_this_machine("127.0.0.1", free_port()).close()
+    finally:
+        odd.close()

@@ -940,6 +940,16 @@ def test_malformed_otlp_headers_stop_serve_without_showing_the_key(
             "nope",
             "OTEL_PYTHON_EXPORTER_OTLP_HTTP_CREDENTIAL_PROVIDER names 'nope', which no",
         ),
+        (  # looked up as given: blanks are no provider's name
+            "OTEL_PYTHON_EXPORTER_OTLP_HTTP_CREDENTIAL_PROVIDER",
+            "   ",
+            "OTEL_PYTHON_EXPORTER_OTLP_HTTP_CREDENTIAL_PROVIDER names '   ', which no",
+        ),
+        (  # joined with its empty first entry: the flag is no longer at the start
+            "OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_SERVER_RESPONSE",
+            ",(?i)x-foo",
+            "OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_SERVER_RESPONSE holds a",
+        ),
     ],
 )
 def test_a_malformed_sdk_setting_stops_serve_in_one_line(

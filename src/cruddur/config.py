@@ -536,19 +536,23 @@ def check_otel_sdk_settings(env: Mapping[str, str]) -> None:
             f"OTEL_BSP_MAX_EXPORT_BATCH_SIZE ({batch['OTEL_BSP_MAX_EXPORT_BATCH_SIZE']}) must "
             f"not be larger than OTEL_BSP_MAX_QUEUE_SIZE ({batch['OTEL_BSP_MAX_QUEUE_SIZE']})"
         )
-    for name in _OTEL_CREDENTIAL_PROVIDERS:
-        wanted = env.get(name, "").strip()
-        if wanted:
-            from importlib.metadata import entry_points  # only when one is named
+    # As the exporter reads them: the general one if set, else the traces' one, as given.
+    general, traces = _OTEL_CREDENTIAL_PROVIDERS
+    name = general if env.get(general) else traces
+    wanted = env.get(name)
+    if wanted:
+        from importlib.metadata import entry_points  # only when one is named
 
-            offered = entry_points(group="opentelemetry_otlp_credential_provider").names
-            if wanted not in offered:
-                raise ConfigError(
-                    f"{name} names {wanted!r}, which no installed package provides "
-                    f"(offered: {', '.join(sorted(offered)) or 'none'})"
-                )
+        offered = entry_points(group="opentelemetry_otlp_credential_provider").names
+        if wanted not in offered:
+            raise ConfigError(
+                f"{name} names {wanted!r}, which no installed package provides "
+                f"(offered: {', '.join(sorted(offered)) or 'none'})"
+            )
     for name in _OTEL_PATTERN_LISTS:
-        patterns = [p.strip() for p in env.get(name, "").split(",") if p.strip()]
+        value = env.get(name, "")
+        # Split and joined as the instrumentations do, empty entries kept: ",(?i)x" fails.
+        patterns = [p.strip() for p in value.split(",")] if value else []
         try:
             re.compile("|".join(patterns))
         except re.error as exc:

@@ -61,8 +61,12 @@ _ANY_ADDRESS = "*"  # the hold of a server on 0.0.0.0 or ::, which takes every a
 
 
 def _hold_name(host: str, port: int) -> str:
-    wildcard = ipaddress.ip_address(host).is_unspecified
-    return f"{_HOLD_PREFIX}{_ANY_ADDRESS if wildcard else host}-{port}"
+    address = ipaddress.ip_address(host)
+    # ::ffff:0.0.0.0 takes every IPv4 address as 0.0.0.0 does, ::ffff:127.0.0.1 is
+    # 127.0.0.1: named as their IPv4 forms.
+    mapped = getattr(address, "ipv4_mapped", None)
+    address = mapped or address
+    return f"{_HOLD_PREFIX}{_ANY_ADDRESS if address.is_unspecified else address}-{port}"
 
 
 def _held_on_port(port: int) -> set[str]:
@@ -72,7 +76,13 @@ def _held_on_port(port: int) -> set[str]:
         lines = Path("/proc/net/unix").read_text(errors="replace").splitlines()[1:]
     except OSError:
         return set()
-    names = {line.split()[-1][1:] for line in lines if line.split()[-1].startswith("@")}
+    names = set()
+    for line in lines:
+        # Another program's name may hold spaces or line breaks (printed as they are):
+        # such a line is not one of ours, however it splits.
+        fields = line.split()
+        if len(fields) >= 8 and fields[-1].startswith("@"):
+            names.add(fields[-1][1:])
     return {name for name in names if name.startswith(_HOLD_PREFIX) and name.endswith(suffix)}
 
 
