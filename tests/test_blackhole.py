@@ -120,11 +120,15 @@ def test_a_black_holed_database_is_answered_503_within_bounds(isolated_cluster, 
     # (A success: a feed page from the cache's copy, within its 1 s bound.)
     wrong = [c for c in during if not ((c.status == 503 and c.retry_after) or c.ok)]
     assert not wrong, f"{outage.summary()}: {len(wrong)} not a 503 with Retry-After"
-    # Each worker finds the outage (its first 503s, after tcp_user_timeout and a probe);
-    # once both have, the rest are answered at once.
+    # Each worker finds the outage (its first 503s, after tcp_user_timeout and a probe)
+    # within FOUND_WITHIN of its first request meeting it: a worker that no request
+    # reached until later finds it later (all six clients waiting on the other worker's
+    # requests: found 5.65 s after the hole, by requests that waited 2.0 s); once both
+    # have, the rest are answered at once.
     first_wave = [c for c in during if c.status == 503 and c.seconds > ANSWER_ONCE_KNOWN]
+    slow_to_find = [c for c in first_wave if c.ended - max(c.started, outage.down) > FOUND_WITHIN]
+    assert not slow_to_find, f"{outage.summary()}: {len(slow_to_find)} found it too late"
     found = max((c.ended for c in first_wave), default=outage.down)
-    assert found - outage.down <= FOUND_WITHIN, f"found after {found - outage.down:.2f} s"
     late = [c for c in during if c.started > found and c.seconds > ANSWER_ONCE_KNOWN]
     assert not late, f"{outage.summary()}: {len(late)} slower than {ANSWER_ONCE_KNOWN} s"
     first = outage.first_ok_after_back
