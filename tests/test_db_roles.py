@@ -180,7 +180,12 @@ def role_names(admin, seeded_db) -> Iterator[tuple[str, str]]:
     suffix = uuid.uuid4().hex[:8]
     names = (f"cruddur_t_api_{suffix}", f"cruddur_t_lambda_{suffix}")
     yield names
-    with psycopg.connect(seeded_db, autocommit=True) as conn:
+    _drop_roles(admin, seeded_db, *names)
+
+
+def _drop_roles(admin: psycopg.Connection, url: str, *names: str) -> None:
+    """The roles, and what they hold in the database at `url` (granted there only)."""
+    with psycopg.connect(url, autocommit=True) as conn:
         for name in names:
             if conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", [name]).fetchone():
                 conn.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(name)))
@@ -401,12 +406,7 @@ def test_a_migrate_that_fails_part_way_leaves_the_bookkeeping_the_owners(
             ).fetchone()
         assert rights == (False, False, True)  # the API's tables keep theirs
     finally:
-        with psycopg.connect(empty_db, autocommit=True) as conn:
-            for name in (api, lambda_):
-                if conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", [name]).fetchone():
-                    conn.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(name)))
-        for name in (api, lambda_):
-            admin.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(name)))
+        _drop_roles(admin, empty_db, api, lambda_)
 
 
 def test_role_names_with_dollar_quotes_are_granted_as_named(seeded_db, admin, tmp_path) -> None:
@@ -432,12 +432,7 @@ def test_role_names_with_dollar_quotes_are_granted_as_named(seeded_db, admin, tm
             ).fetchone()
         assert rights == (False, True, True)
     finally:
-        with psycopg.connect(seeded_db, autocommit=True) as conn:
-            for name in (api, lambda_):
-                if conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", [name]).fetchone():
-                    conn.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(name)))
-        for name in (api, lambda_):
-            admin.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(name)))
+        _drop_roles(admin, seeded_db, api, lambda_)
 
 
 def test_a_new_roles_password_is_kept_when_the_other_role_or_a_grant_fails(
@@ -469,12 +464,7 @@ def test_a_new_roles_password_is_kept_when_the_other_role_or_a_grant_fails(
         assert _who(urls["CRUDDUR_API_CONNECTION_URL"]) == api
         assert _who(urls["CRUDDUR_LAMBDA_CONNECTION_URL"]) == lambda_
     finally:
-        with psycopg.connect(seeded_db, autocommit=True) as conn:
-            for name in (api, lambda_):
-                if conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", [name]).fetchone():
-                    conn.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(name)))
-        for name in (api, lambda_):
-            admin.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(name)))
+        _drop_roles(admin, seeded_db, api, lambda_)
 
 
 def test_an_env_file_whose_folder_cannot_be_made_says_what_to_change(seeded_db, tmp_path) -> None:

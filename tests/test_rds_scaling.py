@@ -108,16 +108,22 @@ def test_delete_refuses_a_primary_with_replicas_unless_told(aws) -> None:
     assert "become standalone instances" in deleted.output
 
 
-def test_create_proxy_makes_the_secret_the_role_the_proxy_and_its_target(aws) -> None:
+def _two_subnets(octet: int) -> tuple[list[str], str]:
+    """A VPC 10.<octet>.0.0/16 with a subnet in each of two zones, and a security group."""
     ec2 = client("ec2")
-    vpc = ec2.create_vpc(CidrBlock="10.9.0.0/16")["Vpc"]["VpcId"]
+    vpc = ec2.create_vpc(CidrBlock=f"10.{octet}.0.0/16")["Vpc"]["VpcId"]
     subnets = [
-        ec2.create_subnet(VpcId=vpc, CidrBlock=f"10.9.{n}.0/24", AvailabilityZone=f"us-east-1{z}")[
-            "Subnet"
-        ]["SubnetId"]
+        ec2.create_subnet(
+            VpcId=vpc, CidrBlock=f"10.{octet}.{n}.0/24", AvailabilityZone=f"us-east-1{z}"
+        )["Subnet"]["SubnetId"]
         for n, z in ((1, "a"), (2, "b"))
     ]
     group = ec2.create_security_group(GroupName="db", Description="db", VpcId=vpc)["GroupId"]
+    return subnets, group
+
+
+def test_create_proxy_makes_the_secret_the_role_the_proxy_and_its_target(aws) -> None:
+    subnets, group = _two_subnets(9)
     make_primary(VpcSecurityGroupIds=[group])
     args = ["create-proxy", *[x for s in subnets for x in ("--subnet-id", s)]]
     made = cli(*args, env=CREDENTIALS)
@@ -163,15 +169,7 @@ def test_create_proxy_finishes_a_proxy_an_earlier_run_left_without_a_target(aws)
     # The first run made the proxy, then could not register the instance (no
     # rds:RegisterDBProxyTargets): the next run said "left as it is" and printed a
     # CONNECTION_URL through a proxy that reached no database.
-    ec2 = client("ec2")
-    vpc = ec2.create_vpc(CidrBlock="10.8.0.0/16")["Vpc"]["VpcId"]
-    subnets = [
-        ec2.create_subnet(VpcId=vpc, CidrBlock=f"10.8.{n}.0/24", AvailabilityZone=f"us-east-1{z}")[
-            "Subnet"
-        ]["SubnetId"]
-        for n, z in ((1, "a"), (2, "b"))
-    ]
-    group = ec2.create_security_group(GroupName="db", Description="db", VpcId=vpc)["GroupId"]
+    subnets, group = _two_subnets(8)
     make_primary(VpcSecurityGroupIds=[group])
     rds = client("rds")
     _bare_proxy(f"{ID}-proxy", subnets)
@@ -202,14 +200,7 @@ def test_create_proxy_needs_two_subnets(aws) -> None:
 def test_create_proxy_never_registers_when_the_targets_cannot_be_read(aws) -> None:
     # An unreadable target list (AccessDenied) was taken for an empty one: the instance
     # was registered on a proxy that may route elsewhere.
-    ec2 = client("ec2")
-    vpc = ec2.create_vpc(CidrBlock="10.7.0.0/16")["Vpc"]["VpcId"]
-    subnets = [
-        ec2.create_subnet(VpcId=vpc, CidrBlock=f"10.7.{n}.0/24", AvailabilityZone=f"us-east-1{z}")[
-            "Subnet"
-        ]["SubnetId"]
-        for n, z in ((1, "a"), (2, "b"))
-    ]
+    subnets, _ = _two_subnets(7)
     make_primary()
     _bare_proxy(f"{ID}-proxy", subnets)
     real = client("rds")

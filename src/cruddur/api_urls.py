@@ -6,14 +6,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
-from cruddur.config import ConfigError, Settings
+from cruddur.config import ConfigError, ReprWithoutSecrets, Settings
 from cruddur.rds_tls import kept_bundle, secured
-from cruddur.urls import check, redact
+from cruddur.urls import check
 
 
 @dataclass(frozen=True, repr=False)
-class ApiUrls:
+class ApiUrls(ReprWithoutSecrets):
     """Where the API connects, worked out once: its own URL on the primary and, when
     READER_CONNECTION_URL is set, the replica's, and CRUDDUR_LISTEN_URL (the feed cache's);
     RDS endpoints with verify-full TLS."""
@@ -21,14 +22,8 @@ class ApiUrls:
     primary: str
     reader: str | None = None
     listen: str | None = None
-
-    def __repr__(self) -> str:
-        # Passwords cut, as Settings' repr cuts them (these URLs carry the API role's).
-        shown = (f"{name}={redact(url) if url else None!r}" for name, url in self._urls())
-        return f"ApiUrls({', '.join(shown)})"
-
-    def _urls(self) -> tuple[tuple[str, str | None], ...]:
-        return (("primary", self.primary), ("reader", self.reader), ("listen", self.listen))
+    # Passwords cut in its repr (these URLs carry the API role's).
+    _URL_FIELDS: ClassVar[frozenset[str]] = frozenset({"primary", "reader", "listen"})
 
     @classmethod
     def from_settings(cls, settings: Settings, primary: str | None = None) -> ApiUrls:

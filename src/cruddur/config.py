@@ -37,7 +37,7 @@ def redact_endpoint(url: str | None) -> str:
     return f"{parts.scheme}://{address}{parts.path}"
 
 
-class _ReprWithoutSecrets:
+class ReprWithoutSecrets:
     """A settings dataclass's repr with its connection URLs' passwords and its OTLP
     endpoints' query and credentials cut: a settings object in a traceback, a debugger
     or a debug line shows no secret. (Its classes are @dataclass(repr=False), or the
@@ -357,7 +357,7 @@ MAX_THREADS = 256
 
 
 @dataclass(frozen=True, repr=False)
-class ServeSettings(_ReprWithoutSecrets):
+class ServeSettings(ReprWithoutSecrets):
     _URL_FIELDS = frozenset({"listen_url"})
 
     host: str = "127.0.0.1"
@@ -644,7 +644,7 @@ def otlp_secrets(env: Mapping[str, str]) -> tuple[str, ...]:
 
 
 @dataclass(frozen=True, repr=False)
-class TelemetrySettings(_ReprWithoutSecrets):
+class TelemetrySettings(ReprWithoutSecrets):
     """Traces (the standard OTEL_* variables), request logs and Prometheus metrics.
 
     Traces are on only when an OTLP endpoint is set; the SDK reads the other OTEL_*
@@ -764,7 +764,7 @@ class WebSettings:
 
 
 @dataclass(frozen=True, repr=False)
-class ReplicaSettings(_ReprWithoutSecrets):
+class ReplicaSettings(ReprWithoutSecrets):
     """Where reads may go besides the primary (README, "Scaling out")."""
 
     _URL_FIELDS = frozenset({"reader_url"})
@@ -883,7 +883,7 @@ class _ParsedOnRead:
 
 
 @dataclass(frozen=True, repr=False)
-class Settings(_ReprWithoutSecrets):
+class Settings(ReprWithoutSecrets):
     _URL_FIELDS = frozenset(
         {
             "connection_url",

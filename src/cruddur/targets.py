@@ -5,8 +5,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import ClassVar
 
-from cruddur.config import ConfigError, Settings
+from cruddur.config import ConfigError, ReprWithoutSecrets, Settings
 from cruddur.embedded import EmbeddedPostgres
 from cruddur.ops.roles import API_ROLE
 from cruddur.rds_tls import kept_bundle, secured
@@ -18,7 +19,9 @@ def _no_bundle() -> Path:
 
 
 @dataclass(frozen=True, repr=False)
-class Target:
+class Target(ReprWithoutSecrets):
+    _URL_FIELDS: ClassVar[frozenset[str]] = frozenset({"url"})  # the password cut in its repr
+
     url: str
     source: str  # the setting it came from: CONNECTION_URL, PROD_CONNECTION_URL or embedded
     # CONNECTION_URL can name production too (the original's docker-compose set it to
@@ -26,14 +29,6 @@ class Target:
     production: bool = False
     # The RDS CA bundle's path, fetched on first use (cruddur.aws.ca_bundle).
     rds_ca_bundle: Callable[[], Path] = field(default=_no_bundle, compare=False, repr=False)
-
-    def __repr__(self) -> str:
-        # The URL's password cut, as Settings' repr cuts it: a target in a traceback, a
-        # debugger or a debug line shows no secret.
-        return (
-            f"Target(url={redact(self.url)!r}, source={self.source!r}, "
-            f"production={self.production!r})"
-        )
 
     @property
     def conninfo(self) -> str:

@@ -108,7 +108,8 @@ class NewCrud:
         kind = environ.get("CONTENT_TYPE", "")
         if kind != JSON and not _utf8_json(kind):
             return None
-        if environ.get("HTTP_CONTENT_ENCODING", "identity").strip().lower() not in ("identity", ""):
+        encoding = environ.get("HTTP_CONTENT_ENCODING")  # rarely sent: one lookup then
+        if encoding is not None and encoding.strip().lower() not in ("identity", ""):
             return None
         length = declared_length(environ)
         return length if length is not None and length <= self.max_body else None
