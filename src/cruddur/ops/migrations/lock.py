@@ -8,7 +8,7 @@ statements, and RDS Proxy pins the session: take a direct URL (MIGRATION_CONNECT
 
 from __future__ import annotations
 
-import math
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -60,29 +60,34 @@ def acquire(
     wait: float,
     on_wait: Callable[[LockHolder | None, float], None] | None = None,
 ) -> None:
-    """Take the lock, waiting up to `wait` seconds (in the server's queue, in order)."""
-    if conn.execute("SELECT pg_try_advisory_lock(%s)", [LOCK_KEY]).fetchone()[0]:
+    """Take the lock, trying every POLL_SECONDS for up to `wait` seconds.
+
+    Tried, not waited for in the server: a `pg_advisory_lock` that waits is a statement
+    with a snapshot for as long as it waits, and the holder's `CREATE INDEX
+    CONCURRENTLY` waits for every older snapshot to end. The two waited for each other
+    until the server's deadlock check cancelled one, the index build perhaps, leaving
+    an INVALID index. A try is a statement of a moment. (Waiters no longer take the
+    lock in the order they came; each finds the other's work done either way.)"""
+    if _try(conn):
         return
     current = holder(conn)
     if wait <= 0:
         raise LockTimeout(current, 0)
     if on_wait is not None:
         on_wait(current, wait)
-    # At least 1 ms: a lock_timeout of 0 is no timeout at all. The wait is lock_timeout's
-    # alone: a statement_timeout the database or role sets (an RDS parameter group's)
-    # would end it sooner, as a "statement timeout" that names no holder.
-    timeout_ms = max(1, math.ceil(wait * 1000))
-    conn.execute(
-        "SELECT set_config('lock_timeout', %s, false), set_config('statement_timeout', '0', false)",
-        [f"{timeout_ms}ms"],
-    )
-    try:
-        conn.execute("SELECT pg_advisory_lock(%s)", [LOCK_KEY])
-    except psycopg.errors.LockNotAvailable:
-        raise LockTimeout(holder(conn) or current, wait) from None
-    finally:
-        if not conn.closed:
-            conn.execute("RESET lock_timeout; RESET statement_timeout")
+    deadline = time.monotonic() + wait
+    while (left := deadline - time.monotonic()) > 0:
+        time.sleep(min(POLL_SECONDS, left))
+        if _try(conn):
+            return
+    raise LockTimeout(holder(conn) or current, wait)
+
+
+POLL_SECONDS = 0.1  # between tries while another migration holds the lock
+
+
+def _try(conn: psycopg.Connection) -> bool:
+    return bool(conn.execute("SELECT pg_try_advisory_lock(%s)", [LOCK_KEY]).fetchone()[0])
 
 
 def release(conn: psycopg.Connection) -> None:
