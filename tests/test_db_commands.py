@@ -6,6 +6,7 @@ import os
 import shutil
 import stat
 import subprocess
+import threading
 
 import psycopg
 import pytest
@@ -14,6 +15,8 @@ from helpers import BIN, ROOT, as_role, cli, database_exists, run, tables
 from psycopg import sql
 
 from cruddur.cli import main
+from cruddur.db import Db
+from cruddur.ops import databases
 from cruddur.ops.migrations import runner
 from cruddur.ops.migrations.files import package_dir
 from cruddur.urls import database_name, with_database
@@ -338,3 +341,25 @@ def test_cruddur_help_lists_every_verb() -> None:
         "new",
     ):
         assert verb in listed
+
+
+def test_two_creates_of_one_database_at_once_both_succeed(server_url, new_db_name) -> None:
+    # The loser of the race between `exists` and CREATE DATABASE is usually told of a
+    # unique violation on pg_database's name, not DuplicateDatabase: `db create` (and
+    # `db setup --if-missing`, which bin/run runs) failed with SQLSTATE 23505.
+    def create(name: str, barrier: threading.Barrier, results: list[object]) -> None:
+        with Db(server_url, autocommit=True) as server:
+            barrier.wait()
+            try:
+                results.append(databases.create(server, name))
+            except Exception as exc:  # said by the assertion below, not lost in the thread
+                results.append(exc)
+
+    for _ in range(8):
+        name, barrier, results = new_db_name(), threading.Barrier(2), []
+        threads = [threading.Thread(target=create, args=(name, barrier, results)) for _ in range(2)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(60)
+        assert sorted(results, key=str) == [False, True], results

@@ -53,8 +53,12 @@ def create(server: Db, dbname: str) -> bool:
         return False
     try:
         server.query_commit(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(dbname)))
-    except errors.DuplicateDatabase:  # someone else made it since we looked
-        return False
+    except (errors.DuplicateDatabase, errors.UniqueViolation):
+        # Someone else made it since we looked: DuplicateDatabase if they had committed
+        # when ours began, a unique violation on pg_database's name if they had not.
+        if exists(server, dbname):
+            return False
+        raise
     return True
 
 
