@@ -693,8 +693,32 @@ def test_an_edited_migration_is_reported_and_migrate_refuses_until_accepted(
         assert typo.returncode == 1 and "no applied migration has that version" in typo.stderr
     accepted = migrate(empty_db, folder, "--accept-edited", "20260101000000")
     assert accepted.returncode == 0, accepted.stderr
+    assert "recorded the edited 20260101000000_notes.sql's checksum" in accepted.stderr
     assert applied(empty_db) == ["20260101000000", "20260102000000"]
     assert migrate(empty_db, folder).returncode == 0
+
+
+def test_accepting_an_edited_migration_on_production_asks_first(empty_db: str, tmp_path) -> None:
+    # With nothing pending, --accept-edited wrote the new checksum to production's
+    # schema_migrations without asking, and said only that nothing was to migrate.
+    folder = write(tmp_path / "m", {"20260101000000_notes.sql": NOTES})
+    assert migrate(empty_db, folder).returncode == 0
+    write(folder, {"20260101000000_notes.sql": NOTES + "-- a comment\n"})
+    env = {"PROD_CONNECTION_URL": empty_db, "CONNECTION_URL": "postgresql://nobody@127.0.0.1:1/x"}
+    args = ("prod", "--migrations-dir", str(folder), "--accept-edited", "20260101000000")
+    with psycopg.connect(empty_db) as conn:
+        checksum = "SELECT checksum FROM schema_migrations"
+        before = conn.execute(checksum).fetchone()
+    refused = run("db-migrate", *args, env=env)  # no answer on stdin
+    assert refused.returncode == 1 and "not confirmed" in refused.stderr, refused.stderr
+    assert "record the edited checksum of 20260101000000_notes.sql" in refused.stderr
+    with psycopg.connect(empty_db) as conn:
+        assert conn.execute(checksum).fetchone() == before
+    typed = run("db-migrate", *args, env=env, stdin=f"{database_name(empty_db)}\n")
+    assert typed.returncode == 0, typed.stderr
+    assert "recorded the edited 20260101000000_notes.sql's checksum" in typed.stderr
+    with psycopg.connect(empty_db) as conn:
+        assert conn.execute(checksum).fetchone() != before
 
 
 def test_an_older_migration_from_another_branch_is_applied_and_said_so(

@@ -169,6 +169,9 @@ class _Printer(Reporter):
             "without running; every row stays"
         )
 
+    def accepted(self, migration: Migration) -> None:
+        done(f"recorded the edited {migration.file_name}'s checksum as applied (--accept-edited)")
+
     def out_of_order(self, migration: Migration, latest: str) -> None:
         warn(
             f"{migration.file_name} is out of order: older than {latest}, which is applied "
@@ -311,8 +314,13 @@ def migrate(
                 raise runner.OutOfOrder(current.out_of_order, current.latest_applied)
             done("dry run: nothing was changed")
             return
-        if current.pending or current.adopt:
-            cli.confirm(f"apply {len(current.pending)} migration(s) to the schema", target)
+        accepting = [m for m in current.edited if m.version in accept_edited]
+        if current.pending or current.adopt or accepting:
+            action = f"apply {len(current.pending)} migration(s) to the schema"
+            if accepting:  # a write to schema_migrations too
+                files = ", ".join(m.file_name for m in accepting)
+                action += f" and record the edited checksum of {files}"
+            cli.confirm(action, target)
         with runner.locked(url, chosen, _Printer()) as conn:
             applied = runner.migrate(
                 conn, migrations, chosen, _Printer(), strict=strict, accept_edited=accept_edited

@@ -329,6 +329,7 @@ def migrate(
             template("migrations", "accept_checksum"),
             {"version": migration.version, "checksum": migration.checksum},
         )
+        reporter.accepted(migration)
     done: list[Migration] = []
     for migration in current.pending:
         if migration in current.out_of_order:
