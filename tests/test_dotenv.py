@@ -3,6 +3,8 @@ variable already set in the environment wins over the file."""
 
 from __future__ import annotations
 
+import os
+import pwd
 from pathlib import Path
 
 from helpers import ROOT, cli, run
@@ -59,4 +61,29 @@ def test_a_dotenv_that_is_not_utf8_is_one_line(tmp_path: Path) -> None:
 def test_a_dotenv_with_a_byte_order_mark_is_read(tmp_path: Path) -> None:
     (tmp_path / ".env").write_text(f"CONNECTION_URL={FROM_FILE}\n", encoding="utf-8-sig")
     read = cli(CRUDDUR, "db", "status", cwd=tmp_path)
+    assert f"database  {FROM_FILE}" in read.stdout, read.stderr
+
+
+def test_a_dotenv_another_user_could_have_written_is_refused(tmp_path: Path) -> None:
+    # Looked for in every folder up to /: one planted in /tmp (or any folder others may
+    # write) set the sign-in's keys, the database or LD_PRELOAD for psql and granian.
+    dotenv = tmp_path / ".env"
+    dotenv.write_text(f"CONNECTION_URL={FROM_FILE}\n")
+    cases = [(0o666, None, "can be written by others")]
+    if os.geteuid() == 0:
+        cases.append((0o644, pwd.getpwnam("nobody").pw_uid, "belongs to nobody, not to you"))
+    for mode, owner, complaint in cases:
+        os.chmod(dotenv, mode)
+        if owner is not None:
+            os.chown(dotenv, owner, -1)
+        refused = cli(CRUDDUR, "db", "status", cwd=tmp_path, env={"CRUDDUR_HOME": str(tmp_path)})
+        assert refused.returncode == 1
+        assert refused.stderr.startswith(f"error: {dotenv} {complaint}"), refused.stderr
+        assert "from_the_file" not in refused.stdout
+        assert not (tmp_path / "postgres").exists()  # nor anything else done
+        os.chown(dotenv, os.geteuid(), -1)
+    # Writable by your own group only (a umask of 002) is yours.
+    os.chmod(dotenv, 0o664)
+    os.chown(dotenv, -1, os.getegid())
+    read = run(CRUDDUR, "db", "status", cwd=tmp_path)
     assert f"database  {FROM_FILE}" in read.stdout, read.stderr

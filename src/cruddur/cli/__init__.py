@@ -7,6 +7,8 @@ import importlib
 import inspect
 import io
 import logging
+import os
+import stat
 import sys
 from pathlib import Path
 from typing import Any
@@ -143,7 +145,7 @@ def _load_env_file() -> None:
         return
     hint = "fix it or remove it; the environment's own variables need no file"
     try:
-        text = Path(path).read_text(encoding="utf-8-sig")
+        text = _read_own_file(Path(path)).decode("utf-8-sig")
     except UnicodeDecodeError:
         raise Problem(f"{path} is not UTF-8 text", hint) from None
     except OSError as exc:
@@ -158,6 +160,45 @@ def _load_env_file() -> None:
             hint,
         )
     load_dotenv(stream=io.StringIO(text), override=False)
+
+
+def _read_own_file(path: Path) -> bytes:
+    """The .env file's bytes, if no other user could have written them.
+
+    It is looked for in every folder up to /, /tmp among them: a file another user put
+    there (or may change) could set any variable the environment leaves unset, the
+    sign-in's keys (CRUDDUR_JWKS_URL), the database, or LD_PRELOAD for the programs
+    cruddur starts. Refused, like ssh's config: owned by another user (root is
+    trusted), writable by others, or by a group other than your own."""
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    with os.fdopen(fd, "rb") as handle:
+        info = os.fstat(fd)
+        hint = f"remove it, or make it yours and not writable by others (chmod go-w {path})"
+        me = os.geteuid()
+        if not stat.S_ISREG(info.st_mode):
+            raise Problem(f"{path} is not a regular file", hint)
+        if info.st_uid not in (0, me):
+            raise Problem(
+                f"{path} belongs to {_user_name(info.st_uid)}, not to you: cruddur does not "
+                "take settings another user could have written",
+                hint,
+            )
+        if info.st_mode & 0o002 or (info.st_mode & 0o020 and info.st_gid != os.getegid()):
+            raise Problem(
+                f"{path} can be written by others: cruddur does not take settings another "
+                "user could have written",
+                hint,
+            )
+        return handle.read()
+
+
+def _user_name(uid: int) -> str:
+    import pwd
+
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return f"uid {uid}"
 
 
 def _first_sentence(help_text: str) -> str:
