@@ -99,15 +99,53 @@ def test_the_lambdas_role_may_only_insert_and_read_users(lambda_url) -> None:
         _refused(conn, "COPY (SELECT 1) TO PROGRAM 'id'")
 
 
-def test_tables_made_later_by_the_owner_are_covered(seeded_db, api_url, lambda_url) -> None:
-    with psycopg.connect(seeded_db, autocommit=True) as owner:  # a migration, say
-        owner.execute("CREATE TABLE public.likes (id serial PRIMARY KEY, note text)")
+def test_the_apis_role_writes_only_what_the_api_writes(api_url) -> None:
+    # It could UPDATE users (a token's sub moved to another account), INSERT users,
+    # read their emails, and rewrite any crud's text, author or counts.
     with psycopg.connect(api_url, autocommit=True) as conn:
-        conn.execute("INSERT INTO likes (note) VALUES ('x')")  # its sequence too
-        assert conn.execute("SELECT count(*) FROM likes").fetchone() == (1,)
-        _refused(conn, "DELETE FROM likes")
-    with psycopg.connect(lambda_url, autocommit=True) as conn:
-        _refused(conn, "SELECT count(*) FROM likes")
+        _refused(conn, "UPDATE users SET cognito_user_id = 'attacker' WHERE handle = 'bayko'")
+        _refused(
+            conn,
+            "INSERT INTO users (display_name, handle, email, cognito_user_id) "
+            "VALUES ('X', 'planted', 'p@x.example', 'sub-planted')",
+        )
+        _refused(conn, "SELECT email FROM users")
+        _refused(conn, "SELECT * FROM users")
+        _refused(conn, "UPDATE activities SET message = 'rewritten'")
+        _refused(conn, "UPDATE activities SET likes_count = 1000")
+        _refused(
+            conn,
+            "INSERT INTO activities (user_uuid, message, likes_count) "
+            "SELECT uuid, 'x', 1000 FROM users LIMIT 1",
+        )
+        # What it does write and read, it may.
+        assert conn.execute("SELECT count(*) FROM users").fetchone() == (3,)
+        conn.execute("UPDATE activities SET replies_count = replies_count WHERE false")
+        conn.execute(
+            "INSERT INTO activities (user_uuid, message) SELECT uuid, 'x' FROM users LIMIT 1"
+        )
+
+
+def test_tables_made_later_by_the_owner_are_given_to_no_one(
+    seeded_db, app_roles, api_url, lambda_url
+) -> None:
+    # Until grant.sql names them: each role gets what its SQL uses, nothing by default
+    # (and the default privileges earlier versions gave the API are taken back).
+    (api, _), (lambda_, _) = app_roles["api"], app_roles["lambda"]
+    with psycopg.connect(seeded_db, autocommit=True) as owner:  # a migration, say
+        owner.execute(
+            sql.SQL(
+                "ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT SELECT ON TABLES TO {}"
+            ).format(sql.Identifier(api))
+        )
+    with Db(seeded_db) as owner:
+        roles.grant(owner, api=api, lambda_=lambda_)
+    with psycopg.connect(seeded_db, autocommit=True) as owner:
+        owner.execute("CREATE TABLE public.likes (id serial PRIMARY KEY, note text)")
+    for url in (api_url, lambda_url):
+        with psycopg.connect(url, autocommit=True) as conn:
+            _refused(conn, "SELECT count(*) FROM likes")
+            _refused(conn, "INSERT INTO likes (note) VALUES ('x')")
 
 
 def test_grants_come_back_after_the_schema_is_loaded_again(seeded_db, app_roles, lambda_url):
@@ -404,7 +442,8 @@ def test_a_migrate_that_fails_part_way_leaves_the_bookkeeping_the_owners(
                 " has_table_privilege(%s, 'notes', 'INSERT')",
                 [api, api, api],
             ).fetchone()
-        assert rights == (False, False, True)  # the API's tables keep theirs
+        # notes: a table grant.sql does not name is no one's but the owner's.
+        assert rights == (False, False, False)
     finally:
         _drop_roles(admin, empty_db, api, lambda_)
 
@@ -426,8 +465,8 @@ def test_role_names_with_dollar_quotes_are_granted_as_named(seeded_db, admin, tm
         with psycopg.connect(seeded_db) as conn:
             rights = conn.execute(
                 "SELECT has_table_privilege(%s, 'schema_migrations', 'INSERT'),"
-                " has_table_privilege(%s, 'activities', 'INSERT'),"
-                " has_table_privilege(%s, 'users', 'INSERT')",
+                " has_any_column_privilege(%s, 'activities', 'INSERT'),"
+                " has_any_column_privilege(%s, 'users', 'INSERT')",
                 [api, api, lambda_],
             ).fetchone()
         assert rights == (False, True, True)

@@ -13,29 +13,43 @@ GRANT USAGE ON SCHEMA public TO {api}, {lambda};
 REVOKE ALL ON ALL TABLES IN SCHEMA public FROM {api}, {lambda};
 REVOKE ALL ON ALL SEQUENCES IN SCHEMA public FROM {api}, {lambda};
 
--- The API reads and writes rows (feeds, cruds, replies); never DELETE, TRUNCATE or DDL.
-GRANT SELECT, INSERT, UPDATE ON ALL TABLES IN SCHEMA public TO {api};
-GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO {api};
--- Tables the owner makes later (migrations) get the same, without waiting for this file.
-ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT SELECT, INSERT, UPDATE ON TABLES TO {api};
-ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT USAGE, SELECT ON SEQUENCES TO {api};
--- Two rules for tables a database on its way through its first migrations may not have
--- yet: the migrations' bookkeeping is the owner's alone (the API must not mark a
--- migration applied or forget one), and the sign-up Lambda adds a user and reads users
--- back, nothing else.
--- The names reach the block as settings of this transaction: a name written into the
--- block's dollar-quoted text would end it early if it held `$$`.
+-- Tables made later by the owner (migrations) get nothing until this file names them:
+-- the default privileges earlier versions gave the API's role are taken back.
+ALTER DEFAULT PRIVILEGES IN SCHEMA public REVOKE ALL ON TABLES FROM {api};
+ALTER DEFAULT PRIVILEGES IN SCHEMA public REVOKE ALL ON SEQUENCES FROM {api};
+-- Each role gets what its SQL uses, column by column where it writes (or, for the API,
+-- reads users); never DELETE, TRUNCATE or DDL. The API: feeds and cruds read; a crud or
+-- a reply added (not its counts, id or time: those are the defaults'); a parent's
+-- replies_count raised; users read for their names and who a token's sub is, never
+-- their emails, never written (the sign-up Lambda and the owner's verbs write them).
+-- The Lambda: a user added, read back. The migrations' bookkeeping: the owner's alone.
+-- In a block, for tables a database on its way through its first migrations may not
+-- have yet. The names reach it as settings of this transaction: a name written into
+-- the block's dollar-quoted text would end it early if it held `$$`.
 SELECT set_config('cruddur.grant_api', {api_name}, true),
        set_config('cruddur.grant_lambda', {lambda_name}, true);
 DO $$
+DECLARE
+  api text := current_setting('cruddur.grant_api');
+  lambda text := current_setting('cruddur.grant_lambda');
 BEGIN
   IF to_regclass('public.schema_migrations') IS NOT NULL THEN
-    EXECUTE format('REVOKE ALL ON public.schema_migrations FROM %I',
-                   current_setting('cruddur.grant_api'));
+    EXECUTE format('REVOKE ALL ON public.schema_migrations FROM %I', api);
+  END IF;
+  IF to_regclass('public.activities') IS NOT NULL THEN
+    EXECUTE format('GRANT SELECT ON public.activities TO %I', api);
+    EXECUTE format(
+      'GRANT INSERT (user_uuid, message, reply_to_activity_uuid, expires_at), '
+      'UPDATE (replies_count) ON public.activities TO %I', api);
   END IF;
   IF to_regclass('public.users') IS NOT NULL THEN
-    EXECUTE format('GRANT SELECT, INSERT ON public.users TO %I',
-                   current_setting('cruddur.grant_lambda'));
+    EXECUTE format(
+      'GRANT SELECT (uuid, display_name, handle, cognito_user_id, created_at) '
+      'ON public.users TO %I', api);
+    EXECUTE format('GRANT SELECT ON public.users TO %I', lambda);
+    EXECUTE format(
+      'GRANT INSERT (display_name, email, handle, cognito_user_id) ON public.users TO %I',
+      lambda);
   END IF;
 END
 $$;
