@@ -30,11 +30,13 @@ from cruddur.db import Db
 from cruddur.embedded import SHARED_ROOT, THROWAWAY_VARIABLE, EmbeddedPostgres
 from cruddur.ops import loading, roles
 from cruddur.ops.migrations import runner
+from cruddur.ops.role_names import API_ROLE, LAMBDA_ROLE
 from cruddur.targets import embedded_server
 from cruddur.urls import with_database, with_user
 
 _STARTED_HERE = pytest.StashKey[bool]()
 _TEMPLATE_MADE_HERE = pytest.StashKey[str]()
+_DEFAULT_ROLES_THERE = pytest.StashKey[frozenset[str]]()  # before the run, on a given server
 # The template's name travels to pytest-xdist's workers in their environment.
 _TEMPLATE_VARIABLE = "CRUDDUR_TEST_TEMPLATE_DB"
 # So do the run's application roles (the API's, the Lambda's): names and passwords.
@@ -211,6 +213,8 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     # a first run) with both.
     os.environ[THROWAWAY_VARIABLE] = "1"
     url = _server_url()
+    if _given_url():  # a server of the developer's: its default roles are theirs
+        session.config.stash[_DEFAULT_ROLES_THERE] = _default_roles_there(url)
     app_roles = _make_roles(url)
     os.environ[_ROLES_VARIABLE] = json.dumps(app_roles)
     name = f"cruddur_test_template_{uuid.uuid4().hex[:12]}"
@@ -240,8 +244,24 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
             for name, _ in json.loads(os.environ.pop(_ROLES_VARIABLE, "{}")).values():
                 with contextlib.suppress(psycopg.Error):  # a database left behind holds it
                     admin.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(name)))
+    there = session.config.stash.get(_DEFAULT_ROLES_THERE, None)
+    if there is not None:
+        # `db setup` and `db roles` in the tests make the default roles (server-wide);
+        # those the server did not have before the run go, once their databases have.
+        with psycopg.connect(_server_url(), autocommit=True) as admin:
+            for name in _default_roles_there(_server_url()) - there:
+                with contextlib.suppress(psycopg.Error):  # a database left behind holds it
+                    admin.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(name)))
     if session.config.stash.get(_STARTED_HERE, False):
         _embedded().stop()
+
+
+def _default_roles_there(url: str) -> frozenset[str]:
+    with psycopg.connect(url, autocommit=True) as admin:
+        rows = admin.execute(
+            "SELECT rolname FROM pg_roles WHERE rolname = ANY(%s)", [[API_ROLE, LAMBDA_ROLE]]
+        ).fetchall()
+    return frozenset(name for (name,) in rows)
 
 
 @pytest.fixture(scope="session", autouse=True)

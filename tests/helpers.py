@@ -3,13 +3,16 @@ port, a server program run as `postgres`, a user pool in moto's Cognito."""
 
 from __future__ import annotations
 
+import atexit
 import logging
 import os
 import pwd
 import re
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import traceback
 from pathlib import Path
 from typing import Any
@@ -32,6 +35,22 @@ ACTIVITY_COLUMNS = frozenset({
 })  # fmt: skip
 
 
+_scratch_home: list[str] = []  # made on first use, removed when this process ends
+
+
+def _with_scratch_home(env: dict[str, str]) -> dict[str, str]:
+    """`env`, given a CRUDDUR_HOME of this process's own when it names a database and no
+    home: `db setup` and `db roles` wrote their roles files (URLs to databases since
+    dropped) and `serve` its port lock into the checkout's .cruddur. Without a URL the
+    command means the checkout's embedded server, whose home that is."""
+    if "CRUDDUR_HOME" in env or not {"CONNECTION_URL", "PROD_CONNECTION_URL"} & env.keys():
+        return env
+    if not _scratch_home:
+        _scratch_home.append(tempfile.mkdtemp(prefix="cruddur-test-home-"))
+        atexit.register(shutil.rmtree, _scratch_home[0], ignore_errors=True)
+    return {**env, "CRUDDUR_HOME": _scratch_home[0]}
+
+
 def run(
     command: str | Path,
     *args: str,
@@ -44,6 +63,7 @@ def run(
         k: v for k, v in os.environ.items() if k not in ("CONNECTION_URL", "PROD_CONNECTION_URL")
     }
     full_env.update({"NO_COLOR": "1", "COLUMNS": "200", **(env or {})})
+    full_env = _with_scratch_home(full_env)
     path = BIN / command if isinstance(command, str) and not command.startswith("/") else command
     return subprocess.run(
         [str(path), *args],
@@ -105,6 +125,7 @@ def cli(
         **(env or {}),
         **extra,
     }
+    wanted = _with_scratch_home(wanted)
     saved_env, saved_argv, saved_cwd = dict(os.environ), sys.argv, os.getcwd()
     saved_levels = _logger_levels()  # the CLI quiets psycopg's logger, rds botocore's
     # Key by key, never os.environ.clear(): another thread (conftest's, making the next
