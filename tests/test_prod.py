@@ -146,15 +146,21 @@ def test_create_and_drop_route_prod(two_dbs, admin) -> None:
 
 @pytest.mark.parametrize("script", ["db-drop", "db-schema-load", "db-setup", "db-kill-all"])
 def test_destructive_prod_verbs_refuse_without_the_typed_name(two_dbs, admin, script) -> None:
-    prod_name = database_name(two_dbs["PROD_CONNECTION_URL"])
-    # No answer through the script as a user runs it; wrong answers in this process.
-    for answer, runner in (("", run), ("yes\n", cli), ("cruddur\n", cli)):
-        result = runner(script, "prod", env=two_dbs, stdin=answer)
-        assert result.returncode == 1
-        assert "not confirmed, nothing done" in result.stderr
-        assert "PRODUCTION" in result.stderr
-    assert database_exists(admin, prod_name)
-    assert tables(two_dbs["PROD_CONNECTION_URL"]) == set()
+    prod_url = two_dbs["PROD_CONNECTION_URL"]
+    # Production's data and a session of its own: a verb that acted before it asked (setup
+    # dropping and making the database again, kill-all disconnecting) would lose them.
+    with psycopg.connect(prod_url, autocommit=True) as session:
+        session.execute("CREATE TABLE keep_me (note text)")
+        session.execute("INSERT INTO keep_me VALUES ('real data')")
+        # No answer through the script as a user runs it; wrong answers in this process.
+        for answer, runner in (("", run), ("yes\n", cli), ("cruddur\n", cli)):
+            result = runner(script, "prod", env=two_dbs, stdin=answer)
+            assert result.returncode == 1
+            assert "not confirmed, nothing done" in result.stderr
+            assert "PRODUCTION" in result.stderr
+            assert "dropped" not in result.stderr and "disconnected" not in result.stderr
+        assert session.execute("SELECT note FROM keep_me").fetchall() == [("real data",)]
+    assert tables(prod_url) == {"keep_me"}
 
 
 def test_typing_the_name_confirms(two_dbs) -> None:
