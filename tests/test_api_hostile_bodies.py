@@ -187,3 +187,41 @@ def test_a_content_length_of_thousands_of_digits_is_read_for_its_value_never_a_5
     assert signed[0] == 200, signed
     huge = _post_raw(served, "Content-Length: " + "9" * 5_000, [valid], token)
     assert huge[0] in (400, 413), huge
+
+
+def test_a_transfer_coding_other_than_chunked_is_a_501_and_changes_nothing(
+    served: Served,
+) -> None:
+    # The server undoes chunked framing only: `gzip, chunked` reached the app with the
+    # body still coded, and a plain body sent so was stored (a 201).
+    before = snapshot(served.url)
+    token = served.token("andrewbrown")
+    body = json.dumps({"message": "coded", "ttl": "1-hour"}).encode()
+    framed = [b"%x\r\n%s\r\n" % (len(body), body), b"0\r\n\r\n"]
+    for coding in ("gzip, chunked", "deflate,chunked", "identity, chunked"):
+        status, answer = _post_raw(served, f"Transfer-Encoding: {coding}", framed, token)
+        assert status == 501, (coding, answer)
+        assert answer["error"] == "not_implemented"
+    assert snapshot(served.url) == before
+
+
+@pytest.mark.parametrize("constant", ["NaN", "Infinity", "-Infinity"])
+def test_python_only_json_constants_are_a_400_and_change_nothing(
+    served: Served, constant: str
+) -> None:
+    # Python's json reads them; JSON has none, and the crud was stored (a 201).
+    token = served.token("andrewbrown")
+    valid = json.dumps({"message": "known", "ttl": "1-hour"}).encode()
+    # A write of the caller's first: known, its next writes take the app's fast way.
+    assert _post_with_length(served, valid, token, len(valid)) == 201
+    before = snapshot(served.url)
+    body = b'{"message": "a", "ttl": "1-day", "x": %s}' % constant.encode()
+    for framing, pieces in (
+        (f"Content-Length: {len(body)}", [body]),  # the fast way, then the app
+        ("Transfer-Encoding: chunked", [b"%x\r\n%s\r\n0\r\n\r\n" % (len(body), body)]),
+    ):
+        status, answer = _post_raw(served, framing, pieces, token)
+        assert status == 400, (framing, answer)
+        assert answer["error"] == "invalid_json"
+        assert f"{constant} is not a JSON value" in answer["message"]
+    assert snapshot(served.url) == before

@@ -46,6 +46,16 @@ def require_json(req: Request | None = None) -> None:
         raise ApiError(
             415, "unsupported_media_type", f"send the body uncompressed, not {encoding[:32]!r}"
         )
+    # The server undoes chunked framing and nothing else: a body sent `gzip, chunked`
+    # reached the app still compressed and was read as if it were not (RFC 9112: a
+    # transfer coding the server does not know is a 501).
+    transfer = req.headers.get("Transfer-Encoding", "")
+    codings = [c.strip().lower() for c in transfer.split(",") if c.strip()]
+    if codings and codings != ["chunked"]:
+        shown = transfer[:48]
+        raise ApiError(
+            501, "not_implemented", f"send the body chunked or with a Content-Length, not {shown!r}"
+        )
 
 
 BODY_READERS_KEY = "cruddur.body_readers"  # app.extensions: this worker's BodyReaders
@@ -176,11 +186,19 @@ def read_declared(stream: BinaryIO, length: int, limit: int | None) -> bytes:
     return raw
 
 
+def _not_json(constant: str) -> Any:
+    raise ValueError(f"{constant} is not a JSON value")
+
+
+# Python's json reads NaN, Infinity and -Infinity, which JSON (RFC 8259) does not have.
+JSON_DECODER = json.JSONDecoder(parse_constant=_not_json)
+
+
 def json_body(req: Request | None = None) -> Any:
     """The body parsed as JSON; UnreadableJson when it cannot be, 413 when too large."""
     raw = body_bytes(req)
     try:
-        return json.loads(raw.decode("utf-8"))
+        return JSON_DECODER.decode(raw.decode("utf-8"))
     except UnicodeDecodeError:
         raise UnreadableJson("the body is not UTF-8 text") from None
     except RecursionError:  # not a ValueError: json gives up on deep nesting this way

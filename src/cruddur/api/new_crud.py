@@ -22,13 +22,18 @@ tests/test_api_new_crud.py sends each case both ways and compares the answers.
 from __future__ import annotations
 
 import io
-import json
 from collections.abc import Callable
 from typing import Any
 
 from cruddur.api.activities import CREATE_PATH, FAILED_WITHOUT_FLASK_KEY, JSON, after_write
 from cruddur.api.auth import InvalidToken, TokenVerifier, bearer_token, no_user
-from cruddur.api.bodies import UTF8_CHARSETS, BodyReaders, declared_length, read_declared
+from cruddur.api.bodies import (
+    JSON_DECODER,
+    UTF8_CHARSETS,
+    BodyReaders,
+    declared_length,
+    read_declared,
+)
 from cruddur.api.db import PRIMARY_KEY
 from cruddur.api.dev_sign_in import local_caller
 from cruddur.api.keys import KeysUnavailable
@@ -82,7 +87,7 @@ class NewCrud:
         raw = self.body_readers.read(read) if self.body_readers is not None else read()
         environ["wsgi.input"] = io.BytesIO(raw)  # for the app, if it takes over
         try:
-            fields = json.loads(raw.decode())
+            fields = JSON_DECODER.decode(raw.decode())
             if not isinstance(fields, dict):
                 return None
             message, ttl = validate_crud(fields)
