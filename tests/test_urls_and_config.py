@@ -154,6 +154,10 @@ def test_the_cognito_url_the_page_is_given_is_checked_like_the_api_url(given: st
         assert Settings.from_env(env).web
     env["CRUDDUR_COGNITO_URL"] = "http://127.0.0.1:5000/"
     assert Settings.from_env(env).web.cognito_url == "http://127.0.0.1:5000"
+    # Without a user pool (dev sign-in) it is not used yet, but checked all the same, as
+    # the README says: serve started with it as if it were fine.
+    with pytest.raises(ConfigError, match="CRUDDUR_COGNITO_URL must be an http:// or https://"):
+        assert Settings.from_env({"CRUDDUR_COGNITO_URL": given}).web
 
 
 def test_the_web_settings_are_checked_on_first_use_and_but_keeps_them_unread() -> None:

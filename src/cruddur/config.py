@@ -754,10 +754,11 @@ class WebSettings:
     @classmethod
     def from_env(cls, env: dict[str, str], auth: AuthSettings) -> WebSettings:
         api_url = _web_url(env, "CRUDDUR_API_URL")
+        # Quoted in the CSP's connect-src like the API's: checked alike, and always (a bad
+        # one set for later stops serve now, not once a user pool is set).
+        given = _web_url(env, "CRUDDUR_COGNITO_URL")
         cognito_url = None
         if not auth.dev:
-            # Quoted in the CSP's connect-src like the API's: checked alike.
-            given = _web_url(env, "CRUDDUR_COGNITO_URL")
             # The issuer is https://cognito-idp.<region>.amazonaws.com/<pool id>.
             cognito_url = given or auth.issuer.rsplit("/", 1)[0]
         return cls(api_url=api_url, cognito_url=cognito_url)
