@@ -41,6 +41,12 @@ def test_status_prod_names_the_command_that_migrates_production(two_dbs) -> None
     local = run(ROOT / ".venv" / "bin" / "cruddur", "db", "status", env=two_dbs)
     assert "(run `bin/db-migrate` or `bin/db-setup`)" in local.stdout
     assert "(`bin/db-migrate` applies them)" in local.stdout
+    # A production database that is not there: its hint names the prod scripts too.
+    missing = {**two_dbs, "PROD_CONNECTION_URL": two_dbs["PROD_CONNECTION_URL"] + "_gone"}
+    gone = cli(ROOT / ".venv" / "bin" / "cruddur", "db", "status", "--prod", env=missing)
+    assert gone.returncode == 1
+    hint = "create it with `bin/db-create prod`, or create and load it with `bin/db-setup prod`"
+    assert hint in gone.stdout, gone.stdout
 
 
 def test_error_hints_on_production_name_the_prod_scripts(two_dbs) -> None:

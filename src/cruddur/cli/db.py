@@ -18,6 +18,7 @@ from cruddur.cli.options import (
     Cli,
     Seconds,
     TargetCommand,
+    for_prod,
     pass_cli,
     prod_option,
     yes_option,
@@ -529,7 +530,9 @@ def status(cli: Cli) -> None:
     found = database_status(target, settings.pool)
     result(f"database  {target.describe()}")
     if not found.reachable:
-        result(f"reachable no: {found.problem}")
+        # Its hints name the scripts as any error's do: with `prod` for production.
+        problem = for_prod(found.problem or "") if cli.prod else found.problem
+        result(f"reachable no: {problem}")
         raise click.exceptions.Exit(1)
     result(f"reachable yes (PostgreSQL {found.server_version})")
     if found.schema_loaded and found.counts_problem:
