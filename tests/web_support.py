@@ -3,9 +3,11 @@ Chromium driven by Selenium (never a browser downloaded from elsewhere)."""
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import os
 import shutil
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -64,7 +66,16 @@ def start_chromium(prefs: dict | None = None):
     options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     if prefs:
         options.add_experimental_option("prefs", prefs)
-    return webdriver.Chrome(options=options, service=Service(executable_path=driver))
+    # Chromium leaves a folder (org.chromium.Chromium.*) in TMPDIR after it quits: one of
+    # this process's own, removed when the process ends, instead of /tmp.
+    if not _browser_tmp:
+        _browser_tmp.append(tempfile.mkdtemp(prefix="cruddur-test-chromium-"))
+        atexit.register(shutil.rmtree, _browser_tmp[0], ignore_errors=True)
+    service = Service(executable_path=driver, env={**os.environ, "TMPDIR": _browser_tmp[0]})
+    return webdriver.Chrome(options=options, service=service)
+
+
+_browser_tmp: list[str] = []  # made on first use
 
 
 def screenshot_folder(tmp: Path) -> Path:
