@@ -7,6 +7,7 @@ insert and read users. The owner keeps everything else.
 
 from __future__ import annotations
 
+import shutil
 import stat
 import uuid
 from collections.abc import Iterator
@@ -19,6 +20,7 @@ from psycopg import errors, sql
 from cruddur.db import Db
 from cruddur.errors import Problem
 from cruddur.ops import loading, roles
+from cruddur.ops.migrations.files import package_dir
 from cruddur.urls import parse
 
 DENIED = errors.InsufficientPrivilege
@@ -517,3 +519,75 @@ def test_an_env_file_whose_folder_cannot_be_made_says_what_to_change(seeded_db, 
     default = here("db", "roles", env=env)
     assert default.returncode == 1
     assert "set CRUDDUR_HOME to a folder you can write" in default.stderr, default.stderr
+
+
+REBUILD_ACTIVITIES = """-- migrate:up
+CREATE TABLE public.activities_new (LIKE public.activities INCLUDING ALL);
+INSERT INTO public.activities_new SELECT * FROM public.activities;
+DROP TABLE public.activities;
+ALTER TABLE public.activities_new RENAME TO activities;
+"""
+
+
+def test_a_table_a_migration_makes_anew_is_the_apis_as_it_commits(
+    seeded_db, admin, tmp_path
+) -> None:
+    # Its grants came back only once every migration had run: a later migration that
+    # failed left the API refused on every feed ("permission denied for table
+    # activities") until someone ran `db roles`.
+    api, lambda_ = (f"cruddur_t_{kind}_{uuid.uuid4().hex[:8]}" for kind in ("api", "lambda"))
+    env = {"CONNECTION_URL": seeded_db, "CRUDDUR_HOME": str(tmp_path / "home")}
+    folder = tmp_path / "migrations"
+    shutil.copytree(package_dir(), folder)
+    (folder / "29990101000000_rebuild_activities.sql").write_text(REBUILD_ACTIVITIES)
+    (folder / "29990102000000_fails.sql").write_text("-- migrate:up\nSELECT 1/0;\n")
+    options = ["--api-role", api, "--lambda-role", lambda_, "--env-file", str(tmp_path / "r.env")]
+    try:
+        assert here("db", "roles", *options, env=env).returncode == 0
+        failed = here("db", "migrate", "--migrations-dir", str(folder), env=env)
+        assert failed.returncode == 1 and "division by zero" in failed.stderr, failed.stderr
+        with psycopg.connect(seeded_db) as conn:
+            rights = conn.execute(
+                "SELECT has_table_privilege(%s, 'activities', 'SELECT'),"
+                " has_column_privilege(%s, 'activities', 'replies_count', 'UPDATE'),"
+                " has_column_privilege(%s, 'activities', 'likes_count', 'UPDATE')",
+                [api, api, api],
+            ).fetchone()
+        assert rights == (True, True, False)
+    finally:
+        _drop_roles(admin, seeded_db, api, lambda_)
+
+
+def test_a_migrate_with_nothing_to_do_narrows_what_an_earlier_version_granted(
+    seeded_db, admin, tmp_path
+) -> None:
+    # A deploy runs `db migrate`; grants narrowed in a new version reached a database
+    # only with a migration to apply, and this version brought none.
+    api, lambda_ = (f"cruddur_t_{kind}_{uuid.uuid4().hex[:8]}" for kind in ("api", "lambda"))
+    env = {"CONNECTION_URL": seeded_db, "CRUDDUR_HOME": str(tmp_path / "home")}
+    options = ["--api-role", api, "--lambda-role", lambda_, "--env-file", str(tmp_path / "r.env")]
+    try:
+        assert here("db", "roles", *options, env=env).returncode == 0
+        with psycopg.connect(seeded_db, autocommit=True) as conn:  # as an earlier version left it
+            conn.execute(sql.SQL("GRANT SELECT, INSERT, UPDATE ON users TO {}").format(
+                sql.Identifier(api)))  # fmt: skip
+            conn.execute(
+                sql.SQL(
+                    "ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT SELECT, INSERT, UPDATE"
+                    " ON TABLES TO {}"
+                ).format(sql.Identifier(api))
+            )
+        migrated = here("db", "migrate", env=env)
+        assert migrated.returncode == 0, migrated.stderr
+        assert "nothing (else) to migrate" in migrated.stderr
+        with psycopg.connect(seeded_db) as conn:
+            rights = conn.execute(
+                "SELECT has_column_privilege(%s, 'users', 'email', 'SELECT'),"
+                " has_table_privilege(%s, 'users', 'UPDATE'),"
+                " (SELECT count(*) FROM pg_default_acl"
+                "  WHERE %s = ANY(SELECT grantee::regrole::text FROM aclexplode(defaclacl)))",
+                [api, api, api],
+            ).fetchone()
+        assert rights == (False, False, 0)
+    finally:
+        _drop_roles(admin, seeded_db, api, lambda_)

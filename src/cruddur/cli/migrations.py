@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -23,7 +24,7 @@ from cruddur.telemetry.commands import traced_command
 # The runner (and with it psycopg), the URL helpers and rich's tables are imported in the
 # bodies that use them: `cruddur db --help` and the other db verbs then start without them.
 if TYPE_CHECKING:
-    from cruddur.config import MigrationSettings
+    from cruddur.config import MigrationSettings, Settings
     from cruddur.ops.migrations import runner
     from cruddur.ops.migrations.files import Migration
     from cruddur.ops.migrations.lock import LockHolder
@@ -321,15 +322,39 @@ def migrate(
                 files = ", ".join(m.file_name for m in accepting)
                 action += f" and record the edited checksum of {files}"
             cli.confirm(action, target)
+        regrant = _regrant(cli.settings, url)
         with runner.locked(url, chosen, _Printer()) as conn:
             applied = runner.migrate(
-                conn, migrations, chosen, _Printer(), strict=strict, accept_edited=accept_edited
+                conn,
+                migrations,
+                chosen,
+                _Printer(),
+                strict=strict,
+                accept_edited=accept_edited,
+                regrant=regrant,
             )
     if applied:
         done(f"{len(applied)} migration{'s' if len(applied) != 1 else ''} applied")
-        grant_again(cli.settings, url)  # tables made anew lose the application roles' grants
     else:
         done("nothing (else) to migrate: the schema is up to date")
+    # Every migrate, even with nothing to apply: a deploy runs it, and that is how grants
+    # narrowed in a new version (roles/grant.sql) reach a database migrated before.
+    grant_again(cli.settings, url)
+
+
+def _regrant(settings: Settings, url: str) -> runner.Regrant | None:
+    """The application roles' grants, given again inside each migration's transaction: a
+    table a migration makes anew is theirs as it commits, not once every later migration
+    has run (nor never, when a later one fails). None where no roles were given here."""
+    from cruddur.db import Db
+    from cruddur.ops import roles
+    from cruddur.ops.connections import admin_pool
+
+    with Db(url, admin_pool(settings.pool), application_name="cruddur-cli") as database:
+        given = roles.given_here(database)
+    if not (given["api"] and given["lambda"]):
+        return None
+    return functools.partial(roles.grant_in, given=given)
 
 
 def _describe(current: runner.Plan) -> None:
@@ -386,6 +411,7 @@ def rollback(
             done("dry run: nothing was changed")
             return
         cli.confirm(f"roll back {len(targets)} migration(s) (their down sections)", target)
+        regrant = _regrant(cli.settings, url)
         with runner.locked(url, chosen, _Printer()) as conn:
             now = runner.rollback_targets(runner.plan(conn, migrations), migrations, steps)
             if now != targets:
@@ -393,10 +419,11 @@ def rollback(
                     "the applied migrations changed while you were confirming (another "
                     "deploy?); nothing was rolled back. Look again with `bin/db-migrations`"
                 )
-            rolled = runner.rollback(conn, migrations, chosen, _Printer(), steps=steps)
+            rolled = runner.rollback(
+                conn, migrations, chosen, _Printer(), steps=steps, regrant=regrant
+            )
     done(f"{len(rolled)} migration{'s' if len(rolled) != 1 else ''} rolled back")
-    if rolled:
-        grant_again(cli.settings, url)
+    grant_again(cli.settings, url)
 
 
 @db.command("migrations")

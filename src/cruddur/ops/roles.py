@@ -13,6 +13,7 @@ schema load or migration; default privileges cover tables the owner makes meanwh
 
 from __future__ import annotations
 
+import itertools
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -21,6 +22,7 @@ import psycopg
 from psycopg import Connection, sql
 
 from cruddur.db import Db, run_script, template
+from cruddur.db.scripts import ScriptError, error_line, split
 from cruddur.errors import Problem
 from cruddur.ops.role_names import API_ROLE as API_ROLE
 from cruddur.ops.role_names import LAMBDA_ROLE as LAMBDA_ROLE
@@ -115,7 +117,24 @@ def ensure(server: Db, role: str, password: str | None = None, *, rotate: bool =
 def grant(database: Db, *, api: str = API_ROLE, lambda_: str = LAMBDA_ROLE) -> int:
     """Give the roles their privileges in this database (as its owner); the statement count."""
     dbname = database.query_value("SELECT current_database()")
-    text = (
+    return run_script(database, _grant_script(dbname, api, lambda_), "roles/grant.sql")
+
+
+def grant_in(conn: psycopg.Connection, given: dict[str, list[str]]) -> None:
+    """`grant` for every pair of the roles `given_here` found, on `conn`, inside its
+    transaction (a migration's: a table it makes anew is theirs as it commits)."""
+    dbname = conn.execute("SELECT current_database()").fetchone()[0]
+    for api, lambda_ in itertools.product(given["api"], given["lambda"]):
+        for statement in split(_grant_script(dbname, api, lambda_)):
+            try:
+                conn.execute(statement.text, prepare=False)
+            except psycopg.Error as exc:
+                line = error_line(statement, exc)
+                raise ScriptError("roles/grant.sql", statement, line, exc) from exc
+
+
+def _grant_script(dbname: str, api: str, lambda_: str) -> str:
+    return (
         sql.SQL(template("roles", "grant"))
         .format(
             database=sql.Identifier(dbname),
@@ -126,7 +145,6 @@ def grant(database: Db, *, api: str = API_ROLE, lambda_: str = LAMBDA_ROLE) -> i
         )
         .as_string(None)
     )
-    return run_script(database, text, "roles/grant.sql")
 
 
 def can_change_schema(db: Db) -> bool:

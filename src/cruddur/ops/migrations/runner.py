@@ -8,7 +8,7 @@ a `Reporter` and raises; it never prints.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -265,8 +265,11 @@ def _step(
     direction: str,
     settings: MigrationSettings,
     bookkeeping: tuple[str, dict[str, object]],
+    regrant: Regrant | None = None,
 ) -> None:
-    """Run one section and its bookkeeping statement, in one transaction when it may."""
+    """Run one section and its bookkeeping statement, in one transaction when it may.
+    `regrant`: the application roles' privileges given again in that transaction, so a
+    table the section makes anew is theirs when it commits."""
     record_sql, params = bookkeeping
     if section.transaction:
         with conn.transaction():
@@ -274,6 +277,8 @@ def _step(
             _run(conn, migration, section.statements, direction)
             conn.execute(template("migrations", "create_table"))
             conn.execute(record_sql, params)
+            if regrant is not None:
+                regrant(conn)
         return
     # transaction:false (CREATE INDEX CONCURRENTLY): its one statement, then the row.
     _set_timeouts(conn, settings, local=False)
@@ -288,6 +293,12 @@ def _step(
     with conn.transaction():
         conn.execute(template("migrations", "create_table"))
         conn.execute(record_sql, params)
+        if regrant is not None:
+            regrant(conn)
+
+
+# Gives the application roles their privileges again, on the migration's connection.
+Regrant = Callable[[psycopg.Connection], None]
 
 
 def refuse_unknown_accepted(current: Plan, accept_edited: tuple[str, ...]) -> None:
@@ -307,8 +318,10 @@ def migrate(
     *,
     strict: bool = False,
     accept_edited: tuple[str, ...] = (),
+    regrant: Regrant | None = None,
 ) -> list[Migration]:
-    """Apply every pending migration in version order; return those applied."""
+    """Apply every pending migration in version order; return those applied. `regrant`:
+    run in each migration's transaction (see _step)."""
     current = plan(conn, migrations)
     refuse_unknown_accepted(current, accept_edited)
     accepted = [m for m in current.edited if m.version in accept_edited]
@@ -337,7 +350,7 @@ def migrate(
         reporter.starting(migration, "up")
         started = time.monotonic()
         record = (template("migrations", "record"), _row(migration, adopted=False))
-        _step(conn, migration, migration.up, "up", settings, record)
+        _step(conn, migration, migration.up, "up", settings, record, regrant)
         reporter.finished(migration, "up", time.monotonic() - started)
         done.append(migration)
     return done
@@ -389,6 +402,7 @@ def rollback(
     reporter: Reporter,
     *,
     steps: int = 1,
+    regrant: Regrant | None = None,
 ) -> list[Migration]:
     """Run the down sections of the latest `steps` applied migrations, newest first."""
     current = plan(conn, migrations)
@@ -399,7 +413,7 @@ def rollback(
         reporter.starting(migration, "down")
         started = time.monotonic()
         forget = (template("migrations", "forget"), {"version": migration.version})
-        _step(conn, migration, migration.down, "down", settings, forget)
+        _step(conn, migration, migration.down, "down", settings, forget, regrant)
         reporter.finished(migration, "down", time.monotonic() - started)
     return targets
 
