@@ -82,6 +82,23 @@ def test_a_dotenv_another_user_could_have_written_is_refused(tmp_path: Path) -> 
         assert "from_the_file" not in refused.stdout
         assert not (tmp_path / "postgres").exists()  # nor anything else done
         os.chown(dotenv, os.geteuid(), -1)
+    if os.geteuid() == 0:  # a link another user made, to a file of yours
+        own = tmp_path / "prod.env"
+        own.write_text(f"CONNECTION_URL={FROM_FILE}\n")
+        dotenv.unlink()
+        dotenv.symlink_to(own)
+        nobody = pwd.getpwnam("nobody").pw_uid
+        os.lchown(dotenv, nobody, -1)
+        refused = cli(CRUDDUR, "db", "status", cwd=tmp_path, env={"CRUDDUR_HOME": str(tmp_path)})
+        assert refused.returncode == 1
+        assert refused.stderr.startswith(f"error: {dotenv} is a link made by nobody"), (
+            refused.stderr
+        )
+        os.lchown(dotenv, 0, -1)  # your own link to your own file is fine
+        read = run(CRUDDUR, "db", "status", cwd=tmp_path)
+        assert f"database  {FROM_FILE}" in read.stdout, read.stderr
+        dotenv.unlink()
+        dotenv.write_text(f"CONNECTION_URL={FROM_FILE}\n")
     # Writable by your own group only (a umask of 002) is yours.
     os.chmod(dotenv, 0o664)
     os.chown(dotenv, -1, os.getegid())

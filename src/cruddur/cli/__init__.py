@@ -170,11 +170,20 @@ def _read_own_file(path: Path) -> bytes:
     sign-in's keys (CRUDDUR_JWKS_URL), the database, or LD_PRELOAD for the programs
     cruddur starts. Refused, like ssh's config: owned by another user (root is
     trusted), writable by others, or by a group other than your own."""
+    hint = f"remove it, or make it yours and not writable by others (chmod go-w {path})"
+    me = os.geteuid()
+    link = os.lstat(path)
+    if stat.S_ISLNK(link.st_mode) and link.st_uid not in (0, me):
+        # A link is judged by who made it too: another user's could pick which of your
+        # files (or root's) is read as your settings.
+        raise Problem(
+            f"{path} is a link made by {_user_name(link.st_uid)}, not by you: cruddur does "
+            "not take settings another user could have chosen",
+            hint,
+        )
     fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     with os.fdopen(fd, "rb") as handle:
         info = os.fstat(fd)
-        hint = f"remove it, or make it yours and not writable by others (chmod go-w {path})"
-        me = os.geteuid()
         if not stat.S_ISREG(info.st_mode):
             raise Problem(f"{path} is not a regular file", hint)
         if info.st_uid not in (0, me):
