@@ -261,6 +261,30 @@ def test_an_rds_managed_secret_completes_the_url(
     assert user_row(url, handle="managed")
 
 
+def test_the_urls_host_wins_over_the_secrets(
+    url: str, aws: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A secret in RDS's format names the instance (`rds create-proxy` makes one so); with
+    # CONNECTION_URL at the proxy, the secret's host replaced the proxy's and every
+    # sign-up went straight to the instance. Here the secret's host is one where nothing
+    # listens: only the URL's reaches the database.
+    params = parse(url)
+    secret = {
+        "engine": "postgres",
+        "username": params["user"],
+        "password": params["password"],
+        "host": "127.0.0.1",
+        "port": 1,
+        "dbname": "elsewhere",
+    }
+    arn = client("secretsmanager").create_secret(Name="cruddur/px", SecretString=json.dumps(secret))
+    passwordless = f"postgresql://{params['host']}:{params['port']}/{params['dbname']}"
+    monkeypatch.setenv("CONNECTION_URL", passwordless)
+    monkeypatch.setenv("CONNECTION_SECRET_ARN", arn["ARN"])
+    handler(cognito_event(preferred_username="viaproxy"), None)
+    assert user_row(url, handle="viaproxy")
+
+
 def test_a_url_without_a_database_is_refused(
     url: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:

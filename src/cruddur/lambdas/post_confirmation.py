@@ -301,6 +301,14 @@ def read_conninfo(env: Mapping[str, str]) -> str:
         names["dbname"] = "dbname"
         parts = {names[k]: str(v) for k, v in secret.items() if k in names and v not in (None, "")}
     try:
+        if url and parts:
+            # The URL says where, the secret who: a secret in RDS's format also names
+            # the instance (`rds create-proxy` makes one so), and it replaced a proxy's
+            # endpoint in the URL, sending every sign-up past the proxy. It fills in
+            # only where the URL is silent.
+            given = conninfo_to_dict(url)
+            who = ("user", "password")
+            parts = {k: v for k, v in parts.items() if k in who or not given.get(k)}
         conninfo = make_conninfo(url, **parts)
         found = conninfo_to_dict(conninfo)
     except psycopg.ProgrammingError:
