@@ -71,6 +71,19 @@ def test_modifies_the_rule_it_is_given(aws: dict[str, str], group: str) -> None:
     assert exports(result.stdout) == {"DB_SG_ID": group, "DB_SG_RULE_ID": rule_id}
 
 
+def test_a_rule_given_for_another_port_is_left_as_it_is(aws: dict[str, str], group: str) -> None:
+    # It was rewritten to admit one address on 5432: the load balancer's public HTTPS
+    # rule gone, and the message said nothing of 443.
+    rule_id = add_rule(group, "0.0.0.0/0", "public HTTPS for the ALB", port=443)
+    result = cli("--ip", "203.0.113.7", env={"DB_SG_ID": group, "DB_SG_RULE_ID": rule_id})
+    assert result.exit_code == 1
+    refusal = f"rule {rule_id} admits tcp 443 (public HTTPS for the ALB), not tcp port 5432"
+    assert refusal in result.stderr, result.stderr
+    assert [(r["FromPort"], r["CidrIpv4"], r["Description"]) for r in inbound(group)] == [
+        (443, "0.0.0.0/0", "public HTTPS for the ALB")
+    ]
+
+
 def test_finds_the_rule_by_description(aws: dict[str, str], group: str) -> None:
     other = add_rule(group, "192.0.2.50/32", "office")
     mine = add_rule(group, "192.0.2.1/32", "GITPOD")

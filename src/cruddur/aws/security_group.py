@@ -151,6 +151,13 @@ def ingress_permission(cidr: str, port: int, description: str) -> dict[str, Any]
     }
 
 
+def _ports(rule: Rule) -> str:
+    if rule.protocol in ("-1", "all"):
+        return "all traffic"
+    low, high = rule.from_port, rule.to_port
+    return f"{rule.protocol} {low if low == high else f'{low}-{high}'}"
+
+
 def allow_ip(
     ec2: Any,
     *,
@@ -177,6 +184,15 @@ def allow_ip(
             raise AwsProblem(
                 f"rule {rule_id} is not an inbound IPv4 address rule",
                 "give an inbound rule with a CIDR source (--rule-id or DB_SG_RULE_ID), or neither",
+            )
+        if rule.protocol not in ("tcp", "6") or not rule.from_port == rule.to_port == port:
+            # Rewritten, another service's rule (public HTTPS for a load balancer, say)
+            # became the database's: its port, source and purpose gone without a word.
+            raise AwsProblem(
+                f"rule {rule_id} admits {_ports(rule)} ({rule.description or 'no description'}),"
+                f" not tcp port {port}: it is not the database's rule, and is left as it is",
+                "give the database's rule (--rule-id or DB_SG_RULE_ID), or neither to find or "
+                "make it (--port for another port)",
             )
     else:
         if not group_id:
