@@ -252,6 +252,35 @@ def test_the_longest_handle_fits_a_phone(browser, site: str, web_db: str) -> Non
             conn.execute("DELETE FROM users WHERE handle = %s", [handle])
 
 
+def test_signed_in_pages_fit_a_phone(browser, site: str, web_db: str) -> None:
+    # Signed in, the header (logo, handle, "Sign out") was wider than a 375 px screen:
+    # 388 px for @andrewbrown, 399 for a long handle, "Sign out" broken over two lines.
+    handle = "g" * 64
+    with psycopg.connect(web_db) as conn:
+        conn.execute(
+            "INSERT INTO users (display_name, handle, email, cognito_user_id)"
+            " VALUES ('Long Handle', %s, 'long2@example.com', 'MOCK-long2')",
+            [handle],
+        )
+    sign_out = "return document.querySelector('#nav button').getBoundingClientRect().height"
+    _phone(browser, True)
+    try:
+        for who in ("andrewbrown", handle):
+            _sign_in_as(browser, site, who)
+            for path in ("/", "/@andrewbrown"):
+                browser.get(site + path)
+                _shown(browser, "ol.feed > li")
+                assert browser.execute_script("return window.innerWidth") == 375
+                assert _no_horizontal_scroll(browser), (who, path)
+                assert browser.execute_script(sign_out) < 48, (who, path)  # one line
+            _css(browser, "#nav button").click()  # sign out
+            _shown(browser, ".flash", "You are signed out.")
+    finally:
+        _phone(browser, False)
+        with psycopg.connect(web_db) as conn:
+            conn.execute("DELETE FROM users WHERE handle = %s", [handle])
+
+
 _LEFT_TO_RIGHT = """
 const text = arguments[0].firstChild, range = document.createRange();
 const left = (i) => { range.setStart(text, i); range.setEnd(text, i + 1);
@@ -284,6 +313,39 @@ def test_a_name_with_a_direction_override_cannot_reverse_the_handle(
         with psycopg.connect(web_db) as conn:  # its crud goes with it
             conn.execute("DELETE FROM users WHERE handle = 'mallory'")
     assert _console_problems(browser) == []
+
+
+def test_load_more_by_keyboard_keeps_the_readers_place(browser, site: str) -> None:
+    # "Load more", disabled while it loads, gave the focus to the page's body: the next
+    # Enter did nothing, and a screen reader was back at the top.
+    browser.get(site + "/")
+    _wait(browser, lambda d: len(_all(d, "ol.feed > li")) == 20)
+    browser.execute_script("document.querySelector('button.more').focus()")
+    ActionChains(browser).send_keys(Keys.ENTER).perform()
+    _wait(browser, lambda d: len(_all(d, "ol.feed > li")) == 29)
+    # Nothing more to load (the button is gone): the focus is on the first new row.
+    assert browser.switch_to.active_element == _all(browser, "ol.feed > li")[20]
+
+
+def test_a_crud_not_found_says_so_in_the_tab_title(browser, site: str) -> None:
+    browser.get(site + "/status/not-a-uuid")
+    _shown(browser, "h1", "Crud not found")
+    assert browser.title == "Crud not found · Cruddur"
+
+
+def test_a_dev_sign_in_past_its_time_is_signed_out_on_the_next_page(browser, site: str) -> None:
+    # It still showed the handle, "Sign out" and the post form: the reader learnt it had
+    # run out only when a post was refused.
+    _sign_in_as(browser, site, "andrewbrown")
+    browser.execute_script(
+        "const s = JSON.parse(sessionStorage.getItem('cruddur.session'));"
+        "s.expiresAt = Date.now() - 1000;"
+        "sessionStorage.setItem('cruddur.session', JSON.stringify(s));"
+    )
+    browser.get(site + "/")
+    _shown(browser, "ol.feed > li")
+    assert not _all(browser, "form.compose") and not _all(browser, "#nav .me")
+    assert browser.execute_script("return sessionStorage.getItem('cruddur.session')") is None
 
 
 def test_a_malformed_address_is_page_not_found(browser, site: str) -> None:
@@ -395,6 +457,8 @@ def test_dev_sign_in_post_reply(browser, site: str, shots) -> None:
     textarea.send_keys("Grüße from a real browser")
     ActionChains(browser).send_keys(Keys.TAB, Keys.TAB, Keys.ENTER).perform()
     _wait(browser, lambda d: _messages(d)[:1] == ["Grüße from a real browser"])
+    # The button, disabled while posting, gave the focus to the page's body: back on it.
+    assert browser.switch_to.active_element == _css(browser, "form.compose button[type=submit]")
     top = _all(browser, "ol.feed > li")[0]
     assert "@andrewbrown" in top.text and "expires in 59 min" in top.text
     assert textarea.get_attribute("aria-invalid") is None

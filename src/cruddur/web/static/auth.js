@@ -11,7 +11,14 @@ let session = load();
 function load() {
   try {
     const saved = JSON.parse(sessionStorage.getItem(KEY) || "null");
-    return saved && saved.accessToken ? saved : null;
+    if (!saved || !saved.accessToken) return null;
+    // A dev token past its time cannot be renewed: shown as signed in, the reader only
+    // learnt otherwise when a post was refused. (A Cognito one renews itself.)
+    if (saved.source === "dev" && !(saved.expiresAt > Date.now())) {
+      sessionStorage.removeItem(KEY);
+      return null;
+    }
+    return saved;
   } catch {
     return null;
   }

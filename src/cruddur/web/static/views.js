@@ -115,6 +115,10 @@ function pagedList({ path, list, status, more, emptyText, pick = (d) => d, rende
   let shown = 0;
   const label = more.textContent; // "Load more", "Load more replies": back after each load
   async function load(first = false) {
+    // A disabled button loses the keyboard's focus (to the page's body): given back
+    // after the load, or to the first new row once there is no more to load.
+    const focused = document.activeElement === more;
+    let firstNew = null;
     more.disabled = true;
     more.textContent = "Loading…";
     try {
@@ -125,6 +129,7 @@ function pagedList({ path, list, status, more, emptyText, pick = (d) => d, rende
         const item = render(row);
         if (item.dataset.uuid) onList.get(item.dataset.uuid)?.remove();
         list.append(item);
+        firstNew ??= item;
       }
       shown += rows.length;
       next = after;
@@ -140,6 +145,13 @@ function pagedList({ path, list, status, more, emptyText, pick = (d) => d, rende
     } finally {
       more.disabled = false;
       more.textContent = label;
+      if (focused && document.activeElement !== more) {
+        if (!more.hidden) more.focus();
+        else if (firstNew) {
+          firstNew.tabIndex = -1;
+          firstNew.focus();
+        }
+      }
     }
   }
   more.addEventListener("click", () => load());
@@ -215,6 +227,7 @@ function checkLength(textarea, max) {
 
 async function submitting(form, work) {
   const button = form.querySelector("button[type=submit]");
+  const focused = document.activeElement; // the button, when pressed from the keyboard
   button.disabled = true;
   try {
     await work();
@@ -223,6 +236,8 @@ async function submitting(form, work) {
     showErrors(form, error);
   } finally {
     button.disabled = false;
+    // Disabled, it lost the focus to the page's body: the reader's place, given back.
+    if (focused?.isConnected && document.activeElement === document.body) focused.focus();
   }
 }
 
@@ -364,6 +379,7 @@ export async function crudPage(main, { uuid }, _navigate, canonical) {
     if (!title.isConnected) return;
     if (error.status === 404 || error.status === 400) {
       title.textContent = "Crud not found";
+      document.title = "Crud not found · Cruddur";
       status.className = "status";
       status.textContent = "This crud does not exist, or it has expired.";
     }
