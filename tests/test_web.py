@@ -327,6 +327,33 @@ def test_load_more_by_keyboard_keeps_the_readers_place(browser, site: str) -> No
     assert browser.switch_to.active_element == _all(browser, "ol.feed > li")[20]
 
 
+def test_back_returns_to_the_readers_place_after_load_more(browser, site: str) -> None:
+    # Back rebuilt the home feed from its first page, at the top: a reader three pages
+    # down had to load them again and find their place.
+    browser.get(site + "/")
+    _wait(browser, lambda d: len(_all(d, "ol.feed > li")) == 20)
+    _css(browser, "button.more").click()
+    _wait(browser, lambda d: len(_all(d, "ol.feed > li")) == 29)
+    row = _all(browser, "ol.feed > li")[25]
+    uuid = row.get_attribute("data-uuid")
+    browser.execute_script("arguments[0].scrollIntoView({block: 'center'})", row)
+    left_at = browser.execute_script("return window.scrollY")
+    assert left_at > 500
+    _css(row, "a.when").click()
+    _shown(browser, "article.crud-main")
+    browser.back()
+    _wait(browser, lambda d: len(_all(d, "ol.feed > li")) == 29)
+    _wait(browser, lambda d: abs(d.execute_script("return window.scrollY") - left_at) < 5)
+    assert _all(browser, "ol.feed > li")[25].get_attribute("data-uuid") == uuid
+    # Forward and back again: the same.
+    browser.forward()
+    _shown(browser, "article.crud-main")
+    browser.back()
+    _wait(browser, lambda d: len(_all(d, "ol.feed > li")) == 29)
+    _wait(browser, lambda d: abs(d.execute_script("return window.scrollY") - left_at) < 5)
+    assert _console_problems(browser) == []
+
+
 def test_a_crud_not_found_says_so_in_the_tab_title(browser, site: str) -> None:
     browser.get(site + "/status/not-a-uuid")
     _shown(browser, "h1", "Crud not found")

@@ -57,6 +57,8 @@ function render(focus) {
 }
 
 export function navigate(path) {
+  // The place on the page left behind, for Back to come to (views.place).
+  history.replaceState({ ...history.state, place: views.place() }, "");
   history.pushState(null, "", path);
   render(true);
   window.scrollTo(0, 0);
@@ -94,7 +96,14 @@ document.addEventListener("click", (event) => {
   navigate(link.getAttribute("href"));
 });
 // Back and forward; a jump within the page (the skip link's #main) is not a new page.
-window.addEventListener("popstate", () => location.pathname !== rendered && render(true));
+// The page comes back as the reader left it (its pages loaded, scrolled there): the
+// browser's own scroll restoration would run before the list has loaded again.
+history.scrollRestoration = "manual";
+window.addEventListener("popstate", () => {
+  if (location.pathname === rendered) return;
+  views.restoreNext(history.state?.place);
+  render(true);
+});
 auth.onChange(renderNav);
 renderNav();
 render(false);

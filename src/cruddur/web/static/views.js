@@ -107,6 +107,18 @@ export function crudItem(a, { main = false, inThread = false } = {}) {
   return item;
 }
 
+// The reader's place on the page on screen: how many pages its list has loaded, and how
+// far down it is. The router keeps it in the history entry it leaves, and hands it back
+// (restoreNext) when Back returns there: the list loads as many pages again and scrolls
+// to where the reader was, instead of starting over at the first page, at the top.
+let pagesLoaded = 0;
+let listsMade = 0; // which list is on screen: a load still running for an old one is not counted
+let restoring = null;
+export const place = () => ({ pages: pagesLoaded, scrollY: window.scrollY });
+export function restoreNext(saved) {
+  restoring = saved && saved.pages > 0 ? saved : null;
+}
+
 // A list that fills itself page by page, following the API's Link: rel="next".
 // A row already on the list (the reader's own reply, appended when posted) moves to
 // where the page puts it: each row once, in the API's order.
@@ -114,7 +126,21 @@ function pagedList({ path, list, status, more, emptyText, pick = (d) => d, rende
   let next = path;
   let shown = 0;
   const label = more.textContent; // "Load more", "Load more replies": back after each load
+  const mine = ++listsMade;
+  const goal = restoring;
+  restoring = null;
+  pagesLoaded = 0;
   async function load(first = false) {
+    const data = await loadPage(first);
+    if (first && goal) {
+      while (data && next && listsMade === mine && pagesLoaded < goal.pages) {
+        if (!(await loadPage())) break;
+      }
+      if (listsMade === mine) window.scrollTo(0, goal.scrollY);
+    }
+    return data;
+  }
+  async function loadPage(first = false) {
     // A disabled button loses the keyboard's focus (to the page's body): given back
     // after the load, or to the first new row once there is no more to load.
     const focused = document.activeElement === more;
@@ -133,6 +159,7 @@ function pagedList({ path, list, status, more, emptyText, pick = (d) => d, rende
       }
       shown += rows.length;
       next = after;
+      if (listsMade === mine) pagesLoaded += 1;
       status.className = "status";
       status.textContent = shown ? "" : emptyText;
       more.hidden = !next;
@@ -154,7 +181,7 @@ function pagedList({ path, list, status, more, emptyText, pick = (d) => d, rende
       }
     }
   }
-  more.addEventListener("click", () => load());
+  more.addEventListener("click", () => loadPage());
   return load;
 }
 
