@@ -259,8 +259,11 @@ def apply_migrations(cli: Cli, migrations: list[Migration], *, confirm: bool) ->
             if current.pending or current.adopt:
                 _describe(current)
                 cli.confirm("apply these migrations", target)
+        regrant = _regrant(cli.settings, url)
         with runner.locked(url, chosen, _Printer()) as conn:
-            return runner.migrate(conn, migrations, chosen, _Printer())
+            applied = runner.migrate(conn, migrations, chosen, _Printer(), regrant=regrant)
+    grant_again(cli.settings, url)  # as `db migrate` does (a database given the roles before)
+    return applied
 
 
 @db.command()
