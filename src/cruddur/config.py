@@ -911,7 +911,7 @@ class Settings(ReprWithoutSecrets):
     migration: MigrationSettings = MigrationSettings()
     telemetry: TelemetrySettings = TelemetrySettings()
     replica: ReplicaSettings = ReplicaSettings()
-    # The API's own role (`cruddur db roles`): it may read and write rows, nothing more.
+    # The API's own role (`cruddur db roles`): the rows and columns the API uses, no more.
     # Unset: the embedded server's API role, or else CONNECTION_URL's user.
     api_connection_url: str | None = None
 

@@ -1,14 +1,16 @@
 """The application's database roles: the API's and the sign-up Lambda's.
 
 The owner (the URL's user: the embedded superuser, RDS's master user) runs migrations
-and the `db` verbs. The API logs in as `cruddur_api`, which may select, insert and
-update rows and nothing else; the Lambda as `cruddur_lambda`, which may only insert
-and read users. Neither is a superuser or belongs to any role, so there is nothing for
+and the `db` verbs. The API logs in as `cruddur_api`, which may read cruds and users'
+public columns, add a crud and raise a parent's replies_count, and nothing else; the
+Lambda as `cruddur_lambda`, which may only insert and read users (db/sql/roles/grant.sql,
+column by column). Neither is a superuser or belongs to any role, so there is nothing for
 `SET ROLE` or `RESET ROLE` to reach.
 
 Two steps, each idempotent: `ensure` makes a role (server-wide) with a password, and
 `grant` gives the roles their privileges in one database. `grant` runs after every
-schema load or migration; default privileges cover tables the owner makes meanwhile.
+schema load, and in each migration's own transaction (`grant_in`): a table a migration
+makes anew is theirs as it commits; a table grant.sql does not name is no one's.
 """
 
 from __future__ import annotations

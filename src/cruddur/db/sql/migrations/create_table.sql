@@ -1,8 +1,8 @@
 -- The bookkeeping: one row per applied migration, written in the same transaction as
 -- the migration itself. `adopted`: recorded without running (the schema was there).
--- Made with no one's privileges but the owner's: the default privileges `db roles` sets
--- (for the API's tables) would otherwise let the API mark a migration applied until
--- grant.sql ran again, which a migrate that failed part-way never did.
+-- Made with no one's privileges but the owner's, whatever default privileges the schema
+-- has: earlier versions of `db roles` set some for the API's tables, which let the API
+-- mark a migration applied until grant.sql ran again.
 DO $$
 DECLARE
   grantee text;
