@@ -945,6 +945,12 @@ def test_malformed_otlp_headers_stop_serve_without_showing_the_key(
             "   ",
             "OTEL_PYTHON_EXPORTER_OTLP_HTTP_CREDENTIAL_PROVIDER names '   ', which no",
         ),
+        (  # X-Ray's, whose package is not installed: raised when the SDK was imported
+            "OTEL_PROPAGATORS",
+            "tracecontext,xray",
+            "OTEL_PROPAGATORS names 'xray', which no installed package provides",
+        ),
+        ("OTEL_PROPAGATORS", "tracecontext,", "OTEL_PROPAGATORS names '', which no"),
         (  # joined with its empty first entry: the flag is no longer at the start
             "OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_SERVER_RESPONSE",
             ",(?i)x-foo",
@@ -966,6 +972,13 @@ def test_a_malformed_sdk_setting_stops_serve_in_one_line(
     refused = run(ROOT / ".venv/bin/cruddur", "serve", "--port", str(free_port()), env=env)
     assert refused.returncode == 1
     assert said in refused.stderr and "Traceback" not in refused.stderr, refused.stderr
+
+
+def test_the_propagators_the_sdk_takes_are_taken() -> None:
+    from cruddur.config import check_otel_sdk_settings
+
+    for value in ("tracecontext,baggage", " tracecontext ", "none", "tracecontext,none,nope"):
+        check_otel_sdk_settings({"OTEL_PROPAGATORS": value})  # as opentelemetry.propagate
 
 
 # An endpoint with an API key in its query and its userinfo, and a key in the headers.

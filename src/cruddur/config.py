@@ -524,7 +524,7 @@ def check_otel_sdk_settings(env: Mapping[str, str]) -> None:
     """ConfigError, naming the variable, for an SDK setting the SDK would raise on: a
     span limit that is not a whole number of 0 or more, a batch setting under 1 (or a
     batch larger than the queue), a URL or header pattern that is not a regex, a
-    credential provider no installed package offers."""
+    credential provider or a propagator no installed package offers."""
     for name in _OTEL_COUNTS:
         _number(env, name, 0, minimum=0, kind=int)
     batch = {
@@ -549,6 +549,7 @@ def check_otel_sdk_settings(env: Mapping[str, str]) -> None:
                 f"{name} names {wanted!r}, which no installed package provides "
                 f"(offered: {', '.join(sorted(offered)) or 'none'})"
             )
+    _check_propagators(env.get("OTEL_PROPAGATORS", ""))
     for name in _OTEL_PATTERN_LISTS:
         value = env.get(name, "")
         # Split and joined as the instrumentations do, empty entries kept: ",(?i)x" fails.
@@ -559,6 +560,25 @@ def check_otel_sdk_settings(env: Mapping[str, str]) -> None:
             raise ConfigError(
                 f"{name} holds a pattern that is not a regular expression: {exc}"
             ) from None
+
+
+def _check_propagators(configured: str) -> None:
+    """OTEL_PROPAGATORS as opentelemetry.propagate reads it when imported (by the
+    instrumentations): a name no installed package offers (`xray` without its package)
+    raised there, and stopped serve's workers, the CLI's verbs and a Lambda's sign-up."""
+    if not configured:
+        return
+    from importlib.metadata import entry_points  # only when some are named
+
+    offered = entry_points(group="opentelemetry_propagator").names
+    for name in (part.strip() for part in configured.split(",")):
+        if name.lower() == "none":  # no propagators at all, whatever follows
+            return
+        if name not in offered:
+            raise ConfigError(
+                f"OTEL_PROPAGATORS names {name!r}, which no installed package provides "
+                f"(offered: {', '.join(sorted(offered)) or 'none'})"
+            )
 
 
 def check_otlp_destination(env: Mapping[str, str]) -> None:

@@ -184,6 +184,9 @@ def _tracing() -> tuple[Any, Any] | None:
     except ImportError as exc:
         log.warning("traces: %s is not in the function (add the ADOT Lambda layer)", exc.name)
         return None
+    except Exception as exc:  # the SDK refusing a setting: the sign-up goes on untraced
+        log.warning("traces off: %s", _described(exc))
+        return None
     _traced = (provider.get_tracer(__name__), provider)
     return _traced
 
