@@ -26,7 +26,10 @@ from typing import Any
 from cruddur.config import TelemetrySettings
 
 DEFAULT_SERVICE_NAME = "backend-flask"  # the original's OTEL_SERVICE_NAME
-STOP_FLUSH_SECONDS = 5.0  # what a stopping process waits for its last spans to go out
+# What a stopping process waits for its last spans to go out: under granian's 5 s kill
+# timeout (serving.WORKERS_KILL_TIMEOUT), so a worker whose receiver is down or slow still
+# ends on its own, its metrics' files cleaned up, instead of being killed at 5 s.
+STOP_FLUSH_SECONDS = 3.0
 
 log = logging.getLogger("cruddur.telemetry")
 
