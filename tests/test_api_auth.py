@@ -6,6 +6,7 @@ import base64
 import hashlib
 import hmac
 import json
+import logging
 import time
 
 import jwt
@@ -65,6 +66,16 @@ def test_no_token_is_401_with_a_bearer_challenge(api, seeded_db: str) -> None:
 def test_malformed_authorization_is_401(api, seeded_db: str, header: str) -> None:
     response = _refused(api, seeded_db, None, headers={"Authorization": header})
     assert response.headers["WWW-Authenticate"].startswith("Bearer")
+
+
+def test_a_refused_token_is_logged_with_the_request_id_as_a_field(
+    api, seeded_db: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    # It was only inside the message: a Logs Insights filter on request_id missed it.
+    with caplog.at_level(logging.INFO, logger="cruddur.api"):
+        response = _refused(api, seeded_db, None, headers={"Authorization": "Bearer not.a.jwt"})
+    (record,) = [r for r in caplog.records if "token refused" in r.getMessage()]
+    assert record.request_id == response.headers["X-Request-Id"]
 
 
 def test_expired_token_is_401(api, mint, seeded_db: str) -> None:

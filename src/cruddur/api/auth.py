@@ -202,17 +202,25 @@ def signed_in(view: F) -> F:
             # Its private key is on this machine: a dev token proves nothing from elsewhere
             # (nor through a proxy, which makes every caller look local).
             log.warning(
-                "request %s: dev token from %s refused", request_id(), environ.get("REMOTE_ADDR")
+                "request %s: dev token from %s refused",
+                request_id(),
+                environ.get("REMOTE_ADDR"),
+                extra={"request_id": request_id()},
             )
             raise _unauthorized("development tokens are accepted only from this machine")
         try:
             claims = verifier.verify(_bearer_token(environ))
         except InvalidToken as exc:
-            log.info("request %s: token refused: %s", request_id(), exc)
+            log.info(
+                "request %s: token refused: %s",
+                request_id(),
+                exc,
+                extra={"request_id": request_id()},
+            )
             metrics.count_refused_token(exc.reason)
             raise _unauthorized(str(exc)) from None
         except KeysUnavailable as exc:
-            log.error("request %s: %s", request_id(), exc)
+            log.error("request %s: %s", request_id(), exc, extra={"request_id": request_id()})
             # Like the database's 503, say when to come back: the key set's next attempt
             # to fetch the keys; sooner would only get this 503 again.
             retry_after = str(math.ceil(verifier.keys.retry_after_failure))

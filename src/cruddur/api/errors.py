@@ -162,13 +162,23 @@ def _on_database_error(exc: psycopg.Error) -> Response:
         return _on_database_unavailable(exc)
     if isinstance(exc, psycopg.errors.UndefinedTable | psycopg.errors.UndefinedFunction):
         metrics.count_db_error(exc)
-        log.warning("request %s: the schema is missing: %s", request_id(), exc.sqlstate)
+        log.warning(
+            "request %s: the schema is missing: %s",
+            request_id(),
+            exc.sqlstate,
+            extra={"request_id": request_id()},
+        )
         return error_response(schema_not_ready_error())
     if isinstance(exc, InvalidText | psycopg.errors.CheckViolation | psycopg.DataError):
         # The checks in services.validation should have caught it; the schema's own
         # checks are the last line, and their failure is still the client's input.
         metrics.count_db_error(exc)
-        log.info("request %s: refused by the database: %s", request_id(), exc.sqlstate)
+        log.info(
+            "request %s: refused by the database: %s",
+            request_id(),
+            exc.sqlstate,
+            extra={"request_id": request_id()},
+        )
         return error_response(
             ApiError(422, "validation_failed", "the database refused a value in the request")
         )
