@@ -8,6 +8,7 @@ import json
 import logging
 import os
 import secrets
+import signal
 import socket
 import subprocess
 import sys
@@ -512,6 +513,46 @@ def test_a_receiver_down_or_slow_never_slows_or_fails_a_request(
     finally:
         if slow:
             slow.close()
+
+
+def test_a_stalled_stdout_never_stops_the_server_answering(module_db: str, tmp_path: Path) -> None:
+    # A record logged in a request's thread (here "token refused", one per bad token) was
+    # written there: with stdout's reader stalled the write blocked, holding the handler's
+    # lock, until no thread was left to answer anyone, /api/health included.
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "PROD_"))}
+    env.update(
+        CONNECTION_URL=module_db, CRUDDUR_HOME=str(tmp_path), NO_COLOR="1", PORT=str(port),
+        CRUDDUR_METRICS_PORT="",
+    )  # fmt: skip
+    server = subprocess.Popen(
+        [str(CRUDDUR), "serve", "--workers", "1", "--threads", "2"],
+        env=env,
+        stdout=subprocess.PIPE,  # read by no one until the end: the pipe fills (64 kB)
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 40
+        while True:
+            try:
+                if request(f"{base}/api/health")[0] == 200:
+                    break
+            except OSError:
+                pass
+            assert time.monotonic() < deadline and server.poll() is None, "serve did not start"
+            time.sleep(0.1)
+        bad = {"Authorization": "Bearer not.a.jwt", "Content-Type": "application/json"}
+        for n in range(400):  # ~0.5 kB of lines each: far past what the pipe holds
+            status = request(f"{base}/api/activities", data=b"{}", headers=bad, method="POST")[0]
+            assert status == 401, n
+        assert request(f"{base}/api/health")[0] == 200
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        output = server.communicate(timeout=30)[0].decode()  # read at last: all written
+    refused = [line for line in output.splitlines() if "token refused" in line]
+    assert len(refused) == 400  # under the queue's bound: every record, once stdout read
 
 
 def test_an_unexpected_error_logs_its_traceback_as_one_json_record(app, api) -> None:

@@ -28,7 +28,7 @@ def start_process(settings: TelemetrySettings, *, dev: bool = False, server: boo
     # (commands), and loading metrics (multiprocessing) cost each of them ~10 ms.
     from cruddur.telemetry import logs, metrics, tracing
 
-    logs.configure(settings, dev=dev)
+    logs.configure(settings, dev=dev, queued=server and not dev)
     if settings.traces:
         tracing.start(settings, gated=server)
     if settings.metrics:

@@ -336,11 +336,13 @@ REQUEST_LOGGER = "cruddur.request"
 _json_stdout: int | None = None  # stdout's descriptor, when our JSON handler writes there
 
 
-def configure(settings: TelemetrySettings, *, dev: bool = False) -> None:
+def configure(settings: TelemetrySettings, *, dev: bool = False, queued: bool = False) -> None:
     """Route the root logger to stdout in the chosen format, once per process.
 
     A process whose root logger already has a handler (pytest's, an embedding program's)
-    keeps it: only the level is set.
+    keeps it: only the level is set. queued: written from a thread of their own, the
+    caller only queues (a server worker, whose requests must not wait on stdout:
+    log_queue.py).
     """
     global _configured, _json_stdout
     root = logging.getLogger()
@@ -352,7 +354,12 @@ def configure(settings: TelemetrySettings, *, dev: bool = False) -> None:
     handler.setFormatter(TextFormatter() if text else JsonFormatter())
     if settings.secrets:
         handler.addFilter(Redactor(settings.secrets))
-    root.addHandler(handler)
+    if queued:
+        from cruddur.telemetry.log_queue import QueuedRecords
+
+        root.addHandler(QueuedRecords(handler, current_trace_ids))
+    else:
+        root.addHandler(handler)
     _configured = True
     if not text:
         try:
