@@ -9,8 +9,10 @@ and `pg_wal_replay_pause()`.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import signal
 import subprocess
 import time
 from pathlib import Path
@@ -122,6 +124,14 @@ class ReplicaPair:
         )  # fmt: skip
         self.wait_accepting(self.replica_url)
 
+    def freeze_replica(self, frozen: bool) -> None:
+        """SIGSTOP (or SIGCONT) the replica's server and every process it started: a
+        server that still accepts bytes on its sockets (the kernel does) but never answers."""
+        postmaster = int((self.replica_dir / "postmaster.pid").read_text().split()[0])
+        for pid in [postmaster, *_children(postmaster)]:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGSTOP if frozen else signal.SIGCONT)
+
     def stop_replica(self, mode: str = "fast") -> None:
         subprocess.run(
             [str(self.primary.bin_dir() / "pg_ctl"), f"--pgdata={self.replica_dir}",
@@ -170,6 +180,19 @@ class ReplicaPair:
                 if time.monotonic() > deadline:
                     raise
                 time.sleep(0.05)
+
+
+def _children(parent: int) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == parent:
+                found.append(int(entry.name))
+    return found
 
 
 def activity_scans(url: str) -> int:

@@ -13,6 +13,7 @@ import subprocess
 import time
 import urllib.request
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import psycopg
@@ -104,6 +105,36 @@ def test_a_healthy_replica_serves_the_reads(pair: ReplicaPair, tmp_path: Path) -
     on_primary = activity_scans(pair.primary_url) - before[1]
     assert on_replica >= 100, (on_replica, on_primary)
     assert on_primary == 0, (on_replica, on_primary)
+
+
+def test_a_replica_that_stops_answering_costs_a_read_seconds_not_for_ever(
+    pair: ReplicaPair, tmp_path: Path
+) -> None:
+    # A replica whose processes still take bytes but never answer (stopped, or behind a
+    # pooler that queues the query) held reads already sent to it for ever: a few such
+    # reads held every thread of a worker, health checks and writes included.
+    pair.wait_caught_up()
+    app, api, _ = _app(pair, tmp_path, CRUDDUR_FEED_CACHE="0")
+    try:
+        _wait_until(lambda: _in_use(api))
+        assert api.get("/api/activities/@andrewbrown").status_code == 200  # a connection open
+        reader = ThreadPoolExecutor(1)  # a read that hangs fails the test, not the run
+        pair.freeze_replica(True)
+        try:
+            for path in ("/api/activities/@andrewbrown", "/api/activities/home"):
+                started = time.monotonic()
+                response = reader.submit(api.get, path).result(timeout=10)
+                waited = time.monotonic() - started
+                assert response.status_code == 200, response.get_data(as_text=True)
+                # The read's deadline (2 s), then the primary: a bound for the user.
+                assert waited < 5, (path, waited)
+            assert not _in_use(api)  # skipped until the watcher finds it well again
+        finally:
+            pair.freeze_replica(False)  # also lets a hung read end, and its thread
+            reader.shutdown()
+        _wait_until(lambda: _in_use(api), seconds=30)
+    finally:
+        _close(app)
 
 
 def test_a_reply_read_with_its_position_sees_itself_every_time(

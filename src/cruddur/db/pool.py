@@ -20,6 +20,7 @@ from psycopg.rows import RowFactory, tuple_row
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from cruddur.config import PoolSettings
+from cruddur.db.deadlines import DEADLINES, DeadlinePassed
 from cruddur.db.reachability import Reachability
 
 # With a Reachability (fail_fast=True): psycopg_pool's own reconnection gives up almost at
@@ -121,9 +122,13 @@ class Db:
         check: bool = True,
         behind_pooler: bool = False,
         fail_fast: bool = False,
+        deadline: float | None = None,
     ) -> None:
         self.conninfo = conninfo
         self.check = check
+        # Seconds a query may wait for its server before its connection is cut (a read
+        # that can go elsewhere: the replica's); None: as long as the server takes.
+        self.deadline = deadline
         self.settings = pool or PoolSettings()
         self._connect_kwargs: dict[str, Any] = {
             "autocommit": autocommit,
@@ -302,6 +307,8 @@ class Db:
         request, and that manager cost as much again as the pool's checkout and return."""
         pool = self.pool
         conn = self._take(pool)
+        if self.deadline is not None:
+            return self._using_within(pool, conn, work, self.deadline)
         try:
             if conn.autocommit:
                 return work(conn)
@@ -312,6 +319,32 @@ class Db:
             raise
         finally:
             pool.putconn(conn)
+
+    def _using_within(
+        self,
+        pool: ConnectionPool | None,
+        conn: PooledConnection,
+        work: Callable[[PooledConnection], Any],
+        seconds: float,
+    ) -> Any:
+        """_using's work with its connection cut after `seconds` (db/deadlines.py):
+        DeadlinePassed then, never retried here (the server is there but does not answer:
+        the caller goes elsewhere). pool: where the connection goes back, if it is ours."""
+        token = DEADLINES.watch(conn, seconds)
+        try:
+            if conn.autocommit:
+                return work(conn)
+            with conn:
+                return work(conn)
+        except psycopg.OperationalError as exc:
+            if DEADLINES.unwatch(token):
+                raise DeadlinePassed(f"no answer from the server within {seconds:g} s") from exc
+            self._failed(conn, exc)
+            raise
+        finally:
+            DEADLINES.unwatch(token)
+            if pool is not None:
+                pool.putconn(conn)
 
     def query_commit(self, sql: str, params: Params = None) -> Any:
         """Run a write in its own transaction; return RETURNING's first value, else None."""
@@ -418,6 +451,8 @@ class _Pinned(Db):
 
     def _using(self, work: Callable[[PooledConnection], Any]) -> Any:
         conn = self._conn
+        if self.deadline is not None:
+            return self._using_within(None, conn, work, self.deadline)
         try:
             if conn.autocommit:
                 return work(conn)
