@@ -385,3 +385,28 @@ def test_a_connection_that_was_up_is_lost_whatever_libpq_says() -> None:
     assert redacted_reason(closed, connected=True) == (
         "OperationalError: connection lost (libpq's message is not shown)"
     )
+
+
+def test_a_wall_clock_stepped_back_does_not_keep_a_copy_past_its_second() -> None:
+    # Its age was kept by the wall clock: stepped back an hour (NTP, a VM resumed), a
+    # copy outlived the 1 s bound by that hour, the only bound on changes made outside
+    # the API.
+    from types import SimpleNamespace
+
+    from cruddur.services.feed_cache import FirstPages
+    from cruddur.services.paging import Page
+
+    wall, ticks, builds = [1_000_000.0], [50.0], []
+    changes = SimpleNamespace(listening=True, generation=1)
+    pages = FirstPages(changes, clock=lambda: wall[0], ticks=lambda: ticks[0])  # type: ignore[arg-type]
+
+    def build():
+        builds.append(1)
+        return Page(f"[{len(builds)}]".encode(), None), None
+
+    assert pages.get(20, build).page.body == b"[1]"
+    wall[0] -= 3600
+    ticks[0] += 0.5
+    assert pages.get(20, build).page.body == b"[1]"  # within its second: kept
+    ticks[0] += 0.6
+    assert pages.get(20, build).page.body == b"[2]"  # past it, whatever the wall clock says

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable
@@ -246,7 +247,8 @@ class Kept:
     page: Page
     etag: str
     generation: int
-    fresh_until: float  # time.time() seconds
+    fresh_until: float  # time.monotonic() seconds: the copy's age bound
+    expires_at: float  # time.time() seconds: its first crud's expiry (inf: none)
 
 
 class FirstPages:
@@ -258,10 +260,14 @@ class FirstPages:
         *,
         max_age: float = MAX_AGE_SECONDS,
         clock: Callable[[], float] = time.time,
+        ticks: Callable[[], float] = time.monotonic,
     ) -> None:
         self.changes = changes
         self.max_age = max_age
+        # The age bound by a clock no one sets (a wall clock stepped back an hour kept a
+        # copy an hour); expiry by the wall clock, as the database's expires_at is.
         self._clock = clock
+        self._ticks = ticks
         self._kept: dict[int, Kept] = {}
         self._build_locks: dict[int, threading.Lock] = {}
         self._lock = threading.Lock()
@@ -271,7 +277,8 @@ class FirstPages:
         return (
             kept is not None
             and kept.generation == self.changes.generation
-            and self._clock() < kept.fresh_until
+            and self._ticks() < kept.fresh_until
+            and self._clock() < kept.expires_at
         )
 
     def get(self, limit: int, build: Callable[[], tuple[Page, datetime | None]]) -> Kept:
@@ -296,13 +303,11 @@ class FirstPages:
             return kept
 
     def _build(self, build: Callable[[], tuple[Page, datetime | None]], generation: int) -> Kept:
-        started = self._clock()
+        started = self._ticks()
         page, first_expiry = build()
         self.builds += 1
-        fresh_until = started + self.max_age
-        if first_expiry is not None:
-            fresh_until = min(fresh_until, first_expiry.timestamp())
-        return Kept(page, etag_of(page), generation, fresh_until)
+        expires_at = math.inf if first_expiry is None else first_expiry.timestamp()
+        return Kept(page, etag_of(page), generation, started + self.max_age, expires_at)
 
     def clear(self) -> None:
         self._kept.clear()
