@@ -225,6 +225,31 @@ def test_a_broken_state_file_is_explained_and_data_is_kept(home) -> None:
     state_file.write_text(saved)  # so that the fixture can clean up
 
 
+def test_a_copied_home_never_drives_the_originals_server(home, tmp_path) -> None:
+    # The state names the cluster by the home's path then: a copy (`cp -a` of a checkout)
+    # started, stopped and set up the original's server; a moved one found none.
+    env = {"CRUDDUR_HOME": str(home)}
+    assert cruddur("db", "up", env=env).returncode == 0
+    assert cruddur("db", "down", env=env).returncode == 0
+    cluster = Path(json.loads((home / "postgres.json").read_text())["cluster_dir"])
+    copy = tmp_path / "copy"
+    subprocess.run(["cp", "-a", str(home), str(copy)], check=True)  # owners kept, as root
+    try:
+        status = cruddur("db", "status", env={"CRUDDUR_HOME": str(copy)})
+        if cluster.parent.parent == SHARED_ROOT:  # as root: the cluster is outside the home
+            assert status.returncode == 1
+            assert "made for this home at another path (was it moved or copied?)" in (
+                status.stderr
+            ), status.stderr
+            assert cruddur("db", "up", env={"CRUDDUR_HOME": str(copy)}).returncode == 1
+        else:  # inside it: the copy has a cluster of its own
+            assert f"data in {copy / 'postgres' / 'data'}" in status.stdout, status.stdout
+        assert not (cluster / "data" / "postmaster.pid").exists()  # the original's: still down
+    finally:
+        cruddur("db", "down", env={"CRUDDUR_HOME": str(copy)})
+        shutil.rmtree(copy, ignore_errors=True)
+
+
 @pytest.mark.parametrize(
     "text",
     ['{"port": "x", "password": "p"}', "[]", '{"port": 70000}', '{"roles": {"a": 1}}', "null"],

@@ -304,8 +304,26 @@ class EmbeddedPostgres:
 
     @property
     def cluster_dir(self) -> Path:
-        """Where the data and log live: under the home, unless the server user cannot reach it."""
-        return Path(str(self._state().get("cluster_dir", self.root)))
+        """Where the data and log live: under the home, unless the server user cannot reach it.
+
+        The state names it with the home's path at the time: a checkout moved since found
+        no cluster (and was told to remove the one it had), and a copy drove the
+        original's server (its `db setup` would have dropped the original's database).
+        Under the home it is the home's own folder, wherever the home is now; in the
+        shared place it must be the one made for this home."""
+        recorded = self._state().get("cluster_dir")
+        if recorded is None:
+            return self.root
+        cluster = Path(str(recorded))
+        if cluster.parent.parent != SHARED_ROOT:
+            return self.root
+        if cluster != _shared_path("data", self.root) / "cluster":
+            raise EmbeddedError(
+                f"{self._state_file} names the cluster {cluster}, made for this home at "
+                "another path (was it moved or copied?): move it back, or remove "
+                f"{self._state_file} to start afresh here"
+            )
+        return cluster
 
     @property
     def data_dir(self) -> Path:
