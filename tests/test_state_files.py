@@ -3,11 +3,12 @@ could have written (not yours, or writable by group or others) is refused."""
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 
 import pytest
-from helpers import ROOT, run
+from helpers import ROOT, cli, run
 
 from cruddur.config import Settings
 
@@ -154,6 +155,29 @@ def test_a_home_that_cannot_be_made_is_a_one_line_error(tmp_path) -> None:
     assert result.returncode == 1
     assert f"cannot make the folder {tmp_path / 'afile' / 'home'}: Not a directory" in result.stderr
     assert "unexpected" not in result.stderr
+
+
+@pytest.mark.parametrize("verb", [("db", "up"), ("serve", "--port", "1")])
+def test_a_home_you_may_not_write_is_a_one_line_error(tmp_path, monkeypatch, verb) -> None:
+    # A home there but not writable (mode 0555 as a user, a read-only mount of the
+    # checkout as root) was "unexpected PermissionError" for its lock files. As root the
+    # permission is not checked, so the refusal is made here, for the lock files only.
+    real_open = os.open
+
+    def refused(path, flags, *args, **kwargs):
+        if str(path).endswith(".lock"):
+            raise PermissionError(errno.EACCES, "Permission denied", str(path))
+        return real_open(path, flags, *args, **kwargs)
+
+    monkeypatch.setattr(os, "open", refused)
+    env = {"CRUDDUR_HOME": str(tmp_path / "home")}
+    result = cli(ROOT / ".venv/bin/cruddur", *verb, env=env)
+    assert result.returncode == 1
+    assert "unexpected" not in result.stderr, result.stderr
+    assert f"cannot open {tmp_path / 'home'}/" in result.stderr
+    assert "Permission denied; set CRUDDUR_HOME to a folder of your own you can write" in (
+        result.stderr
+    )
 
 
 def test_dev_token_with_an_empty_handle_says_so(tmp_path) -> None:

@@ -19,7 +19,7 @@ import sys
 import time
 from pathlib import Path
 
-from cruddur.safe_paths import private_folder
+from cruddur.safe_paths import not_writable, private_folder
 
 
 class PortTaken(RuntimeError):
@@ -230,7 +230,12 @@ def claim(host: str, port: int, lock_dir: Path) -> int:
 def lock_file(path: Path) -> int | None:
     """A descriptor holding the lock on `path`, or None while a server holds it."""
     for attempt in range(LOCK_TRIES):
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+        except OSError as exc:
+            if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+                raise not_writable(path, exc) from None
+            raise
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

@@ -101,6 +101,8 @@ def open_private(path: Path, flags: int, mode: int = 0o600) -> int:
             raise UnsafePath(
                 f"{path} is a symbolic link: cruddur does not follow links in its state; remove it"
             ) from None
+        if exc.errno in _NOT_YOURS_TO_WRITE:
+            raise not_writable(path, exc) from None
         raise
     try:
         info = os.fstat(fd)
@@ -111,6 +113,18 @@ def open_private(path: Path, flags: int, mode: int = 0o600) -> int:
         os.close(fd)
         raise
     return fd
+
+
+# A home you may not write (mode 0555, a read-only mount of the checkout): said in one
+# line, not as an "unexpected PermissionError".
+_NOT_YOURS_TO_WRITE = frozenset({errno.EACCES, errno.EPERM, errno.EROFS})
+
+
+def not_writable(path: Path, exc: OSError) -> UnsafePath:
+    return UnsafePath(
+        f"cannot open {path}: {exc.strerror}; set CRUDDUR_HOME to a folder of your own "
+        "you can write"
+    )
 
 
 def read_private(path: Path) -> bytes:
