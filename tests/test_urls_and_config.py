@@ -452,6 +452,12 @@ def test_a_passwords_piece_read_as_a_query_parameter_is_not_named() -> None:
         ("postgresql://u@h/x?sslpassword=sec&ret=1", "an unknown connection parameter (its"),
         ("host=h password='secret", "a quoted value has no closing quote"),
         ("postgresql://u:sec ret@h/x", "it has a space inside a part"),
+        # libpq reads these only as it connects: serve took them for an outage, for ever.
+        ("postgresql://u:secret@h:99999/x", "the port '99999' is not a number from 1 to 65535"),
+        ("postgresql://u:secret@h1:5432,h2:0/x", "the port '0' is not a number from 1 to"),
+        ("postgresql://u:secret@h/x?sslmode=bogus", "sslmode must be one of disable, allow,"),
+        # Another database's URL: it was "a parameter has no '='".
+        ("mysql://u:secret@h/x", "mysql:// is not a PostgreSQL URL; expected postgresql://"),
     ],
 )
 def test_a_malformed_url_says_why_and_never_quotes_it(url: str, reason: str) -> None:

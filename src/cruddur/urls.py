@@ -48,11 +48,11 @@ def parse(conninfo: str) -> dict[str, str]:
     """The string's parameters, as libpq reads them. A URI that libpq would read
     otherwise than a person does (a password with a raw "/", "@" or "?": libpq takes
     `user:pass` for `host:port`, or splits at the password's "@") is refused first."""
-    problem = _ambiguous_uri(conninfo)
+    problem = _ambiguous_uri(conninfo) or _other_scheme(conninfo)
     if problem:
         raise MalformedUrl(problem)
     try:
-        return {k: str(v) for k, v in conninfo_to_dict(conninfo).items()}
+        params = {k: str(v) for k, v in conninfo_to_dict(conninfo).items()}
     except UnicodeDecodeError:
         # A percent-encoded value that is not UTF-8 (a Latin-1 %E9): the error's own text
         # names a byte of it and where, and the value may be the password.
@@ -63,6 +63,34 @@ def parse(conninfo: str) -> dict[str, str]:
             # Maybe a query value's "@", maybe a password's "@" that libpq split at.
             reason += f'; if the password has an "@", "/" or "?": {ENCODE_PASSWORD}'
         raise MalformedUrl(reason) from None
+    # libpq reads these only when it connects: `serve` took a port of 99999 for a passing
+    # outage and answered 503 for ever, where `db create` said what was wrong.
+    for port in filter(None, params.get("port", "").split(",")):
+        if not (port.isascii() and port.isdigit() and 1 <= int(port) <= 65535):
+            raise MalformedUrl(f"the port {port[:16]!r} is not a number from 1 to 65535")
+    mode = params.get("sslmode")
+    if mode is not None and mode not in SSL_MODES:
+        raise MalformedUrl(f"sslmode must be one of {', '.join(SSL_MODES)}, not {mode[:16]!r}")
+    return params
+
+
+SSL_MODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
+
+
+def _other_scheme(conninfo: str) -> str | None:
+    """A URL of another database's scheme (mysql://…): libpq read it as key=value pairs
+    and complained of a parameter with no "="."""
+    scheme, separator, _ = conninfo.partition("://")
+    scheme = scheme.strip()
+    if (
+        separator
+        and scheme
+        and "=" not in scheme
+        and " " not in scheme
+        and not conninfo.startswith(URI_PREFIXES)
+    ):
+        return f"{scheme[:16]}:// is not a PostgreSQL URL; {EXPECTED}"
+    return None
 
 
 def check(setting: str, conninfo: str) -> str:
