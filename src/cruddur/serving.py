@@ -82,5 +82,20 @@ def server_command(
         "--workers", str(workers), "--threads", str(threads),
         "--worker-class", "gthread" if threads > 1 else "sync",
         "--graceful-timeout", "10", "--timeout", "30",
+        *_no_control_socket(),
         GUNICORN_FACTORY,
     ]  # fmt: skip
+
+
+def _no_control_socket() -> list[str]:
+    """gunicorn 25 and later listen on a control socket, by default one per user
+    (~/.gunicorn/gunicorn.ctl): a second server took it over from the first, so gunicornc
+    reached the wrong one, and a folder was made outside the checkout. Cruddur's servers
+    are stopped by signals; none is opened."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        major = int(version("gunicorn").split(".")[0])
+    except (PackageNotFoundError, ValueError):
+        return []
+    return ["--no-control-socket"] if major >= 25 else []
