@@ -225,6 +225,26 @@ def test_a_broken_state_file_is_explained_and_data_is_kept(home) -> None:
     state_file.write_text(saved)  # so that the fixture can clean up
 
 
+def test_a_first_start_killed_during_initdb_starts_afresh_next_time(home) -> None:
+    # initdb killed (kill -9) after writing PG_VERSION, before the state had a password:
+    # every later `db up` said the cluster's password was unknown and to remove it, and
+    # `db status` said to run `db up`: a circle. The half-made cluster was ours.
+    env = {"CRUDDUR_HOME": str(home)}
+    assert cruddur("db", "up", env=env).returncode == 0
+    assert cruddur("db", "down", env=env).returncode == 0
+    state_file = home / "postgres.json"
+    state = json.loads(state_file.read_text())
+    data_dir = Path(state["cluster_dir"]) / "data"
+    # The state as the killed run left it: its note, no password; the cluster half-made.
+    state_file.write_text(json.dumps({"making": str(data_dir)}))
+    (data_dir / "global" / "pg_control").unlink()
+    started = cruddur("db", "up", env=env)
+    assert started.returncode == 0, started.stderr
+    made = json.loads(state_file.read_text())
+    assert "making" not in made and made["password"] != state["password"]
+    assert "embedded  running" in cruddur("db", "status", env=env).stdout
+
+
 def test_a_copied_home_never_drives_the_originals_server(home, tmp_path) -> None:
     # The state names the cluster by the home's path then: a copy (`cp -a` of a checkout)
     # started, stopped and set up the original's server; a moved one found none.

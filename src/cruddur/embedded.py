@@ -288,6 +288,9 @@ def _well_formed(state: object) -> bool:
     )
 
 
+PASSWORD_FILE_PREFIX = ".initdb-password-"  # initdb's --pwfile, while it runs
+
+
 class EmbeddedPostgres:
     def __init__(self, home: Path, pg_bin: Path | None = None) -> None:
         self.home = home
@@ -442,17 +445,24 @@ class EmbeddedPostgres:
         bin_dir = _reachable_bin_dir(run_as, trusted_bin_dir(find_bin_dir(self._explicit_bin)))
         cluster_dir = self._reachable_cluster_dir(run_as)
         data_dir = cluster_dir / "data"
-        if (data_dir / "PG_VERSION").exists():
+        # An initdb of ours that never finished (killed: a Ctrl-C lets initdb clean up, a
+        # kill -9 does not) is noted in the state: its half-made cluster is ours to remove.
+        # Without the note, a cluster there is someone's whose password is not known.
+        ours = self._state().get("making") == str(data_dir)
+        if (data_dir / "PG_VERSION").exists() and not ours:
             raise EmbeddedError(
                 f"{data_dir} holds a database cluster but {self._state_file} is missing, "
                 f"so its password is unknown: remove {data_dir} to start afresh"
             )
         if data_dir.exists():
             shutil.rmtree(data_dir)  # a half-made cluster (rmtree does not follow links)
+        for left in cluster_dir.glob(f"{PASSWORD_FILE_PREFIX}*"):  # a killed run's
+            left.unlink(missing_ok=True)
+        self._save_state(making=str(data_dir))
         password = secrets.token_urlsafe(24)
         # The password file sits in the server user's folder: hand it over through the
         # open file, never by name, which that user could point elsewhere meanwhile.
-        fd, pwfile = tempfile.mkstemp(dir=cluster_dir)
+        fd, pwfile = tempfile.mkstemp(prefix=PASSWORD_FILE_PREFIX, dir=cluster_dir)
         try:
             os.fchown(fd, run_as.uid, run_as.gid)
             with os.fdopen(fd, "w") as handle:
@@ -474,11 +484,15 @@ class EmbeddedPostgres:
             os.unlink(pwfile)
         if result.returncode != 0:
             raise EmbeddedError(f"initdb failed: {result.stderr.strip() or result.stdout.strip()}")
-        self._save_state(
-            password=password,
-            port=_free_port(),
-            bin_dir=str(bin_dir),
-            cluster_dir=str(cluster_dir),
+        state = {k: v for k, v in self._state().items() if k != "making"}
+        self._write_state(
+            {
+                **state,
+                "password": password,
+                "port": _free_port(),
+                "bin_dir": str(bin_dir),
+                "cluster_dir": str(cluster_dir),
+            }
         )
 
     def _pg_ctl(self, run_as: RunAs, *args: str) -> subprocess.CompletedProcess[str]:
