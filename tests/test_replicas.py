@@ -107,6 +107,21 @@ def test_a_healthy_replica_serves_the_reads(pair: ReplicaPair, tmp_path: Path) -
     assert on_primary == 0, (on_replica, on_primary)
 
 
+def test_health_says_unknown_before_a_workers_first_look_not_unreachable(
+    pair: ReplicaPair, tmp_path: Path
+) -> None:
+    # A worker's first /api/health said "reachable": false for a healthy replica (the
+    # watcher starts on first use): an alarm on it went off after every deploy.
+    app, api, _ = _app(pair, tmp_path)
+    try:
+        first = api.get("/api/health").get_json()["replica"]
+        assert first["reachable"] is None and first["in_use"] is False
+        _wait_until(lambda: _in_use(api))
+        assert api.get("/api/health").get_json()["replica"]["reachable"] is True
+    finally:
+        _close(app)
+
+
 def test_a_replica_that_stops_answering_costs_a_read_seconds_not_for_ever(
     pair: ReplicaPair, tmp_path: Path
 ) -> None:

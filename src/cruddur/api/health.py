@@ -17,6 +17,7 @@ from cruddur.api.errors import (
     schema_not_ready_error,
     unavailable_error,
 )
+from cruddur.db.replication import NOT_LOOKED_AT
 
 bp = Blueprint("health", __name__, url_prefix="/api")
 
@@ -66,7 +67,9 @@ def health() -> Response:
         # Reads go to the primary while the replica is behind or away: still a 200.
         state = router.state
         body["replica"] = {
-            "reachable": state.reachable,
+            # Not known yet (a worker's first look is under way): not "unreachable", which
+            # raised a false alarm on every worker after each deploy.
+            "reachable": None if state is NOT_LOOKED_AT else state.reachable,
             "lag_seconds": None if state.lag_seconds is None else round(state.lag_seconds, 3),
             "max_lag_seconds": router.max_lag,
             "in_use": state.fresh(router.max_lag, time.monotonic()),
