@@ -591,3 +591,34 @@ def test_a_migrate_with_nothing_to_do_narrows_what_an_earlier_version_granted(
         assert rights == (False, False, 0)
     finally:
         _drop_roles(admin, seeded_db, api, lambda_)
+
+
+def test_migrations_that_drop_or_add_a_granted_column_migrate_and_roll_back(
+    seeded_db, admin, tmp_path
+) -> None:
+    # The grants given inside each migration's transaction named every column grant.sql
+    # names: a migration before the one that adds such a column (or a rollback of it)
+    # failed on "column … does not exist", on every retry.
+    api, lambda_ = (f"cruddur_t_{kind}_{uuid.uuid4().hex[:8]}" for kind in ("api", "lambda"))
+    env = {"CONNECTION_URL": seeded_db, "CRUDDUR_HOME": str(tmp_path / "home")}
+    folder = tmp_path / "migrations"
+    shutil.copytree(package_dir(), folder)
+    (folder / "29990101000000_drop_created_at.sql").write_text(
+        "-- migrate:up\nALTER TABLE public.users DROP COLUMN created_at;\n"
+        "-- migrate:down\nALTER TABLE public.users"
+        " ADD COLUMN created_at timestamptz NOT NULL DEFAULT current_timestamp;\n"
+    )
+    options = ["--api-role", api, "--lambda-role", lambda_, "--env-file", str(tmp_path / "r.env")]
+    select = "SELECT has_column_privilege(%s, 'users', %s, 'SELECT')"
+    try:
+        assert here("db", "roles", *options, env=env).returncode == 0
+        migrated = here("db", "migrate", "--migrations-dir", str(folder), env=env)
+        assert migrated.returncode == 0, migrated.stderr
+        with psycopg.connect(seeded_db) as conn:
+            assert conn.execute(select, [api, "handle"]).fetchone() == (True,)
+        back = here("db", "rollback", "--migrations-dir", str(folder), env=env)
+        assert back.returncode == 0, back.stderr
+        with psycopg.connect(seeded_db) as conn:  # the column is back, and the API's
+            assert conn.execute(select, [api, "created_at"]).fetchone() == (True,)
+    finally:
+        _drop_roles(admin, seeded_db, api, lambda_)

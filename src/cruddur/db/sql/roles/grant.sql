@@ -23,33 +23,52 @@ ALTER DEFAULT PRIVILEGES IN SCHEMA public REVOKE ALL ON SEQUENCES FROM {api};
 -- replies_count raised; users read for their names and who a token's sub is, never
 -- their emails, never written (the sign-up Lambda and the owner's verbs write them).
 -- The Lambda: a user added, read back. The migrations' bookkeeping: the owner's alone.
--- In a block, for tables a database on its way through its first migrations may not
--- have yet. The names reach it as settings of this transaction: a name written into
--- the block's dollar-quoted text would end it early if it held `$$`.
+-- In a block: for tables and columns a database may not have (yet, or any more). This
+-- runs inside each migration's transaction too (cli/migrations.py), where the schema is
+-- as that migration leaves it: only the tables and columns there now are granted (a
+-- column this file names that a later migration adds failed every earlier one).
+-- The names reach it as settings of this transaction: a name written into the block's
+-- dollar-quoted text would end it early if it held `$$`.
 SELECT set_config('cruddur.grant_api', {api_name}, true),
        set_config('cruddur.grant_lambda', {lambda_name}, true);
 DO $$
 DECLARE
   api text := current_setting('cruddur.grant_api');
   lambda text := current_setting('cruddur.grant_lambda');
+  wanted record;
+  present text;
 BEGIN
   IF to_regclass('public.schema_migrations') IS NOT NULL THEN
     EXECUTE format('REVOKE ALL ON public.schema_migrations FROM %I', api);
   END IF;
-  IF to_regclass('public.activities') IS NOT NULL THEN
-    EXECUTE format('GRANT SELECT ON public.activities TO %I', api);
-    EXECUTE format(
-      'GRANT INSERT (user_uuid, message, reply_to_activity_uuid, expires_at), '
-      'UPDATE (replies_count) ON public.activities TO %I', api);
-  END IF;
-  IF to_regclass('public.users') IS NOT NULL THEN
-    EXECUTE format(
-      'GRANT SELECT (uuid, display_name, handle, cognito_user_id, created_at) '
-      'ON public.users TO %I', api);
-    EXECUTE format('GRANT SELECT ON public.users TO %I', lambda);
-    EXECUTE format(
-      'GRANT INSERT (display_name, email, handle, cognito_user_id) ON public.users TO %I',
-      lambda);
-  END IF;
+  -- (table, privilege, role, columns); no columns: the whole table.
+  FOR wanted IN
+    SELECT * FROM (VALUES
+      ('activities', 'SELECT', api, NULL::text[]),
+      ('activities', 'INSERT', api,
+       ARRAY['user_uuid', 'message', 'reply_to_activity_uuid', 'expires_at']),
+      ('activities', 'UPDATE', api, ARRAY['replies_count']),
+      ('users', 'SELECT', api,
+       ARRAY['uuid', 'display_name', 'handle', 'cognito_user_id', 'created_at']),
+      ('users', 'SELECT', lambda, NULL),
+      ('users', 'INSERT', lambda, ARRAY['display_name', 'email', 'handle', 'cognito_user_id'])
+    ) AS grants (tbl, privilege, grantee, cols)
+  LOOP
+    CONTINUE WHEN to_regclass(format('public.%I', wanted.tbl)) IS NULL;
+    IF wanted.cols IS NULL THEN
+      EXECUTE format('GRANT %s ON public.%I TO %I', wanted.privilege, wanted.tbl, wanted.grantee);
+      CONTINUE;
+    END IF;
+    SELECT string_agg(quote_ident(a.attname), ', ' ORDER BY a.attnum) INTO present
+    FROM pg_attribute AS a
+    WHERE a.attrelid = format('public.%I', wanted.tbl)::regclass
+      AND a.attname = ANY (wanted.cols)
+      AND a.attnum > 0
+      AND NOT a.attisdropped;
+    IF present IS NOT NULL THEN
+      EXECUTE format('GRANT %s (%s) ON public.%I TO %I',
+                     wanted.privilege, present, wanted.tbl, wanted.grantee);
+    END IF;
+  END LOOP;
 END
 $$;
