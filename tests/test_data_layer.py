@@ -238,3 +238,20 @@ def test_the_apis_pool_never_sends_a_write_down_a_connection_the_server_closed(
             db.query_commit("UPDATE users SET display_name = display_name || '!'"
                             " WHERE handle = 'bayko'")  # fmt: skip
         assert db.query_value("SELECT display_name FROM users WHERE handle = 'bayko'")[-3:] == "!!!"
+
+
+def test_a_connection_cut_just_after_its_answer_is_never_pooled_again(seeded_db: str) -> None:
+    # The deadline (a replica's reads) passed after the rows had come but before the
+    # read let go: the socket was shut down, yet the connection went back to the pool,
+    # and the next read on it failed ("server closed the connection unexpectedly").
+    pool = PoolSettings(min_size=1, max_size=1)
+    with Db(seeded_db, pool, autocommit=True, check=False, deadline=0.3) as db:
+
+        def slow_after_the_answer(conn):
+            rows = conn.execute("SELECT 1").fetchall()
+            time.sleep(0.6)  # the watcher cuts the socket meanwhile
+            return rows
+
+        assert db._using(slow_after_the_answer) == [(1,)]
+        with db.pinned() as pinned:  # no second try on this path: the next connection works
+            assert pinned.query_value("SELECT 2") == 2

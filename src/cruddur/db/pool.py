@@ -342,7 +342,10 @@ class Db:
             self._failed(conn, exc)
             raise
         finally:
-            DEADLINES.unwatch(token)
+            if DEADLINES.unwatch(token):
+                # Cut just after its answer came (the deadline passed as rows were read):
+                # the answer stands, the connection is done with, never pooled again.
+                conn.close()
             if pool is not None:
                 pool.putconn(conn)
 
