@@ -555,6 +555,37 @@ def test_a_stalled_stdout_never_stops_the_server_answering(module_db: str, tmp_p
     assert len(refused) == 400  # under the queue's bound: every record, once stdout read
 
 
+QUEUED_AT_EXIT = """
+import logging, multiprocessing, multiprocessing.util
+from cruddur.config import TelemetrySettings
+from cruddur.telemetry import logs
+
+def worker():
+    logs.configure(TelemetrySettings.from_env({}), queued=True)
+    log = logging.getLogger("cruddur.test")
+    # As the spans' last flush logs its exporter's warnings: a finalizer of its own.
+    multiprocessing.util.Finalize(None, lambda: log.warning("late record"), exitpriority=100)
+    log.warning("early record")
+
+process = multiprocessing.get_context("fork").Process(target=worker)
+process.start()
+process.join()
+"""
+
+
+def test_records_logged_as_a_worker_stops_are_written(tmp_path: Path) -> None:
+    # The queue's writer stopped before the spans' last flush, whose exporter warnings
+    # (a receiver down) were queued after it and never written.
+    script = tmp_path / "worker.py"
+    script.write_text(QUEUED_AT_EXIT)
+    done = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    messages = [json.loads(line)["message"] for line in done.stdout.splitlines()]
+    assert messages == ["early record", "late record"], done.stdout
+
+
 def test_an_unexpected_error_logs_its_traceback_as_one_json_record(app, api) -> None:
     from cruddur.telemetry.logs import JsonFormatter
 

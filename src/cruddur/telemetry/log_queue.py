@@ -39,8 +39,10 @@ class QueuedRecords(logging.handlers.QueueHandler):
             self.queue, _Noting(handler, self), respect_handler_level=True
         )
         self.listener.start()
-        # Written at exit (a worker granian stops): what is queued, then the thread ends.
-        multiprocessing.util.Finalize(self, self.listener.stop, exitpriority=105)
+        # Written at exit (a worker granian stops): what is queued, then the thread ends;
+        # after every other finalizer (the spans' last flush, 100, and what its exporter
+        # logs; the metrics', 90), so nothing they log is queued after the writer stopped.
+        multiprocessing.util.Finalize(self, self.listener.stop, exitpriority=1)
 
     def prepare(self, record: logging.LogRecord) -> logging.LogRecord:
         record = copy.copy(record)
