@@ -7,6 +7,7 @@ import os
 import pwd
 from pathlib import Path
 
+import pytest
 from helpers import ROOT, cli, run
 
 CRUDDUR = ROOT / ".venv" / "bin" / "cruddur"
@@ -104,3 +105,34 @@ def test_a_dotenv_another_user_could_have_written_is_refused(tmp_path: Path) -> 
     os.chown(dotenv, -1, os.getegid())
     read = run(CRUDDUR, "db", "status", cwd=tmp_path)
     assert f"database  {FROM_FILE}" in read.stdout, read.stderr
+
+
+def test_a_dotenv_swapped_for_a_link_as_it_is_opened_is_refused(
+    tmp_path: Path, monkeypatch
+) -> None:
+    # Checked, then opened by name: another user owning the .env (in /tmp) could swap in
+    # a link to one of your files between the two, and back; the file read was yours.
+    from cruddur.cli import _read_own_file
+    from cruddur.errors import Problem
+
+    victim = tmp_path / "prod.env"
+    victim.write_text("CONNECTION_URL=postgresql://u:secret@prod/x\n")
+    dotenv = tmp_path / ".env"
+    dotenv.write_text(f"CONNECTION_URL={FROM_FILE}\n")
+    real_open = os.open
+
+    def swapped_while_opened(path, flags, *args, **kwargs):
+        if str(path) != str(dotenv):
+            return real_open(path, flags, *args, **kwargs)
+        kept = tmp_path / "kept"
+        os.rename(dotenv, kept)
+        os.symlink(victim, dotenv)
+        try:
+            return real_open(path, flags, *args, **kwargs)
+        finally:
+            os.unlink(dotenv)
+            os.rename(kept, dotenv)
+
+    monkeypatch.setattr(os, "open", swapped_while_opened)
+    with pytest.raises(Problem, match="changed while it was being read"):
+        _read_own_file(dotenv)

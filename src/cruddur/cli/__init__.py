@@ -184,6 +184,13 @@ def _read_own_file(path: Path) -> bytes:
     fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     with os.fdopen(fd, "rb") as handle:
         info = os.fstat(fd)
+        # What was opened is what was looked at: another user who may replace the entry
+        # (their own .env in /tmp) could swap in a link to one of your files between the
+        # look and the open, and back.
+        now, target = os.lstat(path), os.stat(path)
+        same_entry = (now.st_dev, now.st_ino) == (link.st_dev, link.st_ino)
+        if not same_entry or (info.st_dev, info.st_ino) != (target.st_dev, target.st_ino):
+            raise Problem(f"{path} changed while it was being read", hint)
         if not stat.S_ISREG(info.st_mode):
             raise Problem(f"{path} is not a regular file", hint)
         if info.st_uid not in (0, me):
