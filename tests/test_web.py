@@ -354,6 +354,62 @@ def test_back_returns_to_the_readers_place_after_load_more(browser, site: str) -
     assert _console_problems(browser) == []
 
 
+def test_back_returns_to_a_crud_pages_place_among_its_replies(
+    browser, site: str, web_db: str
+) -> None:
+    # The restore scrolled before the crud page had put its replies' list in place: on
+    # a page that short the scroll came out at the top.
+    with psycopg.connect(web_db) as conn:
+        (parent,) = conn.execute(
+            "INSERT INTO activities (user_uuid, message) SELECT uuid, 'A busy crud.'"
+            " FROM users WHERE handle = 'londo' RETURNING uuid::text"
+        ).fetchone()
+        conn.execute(
+            "INSERT INTO activities (user_uuid, message, reply_to_activity_uuid, created_at)"
+            " SELECT u.uuid, 'reply ' || n, %s, now() - (60 - n) * interval '1 second'"
+            " FROM users AS u, generate_series(1, 40) AS n WHERE u.handle = 'bayko'",
+            [parent],
+        )
+    try:
+        browser.get(f"{site}/status/{parent}")
+        _wait(browser, lambda d: len(_all(d, "ol.replies-list > li")) >= 20)
+        while _css(browser, "button.more").is_displayed():
+            shown = len(_all(browser, "ol.replies-list > li"))
+            _css(browser, "button.more").click()
+            _wait(browser, lambda d, n=shown: len(_all(d, "ol.replies-list > li")) > n)
+        row = _all(browser, "ol.replies-list > li")[35]
+        browser.execute_script("arguments[0].scrollIntoView({block: 'center'})", row)
+        left_at = browser.execute_script("return window.scrollY")
+        assert left_at > 500
+        _css(row, "a.who").click()
+        _shown(browser, "h1", "Bayko")
+        browser.back()
+        _wait(browser, lambda d: len(_all(d, "ol.replies-list > li")) == 40)
+        _wait(browser, lambda d: abs(d.execute_script("return window.scrollY") - left_at) < 5)
+    finally:
+        with psycopg.connect(web_db) as conn:
+            conn.execute("DELETE FROM activities WHERE uuid = %s", [parent])
+
+
+def test_a_page_without_a_list_leaves_no_place_for_the_next(browser, site: str) -> None:
+    # The sign-in page (no list) kept the home feed's page count in its history entry;
+    # Back there, then home again, loaded that many pages instead of the first.
+    browser.get(site + "/")
+    _wait(browser, lambda d: len(_all(d, "ol.feed > li")) == 20)
+    _css(browser, "button.more").click()
+    _wait(browser, lambda d: len(_all(d, "ol.feed > li")) == 29)
+    _css(browser, "#nav a[href='/signin']").click()
+    _shown(browser, "select#dev-handle")
+    _css(browser, "a.brand").click()
+    _wait(browser, lambda d: len(_all(d, "ol.feed > li")) == 20)
+    browser.back()
+    _shown(browser, "select#dev-handle")
+    _css(browser, "a.brand").click()
+    _wait(browser, lambda d: len(_all(d, "ol.feed > li")) == 20)
+    time.sleep(0.5)  # a page restored by mistake would go on loading
+    assert len(_all(browser, "ol.feed > li")) == 20
+
+
 def test_a_crud_not_found_says_so_in_the_tab_title(browser, site: str) -> None:
     browser.get(site + "/status/not-a-uuid")
     _shown(browser, "h1", "Crud not found")

@@ -41,19 +41,24 @@ function canonical(path) {
   rendered = path;
 }
 
-function render(focus) {
+function render(focus, place = null) {
   const path = location.pathname;
   rendered = path;
-  for (const [pattern, view, names = []] of ROUTES) {
-    const match = pattern.exec(path);
-    if (!match) continue;
-    const params = decoded(match, names);
-    if (!params) break;
-    view(main, params, navigate, canonical);
-    if (focus) main.querySelector("h1")?.focus();
-    return;
+  views.restoreNext(place); // taken by the list the view makes as it starts, if any
+  try {
+    for (const [pattern, view, names = []] of ROUTES) {
+      const match = pattern.exec(path);
+      if (!match) continue;
+      const params = decoded(match, names);
+      if (!params) break;
+      view(main, params, navigate, canonical);
+      if (focus) main.querySelector("h1")?.focus();
+      return;
+    }
+    views.notFoundPage(main);
+  } finally {
+    views.restoreNext(null); // a view without a list leaves no place for the next page
   }
-  views.notFoundPage(main);
 }
 
 export function navigate(path) {
@@ -101,8 +106,7 @@ document.addEventListener("click", (event) => {
 history.scrollRestoration = "manual";
 window.addEventListener("popstate", () => {
   if (location.pathname === rendered) return;
-  views.restoreNext(history.state?.place);
-  render(true);
+  render(true, history.state?.place);
 });
 auth.onChange(renderNav);
 renderNav();

@@ -115,7 +115,11 @@ let pagesLoaded = 0;
 let listsMade = 0; // which list is on screen: a load still running for an old one is not counted
 let restoring = null;
 export const place = () => ({ pages: pagesLoaded, scrollY: window.scrollY });
+// The router, around each page it renders: a place is handed to the list the page makes
+// as it starts (synchronously); a page without a list (sign-in) neither takes one nor
+// leaves the last page's count behind for its own history entry.
 export function restoreNext(saved) {
+  pagesLoaded = 0;
   restoring = saved && saved.pages > 0 ? saved : null;
 }
 
@@ -136,7 +140,9 @@ function pagedList({ path, list, status, more, emptyText, pick = (d) => d, rende
       while (data && next && listsMade === mine && pagesLoaded < goal.pages) {
         if (!(await loadPage())) break;
       }
-      if (listsMade === mine) window.scrollTo(0, goal.scrollY);
+      // Once the page has put the list in place (a crud page adds its replies' list
+      // after this load): scrolled earlier, a short page clamped it to the top.
+      setTimeout(() => listsMade === mine && window.scrollTo(0, goal.scrollY));
     }
     return data;
   }
