@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import threading
+import time
 from datetime import timedelta
 
 import psycopg
@@ -141,11 +143,25 @@ def test_a_setting_out_of_bounds_fails_naming_it_and_deletes_nothing(
     assert _left(env, old) == 3
 
 
+def _record_rests(monkeypatch, rests: list[float]) -> None:
+    """time.sleep recorded instead of slept, in this thread only: the patch is the time
+    module's, and other threads of the process (a watcher's loop) sleep through it too."""
+    real_sleep, here = time.sleep, threading.current_thread()
+
+    def sleep(seconds: float) -> None:
+        if threading.current_thread() is here:
+            rests.append(seconds)
+        else:
+            real_sleep(seconds)
+
+    monkeypatch.setattr(purge_expired.time, "sleep", sleep)
+
+
 def test_the_handler_rests_after_each_full_batch(env: str, monkeypatch) -> None:
     _add(env, "-2 days", 20)  # with the seed's expired crud: 7 + 7 + 7, then none
     monkeypatch.setenv("CRUDDUR_PURGE_NICE_RATIO", "2.5")
     rests: list[float] = []
-    monkeypatch.setattr(purge_expired.time, "sleep", rests.append)
+    _record_rests(monkeypatch, rests)
     summary = purge_expired.handler({}, Context(300_000))
     assert summary["finished"] is True and summary["batches"] == 3
     assert len(rests) == 3 and all(rest > 0 for rest in rests)
@@ -156,7 +172,7 @@ def test_the_rest_never_outlasts_the_invocation(env: str, monkeypatch) -> None:
     _add(env, "-2 days", 10)
     monkeypatch.setenv("CRUDDUR_PURGE_NICE_RATIO", "100")
     rests: list[float] = []
-    monkeypatch.setattr(purge_expired.time, "sleep", rests.append)
+    _record_rests(monkeypatch, rests)
     monkeypatch.setenv("CRUDDUR_STATEMENT_TIMEOUT", "300")
     purge_expired.handler({}, Context(1_500))  # a second and a half to live, always
     assert rests and max(rests) <= 0.5
