@@ -7,6 +7,7 @@ import os
 import shutil
 import signal
 import subprocess
+import tempfile
 from pathlib import Path
 
 import psycopg
@@ -223,6 +224,33 @@ def test_a_broken_state_file_is_explained_and_data_is_kept(home) -> None:
     assert "its password is unknown" in lost.stderr
     assert (data_dir / "PG_VERSION").is_file()  # never deleted behind the user's back
     state_file.write_text(saved)  # so that the fixture can clean up
+
+
+def test_a_home_copied_while_its_server_runs_gets_a_server_of_its_own() -> None:
+    # The copy carried the original's postmaster.pid, naming its live server: the copy's
+    # `db up` said running and handed out that server's URL, `db create` made the
+    # database there, and the copy's `db down` stopped it. (A home the server's user can
+    # reach, so the cluster is inside it, as on a developer's machine.)
+    base = Path(tempfile.mkdtemp(dir="/tmp", prefix="cruddur-test-copy-"))
+    base.chmod(0o755)
+    original, copy = base / "original", base / "copy"
+    try:
+        assert cruddur("db", "up", env={"CRUDDUR_HOME": str(original)}).returncode == 0
+        subprocess.run(["cp", "-a", str(original), str(copy)], check=True)
+        status = cruddur("db", "status", env={"CRUDDUR_HOME": str(copy)})
+        assert "embedded  not running" in status.stdout, status.stdout
+        assert cruddur("db", "up", env={"CRUDDUR_HOME": str(copy)}).returncode == 0
+        ports = [
+            json.loads((home / "postgres.json").read_text())["port"] for home in (original, copy)
+        ]
+        assert ports[0] != ports[1]
+        assert cruddur("db", "down", env={"CRUDDUR_HOME": str(copy)}).returncode == 0
+        still = cruddur("db", "status", env={"CRUDDUR_HOME": str(original)})
+        assert "embedded  running" in still.stdout, still.stdout  # the original: untouched
+    finally:
+        for home in (copy, original):
+            cruddur("db", "down", env={"CRUDDUR_HOME": str(home)})
+        shutil.rmtree(base, ignore_errors=True)
 
 
 def test_a_first_start_killed_during_initdb_starts_afresh_next_time(home) -> None:

@@ -450,8 +450,9 @@ class EmbeddedPostgres:
         # Without the note, a cluster there is someone's whose password is not known.
         ours = self._state().get("making") == str(data_dir)
         if (data_dir / "PG_VERSION").exists() and not ours:
+            said = "holds no password for it" if self._state_file.exists() else "is missing"
             raise EmbeddedError(
-                f"{data_dir} holds a database cluster but {self._state_file} is missing, "
+                f"{data_dir} holds a database cluster but {self._state_file} {said}, "
                 f"so its password is unknown: remove {data_dir} to start afresh"
             )
         if data_dir.exists():
@@ -501,7 +502,24 @@ class EmbeddedPostgres:
     def running(self) -> bool:
         if not self.initialized:
             return False
-        return self._pg_ctl(RunAs.for_current_user(), "status").returncode == 0
+        return self._server_running(RunAs.for_current_user())
+
+    def _server_running(self, run_as: RunAs) -> bool:
+        """pg_ctl's status, for this home's cluster only. A home copied while its server
+        ran (`cp -a` of a checkout) carries the original's postmaster.pid, naming that
+        live server: the copy's `db up` reported it running and handed out its URL, and
+        the copy's `db down` stopped it."""
+        if self._pid_file_of_another_cluster():
+            return False
+        return self._pg_ctl(run_as, "status").returncode == 0
+
+    def _pid_file_of_another_cluster(self) -> bool:
+        """Whether postmaster.pid names another data folder than this one (its line 2)."""
+        try:
+            lines = (self.data_dir / "postmaster.pid").read_text().splitlines()
+        except OSError:
+            return False
+        return len(lines) > 1 and lines[1] != str(self.data_dir)
 
     def start(self, settings: Mapping[str, str] | None = None) -> str:
         """Set up (first time) and start the server if needed; return the app database URL.
@@ -512,7 +530,11 @@ class EmbeddedPostgres:
             run_as = RunAs.for_current_user()
             if not self.initialized:
                 self._initdb(run_as)
-            if self._pg_ctl(run_as, "status").returncode != 0:
+            if self._pid_file_of_another_cluster():
+                # A copy's: the server it names is not this cluster's, and it would keep
+                # this one from starting ("another postmaster is running").
+                (self.data_dir / "postmaster.pid").unlink()
+            if not self._server_running(run_as):
                 port = int(str(self._state()["port"]))
                 if _port_in_use(port):  # someone else took it since: move
                     port = _free_port()
@@ -552,7 +574,7 @@ class EmbeddedPostgres:
             if not self.initialized:
                 return False
             run_as = RunAs.for_current_user()
-            if self._pg_ctl(run_as, "status").returncode != 0:
+            if not self._server_running(run_as):
                 return False
             result = self._pg_ctl(run_as, "stop", "--wait", f"--mode={mode}")
             if result.returncode != 0:
