@@ -435,6 +435,12 @@ def test_a_passwords_piece_read_as_a_query_parameter_is_not_named() -> None:
     assert "c@h" not in str(refused.value)
 
 
+def test_a_port_libpq_takes_is_taken() -> None:
+    # libpq reads a port with blanks around it: so does the check (it refused ' 5432').
+    for conninfo in ("host=h port=' 5432' dbname=d", "postgresql://u@h1,h2:5433/d"):
+        assert parse(conninfo)["port"].strip(" ,") in ("5432", "5433")
+
+
 @pytest.mark.parametrize(
     ("url", "reason"),
     [

@@ -65,7 +65,7 @@ def parse(conninfo: str) -> dict[str, str]:
         raise MalformedUrl(reason) from None
     # libpq reads these only when it connects: `serve` took a port of 99999 for a passing
     # outage and answered 503 for ever, where `db create` said what was wrong.
-    for port in filter(None, params.get("port", "").split(",")):
+    for port in filter(None, (part.strip() for part in params.get("port", "").split(","))):
         if not (port.isascii() and port.isdigit() and 1 <= int(port) <= 65535):
             raise MalformedUrl(f"the port {port[:16]!r} is not a number from 1 to 65535")
     mode = params.get("sslmode")
