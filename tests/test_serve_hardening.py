@@ -178,6 +178,15 @@ def test_a_host_that_does_not_resolve_is_one_line(tmp_path, host: str) -> None:
     assert [p.name for p in tmp_path.iterdir()] in (["auth"], [])
 
 
+@pytest.mark.parametrize("host", ["fe80::1", "fe80::1%lo"])
+def test_a_link_local_address_it_cannot_listen_on_is_one_line(tmp_path, host: str) -> None:
+    # It was "unexpected OSError: [Errno 22] Invalid argument".
+    refused = Served("--host", host, env={"CRUDDUR_HOME": str(tmp_path)})
+    output = _refused_at_once(refused)
+    assert f"cannot listen on {host}: not an address of this machine" in output, output
+    assert "unexpected" not in output
+
+
 def test_a_claim_racing_sweeps_never_gives_two_servers_one_port(
     tmp_path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

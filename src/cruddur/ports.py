@@ -144,6 +144,11 @@ def _bind_check(host: str, port: int) -> None:
                 raise PortTaken(f"not allowed to listen on port {port} on {host}") from None
             if exc.errno == errno.EADDRNOTAVAIL:
                 raise PortTaken(f"{host} is not an address of this machine") from None
+            if exc.errno == errno.EINVAL:  # a link-local address without its interface
+                raise PortTaken(
+                    f"cannot listen on {host}: not an address of this machine (a link-local "
+                    "address needs the interface that has it, as in fe80::1%eth0)"
+                ) from None
             raise
 
 
