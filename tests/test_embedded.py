@@ -226,6 +226,18 @@ def test_a_broken_state_file_is_explained_and_data_is_kept(home) -> None:
     state_file.write_text(saved)  # so that the fixture can clean up
 
 
+def test_a_server_that_does_not_start_says_why(home) -> None:
+    # pg_ctl's own words were all it said: "could not start server", "Examine the log
+    # output", on two lines, naming no cause.
+    from cruddur.embedded import EmbeddedError, EmbeddedPostgres
+
+    with pytest.raises(EmbeddedError) as refused:
+        EmbeddedPostgres(home).start({"shared_buffers": "nonsense"})
+    said = str(refused.value)
+    assert 'FATAL:  invalid value for parameter "shared_buffers": "nonsense"' in said, said
+    assert "\n" not in said
+
+
 def test_a_home_copied_while_its_server_runs_gets_a_server_of_its_own() -> None:
     # The copy carried the original's postmaster.pid, naming its live server: the copy's
     # `db up` said running and handed out that server's URL, `db create` made the

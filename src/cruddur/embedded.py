@@ -291,6 +291,19 @@ def _well_formed(state: object) -> bool:
 PASSWORD_FILE_PREFIX = ".initdb-password-"  # initdb's --pwfile, while it runs
 
 
+def _last_fatal(log_file: Path) -> str | None:
+    """The server log's last FATAL (or PANIC) line, without its time and pid prefix."""
+    try:
+        lines = log_file.read_text(errors="replace").splitlines()[-200:]
+    except OSError:
+        return None
+    for line in reversed(lines):
+        for level in ("FATAL:", "PANIC:"):
+            if level in line:
+                return line[line.index(level) :].strip()[:300]
+    return None
+
+
 class EmbeddedPostgres:
     def __init__(self, home: Path, pg_bin: Path | None = None) -> None:
         self.home = home
@@ -558,9 +571,11 @@ class EmbeddedPostgres:
                     f"--options={options}",
                 )
                 if result.returncode != 0:
+                    # pg_ctl says only "could not start server; examine the log": the
+                    # log's last FATAL line says why (a bad setting, a port, the data).
+                    why = _last_fatal(self.log_file) or (result.stderr or result.stdout).strip()
                     raise EmbeddedError(
-                        f"the embedded PostgreSQL did not start; see {self.log_file}: "
-                        f"{(result.stderr or result.stdout).strip()}"
+                        f"the embedded PostgreSQL did not start: {why} (see {self.log_file})"
                     )
             return self.url()
 
