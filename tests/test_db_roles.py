@@ -11,6 +11,7 @@ import shutil
 import stat
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 
 import psycopg
 import pytest
@@ -233,6 +234,20 @@ def _drop_roles(admin: psycopg.Connection, url: str, *names: str) -> None:
         admin.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(name)))
 
 
+@contextmanager
+def _roles_given(url: str, admin: psycopg.Connection, tmp_path) -> Iterator[tuple[str, dict]]:
+    """Roles of names of their own given the database at `url` by `db roles`: the API
+    role's name and the environment the CLI runs in; dropped after."""
+    api, lambda_ = (f"cruddur_t_{kind}_{uuid.uuid4().hex[:8]}" for kind in ("api", "lambda"))
+    env = {"CONNECTION_URL": url, "CRUDDUR_HOME": str(tmp_path / "home")}
+    options = ["--api-role", api, "--lambda-role", lambda_, "--env-file", str(tmp_path / "r.env")]
+    try:
+        assert here("db", "roles", *options, env=env).returncode == 0
+        yield api, env
+    finally:
+        _drop_roles(admin, url, api, lambda_)
+
+
 def _env_values(path) -> dict[str, str]:
     lines = [line for line in path.read_text().splitlines() if not line.startswith("#")]
     return {k: v.strip("'") for k, _, v in (line.partition("=") for line in lines)}
@@ -419,8 +434,6 @@ def test_a_migrate_that_fails_part_way_leaves_the_bookkeeping_the_owners(
     # `db roles` before the first migration: its default privileges gave the API INSERT
     # and UPDATE on schema_migrations when a migration made it, and only a migrate that
     # ended well took them back.
-    api, lambda_ = (f"cruddur_t_{kind}_{uuid.uuid4().hex[:8]}" for kind in ("api", "lambda"))
-    env = {"CONNECTION_URL": empty_db, "CRUDDUR_HOME": str(tmp_path / "home")}
     folder = tmp_path / "migrations"
     folder.mkdir()
     (folder / "20260101000000_notes.sql").write_text(
@@ -429,9 +442,7 @@ def test_a_migrate_that_fails_part_way_leaves_the_bookkeeping_the_owners(
     (folder / "20260102000000_fails.sql").write_text(
         "-- migrate:up\nSELECT 1/0;\n-- migrate:down\nSELECT 1;\n"
     )
-    options = ["--api-role", api, "--lambda-role", lambda_, "--env-file", str(tmp_path / "r.env")]
-    try:
-        assert here("db", "roles", *options, env=env).returncode == 0
+    with _roles_given(empty_db, admin, tmp_path) as (api, env):
         failed = here("db", "migrate", "--migrations-dir", str(folder), env=env)
         assert failed.returncode == 1 and "division by zero" in failed.stderr, failed.stderr
         with psycopg.connect(empty_db) as conn:
@@ -446,8 +457,6 @@ def test_a_migrate_that_fails_part_way_leaves_the_bookkeeping_the_owners(
             ).fetchone()
         # notes: a table grant.sql does not name is no one's but the owner's.
         assert rights == (False, False, False)
-    finally:
-        _drop_roles(admin, empty_db, api, lambda_)
 
 
 def test_role_names_with_dollar_quotes_are_granted_as_named(seeded_db, admin, tmp_path) -> None:
@@ -535,15 +544,11 @@ def test_a_table_a_migration_makes_anew_is_the_apis_as_it_commits(
     # Its grants came back only once every migration had run: a later migration that
     # failed left the API refused on every feed ("permission denied for table
     # activities") until someone ran `db roles`.
-    api, lambda_ = (f"cruddur_t_{kind}_{uuid.uuid4().hex[:8]}" for kind in ("api", "lambda"))
-    env = {"CONNECTION_URL": seeded_db, "CRUDDUR_HOME": str(tmp_path / "home")}
     folder = tmp_path / "migrations"
     shutil.copytree(package_dir(), folder)
     (folder / "29990101000000_rebuild_activities.sql").write_text(REBUILD_ACTIVITIES)
     (folder / "29990102000000_fails.sql").write_text("-- migrate:up\nSELECT 1/0;\n")
-    options = ["--api-role", api, "--lambda-role", lambda_, "--env-file", str(tmp_path / "r.env")]
-    try:
-        assert here("db", "roles", *options, env=env).returncode == 0
+    with _roles_given(seeded_db, admin, tmp_path) as (api, env):
         failed = here("db", "migrate", "--migrations-dir", str(folder), env=env)
         assert failed.returncode == 1 and "division by zero" in failed.stderr, failed.stderr
         with psycopg.connect(seeded_db) as conn:
@@ -554,8 +559,6 @@ def test_a_table_a_migration_makes_anew_is_the_apis_as_it_commits(
                 [api, api, api],
             ).fetchone()
         assert rights == (True, True, False)
-    finally:
-        _drop_roles(admin, seeded_db, api, lambda_)
 
 
 def test_a_migrate_with_nothing_to_do_narrows_what_an_earlier_version_granted(
@@ -563,11 +566,7 @@ def test_a_migrate_with_nothing_to_do_narrows_what_an_earlier_version_granted(
 ) -> None:
     # A deploy runs `db migrate`; grants narrowed in a new version reached a database
     # only with a migration to apply, and this version brought none.
-    api, lambda_ = (f"cruddur_t_{kind}_{uuid.uuid4().hex[:8]}" for kind in ("api", "lambda"))
-    env = {"CONNECTION_URL": seeded_db, "CRUDDUR_HOME": str(tmp_path / "home")}
-    options = ["--api-role", api, "--lambda-role", lambda_, "--env-file", str(tmp_path / "r.env")]
-    try:
-        assert here("db", "roles", *options, env=env).returncode == 0
+    with _roles_given(seeded_db, admin, tmp_path) as (api, env):
         with psycopg.connect(seeded_db, autocommit=True) as conn:  # as an earlier version left it
             conn.execute(sql.SQL("GRANT SELECT, INSERT, UPDATE ON users TO {}").format(
                 sql.Identifier(api)))  # fmt: skip
@@ -589,8 +588,6 @@ def test_a_migrate_with_nothing_to_do_narrows_what_an_earlier_version_granted(
                 [api, api, api],
             ).fetchone()
         assert rights == (False, False, 0)
-    finally:
-        _drop_roles(admin, seeded_db, api, lambda_)
 
 
 def test_migrations_that_drop_or_add_a_granted_column_migrate_and_roll_back(
@@ -599,8 +596,6 @@ def test_migrations_that_drop_or_add_a_granted_column_migrate_and_roll_back(
     # The grants given inside each migration's transaction named every column grant.sql
     # names: a migration before the one that adds such a column (or a rollback of it)
     # failed on "column … does not exist", on every retry.
-    api, lambda_ = (f"cruddur_t_{kind}_{uuid.uuid4().hex[:8]}" for kind in ("api", "lambda"))
-    env = {"CONNECTION_URL": seeded_db, "CRUDDUR_HOME": str(tmp_path / "home")}
     folder = tmp_path / "migrations"
     shutil.copytree(package_dir(), folder)
     (folder / "29990101000000_drop_created_at.sql").write_text(
@@ -608,10 +603,8 @@ def test_migrations_that_drop_or_add_a_granted_column_migrate_and_roll_back(
         "-- migrate:down\nALTER TABLE public.users"
         " ADD COLUMN created_at timestamptz NOT NULL DEFAULT current_timestamp;\n"
     )
-    options = ["--api-role", api, "--lambda-role", lambda_, "--env-file", str(tmp_path / "r.env")]
     select = "SELECT has_column_privilege(%s, 'users', %s, 'SELECT')"
-    try:
-        assert here("db", "roles", *options, env=env).returncode == 0
+    with _roles_given(seeded_db, admin, tmp_path) as (api, env):
         migrated = here("db", "migrate", "--migrations-dir", str(folder), env=env)
         assert migrated.returncode == 0, migrated.stderr
         with psycopg.connect(seeded_db) as conn:
@@ -620,5 +613,3 @@ def test_migrations_that_drop_or_add_a_granted_column_migrate_and_roll_back(
         assert back.returncode == 0, back.stderr
         with psycopg.connect(seeded_db) as conn:  # the column is back, and the API's
             assert conn.execute(select, [api, "created_at"]).fetchone() == (True,)
-    finally:
-        _drop_roles(admin, seeded_db, api, lambda_)

@@ -404,10 +404,10 @@ def test_an_applied_file_that_ends_the_transaction_blocks_nothing(empty_db: str,
 SLOW = "-- migrate:up\nCREATE TABLE slow (id int);\nSELECT pg_sleep(2);\n"
 
 
-def test_two_migrates_started_together_both_succeed_and_apply_once(empty_db: str, tmp_path) -> None:
-    folder = write(tmp_path / "m", {"20260101000000_slow.sql": SLOW})
+def _two_migrates_at_once(url: str, folder: Path) -> tuple[list[int], list[str]]:
+    """Two `bin/db-migrate` started at the same moment: their exit statuses and stderr."""
     env = {k: v for k, v in os.environ.items() if k != "PROD_CONNECTION_URL"}
-    env.update(NO_COLOR="1", CONNECTION_URL=empty_db)
+    env.update(NO_COLOR="1", CONNECTION_URL=url)
     command = [str(BIN / "db-migrate"), "--migrations-dir", str(folder)]
     processes = [
         subprocess.Popen(
@@ -415,9 +415,14 @@ def test_two_migrates_started_together_both_succeed_and_apply_once(empty_db: str
         )
         for _ in range(2)
     ]
-    outputs = [p.communicate(timeout=60) for p in processes]
-    assert [p.returncode for p in processes] == [0, 0], outputs
-    errs = [err for _, err in outputs]
+    errs = [p.communicate(timeout=60)[1] for p in processes]
+    return [p.returncode for p in processes], errs
+
+
+def test_two_migrates_started_together_both_succeed_and_apply_once(empty_db: str, tmp_path) -> None:
+    folder = write(tmp_path / "m", {"20260101000000_slow.sql": SLOW})
+    returncodes, errs = _two_migrates_at_once(empty_db, folder)
+    assert returncodes == [0, 0], errs
     assert sum("applied 20260101000000_slow.sql" in err for err in errs) == 1
     assert sum("nothing (else) to migrate" in err for err in errs) == 1
     assert any("waiting up to" in err and "held by pid" in err for err in errs)
@@ -441,18 +446,8 @@ def test_two_migrates_started_together_over_a_concurrent_index_both_succeed(
             ),
         },
     )
-    env = {k: v for k, v in os.environ.items() if k != "PROD_CONNECTION_URL"}
-    env.update(NO_COLOR="1", CONNECTION_URL=empty_db)
-    command = [str(BIN / "db-migrate"), "--migrations-dir", str(folder)]
-    processes = [
-        subprocess.Popen(
-            command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-        )
-        for _ in range(2)
-    ]
-    outputs = [p.communicate(timeout=60) for p in processes]
-    assert [p.returncode for p in processes] == [0, 0], outputs
-    errs = [err for _, err in outputs]
+    returncodes, errs = _two_migrates_at_once(empty_db, folder)
+    assert returncodes == [0, 0], errs
     assert sum("applied 20260102000000_index.sql" in err for err in errs) == 1, errs
     assert sum("nothing (else) to migrate" in err for err in errs) == 1, errs
     assert applied(empty_db) == ["20260101000000", "20260102000000"]

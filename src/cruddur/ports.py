@@ -19,7 +19,7 @@ import sys
 import time
 from pathlib import Path
 
-from cruddur.safe_paths import not_writable, private_folder
+from cruddur.safe_paths import NOT_YOURS_TO_WRITE, not_writable, private_folder
 
 
 class PortTaken(RuntimeError):
@@ -238,7 +238,7 @@ def lock_file(path: Path) -> int | None:
         try:
             fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
         except OSError as exc:
-            if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+            if exc.errno in NOT_YOURS_TO_WRITE:
                 raise not_writable(path, exc) from None
             raise
         try:

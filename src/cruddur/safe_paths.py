@@ -30,7 +30,7 @@ class UnsafePath(ConfigError):
     """A file or folder cruddur must not trust; the message says which and what to do."""
 
 
-def _user(uid: int) -> str:
+def user_name(uid: int) -> str:
     try:
         return pwd.getpwuid(uid).pw_name
     except KeyError:
@@ -41,8 +41,8 @@ def _check_mine(path: Path, info: os.stat_result) -> None:
     me = os.geteuid()
     if info.st_uid != me:
         raise UnsafePath(
-            f"{path} belongs to {_user(info.st_uid)}, not to you ({_user(me)}): cruddur does "
-            "not trust state another user could have written; remove it, or set "
+            f"{path} belongs to {user_name(info.st_uid)}, not to you ({user_name(me)}): "
+            "cruddur does not trust state another user could have written; remove it, or set "
             "CRUDDUR_HOME to a folder of your own"
         )
     if info.st_mode & 0o022:
@@ -101,7 +101,7 @@ def open_private(path: Path, flags: int, mode: int = 0o600) -> int:
             raise UnsafePath(
                 f"{path} is a symbolic link: cruddur does not follow links in its state; remove it"
             ) from None
-        if exc.errno in _NOT_YOURS_TO_WRITE:
+        if exc.errno in NOT_YOURS_TO_WRITE:
             raise not_writable(path, exc) from None
         raise
     try:
@@ -117,7 +117,7 @@ def open_private(path: Path, flags: int, mode: int = 0o600) -> int:
 
 # A home you may not write (mode 0555, a read-only mount of the checkout): said in one
 # line, not as an "unexpected PermissionError".
-_NOT_YOURS_TO_WRITE = frozenset({errno.EACCES, errno.EPERM, errno.EROFS})
+NOT_YOURS_TO_WRITE = frozenset({errno.EACCES, errno.EPERM, errno.EROFS})
 
 
 def not_writable(path: Path, exc: OSError) -> UnsafePath:
@@ -161,7 +161,7 @@ def exclusive_lock(path: Path) -> Iterator[None]:
 
 def _others_can_change(info: os.stat_result, *, folder: bool) -> str | None:
     if info.st_uid not in (0, os.geteuid()):
-        return f"belongs to {_user(info.st_uid)}"
+        return f"belongs to {user_name(info.st_uid)}"
     if info.st_mode & 0o022 and not (folder and info.st_mode & stat.S_ISVTX):
         return "can be written by group or others"
     return None

@@ -170,6 +170,8 @@ def _read_own_file(path: Path) -> bytes:
     sign-in's keys (CRUDDUR_JWKS_URL), the database, or LD_PRELOAD for the programs
     cruddur starts. Refused, like ssh's config: owned by another user (root is
     trusted), writable by others, or by a group other than your own."""
+    from cruddur.safe_paths import user_name
+
     hint = f"remove it, or make it yours and not writable by others (chmod go-w {path})"
     me = os.geteuid()
     link = os.lstat(path)
@@ -177,7 +179,7 @@ def _read_own_file(path: Path) -> bytes:
         # A link is judged by who made it too: another user's could pick which of your
         # files (or root's) is read as your settings.
         raise Problem(
-            f"{path} is a link made by {_user_name(link.st_uid)}, not by you: cruddur does "
+            f"{path} is a link made by {user_name(link.st_uid)}, not by you: cruddur does "
             "not take settings another user could have chosen",
             hint,
         )
@@ -195,7 +197,7 @@ def _read_own_file(path: Path) -> bytes:
             raise Problem(f"{path} is not a regular file", hint)
         if info.st_uid not in (0, me):
             raise Problem(
-                f"{path} belongs to {_user_name(info.st_uid)}, not to you: cruddur does not "
+                f"{path} belongs to {user_name(info.st_uid)}, not to you: cruddur does not "
                 "take settings another user could have written",
                 hint,
             )
@@ -206,15 +208,6 @@ def _read_own_file(path: Path) -> bytes:
                 hint,
             )
         return handle.read()
-
-
-def _user_name(uid: int) -> str:
-    import pwd
-
-    try:
-        return pwd.getpwuid(uid).pw_name
-    except KeyError:
-        return f"uid {uid}"
 
 
 def _first_sentence(help_text: str) -> str:

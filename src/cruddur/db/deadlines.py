@@ -19,10 +19,12 @@ import os
 import socket
 import threading
 import time
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import psycopg
 
+T = TypeVar("T")
 TICK_SECONDS = 0.1  # how often the watcher looks: a deadline is kept to within this
 
 
@@ -73,6 +75,26 @@ class Deadlines:
                     _, conn = self._watched.pop(token)
                     _cut(conn)
                     self._cut.add(token)
+
+
+def within(work: Callable[[Any], T], seconds: float) -> Callable[[Any], T]:
+    """work(conn), its connection cut after `seconds`: DeadlinePassed then. Cut just
+    after its answer came (the deadline passed as rows were read), the answer stands and
+    the connection is closed: never pooled again."""
+
+    def watched(conn: Any) -> T:
+        token = DEADLINES.watch(conn, seconds)
+        try:
+            return work(conn)
+        except psycopg.OperationalError as exc:
+            if DEADLINES.unwatch(token):
+                raise DeadlinePassed(f"no answer from the server within {seconds:g} s") from exc
+            raise
+        finally:
+            if DEADLINES.unwatch(token):  # cut, though its work ended another way
+                conn.close()
+
+    return watched
 
 
 def _cut(conn: psycopg.Connection) -> None:

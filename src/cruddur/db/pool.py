@@ -20,7 +20,7 @@ from psycopg.rows import RowFactory, tuple_row
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from cruddur.config import PoolSettings
-from cruddur.db.deadlines import DEADLINES, DeadlinePassed
+from cruddur.db.deadlines import DeadlinePassed, within
 from cruddur.db.reachability import Reachability
 
 # With a Reachability (fail_fast=True): psycopg_pool's own reconnection gives up almost at
@@ -244,6 +244,8 @@ class Db:
         return self._checkout(pool, gate)
 
     def _failed(self, conn: PooledConnection, exc: psycopg.OperationalError) -> None:
+        if isinstance(exc, DeadlinePassed):
+            return  # the server is there but did not answer: never retried here (_read)
         if conn.broken:  # the server went away, or only this connection did
             if self.reachability is not None:
                 self.reachability.verify()
@@ -308,7 +310,7 @@ class Db:
         pool = self.pool
         conn = self._take(pool)
         if self.deadline is not None:
-            return self._using_within(pool, conn, work, self.deadline)
+            work = within(work, self.deadline)
         try:
             if conn.autocommit:
                 return work(conn)
@@ -319,35 +321,6 @@ class Db:
             raise
         finally:
             pool.putconn(conn)
-
-    def _using_within(
-        self,
-        pool: ConnectionPool | None,
-        conn: PooledConnection,
-        work: Callable[[PooledConnection], Any],
-        seconds: float,
-    ) -> Any:
-        """_using's work with its connection cut after `seconds` (db/deadlines.py):
-        DeadlinePassed then, never retried here (the server is there but does not answer:
-        the caller goes elsewhere). pool: where the connection goes back, if it is ours."""
-        token = DEADLINES.watch(conn, seconds)
-        try:
-            if conn.autocommit:
-                return work(conn)
-            with conn:
-                return work(conn)
-        except psycopg.OperationalError as exc:
-            if DEADLINES.unwatch(token):
-                raise DeadlinePassed(f"no answer from the server within {seconds:g} s") from exc
-            self._failed(conn, exc)
-            raise
-        finally:
-            if DEADLINES.unwatch(token):
-                # Cut just after its answer came (the deadline passed as rows were read):
-                # the answer stands, the connection is done with, never pooled again.
-                conn.close()
-            if pool is not None:
-                pool.putconn(conn)
 
     def query_commit(self, sql: str, params: Params = None) -> Any:
         """Run a write in its own transaction; return RETURNING's first value, else None."""
@@ -455,7 +428,7 @@ class _Pinned(Db):
     def _using(self, work: Callable[[PooledConnection], Any]) -> Any:
         conn = self._conn
         if self.deadline is not None:
-            return self._using_within(None, conn, work, self.deadline)
+            work = within(work, self.deadline)
         try:
             if conn.autocommit:
                 return work(conn)
