@@ -3,6 +3,12 @@
 -- {database}, {api} and {lambda} are identifiers filled in by cruddur.ops.roles, and
 -- {api_name} and {lambda_name} the same roles as strings.
 
+-- One grant at a time in this database (until this transaction ends): a GRANT or REVOKE
+-- that rewrites a catalog row another transaction is rewriting fails with "tuple
+-- concurrently updated", and two deploys' migrates (each grants again) failed one in
+-- twenty. Taken first, so every statement below reads the catalog as the last one left it.
+SELECT pg_advisory_xact_lock(hashtext('cruddur grants'));
+
 -- No one but the owner makes objects here: not in public, not even temporary tables.
 REVOKE CREATE ON SCHEMA public FROM PUBLIC;
 REVOKE TEMPORARY ON DATABASE {database} FROM PUBLIC;
