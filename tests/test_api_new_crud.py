@@ -158,6 +158,8 @@ def test_refused_callers_and_content_types_get_the_views_answer(
         (_json(token, "application/json; charset=utf-8; charset=latin1"), {}),
         (_json(token, "application/json; charset=utf-16"), {}),
         ({**_json(token), "Content-Encoding": "gzip"}, {}),
+        ({**_json(token), "Content-Encoding": ""}, {}),  # the server's `gzip\xff`
+        (_json(token, "application/vnd.api+json"), {}),
     ]
     for headers, environ in cases:
         fast, view = both.send(body, headers, **environ)

@@ -188,6 +188,14 @@ def test_a_body_in_another_charset_or_compressed_is_a_415(api, mint, seeded_db: 
         (gzip.compress(json.dumps(crud).encode()), {"Content-Encoding": "gzip"},
          "application/json", "uncompressed"),
         (latin, {}, "application/json; charset=latin-1", "UTF-8"),
+        # The last charset named was the one read.
+        (latin, {}, "application/json; charset=latin-1; charset=utf-8", "one charset"),
+        # What the server hands on for `gzip\xff` (a byte outside ASCII): an empty value.
+        (gzip.compress(json.dumps(crud).encode()), {"Content-Encoding": ""},
+         "application/json", "uncompressed"),
+        # JSON under another media type: werkzeug's is_json takes any */*+json.
+        (json.dumps(crud).encode(), {}, "application/problem+json", "application/json"),
+        (json.dumps(crud).encode(), {}, "application/vnd.api+json", "application/json"),
     ]:  # fmt: skip
         response = api.post(
             "/api/activities", data=body, content_type=content_type, headers=headers, token=token

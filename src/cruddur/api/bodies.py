@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import json
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -24,6 +25,7 @@ class UnreadableJson(ValueError):
 
 
 UTF8_CHARSETS = ("utf-8", "utf8", "us-ascii", "ascii")  # ASCII is UTF-8 too
+_CHARSET_PARAMETER = re.compile(r";\s*charset\s*=", re.IGNORECASE)
 
 
 def require_json(req: Request | None = None) -> None:
@@ -31,8 +33,13 @@ def require_json(req: Request | None = None) -> None:
     text/plain POST without asking the browser first (no CORS preflight); it cannot
     send application/json that way. `req`: the request, when the caller has it."""
     req = req or request
-    if not req.is_json:
+    # application/json itself: werkzeug's is_json also takes any application/*+json
+    # (problem+json, vnd.api+json), which this API neither documents nor means.
+    if req.mimetype != "application/json":
         raise ApiError(415, "unsupported_media_type", "send the body as application/json")
+    if len(_CHARSET_PARAMETER.findall(req.headers.get("Content-Type", ""))) > 1:
+        # Read by its last one, a body "charset=latin-1; charset=utf-8" was taken as UTF-8.
+        raise ApiError(415, "unsupported_media_type", "name one charset, UTF-8")
     # JSON is UTF-8 (RFC 8259), and a body is read as sent: a body in another charset or
     # compressed would otherwise be read as if it were neither (a 400 "not UTF-8", or
     # another character than the one meant).
@@ -41,8 +48,10 @@ def require_json(req: Request | None = None) -> None:
         raise ApiError(
             415, "unsupported_media_type", f"send the body as UTF-8, not {charset[:32]!r}"
         )
+    # Present but empty is not identity: the server hands a value with a byte outside
+    # ASCII (`gzip\xff`) to the app as "", and such a body was read as uncompressed.
     encoding = req.headers.get("Content-Encoding", "identity").strip().lower()
-    if encoding not in ("identity", ""):
+    if encoding != "identity":
         raise ApiError(
             415, "unsupported_media_type", f"send the body uncompressed, not {encoding[:32]!r}"
         )

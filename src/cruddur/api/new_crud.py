@@ -114,7 +114,7 @@ class NewCrud:
         if kind != JSON and not _utf8_json(kind):
             return None
         encoding = environ.get("HTTP_CONTENT_ENCODING")  # rarely sent: one lookup then
-        if encoding is not None and encoding.strip().lower() not in ("identity", ""):
+        if encoding is not None and encoding.strip().lower() != "identity":
             return None
         length = declared_length(environ)
         return length if length is not None and length <= self.max_body else None
