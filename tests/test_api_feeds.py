@@ -9,6 +9,7 @@ from typing import Any
 
 import psycopg
 import yaml
+from api_support import snapshot
 from flask import Flask
 from helpers import ACTIVITY_COLUMNS
 from openapi_spec_validator import validate
@@ -369,6 +370,28 @@ def test_unknown_paths_and_methods_get_the_error_shape(api) -> None:
     assert missing.status_code == 404 and missing.get_json()["error"] == "not_found"
     wrong = api.open("DELETE", "/api/activities/home")
     assert wrong.status_code == 405 and wrong.get_json()["error"] == "method_not_allowed"
+
+
+def test_method_names_are_case_sensitive(api, mint, seeded_db) -> None:
+    # Flask's routing upper-cases the method: `post` made a crud and `gEt` read the
+    # feed (RFC 9110: method names are case-sensitive; `post` is an unknown method).
+    before = snapshot(seeded_db)
+    for method, path, body in [
+        ("post", "/api/activities", {"message": "lower-case post", "ttl": "1-day"}),
+        ("gEt", "/api/activities/home", None),
+    ]:
+        answer = api.client.open(
+            path,
+            method="POST" if body else "GET",  # the test client upper-cases it
+            json=body,
+            headers={"Authorization": f"Bearer {mint()}"},
+            environ_overrides={"REQUEST_METHOD": method},
+        )
+        # 501: the answer to a method the server does not know (RFC 9110, 15.6.2).
+        assert answer.status_code == 501, (method, answer.get_json())
+        assert answer.get_json()["error"] == "not_implemented"
+        assert answer.get_json()["request_id"] == answer.headers["X-Request-Id"]
+    assert snapshot(seeded_db) == before
 
 
 def _uncached_app(api_settings: Settings, **kwargs: Any) -> Flask:

@@ -12,6 +12,7 @@ with its status, to an observer (telemetry/requests.py); without one it does no 
 
 from __future__ import annotations
 
+import json
 import random
 import re
 import time
@@ -94,10 +95,13 @@ class Edge:
                 headers[:] = kept
             return start_response(status, headers, exc_info)
 
+        # Method names are case-sensitive (RFC 9110): `post` is no method of this API,
+        # but Flask's routing upper-cases it, and `post /api/activities` made a crud.
+        app = self.app if environ.get("REQUEST_METHOD", "").isupper() else _unknown_method
         if observe is None:
-            return self.app(environ, start)
+            return app(environ, start)
         try:
-            return self.app(environ, start)
+            return app(environ, start)
         finally:
             observe(environ, answered[0], time.perf_counter() - started)
 
@@ -112,6 +116,23 @@ class Edge:
         )
         allowed = ("Access-Control-Allow-Origin", origin)
         return (*_VARY, allowed, *(_PREFLIGHT if preflight else _EXPOSE))
+
+
+def _unknown_method(environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
+    """501, the answer to a method the server does not recognise (RFC 9110, 15.6.2)."""
+    sent = environ.get("REQUEST_METHOD", "")[:32]
+    body = json.dumps(
+        {
+            "error": "not_implemented",
+            "message": f"unknown method {sent!r}: method names are upper case (GET, POST)",
+            "request_id": environ.get(REQUEST_ID_KEY),
+        }
+    ).encode()
+    start_response(
+        "501 NOT IMPLEMENTED",
+        [("Content-Type", "application/json"), ("Content-Length", str(len(body)))],
+    )
+    return [b""] if environ.get("REQUEST_METHOD", "").upper() == "HEAD" else [body]
 
 
 def is_api_path(path: str) -> bool:
