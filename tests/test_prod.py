@@ -66,6 +66,19 @@ def test_error_hints_on_production_name_the_prod_scripts(two_dbs) -> None:
     assert "(`bin/db-seed prod` adds the seed)" in kept.stderr
 
 
+def test_an_unreachable_production_server_is_not_sent_to_the_local_one(two_dbs) -> None:
+    # The hint said "Locally: `cruddur db status` (`cruddur db up` starts the embedded
+    # server)": an operator who followed it looked at, and started, the wrong server.
+    down = {**two_dbs, "PROD_CONNECTION_URL": "postgresql://postgres:pw@127.0.0.1:1/prod"}
+    refused = cli(ROOT / ".venv" / "bin" / "cruddur", "db", "migrate", "--prod", env=down)
+    assert refused.returncode == 1
+    assert "db status --prod` says which server was tried" in refused.stderr, refused.stderr
+    assert "db up" not in refused.stderr and "Locally" not in refused.stderr
+    local = {**two_dbs, "CONNECTION_URL": "postgresql://postgres:pw@127.0.0.1:1/local"}
+    refused = cli(ROOT / ".venv" / "bin" / "cruddur", "db", "migrate", env=local)
+    assert "db up` starts the embedded server" in refused.stderr, refused.stderr
+
+
 def test_a_hint_that_names_prod_already_is_left_as_it_is() -> None:
     hint = "`bin/db-migrate prod` first; `--force` (`bin/db-drop --force`)"
     assert for_prod(hint) == "`bin/db-migrate prod` first; `--force` (`bin/db-drop prod --force`)"

@@ -106,9 +106,17 @@ def _setter(name: str) -> Any:
     return store
 
 
+# In place of the local advice of an unreachable server's hint (db.errors), which sent
+# the operator to the embedded server's status and told them how to start it.
+_PROD_STATUS = "`cruddur db status --prod` says which server was tried. "
+
+
 def for_prod(hint: str) -> str:
     """A hint's `bin/db-…` commands aimed at production: without `prod` they act on
     CONNECTION_URL's database (and bin/db-setup would drop and rebuild it)."""
+    from cruddur.db.errors import LOCAL_REACH_HINT  # on an error only: it imports psycopg
+
+    hint = hint.replace(LOCAL_REACH_HINT, _PROD_STATUS)
     return re.sub(r"`bin/(db-[a-z-]+)(?! prod\b)( |`)", r"`bin/\1 prod\2", hint)
 
 

@@ -19,10 +19,8 @@ RDS_REACH_HINT = (
     "your current IP? (`bin/rds-update-sg-rule` lets it in)"
 )
 
-UNREACHABLE_HINT = (
-    "is the server running and reachable? Locally: `cruddur db status` (`cruddur db up` starts "
-    "the embedded server). " + RDS_REACH_HINT
-)
+LOCAL_REACH_HINT = "Locally: `cruddur db status` (`cruddur db up` starts the embedded server). "
+UNREACHABLE_HINT = "is the server running and reachable? " + LOCAL_REACH_HINT + RDS_REACH_HINT
 
 IN_USE_HINT = (
     "see them with `bin/db-sessions`; `--force` disconnects them (`bin/db-drop --force`), "
