@@ -5,6 +5,13 @@ most once per `min_refresh` seconds, so junk tokens cannot make the service hamm
 issuer. A fetch that failed is tried again after `retry_after_failure` seconds, and until
 then a key that is not known is "unavailable" (503), not "unknown" (401): the token may
 be fine. Works with https:// (Cognito), http:// (moto, tests) and file:// (dev keys).
+
+An issuer that answers slowly must not hold the service: one thread fetches at a time,
+within `timeout` seconds for the whole answer (not per read), at most MAX_BYTES of it.
+While it does, a thread that also needs a key it lacks waits only when the service has
+no keys yet (start-up), and then no longer than that fetch may take; otherwise it is
+told "unavailable" at once. The retry clock starts when a fetch ends: one that took
+its whole time used to be followed at once by the next thread's, one after another.
 """
 
 from __future__ import annotations
@@ -16,6 +23,8 @@ import urllib.request
 from typing import Any
 
 import jwt
+
+MAX_BYTES = 64 * 1024  # Cognito's JWKS is ~1 kB; a bigger answer is not one
 
 
 class KeysUnavailable(RuntimeError):
@@ -46,33 +55,62 @@ class KeySet:
 
     def _fetch(self) -> dict[str, Any]:
         try:
-            with urllib.request.urlopen(self.url, timeout=self.timeout) as response:
-                document = json.load(response)
+            document = json.loads(self._read())
+            if not isinstance(document, dict):  # PyJWKSet fails on it with AttributeError
+                raise ValueError(f"a JSON {type(document).__name__}, not a key set")
             key_set = jwt.PyJWKSet.from_dict(document)
-        except (OSError, ValueError, jwt.PyJWKSetError) as exc:
+        except KeysUnavailable:
+            raise
+        except Exception as exc:  # whatever the answer was (deeply nested: RecursionError)
             raise KeysUnavailable(f"cannot read the token keys at {self.url}: {exc}") from exc
         return {key.key_id: key for key in key_set.keys if key.key_id}
+
+    def _read(self) -> bytes:
+        """The answer's body, within `timeout` for all of it (a socket timeout bounds
+        each read only: an answer dripping a byte a second took 40 s) and MAX_BYTES."""
+        deadline = time.monotonic() + self.timeout
+        chunks: list[bytes] = []
+        size = 0
+        with urllib.request.urlopen(self.url, timeout=self.timeout) as response:
+            while chunk := response.read1(8192):  # what has come, not 8 kB
+                chunks.append(chunk)
+                size += len(chunk)
+                if size > MAX_BYTES:
+                    raise KeysUnavailable(
+                        f"the token keys at {self.url} are over {MAX_BYTES // 1024} kB"
+                    )
+                if time.monotonic() > deadline:
+                    raise KeysUnavailable(
+                        f"the token keys at {self.url} took over {self.timeout:g} s to arrive"
+                    )
+        return b"".join(chunks)
 
     def get(self, kid: str) -> Any:
         """The key (a PyJWK) with this id."""
         key = self._keys.get(kid)
         if key is not None:
             return key
-        with self._lock:
+        # Waits for a fetch under way only with no keys at all (start-up), up to its bound.
+        if not self._lock.acquire(timeout=self.timeout if not self._keys else 0):
+            raise KeysUnavailable(f"the token keys at {self.url} are being fetched")
+        try:
             key = self._keys.get(kid)
-            now = time.monotonic()
             wait = self.min_refresh if self._failure is None else self.retry_after_failure
-            if key is None and (self._fetched_at is None or now - self._fetched_at >= wait):
-                self._fetched_at = now
+            due = self._fetched_at is None or time.monotonic() - self._fetched_at >= wait
+            if key is None and due:
                 try:
                     self._keys = self._fetch()
                 except KeysUnavailable as exc:
                     self._failure = str(exc)
                     raise
+                finally:
+                    self._fetched_at = time.monotonic()  # from its end
                 self._failure = None
                 key = self._keys.get(kid)
             if key is None and self._failure is not None:
                 raise KeysUnavailable(self._failure)
+        finally:
+            self._lock.release()
         if key is None:
             raise UnknownKey(kid)
         return key
