@@ -196,6 +196,36 @@ def test_a_taken_handle_gets_a_number(db: Db) -> None:
     assert db.query_value("SELECT count(*) FROM users WHERE handle = %s", [data.handles[7]]) == 1
 
 
+def test_a_renamed_handle_is_checked_against_the_database_too(db: Db) -> None:
+    # The handle and every one-digit rename of it are taken: the first number added
+    # must be checked again, not assumed free (a duplicate key failed the whole load).
+    data = fake.FakeData(50, 10, seed=5)
+    wanted = data.handles[7]
+    for n, handle in enumerate([wanted] + [f"{wanted}{d}" for d in range(10)]):
+        db.query_commit(
+            "INSERT INTO users (display_name, handle, email, cognito_user_id)"
+            " VALUES ('Someone Else', %s, 'x@example.com', %s)",
+            [handle, f"sub-{n}"],
+        )
+    loaded = fake.load(db, data)
+    assert loaded.users == 50
+    assert len(data.handles[7]) == len(wanted) + 2
+    assert db.query_value("SELECT count(*) FROM users WHERE handle = %s", [data.handles[7]]) == 1
+
+
+def test_a_failed_fake_load_names_its_seed(seeded_db: str) -> None:
+    with psycopg.connect(seeded_db, autocommit=True) as conn:
+        conn.execute(
+            "CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS"
+            " $$BEGIN RAISE EXCEPTION 'no more users'; END$$"
+        )
+        conn.execute("CREATE TRIGGER refuse BEFORE INSERT ON users EXECUTE FUNCTION refuse()")
+    result = fake_seed(seeded_db, "--users", "5", "--activities", "5", "--seed", "31")
+    assert result.returncode == 1
+    assert "error: no more users" in result.stderr
+    assert "seed 31: `--seed 31` makes the same rows" in result.stderr
+
+
 @pytest.mark.parametrize(
     ("args", "says"),
     [

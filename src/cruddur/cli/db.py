@@ -269,9 +269,19 @@ def _seed_fake(
     with db as database, RowsProgress(users + activities) as bar:
         try:
             loaded = fake_data.load(database, data, replace=replace, progress=bar)
-        except fake_data.FakeDataClash as exc:
-            exc.hint = "pass --replace to remove the earlier fake data first, or another --seed"
-            raise
+        except Exception as exc:
+            from cruddur.cli import as_problem
+
+            problem = as_problem(exc)
+            if problem is None:
+                raise
+            if isinstance(exc, fake_data.FakeDataClash):
+                problem.hint = (
+                    "pass --replace to remove the earlier fake data first, or another --seed"
+                )
+            # The seed was picked at random unless given: without it the run is lost.
+            problem.message += f" (seed {random_seed}: `--seed {random_seed}` makes the same rows)"
+            raise problem from (None if problem is exc else exc)
     if replace:
         done(
             f"deleted {loaded.removed_users:,} earlier fake users and their cruds "

@@ -102,8 +102,12 @@ def load(
                 template("fake", "delete_fake_users"), {"pattern": FAKE_PREFIX + "%"}
             ).rowcount
         removed_seconds = time.perf_counter() - started
-        taken = conn.execute(template("fake", "taken_handles"), {"handles": data.handles})
-        data.rename_taken({row[0] for row in taken})
+        # Until no handle is taken: a renamed one may be someone's too (anais1).
+        handles = data.handles
+        while handles:
+            found = conn.execute(template("fake", "taken_handles"), {"handles": handles})
+            taken = {row[0] for row in found}
+            handles = data.rename_taken(taken) if taken else []
         first_ids = [
             UUID(bytes=data.user_ids[16 * i : 16 * i + 16]) for i in range(min(data.users, 1000))
         ]

@@ -180,6 +180,7 @@ class FakeData:
         self.names: list[tuple[int, int]] = []  # (first, last) name of each user
         self.handles = self._handles()
         self._plan_replies()
+        self._taken_rng = random.Random(f"{self.seed}:taken")  # one over every renaming
 
     # -- users -------------------------------------------------------------------
 
@@ -199,16 +200,18 @@ class FakeData:
             handles.append(handle)
         return handles
 
-    def rename_taken(self, taken: set[str]) -> int:
-        """Give the handles that other users already have a number, until they are free."""
-        rng, seen, renamed = random.Random(f"{self.seed}:taken"), set(self.handles), 0
+    def rename_taken(self, taken: set[str]) -> list[str]:
+        """Give the handles that other users already have a number, free among these
+        handles; returns the new ones, which the caller must check against the database
+        again (a number added may make a handle someone else has: anais → anais1)."""
+        rng, seen, renamed = self._taken_rng, set(self.handles), []
         for i, handle in enumerate(self.handles):
             if handle in taken:
                 while handle in seen or handle in taken:
                     handle += str(rng.randrange(10))
                 seen.add(handle)
                 self.handles[i] = handle
-                renamed += 1
+                renamed.append(handle)
         return renamed
 
     def user_rows(self) -> Iterator[FakeUser]:
