@@ -213,6 +213,29 @@ def test_setup_stops_partway_and_does_not_seed(empty_db, login_role) -> None:
     assert tables(empty_db) == set()
 
 
+def test_setup_refuses_a_role_that_could_not_create_the_database_again(
+    admin, seeded_db, login_role
+) -> None:
+    # The owner of a database may drop it without CREATEDB: setup dropped it, then
+    # failed to create it ("permission denied to create database"), and it was gone.
+    name = sql.Identifier(database_name(seeded_db))
+    admin.execute(sql.SQL("ALTER DATABASE {} OWNER TO {}").format(name, sql.Identifier(login_role)))
+    try:
+        result = cli("db-setup", env=local(as_role(seeded_db, login_role, "right-password")))
+        assert result.returncode == 1
+        assert f'error: role "{login_role}" lacks CREATEDB' in result.stderr
+        assert "nothing was done" in result.stderr and "dropped" not in result.stderr
+        with psycopg.connect(seeded_db) as conn:
+            assert conn.execute("SELECT count(*) FROM users").fetchone()[0] == 3
+        # The roles step's power is checked too: CREATEROLE, for a role not made yet.
+        admin.execute(sql.SQL("ALTER ROLE {} CREATEDB").format(sql.Identifier(login_role)))
+        with Db(as_role(seeded_db, login_role, "right-password"), autocommit=True) as server:
+            missing = databases.missing_powers(server, ["fix_no_such_role"])
+            assert missing == (f'role "{login_role}" lacks CREATEROLE (to make fix_no_such_role)')
+    finally:
+        admin.execute(sql.SQL("ALTER DATABASE {} OWNER TO CURRENT_USER").format(name))
+
+
 @pytest.mark.parametrize("prod", [True, False])
 def test_setup_checks_the_migrations_before_it_drops_anything(
     seeded_db, tmp_path, monkeypatch, prod: bool

@@ -41,6 +41,7 @@ from cruddur.telemetry.commands import traced_command
 if TYPE_CHECKING:
     from cruddur.config import Settings
     from cruddur.db import Db
+    from cruddur.targets import Target
 
 
 class DbGroup(click.Group):
@@ -474,6 +475,8 @@ def setup(cli: Cli, force: bool, if_missing: bool) -> None:
     if not if_missing:
         cli.confirm(f'drop and recreate "{name}"', target)
     with server_db(target, settings.pool) as server:
+        if not if_missing or not databases.exists(server, name):
+            _refuse_without_powers(server, target, name)
         if not if_missing:
             # What a developer means by "set it up again" while the API runs: locally,
             # its sessions go; on production, only when asked for.
@@ -513,6 +516,24 @@ def setup(cli: Cli, force: bool, if_missing: bool) -> None:
     else:
         set_up_roles(settings, target)  # a step of its own, after the migrations
     done(f'database "{name}" is ready')
+
+
+def _refuse_without_powers(server: Db, target: Target, name: str) -> None:
+    """Before setup drops anything: the role must be able to create the database again
+    and make the roles (the owner of a database may drop it without CREATEDB)."""
+    from cruddur.ops import databases
+    from cruddur.ops.roles import API_ROLE, LAMBDA_ROLE
+
+    # The embedded server's roles get their kept passwords set each time.
+    missing = databases.missing_powers(
+        server, [API_ROLE, LAMBDA_ROLE], set_passwords=target.embedded
+    )
+    if missing:
+        raise Problem(
+            f'{missing}: nothing was done to "{name}"',
+            "connect as a role that has it (on RDS, the master user), or have a superuser "
+            "grant it (ALTER ROLE)",
+        )
 
 
 db.add_command(roles_command)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from psycopg import errors, sql
@@ -60,6 +61,21 @@ def create(server: Db, dbname: str) -> bool:
             return False
         raise
     return True
+
+
+def missing_powers(server: Db, roles: Sequence[str], *, set_passwords: bool = False) -> str | None:
+    """What the session's role lacks to create a database and make `roles` (those not
+    there yet; every one of them when `set_passwords`), said in one phrase; None when
+    nothing. `db setup` asks before it drops: a drop it cannot undo must not happen."""
+    role, createdb, createrole, missing = server.query_rows(
+        template("server", "session_powers"), {"roles": list(roles)}
+    )[0]
+    needs = [] if createdb else ["CREATEDB (to create the database)"]
+    to_change = list(roles) if set_passwords else missing
+    if to_change and not createrole:
+        what = "set the passwords of" if set_passwords else "make"
+        needs.append(f"CREATEROLE (to {what} {', '.join(to_change)})")
+    return f'role "{role}" lacks {" and ".join(needs)}' if needs else None
 
 
 def other_sessions(server: Db, dbname: str) -> int:
