@@ -136,6 +136,30 @@ def test_migrate_applies_pending_in_version_order_each_once(empty_db: str, tmp_p
     assert "20260102000000" in status.stdout and "applied" in status.stdout
 
 
+def test_an_applied_migration_with_no_file_here_is_named_and_fails_the_gate(
+    empty_db: str, tmp_path
+) -> None:
+    # A folder without the file of a migration the database has applied: migrate said
+    # "the schema is up to date" and --exit-code passed, though the table said otherwise.
+    both = write(
+        tmp_path / "both",
+        {"20260101000000_notes.sql": NOTES, "20260102000000_add_colour.sql": ADD_COLOUR},
+    )
+    assert migrate(empty_db, both).returncode == 0
+    older = write(tmp_path / "older", {"20260101000000_notes.sql": NOTES})
+    again = migrate(empty_db, older)
+    assert again.returncode == 0, again.stderr
+    assert "20260102000000_add_colour.sql is applied but has no file here" in again.stderr
+    status = run(
+        "db-migrations", "--migrations-dir", str(older), "--exit-code", env=local(empty_db)
+    )
+    assert status.returncode == 1
+    assert "applied, no file here" in status.stdout
+    assert "2 applied, 0 pending, 1 applied with no file here" in status.stderr
+    gate = run("db-migrations", "--migrations-dir", str(both), "--exit-code", env=local(empty_db))
+    assert gate.returncode == 0, gate.stderr
+
+
 def test_dry_run_prints_the_pending_list_and_changes_nothing(empty_db: str, tmp_path) -> None:
     folder = write(tmp_path / "m", {"20260101000000_notes.sql": NOTES})
     result = migrate(empty_db, folder, "--dry-run")

@@ -362,6 +362,11 @@ def _regrant(settings: Settings, url: str) -> runner.Regrant | None:
 
 def _describe(current: runner.Plan) -> None:
     _warn_invalid(current)
+    for missing in current.missing:  # a schema_migrations row may hold anything: escaped
+        warn(
+            f"{printable(missing.version)}_{printable(missing.name)}.sql is applied but has "
+            "no file here (another --migrations-dir, a newer checkout?)"
+        )
     if current.adopt:
         info(f"to adopt (record as applied without running): {current.adopt.file_name}")
     for migration in current.edited:
@@ -435,7 +440,8 @@ def rollback(
 @click.option(
     "--exit-code",
     is_flag=True,
-    help="Exit 1 when any migration is pending or was edited since applied (for deploy scripts).",
+    help="Exit 1 when any migration is pending, was edited since applied, or is applied "
+    "with no file here (for deploy scripts).",
 )
 @pass_cli
 def migrations_status(cli: Cli, migrations_dir: Path | None, exit_code: bool) -> None:
@@ -483,8 +489,10 @@ def migrations_status(cli: Cli, migrations_dir: Path | None, exit_code: bool) ->
         result_line += " (1 to adopt)"
     if current.edited:
         result_line += f", {len(current.edited)} edited since applied"
+    if current.missing:
+        result_line += f", {len(current.missing)} applied with no file here"
     info(result_line)
-    if exit_code and (pending or current.edited):
+    if exit_code and (pending or current.edited or current.missing):
         raise click.exceptions.Exit(1)
 
 
