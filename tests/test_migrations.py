@@ -274,6 +274,18 @@ def test_new_writes_an_empty_migration_with_the_next_version(tmp_path) -> None:
     assert "-- migrate:up" in text and "-- migrate:down" in text
 
 
+def test_new_after_an_unfinished_migration_says_where_that_file_is(tmp_path) -> None:
+    folder = tmp_path / "m"
+    first = cli("db-new-migration", "add_bio", "--migrations-dir", str(folder))
+    assert first.returncode == 0, first.stderr
+    path = Path(first.stdout.strip())
+    second = cli("db-new-migration", "add_avatar", "--migrations-dir", str(folder))
+    assert second.returncode == 1
+    assert f"error: {path.name}: the up section has no statement" in second.stderr
+    assert f"hint: fill in its up section, or remove it first: {path}" in second.stderr
+    assert [p.name for p in folder.iterdir()] == [path.name]
+
+
 def test_new_says_in_one_line_where_it_cannot_write(tmp_path) -> None:
     (tmp_path / "dangling").symlink_to(tmp_path / "nowhere")
     for folder in (tmp_path / "dangling", Path("/proc/cruddur-migrations")):

@@ -148,7 +148,11 @@ def parse(path: Path, text: str) -> Migration:
     up_text = "\n".join(lines[up_line : down_line - 1])
     up = _section(file_name, up_text, up_line + 1, up_transaction, "up")
     if up.empty:
-        raise MigrationFileError(f"{file_name}: the up section has no statement")
+        # Most often `db new`'s file, not written yet: where it is, to finish or delete.
+        raise MigrationFileError(
+            f"{file_name}: the up section has no statement",
+            f"fill in its up section, or remove it first: {path.absolute()}",
+        )
     down = None
     if "down" in found:
         down_text = "\n".join(lines[down_line:])
