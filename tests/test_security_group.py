@@ -120,6 +120,23 @@ def test_leaves_a_rule_that_already_admits_the_ip_alone(aws: dict[str, str], gro
     assert [(r["SecurityGroupRuleId"], r["Description"]) for r in rules] == [(rule_id, "my laptop")]
 
 
+def test_a_teammates_rule_for_the_ip_leaves_the_gitpod_rule_alone(
+    aws: dict[str, str], group: str
+) -> None:
+    # The GITPOD rule was rewritten to the address the office rule admits already: the
+    # GITPOD rule's own address lost, and two identical rules left.
+    mine = add_rule(group, "198.51.100.9/32", "GITPOD")
+    office = add_rule(group, "203.0.113.50/32", "office")
+    result = cli("--ip", "203.0.113.50", env={"DB_SG_ID": group})
+    assert result.exit_code == 0, result.stderr
+    assert f"rule {office} in {group} already admits 203.0.113.50/32" in result.stderr
+    assert "nothing to change" in result.stderr
+    by_id = {r["SecurityGroupRuleId"]: (r["CidrIpv4"], r["Description"]) for r in inbound(group)}
+    assert by_id == {mine: ("198.51.100.9/32", "GITPOD"), office: ("203.0.113.50/32", "office")}
+    # The ids kept for next time are the GITPOD rule's: the office rule's would be rewritten.
+    assert exports(result.output)["DB_SG_RULE_ID"] == mine
+
+
 def _instance(group: str, **options: object) -> None:
     """The original's instance, in moto, behind `group`."""
     client("rds").create_db_instance(

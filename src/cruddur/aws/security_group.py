@@ -104,6 +104,7 @@ class Outcome:
     rule: Rule
     action: Action
     previous_cidr: str | None = None
+    keep: Rule | None = None  # the rule whose ids to keep, when it is not `rule`
 
 
 def rules_of(ec2: Any, group_id: str) -> list[Rule]:
@@ -202,8 +203,14 @@ def allow_ip(
             (r for r in rules if r.description == description and r.cidr and r.from_port == port),
             None,
         )
-        # A rule that admits this address already (whatever its description) will do.
-        rule = rule or next((r for r in rules if r.admits(cidr, port)), None)
+        # A rule that admits this address already (whatever its description) will do. The
+        # described rule was rewritten first: a teammate's rule for the same address was
+        # left a duplicate of it and the described rule's own address was lost.
+        admitting = next((r for r in rules if r.admits(cidr, port)), None)
+        if admitting is not None:
+            # The ids printed for next time stay the described rule's: the teammate's,
+            # given back as DB_SG_RULE_ID, would be the one rewritten for the next IP.
+            return Outcome(admitting, "unchanged", keep=rule)
     if rule is None:
         assert group_id is not None
         reply = ec2.authorize_security_group_ingress(

@@ -559,9 +559,10 @@ def allow_my_ip(
         done(f"created {where}: {rule.cidr} on port {port} ({description})")
     else:
         done(f"updated {where}: {outcome.previous_cidr} → {rule.cidr} on port {port}")
-    result(f"export DB_SG_ID={rule.group_id}")
-    result(f"export DB_SG_RULE_ID={rule.id}")
-    if rule.id != rule_id or rule.group_id != group_id:
+    kept = outcome.keep or rule
+    result(f"export DB_SG_ID={kept.group_id}")
+    result(f"export DB_SG_RULE_ID={kept.id}")
+    if kept.id != rule_id or kept.group_id != group_id:
         info("keep these ids for next time: add the export lines above to your shell's profile")
 
 
