@@ -84,6 +84,32 @@ def test_a_rule_given_for_another_port_is_left_as_it_is(aws: dict[str, str], gro
     ]
 
 
+def test_a_gitpod_rule_of_another_shape_is_left_as_it_is(aws: dict[str, str], group: str) -> None:
+    # Found by its description, it was narrowed to tcp 5432-5432 from one /32 without a word.
+    client("ec2").authorize_security_group_ingress(
+        GroupId=group,
+        IpPermissions=[
+            {
+                "IpProtocol": "tcp",
+                "FromPort": 5432,
+                "ToPort": 6000,
+                "IpRanges": [{"CidrIp": "192.0.2.0/24", "Description": "GITPOD"}],
+            }
+        ],
+    )
+    result = cli("--ip", "203.0.113.9", env={"DB_SG_ID": group})
+    assert result.exit_code == 1
+    assert "admits tcp 5432-6000 (GITPOD), not tcp port 5432" in result.stderr, result.stderr
+    assert "another --description" in result.stderr
+    assert [(r["FromPort"], r["ToPort"], r["CidrIpv4"]) for r in inbound(group)] == [
+        (5432, 6000, "192.0.2.0/24")
+    ]
+    # A port outside its range is no concern of that rule's: a rule is created for it.
+    other = cli("--ip", "203.0.113.9", "--port", "6001", env={"DB_SG_ID": group})
+    assert other.exit_code == 0 and "created rule" in other.stderr, other.stderr
+    assert len(inbound(group)) == 2
+
+
 def test_finds_the_rule_by_description(aws: dict[str, str], group: str) -> None:
     other = add_rule(group, "192.0.2.50/32", "office")
     mine = add_rule(group, "192.0.2.1/32", "GITPOD")

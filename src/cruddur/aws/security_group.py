@@ -159,6 +159,36 @@ def _ports(rule: Rule) -> str:
     return f"{rule.protocol} {low if low == high else f'{low}-{high}'}"
 
 
+def _covers(rule: Rule, port: int) -> bool:
+    """Whether the rule's ports include `port` (all traffic does)."""
+    if rule.protocol in ("-1", "all"):
+        return True
+    low, high = rule.from_port, rule.to_port
+    return low is not None and high is not None and low <= port <= high
+
+
+def _shape(rule: Rule, port: int) -> str | None:
+    """Why an inbound address rule is not one for tcp `port` alone, or None."""
+    if rule.protocol not in ("tcp", "6") or not rule.from_port == rule.to_port == port:
+        return (
+            f"admits {_ports(rule)} ({rule.description or 'no description'}),"
+            f" not tcp port {port}: it is not the database's rule, and is left as it is"
+        )
+    return None
+
+
+def _refuse_another_shape(rule: Rule, port: int, hint: str) -> None:
+    # Rewritten, another service's rule (public HTTPS for a load balancer, say) became the
+    # database's, and a range (5432-6000 from a /24) shrank to one port from one address:
+    # its ports, sources and purpose gone without a word.
+    why = _shape(rule, port)
+    if why is not None:
+        raise AwsProblem(
+            f"rule {rule.id} {why}",
+            f"{hint}, or neither to find or make it (--port for another port)",
+        )
+
+
 def allow_ip(
     ec2: Any,
     *,
@@ -186,23 +216,16 @@ def allow_ip(
                 f"rule {rule_id} is not an inbound IPv4 address rule",
                 "give an inbound rule with a CIDR source (--rule-id or DB_SG_RULE_ID), or neither",
             )
-        if rule.protocol not in ("tcp", "6") or not rule.from_port == rule.to_port == port:
-            # Rewritten, another service's rule (public HTTPS for a load balancer, say)
-            # became the database's: its port, source and purpose gone without a word.
-            raise AwsProblem(
-                f"rule {rule_id} admits {_ports(rule)} ({rule.description or 'no description'}),"
-                f" not tcp port {port}: it is not the database's rule, and is left as it is",
-                "give the database's rule (--rule-id or DB_SG_RULE_ID), or neither to find or "
-                "make it (--port for another port)",
-            )
+        _refuse_another_shape(rule, port, "give the database's rule (--rule-id or DB_SG_RULE_ID)")
     else:
         if not group_id:
             raise AwsProblem("no security group given", "set DB_SG_ID=sg-… (or --group-id)")
         rules = [r for r in rules_of(ec2, group_id) if not r.is_egress]
-        rule = next(
-            (r for r in rules if r.description == description and r.cidr and r.from_port == port),
-            None,
-        )
+        described = [
+            r for r in rules if r.description == description and r.cidr and _covers(r, port)
+        ]
+        # Of several, the one of the database's shape; another shape is refused below.
+        rule = next((r for r in described if _shape(r, port) is None), None)
         # A rule that admits this address already (whatever its description) will do. The
         # described rule was rewritten first: a teammate's rule for the same address was
         # left a duplicate of it and the described rule's own address was lost.
@@ -211,6 +234,14 @@ def allow_ip(
             # The ids printed for next time stay the described rule's: the teammate's,
             # given back as DB_SG_RULE_ID, would be the one rewritten for the next IP.
             return Outcome(admitting, "unchanged", keep=rule)
+        rule = rule or next(iter(described), None)
+        if rule is not None:
+            _refuse_another_shape(
+                rule,
+                port,
+                "change or remove it in the console, or give another --description "
+                "(or --rule-id) for the database's rule",
+            )
     if rule is None:
         assert group_id is not None
         reply = ec2.authorize_security_group_ingress(
