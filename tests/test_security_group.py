@@ -212,6 +212,29 @@ def test_refuses_what_is_not_an_ipv4_address(aws: dict[str, str], group: str) ->
     assert inbound(group) == []
 
 
+def test_refuses_addresses_no_connection_comes_from(aws: dict[str, str], group: str) -> None:
+    # They were written into the group as if they were this machine's public address.
+    kinds = {
+        "127.0.0.1": "a loopback address",
+        "10.1.2.3": "a private (RFC 1918) address",
+        "192.168.0.9": "a private (RFC 1918) address",
+        "169.254.169.254": "a link-local address",
+        "224.0.0.251": "a multicast address",
+        "255.255.255.255": "a reserved (or broadcast) address",
+        "100.64.0.1": "a shared (carrier-grade NAT) address",
+        "198.18.0.1": "a special-purpose address",
+    }
+    for bad, kind in kinds.items():
+        result = cli("--ip", bad, env={"DB_SG_ID": group})
+        assert result.exit_code == 1, bad
+        assert f"--ip gave {bad}, {kind}" in result.stderr, result.stderr
+    assert "GITPOD_IP gave 10.0.0.5, a private" in cli(env={"GITPOD_IP": "10.0.0.5"}).stderr
+    assert inbound(group) == []
+    # A public address, and the documentation ranges README and these tests use, pass.
+    for good in ("52.94.76.1", "192.0.2.9", "198.51.100.9", "203.0.113.9"):
+        assert sg.checked_ipv4(good, "--ip") == good
+
+
 def test_refuses_a_rule_of_another_group_or_none_at_all(aws: dict[str, str], group: str) -> None:
     rule_id = add_rule(group, "192.0.2.1/32", "GITPOD")
     default = client("ec2").describe_security_groups(GroupNames=["default"])["SecurityGroups"][0]

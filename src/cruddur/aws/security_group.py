@@ -50,7 +50,45 @@ def checked_ipv4(text: str, source: str) -> str:
         ) from None
     if address.is_unspecified:
         raise AwsProblem(f"{source} gave 0.0.0.0, which is no one's address")
+    kind = not_public(address)
+    if kind:
+        raise AwsProblem(
+            f"{source} gave {address}, {kind}: AWS never sees a connection come from it",
+            "pass your public IP (what https://checkip.amazonaws.com shows), or neither --ip "
+            "nor GITPOD_IP to look it up",
+        )
     return str(address)
+
+
+_PRIVATE = tuple(map(ipaddress.IPv4Network, ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16")))
+_SHARED = ipaddress.IPv4Network("100.64.0.0/10")
+# RFC 5737's examples: not routable, but README and the tests use them for "your IP" and
+# AWS accepts a rule for them, so they pass (ipaddress calls them private, and not global).
+_DOCUMENTATION = tuple(
+    map(ipaddress.IPv4Network, ("192.0.2.0/24", "198.51.100.0/24", "203.0.113.0/24"))
+)
+
+
+def not_public(address: ipaddress.IPv4Address) -> str | None:
+    """The kind of `address` when no connection from the internet can come from it
+    (loopback, private, …), or None for a public address or a documentation example."""
+    if address.is_loopback:
+        return "a loopback address"
+    if address.is_link_local:
+        return "a link-local address"
+    if address.is_multicast:  # is_global is true for some multicast: asked first
+        return "a multicast address"
+    if address.is_reserved:  # 240.0.0.0/4, 255.255.255.255 among them
+        return "a reserved (or broadcast) address"
+    if any(address in network for network in _PRIVATE):
+        return "a private (RFC 1918) address"
+    if address in _SHARED:
+        return "a shared (carrier-grade NAT) address"
+    if any(address in network for network in _DOCUMENTATION):
+        return None
+    if not address.is_global:  # 0.0.0.0/8, benchmarking's 198.18.0.0/15, …
+        return "a special-purpose address, not a public one"
+    return None
 
 
 def my_ip(given: str | None, env: Mapping[str, str], url: str = CHECKIP_URL) -> tuple[str, str]:
