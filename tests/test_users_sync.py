@@ -200,6 +200,52 @@ def test_the_owner_of_the_seeded_email_claims_it(aws: dict[str, str], seeded_db:
     assert row[0] == subs(pool_id)["bayko"]
 
 
+def test_an_email_equal_only_when_casefolded_claims_nothing(
+    aws: dict[str, str], seeded_db: str
+) -> None:
+    # Python's casefold() passed STRASSE@x.org for Straße@x.org, SQL's lower() matched no
+    # row, and the user was counted "unchanged" without a word, the row left MOCK-.
+    with psycopg.connect(seeded_db) as conn:
+        conn.execute(
+            "INSERT INTO users (display_name, handle, email, cognito_user_id)"
+            " VALUES ('Strasse', 'strasse', 'Straße@x.org', 'MOCK-strasse')"
+        )
+    pool_id = _small_pool(
+        {"preferred_username": "strasse", "email": "STRASSE@x.org", "email_verified": "true"}
+    )
+    env = {**aws, "CONNECTION_URL": seeded_db, "AWS_COGNITO_USER_POOL_ID": pool_id}
+    synced = cli(CRUDDUR, "users", "sync-cognito", env=env)
+    assert synced.returncode == 0, synced.stderr
+    assert "skipped  strasse: the handle belongs to a seeded row with another email" in (
+        synced.stdout
+    )
+    assert "0 inserted, 0 updated, 0 unchanged, 1 skipped" in synced.stderr
+    with psycopg.connect(seeded_db) as conn:
+        row = conn.execute("SELECT cognito_user_id FROM users WHERE handle = 'strasse'").fetchone()
+    assert row[0] == "MOCK-strasse"
+
+
+def test_a_claim_that_finds_no_row_is_skipped_and_said(seeded_db: str) -> None:
+    from cruddur.db import Db
+    from cruddur.ops.cognito_sync import CLAIM_MISSED, CognitoUser, sync
+
+    # The row changing between the read and the write: a trigger that drops the UPDATE.
+    with psycopg.connect(seeded_db) as conn:
+        conn.execute(
+            "CREATE FUNCTION keep_row() RETURNS trigger LANGUAGE plpgsql"
+            " AS $$ BEGIN RETURN NULL; END $$;"
+            "CREATE TRIGGER keep_row BEFORE UPDATE ON users"
+            " FOR EACH ROW EXECUTE FUNCTION keep_row()"
+        )
+    values = {"sub": "sub-bayko", "email": "bayko@exampro.co", "email_verified": "true"}
+    bayko = CognitoUser("bayko", "CONFIRMED", {**values, "preferred_username": "bayko"})
+    with Db(seeded_db) as db:
+        for dry_run in (True, False):
+            report = sync(db, [bayko], dry_run=dry_run)
+            assert (report.updated, report.unchanged) == ([], [])
+            assert report.skipped == [("bayko", CLAIM_MISSED)]
+
+
 def test_cognito_attributes_cannot_drive_the_terminal(aws: dict[str, str], seeded_db: str) -> None:
     # The reproduction: an OSC sequence in preferred_username retitled the terminal.
     hostile = "\x1b]0;owned\x07x\r\nupdated  andrewbrown\u202e"
