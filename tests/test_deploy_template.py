@@ -64,11 +64,30 @@ def test_the_template_deploys_what_the_package_builds() -> None:
     assert "secretsmanager:GetSecretValue" in str(role["Policies"])
 
     ingress = resources["DatabaseIngressFromFunction"]["Properties"]
-    assert (ingress["FromPort"], ingress["ToPort"], ingress["IpProtocol"]) == (5432, 5432, "tcp")
+    port = {"Ref": "DatabasePort"}
+    assert (ingress["FromPort"], ingress["ToPort"], ingress["IpProtocol"]) == (port, port, "tcp")
 
     permission = resources["CognitoInvokePermission"]["Properties"]
     assert permission["Principal"] == "cognito-idp.amazonaws.com"
     assert "userpool/${UserPoolId}" in str(permission["SourceArn"])
+
+
+@pytest.mark.parametrize("name", ["post-confirmation.yaml", "purge-expired.yaml"])
+def test_the_functions_reach_the_port_the_database_listens_on(name: str) -> None:
+    # Both rules said 5432: an instance made with `rds create --port 5433` was never reached.
+    template, problems = decode(str(ROOT / "deploy" / name))
+    assert not problems
+    parameter = template["Parameters"]["DatabasePort"]
+    assert (parameter["Type"], parameter["Default"]) == ("Number", 5432)
+    resources = template["Resources"]
+    (egress,) = [
+        rule
+        for rule in resources["FunctionSecurityGroup"]["Properties"]["SecurityGroupEgress"]
+        if "DestinationSecurityGroupId" in rule
+    ]
+    ingress = resources["DatabaseIngressFromFunction"]["Properties"]
+    for rule in (egress, ingress):
+        assert rule["FromPort"] == rule["ToPort"] == {"Ref": "DatabasePort"}
 
 
 # -- the API on ECS Fargate ---------------------------------------------------------------
