@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import pwd
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -136,3 +137,25 @@ def test_a_dotenv_swapped_for_a_link_as_it_is_opened_is_refused(
     monkeypatch.setattr(os, "open", swapped_while_opened)
     with pytest.raises(Problem, match="changed while it was being read"):
         _read_own_file(dotenv)
+
+
+def test_a_dotenv_that_is_a_fifo_is_refused_not_waited_on(tmp_path: Path) -> None:
+    # Opened for reading, a FIFO waited for a writer before the "not a regular file"
+    # check could run: the command hung for ever.
+    dotenv = tmp_path / ".env"
+    os.mkfifo(dotenv)
+    below = tmp_path / "sub"
+    below.mkdir()
+    env = {**os.environ, "NO_COLOR": "1", "CRUDDUR_HOME": str(tmp_path)}
+    refused = subprocess.run(
+        [str(CRUDDUR), "db", "status"],
+        cwd=below,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert refused.returncode == 1
+    assert refused.stderr.startswith(f"error: {dotenv} is not a regular file\n"), refused.stderr

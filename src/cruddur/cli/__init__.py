@@ -183,7 +183,9 @@ def _read_own_file(path: Path) -> bytes:
             "not take settings another user could have chosen",
             hint,
         )
-    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    # Without O_NONBLOCK, opening a FIFO waits for a writer, for ever, before the checks
+    # below can refuse it; a regular file reads the same either way.
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
     with os.fdopen(fd, "rb") as handle:
         info = os.fstat(fd)
         # What was opened is what was looked at: another user who may replace the entry
