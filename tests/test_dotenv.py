@@ -3,6 +3,8 @@ variable already set in the environment wins over the file."""
 
 from __future__ import annotations
 
+import contextlib
+import grp
 import os
 import pwd
 import subprocess
@@ -159,3 +161,60 @@ def test_a_dotenv_that_is_a_fifo_is_refused_not_waited_on(tmp_path: Path) -> Non
     )
     assert refused.returncode == 1
     assert refused.stderr.startswith(f"error: {dotenv} is not a regular file\n"), refused.stderr
+
+
+def _groups_by_members() -> dict[int, set[int]]:
+    """Each group's members' uids: those it lists and those whose primary group it is."""
+    members = {group.gr_gid: set() for group in grp.getgrall()}
+    for group in grp.getgrall():
+        for name in group.gr_mem:
+            with contextlib.suppress(KeyError):
+                members[group.gr_gid].add(pwd.getpwnam(name).pw_uid)
+    for user in pwd.getpwall():
+        members.setdefault(user.pw_gid, set()).add(user.pw_uid)
+    return members
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="gives the .env to other users")
+def test_a_group_writable_dotenv_is_yours_only_in_a_group_of_yours_alone(
+    tmp_path: Path, monkeypatch
+) -> None:
+    # The group-write check compared the file's group with the process's gid: a .env
+    # writable by a shared group (every member could write it) passed when it was your
+    # primary group, and one in a group of yours alone failed when it was not. Now, as
+    # OpenSSH judges its configs: group-writable passes only if you are its only member.
+    from cruddur.cli import _read_own_file
+    from cruddur.errors import Problem
+
+    members = _groups_by_members()
+    alone = next(
+        (
+            (gid, uid)
+            for gid, uids in members.items()
+            for uid in uids
+            if uids == {uid} and uid != 0 and pwd.getpwuid(uid).pw_gid != gid
+        ),
+        None,
+    )
+    shared = next(((gid, min(uids)) for gid, uids in members.items() if len(uids) > 1), None)
+    if alone is None or shared is None:
+        pytest.skip("needs a group with one member (not as primary) and one with several")
+    dotenv = tmp_path / ".env"
+    dotenv.write_text(f"CONNECTION_URL={FROM_FILE}\n")
+    os.chmod(dotenv, 0o664)
+
+    # As the user, in that user's own primary group; the file's group is the other.
+    gid, uid = alone
+    os.chown(dotenv, uid, gid)
+    monkeypatch.setattr(os, "geteuid", lambda: uid)
+    monkeypatch.setattr(os, "getegid", lambda: pwd.getpwuid(uid).pw_gid)
+    assert _read_own_file(dotenv) == f"CONNECTION_URL={FROM_FILE}\n".encode()
+
+    # As a member of a shared group, that group the process's own.
+    gid, uid = shared
+    os.chown(dotenv, uid, gid)
+    monkeypatch.setattr(os, "geteuid", lambda: uid)
+    monkeypatch.setattr(os, "getegid", lambda: gid)
+    name = grp.getgrgid(gid).gr_name
+    with pytest.raises(Problem, match=f"can be written by group {name}, which is not yours"):
+        _read_own_file(dotenv)

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import contextlib
+import grp
 import importlib
 import inspect
 import io
 import logging
 import os
+import pwd
 import stat
 import sys
 from pathlib import Path
@@ -169,7 +171,7 @@ def _read_own_file(path: Path) -> bytes:
     there (or may change) could set any variable the environment leaves unset, the
     sign-in's keys (CRUDDUR_JWKS_URL), the database, or LD_PRELOAD for the programs
     cruddur starts. Refused, like ssh's config: owned by another user (root is
-    trusted), writable by others, or by a group other than your own."""
+    trusted), writable by others, or by a group with members other than you."""
     from cruddur.safe_paths import user_name
 
     hint = f"remove it, or make it yours and not writable by others (chmod go-w {path})"
@@ -203,13 +205,52 @@ def _read_own_file(path: Path) -> bytes:
                 "take settings another user could have written",
                 hint,
             )
-        if info.st_mode & 0o002 or (info.st_mode & 0o020 and info.st_gid != os.getegid()):
+        if info.st_mode & 0o002:
             raise Problem(
                 f"{path} can be written by others: cruddur does not take settings another "
                 "user could have written",
                 hint,
             )
+        if info.st_mode & 0o020 and not _group_of_yours_alone(info.st_gid, me):
+            group = _group_name(info.st_gid)
+            raise Problem(
+                f"{path} can be written by group {group}, which is not yours alone: cruddur "
+                "does not take settings another user could have written",
+                f"remove it, or make it writable by you alone (chmod g-w {path}); group "
+                f"{group}'s members: {', '.join(_group_members(info.st_gid)) or 'none'}",
+            )
         return handle.read()
+
+
+def _group_of_yours_alone(gid: int, me: int) -> bool:
+    """Whether the group's only members are you (and root), as OpenSSH judges a
+    group-writable config: a user-private group (umask 002) passes, a shared one
+    does not, whoever's primary group it is. One with no members fails too: it is
+    a setgid program's (tty, crontab), and that program could write the file."""
+    names = _group_members(gid)
+    if not names:
+        return False
+    try:
+        return all(pwd.getpwnam(name).pw_uid in (0, me) for name in names)
+    except KeyError:  # a member that names no user: not known to be you
+        return False
+
+
+def _group_members(gid: int) -> list[str]:
+    """Everyone in the group: its listed members and those whose primary group it is."""
+    try:
+        listed = grp.getgrgid(gid).gr_mem
+    except KeyError:
+        listed = []
+    primary = [user.pw_name for user in pwd.getpwall() if user.pw_gid == gid]
+    return sorted({*listed, *primary})
+
+
+def _group_name(gid: int) -> str:
+    try:
+        return grp.getgrgid(gid).gr_name
+    except KeyError:
+        return f"gid {gid}"
 
 
 def _first_sentence(help_text: str) -> str:
