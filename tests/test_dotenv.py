@@ -218,3 +218,31 @@ def test_a_group_writable_dotenv_is_yours_only_in_a_group_of_yours_alone(
     name = grp.getgrgid(gid).gr_name
     with pytest.raises(Problem, match=f"can be written by group {name}, which is not yours"):
         _read_own_file(dotenv)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="gives a .env to another user")
+def test_a_dotenv_above_that_another_user_could_have_written_is_skipped(tmp_path: Path) -> None:
+    # One planted above the folder (another user's /tmp/.env, a shared /srv/projects/.env)
+    # stopped every command run anywhere below it. Now it is passed over with a warning,
+    # and the search goes on up; in the folder the command runs in it is still refused.
+    (tmp_path / ".env").write_text(f"CONNECTION_URL={FROM_FILE}\n")  # yours, further up
+    shared = tmp_path / "shared"
+    checkout = shared / "checkout"
+    checkout.mkdir(parents=True)
+    planted = shared / ".env"
+    planted.write_text("CONNECTION_URL=postgresql://x@127.0.0.1:1/planted\n")
+    nobody = pwd.getpwnam("nobody").pw_uid
+    for owner, mode, why in [
+        (nobody, 0o600, "belongs to nobody, not to you"),
+        (os.geteuid(), 0o666, "can be written by others"),
+    ]:
+        os.chown(planted, owner, -1)
+        os.chmod(planted, mode)
+        read = cli(CRUDDUR, "db", "status", cwd=checkout)
+        assert f"database  {FROM_FILE}" in read.stdout, read.stderr
+        assert "planted" not in read.stdout
+        warning = f"{planted} {why}"
+        assert read.stderr.count(warning) == 1 and "skipped" in read.stderr, read.stderr
+        refused = cli(CRUDDUR, "db", "status", cwd=shared)  # in its own folder: refused
+        assert refused.returncode == 1
+        assert refused.stderr.startswith(f"error: {warning}"), refused.stderr

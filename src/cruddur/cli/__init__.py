@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import grp
 import importlib
 import inspect
@@ -12,6 +11,7 @@ import os
 import pwd
 import stat
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -132,36 +132,65 @@ def main() -> None:
     logging.getLogger("psycopg").setLevel(logging.ERROR)
 
 
+class _Untrusted(Problem):
+    """A .env another user could have written (or chosen): refused in the current
+    folder, skipped in a folder above it."""
+
+
 def _load_env_file() -> None:
     """A .env file in this folder or above, as the flask CLI and dbmate read it; a
     variable already set in the environment wins over the file. A line python-dotenv
     cannot parse (an unclosed quote) stops the command: dotenv skipped it with a
     warning, and a skipped CONNECTION_URL sent every command to another database."""
-    from dotenv import find_dotenv, load_dotenv  # here: `cruddur --help` reads no .env
+    from dotenv import load_dotenv  # here: `cruddur --help` reads no .env
     from dotenv.parser import parse_stream
 
-    path = ""
-    with contextlib.suppress(FileNotFoundError):  # the shell's folder was removed
-        path = find_dotenv(usecwd=True)
-    if not path:
-        return
-    hint = "fix it or remove it; the environment's own variables need no file"
     try:
-        text = _read_own_file(Path(path)).decode("utf-8-sig")
-    except UnicodeDecodeError:
-        raise Problem(f"{path} is not UTF-8 text", hint) from None
-    except OSError as exc:
-        raise Problem(f"cannot read {path}: {exc.strerror or exc}", hint) from None
-    # By line number only: the line may hold a password.
-    bad = [binding.original.line for binding in parse_stream(io.StringIO(text)) if binding.error]
-    if bad:
-        lines = ", ".join(str(line) for line in bad)
-        raise Problem(
-            f"{path}: line{'s' if len(bad) > 1 else ''} {lines} not NAME=value "
-            "(an unclosed quote?)",
-            hint,
-        )
-    load_dotenv(stream=io.StringIO(text), override=False)
+        here = os.getcwd()
+    except FileNotFoundError:  # the shell's folder was removed
+        return
+    for path in _env_files_upwards(Path(here)):
+        hint = "fix it or remove it; the environment's own variables need no file"
+        try:
+            text = _read_own_file(path).decode("utf-8-sig")
+        except _Untrusted as exc:
+            if path.parent == Path(here):
+                raise
+            # One above is passed over as if it were not there, and the search goes on:
+            # then a file another user plants (in /tmp, in a shared /srv/projects) can
+            # neither set your settings nor, as stopping there would, hide your own .env
+            # further up. git's safe.directory refuses outright because the untrusted
+            # repository is the one asked for; a .env above is only a candidate.
+            warn(f"{exc.message}; skipped, as it is not in this folder")
+            continue
+        except UnicodeDecodeError:
+            raise Problem(f"{path} is not UTF-8 text", hint) from None
+        except OSError as exc:
+            raise Problem(f"cannot read {path}: {exc.strerror or exc}", hint) from None
+        # By line number only: the line may hold a password.
+        bad = [b.original.line for b in parse_stream(io.StringIO(text)) if b.error]
+        if bad:
+            lines = ", ".join(str(line) for line in bad)
+            raise Problem(
+                f"{path}: line{'s' if len(bad) > 1 else ''} {lines} not NAME=value "
+                "(an unclosed quote?)",
+                hint,
+            )
+        load_dotenv(stream=io.StringIO(text), override=False)
+        return
+
+
+def _env_files_upwards(folder: Path) -> Iterator[Path]:
+    """Each .env from `folder` up to /, as python-dotenv's find_dotenv finds them (a
+    file or a FIFO; a folder called .env is not one)."""
+    for each in (folder, *folder.parents):
+        path = each / ".env"
+        try:
+            kind = path.stat().st_mode
+        except OSError:
+            continue
+        if stat.S_ISREG(kind) or stat.S_ISFIFO(kind):
+            yield path
 
 
 def _read_own_file(path: Path) -> bytes:
@@ -170,21 +199,23 @@ def _read_own_file(path: Path) -> bytes:
     It is looked for in every folder up to /, /tmp among them: a file another user put
     there (or may change) could set any variable the environment leaves unset, the
     sign-in's keys (CRUDDUR_JWKS_URL), the database, or LD_PRELOAD for the programs
-    cruddur starts. Refused, like ssh's config: owned by another user (root is
-    trusted), writable by others, or by a group with members other than you."""
+    cruddur starts. Refused (_Untrusted), like ssh's config: owned by another user (root
+    is trusted), writable by others, or by a group with members other than you."""
     from cruddur.safe_paths import user_name
 
-    hint = f"remove it, or make it yours and not writable by others (chmod go-w {path})"
     me = os.geteuid()
     link = os.lstat(path)
     if stat.S_ISLNK(link.st_mode) and link.st_uid not in (0, me):
         # A link is judged by who made it too: another user's could pick which of your
         # files (or root's) is read as your settings.
-        raise Problem(
+        raise _Untrusted(
             f"{path} is a link made by {user_name(link.st_uid)}, not by you: cruddur does "
             "not take settings another user could have chosen",
-            hint,
+            _own_hint(path),
         )
+    # Judged before it is opened too: another user's file may not be readable (0600),
+    # and opening it would then fail rather than be passed over.
+    _check_trusted(path, os.stat(path), me)
     # Without O_NONBLOCK, opening a FIFO waits for a writer, for ever, before the checks
     # below can refuse it; a regular file reads the same either way.
     fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
@@ -196,30 +227,40 @@ def _read_own_file(path: Path) -> bytes:
         now, target = os.lstat(path), os.stat(path)
         same_entry = (now.st_dev, now.st_ino) == (link.st_dev, link.st_ino)
         if not same_entry or (info.st_dev, info.st_ino) != (target.st_dev, target.st_ino):
-            raise Problem(f"{path} changed while it was being read", hint)
+            raise _Untrusted(f"{path} changed while it was being read", _own_hint(path))
+        _check_trusted(path, info, me)
         if not stat.S_ISREG(info.st_mode):
-            raise Problem(f"{path} is not a regular file", hint)
-        if info.st_uid not in (0, me):
-            raise Problem(
-                f"{path} belongs to {user_name(info.st_uid)}, not to you: cruddur does not "
-                "take settings another user could have written",
-                hint,
-            )
-        if info.st_mode & 0o002:
-            raise Problem(
-                f"{path} can be written by others: cruddur does not take settings another "
-                "user could have written",
-                hint,
-            )
-        if info.st_mode & 0o020 and not _group_of_yours_alone(info.st_gid, me):
-            group = _group_name(info.st_gid)
-            raise Problem(
-                f"{path} can be written by group {group}, which is not yours alone: cruddur "
-                "does not take settings another user could have written",
-                f"remove it, or make it writable by you alone (chmod g-w {path}); group "
-                f"{group}'s members: {', '.join(_group_members(info.st_gid)) or 'none'}",
-            )
+            raise Problem(f"{path} is not a regular file", _own_hint(path))
         return handle.read()
+
+
+def _own_hint(path: Path) -> str:
+    return f"remove it, or make it yours and not writable by others (chmod go-w {path})"
+
+
+def _check_trusted(path: Path, info: os.stat_result, me: int) -> None:
+    from cruddur.safe_paths import user_name
+
+    if info.st_uid not in (0, me):
+        raise _Untrusted(
+            f"{path} belongs to {user_name(info.st_uid)}, not to you: cruddur does not "
+            "take settings another user could have written",
+            _own_hint(path),
+        )
+    if info.st_mode & 0o002:
+        raise _Untrusted(
+            f"{path} can be written by others: cruddur does not take settings another "
+            "user could have written",
+            _own_hint(path),
+        )
+    if info.st_mode & 0o020 and not _group_of_yours_alone(info.st_gid, me):
+        group = _group_name(info.st_gid)
+        raise _Untrusted(
+            f"{path} can be written by group {group}, which is not yours alone: cruddur "
+            "does not take settings another user could have written",
+            f"remove it, or make it writable by you alone (chmod g-w {path}); group "
+            f"{group}'s members: {', '.join(_group_members(info.st_gid)) or 'none'}",
+        )
 
 
 def _group_of_yours_alone(gid: int, me: int) -> bool:
