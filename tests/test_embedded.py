@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -262,6 +263,45 @@ def test_a_home_copied_while_its_server_runs_gets_a_server_of_its_own() -> None:
     finally:
         for home in (copy, original):
             cruddur("db", "down", env={"CRUDDUR_HOME": str(home)})
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def test_a_home_moved_while_its_server_runs_keeps_that_server_alive() -> None:
+    # postmaster.pid names the data folder by the path it was started from: after `mv`,
+    # the moved home's `db up` took it for a copy's and removed it, then failed ("shared
+    # memory block … still in use"), and the live server shut down a minute later
+    # without its pid file. Now the server is found to be this folder's (its current
+    # folder is this one) and `db up` says to stop it; `db down` does.
+    base = Path(tempfile.mkdtemp(dir="/tmp", prefix="cruddur-test-move-"))
+    base.chmod(0o755)  # the server's user reaches it: the cluster is inside the home
+    before, after = base / "before", base / "after"
+    pid = 0
+    try:
+        assert cruddur("db", "up", env={"CRUDDUR_HOME": str(before)}).returncode == 0
+        before.rename(after)
+        pid_file = after / "postgres" / "data" / "postmaster.pid"
+        pid = int(pid_file.read_text().split()[0])
+        refused = cruddur("db", "up", env={"CRUDDUR_HOME": str(after)})
+        assert refused.returncode == 1
+        assert refused.stderr.startswith(
+            f"error: the embedded PostgreSQL still runs from {before / 'postgres' / 'data'}, "
+            "where this folder was before it moved"
+        ), refused.stderr
+        assert pid_file.exists()  # its pid file kept: the server lives on
+        os.kill(pid, 0)
+        status = cruddur("db", "status", env={"CRUDDUR_HOME": str(after)})
+        assert "embedded  running" in status.stdout, status.stdout
+        assert cruddur("db", "down", env={"CRUDDUR_HOME": str(after)}).returncode == 0
+        assert not pid_file.exists()
+        assert cruddur("db", "up", env={"CRUDDUR_HOME": str(after)}).returncode == 0
+        assert str(after) in pid_file.read_text().splitlines()[1]  # started here now
+    finally:
+        for home in (after, before):
+            if home.exists():
+                cruddur("db", "down", env={"CRUDDUR_HOME": str(home)})
+        if pid:  # one no `db down` could find (the old code's): an immediate shutdown
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGQUIT)
         shutil.rmtree(base, ignore_errors=True)
 
 

@@ -31,7 +31,7 @@ import tempfile
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from cruddur.errors import Problem
 from cruddur.safe_paths import (
@@ -67,6 +67,9 @@ def _throwaway() -> bool:
 
 _REQUIRED = ("initdb", "pg_ctl", "postgres")
 STOP_MODES = ("smart", "fast", "immediate")
+
+
+PidFileKind = Literal["own", "moved", "copy"]
 
 
 class EmbeddedError(Problem, RuntimeError):
@@ -247,6 +250,24 @@ def _free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def _serves(pid: int, data_dir: Path) -> bool | None:
+    """Whether process `pid` runs with `data_dir` as its current folder, as a postmaster
+    does in its data folder (which follows the folder when it is moved); None when that
+    cannot be told (another user's process, no /proc)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass  # alive, another user's
+    try:
+        return os.path.samefile(f"/proc/{pid}/cwd", data_dir)
+    except FileNotFoundError:
+        return False if Path("/proc/self").exists() else None
+    except OSError:
+        return None
 
 
 def _port_in_use(port: int) -> bool:
@@ -522,17 +543,32 @@ class EmbeddedPostgres:
         ran (`cp -a` of a checkout) carries the original's postmaster.pid, naming that
         live server: the copy's `db up` reported it running and handed out its URL, and
         the copy's `db down` stopped it."""
-        if self._pid_file_of_another_cluster():
+        if self._pid_file_kind()[0] == "copy":
             return False
         return self._pg_ctl(run_as, "status").returncode == 0
 
-    def _pid_file_of_another_cluster(self) -> bool:
-        """Whether postmaster.pid names another data folder than this one (its line 2)."""
+    def _pid_file_kind(self) -> tuple[PidFileKind, str]:
+        """Whose postmaster.pid this folder holds, and the data folder it names (line 2):
+        "own" (none, or this cluster's server's, by whatever path it was started),
+        "moved" (a live server still serving this folder, started before the home was
+        moved here: it still reaches its files by the old path), or "copy" (another
+        cluster's, carried here by a copy, or a server no longer running).
+
+        Never decided on the text alone: a moved home (the same folder) named its old
+        path, was taken for a copy, and its live server's pid file was removed, which
+        shut that server down a minute later."""
         try:
-            lines = (self.data_dir / "postmaster.pid").read_text().splitlines()
-        except OSError:
-            return False
-        return len(lines) > 1 and lines[1] != str(self.data_dir)
+            pid_line, named, *_ = (self.data_dir / "postmaster.pid").read_text().splitlines()
+            pid = int(pid_line)
+        except (OSError, ValueError):  # none, or one pg_ctl and the server judge alone
+            return "own", ""
+        with contextlib.suppress(OSError):
+            if os.path.samefile(named, self.data_dir):
+                return "own", named
+        serves_here = _serves(pid, self.data_dir)
+        if serves_here or (serves_here is None and not os.path.exists(named)):
+            return "moved", named  # live, and here, or cannot tell: its file stays
+        return "copy", named
 
     def start(self, settings: Mapping[str, str] | None = None) -> str:
         """Set up (first time) and start the server if needed; return the app database URL.
@@ -543,10 +579,21 @@ class EmbeddedPostgres:
             run_as = RunAs.for_current_user()
             if not self.initialized:
                 self._initdb(run_as)
-            if self._pid_file_of_another_cluster():
+            kind, named = self._pid_file_kind()
+            if kind == "copy":
                 # A copy's: the server it names is not this cluster's, and it would keep
                 # this one from starting ("another postmaster is running").
                 (self.data_dir / "postmaster.pid").unlink()
+            elif kind == "moved":
+                # It still reads and writes its files by the old path, which is gone: its
+                # next checkpoint fails (PANIC) and takes it down.
+                raise EmbeddedError(
+                    f"the embedded PostgreSQL still runs from {named}, where this folder "
+                    "was before it moved: stop it, then start it here",
+                    "`cruddur db down` stops it (as a crash: its files' old path is gone; "
+                    "the next `cruddur db up` recovers from the WAL), or move the folder "
+                    "back and run `cruddur db down` there for a clean shutdown",
+                )
             if not self._server_running(run_as):
                 port = int(str(self._state()["port"]))
                 if _port_in_use(port):  # someone else took it since: move
@@ -591,6 +638,10 @@ class EmbeddedPostgres:
             run_as = RunAs.for_current_user()
             if not self._server_running(run_as):
                 return False
+            if self._pid_file_kind()[0] == "moved":
+                # Its shutdown checkpoint would PANIC on the old path: the same crash,
+                # without the PANIC. The next start recovers from the WAL.
+                mode = "immediate"
             result = self._pg_ctl(run_as, "stop", "--wait", f"--mode={mode}")
             if result.returncode != 0:
                 raise EmbeddedError(f"pg_ctl stop failed: {result.stderr.strip()}")
