@@ -9,12 +9,14 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from typing import Any
 
 import psycopg
 import pytest
+from psycopg.conninfo import make_conninfo
 
 from cruddur.aws import client
 from cruddur.lambdas import post_confirmation
@@ -187,6 +189,91 @@ def test_a_dropped_connection_is_replaced(
     assert "reconnecting" in caplog.text
 
 
+class Context:
+    """A Lambda context: the invocation's time left, counted down from `ms`."""
+
+    def __init__(self, ms: int) -> None:
+        self.ends = time.monotonic() + ms / 1000
+
+    def get_remaining_time_in_millis(self) -> int:
+        return max(0, int(1000 * (self.ends - time.monotonic())))
+
+
+class StallingProxy:
+    """A TCP proxy to the database that, once stalled, keeps reading what either side
+    sends and passes nothing on: a peer that takes the data and never answers (RDS Proxy
+    in a failover, a stuck server). Closing it closes every socket it holds."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self.upstream = (host, port)
+        self.stalled = threading.Event()
+        self.sockets: list[socket.socket] = []
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        with contextlib.suppress(OSError):
+            while True:
+                client = self.listener.accept()[0]
+                server = socket.create_connection(self.upstream)
+                self.sockets += [client, server]
+                for source, sink in ((client, server), (server, client)):
+                    threading.Thread(target=self._pump, args=(source, sink), daemon=True).start()
+
+    def _pump(self, source: socket.socket, sink: socket.socket) -> None:
+        with contextlib.suppress(OSError):
+            while data := source.recv(65536):
+                if not self.stalled.is_set():
+                    sink.sendall(data)
+
+    def close(self) -> None:
+        self.listener.close()
+        for each in self.sockets:
+            each.close()
+
+
+def test_a_server_that_takes_the_insert_and_never_answers_fails_it_in_time(
+    url: str, lambda_url: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    # statement_timeout runs on the server and tcp_user_timeout needs unacknowledged data:
+    # neither ends this wait, and the warm connection's insert waited for ever.
+    params = parse(lambda_url)
+    proxy = StallingProxy(params["host"], int(params["port"]))
+    try:
+        via_proxy = make_conninfo(lambda_url, host="127.0.0.1", port=str(proxy.port))
+        monkeypatch.setenv("CONNECTION_URL", via_proxy)
+        handler(cognito_event(preferred_username="before"), Context(5000))  # connected
+        kept = post_confirmation._conn
+        proxy.stalled.set()
+        outcome: list[BaseException | None] = []
+
+        def sign_up() -> None:
+            try:
+                handler(cognito_event(preferred_username="stalled"), Context(2500))
+                outcome.append(None)
+            except BaseException as exc:  # handed to the test's thread
+                outcome.append(exc)
+
+        started = time.monotonic()
+        signing_up = threading.Thread(target=sign_up, daemon=True)
+        signing_up.start()
+        signing_up.join(10)
+        took = time.monotonic() - started
+        assert outcome, "the sign-up was still waiting after 10 s"
+        (raised,) = outcome
+        assert isinstance(raised, SignUpError) and str(raised) == UNAVAILABLE
+        assert took < 2.5  # 2.5 s left, less the 0.5 s kept to answer: cut at 2.0 (+ a tick)
+        assert "could not record user" in caplog.text and "within" in caplog.text
+        assert kept is not None and kept.closed and post_confirmation._conn is None
+        proxy.stalled.clear()  # the next sign-up opens a new connection
+        handler(cognito_event(preferred_username="after"), Context(5000))
+    finally:
+        proxy.close()
+    assert user_row(url, handle="before") and user_row(url, handle="after")
+    assert not user_row(url, handle="stalled")
+
+
 def test_a_malformed_setting_fails_the_sign_up_and_names_itself(
     url: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -321,6 +408,7 @@ def test_the_handler_imports_only_what_it_needs() -> None:
         "cruddur.urls",
         "cruddur.names",
         "cruddur.rds_tls",
+        "cruddur.deadlines",
         "cruddur.lambdas",
         "cruddur.lambdas.post_confirmation",
         "cruddur.services",

@@ -41,7 +41,7 @@ OPEN_WAIT = 2.0  # seconds
 # A replica that gives no connection within this is skipped for the primary, not waited on.
 READER_WAIT_SECONDS = 1.0
 # A read the replica has not answered within this is cut and made on the primary (a
-# replica that is up but does not answer held reads for ever: db/deadlines.py). A page
+# replica that is up but does not answer held reads for ever: cruddur/deadlines.py). A page
 # takes milliseconds; this is far above that and under a client's patience.
 READ_DEADLINE_SECONDS = 2.0
 

@@ -20,8 +20,8 @@ from psycopg.rows import RowFactory, tuple_row
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from cruddur.config import PoolSettings
-from cruddur.db.deadlines import DeadlinePassed, within
 from cruddur.db.reachability import Reachability
+from cruddur.deadlines import DeadlinePassed, within
 
 # With a Reachability (fail_fast=True): psycopg_pool's own reconnection gives up almost at
 # once, since its backoff grows with the outage and would hold up recovery; the probe

@@ -2,9 +2,10 @@
 
 Handler: `cruddur.lambdas.post_confirmation.handler` (deploy/post-confirmation.yaml).
 It imports only psycopg, the standard library and a few cruddur modules (config, urls,
-names, rds_tls, and services.sign_up: the rules it shares with `cruddur users sync-cognito`),
-and boto3 only when the URL comes from Secrets Manager (the Lambda runtime has it), so
-the zip that `cruddur lambda package` builds stays small and a cold start stays short.
+names, rds_tls, deadlines, and services.sign_up: the rules it shares with `cruddur users
+sync-cognito`), and boto3 only when the URL comes from Secrets Manager (the Lambda
+runtime has it), so the zip that `cruddur lambda package` builds stays small and a cold
+start stays short.
 
 Environment:
   CONNECTION_URL             the database URL. With CONNECTION_SECRET_ARN, the parts the
@@ -29,6 +30,7 @@ import json
 import logging
 import os
 import threading
+import time
 from collections.abc import Callable, Mapping
 from functools import cache
 from importlib import resources
@@ -44,6 +46,7 @@ from cruddur.config import (
     check_otlp_destination,
     otlp_secrets,
 )
+from cruddur.deadlines import DeadlinePassed, within
 from cruddur.names import name_too_long
 from cruddur.rds_tls import lambda_bundle, secured
 from cruddur.services.sign_up import SignUpError, event_attributes, refusal, user_from_event
@@ -60,6 +63,8 @@ TCP_USER_TIMEOUT_MS = 1500
 UNAVAILABLE = "your account is confirmed, but your profile could not be saved yet"
 # Within Cognito's 5 seconds: 2 to connect, 1 for the insert.
 SETTINGS = LambdaSettings(connect_timeout=2, statement_timeout_ms=1000)
+COGNITO_WAIT_MS = 5000  # how long Cognito waits for the trigger, whatever Lambda allows
+ANSWER_MS = 500  # kept back from the work, to log the failure and answer in time
 
 # Kept between invocations of a warm function: one connection, opened on first use.
 _conn: psycopg.Connection | None = None
@@ -99,11 +104,13 @@ def _record(event: dict[str, Any], context: Any) -> dict[str, Any]:
         log.warning("refused user sub=%s: %s", _sub(event), exc)
         raise
 
+    deadline = _deadline(context)
+
     def time_to_reconnect() -> bool:
-        return _time_left_ms(context) > _reconnect_needs_ms()
+        return 1000 * (deadline - time.monotonic()) > _reconnect_needs_ms()
 
     try:
-        uuid = _insert(user, time_to_reconnect)
+        uuid = _insert(user, deadline, time_to_reconnect)
     except Exception as exc:
         refused = refusal(exc, user)
         if refused is None:
@@ -224,26 +231,49 @@ def _time_left_ms(context: Any) -> float:
     return remaining() if remaining is not None else float("inf")
 
 
+def _deadline(context: Any) -> float:
+    """When the invocation's work must be over (time.monotonic()): what Lambda leaves it,
+    at most Cognito's wait, less the time to answer."""
+    left_ms = min(_time_left_ms(context), COGNITO_WAIT_MS) - ANSWER_MS
+    return time.monotonic() + left_ms / 1000
+
+
 def _settings() -> LambdaSettings:
     return LambdaSettings.from_env(os.environ, SETTINGS)
 
 
 def _reconnect_needs_ms() -> int:
-    """A new connection and the insert on it, at their limits, with room to answer."""
+    """A new connection and the insert on it, at their limits (the deadline keeps the
+    room to answer)."""
     settings = _settings()
-    return 1000 * settings.connect_timeout + settings.statement_timeout_ms + 300
+    return 1000 * settings.connect_timeout + settings.statement_timeout_ms
 
 
-def _insert(user: dict[str, str], time_to_reconnect: Callable[[], bool] = lambda: True) -> Any:
-    """Run the insert; once more on a new connection if the old one was dropped and there
-    is time left for it."""
+def _insert(
+    user: dict[str, str],
+    deadline: float,
+    time_to_reconnect: Callable[[], bool] = lambda: True,
+) -> Any:
+    """Run the insert, its connection cut at the deadline; once more on a new connection
+    if the old one was dropped and there is time left for it."""
     global _conn
+
+    def insert(conn: psycopg.Connection) -> Any:
+        row = conn.execute(_sql(), user).fetchone()
+        return None if row is None else row[0]
+
     for attempt in (1, 2):
         if _conn is None or _conn.closed:
             _conn = _connect()
         try:
-            row = _conn.execute(_sql(), user).fetchone()
-            return None if row is None else row[0]
+            # statement_timeout and tcp_user_timeout need a server that answers or a
+            # network that goes silent: a peer that takes the data and never answers (RDS
+            # Proxy in a failover, a stuck server) held the insert past Cognito's wait.
+            return within(insert, max(0.0, deadline - time.monotonic()))(_conn)
+        except DeadlinePassed:
+            _conn.close()  # cut mid-statement: never used again
+            _conn = None
+            raise
         except psycopg.OperationalError as exc:
             if attempt == 2 or not _conn.broken:
                 raise

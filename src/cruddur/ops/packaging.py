@@ -41,6 +41,7 @@ HANDLER_FILES = (
     "cruddur/urls.py",
     "cruddur/names.py",
     "cruddur/rds_tls.py",
+    "cruddur/deadlines.py",
     "cruddur/lambdas/__init__.py",
     "cruddur/lambdas/post_confirmation.py",
     "cruddur/lambdas/purge_expired.py",

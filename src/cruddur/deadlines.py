@@ -1,6 +1,6 @@
 """A bound on how long a query may wait for its server, kept from the client's side.
 
-The connections' TCP bounds (dead_peer.py) end a wait only when the network goes
+The connections' TCP bounds (db/dead_peer.py) end a wait only when the network goes
 silent. A server that still acknowledges but never answers (a replica whose processes
 are stopped, a pooler queueing the query in front of one that is down) held a read for
 as long as it liked: 120 s behind PgBouncer, for ever directly, and a few such reads
@@ -11,6 +11,9 @@ One thread per process watches the connections given a deadline; one still busy 
 it has its socket shut down, which ends libpq's wait at once with an OperationalError
 (and leaves the connection broken: the pool discards it). A shutdown happens under the
 same lock as `unwatch`, so a connection handed back to the pool is never cut.
+
+psycopg and the standard library only, outside cruddur.db (whose package loads the
+pool): the sign-up Lambda bounds its insert with it too, and it goes into the zip.
 """
 
 from __future__ import annotations
