@@ -427,11 +427,9 @@ def test_an_unreadable_secret_fails_the_sign_up_clearly(
     assert post_confirmation._conninfo is None  # read again on the next invocation
 
 
-def test_a_secrets_manager_that_never_answers_is_asked_once(
-    url: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    # botocore's max_attempts counts retries: 1 was a second read, twice (1 s + 2 s) before
-    # the database's own 2 s, past Cognito's 5 s (the sign-up then timed out unexplained).
+@contextlib.contextmanager
+def never_answering() -> Iterator[tuple[int, list[socket.socket]]]:
+    """A port that accepts connections and never answers: (the port, those accepted)."""
     accepted: list[socket.socket] = []
     listener = socket.create_server(("127.0.0.1", 0))
 
@@ -441,22 +439,69 @@ def test_a_secrets_manager_that_never_answers_is_asked_once(
                 accepted.append(listener.accept()[0])  # and never answered
 
     threading.Thread(target=accept, daemon=True).start()
+    try:
+        yield listener.getsockname()[1], accepted
+    finally:
+        listener.close()
+        for each in accepted:
+            each.close()
+
+
+def _secret_at(port: int, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("CONNECTION_URL")
-    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{listener.getsockname()[1]}")
+    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{port}")
     monkeypatch.setenv("CONNECTION_SECRET_ARN", "cruddur/a-secret")
     for name, value in (
         ("AWS_DEFAULT_REGION", "us-east-1"), ("AWS_ACCESS_KEY_ID", "testing"),
         ("AWS_SECRET_ACCESS_KEY", "testing"),
     ):  # fmt: skip
         monkeypatch.setenv(name, value)
-    try:
+
+
+def test_a_secrets_manager_that_never_answers_is_asked_once(
+    url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # botocore's max_attempts counts retries: 1 was a second read, twice (1 s + 2 s) before
+    # the database's own 2 s, past Cognito's 5 s (the sign-up then timed out unexplained).
+    with never_answering() as (port, accepted):
+        _secret_at(port, monkeypatch)
         with pytest.raises(SignUpError, match="could not be saved"):
             handler(cognito_event(), None)
-    finally:
-        listener.close()
-        for each in accepted:
-            each.close()
     assert len(accepted) == 1
+
+
+def test_the_secret_is_read_in_what_the_invocation_has_left(
+    url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # 4 s left, 0.5 s kept to answer and 2 s for the connect: 1.5 s to read the secret
+    # (0.5 s to connect, 1 s for the answer), not its own 1 s and 2 s.
+    with never_answering() as (port, _):
+        _secret_at(port, monkeypatch)
+        started = time.monotonic()
+        with pytest.raises(SignUpError, match="could not be saved"):
+            handler(cognito_event(), Context(4000))
+        took = time.monotonic() - started
+    assert 0.9 < took < 1.5
+
+
+def test_one_connect_bound_covers_every_address_tried(
+    url: str, lambda_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # connect_timeout bounds each address: a host named twice (or a name with two
+    # addresses) behind a port that never answers took 4 s of the 2 s allowed.
+    params = parse(lambda_url)
+    with never_answering() as (port, accepted):
+        twice = f"127.0.0.1:{port},127.0.0.1:{port}"
+        monkeypatch.setenv(
+            "CONNECTION_URL",
+            f"postgresql://{params['user']}:{params['password']}@{twice}/{params['dbname']}",
+        )
+        started = time.monotonic()
+        with pytest.raises(SignUpError, match="could not be saved"):
+            handler(cognito_event(), Context(5000))
+        took = time.monotonic() - started
+    assert len(accepted) == 1
+    assert 1.9 < took < 2.5
 
 
 # -- what the log and the person signing up see ------------------------------------------

@@ -12,7 +12,7 @@ Environment:
                              secret lacks (an RDS-managed secret has only the user and password)
   CONNECTION_SECRET_ARN      a Secrets Manager secret in the RDS format (JSON: username,
                              password, and optionally host, port, dbname)
-  CRUDDUR_CONNECT_TIMEOUT    seconds to wait for the server (default 2)
+  CRUDDUR_CONNECT_TIMEOUT    seconds to wait for the server, all its addresses (default 2)
   CRUDDUR_STATEMENT_TIMEOUT  milliseconds a statement may run (default 1000)
   CRUDDUR_RDS_CA_BUNDLE      the RDS CA bundle to verify the server with (default: the one
                              `cruddur lambda package` put in the zip)
@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import threading
 import time
@@ -37,7 +38,7 @@ from importlib import resources
 from typing import Any
 
 import psycopg
-from psycopg.conninfo import conninfo_to_dict, make_conninfo
+from psycopg.conninfo import conninfo_attempts, conninfo_to_dict, make_conninfo
 
 from cruddur.config import (
     ConfigError,
@@ -65,6 +66,8 @@ UNAVAILABLE = "your account is confirmed, but your profile could not be saved ye
 SETTINGS = LambdaSettings(connect_timeout=2, statement_timeout_ms=1000)
 COGNITO_WAIT_MS = 5000  # how long Cognito waits for the trigger, whatever Lambda allows
 ANSWER_MS = 500  # kept back from the work, to log the failure and answer in time
+CONNECT_FLOOR_S = 2  # psycopg (as libpq) waits at least this long for an address
+SECRET_TIMEOUTS_S = (1, 2)  # to connect to Secrets Manager, and for its answer
 
 # Kept between invocations of a warm function: one connection, opened on first use.
 _conn: psycopg.Connection | None = None
@@ -264,7 +267,7 @@ def _insert(
 
     for attempt in (1, 2):
         if _conn is None or _conn.closed:
-            _conn = _connect()
+            _conn = _connect(deadline)
         try:
             # statement_timeout and tcp_user_timeout need a server that answers or a
             # network that goes silent: a peer that takes the data and never answers (RDS
@@ -296,28 +299,45 @@ def _forget_settings() -> None:
     _conninfo = None
 
 
-def _connect() -> psycopg.Connection:
+def _connect(deadline: float) -> psycopg.Connection:
     global _conninfo
     if _conninfo is None:
-        _conninfo = read_conninfo(os.environ)
+        _conninfo = read_conninfo(os.environ, deadline - CONNECT_FLOOR_S)
     settings = _settings()
-    conn = psycopg.connect(
-        _conninfo,
-        autocommit=True,  # one statement per invocation: its own transaction
-        connect_timeout=settings.connect_timeout,
-        application_name=APPLICATION_NAME,
-        options=f"-c statement_timeout={settings.statement_timeout_ms}",
-        # statement_timeout runs on the server: a connection whose server vanished (a
-        # failover) would wait for an answer until Lambda kills the function. Sent data
-        # unacknowledged this long (ms) ends it on the client side instead.
-        tcp_user_timeout=TCP_USER_TIMEOUT_MS,
-    )
-    log.info("connected to %s", _where())
-    return conn
+    # connect_timeout bounds each address tried (a host named twice, a name with several
+    # addresses): 2 s became 4 s and more. The addresses are tried here, within one bound
+    # for all of them, and none is started that could end past the invocation's deadline.
+    ends = min(deadline, time.monotonic() + settings.connect_timeout)
+    failed: psycopg.OperationalError | None = None
+    for attempt in conninfo_attempts(conninfo_to_dict(_conninfo)):
+        now = time.monotonic()
+        if now >= ends or deadline - now < CONNECT_FLOOR_S:
+            break
+        try:
+            conn = psycopg.connect(
+                make_conninfo("", **attempt),
+                autocommit=True,  # one statement per invocation: its own transaction
+                connect_timeout=max(CONNECT_FLOOR_S, math.ceil(ends - now)),
+                application_name=APPLICATION_NAME,
+                options=f"-c statement_timeout={settings.statement_timeout_ms}",
+                # statement_timeout runs on the server: a connection whose server vanished
+                # (a failover) would wait for an answer until Lambda kills the function.
+                # Sent data unacknowledged this long (ms) ends it on the client side instead.
+                tcp_user_timeout=TCP_USER_TIMEOUT_MS,
+            )
+        except psycopg.OperationalError as exc:
+            failed = exc
+            continue
+        log.info("connected to %s", _where())
+        return conn
+    if failed is not None:
+        raise failed
+    raise psycopg.errors.ConnectionTimeout("no time left in the invocation to connect")
 
 
-def read_conninfo(env: Mapping[str, str]) -> str:
-    """The connection string from CONNECTION_URL and/or the CONNECTION_SECRET_ARN secret."""
+def read_conninfo(env: Mapping[str, str], deadline: float = math.inf) -> str:
+    """The connection string from CONNECTION_URL and/or the CONNECTION_SECRET_ARN secret,
+    read by `deadline` (time.monotonic())."""
     url = env.get("CONNECTION_URL", "").strip()
     secret_id = env.get("CONNECTION_SECRET_ARN", "").strip()
     if not url and not secret_id:
@@ -329,7 +349,7 @@ def read_conninfo(env: Mapping[str, str]) -> str:
             raise RuntimeError(str(exc)) from None
     parts: dict[str, str] = {}
     if secret_id:
-        secret = _read_secret(secret_id)
+        secret = _read_secret(secret_id, deadline)
         names = {"username": "user", "password": "password", "host": "host", "port": "port"}
         names["dbname"] = "dbname"
         parts = {names[k]: str(v) for k, v in secret.items() if k in names and v not in (None, "")}
@@ -363,14 +383,21 @@ def read_conninfo(env: Mapping[str, str]) -> str:
     return secured(conninfo, lambda: lambda_bundle(env))
 
 
-def _read_secret(secret_id: str) -> dict[str, Any]:
+def _read_secret(secret_id: str, deadline: float) -> dict[str, Any]:
+    # Once, briefly, and in what the invocation has left: the connection still needs its
+    # 2 s inside Cognito's 5 s. A failure fails this sign-up's row (sync-cognito adds it)
+    # and the next invocation reads again.
+    share = min(1.0, (deadline - time.monotonic()) / sum(SECRET_TIMEOUTS_S))
+    if share <= 0:
+        raise RuntimeError("no time left in the invocation to read the secret")
     import boto3  # only here: a function given CONNECTION_URL never loads it
     from botocore.config import Config
 
-    # Once, briefly: the connection still needs its 2 s inside Cognito's 5 s. A failure
-    # fails this sign-up's row (sync-cognito adds it) and the next invocation reads again.
+    connect_s, read_s = (share * seconds for seconds in SECRET_TIMEOUTS_S)
     # total_max_attempts: botocore's max_attempts counts the retries after the first.
-    config = Config(connect_timeout=1, read_timeout=2, retries={"total_max_attempts": 1})
+    config = Config(
+        connect_timeout=connect_s, read_timeout=read_s, retries={"total_max_attempts": 1}
+    )
     client = boto3.client("secretsmanager", config=config)
     text = client.get_secret_value(SecretId=secret_id).get("SecretString") or ""
     try:
