@@ -149,6 +149,22 @@ def test_a_handle_breaking_the_schema_rule_is_refused_clearly(url: str) -> None:
 
 
 @pytest.mark.parametrize(
+    "attributes",
+    [{"name": "\ud800"}, {"preferred_username": "lone\udfff"}, {"email": "a\udc00@example.com"}],
+)
+def test_an_attribute_with_no_utf8_form_is_refused_not_blamed_on_the_database(
+    url: str, attributes: dict, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A lone surrogate (JSON's "\ud800") cannot be encoded: it was logged as an ERROR and
+    # answered as a database outage ("could not be saved yet").
+    with pytest.raises(SignUpError, match=r"^a sign-up attribute contains characters that"):
+        handler(cognito_event(**attributes), None)
+    assert "refused user sub=" in caplog.text
+    assert "could not record user" not in caplog.text
+    assert user_count(url) == 3
+
+
+@pytest.mark.parametrize(
     ("attributes", "username", "message"),
     [
         ({"sub": None}, "someone", "'sub' attribute is missing"),

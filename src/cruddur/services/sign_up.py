@@ -17,6 +17,7 @@ from psycopg import errors
 
 from cruddur.errors import Problem
 
+UNSTORABLE = "a sign-up attribute contains characters that cannot be stored"
 # What a row breaking one of the schema's CHECK rules means to the person signing up.
 _CHECKS = {
     "users_handle_check": "that username is not allowed: use 1 to 64 ASCII "
@@ -63,12 +64,20 @@ def user_from_event(event: dict[str, Any]) -> dict[str, str]:
                 "a preferred username is required (the 'preferred_username' attribute is missing)"
             )
         handle = username
-    return {
+    row = {
         "display_name": attribute("name") or handle,
         "email": email,
         "handle": handle,
         "cognito_user_id": sub,
     }
+    for value in row.values():
+        try:
+            # A lone surrogate ("\ud800", which JSON can carry) has no UTF-8 form: psycopg
+            # raised UnicodeEncodeError, answered as a database outage.
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise SignUpError(UNSTORABLE) from None
+    return row
 
 
 def refusal(exc: BaseException, user: dict[str, str]) -> SignUpError | None:
@@ -79,5 +88,5 @@ def refusal(exc: BaseException, user: dict[str, str]) -> SignUpError | None:
     if isinstance(exc, errors.CheckViolation) and constraint in _CHECKS:
         return SignUpError(_CHECKS[constraint])
     if isinstance(exc, psycopg.DataError):  # e.g. a NUL character, refused by psycopg
-        return SignUpError("a sign-up attribute contains characters that cannot be stored")
+        return SignUpError(UNSTORABLE)
     return None
