@@ -23,6 +23,7 @@ from cruddur.config import (
 )
 from cruddur.lambdas import purge_expired
 from cruddur.ops.packaging import HANDLER_FILES, PURGE_HANDLER
+from cruddur.urls import with_user
 
 TEMPLATE = ROOT / "deploy/purge-expired.yaml"
 SIGN_UP_TEMPLATE = ROOT / "deploy/post-confirmation.yaml"
@@ -210,6 +211,30 @@ def test_a_database_lost_mid_purge_is_one_line_and_keeps_what_is_done(env: str, 
     password = psycopg.conninfo.conninfo_to_dict(env)["password"]
     assert password not in caplog.text + message
     assert "the next run goes on" in caplog.text
+
+
+@pytest.mark.parametrize("who", ["lambda", "api", "wrong password"])
+def test_a_user_the_purge_cannot_run_as_is_a_configuration_error(
+    env: str, app_roles, monkeypatch, caplog, who: str
+) -> None:
+    # The sign-up Lambda's role (its CONNECTION_URL copied over) or the API's may not
+    # delete: each run failed and the log said "the next run goes on", as for an outage.
+    old = _add(env, "-2 days", 3)
+    if who == "wrong password":
+        user, password = psycopg.conninfo.conninfo_to_dict(env)["user"], "not-the-password"
+    else:
+        user, password = app_roles[who]
+    monkeypatch.setenv("CONNECTION_URL", with_user(env, user, password))
+    with pytest.raises(RuntimeError) as refused:
+        purge_expired.handler({}, Context(300_000))
+    message = str(refused.value)
+    assert "purge refused by the database" in message and "database owner" in message
+    assert "configuration error" in caplog.text and "database owner" in caplog.text
+    assert "the next run goes on" not in caplog.text
+    if who == "wrong password":
+        assert "check the user and password" in message
+    assert password not in caplog.text + message
+    assert _left(env, old) == 3
 
 
 def test_a_statement_timeout_longer_than_the_function_says_so(env: str, caplog) -> None:

@@ -9,6 +9,11 @@ batches of CRUDDUR_PURGE_BATCH_SIZE rows, each its own transaction. It stops sta
 batches when the invocation has less than a batch's time left; the next scheduled run
 goes on from there (nothing is half done: each batch commits or not).
 
+It connects as the database owner (on RDS the master user): it deletes rows, which no
+application role may (db/sql/roles/grant.sql gives the API's and the sign-up Lambda's
+roles no DELETE). Another user, or a wrong password, fails every run the same way: the
+log says so, rather than that the next run goes on.
+
 Environment (besides CONNECTION_URL / CONNECTION_SECRET_ARN, read as the sign-up
 trigger reads them):
   CRUDDUR_PURGE_GRACE_HOURS   purge what expired longer ago than this (default 24)
@@ -39,6 +44,29 @@ log.setLevel(logging.INFO)  # Lambda's root logger passes only warnings by defau
 
 APPLICATION_NAME = "cruddur-purge-expired"
 SETTINGS = LambdaSettings(connect_timeout=5, statement_timeout_ms=30_000)
+NEEDS_OWNER = (
+    "connect as the database owner (on RDS the master user): the API's and the sign-up "
+    "Lambda's roles may not delete rows"
+)
+CHECK_LOGIN = "check the user and password (CONNECTION_URL, the secret); " + NEEDS_OWNER
+# A connection refused for its user arrives without a SQLSTATE: libpq's words tell it
+# (as db/errors.py reads them, which the Lambda cannot import: it loads the pool).
+_REFUSED_LOGIN = ("authentication failed", "no pg_hba.conf entry")
+
+
+def _misconfigured(exc: psycopg.Error) -> str | None:
+    """What to change when the database refused this user, not this run: every later run
+    would fail the same way (None: a failure the next run may not meet)."""
+    if isinstance(exc, psycopg.errors.InsufficientPrivilege):
+        return NEEDS_OWNER
+    if isinstance(exc, psycopg.OperationalError) and exc.sqlstate is None:
+        lowered = str(exc).lower()
+        if "permission denied" in lowered:  # for the database: no CONNECT
+            return NEEDS_OWNER
+        missing_role = "role" in lowered and "does not exist" in lowered
+        if missing_role or any(words in lowered for words in _REFUSED_LOGIN):
+            return CHECK_LOGIN
+    return None
 
 
 @cache
@@ -102,6 +130,11 @@ def handler(event: dict[str, Any] | None = None, context: Any = None) -> dict[st
         lines = str(exc).strip().splitlines()
         problem = f"{type(exc).__name__}: {lines[0] if lines else ''}"
         done = f"{batches} batches ({cruds} cruds, {replies} replies) deleted before"
+        fix = _misconfigured(exc)
+        if fix is not None:
+            log.error("purge in %s refused: %s; %s it; a configuration error, every run "
+                      "fails so until fixed: %s", redact(conninfo), problem, done, fix)  # fmt: skip
+            raise RuntimeError(f"purge refused by the database ({problem}): {fix}") from None
         log.error("purge in %s stopped: %s; %s it; the next run goes on", redact(conninfo),
                   problem, done)  # fmt: skip
         raise RuntimeError(f"purge stopped by the database ({problem}); {done} it") from None
