@@ -315,6 +315,36 @@ def test_a_name_with_a_direction_override_cannot_reverse_the_handle(
     assert _console_problems(browser) == []
 
 
+def test_a_right_to_left_crud_runs_right_to_left(browser, site: str, web_db: str) -> None:
+    # The message had no dir: an Arabic crud was laid out left to right, its "!" at the
+    # right end. With dir="auto" each message (and name) takes its own text's direction.
+    with psycopg.connect(web_db) as conn:
+        conn.execute(
+            "WITH u AS (INSERT INTO users (display_name, handle, email, cognito_user_id)"
+            " VALUES ('سارة', 'sara', 'sara@example.com', 'MOCK-sara')"
+            " RETURNING uuid)"
+            " INSERT INTO activities (user_uuid, message, created_at)"
+            " SELECT uuid, m, now() - n * interval '1 minute' FROM u,"
+            " (VALUES ('مرحبا بالعالم!', 1),"
+            " ('Hello, world!', 2)) AS c (m, n)"
+        )
+    direction = "return getComputedStyle(arguments[0]).direction"
+    try:
+        browser.get(site + "/@sara")
+        arabic = _shown(browser, "ol.feed > li", "مرحبا")
+        english = _shown(browser, "ol.feed > li", "Hello, world!")
+        assert browser.execute_script(direction, _css(arabic, ".message")) == "rtl"
+        assert browser.execute_script(direction, _css(arabic, ".name")) == "rtl"
+        assert browser.execute_script(direction, _css(english, ".message")) == "ltr"
+        _css(arabic, "a.when").click()
+        main = _css(_shown(browser, "article.crud-main"), ".message-main")
+        assert browser.execute_script(direction, main) == "rtl"
+    finally:
+        with psycopg.connect(web_db) as conn:  # its cruds go with it
+            conn.execute("DELETE FROM users WHERE handle = 'sara'")
+    assert _console_problems(browser) == []
+
+
 def test_load_more_by_keyboard_keeps_the_readers_place(browser, site: str) -> None:
     # "Load more", disabled while it loads, gave the focus to the page's body: the next
     # Enter did nothing, and a screen reader was back at the top.

@@ -73,7 +73,7 @@ export function crudItem(a, { main = false, inThread = false } = {}) {
         h(
           "a",
           { class: "who", href: userPath(a.handle), "data-nav": true },
-          h("span", { class: "name" }, a.display_name),
+          h("span", { class: "name", dir: "auto" }, a.display_name),
           " ",
           h("span", { class: "handle" }, `@${a.handle}`),
         ),
@@ -88,7 +88,8 @@ export function crudItem(a, { main = false, inThread = false } = {}) {
         ? h("p", { class: "reply-to" },
             h("a", { href: parentPath(a), "data-nav": true }, "Replying to a crud"))
         : null,
-      h("p", { class: main ? "message message-main" : "message" }, a.message),
+      // dir="auto": each message runs in its own text's direction (Arabic right to left).
+      h("p", { class: main ? "message message-main" : "message", dir: "auto" }, a.message),
       h(
         "p",
         { class: "crud-foot" },
@@ -280,6 +281,7 @@ function composeForm(onPosted) {
     name: "message",
     type: "textarea",
     rows: 3,
+    dir: "auto",
     placeholder: "Say it. It expires.",
   });
   const textarea = message.querySelector("textarea");
@@ -359,7 +361,7 @@ export async function feedPage(main, { handle } = {}) {
 }
 
 function replyForm(parent, onReplied) {
-  const message = textField({ label: "Your reply", name: "message", type: "textarea", rows: 2 });
+  const message = textField({ label: "Your reply", name: "message", type: "textarea", rows: 2, dir: "auto" });
   const textarea = message.querySelector("textarea");
   const form = h(
     "form",
