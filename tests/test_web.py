@@ -357,6 +357,26 @@ def test_load_more_by_keyboard_keeps_the_readers_place(browser, site: str) -> No
     assert browser.switch_to.active_element == _all(browser, "ol.feed > li")[20]
 
 
+def test_the_focus_is_never_hidden_under_the_sticky_header(browser, site: str) -> None:
+    # Shift+Tab up the feed scrolled each link to the window's top edge, under the
+    # 61 px sticky header: the reader could not see where the focus was.
+    browser.get(site + "/")
+    _wait(browser, lambda d: len(_all(d, "ol.feed > li")) == 20)
+    rows = _all(browser, "ol.feed > li")
+    header = "return document.querySelector('header.top').getBoundingClientRect().bottom"
+    top = "return arguments[0].getBoundingClientRect().top"
+    for row, at in ((rows[10], -300), (rows[12], 20)):  # scrolled past it; under the header
+        link = _css(row, "a.when")
+        browser.execute_script(
+            "window.scrollBy(0, arguments[0].getBoundingClientRect().top - arguments[1])",
+            link,
+            at,
+        )
+        assert abs(browser.execute_script(top, link) - at) < 2
+        browser.execute_script("arguments[0].focus()", link)
+        assert browser.execute_script(top, link) >= browser.execute_script(header), at
+
+
 def test_back_returns_to_the_readers_place_after_load_more(browser, site: str) -> None:
     # Back rebuilt the home feed from its first page, at the top: a reader three pages
     # down had to load them again and find their place.
