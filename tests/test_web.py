@@ -166,7 +166,7 @@ def test_home_feed_pages_and_shows_hostile_text_as_text(browser, site: str, shot
     browser.get(site + "/")
     first = _shown(browser, "ol.feed > li", "This was imported as seed data!")
     assert "Andrew Brown" in first.text and "@andrewbrown" in first.text
-    assert "2 replies" in first.text and "expires in 9 d" in first.text
+    assert "2 replies" in first.text and "expires in 10 d" in first.text
     assert "10 min ago" in first.text
     newest = _all(browser, "ol.feed > li")[0]  # a reply to it, 8 minutes ago
     assert "Welcome to the feed." in newest.text and "Replying to a crud" in newest.text
@@ -593,7 +593,7 @@ def test_dev_sign_in_post_reply(browser, site: str, shots) -> None:
     # The button, disabled while posting, gave the focus to the page's body: back on it.
     assert browser.switch_to.active_element == _css(browser, "form.compose button[type=submit]")
     top = _all(browser, "ol.feed > li")[0]
-    assert "@andrewbrown" in top.text and "expires in 59 min" in top.text
+    assert "@andrewbrown" in top.text and "expires in 1 h" in top.text
     assert textarea.get_attribute("aria-invalid") is None
     browser.save_screenshot(str(shots / "posted.png"))
 
@@ -615,6 +615,26 @@ def test_dev_sign_in_post_reply(browser, site: str, shots) -> None:
     assert browser.execute_script("return sessionStorage.getItem('cruddur.session')") is None
     assert not _all(browser, "form.compose")
     assert _console_problems(browser, allowed=("422",)) == []
+
+
+def test_a_fresh_crud_expires_in_the_lifetime_picked(browser, site: str, web_db: str) -> None:
+    # The time left was rounded down: a crud posted for 7 days said "expires in 6 d" from
+    # its first second, 1 day "23 h", 1 hour "59 min".
+    _sign_in_as(browser, site, "bayko")
+    try:
+        for ttl, said in (("7-days", "7 d"), ("1-day", "1 d"), ("1-hour", "1 h")):
+            Select(_css(browser, "form.compose select")).select_by_value(ttl)
+            _css(browser, "form.compose textarea").send_keys(f"Posted for {ttl}")
+            _css(browser, "form.compose button[type=submit]").click()
+            _wait(browser, lambda d, ttl=ttl: _messages(d)[:1] == [f"Posted for {ttl}"])
+            expires = _css(_all(browser, "ol.feed > li")[0], ".expires").text
+            assert expires == f"expires in {said}", ttl
+        _css(browser, "#nav button").click()  # sign out
+        _shown(browser, ".flash", "You are signed out.")
+    finally:
+        with psycopg.connect(web_db) as conn:
+            conn.execute("DELETE FROM activities WHERE message LIKE 'Posted for %'")
+    assert _console_problems(browser) == []
 
 
 def _sign_in_as(browser, site: str, handle: str) -> None:

@@ -6,10 +6,17 @@ const UNITS = [
   ["min", 60],
 ];
 
-export function span(seconds) {
+// Rounded down ("3 h ago"), or up (`up`: a time still to come): a crud posted for 7 days
+// "expires in 7 d", not "6 d", from its first second. Up, a unit is shown once the next
+// smaller one would round up to a whole of it (23 h 30 min left: "1 d", not "24 h").
+export function span(seconds, up = false) {
   const s = Math.abs(seconds);
-  for (const [unit, size] of UNITS) if (s >= size) return `${Math.floor(s / size)} ${unit}`;
-  return `${Math.max(1, Math.floor(s))} s`;
+  const round = up ? Math.ceil : Math.floor;
+  for (const [i, [unit, size]] of UNITS.entries()) {
+    const smaller = UNITS[i + 1]?.[1] ?? 1;
+    if (up ? s > size - smaller : s >= size) return `${round(s / size)} ${unit}`;
+  }
+  return `${Math.max(1, round(s))} s`;
 }
 
 export function ago(iso, now = Date.now()) {
@@ -19,7 +26,7 @@ export function ago(iso, now = Date.now()) {
 
 export function expiresIn(iso, now = Date.now()) {
   const seconds = (Date.parse(iso) - now) / 1000;
-  return seconds <= 0 ? "expired" : `expires in ${span(seconds)}`;
+  return seconds <= 0 ? "expired" : `expires in ${span(seconds, true)}`;
 }
 
 export function exact(iso) {
