@@ -345,6 +345,39 @@ def test_a_right_to_left_crud_runs_right_to_left(browser, site: str, web_db: str
     assert _console_problems(browser) == []
 
 
+def test_relative_times_keep_up_and_an_expired_crud_is_marked(
+    browser, site: str, web_db: str
+) -> None:
+    # The times were written once: "just now" and "expires in 6 s" stayed so, and a crud
+    # that had expired kept its countdown. The page now writes them again every 30 s and
+    # when the tab is shown again (here: a visibilitychange, not 30 s of waiting).
+    with psycopg.connect(web_db) as conn:
+        conn.execute(
+            "WITH u AS (INSERT INTO users (display_name, handle, email, cognito_user_id)"
+            " VALUES ('Brief', 'brief', 'brief@example.com', 'MOCK-brief') RETURNING uuid)"
+            " INSERT INTO activities (user_uuid, message, created_at, expires_at)"
+            " SELECT uuid, 'Gone soon.', now() - interval '35 second',"
+            " now() + interval '6 second' FROM u"
+        )
+    inserted = time.monotonic()
+    try:
+        browser.get(site + "/@brief")
+        row = _shown(browser, "ol.feed > li", "Gone soon.")
+        assert _css(row, "time").text == "just now"
+        assert re.fullmatch(r"expires in [1-6] s", _css(row, ".expires").text)
+        assert "expired" not in row.get_attribute("class")
+        time.sleep(max(0, inserted + 11 - time.monotonic()))  # 46 s old, expired
+        browser.execute_script("document.dispatchEvent(new Event('visibilitychange'))")
+        assert re.fullmatch(r"4[6-9] s ago", _css(row, "time").text)
+        assert _css(row, ".expires").text == "expired"
+        assert "expired" in row.get_attribute("class")  # greyed, still in its place
+        assert _all(browser, "ol.feed > li") == [row]
+    finally:
+        with psycopg.connect(web_db) as conn:  # its crud goes with it
+            conn.execute("DELETE FROM users WHERE handle = 'brief'")
+    assert _console_problems(browser) == []
+
+
 def test_load_more_by_keyboard_keeps_the_readers_place(browser, site: str) -> None:
     # "Load more", disabled while it loads, gave the focus to the page's body: the next
     # Enter did nothing, and a screen reader was back at the top.

@@ -108,6 +108,11 @@ window.addEventListener("popstate", () => {
   if (location.pathname === rendered) return;
   render(true, history.state?.place);
 });
+// "just now", "expires in 1 min": kept true while the page stays open.
+setInterval(() => views.refreshTimes(), 30_000);
+document.addEventListener("visibilitychange", () => {
+  if (document.visibilityState === "visible") views.refreshTimes();
+});
 auth.onChange(renderNav);
 renderNav();
 render(false);

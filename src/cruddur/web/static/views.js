@@ -96,16 +96,32 @@ export function crudItem(a, { main = false, inThread = false } = {}) {
         h("a", { class: "replies", href: statusPath(a), "data-nav": true }, icon("reply"), count),
         h(
           "span",
-          { class: "expires", title: `Expires ${exact(a.expires_at)}` },
+          { class: "expires", title: `Expires ${exact(a.expires_at)}`, "data-expires": a.expires_at },
           icon("clock"),
           expiresIn(a.expires_at),
         ),
       ),
     ),
   );
+  if (Date.parse(a.expires_at) <= Date.now()) item.classList.add("expired");
   item.countEl = count;
   item.count = a.replies_count;
   return item;
+}
+
+// The relative times again, from their ISO values (the router runs it every 30 s and
+// when the tab is shown again). An expired crud stays, marked: removing rows would move
+// the reader's focus and scroll.
+export function refreshTimes(now = Date.now()) {
+  const main = document.getElementById("main");
+  for (const time of main.querySelectorAll("time[datetime]")) {
+    time.textContent = ago(time.dateTime, now);
+  }
+  for (const span of main.querySelectorAll(".expires[data-expires]")) {
+    const iso = span.dataset.expires;
+    span.lastChild.textContent = expiresIn(iso, now);
+    if (Date.parse(iso) <= now) span.closest(".crud")?.classList.add("expired");
+  }
 }
 
 // The reader's place on the page on screen: how many pages its list has loaded, and how
