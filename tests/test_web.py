@@ -678,6 +678,45 @@ def _sign_in_as(browser, site: str, handle: str) -> None:
     _shown(browser, ".flash", f"Signed in as @{handle}.")
 
 
+def test_sign_in_to_reply_comes_back_to_the_crud(browser, site: str) -> None:
+    # "Sign in to reply" led to the home feed after signing in, and Back from there
+    # showed the sign-in form again.
+    crud = f"/@andrewbrown/status/{PARENT}"
+    browser.get(site + crud)
+    _shown(browser, "main .hint a", "Sign in").click()
+    _wait(browser, lambda d: d.execute_script("return location.pathname") == "/signin")
+    Select(_shown(browser, "select#dev-handle option[value=bayko]").find_element(
+        "xpath", "..")).select_by_value("bayko")  # fmt: skip
+    _css(browser, "form button[type=submit]").click()
+    _shown(browser, ".flash", "Signed in as @bayko.")
+    assert browser.current_url == site + crud
+    _shown(browser, "article.crud-main", "This was imported as seed data!")
+    _shown(browser, "form.compose textarea")  # the reply form
+    browser.back()  # the crud page it came from, not the sign-in form
+    _wait(browser, lambda d: d.execute_script("return location.pathname") == crud)
+    assert not _all(browser, "select#dev-handle")
+    _css(browser, "#nav button").click()  # sign out
+    _shown(browser, ".flash", "You are signed out.")
+
+    # Only a path on this site: another host (or nothing) leads to the home feed.
+    for next_ in (
+        "//evil.example/x",
+        "/\\evil.example",
+        "https://evil.example/",
+        "/%09/evil.example",
+        "",
+    ):
+        browser.get(f"{site}/signin?next={next_}")
+        Select(_shown(browser, "select#dev-handle option[value=bayko]").find_element(
+            "xpath", "..")).select_by_value("bayko")  # fmt: skip
+        _css(browser, "form button[type=submit]").click()
+        _shown(browser, ".flash", "Signed in as @bayko.")
+        assert browser.current_url == site + "/", next_
+        _css(browser, "#nav button").click()  # sign out
+        _shown(browser, ".flash", "You are signed out.")
+    assert _console_problems(browser) == []
+
+
 def _paste(browser, textarea, text: str) -> None:
     """What a paste does: the whole text at once, then one input event."""
     browser.execute_script(

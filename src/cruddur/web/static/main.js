@@ -61,10 +61,14 @@ function render(focus, place = null) {
   }
 }
 
-export function navigate(path) {
-  // The place on the page left behind, for Back to come to (views.place).
-  history.replaceState({ ...history.state, place: views.place() }, "");
-  history.pushState(null, "", path);
+// `replace`: the page on screen leaves no history entry (a sign-in form, once used).
+export function navigate(path, { replace = false } = {}) {
+  if (replace) history.replaceState(null, "", path);
+  else {
+    // The place on the page left behind, for Back to come to (views.place).
+    history.replaceState({ ...history.state, place: views.place() }, "");
+    history.pushState(null, "", path);
+  }
   render(true);
   window.scrollTo(0, 0);
 }

@@ -452,7 +452,8 @@ export async function crudPage(main, { uuid }, _navigate, canonical) {
       status.textContent = "";
     }));
   } else {
-    more.after(h("p", { class: "hint" }, h("a", { href: "/signin", "data-nav": true }, "Sign in"), " to reply."));
+    const signIn = `/signin?next=${encodeURIComponent(statusPath(a))}`; // back here after
+    more.after(h("p", { class: "hint" }, h("a", { href: signIn, "data-nav": true }, "Sign in"), " to reply."));
   }
 }
 
@@ -477,8 +478,19 @@ function authForm(label, fields, button, onSubmit, extra = []) {
   return form;
 }
 
+// Where sign-in leads (?next=): a path on this site only ("/x", never "//host" or
+// "/\host", which browsers take as another host); else the home feed.
+function nextPath(search = location.search) {
+  const next = new URLSearchParams(search).get("next") || "";
+  if (!/^\/(?![/\\])/.test(next)) return "/";
+  return new URL(next, location.origin).origin === location.origin ? next : "/";
+}
+
 export async function signInPage(main, _params, navigate) {
   document.title = "Sign in · Cruddur";
+  // Signed in, the sign-in page's history entry becomes the next page: Back does not
+  // lead to the form again.
+  const done = () => navigate(nextPath(), { replace: true });
   replace(main, flashLine(), heading("Sign in"));
   const mode = auth.mode();
   if (mode === "dev") {
@@ -490,7 +502,7 @@ export async function signInPage(main, _params, navigate) {
         "Sign in", async () => {
           await auth.signInDev(select.value);
           setFlash(`Signed in as @${select.value}.`);
-          navigate("/");
+          done();
         }),
     );
     try {
@@ -523,7 +535,7 @@ export async function signInPage(main, _params, navigate) {
         throw error;
       }
       setFlash("You are signed in.");
-      navigate("/");
+      done();
     }),
     h("p", { class: "hint" }, "New here? ", h("a", { href: "/signup", "data-nav": true }, "Create an account"), ". Have a code? ", h("a", { href: "/confirm", "data-nav": true }, "Confirm your account"), "."),
   );
