@@ -761,6 +761,31 @@ def test_a_paste_over_the_limit_is_refused_in_words_before_sending(browser, site
     assert _console_problems(browser) == []
 
 
+_DESCRIPTION = """
+return arguments[0].getAttribute('aria-describedby').split(' ')
+  .map((id) => document.getElementById(id)).filter(Boolean)
+  .map((el) => el.textContent).join(' ');
+"""
+
+
+def test_the_post_and_reply_boxes_describe_their_limit_and_count(browser, site: str) -> None:
+    # The counter was a span with an aria-label, which screen readers ignore: nobody
+    # heard the limit or the count.
+    _sign_in_as(browser, site, "andrewbrown")
+    textarea = _shown(browser, "form.compose textarea")
+    textarea.send_keys("Hello")
+    described = browser.execute_script(_DESCRIPTION, textarea)
+    assert "Up to 280 characters." in described and "5 / 280" in described
+    _css(_all(browser, "ol.feed > li")[0], "a.when").click()
+    _shown(browser, "main .status")
+    reply = _shown(browser, "form.compose textarea")
+    described = browser.execute_script(_DESCRIPTION, reply)
+    assert "Up to 1024 characters." in described and "0 / 1024" in described
+    _css(browser, "#nav button").click()  # sign out
+    _shown(browser, ".flash", "You are signed out.")
+    assert _console_problems(browser) == []
+
+
 def test_signing_in_and_out_works_where_the_browser_refuses_storage(site: str) -> None:
     # Blocking cookies also makes sessionStorage throw: the sign-in then lives in the
     # page's memory only, as the README promises, instead of failing.

@@ -251,13 +251,14 @@ function textField({ label, name, type = "text", hint, ...attrs }) {
   );
 }
 
+// Read with the box's description (a span's aria-label is ignored), not live.
 function counter(textarea, max) {
-  const out = h("span", { class: "counter", "aria-live": "off" });
+  const out = h("span", { class: "counter", id: `${textarea.id}-count` });
+  textarea.setAttribute("aria-describedby", `${textarea.getAttribute("aria-describedby")} ${out.id}`);
   const update = () => {
     const used = [...textarea.value].length; // characters, as the API counts them
     out.textContent = `${used} / ${max}`;
     out.classList.toggle("over", used > max);
-    out.setAttribute("aria-label", `${used} of ${max} characters`);
   };
   textarea.addEventListener("input", update);
   update();
@@ -298,6 +299,7 @@ function composeForm(onPosted) {
     type: "textarea",
     rows: 3,
     dir: "auto",
+    hint: `Up to ${MESSAGE_MAX} characters.`,
     placeholder: "Say it. It expires.",
   });
   const textarea = message.querySelector("textarea");
@@ -377,7 +379,8 @@ export async function feedPage(main, { handle } = {}) {
 }
 
 function replyForm(parent, onReplied) {
-  const message = textField({ label: "Your reply", name: "message", type: "textarea", rows: 2, dir: "auto" });
+  const message = textField({ label: "Your reply", name: "message", type: "textarea", rows: 2, dir: "auto",
+    hint: `Up to ${REPLY_MAX} characters.` });
   const textarea = message.querySelector("textarea");
   const form = h(
     "form",
