@@ -894,6 +894,44 @@ def test_a_post_refused_while_the_database_is_away_is_not_said_to_be_retried(
     assert _console_problems(browser, allowed=("503",)) == []
 
 
+# Before the page's own scripts: its waits of a second or more are noted and cut to none.
+_NO_WAITING = """
+window.waits = []; const wait = window.setTimeout;
+window.setTimeout = (run, ms, ...rest) => {
+  if (ms >= 1000) { window.waits.push(ms); ms = 0; }
+  return wait(run, ms, ...rest);
+};
+"""
+
+
+def test_a_503_not_from_the_database_keeps_its_own_words(
+    browser, admin: psycopg.Connection, server_url: str, tmp_path
+) -> None:
+    # Every 503 was retried as the database's, then called "The database is still not
+    # answering": a database without its schema (or a load balancer's 503) said so too.
+    name = f"cruddur_test_{uuid.uuid4().hex[:12]}"
+    admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))  # no schema
+    env = {"CONNECTION_URL": with_database(server_url, name), "CRUDDUR_HOME": str(tmp_path)}
+    script = browser.execute_cdp_cmd(
+        "Page.addScriptToEvaluateOnNewDocument", {"source": _NO_WAITING}
+    )
+    try:
+        with serving(env, ready=(503,)) as site:
+            browser.get(site + "/")
+            said = _shown(browser, "main .error").text  # given up, after five retries
+            assert "the database has no schema yet" in said, said
+            assert "not answering" not in said
+            # Retried no sooner than Retry-After (1 s) and the page's own backoff say.
+            assert browser.execute_script("return window.waits") == [1000, 2000, 4000, 8000, 8000]
+            browser.get("about:blank")
+    finally:
+        browser.execute_cdp_cmd("Page.removeScriptToEvaluateOnNewDocument", script)
+        admin.execute(
+            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+        )
+    assert _console_problems(browser, allowed=("503",)) == []
+
+
 @pytest.fixture
 def lagging_site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """`cruddur serve` reading from a real streaming replica that replays nothing of this

@@ -97,7 +97,11 @@ export async function request(path, { method = "GET", body, token } = {}) {
   } catch {
     data = null;
   }
-  if (!response.ok) throw new ApiError(response.status, data);
+  if (!response.ok) {
+    const error = new ApiError(response.status, data);
+    error.retryAfter = retryAfterMs(response.headers.get("Retry-After"));
+    throw error;
+  }
   const written = response.headers.get("X-Read-After");
   if (written) remember(written);
   return { data, next: nextLink(response.headers.get("Link")) };
@@ -105,22 +109,30 @@ export async function request(path, { method = "GET", body, token } = {}) {
 
 const sleep = (ms) => new Promise((done) => setTimeout(done, ms));
 
-// A read, retried while the database is away (503), telling `waiting` each time.
+// Retry-After (seconds or a date) in ms, kept within 1 to 30 s; null when absent.
+function retryAfterMs(value) {
+  if (!value) return null;
+  const ms = /^\s*\d+\s*$/.test(value) ? Number(value) * 1000 : Date.parse(value) - Date.now();
+  return Number.isNaN(ms) ? null : Math.min(30_000, Math.max(1000, ms));
+}
+
+// A read, retried while the service is unavailable (503), telling `waiting` each time:
+// never sooner than its Retry-After. Only the database's own 503 is said to be the
+// database; any other (no schema yet, a load balancer's) keeps its own words.
 export async function read(path, waiting = () => {}) {
   for (let attempt = 1; ; attempt++) {
     try {
       return await request(path);
     } catch (error) {
       if (error.status !== 503) throw error;
+      const database = error.code === "database_unavailable";
       if (attempt >= 6) {
-        error.message = "The database is still not answering. Reload the page to try again.";
+        if (database) error.message = "The database is still not answering. Reload the page to try again.";
         throw error;
       }
-      if (error.code === "database_unavailable") {
-        error.message = "The database is not answering; retrying…";
-      }
+      if (database) error.message = "The database is not answering; retrying…";
       waiting(error);
-      await sleep(Math.min(8000, 1000 * 2 ** (attempt - 1)));
+      await sleep(Math.max(error.retryAfter ?? 0, Math.min(8000, 1000 * 2 ** (attempt - 1))));
     }
   }
 }
