@@ -228,6 +228,15 @@ def test_user_page_and_unknown_user(browser, site: str) -> None:
     assert _console_problems(browser, allowed=("404",)) == []
 
 
+def test_an_address_with_a_trailing_slash_is_the_same_page(browser, site: str) -> None:
+    # /@andrewbrown/ and /signin/ said "Page not found".
+    for path, shown in (("/@andrewbrown/", "ol.feed > li"), ("/signin/", "select#dev-handle")):
+        browser.get(site + path)
+        _shown(browser, shown)
+        assert browser.execute_script("return location.pathname") == path[:-1]
+    assert _console_problems(browser) == []
+
+
 def test_the_longest_handle_fits_a_phone(browser, site: str, web_db: str) -> None:
     # 64 characters without a space: the longest handle the schema allows. A line that
     # cannot wrap makes a phone zoom the whole page out.

@@ -51,6 +51,11 @@ def test_the_original_routes_serve_the_page_under_a_strict_csp(app) -> None:
         "readAfterSeconds": 12,
     }
 
+    # One trailing slash is the same page (the page drops it); the API's paths are not.
+    for path in ("/@andrewbrown/", "/@andrewbrown/status/x/", "/signin/", "/confirm/"):
+        assert _page(client, path)[0].status_code == 200, path
+    assert client.get("/api/activities/home/").status_code == 404
+    assert client.get("/api/activities/home/").mimetype == "application/json"
     response, page = _page(client, "/no/such/page")
     assert response.status_code == 404 and response.mimetype == "text/html"
     missing = client.get("/api/no-such-endpoint")

@@ -107,7 +107,8 @@ def install(app: Flask, settings: Settings) -> None:
         return response
 
     for rule in PAGE_ROUTES:
-        bp.add_url_rule(rule, f"page{rule}", lambda **_: page())
+        # strict_slashes=False: /signin/ and /@handle/ are the page too (it drops the slash).
+        bp.add_url_rule(rule, f"page{rule}", lambda **_: page(), strict_slashes=False)
 
     def not_found(exc: NotFound) -> Response:
         # A browser that follows a stale or mistyped link gets the page, which says so;

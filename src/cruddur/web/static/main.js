@@ -42,6 +42,10 @@ function canonical(path) {
 }
 
 function render(focus, place = null) {
+  // One trailing slash (/@handle/, /signin/) names the same page: the address drops it.
+  if (/[^/]\/$/.test(location.pathname)) {
+    history.replaceState(history.state, "", location.pathname.slice(0, -1) + location.search);
+  }
   const path = location.pathname;
   rendered = path;
   views.restoreNext(place); // taken by the list the view makes as it starts, if any
