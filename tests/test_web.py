@@ -636,6 +636,8 @@ def test_dev_sign_in_post_reply(browser, site: str, shots) -> None:
     assert browser.switch_to.active_element == _css(browser, "form.compose button[type=submit]")
     top = _all(browser, "ol.feed > li")[0]
     assert "@andrewbrown" in top.text and "expires in 1 h" in top.text
+    said = "return document.querySelector('main [role=status]:not(.flash)').textContent"
+    assert browser.execute_script(said) == "Posted."  # said to a screen reader
     assert textarea.get_attribute("aria-invalid") is None
     browser.save_screenshot(str(shots / "posted.png"))
 
@@ -645,6 +647,7 @@ def test_dev_sign_in_post_reply(browser, site: str, shots) -> None:
     reply.send_keys("And a reply, from the same browser.")
     _css(browser, "form.compose button[type=submit]").click()
     _shown(browser, "ol.replies-list > li", "And a reply, from the same browser.")
+    assert browser.execute_script(said) == "Posted."
     assert "1 reply" in _css(browser, "article.crud-main .replies").text
 
     _css(browser, "a.brand").click()

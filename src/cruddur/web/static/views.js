@@ -347,7 +347,7 @@ export async function feedPage(main, { handle } = {}) {
       const item = crudItem(crud);
       item.classList.add("fresh");
       list.prepend(item);
-      status.textContent = "";
+      status.textContent = "Posted."; // the polite live region: said to screen readers
     }));
   }
   append(main, [list, status, more]);
@@ -452,7 +452,7 @@ export async function crudPage(main, { uuid }, _navigate, canonical) {
       list.append(crudItem(reply, { inThread: true }));
       parent.count += 1;
       parent.countEl.textContent = plural(parent.count, "reply", "replies");
-      status.textContent = "";
+      status.textContent = "Posted.";
     }));
   } else {
     const signIn = `/signin?next=${encodeURIComponent(statusPath(a))}`; // back here after
