@@ -6,15 +6,16 @@ const UNITS = [
   ["min", 60],
 ];
 
-// Rounded down ("3 h ago"), or up (`up`: a time still to come): a crud posted for 7 days
-// "expires in 7 d", not "6 d", from its first second. Up, a unit is shown once the next
-// smaller one would round up to a whole of it (23 h 30 min left: "1 d", not "24 h").
-export function span(seconds, up = false) {
+// Rounded down ("3 h ago"), or to the nearest (`near`: a time still to come): a crud
+// posted for 7 days "expires in 7 d", not "6 d", from its first second, and one with a
+// day and a minute left "1 d", not "2 d". Near, a unit is shown once the time is within
+// half the next smaller unit of a whole of it (23 h 40 min left: "1 d", not "24 h").
+export function span(seconds, near = false) {
   const s = Math.abs(seconds);
-  const round = up ? Math.ceil : Math.floor;
+  const round = near ? Math.round : Math.floor;
   for (const [i, [unit, size]] of UNITS.entries()) {
     const smaller = UNITS[i + 1]?.[1] ?? 1;
-    if (up ? s > size - smaller : s >= size) return `${round(s / size)} ${unit}`;
+    if (near ? s >= size - smaller / 2 : s >= size) return `${round(s / size)} ${unit}`;
   }
   return `${Math.max(1, round(s))} s`;
 }
