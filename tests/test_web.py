@@ -521,6 +521,8 @@ def test_a_dev_sign_in_past_its_time_is_signed_out_on_the_next_page(browser, sit
     _shown(browser, "ol.feed > li")
     assert not _all(browser, "form.compose") and not _all(browser, "#nav .me")
     assert browser.execute_script("return sessionStorage.getItem('cruddur.session')") is None
+    # Said, not just done: the form went without a word.
+    _shown(browser, ".flash", "Your sign-in ran out. Sign in again to post.")
 
 
 def test_a_malformed_address_is_page_not_found(browser, site: str) -> None:

@@ -6,6 +6,9 @@ import * as cognito from "./cognito.js";
 
 const KEY = "cruddur.session";
 const listeners = new Set();
+// A dev sign-in found past its time when the page loaded: the page says so, or the post
+// form just vanished without a word.
+export let endedOnLoad = false;
 let session = load();
 
 function load() {
@@ -16,6 +19,7 @@ function load() {
     // learnt otherwise when a post was refused. (A Cognito one renews itself.)
     if (saved.source === "dev" && !(saved.expiresAt > Date.now())) {
       sessionStorage.removeItem(KEY);
+      endedOnLoad = true;
       return null;
     }
     return saved;

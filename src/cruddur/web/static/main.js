@@ -123,4 +123,5 @@ document.addEventListener("visibilitychange", () => {
 });
 auth.onChange(renderNav);
 renderNav();
+if (auth.endedOnLoad) views.setFlash("Your sign-in ran out. Sign in again to post.");
 render(false);
