@@ -871,6 +871,27 @@ def test_a_reply_posted_before_the_last_page_is_shown_once_in_order(
     assert _console_problems(browser) == []
 
 
+def test_a_page_that_found_no_server_offers_to_ask_again(browser, site: str) -> None:
+    # The page said "Cannot reach the Cruddur API …" and nothing more: no way to ask
+    # again but a reload, which, with the server down, is the browser's own error page.
+    browser.execute_cdp_cmd("Network.enable", {})
+    browser.execute_cdp_cmd("Network.setBlockedURLs", {"urls": ["*/api/activities/*"]})
+    try:
+        for path in ("/", "/@andrewbrown/status/5eed0000-0000-4000-8000-000000000001"):
+            browser.get(site + path)
+            _shown(browser, "main .error", "Cannot reach the Cruddur API")
+            assert [b.text for b in _all(browser, "main button.more") if b.is_displayed()] == [
+                "Try again"
+            ]
+    finally:
+        browser.execute_cdp_cmd("Network.setBlockedURLs", {"urls": []})
+    _css(browser, "main button.more").click()  # the server answers again
+    crud = "main [data-uuid='5eed0000-0000-4000-8000-000000000001']"
+    _wait(browser, lambda d: _all(d, crud) and not _all(d, "main .error"))
+    assert not [b for b in _all(browser, "main button.more") if b.text == "Try again"]
+    assert _console_problems(browser, allowed=("ERR_BLOCKED_BY_CLIENT",)) == []
+
+
 def test_a_database_that_is_away_is_said_in_words(browser, tmp_path) -> None:
     nobody_listens = f"postgresql://postgres:pw@127.0.0.1:{free_port()}/cruddur"
     env = {"CONNECTION_URL": nobody_listens, "CRUDDUR_HOME": str(tmp_path)}

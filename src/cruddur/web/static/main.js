@@ -122,6 +122,7 @@ document.addEventListener("visibilitychange", () => {
   if (document.visibilityState === "visible") views.refreshTimes();
 });
 auth.onChange(renderNav);
+views.onRetry(() => render(true, null));
 renderNav();
 if (auth.endedOnLoad) views.setFlash("Your sign-in ran out. Sign in again to post.");
 render(false);

@@ -19,6 +19,19 @@ const TTL_WORDS = {
 let flash = ""; // a sentence for the next page (after signing in, confirming …)
 let pendingEmail = ""; // between sign-up, sign-in and confirm; kept in memory only
 export const setFlash = (text) => (flash = text);
+let renderAgain = null; // main.js: the page at this address, drawn again
+export const onRetry = (fn) => (renderAgain = fn);
+
+// A page whose first read found no server (unreachable, 5xx): a button to ask again
+// without a reload (reloaded while the server is down, the page is the browser's own
+// error), and the same once the browser says it is online again.
+function offerRetry(status, error) {
+  if (!(error.status === 0 || error.status >= 500) || !status.isConnected) return;
+  const again = h("button", { type: "button", class: "more" }, "Try again");
+  again.addEventListener("click", () => renderAgain?.());
+  status.after(again);
+  window.addEventListener("online", () => again.isConnected && renderAgain?.(), { once: true });
+}
 
 const userPath = (handle) => `/@${encodeURIComponent(handle)}`;
 const statusPath = (a) => `${userPath(a.handle)}/status/${a.uuid}`;
@@ -374,6 +387,9 @@ export async function feedPage(main, { handle } = {}) {
       status.className = "status";
       status.textContent = `Nobody on Cruddur has the handle @${isolate(handle)}.`;
       document.title = "No such user · Cruddur";
+    } else if (title.isConnected) {
+      more.hidden = true; // its "Load more" would ask for the page after one never read
+      offerRetry(status, error);
     }
   }
 }
@@ -436,7 +452,7 @@ export async function crudPage(main, { uuid }, _navigate, canonical) {
       document.title = "Crud not found · Cruddur";
       status.className = "status";
       status.textContent = "This crud does not exist, or it has expired.";
-    }
+    } else offerRetry(status, error);
     return;
   }
   if (!title.isConnected) return; // the reader has moved on to another page
