@@ -3,9 +3,11 @@ RDS Proxy endpoints recognised by name (README, "Scaling out")."""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
+import psycopg
 import pytest
 from api_support import CheckedClient
 from helpers import ROOT, cli, run, tables
@@ -138,3 +140,39 @@ def test_migrate_refuses_an_rds_proxy_endpoint() -> None:
     assert refused.returncode != 0
     assert "the database's own endpoint" in refused.stderr
     assert ":p@" not in refused.stderr
+
+
+def test_a_cli_verb_works_through_pgbouncer_in_transaction_mode(
+    bouncer: PgBouncer, seeded_db: str
+) -> None:
+    # The CLI's pools kept prepared statements behind a declared pooler: a purge of small
+    # batches, with another client's transactions moving its server session, failed with
+    # 'prepared statement "_pg3_0" does not exist'.
+    with psycopg.connect(seeded_db, autocommit=True) as conn:
+        conn.execute(
+            "INSERT INTO activities (user_uuid, message, created_at, expires_at)"
+            " SELECT (SELECT uuid FROM users WHERE handle = 'bayko'), 'old ' || n,"
+            "   now() - interval '5 days', now() - interval '2 days'"
+            " FROM generate_series(1, 30) AS n"
+        )
+    pooled = bouncer.url_for(seeded_db)
+    stop = threading.Event()
+
+    def other_client() -> None:  # light load: transactions of its own through PgBouncer
+        with psycopg.connect(pooled, autocommit=True, prepare_threshold=None) as conn:
+            while not stop.is_set():
+                conn.execute("SELECT pg_sleep(0.002)")
+
+    load = threading.Thread(target=other_client)
+    load.start()
+    try:
+        env = {"CONNECTION_URL": pooled, "CRUDDUR_POOLER": "transaction"}
+        purged = cli(
+            CRUDDUR, "db", "purge-expired", "--batch-size", "1", "--nice-ratio", "0", "--yes",
+            env=env,
+        )  # fmt: skip
+    finally:
+        stop.set()
+        load.join()
+    assert purged.returncode == 0, purged.stderr
+    assert "deleted 31 cruds" in purged.stderr, purged.stderr

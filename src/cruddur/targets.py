@@ -27,6 +27,9 @@ class Target(ReprWithoutSecrets):
     # CONNECTION_URL can name production too (the original's docker-compose set it to
     # PROD_CONNECTION_URL); destructive verbs must then ask just the same.
     production: bool = False
+    # A transaction pooler is in front (CRUDDUR_POOLER, an RDS Proxy endpoint): the CLI's
+    # pools keep no prepared statements there, as the API's do.
+    behind_pooler: bool = False
     # The RDS CA bundle's path, fetched on first use (cruddur.aws.ca_bundle).
     rds_ca_bundle: Callable[[], Path] = field(default=_no_bundle, compare=False, repr=False)
 
@@ -103,4 +106,8 @@ def resolve(settings: Settings, *, prod: bool = False, start: bool = True) -> Ta
         url = server.start() if start else server.url()
         target = Target(url, "embedded")
     target.dbname  # noqa: B018 - fail early on a URL that names no database
-    return replace(target, rds_ca_bundle=lambda: kept_bundle(settings.home))
+    return replace(
+        target,
+        behind_pooler=settings.replica.behind_pooler(target.url),
+        rds_ca_bundle=lambda: kept_bundle(settings.home),
+    )

@@ -19,7 +19,10 @@ def admin_pool(settings: PoolSettings) -> PoolSettings:
 def database_db(target: Target, settings: PoolSettings) -> Db:
     """The target database itself, in transactions."""
     return Db(
-        with_cli_bounds(target.conninfo), admin_pool(settings), application_name="cruddur-cli"
+        with_cli_bounds(target.conninfo),
+        admin_pool(settings),
+        application_name="cruddur-cli",
+        behind_pooler=target.behind_pooler,  # no prepared statements: the next server lacks them
     )
 
 
@@ -30,4 +33,5 @@ def server_db(target: Target, settings: PoolSettings) -> Db:
         admin_pool(settings),
         autocommit=True,
         application_name="cruddur-cli",
+        behind_pooler=target.behind_pooler,
     )
