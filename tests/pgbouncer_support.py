@@ -27,7 +27,11 @@ class PgBouncer:
     passwords towards the server."""
 
     def __init__(
-        self, server_url: str, pool_size: int = 2, users: dict[str, str] | None = None
+        self,
+        server_url: str,
+        pool_size: int = 2,
+        users: dict[str, str] | None = None,
+        settings: dict[str, str] | None = None,  # more of its [pgbouncer] section
     ) -> None:
         if not Path(PGBOUNCER).is_file():
             raise RuntimeError(
@@ -56,6 +60,7 @@ class PgBouncer:
             "server_reset_query =\n"
             f"logfile = {self.folder / 'pgbouncer.log'}\n"
             f"pidfile = {self.folder / 'pgbouncer.pid'}\n"
+            + "".join(f"{name} = {value}\n" for name, value in (settings or {}).items())
         )
         switch = as_postgres_user()
         if switch:

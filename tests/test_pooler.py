@@ -176,3 +176,35 @@ def test_a_cli_verb_works_through_pgbouncer_in_transaction_mode(
         load.join()
     assert purged.returncode == 0, purged.stderr
     assert "deleted 31 cruds" in purged.stderr, purged.stderr
+
+
+def test_migrate_through_an_undetected_pooler_stops_and_leaves_no_lock(
+    server_url: str, empty_db: str
+) -> None:
+    # Without CRUDDUR_POOLER, `db migrate` through PgBouncer took its session lock on one
+    # server session and went on on others: the lock stayed on a pooled session, and a
+    # later direct migrate or rollback waited 60 s for it, then gave up.
+    bouncer = PgBouncer(server_url, pool_size=2, settings={"server_round_robin": "1"})
+    try:
+        pooled = bouncer.url_for(empty_db)
+        # Two server sessions open: round-robin then hands out each in turn.
+        warm = [psycopg.connect(pooled) for _ in range(2)]
+        for conn in warm:
+            conn.execute("SELECT 1")
+        for conn in warm:
+            conn.commit()  # a session left mid-transaction would be closed, not pooled
+            conn.close()
+        refused = run(CRUDDUR, "db", "migrate", "--yes", env={"CONNECTION_URL": pooled})
+        assert refused.returncode != 0, refused.stderr
+        assert "transaction pooler" in refused.stderr, refused.stderr
+        assert "MIGRATION_CONNECTION_URL" in refused.stderr, refused.stderr
+        with psycopg.connect(empty_db) as conn:
+            held = conn.execute(
+                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'"
+                " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+            ).fetchone()[0]
+        assert held == 0  # let go on whichever pooled session took it
+        direct = run(CRUDDUR, "db", "migrate", "--yes", env={"CONNECTION_URL": empty_db})
+        assert direct.returncode == 0, direct.stderr
+    finally:
+        bouncer.stop()

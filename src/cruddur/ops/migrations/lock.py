@@ -49,10 +49,34 @@ class LockTimeout(Problem):
         super().__init__(f"another migration holds the lock: {who}; gave up after {waited:g} s")
 
 
+class NotHeld(Problem):
+    """The session that took the lock is not the one answering: a transaction pooler."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "the migration lock is not held by this session: a transaction pooler "
+            "(PgBouncer, RDS Proxy) seems to be in front, handing statements to other server "
+            "sessions; set MIGRATION_CONNECTION_URL to the database's direct URL"
+        )
+
+
+KEY_PARTS = {"high": LOCK_KEY >> 32, "low": LOCK_KEY & 0xFFFFFFFF}  # as pg_locks shows it
+# Unlocks tried when the lock is found elsewhere: through a pooler each may reach the
+# server session that took it, which would otherwise keep it (and block every migrate).
+STRAY_UNLOCKS = 8
+
+
 def holder(conn: psycopg.Connection) -> LockHolder | None:
-    params = {"high": LOCK_KEY >> 32, "low": LOCK_KEY & 0xFFFFFFFF}
     cur = conn.cursor(row_factory=class_row(LockHolder))
-    return cur.execute(template("migrations", "lock_holder"), params).fetchone()
+    return cur.execute(template("migrations", "lock_holder"), KEY_PARTS).fetchone()
+
+
+def ensure_held(conn: psycopg.Connection) -> None:
+    """NotHeld unless this session (pg_backend_pid()) holds the lock: through an
+    undetected transaction pooler it stays on whichever server session took it."""
+    if not conn.execute(template("migrations", "lock_held"), KEY_PARTS).fetchone()[0]:
+        release_stray(conn)
+        raise NotHeld()
 
 
 def acquire(
@@ -91,5 +115,19 @@ def _try(conn: psycopg.Connection) -> bool:
 
 
 def release(conn: psycopg.Connection) -> None:
-    if not conn.closed and not conn.broken:
-        conn.execute("SELECT pg_advisory_unlock(%s)", [LOCK_KEY])
+    """Let go; NotHeld when this session did not hold it (a pooler is in front)."""
+    if not conn.closed and not conn.broken and not _unlock(conn):
+        release_stray(conn)
+        raise NotHeld()
+
+
+def release_stray(conn: psycopg.Connection) -> None:
+    if conn.closed or conn.broken:
+        return
+    for _ in range(STRAY_UNLOCKS):
+        if _unlock(conn):
+            return
+
+
+def _unlock(conn: psycopg.Connection) -> bool:
+    return bool(conn.execute("SELECT pg_advisory_unlock(%s)", [LOCK_KEY]).fetchone()[0])

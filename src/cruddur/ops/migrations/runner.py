@@ -7,6 +7,7 @@ a `Reporter` and raises; it never prints.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -165,9 +166,13 @@ def locked(
     with connect(url, settings.connect_timeout) as conn:
         lock.acquire(conn, settings.lock_wait, reporter.waiting)
         try:
+            lock.ensure_held(conn)
             yield conn
-        finally:
-            lock.release(conn)
+        except BaseException:
+            with contextlib.suppress(lock.NotHeld):  # the error that stopped it stands
+                lock.release(conn)
+            raise
+        lock.release(conn)
 
 
 BOOKKEEPING_COLUMNS = frozenset({"version", "name", "checksum", "applied_at", "adopted"})
@@ -273,6 +278,7 @@ def _step(
     record_sql, params = bookkeeping
     if section.transaction:
         with conn.transaction():
+            lock.ensure_held(conn)  # in the step's transaction: it runs where the lock is
             _set_timeouts(conn, settings, local=True)
             _run(conn, migration, section.statements, direction)
             conn.execute(template("migrations", "create_table"))
@@ -281,6 +287,7 @@ def _step(
                 regrant(conn)
         return
     # transaction:false (CREATE INDEX CONCURRENTLY): its one statement, then the row.
+    lock.ensure_held(conn)
     _set_timeouts(conn, settings, local=False)
     try:
         _run(conn, migration, section.statements, direction)
