@@ -127,10 +127,11 @@ class ReplicaPair:
     def freeze_replica(self, frozen: bool) -> None:
         """SIGSTOP (or SIGCONT) the replica's server and every process it started: a
         server that still accepts bytes on its sockets (the kernel does) but never answers."""
-        postmaster = int((self.replica_dir / "postmaster.pid").read_text().split()[0])
-        for pid in [postmaster, *_children(postmaster)]:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGSTOP if frozen else signal.SIGCONT)
+        _freeze(self.replica_dir, frozen)
+
+    def freeze_primary(self, frozen: bool) -> None:
+        """freeze_replica's, for the primary (behind PgBouncer, one black-holed looks so)."""
+        _freeze(self.primary.data_dir, frozen)
 
     def stop_replica(self, mode: str = "fast") -> None:
         subprocess.run(
@@ -180,6 +181,13 @@ class ReplicaPair:
                 if time.monotonic() > deadline:
                     raise
                 time.sleep(0.05)
+
+
+def _freeze(data_dir: Path, frozen: bool) -> None:
+    postmaster = int((data_dir / "postmaster.pid").read_text().split()[0])
+    for pid in [postmaster, *_children(postmaster)]:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGSTOP if frozen else signal.SIGCONT)
 
 
 def _children(parent: int) -> list[int]:

@@ -152,6 +152,38 @@ def test_a_replica_that_stops_answering_costs_a_read_seconds_not_for_ever(
         _close(app)
 
 
+def test_a_primary_that_stops_answering_leaves_the_replica_serving_reads(
+    pair: ReplicaPair, tmp_path: Path
+) -> None:
+    # The watcher sampled the primary's write position with no bound: a primary whose
+    # processes still take bytes but never answer held the watcher, its last look aged
+    # out, and reads the healthy replica could serve went to the hung primary (~43 s,
+    # then 503s). Without the primary, the replica's own estimate stands.
+    pair.wait_caught_up()
+    app, api, _ = _app(pair, tmp_path, CRUDDUR_FEED_CACHE="0")
+    router = app.extensions["cruddur.reads"]
+    try:
+        _wait_until(lambda: _in_use(api))
+        reader = ThreadPoolExecutor(1)  # a read that hangs fails the test, not the run
+        waits: list[float] = []
+        pair.freeze_primary(True)
+        try:
+            deadline = time.monotonic() + 12  # past the lag limit (5 s) twice over
+            while time.monotonic() < deadline:
+                started = time.monotonic()
+                response = reader.submit(api.get, "/api/activities/@andrewbrown").result(timeout=30)
+                waits.append(time.monotonic() - started)
+                assert response.status_code == 200, response.get_data(as_text=True)
+                assert waits[-1] < 3, (waits, router.describe(router.state))
+                time.sleep(0.2)
+        finally:
+            pair.freeze_primary(False)  # also lets a hung read end, and its thread
+            reader.shutdown()
+        assert router.state.fresh(router.max_lag, time.monotonic())
+    finally:
+        _close(app)
+
+
 def test_a_reply_read_with_its_position_sees_itself_every_time(
     pair: ReplicaPair, tmp_path: Path
 ) -> None:

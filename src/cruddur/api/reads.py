@@ -41,6 +41,9 @@ log = logging.getLogger("cruddur.api.reads")
 T = TypeVar("T")
 
 READ_AFTER_HEADER = "X-Read-After"
+# The watcher's wait for the primary's write position (a connection, then the answer):
+# milliseconds when it is well; past this it is skipped for that look.
+PRIMARY_SAMPLE_SECONDS = 1.0
 LAG_UNKNOWN = (
     "behind the primary since before this worker first looked, and it has replayed no "
     "transaction since it started: how far behind is not known yet"
@@ -120,11 +123,13 @@ class ReadRouter:
             conn.close()
 
     def _sample_primary(self) -> None:
-        # The primary's write position now, for the lag clock; without the primary (down)
-        # the replica's own estimate stands.
+        # The primary's write position now, for the lag clock; without the primary (down,
+        # or not answering within the bound) the replica's own estimate stands. Unbounded,
+        # a hung primary held the watcher: its look aged out and reads went to the primary.
         try:
-            position = self.primary.get().query_value(template("replication", "write_position"))
-        except psycopg.Error:
+            primary = self.primary.get().bounded(PRIMARY_SAMPLE_SECONDS)
+            position = primary.query_value(template("replication", "write_position"))
+        except psycopg.Error:  # PoolTimeout and DeadlinePassed too
             return
         if position:
             self._clock.primary_at(time.monotonic(), parse_lsn(position) or 0)

@@ -7,10 +7,12 @@ JSON and hand it back as text, so callers can send it on without decoding it.
 from __future__ import annotations
 
 import atexit
+import copy
 import select
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import replace
 from typing import Any, Self, TypeVar
 
 import psycopg
@@ -221,6 +223,15 @@ class Db:
         finally:
             pool.putconn(conn)
 
+    def bounded(self, seconds: float) -> Db:
+        """This Db, on the same pool, with a wait of at most `seconds` for a connection
+        and each query cut after `seconds` (deadlines.py): for a look that must not
+        hang on a server that stopped answering (the replica watcher's at the primary)."""
+        view = copy.copy(self)
+        view.deadline = seconds
+        view.settings = replace(self.settings, timeout=seconds)
+        return view
+
     @contextmanager
     def pinned(self) -> Iterator[Db]:
         """This Db with every query helper on one connection of its pool, for the block:
@@ -239,7 +250,7 @@ class Db:
         at once while the server is down, and a wait that ends when an outage is found."""
         gate = self.reachability
         if gate is None:
-            return pool.getconn()
+            return pool.getconn(timeout=self.settings.timeout)
         gate.admit()
         return self._checkout(pool, gate)
 
