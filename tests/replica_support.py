@@ -57,9 +57,13 @@ class ReplicaPair:
         self.start_replica()
         return self
 
-    def another_replica(self) -> ExtraReplica:
-        """A second streaming replica of the primary, started (remove it after use)."""
-        extra = ExtraReplica(self, self.primary.cluster_dir / "replica2", free_port())
+    def another_replica(
+        self, name: str = "replica2", host: str = "127.0.0.1", port: int = 0
+    ) -> ExtraReplica:
+        """Another streaming replica of the primary, started (remove it after use); on
+        `host` (a loopback address of its own lets two share a port, as behind one
+        PgBouncer host list) and `port` (0: a free one)."""
+        extra = ExtraReplica(self, self.primary.cluster_dir / name, port or free_port(), host)
         if extra.data_dir.exists():
             shutil.rmtree(extra.data_dir)
         params = parse(self.primary_url)
@@ -71,7 +75,8 @@ class ReplicaPair:
         )  # fmt: skip
         self._run(
             "pg_ctl", f"--pgdata={extra.data_dir}", "start", "--wait", "--timeout=60",
-            f"--log={extra.data_dir / 'replica.log'}", f"--options=-p {extra.port}",
+            f"--log={extra.data_dir / 'replica.log'}",
+            f"--options=-p {extra.port} -c listen_addresses={host} -c unix_socket_directories=''",
         )  # fmt: skip
         self.wait_accepting(extra.url)
         return extra
@@ -217,12 +222,12 @@ def activity_scans(url: str) -> int:
 class ExtraReplica:
     """Another replica of a ReplicaPair's primary (ReplicaPair.another_replica)."""
 
-    def __init__(self, pair: ReplicaPair, data_dir: Path, port: int) -> None:
-        self.pair, self.data_dir, self.port = pair, data_dir, port
+    def __init__(self, pair: ReplicaPair, data_dir: Path, port: int, host: str) -> None:
+        self.pair, self.data_dir, self.port, self.host = pair, data_dir, port, host
 
     @property
     def url(self) -> str:
-        return make_conninfo(self.pair.primary_url, port=str(self.port))
+        return make_conninfo(self.pair.primary_url, host=self.host, port=str(self.port))
 
     def set_apply_delay(self, milliseconds: int) -> None:
         with psycopg.connect(self.url, autocommit=True) as conn:

@@ -626,3 +626,52 @@ def test_db_status_does_not_call_a_cut_off_replica_caught_up(pair: ReplicaPair) 
         with psycopg.connect(pair.primary_url, autocommit=True) as conn:
             conn.execute("DROP TABLE IF EXISTS lag_marker")
         pair.wait_caught_up()
+
+
+def test_read_your_writes_holds_behind_a_transaction_pooler_over_two_replicas(
+    pair: ReplicaPair, tmp_path: Path
+) -> None:
+    # PgBouncer (pool_mode=transaction, host=a,b) or RDS Proxy's read-only endpoint hands
+    # each transaction to any replica: on an autocommit connection the replayed-position
+    # check and the read were two transactions, and a replica past the write vouched for
+    # a read another one served (24 of 160 such reads were 404s).
+    from helpers import free_port
+    from pgbouncer_support import PgBouncer
+
+    pair.wait_caught_up()
+    port = free_port()
+    fast = pair.another_replica("replica-a", host="127.0.0.2", port=port)
+    slow = pair.another_replica("replica-b", host="127.0.0.3", port=port)
+    bouncer = None
+    try:
+        slow.set_apply_delay(3_000)
+        both = make_conninfo(pair.replica_url, host="127.0.0.2,127.0.0.3", port=str(port))
+        bouncer = PgBouncer(both, pool_size=4)
+        app, api, auth = _app(
+            pair, tmp_path, READER_CONNECTION_URL=bouncer.url_for(pair.replica_url),
+            CRUDDUR_POOLER="transaction", CRUDDUR_REPLICA_MAX_LAG="3600",
+            CRUDDUR_FEED_CACHE="0", CRUDDUR_POOL_MAX_SIZE="16",
+        )  # fmt: skip
+        statuses: list[int] = []
+        try:
+            _wait_until(lambda: _in_use(api))
+            clients = [CheckedClient(app) for _ in range(16)]
+            with ThreadPoolExecutor(16) as readers:
+                for attempt in range(10):
+                    created = api.post(
+                        "/api/activities", json={"message": f"m{attempt}", "ttl": "1-day"},
+                        headers=auth,
+                    )  # fmt: skip
+                    path = f"/api/activities/{created.get_json()['uuid']}"
+                    after = {"X-Read-After": created.headers["X-Read-After"]}
+                    statuses += readers.map(
+                        lambda c, p=path, h=after: c.get(p, headers=h).status_code, clients
+                    )
+        finally:
+            _close(app)
+        assert statuses.count(200) == len(statuses), statuses
+    finally:
+        if bouncer is not None:
+            bouncer.stop()
+        fast.remove()
+        slow.remove()

@@ -137,6 +137,7 @@ class Db:
             "connect_timeout": self.settings.connect_timeout,
             "application_name": application_name,
         }
+        self.behind_pooler = behind_pooler
         if behind_pooler:
             # A transaction pooler gives each transaction whichever server session is free:
             # a statement prepared on one is unknown on the next.
@@ -237,11 +238,17 @@ class Db:
         """This Db with every query helper on one connection of its pool, for the block:
         what the caller checks on that connection (how far a replica has replayed)
         holds for the queries it makes next. Two checkouts may reach two servers (a
-        reader endpoint balances connections across replicas)."""
+        reader endpoint balances connections across replicas). Behind a transaction
+        pooler (PgBouncer over several replicas, RDS Proxy's read-only endpoint) so may
+        two transactions of one connection: there the block is one transaction."""
         pool = self.pool
         conn = self._take(pool)
         try:
-            yield _Pinned(self, conn)
+            if self.behind_pooler and conn.autocommit:
+                with conn.transaction():
+                    yield _Pinned(self, conn)
+            else:
+                yield _Pinned(self, conn)
         finally:
             pool.putconn(conn)
 
