@@ -3,7 +3,9 @@ RDS Proxy endpoints recognised by name (README, "Scaling out")."""
 
 from __future__ import annotations
 
+import logging
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,11 +14,14 @@ import pytest
 from api_support import CheckedClient
 from helpers import ROOT, cli, run, tables
 from pgbouncer_support import PgBouncer
+from test_post_confirmation import cognito_event
 
 from cruddur.api import create_app
 from cruddur.api.db import primary_db
-from cruddur.config import Settings
+from cruddur.config import LambdaSettings, Settings
 from cruddur.dev_keys import DevKeys
+from cruddur.lambdas import post_confirmation, purge_expired
+from cruddur.services.sign_up import SignUpError
 
 CRUDDUR = ROOT / ".venv/bin/cruddur"
 
@@ -208,3 +213,129 @@ def test_migrate_through_an_undetected_pooler_stops_and_leaves_no_lock(
         assert direct.returncode == 0, direct.stderr
     finally:
         bouncer.stop()
+
+
+# -- the Lambdas behind a transaction pooler ---------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def lambda_bouncer(server_url: str, app_roles) -> Iterator[PgBouncer]:
+    """PgBouncer letting in the sign-up Lambda's role as well as the owner."""
+    name, password = app_roles["lambda"]
+    running = PgBouncer(server_url, pool_size=2, users={name: password})
+    yield running
+    running.stop()
+
+
+@pytest.fixture
+def sign_up_via_bouncer(
+    lambda_bouncer: PgBouncer, lambda_url: str, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[None]:
+    monkeypatch.setenv("CONNECTION_URL", lambda_bouncer.url_for(lambda_url))
+    monkeypatch.delenv("CONNECTION_SECRET_ARN", raising=False)
+    monkeypatch.setenv("CRUDDUR_POOLER", "transaction")
+    post_confirmation.close()
+    yield
+    post_confirmation.close()
+
+
+def _statement_timeout(url: str) -> str:
+    with psycopg.connect(url, prepare_threshold=None) as conn:
+        return conn.execute("SHOW statement_timeout").fetchone()[0]
+
+
+def test_sign_ups_go_through_pgbouncer_in_transaction_mode(
+    sign_up_via_bouncer: None, lambda_bouncer: PgBouncer, seeded_db: str
+) -> None:
+    # It sent `options` (PgBouncer: "unsupported startup parameter") and kept prepared
+    # statements, which the next transaction's server session does not have.
+    subs = []
+    for n in range(8):
+        event = cognito_event(preferred_username=f"pooled{n}")
+        assert post_confirmation.handler(event, None) is event
+        subs.append(event["request"]["userAttributes"]["sub"])
+    with psycopg.connect(seeded_db) as conn:
+        found = conn.execute(
+            "SELECT count(*) FROM users WHERE cognito_user_id = ANY(%s)", [subs]
+        ).fetchone()[0]
+    assert found == len(subs)
+    # The bound was set for the insert's transaction alone, not on a shared session.
+    assert _statement_timeout(lambda_bouncer.url_for(seeded_db)) == "0"
+
+
+def test_the_statement_timeout_holds_through_pgbouncer(
+    sign_up_via_bouncer: None,
+    seeded_db: str,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    monkeypatch.setenv("CRUDDUR_STATEMENT_TIMEOUT", "300")
+    caplog.set_level(logging.INFO, logger="cruddur.lambdas.post_confirmation")
+    with psycopg.connect(seeded_db) as locker:
+        locker.execute("LOCK TABLE users IN ACCESS EXCLUSIVE MODE")  # held until rollback
+        started = time.monotonic()
+        with pytest.raises(SignUpError, match="could not be saved"):
+            post_confirmation.handler(cognito_event(preferred_username="stuckpooled"), None)
+        assert time.monotonic() - started < 3
+        locker.rollback()
+    assert "statement timeout" in caplog.text
+    unstuck = cognito_event(preferred_username="unstuckpooled")
+    assert post_confirmation.handler(unstuck, None) is unstuck
+
+
+class _Context:
+    def get_remaining_time_in_millis(self) -> int:
+        return 300_000
+
+
+def _expired(url: str, count: int) -> None:
+    with psycopg.connect(url) as conn:
+        conn.execute(
+            "INSERT INTO activities (user_uuid, message, created_at, expires_at)"
+            " SELECT (SELECT uuid FROM users WHERE handle = 'bayko'), 'm' || n,"
+            "   now() - interval '5 days', now() - interval '2 days'"
+            " FROM generate_series(1, %s) AS n",
+            [count],
+        )
+
+
+def test_the_purge_goes_through_pgbouncer_in_transaction_mode(
+    lambda_bouncer: PgBouncer, seeded_db: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _expired(seeded_db, 30)
+    monkeypatch.setenv("CONNECTION_URL", lambda_bouncer.url_for(seeded_db))
+    monkeypatch.delenv("CONNECTION_SECRET_ARN", raising=False)
+    monkeypatch.setenv("CRUDDUR_POOLER", "transaction")
+    monkeypatch.setenv("CRUDDUR_PURGE_BATCH_SIZE", "4")
+    monkeypatch.setenv("CRUDDUR_PURGE_NICE_RATIO", "0")
+    summary = purge_expired.handler({}, _Context())
+    assert summary["finished"] is True
+    assert summary["deleted_cruds"] >= 30 and summary["batches"] >= 8
+    assert _statement_timeout(lambda_bouncer.url_for(seeded_db)) == "0"
+    # The bound still holds for each batch.
+    monkeypatch.setenv("CRUDDUR_STATEMENT_TIMEOUT", "300")
+    _expired(seeded_db, 3)
+    with psycopg.connect(seeded_db) as locker:
+        locker.execute("LOCK TABLE activities IN ACCESS EXCLUSIVE MODE")
+        with pytest.raises(RuntimeError, match="statement timeout"):
+            purge_expired.handler({}, _Context())
+        locker.rollback()
+
+
+@pytest.mark.parametrize(
+    ("host", "env", "pooled"),
+    [
+        ("cruddur.proxy-abc123.ca-central-1.rds.amazonaws.com", {}, True),
+        ("cruddur-db.abc123.ca-central-1.rds.amazonaws.com", {}, False),
+        ("127.0.0.1", {"CRUDDUR_POOLER": "transaction"}, True),
+        ("127.0.0.1", {"CRUDDUR_POOLER": "none"}, False),
+    ],
+)
+def test_the_lambdas_send_no_options_behind_a_pooler(
+    host: str, env: dict[str, str], pooled: bool
+) -> None:
+    settings = LambdaSettings.from_env(env, post_confirmation.SETTINGS)
+    assert settings.behind_pooler(f"postgresql://u:p@{host}:5432/cruddur") is pooled
+    connect = post_confirmation.session_settings(pooled, {"statement_timeout": 1000})
+    assert ("options" in connect) is not pooled
+    assert ("prepare_threshold" in connect) is pooled

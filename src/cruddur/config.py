@@ -800,22 +800,31 @@ class ReplicaSettings(ReprWithoutSecrets):
     @classmethod
     def from_env(cls, env: dict[str, str]) -> ReplicaSettings:
         defaults = cls()
-        pooler = env.get("CRUDDUR_POOLER", "").strip().lower() or None
-        if pooler not in (None, "none", "transaction"):
-            raise ConfigError(f"CRUDDUR_POOLER must be transaction or none, not {pooler!r}")
         return cls(
             reader_url=env.get("READER_CONNECTION_URL", "").strip() or None,
             max_lag=_number(
                 env, "CRUDDUR_REPLICA_MAX_LAG", defaults.max_lag, minimum=0.0, kind=float
             ),
-            pooler=None if pooler == "none" else pooler,
+            pooler=_pooler(env),
         )
 
     def behind_pooler(self, url: str) -> bool:
         """Does `url` reach PostgreSQL through a transaction pooler?"""
-        from cruddur.urls import looks_like_rds_proxy  # urls imports nothing of ours
+        return _behind_pooler(self.pooler, url)
 
-        return self.pooler == "transaction" or looks_like_rds_proxy(url)
+
+def _pooler(env: Mapping[str, str]) -> str | None:
+    """CRUDDUR_POOLER: "transaction", or None (unset, or "none")."""
+    pooler = env.get("CRUDDUR_POOLER", "").strip().lower() or None
+    if pooler not in (None, "none", "transaction"):
+        raise ConfigError(f"CRUDDUR_POOLER must be transaction or none, not {pooler!r}")
+    return None if pooler == "none" else pooler
+
+
+def _behind_pooler(pooler: str | None, url: str) -> bool:
+    from cruddur.urls import looks_like_rds_proxy  # urls imports nothing of ours
+
+    return pooler == "transaction" or looks_like_rds_proxy(url)
 
 
 # How long ago a crud may have expired for the purge to wait (`db purge-expired --grace`,
@@ -846,6 +855,7 @@ class LambdaSettings:
     purge_grace_hours: int = 24  # CRUDDUR_PURGE_GRACE_HOURS
     purge_batch_size: int = PURGE_BATCH_DEFAULT  # CRUDDUR_PURGE_BATCH_SIZE, rows a transaction
     purge_nice_ratio: float = PURGE_NICE_RATIO_DEFAULT  # CRUDDUR_PURGE_NICE_RATIO
+    pooler: str | None = None  # CRUDDUR_POOLER, as the API reads it (ReplicaSettings)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str], defaults: LambdaSettings) -> LambdaSettings:
@@ -879,7 +889,13 @@ class LambdaSettings:
                 maximum=PURGE_NICE_RATIO_MAX,
                 kind=float,
             ),
+            pooler=_pooler(env),
         )
+
+    def behind_pooler(self, url: str) -> bool:
+        """Does `url` reach PostgreSQL through a transaction pooler (CRUDDUR_POOLER, or an
+        RDS Proxy endpoint)?"""
+        return _behind_pooler(self.pooler, url)
 
 
 class _ParsedOnRead:

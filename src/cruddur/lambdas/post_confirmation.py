@@ -16,6 +16,8 @@ Environment:
   CRUDDUR_STATEMENT_TIMEOUT  milliseconds a statement may run (default 1000)
   CRUDDUR_RDS_CA_BUNDLE      the RDS CA bundle to verify the server with (default: the one
                              `cruddur lambda package` put in the zip)
+  CRUDDUR_POOLER             `transaction`: a transaction pooler (PgBouncer) is in front;
+                             an RDS Proxy endpoint is recognised by its name without it
 
 Cognito gives the trigger 5 seconds and shows the error message of a failed trigger to
 the person signing up ("PostConfirmation failed with error …"), so the errors raised here
@@ -32,12 +34,14 @@ import math
 import os
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from functools import cache
 from importlib import resources
 from typing import Any
 
 import psycopg
+from psycopg import sql
 from psycopg.conninfo import conninfo_attempts, conninfo_to_dict, make_conninfo
 
 from cruddur.config import (
@@ -262,7 +266,10 @@ def _insert(
     global _conn
 
     def insert(conn: psycopg.Connection) -> Any:
-        row = conn.execute(_sql(), user).fetchone()
+        settings = _settings()
+        pooled = settings.behind_pooler(_conninfo or "")  # read by _connect
+        with bounded(conn, pooled, {"statement_timeout": settings.statement_timeout_ms}):
+            row = conn.execute(_sql(), user).fetchone()
         return None if row is None else row[0]
 
     for attempt in (1, 2):
@@ -304,6 +311,8 @@ def _connect(deadline: float) -> psycopg.Connection:
     if _conninfo is None:
         _conninfo = read_conninfo(os.environ, deadline - CONNECT_FLOOR_S)
     settings = _settings()
+    pooled = settings.behind_pooler(_conninfo)
+    bounds = {"statement_timeout": settings.statement_timeout_ms}
     # connect_timeout bounds each address tried (a host named twice, a name with several
     # addresses): 2 s became 4 s and more. The addresses are tried here, within one bound
     # for all of them, and none is started that could end past the invocation's deadline.
@@ -319,7 +328,7 @@ def _connect(deadline: float) -> psycopg.Connection:
                 autocommit=True,  # one statement per invocation: its own transaction
                 connect_timeout=max(CONNECT_FLOOR_S, math.ceil(ends - now)),
                 application_name=APPLICATION_NAME,
-                options=f"-c statement_timeout={settings.statement_timeout_ms}",
+                **session_settings(pooled, bounds),
                 # statement_timeout runs on the server: a connection whose server vanished
                 # (a failover) would wait for an answer until Lambda kills the function.
                 # Sent data unacknowledged this long (ms) ends it on the client side instead.
@@ -333,6 +342,34 @@ def _connect(deadline: float) -> psycopg.Connection:
     if failed is not None:
         raise failed
     raise psycopg.errors.ConnectionTimeout("no time left in the invocation to connect")
+
+
+def session_settings(pooled: bool, bounds: Mapping[str, object]) -> dict[str, Any]:
+    """psycopg.connect's arguments for a session whose statements run within `bounds`
+    (settings: statement_timeout, …): sent at connect as `options`; behind a transaction
+    pooler none (PgBouncer refuses the `options` startup parameter, RDS Proxy pins a
+    session whose settings change: `bounded` sets them in each transaction instead), and
+    no prepared statements (the next transaction may get another server session)."""
+    if pooled:
+        return {"prepare_threshold": None}
+    return {"options": " ".join(f"-c {name}={value}" for name, value in bounds.items())}
+
+
+@contextmanager
+def bounded(conn: psycopg.Connection, pooled: bool, bounds: Mapping[str, object]) -> Iterator[None]:
+    """Behind a transaction pooler, the block in a transaction of its own, `bounds` set
+    for it alone (SET LOCAL); without one, the block as it is (set at connect)."""
+    if not pooled:
+        yield
+        return
+    with conn.transaction():
+        conn.execute(
+            sql.SQL("; ").join(
+                sql.SQL("SET LOCAL {} = {}").format(sql.Identifier(name), sql.Literal(str(value)))
+                for name, value in bounds.items()
+            )
+        )
+        yield
 
 
 def read_conninfo(env: Mapping[str, str], deadline: float = math.inf) -> str:

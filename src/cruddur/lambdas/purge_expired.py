@@ -21,6 +21,8 @@ trigger reads them):
   CRUDDUR_PURGE_NICE_RATIO    rest after a batch, as a multiple of its time (default 5)
   CRUDDUR_CONNECT_TIMEOUT     seconds to wait for the server (default 5)
   CRUDDUR_STATEMENT_TIMEOUT   milliseconds one batch may take (default 30000)
+  CRUDDUR_POOLER              `transaction`: a transaction pooler (PgBouncer) is in front
+                              (an RDS Proxy endpoint is recognised by its name)
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ from typing import Any
 import psycopg
 
 from cruddur.config import LambdaSettings
-from cruddur.lambdas.post_confirmation import read_conninfo
+from cruddur.lambdas.post_confirmation import bounded, read_conninfo, session_settings
 from cruddur.urls import redact
 
 log = logging.getLogger(__name__)
@@ -88,6 +90,9 @@ def handler(event: dict[str, Any] | None = None, context: Any = None) -> dict[st
     nice_ratio = settings.purge_nice_ratio
     statement_ms = settings.statement_timeout_ms
     conninfo = read_conninfo(os.environ)
+    pooled = settings.behind_pooler(conninfo)
+    # jit off: compiling a batch's plan took longer than running it (ops/purge.py)
+    bounds = {"statement_timeout": statement_ms, "jit": "off"}
     started = time.monotonic()
     cruds = replies = batches = 0
     finished = False
@@ -106,16 +111,17 @@ def handler(event: dict[str, Any] | None = None, context: Any = None) -> dict[st
             autocommit=True,  # each batch is one statement: its own short transaction
             connect_timeout=settings.connect_timeout,
             application_name=APPLICATION_NAME,
-            # jit off: compiling a batch's plan took longer than running it (ops/purge.py)
-            options=f"-c statement_timeout={statement_ms} -c jit=off",
+            **session_settings(pooled, bounds),
         ) as conn:
-            cutoff = conn.execute(_sql("purge_cutoff"), {"grace": grace}).fetchone()[0]
+            with bounded(conn, pooled, bounds):
+                cutoff = conn.execute(_sql("purge_cutoff"), {"grace": grace}).fetchone()[0]
             params = {"cutoff": cutoff, "batch_size": batch_size}
             while _time_left_ms(context) > statement_ms + 1000:
                 batch_started = time.monotonic()
-                deleted_cruds, deleted_replies = conn.execute(
-                    _sql("purge_batch"), params
-                ).fetchone()
+                with bounded(conn, pooled, bounds):
+                    deleted_cruds, deleted_replies = conn.execute(
+                        _sql("purge_batch"), params
+                    ).fetchone()
                 if deleted_cruds + deleted_replies == 0:
                     finished = True
                     break
