@@ -149,7 +149,10 @@ def test_only_the_tasks_reach_the_database_and_only_the_balancer_reaches_the_tas
     resources = template["Resources"]
     ingress = resources["DatabaseIngressFromTasks"]["Properties"]
     assert ingress["SourceSecurityGroupId"] == {"Fn::GetAtt": ["TaskSecurityGroup", "GroupId"]}
-    assert (ingress["FromPort"], ingress["ToPort"]) == (5432, 5432)
+    port = {"Ref": "DatabasePort"}  # it said 5432: `rds create --port 5433` was never reached
+    assert (ingress["FromPort"], ingress["ToPort"], ingress["IpProtocol"]) == (port, port, "tcp")
+    parameter = template["Parameters"]["DatabasePort"]
+    assert (parameter["Type"], parameter["Default"]) == ("Number", 5432)
     (task_rule,) = resources["TaskSecurityGroup"]["Properties"]["SecurityGroupIngress"]
     assert task_rule["SourceSecurityGroupId"] == {
         "Fn::GetAtt": ["LoadBalancerSecurityGroup", "GroupId"]
