@@ -152,6 +152,10 @@ def test_refused_callers_and_content_types_get_the_views_answer(
         (_json(mint(sub="nobody-has-this-sub")), {}),  # no users row: 403
         (_json(token), {"REMOTE_ADDR": "10.0.0.7"}),  # a dev token from elsewhere
         (_json(token), {"HTTP_X_FORWARDED_FOR": "10.0.0.7"}),  # relayed by a proxy
+        (_json(token), {"HTTP_VIA": "1.1 nginx"}),
+        (_json(token), {"HTTP_CF_CONNECTING_IP": "10.0.0.7"}),
+        (_json(token), {"HTTP_TRUE_CLIENT_IP": "10.0.0.7"}),
+        (_json(token), {"HTTP_X_FORWARDED_HOST": "cruddur.example"}),
         (_json(token, "text/plain"), {}),
         # JSON in another charset, or compressed: the view's 415, never read as UTF-8.
         (_json(token, "application/json; charset=iso-8859-1"), {}),

@@ -140,6 +140,11 @@ def test_dev_sign_in_takes_only_a_json_body(api: CheckedClient) -> None:
         {"REMOTE_ADDR": "10.0.0.5"},  # another machine, on a server bound to 0.0.0.0
         {"REMOTE_ADDR": "127.0.0.1", "HTTP_X_FORWARDED_FOR": "203.0.113.9"},  # via a proxy
         {"REMOTE_ADDR": "::1", "HTTP_FORWARDED": "for=203.0.113.9"},
+        # Local forwarders that send only one of these got a token for any user.
+        {"REMOTE_ADDR": "127.0.0.1", "HTTP_VIA": "1.1 nginx"},
+        {"REMOTE_ADDR": "127.0.0.1", "HTTP_TRUE_CLIENT_IP": "203.0.113.9"},
+        {"REMOTE_ADDR": "127.0.0.1", "HTTP_CF_CONNECTING_IP": "203.0.113.9"},
+        {"REMOTE_ADDR": "127.0.0.1", "HTTP_X_FORWARDED_HOST": "cruddur.example"},
     ],
 )
 def test_dev_sign_in_answers_only_this_machine(app, environ: dict) -> None:

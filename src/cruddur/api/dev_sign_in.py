@@ -23,7 +23,19 @@ from cruddur.limits import HANDLE_PATTERN
 from cruddur.services import users as users_service
 
 TOKEN_LIFETIME_SECONDS = 3600
-PROXY_HEADERS = ("Forwarded", "X-Forwarded-For", "X-Real-Ip")
+# What a relaying proxy adds (RFC 7239, the de facto X-Forwarded-*, nginx's X-Real-IP, a
+# CDN's client address, HTTP's own Via); any one refuses. A local forwarder sending only
+# Via, True-Client-IP, CF-Connecting-IP or X-Forwarded-Host got a token for anyone.
+# One that adds none (socat, ssh -R, a port-forward) cannot be told apart (README).
+PROXY_HEADERS = (
+    "Forwarded",
+    "X-Forwarded-For",
+    "X-Forwarded-Host",
+    "X-Real-Ip",
+    "Via",
+    "True-Client-Ip",
+    "CF-Connecting-Ip",
+)
 # Where WSGI puts them: read from the environ, not through werkzeug's header view.
 _PROXY_KEYS = tuple("HTTP_" + name.upper().replace("-", "_") for name in PROXY_HEADERS)
 
