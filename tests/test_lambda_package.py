@@ -151,7 +151,8 @@ def test_the_unpacked_package_verifies_rds_with_its_own_bundle(tmp_path: Path) -
             "import sys",
             f"sys.path.insert(0, {str(task)!r})",
             "from cruddur.lambdas import post_confirmation",
-            "conn = post_confirmation._connect()",
+            "import time",
+            "conn = post_confirmation._connect(time.monotonic() + 5)",  # Cognito's 5 s
             f"print(conn.execute({query!r}).fetchone()[0])",
         ]
     )
