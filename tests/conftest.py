@@ -315,6 +315,29 @@ def new_db_name(admin: psycopg.Connection) -> Iterator[Callable[[], str]]:
         _drop(admin, name)
 
 
+@pytest.fixture(scope="session")
+def passwords_checked(server_url: str) -> bool:
+    """Whether the test server refuses a wrong password. A server given by
+    CRUDDUR_TEST_URL may trust every local login (this machine's 127.0.0.1:5432 does):
+    a test of what a wrong password does skips there, saying why, instead of failing."""
+    role = f"cruddur_test_pw_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(server_url, autocommit=True) as admin:
+        admin.execute(sql.SQL("CREATE ROLE {} LOGIN PASSWORD 'right'").format(sql.Identifier(role)))
+        try:
+            with psycopg.connect(with_user(server_url, role, "wrong"), connect_timeout=5):
+                return False
+        except psycopg.OperationalError:
+            return True
+        finally:
+            admin.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))
+
+
+@pytest.fixture
+def needs_password_checks(passwords_checked: bool) -> None:
+    if not passwords_checked:
+        pytest.skip("the test server lets a wrong password in (trust authentication)")
+
+
 @pytest.fixture
 def login_role(admin: psycopg.Connection) -> Iterator[str]:
     """A role with the password 'right-password' and no privileges beyond logging in."""

@@ -23,7 +23,7 @@ from cruddur.db import Db
 from cruddur.errors import Problem
 from cruddur.ops import loading, roles
 from cruddur.ops.migrations.files import package_dir
-from cruddur.urls import parse
+from cruddur.urls import parse, with_user
 
 DENIED = errors.InsufficientPrivilege
 
@@ -150,6 +150,20 @@ def test_tables_made_later_by_the_owner_are_given_to_no_one(
         with psycopg.connect(url, autocommit=True) as conn:
             _refused(conn, "SELECT count(*) FROM likes")
             _refused(conn, "INSERT INTO likes (note) VALUES ('x')")
+
+
+def test_grant_sql_itself_refuses_the_roles_temporary_tables(empty_db, app_roles) -> None:
+    # The suite's seeded copies are given grant.sql's database-level REVOKE by conftest (a
+    # template's copy does not carry it), so only a database no fixture touched shows
+    # whether grant.sql does it: with its REVOKE TEMPORARY gone, every test still passed.
+    (api, api_password), (lambda_, lambda_password) = app_roles["api"], app_roles["lambda"]
+    with Db(empty_db) as owner:
+        loading.load(owner, loading.SCHEMA)
+        roles.grant(owner, api=api, lambda_=lambda_)
+    for role, password in ((api, api_password), (lambda_, lambda_password)):
+        with psycopg.connect(with_user(empty_db, role, password), autocommit=True) as conn:
+            _refused(conn, "CREATE TEMP TABLE planted (x int)")
+            _refused(conn, "CREATE TABLE public.planted (x int)")
 
 
 def test_grants_come_back_after_the_schema_is_loaded_again(seeded_db, app_roles, lambda_url):
@@ -283,7 +297,7 @@ def _who(url: str) -> str:
 
 
 def test_db_roles_makes_both_roles_and_hides_their_passwords(
-    seeded_db, role_names, tmp_path
+    seeded_db, role_names, tmp_path, passwords_checked
 ) -> None:
     api, lambda_ = role_names
     env_file = tmp_path / "roles.env"
@@ -312,8 +326,9 @@ def test_db_roles_makes_both_roles_and_hides_their_passwords(
     new_urls = _env_values(env_file)
     assert new_urls != urls
     assert _who(new_urls["CRUDDUR_API_CONNECTION_URL"]) == api
-    with pytest.raises(psycopg.OperationalError, match="password authentication failed"):
-        _who(urls["CRUDDUR_API_CONNECTION_URL"])
+    if passwords_checked:  # the old password is refused where passwords are checked
+        with pytest.raises(psycopg.OperationalError, match="password authentication failed"):
+            _who(urls["CRUDDUR_API_CONNECTION_URL"])
 
 
 def test_an_env_file_that_cannot_be_written_changes_no_password(

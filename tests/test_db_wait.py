@@ -99,7 +99,9 @@ def _env_without_urls() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if not k.endswith("CONNECTION_URL")}
 
 
-def test_wait_stops_at_once_for_a_wrong_password(empty_db: str, login_role: str) -> None:
+def test_wait_stops_at_once_for_a_wrong_password(
+    empty_db: str, login_role: str, needs_password_checks: None
+) -> None:
     url = as_role(empty_db, login_role, "wrong-password")
     started = time.monotonic()
     waited = run(CRUDDUR, "db", "wait", "--timeout", "30", env={"CONNECTION_URL": url})

@@ -82,7 +82,10 @@ def url(
     yield seeded_db
     post_confirmation.close()
     captured = capsys.readouterr()
-    for password in (parse(seeded_db)["password"], parse(lambda_url)["password"]):
+    # A trust-auth test server's URL may have no password to look for.
+    for password in (parse(seeded_db).get("password"), parse(lambda_url).get("password")):
+        if not password:
+            continue
         assert password not in caplog.text
         assert password not in captured.out + captured.err
         assert password not in str(SignUpError(UNAVAILABLE))
@@ -338,7 +341,7 @@ def test_the_url_can_come_from_secrets_manager(
     secret = {
         "engine": "postgres",
         "username": params["user"],
-        "password": params["password"],
+        "password": params.get("password", ""),
         "host": params["host"],
         "port": int(params["port"]),
         "dbname": params["dbname"],
@@ -355,7 +358,7 @@ def test_an_rds_managed_secret_completes_the_url(
 ) -> None:
     # RDS-managed master secrets hold only the user and password; the URL gives the rest.
     params = parse(url)
-    secret = {"username": params["user"], "password": params["password"]}
+    secret = {"username": params["user"], "password": params.get("password", "")}
     arn = client("secretsmanager").create_secret(Name="rds!db-1", SecretString=json.dumps(secret))
     passwordless = f"postgresql://{params['host']}:{params['port']}/{params['dbname']}"
     monkeypatch.setenv("CONNECTION_URL", passwordless)
@@ -375,7 +378,7 @@ def test_the_urls_host_wins_over_the_secrets(
     secret = {
         "engine": "postgres",
         "username": params["user"],
-        "password": params["password"],
+        "password": params.get("password", ""),
         "host": "127.0.0.1",
         "port": 1,
         "dbname": "elsewhere",
@@ -508,9 +511,10 @@ def test_one_connect_bound_covers_every_address_tried(
     params = parse(lambda_url)
     with never_answering() as (port, accepted):
         twice = f"127.0.0.1:{port},127.0.0.1:{port}"
+        password = params.get("password", "")
         monkeypatch.setenv(
             "CONNECTION_URL",
-            f"postgresql://{params['user']}:{params['password']}@{twice}/{params['dbname']}",
+            f"postgresql://{params['user']}:{password}@{twice}/{params['dbname']}",
         )
         started = time.monotonic()
         with pytest.raises(SignUpError, match="could not be saved"):

@@ -182,6 +182,19 @@ def test_destructive_prod_verbs_refuse_without_the_typed_name(two_dbs, admin, sc
     assert tables(prod_url) == {"keep_me"}
 
 
+def test_seeding_production_asks_first(two_dbs) -> None:
+    # Every test seeding production passed --yes: without its question, the sample users
+    # and cruds went into production and the suite stayed green.
+    prod_url = two_dbs["PROD_CONNECTION_URL"]
+    assert run("db-migrate", "prod", "--yes", env=two_dbs).returncode == 0
+    for answer, runner in (("", run), ("yes\n", cli)):
+        result = runner("db-seed", "prod", env=two_dbs, stdin=answer)
+        assert result.returncode == 1, result.stderr
+        assert "not confirmed, nothing done" in result.stderr
+    with psycopg.connect(prod_url) as conn:
+        assert conn.execute("SELECT count(*) FROM users").fetchone() == (0,)
+
+
 def test_typing_the_name_confirms(two_dbs) -> None:
     prod_name = database_name(two_dbs["PROD_CONNECTION_URL"])
     result = run("db-schema-load", "prod", env=two_dbs, stdin=f"{prod_name}\n")

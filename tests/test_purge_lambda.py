@@ -74,7 +74,8 @@ def test_the_handler_purges_what_expired_past_the_grace(env: str, caplog) -> Non
     assert summary["batches"] == 5
     assert _left(env, old) == 0
     assert _left(env, recent + alive) == 10
-    password = psycopg.conninfo.conninfo_to_dict(env)["password"]
+    # A trust-auth test server's URL may have no password to look for.
+    password = psycopg.conninfo.conninfo_to_dict(env).get("password") or "\0no password"
     assert "purged in" in caplog.text and password not in caplog.text
 
 
@@ -208,17 +209,19 @@ def test_a_database_lost_mid_purge_is_one_line_and_keeps_what_is_done(env: str, 
     assert "\n" not in message and "purge stopped by the database" in message
     assert "1 batches (7 cruds" in message  # the first batch stays deleted
     assert _left(env, old) == 13 and _left(env, alive) == 5
-    password = psycopg.conninfo.conninfo_to_dict(env)["password"]
+    password = psycopg.conninfo.conninfo_to_dict(env).get("password") or "\0no password"
     assert password not in caplog.text + message
     assert "the next run goes on" in caplog.text
 
 
 @pytest.mark.parametrize("who", ["lambda", "api", "wrong password"])
 def test_a_user_the_purge_cannot_run_as_is_a_configuration_error(
-    env: str, app_roles, monkeypatch, caplog, who: str
+    env: str, app_roles, monkeypatch, caplog, who: str, passwords_checked: bool
 ) -> None:
     # The sign-up Lambda's role (its CONNECTION_URL copied over) or the API's may not
     # delete: each run failed and the log said "the next run goes on", as for an outage.
+    if who == "wrong password" and not passwords_checked:
+        pytest.skip("the test server lets a wrong password in (trust authentication)")
     old = _add(env, "-2 days", 3)
     if who == "wrong password":
         user, password = psycopg.conninfo.conninfo_to_dict(env)["user"], "not-the-password"

@@ -4,6 +4,7 @@ RDS endpoint's name by the API, the CLI's `prod` and the Lambda."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import psycopg
@@ -160,12 +161,12 @@ def test_the_lambda_connects_only_to_the_genuine_server(
         monkeypatch.setenv("CONNECTION_URL", rds_url(servers[name]))
         try:
             if accepted:
-                conn = post_confirmation._connect()
+                conn = post_confirmation._connect(time.monotonic() + 5)
                 assert conn.execute(SSL_IN_USE).fetchone() == (True,)
                 conn.close()
             else:
                 with pytest.raises(psycopg.OperationalError):
-                    post_confirmation._connect()
+                    post_confirmation._connect(time.monotonic() + 5)
         finally:
             post_confirmation.close()
 
