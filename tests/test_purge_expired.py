@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from datetime import UTC, datetime, timedelta
 
@@ -100,6 +101,53 @@ def test_a_live_cruds_reply_count_drops_with_its_purged_replies(seeded_db: str) 
         assert _left(conn, gone) == 0 and _left(conn, [live, kept]) == 2
         count = conn.execute("SELECT replies_count FROM activities WHERE uuid = %s", [live])
         assert count.fetchone()[0] == 1
+
+
+def _threads(conn: psycopg.Connection, cruds: int) -> list:
+    """`cruds` cruds expired 3 days ago with 3 replies each (as the API makes them), and
+    a live crud with 2 replies of its own that expired (imported rows): its uuid last."""
+    roots = _add(conn, "old", "-3 days", count=cruds)
+    conn.execute(
+        "INSERT INTO activities (user_uuid, message, reply_to_activity_uuid, created_at,"
+        " expires_at) SELECT user_uuid, 'reply', uuid, created_at, expires_at"
+        " FROM activities, generate_series(1, 3) WHERE uuid = ANY(%s)",
+        [roots],
+    )
+    conn.execute("UPDATE activities SET replies_count = 3 WHERE uuid = ANY(%s)", [roots])
+    (live,) = _add(conn, "live", "1 day")
+    _add(conn, "old reply", "-3 days", parent=live, count=2)
+    conn.execute("UPDATE activities SET replies_count = 2 WHERE uuid = %s", [live])
+    return [*roots, live]
+
+
+def test_two_purges_at_once_both_finish_without_a_deadlock(seeded_db: str) -> None:
+    # Each batch locked only the rows it picked, expired replies among them, and deleted
+    # the replies of its cruds unlocked: one purge deleted a reply the other had picked
+    # while the other waited for that reply's crud to lower its count. Deadlock, 5 of 5.
+    with psycopg.connect(seeded_db, autocommit=True) as conn, Db(seeded_db) as db:
+        conn.execute("DELETE FROM activities")
+        *_, live = _threads(conn, 5000)
+        cutoff = purge.cutoff(db, timedelta(days=1))
+        done: list[purge.Purged] = []
+        failed: list[BaseException] = []
+
+        def one_purge() -> None:
+            try:
+                with Db(seeded_db) as own:
+                    done.append(purge.purge(own, cutoff, batch_size=200, nice_ratio=0))
+            except BaseException as exc:  # reported below
+                failed.append(exc)
+
+        workers = [threading.Thread(target=one_purge) for _ in range(2)]
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join()
+        assert failed == []
+        assert sum((p.deleted for p in done), purge.Counts()) == purge.Counts(5000, 15_002)
+        assert purge.expired(db, cutoff) == purge.Counts()
+        left = conn.execute("SELECT uuid, replies_count FROM activities").fetchall()
+        assert left == [(live, 0)]
 
 
 def test_cruds_expiring_during_the_purge_are_not_touched(seeded_db: str) -> None:

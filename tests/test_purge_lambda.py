@@ -12,7 +12,7 @@ from datetime import timedelta
 import psycopg
 import pytest
 from cfnlint.decode import decode
-from helpers import ROOT
+from helpers import CRUDDUR, ROOT, run
 
 from cruddur.config import (
     PURGE_BATCH_MAX,
@@ -89,6 +89,37 @@ def test_the_handler_stops_for_time_and_the_next_run_goes_on(env: str, monkeypat
     assert _left(env, old) == 0
 
 
+def test_the_handler_and_the_clis_purge_at_once_both_finish(env: str, monkeypatch) -> None:
+    # Expired cruds with 3 replies each, as the API makes them: two purges at once
+    # deadlocked (purge_lock.sql), and one of them failed.
+    monkeypatch.setenv("CRUDDUR_PURGE_BATCH_SIZE", "200")
+    monkeypatch.setenv("CRUDDUR_PURGE_NICE_RATIO", "0")
+    roots = _add(env, "-3 days", 5000)
+    with psycopg.connect(env, autocommit=True) as conn:
+        replies = conn.execute(
+            "INSERT INTO activities (user_uuid, message, reply_to_activity_uuid, created_at,"
+            " expires_at) SELECT user_uuid, 'reply', uuid, created_at, expires_at"
+            " FROM activities, generate_series(1, 3) WHERE uuid = ANY(%s) RETURNING uuid",
+            [roots],
+        ).fetchall()
+    results: list = []
+    args = ("db", "purge-expired", "--yes", "--nice-ratio", "0", "--batch-size", "200")
+    cli = threading.Thread(
+        target=lambda: results.append(run(CRUDDUR, *args, env={"CONNECTION_URL": env}))
+    )
+    cli.start()
+    while _left(env, roots) == len(roots) and cli.is_alive():  # until it has begun
+        time.sleep(0.01)
+    try:
+        summary = purge_expired.handler({"source": "aws.scheduler"}, Context(300_000))
+    finally:
+        cli.join()
+    (done,) = results
+    assert done.returncode == 0, done.stderr
+    assert summary["finished"] is True
+    assert _left(env, roots + [reply for (reply,) in replies]) == 0
+
+
 def test_the_handler_imports_only_what_it_needs() -> None:
     code = (
         "import sys, cruddur.lambdas.purge_expired\n"
@@ -100,7 +131,7 @@ def test_the_handler_imports_only_what_it_needs() -> None:
     ours = {m.replace(".", "/") for m in loaded if m.startswith("cruddur")}
     packaged = {name.removesuffix("/__init__.py").removesuffix(".py") for name in HANDLER_FILES}
     assert ours <= packaged
-    for sql in ("purge_cutoff", "purge_batch"):
+    for sql in ("purge_cutoff", "purge_lock", "purge_batch"):
         assert f"cruddur/db/sql/activities/{sql}.sql" in HANDLER_FILES
 
 

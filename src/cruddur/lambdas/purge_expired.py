@@ -4,10 +4,11 @@ schedule (deploy/purge-expired.yaml), as `cruddur db purge-expired` does by hand
 Handler: `cruddur.lambdas.purge_expired.handler`, in the same zip as the sign-up
 trigger (`cruddur lambda package`), and like it, it imports only psycopg, the standard
 library and a few cruddur modules. It runs the same SQL files as the CLI
-(db/sql/activities/purge_cutoff.sql, purge_batch.sql): the cutoff fixed at the start,
-batches of CRUDDUR_PURGE_BATCH_SIZE rows, each its own transaction. It stops starting
-batches when the invocation has less than a batch's time left; the next scheduled run
-goes on from there (nothing is half done: each batch commits or not).
+(db/sql/activities/purge_cutoff.sql, purge_lock.sql, purge_batch.sql): the cutoff fixed
+at the start, batches of CRUDDUR_PURGE_BATCH_SIZE rows, each its own transaction, taking
+turns with any other purge's. It stops starting batches when the invocation has less
+than a batch's time left; the next scheduled run goes on from there (nothing is half
+done: each batch commits or not).
 
 It connects as the database owner (on RDS the master user): it deletes rows, which no
 application role may (db/sql/roles/grant.sql gives the API's and the sign-up Lambda's
@@ -108,7 +109,7 @@ def handler(event: dict[str, Any] | None = None, context: Any = None) -> dict[st
     try:
         with psycopg.connect(
             conninfo,
-            autocommit=True,  # each batch is one statement: its own short transaction
+            autocommit=True,  # each batch its own short transaction
             connect_timeout=settings.connect_timeout,
             application_name=APPLICATION_NAME,
             **session_settings(pooled, bounds),
@@ -118,7 +119,10 @@ def handler(event: dict[str, Any] | None = None, context: Any = None) -> dict[st
             params = {"cutoff": cutoff, "batch_size": batch_size}
             while _time_left_ms(context) > statement_ms + 1000:
                 batch_started = time.monotonic()
-                with bounded(conn, pooled, bounds):
+                # After any other purge's batch (the CLI's: two at once deadlocked); the
+                # lock and the batch in one transaction, its bounds set in it behind a pooler.
+                with conn.transaction(), bounded(conn, pooled, bounds):
+                    conn.execute(_sql("purge_lock"))
                     deleted_cruds, deleted_replies = conn.execute(
                         _sql("purge_batch"), params
                     ).fetchone()

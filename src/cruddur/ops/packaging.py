@@ -55,6 +55,7 @@ HANDLER_FILES = (
     "cruddur/telemetry/scrub.py",
     "cruddur/db/sql/users/create_from_cognito.sql",
     "cruddur/db/sql/activities/purge_cutoff.sql",
+    "cruddur/db/sql/activities/purge_lock.sql",
     "cruddur/db/sql/activities/purge_batch.sql",
 )
 # The RDS CA bundle, beside the package, where cruddur.rds_tls.PACKAGED_BUNDLE looks.

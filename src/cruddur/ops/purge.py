@@ -5,7 +5,8 @@ A crud is purged once it expired more than a grace period ago (default 1 day), w
 replies (which expire with it). The cutoff is fixed when the purge starts, from the
 server's clock, so a crud that expires while the purge runs is never touched. Rows go in
 batches of `batch_size`, each its own short transaction, so no lock is held long and the
-API keeps serving (README "Measured" has the feed's p99 during a purge).
+API keeps serving (README "Measured" has the feed's p99 during a purge). Two purges at
+once take turns batch by batch (purge_lock.sql).
 
 Each statement runs with JIT compilation off: the every-depth reply check makes the
 planner's cost estimates huge, far above `jit_above_cost`, and compiling a batch's plan
@@ -62,6 +63,16 @@ def one_row_without_jit(db: Db, sql: str, params: dict[str, Any]) -> tuple[Any, 
         return conn.execute(sql, params).fetchone()
 
 
+def one_batch(db: Db, params: dict[str, Any]) -> Counts:
+    """One batch of the purge, in its own transaction, after any other purge's batch
+    (purge_lock.sql: two at once deadlocked)."""
+    with db.connection() as conn, conn.transaction():
+        conn.execute(WITHOUT_JIT)
+        conn.execute(template("activities", "purge_lock"))
+        cruds, replies = conn.execute(template("activities", "purge_batch"), params).fetchone()
+        return Counts(cruds, replies)
+
+
 def expired(db: Db, before: datetime) -> Counts:
     """How many cruds and replies expired before `before` (what a purge would delete)."""
     cruds, replies = one_row_without_jit(
@@ -94,8 +105,7 @@ def purge(
     params = {"cutoff": before, "batch_size": batch_size}
     while True:
         batch_started = time.perf_counter()
-        cruds, replies = one_row_without_jit(db, template("activities", "purge_batch"), params)
-        batch = Counts(cruds, replies)
+        batch = one_batch(db, params)
         if batch.total == 0:
             break
         total, batches = total + batch, batches + 1

@@ -6,6 +6,7 @@
 -- rows may not): deleting it would delete that reply too, through the foreign key. (The
 -- test is purge_count.sql's too, written out in both: the Lambda reads this file as it
 -- is, without fragments.) Rows another transaction has locked are left for the next run.
+-- Run it after purge_lock.sql, in the same transaction: two batches at once deadlocked.
 -- Run it with jit = off (ops/purge.py, the Lambda): the cost estimates of the checks
 -- below are far above jit_above_cost, and compiling the plan took longer than running it.
 WITH RECURSIVE doomed AS (
