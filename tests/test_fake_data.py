@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import random
 import subprocess
+from uuid import UUID
 
 import psycopg
 import pytest
@@ -12,6 +14,7 @@ from psycopg import sql
 
 from cruddur.db import Db
 from cruddur.ops import fake, fake_rows, loading
+from cruddur.services import activities
 from cruddur.urls import with_database
 
 CRUDDUR = ROOT / ".venv" / "bin" / "cruddur"
@@ -163,6 +166,46 @@ def test_replace_removes_only_earlier_fake_rows(seeded_db: str) -> None:
     assert (
         one(seeded_db, "SELECT replies_count FROM activities WHERE message LIKE 'This was%'") == 2
     )
+
+
+SEED_CRUD = UUID("5eed0000-0000-4000-8000-000000000001")
+WRONG_COUNTS = (
+    "SELECT count(*) FROM activities AS parent WHERE replies_count <>"
+    " (SELECT count(*) FROM activities AS reply WHERE reply.reply_to_activity_uuid = parent.uuid)"
+)
+FAKE_USERS = "SELECT uuid FROM users WHERE cognito_user_id LIKE 'FAKE-%' ORDER BY uuid"
+SEED_REPLY = "SELECT uuid FROM activities WHERE reply_to_activity_uuid = %s LIMIT 1"
+LIVE_FAKE_CRUD = (
+    "SELECT a.uuid FROM activities AS a JOIN users AS u ON u.uuid = a.user_uuid"
+    " WHERE u.cognito_user_id LIKE 'FAKE-%' AND a.reply_to_activity_uuid IS NULL"
+    " AND a.expires_at > now() + interval '1 hour' LIMIT 1"
+)
+
+
+def test_replace_lowers_the_reply_counts_of_real_rows_fake_users_answered(seeded_db: str) -> None:
+    # The cascade from the users row took a fake user's reply to a seed crud, and nothing
+    # lowered the crud's replies_count: 3 for 2 replies, for good.
+    assert fake_seed(seeded_db, "--users", "10", "--activities", "300").returncode == 0
+    with psycopg.connect(seeded_db) as conn:
+        fakes = [row[0] for row in conn.execute(FAKE_USERS).fetchall()]
+        (seed_reply,) = conn.execute(SEED_REPLY, [SEED_CRUD]).fetchone()
+        (bayko,) = conn.execute("SELECT uuid FROM users WHERE handle = 'bayko'").fetchone()
+        (fake_crud,) = conn.execute(LIVE_FAKE_CRUD).fetchone()
+    with Db(seeded_db) as db:  # as the API writes replies
+        assert activities.create_reply(db, fakes[0], SEED_CRUD, "a fake reply")
+        assert activities.create_reply(db, fakes[1], SEED_CRUD, "another")
+        assert activities.create_reply(db, fakes[0], seed_reply, "a reply to a reply")
+        # A real reply to a fake crud goes with it, and so does a fake reply to that.
+        real = json.loads(activities.create_reply(db, bayko, fake_crud, "real") or "{}")
+        assert activities.create_reply(db, fakes[2], UUID(real["uuid"]), "fake again")
+    assert one(seeded_db, WRONG_COUNTS) == 0
+
+    replaced = fake_seed(seeded_db, "--users", "5", "--activities", "10", "--replace", "--yes")
+    assert replaced.returncode == 0, replaced.stderr
+    assert (
+        one(seeded_db, "SELECT replies_count FROM activities WHERE message LIKE 'This was%'") == 2
+    )
+    assert one(seeded_db, WRONG_COUNTS) == 0
 
 
 def test_uuids_for_over_16_million_rows_are_drawn_in_pieces_with_the_same_bytes() -> None:
