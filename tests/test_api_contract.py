@@ -74,6 +74,28 @@ def test_the_message_pattern_refuses_exactly_what_the_server_refuses() -> None:
     assert disagreements == []
 
 
+def test_beyond_the_bmp_the_server_refuses_only_what_the_description_names() -> None:
+    # The pattern cannot name characters beyond the BMP the same way in every engine: a
+    # crud of only U+E0100 (a variation selector) was a 201. The description names each
+    # range the server refuses there, and the pattern admits nothing else it refuses.
+    pattern = re.compile(SCHEMAS["Message"]["pattern"])
+    named = {
+        code
+        for low, high in re.findall(
+            r"U\+([0-9A-F]+)\u2013U\+([0-9A-F]+)", SCHEMAS["Message"]["description"]
+        )
+        for code in range(int(low, 16), int(high, 16) + 1)
+    }
+    beyond = [chr(code) for code in range(0x10000, 0x110000)]
+    assert all(pattern.search(ch) for ch in beyond)
+    refused = {ord(ch) for ch in beyond if _crud_refused(ch)}
+    assert refused == named
+    assert len(named) == 380
+    for code in named:  # with whitespace or BMP invisibles too; kept beside a letter
+        assert pattern.search(f"\u200b {chr(code)}") and _crud_refused(f"\u200b {chr(code)}")
+        assert not _crud_refused(f"a{chr(code)}")
+
+
 @pytest.mark.parametrize(
     ("text", "valid"),
     [

@@ -93,8 +93,14 @@ def test_every_failing_field_is_listed_at_once(api, mint, seeded_db: str) -> Non
 
 @pytest.mark.parametrize(
     "message",
-    ["\u200b", "\u200b \u200d", "\ufeff", "\u2060\u200e\u200f", "\u3164", "\u2800\n", "\ufe0f"],
-)
+    [
+        "\u200b", "\u200b \u200d", "\ufeff", "\u2060\u200e\u200f", "\u3164", "\u2800\n", "\ufe0f",
+        # Beyond the BMP (each was a 201): a variation selector, tag characters, a
+        # shorthand format control, a zero-width space and a variation selector, beams.
+        "\U000e0100", "\U000e0041\U000e0042", "\U0001bca0", "\u200b\U000e0101",
+        "\U0001d173 \U0001d17a",
+    ],
+)  # fmt: skip
 def test_a_message_of_invisible_characters_is_blank(api, mint, seeded_db: str, message) -> None:
     # A zero-width space is not whitespace to str.strip(): such a crud showed as empty.
     before = snapshot(seeded_db)
@@ -111,8 +117,12 @@ def test_a_message_of_invisible_characters_is_blank(api, mint, seeded_db: str, m
 
 
 @pytest.mark.parametrize(
-    "message", ["👩\u200d💻", "a\u200b", "\u200f\u05e9\u05dc\u05d5\u05dd", "☺\ufe0f"]
-)
+    "message",
+    [
+        "👩\u200d💻", "a\u200b", "\u200f\u05e9\u05dc\u05d5\u05dd", "☺\ufe0f",
+        "🏴\U000e0067\U000e0062\U000e0073\U000e0063\U000e0074\U000e007f",  # Scotland's flag: tags
+    ],
+)  # fmt: skip
 def test_invisible_characters_beside_visible_ones_are_kept(
     api, mint, seeded_db: str, message
 ) -> None:
