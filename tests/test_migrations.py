@@ -625,6 +625,76 @@ def test_kill_9_during_a_migration_leaves_the_database_as_before_and_the_lock_fr
     assert "half" not in tables(empty_db)
 
 
+def _interrupted_mid_statement(url: str, folder: Path, *args: str) -> str:
+    """Run `cruddur db …` until its migration's pg_sleep runs, then Ctrl-C it (SIGINT to
+    its process group, as a terminal does); its stderr, once it exited 130."""
+    env = {k: v for k, v in os.environ.items() if k != "PROD_CONNECTION_URL"}
+    env.update(NO_COLOR="1", CONNECTION_URL=url)
+    cruddur = str(Path(BIN).parent / ".venv" / "bin" / "cruddur")
+    process = subprocess.Popen(
+        [cruddur, "db", *args, "--migrations-dir", str(folder)],
+        env=env,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        with psycopg.connect(url, autocommit=True) as watcher:
+            deadline = time.monotonic() + 30
+            while not watcher.execute(
+                "SELECT 1 FROM pg_stat_activity WHERE application_name = 'cruddur-migrate'"
+                " AND query LIKE '%pg_sleep%' AND state = 'active'"
+                " AND datname = current_database()"
+            ).fetchone():
+                assert time.monotonic() < deadline, "the migration never started"
+                time.sleep(0.05)
+        os.killpg(process.pid, signal.SIGINT)
+        err = process.communicate(timeout=30)[1]
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 130, err
+    assert "Aborted!" not in err and "Traceback" not in err
+    with psycopg.connect(url, autocommit=True) as conn:  # let go of at once, not left held
+        assert conn.execute("SELECT pg_try_advisory_lock(%s)", [lock.LOCK_KEY]).fetchone()[0]
+    return err
+
+
+def test_ctrl_c_during_a_migration_says_what_was_applied_and_exits_130(
+    empty_db: str, tmp_path
+) -> None:
+    # It said only "Aborted!", exit status 1: not which migrations were kept.
+    stuck = "-- migrate:up\nCREATE TABLE half (id int);\nSELECT pg_sleep(60);\n"
+    folder = write(
+        tmp_path / "m", {"20260101000000_notes.sql": NOTES, "20260102000000_stuck.sql": stuck}
+    )
+    err = _interrupted_mid_statement(empty_db, folder, "migrate")
+    assert (
+        "interrupted: applied 1 (20260101000000_notes.sql); 20260102000000_stuck.sql was "
+        "under way and rolled back: nothing of it was kept"
+    ) in err, err
+    assert applied(empty_db) == ["20260101000000"]
+    assert "half" not in tables(empty_db)
+
+
+def test_ctrl_c_during_a_rollback_says_what_was_rolled_back_and_exits_130(
+    empty_db: str, tmp_path
+) -> None:
+    slow_down = "-- migrate:up\nCREATE TABLE half (id int);\n-- migrate:down\n"
+    slow_down += "DROP TABLE half;\nSELECT pg_sleep(60);\n"
+    folder = write(
+        tmp_path / "m", {"20260101000000_notes.sql": NOTES, "20260102000000_half.sql": slow_down}
+    )
+    assert migrate(empty_db, folder).returncode == 0
+    err = _interrupted_mid_statement(empty_db, folder, "rollback", "--steps", "2")
+    assert (
+        "interrupted: rolled back none; 20260102000000_half.sql's down section was under "
+        "way and rolled back: it is still applied"
+    ) in err, err
+    assert applied(empty_db) == ["20260101000000", "20260102000000"]
+    assert "half" in tables(empty_db)
+
+
 # -- fail fast instead of blocking users ---------------------------------------------------
 
 

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import os
+import re
+import signal
+import subprocess
 import threading
 import time
 from datetime import UTC, datetime, timedelta
 
 import psycopg
 import pytest
-from helpers import cli, run
+from helpers import CRUDDUR, cli, run
 
 from cruddur.db import Db, template
 from cruddur.ops import purge
@@ -284,3 +288,67 @@ def test_the_longest_grace_reaches_the_database(seeded_db: str) -> None:
             "db-purge-expired", "--grace", grace, "--dry-run", env={"CONNECTION_URL": seeded_db}
         )
         assert result.returncode == 0, result.stderr
+
+
+def test_ctrl_c_mid_purge_says_what_was_deleted_and_exits_130(seeded_db: str) -> None:
+    # It said only "Aborted!" with status 1, though whole batches had been deleted.
+    with psycopg.connect(seeded_db, autocommit=True) as conn:
+        conn.execute("DELETE FROM activities")
+        _add(conn, "old", "-2 days", count=30)
+        env = {k: v for k, v in os.environ.items() if k != "PROD_CONNECTION_URL"}
+        env.update(NO_COLOR="1", CONNECTION_URL=seeded_db)
+        purging = subprocess.Popen(
+            [CRUDDUR, "db", "purge-expired", "--batch-size", "10", "--nice-ratio", "20"],
+            env=env,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,  # a group of its own, as a shell's job is
+        )
+        try:
+            deadline = time.monotonic() + 30
+            while conn.execute("SELECT count(*) FROM activities").fetchone()[0] == 30:
+                assert time.monotonic() < deadline, "no batch was deleted"
+                time.sleep(0.01)
+            # The next batch waits behind this lock: Ctrl-C comes in the middle of it.
+            with psycopg.connect(seeded_db) as locker:
+                locker.execute("LOCK TABLE activities IN SHARE MODE")
+                while not conn.execute(
+                    "SELECT 1 FROM pg_stat_activity WHERE datname = current_database()"
+                    " AND application_name = 'cruddur-cli' AND wait_event_type = 'Lock'"
+                ).fetchone():
+                    assert time.monotonic() < deadline, "the next batch never started"
+                    time.sleep(0.01)
+                os.killpg(purging.pid, signal.SIGINT)
+                err = purging.communicate(timeout=30)[1]
+        finally:
+            if purging.poll() is None:
+                purging.kill()
+        left = conn.execute("SELECT count(*) FROM activities").fetchone()[0]
+    assert purging.returncode == 130, err
+    said = re.search(r"interrupted: (\d+) batch(?:es)? committed, (\d+) cruds and 0 replies", err)
+    assert said, err
+    batches, cruds = int(said[1]), int(said[2])
+    assert cruds == 30 - left and cruds == 10 * batches and 0 < cruds < 30
+    assert "Aborted!" not in err and "Traceback" not in err
+
+
+def test_ctrl_c_after_a_batchs_commit_began_waits_until_it_is_counted(seeded_db: str) -> None:
+    # The COMMIT cannot be cancelled: Ctrl-C there used to leave a deleted batch uncounted.
+    with psycopg.connect(seeded_db, autocommit=True) as conn, Db(seeded_db) as db:
+        conn.execute("DELETE FROM activities")
+        _add(conn, "old", "-2 days", count=25)
+        seen: list[purge.Counts] = []
+
+        def interrupted_while_counting(batch: purge.Counts) -> None:
+            signal.raise_signal(signal.SIGINT)  # as if pressed during the COMMIT
+            seen.append(batch)
+
+        with pytest.raises(KeyboardInterrupt):
+            purge.purge(
+                db,
+                purge.cutoff(db, timedelta(days=1)),
+                batch_size=10,
+                progress=interrupted_while_counting,
+            )
+        assert seen == [purge.Counts(cruds=10)]
+        assert conn.execute("SELECT count(*) FROM activities").fetchone()[0] == 15

@@ -44,6 +44,9 @@ if TYPE_CHECKING:
     from cruddur.targets import Target
 
 
+INTERRUPTED = 130  # the shell's status for a command stopped by SIGINT (128 + 2)
+
+
 class DbGroup(click.Group):
     command_class = TargetCommand  # a stray `prod` says where it goes
 
@@ -270,6 +273,17 @@ def _seed_fake(
     with db as database, RowsProgress(users + activities) as bar:
         try:
             loaded = fake_data.load(database, data, replace=replace, progress=bar)
+        except KeyboardInterrupt:
+            bar.stop()
+            if bar.stage_now in ("committing", "analyzing"):  # load waits for its COMMIT
+                kept = f"all {users:,} users and {activities:,} cruds were written"
+                if replace:
+                    kept += " (the earlier fake ones deleted)"
+                kept += "; the tables were not analyzed (ANALYZE users, activities)"
+            else:  # load's one transaction rolled back
+                kept = "nothing was written" + (" or deleted" if replace else "")
+            warn(f"interrupted: {kept}")
+            raise click.exceptions.Exit(INTERRUPTED) from None
         except Exception as exc:
             from cruddur.cli import as_problem
 
@@ -386,15 +400,30 @@ def purge_expired(
             done(f"nothing expired before {when}; nothing to delete")
             return
         cli.confirm(f"delete {what}")
-        with RowsProgress(found.total) as bar:
-            bar.stage("purging")
-            purged = purging.purge(
-                database,
-                before,
-                batch_size=batch_size,
-                nice_ratio=nice_ratio,
-                progress=lambda batch: bar.advance(batch.total),
+        kept: list[purging.Counts] = []  # the batches committed, each reported once it is
+
+        def committed(batch: purging.Counts) -> None:
+            kept.append(batch)
+            bar.advance(batch.total)
+
+        try:
+            with RowsProgress(found.total) as bar:
+                bar.stage("purging")
+                purged = purging.purge(
+                    database,
+                    before,
+                    batch_size=batch_size,
+                    nice_ratio=nice_ratio,
+                    progress=committed,
+                )
+        except KeyboardInterrupt:
+            gone = sum(kept, purging.Counts())
+            warn(
+                f"interrupted: {len(kept):,} batch{'' if len(kept) == 1 else 'es'} committed, "
+                f"{gone.cruds:,} cruds and {gone.replies:,} replies deleted; nothing else "
+                "was (run it again for the rest)"
             )
+            raise click.exceptions.Exit(INTERRUPTED) from None
     rate = purged.deleted.total / purged.seconds if purged.seconds else 0
     done(
         f"deleted {purged.deleted.cruds:,} cruds and {purged.deleted.replies:,} replies in "

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from cruddur.cli.db import db
+from cruddur.cli.db import INTERRUPTED, db
 from cruddur.cli.options import Cli, Seconds, pass_cli, prod_option, yes_option
 from cruddur.cli.output import done, info, out, printable, result, warn
 from cruddur.cli.roles import grant_again
@@ -160,6 +160,10 @@ def _same_database_or_refuse(
 
 
 class _Printer(Reporter):
+    def __init__(self) -> None:
+        self.finished_ones: list[Migration] = []  # committed, in the order they ran
+        self.under_way: Migration | None = None
+
     def waiting(self, holder: LockHolder | None, wait: float) -> None:
         who = holder.describe() if holder else "another session"
         info(f"waiting up to {wait:g} s for the migration lock, held by {who}")
@@ -180,12 +184,47 @@ class _Printer(Reporter):
         )
 
     def starting(self, migration: Migration, direction: str) -> None:
+        self.under_way = migration
         verb = "applying" if direction == "up" else "rolling back"
         info(f"{verb} {migration.file_name} …")
 
     def finished(self, migration: Migration, direction: str, seconds: float) -> None:
+        self.under_way = None
+        self.finished_ones.append(migration)
         verb = "applied" if direction == "up" else "rolled back"
         done(f"{verb} {migration.file_name} in {_duration(seconds)}")
+
+
+@contextmanager
+def _interrupted(printer: _Printer, direction: str) -> Iterator[None]:
+    """Ctrl-C (SIGINT): one line on what was kept, and exit status 130. The runner holds
+    an interrupt off during each migration's COMMIT and its report, so `printer` knows
+    exactly which ones committed; the one under way rolled back with its transaction."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        finished = printer.finished_ones
+        verb = "applied" if direction == "up" else "rolled back"
+        names = ", ".join(m.file_name for m in finished)
+        kept = f"{verb} {len(finished)} ({names})" if finished else f"{verb} none"
+        cut = printer.under_way
+        section = None if cut is None else (cut.up if direction == "up" else cut.down)
+        if cut is None:
+            left = "none was under way"
+        elif section is not None and not section.transaction:
+            left = (
+                f"{cut.file_name} was cut off outside a transaction (transaction:false) and "
+                "is not recorded: look for what it left, e.g. an INVALID index (DROP INDEX "
+                "CONCURRENTLY it)"
+            )
+        elif direction == "up":
+            left = f"{cut.file_name} was under way and rolled back: nothing of it was kept"
+        else:
+            left = (
+                f"{cut.file_name}'s down section was under way and rolled back: it is still applied"
+            )
+        warn(f"interrupted: {kept}; {left}")
+        raise click.exceptions.Exit(INTERRUPTED) from None
 
 
 def _duration(seconds: float) -> str:
@@ -304,7 +343,8 @@ def migrate(
     migrations = runner.load(migrations_dir)  # every file checked before anything runs
     chosen = _settings(cli, lock_timeout, statement_timeout, lock_wait)
     target, url = migration_target(cli)
-    with _reported(target.prod):
+    printer = _Printer()
+    with _interrupted(printer, "up"), _reported(target.prod):
         with runner.connect(url, chosen.connect_timeout) as conn:
             current = runner.plan(conn, migrations)
         _describe(current)
@@ -326,12 +366,12 @@ def migrate(
                 action += f" and record the edited checksum of {files}"
             cli.confirm(action, target)
         regrant = _regrant(cli.settings, url)
-        with runner.locked(url, chosen, _Printer()) as conn:
+        with runner.locked(url, chosen, printer) as conn:
             applied = runner.migrate(
                 conn,
                 migrations,
                 chosen,
-                _Printer(),
+                printer,
                 strict=strict,
                 accept_edited=accept_edited,
                 regrant=regrant,
@@ -410,7 +450,8 @@ def rollback(
     migrations = runner.load(migrations_dir)
     chosen = _settings(cli, lock_timeout, statement_timeout, lock_wait)
     target, url = migration_target(cli)
-    with _reported(target.prod):
+    printer = _Printer()
+    with _interrupted(printer, "down"), _reported(target.prod):
         with runner.connect(url, chosen.connect_timeout) as conn:
             targets = runner.rollback_targets(runner.plan(conn, migrations), migrations, steps)
         info(f"to roll back ({len(targets)}), newest first:\n{_listing(targets)}")
@@ -420,7 +461,7 @@ def rollback(
             return
         cli.confirm(f"roll back {len(targets)} migration(s) (their down sections)", target)
         regrant = _regrant(cli.settings, url)
-        with runner.locked(url, chosen, _Printer()) as conn:
+        with runner.locked(url, chosen, printer) as conn:
             now = runner.rollback_targets(runner.plan(conn, migrations), migrations, steps)
             if now != targets:
                 raise runner.MigrationError(
@@ -428,7 +469,7 @@ def rollback(
                     "deploy?); nothing was rolled back. Look again with `bin/db-migrations`"
                 )
             rolled = runner.rollback(
-                conn, migrations, chosen, _Printer(), steps=steps, regrant=regrant
+                conn, migrations, chosen, printer, steps=steps, regrant=regrant
             )
     done(f"{len(rolled)} migration{'s' if len(rolled) != 1 else ''} rolled back")
     grant_again(cli.settings, url)

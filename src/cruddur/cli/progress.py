@@ -42,9 +42,15 @@ class RowsProgress:
             disable=not err().is_terminal,
         )
         self._task = self._bar.add_task("preparing", total=total)
+        self.stage_now = "preparing"
 
     def stage(self, what: str) -> None:
+        self.stage_now = what
         self._bar.update(self._task, description=what)
+
+    def stop(self) -> None:
+        """Take the bar off the screen (before a last line of its own)."""
+        self._bar.stop()
 
     def advance(self, rows: int) -> None:
         self._bar.advance(self._task, rows)
@@ -54,4 +60,4 @@ class RowsProgress:
         return self
 
     def __exit__(self, *exc_info: object) -> None:
-        self._bar.stop()
+        self.stop()

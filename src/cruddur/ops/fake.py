@@ -16,6 +16,7 @@ from psycopg import Connection
 
 from cruddur.db import Db, template
 from cruddur.errors import Problem
+from cruddur.ops import interrupts
 from cruddur.ops.fake_copy import (
     ACTIVITY_COLUMNS,
     BINARY_HEADER,
@@ -94,7 +95,9 @@ def load(
     """
     report = progress or Progress()
     started = time.perf_counter()
-    with db.connection() as conn:
+    # Ctrl-C from the "committing" stage on waits for the COMMIT (db.connection()'s end):
+    # a load interrupted in that stage or a later one has kept its rows.
+    with interrupts.held() as hold, db.connection() as conn:
         removed = 0
         if replace:
             report.stage("deleting earlier fake rows")
@@ -132,6 +135,7 @@ def load(
             for start in range(0, data.activities, CHUNK_ROWS)
         )
         _copy(conn, f"COPY activities ({ACTIVITY_COLUMNS}) FROM STDIN", activities, report.advance)
+        hold()
         report.stage("committing")
     # The planner should know the tables' new sizes before the first feed is read.
     report.stage("analyzing")

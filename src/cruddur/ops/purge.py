@@ -23,6 +23,7 @@ from typing import Any
 
 from cruddur.config import PURGE_BATCH_DEFAULT, PURGE_NICE_RATIO_DEFAULT
 from cruddur.db import Db, template
+from cruddur.ops import interrupts
 
 DEFAULT_GRACE = timedelta(days=1)
 DEFAULT_BATCH_SIZE = PURGE_BATCH_DEFAULT  # in config, for `db purge-expired --help`
@@ -63,13 +64,18 @@ def one_row_without_jit(db: Db, sql: str, params: dict[str, Any]) -> tuple[Any, 
         return conn.execute(sql, params).fetchone()
 
 
-def one_batch(db: Db, params: dict[str, Any]) -> Counts:
+def one_batch(
+    db: Db, params: dict[str, Any], before_commit: Callable[[], None] | None = None
+) -> Counts:
     """One batch of the purge, in its own transaction, after any other purge's batch
-    (purge_lock.sql: two at once deadlocked)."""
+    (purge_lock.sql: two at once deadlocked). `before_commit`: called as the batch is
+    about to commit (interrupts.held's hold)."""
     with db.connection() as conn, conn.transaction():
         conn.execute(WITHOUT_JIT)
         conn.execute(template("activities", "purge_lock"))
         cruds, replies = conn.execute(template("activities", "purge_batch"), params).fetchone()
+        if before_commit is not None:
+            before_commit()
         return Counts(cruds, replies)
 
 
@@ -105,12 +111,15 @@ def purge(
     params = {"cutoff": before, "batch_size": batch_size}
     while True:
         batch_started = time.perf_counter()
-        batch = one_batch(db, params)
-        if batch.total == 0:
-            break
-        total, batches = total + batch, batches + 1
-        if progress is not None:
-            progress(batch)
+        # Ctrl-C during the COMMIT waits for it and for `progress`: what was reported
+        # is exactly what was deleted (an interrupted batch before it rolls back).
+        with interrupts.held() as hold:
+            batch = one_batch(db, params, before_commit=hold)
+            if batch.total == 0:
+                break
+            total, batches = total + batch, batches + 1
+            if progress is not None:
+                progress(batch)
         if batch.total >= batch_size:  # a full batch: more may follow (a short one was last)
             sleep(nice_ratio * (time.perf_counter() - batch_started))
     return Purged(before, total, batches, time.perf_counter() - started)

@@ -23,6 +23,7 @@ from cruddur.db import ScriptError, template
 from cruddur.db.dead_peer import with_cli_bounds
 from cruddur.db.scripts import Statement, error_line
 from cruddur.errors import Problem
+from cruddur.ops import interrupts
 from cruddur.ops.migrations import catalog, lock
 from cruddur.ops.migrations.files import Migration, Section, package_dir, refuse_unrunnable
 from cruddur.ops.migrations.files import load as load_files
@@ -271,10 +272,12 @@ def _step(
     settings: MigrationSettings,
     bookkeeping: tuple[str, dict[str, object]],
     regrant: Regrant | None = None,
+    hold: Callable[[], None] = lambda: None,
 ) -> None:
     """Run one section and its bookkeeping statement, in one transaction when it may.
     `regrant`: the application roles' privileges given again in that transaction, so a
-    table the section makes anew is theirs when it commits."""
+    table the section makes anew is theirs when it commits. `hold`: called just before
+    the COMMIT that records it (see interrupts.held)."""
     record_sql, params = bookkeeping
     if section.transaction:
         with conn.transaction():
@@ -285,6 +288,7 @@ def _step(
             conn.execute(record_sql, params)
             if regrant is not None:
                 regrant(conn)
+            hold()
         return
     # transaction:false (CREATE INDEX CONCURRENTLY): its one statement, then the row.
     lock.ensure_held(conn)
@@ -302,6 +306,7 @@ def _step(
         conn.execute(record_sql, params)
         if regrant is not None:
             regrant(conn)
+        hold()
 
 
 # Gives the application roles their privileges again, on the migration's connection.
@@ -357,9 +362,11 @@ def migrate(
         reporter.starting(migration, "up")
         started = time.monotonic()
         record = (template("migrations", "record"), _row(migration, adopted=False))
-        _step(conn, migration, migration.up, "up", settings, record, regrant)
-        reporter.finished(migration, "up", time.monotonic() - started)
-        done.append(migration)
+        # Ctrl-C during its COMMIT waits for it and for the report that it is applied.
+        with interrupts.held() as hold:
+            _step(conn, migration, migration.up, "up", settings, record, regrant, hold)
+            reporter.finished(migration, "up", time.monotonic() - started)
+            done.append(migration)
     return done
 
 
@@ -420,8 +427,9 @@ def rollback(
         reporter.starting(migration, "down")
         started = time.monotonic()
         forget = (template("migrations", "forget"), {"version": migration.version})
-        _step(conn, migration, migration.down, "down", settings, forget, regrant)
-        reporter.finished(migration, "down", time.monotonic() - started)
+        with interrupts.held() as hold:
+            _step(conn, migration, migration.down, "down", settings, forget, regrant, hold)
+            reporter.finished(migration, "down", time.monotonic() - started)
     return targets
 
 
