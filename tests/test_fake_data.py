@@ -333,3 +333,35 @@ def test_ctrl_c_while_writing_says_nothing_was_written_and_exits_130(seeded_db: 
     assert "interrupted: nothing was written" in err, err
     assert "Aborted!" not in err and "Traceback" not in err
     assert one(seeded_db, "SELECT count(*) FROM users WHERE cognito_user_id LIKE 'FAKE-%'") == 0
+
+
+@pytest.mark.parametrize("width", [80, 100, 160])
+def test_the_progress_bar_fits_its_terminal_on_one_line_with_7_digit_counts(
+    width: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # At 80 columns, six-digit counts pushed "rows/s" onto a second line.
+    from rich.console import Console
+
+    from cruddur.cli import progress
+
+    clock = [0.0]
+    console = Console(
+        width=width, record=True, force_terminal=True, color_system=None, get_time=lambda: clock[0]
+    )
+    monkeypatch.setattr(progress, "err", lambda: console)  # a terminal this wide
+    bar = progress.RowsProgress(9_999_999)
+    shown = []
+    for stage in ("deleting", "writing", "committing", "purging"):  # every stage's name
+        bar.stage(stage)
+        for _ in range(3):
+            clock[0] += 0.5
+            bar.advance(617_283)  # 1,234,566 rows/s
+        console.print(bar._bar.get_renderable())
+        shown.append(f"{bar._bar.tasks[0].completed:,.0f} / 9,999,999 rows")
+    lines = console.export_text().splitlines()
+    assert len(lines) == 4, lines  # one line each, nothing wrapped
+    assert all(len(line) <= width for line in lines), lines
+    for line, counts in zip(lines, shown, strict=True):
+        assert counts in line and "rows/s" in line, line
+    assert "1,234,566 rows/s" in lines[-1]
+    assert ("0:00:" in lines[-1].split("rows/s")[1].split("eta")[0]) == (width >= 100)

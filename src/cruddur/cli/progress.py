@@ -14,9 +14,14 @@ from rich.progress import (
     TimeElapsedColumn,
     TimeRemainingColumn,
 )
+from rich.table import Column
 from rich.text import Text
 
 from cruddur.cli.output import err
+
+# Below this width the elapsed time is left out: with 7-digit counts and a 7-digit rate,
+# the line then still fits 80 columns (it wrapped "rows/s" onto a second line).
+WIDE = 100
 
 
 class _RateColumn(ProgressColumn):
@@ -29,17 +34,23 @@ class RowsProgress:
     """A progress bar on stderr, drawn only on a terminal: rows written of total, rate, ETA."""
 
     def __init__(self, total: int) -> None:
+        console = err()
+
+        def whole() -> Column:  # cut to the width, never wrapped: only the bar gives way
+            return Column(no_wrap=True)
+
+        elapsed = [TimeElapsedColumn(table_column=whole())] if console.width >= WIDE else []
         self._bar = Progress(
-            TextColumn("{task.description:>10}"),
+            TextColumn("{task.description:>10}", table_column=whole()),
             BarColumn(),
-            TextColumn("{task.completed:,.0f} / {task.total:,.0f} rows"),
-            _RateColumn(),
-            TimeElapsedColumn(),
-            TextColumn("eta"),
-            TimeRemainingColumn(),
-            console=err(),
+            TextColumn("{task.completed:,.0f} / {task.total:,.0f} rows", table_column=whole()),
+            _RateColumn(table_column=whole()),
+            *elapsed,
+            TextColumn("eta", table_column=whole()),
+            TimeRemainingColumn(table_column=whole()),
+            console=console,
             transient=True,
-            disable=not err().is_terminal,
+            disable=not console.is_terminal,
         )
         self._task = self._bar.add_task("preparing", total=total)
         self.stage_now = "preparing"

@@ -79,7 +79,7 @@ class Progress:
     """What `load` reports as it goes; the CLI's progress bar has the same two methods."""
 
     def stage(self, what: str) -> None:
-        """A new step begins: 'deleting earlier fake rows', 'writing', 'analyzing'."""
+        """A new step begins: 'deleting' (earlier fake rows), 'writing', 'analyzing'."""
 
     def advance(self, rows: int) -> None:
         """This many more rows were written."""
@@ -100,7 +100,7 @@ def load(
     with interrupts.held() as hold, db.connection() as conn:
         removed = 0
         if replace:
-            report.stage("deleting earlier fake rows")
+            report.stage("deleting")  # earlier fake rows; short, for the bar's 80 columns
             removed = conn.execute(
                 template("fake", "delete_fake_users"), {"pattern": FAKE_PREFIX + "%"}
             ).rowcount
