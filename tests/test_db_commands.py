@@ -145,6 +145,21 @@ def test_sessions_lists_pid_user_database_and_application(empty_db) -> None:
         assert heading in result.stdout
 
 
+def test_sessions_piped_are_tab_separated_lines_with_every_name_whole(empty_db) -> None:
+    # Piped, rich drew its table 80 columns wide: the application read "cruddur-feed-li…".
+    app = "cruddur-feed-listener-with-a-long-name-on-host-7"
+    with psycopg.connect(empty_db, application_name=app) as conn:
+        pid = conn.info.backend_pid
+        result = run("db-sessions", env={**local(empty_db), "COLUMNS": "80"})  # a pipe
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0] == "pid\tuser\tdatabase\tclient address\tapplication\tstate"
+    rows = [line.split("\t") for line in lines[1:]]
+    assert all(len(row) == 6 for row in rows), lines
+    mine = next(row for row in rows if row[0] == str(pid))
+    assert mine[2] == database_name(empty_db) and mine[4] == app
+
+
 def test_sessions_shows_control_characters_in_names_as_escapes(admin, empty_db) -> None:
     # A database's name is anyone's text (PostgreSQL keeps ESC in it; ESC [ 7 m would turn
     # the terminal's colours around), so it is shown as an escape.

@@ -160,6 +160,32 @@ def test_an_applied_migration_with_no_file_here_is_named_and_fails_the_gate(
     assert gate.returncode == 0, gate.stderr
 
 
+def test_migrations_piped_are_tab_separated_lines_with_names_and_status_whole(
+    empty_db: str, tmp_path
+) -> None:
+    # Piped, rich drew its table 80 columns wide: a long name and its status wrapped.
+    name = "add_a_column_for_the_colour_of_each_note_and_backfill_it_from_the_old_one"
+    folder = write(
+        tmp_path / "m",
+        {"20260101000000_notes.sql": NOTES, f"20260102000000_{name}.sql": ADD_COLOUR},
+    )
+    assert migrate(empty_db, folder).returncode == 0
+    write(folder, {"20260103000000_size.sql": ADD_SIZE})
+    listed = run(
+        "db-migrations", "--migrations-dir", str(folder), env={**local(empty_db), "COLUMNS": "80"}
+    )
+    assert listed.returncode == 0, listed.stderr
+    lines = listed.stdout.splitlines()
+    assert lines[0] == "version\tname\tstatus\tapplied at (UTC)"
+    rows = [line.split("\t") for line in lines[1:]]
+    assert [row[:3] for row in rows] == [
+        ["20260101000000", "notes", "applied"],
+        ["20260102000000", name, "applied"],
+        ["20260103000000", "size", "pending"],
+    ]
+    assert len(rows[1][3]) == len("2026-01-01 00:00:00") and rows[2][3] == ""
+
+
 def test_dry_run_prints_the_pending_list_and_changes_nothing(empty_db: str, tmp_path) -> None:
     folder = write(tmp_path / "m", {"20260101000000_notes.sql": NOTES})
     result = migrate(empty_db, folder, "--dry-run")

@@ -23,7 +23,7 @@ from cruddur.cli.options import (
     prod_option,
     yes_option,
 )
-from cruddur.cli.output import done, info, out, printable, result, warn
+from cruddur.cli.output import done, info, result, table, warn
 from cruddur.cli.roles import grant_again, roles_command, set_up_roles
 from cruddur.config import (
     PURGE_BATCH_DEFAULT,
@@ -438,20 +438,17 @@ def purge_expired(
 @pass_cli
 def sessions(cli: Cli) -> None:
     """List the server's sessions: who is connected to which database."""
-    from rich.table import Table
-    from rich.text import Text
-
     from cruddur.ops import databases
     from cruddur.ops.connections import server_db
 
     with server_db(cli.target, cli.settings.pool) as server:
         rows = databases.sessions(server)
-    table = Table("pid", "user", "database", "client address", "application", "state")
-    for row in rows:
-        values = (row.process_id, row.user, row.db, row.client_addr, row.app, row.state)
-        # A database's, user's or application's name is anyone's text: escapes shown.
-        table.add_row(*(Text(printable("" if value is None else str(value))) for value in values))
-    out().print(table)
+    # A database's, user's or application's name is anyone's text: table() escapes it.
+    cells = [(r.process_id, r.user, r.db, r.client_addr, r.app, r.state) for r in rows]
+    table(
+        ("pid", "user", "database", "client address", "application", "state"),
+        [["" if value is None else str(value) for value in values] for values in cells],
+    )
     info(f"{len(rows)} session{'s' if len(rows) != 1 else ''}")
 
 

@@ -14,7 +14,7 @@ import click
 
 from cruddur.cli.db import INTERRUPTED, db
 from cruddur.cli.options import Cli, Seconds, pass_cli, prod_option, yes_option
-from cruddur.cli.output import done, info, out, printable, result, warn
+from cruddur.cli.output import done, info, printable, result, table, warn
 from cruddur.cli.roles import grant_again
 from cruddur.config import MIGRATION_LOCK_WAIT_MAX, ConfigError, duration
 from cruddur.errors import Problem
@@ -487,9 +487,6 @@ def rollback(
 @pass_cli
 def migrations_status(cli: Cli, migrations_dir: Path | None, exit_code: bool) -> None:
     """List the migrations: applied (with when), pending, out of order, edited."""
-    from rich.table import Table
-    from rich.text import Text
-
     from cruddur.ops.migrations import runner
 
     migrations = runner.load(migrations_dir)
@@ -499,7 +496,6 @@ def migrations_status(cli: Cli, migrations_dir: Path | None, exit_code: bool) ->
     applied = {a.version: a for a in current.applied}
     edited = {m.version for m in current.edited}
     late = {m.version for m in current.out_of_order}
-    table = Table("version", "name", "status", "applied at (UTC)")
     rows: dict[str, tuple[str, str, str]] = {}
     for migration in migrations:
         found = applied.get(migration.version)
@@ -517,10 +513,11 @@ def migrations_status(cli: Cli, migrations_dir: Path | None, exit_code: bool) ->
     for missing in current.missing:
         when = _when(missing.applied_at)
         rows[missing.version] = (missing.name, "applied, no file here", when)
-    for version in sorted(rows):
-        # A row of schema_migrations may name what no file here does: escapes shown.
-        table.add_row(Text(version), *(Text(printable(cell)) for cell in rows[version]))
-    out().print(table)
+    # A row of schema_migrations may name what no file here does: table() escapes it.
+    table(
+        ("version", "name", "status", "applied at (UTC)"),
+        [(version, *rows[version]) for version in sorted(rows)],
+    )
     _warn_invalid(current)
     count = len(current.applied)
     # One to adopt is pending too: `db migrate` would change the database (record it).

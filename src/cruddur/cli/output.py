@@ -10,6 +10,7 @@ import functools
 import shutil
 import sys
 import unicodedata
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -82,6 +83,32 @@ def _line(console: Console, mark: str, style: str, message: str) -> None:
 def result(message: str) -> None:
     """A line of a command's output, for stdout."""
     _line(out(), "", "", message)
+
+
+def table(headings: Sequence[str], rows: Iterable[Sequence[str]]) -> None:
+    """Rows of a command's output, on stdout. On a terminal, a table; piped, plain lines
+    of tab-separated cells, the headings first: rich made its table 80 columns wide off a
+    terminal, cutting and wrapping the names a script reads (`cruddur-feed-li…`). Each
+    cell is text from outside, shown as printable() shows it (a tab in it as \\t)."""
+    console = out()
+    try:
+        piped = not console.file.isatty()
+    except (AttributeError, ValueError):  # no file behind it (closed, a test's capture)
+        piped = True
+    if piped:
+        console.file.write(
+            "".join("\t".join(map(printable, row)) + "\n" for row in [headings, *rows])
+        )
+        console.file.flush()
+        return
+    from rich.table import Column, Table
+    from rich.text import Text
+
+    # On a narrow terminal a long name folds within its cell, never cut to "…".
+    shown = Table(*(Column(heading, overflow="fold") for heading in headings))
+    for row in rows:
+        shown.add_row(*(Text(printable(cell)) for cell in row))
+    console.print(shown)
 
 
 def info(message: str) -> None:
