@@ -7,12 +7,15 @@ import shutil
 import stat
 import subprocess
 import threading
+import time
+from pathlib import Path
 
 import psycopg
 import pytest
 from click.testing import CliRunner
 from helpers import BIN, ROOT, as_role, cli, database_exists, run, tables
 from psycopg import sql
+from psycopg.conninfo import make_conninfo
 
 from cruddur.cli import main
 from cruddur.db import Db
@@ -304,6 +307,39 @@ def test_connect_passes_psql_arguments(seeded_db) -> None:
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "andrewbrown"
+
+
+def test_connect_keeps_secret_options_off_psqls_command_line(seeded_db) -> None:
+    # The sslpassword went into --dbname=…, where `ps` shows it to every user.
+    secret = "s3cretE"
+    url = make_conninfo(seeded_db, sslpassword=secret)
+    env = {k: v for k, v in os.environ.items() if k != "PROD_CONNECTION_URL"}
+    env.update(NO_COLOR="1", CONNECTION_URL=url)
+    command = [str(BIN / "db-connect"), "--", "-tAc", "SELECT pg_sleep(2), 'connected'"]
+    psql = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        proc = Path(f"/proc/{psql.pid}")  # bin/db-connect and cruddur exec psql in turn
+        deadline = time.monotonic() + 20
+        while Path((proc / "cmdline").read_bytes().split(b"\0")[0].decode()).name != "psql":
+            assert time.monotonic() < deadline and psql.poll() is None, psql.communicate()[1]
+            time.sleep(0.02)
+        cmdline = (proc / "cmdline").read_bytes()
+        environ = dict(
+            line.split(b"=", 1) for line in (proc / "environ").read_bytes().split(b"\0") if line
+        )
+        given = Path(environ.get(b"PGSERVICEFILE", b"").decode())
+        service_file = (proc / "fd" / given.name).read_text() if given.name else ""
+        out, err = psql.communicate(timeout=20)
+    finally:
+        if psql.poll() is None:
+            psql.kill()
+    assert psql.returncode == 0, err
+    assert out.decode().strip() == "|connected"  # psql read the service file and connected
+    assert b"sslpassword" not in cmdline and secret.encode() not in cmdline, cmdline
+    assert b"service=cruddur" in cmdline
+    # In no variable of its own: only the one psql was handed anyway, owner-only.
+    assert [k for k, v in environ.items() if secret.encode() in v] == [b"CONNECTION_URL"]
+    assert f"sslpassword={secret}" in service_file.splitlines()
 
 
 def test_a_migration_may_be_called_prod(tmp_path) -> None:

@@ -448,3 +448,17 @@ def without_password(conninfo: str) -> tuple[str, str | None]:
     params = parse(conninfo)
     password = params.pop("password", None)
     return make_conninfo("", **params), password
+
+
+# libpq's options that hold a secret besides the password (a client key's passphrase;
+# PostgreSQL 18's OAuth client secret). libpq reads none of them from the environment.
+SECRET_OPTIONS = ("sslpassword", "oauth_client_secret")
+
+
+def without_secrets(conninfo: str) -> tuple[str, str | None, dict[str, str]]:
+    """The conninfo without the password and SECRET_OPTIONS, the password, and the
+    others: for a command line, where `ps` shows every argument to every user."""
+    rest, password = without_password(conninfo)
+    params = parse(rest)
+    secrets = {name: params.pop(name) for name in SECRET_OPTIONS if name in params}
+    return (make_conninfo("", **params) if secrets else rest), password, secrets

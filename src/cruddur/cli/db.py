@@ -62,16 +62,52 @@ def db() -> None:
 @pass_cli
 def connect(cli: Cli, psql_args: tuple[str, ...]) -> None:
     """Open psql on the database. Extra arguments go to psql (after --)."""
-    from cruddur.urls import without_password
+    from psycopg.conninfo import make_conninfo
+
+    from cruddur.urls import parse, without_secrets
 
     target = cli.target
     psql = _find_psql(cli)
     # For RDS: sslmode=verify-full and the RDS CA bundle, as for every connection.
-    conninfo, password = without_password(target.conninfo)
+    conninfo, password, secrets = without_secrets(target.conninfo)
     env = dict(os.environ)
     if password is not None:
         env["PGPASSWORD"] = password  # not on the command line, where `ps` shows it
+    if secrets:  # sslpassword…: no variable of libpq's takes them, a service file does
+        if "service" in parse(conninfo):
+            raise Problem(
+                "the URL names a service and holds a secret option "
+                f"({', '.join(secrets)}): psql cannot be given both",
+                "put the secret in that service's entry instead",
+            )
+        env["PGSERVICEFILE"] = _service_file(secrets)
+        conninfo = make_conninfo(conninfo, service=PSQL_SERVICE)
     os.execve(psql, [psql, f"--dbname={conninfo}", *psql_args], env)
+
+
+PSQL_SERVICE = "cruddur"
+
+
+def _service_file(secrets: dict[str, str]) -> str:
+    """A libpq service file holding `secrets`, as a path psql can open: an in-memory
+    file (memfd) it inherits, so nothing is written to disk or left behind; it goes
+    when psql exits, and only its owner (and root) can open it (/proc/PID/fd)."""
+    if not hasattr(os, "memfd_create"):
+        raise Problem(
+            f"{', '.join(secrets)} in the URL would show on psql's command line here",
+            "put it in a service file of your own (PGSERVICEFILE) and name the service",
+        )
+    lines = [f"[{PSQL_SERVICE}]"]
+    for name, value in secrets.items():
+        # A service file's line ends at a newline, and libpq trims spaces around it.
+        if value != value.strip() or "\n" in value or "\r" in value:
+            raise Problem(f"{name} starts or ends with a space or holds a line break")
+        lines.append(f"{name}={value}")
+    fd = os.memfd_create("cruddur-psql-service", 0)  # no MFD_CLOEXEC: psql keeps it
+    os.fchmod(fd, 0o600)
+    os.write(fd, ("\n".join(lines) + "\n").encode())
+    os.set_inheritable(fd, True)
+    return f"/proc/self/fd/{fd}"  # "self" is psql once it runs: the same fd there
 
 
 def _find_psql(cli: Cli) -> str:
