@@ -164,8 +164,21 @@ def observe_all(histogram: Any, values: list[float]) -> None:
 def count_db_error(exc: BaseException) -> None:
     if _metrics is None:
         return
+    _metrics.db_errors.labels(sqlstate_class(exc)).inc()
+
+
+def sqlstate_class(exc: BaseException) -> str:
+    """The error's SQLSTATE class; "08" (connection exception) for a connection that
+    failed or was lost, which libpq reports with no SQLSTATE (a refused login, a closed
+    port, a server gone, the fast 503s of a known outage: all of them were "none", and
+    an alert on 08 never fired); "none" for the pool's own timeout (no free connection)."""
     sqlstate = getattr(exc, "sqlstate", None)
-    _metrics.db_errors.labels(sqlstate[:2] if sqlstate else "none").inc()
+    if sqlstate:
+        return sqlstate[:2]
+    # By name: the Lambdas share this module and do not load psycopg_pool.
+    if any(kind.__name__ == "PoolTimeout" for kind in type(exc).__mro__):
+        return "none"
+    return "08"
 
 
 def count_refused_token(reason: str) -> None:
