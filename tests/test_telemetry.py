@@ -767,6 +767,28 @@ def test_sampling_follows_the_standard_samplers() -> None:
     assert 0.08 < share < 0.12
 
 
+def test_the_gate_takes_a_parent_exactly_when_the_propagator_does() -> None:
+    # A header the propagator ignores (version ff; 00 with more after the flags) was
+    # taken as a sampled parent here: traced as a new root whatever the ratio.
+    from opentelemetry import trace
+    from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+    from cruddur.telemetry.tracing import Sampling
+
+    ids = "ab" * 16 + "-" + "cd" * 8
+    never = Sampling("parentbased_traceidratio", 0.0)
+    headers = [
+        f"00-{ids}-01", f"00-{ids}-00", f"ff-{ids}-01", f"00-{ids}-01garbage",
+        f"00-{ids}-01-extra", f"cc-{ids}-01-what-comes-later", f"  00-{ids}-01\t",
+        f"00-{ids.upper()}-01", f"00-{'0' * 32}-{'cd' * 8}-01", f"00-{ids}-011",
+    ]  # fmt: skip
+    for header in headers:
+        context = TraceContextTextMapPropagator().extract({"traceparent": header})
+        parent = trace.get_current_span(context).get_span_context()
+        expected = parent.is_valid and parent.trace_flags.sampled
+        assert never.sampled({"HTTP_TRACEPARENT": header}) == expected, header
+
+
 def test_the_flask_instrumentation_settled_once_keeps_what_the_variables_ask(
     monkeypatch,
 ) -> None:

@@ -164,15 +164,26 @@ class Sampling:
         if self.parent_based:
             header = environ.get("HTTP_TRACEPARENT")
             if header:
-                parent = _TRACEPARENT.match(header.strip())
-                if parent and parent[2] != _ZERO_TRACE and parent[3] != _ZERO_SPAN:
+                parent = _TRACEPARENT.match(header)
+                if (
+                    parent
+                    and parent[1] != "ff"
+                    and not (parent[1] == "00" and parent[5])
+                    and parent[2] != _ZERO_TRACE
+                    and parent[3] != _ZERO_SPAN
+                ):
                     return bool(int(parent[4], 16) & 1)
         ratio = self.ratio
         return ratio >= 1.0 or (ratio > 0.0 and random.random() < ratio)
 
 
-# W3C trace context: version-traceid-parentid-flags, lowercase hex.
-_TRACEPARENT = re.compile(r"^([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})")
+# W3C trace context: version-traceid-parentid-flags, lowercase hex; the propagator's own
+# rule (opentelemetry's tracecontext.py), so that a header it ignores (version ff, or 00
+# with more after the flags) is decided by the ratio here too, not taken as a sampled
+# parent: such requests were traced as new roots whatever the ratio.
+_TRACEPARENT = re.compile(
+    r"^[ \t]*([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})(-.*)?[ \t]*$"
+)
 _ZERO_TRACE, _ZERO_SPAN = "0" * 32, "0" * 16
 
 
