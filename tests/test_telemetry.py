@@ -1241,6 +1241,18 @@ def test_a_malformed_otlp_endpoint_is_refused_by_name_and_reason(
     assert "key9876" not in str(refused.value)
 
 
+@pytest.mark.parametrize("endpoint", ["http://c:4318/?api_key=key9876", "http://c:4318#x"])
+def test_a_base_endpoint_with_a_query_is_refused(endpoint: str) -> None:
+    # The SDK appends /v1/traces to the whole string: the spans went to the path "/" and
+    # the key in the query got "/v1/traces" stuck to its end.
+    from cruddur.config import ConfigError, TelemetrySettings
+
+    with pytest.raises(ConfigError, match="OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") as refused:
+        TelemetrySettings.from_env({"OTEL_EXPORTER_OTLP_ENDPOINT": endpoint})
+    assert str(refused.value).startswith("OTEL_EXPORTER_OTLP_ENDPOINT: the SDK adds /v1/traces")
+    assert "key9876" not in str(refused.value)
+
+
 def test_well_formed_otlp_endpoints_are_taken() -> None:
     from cruddur.config import TelemetrySettings
 
@@ -1248,9 +1260,11 @@ def test_well_formed_otlp_endpoints_are_taken() -> None:
         "https://api.honeycomb.io",
         "http://collector:4318/",
         "HTTP://[::1]:4318/v1/traces",
-        "http://user:key@127.0.0.1:4318/v1/traces?api_key=x",
     ):
         assert TelemetrySettings.from_env({"OTEL_EXPORTER_OTLP_ENDPOINT": endpoint}).traces
+    # The traces endpoint is used as it is: a key in its query reaches the receiver.
+    keyed = {"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": "http://u:key@127.0.0.1:4318/v1/traces?k=x"}
+    assert TelemetrySettings.from_env(keyed).traces
     # Traces off: a malformed endpoint is not read, so not refused.
     off = {"OTEL_EXPORTER_OTLP_ENDPOINT": "collector:abc", "OTEL_SDK_DISABLED": "true"}
     assert not TelemetrySettings.from_env(off).traces

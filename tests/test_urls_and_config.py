@@ -570,7 +570,9 @@ def test_a_settings_repr_shows_no_password_and_no_otlp_key(tmp_path) -> None:
             "CRUDDUR_LISTEN_URL",
         )
     }
-    env["OTEL_EXPORTER_OTLP_ENDPOINT"] = "https://team:otlp-user-pw@otlp.example.com?key=otlp-key"
+    env["OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"] = (
+        "https://team:otlp-user-pw@otlp.example.com/v1/traces?key=otlp-key"
+    )
     env["CRUDDUR_HOME"] = str(tmp_path)
     settings = Settings.from_env(env)
     before_serve_is_read = repr(settings)
@@ -583,7 +585,7 @@ def test_a_settings_repr_shows_no_password_and_no_otlp_key(tmp_path) -> None:
             assert f"pw-{url_setting}" not in shown
             assert f"{url_setting.lower()}.example.com" in shown
     assert "otlp-user-pw" not in shown and "otlp-key" not in shown
-    assert "traces_endpoint='https://otlp.example.com'" in shown
+    assert "traces_endpoint='https://otlp.example.com/v1/traces'" in shown
 
 
 def test_a_settings_repr_does_not_check_what_is_not_read_yet(tmp_path) -> None:

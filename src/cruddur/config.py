@@ -491,6 +491,14 @@ def check_otlp_endpoint(name: str, value: str) -> None:
         # Quoted only when short: a key put where the port goes (key:secret) stays out.
         shown = f'"{text}" ' if len(text) <= 5 and text.isascii() and text.isprintable() else ""
         raise refused(f"the port {shown}is not a number")
+    if name == "OTEL_EXPORTER_OTLP_ENDPOINT" and ("?" in value or "#" in value):
+        # The SDK appends /v1/traces to the whole string: spans went to the path "/" and
+        # a key in the query got "/v1/traces" stuck to its end.
+        raise refused(
+            "the SDK adds /v1/traces after it, behind its query or fragment; put a key in "
+            "OTEL_EXPORTER_OTLP_HEADERS, or give the whole URL, /v1/traces included, as "
+            "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"
+        )
 
 
 # The SDK's own settings, which it reads in each worker (or a Lambda's first sign-up),
