@@ -146,11 +146,11 @@ def shots(tmp_path):
     return screenshot_folder(tmp_path)
 
 
-def _phone(browser, on: bool) -> None:
+def _phone(browser, on: bool, width: int = 375) -> None:
     if on:
         browser.execute_cdp_cmd(
             "Emulation.setDeviceMetricsOverride",
-            {"width": 375, "height": 812, "deviceScaleFactor": 2, "mobile": True},
+            {"width": width, "height": 812, "deviceScaleFactor": 2, "mobile": True},
         )
     else:
         browser.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
@@ -288,6 +288,27 @@ def test_signed_in_pages_fit_a_phone(browser, site: str, web_db: str) -> None:
         _phone(browser, False)
         with psycopg.connect(web_db) as conn:
             conn.execute("DELETE FROM users WHERE handle = %s", [handle])
+
+
+def test_the_handle_is_readable_at_320_px(browser, site: str) -> None:
+    # At 320 px (the narrowest width a page must reflow to) @andrewbrown was 20 px wide:
+    # "@…". The logo keeps its mark there; its word stays the link's accessible name.
+    _sign_in_as(browser, site, "andrewbrown")
+    _phone(browser, True, width=320)
+    try:
+        browser.get(site + "/")
+        _shown(browser, "ol.feed > li")
+        me = _css(browser, "#nav .me")
+        shown = browser.execute_script(
+            "return arguments[0].scrollWidth <= arguments[0].clientWidth", me
+        )
+        assert shown, "the handle is cut"
+        assert _no_horizontal_scroll(browser)
+        assert _css(browser, ".brand").get_attribute("textContent").endswith("Cruddur")
+    finally:
+        _phone(browser, False)
+        _css(browser, "#nav button").click()  # sign out
+        _shown(browser, ".flash", "You are signed out.")
 
 
 _LEFT_TO_RIGHT = """
