@@ -652,8 +652,9 @@ def test_kill_9_during_a_migration_leaves_the_database_as_before_and_the_lock_fr
 
 
 def _interrupted_mid_statement(url: str, folder: Path, *args: str) -> str:
-    """Run `cruddur db …` until its migration's pg_sleep runs, then Ctrl-C it (SIGINT to
-    its process group, as a terminal does); its stderr, once it exited 130."""
+    """Run `cruddur db …` until its migration sleeps (pg_sleep, in a statement or a
+    trigger), then Ctrl-C it (SIGINT to its process group, as a terminal does); its
+    stderr, once it exited 130."""
     env = {k: v for k, v in os.environ.items() if k != "PROD_CONNECTION_URL"}
     env.update(NO_COLOR="1", CONNECTION_URL=url)
     cruddur = str(Path(BIN).parent / ".venv" / "bin" / "cruddur")
@@ -669,8 +670,7 @@ def _interrupted_mid_statement(url: str, folder: Path, *args: str) -> str:
             deadline = time.monotonic() + 30
             while not watcher.execute(
                 "SELECT 1 FROM pg_stat_activity WHERE application_name = 'cruddur-migrate'"
-                " AND query LIKE '%pg_sleep%' AND state = 'active'"
-                " AND datname = current_database()"
+                " AND wait_event = 'PgSleep' AND datname = current_database()"
             ).fetchone():
                 assert time.monotonic() < deadline, "the migration never started"
                 time.sleep(0.05)
@@ -701,6 +701,23 @@ def test_ctrl_c_during_a_migration_says_what_was_applied_and_exits_130(
     ) in err, err
     assert applied(empty_db) == ["20260101000000"]
     assert "half" not in tables(empty_db)
+
+
+def test_ctrl_c_stops_a_deferred_check_before_the_commit(empty_db: str, tmp_path) -> None:
+    # A deferred trigger runs at COMMIT, which Ctrl-C was held off from: the migration
+    # ran to its end (20 s here) and was kept although the user had stopped it.
+    slow_at_commit = """-- migrate:up
+CREATE TABLE slow (x int);
+CREATE FUNCTION slow_check() RETURNS trigger LANGUAGE plpgsql
+    AS $$ BEGIN PERFORM pg_sleep(60); RETURN NULL; END $$;
+CREATE CONSTRAINT TRIGGER slow_at_commit AFTER INSERT ON slow
+    DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION slow_check();
+INSERT INTO slow VALUES (1);
+"""
+    folder = write(tmp_path / "m", {"20260101000000_slow.sql": slow_at_commit})
+    err = _interrupted_mid_statement(empty_db, folder, "migrate", "--statement-timeout", "0")
+    assert "20260101000000_slow.sql was under way and rolled back" in err, err
+    assert applied(empty_db) == [] and "slow" not in tables(empty_db)
 
 
 def test_ctrl_c_during_a_rollback_says_what_was_rolled_back_and_exits_130(

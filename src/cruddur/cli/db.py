@@ -309,9 +309,16 @@ def _seed_fake(
     with db as database, RowsProgress(users + activities) as bar:
         try:
             loaded = fake_data.load(database, data, replace=replace, progress=bar)
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as exc:
+            from cruddur.ops.interrupts import CommitCut
+
             bar.stop()
-            if bar.stage_now in ("committing", "analyzing"):  # load waits for its COMMIT
+            if isinstance(exc, CommitCut):
+                kept = (
+                    "the load was committing when Ctrl-C came again: whether it was kept "
+                    "is unknown (count the users)"
+                )
+            elif bar.stage_now in ("committing", "analyzing"):  # load waits for its COMMIT
                 kept = f"all {users:,} users and {activities:,} cruds were written"
                 if replace:
                     kept += " (the earlier fake ones deleted)"
@@ -452,12 +459,20 @@ def purge_expired(
                     nice_ratio=nice_ratio,
                     progress=committed,
                 )
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as exc:
+            from cruddur.ops.interrupts import CommitCut
+
             gone = sum(kept, purging.Counts())
+            rest = (
+                "the batch under way was committing when Ctrl-C came again: whether it was "
+                "kept is unknown"
+                if isinstance(exc, CommitCut)
+                else "nothing else was"
+            )
             warn(
                 f"interrupted: {len(kept):,} batch{'' if len(kept) == 1 else 'es'} committed, "
-                f"{gone.cruds:,} cruds and {gone.replies:,} replies deleted; nothing else "
-                "was (run it again for the rest)"
+                f"{gone.cruds:,} cruds and {gone.replies:,} replies deleted; {rest} "
+                "(run it again for the rest)"
             )
             raise click.exceptions.Exit(INTERRUPTED) from None
     rate = purged.deleted.total / purged.seconds if purged.seconds else 0

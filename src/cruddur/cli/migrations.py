@@ -202,14 +202,22 @@ def _interrupted(printer: _Printer, direction: str) -> Iterator[None]:
     exactly which ones committed; the one under way rolled back with its transaction."""
     try:
         yield
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
+        from cruddur.ops.interrupts import CommitCut
+
         finished = printer.finished_ones
         verb = "applied" if direction == "up" else "rolled back"
         names = ", ".join(m.file_name for m in finished)
         kept = f"{verb} {len(finished)} ({names})" if finished else f"{verb} none"
         cut = printer.under_way
         section = None if cut is None else (cut.up if direction == "up" else cut.down)
-        if cut is None:
+        if isinstance(exc, CommitCut):
+            shown = cut.file_name if cut is not None else "the migration under way"
+            left = (
+                f"{shown} was committing when Ctrl-C came again: whether it was kept is "
+                "unknown; look with `bin/db-migrations`"
+            )
+        elif cut is None:
             left = "none was under way"
         elif section is not None and not section.transaction:
             left = (

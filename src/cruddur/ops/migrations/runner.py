@@ -288,6 +288,9 @@ def _step(
             conn.execute(record_sql, params)
             if regrant is not None:
                 regrant(conn)
+            # Deferred constraints and triggers checked now, while Ctrl-C still stops
+            # them; at the COMMIT, held (below), they would run beyond its reach.
+            conn.execute("SET CONSTRAINTS ALL IMMEDIATE")
             hold()
         return
     # transaction:false (CREATE INDEX CONCURRENTLY): its one statement, then the row.
