@@ -219,6 +219,25 @@ def test_a_group_writable_dotenv_is_yours_only_in_a_group_of_yours_alone(
     with pytest.raises(Problem, match=f"can be written by group {name}, which is not yours"):
         _read_own_file(dotenv)
 
+    # A user and group no file here knows (a container's --user 4242:4242): the group
+    # is the process's own, and nobody else is known to be in it.
+    unknown = next(n for n in range(4242, 5000) if n not in members and _no_user(n))
+    os.chown(dotenv, unknown, unknown)
+    monkeypatch.setattr(os, "geteuid", lambda: unknown)
+    monkeypatch.setattr(os, "getegid", lambda: unknown)
+    assert _read_own_file(dotenv) == f"CONNECTION_URL={FROM_FILE}\n".encode()
+    monkeypatch.setattr(os, "getegid", lambda: unknown + 1)  # not your group: refused
+    with pytest.raises(Problem, match="which is not yours"):
+        _read_own_file(dotenv)
+
+
+def _no_user(uid: int) -> bool:
+    try:
+        pwd.getpwuid(uid)
+    except KeyError:
+        return True
+    return False
+
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="gives a .env to another user")
 def test_a_dotenv_above_that_another_user_could_have_written_is_skipped(tmp_path: Path) -> None:

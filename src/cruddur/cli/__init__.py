@@ -266,11 +266,13 @@ def _check_trusted(path: Path, info: os.stat_result, me: int) -> None:
 def _group_of_yours_alone(gid: int, me: int) -> bool:
     """Whether the group's only members are you (and root), as OpenSSH judges a
     group-writable config: a user-private group (umask 002) passes, a shared one
-    does not, whoever's primary group it is. One with no members fails too: it is
-    a setgid program's (tty, crontab), and that program could write the file."""
+    does not, whoever's primary group it is. One with no members known fails too (a
+    setgid program's, tty or crontab, could write the file), unless it is your own
+    group: a container's user (--user 1000:1000) or a directory's (LDAP, SSSD) is in no
+    file this can read, and their umask-002 files failed every command."""
     names = _group_members(gid)
     if not names:
-        return False
+        return gid == os.getegid()
     try:
         return all(pwd.getpwnam(name).pw_uid in (0, me) for name in names)
     except KeyError:  # a member that names no user: not known to be you
