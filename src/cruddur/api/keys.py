@@ -7,9 +7,10 @@ then a key that is not known is "unavailable" (503), not "unknown" (401): the to
 be fine. Works with https:// (Cognito), http:// (moto, tests) and file:// (dev keys).
 
 An issuer that answers slowly must not hold the service: one thread fetches at a time,
-within `timeout` seconds for the whole answer (not per read), at most MAX_BYTES of it.
-While it does, a thread that also needs a key it lacks waits only when the service has
-no keys yet (start-up), and then no longer than that fetch may take; otherwise it is
+within `timeout` seconds for the body (the connection and each read of the headers wait
+`timeout` at most: urllib gives no hold on them), at most MAX_BYTES of it. While it
+does, a thread that also needs a key it lacks waits only when the service has no keys
+yet (start-up), and then `timeout` at most; otherwise it is
 told "unavailable" at once. The retry clock starts when a fetch ends: one that took
 its whole time used to be followed at once by the next thread's, one after another.
 """
@@ -67,7 +68,7 @@ class KeySet:
 
     def _read(self) -> bytes:
         """The answer's body, within `timeout` for all of it (a socket timeout bounds
-        each read only: an answer dripping a byte a second took 40 s) and MAX_BYTES."""
+        each read only: a body dripping a byte a second took 40 s) and MAX_BYTES."""
         deadline = time.monotonic() + self.timeout
         chunks: list[bytes] = []
         size = 0
