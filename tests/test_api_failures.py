@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import logging
+import uuid
 
 import psycopg
 import pytest
 from api_support import CheckedClient
+from psycopg import sql
 
 from cruddur.api import create_app
 from cruddur.config import PoolSettings
 from cruddur.db import Db
-from cruddur.urls import parse
+from cruddur.urls import parse, with_user
 
 
 def test_an_unexpected_error_is_a_json_500_naming_the_logged_request_id(app, caplog) -> None:
@@ -96,3 +98,30 @@ def test_while_the_database_is_down_requests_fail_fast_between_attempts() -> Non
         assert len(made) == 1 and made[0].reachability.down
     finally:
         holder.close()
+
+
+def test_a_server_with_no_connection_slot_left_is_busy_not_away(admin, seeded_db) -> None:
+    # "too many clients" (max_connections, or a role's CONNECTION LIMIT) was taken for
+    # an outage: every request a 503 "not reachable", health too, while the pool's open
+    # connections could serve them; and a worker stayed so after slots freed up.
+    from cruddur.db.reachability import Reachability
+
+    role = f"cruddur_test_full_{uuid.uuid4().hex[:8]}"
+    admin.execute(
+        sql.SQL("CREATE ROLE {} LOGIN PASSWORD 'pw' CONNECTION LIMIT 1").format(
+            sql.Identifier(role)
+        )
+    )
+    url = with_user(seeded_db, role, "pw")
+    try:
+        with psycopg.connect(url):  # the role's one slot, taken
+            with pytest.raises(psycopg.OperationalError, match="too many connections"):
+                psycopg.connect(url).close()
+            gate = Reachability(lambda: psycopg.connect(url).close(), lambda: None)
+            try:
+                assert gate.verify() and not gate.down
+                gate.admit()  # no DatabaseUnavailable
+            finally:
+                gate.close()
+    finally:
+        admin.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))

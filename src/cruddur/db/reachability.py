@@ -32,6 +32,17 @@ class DatabaseUnavailable(psycopg.OperationalError):
     """The database did not answer the last probe; nothing was tried for this call."""
 
 
+# SQLSTATE 53300 (too_many_connections): max_connections or a role's or database's
+# CONNECTION LIMIT reached. libpq reports a refused connection with no SQLSTATE, so the
+# server's words are looked for too.
+_FULL_WORDS = ("too many clients", "too many connections", "connection slots are reserved")
+
+
+def _full(exc: psycopg.Error) -> bool:
+    text = str(exc)
+    return getattr(exc, "sqlstate", None) == "53300" or any(w in text for w in _FULL_WORDS)
+
+
 class Reachability:
     def __init__(
         self,
@@ -148,6 +159,13 @@ class Reachability:
         try:
             self._probe()
         except psycopg.Error as exc:
+            if _full(exc):
+                # It answered: busy, not away. Taken for an outage, every request got a
+                # 503 "not reachable" (and health said so) while the pool's open
+                # connections could serve them, and a worker stayed so after slots
+                # freed up; the requests now wait for those connections instead.
+                log.warning("database refuses new connections (too many): %s", exc)
+                return True
             log.debug("database probe failed: %s", type(exc).__name__)
             return False
         return True
