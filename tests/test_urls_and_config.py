@@ -92,6 +92,9 @@ def test_settings_from_env() -> None:
         ({"CRUDDUR_POOL_MIN_SIZE": "5", "CRUDDUR_POOL_MAX_SIZE": "2"}, "larger than"),
         ({"CRUDDUR_POOL_TIMEOUT": "soon"}, "must be a number"),
         ({"CRUDDUR_POOL_TIMEOUT": "0"}, "at least 0.1"),
+        # Past a thread timeout's range: an "unexpected OverflowError" from every command.
+        ({"CRUDDUR_POOL_TIMEOUT": "1e10"}, "at most 3600"),
+        ({"CRUDDUR_CONNECT_TIMEOUT": "99999999999"}, "at most 3600"),
     ],
 )
 def test_bad_settings_say_which_and_why(env: dict[str, str], message: str) -> None:

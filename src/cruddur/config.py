@@ -852,6 +852,12 @@ PURGE_NICE_RATIO_DEFAULT = 5.0
 PURGE_NICE_RATIO_MAX = 100.0
 
 
+# The longest a caller may be told to wait for a connection: an hour is already more than
+# anyone would; 1e10 s overflowed the pool's thread timeout (an "unexpected OverflowError"
+# from every command).
+WAIT_MAX_SECONDS = 3600
+
+
 @dataclass(frozen=True)
 class LambdaSettings:
     """What a Lambda handler reads besides its connection (cruddur.lambdas); each handler
@@ -871,7 +877,14 @@ class LambdaSettings:
             return _number(env, name, default, minimum=1, kind=int)
 
         return cls(
-            connect_timeout=whole("CRUDDUR_CONNECT_TIMEOUT", defaults.connect_timeout),
+            connect_timeout=_number(
+                env,
+                "CRUDDUR_CONNECT_TIMEOUT",
+                defaults.connect_timeout,
+                minimum=1,
+                maximum=WAIT_MAX_SECONDS,
+                kind=int,
+            ),
             statement_timeout_ms=whole("CRUDDUR_STATEMENT_TIMEOUT", defaults.statement_timeout_ms),
             purge_grace_hours=_number(
                 env,
@@ -977,9 +990,21 @@ class Settings(ReprWithoutSecrets):
         pool = PoolSettings(
             min_size=_number(env, "CRUDDUR_POOL_MIN_SIZE", defaults.min_size, minimum=0, kind=int),
             max_size=_number(env, "CRUDDUR_POOL_MAX_SIZE", defaults.max_size, minimum=1, kind=int),
-            timeout=_number(env, "CRUDDUR_POOL_TIMEOUT", defaults.timeout, minimum=0.1, kind=float),
+            timeout=_number(
+                env,
+                "CRUDDUR_POOL_TIMEOUT",
+                defaults.timeout,
+                minimum=0.1,
+                maximum=WAIT_MAX_SECONDS,
+                kind=float,
+            ),
             connect_timeout=_number(
-                env, "CRUDDUR_CONNECT_TIMEOUT", defaults.connect_timeout, minimum=1, kind=int
+                env,
+                "CRUDDUR_CONNECT_TIMEOUT",
+                defaults.connect_timeout,
+                minimum=1,
+                maximum=WAIT_MAX_SECONDS,
+                kind=int,
             ),
         )
         if pool.min_size > pool.max_size:
