@@ -7,6 +7,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import tempfile
 from pathlib import Path
@@ -225,6 +226,35 @@ def test_a_broken_state_file_is_explained_and_data_is_kept(home) -> None:
     assert "its password is unknown" in lost.stderr
     assert (data_dir / "PG_VERSION").is_file()  # never deleted behind the user's back
     state_file.write_text(saved)  # so that the fixture can clean up
+
+
+def test_a_port_taken_while_the_server_was_down_says_to_restart_serve(home) -> None:
+    # The server moved to another port without a word, and a `cruddur serve` running
+    # kept asking the old one: 503s until someone thought of restarting it.
+    env = {"CRUDDUR_HOME": str(home)}
+    assert cruddur("db", "up", env=env).returncode == 0
+    assert cruddur("db", "down", env=env).returncode == 0
+    old = json.loads((home / "postgres.json").read_text())["port"]
+    with socket.socket() as squatter:
+        squatter.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        squatter.bind(("127.0.0.1", old))
+        squatter.listen()
+        moved = cruddur("db", "up", env=env)
+    assert moved.returncode == 0, moved.stderr
+    assert f"port {old}, where it ran before, was taken" in moved.stderr
+    assert "restart it" in moved.stderr
+    assert json.loads((home / "postgres.json").read_text())["port"] != old
+
+
+def test_a_home_whose_path_pg_ctl_cannot_quote_is_refused_first(tmp_path) -> None:
+    # pg_ctl starts the server through /bin/sh with the paths in double quotes: every
+    # `db up` failed, naming a log file that never existed, after initdb had run.
+    home = tmp_path / 'h"q'
+    refused = cruddur("db", "up", env={"CRUDDUR_HOME": str(home)})
+    assert refused.returncode == 1
+    assert 'pg_ctl cannot quote " in a path' in refused.stderr, refused.stderr
+    assert "set CRUDDUR_HOME to a folder" in refused.stderr
+    assert not (home / "postgres" / "data").exists()
 
 
 def test_a_server_that_does_not_start_says_why(home) -> None:

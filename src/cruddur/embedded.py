@@ -325,6 +325,22 @@ def _last_fatal(log_file: Path) -> str | None:
     return None
 
 
+# pg_ctl starts the server through /bin/sh with its paths in double quotes: one holding
+# any of these broke that command ("could not start server", a log that never existed,
+# or a shell syntax error), after initdb had made the cluster.
+_UNQUOTABLE = '"$`\\'
+
+
+def _refuse_unquotable(folder: Path) -> None:
+    found = sorted({char for char in str(folder) if char in _UNQUOTABLE})
+    if found:
+        raise EmbeddedError(
+            f"the embedded PostgreSQL cannot live in {folder}: pg_ctl cannot quote "
+            f"{' '.join(found)} in a path",
+            'set CRUDDUR_HOME to a folder whose path has none of " $ ` \\',
+        )
+
+
 class EmbeddedPostgres:
     def __init__(self, home: Path, pg_bin: Path | None = None) -> None:
         self.home = home
@@ -334,6 +350,9 @@ class EmbeddedPostgres:
         self._state_file = home / "postgres.json"
         self._lock_file = home / "postgres.lock"
         self._explicit_bin = pg_bin
+        # The port the last start() left, when another program had taken it: whoever was
+        # given the old one (a `cruddur serve` running) must be told to ask again.
+        self.moved_from: int | None = None
 
     @property
     def state_file(self) -> Path:
@@ -577,6 +596,7 @@ class EmbeddedPostgres:
         only, and only if the server was not running already."""
         with self._lock():
             run_as = RunAs.for_current_user()
+            _refuse_unquotable(self.cluster_dir)
             if not self.initialized:
                 self._initdb(run_as)
             kind, named = self._pid_file_kind()
@@ -597,7 +617,7 @@ class EmbeddedPostgres:
             if not self._server_running(run_as):
                 port = int(str(self._state()["port"]))
                 if _port_in_use(port):  # someone else took it since: move
-                    port = _free_port()
+                    self.moved_from, port = port, _free_port()
                     self._save_state(port=port)
                 # On the command line rather than appended to postgresql.conf: root
                 # never writes into the server user's folder (a link there would

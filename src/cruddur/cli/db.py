@@ -731,8 +731,14 @@ def up(cli: Cli) -> None:
     settings = cli.settings
     if settings.connection_url:
         warn("CONNECTION_URL is set, so commands use that server, not this embedded one")
-    url = embedded_server(settings).start()
+    server = embedded_server(settings)
+    url = server.start()
     done(f"embedded PostgreSQL running: {redact(url)}")
+    if server.moved_from is not None:
+        warn(
+            f"port {server.moved_from}, where it ran before, was taken: a `cruddur serve` "
+            "started before still asks that port; restart it"
+        )
 
 
 @db.command()
