@@ -257,6 +257,19 @@ def test_a_home_whose_path_pg_ctl_cannot_quote_is_refused_first(tmp_path) -> Non
     assert not (home / "postgres" / "data").exists()
 
 
+def test_a_database_made_again_by_hand_is_the_apis_to_read(home) -> None:
+    # drop, create, migrate, seed (the table's order) while bin/run served: the API's
+    # role had no rights on the new tables, a 500 on every read, health all well.
+    env = {"CRUDDUR_HOME": str(home)}
+    assert cruddur("db", "setup", env=env).returncode == 0
+    for verb in (("drop", "--force"), ("create",), ("migrate",), ("seed",)):
+        done = cruddur("db", *verb, env=env)
+        assert done.returncode == 0, (verb, done.stderr)
+    api = EmbeddedPostgres(home).url("cruddur", role="cruddur_api")
+    with psycopg.connect(api) as conn:
+        assert conn.execute("SELECT count(*) FROM activities").fetchone()[0] > 0
+
+
 def test_a_server_that_does_not_start_says_why(home) -> None:
     # pg_ctl's own words were all it said: "could not start server", "Examine the log
     # output", on two lines, naming no cause.

@@ -457,6 +457,10 @@ class EmbeddedPostgres:
             base = with_user(base, role, self.role_password(role))
         return with_database(base, dbname)
 
+    def recorded_roles(self) -> set[str]:
+        """The application roles whose passwords this server keeps (`db setup` made them)."""
+        return set(self._state().get("roles", {}))
+
     def role_password(self, role: str, *, new: bool = False) -> str:
         """The recorded password of an application role; made (and recorded) when missing."""
         with self._lock():

@@ -24,7 +24,7 @@ from cruddur.cli.options import (
     yes_option,
 )
 from cruddur.cli.output import done, info, result, table, warn
-from cruddur.cli.roles import grant_again, roles_command, set_up_roles
+from cruddur.cli.roles import grant_again, grant_recorded_roles, roles_command, set_up_roles
 from cruddur.config import (
     PURGE_BATCH_DEFAULT,
     PURGE_BATCH_MAX,
@@ -33,6 +33,7 @@ from cruddur.config import (
     PURGE_NICE_RATIO_MAX,
 )
 from cruddur.errors import Problem
+from cruddur.ops.role_names import API_ROLE, LAMBDA_ROLE
 from cruddur.safe_paths import trusted_program
 from cruddur.telemetry.commands import traced_command
 
@@ -139,6 +140,8 @@ def create(cli: Cli) -> None:
         created = databases.create(server, target.dbname)
     if created:
         done(f'created database "{target.dbname}"')
+        if grant_recorded_roles(cli.settings, target):
+            done(f"roles {API_ROLE} and {LAMBDA_ROLE} may use it (migrations grant their tables)")
     else:
         done(f'database "{target.dbname}" already exists; nothing to do')
 

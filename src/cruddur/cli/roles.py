@@ -89,6 +89,32 @@ def set_up_roles(
         info("  the Lambda takes its URL as CONNECTION_URL (or a secret with the same user)")
 
 
+def grant_recorded_roles(settings: Settings, target: Target) -> bool:
+    """A database just created on the embedded server: its application roles (made by
+    `db setup`, their passwords in its state) may use it, and migrations grant them each
+    table as they make it. A database dropped and made again by hand (drop, create,
+    migrate, seed while `bin/run` served) left the API's role with no rights: a 500 on
+    every read, and health said all was well. Whether they were given it."""
+    from cruddur.ops import roles
+    from cruddur.ops.connections import database_db, server_db
+    from cruddur.targets import embedded_server
+
+    if (
+        not target.embedded
+        or not {API_ROLE, LAMBDA_ROLE} <= embedded_server(settings).recorded_roles()
+    ):
+        return False
+    with server_db(target, settings.pool) as server:
+        there = server.query_value(
+            "SELECT count(*) FROM pg_roles WHERE rolname IN (%s, %s)", [API_ROLE, LAMBDA_ROLE]
+        )
+    if there != 2:
+        return False
+    with database_db(target, settings.pool) as database:
+        roles.grant(database)
+    return True
+
+
 def grant_again(settings: Settings, url: str) -> None:
     """After tables were made anew (schema-load, migrate, rollback): the application
     roles' privileges again, in a database they were given before."""
