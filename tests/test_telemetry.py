@@ -997,7 +997,14 @@ def test_a_refused_sign_ups_email_and_name_stay_out_of_its_spans(
 
 
 @pytest.mark.parametrize(
-    "headers", ["x-honeycomb-team:SECRETKEY123", "a=b,x-honeycomb-team SECRETKEY123"]
+    "headers",
+    [
+        "x-honeycomb-team:SECRETKEY123",
+        "a=b,x-honeycomb-team SECRETKEY123",
+        # The README's x-honeycomb-team=${HONEYCOMB_API_KEY} with the variable unset: every
+        # export was refused (401) and only a later log line said so.
+        "x-honeycomb-team=",
+    ],
 )
 def test_malformed_otlp_headers_stop_serve_without_showing_the_key(
     headers: str, tmp_path: Path
@@ -1012,9 +1019,11 @@ def test_malformed_otlp_headers_stop_serve_without_showing_the_key(
     }
     refused = run(ROOT / ".venv/bin/cruddur", "serve", "--port", str(free_port()), env=env)
     assert refused.returncode == 1
-    assert (
-        "OTEL_EXPORTER_OTLP_HEADERS: entry" in refused.stderr and "not name=value" in refused.stderr
-    )
+    if headers.endswith("="):
+        assert "OTEL_EXPORTER_OTLP_HEADERS: x-honeycomb-team has no value" in refused.stderr
+    else:
+        assert "OTEL_EXPORTER_OTLP_HEADERS: entry" in refused.stderr
+        assert "not name=value" in refused.stderr
     assert "SECRETKEY123" not in refused.stdout + refused.stderr
 
 

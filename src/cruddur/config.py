@@ -447,6 +447,13 @@ def check_otlp_headers(name: str, value: str) -> None:
                 f"{name}: entry {position} is not name=value (e.g. "
                 "x-honeycomb-team=YOUR_KEY); it is not shown here, as it may hold a key"
             )
+        header, _, given = entry.partition("=")
+        if entry.strip() and not given.strip():
+            # x-honeycomb-team=${HONEYCOMB_API_KEY} with the variable unset: every export
+            # was refused (401), and only a log line much later said so.
+            raise ConfigError(
+                f"{name}: {header.strip()} has no value (was a variable meant to fill it unset?)"
+            )
 
 
 # The OTLP endpoint settings, the traces' own first (the SDK's order), and the headers'.
