@@ -902,14 +902,20 @@ def test_the_cli_long_verbs_send_their_spans(
     }
     migrated = run(CRUDDUR, "db", "migrate", env=env)
     assert migrated.returncode == 0, migrated.stderr
+    plain = run(CRUDDUR, "db", "seed", env=env)
+    assert plain.returncode == 0, plain.stderr
     seeded = run(CRUDDUR, "db", "seed", "--fake", "--users", "20", "--activities", "50", env=env)
     assert seeded.returncode == 0, seeded.stderr
-    # Both were sent before each command returned.
+    # All were sent before each command returned.
     by_name = {span.name: span for span in own_receiver.spans}
-    migrate, seed = by_name["cruddur db migrate"], by_name["cruddur db seed"]
+    migrate = by_name["cruddur db migrate"]
+    sample, seed = [s for s in own_receiver.spans if s.name == "cruddur db seed"]
     assert migrate.service == "cruddur-cli" and migrate.parent_span_id == ""
     assert seed.attributes["cruddur.option.fake"] is True
     assert seed.attributes["cruddur.option.activities"] == 50
+    assert "cruddur.option.replace" not in seed.attributes  # not given
+    # The sample data's seed: none of --fake's defaults (1000 users), which did not apply.
+    assert not [key for key in sample.attributes if key.startswith("cruddur.option.")]
     statements = [s for s in own_receiver.spans if s.parent_span_id == migrate.span_id]
     assert statements and all(s.kind == CLIENT for s in statements)
 

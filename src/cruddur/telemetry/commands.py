@@ -1,6 +1,7 @@
 """Spans for the CLI's long verbs (`db migrate`, `db rollback`, `db seed`), when an OTLP
-endpoint is set: one span for the command, with its numeric and on/off options, and
-under it a span per SQL statement. Sent before the command returns."""
+endpoint is set: one span for the command, with the numeric and on/off options given
+(on the command line or in the environment), and under it a span per SQL statement.
+Sent before the command returns."""
 
 from __future__ import annotations
 
@@ -28,12 +29,7 @@ def traced_command(name: str) -> Callable[[F], F]:
 
             logs.redact_stderr(settings.secrets)  # the exporter's warnings quote the endpoint
             tracing.start(settings)
-            # Options that are numbers or flags; text (paths, names) stays out.
-            options = {
-                f"cruddur.option.{key}": value
-                for key, value in kwargs.items()
-                if isinstance(value, bool | int | float)
-            }
+            options = _given_options(kwargs)
             try:
                 with tracing.tracer.start_as_current_span(
                     f"cruddur {name}", attributes={"cruddur.command": name, **options}
@@ -45,3 +41,19 @@ def traced_command(name: str) -> Callable[[F], F]:
         return run  # type: ignore[return-value]
 
     return decorate
+
+
+def _given_options(kwargs: dict[str, Any]) -> dict[str, Any]:
+    """The options that are numbers or flags (text, paths and names, stays out), and only
+    those the user gave: a default (`db seed`'s --users 1000 without --fake) did not apply."""
+    import click
+    from click.core import ParameterSource
+
+    ctx = click.get_current_context(silent=True)
+    given = (ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT)
+    return {
+        f"cruddur.option.{key}": value
+        for key, value in kwargs.items()
+        if isinstance(value, bool | int | float)
+        and (ctx is None or ctx.get_parameter_source(key) in given)
+    }
