@@ -1067,6 +1067,18 @@ def test_malformed_otlp_headers_stop_serve_without_showing_the_key(
             ",(?i)x-foo",
             "OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_SERVER_RESPONSE holds a",
         ),
+        # The exporter's: every export failed without a line, or it warned and went on.
+        (
+            "OTEL_EXPORTER_OTLP_CERTIFICATE",
+            "/nonexistent/ca.pem",
+            "OTEL_EXPORTER_OTLP_CERTIFICATE: /nonexistent/ca.pem does not exist",
+        ),
+        ("OTEL_EXPORTER_OTLP_TRACES_CLIENT_KEY", "/", "_TRACES_CLIENT_KEY: / is not a file"),
+        ("OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE", "/no/c.pem", "OTEL_EXPORTER_OTLP_CLIENT_CERTI"),
+        ("OTEL_EXPORTER_OTLP_COMPRESSION", "brotli", "OTEL_EXPORTER_OTLP_COMPRESSION must be one"),
+        ("OTEL_EXPORTER_OTLP_TRACES_COMPRESSION", "zstd", "OTEL_EXPORTER_OTLP_TRACES_COMPRESSI"),
+        ("OTEL_EXPORTER_OTLP_TIMEOUT", "abc", "OTEL_EXPORTER_OTLP_TIMEOUT must be a number of"),
+        ("OTEL_EXPORTER_OTLP_TRACES_TIMEOUT", "0", "OTEL_EXPORTER_OTLP_TRACES_TIMEOUT must be"),
     ],
 )
 def test_a_malformed_sdk_setting_stops_serve_in_one_line(
@@ -1083,6 +1095,28 @@ def test_a_malformed_sdk_setting_stops_serve_in_one_line(
     refused = run(ROOT / ".venv/bin/cruddur", "serve", "--port", str(free_port()), env=env)
     assert refused.returncode == 1
     assert said in refused.stderr and "Traceback" not in refused.stderr, refused.stderr
+
+
+def test_the_exporters_files_compressions_and_timeouts_it_takes_are_taken(
+    tmp_path: Path,
+) -> None:
+    from cruddur.config import ConfigError, TelemetrySettings, check_otel_sdk_settings
+
+    ca = tmp_path / "ca.pem"
+    ca.write_text("not checked here: the exporter reads it")
+    check_otel_sdk_settings(
+        {"OTEL_EXPORTER_OTLP_CERTIFICATE": str(ca), "OTEL_EXPORTER_OTLP_TIMEOUT": "2.5"}
+    )
+    for value in ("gzip", "deflate", "none", " GZIP "):  # as the exporter reads them
+        check_otel_sdk_settings({"OTEL_EXPORTER_OTLP_COMPRESSION": value})
+    # The traces' own setting wins, as in the exporter: the general one is not read.
+    check_otel_sdk_settings(
+        {"OTEL_EXPORTER_OTLP_TRACES_TIMEOUT": "5", "OTEL_EXPORTER_OTLP_TIMEOUT": "abc"}
+    )
+    with pytest.raises(ConfigError, match="OTEL_EXPORTER_OTLP_TIMEOUT must be"):
+        check_otel_sdk_settings({"OTEL_EXPORTER_OTLP_TIMEOUT": "nan"})
+    # Read only with tracing on, as the other OTEL_* settings.
+    assert not TelemetrySettings.from_env({"OTEL_EXPORTER_OTLP_TIMEOUT": "abc"}).traces
 
 
 def test_the_propagators_the_sdk_takes_are_taken() -> None:

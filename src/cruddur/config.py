@@ -533,13 +533,19 @@ _OTEL_CREDENTIAL_PROVIDERS = (
     "OTEL_PYTHON_EXPORTER_OTLP_HTTP_CREDENTIAL_PROVIDER",
     "OTEL_PYTHON_EXPORTER_OTLP_HTTP_TRACES_CREDENTIAL_PROVIDER",
 )
+# The exporter's files for TLS: a missing one failed every export without a line.
+_OTLP_FILES = ("CERTIFICATE", "CLIENT_KEY", "CLIENT_CERTIFICATE")
+# What the OTLP/HTTP exporter compresses with; any other it warned about and sent plain.
+OTLP_COMPRESSIONS = ("gzip", "deflate", "none")
 
 
 def check_otel_sdk_settings(env: Mapping[str, str]) -> None:
     """ConfigError, naming the variable, for an SDK setting the SDK would raise on: a
     span limit that is not a whole number of 0 or more, a batch setting under 1 (or a
     batch larger than the queue), a URL or header pattern that is not a regex, a
-    credential provider or a propagator no installed package offers."""
+    credential provider or a propagator no installed package offers; and for one the
+    exporter would take with at most a warning: a TLS file that cannot be read, an
+    unknown compression, a timeout that is not a number above 0."""
     for name in _OTEL_COUNTS:
         _number(env, name, 0, minimum=0, kind=int)
     batch = {
@@ -565,6 +571,7 @@ def check_otel_sdk_settings(env: Mapping[str, str]) -> None:
                 f"(offered: {', '.join(sorted(offered)) or 'none'})"
             )
     _check_propagators(env.get("OTEL_PROPAGATORS", ""))
+    _check_otlp_exporter(env)
     for name in _OTEL_PATTERN_LISTS:
         value = env.get(name, "")
         # Split and joined as the instrumentations do, empty entries kept: ",(?i)x" fails.
@@ -575,6 +582,46 @@ def check_otel_sdk_settings(env: Mapping[str, str]) -> None:
             raise ConfigError(
                 f"{name} holds a pattern that is not a regular expression: {exc}"
             ) from None
+
+
+def _otlp_setting(env: Mapping[str, str], what: str) -> tuple[str, str]:
+    """The exporter's setting `what` and its name, as it reads them: the traces' own if
+    set (not blank), else the general one."""
+    name = f"OTEL_EXPORTER_OTLP_TRACES_{what}"
+    if not env.get(name):
+        name = f"OTEL_EXPORTER_OTLP_{what}"
+    return name, env.get(name, "")
+
+
+def _check_otlp_exporter(env: Mapping[str, str]) -> None:
+    """The exporter's TLS files, compression and timeout, which it took with at most a
+    warning: a CA file that is not there failed every export without a line, an unknown
+    compression sent plain, a timeout that is not a number became 10 s."""
+    for what in _OTLP_FILES:
+        name, value = _otlp_setting(env, what)
+        if not value:
+            continue
+        path = Path(value)
+        if not path.exists():
+            raise ConfigError(f"{name}: {value} does not exist")
+        if not path.is_file():
+            raise ConfigError(f"{name}: {value} is not a file")
+        try:
+            path.open("rb").close()
+        except OSError as exc:
+            raise ConfigError(f"{name}: {value} cannot be read ({exc.strerror})") from None
+    name, value = _otlp_setting(env, "COMPRESSION")
+    if value and value.strip().lower() not in OTLP_COMPRESSIONS:
+        raise ConfigError(
+            f"{name} must be one of {', '.join(OTLP_COMPRESSIONS)}, not {value.strip()!r}"
+        )
+    name, value = _otlp_setting(env, "TIMEOUT")
+    try:
+        seconds = float(value) if value else 1.0
+    except ValueError:
+        seconds = math.nan
+    if not (math.isfinite(seconds) and seconds > 0):
+        raise ConfigError(f"{name} must be a number of seconds above 0, not {value.strip()!r}")
 
 
 def _check_propagators(configured: str) -> None:
