@@ -27,6 +27,7 @@ from helpers import ROOT, run
 from otlp_receiver import OtlpReceiver, Span
 from prometheus_client.parser import text_string_to_metric_families
 from psycopg import sql
+from replica_support import ReplicaPair
 from server_support import free_port, request
 
 from cruddur.urls import with_database
@@ -410,9 +411,54 @@ def test_metrics_count_the_requests_of_both_workers(served: Served) -> None:
     assert after[refused] - before.get(refused, 0) == 3
     # Each worker's pool holds at least its one connection; the exporter adds them up.
     deadline = time.monotonic() + 5
-    while _scrape(served)[("cruddur_db_pool_size", ())] < 2:
+    while _scrape(served)[("cruddur_db_pool_size", (("pool", "primary"),))] < 2:
         assert time.monotonic() < deadline, _scrape(served)
         time.sleep(0.2)
+
+
+def test_the_pool_gauges_count_the_reader_pool_apart(tmp_path: Path) -> None:
+    # Reads went to the replica's pool, which the gauges left out: 40 concurrent user-feed
+    # reads showed the primary's pool only, while the replica held connections of its own.
+    pair = ReplicaPair(tmp_path / "pair").create()
+    server = None
+    try:
+        server = Served(
+            pair.primary_url,
+            tmp_path,
+            {"READER_CONNECTION_URL": pair.replica_url, "CRUDDUR_METRICS_PORT": str(free_port())},
+        )
+
+        def reads(count: int) -> None:
+            for _ in range(count):
+                assert request(f"{server.base}/api/activities/@andrewbrown")[0] == 200
+
+        def in_postgres(url: str, application: str) -> int:
+            with psycopg.connect(url, autocommit=True) as conn:
+                query = "SELECT count(*) FROM pg_stat_activity WHERE application_name = %s"
+                return conn.execute(query, (application,)).fetchone()[0]
+
+        deadline = time.monotonic() + 20
+        while True:
+            threads = [threading.Thread(target=reads, args=(5,)) for _ in range(8)]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+            time.sleep(1.5)  # a reading of the pools, every second
+            metrics = _scrape(server)
+            reader = metrics.get(("cruddur_db_pool_size", (("pool", "reader"),)), 0)
+            if reader and reader == in_postgres(pair.replica_url, "cruddur-api-reader"):
+                break
+            assert time.monotonic() < deadline, (metrics, reader)
+        assert metrics[("cruddur_db_pool_size", (("pool", "primary"),))] >= 1
+        for gauge in ("cruddur_db_pool_idle", "cruddur_db_pool_waiting"):
+            assert (gauge, (("pool", "reader"),)) in metrics
+            assert (gauge, (("pool", "primary"),)) in metrics
+        assert ("cruddur_db_pool_size", ()) not in metrics  # no series without its pool
+    finally:
+        if server is not None:
+            server.stop()
+        pair.remove()
 
 
 def test_methods_clients_make_up_add_no_series(served: Served) -> None:

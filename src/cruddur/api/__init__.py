@@ -90,11 +90,9 @@ def create_app(
         assert url is not None  # asked for only when there is a replica
         return reader_db(settings, url)
 
+    reader_holder = AppDatabase(reader) if has_reader else None
     app.extensions["cruddur.reads"] = ReadRouter(
-        holder,
-        AppDatabase(reader) if has_reader else None,
-        replica,
-        settings.pool.connect_timeout,
+        holder, reader_holder, replica, settings.pool.connect_timeout
     )
     if verifier is None:
         # Partial Cognito settings stop the app here, and the dev key pair never signs in
@@ -154,7 +152,10 @@ def create_app(
         app.request_class = requests.RememberedRequest
     inner = app.wsgi_app if tracing.enabled() else without_flask(app.wsgi_app)
     app.wsgi_app = Edge(inner, settings.serve.cors_origins, observe=observe)
-    metrics.watch_pool(lambda: holder.opened.pool.get_stats() if holder.opened else None)
+    metrics.watch_pools(
+        {"primary": holder.pool_stats}
+        | ({"reader": reader_holder.pool_stats} if reader_holder is not None else {})
+    )
     errors.install(app)
     app.register_blueprint(activities.bp)
     app.register_blueprint(health.bp)

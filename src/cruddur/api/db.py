@@ -135,6 +135,11 @@ class AppDatabase:
     def opened(self) -> Db | None:
         return self._opened
 
+    def pool_stats(self) -> dict[str, int] | None:
+        """The pool's figures (psycopg_pool's get_stats), None before it is opened."""
+        opened = self._opened
+        return opened.pool.get_stats() if opened is not None else None
+
     @property
     def conninfo(self) -> str:
         """Where it connects, without opening it."""

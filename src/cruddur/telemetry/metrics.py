@@ -15,7 +15,7 @@ import multiprocessing.util
 import os
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from cruddur.telemetry.logs import Finished
@@ -58,16 +58,24 @@ class _Metrics:
         self.tokens_refused = Counter(
             "cruddur_auth_tokens_refused", "Sign-ins refused (401 or 403), by reason", ["reason"]
         )
-        # Summed over the live workers: connections open, idle ones, requests waiting.
+        # Summed over the live workers, by pool (primary, reader): connections open, idle
+        # ones, requests waiting. livesum adds up each pool's series over the workers.
         self.pool_size = Gauge(
-            "cruddur_db_pool_size", "Connections the pools hold", multiprocess_mode="livesum"
+            "cruddur_db_pool_size",
+            "Connections the pools hold, by pool",
+            ["pool"],
+            multiprocess_mode="livesum",
         )
         self.pool_idle = Gauge(
-            "cruddur_db_pool_idle", "Connections idle in the pools", multiprocess_mode="livesum"
+            "cruddur_db_pool_idle",
+            "Connections idle in the pools, by pool",
+            ["pool"],
+            multiprocess_mode="livesum",
         )
         self.pool_waiting = Gauge(
             "cruddur_db_pool_waiting",
-            "Requests waiting for a connection",
+            "Requests waiting for a connection, by pool",
+            ["pool"],
             multiprocess_mode="livesum",
         )
         # Children by labels, so a request's counts skip labels()' checks and lock.
@@ -186,21 +194,32 @@ def count_refused_token(reason: str) -> None:
         _metrics.tokens_refused.labels(reason).inc()
 
 
-def watch_pool(stats: Callable[[], dict[str, int] | None]) -> None:
-    """Read the pool's figures every POOL_EVERY seconds into the gauges (a daemon thread:
-    a reading per request would cost every request)."""
+def watch_pools(pools: Mapping[str, Callable[[], dict[str, int] | None]]) -> None:
+    """Read each pool's figures (by its label: "primary", "reader") every POOL_EVERY
+    seconds into the gauges (a daemon thread: a reading per request would cost every
+    request). A pool not opened yet reads as 0."""
     if _metrics is None:
         return
+    gauges = [
+        (
+            stats,
+            _metrics.pool_size.labels(name),
+            _metrics.pool_idle.labels(name),
+            _metrics.pool_waiting.labels(name),
+        )
+        for name, stats in pools.items()
+    ]
 
     def loop() -> None:
         while True:
-            try:
-                figures = stats() or {}
-                _metrics.pool_size.set(figures.get("pool_size", 0))
-                _metrics.pool_idle.set(figures.get("pool_available", 0))
-                _metrics.pool_waiting.set(figures.get("requests_waiting", 0))
-            except Exception:  # a pool closing under us: read again next time
-                log.debug("metrics: pool reading failed", exc_info=True)
+            for stats, size, idle, waiting in gauges:
+                try:
+                    figures = stats() or {}
+                    size.set(figures.get("pool_size", 0))
+                    idle.set(figures.get("pool_available", 0))
+                    waiting.set(figures.get("requests_waiting", 0))
+                except Exception:  # a pool closing under us: read again next time
+                    log.debug("metrics: pool reading failed", exc_info=True)
             time.sleep(POOL_EVERY)
 
     threading.Thread(target=loop, name="cruddur-pool-metrics", daemon=True).start()
