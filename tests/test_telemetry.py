@@ -30,6 +30,7 @@ from psycopg import sql
 from replica_support import ReplicaPair
 from server_support import free_port, request
 
+from cruddur.serving import WORKERS_KILL_TIMEOUT
 from cruddur.urls import with_database
 
 CRUDDUR = ROOT / ".venv" / "bin" / "cruddur"
@@ -553,9 +554,11 @@ def test_a_receiver_down_or_slow_never_slows_or_fails_a_request(
             # A user-facing bound, far above a feed page's few milliseconds.
             assert time.monotonic() - started < 1.0
         # Nor a stop by more than the few seconds given to the last spans (ECS allows 30),
-        # and each worker ends on its own: the flush's wait was granian's kill timeout.
-        assert server.stop() < 15
-        assert "Killing worker" not in server.output, server.output
+        # and each worker ends on its own, before granian's kill timeout: the flush's wait
+        # was that timeout. (Not by granian's "Killing worker" line: it also prints it,
+        # now and then, for a worker that ended a moment before it looked, within 1 s.)
+        took = server.stop()
+        assert took < WORKERS_KILL_TIMEOUT, server.output
     finally:
         if slow:
             slow.close()
