@@ -8,7 +8,9 @@ import uuid
 import psycopg
 import pytest
 from api_support import CheckedClient
+from helpers import free_port
 from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from cruddur.api import create_app
 from cruddur.config import PoolSettings
@@ -121,6 +123,18 @@ def test_a_server_with_no_connection_slot_left_is_busy_not_away(admin, seeded_db
             try:
                 assert gate.verify() and not gate.down
                 gate.admit()  # no DatabaseUnavailable
+            finally:
+                gate.close()
+            # With several hosts, one down and one full: the one down is an outage.
+            there = conninfo_to_dict(url)
+            both = make_conninfo(
+                url,
+                host=f"127.0.0.1,{there.get('host', '127.0.0.1')}",
+                port=f"{free_port()},{there.get('port', 5432)}",
+            )
+            gate = Reachability(lambda: psycopg.connect(both).close(), lambda: None)
+            try:
+                assert not gate.verify() and gate.down
             finally:
                 gate.close()
     finally:

@@ -51,3 +51,8 @@ def test_the_pools_timeout_and_the_servers_own_errors_keep_theirs(server_url: st
         )
     assert isinstance(busy, PoolTimeout) and sqlstate_class(busy) == "none"
     assert sqlstate_class(duplicate) == "23"
+    # The client's own mistake (two placeholders, one value) has no SQLSTATE either: not
+    # a connection error, which an alert on 08 would page someone for.
+    with psycopg.connect(server_url) as conn:
+        mismatch = _raised(lambda: conn.execute("SELECT %s, %s", [1]))
+    assert sqlstate_class(mismatch) == "none"

@@ -127,6 +127,8 @@ def test_settings_come_from_secrets_and_parameters_never_plain_values() -> None:
             assert not plain & {"CONNECTION_URL", "PROD_CONNECTION_URL", "MASTER_USER_PASSWORD"}
             assert "CONNECTION_URL" in {item["Name"] for item in container["Secrets"]}
             assert container["LogConfiguration"]["LogDriver"] == "awslogs"
+            # PID 1 ignored a SIGTERM sent before granian's handler was in.
+            assert container["LinuxParameters"]["InitProcessEnabled"] is True
     api = resources["ApiTaskDefinition"]["Properties"]["ContainerDefinitions"][0]
     secret_names = {item["Name"] for item in api["Secrets"]}
     assert {"AWS_COGNITO_USER_POOL_ID", "AWS_COGNITO_USER_POOL_CLIENT_ID"} <= secret_names

@@ -33,13 +33,31 @@ class DatabaseUnavailable(psycopg.OperationalError):
 
 
 # SQLSTATE 53300 (too_many_connections): max_connections or a role's or database's
-# CONNECTION LIMIT reached. libpq reports a refused connection with no SQLSTATE, so the
-# server's words are looked for too.
-_FULL_WORDS = ("too many clients", "too many connections", "connection slots are reserved")
+# CONNECTION LIMIT reached; PgBouncer's max_client_conn. libpq reports a refused
+# connection with no SQLSTATE, so the server's (or the pooler's) words are looked for.
+_FULL_WORDS = (
+    "too many clients",
+    "too many connections",
+    "connection slots are reserved",
+    "no more connections allowed",  # PgBouncer
+)
+# Words of a server that did not answer: with several hosts (host=a,b) one may be down
+# while another is full, and the one down is an outage.
+_AWAY_WORDS = (
+    "connection refused",
+    "timeout expired",
+    "could not connect",
+    "no route to host",
+    "network is unreachable",
+    "could not translate host name",
+    "server closed the connection unexpectedly",
+)
 
 
 def _full(exc: psycopg.Error) -> bool:
-    text = str(exc)
+    text = str(exc).lower()
+    if any(word in text for word in _AWAY_WORDS):
+        return False
     return getattr(exc, "sqlstate", None) == "53300" or any(w in text for w in _FULL_WORDS)
 
 

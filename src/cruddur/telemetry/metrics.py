@@ -183,9 +183,11 @@ def sqlstate_class(exc: BaseException) -> str:
     sqlstate = getattr(exc, "sqlstate", None)
     if sqlstate:
         return sqlstate[:2]
-    # By name: the Lambdas share this module and do not load psycopg_pool.
-    if any(kind.__name__ == "PoolTimeout" for kind in type(exc).__mro__):
-        return "none"
+    # By name: the Lambdas share this module and do not load psycopg_pool (whose
+    # PoolTimeout is an OperationalError too).
+    kinds = {kind.__name__ for kind in type(exc).__mro__}
+    if "PoolTimeout" in kinds or not kinds & {"OperationalError", "InterfaceError"}:
+        return "none"  # the pool's timeout, or the client's own error (a bad parameter)
     return "08"
 
 
