@@ -255,6 +255,13 @@ def test_a_home_whose_path_pg_ctl_cannot_quote_is_refused_first(tmp_path) -> Non
     assert 'pg_ctl cannot quote " in a path' in refused.stderr, refused.stderr
     assert "set CRUDDUR_HOME to a folder" in refused.stderr
     assert not (home / "postgres" / "data").exists()
+    # A $ or \\ the shell leaves as it is, in double quotes, is no reason to refuse.
+    fine = tmp_path / "h\\ome$"
+    try:
+        started = cruddur("db", "up", env={"CRUDDUR_HOME": str(fine)})
+        assert started.returncode == 0, started.stderr
+    finally:
+        cruddur("db", "down", env={"CRUDDUR_HOME": str(fine)})
 
 
 def test_a_database_made_again_by_hand_is_the_apis_to_read(home) -> None:

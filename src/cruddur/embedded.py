@@ -325,14 +325,16 @@ def _last_fatal(log_file: Path) -> str | None:
     return None
 
 
-# pg_ctl starts the server through /bin/sh with its paths in double quotes: one holding
-# any of these broke that command ("could not start server", a log that never existed,
-# or a shell syntax error), after initdb had made the cluster.
-_UNQUOTABLE = '"$`\\'
+# pg_ctl starts the server through /bin/sh with its paths in double quotes: a path the
+# shell changes there broke that command ("could not start server", a log that never
+# existed, or a shell syntax error), after initdb had made the cluster. Inside double
+# quotes the shell takes " and ` as they come, $ before a name, a digit, {, ( or a
+# special parameter, and \ before $ ` " \; any other $ or \ stays as it is.
+_SHELL_CHANGES = re.compile(r'["`]|\$[\w{(*@#?$!-]|\\[$`"\\]')
 
 
 def _refuse_unquotable(folder: Path) -> None:
-    found = sorted({char for char in str(folder) if char in _UNQUOTABLE})
+    found = sorted({match[0][0] for match in _SHELL_CHANGES.finditer(str(folder))})
     if found:
         raise EmbeddedError(
             f"the embedded PostgreSQL cannot live in {folder}: pg_ctl cannot quote "
@@ -600,8 +602,8 @@ class EmbeddedPostgres:
         only, and only if the server was not running already."""
         with self._lock():
             run_as = RunAs.for_current_user()
-            _refuse_unquotable(self.cluster_dir)
-            if not self.initialized:
+            if not self.initialized:  # a cluster that runs already is never refused
+                _refuse_unquotable(self.cluster_dir)
                 self._initdb(run_as)
             kind, named = self._pid_file_kind()
             if kind == "copy":
