@@ -176,6 +176,8 @@ def test_compose_starts_the_api_after_a_healthy_database_and_a_finished_migratio
     assert "pg_isready" in services["db"]["healthcheck"]["test"]
     assert "@db:5432/" in api["environment"]["CONNECTION_URL"]
     assert "db migrate" in " ".join(services["migrate"]["command"])
+    # PID 1 ignored a SIGTERM sent before granian's handler was in.
+    assert all(services[name]["init"] is True for name in ("api", "migrate", "seed"))
     assert services["seed"]["profiles"] == ["seed"]
 
 
