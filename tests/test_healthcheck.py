@@ -4,8 +4,11 @@
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
+import threading
+import time
 from urllib.parse import urlsplit
 
 from helpers import free_port
@@ -38,3 +41,46 @@ def test_a_server_whose_database_is_away_is_alive_but_not_ready(tmp_path) -> Non
 
 def test_nothing_on_the_port_is_not_alive() -> None:
     assert _check(f"http://127.0.0.1:{free_port()}").returncode == 1
+
+
+def _another_program(answer: bytes, drip: float = 0.0) -> tuple[str, threading.Event]:
+    """A server on a free port that answers every connection with `answer` (a byte at a
+    time, `drip` seconds apart, when given); its base URL and a stop event."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    stop = threading.Event()
+
+    def serve() -> None:
+        with listener:
+            listener.settimeout(0.2)
+            while not stop.is_set():
+                try:
+                    conn, _ = listener.accept()
+                except TimeoutError:
+                    continue
+                with conn:
+                    conn.recv(65_536)
+                    for byte in answer if drip else [answer]:
+                        if stop.wait(drip):
+                            break
+                        conn.sendall(bytes([byte]) if drip else byte)
+
+    threading.Thread(target=serve, daemon=True).start()
+    return f"http://127.0.0.1:{listener.getsockname()[1]}", stop
+
+
+def test_another_programs_503_or_an_answer_that_never_ends_is_not_alive() -> None:
+    # Any JSON 503 with "status" and "database" counted as the API's own; an answer
+    # dripping a byte a second kept the check going for as long as it lasted.
+    body = b'{"status": "down", "database": "mysql"}'
+    head = b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
+    lookalike = head + b"Content-Length: %d\r\n\r\n" % len(body) + body
+    for answer, drip in ((lookalike, 0.0), (lookalike, 0.5)):
+        base, stop = _another_program(answer, drip)
+        try:
+            started = time.monotonic()
+            checked = _check(base)
+            assert checked.returncode == 1, (drip, checked.stderr)
+            assert "unhealthy" in checked.stderr and "Traceback" not in checked.stderr
+            assert time.monotonic() - started < 10  # its 3 s, and Python's start
+        finally:
+            stop.set()
