@@ -125,7 +125,8 @@ def test_a_server_with_no_connection_slot_left_is_busy_not_away(admin, seeded_db
                 gate.admit()  # no DatabaseUnavailable
             finally:
                 gate.close()
-            # With several hosts, one down and one full: the one down is an outage.
+            # With several addresses, one refusing and one full (a dead second host,
+            # `localhost` as ::1 and 127.0.0.1): the full one answered, it is busy.
             there = conninfo_to_dict(url)
             both = make_conninfo(
                 url,
@@ -134,7 +135,7 @@ def test_a_server_with_no_connection_slot_left_is_busy_not_away(admin, seeded_db
             )
             gate = Reachability(lambda: psycopg.connect(both).close(), lambda: None)
             try:
-                assert not gate.verify() and gate.down
+                assert gate.verify() and not gate.down
             finally:
                 gate.close()
     finally:

@@ -41,23 +41,13 @@ _FULL_WORDS = (
     "connection slots are reserved",
     "no more connections allowed",  # PgBouncer
 )
-# Words of a server that did not answer: with several hosts (host=a,b) one may be down
-# while another is full, and the one down is an outage.
-_AWAY_WORDS = (
-    "connection refused",
-    "timeout expired",
-    "could not connect",
-    "no route to host",
-    "network is unreachable",
-    "could not translate host name",
-    "server closed the connection unexpectedly",
-)
 
 
 def _full(exc: psycopg.Error) -> bool:
+    """A server answered that it is full, in any of the attempts libpq made: with several
+    addresses (host=a,b; `localhost` as ::1 and 127.0.0.1) one may refuse while the
+    other is full, and the pool's connections to that one still serve."""
     text = str(exc).lower()
-    if any(word in text for word in _AWAY_WORDS):
-        return False
     return getattr(exc, "sqlstate", None) == "53300" or any(w in text for w in _FULL_WORDS)
 
 
