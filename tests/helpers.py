@@ -9,15 +9,18 @@ import os
 import pwd
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import sys
 import tempfile
+import time
 import traceback
 from pathlib import Path
 from typing import Any
 
 import psycopg
+from psycopg import sql
 
 from cruddur.urls import parse
 
@@ -223,3 +226,30 @@ def user_pool(auth_flow: str) -> tuple[str, str]:
         ExplicitAuthFlows=[auth_flow, "ALLOW_REFRESH_TOKEN_AUTH"],
     )["UserPoolClient"]["ClientId"]
     return pool_id, client_id
+
+
+def ctrl_c_once(command: list[str], url: str, env: dict[str, str], running: str) -> tuple[int, str]:
+    """Start `command` (a `cruddur` verb on the database at `url`) in a process group of
+    its own, as a shell's job is; once a session there matches `running` (a condition on
+    pg_stat_activity), send the group SIGINT, as Ctrl-C in a terminal does. Its exit
+    status and stderr."""
+    full_env = {k: v for k, v in os.environ.items() if k != "PROD_CONNECTION_URL"}
+    full_env.update(env, NO_COLOR="1", CONNECTION_URL=url)
+    process = subprocess.Popen(
+        command, env=full_env, stderr=subprocess.PIPE, text=True, start_new_session=True
+    )
+    try:
+        with psycopg.connect(url, autocommit=True) as watcher:
+            deadline = time.monotonic() + 30
+            query = sql.SQL(
+                "SELECT 1 FROM pg_stat_activity WHERE datname = current_database() AND {}"
+            ).format(sql.SQL(running))  # the tests' own condition
+            while not watcher.execute(query).fetchone():
+                assert time.monotonic() < deadline, f"nothing ever matched {running}"
+                time.sleep(0.05)
+        os.killpg(process.pid, signal.SIGINT)
+        err = process.communicate(timeout=30)[1]
+    finally:
+        if process.poll() is None:
+            process.kill()
+    return process.returncode, err

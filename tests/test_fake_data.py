@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
 import random
-import signal
 import subprocess
-import time
 from uuid import UUID
 
 import psycopg
 import pytest
-from helpers import ROOT, cli, run
+from helpers import ROOT, cli, ctrl_c_once, run
 from psycopg import sql
 
 from cruddur.db import Db
@@ -309,27 +306,9 @@ def test_fake_on_production_asks_first(seeded_db: str, another_seeded_db: str) -
 
 def test_ctrl_c_while_writing_says_nothing_was_written_and_exits_130(seeded_db: str) -> None:
     # It said only "Aborted!", exit status 1, leaving the user to guess what stayed.
-    env = {k: v for k, v in os.environ.items() if k != "PROD_CONNECTION_URL"}
-    env.update(NO_COLOR="1", CONNECTION_URL=seeded_db)
     command = [CRUDDUR, "db", "seed", "--fake", "--users", "100", "--activities", "3000000"]
-    seeding = subprocess.Popen(
-        command, env=env, stderr=subprocess.PIPE, text=True, start_new_session=True
-    )
-    try:
-        with psycopg.connect(seeded_db, autocommit=True) as watcher:
-            deadline = time.monotonic() + 30
-            while not watcher.execute(
-                "SELECT 1 FROM pg_stat_activity WHERE datname = current_database()"
-                " AND query LIKE 'COPY activities%'"
-            ).fetchone():
-                assert time.monotonic() < deadline, "the activities were never written"
-                time.sleep(0.05)
-        os.killpg(seeding.pid, signal.SIGINT)
-        err = seeding.communicate(timeout=30)[1]
-    finally:
-        if seeding.poll() is None:
-            seeding.kill()
-    assert seeding.returncode == 130, err
+    status, err = ctrl_c_once(command, seeded_db, {}, "query LIKE 'COPY activities%'")
+    assert status == 130, err
     assert "interrupted: nothing was written" in err, err
     assert "Aborted!" not in err and "Traceback" not in err
     assert one(seeded_db, "SELECT count(*) FROM users WHERE cognito_user_id LIKE 'FAKE-%'") == 0

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from helpers import BIN, as_role, cli, run, tables
+from helpers import BIN, as_role, cli, ctrl_c_once, run, tables
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
@@ -655,31 +655,11 @@ def _interrupted_mid_statement(url: str, folder: Path, *args: str) -> str:
     """Run `cruddur db …` until its migration sleeps (pg_sleep, in a statement or a
     trigger), then Ctrl-C it (SIGINT to its process group, as a terminal does); its
     stderr, once it exited 130."""
-    env = {k: v for k, v in os.environ.items() if k != "PROD_CONNECTION_URL"}
-    env.update(NO_COLOR="1", CONNECTION_URL=url)
     cruddur = str(Path(BIN).parent / ".venv" / "bin" / "cruddur")
-    process = subprocess.Popen(
-        [cruddur, "db", *args, "--migrations-dir", str(folder)],
-        env=env,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    )
-    try:
-        with psycopg.connect(url, autocommit=True) as watcher:
-            deadline = time.monotonic() + 30
-            while not watcher.execute(
-                "SELECT 1 FROM pg_stat_activity WHERE application_name = 'cruddur-migrate'"
-                " AND wait_event = 'PgSleep' AND datname = current_database()"
-            ).fetchone():
-                assert time.monotonic() < deadline, "the migration never started"
-                time.sleep(0.05)
-        os.killpg(process.pid, signal.SIGINT)
-        err = process.communicate(timeout=30)[1]
-    finally:
-        if process.poll() is None:
-            process.kill()
-    assert process.returncode == 130, err
+    command = [cruddur, "db", *args, "--migrations-dir", str(folder)]
+    running = "application_name = 'cruddur-migrate' AND wait_event = 'PgSleep'"
+    status, err = ctrl_c_once(command, url, {}, running)
+    assert status == 130, err
     assert "Aborted!" not in err and "Traceback" not in err
     with psycopg.connect(url, autocommit=True) as conn:  # let go of at once, not left held
         assert conn.execute("SELECT pg_try_advisory_lock(%s)", [lock.LOCK_KEY]).fetchone()[0]

@@ -912,6 +912,13 @@ PURGE_NICE_RATIO_MAX = 100.0
 WAIT_MAX_SECONDS = 3600
 
 
+def _connect_timeout(env: Mapping[str, str], default: int) -> int:
+    """CRUDDUR_CONNECT_TIMEOUT: the API's and the CLI's, and the Lambdas', seconds."""
+    return _number(
+        env, "CRUDDUR_CONNECT_TIMEOUT", default, minimum=1, maximum=WAIT_MAX_SECONDS, kind=int
+    )
+
+
 @dataclass(frozen=True)
 class LambdaSettings:
     """What a Lambda handler reads besides its connection (cruddur.lambdas); each handler
@@ -931,14 +938,7 @@ class LambdaSettings:
             return _number(env, name, default, minimum=1, kind=int)
 
         return cls(
-            connect_timeout=_number(
-                env,
-                "CRUDDUR_CONNECT_TIMEOUT",
-                defaults.connect_timeout,
-                minimum=1,
-                maximum=WAIT_MAX_SECONDS,
-                kind=int,
-            ),
+            connect_timeout=_connect_timeout(env, defaults.connect_timeout),
             statement_timeout_ms=whole("CRUDDUR_STATEMENT_TIMEOUT", defaults.statement_timeout_ms),
             purge_grace_hours=_number(
                 env,
@@ -1052,14 +1052,7 @@ class Settings(ReprWithoutSecrets):
                 maximum=WAIT_MAX_SECONDS,
                 kind=float,
             ),
-            connect_timeout=_number(
-                env,
-                "CRUDDUR_CONNECT_TIMEOUT",
-                defaults.connect_timeout,
-                minimum=1,
-                maximum=WAIT_MAX_SECONDS,
-                kind=int,
-            ),
+            connect_timeout=_connect_timeout(env, defaults.connect_timeout),
         )
         if pool.min_size > pool.max_size:
             raise ConfigError(
