@@ -4,12 +4,15 @@ template: test_purge_lambda.py)."""
 from __future__ import annotations
 
 import json
+import re
+from typing import Any
 
 import pytest
 from cfnlint.decode import decode
 from helpers import ROOT, run
 
 from cruddur.cli.lambdas import DEFAULT_OUTPUT
+from cruddur.config import TelemetrySettings
 from cruddur.ops.packaging import HANDLER
 
 TEMPLATE = ROOT / "deploy/post-confirmation.yaml"
@@ -118,12 +121,18 @@ def test_the_service_runs_two_tasks_or_more_behind_the_load_balancer() -> None:
     assert policies == {"ECSServiceAverageCPUUtilization", "ALBRequestCountPerTarget"}
 
 
-def test_settings_come_from_secrets_and_parameters_never_plain_values() -> None:
-    template, _ = decode(str(ECS_TEMPLATE))
+@pytest.mark.parametrize("traces", ["off", "otlp", "xray"])
+def test_settings_come_from_secrets_and_parameters_never_plain_values(traces: str) -> None:
+    template = resolved_ecs_template(
+        Traces=traces, TracesEndpoint="https://api.honeycomb.io", TracesHeadersSecretArn=HEADERS
+    )  # fmt: skip
     resources = template["Resources"]
     for name in ("ApiTaskDefinition", "MigrateTaskDefinition"):
         for container in resources[name]["Properties"]["ContainerDefinitions"]:
             plain = {item["Name"] for item in container.get("Environment", [])}
+            assert not plain & {"OTEL_EXPORTER_OTLP_HEADERS"}  # a tracing back end's key
+            if container["Name"] == "otel-collector":
+                continue
             assert not plain & {"CONNECTION_URL", "PROD_CONNECTION_URL", "MASTER_USER_PASSWORD"}
             assert "CONNECTION_URL" in {item["Name"] for item in container["Secrets"]}
             assert container["LogConfiguration"]["LogDriver"] == "awslogs"
@@ -195,8 +204,14 @@ def test_only_the_migration_task_can_be_given_the_owners_secret() -> None:
             if statement["Action"] == "secretsmanager:GetSecretValue"
         ]
 
-    assert readable("ExecutionRole") == [{"Ref": "ConnectionSecretArn"}]
-    assert readable("MigrateExecutionRole") == [{"Ref": "MigrationSecretArn"}]
+    for traces in ("off", "otlp", "xray"):
+        resolved = resolved_ecs_template(
+            Traces=traces, TracesEndpoint="https://api.honeycomb.io", TracesHeadersSecretArn=HEADERS
+        )  # fmt: skip
+        resources = resolved["Resources"]
+        extra = [HEADERS] if traces == "otlp" else []  # the exporter's headers (its key)
+        assert readable("ExecutionRole") == [[CONNECTION, *extra]], traces
+        assert readable("MigrateExecutionRole") == [MIGRATION], traces
     api = resources["ApiTaskDefinition"]["Properties"]
     migrate = resources["MigrateTaskDefinition"]["Properties"]
     assert api["ExecutionRoleArn"] == {"Fn::GetAtt": ["ExecutionRole", "Arn"]}
@@ -211,3 +226,155 @@ def test_only_the_migration_task_can_be_given_the_owners_secret() -> None:
     assert passing["Condition"] == {
         "StringEquals": {"iam:PassedToService": "ecs-tasks.amazonaws.com"}
     }
+
+
+# -- traces from the ECS service ------------------------------------------------------------
+
+CONNECTION = "arn:aws:secretsmanager:ca-central-1:123456789012:secret:cruddur/api-url-AbCdEf"
+MIGRATION = "arn:aws:secretsmanager:ca-central-1:123456789012:secret:cruddur/owner-url-AbCdEf"
+HEADERS = "arn:aws:secretsmanager:ca-central-1:123456789012:secret:cruddur/honeycomb-AbCdEf"
+_NO_VALUE = object()
+
+
+def resolved_ecs_template(**given: str) -> dict:
+    """deploy/ecs-service.yaml as CloudFormation would see it with these parameters (the
+    others at their defaults, the two secrets above): each Fn::If decided and each
+    AWS::NoValue gone; Ref to a parameter replaced by its value. Other intrinsics stay."""
+    template, problems = decode(str(ECS_TEMPLATE))
+    assert not problems
+    values = {name: str(p.get("Default", "")) for name, p in template["Parameters"].items()}
+    values.update(ConnectionSecretArn=CONNECTION, MigrationSecretArn=MIGRATION, **given)
+    for name, value in values.items():
+        pattern = template["Parameters"][name].get("AllowedPattern")
+        if pattern and value:
+            assert re.fullmatch(pattern, value), (name, value)
+        assert value in template["Parameters"][name].get("AllowedValues", [value]), name
+    conditions: dict[str, bool] = {}
+
+    def holds(expression: dict) -> bool:
+        ((function, arguments),) = expression.items()
+        if function == "Condition":
+            return condition(arguments)
+        if function == "Fn::Equals":
+            left, right = (resolve(argument) for argument in arguments)
+            return left == right
+        if function == "Fn::Not":
+            return not holds(arguments[0])
+        if function == "Fn::And":
+            return all(holds(argument) for argument in arguments)
+        if function == "Fn::Or":
+            return any(holds(argument) for argument in arguments)
+        raise AssertionError(f"no such condition function: {function}")
+
+    def condition(name: str) -> bool:
+        if name not in conditions:
+            conditions[name] = holds(template["Conditions"][name])
+        return conditions[name]
+
+    def resolve(node: Any) -> Any:
+        if isinstance(node, list):
+            return [kept for item in node if (kept := resolve(item)) is not _NO_VALUE]
+        if not isinstance(node, dict):
+            return node
+        if set(node) == {"Fn::If"}:
+            name, when_true, when_false = node["Fn::If"]
+            return resolve(when_true if condition(name) else when_false)
+        if node == {"Ref": "AWS::NoValue"}:
+            return _NO_VALUE
+        if set(node) == {"Ref"} and node["Ref"] in values:
+            return values[node["Ref"]]
+        return {
+            key: kept for key, value in node.items() if (kept := resolve(value)) is not _NO_VALUE
+        }
+
+    for rule in template.get("Rules", {}).values():
+        if holds(rule["RuleCondition"]):
+            for assertion in rule["Assertions"]:
+                assert holds(assertion["Assert"]), assertion["AssertDescription"]
+    return resolve({key: value for key, value in template.items() if key != "Conditions"})
+
+
+def _task(resolved: dict) -> tuple[dict, dict[str, dict]]:
+    """The API task definition's properties, and its containers by name."""
+    task = resolved["Resources"]["ApiTaskDefinition"]["Properties"]
+    return task, {container["Name"]: container for container in task["ContainerDefinitions"]}
+
+
+def _environment(container: dict) -> dict[str, str]:
+    return {item["Name"]: item["Value"] for item in container.get("Environment", [])}
+
+
+def _policies(resolved: dict, role: str) -> str:
+    return json.dumps(resolved["Resources"][role]["Properties"].get("Policies", []))
+
+
+def test_traces_are_off_unless_the_stack_asks_for_them() -> None:
+    resolved = resolved_ecs_template()
+    _, containers = _task(resolved)
+    assert set(containers) == {"api"}
+    assert not [name for name in _environment(containers["api"]) if name.startswith("OTEL_")]
+    assert "OTEL_EXPORTER_OTLP_HEADERS" not in str(containers["api"]["Secrets"])
+    assert "DependsOn" not in containers["api"]
+    assert "xray" not in _policies(resolved, "TaskRole")  # the API calls no AWS API
+
+
+def test_traces_to_an_otlp_endpoint_take_their_key_from_a_secret() -> None:
+    resolved = resolved_ecs_template(
+        Traces="otlp", TracesEndpoint="https://api.honeycomb.io",
+        TracesHeadersSecretArn=HEADERS, TracesSampleRatio="0.05",
+    )  # fmt: skip
+    _, containers = _task(resolved)
+    assert set(containers) == {"api"}
+    api = containers["api"]
+    environment = _environment(api)
+    assert environment["OTEL_EXPORTER_OTLP_ENDPOINT"] == "https://api.honeycomb.io"
+    assert environment["OTEL_TRACES_SAMPLER"] == "parentbased_traceidratio"
+    assert environment["OTEL_TRACES_SAMPLER_ARG"] == "0.05"
+    assert "OTEL_EXPORTER_OTLP_HEADERS" not in environment  # a key: never a plain value
+    secrets = {item["Name"]: item["ValueFrom"] for item in api["Secrets"]}
+    assert secrets["OTEL_EXPORTER_OTLP_HEADERS"] == HEADERS
+    # What the task is given, the API takes: the same checks `serve` makes at start-up.
+    settings = TelemetrySettings.from_env(
+        {**environment, "OTEL_EXPORTER_OTLP_HEADERS": "x-honeycomb-team=k"}
+    )
+    assert (settings.traces_endpoint, settings.sampler) == (
+        "https://api.honeycomb.io", "parentbased_traceidratio",
+    )  # fmt: skip
+    assert settings.sampler_ratio == 0.05
+    assert "xray" not in _policies(resolved, "TaskRole")
+    # Without a headers secret (a collector of your own), nothing more is read.
+    resolved = resolved_ecs_template(Traces="otlp", TracesEndpoint="http://collector.internal:4318")
+    _, containers = _task(resolved)
+    assert "OTEL_EXPORTER_OTLP_HEADERS" not in str(containers["api"]["Secrets"])
+
+
+def test_traces_to_xray_go_through_a_collector_beside_the_api() -> None:
+    import yaml
+
+    resolved = resolved_ecs_template(Traces="xray")
+    task, containers = _task(resolved)
+    assert set(containers) == {"api", "otel-collector"}
+    api, collector = containers["api"], containers["otel-collector"]
+    assert _environment(api)["OTEL_EXPORTER_OTLP_ENDPOINT"] == "http://127.0.0.1:4318"
+    assert _environment(api)["OTEL_TRACES_SAMPLER_ARG"] == "0.1"
+    assert api["DependsOn"] == [{"ContainerName": "otel-collector", "Condition": "START"}]
+    # A collector that stops costs traces, not the API.
+    assert collector["Essential"] is False and api["Essential"] is True
+    assert collector["Image"].startswith("public.ecr.aws/aws-observability/aws-otel-collector:")
+    assert collector["LogConfiguration"]["LogDriver"] == "awslogs"
+    config = yaml.safe_load(_environment(collector)["AOT_CONFIG_CONTENT"]["Fn::Sub"])
+    assert config["receivers"]["otlp"]["protocols"]["http"]["endpoint"] == "127.0.0.1:4318"
+    pipeline = config["service"]["pipelines"]["traces"]
+    assert pipeline["receivers"] == ["otlp"] and pipeline["exporters"] == ["awsxray"]
+    assert config["exporters"]["awsxray"]["region"] == "${AWS::Region}"
+    assert task["NetworkMode"] == "awsvpc"  # the containers share 127.0.0.1
+    policies = _policies(resolved, "TaskRole")
+    assert "xray:PutTraceSegments" in policies
+    assert "secretsmanager" not in policies and "ssm" not in policies
+
+
+def test_traces_to_otlp_without_an_endpoint_are_refused() -> None:
+    with pytest.raises(AssertionError, match="Traces=otlp needs TracesEndpoint"):
+        resolved_ecs_template(Traces="otlp")
+    with pytest.raises(AssertionError, match="TracesSampleRatio"):
+        resolved_ecs_template(Traces="xray", TracesSampleRatio="1.5")
