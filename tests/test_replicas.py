@@ -319,6 +319,102 @@ def test_a_malformed_read_after_is_a_400(pair: ReplicaPair, tmp_path: Path) -> N
         _close(app)
 
 
+def test_only_a_read_after_this_service_signed_is_taken(pair: ReplicaPair, tmp_path: Path) -> None:
+    # Unsigned, any client could name a position no replica will ever replay: each such
+    # read went to the primary (and past the kept first page), so anyone could put the
+    # whole read load back on the primary.
+    pair.wait_caught_up()
+    key = {"CRUDDUR_READ_AFTER_KEY": "k" * 40}
+    writer, api, auth = _app(pair, tmp_path / "writer", **key)
+    try:
+        _wait_until(lambda: _in_use(api))
+        created = api.post(
+            "/api/activities", json={"message": "signed", "ttl": "1-day"}, headers=auth
+        )  # fmt: skip
+        signed = created.headers["X-Read-After"]
+        crud = f"/api/activities/{created.get_json()['uuid']}"
+    finally:
+        _close(writer)
+    position, _, tag = signed.partition(".")
+    assert re.fullmatch(r"[0-9A-F]+/[0-9A-F]+", position) and len(tag) == 22, signed
+    # Another worker or instance with the same key takes it, and sees the write.
+    same, same_api, _ = _app(pair, tmp_path / "same", **key)
+    try:
+        _wait_until(lambda: _in_use(same_api))
+        shown = same_api.get(crud, headers={"X-Read-After": signed})
+        assert shown.status_code == 200 and shown.get_json()["activity"]["message"] == "signed"
+    finally:
+        _close(same)
+
+    primary_scans = activity_scans(pair.primary_url)
+    forged = [
+        "FFFFFFFF/FFFFFFFF",  # the attack: a position no replica reaches
+        f"FFFFFFFF/FFFFFFFF.{tag}",  # another position under a real signature
+        f"{position}.{'A' * 22}",
+        position,  # the position alone, as the header used to be
+        f"{position.split('/')[0]}/{int(position.split('/')[1], 16) + 1:X}.{tag}",
+        f"{signed}A",
+        f" {signed}.{tag}",
+        "\u00e9" * 40,
+    ]
+    forger, forger_api, _ = _app(pair, tmp_path / "forger", **key)
+    other_key, other_api, _ = _app(pair, tmp_path / "other", CRUDDUR_READ_AFTER_KEY="o" * 40)
+    try:
+        _wait_until(lambda: _in_use(forger_api) and _in_use(other_api))
+        for path in ("/api/activities/home", crud, "/api/activities/@andrewbrown"):
+            answers = [forger_api.get(path, headers={"X-Read-After": v}) for v in forged]
+            # Signed with another key: not this service's (instances must share one).
+            answers.append(other_api.get(path, headers={"X-Read-After": signed}))
+            for value, answer in zip([*forged, "other key"], answers, strict=True):
+                assert answer.status_code == 400, (path, value, answer.get_json())
+                assert answer.get_json()["error"] == "invalid_read_after"
+    finally:
+        _close(forger)
+        _close(other_key)
+    assert activity_scans(pair.primary_url) == primary_scans  # none reached the primary
+
+
+def test_the_workers_of_one_server_sign_alike(pair: ReplicaPair, tmp_path: Path) -> None:
+    # Without CRUDDUR_READ_AFTER_KEY, `serve` makes one key for all its workers: a write
+    # answered by one worker is read back through another.
+    env = {"READER_CONNECTION_URL": pair.replica_url, "CRUDDUR_FEED_CACHE": "0"}
+    with serve(pair.primary_url, tmp_path, "--workers", "2", env=env) as server:
+        health = f"{server.base}/api/health"
+        _wait_until(lambda: json.loads(urllib.request.urlopen(health).read())["replica"]["in_use"])
+        auth = {"Authorization": f"Bearer {server.token('andrewbrown')}"}
+        readers: set[int] = set()
+        for attempt in range(200):
+            body = json.dumps({"message": f"w{attempt}", "ttl": "1-day"}).encode()
+            created = urllib.request.urlopen(
+                urllib.request.Request(
+                    f"{server.base}/api/activities", data=body, method="POST",
+                    headers={**auth, "Content-Type": "application/json"},
+                )
+            )  # fmt: skip
+            uuid = json.loads(created.read())["uuid"]
+            read = urllib.request.Request(
+                f"{server.base}/api/activities/{uuid}",
+                headers={"X-Read-After": created.headers["X-Read-After"]},
+            )
+            with urllib.request.urlopen(read) as shown:  # a 400 raises HTTPError
+                assert json.loads(shown.read())["activity"]["message"] == f"w{attempt}"
+            readers = _reading_pids(server.output)
+            if len(readers) == 2:
+                break
+        assert len(readers) == 2, readers  # both workers read back a write
+
+
+def _reading_pids(output: str) -> set[int]:
+    """The worker pids of the request log's GET /api/activities/<uuid> lines."""
+    pids = set()
+    for line in output.splitlines():
+        if line.startswith("{") and '"route":"/api/activities/<activity_uuid>"' in line:
+            record = json.loads(line)
+            if record.get("method") == "GET" and record.get("status") == 200:
+                pids.add(record["pid"])
+    return pids
+
+
 def _readme_block(marker: str) -> str:
     blocks = re.findall(r"^ *```sh\n(.*?)^ *```", (ROOT / "README.md").read_text(), re.S | re.M)
     return next(block for block in blocks if marker in block)
@@ -354,7 +450,7 @@ def test_the_readmes_curl_example_reads_its_own_write(pair: ReplicaPair, tmp_pat
             )
     finally:
         pair.set_apply_delay(0)
-    assert re.fullmatch(r"[0-9A-F]+/[0-9A-F]+", after.strip()), done.stdout
+    assert re.fullmatch(r"[0-9A-F]+/[0-9A-F]+\.[A-Za-z0-9_-]{22}", after.strip()), done.stdout
     assert json.loads(feed)[0]["message"] == "Hello"  # the primary's rows, by the header
     assert without_header[0]["message"] != "Hello"  # the replica's: it has not replayed it
 

@@ -577,7 +577,9 @@ def test_a_settings_repr_shows_no_password_and_no_otlp_key(tmp_path) -> None:
         "https://team:otlp-user-pw@otlp.example.com/v1/traces?key=otlp-key"
     )
     env["CRUDDUR_HOME"] = str(tmp_path)
+    env["CRUDDUR_READ_AFTER_KEY"] = "read-after-key-" + "x" * 32
     settings = Settings.from_env(env)
+    assert settings.replica.read_after_key == env["CRUDDUR_READ_AFTER_KEY"]
     before_serve_is_read = repr(settings)
     assert "serve=<not read yet>" in before_serve_is_read
     assert settings.serve.listen_url  # read: shown from now on
@@ -588,7 +590,17 @@ def test_a_settings_repr_shows_no_password_and_no_otlp_key(tmp_path) -> None:
             assert f"pw-{url_setting}" not in shown
             assert f"{url_setting.lower()}.example.com" in shown
     assert "otlp-user-pw" not in shown and "otlp-key" not in shown
+    assert "read-after-key" not in shown
     assert "traces_endpoint='https://otlp.example.com/v1/traces'" in shown
+
+
+@pytest.mark.parametrize("key", ["short", "x" * 31])
+def test_a_read_after_key_too_short_to_be_secret_is_refused(tmp_path, key: str) -> None:
+    env = {"CRUDDUR_HOME": str(tmp_path), "CRUDDUR_READ_AFTER_KEY": key}
+    with pytest.raises(ConfigError, match="CRUDDUR_READ_AFTER_KEY must be 32 characters"):
+        Settings.from_env(env).replica  # noqa: B018
+    env["CRUDDUR_READ_AFTER_KEY"] = "x" * 32
+    assert Settings.from_env(env).replica.read_after_key == "x" * 32
 
 
 def test_a_settings_repr_does_not_check_what_is_not_read_yet(tmp_path) -> None:

@@ -1023,7 +1023,7 @@ def test_the_page_reads_its_own_writes_from_a_lagging_replica(browser, lagging_s
     _css(browser, "form.compose button[type=submit]").click()
     _wait(browser, lambda d: _messages(d)[:1] == [message])  # the 201's crud, not a read
     kept = json.loads(browser.execute_script("return sessionStorage.getItem('cruddur.readAfter')"))
-    assert re.fullmatch(r"[0-9A-F]+/[0-9A-F]+", kept["position"]), kept
+    assert re.fullmatch(r"[0-9A-F]+/[0-9A-F]+\.[A-Za-z0-9_-]{22}", kept["position"]), kept
     # Sent for the replica's lag limit (2 h here), its look interval and the kept page's 6 s.
     left = kept["until"] / 1000 - browser.execute_script("return Date.now() / 1000")
     assert 7200 < left <= 7208, left
@@ -1045,6 +1045,19 @@ def test_the_page_reads_its_own_writes_from_a_lagging_replica(browser, lagging_s
     assert status == 200 and message not in body.decode()
     assert request(f"{site}/api/activities/{crud_uuid}")[0] == 404
     assert _console_problems(browser) == []
+
+    # A kept position the server did not sign (another instance's key, one made anew at a
+    # restart): its 400 costs the tab the header, not the page; the feed is the replica's.
+    position, _, tag = kept["position"].partition(".")
+    forged = {"position": f"{position}.{'A' * len(tag)}", "until": kept["until"]}
+    browser.execute_script(
+        "sessionStorage.setItem('cruddur.readAfter', JSON.stringify(arguments[0]))", forged
+    )
+    browser.refresh()
+    _wait(browser, lambda d: len(_messages(d)) > 0)
+    assert message not in _messages(browser)
+    assert browser.execute_script("return sessionStorage.getItem('cruddur.readAfter')") is None
+    assert _console_problems(browser, allowed=("400",)) == []
 
 
 def _feed_read_headers(browser) -> dict:

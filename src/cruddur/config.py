@@ -858,16 +858,26 @@ class ReplicaSettings(ReprWithoutSecrets):
     # CRUDDUR_POOLER=transaction: a transaction pooler (PgBouncer, RDS Proxy) is in front.
     # An RDS Proxy endpoint says so by its name alone (`behind_pooler`).
     pooler: str | None = None
+    # CRUDDUR_READ_AFTER_KEY: what X-Read-After values are signed with (api/read_after.py);
+    # the same on every instance behind one load balancer. Unset: `serve` makes one for
+    # its workers.
+    read_after_key: str | None = field(default=None, repr=False)
 
     @classmethod
     def from_env(cls, env: dict[str, str]) -> ReplicaSettings:
         defaults = cls()
+        key = env.get("CRUDDUR_READ_AFTER_KEY", "").strip() or None
+        if key is not None and len(key) < 32:
+            raise ConfigError(
+                "CRUDDUR_READ_AFTER_KEY must be 32 characters or more (`openssl rand -hex 32`)"
+            )
         return cls(
             reader_url=env.get("READER_CONNECTION_URL", "").strip() or None,
             max_lag=_number(
                 env, "CRUDDUR_REPLICA_MAX_LAG", defaults.max_lag, minimum=0.0, kind=float
             ),
             pooler=_pooler(env),
+            read_after_key=key,
         )
 
     def behind_pooler(self, url: str) -> bool:

@@ -14,7 +14,6 @@ from cruddur.api.auth import as_caller, signed_in
 from cruddur.api.bodies import UnreadableJson, json_body, require_json
 from cruddur.api.errors import ApiError
 from cruddur.api.reads import READ_AFTER_HEADER, ReadRouter
-from cruddur.db.replication import parse_lsn
 from cruddur.limits import HANDLE_MAX_CHARS, HANDLE_PATTERN
 from cruddur.services import activities
 from cruddur.services.feed_cache import etag_of
@@ -56,13 +55,13 @@ def _read_in(
     read_after = None
     sent = environ.get(READ_AFTER_KEY)
     if sent is not None and router.reader is not None:
-        read_after = parse_lsn(sent)
+        read_after = router.signer.position(sent)
         if read_after is None:
             raise ApiError(
                 400,
                 "invalid_read_after",
-                f"{READ_AFTER_HEADER} must be a WAL position such as 0/16B3748, "
-                "as a write's response gave it",
+                f"{READ_AFTER_HEADER} must be sent back as a write's response gave it: "
+                "a WAL position and this service's signature of it",
             )
     return router.read(use_case, *args, read_after=read_after)
 

@@ -25,6 +25,7 @@ from typing import Any, TypeVar
 import psycopg
 
 from cruddur.api.db import AppDatabase
+from cruddur.api.read_after import ReadAfterSigner, new_key
 from cruddur.config import ReplicaSettings
 from cruddur.db import Db, template
 from cruddur.db.replication import (
@@ -70,6 +71,8 @@ class ReadRouter:
         connect_timeout: int,  # the watcher's, in seconds
     ) -> None:
         self.primary, self.reader = primary, reader
+        # Without a key of the settings' (one process: a test's app), one of its own.
+        self.signer = ReadAfterSigner(replica.read_after_key or new_key())
         self.max_lag = replica.max_lag
         self.check_interval = replica.check_interval
         self._connect_timeout = connect_timeout
@@ -218,7 +221,8 @@ class ReadRouter:
         if self.reader is None:
             return None
         try:
-            return self.primary.get().query_value(template("replication", "write_position"))
+            position = self.primary.get().query_value(template("replication", "write_position"))
+            return self.signer.sign(position)
         except psycopg.Error as exc:  # PoolTimeout too
             log.warning("a write's 201 goes without X-Read-After: %s", type(exc).__name__)
             return None

@@ -254,6 +254,13 @@ def serve(
     env = {
         **os.environ, **api_urls.environ(), "CRUDDUR_HOST": host, "CRUDDUR_THREADS": str(threads)
     }  # fmt: skip
+    if not settings.replica.read_after_key:
+        from cruddur.api.read_after import KEY_SETTING as READ_AFTER_KEY_SETTING
+        from cruddur.api.read_after import new_key
+
+        # One key for all the workers: a write's X-Read-After, signed by one, is read back
+        # by another (api/read_after.py). Other instances need CRUDDUR_READ_AFTER_KEY.
+        env[READ_AFTER_KEY_SETTING] = new_key()
     info(f"server: {server}, {workers} workers, {threads} threads each")
     sys.stdout.flush()
     sys.stderr.flush()

@@ -62,18 +62,32 @@ function remember(position) {
 
 function readAfterNow() {
   if (readAfter && Date.now() < readAfter.until) return readAfter.position;
-  if (readAfter) {
-    readAfter = null;
-    try {
-      sessionStorage.removeItem(READ_AFTER_KEY);
-    } catch {
-      // nothing kept
-    }
-  }
+  if (readAfter) forgetReadAfter();
   return null;
 }
 
-export async function request(path, { method = "GET", body, token } = {}) {
+function forgetReadAfter() {
+  readAfter = null;
+  try {
+    sessionStorage.removeItem(READ_AFTER_KEY);
+  } catch {
+    // nothing kept
+  }
+}
+
+export async function request(path, options = {}) {
+  try {
+    return await requestOnce(path, options);
+  } catch (error) {
+    // A position this server did not sign (another instance's key, or a key made anew
+    // when it restarted): read without it rather than fail the page.
+    if (error.code !== "invalid_read_after" || !readAfter) throw error;
+    forgetReadAfter();
+    return requestOnce(path, options);
+  }
+}
+
+async function requestOnce(path, { method = "GET", body, token } = {}) {
   const headers = { Accept: "application/json" };
   if (body !== undefined) headers["Content-Type"] = "application/json";
   if (token) headers.Authorization = `Bearer ${token}`;
