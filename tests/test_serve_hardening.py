@@ -439,6 +439,21 @@ def test_metrics_on_the_api_port_is_refused_in_one_line(seeded_db: str, tmp_path
     assert f"CRUDDUR_METRICS_PORT is {port}, the port the API serves on" in output
 
 
+def test_a_metrics_port_that_is_taken_is_refused_before_serving_is_said(
+    seeded_db: str, tmp_path
+) -> None:
+    # The refusal came after the banner ("serving http://…"), as if the API were up.
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        metrics_port = taken.getsockname()[1]
+        env = {**_env(seeded_db, tmp_path), "CRUDDUR_METRICS_PORT": str(metrics_port)}
+        output = _refused_at_once(Served(env=env))
+    assert output.strip().count("\n") == 0, output
+    assert f"metrics: cannot listen on 127.0.0.1:{metrics_port}" in output, output
+    assert "serving" not in output
+
+
 def test_workers_stop_when_the_main_process_is_killed(seeded_db: str, tmp_path) -> None:
     # SIGKILL or the OOM killer ends granian's main process without a word to its
     # workers: they went on serving on the port (parent now pid 1), with nobody left to

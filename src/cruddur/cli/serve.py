@@ -186,6 +186,10 @@ def serve(
             held = hold_port_on_this_machine(host, port)  # kept to the exec below
         except PortTaken as exc:
             raise click.ClickException(str(exc)) from None
+    if settings.telemetry.metrics and not dev:
+        # Before anything is said of serving: a metrics port that is taken stops it here,
+        # in one line (it came after the banner, which said the API was serving).
+        start_metrics_exporter(settings.telemetry.metrics_host, settings.telemetry.metrics_port)
     target = resolve(settings)  # starts the embedded server, once, before the workers
     info(f"database: {target.describe()}")
     _api_role(settings, target, _check_database(target, settings))
@@ -234,8 +238,6 @@ def serve(
         app = create_app(settings, urls=api_urls)
         app.run(host=host, port=port, debug=True, use_reloader=True)
         return
-    if telemetry.metrics:
-        start_metrics_exporter(telemetry.metrics_host, telemetry.metrics_port)
     server = server or config.server
     workers, threads = workers or config.workers, threads or config.threads
     command = server_command(
