@@ -87,7 +87,7 @@ VALID = {
     "created": ("POST", "/api/activities", 201, JSON, activity(), CREATED),
     "created, read after": (
         "POST", f"/api/activities/{UUID}/reply", 201, JSON, activity(reply_to_activity_uuid=UUID),
-        {**CREATED, "X-Read-After": "0/16B3748.3q2xRjYkV0c8yP1nWfL7aB"},
+        {**CREATED, "X-Read-After": "0/16B3748.1796544012.3q2xRjYkV0c8yP1nWfL7aB"},
     ),
     "field errors": (
         "POST", "/api/activities", 422, JSON,
@@ -168,7 +168,8 @@ BROKEN = {
         "POST", "/api/activities", 201, JSON, activity(), {"X-Request-Id": "r1"},
     ),
     "an X-Read-After outside its pattern": (
-        "POST", "/api/activities", 201, JSON, activity(), {**CREATED, "X-Read-After": "0/16B3748"},
+        "POST", "/api/activities", 201, JSON, activity(),
+        {**CREATED, "X-Read-After": "0/16B3748.3q2xRjYkV0c8yP1nWfL7aB"},  # no expiry
     ),
     "a 503 without Retry-After": (
         "GET", "/api/health", 503, JSON, DOWN, {"X-Request-Id": "r1"},

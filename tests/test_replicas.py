@@ -335,8 +335,9 @@ def test_only_a_read_after_this_service_signed_is_taken(pair: ReplicaPair, tmp_p
         crud = f"/api/activities/{created.get_json()['uuid']}"
     finally:
         _close(writer)
-    position, _, tag = signed.partition(".")
+    position, expiry, tag = signed.split(".")
     assert re.fullmatch(r"[0-9A-F]+/[0-9A-F]+", position) and len(tag) == 22, signed
+    assert 0 < int(expiry) - time.time() <= 12  # the web page's window (5 s lag limit)
     # Another worker or instance with the same key takes it, and sees the write.
     same, same_api, _ = _app(pair, tmp_path / "same", **key)
     try:
@@ -347,12 +348,15 @@ def test_only_a_read_after_this_service_signed_is_taken(pair: ReplicaPair, tmp_p
         _close(same)
 
     primary_scans = activity_scans(pair.primary_url)
+    later = int(expiry) + 3600
+    major, minor = position.split("/")
     forged = [
         "FFFFFFFF/FFFFFFFF",  # the attack: a position no replica reaches
-        f"FFFFFFFF/FFFFFFFF.{tag}",  # another position under a real signature
-        f"{position}.{'A' * 22}",
+        f"FFFFFFFF/FFFFFFFF.{expiry}.{tag}",  # another position under a real signature
+        f"{major}/{int(minor, 16) + 1:X}.{expiry}.{tag}",
+        f"{position}.{later}.{tag}",  # a later expiry under the real signature
+        f"{position}.{expiry}.{'A' * 22}",
         position,  # the position alone, as the header used to be
-        f"{position.split('/')[0]}/{int(position.split('/')[1], 16) + 1:X}.{tag}",
         f"{signed}A",
         f" {signed}.{tag}",
         "\u00e9" * 40,
@@ -372,6 +376,39 @@ def test_only_a_read_after_this_service_signed_is_taken(pair: ReplicaPair, tmp_p
         _close(forger)
         _close(other_key)
     assert activity_scans(pair.primary_url) == primary_scans  # none reached the primary
+
+
+def test_a_read_after_past_its_window_counts_for_nothing(pair: ReplicaPair, tmp_path: Path) -> None:
+    # One genuine value, replayed for ever, kept every home feed read off the kept first
+    # page, and on the primary whenever the replica was out of use. Past its window (as
+    # long as the web page sends it) a read with it is a read without it.
+    pair.wait_caught_up()
+    app, api, _ = _app(pair, tmp_path, CRUDDUR_READ_AFTER_KEY="k" * 40)
+    signer = app.extensions["cruddur.reads"].signer
+    position = "0/1"  # replayed long ago: the replica could serve it
+    fresh, expired = signer.sign(position), signer.sign(position, now=time.time() - 3600)
+    try:
+        _wait_until(lambda: _in_use(api))
+        for value in (None, fresh, expired):  # each page once, before counting
+            api.get("/api/activities/home", headers={"X-Read-After": value} if value else {})
+        time.sleep(0.3)
+        counts = {}
+        for name, value in (("expired", expired), ("fresh", fresh), ("none", None)):
+            before = activity_scans(pair.replica_url) + activity_scans(pair.primary_url)
+            for _ in range(40):
+                page = api.get(
+                    "/api/activities/home", headers={"X-Read-After": value} if value else {}
+                )
+                assert page.status_code == 200, page.get_json()
+            _close(app)  # the sessions' counts reach the statistics
+            counts[name] = (
+                activity_scans(pair.replica_url) + activity_scans(pair.primary_url) - before
+            )
+    finally:
+        _close(app)
+    assert counts["fresh"] >= 40, counts  # within its window: the database, every read
+    # Past it: the kept first page, as without the header (a refresh of it at most).
+    assert counts["expired"] <= counts["none"] + 2, counts
 
 
 def test_the_workers_of_one_server_sign_alike(pair: ReplicaPair, tmp_path: Path) -> None:
@@ -450,7 +487,9 @@ def test_the_readmes_curl_example_reads_its_own_write(pair: ReplicaPair, tmp_pat
             )
     finally:
         pair.set_apply_delay(0)
-    assert re.fullmatch(r"[0-9A-F]+/[0-9A-F]+\.[A-Za-z0-9_-]{22}", after.strip()), done.stdout
+    assert re.fullmatch(r"[0-9A-F]+/[0-9A-F]+\.[0-9]+\.[A-Za-z0-9_-]{22}", after.strip()), (
+        done.stdout
+    )
     assert json.loads(feed)[0]["message"] == "Hello"  # the primary's rows, by the header
     assert without_header[0]["message"] != "Hello"  # the replica's: it has not replayed it
 

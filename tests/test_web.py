@@ -1023,7 +1023,7 @@ def test_the_page_reads_its_own_writes_from_a_lagging_replica(browser, lagging_s
     _css(browser, "form.compose button[type=submit]").click()
     _wait(browser, lambda d: _messages(d)[:1] == [message])  # the 201's crud, not a read
     kept = json.loads(browser.execute_script("return sessionStorage.getItem('cruddur.readAfter')"))
-    assert re.fullmatch(r"[0-9A-F]+/[0-9A-F]+\.[A-Za-z0-9_-]{22}", kept["position"]), kept
+    assert re.fullmatch(r"[0-9A-F]+/[0-9A-F]+\.[0-9]+\.[A-Za-z0-9_-]{22}", kept["position"]), kept
     # Sent for the replica's lag limit (2 h here), its look interval and the kept page's 6 s.
     left = kept["until"] / 1000 - browser.execute_script("return Date.now() / 1000")
     assert 7200 < left <= 7208, left
@@ -1048,8 +1048,8 @@ def test_the_page_reads_its_own_writes_from_a_lagging_replica(browser, lagging_s
 
     # A kept position the server did not sign (another instance's key, one made anew at a
     # restart): its 400 costs the tab the header, not the page; the feed is the replica's.
-    position, _, tag = kept["position"].partition(".")
-    forged = {"position": f"{position}.{'A' * len(tag)}", "until": kept["until"]}
+    signed, _, tag = kept["position"].rpartition(".")
+    forged = {"position": f"{signed}.{'A' * len(tag)}", "until": kept["until"]}
     browser.execute_script(
         "sessionStorage.setItem('cruddur.readAfter', JSON.stringify(arguments[0]))", forged
     )
@@ -1093,6 +1093,67 @@ def test_a_tab_sends_x_read_after_only_while_a_write_may_be_unseen(browser, site
     _shown(browser, "ol.feed > li")
     assert "X-Read-After" not in _feed_read_headers(browser)
     assert browser.execute_script("return sessionStorage.getItem('cruddur.readAfter')") is None
+    assert _console_problems(browser) == []
+
+
+def test_a_refused_read_after_costs_only_the_value_that_was_sent(browser, site: str) -> None:
+    # The page's own api.js, with fetch standing in for a server that refuses the kept
+    # value (another instance's key, a restart's new one). Two reads in flight with it:
+    # the second found the value already forgotten, did not retry, and failed the page.
+    # A write answered meanwhile: the first read's refusal forgot the write's new value.
+    browser.get(site + "/")
+    _shown(browser, "ol.feed > li")
+    stale = {
+        "position": "0/1.1.stale",
+        "until": browser.execute_script("return Date.now()") + 60_000,
+    }
+    browser.execute_script(
+        "sessionStorage.setItem('cruddur.readAfter', JSON.stringify(arguments[0]))", stale
+    )
+    browser.refresh()  # the page's module reads the kept value as it loads
+    _shown(browser, "ol.feed > li")
+    outcome = browser.execute_async_script(
+        """
+        const done = arguments[arguments.length - 1];
+        const main = document.querySelector('script[type=module]').src;
+        const api = await import(main.replace(/main\\.js$/, 'api.js'));
+        const json = (status, body, headers = {}) => new Response(JSON.stringify(body),
+          {status, headers: {'Content-Type': 'application/json', ...headers}});
+        const sent = [];
+        let next = null;  // the X-Read-After the next POST is answered with
+        window.fetch = async (url, options) => {
+          const method = options.method || 'GET';
+          const position = options.headers['X-Read-After'] || null;
+          sent.push([method, position]);
+          await new Promise((r) => setTimeout(r, method === 'GET' ? 100 : 10));
+          if (position && position.endsWith('.stale'))
+            return json(400, {error: 'invalid_read_after'});
+          if (method === 'POST') return json(201, {uuid: 'x'}, {'X-Read-After': next});
+          return json(200, []);
+        };
+        const home = () => api.request('/api/activities/home');
+        const post = (position) => { next = position;
+          return api.request('/api/activities', {method: 'POST', body: {}}); };
+        try {
+          // Two reads in flight with the kept value the server refuses.
+          const both = await Promise.allSettled([home(), home()]);
+          // A read in flight with a refused value while a write keeps a new one.
+          await post('0/1.1.stale');
+          const reading = home();
+          await post('0/2.9999999999.fresh');
+          const last = await Promise.allSettled([reading]);
+          await home();
+          done({both: both.map((r) => r.status), last: last[0].status, sent,
+                kept: JSON.parse(sessionStorage.getItem('cruddur.readAfter')).position});
+        } catch (error) {
+          done({error: String(error)});
+        }
+        """
+    )
+    assert outcome.get("both") == ["fulfilled", "fulfilled"], outcome
+    assert outcome["last"] == "fulfilled", outcome
+    assert outcome["sent"][-1] == ["GET", "0/2.9999999999.fresh"], outcome  # still sent
+    assert outcome["kept"] == "0/2.9999999999.fresh", outcome
     assert _console_problems(browser) == []
 
 

@@ -92,8 +92,9 @@ def create_app(
 
     reader_holder = AppDatabase(reader) if has_reader else None
     app.extensions["cruddur.reads"] = ReadRouter(
-        holder, reader_holder, replica, settings.pool.connect_timeout
-    )
+        holder, reader_holder, replica, settings.pool.connect_timeout,
+        web.read_after_seconds(replica),
+    )  # fmt: skip
     if verifier is None:
         # Partial Cognito settings stop the app here, and the dev key pair never signs in
         # on an address others can reach: signing in must never fail open.

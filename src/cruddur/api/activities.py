@@ -13,6 +13,7 @@ from flask import Blueprint, Response, current_app, request
 from cruddur.api.auth import as_caller, signed_in
 from cruddur.api.bodies import UnreadableJson, json_body, require_json
 from cruddur.api.errors import ApiError
+from cruddur.api.read_after import InvalidReadAfter
 from cruddur.api.reads import READ_AFTER_HEADER, ReadRouter
 from cruddur.limits import HANDLE_MAX_CHARS, HANDLE_PATTERN
 from cruddur.services import activities
@@ -43,27 +44,37 @@ T = TypeVar("T")
 def _read(use_case: Callable[..., T], *args: Any) -> T:
     """A read, on the replica when it is fresh enough (X-Read-After: fresh enough to hold
     the caller's own write), else on the primary."""
-    return _read_in(current_app.extensions, request.environ, use_case, *args)
+    extensions, environ = current_app.extensions, request.environ
+    return _read_in(extensions, use_case, *args, read_after=_read_after(extensions, environ))
 
 
 def _read_in(
-    extensions: dict[str, Any], environ: dict[str, Any], use_case: Callable[..., T], *args: Any
+    extensions: dict[str, Any], use_case: Callable[..., T], *args: Any, read_after: int | None
 ) -> T:
-    """_read, given the app's extensions and the request's environ (the home feed reads
-    each once a request: through Flask's context proxies each read is a lookup chain)."""
+    """_read, given the app's extensions and the request's X-Read-After position (the home
+    feed reads each once a request: through Flask's context proxies each read is a lookup
+    chain)."""
     router: ReadRouter = extensions["cruddur.reads"]
-    read_after = None
-    sent = environ.get(READ_AFTER_KEY)
-    if sent is not None and router.reader is not None:
-        read_after = router.signer.position(sent)
-        if read_after is None:
-            raise ApiError(
-                400,
-                "invalid_read_after",
-                f"{READ_AFTER_HEADER} must be sent back as a write's response gave it: "
-                "a WAL position and this service's signature of it",
-            )
     return router.read(use_case, *args, read_after=read_after)
+
+
+def _read_after(extensions: dict[str, Any], environ: dict[str, Any]) -> int | None:
+    """The WAL position the read must see, from X-Read-After: None without the header,
+    without a replica (every read is the primary's) or once its window has passed; a 400
+    for a value this service did not sign (api/read_after.py)."""
+    sent = environ.get(READ_AFTER_KEY)
+    router: ReadRouter = extensions["cruddur.reads"]
+    if sent is None or router.reader is None:
+        return None
+    try:
+        return router.signer.position(sent)
+    except InvalidReadAfter:
+        raise ApiError(
+            400,
+            "invalid_read_after",
+            f"{READ_AFTER_HEADER} must be sent back as a write's response gave it: a WAL "
+            "position, its expiry and this service's signature of both",
+        ) from None
 
 
 # A new row's JSON begins with its uuid (columns.sql lists it first, row_to_json writes
@@ -227,18 +238,20 @@ def home() -> Response:
     environ = request.environ
     extensions = current_app.extensions
     wanted = _page_request(environ)
+    read_after = _read_after(extensions, environ)
     # The first page comes from this worker's copy (services/feed_cache.py), unless the
-    # caller asks to read after its own write (X-Read-After) and a replica, which may be
-    # behind it, serves reads: that reads the database. Without a replica no write gives
-    # the header and it means nothing (openapi.yaml): no way around the copy.
-    if wanted.before is START and (
-        READ_AFTER_KEY not in environ or extensions["cruddur.reads"].reader is None
-    ):
+    # caller asks to read after its own write (X-Read-After, within its window) and a
+    # replica, which may be behind it, serves reads: that reads the database. Without a
+    # replica no write gives the header and it means nothing (openapi.yaml): no way
+    # around the copy.
+    if wanted.before is START and read_after is None:
         first_pages = extensions["cruddur.feed_cache"].pages()
         if first_pages is not None:
             kept = first_pages.get(
                 wanted.limit,
-                lambda: _read_in(extensions, environ, activities.home_first_page, wanted.limit),
+                lambda: _read_in(
+                    extensions, activities.home_first_page, wanted.limit, read_after=None
+                ),
             )
             return _page_response(
                 kept.page,
@@ -248,7 +261,7 @@ def home() -> Response:
                 path=HOME_PATH,
                 environ=environ,
             )
-    page = _read_in(extensions, environ, activities.home_feed, wanted)
+    page = _read_in(extensions, activities.home_feed, wanted, read_after=read_after)
     cache_control = FIRST_PAGE_CACHE_CONTROL if wanted.before is START else PAGE_CACHE_CONTROL
     return _page_response(
         page, wanted.limit, cache_control=cache_control, path=HOME_PATH, environ=environ

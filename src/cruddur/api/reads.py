@@ -69,10 +69,11 @@ class ReadRouter:
         reader: AppDatabase | None,  # None: no READER_CONNECTION_URL, all on the primary
         replica: ReplicaSettings,
         connect_timeout: int,  # the watcher's, in seconds
+        read_after_seconds: float,  # how long a write's X-Read-After counts (web page's)
     ) -> None:
         self.primary, self.reader = primary, reader
         # Without a key of the settings' (one process: a test's app), one of its own.
-        self.signer = ReadAfterSigner(replica.read_after_key or new_key())
+        self.signer = ReadAfterSigner(replica.read_after_key or new_key(), read_after_seconds)
         self.max_lag = replica.max_lag
         self.check_interval = replica.check_interval
         self._connect_timeout = connect_timeout

@@ -76,22 +76,23 @@ function forgetReadAfter() {
 }
 
 export async function request(path, options = {}) {
+  const position = (options.method || "GET") === "GET" ? readAfterNow() : null;
   try {
-    return await requestOnce(path, options);
+    return await requestOnce(path, options, position);
   } catch (error) {
     // A position this server did not sign (another instance's key, or a key made anew
-    // when it restarted): read without it rather than fail the page.
-    if (error.code !== "invalid_read_after" || !readAfter) throw error;
-    forgetReadAfter();
-    return requestOnce(path, options);
+    // when it restarted): read without it rather than fail the page. Forgotten only if
+    // it is still the one kept (a write since may have kept a newer one).
+    if (error.code !== "invalid_read_after" || !position) throw error;
+    if (readAfter?.position === position) forgetReadAfter();
+    return requestOnce(path, options, null);
   }
 }
 
-async function requestOnce(path, { method = "GET", body, token } = {}) {
+async function requestOnce(path, { method = "GET", body, token } = {}, position = null) {
   const headers = { Accept: "application/json" };
   if (body !== undefined) headers["Content-Type"] = "application/json";
   if (token) headers.Authorization = `Bearer ${token}`;
-  const position = method === "GET" ? readAfterNow() : null;
   if (position) headers["X-Read-After"] = position;
   let response;
   try {
