@@ -378,3 +378,95 @@ def test_traces_to_otlp_without_an_endpoint_are_refused() -> None:
         resolved_ecs_template(Traces="otlp")
     with pytest.raises(AssertionError, match="TracesSampleRatio"):
         resolved_ecs_template(Traces="xray", TracesSampleRatio="1.5")
+
+
+# -- the migration's custom resource ----------------------------------------------------------
+
+
+class _Cfn:
+    """Stands in for the `cfnresponse` module Lambda gives inline code: records the answer."""
+
+    SUCCESS, FAILED = "SUCCESS", "FAILED"
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, str | None]] = []
+
+    def send(self, event, context, status, data, physical_id=None, no_echo=False, reason=None):
+        self.sent.append((status, reason))
+
+
+class _Context:
+    def get_remaining_time_in_millis(self) -> int:
+        return 600_000
+
+
+TASK = "arn:aws:ecs:ca-central-1:123456789012:task/cruddur-api/0123456789abcdef0123456789abcdef"
+_PROPS = {"Cluster": "cruddur-api", "TaskDefinition": "cruddur-api-migrate:7",
+          "Subnets": ["subnet-0ccc"], "SecurityGroup": "sg-0123"}  # fmt: skip
+
+
+def _run_migration(monkeypatch, run_task: dict, described: dict | None = None) -> list:
+    """The template's inline MigrationRunner, on a real boto3 ECS client answering as given
+    (botocore's Stubber: AWS is not reachable here); what it told CloudFormation."""
+    import sys
+    import types
+
+    import boto3
+    from botocore.stub import Stubber
+
+    template, _ = decode(str(ECS_TEMPLATE))
+    code = template["Resources"]["MigrationRunner"]["Properties"]["Code"]["ZipFile"]
+    cfn = _Cfn()
+    monkeypatch.setitem(sys.modules, "cfnresponse", cfn)
+    client = boto3.client("ecs", region_name="ca-central-1", aws_access_key_id="x",
+                          aws_secret_access_key="x")  # fmt: skip
+    stub = Stubber(client)
+    stub.add_response("run_task", run_task)
+    if described is not None:
+        stub.add_response("describe_tasks", {"tasks": [described], "failures": []})
+    monkeypatch.setattr(boto3, "client", lambda *a, **k: client)
+    module = types.ModuleType("migration_runner")
+    exec(compile(code, "MigrationRunner", "exec"), module.__dict__)
+    with stub:
+        module.handler({"RequestType": "Update", "ResourceProperties": _PROPS}, _Context())
+    return cfn.sent
+
+
+def _stopped(exit_code: int | None, **more: str) -> dict:
+    container = {"name": "migrate", **({"exitCode": exit_code} if exit_code is not None else {})}
+    container.update({k: v for k, v in more.items() if k == "reason"})
+    task = {"taskArn": TASK, "lastStatus": "STOPPED", "containers": [container]}
+    task.update({k: v for k, v in more.items() if k == "stoppedReason"})
+    return task
+
+
+def test_a_migration_that_exits_0_lets_the_update_go_on(monkeypatch) -> None:
+    started = {"tasks": [{"taskArn": TASK}], "failures": []}
+    assert _run_migration(monkeypatch, started, _stopped(0)) == [("SUCCESS", None)]
+
+
+def test_a_failed_migration_says_why_and_where_its_log_is(monkeypatch) -> None:
+    # Each said "exited None: see the log group", or "list index out of range".
+    started = {"tasks": [{"taskArn": TASK}], "failures": []}
+    [(status, reason)] = _run_migration(monkeypatch, started, _stopped(3))
+    assert status == "FAILED"
+    assert "exited 3" in reason
+    assert "log stream migrate/migrate/0123456789abcdef0123456789abcdef" in reason
+
+    pull = "CannotPullContainerError: pull image manifest has been retried 5 time(s)"
+    stopped = _stopped(None, stoppedReason="Task failed to start", reason=pull)
+    [(status, reason)] = _run_migration(monkeypatch, started, stopped)
+    assert status == "FAILED"
+    assert "never ran to an exit code" in reason and "Task failed to start" in reason
+    assert pull in reason
+
+    failure = {
+        "arn": "arn:aws:ecs:ca-central-1:123456789012:container-instance/x",
+        "reason": "RESOURCE:ENI",
+        "detail": "no free address in subnet-0ccc",
+    }
+    refused = {"tasks": [], "failures": [failure]}
+    [(status, reason)] = _run_migration(monkeypatch, refused)
+    assert status == "FAILED"
+    assert reason.startswith("the migration task did not start: RESOURCE:ENI")
+    assert "no free address in subnet-0ccc" in reason
