@@ -12,7 +12,7 @@ from cfnlint.decode import decode
 from helpers import ROOT, run
 
 from cruddur.cli.lambdas import DEFAULT_OUTPUT
-from cruddur.config import TelemetrySettings
+from cruddur.config import ConfigError, TelemetrySettings
 from cruddur.ops.packaging import HANDLER
 
 TEMPLATE = ROOT / "deploy/post-confirmation.yaml"
@@ -373,6 +373,41 @@ def test_traces_to_xray_go_through_a_collector_beside_the_api() -> None:
     assert "secretsmanager" not in policies and "ssm" not in policies
 
 
+@pytest.mark.parametrize(
+    "endpoint",
+    ["https://api.honeycomb.io", "http://collector.internal:4318", "http://10.0.0.5:4318/otlp",
+     "http://collector:99999", "http://:4318", "https://[::1", "http://collector:43l8",
+     "http://collector:0", "http://user:key@collector:4318", "https://h.io?key=1",
+     "ftp://collector"],
+)  # fmt: skip
+def test_the_template_takes_only_an_endpoint_the_api_takes(endpoint: str) -> None:
+    # The template took endpoints the API refused at start: every task then exited, until
+    # the deployment's circuit breaker rolled the release back, many minutes later.
+    template, _ = decode(str(ECS_TEMPLATE))
+    pattern = template["Parameters"]["TracesEndpoint"]["AllowedPattern"]
+    try:
+        TelemetrySettings.from_env({"OTEL_EXPORTER_OTLP_ENDPOINT": endpoint})
+        api_takes = True
+    except ConfigError:
+        api_takes = False
+    taken = bool(re.fullmatch(pattern, endpoint))
+    assert api_takes or not taken, endpoint
+    assert taken == (
+        endpoint in ("https://api.honeycomb.io", "http://collector.internal:4318",
+                     "http://10.0.0.5:4318/otlp")
+    )  # fmt: skip
+
+
+def test_the_migration_task_is_given_nothing_the_api_task_is() -> None:
+    resources = resolved_ecs_template(Traces="xray")["Resources"]
+    migrate = resources["MigrateTaskDefinition"]["Properties"]
+    api = resources["ApiTaskDefinition"]["Properties"]
+    assert migrate["TaskRoleArn"] != api["TaskRoleArn"]
+    role = migrate["TaskRoleArn"]["Fn::GetAtt"][0]
+    assert "Policies" not in resources[role]["Properties"]
+    assert "xray" in json.dumps(resources["TaskRole"]["Properties"]["Policies"])
+
+
 def test_traces_to_otlp_without_an_endpoint_are_refused() -> None:
     with pytest.raises(AssertionError, match="Traces=otlp needs TracesEndpoint"):
         resolved_ecs_template(Traces="otlp")
@@ -405,7 +440,7 @@ _PROPS = {"Cluster": "cruddur-api", "TaskDefinition": "cruddur-api-migrate:7",
           "Subnets": ["subnet-0ccc"], "SecurityGroup": "sg-0123"}  # fmt: skip
 
 
-def _run_migration(monkeypatch, run_task: dict, described: dict | None = None) -> list:
+def _run_migration(monkeypatch, run_task: dict, *described: dict) -> list:
     """The template's inline MigrationRunner, on a real boto3 ECS client answering as given
     (botocore's Stubber: AWS is not reachable here); what it told CloudFormation."""
     import sys
@@ -422,13 +457,17 @@ def _run_migration(monkeypatch, run_task: dict, described: dict | None = None) -
                           aws_secret_access_key="x")  # fmt: skip
     stub = Stubber(client)
     stub.add_response("run_task", run_task)
-    if described is not None:
-        stub.add_response("describe_tasks", {"tasks": [described], "failures": []})
+    for task in described:  # {}: not seen yet (ECS's API is eventually consistent)
+        answer = {"tasks": [task], "failures": []} if task else {
+            "tasks": [], "failures": [{"arn": TASK, "reason": "MISSING"}]}  # fmt: skip
+        stub.add_response("describe_tasks", answer)
     monkeypatch.setattr(boto3, "client", lambda *a, **k: client)
     module = types.ModuleType("migration_runner")
     exec(compile(code, "MigrationRunner", "exec"), module.__dict__)
+    module.time = types.SimpleNamespace(sleep=lambda seconds: None)  # no 10 s waits here
     with stub:
         module.handler({"RequestType": "Update", "ResourceProperties": _PROPS}, _Context())
+        stub.assert_no_pending_responses()
     return cfn.sent
 
 
@@ -443,6 +482,11 @@ def _stopped(exit_code: int | None, **more: str) -> dict:
 def test_a_migration_that_exits_0_lets_the_update_go_on(monkeypatch) -> None:
     started = {"tasks": [{"taskArn": TASK}], "failures": []}
     assert _run_migration(monkeypatch, started, _stopped(0)) == [("SUCCESS", None)]
+    # A task ECS does not show yet, just after starting it, is waited for: it failed the
+    # update with "IndexError: list index out of range" while the migration ran on.
+    running = {"taskArn": TASK, "lastStatus": "RUNNING", "containers": [{"name": "migrate"}]}
+    sent = _run_migration(monkeypatch, started, {}, running, _stopped(0))
+    assert sent == [("SUCCESS", None)]
 
 
 def test_a_failed_migration_says_why_and_where_its_log_is(monkeypatch) -> None:
