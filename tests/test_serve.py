@@ -14,17 +14,36 @@ CRUDDUR = ROOT / ".venv" / "bin" / "cruddur"
 
 
 def test_serve_dev_runs_flasks_reloader(seeded_db: str, tmp_path) -> None:
-    # Its own process group: the reloader's child goes down with it.
-    served = Served("--dev", env={"CONNECTION_URL": seeded_db, "CRUDDUR_HOME": str(tmp_path)})
+    # Its own process group: the reloader's child goes down with it. With metrics on, the
+    # reloader's parent (which serves nothing) took the metrics port, and the child that
+    # serves counted into a registry nobody could read.
+    metrics_port = free_port()
+    env = {
+        "CONNECTION_URL": seeded_db,
+        "CRUDDUR_HOME": str(tmp_path),
+        "CRUDDUR_METRICS_PORT": str(metrics_port),
+    }
+    served = Served("--dev", env=env)
     try:
         served.wait_healthy()
-        status, _, body = request(f"{served.base}/api/activities/home")
-        assert status == 200 and json.loads(body)
+        for _ in range(3):
+            status, _, body = request(f"{served.base}/api/activities/home")
+            assert status == 200 and json.loads(body)
+        status, _, scraped = request(f"http://127.0.0.1:{metrics_port}/metrics")
     finally:
         output = served.stop()
     assert "Debugger is active" in output or "reloader" in output.lower()
     # Request lines for people, not JSON, in development.
     assert "INFO cruddur.request: GET /api/activities/home 200" in output
+    assert status == 200 and "cannot listen" not in output, output
+    counted = [
+        line
+        for line in scraped.decode().splitlines()
+        if line.startswith("cruddur_http_requests_total{")
+        and 'route="/api/activities/home"' in line
+        and 'status="200"' in line
+    ]
+    assert [float(line.rsplit(" ", 1)[1]) for line in counted] == [3.0], scraped.decode()
 
 
 @pytest.mark.parametrize(

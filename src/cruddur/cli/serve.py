@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 import click
@@ -234,7 +235,14 @@ def serve(
         from cruddur import telemetry as process_telemetry
         from cruddur.api import create_app
 
-        process_telemetry.start_process(telemetry, dev=True, server=True)  # no exporter
+        # The reloader's parent only watches files; its child serves (WERKZEUG_RUN_MAIN).
+        # Metrics and traces are the child's: the parent held the metrics port, and the
+        # child's counts, on a port it could not have, were never seen.
+        serving = bool(os.environ.get("WERKZEUG_RUN_MAIN"))
+        watching = replace(telemetry, metrics_port=None, traces_endpoint=None)
+        process_telemetry.start_process(  # no exporter
+            telemetry if serving else watching, dev=True, server=True
+        )
         app = create_app(settings, urls=api_urls)
         app.run(host=host, port=port, debug=True, use_reloader=True)
         return
