@@ -139,6 +139,16 @@ def test_user_feed_holds_only_their_cruds(api, seeded_db: str) -> None:
     assert len(first) + len(rest.get_json()) == count
 
 
+def test_a_users_feed_is_found_by_its_handle_in_any_case(api) -> None:
+    # `/@AndrewBrown` found nobody, while no one else could have that handle either.
+    exact = api.get("/api/activities/@andrewbrown")
+    for spelled in ("AndrewBrown", "ANDREWBROWN"):
+        response = api.get(f"/api/activities/@{spelled}")
+        assert response.status_code == 200, spelled
+        assert response.get_json() == exact.get_json()  # the handle as the user chose it
+    assert {item["handle"] for item in exact.get_json()} == {"andrewbrown"}
+
+
 def test_user_feed_of_unknown_or_impossible_handles_is_404(api) -> None:
     # A NUL cannot even reach PostgreSQL (it refused it: a 422 before); nor can "" (the
     # crud route took it: a 400 "invalid uuid").

@@ -239,6 +239,20 @@ def test_a_taken_handle_gets_a_number(db: Db) -> None:
     assert db.query_value("SELECT count(*) FROM users WHERE handle = %s", [data.handles[7]]) == 1
 
 
+def test_a_handle_taken_in_another_case_gets_a_number(db: Db) -> None:
+    # Two handles that differ only in case cannot both exist: the load failed on the
+    # database's unique index, nothing written.
+    data = fake.FakeData(50, 10, seed=5)
+    wanted = data.handles[7]
+    db.query_commit(
+        "INSERT INTO users (display_name, handle, email, cognito_user_id)"
+        " VALUES ('Someone Else', %s, 'x@example.com', 'sub-1')",
+        [wanted.upper()],
+    )
+    assert fake.load(db, data).users == 50
+    assert data.handles[7].startswith(wanted) and data.handles[7] != wanted
+
+
 def test_a_renamed_handle_is_checked_against_the_database_too(db: Db) -> None:
     # The handle and every one-digit rename of it are taken: the first number added
     # must be checked again, not assumed free (a duplicate key failed the whole load).

@@ -1081,6 +1081,31 @@ def test_a_schema_load_database_with_rows_is_adopted_and_keeps_every_row(empty_d
     assert rows == [(True,)] + [(False,)] * (len(list(package_dir().glob("*.sql"))) - 1)
 
 
+def test_handles_that_differ_only_in_case_stop_the_migration_naming_them(empty_db: str) -> None:
+    # One handle per person whatever its case: a database where `Londo` and `londo` are
+    # two users is not changed, and the migration says which to rename.
+    old_schema_load_and_seed(empty_db)
+    with psycopg.connect(empty_db) as conn:
+        conn.execute(
+            "INSERT INTO users (display_name, handle, email, cognito_user_id)"
+            " VALUES ('Londo Again', 'Londo', 'l2@example.com', 'sub-londo-2')"
+        )
+    refused = cli("db-migrate", env=local(empty_db))
+    assert refused.returncode != 0
+    assert "handles that differ only in case: Londo and londo" in refused.stderr, refused.stderr
+    assert "give all but one of each another handle" in refused.stderr
+    with psycopg.connect(empty_db) as conn:
+        assert (
+            conn.execute("SELECT to_regclass('public.users_handle_any_case_key')").fetchone()[0]
+            is None
+        )
+        conn.execute("UPDATE users SET handle = 'LondoMollari' WHERE handle = 'Londo'")
+    again = cli("db-migrate", env=local(empty_db))
+    assert again.returncode == 0, again.stderr
+    with psycopg.connect(empty_db) as conn, pytest.raises(psycopg.errors.UniqueViolation):
+        conn.execute("UPDATE users SET handle = 'LONDO' WHERE handle = 'LondoMollari'")
+
+
 def test_a_database_to_adopt_counts_as_pending_for_exit_code(empty_db: str, tmp_path) -> None:
     old_schema_load_and_seed(empty_db)
     first = sorted(package_dir().glob("*.sql"))[0]

@@ -134,6 +134,9 @@ def test_a_taken_handle_is_refused_clearly(url: str) -> None:
     before = user_row(url, handle="bayko")
     with pytest.raises(SignUpError, match=r"^that username is already taken$"):
         handler(cognito_event(preferred_username="bayko", email="other@example.com"), None)
+    # The same in another case: `Bayko` could pass for `bayko`.
+    with pytest.raises(SignUpError, match=r"^that username is already taken$"):
+        handler(cognito_event(preferred_username="BayKo", email="other@example.com"), None)
     assert user_row(url, handle="bayko") == before  # the seed row keeps its placeholder
     assert user_count(url) == 3
 

@@ -51,6 +51,10 @@ CREATE TABLE public.activities (
   CHECK (expires_at > created_at)
 );
 
+-- One handle per person, whatever its case (`AndrewBrown` is `andrewbrown`'s); a user's
+-- feed is found by it in any case.
+CREATE UNIQUE INDEX users_handle_any_case_key ON public.users (lower(handle));
+
 -- The feeds read newest first and page by (created_at, uuid): these indexes match
 -- that ORDER BY, so a page costs the same whatever the table's size.
 CREATE INDEX activities_feed_idx ON public.activities (created_at DESC, uuid DESC);

@@ -80,10 +80,14 @@ def user_from_event(event: dict[str, Any]) -> dict[str, str]:
     return row
 
 
+# The handle's own, and one per person whatever its case (`AndrewBrown` is `andrewbrown`'s).
+_HANDLE_TAKEN = frozenset({"users_handle_key", "users_handle_any_case_key"})
+
+
 def refusal(exc: BaseException, user: dict[str, str]) -> SignUpError | None:
     """The person's own data broke a rule: say which (None: the database failed)."""
     constraint = getattr(getattr(exc, "diag", None), "constraint_name", None)
-    if isinstance(exc, errors.UniqueViolation) and constraint == "users_handle_key":
+    if isinstance(exc, errors.UniqueViolation) and constraint in _HANDLE_TAKEN:
         return SignUpError("that username is already taken")
     if isinstance(exc, errors.CheckViolation) and constraint in _CHECKS:
         return SignUpError(_CHECKS[constraint])

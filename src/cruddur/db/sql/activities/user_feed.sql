@@ -1,8 +1,9 @@
--- One user's feed: the same page as home.sql, for the user with handle %(handle)s.
+-- One user's feed: the same page as home.sql, for the user with handle %(handle)s, in any
+-- case (users_handle_any_case_key finds it).
 -- user_found is false for an unknown handle (an empty feed is still a known user).
 -- activities_user_feed_idx (user_uuid, created_at DESC, uuid DESC) serves the page.
 WITH author AS (
-  SELECT uuid, display_name, handle FROM public.users WHERE handle = %(handle)s
+  SELECT uuid, display_name, handle FROM public.users WHERE lower(handle) = lower(%(handle)s)
 ),
 page AS (
   SELECT
