@@ -26,8 +26,7 @@ import time
 
 from cruddur.db.replication import parse_lsn
 
-KEY_SETTING = "CRUDDUR_READ_AFTER_KEY"
-KEY_MIN_LENGTH = 32  # characters: `openssl rand -hex 32` gives 64
+KEY_SETTING = "CRUDDUR_READ_AFTER_KEY"  # 32 characters or more (config.ReplicaSettings)
 # base64url characters of the HMAC-SHA256 kept: 132 bits, more than a guess can find.
 TAG_LENGTH = 22
 _MOST_DIGITS = 12  # of the expiry, a Unix time in seconds
