@@ -225,14 +225,18 @@ def test_uuids_for_over_16_million_rows_are_drawn_in_pieces_with_the_same_bytes(
     assert fake_rows.random_bytes(random.Random(7), size) == random.Random(7).randbytes(size)
 
 
+def _someone_else_has(db: Db, handle: str, sub: str = "sub-1") -> None:
+    db.query_commit(
+        "INSERT INTO users (display_name, handle, email, cognito_user_id)"
+        " VALUES ('Someone Else', %s, 'x@example.com', %s)",
+        [handle, sub],
+    )
+
+
 def test_a_taken_handle_gets_a_number(db: Db) -> None:
     data = fake.FakeData(50, 10, seed=5)
     wanted = data.handles[7]
-    db.query_commit(
-        "INSERT INTO users (display_name, handle, email, cognito_user_id)"
-        " VALUES ('Someone Else', %s, 'x@example.com', 'sub-1')",
-        [wanted],
-    )
+    _someone_else_has(db, wanted)
     fake.load(db, data)
     assert db.query_value("SELECT count(*) FROM users WHERE handle = %s", [wanted]) == 1
     assert data.handles[7].startswith(wanted) and data.handles[7] != wanted
@@ -244,11 +248,7 @@ def test_a_handle_taken_in_another_case_gets_a_number(db: Db) -> None:
     # database's unique index, nothing written.
     data = fake.FakeData(50, 10, seed=5)
     wanted = data.handles[7]
-    db.query_commit(
-        "INSERT INTO users (display_name, handle, email, cognito_user_id)"
-        " VALUES ('Someone Else', %s, 'x@example.com', 'sub-1')",
-        [wanted.upper()],
-    )
+    _someone_else_has(db, wanted.upper())
     assert fake.load(db, data).users == 50
     assert data.handles[7].startswith(wanted) and data.handles[7] != wanted
 
@@ -259,11 +259,7 @@ def test_a_renamed_handle_is_checked_against_the_database_too(db: Db) -> None:
     data = fake.FakeData(50, 10, seed=5)
     wanted = data.handles[7]
     for n, handle in enumerate([wanted] + [f"{wanted}{d}" for d in range(10)]):
-        db.query_commit(
-            "INSERT INTO users (display_name, handle, email, cognito_user_id)"
-            " VALUES ('Someone Else', %s, 'x@example.com', %s)",
-            [handle, f"sub-{n}"],
-        )
+        _someone_else_has(db, handle, f"sub-{n}")
     loaded = fake.load(db, data)
     assert loaded.users == 50
     assert len(data.handles[7]) == len(wanted) + 2
