@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import jwt
+import psycopg
 import pytest
 from helpers import ROOT, cli, run
 from server_support import Served, free_port, request
@@ -99,6 +101,14 @@ def test_dev_token_needs_a_known_handle(seeded_db: str, tmp_path) -> None:
     assert unknown.returncode == 1 and "no user has the handle 'nobody'" in unknown.stderr
     both = cli(CRUDDUR, "dev", "token", "--handle", "bayko", "--sub", "x", env=env)
     assert both.returncode == 2 and "exactly one" in both.stderr
+    # Any case finds the user (handles are unique whatever their case); the token names
+    # the handle as stored.
+    cased = cli(CRUDDUR, "dev", "token", "--handle", "BayKo", env=env)
+    assert cased.returncode == 0, cased.stderr
+    claims = jwt.decode(cased.stdout.strip(), options={"verify_signature": False})
+    with psycopg.connect(seeded_db) as conn:
+        row = conn.execute("SELECT cognito_user_id FROM users WHERE handle = 'bayko'").fetchone()
+    assert (claims["sub"], claims["username"]) == (row[0], "bayko")
 
 
 def test_serve_help_explains_itself() -> None:

@@ -116,6 +116,12 @@ def test_dev_sign_in_gives_a_token_that_posts(api: CheckedClient) -> None:
     posted = api.post("/api/activities", json={"message": "hi", "ttl": "1-hour"}, token=token)
     assert posted.status_code == 201 and posted.get_json()["handle"] == "bayko"
     assert api.post("/api/dev/sign-in", json={"handle": "nobody"}).status_code == 404
+    # Handles are one per person whatever their case: BAYKO signs in as bayko.
+    cased = api.post("/api/dev/sign-in", json={"handle": "BAYKO"})
+    assert cased.status_code == 200 and cased.get_json()["handle"] == "bayko"
+    token = cased.get_json()["access_token"]
+    posted = api.post("/api/activities", json={"message": "hi", "ttl": "1-hour"}, token=token)
+    assert posted.status_code == 201 and posted.get_json()["handle"] == "bayko"
     for body in ({}, {"handle": ""}, {"handle": 7}, {"handle": "x" * 65}, {"handle": "a\x00"}):
         assert api.post("/api/dev/sign-in", json=body).status_code == 400
 

@@ -88,9 +88,10 @@ def make_blueprint(settings: Settings) -> Blueprint:
         handle = given.get("handle") if isinstance(given, dict) else None
         if not isinstance(handle, str) or not HANDLE_PATTERN.fullmatch(handle):
             raise ApiError(400, "invalid_handle", 'send {"handle": "<a local user\'s handle>"}')
-        sub = users_service.subject_for_handle(get_db(), handle)
-        if sub is None:
+        found = users_service.subject_for_handle(get_db(), handle)
+        if found is None:
             raise ApiError(404, "user_not_found", f"no user has the handle {handle!r}")
+        sub, handle = found  # the handle as stored: the page shows it
         token = keys.mint(settings.auth, sub, username=handle, expires_in=TOKEN_LIFETIME_SECONDS)
         body = {"access_token": token, "handle": handle, "expires_in": TOKEN_LIFETIME_SECONDS}
         response = Response(json.dumps(body), mimetype="application/json")

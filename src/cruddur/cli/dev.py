@@ -55,10 +55,11 @@ def token(cli: Cli, handle: str | None, sub: str | None, expires_in: int) -> Non
         )
     if handle:
         with database_db(cli.resolve(), settings.pool) as db:
-            sub = subject_for_handle(db, handle)
-        if sub is None:
+            found = subject_for_handle(db, handle)
+        if found is None:
             raise Problem(
                 f"no user has the handle {handle!r} in the local database",
                 "`bin/db-seed` adds the sample users (andrewbrown, …)",
             )
+        sub, handle = found  # in any case given; the token names it as stored
     result(DevKeys(settings.home).mint(settings.auth, sub, username=handle, expires_in=expires_in))

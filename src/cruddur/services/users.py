@@ -80,10 +80,12 @@ class Authors:
         return write(self.uuid_for(db, subject))
 
 
-def subject_for_handle(db: Db, handle: str) -> str | None:
-    """The token subject (`cognito_user_id`) of the user with this handle, or None: what a
-    development token for that user must carry."""
-    return db.query_value(template("users", "cognito_user_id_for_handle"), {"handle": handle})
+def subject_for_handle(db: Db, handle: str) -> tuple[str, str] | None:
+    """The token subject (`cognito_user_id`) of the user with this handle in any case, and
+    their handle as stored (`AndrewBrown` finds andrewbrown), or None: what a development
+    token for that user must carry."""
+    row = db.query_row(template("users", "cognito_user_id_for_handle"), {"handle": handle})
+    return None if row is None else (row[0], row[1])
 
 
 def sign_in_choices(db: Db) -> str:
