@@ -263,3 +263,29 @@ def test_cognito_attributes_cannot_drive_the_terminal(aws: dict[str, str], seede
     assert not [ch for ch in printed if ch in "\x1b\x07\r\u202e"]
     assert "skipped  \\x1b]0;owned\\x07x\\r\\nupdated  andrewbrown\\u202e: " in synced.stdout
     assert "\nupdated  andrewbrown" not in synced.stdout  # no forged line
+
+
+def test_handles_match_in_any_case(seeded_db: str) -> None:
+    from cruddur.db import Db
+    from cruddur.ops.cognito_sync import CognitoUser, sync
+
+    def user(handle: str, email: str) -> CognitoUser:
+        values = {"sub": f"sub-{handle}", "email": email, "email_verified": "true"}
+        return CognitoUser(handle, "CONFIRMED", {**values, "preferred_username": handle})
+
+    users = [
+        user("Bayko", "bayko@exampro.co"),  # the seeded bayko's own verified email: theirs
+        user("ANDREWBROWN", "eve@example.com"),  # the seeded andrewbrown, another email
+        user("Kate", "kate@example.com"),
+        user("KATE", "kate2@example.com"),  # the same handle as Kate's, in this run
+    ]
+    with Db(seeded_db) as db:
+        report = sync(db, users)
+        rows = dict(db.query_rows("SELECT handle, cognito_user_id FROM users"))
+    assert report.updated == ["bayko"] and report.inserted == ["Kate"]
+    assert report.skipped == [
+        ("ANDREWBROWN", "the handle belongs to a seeded row with another email address"),
+        ("KATE", "another Cognito user also has 'KATE'"),
+    ]
+    assert rows["bayko"] == "sub-Bayko" and rows["andrewbrown"] == "MOCK-andrewbrown"
+    assert "Bayko" not in rows and "KATE" not in rows and rows["Kate"] == "sub-Kate"

@@ -51,6 +51,12 @@ class CognitoUser:
         return self.attributes.get("preferred_username") or self.username
 
 
+def handle_key(handle: str) -> str:
+    """What makes two handles one (users_handle_any_case_key): their case, in ASCII, the
+    only letters a handle may have. (str.lower() would take the Kelvin sign for a k.)"""
+    return handle.lower() if handle.isascii() else handle
+
+
 def same_email(a: str, b: str) -> bool:
     # Case only, as mail is addressed: casefold() took Straße@x.org and STRASSE@x.org
     # (and the domains straße.de and strasse.de, two owners) for one address. This is the
@@ -121,23 +127,24 @@ def sync(db: Db, users: list[CognitoUser], *, dry_run: bool = False) -> SyncRepo
         template("users", "cognito_matches"),
         {
             "cognito_user_ids": [row["cognito_user_id"] for _, row in rows],
-            "handles": [row["handle"] for _, row in rows],
+            "handles": [handle_key(row["handle"]) for _, row in rows],
         },
         row_factory=class_row(KnownUser),
     )
     known_ids = {known.cognito_user_id for known in found}
-    by_handle = {known.handle: known for known in found}
-    handled: set[str] = set()  # handles given to a Cognito user in this run
+    by_handle = {handle_key(known.handle): known for known in found}
+    handled: set[str] = set()  # handles (handle_key) given to a Cognito user in this run
 
     for user, row in rows:
         handle = row["handle"]
         if row["cognito_user_id"] in known_ids:
             report.unchanged.append(handle)
             continue
-        if handle in handled:
+        key = handle_key(handle)
+        if key in handled:
             report.skipped.append((user.label, f"another Cognito user also has '{handle}'"))
             continue
-        holder = by_handle.get(handle)  # the row that has this handle, if one does
+        holder = by_handle.get(key)  # the row that has this handle in any case, if one does
         if holder is not None and not is_placeholder(holder.cognito_user_id):
             report.skipped.append((user.label, f"the username '{handle}' is already taken"))
             continue
@@ -146,15 +153,17 @@ def sync(db: Db, users: list[CognitoUser], *, dry_run: bool = False) -> SyncRepo
             if refused:
                 report.skipped.append((user.label, refused))
                 continue
-        handled.add(handle)
+        handled.add(key)
         outcome = report.updated if holder is not None else report.inserted
         # A dry run makes the same write and rolls it back: the database's checks (a handle
         # its rule refuses) skip the same users as the real run, not "would insert" them.
         write = db.query_rolled_back if dry_run else db.query_commit
         try:
             if holder is not None:
-                # The email judged above pins the row: one comparison, Python's.
-                claimed = {**row, "row_email": holder.email}
+                # The email judged above pins the row: one comparison, Python's. The row
+                # keeps its handle (bayko, claimed by Cognito's Bayko).
+                handle = holder.handle
+                claimed = {**row, "handle": handle, "row_email": holder.email}
                 if write(template("users", "claim_placeholder"), claimed) is None:
                     report.skipped.append((user.label, CLAIM_MISSED))
                     continue
