@@ -95,6 +95,32 @@ def test_serve_answers_over_http(
     assert "Control socket" not in output and "control server" not in output.lower(), output
 
 
+def test_serve_given_only_the_api_roles_url_serves_that_database(
+    seeded_db: str, api_url: str, admin, tmp_path
+) -> None:
+    # A container given the API's role alone (compose.yaml): no owner's password, and no
+    # embedded server started beside it (serve started one, checked and named that
+    # database, while its workers read the other).
+    env = {"CRUDDUR_API_CONNECTION_URL": api_url, "CRUDDUR_HOME": str(tmp_path)}
+    served = Served("--workers", "1", env=env, unset=("PROD_CONNECTION_URL", "CONNECTION_URL"))
+    try:
+        served.wait_healthy()
+        status, _, body = request(f"{served.base}/api/activities/home?limit=2")
+        assert status == 200 and len(json.loads(body)) == 2
+        users = admin.execute(
+            "SELECT DISTINCT usename FROM pg_stat_activity "
+            "WHERE datname = %s AND application_name = 'cruddur-api'",
+            [parse(seeded_db)["dbname"]],
+        ).fetchall()
+        assert users == [(parse(api_url)["user"],)]
+    finally:
+        output = served.stop()
+    assert "the API's role, CRUDDUR_API_CONNECTION_URL" in output, output
+    assert "embedded" not in output and "no schema" not in output, output
+    assert parse(api_url)["password"] not in output
+    assert not (tmp_path / "postgres").exists()  # no embedded server's folder made
+
+
 def test_dev_token_needs_a_known_handle(seeded_db: str, tmp_path) -> None:
     env = {"CONNECTION_URL": seeded_db, "CRUDDUR_HOME": str(tmp_path)}
     unknown = cli(CRUDDUR, "dev", "token", "--handle", "nobody", env=env)

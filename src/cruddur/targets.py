@@ -52,7 +52,11 @@ class Target(ReprWithoutSecrets):
         return database_name(self.url)
 
     def describe(self) -> str:
-        where = {"PROD_CONNECTION_URL": "production", "embedded": "local, embedded server"}
+        where = {
+            "PROD_CONNECTION_URL": "production",
+            "embedded": "local, embedded server",
+            "CRUDDUR_API_CONNECTION_URL": "the API's role, CRUDDUR_API_CONNECTION_URL",
+        }
         if self.production:
             where["CONNECTION_URL"] = "production, through CONNECTION_URL"
         return f"{redact(self.url)} ({where.get(self.source, 'local')})"
@@ -75,6 +79,18 @@ def api_url(settings: Settings, target: Target) -> str:
     if target.embedded:
         return embedded_server(settings).url(target.dbname, role=API_ROLE)
     return target.conninfo
+
+
+def serve_target(settings: Settings) -> Target:
+    """The database `cruddur serve` checks and serves: as `resolve`, except that with
+    CRUDDUR_API_CONNECTION_URL set and CONNECTION_URL not, it is the API role's URL: a
+    container given that role alone (compose.yaml) serves without the owner's password.
+    (It started the embedded server instead, checked that database and named it, while
+    the workers connected to the other.)"""
+    if settings.api_connection_url and not settings.connection_url:
+        url = check("CRUDDUR_API_CONNECTION_URL", settings.api_connection_url)
+        return _settled(Target(url, "CRUDDUR_API_CONNECTION_URL", looks_like_rds(url)), settings)
+    return resolve(settings)
 
 
 def resolve(settings: Settings, *, prod: bool = False, start: bool = True) -> Target:
@@ -105,6 +121,10 @@ def resolve(settings: Settings, *, prod: bool = False, start: bool = True) -> Ta
         server = embedded_server(settings)
         url = server.start() if start else server.url()
         target = Target(url, "embedded")
+    return _settled(target, settings)
+
+
+def _settled(target: Target, settings: Settings) -> Target:
     target.dbname  # noqa: B018 - fail early on a URL that names no database
     return replace(
         target,

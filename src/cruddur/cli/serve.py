@@ -146,8 +146,9 @@ def serve(
     """Serve the Cruddur API over HTTP.
 
     By default on http://127.0.0.1:4567 (the home feed: /api/activities/home).
-    Uses CONNECTION_URL's database, or the embedded server, which it starts. Load the
-    schema first (`bin/db-setup`; `bin/run` does it all). The OpenAPI document is at
+    Uses CONNECTION_URL's database, or the embedded server, which it starts; with
+    CRUDDUR_API_CONNECTION_URL alone, that role's database. Load the schema first
+    (`bin/db-setup`; `bin/run` does it all). The OpenAPI document is at
     /api/openapi.yaml.
 
     Each request logs one JSON line on stdout (CRUDDUR_LOG_FORMAT=text for people; --dev
@@ -155,7 +156,7 @@ def serve(
     Prometheus metrics, summed over the workers, when CRUDDUR_METRICS_PORT is.
     """
     from cruddur.api_urls import ApiUrls
-    from cruddur.targets import api_url, resolve
+    from cruddur.targets import api_url, serve_target
 
     settings = Settings.from_env()
     config = settings.serve
@@ -191,7 +192,7 @@ def serve(
         # Before anything is said of serving: a metrics port that is taken stops it here,
         # in one line (it came after the banner, which said the API was serving).
         start_metrics_exporter(settings.telemetry.metrics_host, settings.telemetry.metrics_port)
-    target = resolve(settings)  # starts the embedded server, once, before the workers
+    target = serve_target(settings)  # starts the embedded server, once, before the workers
     info(f"database: {target.describe()}")
     _api_role(settings, target, _check_database(target, settings))
     # Worked out here once; the workers take them as they are (ApiUrls.environ).
