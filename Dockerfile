@@ -21,7 +21,10 @@ RUN /opt/cruddur/bin/pip install --no-deps --no-build-isolation . \
 
 # -- run: the base, the venv, a user without privileges -----------------------------------
 FROM ${BASE_IMAGE}
-RUN useradd --system --uid 10001 --user-group --create-home --home-dir /home/cruddur cruddur
+# roles/: where compose.yaml's migrate job leaves the API role's URL (a volume made from
+# this folder is the user's, mode 0700).
+RUN useradd --system --uid 10001 --user-group --create-home --home-dir /home/cruddur cruddur \
+ && install -d -o cruddur -g cruddur -m 0700 /home/cruddur/roles
 COPY --from=build /opt/cruddur /opt/cruddur
 ENV PATH=/opt/cruddur/bin:$PATH \
     PYTHONUNBUFFERED=1 \

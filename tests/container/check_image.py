@@ -275,10 +275,26 @@ class Compose:
 
 
 def test_compose_brings_up_the_database_the_migration_and_the_api(image: str) -> None:
-    compose = Compose(image)
+    owner_password = f"owner-{uuid.uuid4().hex}"
+    compose = Compose(image, POSTGRES_PASSWORD=owner_password)
     try:
         compose.up("seed")
         compose.seeded_feed()
+        # The API connects as its own role, and its container never holds the owner's
+        # password (it did: CONNECTION_URL as postgres, a superuser).
+        api_users = compose.psql(
+            "db",
+            "SELECT string_agg(DISTINCT usename, ',') FROM pg_stat_activity"
+            " WHERE application_name = 'cruddur-api'",
+        )
+        assert api_users == "cruddur_api"
+        environs = podman(
+            "exec", compose.container("api"), "sh", "-c", "cat /proc/[0-9]*/environ",
+            check=False,
+        )  # fmt: skip
+        assert "CRUDDUR_API_CONNECTION_URL=postgresql://cruddur_api:" in environs.stdout
+        assert owner_password not in environs.stdout
+        assert "CONNECTION_URL=postgresql://postgres" not in environs.stdout
     finally:
         compose.down()
 
