@@ -919,6 +919,48 @@ def test_unsampled_requests_are_not_traced_and_sampled_callers_are_followed(
     assert all("trace_id" not in lines[f"unsampled-{n}"] for n in range(5))
 
 
+# An unsampled request's statements never reach the psycopg instrumentation's cursor: its
+# wrapper and check cost each statement ~60 Python bytecodes to make no span.
+_CURSOR_SPY = """
+from opentelemetry.instrumentation import dbapi
+calls = []
+traced_execution = dbapi.CursorTracer.traced_execution
+def spy(self, *args, **kwargs):
+    calls.append(1)
+    return traced_execution(self, *args, **kwargs)
+dbapi.CursorTracer.traced_execution = spy
+from werkzeug.test import EnvironBuilder
+from cruddur.api import create_worker_app
+from cruddur.telemetry import tracing
+app = create_worker_app()
+environ = EnvironBuilder("/api/activities/home", query_string="limit=3").get_environ()
+def statements(ratio):
+    tracing._sampling.ratio = ratio
+    before = len(calls)
+    status = []
+    b"".join(app(dict(environ), lambda s, h, e=None: status.append(s)))
+    assert status == ["200 OK"], status
+    return len(calls) - before
+print("counted", statements(0.0), statements(1.0), statements(0.0))
+tracing.stop()
+"""
+
+
+def test_an_unsampled_requests_sql_skips_the_instrumentations_cursor(
+    module_db: str, own_receiver: OtlpReceiver, tmp_path: Path
+) -> None:
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("OTEL_")},
+        "CONNECTION_URL": module_db, "CRUDDUR_HOME": str(tmp_path), "CRUDDUR_FEED_CACHE": "0",
+        "OTEL_EXPORTER_OTLP_ENDPOINT": own_receiver.url, "OTEL_TRACES_SAMPLER": "traceidratio",
+    }  # fmt: skip
+    done = run(sys.executable, "-c", _CURSOR_SPY, env=env)
+    assert done.returncode == 0, done.stderr
+    counted = [line for line in done.stdout.splitlines() if line.startswith("counted ")]
+    unsampled, sampled, unsampled_again = map(int, counted[0].split()[1:])
+    assert (unsampled, unsampled_again) == (0, 0) and sampled >= 1
+
+
 def test_sql_outside_any_request_is_never_traced(own_server, own_receiver: OtlpReceiver) -> None:
     # The feed cache's LISTEN, and the NOTIFY its notifier sends after a write, run in
     # threads of their own, outside any request: each was a trace of its own, whatever

@@ -82,7 +82,13 @@ class PooledConnection(psycopg.Connection):
     """
 
     _helper_cursor: psycopg.Cursor | None = None
+    _plain_cursor: psycopg.Cursor | None = None  # see `unsampled`
     _poller: select.poll | None = None  # made on first use: the socket is the connection's
+    # In a server worker while tracing is on (tracing.start sets it): whether this
+    # thread's request was left unsampled. Its statements then take a plain cursor, not
+    # the psycopg instrumentation's (whose wrapper and check cost each statement ~60
+    # Python bytecodes to make no span).
+    unsampled: Callable[[], bool] | None = None
 
     def helper_cursor(self, row_factory: RowFactory[Any] = tuple_row) -> psycopg.Cursor:
         """The kept cursor, making rows with `row_factory` (named rows: class_row, …).
@@ -90,12 +96,22 @@ class PooledConnection(psycopg.Connection):
         Switching factories is an attribute set, not a new cursor; the default (tuples)
         costs nothing while it stays the default.
         """
-        cur = self._helper_cursor
-        if cur is None or cur.closed:
-            cur = self._helper_cursor = self.cursor()
-            cur.adapters.register_loader("text", RawText)
+        unsampled = self.unsampled
+        if unsampled is not None and unsampled():
+            cur = self._plain_cursor
+            if cur is None or cur.closed:
+                cur = self._plain_cursor = self._new_helper(psycopg.Cursor)
+        else:
+            cur = self._helper_cursor
+            if cur is None or cur.closed:
+                cur = self._helper_cursor = self._new_helper(self.cursor_factory)
         if cur.row_factory is not row_factory:
             cur.row_factory = row_factory
+        return cur
+
+    def _new_helper(self, factory: Callable[..., psycopg.Cursor]) -> psycopg.Cursor:
+        cur = factory(self)
+        cur.adapters.register_loader("text", RawText)
         return cur
 
     def dropped_by_server(self) -> bool:

@@ -20,6 +20,7 @@ import random
 import re
 import threading
 from collections.abc import Callable
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,8 +37,13 @@ log = logging.getLogger("cruddur.telemetry")
 _provider: Any = None  # the SDK's TracerProvider once started
 tracer: Any = None  # Cruddur's own tracer (use-case spans); None while tracing is off
 _instrumentation_enabled: Any = None  # opentelemetry's is_instrumentation_enabled, once started
-_suppressed: Any = None  # opentelemetry's suppress_instrumentation, once imported
 _sampling: Any = None  # the Sampling of OTEL_TRACES_SAMPLER, once started
+# True in a server worker's request that was not sampled (TraceGate): its use-case spans
+# are skipped and its SQL takes a plain cursor (db.pool.PooledConnection.unsampled), each
+# on one lookup of this variable. (Suppressing instrumentation in OpenTelemetry's context
+# instead cost each such request ~180 Python bytecodes: the context's attach, detach and
+# lookups, and the psycopg instrumentation's wrapper and check on every statement.)
+_unsampled: ContextVar[bool] = ContextVar("cruddur_unsampled", default=False)
 
 
 def enabled() -> bool:
@@ -77,6 +83,10 @@ def start(settings: TelemetrySettings, *, gated: bool = False) -> None:
     provider.add_span_processor(ScrubbingBatchSpanProcessor(CompactSpanExporter()))
     trace.set_tracer_provider(provider)
     PsycopgInstrumentor().instrument(tracer_provider=provider, skip_dep_check=True)
+    if gated:
+        from cruddur.db.pool import PooledConnection
+
+        PooledConnection.unsampled = _unsampled.get
     _provider = provider
     _instrumentation_enabled = is_instrumentation_enabled
     _sampling = Sampling(settings.sampler, settings.sampler_ratio)
@@ -127,9 +137,9 @@ def _requests_only() -> Any:
 
 
 def active() -> bool:
-    """Whether a span started here would be part of a trace: tracing is on and this
-    request was sampled (an unsampled one runs with instrumentation suppressed)."""
-    return tracer is not None and _instrumentation_enabled()
+    """Whether a span started here would be part of a trace: tracing is on, this request
+    was sampled (TraceGate), and instrumentation is not suppressed."""
+    return tracer is not None and not _unsampled.get() and _instrumentation_enabled()
 
 
 def stop(timeout: float = STOP_FLUSH_SECONDS) -> None:
@@ -140,6 +150,9 @@ def stop(timeout: float = STOP_FLUSH_SECONDS) -> None:
     if _provider is None:
         return
     provider, _provider, tracer = _provider, None, None
+    from cruddur.db.pool import PooledConnection
+
+    PooledConnection.unsampled = None
     flushing = threading.Thread(target=provider.shutdown, name="cruddur-trace-flush", daemon=True)
     flushing.start()
     flushing.join(timeout)
@@ -191,14 +204,10 @@ class TraceGate:
     """WSGI middleware deciding, first thing, whether a request is traced.
 
     A sampled request goes through Flask's instrumentation; any other runs the plain app
-    with instrumentation suppressed, so the Flask hooks, the SQL statements' tracer and
-    the use-case spans cost it next to nothing. (Left to the instrumentations, an
-    unsampled request still paid for its attributes, contexts and non-recording spans:
-    measured in one process, 260-280 µs of CPU on a feed request.)
-
-    `suppressed` is the context suppress_instrumentation() makes from an empty one,
-    made once: a request that starts with an empty context (all of them, in a server's
-    thread) is given it directly, without the context manager's generator and copies.
+    marked unsampled (`_unsampled`), so the Flask hooks, the SQL statements' tracer and
+    the use-case spans cost it next to nothing: one test each. (Left to the
+    instrumentations, an unsampled request still paid for its attributes, contexts and
+    non-recording spans: measured in one process, 260-280 µs of CPU on a feed request.)
     """
 
     def __init__(
@@ -208,20 +217,11 @@ class TraceGate:
         sampling: Sampling,
         shortcut: tuple[Callable[[dict[str, Any]], bool], Any] | None = None,
     ) -> None:
-        from opentelemetry import context
-
         self.plain = plain
         self.instrumented = instrumented
         self.sampling = sampling
         # (matches, app): a sampled request that matches goes to the shortcut's app.
         self.shortcut_matches, self.shortcut = shortcut or (None, None)
-        self._context = context
-        token = context.attach(context.Context())
-        try:
-            with _suppressed():
-                self.suppressed = context.get_current()
-        finally:
-            context.detach(token)
 
     def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
         if self.sampling.sampled(environ):
@@ -229,15 +229,11 @@ class TraceGate:
             if self.shortcut is not None and self.shortcut_matches(environ):
                 return self.shortcut(environ, start_response)
             return self.instrumented(environ, start_response)
-        context = self._context
-        if context.get_current():  # something is in the context already: keep it
-            with _suppressed():
-                return self.plain(environ, start_response)
-        token = context.attach(self.suppressed)
+        token = _unsampled.set(True)
         try:
             return self.plain(environ, start_response)
         finally:
-            context.detach(token)
+            _unsampled.reset(token)
 
 
 def _when_traced(hooks: list[Callable[..., Any]], *, reverse: bool = False) -> Callable[..., Any]:
@@ -280,13 +276,10 @@ def instrument_app(
     route, by the Flask instrumentation, behind a `TraceGate`. `untraced`: wraps the
     plain app that the gate's unsampled requests go to; `shortcut`: sampled requests
     answered without Flask."""
-    global _suppressed
     from flask import request
     from opentelemetry.instrumentation.flask import FlaskInstrumentor
-    from opentelemetry.instrumentation.utils import suppress_instrumentation
     from opentelemetry.metrics import NoOpMeterProvider
 
-    _suppressed = suppress_instrumentation
     plain = app.wsgi_app
     before = app.before_request_funcs.setdefault(None, [])
     teardown = app.teardown_request_funcs.setdefault(None, [])
