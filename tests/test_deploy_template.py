@@ -12,7 +12,7 @@ from cfnlint.decode import decode
 from helpers import ROOT, run
 
 from cruddur.cli.lambdas import DEFAULT_OUTPUT
-from cruddur.config import ConfigError, TelemetrySettings
+from cruddur.config import ConfigError, ReplicaSettings, TelemetrySettings
 from cruddur.ops.packaging import HANDLER
 
 TEMPLATE = ROOT / "deploy/post-confirmation.yaml"
@@ -183,8 +183,15 @@ def test_compose_starts_the_api_after_a_healthy_database_and_a_finished_migratio
     assert api["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
     assert "cruddur.healthcheck" in " ".join(api["healthcheck"]["test"])
     assert "pg_isready" in services["db"]["healthcheck"]["test"]
-    assert "@db:5432/" in api["environment"]["CONNECTION_URL"]
-    assert "db migrate" in " ".join(services["migrate"]["command"])
+    # The jobs as the owner; the API as its own role, from the file the migrate job writes.
+    migrate = services["migrate"]
+    assert "@db:5432/" in migrate["environment"]["CONNECTION_URL"]
+    assert "db migrate" in " ".join(migrate["command"])
+    assert "db roles --env-file /home/cruddur/roles/" in " ".join(migrate["command"])
+    assert not {"CONNECTION_URL", "CRUDDUR_API_CONNECTION_URL"} & set(api["environment"])
+    assert "POSTGRES_PASSWORD" not in json.dumps(api["environment"])
+    assert api["volumes"] == ["roles:/home/cruddur/roles:ro"]
+    assert "CRUDDUR_API_CONNECTION_URL && exec cruddur serve" in " ".join(api["command"])
     # PID 1 ignored a SIGTERM sent before granian's handler was in.
     assert all(services[name]["init"] is True for name in ("api", "migrate", "seed"))
     assert services["seed"]["profiles"] == ["seed"]
@@ -238,8 +245,9 @@ _NO_VALUE = object()
 
 def resolved_ecs_template(**given: str) -> dict:
     """deploy/ecs-service.yaml as CloudFormation would see it with these parameters (the
-    others at their defaults, the two secrets above): each Fn::If decided and each
-    AWS::NoValue gone; Ref to a parameter replaced by its value. Other intrinsics stay."""
+    others at their defaults, the two secrets above): each Fn::If decided, each
+    AWS::NoValue and each resource whose condition is false gone; Ref to a parameter
+    replaced by its value. Other intrinsics stay."""
     template, problems = decode(str(ECS_TEMPLATE))
     assert not problems
     values = {name: str(p.get("Default", "")) for name, p in template["Parameters"].items()}
@@ -291,7 +299,14 @@ def resolved_ecs_template(**given: str) -> dict:
         if holds(rule["RuleCondition"]):
             for assertion in rule["Assertions"]:
                 assert holds(assertion["Assert"]), assertion["AssertDescription"]
-    return resolve({key: value for key, value in template.items() if key != "Conditions"})
+    resolved = resolve({key: value for key, value in template.items() if key != "Conditions"})
+    # A resource whose condition is false is not made.
+    resolved["Resources"] = {
+        name: resource
+        for name, resource in resolved["Resources"].items()
+        if "Condition" not in resource or condition(resource["Condition"])
+    }
+    return resolved
 
 
 def _task(resolved: dict) -> tuple[dict, dict[str, dict]]:
@@ -396,6 +411,31 @@ def test_the_template_takes_only_an_endpoint_the_api_takes(endpoint: str) -> Non
         endpoint in ("https://api.honeycomb.io", "http://collector.internal:4318",
                      "http://10.0.0.5:4318/otlp")
     )  # fmt: skip
+
+
+def test_a_reader_comes_with_one_read_after_key_for_every_task() -> None:
+    # Without a reader: no reader, no key, nothing more to read.
+    resolved = resolved_ecs_template()
+    _, containers = _task(resolved)
+    assert "ReadAfterKey" not in resolved["Resources"]
+    assert "READER" not in str(containers["api"]) and "READ_AFTER" not in str(containers["api"])
+    # With one: the reader's URL and the stack's own key, both from Secrets Manager (a key
+    # of each task's own would refuse, with a 400, the X-Read-After another task signed).
+    reader = "arn:aws:secretsmanager:ca-central-1:123456789012:secret:cruddur-reader-AbCdEf"
+    resolved = resolved_ecs_template(ReaderSecretArn=reader)
+    _, containers = _task(resolved)
+    secrets = {item["Name"]: item["ValueFrom"] for item in containers["api"]["Secrets"]}
+    assert secrets["READER_CONNECTION_URL"] == reader
+    assert secrets["CRUDDUR_READ_AFTER_KEY"] == {"Ref": "ReadAfterKey"}
+    assert not [n for n in _environment(containers["api"]) if "READ" in n]  # never plain
+    generated = resolved["Resources"]["ReadAfterKey"]["Properties"]["GenerateSecretString"]
+    assert generated["PasswordLength"] >= 32 and generated["ExcludePunctuation"] is True
+    readable = _policies(resolved, "ExecutionRole")
+    assert reader in readable and '"Ref": "ReadAfterKey"' in readable
+    assert "ReadAfterKey" not in _policies(resolved, "MigrateExecutionRole")
+    # What the task is given, the API takes: a key of that length passes serve's check.
+    settings = ReplicaSettings.from_env({"CRUDDUR_READ_AFTER_KEY": "k" * 64})
+    assert settings.read_after_key == "k" * 64
 
 
 def test_the_migration_task_is_given_nothing_the_api_task_is() -> None:
