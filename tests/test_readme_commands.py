@@ -36,7 +36,7 @@ def _cruddur_commands() -> list[str]:
 
 # Run inside the container image, whose entry point is cruddur (README, "Running in
 # containers"), not in the checkout.
-IN_THE_IMAGE = {"cruddur db migrate", "cruddur db migrate --yes"}
+IN_THE_IMAGE = {"cruddur db migrate", "cruddur db migrate --yes", "cruddur db roles"}
 
 
 def test_no_bare_cruddur_command() -> None:
