@@ -118,6 +118,13 @@ def test_serve_given_only_the_api_roles_url_serves_that_database(
     assert "the API's role, CRUDDUR_API_CONNECTION_URL" in output, output
     assert "embedded" not in output and "no schema" not in output, output
     assert parse(api_url)["password"] not in output
+    # The token serve's banner offers is minted from that database's users too.
+    minted = cli(CRUDDUR, "dev", "token", "--handle", "AndrewBrown", env=env)
+    assert minted.returncode == 0 and "embedded" not in minted.stderr, minted.stderr
+    claims = jwt.decode(minted.stdout.strip(), options={"verify_signature": False})
+    with psycopg.connect(seeded_db) as conn:
+        sub = conn.execute("SELECT cognito_user_id FROM users WHERE handle = 'andrewbrown'")
+        assert claims["sub"] == sub.fetchone()[0]
     assert not (tmp_path / "postgres").exists()  # no embedded server's folder made
 
 

@@ -82,15 +82,19 @@ def api_url(settings: Settings, target: Target) -> str:
 
 
 def serve_target(settings: Settings) -> Target:
-    """The database `cruddur serve` checks and serves: as `resolve`, except that with
-    CRUDDUR_API_CONNECTION_URL set and CONNECTION_URL not, it is the API role's URL: a
-    container given that role alone (compose.yaml) serves without the owner's password.
-    (It started the embedded server instead, checked that database and named it, while
-    the workers connected to the other.)"""
-    if settings.api_connection_url and not settings.connection_url:
-        url = check("CRUDDUR_API_CONNECTION_URL", settings.api_connection_url)
-        return _settled(Target(url, "CRUDDUR_API_CONNECTION_URL", looks_like_rds(url)), settings)
-    return resolve(settings)
+    """The database `cruddur serve` checks and serves: `api_only`'s, else `resolve`'s."""
+    return api_only(settings) or resolve(settings)
+
+
+def api_only(settings: Settings) -> Target | None:
+    """With CRUDDUR_API_CONNECTION_URL set and CONNECTION_URL not, the API role's database:
+    a container given that role alone (compose.yaml) serves without the owner's password,
+    and `dev token` finds its users there. (Both started the embedded server instead;
+    serve checked and named that database while its workers connected to the other.)"""
+    if not settings.api_connection_url or settings.connection_url:
+        return None
+    url = check("CRUDDUR_API_CONNECTION_URL", settings.api_connection_url)
+    return _settled(Target(url, "CRUDDUR_API_CONNECTION_URL", looks_like_rds(url)), settings)
 
 
 def resolve(settings: Settings, *, prod: bool = False, start: bool = True) -> Target:

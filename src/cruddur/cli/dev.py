@@ -41,6 +41,7 @@ def token(cli: Cli, handle: str | None, sub: str | None, expires_in: int) -> Non
     from cruddur.dev_keys import DevKeys
     from cruddur.ops.connections import database_db
     from cruddur.services.users import subject_for_handle
+    from cruddur.targets import api_only
 
     for name, given in (("--handle", handle), ("--sub", sub)):
         if given is not None and not given.strip():
@@ -54,7 +55,8 @@ def token(cli: Cli, handle: str | None, sub: str | None, expires_in: int) -> Non
             "tokens and will refuse this one (CRUDDUR_AUTH=dev asks for the dev key pair)"
         )
     if handle:
-        with database_db(cli.resolve(), settings.pool) as db:
+        # The database `serve` would serve: the API role's alone, if that is all there is.
+        with database_db(api_only(settings) or cli.resolve(), settings.pool) as db:
             found = subject_for_handle(db, handle)
         if found is None:
             raise Problem(
