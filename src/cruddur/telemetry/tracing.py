@@ -44,6 +44,7 @@ _sampling: Any = None  # the Sampling of OTEL_TRACES_SAMPLER, once started
 # instead cost each such request ~180 Python bytecodes: the context's attach, detach and
 # lookups, and the psycopg instrumentation's wrapper and check on every statement.)
 _unsampled: ContextVar[bool] = ContextVar("cruddur_unsampled", default=False)
+_pooled_connections: Any = None  # db.pool.PooledConnection, told of _unsampled in a worker
 
 
 def enabled() -> bool:
@@ -66,7 +67,7 @@ def start(settings: TelemetrySettings, *, gated: bool = False) -> None:
     rule, applied before any instrumentation runs); the SDK then records what it is
     given. Elsewhere (CLI, Lambda) the SDK samples by OTEL_TRACES_SAMPLER itself.
     """
-    global _provider, tracer, _instrumentation_enabled, _sampling
+    global _provider, tracer, _instrumentation_enabled, _sampling, _pooled_connections
     if _provider is not None:
         return
     from opentelemetry import trace
@@ -87,6 +88,7 @@ def start(settings: TelemetrySettings, *, gated: bool = False) -> None:
         from cruddur.db.pool import PooledConnection
 
         PooledConnection.unsampled = _unsampled.get
+        _pooled_connections = PooledConnection
     _provider = provider
     _instrumentation_enabled = is_instrumentation_enabled
     _sampling = Sampling(settings.sampler, settings.sampler_ratio)
@@ -146,13 +148,13 @@ def stop(timeout: float = STOP_FLUSH_SECONDS) -> None:
     """Send what is queued and stop, waiting `timeout` seconds at most: with a receiver
     that is slow or gone, the SDK's own shutdown could hold a stopping worker for 30 s or
     more (ECS kills a task 30 s after asking it to stop)."""
-    global _provider, tracer
+    global _provider, tracer, _pooled_connections
     if _provider is None:
         return
     provider, _provider, tracer = _provider, None, None
-    from cruddur.db.pool import PooledConnection
-
-    PooledConnection.unsampled = None
+    if _pooled_connections is not None:
+        _pooled_connections.unsampled = None
+        _pooled_connections = None
     flushing = threading.Thread(target=provider.shutdown, name="cruddur-trace-flush", daemon=True)
     flushing.start()
     flushing.join(timeout)
