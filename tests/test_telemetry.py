@@ -961,6 +961,36 @@ def test_an_unsampled_requests_sql_skips_the_instrumentations_cursor(
     assert (unsampled, unsampled_again) == (0, 0) and sampled >= 1
 
 
+_START_STOP = """
+import os, sys
+from cruddur.config import TelemetrySettings
+from cruddur.telemetry import tracing
+tracing.start(TelemetrySettings.from_env(dict(os.environ)), gated=sys.argv[1] == "gated")
+def told():
+    pool = sys.modules.get("cruddur.db.pool")
+    return "-" if pool is None else str(pool.PooledConnection.unsampled is not None)
+running = told()
+tracing.stop()
+print("told", running, told())
+"""
+
+
+@pytest.mark.parametrize(("kind", "told"), [("gated", "True False"), ("cli", "- -")])
+def test_only_a_server_worker_tells_the_pool_of_unsampled_requests(
+    own_receiver: OtlpReceiver, kind: str, told: str
+) -> None:
+    # A worker's pool learns how to tell an unsampled request, and forgets it at stop; a
+    # CLI process's is never told, and stopping does not load it ("-": not loaded).
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("OTEL_")},
+        "OTEL_EXPORTER_OTLP_ENDPOINT": own_receiver.url,
+    }
+    done = run(sys.executable, "-c", _START_STOP, kind, env=env)
+    assert done.returncode == 0, done.stderr
+    said = [line for line in done.stdout.splitlines() if line.startswith("told ")]
+    assert said == [f"told {told}"]
+
+
 def test_sql_outside_any_request_is_never_traced(own_server, own_receiver: OtlpReceiver) -> None:
     # The feed cache's LISTEN, and the NOTIFY its notifier sends after a write, run in
     # threads of their own, outside any request: each was a trace of its own, whatever
