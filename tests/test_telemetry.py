@@ -919,6 +919,16 @@ def test_unsampled_requests_are_not_traced_and_sampled_callers_are_followed(
     assert all("trace_id" not in lines[f"unsampled-{n}"] for n in range(5))
 
 
+def _python(script: str, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    """`script` in a Python process of its own, with this process's environment less its
+    OTEL_* settings, and `env`."""
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")} | env
+    return subprocess.run(
+        [str(ROOT / ".venv" / "bin" / "python"), "-c", script, *args],
+        env=full_env, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+
+
 # An unsampled request's statements never reach the psycopg instrumentation's cursor: its
 # wrapper and check cost each statement ~60 Python bytecodes to make no span.
 _CURSOR_SPY = """
@@ -949,12 +959,11 @@ tracing.stop()
 def test_an_unsampled_requests_sql_skips_the_instrumentations_cursor(
     module_db: str, own_receiver: OtlpReceiver, tmp_path: Path
 ) -> None:
-    env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith("OTEL_")},
-        "CONNECTION_URL": module_db, "CRUDDUR_HOME": str(tmp_path), "CRUDDUR_FEED_CACHE": "0",
-        "OTEL_EXPORTER_OTLP_ENDPOINT": own_receiver.url, "OTEL_TRACES_SAMPLER": "traceidratio",
-    }  # fmt: skip
-    done = run(sys.executable, "-c", _CURSOR_SPY, env=env)
+    done = _python(
+        _CURSOR_SPY, CONNECTION_URL=module_db, CRUDDUR_HOME=str(tmp_path),
+        CRUDDUR_FEED_CACHE="0", OTEL_EXPORTER_OTLP_ENDPOINT=own_receiver.url,
+        OTEL_TRACES_SAMPLER="traceidratio",
+    )  # fmt: skip
     assert done.returncode == 0, done.stderr
     counted = [line for line in done.stdout.splitlines() if line.startswith("counted ")]
     unsampled, sampled, unsampled_again = map(int, counted[0].split()[1:])
@@ -981,11 +990,7 @@ def test_only_a_server_worker_tells_the_pool_of_unsampled_requests(
 ) -> None:
     # A worker's pool learns how to tell an unsampled request, and forgets it at stop; a
     # CLI process's is never told, and stopping does not load it ("-": not loaded).
-    env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith("OTEL_")},
-        "OTEL_EXPORTER_OTLP_ENDPOINT": own_receiver.url,
-    }
-    done = run(sys.executable, "-c", _START_STOP, kind, env=env)
+    done = _python(_START_STOP, kind, OTEL_EXPORTER_OTLP_ENDPOINT=own_receiver.url)
     assert done.returncode == 0, done.stderr
     said = [line for line in done.stdout.splitlines() if line.startswith("told ")]
     assert said == [f"told {told}"]
@@ -1057,12 +1062,7 @@ def _sign_up_in_a_process(
     }
     if user_name is not None:
         event["userName"] = user_name
-    full_env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
-    full_env.update(env)
-    return subprocess.run(
-        [str(ROOT / ".venv" / "bin" / "python"), "-c", script, json.dumps(event)],
-        env=full_env, capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
+    return _python(script, json.dumps(event), **env)
 
 
 def test_the_sign_up_lambda_sends_a_span_per_invocation(
@@ -1109,11 +1109,9 @@ def test_a_refused_sign_ups_email_and_name_stay_out_of_its_spans(
             }
         },
     }
-    env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
-    env.update(CONNECTION_URL=seeded_db, OTEL_EXPORTER_OTLP_ENDPOINT=own_receiver.url)
-    done = subprocess.run(
-        [str(ROOT / ".venv" / "bin" / "python"), "-c", script, json.dumps(event)],
-        env=env, capture_output=True, text=True, timeout=60,
+    done = _python(
+        script, json.dumps(event), CONNECTION_URL=seeded_db,
+        OTEL_EXPORTER_OTLP_ENDPOINT=own_receiver.url,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert "the name must be" in done.stdout
