@@ -401,6 +401,8 @@ def test_method_names_are_case_sensitive(api, mint, seeded_db) -> None:
         assert answer.status_code == 501, (method, answer.get_json())
         assert answer.get_json()["error"] == "not_implemented"
         assert answer.get_json()["request_id"] == answer.headers["X-Request-Id"]
+        # The one shape of every error (openapi.yaml's Error): it had no `errors`.
+        assert answer.get_json()["errors"] == []
     assert snapshot(seeded_db) == before
 
 

@@ -125,6 +125,7 @@ def _unknown_method(environ: dict[str, Any], start_response: Callable[..., Any])
         {
             "error": "not_implemented",
             "message": f"unknown method {sent!r}: method names are upper case (GET, POST)",
+            "errors": [],  # the one shape of every error (openapi.yaml, Error)
             "request_id": environ.get(REQUEST_ID_KEY),
         }
     ).encode()
