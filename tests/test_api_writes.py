@@ -99,6 +99,10 @@ def test_every_failing_field_is_listed_at_once(api, mint, seeded_db: str) -> Non
         # shorthand format control, a zero-width space and a variation selector, beams.
         "\U000e0100", "\U000e0041\U000e0042", "\U0001bca0", "\u200b\U000e0101",
         "\U0001d173 \U0001d17a",
+        # Each was a 201: the Arabic letter mark (a direction mark), control characters
+        # (C0, DEL, C1), an interlinear annotation mark, an Egyptian format control.
+        "\u061c", "\u3000\u061c", "\u200b\u061c", "\u0001", "\u007f", "\u009f \u0080",
+        "\ufff9", "\U00013430",
     ],
 )  # fmt: skip
 def test_a_message_of_invisible_characters_is_blank(api, mint, seeded_db: str, message) -> None:
@@ -194,12 +198,17 @@ def test_a_body_in_another_charset_or_compressed_is_a_415(api, mint, seeded_db: 
     token = mint()
     crud = {"message": "café", "ttl": "1-day"}
     latin = json.dumps(crud, ensure_ascii=False).encode("latin-1")
+    utf8 = json.dumps(crud, ensure_ascii=False).encode()
     for body, headers, content_type, said in [
         (gzip.compress(json.dumps(crud).encode()), {"Content-Encoding": "gzip"},
          "application/json", "uncompressed"),
         (latin, {}, "application/json; charset=latin-1", "UTF-8"),
         # The last charset named was the one read.
         (latin, {}, "application/json; charset=latin-1; charset=utf-8", "one charset"),
+        # Spaced around "=", werkzeug drops the parameter: UTF-8 bytes declared latin-1
+        # were read as UTF-8 and stored (201), a text other than the one sent.
+        (utf8, {}, "application/json; charset = latin-1", "UTF-8"),
+        (utf8, {}, 'application/json;charset= "latin-1"', "UTF-8"),
         # What the server hands on for `gzip\xff` (a byte outside ASCII): an empty value.
         (gzip.compress(json.dumps(crud).encode()), {"Content-Encoding": ""},
          "application/json", "uncompressed"),
@@ -213,6 +222,12 @@ def test_a_body_in_another_charset_or_compressed_is_a_415(api, mint, seeded_db: 
         assert response.status_code == 415, response.get_json()
         assert said in response.get_json()["message"]
     assert snapshot(seeded_db) == before
+    spaced = api.post(
+        "/api/activities", data=utf8, content_type='application/json; charset = "UTF-8"',
+        token=token,
+    )  # fmt: skip
+    assert spaced.status_code == 201, spaced.get_json()
+    assert spaced.get_json()["message"] == "café"
     sent = json.dumps(crud).encode()
     for content_type in (
         "application/json; charset=UTF-8",

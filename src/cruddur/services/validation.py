@@ -18,18 +18,22 @@ UUID_PATTERN = "[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9
 _UUID = re.compile(UUID_PATTERN)
 # What str.strip() strips, written out so that any regex engine reads it the same way.
 WHITESPACE_CLASS = r"\t-\r\x1c-\x20\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
-# Characters that show nothing on their own (zero-width spaces and joiners, direction
-# marks, fillers, variation selectors, the BOM): a message of only these and whitespace
-# is as blank on the page as spaces are. Within the BMP, so that any engine reads it.
+# Characters that show nothing on their own (control characters, zero-width spaces and
+# joiners, direction marks, fillers, variation selectors, interlinear annotation marks,
+# the BOM): a message of only these and whitespace is as blank on the page as spaces
+# are. Within the BMP, so that any engine reads it.
 INVISIBLE_CLASS = (
-    r"\xad\u034f\u115f\u1160\u17b4\u17b5\u180b-\u180f\u200b-\u200f\u202a-\u202e"
-    r"\u2060-\u2064\u2066-\u206f\u2800\u3164\ufe00-\ufe0f\ufeff\uffa0"
+    r"\x01-\x08\x0e-\x1b\x7f-\x84\x86-\x9f"
+    r"\xad\u034f\u061c\u115f\u1160\u17b4\u17b5\u180b-\u180f\u200b-\u200f\u202a-\u202e"
+    r"\u2060-\u2064\u2066-\u206f\u2800\u3164\ufe00-\ufe0f\ufeff\uffa0\ufff9-\ufffb"
 )
-# The same beyond the BMP: tag characters, variation selectors 17-256, shorthand format
-# controls, musical symbol beams and ties. Not in MESSAGE_PATTERN: no escape for them
-# reads the same in ECMA-262 (with or without its u flag) and Python, and from BMP
-# escapes alone a pattern cannot tell them from an emoji; openapi.yaml names them.
+# The same beyond the BMP: Egyptian hieroglyph format controls, tag characters, variation
+# selectors 17-256, shorthand format controls, musical symbol beams and ties. Not in
+# MESSAGE_PATTERN: no escape for them reads the same in ECMA-262 (with or without its u
+# flag) and Python, and from BMP escapes alone a pattern cannot tell them from an emoji;
+# openapi.yaml names them.
 INVISIBLE_BEYOND_BMP = (
+    r"\U00013430-\U0001343f"
     r"\U000e0000-\U000e007f\U000e0100-\U000e01ef\U0001bca0-\U0001bca3\U0001d173-\U0001d17a"
 )
 # Not blank, and no NUL. (Lone surrogates are refused too, but are not text a schema
