@@ -307,8 +307,9 @@ def _until(predicate, seconds: float, what: str) -> None:
 
 
 def test_compose_replica_profile_streams_from_db_and_serves_the_reads(image: str) -> None:
-    reader = "postgresql://postgres:password@db-replica:5432/cruddur"
-    compose = Compose(image, READER_CONNECTION_URL=reader)
+    # READER_HOST: the API's own role's URL, pointed at the replica (the compose file's
+    # example gave a URL as postgres, the owner, for the API's reads).
+    compose = Compose(image, READER_HOST="db-replica")
     scans = "SELECT seq_scan + COALESCE(idx_scan, 0) FROM pg_stat_user_tables" \
         " WHERE relname = 'activities'"  # fmt: skip
     try:
@@ -345,6 +346,12 @@ def test_compose_replica_profile_streams_from_db_and_serves_the_reads(image: str
 
         _until(read_and_count, 60, "the user feed's reads did not reach db-replica")
         print(f"db-replica scanned activities 20 times in {len(sent)} user-feed reads")
+        reader_users = compose.psql(  # the reader pool's and the lag watcher's
+            "db-replica",
+            "SELECT string_agg(DISTINCT usename, ',') FROM pg_stat_activity"
+            " WHERE application_name LIKE 'cruddur-%'",
+        )
+        assert reader_users == "cruddur_api"
 
     finally:
         compose.down()
