@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
 from typing import Any
 
 import pytest
@@ -191,7 +192,8 @@ def test_compose_starts_the_api_after_a_healthy_database_and_a_finished_migratio
     assert not {"CONNECTION_URL", "CRUDDUR_API_CONNECTION_URL"} & set(api["environment"])
     assert "POSTGRES_PASSWORD" not in json.dumps(api["environment"])
     assert api["volumes"] == ["roles:/home/cruddur/roles:ro"]
-    assert "CRUDDUR_API_CONNECTION_URL && exec cruddur serve" in " ".join(api["command"])
+    assert "export CRUDDUR_API_CONNECTION_URL" in " ".join(api["command"])
+    assert " ".join(api["command"]).endswith("&& exec cruddur serve")
     # PID 1 ignored a SIGTERM sent before granian's handler was in.
     assert all(services[name]["init"] is True for name in ("api", "migrate", "seed"))
     assert services["seed"]["profiles"] == ["seed"]
@@ -554,3 +556,32 @@ def test_a_failed_migration_says_why_and_where_its_log_is(monkeypatch) -> None:
     assert status == "FAILED"
     assert reason.startswith("the migration task did not start: RESOURCE:ENI")
     assert "no free address in subnet-0ccc" in reason
+
+
+@pytest.mark.parametrize(
+    ("given", "reader"),
+    [
+        ({}, None),
+        # The example gave postgres's URL; now the API's role's, with the replica's host.
+        ({"READER_HOST": "db-replica"}, "postgresql://cruddur_api:p%40ss@db-replica:5432/cruddur"),
+        ({"READER_HOST": "db-replica", "READER_CONNECTION_URL": "postgresql://r@x/y"},
+         "postgresql://r@x/y"),
+    ],
+)  # fmt: skip
+def test_compose_api_reads_the_replica_as_its_own_role(tmp_path, given, reader) -> None:
+    # The api service's command, run by sh with a roles file and a `cruddur` that prints
+    # what it was given.
+    import yaml
+
+    command = yaml.safe_load((ROOT / "compose.yaml").read_text())["services"]["api"]["command"]
+    roles = tmp_path / "db-roles.env"
+    roles.write_text(
+        "CRUDDUR_API_CONNECTION_URL='postgresql://cruddur_api:p%40ss@db:5432/cruddur'\n"
+    )
+    (tmp_path / "cruddur").write_text('#!/bin/sh\necho "reader=${READER_CONNECTION_URL-unset}"\n')
+    (tmp_path / "cruddur").chmod(0o755)
+    script = command[0].replace("$$", "$").replace("/home/cruddur/roles/db-roles.env", str(roles))
+    env = {"PATH": f"{tmp_path}:/usr/bin:/bin", **given}
+    done = subprocess.run(["sh", "-c", script], env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == f"reader={reader or 'unset'}"
