@@ -1277,3 +1277,26 @@ def test_cognito_sign_up_confirm_sign_in_and_post(
         browser.get("about:blank")  # nothing left to ask the server, which stops now
     # Cognito answers 400 to a wrong password; the API 403 to a user with no row.
     assert _console_problems(browser, allowed=("400", "403")) == []
+
+
+def test_a_user_page_in_another_case_shows_the_stored_handle(browser, site: str) -> None:
+    # /@LONDO said "@LONDO" under the name and in the title, though each crud said @londo.
+    browser.get(site + "/@LONDO")
+    _shown(browser, ".page-head .sub", "@")
+    assert _css(browser, "h1").text == "Londo Mollari"
+    assert _css(browser, ".page-head .sub").text == "@londo"
+    assert "(@londo)" in browser.title
+    assert browser.execute_script("return location.pathname") == "/@londo"
+
+
+def test_sign_in_with_no_local_users_says_so(browser, empty_db: str, tmp_path) -> None:
+    # The list was empty without a word, and "Sign in" sent "" and showed the API's
+    # words for developers (a 400).
+    with Db(empty_db) as db:
+        loading.load(db, loading.SCHEMA)
+    with serving({"CONNECTION_URL": empty_db, "CRUDDUR_HOME": str(tmp_path)}) as base:
+        browser.get(base + "/signin")
+        _shown(browser, "main p.error", "No local users yet")
+        _css(browser, "form.auth button[type=submit]").click()
+        _shown(browser, "form.auth .form-error", "No local user to sign in as")
+        assert "Send" not in _css(browser, "form.auth .form-error").text

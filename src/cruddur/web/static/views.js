@@ -346,7 +346,7 @@ function composeForm(onPosted) {
   return form;
 }
 
-export async function feedPage(main, { handle } = {}) {
+export async function feedPage(main, { handle } = {}, _navigate, canonical) {
   const list = h("ol", { class: "feed", "aria-label": "Cruds" });
   const status = statusLine("Loading…");
   const more = h("button", { type: "button", class: "more", hidden: true }, "Load more");
@@ -377,9 +377,12 @@ export async function feedPage(main, { handle } = {}) {
     const data = await load(true);
     if (!title.isConnected) return; // the reader has moved on to another page
     if (handle && data?.length) {
+      // The handle as stored: the address takes it in any case (/@ANDREWBROWN).
+      const stored = data[0].handle;
       title.textContent = data[0].display_name;
-      head.append(h("p", { class: "sub" }, `@${handle}`));
-      document.title = `${isolate(data[0].display_name)} (@${handle}) · Cruddur`;
+      head.append(h("p", { class: "sub" }, `@${stored}`));
+      document.title = `${isolate(data[0].display_name)} (@${stored}) · Cruddur`;
+      if (stored !== handle) canonical?.(userPath(stored));
     }
   } catch (error) {
     if (error.status === 404 && handle && title.isConnected) {
@@ -519,17 +522,27 @@ export async function signInPage(main, _params, navigate) {
       authForm("Sign in as a local user",
         h("div", { class: "field" }, h("label", { for: "dev-handle" }, "Sign in as"), select),
         "Sign in", async () => {
+          // With no user listed, said here: sent, "" got the API's words for developers.
+          if (!select.value) throw new Error("No local user to sign in as: load the seed users (bin/db-seed), then reload this page.");
           await auth.signInDev(select.value);
           setFlash(`Signed in as @${select.value}.`);
           done();
         }),
     );
     try {
-      for (const user of await auth.devUsers()) {
+      const users = await auth.devUsers();
+      for (const user of users) {
         select.append(h("option", { value: user.handle }, `${isolate(user.display_name)} (@${user.handle})`));
       }
+      if (!users.length && select.isConnected) {
+        main.append(statusLine("No local users yet: load the seed users (bin/db-seed), then reload this page.", "error"));
+      }
     } catch (error) {
-      if (select.isConnected) main.append(statusLine(error.message, "error"));
+      if (select.isConnected) {
+        const line = statusLine(error.message, "error");
+        main.append(line);
+        offerRetry(line, error);
+      }
     }
     return;
   }
