@@ -119,3 +119,59 @@ def test_a_timeout_that_is_no_number_is_refused_instead_of_waiting_for_ever() ->
     assert time.monotonic() - started < 30
     assert result.returncode == 2
     assert "'nan' is not a number of seconds" in result.stderr
+
+
+@contextlib.contextmanager
+def _silent_port() -> Iterator[int]:
+    """A port that accepts connections and never answers (a server stuck, or a firewall
+    letting the handshake through): its accepted sockets are held until the block ends."""
+    held: list[socket.socket] = []
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        listener.settimeout(0.2)
+        stop = threading.Event()
+
+        def accept() -> None:
+            while not stop.is_set():
+                with contextlib.suppress(TimeoutError):
+                    held.append(listener.accept()[0])
+
+        thread = threading.Thread(target=accept, daemon=True)
+        thread.start()
+        try:
+            yield listener.getsockname()[1]
+        finally:
+            stop.set()
+            thread.join(timeout=5)
+            for client in held:
+                client.close()
+
+
+def test_wait_gives_up_within_its_timeout_however_long_one_try_may_take() -> None:
+    # Each try waited the whole CRUDDUR_CONNECT_TIMEOUT: --timeout 2 gave up after 15 s.
+    with _silent_port() as port:
+        url = f"postgresql://postgres@127.0.0.1:{port}/cruddur"
+        started = time.monotonic()
+        waited = run(
+            CRUDDUR, "db", "wait", "--timeout", "2",
+            env={"CONNECTION_URL": url, "CRUDDUR_CONNECT_TIMEOUT": "15"},
+        )  # fmt: skip
+        took = time.monotonic() - started
+    assert waited.returncode == 1, waited.stderr
+    assert "--timeout 2" in waited.stderr
+    assert took < 8, took  # 2 s, and libpq's fewest seconds for one try (2); slack for start-up
+
+
+def test_db_connect_gives_up_on_a_server_that_never_answers() -> None:
+    # psql had no connect timeout: it waited on such a server for the kernel's TCP timeout.
+    with _silent_port() as port:
+        url = f"postgresql://postgres@127.0.0.1:{port}/cruddur"
+        try:
+            done = subprocess.run(
+                [str(CRUDDUR), "db", "connect", "--", "-c", "SELECT 1"],
+                env={**os.environ, "CONNECTION_URL": url, "CRUDDUR_CONNECT_TIMEOUT": "2"},
+                capture_output=True, text=True, timeout=20,
+            )  # fmt: skip
+        except subprocess.TimeoutExpired:
+            pytest.fail("db connect was still waiting after 20 s")
+    assert done.returncode != 0
+    assert "timeout" in done.stderr, done.stderr

@@ -72,6 +72,10 @@ def connect(cli: Cli, psql_args: tuple[str, ...]) -> None:
     # For RDS: sslmode=verify-full and the RDS CA bundle, as for every connection.
     conninfo, password, secrets = without_secrets(target.conninfo)
     env = dict(os.environ)
+    # Bounded as every other verb's connection (CRUDDUR_CONNECT_TIMEOUT), unless the URL
+    # or PGCONNECT_TIMEOUT says otherwise: without it psql waited on a server that never
+    # answered (a security group dropping this address) for the kernel's TCP timeout.
+    env.setdefault("PGCONNECT_TIMEOUT", str(cli.settings.pool.connect_timeout))
     if password is not None:
         env["PGPASSWORD"] = password  # not on the command line, where `ps` shows it
     if secrets:  # sslpassword…: no variable of libpq's takes them, a service file does

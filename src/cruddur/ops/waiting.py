@@ -3,6 +3,7 @@ one-off jobs that start beside the server: compose's migration job, a deploy ste
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 
@@ -35,8 +36,12 @@ def wait_until_accepting(
     while True:
         if waiting is not None:
             waiting(time.monotonic() - started)
+        # Each try within what is left of `timeout`: a whole connect_timeout past it (15
+        # s for --timeout 2) was waited. libpq takes no less than 2 s.
+        left = math.ceil(timeout - (time.monotonic() - started))
         try:
-            with psycopg.connect(with_cli_bounds(url), connect_timeout=connect_timeout) as conn:
+            bound = max(2, min(connect_timeout, left))
+            with psycopg.connect(with_cli_bounds(url), connect_timeout=bound) as conn:
                 conn.execute("SELECT 1")
             return time.monotonic() - started
         except psycopg.OperationalError as exc:
