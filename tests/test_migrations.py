@@ -387,6 +387,23 @@ def test_bad_files_are_refused_before_anything_runs(
     assert dry.returncode == 1 and message in dry.stderr, dry.stderr
 
 
+@pytest.mark.parametrize("kind", ["dangling link", "folder"])
+def test_a_migration_that_is_not_a_file_is_refused_by_name(empty_db: str, tmp_path, kind) -> None:
+    # Skipped without a word: "nothing (else) to migrate", and the gate (--exit-code) passed.
+    folder = write(tmp_path / "m", {"20260101000000_notes.sql": NOTES})
+    odd = folder / "20260102000000_add_bio.sql"
+    if kind == "folder":
+        odd.mkdir()
+    else:
+        odd.symlink_to(tmp_path / "missing" / odd.name)
+    said = "a link to nothing" if kind == "dangling link" else "not a file"
+    for command in (("db-migrate",), ("db-migrations", "--exit-code")):
+        result = cli(*command, "--migrations-dir", str(folder), env=local(empty_db))
+        assert result.returncode == 1, result.stdout + result.stderr
+        assert f"20260102000000_add_bio.sql: {said}" in result.stderr
+    assert tables(empty_db) == set()
+
+
 def test_rollback_dry_run_refuses_a_down_section_the_rollback_would(
     empty_db: str, tmp_path
 ) -> None:

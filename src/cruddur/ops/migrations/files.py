@@ -193,8 +193,12 @@ def load(directory: Path) -> list[Migration]:
         ):
             # Left out, it would never run, and every deploy would pass without it.
             raise MigrationFileError(f"{path.name}: name it {path.stem}.sql (lower-case .sql)")
-        if path.suffix != ".sql" or not path.is_file():
+        if path.suffix != ".sql":
             continue  # a README or an editor's backup beside the migrations
+        if not path.is_file():
+            # A link to nothing, a folder, a pipe: skipped, it never ran and the gate passed.
+            what = "a link to nothing" if path.is_symlink() and not path.exists() else "not a file"
+            raise MigrationFileError(f"{path.name}: {what}; a migration is a .sql file")
         migration = parse(path, _read(path))
         if migration.version in migrations:
             raise MigrationFileError(
