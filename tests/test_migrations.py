@@ -22,7 +22,7 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from cruddur.db import Db, packaged_script, run_script
 from cruddur.ops.migrations import catalog, lock
 from cruddur.ops.migrations.files import checksum, package_dir
-from cruddur.urls import database_name, with_database
+from cruddur.urls import database_name, redact, with_database
 
 NOTES = """-- migrate:up
 CREATE TABLE notes (id int PRIMARY KEY, body text NOT NULL);
@@ -1059,6 +1059,10 @@ def test_setup_through_a_tunnel_to_production_asks_before_dropping(
         assert refused.returncode == 1, refused.stderr
         assert "not confirmed" in refused.stderr and "PRODUCTION" in refused.stderr
         assert "dropped" not in refused.stderr and tables(empty_db) == {"keep_me"}
+        # The question names the server the migrations change, not only the tunnel's.
+        assert f"migrations through MIGRATION_CONNECTION_URL: {redact(empty_db)}" in " ".join(
+            refused.stderr.split()
+        )
         typed = run("db-setup", env=local(tunnel.url, **env), stdin=database_name(empty_db))
     finally:
         tunnel.close()

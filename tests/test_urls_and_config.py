@@ -723,5 +723,5 @@ def test_a_targets_repr_shows_no_password() -> None:
     assert "S3cret" not in repr(target)
     assert repr(target) == (
         "Target(url='postgresql://app:***@db.example.com:5432/cruddur', "
-        "source='CONNECTION_URL', production=False, behind_pooler=False)"
+        "source='CONNECTION_URL', production=False, behind_pooler=False, migrations_through='')"
     )

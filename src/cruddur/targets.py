@@ -30,6 +30,9 @@ class Target(ReprWithoutSecrets):
     # A transaction pooler is in front (CRUDDUR_POOLER, an RDS Proxy endpoint): the CLI's
     # pools keep no prepared statements there, as the API's do.
     behind_pooler: bool = False
+    # Where migrations connect instead, redacted ("MIGRATION_CONNECTION_URL: postgres://…"):
+    # named beside the URL, for that is the connection that changes the schema.
+    migrations_through: str = ""
     # The RDS CA bundle's path, fetched on first use (cruddur.aws.ca_bundle).
     rds_ca_bundle: Callable[[], Path] = field(default=_no_bundle, compare=False, repr=False)
 
@@ -59,7 +62,10 @@ class Target(ReprWithoutSecrets):
         }
         if self.production:
             where["CONNECTION_URL"] = "production, through CONNECTION_URL"
-        return f"{redact(self.url)} ({where.get(self.source, 'local')})"
+        described = f"{redact(self.url)} ({where.get(self.source, 'local')})"
+        if self.migrations_through:
+            described += f", migrations through {self.migrations_through}"
+        return described
 
 
 def embedded_server(settings: Settings) -> EmbeddedPostgres:

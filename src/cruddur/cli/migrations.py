@@ -119,6 +119,9 @@ def migration_target(cli: Cli, *, quiet: bool = False) -> tuple[Target, str]:
         )
         if production and not target.prod:
             target = dataclasses.replace(target, production=True)
+        # A question names it too: a prompt that named only CONNECTION_URL's server (a
+        # tunnel's port, or a server not even up) hid the one the migrations change.
+        target = dataclasses.replace(target, migrations_through=f"{name}: {redact(override)}")
     # The lock is a session's: a transaction pooler hands the next statement to another
     # session (PgBouncer), or pins this one (RDS Proxy). Refuse rather than lock nothing.
     if looks_like_rds_proxy(url) or (url == target.conninfo and settings.replica.pooler):
