@@ -201,3 +201,27 @@ def test_seeding_again_replies_only_to_the_seeds_own_crud_and_writes_no_other_ro
         after = dict(conn.execute("SELECT uuid, xmin::text FROM activities").fetchall())
     assert replies_to_mine == 0
     assert after == written  # no row inserted, none rewritten (xmin moves on any UPDATE)
+
+
+def test_no_help_breaks_a_word_across_lines() -> None:
+    # Wrapped at hyphens and inside long words: `--if-` / `missing`, `[default: cruddur-`
+    # / `db-instance]`, `dist/post-` / `confirmation.zip`, none of which could be copied.
+    import click
+
+    from cruddur.cli import VERBS, main
+
+    ctx = click.Context(main, info_name="cruddur")
+    commands: list[list[str]] = [[]]
+    for name in sorted(VERBS):
+        commands.append([name])
+        group = main.get_command(ctx, name)
+        if isinstance(group, click.Group):
+            commands += [[name, verb] for verb in group.list_commands(ctx)]
+    broken = {
+        " ".join(words): line
+        for words in commands
+        for line in _help(*words).splitlines()
+        if re.search(r"[A-Za-z0-9/]-$", line)
+    }
+    assert broken == {}
+    assert "[default: cruddur-db-instance]" in " ".join(_help("rds", "stop").split())

@@ -47,6 +47,30 @@ SHORT_HELP = {
 }
 
 
+def _wrap_help_between_words() -> None:
+    """Help text wraps at spaces only: click's wrapper (textwrap's) also broke at hyphens
+    and inside long words, so `--if-missing`, `cruddur-db-instance` or a path came out on
+    two lines and could not be copied. A long word now runs past the width instead."""
+    from click import _textwrap
+
+    wrapper = getattr(_textwrap, "TextWrapper", None)
+    if wrapper is None or getattr(wrapper, "between_words", False):
+        return
+
+    class BetweenWords(wrapper):  # type: ignore[misc, valid-type]
+        between_words = True
+
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            self.break_on_hyphens = False
+            self.break_long_words = False
+
+    _textwrap.TextWrapper = BetweenWords  # wrap_text imports it on each call
+
+
+_wrap_help_between_words()
+
+
 class CruddurGroup(click.Group):
     """Loads each verb on first use, and prints every error a command raises in one
     place: `error:` and `hint:` lines, exit status 1 (dbmate's `action()` wrapper)."""
