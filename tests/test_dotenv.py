@@ -7,6 +7,7 @@ import contextlib
 import grp
 import os
 import pwd
+import re
 import subprocess
 from pathlib import Path
 
@@ -51,7 +52,7 @@ def test_a_line_dotenv_cannot_parse_stops_the_command_instead_of_being_skipped(
     assert not (tmp_path / "postgres").exists()  # no embedded server was started
     # --help still helps, and says what is wrong.
     helped = cli(CRUDDUR, "db", "status", "--help", cwd=tmp_path)
-    assert helped.returncode == 0 and "Usage: cruddur db status" in helped.stdout
+    assert helped.returncode == 0 and re.search(r"Usage: \S*cruddur db status", helped.stdout)
     assert "line 2 not NAME=value" in helped.stderr
 
 

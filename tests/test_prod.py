@@ -269,6 +269,11 @@ def test_a_stray_prod_is_refused_with_the_command_to_run(two_dbs) -> None:
     assert direct.returncode == 2
     assert "cruddur db status --prod" in direct.stderr
     assert "bin/db-status" not in direct.stderr  # no such script: only --prod is offered
+    # From the checkout, as the README's commands run: what it offers pastes as it is
+    # (it said `cruddur db status --prod`, and cruddur is not on PATH after bin/run).
+    here = run(ROOT / ".venv" / "bin" / "cruddur", "db", "status", "prod", env=two_dbs, cwd=ROOT)
+    assert "use --prod: .venv/bin/cruddur db status --prod" in here.stderr, here.stderr
+    assert "Try '.venv/bin/cruddur db status --help' for help." in here.stderr
     for url in two_dbs.values():
         assert tables(url) == set()
 

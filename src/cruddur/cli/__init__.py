@@ -75,6 +75,15 @@ class CruddurGroup(click.Group):
     """Loads each verb on first use, and prints every error a command raises in one
     place: `error:` and `hint:` lines, exit status 1 (dbmate's `action()` wrapper)."""
 
+    def main(self, *args: Any, **kwargs: Any) -> Any:
+        # Usage lines and "Try '… --help'" name the command as this shell can run it
+        # (`.venv/bin/cruddur db seed`): click's `cruddur` is not on PATH after bin/run.
+        from cruddur.cli.output import typed_command
+
+        if kwargs.get("prog_name") is None:
+            kwargs["prog_name"] = typed_command()
+        return super().main(*args, **kwargs)
+
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted({*VERBS, *self.commands})
 

@@ -61,6 +61,11 @@ def as_typed(message: str) -> str:
     return message if command is None else message.replace("`cruddur ", f"`{command} ")
 
 
+def typed_command() -> str | None:
+    """How to type this cruddur command here, when that is not plain `cruddur`."""
+    return _typed_command()
+
+
 @functools.cache
 def _typed_command() -> str | None:
     """cruddur_command() when it is not plain `cruddur`; None to leave hints as they are."""
@@ -161,6 +166,9 @@ def cruddur_command() -> str:
 
 def _as_typed(path: Path) -> str:
     try:
-        return str(path.relative_to(Path.cwd()))
+        here = Path.cwd()
+        if here == Path("/"):  # "work/…/cruddur" would be right, and read as a typo
+            return str(path)
+        return str(path.relative_to(here))
     except (ValueError, OSError):  # elsewhere, or the current folder was removed
         return str(path)
