@@ -4,6 +4,7 @@ port, a server program run as `postgres`, a user pool in moto's Cognito."""
 from __future__ import annotations
 
 import atexit
+import contextlib
 import logging
 import os
 import pwd
@@ -14,8 +15,10 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import traceback
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -253,3 +256,28 @@ def ctrl_c_once(command: list[str], url: str, env: dict[str, str], running: str)
         if process.poll() is None:
             process.kill()
     return process.returncode, err
+
+
+@contextlib.contextmanager
+def silent_port() -> Iterator[int]:
+    """A port that accepts connections and never answers (a server stuck, or a firewall
+    letting the handshake through): its accepted sockets are held until the block ends."""
+    held: list[socket.socket] = []
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        listener.settimeout(0.2)
+        stop = threading.Event()
+
+        def accept() -> None:
+            while not stop.is_set():
+                with contextlib.suppress(TimeoutError):
+                    held.append(listener.accept()[0])
+
+        thread = threading.Thread(target=accept, daemon=True)
+        thread.start()
+        try:
+            yield listener.getsockname()[1]
+        finally:
+            stop.set()
+            thread.join(timeout=5)
+            for client in held:
+                client.close()

@@ -13,7 +13,7 @@ import time
 from collections.abc import Iterator
 
 import pytest
-from helpers import ROOT, as_role, free_port, run
+from helpers import ROOT, as_role, free_port, run, silent_port
 
 from cruddur.urls import parse
 
@@ -121,34 +121,9 @@ def test_a_timeout_that_is_no_number_is_refused_instead_of_waiting_for_ever() ->
     assert "'nan' is not a number of seconds" in result.stderr
 
 
-@contextlib.contextmanager
-def _silent_port() -> Iterator[int]:
-    """A port that accepts connections and never answers (a server stuck, or a firewall
-    letting the handshake through): its accepted sockets are held until the block ends."""
-    held: list[socket.socket] = []
-    with socket.create_server(("127.0.0.1", 0)) as listener:
-        listener.settimeout(0.2)
-        stop = threading.Event()
-
-        def accept() -> None:
-            while not stop.is_set():
-                with contextlib.suppress(TimeoutError):
-                    held.append(listener.accept()[0])
-
-        thread = threading.Thread(target=accept, daemon=True)
-        thread.start()
-        try:
-            yield listener.getsockname()[1]
-        finally:
-            stop.set()
-            thread.join(timeout=5)
-            for client in held:
-                client.close()
-
-
 def test_wait_gives_up_within_its_timeout_however_long_one_try_may_take() -> None:
     # Each try waited the whole CRUDDUR_CONNECT_TIMEOUT: --timeout 2 gave up after 15 s.
-    with _silent_port() as port:
+    with silent_port() as port:
         url = f"postgresql://postgres@127.0.0.1:{port}/cruddur"
         started = time.monotonic()
         waited = run(
@@ -163,7 +138,7 @@ def test_wait_gives_up_within_its_timeout_however_long_one_try_may_take() -> Non
 
 def test_db_connect_gives_up_on_a_server_that_never_answers() -> None:
     # psql had no connect timeout: it waited on such a server for the kernel's TCP timeout.
-    with _silent_port() as port:
+    with silent_port() as port:
         url = f"postgresql://postgres@127.0.0.1:{port}/cruddur"
         try:
             done = subprocess.run(

@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 
 import psycopg
 import pytest
-from helpers import CRUDDUR, cli, run
+from helpers import CRUDDUR, cli, run, silent_port
 
 from cruddur.db import Db, template
 from cruddur.ops import purge
@@ -352,3 +352,28 @@ def test_ctrl_c_after_a_batchs_commit_began_waits_until_it_is_counted(seeded_db:
             )
         assert seen == [purge.Counts(cruds=10)]
         assert conn.execute("SELECT count(*) FROM activities").fetchone()[0] == 15
+
+
+@pytest.mark.parametrize(
+    "verb", [["db", "purge-expired"], ["db", "seed", "--fake", "--users", "5", "--activities", "5"]]
+)
+def test_ctrl_c_while_still_connecting_exits_130_without_aborted(verb: list[str]) -> None:
+    # Before the verb's own Ctrl-C handling began (connecting to a server that does not
+    # answer): click's "Aborted!" and status 1.
+    with silent_port() as port:
+        env = {
+            **os.environ,
+            "CONNECTION_URL": f"postgresql://postgres@127.0.0.1:{port}/cruddur",
+            "CRUDDUR_CONNECT_TIMEOUT": "20",
+            "NO_COLOR": "1",
+        }
+        process = subprocess.Popen(
+            [str(CRUDDUR), *verb], env=env, stderr=subprocess.PIPE,
+            text=True, start_new_session=True,
+        )  # fmt: skip
+        time.sleep(1.5)  # started, and waiting on the connection
+        os.killpg(process.pid, signal.SIGINT)
+        err = process.communicate(timeout=30)[1]
+    assert process.returncode == 130, err
+    assert "interrupted" in err
+    assert "Aborted!" not in err and "Traceback" not in err

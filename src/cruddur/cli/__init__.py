@@ -113,6 +113,11 @@ class CruddurGroup(click.Group):
             return super().invoke(ctx)
         except (click.ClickException, click.exceptions.Exit, click.Abort):
             raise
+        except KeyboardInterrupt:
+            # Ctrl-C where no verb says what it kept (still connecting, say): click's own
+            # "Aborted!" and status 1 read as a failure; 130 is an interrupt's.
+            fail("interrupted (Ctrl-C)")
+            ctx.exit(130)
         except Exception as exc:
             from cruddur.config import debug_enabled  # on error only: not part of every start
 
