@@ -4,6 +4,7 @@ while the API serves, production still asking first."""
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -15,7 +16,7 @@ from pathlib import Path
 import psycopg
 import pytest
 from api_support import snapshot
-from helpers import cli, run, tables
+from helpers import ROOT, cli, run, tables
 from served import serve
 
 import cruddur
@@ -225,3 +226,25 @@ def test_no_help_breaks_a_word_across_lines() -> None:
     }
     assert broken == {}
     assert "[default: cruddur-db-instance]" in " ".join(_help("rds", "stop").split())
+
+
+def test_output_that_cannot_be_written_ends_in_one_line_or_quietly() -> None:
+    # `--help >/dev/full` printed a traceback; `db --help` into a closed pipe, "error:
+    # unexpected BrokenPipeError … CRUDDUR_DEBUG=1".
+    cruddur = str(ROOT / ".venv/bin/cruddur")
+    with open("/dev/full", "w") as full:
+        done = subprocess.run(
+            [cruddur, "--help"], stdout=full, stderr=subprocess.PIPE, text=True, timeout=30
+        )
+    assert done.returncode == 1
+    assert done.stderr.strip() == "error: cannot write the output: No space left on device"
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # the reader went away, as `| head` does
+    try:
+        closed = subprocess.run(
+            [cruddur, "db", "--help"], stdout=write_end, stderr=subprocess.PIPE, text=True,
+            timeout=30,
+        )  # fmt: skip
+    finally:
+        os.close(write_end)
+    assert closed.stderr == "", closed.stderr

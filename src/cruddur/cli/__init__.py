@@ -82,7 +82,13 @@ class CruddurGroup(click.Group):
 
         if kwargs.get("prog_name") is None:
             kwargs["prog_name"] = typed_command()
-        return super().main(*args, **kwargs)
+        try:
+            return super().main(*args, **kwargs)
+        except OSError as exc:
+            # Writing help or a usage error failed (stdout is /dev/full): one line, not a
+            # traceback. A closed pipe never gets here: click ends quietly on that.
+            fail(f"cannot write the output: {exc.strerror or exc}")
+            sys.exit(1)
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted({*VERBS, *self.commands})
@@ -113,6 +119,8 @@ class CruddurGroup(click.Group):
             return super().invoke(ctx)
         except (click.ClickException, click.exceptions.Exit, click.Abort):
             raise
+        except BrokenPipeError:
+            raise  # the reader went away (`| head`): click's main ends quietly
         except KeyboardInterrupt:
             # Ctrl-C where no verb says what it kept (still connecting, say): click's own
             # "Aborted!" and status 1 read as a failure; 130 is an interrupt's.
