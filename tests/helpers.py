@@ -177,7 +177,7 @@ def _forget_consoles() -> None:
     read NO_COLOR, COLUMNS and argv[0] when made."""
     from cruddur.cli import output
 
-    for cached in (output.out, output.err, output._typed_command):
+    for cached in (output.out, output.err, output._typed_command, output._typed_scripts):
         cached.cache_clear()
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from helpers import BIN, as_role, cli, ctrl_c_once, run, tables
+from helpers import BIN, ROOT, as_role, cli, ctrl_c_once, run, tables
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
@@ -776,7 +776,7 @@ def test_a_rollback_that_gives_up_says_to_roll_back_again_not_to_migrate(
         reader.execute("SELECT * FROM notes").fetchall()
         result = cli(
             "db-rollback", *where, "--migrations-dir", str(folder), "--lock-timeout", "300ms",
-            env=env,
+            env=env, cwd=ROOT,
         )  # fmt: skip
     assert result.returncode == 1
     assert "canceling statement due to lock timeout" in result.stderr

@@ -34,16 +34,18 @@ def test_setup_prod_changes_only_the_production_database(two_dbs) -> None:
 def test_status_prod_names_the_command_that_migrates_production(two_dbs) -> None:
     # Without `prod`, the hint's bin/db-migrate (or bin/db-setup) acts on CONNECTION_URL's
     # database: pasted after `status --prod`, it changed the local one, not production.
-    status = run(ROOT / ".venv" / "bin" / "cruddur", "db", "status", "--prod", env=two_dbs)
+    status = run(
+        ROOT / ".venv" / "bin" / "cruddur", "db", "status", "--prod", env=two_dbs, cwd=ROOT
+    )
     assert status.returncode == 0, status.stderr
     assert "schema    not loaded (run `bin/db-migrate prod`)" in status.stdout
     assert "pending (`bin/db-migrate prod` applies them)" in status.stdout
-    local = run(ROOT / ".venv" / "bin" / "cruddur", "db", "status", env=two_dbs)
+    local = run(ROOT / ".venv" / "bin" / "cruddur", "db", "status", env=two_dbs, cwd=ROOT)
     assert "(run `bin/db-migrate` or `bin/db-setup`)" in local.stdout
     assert "(`bin/db-migrate` applies them)" in local.stdout
     # A production database that is not there: its hint names the prod scripts too.
     missing = {**two_dbs, "PROD_CONNECTION_URL": two_dbs["PROD_CONNECTION_URL"] + "_gone"}
-    gone = cli(ROOT / ".venv" / "bin" / "cruddur", "db", "status", "--prod", env=missing)
+    gone = cli(ROOT / ".venv" / "bin" / "cruddur", "db", "status", "--prod", env=missing, cwd=ROOT)
     assert gone.returncode == 1
     hint = "create it with `bin/db-create prod`, or create and load it with `bin/db-setup prod`"
     assert hint in gone.stdout, gone.stdout
@@ -52,16 +54,19 @@ def test_status_prod_names_the_command_that_migrates_production(two_dbs) -> None
 def test_error_hints_on_production_name_the_prod_scripts(two_dbs) -> None:
     # bin/db-seed prod on a database without the schema said "`bin/db-migrate` (or
     # `bin/db-setup`)": pasted, those migrate, or drop and rebuild, the local database.
-    prod = run("db-seed", "prod", "--yes", env=two_dbs)
+    prod = run("db-seed", "prod", "--yes", env=two_dbs, cwd=ROOT)
     assert prod.returncode == 1
+    # From another folder (the scripts run from any), the same hint as one can paste it there.
+    elsewhere = run("db-seed", "prod", "--yes", env=two_dbs)
+    assert f"`{ROOT}/bin/db-migrate prod` (or `{ROOT}/bin/db-setup prod`)" in elsewhere.stderr
     assert "hint: create the schema first: `bin/db-migrate prod` (or `bin/db-setup prod`)" in (
         prod.stderr
     )
-    local = run("db-seed", env=two_dbs)
+    local = run("db-seed", env=two_dbs, cwd=ROOT)
     assert local.returncode == 1
     assert "hint: create the schema first: `bin/db-migrate` (or `bin/db-setup`)" in local.stderr
-    assert run("db-migrate", "prod", "--yes", env=two_dbs).returncode == 0
-    kept = run("db-setup", "prod", "--if-missing", "--yes", env=two_dbs)
+    assert run("db-migrate", "prod", "--yes", env=two_dbs, cwd=ROOT).returncode == 0
+    kept = run("db-setup", "prod", "--if-missing", "--yes", env=two_dbs, cwd=ROOT)
     assert kept.returncode == 0, kept.stderr
     assert "(`bin/db-seed prod` adds the seed)" in kept.stderr
 
@@ -87,13 +92,13 @@ def test_a_hint_that_names_prod_already_is_left_as_it_is() -> None:
 def test_setup_prod_refused_for_sessions_names_setup_force_not_drop(two_dbs, admin) -> None:
     # drop's hint, `bin/db-drop --force`, would drop production and set up nothing.
     with psycopg.connect(two_dbs["PROD_CONNECTION_URL"]):
-        refused = run("db-setup", "prod", "--yes", env=two_dbs)
+        refused = run("db-setup", "prod", "--yes", env=two_dbs, cwd=ROOT)
     assert refused.returncode == 1
     assert "1 other session is connected" in refused.stderr
     assert "`bin/db-setup prod --force` disconnects them" in refused.stderr
     assert "db-drop" not in refused.stderr
     assert database_exists(admin, database_name(two_dbs["PROD_CONNECTION_URL"]))
-    forced = run("db-setup", "prod", "--yes", "--force", env=two_dbs)
+    forced = run("db-setup", "prod", "--yes", "--force", env=two_dbs, cwd=ROOT)
     assert forced.returncode == 0, forced.stderr
 
 

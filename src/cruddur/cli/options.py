@@ -209,7 +209,9 @@ def _stray_prod(ctx: click.Context, given: list[str]) -> str:
     # bin/lib/command names the script it runs: suggest that script only to its user.
     script = os.environ.get("CRUDDUR_SCRIPT", "")
     if ctx.parent is not None and script == f"{ctx.parent.info_name}-{ctx.info_name}":
-        first = shlex.join([f"bin/{script}", "prod", *others])
+        from cruddur.cli.output import typed_script
+
+        first = shlex.join([typed_script(script), "prod", *others])
         return (
             f'"prod" is the target only as the first argument: run {first}, '
             f"or use --prod: {flagged}"

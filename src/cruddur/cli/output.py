@@ -58,12 +58,39 @@ def as_typed(message: str) -> str:
     the user can type it here: bin/run puts cruddur in .venv/bin, not on the PATH, so
     a pasted `cruddur db up` would be "command not found"."""
     command = _typed_command()
-    return message if command is None else message.replace("`cruddur ", f"`{command} ")
+    if command is not None:
+        message = message.replace("`cruddur ", f"`{command} ")
+    scripts = _typed_scripts()
+    return message if scripts is None else message.replace("`bin/", f"`{scripts}/")
+
+
+@functools.cache
+def _typed_scripts() -> str | None:
+    """The checkout's bin/ as typed here, when this is its .venv's cruddur (what the
+    scripts run) and the current folder is not the checkout: the scripts run from any
+    folder, and a hint's `bin/db-setup` from /tmp was "No such file or directory"."""
+    if not sys.argv or Path(sys.argv[0]).name != "cruddur":
+        return None
+    this = Path(sys.argv[0]).absolute()
+    root = this.parents[2] if len(this.parents) > 2 else this.parent
+    if this.parent.parent.name != ".venv" or not (root / "bin/lib/command").is_file():
+        return None
+    try:
+        if Path.cwd() == root:
+            return None
+    except OSError:  # the current folder was removed
+        pass
+    return _as_typed(root / "bin")
 
 
 def typed_command() -> str | None:
     """How to type this cruddur command here, when that is not plain `cruddur`."""
     return _typed_command()
+
+
+def typed_script(name: str) -> str:
+    """How to type the checkout's script bin/`name` here."""
+    return f"{_typed_scripts() or 'bin'}/{name}"
 
 
 @functools.cache
