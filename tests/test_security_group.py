@@ -195,11 +195,23 @@ def test_admits_the_port_the_instance_listens_on(aws: dict[str, str], group: str
     assert result.exit_code == 0, result.stderr
     assert "203.0.113.7/32 on port 5433" in result.stderr
     assert [(r["FromPort"], r["ToPort"]) for r in inbound(group)] == [(5433, 5433)]
-    # A port given explicitly still wins; with DB_SG_ID (no lookup) it stays 5432.
+    # A port given explicitly still wins.
     other = cli("--ip", "203.0.113.8", "--port", "6000", "--description", "other")
     assert other.exit_code == 0 and "on port 6000" in other.stderr
-    given = cli("--ip", "203.0.113.9", "--description", "third", env={"DB_SG_ID": group})
-    assert given.exit_code == 0 and "on port 5432" in given.stderr
+    # The next workspace start, the ids exported by the first run (as `eval` keeps them):
+    # the same rule, the new IP, the instance's port. It was refused ("admits tcp 5433,
+    # not tcp port 5432"), and with DB_SG_ID alone a useless rule for 5432 was made.
+    kept = exports(result.stdout)
+    again = cli("--ip", "198.51.100.7", env=kept)
+    assert again.exit_code == 0, again.stderr
+    assert "203.0.113.7/32 → 198.51.100.7/32 on port 5433" in again.stderr
+    alone = cli("--ip", "198.51.100.8", env={"DB_SG_ID": group})
+    assert alone.exit_code == 0 and "198.51.100.8/32 on port 5433" in alone.stderr, alone.stderr
+    assert 5432 not in {r["FromPort"] for r in inbound(group)}
+    # An instance that cannot be looked up: 5432, as before.
+    unknown = cli("--ip", "203.0.113.9", "--description", "third", "--identifier", "no-such-db",
+                  env={"DB_SG_ID": group})  # fmt: skip
+    assert unknown.exit_code == 0 and "on port 5432" in unknown.stderr, unknown.stderr
 
 
 def test_refuses_what_is_not_an_ipv4_address(aws: dict[str, str], group: str) -> None:

@@ -516,7 +516,7 @@ def delete(
 @click.option(
     "--port",
     type=click.IntRange(1, 65535),
-    help="The port to admit [default: the instance's, when its group is looked up; else 5432].",
+    help="The port to admit [default: the instance's; 5432 when it cannot be looked up].",
 )
 @identifier_option
 @region_option
@@ -529,7 +529,7 @@ def allow_my_ip(
     identifier: str,
     region: str | None,
 ) -> None:
-    """Let your current public IP reach the database: TCP 5432 from IP/32.
+    """Let your current public IP reach the database: TCP on its port from IP/32.
 
     Updates the rule DB_SG_RULE_ID in the group DB_SG_ID; without a rule id it finds the
     group's rule by its description, or creates one. Prints `export` lines for the ids,
@@ -542,6 +542,12 @@ def allow_my_ip(
         info(f"security group {group_id} of {identifier}")
         # An instance made with `rds create --port 5433` listens there, not on 5432.
         port = port or instance_port
+    elif port is None:
+        # The ids kept from the last run (DB_SG_ID, DB_SG_RULE_ID) say nothing of the port:
+        # 5432 opened a useless rule, or refused the instance's own, for an instance on
+        # another port. Asked of the instance; 5432 when it cannot be (another instance's
+        # group, no rds:DescribeDBInstances).
+        port = _instance_port(region, identifier)
     port = port or sg.POSTGRES_PORT
     outcome = sg.allow_ip(
         _client("ec2", region),
@@ -564,6 +570,18 @@ def allow_my_ip(
     result(f"export DB_SG_RULE_ID={kept.id}")
     if kept.id != rule_id or kept.group_id != group_id:
         info("keep these ids for next time: add the export lines above to your shell's profile")
+
+
+def _instance_port(region: str | None, identifier: str) -> int | None:
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    try:
+        _, instance_port = sg.instance_group(_client("rds", region), identifier)
+    except (AwsProblem, ClientError, BotoCoreError):
+        return None
+    if instance_port != sg.POSTGRES_PORT:
+        info(f"port {instance_port}, {identifier}'s")
+    return instance_port
 
 
 # -- scaling out: read replicas and RDS Proxy ---------------------------------------------
