@@ -549,3 +549,41 @@ def test_a_blank_region_or_a_malformed_endpoint_is_a_one_line_error(aws: dict[st
     missing = cli("promote-replica", "no-such-replica", "--yes")
     assert missing.exit_code == 1
     assert "--identifier" not in missing.output  # it takes the identifier as an argument
+
+
+def _readmes_first_policy() -> str:
+    """The IAM policy README.md gives for these commands (its first JSON block after
+    "The IAM permissions these commands need")."""
+    text = (ROOT / "README.md").read_text()
+    after = text.split("The IAM permissions these commands need", 1)[1]
+    return after.split("```json\n", 1)[1].split("```", 1)[0]
+
+
+def test_status_works_with_the_readmes_policy(aws: dict[str, str], monkeypatch) -> None:
+    # Status also lists the instance's proxies: with the README's policy (no
+    # rds:DescribeDBProxies, which only the scaling-out verbs need) it printed nothing
+    # but an AccessDenied.
+    from moto import settings
+    from moto.core.authorization import ActionAuthenticatorMixin
+
+    created = run(CRUDDUR, "rds", "create", env={**aws, **CREDENTIALS})
+    assert created.returncode == 0, created.stderr
+    iam = client("iam")
+    iam.create_user(UserName="operator")
+    iam.put_user_policy(
+        UserName="operator", PolicyName="cruddur", PolicyDocument=_readmes_first_policy()
+    )
+    key = iam.create_access_key(UserName="operator")["AccessKey"]
+    # From here on, moto checks each request against the caller's policies, as AWS does.
+    monkeypatch.setattr(settings, "INITIAL_NO_AUTH_ACTION_COUNT", 0)
+    monkeypatch.setattr(ActionAuthenticatorMixin, "request_count", 0)
+    monkeypatch.delenv("AWS_SESSION_TOKEN")  # the user's own keys, no session's
+    operator = {
+        **{k: v for k, v in aws.items() if k != "AWS_SESSION_TOKEN"},
+        "AWS_ACCESS_KEY_ID": key["AccessKeyId"],
+        "AWS_SECRET_ACCESS_KEY": key["SecretAccessKey"],
+    }
+    status = run(CRUDDUR, "rds", "status", env=operator)
+    assert status.returncode == 0, status.stderr
+    assert f"identifier      {ID}" in status.stdout
+    assert "not looked up: this identity lacks rds:DescribeDBProxies" in status.stdout

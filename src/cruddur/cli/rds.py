@@ -362,7 +362,7 @@ def status(identifier: str, region: str | None) -> None:
         rows.append(("replica", f"{replica_id} ({replica.state if replica else 'gone'}, {shown})"))
         if replica is not None and replica.connection_url():
             rows.append(("  reader url", replica.connection_url()))
-    for proxy in replicas.proxies_for(rds_client, identifier):
+    for proxy in _proxies_if_allowed(rds_client, identifier, rows):
         tls = "TLS required" if proxy.require_tls else "TLS optional"
         rows.append(("proxy", f"{proxy.name} ({proxy.status}, {tls})"))
         if proxy.connection_url(instance):
@@ -570,6 +570,25 @@ def allow_my_ip(
     result(f"export DB_SG_RULE_ID={kept.id}")
     if kept.id != rule_id or kept.group_id != group_id:
         info("keep these ids for next time: add the export lines above to your shell's profile")
+
+
+def _proxies_if_allowed(rds_client: Any, identifier: str, rows: list[tuple[str, str]]) -> list:
+    """The instance's proxies; for an identity the first policy made (the README's, without
+    rds:DescribeDBProxies, which only the scaling-out verbs need), a row saying so, not an
+    AccessDenied in place of the whole status."""
+    from botocore.exceptions import ClientError
+
+    from cruddur.aws import replicas
+    from cruddur.aws.errors import explain_aws
+
+    try:
+        return replicas.proxies_for(rds_client, identifier)
+    except ClientError as exc:
+        explained = explain_aws(exc)
+        if explained is None or explained.kind != "aws-permission":
+            raise
+        rows.append(("proxy", "not looked up: this identity lacks rds:DescribeDBProxies"))
+        return []
 
 
 def _instance_port(region: str | None, identifier: str) -> int | None:
