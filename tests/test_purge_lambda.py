@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 import threading
@@ -281,7 +282,16 @@ def test_the_templates_bounds_are_the_handlers() -> None:
     # A value the stack accepts but the handler refuses would fail every scheduled run.
     template, _ = decode(str(TEMPLATE))
     parameters = template["Parameters"]
-    assert parameters["GraceHours"]["MaxValue"] == PURGE_GRACE_MAX // timedelta(hours=1)
-    assert parameters["BatchSize"]["MaxValue"] == PURGE_BATCH_MAX
+    # Whole numbers in the handler's range only: as Numbers, 1.5 and 1e2 passed the stack.
+    for name, low, high in [
+        ("GraceHours", 1, PURGE_GRACE_MAX // timedelta(hours=1)),
+        ("BatchSize", 100, PURGE_BATCH_MAX),
+    ]:
+        pattern = re.compile(parameters[name]["AllowedPattern"])
+        admitted = [n for n in range(0, high + 1000) if pattern.fullmatch(str(n))]
+        assert (admitted[0], admitted[-1], len(admitted)) == (low, high, high - low + 1), name
+        for other in ("1.5", "1e2", "024", "100.0", " 24", ""):
+            assert not pattern.fullmatch(other), (name, other)
+        assert pattern.fullmatch(parameters[name]["Default"])
     assert parameters["NiceRatio"]["MaxValue"] == PURGE_NICE_RATIO_MAX
     assert parameters["NiceRatio"]["Default"] == PURGE_NICE_RATIO_DEFAULT
