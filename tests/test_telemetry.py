@@ -1471,3 +1471,25 @@ def test_the_sign_up_lambdas_exporter_warnings_show_no_key(seeded_db: str) -> No
     assert done.returncode == 0, done.stderr
     assert "Max retries exceeded with url: /v1/traces?***" in done.stderr
     assert not any(key in done.stdout + done.stderr for key in KEYS), done.stderr
+
+
+def test_health_checks_that_find_the_database_away_count_as_its_errors(tmp_path: Path) -> None:
+    # /api/health's 503s were left out of cruddur_db_errors_total: during an outage the
+    # load balancer's checks may be nearly all a task is asked, and an alert on 08 stayed
+    # silent.
+    closed = f"postgresql://postgres@127.0.0.1:{free_port()}/cruddur"
+    env = {
+        "CONNECTION_URL": closed, "CRUDDUR_HOME": str(tmp_path),
+        "CRUDDUR_METRICS_PORT": str(free_port()),
+    }  # fmt: skip
+    server = server_support.Served("--workers", "1", env=env, unset=("OTEL_", "PROD_"))
+    server.env = env  # where _scrape finds the metrics' port
+    key = ("cruddur_db_errors_total", (("sqlstate_class", "08"),))
+    try:
+        server.wait_healthy(ready=(503,))
+        before = _scrape(server).get(key, 0)
+        for _ in range(3):
+            assert request(f"{server.base}/api/health")[0] == 503
+        assert _scrape(server).get(key, 0) - before == 3
+    finally:
+        server.stop()
