@@ -328,9 +328,15 @@ def test_a_query_token_and_an_unmatched_path_stay_out_of_span_names_and_attribut
         headers={"traceparent": f"00-{missing_trace}-{secrets.token_hex(8)}-01"},
     )
     assert status == 404
-    got = receiver.wait_for(
-        lambda spans: {feed_trace, missing_trace} <= {s.trace_id for s in spans if s.kind == SERVER}
+    # `;` between parameters (old parse_qs, some proxies): the rest was kept as limit's value.
+    semi_trace = secrets.token_hex(16)
+    status, _, _ = request(
+        f"{served.base}/api/activities/home?limit=2;access_token={secret}",
+        headers={"traceparent": f"00-{semi_trace}-{secrets.token_hex(8)}-01"},
     )
+    assert status == 400
+    traces = {feed_trace, missing_trace, semi_trace}
+    got = receiver.wait_for(lambda spans: traces <= {s.trace_id for s in spans if s.kind == SERVER})
     (feed,) = [s for s in got if s.trace_id == feed_trace and s.kind == SERVER]
     (missing,) = [s for s in got if s.trace_id == missing_trace and s.kind == SERVER]
     # The parameters the API reads stay, for whoever looks into a slow page.

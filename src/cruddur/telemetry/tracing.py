@@ -535,8 +535,13 @@ _ROUTE = "http.route"  # both
 
 
 def kept_query(query: str) -> str:
-    """`query` with only the QUERY_KEPT parameters, in their order."""
-    return "&".join(p for p in query.split("&") if p.partition("=")[0] in QUERY_KEPT)
+    """`query` with only the QUERY_KEPT parameters, in their order. `;` separates them
+    too (old parse_qs, some proxies): `limit=2;access_token=…` kept the token as limit's."""
+    parts = _QUERY_SEPARATORS.split(query)
+    return "&".join(p for p in parts if p.partition("=")[0] in QUERY_KEPT)
+
+
+_QUERY_SEPARATORS = re.compile("[&;]")
 
 
 def _trim_server_span(span: Any, environ: dict[str, Any], *, matched: bool) -> None:
