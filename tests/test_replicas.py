@@ -184,6 +184,49 @@ def test_a_primary_that_stops_answering_leaves_the_replica_serving_reads(
         _close(app)
 
 
+def test_a_write_just_before_the_primary_went_away_keeps_the_replica_off_until_replayed(
+    pair: ReplicaPair, tmp_path: Path
+) -> None:
+    # The watcher's lag clock knows only the primary's positions it sampled: a write made
+    # after its last sample, the primary gone before the next, left it at 0 s behind while
+    # the replica held that write unreplayed, and reads served it as missing for as long
+    # as the primary was away. Without the primary, the replica's own estimate stands.
+    pair.wait_caught_up()
+    app, api, auth = _app(pair, tmp_path, CRUDDUR_FEED_CACHE="0")
+    router = app.extensions["cruddur.reads"]
+    try:
+        _wait_until(lambda: _in_use(api))
+        pair.pause_replay(True)
+        frozen = False
+        try:
+            look = router.state  # right after a look, so the next one finds the primary gone
+            deadline = time.monotonic() + 5
+            while router.state is look:
+                assert time.monotonic() < deadline
+                time.sleep(0.005)
+            written = api.post(
+                "/api/activities", json={"message": "just before", "ttl": "1-day"}, headers=auth
+            )
+            assert written.status_code == 201
+            with psycopg.connect(pair.primary_url, autocommit=True) as primary:
+                end = primary.execute("SELECT pg_current_wal_lsn()").fetchone()[0]
+            with psycopg.connect(pair.replica_url, autocommit=True) as replica:
+                received = "SELECT pg_last_wal_receive_lsn() >= %s::pg_lsn"
+                _wait_until(lambda: replica.execute(received, [str(end)]).fetchone()[0], 5)
+            pair.freeze_primary(True)
+            frozen = True
+            # Its estimate (the age of the last transaction it replayed) passes the limit.
+            _wait_until(lambda: not router.state.fresh(router.max_lag), router.max_lag + 5)
+        finally:
+            if frozen:
+                pair.freeze_primary(False)
+            pair.pause_replay(False)
+        pair.wait_caught_up()
+        _wait_until(lambda: _in_use(api))
+    finally:
+        _close(app)
+
+
 def test_a_reply_read_with_its_position_sees_itself_every_time(
     pair: ReplicaPair, tmp_path: Path
 ) -> None:

@@ -79,6 +79,8 @@ class ReadRouter:
         self._connect_timeout = connect_timeout
         self._state = NOT_LOOKED_AT
         self._clock = LagClock()
+        self._last_sampled: float | None = None  # time.monotonic() of the last sample taken
+        self._blind_since: float | None = None  # the last sample's, while samples fail
         self._watcher: threading.Thread | None = None
         self._watcher_lock = threading.Lock()
         self._stopped = threading.Event()
@@ -108,14 +110,22 @@ class ReadRouter:
                         application_name="cruddur-replica-watch",
                         prepare_threshold=None,  # safe behind a transaction pooler too
                     )
-                self._sample_primary()
+                sampled = self._sample_primary()
                 state = look_at_replica(conn)
                 if state.replayed is not None:
                     lag = self._clock.lag(time.monotonic(), state.replayed, state.replay_age)
                     if lag == math.inf:
                         state = replace(state, lag_seconds=None, problem=LAG_UNKNOWN)
+                    elif lag is not None and not sampled and state.lag_seconds is None:
+                        # Without the primary, and WAL waits that it cannot date.
+                        state = replace(state, problem=state.problem or LAG_UNKNOWN)
                     elif lag is not None:
-                        state = replace(state, lag_seconds=lag)
+                        if not sampled:
+                            # Without the primary the clock is blind to WAL written since
+                            # its last sample: it said 0 while the replica held a committed
+                            # write it had not replayed. The replica's own estimate stands.
+                            lag = max(lag, state.lag_seconds or 0.0)
+                        state = replace(state, lag_seconds=lag, problem=None)
             except psycopg.Error as exc:
                 state = ReplicaState(False, problem=str(exc).strip().splitlines()[0][:200])
                 if conn is not None:
@@ -126,17 +136,25 @@ class ReadRouter:
         if conn is not None:
             conn.close()
 
-    def _sample_primary(self) -> None:
-        # The primary's write position now, for the lag clock; without the primary (down,
-        # or not answering within the bound) the replica's own estimate stands. Unbounded,
-        # a hung primary held the watcher: its look aged out and reads went to the primary.
+    def _sample_primary(self) -> bool:
+        """The primary's write position now, for the lag clock; False without the primary
+        (down, or not answering within the bound): then the replica's own estimate stands.
+        Unbounded, a hung primary held the watcher: its look aged out and reads went to the
+        primary."""
         try:
             primary = self.primary.get().bounded(PRIMARY_SAMPLE_SECONDS)
             position = primary.query_value(template("replication", "write_position"))
         except psycopg.Error:  # PoolTimeout and DeadlinePassed too
-            return
+            self._blind_since = self._blind_since or self._last_sampled
+            return False
+        now = time.monotonic()
         if position:
-            self._clock.primary_at(time.monotonic(), parse_lsn(position) or 0)
+            # Back after samples failed: what it wrote meanwhile may be as old as the last
+            # sample that worked (a write just before it went away), so it counts from then.
+            self._clock.primary_at(self._blind_since or now, parse_lsn(position) or 0)
+        self._blind_since = None
+        self._last_sampled = now
+        return True
 
     def _set_state(self, state: ReplicaState) -> None:
         before = self._state

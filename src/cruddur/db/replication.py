@@ -58,11 +58,19 @@ def look_at_replica(conn: psycopg.Connection) -> ReplicaState:
         return ReplicaState(True, None, None, False, "not a replica (not in recovery)")
     return ReplicaState(
         True,
-        float(lag),
+        None if lag is None else float(lag),
         parse_lsn(replayed) if replayed else None,
         True,
+        # WAL waits and no transaction was replayed since it started (it said 0 s here).
+        problem=WAITS_UNKNOWN if lag is None else None,
         replay_age=None if replay_age is None else max(0.0, float(replay_age)),
     )
+
+
+WAITS_UNKNOWN = (
+    "WAL waits to be replayed, and it has replayed no transaction since it started: how "
+    "far behind is not known"
+)
 
 
 class LagClock:

@@ -180,4 +180,4 @@ def replica_status(url: str, primary_url: str, connect_timeout: int) -> ReplicaS
     lag = clock.lag(now, state.replayed, state.replay_age)
     if lag is None or lag == math.inf:
         return replace(state, lag_seconds=None, problem=LAG_UNKNOWN)
-    return replace(state, lag_seconds=lag)
+    return replace(state, lag_seconds=lag, problem=None)
