@@ -369,6 +369,21 @@ def test_new_says_in_one_line_where_it_cannot_write(tmp_path) -> None:
             {"20260102000000_x.sql": "-- migrate:up\n/* wrapped */ begin;\nSELECT 1;\nend;\n"},
             "20260102000000_x.sql:2: BEGIN in the up section",
         ),
+        (  # after a column named begin, sqlparse ran on to the file's end as one statement:
+            # the ROLLBACK went unseen, and the migration was recorded without its column
+            {
+                "20260102000000_x.sql": "-- migrate:up\nALTER TABLE notes ADD COLUMN begin date;\n"
+                "ROLLBACK;\n"
+            },
+            "20260102000000_x.sql:3: ROLLBACK in the up section",
+        ),
+        (  # …or the COMMIT, which kept the first table of a migration said to be undone
+            {
+                "20260102000000_x.sql": "-- migrate:up\nCREATE TABLE booking (begin date);\n"
+                "COMMIT;\nCREATE TABLE t_d (x int);\n"
+            },
+            "20260102000000_x.sql:3: COMMIT in the up section",
+        ),
         (  # saved as .SQL: it was left out without a word, and never ran
             {"20260102000000_x.SQL": "-- migrate:up\nCREATE TABLE x (id int);\n"},
             "20260102000000_x.SQL: name it 20260102000000_x.sql (lower-case .sql)",

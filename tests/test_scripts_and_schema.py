@@ -31,6 +31,24 @@ def test_split_keeps_dollar_quotes_and_finds_each_line() -> None:
     assert "PERFORM 2" in statements[2].text
 
 
+def test_split_cuts_after_a_column_named_begin_but_keeps_an_atomic_body(empty_db: str) -> None:
+    # sqlparse read `begin` as a block's start and ran on to the end as one statement: a
+    # COMMIT or ROLLBACK after it went unseen by the migrations' checks.
+    text = (
+        "CREATE TABLE booking (begin date);\nUPDATE booking SET begin = now();\n"
+        "CREATE FUNCTION two() RETURNS int LANGUAGE sql\n"
+        "BEGIN ATOMIC SELECT CASE WHEN true THEN 1 END; SELECT 2; END;\n"
+        "DO $$ BEGIN PERFORM 1; END $$;\n"
+    )
+    assert [(s.line, s.text.strip().split()[0]) for s in split(text)] == [
+        (1, "CREATE"), (2, "UPDATE"), (3, "CREATE"), (5, "DO"),
+    ]  # fmt: skip
+    with Db(empty_db) as db:
+        assert run_script(db, text, "booking.sql") == 4
+        with db.connection() as conn:
+            assert conn.execute("SELECT two()").fetchone() == (2,)
+
+
 def test_a_failing_statement_stops_the_file_and_nothing_is_kept(empty_db: str) -> None:
     with Db(empty_db) as db:
         with pytest.raises(ScriptError) as caught:

@@ -62,7 +62,8 @@ def split(text: str) -> tuple[Statement, ...]:
     same files again and again."""
     statements: list[Statement] = []
     offset = 0
-    for piece in sqlparse.split(text):
+    pieces = (part for piece in sqlparse.split(text) for part in _at_semicolons(piece))
+    for piece in pieces:
         start = text.find(piece, offset)
         offset = start + len(piece)
         code_at = _code_offset(piece)
@@ -72,6 +73,38 @@ def split(text: str) -> tuple[Statement, ...]:
         line = first_line + piece.count("\n", 0, code_at)
         statements.append(Statement(text=piece, line=line, first_line=first_line))
     return tuple(statements)
+
+
+def _at_semicolons(piece: str) -> list[str]:
+    """`piece` cut after each semicolon outside strings, quoted names and comments.
+
+    sqlparse takes the word BEGIN for the start of a block that runs to its END, so
+    `ADD COLUMN begin date; ROLLBACK; …` came out as one statement: the ROLLBACK inside it
+    went unseen by the checks below and ended the migration's transaction on the server.
+    A SQL-standard body (BEGIN ATOMIC … END, its CASE … END counted), whose semicolons
+    are its own, stays whole."""
+    parts: list[str] = []
+    start = at = 0
+    words: list[str] = []  # the last two words, upper-cased
+    atomic = False
+    depth = 0  # CASE … END inside an atomic body
+    for ttype, value in sqlparse.lexer.tokenize(piece):
+        at += len(value)
+        if ttype in sqlparse.tokens.Keyword or ttype in sqlparse.tokens.Name:
+            word = value.upper()
+            if not atomic and words[-1:] == ["BEGIN"] and word == "ATOMIC":
+                atomic, depth = True, 0
+            elif atomic and word == "CASE":
+                depth += 1
+            elif atomic and word == "END":
+                atomic, depth = (depth > 0), max(0, depth - 1)
+            words = [*words[-1:], word]
+        elif ttype is sqlparse.tokens.Punctuation and value == ";" and not atomic:
+            parts.append(piece[start:at])
+            start = at
+    if piece[start:].strip():
+        parts.append(piece[start:])
+    return parts or [piece]
 
 
 # Statements that end the transaction a script or migration section runs in (or start
