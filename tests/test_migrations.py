@@ -1397,3 +1397,30 @@ def test_a_table_a_migration_makes_is_the_owners_until_granted_and_the_bookkeepi
         ):
             with pytest.raises(psycopg.errors.InsufficientPrivilege):
                 api.execute(statement)
+
+
+def test_a_rollback_stopped_outside_a_transaction_fails_the_gate_until_rolled_back_again(
+    empty_db: str,
+) -> None:
+    # DROP INDEX CONCURRENTLY (the expiry index's down section, transaction:false) stopped
+    # by its lock timeout left the index INVALID while the migration stayed applied: the
+    # gate passed, and the warning's "drop it, then migrate again" lost the index for good.
+    assert cli("db-migrate", env=local(empty_db)).returncode == 0
+    index = "activities_expires_idx"
+    with psycopg.connect(empty_db) as reader:  # a transaction that the drop waits for
+        reader.execute("SELECT count(*) FROM activities").fetchall()
+        stopped = cli("db-rollback", "--steps", "2", "--lock-timeout", "300ms", env=local(empty_db))
+        assert stopped.returncode == 1, stopped.stderr
+        assert "still applied, but its down section ran outside a transaction" in stopped.stderr
+        with psycopg.connect(empty_db) as conn:
+            valid = conn.execute(
+                "SELECT indisvalid FROM pg_index WHERE indexrelid = %s::regclass", [index]
+            ).fetchone()
+        assert valid == (False,)
+        gate = cli("db-migrations", "--exit-code", env=local(empty_db))
+        assert gate.returncode == 1, gate.stdout + gate.stderr
+        assert "1 INVALID index" in gate.stderr and "roll back again" in gate.stderr
+    again = cli("db-rollback", env=local(empty_db))
+    assert again.returncode == 0, again.stderr
+    with psycopg.connect(empty_db) as conn:
+        assert conn.execute("SELECT to_regclass(%s)", [index]).fetchone() == (None,)

@@ -222,11 +222,17 @@ def _interrupted(printer: _Printer, direction: str) -> Iterator[None]:
             )
         elif cut is None:
             left = "none was under way"
-        elif section is not None and not section.transaction:
+        elif section is not None and not section.transaction and direction == "up":
             left = (
                 f"{cut.file_name} was cut off outside a transaction (transaction:false) and "
                 "is not recorded: look for what it left, e.g. an INVALID index (DROP INDEX "
                 "CONCURRENTLY it)"
+            )
+        elif section is not None and not section.transaction:
+            left = (
+                f"{cut.file_name}'s down section was cut off outside a transaction "
+                "(transaction:false): it is still recorded as applied, and what it began may "
+                "stay (an INVALID index); roll back again"
             )
         elif direction == "up":
             left = f"{cut.file_name} was under way and rolled back: nothing of it was kept"
@@ -280,10 +286,18 @@ def _reported(prod: bool = False) -> Iterator[None]:
         statement = exc.statement.splitlines()
         shown = "\n           ".join(statement[:4]) + (" …" if len(statement) > 4 else "")
         section = exc.migration.up if exc.direction == "up" else exc.migration.down
-        if section is not None and not section.transaction:
+        if section is not None and not section.transaction and exc.direction == "up":
             hint = (
                 "it ran outside a transaction (transaction:false): look for what it "
                 "left, e.g. an INVALID index (DROP INDEX CONCURRENTLY it), then run again"
+            )
+        elif section is not None and not section.transaction:
+            # DROP INDEX CONCURRENTLY stopped by a timeout leaves the index INVALID (and
+            # unused) while the migration stays applied: `migrate` would do nothing.
+            hint = (
+                f"{exc.migration.file_name} is still applied, but its down section ran "
+                "outside a transaction (transaction:false) and what it began may stay (an "
+                "INVALID index): roll back again"
             )
         else:
             hint = _hint(exc, prod)
@@ -540,17 +554,22 @@ def migrations_status(cli: Cli, migrations_dir: Path | None, exit_code: bool) ->
         result_line += f", {len(current.edited)} edited since applied"
     if current.missing:
         result_line += f", {len(current.missing)} applied with no file here"
+    if current.invalid_indexes:
+        result_line += f", {len(current.invalid_indexes)} INVALID index(es)"
     info(result_line)
-    if exit_code and (pending or current.edited or current.missing):
+    # An INVALID index fails the gate too: a migration or rollback outside a transaction
+    # stopped halfway, and the schema is not what schema_migrations says.
+    if exit_code and (pending or current.edited or current.missing or current.invalid_indexes):
         raise click.exceptions.Exit(1)
 
 
 def _warn_invalid(current: runner.Plan) -> None:
     for index in current.invalid_indexes:
         warn(
-            f"index {index} is INVALID (a CREATE INDEX CONCURRENTLY that failed or was "
-            f"stopped?): PostgreSQL does not use it; DROP INDEX CONCURRENTLY {index}, then "
-            "migrate again"
+            f"index {index} is INVALID (a CREATE or DROP INDEX CONCURRENTLY that failed or "
+            "was stopped?): PostgreSQL does not use it. After a migrate that stopped, DROP "
+            f"INDEX CONCURRENTLY {index}, then migrate again; after a rollback that stopped, "
+            "roll back again"
         )
 
 
