@@ -419,6 +419,30 @@ def test_a_migration_that_is_not_a_file_is_refused_by_name(empty_db: str, tmp_pa
     assert tables(empty_db) == set()
 
 
+def test_odd_names_are_named_and_an_editors_lock_file_is_passed_over(
+    empty_db: str, tmp_path
+) -> None:
+    folder = write(tmp_path / "m", {"20260101000000_notes.sql": NOTES})
+    # Emacs's lock beside a file with unsaved edits, a link to nothing: it blocked every
+    # migrate once links to nothing were refused.
+    (folder / ".#20260101000000_notes.sql").symlink_to("root@host.1234:1700000000")
+    assert migrate(empty_db, folder).returncode == 0
+    for name, said in [
+        # Its suffix is ".sql ": skipped, never run, and the gate passed.
+        ("20260102000000_x.sql ", "'20260102000000_x.sql ': name it '20260102000000_x.sql'"),
+        # Full-width digits passed the name check, ran, then schema_migrations refused
+        # the version: pending for ever.
+        ("\uff12" * 14 + "_uni.sql", "not a migration file name"),
+    ]:
+        (folder / name).write_text("-- migrate:up\nCREATE TABLE odd (id int);\n")
+        for command in (("db-migrate",), ("db-migrations", "--exit-code")):
+            result = cli(*command, "--migrations-dir", str(folder), env=local(empty_db))
+            assert result.returncode == 1, result.stdout + result.stderr
+            assert said in result.stderr, result.stderr
+        (folder / name).unlink()
+    assert "odd" not in tables(empty_db)
+
+
 def test_rollback_dry_run_refuses_a_down_section_the_rollback_would(
     empty_db: str, tmp_path
 ) -> None:

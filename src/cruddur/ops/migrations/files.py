@@ -17,7 +17,9 @@ from pathlib import Path
 from cruddur.db.scripts import Statement, split, transaction_control
 from cruddur.errors import Problem
 
-FILE_NAME = re.compile(r"^(?P<version>\d{14})_(?P<name>[A-Za-z0-9_]+)\.sql$")
+# ASCII digits: \d took full-width ones, and schema_migrations' CHECK refused the version
+# only after the migration had run (pending for ever).
+FILE_NAME = re.compile(r"^(?P<version>[0-9]{14})_(?P<name>[A-Za-z0-9_]+)\.sql$")
 _DIRECTIVE = re.compile(r"^--\s*migrate:(?P<section>[A-Za-z]+)(?P<options>.*)$")
 _OPTION = re.compile(r"^(?P<key>[a-z]+):(?P<value>[a-z]+)$")
 _NAME_PART = re.compile(r"[^a-z0-9]+")
@@ -186,6 +188,11 @@ def load(directory: Path) -> list[Migration]:
         raise MigrationFileError(f"{directory}: no such migrations folder")
     migrations: dict[str, Migration] = {}
     for path in sorted(directory.iterdir()):
+        if path.name.startswith("."):
+            continue  # an editor's lock or swap file (Emacs's .#….sql links to nothing)
+        if path.name != path.name.rstrip() and path.name.rstrip().lower().endswith(".sql"):
+            # "….sql " never ran either: its suffix is not .sql.
+            raise MigrationFileError(f"{path.name!r}: name it {path.name.rstrip()!r}")
         if (
             path.suffix.lower() == ".sql"
             and path.suffix != ".sql"
