@@ -1448,3 +1448,28 @@ def test_a_rollback_stopped_outside_a_transaction_fails_the_gate_until_rolled_ba
     assert again.returncode == 0, again.stderr
     with psycopg.connect(empty_db) as conn:
         assert conn.execute("SELECT to_regclass(%s)", [index]).fetchone() == (None,)
+
+
+def test_a_migrations_session_settings_do_not_carry_over_to_the_next(
+    empty_db: str, tmp_path
+) -> None:
+    # A SET ROLE (not SET LOCAL) stayed for the next migration of the same run: its table
+    # was pg_database_owner's, and another's when each ran in a run of its own.
+    folder = write(
+        tmp_path / "m",
+        {
+            "20260101000000_a.sql": "-- migrate:up\nSET ROLE pg_database_owner;\n"
+            "SET search_path = pg_catalog;\nSELECT 1;\n",
+            "20260102000000_b.sql": "-- migrate:up\nCREATE TABLE public.b (id int);\n"
+            "CREATE TABLE c (id int);\n",
+        },
+    )
+    assert migrate(empty_db, folder).returncode == 0
+    with psycopg.connect(empty_db) as conn:
+        me = conn.execute("SELECT current_user").fetchone()[0]  # the one migrate connects as
+        owners = conn.execute(
+            "SELECT c.relname, pg_get_userbyid(c.relowner), n.nspname FROM pg_class c"
+            " JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.relname IN ('b', 'c')"
+            " ORDER BY 1"
+        ).fetchall()
+    assert owners == [("b", me, "public"), ("c", me, "public")]

@@ -140,11 +140,20 @@ def connect(url: str, connect_timeout: int = 5) -> psycopg.Connection:
         application_name="cruddur-migrate",
         connect_timeout=connect_timeout,
     )
+    _session_defaults(conn)
+    return conn
+
+
+def _session_defaults(conn: psycopg.Connection) -> None:
+    """The session as each migration starts it: a SET ROLE or SET search_path one left
+    (outside SET LOCAL) applied to the next, which then made its tables as that role or
+    in that schema, unlike in a run of its own."""
+    conn.execute("RESET ALL")
+    conn.execute("RESET ROLE")
     if conn.info.server_version >= 140000:
         # A migrate killed mid-statement: the server notices within a second and rolls
         # back and frees the lock, instead of running the statement to its end first.
         conn.execute("SET client_connection_check_interval = '1s'")
-    return conn
 
 
 def identity(url: str, connect_timeout: int = 5) -> tuple[str, int]:
@@ -292,6 +301,7 @@ def _step(
             # them; at the COMMIT, held (below), they would run beyond its reach.
             conn.execute("SET CONSTRAINTS ALL IMMEDIATE")
             hold()
+        _session_defaults(conn)
         return
     # transaction:false (CREATE INDEX CONCURRENTLY): its one statement, then the row.
     lock.ensure_held(conn)
@@ -310,6 +320,7 @@ def _step(
         if regrant is not None:
             regrant(conn)
         hold()
+    _session_defaults(conn)
 
 
 # Gives the application roles their privileges again, on the migration's connection.
