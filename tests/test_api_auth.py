@@ -336,3 +336,22 @@ def test_a_page_on_another_origin_may_read_why_it_was_refused(api) -> None:
     assert refused.status_code == 401
     exposed = [n.strip() for n in refused.headers["Access-Control-Expose-Headers"].split(",")]
     assert "WWW-Authenticate" in exposed and "Retry-After" in exposed
+
+
+def test_dev_sign_in_asked_for_beside_cognito_settings_says_they_go_unused(
+    api_home, seeded_db: str, caplog
+) -> None:
+    # CRUDDUR_AUTH=dev with the pool's settings set: the log said to set them for Cognito.
+    env = {
+        "CRUDDUR_HOME": str(api_home), "CONNECTION_URL": seeded_db, "CRUDDUR_AUTH": "dev",
+        "AWS_COGNITO_USER_POOL_ID": "us-east-1_Example1", "AWS_COGNITO_USER_POOL_CLIENT_ID": "c",
+    }  # fmt: skip
+    with caplog.at_level(logging.WARNING, logger="cruddur.api"):
+        create_app(Settings.from_env(env))
+    said = [r.getMessage() for r in caplog.records if r.name == "cruddur.api"]
+    assert any(
+        "CRUDDUR_AUTH=dev: AWS_COGNITO_USER_POOL_CLIENT_ID, AWS_COGNITO_USER_POOL_ID set, "
+        "not used" in line
+        for line in said
+    ), said
+    assert not any("set AWS_COGNITO_USER_POOL_ID" in line for line in said), said

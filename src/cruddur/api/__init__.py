@@ -104,8 +104,8 @@ def create_app(
             DevKeys(settings.home).ensure()
             log.warning(
                 "auth: accepting tokens from the local development key pair, from this "
-                "machine only (set AWS_COGNITO_USER_POOL_ID and "
-                "AWS_COGNITO_USER_POOL_CLIENT_ID for Cognito)"
+                "machine only (%s)",
+                _dev_auth_why(settings.auth),
             )
         elif settings.auth.disabled:
             log.warning("auth: nobody can sign in: %s", settings.auth.disabled)
@@ -191,3 +191,11 @@ def create_worker_app() -> Flask:
     gc.freeze()
     gc.set_threshold(WORKER_GC_THRESHOLD, *gc.get_threshold()[1:])
     return app
+
+
+def _dev_auth_why(auth: Any) -> str:
+    """Why the dev key pair signs in, and what would change it. With CRUDDUR_AUTH=dev
+    beside Cognito's settings it said to set those settings, which were set."""
+    if auth.ignored:
+        return f"CRUDDUR_AUTH=dev: {', '.join(auth.ignored)} set, not used"
+    return "set AWS_COGNITO_USER_POOL_ID and AWS_COGNITO_USER_POOL_CLIENT_ID for Cognito"

@@ -201,9 +201,10 @@ def serve(
         from cruddur.dev_keys import DevKeys
 
         DevKeys(settings.home).ensure()
+        ignored = f" (CRUDDUR_AUTH=dev: {', '.join(auth.ignored)} set, not used)"
         warn(
-            f"auth: development key pair; `{cruddur_command()} dev token --handle andrewbrown` "
-            "mints tokens"
+            f"auth: development key pair{ignored if auth.ignored else ''}; "
+            f"`{cruddur_command()} dev token --handle andrewbrown` mints tokens"
         )
     elif auth.disabled:
         warn(f"auth: nobody can sign in (reads work): {auth.disabled}")
