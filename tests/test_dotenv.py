@@ -266,3 +266,18 @@ def test_a_dotenv_above_that_another_user_could_have_written_is_skipped(tmp_path
         refused = cli(CRUDDUR, "db", "status", cwd=shared)  # in its own folder: refused
         assert refused.returncode == 1
         assert refused.stderr.startswith(f"error: {warning}"), refused.stderr
+
+
+def test_env_example_lists_every_setting_the_readme_tables_name() -> None:
+    # README: ".env.example lists them". Five settings added since were only in the tables.
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("\n## Configuration\n", 1)[1].split("\n## ", 1)[0]
+    named = {
+        name
+        for line in section.splitlines()
+        if line.startswith("| `")
+        for name in re.findall(r"`([A-Z][A-Z0-9_]+)`", line.split("|")[1])
+    }
+    assert len(named) > 40  # the tables were found
+    example = (ROOT / ".env.example").read_text()
+    assert sorted(name for name in named if name not in example) == []
