@@ -34,19 +34,29 @@ def test_split_keeps_dollar_quotes_and_finds_each_line() -> None:
 def test_split_cuts_after_a_column_named_begin_but_keeps_an_atomic_body(empty_db: str) -> None:
     # sqlparse read `begin` as a block's start and ran on to the end as one statement: a
     # COMMIT or ROLLBACK after it went unseen by the migrations' checks.
+    # As psql cuts: not inside parentheses (a rule's actions), and in an atomic body
+    # BEGIN, CASE and END count only outside them and not after a dot (`s.end`).
     text = (
-        "CREATE TABLE booking (begin date);\nUPDATE booking SET begin = now();\n"
+        'CREATE TABLE booking (begin date, "end" date);\nUPDATE booking SET begin = now();\n'
         "CREATE FUNCTION two() RETURNS int LANGUAGE sql\n"
         "BEGIN ATOMIC SELECT CASE WHEN true THEN 1 END; SELECT 2; END;\n"
         "DO $$ BEGIN PERFORM 1; END $$;\n"
+        "CREATE TABLE copies (d date);\n"
+        "CREATE RULE r AS ON INSERT TO booking DO ALSO (INSERT INTO copies VALUES (NEW.begin);"
+        " INSERT INTO copies VALUES (NEW.end));\n"
+        "CREATE FUNCTION last_end() RETURNS date LANGUAGE sql\n"
+        "BEGIN ATOMIC SELECT max(b.end) FROM booking b; SELECT b.end FROM booking b; END;\n"
     )
     assert [(s.line, s.text.strip().split()[0]) for s in split(text)] == [
-        (1, "CREATE"), (2, "UPDATE"), (3, "CREATE"), (5, "DO"),
+        (1, "CREATE"), (2, "UPDATE"), (3, "CREATE"), (5, "DO"), (6, "CREATE"), (7, "CREATE"),
+        (8, "CREATE"),
     ]  # fmt: skip
     with Db(empty_db) as db:
-        assert run_script(db, text, "booking.sql") == 4
+        assert run_script(db, text, "booking.sql") == 7
         with db.connection() as conn:
             assert conn.execute("SELECT two()").fetchone() == (2,)
+            conn.execute("INSERT INTO booking VALUES ('2026-01-01', '2026-01-02')")
+            assert conn.execute("SELECT count(*) FROM copies").fetchone() == (2,)
 
 
 def test_a_failing_statement_stops_the_file_and_nothing_is_kept(empty_db: str) -> None:

@@ -76,32 +76,41 @@ def split(text: str) -> tuple[Statement, ...]:
 
 
 def _at_semicolons(piece: str) -> list[str]:
-    """`piece` cut after each semicolon outside strings, quoted names and comments.
+    """`piece` cut after each semicolon outside strings, quoted names, comments and
+    parentheses, as psql cuts a file.
 
     sqlparse takes the word BEGIN for the start of a block that runs to its END, so
     `ADD COLUMN begin date; ROLLBACK; …` came out as one statement: the ROLLBACK inside it
     went unseen by the checks below and ended the migration's transaction on the server.
-    A SQL-standard body (BEGIN ATOMIC … END, its CASE … END counted), whose semicolons
-    are its own, stays whole."""
+    A SQL-standard body (BEGIN ATOMIC … END) stays whole: as psql does, BEGIN, CASE and
+    END count only outside parentheses (`max(s.end)` is a column), and not after a dot."""
     parts: list[str] = []
     start = at = 0
-    words: list[str] = []  # the last two words, upper-cased
-    atomic = False
-    depth = 0  # CASE … END inside an atomic body
+    previous = ""  # the last token that is not white space or a comment, upper-cased
+    parens = 0
+    blocks = 0  # BEGIN ATOMIC … END, and CASE … END within one
     for ttype, value in sqlparse.lexer.tokenize(piece):
         at += len(value)
-        if ttype in sqlparse.tokens.Keyword or ttype in sqlparse.tokens.Name:
-            word = value.upper()
-            if not atomic and words[-1:] == ["BEGIN"] and word == "ATOMIC":
-                atomic, depth = True, 0
-            elif atomic and word == "CASE":
-                depth += 1
-            elif atomic and word == "END":
-                atomic, depth = (depth > 0), max(0, depth - 1)
-            words = [*words[-1:], word]
-        elif ttype is sqlparse.tokens.Punctuation and value == ";" and not atomic:
+        if ttype in sqlparse.tokens.Whitespace or ttype in sqlparse.tokens.Comment:
+            continue
+        word = value.upper()
+        if ttype is sqlparse.tokens.Punctuation and value == "(":
+            parens += 1
+        elif ttype is sqlparse.tokens.Punctuation and value == ")":
+            parens = max(0, parens - 1)
+        elif (
+            parens == 0
+            and previous != "."
+            and (ttype in sqlparse.tokens.Keyword or ttype in sqlparse.tokens.Name)
+        ):
+            if (previous == "BEGIN" and word == "ATOMIC") or (blocks and word == "CASE"):
+                blocks += 1
+            elif blocks and word == "END":
+                blocks -= 1
+        elif ttype is sqlparse.tokens.Punctuation and value == ";" and not parens and not blocks:
             parts.append(piece[start:at])
             start = at
+        previous = word
     if piece[start:].strip():
         parts.append(piece[start:])
     return parts or [piece]
