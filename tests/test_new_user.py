@@ -248,3 +248,16 @@ def test_output_that_cannot_be_written_ends_in_one_line_or_quietly() -> None:
     finally:
         os.close(write_end)
     assert closed.stderr == "", closed.stderr
+
+
+def test_shell_completion_answers_when_cruddur_is_not_on_path() -> None:
+    # Run as .venv/bin/cruddur, click named the completion variable after that path:
+    # _CRUDDUR_COMPLETE printed the help (exit 2) instead of the verbs.
+    done = subprocess.run(
+        [str(ROOT / ".venv/bin/cruddur")],
+        env={**os.environ, "_CRUDDUR_COMPLETE": "bash_complete", "COMP_WORDS": "cruddur d",
+             "COMP_CWORD": "1"},
+        cwd=ROOT, capture_output=True, text=True, timeout=30,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout.split() == ["plain,db", "plain,dev"]

@@ -82,6 +82,9 @@ class CruddurGroup(click.Group):
 
         if kwargs.get("prog_name") is None:
             kwargs["prog_name"] = typed_command()
+        # Shell completion's variable stays the command's own name's (click derives it
+        # from prog_name: `.venv/bin/cruddur` made it another, and completion printed help).
+        kwargs.setdefault("complete_var", "_CRUDDUR_COMPLETE")
         try:
             return super().main(*args, **kwargs)
         except OSError as exc:
