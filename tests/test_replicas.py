@@ -227,6 +227,33 @@ def test_a_write_just_before_the_primary_went_away_keeps_the_replica_off_until_r
         _close(app)
 
 
+def test_a_replica_restarted_while_the_primary_is_down_stays_in_use(
+    pair: ReplicaPair, tmp_path: Path
+) -> None:
+    # After a restart its received position is its WAL segment's start, behind what it
+    # replayed, and it has replayed no transaction since: read as "WAL waits, how far
+    # behind not known", it was kept off though nothing waited, and reads went to the
+    # primary that was down.
+    pair.wait_caught_up()
+    pair.primary.stop()
+    try:
+        pair.stop_replica("fast")
+        pair.start_replica()
+        app, api, _ = _app(pair, tmp_path, CRUDDUR_FEED_CACHE="0")
+        router = app.extensions["cruddur.reads"]
+        try:
+            api.get("/api/activities/@andrewbrown")  # the worker's first read starts its watcher
+            _wait_until(lambda: router.state.fresh(router.max_lag), 10)
+            assert router.state.lag_seconds == 0.0, router.describe(router.state)
+            # The primary is down: the replica answers the reads.
+            assert api.get("/api/activities/@andrewbrown").status_code == 200
+        finally:
+            _close(app)
+    finally:
+        pair.primary.start()
+        pair.wait_caught_up()
+
+
 def test_a_reply_read_with_its_position_sees_itself_every_time(
     pair: ReplicaPair, tmp_path: Path
 ) -> None:

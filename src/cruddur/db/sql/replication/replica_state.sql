@@ -10,7 +10,13 @@ SELECT
     pg_last_wal_replay_lsn()::text AS replayed_lsn,
     CASE
         WHEN NOT pg_is_in_recovery() THEN NULL
-        WHEN pg_last_wal_receive_lsn() IS NOT DISTINCT FROM pg_last_wal_replay_lsn() THEN 0.0
+        -- Not streaming (WAL from an archive): its last transaction's age, as ever.
+        WHEN pg_last_wal_receive_lsn() IS NULL THEN COALESCE(
+            extract(epoch FROM clock_timestamp() - pg_last_xact_replay_timestamp())::float8, 0.0
+        )
+        -- Nothing received past what it replayed; after a restart the received position is
+        -- its segment's start, behind the replayed one, until the primary sends more.
+        WHEN pg_last_wal_receive_lsn() <= pg_last_wal_replay_lsn() THEN 0.0
         ELSE extract(epoch FROM clock_timestamp() - pg_last_xact_replay_timestamp())::float8
     END AS lag_seconds,
     extract(epoch FROM clock_timestamp() - pg_last_xact_replay_timestamp())::float8
