@@ -10,8 +10,10 @@ import glob
 import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
+import sys
 import uuid
 import zipfile
 from pathlib import Path
@@ -228,3 +230,19 @@ def test_an_output_that_is_a_folder_is_refused_before_anything_is_fetched(tmp_pa
         check_output(Path("/proc/post-confirmation.zip"))
     check_output(tmp_path / "new" / "folders" / "post-confirmation.zip")  # build makes them
     assert list(tmp_path.iterdir()) == []  # the trial file is gone, no folder made
+
+
+def test_the_readme_counts_and_names_what_the_sign_up_handler_carries() -> None:
+    # It said 20 files and four modules after a fifth (cruddur.names) came in.
+    readme = (ROOT / "README.md").read_text()
+    said = re.search(r"the (\d+) of `HANDLER_FILES`", readme)
+    assert said and int(said[1]) == len(HANDLER_FILES)
+    sentence = readme.split("- It imports only psycopg, the standard library", 1)[1].split(";")[0]
+    named = set(re.findall(r"`([a-z_]+)`", sentence))
+    loaded = subprocess.run(
+        [sys.executable, "-c", "import sys, cruddur.lambdas.post_confirmation as _; print("
+         "' '.join(m.split('.')[-1] for m in sys.modules if m.startswith('cruddur.') and "
+         "m.count('.') == 1 and m not in ('cruddur.lambdas', 'cruddur.services')))"],
+        capture_output=True, text=True, check=True, cwd=ROOT,
+    ).stdout.split()  # fmt: skip
+    assert set(loaded) == named, (loaded, named)
