@@ -25,9 +25,9 @@ class UnreadableJson(ValueError):
 
 
 UTF8_CHARSETS = ("utf-8", "utf8", "us-ascii", "ascii")  # ASCII is UTF-8 too
-_CHARSET_PARAMETER = re.compile(r";\s*charset\s*=", re.IGNORECASE)
-# Its value, quoted or not. Read here, not by werkzeug, which drops a parameter written
-# with spaces around "=" (`charset = latin-1`): such a body was read as UTF-8.
+# A charset parameter and its value, quoted or not. Read here, not by werkzeug, which
+# drops one written with spaces around "=" (`charset = latin-1`): such a body was read as
+# UTF-8.
 _CHARSET_VALUE = re.compile(r';\s*charset\s*=\s*(?:"([^"]*)"|([^;]*))', re.IGNORECASE)
 
 
@@ -40,14 +40,14 @@ def require_json(req: Request | None = None) -> None:
     # (problem+json, vnd.api+json), which this API neither documents nor means.
     if req.mimetype != "application/json":
         raise ApiError(415, "unsupported_media_type", "send the body as application/json")
-    if len(_CHARSET_PARAMETER.findall(req.headers.get("Content-Type", ""))) > 1:
+    named = _CHARSET_VALUE.findall(req.headers.get("Content-Type", ""))
+    if len(named) > 1:
         # Read by its last one, a body "charset=latin-1; charset=utf-8" was taken as UTF-8.
         raise ApiError(415, "unsupported_media_type", "name one charset, UTF-8")
     # JSON is UTF-8 (RFC 8259), and a body is read as sent: a body in another charset or
     # compressed would otherwise be read as if it were neither (a 400 "not UTF-8", or
     # another character than the one meant).
-    named = _CHARSET_VALUE.search(req.headers.get("Content-Type", ""))
-    charset = (named[1] if named[1] is not None else named[2]).strip().lower() if named else "utf-8"
+    charset = "".join(named[0]).strip().lower() if named else "utf-8"  # one group is ""
     if charset not in UTF8_CHARSETS:
         raise ApiError(
             415, "unsupported_media_type", f"send the body as UTF-8, not {charset[:32]!r}"

@@ -80,7 +80,7 @@ class ReadRouter:
         self._state = NOT_LOOKED_AT
         self._clock = LagClock()
         self._last_sampled: float | None = None  # time.monotonic() of the last sample taken
-        self._blind_since: float | None = None  # the last sample's, while samples fail
+        self._missed = False  # the last try to sample the primary failed
         self._watcher: threading.Thread | None = None
         self._watcher_lock = threading.Lock()
         self._stopped = threading.Event()
@@ -145,14 +145,15 @@ class ReadRouter:
             primary = self.primary.get().bounded(PRIMARY_SAMPLE_SECONDS)
             position = primary.query_value(template("replication", "write_position"))
         except psycopg.Error:  # PoolTimeout and DeadlinePassed too
-            self._blind_since = self._blind_since or self._last_sampled
+            self._missed = True
             return False
         now = time.monotonic()
         if position:
             # Back after samples failed: what it wrote meanwhile may be as old as the last
             # sample that worked (a write just before it went away), so it counts from then.
-            self._clock.primary_at(self._blind_since or now, parse_lsn(position) or 0)
-        self._blind_since = None
+            since = self._last_sampled if self._missed and self._last_sampled else now
+            self._clock.primary_at(since, parse_lsn(position) or 0)
+        self._missed = False
         self._last_sampled = now
         return True
 
