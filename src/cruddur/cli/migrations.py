@@ -222,18 +222,8 @@ def _interrupted(printer: _Printer, direction: str) -> Iterator[None]:
             )
         elif cut is None:
             left = "none was under way"
-        elif section is not None and not section.transaction and direction == "up":
-            left = (
-                f"{cut.file_name} was cut off outside a transaction (transaction:false) and "
-                "is not recorded: look for what it left, e.g. an INVALID index (DROP INDEX "
-                "CONCURRENTLY it)"
-            )
         elif section is not None and not section.transaction:
-            left = (
-                f"{cut.file_name}'s down section was cut off outside a transaction "
-                "(transaction:false): it is still recorded as applied, and what it began may "
-                "stay (an INVALID index); roll back again"
-            )
+            left = _outside_a_transaction(cut.file_name, direction)
         elif direction == "up":
             left = f"{cut.file_name} was under way and rolled back: nothing of it was kept"
         else:
@@ -242,6 +232,22 @@ def _interrupted(printer: _Printer, direction: str) -> Iterator[None]:
             )
         warn(f"interrupted: {kept}; {left}")
         raise click.exceptions.Exit(INTERRUPTED) from None
+
+
+def _outside_a_transaction(file_name: str, direction: str) -> str:
+    """What a transaction:false section stopped part way (an error, Ctrl-C) leaves, and
+    what to do. A down section's migration stays applied: DROP INDEX CONCURRENTLY stopped
+    by a timeout leaves the index INVALID (and unused), and `migrate` would do nothing."""
+    if direction == "up":
+        return (
+            f"{file_name}: it ran outside a transaction (transaction:false) and is not "
+            "recorded: look for what it left, e.g. an INVALID index (DROP INDEX "
+            "CONCURRENTLY it), then run again"
+        )
+    return (
+        f"{file_name} is still applied, but its down section ran outside a transaction "
+        "(transaction:false) and what it began may stay (an INVALID index): roll back again"
+    )
 
 
 def _duration(seconds: float) -> str:
@@ -286,19 +292,8 @@ def _reported(prod: bool = False) -> Iterator[None]:
         statement = exc.statement.splitlines()
         shown = "\n           ".join(statement[:4]) + (" …" if len(statement) > 4 else "")
         section = exc.migration.up if exc.direction == "up" else exc.migration.down
-        if section is not None and not section.transaction and exc.direction == "up":
-            hint = (
-                "it ran outside a transaction (transaction:false): look for what it "
-                "left, e.g. an INVALID index (DROP INDEX CONCURRENTLY it), then run again"
-            )
-        elif section is not None and not section.transaction:
-            # DROP INDEX CONCURRENTLY stopped by a timeout leaves the index INVALID (and
-            # unused) while the migration stays applied: `migrate` would do nothing.
-            hint = (
-                f"{exc.migration.file_name} is still applied, but its down section ran "
-                "outside a transaction (transaction:false) and what it began may stay (an "
-                "INVALID index): roll back again"
-            )
+        if section is not None and not section.transaction:
+            hint = _outside_a_transaction(exc.migration.file_name, exc.direction)
         else:
             hint = _hint(exc, prod)
         raise Problem(f"{exc}\nstatement: {shown}", hint) from None
