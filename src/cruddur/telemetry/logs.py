@@ -186,8 +186,16 @@ def shown_method(method: str) -> str:
     return method if len(method) <= METHOD_SHOWN else f"{method[:METHOD_SHOWN]}…"
 
 
+def hundredths_of_ms(seconds: float) -> int:
+    """A request's duration in hundredths of a millisecond, rounded: the log line's
+    figures (duration_ms, and the message's tenths) are made from it with integer
+    arithmetic, which costs a fraction of formatting floats."""
+    return int(seconds * 100_000 + 0.5)
+
+
 def request_message(method: str, route: str, status: str, seconds: float) -> str:
-    return f"{shown_method(method)} {route} {status} {seconds * 1000:.1f} ms"
+    tenths = (hundredths_of_ms(seconds) + 5) // 10
+    return f"{shown_method(method)} {route} {status} {tenths // 10}.{tenths % 10} ms"
 
 
 def request_fields(
@@ -205,7 +213,7 @@ def request_fields(
         "method": shown_method(method),
         "route": route,
         "status": int(status[:3]),
-        "duration_ms": round(seconds * 1000, 2),
+        "duration_ms": hundredths_of_ms(seconds) / 100,
         "request_id": request_id,
         "trace_id": ids[0] if ids else None,
         "span_id": ids[1] if ids else None,
@@ -245,15 +253,18 @@ def json_writer(fd: int) -> RequestWriter:
     line = _json_line(os.getpid())
 
     def write(finished: list[Finished], dropped: int) -> None:
-        chunk = b""
+        chunk: list[str] = []  # lines of at most PIPE_BUF bytes in all, encoded together
+        size = 0
         for request in finished:
-            encoded = line(*request).encode()
-            if chunk and len(chunk) + len(encoded) > PIPE_BUF:
-                os.write(fd, chunk)
-                chunk = b""
-            chunk += encoded
+            text = line(*request)
+            length = len(text) if text.isascii() else len(text.encode())
+            if chunk and size + length > PIPE_BUF:
+                os.write(fd, "".join(chunk).encode())
+                chunk, size = [], 0
+            chunk.append(text)
+            size += length
         if chunk:
-            os.write(fd, chunk)
+            os.write(fd, "".join(chunk).encode())
         if dropped:  # rare: through logging's record and formatter, for the same form
             message, fields = dropped_message(dropped), {"dropped": dropped}
             record = logging.getLogger(REQUEST_LOGGER).makeRecord(
@@ -275,12 +286,15 @@ def _json_line(pid: int) -> Callable[..., str]:
     """The request's JSON line, the same object JsonFormatter would make of the logging
     record, built as one f-string: every string goes through json's own escaping
     (`encode_basestring`, quotes included), the ids after str() (the user's is a UUID), as
-    JsonFormatter's default=str; the numbers are formatted here; fields that are None are
-    left out, as JsonFormatter does. The escaped method and route, and the date and time
-    to the second, are made once and kept."""
+    JsonFormatter's default=str; fields that are None are left out, as JsonFormatter does.
+
+    What a (method, route, status) gives, escaped and formatted, is made once and kept,
+    as is the date and time to the second. The numbers that change are formatted from
+    integers (a float's formatting, with round() and repr(), was a third of the line's
+    cost): duration_ms prints as 3.90 where JsonFormatter writes 3.9, the same number."""
     quote = encode_basestring
     head = f'","level":"info","logger":"{REQUEST_LOGGER}","message":'
-    routes: dict[tuple[str, str], tuple[str, str]] = {}
+    known_parts: dict[tuple[str, str, str], tuple[str, str]] = {}
     clock: list[Any] = [-1, ""]  # the second, and its date and time
 
     def line(
@@ -293,22 +307,24 @@ def _json_line(pid: int) -> Callable[..., str]:
         ids: tuple[str, str] | None,
         user: Any,
     ) -> str:
-        known = routes.get((method, route))
+        known = known_parts.get((method, route, status))
         if known is None:
-            # The message's start without its closing quote (what follows needs no
-            # escaping: digits, a point, spaces, "ms"), and the two fields.
-            shown = shown_method(method)
+            # The message's start without its closing quote, up to its duration (what
+            # follows needs no escaping: digits, a point, spaces, "ms"), and the fields
+            # from pid to duration_ms's name.
+            shown, code = shown_method(method), int(status[:3])
             known = (
-                quote(f"{shown} {route}")[:-1],
-                f',"method":{quote(shown)},"route":{quote(route)}',
+                f"{quote(f'{shown} {route}')[:-1]} {code} ",
+                f' ms","pid":{pid},"method":{quote(shown)},"route":{quote(route)}'
+                f',"status":{code},"duration_ms":',
             )
-            if len(routes) < MAX_ROUTES_KEPT:  # methods come from clients
-                routes[method, route] = known
+            if len(known_parts) < MAX_ROUTES_KEPT:  # methods come from clients
+                known_parts[method, route, status] = known
         second = int(created)
         if second != clock[0]:
             clock[0], clock[1] = second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
-        code = int(status[:3])
-        millis = seconds * 1000
+        hundredths = hundredths_of_ms(seconds)
+        tenths = (hundredths + 5) // 10
         tail = ""
         if request_id is not None:
             tail += f',"request_id":{quote(str(request_id))}'
@@ -317,15 +333,16 @@ def _json_line(pid: int) -> Callable[..., str]:
         if user is not None:
             tail += f',"user_uuid":{quote(str(user))}'  # a UUID
         return (
-            f'{{"time":"{clock[1]}.{int((created - second) * 1000):03d}Z{head}'
-            f'{known[0]} {code} {millis:.1f} ms","pid":{pid}{known[1]},"status":{code}'
-            f',"duration_ms":{round(millis, 2)!r}{tail}}}\n'
+            f'{{"time":"{clock[1]}.{_THREE_DIGITS[int((created - second) * 1000)]}Z{head}'
+            f"{known[0]}{tenths // 10}.{tenths % 10}{known[1]}"
+            f"{hundredths // 100}.{_THREE_DIGITS[hundredths % 100][1:]}{tail}}}\n"
         )
 
     return line
 
 
-MAX_ROUTES_KEPT = 256  # (method, route) pairs whose escaped text a writer keeps
+_THREE_DIGITS = [f"{n:03d}" for n in range(1000)]  # 7 as "007": a table, not a format spec
+MAX_ROUTES_KEPT = 256  # (method, route, status) whose escaped text a writer keeps
 
 
 def writes_json_to_stdout() -> bool:
