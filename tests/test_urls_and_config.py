@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import replace
 
+import psycopg
 import pytest
 
 from cruddur.config import ConfigError, ServeSettings, Settings, WebSettings
@@ -37,6 +38,16 @@ def test_database_swap_uses_the_parser_not_sed() -> None:
 )
 def test_redact_hides_only_the_password(url: str, shown: str) -> None:
     assert redact(url) == shown
+
+
+@pytest.mark.skipif(
+    psycopg.pq.version() < 180000, reason="oauth_client_secret is libpq 18's (psycopg-binary's)"
+)
+def test_redact_hides_oauth_client_secret() -> None:
+    # libpq 18's OAuth client secret was printed in clear by db status, serve and the
+    # Lambda's log: only names with "password" in them were hidden.
+    url = "postgresql://u:pw@h/d?oauth_client_id=app&oauth_client_secret=TOPSECRET"
+    assert redact(url) == "postgresql://u:***@h/d?oauth_client_id=app&oauth_client_secret=***"
 
 
 def test_redact_never_echoes_a_malformed_url() -> None:
@@ -452,6 +463,10 @@ def test_a_port_libpq_takes_is_taken() -> None:
         ("host=h user=secret foo=1", 'unknown connection parameter "foo"'),
         ("postgresql://u:secret@h/x?sslmode", 'a query parameter ("sslmode") has no "="'),
         ("postgresql://u:secret@[::1/x", "an IPv6 address in [brackets]"),
+        # No "@": libpq reads `user:password` as `host:port`; the "port" is not shown.
+        ("postgresql://cruddur_api:Hunter2secret/cruddur", "a port is not a number from 1"),
+        # An sslmode whose value runs on into a password is not shown.
+        ("postgresql://u@h/x?sslmode=x%26password%3Dsecret", "sslmode must be one of disable,"),
         ("postgresql://u:sec%zzret@h/x", 'it has a "%" not followed by two hex digits'),
         # Latin-1's é: the decoder's own message named the byte and where it was.
         ("postgresql://u:sec%E9ret@h/x", "a percent-encoded part is not UTF-8 text"),
@@ -475,6 +490,12 @@ def test_a_malformed_url_says_why_and_never_quotes_it(url: str, reason: str) -> 
     said = str(refused.value)
     assert said.startswith(f"the connection URL is malformed: {reason}"), said
     assert "sec" not in said and "\n" not in said
+
+
+def test_a_password_of_digits_read_as_a_port_is_not_shown() -> None:
+    with pytest.raises(ConfigError) as refused:
+        parse("postgresql://u:987654/x")
+    assert "987654" not in str(refused.value)
 
 
 @pytest.mark.parametrize(

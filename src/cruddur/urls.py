@@ -67,14 +67,34 @@ def parse(conninfo: str) -> dict[str, str]:
     # outage and answered 503 for ever, where `db create` said what was wrong.
     for port in filter(None, (part.strip() for part in params.get("port", "").split(","))):
         if not (port.isascii() and port.isdigit() and 1 <= int(port) <= 65535):
-            raise MalformedUrl(f"the port {port[:16]!r} is not a number from 1 to 65535")
+            # Without an "@", libpq reads `user:password` as `host:port`: then the
+            # "port" is the password, and is not shown.
+            if port.isascii() and port.isdigit() and _has_user_part(conninfo):
+                raise MalformedUrl(f"the port {port[:16]!r} is not a number from 1 to 65535")
+            raise MalformedUrl(
+                "a port is not a number from 1 to 65535 (if the URL has a password, is "
+                "the @ before the host missing?)"
+            )
     mode = params.get("sslmode")
     if mode is not None and mode not in SSL_MODES:
-        raise MalformedUrl(f"sslmode must be one of {', '.join(SSL_MODES)}, not {mode[:16]!r}")
+        # Shown only as a word: a "?" for an "&" (`sslmode=x?password=…`) puts the rest
+        # of the URL in the value.
+        shown = f", not {mode[:16]!r}" if _WORD.fullmatch(mode) else ""
+        raise MalformedUrl(f"sslmode must be one of {', '.join(SSL_MODES)}{shown}")
     return params
 
 
 SSL_MODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
+_WORD = re.compile(r"[A-Za-z-]{1,16}")
+
+
+def _has_user_part(conninfo: str) -> bool:
+    """Whether the port libpq read cannot be a password: key=value pairs name it, and a
+    URI with an "@" before its path has its user part there."""
+    if not conninfo.startswith(URI_PREFIXES):
+        return True
+    authority = conninfo.partition("://")[2].partition("/")[0]
+    return "@" in authority
 
 
 def _other_scheme(conninfo: str) -> str | None:
@@ -421,10 +441,14 @@ def _url(params: dict[str, str], *, show_secrets: bool) -> str:
     shown_password = quote(password, safe="") if show_secrets and password is not None else "***"
     auth = f"{user}:{shown_password}@" if password is not None else (f"{user}@" if user else "")
     netloc = ",".join(_join_host_port(h, p) for h, p in _host_ports(host, port))
-    # sslpassword and the like: any option that carries a secret shows as *** too.
-    shown = {k: ("***" if "password" in k and not show_secrets else v) for k, v in params.items()}
+    # sslpassword, oauth_client_secret: any option that carries a secret shows as *** too.
+    shown = {k: ("***" if not show_secrets and _holds_secret(k) else v) for k, v in params.items()}
     query = f"?{urlencode(shown, safe='*')}" if shown else ""
     return f"postgresql://{auth}{netloc}/{dbname}{query}"
+
+
+def _holds_secret(option: str) -> bool:
+    return "password" in option or "secret" in option or option in SECRET_OPTIONS
 
 
 def _host_ports(host: str, port: str) -> list[tuple[str, str]]:
