@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import json
 import re
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -203,8 +204,17 @@ def _not_json(constant: str) -> Any:
     raise ValueError(f"{constant} is not a JSON value")
 
 
+def _float(text: str) -> float:
+    # int() refuses more digits than this (4,300 unless changed); float() takes any
+    # number of them, so a long decimal passed where as many without the point did not.
+    limit = sys.get_int_max_str_digits()
+    if limit and len(text) > limit:
+        raise ValueError(f"Exceeds the limit ({limit} digits) for a number")
+    return float(text)
+
+
 # Python's json reads NaN, Infinity and -Infinity, which JSON (RFC 8259) does not have.
-JSON_DECODER = json.JSONDecoder(parse_constant=_not_json)
+JSON_DECODER = json.JSONDecoder(parse_constant=_not_json, parse_float=_float)
 
 
 def json_body(req: Request | None = None) -> Any:
@@ -217,6 +227,6 @@ def json_body(req: Request | None = None) -> Any:
     except RecursionError:  # not a ValueError: json gives up on deep nesting this way
         raise UnreadableJson("the body is nested too deeply") from None
     except ValueError as exc:
-        if str(exc).startswith("Exceeds the limit"):  # int()'s, which names a Python call
+        if str(exc).startswith("Exceeds the limit"):  # int()'s (names a Python call), _float's
             raise UnreadableJson("the body has a number with too many digits") from None
         raise UnreadableJson(f"the body is not valid JSON: {exc}") from None
