@@ -414,6 +414,63 @@ def test_a_role_with_powers_keeps_its_password_when_refused(admin, seeded_db, tm
         admin.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(name)))
 
 
+@contextmanager
+def _owner_of_activities(admin: psycopg.Connection, database_url: str) -> Iterator[str]:
+    """A login role (password 'kept') that owns `activities` in the database; given back
+    to the URL's user, and the role dropped, after."""
+    name = f"cruddur_t_owner_{uuid.uuid4().hex[:8]}"
+    admin.execute(sql.SQL("CREATE ROLE {} LOGIN PASSWORD 'kept'").format(sql.Identifier(name)))
+    owner = sql.SQL("ALTER TABLE activities OWNER TO {}")
+    with psycopg.connect(database_url, autocommit=True) as there:
+        first = there.execute("SELECT tableowner FROM pg_tables WHERE tablename = 'activities'")
+        was = first.fetchone()[0]
+        there.execute(owner.format(sql.Identifier(name)))
+        try:
+            yield name
+        finally:
+            there.execute(owner.format(sql.Identifier(was)))
+            admin.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(name)))
+
+
+def test_a_role_that_owns_a_table_is_not_taken_for_an_application_role(
+    admin, seeded_db, tmp_path
+) -> None:
+    # An RDS app user that owns the database's tables, named as --api-role: its grants
+    # were "granted" and it could still drop the tables.
+    stored = "SELECT rolpassword FROM pg_authid WHERE rolname = %s"
+    with _owner_of_activities(admin, seeded_db) as name:
+        before = admin.execute(stored, [name]).fetchone()[0]
+        env = {"CONNECTION_URL": seeded_db, "CRUDDUR_HOME": str(tmp_path / "home")}
+        options = ["--api-role", name, "--env-file", str(tmp_path / "roles.env")]
+        refused = here("db", "roles", "--rotate", *options, env=env)
+        assert refused.returncode == 1
+        assert f'error: role "{name}" owns the table activities in "' in refused.stderr
+        assert "unexpected" not in refused.stderr
+        assert admin.execute(stored, [name]).fetchone()[0] == before  # its password kept
+        written = tmp_path / "roles.env"
+        assert not written.exists() or name not in written.read_text()
+
+
+def test_a_role_that_may_create_in_public_is_not_taken_for_an_application_role(
+    admin, seeded_db
+) -> None:
+    name = f"cruddur_t_creator_{uuid.uuid4().hex[:8]}"
+    admin.execute(sql.SQL("CREATE ROLE {} LOGIN").format(sql.Identifier(name)))
+    try:
+        with psycopg.connect(seeded_db, autocommit=True) as there:
+            grant = sql.SQL("GRANT CREATE ON SCHEMA public TO {}").format(sql.Identifier(name))
+            there.execute(grant)
+        with Db(seeded_db) as database, pytest.raises(roles.UnsafeRole, match="may create in"):
+            roles.check_not_owner(database, name)
+        with Db(seeded_db) as database:  # the usual roles pass
+            roles.check_not_owner(database, roles.API_ROLE)
+            roles.check_not_owner(database, "no_such_role_here")
+    finally:
+        with psycopg.connect(seeded_db, autocommit=True) as there:
+            there.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(name)))
+        admin.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(name)))
+
+
 def test_passwords_reach_the_server_only_hashed(admin, server_url) -> None:
     name = f"cruddur_t_hashed_{uuid.uuid4().hex[:8]}"
     try:

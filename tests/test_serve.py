@@ -95,6 +95,29 @@ def test_serve_answers_over_http(
     assert "Control socket" not in output and "control server" not in output.lower(), output
 
 
+def test_serve_warns_when_the_api_roles_url_can_change_the_schema(
+    seeded_db: str, api_url: str, admin
+) -> None:
+    # CRUDDUR_API_CONNECTION_URL naming a role that owns a table: serve said only
+    # "API role: …", where the owner's own URL gets a warning.
+    from test_db_roles import _owner_of_activities
+
+    from cruddur.cli.serve import _api_role_can_change_schema
+    from cruddur.config import Settings
+    from cruddur.targets import resolve
+    from cruddur.urls import with_user
+
+    def check(api: str) -> bool:
+        settings = Settings.from_env(
+            {"CONNECTION_URL": seeded_db, "CRUDDUR_API_CONNECTION_URL": api}
+        )
+        return _api_role_can_change_schema(settings, resolve(settings), (3, True))
+
+    assert check(api_url) is False
+    with _owner_of_activities(admin, seeded_db) as owner:
+        assert check(with_user(seeded_db, owner, "kept")) is True
+
+
 def test_serve_given_only_the_api_roles_url_serves_that_database(
     seeded_db: str, api_url: str, admin, tmp_path
 ) -> None:

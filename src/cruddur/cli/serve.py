@@ -69,6 +69,12 @@ def _api_role(settings: Settings, target: Target, found: tuple[int, bool] | None
 
     if settings.api_connection_url:
         info(f"API role: {redact(settings.api_connection_url)}")
+        if _api_role_can_change_schema(settings, target, found):
+            warn(
+                "CRUDDUR_API_CONNECTION_URL's user can change the schema (it owns the "
+                "database or a table, or may create there): give the API a role of its own "
+                "with `cruddur db roles`"
+            )
         return
     if target.embedded:
         if found and found[0] == loading.SCHEMA_TABLES:
@@ -86,6 +92,37 @@ def _api_role(settings: Settings, target: Target, found: tuple[int, bool] | None
             "the API connects as CONNECTION_URL's user, who can change the schema: make "
             "its own role with `cruddur db roles` and set CRUDDUR_API_CONNECTION_URL"
         )
+
+
+def _api_role_can_change_schema(
+    settings: Settings, target: Target, found: tuple[int, bool] | None
+) -> bool:
+    """Whether CRUDDUR_API_CONNECTION_URL's user could change the schema; False when the
+    database does not answer (`_check_database` said so)."""
+    from cruddur.db import Db
+    from cruddur.db.dead_peer import with_cli_bounds
+    from cruddur.db.errors import explain
+    from cruddur.ops import roles
+    from cruddur.ops.connections import admin_pool
+    from cruddur.targets import api_url
+
+    if found is None:
+        return False
+    if target.source == "CRUDDUR_API_CONNECTION_URL":  # _check_database connected as it
+        return found[1]
+    try:
+        with Db(
+            with_cli_bounds(api_url(settings, target)),
+            admin_pool(settings.pool),
+            application_name="cruddur-cli",
+            behind_pooler=target.behind_pooler,
+        ) as db:
+            return roles.can_change_schema(db)
+    except Exception as exc:
+        if explain(exc) is None:
+            raise
+        warn(f"the API's role could not be checked: {explain(exc).message}")
+        return False
 
 
 def start_metrics_exporter(host: str, port: int) -> None:

@@ -82,6 +82,19 @@ def _check_powers(conn: Connection, role: str) -> None:
         raise UnsafeRole(f'role "{role}" exists but cannot log in (NOLOGIN)')
 
 
+def check_not_owner(database: Db, role: str) -> None:
+    """Refuse `role` if it owns what is in `database`, or may create there: as the
+    database's owner (the master user's own database on RDS, say), an application role
+    could drop the tables it was given rows of."""
+    found = database.query_value(template("roles", "role_owns"), {"role": role})
+    if found:
+        dbname = database.query_value("SELECT current_database()")
+        raise UnsafeRole(
+            f'role "{role}" {", ".join(found)} in "{dbname}": an application role may own '
+            "nothing there and create nothing; name another role"
+        )
+
+
 def ensure(server: Db, role: str, password: str | None = None, *, rotate: bool = False) -> Ensured:
     """Make `role` (LOGIN, no other power) if missing. Its password: `password` when given
     (always set), else a new one when the role is made or `rotate`; else left alone."""
@@ -203,6 +216,8 @@ def set_up(
     is made: the other role refused, or a grant failing, must not lose its password),
     then grant them their privileges in `database`."""
     passwords = passwords or {}
+    for role in (api, lambda_):  # before any password changes, as ensure's own checks
+        check_not_owner(database, role)
     ensured: list[Ensured] = []
     for role in (api, lambda_):
         ensured.append(ensure(server, role, passwords.get(role), rotate=rotate))

@@ -1,0 +1,36 @@
+-- What of this database a role owns or may create in, itself or through a role it
+-- belongs to: an application role that does could change the schema (its attributes
+-- and memberships are role_facts.sql's). No row: there is no such role.
+SELECT ARRAY(
+  SELECT found.what FROM (
+    SELECT 0 AS rank, 'owns the database' AS what
+    FROM pg_database AS d
+    WHERE d.datname = current_database() AND pg_has_role(r.oid, d.datdba, 'MEMBER')
+    UNION ALL
+    SELECT 1, 'owns the schema public'
+    FROM pg_namespace AS n
+    WHERE n.nspname = 'public' AND pg_has_role(r.oid, n.nspowner, 'MEMBER')
+    UNION ALL
+    SELECT 2, CASE c.relkind WHEN 'S' THEN 'owns the sequence ' ELSE 'owns the table ' END
+              || quote_ident(c.relname)
+    FROM pg_class AS c JOIN pg_namespace AS n ON n.oid = c.relnamespace
+    WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f')
+      AND pg_has_role(r.oid, c.relowner, 'MEMBER')
+    UNION ALL
+    -- Granted to it (or a role it is in), not to PUBLIC: PostgreSQL 14 and older give
+    -- PUBLIC create in public, which grant.sql takes back.
+    SELECT 3, 'may create in the schema public'
+    FROM pg_namespace AS n, aclexplode(n.nspacl) AS a
+    WHERE n.nspname = 'public' AND a.privilege_type = 'CREATE' AND a.grantee <> 0
+      AND pg_has_role(r.oid, a.grantee, 'MEMBER')
+    UNION ALL
+    SELECT 4, 'may create schemas in the database'
+    FROM pg_database AS d, aclexplode(d.datacl) AS a
+    WHERE d.datname = current_database() AND a.privilege_type = 'CREATE' AND a.grantee <> 0
+      AND pg_has_role(r.oid, a.grantee, 'MEMBER')
+  ) AS found
+  ORDER BY found.rank, found.what
+  LIMIT 4
+)
+FROM pg_roles AS r
+WHERE r.rolname = %(role)s
