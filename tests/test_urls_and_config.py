@@ -270,6 +270,9 @@ def test_production_is_recognised_behind_connection_url() -> None:
         "host=/var/run/postgresql port=5432 dbname=cruddur",
         "postgresql://u@[::1]:5432/cruddur",
         "host=db.example,127.0.0.2 port=5432 dbname=cruddur",
+        # libpq reads 05432 as 5432: compared as text, `db drop` asked nothing.
+        "postgresql://u@127.0.0.1:05432/cruddur",
+        "host=127.0.0.1 port=' 005432' dbname=cruddur",
     ):
         assert same_database(local, other), other
     assert same_database("postgresql://u@db.example./cruddur", "postgresql://u@DB.example/cruddur")

@@ -360,7 +360,16 @@ def _places(params: dict[str, str]) -> set[tuple[str, str]]:
         if len(ports) == len(entries)
         else ((found, port) for found in entries for port in ports)
     )
-    return {(address, port.strip() or "5432") for found, port in pairs for address in found}
+    return {(address, _port_number(port)) for found, port in pairs for address in found}
+
+
+def _port_number(port: str) -> str:
+    """A port as libpq reads it: 05432 is 5432 (compared as text, a leading zero made
+    production's URL another server's, and `db drop` asked nothing); blank, 5432."""
+    port = port.strip()
+    if port.isascii() and port.isdigit():
+        return str(int(port))
+    return port or "5432"
 
 
 THIS_MACHINE = "this machine"  # loopback addresses and Unix sockets alike
