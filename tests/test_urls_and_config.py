@@ -60,6 +60,25 @@ def test_database_name_is_required() -> None:
         database_name("postgresql://u:secret@h/")
 
 
+@pytest.mark.parametrize(
+    "setting", ["CRUDDUR_API_CONNECTION_URL", "READER_CONNECTION_URL", "CRUDDUR_LISTEN_URL"]
+)
+@pytest.mark.parametrize("dbname", ["", "d" * 64])
+def test_the_apis_other_urls_must_name_a_database_postgresql_keeps(
+    setting: str, dbname: str
+) -> None:
+    # With none, the API connected to the user's namesake and answered schema_not_ready
+    # for ever; a 64-byte name was cut to another database's. CONNECTION_URL refused both.
+    from cruddur.api_urls import ApiUrls
+
+    env = {"CONNECTION_URL": "postgresql://u@h/cruddur", setting: f"postgresql://u:pw@h/{dbname}"}
+    with pytest.raises(ConfigError) as refused:
+        ApiUrls.from_settings(Settings.from_env(env))
+    said = str(refused.value)
+    assert said.startswith(f"{setting}: ") and "pw" not in said
+    assert ("names no database" if not dbname else "64 bytes long") in said
+
+
 def test_a_database_name_postgresql_would_cut_is_refused() -> None:
     # PostgreSQL keeps 63 bytes of a name: `db create` said it made the 70-character
     # name, and two names alike in their first 63 bytes were one database.

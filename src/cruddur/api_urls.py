@@ -10,7 +10,7 @@ from typing import ClassVar
 
 from cruddur.config import ConfigError, ReprWithoutSecrets, Settings
 from cruddur.rds_tls import kept_bundle, secured
-from cruddur.urls import check
+from cruddur.urls import check_database
 
 
 @dataclass(frozen=True, repr=False)
@@ -32,7 +32,7 @@ class ApiUrls(ReprWithoutSecrets):
         ConfigError here, at start-up, not a log line quoting it later."""
         url = primary or settings.api_connection_url or settings.connection_url
         if url and not primary:
-            check(
+            check_database(
                 "CRUDDUR_API_CONNECTION_URL" if settings.api_connection_url else "CONNECTION_URL",
                 url,
             )
@@ -44,7 +44,7 @@ class ApiUrls(ReprWithoutSecrets):
         reader, listen = settings.replica.reader_url, settings.serve.listen_url
         for setting, given in (("READER_CONNECTION_URL", reader), ("CRUDDUR_LISTEN_URL", listen)):
             if given:
-                check(setting, given)
+                check_database(setting, given)
 
         def bundle() -> Path:  # fetched only for an RDS endpoint
             return kept_bundle(settings.home)

@@ -11,7 +11,13 @@ from cruddur.config import ConfigError, ReprWithoutSecrets, Settings
 from cruddur.embedded import EmbeddedPostgres
 from cruddur.ops.roles import API_ROLE
 from cruddur.rds_tls import kept_bundle, secured
-from cruddur.urls import check, database_name, looks_like_rds, redact, same_database
+from cruddur.urls import (
+    check_database,
+    database_name,
+    looks_like_rds,
+    redact,
+    same_database,
+)
 
 
 def _no_bundle() -> Path:
@@ -78,7 +84,7 @@ def api_url(settings: Settings, target: Target) -> str:
     (`cruddur serve` warns). RDS endpoints with verify-full TLS."""
     if settings.api_connection_url:
         own = Target(
-            check("CRUDDUR_API_CONNECTION_URL", settings.api_connection_url),
+            check_database("CRUDDUR_API_CONNECTION_URL", settings.api_connection_url),
             "CRUDDUR_API_CONNECTION_URL",
         )
         return replace(own, rds_ca_bundle=lambda: kept_bundle(settings.home)).conninfo
@@ -99,7 +105,7 @@ def api_only(settings: Settings) -> Target | None:
     serve checked and named that database while its workers connected to the other.)"""
     if not settings.api_connection_url or settings.connection_url:
         return None
-    url = check("CRUDDUR_API_CONNECTION_URL", settings.api_connection_url)
+    url = check_database("CRUDDUR_API_CONNECTION_URL", settings.api_connection_url)
     return _settled(Target(url, "CRUDDUR_API_CONNECTION_URL", looks_like_rds(url)), settings)
 
 
@@ -112,7 +118,7 @@ def resolve(settings: Settings, *, prod: bool = False, start: bool = True) -> Ta
         ("PROD_CONNECTION_URL", settings.prod_connection_url),
     ):
         if given:
-            check(setting, given)
+            check_database(setting, given)
     if prod:
         if not settings.prod_connection_url:
             raise ConfigError(

@@ -123,6 +123,18 @@ def check(setting: str, conninfo: str) -> str:
     return conninfo
 
 
+def check_database(setting: str, conninfo: str) -> str:
+    """`check`, and that the URL names a database whose name PostgreSQL keeps whole: with
+    none, libpq connects to the user's namesake; a name over 63 bytes is cut to another.
+    The error names the setting."""
+    check(setting, conninfo)
+    try:
+        database_name(conninfo)
+    except ConfigError as exc:
+        raise ConfigError(f"{setting}: {exc}") from None
+    return conninfo
+
+
 def _ambiguous_uri(conninfo: str) -> str | None:
     """Why libpq would misread this URI, or None. libpq takes what comes before the first
     "@" or "/", whichever is first, for `user:password@`: a password (or user name) with
