@@ -193,6 +193,31 @@ def test_the_cognito_url_the_page_is_given_is_checked_like_the_api_url(given: st
         assert Settings.from_env({"CRUDDUR_COGNITO_URL": given}).web
 
 
+@pytest.mark.parametrize("setting", ["CRUDDUR_API_URL", "CRUDDUR_COGNITO_URL"])
+@pytest.mark.parametrize(
+    "given",
+    [
+        "http://[::1",  # every worker failed as it started; `web build` said "unexpected"
+        "http://[foo]:80",
+        "http:///x",  # the page's CSP got connect-src 'self' http://
+        "https://api.example.com:99999",
+        "https://api.example.com?x=1",
+        "https://user:secret@api.example.com",
+    ],
+)
+def test_a_web_url_the_page_cannot_use_is_refused_in_one_line(setting: str, given: str) -> None:
+    with pytest.raises(ConfigError) as refused:
+        assert Settings.from_env({setting: given}).web
+    said = str(refused.value)
+    assert said.startswith(f"{setting} must be an http:// or https:// URL")
+    assert "secret" not in said and "\n" not in said
+
+
+def test_a_web_url_with_a_port_a_path_or_ipv6_is_taken() -> None:
+    for given in ("http://[::1]:4567", "https://api.example.com/prefix", "http://localhost:4567/"):
+        assert Settings.from_env({"CRUDDUR_API_URL": given}).web.api_url == given.rstrip("/")
+
+
 def test_the_web_settings_are_checked_on_first_use_and_but_keeps_them_unread() -> None:
     settings = Settings.from_env({"CRUDDUR_API_URL": "ftp://x", "PORT": "http"})
     assert settings.pool.max_size  # `db` commands read nothing of the page's settings

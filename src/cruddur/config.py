@@ -823,7 +823,31 @@ def _web_url(env: Mapping[str, str], name: str) -> str:
             f"{name} must be an http:// or https:// URL (no spaces, quotes, "
             f"commas, semicolons or angle brackets), not {url!r}"
         )
+    if url and (problem := _web_url_problem(url)):
+        # Not quoted: a user part may hold a password.
+        raise ConfigError(f"{name} must be an http:// or https:// URL: {problem}")
     return url
+
+
+def _web_url_problem(url: str) -> str | None:
+    """What the page could not use in `url` (its origin goes in the CSP, its base before
+    the API's paths): an unclosed IPv6 bracket made every worker fail as it started."""
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(url)
+        port = parts.port  # raises on a port that is no number from 0 to 65535
+    except ValueError:
+        return "its host or port cannot be read"
+    if not parts.hostname:
+        return "it names no host"
+    if port == 0:
+        return "its port is 0"
+    if parts.query or parts.fragment or url.endswith(("?", "#")):
+        return "a query or # has no place in it"
+    if parts.username is not None or parts.password is not None:
+        return "it has a user part"
+    return None
 
 
 @dataclass(frozen=True)
