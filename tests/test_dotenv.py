@@ -45,7 +45,8 @@ def test_a_line_dotenv_cannot_parse_stops_the_command_instead_of_being_skipped(
     refused = cli(CRUDDUR, "db", "status", cwd=tmp_path, env={"CRUDDUR_HOME": str(tmp_path)})
     assert refused.returncode == 1
     assert refused.stderr == (
-        f"error: {tmp_path / '.env'}: line 2 not NAME=value (an unclosed quote?)\n"
+        f"error: {tmp_path / '.env'}: line 2 not NAME=value (an unclosed quote, or a line "
+        "without =?)\n"
         "hint: fix it or remove it; the environment's own variables need no file\n"
     )
     assert secret not in refused.stdout + refused.stderr
@@ -54,6 +55,24 @@ def test_a_line_dotenv_cannot_parse_stops_the_command_instead_of_being_skipped(
     helped = cli(CRUDDUR, "db", "status", "--help", cwd=tmp_path)
     assert helped.returncode == 0 and re.search(r"Usage: \S*cruddur db status", helped.stdout)
     assert "line 2 not NAME=value" in helped.stderr
+
+
+def test_a_value_wrapped_onto_a_line_of_its_own_stops_the_command(tmp_path: Path) -> None:
+    # python-dotenv read the second line as a name without a value and skipped it: the
+    # command went to the embedded server instead of CONNECTION_URL's database.
+    (tmp_path / ".env").write_text("CONNECTION_URL=\npostgresql://u:s3cret@127.0.0.1:1/x\nBARE\n")
+    refused = cli(CRUDDUR, "db", "status", cwd=tmp_path, env={"CRUDDUR_HOME": str(tmp_path)})
+    assert refused.returncode == 1
+    assert refused.stderr.startswith(f"error: {tmp_path / '.env'}: lines 2, 3 not NAME=value")
+    assert "s3cret" not in refused.stderr
+    assert not (tmp_path / "postgres").exists()
+
+
+def test_a_nul_byte_in_the_dotenv_is_one_line_naming_the_file(tmp_path: Path) -> None:
+    (tmp_path / ".env").write_bytes(b"A=1\nCONNECTION_URL=postgresql://x@127.0.0.1:1/a\x00b\n")
+    refused = cli(CRUDDUR, "db", "status", cwd=tmp_path, env={"CRUDDUR_HOME": str(tmp_path)})
+    assert refused.returncode == 1
+    assert refused.stderr.startswith(f"error: {tmp_path / '.env'}: line 2 has a NUL byte\n")
 
 
 def test_a_dotenv_that_is_not_utf8_is_one_line(tmp_path: Path) -> None:

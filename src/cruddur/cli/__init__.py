@@ -216,15 +216,24 @@ def _load_env_file() -> None:
             raise Problem(f"{path} is not UTF-8 text", hint) from None
         except OSError as exc:
             raise Problem(f"cannot read {path}: {exc.strerror or exc}", hint) from None
-        # By line number only: the line may hold a password.
-        bad = [b.original.line for b in parse_stream(io.StringIO(text)) if b.error]
+        # By line number only: the line may hold a password. A line without "=" (a value
+        # wrapped onto a line of its own) python-dotenv reads as a name with no value,
+        # and skips: the command went to the embedded server instead.
+        bad = [
+            b.original.line
+            for b in parse_stream(io.StringIO(text))
+            if b.error or (b.key is not None and b.value is None)
+        ]
         if bad:
             lines = ", ".join(str(line) for line in bad)
             raise Problem(
                 f"{path}: line{'s' if len(bad) > 1 else ''} {lines} not NAME=value "
-                "(an unclosed quote?)",
+                "(an unclosed quote, or a line without =?)",
                 hint,
             )
+        if "\0" in text:  # the environment cannot hold it: "embedded null byte"
+            line = text[: text.index("\0")].count("\n") + 1
+            raise Problem(f"{path}: line {line} has a NUL byte", hint)
         load_dotenv(stream=io.StringIO(text), override=False)
         return
 
