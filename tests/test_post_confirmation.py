@@ -130,6 +130,60 @@ def test_a_repeated_event_leaves_one_row(url: str) -> None:
     assert user_count(url) == 4
 
 
+def _waiting_on_a_lock(url: str, application: str, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    with psycopg.connect(url, autocommit=True) as conn:
+        while time.monotonic() < deadline:
+            waiting = conn.execute(
+                "SELECT count(*) FROM pg_stat_activity "
+                "WHERE application_name = %s AND wait_event_type = 'Lock'",
+                [application],
+            ).fetchone()[0]
+            if waiting:
+                return
+            time.sleep(0.02)
+    raise AssertionError(f"{application} never waited on a lock")
+
+
+def test_a_second_delivery_racing_the_first_is_not_told_the_name_is_taken(url: str) -> None:
+    # Two deliveries of one event at once (Cognito's retry racing the first) both passed
+    # the sub's ON CONFLICT check; the later one met the first's handle and was told
+    # "that username is already taken", though its user was recorded. The moment is made
+    # here: the handler's insert waits on an uncommitted row's handle (the handle's index
+    # comes before the sub's), which then takes the handler's sub and commits.
+    event = cognito_event(preferred_username="racer")
+    sub = event["request"]["userAttributes"]["sub"]
+    with psycopg.connect(url, autocommit=True) as conn:
+        order = conn.execute(
+            "SELECT array_agg(indexrelid::regclass::text ORDER BY indexrelid::oid) FROM pg_index "
+            "WHERE indrelid = 'users'::regclass AND indisunique AND NOT indisprimary"
+        ).fetchone()[0]
+    assert order.index("users_handle_key") < order.index("users_cognito_user_id_key"), order
+    outcome: list[Any] = []
+    with psycopg.connect(url) as first:
+        first.execute(
+            "INSERT INTO users (display_name, email, handle, cognito_user_id) "
+            "VALUES ('Miles Dyson', 'miles@cyberdyne.example', 'racer', 'not-yet')"
+        )
+        racing = threading.Thread(target=lambda: outcome.append(_outcome(event)))
+        racing.start()
+        _waiting_on_a_lock(url, post_confirmation.APPLICATION_NAME)
+        first.execute("UPDATE users SET cognito_user_id = %s WHERE handle = 'racer'", [sub])
+        first.commit()
+        racing.join(30)
+    assert outcome == [event]
+    with psycopg.connect(url) as conn:
+        rows = conn.execute("SELECT count(*) FROM users WHERE cognito_user_id = %s", [sub])
+        assert rows.fetchone()[0] == 1
+
+
+def _outcome(event: dict) -> Any:
+    try:
+        return handler(event, None)
+    except Exception as exc:
+        return exc
+
+
 def test_a_taken_handle_is_refused_clearly(url: str) -> None:
     before = user_row(url, handle="bayko")
     with pytest.raises(SignUpError, match=r"^that username is already taken$"):

@@ -54,7 +54,13 @@ from cruddur.config import (
 from cruddur.deadlines import DeadlinePassed, within
 from cruddur.names import name_too_long
 from cruddur.rds_tls import lambda_bundle, secured
-from cruddur.services.sign_up import SignUpError, event_attributes, refusal, user_from_event
+from cruddur.services.sign_up import (
+    SignUpError,
+    event_attributes,
+    handle_clash,
+    refusal,
+    user_from_event,
+)
 from cruddur.urls import MalformedUrl, check, redact
 
 log = logging.getLogger(__name__)
@@ -268,8 +274,18 @@ def _insert(
     def insert(conn: psycopg.Connection) -> Any:
         settings = _settings()
         pooled = settings.behind_pooler(_conninfo or "")  # read by _connect
-        with bounded(conn, pooled, {"statement_timeout": settings.statement_timeout_ms}):
-            row = conn.execute(_sql(), user).fetchone()
+        bounds = {"statement_timeout": settings.statement_timeout_ms}
+        try:
+            with bounded(conn, pooled, bounds):
+                row = conn.execute(_sql(), user).fetchone()
+        except psycopg.errors.UniqueViolation as exc:
+            if not handle_clash(exc):
+                raise
+            with bounded(conn, pooled, bounds):  # a statement of its own: it sees the other
+                recorded = conn.execute(_sql("by_cognito_user_id"), user).fetchone()
+            if recorded is None:  # another person's handle
+                raise
+            return None  # this user, recorded meanwhile by a second delivery of the event
         return None if row is None else row[0]
 
     for attempt in (1, 2):
@@ -481,8 +497,8 @@ def _scrub(text: str) -> str:
 
 
 @cache
-def _sql() -> str:
-    sql = resources.files("cruddur").joinpath("db", "sql", "users", "create_from_cognito.sql")
+def _sql(name: str = "create_from_cognito") -> str:
+    sql = resources.files("cruddur").joinpath("db", "sql", "users", f"{name}.sql")
     return sql.read_text(encoding="utf-8")
 
 

@@ -16,7 +16,7 @@ from typing import Any
 from psycopg.rows import class_row
 
 from cruddur.db import Db, template
-from cruddur.services.sign_up import SignUpError, refusal, user_from_event
+from cruddur.services.sign_up import SignUpError, handle_clash, refusal, user_from_event
 
 PAGE_SIZE = 60  # the most ListUsers returns at once
 
@@ -174,6 +174,9 @@ def sync(db: Db, users: list[CognitoUser], *, dry_run: bool = False) -> SyncRepo
             refused = refusal(exc, row)
             if refused is None:
                 raise
+            if handle_clash(exc) and db.query_value(template("users", "by_cognito_user_id"), row):
+                report.unchanged.append(handle)  # recorded meanwhile, by the Lambda
+                continue
             report.skipped.append((user.label, str(refused)))
             continue
         outcome.append(handle)

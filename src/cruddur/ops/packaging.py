@@ -54,6 +54,7 @@ HANDLER_FILES = (
     "cruddur/telemetry/tracing.py",
     "cruddur/telemetry/scrub.py",
     "cruddur/db/sql/users/create_from_cognito.sql",
+    "cruddur/db/sql/users/by_cognito_user_id.sql",
     "cruddur/db/sql/activities/purge_cutoff.sql",
     "cruddur/db/sql/activities/purge_lock.sql",
     "cruddur/db/sql/activities/purge_batch.sql",

@@ -84,6 +84,16 @@ def user_from_event(event: dict[str, Any]) -> dict[str, str]:
 _HANDLE_TAKEN = frozenset({"users_handle_key", "users_handle_any_case_key"})
 
 
+def handle_clash(exc: BaseException) -> bool:
+    """Whether the insert failed on a handle's uniqueness. Two deliveries of one event at
+    once (Cognito's retry racing the first, `users sync-cognito` racing the Lambda) can
+    fail so: both pass the sub's ON CONFLICT check, and the later one meets the first's
+    handle. The caller looks the sub up (users/by_cognito_user_id.sql) before saying the
+    name is taken: then it is this very user, recorded meanwhile."""
+    constraint = getattr(getattr(exc, "diag", None), "constraint_name", None)
+    return isinstance(exc, errors.UniqueViolation) and constraint in _HANDLE_TAKEN
+
+
 def refusal(exc: BaseException, user: dict[str, str]) -> SignUpError | None:
     """The person's own data broke a rule: say which (None: the database failed)."""
     constraint = getattr(getattr(exc, "diag", None), "constraint_name", None)
