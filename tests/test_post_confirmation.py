@@ -581,6 +581,27 @@ def test_one_connect_bound_covers_every_address_tried(
     assert 1.9 < took < 2.5
 
 
+@pytest.mark.parametrize(("connect_timeout", "left_ms"), [("9", 5000), ("5", 5000), ("3", 3000)])
+def test_a_longer_connect_timeout_still_ends_before_the_deadline(
+    url: str, lambda_url: str, monkeypatch: pytest.MonkeyPatch, connect_timeout: str, left_ms: int
+) -> None:
+    # The connect's bound was rounded up to whole seconds: 4.5 s left became 5 s, and the
+    # invocation ran out of time (the original's "Task timed out", B10) instead of saying
+    # the sign-up could not be saved.
+    params = parse(lambda_url)
+    monkeypatch.setenv("CRUDDUR_CONNECT_TIMEOUT", connect_timeout)
+    with never_answering() as (port, _):
+        password = params.get("password", "")
+        monkeypatch.setenv(
+            "CONNECTION_URL",
+            f"postgresql://{params['user']}:{password}@127.0.0.1:{port}/{params['dbname']}",
+        )
+        context = Context(left_ms)
+        with pytest.raises(SignUpError, match="could not be saved"):
+            handler(cognito_event(), context)
+        assert context.get_remaining_time_in_millis() > 0
+
+
 # -- what the log and the person signing up see ------------------------------------------
 
 HOSTILE_HANDLE = "<img src=x onerror=alert(1)>"
