@@ -246,6 +246,60 @@ def test_a_database_lost_mid_purge_is_one_line_and_keeps_what_is_done(env: str, 
     assert "the next run goes on" in caplog.text
 
 
+class StallsAfterOneBatch:
+    """A context counting down from `left_ms` that, as the second batch is about to
+    start (its third look at the clock, the rest off), stalls the proxy in front of the
+    database: a server gone silent mid-run."""
+
+    def __init__(self, left_ms: int, proxy) -> None:
+        self.ends, self.proxy, self.looks = time.monotonic() + left_ms / 1000, proxy, 0
+
+    def get_remaining_time_in_millis(self) -> int:
+        self.looks += 1
+        if self.looks == 3:
+            self.proxy.stalled.set()
+        return max(0, int(1000 * (self.ends - time.monotonic())))
+
+
+def test_a_database_gone_silent_mid_purge_is_one_line_before_the_invocation_ends(
+    env: str, monkeypatch, caplog
+) -> None:
+    # statement_timeout runs on the server: the purge waited on a silent one until Lambda
+    # killed it at its Timeout, with no "purge stopped" line, twice past its time here.
+    from test_post_confirmation import StallingProxy
+
+    old = _add(env, "-2 days", 20)
+    params = psycopg.conninfo.conninfo_to_dict(env)
+    proxy = StallingProxy(params.get("host") or "127.0.0.1", int(params.get("port") or 5432))
+    monkeypatch.setenv(
+        "CONNECTION_URL", psycopg.conninfo.make_conninfo(env, host="127.0.0.1", port=proxy.port)
+    )
+    monkeypatch.setenv("CRUDDUR_STATEMENT_TIMEOUT", "1000")
+    monkeypatch.setenv("CRUDDUR_PURGE_NICE_RATIO", "0")
+    outcome: list[BaseException | dict] = []
+
+    def purge() -> None:
+        try:
+            outcome.append(purge_expired.handler({}, StallsAfterOneBatch(4_000, proxy)))
+        except Exception as exc:
+            outcome.append(exc)
+
+    started = time.monotonic()
+    running = threading.Thread(target=purge, daemon=True)
+    running.start()
+    running.join(10)
+    took = time.monotonic() - started
+    proxy.close()  # ends a wait the fix did not
+    running.join(5)
+    assert not running.is_alive() and took < 4.0, took  # before the invocation's end
+    (stopped,) = outcome
+    assert isinstance(stopped, RuntimeError), stopped
+    assert "purge stopped by the database" in str(stopped)
+    assert "1 batches (7 cruds" in str(stopped)
+    assert "the next run goes on" in caplog.text
+    assert _left(env, old) == 13
+
+
 @pytest.mark.parametrize("who", ["lambda", "api", "wrong password"])
 def test_a_user_the_purge_cannot_run_as_is_a_configuration_error(
     env: str, app_roles, monkeypatch, caplog, who: str, passwords_checked: bool

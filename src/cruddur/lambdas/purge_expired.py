@@ -39,7 +39,13 @@ from typing import Any
 import psycopg
 
 from cruddur.config import LambdaSettings
-from cruddur.lambdas.post_confirmation import bounded, read_conninfo, session_settings
+from cruddur.deadlines import within
+from cruddur.lambdas.post_confirmation import (
+    TCP_USER_TIMEOUT_MS,
+    bounded,
+    read_conninfo,
+    session_settings,
+)
 from cruddur.urls import redact
 
 log = logging.getLogger(__name__)
@@ -83,6 +89,18 @@ def _time_left_ms(context: Any) -> float:
     return remaining() if remaining is not None else float("inf")
 
 
+# Kept back from the invocation's end by a statement cut there: time to log and answer.
+ANSWER_S = 0.5
+
+
+def _answered_by(ends: float, work: Any, conn: psycopg.Connection) -> Any:
+    """work(conn), its connection cut ANSWER_S before `ends` (time.monotonic()), the
+    invocation's end. The server's statement_timeout ends a statement only while the
+    server runs: one that went silent mid-run (a failover, a stalled proxy) held the purge
+    until Lambda killed it at its Timeout, with only "Task timed out" in the log."""
+    return within(work, max(0.0, ends - ANSWER_S - time.monotonic()))(conn)
+
+
 def handler(event: dict[str, Any] | None = None, context: Any = None) -> dict[str, Any]:
     """Purge; return what was deleted and whether everything due was (`finished`)."""
     settings = LambdaSettings.from_env(os.environ, SETTINGS)
@@ -98,13 +116,15 @@ def handler(event: dict[str, Any] | None = None, context: Any = None) -> dict[st
     cruds = replies = batches = 0
     finished = False
     cutoff = None
-    if _time_left_ms(context) <= statement_ms + 1000:
+    left_ms = _time_left_ms(context)
+    ends = started + left_ms / 1000  # inf without a context (a call by hand)
+    if left_ms <= statement_ms + 1000:
         # At the start: no run will ever get a batch in, whatever is left to purge.
         log.error(
             "no batch fits: CRUDDUR_STATEMENT_TIMEOUT (%d ms) and a second's margin exceed "
             "the %d ms this invocation has; lower it or raise the function's Timeout",
             statement_ms,
-            _time_left_ms(context),
+            left_ms,
         )
     try:
         with psycopg.connect(
@@ -112,20 +132,27 @@ def handler(event: dict[str, Any] | None = None, context: Any = None) -> dict[st
             autocommit=True,  # each batch its own short transaction
             connect_timeout=settings.connect_timeout,
             application_name=APPLICATION_NAME,
+            # Sent data unacknowledged this long (ms): a server gone from the network.
+            tcp_user_timeout=TCP_USER_TIMEOUT_MS,
             **session_settings(pooled, bounds),
         ) as conn:
-            with bounded(conn, pooled, bounds):
-                cutoff = conn.execute(_sql("purge_cutoff"), {"grace": grace}).fetchone()[0]
-            params = {"cutoff": cutoff, "batch_size": batch_size}
-            while _time_left_ms(context) > statement_ms + 1000:
-                batch_started = time.monotonic()
+
+            def read_cutoff(conn: psycopg.Connection) -> Any:
+                with bounded(conn, pooled, bounds):
+                    return conn.execute(_sql("purge_cutoff"), {"grace": grace}).fetchone()[0]
+
+            def purge_batch(conn: psycopg.Connection) -> tuple[int, int]:
                 # After any other purge's batch (the CLI's: two at once deadlocked); the
                 # lock and the batch in one transaction, its bounds set in it behind a pooler.
                 with conn.transaction(), bounded(conn, pooled, bounds):
                     conn.execute(_sql("purge_lock"))
-                    deleted_cruds, deleted_replies = conn.execute(
-                        _sql("purge_batch"), params
-                    ).fetchone()
+                    return conn.execute(_sql("purge_batch"), params).fetchone()
+
+            cutoff = _answered_by(ends, read_cutoff, conn)
+            params = {"cutoff": cutoff, "batch_size": batch_size}
+            while _time_left_ms(context) > statement_ms + 1000:
+                batch_started = time.monotonic()
+                deleted_cruds, deleted_replies = _answered_by(ends, purge_batch, conn)
                 if deleted_cruds + deleted_replies == 0:
                     finished = True
                     break
