@@ -330,6 +330,19 @@ def test_a_statement_timeout_longer_than_the_function_says_so(env: str, caplog) 
     summary = purge_expired.handler({}, Context(20_000))  # 30 s batches, 20 s to live
     assert summary["batches"] == 0
     assert "CRUDDUR_STATEMENT_TIMEOUT (30000 ms)" in caplog.text and "Timeout" in caplog.text
+    # No run gets a batch in: not "stopped for time with more to purge", with nothing due.
+    assert "the next run goes on" not in caplog.text
+
+
+def test_a_database_that_does_not_exist_is_a_configuration_error(
+    env: str, monkeypatch, caplog
+) -> None:
+    missing = psycopg.conninfo.make_conninfo(env, dbname="cruddur_no_such_database_here")
+    monkeypatch.setenv("CONNECTION_URL", missing)
+    with pytest.raises(RuntimeError, match="check the database name"):
+        purge_expired.handler({}, Context(300_000))
+    assert "every run fails so until fixed" in caplog.text
+    assert "the next run goes on" not in caplog.text
 
 
 def test_the_templates_bounds_are_the_handlers() -> None:

@@ -793,3 +793,23 @@ def test_a_targets_repr_shows_no_password() -> None:
         "Target(url='postgresql://app:***@db.example.com:5432/cruddur', "
         "source='CONNECTION_URL', production=False, behind_pooler=False, migrations_through='')"
     )
+
+
+def test_a_duration_takes_ascii_digits_and_says_a_bare_number_is_milliseconds() -> None:
+    # \d took a full-width 5, which the server then refused in the middle of a migration.
+    from cruddur.config import duration
+
+    assert duration("CRUDDUR_MIGRATION_LOCK_TIMEOUT", "5s") == "5s"
+    with pytest.raises(ConfigError) as refused:
+        duration("CRUDDUR_MIGRATION_LOCK_TIMEOUT", "\uff15s")
+    assert "a bare number is milliseconds" in str(refused.value)
+
+
+def test_a_lambda_statement_timeout_over_postgresqls_limit_is_refused_naming_it() -> None:
+    # 99999999999999999999 reached the server, and the log blamed the database.
+    from cruddur.config import LambdaSettings
+
+    defaults = LambdaSettings()
+    assert LambdaSettings.from_env({"CRUDDUR_STATEMENT_TIMEOUT": "2147483647"}, defaults)
+    with pytest.raises(ConfigError, match="CRUDDUR_STATEMENT_TIMEOUT"):
+        LambdaSettings.from_env({"CRUDDUR_STATEMENT_TIMEOUT": "2147483648"}, defaults)

@@ -290,7 +290,9 @@ class AuthSettings:
         )
 
 
-_DURATION = re.compile(r"^(?P<number>\d+)(?P<unit>ms|s|min|h)?$")
+# ASCII digits only (\d takes full-width ones, which the server refuses mid-migration);
+# a bare number is milliseconds, as PostgreSQL reads it.
+_DURATION = re.compile(r"^(?P<number>[0-9]+)(?P<unit>ms|s|min|h)?$")
 _DURATION_MS = {None: 1, "ms": 1, "s": 1000, "min": 60_000, "h": 3_600_000}
 _DURATION_MAX_MS = 2**31 - 1  # PostgreSQL's limit for lock_timeout and statement_timeout
 
@@ -301,7 +303,8 @@ def duration(name: str, raw: str) -> str:
     match = _DURATION.match(value)
     if not match:
         raise ConfigError(
-            f"{name} must be a duration such as 5s, 500ms or 2min (0: off), not {raw!r}"
+            f"{name} must be a duration such as 5s, 500ms or 2min (0: off; a bare number "
+            f"is milliseconds), not {raw!r}"
         )
     # Checked here, not by the server once the first migration has begun.
     if int(match["number"]) * _DURATION_MS[match["unit"]] > _DURATION_MAX_MS:
@@ -968,12 +971,17 @@ class LambdaSettings:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str], defaults: LambdaSettings) -> LambdaSettings:
-        def whole(name: str, default: int) -> int:
-            return _number(env, name, default, minimum=1, kind=int)
-
         return cls(
             connect_timeout=_connect_timeout(env, defaults.connect_timeout),
-            statement_timeout_ms=whole("CRUDDUR_STATEMENT_TIMEOUT", defaults.statement_timeout_ms),
+            # At most PostgreSQL's limit: more reached the server as a failed connect.
+            statement_timeout_ms=_number(
+                env,
+                "CRUDDUR_STATEMENT_TIMEOUT",
+                defaults.statement_timeout_ms,
+                minimum=1,
+                maximum=_DURATION_MAX_MS,
+                kind=int,
+            ),
             purge_grace_hours=_number(
                 env,
                 "CRUDDUR_PURGE_GRACE_HOURS",

@@ -58,6 +58,7 @@ NEEDS_OWNER = (
     "Lambda's roles may not delete rows"
 )
 CHECK_LOGIN = "check the user and password (CONNECTION_URL, the secret); " + NEEDS_OWNER
+CHECK_DATABASE = "check the database name (CONNECTION_URL, the secret's dbname)"
 # A connection refused for its user arrives without a SQLSTATE: libpq's words tell it
 # (as db/errors.py reads them, which the Lambda cannot import: it loads the pool).
 _REFUSED_LOGIN = ("authentication failed", "no pg_hba.conf entry")
@@ -75,6 +76,8 @@ def _misconfigured(exc: psycopg.Error) -> str | None:
         missing_role = "role" in lowered and "does not exist" in lowered
         if missing_role or any(words in lowered for words in _REFUSED_LOGIN):
             return CHECK_LOGIN
+        if "database" in lowered and "does not exist" in lowered:
+            return CHECK_DATABASE
     return None
 
 
@@ -118,7 +121,8 @@ def handler(event: dict[str, Any] | None = None, context: Any = None) -> dict[st
     cutoff = None
     left_ms = _time_left_ms(context)
     ends = started + left_ms / 1000  # inf without a context (a call by hand)
-    if left_ms <= statement_ms + 1000:
+    fits = left_ms > statement_ms + 1000
+    if not fits:
         # At the start: no run will ever get a batch in, whatever is left to purge.
         log.error(
             "no batch fits: CRUDDUR_STATEMENT_TIMEOUT (%d ms) and a second's margin exceed "
@@ -185,6 +189,6 @@ def handler(event: dict[str, Any] | None = None, context: Any = None) -> dict[st
         "finished": finished,
     }
     log.info("purged in %s: %s", redact(conninfo), summary)
-    if not finished:
+    if not finished and fits:  # with no batch fitting, the error above said it all
         log.warning("stopped for time with more to purge; the next run goes on")
     return summary
