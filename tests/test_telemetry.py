@@ -1251,6 +1251,20 @@ def test_the_propagators_the_sdk_takes_are_taken() -> None:
         check_otel_sdk_settings({"OTEL_PROPAGATORS": value})  # as opentelemetry.propagate
 
 
+def test_a_resource_attribute_that_is_not_key_value_is_refused_without_its_text() -> None:
+    # The SDK skipped `foo` with a warning in each worker's log, and serve ran on.
+    from cruddur.config import ConfigError, check_otel_sdk_settings
+
+    for value in ("deployment.environment=prod, team=a%2Cb", "a=1,,b=", ""):
+        check_otel_sdk_settings({"OTEL_RESOURCE_ATTRIBUTES": value})  # as the SDK reads them
+    for value, position in (("foo", 1), ("a=1,secretvalue", 2), ("=x", 1)):
+        with pytest.raises(ConfigError) as refused:
+            check_otel_sdk_settings({"OTEL_RESOURCE_ATTRIBUTES": value})
+        said = str(refused.value)
+        assert said.startswith(f"OTEL_RESOURCE_ATTRIBUTES: entry {position} is not key=value")
+        assert "secret" not in said and "foo" not in said
+
+
 # An endpoint with an API key in its query and its userinfo, and a key in the headers.
 KEYED = {
     "OTEL_EXPORTER_OTLP_HEADERS": "x-honeycomb-team=HEADERKEY42",

@@ -546,7 +546,8 @@ def check_otel_sdk_settings(env: Mapping[str, str]) -> None:
     """ConfigError, naming the variable, for an SDK setting the SDK would raise on: a
     span limit that is not a whole number of 0 or more, a batch setting under 1 (or a
     batch larger than the queue), a URL or header pattern that is not a regex, a
-    credential provider or a propagator no installed package offers; and for one the
+    credential provider or a propagator no installed package offers, a resource attribute
+    that is not key=value; and for one the
     exporter would take with at most a warning: a TLS file that cannot be read, an
     unknown compression, a timeout that is not a number above 0."""
     for name in _OTEL_COUNTS:
@@ -574,6 +575,7 @@ def check_otel_sdk_settings(env: Mapping[str, str]) -> None:
                 f"(offered: {', '.join(sorted(offered)) or 'none'})"
             )
     _check_propagators(env.get("OTEL_PROPAGATORS", ""))
+    _check_resource_attributes(env.get("OTEL_RESOURCE_ATTRIBUTES", ""))
     _check_otlp_exporter(env)
     for name in _OTEL_PATTERN_LISTS:
         value = env.get(name, "")
@@ -585,6 +587,20 @@ def check_otel_sdk_settings(env: Mapping[str, str]) -> None:
             raise ConfigError(
                 f"{name} holds a pattern that is not a regular expression: {exc}"
             ) from None
+
+
+def _check_resource_attributes(value: str) -> None:
+    """Each entry of OTEL_RESOURCE_ATTRIBUTES is key=value: the SDK skips another with a
+    warning in each worker's log (its text not shown here: a value may be a secret)."""
+    for position, entry in enumerate(value.split(","), start=1):
+        if not entry.strip():
+            continue
+        key, equals, _ = entry.partition("=")
+        if not equals or not key.strip():
+            raise ConfigError(
+                f"OTEL_RESOURCE_ATTRIBUTES: entry {position} is not key=value "
+                "(entries are separated by commas)"
+            )
 
 
 def _otlp_setting(env: Mapping[str, str], what: str) -> tuple[str, str]:
