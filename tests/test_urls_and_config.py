@@ -260,6 +260,15 @@ def test_cors_origins_from_the_original_variables() -> None:
             "did you mean AWS_COGNITO_USER_POOL_ID?",
         ),
         ({"CRUDDUR_JWKS_URL": "http://127.0.0.1:9/jwks.json"}, "AWS_COGNITO_USER_POOL_ID"),
+        # Taken as it was, every signed-in request got a 503 ("unknown url type").
+        (
+            {
+                "AWS_COGNITO_USER_POOL_ID": "us-east-1_AbC123",
+                "AWS_COGNITO_USER_POOL_CLIENT_ID": "c",
+                "CRUDDUR_JWKS_URL": "not a url",
+            },
+            "CRUDDUR_JWKS_URL must be an https://, http:// or file:// URL",
+        ),
         ({"CRUDDUR_AUTH": "cognito"}, "CRUDDUR_AUTH=cognito given"),
         ({"CRUDDUR_AUTH": "none"}, "CRUDDUR_AUTH must be cognito or dev"),
     ],

@@ -269,6 +269,9 @@ class AuthSettings:
                 f"AWS_COGNITO_USER_POOL_CLIENT_ID is {state} (tokens are checked against the "
                 "user pool's app client id)"
             )
+        if jwks_url and not _fetchable(jwks_url):
+            # Taken as it was, every signed-in request got a 503 ("unknown url type").
+            problems.append("CRUDDUR_JWKS_URL must be an https://, http:// or file:// URL")
         unknown = [name for name in present if name not in COGNITO_SETTINGS]
         problem = None
         if problems:
@@ -292,6 +295,21 @@ class AuthSettings:
 
 # ASCII digits only (\d takes full-width ones, which the server refuses mid-migration);
 # a bare number is milliseconds, as PostgreSQL reads it.
+def _fetchable(url: str) -> bool:
+    """Whether urllib could fetch the key set from `url`: https:// or http:// with a host
+    (and a port that is a number), or file:// with a path."""
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises on a port that is no number from 0 to 65535
+    except ValueError:
+        return False
+    if parts.scheme in ("https", "http"):
+        return bool(parts.hostname)
+    return parts.scheme == "file" and bool(parts.path)
+
+
 _DURATION = re.compile(r"^(?P<number>[0-9]+)(?P<unit>ms|s|min|h)?$")
 _DURATION_MS = {None: 1, "ms": 1, "s": 1000, "min": 60_000, "h": 3_600_000}
 _DURATION_MAX_MS = 2**31 - 1  # PostgreSQL's limit for lock_timeout and statement_timeout
