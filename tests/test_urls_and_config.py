@@ -822,3 +822,25 @@ def test_a_lambda_statement_timeout_over_postgresqls_limit_is_refused_naming_it(
     assert LambdaSettings.from_env({"CRUDDUR_STATEMENT_TIMEOUT": "2147483647"}, defaults)
     with pytest.raises(ConfigError, match="CRUDDUR_STATEMENT_TIMEOUT"):
         LambdaSettings.from_env({"CRUDDUR_STATEMENT_TIMEOUT": "2147483648"}, defaults)
+
+
+@pytest.mark.parametrize(
+    ("given", "on"),
+    [("1", True), ("yes", True), ("false", False), ("no", False), ("OFF", False), ("0", False)],
+)
+def test_cruddur_debug_is_off_when_spelled_as_the_other_flags_are_off(
+    monkeypatch: pytest.MonkeyPatch, given: str, on: bool
+) -> None:
+    # CRUDDUR_DEBUG=false turned tracebacks on.
+    from cruddur.config import debug_enabled
+
+    monkeypatch.setenv("CRUDDUR_DEBUG", given)
+    assert debug_enabled() is on
+
+
+def test_a_cruddur_home_under_tilde_is_in_the_users_home(tmp_path, monkeypatch) -> None:
+    # From a .env (no shell to expand it) it made a folder named ~ where the command ran.
+    from cruddur.config import home_from_env
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert home_from_env({"CRUDDUR_HOME": "~/state"}) == tmp_path.resolve() / "state"

@@ -108,15 +108,19 @@ def _flag(env: dict[str, str], name: str, default: bool) -> bool:
         return default
     if raw in ("1", "true", "yes", "on"):
         return True
-    if raw in ("0", "false", "no", "off"):
+    if raw in _OFF:
         return False
     raise ConfigError(f"{name} must be 1 or 0, not {raw!r}")
+
+
+_OFF = ("", "0", "false", "no", "off")  # what a flag says off with (blank: unset)
 
 
 def debug_enabled() -> bool:
     """CRUDDUR_DEBUG=1: show tracebacks of unexpected errors (read alone: it must work
     even when the other settings are broken)."""
-    return os.environ.get("CRUDDUR_DEBUG", "").strip() not in ("", "0")
+    # Spelled as the other flags are off (CRUDDUR_DEBUG=false turned tracebacks on).
+    return os.environ.get("CRUDDUR_DEBUG", "").strip().lower() not in _OFF
 
 
 def _default_home() -> Path:
@@ -130,9 +134,10 @@ def _default_home() -> Path:
 
 def home_from_env(env: Mapping[str, str]) -> Path:
     """CRUDDUR_HOME, read alone: the AWS commands need only it (the RDS CA bundle), and a
-    malformed database or API setting must not stop them."""
+    malformed database or API setting must not stop them. A leading ~ is the user's home
+    (a .env or a quoted value leaves it to us: it made a folder named ~ here)."""
     given = env.get("CRUDDUR_HOME", "").strip()
-    return Path(given).resolve() if given else _default_home()
+    return Path(given).expanduser().resolve() if given else _default_home()
 
 
 @dataclass(frozen=True)
