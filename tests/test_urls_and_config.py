@@ -230,6 +230,27 @@ def test_the_web_settings_are_checked_on_first_use_and_but_keeps_them_unread() -
         assert settings.web
 
 
+def test_cors_origins_are_kept_as_browsers_send_them() -> None:
+    # Compared as text with what the browser sends: upper case and a default port never
+    # matched, without a word.
+    serve = Settings.from_env(
+        {"FRONTEND_URL": "https://Cruddur.example, https://app.example:443, http://[::1]:3000"}
+    ).serve
+    assert serve.cors_origins == (
+        "https://cruddur.example",
+        "https://app.example",
+        "http://[::1]:3000",
+    )
+
+
+@pytest.mark.parametrize(
+    "given", ["https://www.example/app", "cruddur.org", "*", "https://x.example?a"]
+)
+def test_an_origin_no_browser_sends_is_refused_naming_the_setting(given: str) -> None:
+    with pytest.raises(ConfigError, match=r"^FRONTEND_URL lists origins such as"):
+        assert Settings.from_env({"FRONTEND_URL": given}).serve
+
+
 def test_cors_origins_from_the_original_variables() -> None:
     serve = Settings.from_env(
         {"FRONTEND_URL": "https://cruddur.example/, https://www.cruddur.example"}

@@ -98,6 +98,32 @@ def _number(
     return value
 
 
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def browser_origin(name: str, given: str) -> str:
+    """`given` as a browser sends it in Origin (scheme and host in lower case, no default
+    port), which CORS compares as text; ConfigError for what no browser sends: a path,
+    no scheme, `*`. (Taken as they were, such values never matched, without a word.)"""
+    from urllib.parse import urlsplit
+
+    wanted = f"{name} lists origins such as https://cruddur.example or http://localhost:3000"
+    try:
+        parts = urlsplit(given)
+        port = parts.port
+    except ValueError:
+        raise ConfigError(f"{wanted}; {given!r} is not one") from None
+    scheme = parts.scheme.lower()
+    if scheme not in _DEFAULT_PORTS or not parts.hostname or parts.username is not None:
+        raise ConfigError(f"{wanted}; {given!r} is not one")
+    if parts.path or parts.query or parts.fragment:
+        raise ConfigError(f"{wanted}: an origin has no path or query, as {given!r} does")
+    host = parts.hostname.lower()
+    host = f"[{host}]" if ":" in host else host
+    shown_port = "" if port is None or port == _DEFAULT_PORTS[scheme] else f":{port}"
+    return f"{scheme}://{host}{shown_port}"
+
+
 def _port(env: Mapping[str, str], name: str, default: int) -> int:
     return _number(env, name, default, minimum=1, maximum=65_535, kind=int)
 
@@ -411,7 +437,8 @@ class ServeSettings(ReprWithoutSecrets):
         # The original's names: the front end's URL (by default the local one), and the
         # backend's own (for its docs).
         def listed(name: str) -> list[str]:
-            return [o.strip().rstrip("/") for o in env.get(name, "").split(",") if o.strip()]
+            given = [o.strip().rstrip("/") for o in env.get(name, "").split(",") if o.strip()]
+            return [browser_origin(name, origin) for origin in given]
 
         origins = (listed("FRONTEND_URL") or list(defaults.cors_origins)) + listed("BACKEND_URL")
         header_timeout = _number(
