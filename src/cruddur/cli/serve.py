@@ -144,7 +144,8 @@ def start_metrics_exporter(host: str, port: int) -> None:
         exporter.kill()
         shutil.rmtree(folder, ignore_errors=True)
         raise click.ClickException(
-            f"metrics: {said or 'the exporter did not start'} (CRUDDUR_METRICS_PORT)"
+            f"metrics: {said or 'the exporter did not start'} (CRUDDUR_METRICS_HOST, "
+            "CRUDDUR_METRICS_PORT)"
         )
 
 
