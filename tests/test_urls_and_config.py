@@ -569,6 +569,13 @@ def test_a_malformed_url_says_why_and_never_quotes_it(url: str, reason: str) -> 
     assert "sec" not in said and "\n" not in said
 
 
+def test_a_connect_timeout_libpq_would_refuse_is_refused_first() -> None:
+    # psycopg took `abc` for its default: every verb but `db connect` (psql) accepted it.
+    assert parse("postgresql://u@h/x?connect_timeout=10")["connect_timeout"] == "10"
+    with pytest.raises(ConfigError, match="connect_timeout must be a whole number of seconds"):
+        parse("postgresql://u:hunter2@h/x?connect_timeout=abc")
+
+
 def test_a_password_of_digits_read_as_a_port_is_not_shown() -> None:
     with pytest.raises(ConfigError) as refused:
         parse("postgresql://u:987654/x")

@@ -75,6 +75,10 @@ def parse(conninfo: str) -> dict[str, str]:
                 "a port is not a number from 1 to 65535 (if the URL has a password, is "
                 "the @ before the host missing?)"
             )
+    timeout = params.get("connect_timeout", "").strip()
+    if timeout and not (timeout.isascii() and timeout.lstrip("-").isdigit()):
+        # psycopg took it for its default and psql refused it: `db connect` alone failed.
+        raise MalformedUrl("connect_timeout must be a whole number of seconds")
     mode = params.get("sslmode")
     if mode is not None and mode not in SSL_MODES:
         # Shown only as a word: a "?" for an "&" (`sslmode=x?password=…`) puts the rest
