@@ -324,6 +324,31 @@ def test_no_cognito_setting_off_loopback_means_nobody_signs_in(tmp_path) -> None
     assert not served.dev and "sign-in is not set up" in served.disabled
 
 
+def _own_addresses() -> list[str]:
+    """This machine's address on its way out (no packet is sent), if it has one besides
+    loopback: a tunnel or a published port may be reached through it."""
+    import socket
+
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+            probe.connect(("192.0.2.1", 9))
+            address = probe.getsockname()[0]
+    except OSError:
+        return []
+    return [] if address.startswith("127.") else [address]
+
+
+@pytest.mark.parametrize("dbname", ["cruddur%20", "%09cruddur", "cruddur%C2%A0"])
+def test_a_database_name_with_spaces_around_it_is_refused(dbname: str) -> None:
+    # Stripped here, it was another database than production's to the production check,
+    # while `db drop` dropped production's without a question.
+    with pytest.raises(ConfigError, match="begins or ends with a space"):
+        database_name(f"postgresql://u@127.0.0.1:5432/{dbname}")
+    settings = Settings.from_env({"CONNECTION_URL": f"postgresql://u@127.0.0.1:5432/{dbname}"})
+    with pytest.raises(ConfigError, match=r"^CONNECTION_URL: the database name"):
+        resolve(settings, start=False)
+
+
 def test_production_is_recognised_behind_connection_url() -> None:
     from cruddur.urls import looks_like_rds, same_database
 
@@ -347,6 +372,11 @@ def test_production_is_recognised_behind_connection_url() -> None:
         # libpq reads 05432 as 5432: compared as text, `db drop` asked nothing.
         "postgresql://u@127.0.0.1:05432/cruddur",
         "host=127.0.0.1 port=' 005432' dbname=cruddur",
+        # 0.0.0.0 and :: reach a local listener: they were another server.
+        "postgresql://u@0.0.0.0:5432/cruddur",
+        "postgresql://u@0:5432/cruddur",
+        "postgresql://u@[::]:5432/cruddur",
+        *(f"host={own} port=5432 dbname=cruddur" for own in _own_addresses()),
     ):
         assert same_database(local, other), other
     assert same_database("postgresql://u@db.example./cruddur", "postgresql://u@DB.example/cruddur")

@@ -201,9 +201,17 @@ def _reason(conninfo: str, message: str) -> str:
 
 
 def database_name(conninfo: str) -> str:
-    name = parse(conninfo).get("dbname", "").strip()
-    if not name:
+    name = parse(conninfo).get("dbname", "")
+    if not name.strip():
         raise ConfigError(f"{redact(conninfo)} names no database; add one, e.g. …/cruddur")
+    if name != name.strip():
+        # libpq connects to the name as it is, spaces and all; a name stripped here was
+        # another database than the URL's to the production check, and `db drop` dropped
+        # production's (…/cruddur%20) without a question.
+        raise ConfigError(
+            f"the database name {name!r} begins or ends with a space (or a tab, or a "
+            "no-break space): remove it from the URL"
+        )
     problem = name_too_long(name, "the database name")
     if problem:
         raise ConfigError(problem)
@@ -414,10 +422,32 @@ def _addresses(host: str) -> set[str]:
         found = {_canonical(info[4][0]) for info in socket.getaddrinfo(name, None)}
     except (OSError, UnicodeError):
         found = set()
-    loopback = {a for a in found if is_loopback(a)}
-    if loopback or is_loopback(name):
-        found = (found - loopback) | {THIS_MACHINE}
+    local = {a for a in found if _reaches_this_machine(a)}
+    if local or _reaches_this_machine(name):
+        found = (found - local) | {THIS_MACHINE}
     return found | {name}
+
+
+def _reaches_this_machine(address: str) -> bool:
+    """Whether connecting to `address` reaches a server on this machine: loopback, the
+    unspecified 0.0.0.0 and :: (Linux connects them to a local listener), and this
+    machine's own interfaces' addresses (a socket can be bound to them). Counted as
+    another server, `…@0.0.0.0/cruddur` was not production's 127.0.0.1 to `db drop`."""
+    if is_loopback(address):
+        return True
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    if ip.is_unspecified:
+        return True
+    family = socket.AF_INET6 if ip.version == 6 else socket.AF_INET
+    try:
+        with socket.socket(family, socket.SOCK_DGRAM) as probe:
+            probe.bind((address, 0))
+    except OSError:
+        return False
+    return True
 
 
 def _hosts(conninfo: str) -> list[str]:
