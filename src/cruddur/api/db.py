@@ -44,11 +44,6 @@ READER_WAIT_SECONDS = 1.0
 # replica that is up but does not answer held reads for ever: cruddur/deadlines.py). A page
 # takes milliseconds; this is far above that and under a client's patience.
 READ_DEADLINE_SECONDS = 2.0
-# A primary that takes a query and never answers (RDS Proxy in a failover, a server whose
-# processes are stopped) held each request as long as it stayed silent, 19 s and more,
-# and /api/health answered 200 at the end. Cut here, the request gets its 503 and a probe
-# looks at the server: one that no longer answers anyone is an outage (503 at once).
-WRITE_DEADLINE_SECONDS = 3.0
 
 
 def get_db() -> Db:
@@ -70,7 +65,6 @@ def primary_db(settings: Settings, url: str | None = None) -> Db:
     return Db(
         api_conninfo(url, pooled), settings.pool, application_name="cruddur-api",
         autocommit=True, check=False, behind_pooler=pooled, fail_fast=True,
-        deadline=WRITE_DEADLINE_SECONDS,
     )  # fmt: skip
 
 

@@ -145,8 +145,7 @@ class Db:
         self.conninfo = conninfo
         self.check = check
         # Seconds a query may wait for its server before its connection is cut (a read
-        # that can go elsewhere: the replica's; the API's on the primary: a 503 instead of
-        # a wait as long as the server's silence); None: as long as the server takes.
+        # that can go elsewhere: the replica's); None: as long as the server takes.
         self.deadline = deadline
         self.settings = pool or PoolSettings()
         self._connect_kwargs: dict[str, Any] = {
@@ -280,12 +279,7 @@ class Db:
 
     def _failed(self, conn: PooledConnection, exc: psycopg.OperationalError) -> None:
         if isinstance(exc, DeadlinePassed):
-            # The server took the query and did not answer: never retried here (_read).
-            # Where outages are watched (the primary's pool), a probe, in the background
-            # (this caller has waited long enough), says whether it answers anyone.
-            if self.reachability is not None:
-                self.reachability.verify_soon()
-            return
+            return  # the server is there but did not answer: never retried here (_read)
         if conn.broken:  # the server went away, or only this connection did
             if self.reachability is not None:
                 self.reachability.verify()
