@@ -87,8 +87,8 @@ def test_a_database_name_longer_than_postgresql_keeps_is_refused(
     assert result.returncode == 1, result.stderr
     said = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert said == [
-        f"error: CONNECTION_URL: the database name {name!r} is 76 bytes long (UTF-8); "
-        "PostgreSQL names are at most 63 bytes, and it would cut this one to its first 63"
+        f"error: the database name {name!r} is 76 bytes long (UTF-8); PostgreSQL names are "
+        "at most 63 bytes, and it would cut this one to its first 63"
     ]
     assert not made
 

@@ -79,6 +79,32 @@ def test_the_apis_other_urls_must_name_a_database_postgresql_keeps(
     assert ("names no database" if not dbname else "64 bytes long") in said
 
 
+def test_a_database_name_left_to_a_service_or_pgdatabase_is_theirs(monkeypatch) -> None:
+    # libpq takes the name from the service file or PGDATABASE: refused, `serve` with
+    # CRUDDUR_API_CONNECTION_URL=service=… stopped, where it had served.
+    from cruddur.api_urls import ApiUrls
+
+    base = {"CONNECTION_URL": "postgresql://u@h/cruddur"}
+    monkeypatch.delenv("PGDATABASE", raising=False)
+    ApiUrls.from_settings(Settings.from_env({**base, "CRUDDUR_API_CONNECTION_URL": "service=x"}))
+    with pytest.raises(ConfigError, match="names no database"):
+        ApiUrls.from_settings(
+            Settings.from_env({**base, "CRUDDUR_API_CONNECTION_URL": "postgresql://u@h"})
+        )
+    monkeypatch.setenv("PGDATABASE", "cruddur")
+    ApiUrls.from_settings(
+        Settings.from_env({**base, "CRUDDUR_API_CONNECTION_URL": "postgresql://u@h"})
+    )
+
+
+def test_a_production_url_without_a_database_name_does_not_stop_local_commands() -> None:
+    settings = Settings.from_env(
+        {"CONNECTION_URL": "postgresql://u@127.0.0.1:5432/cruddur",
+         "PROD_CONNECTION_URL": "postgresql://u@prod.invalid:5432"}
+    )  # fmt: skip
+    assert resolve(settings, start=False).dbname == "cruddur"
+
+
 def test_a_database_name_postgresql_would_cut_is_refused() -> None:
     # PostgreSQL keeps 63 bytes of a name: `db create` said it made the 70-character
     # name, and two names alike in their first 63 bytes were one database.
@@ -345,8 +371,8 @@ def test_a_database_name_with_spaces_around_it_is_refused(dbname: str) -> None:
     with pytest.raises(ConfigError, match="begins or ends with a space"):
         database_name(f"postgresql://u@127.0.0.1:5432/{dbname}")
     settings = Settings.from_env({"CONNECTION_URL": f"postgresql://u@127.0.0.1:5432/{dbname}"})
-    with pytest.raises(ConfigError, match=r"^CONNECTION_URL: the database name"):
-        resolve(settings, start=False)
+    with pytest.raises(ConfigError, match="begins or ends with a space"):
+        assert resolve(settings, start=False).dbname  # what db drop and kill-all act on
 
 
 def test_production_is_recognised_behind_connection_url() -> None:

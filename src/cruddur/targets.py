@@ -12,6 +12,7 @@ from cruddur.embedded import EmbeddedPostgres
 from cruddur.ops.roles import API_ROLE
 from cruddur.rds_tls import kept_bundle, secured
 from cruddur.urls import (
+    check,
     check_database,
     database_name,
     looks_like_rds,
@@ -118,7 +119,7 @@ def resolve(settings: Settings, *, prod: bool = False, start: bool = True) -> Ta
         ("PROD_CONNECTION_URL", settings.prod_connection_url),
     ):
         if given:
-            check_database(setting, given)
+            check(setting, given)
     if prod:
         if not settings.prod_connection_url:
             raise ConfigError(

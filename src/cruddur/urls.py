@@ -130,8 +130,11 @@ def check(setting: str, conninfo: str) -> str:
 def check_database(setting: str, conninfo: str) -> str:
     """`check`, and that the URL names a database whose name PostgreSQL keeps whole: with
     none, libpq connects to the user's namesake; a name over 63 bytes is cut to another.
-    The error names the setting."""
+    A name left to a `service` or to PGDATABASE is theirs. The error names the setting."""
     check(setting, conninfo)
+    params = parse(conninfo)
+    if not params.get("dbname") and ("service" in params or os.environ.get("PGDATABASE")):
+        return conninfo
     try:
         database_name(conninfo)
     except ConfigError as exc:
