@@ -45,8 +45,8 @@ def test_a_line_dotenv_cannot_parse_stops_the_command_instead_of_being_skipped(
     refused = cli(CRUDDUR, "db", "status", cwd=tmp_path, env={"CRUDDUR_HOME": str(tmp_path)})
     assert refused.returncode == 1
     assert refused.stderr == (
-        f"error: {tmp_path / '.env'}: line 2 not NAME=value (an unclosed quote, or a line "
-        "without =?)\n"
+        f"error: {tmp_path / '.env'}: line 2 not NAME=value (an unclosed quote, or a value "
+        "on a line of its own?)\n"
         "hint: fix it or remove it; the environment's own variables need no file\n"
     )
     assert secret not in refused.stdout + refused.stderr
@@ -60,19 +60,30 @@ def test_a_line_dotenv_cannot_parse_stops_the_command_instead_of_being_skipped(
 def test_a_value_wrapped_onto_a_line_of_its_own_stops_the_command(tmp_path: Path) -> None:
     # python-dotenv read the second line as a name without a value and skipped it: the
     # command went to the embedded server instead of CONNECTION_URL's database.
-    (tmp_path / ".env").write_text("CONNECTION_URL=\npostgresql://u:s3cret@127.0.0.1:1/x\nBARE\n")
+    (tmp_path / ".env").write_text(
+        "CONNECTION_URL=\npostgresql://u:s3cret@127.0.0.1:1/x\nBARE\nexport ALSO_BARE\n"
+    )
     refused = cli(CRUDDUR, "db", "status", cwd=tmp_path, env={"CRUDDUR_HOME": str(tmp_path)})
     assert refused.returncode == 1
-    assert refused.stderr.startswith(f"error: {tmp_path / '.env'}: lines 2, 3 not NAME=value")
+    # A bare name (dotenv's own syntax for a name without a value) is not refused.
+    assert refused.stderr.startswith(f"error: {tmp_path / '.env'}: line 2 not NAME=value")
     assert "s3cret" not in refused.stderr
     assert not (tmp_path / "postgres").exists()
 
 
 def test_a_nul_byte_in_the_dotenv_is_one_line_naming_the_file(tmp_path: Path) -> None:
-    (tmp_path / ".env").write_bytes(b"A=1\nCONNECTION_URL=postgresql://x@127.0.0.1:1/a\x00b\n")
+    (tmp_path / ".env").write_bytes(
+        b"# a NUL in a comment \x00 sets nothing\nCONNECTION_URL=postgresql://x@127.0.0.1:1/a\x00b\n"
+    )
     refused = cli(CRUDDUR, "db", "status", cwd=tmp_path, env={"CRUDDUR_HOME": str(tmp_path)})
     assert refused.returncode == 1
     assert refused.stderr.startswith(f"error: {tmp_path / '.env'}: line 2 has a NUL byte\n")
+
+
+def test_bare_names_in_the_dotenv_are_taken(tmp_path: Path) -> None:
+    (tmp_path / ".env").write_text(f"BARE\nexport ALSO_BARE\nCONNECTION_URL={FROM_FILE}\n")
+    read = cli(CRUDDUR, "db", "status", cwd=tmp_path)
+    assert f"database  {FROM_FILE}" in read.stdout, read.stderr
 
 
 def test_a_dotenv_that_is_not_utf8_is_one_line(tmp_path: Path) -> None:

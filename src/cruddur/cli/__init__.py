@@ -9,6 +9,7 @@ import io
 import logging
 import os
 import pwd
+import re
 import stat
 import sys
 from collections.abc import Iterator
@@ -216,26 +217,31 @@ def _load_env_file() -> None:
             raise Problem(f"{path} is not UTF-8 text", hint) from None
         except OSError as exc:
             raise Problem(f"cannot read {path}: {exc.strerror or exc}", hint) from None
-        # By line number only: the line may hold a password. A line without "=" (a value
-        # wrapped onto a line of its own) python-dotenv reads as a name with no value,
-        # and skips: the command went to the embedded server instead.
+        # By line number only: the line may hold a password. A bare NAME (or export NAME)
+        # is dotenv's own syntax, and sets nothing; a line without "=" that is no name (a
+        # URL wrapped onto a line of its own) python-dotenv skipped as well: the command
+        # went to the embedded server instead.
+        bindings = list(parse_stream(io.StringIO(text)))
         bad = [
             b.original.line
-            for b in parse_stream(io.StringIO(text))
-            if b.error or (b.key is not None and b.value is None)
+            for b in bindings
+            if b.error or (b.key is not None and b.value is None and not _NAME.fullmatch(b.key))
         ]
         if bad:
             lines = ", ".join(str(line) for line in bad)
             raise Problem(
                 f"{path}: line{'s' if len(bad) > 1 else ''} {lines} not NAME=value "
-                "(an unclosed quote, or a line without =?)",
+                "(an unclosed quote, or a value on a line of its own?)",
                 hint,
             )
-        if "\0" in text:  # the environment cannot hold it: "embedded null byte"
-            line = text[: text.index("\0")].count("\n") + 1
-            raise Problem(f"{path}: line {line} has a NUL byte", hint)
+        for b in bindings:  # the environment cannot hold it: "embedded null byte"
+            if "\0" in (b.key or "") + (b.value or ""):
+                raise Problem(f"{path}: line {b.original.line} has a NUL byte", hint)
         load_dotenv(stream=io.StringIO(text), override=False)
         return
+
+
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.]*")  # what a dotenv line may name bare
 
 
 def _env_files_upwards(folder: Path) -> Iterator[Path]:
