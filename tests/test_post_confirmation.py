@@ -602,6 +602,25 @@ def test_a_longer_connect_timeout_still_ends_before_the_deadline(
         assert context.get_remaining_time_in_millis() > 0
 
 
+def test_the_connect_waits_the_whole_connect_timeout_when_there_is_time(
+    url: str, lambda_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Rounded down from the few µs after its start, 3 s became 2 s.
+    params = parse(lambda_url)
+    monkeypatch.setenv("CRUDDUR_CONNECT_TIMEOUT", "3")
+    with never_answering() as (port, _):
+        password = params.get("password", "")
+        monkeypatch.setenv(
+            "CONNECTION_URL",
+            f"postgresql://{params['user']}:{password}@127.0.0.1:{port}/{params['dbname']}",
+        )
+        started = time.monotonic()
+        with pytest.raises(SignUpError, match="could not be saved"):
+            handler(cognito_event(), Context(9000))
+        took = time.monotonic() - started
+    assert took >= 2.9, took
+
+
 # -- what the log and the person signing up see ------------------------------------------
 
 HOSTILE_HANDLE = "<img src=x onerror=alert(1)>"

@@ -324,8 +324,6 @@ class AuthSettings:
         )
 
 
-# ASCII digits only (\d takes full-width ones, which the server refuses mid-migration);
-# a bare number is milliseconds, as PostgreSQL reads it.
 def _fetchable(url: str) -> bool:
     """Whether urllib could fetch the key set from `url`: https:// or http:// with a host
     (and a port that is a number), or file:// with a path."""
@@ -341,6 +339,8 @@ def _fetchable(url: str) -> bool:
     return parts.scheme == "file" and bool(parts.path)
 
 
+# ASCII digits only (\d takes full-width ones, which the server refuses mid-migration);
+# a bare number is milliseconds, as PostgreSQL reads it.
 _DURATION = re.compile(r"^(?P<number>[0-9]+)(?P<unit>ms|s|min|h)?$")
 _DURATION_MS = {None: 1, "ms": 1, "s": 1000, "min": 60_000, "h": 3_600_000}
 _DURATION_MAX_MS = 2**31 - 1  # PostgreSQL's limit for lock_timeout and statement_timeout

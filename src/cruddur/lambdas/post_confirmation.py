@@ -343,8 +343,9 @@ def _connect(deadline: float) -> psycopg.Connection:
                 make_conninfo("", **attempt),
                 autocommit=True,  # one statement per invocation: its own transaction
                 # Whole seconds, rounded down: up, 4.5 s left became 5 s, past the
-                # deadline and Cognito's wait (the deadline leaves CONNECT_FLOOR_S).
-                connect_timeout=max(CONNECT_FLOOR_S, math.floor(ends - now)),
+                # deadline and Cognito's wait (the deadline leaves CONNECT_FLOOR_S). The
+                # few µs since `ends` was set are not a second less of the setting's.
+                connect_timeout=max(CONNECT_FLOOR_S, math.floor(ends - now + 0.05)),
                 application_name=APPLICATION_NAME,
                 **session_settings(pooled, bounds),
                 # statement_timeout runs on the server: a connection whose server vanished

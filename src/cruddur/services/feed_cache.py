@@ -216,6 +216,7 @@ class FeedNotifier:
         # already; waiting `first` left that write out of the other workers' copies for
         # 100-120 ms after every restart.
         at_once = True
+        paused = False  # said so in the log, and not yet that a NOTIFY went out again
         while not self._stop.is_set():
             up = False  # this attempt's connection: a failure after it is a lost one
             try:
@@ -226,8 +227,6 @@ class FeedNotifier:
                     application_name="cruddur-feed-notifier",
                     options="-c synchronous_commit=off",
                 ) as conn:
-                    if not connected:
-                        log.info("feed notifications resumed")
                     wait, connected, up = first, True, True
                     while not self._stop.is_set():
                         self._pending.wait()
@@ -238,12 +237,16 @@ class FeedNotifier:
                         conn.execute(f"NOTIFY {CHANNEL}")
                         self.sent += 1
                         at_once = True
+                        if paused:
+                            paused = False
+                            log.info("feed notifications resumed")
                         # The writes meanwhile: one NOTIFY, later the more there were.
                         time.sleep(min(self.max_interval, self.min_interval * max(covered, 1)))
             except psycopg.Error as exc:
-                if connected:  # said once, not at every attempt
+                if connected and not paused:  # said once, not at every attempt
                     reason = redacted_reason(exc, connected=up)
                     log.warning("feed notifications paused until it reconnects: %s", reason)
+                    paused = True
                 connected = False
                 self._pending.set()  # not sent: send once connected again
             if up and at_once:
