@@ -7,6 +7,9 @@ threads) and 4 clients posting and 1 reading throughout.
 
 from __future__ import annotations
 
+import threading
+import time
+
 import pytest
 from outage_support import BACK_WITHIN, Cluster, Load, Outage, dev_token, run_outage
 from server_support import Served
@@ -55,3 +58,64 @@ def test_a_crash_restart_and_a_10_s_outage_under_write_load(cluster, tmp_path) -
     assert "Traceback" not in output
     _check(crash)
     _check(long)
+
+
+def _timed(call, give_up: float = 8.0):
+    """call()'s answer and the seconds it took; (None, give_up) if it had not answered by
+    then (left running: the test fails on that instead of hanging)."""
+    answered: list = []
+    started = time.monotonic()
+    caller = threading.Thread(target=lambda: answered.append(call()), daemon=True)
+    caller.start()
+    caller.join(give_up)
+    return (answered[0] if answered else None), time.monotonic() - started
+
+
+def test_health_finds_a_database_that_takes_queries_and_never_answers(
+    seeded_db: str, api_url: str, api_settings
+) -> None:
+    # RDS Proxy in a failover, a stopped server, a stalled proxy: TCP is acknowledged and
+    # nothing comes back. /api/health waited as long as the silence lasted and then said
+    # 200, so a load balancer never saw the outage, and no request got a prompt 503.
+    from api_support import CheckedClient
+    from psycopg.conninfo import conninfo_to_dict, make_conninfo
+    from test_post_confirmation import StallingProxy
+
+    from cruddur.api import create_app
+    from cruddur.config import Settings
+
+    params = conninfo_to_dict(api_url)
+    proxy = StallingProxy(params.get("host") or "127.0.0.1", int(params.get("port") or 5432))
+    settings = Settings.from_env(
+        {
+            "CRUDDUR_HOME": str(api_settings.home),
+            "CONNECTION_URL": seeded_db,
+            "CRUDDUR_API_CONNECTION_URL": make_conninfo(
+                api_url, host="127.0.0.1", port=str(proxy.port)
+            ),
+        }
+    )
+    app = create_app(settings)
+    api = CheckedClient(app)
+    try:
+        assert api.get("/api/health").status_code == 200
+        proxy.stalled.set()
+        health, waited = _timed(lambda: api.get("/api/health"))
+        assert waited < 5.0, waited  # the issue's bound on any request in an outage
+        assert health.status_code == 503 and health.headers["Retry-After"] == "1"
+        first = waited
+        time.sleep(2.5)  # the probe health started cannot connect (2 s): an outage
+        for path in ("/api/activities/home", "/api/activities/@andrewbrown", "/api/health"):
+            answer, waited = _timed(lambda path=path: api.get(path))
+            assert waited < 1.0 and answer.status_code == 503, (path, waited)
+        proxy.stalled.clear()
+        back = time.monotonic()
+        while api.get("/api/health").status_code != 200:
+            assert time.monotonic() - back < 5.0, "not serving again"
+            time.sleep(0.05)
+        print(f"stalled: health's 503 after {first:.2f} s; back {time.monotonic() - back:.2f} s")
+        assert api.get("/api/activities/home").status_code == 200
+    finally:
+        app.extensions["cruddur.feed_cache"].close()
+        app.extensions["cruddur.db"].close()
+        proxy.close()

@@ -22,12 +22,18 @@ from cruddur.telemetry import metrics
 
 bp = Blueprint("health", __name__, url_prefix="/api")
 
+# Health's look at the database: a connection and one catalog lookup (no table lock to
+# wait on) take milliseconds. A server that takes the query and never answers (RDS Proxy
+# in a failover, a stopped server) held health for as long as it was silent, then a 200;
+# cut after this, it is a 503, and the probe it starts finds the outage for every request.
+HEALTH_SECONDS = 2.0
+
 
 @bp.get("/health")
 def health() -> Response:
     started = time.perf_counter()
     try:
-        db = get_db()
+        db = get_db().bounded(HEALTH_SECONDS)
         migrated = db.query_value("SELECT to_regclass('public.activities') IS NOT NULL")
     except Exception as exc:
         if not database_unavailable(exc):

@@ -279,7 +279,12 @@ class Db:
 
     def _failed(self, conn: PooledConnection, exc: psycopg.OperationalError) -> None:
         if isinstance(exc, DeadlinePassed):
-            return  # the server is there but did not answer: never retried here (_read)
+            # The server took the query and did not answer: never retried here (_read).
+            # Where outages are watched (a bounded look at the primary: health, the
+            # replica watcher's), a probe in the background says whether it answers anyone.
+            if self.reachability is not None:
+                self.reachability.verify_soon()
+            return
         if conn.broken:  # the server went away, or only this connection did
             if self.reachability is not None:
                 self.reachability.verify()
