@@ -1,6 +1,6 @@
 # Cruddur's API as a container image: `cruddur serve` on 0.0.0.0:4567, as a non-root user.
-# Build:   podman build -t cruddur .          (or docker build)
-# One-off: podman run --rm -e CONNECTION_URL=… cruddur db migrate
+# Build:   podman build --format docker -t cruddur .   (or docker build; OCI drops HEALTHCHECK)
+# One-off: podman run --init --rm -e CONNECTION_URL=… cruddur db migrate
 ARG BASE_IMAGE=python:3.12-slim-bookworm
 
 # -- build: a virtual environment with the dependencies, then the package ----------------

@@ -186,7 +186,9 @@ def test_compose_starts_the_api_after_a_healthy_database_and_a_finished_migratio
     assert "pg_isready" in services["db"]["healthcheck"]["test"]
     # The jobs as the owner; the API as its own role, from the file the migrate job writes.
     migrate = services["migrate"]
-    assert "@db:5432/" in migrate["environment"]["CONNECTION_URL"]
+    # The owner's password beside the URL (PGPASSWORD), so any password works.
+    assert migrate["environment"]["CONNECTION_URL"] == "postgresql://postgres@db:5432/cruddur"
+    assert migrate["environment"]["PGPASSWORD"] == "${POSTGRES_PASSWORD:-password}"
     assert "db migrate" in " ".join(migrate["command"])
     assert "db roles --env-file /home/cruddur/roles/" in " ".join(migrate["command"])
     assert not {"CONNECTION_URL", "CRUDDUR_API_CONNECTION_URL"} & set(api["environment"])
