@@ -230,6 +230,13 @@ def test_an_output_that_is_a_folder_is_refused_before_anything_is_fetched(tmp_pa
         check_output(Path("/proc/post-confirmation.zip"))
     check_output(tmp_path / "new" / "folders" / "post-confirmation.zip")  # build makes them
     assert list(tmp_path.iterdir()) == []  # the trial file is gone, no folder made
+    # A folder not made yet, said with a trailing /: it was written as a file of that name.
+    refused = cli(CRUDDUR, "lambda", "package", "--output", f"{tmp_path}/sub/", env=env)
+    assert refused.returncode == 2
+    assert f"names a folder: give the zip's path, e.g. {tmp_path}/sub/post-confirmation" in (
+        " ".join(refused.stderr.split())
+    )
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_the_readme_counts_and_names_what_the_sign_up_handler_carries() -> None:

@@ -30,13 +30,13 @@ def lambda_() -> None:
 @click.option(
     "--output",
     "-o",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=DEFAULT_OUTPUT,
+    type=click.Path(dir_okay=False),  # as typed: a trailing / says a folder is meant
+    default=str(DEFAULT_OUTPUT),
     show_default=True,
     help="Where to write the zip (deploy/post-confirmation.yaml expects the default).",
 )
 @pass_cli
-def package(cli: Cli, arch: str, output: Path) -> None:
+def package(cli: Cli, arch: str, output: str) -> None:
     """Build the function's zip: its handler, the RDS CA bundle, and psycopg's manylinux
     wheels for Python 3.12.
 
@@ -49,7 +49,16 @@ def package(cli: Cli, arch: str, output: Path) -> None:
 
     from cruddur.aws.ca_bundle import bundle_path
 
-    check_output(output)  # before fetching anything
+    if output.endswith(("/", os.sep)):
+        # A folder that does not exist yet: taken as a file's path (Path drops the /), the
+        # zip was written to a file named after the folder.
+        raise click.BadParameter(
+            f"{output!r} names a folder: give the zip's path, e.g. "
+            f"{output.rstrip('/' + os.sep)}/{DEFAULT_OUTPUT.name}",
+            param_hint="'--output' / '-o'",
+        )
+    output_path = Path(output)
+    check_output(output_path)  # before fetching anything
     home = cli.home  # and no other setting: none of them goes into the zip
     cache = home / "lambda-wheels"
     # Fetched (once, then kept) and checked here, on the machine that packages.
@@ -68,7 +77,7 @@ def package(cli: Cli, arch: str, output: Path) -> None:
         def report(what: str, done_: int, total: int) -> None:
             progress.update(task, description=what, completed=done_, total=total or None)
 
-        built = build(output, arch, cache, ca_bundle, report)
+        built = build(output_path, arch, cache, ca_bundle, report)
     info(f"wheels: {', '.join(built.wheels)}")
     info(f"RDS CA bundle: {ca_bundle} (the function connects with sslmode=verify-full)")
     done(f"{built.entries} files, handler {HANDLER}, runtime python3.12 {arch}")
