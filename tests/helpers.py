@@ -18,7 +18,7 @@ import tempfile
 import threading
 import time
 import traceback
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -281,3 +281,22 @@ def silent_port() -> Iterator[int]:
             thread.join(timeout=5)
             for client in held:
                 client.close()
+
+
+def finished_within(call: Callable[[], Any], seconds: float) -> tuple[list[Any], float]:
+    """call() in a thread of its own, waited for at most `seconds`: ([what it returned or
+    raised], seconds taken), or ([], seconds) while it still runs (left running, daemon:
+    the test fails on that instead of hanging)."""
+    outcome: list[Any] = []
+
+    def run() -> None:
+        try:
+            outcome.append(call())
+        except Exception as exc:  # handed to the test
+            outcome.append(exc)
+
+    started = time.monotonic()
+    caller = threading.Thread(target=run, daemon=True)
+    caller.start()
+    caller.join(seconds)
+    return outcome, time.monotonic() - started

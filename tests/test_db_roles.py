@@ -393,6 +393,19 @@ def test_a_role_with_powers_is_not_taken_for_an_application_role(admin, server_u
         admin.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(name)))
 
 
+def _stored_password(admin: psycopg.Connection, role: str) -> str:
+    return admin.execute("SELECT rolpassword FROM pg_authid WHERE rolname = %s", [role]).fetchone()[
+        0
+    ]
+
+
+def _rotated_as_api_role(role: str, database_url: str, tmp_path):
+    """`db roles --rotate --api-role ROLE` on the database, its URLs to tmp_path/roles.env."""
+    env = {"CONNECTION_URL": database_url, "CRUDDUR_HOME": str(tmp_path / "home")}
+    options = ["--api-role", role, "--env-file", str(tmp_path / "roles.env")]
+    return here("db", "roles", "--rotate", *options, env=env)
+
+
 def test_a_role_with_powers_keeps_its_password_when_refused(admin, seeded_db, tmp_path) -> None:
     # --api-role naming an admin role (the master user, say) with --rotate: its password
     # was changed, to one written nowhere, and only then refused ("unexpected UnsafeRole").
@@ -400,16 +413,13 @@ def test_a_role_with_powers_keeps_its_password_when_refused(admin, seeded_db, tm
     admin.execute(
         sql.SQL("CREATE ROLE {} LOGIN CREATEDB PASSWORD 'kept'").format(sql.Identifier(name))
     )
-    stored = "SELECT rolpassword FROM pg_authid WHERE rolname = %s"
-    before = admin.execute(stored, [name]).fetchone()[0]
+    before = _stored_password(admin, name)
     try:
-        env = {"CONNECTION_URL": seeded_db, "CRUDDUR_HOME": str(tmp_path / "home")}
-        options = ["--api-role", name, "--env-file", str(tmp_path / "roles.env")]
-        refused = here("db", "roles", "--rotate", *options, env=env)
+        refused = _rotated_as_api_role(name, seeded_db, tmp_path)
         assert refused.returncode == 1
         assert f'error: role "{name}" exists with CREATEDB' in refused.stderr
         assert "unexpected" not in refused.stderr
-        assert admin.execute(stored, [name]).fetchone()[0] == before
+        assert _stored_password(admin, name) == before
     finally:
         admin.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(name)))
 
@@ -437,16 +447,13 @@ def test_a_role_that_owns_a_table_is_not_taken_for_an_application_role(
 ) -> None:
     # An RDS app user that owns the database's tables, named as --api-role: its grants
     # were "granted" and it could still drop the tables.
-    stored = "SELECT rolpassword FROM pg_authid WHERE rolname = %s"
     with _owner_of_activities(admin, seeded_db) as name:
-        before = admin.execute(stored, [name]).fetchone()[0]
-        env = {"CONNECTION_URL": seeded_db, "CRUDDUR_HOME": str(tmp_path / "home")}
-        options = ["--api-role", name, "--env-file", str(tmp_path / "roles.env")]
-        refused = here("db", "roles", "--rotate", *options, env=env)
+        before = _stored_password(admin, name)
+        refused = _rotated_as_api_role(name, seeded_db, tmp_path)
         assert refused.returncode == 1
         assert f'error: role "{name}" owns the table activities in "' in refused.stderr
         assert "unexpected" not in refused.stderr
-        assert admin.execute(stored, [name]).fetchone()[0] == before  # its password kept
+        assert _stored_password(admin, name) == before  # its password kept
         written = tmp_path / "roles.env"
         assert not written.exists() or name not in written.read_text()
 

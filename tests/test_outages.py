@@ -7,10 +7,10 @@ threads) and 4 clients posting and 1 reading throughout.
 
 from __future__ import annotations
 
-import threading
 import time
 
 import pytest
+from helpers import finished_within
 from outage_support import BACK_WITHIN, Cluster, Load, Outage, dev_token, run_outage
 from server_support import Served
 
@@ -60,17 +60,6 @@ def test_a_crash_restart_and_a_10_s_outage_under_write_load(cluster, tmp_path) -
     _check(long)
 
 
-def _timed(call, give_up: float = 8.0):
-    """call()'s answer and the seconds it took; (None, give_up) if it had not answered by
-    then (left running: the test fails on that instead of hanging)."""
-    answered: list = []
-    started = time.monotonic()
-    caller = threading.Thread(target=lambda: answered.append(call()), daemon=True)
-    caller.start()
-    caller.join(give_up)
-    return (answered[0] if answered else None), time.monotonic() - started
-
-
 def test_health_finds_a_database_that_takes_queries_and_never_answers(
     seeded_db: str, api_url: str, api_settings
 ) -> None:
@@ -100,13 +89,13 @@ def test_health_finds_a_database_that_takes_queries_and_never_answers(
     try:
         assert api.get("/api/health").status_code == 200
         proxy.stalled.set()
-        health, waited = _timed(lambda: api.get("/api/health"))
+        (health,), waited = finished_within(lambda: api.get("/api/health"), 8.0)
         assert waited < 5.0, waited  # the issue's bound on any request in an outage
         assert health.status_code == 503 and health.headers["Retry-After"] == "1"
         first = waited
         time.sleep(2.5)  # the probe health started cannot connect (2 s): an outage
         for path in ("/api/activities/home", "/api/activities/@andrewbrown", "/api/health"):
-            answer, waited = _timed(lambda path=path: api.get(path))
+            (answer,), waited = finished_within(lambda path=path: api.get(path), 8.0)
             assert waited < 1.0 and answer.status_code == 503, (path, waited)
         proxy.stalled.clear()
         back = time.monotonic()

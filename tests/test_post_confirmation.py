@@ -560,19 +560,21 @@ def test_the_secret_is_read_in_what_the_invocation_has_left(
     assert 0.9 < took < 1.5
 
 
+def _lambda_role_at(lambda_url: str, hosts: str) -> str:
+    """The Lambda role's URL (user, password, database) on `hosts` (host:port[,…])."""
+    params = parse(lambda_url)
+    user, password = params["user"], params.get("password", "")
+    return f"postgresql://{user}:{password}@{hosts}/{params['dbname']}"
+
+
 def test_one_connect_bound_covers_every_address_tried(
     url: str, lambda_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # connect_timeout bounds each address: a host named twice (or a name with two
     # addresses) behind a port that never answers took 4 s of the 2 s allowed.
-    params = parse(lambda_url)
     with never_answering() as (port, accepted):
         twice = f"127.0.0.1:{port},127.0.0.1:{port}"
-        password = params.get("password", "")
-        monkeypatch.setenv(
-            "CONNECTION_URL",
-            f"postgresql://{params['user']}:{password}@{twice}/{params['dbname']}",
-        )
+        monkeypatch.setenv("CONNECTION_URL", _lambda_role_at(lambda_url, twice))
         started = time.monotonic()
         with pytest.raises(SignUpError, match="could not be saved"):
             handler(cognito_event(), Context(5000))
@@ -588,14 +590,9 @@ def test_a_longer_connect_timeout_still_ends_before_the_deadline(
     # The connect's bound was rounded up to whole seconds: 4.5 s left became 5 s, and the
     # invocation ran out of time (the original's "Task timed out", B10) instead of saying
     # the sign-up could not be saved.
-    params = parse(lambda_url)
     monkeypatch.setenv("CRUDDUR_CONNECT_TIMEOUT", connect_timeout)
     with never_answering() as (port, _):
-        password = params.get("password", "")
-        monkeypatch.setenv(
-            "CONNECTION_URL",
-            f"postgresql://{params['user']}:{password}@127.0.0.1:{port}/{params['dbname']}",
-        )
+        monkeypatch.setenv("CONNECTION_URL", _lambda_role_at(lambda_url, f"127.0.0.1:{port}"))
         context = Context(left_ms)
         with pytest.raises(SignUpError, match="could not be saved"):
             handler(cognito_event(), context)
@@ -606,14 +603,9 @@ def test_the_connect_waits_the_whole_connect_timeout_when_there_is_time(
     url: str, lambda_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Rounded down from the few µs after its start, 3 s became 2 s.
-    params = parse(lambda_url)
     monkeypatch.setenv("CRUDDUR_CONNECT_TIMEOUT", "3")
     with never_answering() as (port, _):
-        password = params.get("password", "")
-        monkeypatch.setenv(
-            "CONNECTION_URL",
-            f"postgresql://{params['user']}:{password}@127.0.0.1:{port}/{params['dbname']}",
-        )
+        monkeypatch.setenv("CONNECTION_URL", _lambda_role_at(lambda_url, f"127.0.0.1:{port}"))
         started = time.monotonic()
         with pytest.raises(SignUpError, match="could not be saved"):
             handler(cognito_event(), Context(9000))

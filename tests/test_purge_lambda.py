@@ -13,7 +13,7 @@ from datetime import timedelta
 import psycopg
 import pytest
 from cfnlint.decode import decode
-from helpers import CRUDDUR, ROOT, run
+from helpers import CRUDDUR, ROOT, finished_within, run
 
 from cruddur.config import (
     PURGE_BATCH_MAX,
@@ -276,22 +276,10 @@ def test_a_database_gone_silent_mid_purge_is_one_line_before_the_invocation_ends
     )
     monkeypatch.setenv("CRUDDUR_STATEMENT_TIMEOUT", "1000")
     monkeypatch.setenv("CRUDDUR_PURGE_NICE_RATIO", "0")
-    outcome: list[BaseException | dict] = []
-
-    def purge() -> None:
-        try:
-            outcome.append(purge_expired.handler({}, StallsAfterOneBatch(4_000, proxy)))
-        except Exception as exc:
-            outcome.append(exc)
-
-    started = time.monotonic()
-    running = threading.Thread(target=purge, daemon=True)
-    running.start()
-    running.join(10)
-    took = time.monotonic() - started
+    context = StallsAfterOneBatch(4_000, proxy)
+    outcome, took = finished_within(lambda: purge_expired.handler({}, context), 10)
     proxy.close()  # ends a wait the fix did not
-    running.join(5)
-    assert not running.is_alive() and took < 4.0, took  # before the invocation's end
+    assert outcome and took < 4.0, took  # before the invocation's end
     (stopped,) = outcome
     assert isinstance(stopped, RuntimeError), stopped
     assert "purge stopped by the database" in str(stopped)

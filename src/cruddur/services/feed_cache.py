@@ -210,7 +210,7 @@ class FeedNotifier:
 
     def _run(self) -> None:
         first, longest = self.reconnect_after
-        wait, connected = first, True
+        wait = first
         # A connection lost as a NOTIFY went out is tried again at once, once in a row: it
         # is found only then, at the first write after a restart, when the server is back
         # already; waiting `first` left that write out of the other workers' copies for
@@ -227,7 +227,7 @@ class FeedNotifier:
                     application_name="cruddur-feed-notifier",
                     options="-c synchronous_commit=off",
                 ) as conn:
-                    wait, connected, up = first, True, True
+                    wait, up = first, True
                     while not self._stop.is_set():
                         self._pending.wait()
                         if self._stop.is_set():
@@ -243,11 +243,10 @@ class FeedNotifier:
                         # The writes meanwhile: one NOTIFY, later the more there were.
                         time.sleep(min(self.max_interval, self.min_interval * max(covered, 1)))
             except psycopg.Error as exc:
-                if connected and not paused:  # said once, not at every attempt
+                if not paused:  # said once, not at every attempt
                     reason = redacted_reason(exc, connected=up)
                     log.warning("feed notifications paused until it reconnects: %s", reason)
                     paused = True
-                connected = False
                 self._pending.set()  # not sent: send once connected again
             if up and at_once:
                 at_once = False
