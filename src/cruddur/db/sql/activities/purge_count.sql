@@ -12,9 +12,15 @@ WHERE expired.expires_at < %(cutoff)s::timestamptz
       FROM public.activities AS reply
       WHERE reply.reply_to_activity_uuid = expired.uuid
       UNION
+      -- Each reply's replies by activities_replies_idx (purge_batch.sql says why).
       SELECT deeper.uuid, deeper.expires_at
-      FROM public.activities AS deeper
-      JOIN below ON deeper.reply_to_activity_uuid = below.uuid
+      FROM below
+      CROSS JOIN LATERAL (
+        SELECT child.uuid, child.expires_at
+        FROM public.activities AS child
+        WHERE child.reply_to_activity_uuid = below.uuid
+        OFFSET 0
+      ) AS deeper
     )
     SELECT FROM below WHERE below.expires_at >= %(cutoff)s::timestamptz
   );
