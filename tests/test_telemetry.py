@@ -822,6 +822,22 @@ def test_sampling_follows_the_standard_samplers() -> None:
     assert 0.08 < share < 0.12
 
 
+def test_a_ratio_decides_a_callers_trace_as_the_sdk_does_every_time() -> None:
+    # A draw per request kept one caller's trace in some requests and dropped it in
+    # others; the SDK (and every other service with the same ratio) decides by trace id.
+    from opentelemetry.sdk.trace.sampling import Decision, TraceIdRatioBased
+
+    from cruddur.telemetry.tracing import Sampling
+
+    half = Sampling("traceidratio", 0.5)
+    sdk = TraceIdRatioBased(0.5)
+    for trace_id in ("1111111111111111" + "0" * 15 + "1", "2222222222222222" + "f" * 16):
+        header = {"HTTP_TRACEPARENT": f"00-{trace_id}-{'cd' * 8}-01"}
+        expected = sdk.should_sample(None, int(trace_id, 16), "x").decision
+        decisions = {half.sampled(header) for _ in range(50)}
+        assert decisions == {expected is Decision.RECORD_AND_SAMPLE}, trace_id
+
+
 def test_the_gate_takes_a_parent_exactly_when_the_propagator_does() -> None:
     # A header the propagator ignores (version ff; 00 with more after the flags) was
     # taken as a sampled parent here: traced as a new root whatever the ratio.

@@ -168,26 +168,32 @@ def force_flush(timeout_millis: int = 5000) -> None:
 
 class Sampling:
     """OTEL_TRACES_SAMPLER's rule for a request: parent-based samplers follow the
-    caller's traceparent flag; otherwise `ratio` of the requests (1 or 0 for always_*)."""
+    caller's traceparent flag; otherwise `ratio` of the requests (1 or 0 for always_*),
+    decided from the caller's trace id when there is one, as the SDK's TraceIdRatioBased
+    decides: every service with the same ratio keeps or drops the same traces (a draw per
+    request kept a caller's trace in one request and dropped it in the next)."""
 
     def __init__(self, sampler: str, ratio: float) -> None:
         self.parent_based = sampler.startswith("parentbased_")
         root = sampler.removeprefix("parentbased_")
         self.ratio = {"always_on": 1.0, "always_off": 0.0}.get(root, ratio)
+        # TraceIdRatioBased's bound: a trace id whose low 64 bits are under it is kept.
+        self.bound = round(self.ratio * 2**64)
 
     def sampled(self, environ: dict[str, Any]) -> bool:
-        if self.parent_based:
-            header = environ.get("HTTP_TRACEPARENT")
-            if header:
-                parent = _TRACEPARENT.match(header)
-                if (
-                    parent
-                    and parent[1] != "ff"
-                    and not (parent[1] == "00" and parent[5])
-                    and parent[2] != _ZERO_TRACE
-                    and parent[3] != _ZERO_SPAN
-                ):
+        header = environ.get("HTTP_TRACEPARENT")
+        if header:
+            parent = _TRACEPARENT.match(header)
+            if (
+                parent
+                and parent[1] != "ff"
+                and not (parent[1] == "00" and parent[5])
+                and parent[2] != _ZERO_TRACE
+                and parent[3] != _ZERO_SPAN
+            ):
+                if self.parent_based:
                     return bool(int(parent[4], 16) & 1)
+                return int(parent[2][16:], 16) < self.bound
         ratio = self.ratio
         return ratio >= 1.0 or (ratio > 0.0 and random.random() < ratio)
 
