@@ -1457,13 +1457,24 @@ def test_a_base_endpoint_with_a_query_is_refused(endpoint: str) -> None:
     assert "key9876" not in str(refused.value)
 
 
+@pytest.mark.parametrize("endpoint", ["http://c:4318/v1/traces", "https://c/otlp/v1/traces/"])
+def test_a_base_endpoint_ending_in_the_traces_path_is_refused(endpoint: str) -> None:
+    # The SDK adds /v1/traces to the base: every batch went to …/v1/traces/v1/traces.
+    from cruddur.config import ConfigError, TelemetrySettings
+
+    with pytest.raises(ConfigError, match="OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") as refused:
+        TelemetrySettings.from_env({"OTEL_EXPORTER_OTLP_ENDPOINT": endpoint})
+    assert str(refused.value).startswith("OTEL_EXPORTER_OTLP_ENDPOINT: it ends in /v1/traces")
+    assert TelemetrySettings.from_env({"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": endpoint}).traces
+
+
 def test_well_formed_otlp_endpoints_are_taken() -> None:
     from cruddur.config import TelemetrySettings
 
     for endpoint in (
         "https://api.honeycomb.io",
         "http://collector:4318/",
-        "HTTP://[::1]:4318/v1/traces",
+        "HTTP://[::1]:4318/otlp",
     ):
         assert TelemetrySettings.from_env({"OTEL_EXPORTER_OTLP_ENDPOINT": endpoint}).traces
     # The traces endpoint is used as it is: a key in its query reaches the receiver.

@@ -559,6 +559,12 @@ def check_otlp_endpoint(name: str, value: str) -> None:
             "OTEL_EXPORTER_OTLP_HEADERS, or give the whole URL, /v1/traces included, as "
             "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"
         )
+    if name == "OTEL_EXPORTER_OTLP_ENDPOINT" and parts.path.rstrip("/").endswith("/v1/traces"):
+        # The whole URL pasted as the base: every batch went to …/v1/traces/v1/traces.
+        raise refused(
+            "it ends in /v1/traces, which the SDK adds itself; give it without, or give the "
+            "whole URL as OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"
+        )
 
 
 # The SDK's own settings, which it reads in each worker (or a Lambda's first sign-up),
