@@ -18,6 +18,7 @@ import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from unittest import mock
 
 import psycopg
 import pytest
@@ -731,6 +732,76 @@ def test_any_record_is_one_line_of_valid_utf8_json() -> None:
         assert "\n" not in line and "\r" not in line
         parsed = json.loads(line.encode("utf-8").decode("utf-8"))  # strict both ways
         assert parsed["message"] == text and parsed["detail"] == text
+
+
+def test_a_record_too_long_for_a_pipe_is_one_write_of_one_cut_line() -> None:
+    # Through sys.stdout's buffer a record over PIPE_BUF (a traceback, a message quoting
+    # a client) went out in pieces, and the other workers' lines landed between them.
+    from cruddur.telemetry.logs import PIPE_BUF, WholeLines
+
+    # 200 frames of 200 functions (a frame repeated is printed once, with a count).
+    chain = "".join(f"def f{n}():\n    return f{n + 1}()\n" for n in range(200))
+    functions: dict = {}
+    exec(chain + "def f200():\n    raise ValueError('the innermost failure')\n", functions)
+    try:
+        functions["f0"]()
+    except ValueError:
+        exc_info = sys.exc_info()
+    failed = {"name": "x", "levelno": logging.ERROR, "levelname": "ERROR", "request_id": "r-1"}
+    records = [
+        logging.makeLogRecord({**failed, "msg": message, "exc_info": exc_info})
+        for message in ("short", "é\x01" * 9_000)  # escaped and non-ASCII: 6 and 2 bytes
+    ]
+    records.append(
+        logging.makeLogRecord({"name": "x", "levelno": logging.WARNING, "msg": "z" * 20_000})
+    )
+    reading, writing = os.pipe()
+    try:
+        handler = WholeLines(writing)
+        writes: list[int] = []
+        real_write = os.write
+
+        def counted(fd: int, data: bytes) -> int:
+            writes.append(len(data))
+            return real_write(fd, data)
+
+        with mock.patch.object(os, "write", counted):
+            for record in records:
+                handler.handle(record)
+        output = os.read(reading, 65_536).decode()
+    finally:
+        os.close(reading)
+        os.close(writing)
+    assert len(writes) == 3 and max(writes) <= PIPE_BUF
+    lines = output.splitlines()
+    assert len(lines) == 3
+    first, second, third = (json.loads(line) for line in lines)
+    assert first["request_id"] == "r-1" and first["message"] == "short"
+    for parsed in (first, second):
+        # The traceback is cut in its middle: its start and the exception are kept.
+        assert parsed["traceback"].startswith("Traceback (most recent call last)")
+        assert parsed["traceback"].endswith("ValueError: the innermost failure\n")
+        assert "characters cut]" in parsed["traceback"]
+    assert second["message"].startswith("é\x01") and "characters cut]" in second["message"]
+    assert third["message"].startswith("zzz") and third["message"].endswith("zzz")
+
+
+def test_a_malformed_tracestate_is_not_echoed_into_the_log() -> None:
+    # The propagator warned once a request, quoting the header: 8 kB a line, by anyone.
+    code = (
+        "import logging, io, sys\n"
+        "from cruddur.config import TelemetrySettings\n"
+        "from cruddur.telemetry import logs\n"
+        "logs.configure(TelemetrySettings.from_env({}))\n"
+        "from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator\n"
+        "TraceContextTextMapPropagator().extract({'traceparent': '00-' + 'ab' * 16 + '-' +"
+        " 'cd' * 8 + '-01', 'tracestate': 'z' * 8100})\n"
+        "logging.getLogger('cruddur.x').warning('ours still shows')\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert "zzzz" not in done.stdout + done.stderr
+    assert "ours still shows" in done.stdout
 
 
 def test_a_logged_database_error_shows_no_value_of_the_refused_row(seeded_db: str) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import math
 import os
 import re
 import sys
@@ -100,7 +101,15 @@ class _Shown(Exception):
 
 
 class JsonFormatter(logging.Formatter):
-    """time, level, logger, message, the record's `extra` fields, and a traceback."""
+    """time, level, logger, message, the record's `extra` fields, and a traceback.
+
+    max_bytes: the longest line it makes (UTF-8, without its newline); past it, the
+    longest texts (a traceback, a message quoting what a client sent) are cut in the
+    middle, saying how much went. None: no bound (a test's handler, a file)."""
+
+    def __init__(self, max_bytes: int | None = None) -> None:
+        super().__init__()
+        self.max_bytes = max_bytes
 
     def format(self, record: logging.LogRecord) -> str:
         fields: dict[str, Any] = {
@@ -122,16 +131,70 @@ class JsonFormatter(logging.Formatter):
             fields["traceback"] = without_detail(
                 record.exc_text or "".join(traceback.format_exception(kind, error, tb))
             )
-        text = json.dumps(fields, default=str, ensure_ascii=False)
-        if not text.isascii():
-            try:
-                text.encode()
-            except UnicodeEncodeError:
-                # A lone surrogate (bytes that were not UTF-8: an argument, a variable,
-                # decoded with surrogateescape) would fail the write, or put invalid
-                # UTF-8 in the line: escaped (\udcff), the line stays valid JSON.
-                text = json.dumps(fields, default=str)
+        text = _dumped(fields)
+        if self.max_bytes is not None and _size(text) > self.max_bytes:
+            text = _cut_to_fit(fields, self.max_bytes)
         return text
+
+
+def _dumped(fields: dict[str, Any]) -> str:
+    text = json.dumps(fields, default=str, ensure_ascii=False)
+    if not text.isascii():
+        try:
+            text.encode()
+        except UnicodeEncodeError:
+            # A lone surrogate (bytes that were not UTF-8: an argument, a variable,
+            # decoded with surrogateescape) would fail the write, or put invalid UTF-8
+            # in the line: escaped (\udcff), the line stays valid JSON.
+            text = json.dumps(fields, default=str)
+    return text
+
+
+def _size(text: str) -> int:
+    return len(text) if text.isascii() else len(text.encode(errors="surrogatepass"))
+
+
+# Fields never cut: short, and what a line is found by.
+_KEPT_WHOLE = frozenset({"time", "level", "logger", "pid", "request_id", "trace_id", "span_id"})
+
+
+def _cut_to_fit(fields: dict[str, Any], max_bytes: int) -> str:
+    """The record in at most max_bytes: each text first held to half of it, then the
+    longest cut again until the line fits. Cut in the middle, saying how much went; a
+    traceback keeps more of its end, where the exception and the innermost frames are."""
+    fields = {
+        k: v if isinstance(v, str | int | float | bool) else str(v) for k, v in fields.items()
+    }
+    cuttable = [k for k, v in fields.items() if isinstance(v, str) and k not in _KEPT_WHOLE]
+    for key in cuttable:
+        fields[key] = _cut(fields[key], max_bytes // 2, key)
+    text = _dumped(fields)
+    while (excess := _size(text) - max_bytes) > 0:
+        longest = max(cuttable, key=lambda k: len(fields[k]), default=None)
+        if longest is None or len(fields[longest]) < 64:  # the record's frame alone, then
+            kept = {k: v for k, v in fields.items() if k in _KEPT_WHOLE}
+            return _dumped({**kept, "message": "(a record too long for one line was cut)"})
+        fields[longest] = _cut(fields[longest], _escaped_size(fields[longest]) - excess, longest)
+        text = _dumped(fields)
+    return text
+
+
+def _escaped_size(value: str) -> int:
+    """Bytes `value` takes in the line, its quotes left out."""
+    return _size(json.dumps(value, ensure_ascii=False)) - 2
+
+
+def _cut(value: str, max_bytes: int, key: str) -> str:
+    """`value` with its middle cut, about max_bytes in the line (escapes and UTF-8 make a
+    character up to 6 bytes: the cut goes by their average)."""
+    size = _escaped_size(value)
+    if size <= max_bytes:
+        return value
+    per_character = size / len(value)
+    gone = min(len(value), math.ceil((size - max_bytes + 40) / per_character))
+    keep = len(value) - gone
+    head = keep // 3 if key == "traceback" else keep // 2
+    return f"{value[:head]}…[{gone:,} characters cut]…{value[len(value) - (keep - head) :]}"
 
 
 class TextFormatter(logging.Formatter):
@@ -367,8 +430,17 @@ def configure(settings: TelemetrySettings, *, dev: bool = False, queued: bool = 
     if _configured or root.handlers:
         return
     text = settings.log_format == "text" or (dev and not settings.log_format_given)
-    handler = logging.StreamHandler(sys.stdout)
-    handler.setFormatter(TextFormatter() if text else JsonFormatter())
+    fd = None if text else _descriptor(sys.stdout)
+    handler: logging.Handler
+    if fd is None:
+        handler = logging.StreamHandler(sys.stdout)
+        handler.setFormatter(TextFormatter() if text else JsonFormatter())
+    else:
+        handler = WholeLines(fd)
+    # What clients send: a malformed tracestate or baggage header made the propagators
+    # warn once a request, quoting it (8 kB of it): a client could fill the log.
+    for name in _CLIENT_HEADER_LOGGERS:
+        logging.getLogger(name).setLevel(logging.ERROR)
     if settings.secrets:
         handler.addFilter(Redactor(settings.secrets))
     if queued:
@@ -378,11 +450,44 @@ def configure(settings: TelemetrySettings, *, dev: bool = False, queued: bool = 
     else:
         root.addHandler(handler)
     _configured = True
-    if not text:
+    _json_stdout = fd
+
+
+_CLIENT_HEADER_LOGGERS = (
+    "opentelemetry.trace.span",
+    "opentelemetry.trace.propagation.tracecontext",
+    "opentelemetry.baggage.propagation",
+)
+
+
+def _descriptor(stream: Any) -> int | None:
+    try:
+        return int(stream.fileno())
+    except (AttributeError, OSError, ValueError):  # a stream without a descriptor
+        return None
+
+
+class WholeLines(logging.Handler):
+    """JSON records straight to stdout's descriptor, each one os.write of one line of at
+    most PIPE_BUF bytes: the server's workers share stdout, and through sys.stdout's
+    buffer a record longer than that (a traceback, a message quoting a client) went out
+    in pieces that another worker's lines landed between."""
+
+    def __init__(self, fd: int) -> None:
+        super().__init__()
+        self.fd = fd
+        self.setFormatter(JsonFormatter(max_bytes=PIPE_BUF - 1))
+
+    def emit(self, record: logging.LogRecord) -> None:
         try:
-            _json_stdout = sys.stdout.fileno()
-        except (AttributeError, OSError, ValueError):  # a stream without a descriptor
-            _json_stdout = None
+            line = f"{self.format(record)}\n".encode(errors="surrogatepass")
+            sys.stdout.flush()  # what print() left in its buffer goes first
+            while line:  # one write for a pipe; a file may take less at a time
+                line = line[os.write(self.fd, line) :]
+        except RecursionError:
+            raise
+        except Exception:
+            self.handleError(record)
 
 
 def redact_stderr(secrets: Sequence[str]) -> None:
