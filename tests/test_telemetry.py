@@ -395,6 +395,10 @@ def test_metrics_count_the_requests_of_both_workers(served: Served) -> None:
         thread.join()
     for _ in range(3):
         assert request(f"{served.base}/api/activities", data=b"{}", method="POST")[0] == 401
+    # A dev token relayed from another machine: refused, and counted as the others are.
+    relayed = {"Authorization": f"Bearer {_token(served)}", "X-Forwarded-For": "10.0.0.7"}
+    answer = request(f"{served.base}/api/activities", data=b"{}", method="POST", headers=relayed)
+    assert answer[0] == 401
 
     deadline = time.monotonic() + 5
     while (
@@ -417,6 +421,8 @@ def test_metrics_count_the_requests_of_both_workers(served: Served) -> None:
     assert 0 < after[seconds] - before.get(seconds, 0) < sent * 10
     refused = ("cruddur_auth_tokens_refused_total", (("reason", "missing"),))
     assert after[refused] - before.get(refused, 0) == 3
+    not_local = ("cruddur_auth_tokens_refused_total", (("reason", "dev_not_local"),))
+    assert after[not_local] - before.get(not_local, 0) == 1
     # Each worker's pool holds at least its one connection; the exporter adds them up.
     deadline = time.monotonic() + 5
     while _scrape(served)[("cruddur_db_pool_size", (("pool", "primary"),))] < 2:

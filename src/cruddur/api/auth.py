@@ -207,6 +207,7 @@ def signed_in(view: F) -> F:
                 environ.get("REMOTE_ADDR"),
                 extra={"request_id": request_id()},
             )
+            metrics.count_refused_token("dev_not_local")
             raise _unauthorized("development tokens are accepted only from this machine")
         try:
             claims = verifier.verify(_bearer_token(environ))
