@@ -214,10 +214,12 @@ def test_user_page_and_unknown_user(browser, site: str) -> None:
     assert handles == {"@londo"}
     assert len(_all(browser, "ol.feed > li")) == 10  # the seed's crud and reply, 8 chatter
 
-    # The handle comes from the address, so it is isolated (FSI … PDI) as users' text is:
-    # a right-to-left override in a crafted link cannot turn the words after it around.
+    # The handle comes from the address, so it is isolated (FSI … PDI) as users' text is,
+    # its direction controls dropped (no handle has any): a right-to-left override in a
+    # crafted link, even after a PDI, cannot turn the words after it around.
     status = "return document.querySelector('main .status').textContent"
-    for path, handle in [("nobody", "nobody"), ("%E2%80%AEevil", "\u202eevil")]:
+    crafted = [("%E2%80%AEevil", "evil"), ("%E2%81%A9%E2%80%AEevil", "evil")]
+    for path, handle in [("nobody", "nobody"), *crafted]:
         browser.get(f"{site}/@{path}")
         _shown(browser, "main .status", "Nobody on Cruddur has the handle @")
         said = browser.execute_script(status)
@@ -319,29 +321,48 @@ return left(0) < left(text.length - 1);
 """
 
 
+# The direction controls that reach past their own text: embeddings, overrides, isolates.
+_BIDI_CONTROLS = re.compile("[\u202a-\u202e\u2066-\u2069]")
+
+
 def test_a_name_with_a_direction_override_cannot_reverse_the_handle(
     browser, site: str, web_db: str
 ) -> None:
     # A display name is the user's own text (Cognito's `name`): one that ends in U+202E
     # (right-to-left override) turned everything after it in the line around, so the
     # handle beside it read backwards ("@nworbwerdna") and could pass for another's.
+    # Isolated, it still could: a PDI (U+2069) before the override closed the isolate
+    # early, and the row read "Andrew Brown andrewbrown@", the tab "… · (yrollam@)".
+    # The page drops such controls from names wherever it shows them.
+    users = [
+        ("nworbwerdna", "Andrew Brown\u2069\u202e", "Andrew Brown"),
+        ("mallory", "Mallory \u202e", "Mallory "),
+    ]
     with psycopg.connect(web_db) as conn:
-        conn.execute(
-            "WITH u AS (INSERT INTO users (display_name, handle, email, cognito_user_id)"
-            " VALUES ('Mallory \u202e', 'mallory', 'm@example.com', 'MOCK-mallory')"
-            " RETURNING uuid)"
-            " INSERT INTO activities (user_uuid, message) SELECT uuid, 'Trust me.' FROM u"
-        )
+        for handle, name, _ in users:
+            conn.execute(
+                "WITH u AS (INSERT INTO users (display_name, handle, email, cognito_user_id)"
+                " VALUES (%s, %s, %s, %s) RETURNING uuid)"
+                " INSERT INTO activities (user_uuid, message) SELECT uuid, 'Trust me.' FROM u",
+                [name, handle, f"{handle}@example.com", f"MOCK-{handle}"],
+            )
+    text = "return arguments[0].textContent"
     try:
-        browser.get(site + "/@mallory")
-        item = _shown(browser, "ol.feed > li", "Trust me.")
-        assert "\u202e" in _css(item, ".name").text
-        for part in (".handle", ".when time"):
-            assert browser.execute_script(_LEFT_TO_RIGHT, _css(item, part)), part
-        assert browser.title == "\u2068Mallory \u202e\u2069 (@mallory) · Cruddur"
+        for handle, _, shown in users:
+            browser.get(f"{site}/@{handle}")
+            item = _shown(browser, "ol.feed > li", "Trust me.")
+            for part in (".handle", ".when time"):
+                assert browser.execute_script(_LEFT_TO_RIGHT, _css(item, part)), (handle, part)
+            assert browser.execute_script(text, _css(item, ".name")) == shown
+            assert not _BIDI_CONTROLS.search(_css(browser, "h1").get_attribute("textContent"))
+            assert browser.title == f"\u2068{shown}\u2069 (@{handle}) · Cruddur"
+        browser.get(site + "/signin")
+        option = _shown(browser, "#dev-handle option[value=nworbwerdna]")
+        said = browser.execute_script(text, option)
+        assert said == "\u2068Andrew Brown\u2069 (@nworbwerdna)"
     finally:
-        with psycopg.connect(web_db) as conn:  # its crud goes with it
-            conn.execute("DELETE FROM users WHERE handle = 'mallory'")
+        with psycopg.connect(web_db) as conn:  # their cruds go with them
+            conn.execute("DELETE FROM users WHERE handle IN ('mallory', 'nworbwerdna')")
     assert _console_problems(browser) == []
 
 

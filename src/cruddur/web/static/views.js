@@ -38,9 +38,14 @@ const statusPath = (a) => `${userPath(a.handle)}/status/${a.uuid}`;
 // The parent's author is not in a reply's row: its address names no one, and the crud
 // page moves it to the author's once it has loaded (not the replier's, as it once was).
 const parentPath = (a) => `/status/${a.reply_to_activity_uuid}`;
+// Direction controls that reach past their text (embeddings, overrides U+202A–E,
+// isolates U+2066–9): a name ending in PDI + RLO closed its isolate early and turned
+// the handle beside it around. Marks (U+200E/F, U+061C) stay: they act inside it.
+const BIDI_CONTROLS = /[\u202A-\u202E\u2066-\u2069]/gu;
+const plain = (text) => `${text ?? ""}`.replace(BIDI_CONTROLS, "");
 // Users' text in a plain-text line (a title, an option): first strong isolate … pop,
-// so that a direction override in it ends with it, as .name's CSS does on the page.
-const isolate = (text) => `\u2068${text}\u2069`;
+// so that it cannot reorder what follows, as .name's CSS does on the page.
+const isolate = (text) => `\u2068${plain(text)}\u2069`;
 const plural = (n, one, many) => `${n} ${n === 1 ? one : many}`;
 
 function initials(name, handle) {
@@ -76,7 +81,7 @@ export function crudItem(a, { main = false, inThread = false } = {}) {
   const item = h(
     main ? "article" : "li",
     { class: main ? "crud crud-main" : "crud", "data-uuid": a.uuid },
-    h("div", { class: hue(a.handle), "aria-hidden": "true" }, initials(a.display_name, a.handle)),
+    h("div", { class: hue(a.handle), "aria-hidden": "true" }, initials(plain(a.display_name), a.handle)),
     h(
       "div",
       { class: "crud-body" },
@@ -86,7 +91,7 @@ export function crudItem(a, { main = false, inThread = false } = {}) {
         h(
           "a",
           { class: "who", href: userPath(a.handle), "data-nav": true },
-          h("span", { class: "name", dir: "auto" }, a.display_name),
+          h("span", { class: "name", dir: "auto" }, plain(a.display_name)),
           " ",
           h("span", { class: "handle" }, `@${a.handle}`),
         ),
@@ -379,7 +384,7 @@ export async function feedPage(main, { handle } = {}, _navigate, canonical) {
     if (handle && data?.length) {
       // The handle as stored: the address takes it in any case (/@ANDREWBROWN).
       const stored = data[0].handle;
-      title.textContent = data[0].display_name;
+      title.textContent = plain(data[0].display_name);
       head.append(h("p", { class: "sub" }, `@${stored}`));
       document.title = `${isolate(data[0].display_name)} (@${stored}) · Cruddur`;
       if (stored !== handle) canonical?.(userPath(stored));
