@@ -239,6 +239,18 @@ def test_an_address_with_a_trailing_slash_is_the_same_page(browser, site: str) -
     assert _console_problems(browser) == []
 
 
+def test_an_address_with_a_leading_double_slash_is_page_not_found(browser, site: str) -> None:
+    # https://site/ joined with /@andrewbrown/ stayed on "Loading…" for good: dropping
+    # the trailing slash gave "//@andrewbrown", which the history took for host
+    # "@andrewbrown"'s address and refused (a DOMException). The server answers such a
+    # path 404 (it merges no slashes), and the page says so.
+    for path in ("//@andrewbrown/", "//signin/", "//x/"):
+        browser.get(site + path)
+        _shown(browser, "h1", "Page not found")
+        assert browser.execute_script("return location.pathname") == path[:-1]
+    assert _console_problems(browser, allowed=("404",)) == []
+
+
 def test_the_longest_handle_fits_a_phone(browser, site: str, web_db: str) -> None:
     # 64 characters without a space: the longest handle the schema allows. A line that
     # cannot wrap makes a phone zoom the whole page out.
@@ -760,6 +772,7 @@ def test_sign_in_to_reply_comes_back_to_the_crud(browser, site: str) -> None:
         "/\\evil.example",
         "https://evil.example/",
         "/%09/evil.example",
+        "/..//evil.example/",  # a path here, //evil.example/: the form stayed on screen
         "",
     ):
         browser.get(f"{site}/signin?next={next_}")

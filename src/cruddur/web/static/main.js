@@ -19,6 +19,9 @@ const ROUTES = [
 
 let rendered = null; // the path on screen
 
+// A whole address: "//@x" alone names host "@x", which the history refuses (throws).
+const here = (path) => location.origin + path;
+
 // The route's parameters, decoded; null when one is not valid percent-encoding (/@%ZZ),
 // an address that names nothing.
 function decoded(match, names) {
@@ -37,14 +40,14 @@ function decoded(match, names) {
 // (the skip link) would look like a new page and render it again.
 function canonical(path) {
   if (location.pathname === path) return;
-  history.replaceState(null, "", path);
+  history.replaceState(null, "", here(path));
   rendered = path;
 }
 
 function render(focus, place = null) {
   // One trailing slash (/@handle/, /signin/) names the same page: the address drops it.
   if (/[^/]\/$/.test(location.pathname)) {
-    history.replaceState(history.state, "", location.pathname.slice(0, -1) + location.search);
+    history.replaceState(history.state, "", here(location.pathname.slice(0, -1) + location.search));
   }
   const path = location.pathname;
   rendered = path;
@@ -67,11 +70,11 @@ function render(focus, place = null) {
 
 // `replace`: the page on screen leaves no history entry (a sign-in form, once used).
 export function navigate(path, { replace = false } = {}) {
-  if (replace) history.replaceState(null, "", path);
+  if (replace) history.replaceState(null, "", here(path));
   else {
     // The place on the page left behind, for Back to come to (views.place).
     history.replaceState({ ...history.state, place: views.place() }, "");
-    history.pushState(null, "", path);
+    history.pushState(null, "", here(path));
   }
   render(true);
   window.scrollTo(0, 0);

@@ -506,11 +506,12 @@ function authForm(label, fields, button, onSubmit, extra = []) {
 }
 
 // Where sign-in leads (?next=): a path on this site only ("/x", never "//host" or
-// "/\host", which browsers take as another host); else the home feed.
+// "/\host", which browsers take as another host, nor "/..//host"); else the home feed.
 function nextPath(search = location.search) {
   const next = new URLSearchParams(search).get("next") || "";
   if (!/^\/(?![/\\])/.test(next)) return "/";
-  return new URL(next, location.origin).origin === location.origin ? next : "/";
+  const url = new URL(next, location.origin);
+  return url.origin === location.origin && !url.pathname.startsWith("//") ? next : "/";
 }
 
 export async function signInPage(main, _params, navigate) {
