@@ -3,11 +3,16 @@ real database. One browser for the whole module; each test is one user's story."
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import http.server
 import json
 import re
+import threading
 import time
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import psycopg
 import pytest
@@ -945,6 +950,55 @@ def test_a_page_that_found_no_server_offers_to_ask_again(browser, site: str) -> 
     _wait(browser, lambda d: _all(d, crud) and not _all(d, "main .error"))
     assert not [b for b in _all(browser, "main button.more") if b.text == "Try again"]
     assert _console_problems(browser, allowed=("ERR_BLOCKED_BY_CLIENT",)) == []
+
+
+@contextlib.contextmanager
+def _static_host(folder: Path) -> Iterator[str]:
+    """A static host set up as the README says for CloudFront: the built files, and
+    index.html with status 200 for every other path, /api/… included. Its base URL."""
+
+    class Host(http.server.SimpleHTTPRequestHandler):
+        def send_head(self):
+            if not Path(self.translate_path(self.path)).is_file():
+                self.path = "/index.html"
+            return super().send_head()
+
+        def log_message(self, *args) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(
+        ("127.0.0.1", 0), functools.partial(Host, directory=str(folder))
+    )
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
+def test_an_api_answer_that_is_not_json_is_said_in_words(browser, tmp_path) -> None:
+    # `web build` without --api-url on a host that answers every path with index.html
+    # (200): the page read that as a feed and said "rows is not iterable", or "Cannot
+    # read properties of null (reading 'activity')", with no way to ask again.
+    from cruddur.web.build import build
+
+    build(Settings.from_env({"CRUDDUR_HOME": str(tmp_path / "home")}), tmp_path / "site")
+    with _static_host(tmp_path / "site") as host:
+        for path in ("/", f"/@andrewbrown/status/{PARENT}"):
+            browser.get(host + path)
+            said = _shown(browser, "main .error").text
+            assert said == (
+                f"The Cruddur API did not answer at {host}: "
+                "check the page's --api-url (CRUDDUR_API_URL)."
+            ), path
+            assert [b.text for b in _all(browser, "main button.more") if b.is_displayed()] == [
+                "Try again"
+            ]
+        browser.get("about:blank")
+    assert _console_problems(browser) == []
 
 
 def test_a_database_that_is_away_is_said_in_words(browser, tmp_path) -> None:

@@ -261,6 +261,27 @@ def test_web_build_writes_the_page_for_a_static_host(tmp_path) -> None:
     assert (out / "index.html").read_bytes() == before  # nothing written
 
 
+def test_web_build_without_an_api_url_says_where_the_page_will_ask(tmp_path) -> None:
+    # Built without --api-url, the page asks its own origin's /api/…: a static host that
+    # answers every path with index.html left it saying "rows is not iterable". The build
+    # said nothing of it.
+    from helpers import ROOT, run
+
+    env = {"CRUDDUR_HOME": str(tmp_path / "home")}
+    built = run(ROOT / ".venv/bin/cruddur", "web", "build", str(tmp_path / "site"), env=env)
+    assert built.returncode == 0, built.stderr
+    said = [line for line in built.stderr.splitlines() if "--api-url" in line]
+    assert said == [
+        "no --api-url (CRUDDUR_API_URL): the page will ask its own origin's /api/…, "
+        "so that host must pass /api/ on to the API"
+    ], built.stderr
+    given = run(
+        ROOT / ".venv/bin/cruddur", "web", "build", str(tmp_path / "site"),
+        "--api-url", "https://api.x.example", env=env,
+    )  # fmt: skip
+    assert given.returncode == 0 and "--api-url" not in given.stderr, given.stderr
+
+
 def test_web_build_into_a_folder_it_cannot_write_is_one_line(tmp_path) -> None:
     from helpers import ROOT, run
 

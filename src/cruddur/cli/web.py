@@ -74,6 +74,13 @@ def build_command(folder: Path, api_url: str | None) -> None:
         except ConfigError as exc:
             raise ConfigError(str(exc).replace("CRUDDUR_API_URL", "--api-url", 1)) from None
         settings = settings.but(web=web_settings)
+    if not settings.web.api_url:
+        # A host that answers /api/… with its index.html (CloudFront mapping 404 to it)
+        # leaves the page saying the API did not answer: said here, before deploying.
+        info(
+            "no --api-url (CRUDDUR_API_URL): the page will ask its own origin's /api/…, "
+            "so that host must pass /api/ on to the API"
+        )
     if not settings.auth.dev:
         settings.auth.checked()
     else:

@@ -15,7 +15,7 @@ export class ApiError extends Error {
 }
 
 function describe(status, body) {
-  if (status === 0) return "Cannot reach the Cruddur API. Check your connection and try again.";
+  if (status === 0) return body?.message || "Cannot reach the Cruddur API. Check your connection and try again.";
   if (status === 503 && body?.error === "database_unavailable") {
     return "The database is not answering. Try again in a moment."; // read() says it retries
   }
@@ -106,16 +106,20 @@ async function requestOnce(path, { method = "GET", body, token } = {}, position 
   } catch {
     throw new ApiError(0, null);
   }
-  let data = null;
+  let data;
   try {
     data = await response.json();
   } catch {
-    data = null;
+    // not JSON
   }
   if (!response.ok) {
     const error = new ApiError(response.status, data);
     error.retryAfter = retryAfterMs(response.headers.get("Retry-After"));
     throw error;
+  }
+  // Not JSON (a static host's index.html, a captive portal): not the API, whatever 2xx.
+  if (data === undefined || !/json/i.test(response.headers.get("Content-Type"))) {
+    throw new ApiError(0, { message: `The Cruddur API did not answer at ${BASE || location.origin}: check the page's --api-url (CRUDDUR_API_URL).` });
   }
   const written = response.headers.get("X-Read-After");
   if (written) remember(written);

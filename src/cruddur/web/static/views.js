@@ -38,9 +38,8 @@ const statusPath = (a) => `${userPath(a.handle)}/status/${a.uuid}`;
 // The parent's author is not in a reply's row: its address names no one, and the crud
 // page moves it to the author's once it has loaded (not the replier's, as it once was).
 const parentPath = (a) => `/status/${a.reply_to_activity_uuid}`;
-// Direction controls that reach past their text (embeddings, overrides U+202A–E,
-// isolates U+2066–9): a name ending in PDI + RLO closed its isolate early and turned
-// the handle beside it around. Marks (U+200E/F, U+061C) stay: they act inside it.
+// Embeddings, overrides, isolates: a name ending in PDI + RLO closed its isolate and
+// turned the handle beside it around. Marks (U+200E/F, U+061C) act only inside it.
 const BIDI_CONTROLS = /[\u202A-\u202E\u2066-\u2069]/gu;
 const plain = (text) => `${text ?? ""}`.replace(BIDI_CONTROLS, "");
 // Users' text in a plain-text line (a title, an option): first strong isolate … pop,
