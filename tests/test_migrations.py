@@ -214,6 +214,20 @@ def test_a_failing_migration_leaves_no_trace_and_names_file_line_and_statement(
     assert columns(empty_db, "notes") == ["id", "body"]  # its first statement is gone too
 
 
+def test_a_migration_with_a_long_insert_is_applied(empty_db: str, tmp_path) -> None:
+    # sqlparse.parse() refuses a statement of more than 10,000 tokens: every command
+    # failed with "unexpected SQLParseError", naming no file.
+    rows = ",\n".join(f"({i}, 'row {i}')" for i in range(2, 3002))
+    many = f"-- migrate:up\nINSERT INTO notes VALUES\n{rows};\n-- migrate:down\nSELECT 1;\n"
+    folder = write(
+        tmp_path / "m", {"20260101000000_notes.sql": NOTES, "20260102000000_many.sql": many}
+    )
+    result = migrate(empty_db, folder)
+    assert result.returncode == 0, result.stderr
+    with psycopg.connect(empty_db) as conn:
+        assert conn.execute("SELECT count(*) FROM notes").fetchone() == (3001,)
+
+
 def test_rollback_runs_down_sections_newest_first_and_refuses_without_one(
     empty_db: str, tmp_path
 ) -> None:

@@ -41,12 +41,15 @@ class ScriptError(Exception):
 
 
 def _code_offset(piece: str) -> int | None:
-    """Where the first token that is not a comment or white space starts; None if none."""
+    """Where the first token that is not a comment or white space starts; None if none.
+
+    From the lexer's tokens alone: sqlparse.parse() groups the whole statement first
+    (~1.5 ms each), and refuses one of more than 10,000 tokens (a 3,000-row INSERT)."""
     offset = 0
-    for token in sqlparse.parse(piece)[0].flatten():
-        if token.is_whitespace or token.ttype in sqlparse.tokens.Comment:
-            offset += len(token.value)
-        elif token.value == ";":
+    for ttype, value in sqlparse.lexer.tokenize(piece):
+        if ttype in sqlparse.tokens.Whitespace or ttype in sqlparse.tokens.Comment:
+            offset += len(value)
+        elif value == ";":
             return None
         else:
             return offset
