@@ -508,6 +508,24 @@ def test_a_down_section_that_ends_the_transaction_is_refused_before_it_runs(
     assert "t" in tables(empty_db) and applied(empty_db) == ["20260102000000"]
 
 
+def test_a_commit_after_a_backslash_in_a_string_is_refused_before_anything_runs(
+    empty_db: str, tmp_path
+) -> None:
+    # sqlparse read '\' as an escaped quote, so the COMMIT hid in one piece with the
+    # UPDATE: the server ran it, t1 was kept with no schema_migrations row, and the
+    # message said nothing was kept.
+    hidden = (
+        "-- migrate:up\nCREATE TABLE t1 (id int);\n"
+        "UPDATE t1 SET id = length('\\'); COMMIT;\n"
+        "CREATE TABLE t2 (x int DEFAULT length('nosuchtype'::nosuchtype));\n"
+    )
+    folder = write(tmp_path / "m", {"20260101000000_hidden.sql": hidden})
+    result = migrate(empty_db, folder)
+    assert result.returncode == 1
+    assert "20260101000000_hidden.sql:3: COMMIT in the up section" in result.stderr, result.stderr
+    assert tables(empty_db) == set()
+
+
 def test_an_applied_file_that_ends_the_transaction_blocks_nothing(empty_db: str, tmp_path) -> None:
     # Applied before the check existed (it ran, with PostgreSQL's warnings): it is never
     # run again, and must not stop the commands that read the folder.

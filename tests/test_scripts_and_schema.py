@@ -9,8 +9,8 @@ import pytest
 from helpers import ACTIVITY_COLUMNS, USER_COLUMNS
 from psycopg import errors
 
-from cruddur.db import Db, ScriptError, packaged_script, run_script
-from cruddur.db.scripts import split
+from cruddur.db import Db, ScriptError, packaged_script, run_script, scripts
+from cruddur.db.scripts import split, transaction_control
 
 SCRIPT = """-- a comment first
 CREATE TABLE t1 (id int);
@@ -57,6 +57,53 @@ def test_split_cuts_after_a_column_named_begin_but_keeps_an_atomic_body(empty_db
             assert conn.execute("SELECT two()").fetchone() == (2,)
             conn.execute("INSERT INTO booking VALUES ('2026-01-01', '2026-01-02')")
             assert conn.execute("SELECT count(*) FROM copies").fetchone() == (2,)
+
+
+def test_split_reads_backslashes_as_postgresql_does() -> None:
+    # sqlparse read '\' as a quote escaped: the string ran on past its semicolon, and the
+    # COMMIT after it hid inside one piece, unseen by the migrations' check.
+    text = (
+        "CREATE TABLE t1 (id int); UPDATE t1 SET id = length('\\');\n"
+        "COMMIT;\n"
+        "SELECT E'it\\'s; here', e'\\\\', \"odd\\\";\n"
+        "SELECT E'two\\\nlines; still one';\n"
+        "CREATE TABLE t2 (x nosuchtype);\n"
+    )
+    statements = split(text)
+    assert [(s.line, s.text.split()[0].rstrip(";")) for s in statements] == [
+        (1, "CREATE"), (1, "UPDATE"), (2, "COMMIT"), (3, "SELECT"), (4, "SELECT"), (6, "CREATE"),
+    ]  # fmt: skip
+    assert [transaction_control(s) for s in statements].count("COMMIT") == 1
+
+
+def test_a_statement_the_split_left_whole_is_refused_not_run(empty_db: str, monkeypatch) -> None:
+    # Sent whole by the simple query protocol, the server ran every statement in it: the
+    # COMMIT kept t1 although the file failed. Each statement goes by the extended
+    # protocol, which refuses a string of several.
+    text = "CREATE TABLE t1 (id int); COMMIT; CREATE TABLE t2 (x nosuchtype);"
+    monkeypatch.setattr(scripts, "split", lambda text: (scripts.Statement(text, 1, 1),))
+    with Db(empty_db) as db:
+        with pytest.raises(ScriptError) as caught:
+            run_script(db, text, "whole.sql")
+        assert "cannot insert multiple commands" in str(caught.value)
+        assert db.query_value("SELECT to_regclass('t1')") is None
+
+
+def test_a_statement_of_any_kind_runs_by_the_extended_protocol(empty_db: str) -> None:
+    # Statements of each kind the schema, seed and migrations hold.
+    text = (
+        "CREATE TABLE t (id int);\n"
+        "DO $$ BEGIN PERFORM 1; PERFORM 2; END $$;\n"
+        "CREATE FUNCTION two() RETURNS int LANGUAGE sql BEGIN ATOMIC SELECT 1; SELECT 2; END;\n"
+        "SELECT 'a%b' LIKE 'a%', now(), ARRAY[1.5], '{}'::jsonb;\n"
+    )
+    with Db(empty_db) as db:
+        assert run_script(db, text, "kinds.sql") == 4
+    with psycopg.connect(empty_db, autocommit=True) as conn:  # as transaction:false runs it
+        scripts.execute(conn, scripts.Statement("CREATE INDEX CONCURRENTLY t_id ON t (id)", 1, 1))
+        assert conn.execute("SELECT two()").fetchone() == (2,)
+        valid = "SELECT indisvalid FROM pg_index WHERE indexrelid = 't_id'::regclass"
+        assert conn.execute(valid).fetchone() == (True,)
 
 
 def test_a_failing_statement_stops_the_file_and_nothing_is_kept(empty_db: str) -> None:

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import psycopg
 import sqlparse
+from sqlparse import keywords, tokens
 
 from cruddur.db.pool import Db
 
@@ -40,14 +41,41 @@ class ScriptError(Exception):
         return self.cause.sqlstate
 
 
+def _postgres_lexer() -> sqlparse.lexer.Lexer:
+    """sqlparse's lexer, but with PostgreSQL's quoting (standard_conforming_strings, on
+    since 9.1): a backslash escapes nothing in '…' or "…", only in E'…'.
+
+    sqlparse's default reads `\\'` as an escaped quote everywhere: in `replace(x, '\\',
+    '/'); COMMIT; …` the string ran on past the semicolon, the COMMIT hid inside one
+    piece, and the server ran that piece whole. These rules come first, so sqlparse's
+    own for quotes are never reached; its default instance is left as it was."""
+    lexer = sqlparse.lexer.Lexer()
+    lexer.default_initialization()
+    postgres = [
+        # Tried only where a token starts: the E of `nameE'…'` is inside a word.
+        (r"E'(''|\\[\s\S]|[^'\\])*'", tokens.String.Single),
+        (r"'(''|[^'])*'", tokens.String.Single),
+        (r'"(""|[^"])*"', tokens.String.Symbol),
+    ]
+    lexer.set_SQL_REGEX(postgres + list(keywords.SQL_REGEX))
+    return lexer
+
+
+_LEXER = _postgres_lexer()
+
+
+def _tokens(text: str) -> Iterator[tuple[tokens._TokenType, str]]:
+    return _LEXER.get_tokens(text)
+
+
 def _code_offset(piece: str) -> int | None:
     """Where the first token that is not a comment or white space starts; None if none.
 
     From the lexer's tokens alone: sqlparse.parse() groups the whole statement first
     (~1.5 ms each), and refuses one of more than 10,000 tokens (a 3,000-row INSERT)."""
     offset = 0
-    for ttype, value in sqlparse.lexer.tokenize(piece):
-        if ttype in sqlparse.tokens.Whitespace or ttype in sqlparse.tokens.Comment:
+    for ttype, value in _tokens(piece):
+        if ttype in tokens.Whitespace or ttype in tokens.Comment:
             offset += len(value)
         elif value == ";":
             return None
@@ -79,7 +107,7 @@ def split(text: str) -> tuple[Statement, ...]:
 
 def _at_semicolons(piece: str) -> list[str]:
     """`piece` cut after each semicolon outside strings, quoted names, comments and
-    parentheses, as psql cuts a file (sqlparse's lexer tells those apart).
+    parentheses, as psql cuts a file (the lexer above tells those apart).
 
     sqlparse.split takes the word BEGIN for the start of a block that runs to its END, so
     `ADD COLUMN begin date; ROLLBACK; …` came out as one statement: the ROLLBACK inside it
@@ -91,25 +119,21 @@ def _at_semicolons(piece: str) -> list[str]:
     previous = ""  # the last token that is not white space or a comment, upper-cased
     parens = 0
     blocks = 0  # BEGIN ATOMIC … END, and CASE … END within one
-    for ttype, value in sqlparse.lexer.tokenize(piece):
+    for ttype, value in _tokens(piece):
         at += len(value)
-        if ttype in sqlparse.tokens.Whitespace or ttype in sqlparse.tokens.Comment:
+        if ttype in tokens.Whitespace or ttype in tokens.Comment:
             continue
         word = value.upper()
-        if ttype is sqlparse.tokens.Punctuation and value == "(":
+        if ttype is tokens.Punctuation and value == "(":
             parens += 1
-        elif ttype is sqlparse.tokens.Punctuation and value == ")":
+        elif ttype is tokens.Punctuation and value == ")":
             parens = max(0, parens - 1)
-        elif (
-            parens == 0
-            and previous != "."
-            and (ttype in sqlparse.tokens.Keyword or ttype in sqlparse.tokens.Name)
-        ):
+        elif parens == 0 and previous != "." and (ttype in tokens.Keyword or ttype in tokens.Name):
             if (previous == "BEGIN" and word == "ATOMIC") or (blocks and word == "CASE"):
                 blocks += 1
             elif blocks and word == "END":
                 blocks -= 1
-        elif ttype is sqlparse.tokens.Punctuation and value == ";" and not parens and not blocks:
+        elif ttype is tokens.Punctuation and value == ";" and not parens and not blocks:
             parts.append(piece[start:at])
             start = at
         previous = word
@@ -142,6 +166,18 @@ def error_line(statement: Statement, error: psycopg.Error) -> int:
     return statement.first_line + statement.text.count("\n", 0, int(position) - 1)
 
 
+def execute(conn: psycopg.Connection, statement: Statement) -> None:
+    """Run one statement of a file by the extended query protocol (binary results make
+    psycopg send Parse, Bind, Execute even without parameters), where the server refuses
+    a string of several statements ("cannot insert multiple commands into a prepared
+    statement"). Should the cutting above ever miss a semicolon, the file fails there,
+    instead of the server running the pieces as one, a COMMIT among them unseen by
+    `transaction_control`. The cost: a statement whose rows hold a type with no binary
+    output (aclitem) fails, named; cast it to text. (A pipeline keeps text results but
+    turned a terminated session's own message into "server closed the connection".)"""
+    conn.execute(statement.text, prepare=False, binary=True)
+
+
 def run_script(
     db: Db, text: str, name: str, then: Callable[[psycopg.Connection], None] | None = None
 ) -> int:
@@ -153,7 +189,7 @@ def run_script(
     with db.connection() as conn, conn.transaction():
         for statement in statements:
             try:
-                conn.execute(statement.text, prepare=False)
+                execute(conn, statement)
             except psycopg.Error as exc:
                 raise ScriptError(name, statement, error_line(statement, exc), exc) from exc
         if then is not None:

@@ -21,7 +21,7 @@ from psycopg.rows import class_row
 from cruddur.config import MigrationSettings
 from cruddur.db import ScriptError, template
 from cruddur.db.dead_peer import with_cli_bounds
-from cruddur.db.scripts import Statement, error_line
+from cruddur.db.scripts import Statement, error_line, execute
 from cruddur.errors import Problem
 from cruddur.ops import interrupts
 from cruddur.ops.migrations import catalog, lock
@@ -267,7 +267,7 @@ def _run(
 ) -> None:
     for statement in statements:
         try:
-            conn.execute(statement.text, prepare=False)
+            execute(conn, statement)
         except psycopg.Error as exc:
             error = ScriptError(migration.file_name, statement, error_line(statement, exc), exc)
             raise MigrationFailed(migration, direction, error) from exc
