@@ -860,6 +860,31 @@ def test_a_rollback_that_gives_up_says_to_roll_back_again_not_to_migrate(
     assert applied(empty_db) == ["20260101000000"]
 
 
+def test_a_rollback_that_fails_part_way_says_how_many_went_and_the_steps_left(
+    empty_db: str, tmp_path
+) -> None:
+    # The hint said "nothing was rolled back … then roll back again", though the first of
+    # the two had gone: the same command again rolled back one migration too many.
+    other = "-- migrate:up\nCREATE TABLE other (id int);\n-- migrate:down\nDROP TABLE other;\n"
+    folder = write(
+        tmp_path / "m", {"20260101000000_notes.sql": NOTES, "20260102000000_other.sql": other}
+    )
+    assert migrate(empty_db, folder).returncode == 0
+    with psycopg.connect(empty_db) as reader:  # holds notes, the second step's table
+        reader.execute("SELECT * FROM notes").fetchall()
+        result = cli(
+            "db-rollback", "--migrations-dir", str(folder), "--steps", "2",
+            "--lock-timeout", "300ms", env=local(empty_db),
+        )  # fmt: skip
+    assert result.returncode == 1
+    assert "rolled back 20260102000000_other.sql" in result.stderr
+    hint = result.stderr.split("hint: ", 1)[1]
+    assert "1 of 2 rolled back" in hint and "nothing was rolled back" not in hint, hint
+    assert "20260101000000_notes.sql is still applied" in hint, hint
+    assert "roll back the rest with --steps 1" in hint, hint
+    assert applied(empty_db) == ["20260101000000"]
+
+
 def test_statement_timeout_stops_a_long_statement(empty_db: str, tmp_path) -> None:
     folder = write(
         tmp_path / "m", {"20260101000000_slow.sql": "-- migrate:up\nSELECT pg_sleep(30);\n"}

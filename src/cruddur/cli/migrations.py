@@ -199,10 +199,11 @@ class _Printer(Reporter):
 
 
 @contextmanager
-def _interrupted(printer: _Printer, direction: str) -> Iterator[None]:
+def _interrupted(printer: _Printer, direction: str, steps: int = 1) -> Iterator[None]:
     """Ctrl-C (SIGINT): one line on what was kept, and exit status 130. The runner holds
     an interrupt off during each migration's COMMIT and its report, so `printer` knows
-    exactly which ones committed; the one under way rolled back with its transaction."""
+    exactly which ones committed; the one under way rolled back with its transaction.
+    `steps`: a rollback's --steps."""
     try:
         yield
     except KeyboardInterrupt as exc:
@@ -223,7 +224,8 @@ def _interrupted(printer: _Printer, direction: str) -> Iterator[None]:
         elif cut is None:
             left = "none was under way"
         elif section is not None and not section.transaction:
-            left = _outside_a_transaction(cut.file_name, direction)
+            again = _rollback_again(len(finished), steps)
+            left = _outside_a_transaction(cut.file_name, direction, again)
         elif direction == "up":
             left = f"{cut.file_name} was under way and rolled back: nothing of it was kept"
         else:
@@ -234,10 +236,11 @@ def _interrupted(printer: _Printer, direction: str) -> Iterator[None]:
         raise click.exceptions.Exit(INTERRUPTED) from None
 
 
-def _outside_a_transaction(file_name: str, direction: str) -> str:
+def _outside_a_transaction(file_name: str, direction: str, again: str = "roll back again") -> str:
     """What a transaction:false section stopped part way (an error, Ctrl-C) leaves, and
     what to do. A down section's migration stays applied: DROP INDEX CONCURRENTLY stopped
-    by a timeout leaves the index INVALID (and unused), and `migrate` would do nothing."""
+    by a timeout leaves the index INVALID (and unused), and `migrate` would do nothing.
+    `again`: the rollback to run (see _rollback_again)."""
     if direction == "up":
         return (
             f"{file_name}: it ran outside a transaction (transaction:false) and is not "
@@ -246,44 +249,60 @@ def _outside_a_transaction(file_name: str, direction: str) -> str:
         )
     return (
         f"{file_name} is still applied, but its down section ran outside a transaction "
-        "(transaction:false) and what it began may stay (an INVALID index): roll back again"
+        f"(transaction:false) and what it began may stay (an INVALID index): {again}"
     )
+
+
+def _rollback_again(rolled: int, steps: int) -> str:
+    """The rollback to run after one of `steps` failed with `rolled` done: the same
+    --steps again would take one migration too many."""
+    if not rolled:
+        return "roll back again"
+    return f"roll back the rest with --steps {steps - rolled}"
 
 
 def _duration(seconds: float) -> str:
     return f"{seconds * 1000:.0f} ms" if seconds < 10 else f"{seconds:.1f} s"
 
 
-def _hint(exc: runner.MigrationFailed, prod: bool) -> str:
+def _hint(exc: runner.MigrationFailed, prod: bool, rolled: int = 0, steps: int = 1) -> str:
     """What to do after a failed section: for a lock or statement timeout, the command
     to run again (a failed rollback leaves its migration applied: `migrate` would do
-    nothing) and, on production, the sessions of production."""
+    nothing) and, on production, the sessions of production. `rolled` of `steps`: the
+    rollback's migrations already rolled back (committed) before this one failed."""
     up = exc.direction == "up"
     name = exc.migration.file_name
-    kept = (
-        "nothing of this migration was applied"
-        if up
-        else f"nothing was rolled back: {name} is still applied"
-    )
+    if up:
+        kept, again = "nothing of this migration was applied", "migrate again"
+    elif rolled:
+        kept = f"{rolled} of {steps} rolled back, then this one failed: {name} is still applied"
+        again = _rollback_again(rolled, steps)
+    else:
+        kept, again = f"nothing was rolled back: {name} is still applied", "roll back again"
     if exc.sqlstate == "55P03":
         sessions = "`bin/db-sessions prod`" if prod else "`bin/db-sessions`"
-        again = "migrate" if up else "roll back"
         return (
             f"another session holds a lock on that table (a long transaction?); {kept}. "
-            f"Find it with {sessions}, then {again} again, or raise --lock-timeout"
+            f"Find it with {sessions}, then {again}, or raise --lock-timeout"
         )
     if exc.sqlstate == "57014":
+        rest = f", and {again}" if rolled else ""
         return (
             f"the statement ran past --statement-timeout; {kept}. Raise it for this run "
-            "(e.g. --statement-timeout 30min)"
+            f"(e.g. --statement-timeout 30min){rest}"
         )
+    if rolled:
+        return f"nothing of {name}'s down section was kept ({kept}); fix it, then {again}"
     return f"nothing of {name} was kept; fix it and run again"
 
 
 @contextmanager
-def _reported(prod: bool = False) -> Iterator[None]:
+def _reported(
+    prod: bool = False, printer: _Printer | None = None, steps: int = 1
+) -> Iterator[None]:
     """A failed migration as a Problem: its error, the statement, and what to do (the
-    hint names this command's flags)."""
+    hint names this command's flags). `printer` and `steps`, for a rollback: how many of
+    how many were rolled back before the failure."""
     from cruddur.ops.migrations import runner
 
     try:
@@ -292,10 +311,12 @@ def _reported(prod: bool = False) -> Iterator[None]:
         statement = exc.statement.splitlines()
         shown = "\n           ".join(statement[:4]) + (" …" if len(statement) > 4 else "")
         section = exc.migration.up if exc.direction == "up" else exc.migration.down
+        rolled = len(printer.finished_ones) if printer and exc.direction == "down" else 0
         if section is not None and not section.transaction:
-            hint = _outside_a_transaction(exc.migration.file_name, exc.direction)
+            again = _rollback_again(rolled, steps)
+            hint = _outside_a_transaction(exc.migration.file_name, exc.direction, again)
         else:
-            hint = _hint(exc, prod)
+            hint = _hint(exc, prod, rolled, steps)
         raise Problem(f"{exc}\nstatement: {shown}", hint) from None
 
 
@@ -471,7 +492,7 @@ def rollback(
     chosen = _settings(cli, lock_timeout, statement_timeout, lock_wait)
     target, url = migration_target(cli)
     printer = _Printer()
-    with _interrupted(printer, "down"), _reported(target.prod):
+    with _interrupted(printer, "down", steps), _reported(target.prod, printer, steps):
         with runner.connect(url, chosen.connect_timeout) as conn:
             targets = runner.rollback_targets(runner.plan(conn, migrations), migrations, steps)
         info(f"to roll back ({len(targets)}), newest first:\n{_listing(targets)}")
