@@ -1239,6 +1239,23 @@ def test_a_database_to_adopt_counts_as_pending_for_exit_code(empty_db: str, tmp_
     assert again.returncode == 0 and "1 applied, 0 pending" in again.stderr, again.stderr
 
 
+def test_an_empty_database_with_an_extensions_views_is_migrated(empty_db: str, tmp_path) -> None:
+    # pg_buffercache's view (pg_stat_statements' too, common on RDS) counted as a table:
+    # the empty database was taken for one to adopt and refused as an unknown schema.
+    with psycopg.connect(empty_db, autocommit=True) as conn:
+        available = conn.execute(
+            "SELECT 1 FROM pg_available_extensions WHERE name = 'pg_buffercache'"
+        ).fetchone()
+        if not available:
+            pytest.skip("this server has no pg_buffercache")
+        conn.execute("CREATE EXTENSION pg_buffercache")
+    folder = write(tmp_path / "m", {"20260101000000_notes.sql": NOTES})
+    result = migrate(empty_db, folder)
+    assert result.returncode == 0, result.stderr
+    assert "adopt" not in result.stderr
+    assert applied(empty_db) == ["20260101000000"]
+
+
 def test_an_unknown_schema_is_refused_and_never_altered(empty_db: str) -> None:
     with psycopg.connect(empty_db) as conn:
         conn.execute("CREATE TABLE users (id int)")
