@@ -19,9 +19,11 @@ from helpers import BIN, ROOT, as_role, cli, ctrl_c_once, run, tables
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
+from cruddur.config import MigrationSettings
 from cruddur.db import Db, packaged_script, run_script
-from cruddur.ops.migrations import catalog, lock
+from cruddur.ops.migrations import catalog, lock, runner
 from cruddur.ops.migrations.files import checksum, package_dir
+from cruddur.ops.migrations.reporter import Reporter
 from cruddur.urls import database_name, redact, with_database
 
 NOTES = """-- migrate:up
@@ -604,6 +606,23 @@ def test_two_migrates_started_together_over_a_concurrent_index_both_succeed(
     with psycopg.connect(empty_db) as conn:
         valid = "SELECT indisvalid FROM pg_index WHERE indexrelid = 'notes_body_idx'::regclass"
         assert conn.execute(valid).fetchone() == (True,)
+
+
+def test_an_error_that_leaves_the_connection_unusable_stands_and_the_lock_is_freed(
+    empty_db: str,
+) -> None:
+    # A COPY from the client left the connection mid-command: the lock's release failed
+    # with "another command is already in progress", which replaced the migration's error
+    # (file, line, "COPY cannot be used with this method").
+    settings = MigrationSettings(lock_wait=0)
+    stopped = pytest.raises(RuntimeError, match="the migration's own error")
+    with stopped, runner.locked(empty_db, settings, Reporter()) as conn:
+        conn.execute("CREATE TEMP TABLE t (x int)")
+        with contextlib.suppress(psycopg.ProgrammingError):  # in COPY IN now
+            conn.execute("COPY t FROM STDIN")
+        raise RuntimeError("the migration's own error")
+    with runner.locked(empty_db, settings, Reporter()):  # free, without waiting
+        pass
 
 
 # 0.0004 s: under a millisecond, where a lock_timeout rounded down to 0 waits forever.

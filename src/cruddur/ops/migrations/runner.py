@@ -179,7 +179,10 @@ def locked(
             lock.ensure_held(conn)
             yield conn
         except BaseException:
-            with contextlib.suppress(lock.NotHeld):  # the error that stopped it stands
+            # The error that stopped it stands: a connection it left unusable (a COPY
+            # from the client under way) cannot release, and need not: closing it below
+            # frees a session lock. That release's own error replaced the migration's.
+            with contextlib.suppress(lock.NotHeld, psycopg.Error):
                 lock.release(conn)
             raise
         lock.release(conn)
