@@ -528,6 +528,26 @@ def test_a_commit_after_a_backslash_in_a_string_is_refused_before_anything_runs(
     assert tables(empty_db) == set()
 
 
+def test_a_copy_from_the_client_is_refused_by_file_and_line_before_anything_runs(
+    empty_db: str, tmp_path
+) -> None:
+    # pg_dump's plain format: the error that came out was the lock's ("another command is
+    # already in progress"), then psycopg's, neither saying what to do instead.
+    dumped = (
+        "-- migrate:up\nCREATE TABLE notes (id int PRIMARY KEY, body text);\n"
+        "COPY public.notes (id, body) FROM stdin;\n1\tkept\n\\.\n"
+        "-- migrate:down\nDROP TABLE notes;\n"
+    )
+    folder = write(tmp_path / "m", {"20260101000000_dumped.sql": dumped})
+    result = migrate(empty_db, folder)
+    assert result.returncode == 1
+    assert "20260101000000_dumped.sql:3: COPY … FROM STDIN in the up section" in result.stderr, (
+        result.stderr
+    )
+    assert "in an INSERT" in result.stderr
+    assert tables(empty_db) == set()
+
+
 def test_an_applied_file_that_ends_the_transaction_blocks_nothing(empty_db: str, tmp_path) -> None:
     # Applied before the check existed (it ran, with PostgreSQL's warnings): it is never
     # run again, and must not stop the commands that read the folder.

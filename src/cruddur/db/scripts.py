@@ -7,6 +7,7 @@ statement stops the run, nothing of the file is kept, and the error names its li
 from __future__ import annotations
 
 import functools
+import itertools
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -156,6 +157,25 @@ def transaction_control(statement: Statement) -> str | None:
     """BEGIN, COMMIT, ROLLBACK, END and the like, when the statement is one; else None."""
     found = _TRANSACTION_CONTROL.match(statement.text, _code_offset(statement.text) or 0)
     return " ".join(found[1].upper().split()) if found else None
+
+
+def client_copy(statement: Statement) -> str | None:
+    """`COPY … FROM STDIN` or `COPY … TO STDOUT` when the statement is one: its rows
+    travel between server and client (psql sends the lines after it), which a statement
+    run by `execute` cannot carry. None otherwise (a COPY from a file the server reads)."""
+    words = (
+        value.upper()
+        for ttype, value in _tokens(statement.text)
+        if ttype not in tokens.Whitespace and ttype not in tokens.Comment
+    )
+    if next(words, None) != "COPY":  # read no further: a long INSERT is not lexed whole
+        return None
+    depth = 0
+    for word, after in itertools.pairwise(words):
+        depth += (word == "(") - (word == ")")  # the query of COPY (SELECT …) TO
+        if depth == 0 and (word, after) in (("FROM", "STDIN"), ("TO", "STDOUT")):
+            return f"COPY … {word} {after}"
+    return None
 
 
 def error_line(statement: Statement, error: psycopg.Error) -> int:

@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path
 
-from cruddur.db.scripts import Statement, split, transaction_control
+from cruddur.db.scripts import Statement, client_copy, split, transaction_control
 from cruddur.errors import Problem
 
 # ASCII digits: \d took full-width ones, and schema_migrations' CHECK refused the version
@@ -92,12 +92,20 @@ def _section(file_name: str, text: str, start_line: int, transaction: bool, labe
             "failure halfway would leave part of it applied. Put each statement in its own file"
         )
     refusal = None
-    for statement in statements if transaction else ():
-        if control := transaction_control(statement):
+    for statement in statements:
+        if transaction and (control := transaction_control(statement)):
             refusal = (
                 f"{file_name}:{statement.line}: {control} in the {label} section, which "
                 "runs in one transaction that Cruddur begins and commits: after it, a "
                 "failing statement would leave part of the section applied. Remove it"
+            )
+            break
+        if copy := client_copy(statement):
+            # pg_dump's plain format: psql sends the lines after it as the rows.
+            refusal = (
+                f"{file_name}:{statement.line}: {copy} in the {label} section: its rows "
+                "would travel through the client, as psql sends them, and a migration "
+                "sends none. Put the rows in an INSERT, or COPY from a file the server reads"
             )
             break
     return Section(statements, transaction, refusal)
