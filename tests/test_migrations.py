@@ -230,6 +230,58 @@ def test_a_migration_with_a_long_insert_is_applied(empty_db: str, tmp_path) -> N
         assert conn.execute("SELECT count(*) FROM notes").fetchone() == (3001,)
 
 
+def test_a_deferred_constraint_that_fails_names_the_migration_and_keeps_nothing(
+    empty_db: str, tmp_path
+) -> None:
+    # Checked after the last statement, it failed outside the statements' error handling:
+    # a bare "violates foreign key constraint", with neither file nor what was kept.
+    orphan = (
+        "-- migrate:up\nCREATE TABLE parent (id int PRIMARY KEY);\n"
+        "CREATE TABLE child (parent_id int REFERENCES parent DEFERRABLE INITIALLY DEFERRED);\n"
+        "INSERT INTO child VALUES (1);\n"
+    )
+    folder = write(tmp_path / "m", {"20260101000000_orphan.sql": orphan})
+    result = migrate(empty_db, folder)
+    assert result.returncode == 1
+    assert (
+        '20260101000000_orphan.sql: insert or update on table "child" violates foreign key'
+        in result.stderr
+    ), result.stderr
+    assert "(checking the deferred constraints and triggers of its up section)" in result.stderr
+    assert "detail: Key (parent_id)=(1) is not present" in result.stderr
+    assert "nothing of 20260101000000_orphan.sql was kept" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert tables(empty_db) == set()
+
+
+def test_a_role_a_migration_sets_does_not_do_its_bookkeeping(
+    empty_db: str, login_role: str, tmp_path
+) -> None:
+    # The bookkeeping ran as the role the migration had set: "permission denied for
+    # schema public", blamed on the connection URL's role. A SET SESSION AUTHORIZATION
+    # (which RESET ALL leaves) also carried over to the next migration.
+    folder = write(
+        tmp_path / "m",
+        {
+            "20260101000000_a.sql": "-- migrate:up\nCREATE TABLE a (id int);\n"
+            f'SET SESSION AUTHORIZATION "{login_role}";\nSELECT 1;\n',
+            "20260102000000_b.sql": "-- migrate:up\nCREATE TABLE b (id int);\n"
+            f'SET ROLE "{login_role}";\nSELECT 1;\n',
+            "20260103000000_c.sql": "-- migrate:up\nCREATE TABLE c (id int);\n",
+        },
+    )
+    result = migrate(empty_db, folder)
+    assert result.returncode == 0, result.stderr
+    assert applied(empty_db) == ["20260101000000", "20260102000000", "20260103000000"]
+    with psycopg.connect(empty_db) as conn:
+        me = conn.execute("SELECT current_user").fetchone()[0]
+        owners = conn.execute(
+            "SELECT DISTINCT pg_get_userbyid(relowner) FROM pg_class"
+            " WHERE relname IN ('a', 'b', 'c', 'schema_migrations')"
+        ).fetchall()
+    assert owners == [(me,)]
+
+
 def test_rollback_runs_down_sections_newest_first_and_refuses_without_one(
     empty_db: str, tmp_path
 ) -> None:

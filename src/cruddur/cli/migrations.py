@@ -310,6 +310,8 @@ def _reported(
     except runner.MigrationFailed as exc:
         statement = exc.statement.splitlines()
         shown = "\n           ".join(statement[:4]) + (" …" if len(statement) > 4 else "")
+        # None to show after the file's statements (a deferred check, the bookkeeping).
+        message = f"{exc}\nstatement: {shown}" if statement else str(exc)
         section = exc.migration.up if exc.direction == "up" else exc.migration.down
         rolled = len(printer.finished_ones) if printer and exc.direction == "down" else 0
         if section is not None and not section.transaction:
@@ -317,7 +319,7 @@ def _reported(
             hint = _outside_a_transaction(exc.migration.file_name, exc.direction, again)
         else:
             hint = _hint(exc, prod, rolled, steps)
-        raise Problem(f"{exc}\nstatement: {shown}", hint) from None
+        raise Problem(message, hint) from None
 
 
 def _listing(migrations: list[Migration]) -> str:

@@ -126,6 +126,43 @@ class MigrationFailed(MigrationError):
         return self.error.sqlstate
 
 
+class AfterStatementsFailed(MigrationFailed):
+    """What runs in a migration's transaction after its last statement failed: the
+    deferred constraints and triggers its statements left to check, or the bookkeeping.
+    Nothing of the migration was kept. No line is named: a deferred check does not say
+    which statement queued it, and the bookkeeping is no statement of the file."""
+
+    def __init__(
+        self, migration: Migration, direction: str, what: str, cause: psycopg.Error | ScriptError
+    ) -> None:
+        self.migration = migration
+        self.direction = direction
+        self.what = what
+        self.cause = cause
+        first = str(cause).splitlines()[0] if str(cause) else type(cause).__name__
+        message = f"{migration.file_name}: {first} ({what})"
+        detail = cause.diag.message_detail if isinstance(cause, psycopg.Error) else None
+        if detail:  # which row: no statement is shown to tell
+            message += f"\ndetail: {detail}"
+        MigrationError.__init__(self, message)
+
+    @property
+    def statement(self) -> str:
+        return ""
+
+    @property
+    def sqlstate(self) -> str | None:
+        return self.cause.sqlstate
+
+
+@contextmanager
+def _after_statements(migration: Migration, direction: str, what: str) -> Iterator[None]:
+    try:
+        yield
+    except (psycopg.Error, ScriptError) as exc:
+        raise AfterStatementsFailed(migration, direction, what, exc) from exc
+
+
 def load(directory: Path | None = None) -> list[Migration]:
     """The migration files: the package's own unless a folder is given."""
     return load_files(directory or package_dir())
@@ -149,6 +186,7 @@ def _session_defaults(conn: psycopg.Connection) -> None:
     (outside SET LOCAL) applied to the next, which then made its tables as that role or
     in that schema, unlike in a run of its own."""
     conn.execute("RESET ALL")
+    conn.execute("RESET SESSION AUTHORIZATION")  # RESET ALL leaves it
     conn.execute("RESET ROLE")
     if conn.info.server_version >= 140000:
         # A migrate killed mid-statement: the server notices within a second and rolls
@@ -291,18 +329,33 @@ def _step(
     table the section makes anew is theirs when it commits. `hold`: called just before
     the COMMIT that records it (see interrupts.held)."""
     record_sql, params = bookkeeping
+
+    def record() -> None:
+        # As the role the migration connected as: a `SET ROLE` in the migration (not
+        # LOCAL) made these run as that role ("permission denied for table
+        # schema_migrations"). Reset within the transaction, so it holds as it commits.
+        with _after_statements(migration, direction, "resetting the role it set"):
+            conn.execute("RESET SESSION AUTHORIZATION")
+            conn.execute("RESET ROLE")
+        with _after_statements(migration, direction, "recording it in schema_migrations"):
+            conn.execute(template("migrations", "create_table"))
+            conn.execute(record_sql, params)
+        if regrant is not None:
+            with _after_statements(migration, direction, "granting the application roles"):
+                regrant(conn)
+
     if section.transaction:
         with conn.transaction():
             lock.ensure_held(conn)  # in the step's transaction: it runs where the lock is
             _set_timeouts(conn, settings, local=True)
             _run(conn, migration, section.statements, direction)
-            conn.execute(template("migrations", "create_table"))
-            conn.execute(record_sql, params)
-            if regrant is not None:
-                regrant(conn)
             # Deferred constraints and triggers checked now, while Ctrl-C still stops
-            # them; at the COMMIT, held (below), they would run beyond its reach.
-            conn.execute("SET CONSTRAINTS ALL IMMEDIATE")
+            # them; at the COMMIT, held (below), they would run beyond its reach. They
+            # fail for what the section did, though no statement of it failed.
+            what = f"checking the deferred constraints and triggers of its {direction} section"
+            with _after_statements(migration, direction, what):
+                conn.execute("SET CONSTRAINTS ALL IMMEDIATE")
+            record()
             hold()
         _session_defaults(conn)
         return
@@ -318,10 +371,7 @@ def _step(
         if not conn.closed:
             conn.execute("RESET lock_timeout; RESET statement_timeout")
     with conn.transaction():
-        conn.execute(template("migrations", "create_table"))
-        conn.execute(record_sql, params)
-        if regrant is not None:
-            regrant(conn)
+        record()
         hold()
     _session_defaults(conn)
 
