@@ -57,6 +57,12 @@ def _with_scratch_home(env: dict[str, str]) -> dict[str, str]:
     return {**env, "CRUDDUR_HOME": _scratch_home[0]}
 
 
+# The tests choose a command's settings themselves: a CRUDDUR_ENV_FILE of this process's
+# never reaches it, and a bin/ script reads no .env of the checkout's (a developer's own).
+_NOT_INHERITED = ("CONNECTION_URL", "PROD_CONNECTION_URL", "CRUDDUR_ENV_FILE")
+_NO_CHECKOUT_ENV = {"CRUDDUR_ENV_FILE": ""}
+
+
 def run(
     command: str | Path,
     *args: str,
@@ -65,12 +71,13 @@ def run(
     cwd: Path | str = "/",
 ) -> subprocess.CompletedProcess[str]:
     """Run a bin/ script (or the cruddur command) as a user would, from another folder."""
-    full_env = {
-        k: v for k, v in os.environ.items() if k not in ("CONNECTION_URL", "PROD_CONNECTION_URL")
-    }
-    full_env.update({"NO_COLOR": "1", "COLUMNS": "200", **(env or {})})
+    full_env = {k: v for k, v in os.environ.items() if k not in _NOT_INHERITED}
+    script = isinstance(command, str) and not command.startswith("/")
+    full_env.update(
+        {"NO_COLOR": "1", "COLUMNS": "200", **(_NO_CHECKOUT_ENV if script else {}), **(env or {})}
+    )
     full_env = _with_scratch_home(full_env)
-    path = BIN / command if isinstance(command, str) and not command.startswith("/") else command
+    path = BIN / command if script else command
     return subprocess.run(
         [str(path), *args],
         env=full_env,
@@ -116,16 +123,14 @@ def cli(
             argv[0] = "--prod"
         argv = [group, verb, *argv]
         header, extra = f"== {label}\n", {"CRUDDUR_SCRIPT": label}
+        if "CRUDDUR_ENV_FILE" not in (env or {}):  # as bin/lib/command would, for the tests
+            extra.update(_NO_CHECKOUT_ENV)
         command = BIN / command
     else:
         assert Path(command) == CRUDDUR, f"{command} is not the cruddur command"
         argv = list(args)
     wanted = {
-        **{
-            k: v
-            for k, v in os.environ.items()
-            if k not in ("CONNECTION_URL", "PROD_CONNECTION_URL")
-        },
+        **{k: v for k, v in os.environ.items() if k not in _NOT_INHERITED},
         "NO_COLOR": "1",
         "COLUMNS": "200",
         **(env or {}),

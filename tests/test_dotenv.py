@@ -8,6 +8,7 @@ import grp
 import os
 import pwd
 import re
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -311,3 +312,74 @@ def test_env_example_lists_every_setting_the_readme_tables_name() -> None:
     assert len(named) > 40  # the tables were found
     example = (ROOT / ".env.example").read_text()
     assert sorted(name for name in named if name not in example) == []
+
+
+def _a_checkout_of_its_own(tmp_path: Path) -> Path:
+    """A copy of the scripts beside a link to this checkout's .venv: bin/lib/command finds
+    its checkout by where it is, so this one has a .env of its own to read."""
+    checkout = tmp_path / "checkout"
+    shutil.copytree(ROOT / "bin", checkout / "bin", symlinks=True)
+    (checkout / ".venv").symlink_to(ROOT / ".venv")
+    return checkout
+
+
+def _script(path: Path, *args: str, cwd: Path, home: Path) -> subprocess.CompletedProcess[str]:
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("CONNECTION_URL", "PROD_CONNECTION_URL", "CRUDDUR_ENV_FILE")
+    }
+    env.update(NO_COLOR="1", CRUDDUR_HOME=str(home))
+    return subprocess.run(
+        [str(path), *args], env=env, cwd=cwd, capture_output=True, text=True, timeout=60,
+        check=False,
+    )  # fmt: skip
+
+
+def test_the_scripts_read_their_checkouts_dotenv_from_any_folder(tmp_path: Path) -> None:
+    # Run from another project's folder, the scripts read that folder's .env: bin/db-setup
+    # dropped and rebuilt the other project's database without a question. From a folder
+    # with no .env, they went to the embedded server, not the checkout's database.
+    checkout = _a_checkout_of_its_own(tmp_path)
+    ours = "postgresql://dotenv@127.0.0.1:1/the_checkouts"
+    (checkout / ".env").write_text(f"CONNECTION_URL={ours}\n")
+    other, empty, home = tmp_path / "otherproj", tmp_path / "empty", tmp_path / "home"
+    for folder in (other, empty, home):
+        folder.mkdir()
+    (other / ".env").write_text("CONNECTION_URL=postgresql://dotenv@127.0.0.1:1/other_project\n")
+    for folder in (other, empty):
+        ran = _script(checkout / "bin" / "db-migrations", cwd=folder, home=home)
+        assert ran.returncode == 1  # nothing listens on port 1
+        assert f"settings: {checkout / '.env'} and the environment\n" in ran.stderr, ran.stderr
+        assert f"database: {ours} (local)\n" in ran.stderr
+        assert "other_project" not in ran.stdout + ran.stderr
+    status = _script(checkout / "bin" / "lib" / "command", "db", "status", "db-status",
+                     cwd=other, home=home)  # fmt: skip
+    settings = f"settings  {checkout / '.env'} and the environment\ndatabase  {ours} (local)\n"
+    assert status.stdout.startswith(settings), status.stdout
+
+    # A checkout without a .env: none at all, not the folder's (status starts no server).
+    (checkout / ".env").unlink()
+    status = _script(checkout / "bin" / "lib" / "command", "db", "status", "db-status",
+                     cwd=other, home=home)  # fmt: skip
+    assert status.stdout.startswith("embedded  not running"), status.stdout + status.stderr
+    assert "other_project" not in status.stdout + status.stderr
+    # The cruddur command itself still reads the folder's, as documented.
+    direct = _script(checkout / ".venv" / "bin" / "cruddur", "db", "status", cwd=other, home=home)
+    assert f"settings  {other / '.env'} and the environment\n" in direct.stdout
+    assert "database  postgresql://dotenv@127.0.0.1:1/other_project (local)" in direct.stdout
+
+
+def test_a_dotenv_file_named_by_the_environment_is_read_and_must_exist(tmp_path: Path) -> None:
+    elsewhere = tmp_path / "settings.env"
+    elsewhere.write_text(f"CONNECTION_URL={FROM_FILE}\n")
+    (tmp_path / ".env").write_text(f"CONNECTION_URL={FROM_ENV}\n")  # passed over
+    read = cli(CRUDDUR, "db", "status", cwd=tmp_path, env={"CRUDDUR_ENV_FILE": str(elsewhere)})
+    assert f"database  {FROM_FILE}" in read.stdout, read.stderr
+    missing = tmp_path / "nowhere.env"
+    refused = cli(CRUDDUR, "db", "status", cwd=tmp_path, env={"CRUDDUR_ENV_FILE": str(missing)})
+    assert refused.returncode == 1
+    assert refused.stderr.startswith(f"error: CRUDDUR_ENV_FILE names {missing}, which does not")
+    os.chmod(elsewhere, 0o666)  # one others could write is refused, as in this folder
+    refused = cli(CRUDDUR, "db", "status", cwd=tmp_path, env={"CRUDDUR_ENV_FILE": str(elsewhere)})
+    assert refused.stderr.startswith(f"error: {elsewhere} can be written by others")

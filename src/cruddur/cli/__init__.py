@@ -168,16 +168,19 @@ def main() -> None:
     """Cruddur's backend tools.
 
     Local commands act on CONNECTION_URL or, when it is not set, on an embedded
-    PostgreSQL that cruddur starts itself under .cruddur/. Add --prod to act on
-    PROD_CONNECTION_URL instead. Settings come from the environment and from a .env
-    file in the current folder (or above); the environment wins.
+    PostgreSQL started under .cruddur/. Add --prod to act on PROD_CONNECTION_URL
+    instead. Settings come from the environment and from a .env file in the current
+    folder (or above), or the one CRUDDUR_ENV_FILE names (the bin/db-* scripts name
+    their checkout's); the environment wins.
     """
     try:
-        _load_env_file()
+        read = _load_env_file()
     except Problem as exc:
         if not {"-h", "--help"} & set(sys.argv[1:]):
             raise
         warn(exc.message)  # help needs no settings: shown all the same
+    else:
+        click.get_current_context().meta[ENV_FILE_META] = read
     # The pool logs each connection it discards; a CLI reports failures itself.
     logging.getLogger("psycopg").setLevel(logging.ERROR)
 
@@ -187,24 +190,33 @@ class _Untrusted(Problem):
     folder, skipped in a folder above it."""
 
 
-def _load_env_file() -> None:
-    """A .env file in this folder or above, as the flask CLI and dbmate read it; a
-    variable already set in the environment wins over the file. A line python-dotenv
-    cannot parse (an unclosed quote) stops the command: dotenv skipped it with a
-    warning, and a skipped CONNECTION_URL sent every command to another database."""
+def _load_env_file() -> Path | None:
+    """A .env file in this folder or above, as the flask CLI and dbmate read it, or the
+    one CRUDDUR_ENV_FILE names (empty: none); a variable already set in the environment
+    wins over the file. Returns the file read, if any. A line python-dotenv cannot parse
+    (an unclosed quote) stops the command: dotenv skipped it with a warning, and a
+    skipped CONNECTION_URL sent every command to another database."""
     from dotenv import load_dotenv  # here: `cruddur --help` reads no .env
     from dotenv.parser import parse_stream
 
-    try:
-        here = os.getcwd()
-    except FileNotFoundError:  # the shell's folder was removed
-        return
-    for path in _env_files_upwards(Path(here)):
+    chosen = os.environ.get(ENV_FILE_SETTING)
+    if chosen is not None:
+        # The bin/db-* scripts name their checkout's: run from another project's folder,
+        # they read that project's .env, and bin/db-setup dropped its database.
+        candidates = _chosen_env_file(chosen)
+        here = None
+    else:
+        try:
+            here = os.getcwd()
+        except FileNotFoundError:  # the shell's folder was removed
+            return None
+        candidates = _env_files_upwards(Path(here))
+    for path in candidates:
         hint = "fix it or remove it; the environment's own variables need no file"
         try:
             text = _read_own_file(path).decode("utf-8-sig")
         except _Untrusted as exc:
-            if path.parent == Path(here):
+            if here is None or path.parent == Path(here):
                 raise
             # One above is passed over as if it were not there, and the search goes on:
             # then a file another user plants (in /tmp, in a shared /srv/projects) can
@@ -238,7 +250,27 @@ def _load_env_file() -> None:
             if "\0" in (b.key or "") + (b.value or ""):
                 raise Problem(f"{path}: line {b.original.line} has a NUL byte", hint)
         load_dotenv(stream=io.StringIO(text), override=False)
-        return
+        return path.absolute()
+    return None
+
+
+ENV_FILE_SETTING = "CRUDDUR_ENV_FILE"
+ENV_FILE_META = "cruddur.env_file"  # the .env read, for the `database:` line
+
+
+def _chosen_env_file(chosen: str) -> list[Path]:
+    """CRUDDUR_ENV_FILE's file: none when it is empty; one that is not there is refused,
+    as a file it names is meant to be read (a typo would send the commands elsewhere)."""
+    if not chosen:
+        return []
+    path = Path(chosen)
+    if not os.path.lexists(path):
+        raise Problem(
+            f"{ENV_FILE_SETTING} names {path}, which does not exist",
+            f"give the path of a .env file, or unset {ENV_FILE_SETTING} to read the current "
+            "folder's",
+        )
+    return [path]
 
 
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.]*")  # what a dotenv line may name bare

@@ -18,6 +18,7 @@ from cruddur.cli.options import (
     Cli,
     Seconds,
     TargetCommand,
+    env_file_read,
     for_prod,
     pass_cli,
     prod_option,
@@ -632,6 +633,9 @@ def status(cli: Cli) -> None:
     from cruddur.targets import embedded_server
 
     settings = cli.settings
+    env_file = env_file_read()
+    if env_file is not None:  # which .env counted (bin/db-* read their checkout's)
+        result(f"settings  {env_file} and the environment")
     if not cli.prod and not settings.connection_url:
         server = embedded_server(settings)
         state = server.status()

@@ -57,6 +57,9 @@ class Cli:
         """The database this command acts on (the embedded server started if it is the
         one), named on stderr once."""
         target = self.resolve()
+        env_file = env_file_read()
+        if env_file is not None:  # run from another folder, which .env counted says
+            info(f"settings: {env_file} and the environment")
         info(f"database: {target.describe()}")
         return target
 
@@ -91,6 +94,14 @@ class Cli:
 
 
 pass_cli = click.make_pass_decorator(Cli, ensure=True)
+
+
+def env_file_read() -> Path | None:
+    """The .env file this command read its settings from, if any."""
+    from cruddur.cli import ENV_FILE_META
+
+    ctx = click.get_current_context(silent=True)
+    return None if ctx is None else ctx.meta.get(ENV_FILE_META)
 
 
 PROD_META = "cruddur.prod"  # in click's meta, which every context of a command shares
