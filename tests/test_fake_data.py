@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import random
+import resource
 import subprocess
 from uuid import UUID
 
@@ -225,6 +227,31 @@ def test_uuids_for_over_16_million_rows_are_drawn_in_pieces_with_the_same_bytes(
     assert fake_rows.random_bytes(random.Random(7), size) == random.Random(7).randbytes(size)
 
 
+def _at_most_2_gb() -> None:
+    # Address space, not RSS: a runaway fails with MemoryError here instead of taking
+    # the machine's memory; the command itself needs a fraction of it.
+    resource.setrlimit(resource.RLIMIT_AS, (2 << 30, 2 << 30))
+
+
+def test_a_load_too_large_for_memory_is_a_usage_error_not_a_runaway(seeded_db: str) -> None:
+    # Every row is planned in memory before the first is written: `--activities
+    # 2147483647` (the old limit) grew past 3.4 GB of memory in 12 s and went on.
+    env = {**os.environ, "CONNECTION_URL": seeded_db, "NO_COLOR": "1"}
+    for flag, most in (("--activities", "10000000"), ("--users", "1000000")):
+        refused = subprocess.run(
+            [CRUDDUR, "db", "seed", "--fake", flag, "2147483647"],
+            env=env, capture_output=True, text=True, timeout=60, check=False,
+            preexec_fn=_at_most_2_gb,
+        )  # fmt: skip
+        assert refused.returncode == 2, refused.stderr
+        assert f"2147483647 is not in the range 0<=x<={most}" in refused.stderr
+        assert "Traceback" not in refused.stderr
+    assert one(seeded_db, "SELECT count(*) FROM users") == 3
+    # FakeData refuses too (for a caller other than the CLI), before its arrays.
+    with pytest.raises(ValueError, match="at most 1,000,000 users and 10,000,000 activities"):
+        fake_rows.check_sizes(1, fake_rows.MAX_ACTIVITIES + 1)
+
+
 def _someone_else_has(db: Db, handle: str, sub: str = "sub-1") -> None:
     db.query_commit(
         "INSERT INTO users (display_name, handle, email, cognito_user_id)"
@@ -283,7 +310,9 @@ def test_a_failed_fake_load_names_its_seed(seeded_db: str) -> None:
     ("args", "says"),
     [
         (["--fake", "--activities", "-1"], "-1 is not in the range"),
-        (["--fake", "--users", "1" + "0" * 20], "is not in the range 0<=x<=2147483647"),
+        (["--fake", "--users", "1" + "0" * 20], "is not in the range 0<=x<=1000000"),
+        (["--fake", "--activities", "10000001"], "is not in the range 0<=x<=10000000"),
+        (["--fake", "--users", "1000001"], "is not in the range 0<=x<=1000000"),
         (["--fake", "--users", "0", "--activities", "5"], "--users must be at least 1"),
         (["--users", "5"], "--users only go with --fake"),
         (["--seed", "5", "--replace"], "--seed, --replace only go with --fake"),
@@ -295,6 +324,7 @@ def test_bad_arguments_are_refused_before_anything_changes(
     result = cli(CRUDDUR, "db", "seed", *args, env={"CONNECTION_URL": seeded_db})
     assert result.returncode == 2
     assert says in result.stderr
+    assert "Traceback" not in result.stderr
     assert one(seeded_db, "SELECT count(*) FROM users") == 3
 
 

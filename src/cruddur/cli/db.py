@@ -34,6 +34,7 @@ from cruddur.config import (
     PURGE_NICE_RATIO_MAX,
 )
 from cruddur.errors import Problem
+from cruddur.ops.fake_rows import MAX_ACTIVITIES, MAX_USERS
 from cruddur.ops.role_names import API_ROLE, LAMBDA_ROLE
 from cruddur.safe_paths import trusted_program
 from cruddur.telemetry.commands import traced_command
@@ -221,9 +222,10 @@ def schema_load(cli: Cli) -> None:
     grant_again(cli.settings, target.conninfo)
 
 
-def _fake_count(name: str, default: int, says: str) -> Any:
-    """--users or --activities of `db seed --fake`."""
-    count = click.IntRange(min=0, max=2**31 - 1)  # FakeData indexes rows with C ints
+def _fake_count(name: str, default: int, most: int, says: str) -> Any:
+    """--users or --activities of `db seed --fake`: at most `most`, which bounds the
+    memory the rows are planned in (fake_rows.MAX_USERS and MAX_ACTIVITIES)."""
+    count = click.IntRange(min=0, max=most)
     return click.option(
         name, type=count, default=default, show_default=True, help=f"With --fake: {says}"
     )
@@ -238,9 +240,12 @@ def _fake_count(name: str, default: int, says: str) -> Any:
     help="Instead of seed.sql, add made-up users and cruds in bulk (through COPY), "
     "for benchmarks. They are added to what is there; the seed users keep working.",
 )
-@_fake_count("--users", 1000, "how many fake users.")
+@_fake_count("--users", 1000, MAX_USERS, "how many fake users.")
 @_fake_count(
-    "--activities", 100_000, "how many fake cruds (a fifth of them replies), over the last 30 days."
+    "--activities",
+    100_000,
+    MAX_ACTIVITIES,
+    "how many fake cruds (a fifth of them replies), over the last 30 days.",
 )
 @click.option(
     "--seed",
