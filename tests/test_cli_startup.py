@@ -4,6 +4,7 @@ boto3, Flask or PyJWT. Each check runs in a fresh Python, which has imported not
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
 import subprocess
@@ -12,6 +13,7 @@ from pathlib import Path
 
 import click
 import pytest
+from helpers import ROOT
 
 import cruddur
 from cruddur.cli import SHORT_HELP, VERBS, main
@@ -158,3 +160,52 @@ def test_the_listing_is_as_click_makes_it_from_the_commands(width: int) -> None:
     )
     assert done.returncode == 0, done.stderr
     assert "Commands:" in done.stdout
+
+
+def _unwrapped_lines(command: click.Command) -> set[str]:
+    """The lines of the help's \\b paragraphs, which click prints as they are (a command
+    to copy, such as `dev token`'s curl example)."""
+    paragraphs = inspect.cleandoc(command.help or "").split("\n\n")
+    return {
+        line.strip()
+        for paragraph in paragraphs
+        if paragraph.startswith("\b")
+        for line in paragraph.splitlines()[1:]
+    }
+
+
+def _command(words: list[str]) -> click.Command:
+    ctx, command = click.Context(main, info_name="cruddur"), main
+    for word in words:
+        assert isinstance(command, click.Group)
+        found = command.get_command(ctx, word)
+        assert found is not None, words
+        command = found
+    return command
+
+
+def test_help_wraps_at_a_narrow_terminals_width() -> None:
+    # click's formatter wraps at 50 columns at least: on a 40-column terminal every
+    # help folded each of its lines again. Only a word that cannot break runs past it.
+    from click.testing import CliRunner
+
+    for words in [[], *every_command()]:
+        helped = CliRunner().invoke(main, [*words, "--help"], env={"COLUMNS": "40"})
+        assert helped.exit_code == 0, helped.output
+        kept = _unwrapped_lines(_command(words))
+        too_wide = [
+            line
+            for line in helped.stdout.splitlines()
+            if len(line) > 40 and len(line.split()) > 1 and line.strip() not in kept
+        ]
+        assert too_wide == [], (words, helped.stdout)
+    # The command as typed, in a terminal's own process.
+    for words in ([], ["db", "seed"]):
+        done = subprocess.run(
+            [".venv/bin/cruddur", *words, "--help"],
+            env=fresh_env({"COLUMNS": "40"}), cwd=ROOT, capture_output=True, text=True,
+            timeout=60, check=False,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        lines = done.stdout.splitlines()
+        assert len(lines) > 10 and max(map(len, lines)) <= 40, done.stdout

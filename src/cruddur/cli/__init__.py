@@ -10,9 +10,10 @@ import logging
 import os
 import pwd
 import re
+import shutil
 import stat
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -72,9 +73,69 @@ def _wrap_help_between_words() -> None:
 _wrap_help_between_words()
 
 
+HELP_MAX_WIDTH = 80  # click's own: wider lines are harder to read
+HELP_MIN_WIDTH = 20
+NARROW_TEXT = 20  # an option's help narrower than this goes below the option instead
+
+
+def help_width() -> int:
+    """The width help wraps at: the terminal's (COLUMNS, else the tty's), at most 80, less
+    click's margin of 2. click's own floor of 50 made a 40-column terminal wrap every
+    line it showed."""
+    columns = shutil.get_terminal_size().columns
+    return max(min(columns, HELP_MAX_WIDTH) - 2, HELP_MIN_WIDTH)
+
+
+class HelpFormatter(click.HelpFormatter):
+    """click's, fitting a narrow terminal: where an option's help would be left a column
+    of a few characters beside the option (click keeps 10 at least, past the width), it
+    goes on the lines below it; a usage line too long for the width wraps at spaces."""
+
+    def write_dl(
+        self, rows: Iterable[tuple[str, str]], col_max: int = 30, col_spacing: int = 2
+    ) -> None:
+        rows = list(rows)
+        widest = max((click.formatting.term_len(first) for first, _ in rows), default=0)
+        first_col = min(widest, col_max) + col_spacing
+        if self.width - first_col - 2 >= NARROW_TEXT:
+            super().write_dl(rows, col_max, col_spacing)
+            return
+        for first, second in rows:
+            self._wrapped(first, self.current_indent, self.current_indent + 2)
+            if second:
+                below = self.current_indent + 4
+                self._wrapped(second, below, below)
+
+    def write_usage(self, prog: str, args: str = "", prefix: str | None = None) -> None:
+        start = "Usage: " if prefix is None else prefix
+        if click.formatting.term_len(f"{start}{prog}") <= self.width - self.current_indent:
+            super().write_usage(prog, args, prefix)
+            return
+        line = f"{' ' * self.current_indent}{start}{prog} {args}".rstrip()
+        self._wrapped(line, 0, self.current_indent + len(start))
+
+    def _wrapped(self, text: str, first: int, then: int) -> None:
+        self.write(
+            click.formatting.wrap_text(
+                text,
+                self.width,
+                initial_indent=" " * first,
+                subsequent_indent=" " * then,
+                preserve_paragraphs=True,
+            )
+        )
+        self.write("\n")
+
+
+class Context(click.Context):
+    formatter_class = HelpFormatter
+
+
 class CruddurGroup(click.Group):
     """Loads each verb on first use, and prints every error a command raises in one
     place: `error:` and `hint:` lines, exit status 1 (dbmate's `action()` wrapper)."""
+
+    context_class = Context
 
     def main(self, *args: Any, **kwargs: Any) -> Any:
         # Usage lines and "Try '… --help'" name the command as this shell can run it
@@ -93,6 +154,17 @@ class CruddurGroup(click.Group):
             # traceback. A closed pipe never gets here: click ends quietly on that.
             fail(f"cannot write the output: {exc.strerror or exc}")
             sys.exit(1)
+
+    def make_context(
+        self,
+        info_name: str | None,
+        args: list[str],
+        parent: click.Context | None = None,
+        **extra: Any,
+    ) -> click.Context:
+        # Every group's and verb's context inherits it: help wraps at the terminal's width.
+        extra.setdefault("terminal_width", help_width())
+        return super().make_context(info_name, args, parent, **extra)
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted({*VERBS, *self.commands})
@@ -404,5 +476,7 @@ def _whole_short_help(command: click.Command) -> None:
     # shown whole, wrapped onto the next lines instead.
     if command.short_help is None and command.help:
         command.short_help = _first_sentence(command.help)
+    if command.context_class is click.Context:  # its help fits a narrow terminal too
+        command.context_class = Context
     for sub in getattr(command, "commands", {}).values():
         _whole_short_help(sub)
