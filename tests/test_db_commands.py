@@ -438,3 +438,24 @@ def test_two_creates_of_one_database_at_once_both_succeed(server_url, new_db_nam
         for thread in threads:
             thread.join(60)
         assert sorted(results, key=str) == [False, True], results
+
+
+def test_a_reader_that_goes_away_ends_the_command_with_sigpipes_status(seeded_db) -> None:
+    # `db status | head -1` exited 1, the status the README gives for a database that
+    # does not answer: click turns a broken pipe into 1. Now 141 (128 + SIGPIPE), as
+    # shell tools end, and nothing on stderr.
+    env = {**os.environ, "CONNECTION_URL": seeded_db, "NO_COLOR": "1"}
+    for verb in ("status", "sessions"):
+        reader, writer = os.pipe()
+        os.close(reader)  # gone before the first line is written
+        try:
+            done = subprocess.run(
+                [str(ROOT / ".venv" / "bin" / "cruddur"), "db", verb],
+                env=env, stdout=writer, stderr=subprocess.PIPE, text=True, timeout=60,
+                check=False,
+            )  # fmt: skip
+        finally:
+            os.close(writer)
+        assert done.returncode == 141, done.stderr
+        assert "Traceback" not in done.stderr and "BrokenPipeError" not in done.stderr
+        assert "error" not in done.stderr

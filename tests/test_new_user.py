@@ -248,6 +248,7 @@ def test_output_that_cannot_be_written_ends_in_one_line_or_quietly() -> None:
     finally:
         os.close(write_end)
     assert closed.stderr == "", closed.stderr
+    assert closed.returncode == 141  # as SIGPIPE ends a shell tool, not 1: a failure
 
 
 def test_shell_completion_answers_when_cruddur_is_not_on_path() -> None:

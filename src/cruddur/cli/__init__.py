@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import grp
 import importlib
 import inspect
@@ -151,7 +152,7 @@ class CruddurGroup(click.Group):
             return super().main(*args, **kwargs)
         except OSError as exc:
             # Writing help or a usage error failed (stdout is /dev/full): one line, not a
-            # traceback. A closed pipe never gets here: click ends quietly on that.
+            # traceback. A closed pipe never gets here: invoke() ends that with 141.
             fail(f"cannot write the output: {exc.strerror or exc}")
             sys.exit(1)
 
@@ -164,7 +165,10 @@ class CruddurGroup(click.Group):
     ) -> click.Context:
         # Every group's and verb's context inherits it: help wraps at the terminal's width.
         extra.setdefault("terminal_width", help_width())
-        return super().make_context(info_name, args, parent, **extra)
+        try:
+            return super().make_context(info_name, args, parent, **extra)
+        except BrokenPipeError:  # --help's reader went away
+            raise click.exceptions.Exit(_reader_gone()) from None
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted({*VERBS, *self.commands})
@@ -196,7 +200,9 @@ class CruddurGroup(click.Group):
         except (click.ClickException, click.exceptions.Exit, click.Abort):
             raise
         except BrokenPipeError:
-            raise  # the reader went away (`| head`): click's main ends quietly
+            # The reader went away (`| head -1`): click's main ended quietly but with
+            # status 1, which the README gives for a database that does not answer.
+            ctx.exit(_reader_gone())
         except KeyboardInterrupt:
             # Ctrl-C where no verb says what it kept (still connecting, say): click's own
             # "Aborted!" and status 1 read as a failure; 130 is an interrupt's.
@@ -217,6 +223,22 @@ class CruddurGroup(click.Group):
                 hint = for_prod(hint)
             fail(problem.message, hint)
         ctx.exit(1)
+
+
+BROKEN_PIPE = 141  # 128 + SIGPIPE: what `yes | head -1` leaves in PIPESTATUS for `yes`
+
+
+def _reader_gone() -> int:
+    """Nothing more can be written (stdout, or stderr, is a pipe its reader closed): the
+    exit status of a command killed by SIGPIPE, without a word. Both streams go to
+    /dev/null first: Python's last flush of what is buffered would fail on the closed
+    pipe again, and print "Exception ignored … BrokenPipeError"."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(AttributeError, OSError, ValueError):  # no file behind it
+            os.dup2(devnull, stream.fileno())
+    os.close(devnull)
+    return BROKEN_PIPE
 
 
 def as_problem(exc: BaseException) -> Problem | None:

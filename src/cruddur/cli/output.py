@@ -6,7 +6,9 @@ a database called `x[/y]` prints as itself; its control characters print as esca
 
 from __future__ import annotations
 
+import errno
 import functools
+import os
 import shutil
 import sys
 import unicodedata
@@ -27,17 +29,26 @@ if TYPE_CHECKING:
 @functools.cache
 def out() -> Console:
     """The console for results (stdout)."""
-    from rich.console import Console
-
-    return Console(highlight=False, soft_wrap=True)
+    return _console(stderr=False)
 
 
 @functools.cache
 def err() -> Console:
     """The console for progress, warnings and errors (stderr)."""
+    return _console(stderr=True)
+
+
+def _console(*, stderr: bool) -> Console:
     from rich.console import Console
 
-    return Console(stderr=True, highlight=False, soft_wrap=True)
+    class PipeAwareConsole(Console):
+        def on_broken_pipe(self) -> None:
+            # rich's own exits with status 1, which reads as a failure (an unreachable
+            # database for `db status`): the CLI ends a closed pipe with 141 instead.
+            self.quiet = True
+            raise BrokenPipeError(errno.EPIPE, os.strerror(errno.EPIPE))
+
+    return PipeAwareConsole(stderr=stderr, highlight=False, soft_wrap=True)
 
 
 def printable(text: str, *, newlines: bool = False) -> str:
