@@ -7,6 +7,7 @@ from __future__ import annotations
 import inspect
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -209,3 +210,37 @@ def test_help_wraps_at_a_narrow_terminals_width() -> None:
         assert done.returncode == 0, done.stderr
         lines = done.stdout.splitlines()
         assert len(lines) > 10 and max(map(len, lines)) <= 40, done.stdout
+
+
+# Every help, from one process run as the checkout's .venv/bin/cruddur (as bin/run leaves
+# it: not on the PATH), printed one after another with a line between them.
+_EVERY_HELP = """
+import json, sys
+from cruddur.cli import main
+sys.argv[0] = sys.argv[1]
+for words in json.loads(sys.argv[2]):
+    try:
+        main([*words, "--help"])
+    except SystemExit:
+        pass
+    print("=" * 20, flush=True)
+"""
+_VERB_WORDS = "|".join(sorted(VERBS))
+
+
+def test_no_help_names_a_bare_cruddur_command() -> None:
+    # `db seed --help` said to run `cruddur db seed --fake …`, `db setup` and `web` named
+    # `cruddur db roles` and `cruddur serve`: after bin/run, "command not found".
+    done = subprocess.run(
+        [sys.executable, "-c", _EVERY_HELP, ".venv/bin/cruddur",
+         json.dumps([[], *every_command()])],
+        env=fresh_env({"PATH": "/usr/bin:/bin", "COLUMNS": "80"}), cwd=ROOT,
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    helps = done.stdout.split("=" * 20 + "\n")
+    assert len(helps) > 30 and all("Usage: .venv/bin/cruddur" in h for h in helps[:-1])
+    joined = " ".join(done.stdout.split())  # a command may be wrapped across lines
+    bare = re.findall(rf"(?<![\w./-])cruddur (?:{_VERB_WORDS})\b[^`]*", joined)
+    assert bare == []
+    assert "`.venv/bin/cruddur db seed --fake --users 10000" in joined  # given as typed

@@ -21,7 +21,7 @@ from typing import Any
 import click
 
 from cruddur.cli.options import PROD_META, for_prod
-from cruddur.cli.output import fail, warn
+from cruddur.cli.output import as_typed, fail, warn
 from cruddur.errors import Problem
 
 # Each verb's module (and the name of its command in it) is imported when that verb runs:
@@ -90,12 +90,17 @@ def help_width() -> int:
 class HelpFormatter(click.HelpFormatter):
     """click's, fitting a narrow terminal: where an option's help would be left a column
     of a few characters beside the option (click keeps 10 at least, past the width), it
-    goes on the lines below it; a usage line too long for the width wraps at spaces."""
+    goes on the lines below it; a usage line too long for the width wraps at spaces. A
+    command the help names (`cruddur db seed …`) is given as this shell can run it, as
+    hints and the usage line give it: after bin/run, `cruddur` is not on the PATH."""
+
+    def write_text(self, text: str) -> None:
+        super().write_text(as_typed(text))
 
     def write_dl(
         self, rows: Iterable[tuple[str, str]], col_max: int = 30, col_spacing: int = 2
     ) -> None:
-        rows = list(rows)
+        rows = [(first, as_typed(second)) for first, second in rows]
         widest = max((click.formatting.term_len(first) for first, _ in rows), default=0)
         first_col = min(widest, col_max) + col_spacing
         if self.width - first_col - 2 >= NARROW_TEXT:
