@@ -20,7 +20,7 @@ from typing import Any
 
 import click
 
-from cruddur.cli.options import PROD_META, for_prod
+from cruddur.cli.options import KEPT_META, PROD_META, for_prod
 from cruddur.cli.output import as_typed, fail, warn
 from cruddur.errors import Problem
 
@@ -209,9 +209,15 @@ class CruddurGroup(click.Group):
             # status 1, which the README gives for a database that does not answer.
             ctx.exit(_reader_gone())
         except KeyboardInterrupt:
-            # Ctrl-C where no verb says what it kept (still connecting, say): click's own
-            # "Aborted!" and status 1 read as a failure; 130 is an interrupt's.
-            fail("interrupted (Ctrl-C)")
+            # Ctrl-C where no verb's handler says what it kept (still connecting, say):
+            # click's own "Aborted!" and status 1 read as a failure; 130 is an interrupt's.
+            # A verb that has changed nothing yet said so (if_interrupted), as its own
+            # handler would: "interrupted: nothing was written".
+            kept = ctx.meta.get(KEPT_META)
+            if kept:
+                warn(f"interrupted: {kept}")
+            else:
+                fail("interrupted (Ctrl-C)")
             ctx.exit(130)
         except Exception as exc:
             from cruddur.config import debug_enabled  # on error only: not part of every start

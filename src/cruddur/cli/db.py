@@ -20,6 +20,7 @@ from cruddur.cli.options import (
     TargetCommand,
     env_file_read,
     for_prod,
+    if_interrupted,
     pass_cli,
     prod_option,
     yes_option,
@@ -315,6 +316,8 @@ def _seed_fake(
     from cruddur.ops.connections import database_db
     from cruddur.ops.fake_rows import FakeData
 
+    # Until load() starts, a Ctrl-C (planning the rows, connecting) is the CLI's to report.
+    if_interrupted("nothing was written" + (" or deleted" if replace else ""))
     if random_seed is None:
         random_seed = secrets.randbelow(1_000_000)
     data = FakeData(users, activities, random_seed)
@@ -322,6 +325,7 @@ def _seed_fake(
     with db as database, RowsProgress(users + activities) as bar:
         try:
             loaded = fake_data.load(database, data, replace=replace, progress=bar)
+            if_interrupted(None)
         except KeyboardInterrupt as exc:
             from cruddur.ops.interrupts import CommitCut
 
@@ -444,6 +448,7 @@ def purge_expired(
     from cruddur.ops import purge as purging
     from cruddur.ops.connections import database_db
 
+    if_interrupted("nothing was deleted")  # until the batches' own handler below
     with database_db(cli.target, cli.settings.pool) as database:
         before = purging.cutoff(database, grace)
         found = purging.expired(database, before)
@@ -472,6 +477,7 @@ def purge_expired(
                     nice_ratio=nice_ratio,
                     progress=committed,
                 )
+            if_interrupted(None)
         except KeyboardInterrupt as exc:
             from cruddur.ops.interrupts import CommitCut
 
@@ -550,6 +556,8 @@ def setup(cli: Cli, force: bool, if_missing: bool) -> None:
     from cruddur.ops.migrations import runner
     from cruddur.ops.migrations.files import refuse_unrunnable
 
+    # Until the drop (or the create): checking, asking, connecting to a silent host.
+    if_interrupted("nothing was changed")
     # Every file checked before anything is dropped: an unfinished migration (`db new`
     # writes an empty one) would otherwise stop setup with the database empty.
     migrations = runner.load()
@@ -571,6 +579,7 @@ def setup(cli: Cli, force: bool, if_missing: bool) -> None:
             # What a developer means by "set it up again" while the API runs: locally,
             # its sessions go; on production, only when asked for.
             held = databases.other_sessions(server, name) if not target.prod else 0
+            if_interrupted(None)
             try:
                 dropped = databases.drop(server, name, force=force or not target.prod)
             except databases.DatabaseInUse as exc:
@@ -582,6 +591,7 @@ def setup(cli: Cli, force: bool, if_missing: bool) -> None:
             if dropped:
                 disconnected = f", disconnecting {held} session{'s' if held != 1 else ''}"
                 done(f'dropped database "{name}"' + (disconnected if held else ""))
+        if_interrupted(None)
         created = databases.create(server, name)
     with database_db(target, settings.pool) as database:
         if created:

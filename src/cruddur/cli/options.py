@@ -96,6 +96,18 @@ class Cli:
 pass_cli = click.make_pass_decorator(Cli, ensure=True)
 
 
+KEPT_META = "cruddur.kept_if_interrupted"
+
+
+def if_interrupted(kept: str | None) -> None:
+    """What a Ctrl-C from here on leaves as it was ("nothing was written"), for the line
+    the CLI prints when it comes before the verb's own handler (while connecting); None
+    once the verb starts changing things and its own handler, if any, says what stayed."""
+    ctx = click.get_current_context(silent=True)
+    if ctx is not None:
+        ctx.meta[KEPT_META] = kept
+
+
 def env_file_read() -> Path | None:
     """The .env file this command read its settings from, if any."""
     from cruddur.cli import ENV_FILE_META
