@@ -7,6 +7,7 @@ import re
 import shutil
 import stat
 import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -459,3 +460,51 @@ def test_a_reader_that_goes_away_ends_the_command_with_sigpipes_status(seeded_db
         assert done.returncode == 141, done.stderr
         assert "Traceback" not in done.stderr and "BrokenPipeError" not in done.stderr
         assert "error" not in done.stderr
+
+
+def _on_a_terminal(command: list[str], columns: int, env: dict[str, str]) -> str:
+    """What `command` prints on a pseudo-terminal `columns` wide (a table, not lines)."""
+    import pty
+
+    leader, follower = pty.openpty()
+    process = subprocess.Popen(
+        command, stdout=follower, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL,
+        env={**os.environ, **env, "NO_COLOR": "1", "COLUMNS": str(columns)},
+    )  # fmt: skip
+    os.close(follower)
+    shown = b""
+    try:
+        while chunk := os.read(leader, 65536):
+            shown += chunk
+    except OSError:  # EIO: the command ended, and the terminal with it
+        pass
+    finally:
+        os.close(leader)
+    assert process.wait(timeout=60) == 0, shown
+    # NO_COLOR keeps bold headings: their escapes are no part of what the width holds.
+    return re.sub(r"\x1b\[[0-9;]*m", "", shown.decode().replace("\r\n", "\n"))
+
+
+_TABLE_OF_VERSIONS = """
+from cruddur.cli.output import table
+table(("version", "name", "status", "applied at (UTC)"), [
+    ("20261202093000", "add_bio_to_users", "applied", "2026-12-02 09:30:00"),
+    ("20261206113000", "users_handle_any_case", "pending", ""),
+])
+"""
+
+
+@pytest.mark.parametrize("columns", [30, 40, 50, 60, 80])
+def test_numbers_in_a_table_on_a_narrow_terminal_stay_whole(empty_db, columns: int) -> None:
+    # A narrow terminal folded versions and pids mid-number (`2026120` over `2093000`),
+    # and a version could not be copied for --accept-edited.
+    with psycopg.connect(empty_db, application_name="narrow-probe") as conn:
+        pid = conn.info.backend_pid
+        shown = _on_a_terminal(
+            [str(ROOT / ".venv/bin/cruddur"), "db", "sessions"], columns, local(empty_db)
+        )
+    assert re.search(rf"(?<!\d){pid}(?!\d)", shown), shown
+    versions = _on_a_terminal([sys.executable, "-c", _TABLE_OF_VERSIONS], columns, {})
+    for version in ("20261202093000", "20261206113000"):
+        assert version in versions, versions
+    assert max(map(len, versions.splitlines())) <= columns or "\t" in versions

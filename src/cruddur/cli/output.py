@@ -128,30 +128,57 @@ def result(message: str) -> None:
     _line(out(), "", "", message)
 
 
+# A table cell narrower than this is unreadable (a name one letter a line): a table that
+# leaves less to its text columns is printed as tab-separated lines instead.
+NARROWEST_CELL = 6
+
+
 def table(headings: Sequence[str], rows: Iterable[Sequence[str]]) -> None:
     """Rows of a command's output, on stdout. On a terminal, a table; piped, plain lines
     of tab-separated cells, the headings first: rich made its table 80 columns wide off a
     terminal, cutting and wrapping the names a script reads (`cruddur-feed-li…`). Each
-    cell is text from outside, shown as printable() shows it (a tab in it as \\t)."""
+    cell is text from outside, shown as printable() shows it (a tab in it as \\t).
+
+    A column of numbers (a pid, a migration's version) is never folded: `2026120` on one
+    line and `2093000` on the next could not be copied (for --accept-edited). When the
+    terminal is too narrow for them and a few characters of every other column, the
+    tab-separated lines are printed there too."""
     console = out()
+    cells = [[printable(cell) for cell in row] for row in rows]
     try:
         piped = not console.file.isatty()
     except (AttributeError, ValueError):  # no file behind it (closed, a test's capture)
         piped = True
-    if piped:
-        console.file.write(
-            "".join("\t".join(map(printable, row)) + "\n" for row in [headings, *rows])
-        )
+    numbers = [_all_numbers([row[i] for row in cells]) for i in range(len(headings))]
+    whole = sum(
+        max(map(len, (row[i] for row in cells)), default=0) if number else NARROWEST_CELL
+        for i, number in enumerate(numbers)
+    )
+    # rich's default box: a border either side and between columns, a space of padding
+    # either side of each cell.
+    if piped or whole + 3 * len(headings) + 1 > console.width:
+        lines = [list(map(printable, headings)), *cells]
+        console.file.write("".join("\t".join(row) + "\n" for row in lines))
         console.file.flush()
         return
     from rich.table import Column, Table
     from rich.text import Text
 
     # On a narrow terminal a long name folds within its cell, never cut to "…".
-    shown = Table(*(Column(heading, overflow="fold") for heading in headings))
-    for row in rows:
-        shown.add_row(*(Text(printable(cell)) for cell in row))
+    shown = Table(
+        *(
+            Column(heading, overflow="fold", no_wrap=number)
+            for heading, number in zip(headings, numbers, strict=True)
+        )
+    )
+    for row in cells:
+        shown.add_row(*(Text(cell) for cell in row))
     console.print(shown)
+
+
+def _all_numbers(column: Sequence[str]) -> bool:
+    filled = [cell for cell in column if cell]
+    return bool(filled) and all(cell.isascii() and cell.isdigit() for cell in filled)
 
 
 def info(message: str) -> None:
