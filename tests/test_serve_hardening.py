@@ -29,7 +29,11 @@ SOCKETS = 100  # idle ones, and as many sending their headers a byte at a time
 SLOW_REQUEST = b"GET /api/activities/home HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
 # Moments of start-up, in order: the CLI has started granian; granian has forked a
 # worker, which is loading the app; both are; one has installed its own handlers.
-EARLY_MARKS = ("Starting granian", "Spawning worker-1", "Spawning worker-2", "Started worker-1")
+# From serve's first line (it checks the database and settings before granian starts).
+EARLY_MARKS = (
+    "database:", "server: granian", "Starting granian", "Spawning worker-1",
+    "Spawning worker-2", "Started worker-1",
+)  # fmt: skip
 CTRL_C_TRIALS = 6
 # Seconds from Ctrl-C to the whole server gone: less than granian's kill timeout, so a
 # worker that never stops fails the test rather than only slowing it.

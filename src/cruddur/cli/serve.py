@@ -149,6 +149,18 @@ def start_metrics_exporter(host: str, port: int) -> None:
         )
 
 
+def _stops_heard() -> None:
+    """An ignored SIGINT or SIGTERM (a background job of a script: `cruddur serve &`
+    without job control ignores SIGINT) heard from here on: a stop while serve checked
+    the database and its settings, before the exec below, was lost, and the server went
+    on to serve. Ctrl-C's KeyboardInterrupt then ends it as any verb ends; SIGTERM's
+    default action ends it. (Only while Python itself starts can a stop still be lost.)"""
+    if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    if signal.getsignal(signal.SIGTERM) == signal.SIG_IGN:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
 @click.command()
 @click.option("--host", help="Address to listen on [CRUDDUR_HOST; default 127.0.0.1].")
 @click.option("--port", type=click.IntRange(1, 65535), help="Port [PORT; default 4567].")
@@ -196,6 +208,7 @@ def serve(
     from cruddur.api_urls import ApiUrls
     from cruddur.targets import api_url, serve_target
 
+    _stops_heard()
     settings = Settings.from_env()
     config = settings.serve
     settings.web  # noqa: B018 - checked here once, not in each worker as it starts
