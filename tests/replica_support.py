@@ -63,22 +63,27 @@ class ReplicaPair:
         """Another streaming replica of the primary, started (remove it after use); on
         `host` (a loopback address of its own lets two share a port, as behind one
         PgBouncer host list) and `port` (0: a free one)."""
+        return self.from_backup(name, standby=True, host=host, port=port)
+
+    def from_backup(
+        self,
+        name: str,
+        source_url: str | None = None,
+        *,
+        standby: bool,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        start: bool = True,
+    ) -> ExtraReplica:
+        """A server made from a base backup of the primary (or of the server at
+        `source_url`) taken now: a streaming replica of it (`standby`), else a primary of
+        its own, as a primary restored from that backup is. Started on `host` and `port`
+        (0: a free one) unless not `start` (a backup kept to restore from later). Remove it
+        after use."""
         extra = ExtraReplica(self, self.primary.cluster_dir / name, port or free_port(), host)
-        if extra.data_dir.exists():
-            shutil.rmtree(extra.data_dir)
-        params = parse(self.primary_url)
-        self._run(
-            "pg_basebackup", f"--pgdata={extra.data_dir}", "--write-recovery-conf",
-            "--checkpoint=fast", "--wal-method=stream", "--host=127.0.0.1",
-            f"--port={params['port']}", "--username=postgres",
-            env={"PGPASSWORD": params["password"]},
-        )  # fmt: skip
-        self._run(
-            "pg_ctl", f"--pgdata={extra.data_dir}", "start", "--wait", "--timeout=60",
-            f"--log={extra.data_dir / 'replica.log'}",
-            f"--options=-p {extra.port} -c listen_addresses={host} -c unix_socket_directories=''",
-        )  # fmt: skip
-        self.wait_accepting(extra.url)
+        extra.restore_from(source_url or self.primary_url, standby=standby)
+        if start:
+            extra.start()
         return extra
 
     def remove(self) -> None:
@@ -161,10 +166,12 @@ class ReplicaPair:
                 "SELECT pg_wal_replay_pause()" if paused else "SELECT pg_wal_replay_resume()"
             )
 
-    def wait_caught_up(self, timeout: float = 30, replica_url: str | None = None) -> None:
-        """Until the replica (or the one at `replica_url`) has replayed all the primary
-        has written."""
-        with psycopg.connect(self.primary_url, autocommit=True) as primary:
+    def wait_caught_up(
+        self, timeout: float = 30, replica_url: str | None = None, primary_url: str | None = None
+    ) -> None:
+        """Until the replica (or the one at `replica_url`) has replayed all the primary (or
+        the one at `primary_url`) has written."""
+        with psycopg.connect(primary_url or self.primary_url, autocommit=True) as primary:
             target = primary.execute("SELECT pg_current_wal_lsn()").fetchone()[0]
         deadline = time.monotonic() + timeout
         with psycopg.connect(replica_url or self.replica_url, autocommit=True) as replica:
@@ -220,7 +227,8 @@ def activity_scans(url: str) -> int:
 
 
 class ExtraReplica:
-    """Another replica of a ReplicaPair's primary (ReplicaPair.another_replica)."""
+    """Another server made from a base backup of a ReplicaPair's primary, or of another
+    server (ReplicaPair.another_replica, ReplicaPair.from_backup)."""
 
     def __init__(self, pair: ReplicaPair, data_dir: Path, port: int, host: str) -> None:
         self.pair, self.data_dir, self.port, self.host = pair, data_dir, port, host
@@ -228,6 +236,38 @@ class ExtraReplica:
     @property
     def url(self) -> str:
         return make_conninfo(self.pair.primary_url, host=self.host, port=str(self.port))
+
+    def restore_from(self, source_url: str, *, standby: bool) -> None:
+        """Its data folder made anew: a base backup of the server at `source_url`, as a
+        streaming replica of it (`standby`) or a primary of its own. Stopped first."""
+        self.stop()
+        if self.data_dir.exists():
+            shutil.rmtree(self.data_dir)
+        params = parse(source_url)
+        self.pair._run(
+            "pg_basebackup", f"--pgdata={self.data_dir}", "--checkpoint=fast",
+            "--wal-method=stream", "--host=127.0.0.1", f"--port={params['port']}",
+            "--username=postgres", *(["--write-recovery-conf"] if standby else []),
+            env={"PGPASSWORD": params["password"]},
+        )  # fmt: skip
+
+    def start(self) -> None:
+        self.pair._run(
+            "pg_ctl", f"--pgdata={self.data_dir}", "start", "--wait", "--timeout=60",
+            f"--log={self.data_dir / 'server.log'}",
+            f"--options=-p {self.port} -c listen_addresses={self.host}"
+            " -c unix_socket_directories=''",
+        )  # fmt: skip
+        self.pair.wait_accepting(self.url)
+
+    def stop(self, mode: str = "fast") -> None:
+        if not (self.data_dir / "postmaster.pid").exists():
+            return
+        subprocess.run(
+            [str(self.pair.primary.bin_dir() / "pg_ctl"), f"--pgdata={self.data_dir}",
+             "stop", "--wait", f"--mode={mode}"],
+            capture_output=True, check=False, timeout=60, **as_postgres_user(),
+        )  # fmt: skip
 
     def set_apply_delay(self, milliseconds: int) -> None:
         with psycopg.connect(self.url, autocommit=True) as conn:
@@ -239,9 +279,5 @@ class ExtraReplica:
             conn.execute("SELECT pg_reload_conf()")
 
     def remove(self) -> None:
-        subprocess.run(
-            [str(self.pair.primary.bin_dir() / "pg_ctl"), f"--pgdata={self.data_dir}",
-             "stop", "--wait", "--mode=immediate"],
-            capture_output=True, check=False, timeout=60, **as_postgres_user(),
-        )  # fmt: skip
+        self.stop("immediate")
         shutil.rmtree(self.data_dir, ignore_errors=True)

@@ -74,6 +74,12 @@ def _in_use(api: CheckedClient) -> bool:
     return api.get("/api/health").get_json()["replica"]["in_use"]
 
 
+def _replica_health(api: CheckedClient) -> dict:
+    """/api/health's replica part; {} while health is not a 200 (its primary restarting)."""
+    health = api.get("/api/health")
+    return health.get_json()["replica"] if health.status_code == 200 else {}
+
+
 def _looks_while_kept_off(api: CheckedClient, router, *, seconds: float) -> list[ReplicaState]:
     """The watcher's looks over `seconds` (within a 2 s limit: the clock's own lag stays
     under it), each while /api/health says the replica is not in use."""
@@ -592,6 +598,83 @@ def test_the_lag_clock_counts_from_the_oldest_wal_not_replayed() -> None:
     assert clock.lag(35.0, 250) == 0.0
 
 
+def test_the_lag_clock_starts_over_when_the_primary_goes_back() -> None:
+    # A primary restored from a backup writes again from the backup's position. Its new
+    # samples were dropped as old, and a replica rebuilt from it, caught up, read as
+    # behind (or not known) until the worker restarted.
+    clock = LagClock()
+    clock.primary_at(0.0, 5000)
+    clock.primary_at(1.0, 6000)
+    clock.primary_at(10.0, 300)  # restored: back to 300
+    assert clock.lag(11.0, 300, estimate=3600.0) == 0.0  # caught up with it: no lag
+    clock.primary_at(12.0, 400)
+    assert clock.lag(13.0, 400) == 0.0
+    assert clock.lag(13.0, 350) > 0.0
+
+
+def test_a_replica_holding_a_history_the_restored_primary_no_longer_has_is_not_used(
+    pair: ReplicaPair, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A primary restored from a backup writes again from the backup's WAL position, behind
+    # what its replica replayed. The replica, having replayed all it received, said 0 s
+    # behind, and the restored primary's X-Read-After positions, lower than its own, were
+    # judged replayed: reads came from data the primary no longer has, and a new crud's
+    # page was a 404 to its author. Rebuilt from the restored primary, the replica then
+    # stayed out of use until the worker restarted.
+    primary = pair.from_backup("restored-primary", standby=False)
+    backup = replica = app = None
+    try:
+        # The backup it will be restored from, to start on its port.
+        backup = pair.from_backup(
+            "earlier-backup", primary.url, standby=False, port=primary.port, start=False
+        )
+        with psycopg.connect(primary.url, autocommit=True) as conn:
+            conn.execute("CREATE TABLE history_marker (at timestamptz)")
+            conn.execute("INSERT INTO history_marker VALUES (now())")
+            conn.execute("SELECT pg_switch_wal()")  # its WAL far past the backup's
+        replica = pair.from_backup("its-replica", primary.url, standby=True)
+        pair.wait_caught_up(replica_url=replica.url, primary_url=primary.url)
+        env = {"CONNECTION_URL": primary.url, "READER_CONNECTION_URL": replica.url}
+        app, api, auth = _app(pair, tmp_path, **env)
+        _wait_until(lambda: _in_use(api))
+        primary.stop()
+        backup.start()  # the primary restored from the backup: its WAL position went back
+        with caplog.at_level("INFO", logger="cruddur.api.reads"):
+            # (It said "0 s behind: reads use it" for good.)
+            _wait_until(lambda: _replica_health(api).get("in_use") is False)
+        health = _replica_health(api)
+        assert health["following"] is False and health["lag_seconds"] is None, health
+        skipped = [r.getMessage() for r in caplog.records if "replica skipped" in r.getMessage()]
+        assert any("not following this primary" in line for line in skipped), skipped
+        for attempt in range(10):
+            created = api.post(
+                "/api/activities", json={"message": f"restored {attempt}", "ttl": "1-day"},
+                headers=auth,
+            )  # fmt: skip
+            assert created.status_code == 201
+            uuid = created.get_json()["uuid"]
+            after = {"X-Read-After": created.headers["X-Read-After"]}
+            assert api.get(f"/api/activities/{uuid}", headers=after).status_code == 200
+            feed = api.get("/api/activities/home", headers=after).get_json()
+            assert feed[0]["uuid"] == uuid, f"attempt {attempt}: own write not seen"
+        shown = cli(ROOT / ".venv/bin/cruddur", "db", "status", env=env)
+        assert shown.returncode == 0, shown.stderr
+        line = next(x for x in shown.stdout.splitlines() if x.startswith("replica "))
+        assert "not following this primary" in line and "reads go to the primary" in line, line
+        # Rebuilt from the restored primary: in use again, without a restart.
+        replica.restore_from(primary.url, standby=True)
+        replica.start()
+        pair.wait_caught_up(replica_url=replica.url, primary_url=primary.url)
+        _wait_until(lambda: _replica_health(api).get("in_use") is True)
+        assert _replica_health(api)["following"] is True
+    finally:
+        if app is not None:
+            _close(app)
+        for server in (replica, backup, primary):
+            if server is not None:
+                server.remove()
+
+
 def test_a_replica_stuck_for_hours_reads_as_hours_behind() -> None:
     clock = LagClock()
     for second in range(7200):  # the primary writes on; the replica replays nothing
@@ -604,15 +687,26 @@ def test_a_replica_stuck_for_hours_reads_as_hours_behind() -> None:
     assert len(clock._samples) <= clock.max_samples
 
 
-@pytest.mark.parametrize("where", ["the primary itself", "nothing listening"])
+@pytest.mark.parametrize(
+    "where", ["the primary itself", "nothing listening", "a replica of another cluster"]
+)
 def test_a_misconfigured_replica_is_reported_from_the_first_look(
-    api_url: str, tmp_path: Path, caplog: pytest.LogCaptureFixture, where: str
+    api_url: str,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+    request: pytest.FixtureRequest,
+    where: str,
 ) -> None:
-    # Reads go to the primary either way; the operator is told why, once, at once.
+    # Reads go to the primary either way; the operator is told why, once, at once. A
+    # replica of another cluster was judged by its WAL positions against this primary's:
+    # in use, or behind, by chance.
     parts = parse(api_url)
-    reader = api_url if where == "the primary itself" else api_url.replace(
-        f"port={parts['port']}", "port=1"
-    )  # fmt: skip
+    if where == "a replica of another cluster":
+        reader = request.getfixturevalue("pair").replica_url
+    else:
+        reader = api_url if where == "the primary itself" else api_url.replace(
+            f"port={parts['port']}", "port=1"
+        )  # fmt: skip
     assert reader != api_url or where == "the primary itself"
     settings = Settings.from_env(
         {"CRUDDUR_HOME": str(tmp_path), "CONNECTION_URL": api_url,
@@ -630,7 +724,11 @@ def test_a_misconfigured_replica_is_reported_from_the_first_look(
     assert not router.state.fresh(router.max_lag)
     lines = [r.getMessage() for r in caplog.records if "replica skipped" in r.getMessage()]
     assert len(lines) == 1, lines
-    expected = "not a replica" if where == "the primary itself" else "unreachable"
+    expected = {
+        "the primary itself": "not a replica",
+        "nothing listening": "unreachable",
+        "a replica of another cluster": "not following this primary: a replica of another",
+    }[where]
     assert expected in lines[0]
     assert parts["password"] not in caplog.text
 

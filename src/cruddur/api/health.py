@@ -83,6 +83,9 @@ def health() -> Response:
             "lag_seconds": None if state.lag_seconds is None else round(state.lag_seconds, 3),
             "max_lag_seconds": router.max_lag,
             "in_use": state.fresh(router.max_lag, time.monotonic()),
+            # False: it holds WAL the primary has not written (a history the primary, restored
+            # from a backup, no longer has) or is another cluster's replica: never in use.
+            "following": state.following,
         }
     return Response(json.dumps(body), 200, mimetype="application/json")
 

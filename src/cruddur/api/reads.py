@@ -31,9 +31,12 @@ from cruddur.db import Db, template
 from cruddur.db.replication import (
     NOT_LOOKED_AT,
     LagClock,
+    PrimarySample,
     ReplicaState,
+    compared_with,
     format_lsn,
     look_at_replica,
+    not_following,
     parse_lsn,
 )
 
@@ -57,6 +60,8 @@ def _why_skipped(state: ReplicaState) -> str:
         return "not looked at"
     if not state.reachable:
         return "unreachable"
+    if state.following is False:
+        return "not following"
     return "behind" if state.in_recovery else "not a replica"
 
 
@@ -110,22 +115,7 @@ class ReadRouter:
                         application_name="cruddur-replica-watch",
                         prepare_threshold=None,  # safe behind a transaction pooler too
                     )
-                sampled = self._sample_primary()
-                state = look_at_replica(conn)
-                if state.replayed is not None:
-                    lag = self._clock.lag(time.monotonic(), state.replayed, state.replay_age)
-                    if lag == math.inf:
-                        state = replace(state, lag_seconds=None, problem=LAG_UNKNOWN)
-                    elif lag is not None and not sampled and state.lag_seconds is None:
-                        # Without the primary, and WAL waits that it cannot date.
-                        state = replace(state, problem=state.problem or LAG_UNKNOWN)
-                    elif lag is not None:
-                        if not sampled:
-                            # Without the primary the clock is blind to WAL written since
-                            # its last sample: it said 0 while the replica held a committed
-                            # write it had not replayed. The replica's own estimate stands.
-                            lag = max(lag, state.lag_seconds or 0.0)
-                        state = replace(state, lag_seconds=lag, problem=None)
+                state = self._look(conn)
             except psycopg.Error as exc:
                 state = ReplicaState(False, problem=str(exc).strip().splitlines()[0][:200])
                 if conn is not None:
@@ -136,26 +126,58 @@ class ReadRouter:
         if conn is not None:
             conn.close()
 
-    def _sample_primary(self) -> bool:
-        """The primary's write position now, for the lag clock; False without the primary
-        (down, or not answering within the bound): then the replica's own estimate stands.
-        Unbounded, a hung primary held the watcher: its look aged out and reads went to the
-        primary."""
+    def _look(self, conn: psycopg.Connection) -> ReplicaState:
+        """One look at the replica over the watcher's `conn`, with its lag by the clock."""
+        primary = self._sample_primary()
+        state = look_at_replica(conn)
+        if not state.in_recovery:
+            return state
+        if primary is not None:
+            if not_following(state, primary) is not None:
+                # Sampled before the look: a replica that follows may have replayed past
+                # it since. Only a sample taken after the look can tell.
+                primary = self._sample_primary() or primary
+            state = compared_with(state, primary)
+            if state.following is False:
+                return state
+        if state.replayed is not None:
+            lag = self._clock.lag(time.monotonic(), state.replayed, state.replay_age)
+            if lag == math.inf:
+                state = replace(state, lag_seconds=None, problem=LAG_UNKNOWN)
+            elif lag is not None and primary is None and state.lag_seconds is None:
+                # Without the primary, and WAL waits that it cannot date.
+                state = replace(state, problem=state.problem or LAG_UNKNOWN)
+            elif lag is not None:
+                if primary is None:
+                    # Without the primary the clock is blind to WAL written since its
+                    # last sample: it said 0 while the replica held a committed write it
+                    # had not replayed. The replica's own estimate stands.
+                    lag = max(lag, state.lag_seconds or 0.0)
+                state = replace(state, lag_seconds=lag, problem=None)
+        return state
+
+    def _sample_primary(self) -> PrimarySample | None:
+        """The primary's write position now, also given to the lag clock; None without the
+        primary (down, or not answering within the bound): then the replica's own estimate
+        stands. Unbounded, a hung primary held the watcher: its look aged out and reads
+        went to the primary."""
         try:
             primary = self.primary.get().bounded(PRIMARY_SAMPLE_SECONDS)
-            position = primary.query_value(template("replication", "write_position"))
+            row = primary.query_row(template("replication", "primary_state"))
         except psycopg.Error:  # PoolTimeout and DeadlinePassed too
             self._missed = True
-            return False
+            return None
         now = time.monotonic()
-        if position:
+        written, cluster = row if row else (None, None)
+        position = parse_lsn(written) if written else None
+        if position is not None:
             # Back after samples failed: what it wrote meanwhile may be as old as the last
             # sample that worked (a write just before it went away), so it counts from then.
             since = self._last_sampled if self._missed and self._last_sampled else now
-            self._clock.primary_at(since, parse_lsn(position) or 0)
+            self._clock.primary_at(since, position)
         self._missed = False
         self._last_sampled = now
-        return True
+        return None if position is None else PrimarySample(position, cluster)
 
     def _set_state(self, state: ReplicaState) -> None:
         before = self._state

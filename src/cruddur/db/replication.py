@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import re
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import psycopg
 
@@ -33,6 +33,11 @@ class ReplicaState:
     # The age of the last transaction it replayed (None: none yet), whether or not WAL
     # waits: for a replica behind a primary it has lost touch with, how old its data is.
     replay_age: float | None = None
+    received: int | None = None  # the WAL position received (streamed), as parse_lsn gives it
+    cluster: str | None = None  # its database cluster's system identifier
+    # Compared with a sample of the primary taken after the look: False when it holds WAL
+    # the primary has not written, or is another cluster's; None when not compared.
+    following: bool | None = None
 
     def fresh(self, max_lag: float, now: float | None = None) -> bool:
         """Within max_lag at the look; given `now` (time.monotonic()), still within it
@@ -51,7 +56,7 @@ NOT_LOOKED_AT = ReplicaState(reachable=False, problem="not looked at yet")
 def look_at_replica(conn: psycopg.Connection) -> ReplicaState:
     """One look at a replica over `conn` (any connection to it)."""
     row = conn.execute(template("replication", "replica_state")).fetchone()
-    in_recovery, replayed, lag, replay_age = row
+    in_recovery, replayed, received, cluster, lag, replay_age = row
     if not in_recovery:
         # A primary (or a promoted replica) behind READER_CONNECTION_URL: it cannot say
         # how far it has replayed, so read-your-writes cannot be checked there.
@@ -64,7 +69,50 @@ def look_at_replica(conn: psycopg.Connection) -> ReplicaState:
         # WAL waits and no transaction was replayed since it started (it said 0 s here).
         problem=WAITS_UNKNOWN if lag is None else None,
         replay_age=None if replay_age is None else max(0.0, float(replay_age)),
+        received=parse_lsn(received) if received else None,
+        cluster=cluster,
     )
+
+
+@dataclass(frozen=True)
+class PrimarySample:
+    """The primary at one look: where its WAL is written up to, and which cluster it is."""
+
+    written: int  # as parse_lsn gives it
+    cluster: str | None
+
+
+def not_following(state: ReplicaState, primary: PrimarySample) -> str | None:
+    """Why the replica is not following this primary; None when nothing says so.
+
+    `primary` must be sampled after the look at the replica: a replica that follows may
+    replay past a position sampled before it. A replica holding WAL past all the primary
+    has written holds another history (the primary restored from a backup, its WAL
+    position gone back): its own lag says 0 and its positions, compared with the
+    primary's, said every write was replayed, so readers were served data the primary no
+    longer has and writers missed their own writes."""
+    if state.cluster and primary.cluster and state.cluster != primary.cluster:
+        return (
+            f"not following this primary: a replica of another database cluster (system "
+            f"identifier {state.cluster}, the primary's {primary.cluster}); point "
+            "READER_CONNECTION_URL at a replica of the primary"
+        )
+    ahead = max((at for at in (state.replayed, state.received) if at is not None), default=0)
+    if ahead > primary.written:
+        return (
+            f"not following this primary: it holds WAL up to {format_lsn(ahead)}, past all "
+            f"the primary has written ({format_lsn(primary.written)}), a history the primary "
+            "no longer has (restored from a backup?); rebuild the replica from the primary"
+        )
+    return None
+
+
+def compared_with(state: ReplicaState, primary: PrimarySample) -> ReplicaState:
+    """`state` with `following` set; one not following has no lag, so it is not used."""
+    why = not_following(state, primary)
+    if why is None:
+        return replace(state, following=True)
+    return replace(state, lag_seconds=None, problem=why, following=False)
 
 
 WAITS_UNKNOWN = (
@@ -87,7 +135,12 @@ class LagClock:
         self._samples: deque[tuple[float, int]] = deque()  # (time.monotonic(), position)
 
     def primary_at(self, when: float, position: int) -> None:
-        if self._samples and position <= self._samples[-1][1]:
+        if self._samples and position < self._samples[-1][1]:
+            # The primary went back (restored from a backup): the samples are of a history
+            # it no longer has. Kept, its new positions were dropped as old, and a replica
+            # rebuilt from it read as behind (or not known) until the worker restarted.
+            self._samples.clear()
+        if self._samples and position == self._samples[-1][1]:
             return  # nothing new written since the last sample: the older time stands
         self._samples.append((when, position))
         if len(self._samples) > self.max_samples:

@@ -14,7 +14,14 @@ from cruddur.config import PoolSettings
 from cruddur.db import Db, template
 from cruddur.db.dead_peer import with_cli_bounds
 from cruddur.db.errors import RDS_REACH_HINT, explain
-from cruddur.db.replication import LagClock, ReplicaState, look_at_replica, parse_lsn
+from cruddur.db.replication import (
+    LagClock,
+    PrimarySample,
+    ReplicaState,
+    compared_with,
+    look_at_replica,
+    parse_lsn,
+)
 from cruddur.ops.connections import database_db
 from cruddur.ops.loading import SCHEMA_TABLES, schema_tables
 from cruddur.ops.migrations import runner
@@ -150,7 +157,9 @@ LAG_UNKNOWN = (
 def replica_status(url: str, primary_url: str, connect_timeout: int) -> ReplicaState:
     """One look at READER_CONNECTION_URL's server: caught up (lag 0) when it has replayed
     all the primary has written, else the age of its last replayed transaction (not known
-    when it has replayed none since it started). Without the primary, its own estimate."""
+    when it has replayed none since it started); not following the primary when it holds
+    WAL the primary has not written or is another cluster's. Without the primary, its own
+    estimate."""
     try:
         with psycopg.connect(
             with_cli_bounds(url), autocommit=True, connect_timeout=connect_timeout
@@ -164,11 +173,17 @@ def replica_status(url: str, primary_url: str, connect_timeout: int) -> ReplicaS
         with psycopg.connect(
             with_cli_bounds(primary_url), connect_timeout=connect_timeout
         ) as primary:
-            written = primary.execute(template("replication", "write_position")).fetchone()[0]
+            written, cluster = primary.execute(template("replication", "primary_state")).fetchone()
     except psycopg.Error:
         return state
     position = parse_lsn(written) if written else None
     if state.replayed is None or position is None:
+        return state
+    # Sampled after the look, as not_following needs: one holding WAL past this is not
+    # following this primary (it said "0.0 s behind: reads use it" of a replica holding a
+    # history the restored primary no longer has).
+    state = compared_with(state, PrimarySample(position, cluster))
+    if state.following is False:
         return state
     # As the API's watcher reads it on its first look (api/reads.py): caught up when it has
     # replayed all the primary has written; behind it, as old as its last replayed

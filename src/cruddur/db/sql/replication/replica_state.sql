@@ -5,9 +5,15 @@
 -- replay_age is that age whatever waits: a replica cut off from its primary has
 -- replayed all that arrived, yet its data is as old as its last transaction. The API's
 -- lag clock takes it while it has no sample of the primary old enough to say more.
+-- The lag here is only the replica's own view: a replica holding WAL past the primary's
+-- position (another history: the primary restored from a backup) has replayed all it
+-- received and says 0. The received position and the cluster let the caller compare it
+-- with the primary's (replication.not_following).
 SELECT
     pg_is_in_recovery() AS in_recovery,
     pg_last_wal_replay_lsn()::text AS replayed_lsn,
+    pg_last_wal_receive_lsn()::text AS received_lsn,
+    (SELECT system_identifier FROM pg_control_system())::text AS cluster,
     CASE
         WHEN NOT pg_is_in_recovery() THEN NULL
         -- Not streaming (WAL from an archive): its last transaction's age, as ever.
