@@ -10,6 +10,7 @@ import random
 import re
 import signal
 import subprocess
+import threading
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -327,6 +328,53 @@ def test_a_replica_past_the_lag_limit_is_skipped_then_used_again(
         _close(app)
 
 
+def test_a_replica_replaying_late_reads_at_least_as_far_behind_as_it_is(
+    pair: ReplicaPair, tmp_path: Path
+) -> None:
+    # The lag counted from the first sample of the primary past what the replica replayed,
+    # but what it had not replayed may have been written just after the sample before, a
+    # look earlier: a replica replaying 5.8 s late read as 4.8 to 5.8 s behind, and
+    # served reads more than the 5 s limit stale (17 of 54).
+    delay = 3.0
+    pair.wait_caught_up()
+    app, api, _ = _app(pair, tmp_path, CRUDDUR_REPLICA_MAX_LAG="2.7")
+    router = app.extensions["cruddur.reads"]
+    stop = threading.Event()
+
+    def write_on() -> None:
+        with psycopg.connect(pair.primary_url, autocommit=True) as conn:
+            while not stop.is_set():
+                conn.execute("INSERT INTO lag_marker VALUES (now())")
+                stop.wait(0.05)
+
+    writer = threading.Thread(target=write_on)
+    try:
+        with psycopg.connect(pair.primary_url, autocommit=True) as conn:
+            conn.execute("CREATE TABLE IF NOT EXISTS lag_marker (at timestamptz)")
+        _wait_until(lambda: _in_use(api))
+        pair.set_apply_delay(int(delay * 1000))
+        writer.start()
+        time.sleep(delay + 2)  # its lag has grown to the delay
+        looks = _looks_while_kept_off(api, router, seconds=5)  # over the limit: skipped
+        lags = [look.lag_seconds for look in looks]
+        # What it has not replayed was written up to `delay` ago (less a write's 0.05 s).
+        assert len(lags) >= 4 and all(lag is not None and lag >= delay - 0.1 for lag in lags), lags
+        stop.set()
+        writer.join()
+        pair.set_apply_delay(0)
+        pair.wait_caught_up()
+        # Caught up with an idle primary: no lag.
+        _wait_until(lambda: router.state.lag_seconds == 0.0 and _in_use(api))
+    finally:
+        stop.set()
+        if writer.is_alive():
+            writer.join()
+        pair.set_apply_delay(0)
+        _close(app)
+        with psycopg.connect(pair.primary_url, autocommit=True) as conn:
+            conn.execute("DROP TABLE IF EXISTS lag_marker")
+
+
 def test_reads_keep_succeeding_while_the_replica_stops_and_starts(
     pair: ReplicaPair, tmp_path: Path
 ) -> None:
@@ -591,13 +639,16 @@ def test_db_status_reports_the_replica_and_its_lag(pair: ReplicaPair) -> None:
 def test_the_lag_clock_counts_from_the_oldest_wal_not_replayed() -> None:
     clock = LagClock()
     assert clock.lag(0.0, 100) is None  # no sample of the primary yet
-    clock.primary_at(0.0, 100)
-    clock.primary_at(1.0, 100)  # an idle primary: nothing new
+    for second in range(31):
+        clock.primary_at(float(second), 100)  # an idle primary: nothing new
     assert clock.lag(30.0, 100) == 0.0  # nothing to replay is no lag, however long idle
     clock.primary_at(31.0, 180)
     clock.primary_at(32.0, 250)
-    assert clock.lag(35.0, 100) == 4.0  # behind since the primary first passed 100
-    assert clock.lag(35.0, 200) == 3.0
+    # Behind since the primary was last seen at or below its position: what it has not
+    # replayed may have been written just after. (Counted from the first sample past it,
+    # 4 s and 3 s here, a replica a look later than that read as within the limit.)
+    assert clock.lag(35.0, 100) == 5.0
+    assert clock.lag(35.0, 200) == 4.0
     assert clock.lag(35.0, 250) == 0.0
 
 
@@ -772,7 +823,8 @@ def test_the_lag_clock_takes_the_replicas_estimate_while_behind_its_first_sample
     assert clock.lag(100.5, 400) == math.inf  # no estimate: not known
     assert clock.lag(101.0, 500, estimate=3600.0) == 0.0  # caught up: none
     clock.primary_at(102.0, 600)
-    assert clock.lag(103.0, 550, estimate=3600.0) == 1.0  # the clock knows from here
+    # The clock knows from here: last seen at 500 at 100.0.
+    assert clock.lag(103.0, 550, estimate=3600.0) == 3.0
 
 
 def test_a_watcher_that_stops_hearing_from_the_replica_does_not_keep_it_in_use(

@@ -84,8 +84,6 @@ class ReadRouter:
         self._connect_timeout = connect_timeout
         self._state = NOT_LOOKED_AT
         self._clock = LagClock()
-        self._last_sampled: float | None = None  # time.monotonic() of the last sample taken
-        self._missed = False  # the last try to sample the primary failed
         self._watcher: threading.Thread | None = None
         self._watcher_lock = threading.Lock()
         self._stopped = threading.Event()
@@ -165,19 +163,16 @@ class ReadRouter:
             primary = self.primary.get().bounded(PRIMARY_SAMPLE_SECONDS)
             row = primary.query_row(template("replication", "primary_state"))
         except psycopg.Error:  # PoolTimeout and DeadlinePassed too
-            self._missed = True
             return None
-        now = time.monotonic()
         written, cluster = row if row else (None, None)
         position = parse_lsn(written) if written else None
-        if position is not None:
-            # Back after samples failed: what it wrote meanwhile may be as old as the last
-            # sample that worked (a write just before it went away), so it counts from then.
-            since = self._last_sampled if self._missed and self._last_sampled else now
-            self._clock.primary_at(since, position)
-        self._missed = False
-        self._last_sampled = now
-        return None if position is None else PrimarySample(position, cluster)
+        if position is None:
+            return None
+        # Back after samples failed, what it wrote meanwhile counts from the last sample
+        # that worked (a write just before it went away): the clock counts from the last
+        # time the primary was seen at or below the replica's position.
+        self._clock.primary_at(time.monotonic(), position)
+        return PrimarySample(position, cluster)
 
     def _set_state(self, state: ReplicaState) -> None:
         before = self._state

@@ -6,6 +6,7 @@ import math
 import re
 from collections import deque
 from dataclasses import dataclass, replace
+from typing import NamedTuple
 
 import psycopg
 
@@ -121,38 +122,50 @@ WAITS_UNKNOWN = (
 )
 
 
+class _Sample(NamedTuple):
+    first_seen: float  # time.monotonic() the primary was first seen at this position
+    last_seen: float  # … and last seen there (an idle primary: the latest sample)
+    position: int
+
+
 class LagClock:
     """How long the oldest WAL a replica has not replayed has existed on the primary.
 
     The primary's write position is sampled once a look; a replica that has replayed up
-    to R is behind by the time since the first sample past R (0 when none is). Unlike the
-    age of the last replayed transaction, this is right for an idle primary (nothing to
-    replay is no lag) and for a replica cut off from it (nothing arrives, the primary goes
-    on: lag grows)."""
+    to R is behind by the time since the primary was last seen at or below R (0 when no
+    sample is past R): the WAL past R was written after that sample, at most this long
+    ago. An upper bound, by up to one look; counting from the first sample past R, as
+    before, under-reported by as much, and a replica past the limit served reads. Unlike
+    the age of the last replayed transaction, this is right for an idle primary (nothing
+    to replay is no lag) and for a replica cut off from it (nothing arrives, the primary
+    goes on: lag grows)."""
 
     def __init__(self, max_samples: int = 1024) -> None:
         self.max_samples = max_samples
-        self._samples: deque[tuple[float, int]] = deque()  # (time.monotonic(), position)
+        self._samples: deque[_Sample] = deque()  # by position, ascending
 
     def primary_at(self, when: float, position: int) -> None:
-        if self._samples and position < self._samples[-1][1]:
+        samples = self._samples
+        if samples and position < samples[-1].position:
             # The primary went back (restored from a backup): the samples are of a history
             # it no longer has. Kept, its new positions were dropped as old, and a replica
             # rebuilt from it read as behind (or not known) until the worker restarted.
-            self._samples.clear()
-        if self._samples and position == self._samples[-1][1]:
-            return  # nothing new written since the last sample: the older time stands
-        self._samples.append((when, position))
-        if len(self._samples) > self.max_samples:
+            samples.clear()
+        if samples and position == samples[-1].position:
+            # Nothing new written since the last sample: still there now.
+            samples[-1] = samples[-1]._replace(last_seen=when)
+            return
+        samples.append(_Sample(when, when, position))
+        if len(samples) > self.max_samples:
             # A replica stuck this long: halve the samples, keeping the oldest, which is
             # its lag. (Dropping the oldest by age, as before, capped a stuck replica's lag
             # at the age kept, 600 s: a limit above that read it as fresh for ever.)
-            kept = list(self._samples)
+            kept = list(samples)
             self._samples = deque([kept[0], *kept[2::2]])
 
     def lag(self, now: float, replayed: int, estimate: float | None = None) -> float | None:
-        """Seconds behind; None before any sample of the primary. Samples the replica
-        has passed are dropped here: its lag counts from the first one past it.
+        """Seconds behind; None before any sample of the primary. Samples before the last
+        one the replica has passed are dropped here: its lag counts from that one.
 
         A replica that has not replayed even the first sample (a worker just started,
         the replica already behind, replaying slowly or cut off from the primary) has
@@ -164,17 +177,15 @@ class LagClock:
         samples = self._samples
         if not samples:
             return None
-        while len(samples) > 1 and samples[1][1] <= replayed:
+        while len(samples) > 1 and samples[1].position <= replayed:
             samples.popleft()
-        for when, position in samples:
-            if position > replayed:
-                behind = max(0.0, now - when)
-                if position == samples[0][1]:
-                    # Only the first sample can be ahead of the replica's position here:
-                    # every later one at the head was passed before it became the head.
-                    behind = math.inf if estimate is None else max(behind, estimate)
-                return behind
-        return 0.0
+        head = samples[0]
+        if head.position > replayed:
+            behind = max(0.0, now - head.first_seen)
+            return math.inf if estimate is None else max(behind, estimate)
+        if len(samples) == 1:
+            return 0.0  # all the primary had written at the last sample is replayed
+        return max(0.0, now - head.last_seen)
 
 
 def format_lsn(value: int) -> str:
