@@ -160,6 +160,10 @@ def test_refused_callers_and_content_types_get_the_views_answer(
         # JSON in another charset, or compressed: the view's 415, never read as UTF-8.
         (_json(token, "application/json; charset=iso-8859-1"), {}),
         (_json(token, "application/json; charset=utf-8; charset=latin1"), {}),
+        # A charset quoted on one side: the fast path took it as UTF-8 (201, written).
+        (_json(token, 'application/json; charset="utf-8'), {}),
+        (_json(token, 'application/json; charset=utf-8"'), {}),
+        (_json(token, 'application/json; CHARSET = "UTF8'), {}),
         (_json(token, "application/json; charset=utf-16"), {}),
         ({**_json(token), "Content-Encoding": "gzip"}, {}),
         ({**_json(token), "Content-Encoding": ""}, {}),  # the server's `gzip\xff`

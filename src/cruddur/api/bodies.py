@@ -32,6 +32,12 @@ UTF8_CHARSETS = ("utf-8", "utf8", "us-ascii", "ascii")  # ASCII is UTF-8 too
 _CHARSET_VALUE = re.compile(r';\s*charset\s*=\s*(?:"([^"]*)"|([^;]*))', re.IGNORECASE)
 
 
+def named_charsets(content_type: str) -> list[str]:
+    """Each charset a Content-Type names, lower case, its quotes taken off (a value with
+    one quote keeps it: `charset="utf-8` names no charset this API takes)."""
+    return ["".join(named).strip().lower() for named in _CHARSET_VALUE.findall(content_type)]
+
+
 def require_json(req: Request | None = None) -> None:
     """415 unless the body says it is JSON. A page on another site can send a form or
     text/plain POST without asking the browser first (no CORS preflight); it cannot
@@ -41,14 +47,14 @@ def require_json(req: Request | None = None) -> None:
     # (problem+json, vnd.api+json), which this API neither documents nor means.
     if req.mimetype != "application/json":
         raise ApiError(415, "unsupported_media_type", "send the body as application/json")
-    named = _CHARSET_VALUE.findall(req.headers.get("Content-Type", ""))
+    named = named_charsets(req.headers.get("Content-Type", ""))
     if len(named) > 1:
         # Read by its last one, a body "charset=latin-1; charset=utf-8" was taken as UTF-8.
         raise ApiError(415, "unsupported_media_type", "name one charset, UTF-8")
     # JSON is UTF-8 (RFC 8259), and a body is read as sent: a body in another charset or
     # compressed would otherwise be read as if it were neither (a 400 "not UTF-8", or
     # another character than the one meant).
-    charset = "".join(named[0]).strip().lower() if named else "utf-8"  # one group is ""
+    charset = named[0] if named else "utf-8"
     if charset not in UTF8_CHARSETS:
         raise ApiError(
             415, "unsupported_media_type", f"send the body as UTF-8, not {charset[:32]!r}"
