@@ -155,6 +155,30 @@ def test_two_purges_at_once_both_finish_without_a_deadlock(seeded_db: str) -> No
         assert left == [(live, 0)]
 
 
+def test_a_thread_larger_than_a_batch_goes_in_batches_of_at_most_its_size(seeded_db: str) -> None:
+    # A batch took its cruds with every reply below them: a crud with 150,000 replies was
+    # one statement of 150,001 rows, past the Lambda's statement timeout, every run.
+    with psycopg.connect(seeded_db, autocommit=True) as conn, Db(seeded_db) as db:
+        conn.execute("DELETE FROM activities")
+        (crud,) = _add(conn, "big thread", "-3 days")
+        replies = _add(conn, "reply", "-3 days", parent=crud, count=25)
+        deeper = _add(conn, "reply to a reply", "-3 days", parent=replies[0], count=5)
+        (live,) = _add(conn, "live", "1 day")
+        gone_reply = _add(conn, "expired reply", "-3 days", parent=live, count=1)
+        conn.execute("UPDATE activities SET replies_count = 25 WHERE uuid = %s", [crud])
+        conn.execute("UPDATE activities SET replies_count = 5 WHERE uuid = %s", [replies[0]])
+        conn.execute("UPDATE activities SET replies_count = 1 WHERE uuid = %s", [live])
+        batches: list[purge.Counts] = []
+        purged = purge.purge(
+            db, purge.cutoff(db, timedelta(days=1)), batch_size=10, progress=batches.append
+        )
+        assert [b.total for b in batches] == [10, 10, 10, 2], batches
+        assert purged.deleted == purge.Counts(1, 31)  # the big thread, and the live's reply
+        assert _left(conn, [crud, *replies, *deeper, *gone_reply]) == 0
+        left = conn.execute("SELECT uuid, replies_count FROM activities").fetchall()
+        assert left == [(live, 0)]
+
+
 def test_cruds_expiring_during_the_purge_are_not_touched(seeded_db: str) -> None:
     with psycopg.connect(seeded_db, autocommit=True) as conn, Db(seeded_db) as db:
         expired = _add(conn, "expired", "-1 minute", count=50)

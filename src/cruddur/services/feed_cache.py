@@ -9,7 +9,8 @@ instead of asking PostgreSQL every time. A copy is dropped:
   earliest `expires_at`;
 - after `max_age` (1 s) whatever happens: the bound for changes made outside the API
   (psql, a deleted user) and for a notification lost on a connection that died without
-  a sign. A purge never changes a page: it deletes only cruds no feed shows.
+  a sign. A purge deletes only cruds no feed shows; it lowers the reply count of a live
+  crud whose expired reply it deletes, shown within this bound.
 - and nothing is kept while the listening connection is down (a database restart, a
   failover): every request reads the database until it listens again, and everything
   kept from before is dropped then, since notifications may have been missed.

@@ -42,9 +42,9 @@ WITH RECURSIVE doomed AS (
 -- the table to find them; the fenced lateral (OFFSET 0 keeps it from being flattened
 -- into that join) looks each batch row up in activities_replies_idx instead.
 targets AS (
-  SELECT uuid FROM doomed
+  SELECT uuid, 0 AS depth FROM doomed
   UNION
-  SELECT reply.uuid
+  SELECT reply.uuid, targets.depth + 1
   FROM targets
   CROSS JOIN LATERAL (
     SELECT child.uuid
@@ -53,17 +53,25 @@ targets AS (
     OFFSET 0
   ) AS reply
 ),
+-- At most %(batch_size)s rows a batch, deepest first: a crud with 150,000 replies was one
+-- batch of 150,001 rows, past the Lambda's statement timeout, and every run failed on it
+-- again. Every row deeper than one taken is taken too, so what is deleted holds every
+-- reply of each of its rows (nothing more goes by the cascade), and a thread too large
+-- for one batch goes in several, its crud last.
+batch AS (
+  SELECT uuid FROM targets ORDER BY depth DESC LIMIT %(batch_size)s
+),
 -- By primary key, from the batch's uuids: a join to the CTE, estimated at 100 times its
 -- size, was a hash join over a scan of the whole table.
 deleted AS (
   DELETE FROM public.activities
-  WHERE activities.uuid = ANY (ARRAY(SELECT uuid FROM targets))
+  WHERE activities.uuid = ANY (ARRAY(SELECT uuid FROM batch))
   RETURNING activities.reply_to_activity_uuid AS parent,
             activities.reply_to_activity_uuid IS NULL AS is_crud
 ),
--- A parent that stays (not expired: older or imported replies may expire before it)
--- counts the replies it lost, as reply.sql counted them in. Parents deleted here are
--- left out: one statement must not both update and delete a row.
+-- A parent that stays (not expired: older or imported replies may expire before it; or
+-- left for the next batch) counts the replies it lost, as reply.sql counted them in.
+-- Parents deleted here are left out: one statement must not both update and delete a row.
 recounted AS (
   UPDATE public.activities AS parent
   SET replies_count = greatest(parent.replies_count - lost.replies, 0)
@@ -71,7 +79,7 @@ recounted AS (
     SELECT deleted.parent, count(*) AS replies
     FROM deleted
     WHERE deleted.parent IS NOT NULL
-      AND NOT EXISTS (SELECT FROM targets WHERE targets.uuid = deleted.parent)
+      AND NOT EXISTS (SELECT FROM batch WHERE batch.uuid = deleted.parent)
     GROUP BY deleted.parent
   ) AS lost
   WHERE parent.uuid = lost.parent
