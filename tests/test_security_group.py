@@ -142,7 +142,11 @@ def test_leaves_a_rule_that_already_admits_the_ip_alone(aws: dict[str, str], gro
         result = cli("--ip", "203.0.113.7", env=env)
         assert result.exit_code == 0, result.stderr
         assert "nothing to change" in result.stderr
-        assert exports(result.output)["DB_SG_RULE_ID"] == rule_id
+        # Not the GITPOD rule: its id is not handed back to be rewritten next time.
+        assert exports(result.output) == {"DB_SG_ID": group}
+        assert f"no DB_SG_RULE_ID printed: rule {rule_id} is described 'my laptop'" in (
+            result.stderr
+        )
     rules = inbound(group)
     assert [(r["SecurityGroupRuleId"], r["Description"]) for r in rules] == [(rule_id, "my laptop")]
 
@@ -164,10 +168,42 @@ def test_a_teammates_rule_for_the_ip_leaves_the_gitpod_rule_alone(
     assert exports(result.output)["DB_SG_RULE_ID"] == mine
 
 
-def _instance(group: str, **options: object) -> None:
+def test_a_teammates_rule_is_never_handed_back_nor_rewritten(
+    aws: dict[str, str], group: str
+) -> None:
+    # With no GITPOD rule, the teammate's rule for the same address was printed as
+    # DB_SG_RULE_ID, and the next run (another IP) rewrote it: the teammate locked out.
+    _instance(group, identifier="db1")
+    alice = add_rule(group, "203.0.113.7/32", "alice-office")
+    first = cli("--identifier", "db1", "--ip", "203.0.113.7")
+    assert first.exit_code == 0, first.stderr
+    assert "nothing to change" in first.stderr
+    kept = exports(first.stdout)
+    assert kept == {"DB_SG_ID": group}
+    assert f"no DB_SG_RULE_ID printed: rule {alice} is described 'alice-office'" in first.stderr
+    # The next IP, with what the first run printed: a GITPOD rule of its own.
+    second = cli("--identifier", "db1", "--ip", "198.51.100.9", env=kept)
+    assert second.exit_code == 0, second.stderr
+    assert "created rule" in second.stderr
+    mine = exports(second.stdout)["DB_SG_RULE_ID"]
+    # An old export that still names the teammate's rule: refused, by name.
+    stale = cli("--identifier", "db1", "--ip", "198.51.100.10",
+                env={"DB_SG_ID": group, "DB_SG_RULE_ID": alice})  # fmt: skip
+    assert stale.exit_code == 1
+    assert f"rule {alice} is described 'alice-office', not 'GITPOD'" in stale.stderr
+    assert "unset DB_SG_RULE_ID" in stale.stderr
+    assert "export" not in stale.stdout
+    by_id = {r["SecurityGroupRuleId"]: (r["CidrIpv4"], r["Description"]) for r in inbound(group)}
+    assert by_id == {
+        alice: ("203.0.113.7/32", "alice-office"),
+        mine: ("198.51.100.9/32", "GITPOD"),
+    }
+
+
+def _instance(group: str, identifier: str = "cruddur-db-instance", **options: object) -> None:
     """The original's instance, in moto, behind `group`."""
     client("rds").create_db_instance(
-        DBInstanceIdentifier="cruddur-db-instance",
+        DBInstanceIdentifier=identifier,
         DBInstanceClass="db.t3.micro",
         Engine="postgres",
         MasterUsername="cruddurroot",

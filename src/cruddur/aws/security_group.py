@@ -9,6 +9,7 @@ missing rule is found by its description or created.
 from __future__ import annotations
 
 import ipaddress
+import shlex
 import urllib.error
 import urllib.request
 from collections.abc import Mapping
@@ -141,8 +142,10 @@ Action = Literal["modified", "created", "unchanged"]
 class Outcome:
     rule: Rule
     action: Action
+    # The rule whose ids to print for next time: always one described --description, None
+    # when there is none (a teammate's rule, handed back, was rewritten on the next run).
+    keep: Rule | None
     previous_cidr: str | None = None
-    keep: Rule | None = None  # the rule whose ids to keep, when it is not `rule`
 
 
 def rules_of(ec2: Any, group_id: str) -> list[Rule]:
@@ -227,6 +230,19 @@ def _refuse_another_shape(rule: Rule, port: int, hint: str) -> None:
         )
 
 
+def _refuse_anothers(rule: Rule, description: str) -> None:
+    # A rule described otherwise is someone else's (a teammate's office, say): an old
+    # DB_SG_RULE_ID naming it rewrote it to this IP, and locked its owner out.
+    shown = repr(rule.description) if rule.description else "nothing"
+    raise AwsProblem(
+        f"rule {rule.id} is described {shown}, not {description!r}: someone else's rule, "
+        "left as it is",
+        f"unset DB_SG_RULE_ID (an old export may name it) to find or create the "
+        f"{description!r} rule; if the rule is yours, "
+        f"--description {shlex.quote(rule.description)}",
+    )
+
+
 def allow_ip(
     ec2: Any,
     *,
@@ -236,8 +252,9 @@ def allow_ip(
     description: str = DEFAULT_DESCRIPTION,
     port: int = POSTGRES_PORT,
 ) -> Outcome:
-    """Make one inbound rule admit `ip`/32 on `port`: the rule `rule_id`, else the group's
-    rule with `description`, else a new one. Nothing is sent when it already does."""
+    """Make one inbound rule admit `ip`/32 on `port`: the rule `rule_id` (only when it
+    carries `description`), else the group's rule with `description`, else a new one.
+    Nothing is sent when a rule admits it already."""
     cidr = f"{ip}/32"
     if rule_id:
         rule: Rule | None = get_rule(ec2, rule_id)
@@ -255,6 +272,11 @@ def allow_ip(
                 "give an inbound rule with a CIDR source (--rule-id or DB_SG_RULE_ID), or neither",
             )
         _refuse_another_shape(rule, port, "give the database's rule (--rule-id or DB_SG_RULE_ID)")
+        ours = rule if rule.description == description else None
+        if rule.admits(cidr, port):
+            return Outcome(rule, "unchanged", keep=ours)
+        if ours is None:
+            _refuse_anothers(rule, description)
     else:
         if not group_id:
             raise AwsProblem("no security group given", "set DB_SG_ID=sg-… (or --group-id)")
@@ -269,9 +291,11 @@ def allow_ip(
         # left a duplicate of it and the described rule's own address was lost.
         admitting = next((r for r in rules if r.admits(cidr, port)), None)
         if admitting is not None:
-            # The ids printed for next time stay the described rule's: the teammate's,
-            # given back as DB_SG_RULE_ID, would be the one rewritten for the next IP.
-            return Outcome(admitting, "unchanged", keep=rule)
+            # The ids printed for next time stay the described rule's (none when there is
+            # none): the teammate's, given back as DB_SG_RULE_ID, was rewritten for the
+            # next IP.
+            ours = admitting if admitting.description == description else rule
+            return Outcome(admitting, "unchanged", keep=ours)
         rule = rule or next(iter(described), None)
         if rule is not None:
             _refuse_another_shape(
@@ -286,9 +310,8 @@ def allow_ip(
             GroupId=group_id,
             IpPermissions=[ingress_permission(cidr, port, description)],
         )
-        return Outcome(Rule.from_api(reply["SecurityGroupRules"][0]), "created")
-    if rule.admits(cidr, port):
-        return Outcome(rule, "unchanged")
+        created = Rule.from_api(reply["SecurityGroupRules"][0])
+        return Outcome(created, "created", keep=created)
     ec2.modify_security_group_rules(
         GroupId=rule.group_id,
         SecurityGroupRules=[
@@ -304,4 +327,5 @@ def allow_ip(
             }
         ],
     )
-    return Outcome(get_rule(ec2, rule.id), "modified", previous_cidr=rule.cidr)
+    modified = get_rule(ec2, rule.id)
+    return Outcome(modified, "modified", keep=modified, previous_cidr=rule.cidr)

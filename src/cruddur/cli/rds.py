@@ -504,8 +504,8 @@ def delete(
     "--rule-id",
     envvar="DB_SG_RULE_ID",
     show_envvar=True,
-    help="The inbound rule to update (default: the group's rule with --description, "
-    "created when missing).",
+    help="The inbound rule to update; it must carry --description (default: the group's "
+    "rule with --description, created when missing).",
 )
 @click.option(
     "--description",
@@ -565,10 +565,20 @@ def allow_my_ip(
         done(f"created {where}: {rule.cidr} on port {port} ({description})")
     else:
         done(f"updated {where}: {outcome.previous_cidr} → {rule.cidr} on port {port}")
-    kept = outcome.keep or rule
-    result(f"export DB_SG_ID={kept.group_id}")
-    result(f"export DB_SG_RULE_ID={kept.id}")
-    if kept.id != rule_id or kept.group_id != group_id:
+    kept = outcome.keep
+    result(f"export DB_SG_ID={rule.group_id}")
+    if kept is not None:
+        result(f"export DB_SG_RULE_ID={kept.id}")
+    else:
+        # Another's rule admits the IP: its id, kept, had the next run rewrite it.
+        shown = repr(rule.description) if rule.description else "nothing"
+        info(
+            f"no DB_SG_RULE_ID printed: rule {rule.id} is described {shown}, not "
+            f"{description!r}, so it is someone else's"
+            + ("; unset DB_SG_RULE_ID" if rule_id else "")
+            + f"; the next run finds the {description!r} rule or creates one"
+        )
+    if (kept.id if kept else rule_id, rule.group_id) != (rule_id, group_id):
         info("keep these ids for next time: add the export lines above to your shell's profile")
 
 
