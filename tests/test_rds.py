@@ -559,15 +559,12 @@ def _readmes_first_policy() -> str:
     return after.split("```json\n", 1)[1].split("```", 1)[0]
 
 
-def test_status_works_with_the_readmes_policy(aws: dict[str, str], monkeypatch) -> None:
-    # Status also lists the instance's proxies: with the README's policy (no
-    # rds:DescribeDBProxies, which only the scaling-out verbs need) it printed nothing
-    # but an AccessDenied.
+def readmes_operator(aws: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    """The environment of an IAM user with exactly the README's policy; from the call on,
+    moto checks each request against the caller's policies, as AWS does."""
     from moto import settings
     from moto.core.authorization import ActionAuthenticatorMixin
 
-    created = run(CRUDDUR, "rds", "create", env={**aws, **CREDENTIALS})
-    assert created.returncode == 0, created.stderr
     iam = client("iam")
     iam.create_user(UserName="operator")
     iam.put_user_policy(
@@ -578,11 +575,20 @@ def test_status_works_with_the_readmes_policy(aws: dict[str, str], monkeypatch) 
     monkeypatch.setattr(settings, "INITIAL_NO_AUTH_ACTION_COUNT", 0)
     monkeypatch.setattr(ActionAuthenticatorMixin, "request_count", 0)
     monkeypatch.delenv("AWS_SESSION_TOKEN")  # the user's own keys, no session's
-    operator = {
+    return {
         **{k: v for k, v in aws.items() if k != "AWS_SESSION_TOKEN"},
         "AWS_ACCESS_KEY_ID": key["AccessKeyId"],
         "AWS_SECRET_ACCESS_KEY": key["SecretAccessKey"],
     }
+
+
+def test_status_works_with_the_readmes_policy(aws: dict[str, str], monkeypatch) -> None:
+    # Status also lists the instance's proxies: with the README's policy (no
+    # rds:DescribeDBProxies, which only the scaling-out verbs need) it printed nothing
+    # but an AccessDenied.
+    created = run(CRUDDUR, "rds", "create", env={**aws, **CREDENTIALS})
+    assert created.returncode == 0, created.stderr
+    operator = readmes_operator(aws, monkeypatch)
     status = run(CRUDDUR, "rds", "status", env=operator)
     assert status.returncode == 0, status.stderr
     assert f"identifier      {ID}" in status.stdout

@@ -10,10 +10,12 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 from click.testing import CliRunner, Result
-from test_rds import CREDENTIALS, PASSWORD, make_instance
+from helpers import run
+from test_rds import CREDENTIALS, CRUDDUR, PASSWORD, make_instance, readmes_operator
 
 from cruddur.aws import client, replicas
 from cruddur.aws import rds as ops
+from cruddur.aws.errors import permission_denied
 from cruddur.cli import main
 
 ID = ops.DEFAULT_IDENTIFIER
@@ -73,6 +75,24 @@ def test_status_lists_replicas_with_their_lag(aws) -> None:
     assert "reader url" in shown.output and PASSWORD not in shown.output
     of_replica = cli("status", "--identifier", REPLICA)
     assert f"replica of      {ID}" in of_replica.output
+
+
+def test_status_with_the_readmes_policy_shows_a_replica_without_its_lag(aws, monkeypatch) -> None:
+    # The README's policy has no cloudwatch:GetMetricStatistics: once the instance had a
+    # replica, status failed whole with a 403 where it shows the rest.
+    make_primary()
+    assert cli("create-replica").exit_code == 0
+    status = run(CRUDDUR, "rds", "status", env=readmes_operator(aws, monkeypatch))
+    assert status.returncode == 0, status.stderr
+    assert f"identifier      {ID}" in status.stdout
+    lacks = "lag not looked up: this identity lacks cloudwatch:GetMetricStatistics"
+    assert f"replica         {REPLICA} (available, {lacks})" in status.stdout
+    assert "reader url" in status.stdout
+    assert "not looked up: this identity lacks rds:DescribeDBProxies" in status.stdout
+    # Only a refusal is shown on the row; any other error still stops the command.
+    throttled = ClientError({"Error": {"Code": "Throttling", "Message": "slow"}}, "Get")
+    assert not permission_denied(throttled)
+    assert permission_denied(ClientError({"Error": {"Code": "AccessDenied"}}, "Get"))
 
 
 def test_promote_asks_first_then_makes_the_replica_standalone(aws, monkeypatch) -> None:

@@ -62,3 +62,15 @@ def explain_aws(exc: BaseException) -> Explanation | None:
     if isinstance(exc, BotoCoreError):
         return Explanation("aws", str(exc))
     return None
+
+
+def permission_denied(exc: ClientError) -> bool:
+    """Whether AWS refused this call to this identity (AccessDenied and its kin).
+
+    A 403 whose body botocore could not read counts too: it then names the code after
+    the HTTP status. CloudWatch speaks CBOR, and moto (the tests' AWS) answers a denied
+    call to it in XML."""
+    explained = explain_aws(exc)
+    if explained is not None and explained.kind == "aws-permission":
+        return True
+    return str(exc.response.get("Error", {}).get("Code", "")) == "403"

@@ -332,8 +332,6 @@ def _clock(seconds: float) -> str:
 def status(identifier: str, region: str | None) -> None:
     """Show the instance: state, class, version, endpoint, access and security groups,
     and its read replicas (with their lag) and proxies."""
-    from cruddur.aws import replicas
-
     rds_client = _client("rds", region)
     instance = ops.require(rds_client, identifier)
     groups = ", ".join(f"{group} ({state})" for group, state in instance.security_groups)
@@ -357,8 +355,7 @@ def status(identifier: str, region: str | None) -> None:
     cloudwatch = _client("cloudwatch", region) if instance.read_replicas else None
     for replica_id in instance.read_replicas:
         replica = ops.describe(rds_client, replica_id)
-        lag = replicas.replica_lag_seconds(cloudwatch, replica_id)
-        shown = "lag not reported yet" if lag is None else f"{lag:g} s behind"
+        shown = _lag_if_allowed(cloudwatch, replica_id)
         rows.append(("replica", f"{replica_id} ({replica.state if replica else 'gone'}, {shown})"))
         if replica is not None and replica.connection_url():
             rows.append(("  reader url", replica.connection_url()))
@@ -589,16 +586,33 @@ def _proxies_if_allowed(rds_client: Any, identifier: str, rows: list[tuple[str, 
     from botocore.exceptions import ClientError
 
     from cruddur.aws import replicas
-    from cruddur.aws.errors import explain_aws
+    from cruddur.aws.errors import permission_denied
 
     try:
         return replicas.proxies_for(rds_client, identifier)
     except ClientError as exc:
-        explained = explain_aws(exc)
-        if explained is None or explained.kind != "aws-permission":
+        if not permission_denied(exc):
             raise
         rows.append(("proxy", "not looked up: this identity lacks rds:DescribeDBProxies"))
         return []
+
+
+def _lag_if_allowed(cloudwatch: Any, replica_id: str) -> str:
+    """How far the replica is behind, for its row; for an identity without
+    cloudwatch:GetMetricStatistics (the README's policy) the row says so, in place of an
+    AccessDenied for the whole status."""
+    from botocore.exceptions import ClientError
+
+    from cruddur.aws import replicas
+    from cruddur.aws.errors import permission_denied
+
+    try:
+        lag = replicas.replica_lag_seconds(cloudwatch, replica_id)
+    except ClientError as exc:
+        if not permission_denied(exc):
+            raise
+        return "lag not looked up: this identity lacks cloudwatch:GetMetricStatistics"
+    return "lag not reported yet" if lag is None else f"{lag:g} s behind"
 
 
 def _instance_port(region: str | None, identifier: str) -> int | None:
