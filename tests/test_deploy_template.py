@@ -12,9 +12,8 @@ import pytest
 from cfnlint.decode import decode
 from helpers import ROOT, run
 
-from cruddur.cli.lambdas import DEFAULT_OUTPUT
 from cruddur.config import ConfigError, ReplicaSettings, TelemetrySettings
-from cruddur.ops.packaging import HANDLER
+from cruddur.ops.packaging import HANDLER, default_output
 
 TEMPLATE = ROOT / "deploy/post-confirmation.yaml"
 CFN_LINT = ROOT / ".venv/bin/cfn-lint"
@@ -59,7 +58,7 @@ def test_the_template_deploys_what_the_package_builds() -> None:
     function = resources["Function"]["Properties"]
     assert function["Handler"] == HANDLER
     assert function["Runtime"] == "python3.12"
-    assert (TEMPLATE.parent / function["CodeUri"]).resolve() == (ROOT / DEFAULT_OUTPUT).resolve()
+    assert (TEMPLATE.parent / function["CodeUri"]).resolve() == default_output().resolve()
     assert function["Timeout"] <= 5  # Cognito waits 5 s for a trigger
     assert set(template["Parameters"]["Architecture"]["AllowedValues"]) == {"x86_64", "arm64"}
 

@@ -23,7 +23,15 @@ import pytest
 from helpers import ROOT, cli, run
 from tls_support import RDS_HOST, make_ca, make_server_cert, rds_url, tls_postgres
 
-from cruddur.ops.packaging import BUNDLE_ENTRY, HANDLER_FILES, PackagingError, check_output
+from cruddur.config import home_from_env
+from cruddur.ops.packaging import (
+    BUNDLE_ENTRY,
+    HANDLER_FILES,
+    PackagingError,
+    check_output,
+    lock_file,
+    source_root,
+)
 
 pytestmark = pytest.mark.pypi
 
@@ -69,6 +77,30 @@ def test_the_package_is_reproducible_and_holds_the_binary_for_its_arch(
             header = bundle.read(name)[:20]
             assert header[:4] == b"\x7fELF"
             assert int.from_bytes(header[18:20], "little") == ELF_MACHINE[arch], name
+
+
+def test_the_default_zip_goes_to_the_checkouts_dist_from_any_folder(tmp_path: Path) -> None:
+    # It went to dist/ under the current folder: run from deploy/, to deploy/dist/, where
+    # the templates' CodeUri (../dist/post-confirmation.zip) never looks. A copy of the
+    # checkout's code and lock, so that the real dist/ is not written; the wheels come
+    # from the real cache.
+    checkout = tmp_path / "checkout"
+    shutil.copytree(
+        source_root() / "cruddur",
+        checkout / "src" / "cruddur",
+        ignore=shutil.ignore_patterns("__pycache__"),
+    )
+    (checkout / "requirements").mkdir()
+    shutil.copy(lock_file(), checkout / "requirements")
+    (checkout / "deploy").mkdir()
+    env = {"PYTHONPATH": str(checkout / "src"), "CRUDDUR_HOME": str(home_from_env(os.environ))}
+    built = run(CRUDDUR, "lambda", "package", env=env, cwd=checkout / "deploy")
+    assert built.returncode == 0, built.stderr
+    written = checkout / "dist" / "post-confirmation.zip"
+    assert built.stdout.startswith(f"{written}  ")  # the absolute path, said first
+    with zipfile.ZipFile(written) as bundle:
+        assert set(HANDLER_FILES) <= set(bundle.namelist())
+    assert list((checkout / "deploy").iterdir()) == []  # no deploy/dist/
 
 
 def python_312() -> str | None:

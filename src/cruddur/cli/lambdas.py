@@ -9,9 +9,7 @@ import click
 
 from cruddur.cli.options import Cli, pass_cli
 from cruddur.cli.output import done, err, info, result
-from cruddur.ops.packaging import ARCHES, HANDLER, build, check_output
-
-DEFAULT_OUTPUT = Path("dist/post-confirmation.zip")
+from cruddur.ops.packaging import ARCHES, HANDLER, ZIP_NAME, build, check_output, default_output
 
 
 @click.group("lambda")
@@ -31,12 +29,11 @@ def lambda_() -> None:
     "--output",
     "-o",
     type=click.Path(dir_okay=False),  # as typed: a trailing / says a folder is meant
-    default=str(DEFAULT_OUTPUT),
-    show_default=True,
-    help="Where to write the zip (deploy/post-confirmation.yaml expects the default).",
+    help="Where to write the zip [default: the checkout's dist/post-confirmation.zip, from "
+    "any folder: where deploy/*.yaml read it].",
 )
 @pass_cli
-def package(cli: Cli, arch: str, output: str) -> None:
+def package(cli: Cli, arch: str, output: str | None) -> None:
     """Build the function's zip: its handler, the RDS CA bundle, and psycopg's manylinux
     wheels for Python 3.12.
 
@@ -49,12 +46,14 @@ def package(cli: Cli, arch: str, output: str) -> None:
 
     from cruddur.aws.ca_bundle import bundle_path
 
+    if output is None:
+        output = str(default_output())
     if output.endswith(("/", os.sep)):
         # A folder that does not exist yet: taken as a file's path (Path drops the /), the
         # zip was written to a file named after the folder.
         raise click.BadParameter(
             f"{output!r} names a folder: give the zip's path, e.g. "
-            f"{output.rstrip('/' + os.sep)}/{DEFAULT_OUTPUT.name}",
+            f"{output.rstrip('/' + os.sep)}/{ZIP_NAME}",
             param_hint="'--output' / '-o'",
         )
     output_path = Path(output)
@@ -81,4 +80,6 @@ def package(cli: Cli, arch: str, output: str) -> None:
     info(f"wheels: {', '.join(built.wheels)}")
     info(f"RDS CA bundle: {ca_bundle} (the function connects with sslmode=verify-full)")
     done(f"{built.entries} files, handler {HANDLER}, runtime python3.12 {arch}")
-    result(f"{built.path}  {built.size:,} bytes ({built.size / 1e6:.1f} MB)  sha256 {built.sha256}")
+    # Absolute: which dist/ it went to is the question when `sam deploy` finds no zip.
+    size = f"{built.size:,} bytes ({built.size / 1e6:.1f} MB)"
+    result(f"{built.path.absolute()}  {size}  sha256 {built.sha256}")

@@ -231,6 +231,17 @@ def source_root() -> Path:
     return Path(cruddur.__file__).resolve().parent.parent
 
 
+ZIP_NAME = "post-confirmation.zip"
+
+
+def default_output() -> Path:
+    """The checkout's dist/post-confirmation.zip, whatever the current folder: where
+    deploy/*.yaml's CodeUri (../dist/post-confirmation.zip, read relative to deploy/) finds
+    it. Relative to the current folder, a build run from deploy/ went to deploy/dist/, and
+    `sam deploy` found no zip, or an older one."""
+    return source_root().parent / "dist" / ZIP_NAME
+
+
 def check_output(output: Path) -> None:
     """Refuse, before anything is fetched, an output the zip cannot be written to.
 
@@ -242,7 +253,7 @@ def check_output(output: Path) -> None:
     if output.is_dir() and not output.is_symlink():
         raise PackagingError(
             f"{output} is a folder: --output takes the path of the zip file to write, "
-            f"e.g. {output / 'post-confirmation.zip'}"
+            f"e.g. {output / ZIP_NAME}"
         )
     if output.is_symlink() or (output.exists() and not output.is_file()):
         raise PackagingError(
