@@ -347,6 +347,75 @@ def test_a_query_token_and_an_unmatched_path_stay_out_of_span_names_and_attribut
     assert missing.name == "GET" and junk not in missing.name
 
 
+def _traced_request(
+    served: Served, receiver: OtlpReceiver, path: str, names: set[str], **kwargs
+) -> tuple[int, bytes, dict[str, list[Span]]]:
+    """One request under a traceparent of its own: its status, its body, and its trace's
+    spans by name once those named (and a SQL statement's) have arrived."""
+    trace_id = secrets.token_hex(16)
+    headers = {
+        "traceparent": f"00-{trace_id}-{secrets.token_hex(8)}-01",
+        **kwargs.pop("headers", {}),
+    }
+    status, _, body = request(f"{served.base}{path}", headers=headers, **kwargs)
+    return status, body, _trace(receiver, trace_id, names)
+
+
+def _use_case_span(spans: dict[str, list[Span]], server_name: str, name: str) -> Span:
+    """The trace's one `name` span, a child of its one server span, with the request's
+    SQL statements under it."""
+    (server_span,) = spans[server_name]
+    (use_case,) = spans[name]
+    assert server_span.kind == SERVER
+    assert use_case.parent_span_id == server_span.span_id
+    assert use_case.trace_id == server_span.trace_id
+    statements = [s for group in spans.values() for s in group if s.kind == CLIENT]
+    assert any(s.parent_span_id == use_case.span_id for s in statements)
+    return use_case
+
+
+def _post(served: Served, path: str, token: str, payload: dict, **headers: str):
+    return request(
+        f"{served.base}{path}", method="POST", data=json.dumps(payload).encode(),
+        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json", **headers},
+    )  # fmt: skip
+
+
+def test_a_users_feed_is_traced_with_its_page_and_whether_the_user_was_found(
+    served: Served, receiver: OtlpReceiver
+) -> None:
+    token = _token(served, "londo")
+    for n in range(2):  # at least two of londo's cruds: a page of one has more after it
+        crud = {"message": f"feed {n}", "ttl": "1-hour"}
+        assert _post(served, "/api/activities", token, crud)[0] == 201
+    route = "GET /api/activities/@<handle>"
+    names = {route, "user-activities"}
+
+    status, _, spans = _traced_request(served, receiver, "/api/activities/@londo?limit=1", names)
+    assert status == 200
+    one = _use_case_span(spans, route, "user-activities")
+    assert one.attributes == {
+        "app.page_limit": 1, "app.result_length": 1, "app.has_more": True, "app.found": True
+    }  # fmt: skip
+
+    status, body, spans = _traced_request(
+        served, receiver, "/api/activities/@londo?limit=100", names
+    )
+    assert status == 200
+    whole = _use_case_span(spans, route, "user-activities")
+    assert whole.attributes == {
+        "app.page_limit": 100, "app.result_length": len(json.loads(body)),
+        "app.has_more": False, "app.found": True,
+    }  # fmt: skip
+    assert whole.attributes["app.result_length"] >= 2
+
+    status, _, spans = _traced_request(served, receiver, "/api/activities/@nosuchuser", names)
+    assert status == 404
+    missing = _use_case_span(spans, route, "user-activities")
+    # No page: nothing said of its length or of more after it.
+    assert missing.attributes == {"app.page_limit": 20, "app.found": False}
+
+
 def test_log_lines_name_the_route_template_not_the_path(served: Served) -> None:
     assert (
         request(f"{served.base}/api/activities/@bayko", headers={"X-Request-Id": "route-1a"})[0]
