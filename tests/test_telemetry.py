@@ -416,6 +416,38 @@ def test_a_users_feed_is_traced_with_its_page_and_whether_the_user_was_found(
     assert missing.attributes == {"app.page_limit": 20, "app.found": False}
 
 
+def _user_uuid(url: str, handle: str) -> str:
+    with psycopg.connect(url) as conn:
+        query = "SELECT uuid::text FROM users WHERE handle = %s"
+        return conn.execute(query, (handle,)).fetchone()[0]
+
+
+def test_a_reply_is_traced_with_its_author_its_parent_and_whether_the_parent_was_found(
+    served: Served, receiver: OtlpReceiver, module_db: str
+) -> None:
+    status, _, body = _post(
+        served, "/api/activities", _token(served, "londo"), {"message": "say", "ttl": "1-hour"}
+    )
+    assert status == 201
+    parent = json.loads(body)["uuid"]
+    replier, author = _token(served, "bayko"), _user_uuid(module_db, "bayko")
+    missing = str(uuid.uuid4())
+    route = "POST /api/activities/<activity_uuid>/reply"
+    found = {}
+    for to, answered in ((parent, 201), (missing, 404)):
+        status, _, spans = _traced_request(
+            served, receiver, f"/api/activities/{to}/reply", {route, "create-reply"},
+            method="POST", data=json.dumps({"message": "a reply"}).encode(),
+            headers={"Authorization": f"Bearer {replier}", "Content-Type": "application/json"},
+        )  # fmt: skip
+        assert status == answered
+        reply = _use_case_span(spans, route, "create-reply")
+        assert reply.attributes["app.author_uuid"] == author
+        assert reply.attributes["app.parent_uuid"] == to
+        found[to] = reply.attributes["app.found"]
+    assert found == {parent: True, missing: False}
+
+
 def test_log_lines_name_the_route_template_not_the_path(served: Served) -> None:
     assert (
         request(f"{served.base}/api/activities/@bayko", headers={"X-Request-Id": "route-1a"})[0]
