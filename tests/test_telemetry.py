@@ -448,6 +448,37 @@ def test_a_reply_is_traced_with_its_author_its_parent_and_whether_the_parent_was
     assert found == {parent: True, missing: False}
 
 
+def test_a_shown_crud_is_traced_with_its_replies_page_and_whether_it_was_found(
+    served: Served, receiver: OtlpReceiver
+) -> None:
+    status, _, body = _post(
+        served, "/api/activities", _token(served, "londo"), {"message": "shown", "ttl": "1-hour"}
+    )
+    assert status == 201
+    shown = json.loads(body)["uuid"]
+    replier = _token(served, "bayko")
+    for n in range(3):  # not 2: the body is an object of 2 keys, activity and replies
+        reply = {"message": f"r{n}"}
+        assert _post(served, f"/api/activities/{shown}/reply", replier, reply)[0] == 201
+    route = "GET /api/activities/<activity_uuid>"
+    names = {route, "show-activity"}
+    missing = str(uuid.uuid4())
+    for path, answered, attributes in (
+        (f"{shown}?limit=2", 200, {"app.page_limit": 2, "app.result_length": 2,
+                                   "app.has_more": True, "app.found": True}),
+        (shown, 200, {"app.page_limit": 100, "app.result_length": 3,
+                      "app.has_more": False, "app.found": True}),
+        (missing, 404, {"app.page_limit": 100, "app.found": False}),
+    ):  # fmt: skip
+        status, body, spans = _traced_request(served, receiver, f"/api/activities/{path}", names)
+        assert status == answered
+        if status == 200:
+            assert len(json.loads(body)["replies"]) == attributes["app.result_length"]
+        show = _use_case_span(spans, route, "show-activity")
+        activity = path.split("?")[0]
+        assert show.attributes == {"app.activity_uuid": activity, **attributes}
+
+
 def test_log_lines_name_the_route_template_not_the_path(served: Served) -> None:
     assert (
         request(f"{served.base}/api/activities/@bayko", headers={"X-Request-Id": "route-1a"})[0]
