@@ -479,6 +479,42 @@ def test_a_shown_crud_is_traced_with_its_replies_page_and_whether_it_was_found(
         assert show.attributes == {"app.activity_uuid": activity, **attributes}
 
 
+def test_no_sql_comment_per_request_in_the_spans_or_in_what_postgresql_ran(
+    served: Served, receiver: OtlpReceiver, module_db: str
+) -> None:
+    # sqlcommenter appends /*traceparent='…',…*/ to each statement: a text per request,
+    # which defeats prepared statements. The one comment allowed is the query's fixed name.
+    # A write: its INSERT is a connection's last statement (autocommit), short enough for
+    # pg_stat_activity to hold whole (the feeds' are cut at track_activity_query_size).
+    token, named = _token(served, "londo"), "/* activities/create.sql */ "
+    texts = []
+    for n in range(2):
+        status, _, spans = _traced_request(
+            served, receiver, "/api/activities", {"POST /api/activities", "create-activity"},
+            method="POST", data=json.dumps({"message": f"plain {n}", "ttl": "1-hour"}).encode(),
+            headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+        )  # fmt: skip
+        assert status == 201
+        statements = [s for group in spans.values() for s in group if s.kind == CLIENT]
+        (insert,) = [s for s in statements if s.attributes["db.statement"].startswith(named)]
+        texts.append(insert.attributes["db.statement"])
+    assert texts[0] == texts[1]  # the same text whatever the trace
+    assert "/*" not in texts[0][len(named) :] and "traceparent" not in texts[0]
+    # What the server ran: each backend's last statement stays in pg_stat_activity.
+    with psycopg.connect(module_db, autocommit=True) as conn:
+        (kept,) = conn.execute(  # in bytes
+            "SELECT setting::int FROM pg_settings WHERE name = 'track_activity_query_size'"
+        ).fetchone()
+        ran = [row[0] for row in conn.execute(
+            "SELECT query FROM pg_stat_activity WHERE datname = current_database()"
+            " AND application_name = 'cruddur-api' AND starts_with(query, %s)", (named,),
+        )]  # fmt: skip
+    assert ran, "no API connection's last statement was the insert"
+    for text in ran:
+        assert len(text.encode()) < kept - 1, "cut: its end (where the comment goes) unseen"
+        assert "/*" not in text[len(named) :] and "traceparent" not in text, text
+
+
 def test_log_lines_name_the_route_template_not_the_path(served: Served) -> None:
     assert (
         request(f"{served.base}/api/activities/@bayko", headers={"X-Request-Id": "route-1a"})[0]
