@@ -745,6 +745,40 @@ def test_a_receiver_down_or_slow_never_slows_or_fails_a_request(
             slow.close()
 
 
+def _one_worker(module_db: str, home: Path, *args: str, **env: str) -> server_support.Served:
+    """A short-lived `cruddur serve` (`args`: one granian worker unless they say
+    otherwise) with `env` and none of this process's telemetry or log settings."""
+    full = {"CONNECTION_URL": module_db, "CRUDDUR_HOME": str(home), **env}
+    unset = ("OTEL_", "PROD_", "CRUDDUR_METRICS_PORT", "CRUDDUR_LOG_")
+    server = server_support.Served(*(args or ("--workers", "1")), env=full, unset=unset)
+    server.env = full  # where _token finds the database and the dev key pair
+    server.wait_healthy()
+    return server
+
+
+def test_log_level_warning_drops_request_lines_and_keeps_warnings(
+    module_db: str, tmp_path: Path
+) -> None:
+    server = _one_worker(module_db, tmp_path, CRUDDUR_LOG_LEVEL="warning")
+    try:
+        feed = request(f"{server.base}/api/activities/home", headers={"X-Request-Id": "quiet-feed"})
+        assert feed[0] == 200
+        bad = {"Authorization": "Bearer not.a.jwt", "X-Request-Id": "quiet-info"}
+        assert request(f"{server.base}/api/activities", data=b"{}", headers=bad)[0] == 401
+        # A dev token relayed from another machine: refused with a warning.
+        relayed = {"Authorization": f"Bearer {_token(server)}", "X-Forwarded-For": "10.0.0.7",
+                   "X-Request-Id": "quiet-warn"}  # fmt: skip
+        assert request(f"{server.base}/api/activities", data=b"{}", headers=relayed)[0] == 401
+    finally:
+        server.stop()  # what the worker queued is written as it stops
+    records = [json.loads(line) for line in server.output.splitlines() if line.startswith("{")]
+    assert not [r for r in records if r["logger"] == "cruddur.request"], server.output
+    assert not [r for r in records if r.get("request_id") == "quiet-info"]  # info: dropped
+    (warning,) = [r for r in records if r.get("request_id") == "quiet-warn"]
+    assert warning["level"] == "warning"
+    assert warning["message"] == "request quiet-warn: dev token from 127.0.0.1 refused"
+
+
 def test_a_stalled_stdout_never_stops_the_server_answering(module_db: str, tmp_path: Path) -> None:
     # A record logged in a request's thread (here "token refused", one per bad token) was
     # written there: with stdout's reader stalled the write blocked, holding the handler's
