@@ -779,6 +779,27 @@ def test_log_level_warning_drops_request_lines_and_keeps_warnings(
     assert warning["message"] == "request quiet-warn: dev token from 127.0.0.1 refused"
 
 
+@pytest.mark.parametrize(
+    ("args", "env"),
+    [(("--workers", "1"), {"CRUDDUR_LOG_FORMAT": "text"}), (("--dev",), {})],
+    ids=["CRUDDUR_LOG_FORMAT=text", "serve --dev"],
+)
+def test_text_log_lines_are_for_people_with_the_method_route_and_status(
+    args: tuple[str, ...], env: dict[str, str], module_db: str, tmp_path: Path
+) -> None:
+    server = _one_worker(module_db, tmp_path, *args, **env)
+    try:
+        feed = f"{server.base}/api/activities/@andrewbrown"
+        assert request(feed, headers={"X-Request-Id": "text-line-1"})[0] == 200
+        assert server.saw("request_id=text-line-1", timeout=5), server.output
+    finally:
+        server.stop()
+    lines = server.output.splitlines()
+    (line,) = [line for line in lines if "request_id=text-line-1" in line]
+    assert " INFO cruddur.request: GET /api/activities/@<handle> 200 " in line, line
+    assert not any(line.startswith("{") for line in lines), server.output  # no JSON at all
+
+
 def test_a_stalled_stdout_never_stops_the_server_answering(module_db: str, tmp_path: Path) -> None:
     # A record logged in a request's thread (here "token refused", one per bad token) was
     # written there: with stdout's reader stalled the write blocked, holding the handler's
