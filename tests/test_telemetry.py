@@ -683,6 +683,70 @@ def test_a_huge_made_up_method_makes_a_short_whole_log_line(served: Served) -> N
     assert len(raw.encode()) < 1024
 
 
+# Made importable first (PYTHONPATH): granian's main process then starts its workers by
+# spawn, as granian does on Pythons whose default is not fork (3.14: forkserver).
+SPAWN_WORKERS = 'import multiprocessing\nmultiprocessing.set_start_method("spawn")\n'
+
+
+def test_workers_granian_spawns_trace_as_forked_ones_do(
+    module_db: str, tmp_path: Path, own_receiver: OtlpReceiver
+) -> None:
+    # A spawned worker inherits nothing of the main process: its tracing is set up by
+    # create_worker_app alone (telemetry.start_process), as in a forked one.
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text(SPAWN_WORKERS)
+    path = os.pathsep.join(filter(None, [str(site), os.environ.get("PYTHONPATH")]))
+    server = Served(
+        module_db, tmp_path,
+        {"PYTHONPATH": path, "OTEL_EXPORTER_OTLP_ENDPOINT": own_receiver.url,
+         "OTEL_BSP_SCHEDULE_DELAY": "100"},
+    )  # fmt: skip
+    try:
+        # Both workers are spawned: fresh interpreters (not a fork of the main process).
+        spawned = [
+            pid for pid in server.leftovers()
+            if b"--multiprocessing-fork" in Path(f"/proc/{pid}/cmdline").read_bytes()
+        ]  # fmt: skip
+        assert len(spawned) == 2, server.output
+        traces: dict[str, str] = {}
+
+        def ask(thread: int) -> None:
+            for n in range(4):
+                trace_id, request_id = secrets.token_hex(16), f"spawned-{thread}-{n:04d}"
+                status = request(
+                    f"{server.base}/api/activities/home?limit=2",
+                    headers={"traceparent": f"00-{trace_id}-{secrets.token_hex(8)}-01",
+                             "X-Request-Id": request_id},
+                )[0]  # fmt: skip
+                assert status == 200
+                traces[request_id] = trace_id
+
+        threads = [threading.Thread(target=ask, args=(t,)) for t in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert len(traces) == 16
+        lines = {request_id: _request_line(server, request_id) for request_id in traces}
+        # Each spawned worker answered some, traced: each set its tracing up on its own.
+        assert {line["pid"] for line in lines.values()} == set(spawned)
+        for request_id, trace_id in traces.items():
+            spans = _trace(own_receiver, trace_id, {"GET /api/activities/home", "home-activities"})
+            (server_span,) = spans["GET /api/activities/home"]
+            (use_case,) = spans["home-activities"]
+            assert use_case.parent_span_id == server_span.span_id
+            assert server_span.service == "backend-flask"
+            assert lines[request_id]["trace_id"] == trace_id
+    finally:
+        server.stop()
+    started = [
+        json.loads(line)["pid"] for line in server.output.splitlines()
+        if line.startswith("{") and '"traces: on, ' in line
+    ]  # fmt: skip
+    assert sorted(started) == sorted(spawned)  # set up once in each, by the worker itself
+
+
 def test_spans_queued_at_a_stop_are_sent_before_the_workers_end(
     own_server, own_receiver: OtlpReceiver
 ) -> None:
