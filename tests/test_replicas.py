@@ -28,7 +28,7 @@ from served import serve
 
 from cruddur.api import create_app
 from cruddur.config import Settings
-from cruddur.db.replication import LagClock, ReplicaState
+from cruddur.db.replication import LagClock, PrimarySample, ReplicaState
 from cruddur.dev_keys import DevKeys
 from cruddur.urls import parse
 
@@ -1033,3 +1033,28 @@ def test_read_your_writes_holds_behind_a_transaction_pooler_over_two_replicas(
             bouncer.stop()
         fast.remove()
         slow.remove()
+
+
+def test_a_primary_that_stops_answering_between_two_samples_leaves_the_replica_in_use(
+    pair: ReplicaPair, tmp_path: Path
+) -> None:
+    # A replica replaying ahead of the sample taken before the look is asked about again
+    # with a sample taken after it; when that one failed (the primary not answering), the
+    # sample from before decided: a healthy replica was called "not following this
+    # primary", and reads left it for the primary that was not answering.
+    app, _, _ = _app(pair, tmp_path)
+    router = app.extensions["cruddur.reads"]
+    try:
+        with psycopg.connect(pair.primary_url, autocommit=True) as primary:
+            (cluster,) = primary.execute(
+                "SELECT system_identifier::text FROM pg_control_system()"
+            ).fetchone()
+        samples = iter([PrimarySample(written=0, cluster=cluster), None])
+        router._sample_primary = lambda: next(samples)
+        with psycopg.connect(pair.replica_url, autocommit=True) as replica:
+            state = router._look(replica)
+        assert next(samples, "both taken") == "both taken"
+        assert state.following is not False, state
+        assert "not following" not in (state.problem or ""), state
+    finally:
+        _close(app)

@@ -133,11 +133,14 @@ class ReadRouter:
         if primary is not None:
             if not_following(state, primary) is not None:
                 # Sampled before the look: a replica that follows may have replayed past
-                # it since. Only a sample taken after the look can tell.
-                primary = self._sample_primary() or primary
-            state = compared_with(state, primary)
-            if state.following is False:
-                return state
+                # it since. Only a sample taken after the look can tell; without one (the
+                # primary not answering now), this look tells nothing of the kind, and
+                # the one before would call a replica replaying on "not following".
+                primary = self._sample_primary()
+            if primary is not None:
+                state = compared_with(state, primary)
+                if state.following is False:
+                    return state
         if state.replayed is not None:
             lag = self._clock.lag(time.monotonic(), state.replayed, state.replay_age)
             if lag == math.inf:
