@@ -24,7 +24,7 @@ import psycopg
 import pytest
 import server_support
 from conftest import build_template
-from helpers import ROOT, run
+from helpers import ROOT, finished_within, run
 from otlp_receiver import OtlpReceiver, Span
 from prometheus_client.parser import text_string_to_metric_families
 from psycopg import sql
@@ -1077,6 +1077,25 @@ def test_a_record_too_long_for_a_pipe_is_one_write_of_one_cut_line() -> None:
         assert "characters cut]" in parsed["traceback"]
     assert second["message"].startswith("é\x01") and "characters cut]" in second["message"]
     assert third["message"].startswith("zzz") and third["message"].endswith("zzz")
+
+
+@pytest.mark.parametrize("max_bytes", [4095, 1000, 300])
+def test_a_text_costly_at_its_ends_and_cheap_in_its_middle_is_cut_to_fit(max_bytes: int) -> None:
+    # The cut went by the text's average bytes a character: cheap characters cut from
+    # the middle saved less than the note of the cut added, and the same cut was made
+    # for ever, the handler's lock held (a client chooses a logged path).
+    from cruddur.telemetry.logs import JsonFormatter
+
+    text = "😀" * 500 + "a" * 3000 + "\x00" * 500
+    record = logging.makeLogRecord(
+        {"name": "x", "levelno": logging.WARNING, "msg": "path %s", "args": (text,),
+         "ids": [1, 2], "sizes": {"a": 1}}
+    )  # fmt: skip
+    (line,), took = finished_within(lambda: JsonFormatter(max_bytes=max_bytes).format(record), 10)
+    assert took < 10 and len(line.encode()) <= max_bytes
+    parsed = json.loads(line)
+    assert "characters cut]" in parsed["message"] and parsed["message"].startswith("path 😀")
+    assert parsed["ids"] == [1, 2] and parsed["sizes"] == {"a": 1}  # JSON types kept
 
 
 def test_a_malformed_tracestate_is_not_echoed_into_the_log() -> None:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import math
 import os
 import re
 import sys
@@ -161,20 +160,23 @@ _KEPT_WHOLE = frozenset({"time", "level", "logger", "pid", "request_id", "trace_
 def _cut_to_fit(fields: dict[str, Any], max_bytes: int) -> str:
     """The record in at most max_bytes: each text first held to half of it, then the
     longest cut again until the line fits. Cut in the middle, saying how much went; a
-    traceback keeps more of its end, where the exception and the innermost frames are."""
-    fields = {
-        k: v if isinstance(v, str | int | float | bool) else str(v) for k, v in fields.items()
-    }
+    traceback keeps more of its end, where the exception and the innermost frames are.
+    Only texts are cut: other values keep their JSON types."""
+    fields = dict(fields)
     cuttable = [k for k, v in fields.items() if isinstance(v, str) and k not in _KEPT_WHOLE]
     for key in cuttable:
         fields[key] = _cut(fields[key], max_bytes // 2, key)
     text = _dumped(fields)
     while (excess := _size(text) - max_bytes) > 0:
         longest = max(cuttable, key=lambda k: len(fields[k]), default=None)
-        if longest is None or len(fields[longest]) < 64:  # the record's frame alone, then
+        if longest is not None:
+            size = _escaped_size(fields[longest])
+            cut = _cut(fields[longest], size - excess, longest)
+        if longest is None or _escaped_size(cut) >= size:
+            # Nothing left that a cut makes shorter: the record's frame alone, then.
             kept = {k: v for k, v in fields.items() if k in _KEPT_WHOLE}
             return _dumped({**kept, "message": "(a record too long for one line was cut)"})
-        fields[longest] = _cut(fields[longest], _escaped_size(fields[longest]) - excess, longest)
+        fields[longest] = cut
         text = _dumped(fields)
     return text
 
@@ -185,16 +187,25 @@ def _escaped_size(value: str) -> int:
 
 
 def _cut(value: str, max_bytes: int, key: str) -> str:
-    """`value` with its middle cut, about max_bytes in the line (escapes and UTF-8 make a
-    character up to 6 bytes: the cut goes by their average)."""
-    size = _escaped_size(value)
-    if size <= max_bytes:
+    """`value` with its middle cut so that it takes at most max_bytes in the line (or just
+    the note of the cut, when even that is more), keeping as much as fits: measured, since
+    escapes and UTF-8 make a character 1 to 6 bytes, and not evenly along the text."""
+    if _escaped_size(value) <= max_bytes:
         return value
-    per_character = size / len(value)
-    gone = min(len(value), math.ceil((size - max_bytes + 40) / per_character))
-    keep = len(value) - gone
-    head = keep // 3 if key == "traceback" else keep // 2
-    return f"{value[:head]}…[{gone:,} characters cut]…{value[len(value) - (keep - head) :]}"
+
+    def kept(keep: int) -> str:
+        head = keep // 3 if key == "traceback" else keep // 2
+        gone = len(value) - keep
+        return f"{value[:head]}…[{gone:,} characters cut]…{value[len(value) - (keep - head) :]}"
+
+    low, high = 0, len(value) - 1  # the most characters kept that fit, searched
+    while low < high:
+        middle = (low + high + 1) // 2
+        if _escaped_size(kept(middle)) <= max_bytes:
+            low = middle
+        else:
+            high = middle - 1
+    return kept(low)
 
 
 class TextFormatter(logging.Formatter):
