@@ -179,6 +179,22 @@ def test_a_thread_larger_than_a_batch_goes_in_batches_of_at_most_its_size(seeded
         assert left == [(live, 0)]
 
 
+def test_a_reply_chain_goes_in_full_batches(seeded_db: str) -> None:
+    # Each row of a chain in the batch was also walked from every row above it: a batch
+    # of 1,000 counted the same rows at each depth and deleted 44.
+    with psycopg.connect(seeded_db, autocommit=True) as conn, Db(seeded_db) as db:
+        conn.execute("DELETE FROM activities")
+        (parent,) = chain = _add(conn, "crud", "-3 days")
+        for _ in range(59):
+            (parent,) = _add(conn, "reply", "-3 days", parent=parent)
+            chain.append(parent)
+        conn.execute("ANALYZE activities")
+        batches: list[purge.Counts] = []
+        purge.purge(db, purge.cutoff(db, timedelta(days=1)), batch_size=20, progress=batches.append)
+        assert [b.total for b in batches] == [20, 20, 20], batches
+        assert _left(conn, chain) == 0
+
+
 def test_cruds_expiring_during_the_purge_are_not_touched(seeded_db: str) -> None:
     with psycopg.connect(seeded_db, autocommit=True) as conn, Db(seeded_db) as db:
         expired = _add(conn, "expired", "-1 minute", count=50)

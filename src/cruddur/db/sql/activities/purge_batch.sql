@@ -10,7 +10,7 @@
 -- Run it with jit = off (ops/purge.py, the Lambda): the cost estimates of the checks
 -- below are far above jit_above_cost, and compiling the plan took longer than running it.
 WITH RECURSIVE doomed AS (
-  SELECT expired.uuid
+  SELECT expired.uuid, expired.reply_to_activity_uuid AS parent
   FROM public.activities AS expired
   WHERE expired.expires_at < %(cutoff)s::timestamptz
     AND NOT EXISTS (
@@ -41,8 +41,12 @@ WITH RECURSIVE doomed AS (
 -- The planner guesses ten times the batch for each level and would hash every reply in
 -- the table to find them; the fenced lateral (OFFSET 0 keeps it from being flattened
 -- into that join) looks each batch row up in activities_replies_idx instead.
+-- Started from the batch's rows whose parent is not one of them (the others are reached
+-- from it): from each, a reply chain all in the batch was walked again at every depth.
 targets AS (
-  SELECT uuid, 0 AS depth FROM doomed
+  SELECT doomed.uuid, 0 AS depth
+  FROM doomed
+  WHERE NOT EXISTS (SELECT FROM doomed AS parent WHERE parent.uuid = doomed.parent)
   UNION
   SELECT reply.uuid, targets.depth + 1
   FROM targets
@@ -57,9 +61,11 @@ targets AS (
 -- batch of 150,001 rows, past the Lambda's statement timeout, and every run failed on it
 -- again. Every row deeper than one taken is taken too, so what is deleted holds every
 -- reply of each of its rows (nothing more goes by the cascade), and a thread too large
--- for one batch goes in several, its crud last.
+-- for one batch goes in several, its crud last. A row reached twice (below a row the
+-- batch's LIMIT left out) counts once, at its greatest depth: a reply's is one more than
+-- its parent's, so the rule holds.
 batch AS (
-  SELECT uuid FROM targets ORDER BY depth DESC LIMIT %(batch_size)s
+  SELECT uuid FROM targets GROUP BY uuid ORDER BY max(depth) DESC LIMIT %(batch_size)s
 ),
 -- By primary key, from the batch's uuids: a join to the CTE, estimated at 100 times its
 -- size, was a hash join over a scan of the whole table.
