@@ -228,6 +228,22 @@ def test_a_broken_state_file_is_explained_and_data_is_kept(home) -> None:
     state_file.write_text(saved)  # so that the fixture can clean up
 
 
+def test_a_cluster_without_pg_version_is_refused_and_kept(home) -> None:
+    # A data folder partly restored or copied (no PG_VERSION yet): `db up` took it for
+    # a half-made cluster of its own and removed it without a word.
+    env = {"CRUDDUR_HOME": str(home)}
+    assert cruddur("db", "up", env=env).returncode == 0
+    assert cruddur("db", "down", env=env).returncode == 0
+    data_dir = Path(json.loads((home / "postgres.json").read_text())["cluster_dir"]) / "data"
+    (data_dir / "PG_VERSION").unlink()
+    before = sorted(path.name for path in data_dir.iterdir())
+    refused = cruddur("db", "up", env=env)
+    assert refused.returncode == 1
+    assert f"{data_dir} holds files but no PG_VERSION" in refused.stderr, refused.stderr
+    assert sorted(path.name for path in data_dir.iterdir()) == before
+    assert (data_dir / "global" / "pg_control").is_file()
+
+
 def test_a_port_taken_while_the_server_was_down_says_to_restart_serve(home) -> None:
     # The server moved to another port without a word, and a `cruddur serve` running
     # kept asking the old one: 503s until someone thought of restarting it.

@@ -514,8 +514,16 @@ class EmbeddedPostgres:
                 f"{data_dir} holds a database cluster but {self._state_file} {said}, "
                 f"so its password is unknown: remove {data_dir} to start afresh"
             )
-        if data_dir.exists():
+        if ours and data_dir.exists():
             shutil.rmtree(data_dir)  # a half-made cluster (rmtree does not follow links)
+        elif data_dir.is_dir() and any(data_dir.iterdir()):
+            # Someone's files without PG_VERSION: a cluster partly copied or restored.
+            # They were removed without a word; only a half-made cluster of ours may be.
+            raise EmbeddedError(
+                f"{data_dir} holds files but no PG_VERSION (a cluster partly copied or "
+                "restored?), and no initdb of cruddur's left it: it is kept as it is",
+                f"finish restoring it (PG_VERSION included), or remove {data_dir} to start afresh",
+            )
         for left in cluster_dir.glob(f"{PASSWORD_FILE_PREFIX}*"):  # a killed run's
             left.unlink(missing_ok=True)
         self._save_state(making=str(data_dir))
