@@ -17,7 +17,13 @@ import pytest
 from helpers import ROOT, run
 from server_support import free_port
 
-from cruddur.embedded import SHARED_ROOT, EmbeddedPostgres, _pgserver_bin, find_bin_dir
+from cruddur.embedded import (
+    SHARED_ROOT,
+    EmbeddedPostgres,
+    RunAs,
+    _pgserver_bin,
+    find_bin_dir,
+)
 
 
 @pytest.fixture
@@ -242,6 +248,38 @@ def test_a_cluster_without_pg_version_is_refused_and_kept(home) -> None:
     assert f"{data_dir} holds files but no PG_VERSION" in refused.stderr, refused.stderr
     assert sorted(path.name for path in data_dir.iterdir()) == before
     assert (data_dir / "global" / "pg_control").is_file()
+
+
+def test_a_stale_pid_file_whose_number_another_process_has_is_not_the_server(home) -> None:
+    # postmaster.pid left by a server that died, its number since another process's of
+    # the server's user: `db up` said running and started nothing, and `db down` sent
+    # that process SIGINT (as root: any process of the postgres user).
+    env = {"CRUDDUR_HOME": str(home)}
+    assert cruddur("db", "up", env=env).returncode == 0
+    data_dir = Path(json.loads((home / "postgres.json").read_text())["cluster_dir"]) / "data"
+    pid_file = data_dir / "postmaster.pid"
+    lines = pid_file.read_text().splitlines(keepends=True)
+    assert cruddur("db", "down", env=env).returncode == 0
+    server_user = RunAs.for_current_user()
+    switch: dict[str, object] = {}
+    if os.geteuid() == 0:
+        switch = {"user": server_user.uid, "group": server_user.gid, "extra_groups": []}
+    stranger = subprocess.Popen(["sleep", "60"], **switch)
+    try:
+        pid_file.write_text("".join([f"{stranger.pid}\n", *lines[1:]]))  # data folder kept
+        down = cruddur("db", "down", env=env)
+        assert "was not running" in down.stderr, down.stderr
+        assert stranger.poll() is None
+        up = cruddur("db", "up", env=env)
+        assert up.returncode == 0, up.stderr
+        with psycopg.connect(EmbeddedPostgres(home).url("postgres"), connect_timeout=5) as conn:
+            assert conn.execute("SELECT 1").fetchone() == (1,)
+        down = cruddur("db", "down", env=env)
+        assert "stopped" in down.stderr, down.stderr
+        assert stranger.poll() is None  # never signalled
+    finally:
+        stranger.kill()
+        stranger.wait()
 
 
 def test_a_port_taken_while_the_server_was_down_says_to_restart_serve(home) -> None:

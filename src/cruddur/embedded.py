@@ -585,7 +585,8 @@ class EmbeddedPostgres:
         "own" (none, or this cluster's server's, by whatever path it was started),
         "moved" (a live server still serving this folder, started before the home was
         moved here: it still reaches its files by the old path), or "copy" (another
-        cluster's, carried here by a copy, or a server no longer running).
+        cluster's, carried here by a copy, or a server no longer running, its number
+        perhaps reused by another process).
 
         Never decided on the text alone: a moved home (the same folder) named its old
         path, was taken for a copy, and its live server's pid file was removed, which
@@ -595,10 +596,13 @@ class EmbeddedPostgres:
             pid = int(pid_line)
         except (OSError, ValueError):  # none, or one pg_ctl and the server judge alone
             return "own", ""
+        serves_here = _serves(pid, self.data_dir)
         with contextlib.suppress(OSError):
             if os.path.samefile(named, self.data_dir):
-                return "own", named
-        serves_here = _serves(pid, self.data_dir)
+                # Its number may since be another process's (of the server's user, even
+                # root's PostgreSQL): pg_ctl took that for this server, `db up` started
+                # nothing and `db down` signalled the stranger.
+                return ("copy" if serves_here is False else "own"), named
         if serves_here or (serves_here is None and not os.path.exists(named)):
             return "moved", named  # live, and here, or cannot tell: its file stays
         return "copy", named
