@@ -300,6 +300,27 @@ def test_a_port_taken_while_the_server_was_down_says_to_restart_serve(home) -> N
     assert json.loads((home / "postgres.json").read_text())["port"] != old
 
 
+def test_a_port_an_outgoing_connection_holds_moves_the_server_too(home) -> None:
+    # The port came from the kernel's outgoing range, and only a listener read as taken:
+    # held as the local end of a connection, it read as free and the start failed
+    # "could not create any TCP/IP sockets", never moving.
+    env = {"CRUDDUR_HOME": str(home)}
+    assert cruddur("db", "up", env=env).returncode == 0
+    assert cruddur("db", "down", env=env).returncode == 0
+    old = json.loads((home / "postgres.json").read_text())["port"]
+    with socket.socket() as listener, socket.socket() as client:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        client.bind(("127.0.0.1", old))
+        client.connect(listener.getsockname())
+        accepted, _ = listener.accept()
+        with accepted:
+            moved = cruddur("db", "up", env=env)
+    assert moved.returncode == 0, moved.stderr
+    assert f"port {old}, where it ran before, was taken" in moved.stderr
+    assert json.loads((home / "postgres.json").read_text())["port"] != old
+
+
 def test_a_home_whose_path_pg_ctl_cannot_quote_is_refused_first(tmp_path) -> None:
     # pg_ctl starts the server through /bin/sh with the paths in double quotes: every
     # `db up` failed, naming a log file that never existed, after initdb had run.

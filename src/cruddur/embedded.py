@@ -271,8 +271,18 @@ def _serves(pid: int, data_dir: Path) -> bool | None:
 
 
 def _port_in_use(port: int) -> bool:
+    """Whether the server could not listen on `port`: bound as PostgreSQL binds it
+    (SO_REUSEADDR on, so a TIME_WAIT alone is no obstacle). Trying to connect saw only
+    listeners: a port that an outgoing connection holds as its own (the recorded port
+    came from the same range) read as free, and the start failed "could not create any
+    TCP/IP sockets" instead of moving."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        return sock.connect_ex(("127.0.0.1", port)) == 0
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return True
+        return False
 
 
 @dataclass(frozen=True)
