@@ -31,6 +31,17 @@ def _add(conn: psycopg.Connection, message: str, expires_in: str, parent=None, c
     return [row[0] for row in rows]
 
 
+def _reply_to_each(conn: psycopg.Connection, parents: list, count: int = 1) -> None:
+    """`count` replies to each of `parents`, by its author, expiring with it (as the API
+    makes them)."""
+    conn.execute(
+        "INSERT INTO activities (user_uuid, message, reply_to_activity_uuid, created_at,"
+        " expires_at) SELECT user_uuid, 'reply', uuid, created_at, expires_at"
+        " FROM activities, generate_series(1, %s) WHERE uuid = ANY(%s)",
+        [count, parents],
+    )
+
+
 def _left(conn: psycopg.Connection, uuids) -> int:
     return conn.execute("SELECT count(*) FROM activities WHERE uuid = ANY(%s)", [uuids]).fetchone()[
         0
@@ -111,12 +122,7 @@ def _threads(conn: psycopg.Connection, cruds: int) -> list:
     """`cruds` cruds expired 3 days ago with 3 replies each (as the API makes them), and
     a live crud with 2 replies of its own that expired (imported rows): its uuid last."""
     roots = _add(conn, "old", "-3 days", count=cruds)
-    conn.execute(
-        "INSERT INTO activities (user_uuid, message, reply_to_activity_uuid, created_at,"
-        " expires_at) SELECT user_uuid, 'reply', uuid, created_at, expires_at"
-        " FROM activities, generate_series(1, 3) WHERE uuid = ANY(%s)",
-        [roots],
-    )
+    _reply_to_each(conn, roots, 3)
     conn.execute("UPDATE activities SET replies_count = 3 WHERE uuid = ANY(%s)", [roots])
     (live,) = _add(conn, "live", "1 day")
     _add(conn, "old reply", "-3 days", parent=live, count=2)
@@ -258,12 +264,7 @@ def test_a_batch_reads_the_table_through_its_indexes_and_is_not_compiled(seeded_
     # (half a second more). A batch's cost must not depend on what it leaves behind.
     with psycopg.connect(seeded_db, autocommit=True) as conn:
         cruds = _add(conn, "old", "-2 days", count=20_000)
-        conn.execute(
-            "INSERT INTO activities (user_uuid, message, reply_to_activity_uuid, created_at,"
-            " expires_at) SELECT user_uuid, 'reply', uuid, created_at, expires_at"
-            " FROM activities WHERE uuid = ANY(%s)",
-            [cruds[::4]],
-        )
+        _reply_to_each(conn, cruds[::4])
         _add(conn, "alive", "30 days", count=20_000)
         conn.execute("ANALYZE activities")
     with Db(seeded_db) as db:  # as the purge runs a batch: its transaction, its settings
@@ -294,12 +295,7 @@ def test_a_table_never_analyzed_is_still_read_through_its_indexes(seeded_db: str
     # them cruds with 3 replies) took 17 s to count, not a second.
     with psycopg.connect(seeded_db, autocommit=True) as conn:
         cruds = _add(conn, "old", "-2 days", count=5_000)
-        conn.execute(
-            "INSERT INTO activities (user_uuid, message, reply_to_activity_uuid, created_at,"
-            " expires_at) SELECT user_uuid, 'reply', uuid, created_at, expires_at"
-            " FROM activities, generate_series(1, 3) WHERE uuid = ANY(%s)",
-            [cruds],
-        )
+        _reply_to_each(conn, cruds, 3)
         analyzed = conn.execute(
             "SELECT reltuples FROM pg_class WHERE oid = 'public.activities'::regclass"
         ).fetchone()[0]

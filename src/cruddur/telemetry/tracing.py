@@ -177,8 +177,10 @@ class Sampling:
         self.parent_based = sampler.startswith("parentbased_")
         root = sampler.removeprefix("parentbased_")
         self.ratio = {"always_on": 1.0, "always_off": 0.0}.get(root, ratio)
-        # TraceIdRatioBased's bound: a trace id whose low 64 bits are under it is kept.
-        self.bound = round(self.ratio * 2**64)
+        from opentelemetry.sdk.trace.sampling import TraceIdRatioBased  # tracing is on
+
+        # The SDK's own bound: a trace id whose low 64 bits are under it is kept.
+        self.bound = TraceIdRatioBased.get_bound_for_rate(self.ratio)
 
     def sampled(self, environ: dict[str, Any]) -> bool:
         header = environ.get("HTTP_TRACEPARENT")

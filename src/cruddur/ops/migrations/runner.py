@@ -186,12 +186,18 @@ def _session_defaults(conn: psycopg.Connection) -> None:
     (outside SET LOCAL) applied to the next, which then made its tables as that role or
     in that schema, unlike in a run of its own."""
     conn.execute("RESET ALL")
-    conn.execute("RESET SESSION AUTHORIZATION")  # RESET ALL leaves it
-    conn.execute("RESET ROLE")
+    _as_connected(conn)
     if conn.info.server_version >= 140000:
         # A migrate killed mid-statement: the server notices within a second and rolls
         # back and frees the lock, instead of running the statement to its end first.
         conn.execute("SET client_connection_check_interval = '1s'")
+
+
+def _as_connected(conn: psycopg.Connection) -> None:
+    """Back to the role the connection logged in as: a migration's SET ROLE or SET
+    SESSION AUTHORIZATION (which RESET ALL leaves) no longer in force."""
+    conn.execute("RESET SESSION AUTHORIZATION")
+    conn.execute("RESET ROLE")
 
 
 def identity(url: str, connect_timeout: int = 5) -> tuple[str, int]:
@@ -335,8 +341,7 @@ def _step(
         # LOCAL) made these run as that role ("permission denied for table
         # schema_migrations"). Reset within the transaction, so it holds as it commits.
         with _after_statements(migration, direction, "resetting the role it set"):
-            conn.execute("RESET SESSION AUTHORIZATION")
-            conn.execute("RESET ROLE")
+            _as_connected(conn)
         with _after_statements(migration, direction, "recording it in schema_migrations"):
             conn.execute(template("migrations", "create_table"))
             conn.execute(record_sql, params)
