@@ -491,3 +491,14 @@ def test_a_state_file_of_the_wrong_shape_is_explained(tmp_path, text: str) -> No
     assert broken.returncode == 1
     assert f"error: {state_file} is unreadable: remove it" in broken.stderr, broken.stderr
     assert "unexpected" not in broken.stderr
+
+
+def test_down_on_a_home_that_does_not_exist_makes_nothing_and_says_so(tmp_path) -> None:
+    # `db down` with a misspelt CRUDDUR_HOME made the folder (and a lock file in it), then
+    # said "data kept in …/postgres/data", a folder that did not exist either.
+    home = tmp_path / "typo" / "state"
+    down = cruddur("db", "down", env={"CRUDDUR_HOME": str(home)})
+    assert down.returncode == 0, down.stderr
+    assert f"no embedded PostgreSQL in {home}: nothing to stop" in down.stderr
+    assert "data kept" not in down.stderr
+    assert not (tmp_path / "typo").exists()

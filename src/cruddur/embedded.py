@@ -680,6 +680,8 @@ class EmbeddedPostgres:
         start recovers from the WAL, as after a failover)."""
         if mode not in STOP_MODES:
             raise ValueError(f"stop mode must be one of {', '.join(STOP_MODES)}, not {mode!r}")
+        if not self.home.is_dir():
+            return False  # nothing was ever made here (a misspelt home): make nothing either
         with self._lock():
             if not self.initialized:
                 return False

@@ -776,6 +776,10 @@ def down(cli: Cli) -> None:
     server = embedded_server(cli.settings)
     if server.stop():
         done("embedded PostgreSQL stopped")
+    elif not server.initialized:
+        # Not "data kept in …" a folder that does not exist: the home may be misspelt.
+        done(f"no embedded PostgreSQL in {server.home}: nothing to stop")
+        return
     else:
         done("embedded PostgreSQL was not running")
     info(f"data kept in {server.data_dir}")
