@@ -216,3 +216,21 @@ def test_expired_seed_crud_is_expired(db: Db) -> None:
     assert db.query_value("SELECT count(*) FROM activities WHERE expires_at < now()") == 1
     with pytest.raises(psycopg.errors.CheckViolation):
         db.query_commit("UPDATE activities SET expires_at = created_at - interval '1 second'")
+
+
+def test_split_reads_nested_block_comments_as_postgresql_does(empty_db: str) -> None:
+    # Block comments nest in PostgreSQL: the split ended this one at its first `*/`, and
+    # the quote in "it's" opened a string that hid the next semicolon: the two statements
+    # went as one and the file was refused.
+    text = (
+        "/* outer /* inner */ it's; still the comment */ CREATE TABLE t1 (id int);\n"
+        "/* a /* b /* c */ */ ' */ INSERT INTO t1 VALUES (1);\n"
+        "SELECT '/*' AS not_a_comment;\n"
+    )
+    statements = split(text)
+    assert [(s.line, s.text.split("*/")[-1].split()[0]) for s in statements] == [
+        (1, "CREATE"), (2, "INSERT"), (3, "SELECT"),
+    ]  # fmt: skip
+    with Db(empty_db) as db:
+        assert run_script(db, text, "nested.sql") == 3
+        assert db.query_value("SELECT count(*) FROM t1") == 1

@@ -62,11 +62,38 @@ def _postgres_lexer() -> sqlparse.lexer.Lexer:
     return lexer
 
 
+def _nested_comment(depth: int) -> re.Pattern[str]:
+    """A block comment holding others up to `depth` deep (a regular expression cannot
+    count; a deeper one ends where sqlparse ends it, at its first `*/`)."""
+    inner = ""
+    for _ in range(depth):
+        inner = r"/\*(?:[^*/]|\*(?!/)|/(?!\*)" + (f"|{inner}" if inner else "") + r")*\*/"
+    return re.compile(inner)
+
+
 _LEXER = _postgres_lexer()
+_NESTED_COMMENT = _nested_comment(8)
 
 
 def _tokens(text: str) -> Iterator[tuple[tokens._TokenType, str]]:
-    return _LEXER.get_tokens(text)
+    """sqlparse's tokens of `text`, but with PostgreSQL's block comments, which nest:
+    sqlparse ended `/* a /* b */ it's; */` at the first `*/`, and the quote after it ran
+    on as a string past later semicolons. Where a comment holds another, the lexing
+    starts again after the whole one."""
+    start = 0
+    while True:
+        at = start
+        for ttype, value in _LEXER.get_tokens(text[start:] if start else text):
+            if ttype in tokens.Comment.Multiline and "/*" in value[2:]:
+                whole = _NESTED_COMMENT.match(text, at)
+                if whole is not None and whole.end() > at + len(value):
+                    yield ttype, whole.group()
+                    start = whole.end()
+                    break
+            yield ttype, value
+            at += len(value)
+        else:
+            return
 
 
 def _code_offset(piece: str) -> int | None:
