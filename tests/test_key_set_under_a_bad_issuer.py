@@ -25,6 +25,7 @@ class Issuer:
         self.delay = 0.0
         self.drip = 0.0
         self.fetches = 0
+        self.redirect_to: str | None = None  # answer 302 with this Location instead
         self.stopping = threading.Event()
 
 
@@ -38,6 +39,12 @@ def issuer(tmp_path) -> Iterator[tuple[Issuer, str, str]]:
         def do_GET(self) -> None:
             state.fetches += 1
             if state.stopping.wait(state.delay):
+                return
+            if state.redirect_to is not None and self.path == "/jwks.json":
+                self.send_response(302)
+                self.send_header("Location", state.redirect_to)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
                 return
             self.send_response(200)
             self.send_header("Content-Type", "application/json")
@@ -138,3 +145,17 @@ def test_after_a_failed_fetch_the_next_waits_from_its_end(issuer) -> None:
     with pytest.raises(KeysUnavailable):
         keys.get(kid)
     assert state.fetches == 1
+
+
+def test_a_redirect_is_unavailable_and_its_keys_are_never_taken(issuer) -> None:
+    # urlopen followed a 302 to wherever it pointed (another host, http:// after
+    # https://) and took the signing keys it found there: a token signed with those was
+    # accepted for any user.
+    state, url, kid = issuer
+    state.redirect_to = url.replace("/jwks.json", "/elsewhere.json")  # serves the keys
+    keys = KeySet(url, retry_after_failure=0)
+    with pytest.raises(KeysUnavailable, match="answered 302, a redirect"):
+        keys.get(kid)
+    assert state.fetches == 1  # the place it pointed at was never asked
+    state.redirect_to = None
+    assert keys.get(kid) is not None

@@ -5,6 +5,8 @@ most once per `min_refresh` seconds, so junk tokens cannot make the service hamm
 issuer. A fetch that failed is tried again after `retry_after_failure` seconds, and until
 then a key that is not known is "unavailable" (503), not "unknown" (401): the token may
 be fine. Works with https:// (Cognito), http:// (moto, tests) and file:// (dev keys).
+A redirect is refused (unavailable): the keys come from the configured URL or nowhere,
+not from wherever its answer points (another host, or http:// after https://).
 
 An issuer that answers slowly must not hold the service: one thread fetches at a time,
 within `timeout` seconds for the body (the connection and each read of the headers wait
@@ -34,6 +36,22 @@ class KeysUnavailable(RuntimeError):
 
 class UnknownKey(LookupError):
     """The token names a key the issuer does not publish."""
+
+
+class _NoRedirects(urllib.request.HTTPRedirectHandler):
+    """urllib's redirect handler, refusing every redirect: followed, a key set URL that
+    answered 302 took its signing keys from the other place, and tokens signed with those
+    were accepted for any user."""
+
+    def redirect_request(self, req: Any, fp: Any, code: int, msg: str, headers: Any, newurl: str):
+        fp.close()
+        raise KeysUnavailable(
+            f"the token keys at {req.full_url} answered {code}, a redirect: the keys are "
+            "read from the configured URL only (set it to where they are)"
+        )
+
+
+_OPENER = urllib.request.build_opener(_NoRedirects)  # urlopen's handlers, redirects refused
 
 
 class KeySet:
@@ -72,7 +90,7 @@ class KeySet:
         deadline = time.monotonic() + self.timeout
         chunks: list[bytes] = []
         size = 0
-        with urllib.request.urlopen(self.url, timeout=self.timeout) as response:
+        with _OPENER.open(self.url, timeout=self.timeout) as response:
             while chunk := response.read1(8192):  # what has come, not 8 kB
                 chunks.append(chunk)
                 size += len(chunk)
