@@ -56,7 +56,8 @@ class Http:
 def serve_on(tmp_path: Path):
     started: list[subprocess.Popen] = []
 
-    def start(url: str, workers: int = 2, **settings: str) -> Http:
+    def start(url: str, workers: int = 2, log: Path | None = None, **settings: str) -> Http:
+        """`log`: a file for the server's stdout (its request log lines)."""
         port = free_port()
         env = {
             **os.environ,
@@ -67,12 +68,15 @@ def serve_on(tmp_path: Path):
             "NO_COLOR": "1",
         }
         env.pop("PROD_CONNECTION_URL", None)
+        stdout = subprocess.DEVNULL if log is None else open(log, "ab")  # noqa: SIM115
         process = subprocess.Popen(
             [str(CRUDDUR), "serve", "--workers", str(workers), "--threads", "2"],
             env=env,
-            stdout=subprocess.DEVNULL,
+            stdout=stdout,
             stderr=subprocess.DEVNULL,
         )
+        if log is not None:
+            stdout.close()  # the server's now
         started.append(process)
         client = Http(port)
         deadline = time.monotonic() + 30
@@ -149,6 +153,121 @@ def test_a_write_is_in_the_next_pages_of_every_worker_within_100_ms(
     print(
         f"{ROUNDS} rounds: latest fresh request sent {slowest * 1000:.1f} ms after its write; "
         f"{retried} rounds needed more than one request"
+    )
+
+
+class Pinned:
+    """A kept-alive connection that is never opened again, so every request on it goes to
+    the worker that accepted it."""
+
+    def __init__(self, port: int) -> None:
+        self._conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        self._conn.connect()
+        self._sock = self._conn.sock
+
+    def request(
+        self, method: str, path: str, request_id: str, body=None, headers=None
+    ) -> tuple[int, str | None, bytes]:
+        # http.client opens a new connection, maybe to the other worker, if this one closed.
+        assert self._conn.sock is self._sock, "the server closed a kept-alive connection"
+        headers = {**(headers or {}), "X-Request-Id": request_id}
+        self._conn.request(method, path, body=body, headers=headers)
+        response = self._conn.getresponse()
+        return response.status, response.getheader("ETag"), response.read()
+
+    def home(self, request_id: str, etag: str | None = None) -> tuple[int, str | None, bytes]:
+        headers = {} if etag is None else {"If-None-Match": etag}
+        return self.request("GET", "/api/activities/home", request_id, headers=headers)
+
+    def close(self) -> None:
+        self._conn.close()
+
+
+def _answered_by(log: Path, request_id: str) -> int:
+    """The pid of the worker that answered the request: its request log line says."""
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        for line in log.read_text().splitlines():
+            try:
+                record = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(record, dict) and record.get("request_id") == request_id:
+                return record["pid"]
+        time.sleep(0.02)
+    raise AssertionError(f"no log line for {request_id}")
+
+
+def _pin_both_workers(port: int, log: Path, each: int = 2) -> dict[int, list[Pinned]]:
+    """`each` kept-alive connections held by each of the server's two workers."""
+    pinned: dict[int, list[Pinned]] = {}
+    for n in range(100):
+        connection = Pinned(port)
+        request_id = f"pin-{n:04d}"
+        assert connection.home(request_id)[0] == 200
+        held = pinned.setdefault(_answered_by(log, request_id), [])
+        if len(held) < each:
+            held.append(connection)
+        else:
+            connection.close()
+        if len(pinned) == 2 and all(len(held) == each for held in pinned.values()):
+            return pinned
+    raise AssertionError(f"100 connections did not reach both workers: {sorted(pinned)}")
+
+
+OWN_WRITE_ROUNDS = 200
+
+
+def test_a_client_reads_its_own_write_on_every_worker_of_its_server(
+    serve_on, seeded_db: str, tmp_path: Path
+) -> None:
+    # One server, two workers: the NOTIFY would reach the other worker milliseconds after
+    # the 201; the client's next request, on a connection that worker holds, comes first.
+    log = tmp_path / "serve.log"
+    client = serve_on(seeded_db, workers=2, log=log)
+    pinned = _pin_both_workers(client.port, log)  # each worker has read the first page
+    deadline = time.monotonic() + 20
+    while _listeners(seeded_db) < 2:
+        assert time.monotonic() < deadline, "both workers should be listening"
+        time.sleep(0.05)
+    env = {"CONNECTION_URL": seeded_db, "CRUDDUR_HOME": str(tmp_path)}
+    token = run(CRUDDUR, "dev", "token", "--handle", "bayko", env=env).stdout.strip()
+    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+    pids = sorted(pinned)
+    stale: list[str] = []
+    reads = 0
+    for n in range(OWN_WRITE_ROUNDS):
+        writer, other = pids[n % 2], pids[1 - n % 2]
+        # Every connection holds the page from before the write, and its ETag.
+        before = {}
+        for pid in pids:
+            for k, connection in enumerate(pinned[pid]):
+                status, etag, _ = connection.home(f"r{n}-before-{pid}-{k}")
+                assert status == 200 and etag is not None
+                before[connection] = etag
+        body = json.dumps({"message": f"own write {n}", "ttl": "1-hour"})
+        status, _, created = pinned[writer][0].request(
+            "POST", "/api/activities", f"r{n}-write", body, headers
+        )
+        assert status == 201
+        uuid = json.loads(created)["uuid"]
+        # The other worker's connections first: there the NOTIFY has had the least time.
+        # With the old ETag, then without, or the other way round.
+        for pid in (other, writer):
+            for k, connection in enumerate(pinned[pid]):
+                for etag in (before[connection], None)[:: 1 if n // 2 % 2 else -1]:
+                    status, _, page = connection.home(f"r{n}-after-{pid}-{k}-{etag is None}", etag)
+                    reads += 1
+                    if status != 200 or json.loads(page)[0]["uuid"] != uuid:
+                        shown = "304" if status == 304 else f"{status} without the crud"
+                        worker = "the writer" if pid == writer else "the other worker"
+                        if_none_match = "with" if etag else "without"
+                        stale.append(f"round {n}, {worker}, {if_none_match} If-None-Match: {shown}")
+    for held in pinned.values():
+        for connection in held:
+            connection.close()
+    assert not stale, f"{len(stale)} of {reads} reads after the client's own 201: " + "; ".join(
+        stale[:5]
     )
 
 

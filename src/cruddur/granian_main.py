@@ -9,6 +9,8 @@ on to load the app and serve, and the main process waited for it until its kill 
 blocks both signals around it, and the child restores their default actions before it
 unblocks them: a stop that arrives at any moment before the worker installs its own
 handlers ends the worker at once (`cruddur.worker` then takes over, as before).
+As it ends it removes the file its workers share (services/last_write.py), which
+`cruddur serve` made for them before the exec.
 Each forked worker also asks the kernel for a SIGTERM when the main process dies
 (PR_SET_PDEATHSIG, Linux): a main process killed outright (SIGKILL, the OOM killer) no
 longer leaves its workers serving on the port with nobody to stop them; each drains and
@@ -74,5 +76,9 @@ if __name__ == "__main__":
     from granian.cli import entrypoint
 
     import cruddur.api  # noqa: F401
+    from cruddur.services import last_write
 
-    entrypoint()
+    try:
+        entrypoint()
+    finally:
+        last_write.remove(os.environ.get(last_write.ENV))

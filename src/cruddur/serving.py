@@ -25,6 +25,7 @@ import sys
 
 GRANIAN_FACTORY = "cruddur.worker:create_worker_app"  # resets signals before loading
 GUNICORN_FACTORY = "cruddur.api:create_worker_app()"  # gunicorn sets its own first
+GUNICORN_CONFIG = "python:cruddur.gunicorn_config"  # removes what serve made at the end
 
 WANTED_OPEN_FILES = 65_536
 RESERVED_FILES = 256  # per worker: pool connections, logs, the app's own files
@@ -83,6 +84,7 @@ def server_command(
         "--worker-class", "gthread" if threads > 1 else "sync",
         "--graceful-timeout", "10", "--timeout", "30",
         *_no_control_socket(),
+        "--config", GUNICORN_CONFIG,
         GUNICORN_FACTORY,
     ]  # fmt: skip
 

@@ -26,6 +26,7 @@ from cruddur.api.reads import ReadRouter
 from cruddur.config import Settings
 from cruddur.db import Db
 from cruddur.dev_keys import DevKeys
+from cruddur.services.last_write import LastWrite
 from cruddur.services.users import Authors
 from cruddur.telemetry import logs, metrics, requests, tracing
 
@@ -129,7 +130,11 @@ def create_app(
             "LISTEN hears nothing; set CRUDDUR_LISTEN_URL to the primary's own endpoint"
         )
         cache_on = False
-    app.extensions["cruddur.feed_cache"] = AppFeedCache(listen_conninfo, enabled=cache_on)
+    app.extensions["cruddur.feed_cache"] = AppFeedCache(
+        listen_conninfo,
+        enabled=cache_on,
+        last_write=LastWrite.from_env() if cache_on else None,  # serve's workers share it
+    )
 
     # The home feed's first page and a new crud without Flask (activities.FirstHomePage,
     # new_crud.NewCrud), for every request that is not traced; a traced first page too,

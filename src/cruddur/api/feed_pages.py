@@ -9,12 +9,21 @@ import threading
 from collections.abc import Callable
 
 from cruddur.services.feed_cache import FeedChanges, FeedNotifier, FirstPages
+from cruddur.services.last_write import LastWrite
 
 
 class AppFeedCache:
-    def __init__(self, conninfo: Callable[[], str], *, enabled: bool = True) -> None:
+    def __init__(
+        self,
+        conninfo: Callable[[], str],
+        *,
+        enabled: bool = True,
+        last_write: LastWrite | None = None,
+    ) -> None:
+        """`last_write`: the memory this server's workers share (last_write.py), if any."""
         self._conninfo = conninfo
         self.enabled = enabled
+        self._last_write = last_write
         self._pages: FirstPages | None = None
         self._notifier: FeedNotifier | None = None
         self._lock = threading.Lock()
@@ -27,7 +36,8 @@ class AppFeedCache:
         if pages is None:
             with self._lock:
                 if self._pages is None:
-                    self._pages = FirstPages(FeedChanges(self._conninfo()).start())
+                    changes = FeedChanges(self._conninfo()).start()
+                    self._pages = FirstPages(changes, last_write=self._last_write)
                     self._start_notifier()  # connected before the first write needs it
                 pages = self._pages
         return pages
@@ -38,9 +48,13 @@ class AppFeedCache:
         return self._notifier
 
     def changed(self) -> None:
-        """This worker changed the feed: its own copies go now, the others' on the NOTIFY."""
+        """This worker changed the feed: its own copies go now; under `cruddur serve` the
+        other workers' too, at their next request (the shared last write moves before the
+        201 goes out); the other servers' on the NOTIFY."""
         if not self.enabled:
             return
+        if self._last_write is not None:
+            self._last_write.moved()
         if self._pages is not None:
             self._pages.changes.bump()
         notifier = self._notifier

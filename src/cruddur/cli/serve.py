@@ -149,6 +149,19 @@ def start_metrics_exporter(host: str, port: int) -> None:
         )
 
 
+def _share_last_write(env: dict[str, str]) -> None:
+    """The file of 8 bytes the workers share (services/last_write.py), named in `env`: a
+    write there drops the other workers' kept first pages before its 201 goes out. The
+    server's main process (this one, after the exec) removes it as it ends."""
+    from cruddur.services import last_write
+
+    try:
+        env[last_write.ENV] = last_write.make()
+    except OSError as exc:
+        env.pop(last_write.ENV, None)
+        warn(f"a write may miss the next home page of another worker for a few ms: {exc}")
+
+
 def _stops_heard() -> None:
     """An ignored SIGINT or SIGTERM (a background job of a script: `cruddur serve &`
     without job control ignores SIGINT) heard from here on: a stop while serve checked
@@ -324,6 +337,7 @@ def serve(
         # One key for all the workers: a write's X-Read-After, signed by one, is read back
         # by another (api/read_after.py). Other instances need CRUDDUR_READ_AFTER_KEY.
         env[READ_AFTER_KEY_SETTING] = new_key()
+    _share_last_write(env)
     info(f"server: {server}, {workers} workers, {threads} threads each")
     sys.stdout.flush()
     sys.stderr.flush()

@@ -4,7 +4,9 @@ Everyone reads the same first page, so each worker keeps it (one copy per `limit
 instead of asking PostgreSQL every time. A copy is dropped:
 - when a worker writes: its own copies at once, and every other worker's as soon as a
   NOTIFY on `cruddur_feed` reaches it (`FeedNotifier` sends it, `FeedChanges` LISTENs;
-  milliseconds, and the tests hold it to 100 ms);
+  milliseconds, and the tests hold it to 100 ms); within one `cruddur serve`, before the
+  write's 201 goes out: the writer stores new bytes in memory the workers share
+  (last_write.py), and a copy made before them is stale;
 - when a crud on it (or the one after it) expires: a copy lives no longer than its
   earliest `expires_at`;
 - after `max_age` (1 s) whatever happens: the bound for changes made outside the API
@@ -45,6 +47,7 @@ import psycopg
 
 from cruddur.db.dead_peer import with_dead_peer_bounds
 from cruddur.db.errors import redacted_reason
+from cruddur.services.last_write import NO_WRITES, SIZE, LastWrite
 from cruddur.services.paging import Page
 
 log = logging.getLogger("cruddur.feed_cache")
@@ -261,6 +264,7 @@ class Kept:
     page: Page
     etag: str
     generation: int
+    written: bytes  # the shared last write's bytes before the page's read (last_write.py)
     fresh_until: float  # time.monotonic() seconds: the copy's age bound
     expires_at: float  # time.time() seconds: its first crud's expiry (inf: none)
 
@@ -275,8 +279,12 @@ class FirstPages:
         max_age: float = MAX_AGE_SECONDS,
         clock: Callable[[], float] = time.time,
         ticks: Callable[[], float] = time.monotonic,
+        last_write: LastWrite | None = None,
     ) -> None:
         self.changes = changes
+        # The other workers' writes, seen as soon as they are made (read here directly:
+        # a method call would cost the first page's every request more).
+        self._written = NO_WRITES if last_write is None else last_write.memory
         self.max_age = max_age
         # The age bound by a clock no one sets (a wall clock stepped back an hour kept a
         # copy an hour); expiry by the wall clock, as the database's expires_at is.
@@ -291,6 +299,7 @@ class FirstPages:
         return (
             kept is not None
             and kept.generation == self.changes.generation
+            and kept.written == self._written[:SIZE]
             and self._ticks() < kept.fresh_until
             and self._clock() < kept.expires_at
         )
@@ -318,10 +327,11 @@ class FirstPages:
 
     def _build(self, build: Callable[[], tuple[Page, datetime | None]], generation: int) -> Kept:
         started = self._ticks()
+        written = self._written[:SIZE]  # before the read, as the generation
         page, first_expiry = build()
         self.builds += 1
         expires_at = math.inf if first_expiry is None else first_expiry.timestamp()
-        return Kept(page, etag_of(page), generation, started + self.max_age, expires_at)
+        return Kept(page, etag_of(page), generation, written, started + self.max_age, expires_at)
 
     def clear(self) -> None:
         self._kept.clear()
