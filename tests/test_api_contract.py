@@ -10,13 +10,15 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
+import uuid
+from datetime import UTC, datetime
 
 import pytest
 import yaml
 from served import Served
 
 from cruddur.api import OPENAPI
-from cruddur.services.paging import CURSOR_PATTERN, Cursor
+from cruddur.services.paging import CURSOR_PATTERN, BadPageRequest, Cursor
 from cruddur.services.validation import (
     MESSAGE_PATTERN,
     UUID_PATTERN,
@@ -94,6 +96,32 @@ def test_beyond_the_bmp_the_server_refuses_only_what_the_description_names() -> 
     for code in named:  # with whitespace or BMP invisibles too; kept beside a letter
         assert pattern.search(f"\u200b {chr(code)}") and _crud_refused(f"\u200b {chr(code)}")
         assert not _crud_refused(f"a{chr(code)}")
+
+
+@pytest.mark.parametrize(
+    "created_at",
+    [
+        datetime.min.replace(tzinfo=UTC),
+        datetime(1600, 1, 1, tzinfo=UTC),
+        datetime(1969, 12, 31, 23, 59, 59, 999999, tzinfo=UTC),
+        datetime(2300, 1, 1, tzinfo=UTC),
+        datetime.max.replace(tzinfo=UTC),
+    ],
+)
+def test_every_cursor_the_server_makes_decodes_and_follows_the_document(created_at) -> None:
+    # Any time the server reads back (years 1 to 9999): 17 digits were refused.
+    cursor = Cursor(created_at, uuid.uuid4())
+    text = cursor.encode()
+    assert re.fullmatch(SCHEMAS["Cursor"]["pattern"], text)
+    assert Cursor.decode(text) == cursor
+
+
+@pytest.mark.parametrize(
+    "micros", ["253402300800000000", "-62135596800000001", "999999999999999999"]
+)
+def test_a_cursor_past_any_time_the_server_reads_is_refused(micros: str) -> None:
+    with pytest.raises(BadPageRequest):
+        Cursor.decode(f"{micros}_{uuid.uuid4()}")
 
 
 @pytest.mark.parametrize(

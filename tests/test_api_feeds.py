@@ -117,10 +117,49 @@ def test_a_limit_of_thousands_of_digits_is_read_not_a_500(api, seeded_db: str) -
 
 
 def test_malformed_cursors_are_400(api) -> None:
-    for bad in ("x", "123", "abc_def", f"1_{'z' * 32}", f"-99999999999999999_{uuid.uuid4()}"):
+    past_the_server = ("253402300800000000", "-62135596800000001", "999999999999999999")
+    for bad in (
+        "x", "123", "abc_def", f"1_{'z' * 32}", f"-99999999999999999_{uuid.uuid4()}",
+        *(f"{micros}_{uuid.uuid4()}" for micros in past_the_server),  # after 9999, before 1
+        f"1000000000000000000_{uuid.uuid4()}",  # 19 digits
+    ):  # fmt: skip
         response = api.get(f"/api/activities/home?before={bad}")
         assert response.status_code == 400, bad
         assert response.get_json()["error"] == "invalid_before"
+
+
+def _walk(api, path: str) -> list[str]:
+    """The uuids of every page from `path` on, following each page's Link."""
+    seen: list[str] = []
+    while path:
+        response = api.get(path)
+        assert response.status_code == 200, (path, response.get_data(as_text=True))
+        seen += [item["uuid"] for item in response.get_json()]
+        link = response.headers.get("Link")
+        path = link[1 : link.index(">")] if link else ""
+    return seen
+
+
+# Times psql or an import may give a crud, far from now: the server reads years 1 to 9999.
+FAR_TIMES = ("9999-12-31 23:59:59.999998+00", "2300-01-01+00", "1600-01-01+00", "0001-01-01+00")
+
+
+def test_cruds_dated_far_from_now_page_on_like_any_other(api, seeded_db: str) -> None:
+    # A crud dated after 2286 (or before 1653) gave a cursor of 17 digits, which the next
+    # page refused (400 invalid_before): every client stopped there.
+    with psycopg.connect(seeded_db) as conn:
+        for n, created_at in enumerate(FAR_TIMES):
+            conn.execute(
+                "INSERT INTO activities (uuid, user_uuid, message, created_at, expires_at)"
+                " VALUES (%s, (SELECT uuid FROM users WHERE handle = 'londo'), 'far', %s,"
+                " '9999-12-31 23:59:59.999999+00')",
+                [f"bbbbbbbb-0000-4000-8000-00000000000{n}", created_at],
+            )
+    assert _walk(api, "/api/activities/home?limit=1") == _unexpired(seeded_db)
+    far = [u for u in _unexpired(seeded_db) if u.startswith("bbbbbbbb")]
+    londos = _walk(api, "/api/activities/@londo?limit=1")
+    assert [u for u in londos if u.startswith("bbbbbbbb")] == far
+    assert len(set(londos)) == len(londos)
 
 
 def test_user_feed_holds_only_their_cruds(api, seeded_db: str) -> None:

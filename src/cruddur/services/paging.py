@@ -22,9 +22,12 @@ MAX_LIMIT = 100
 REPLIES_DEFAULT_LIMIT = MAX_LIMIT  # a crud's replies: as many as a page may hold
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-# 16 digits reach past the year 2286 either way, and every such cursor decodes; [0-9],
-# since \d would take any script's digits. openapi.yaml states the same pattern.
-CURSOR_PATTERN = rf"^-?[0-9]{{1,16}}_{UUID_PATTERN}$"
+# Every time the server reads back is a datetime, years 1 to 9999 (psycopg refuses the
+# rest): from -62135596800000000 (17 digits) to 253402300799999999 (18). 16 digits ended
+# at 2286 and 1653, and a crud imported beyond them left its feed's next page refused.
+# Cursors of 18 digits beyond those times match, and decode refuses them. [0-9], since \d
+# would take any script's digits. openapi.yaml states the same pattern.
+CURSOR_PATTERN = rf"^-?[0-9]{{1,18}}_{UUID_PATTERN}$"
 _CURSOR = re.compile(CURSOR_PATTERN)
 
 
@@ -52,7 +55,11 @@ class Cursor:
         if _CURSOR.fullmatch(text) is None:
             raise problem
         micros, _, uuid_text = text.partition("_")
-        return cls(_EPOCH + timedelta(microseconds=int(micros)), UUID(uuid_text))
+        try:
+            created_at = _EPOCH + timedelta(microseconds=int(micros))
+        except OverflowError:  # before year 1 or after 9999: no row's cursor
+            raise problem from None
+        return cls(created_at, UUID(uuid_text))
 
 
 # Sorts after every real row: a newest-first page starts here.
