@@ -36,6 +36,30 @@ def test_an_unexpected_error_is_a_json_500_naming_the_logged_request_id(app, cap
     assert logged and logged[0].exc_info is not None  # the traceback is in the log
 
 
+def test_a_value_psycopg_cannot_read_back_is_a_500_and_one_the_server_refuses_a_422(
+    app, caplog
+) -> None:
+    # Both are DataErrors. The server's (SQLSTATE class 22) is about a value the request
+    # sent; psycopg's own, loading a result (`infinity` has no datetime), is not the
+    # client's doing: it was a 422 "the database refused a value in the request".
+    db = app.extensions["cruddur.db"]
+    app.add_url_rule(
+        "/api/read", "read", lambda: db.get().query_value("SELECT 'infinity'::timestamptz")
+    )
+    app.add_url_rule("/api/sent", "sent", lambda: db.get().query_value("SELECT %s::int", ["ten"]))
+    client = app.test_client()
+    with caplog.at_level(logging.ERROR, logger="cruddur.api"):
+        read = client.get("/api/read")
+    assert read.status_code == 500
+    assert read.get_json()["error"] == "internal_error"
+    assert "Traceback" not in read.get_data(as_text=True)
+    logged = [r for r in caplog.records if read.headers["X-Request-Id"] in r.getMessage()]
+    assert logged and logged[0].exc_info is not None
+    sent = client.get("/api/sent")
+    assert sent.status_code == 422
+    assert sent.get_json()["error"] == "validation_failed"
+
+
 def test_a_well_formed_request_id_is_kept_and_a_bad_one_replaced(api) -> None:
     kept = api.get("/api/health", headers={"X-Request-Id": "edge-proxy-1234"})
     assert kept.headers["X-Request-Id"] == "edge-proxy-1234"

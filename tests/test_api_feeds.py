@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import re
 import uuid
 from dataclasses import replace
@@ -160,6 +161,26 @@ def test_cruds_dated_far_from_now_page_on_like_any_other(api, seeded_db: str) ->
     londos = _walk(api, "/api/activities/@londo?limit=1")
     assert [u for u in londos if u.startswith("bbbbbbbb")] == far
     assert len(set(londos)) == len(londos)
+
+
+def test_a_time_the_server_cannot_read_back_is_its_500_not_the_clients_422(
+    api, seeded_db: str, caplog
+) -> None:
+    # A database the migration making a crud's times finite has not reached: `infinity`
+    # in expires_at, which psycopg cannot load (the page's earliest expiry). It was a 422,
+    # "the database refused a value in the request", to a GET that sent none.
+    with psycopg.connect(seeded_db) as conn:
+        conn.execute("ALTER TABLE activities DROP CONSTRAINT IF EXISTS activities_times_finite")
+        conn.execute("UPDATE activities SET expires_at = 'infinity' WHERE expires_at > now()")
+    for path in ("/api/activities/home", "/api/activities/home?limit=100"):  # kept, or not
+        with caplog.at_level(logging.ERROR, logger="cruddur.api"):
+            response = api.client.get(path)
+        assert response.status_code == 500, path
+        body = response.get_json()
+        assert body["error"] == "internal_error"
+        assert body["request_id"] == response.headers["X-Request-Id"]
+        assert "Traceback" not in response.get_data(as_text=True)
+        assert any(body["request_id"] in record.getMessage() for record in caplog.records)
 
 
 def test_user_feed_holds_only_their_cruds(api, seeded_db: str) -> None:

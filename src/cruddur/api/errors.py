@@ -157,6 +157,15 @@ def database_unavailable(exc: Exception) -> bool:
     return isinstance(exc, PoolTimeout | psycopg.OperationalError | psycopg.InterfaceError)
 
 
+def _refused_a_value(exc: psycopg.Error) -> bool:
+    """The server refused a value sent (a check, SQLSTATE class 22), or psycopg one it
+    would not send (InvalidText). A DataError of psycopg's own, without a SQLSTATE, is a
+    result it could not load (`infinity` into a datetime): the server's fault, a 500."""
+    if isinstance(exc, InvalidText | psycopg.errors.CheckViolation):
+        return True
+    return isinstance(exc, psycopg.DataError) and exc.sqlstate is not None
+
+
 def _on_database_error(exc: psycopg.Error) -> Response:
     if database_unavailable(exc):
         return _on_database_unavailable(exc)
@@ -169,7 +178,7 @@ def _on_database_error(exc: psycopg.Error) -> Response:
             extra={"request_id": request_id()},
         )
         return error_response(schema_not_ready_error())
-    if isinstance(exc, InvalidText | psycopg.errors.CheckViolation | psycopg.DataError):
+    if _refused_a_value(exc):
         # The checks in services.validation should have caught it; the schema's own
         # checks are the last line, and their failure is still the client's input.
         metrics.count_db_error(exc)
