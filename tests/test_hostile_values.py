@@ -61,6 +61,24 @@ def test_refused_with_a_clear_error_and_nothing_changed(
 
 
 @pytest.mark.parametrize(
+    ("created_at", "expires_at"),
+    [("now", "infinity"), ("-infinity", "now"), ("-infinity", "infinity")],
+)
+def test_infinite_times_are_refused(db: Db, created_at: str, expires_at: str) -> None:
+    # psycopg cannot read `infinity` back into a datetime, and OpenAPI's date-time has none.
+    before = snapshot(db)
+    with pytest.raises(errors.CheckViolation) as caught:
+        db.query_commit(
+            "INSERT INTO public.activities (user_uuid, message, created_at, expires_at)"
+            " VALUES ((SELECT uuid FROM users WHERE handle = 'londo'), 'x',"
+            " %s::timestamptz, %s::timestamptz)",
+            [created_at, expires_at],
+        )
+    assert caught.value.diag.constraint_name == "activities_times_finite"
+    assert snapshot(db) == before
+
+
+@pytest.mark.parametrize(
     "handle", ["'; DROP TABLE users; --", "a b", "h" * 65, "", "bad/slash", "al\x00ice"]
 )
 def test_bad_handles_are_refused(db: Db, handle: str) -> None:

@@ -1314,6 +1314,46 @@ def test_handles_that_differ_only_in_case_stop_the_migration_naming_them(empty_d
         conn.execute("UPDATE users SET handle = 'LONDO' WHERE handle = 'LondoMollari'")
 
 
+INFINITE = {  # cruds an import left with a time the API cannot read back or show
+    "bbbbbbbb-0000-4000-8000-000000000001": ("now", "infinity"),
+    "bbbbbbbb-0000-4000-8000-000000000002": ("-infinity", "tomorrow"),
+}
+
+
+def test_infinite_times_in_cruds_stop_the_migration_naming_them(empty_db: str) -> None:
+    # A crud's times are finite from the migration on; a database that has infinite ones
+    # is not changed, and the migration names them to fix.
+    old_schema_load_and_seed(empty_db)
+    with psycopg.connect(empty_db) as conn:
+        for uuid, times in INFINITE.items():
+            conn.execute(
+                "INSERT INTO activities (uuid, user_uuid, message, created_at, expires_at)"
+                " VALUES (%s, (SELECT uuid FROM users WHERE handle = 'londo'), 'imported',"
+                " %s::timestamptz, %s::timestamptz)",
+                [uuid, *times],
+            )
+        before = conn.execute("SELECT a::text FROM activities a ORDER BY uuid").fetchall()
+    refused = cli("db-migrate", env=local(empty_db))
+    assert refused.returncode != 0
+    assert "cruds with an infinite created_at or expires_at (2):" in refused.stderr, refused.stderr
+    for uuid in INFINITE:
+        assert uuid in refused.stderr
+    with psycopg.connect(empty_db) as conn:
+        assert conn.execute("SELECT a::text FROM activities a ORDER BY uuid").fetchall() == before
+        finite = "SELECT count(*) FROM pg_constraint WHERE conname = 'activities_times_finite'"
+        assert conn.execute(finite).fetchone()[0] == 0
+        gone, fixed = INFINITE
+        conn.execute("DELETE FROM activities WHERE uuid = %s", [gone])
+        conn.execute("UPDATE activities SET created_at = now() WHERE uuid = %s", [fixed])
+    again = cli("db-migrate", env=local(empty_db))
+    assert again.returncode == 0, again.stderr
+    with psycopg.connect(empty_db) as conn:
+        valid = "SELECT convalidated FROM pg_constraint WHERE conname = 'activities_times_finite'"
+        assert conn.execute(valid).fetchone()[0] is True
+        with pytest.raises(psycopg.errors.CheckViolation):
+            conn.execute("UPDATE activities SET expires_at = 'infinity'")
+
+
 def test_a_database_to_adopt_counts_as_pending_for_exit_code(empty_db: str, tmp_path) -> None:
     old_schema_load_and_seed(empty_db)
     first = sorted(package_dir().glob("*.sql"))[0]
@@ -1595,6 +1635,12 @@ def test_a_rollback_stopped_outside_a_transaction_fails_the_gate_until_rolled_ba
     # by its lock timeout left the index INVALID while the migration stayed applied: the
     # gate passed, and the warning's "drop it, then migrate again" lost the index for good.
     assert cli("db-migrate", env=local(empty_db)).returncode == 0
+    # The migrations after the two rolled back below go first, with nothing waiting: the
+    # reader would stop their ALTER TABLEs before the drop.
+    newer = [p for p in package_dir().glob("*.sql") if p.name[:14] > "20261206113000"]
+    if newer:
+        back = cli("db-rollback", "--steps", str(len(newer)), env=local(empty_db))
+        assert back.returncode == 0, back.stderr
     index = "activities_expires_idx"
     with psycopg.connect(empty_db) as reader:  # a transaction that the drop waits for
         reader.execute("SELECT count(*) FROM activities").fetchall()

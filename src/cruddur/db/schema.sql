@@ -48,7 +48,9 @@ CREATE TABLE public.activities (
   -- Cruds expire; 30 days is the longest lifetime the app offers.
   expires_at             timestamptz NOT NULL DEFAULT current_timestamp + interval '30 days',
   created_at             timestamptz NOT NULL DEFAULT current_timestamp,
-  CHECK (expires_at > created_at)
+  CHECK (expires_at > created_at),
+  -- No `infinity`: the API could not read such a time back, nor show it as a date-time.
+  CONSTRAINT activities_times_finite CHECK (isfinite(created_at) AND isfinite(expires_at))
 );
 
 -- One handle per person, whatever its case (`AndrewBrown` is `andrewbrown`'s); a user's
