@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import atexit
 import copy
+import logging
 import select
+import threading
 import time
+import weakref
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
@@ -22,7 +25,7 @@ from psycopg.rows import RowFactory, tuple_row
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from cruddur.config import PoolSettings
-from cruddur.db.reachability import Reachability
+from cruddur.db.reachability import ConnectionsRefused, Reachability
 from cruddur.deadlines import DeadlinePassed, within
 
 # With a Reachability (fail_fast=True): psycopg_pool's own reconnection gives up almost at
@@ -127,6 +130,59 @@ class PooledConnection(psycopg.Connection):
         return bool(poller.poll(0))
 
 
+class _GatedPool(ConnectionPool):
+    """psycopg_pool's pool, with a Reachability that says when not to try to connect.
+
+    While the server refuses new connections (no slot left, credentials refused) the
+    pool's growth retried with no pause: each getconn, and each check() after a probe,
+    started another attempt. Within REFUSED_RETRY of a refusal it neither grows nor
+    connects; its refusals are counted and logged by the Reachability instead.
+    """
+
+    gate: Reachability
+
+    def _maybe_grow_pool(self) -> None:
+        if not self.gate.holding_off():
+            super()._maybe_grow_pool()
+
+    def _connect(self, timeout: float | None = None) -> PooledConnection:
+        gate = self.gate
+        if gate.holding_off():
+            raise gate.refusal_error()  # nothing sent: the server said no a moment ago
+        try:
+            conn = super()._connect(timeout)
+        except psycopg.Error as exc:
+            if gate.refused(exc):
+                exc.counted = True  # type: ignore[attr-defined]  # for _RefusalsCounted
+            raise
+        gate.connected()
+        return conn
+
+
+class _RefusalsCounted(logging.Filter):
+    """Drops psycopg_pool's warnings for an attempt a Reachability refused or counted
+    (its "error connecting", and the "reconnection attempt failed" the same thread logs
+    next): the Reachability logs them once per interval, with a count, instead."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._last = threading.local()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.msg == "error connecting in %r: %s" and isinstance(record.args, tuple):
+            exc = record.args[-1]
+            dropped = isinstance(exc, ConnectionsRefused) or getattr(exc, "counted", False)
+            self._last.dropped = dropped
+            return not dropped
+        if str(record.msg).startswith("reconnection attempt in pool"):
+            dropped, self._last.dropped = getattr(self._last, "dropped", False), False
+            return not dropped
+        return True
+
+
+logging.getLogger("psycopg.pool").addFilter(_RefusalsCounted())
+
+
 class Db:
     """A pool over one database. Open it explicitly (after a fork, in a server)."""
 
@@ -162,8 +218,13 @@ class Db:
         # fail_fast (the API): while the server is down, fail at once instead of waiting
         # the pool's timeout, and serve again as soon as a probe connects.
         self.reachability = (
-            Reachability(self._probe, self._drop_dead_connections) if fail_fast else None
+            Reachability(self._probe, self._drop_dead_connections, holding=self._holding)
+            if fail_fast
+            else None
         )
+        # The pool's connections, to tell whether it holds one that may serve.
+        self._made: weakref.WeakSet[PooledConnection] = weakref.WeakSet()
+        self._made_lock = threading.Lock()
 
     # -- lifecycle ---------------------------------------------------------------
 
@@ -172,9 +233,14 @@ class Db:
             return self
         # One direct connection first: the pool retries in the background and would
         # report only a timeout, hiding why (refused, bad password, no such database).
-        psycopg.connect(self.conninfo, **self._connect_kwargs).close()
         gate = self.reachability
-        pool = ConnectionPool(
+        try:
+            psycopg.connect(self.conninfo, **self._connect_kwargs).close()
+        except psycopg.Error as exc:
+            if gate is not None:
+                gate.refused(exc)  # a refusal: logged as one, with the server's reason
+            raise
+        pool = (ConnectionPool if gate is None else _GatedPool)(
             self.conninfo,
             min_size=self.settings.min_size,
             max_size=self.settings.max_size,
@@ -189,11 +255,14 @@ class Db:
                 {
                     "reconnect_timeout": POOL_RECONNECT_TIMEOUT,
                     "reconnect_failed": lambda _pool: gate.verify_soon(),
+                    "configure": self._remember,
                 }
                 if gate is not None
                 else {}
             ),
         )
+        if isinstance(pool, _GatedPool):
+            pool.gate = gate
         try:
             pool.open(wait=True, timeout=self.settings.timeout)
         except BaseException:
@@ -318,6 +387,15 @@ class Db:
     def _probe(self) -> None:
         kwargs = {**self._connect_kwargs, "connect_timeout": PROBE_CONNECT_TIMEOUT}
         psycopg.connect(self.conninfo, **kwargs).close()
+
+    def _remember(self, conn: PooledConnection) -> None:
+        with self._made_lock:
+            self._made.add(conn)
+
+    def _holding(self) -> bool:
+        """Whether the pool holds a connection not known to be closed (idle or lent)."""
+        with self._made_lock:
+            return any(not conn.closed for conn in self._made)
 
     def _drop_dead_connections(self) -> None:
         if self._pool is not None:

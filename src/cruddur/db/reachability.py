@@ -10,12 +10,17 @@ down, and its background reconnection backs off further the longer the outage la
 - while the server is down, `admit()` refuses at once with `DatabaseUnavailable`;
 - one background thread starts a probe every `interval` seconds, however long the
   outage, each in a thread of its own (a probe into a black-holed path waits); the first
-  probe that connects ends it, after `on_back` has dropped the pool's dead connections.
+  probe that connects ends it, after `on_back` has dropped the pool's dead connections;
+- a server that answers but refuses new connections (no slot left, credentials no longer
+  accepted) is there: while the pool holds connections they serve, new attempts wait
+  REFUSED_RETRY after a refusal, and the reason is logged once per REFUSED_LOG_EVERY with
+  a count. With none held, it is an outage like any other: 503s at once.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable
@@ -26,6 +31,13 @@ log = logging.getLogger("cruddur.db")
 
 PROBE_INTERVAL = 0.2  # seconds between probes while the server is down
 MAX_PROBES = 10  # probes in flight at once (PROBE_CONNECT_TIMEOUT / PROBE_INTERVAL)
+# After the server refused a new connection, no other is tried for this long (the pool's
+# growth retried with no pause: ~25 attempts and warnings a second per worker); short,
+# since a slot that frees up or a credential that works again should serve at once.
+REFUSED_RETRY = 0.5  # seconds
+REFUSED_LOG_EVERY = 10.0  # seconds between warnings about refused connections
+
+CONNECTED, REFUSED, UNREACHABLE = "connected", "refused", "unreachable"
 
 
 class DatabaseUnavailable(psycopg.OperationalError):
@@ -51,6 +63,47 @@ def _full(exc: psycopg.Error) -> bool:
     return getattr(exc, "sqlstate", None) == "53300" or any(w in text for w in _FULL_WORDS)
 
 
+# The server's answer to bad credentials (28P01 invalid_password, 28000
+# invalid_authorization_specification): NOLOGIN, a rotated password, an unknown role,
+# pg_hba.conf. libpq gives these no SQLSTATE either.
+_AUTH_WORDS = (
+    "authentication failed",
+    "is not permitted to log in",
+    "pg_hba.conf",
+)
+
+
+def _auth_refused(exc: psycopg.Error) -> bool:
+    text = str(exc).lower()
+    if getattr(exc, "sqlstate", None) in ("28P01", "28000") or any(w in text for w in _AUTH_WORDS):
+        return True
+    return 'role "' in text and "does not exist" in text
+
+
+def refusal(exc: BaseException) -> str | None:
+    """What a server that refused a new connection said (it answered, so it is there),
+    in its own words, never the connection string's; None for any other failure."""
+    if not isinstance(exc, psycopg.Error):
+        return None
+    if isinstance(exc, ConnectionsRefused):
+        return exc.reason
+    if not (_full(exc) or _auth_refused(exc)):
+        return None
+    said = str(exc).split("FATAL:", 1)
+    if len(said) == 2:  # the server's message: a role's name at most, never a password
+        return " ".join(said[1].split("connection to server")[0].split())
+    return "too many connections" if _full(exc) else "authentication failed"
+
+
+class ConnectionsRefused(psycopg.OperationalError):
+    """The server refused a new connection a moment ago: none is tried until
+    REFUSED_RETRY has passed (raised by the pool without connecting)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(f"the database refuses new connections: {reason}")
+        self.reason = reason
+
+
 class Reachability:
     def __init__(
         self,
@@ -58,14 +111,20 @@ class Reachability:
         on_back: Callable[[], None],
         *,
         interval: float = PROBE_INTERVAL,
+        holding: Callable[[], bool] = lambda: True,
     ) -> None:
         self._probe = probe  # connects (and disconnects), or raises
         self._on_back = on_back
+        self._holding = holding  # whether the pool holds a connection that may serve
         self.interval = interval
         self._lock = threading.Lock()
         self._down_since: float | None = None
         self._checking: threading.Event | None = None  # a verify() in progress
         self._closed = threading.Event()
+        self._refused_at = -math.inf  # time.monotonic() of the last refusal
+        self._reason = ""
+        self._refusals = 0  # since the last warning
+        self._warned_at: float | None = None
 
     @property
     def down(self) -> bool:
@@ -94,9 +153,11 @@ class Reachability:
             check.wait()
             return self._down_since is None
         try:
-            reachable = self._answers()
-            if reachable:
+            # A refusal a moment ago (the pool's, or a probe's) is this probe's answer.
+            result = REFUSED if self.holding_off() else self._attempt()
+            if result == CONNECTED:
                 self._on_back()
+            reachable = self._served(result)
             with self._lock:
                 if not reachable:
                     self._go_down()
@@ -120,10 +181,60 @@ class Reachability:
     def close(self) -> None:
         self._closed.set()
 
+    def holding_off(self) -> bool:
+        """The server refused a new connection less than REFUSED_RETRY ago."""
+        return time.monotonic() - self._refused_at < REFUSED_RETRY
+
+    def refused(self, exc: BaseException) -> bool:
+        """A connection attempt failed with `exc`: True if the server refused it (it is
+        there), which is counted and, once in a while, logged with its reason."""
+        reason = refusal(exc)
+        if reason is None:
+            return False
+        if isinstance(exc, ConnectionsRefused):  # not an attempt: its refusal was counted
+            return True
+        now = time.monotonic()
+        with self._lock:
+            self._refused_at, self._reason = now, reason
+            self._refusals += 1
+            if self._warned_at is not None and now - self._warned_at < REFUSED_LOG_EVERY:
+                return True
+            count, self._refusals = self._refusals, 0
+            since, self._warned_at = self._warned_at, now
+        log.warning(
+            "database refuses new connections (%s): %d refused%s; a new one is tried "
+            "at most every %.1f s; the pool's open connections, if any, serve meanwhile",
+            reason,
+            count,
+            "" if since is None else f" in the last {now - since:.0f} s",
+            REFUSED_RETRY,
+        )
+        return True
+
+    def connected(self) -> None:
+        """A new connection succeeded: no more holding off."""
+        if self._warned_at is not None:
+            with self._lock:
+                if self._warned_at is not None:
+                    log.warning("database accepts new connections again")
+                self._refused_at, self._warned_at, self._refusals = -math.inf, None, 0
+
+    def refusal_error(self) -> ConnectionsRefused:
+        return ConnectionsRefused(self._reason)
+
+    def _served(self, result: str) -> bool:
+        # Refused, but the pool holds connections: they serve; with none, requests
+        # would each wait the pool's whole timeout for a connection not to be had.
+        return result == CONNECTED or (result == REFUSED and self._holding())
+
     def _go_down(self) -> None:  # with self._lock held
         self._down_since = time.monotonic()
+        refused = self.holding_off()
         log.warning(
-            "database unreachable: answering at once until it is back (a probe every %.1f s)",
+            "database %s: answering at once until it is back (a probe every %.1f s)",
+            f"refuses new connections ({self._reason}) and the pool holds none"
+            if refused
+            else "unreachable",
             self.interval,
         )
         threading.Thread(
@@ -140,7 +251,7 @@ class Reachability:
 
         def probe() -> None:
             try:
-                if self._answers():
+                if self._served(self._attempt()):
                     answered.set()
             finally:
                 running.release()
@@ -148,6 +259,8 @@ class Reachability:
         while not self._closed.wait(self.interval):
             if answered.is_set():
                 break
+            if self.holding_off():  # it refused a moment ago: not again before REFUSED_RETRY
+                continue
             if running.acquire(blocking=False):
                 threading.Thread(target=probe, name="cruddur-db-probe-1", daemon=True).start()
             if answered.wait(0):
@@ -163,17 +276,13 @@ class Reachability:
         if since is not None:
             log.warning("database reachable again after %.1f s", time.monotonic() - since)
 
-    def _answers(self) -> bool:
+    def _attempt(self) -> str:
         try:
             self._probe()
         except psycopg.Error as exc:
-            if _full(exc):
-                # It answered: busy, not away. Taken for an outage, every request got a
-                # 503 "not reachable" (and health said so) while the pool's open
-                # connections could serve them, and a worker stayed so after slots
-                # freed up; the requests now wait for those connections instead.
-                log.warning("database refuses new connections (too many): %s", exc)
-                return True
+            if self.refused(exc):
+                return REFUSED
             log.debug("database probe failed: %s", type(exc).__name__)
-            return False
-        return True
+            return UNREACHABLE
+        self.connected()
+        return CONNECTED
