@@ -25,7 +25,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from cruddur.config import Settings
+from cruddur.config import ApiTimeouts, Settings
 from cruddur.db import Db
 from cruddur.embedded import SHARED_ROOT, THROWAWAY_VARIABLE, EmbeddedPostgres
 from cruddur.ops import loading, roles
@@ -84,6 +84,8 @@ def _make_roles(url: str) -> dict[str, list[str]]:
         for kind in ("api", "lambda"):
             ensured = roles.ensure(server, f"cruddur_test_{kind}_{suffix}")
             made[kind] = [ensured.role, str(ensured.password)]
+        # As `db setup`: the API role's own timeouts, which hold behind PgBouncer too.
+        roles.bound(server, made["api"][0], ApiTimeouts().as_settings())
     return made
 
 

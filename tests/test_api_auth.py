@@ -309,7 +309,7 @@ def test_health_shows_the_pool_only_to_this_machine(api) -> None:
     assert local["database"]["pool"]["max_size"] >= 1
     remote = api.get("/api/health", environ_base=REMOTE)
     assert remote.status_code == 200
-    assert remote.get_json() == {"status": "ok", "database": {"reachable": True}}
+    assert remote.get_json() == {"status": "ok", "database": {"reachable": True, "writable": True}}
     # A dev token proves nothing from another machine, and a junk one is no 401 here.
     for token in ("junk", None):
         headers = {"Authorization": f"Bearer {token}"} if token else {}

@@ -716,3 +716,27 @@ def test_migrations_that_drop_or_add_a_granted_column_migrate_and_roll_back(
         assert back.returncode == 0, back.stderr
         with psycopg.connect(seeded_db) as conn:  # the column is back, and the API's
             assert conn.execute(select, [api, "created_at"]).fetchone() == (True,)
+
+
+def test_db_roles_gives_the_apis_role_its_timeouts_for_sessions_a_pooler_opens(
+    seeded_db, role_names, tmp_path
+) -> None:
+    # PgBouncer refuses the `options` the API sends them in at connect: the role's own
+    # defaults are what bound its statements there (README "Outages").
+    api, lambda_ = role_names
+    env_file = tmp_path / "roles.env"
+    env = {
+        "CONNECTION_URL": seeded_db,
+        "CRUDDUR_HOME": str(tmp_path / "home"),
+        "CRUDDUR_API_LOCK_TIMEOUT": "1500ms",
+    }
+    options = ["--api-role", api, "--lambda-role", lambda_, "--env-file", str(env_file)]
+    made = here("db", "roles", *options, env=env)
+    assert made.returncode == 0, made.stderr
+    url = _env_values(env_file)["CRUDDUR_API_CONNECTION_URL"]
+    with psycopg.connect(url) as conn:  # no options: as a pooler's server connection
+        shown = [conn.execute(f"SHOW {name}").fetchone()[0] for name in SESSION_BOUNDS]
+    assert shown == ["1500ms", "4s"]
+
+
+SESSION_BOUNDS = ("lock_timeout", "statement_timeout")

@@ -61,6 +61,7 @@ HEALTHY = {
     "status": "ok",
     "database": {
         "reachable": True,
+        "writable": True,
         "latency_ms": 0.4,
         "pool": {"min_size": 1, "max_size": 4, "size": 1, "available": 1, "waiting": 0},
     },

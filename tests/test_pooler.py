@@ -339,3 +339,57 @@ def test_the_lambdas_send_no_options_behind_a_pooler(
     connect = post_confirmation.session_settings(pooled, {"statement_timeout": 1000})
     assert ("options" in connect) is not pooled
     assert ("prepare_threshold" in connect) is pooled
+
+
+def test_a_write_behind_a_lock_is_a_busy_503_through_pgbouncer_too(
+    seeded_db: str, admin: psycopg.Connection, tmp_path: Path
+) -> None:
+    # PgBouncer refuses the `options` the API bounds its statements with on a direct
+    # connection; `db roles` makes them the API role's own defaults, which every server
+    # connection PgBouncer opens as that role starts with.
+    from test_db_roles import _drop_roles, _env_values
+
+    suffix = time.monotonic_ns()
+    api_role, lambda_role = f"cruddur_t_api_{suffix}", f"cruddur_t_lambda_{suffix}"
+    env_file = tmp_path / "roles.env"
+    env = {"CONNECTION_URL": seeded_db, "CRUDDUR_HOME": str(tmp_path / "home")}
+    options = ["--api-role", api_role, "--lambda-role", lambda_role, "--env-file", str(env_file)]
+    try:
+        made = cli(CRUDDUR, "db", "roles", *options, env=env)
+        assert made.returncode == 0, made.stderr
+        api_url = _env_values(env_file)["CRUDDUR_API_CONNECTION_URL"]
+        # Letting in the API role alone (the run's server may have no password for the
+        # owner, which PgBouncer's scram-sha-256 needs).
+        running = PgBouncer(api_url, pool_size=2)
+        try:
+            app = _app(
+                seeded_db, tmp_path, CRUDDUR_POOLER="transaction",
+                CRUDDUR_API_CONNECTION_URL=running.url_for(api_url),
+            )  # fmt: skip
+            settings = Settings.from_env({"CRUDDUR_HOME": str(tmp_path)})
+            token = DevKeys(tmp_path).mint(settings.auth, "MOCK-andrewbrown", expires_in=3600)
+            api = CheckedClient(app)
+            try:
+                assert api.get("/api/health").status_code == 200
+                write = {"json": {"message": "stuck", "ttl": "1-day"}}
+                write["headers"] = {"Authorization": f"Bearer {token}"}
+                with psycopg.connect(seeded_db) as locker:
+                    locker.execute("LOCK TABLE activities IN SHARE ROW EXCLUSIVE MODE")
+                    release = threading.Timer(8, locker.rollback)  # a failure, not a hang
+                    release.start()
+                    started = time.monotonic()
+                    stuck = api.post("/api/activities", **write)
+                    took = time.monotonic() - started
+                    release.cancel()
+                    locker.rollback()
+                assert stuck.status_code == 503, stuck.get_json()
+                assert stuck.get_json()["error"] == "database_busy"
+                assert took < 4.0, took
+                assert api.post("/api/activities", **write).status_code == 201
+            finally:
+                app.extensions["cruddur.feed_cache"].close()
+                app.extensions["cruddur.db"].close()
+        finally:
+            running.stop()
+    finally:
+        _drop_roles(admin, seeded_db, api_role, lambda_role)

@@ -398,6 +398,39 @@ class MigrationSettings:
         )
 
 
+@dataclass(frozen=True)
+class ApiTimeouts:
+    """How long one of the API's statements may wait for a lock, and run (README
+    "Outages"). Unbounded, writes queued behind a table or row lock held every thread of
+    a worker, /api/health's too, for as long as the lock was held; the service promises
+    no request waits over 5 s, so a statement ends (503 `database_busy`) well within it.
+
+    1 s for a lock: ten writes and ten reads against a held table lock on `serve`'s 2
+    workers of 4 threads all answered within 2.1 s, /api/health within 0.81 s; with 2 s
+    they took up to 4.0 s and health 3.7 s (README "Outages"). A statement's run, 4 s."""
+
+    lock_timeout: str = "1s"
+    statement_timeout: str = "4s"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> ApiTimeouts:
+        defaults = cls()
+        return cls(
+            lock_timeout=duration(
+                "CRUDDUR_API_LOCK_TIMEOUT",
+                env.get("CRUDDUR_API_LOCK_TIMEOUT", "") or defaults.lock_timeout,
+            ),
+            statement_timeout=duration(
+                "CRUDDUR_API_STATEMENT_TIMEOUT",
+                env.get("CRUDDUR_API_STATEMENT_TIMEOUT", "") or defaults.statement_timeout,
+            ),
+        )
+
+    def as_settings(self) -> dict[str, str]:
+        """PostgreSQL's names for them: for `-c` options and ALTER ROLE … SET."""
+        return {"lock_timeout": self.lock_timeout, "statement_timeout": self.statement_timeout}
+
+
 SERVERS = ("gunicorn", "granian")
 MAX_HEADER_TIMEOUT = 60.0  # granian's own limit
 # Past a machine's cores more processes add memory and database connections (a pool
@@ -1139,6 +1172,8 @@ class Settings(ReprWithoutSecrets):
     # The API's own role (`cruddur db roles`): the rows and columns the API uses, no more.
     # Unset: the embedded server's API role, or else CONNECTION_URL's user.
     api_connection_url: str | None = None
+    # CRUDDUR_API_LOCK_TIMEOUT, CRUDDUR_API_STATEMENT_TIMEOUT: the API role's bounds.
+    api_timeouts: ApiTimeouts = ApiTimeouts()
 
     def but(self, **changes: Any) -> Settings:
         """A copy with `changes`, like dataclasses.replace, except that a field not yet
@@ -1193,4 +1228,5 @@ class Settings(ReprWithoutSecrets):
             telemetry=TelemetrySettings.from_env(env),
             replica=ReplicaSettings.from_env(env),
             api_connection_url=env.get("CRUDDUR_API_CONNECTION_URL", "").strip() or None,
+            api_timeouts=ApiTimeouts.from_env(env),
         )

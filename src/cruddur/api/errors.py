@@ -139,6 +139,68 @@ def schema_not_ready_error(extra: dict[str, Any] | None = None) -> ApiError:
     )
 
 
+def busy_error(extra: dict[str, Any] | None = None) -> ApiError:
+    """The database answers, but not in time for this request (database_busy)."""
+    return ApiError(
+        503,
+        "database_busy",
+        "the database is busy; try again shortly",
+        headers={"Retry-After": RETRY_AFTER_SECONDS},
+        extra=extra,
+    )
+
+
+# A read-only database (default_transaction_read_only, a replica promoted by mistake
+# or not yet, RDS's read-only mode) is an operator's fix, not a matter of seconds.
+READ_ONLY_RETRY_AFTER_SECONDS = "5"
+
+
+def read_only_error() -> ApiError:
+    return ApiError(
+        503,
+        "database_read_only",
+        "the database accepts no writes at the moment (it is read-only); reads still "
+        "work; try again later",
+        headers={"Retry-After": READ_ONLY_RETRY_AFTER_SECONDS},
+    )
+
+
+def database_busy(exc: Exception) -> bool:
+    """The database answered, but this request could not have it in time: no pooled
+    connection came free (PoolTimeout), a statement waited past lock_timeout for a lock
+    another session holds (55P03), or ran past statement_timeout (57014). Busy, not
+    away: nothing tells the outage watch (db/reachability.py) of these, since the
+    connection is sound (Db._failed asks it only of a broken one)."""
+    return isinstance(
+        exc, PoolTimeout | psycopg.errors.LockNotAvailable | psycopg.errors.QueryCanceled
+    )
+
+
+def _on_database_busy(exc: Exception) -> Response:
+    metrics.count_db_error(exc)
+    # One line, no traceback: a lock held by a migration or an operator's session is
+    # the database's state, not a fault here.
+    log.warning(
+        "request %s: database busy: %s %s",
+        request_id(),
+        type(exc).__name__,
+        getattr(exc, "sqlstate", None) or "",
+        extra={"request_id": request_id()},
+    )
+    return error_response(busy_error())
+
+
+def _on_read_only(exc: Exception) -> Response:
+    metrics.count_db_error(exc)
+    log.warning(
+        "request %s: the database is read-only: %s",
+        request_id(),
+        getattr(exc, "sqlstate", None),
+        extra={"request_id": request_id()},
+    )
+    return error_response(read_only_error())
+
+
 def _on_database_unavailable(exc: Exception) -> Response:
     metrics.count_db_error(exc)
     # The driver's message can name hosts; it goes to the log, not to the client. An
@@ -167,6 +229,10 @@ def _refused_a_value(exc: psycopg.Error) -> bool:
 
 
 def _on_database_error(exc: psycopg.Error) -> Response:
+    if database_busy(exc):
+        return _on_database_busy(exc)
+    if isinstance(exc, psycopg.errors.ReadOnlySqlTransaction):
+        return _on_read_only(exc)
     if database_unavailable(exc):
         return _on_database_unavailable(exc)
     if isinstance(exc, psycopg.errors.UndefinedTable | psycopg.errors.UndefinedFunction):
@@ -205,6 +271,6 @@ def install(app: Flask) -> None:
         lambda exc: error_response(ApiError(400, f"invalid_{exc.field}", str(exc))),
     )
     app.register_error_handler(HTTPException, on_http_exception)
-    app.register_error_handler(PoolTimeout, _on_database_unavailable)
+    app.register_error_handler(PoolTimeout, _on_database_busy)
     app.register_error_handler(psycopg.Error, _on_database_error)
     app.register_error_handler(Exception, _on_unexpected)

@@ -12,6 +12,8 @@ from cruddur.api.auth import verified_claims
 from cruddur.api.db import get_db
 from cruddur.api.dev_sign_in import local_caller
 from cruddur.api.errors import (
+    busy_error,
+    database_busy,
     database_unavailable,
     error_response,
     schema_not_ready_error,
@@ -34,34 +36,42 @@ def health() -> Response:
     started = time.perf_counter()
     try:
         db = get_db().bounded(HEALTH_SECONDS)
-        migrated = db.query_value("SELECT to_regclass('public.activities') IS NOT NULL")
+        # In the same round trip: whether this session may write (off on a database set
+        # default_transaction_read_only, a hot standby, RDS in read-only mode).
+        migrated, writable = db.query_row(
+            "SELECT to_regclass('public.activities') IS NOT NULL,"
+            " NOT current_setting('transaction_read_only')::boolean"
+        )
     except Exception as exc:
         if not database_unavailable(exc):
             raise
         # Counted as every request's database errors are: during an outage health checks
         # may be nearly all a task is asked, and an alert on class 08 must still fire.
         metrics.count_db_error(exc)
-        return error_response(
-            unavailable_error(
-                "the database is not reachable",
-                extra={"status": "unavailable", "database": {"reachable": False}},
-            )
-        )
+        if database_busy(exc):  # no pooled connection free in time: busy, not away
+            extra = {"status": "unavailable", "database": {"reachable": True}}
+            return error_response(busy_error(extra=extra))
+        extra = {"status": "unavailable", "database": {"reachable": False}}
+        return error_response(unavailable_error("the database is not reachable", extra=extra))
     if not migrated:
         return error_response(
             schema_not_ready_error(
                 extra={"status": "unavailable", "database": {"reachable": True, "schema": False}}
             )
         )
+    # A read-only database is still a 200 with "writable": false: every instance shares
+    # the database, so a 503 here would take them all out of the load balancer, and the
+    # reads that still work with them; writes get their own 503 (database_read_only).
     if not _may_see_details():
         # A load balancer needs only the status; pool figures tell others how loaded we are.
-        body: dict = {"status": "ok", "database": {"reachable": True}}
+        body: dict = {"status": "ok", "database": {"reachable": True, "writable": writable}}
         return Response(json.dumps(body), 200, mimetype="application/json")
     stats = db.pool.get_stats()
     body = {
         "status": "ok",
         "database": {
             "reachable": True,
+            "writable": writable,
             "latency_ms": round((time.perf_counter() - started) * 1000, 2),
             "pool": {
                 "min_size": stats.get("pool_min", 0),

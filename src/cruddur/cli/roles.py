@@ -72,8 +72,9 @@ def set_up_roles(
 
     with server_db(target, settings.pool) as server, database_db(target, settings.pool) as db:
         ensured = roles.set_up(
-            server, db, passwords=passwords, rotate=rotate, api=api, lambda_=lambda_, keep=keep
-        )
+            server, db, passwords=passwords, rotate=rotate, api=api, lambda_=lambda_, keep=keep,
+            api_timeouts=settings.api_timeouts.as_settings(),
+        )  # fmt: skip
     done(f'roles {api} and {lambda_}: their privileges granted on "{target.dbname}"')
     for setting, role in zip((API_SETTING, LAMBDA_SETTING), ensured, strict=True):
         url = with_user(target.url, role.role, role.password or "unknown")

@@ -84,7 +84,10 @@ def _api_role(settings: Settings, target: Target, found: tuple[int, bool] | None
                 server_db(target, settings.pool) as server,
                 database_db(target, settings.pool) as database,
             ):
-                roles.set_up(server, database, passwords=passwords)
+                roles.set_up(
+                    server, database, passwords=passwords,
+                    api_timeouts=settings.api_timeouts.as_settings(),
+                )  # fmt: skip
         info(f"API role: {API_ROLE}, on the embedded server")
         return
     if found and found[1]:

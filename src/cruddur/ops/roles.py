@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 import psycopg
 from psycopg import Connection, sql
 
+from cruddur.config import ApiTimeouts
 from cruddur.db import Db, run_script, template
 from cruddur.db.scripts import ScriptError, error_line, split
 from cruddur.errors import Problem
@@ -129,6 +130,25 @@ def ensure(server: Db, role: str, password: str | None = None, *, rotate: bool =
     return Ensured(role, created=not exists, password=password)
 
 
+def bound(server: Db, role: str, settings: dict[str, str]) -> bool:
+    """The API role's lock and statement timeouts as its own defaults (ALTER ROLE … SET):
+    every session it opens starts with them, those a transaction pooler (PgBouncer, RDS
+    Proxy) opens too, where the API cannot send them at connect. False when this user may
+    not alter the role (the API still sends them itself on a direct connection)."""
+    try:
+        with server.connection() as conn, conn.transaction():
+            conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", [_LOCK_KEY])
+            for name, value in settings.items():
+                conn.execute(
+                    sql.SQL("ALTER ROLE {} SET {} = {}").format(
+                        sql.Identifier(role), sql.Identifier(name), sql.Literal(value)
+                    )
+                )
+    except psycopg.errors.InsufficientPrivilege:
+        return False
+    return True
+
+
 def grant(database: Db, *, api: str = API_ROLE, lambda_: str = LAMBDA_ROLE) -> int:
     """Give the roles their privileges in this database (as its owner); the statement count."""
     dbname = database.query_value("SELECT current_database()")
@@ -210,11 +230,13 @@ def set_up(
     api: str = API_ROLE,
     lambda_: str = LAMBDA_ROLE,
     keep: Callable[[list[Ensured]], None] | None = None,
+    api_timeouts: dict[str, str] | None = None,
 ) -> list[Ensured]:
     """The roles step of `db setup` and `db roles`: make both roles (with `passwords`
     where given), handing those made so far to `keep` after each (each is committed as it
     is made: the other role refused, or a grant failing, must not lose its password),
-    then grant them their privileges in `database`."""
+    then grant them their privileges in `database`, and give the API role
+    `api_timeouts` (`bound`; the defaults' when not given)."""
     passwords = passwords or {}
     for role in (api, lambda_):  # before any password changes, as ensure's own checks
         check_not_owner(database, role)
@@ -225,5 +247,6 @@ def set_up(
             keep(ensured)
     mark(server, api, "api")
     mark(server, lambda_, "lambda")
+    bound(server, api, api_timeouts or ApiTimeouts().as_settings())
     grant(database, api=api, lambda_=lambda_)
     return ensured
