@@ -7,11 +7,13 @@ operation and a fixed seed.
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
 import uuid
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 import yaml
@@ -177,9 +179,11 @@ def test_schemathesis_finds_nothing_against_cruddur_serve(served: Served, tmp_pa
         "--generation-database", "none", "--request-timeout", "10",
         "--header", f"Authorization: Bearer {token}", "--no-color",
     ]  # fmt: skip
+    hooks = Path(__file__).with_name("schemathesis_hooks.py")  # a fresh Idempotency-Key each
     result = subprocess.run(
         command,
         cwd=tmp_path,
+        env={**os.environ, "SCHEMATHESIS_HOOKS": str(hooks)},
         capture_output=True,
         text=True,
         timeout=300,

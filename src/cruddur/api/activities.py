@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 from typing import Any, TypeVar
 from urllib.parse import quote
@@ -17,6 +18,7 @@ from cruddur.api.read_after import InvalidReadAfter
 from cruddur.api.reads import READ_AFTER_HEADER, ReadRouter
 from cruddur.limits import HANDLE_MAX_CHARS, HANDLE_PATTERN
 from cruddur.services import activities
+from cruddur.services.activities import IdempotencyKey, KeyReused, Written
 from cruddur.services.feed_cache import etag_of
 from cruddur.services.paging import START, Cursor, Page, PageRequest, RepliesRequest
 from cruddur.services.validation import parse_uuid, validate_crud, validate_reply
@@ -103,6 +105,19 @@ def after_write(extensions: dict[str, Any], body: str) -> list[tuple[str, str]]:
     the 201's own headers: Location names the new crud, X-Read-After the primary's WAL
     position when a replica serves reads."""
     extensions["cruddur.feed_cache"].changed()
+    return _created_headers(extensions, body)
+
+
+def _written_once(written: Written) -> Response:
+    """A keyed write's 201: as _written when it wrote now; the first attempt's answer,
+    marked Idempotent-Replayed, when the key had been used (nothing changed now)."""
+    if not written.replayed:
+        return _written(written.body)
+    headers = _created_headers(current_app.extensions, written.body)
+    return JsonPage(written.body, [*headers, (REPLAYED_HEADER, "true")], 201)
+
+
+def _created_headers(extensions: dict[str, Any], body: str) -> list[tuple[str, str]]:
     headers = [("Location", _location(body))]
     position = extensions["cruddur.reads"].write_position()
     if position is not None:
@@ -353,21 +368,77 @@ def show(activity_uuid: str) -> Response:
 
 CREATE_PATH = bp.url_prefix  # the create route's path, as NewCrud matches it
 
+# Idempotency-Key (IETF httpapi-idempotency-key-header, as Stripe reads it): a write sent
+# with one is stored at most once per (caller, key) for 24 hours; a retry of the same
+# request is answered as the first was, with Idempotent-Replayed: true.
+IDEMPOTENCY_KEY = "HTTP_IDEMPOTENCY_KEY"  # in the WSGI environ (NewCrud reads it too)
+REPLAYED_HEADER = "Idempotent-Replayed"
+_KEY_PATTERN = re.compile(r"[ -~]{1,255}")  # the schema's CHECK on idempotency_keys.key
+
+
+def _sent_key() -> str | None:
+    """The request's Idempotency-Key, or None without one; 400 for one that is not 1 to
+    255 printable ASCII characters."""
+    sent = request.environ.get(IDEMPOTENCY_KEY)
+    if sent is not None and not _KEY_PATTERN.fullmatch(sent):
+        raise ApiError(
+            400,
+            "invalid_idempotency_key",
+            "Idempotency-Key must be 1 to 255 printable ASCII characters (a UUID will do)",
+        )
+    return sent
+
+
+def _key_reused() -> ApiError:
+    return ApiError(
+        422,
+        "idempotency_key_reused",
+        "this Idempotency-Key was sent with another request (another body or endpoint); "
+        "nothing was stored: send a new key for a new request",
+    )
+
 
 @bp.post("")
 @signed_in
 def create() -> Response:
+    sent = _sent_key()
     message, ttl = validate_crud(_json_object())
-    created = as_caller(lambda db, author: activities.create_activity(db, author, message, ttl))
-    return _written(created)
+    if sent is None:
+        created = as_caller(lambda db, author: activities.create_activity(db, author, message, ttl))
+        return _written(created)
+    key = IdempotencyKey.of(sent, "POST", CREATE_PATH, message, ttl.total_seconds())
+    try:
+        written = as_caller(
+            lambda db, author: activities.create_activity_once(db, author, message, ttl, key)
+        )
+    except KeyReused:
+        raise _key_reused() from None
+    return _written_once(written)
 
 
 @bp.post("/<activity_uuid>/reply")
 @signed_in
 def reply(activity_uuid: str) -> Response:
+    sent = _sent_key()
     parent = _uuid(activity_uuid, "activity_uuid")
     message = validate_reply(_json_object())
-    created = as_caller(lambda db, author: activities.create_reply(db, author, parent, message))
-    if created is None:
-        raise ApiError(404, "activity_not_found", "no such crud to reply to (or it has expired)")
-    return _written(created)
+    if sent is None:
+        created = as_caller(lambda db, author: activities.create_reply(db, author, parent, message))
+        if created is None:
+            raise _no_parent()
+        return _written(created)
+    path = f"{CREATE_PATH}/{parent}/reply"  # the uuid as parsed: any case is one request
+    key = IdempotencyKey.of(sent, "POST", path, message)
+    try:
+        written = as_caller(
+            lambda db, author: activities.create_reply_once(db, author, parent, message, key)
+        )
+    except KeyReused:
+        raise _key_reused() from None
+    if written is None:
+        raise _no_parent()
+    return _written_once(written)
+
+
+def _no_parent() -> ApiError:
+    return ApiError(404, "activity_not_found", "no such crud to reply to (or it has expired)")

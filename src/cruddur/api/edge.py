@@ -27,11 +27,13 @@ _CLIENT_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
 CORS_PATH_PREFIX = "/api/"
 CORS_ALLOW_METHODS = "GET, HEAD, POST, OPTIONS"
 # If-None-Match: a page elsewhere sends a page's ETag (exposed below) back for a 304.
-CORS_ALLOW_HEADERS = "Content-Type, Authorization, X-Read-After, If-None-Match"
+# Idempotency-Key: a page's retry of a write is stored once (api/activities.py).
+CORS_ALLOW_HEADERS = "Content-Type, Authorization, X-Read-After, If-None-Match, Idempotency-Key"
 # Location: a write's 201 names the new crud there; it is not a header a cross-origin
 # script may read unless exposed (only a few, Content-Type among them, are by default).
 CORS_EXPOSE_HEADERS = (
-    "ETag, Link, Location, X-Next-Cursor, X-Request-Id, X-Read-After, Retry-After, WWW-Authenticate"
+    "ETag, Link, Location, X-Next-Cursor, X-Request-Id, X-Read-After, Retry-After, "
+    "WWW-Authenticate, Idempotent-Replayed"
 )
 CORS_MAX_AGE = "600"  # seconds a browser may reuse a preflight answer
 

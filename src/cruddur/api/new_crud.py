@@ -6,7 +6,8 @@ a few headers. `NewCrud` takes only the plainest case, and gives every other to 
 before anything happens that cannot happen twice:
 
 - anything it does not check itself (another content type than application/json, a
-  chunked or oversized body, no bearer token) goes to the app untouched;
+  chunked or oversized body, no bearer token, an Idempotency-Key) goes to the app
+  untouched;
 - a token refused, a dev token from elsewhere, a caller whose user uuid this worker has
   not looked up yet, a body that is not a valid crud: to the app, which checks again and
   answers, logs and counts it as it always has (the body, once read, is handed on in a
@@ -25,7 +26,13 @@ import io
 from collections.abc import Callable
 from typing import Any
 
-from cruddur.api.activities import CREATE_PATH, FAILED_WITHOUT_FLASK_KEY, JSON, after_write
+from cruddur.api.activities import (
+    CREATE_PATH,
+    FAILED_WITHOUT_FLASK_KEY,
+    IDEMPOTENCY_KEY,
+    JSON,
+    after_write,
+)
 from cruddur.api.auth import InvalidToken, TokenVerifier, bearer_token, no_user
 from cruddur.api.bodies import (
     JSON_DECODER,
@@ -75,6 +82,8 @@ class NewCrud:
     def _create(self, environ: dict[str, Any]) -> tuple[bytes, list[tuple[str, str]]] | None:
         """The 201's body and headers, or None when the app is to take the request as it
         is (nothing has been written)."""
+        if IDEMPOTENCY_KEY in environ:  # a keyed write: the view keeps it to one row
+            return None
         length = self._declared_length(environ)
         if length is None:
             return None

@@ -1,5 +1,5 @@
--- Cruddur schema: users and their cruds (activities).
--- Loading it replaces both tables, so it can be loaded again at any time.
+-- Cruddur schema: users and their cruds (activities), and the Idempotency-Keys of writes.
+-- Loading it replaces the tables, so it can be loaded again at any time.
 -- Table and column names are the original Cruddur's, so its SQL runs unchanged.
 
 -- uuid_generate_v4() comes from the uuid-ossp contrib extension. A server without it
@@ -18,6 +18,7 @@ BEGIN
 END
 $$;
 
+DROP TABLE IF EXISTS public.idempotency_keys;
 DROP TABLE IF EXISTS public.activities;
 DROP TABLE IF EXISTS public.users;
 
@@ -68,3 +69,18 @@ CREATE INDEX activities_replies_idx
   WHERE reply_to_activity_uuid IS NOT NULL;
 -- `cruddur db purge-expired` finds expired cruds through this, a batch at a time.
 CREATE INDEX activities_expires_idx ON public.activities (expires_at);
+
+-- A write sent with an Idempotency-Key is stored at most once per (user, key): the key's
+-- row goes in with the crud or reply, in one statement, and keeps the first answer's
+-- body for a retry (activities/create_keyed.sql). Kept 24 hours; keyed writes delete
+-- expired rows as they go (activities/kept_answer.sql).
+CREATE TABLE public.idempotency_keys (
+  user_uuid   uuid        NOT NULL REFERENCES public.users (uuid) ON DELETE CASCADE,
+  key         text        NOT NULL CHECK (key ~ '^[ -~]{1,255}$'),
+  fingerprint bytea       NOT NULL,
+  response    text        NOT NULL,
+  created_at  timestamptz NOT NULL DEFAULT current_timestamp,
+  expires_at  timestamptz NOT NULL DEFAULT current_timestamp + interval '24 hours',
+  PRIMARY KEY (user_uuid, key)
+);
+CREATE INDEX idempotency_keys_expires_idx ON public.idempotency_keys (expires_at);

@@ -6,10 +6,14 @@ bytes PostgreSQL sent (binary results), ready to go out as a response body.
 
 from __future__ import annotations
 
+import hashlib
 import json
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
+
+import psycopg
 
 from cruddur.db import Db, template
 from cruddur.services.paging import Cursor, Page, PageRequest, RepliesRequest
@@ -136,3 +140,91 @@ def create_reply(db: Db, user_uuid: UUID, parent_uuid: UUID, message: str) -> st
         template("activities", "reply"),
         {"user_uuid": user_uuid, "parent_uuid": parent_uuid, "message": message},
     )
+
+
+# -- writes with an Idempotency-Key -----------------------------------------------------
+
+KEY_CONSTRAINT = "idempotency_keys_pkey"
+
+
+@dataclass(frozen=True)
+class IdempotencyKey:
+    """A caller's Idempotency-Key and what its request asked for (`fingerprint`): the
+    method, the path and the body's fields as parsed, so a retry whose JSON is spelled
+    differently (spaces, key order) is the same request."""
+
+    key: str
+    fingerprint: bytes
+
+    @classmethod
+    def of(cls, key: str, method: str, path: str, *fields: object) -> IdempotencyKey:
+        request = json.dumps([method, path, *fields], separators=(",", ":"))
+        return cls(key, hashlib.sha256(request.encode()).digest())
+
+
+class KeyReused(ValueError):
+    """The key was used for another request (another body or endpoint): nothing stored."""
+
+
+@dataclass(frozen=True)
+class Written:
+    """A keyed write's answer: the row's JSON, and whether it is the first attempt's,
+    kept under the key (`replayed`) rather than written now."""
+
+    body: str
+    replayed: bool = False
+
+
+def _keyed_write(db: Db, name: str, params: dict[str, Any], key: IdempotencyKey) -> Written | None:
+    """The keyed write `name` (create_keyed.sql, reply_keyed.sql), or the answer kept under
+    the key when it was used before; None when the write found nothing to write to."""
+    params = {**params, "key": key.key, "fingerprint": key.fingerprint}
+    for _ in (1, 2):
+        try:
+            body = db.query_commit(template("activities", name), params)
+        except psycopg.errors.UniqueViolation as exc:
+            if exc.diag.constraint_name != KEY_CONSTRAINT:
+                raise
+        else:
+            return None if body is None else Written(body)
+        # The key is taken, by a write that has committed (the statement waited for it):
+        # answer as it was answered. Nothing of this attempt was stored.
+        kept = db.query_row(
+            template("activities", "kept_key"), {"user_uuid": params["user_uuid"], "key": key.key}
+        )
+        if kept is not None:
+            fingerprint, response = kept
+            if bytes(fingerprint) != key.fingerprint:
+                raise KeyReused(key.key)
+            return Written(response, replayed=True)
+        # Gone since (expired, and deleted by another keyed write): write again, once.
+    raise RuntimeError(f"the Idempotency-Key {key.key!r} came and went twice")
+
+
+def _keyed_span(written: Written | None, db: Db, user_uuid: UUID, *args: object) -> dict:
+    return {
+        "app.author_uuid": str(user_uuid),
+        "app.found": written is not None,
+        "app.replayed": None if written is None else written.replayed,
+    }
+
+
+@use_case("create-activity", _keyed_span)
+def create_activity_once(
+    db: Db, user_uuid: UUID, message: str, ttl: timedelta, key: IdempotencyKey
+) -> Written:
+    """create_activity, at most once per (user, key): a retry gets the first answer."""
+    params = {"user_uuid": user_uuid, "message": message, "ttl": ttl}
+    written = _keyed_write(db, "create_keyed", params, key)
+    assert written is not None  # an insert, always
+    return written
+
+
+@use_case("create-reply", _keyed_span)
+def create_reply_once(
+    db: Db, user_uuid: UUID, parent_uuid: UUID, message: str, key: IdempotencyKey
+) -> Written | None:
+    """create_reply, at most once per (user, key); None when the parent is missing or
+    expired (nothing is kept for the key)."""
+    params = {"user_uuid": user_uuid, "parent_uuid": parent_uuid, "message": message}
+    return _keyed_write(db, "reply_keyed", params, key)

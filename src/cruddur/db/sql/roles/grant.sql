@@ -24,10 +24,14 @@ REVOKE ALL ON ALL SEQUENCES IN SCHEMA public FROM {api}, {lambda};
 ALTER DEFAULT PRIVILEGES IN SCHEMA public REVOKE ALL ON TABLES FROM {api};
 ALTER DEFAULT PRIVILEGES IN SCHEMA public REVOKE ALL ON SEQUENCES FROM {api};
 -- Each role gets what its SQL uses, column by column where it writes (or, for the API,
--- reads users); never DELETE, TRUNCATE or DDL. The API: feeds and cruds read; a crud or
--- a reply added (not its counts, id or time: those are the defaults'); a parent's
--- replies_count raised; users read for their names and who a token's sub is, never
--- their emails, never written (the sign-up Lambda and the owner's verbs write them).
+-- reads users); no DELETE but one (below), never TRUNCATE or DDL. The API: feeds and
+-- cruds read; a crud or a reply added (not its counts, id or time: those are the
+-- defaults'); a parent's replies_count raised; users read for their names and who a
+-- token's sub is, never their emails, never written (the sign-up Lambda and the owner's
+-- verbs write them); the Idempotency-Keys of its writes read, added (not their times:
+-- the defaults') and, once expired, deleted (activities/kept_answer.sql): its one DELETE.
+-- It picks expired keys FOR UPDATE SKIP LOCKED, which asks for UPDATE on some column:
+-- expires_at, which the API never sets.
 -- The Lambda: a user added, read back. The migrations' bookkeeping: the owner's alone.
 -- In a block: for tables and columns a database may not have (yet, or any more). This
 -- runs inside each migration's transaction too (cli/migrations.py), where the schema is
@@ -54,6 +58,10 @@ BEGIN
       ('activities', 'INSERT', api,
        ARRAY['user_uuid', 'message', 'reply_to_activity_uuid', 'expires_at']),
       ('activities', 'UPDATE', api, ARRAY['replies_count']),
+      ('idempotency_keys', 'SELECT', api, NULL),
+      ('idempotency_keys', 'INSERT', api, ARRAY['user_uuid', 'key', 'fingerprint', 'response']),
+      ('idempotency_keys', 'DELETE', api, NULL),
+      ('idempotency_keys', 'UPDATE', api, ARRAY['expires_at']),
       ('users', 'SELECT', api,
        ARRAY['uuid', 'display_name', 'handle', 'cognito_user_id', 'created_at']),
       ('users', 'SELECT', lambda, NULL),
