@@ -1642,8 +1642,12 @@ def test_a_rollback_stopped_outside_a_transaction_fails_the_gate_until_rolled_ba
         back = cli("db-rollback", "--steps", str(len(newer)), env=local(empty_db))
         assert back.returncode == 0, back.stderr
     index = "activities_expires_idx"
-    # Back to (and including) the migration that made the index, whatever came after it.
-    steps = sum(1 for f in package_dir().glob("*.sql") if f.name >= "20261202073000")
+    # Back to (and including) the migration that made the index, from the one above.
+    steps = sum(
+        1
+        for f in package_dir().glob("*.sql")
+        if "20261202073000" <= f.name[:14] <= "20261206113000"
+    )
     with psycopg.connect(empty_db) as reader:  # a transaction that the drop waits for
         reader.execute("SELECT count(*) FROM activities").fetchall()
         stopped = cli(
