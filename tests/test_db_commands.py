@@ -121,7 +121,7 @@ def test_schema_load_creates_the_tables_and_can_run_twice(empty_db) -> None:
     for _ in range(2):
         result = cli("db-schema-load", env=local(empty_db))
         assert result.returncode == 0, result.stderr
-    assert tables(empty_db) == {"users", "activities", "schema_migrations"}
+    assert tables(empty_db) == {"users", "activities", "idempotency_keys", "schema_migrations"}
 
 
 def test_seed_loads_the_sample_rows(empty_db) -> None:
@@ -196,7 +196,7 @@ def test_setup_builds_a_fresh_database(admin, server_url, new_db_name) -> None:
     result = run("db-setup", env=local(url))
     assert result.returncode == 0, result.stderr
     assert "applied 20261201000000_initial_schema.sql" in result.stderr  # setup migrates
-    assert tables(url) == {"users", "activities", "schema_migrations"}
+    assert tables(url) == {"users", "activities", "idempotency_keys", "schema_migrations"}
     with psycopg.connect(url) as conn:
         conn.execute("DELETE FROM activities")
     again = run("db-setup", env=local(url))  # drops and reloads: the seed is back

@@ -27,7 +27,12 @@ def test_setup_prod_changes_only_the_production_database(two_dbs) -> None:
     result = run("db-setup", "prod", "--yes", env=two_dbs)
     assert result.returncode == 0, result.stderr
     assert "(production)" in result.stderr
-    assert tables(two_dbs["PROD_CONNECTION_URL"]) == {"users", "activities", "schema_migrations"}
+    assert tables(two_dbs["PROD_CONNECTION_URL"]) == {
+        "users",
+        "activities",
+        "idempotency_keys",
+        "schema_migrations",
+    }
     assert tables(two_dbs["CONNECTION_URL"]) == set()
 
 
@@ -204,13 +209,23 @@ def test_typing_the_name_confirms(two_dbs) -> None:
     prod_name = database_name(two_dbs["PROD_CONNECTION_URL"])
     result = run("db-schema-load", "prod", env=two_dbs, stdin=f"{prod_name}\n")
     assert result.returncode == 0, result.stderr
-    assert tables(two_dbs["PROD_CONNECTION_URL"]) == {"users", "activities", "schema_migrations"}
+    assert tables(two_dbs["PROD_CONNECTION_URL"]) == {
+        "users",
+        "activities",
+        "idempotency_keys",
+        "schema_migrations",
+    }
 
 
 def test_local_verbs_do_not_ask(two_dbs) -> None:
     result = run("db-schema-load", env=two_dbs)  # no stdin, no --yes
     assert result.returncode == 0, result.stderr
-    assert tables(two_dbs["CONNECTION_URL"]) == {"users", "activities", "schema_migrations"}
+    assert tables(two_dbs["CONNECTION_URL"]) == {
+        "users",
+        "activities",
+        "idempotency_keys",
+        "schema_migrations",
+    }
 
 
 def test_prod_without_prod_url_is_a_clear_error(empty_db) -> None:
@@ -329,7 +344,12 @@ def test_a_password_with_a_raw_slash_or_at_is_refused_and_never_shown(empty_db) 
             assert "%2F" in encoded or "%40" in encoded
             result = run("db-migrate", env={"CONNECTION_URL": encoded})
             assert result.returncode == 0, result.stderr
-            assert tables(empty_db) == {"users", "activities", "schema_migrations"}
+            assert tables(empty_db) == {
+                "users",
+                "activities",
+                "idempotency_keys",
+                "schema_migrations",
+            }
             for part in parts:
                 assert part not in result.stdout + result.stderr
     finally:
