@@ -27,6 +27,7 @@ ENV = "CRUDDUR_LAST_WRITE_FILE"
 SIZE = 8
 NO_WRITES = bytes(SIZE)  # read as `memory[:SIZE]` like the map: the same bytes each time
 FILE_NAME = "last-write"
+PREFIX = "cruddur-serve-"  # then the server's pid, a dash and mkdtemp's letters
 
 log = logging.getLogger("cruddur.feed_cache")
 
@@ -60,12 +61,45 @@ class LastWrite:
 
 def make() -> str:
     """A new file of 8 zero bytes in a folder of its own that only this user can enter;
-    its path. `remove` takes both away."""
-    folder = tempfile.mkdtemp(prefix="cruddur-serve-")
+    its path. `remove` takes both away. The folder's name holds this process's pid (the
+    server's, after serve's exec): a server killed outright (SIGKILL) leaves its folder,
+    and the next `make` removes those whose process is gone."""
+    _remove_orphans(tempfile.gettempdir())
+    folder = tempfile.mkdtemp(prefix=f"{PREFIX}{os.getpid()}-")
     path = os.path.join(folder, FILE_NAME)
     with open(path, "wb") as file:
         file.write(NO_WRITES)
     return path
+
+
+def _remove_orphans(parent: str) -> None:
+    """The folders `make` made for servers that are gone (no process has their pid): a
+    folder of another user's, or whose pid lives (perhaps reused), is left alone."""
+    try:
+        names = os.listdir(parent)
+    except OSError:
+        return
+    for name in names:
+        pid = name.removeprefix(PREFIX).partition("-")[0]
+        if not name.startswith(PREFIX) or not pid.isdigit() or _alive(int(pid)):
+            continue
+        folder = os.path.join(parent, name)
+        try:
+            if os.lstat(folder).st_uid != os.getuid():
+                continue
+        except OSError:
+            continue
+        remove(os.path.join(folder, FILE_NAME))
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # another user's: alive
+        return True
+    return True
 
 
 def remove(path: str | None) -> None:
