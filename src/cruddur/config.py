@@ -361,6 +361,11 @@ def duration(name: str, raw: str) -> str:
     return value
 
 
+def _duration(env: Mapping[str, str], name: str, default: str) -> str:
+    """Setting `name` as a duration (`duration`), or `default` when unset or empty."""
+    return duration(name, env.get(name, "") or default)
+
+
 # lock_timeout's limit (INT_MAX milliseconds): the longest a migrate can wait for the lock.
 MIGRATION_LOCK_WAIT_MAX = 2_147_483.0
 
@@ -378,13 +383,9 @@ class MigrationSettings:
     def from_env(cls, env: dict[str, str], connect_timeout: int) -> MigrationSettings:
         defaults = cls()
         return cls(
-            lock_timeout=duration(
-                "CRUDDUR_MIGRATION_LOCK_TIMEOUT",
-                env.get("CRUDDUR_MIGRATION_LOCK_TIMEOUT", "") or defaults.lock_timeout,
-            ),
-            statement_timeout=duration(
-                "CRUDDUR_MIGRATION_STATEMENT_TIMEOUT",
-                env.get("CRUDDUR_MIGRATION_STATEMENT_TIMEOUT", "") or defaults.statement_timeout,
+            lock_timeout=_duration(env, "CRUDDUR_MIGRATION_LOCK_TIMEOUT", defaults.lock_timeout),
+            statement_timeout=_duration(
+                env, "CRUDDUR_MIGRATION_STATEMENT_TIMEOUT", defaults.statement_timeout
             ),
             lock_wait=_number(
                 env,
@@ -416,13 +417,9 @@ class ApiTimeouts:
     def from_env(cls, env: Mapping[str, str]) -> ApiTimeouts:
         defaults = cls()
         return cls(
-            lock_timeout=duration(
-                "CRUDDUR_API_LOCK_TIMEOUT",
-                env.get("CRUDDUR_API_LOCK_TIMEOUT", "") or defaults.lock_timeout,
-            ),
-            statement_timeout=duration(
-                "CRUDDUR_API_STATEMENT_TIMEOUT",
-                env.get("CRUDDUR_API_STATEMENT_TIMEOUT", "") or defaults.statement_timeout,
+            lock_timeout=_duration(env, "CRUDDUR_API_LOCK_TIMEOUT", defaults.lock_timeout),
+            statement_timeout=_duration(
+                env, "CRUDDUR_API_STATEMENT_TIMEOUT", defaults.statement_timeout
             ),
         )
 

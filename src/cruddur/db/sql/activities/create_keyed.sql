@@ -3,9 +3,5 @@
 -- (committed, or by a statement still running, which this one waits for) fails it on
 -- idempotency_keys_pkey with nothing stored: services/activities.py then answers from
 -- the row that is there.
-WITH created AS (
-  INSERT INTO public.activities (user_uuid, message, expires_at)
-  VALUES (%(user_uuid)s::uuid, %(message)s, current_timestamp + %(ttl)s::interval)
-  RETURNING *
-),
+{{activities/crud_created}},
 {{activities/kept_answer}}

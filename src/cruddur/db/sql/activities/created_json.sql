@@ -1,10 +1,3 @@
 -- A fragment, not a query: the end of a write (create.sql, reply.sql), the row its CTE
--- `created` inserted, as JSON in the feeds' shape. A data-modifying CTE's row is seen
--- only through its RETURNING, hence `created` rather than a read of the table.
-SELECT row_to_json(activity_json)::text
-FROM (
-  SELECT
-    {{activities/columns}}
-  FROM created AS activity
-  JOIN public.users AS author ON author.uuid = activity.user_uuid
-) AS activity_json;
+-- `created` inserted, as JSON in the feeds' shape.
+{{activities/created_row_json}};

@@ -1,19 +1,13 @@
 -- A fragment, not a query: the end of a keyed write (create_keyed.sql, reply_keyed.sql),
--- after its CTE `created`. The row's JSON, as created_json.sql makes it, is kept under
+-- after its CTE `created`. The row's JSON (created_row_json.sql) is kept under
 -- (%(user_uuid)s, %(key)s) with the request's %(fingerprint)s, and returned.
 -- Expired keys go here, as keyed writes come: the caller's own %(key)s, so it can be
 -- used again, and up to two others, oldest first (each keyed write adds one row, so
 -- the table holds about a day of keyed writes; rows another write has locked are left).
 -- `remembered` reads `stale`, so the DELETE runs first and the INSERT does not meet the
 -- expired row it removed.
-answer AS (
-  SELECT row_to_json(activity_json)::text AS body
-  FROM (
-    SELECT
-      {{activities/columns}}
-    FROM created AS activity
-    JOIN public.users AS author ON author.uuid = activity.user_uuid
-  ) AS activity_json
+answer (body) AS (
+  {{activities/created_row_json}}
 ),
 stale AS (
   DELETE FROM public.idempotency_keys AS kept
