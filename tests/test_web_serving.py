@@ -6,6 +6,7 @@ from __future__ import annotations
 import html
 import json
 import re
+from importlib.resources import files
 
 import pytest
 from api_support import CheckedClient, app_for
@@ -85,6 +86,25 @@ def test_assets_are_fingerprinted_cached_for_a_year_and_small(app) -> None:
     assert total < PAGE_SIZE_LIMIT, f"the page weighs {total} bytes"
     assert client.get(f"/assets/{'0' * 16}/main.js").status_code == 404  # an old page
     assert client.get(f"/assets/{fingerprint}/nothing.js").status_code == 404
+
+
+def test_scripts_and_styles_are_sent_without_comments(app) -> None:
+    sent = app.extensions["cruddur.web"].files
+    for name, source in _sources().items():
+        if name.endswith((".js", ".css")):
+            assert len(sent[name].body) < 0.85 * len(source), name
+            assert b"\n//" not in sent[name].body and b"/*" not in sent[name].body, name
+        else:
+            assert sent[name].body == source, name
+        if name.endswith(".js"):
+            # rJSmin keeps a template literal whole only when none is nested in another's
+            # ${…}: a script with one must be written without it.
+            assert not re.search(r"\$\{[^}]*`", source.decode()), f"{name}: a nested template"
+
+
+def _sources() -> dict[str, bytes]:
+    static = files("cruddur.web").joinpath("static")
+    return {e.name: e.read_bytes() for e in static.iterdir() if e.name != "index.html"}
 
 
 @pytest.mark.parametrize(
