@@ -842,6 +842,50 @@ return arguments[0].getAttribute('aria-describedby').split(' ')
 """
 
 
+# The POSTs' Idempotency-Key headers are noted; the first POST's answer is thrown away
+# once the server has sent it, as a dropped connection would lose it after the commit.
+_LOSE_FIRST_ANSWER = """
+window.sentKeys = []; const send = window.fetch; let lose = 1;
+window.fetch = async (url, options = {}) => {
+  const posting = options.method === "POST";
+  if (posting) window.sentKeys.push(options.headers?.["Idempotency-Key"] ?? null);
+  const answer = await send(url, options);
+  if (posting && lose-- > 0) throw new TypeError("Failed to fetch");
+  return answer;
+};
+"""
+
+
+def test_a_post_sent_again_after_its_answer_was_lost_is_stored_once(
+    browser, site: str, web_db: str
+) -> None:
+    # Without a key, the second press stored the crud a second time.
+    _sign_in_as(browser, site, "andrewbrown")
+    browser.execute_script(_LOSE_FIRST_ANSWER)
+    message = f"Sent twice, stored once {uuid.uuid4().hex[:8]}"
+    textarea = _shown(browser, "form.compose textarea")
+    textarea.send_keys(message)
+    _css(browser, "form.compose button[type=submit]").click()
+    _shown(browser, "form.compose .form-error", "Cannot reach the Cruddur API")
+    assert textarea.get_attribute("value") == message  # kept for the reader to send again
+    _css(browser, "form.compose button[type=submit]").click()
+    _wait(browser, lambda d: _messages(d)[:1] == [message])
+    assert _messages(browser).count(message) == 1
+    with psycopg.connect(web_db) as conn:
+        stored = conn.execute("SELECT count(*) FROM activities WHERE message = %s", [message])
+        assert stored.fetchone()[0] == 1
+    first, again = browser.execute_script("return window.sentKeys")
+    assert first and first == again, "the same message is sent again under its key"
+
+    # Once stored, the same words are a new message: a new key, stored again.
+    textarea.send_keys(message)
+    _css(browser, "form.compose button[type=submit]").click()
+    _wait(browser, lambda d: _messages(d)[:2] == [message, message])
+    keys = browser.execute_script("return window.sentKeys")
+    assert len(keys) == 3 and keys[2] not in (None, first)
+    assert _console_problems(browser) == []
+
+
 def test_the_post_and_reply_boxes_describe_their_limit_and_count(browser, site: str) -> None:
     # The counter was a span with an aria-label, which screen readers ignore: nobody
     # heard the limit or the count.

@@ -89,10 +89,11 @@ export async function request(path, options = {}) {
   }
 }
 
-async function requestOnce(path, { method = "GET", body, token } = {}, position = null) {
+async function requestOnce(path, { method = "GET", body, token, key } = {}, position = null) {
   const headers = { Accept: "application/json" };
   if (body !== undefined) headers["Content-Type"] = "application/json";
   if (token) headers.Authorization = `Bearer ${token}`;
+  if (key) headers["Idempotency-Key"] = key;
   if (position) headers["X-Read-After"] = position;
   let response;
   try {

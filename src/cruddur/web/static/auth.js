@@ -95,6 +95,11 @@ export async function token() {
   return null;
 }
 
+// Each message's Idempotency-Key until it is stored: sent again after an error (an
+// answer lost after its commit), it is stored once.
+const keys = new Map();
+const newKey = () => Array.from(crypto.getRandomValues(new Uint8Array(16)), (b) => b.toString(16).padStart(2, "0")).join("");
+
 // A write as the signed-in user; a 401 (expired or revoked) signs out.
 export async function write(path, body) {
   const accessToken = await token();
@@ -103,8 +108,13 @@ export async function write(path, body) {
     error.status = 401;
     throw error;
   }
+  const what = path + JSON.stringify(body);
+  const key = keys.get(what) || newKey();
+  keys.set(what, key);
   try {
-    return await request(path, { method: "POST", body, token: accessToken });
+    const answer = await request(path, { method: "POST", body, token: accessToken, key });
+    keys.delete(what);
+    return answer;
   } catch (error) {
     if (error.status === 401) {
       save(null);
