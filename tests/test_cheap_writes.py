@@ -4,6 +4,7 @@ one statement per write."""
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 
@@ -208,3 +209,60 @@ def test_a_deleted_author_is_looked_up_again(counted, mint, seeded_db: str) -> N
             "SELECT user_uuid FROM activities WHERE uuid = %s", [response.get_json()["uuid"]]
         ).fetchone()[0]
         assert stored == second_uuid
+
+
+# -- a kept author whose row has another sub since ----------------------------------------
+
+WRITES = ["create", "create keyed", "reply", "reply keyed", "reply to no crud"]
+
+
+def _write(kind: str, parent: str) -> tuple[str, dict[str, str], dict[str, str]]:
+    """The path, body and headers of one write of `kind` (a new Idempotency-Key each)."""
+    headers = {"Idempotency-Key": str(uuid.uuid4())} if kind.endswith("keyed") else {}
+    if kind == "reply to no crud":
+        return f"/api/activities/{uuid.uuid4()}/reply", {"message": "moved"}, headers
+    if kind.startswith("reply"):
+        return f"/api/activities/{parent}/reply", {"message": "moved"}, headers
+    return "/api/activities", {"message": "moved", "ttl": "1-day"}, headers
+
+
+def _stored(conn: psycopg.Connection) -> tuple:
+    """What a write could change: cruds, reply counts, kept keys."""
+    return conn.execute(
+        "SELECT (SELECT count(*) FROM activities), (SELECT sum(replies_count) FROM activities),"
+        " (SELECT count(*) FROM idempotency_keys)"
+    ).fetchone()
+
+
+@pytest.mark.parametrize("kind", WRITES)
+def test_a_token_whose_sub_has_left_its_user_writes_nothing(
+    counted, mint, seeded_db: str, kind: str
+) -> None:
+    # `users sync-cognito` puts londo's real sub into the row the worker keeps for
+    # MOCK-londo: the old token speaks for no one, as it does to a worker that never
+    # kept it, on every write (the plain create is NewCrud's, without Flask).
+    authors = counted.client.application.extensions["cruddur.authors"]
+    old, parent = mint("londo"), _reply_parent(seeded_db)
+    warm = "create" if kind == "reply to no crud" else kind
+    path, body, headers = _write(warm, parent)
+    assert counted.post(path, json=body, headers=headers, token=old).status_code == 201
+    assert authors.known("MOCK-londo") is not None
+    with psycopg.connect(seeded_db, autocommit=True) as conn:
+        conn.execute("UPDATE users SET cognito_user_id = 'real-sub-londo' WHERE handle = 'londo'")
+        before = _stored(conn)
+        statements = CountingDb.statements
+        path, body, headers = _write(kind, parent)
+        response = counted.post(path, json=body, headers=headers, token=old)
+        assert response.status_code == 403
+        assert response.get_json()["error"] == "no_user"
+        assert CountingDb.statements - statements == 2  # the write, then the lookup
+        assert _stored(conn) == before
+        assert authors.known("MOCK-londo") is None
+        # The real sub's token is londo's.
+        path, body, headers = _write(kind, parent)
+        response = counted.post(path, json=body, headers=headers, token=mint(sub="real-sub-londo"))
+        if kind == "reply to no crud":
+            assert response.status_code == 404
+        else:
+            assert response.status_code == 201
+            assert response.get_json()["handle"] == "londo"

@@ -17,6 +17,7 @@ from psycopg import sql
 from cruddur.db import Db
 from cruddur.ops import fake, fake_rows, loading
 from cruddur.services import activities
+from cruddur.services.users import Author
 from cruddur.urls import with_database
 
 CRUDDUR = ROOT / ".venv" / "bin" / "cruddur"
@@ -175,7 +176,10 @@ WRONG_COUNTS = (
     "SELECT count(*) FROM activities AS parent WHERE replies_count <>"
     " (SELECT count(*) FROM activities AS reply WHERE reply.reply_to_activity_uuid = parent.uuid)"
 )
-FAKE_USERS = "SELECT uuid FROM users WHERE cognito_user_id LIKE 'FAKE-%' ORDER BY uuid"
+FAKE_USERS = (
+    "SELECT uuid, cognito_user_id FROM users WHERE cognito_user_id LIKE 'FAKE-%' ORDER BY uuid"
+)
+BAYKO = "SELECT uuid, cognito_user_id FROM users WHERE handle = 'bayko'"
 SEED_REPLY = "SELECT uuid FROM activities WHERE reply_to_activity_uuid = %s LIMIT 1"
 LIVE_FAKE_CRUD = (
     "SELECT a.uuid FROM activities AS a JOIN users AS u ON u.uuid = a.user_uuid"
@@ -189,9 +193,9 @@ def test_replace_lowers_the_reply_counts_of_real_rows_fake_users_answered(seeded
     # lowered the crud's replies_count: 3 for 2 replies, for good.
     assert fake_seed(seeded_db, "--users", "10", "--activities", "300").returncode == 0
     with psycopg.connect(seeded_db) as conn:
-        fakes = [row[0] for row in conn.execute(FAKE_USERS).fetchall()]
+        fakes = [Author(*row) for row in conn.execute(FAKE_USERS).fetchall()]
         (seed_reply,) = conn.execute(SEED_REPLY, [SEED_CRUD]).fetchone()
-        (bayko,) = conn.execute("SELECT uuid FROM users WHERE handle = 'bayko'").fetchone()
+        bayko = Author(*conn.execute(BAYKO).fetchone())
         (fake_crud,) = conn.execute(LIVE_FAKE_CRUD).fetchone()
     with Db(seeded_db) as db:  # as the API writes replies
         assert activities.create_reply(db, fakes[0], SEED_CRUD, "a fake reply")

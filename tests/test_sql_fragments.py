@@ -13,6 +13,7 @@ from cruddur.db import Db, template, templates
 from cruddur.db.templates import TemplateNotFound
 from cruddur.services import activities
 from cruddur.services.paging import PageRequest, RepliesRequest
+from cruddur.services.users import Author
 
 ANSWERING_WITH_CRUDS = ("home", "user_feed", "show", "create", "reply")
 # The JSON keys of a crud, in order (README, "The API").
@@ -51,8 +52,8 @@ def test_a_missing_fragment_is_named() -> None:
 
 def test_every_answer_has_the_crud_columns_in_order(seeded_db: str) -> None:
     with Db(seeded_db, autocommit=True) as db:
-        user = db.query_value("SELECT uuid FROM users ORDER BY handle LIMIT 1")
-        handle = db.query_value("SELECT handle FROM users WHERE uuid = %s", [user])
+        user = Author(*db.query_row("SELECT uuid, cognito_user_id FROM users ORDER BY handle"))
+        handle = db.query_value("SELECT handle FROM users WHERE uuid = %s", [user.uuid])
         created = json.loads(activities.create_activity(db, user, "one shape", timedelta(days=1)))
         reply = json.loads(activities.create_reply(db, user, created["uuid"], "the same"))
         home = json.loads(activities.home_feed(db, PageRequest()).body)

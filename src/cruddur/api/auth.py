@@ -12,7 +12,6 @@ import logging
 import math
 from collections.abc import Callable
 from typing import Any, TypeVar
-from uuid import UUID
 
 import jwt
 from flask import current_app, g, request
@@ -24,7 +23,7 @@ from cruddur.api.keys import KeySet, KeysUnavailable, UnknownKey
 from cruddur.api.token_cache import Verified, VerifiedTokens, token_digest
 from cruddur.config import AuthSettings
 from cruddur.db import Db
-from cruddur.services.users import Authors, UnknownAuthor
+from cruddur.services.users import Author, Authors, UnknownAuthor
 from cruddur.telemetry import metrics
 from cruddur.telemetry.requests import USER_UUID_KEY
 
@@ -173,12 +172,13 @@ F = TypeVar("F", bound=Callable[..., Any])
 T = TypeVar("T")
 
 
-def as_caller(write: Callable[[Db, UUID], T]) -> T:
-    """write(the API's database, the signed-in caller's user uuid), in a view under
+def as_caller(write: Callable[[Db, Author], T]) -> T:
+    """write(the API's database, the signed-in caller as an Author), in a view under
     @signed_in.
 
     The uuid comes from the process's map (services/users.py), so a write is one round
-    trip; a user deleted since is looked up again, and is a 403 if gone for good.
+    trip; the write checks the row is still the token's subject's, and a user deleted
+    or given another subject since is looked up again, and is a 403 if gone for good.
     """
     context = g._get_current_object()  # set by @signed_in; read through the proxy once
     db: Db = context.cruddur_db

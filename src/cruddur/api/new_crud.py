@@ -109,7 +109,7 @@ class NewCrud:
         environ[USER_UUID_KEY] = author  # for the log line, once signed in as @signed_in does
         try:
             created = self.authors.write_as(
-                db, subject, lambda uuid: activities.create_activity(db, uuid, message, ttl)
+                db, subject, lambda author: activities.create_activity(db, author, message, ttl)
             )
         except UnknownAuthor:
             raise no_user() from None

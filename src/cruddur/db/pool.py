@@ -451,6 +451,16 @@ class Db:
 
         return self._using(write)
 
+    def query_commit_row(self, sql: str, params: Params = None) -> tuple | None:
+        """Run a write in its own transaction; return its first row, or None when there is
+        none: for a write that tells "no row" from a row holding NULL."""
+
+        def write(conn: PooledConnection) -> tuple | None:
+            cur = self._execute(conn, sql, params)
+            return None if cur.description is None else cur.fetchone()
+
+        return self._using(write)
+
     def query_rolled_back(self, sql: str, params: Params = None) -> Any:
         """query_commit's answer, or its error, with nothing kept: the write is rolled
         back. A dry run's: the database's own checks say what the real run would meet."""

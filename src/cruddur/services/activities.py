@@ -17,6 +17,7 @@ import psycopg
 
 from cruddur.db import Db, template
 from cruddur.services.paging import Cursor, Page, PageRequest, RepliesRequest
+from cruddur.services.users import Author, AuthorGone
 from cruddur.telemetry.spans import use_case
 
 # The columns every page query gives first, in this order (newest_first.sql, show.sql),
@@ -70,15 +71,15 @@ def _show_span(
     }
 
 
-def _create_span(created: str, db: Db, user_uuid: UUID, *args: object) -> dict[str, object]:
-    return {"app.author_uuid": str(user_uuid)}
+def _create_span(created: str, db: Db, author: Author, *args: object) -> dict[str, object]:
+    return {"app.author_uuid": str(author.uuid)}
 
 
 def _reply_span(
-    created: str | None, db: Db, user_uuid: UUID, parent_uuid: UUID, message: str
+    created: str | None, db: Db, author: Author, parent_uuid: UUID, message: str
 ) -> dict[str, object]:
     return {
-        "app.author_uuid": str(user_uuid),
+        "app.author_uuid": str(author.uuid),
         "app.parent_uuid": str(parent_uuid),
         "app.found": created is not None,
     }
@@ -125,21 +126,34 @@ def show_activity(db: Db, activity_uuid: UUID, replies: RepliesRequest) -> Page 
     return _page(row) if row is not None else None
 
 
+def _author_params(author: Author) -> dict[str, Any]:
+    return {"user_uuid": author.uuid, "cognito_user_id": author.cognito_user_id}
+
+
+def _written(db: Db, name: str, params: dict[str, Any]) -> str | None:
+    """The write `name`'s JSON, None when it wrote nothing (a reply's parent missing), or
+    AuthorGone when it found no author (db/sql/activities/writer.sql): its only row is
+    the author's, so no row at all is that."""
+    row = db.query_commit_row(template("activities", name), params)
+    if row is None:
+        raise AuthorGone(params["user_uuid"])
+    return row[0]
+
+
 @use_case("create-activity", _create_span)
-def create_activity(db: Db, user_uuid: UUID, message: str, ttl: timedelta) -> str:
-    """The new crud as JSON text."""
-    return db.query_commit(
-        template("activities", "create"), {"user_uuid": user_uuid, "message": message, "ttl": ttl}
-    )
+def create_activity(db: Db, author: Author, message: str, ttl: timedelta) -> str:
+    """The new crud as JSON text; AuthorGone when the author's row is not there (any more)."""
+    created = _written(db, "create", {**_author_params(author), "message": message, "ttl": ttl})
+    assert created is not None  # an insert, always, once the author is there
+    return created
 
 
 @use_case("create-reply", _reply_span)
-def create_reply(db: Db, user_uuid: UUID, parent_uuid: UUID, message: str) -> str | None:
-    """The new reply as JSON text; None when the parent is missing or expired."""
-    return db.query_commit(
-        template("activities", "reply"),
-        {"user_uuid": user_uuid, "parent_uuid": parent_uuid, "message": message},
-    )
+def create_reply(db: Db, author: Author, parent_uuid: UUID, message: str) -> str | None:
+    """The new reply as JSON text; None when the parent is missing or expired; AuthorGone
+    when the author's row is not there (any more)."""
+    params = {**_author_params(author), "parent_uuid": parent_uuid, "message": message}
+    return _written(db, "reply", params)
 
 
 # -- writes with an Idempotency-Key -----------------------------------------------------
@@ -177,11 +191,12 @@ class Written:
 
 def _keyed_write(db: Db, name: str, params: dict[str, Any], key: IdempotencyKey) -> Written | None:
     """The keyed write `name` (create_keyed.sql, reply_keyed.sql), or the answer kept under
-    the key when it was used before; None when the write found nothing to write to."""
+    the key when it was used before; None when the write found nothing to write to;
+    AuthorGone when it found no author (nothing kept for the key)."""
     params = {**params, "key": key.key, "fingerprint": key.fingerprint}
     for _ in (1, 2):
         try:
-            body = db.query_commit(template("activities", name), params)
+            body = _written(db, name, params)
         except psycopg.errors.UniqueViolation as exc:
             if exc.diag.constraint_name != KEY_CONSTRAINT:
                 raise
@@ -201,9 +216,9 @@ def _keyed_write(db: Db, name: str, params: dict[str, Any], key: IdempotencyKey)
     raise RuntimeError(f"the Idempotency-Key {key.key!r} came and went twice")
 
 
-def _keyed_span(written: Written | None, db: Db, user_uuid: UUID, *args: object) -> dict:
+def _keyed_span(written: Written | None, db: Db, author: Author, *args: object) -> dict:
     return {
-        "app.author_uuid": str(user_uuid),
+        "app.author_uuid": str(author.uuid),
         "app.found": written is not None,
         "app.replayed": None if written is None else written.replayed,
     }
@@ -211,10 +226,10 @@ def _keyed_span(written: Written | None, db: Db, user_uuid: UUID, *args: object)
 
 @use_case("create-activity", _keyed_span)
 def create_activity_once(
-    db: Db, user_uuid: UUID, message: str, ttl: timedelta, key: IdempotencyKey
+    db: Db, author: Author, message: str, ttl: timedelta, key: IdempotencyKey
 ) -> Written:
     """create_activity, at most once per (user, key): a retry gets the first answer."""
-    params = {"user_uuid": user_uuid, "message": message, "ttl": ttl}
+    params = {**_author_params(author), "message": message, "ttl": ttl}
     written = _keyed_write(db, "create_keyed", params, key)
     assert written is not None  # an insert, always
     return written
@@ -222,9 +237,9 @@ def create_activity_once(
 
 @use_case("create-reply", _keyed_span)
 def create_reply_once(
-    db: Db, user_uuid: UUID, parent_uuid: UUID, message: str, key: IdempotencyKey
+    db: Db, author: Author, parent_uuid: UUID, message: str, key: IdempotencyKey
 ) -> Written | None:
     """create_reply, at most once per (user, key); None when the parent is missing or
     expired (nothing is kept for the key)."""
-    params = {"user_uuid": user_uuid, "parent_uuid": parent_uuid, "message": message}
+    params = {**_author_params(author), "parent_uuid": parent_uuid, "message": message}
     return _keyed_write(db, "reply_keyed", params, key)

@@ -2,12 +2,17 @@
 user uuid, kept per process), and the lookups for signing in as a local user.
 
 A write needs its author's uuid. Looking it up before each insert doubled a write's
-round trips, so each process keeps what it has found. That is safe because a `sub`
-never changes owner: Cognito never reuses one, and `users.cognito_user_id` is unique.
-An entry goes stale only when its user row is deleted (or deleted and made again by
-`users sync-cognito`, with a new uuid). The write then fails on the author's foreign
-key, nothing is stored, and `write_as` looks the subject up again and retries once.
-Only found users are kept: a subject with no row yet may get one at any moment.
+round trips, so each process keeps what it has found. An entry goes stale when its user
+row is deleted (perhaps made again by `users sync-cognito`, with a new uuid), or when the
+row is given another `sub`: `users sync-cognito` puts the real Cognito `sub` into a row
+that had a placeholder (`MOCK-…`), and the old subject's token must then speak for no
+one, as it does in a process that never kept it. So a write never trusts the entry: its
+own statement takes the author's row by the kept uuid and the token's `sub` together
+(db/sql/activities/writer.sql), and writes nothing, answering no row, when that row is
+not there (AuthorGone). That, or a failure on the author's foreign key (the row deleted
+while the statement ran), makes `write_as` drop the entry, look the subject up again
+and retry once. Only found users are kept: a subject with no row yet may get one at
+any moment.
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
-from typing import TypeVar
+from typing import NamedTuple, TypeVar
 from uuid import UUID
 
 import psycopg
@@ -30,6 +35,19 @@ T = TypeVar("T")
 
 class UnknownAuthor(LookupError):
     """The token's subject has no users row."""
+
+
+class AuthorGone(LookupError):
+    """A write found no users row with its author's uuid and subject (deleted, or given
+    another subject since the uuid was kept): nothing was stored."""
+
+
+class Author(NamedTuple):
+    """Who a write is by: the user uuid kept for the token's subject, and that subject,
+    which the write checks the row still has (db/sql/activities/writer.sql)."""
+
+    uuid: UUID
+    cognito_user_id: str
 
 
 def _is_author_gone(exc: psycopg.errors.ForeignKeyViolation) -> bool:
@@ -66,18 +84,25 @@ class Authors:
         with self._lock:
             self._uuids.pop(subject, None)
 
-    def write_as(self, db: Db, subject: str, write: Callable[[UUID], T]) -> T:
-        """write(author's uuid); if that uuid's row is gone, look again and retry once.
+    def write_as(self, db: Db, subject: str, write: Callable[[Author], T]) -> T:
+        """write(the author); if the author's row is gone or no longer the subject's
+        (AuthorGone, or a failure on the author's foreign key), drop the entry, look again
+        and retry once. UnknownAuthor when the subject has no row, or lost it twice.
 
-        The retry is safe: a foreign-key failure stored nothing.
+        The retry is safe: a write that found no author stored nothing.
         """
-        try:
-            return write(self.uuid_for(db, subject))
-        except psycopg.errors.ForeignKeyViolation as exc:
-            if not _is_author_gone(exc):
-                raise
-        self.forget(subject)
-        return write(self.uuid_for(db, subject))
+        for _ in (1, 2):
+            author = Author(self.uuid_for(db, subject), subject)
+            try:
+                return write(author)
+            except AuthorGone as exc:
+                gone: Exception = exc
+            except psycopg.errors.ForeignKeyViolation as exc:
+                if not _is_author_gone(exc):
+                    raise
+                gone = exc
+            self.forget(subject)
+        raise UnknownAuthor(subject) from gone
 
 
 def subject_for_handle(db: Db, handle: str) -> tuple[str, str] | None:

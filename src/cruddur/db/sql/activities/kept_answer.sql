@@ -1,6 +1,8 @@
 -- A fragment, not a query: the end of a keyed write (create_keyed.sql, reply_keyed.sql),
--- after its CTE `created`. The row's JSON (created_row_json.sql) is kept under
--- (%(user_uuid)s, %(key)s) with the request's %(fingerprint)s, and returned.
+-- after its CTEs `writer` and `created`. The row's JSON (created_row_json.sql) is kept
+-- under (%(user_uuid)s, %(key)s) with the request's %(fingerprint)s, and returned: one
+-- row per `writer`, as created_json.sql, so no row when the author is gone, and a row
+-- holding NULL when nothing was written.
 -- Expired keys go here, as keyed writes come: the caller's own %(key)s, so it can be
 -- used again, and up to two others, oldest first (each keyed write adds one row, so
 -- the table holds about a day of keyed writes; rows another write has locked are left).
@@ -31,4 +33,5 @@ remembered AS (
   FROM answer, (SELECT count(*) FROM stale) AS removed
   RETURNING response
 )
-SELECT response FROM remembered;
+SELECT (SELECT response FROM remembered)
+FROM writer;
