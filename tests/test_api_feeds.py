@@ -141,8 +141,9 @@ def _walk(api, path: str) -> list[str]:
     return seen
 
 
-# Times psql or an import may give a crud, far from now: the server reads years 1 to 9999.
-FAR_TIMES = ("9999-12-31 23:59:59.999998+00", "2300-01-01+00", "1600-01-01+00", "0001-01-01+00")
+# Times psql or an import may give a crud, far from now, to the first and last the schema
+# keeps (activities_times_in_range: a day inside years 1 to 9999, the server's).
+FAR_TIMES = ("9999-12-30 23:59:59.999998+00", "2300-01-01+00", "1600-01-01+00", "0001-01-02+00")
 
 
 def test_cruds_dated_far_from_now_page_on_like_any_other(api, seeded_db: str) -> None:
@@ -153,7 +154,7 @@ def test_cruds_dated_far_from_now_page_on_like_any_other(api, seeded_db: str) ->
             conn.execute(
                 "INSERT INTO activities (uuid, user_uuid, message, created_at, expires_at)"
                 " VALUES (%s, (SELECT uuid FROM users WHERE handle = 'londo'), 'far', %s,"
-                " '9999-12-31 23:59:59.999999+00')",
+                " '9999-12-30 23:59:59.999999+00')",
                 [f"bbbbbbbb-0000-4000-8000-00000000000{n}", created_at],
             )
     assert _walk(api, "/api/activities/home?limit=1") == _unexpired(seeded_db)
@@ -166,11 +167,15 @@ def test_cruds_dated_far_from_now_page_on_like_any_other(api, seeded_db: str) ->
 def test_a_time_the_server_cannot_read_back_is_its_500_not_the_clients_422(
     api, seeded_db: str, caplog
 ) -> None:
-    # A database the migration making a crud's times finite has not reached: `infinity`
-    # in expires_at, which psycopg cannot load (the page's earliest expiry). It was a 422,
-    # "the database refused a value in the request", to a GET that sent none.
+    # A database the migrations keeping a crud's times finite and within years 1 to 9999
+    # have not reached: `infinity` in expires_at, which psycopg cannot load (the page's
+    # earliest expiry). It was a 422, "the database refused a value in the request", to a
+    # GET that sent none.
     with psycopg.connect(seeded_db) as conn:
-        conn.execute("ALTER TABLE activities DROP CONSTRAINT IF EXISTS activities_times_finite")
+        conn.execute(
+            "ALTER TABLE activities DROP CONSTRAINT IF EXISTS activities_times_finite,"
+            " DROP CONSTRAINT IF EXISTS activities_times_in_range"
+        )
         conn.execute("UPDATE activities SET expires_at = 'infinity' WHERE expires_at > now()")
     for path in ("/api/activities/home", "/api/activities/home?limit=100"):  # kept, or not
         with caplog.at_level(logging.ERROR, logger="cruddur.api"):

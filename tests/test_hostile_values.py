@@ -78,6 +78,51 @@ def test_infinite_times_are_refused(db: Db, created_at: str, expires_at: str) ->
     assert snapshot(db) == before
 
 
+INSERT_TIMES = (
+    "INSERT INTO public.activities (user_uuid, message, created_at, expires_at)"
+    " VALUES ((SELECT uuid FROM users WHERE handle = 'londo'), 'x',"
+    " %s::timestamptz, %s::timestamptz) RETURNING uuid"
+)
+
+
+@pytest.mark.parametrize(
+    ("created_at", "expires_at"),
+    [
+        ("0001-06-01 00:00+00 BC", "9999-01-01+00"),  # a 500 on the user's feed
+        ("now", "10000-01-01+00"),  # a 500 on home; "10000-01-01T00:00:00+00:00" shown
+        ("0001-01-01 00:00+00", "now"),  # year 1 in UTC, 1 BC in New York
+        ("now", "9999-12-31 12:00+00"),  # 9999 in UTC, 10000 in Kiritimati
+    ],
+)
+def test_times_a_datetime_cannot_hold_in_every_time_zone_are_refused(
+    db: Db, created_at: str, expires_at: str
+) -> None:
+    # PostgreSQL takes years BC and after 9999; psycopg reads neither into a datetime,
+    # and OpenAPI's date-time writes neither.
+    before = snapshot(db)
+    with pytest.raises(errors.CheckViolation) as caught:
+        db.query_commit(INSERT_TIMES, [created_at, expires_at])
+    assert caught.value.diag.constraint_name == "activities_times_in_range"
+    assert snapshot(db) == before
+
+
+@pytest.mark.parametrize(
+    "zone", ["UTC", "America/New_York", "Asia/Manila", "Pacific/Kiritimati", "America/Sitka"]
+)
+def test_the_earliest_and_latest_times_kept_are_read_back_in_any_time_zone(
+    db: Db, seeded_db: str, zone: str
+) -> None:
+    # Manila's time in year 1 is 15:56:08 behind UTC, Kiritimati's in 9999 14 hours ahead:
+    # a day inside years 1 and 9999 keeps each time a datetime in every zone.
+    first, last = "0001-01-02 00:00+00", "9999-12-30 23:59:59.999999+00"
+    kept = db.query_commit(INSERT_TIMES, [first, last])
+    with psycopg.connect(seeded_db, options=f"-c TimeZone={zone}") as conn:
+        created_at, expires_at = conn.execute(
+            "SELECT created_at, expires_at FROM activities WHERE uuid = %s", [kept]
+        ).fetchone()
+        assert created_at.year == 1 and expires_at.year == 9999
+
+
 @pytest.mark.parametrize(
     "handle", ["'; DROP TABLE users; --", "a b", "h" * 65, "", "bad/slash", "al\x00ice"]
 )

@@ -1354,6 +1354,62 @@ def test_infinite_times_in_cruds_stop_the_migration_naming_them(empty_db: str) -
             conn.execute("UPDATE activities SET expires_at = 'infinity'")
 
 
+OUT_OF_RANGE = {  # cruds psql or an import left with a time a datetime cannot hold
+    "cccccccc-0000-4000-8000-000000000001": ("0001-06-01 00:00+00 BC", "9999-01-01+00"),
+    "cccccccc-0000-4000-8000-000000000002": ("now", "10000-01-01+00"),
+    "cccccccc-0000-4000-8000-000000000003": ("0001-01-01 00:00+00", "now"),  # 1 BC in New York
+}
+
+
+def test_times_out_of_a_datetimes_range_in_cruds_stop_the_migration_naming_them(
+    empty_db: str,
+) -> None:
+    # A crud's times are within years 1 to 9999 in every time zone from the migration on;
+    # a database that has others is not changed, and the migration names them to fix.
+    old_schema_load_and_seed(empty_db)
+    with psycopg.connect(empty_db) as conn:
+        for uuid, times in OUT_OF_RANGE.items():
+            conn.execute(
+                "INSERT INTO activities (uuid, user_uuid, message, created_at, expires_at)"
+                " VALUES (%s, (SELECT uuid FROM users WHERE handle = 'londo'), 'imported',"
+                " %s::timestamptz, %s::timestamptz)",
+                [uuid, *times],
+            )
+        before = conn.execute("SELECT a::text FROM activities a ORDER BY uuid").fetchall()
+    refused = cli("db-migrate", env=local(empty_db))
+    assert refused.returncode != 0
+    assert (
+        "cruds with a created_at or expires_at outside 0001-01-02 to 9999-12-30 UTC,"
+        " which the API cannot read back (3):" in refused.stderr
+    ), refused.stderr
+    assert (
+        "cccccccc-0000-4000-8000-000000000002 (created_at " in refused.stderr
+        and "expires_at 10000-01-01 00:00:00 UTC)" in refused.stderr
+    )
+    assert "created_at 0001-06-01 00:00:00 BC UTC" in refused.stderr
+    for uuid in OUT_OF_RANGE:
+        assert uuid in refused.stderr
+    in_range = "SELECT count(*) FROM pg_constraint WHERE conname = 'activities_times_in_range'"
+    with psycopg.connect(empty_db) as conn:
+        assert conn.execute("SELECT a::text FROM activities a ORDER BY uuid").fetchall() == before
+        assert conn.execute(in_range).fetchone()[0] == 0
+        bc, far, edge = OUT_OF_RANGE
+        conn.execute("DELETE FROM activities WHERE uuid = %s", [bc])
+        conn.execute(
+            "UPDATE activities SET expires_at = now() + interval '1 day' WHERE uuid = %s", [far]
+        )
+        conn.execute(
+            "UPDATE activities SET created_at = now() - interval '1 day' WHERE uuid = %s", [edge]
+        )
+    again = cli("db-migrate", env=local(empty_db))
+    assert again.returncode == 0, again.stderr
+    with psycopg.connect(empty_db) as conn:
+        valid = "SELECT convalidated FROM pg_constraint WHERE conname = 'activities_times_in_range'"
+        assert conn.execute(valid).fetchone()[0] is True
+        with pytest.raises(psycopg.errors.CheckViolation):
+            conn.execute("UPDATE activities SET expires_at = '10000-01-01+00'")
+
+
 def test_a_database_to_adopt_counts_as_pending_for_exit_code(empty_db: str, tmp_path) -> None:
     old_schema_load_and_seed(empty_db)
     first = sorted(package_dir().glob("*.sql"))[0]

@@ -51,7 +51,14 @@ CREATE TABLE public.activities (
   created_at             timestamptz NOT NULL DEFAULT current_timestamp,
   CHECK (expires_at > created_at),
   -- No `infinity`: the API could not read such a time back, nor show it as a date-time.
-  CONSTRAINT activities_times_finite CHECK (isfinite(created_at) AND isfinite(expires_at))
+  CONSTRAINT activities_times_finite CHECK (isfinite(created_at) AND isfinite(expires_at)),
+  -- Nor a year BC or after 9999, which a Python datetime cannot hold, nor OpenAPI's
+  -- date-time write; a day inside at each end, so a session in any time zone reads it
+  -- (20261207015650_activities_times_in_range.sql says more).
+  CONSTRAINT activities_times_in_range CHECK (
+    created_at >= '0001-01-02 00:00:00+00' AND created_at < '9999-12-31 00:00:00+00'
+    AND expires_at >= '0001-01-02 00:00:00+00' AND expires_at < '9999-12-31 00:00:00+00'
+  )
 );
 
 -- One handle per person, whatever its case (`AndrewBrown` is `andrewbrown`'s); a user's
