@@ -56,7 +56,9 @@ def main() -> None:
     print(f"{args.activities:,} activities:")
     build(url, args.activities, args.users)
     with Db(url) as db:
-        author = db.query_value("SELECT uuid FROM users WHERE handle = 'andrewbrown'")
+        author, subject = db.query_row(
+            "SELECT uuid, cognito_user_id FROM users WHERE handle = 'andrewbrown'"
+        )
         parent = db.query_value(
             "SELECT uuid FROM activities WHERE reply_to_activity_uuid IS NULL"
             " AND expires_at > now() + interval '1 day' ORDER BY created_at DESC LIMIT 1"
@@ -66,7 +68,11 @@ def main() -> None:
         [CRUDDUR, "dev", "token", "--handle", "andrewbrown", "--expires-in", "3600"],
         env=env, capture_output=True, text=True, check=True,
     ).stdout.strip()  # fmt: skip
-    values = {"user_uuid": loads.literal(str(author)), "message": loads.literal(MESSAGE)}
+    values = {
+        "user_uuid": loads.literal(str(author)),
+        "cognito_user_id": loads.literal(subject),  # the write checks it (writer.sql)
+        "message": loads.literal(MESSAGE),
+    }
     sql = {
         "create": loads.sql_for("activities/create", {**values, "ttl": "'1 day'"}),
         "reply": loads.sql_for(
