@@ -68,6 +68,44 @@ def test_a_keyed_reply_retried_counts_once(api, mint, seeded_db: str) -> None:
     assert [r["message"] for r in shown["replies"]] == ["only once"]
 
 
+def test_a_keyed_reply_retried_after_its_crud_expired_or_went_is_answered_as_the_first(
+    api, mint, seeded_db: str
+) -> None:
+    # The retry of a stored reply was a 404 once its crud had expired, or was purged:
+    # the key's answer was never looked at (a keyed create is replayed however its crud
+    # has fared since).
+    token = mint("bayko")
+    parent = api.post("/api/activities", json={"message": "parent", "ttl": "1-hour"}, token=token)
+    parent_uuid = parent.headers["Location"].rsplit("/", 1)[1]
+    path = f"{parent.headers['Location']}/reply"
+    key, reply = str(uuid.uuid4()), {"message": "stored before the crud went"}
+    first = api.post(path, json=reply, token=token, **_keyed(key))
+    assert first.status_code == 201
+    with psycopg.connect(seeded_db) as conn:
+        conn.execute(
+            "UPDATE activities SET created_at = now() - interval '2 hour',"
+            " expires_at = now() - interval '1 hour' WHERE %s IN (uuid, reply_to_activity_uuid)",
+            [parent_uuid],
+        )
+    for gone in (False, True):
+        if gone:
+            with psycopg.connect(seeded_db) as conn:
+                conn.execute("DELETE FROM activities WHERE uuid = %s", [parent_uuid])
+        again = api.post(path, json=reply, token=token, **_keyed(key))
+        assert again.status_code == 201, (gone, again.get_json())
+        assert again.headers["Idempotent-Replayed"] == "true"
+        assert again.get_data() == first.get_data()
+        # The key with another request is refused as anywhere; no key is a plain 404.
+        other = api.post(path, json={"message": "another"}, token=token, **_keyed(key))
+        assert other.status_code == 422, (gone, other.get_json())
+        assert other.get_json()["error"] == "idempotency_key_reused"
+        assert api.post(path, json=reply, token=token).status_code == 404
+    # A key never used, to a crud that is gone: a 404 that keeps nothing, each time.
+    for _ in range(2):
+        missing = api.post(path, json=reply, token=token, **_keyed(str(uuid.uuid4())))
+        assert missing.status_code == 404
+
+
 def test_a_key_is_the_callers_own(api, mint, seeded_db: str) -> None:
     key = str(uuid.uuid4())
     for handle in ("bayko", "andrewbrown"):

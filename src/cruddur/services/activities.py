@@ -201,19 +201,32 @@ def _keyed_write(db: Db, name: str, params: dict[str, Any], key: IdempotencyKey)
             if exc.diag.constraint_name != KEY_CONSTRAINT:
                 raise
         else:
-            return None if body is None else Written(body)
+            if body is None:
+                # Nothing to write to (a reply's crud expired or gone): a retry of a reply
+                # stored before that is still answered as it was; any other, a 404.
+                return _kept_answer(db, params["user_uuid"], key)
+            return Written(body)
         # The key is taken, by a write that has committed (the statement waited for it):
         # answer as it was answered. Nothing of this attempt was stored.
-        kept = db.query_row(
-            template("activities", "kept_key"), {"user_uuid": params["user_uuid"], "key": key.key}
-        )
+        kept = _kept_answer(db, params["user_uuid"], key)
         if kept is not None:
-            fingerprint, response = kept
-            if bytes(fingerprint) != key.fingerprint:
-                raise KeyReused(key.key)
-            return Written(response, replayed=True)
+            return kept
         # Gone since (expired, and deleted by another keyed write): write again, once.
     raise RuntimeError(f"the Idempotency-Key {key.key!r} came and went twice")
+
+
+def _kept_answer(db: Db, user_uuid: UUID, key: IdempotencyKey) -> Written | None:
+    """The answer kept under the caller's unexpired key, None when there is none;
+    KeyReused when it was kept for another request."""
+    kept = db.query_row(
+        template("activities", "kept_key"), {"user_uuid": user_uuid, "key": key.key}
+    )
+    if kept is None:
+        return None
+    fingerprint, response = kept
+    if bytes(fingerprint) != key.fingerprint:
+        raise KeyReused(key.key)
+    return Written(response, replayed=True)
 
 
 def _keyed_span(written: Written | None, db: Db, author: Author, *args: object) -> dict:
