@@ -193,6 +193,115 @@ def test_a_read_only_database_refuses_writes_in_words_and_health_says_so(
     assert feed.status_code == 200
 
 
+def _read_only(admin: psycopg.Connection, url: str, on: bool) -> None:
+    database = sql.Identifier(parse(url)["dbname"])
+    statement = "ALTER DATABASE {} SET default_transaction_read_only = on"
+    if not on:
+        statement = "ALTER DATABASE {} RESET default_transaction_read_only"
+    admin.execute(sql.SQL(statement).format(database))
+
+
+def _sessions_begun(admin: psycopg.Connection, url: str) -> int:
+    """Sessions the server has begun on the database so far (each one counted when it
+    ends at the latest: wait a little after the last one closes)."""
+    admin.execute("SELECT pg_stat_clear_snapshot()")
+    return admin.execute(
+        "SELECT sessions FROM pg_stat_database WHERE datname = %s", [parse(url)["dbname"]]
+    ).fetchone()[0]
+
+
+def _skip_behind_a_pooler(api_route) -> None:
+    if api_route.bouncer is not None:
+        pytest.skip("a pooler's own server sessions keep the setting their start saw")
+
+
+def _post(api: CheckedClient, mint, message: str):
+    return api.post("/api/activities", json={"message": message, "ttl": "1-day"}, token=mint())
+
+
+def _refused(response) -> None:
+    assert response.status_code == 503, response.get_json()
+    assert response.get_json()["error"] == "database_read_only"
+
+
+# The bound the README gives: writes and health see a database made writable again
+# within this, tried every POLL seconds (a review: still read-only 90 s later, until
+# the pool replaced its sessions, up to an hour).
+WRITABLE_AGAIN_WITHIN = 5.0
+POLL = 0.5
+
+
+def test_writes_go_in_again_within_seconds_of_the_database_made_writable(
+    make_app, mint, seeded_db: str, admin: psycopg.Connection, api_route
+) -> None:
+    _skip_behind_a_pooler(api_route)
+    _read_only(admin, seeded_db, True)
+    try:
+        # Its sessions begin read-only, as after the operator's terminate; four of them,
+        # each given in turn (psycopg_pool's queue).
+        app = make_app(CRUDDUR_POOL_MIN_SIZE="4")
+        api = CheckedClient(app)
+        _refused(_post(api, mint, "no"))
+        time.sleep(0.5)
+        begun = _sessions_begun(admin, seeded_db)
+        # While the database stays read-only, refused writes do not each cost a new
+        # session (closing the connection that refused would): 20 in about 2 s.
+        for _ in range(20):
+            write = _post(api, mint, "no")
+            _refused(write)
+            time.sleep(0.1)
+        time.sleep(0.5)
+        assert _sessions_begun(admin, seeded_db) - begun <= 4
+        assert api.get("/api/health").get_json()["database"]["writable"] is False
+    finally:
+        _read_only(admin, seeded_db, False)
+    writable_at = time.monotonic()
+    before = _count(seeded_db)
+    while True:
+        write = _post(api, mint, "yes")
+        if write.status_code == 201:
+            break
+        _refused(write)
+        assert time.monotonic() - writable_at < WRITABLE_AGAIN_WITHIN, "still refused"
+        time.sleep(POLL)
+    assert _count(seeded_db) == before + 1
+    assert api.get("/api/health").get_json()["database"]["writable"] is True
+    for _ in range(5):  # every pooled session takes writes now, not one in a few
+        write = _post(api, mint, "yes")
+        assert write.status_code == 201, write.get_json()
+
+
+def test_health_says_writable_within_seconds_of_the_database_made_writable(
+    make_app, mint, seeded_db: str, admin: psycopg.Connection, api_route
+) -> None:
+    _skip_behind_a_pooler(api_route)
+    # With no write to find it: the pooled session health asked kept its start's setting.
+    app = make_app()
+    api = CheckedClient(app)
+    assert api.get("/api/health").get_json()["database"]["writable"] is True
+    _read_only(admin, seeded_db, True)
+    try:
+        # The operator's recipe: sessions begun before keep writing until terminated.
+        admin.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+            " WHERE datname = %s AND pid <> pg_backend_pid()",
+            [parse(seeded_db)["dbname"]],
+        )
+        deadline = time.monotonic() + WRITABLE_AGAIN_WITHIN
+        while api.get("/api/health").get_json()["database"].get("writable") is not False:
+            assert time.monotonic() < deadline, "health never said read-only"
+            time.sleep(POLL)
+        _refused(_post(api, mint, "no"))
+    finally:
+        _read_only(admin, seeded_db, False)
+    writable_at = time.monotonic()
+    while api.get("/api/health").get_json()["database"]["writable"] is not True:
+        assert time.monotonic() - writable_at < WRITABLE_AGAIN_WITHIN, "health still says no"
+        time.sleep(POLL)
+    write = _post(api, mint, "yes")
+    assert write.status_code == 201, write.get_json()
+
+
 def test_a_writable_database_says_so_in_health(api) -> None:
     assert api.get("/api/health").get_json()["database"]["writable"] is True
 

@@ -42,6 +42,11 @@ def health() -> Response:
             "SELECT to_regclass('public.activities') IS NOT NULL,"
             " NOT current_setting('transaction_read_only')::boolean"
         )
+        if migrated and not writable:
+            # A pooled session keeps the default_transaction_read_only its start saw: a
+            # new one says whether the database was made writable since (at most one a
+            # second; the pool's sessions are then replaced).
+            writable = db.writable_again()
     except Exception as exc:
         if not database_unavailable(exc):
             raise

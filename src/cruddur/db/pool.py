@@ -26,6 +26,7 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 
 from cruddur.config import PoolSettings
 from cruddur.db.reachability import ConnectionsRefused, Reachability
+from cruddur.db.read_only import ReadOnlyLook
 from cruddur.deadlines import DeadlinePassed, within
 
 # With a Reachability (fail_fast=True): psycopg_pool's own reconnection gives up almost at
@@ -225,6 +226,8 @@ class Db:
         # The pool's connections, to tell whether it holds one that may serve.
         self._made: weakref.WeakSet[PooledConnection] = weakref.WeakSet()
         self._made_lock = threading.Lock()
+        # Sessions refusing writes after the database was made writable again (read_only.py).
+        self._read_only = ReadOnlyLook(self._new_session_writable, self._renew_sessions)
 
     # -- lifecycle ---------------------------------------------------------------
 
@@ -305,6 +308,9 @@ class Db:
                     yield conn
         except psycopg.OperationalError as exc:
             self._failed(conn, exc)
+            raise
+        except psycopg.errors.ReadOnlySqlTransaction:
+            self._read_only.refused()  # before putconn: a stale session is not given back
             raise
         finally:
             pool.putconn(conn)
@@ -397,6 +403,25 @@ class Db:
         with self._made_lock:
             return any(not conn.closed for conn in self._made)
 
+    def writable_again(self) -> bool:
+        """A pooled session says it takes no writes: whether a new one would (the
+        database made writable since it began); if so, the pool's sessions are replaced.
+        At most one new session a second (read_only.py)."""
+        return self._read_only.refused()
+
+    def _new_session_writable(self) -> bool:
+        gate = self.reachability
+        if gate is not None and gate.holding_off():
+            return False  # the server refused a connection a moment ago: not asked again
+        kwargs = {**self._connect_kwargs, "connect_timeout": PROBE_CONNECT_TIMEOUT}
+        with psycopg.connect(self.conninfo, **{**kwargs, "autocommit": True}) as conn:
+            # On in a session of a hot standby, or one begun with the default on.
+            return conn.execute("SHOW transaction_read_only").fetchone()[0] == "off"
+
+    def _renew_sessions(self) -> None:
+        if self._pool is not None:
+            self._pool.drain()  # idle sessions now, lent ones as they are given back
+
     def _drop_dead_connections(self) -> None:
         if self._pool is not None:
             self._pool.check()  # a round trip for each idle connection; dead ones replaced
@@ -435,6 +460,9 @@ class Db:
                 return work(conn)
         except psycopg.OperationalError as exc:
             self._failed(conn, exc)
+            raise
+        except psycopg.errors.ReadOnlySqlTransaction:
+            self._read_only.refused()  # before putconn: a stale session is not given back
             raise
         finally:
             pool.putconn(conn)
@@ -563,4 +591,7 @@ class _Pinned(Db):
                 return work(conn)
         except psycopg.OperationalError as exc:
             self._failed(conn, exc)
+            raise
+        except psycopg.errors.ReadOnlySqlTransaction:
+            self._read_only.refused()  # Db.pinned gives it back after the block
             raise
