@@ -507,6 +507,32 @@ def test_workers_stop_when_the_main_process_is_killed(seeded_db: str, tmp_path) 
         served.kill_all()
 
 
+def test_a_worker_that_dies_is_replaced_and_the_server_goes_on(seeded_db: str, tmp_path) -> None:
+    # A worker killed outright (the OOM killer) stopped the whole server, its other
+    # worker serving included: every request then found the port closed.
+    served = Served("--workers", "2", "--threads", "1", env=_env(seeded_db, tmp_path))
+    try:
+        served.wait_healthy()
+        assert served.saw("Started worker-2"), served.output
+        workers = [pid for pid in served.leftovers() if pid != served.process.pid]
+        assert len(workers) == 2, served.output
+        os.kill(workers[1], signal.SIGKILL)
+        assert served.saw("Respawning worker", timeout=10), served.output
+        deadline = time.monotonic() + 10
+        while True:
+            now = [pid for pid in served.leftovers() if pid != served.process.pid]
+            if len(now) == 2 and workers[1] not in now:
+                break
+            assert time.monotonic() < deadline, f"not replaced: {now}\n{served.output}"
+            time.sleep(0.05)
+        served.wait_healthy(timeout=10)
+        assert all(served.get("/api/health") == 200 for _ in range(10))
+        assert served.process.poll() is None, served.output
+    finally:
+        output = served.stop()
+    assert "Unexpected exit from worker-2" in output
+
+
 def test_the_machine_wide_hold_is_per_address() -> None:
     # Per port alone, a server on 127.0.0.2 was refused while one on 127.0.0.1 served.
     port = free_port()

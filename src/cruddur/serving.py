@@ -14,6 +14,10 @@ The settings that keep hostile clients from taking the service down (README, "Se
   idle sockets stop the service; the permits now follow the open-files limit.
 - `--workers-kill-timeout`: a worker that does not stop within it is killed, so one
   SIGINT or SIGTERM always ends the server and all its workers.
+- `--respawn-failed-workers`: a worker that dies (the OOM killer, a crash in a C
+  extension) is replaced at once, as gunicorn replaces its own; by default granian
+  stopped the whole server, its other workers serving included. One that dies again
+  within 5.5 s of being replaced still stops it (granian's crash loop rule).
 - `-m cruddur.granian_main`: granian itself, with workers that start with the default
   stop actions, so a stop as a worker starts ends it at once, not at the kill timeout.
 """
@@ -76,6 +80,7 @@ def server_command(
             "--backlog", str(LISTEN_BACKLOG),
             "--backpressure", str(connections_per_worker(open_files)),
             "--workers-kill-timeout", str(WORKERS_KILL_TIMEOUT),
+            "--respawn-failed-workers",
             GRANIAN_FACTORY,
         ]  # fmt: skip
     return [
