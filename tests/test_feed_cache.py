@@ -279,6 +279,47 @@ def test_behind_a_transaction_pooler_the_cache_needs_a_listen_url(api_home, seed
         direct.extensions["cruddur.feed_cache"].close()
 
 
+PROXY = "postgresql://cruddur_api:pw@cruddur.proxy-abc123.us-east-1.rds.amazonaws.com/cruddur"
+INSTANCE = "postgresql://cruddur_api:pw@cruddur.abc123.us-east-1.rds.amazonaws.com/cruddur"
+BOUNCER = "postgresql://cruddur_api:pw@pgbouncer.internal:6432/cruddur"
+
+
+@pytest.mark.parametrize(
+    ("env", "off_for"),
+    [
+        # README's production advice: the API's own URL, no CONNECTION_URL
+        ({"CRUDDUR_API_CONNECTION_URL": BOUNCER, "CRUDDUR_POOLER": "transaction"},
+         "CRUDDUR_API_CONNECTION_URL"),
+        ({"CRUDDUR_API_CONNECTION_URL": PROXY}, "CRUDDUR_API_CONNECTION_URL"),  # by name
+        ({"CONNECTION_URL": INSTANCE, "CRUDDUR_API_CONNECTION_URL": PROXY},
+         "CRUDDUR_API_CONNECTION_URL"),
+        ({"CONNECTION_URL": PROXY}, "CONNECTION_URL"),
+        # what `cruddur serve` hands its workers: CONNECTION_URL's, RDS TLS added
+        ({"CONNECTION_URL": PROXY,
+          "CRUDDUR_API_CONNECTION_URL": PROXY + "?sslmode=verify-full&sslrootcert=/ca.pem"},
+         "CONNECTION_URL"),
+        # the owner's URL through the proxy, the API's pool on the instance: LISTEN works
+        ({"CONNECTION_URL": PROXY, "CRUDDUR_API_CONNECTION_URL": INSTANCE}, None),
+        ({"CRUDDUR_API_CONNECTION_URL": PROXY, "CRUDDUR_LISTEN_URL": INSTANCE}, None),
+    ],
+)  # fmt: skip
+def test_the_pooler_that_turns_the_cache_off_is_the_one_the_apis_pool_uses(
+    api_home, caplog, env: dict[str, str], off_for: str | None
+) -> None:
+    # Decided from the URL alone: nothing here connects (the pages start on first use).
+    from cruddur.api import create_app
+    from cruddur.config import Settings
+
+    caplog.set_level(logging.WARNING, logger="cruddur.api")
+    app = create_app(Settings.from_env({"CRUDDUR_HOME": str(api_home), **env}))
+    assert app.extensions["cruddur.feed_cache"].enabled is (off_for is None)
+    said = [r.getMessage() for r in caplog.records if "feed cache off" in r.getMessage()]
+    assert said == ([] if off_for is None else [
+        f"feed cache off: {off_for} goes through a transaction pooler, where LISTEN hears "
+        "nothing; set CRUDDUR_LISTEN_URL to the primary's own endpoint"
+    ])  # fmt: skip
+
+
 def _end_the_listener_and_await_both_warnings(url: str, caplog) -> None:
     """Terminate the feed listener's backend, then wait (5 s at most) until the listener's
     and the notifier's warnings are both logged."""

@@ -13,11 +13,12 @@ from pathlib import Path
 import psycopg
 import pytest
 from helpers import ROOT, free_port, run
+from pgbouncer_support import PgBouncer
 
 from cruddur.db import Db
 from cruddur.embedded import EmbeddedPostgres
 from cruddur.ops import databases, loading
-from cruddur.urls import database_name, server_conninfo
+from cruddur.urls import database_name, server_conninfo, with_user
 
 CRUDDUR = ROOT / ".venv" / "bin" / "cruddur"
 ROUNDS = 1000
@@ -56,8 +57,16 @@ class Http:
 def serve_on(tmp_path: Path):
     started: list[subprocess.Popen] = []
 
-    def start(url: str, workers: int = 2, log: Path | None = None, **settings: str) -> Http:
-        """`log`: a file for the server's stdout (its request log lines)."""
+    def start(
+        url: str,
+        workers: int = 2,
+        log: Path | None = None,
+        *,
+        api_only: bool = False,
+        **settings: str,
+    ) -> Http:
+        """`log`: a file for the server's stdout (its log lines); `api_only`: `url` is
+        CRUDDUR_API_CONNECTION_URL and CONNECTION_URL is unset (README's production advice)."""
         port = free_port()
         env = {
             **os.environ,
@@ -68,6 +77,8 @@ def serve_on(tmp_path: Path):
             "NO_COLOR": "1",
         }
         env.pop("PROD_CONNECTION_URL", None)
+        if api_only:
+            env["CRUDDUR_API_CONNECTION_URL"] = env.pop("CONNECTION_URL")
         stdout = subprocess.DEVNULL if log is None else open(log, "ab")  # noqa: SIM115
         process = subprocess.Popen(
             [str(CRUDDUR), "serve", "--workers", str(workers), "--threads", "2"],
@@ -326,3 +337,64 @@ def test_a_database_restart_leaves_no_page_stale_past_the_bound(serve_on, own_se
             assert found is None or time.monotonic() - back < BOUND, "a stale page after restart"
             seen = 0
         assert time.monotonic() - back < 30
+
+
+# -- Servers that keep no copy, beside ones that do -----------------------------------
+
+FLEET_ROUNDS = 30
+
+
+@pytest.fixture(scope="module")
+def bouncer(server_url: str, app_roles) -> Iterator[PgBouncer]:
+    """A PgBouncer in transaction mode letting the API's role in (tests/pgbouncer_support.py).
+    It checks it is up as that role, which has a password where the server may trust
+    every local login (a password-less `postgres` cannot log in to PgBouncer)."""
+    running = PgBouncer(with_user(server_url, *app_roles["api"]), pool_size=2)
+    yield running
+    running.stop()
+
+
+def _writes_reach(writer: Http, reader: Http, token: str, rounds: int = FLEET_ROUNDS) -> None:
+    """Each of `rounds` writes through `writer` is on `reader`'s first page within 100 ms."""
+    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+    for n in range(rounds):
+        reader.first_uuid()  # a copy from before the write, where the reader keeps one
+        body = json.dumps({"message": f"fleet {n}", "ttl": "1-hour"})
+        status, created = writer.request("POST", "/api/activities", body, headers)
+        assert status == 201
+        uuid = json.loads(created)["uuid"]
+        written = time.monotonic()
+        while True:
+            sent = time.monotonic()
+            if reader.first_uuid() == uuid:
+                break
+            late = sent - written
+            assert late < WITHIN, f"round {n}: stale {late * 1000:.0f} ms after the write"
+            time.sleep(0.002)
+
+
+def _token(seeded_db: str, tmp_path: Path) -> str:
+    env = {"CONNECTION_URL": seeded_db, "CRUDDUR_HOME": str(tmp_path)}
+    return run(CRUDDUR, "dev", "token", "--handle", "bayko", env=env).stdout.strip()
+
+
+def test_behind_a_pooler_an_api_given_only_its_own_url_keeps_no_copy(
+    serve_on, bouncer: PgBouncer, seeded_db: str, app_roles, tmp_path: Path
+) -> None:
+    # README's production advice: the API with CRUDDUR_API_CONNECTION_URL and without
+    # CONNECTION_URL. Its LISTEN through the pooler hears nothing, so it must keep no copy
+    # (before, it kept one for its whole second after each other server's write).
+    through = bouncer.url_for(with_user(seeded_db, *app_roles["api"]))
+    logs = [tmp_path / "a.log", tmp_path / "b.log"]
+    servers = [
+        serve_on(through, workers=1, log=log, api_only=True, CRUDDUR_POOLER="transaction")
+        for log in logs
+    ]
+    token = _token(seeded_db, tmp_path)
+    _writes_reach(servers[0], servers[1], token)
+    _writes_reach(servers[1], servers[0], token, rounds=3)
+    for log in logs:
+        assert (
+            "feed cache off: CRUDDUR_API_CONNECTION_URL goes through a transaction pooler"
+            in log.read_text()
+        )

@@ -10,7 +10,7 @@ from typing import ClassVar
 
 from cruddur.config import ConfigError, ReprWithoutSecrets, Settings
 from cruddur.rds_tls import kept_bundle, secured
-from cruddur.urls import check_database
+from cruddur.urls import check_database, parse
 
 
 @dataclass(frozen=True, repr=False)
@@ -66,3 +66,30 @@ class ApiUrls(ReprWithoutSecrets):
         if self.listen:
             handed["CRUDDUR_LISTEN_URL"] = self.listen
         return handed
+
+
+def api_url_and_setting(settings: Settings, urls: ApiUrls | None = None) -> tuple[str, str]:
+    """The URL the API's pool connects to, and the setting it came from, for messages:
+    `urls.primary` when given, else CRUDDUR_API_CONNECTION_URL, else CONNECTION_URL ("" when
+    neither is set). Nothing is fetched (an RDS CA bundle) or connected: the host and
+    CRUDDUR_POOLER are all a pooler is judged by.
+
+    `cruddur serve` hands its workers the URL it worked out as CRUDDUR_API_CONNECTION_URL
+    (ApiUrls.environ): one to CONNECTION_URL's server, port, database and user is
+    CONNECTION_URL's."""
+    url = (urls.primary if urls else settings.api_connection_url) or settings.connection_url
+    if not url:
+        return "", "CONNECTION_URL"
+    if url == settings.connection_url or _same_login(url, settings.connection_url):
+        return url, "CONNECTION_URL"
+    return url, "CRUDDUR_API_CONNECTION_URL"
+
+
+def _same_login(url: str, other: str | None) -> bool:
+    if not other:
+        return False
+    keys = ("host", "port", "dbname", "user")
+    try:
+        return [parse(url).get(k) for k in keys] == [parse(other).get(k) for k in keys]
+    except ConfigError:  # a malformed URL: ApiUrls.from_settings says so
+        return False

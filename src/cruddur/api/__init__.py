@@ -23,6 +23,7 @@ from cruddur.api.edge import REQUEST_ID_KEY, Edge
 from cruddur.api.feed_pages import AppFeedCache
 from cruddur.api.new_crud import NewCrud
 from cruddur.api.reads import ReadRouter
+from cruddur.api_urls import api_url_and_setting
 from cruddur.config import Settings
 from cruddur.db import Db
 from cruddur.dev_keys import DevKeys
@@ -119,15 +120,17 @@ def create_app(
         return api_urls().listen or primary().conninfo
 
     # LISTEN through a transaction pooler hears nothing: without a direct URL for it, the
-    # copies would go stale for their whole second after each write. Then keep none.
+    # copies would go stale for their whole second after each write. Then keep none. The
+    # URL judged is the one the API's pool uses (as primary_db judges it), not
+    # CONNECTION_URL, which an API given CRUDDUR_API_CONNECTION_URL may not have.
     cache_on = serve.feed_cache
-    pooled = bool(settings.connection_url) and settings.replica.behind_pooler(
-        settings.connection_url or ""
-    )
+    api_url, api_url_setting = api_url_and_setting(settings, urls)
+    pooled = bool(api_url) and settings.replica.behind_pooler(api_url)
     if cache_on and pooled and not serve.listen_url:
         logging.getLogger("cruddur.api").warning(
-            "feed cache off: CONNECTION_URL goes through a transaction pooler, where "
-            "LISTEN hears nothing; set CRUDDUR_LISTEN_URL to the primary's own endpoint"
+            "feed cache off: %s goes through a transaction pooler, where LISTEN hears "
+            "nothing; set CRUDDUR_LISTEN_URL to the primary's own endpoint",
+            api_url_setting,
         )
         cache_on = False
     app.extensions["cruddur.feed_cache"] = AppFeedCache(
