@@ -320,9 +320,9 @@ def test_the_pooler_that_turns_the_cache_off_is_the_one_the_apis_pool_uses(
     ])  # fmt: skip
 
 
-def _end_the_listener_and_await_both_warnings(url: str, caplog) -> None:
+def _end_the_listener_and_await_both_warnings(url: str, caplog, notifier: bool = True) -> None:
     """Terminate the feed listener's backend, then wait (5 s at most) until the listener's
-    and the notifier's warnings are both logged."""
+    and (`notifier`) the notifier's warnings are both logged."""
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute(
             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
@@ -331,7 +331,8 @@ def _end_the_listener_and_await_both_warnings(url: str, caplog) -> None:
         )
     deadline = time.monotonic() + 5
     while time.monotonic() < deadline and not (
-        "listens again" in caplog.text and "paused until it reconnects" in caplog.text
+        "listens again" in caplog.text
+        and (not notifier or "paused until it reconnects" in caplog.text)
     ):
         time.sleep(0.01)
 
@@ -451,6 +452,48 @@ def test_a_lost_listener_is_logged_as_lost_and_a_failed_connect_as_unreachable(
         "feed notifications paused until it reconnects: "
         "OperationalError: unreachable (libpq's message is not shown)"
     ]
+
+
+def test_a_listen_url_that_never_listens_is_said_once(seeded_db: str, caplog) -> None:
+    # A typo in CRUDDUR_LISTEN_URL (here the database's name) kept the cache off on every
+    # worker without a word: the listener logged only a connection it had had.
+    from cruddur.services.feed_cache import FeedChanges
+    from cruddur.urls import database_name, with_database
+
+    caplog.set_level(logging.INFO, logger="cruddur.feed_cache")
+    typo = with_database(seeded_db, database_name(seeded_db) + "_typo")
+    changes = FeedChanges(typo, reconnect_after=(0.01, 0.01)).start()
+    try:
+        deadline = time.monotonic() + 10
+        while changes.generation < 20:  # each failed attempt moves it on
+            assert time.monotonic() < deadline, "the listener should keep trying"
+            time.sleep(0.01)
+    finally:
+        changes.stop()
+    assert not changes.listening
+    said = [(r.levelname, r.getMessage()) for r in caplog.records]
+    assert len(said) == 1, said
+    assert said[0][0] == "WARNING"
+    assert said[0][1].startswith("feed cache off until it can listen: OperationalError: ")
+    assert "no-database" in said[0][1]
+
+
+def test_a_listener_that_could_not_listen_says_when_it_does(seeded_db: str, caplog) -> None:
+    from cruddur.services.feed_cache import FeedChanges
+
+    caplog.set_level(logging.INFO, logger="cruddur.feed_cache")
+    changes = FeedChanges(seeded_db, reconnect_after=(0.01, 0.01)).start()
+    try:
+        assert changes.wait_listening(10)
+        _end_the_listener_and_await_both_warnings(seeded_db, caplog, notifier=False)
+        assert changes.wait_listening(10)
+        deadline = time.monotonic() + 5
+        while "listening again" not in caplog.text and time.monotonic() < deadline:
+            time.sleep(0.01)
+    finally:
+        changes.stop()
+    said = [r.getMessage().split(":")[0] for r in caplog.records]
+    assert said == ["feed cache off until it listens again", "feed cache on"], caplog.text
 
 
 def test_a_connection_that_was_up_is_lost_whatever_libpq_says() -> None:

@@ -97,6 +97,10 @@ class FeedChanges:
         self.reconnect_after = reconnect_after
         self.generation = 0
         self.listening = False
+        # One warning an outage, or for a URL it never listens on, not one each attempt;
+        # then one line when it listens.
+        self._said = False
+        self._connected = False  # this attempt's connection is up (for the reason's words)
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -127,14 +131,20 @@ class FeedChanges:
         first, longest = self.reconnect_after
         wait = first
         while not self._stop.is_set():
+            self._connected = False
             try:
                 self._listen()
             except psycopg.Error as exc:
+                # Never str(exc): libpq's message can quote the conninfo.
+                reason = redacted_reason(exc, connected=self._connected)
                 if self.listening:  # it was up: lost, not unreachable
-                    # Never str(exc): libpq's message can quote the conninfo.
-                    reason = redacted_reason(exc, connected=True)
                     log.warning("feed cache off until it listens again: %s", reason)
-                    wait = first
+                    self._said, wait = True, first
+                elif not self._said:
+                    # A URL that never lets it listen (a typo in CRUDDUR_LISTEN_URL, a
+                    # standby, which refuses LISTEN) kept the cache off without a word.
+                    log.warning("feed cache off until it can listen: %s", reason)
+                    self._said = True
             finally:
                 self.listening = False
                 self.bump()
@@ -150,9 +160,13 @@ class FeedChanges:
             connect_timeout=self.connect_timeout,
             application_name="cruddur-feed-listener",
         ) as conn:
+            self._connected = True
             conn.execute(f"LISTEN {CHANNEL}")
             self.bump()  # whatever was kept before may have missed notifications
             self.listening = True
+            if self._said:
+                log.info("feed cache on: listening again")
+                self._said = False
             while not self._stop.is_set():
                 for _ in conn.notifies(timeout=WAIT_SECONDS, stop_after=1):
                     self.bump()
