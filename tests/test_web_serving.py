@@ -49,7 +49,7 @@ def test_the_original_routes_serve_the_page_under_a_strict_csp(app) -> None:
         "api": "",
         "cognito": None,
         "devSignIn": True,
-        "readAfterSeconds": 12,
+        "readAfterSeconds": 8,
     }
 
     # One trailing slash is the same page (the page drops it); the API's paths are not.
@@ -217,7 +217,7 @@ def test_no_dev_sign_in_with_a_cognito_pool(api_home, seeded_db: str) -> None:
                 "clientId": "client123",
             },
             "devSignIn": False,
-            "readAfterSeconds": 12,
+            "readAfterSeconds": 8,
         }
         csp = response.headers["Content-Security-Policy"]
         assert (
@@ -252,8 +252,8 @@ def test_web_build_writes_the_page_for_a_static_host(tmp_path) -> None:
     out = _build(tmp_path, {**env, "CRUDDUR_REPLICA_MAX_LAG": "60"})
     page = (out / "index.html").read_text()
     # The API's replica lag: the page reads its own writes that long after one (it kept
-    # the default 12 s, whatever the README told the builder to set).
-    assert _config(page)["readAfterSeconds"] == 12 - 5 + 60  # 5 s: the lag's default
+    # the default 8 s, whatever the README told the builder to set).
+    assert _config(page)["readAfterSeconds"] == 8 - 5 + 60  # 5 s: the lag's default
     out = _build(tmp_path, env)
     page = (out / "index.html").read_text()
     assert _config(page) == {
@@ -264,7 +264,7 @@ def test_web_build_writes_the_page_for_a_static_host(tmp_path) -> None:
             "clientId": "client123",
         },
         "devSignIn": False,
-        "readAfterSeconds": 12,
+        "readAfterSeconds": 8,
     }
     policy = re.search(r'http-equiv="Content-Security-Policy" content="([^"]*)"', page).group(1)
     assert "connect-src 'self' https://api.x.example https://cognito-idp." in policy

@@ -144,15 +144,16 @@ def _page_request(environ: dict[str, Any]) -> PageRequest:
     return PageRequest.from_query(request.args.get("limit"), request.args.get("before"))
 
 
-# The public first page of the home feed: a CDN may hold it a second, and serve it a
-# little longer while it fetches the next one. Other pages are public too, but are
-# checked each time (their ETag makes that a 304). Answers to signed-in requests
+# The public first page of the home feed: a CDN may hold it a second, no longer. Not
+# stale-while-revalidate: with it a CDN answers with a copy up to max-age + its seconds
+# old, once after each quiet spell, while it fetches the next: cruds that expired, and,
+# without a replica (no X-Read-After, so nothing to vary on), a writer's reload without
+# the post just made. The server answers this page from its kept copy in well under a
+# millisecond, so there is little latency for it to hide. Other pages are public too, but
+# are checked each time (their ETag makes that a 304). Answers to signed-in requests
 # (writes) are the caller's: edge.py makes them no-store.
 FIRST_PAGE_MAX_AGE = 1
-FIRST_PAGE_STALE_SECONDS = 5
-FIRST_PAGE_CACHE_CONTROL = (
-    f"public, max-age={FIRST_PAGE_MAX_AGE}, stale-while-revalidate={FIRST_PAGE_STALE_SECONDS}"
-)
+FIRST_PAGE_CACHE_CONTROL = f"public, max-age={FIRST_PAGE_MAX_AGE}"
 PAGE_CACHE_CONTROL = "public, no-cache"
 _VARY_READ_AFTER = ("Vary", READ_AFTER_HEADER)  # beside the edge's Vary: Origin
 

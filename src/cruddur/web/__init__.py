@@ -14,7 +14,7 @@ from flask import Blueprint, Flask, Response, request
 from werkzeug.exceptions import NotFound
 
 from cruddur.api import errors
-from cruddur.api.activities import FIRST_PAGE_MAX_AGE, FIRST_PAGE_STALE_SECONDS
+from cruddur.api.activities import FIRST_PAGE_MAX_AGE
 from cruddur.api.dev_sign_in import local_caller
 from cruddur.api.edge import is_api_path
 from cruddur.api.errors import ApiError
@@ -68,11 +68,9 @@ def read_after_seconds(replica: ReplicaSettings) -> int:
     """How long after a write the page sends X-Read-After with its reads. Past it, a read
     without it shows the write anyway: a replica in use is at most max_lag behind (as last
     looked at, check_interval ago), a kept first page is FIRST_PAGE_MAX_AGE old and a CDN
-    may serve it FIRST_PAGE_STALE_SECONDS later. Sent for longer, it only keeps the tab
-    off the kept first page (every home feed read reaches a database)."""
-    return math.ceil(
-        replica.max_lag + replica.check_interval + FIRST_PAGE_MAX_AGE + FIRST_PAGE_STALE_SECONDS
-    )
+    may serve it FIRST_PAGE_MAX_AGE later. Sent for longer, it only keeps the tab off the
+    kept first page (every home feed read reaches a database)."""
+    return math.ceil(replica.max_lag + replica.check_interval + 2 * FIRST_PAGE_MAX_AGE)
 
 
 def page_config(settings: Settings, *, dev_sign_in: bool) -> dict:

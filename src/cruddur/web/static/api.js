@@ -39,7 +39,7 @@ export function nextLink(header) {
 // past that any read shows the write, and the header would only keep the tab off the
 // server's kept first page of the feed.
 const READ_AFTER_KEY = "cruddur.readAfter";
-const READ_AFTER_MS = (config.readAfterSeconds || 12) * 1000;
+const READ_AFTER_MS = (config.readAfterSeconds || 8) * 1000;
 let readAfter = remembered(); // {position, until} or null
 
 function remembered() {
