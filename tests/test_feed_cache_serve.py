@@ -354,15 +354,6 @@ def bouncer(server_url: str, app_roles) -> Iterator[PgBouncer]:
     running.stop()
 
 
-def _listening(client: Http, url: str, listeners: int) -> None:
-    """Reads through `client` until `listeners` feed listeners are on `url`'s database."""
-    deadline = time.monotonic() + 20
-    while _listeners(url) < listeners:
-        client.first_uuid()
-        assert time.monotonic() < deadline, f"{listeners} feed listeners expected"
-        time.sleep(0.05)
-
-
 def _writes_reach(writer: Http, reader: Http, token: str, rounds: int = FLEET_ROUNDS) -> None:
     """Each of `rounds` writes through `writer` is on `reader`'s first page within 100 ms."""
     headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
@@ -407,21 +398,3 @@ def test_behind_a_pooler_an_api_given_only_its_own_url_keeps_no_copy(
             "feed cache off: CRUDDUR_API_CONNECTION_URL goes through a transaction pooler"
             in log.read_text()
         )
-
-
-@pytest.mark.parametrize("writer_route", ["cache off", "cache off behind a pooler"])
-def test_a_server_without_the_cache_still_announces_its_writes(
-    serve_on, bouncer: PgBouncer, seeded_db: str, app_roles, tmp_path: Path, writer_route: str
-) -> None:
-    # A fleet part-way through a change of CRUDDUR_FEED_CACHE, or a server whose cache is
-    # off for its pooler: the servers that keep copies drop them on its NOTIFY, within the
-    # 100 ms, not at their copies' 1 s bound. Through the pooler the NOTIFY goes out in a
-    # transaction of its own (PgBouncer refuses `options`, where it is set directly).
-    if writer_route == "cache off":
-        writer = serve_on(seeded_db, workers=1, CRUDDUR_FEED_CACHE="0")
-    else:
-        through = bouncer.url_for(with_user(seeded_db, *app_roles["api"]))
-        writer = serve_on(through, workers=1, api_only=True, CRUDDUR_POOLER="transaction")
-    reader = serve_on(seeded_db, workers=1)
-    _listening(reader, seeded_db, listeners=1)
-    _writes_reach(writer, reader, _token(seeded_db, tmp_path))

@@ -137,9 +137,6 @@ def create_app(
         listen_conninfo,
         enabled=cache_on,
         last_write=LastWrite.from_env() if cache_on else None,  # serve's workers share it
-        # Without CRUDDUR_LISTEN_URL its NOTIFYs go through the API's pooler (they still
-        # reach the other servers: a NOTIFY is sent at its transaction's commit).
-        notify_through_pooler=pooled and not serve.listen_url,
     )
 
     # The home feed's first page and a new crud without Flask (activities.FirstHomePage,

@@ -19,14 +19,10 @@ class AppFeedCache:
         *,
         enabled: bool = True,
         last_write: LastWrite | None = None,
-        notify_through_pooler: bool = False,
     ) -> None:
-        """`last_write`: the memory this server's workers share (last_write.py), if any;
-        `notify_through_pooler`: `conninfo` goes through a transaction pooler (the cache is
-        off then, but its writes are still announced: FeedNotifier)."""
+        """`last_write`: the memory this server's workers share (last_write.py), if any."""
         self._conninfo = conninfo
         self.enabled = enabled
-        self._notify_through_pooler = notify_through_pooler
         self._last_write = last_write
         self._pages: FirstPages | None = None
         self._notifier: FeedNotifier | None = None
@@ -48,18 +44,15 @@ class AppFeedCache:
 
     def _start_notifier(self) -> FeedNotifier:
         if self._notifier is None:
-            self._notifier = FeedNotifier(
-                self._conninfo(), through_pooler=self._notify_through_pooler
-            ).start()
+            self._notifier = FeedNotifier(self._conninfo()).start()
         return self._notifier
 
     def changed(self) -> None:
         """This worker changed the feed: its own copies go now; under `cruddur serve` the
         other workers' too, at their next request (the shared last write moves before the
-        201 goes out); the other servers' on the NOTIFY. Sent with the cache off too: other
-        servers may keep copies (a fleet part-way through a change of CRUDDUR_FEED_CACHE,
-        a server whose cache is off for a pooler), and without it they would show this
-        write only at their copies' 1 s bound."""
+        201 goes out); the other servers' on the NOTIFY."""
+        if not self.enabled:
+            return
         if self._last_write is not None:
             self._last_write.moved()
         if self._pages is not None:

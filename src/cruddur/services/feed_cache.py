@@ -18,12 +18,10 @@ instead of asking PostgreSQL every time. A copy is dropped:
   kept from before is dropped then, since notifications may have been missed.
 
 NOTIFY reaches only sessions on the server where the write committed, so the listener
-connects to the primary (the API's own URL, or CRUDDUR_LISTEN_URL): never to a read
+connects to the primary (CONNECTION_URL, or CRUDDUR_LISTEN_URL): never to a read
 replica, and never through a pooler in transaction mode (PgBouncer) or RDS Proxy (a
 LISTEN pins the proxy's session to one connection; it works, but a direct endpoint is
-what a listener needs). A NOTIFY goes out at its transaction's commit, so the notifier
-works through a transaction pooler too: a server whose cache is off for its pooler still
-announces its writes to the servers that keep copies.
+what a listener needs).
 
 Why the API sends the NOTIFY, and not a trigger in the write's own transaction:
 PostgreSQL holds a database-wide lock from a notifying transaction's pre-commit until
@@ -192,19 +190,9 @@ class FeedNotifier:
         min_interval: float = 0.005,
         max_interval: float = 0.025,
         reconnect_after: tuple[float, float] = RECONNECT_AFTER_SECONDS,
-        through_pooler: bool = False,
     ) -> None:
         self.conninfo = conninfo
         self.connect_timeout = connect_timeout
-        # A transaction pooler refuses `options` at connect (PgBouncer) or pins the session
-        # (RDS Proxy): synchronous_commit goes off in the NOTIFY's own transaction instead,
-        # sent with it as one query (one round trip, one transaction on any server session).
-        self._connect_options = {} if through_pooler else {"options": "-c synchronous_commit=off"}
-        self._notify = (
-            f"SET LOCAL synchronous_commit = off; NOTIFY {CHANNEL}"
-            if through_pooler
-            else f"NOTIFY {CHANNEL}"
-        )
         self.min_interval = min_interval
         self.max_interval = max_interval
         self.reconnect_after = reconnect_after
@@ -255,7 +243,7 @@ class FeedNotifier:
                     autocommit=True,
                     connect_timeout=self.connect_timeout,
                     application_name="cruddur-feed-notifier",
-                    **self._connect_options,
+                    options="-c synchronous_commit=off",
                 ) as conn:
                     wait, up = first, True
                     while not self._stop.is_set():
@@ -264,7 +252,7 @@ class FeedNotifier:
                             return
                         self._pending.clear()
                         covered, self.writes = self.writes, 0
-                        conn.execute(self._notify)
+                        conn.execute(f"NOTIFY {CHANNEL}")
                         self.sent += 1
                         at_once = True
                         if paused:
