@@ -488,7 +488,7 @@ def test_a_listener_that_could_not_listen_says_when_it_does(seeded_db: str, capl
         _end_the_listener_and_await_both_warnings(seeded_db, caplog, notifier=False)
         assert changes.wait_listening(10)
         deadline = time.monotonic() + 5
-        while "listening again" not in caplog.text and time.monotonic() < deadline:
+        while "feed cache on: listening" not in caplog.text and time.monotonic() < deadline:
             time.sleep(0.01)
     finally:
         changes.stop()

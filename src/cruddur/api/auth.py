@@ -163,8 +163,9 @@ def no_user() -> ApiError:
     return ApiError(
         403,
         "no_user",
-        "this account has no Cruddur user yet: the sign-up did not create one "
-        "(`cruddur users sync-cognito` adds the missing ones)",
+        "no Cruddur user belongs to this account: the sign-up did not create one "
+        "(`cruddur users sync-cognito` adds the missing ones), or the user has been "
+        "linked to another account since (sign in again)",
     )
 
 

@@ -163,7 +163,7 @@ class FeedChanges:
             self.bump()  # whatever was kept before may have missed notifications
             self.listening = True
             if self._said:
-                log.info("feed cache on: listening again")
+                log.info("feed cache on: listening")
                 self._said = False
             while not self._stop.is_set():
                 for _ in conn.notifies(timeout=WAIT_SECONDS, stop_after=1):
