@@ -20,6 +20,7 @@ from psycopg import sql
 
 from cruddur.api import create_app
 from cruddur.config import ConfigError, Settings
+from cruddur.db import Db
 from cruddur.urls import parse
 
 # A lock is held at most this long, then let go: without the API's bounds a blocked
@@ -312,3 +313,18 @@ def test_a_malformed_api_timeout_is_refused_naming_it(tmp_path, name: str) -> No
         Settings.from_env({"CRUDDUR_HOME": str(tmp_path), name: "soon"})
     given = Settings.from_env({"CRUDDUR_HOME": str(tmp_path), name: "1500ms"})
     assert "1500ms" in given.api_timeouts.as_settings().values()
+
+
+def test_behind_a_pooler_no_session_is_begun_to_look(admin, seeded_db: str) -> None:
+    # A new client session would land on one of the pooler's own server sessions, which
+    # says nothing of the others: the look began a session and drained the pool for
+    # nothing, once a second per worker.
+    db = Db(seeded_db, behind_pooler=True)
+    try:
+        db.open()
+        before = _sessions_begun(admin, seeded_db)
+        assert db.writable_again() is False
+        time.sleep(0.2)  # a session is counted when it ends
+        assert _sessions_begun(admin, seeded_db) == before
+    finally:
+        db.close()

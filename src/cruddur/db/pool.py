@@ -410,6 +410,10 @@ class Db:
         return self._read_only.refused()
 
     def _new_session_writable(self) -> bool:
+        if self.behind_pooler:
+            # A new client session lands on one of the pooler's server sessions, which
+            # says nothing of the others: draining the pool would only churn it.
+            return False
         gate = self.reachability
         if gate is not None and gate.holding_off():
             return False  # the server refused a connection a moment ago: not asked again
