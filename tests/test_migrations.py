@@ -1320,19 +1320,25 @@ INFINITE = {  # cruds an import left with a time the API cannot read back or sho
 }
 
 
-def test_infinite_times_in_cruds_stop_the_migration_naming_them(empty_db: str) -> None:
-    # A crud's times are finite from the migration on; a database that has infinite ones
-    # is not changed, and the migration names them to fix.
-    old_schema_load_and_seed(empty_db)
-    with psycopg.connect(empty_db) as conn:
-        for uuid, times in INFINITE.items():
+def _imported_cruds(url: str, cruds: dict[str, tuple[str, str]]) -> list[tuple]:
+    """The old schema and seed, with `cruds` (uuid: created_at, expires_at) imported as
+    psql would; every crud's row as text, to tell later that nothing changed."""
+    old_schema_load_and_seed(url)
+    with psycopg.connect(url) as conn:
+        for uuid, times in cruds.items():
             conn.execute(
                 "INSERT INTO activities (uuid, user_uuid, message, created_at, expires_at)"
                 " VALUES (%s, (SELECT uuid FROM users WHERE handle = 'londo'), 'imported',"
                 " %s::timestamptz, %s::timestamptz)",
                 [uuid, *times],
             )
-        before = conn.execute("SELECT a::text FROM activities a ORDER BY uuid").fetchall()
+        return conn.execute("SELECT a::text FROM activities a ORDER BY uuid").fetchall()
+
+
+def test_infinite_times_in_cruds_stop_the_migration_naming_them(empty_db: str) -> None:
+    # A crud's times are finite from the migration on; a database that has infinite ones
+    # is not changed, and the migration names them to fix.
+    before = _imported_cruds(empty_db, INFINITE)
     refused = cli("db-migrate", env=local(empty_db))
     assert refused.returncode != 0
     assert "cruds with an infinite created_at or expires_at (2):" in refused.stderr, refused.stderr
@@ -1366,16 +1372,7 @@ def test_times_out_of_a_datetimes_range_in_cruds_stop_the_migration_naming_them(
 ) -> None:
     # A crud's times are within years 1 to 9999 in every time zone from the migration on;
     # a database that has others is not changed, and the migration names them to fix.
-    old_schema_load_and_seed(empty_db)
-    with psycopg.connect(empty_db) as conn:
-        for uuid, times in OUT_OF_RANGE.items():
-            conn.execute(
-                "INSERT INTO activities (uuid, user_uuid, message, created_at, expires_at)"
-                " VALUES (%s, (SELECT uuid FROM users WHERE handle = 'londo'), 'imported',"
-                " %s::timestamptz, %s::timestamptz)",
-                [uuid, *times],
-            )
-        before = conn.execute("SELECT a::text FROM activities a ORDER BY uuid").fetchall()
+    before = _imported_cruds(empty_db, OUT_OF_RANGE)
     refused = cli("db-migrate", env=local(empty_db))
     assert refused.returncode != 0
     assert (
