@@ -16,6 +16,7 @@ from psycopg import sql
 
 from cruddur.api import create_app
 from cruddur.config import Settings
+from cruddur.db.reachability import Reachability
 from cruddur.dev_keys import DevKeys
 from cruddur.urls import with_user
 
@@ -254,3 +255,39 @@ def test_credentials_refused_from_the_start_get_prompt_503s_that_say_why(
     _alter(admin, role, "LOGIN")
     assert _until_ok(app, "/api/health", within=2.0) < 1.0
     assert _write(app)[0] == 201
+
+
+def test_refusals_that_go_on_are_tried_less_often(admin, own_role, seeded_db: str) -> None:
+    # Refused credentials were tried every 0.5 s by each worker for as long as they
+    # lasted, traffic or not (~2.7 failed logins a second, a FATAL line each in the
+    # server's log). Past a while of refusals the gap is longer; a login that works
+    # again is still found within it. (The gaps here are short, for the test's time.)
+    role = own_role()
+    _alter(admin, role, "NOLOGIN")
+    url = with_user(seeded_db, role, PASSWORD)
+    attempts: list[float] = []
+
+    def probe() -> None:
+        attempts.append(time.monotonic())
+        psycopg.connect(url, connect_timeout=2).close()
+
+    gate = Reachability(
+        probe, lambda: None, interval=0.05, holding=lambda: False, refused_retry=(0.1, 0.6, 0.5)
+    )
+    try:
+        started = time.monotonic()
+        assert gate.verify() is False  # refused, and no connection held: down
+        time.sleep(2.2)
+        early = [t for t in attempts if t - started < 0.6]
+        later = [t for t in attempts if 0.8 <= t - started < 2.2]
+        assert len(early) >= 3, attempts  # every ~0.1 s at first
+        assert 2 <= len(later) <= 4, [round(t - started, 2) for t in attempts]  # every 0.5 s
+        assert gate.retry_gap() == 0.5
+        _alter(admin, role, "LOGIN")
+        back = time.monotonic()
+        while gate.down:
+            assert time.monotonic() - back < 1.5, "not back within the longer gap"
+            time.sleep(0.02)
+        assert gate.retry_gap() == 0.1  # a connection went in: short gaps again
+    finally:
+        gate.close()

@@ -13,8 +13,9 @@ down, and its background reconnection backs off further the longer the outage la
   probe that connects ends it, after `on_back` has dropped the pool's dead connections;
 - a server that answers but refuses new connections (no slot left, credentials no longer
   accepted) is there: while the pool holds connections they serve, new attempts wait
-  REFUSED_RETRY after a refusal, and the reason is logged once per REFUSED_LOG_EVERY with
-  a count. With none held, it is an outage like any other: 503s at once.
+  REFUSED_RETRY after a refusal (REFUSED_RETRY_LATER once refusals have gone on for
+  REFUSED_SLOWER_AFTER), and the reason is logged once per REFUSED_LOG_EVERY with a
+  count. With none held, it is an outage like any other: 503s at once.
 """
 
 from __future__ import annotations
@@ -35,6 +36,11 @@ MAX_PROBES = 10  # probes in flight at once (PROBE_CONNECT_TIMEOUT / PROBE_INTER
 # growth retried with no pause: ~25 attempts and warnings a second per worker); short,
 # since a slot that frees up or a credential that works again should serve at once.
 REFUSED_RETRY = 0.5  # seconds
+# Refusals that go on (a password rotated, nobody has told the service yet) are tried
+# less often: at 0.5 s each worker made ~2.7 failed logins a second, a FATAL line each in
+# the server's log, for as long as it lasted, with or without traffic.
+REFUSED_SLOWER_AFTER = 10.0  # seconds of refusals, none accepted between
+REFUSED_RETRY_LATER = 5.0  # seconds
 REFUSED_LOG_EVERY = 10.0  # seconds between warnings about refused connections
 
 CONNECTED, REFUSED, UNREACHABLE = "connected", "refused", "unreachable"
@@ -112,6 +118,11 @@ class Reachability:
         *,
         interval: float = PROBE_INTERVAL,
         holding: Callable[[], bool] = lambda: True,
+        refused_retry: tuple[float, float, float] = (
+            REFUSED_RETRY,
+            REFUSED_SLOWER_AFTER,
+            REFUSED_RETRY_LATER,
+        ),
     ) -> None:
         self._probe = probe  # connects (and disconnects), or raises
         self._on_back = on_back
@@ -122,6 +133,9 @@ class Reachability:
         self._checking: threading.Event | None = None  # a verify() in progress
         self._closed = threading.Event()
         self._refused_at = -math.inf  # time.monotonic() of the last refusal
+        self._refusing_since = math.inf  # of the first refusal since a connection went in
+        # The gap after a refusal; after how long of them the gap is the third.
+        self._retry, self._slower_after, self._retry_later = refused_retry
         self._reason = ""
         self._refusals = 0  # since the last warning
         self._warned_at: float | None = None
@@ -182,8 +196,14 @@ class Reachability:
         self._closed.set()
 
     def holding_off(self) -> bool:
-        """The server refused a new connection less than REFUSED_RETRY ago."""
-        return time.monotonic() - self._refused_at < REFUSED_RETRY
+        """The server refused a new connection less than the retry gap ago."""
+        return time.monotonic() - self._refused_at < self.retry_gap()
+
+    def retry_gap(self) -> float:
+        """REFUSED_RETRY; REFUSED_RETRY_LATER once refusals have lasted REFUSED_SLOWER_AFTER."""
+        if self._refused_at - self._refusing_since >= self._slower_after:
+            return self._retry_later
+        return self._retry
 
     def refused(self, exc: BaseException) -> bool:
         """A connection attempt failed with `exc`: True if the server refused it (it is
@@ -196,6 +216,7 @@ class Reachability:
         now = time.monotonic()
         with self._lock:
             self._refused_at, self._reason = now, reason
+            self._refusing_since = min(self._refusing_since, now)
             self._refusals += 1
             if self._warned_at is not None and now - self._warned_at < REFUSED_LOG_EVERY:
                 return True
@@ -207,7 +228,7 @@ class Reachability:
             reason,
             count,
             "" if since is None else f" in the last {now - since:.0f} s",
-            REFUSED_RETRY,
+            self.retry_gap(),
         )
         return True
 
@@ -218,6 +239,7 @@ class Reachability:
                 if self._warned_at is not None:
                     log.warning("database accepts new connections again")
                 self._refused_at, self._warned_at, self._refusals = -math.inf, None, 0
+                self._refusing_since = math.inf
 
     def refusal_error(self) -> ConnectionsRefused:
         return ConnectionsRefused(self._reason)
@@ -259,7 +281,7 @@ class Reachability:
         while not self._closed.wait(self.interval):
             if answered.is_set():
                 break
-            if self.holding_off():  # it refused a moment ago: not again before REFUSED_RETRY
+            if self.holding_off():  # it refused a moment ago: not again before the gap
                 continue
             if running.acquire(blocking=False):
                 threading.Thread(target=probe, name="cruddur-db-probe-1", daemon=True).start()
