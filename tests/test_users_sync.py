@@ -84,6 +84,8 @@ def test_sync_inserts_missing_users_and_replaces_placeholders(
     assert "73 users" in synced.stderr and "(2 pages)" in synced.stderr
     assert "70 inserted, 1 updated, 0 unchanged, 2 skipped" in synced.stderr
     assert "updated  andrewbrown  (placeholder id replaced)" in synced.stdout
+    assert "refused from now on: tokens signed for the placeholder ids" in synced.stderr
+    assert "would refuse: tokens signed for the placeholder ids" in dry.stderr
     assert "skipped  taken: the username 'taken' is already taken" in synced.stdout
     assert "skipped  pending: not confirmed yet" in synced.stdout
 

@@ -43,8 +43,9 @@ def sync_cognito(cli: Cli, user_pool_id: str, dry_run: bool) -> None:
     and claimed only by the user whose verified email is the row's (others are skipped).
 
     For users who confirmed while the post-confirmation Lambda was failing or before it
-    was deployed. Rows already holding a Cognito id are never changed. Needs the
-    cognito-idp:ListUsers permission.
+    was deployed. Rows already holding a Cognito id are never changed. A token signed for
+    a replaced placeholder id is refused from then on. Needs the cognito-idp:ListUsers
+    permission.
     """
     # Here, not at the top: `cruddur users --help` needs none of boto3, psycopg or rich.
     from rich.text import Text
@@ -92,3 +93,9 @@ def sync_cognito(cli: Cli, user_pool_id: str, dry_run: bool) -> None:
         warn(f"dry run, nothing written: {summary}")
     else:
         done(summary)
+    if report.updated:
+        # A write checks the token's subject against the row (activities/writer.sql).
+        info(
+            f"{'would refuse' if dry_run else 'refused from now on'}: tokens signed for the "
+            "placeholder ids (MOCK-<handle>) of the updated users; they sign in again"
+        )
