@@ -896,6 +896,10 @@ def test_a_duration_takes_ascii_digits_and_says_a_bare_number_is_milliseconds() 
     with pytest.raises(ConfigError) as refused:
         duration("CRUDDUR_MIGRATION_LOCK_TIMEOUT", "\uff15s")
     assert "a bare number is milliseconds" in str(refused.value)
+    # Days, as PostgreSQL reads them; too many of them is said to be too long.
+    assert duration("CRUDDUR_MIGRATION_LOCK_TIMEOUT", "1d") == "1d"
+    with pytest.raises(ConfigError, match="too long: at most 596h"):
+        duration("CRUDDUR_MIGRATION_LOCK_TIMEOUT", "1000000d")
 
 
 def test_a_lambda_statement_timeout_over_postgresqls_limit_is_refused_naming_it() -> None:

@@ -341,8 +341,8 @@ def _fetchable(url: str) -> bool:
 
 # ASCII digits only (\d takes full-width ones, which the server refuses mid-migration);
 # a bare number is milliseconds, as PostgreSQL reads it.
-_DURATION = re.compile(r"^(?P<number>[0-9]+)(?P<unit>ms|s|min|h)?$")
-_DURATION_MS = {None: 1, "ms": 1, "s": 1000, "min": 60_000, "h": 3_600_000}
+_DURATION = re.compile(r"^(?P<number>[0-9]+)(?P<unit>ms|s|min|h|d)?$")
+_DURATION_MS = {None: 1, "ms": 1, "s": 1000, "min": 60_000, "h": 3_600_000, "d": 86_400_000}
 _DURATION_MAX_MS = 2**31 - 1  # PostgreSQL's limit for lock_timeout and statement_timeout
 
 
@@ -352,8 +352,8 @@ def duration(name: str, raw: str) -> str:
     match = _DURATION.match(value)
     if not match:
         raise ConfigError(
-            f"{name} must be a duration such as 5s, 500ms or 2min (0: off; a bare number "
-            f"is milliseconds), not {raw!r}"
+            f"{name} must be a whole number of ms, s, min, h or d, such as 5s, 500ms or 2min "
+            f"(0: off; a bare number is milliseconds), not {raw!r}"
         )
     # Checked here, not by the server once the first migration has begun.
     if int(match["number"]) * _DURATION_MS[match["unit"]] > _DURATION_MAX_MS:
