@@ -856,10 +856,12 @@ window.fetch = async (url, options = {}) => {
 """
 
 
-def test_a_post_sent_again_after_its_answer_was_lost_is_stored_once(
+def test_a_post_sent_again_after_its_answer_was_lost_is_stored_and_shown_once(
     browser, site: str, web_db: str
 ) -> None:
-    # Without a key, the second press stored the crud a second time.
+    # Without a key, the second press stored the crud a second time; with one, the
+    # stored crud answered again was listed twice (and a reply counted twice) when the
+    # page had been read again meanwhile.
     _sign_in_as(browser, site, "andrewbrown")
     browser.execute_script(_LOSE_FIRST_ANSWER)
     message = f"Sent twice, stored once {uuid.uuid4().hex[:8]}"
@@ -868,8 +870,11 @@ def test_a_post_sent_again_after_its_answer_was_lost_is_stored_once(
     _css(browser, "form.compose button[type=submit]").click()
     _shown(browser, "form.compose .form-error", "Cannot reach the Cruddur API")
     assert textarea.get_attribute("value") == message  # kept for the reader to send again
-    _css(browser, "form.compose button[type=submit]").click()
+    _css(browser, "a.brand").click()  # the feed read again: the crud is on it
     _wait(browser, lambda d: _messages(d)[:1] == [message])
+    _shown(browser, "form.compose textarea").send_keys(message)
+    _css(browser, "form.compose button[type=submit]").click()
+    _wait(browser, lambda d: d.execute_script(_SAID) == "Posted.")
     assert _messages(browser).count(message) == 1
     with psycopg.connect(web_db) as conn:
         stored = conn.execute("SELECT count(*) FROM activities WHERE message = %s", [message])
@@ -878,12 +883,80 @@ def test_a_post_sent_again_after_its_answer_was_lost_is_stored_once(
     assert first and first == again, "the same message is sent again under its key"
 
     # Once stored, the same words are a new message: a new key, stored again.
-    textarea.send_keys(message)
+    _shown(browser, "form.compose textarea").send_keys(message)
     _css(browser, "form.compose button[type=submit]").click()
     _wait(browser, lambda d: _messages(d)[:2] == [message, message])
     keys = browser.execute_script("return window.sentKeys")
     assert len(keys) == 3 and keys[2] not in (None, first)
+
+    # A reply whose answer is lost, its crud's page read again, the reply sent again.
+    _css(_all(browser, "ol.feed > li")[0], "a.when").click()
+    _shown(browser, "main .status", "No replies yet.")
+    browser.execute_script(_LOSE_FIRST_ANSWER)
+    reply = f"A reply sent twice {uuid.uuid4().hex[:8]}"
+    _shown(browser, "form.compose textarea").send_keys(reply)
+    _css(browser, "form.compose button[type=submit]").click()
+    _shown(browser, "form.compose .form-error", "Cannot reach the Cruddur API")
+    # Away and back within the page (a reload would forget the key with the page):
+    # the crud's page read again, the reply listed and counted.
+    _css(browser, "a.brand").click()
+    _shown(browser, "ol.feed > li")
+    browser.back()
+    _shown(browser, "ol.replies-list > li", reply)
+    assert "1 reply" in _css(browser, "article.crud-main .replies").text
+    _shown(browser, "form.compose textarea").send_keys(reply)
+    _css(browser, "form.compose button[type=submit]").click()
+    _wait(browser, lambda d: d.execute_script(_SAID) == "Posted.")
+    assert _messages(browser, "ol.replies-list > li .message") == [reply]
+    assert "1 reply" in _css(browser, "article.crud-main .replies").text
+    with psycopg.connect(web_db) as conn:
+        stored = conn.execute("SELECT count(*) FROM activities WHERE message = %s", [reply])
+        assert stored.fetchone()[0] == 1
     assert _console_problems(browser) == []
+
+
+def _switch_user_in_page(browser, handle: str) -> None:
+    """Sign out and in as `handle` without loading the page again (its memory kept)."""
+    _css(browser, "#nav button").click()  # sign out
+    _shown(browser, ".flash", "You are signed out.")
+    _css(browser, "#nav a.button").click()  # Sign in, within the page
+    Select(_shown(browser, f"select#dev-handle option[value={handle}]").find_element(
+        "xpath", "..")).select_by_value(handle)  # fmt: skip
+    _css(browser, "form button[type=submit]").click()
+    _shown(browser, ".flash", f"Signed in as @{handle}.")
+
+
+def test_a_message_waiting_to_be_sent_again_keeps_its_key_while_another_user_posts(
+    browser, site: str, web_db: str
+) -> None:
+    # The keys were the tab's, not each user's: another user's post of the same words
+    # took the waiting key and, once stored, dropped it; the first user's retry then went
+    # under a new key, and their crud was stored twice.
+    _sign_in_as(browser, site, "andrewbrown")
+    browser.execute_script(_LOSE_FIRST_ANSWER)
+    message = f"Same words, two people {uuid.uuid4().hex[:8]}"
+    _shown(browser, "form.compose textarea").send_keys(message)
+    _css(browser, "form.compose button[type=submit]").click()
+    _shown(browser, "form.compose .form-error", "Cannot reach the Cruddur API")
+    for handle in ("bayko", "andrewbrown"):
+        _switch_user_in_page(browser, handle)
+        _shown(browser, "form.compose textarea").send_keys(message)
+        _css(browser, "form.compose button[type=submit]").click()
+        _wait(browser, lambda d: d.execute_script(_SAID) == "Posted.")
+    with psycopg.connect(web_db) as conn:
+        stored = conn.execute(
+            "SELECT u.handle, count(*) FROM activities a JOIN users u ON u.uuid = a.user_uuid"
+            " WHERE a.message = %s GROUP BY u.handle ORDER BY u.handle",
+            [message],
+        ).fetchall()
+    assert stored == [("andrewbrown", 1), ("bayko", 1)]
+    sent = browser.execute_script("return window.sentKeys")
+    lost, bayko, again = [key for key in sent if key]  # the sign-ins send none
+    assert again == lost and bayko != lost
+    assert _console_problems(browser) == []
+
+
+_SAID = "return document.querySelector('main [role=status]:not(.flash)').textContent"
 
 
 def test_the_post_and_reply_boxes_describe_their_limit_and_count(browser, site: str) -> None:

@@ -108,7 +108,7 @@ export async function write(path, body) {
     error.status = 401;
     throw error;
   }
-  const what = path + JSON.stringify(body);
+  const what = [session.handle, path, JSON.stringify(body)].join("\n"); // each user's own
   const key = keys.get(what) || newKey();
   keys.set(what, key);
   try {

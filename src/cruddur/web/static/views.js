@@ -157,6 +157,9 @@ export function restoreNext(saved) {
   restoring = saved && saved.pages > 0 ? saved : null;
 }
 
+// The row of `uuid` on a list, if it is there.
+const rowOf = (list, uuid) => [...list.children].find((el) => el.dataset.uuid === uuid);
+
 // A list that fills itself page by page, following the API's Link: rel="next".
 // A row already on the list (the reader's own reply, appended when posted) moves to
 // where the page puts it: each row once, in the API's order.
@@ -363,6 +366,7 @@ export async function feedPage(main, { handle } = {}, _navigate, canonical) {
     main.append(composeForm((crud) => {
       const item = crudItem(crud);
       item.classList.add("fresh");
+      rowOf(list, crud.uuid)?.remove(); // sent again after a lost answer: listed since
       list.prepend(item);
       status.textContent = "Posted."; // the polite live region: said to screen readers
     }));
@@ -472,9 +476,12 @@ export async function crudPage(main, { uuid }, _navigate, canonical) {
   if (auth.current()) {
     more.after(replyForm(a.uuid, (reply) => {
       // Shown at once; if a page is still to come, it moves there when that page loads.
-      list.append(crudItem(reply, { inThread: true }));
-      parent.count += 1;
-      parent.countEl.textContent = plural(parent.count, "reply", "replies");
+      // Sent again after a lost answer, it may be listed and counted already.
+      if (!rowOf(list, reply.uuid)) {
+        list.append(crudItem(reply, { inThread: true }));
+        parent.count += 1;
+        parent.countEl.textContent = plural(parent.count, "reply", "replies");
+      }
       status.textContent = "Posted.";
     }));
   } else {
