@@ -10,6 +10,9 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import psycopg
@@ -188,6 +191,98 @@ def test_kill_all_disconnects_other_sessions(empty_db) -> None:
     with pytest.raises(psycopg.OperationalError):
         conn.execute("SELECT 1")
     conn.close()
+
+
+@contextmanager
+def _owned_by_a_plain_role(
+    admin: psycopg.Connection, database_url: str
+) -> Iterator[tuple[str, str]]:
+    """The database made over to a new login role with CREATEDB, and nothing more (no
+    superuser, pg_read_all_stats or pg_signal_backend): the role, and the database's URL
+    as that role. The database and the role are dropped after."""
+    owner = f"cruddur_t_owner_{uuid.uuid4().hex[:8]}"
+    name = database_name(database_url)
+    admin.execute(
+        sql.SQL("CREATE ROLE {} LOGIN CREATEDB PASSWORD 'owner-pw'").format(sql.Identifier(owner))
+    )
+    try:
+        admin.execute(
+            sql.SQL("ALTER DATABASE {} OWNER TO {}").format(
+                sql.Identifier(name), sql.Identifier(owner)
+            )
+        )
+        yield owner, as_role(database_url, owner, "owner-pw")
+    finally:
+        admin.execute(
+            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+        )
+        admin.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(owner)))
+
+
+def test_a_plain_owner_sees_counts_and_leaves_other_roles_sessions(admin, empty_db) -> None:
+    # As the database's owner, not a superuser: PostgreSQL hides other roles' sessions'
+    # backend_type, and the verbs filtered on it. `db sessions` showed none of them,
+    # kill-all said "disconnected 0 sessions" and left them, drop failed on "being
+    # accessed by other users" and drop --force on "must be a superuser to terminate".
+    name = database_name(empty_db)
+    other = f"cruddur_t_other_{uuid.uuid4().hex[:8]}"
+    admin.execute(sql.SQL("CREATE ROLE {} LOGIN PASSWORD 'other-pw'").format(sql.Identifier(other)))
+    try:
+        with _owned_by_a_plain_role(admin, empty_db) as (owner_role, owner_url):
+            owner = psycopg.connect(owner_url)
+            superuser = psycopg.connect(empty_db, application_name="superuser-probe")
+            plain = psycopg.connect(as_role(empty_db, other, "other-pw"))
+            try:
+                listed = run("db-sessions", env=local(owner_url))  # piped: tab-separated
+                assert listed.returncode == 0, listed.stderr
+                rows = {row.split("\t")[0]: row.split("\t") for row in listed.stdout.splitlines()}
+                hidden = rows[str(superuser.info.backend_pid)]
+                assert hidden[2] == name and hidden[4] == "superuser-probe"
+                assert hidden[5] == "(another role's)"
+                assert rows[str(plain.info.backend_pid)][1] == other
+                assert rows[str(owner.info.backend_pid)][5] == "idle"  # its own: all of it
+                assert "of other roles: this role may not see their state" in listed.stderr
+
+                refused = cli("db-drop", env=local(owner_url))
+                assert refused.returncode == 1
+                assert f'3 other sessions are connected to database "{name}"' in refused.stderr
+                assert "2 are other roles', which this role may not end" in refused.stderr
+
+                forced = cli("db-drop", "--force", env=local(owner_url))
+                assert forced.returncode == 1
+                assert (
+                    f'error: 2 sessions of other roles are connected to database "{name}": '
+                    "this role may not end them"
+                ) in forced.stderr
+                assert "only a superuser may end the 1 of a superuser role" in forced.stderr
+                assert database_exists(admin, name)
+
+                kept = cli("db-kill-all", env=local(owner_url))
+                assert kept.returncode == 1
+                assert "disconnected 1 session\n" in kept.stderr  # its own, not the server's
+                assert "2 sessions of other roles are still connected" in kept.stderr
+                assert superuser.execute("SELECT 1").fetchone() == (1,)
+                assert plain.execute("SELECT 1").fetchone() == (1,)
+                with pytest.raises(psycopg.OperationalError):
+                    owner.execute("SELECT 1")
+
+                # A member of pg_signal_backend ends the plain role's, not the superuser's.
+                admin.execute(
+                    sql.SQL("GRANT pg_signal_backend TO {}").format(sql.Identifier(owner_role))
+                )
+                signalled = cli("db-kill-all", env=local(owner_url))
+                assert signalled.returncode == 1
+                assert "disconnected 1 session\n" in signalled.stderr
+                assert "1 session of another role is still connected" in signalled.stderr
+                assert "only a superuser may end it" in signalled.stderr
+                with pytest.raises(psycopg.OperationalError):
+                    plain.execute("SELECT 1")
+                assert superuser.execute("SELECT 1").fetchone() == (1,)
+            finally:
+                for conn in (owner, superuser, plain):
+                    conn.close()
+    finally:
+        admin.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(other)))
 
 
 def test_setup_builds_a_fresh_database(admin, server_url, new_db_name) -> None:

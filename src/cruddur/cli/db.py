@@ -49,6 +49,8 @@ if TYPE_CHECKING:
 
 
 INTERRUPTED = 130  # the shell's status for a command stopped by SIGINT (128 + 2)
+# The state column of another role's session, which this role may not see (db sessions).
+HIDDEN_STATE = "(another role's)"
 
 
 class DbGroup(click.Group):
@@ -185,8 +187,10 @@ def kill_all(cli: Cli) -> None:
     target = cli.target
     cli.confirm(f'disconnect every session from "{target.dbname}"')
     with server_db(target, cli.settings.pool) as server:
-        count = databases.kill_all(server, target.dbname)
+        count, kept = databases.kill_all(server, target.dbname)
     done(f"disconnected {count} session{'s' if count != 1 else ''}")
+    if kept:  # other roles' sessions: "disconnected 0 sessions" left them connected
+        raise databases.SessionsKept(target.dbname, kept, still=True)
 
 
 def _load(database: Db, *scripts: str) -> None:
@@ -514,12 +518,26 @@ def sessions(cli: Cli) -> None:
     with server_db(cli.target, cli.settings.pool) as server:
         rows = databases.sessions(server)
     # A database's, user's or application's name is anyone's text: table() escapes it.
-    cells = [(r.process_id, r.user, r.db, r.client_addr, r.app, r.state) for r in rows]
+    # Another role's session, whose state and address this role may not see, says so
+    # where its state would be.
+    cells = [
+        (r.process_id, r.user, r.db, r.client_addr, r.app, HIDDEN_STATE if r.hidden else r.state)
+        for r in rows
+    ]
     table(
         ("pid", "user", "database", "client address", "application", "state"),
         [["" if value is None else str(value) for value in values] for values in cells],
     )
-    info(f"{len(rows)} session{'s' if len(rows) != 1 else ''}")
+    hidden = sum(r.hidden for r in rows)
+    info(
+        f"{len(rows)} session{'s' if len(rows) != 1 else ''}"
+        + (
+            f" ({hidden} of other roles: this role may not see their state or address; a "
+            "superuser, or a member of pg_read_all_stats or of their role, may)"
+            if hidden
+            else ""
+        )
+    )
 
 
 @db.command()
@@ -578,15 +596,17 @@ def setup(cli: Cli, force: bool, if_missing: bool) -> None:
         if not if_missing:
             # What a developer means by "set it up again" while the API runs: locally,
             # its sessions go; on production, only when asked for.
-            held = databases.other_sessions(server, name) if not target.prod else 0
+            held = len(databases.other_sessions(server, name)) if not target.prod else 0
             if_interrupted(None)
             try:
                 dropped = databases.drop(server, name, force=force or not target.prod)
             except databases.DatabaseInUse as exc:
                 # Not drop's hint (`bin/db-drop --force`): that drops, and sets up nothing.
-                exc.hint = (
-                    "see them with `bin/db-sessions`; `bin/db-setup --force` disconnects them"
-                )
+                # Other roles' sessions this role may not end keep drop's (--force fails).
+                if not exc.kept:
+                    exc.hint = (
+                        "see them with `bin/db-sessions`; `bin/db-setup --force` disconnects them"
+                    )
                 raise
             if dropped:
                 disconnected = f", disconnecting {held} session{'s' if held != 1 else ''}"

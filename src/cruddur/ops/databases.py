@@ -17,16 +17,66 @@ from cruddur.errors import Problem
 SYSTEM_DATABASES = frozenset({"postgres", "template0", "template1", "rdsadmin"})
 
 
+@dataclass(frozen=True)
+class OtherSession:  # a row of server/other_sessions.sql (and terminate_sessions.sql)
+    pid: int
+    may_end: bool  # may this role end it (pg_terminate_backend)
+    superuser_s: bool  # its role is a superuser: only a superuser may end it
+
+
+@dataclass(frozen=True)
+class Ended(OtherSession):  # a row of server/terminate_sessions.sql
+    ended: bool
+
+
+def _plural(count: int, one: str, many: str) -> str:
+    return f"{count} {one if count == 1 else many}"
+
+
+def who_may_end(kept: Sequence[OtherSession]) -> str:
+    """Who may end the sessions this role may not: pg_signal_backend()'s rule, in words."""
+    superusers = sum(session.superuser_s for session in kept)
+    them, their = ("it", "its") if len(kept) == 1 else ("them", "their")
+    if superusers == len(kept):
+        return f"only a superuser may end {them} ({their} role is a superuser)"
+    anyone = f"a superuser, or a member of pg_signal_backend or of {their} role, may end {them}"
+    if superusers:
+        return f"{anyone}; only a superuser may end the {superusers} of a superuser role"
+    return anyone
+
+
 class DatabaseInUse(Problem):
     """DROP DATABASE would fail: other sessions are connected."""
 
     hint = IN_USE_HINT
 
-    def __init__(self, dbname: str, sessions: int) -> None:
+    def __init__(self, dbname: str, others: Sequence[OtherSession]) -> None:
         self.dbname = dbname
-        self.sessions = sessions
-        plural = "session is" if sessions == 1 else "sessions are"
-        super().__init__(f'{sessions} other {plural} connected to database "{dbname}"')
+        self.sessions = len(others)
+        self.kept = [session for session in others if not session.may_end]
+        plural = _plural(self.sessions, "other session is", "other sessions are")
+        super().__init__(f'{plural} connected to database "{dbname}"')
+        if self.kept:  # --force would fail on them, and kill-all leave them
+            of_others = _plural(len(self.kept), "is another role's", "are other roles'")
+            self.hint = (
+                f"see them with `bin/db-sessions`; {of_others}, which this role may not "
+                f"end: {who_may_end(self.kept)}. `--force` (`bin/db-drop --force`) "
+                "refuses until they are gone"
+            )
+
+
+class SessionsKept(Problem):
+    """Sessions of other roles that this role may not end (kill-all, drop --force)."""
+
+    def __init__(self, dbname: str, kept: Sequence[OtherSession], *, still: bool) -> None:
+        self.kept = len(kept)
+        sessions = _plural(self.kept, "session of another role is", "sessions of other roles are")
+        them = "it" if self.kept == 1 else "them"
+        super().__init__(
+            f'{sessions}{" still" if still else ""} connected to database "{dbname}": '
+            f"this role may not end {them}",
+            f"{who_may_end(kept)}; `bin/db-sessions` lists them",
+        )
 
 
 @dataclass(frozen=True)
@@ -37,6 +87,7 @@ class Session:  # the columns of server/sessions.sql, by name
     client_addr: str | None
     app: str | None
     state: str | None
+    hidden: bool  # another role's: this role may not see its state or address
 
 
 def _refuse_system_database(dbname: str, verb: str) -> None:
@@ -78,8 +129,13 @@ def missing_powers(server: Db, roles: Sequence[str], *, set_passwords: bool = Fa
     return f'role "{role}" lacks {" and ".join(needs)}' if needs else None
 
 
-def other_sessions(server: Db, dbname: str) -> int:
-    return int(server.query_value(template("server", "other_sessions"), {"dbname": dbname}))
+def other_sessions(server: Db, dbname: str) -> list[OtherSession]:
+    """The sessions other than ours on the database, other roles' too (as far as visible)."""
+    return server.query_rows(
+        template("server", "other_sessions"),
+        {"dbname": dbname},
+        row_factory=class_row(OtherSession),
+    )
 
 
 def drop(server: Db, dbname: str, *, force: bool = False) -> bool:
@@ -87,10 +143,12 @@ def drop(server: Db, dbname: str, *, force: bool = False) -> bool:
     _refuse_system_database(dbname, "drop")
     if not exists(server, dbname):
         return False
-    if not force:
-        count = other_sessions(server, dbname)
-        if count:
-            raise DatabaseInUse(dbname, count)
+    others = other_sessions(server, dbname)
+    if not force and others:
+        raise DatabaseInUse(dbname, others)
+    kept = [session for session in others if not session.may_end]
+    if kept:  # WITH (FORCE) would fail on them: "must be a superuser to terminate …"
+        raise SessionsKept(dbname, kept, still=False)
     statement = sql.SQL("DROP DATABASE IF EXISTS {}{}").format(
         sql.Identifier(dbname), sql.SQL(" WITH (FORCE)") if force else sql.SQL("")
     )
@@ -98,10 +156,14 @@ def drop(server: Db, dbname: str, *, force: bool = False) -> bool:
     return True
 
 
-def kill_all(server: Db, dbname: str) -> int:
-    """Disconnect every other session from the database; return how many."""
+def kill_all(server: Db, dbname: str) -> tuple[int, list[OtherSession]]:
+    """Disconnect every other session from the database that this role may end: how many
+    it ended, and the sessions (of other roles) it may not end."""
     _refuse_system_database(dbname, "disconnect everyone from")
-    return len(server.query_rows(template("server", "terminate_sessions"), {"dbname": dbname}))
+    rows = server.query_rows(
+        template("server", "terminate_sessions"), {"dbname": dbname}, row_factory=class_row(Ended)
+    )
+    return sum(row.ended for row in rows), [row for row in rows if not row.may_end]
 
 
 def sessions(server: Db) -> list[Session]:

@@ -1,11 +1,25 @@
--- Disconnect every other session from a database; returns one row per session ended.
+-- Disconnect every other session from a database that this role may end; returns one
+-- row per session (other_sessions.sql's, which says which sessions and who may end them)
+-- and whether it was ended.
 -- The CTE is MATERIALIZED so the filter runs before pg_terminate_backend: pushed down
 -- into pg_stat_activity's scan, the call would otherwise reach sessions of other databases.
 -- Clients' sessions only: an autovacuum worker visiting the database is no one's session
 -- (it was counted as one, "disconnected 2 sessions" for a user's one).
-WITH victims AS MATERIALIZED (
-  SELECT pid
-  FROM pg_stat_activity
-  WHERE datname = %(dbname)s AND pid <> pg_backend_pid() AND backend_type = 'client backend'
+-- CASE, not AND: only CASE promises the call is never made for a session this role may
+-- not end (PostgreSQL raises an error there, and nothing would be ended).
+WITH others AS MATERIALIZED (
+  SELECT a.pid,
+         (pg_has_role(a.usesysid, 'USAGE') OR pg_has_role('pg_signal_backend', 'USAGE'))
+           AND (NOT coalesce(r.rolsuper, false)
+                OR (SELECT rolsuper FROM pg_roles WHERE rolname = current_user)) AS may_end,
+         coalesce(r.rolsuper, false) AS superuser_s
+  FROM pg_stat_activity a
+  LEFT JOIN pg_roles r ON r.oid = a.usesysid
+  WHERE a.datname = %(dbname)s
+    AND a.pid <> pg_backend_pid()
+    AND (a.backend_type = 'client backend'
+         OR (a.backend_type IS NULL AND a.usesysid IS NOT NULL))
 )
-SELECT pid FROM victims WHERE pg_terminate_backend(pid)
+SELECT pid, may_end, superuser_s,
+       CASE WHEN may_end THEN pg_terminate_backend(pid) ELSE false END AS ended
+FROM others
