@@ -352,8 +352,8 @@ def duration(name: str, raw: str) -> str:
     match = _DURATION.match(value)
     if not match:
         raise ConfigError(
-            f"{name} must be a whole number of ms, s, min, h or d, such as 5s, 500ms or 2min "
-            f"(0: off; a bare number is milliseconds), not {raw!r}"
+            f"{name} must be a duration, a whole number of ms, s, min, h or d, such as 5s, "
+            f"500ms or 2min (0: off; a bare number is milliseconds), not {raw!r}"
         )
     # Checked here, not by the server once the first migration has begun.
     if int(match["number"]) * _DURATION_MS[match["unit"]] > _DURATION_MAX_MS:
