@@ -745,6 +745,11 @@ def test_a_fresh_crud_expires_in_the_lifetime_picked(browser, site: str, web_db:
 
 def _sign_in_as(browser, site: str, handle: str) -> None:
     browser.get(site + "/signin")
+    _choose_dev_user(browser, handle)
+
+
+def _choose_dev_user(browser, handle: str) -> None:
+    """On the development sign-in page: sign in as `handle`."""
     Select(_shown(browser, f"select#dev-handle option[value={handle}]").find_element(
         "xpath", "..")).select_by_value(handle)  # fmt: skip
     _css(browser, "form button[type=submit]").click()
@@ -856,19 +861,26 @@ window.fetch = async (url, options = {}) => {
 """
 
 
+def _post_and_lose_the_answer(browser, site: str, message: str):
+    """Signed in as @andrewbrown, `message` posted and its answer thrown away after the
+    server stored it; the compose box, the page saying it could not reach the API."""
+    _sign_in_as(browser, site, "andrewbrown")
+    browser.execute_script(_LOSE_FIRST_ANSWER)
+    textarea = _shown(browser, "form.compose textarea")
+    textarea.send_keys(message)
+    _css(browser, "form.compose button[type=submit]").click()
+    _shown(browser, "form.compose .form-error", "Cannot reach the Cruddur API")
+    return textarea
+
+
 def test_a_post_sent_again_after_its_answer_was_lost_is_stored_and_shown_once(
     browser, site: str, web_db: str
 ) -> None:
     # Without a key, the second press stored the crud a second time; with one, the
     # stored crud answered again was listed twice (and a reply counted twice) when the
     # page had been read again meanwhile.
-    _sign_in_as(browser, site, "andrewbrown")
-    browser.execute_script(_LOSE_FIRST_ANSWER)
     message = f"Sent twice, stored once {uuid.uuid4().hex[:8]}"
-    textarea = _shown(browser, "form.compose textarea")
-    textarea.send_keys(message)
-    _css(browser, "form.compose button[type=submit]").click()
-    _shown(browser, "form.compose .form-error", "Cannot reach the Cruddur API")
+    textarea = _post_and_lose_the_answer(browser, site, message)
     assert textarea.get_attribute("value") == message  # kept for the reader to send again
     _css(browser, "a.brand").click()  # the feed read again: the crud is on it
     _wait(browser, lambda d: _messages(d)[:1] == [message])
@@ -920,10 +932,7 @@ def _switch_user_in_page(browser, handle: str) -> None:
     _css(browser, "#nav button").click()  # sign out
     _shown(browser, ".flash", "You are signed out.")
     _css(browser, "#nav a.button").click()  # Sign in, within the page
-    Select(_shown(browser, f"select#dev-handle option[value={handle}]").find_element(
-        "xpath", "..")).select_by_value(handle)  # fmt: skip
-    _css(browser, "form button[type=submit]").click()
-    _shown(browser, ".flash", f"Signed in as @{handle}.")
+    _choose_dev_user(browser, handle)
 
 
 def test_a_message_waiting_to_be_sent_again_keeps_its_key_while_another_user_posts(
@@ -932,12 +941,8 @@ def test_a_message_waiting_to_be_sent_again_keeps_its_key_while_another_user_pos
     # The keys were the tab's, not each user's: another user's post of the same words
     # took the waiting key and, once stored, dropped it; the first user's retry then went
     # under a new key, and their crud was stored twice.
-    _sign_in_as(browser, site, "andrewbrown")
-    browser.execute_script(_LOSE_FIRST_ANSWER)
     message = f"Same words, two people {uuid.uuid4().hex[:8]}"
-    _shown(browser, "form.compose textarea").send_keys(message)
-    _css(browser, "form.compose button[type=submit]").click()
-    _shown(browser, "form.compose .form-error", "Cannot reach the Cruddur API")
+    _post_and_lose_the_answer(browser, site, message)
     for handle in ("bayko", "andrewbrown"):
         _switch_user_in_page(browser, handle)
         _shown(browser, "form.compose textarea").send_keys(message)

@@ -8,17 +8,7 @@
 -- CASE, not AND: only CASE promises the call is never made for a session this role may
 -- not end (PostgreSQL raises an error there, and nothing would be ended).
 WITH others AS MATERIALIZED (
-  SELECT a.pid,
-         (pg_has_role(a.usesysid, 'USAGE') OR pg_has_role('pg_signal_backend', 'USAGE'))
-           AND (NOT coalesce(r.rolsuper, false)
-                OR (SELECT rolsuper FROM pg_roles WHERE rolname = current_user)) AS may_end,
-         coalesce(r.rolsuper, false) AS superuser_s
-  FROM pg_stat_activity a
-  LEFT JOIN pg_roles r ON r.oid = a.usesysid
-  WHERE a.datname = %(dbname)s
-    AND a.pid <> pg_backend_pid()
-    AND (a.backend_type = 'client backend'
-         OR (a.backend_type IS NULL AND a.usesysid IS NOT NULL))
+  {{server/other_sessions}}
 )
 SELECT pid, may_end, superuser_s,
        CASE WHEN may_end THEN pg_terminate_backend(pid) ELSE false END AS ended
