@@ -11,7 +11,6 @@ import contextlib
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -24,6 +23,7 @@ from pathlib import Path
 from cruddur.config import Settings
 from cruddur.db import Db
 from cruddur.ops import databases, loading
+from cruddur.ports import unused_port
 from cruddur.targets import embedded_server
 from cruddur.urls import parse, server_conninfo, with_database
 
@@ -87,9 +87,7 @@ def build(url: str, activities: int, users: int) -> None:
 
 
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    return unused_port()  # one no client socket takes while its server is down
 
 
 def launch(

@@ -25,6 +25,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
+from cruddur.ports import unused_port
 from cruddur.urls import parse
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -187,9 +188,9 @@ def _forget_consoles() -> None:
 
 
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    """A port for a server a test starts (or stops and starts again) later: below the
+    ephemeral range, where no client socket can take it meanwhile (ports.unused_port)."""
+    return unused_port()
 
 
 def as_postgres_user() -> dict[str, Any]:

@@ -134,6 +134,26 @@ class ReplicaPair:
         )  # fmt: skip
         self.wait_accepting(self.replica_url)
 
+    def start_primary(self) -> None:
+        """Start the primary again after `primary.stop()`. Its port may have been taken
+        while it was down, and it then starts on another (EmbeddedPostgres moves): the
+        replica is told, else it would wait for ever on the old port, and would even look
+        caught up until the primary wrote again."""
+        self.primary.start()
+        if self.primary.moved_from is not None:
+            self.follow_primary()
+
+    def follow_primary(self) -> None:
+        """Point the replica's WAL receiver at the primary's port now (a reload restarts
+        the receiver)."""
+        with psycopg.connect(self.replica_url, autocommit=True) as conn:
+            (conninfo,) = conn.execute("SHOW primary_conninfo").fetchone()
+            moved = make_conninfo(conninfo, port=str(parse(self.primary_url)["port"]))
+            conn.execute(
+                sql.SQL("ALTER SYSTEM SET primary_conninfo = {}").format(sql.Literal(moved))
+            )
+            conn.execute("SELECT pg_reload_conf()")
+
     def freeze_replica(self, frozen: bool) -> None:
         """SIGSTOP (or SIGCONT) the replica's server and every process it started: a
         server that still accepts bytes on its sockets (the kernel does) but never answers."""
@@ -179,8 +199,27 @@ class ReplicaPair:
                 "SELECT pg_last_wal_replay_lsn() >= %s::pg_lsn", [target]
             ).fetchone()[0]:
                 if time.monotonic() > deadline:
-                    raise TimeoutError("the replica did not catch up")
+                    raise TimeoutError(
+                        f"the replica did not catch up to {target}: "
+                        + self.describe_replica(replica, log=replica_url is None)
+                    )
                 time.sleep(0.05)
+
+    def describe_replica(self, replica: psycopg.Connection, *, log: bool) -> str:
+        """What a replica that does not catch up says of itself (and the pair's replica,
+        its log's last lines): enough to tell paused, delayed, cut off and broken apart."""
+        row = replica.execute(
+            "SELECT pg_is_in_recovery(), pg_get_wal_replay_pause_state(),"
+            " pg_last_wal_receive_lsn(), pg_last_wal_replay_lsn(),"
+            " current_setting('recovery_min_apply_delay'),"
+            " (SELECT status FROM pg_stat_wal_receiver)"
+        ).fetchone()
+        names = ("in recovery", "replay", "received", "replayed", "apply delay", "receiver")
+        said = ", ".join(f"{name} {value}" for name, value in zip(names, row, strict=True))
+        if log and (self.replica_dir / "replica.log").exists():
+            lines = (self.replica_dir / "replica.log").read_text(errors="replace").splitlines()
+            said += "\nits log ends:\n" + "\n".join(lines[-30:])
+        return said
 
     @staticmethod
     def wait_accepting(url: str, timeout: float = 60) -> None:

@@ -321,6 +321,17 @@ def test_a_port_an_outgoing_connection_holds_moves_the_server_too(home) -> None:
     assert json.loads((home / "postgres.json").read_text())["port"] != old
 
 
+def test_the_first_port_is_one_no_outgoing_connection_can_take(home) -> None:
+    # Picked by a bind to port 0, it came from the kernel's outgoing range: any client
+    # socket could hold it while the server was down, and the server moved (above), away
+    # from what knew the old port (a replica following it never caught up again).
+    env = {"CRUDDUR_HOME": str(home)}
+    assert cruddur("db", "up", env=env).returncode == 0
+    port = json.loads((home / "postgres.json").read_text())["port"]
+    outgoing_from = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    assert 1024 <= port < outgoing_from
+
+
 def test_a_home_whose_path_pg_ctl_cannot_quote_is_refused_first(tmp_path) -> None:
     # pg_ctl starts the server through /bin/sh with the paths in double quotes: every
     # `db up` failed, naming a log file that never existed, after initdb had run.

@@ -9,6 +9,7 @@ import os
 import random
 import re
 import signal
+import socket
 import subprocess
 import threading
 import time
@@ -257,8 +258,27 @@ def test_a_replica_restarted_while_the_primary_is_down_stays_in_use(
         finally:
             _close(app)
     finally:
-        pair.primary.start()
+        pair.start_primary()
         pair.wait_caught_up()
+
+
+def test_the_pairs_replica_follows_its_primary_to_another_port(pair: ReplicaPair) -> None:
+    # The harness's own check. The primary's port, taken while it was down (by any
+    # client socket: it came from the ephemeral range), moved it to another at its next
+    # start; the replica kept asking the old one, looked caught up until the primary
+    # wrote again, and every later test's wait for it timed out (CI, 6 tests).
+    old_port = int(parse(pair.primary_url)["port"])
+    pair.primary.stop()
+    with socket.socket() as taken:
+        taken.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        taken.bind(("127.0.0.1", old_port))
+        taken.listen()
+        pair.start_primary()
+    assert int(parse(pair.primary_url)["port"]) != old_port
+    with psycopg.connect(pair.primary_url, autocommit=True) as conn:
+        conn.execute("CREATE TABLE IF NOT EXISTS moved_marker (at timestamptz)")
+        conn.execute("DROP TABLE moved_marker")
+    pair.wait_caught_up()
 
 
 def test_a_reply_read_with_its_position_sees_itself_every_time(

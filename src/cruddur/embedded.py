@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from cruddur.errors import Problem
+from cruddur.ports import unused_port
 from cruddur.safe_paths import (
     UnsafePath,
     check_private_folder,
@@ -247,9 +248,7 @@ def _reachable_bin_dir(run_as: RunAs, bin_dir: Path) -> Path:
 
 
 def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    return unused_port()
 
 
 def _serves(pid: int, data_dir: Path) -> bool | None:

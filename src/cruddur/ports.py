@@ -13,6 +13,7 @@ import fcntl
 import hashlib
 import ipaddress
 import os
+import random
 import re
 import socket
 import sys
@@ -20,6 +21,39 @@ import time
 from pathlib import Path
 
 from cruddur.safe_paths import NOT_YOURS_TO_WRITE, not_writable, private_folder
+
+EPHEMERAL_RANGE = Path("/proc/sys/net/ipv4/ip_local_port_range")
+_CHOOSE = random.SystemRandom()
+
+
+def unused_port(tries: int = 100) -> int:
+    """A port nothing on 127.0.0.1 uses now, for a server that listens on it later, and
+    again after each restart (the embedded PostgreSQL keeps its port for good).
+
+    Chosen below the kernel's ephemeral range, where outgoing connections take their
+    local ports from. One from that range (a bind to port 0) could be taken by any
+    client socket while its server was down: the embedded PostgreSQL then moved to
+    another at its next start, and what knew the old one (a replica following it, a
+    server already running) was left asking it."""
+    low = _ephemeral_range_start()
+    for _ in range(tries):
+        port = _CHOOSE.randrange(max(1024, low - 16_000), low)
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    with socket.socket() as sock:  # that range all taken: any free port
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _ephemeral_range_start() -> int:
+    try:
+        return int(EPHEMERAL_RANGE.read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32_768  # Linux's default; elsewhere, a port below it is as good
 
 
 class PortTaken(RuntimeError):
