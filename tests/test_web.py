@@ -909,7 +909,7 @@ def test_a_post_sent_again_after_its_answer_was_lost_is_stored_and_shown_once(
     _shown(browser, "form.compose textarea").send_keys(reply)
     _css(browser, "form.compose button[type=submit]").click()
     _shown(browser, "form.compose .form-error", "Cannot reach the Cruddur API")
-    # Away and back within the page (a reload would forget the key with the page):
+    # Away and back within the page:
     # the crud's page read again, the reply listed and counted.
     _css(browser, "a.brand").click()
     _shown(browser, "ol.feed > li")
@@ -958,6 +958,25 @@ def test_a_message_waiting_to_be_sent_again_keeps_its_key_while_another_user_pos
     sent = browser.execute_script("return window.sentKeys")
     lost, bayko, again = [key for key in sent if key]  # the sign-ins send none
     assert again == lost and bayko != lost
+    assert _console_problems(browser) == []
+
+
+def test_a_post_sent_again_after_a_reload_is_stored_once(browser, site: str, web_db: str) -> None:
+    # The waiting keys lived in the page's memory: a post whose answer was lost, the page
+    # reloaded, and the same words sent again went under a new key, stored twice.
+    message = f"Lost, reloaded, sent again {uuid.uuid4().hex[:8]}"
+    _post_and_lose_the_answer(browser, site, message)
+    (lost,) = browser.execute_script("return window.sentKeys")
+    browser.refresh()  # the tab's sign-in is kept; its memory, window.sentKeys too, is not
+    _shown(browser, "form.compose textarea").send_keys(message)
+    browser.execute_script(_LOSE_FIRST_ANSWER.replace("lose = 1", "lose = 0"))
+    _css(browser, "form.compose button[type=submit]").click()
+    _wait(browser, lambda d: d.execute_script(_SAID) == "Posted.")
+    assert browser.execute_script("return window.sentKeys") == [lost]
+    with psycopg.connect(web_db) as conn:
+        stored = conn.execute("SELECT count(*) FROM activities WHERE message = %s", [message])
+        assert stored.fetchone()[0] == 1
+    _wait(browser, lambda d: _texts(d, "ol.feed > li .message").count(message) == 1)
     assert _console_problems(browser) == []
 
 

@@ -96,8 +96,45 @@ export async function token() {
 }
 
 // Each message's Idempotency-Key until it is stored: sent again after an error (an
-// answer lost after its commit), it is stored once.
-const keys = new Map();
+// answer lost after its commit), it is stored once. Kept in this tab's sessionStorage, as
+// the sign-in is, so that the same words sent again after a reload still are (in memory,
+// a reload forgot the key and the message was stored twice); for less than the 24 hours
+// the API keeps a key, and only the newest few.
+const KEYS = "cruddur.waitingKeys";
+const KEY_LIFETIME_MS = 23 * 3600_000;
+const KEPT_KEYS = 20;
+
+function waitingKeys() {
+  let saved;
+  try {
+    saved = JSON.parse(sessionStorage.getItem(KEYS) || "[]");
+  } catch {
+    saved = []; // unreadable: start afresh
+  }
+  const oldest = Date.now() - KEY_LIFETIME_MS;
+  return (Array.isArray(saved) ? saved : []).filter(
+    (entry) => entry && typeof entry.what === "string" && typeof entry.key === "string" && entry.at > oldest,
+  );
+}
+
+function keepWaitingKeys(entries) {
+  try {
+    sessionStorage.setItem(KEYS, JSON.stringify(entries.slice(-KEPT_KEYS)));
+  } catch {
+    // storage full or refused: the key lives as long as this call
+  }
+}
+
+function keyFor(what) {
+  const entries = waitingKeys();
+  const found = entries.find((entry) => entry.what === what);
+  if (found) return found.key;
+  const key = newKey();
+  keepWaitingKeys([...entries, { what, key, at: Date.now() }]);
+  return key;
+}
+
+const stored = (what) => keepWaitingKeys(waitingKeys().filter((entry) => entry.what !== what));
 const newKey = () => Array.from(crypto.getRandomValues(new Uint8Array(16)), (b) => b.toString(16).padStart(2, "0")).join("");
 
 // A write as the signed-in user; a 401 (expired or revoked) signs out.
@@ -109,11 +146,10 @@ export async function write(path, body) {
     throw error;
   }
   const what = [session.handle, path, JSON.stringify(body)].join("\n"); // each user's own
-  const key = keys.get(what) || newKey();
-  keys.set(what, key);
+  const key = keyFor(what);
   try {
     const answer = await request(path, { method: "POST", body, token: accessToken, key });
-    keys.delete(what);
+    stored(what);
     return answer;
   } catch (error) {
     if (error.status === 401) {
