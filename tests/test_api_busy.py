@@ -9,6 +9,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import Any
 
@@ -270,6 +271,68 @@ def test_writes_go_in_again_within_seconds_of_the_database_made_writable(
     for _ in range(5):  # every pooled session takes writes now, not one in a few
         write = _post(api, mint, "yes")
         assert write.status_code == 201, write.get_json()
+
+
+def test_writes_under_way_on_old_sessions_all_go_in_once_the_database_is_writable(
+    make_app, mint, seeded_db: str, admin: psycopg.Connection, api_route
+) -> None:
+    # A review: eight writes at once, the first since the database was made writable
+    # again, each on a session begun while it was read-only: all eight were 503s, the one
+    # that found it writable too; each old session cost a refused write.
+    _skip_behind_a_pooler(api_route)
+    _read_only(admin, seeded_db, True)
+    try:
+        app = make_app(CRUDDUR_POOL_MIN_SIZE="8", CRUDDUR_POOL_MAX_SIZE="8")
+        app.extensions["cruddur.db"].get().pool.wait(timeout=10)  # eight sessions, read-only
+        _refused(_post(CheckedClient(app), mint, "no"))
+    finally:
+        _read_only(admin, seeded_db, False)
+    time.sleep(1.5)  # past the look that refusal made: the next refusal looks again
+    before = _count(seeded_db)
+    tokens = [mint() for _ in range(8)]
+    start = threading.Barrier(8)
+
+    def post(token: str) -> int:
+        start.wait()
+        write = CheckedClient(app).post(
+            "/api/activities", json={"message": "at once", "ttl": "1-day"}, token=token
+        )
+        return write.status_code
+
+    with ThreadPoolExecutor(8) as writers:
+        statuses = list(writers.map(post, tokens))
+    assert statuses == [201] * 8
+    assert _count(seeded_db) == before + 8
+
+
+def test_a_keyed_write_stored_before_the_database_went_read_only_is_answered_again(
+    make_app, mint, seeded_db: str, admin: psycopg.Connection
+) -> None:
+    # A review: the retry, under its key, of a write stored just before was a 503
+    # (database_read_only); the first answer is kept, and reading it writes nothing.
+    api = CheckedClient(make_app())
+    token, key = mint(), {"Idempotency-Key": "stored-then-read-only"}
+    body = {"message": "kept", "ttl": "1-day"}
+    first = api.post("/api/activities", json=body, token=token, headers=key)
+    assert first.status_code == 201, first.get_json()
+    _read_only(admin, seeded_db, True)
+    try:
+        admin.execute(  # the operator's recipe: the sessions begun before end
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+            " WHERE datname = %s AND pid <> pg_backend_pid()",
+            [parse(seeded_db)["dbname"]],
+        )
+        again = api.post("/api/activities", json=body, token=token, headers=key)
+        other = api.post(
+            "/api/activities", json={"message": "new", "ttl": "1-day"}, token=token,
+            headers={"Idempotency-Key": "never-stored"},
+        )  # fmt: skip
+    finally:
+        _read_only(admin, seeded_db, False)
+    assert again.status_code == 201, again.get_json()
+    assert again.headers["Idempotent-Replayed"] == "true"
+    assert again.get_data() == first.get_data()
+    _refused(other)
 
 
 def test_health_says_writable_within_seconds_of_the_database_made_writable(

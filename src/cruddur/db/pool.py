@@ -449,27 +449,33 @@ class Db:
                 raise InvalidText("a text value contains a NUL (0x00) character") from exc
             raise
 
-    def _using(self, work: Callable[[PooledConnection], Any]) -> Any:
+    def _using(self, work: Callable[[PooledConnection], Any], *, again: bool = True) -> Any:
         """work(a pooled connection), as `with self.connection() as conn: work(conn)` does
         it, without the generator-based context manager: the API calls this once a
-        request, and that manager cost as much again as the pool's checkout and return."""
+        request, and that manager cost as much again as the pool's checkout and return.
+
+        A session that refused a write only because it began while the database was
+        read-only (read_only.py) is replaced, and the work done again, once, on a session
+        begun now: the refusal wrote nothing. (The write that found the database writable
+        again was a 503, as was each write already under way on an old session.)"""
         pool = self.pool
         conn = self._take(pool)
-        if self.deadline is not None:
-            work = within(work, self.deadline)
+        timed = work if self.deadline is None else within(work, self.deadline)
         try:
             if conn.autocommit:
-                return work(conn)
+                return timed(conn)
             with conn:
-                return work(conn)
+                return timed(conn)
         except psycopg.OperationalError as exc:
             self._failed(conn, exc)
             raise
         except psycopg.errors.ReadOnlySqlTransaction:
-            self._read_only.refused()  # before putconn: a stale session is not given back
-            raise
+            # Before putconn: a stale session is not given back.
+            if not (self._read_only.refused() and again):
+                raise
         finally:
             pool.putconn(conn)
+        return self._using(work, again=False)
 
     def query_commit(self, sql: str, params: Params = None) -> Any:
         """Run a write in its own transaction; return RETURNING's first value, else None."""

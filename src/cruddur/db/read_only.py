@@ -32,6 +32,8 @@ log = logging.getLogger("cruddur.db")
 # While the database refuses writes, at most one extra connection this often per
 # process; once it takes them again, writes go in within about this much.
 LOOK_EVERY = 1.0  # seconds
+# How long a refused write waits for another thread's look (one new session) to answer.
+LOOK_WAIT = 2.0  # seconds
 
 
 class ReadOnlyLook:
@@ -61,8 +63,9 @@ class ReadOnlyLook:
     def refused(self) -> bool:
         """A pooled session refused a write, or says it would: whether a new one takes
         writes (the sessions were then replaced). Looks at most once per `every`; a call
-        meanwhile, or while another thread looks, gets the last look's answer."""
-        if not self._looking.acquire(blocking=False):
+        meanwhile gets the last look's answer, and one while another thread looks waits
+        for that look's (writes that failed together on old sessions are all told)."""
+        if not self._looking.acquire(timeout=LOOK_WAIT):
             return self._writable
         try:
             now = self._clock()

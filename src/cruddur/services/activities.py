@@ -200,6 +200,13 @@ def _keyed_write(db: Db, name: str, params: dict[str, Any], key: IdempotencyKey)
         except psycopg.errors.UniqueViolation as exc:
             if exc.diag.constraint_name != KEY_CONSTRAINT:
                 raise
+        except psycopg.errors.ReadOnlySqlTransaction:
+            # A retry of a write stored before the database went read-only is answered
+            # as it was: its answer is read, not written. Any other stays refused.
+            kept = _kept_answer(db, params["user_uuid"], key)
+            if kept is None:
+                raise
+            return kept
         else:
             if body is None:
                 # Nothing to write to (a reply's crud expired or gone): a retry of a reply
