@@ -573,3 +573,22 @@ def test_another_programs_odd_socket_name_does_not_stop_serve() -> None:
         ports.hold_port_on_this_machine("127.0.0.1", free_port()).close()
     finally:
         odd.close()
+
+
+@pytest.mark.parametrize("outgoing", ["1024 65535", "1000 65535", "32768 60999"])
+def test_a_port_for_a_server_is_found_whatever_the_outgoing_range(
+    monkeypatch: pytest.MonkeyPatch, tmp_path, outgoing: str
+) -> None:
+    # A review: on a host whose outgoing range begins at 1024 (a common tuning) there is
+    # no port below it, and `db up` failed "empty range for randrange()".
+    from cruddur import ports
+
+    (tmp_path / "range").write_text(f"{outgoing}\n")
+    monkeypatch.setattr(ports, "EPHEMERAL_RANGE", tmp_path / "range")
+    port = ports.unused_port()
+    low = int(outgoing.split()[0])
+    assert 1024 <= port < 65536
+    if low > 2024:
+        assert port < low
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", port))  # free

@@ -902,6 +902,22 @@ def test_a_duration_takes_ascii_digits_and_says_a_bare_number_is_milliseconds() 
         duration("CRUDDUR_MIGRATION_LOCK_TIMEOUT", "1000000d")
 
 
+def test_a_durations_spaces_and_leading_zeros_are_read_as_postgresql_reads_them() -> None:
+    # A review: spaces inside the number were dropped ('1 0s' was 10 s; PostgreSQL
+    # refuses it), and over 4,300 digits, zeros included, was "unexpected ValueError"
+    # from int() in every command.
+    from cruddur.config import duration
+
+    name = "CRUDDUR_API_LOCK_TIMEOUT"
+    assert duration(name, " 2 d ") == "2d"
+    assert duration(name, "0" * 5000 + "1d") == "1d"
+    assert duration(name, "000") == "0"
+    with pytest.raises(ConfigError, match="must be a duration"):
+        duration(name, "1 0s")
+    with pytest.raises(ConfigError, match="too long"):
+        duration(name, "9" * 5000)
+
+
 def test_a_lambda_statement_timeout_over_postgresqls_limit_is_refused_naming_it() -> None:
     # 99999999999999999999 reached the server, and the log blamed the database.
     from cruddur.config import LambdaSettings

@@ -341,24 +341,26 @@ def _fetchable(url: str) -> bool:
 
 # ASCII digits only (\d takes full-width ones, which the server refuses mid-migration);
 # a bare number is milliseconds, as PostgreSQL reads it.
-_DURATION = re.compile(r"^(?P<number>[0-9]+)(?P<unit>ms|s|min|h|d)?$")
+# Spaces only between the number and its unit, as PostgreSQL takes them ('1 0s' is none).
+_DURATION = re.compile(r"^(?P<number>[0-9]+) *(?P<unit>ms|s|min|h|d)?$")
 _DURATION_MS = {None: 1, "ms": 1, "s": 1000, "min": 60_000, "h": 3_600_000, "d": 86_400_000}
 _DURATION_MAX_MS = 2**31 - 1  # PostgreSQL's limit for lock_timeout and statement_timeout
 
 
 def duration(name: str, raw: str) -> str:
     """A PostgreSQL duration setting as text ('5s', '500ms', '2min', '0' for off)."""
-    value = raw.strip().replace(" ", "")
-    match = _DURATION.match(value)
+    match = _DURATION.match(raw.strip())
     if not match:
         raise ConfigError(
             f"{name} must be a duration, a whole number of ms, s, min, h or d, such as 5s, "
             f"500ms or 2min (0: off; a bare number is milliseconds), not {raw!r}"
         )
+    # Leading zeros are no length (and int() refuses over 4,300 digits).
+    number = match["number"].lstrip("0") or "0"
     # Checked here, not by the server once the first migration has begun.
-    if int(match["number"]) * _DURATION_MS[match["unit"]] > _DURATION_MAX_MS:
+    if len(number) > 10 or int(number) * _DURATION_MS[match["unit"]] > _DURATION_MAX_MS:
         raise ConfigError(f"{name} is too long: at most 596h (24 days), not {raw!r}")
-    return value
+    return number + (match["unit"] or "")
 
 
 def _duration(env: Mapping[str, str], name: str, default: str) -> str:

@@ -36,8 +36,9 @@ def unused_port(tries: int = 100) -> int:
     another at its next start, and what knew the old one (a replica following it, a
     server already running) was left asking it."""
     low = _ephemeral_range_start()
-    for _ in range(tries):
-        port = _CHOOSE.randrange(max(1024, low - 16_000), low)
+    below = max(1024, low - 16_000)
+    for _ in range(tries if low - below >= 1000 else 0):  # a range from ~1024: none below
+        port = _CHOOSE.randrange(below, low)
         with socket.socket() as sock:
             try:
                 sock.bind(("127.0.0.1", port))
