@@ -291,3 +291,47 @@ def test_refusals_that_go_on_are_tried_less_often(admin, own_role, seeded_db: st
         assert gate.retry_gap() == 0.1  # a connection went in: short gaps again
     finally:
         gate.close()
+
+
+@pytest.mark.parametrize("kind", ["listener", "notifier"])
+def test_the_feed_caches_refused_connections_are_tried_less_often_too(
+    admin, own_role, seeded_db: str, monkeypatch: pytest.MonkeyPatch, kind: str
+) -> None:
+    # A review: the feed cache's listener and notifier tried a refused login every 2 s
+    # for as long as it lasted (above: the pool's every 5 s), so a worker made six times
+    # the pool's failed logins against a rotated password. (Short gaps, for the time.)
+    from cruddur.services import feed_cache
+
+    role = own_role()
+    _alter(admin, role, "NOLOGIN")
+    url = with_user(seeded_db, role, PASSWORD)
+    attempts: list[float] = []
+    connect = psycopg.connect
+
+    def counted(*args, **kwargs):
+        attempts.append(time.monotonic())
+        return connect(*args, **kwargs)
+
+    monkeypatch.setattr(feed_cache.psycopg, "connect", counted)
+    options = {"reconnect_after": (0.1, 0.1), "refused": feed_cache.RefusedStreak(0.6, 0.5)}
+    if kind == "listener":
+        made = feed_cache.FeedChanges(url, **options)
+    else:
+        made = feed_cache.FeedNotifier(url, **options)
+    started = time.monotonic()
+    made.start()
+    try:
+        time.sleep(2.2)
+        early = [t for t in attempts if t - started < 0.6]
+        later = [t for t in attempts if 0.8 <= t - started < 2.2]
+        assert len(early) >= 3, attempts  # every ~0.1 s at first
+        assert 2 <= len(later) <= 4, [round(t - started, 2) for t in attempts]  # every 0.5 s
+        _alter(admin, role, "LOGIN")
+        back = time.monotonic()
+        if kind == "notifier":
+            made.changed()
+        while not (made.listening if kind == "listener" else made.sent):
+            assert time.monotonic() - back < 1.5, "not back within the longer gap"
+            time.sleep(0.02)
+    finally:
+        made.stop()

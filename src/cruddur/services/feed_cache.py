@@ -47,6 +47,7 @@ import psycopg
 
 from cruddur.db.dead_peer import with_dead_peer_bounds
 from cruddur.db.errors import redacted_reason
+from cruddur.db.reachability import REFUSED_RETRY_LATER, REFUSED_SLOWER_AFTER, refusal
 from cruddur.services.last_write import NO_WRITES, SIZE, LastWrite
 from cruddur.services.paging import Page
 
@@ -59,6 +60,33 @@ RECONNECT_AFTER_SECONDS = (0.1, 2.0)  # the first wait after a failure, and the 
 # for the thread (each test's app, each worker at shutdown): 1 s made every test that
 # used the feed cache 1 s longer. psycopg wakes every 0.1 s inside the wait anyway.
 WAIT_SECONDS = 0.1
+
+
+class RefusedStreak:
+    """How long the server has refused one thread's connections in a row (credentials it
+    no longer takes, no slot left). Once `slower_after` seconds, its next attempt waits
+    at least `later`, as the pool's own attempts do (db/reachability.py): the listener
+    and the notifier went on every 2 s, each worker's two of them six times the pool's
+    rate of failed logins against a rotated password."""
+
+    def __init__(
+        self, slower_after: float = REFUSED_SLOWER_AFTER, later: float = REFUSED_RETRY_LATER
+    ) -> None:
+        self.slower_after, self.later = slower_after, later
+        self._since: float | None = None
+
+    def wait(self, exc: BaseException, wait: float) -> float:
+        """The wait before the next attempt, after one that failed with `exc`."""
+        if refusal(exc) is None:
+            self._since = None
+            return wait
+        now = time.monotonic()
+        if self._since is None:
+            self._since = now
+        return max(wait, self.later) if now - self._since >= self.slower_after else wait
+
+    def connected(self) -> None:
+        self._since = None
 
 
 def etag_of(page: Page) -> str:
@@ -89,10 +117,12 @@ class FeedChanges:
         *,
         connect_timeout: int = 5,
         reconnect_after: tuple[float, float] = RECONNECT_AFTER_SECONDS,
+        refused: RefusedStreak | None = None,
     ) -> None:
         self.conninfo = conninfo
         self.connect_timeout = connect_timeout
         self.reconnect_after = reconnect_after
+        self.refused = refused or RefusedStreak()
         self.generation = 0
         self.listening = False
         # One warning an outage, or for a URL it never listens on, not one each attempt;
@@ -130,9 +160,11 @@ class FeedChanges:
         wait = first
         while not self._stop.is_set():
             self._connected = False
+            pause = wait
             try:
                 self._listen()
             except psycopg.Error as exc:
+                pause = self.refused.wait(exc, wait)
                 # Never str(exc): libpq's message can quote the conninfo.
                 reason = redacted_reason(exc, connected=self._connected)
                 if self.listening:  # it was up: lost, not unreachable
@@ -146,7 +178,7 @@ class FeedChanges:
             finally:
                 self.listening = False
                 self.bump()
-            self._stop.wait(wait)
+            self._stop.wait(pause)
             wait = min(wait * 2, longest)
 
     def _listen(self) -> None:
@@ -159,6 +191,7 @@ class FeedChanges:
             application_name="cruddur-feed-listener",
         ) as conn:
             self._connected = True
+            self.refused.connected()
             conn.execute(f"LISTEN {CHANNEL}")
             self.bump()  # whatever was kept before may have missed notifications
             self.listening = True
@@ -190,12 +223,14 @@ class FeedNotifier:
         min_interval: float = 0.005,
         max_interval: float = 0.025,
         reconnect_after: tuple[float, float] = RECONNECT_AFTER_SECONDS,
+        refused: RefusedStreak | None = None,
     ) -> None:
         self.conninfo = conninfo
         self.connect_timeout = connect_timeout
         self.min_interval = min_interval
         self.max_interval = max_interval
         self.reconnect_after = reconnect_after
+        self.refused = refused or RefusedStreak()
         self.sent = 0
         # Writes since the last NOTIFY. Updated without a lock: a count lost to a race
         # only shortens one wait.
@@ -237,6 +272,7 @@ class FeedNotifier:
         paused = False  # said so in the log, and not yet that a NOTIFY went out again
         while not self._stop.is_set():
             up = False  # this attempt's connection: a failure after it is a lost one
+            pause = None
             try:
                 with psycopg.connect(
                     with_dead_peer_bounds(self.conninfo),  # a NOTIFY into a black hole ends
@@ -246,6 +282,7 @@ class FeedNotifier:
                     options="-c synchronous_commit=off",
                 ) as conn:
                     wait, up = first, True
+                    self.refused.connected()
                     while not self._stop.is_set():
                         self._pending.wait()
                         if self._stop.is_set():
@@ -266,10 +303,11 @@ class FeedNotifier:
                     log.warning("feed notifications paused until it reconnects: %s", reason)
                     paused = True
                 self._pending.set()  # not sent: send once connected again
+                pause = self.refused.wait(exc, wait)
             if up and at_once:
                 at_once = False
                 continue
-            self._stop.wait(wait)
+            self._stop.wait(wait if pause is None else pause)
             wait = min(wait * 2, longest)
 
 
