@@ -32,8 +32,10 @@ log = logging.getLogger("cruddur.db")
 # While the database refuses writes, at most one extra connection this often per
 # process; once it takes them again, writes go in within about this much.
 LOOK_EVERY = 1.0  # seconds
-# How long a refused write waits for another thread's look (one new session) to answer.
-LOOK_WAIT = 2.0  # seconds
+# How long a refused write waits for another thread's look (one new session) to answer:
+# enough for a connection to open on a healthy network; a slower look is not waited for
+# (each waiter holds its pooled connection meanwhile).
+LOOK_WAIT = 0.5  # seconds
 
 
 class ReadOnlyLook:
@@ -68,10 +70,8 @@ class ReadOnlyLook:
         if not self._looking.acquire(timeout=LOOK_WAIT):
             return self._writable
         try:
-            now = self._clock()
-            if now - self._looked_at < self._every:
+            if self._clock() - self._looked_at < self._every:
                 return self._writable
-            self._looked_at = now
             self.looks += 1
             try:
                 writable = self._new_session_writable()
@@ -80,6 +80,9 @@ class ReadOnlyLook:
                 log.debug("a look at whether the database takes writes failed: %s", exc)
                 writable = False
             self._writable = writable
+            # From the look's end: one slower than `every` (a session slow to open) was
+            # followed at once by another, for the writes that had waited on it.
+            self._looked_at = self._clock()
             if writable:
                 log.warning(
                     "the database takes writes again: the pool's sessions, begun while"
