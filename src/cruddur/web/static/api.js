@@ -124,7 +124,9 @@ async function requestOnce(path, { method = "GET", body, token, key } = {}, posi
   }
   const written = response.headers.get("X-Read-After");
   if (written) remember(written);
-  return { data, next: nextLink(response.headers.get("Link")) };
+  // A write's answer given again for its Idempotency-Key: stored before, not now.
+  const replayed = response.headers.get("Idempotent-Replayed") === "true";
+  return { data, next: nextLink(response.headers.get("Link")), replayed };
 }
 
 const sleep = (ms) => new Promise((done) => setTimeout(done, ms));

@@ -103,14 +103,20 @@ export async function token() {
 const KEYS = "cruddur.waitingKeys";
 const KEY_LIFETIME_MS = 23 * 3600_000;
 const KEPT_KEYS = 20;
+// The page's own copy, read from storage once and kept up to date with it: where storage
+// is blocked or full the keys still last as long as the page, as the sign-in does (none
+// kept at all stored a post twice).
+let keptInMemory = null;
 
 function waitingKeys() {
-  let saved;
-  try {
-    saved = JSON.parse(sessionStorage.getItem(KEYS) || "[]");
-  } catch {
-    saved = []; // unreadable: start afresh
+  if (keptInMemory === null) {
+    try {
+      keptInMemory = JSON.parse(sessionStorage.getItem(KEYS) || "[]");
+    } catch {
+      keptInMemory = []; // blocked or unreadable
+    }
   }
+  const saved = keptInMemory;
   const oldest = Date.now() - KEY_LIFETIME_MS;
   return (Array.isArray(saved) ? saved : []).filter(
     (entry) => entry && typeof entry.what === "string" && typeof entry.key === "string" && entry.at > oldest,
@@ -118,11 +124,29 @@ function waitingKeys() {
 }
 
 function keepWaitingKeys(entries) {
+  keptInMemory = entries.slice(-KEPT_KEYS);
   try {
-    sessionStorage.setItem(KEYS, JSON.stringify(entries.slice(-KEPT_KEYS)));
+    sessionStorage.setItem(KEYS, JSON.stringify(keptInMemory));
   } catch {
-    // storage full or refused: the key lives as long as this call
+    // blocked or full: the page's copy serves
   }
+}
+
+// Who sends which words where, as the list names it: a digest, so that the tab keeps no
+// unsent message (nor whose it was) for the next person at the computer to read. 53 bits
+// (two 32-bit multiplicative lanes, folded): among a user's 20 waiting messages two
+// alike by chance are out of the question.
+function digest(text) {
+  let a = 0x9e3779b9;
+  let b = 0x85ebca6b;
+  for (let i = 0; i < text.length; i++) {
+    const unit = text.charCodeAt(i);
+    a = Math.imul(a ^ unit, 0x01000193);
+    b = Math.imul(b ^ unit, 0x5bd1e995);
+  }
+  a = Math.imul(a ^ (a >>> 15), 0x2c1b3c6d) ^ Math.imul(b ^ (b >>> 13), 0x297a2d39);
+  b = Math.imul(b ^ (b >>> 16), 0x85ebca6b) ^ Math.imul(a ^ (a >>> 13), 0xc2b2ae35);
+  return (0x200000 * ((b >>> 0) & 0x1fffff) + (a >>> 0)).toString(36);
 }
 
 function keyFor(what) {
@@ -145,11 +169,16 @@ export async function write(path, body) {
     error.status = 401;
     throw error;
   }
-  const what = [session.handle, path, JSON.stringify(body)].join("\n"); // each user's own
-  const key = keyFor(what);
+  const what = digest([session.handle, path, JSON.stringify(body)].join("\n")); // each user's own
   try {
-    const answer = await request(path, { method: "POST", body, token: accessToken, key });
+    let answer = await request(path, { method: "POST", body, token: accessToken, key: keyFor(what) });
     stored(what);
+    if (answer.replayed && Date.parse(answer.data?.expires_at) <= Date.now()) {
+      // The same words again, after the crud they were first stored as has expired: a new
+      // one is meant (the replay said "Posted." of a crud already gone).
+      answer = await request(path, { method: "POST", body, token: accessToken, key: keyFor(what) });
+      stored(what);
+    }
     return answer;
   } catch (error) {
     if (error.status === 401) {

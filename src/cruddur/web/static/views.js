@@ -421,10 +421,10 @@ function replyForm(parent, onReplied) {
     event.preventDefault();
     submitting(form, async () => {
       checkLength(textarea, REPLY_MAX);
-      const { data } = await auth.write(`/api/activities/${parent}/reply`, { message: textarea.value });
+      const { data, replayed } = await auth.write(`/api/activities/${parent}/reply`, { message: textarea.value });
       textarea.value = "";
       textarea.dispatchEvent(new Event("input"));
-      onReplied(data);
+      onReplied(data, replayed);
     });
   });
   return form;
@@ -474,15 +474,24 @@ export async function crudPage(main, { uuid }, _navigate, canonical) {
   status.before(repliesTitle, list);
   status.after(more);
   if (auth.current()) {
-    more.after(replyForm(a.uuid, (reply) => {
+    more.after(replyForm(a.uuid, async (reply, replayed) => {
       // Shown at once; if a page is still to come, it moves there when that page loads.
-      // Sent again after a lost answer, it may be listed and counted already.
-      if (!rowOf(list, reply.uuid)) {
-        list.append(crudItem(reply, { inThread: true }));
-        parent.count += 1;
-        parent.countEl.textContent = plural(parent.count, "reply", "replies");
-      }
+      // Sent again after a lost answer (replayed), it may be listed and counted already,
+      // or counted and not listed (the crud read again, its reply on a page not loaded):
+      // the count is read again rather than guessed.
+      const listed = rowOf(list, reply.uuid);
+      if (!listed) list.append(crudItem(reply, { inThread: true }));
       status.textContent = "Posted.";
+      let count = parent.count + (listed ? 0 : 1);
+      if (replayed) {
+        try {
+          count = (await read(crudPath(a.uuid))).data.activity.replies_count;
+        } catch {
+          return; // the count stays as it was read
+        }
+      }
+      parent.count = count;
+      parent.countEl.textContent = plural(count, "reply", "replies");
     }));
   } else {
     const signIn = `/signin?next=${encodeURIComponent(statusPath(a))}`; // back here after
