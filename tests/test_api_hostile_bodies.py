@@ -137,6 +137,18 @@ def test_chunked_bodies_over_the_limit_are_413_and_change_nothing(served: Served
     assert status == 201, answer
 
 
+def test_an_idempotency_key_sent_twice_is_a_400_and_changes_nothing(served: Served) -> None:
+    # A review: granian joins the two into "a,b", which was stored as a key of its own;
+    # a retry sending only "a" then stored the crud again.
+    before = snapshot(served.url)
+    body = json.dumps({"message": "keyed twice", "ttl": "1-hour"}).encode()
+    framing = f"Idempotency-Key: a\r\nIdempotency-Key: b\r\nContent-Length: {len(body)}"
+    status, answer = _post_raw(served, framing, [body], served.token("andrewbrown"))
+    assert status == 400, answer
+    assert answer["error"] == "invalid_idempotency_key"
+    assert snapshot(served.url) == before
+
+
 @pytest.mark.parametrize("declared", ["+100", "100"])
 def test_a_body_shorter_than_its_content_length_is_a_400_and_changes_nothing(
     api, mint, seeded_db: str, declared: str

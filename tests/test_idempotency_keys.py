@@ -132,7 +132,7 @@ def test_a_key_sent_with_another_request_is_a_422_and_stores_nothing(
     assert snapshot(seeded_db) == before
 
 
-@pytest.mark.parametrize("key", ["", "x" * 256, "caf\u00e9", "tab\there"])
+@pytest.mark.parametrize("key", ["", "x" * 256, "caf\u00e9", "tab\there", "a,b"])
 def test_a_key_that_is_not_printable_ascii_is_a_400(api, mint, seeded_db: str, key) -> None:
     before = snapshot(seeded_db)
     refused = api.post("/api/activities", json=CRUD, token=mint("bayko"), **_keyed(key))

@@ -374,18 +374,22 @@ CREATE_PATH = bp.url_prefix  # the create route's path, as NewCrud matches it
 # request is answered as the first was, with Idempotent-Replayed: true.
 IDEMPOTENCY_KEY = "HTTP_IDEMPOTENCY_KEY"  # in the WSGI environ (NewCrud reads it too)
 REPLAYED_HEADER = "Idempotent-Replayed"
-_KEY_PATTERN = re.compile(r"[ -~]{1,255}")  # the schema's CHECK on idempotency_keys.key
+# Printable ASCII but the comma (within the schema's CHECK on idempotency_keys.key): the
+# server joins a header sent twice with one, so "a,b" was stored as a key of its own, and
+# a retry that sent only one of them stored the write again.
+_KEY_PATTERN = re.compile(r"[ -+\--~]{1,255}")
 
 
 def _sent_key() -> str | None:
     """The request's Idempotency-Key, or None without one; 400 for one that is not 1 to
-    255 printable ASCII characters."""
+    255 printable ASCII characters other than a comma (the header sent twice)."""
     sent = request.environ.get(IDEMPOTENCY_KEY)
     if sent is not None and not _KEY_PATTERN.fullmatch(sent):
         raise ApiError(
             400,
             "invalid_idempotency_key",
-            "Idempotency-Key must be 1 to 255 printable ASCII characters (a UUID will do)",
+            "Idempotency-Key must be one header of 1 to 255 printable ASCII characters, no "
+            "comma (a UUID will do)",
         )
     return sent
 
