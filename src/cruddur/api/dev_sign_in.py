@@ -49,8 +49,9 @@ def local_caller(environ: dict[str, Any] | None = None) -> bool:
         environ = request.environ
     if any(key in environ for key in _PROXY_KEYS):
         return False
+    # No Host (HTTP/1.0): not a browser. granian passes it on as "", not as missing.
     return is_loopback(environ.get("REMOTE_ADDR") or "") and _local_name(
-        environ.get("HTTP_HOST", "localhost")  # no Host: not a browser (HTTP/1.0)
+        environ.get("HTTP_HOST") or "localhost"
     )
 
 
