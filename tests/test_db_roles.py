@@ -331,6 +331,45 @@ def test_db_roles_makes_both_roles_and_hides_their_passwords(
             _who(urls["CRUDDUR_API_CONNECTION_URL"])
 
 
+def test_db_roles_on_a_second_database_gives_its_url_or_says_it_has_none(
+    seeded_db, empty_db, role_names, tmp_path
+) -> None:
+    # A review: the roles there already, the line printed for the second database stood
+    # for a URL whose password was "unknown" (hidden as ***), and the file kept the first
+    # database's URL: an API started from it served the other database.
+    api, lambda_ = role_names
+    env_file = tmp_path / "roles.env"
+    options = ["--api-role", api, "--lambda-role", lambda_, "--env-file", str(env_file)]
+    home = {"CRUDDUR_HOME": str(tmp_path / "home")}
+    made = cruddur("db", "roles", *options, env={**home, "CONNECTION_URL": seeded_db})
+    assert made.returncode == 0, made.stderr
+    try:
+        _on_a_second_database(empty_db, options, home, env_file, api, lambda_, tmp_path)
+    finally:  # what they were granted there, for role_names to drop them
+        with psycopg.connect(empty_db, autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP OWNED BY {}, {}").format(
+                sql.Identifier(api), sql.Identifier(lambda_)))  # fmt: skip
+
+
+def _on_a_second_database(empty_db, options, home, env_file, api, lambda_, tmp_path) -> None:
+    second = cruddur("db", "roles", *options, env={**home, "CONNECTION_URL": empty_db})
+    assert second.returncode == 0, second.stderr
+    urls = _env_values(env_file)
+    for setting, role in (("CRUDDUR_API_CONNECTION_URL", api), ("CRUDDUR_LAMBDA_CONNECTION_URL",
+                                                                   lambda_)):  # fmt: skip
+        assert parse(urls[setting])["dbname"] == parse(empty_db)["dbname"]
+        with psycopg.connect(urls[setting]) as conn:  # its password works there
+            assert conn.execute("SELECT current_user").fetchone()[0] == role
+        assert f'{setting}="postgresql://{role}:***@' in second.stdout
+        assert "unknown" not in second.stdout + second.stderr
+    # Another file, which never had them: no URL to give, and it says so.
+    elsewhere = [*options[:-1], str(tmp_path / "other.env")]
+    unknown = cruddur("db", "roles", *elsewhere, env={**home, "CONNECTION_URL": empty_db})
+    assert unknown.returncode == 0, unknown.stderr
+    assert "CONNECTION_URL=" not in unknown.stdout
+    assert "its password not known here" in unknown.stderr and "--rotate" in unknown.stderr
+
+
 def test_an_env_file_that_cannot_be_written_changes_no_password(
     seeded_db, role_names, tmp_path
 ) -> None:

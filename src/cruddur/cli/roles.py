@@ -47,7 +47,7 @@ def set_up_roles(
     from cruddur.ops import roles
     from cruddur.ops.connections import database_db, server_db
     from cruddur.targets import embedded_server
-    from cruddur.urls import as_url, redact, with_user
+    from cruddur.urls import as_url, redact, with_database, with_user
 
     passwords: dict[str, str] = {}
     if target.embedded:  # the embedded server keeps its roles' passwords in its state
@@ -75,18 +75,36 @@ def set_up_roles(
             server, db, passwords=passwords, rotate=rotate, api=api, lambda_=lambda_, keep=keep,
             api_timeouts=settings.api_timeouts.as_settings(),
         )  # fmt: skip
+    # A role that was there already keeps its password: its URL for this database is the
+    # file's, from the run that set it, moved to this database (the file named another
+    # one, and the line printed here stood for a URL whose password was "unknown").
+    moved: dict[str, str] = {}
+    if not target.embedded:
+        for setting, role in zip((API_SETTING, LAMBDA_SETTING), ensured, strict=True):
+            known = None if role.password is not None else _known_url(path, setting, role.role)
+            if known is not None and _same_server(known, target.url):
+                moved[setting] = as_url(with_database(known, target.dbname))
+        if moved:
+            _merge_env_file(path, moved, chosen=env_file is not None)
     done(f'roles {api} and {lambda_}: their privileges granted on "{target.dbname}"')
     for setting, role in zip((API_SETTING, LAMBDA_SETTING), ensured, strict=True):
-        url = with_user(target.url, role.role, role.password or "unknown")
-        result(f'{setting}="{redact(url)}"')
+        if role.password is not None:
+            result(f'{setting}="{redact(with_user(target.url, role.role, role.password))}"')
+        elif setting in moved:
+            result(f'{setting}="{redact(moved[setting])}"')
         if role.created:
             info(f"  {role.role}: made, with a generated password")
+        elif role.password is None and setting in moved:
+            info(f"  {role.role}: already there, password unchanged (its URL from {path})")
         elif role.password is None:
-            info(f"  {role.role}: already there, password unchanged (--rotate sets a new one)")
+            info(
+                f"  {role.role}: already there, its password not known here (not in {path}): "
+                "--rotate sets a new one and writes its URL there"
+            )
     if target.embedded:
         info(f"passwords kept in {embedded_server(settings).state_file}; `cruddur serve` uses them")
-    elif fresh:
-        info(f"the new passwords' URLs are in {path} (mode 0600); the API reads {API_SETTING}")
+    elif fresh or moved:
+        info(f"the roles' URLs are in {path} (mode 0600); the API reads {API_SETTING}")
         info("  the Lambda takes its URL as CONNECTION_URL (or a secret with the same user)")
 
 
@@ -131,6 +149,33 @@ def grant_again(settings: Settings, url: str) -> None:
             roles.grant(database, api=api, lambda_=lambda_)
     if given["api"] and given["lambda"]:
         done(f"privileges granted again to {' and '.join(given['api'] + given['lambda'])}")
+
+
+def _known_url(path: Path, setting: str, role: str) -> str | None:
+    """The URL `setting` holds in the roles' file, if it is `role`'s; None otherwise."""
+    from cruddur.config import ConfigError
+    from cruddur.urls import parse
+
+    try:
+        lines = read_private(path).decode().splitlines()
+    except (OSError, UnsafePath, UnicodeDecodeError):
+        return None
+    for line in lines:
+        name, _, value = line.partition("=")
+        if name == setting:
+            url = value.strip().strip("'")
+            try:
+                return url if parse(url).get("user") == role else None
+            except ConfigError:  # MalformedUrl: a line edited by hand
+                return None
+    return None
+
+
+def _same_server(url: str, other: str) -> bool:
+    from cruddur.urls import parse
+
+    mine, theirs = parse(url), parse(other)
+    return all(mine.get(part) == theirs.get(part) for part in ("host", "port", "hostaddr"))
 
 
 def _merge_env_file(path: Path, values: dict[str, str], *, chosen: bool = True) -> None:
