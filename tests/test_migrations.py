@@ -363,9 +363,18 @@ def test_new_writes_an_empty_migration_with_the_next_version(tmp_path) -> None:
     result = cli("db-new-migration", "Add bio to users!", "--migrations-dir", str(folder))
     assert result.returncode == 0, result.stderr
     path = Path(result.stdout.strip())
-    assert path.name == "29991231235960_add_bio_to_users.sql"  # after the newest, as text too
+    # The second after the newest (a review: it was 29991231235960, no time at all).
+    assert path.name == "30000101000000_add_bio_to_users.sql"
     text = path.read_text()
     assert "-- migrate:up" in text and "-- migrate:down" in text
+
+
+def test_new_after_a_version_that_leaves_no_room_says_so(tmp_path) -> None:
+    folder = write(tmp_path / "m", {"99999999999999_last.sql": NOTES})
+    refused = cli("db-new-migration", "after", "--migrations-dir", str(folder))
+    assert refused.returncode == 1
+    assert "no version after 99999999999999 fits in 14 digits" in refused.stderr
+    assert [p.name for p in folder.iterdir()] == ["99999999999999_last.sql"]
 
 
 def test_new_after_an_unfinished_migration_says_where_that_file_is(tmp_path) -> None:

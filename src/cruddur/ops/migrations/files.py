@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import re
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from importlib import resources
 from pathlib import Path
 
@@ -241,12 +241,25 @@ def slug(name: str) -> str:
 
 
 def next_version(existing: list[Migration], now: datetime | None = None) -> str:
-    """Now as a UTC timestamp, or one past the newest version if that is not earlier."""
-    stamp = (now or datetime.now(UTC)).strftime("%Y%m%d%H%M%S")
+    """Now as a UTC timestamp, or the second after the newest version if that is not
+    earlier (a number one past it, for a version that is no timestamp). One past as a
+    number wrote second 60 (…5960) after second 59."""
+    stamp = (now or datetime.now(UTC)).strftime(_STAMP)
     newest = max((m.version for m in existing), default="")
     if stamp <= newest:
-        stamp = f"{int(newest) + 1:014d}"
+        try:
+            stamp = (datetime.strptime(newest, _STAMP) + timedelta(seconds=1)).strftime(_STAMP)
+        except (ValueError, OverflowError):  # not a time, or the last second of 9999
+            stamp = f"{int(newest) + 1:014d}"
+        if len(stamp) != 14:
+            raise MigrationFileError(
+                f"no version after {newest} fits in 14 digits: name this migration's file "
+                "by hand, with a version between two of the ones there"
+            )
     return stamp
+
+
+_STAMP = "%Y%m%d%H%M%S"
 
 
 def write_new(directory: Path, name: str, existing: list[Migration]) -> Path:
