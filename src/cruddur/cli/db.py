@@ -255,9 +255,10 @@ def _fake_count(name: str, default: int, most: int, says: str) -> Any:
 @click.option(
     "--seed",
     "random_seed",
-    type=int,
+    # Python's random takes a negative seed as its absolute value: -5 made 5's rows.
+    type=click.IntRange(min=0),
     default=None,
-    help="With --fake: the random seed; the same seed makes the same rows. "
+    help="With --fake: the random seed (0 or more); the same seed makes the same rows. "
     "Default: a new one, printed at the end.",
 )
 @click.option(
