@@ -16,6 +16,7 @@ from typing import Any
 
 import psycopg
 import pytest
+from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
 from cruddur.aws import client
@@ -263,6 +264,28 @@ def test_a_dropped_connection_is_replaced(
     assert user_row(url, handle="first") and user_row(url, handle="second")
     assert post_confirmation._conn.info.backend_pid != pid
     assert "reconnecting" in caplog.text
+
+
+def test_a_warm_function_takes_sign_ups_again_once_the_database_is_writable(
+    url: str, admin: psycopg.Connection, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A review: the session it kept had begun while the database was read-only, and kept
+    # refusing every sign-up (hours: as long as the function stayed warm), though a new
+    # session took them.
+    database = sql.Identifier(parse(url)["dbname"])
+    admin.execute(
+        sql.SQL("ALTER DATABASE {} SET default_transaction_read_only = on").format(database)
+    )
+    try:
+        with pytest.raises(SignUpError, match="could not be saved"):
+            handler(cognito_event(preferred_username="while_read_only"), None)
+    finally:
+        admin.execute(sql.SQL("ALTER DATABASE {} RESET default_transaction_read_only").format(
+            database))  # fmt: skip
+    for handle in ("after_one", "after_two"):
+        handler(cognito_event(preferred_username=handle), None)
+        assert user_row(url, handle=handle)
+    assert user_row(url, handle="while_read_only") is None
 
 
 class Context:

@@ -300,6 +300,16 @@ def _insert(
             _conn.close()  # cut mid-statement: never used again
             _conn = None
             raise
+        except psycopg.errors.ReadOnlySqlTransaction:
+            # Its session began while the database took no writes and keeps that for good
+            # (default_transaction_read_only is read at a session's start): a warm
+            # function refused every sign-up after the database was writable again. A
+            # new session may take it; the refused insert wrote nothing.
+            _conn.close()
+            _conn = None
+            if attempt == 2 or not time_to_reconnect():
+                raise
+            log.warning("the database session refuses writes (read-only); trying a new one")
         except psycopg.OperationalError as exc:
             if attempt == 2 or not _conn.broken:
                 raise
