@@ -66,6 +66,14 @@ class RowsProgress:
     def advance(self, rows: int) -> None:
         self._bar.advance(self._task, rows)
 
+    @property
+    def completed(self) -> int:
+        return int(self._bar.tasks[0].completed)
+
+    def total(self, rows: int) -> None:
+        """The rows to do, once known better than at the start."""
+        self._bar.update(self._task, total=rows)
+
     def __enter__(self) -> Self:
         self._bar.start()
         return self

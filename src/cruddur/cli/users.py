@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from cruddur.cli.options import Cli, pass_cli, prod_option, yes_option
+from cruddur.cli.options import Cli, if_interrupted, pass_cli, prod_option, yes_option
 from cruddur.cli.output import done, err, info, printable, result, warn
 from cruddur.config import POOL_ID
 
@@ -51,9 +51,12 @@ def sync_cognito(cli: Cli, user_pool_id: str, dry_run: bool) -> None:
     from rich.text import Text
 
     from cruddur.aws import client
-    from cruddur.ops.cognito_sync import list_users, sync
+    from cruddur.cli.db import INTERRUPTED
+    from cruddur.cli.progress import RowsProgress
+    from cruddur.ops.cognito_sync import SyncReport, list_users, sync
     from cruddur.ops.connections import database_db
 
+    if_interrupted("nothing was written")  # until the writes' own handler below
     target = cli.target
     if not dry_run:
         cli.confirm("insert and update users from Cognito")
@@ -73,8 +76,33 @@ def sync_cognito(cli: Cli, user_pool_id: str, dry_run: bool) -> None:
         found = list_users(cognito, user_pool_id, on_page)
     info(f"Cognito: {len(found)} users in {pool} ({pages} page{'s' * (pages != 1)})")
 
+    report = SyncReport()  # filled as each user is written: what a Ctrl-C leaves
     with database_db(target, cli.settings.pool) as database:
-        report = sync(database, found, dry_run=dry_run)
+        try:
+            with RowsProgress(len(found)) as bar:
+                bar.stage("checking" if dry_run else "writing")
+
+                def advanced(done: int, total: int) -> None:
+                    bar.total(total)
+                    bar.advance(done - bar.completed)
+
+                sync(database, found, dry_run=dry_run, report=report, progress=advanced)
+        except KeyboardInterrupt as exc:
+            from cruddur.ops.interrupts import CommitCut
+
+            if dry_run:
+                warn("interrupted: dry run, nothing written")
+            else:
+                # Each user's write is a transaction of its own: those before the stop stay.
+                cut = isinstance(exc, CommitCut)  # Ctrl-C twice, during a user's write
+                warn(
+                    f"interrupted: {len(report.inserted)} inserted and {len(report.updated)} "
+                    "updated before the stop, and kept; "
+                    + ("whether the one under way was is unknown; " if cut else "")
+                    + "the rest not written (run it again: users recorded already are "
+                    "left as they are)"
+                )
+            raise click.exceptions.Exit(INTERRUPTED) from None
 
     # Handles, names and reasons come from Cognito, where anyone signing up writes them.
     verb = "would insert" if dry_run else "inserted"

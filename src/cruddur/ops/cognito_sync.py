@@ -16,6 +16,7 @@ from typing import Any
 from psycopg.rows import class_row
 
 from cruddur.db import Db, template
+from cruddur.ops import interrupts
 from cruddur.services.sign_up import SignUpError, handle_clash, refusal, user_from_event
 
 PAGE_SIZE = 60  # the most ListUsers returns at once
@@ -106,9 +107,18 @@ def list_users(
     return users
 
 
-def sync(db: Db, users: list[CognitoUser], *, dry_run: bool = False) -> SyncReport:
-    """Insert or update the rows of `users` (nothing is written when dry_run)."""
-    report = SyncReport()
+def sync(
+    db: Db,
+    users: list[CognitoUser],
+    *,
+    dry_run: bool = False,
+    report: SyncReport | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> SyncReport:
+    """Insert or update the rows of `users` (nothing is written when dry_run), each in a
+    transaction of its own. `report`: filled as it goes (what was written before an
+    interruption); `progress(done, total)`: after each user it decides on."""
+    report = SyncReport() if report is None else report
     rows: list[tuple[CognitoUser, dict[str, str]]] = []
     for user in users:
         if user.status == "UNCONFIRMED":
@@ -135,7 +145,9 @@ def sync(db: Db, users: list[CognitoUser], *, dry_run: bool = False) -> SyncRepo
     by_handle = {handle_key(known.handle): known for known in found}
     handled: set[str] = set()  # handles (handle_key) given to a Cognito user in this run
 
-    for user, row in rows:
+    for done, (user, row) in enumerate(rows):
+        if progress is not None:
+            progress(done, len(rows))
         handle = row["handle"]
         if row["cognito_user_id"] in known_ids:
             report.unchanged.append(handle)
@@ -155,29 +167,37 @@ def sync(db: Db, users: list[CognitoUser], *, dry_run: bool = False) -> SyncRepo
                 continue
         handled.add(key)
         outcome = report.updated if holder is not None else report.inserted
-        # A dry run makes the same write and rolls it back: the database's checks (a handle
-        # its rule refuses) skip the same users as the real run, not "would insert" them.
-        write = db.query_rolled_back if dry_run else db.query_commit
-        try:
-            if holder is not None:
-                # The email judged above pins the row: one comparison, Python's. The row
-                # keeps its handle (bayko, claimed by Cognito's Bayko).
-                handle = holder.handle
-                claimed = {**row, "handle": handle, "row_email": holder.email}
-                if write(template("users", "claim_placeholder"), claimed) is None:
-                    report.skipped.append((user.label, CLAIM_MISSED))
+        # Ctrl-C waits for this user's write and its place in the report (interrupts.py):
+        # what the report says was written before a stop is what was.
+        with interrupts.held() as hold:
+            hold()
+            # A dry run makes the same write and rolls it back: the database's checks (a handle
+            # its rule refuses) skip the same users as the real run, not "would insert" them.
+            write = db.query_rolled_back if dry_run else db.query_commit
+            try:
+                if holder is not None:
+                    # The email judged above pins the row: one comparison, Python's. The row
+                    # keeps its handle (bayko, claimed by Cognito's Bayko).
+                    handle = holder.handle
+                    claimed = {**row, "handle": handle, "row_email": holder.email}
+                    if write(template("users", "claim_placeholder"), claimed) is None:
+                        report.skipped.append((user.label, CLAIM_MISSED))
+                        continue
+                elif write(template("users", "create_from_cognito"), row) is None:
+                    report.unchanged.append(handle)  # recorded meanwhile (by the Lambda)
                     continue
-            elif write(template("users", "create_from_cognito"), row) is None:
-                report.unchanged.append(handle)  # recorded meanwhile (by the Lambda)
+            except Exception as exc:
+                refused = refusal(exc, row)
+                if refused is None:
+                    raise
+                if handle_clash(exc) and db.query_value(
+                    template("users", "by_cognito_user_id"), row
+                ):
+                    report.unchanged.append(handle)  # recorded meanwhile, by the Lambda
+                    continue
+                report.skipped.append((user.label, str(refused)))
                 continue
-        except Exception as exc:
-            refused = refusal(exc, row)
-            if refused is None:
-                raise
-            if handle_clash(exc) and db.query_value(template("users", "by_cognito_user_id"), row):
-                report.unchanged.append(handle)  # recorded meanwhile, by the Lambda
-                continue
-            report.skipped.append((user.label, str(refused)))
-            continue
-        outcome.append(handle)
+            outcome.append(handle)
+    if progress is not None:
+        progress(len(rows), len(rows))
     return report
