@@ -215,7 +215,8 @@ class TextFormatter(logging.Formatter):
         super().__init__("%(asctime)s %(levelname)s %(name)s: %(message)s")
 
     def format(self, record: logging.LogRecord) -> str:
-        line = super().format(record)
+        # Without PostgreSQL's DETAIL, as in the JSON form: it may quote a row's values.
+        line = without_detail(super().format(record))
         extra = " ".join(
             f"{key}={value}"
             for key, value in record.__dict__.items()
