@@ -255,7 +255,13 @@ def create_activity_once(
     return written
 
 
-@use_case("create-reply", _keyed_span)
+def _keyed_reply_span(
+    written: Written | None, db: Db, author: Author, parent_uuid: UUID, *args: object
+) -> dict:
+    return {**_keyed_span(written, db, author), "app.parent_uuid": str(parent_uuid)}
+
+
+@use_case("create-reply", _keyed_reply_span)
 def create_reply_once(
     db: Db, author: Author, parent_uuid: UUID, message: str, key: IdempotencyKey
 ) -> Written | None:
