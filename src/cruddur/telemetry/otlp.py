@@ -145,10 +145,11 @@ class SpanEncoder:
         """A span's attributes, all their fields as one piece: kept by the attributes'
         keys, values and the values' types (True and 1 are equal keys, not the same
         bytes), so a span whose attributes repeat another's (a statement's, a route's)
-        costs one lookup. Floats and unhashable values are encoded each time."""
+        costs one lookup. Floats, sequences (their items' types count too: (1.0, 2.0) is
+        a key equal to (1, 2)) and unhashable values are encoded each time."""
         try:
             types = tuple(map(type, attributes.values()))
-            if float in types:
+            if float in types or tuple in types:
                 raise TypeError
             key = (tag, tuple(attributes.items()), types)
             cached = self._blocks.get(key)
