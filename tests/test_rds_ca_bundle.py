@@ -120,7 +120,7 @@ def test_a_planted_or_shared_bundle_is_refused(tmp_path: Path) -> None:
     assert bundle_path(tmp_path, {}) == path
     if os.geteuid() == 0:
         os.chown(path, 65534, 65534)  # another user's file
-        with pytest.raises(BundleError, match="not this user's own"):
+        with pytest.raises(BundleError, match="neither this user's own nor root's"):
             bundle_path(tmp_path, {})
         path.unlink()
     link = tmp_path / "elsewhere.pem"
@@ -129,6 +129,43 @@ def test_a_planted_or_shared_bundle_is_refused(tmp_path: Path) -> None:
     path.symlink_to(link)
     with pytest.raises(BundleError, match="cannot read"):
         bundle_path(tmp_path, {})
+
+
+def test_a_bundle_root_owns_is_taken_by_another_user(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A review: the README's image recipe (COPY global-bundle.pem, owned by root; the
+    # service runs as its own user) was refused, and the API could not reach RDS. Root is
+    # trusted, as with .env files; only the owner and the mode count. (The tests run as
+    # root: the other user is this process taking another id, where the check reads it.)
+    given = tmp_path / "global-bundle.pem"
+    given.write_bytes(_rds_ca().cert_pem)
+    given.chmod(0o644)
+    if os.stat(given).st_uid != 0:
+        pytest.skip("needs a file root owns")
+    monkeypatch.setattr(os, "geteuid", lambda: 10001)
+    assert bundle_path(tmp_path, {"CRUDDUR_RDS_CA_BUNDLE": str(given)}) == given
+    given.chmod(0o664)  # root's, but its group may write it
+    with pytest.raises(BundleError, match="others may write it") as refused:
+        bundle_path(tmp_path, {"CRUDDUR_RDS_CA_BUNDLE": str(given)})
+    assert "point CRUDDUR_RDS_CA_BUNDLE elsewhere" in str(refused.value)  # not --refresh
+
+
+def test_a_damaged_side_file_only_loses_where_the_bundle_came_from(https, tmp_path: Path) -> None:
+    # A review: `rds ca-bundle` ended "unexpected JSONDecodeError" (or AttributeError)
+    # when the kept bundle's .json side file was not an object of strings.
+    base, client, bodies = https
+    bodies["/global/global-bundle.pem"] = _rds_ca().cert_pem
+    refresh(tmp_path, url=f"{base}/global/global-bundle.pem", context=client)
+    side = cache_path(tmp_path).with_name(cache_path(tmp_path).name + ".json")
+    assert side.is_file()
+    for damaged in ("{not json", '["x"]', '{"url": 5}'):
+        side.write_text(damaged)
+        kept = {"CRUDDUR_HOME": str(tmp_path), "CRUDDUR_RDS_CA_BUNDLE": ""}  # the kept copy
+        shown = run(CRUDDUR, "rds", "ca-bundle", env=kept)
+        assert shown.returncode == 0, shown.stderr
+        assert "unexpected" not in shown.stderr and "source 5" not in shown.stdout
+        assert "certificates    1" in shown.stdout
 
 
 def test_ca_bundle_shows_where_it_comes_from(tmp_path: Path) -> None:

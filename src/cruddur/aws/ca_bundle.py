@@ -87,8 +87,10 @@ def check(pem: bytes, *, from_aws: bool, where: str) -> list[x509.Certificate]:
     return certificates
 
 
-def _read_own(path: Path) -> bytes:
-    """The file's bytes, if this user owns it and no one else may change it."""
+def _read_own(path: Path, remedy: str = "") -> bytes:
+    """The file's bytes, if this user or root owns it and no one else may change it (a
+    bundle copied into an image runs as another user, a system's is root's: root is
+    trusted as it is with .env files)."""
     try:
         # O_NONBLOCK: a pipe at that path would otherwise hold the command until written.
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
@@ -102,11 +104,11 @@ def _read_own(path: Path) -> bytes:
             "give the path of a PEM file"
         )
     with os.fdopen(fd, "rb") as handle:
-        if info.st_uid != os.geteuid() or info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        if info.st_uid not in (os.geteuid(), 0) or info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
             raise BundleError(
-                f"{path} is not this user's own, or others may write it: a planted bundle "
-                "would let another server take the password. Remove it; "
-                "`cruddur rds ca-bundle --refresh` fetches it again"
+                f"{path} is neither this user's own nor root's, or others may write it: a "
+                "planted bundle would let another server take the password. "
+                + (remedy or "Remove it; `cruddur rds ca-bundle --refresh` fetches it again")
             )
         return handle.read(MAX_BYTES + 1)
 
@@ -118,7 +120,8 @@ def bundle_path(home: Path, env: Mapping[str, str], *, fetch: bool = True) -> Pa
     if given:
         path = Path(given)
         if fetch:
-            check(_read_own(path), from_aws=False, where=f"{BUNDLE_SETTING} ({path})")
+            own = _read_own(path, f"Fix its owner or mode, or point {BUNDLE_SETTING} elsewhere")
+            check(own, from_aws=False, where=f"{BUNDLE_SETTING} ({path})")
         return path
     path = cache_path(home)
     if not fetch:
@@ -168,6 +171,18 @@ def _write(path: Path, data: bytes) -> None:
     os.replace(partial, path)
 
 
+def _meta(path: Path) -> dict[str, str]:
+    """Where and when the kept bundle was fetched ({} for a side file damaged by hand: it
+    only describes the bundle, which is checked on its own)."""
+    try:
+        found = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(found, dict):
+        return {}
+    return {key: value for key, value in found.items() if isinstance(value, str)}
+
+
 def describe(home: Path, env: Mapping[str, str]) -> Bundle:
     """What the bundle in use is, where it came from, and until when it serves."""
     path = bundle_path(home, env)
@@ -176,7 +191,7 @@ def describe(home: Path, env: Mapping[str, str]) -> Bundle:
     certificates = check(pem, from_aws=not given, where=str(path))
     meta: dict[str, str] = {}
     if not given and _meta_path(path).is_file():
-        meta = json.loads(_meta_path(path).read_text())
+        meta = _meta(_meta_path(path))
     return Bundle(
         path=path,
         source=BUNDLE_SETTING if given else meta.get("url", GLOBAL_BUNDLE_URL),
