@@ -178,6 +178,20 @@ def test_create_leaves_an_existing_instance_alone(aws: dict[str, str]) -> None:
     assert describe()["AllocatedStorage"] == 50
 
 
+def test_create_wait_on_a_stopped_instance_says_to_start_it_at_once(
+    aws: dict[str, str],
+) -> None:
+    # A review: --wait polled a stopped instance for its whole timeout (45 minutes by
+    # default), then said RDS was still working on it.
+    make_instance()
+    client("rds").stop_db_instance(DBInstanceIdentifier=ID)
+    result = cli("create", "--wait", "--poll-interval", "1", "--timeout", "0.5", env=CREDENTIALS)
+    assert result.exit_code == 0, result.stderr
+    assert "already exists (stopped)" in result.stderr
+    assert "`cruddur rds start --wait` makes it available" in result.stderr
+    assert "still stopped" not in result.stderr
+
+
 def test_create_refuses_without_credentials(aws: dict[str, str]) -> None:
     env = {**aws, "MASTER_USERNAME": "", "MASTER_USER_PASSWORD": ""}
     result = run(CRUDDUR, "rds", "create", env=env)

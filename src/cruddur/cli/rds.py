@@ -222,6 +222,11 @@ def create(
             )
     else:
         warn(f"{identifier} already exists ({instance.state}); left as it is, nothing created")
+        if instance.state in ("stopped", "stopping"):
+            # Nothing will make it available but a start: --wait polled its whole timeout
+            # (45 minutes) and then said RDS was still working on it.
+            info(f"it is {instance.state}: `cruddur rds start --wait` makes it available")
+            return
     follow = "follow it with `cruddur rds status`, or wait with `cruddur rds create --wait`"
     available = _available(rds_client, instance, waiting, follow)
     if available is not None:
