@@ -167,21 +167,13 @@ def test_a_read_only_database_refuses_writes_in_words_and_health_says_so(
 ) -> None:
     # A replica promoted by mistake, RDS in read-only mode: every write was a 500 with a
     # traceback (ReadOnlySqlTransaction, 25006), and health said all was well.
-    database = sql.Identifier(parse(seeded_db)["dbname"])
-    admin.execute(
-        sql.SQL("ALTER DATABASE {} SET default_transaction_read_only = on").format(database)
-    )
-    try:
+    with _read_only(admin, seeded_db):
         api = CheckedClient(make_app())  # its sessions begin after: read-only
         before = _count(seeded_db)
         caplog.set_level(logging.INFO, logger="cruddur")
         write = api.post("/api/activities", json={"message": "no", "ttl": "1-day"}, token=mint())
         health = api.get("/api/health")
         feed = api.get("/api/activities/@andrewbrown")
-    finally:
-        admin.execute(
-            sql.SQL("ALTER DATABASE {} RESET default_transaction_read_only").format(database)
-        )
     assert write.status_code == 503, write.get_json()
     assert write.get_json()["error"] == "database_read_only"
     assert "read-only" in write.get_json()["message"]
@@ -195,12 +187,20 @@ def test_a_read_only_database_refuses_writes_in_words_and_health_says_so(
     assert feed.status_code == 200
 
 
-def _read_only(admin: psycopg.Connection, url: str, on: bool) -> None:
+@contextmanager
+def _read_only(admin: psycopg.Connection, url: str) -> Iterator[None]:
+    """The database at `url` read-only for sessions begun in the block; writable again
+    after it."""
     database = sql.Identifier(parse(url)["dbname"])
-    statement = "ALTER DATABASE {} SET default_transaction_read_only = on"
-    if not on:
-        statement = "ALTER DATABASE {} RESET default_transaction_read_only"
-    admin.execute(sql.SQL(statement).format(database))
+    admin.execute(
+        sql.SQL("ALTER DATABASE {} SET default_transaction_read_only = on").format(database)
+    )
+    try:
+        yield
+    finally:
+        admin.execute(
+            sql.SQL("ALTER DATABASE {} RESET default_transaction_read_only").format(database)
+        )
 
 
 def _sessions_begun(admin: psycopg.Connection, url: str) -> int:
@@ -237,8 +237,7 @@ def test_writes_go_in_again_within_seconds_of_the_database_made_writable(
     make_app, mint, seeded_db: str, admin: psycopg.Connection, api_route
 ) -> None:
     _skip_behind_a_pooler(api_route)
-    _read_only(admin, seeded_db, True)
-    try:
+    with _read_only(admin, seeded_db):
         # Its sessions begin read-only, as after the operator's terminate; four of them,
         # each given in turn (psycopg_pool's queue).
         app = make_app(CRUDDUR_POOL_MIN_SIZE="4")
@@ -255,8 +254,6 @@ def test_writes_go_in_again_within_seconds_of_the_database_made_writable(
         time.sleep(0.5)
         assert _sessions_begun(admin, seeded_db) - begun <= 4
         assert api.get("/api/health").get_json()["database"]["writable"] is False
-    finally:
-        _read_only(admin, seeded_db, False)
     writable_at = time.monotonic()
     before = _count(seeded_db)
     while True:
@@ -280,13 +277,10 @@ def test_writes_under_way_on_old_sessions_all_go_in_once_the_database_is_writabl
     # again, each on a session begun while it was read-only: all eight were 503s, the one
     # that found it writable too; each old session cost a refused write.
     _skip_behind_a_pooler(api_route)
-    _read_only(admin, seeded_db, True)
-    try:
+    with _read_only(admin, seeded_db):
         app = make_app(CRUDDUR_POOL_MIN_SIZE="8", CRUDDUR_POOL_MAX_SIZE="8")
         app.extensions["cruddur.db"].get().pool.wait(timeout=10)  # eight sessions, read-only
         _refused(_post(CheckedClient(app), mint, "no"))
-    finally:
-        _read_only(admin, seeded_db, False)
     time.sleep(1.5)  # past the look that refusal made: the next refusal looks again
     before = _count(seeded_db)
     tokens = [mint() for _ in range(8)]
@@ -315,16 +309,13 @@ def test_a_keyed_write_stored_before_the_database_went_read_only_is_answered_aga
     body = {"message": "kept", "ttl": "1-day"}
     first = CheckedClient(make_app()).post("/api/activities", json=body, token=token, headers=key)
     assert first.status_code == 201, first.get_json()
-    _read_only(admin, seeded_db, True)
-    try:
+    with _read_only(admin, seeded_db):
         api = CheckedClient(make_app())  # its sessions begin read-only
         again = api.post("/api/activities", json=body, token=token, headers=key)
         other = api.post(
             "/api/activities", json={"message": "new", "ttl": "1-day"}, token=token,
             headers={"Idempotency-Key": "never-stored"},
         )  # fmt: skip
-    finally:
-        _read_only(admin, seeded_db, False)
     assert again.status_code == 201, again.get_json()
     assert again.headers["Idempotent-Replayed"] == "true"
     assert again.get_data() == first.get_data()
@@ -339,8 +330,7 @@ def test_health_says_writable_within_seconds_of_the_database_made_writable(
     app = make_app()
     api = CheckedClient(app)
     assert api.get("/api/health").get_json()["database"]["writable"] is True
-    _read_only(admin, seeded_db, True)
-    try:
+    with _read_only(admin, seeded_db):
         # The operator's recipe: sessions begun before keep writing until terminated.
         admin.execute(
             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
@@ -352,8 +342,6 @@ def test_health_says_writable_within_seconds_of_the_database_made_writable(
             assert time.monotonic() < deadline, "health never said read-only"
             time.sleep(POLL)
         _refused(_post(api, mint, "no"))
-    finally:
-        _read_only(admin, seeded_db, False)
     writable_at = time.monotonic()
     while api.get("/api/health").get_json()["database"]["writable"] is not True:
         assert time.monotonic() - writable_at < WRITABLE_AGAIN_WITHIN, "health still says no"

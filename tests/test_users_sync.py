@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import psycopg
 import pytest
-from helpers import ROOT, cli, run
+from helpers import ROOT, cli, ctrl_c_once, run
 
 from cruddur.aws import client
 
@@ -299,11 +299,6 @@ def test_ctrl_c_while_writing_says_what_was_kept(
     # A review: stopped part way, it said only "error: interrupted (Ctrl-C)", though the
     # users written before (each a transaction of its own) were kept: 838 of 3,000 rows
     # and no word of them. (Each insert made slower here, for a window to stop it in.)
-    import os
-    import signal
-    import subprocess
-    import time
-
     with psycopg.connect(seeded_db, autocommit=True) as conn:
         conn.execute(
             "CREATE FUNCTION slow_insert() RETURNS trigger LANGUAGE plpgsql AS"
@@ -313,23 +308,12 @@ def test_ctrl_c_while_writing_says_what_was_kept(
             "CREATE TRIGGER slow BEFORE INSERT ON users FOR EACH ROW EXECUTE FUNCTION slow_insert()"
         )
         before = conn.execute("SELECT count(*) FROM users").fetchone()[0]
-    env = {**os.environ, **aws, "CONNECTION_URL": seeded_db, "NO_COLOR": "1"}
-    process = subprocess.Popen(
-        [CRUDDUR, "users", "sync-cognito", "--user-pool-id", pool], env=env, text=True,
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
+    # Stopped once ten users are in, as a Ctrl-C in a terminal stops it.
+    status, err = ctrl_c_once(
+        [str(CRUDDUR), "users", "sync-cognito", "--user-pool-id", pool], seeded_db, aws,
+        running=f"(SELECT count(*) FROM users) >= {before + 10}",  # noqa: S608 - a number
     )  # fmt: skip
-    try:
-        deadline = time.monotonic() + 60
-        with psycopg.connect(seeded_db, autocommit=True) as conn:
-            while conn.execute("SELECT count(*) FROM users").fetchone()[0] < before + 10:
-                assert time.monotonic() < deadline and process.poll() is None
-                time.sleep(0.05)
-        os.killpg(process.pid, signal.SIGINT)
-        err = process.communicate(timeout=30)[1]
-    finally:
-        if process.poll() is None:
-            process.kill()
-    assert process.returncode == 130, err
+    assert status == 130, err
     with psycopg.connect(seeded_db) as conn:
         inserted = conn.execute("SELECT count(*) FROM users").fetchone()[0] - before
     assert 10 <= inserted < 70

@@ -873,6 +873,19 @@ def _post_and_lose_the_answer(browser, site: str, message: str):
     return textarea
 
 
+# The keys sent from here on, in window.sentKeys, with no answer lost (a page just
+# reloaded has lost _LOSE_FIRST_ANSWER's record).
+_RECORD_KEYS = _LOSE_FIRST_ANSWER.replace("lose = 1", "lose = 0")
+
+
+def _send(browser, text: str) -> None:
+    """`text` typed into the compose box (post or reply) and sent; back once the page
+    says "Posted."."""
+    _shown(browser, "form.compose textarea").send_keys(text)
+    _css(browser, "form.compose button[type=submit]").click()
+    _wait(browser, lambda d: d.execute_script(_SAID) == "Posted.")
+
+
 def test_a_post_sent_again_after_its_answer_was_lost_is_stored_and_shown_once(
     browser, site: str, web_db: str
 ) -> None:
@@ -884,9 +897,7 @@ def test_a_post_sent_again_after_its_answer_was_lost_is_stored_and_shown_once(
     assert textarea.get_attribute("value") == message  # kept for the reader to send again
     _css(browser, "a.brand").click()  # the feed read again: the crud is on it
     _wait(browser, lambda d: _messages(d)[:1] == [message])
-    _shown(browser, "form.compose textarea").send_keys(message)
-    _css(browser, "form.compose button[type=submit]").click()
-    _wait(browser, lambda d: d.execute_script(_SAID) == "Posted.")
+    _send(browser, message)
     assert _texts(browser, "ol.feed > li .message").count(message) == 1
     with psycopg.connect(web_db) as conn:
         stored = conn.execute("SELECT count(*) FROM activities WHERE message = %s", [message])
@@ -916,9 +927,7 @@ def test_a_post_sent_again_after_its_answer_was_lost_is_stored_and_shown_once(
     browser.back()
     _shown(browser, "ol.replies-list > li", reply)
     assert "1 reply" in _css(browser, "article.crud-main .replies").text
-    _shown(browser, "form.compose textarea").send_keys(reply)
-    _css(browser, "form.compose button[type=submit]").click()
-    _wait(browser, lambda d: d.execute_script(_SAID) == "Posted.")
+    _send(browser, reply)
     assert _texts(browser, "ol.replies-list > li .message") == [reply]
     assert "1 reply" in _css(browser, "article.crud-main .replies").text
     with psycopg.connect(web_db) as conn:
@@ -945,9 +954,7 @@ def test_a_message_waiting_to_be_sent_again_keeps_its_key_while_another_user_pos
     _post_and_lose_the_answer(browser, site, message)
     for handle in ("bayko", "andrewbrown"):
         _switch_user_in_page(browser, handle)
-        _shown(browser, "form.compose textarea").send_keys(message)
-        _css(browser, "form.compose button[type=submit]").click()
-        _wait(browser, lambda d: d.execute_script(_SAID) == "Posted.")
+        _send(browser, message)
     with psycopg.connect(web_db) as conn:
         stored = conn.execute(
             "SELECT u.handle, count(*) FROM activities a JOIN users u ON u.uuid = a.user_uuid"
@@ -968,10 +975,8 @@ def test_a_post_sent_again_after_a_reload_is_stored_once(browser, site: str, web
     _post_and_lose_the_answer(browser, site, message)
     (lost,) = browser.execute_script("return window.sentKeys")
     browser.refresh()  # the tab's sign-in is kept; its memory, window.sentKeys too, is not
-    _shown(browser, "form.compose textarea").send_keys(message)
-    browser.execute_script(_LOSE_FIRST_ANSWER.replace("lose = 1", "lose = 0"))
-    _css(browser, "form.compose button[type=submit]").click()
-    _wait(browser, lambda d: d.execute_script(_SAID) == "Posted.")
+    browser.execute_script(_RECORD_KEYS)
+    _send(browser, message)
     assert browser.execute_script("return window.sentKeys") == [lost]
     with psycopg.connect(web_db) as conn:
         stored = conn.execute("SELECT count(*) FROM activities WHERE message = %s", [message])
@@ -999,9 +1004,7 @@ def test_a_reply_sent_again_after_a_reload_is_counted_once_on_a_long_thread(
         browser.refresh()
         _wait(browser, lambda d: len(_all(d, "ol.replies-list > li")) == 100)
         assert "102 replies" in _css(browser, "article.crud-main .replies").text
-        _shown(browser, "form.compose textarea").send_keys(reply)
-        _css(browser, "form.compose button[type=submit]").click()
-        _wait(browser, lambda d: d.execute_script(_SAID) == "Posted.")
+        _send(browser, reply)
         more = _css(browser, "button.more")
         more.click()
         _wait(browser, lambda d: not more.is_displayed())
@@ -1038,10 +1041,8 @@ def test_the_same_words_after_the_first_crud_expired_are_a_new_crud(
             " WHERE response::jsonb ->> 'uuid' = %s",
             [json.dumps(crud["created_at"]), json.dumps(crud["expires_at"]), crud["uuid"]],
         )
-    _shown(browser, "form.compose textarea").send_keys(message)
-    browser.execute_script(_LOSE_FIRST_ANSWER.replace("lose = 1", "lose = 0"))
-    _css(browser, "form.compose button[type=submit]").click()
-    _wait(browser, lambda d: d.execute_script(_SAID) == "Posted.")
+    browser.execute_script(_RECORD_KEYS)
+    _send(browser, message)
     with psycopg.connect(web_db) as conn:
         live = conn.execute(
             "SELECT count(*) FILTER (WHERE expires_at > now()), count(*) FROM activities"
