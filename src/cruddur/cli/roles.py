@@ -152,23 +152,24 @@ def grant_again(settings: Settings, url: str) -> None:
 
 
 def _known_url(path: Path, setting: str, role: str) -> str | None:
-    """The URL `setting` holds in the roles' file, if it is `role`'s; None otherwise."""
+    """The URL `setting` holds in the roles' file (a .env, read as python-dotenv reads
+    one), if it is `role`'s; None otherwise."""
+    import io
+
+    from dotenv import dotenv_values
+
     from cruddur.config import ConfigError
     from cruddur.urls import parse
 
     try:
-        lines = read_private(path).decode().splitlines()
+        text = read_private(path).decode()
     except (OSError, UnsafePath, UnicodeDecodeError):
         return None
-    for line in lines:
-        name, _, value = line.partition("=")
-        if name == setting:
-            url = value.strip().strip("'")
-            try:
-                return url if parse(url).get("user") == role else None
-            except ConfigError:  # MalformedUrl: a line edited by hand
-                return None
-    return None
+    url = dotenv_values(stream=io.StringIO(text)).get(setting)
+    try:
+        return url if url and parse(url).get("user") == role else None
+    except ConfigError:  # MalformedUrl: a line edited by hand
+        return None
 
 
 def _same_server(url: str, other: str) -> bool:
