@@ -66,13 +66,9 @@ class RowsProgress:
     def advance(self, rows: int) -> None:
         self._bar.advance(self._task, rows)
 
-    @property
-    def completed(self) -> int:
-        return int(self._bar.tasks[0].completed)
-
-    def total(self, rows: int) -> None:
-        """The rows to do, once known better than at the start."""
-        self._bar.update(self._task, total=rows)
+    def at(self, done: int, total: int) -> None:
+        """`done` of `total` rows (a total known better than at the start)."""
+        self._bar.update(self._task, completed=done, total=total)
 
     def __enter__(self) -> Self:
         self._bar.start()

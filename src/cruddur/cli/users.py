@@ -81,12 +81,7 @@ def sync_cognito(cli: Cli, user_pool_id: str, dry_run: bool) -> None:
         try:
             with RowsProgress(len(found)) as bar:
                 bar.stage("checking" if dry_run else "writing")
-
-                def advanced(done: int, total: int) -> None:
-                    bar.total(total)
-                    bar.advance(done - bar.completed)
-
-                sync(database, found, dry_run=dry_run, report=report, progress=advanced)
+                sync(database, found, dry_run=dry_run, report=report, progress=bar.at)
         except KeyboardInterrupt as exc:
             from cruddur.ops.interrupts import CommitCut
 
