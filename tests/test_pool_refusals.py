@@ -16,7 +16,7 @@ from psycopg import sql
 
 from cruddur.api import create_app
 from cruddur.config import Settings
-from cruddur.db.reachability import Reachability
+from cruddur.db.reachability import Reachability, RefusedStreak
 from cruddur.dev_keys import DevKeys
 from cruddur.urls import with_user
 
@@ -314,7 +314,7 @@ def test_the_feed_caches_refused_connections_are_tried_less_often_too(
         return connect(conninfo, *args, **kwargs)
 
     monkeypatch.setattr(feed_cache.psycopg, "connect", counted)
-    options = {"reconnect_after": (0.1, 0.1), "refused": feed_cache.RefusedStreak(0.6, 0.5)}
+    options = {"reconnect_after": (0.1, 0.1), "refused": RefusedStreak(0.6, 0.5)}
     if kind == "listener":
         made = feed_cache.FeedChanges(url, **options)
     else:

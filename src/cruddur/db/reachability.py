@@ -110,6 +110,33 @@ class ConnectionsRefused(psycopg.OperationalError):
         self.reason = reason
 
 
+class RefusedStreak:
+    """How long the server has refused one thread's own connections in a row (credentials
+    it no longer takes, no slot left): once `slower_after` seconds, its next attempt
+    waits at least `later`, as a Reachability's do. For connections outside the pool (the
+    feed cache's listener and notifier went on every 2 s: each worker's two of them six
+    times the pool's rate of failed logins against a rotated password)."""
+
+    def __init__(
+        self, slower_after: float = REFUSED_SLOWER_AFTER, later: float = REFUSED_RETRY_LATER
+    ) -> None:
+        self.slower_after, self.later = slower_after, later
+        self._since: float | None = None
+
+    def wait(self, exc: BaseException, wait: float) -> float:
+        """The wait before the next attempt, after one that failed with `exc`."""
+        if refusal(exc) is None:
+            self._since = None
+            return wait
+        now = time.monotonic()
+        if self._since is None:
+            self._since = now
+        return max(wait, self.later) if now - self._since >= self.slower_after else wait
+
+    def connected(self) -> None:
+        self._since = None
+
+
 class Reachability:
     def __init__(
         self,

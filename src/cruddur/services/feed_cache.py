@@ -47,7 +47,7 @@ import psycopg
 
 from cruddur.db.dead_peer import with_dead_peer_bounds
 from cruddur.db.errors import redacted_reason
-from cruddur.db.reachability import REFUSED_RETRY_LATER, REFUSED_SLOWER_AFTER, refusal
+from cruddur.db.reachability import RefusedStreak
 from cruddur.services.last_write import NO_WRITES, SIZE, LastWrite
 from cruddur.services.paging import Page
 
@@ -60,33 +60,6 @@ RECONNECT_AFTER_SECONDS = (0.1, 2.0)  # the first wait after a failure, and the 
 # for the thread (each test's app, each worker at shutdown): 1 s made every test that
 # used the feed cache 1 s longer. psycopg wakes every 0.1 s inside the wait anyway.
 WAIT_SECONDS = 0.1
-
-
-class RefusedStreak:
-    """How long the server has refused one thread's connections in a row (credentials it
-    no longer takes, no slot left). Once `slower_after` seconds, its next attempt waits
-    at least `later`, as the pool's own attempts do (db/reachability.py): the listener
-    and the notifier went on every 2 s, each worker's two of them six times the pool's
-    rate of failed logins against a rotated password."""
-
-    def __init__(
-        self, slower_after: float = REFUSED_SLOWER_AFTER, later: float = REFUSED_RETRY_LATER
-    ) -> None:
-        self.slower_after, self.later = slower_after, later
-        self._since: float | None = None
-
-    def wait(self, exc: BaseException, wait: float) -> float:
-        """The wait before the next attempt, after one that failed with `exc`."""
-        if refusal(exc) is None:
-            self._since = None
-            return wait
-        now = time.monotonic()
-        if self._since is None:
-            self._since = now
-        return max(wait, self.later) if now - self._since >= self.slower_after else wait
-
-    def connected(self) -> None:
-        self._since = None
 
 
 def etag_of(page: Page) -> str:
