@@ -62,8 +62,14 @@ class ReplicaPair:
     ) -> ExtraReplica:
         """Another streaming replica of the primary, started (remove it after use); on
         `host` (a loopback address of its own lets two share a port, as behind one
-        PgBouncer host list) and `port` (0: a free one)."""
-        return self.from_backup(name, standby=True, host=host, port=port)
+        PgBouncer host list) and `port` (0: a free one). The primary then commits a
+        transaction for it to replay: until a replica has replayed one since it started,
+        how far behind it is cannot be told, and the API keeps reads off it (a test
+        waiting for it to be used timed out when nothing else happened to commit)."""
+        made = self.from_backup(name, standby=True, host=host, port=port)
+        with psycopg.connect(self.primary_url, autocommit=True) as primary:
+            primary.execute("SELECT txid_current()")  # an xid, so a commit record
+        return made
 
     def from_backup(
         self,
