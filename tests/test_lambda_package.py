@@ -21,7 +21,15 @@ from pathlib import Path
 import psycopg
 import pytest
 from helpers import ROOT, cli, run
-from tls_support import RDS_HOST, make_ca, make_server_cert, rds_url, tls_postgres
+from tls_support import (
+    PROXY_CERT_NAME,
+    PROXY_HOST,
+    RDS_HOST,
+    make_ca,
+    make_server_cert,
+    rds_url,
+    tls_postgres,
+)
 
 from cruddur.config import home_from_env
 from cruddur.ops.packaging import (
@@ -32,6 +40,7 @@ from cruddur.ops.packaging import (
     lock_file,
     source_root,
 )
+from cruddur.rds_tls import AMAZON_ROOTS
 
 pytestmark = pytest.mark.pypi
 
@@ -191,19 +200,31 @@ def test_the_unpacked_package_verifies_rds_with_its_own_bundle(tmp_path: Path) -
         ]
     )
     genuine = make_server_cert([RDS_HOST], ca)
-    with tls_postgres(genuine) as good, tls_postgres(make_server_cert([RDS_HOST], None)) as mitm:
+    # An RDS CA's certificate for a proxy's name: the zip's Amazon roots do not take it.
+    not_a_proxy = make_server_cert([PROXY_CERT_NAME], ca)
+    with (
+        tls_postgres(genuine) as good,
+        tls_postgres(make_server_cert([RDS_HOST], None)) as mitm,
+        tls_postgres(not_a_proxy) as rds_signed,
+    ):
         outcomes = {}
-        for name, port in (("genuine", good), ("self-signed", mitm)):
-            # Only what Lambda gives the function: the URL; the bundle comes from the zip.
+        for name, url in (
+            ("genuine", rds_url(good)),
+            ("self-signed", rds_url(mitm)),
+            ("proxy", rds_url(rds_signed, host=PROXY_HOST)),
+        ):
+            # Only what Lambda gives the function: the URL; the roots come from the zip.
             outcomes[name] = subprocess.run(
                 [python, "-S", "-E", "-c", code],
-                env={"CONNECTION_URL": rds_url(port), "PATH": "/usr/bin:/bin"},
+                env={"CONNECTION_URL": url, "PATH": "/usr/bin:/bin"},
                 capture_output=True, text=True, cwd=tmp_path, timeout=60, check=False,
             )  # fmt: skip
     assert outcomes["genuine"].returncode == 0, outcomes["genuine"].stderr
     assert outcomes["genuine"].stdout.strip() == "True"
-    assert outcomes["self-signed"].returncode == 1
-    assert "certificate verify failed" in outcomes["self-signed"].stderr
+    for refused in ("self-signed", "proxy"):
+        assert outcomes[refused].returncode == 1
+        assert "certificate verify failed" in outcomes[refused].stderr, outcomes[refused].stderr
+    assert (task / "cruddur/amazon-trust-roots.pem").read_bytes() == AMAZON_ROOTS.read_bytes()
 
 
 @pytest.mark.parametrize("kind", ["link", "fifo"])

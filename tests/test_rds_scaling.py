@@ -17,6 +17,7 @@ from cruddur.aws import client, replicas
 from cruddur.aws import rds as ops
 from cruddur.aws.errors import permission_denied
 from cruddur.cli import main
+from cruddur.rds_tls import AMAZON_ROOTS
 
 ID = ops.DEFAULT_IDENTIFIER
 REPLICA = f"{ID}-replica-1"
@@ -168,6 +169,8 @@ def test_create_proxy_makes_the_secret_the_role_the_proxy_and_its_target(aws) ->
         {"Effect": "Allow", "Action": "secretsmanager:GetSecretValue", "Resource": secret_arn}
     ]
     assert 'export CONNECTION_URL="postgresql://cruddurroot:***@' in made.output
+    # Amazon's roots, which its certificate chains to, not the RDS bundle (cruddur.rds_tls).
+    assert f"sslrootcert={AMAZON_ROOTS}" in " ".join(made.output.split())
 
     shown = cli("status")
     assert f"proxy           {ID}-proxy" in shown.output and "TLS required" in shown.output

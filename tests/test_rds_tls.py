@@ -10,12 +10,21 @@ from pathlib import Path
 import psycopg
 import pytest
 from helpers import ROOT, cli, run
-from tls_support import RDS_HOST, make_ca, make_server_cert, rds_url, tls_postgres
+from tls_support import (
+    PROXY_CERT_NAME,
+    PROXY_HOST,
+    RDS_HOST,
+    make_ca,
+    make_server_cert,
+    rds_url,
+    tls_postgres,
+)
 
 from cruddur.api.db import primary_db
+from cruddur.api_urls import ApiUrls
 from cruddur.config import ConfigError, Settings
 from cruddur.lambdas import post_confirmation
-from cruddur.rds_tls import secured
+from cruddur.rds_tls import AMAZON_ROOTS, PROXY_ROOTS_SETTING, secured
 from cruddur.urls import parse
 
 CRUDDUR = ROOT / ".venv/bin/cruddur"
@@ -187,3 +196,118 @@ def test_only_rds_endpoints_are_changed() -> None:
     assert (own["sslmode"], own["sslrootcert"]) == ("verify-full", "/mine.pem")
     made = parse(secured(RDS, lambda: Path("/bundle.pem")))
     assert (made["sslmode"], made["sslrootcert"]) == ("verify-full", "/bundle.pem")
+
+
+# RDS Proxy: its certificate comes from AWS Certificate Manager and chains to Amazon
+# Trust Services' roots, not to an RDS CA. Here a test "Amazon" CA stands for those roots.
+
+
+@pytest.fixture(scope="module")
+def amazon_ca(tmp_path_factory: pytest.TempPathFactory):
+    issued = make_ca("Cruddur Test Amazon Root CA")
+    path = tmp_path_factory.mktemp("amazon-ca") / "test-amazon-roots.pem"
+    path.write_bytes(issued.cert_pem)
+    return issued, path
+
+
+@pytest.fixture(scope="module")
+def proxies(ca, amazon_ca):
+    """Ports of two servers answering for the proxy's name: the genuine proxy (the
+    Amazon CA's certificate), and one holding the RDS CA's certificate for that name
+    (RDS CAs sign DB instances only: it is not the proxy)."""
+    genuine = make_server_cert([PROXY_CERT_NAME], amazon_ca[0])
+    rds_signed = make_server_cert([PROXY_CERT_NAME], ca[0])
+    with tls_postgres(genuine) as genuine_port, tls_postgres(rds_signed) as rds_signed_port:
+        yield {"genuine": genuine_port, "rds-signed": rds_signed_port}
+
+
+@pytest.fixture
+def proxy_roots(amazon_ca, bundle, monkeypatch: pytest.MonkeyPatch) -> Path:
+    _, path = amazon_ca
+    monkeypatch.setenv(PROXY_ROOTS_SETTING, str(path))
+    return path
+
+
+def proxy_url(port: int) -> str:
+    return rds_url(port, host=PROXY_HOST)
+
+
+def test_the_api_verifies_an_rds_proxy_with_amazons_roots(proxies, proxy_roots, tmp_path) -> None:
+    # It gave the proxy the RDS CA bundle, which does not vouch for the proxy's
+    # certificate: every connection through a real RDS Proxy failed verification.
+    def settings(port: int) -> Settings:
+        return Settings.from_env({"CONNECTION_URL": proxy_url(port), "CRUDDUR_HOME": str(tmp_path)})
+
+    with primary_db(settings(proxies["genuine"])) as db:
+        assert db.query_value(SSL_IN_USE) is True
+        assert parse(db.conninfo)["sslrootcert"] == str(proxy_roots)
+    with pytest.raises(psycopg.OperationalError, match="certificate verify failed"):
+        psycopg.connect(ApiUrls.from_settings(settings(proxies["rds-signed"])).primary).close()
+
+
+def test_the_cli_and_the_lambda_verify_an_rds_proxy_with_amazons_roots(
+    proxies, proxy_roots, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Both settings are in this process's environment (the fixtures), which they inherit.
+    genuine = run(
+        CRUDDUR, "db", "connect", "--prod", "--", "-Atc", SSL_IN_USE,
+        env={"PROD_CONNECTION_URL": proxy_url(proxies["genuine"])},
+    )  # fmt: skip
+    assert (genuine.returncode, genuine.stdout.strip()) == (0, "t"), genuine.stderr  # psql too
+    refused = cli(
+        CRUDDUR, "db", "status", "--prod",
+        env={"PROD_CONNECTION_URL": proxy_url(proxies["rds-signed"])},
+    )  # fmt: skip
+    assert refused.returncode == 1
+    assert "certificate verify failed" in refused.stdout + refused.stderr
+    monkeypatch.delenv("CONNECTION_SECRET_ARN", raising=False)
+    for name, accepted in (("genuine", True), ("rds-signed", False)):
+        post_confirmation.close()
+        monkeypatch.setenv("CONNECTION_URL", proxy_url(proxies[name]))
+        try:
+            if accepted:
+                conn = post_confirmation._connect(time.monotonic() + 5)
+                assert conn.execute(SSL_IN_USE).fetchone() == (True,)
+                conn.close()
+            else:
+                with pytest.raises(psycopg.OperationalError, match="certificate verify failed"):
+                    post_confirmation._connect(time.monotonic() + 5)
+        finally:
+            post_confirmation.close()
+
+
+PROXY = f"postgresql://u:pw@{PROXY_HOST}:5432/cruddur"
+
+
+def test_a_proxy_gets_amazons_roots_and_a_mix_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(PROXY_ROOTS_SETTING, raising=False)
+    made = parse(secured(PROXY, lambda: pytest.fail("the RDS bundle is not for a proxy")))
+    assert (made["sslmode"], made["sslrootcert"]) == ("verify-full", str(AMAZON_ROOTS))
+    own = parse(secured(f"{PROXY}?sslrootcert=/mine.pem", lambda: Path("/bundle.pem")))
+    assert own["sslrootcert"] == "/mine.pem"
+    # libpq takes one sslrootcert for all the hosts of a URL.
+    both = f"postgresql://u:pw@{PROXY_HOST}:5432,{RDS_HOST}:5432/cruddur"
+    with pytest.raises(ConfigError, match="both an RDS Proxy endpoint and a DB instance"):
+        secured(both, lambda: Path("/bundle.pem"))
+    mine = parse(secured(f"{both}?sslrootcert=/both.pem", lambda: Path("/bundle.pem")))
+    assert mine["sslrootcert"] == "/both.pem"
+    monkeypatch.setenv(PROXY_ROOTS_SETTING, "/nowhere/roots.pem")
+    with pytest.raises(ConfigError, match=f"/nowhere/roots.pem: point {PROXY_ROOTS_SETTING}"):
+        secured(PROXY, lambda: Path("/bundle.pem"))
+
+
+def test_the_shipped_roots_are_amazons_as_in_certifi() -> None:
+    # Each certificate in the file is one of Mozilla's roots (certifi's copy), byte for
+    # byte, and is Amazon Root CA 1 to 4: nothing else is trusted for a proxy.
+    import certifi
+    from cryptography import x509
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    shipped = x509.load_pem_x509_certificates(AMAZON_ROOTS.read_bytes())
+    mozilla = Path(certifi.where()).read_text()
+    names = set()
+    for root in shipped:
+        assert root.public_bytes(Encoding.PEM).decode().strip() in mozilla
+        assert root.subject == root.issuer
+        names.add(root.subject.rfc4514_string())
+    assert names == {f"CN=Amazon Root CA {n},O=Amazon,C=US" for n in range(1, 5)}

@@ -25,6 +25,10 @@ from cruddur.embedded import find_bin_dir
 # An RDS endpoint's shape; the tests connect to it with hostaddr=127.0.0.1, so libpq
 # checks the certificate against this name while the packets go to the local server.
 RDS_HOST = "cruddur-db-instance.abc123xyz789.us-east-1.rds.amazonaws.com"
+# An RDS Proxy endpoint's shape (its certificates come from AWS Certificate Manager).
+PROXY_HOST = "cruddur-db-instance-proxy.proxy-abc123xyz789.us-east-1.rds.amazonaws.com"
+# What its certificate names, as RDS Proxy's do: a wildcard for every proxy of the account.
+PROXY_CERT_NAME = "*.proxy-abc123xyz789.us-east-1.rds.amazonaws.com"
 
 
 @dataclass(frozen=True)
@@ -164,6 +168,6 @@ def tls_postgres(certificate: Issued) -> Iterator[int]:
         shutil.rmtree(folder, ignore_errors=True)
 
 
-def rds_url(port: int, dbname: str = "postgres") -> str:
+def rds_url(port: int, dbname: str = "postgres", host: str = RDS_HOST) -> str:
     """An RDS endpoint's URL whose packets go to 127.0.0.1:port."""
-    return f"postgresql://postgres@{RDS_HOST}:{port}/{dbname}?hostaddr=127.0.0.1"
+    return f"postgresql://postgres@{host}:{port}/{dbname}?hostaddr=127.0.0.1"

@@ -20,18 +20,23 @@ from pathlib import Path
 from psycopg.conninfo import make_conninfo
 
 from cruddur.config import ConfigError
-from cruddur.urls import looks_like_rds, parse, redact
+from cruddur.urls import looks_like_rds, parse, rds_hosts, redact
 
 VERIFY_FULL = "verify-full"
 # A copy of the RDS CA bundle to use instead of the one Cruddur fetches and keeps.
 BUNDLE_SETTING = "CRUDDUR_RDS_CA_BUNDLE"
 # Where `cruddur lambda package` puts the bundle inside the zip (beside the package).
 PACKAGED_BUNDLE = Path(__file__).resolve().parent / "rds-ca-bundle.pem"
+# The roots an RDS Proxy endpoint's certificate chains to (in the package and the zip).
+AMAZON_ROOTS = Path(__file__).resolve().parent / "amazon-trust-roots.pem"
+# A file of roots to trust for RDS Proxy endpoints instead (a test CA, a newer copy).
+PROXY_ROOTS_SETTING = "CRUDDUR_RDS_PROXY_CA_BUNDLE"
 
 
-def secured(conninfo: str, bundle: Callable[[], Path]) -> str:
-    """`conninfo` with sslmode=verify-full and the RDS CA bundle when it names an RDS
-    endpoint (`bundle()` gives the bundle's path, fetching it if need be); any other
+def secured(conninfo: str, bundle: Callable[[], Path], env: Mapping[str, str] = os.environ) -> str:
+    """`conninfo` with sslmode=verify-full and the roots its RDS endpoint's certificate
+    chains to: the RDS CA bundle for a DB instance (`bundle()` gives its path, fetching
+    it if need be), Amazon's roots for an RDS Proxy (`proxy_roots(env)`). Any other
     server's conninfo as it is."""
     if not looks_like_rds(conninfo):
         return conninfo
@@ -42,8 +47,36 @@ def secured(conninfo: str, bundle: Callable[[], Path]) -> str:
             f"{redact(conninfo)} asks for sslmode={mode}; Cruddur reaches an RDS endpoint "
             f"only with sslmode={VERIFY_FULL} (drop sslmode from the URL)"
         )
-    root = params.get("sslrootcert", "").strip() or str(bundle())
+    root = params.get("sslrootcert", "").strip() or str(_roots_for(conninfo, bundle, env))
     return make_conninfo(conninfo, sslmode=VERIFY_FULL, sslrootcert=root)
+
+
+def _roots_for(conninfo: str, bundle: Callable[[], Path], env: Mapping[str, str]) -> Path:
+    """The RDS CA bundle, or Amazon's roots when every RDS host in it is a proxy."""
+    proxies = [".proxy-" in host for host in rds_hosts(conninfo)]
+    if not any(proxies):
+        return bundle()
+    if all(proxies):
+        return proxy_roots(env)
+    # libpq takes one sslrootcert for every host of a multi-host URL.
+    raise ConfigError(
+        f"{redact(conninfo)} names both an RDS Proxy endpoint and a DB instance, whose "
+        "certificates chain to different roots (Amazon's, and the RDS CA bundle): give "
+        "it an sslrootcert holding both, or connect to one of them"
+    )
+
+
+def proxy_roots(env: Mapping[str, str] = os.environ) -> Path:
+    """The roots trusted for RDS Proxy endpoints: CRUDDUR_RDS_PROXY_CA_BUNDLE's file,
+    else Amazon Root CA 1 to 4 as shipped in the package (and the Lambda's zip)."""
+    given = env.get(PROXY_ROOTS_SETTING, "").strip()
+    path = Path(given) if given else AMAZON_ROOTS
+    if not path.is_file():
+        raise ConfigError(
+            f"no file of roots for RDS Proxy at {path}: "
+            + (f"point {PROXY_ROOTS_SETTING} at a PEM file" if given else "reinstall Cruddur")
+        )
+    return path
 
 
 def kept_bundle(home: Path) -> Path:

@@ -464,16 +464,21 @@ def _hosts(conninfo: str) -> list[str]:
     ]
 
 
+def rds_hosts(conninfo: str) -> list[str]:
+    """The Amazon RDS endpoints (…rds.amazonaws.com) among the string's hosts."""
+    return [h for h in _hosts(conninfo) if h.endswith(".rds.amazonaws.com")]
+
+
 def looks_like_rds(conninfo: str) -> bool:
     """An Amazon RDS endpoint (…rds.amazonaws.com), in `host` or `hostaddr` or PGHOST:
     a cloud database, not a local one."""
-    return any(h.endswith(".rds.amazonaws.com") for h in _hosts(conninfo))
+    return bool(rds_hosts(conninfo))
 
 
 def looks_like_rds_proxy(conninfo: str) -> bool:
     """An RDS Proxy endpoint (NAME.proxy-XXXX.REGION.rds.amazonaws.com): a transaction
     pooler, with what that forbids (prepared statements kept, session state)."""
-    return any(".proxy-" in h and h.endswith(".rds.amazonaws.com") for h in _hosts(conninfo))
+    return any(".proxy-" in h for h in rds_hosts(conninfo))
 
 
 def redact(conninfo: str) -> str:

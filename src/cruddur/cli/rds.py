@@ -283,6 +283,16 @@ def _tls_note() -> str:
     )
 
 
+def _proxy_tls_note() -> str:
+    from cruddur.rds_tls import proxy_roots
+
+    return (
+        "sslmode=verify-full: the proxy's certificate (from AWS Certificate Manager) must "
+        f"chain to Amazon's roots ({proxy_roots()}), not to the RDS CA bundle. Cruddur adds "
+        f"them itself; for psql or another client add &sslrootcert={proxy_roots()}"
+    )
+
+
 def _wait(rds_client: Any, identifier: str, state: str | None, waiting: Waiting) -> Any:
     goal = state or "deleted"
     seen: list[str | None] = []
@@ -778,6 +788,7 @@ def create_proxy(
     url = proxy.connection_url(instance)
     if url:
         result(f'export CONNECTION_URL="{url}"')
+        info(_proxy_tls_note())
     info(
         "RDS Proxy's read-only endpoints exist for Aurora only: with an RDS replica, "
         "point READER_CONNECTION_URL at the replica itself"

@@ -28,9 +28,10 @@ IN_USE_HINT = (
 )
 
 TLS_HINT = (
-    "the server's certificate is not one the RDS CA bundle vouches for, or not for this "
-    "host name. If it is your RDS instance, fetch AWS's current bundle: `cruddur rds "
-    "ca-bundle --refresh`; otherwise something between you and RDS answered in its place"
+    "the server's certificate is not one the RDS CA bundle (Amazon's roots, for an RDS "
+    "Proxy) vouches for, or not for this host name. If it is your RDS instance, fetch "
+    "AWS's current bundle: `cruddur rds ca-bundle --refresh`; otherwise something between "
+    "you and RDS answered in its place"
 )
 
 _TLS_MARKERS = ("certificate verify failed", "does not match host name", "root certificate file")

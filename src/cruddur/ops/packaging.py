@@ -58,6 +58,8 @@ HANDLER_FILES = (
     "cruddur/db/sql/activities/purge_cutoff.sql",
     "cruddur/db/sql/activities/purge_lock.sql",
     "cruddur/db/sql/activities/purge_batch.sql",
+    # The roots an RDS Proxy endpoint's certificate chains to (cruddur.rds_tls).
+    "cruddur/amazon-trust-roots.pem",
 )
 # The RDS CA bundle, beside the package, where cruddur.rds_tls.PACKAGED_BUNDLE looks.
 BUNDLE_ENTRY = "cruddur/rds-ca-bundle.pem"
