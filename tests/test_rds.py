@@ -102,6 +102,30 @@ def test_create_then_status(aws: dict[str, str]) -> None:
     assert "RDS CA bundle" in status.stderr
 
 
+def test_provisioned_iops_are_asked_for_before_rds_is(aws: dict[str, str]) -> None:
+    # `--storage-type io1` without IOPS said "creating …" and then failed on RDS's refusal.
+    for args, said in (
+        (("--storage-type", "io1"), "io1 storage is provisioned IOPS: give --iops"),
+        (("--storage-type", "io2"), "io2 storage is provisioned IOPS: give --iops"),
+        (("--iops", "3000"), "gp2 storage takes no --iops"),
+        (("--storage-type", "st1"), "'st1' is not one of 'gp2', 'gp3', 'io1', 'io2'"),
+    ):
+        refused = cli("create", "--identifier", "iops-db", *args, env=CREDENTIALS)
+        assert refused.exit_code == 2, refused.output
+        assert said in " ".join(refused.stderr.split()), refused.stderr
+        assert "creating" not in refused.output
+    assert client("rds").describe_db_instances()["DBInstances"] == []
+    made = cli(
+        *("create", "--identifier", "iops-db", "--storage-type", "io1", "--storage", "100"),
+        *("--iops", "3000"),
+        env=CREDENTIALS,
+    )
+    assert made.exit_code == 0, made.output
+    assert "100 GB io1 3,000 IOPS" in made.stderr
+    found = describe("iops-db")
+    assert (found["StorageType"], found["Iops"]) == ("io1", 3000)
+
+
 def test_every_option_reaches_rds(aws: dict[str, str]) -> None:
     result = cli(
         *("create", "--identifier", "other-db", "--instance-class", "db.t4g.small"),

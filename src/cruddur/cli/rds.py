@@ -131,7 +131,14 @@ _SPEC_OPTIONS: tuple[tuple[str, str, str, click.ParamType | None], ...] = (
         None,
     ),
     ("--storage", "storage_gb", "GB.", click.IntRange(20, 65536)),
-    ("--storage-type", "storage_type", "gp2, gp3 or io1.", None),
+    ("--storage-type", "storage_type", "", click.Choice(ops.STORAGE_TYPES)),
+    (
+        "--iops",
+        "iops",
+        "Provisioned IOPS: needed for io1 and io2, optional for gp3 (RDS checks them "
+        "against the size).",
+        click.IntRange(1000, 256_000),
+    ),
     ("--port", "port", "", click.IntRange(1150, 65535)),
     ("--db-name", "db_name", "The database RDS makes.", None),
     (
@@ -195,8 +202,11 @@ def create(
     (public, no backups, no deletion protection, single-AZ: cheap, for a course);
     --production asks for the safe set.
     """
-    credentials = ops.credentials_from_env(os.environ)
     spec = ops.InstanceSpec(**fields)
+    problem = spec.storage_problem()
+    if problem:
+        raise click.UsageError(problem)
+    credentials = ops.credentials_from_env(os.environ)
     identifier = spec.identifier
     if production:
         # The safe set, except where a flag was given explicitly.
@@ -243,7 +253,8 @@ def _describe_spec(spec: ops.InstanceSpec) -> str:
         [
             spec.instance_class,
             f"{ops.ENGINE} {spec.engine_version}",
-            f"{spec.storage_gb} GB {spec.storage_type}",
+            f"{spec.storage_gb} GB {spec.storage_type}"
+            + (f" {spec.iops:,} IOPS" if spec.iops is not None else ""),
             "encrypted" if spec.encrypted else "unencrypted",
             "public" if spec.public else "private",
             "multi-AZ" if spec.multi_az else "single-AZ",
