@@ -214,6 +214,19 @@ def test_create_proxy_finishes_a_proxy_an_earlier_run_left_without_a_target(aws)
     assert "routes to other-db" in refused.output
 
 
+def test_create_proxy_without_the_master_user_says_what_it_is_for(aws) -> None:
+    # Its hint was `rds create`'s: "they become the instance's master user".
+    subnets, group = _two_subnets(7)
+    make_primary(VpcSecurityGroupIds=[group])
+    args = ["create-proxy", *[x for s in subnets for x in ("--subnet-id", s)]]
+    refused = cli(*args, env={"MASTER_USERNAME": "", "MASTER_USER_PASSWORD": ""})
+    said = " ".join(refused.output.split())
+    assert refused.exit_code == 1, said
+    assert "MASTER_USERNAME and MASTER_USER_PASSWORD are not set" in said
+    assert "the proxy logs in as it), or give --secret-arn" in said
+    assert "become the instance's master user" not in said
+
+
 def test_create_proxy_needs_two_subnets(aws) -> None:
     make_primary()
     refused = cli("create-proxy", env=CREDENTIALS)

@@ -79,10 +79,10 @@ class MasterCredentials:
     password: str = field(repr=False)  # never in a repr, a log line or a traceback
 
 
-def credentials_from_env(env: Mapping[str, str]) -> MasterCredentials:
+def credentials_from_env(env: Mapping[str, str], *, for_proxy: bool = False) -> MasterCredentials:
     """MASTER_USERNAME and MASTER_USER_PASSWORD, checked against RDS's rules for PostgreSQL
     (so a bad one fails here, in a second, not in RDS's reply). Messages never show the
-    password."""
+    password. for_proxy: the existing instance's master user, for a proxy's secret."""
     username = env.get("MASTER_USERNAME", "")
     password = env.get("MASTER_USER_PASSWORD", "")
     given = {"MASTER_USERNAME": username, "MASTER_USER_PASSWORD": password}
@@ -90,8 +90,16 @@ def credentials_from_env(env: Mapping[str, str]) -> MasterCredentials:
     if missing:
         raise AwsProblem(
             f"{' and '.join(missing)} {'is' if len(missing) == 1 else 'are'} not set",
-            "export MASTER_USERNAME=cruddurroot and MASTER_USER_PASSWORD=… (8-128 characters) "
-            "first; they become the instance's master user",
+            (
+                "export the instance's master user as MASTER_USERNAME and "
+                "MASTER_USER_PASSWORD (the proxy logs in as it), or give --secret-arn of a "
+                "Secrets Manager secret that holds them"
+            )
+            if for_proxy
+            else (
+                "export MASTER_USERNAME=cruddurroot and MASTER_USER_PASSWORD=… (8-128 "
+                "characters) first; they become the instance's master user"
+            ),
         )
     problem = username_problem(username)
     if problem:

@@ -781,7 +781,7 @@ def create_proxy(
         )
     groups = security_group_ids or tuple(group for group, _ in instance.security_groups)
     if not secret_arn:
-        credentials = ops.credentials_from_env(os.environ)
+        credentials = ops.credentials_from_env(os.environ, for_proxy=True)
         secret_arn = replicas.master_secret(
             _client("secretsmanager", region), f"{identifier}-master", instance, credentials
         )
