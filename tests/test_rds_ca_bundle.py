@@ -18,6 +18,7 @@ from helpers import ROOT, cli, run
 from tls_support import Issued, make_ca, make_server_cert
 
 from cruddur.aws.ca_bundle import BundleError, bundle_path, cache_path, refresh
+from cruddur.rds_tls import AMAZON_ROOTS
 
 CRUDDUR = ROOT / ".venv/bin/cruddur"
 
@@ -176,6 +177,8 @@ def test_ca_bundle_shows_where_it_comes_from(tmp_path: Path) -> None:
     lines = dict(line.split(None, 1) for line in shown.stdout.splitlines())
     assert lines["path"] == str(own) and lines["source"] == "CRUDDUR_RDS_CA_BUNDLE"
     assert lines["certificates"] == "1"
+    # What RDS Proxy endpoints are verified with instead (psql needs it too).
+    assert f"proxy roots     {AMAZON_ROOTS}\n" in shown.stdout
     missing = cli(CRUDDUR, "rds", "ca-bundle", env={"CRUDDUR_RDS_CA_BUNDLE": "/nonexistent"})
     assert missing.returncode == 1 and "cannot read the RDS CA bundle" in missing.stderr
 

@@ -227,6 +227,17 @@ def test_create_proxy_without_the_master_user_says_what_it_is_for(aws) -> None:
     assert "become the instance's master user" not in said
 
 
+def test_create_proxy_with_a_bad_proxy_roots_setting_creates_nothing(aws, tmp_path) -> None:
+    # It made the proxy, printed its URL, then failed on the setting with exit 1.
+    subnets, group = _two_subnets(6)
+    make_primary(VpcSecurityGroupIds=[group])
+    args = ["create-proxy", *[x for s in subnets for x in ("--subnet-id", s)]]
+    refused = cli(*args, env={**CREDENTIALS, "CRUDDUR_RDS_PROXY_CA_BUNDLE": str(tmp_path / "x")})
+    assert refused.exit_code == 1, refused.output
+    assert "CRUDDUR_RDS_PROXY_CA_BUNDLE" in refused.output
+    assert client("rds").describe_db_proxies()["DBProxies"] == []
+
+
 def test_create_proxy_needs_two_subnets(aws) -> None:
     make_primary()
     refused = cli("create-proxy", env=CREDENTIALS)

@@ -291,9 +291,50 @@ def test_a_proxy_gets_amazons_roots_and_a_mix_is_refused(monkeypatch: pytest.Mon
         secured(both, lambda: Path("/bundle.pem"))
     mine = parse(secured(f"{both}?sslrootcert=/both.pem", lambda: Path("/bundle.pem")))
     assert mine["sslrootcert"] == "/both.pem"
-    monkeypatch.setenv(PROXY_ROOTS_SETTING, "/nowhere/roots.pem")
-    with pytest.raises(ConfigError, match=f"/nowhere/roots.pem: point {PROXY_ROOTS_SETTING}"):
-        secured(PROXY, lambda: Path("/bundle.pem"))
+
+
+def test_a_proxy_roots_file_is_checked_as_the_rds_bundle_is(
+    amazon_ca, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # It was used as given: a file others could write (whoever plants roots there gets
+    # the password), or junk that libpq then refused with the RDS bundle's hint.
+    def refusal(path: Path) -> str:
+        monkeypatch.setenv(PROXY_ROOTS_SETTING, str(path))
+        with pytest.raises(ConfigError) as refused:
+            secured(PROXY, lambda: pytest.fail("the RDS bundle is not for a proxy"))
+        said = str(refused.value)
+        assert said.startswith(f"{PROXY_ROOTS_SETTING} ({path}) "), said
+        return said
+
+    assert "cannot be read: No such file" in refusal(tmp_path / "absent.pem")
+    assert "is not a file" in refusal(tmp_path)
+    for name, content in (("empty.pem", b""), ("junk.pem", b"junk\n")):
+        (tmp_path / name).write_bytes(content)
+        assert "holds no PEM certificates" in refusal(tmp_path / name)
+    leaf = tmp_path / "leaf.pem"
+    leaf.write_bytes(make_server_cert([PROXY_CERT_NAME], amazon_ca[0]).cert_pem)
+    assert "holds no certificate authority" in refusal(leaf)
+    planted = tmp_path / "planted.pem"
+    planted.write_bytes(amazon_ca[0].cert_pem)
+    planted.chmod(0o666)
+    assert "others may write it" in refusal(planted)
+    planted.chmod(0o644)
+    monkeypatch.setenv(PROXY_ROOTS_SETTING, str(planted))
+    assert parse(secured(PROXY, lambda: Path("/bundle.pem")))["sslrootcert"] == str(planted)
+
+
+def test_the_cli_names_a_bad_proxy_roots_setting_in_one_line(tmp_path: Path) -> None:
+    (tmp_path / "junk.pem").write_text("junk\n")
+    env = {
+        "PROD_CONNECTION_URL": f"{PROXY}?hostaddr=127.0.0.1",
+        PROXY_ROOTS_SETTING: str(tmp_path / "junk.pem"),
+    }
+    refused = cli(CRUDDUR, "db", "status", "--prod", env=env)
+    shown = refused.stdout + refused.stderr
+    assert refused.returncode == 1, shown
+    assert f"{PROXY_ROOTS_SETTING} ({tmp_path}/junk.pem) holds no PEM certificates" in shown
+    assert "ca-bundle --refresh" not in shown and "Traceback" not in shown
+    assert ":pw@" not in shown
 
 
 def test_the_shipped_roots_are_amazons_as_in_certifi() -> None:

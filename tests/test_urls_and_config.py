@@ -151,6 +151,8 @@ def test_settings_from_env() -> None:
         # Past a thread timeout's range: an "unexpected OverflowError" from every command.
         ({"CRUDDUR_POOL_TIMEOUT": "1e10"}, "at most 3600"),
         ({"CRUDDUR_CONNECT_TIMEOUT": "99999999999"}, "at most 3600"),
+        # Accepted, it made every write's X-Read-After a 400 on the next read.
+        ({"CRUDDUR_REPLICA_MAX_LAG": "1e12"}, "CRUDDUR_REPLICA_MAX_LAG must be at most 86400"),
     ],
 )
 def test_bad_settings_say_which_and_why(env: dict[str, str], message: str) -> None:

@@ -977,6 +977,11 @@ class WebSettings:
         return cls(api_url=api_url, cognito_url=cognito_url)
 
 
+# A day: a write's X-Read-After counts about this long, and its signed expiry (a Unix
+# time) must keep to 12 digits (api/read_after.py); 1e12 made every one refused.
+MAX_REPLICA_LAG = 86_400.0
+
+
 @dataclass(frozen=True, repr=False)
 class ReplicaSettings(ReprWithoutSecrets):
     """Where reads may go besides the primary (README, "Scaling out")."""
@@ -1005,7 +1010,12 @@ class ReplicaSettings(ReprWithoutSecrets):
         return cls(
             reader_url=env.get("READER_CONNECTION_URL", "").strip() or None,
             max_lag=_number(
-                env, "CRUDDUR_REPLICA_MAX_LAG", defaults.max_lag, minimum=0.0, kind=float
+                env,
+                "CRUDDUR_REPLICA_MAX_LAG",
+                defaults.max_lag,
+                minimum=0.0,
+                maximum=MAX_REPLICA_LAG,
+                kind=float,
             ),
             pooler=_pooler(env),
             read_after_key=key,

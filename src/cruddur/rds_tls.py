@@ -14,6 +14,8 @@ Standard library, psycopg and cruddur.urls only: the Lambda imports this module.
 from __future__ import annotations
 
 import os
+import ssl
+import stat
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
@@ -68,15 +70,48 @@ def _roots_for(conninfo: str, bundle: Callable[[], Path], env: Mapping[str, str]
 
 def proxy_roots(env: Mapping[str, str] = os.environ) -> Path:
     """The roots trusted for RDS Proxy endpoints: CRUDDUR_RDS_PROXY_CA_BUNDLE's file,
-    else Amazon Root CA 1 to 4 as shipped in the package (and the Lambda's zip)."""
+    checked as the RDS bundle's is (it decides which servers receive the password), else
+    Amazon Root CA 1 to 4 as shipped in the package (and the Lambda's zip)."""
     given = env.get(PROXY_ROOTS_SETTING, "").strip()
-    path = Path(given) if given else AMAZON_ROOTS
-    if not path.is_file():
-        raise ConfigError(
-            f"no file of roots for RDS Proxy at {path}: "
-            + (f"point {PROXY_ROOTS_SETTING} at a PEM file" if given else "reinstall Cruddur")
-        )
+    if not given:
+        if not AMAZON_ROOTS.is_file():
+            raise ConfigError(f"no roots for RDS Proxy at {AMAZON_ROOTS}: reinstall Cruddur")
+        return AMAZON_ROOTS
+    path = Path(given)
+    problem = _roots_file_problem(path)
+    if problem:
+        raise ConfigError(f"{PROXY_ROOTS_SETTING} ({path}) {problem}")
     return path
+
+
+def _roots_file_problem(path: Path) -> str | None:
+    """Why a file given as roots to trust is not one, or None: it must be a regular file
+    this user or root owns, no one else may write, holding CA certificates (the standard
+    library's check: the Lambda has no `cryptography`)."""
+    try:
+        # O_NONBLOCK: a pipe at that path would otherwise hold the command until written.
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as exc:
+        return f"cannot be read: {exc.strerror}"
+    try:
+        info = os.fstat(fd)
+    finally:
+        os.close(fd)
+    if not stat.S_ISREG(info.st_mode):
+        return "is not a file (a folder, a pipe or a device): give the path of a PEM file"
+    if info.st_uid not in (os.geteuid(), 0) or info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        return (
+            "is neither this user's own nor root's, or others may write it: a planted file "
+            "would let another server take the password. Fix its owner or mode"
+        )
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    try:
+        context.load_verify_locations(cafile=str(path))
+    except (ssl.SSLError, OSError, ValueError):
+        return "holds no PEM certificates"
+    if not context.get_ca_certs():
+        return "holds no certificate authority"
+    return None
 
 
 def kept_bundle(home: Path) -> Path:

@@ -294,16 +294,6 @@ def _tls_note() -> str:
     )
 
 
-def _proxy_tls_note() -> str:
-    from cruddur.rds_tls import proxy_roots
-
-    return (
-        "sslmode=verify-full: the proxy's certificate (from AWS Certificate Manager) must "
-        f"chain to Amazon's roots ({proxy_roots()}), not to the RDS CA bundle. Cruddur adds "
-        f"them itself; for psql or another client add &sslrootcert={proxy_roots()}"
-    )
-
-
 def _wait(rds_client: Any, identifier: str, state: str | None, waiting: Waiting) -> Any:
     goal = state or "deleted"
     seen: list[str | None] = []
@@ -769,7 +759,9 @@ def create_proxy(
     "Scaling out"). Migrations need the instance's own endpoint.
     """
     from cruddur.aws import replicas
+    from cruddur.rds_tls import proxy_roots
 
+    roots = proxy_roots()  # a bad CRUDDUR_RDS_PROXY_CA_BUNDLE stops it before AWS is asked
     name = name or f"{identifier}-proxy"
     rds_client = _client("rds", region)
     instance = ops.require(rds_client, identifier)
@@ -799,7 +791,11 @@ def create_proxy(
     url = proxy.connection_url(instance)
     if url:
         result(f'export CONNECTION_URL="{url}"')
-        info(_proxy_tls_note())
+        info(
+            "sslmode=verify-full: the proxy's certificate (from AWS Certificate Manager) "
+            f"must chain to Amazon's roots ({roots}), not to the RDS CA bundle. Cruddur "
+            f"adds them itself; for psql or another client add &sslrootcert={roots}"
+        )
     info(
         "RDS Proxy's read-only endpoints exist for Aurora only: with an RDS replica, "
         "point READER_CONNECTION_URL at the replica itself"
@@ -820,6 +816,7 @@ def ca_bundle(cli: Cli, refresh: bool) -> None:
     CRUDDUR_RDS_CA_BUNDLE names a copy of your own instead.
     """
     from cruddur.aws import ca_bundle as bundles
+    from cruddur.rds_tls import proxy_roots
 
     home = cli.home
     if refresh:
@@ -835,3 +832,5 @@ def ca_bundle(cli: Cli, refresh: bool) -> None:
     result(f"{'certificates':<16}{found.certificates}")
     result(f"{'valid until':<16}{found.valid_until:%Y-%m-%d} (the last of its CAs to expire)")
     result(f"{'sha256':<16}{found.sha256}")
+    # RDS Proxy endpoints are verified with these instead (cruddur.rds_tls).
+    result(f"{'proxy roots':<16}{proxy_roots()}")

@@ -28,9 +28,10 @@ IN_USE_HINT = (
 )
 
 TLS_HINT = (
-    "the server's certificate is not one the RDS CA bundle (Amazon's roots, for an RDS "
-    "Proxy) vouches for, or not for this host name. If it is your RDS instance, fetch "
-    "AWS's current bundle: `cruddur rds ca-bundle --refresh`; otherwise something between "
+    "the server's certificate is not one the RDS CA bundle vouches for (Amazon's roots, "
+    "for an RDS Proxy endpoint), or not for this host name. If it is your RDS instance, "
+    "fetch AWS's current bundle: `cruddur rds ca-bundle --refresh` (a proxy's roots are "
+    "not fetched: CRUDDUR_RDS_PROXY_CA_BUNDLE names others); otherwise something between "
     "you and RDS answered in its place"
 )
 

@@ -446,7 +446,7 @@ def read_conninfo(env: Mapping[str, str], deadline: float = math.inf) -> str:
     if not found.get("host"):
         raise RuntimeError(f"{redact(conninfo)} names no host")
     # RDS: sslmode=verify-full against the bundle `cruddur lambda package` put in the zip.
-    return secured(conninfo, lambda: lambda_bundle(env))
+    return secured(conninfo, lambda: lambda_bundle(env), env)
 
 
 def _read_secret(secret_id: str, deadline: float) -> dict[str, Any]:
