@@ -1754,3 +1754,80 @@ def test_a_migrations_session_settings_do_not_carry_over_to_the_next(
             " ORDER BY 1"
         ).fetchall()
     assert owners == [("b", me, "public"), ("c", me, "public")]
+
+
+# -- what was confirmed is what runs (a review) ---------------------------------------------
+
+
+def test_migrate_never_applies_a_migration_that_was_not_confirmed(empty_db: str, tmp_path) -> None:
+    # While `migrate --prod` waited for its answer, a colleague rolled back an applied
+    # migration: the confirmed run applied it again too, unasked.
+    folder = write(tmp_path / "m", {"20260101000000_notes.sql": NOTES})
+    assert migrate(empty_db, folder).returncode == 0
+    write(folder, {"20260102000000_colour.sql": ADD_COLOUR})
+    migrations = runner.load(folder)
+    settings = MigrationSettings()
+    with runner.connect(empty_db, settings.connect_timeout) as conn:
+        asked = runner.plan(conn, migrations)  # pending: colour only
+    back = cli("db-rollback", "--migrations-dir", str(folder), env=local(empty_db))
+    assert back.returncode == 0, back.stderr
+    unasked = pytest.raises(runner.MigrationError, match=r"20260101000000_notes\.sql would run")
+    with runner.locked(empty_db, settings, Reporter()) as conn, unasked:
+        runner.migrate(conn, migrations, settings, Reporter(), confirmed=asked)
+    assert applied(empty_db) == []
+    # Fewer than confirmed is fine: another migrate applied the rest meanwhile.
+    with runner.connect(empty_db, settings.connect_timeout) as conn:
+        asked = runner.plan(conn, migrations)  # pending: both
+    first = write(tmp_path / "first", {"20260101000000_notes.sql": NOTES})
+    assert migrate(empty_db, first).returncode == 0
+    with runner.locked(empty_db, settings, Reporter()) as conn:
+        done = runner.migrate(conn, migrations, settings, Reporter(), confirmed=asked)
+    assert [m.version for m in done] == ["20260102000000"]
+    assert applied(empty_db) == ["20260101000000", "20260102000000"]
+
+
+def test_production_migrate_refuses_an_edited_migration_before_asking(
+    empty_db: str, tmp_path
+) -> None:
+    # It asked for the database's name, then refused for a reason it knew before asking.
+    folder = write(tmp_path / "m", {"20260101000000_notes.sql": NOTES})
+    assert migrate(empty_db, folder).returncode == 0
+    (folder / "20260101000000_notes.sql").write_text(NOTES + "-- edited\n")
+    write(folder, {"20260102000000_colour.sql": ADD_COLOUR})
+    env = {"PROD_CONNECTION_URL": empty_db, "CONNECTION_URL": "postgresql://nobody@127.0.0.1:1/x"}
+    refused = cli("db-migrate", "prod", "--migrations-dir", str(folder), env=env)
+    assert refused.returncode == 1, refused.stderr
+    assert "changed since applied" in refused.stderr
+    assert "Type the database name" not in refused.stderr + refused.stdout
+    assert applied(empty_db) == ["20260101000000"]
+
+
+def test_a_failed_migration_statement_shows_the_servers_detail(empty_db: str, tmp_path) -> None:
+    # Only the first line was shown: which key was duplicated was never said.
+    twice = """-- migrate:up
+CREATE TABLE pairs (k int);
+INSERT INTO pairs VALUES (7), (7);
+CREATE UNIQUE INDEX pairs_k ON pairs (k);
+-- migrate:down
+DROP TABLE pairs;
+"""
+    folder = write(tmp_path / "m", {"20260101000000_pairs.sql": twice})
+    failed = migrate(empty_db, folder)
+    assert failed.returncode == 1
+    assert '20260101000000_pairs.sql:4: could not create unique index "pairs_k"' in failed.stderr
+    assert "detail: Key (k)=(7) is duplicated." in failed.stderr
+    assert applied(empty_db) == []
+
+
+def test_schema_load_refuses_another_tools_schema_migrations(empty_db: str) -> None:
+    # It dropped dbmate's table, and the history in it, without a word.
+    with psycopg.connect(empty_db, autocommit=True) as conn:
+        conn.execute("CREATE TABLE schema_migrations (version varchar(128) PRIMARY KEY)")
+        conn.execute("INSERT INTO schema_migrations VALUES ('20200101000000')")
+    refused = cli("db-schema-load", env=local(empty_db))
+    assert refused.returncode == 1, refused.stderr
+    assert "public.schema_migrations is not Cruddur's" in refused.stderr
+    with psycopg.connect(empty_db) as conn:
+        kept = conn.execute("SELECT version FROM schema_migrations").fetchall()
+        assert kept == [("20200101000000",)]
+        assert conn.execute("SELECT to_regclass('activities')").fetchone() == (None,)

@@ -335,15 +335,19 @@ def apply_migrations(cli: Cli, migrations: list[Migration], *, confirm: bool) ->
     target, url = migration_target(cli)
     chosen = cli.settings.migration
     with _reported(target.prod):
+        asked = None  # what the question named, when one was asked
         if confirm and target.prod:
             with runner.connect(url, chosen.connect_timeout) as conn:
                 current = runner.plan(conn, migrations)
             if current.pending or current.adopt:
                 _describe(current)
                 cli.confirm("apply these migrations", target)
+                asked = current
         regrant = _regrant(cli.settings, url)
         with runner.locked(url, chosen, _Printer()) as conn:
-            applied = runner.migrate(conn, migrations, chosen, _Printer(), regrant=regrant)
+            applied = runner.migrate(
+                conn, migrations, chosen, _Printer(), regrant=regrant, confirmed=asked
+            )
     grant_again(cli.settings, url)  # as `db migrate` does (a database given the roles before)
     return applied
 
@@ -391,14 +395,16 @@ def migrate(
         with runner.connect(url, chosen.connect_timeout) as conn:
             current = runner.plan(conn, migrations)
         _describe(current)
-        runner.refuse_over_invalid_indexes(current)  # before asking, and in a dry run too
-        if dry_run:  # refused as the real run would refuse, before it changed anything
-            runner.refuse_unknown_accepted(current, accept_edited)
-            runner.refuse_unrunnable(current.pending, "up")
-            if current.edited and not set(m.version for m in current.edited) <= set(accept_edited):
-                raise runner.EditedMigrations(current.edited)
-            if strict and current.out_of_order:
-                raise runner.OutOfOrder(current.out_of_order, current.latest_applied)
+        # Refused as the real run would refuse, before asking, and in a dry run too (the
+        # real run asked for the database's name, then refused for a reason known before).
+        runner.refuse_over_invalid_indexes(current)
+        runner.refuse_unknown_accepted(current, accept_edited)
+        runner.refuse_unrunnable(current.pending, "up")
+        if current.edited and not set(m.version for m in current.edited) <= set(accept_edited):
+            raise runner.EditedMigrations(current.edited)
+        if strict and current.out_of_order:
+            raise runner.OutOfOrder(current.out_of_order, current.latest_applied)
+        if dry_run:
             done("dry run: nothing was changed")
             return
         accepting = [m for m in current.edited if m.version in accept_edited]
@@ -418,6 +424,7 @@ def migrate(
                 strict=strict,
                 accept_edited=accept_edited,
                 regrant=regrant,
+                confirmed=current,
             )
     if applied:
         done(f"{len(applied)} migration{'s' if len(applied) != 1 else ''} applied")

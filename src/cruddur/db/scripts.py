@@ -35,7 +35,11 @@ class ScriptError(Exception):
         self.line = line
         self.cause = cause
         first = str(cause).splitlines()[0] if str(cause) else type(cause).__name__
-        super().__init__(f"{script}:{line}: {first}")
+        message = f"{script}:{line}: {first}"
+        detail = cause.diag.message_detail
+        if detail:  # which row (a duplicate key, a missing reference), as psql shows
+            message += f"\ndetail: {detail}"
+        super().__init__(message)
 
     @property
     def sqlstate(self) -> str | None:

@@ -235,7 +235,8 @@ def locked(
 BOOKKEEPING_COLUMNS = frozenset({"version", "name", "checksum", "applied_at", "adopted"})
 
 
-def _applied(conn: psycopg.Connection) -> list[Applied]:
+def _refuse_foreign_bookkeeping(conn: psycopg.Connection) -> None:
+    """UnknownSchema when public.schema_migrations is another tool's (it exists)."""
     (columns,) = conn.execute(template("migrations", "bookkeeping_columns")).fetchone()
     if not BOOKKEEPING_COLUMNS.issubset(columns):
         raise UnknownSchema(
@@ -243,6 +244,10 @@ def _applied(conn: psycopg.Connection) -> list[Applied]:
             "another migration tool's, such as dbmate's?); nothing was changed. Point "
             "CONNECTION_URL at Cruddur's database, or rename that table if this is it"
         )
+
+
+def _applied(conn: psycopg.Connection) -> list[Applied]:
+    _refuse_foreign_bookkeeping(conn)
     cur = conn.cursor(row_factory=class_row(Applied))
     return cur.execute(template("migrations", "applied")).fetchall()
 
@@ -403,10 +408,22 @@ def migrate(
     strict: bool = False,
     accept_edited: tuple[str, ...] = (),
     regrant: Regrant | None = None,
+    confirmed: Plan | None = None,
 ) -> list[Migration]:
     """Apply every pending migration in version order; return those applied. `regrant`:
-    run in each migration's transaction (see _step)."""
+    run in each migration's transaction (see _step). `confirmed`: what the caller showed
+    (and asked about) before taking the lock; a migration pending now that was not
+    among them is refused, nothing applied (one rolled back meanwhile was applied again
+    unasked). Fewer is fine: another migrate applied them."""
     current = plan(conn, migrations)
+    if confirmed is not None:
+        unasked = [m for m in _to_run(current) if m.version not in _versions(confirmed)]
+        if unasked:
+            raise MigrationError(
+                "the pending migrations changed while you were confirming (a rollback, "
+                f"another deploy?): {', '.join(m.file_name for m in unasked)} "
+                "would run too; nothing was applied. Look again with `bin/db-migrations`"
+            )
     refuse_unknown_accepted(current, accept_edited)
     accepted = [m for m in current.edited if m.version in accept_edited]
     refused = [m for m in current.edited if m.version not in accept_edited]
@@ -440,6 +457,15 @@ def migrate(
             reporter.finished(migration, "up", time.monotonic() - started)
             done.append(migration)
     return done
+
+
+def _to_run(current: Plan) -> list[Migration]:
+    """What migrate would record: the one to adopt, then the pending ones."""
+    return ([current.adopt] if current.adopt else []) + current.pending
+
+
+def _versions(current: Plan) -> set[str]:
+    return {m.version for m in _to_run(current)}
 
 
 def _row(migration: Migration, *, adopted: bool) -> dict[str, object]:
@@ -521,7 +547,12 @@ def migrate_url(
 
 def record_all(conn: psycopg.Connection, migrations: list[Migration]) -> None:
     """After schema.sql (which equals every migration): start the bookkeeping afresh,
-    every migration recorded as applied without running. Inside the caller's transaction."""
+    every migration recorded as applied without running. Inside the caller's transaction.
+    Another tool's table of that name is refused, as migrate refuses it (it was dropped,
+    its history with it)."""
+    bookkeeping, _ = conn.execute(template("migrations", "state")).fetchone()
+    if bookkeeping:
+        _refuse_foreign_bookkeeping(conn)
     conn.execute("DROP TABLE IF EXISTS public.schema_migrations")
     conn.execute(template("migrations", "create_table"))
     for migration in migrations:
