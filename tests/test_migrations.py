@@ -1831,3 +1831,18 @@ def test_schema_load_refuses_another_tools_schema_migrations(empty_db: str) -> N
         kept = conn.execute("SELECT version FROM schema_migrations").fetchall()
         assert kept == [("20200101000000",)]
         assert conn.execute("SELECT to_regclass('activities')").fetchone() == (None,)
+
+
+def test_a_migration_url_without_connection_url_is_refused_before_anything_starts(
+    empty_db: str, tmp_path
+) -> None:
+    # It was ignored: the embedded server was started and migrated, and said "applied".
+    home = tmp_path / "home"
+    env = {"CONNECTION_URL": "", "MIGRATION_CONNECTION_URL": empty_db, "CRUDDUR_HOME": str(home)}
+    for verb in ("db-migrate", "db-migrations", "db-rollback"):
+        refused = cli(verb, env=env)
+        assert refused.returncode == 1, refused.stderr
+        assert "MIGRATION_CONNECTION_URL is set but CONNECTION_URL is not" in refused.stderr
+        assert "started the embedded PostgreSQL" not in refused.stderr
+    assert not (home / "postgres.json").exists()
+    assert applied(empty_db) == []

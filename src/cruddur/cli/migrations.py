@@ -91,7 +91,15 @@ def migration_target(cli: Cli, *, quiet: bool = False) -> tuple[Target, str]:
         same_database,
     )
 
-    target, settings = cli.target, cli.settings
+    settings = cli.settings
+    if not cli.prod and not settings.connection_url and settings.migration_connection_url:
+        # It was ignored: the embedded server was migrated, and the output said "applied".
+        raise ConfigError(
+            "MIGRATION_CONNECTION_URL is set but CONNECTION_URL is not, so the target would "
+            "be the embedded server: set CONNECTION_URL to the database "
+            "MIGRATION_CONNECTION_URL reaches, or unset MIGRATION_CONNECTION_URL"
+        )
+    target = cli.target
     name, override = (
         ("PROD_MIGRATION_CONNECTION_URL", settings.prod_migration_connection_url)
         if target.source == "PROD_CONNECTION_URL"
