@@ -300,6 +300,25 @@ def test_a_port_taken_while_the_server_was_down_says_to_restart_serve(home) -> N
     assert json.loads((home / "postgres.json").read_text())["port"] != old
 
 
+def test_any_command_that_moves_the_port_says_so(home) -> None:
+    # Only `db up` said so; `db connect`, `serve` and `bin/run`'s setup moved it silently.
+    env = {"CRUDDUR_HOME": str(home)}
+    assert cruddur("db", "up", env=env).returncode == 0
+    assert cruddur("db", "down", env=env).returncode == 0
+    old = json.loads((home / "postgres.json").read_text())["port"]
+    with socket.socket() as squatter:
+        squatter.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        squatter.bind(("127.0.0.1", old))
+        squatter.listen()
+        # (psql then finds no database `cruddur`: `db up` makes none; the start is what counts)
+        moved = cruddur("db", "connect", "--", "-Atc", "SELECT 1", env=env)
+    said = " ".join(moved.stderr.split())
+    assert f"port {old}, where the embedded PostgreSQL ran before, was taken" in said
+    assert "restart it" in said
+    again = cruddur("db", "connect", "--", "-Atc", "SELECT 1", env=env)
+    assert "was taken" not in again.stderr  # said once, by the start that moved it
+
+
 def test_a_port_an_outgoing_connection_holds_moves_the_server_too(home) -> None:
     # The port came from the kernel's outgoing range, and only a listener read as taken:
     # held as the local end of a connection, it read as free and the start failed
@@ -513,3 +532,26 @@ def test_down_on_a_home_that_does_not_exist_makes_nothing_and_says_so(tmp_path) 
     assert f"no embedded PostgreSQL in {home}: nothing to stop" in down.stderr
     assert "data kept" not in down.stderr
     assert not (tmp_path / "typo").exists()
+
+
+def test_a_failed_start_gives_its_own_reason_not_an_older_fatal_line(home) -> None:
+    # The log's last FATAL line was given as the reason, however old: a session's
+    # "database does not exist" from days before, where this start failed for another.
+    env = {"CRUDDUR_HOME": str(home)}
+    assert cruddur("db", "up", env=env).returncode == 0
+    assert cruddur("db", "down", env=env).returncode == 0
+    server = EmbeddedPostgres(home)
+    with server.log_file.open("a") as log:
+        log.write('2026-12-01 00:00:00 UTC [1] FATAL:  database "gone" does not exist\n')
+    with pytest.raises(Exception, match="superuser_reserved_connections") as failed:
+        server.start({"max_connections": "1"})  # refused by the server, in its log
+    assert "gone" not in str(failed.value)
+
+
+def test_a_home_under_a_file_is_one_line(tmp_path) -> None:
+    (tmp_path / "afile").write_text("")
+    for verb in ("status", "down", "up"):
+        refused = cruddur("db", verb, env={"CRUDDUR_HOME": str(tmp_path / "afile" / "home")})
+        assert refused.returncode == 1, refused.stderr
+        assert "unexpected" not in refused.stderr, refused.stderr
+        assert "afile" in refused.stderr

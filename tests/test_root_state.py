@@ -219,3 +219,51 @@ def test_the_cluster_folder_belongs_to_the_server_user_and_root_state_to_root(
         check=False,
     )
     assert as_server_user.returncode != 0  # it cannot add anything beside root's state
+
+
+@needs_root
+@pytest.mark.parametrize("planted", ["pipe", "/dev/zero"])
+def test_a_planted_pid_file_is_refused_not_read_for_ever(reachable_home, planted) -> None:
+    # A database superuser swapped postmaster.pid (COPY … TO PROGRAM, as the server's
+    # user): root's `db status` hung on a pipe, or read /dev/zero until memory ran out.
+    env = {"CRUDDUR_HOME": str(reachable_home)}
+    assert cruddur("db", "up", env=env).returncode == 0
+    superuser = EmbeddedPostgres(reachable_home).url("postgres")
+    swap = "mkfifo postmaster.pid" if planted == "pipe" else f"ln -s {planted} postmaster.pid"
+    with psycopg.connect(superuser, autocommit=True) as conn:
+        conn.execute(f"COPY (SELECT 1) TO PROGRAM 'mv postmaster.pid pm.real; {swap}'")
+    data = reachable_home / "postgres" / "data"
+    try:
+        for verb in ("status", "up", "down"):
+            refused = subprocess.run(
+                [ROOT / ".venv/bin/cruddur", "db", verb], env={**os.environ, **env},
+                capture_output=True, text=True, timeout=30, check=False,
+            )  # fmt: skip
+            said = " ".join(refused.stderr.split())
+            assert refused.returncode == 1, said
+            assert f"{data}/postmaster.pid is not a regular file" in said
+            assert "unexpected" not in said
+    finally:  # the server's own file back, so that the fixture stops it
+        (data / "postmaster.pid").unlink()
+        (data / "pm.real").rename(data / "postmaster.pid")
+
+
+@needs_root
+def test_a_data_folder_the_server_user_cannot_reach_is_an_error_not_a_stopped_server(
+    reachable_home,
+) -> None:
+    # pg_ctl's "cannot access the data folder" (status 4) was taken for "not running":
+    # `db up` moved the port of the server still running, then failed to start another.
+    env = {"CRUDDUR_HOME": str(reachable_home)}
+    assert cruddur("db", "up", env=env).returncode == 0
+    port = json.loads((reachable_home / "postgres.json").read_text())["port"]
+    base = reachable_home.parent
+    base.chmod(0o700)
+    try:
+        refused = cruddur("db", "up", env=env)
+    finally:
+        base.chmod(0o755)
+    assert refused.returncode == 1
+    assert "cannot tell whether the embedded PostgreSQL runs" in refused.stderr
+    assert json.loads((reachable_home / "postgres.json").read_text())["port"] == port
+    assert f"127.0.0.1:{port}" in cruddur("db", "status", env=env).stdout

@@ -77,6 +77,11 @@ class EmbeddedError(Problem, RuntimeError):
     """The embedded server could not be found, set up or started; the message says why."""
 
 
+# Longer than any server program needs here (pg_ctl start waits 60 s at most, initdb
+# takes seconds): only a program stuck on something planted in the folder runs into it.
+RUN_AS_TIMEOUT = 180.0
+
+
 @dataclass(frozen=True)
 class RunAs:
     """Who runs the server: PostgreSQL refuses to run as root."""
@@ -117,7 +122,17 @@ class RunAs:
         # A bare environment: the server must not inherit secrets such as
         # PROD_CONNECTION_URL (COPY … FROM PROGRAM 'env' would show them).
         env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LC_ALL": "C.UTF-8"}
-        return subprocess.run(args, capture_output=True, text=True, env=env, check=False, **switch)
+        try:
+            return subprocess.run(
+                args, capture_output=True, text=True, env=env, check=False,
+                timeout=RUN_AS_TIMEOUT, **switch,
+            )  # fmt: skip
+        except subprocess.TimeoutExpired:
+            # pg_ctl opening a pipe planted in the server's folder waited for ever.
+            raise EmbeddedError(
+                f"{Path(args[0]).name} did not finish within {RUN_AS_TIMEOUT:.0f} s",
+                "look at the server's folder and log for a file that is not PostgreSQL's",
+            ) from None
 
 
 def _make_server_user() -> pwd.struct_passwd:
@@ -321,17 +336,49 @@ def _well_formed(state: object) -> bool:
 PASSWORD_FILE_PREFIX = ".initdb-password-"  # initdb's --pwfile, while it runs
 
 
-def _last_fatal(log_file: Path) -> str | None:
-    """The server log's last FATAL (or PANIC) line, without its time and pid prefix."""
+# The most of a server's file (postmaster.pid, the log's end) that is read.
+SERVER_FILE_BYTES = 64 * 1024
+
+
+def _read_server_file(path: Path, *, start: int = 0) -> str | None:
+    """The text of a file in the server user's folder, from byte `start` (at most its last
+    SERVER_FILE_BYTES), read as root may read it: never through a link (a log linked to
+    a file only root can read had its FATAL line printed), never a pipe or a device (a
+    database superuser can put one there with COPY … TO PROGRAM: root's command hung on
+    a pipe, or read /dev/zero until memory ran out). None when missing or no such file."""
     try:
-        lines = log_file.read_text(errors="replace").splitlines()[-200:]
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
     except OSError:
         return None
+    with os.fdopen(fd, "rb") as handle:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            return None
+        handle.seek(max(start if start <= info.st_size else 0, info.st_size - SERVER_FILE_BYTES))
+        return handle.read(SERVER_FILE_BYTES).decode(errors="replace")
+
+
+def _file_size(path: Path) -> int:
+    """A regular file's size (0 for none), without following a link."""
+    try:
+        info = path.lstat()
+    except OSError:
+        return 0
+    return info.st_size if stat.S_ISREG(info.st_mode) else 0
+
+
+def _why_not_started(log_file: Path, since: int = 0) -> str | None:
+    """Why the server did not start, from what it logged past byte `since` (where this
+    start began: an older FATAL line, from a session days before, was given as the
+    reason): its last FATAL (or PANIC) line without the time and pid prefix, else its
+    last line (a check before logging starts, such as max_connections', writes no level)."""
+    text = _read_server_file(log_file, start=since)
+    lines = [line.strip() for line in (text or "").splitlines() if line.strip()]
     for line in reversed(lines):
         for level in ("FATAL:", "PANIC:"):
             if level in line:
-                return line[line.index(level) :].strip()[:300]
-    return None
+                return line[line.index(level) :][:300]
+    return lines[-1][:300] if lines else None
 
 
 # pg_ctl starts the server through /bin/sh with its paths in double quotes: a path the
@@ -587,7 +634,13 @@ class EmbeddedPostgres:
         the copy's `db down` stopped it."""
         if self._pid_file_kind()[0] == "copy":
             return False
-        return self._pg_ctl(run_as, "status").returncode == 0
+        status = self._pg_ctl(run_as, "status")
+        if status.returncode in (0, 3):  # running; not running
+            return status.returncode == 0
+        # 4: the data folder cannot be reached (by the server's user). It was taken for
+        # "not running": a start moved the port of a server still running, then failed.
+        said = (status.stderr or status.stdout).strip()
+        raise EmbeddedError(f"cannot tell whether the embedded PostgreSQL runs: {said}")
 
     def _pid_file_kind(self) -> tuple[PidFileKind, str]:
         """Whose postmaster.pid this folder holds, and the data folder it names (line 2):
@@ -600,10 +653,19 @@ class EmbeddedPostgres:
         Never decided on the text alone: a moved home (the same folder) named its old
         path, was taken for a copy, and its live server's pid file was removed, which
         shut that server down a minute later."""
+        pid_file = self.data_dir / "postmaster.pid"
+        text = _read_server_file(pid_file)
+        if text is None and (pid_file.is_symlink() or pid_file.exists()):
+            # PostgreSQL writes a regular file; pg_ctl, which reads it, hung on a pipe.
+            raise EmbeddedError(
+                f"{pid_file} is not a regular file (a link, a pipe or a device): "
+                "PostgreSQL makes no such file, so something else put it there",
+                f"remove it (`rm {pid_file}`), then run the command again",
+            )
         try:
-            pid_line, named, *_ = (self.data_dir / "postmaster.pid").read_text().splitlines()
+            pid_line, named, *_ = (text or "").splitlines()
             pid = int(pid_line)
-        except (OSError, ValueError):  # none, or one pg_ctl and the server judge alone
+        except ValueError:  # none, or one pg_ctl and the server judge alone
             return "own", ""
         serves_here = _serves(pid, self.data_dir)
         with contextlib.suppress(OSError):
@@ -656,6 +718,7 @@ class EmbeddedPostgres:
                     if not re.fullmatch(r"[a-z_]+", name) or not re.fullmatch(r"[\w.]+", value):
                         raise ValueError(f"not a server setting: {name}={value}")
                     options += f" -c {name}={value}"
+                logged_before = _file_size(self.log_file)
                 result = self._pg_ctl(
                     run_as,
                     "start",
@@ -666,8 +729,11 @@ class EmbeddedPostgres:
                 )
                 if result.returncode != 0:
                     # pg_ctl says only "could not start server; examine the log": the
-                    # log's last FATAL line says why (a bad setting, a port, the data).
-                    why = _last_fatal(self.log_file) or (result.stderr or result.stdout).strip()
+                    # log, since this start, says why (a bad setting, a port, the data).
+                    why = (
+                        _why_not_started(self.log_file, logged_before)
+                        or (result.stderr or result.stdout).strip()
+                    )
                     raise EmbeddedError(
                         f"the embedded PostgreSQL did not start: {why} (see {self.log_file})"
                     )

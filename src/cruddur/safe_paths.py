@@ -86,7 +86,12 @@ def private_folder(path: Path, mode: int = 0o700) -> Path:
 def check_private_folder(path: Path) -> None:
     """`private_folder`'s checks on a folder that may not exist yet (then nothing to check)."""
     with contextlib.suppress(FileNotFoundError):
-        info = path.lstat()
+        try:
+            info = path.lstat()
+        except NotADirectoryError:  # "unexpected NotADirectoryError" from `db status`
+            raise UnsafePath(
+                f"{path} cannot be a folder: part of its path is a file, not a folder"
+            ) from None
         if not stat.S_ISDIR(info.st_mode):
             raise UnsafePath(f"{path} should be a folder but is a link or a file: remove it")
         _check_mine(path, info)
@@ -95,7 +100,9 @@ def check_private_folder(path: Path) -> None:
 def open_private(path: Path, flags: int, mode: int = 0o600) -> int:
     """os.open without following a link, then the file's own checks; a file descriptor."""
     try:
-        fd = os.open(path, flags | _NOFOLLOW, mode)
+        # O_NONBLOCK: a pipe planted there would hold the open for ever (it is refused
+        # below, as any file that is not a regular one); on a regular file it does nothing.
+        fd = os.open(path, flags | _NOFOLLOW | os.O_NONBLOCK, mode)
     except OSError as exc:
         if exc.errno == errno.ELOOP:
             raise UnsafePath(

@@ -40,6 +40,9 @@ class Target(ReprWithoutSecrets):
     # Where migrations connect instead, redacted ("MIGRATION_CONNECTION_URL: postgres://…"):
     # named beside the URL, for that is the connection that changes the schema.
     migrations_through: str = ""
+    # The embedded server's port before this command's start moved it (another program
+    # had taken it): a `cruddur serve` started before still asks that one.
+    moved_from: int | None = None
     # The RDS CA bundle's path, fetched on first use (cruddur.aws.ca_bundle).
     rds_ca_bundle: Callable[[], Path] = field(default=_no_bundle, compare=False, repr=False)
 
@@ -137,7 +140,7 @@ def resolve(settings: Settings, *, prod: bool = False, start: bool = True) -> Ta
     else:
         server = embedded_server(settings)
         url = server.start() if start else server.url()
-        target = Target(url, "embedded")
+        target = Target(url, "embedded", moved_from=server.moved_from)
     return _settled(target, settings)
 
 

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from cruddur.cli.output import confirm_typed, info
+from cruddur.cli.output import confirm_typed, info, warn
 
 if TYPE_CHECKING:
     from cruddur.config import Settings
@@ -79,6 +79,7 @@ class Cli:
                 "started the embedded PostgreSQL; it keeps running after this command "
                 f"(`{cruddur_command()} db down` stops it)"
             )
+        warn_if_moved(target)
         return target
 
     def confirm(self, action: str, target: Target | None = None) -> None:
@@ -97,6 +98,17 @@ pass_cli = click.make_pass_decorator(Cli, ensure=True)
 
 
 KEPT_META = "cruddur.kept_if_interrupted"
+
+
+def warn_if_moved(target: Target) -> None:
+    """Said by every command whose start moved the embedded server to another port
+    (only `db up` said it): a `cruddur serve` started before still asks the old one."""
+    if target.moved_from is not None:
+        warn(
+            f"port {target.moved_from}, where the embedded PostgreSQL ran before, was taken "
+            "by another program, so it moved (the database line says where): a `cruddur "
+            "serve` started before still asks the old port: restart it"
+        )
 
 
 def if_interrupted(kept: str | None) -> None:

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 import click
 
+from cruddur.cli.options import warn_if_moved
 from cruddur.cli.output import cruddur_command, info, warn
 from cruddur.config import (
     MAX_THREADS,
@@ -261,6 +262,7 @@ def serve(
         start_metrics_exporter(settings.telemetry.metrics_host, settings.telemetry.metrics_port)
     target = serve_target(settings)  # starts the embedded server, once, before the workers
     info(f"database: {target.describe()}")
+    warn_if_moved(target)
     _api_role(settings, target, _check_database(target, settings))
     # Worked out here once; the workers take them as they are (ApiUrls.environ).
     api_urls = ApiUrls.from_settings(settings, api_url(settings, target))
