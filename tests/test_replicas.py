@@ -31,7 +31,7 @@ from cruddur.api import create_app
 from cruddur.config import Settings
 from cruddur.db.replication import LagClock, PrimarySample, ReplicaState
 from cruddur.dev_keys import DevKeys
-from cruddur.urls import parse
+from cruddur.urls import parse, with_database
 
 
 @pytest.fixture(scope="module")
@@ -158,6 +158,46 @@ def test_a_replica_that_stops_answering_costs_a_read_seconds_not_for_ever(
         _wait_until(lambda: _in_use(api), seconds=30)
     finally:
         _close(app)
+
+
+def test_behind_a_pooler_a_read_after_a_write_on_a_replica_that_stops_answering_is_bounded(
+    pair: ReplicaPair, tmp_path: Path
+) -> None:
+    # Behind a transaction pooler a read with X-Read-After is one transaction on the
+    # replica, and its BEGIN went out with no deadline: a replica that stopped answering
+    # held it (and every thread that sent such a read) for 60 s and more.
+    from pgbouncer_support import PgBouncer
+
+    pair.wait_caught_up()
+    bouncer = PgBouncer(pair.replica_url, pool_size=4)
+    try:
+        app, api, auth = _app(
+            pair, tmp_path, READER_CONNECTION_URL=bouncer.url_for(pair.replica_url),
+            CRUDDUR_POOLER="transaction", CRUDDUR_FEED_CACHE="0",
+        )  # fmt: skip
+        try:
+            _wait_until(lambda: _in_use(api))
+            created = api.post(
+                "/api/activities", json={"message": "frozen", "ttl": "1-day"}, headers=auth
+            )
+            after = {"X-Read-After": created.headers["X-Read-After"]}
+            path = f"/api/activities/{created.get_json()['uuid']}"
+            _wait_until(lambda: api.get(path, headers=after).status_code == 200)
+            reader = ThreadPoolExecutor(1)  # a read that hangs fails the test, not the run
+            pair.freeze_replica(True)
+            try:
+                started = time.monotonic()
+                response = reader.submit(api.get, path, headers=after).result(timeout=30)
+                waited = time.monotonic() - started
+                assert response.status_code == 200, response.get_data(as_text=True)
+                assert waited < 5, waited  # the read's deadline (2 s), then the primary
+            finally:
+                pair.freeze_replica(False)
+                reader.shutdown()
+        finally:
+            _close(app)
+    finally:
+        bouncer.stop()
 
 
 def test_a_primary_that_stops_answering_leaves_the_replica_serving_reads(
@@ -805,6 +845,31 @@ def test_a_misconfigured_replica_is_reported_from_the_first_look(
     }[where]
     assert expected in lines[0]
     assert parts["password"] not in caplog.text
+
+
+def test_a_reader_url_naming_another_database_on_the_replica_is_not_used(
+    pair: ReplicaPair, tmp_path: Path
+) -> None:
+    # Only the cluster was compared: READER_CONNECTION_URL naming another database on the
+    # replica was used, so writers never read their own writes (or, with no schema there,
+    # every feed was a 503), while health said the replica was in use and ok.
+    pair.wait_caught_up()
+    other = with_database(pair.replica_url, "postgres")
+    app, api, auth = _app(pair, tmp_path, READER_CONNECTION_URL=other, CRUDDUR_FEED_CACHE="0")
+    try:
+        _wait_until(lambda: _replica_health(api).get("following") is False)
+        assert _replica_health(api)["in_use"] is False
+        problem = app.extensions["cruddur.reads"].state.problem
+        assert "names another database on the replica" in problem
+        created = api.post(
+            "/api/activities", json={"message": "mine", "ttl": "1-day"}, headers=auth
+        )
+        assert created.status_code == 201
+        after = {"X-Read-After": created.headers["X-Read-After"]}
+        home = api.get("/api/activities/home", headers=after)
+        assert home.status_code == 200 and "mine" in home.get_data(as_text=True)
+    finally:
+        _close(app)
 
 
 def test_a_worker_started_while_the_replica_is_far_behind_keeps_its_reads_off_it(

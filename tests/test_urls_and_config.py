@@ -153,6 +153,8 @@ def test_settings_from_env() -> None:
         ({"CRUDDUR_CONNECT_TIMEOUT": "99999999999"}, "at most 3600"),
         # Accepted, it made every write's X-Read-After a 400 on the next read.
         ({"CRUDDUR_REPLICA_MAX_LAG": "1e12"}, "CRUDDUR_REPLICA_MAX_LAG must be at most 86400"),
+        # Accepted, it kept the replica out of use for ever (a look vouches for less).
+        ({"CRUDDUR_REPLICA_MAX_LAG": "0"}, "CRUDDUR_REPLICA_MAX_LAG must be at least 1"),
     ],
 )
 def test_bad_settings_say_which_and_why(env: dict[str, str], message: str) -> None:

@@ -980,6 +980,10 @@ class WebSettings:
 # A day: a write's X-Read-After counts about this long, and its signed expiry (a Unix
 # time) must keep to 12 digits (api/read_after.py); 1e12 made every one refused.
 MAX_REPLICA_LAG = 86_400.0
+# The watcher looks once a second, and a look vouches for the replica only while its lag
+# plus the time since stays within the limit: under a second it was hardly ever used,
+# and at 0 never, though accepted.
+MIN_REPLICA_LAG = 1.0
 
 
 @dataclass(frozen=True, repr=False)
@@ -1013,7 +1017,7 @@ class ReplicaSettings(ReprWithoutSecrets):
                 env,
                 "CRUDDUR_REPLICA_MAX_LAG",
                 defaults.max_lag,
-                minimum=0.0,
+                minimum=MIN_REPLICA_LAG,
                 maximum=MAX_REPLICA_LAG,
                 kind=float,
             ),

@@ -42,7 +42,7 @@ class Target(ReprWithoutSecrets):
     migrations_through: str = ""
     # The embedded server's port before this command's start moved it (another program
     # had taken it): a `cruddur serve` started before still asks that one.
-    moved_from: int | None = None
+    moved_from: int | None = field(default=None, compare=False, repr=False)
     # The RDS CA bundle's path, fetched on first use (cruddur.aws.ca_bundle).
     rds_ca_bundle: Callable[[], Path] = field(default=_no_bundle, compare=False, repr=False)
 

@@ -167,7 +167,7 @@ class ReadRouter:
             row = primary.query_row(template("replication", "primary_state"))
         except psycopg.Error:  # PoolTimeout and DeadlinePassed too
             return None
-        written, cluster = row if row else (None, None)
+        written, cluster, database = row if row else (None, None, None)
         position = parse_lsn(written) if written else None
         if position is None:
             return None
@@ -175,7 +175,7 @@ class ReadRouter:
         # that worked (a write just before it went away): the clock counts from the last
         # time the primary was seen at or below the replica's position.
         self._clock.primary_at(time.monotonic(), position)
-        return PrimarySample(position, cluster)
+        return PrimarySample(position, cluster, database)
 
     def _set_state(self, state: ReplicaState) -> None:
         before = self._state

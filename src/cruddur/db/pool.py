@@ -7,6 +7,7 @@ JSON and hand it back as text, so callers can send it on without decoding it.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import copy
 import logging
 import select
@@ -336,12 +337,33 @@ class Db:
         conn = self._take(pool)
         try:
             if self.behind_pooler and conn.autocommit:
-                with conn.transaction():
+                # Its BEGIN and COMMIT under the queries' deadline too: a replica that
+                # stopped answering behind PgBouncer held them (and the read) for 60 s
+                # and more, where a query is cut at its deadline and read from the primary.
+                transaction = conn.transaction()
+                self._bounded(conn, transaction.__enter__)
+                try:
                     yield _Pinned(self, conn)
+                except BaseException as exc:
+                    failed = (type(exc), exc, exc.__traceback__)
+                    with contextlib.suppress(psycopg.Error):  # the block's error stands
+                        self._bounded(conn, lambda: transaction.__exit__(*failed))
+                    raise
+                self._bounded(conn, lambda: transaction.__exit__(None, None, None))
             else:
                 yield _Pinned(self, conn)
         finally:
             pool.putconn(conn)
+
+    def _bounded(self, conn: PooledConnection, step: Callable[[], Any]) -> Any:
+        """step() on `conn`, cut at this Db's deadline (when it has one), as a query is."""
+        if self.deadline is None:
+            return step()
+        try:
+            return within(lambda _: step(), self.deadline)(conn)
+        except psycopg.OperationalError as exc:
+            self._failed(conn, exc)
+            raise
 
     def _take(self, pool: ConnectionPool) -> PooledConnection:
         """A connection from the pool; with a Reachability (the API), DatabaseUnavailable

@@ -36,6 +36,7 @@ class ReplicaState:
     replay_age: float | None = None
     received: int | None = None  # the WAL position received (streamed), as parse_lsn gives it
     cluster: str | None = None  # its database cluster's system identifier
+    database: str | None = None  # the oid of the database the look connected to
     # Compared with a sample of the primary taken after the look: False when it holds WAL
     # the primary has not written, or is another cluster's; None when not compared.
     following: bool | None = None
@@ -57,7 +58,7 @@ NOT_LOOKED_AT = ReplicaState(reachable=False, problem="not looked at yet")
 def look_at_replica(conn: psycopg.Connection) -> ReplicaState:
     """One look at a replica over `conn` (any connection to it)."""
     row = conn.execute(template("replication", "replica_state")).fetchone()
-    in_recovery, replayed, received, cluster, lag, replay_age = row
+    in_recovery, replayed, received, cluster, database, lag, replay_age = row
     if not in_recovery:
         # A primary (or a promoted replica) behind READER_CONNECTION_URL: it cannot say
         # how far it has replayed, so read-your-writes cannot be checked there.
@@ -72,6 +73,7 @@ def look_at_replica(conn: psycopg.Connection) -> ReplicaState:
         replay_age=None if replay_age is None else max(0.0, float(replay_age)),
         received=parse_lsn(received) if received else None,
         cluster=cluster,
+        database=database,
     )
 
 
@@ -81,6 +83,7 @@ class PrimarySample:
 
     written: int  # as parse_lsn gives it
     cluster: str | None
+    database: str | None = None  # the oid of the API's database on it
 
 
 def not_following(state: ReplicaState, primary: PrimarySample) -> str | None:
@@ -97,6 +100,19 @@ def not_following(state: ReplicaState, primary: PrimarySample) -> str | None:
             f"not following this primary: a replica of another database cluster (system "
             f"identifier {state.cluster}, the primary's {primary.cluster}); point "
             "READER_CONNECTION_URL at a replica of the primary"
+        )
+    if (
+        state.cluster == primary.cluster
+        and state.database
+        and primary.database
+        and state.database != primary.database
+    ):
+        # The same cluster, another of its databases: every read missed the writer's
+        # own writes (or failed on a database without the schema), and health said ok.
+        return (
+            "not following this primary's database: READER_CONNECTION_URL names another "
+            f"database on the replica (oid {state.database}, the API's {primary.database}); "
+            "name the same database as CONNECTION_URL"
         )
     ahead = max((at for at in (state.replayed, state.received) if at is not None), default=0)
     if ahead > primary.written:

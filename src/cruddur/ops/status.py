@@ -173,7 +173,8 @@ def replica_status(url: str, primary_url: str, connect_timeout: int) -> ReplicaS
         with psycopg.connect(
             with_cli_bounds(primary_url), connect_timeout=connect_timeout
         ) as primary:
-            written, cluster = primary.execute(template("replication", "primary_state")).fetchone()
+            sampled = primary.execute(template("replication", "primary_state")).fetchone()
+            written, cluster, database = sampled
     except psycopg.Error:
         return state
     position = parse_lsn(written) if written else None
@@ -182,7 +183,7 @@ def replica_status(url: str, primary_url: str, connect_timeout: int) -> ReplicaS
     # Sampled after the look, as not_following needs: one holding WAL past this is not
     # following this primary (it said "0.0 s behind: reads use it" of a replica holding a
     # history the restored primary no longer has).
-    state = compared_with(state, PrimarySample(position, cluster))
+    state = compared_with(state, PrimarySample(position, cluster, database))
     if state.following is False:
         return state
     # As the API's watcher reads it on its first look (api/reads.py): caught up when it has

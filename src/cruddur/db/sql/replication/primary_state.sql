@@ -1,5 +1,8 @@
 -- The primary as the replica's watcher and `db status` sample it: where its WAL is written
--- up to now (as write_position.sql) and which database cluster it is. A replica that holds
--- WAL past this position, or of another cluster, is not following this primary.
+-- up to now (as write_position.sql), which database cluster it is, and which database of
+-- it (a replica's databases keep their primary's oids). A replica that holds WAL past this
+-- position, or of another cluster, or a URL naming another database on it, is not
+-- following this primary's database.
 SELECT pg_current_wal_lsn()::text AS written_lsn,
-       (SELECT system_identifier FROM pg_control_system())::text AS cluster;
+       (SELECT system_identifier FROM pg_control_system())::text AS cluster,
+       (SELECT oid FROM pg_database WHERE datname = current_database())::text AS database;

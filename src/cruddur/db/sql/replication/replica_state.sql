@@ -7,13 +7,14 @@
 -- lag clock takes it while it has no sample of the primary old enough to say more.
 -- The lag here is only the replica's own view: a replica holding WAL past the primary's
 -- position (another history: the primary restored from a backup) has replayed all it
--- received and says 0. The received position and the cluster let the caller compare it
--- with the primary's (replication.not_following).
+-- received and says 0. The received position, the cluster and the database let the
+-- caller compare it with the primary's (replication.not_following).
 SELECT
     pg_is_in_recovery() AS in_recovery,
     pg_last_wal_replay_lsn()::text AS replayed_lsn,
     pg_last_wal_receive_lsn()::text AS received_lsn,
     (SELECT system_identifier FROM pg_control_system())::text AS cluster,
+    (SELECT oid FROM pg_database WHERE datname = current_database())::text AS database,
     CASE
         WHEN NOT pg_is_in_recovery() THEN NULL
         -- Not streaming (WAL from an archive): its last transaction's age, as ever.
