@@ -15,6 +15,7 @@ import shutil
 import stat
 import subprocess
 import tempfile
+import time
 from pathlib import Path
 
 import psycopg
@@ -267,3 +268,37 @@ def test_a_data_folder_the_server_user_cannot_reach_is_an_error_not_a_stopped_se
     assert "cannot tell whether the embedded PostgreSQL runs" in refused.stderr
     assert json.loads((reachable_home / "postgres.json").read_text())["port"] == port
     assert f"127.0.0.1:{port}" in cruddur("db", "status", env=env).stdout
+
+
+@needs_root
+def test_a_private_home_moved_while_its_server_runs_says_how_to_stop_that_server() -> None:
+    # Out of the server user's reach, the cluster lives under /var/lib/cruddur, named by
+    # the home's path: moved, the home no longer reaches it, and the advice ("remove
+    # postgres.json to start afresh") left its server running, stopped by nothing.
+    base = Path(tempfile.mkdtemp(prefix="cruddur-root-state-", dir="/tmp"))  # 0700
+    old, new = base / "old", base / "new"
+    try:
+        assert cruddur("db", "up", env={"CRUDDUR_HOME": str(old)}).returncode == 0
+        cluster = Path(json.loads((old / "postgres.json").read_text())["cluster_dir"])
+        pid = int((cluster / "data" / "postmaster.pid").read_text().split()[0])
+        old.rename(new)
+        refused = cruddur("db", "down", env={"CRUDDUR_HOME": str(new)})
+        said = " ".join(refused.stderr.split())
+        assert refused.returncode == 1, said
+        assert f"Its server still runs (pid {pid})" in said and f"`kill -INT {pid}`" in said
+        os.kill(pid, 2)  # as advised
+        for _ in range(100):
+            if not (cluster / "data" / "postmaster.pid").exists():
+                break
+            time.sleep(0.1)
+        assert not (cluster / "data" / "postmaster.pid").exists()
+        still = cruddur("db", "status", env={"CRUDDUR_HOME": str(new)})
+        assert "still runs" not in still.stderr
+    finally:
+        if new.exists():
+            new.rename(old)
+        cruddur("db", "down", env={"CRUDDUR_HOME": str(old)})
+        state = old / "postgres.json"
+        if state.is_file():
+            shutil.rmtree(Path(json.loads(state.read_text())["cluster_dir"]).parent, True)
+        shutil.rmtree(base, ignore_errors=True)

@@ -358,6 +358,21 @@ def _read_server_file(path: Path, *, start: int = 0) -> str | None:
         return handle.read(SERVER_FILE_BYTES).decode(errors="replace")
 
 
+def _still_running(data_dir: Path) -> str:
+    """What to add to advice about a cluster this home no longer reaches: whether its
+    server still runs, and how to stop it (removing the state orphaned a server no
+    command of cruddur's would stop again)."""
+    text = _read_server_file(data_dir / "postmaster.pid") or ""
+    pid = text.split("\n", 1)[0].strip()
+    if not pid.isdigit() or not _serves(int(pid), data_dir):
+        return ""
+    return (
+        f". Its server still runs (pid {pid}): if the home was moved, stop it before "
+        f"removing anything (`kill -INT {pid}`, PostgreSQL's fast shutdown); if it was "
+        "copied, that server is the original's: leave it"
+    )
+
+
 def _file_size(path: Path) -> int:
     """A regular file's size (0 for none), without following a link."""
     try:
@@ -435,7 +450,7 @@ class EmbeddedPostgres:
             raise EmbeddedError(
                 f"{self._state_file} names the cluster {cluster}, made for this home at "
                 "another path (was it moved or copied?): move it back, or remove "
-                f"{self._state_file} to start afresh here"
+                f"{self._state_file} to start afresh here" + _still_running(cluster / "data")
             )
         return cluster
 
