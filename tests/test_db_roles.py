@@ -639,9 +639,11 @@ def test_a_new_roles_password_is_kept_when_the_other_role_or_a_grant_fails(
     env_file = tmp_path / "roles.env"
     options = ["--api-role", api, "--lambda-role", lambda_, "--env-file", str(env_file)]
     try:
+        # Refused before either role is made (it was refused after the API's was).
         refused = here("db", "roles", *options, env=env)
         assert refused.returncode == 1 and "cannot log in" in refused.stderr, refused.stderr
-        assert set(_env_values(env_file)) == {"CRUDDUR_API_CONNECTION_URL"}
+        assert not env_file.exists() or _env_values(env_file) == {}
+        assert admin.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", [api]).fetchone() is None
         admin.execute(sql.SQL("ALTER ROLE {} LOGIN").format(sql.Identifier(lambda_)))
 
         def failing_grant(*args, **kwargs):
@@ -655,6 +657,50 @@ def test_a_new_roles_password_is_kept_when_the_other_role_or_a_grant_fails(
         # The file's passwords are the ones the roles have now.
         assert _who(urls["CRUDDUR_API_CONNECTION_URL"]) == api
         assert _who(urls["CRUDDUR_LAMBDA_CONNECTION_URL"]) == lambda_
+    finally:
+        _drop_roles(admin, seeded_db, api, lambda_)
+
+
+def test_a_refused_lambda_role_leaves_the_api_roles_password_as_it_was(
+    seeded_db, admin, tmp_path
+) -> None:
+    # `db roles --rotate` gave the API's role a new password, then refused the Lambda's
+    # (a member of another role), exiting 1: the API's URL in use stopped working.
+    suffix = uuid.uuid4().hex[:8]
+    api, lambda_, group = (f"cruddur_t_{kind}_{suffix}" for kind in ("api", "lambda", "group"))
+    env = {"CONNECTION_URL": seeded_db, "CRUDDUR_HOME": str(tmp_path / "home")}
+    options = ["--api-role", api, "--lambda-role", lambda_, "--env-file", str(tmp_path / "r.env")]
+    try:
+        assert here("db", "roles", *options, env=env).returncode == 0
+        before = _stored_password(admin, api)
+        admin.execute(sql.SQL("CREATE ROLE {}").format(sql.Identifier(group)))
+        admin.execute(
+            sql.SQL("GRANT {} TO {}").format(sql.Identifier(group), sql.Identifier(lambda_))
+        )
+        refused = here("db", "roles", "--rotate", *options, env=env)
+        assert refused.returncode == 1
+        assert f'role "{lambda_}" exists with member of {group}' in refused.stderr
+        assert _stored_password(admin, api) == before
+    finally:
+        _drop_roles(admin, seeded_db, api, lambda_)
+        admin.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(group)))
+
+
+def test_with_one_role_dropped_migrate_says_it_granted_neither(seeded_db, admin, tmp_path) -> None:
+    # The grants name both roles: with the Lambda's dropped by hand none were given, a
+    # table made anew was closed to the API, and migrate said nothing.
+    suffix = uuid.uuid4().hex[:8]
+    api, lambda_ = f"cruddur_t_api_{suffix}", f"cruddur_t_lambda_{suffix}"
+    env = {"CONNECTION_URL": seeded_db, "CRUDDUR_HOME": str(tmp_path / "home")}
+    options = ["--api-role", api, "--lambda-role", lambda_, "--env-file", str(tmp_path / "r.env")]
+    try:
+        assert here("db", "roles", *options, env=env).returncode == 0
+        _drop_roles(admin, seeded_db, lambda_)
+        migrated = here("db", "migrate", env=env)
+        assert migrated.returncode == 0, migrated.stderr
+        said = " ".join(migrated.stderr.split())
+        assert f"privileges not granted again: this database has the API's role ({api})" in said
+        assert "but no Lambda role" in said and "db roles` makes it" in said
     finally:
         _drop_roles(admin, seeded_db, api, lambda_)
 

@@ -116,6 +116,18 @@ def test_serve_warns_when_the_api_roles_url_can_change_the_schema(
     assert check(api_url) is False
     with _owner_of_activities(admin, seeded_db) as owner:
         assert check(with_user(seeded_db, owner, "kept")) is True
+        # A NOINHERIT member of the owner may still SET ROLE to it; a CREATEROLE role may
+        # grant itself that membership (the owner being no superuser): neither was warned of.
+        member, creator = f"{owner}_member", f"{owner}_creator"
+        for name, attributes in ((member, "LOGIN NOINHERIT"), (creator, "LOGIN CREATEROLE")):
+            admin.execute(f"CREATE ROLE \"{name}\" {attributes} PASSWORD 'kept'")
+        admin.execute(f'GRANT "{owner}" TO "{member}"')
+        try:
+            assert check(with_user(seeded_db, member, "kept")) is True
+            assert check(with_user(seeded_db, creator, "kept")) is True
+        finally:
+            for name in (member, creator):
+                admin.execute(f'DROP ROLE "{name}"')
 
 
 def test_serve_given_only_the_api_roles_url_serves_that_database(

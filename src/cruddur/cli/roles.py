@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 import click
 
 from cruddur.cli.options import Cli, TargetCommand, pass_cli, prod_option, yes_option
-from cruddur.cli.output import done, info, result
+from cruddur.cli.output import cruddur_command, done, info, result, warn
 from cruddur.errors import Problem
 from cruddur.ops.role_names import API_ROLE, LAMBDA_ROLE, role_name_problem
 from cruddur.safe_paths import UnsafePath, private_folder, read_private, write_private
@@ -149,6 +149,15 @@ def grant_again(settings: Settings, url: str) -> None:
             roles.grant(database, api=api, lambda_=lambda_)
     if given["api"] and given["lambda"]:
         done(f"privileges granted again to {' and '.join(given['api'] + given['lambda'])}")
+    elif given["api"] or given["lambda"]:
+        # The grants name both roles: with one gone (dropped by hand), none were given,
+        # and a table made anew was closed to the other (the API's requests failed).
+        kept, gone = ("API", "Lambda") if given["api"] else ("Lambda", "API")
+        warn(
+            f"privileges not granted again: this database has the {kept}'s role "
+            f"({', '.join(given['api'] or given['lambda'])}) but no {gone} role; "
+            f"`{cruddur_command()} db roles` makes it and grants both"
+        )
 
 
 def _known_url(path: Path, setting: str, role: str) -> str | None:
@@ -239,8 +248,9 @@ def roles_command(
 ) -> None:
     """Make the API's and the Lambda's database roles and grant them what they may do.
 
-    The API's role may read, insert and update rows; the Lambda's may insert and read
-    users. Neither can change the schema, delete rows or run programs on the server.
+    The API's role may read, insert and update rows, and delete expired Idempotency-Keys;
+    the Lambda's may insert and read users. Neither can change the schema, delete
+    anything else or run programs on the server.
     Migrations and the `db` verbs keep using the URL's own user (the owner). Run it
     again at any time: it changes no password unless --rotate.
     """

@@ -239,7 +239,15 @@ def set_up(
     `api_timeouts` (`bound`; the defaults' when not given)."""
     passwords = passwords or {}
     for role in (api, lambda_):  # before any password changes, as ensure's own checks
+        if problem := role_name_problem(role):
+            raise Problem(problem)
         check_not_owner(database, role)
+    # Both roles' powers before either is made or given a password: the Lambda's refused
+    # only once the API's password had been rotated left a URL in use broken.
+    with server.connection() as conn:
+        for role in (api, lambda_):
+            if conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", [role]).fetchone():
+                _check_powers(conn, role)
     ensured: list[Ensured] = []
     for role in (api, lambda_):
         ensured.append(ensure(server, role, passwords.get(role), rotate=rotate))

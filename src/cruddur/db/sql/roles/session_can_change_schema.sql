@@ -1,10 +1,13 @@
 -- Whether this session's user could change the schema: a superuser, a user who may
--- create in public, or the owner (or a member of the owner) of one of its tables.
+-- create in public, a member of the owner of one of its tables (with or without
+-- INHERIT: a NOINHERIT member may still SET ROLE to it), or a role with CREATEROLE (it
+-- can grant itself such a membership where the owner is no superuser, as on RDS).
 SELECT r.rolsuper
+    OR r.rolcreaterole
     OR has_schema_privilege('public', 'CREATE')
     OR EXISTS (
       SELECT 1 FROM pg_tables t
-      WHERE t.schemaname = 'public' AND pg_has_role(t.tableowner, 'USAGE')
+      WHERE t.schemaname = 'public' AND pg_has_role(t.tableowner, 'MEMBER')
     )
 FROM pg_roles r
 WHERE r.rolname = current_user
