@@ -355,3 +355,28 @@ def test_dev_sign_in_asked_for_beside_cognito_settings_says_they_go_unused(
         for line in said
     ), said
     assert not any("set AWS_COGNITO_USER_POOL_ID" in line for line in said), said
+
+
+def test_a_signed_token_whose_exp_is_no_time_is_a_401(app, mint) -> None:
+    # float(10**400) raised OverflowError: a 500 for a token the issuer had signed.
+    for exp in (10**400, "soon"):
+        token = mint(claims={"exp": exp})
+        answer = app.test_client().post(
+            "/api/activities",
+            json={"message": "hi", "ttl": "1-day"},
+            headers={"Authorization": f"Bearer {token}"},
+        )
+        assert answer.status_code == 401, (exp, answer.get_data(as_text=True))
+
+
+def test_the_dev_routes_wrong_methods_are_a_404_to_strangers_too(app) -> None:
+    # Routing answered 405 with Allow before the blueprint's check ran: behind a proxy,
+    # that told anyone the development sign-in was there.
+    client = app.test_client()
+    proxied = {"X-Forwarded-For": "1.2.3.4"}
+    for method, path in (("GET", "/api/dev/sign-in"), ("POST", "/api/dev/users")):
+        stranger = client.open(path, method=method, headers=proxied)
+        assert stranger.status_code == 404 and "Allow" not in stranger.headers
+        local = client.open(path, method=method)
+        assert local.status_code == 405 and local.headers["Allow"]
+    assert client.get("/api/dev/users", headers=proxied).status_code == 404

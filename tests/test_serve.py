@@ -15,6 +15,20 @@ from cruddur.urls import parse
 CRUDDUR = ROOT / ".venv" / "bin" / "cruddur"
 
 
+def test_serve_dev_decides_sign_in_by_the_address_it_serves(seeded_db: str, tmp_path) -> None:
+    # CRUDDUR_HOST=0.0.0.0 (from a .env), --host 127.0.0.1: the banner said the dev key
+    # pair worked, and the app, reading CRUDDUR_HOST, refused every dev token.
+    env = {"CONNECTION_URL": seeded_db, "CRUDDUR_HOME": str(tmp_path), "CRUDDUR_HOST": "0.0.0.0"}
+    served = Served("--dev", "--host", "127.0.0.1", env=env)
+    try:
+        served.wait_healthy()
+        status, _, body = request(f"{served.base}/api/dev/users")
+        assert status == 200 and b"andrewbrown" in body
+    finally:
+        output = served.stop()
+    assert "nobody can sign in" not in output, output
+
+
 def test_serve_dev_runs_flasks_reloader(seeded_db: str, tmp_path) -> None:
     # Its own process group: the reloader's child goes down with it. With metrics on, the
     # reloader's parent (which serves nothing) took the metrics port, and the child that

@@ -170,6 +170,7 @@ def create_app(
     app.register_blueprint(health.bp)
     if settings.auth.dev:  # with a Cognito pool, "sign in as" does not exist
         app.register_blueprint(dev_sign_in.make_blueprint(settings))
+        app.extensions[errors.HIDDEN_ROUTES_KEY] = ("/api/dev/", dev_sign_in.local_caller)
     openapi_text = OPENAPI.read_text()
     app.add_url_rule(
         "/api/openapi.yaml",

@@ -69,7 +69,11 @@ class TokenVerifier:
                 return known.claims
             self.verified.forget(digest)
         claims, kid, key = self._check(token)
-        self.verified.put(digest, Verified(claims, kid, key, float(claims["exp"])))
+        try:
+            expires = float(claims["exp"])
+        except (OverflowError, TypeError, ValueError):  # 10**400 ended in a 500
+            raise InvalidToken("the token's exp is not a time", "malformed") from None
+        self.verified.put(digest, Verified(claims, kid, key, expires))
         return claims
 
     def _still_published(self, known: Verified) -> bool:

@@ -11,7 +11,7 @@ import logging
 from typing import Any
 
 import psycopg
-from flask import Flask, Response, json, request
+from flask import Flask, Response, current_app, json, request
 from psycopg_pool import PoolTimeout
 from werkzeug.exceptions import HTTPException
 
@@ -80,8 +80,21 @@ def error_response(error: ApiError) -> Response:
     return response
 
 
+# In app.extensions: (URL prefix, who may know its routes exist). Routing answers a wrong
+# method with 405 and Allow before any of the blueprint's hooks run: for /api/dev/ that
+# told any caller the development sign-in was there, where it is a 404 to them.
+HIDDEN_ROUTES_KEY = "cruddur.hidden_routes"
+
+
 def on_http_exception(exc: HTTPException) -> Response:
     status = exc.code or 500
+    hidden = current_app.extensions.get(HIDDEN_ROUTES_KEY)
+    if status == 405 and hidden is not None:
+        prefix, may_know = hidden
+        if request.path.startswith(prefix) and not may_know():
+            return error_response(
+                ApiError(404, "not_found", "The requested URL was not found on the server.")
+            )
     message = exc.description or exc.name
     if status == 413:
         message = f"the request body is larger than {request.max_content_length} bytes"

@@ -314,7 +314,11 @@ def serve(
         process_telemetry.start_process(  # no exporter
             telemetry if serving else watching, dev=True, server=True
         )
-        app = create_app(settings, urls=api_urls)
+        # The address served, as the workers below are told (CRUDDUR_HOST): the app's
+        # sign-in rule read CRUDDUR_HOST's instead, and refused the dev key pair on
+        # 127.0.0.1 when that said 0.0.0.0.
+        served = replace(settings, serve=replace(settings.serve, host=host))
+        app = create_app(served, urls=api_urls)
         app.run(host=host, port=port, debug=True, use_reloader=True)
         return
     server = server or config.server
