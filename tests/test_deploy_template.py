@@ -396,7 +396,8 @@ def test_traces_to_xray_go_through_a_collector_beside_the_api() -> None:
     ["https://api.honeycomb.io", "http://collector.internal:4318", "http://10.0.0.5:4318/otlp",
      "http://collector:99999", "http://:4318", "https://[::1", "http://collector:43l8",
      "http://collector:0", "http://user:key@collector:4318", "https://h.io?key=1",
-     "ftp://collector"],
+     "ftp://collector", "https://api.honeycomb.io/v1/traces", "http://c:4318/x/v1/traces/",
+     "http://c:4318/v1/traces-archive"],
 )  # fmt: skip
 def test_the_template_takes_only_an_endpoint_the_api_takes(endpoint: str) -> None:
     # The template took endpoints the API refused at start: every task then exited, until
@@ -412,7 +413,7 @@ def test_the_template_takes_only_an_endpoint_the_api_takes(endpoint: str) -> Non
     assert api_takes or not taken, endpoint
     assert taken == (
         endpoint in ("https://api.honeycomb.io", "http://collector.internal:4318",
-                     "http://10.0.0.5:4318/otlp")
+                     "http://10.0.0.5:4318/otlp", "http://c:4318/v1/traces-archive")
     )  # fmt: skip
 
 
@@ -586,3 +587,13 @@ def test_compose_api_reads_the_replica_as_its_own_role(tmp_path, given, reader) 
     done = subprocess.run(["sh", "-c", script], env=env, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == f"reader={reader or 'unset'}"
+
+
+def test_the_cognito_parameters_must_be_full_names() -> None:
+    # The ARNs are made as …:parameter${Name}: a name without its leading / made an ARN
+    # of no parameter, and no task could read its settings.
+    template, _ = decode(str(ECS_TEMPLATE))
+    for name in ("CognitoUserPoolIdParameter", "CognitoClientIdParameter"):
+        pattern = template["Parameters"][name]["AllowedPattern"]
+        assert re.fullmatch(pattern, "/cruddur/cognito/user-pool-id")
+        assert not re.fullmatch(pattern, "cruddur-user-pool-id")
