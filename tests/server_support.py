@@ -54,6 +54,10 @@ def _ignore_stops() -> None:
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
+def _ignore_hang_up() -> None:
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)  # as `nohup` starts it
+
+
 class Served:
     """One `cruddur serve`; its output is kept, and `saw(text)` waits for a line.
 
@@ -68,6 +72,7 @@ class Served:
         port: int | None = None,
         unset: Iterable[str] = ("PROD_CONNECTION_URL",),
         stops_ignored: bool = False,
+        hang_up_ignored: bool = False,
     ) -> None:
         self.port = port or free_port()
         unset = tuple(unset)
@@ -81,7 +86,11 @@ class Served:
             text=True,
             start_new_session=True,  # its own group: whatever it forks can be found
             # As a script's background job starts it (`cruddur serve &`, no job control).
-            preexec_fn=_ignore_stops if stops_ignored else None,
+            preexec_fn=_ignore_stops
+            if stops_ignored
+            else _ignore_hang_up
+            if hang_up_ignored
+            else None,
         )
         self.base = f"http://127.0.0.1:{self.port}"
         self.lines: list[str] = []

@@ -15,6 +15,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from pathlib import Path
 
 import pytest
 from server_support import Served, free_port, request
@@ -190,7 +191,8 @@ def test_a_link_local_address_it_cannot_listen_on_is_one_line(tmp_path, host: st
     # It was "unexpected OSError: [Errno 22] Invalid argument".
     refused = Served("--host", host, env={"CRUDDUR_HOME": str(tmp_path)})
     output = _refused_at_once(refused)
-    assert f"cannot listen on {host}: not an address of this machine" in output, output
+    # (It advised adding the interface, which the servers cannot be given.)
+    assert f"cannot listen on {host}: a link-local address is not supported" in output, output
     assert "unexpected" not in output
 
 
@@ -260,6 +262,41 @@ def test_one_signal_always_stops_the_server_and_all_its_workers(seeded_db: str, 
             assert not served.leftovers(), f"trial {trial}: workers left:\n{served.output}"
         finally:
             served.kill_all()
+
+
+@pytest.mark.parametrize("server", ["granian", "gunicorn"])
+def test_a_hang_up_stops_the_server_unless_it_was_started_to_ignore_it(
+    seeded_db: str, tmp_path, server: str
+) -> None:
+    # A terminal that closes sends SIGHUP to its foreground group: granian and gunicorn
+    # took it for "respawn the workers", and the server went on with no terminal, no one
+    # to stop it, and its port held (the next `cruddur serve` refused the port).
+    served = Served("--server", server, "--workers", "2", env=_env(seeded_db, tmp_path))
+    try:
+        served.wait_healthy()
+        os.killpg(served.process.pid, signal.SIGHUP)
+        try:
+            served.process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"SIGHUP did not stop the server:\n{served.output}")
+        deadline = time.monotonic() + 5
+        while served.leftovers() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not served.leftovers(), served.output
+    finally:
+        served.kill_all()
+    # Under nohup (SIGHUP ignored on entry) it serves on.
+    kept = Served(
+        "--server", server, "--workers", "2", env=_env(seeded_db, tmp_path), hang_up_ignored=True
+    )  # fmt: skip
+    try:
+        kept.wait_healthy()
+        os.killpg(kept.process.pid, signal.SIGHUP)
+        time.sleep(1.5)
+        assert kept.process.poll() is None, kept.output
+        assert request(f"{kept.base}/api/health")[0] == 200
+    finally:
+        kept.stop()
 
 
 def test_ctrl_c_stops_the_server_and_all_its_workers_at_once(seeded_db: str, tmp_path) -> None:
@@ -485,6 +522,92 @@ def test_a_metrics_port_that_is_taken_is_refused_before_serving_is_said(
     assert f"metrics: cannot listen on 127.0.0.1:{metrics_port}" in output, output
     assert "(CRUDDUR_METRICS_HOST, CRUDDUR_METRICS_PORT)" in output  # either may be wrong
     assert "serving" not in output
+
+
+def _exporter_of(served: Served) -> int:
+    found = subprocess.run(
+        ["pgrep", "-f", f"cruddur.telemetry.exporter.*--parent {served.process.pid}"],
+        capture_output=True, text=True, check=False,
+    ).stdout.split()  # fmt: skip
+    assert len(found) == 1, (found, served.output)
+    return int(found[0])
+
+
+def _counts_folder(pid: int) -> str:
+    args = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    return args[args.index(b"--dir") + 1].decode()
+
+
+def test_an_exporter_that_stops_early_leaves_the_workers_their_counts(
+    seeded_db: str, tmp_path
+) -> None:
+    # The exporter removed the counts folder as it stopped, though the server ran on: the
+    # next worker to start (after a crash) failed on a missing file, and granian, seeing
+    # a crash loop, stopped the whole server.
+    env = {**_env(seeded_db, tmp_path), "CRUDDUR_METRICS_PORT": str(free_port())}
+    served = Served("--workers", "2", "--threads", "1", env=env)
+    try:
+        served.wait_healthy()
+        exporter = _exporter_of(served)
+        folder = _counts_folder(exporter)
+        os.kill(exporter, signal.SIGTERM)
+        deadline = time.monotonic() + 5
+        while Path(f"/proc/{exporter}").exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert Path(folder).is_dir()  # the workers' still
+        workers = [pid for pid in served.leftovers() if pid not in (served.process.pid,)]
+        os.kill(workers[0], signal.SIGKILL)
+        time.sleep(2)  # granian replaces it
+        for _ in range(20):
+            assert request(f"{served.base}/api/health")[0] == 200, served.output
+        assert served.process.poll() is None, served.output
+        assert "Traceback" not in served.output, served.output
+    finally:
+        served.stop()
+    assert not Path(folder).exists()  # the server's main process removed it as it ended
+
+
+def test_a_server_started_again_at_once_gets_its_metrics_port(seeded_db: str, tmp_path) -> None:
+    # The exporter looked for its server every 0.5 s: it held the port that long after
+    # the server ended, and a restart at once failed "Address already in use" (1 in 4).
+    env = {**_env(seeded_db, tmp_path), "CRUDDUR_METRICS_PORT": str(free_port())}
+    port = free_port()
+    for _ in range(3):
+        served = Served("--workers", "1", "--threads", "1", env=env, port=port)
+        try:
+            served.wait_healthy()
+        finally:
+            output = served.stop()
+        assert "cannot listen" not in output, output
+
+
+def test_an_exporter_whose_server_is_gone_removes_its_folder_and_ends(tmp_path) -> None:
+    # Its server stopped while it started: it printed a BrokenPipeError traceback on
+    # "ready" and left its folder in /tmp; or, its parent gone before it ran, it would
+    # have served under init for ever.
+    import sys
+
+    folder = tmp_path / "counts"
+    folder.mkdir()
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    ended = subprocess.run(
+        [sys.executable, "-m", "cruddur.telemetry.exporter", "--dir", str(folder),
+         "--port", str(free_port()), "--parent", str(gone.pid)],
+        capture_output=True, text=True, timeout=30, check=False,
+    )  # fmt: skip
+    assert ended.returncode == 0 and "Traceback" not in ended.stderr, ended.stderr
+    assert not folder.exists()
+    folder.mkdir()
+    reader, writer = os.pipe()
+    os.close(reader)  # nobody reads "ready"
+    with os.fdopen(writer, "w") as unread:
+        quiet = subprocess.run(
+            [sys.executable, "-m", "cruddur.telemetry.exporter", "--dir", str(folder),
+             "--port", str(free_port())],
+            stdout=unread, stderr=subprocess.PIPE, text=True, timeout=30, check=False,
+        )  # fmt: skip
+    assert quiet.returncode == 1 and "Traceback" not in quiet.stderr, quiet.stderr
 
 
 def test_workers_stop_when_the_main_process_is_killed(seeded_db: str, tmp_path) -> None:

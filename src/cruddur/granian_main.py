@@ -18,6 +18,11 @@ exits as it would on `kill`. (granian forks from its main thread only, the threa
 end would otherwise fire it.)
 Where granian spawns its workers instead of forking them (newer Pythons), neither this
 nor the import below applies: `cruddur.worker`'s own reset covers the stops there.
+SIGHUP stops the server as SIGINT and SIGTERM do, where granian respawns its workers:
+a terminal that closed (or an SSH session lost) sends it, and the server went on with
+nobody to see it or stop it, holding the port. (Its workers fork from modules this
+process imported, so a respawn never loaded new code anyway.) Ignored on entry (`nohup`),
+it stays ignored.
 """
 
 import ctypes
@@ -27,6 +32,7 @@ import sys
 import threading
 
 STOPS = frozenset({signal.SIGINT, signal.SIGTERM})
+HANG_UP_IGNORED = signal.getsignal(signal.SIGHUP) == signal.SIG_IGN  # under nohup
 # Each forking thread's mask from before its fork (a signal mask is a thread's own: two
 # threads forking at once must each get theirs back).
 _saved = threading.local()
@@ -68,6 +74,20 @@ os.register_at_fork(
     before=_before_fork, after_in_parent=_after_fork_in_parent, after_in_child=_after_fork_in_child
 )
 
+
+def _hang_up_stops() -> None:
+    """granian's main-process signals, with SIGHUP given the stop's handler."""
+    from granian.server import common
+
+    set_main_signals = common.set_main_signals
+
+    def with_hang_up_a_stop(interrupt: object, reload: object = None) -> None:
+        set_main_signals(interrupt, reload)
+        signal.signal(signal.SIGHUP, signal.SIG_IGN if HANG_UP_IGNORED else interrupt)
+
+    common.set_main_signals = with_hang_up_a_stop
+
+
 if __name__ == "__main__":
     # The app's modules, imported once here rather than in every worker after its fork
     # (about 0.3 s of CPU each): the workers inherit them. Importing them starts no
@@ -77,8 +97,11 @@ if __name__ == "__main__":
 
     import cruddur.api  # noqa: F401
     from cruddur.services import last_write
+    from cruddur.telemetry.counts_folder import remove_counts_folder
 
+    _hang_up_stops()
     try:
         entrypoint()
     finally:
         last_write.remove(os.environ.get(last_write.ENV))
+        remove_counts_folder()

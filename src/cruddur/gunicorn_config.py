@@ -1,15 +1,30 @@
 """gunicorn's settings as `cruddur serve` runs it (`--config python:cruddur.gunicorn_config`;
 the command line gives all the others): its main process removes, as it ends, the file
-its workers share (services/last_write.py), which `cruddur serve` made before the exec.
-granian's main process does the same in `cruddur.granian_main`."""
+its workers share (services/last_write.py), which `cruddur serve` made before the exec,
+and the metrics' counts folder. granian's main process does the same in
+`cruddur.granian_main`, and takes SIGHUP for a stop as this does (gunicorn reloads on it:
+a terminal that closed left the server running with nobody to stop it)."""
 
 from __future__ import annotations
 
 import os
+import signal
 from typing import Any
 
 from cruddur.services import last_write
+from cruddur.telemetry.counts_folder import remove_counts_folder
+
+HANG_UP_IGNORED = signal.getsignal(signal.SIGHUP) == signal.SIG_IGN  # under nohup
+
+
+def when_ready(server: Any) -> None:
+    # After gunicorn's own handlers (Arbiter.init_signals), before any worker starts.
+    if HANG_UP_IGNORED:
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    else:
+        signal.signal(signal.SIGHUP, lambda _, frame: server.signal(signal.SIGTERM, frame))
 
 
 def on_exit(server: Any) -> None:
     last_write.remove(os.environ.get(last_write.ENV))
+    remove_counts_folder()

@@ -160,6 +160,13 @@ def _held(host: str, port: int) -> PortTaken:
 
 
 def _bind_check(host: str, port: int) -> None:
+    if host.lower().startswith("fe80:"):
+        # One needs its interface (fe80::1%eth0), which the servers cannot be given: the
+        # advice to add one could not be followed.
+        raise PortTaken(
+            f"cannot listen on {host}: a link-local address is not supported; listen on "
+            ":: (every address) or on an address of this machine that is not link-local"
+        )
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     with socket.socket(family, socket.SOCK_STREAM) as probe:
         # Like the servers themselves: connections of a stopped server (TIME_WAIT) do not
@@ -179,11 +186,8 @@ def _bind_check(host: str, port: int) -> None:
                 raise PortTaken(f"not allowed to listen on port {port} on {host}") from None
             if exc.errno == errno.EADDRNOTAVAIL:
                 raise PortTaken(f"{host} is not an address of this machine") from None
-            if exc.errno == errno.EINVAL:  # a link-local address without its interface
-                raise PortTaken(
-                    f"cannot listen on {host}: not an address of this machine (a link-local "
-                    "address needs the interface that has it, as in fe80::1%eth0)"
-                ) from None
+            if exc.errno == errno.EINVAL:
+                raise PortTaken(f"{host} is not an address of this machine") from None
             raise
 
 

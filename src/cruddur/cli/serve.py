@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import os
 import select
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
@@ -132,13 +130,12 @@ def _api_role_can_change_schema(
 def start_metrics_exporter(host: str, port: int) -> None:
     """The process serving /metrics for all workers (telemetry/exporter.py), started before
     this process becomes the server, which is then its parent: it ends with the server."""
-    from cruddur.telemetry.metrics import MULTIPROC_DIR  # here: the module costs ~10 ms
+    from cruddur.telemetry.counts_folder import make_counts_folder, remove_counts_folder
 
-    folder = tempfile.mkdtemp(prefix="cruddur-metrics-")
-    os.environ[MULTIPROC_DIR] = folder  # the workers count into it
+    folder = make_counts_folder()  # the workers count into it
     exporter = subprocess.Popen(
         [sys.executable, "-m", "cruddur.telemetry.exporter", "--dir", folder,
-         "--port", str(port), "--host", host],
+         "--port", str(port), "--host", host, "--parent", str(os.getpid())],
         stdout=subprocess.PIPE, text=True, start_new_session=True,
     )  # fmt: skip
     ready, _, _ = select.select([exporter.stdout], [], [], EXPORTER_START_TIMEOUT)
@@ -146,7 +143,7 @@ def start_metrics_exporter(host: str, port: int) -> None:
     exporter.stdout.close()
     if said != "ready":
         exporter.kill()
-        shutil.rmtree(folder, ignore_errors=True)
+        remove_counts_folder(folder)
         raise click.ClickException(
             f"metrics: {said or 'the exporter did not start'} (CRUDDUR_METRICS_HOST, "
             "CRUDDUR_METRICS_PORT)"

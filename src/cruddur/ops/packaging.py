@@ -51,6 +51,7 @@ HANDLER_FILES = (
     "cruddur/telemetry/__init__.py",
     "cruddur/telemetry/logs.py",
     "cruddur/telemetry/metrics.py",
+    "cruddur/telemetry/counts_folder.py",
     "cruddur/telemetry/tracing.py",
     "cruddur/telemetry/scrub.py",
     "cruddur/db/sql/users/create_from_cognito.sql",

@@ -3,7 +3,7 @@
 `cruddur serve` starts this process before it becomes the server (exec), so the server is
 its parent; it ends when the server does and removes the counts folder.
 
-    python -m cruddur.telemetry.exporter --dir FOLDER --port 9464 [--host 127.0.0.1]
+    python -m cruddur.telemetry.exporter --dir FOLDER --port 9464 [--host 127.0.0.1] [--parent PID]
 
 It writes one line on stdout once listening ("ready"), or exits with status 1 saying why.
 """
@@ -13,12 +13,13 @@ from __future__ import annotations
 import argparse
 import glob
 import os
-import shutil
 import signal
 import sys
 import time
 from collections.abc import Iterator
 from typing import Any
+
+from cruddur.telemetry.counts_folder import remove_counts_folder
 
 PARENT_CHECK_EVERY = 0.5  # seconds
 
@@ -53,12 +54,45 @@ class LiveWorkersCollector:
         return self.inner.collect()
 
 
+def _end_with_parent() -> None:
+    """SIGTERM to this process as soon as the server (its parent) dies (Linux): polling
+    alone held the metrics port up to PARENT_CHECK_EVERY past the server's end, and a
+    server started again at once found it taken."""
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(1, signal.SIGTERM, 0, 0, 0)  # PR_SET_PDEATHSIG
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dir", required=True)
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--host", default="127.0.0.1")
+    # The server's pid (`cruddur serve`'s, which it execs into): a parent that died before
+    # this started left it to serve under init, for ever, had it taken init for its parent.
+    parser.add_argument("--parent", type=int, default=None)
     args = parser.parse_args()
+    parent = args.parent or os.getppid()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    _end_with_parent()
+    try:
+        if os.getppid() != parent:  # it died before the prctl
+            return
+        _serve(args)
+        while os.getppid() == parent:
+            time.sleep(PARENT_CHECK_EVERY)
+    finally:
+        # The folder only once the server is gone: its workers count into it, and one
+        # starting after it was removed failed, stopping the whole server. (The server's
+        # main process removes it too as it ends: this one may die first.)
+        if os.getppid() != parent:
+            remove_counts_folder(args.dir)
+
+
+def _serve(args: argparse.Namespace) -> None:
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = args.dir
     from prometheus_client import CollectorRegistry, start_http_server
 
@@ -67,16 +101,18 @@ def main() -> None:
     try:
         start_http_server(args.port, args.host, registry=registry)
     except OSError as exc:
-        print(f"cannot listen on {args.host}:{args.port}: {exc.strerror}", flush=True)
+        _say(f"cannot listen on {args.host}:{args.port}: {exc.strerror}")
         sys.exit(1)
-    print("ready", flush=True)
-    parent = os.getppid()
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    _say("ready")
+
+
+def _say(line: str) -> None:
+    """One line to `cruddur serve`, which may have stopped reading (stopped itself
+    meanwhile): a BrokenPipeError here skipped the clean-up and printed a traceback."""
     try:
-        while os.getppid() == parent:
-            time.sleep(PARENT_CHECK_EVERY)
-    finally:
-        shutil.rmtree(args.dir, ignore_errors=True)
+        print(line, flush=True)
+    except BrokenPipeError:
+        sys.exit(1)
 
 
 if __name__ == "__main__":

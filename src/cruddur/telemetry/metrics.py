@@ -18,11 +18,11 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
+from cruddur.telemetry.counts_folder import MULTIPROC_DIR
 from cruddur.telemetry.logs import Finished
 
 log = logging.getLogger("cruddur.telemetry")
 
-MULTIPROC_DIR = "PROMETHEUS_MULTIPROC_DIR"
 POOL_EVERY = 1.0  # seconds between readings of the pool's gauges
 # Latency buckets in seconds: a feed page takes 2-5 ms here, a write a little more.
 BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
