@@ -517,6 +517,38 @@ def test_a_role_that_may_create_in_public_is_not_taken_for_an_application_role(
         admin.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(name)))
 
 
+@pytest.mark.parametrize(
+    ("grant", "said"),
+    [
+        ("GRANT TEMPORARY ON DATABASE {database} TO {role}", "may create temporary tables"),
+        ("CREATE SCHEMA elsewhere; GRANT CREATE ON SCHEMA elsewhere TO {role}",
+         "may create in the schema elsewhere"),
+        ("CREATE SCHEMA AUTHORIZATION {role}", "owns the schema"),
+    ],
+)  # fmt: skip
+def test_a_role_that_may_make_tables_anywhere_in_the_database_is_refused(
+    admin, seeded_db, grant: str, said: str
+) -> None:
+    # Only public was looked at: a role given TEMPORARY on the database, or CREATE in
+    # another schema, was taken, and could still make tables of its own there.
+    name = f"cruddur_t_maker_{uuid.uuid4().hex[:8]}"
+    admin.execute(sql.SQL("CREATE ROLE {} LOGIN").format(sql.Identifier(name)))
+    database = sql.Identifier(parse(seeded_db)["dbname"])
+    try:
+        with psycopg.connect(seeded_db, autocommit=True) as there:
+            for statement in grant.split("; "):
+                there.execute(
+                    sql.SQL(statement).format(database=database, role=sql.Identifier(name))
+                )
+        with Db(seeded_db) as db, pytest.raises(roles.UnsafeRole, match=said):
+            roles.check_not_owner(db, name)
+    finally:
+        with psycopg.connect(seeded_db, autocommit=True) as there:
+            there.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(name)))
+            there.execute("DROP SCHEMA IF EXISTS elsewhere")
+        admin.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(name)))
+
+
 def test_passwords_reach_the_server_only_hashed(admin, server_url) -> None:
     name = f"cruddur_t_hashed_{uuid.uuid4().hex[:8]}"
     try:

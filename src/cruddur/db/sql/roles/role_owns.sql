@@ -1,15 +1,15 @@
 -- What of this database a role owns or may create in, itself or through a role it
--- belongs to: an application role that does could change the schema (its attributes
--- and memberships are role_facts.sql's). No row: there is no such role.
+-- belongs to: an application role that does could change the schema, or make tables of
+-- its own (its attributes and memberships are role_facts.sql's). No row: no such role.
 SELECT ARRAY(
   SELECT found.what FROM (
     SELECT 0 AS rank, 'owns the database' AS what
     FROM pg_database AS d
     WHERE d.datname = current_database() AND pg_has_role(r.oid, d.datdba, 'MEMBER')
     UNION ALL
-    SELECT 1, 'owns the schema public'
+    SELECT 1, 'owns the schema ' || quote_ident(n.nspname)
     FROM pg_namespace AS n
-    WHERE n.nspname = 'public' AND pg_has_role(r.oid, n.nspowner, 'MEMBER')
+    WHERE pg_has_role(r.oid, n.nspowner, 'MEMBER')
     UNION ALL
     SELECT 2, CASE c.relkind WHEN 'S' THEN 'owns the sequence ' ELSE 'owns the table ' END
               || quote_ident(c.relname)
@@ -18,16 +18,23 @@ SELECT ARRAY(
       AND pg_has_role(r.oid, c.relowner, 'MEMBER')
     UNION ALL
     -- Granted to it (or a role it is in), not to PUBLIC: PostgreSQL 14 and older give
-    -- PUBLIC create in public, which grant.sql takes back.
-    SELECT 3, 'may create in the schema public'
+    -- PUBLIC create in public, which grant.sql takes back. Any schema: a table of its
+    -- own in another is still a table made in Cruddur's database.
+    SELECT 3, 'may create in the schema ' || quote_ident(n.nspname)
     FROM pg_namespace AS n, aclexplode(n.nspacl) AS a
-    WHERE n.nspname = 'public' AND a.privilege_type = 'CREATE' AND a.grantee <> 0
+    WHERE a.privilege_type = 'CREATE' AND a.grantee <> 0
       AND pg_has_role(r.oid, a.grantee, 'MEMBER')
     UNION ALL
     SELECT 4, 'may create schemas in the database'
     FROM pg_database AS d, aclexplode(d.datacl) AS a
     WHERE d.datname = current_database() AND a.privilege_type = 'CREATE' AND a.grantee <> 0
       AND pg_has_role(r.oid, a.grantee, 'MEMBER')
+    UNION ALL
+    -- grant.sql takes TEMPORARY from PUBLIC; one granted to the role itself stayed.
+    SELECT 5, 'may create temporary tables in the database'
+    FROM pg_database AS d, aclexplode(d.datacl) AS a
+    WHERE d.datname = current_database() AND a.privilege_type = 'TEMPORARY'
+      AND a.grantee <> 0 AND pg_has_role(r.oid, a.grantee, 'MEMBER')
   ) AS found
   ORDER BY found.rank, found.what
   LIMIT 4
