@@ -524,6 +524,11 @@ def test_a_role_that_may_create_in_public_is_not_taken_for_an_application_role(
         ("CREATE SCHEMA elsewhere; GRANT CREATE ON SCHEMA elsewhere TO {role}",
          "may create in the schema elsewhere"),
         ("CREATE SCHEMA AUTHORIZATION {role}", "owns the schema"),
+        # Granted to PUBLIC, which every role is in (only PUBLIC's create in public, which
+        # grant.sql takes back, does not count).
+        ("CREATE SCHEMA elsewhere; GRANT CREATE ON SCHEMA elsewhere TO PUBLIC",
+         "may create in the schema elsewhere"),
+        ("GRANT CREATE ON DATABASE {database} TO PUBLIC", "may create schemas"),
     ],
 )  # fmt: skip
 def test_a_role_that_may_make_tables_anywhere_in_the_database_is_refused(
@@ -546,6 +551,7 @@ def test_a_role_that_may_make_tables_anywhere_in_the_database_is_refused(
         with psycopg.connect(seeded_db, autocommit=True) as there:
             there.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(name)))
             there.execute("DROP SCHEMA IF EXISTS elsewhere")
+            there.execute(sql.SQL("REVOKE CREATE ON DATABASE {} FROM PUBLIC").format(database))
         admin.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(name)))
 
 

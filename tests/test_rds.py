@@ -108,6 +108,7 @@ def test_provisioned_iops_are_asked_for_before_rds_is(aws: dict[str, str]) -> No
         (("--storage-type", "io1"), "io1 storage is provisioned IOPS: give --iops"),
         (("--storage-type", "io2"), "io2 storage is provisioned IOPS: give --iops"),
         (("--iops", "3000"), "gp2 storage takes no --iops"),
+        (("--storage-type", "io1", "--iops", "1000"), "io1 storage starts at 100 GB"),
         (("--storage-type", "st1"), "'st1' is not one of 'gp2', 'gp3', 'io1', 'io2'"),
     ):
         refused = cli("create", "--identifier", "iops-db", *args, env=CREDENTIALS)

@@ -142,6 +142,14 @@ def test_serve_warns_when_the_api_roles_url_can_change_the_schema(
         finally:
             for name in (member, creator):
                 admin.execute(f'DROP ROLE "{name}"')
+    # A schema anyone may create in: the API's role could make tables of its own there.
+    with psycopg.connect(seeded_db, autocommit=True) as there:
+        there.execute("CREATE SCHEMA open_to_all")
+        there.execute("GRANT USAGE, CREATE ON SCHEMA open_to_all TO PUBLIC")
+        try:
+            assert check(api_url) is True
+        finally:
+            there.execute("DROP SCHEMA open_to_all")
 
 
 def test_serve_given_only_the_api_roles_url_serves_that_database(

@@ -203,6 +203,8 @@ class InstanceSpec:
         None when RDS may judge the rest (IOPS to size ratios, which change by type)."""
         if self.storage_type in PROVISIONED_IOPS_TYPES and self.iops is None:
             return f"{self.storage_type} storage is provisioned IOPS: give --iops (1000 or more)"
+        if self.storage_type in PROVISIONED_IOPS_TYPES and self.storage_gb < 100:
+            return f"{self.storage_type} storage starts at 100 GB: give --storage 100 or more"
         if self.iops is not None and self.storage_type not in (*PROVISIONED_IOPS_TYPES, "gp3"):
             return (
                 f"{self.storage_type} storage takes no --iops (its IOPS follow its size): "

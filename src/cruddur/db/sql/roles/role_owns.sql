@@ -17,18 +17,20 @@ SELECT ARRAY(
     WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f')
       AND pg_has_role(r.oid, c.relowner, 'MEMBER')
     UNION ALL
-    -- Granted to it (or a role it is in), not to PUBLIC: PostgreSQL 14 and older give
-    -- PUBLIC create in public, which grant.sql takes back. Any schema: a table of its
-    -- own in another is still a table made in Cruddur's database.
+    -- Granted to it (or a role it is in), or to PUBLIC (grantee 0), which every role is
+    -- in; but for PUBLIC's create in public, which PostgreSQL 14 and older give and
+    -- grant.sql takes back. Any schema: a table of its own in another is still a table
+    -- made in Cruddur's database.
     SELECT 3, 'may create in the schema ' || quote_ident(n.nspname)
     FROM pg_namespace AS n, aclexplode(n.nspacl) AS a
-    WHERE a.privilege_type = 'CREATE' AND a.grantee <> 0
-      AND pg_has_role(r.oid, a.grantee, 'MEMBER')
+    WHERE a.privilege_type = 'CREATE'
+      AND (CASE WHEN a.grantee = 0 THEN n.nspname <> 'public'
+                ELSE pg_has_role(r.oid, a.grantee, 'MEMBER') END)
     UNION ALL
     SELECT 4, 'may create schemas in the database'
     FROM pg_database AS d, aclexplode(d.datacl) AS a
-    WHERE d.datname = current_database() AND a.privilege_type = 'CREATE' AND a.grantee <> 0
-      AND pg_has_role(r.oid, a.grantee, 'MEMBER')
+    WHERE d.datname = current_database() AND a.privilege_type = 'CREATE'
+      AND (CASE WHEN a.grantee = 0 THEN true ELSE pg_has_role(r.oid, a.grantee, 'MEMBER') END)
     UNION ALL
     -- grant.sql takes TEMPORARY from PUBLIC; one granted to the role itself stayed.
     SELECT 5, 'may create temporary tables in the database'
