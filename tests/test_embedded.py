@@ -555,3 +555,38 @@ def test_a_home_under_a_file_is_one_line(tmp_path) -> None:
         assert refused.returncode == 1, refused.stderr
         assert "unexpected" not in refused.stderr, refused.stderr
         assert "afile" in refused.stderr
+
+
+def test_a_failed_start_is_said_in_the_servers_words_or_pg_ctls(tmp_path) -> None:
+    from cruddur.embedded import _why_not_started
+
+    log = tmp_path / "postgres.log"
+    log.write_text('old FATAL:  database "gone" does not exist\n')
+    since = log.stat().st_size
+    generic = "pg_ctl: could not start server\nExamine the log output."
+    with log.open("a") as more:
+        more.write("LOG:  starting PostgreSQL\nLOG:  listening on IPv4 address\n")
+    # No FATAL since: pg_ctl's own word when it says more than "examine the log" (a
+    # recovery under way past its 60 s was given as a random LOG line).
+    timed_out = "pg_ctl: server did not start in time"
+    assert _why_not_started(log, since, timed_out) == timed_out
+    assert _why_not_started(log, since, generic) == "LOG:  listening on IPv4 address"
+    with log.open("a") as more:
+        more.write("2026 UTC [7] FATAL:  could not bind\n")
+    assert _why_not_started(log, since, timed_out) == "FATAL:  could not bind"
+    assert _why_not_started(tmp_path / "none.log", 0, generic) == generic
+
+
+def test_an_empty_pid_file_reads_as_not_running(home) -> None:
+    # pg_ctl's status 1 ("the PID file is empty") became an error with no advice.
+    env = {"CRUDDUR_HOME": str(home)}
+    assert cruddur("db", "up", env=env).returncode == 0
+    assert cruddur("db", "down", env=env).returncode == 0
+    pid_file = EmbeddedPostgres(home).data_dir / "postmaster.pid"
+    pid_file.write_text("")
+    try:
+        status = cruddur("db", "status", env=env)
+        assert "embedded  not running" in status.stdout, status.stdout + status.stderr
+        assert "cannot tell" not in status.stderr and "unexpected" not in status.stderr
+    finally:
+        pid_file.unlink()

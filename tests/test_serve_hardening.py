@@ -186,7 +186,7 @@ def test_a_host_that_does_not_resolve_is_one_line(tmp_path, host: str) -> None:
     assert [p.name for p in tmp_path.iterdir()] in (["auth"], [])
 
 
-@pytest.mark.parametrize("host", ["fe80::1", "fe80::1%lo"])
+@pytest.mark.parametrize("host", ["fe80::1", "fe80::1%lo", "febf::1"])
 def test_a_link_local_address_it_cannot_listen_on_is_one_line(tmp_path, host: str) -> None:
     # It was "unexpected OSError: [Errno 22] Invalid argument".
     refused = Served("--host", host, env={"CRUDDUR_HOME": str(tmp_path)})
@@ -291,10 +291,15 @@ def test_a_hang_up_stops_the_server_unless_it_was_started_to_ignore_it(
     )  # fmt: skip
     try:
         kept.wait_healthy()
+        before = set(kept.leftovers())
         os.killpg(kept.process.pid, signal.SIGHUP)
         time.sleep(1.5)
         assert kept.process.poll() is None, kept.output
         assert request(f"{kept.base}/api/health")[0] == 200
+        # Its workers too: gunicorn's had SIGHUP's default action back, and all died at
+        # once (and were replaced), requests in flight and all.
+        assert set(kept.leftovers()) == before, kept.output
+        assert "was sent SIGHUP" not in kept.output
     finally:
         kept.stop()
 
@@ -565,6 +570,28 @@ def test_an_exporter_that_stops_early_leaves_the_workers_their_counts(
     finally:
         served.stop()
     assert not Path(folder).exists()  # the server's main process removed it as it ended
+
+
+def test_a_server_killed_outright_leaves_no_counts_folder(seeded_db: str, tmp_path) -> None:
+    # granian's main process has threads: each that ended sent the exporter a SIGTERM
+    # (PR_SET_PDEATHSIG), the first while the server was still its parent (so it kept the
+    # folder), the next cutting its exit short: the folder stayed in /tmp for good.
+    env = {**_env(seeded_db, tmp_path), "CRUDDUR_METRICS_PORT": str(free_port())}
+    served = Served("--workers", "2", "--threads", "1", env=env)
+    try:
+        served.wait_healthy()
+        exporter = _exporter_of(served)
+        folder = Path(_counts_folder(exporter))
+        os.kill(served.process.pid, signal.SIGKILL)
+        deadline = time.monotonic() + 10
+        while (Path(f"/proc/{exporter}").exists() or folder.exists()) and (
+            time.monotonic() < deadline
+        ):
+            time.sleep(0.05)
+        assert not Path(f"/proc/{exporter}").exists()
+        assert not folder.exists()
+    finally:
+        served.kill_all()
 
 
 def test_a_server_started_again_at_once_gets_its_metrics_port(seeded_db: str, tmp_path) -> None:

@@ -382,18 +382,22 @@ def _file_size(path: Path) -> int:
     return info.st_size if stat.S_ISREG(info.st_mode) else 0
 
 
-def _why_not_started(log_file: Path, since: int = 0) -> str | None:
-    """Why the server did not start, from what it logged past byte `since` (where this
-    start began: an older FATAL line, from a session days before, was given as the
-    reason): its last FATAL (or PANIC) line without the time and pid prefix, else its
-    last line (a check before logging starts, such as max_connections', writes no level)."""
+def _why_not_started(log_file: Path, since: int, pg_ctl_said: str) -> str:
+    """Why the server did not start: its last FATAL (or PANIC) line logged past byte
+    `since` (where this start began: an older one, from a session days before, was given
+    as the reason), without the time and pid prefix; else what pg_ctl said, unless that
+    is only "could not start server; examine the log": then the log's last line (a check
+    before logging starts, such as max_connections', writes no level). ("server did not
+    start in time" is pg_ctl's own, and true: a long recovery still under way.)"""
     text = _read_server_file(log_file, start=since)
     lines = [line.strip() for line in (text or "").splitlines() if line.strip()]
     for line in reversed(lines):
         for level in ("FATAL:", "PANIC:"):
             if level in line:
                 return line[line.index(level) :][:300]
-    return lines[-1][:300] if lines else None
+    if "could not start server" in pg_ctl_said and lines:
+        return lines[-1][:300]
+    return pg_ctl_said
 
 
 # pg_ctl starts the server through /bin/sh with its paths in double quotes: a path the
@@ -650,12 +654,14 @@ class EmbeddedPostgres:
         if self._pid_file_kind()[0] == "copy":
             return False
         status = self._pg_ctl(run_as, "status")
-        if status.returncode in (0, 3):  # running; not running
-            return status.returncode == 0
-        # 4: the data folder cannot be reached (by the server's user). It was taken for
-        # "not running": a start moved the port of a server still running, then failed.
-        said = (status.stderr or status.stdout).strip()
-        raise EmbeddedError(f"cannot tell whether the embedded PostgreSQL runs: {said}")
+        if status.returncode == 4:
+            # The data folder cannot be reached (by the server's user). It was taken for
+            # "not running": a start moved the port of a server still running, then failed.
+            said = (status.stderr or status.stdout).strip()
+            raise EmbeddedError(f"cannot tell whether the embedded PostgreSQL runs: {said}")
+        # 3, not running; 1, a pid file pg_ctl cannot read (empty, say): not running, as
+        # before, and the start says why, in the server's words.
+        return status.returncode == 0
 
     def _pid_file_kind(self) -> tuple[PidFileKind, str]:
         """Whose postmaster.pid this folder holds, and the data folder it names (line 2):
@@ -745,9 +751,8 @@ class EmbeddedPostgres:
                 if result.returncode != 0:
                     # pg_ctl says only "could not start server; examine the log": the
                     # log, since this start, says why (a bad setting, a port, the data).
-                    why = (
-                        _why_not_started(self.log_file, logged_before)
-                        or (result.stderr or result.stdout).strip()
+                    why = _why_not_started(
+                        self.log_file, logged_before, (result.stderr or result.stdout).strip()
                     )
                     raise EmbeddedError(
                         f"the embedded PostgreSQL did not start: {why} (see {self.log_file})"

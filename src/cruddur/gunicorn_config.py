@@ -25,6 +25,20 @@ def when_ready(server: Any) -> None:
         signal.signal(signal.SIGHUP, lambda _, frame: server.signal(signal.SIGTERM, frame))
 
 
+def post_fork(server: Any, worker: Any) -> None:
+    # gunicorn's workers set SIGHUP back to its default action as they start: under
+    # nohup, a shell that exits (SIGHUP to its jobs' groups) killed every worker at once,
+    # requests and all. Held from the fork until post_worker_init ignores it again.
+    if HANG_UP_IGNORED:
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGHUP})
+
+
+def post_worker_init(worker: Any) -> None:
+    if HANG_UP_IGNORED:
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)  # one held meanwhile is dropped
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGHUP})
+
+
 def on_exit(server: Any) -> None:
     last_write.remove(os.environ.get(last_write.ENV))
     remove_counts_folder()

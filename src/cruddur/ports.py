@@ -159,8 +159,16 @@ def _held(host: str, port: int) -> PortTaken:
     )
 
 
+def _link_local_v6(host: str) -> bool:
+    """An IPv6 link-local address (fe80::/10), with or without its %interface."""
+    try:
+        return ipaddress.IPv6Address(host.partition("%")[0]).is_link_local
+    except ValueError:
+        return False
+
+
 def _bind_check(host: str, port: int) -> None:
-    if host.lower().startswith("fe80:"):
+    if _link_local_v6(host):
         # One needs its interface (fe80::1%eth0), which the servers cannot be given: the
         # advice to add one could not be followed.
         raise PortTaken(

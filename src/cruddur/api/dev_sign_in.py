@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from flask import Blueprint, Response, json, request
+from werkzeug.exceptions import NotFound
 
 from cruddur.api.bodies import UnreadableJson, json_body, require_json
 from cruddur.api.db import get_db
@@ -62,7 +63,8 @@ def _local_name(host: str) -> bool:
 
 
 def _not_found() -> ApiError:
-    return ApiError(404, "not_found", "The requested URL was not found on the server.")
+    # Word for word a missing route's 404 (werkzeug's), which a shorter text told apart.
+    return ApiError(404, "not_found", NotFound.description)
 
 
 def make_blueprint(settings: Settings) -> Blueprint:

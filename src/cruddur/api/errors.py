@@ -13,7 +13,7 @@ from typing import Any
 import psycopg
 from flask import Flask, Response, current_app, json, request
 from psycopg_pool import PoolTimeout
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, NotFound
 
 from cruddur.api.edge import REQUEST_ID_KEY
 from cruddur.db import InvalidText
@@ -92,9 +92,7 @@ def on_http_exception(exc: HTTPException) -> Response:
     if status == 405 and hidden is not None:
         prefix, may_know = hidden
         if request.path.startswith(prefix) and not may_know():
-            return error_response(
-                ApiError(404, "not_found", "The requested URL was not found on the server.")
-            )
+            return error_response(ApiError(404, "not_found", NotFound.description))
     message = exc.description or exc.name
     if status == 413:
         message = f"the request body is larger than {request.max_content_length} bytes"

@@ -15,6 +15,7 @@ import glob
 import os
 import signal
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -76,20 +77,36 @@ def main() -> None:
     parser.add_argument("--parent", type=int, default=None)
     args = parser.parse_args()
     parent = args.parent or os.getppid()
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    # A SIGTERM (the kernel's, as the server's threads end, one each; or someone's kill)
+    # only says to stop: raising there, a second one cut short the clean-up below.
+    stopping = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stopping.set())
     _end_with_parent()
     try:
         if os.getppid() != parent:  # it died before the prctl
             return
         _serve(args)
-        while os.getppid() == parent:
-            time.sleep(PARENT_CHECK_EVERY)
+        while os.getppid() == parent and not stopping.wait(PARENT_CHECK_EVERY):
+            pass
     finally:
         # The folder only once the server is gone: its workers count into it, and one
         # starting after it was removed failed, stopping the whole server. (The server's
-        # main process removes it too as it ends: this one may die first.)
-        if os.getppid() != parent:
+        # main process removes it too as it ends: this one may end first.) A server
+        # dying has its threads end one by one, each a SIGTERM here, before it is gone.
+        if _server_gone(parent, within=SERVER_GONE_WITHIN):
             remove_counts_folder(args.dir)
+
+
+SERVER_GONE_WITHIN = 1.0  # seconds a stopping exporter waits to see its server gone
+
+
+def _server_gone(parent: int, *, within: float) -> bool:
+    deadline = time.monotonic() + within
+    while os.getppid() == parent:
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.02)
+    return True
 
 
 def _serve(args: argparse.Namespace) -> None:
