@@ -10,6 +10,7 @@ import signal
 import socket
 import subprocess
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg
@@ -282,9 +283,10 @@ def test_a_stale_pid_file_whose_number_another_process_has_is_not_the_server(hom
         stranger.wait()
 
 
-def test_a_port_taken_while_the_server_was_down_says_to_restart_serve(home) -> None:
-    # The server moved to another port without a word, and a `cruddur serve` running
-    # kept asking the old one: 503s until someone thought of restarting it.
+@contextlib.contextmanager
+def _its_port_taken_while_down(home: Path) -> Iterator[int]:
+    """The home's server started and stopped, and another program listening on its port
+    for the block; yields that port."""
     env = {"CRUDDUR_HOME": str(home)}
     assert cruddur("db", "up", env=env).returncode == 0
     assert cruddur("db", "down", env=env).returncode == 0
@@ -293,6 +295,14 @@ def test_a_port_taken_while_the_server_was_down_says_to_restart_serve(home) -> N
         squatter.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         squatter.bind(("127.0.0.1", old))
         squatter.listen()
+        yield old
+
+
+def test_a_port_taken_while_the_server_was_down_says_to_restart_serve(home) -> None:
+    # The server moved to another port without a word, and a `cruddur serve` running
+    # kept asking the old one: 503s until someone thought of restarting it.
+    env = {"CRUDDUR_HOME": str(home)}
+    with _its_port_taken_while_down(home) as old:
         moved = cruddur("db", "up", env=env)
     assert moved.returncode == 0, moved.stderr
     assert f"port {old}, where it ran before, was taken" in moved.stderr
@@ -303,13 +313,7 @@ def test_a_port_taken_while_the_server_was_down_says_to_restart_serve(home) -> N
 def test_any_command_that_moves_the_port_says_so(home) -> None:
     # Only `db up` said so; `db connect`, `serve` and `bin/run`'s setup moved it silently.
     env = {"CRUDDUR_HOME": str(home)}
-    assert cruddur("db", "up", env=env).returncode == 0
-    assert cruddur("db", "down", env=env).returncode == 0
-    old = json.loads((home / "postgres.json").read_text())["port"]
-    with socket.socket() as squatter:
-        squatter.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        squatter.bind(("127.0.0.1", old))
-        squatter.listen()
+    with _its_port_taken_while_down(home) as old:
         # (psql then finds no database `cruddur`: `db up` makes none; the start is what counts)
         moved = cruddur("db", "connect", "--", "-Atc", "SELECT 1", env=env)
     said = " ".join(moved.stderr.split())

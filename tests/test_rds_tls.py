@@ -164,17 +164,32 @@ def test_db_status_checks_the_replica_over_verified_tls(servers, bundle) -> None
 def test_the_lambda_connects_only_to_the_genuine_server(
     servers, bundle, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    _lambda_connects(
+        monkeypatch,
+        {
+            rds_url(servers["genuine"]): True,
+            rds_url(servers["self-signed"]): False,
+            rds_url(servers["other"]): False,
+        },
+    )
+
+
+def _lambda_connects(
+    monkeypatch: pytest.MonkeyPatch, accepted: dict[str, bool], refused: str | None = None
+) -> None:
+    """The sign-up Lambda's connect to each URL: over TLS where accepted, else refused
+    (with `refused` in the error)."""
     monkeypatch.delenv("CONNECTION_SECRET_ARN", raising=False)
-    for name, accepted in (("genuine", True), ("self-signed", False), ("other", False)):
+    for url, taken in accepted.items():
         post_confirmation.close()
-        monkeypatch.setenv("CONNECTION_URL", rds_url(servers[name]))
+        monkeypatch.setenv("CONNECTION_URL", url)
         try:
-            if accepted:
+            if taken:
                 conn = post_confirmation._connect(time.monotonic() + 5)
                 assert conn.execute(SSL_IN_USE).fetchone() == (True,)
                 conn.close()
             else:
-                with pytest.raises(psycopg.OperationalError):
+                with pytest.raises(psycopg.OperationalError, match=refused):
                     post_confirmation._connect(time.monotonic() + 5)
         finally:
             post_confirmation.close()
@@ -260,20 +275,11 @@ def test_the_cli_and_the_lambda_verify_an_rds_proxy_with_amazons_roots(
     )  # fmt: skip
     assert refused.returncode == 1
     assert "certificate verify failed" in refused.stdout + refused.stderr
-    monkeypatch.delenv("CONNECTION_SECRET_ARN", raising=False)
-    for name, accepted in (("genuine", True), ("rds-signed", False)):
-        post_confirmation.close()
-        monkeypatch.setenv("CONNECTION_URL", proxy_url(proxies[name]))
-        try:
-            if accepted:
-                conn = post_confirmation._connect(time.monotonic() + 5)
-                assert conn.execute(SSL_IN_USE).fetchone() == (True,)
-                conn.close()
-            else:
-                with pytest.raises(psycopg.OperationalError, match="certificate verify failed"):
-                    post_confirmation._connect(time.monotonic() + 5)
-        finally:
-            post_confirmation.close()
+    _lambda_connects(
+        monkeypatch,
+        {proxy_url(proxies["genuine"]): True, proxy_url(proxies["rds-signed"]): False},
+        refused="certificate verify failed",
+    )
 
 
 PROXY = f"postgresql://u:pw@{PROXY_HOST}:5432/cruddur"

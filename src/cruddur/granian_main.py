@@ -25,22 +25,17 @@ process imported, so a respawn never loaded new code anyway.) Ignored on entry (
 it stays ignored.
 """
 
-import ctypes
 import os
 import signal
-import sys
 import threading
+
+from cruddur.parent_death import signal_on_parent_death
 
 STOPS = frozenset({signal.SIGINT, signal.SIGTERM})
 HANG_UP_IGNORED = signal.getsignal(signal.SIGHUP) == signal.SIG_IGN  # under nohup
 # Each forking thread's mask from before its fork (a signal mask is a thread's own: two
 # threads forking at once must each get theirs back).
 _saved = threading.local()
-
-
-PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
-# libc, loaded here once rather than in every child after its fork.
-_libc = ctypes.CDLL(None, use_errno=True) if sys.platform.startswith("linux") else None
 
 
 def _before_fork() -> None:
@@ -50,9 +45,7 @@ def _before_fork() -> None:
 
 def _end_with_parent(parent: int) -> None:
     """SIGTERM to this process when its parent dies; at once if it already has."""
-    if _libc is None:
-        return
-    if _libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0) != 0:
+    if not signal_on_parent_death(signal.SIGTERM):
         return  # not fatal: the worker serves as before, as it did without this
     if os.getppid() != parent:  # the parent died between the fork and the prctl
         os.kill(os.getpid(), signal.SIGTERM)

@@ -85,33 +85,62 @@ def proxy_roots(env: Mapping[str, str] = os.environ) -> Path:
 
 
 def _roots_file_problem(path: Path) -> str | None:
-    """Why a file given as roots to trust is not one, or None: it must be a regular file
-    this user or root owns, no one else may write, holding CA certificates (the standard
-    library's check: the Lambda has no `cryptography`)."""
+    """Why a file given as roots to trust is not one, or None: read_trusted's checks, and
+    CA certificates in what was read (the standard library's check: the Lambda has no
+    `cryptography`)."""
     try:
-        # O_NONBLOCK: a pipe at that path would otherwise hold the command until written.
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
-    except OSError as exc:
-        return f"cannot be read: {exc.strerror}"
-    try:
-        info = os.fstat(fd)
-    finally:
-        os.close(fd)
-    if not stat.S_ISREG(info.st_mode):
-        return "is not a file (a folder, a pipe or a device): give the path of a PEM file"
-    if info.st_uid not in (os.geteuid(), 0) or info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
-        return (
-            "is neither this user's own nor root's, or others may write it: a planted file "
-            "would let another server take the password. Fix its owner or mode"
-        )
+        pem = read_trusted(path, MAX_TRUSTED_BYTES)
+    except UntrustedFile as exc:
+        if exc.kind == "unreadable":
+            return f"cannot be read: {exc}"
+        return f"{exc} Fix its owner or mode" if exc.kind == "not owned" else str(exc)
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     try:
-        context.load_verify_locations(cafile=str(path))
-    except (ssl.SSLError, OSError, ValueError):
+        context.load_verify_locations(cadata=pem.decode("ascii", errors="replace"))
+    except (ssl.SSLError, ValueError):
         return "holds no PEM certificates"
     if not context.get_ca_certs():
         return "holds no certificate authority"
     return None
+
+
+MAX_TRUSTED_BYTES = 1_000_000  # a 2024 copy of the RDS bundle is 174 kB: room to grow
+
+
+class UntrustedFile(ValueError):
+    """A file of CAs not to trust; `kind`: "unreadable", "not a file" or "not owned"."""
+
+    def __init__(self, kind: str, message: str) -> None:
+        super().__init__(message)
+        self.kind = kind
+
+
+def read_trusted(path: Path, limit: int) -> bytes:
+    """Up to `limit` bytes of a file of CAs, if it is a regular file this user or root
+    owns and no one else may change (one copied into an image runs as another user, a
+    system's is root's: root is trusted as it is with .env files). It decides which
+    servers receive the password. Raises UntrustedFile, its message a phrase to follow
+    the file's name (for "unreadable", the system's reason alone)."""
+    try:
+        # O_NONBLOCK: a pipe at that path would otherwise hold the command until written.
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as exc:
+        raise UntrustedFile("unreadable", exc.strerror or str(exc)) from None
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode):  # a folder ended in "unexpected IsADirectoryError"
+        os.close(fd)
+        raise UntrustedFile(
+            "not a file",
+            "is not a file (a folder, a pipe or a device): give the path of a PEM file",
+        )
+    with os.fdopen(fd, "rb") as handle:
+        if info.st_uid not in (os.geteuid(), 0) or info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+            raise UntrustedFile(
+                "not owned",
+                "is neither this user's own nor root's, or others may write it: a planted "
+                "file would let another server take the password.",
+            )
+        return handle.read(limit)
 
 
 def kept_bundle(home: Path) -> Path:

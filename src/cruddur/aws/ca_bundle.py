@@ -20,7 +20,6 @@ import hashlib
 import json
 import os
 import ssl
-import stat
 import urllib.request
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -30,11 +29,11 @@ from cryptography import x509
 from cryptography.x509.oid import NameOID
 
 from cruddur.config import ConfigError
-from cruddur.rds_tls import BUNDLE_SETTING
+from cruddur.rds_tls import BUNDLE_SETTING, MAX_TRUSTED_BYTES, UntrustedFile, read_trusted
 from cruddur.safe_paths import private_folder
 
 GLOBAL_BUNDLE_URL = "https://truststore.pki.rds.amazonaws.com/global/global-bundle.pem"
-MAX_BYTES = 1_000_000  # a 2024 copy of the bundle is 174 kB: room to grow
+MAX_BYTES = MAX_TRUSTED_BYTES
 FETCH_TIMEOUT = 10.0  # seconds
 RDS_UNIT = "Amazon RDS"  # the OU of every CA in AWS's bundle
 
@@ -88,29 +87,18 @@ def check(pem: bytes, *, from_aws: bool, where: str) -> list[x509.Certificate]:
 
 
 def _read_own(path: Path, remedy: str = "") -> bytes:
-    """The file's bytes, if this user or root owns it and no one else may change it (a
-    bundle copied into an image runs as another user, a system's is root's: root is
-    trusted as it is with .env files)."""
+    """The file's bytes, if rds_tls.read_trusted trusts it; otherwise BundleError."""
     try:
-        # O_NONBLOCK: a pipe at that path would otherwise hold the command until written.
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
-    except OSError as exc:
-        raise BundleError(f"cannot read the RDS CA bundle {path}: {exc.strerror}") from None
-    info = os.fstat(fd)
-    if not stat.S_ISREG(info.st_mode):  # a folder ended in "unexpected IsADirectoryError"
-        os.close(fd)
+        return read_trusted(path, MAX_BYTES + 1)
+    except UntrustedFile as exc:
+        if exc.kind == "unreadable":
+            raise BundleError(f"cannot read the RDS CA bundle {path}: {exc}") from None
+        if exc.kind == "not a file":
+            raise BundleError(f"the RDS CA bundle {path} {exc}") from None
         raise BundleError(
-            f"the RDS CA bundle {path} is not a file (a folder, a pipe or a device): "
-            "give the path of a PEM file"
-        )
-    with os.fdopen(fd, "rb") as handle:
-        if info.st_uid not in (os.geteuid(), 0) or info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
-            raise BundleError(
-                f"{path} is neither this user's own nor root's, or others may write it: a "
-                "planted bundle would let another server take the password. "
-                + (remedy or "Remove it; `cruddur rds ca-bundle --refresh` fetches it again")
-            )
-        return handle.read(MAX_BYTES + 1)
+            f"{path} {exc} "
+            + (remedy or "Remove it; `cruddur rds ca-bundle --refresh` fetches it again")
+        ) from None
 
 
 def bundle_path(home: Path, env: Mapping[str, str], *, fetch: bool = True) -> Path:

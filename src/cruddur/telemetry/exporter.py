@@ -20,6 +20,7 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
+from cruddur.parent_death import signal_on_parent_death
 from cruddur.telemetry.counts_folder import remove_counts_folder
 
 PARENT_CHECK_EVERY = 0.5  # seconds
@@ -55,18 +56,6 @@ class LiveWorkersCollector:
         return self.inner.collect()
 
 
-def _end_with_parent() -> None:
-    """SIGTERM to this process as soon as the server (its parent) dies (Linux): polling
-    alone held the metrics port up to PARENT_CHECK_EVERY past the server's end, and a
-    server started again at once found it taken."""
-    if not sys.platform.startswith("linux"):
-        return
-    import ctypes
-
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(1, signal.SIGTERM, 0, 0, 0)  # PR_SET_PDEATHSIG
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dir", required=True)
@@ -81,7 +70,9 @@ def main() -> None:
     # only says to stop: raising there, a second one cut short the clean-up below.
     stopping = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stopping.set())
-    _end_with_parent()
+    # At once with the server, however it ends: polling alone held the metrics port up to
+    # PARENT_CHECK_EVERY past its end, and a server started again at once found it taken.
+    signal_on_parent_death(signal.SIGTERM)
     try:
         if os.getppid() != parent:  # it died before the prctl
             return
