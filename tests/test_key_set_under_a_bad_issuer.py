@@ -159,3 +159,18 @@ def test_a_redirect_is_unavailable_and_its_keys_are_never_taken(issuer) -> None:
     assert state.fetches == 1  # the place it pointed at was never asked
     state.redirect_to = None
     assert keys.get(kid) is not None
+
+
+def test_what_it_says_of_the_key_set_url_leaves_out_its_query_and_password(issuer) -> None:
+    # Its messages go to the log: a presigned URL's signature (in the query) was logged
+    # whole whenever the issuer failed.
+    state, url, kid = issuer
+    secret = "X-Amz-Signature=0123456789abcdef"
+    state.body = b"not json"
+    with pytest.raises(KeysUnavailable) as failed:
+        KeySet(f"{url}?{secret}").get(kid)
+    assert "/jwks.json" in str(failed.value) and secret not in str(failed.value)
+    state.body = b'{"keys": [], "padding": "' + b"x" * MAX_BYTES + b'"}'
+    with pytest.raises(KeysUnavailable, match="over 64 kB") as failed:
+        KeySet(f"{url}?{secret}").get(kid)
+    assert secret not in str(failed.value)

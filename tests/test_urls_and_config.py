@@ -320,6 +320,15 @@ def test_cors_origins_from_the_original_variables() -> None:
             },
             "CRUDDUR_JWKS_URL must be an https://, http:// or file:// URL",
         ),
+        # urllib took user:password@ as part of the host name: every sign-in got a 503.
+        (
+            {
+                "AWS_COGNITO_USER_POOL_ID": "us-east-1_AbC123",
+                "AWS_COGNITO_USER_POOL_CLIENT_ID": "c",
+                "CRUDDUR_JWKS_URL": "https://user:pw@keys.example.com/jwks.json",
+            },
+            "CRUDDUR_JWKS_URL must not hold a user or password",
+        ),
         ({"CRUDDUR_AUTH": "cognito"}, "CRUDDUR_AUTH=cognito given"),
         ({"CRUDDUR_AUTH": "none"}, "CRUDDUR_AUTH must be cognito or dev"),
     ],

@@ -303,6 +303,12 @@ class AuthSettings:
         if jwks_url and not _fetchable(jwks_url):
             # Taken as it was, every signed-in request got a 503 ("unknown url type").
             problems.append("CRUDDUR_JWKS_URL must be an https://, http:// or file:// URL")
+        elif jwks_url and _has_credentials(jwks_url):
+            # urllib takes user:password@ as part of the host name: every signed-in
+            # request got a 503 ("Name or service not known"). A key set is public.
+            problems.append(
+                "CRUDDUR_JWKS_URL must not hold a user or password (a key set is public)"
+            )
         unknown = [name for name in present if name not in COGNITO_SETTINGS]
         problem = None
         if problems:
@@ -337,6 +343,12 @@ def _fetchable(url: str) -> bool:
     if parts.scheme in ("https", "http"):
         return bool(parts.hostname)
     return parts.scheme == "file" and bool(parts.path)
+
+
+def _has_credentials(url: str) -> bool:
+    from urllib.parse import urlsplit
+
+    return "@" in urlsplit(url).netloc
 
 
 # ASCII digits only (\d takes full-width ones, which the server refuses mid-migration);

@@ -27,6 +27,8 @@ from typing import Any
 
 import jwt
 
+from cruddur.config import redact_endpoint
+
 MAX_BYTES = 64 * 1024  # Cognito's JWKS is ~1 kB; a bigger answer is not one
 
 
@@ -46,7 +48,7 @@ class _NoRedirects(urllib.request.HTTPRedirectHandler):
     def redirect_request(self, req: Any, fp: Any, code: int, msg: str, headers: Any, newurl: str):
         fp.close()
         raise KeysUnavailable(
-            f"the token keys at {req.full_url} answered {code}, a redirect: the keys are "
+            f"the token keys at {redact_endpoint(req.full_url)} answered {code}, a redirect: the keys are "
             "read from the configured URL only (set it to where they are)"
         )
 
@@ -64,6 +66,9 @@ class KeySet:
         retry_after_failure: float = 5.0,
     ) -> None:
         self.url = url
+        # In messages, which go to the log: without a query or user and password (a
+        # presigned URL's signature rides in its query).
+        self.shown = redact_endpoint(url)
         self.timeout = timeout
         self.min_refresh = min_refresh
         self.retry_after_failure = retry_after_failure
@@ -81,7 +86,7 @@ class KeySet:
         except KeysUnavailable:
             raise
         except Exception as exc:  # whatever the answer was (deeply nested: RecursionError)
-            raise KeysUnavailable(f"cannot read the token keys at {self.url}: {exc}") from exc
+            raise KeysUnavailable(f"cannot read the token keys at {self.shown}: {exc}") from exc
         return {key.key_id: key for key in key_set.keys if key.key_id}
 
     def _read(self) -> bytes:
@@ -96,11 +101,11 @@ class KeySet:
                 size += len(chunk)
                 if size > MAX_BYTES:
                     raise KeysUnavailable(
-                        f"the token keys at {self.url} are over {MAX_BYTES // 1024} kB"
+                        f"the token keys at {self.shown} are over {MAX_BYTES // 1024} kB"
                     )
                 if time.monotonic() > deadline:
                     raise KeysUnavailable(
-                        f"the token keys at {self.url} took over {self.timeout:g} s to arrive"
+                        f"the token keys at {self.shown} took over {self.timeout:g} s to arrive"
                     )
         return b"".join(chunks)
 
@@ -111,7 +116,7 @@ class KeySet:
             return key
         # Waits for a fetch under way only with no keys at all (start-up), up to its bound.
         if not self._lock.acquire(timeout=self.timeout if not self._keys else 0):
-            raise KeysUnavailable(f"the token keys at {self.url} are being fetched")
+            raise KeysUnavailable(f"the token keys at {self.shown} are being fetched")
         try:
             key = self._keys.get(kid)
             wait = self.min_refresh if self._failure is None else self.retry_after_failure
