@@ -48,8 +48,8 @@ class _NoRedirects(urllib.request.HTTPRedirectHandler):
     def redirect_request(self, req: Any, fp: Any, code: int, msg: str, headers: Any, newurl: str):
         fp.close()
         raise KeysUnavailable(
-            f"the token keys at {redact_endpoint(req.full_url)} answered {code}, a redirect: the keys are "
-            "read from the configured URL only (set it to where they are)"
+            f"the token keys at {redact_endpoint(req.full_url)} answered {code}, a redirect: "
+            "the keys are read from the configured URL only (set it to where they are)"
         )
 
 
