@@ -8,6 +8,7 @@ operation and a fixed seed.
 from __future__ import annotations
 
 import os
+import random
 import re
 import subprocess
 import sys
@@ -119,11 +120,30 @@ def test_every_cursor_the_server_makes_decodes_and_follows_the_document(created_
 
 
 @pytest.mark.parametrize(
-    "micros", ["253402300800000000", "-62135596800000001", "999999999999999999"]
-)
-def test_a_cursor_past_any_time_the_server_reads_is_refused(micros: str) -> None:
+    "micros",
+    ["253402300800000000", "-62135596800000001", "999999999999999999", "687646315249496037",
+     "-758300705457504214", "0123", "-0123"],
+)  # fmt: skip
+def test_a_cursor_past_any_time_the_server_reads_is_refused_by_both(micros: str) -> None:
+    # Any 18 digits matched the document, so schemathesis with other seeds found
+    # schema-valid cursors the server refused (a year past 9999).
+    text = f"{micros}_{uuid.uuid4()}"
+    assert re.fullmatch(SCHEMAS["Cursor"]["pattern"], text) is None
     with pytest.raises(BadPageRequest):
-        Cursor.decode(f"{micros}_{uuid.uuid4()}")
+        Cursor.decode(text)
+
+
+def test_the_cursors_pattern_admits_exactly_the_times_the_server_reads() -> None:
+    earliest, latest = -62135596800000000, 253402300799999999
+    rng = random.Random(7)
+    numbers = [0, 1, 9, 10, -1, earliest, latest, earliest - 1, latest + 1]
+    numbers += [rng.randrange(earliest * 2, latest * 2) for _ in range(5000)]
+    numbers += [int(str(latest)[:width]) + shift for width in range(1, 19) for shift in (-1, 0, 1)]
+    for micros in numbers:
+        text = f"{micros}_5acca6ba-fca3-44f5-beec-c16123455e3c"
+        assert (re.fullmatch(SCHEMAS["Cursor"]["pattern"], text) is not None) == (
+            earliest <= micros <= latest
+        ), micros
 
 
 @pytest.mark.parametrize(

@@ -3,14 +3,21 @@ database (api/activities.py, services/activities.py, activities/create_keyed.sql
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 import uuid
 
 import psycopg
 import pytest
+import yaml
 from api_support import snapshot
 
+from cruddur.api import OPENAPI
+
+KEY_SCHEMA = yaml.safe_load(OPENAPI.read_text())["components"]["parameters"]["IdempotencyKey"][
+    "schema"
+]
 CRUD = {"message": "sent once, retried", "ttl": "1-day"}
 
 
@@ -132,8 +139,11 @@ def test_a_key_sent_with_another_request_is_a_422_and_stores_nothing(
     assert snapshot(seeded_db) == before
 
 
-@pytest.mark.parametrize("key", ["", "x" * 256, "caf\u00e9", "tab\there", "a,b"])
+@pytest.mark.parametrize("key", ["", "x" * 256, "caf\u00e9", "tab\there", "a,b", "   ", " a", "a "])
 def test_a_key_that_is_not_printable_ascii_is_a_400(api, mint, seeded_db: str, key) -> None:
+    # Spaces around it: HTTP servers strip them, so the document refuses them too (it
+    # took "   ", which reached the app as "" and got a 400).
+    assert re.fullmatch(KEY_SCHEMA["pattern"], key) is None or len(key) > KEY_SCHEMA["maxLength"]
     before = snapshot(seeded_db)
     refused = api.post("/api/activities", json=CRUD, token=mint("bayko"), **_keyed(key))
     assert refused.status_code == 400
@@ -143,6 +153,7 @@ def test_a_key_that_is_not_printable_ascii_is_a_400(api, mint, seeded_db: str, k
 
 def test_the_longest_key_is_kept(api, mint, seeded_db: str) -> None:
     token, key = mint("bayko"), "~ " * 127 + "!"
+    assert len(key) == KEY_SCHEMA["maxLength"] and re.fullmatch(KEY_SCHEMA["pattern"], key)
     assert api.post("/api/activities", json=CRUD, token=token, **_keyed(key)).status_code == 201
     again = api.post("/api/activities", json=CRUD, token=token, **_keyed(key))
     assert again.headers["Idempotent-Replayed"] == "true"

@@ -376,13 +376,16 @@ IDEMPOTENCY_KEY = "HTTP_IDEMPOTENCY_KEY"  # in the WSGI environ (NewCrud reads i
 REPLAYED_HEADER = "Idempotent-Replayed"
 # Printable ASCII but the comma (within the schema's CHECK on idempotency_keys.key): the
 # server joins a header sent twice with one, so "a,b" was stored as a key of its own, and
-# a retry that sent only one of them stored the write again.
-_KEY_PATTERN = re.compile(r"[ -+\--~]{1,255}")
+# a retry that sent only one of them stored the write again. Not beginning or ending
+# with a space: HTTP servers strip those from a header's value (a key of spaces reached
+# the app as "", and " a" as "a"), so no client could send them as they are.
+_KEY_PATTERN = re.compile(r"[!-+\--~](?:[ -+\--~]{0,253}[!-+\--~])?")
 
 
 def _sent_key() -> str | None:
     """The request's Idempotency-Key, or None without one; 400 for one that is not 1 to
-    255 printable ASCII characters other than a comma (the header sent twice)."""
+    255 printable ASCII characters other than a comma (the header sent twice), not beginning
+    or ending with a space."""
     sent = request.environ.get(IDEMPOTENCY_KEY)
     if sent is not None and not _KEY_PATTERN.fullmatch(sent):
         raise ApiError(
