@@ -103,6 +103,8 @@ def test_every_failing_field_is_listed_at_once(api, mint, seeded_db: str) -> Non
         # (C0, DEL, C1), an interlinear annotation mark, an Egyptian format control.
         "\u061c", "\u3000\u061c", "\u200b\u061c", "\u0001", "\u007f", "\u009f \u0080",
         "\ufff9", "\U00013430",
+        # Each was a 201: default-ignorable code points the classes left out.
+        "\u2065", "\ufff0", "\ufff8", "\U000e0080", "\U000e01f0", "\U000e0fff",
     ],
 )  # fmt: skip
 def test_a_message_of_invisible_characters_is_blank(api, mint, seeded_db: str, message) -> None:

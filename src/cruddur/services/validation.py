@@ -20,21 +20,24 @@ _UUID = re.compile(UUID_PATTERN)
 WHITESPACE_CLASS = r"\t-\r\x1c-\x20\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
 # Characters that show nothing on their own (control characters, zero-width spaces and
 # joiners, direction marks, fillers, variation selectors, interlinear annotation marks,
-# the BOM): a message of only these and whitespace is as blank on the page as spaces
-# are. Within the BMP, so that any engine reads it.
+# the BOM, and Unicode's other default-ignorable code points, which renderers draw as
+# nothing even while unassigned: U+2065, U+FFF0-FFF8): a message of only these and
+# whitespace is as blank on the page as spaces are. Within the BMP, so that any engine
+# reads it.
 INVISIBLE_CLASS = (
     r"\x01-\x08\x0e-\x1b\x7f-\x84\x86-\x9f"
     r"\xad\u034f\u061c\u115f\u1160\u17b4\u17b5\u180b-\u180f\u200b-\u200f\u202a-\u202e"
-    r"\u2060-\u2064\u2066-\u206f\u2800\u3164\ufe00-\ufe0f\ufeff\uffa0\ufff9-\ufffb"
+    r"\u2060-\u206f\u2800\u3164\ufe00-\ufe0f\ufeff\uffa0\ufff0-\ufffb"
 )
-# The same beyond the BMP: Egyptian hieroglyph format controls, tag characters, variation
-# selectors 17-256, shorthand format controls, musical symbol beams and ties. Not in
+# The same beyond the BMP: Egyptian hieroglyph format controls, U+E0000-E0FFF (tag
+# characters, variation selectors 17-256 and the default-ignorable code points around
+# them), shorthand format controls, musical symbol beams and ties. Not in
 # MESSAGE_PATTERN: no escape for them reads the same in ECMA-262 (with or without its u
 # flag) and Python, and from BMP escapes alone a pattern cannot tell them from an emoji;
 # openapi.yaml names them.
 INVISIBLE_BEYOND_BMP = (
     r"\U00013430-\U0001343f"
-    r"\U000e0000-\U000e007f\U000e0100-\U000e01ef\U0001bca0-\U0001bca3\U0001d173-\U0001d17a"
+    r"\U000e0000-\U000e0fff\U0001bca0-\U0001bca3\U0001d173-\U0001d17a"
 )
 # Not blank, and no NUL. (Lone surrogates are refused too, but are not text a schema
 # pattern can name; UTF-8 cannot carry them.)
