@@ -395,6 +395,52 @@ def test_ctrl_c_mid_purge_says_what_was_deleted_and_exits_130(seeded_db: str) ->
     assert "Aborted!" not in err and "Traceback" not in err
 
 
+def test_a_database_lost_mid_purge_says_what_was_deleted(seeded_db: str) -> None:
+    # It said only the error line, though whole batches had been deleted (Ctrl-C and the
+    # Lambda said both): from cron, nothing recorded what went.
+    with psycopg.connect(seeded_db, autocommit=True) as conn:
+        conn.execute("DELETE FROM activities")
+        _add(conn, "old", "-2 days", count=30)
+        env = {k: v for k, v in os.environ.items() if k != "PROD_CONNECTION_URL"}
+        env.update(NO_COLOR="1", CONNECTION_URL=seeded_db)
+        purging = subprocess.Popen(
+            [CRUDDUR, "db", "purge-expired", "--batch-size", "10", "--nice-ratio", "20"],
+            env=env,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            deadline = time.monotonic() + 30
+            while conn.execute("SELECT count(*) FROM activities").fetchone()[0] == 30:
+                assert time.monotonic() < deadline, "no batch was deleted"
+                time.sleep(0.01)
+            # The next batch waits behind this lock: its session ends in the middle of it.
+            with psycopg.connect(seeded_db) as locker:
+                locker.execute("LOCK TABLE activities IN SHARE MODE")
+                waiting = None
+                while waiting is None:
+                    assert time.monotonic() < deadline, "the next batch never started"
+                    waiting = conn.execute(
+                        "SELECT pid FROM pg_stat_activity WHERE datname = current_database()"
+                        " AND application_name = 'cruddur-cli' AND wait_event_type = 'Lock'"
+                    ).fetchone()
+                    time.sleep(0.01)
+                conn.execute("SELECT pg_terminate_backend(%s)", [waiting[0]])
+                err = purging.communicate(timeout=30)[1]
+        finally:
+            if purging.poll() is None:
+                purging.kill()
+        left = conn.execute("SELECT count(*) FROM activities").fetchone()[0]
+    assert purging.returncode == 1, err
+    said = re.search(
+        r"stopped: (\d+) batch(?:es)? committed before the error, (\d+) cruds and 0 replies", err
+    )
+    assert said, err
+    batches, cruds = int(said[1]), int(said[2])
+    assert cruds == 30 - left and cruds == 10 * batches and 0 < cruds < 30
+    assert "terminating connection" in err and "Traceback" not in err
+
+
 def test_ctrl_c_after_a_batchs_commit_began_waits_until_it_is_counted(seeded_db: str) -> None:
     # The COMMIT cannot be cancelled: Ctrl-C there used to leave a deleted batch uncounted.
     with psycopg.connect(seeded_db, autocommit=True) as conn, Db(seeded_db) as db:

@@ -499,6 +499,19 @@ def purge_expired(
                 "(run it again for the rest)"
             )
             raise click.exceptions.Exit(INTERRUPTED) from None
+        except Exception as exc:
+            if isinstance(exc, click.exceptions.ClickException | click.exceptions.Exit):
+                raise
+            # Each batch is its own transaction: what committed stays deleted. Said here,
+            # since the error line below says only what went wrong (the Lambda says both).
+            gone = sum(kept, purging.Counts())
+            warn(
+                f"stopped: {len(kept):,} batch{'' if len(kept) == 1 else 'es'} committed "
+                f"before the error, {gone.cruds:,} cruds and {gone.replies:,} replies "
+                "deleted; the batch under way was not kept, unless the connection was lost "
+                "as it committed (run it again for the rest)"
+            )
+            raise
     rate = purged.deleted.total / purged.seconds if purged.seconds else 0
     done(
         f"deleted {purged.deleted.cruds:,} cruds and {purged.deleted.replies:,} replies in "
