@@ -505,6 +505,31 @@ def test_back_returns_to_the_readers_place_after_load_more(browser, site: str) -
     assert _console_problems(browser) == []
 
 
+def test_forward_and_back_return_to_a_place_reached_after_coming_back(browser, site: str) -> None:
+    # The place was kept only when a link was followed: a page more loaded after coming
+    # back with Back, then left with Forward, came back again with its first page, at the
+    # top.
+    browser.get(site + "/")
+    _wait(browser, lambda d: len(_all(d, "ol.feed > li")) == 20)
+    _css(_all(browser, "ol.feed > li")[0], "a.when").click()
+    _shown(browser, "article.crud-main")
+    browser.back()
+    _wait(browser, lambda d: len(_all(d, "ol.feed > li")) == 20)
+    _css(browser, "button.more").click()
+    _wait(browser, lambda d: len(_all(d, "ol.feed > li")) == 29)
+    row = _all(browser, "ol.feed > li")[25]
+    browser.execute_script("arguments[0].scrollIntoView({block: 'center'})", row)
+    left_at = browser.execute_script("return window.scrollY")
+    assert left_at > 500
+    time.sleep(0.3)  # the scroll is kept once it stops
+    browser.forward()
+    _shown(browser, "article.crud-main")
+    browser.back()
+    _wait(browser, lambda d: len(_all(d, "ol.feed > li")) == 29)
+    _wait(browser, lambda d: abs(d.execute_script("return window.scrollY") - left_at) < 5)
+    assert _console_problems(browser) == []
+
+
 def test_back_returns_to_a_crud_pages_place_among_its_replies(
     browser, site: str, web_db: str
 ) -> None:

@@ -68,12 +68,33 @@ function render(focus, place = null) {
   }
 }
 
+// The place on the page on screen (views.place), kept in its history entry as it
+// changes: Back and Forward leave no moment to save it (when popstate fires, the entry
+// is already the next one).
+let placeTimer = null;
+function keepPlace() {
+  clearTimeout(placeTimer);
+  const now = views.place();
+  if (now && location.pathname === rendered) {
+    history.replaceState({ ...history.state, place: now }, "");
+  }
+}
+// A scroll, kept once it stops: a replaceState per scroll event, browsers throttle.
+window.addEventListener(
+  "scroll",
+  () => {
+    clearTimeout(placeTimer);
+    placeTimer = setTimeout(keepPlace, 150);
+  },
+  { passive: true },
+);
+views.onPlaceChanged(keepPlace);
+
 // `replace`: the page on screen leaves no history entry (a sign-in form, once used).
 export function navigate(path, { replace = false } = {}) {
   if (replace) history.replaceState(null, "", here(path));
   else {
-    // The place on the page left behind, for Back to come to (views.place).
-    history.replaceState({ ...history.state, place: views.place() }, "");
+    keepPlace(); // the place on the page left behind, for Back to come to
     history.pushState(null, "", here(path));
   }
   render(true);
@@ -117,6 +138,7 @@ document.addEventListener("click", (event) => {
 history.scrollRestoration = "manual";
 window.addEventListener("popstate", () => {
   if (location.pathname === rendered) return;
+  clearTimeout(placeTimer); // the page left: its last scroll would land on this entry
   render(true, history.state?.place);
 });
 // "just now", "expires in 1 min": kept true while the page stays open.

@@ -142,18 +142,24 @@ export function refreshTimes(now = Date.now()) {
 }
 
 // The reader's place on the page on screen: how many pages its list has loaded, and how
-// far down it is. The router keeps it in the history entry it leaves, and hands it back
-// (restoreNext) when Back returns there: the list loads as many pages again and scrolls
-// to where the reader was, instead of starting over at the first page, at the top.
+// far down it is. The router keeps it in the page's history entry as it changes, and
+// hands it back (restoreNext) when Back or Forward returns there: the list loads as many
+// pages again and scrolls to where the reader was, instead of starting over at the
+// first page, at the top.
 let pagesLoaded = 0;
 let listsMade = 0; // which list is on screen: a load still running for an old one is not counted
 let restoring = null;
-export const place = () => ({ pages: pagesLoaded, scrollY: window.scrollY });
+let settling = false; // a place being restored, not yet reached: none to keep meanwhile
+let placeChanged = () => {};
+export const place = () => (settling ? null : { pages: pagesLoaded, scrollY: window.scrollY });
+// Told when a page more has loaded (the router keeps the place; it hears scrolls itself).
+export const onPlaceChanged = (listener) => (placeChanged = listener);
 // The router, around each page it renders: a place is handed to the list the page makes
 // as it starts (synchronously); a page without a list (sign-in) neither takes one nor
 // leaves the last page's count behind for its own history entry.
 export function restoreNext(saved) {
   pagesLoaded = 0;
+  settling = false;
   restoring = saved && saved.pages > 0 ? saved : null;
 }
 
@@ -171,15 +177,27 @@ function pagedList({ path, list, status, more, emptyText, pick = (d) => d, rende
   const goal = restoring;
   restoring = null;
   pagesLoaded = 0;
+  settling = Boolean(goal);
   async function load(first = false) {
-    const data = await loadPage(first);
-    if (first && goal) {
-      while (data && next && listsMade === mine && pagesLoaded < goal.pages) {
-        if (!(await loadPage())) break;
+    let data;
+    try {
+      data = await loadPage(first);
+      if (first && goal) {
+        while (data && next && listsMade === mine && pagesLoaded < goal.pages) {
+          if (!(await loadPage())) break;
+        }
       }
-      // Once the page has put the list in place (a crud page adds its replies' list
-      // after this load): scrolled earlier, a short page clamped it to the top.
-      setTimeout(() => listsMade === mine && window.scrollTo(0, goal.scrollY));
+    } finally {
+      if (first && goal) {
+        // Once the page has put the list in place (a crud page adds its replies' list
+        // after this load): scrolled earlier, a short page clamped it to the top.
+        setTimeout(() => {
+          if (listsMade !== mine) return;
+          window.scrollTo(0, goal.scrollY);
+          settling = false;
+          placeChanged();
+        });
+      }
     }
     return data;
   }
@@ -202,7 +220,10 @@ function pagedList({ path, list, status, more, emptyText, pick = (d) => d, rende
       }
       shown += rows.length;
       next = after;
-      if (listsMade === mine) pagesLoaded += 1;
+      if (listsMade === mine) {
+        pagesLoaded += 1;
+        if (!settling) placeChanged();
+      }
       status.className = "status";
       status.textContent = shown ? "" : emptyText;
       more.hidden = !next;
