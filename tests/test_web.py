@@ -1229,12 +1229,16 @@ def test_a_page_that_found_no_server_offers_to_ask_again(browser, site: str) -> 
 
 
 @contextlib.contextmanager
-def _static_host(folder: Path) -> Iterator[str]:
+def _static_host(folder: Path, api_answers_404: bool = False) -> Iterator[str]:
     """A static host set up as the README says for CloudFront: the built files, and
-    index.html with status 200 for every other path, /api/… included. Its base URL."""
+    index.html with status 200 for every other path, /api/… included (or, with
+    api_answers_404, its own HTML 404 there). Its base URL."""
 
     class Host(http.server.SimpleHTTPRequestHandler):
         def send_head(self):
+            if api_answers_404 and self.path.startswith("/api/"):
+                self.send_error(404)
+                return None
             if not Path(self.translate_path(self.path)).is_file():
                 self.path = "/index.html"
             return super().send_head()
@@ -1255,15 +1259,20 @@ def _static_host(folder: Path) -> Iterator[str]:
         thread.join()
 
 
-def test_an_api_answer_that_is_not_json_is_said_in_words(browser, tmp_path) -> None:
+@pytest.mark.parametrize("api_answers_404", [False, True])
+def test_an_api_answer_that_is_not_json_is_said_in_words(
+    browser, tmp_path, api_answers_404: bool
+) -> None:
     # `web build` without --api-url on a host that answers every path with index.html
     # (200): the page read that as a feed and said "rows is not iterable", or "Cannot
-    # read properties of null (reading 'activity')", with no way to ask again.
+    # read properties of null (reading 'activity')", with no way to ask again. On a host
+    # whose /api/ paths answer its own 404 page, every user was "No such user" and every
+    # crud "Crud not found".
     from cruddur.web.build import build
 
     build(Settings.from_env({"CRUDDUR_HOME": str(tmp_path / "home")}), tmp_path / "site")
-    with _static_host(tmp_path / "site") as host:
-        for path in ("/", f"/@andrewbrown/status/{PARENT}"):
+    with _static_host(tmp_path / "site", api_answers_404) as host:
+        for path in ("/", "/@andrewbrown", f"/@andrewbrown/status/{PARENT}"):
             browser.get(host + path)
             said = _shown(browser, "main .error").text
             assert said == (
@@ -1274,7 +1283,7 @@ def test_an_api_answer_that_is_not_json_is_said_in_words(browser, tmp_path) -> N
                 "Try again"
             ]
         browser.get("about:blank")
-    assert _console_problems(browser) == []
+    assert _console_problems(browser, ("status of 404",)) == []
 
 
 def test_a_database_that_is_away_is_said_in_words(browser, tmp_path) -> None:

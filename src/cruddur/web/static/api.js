@@ -113,21 +113,27 @@ async function requestOnce(path, { method = "GET", body, token, key } = {}, posi
   } catch {
     // not JSON
   }
+  // A 404 that is not the API's (its body names an error): whatever answers there is
+  // not the API (a static host's own page), so no user or crud is missing.
+  if (response.status === 404 && typeof data?.error !== "string") throw notTheApi();
   if (!response.ok) {
     const error = new ApiError(response.status, data);
     error.retryAfter = retryAfterMs(response.headers.get("Retry-After"));
     throw error;
   }
   // Not JSON (a static host's index.html, a captive portal): not the API, whatever 2xx.
-  if (data === undefined || !/json/i.test(response.headers.get("Content-Type"))) {
-    throw new ApiError(0, { message: `The Cruddur API did not answer at ${BASE || location.origin}: check the page's --api-url (CRUDDUR_API_URL).` });
-  }
+  if (data === undefined || !/json/i.test(response.headers.get("Content-Type"))) throw notTheApi();
   const written = response.headers.get("X-Read-After");
   if (written) remember(written);
   // A write's answer given again for its Idempotency-Key: stored before, not now.
   const replayed = response.headers.get("Idempotent-Replayed") === "true";
   return { data, next: nextLink(response.headers.get("Link")), replayed };
 }
+
+const notTheApi = () =>
+  new ApiError(0, {
+    message: `The Cruddur API did not answer at ${BASE || location.origin}: check the page's --api-url (CRUDDUR_API_URL).`,
+  });
 
 const sleep = (ms) => new Promise((done) => setTimeout(done, ms));
 
