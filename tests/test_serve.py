@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import jwt
 import psycopg
@@ -11,6 +12,7 @@ from helpers import ROOT, cli, run
 from server_support import Served, free_port, request
 
 from cruddur.urls import parse
+from cruddur.web.assets import STATIC
 
 CRUDDUR = ROOT / ".venv" / "bin" / "cruddur"
 
@@ -46,8 +48,16 @@ def test_serve_dev_runs_flasks_reloader(seeded_db: str, tmp_path) -> None:
             status, _, body = request(f"{served.base}/api/activities/home")
             assert status == 200 and json.loads(body)
         status, _, scraped = request(f"http://127.0.0.1:{metrics_port}/metrics")
+        # werkzeug's own request line printed the query whole, a token sent there too.
+        assert request(f"{served.base}/api/activities/@bayko?access_token=SECRETQ")[0] == 200
+        # The page's files are read once: an edit to one went unseen until a restart by
+        # hand. (Its time changed, not its bytes: other tests read it.)
+        os.utime(STATIC / "views.js")
+        assert served.saw("views.js', reloading", timeout=10), served.output()
+        served.wait_healthy()
     finally:
         output = served.stop()
+    assert "SECRETQ" not in output and "GET /api/activities/@bayko HTTP/1.1" in output, output
     assert "Debugger is active" in output or "reloader" in output.lower()
     # Request lines for people, not JSON, in development.
     assert "INFO cruddur.request: GET /api/activities/home 200" in output

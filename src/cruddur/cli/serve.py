@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 import os
+import re
 import select
 import signal
 import subprocess
@@ -34,6 +36,17 @@ if TYPE_CHECKING:
     from cruddur.targets import Target
 
 EXPORTER_START_TIMEOUT = 10  # seconds for the metrics exporter to listen
+
+
+_QUERY = re.compile(r"\?[^ ]*")  # in a request line: from ? to the space before HTTP/1.1
+
+
+def _without_query(record: logging.LogRecord) -> bool:
+    """werkzeug's request lines ('"GET /p?q HTTP/1.1" 200 -') without the query."""
+    args = record.args
+    if isinstance(args, tuple) and args and isinstance(args[0], str) and "?" in args[0]:
+        record.args = (_QUERY.sub("", args[0], count=1), *args[1:])
+    return True
 
 
 def _check_database(target: Target, settings: Settings) -> tuple[int, bool] | None:
@@ -316,7 +329,15 @@ def serve(
         # 127.0.0.1 when that said 0.0.0.0.
         served = replace(settings, serve=replace(settings.serve, host=host))
         app = create_app(served, urls=api_urls)
-        app.run(host=host, port=port, debug=True, use_reloader=True)
+        from cruddur.web.assets import STATIC
+
+        # Its request lines without their query (an access_token sent there by mistake):
+        # Cruddur's own line beside each never has one.
+        logging.getLogger("werkzeug").addFilter(_without_query)
+        # The page's files too: they are read once, when the app is made, so an edit to
+        # them went unseen until a restart by hand.
+        static = sorted(str(entry) for entry in STATIC.iterdir() if entry.is_file())
+        app.run(host=host, port=port, debug=True, use_reloader=True, extra_files=static)
         return
     server = server or config.server
     workers, threads = workers or config.workers, threads or config.threads
