@@ -454,6 +454,52 @@ def test_a_reply_is_traced_with_its_author_its_parent_and_whether_the_parent_was
     assert found == {(parent, False): True, (missing, False): False, (parent, True): True}
 
 
+def test_a_write_that_fails_still_says_whose_it_was(
+    served: Served, receiver: OtlpReceiver, module_db: str
+) -> None:
+    # Its attributes were set only once it had succeeded: a failed write's span, the one
+    # an operator looks at, had none.
+    with psycopg.connect(module_db, autocommit=True) as conn:
+        conn.execute(
+            "CREATE FUNCTION boom() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN"
+            " IF NEW.message LIKE 'BOOM%' THEN RAISE EXCEPTION 'boom'; END IF;"
+            " RETURN NEW; END $$"
+        )
+        conn.execute(
+            "CREATE TRIGGER boom BEFORE INSERT ON activities FOR EACH ROW EXECUTE FUNCTION boom()"
+        )
+    try:
+        token, author = _token(served, "bayko"), _user_uuid(module_db, "bayko")
+        parent = json.loads(
+            _post(served, "/api/activities", token, {"message": "to fail under", "ttl": "1-hour"})[
+                2
+            ]
+        )["uuid"]
+        for path, name, payload, key in (
+            ("/api/activities", "create-activity", {"message": "BOOM", "ttl": "1-hour"}, None),
+            ("/api/activities", "create-activity", {"message": "BOOM", "ttl": "1-hour"}, "k1"),
+            (f"/api/activities/{parent}/reply", "create-reply", {"message": "BOOM"}, None),
+            (f"/api/activities/{parent}/reply", "create-reply", {"message": "BOOM"}, "k2"),
+        ):
+            headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+            if key is not None:
+                headers["Idempotency-Key"] = f"{key}-{secrets.token_hex(4)}"
+            status, _, spans = _traced_request(
+                served, receiver, path, {name}, method="POST",
+                data=json.dumps(payload).encode(), headers=headers,
+            )  # fmt: skip
+            assert status == 500
+            (failed,) = spans[name]
+            assert failed.status_code == 2  # ERROR
+            assert failed.attributes["app.author_uuid"] == author, (path, key)
+            if name == "create-reply":
+                assert failed.attributes["app.parent_uuid"] == parent
+    finally:
+        with psycopg.connect(module_db, autocommit=True) as conn:
+            conn.execute("DROP TRIGGER boom ON activities")
+            conn.execute("DROP FUNCTION boom()")
+
+
 def test_a_shown_crud_is_traced_with_its_replies_page_and_whether_it_was_found(
     served: Served, receiver: OtlpReceiver
 ) -> None:

@@ -71,18 +71,20 @@ def _show_span(
     }
 
 
-def _create_span(created: str, db: Db, author: Author, *args: object) -> dict[str, object]:
+# A write's span says whose it is (and the parent of a reply) from the start, so a write
+# that fails says so too; what it found once it ran, after.
+def _write_span(db: Db, author: Author, *args: object) -> dict[str, object]:
     return {"app.author_uuid": str(author.uuid)}
 
 
-def _reply_span(
-    created: str | None, db: Db, author: Author, parent_uuid: UUID, message: str
+def _reply_write_span(
+    db: Db, author: Author, parent_uuid: UUID, *args: object
 ) -> dict[str, object]:
-    return {
-        "app.author_uuid": str(author.uuid),
-        "app.parent_uuid": str(parent_uuid),
-        "app.found": created is not None,
-    }
+    return {"app.author_uuid": str(author.uuid), "app.parent_uuid": str(parent_uuid)}
+
+
+def _reply_span(created: str | None, *args: object) -> dict[str, object]:
+    return {"app.found": created is not None}
 
 
 @use_case("home-activities", _feed_span)
@@ -140,7 +142,7 @@ def _written(db: Db, name: str, params: dict[str, Any]) -> str | None:
     return row[0]
 
 
-@use_case("create-activity", _create_span)
+@use_case("create-activity", given=_write_span)
 def create_activity(db: Db, author: Author, message: str, ttl: timedelta) -> str:
     """The new crud as JSON text; AuthorGone when the author's row is not there (any more)."""
     created = _written(db, "create", {**_author_params(author), "message": message, "ttl": ttl})
@@ -148,7 +150,7 @@ def create_activity(db: Db, author: Author, message: str, ttl: timedelta) -> str
     return created
 
 
-@use_case("create-reply", _reply_span)
+@use_case("create-reply", _reply_span, given=_reply_write_span)
 def create_reply(db: Db, author: Author, parent_uuid: UUID, message: str) -> str | None:
     """The new reply as JSON text; None when the parent is missing or expired; AuthorGone
     when the author's row is not there (any more)."""
@@ -236,15 +238,14 @@ def _kept_answer(db: Db, user_uuid: UUID, key: IdempotencyKey) -> Written | None
     return Written(response, replayed=True)
 
 
-def _keyed_span(written: Written | None, db: Db, author: Author, *args: object) -> dict:
+def _keyed_span(written: Written | None, *args: object) -> dict:
     return {
-        "app.author_uuid": str(author.uuid),
         "app.found": written is not None,
         "app.replayed": None if written is None else written.replayed,
     }
 
 
-@use_case("create-activity", _keyed_span)
+@use_case("create-activity", _keyed_span, given=_write_span)
 def create_activity_once(
     db: Db, author: Author, message: str, ttl: timedelta, key: IdempotencyKey
 ) -> Written:
@@ -255,13 +256,7 @@ def create_activity_once(
     return written
 
 
-def _keyed_reply_span(
-    written: Written | None, db: Db, author: Author, parent_uuid: UUID, *args: object
-) -> dict:
-    return {**_keyed_span(written, db, author), "app.parent_uuid": str(parent_uuid)}
-
-
-@use_case("create-reply", _keyed_reply_span)
+@use_case("create-reply", _keyed_span, given=_reply_write_span)
 def create_reply_once(
     db: Db, author: Author, parent_uuid: UUID, message: str, key: IdempotencyKey
 ) -> Written | None:

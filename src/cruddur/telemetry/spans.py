@@ -32,9 +32,13 @@ def _load_api() -> tuple[Any, Any, Any]:
     return _api
 
 
-def use_case(name: str, describe: Describe | None = None) -> Callable[[F], F]:
+def use_case(
+    name: str, describe: Describe | None = None, *, given: Describe | None = None
+) -> Callable[[F], F]:
     """Run the function in a span `name`; `describe(result, *args, **kwargs)` gives the
-    attributes a person would filter on."""
+    attributes a person would filter on that come of its result, `given(*args,
+    **kwargs)` those its arguments say, set at the start: a write that fails still says
+    whose it was."""
 
     def decorate(function: F) -> F:
         @functools.wraps(function)
@@ -46,6 +50,10 @@ def use_case(name: str, describe: Describe | None = None) -> Callable[[F], F]:
             # recorded on it and sets its status, and it ends in any case.
             context, in_context, error = _api or _load_api()
             span = tracing.tracer.start_span(name)
+            if given is not None and span.is_recording():
+                span.set_attributes(
+                    {k: v for k, v in given(*args, **kwargs).items() if v is not None}
+                )
             token = context.attach(in_context(span))
             try:
                 result = function(*args, **kwargs)
