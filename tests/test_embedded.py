@@ -25,6 +25,7 @@ from cruddur.embedded import (
     _pgserver_bin,
     find_bin_dir,
 )
+from cruddur.urls import with_user
 
 
 @pytest.fixture
@@ -384,6 +385,36 @@ def test_a_database_made_again_by_hand_is_the_apis_to_read(home) -> None:
     api = EmbeddedPostgres(home).url("cruddur", role="cruddur_api")
     with psycopg.connect(api) as conn:
         assert conn.execute("SELECT count(*) FROM activities").fetchone()[0] > 0
+
+
+def test_db_roles_leaves_a_role_it_did_not_make_as_it_was(home) -> None:
+    # `db roles --api-role alice` gave alice (made by hand) a new password, without
+    # --rotate: what logged in as alice failed. And a refused `--api-role postgres` left
+    # a password for postgres in the state that the server never had.
+    env = {"CRUDDUR_HOME": str(home)}
+    assert cruddur("db", "setup", env=env).returncode == 0
+    server = EmbeddedPostgres(home)
+    with psycopg.connect(server.url(), autocommit=True) as conn:
+        conn.execute("CREATE ROLE alice LOGIN PASSWORD 'AlicePw123'")
+    alice = with_user(server.url(), "alice", "AlicePw123")
+    refused = cruddur("db", "roles", "--api-role", "alice", env=env)
+    assert refused.returncode == 1
+    assert 'role "alice" exists, and its password is not known here' in refused.stderr
+    assert "--rotate" in refused.stderr
+    psycopg.connect(alice).close()  # its password as it was
+    assert cruddur("db", "roles", "--api-role", "postgres", env=env).returncode == 1
+    roles = json.loads((home / "postgres.json").read_text())["roles"]
+    assert "alice" not in roles and "postgres" not in roles
+    # Taken and ignored, --env-file promised a file that was never written.
+    elsewhere = home / "roles.env"
+    ignored = cruddur("db", "roles", "--env-file", str(elsewhere), env=env)
+    assert ignored.returncode == 2 and "--env-file" in ignored.stderr
+    assert not elsewhere.exists()
+    rotated = cruddur("db", "roles", "--api-role", "alice", "--rotate", env=env)
+    assert rotated.returncode == 0, rotated.stderr
+    psycopg.connect(server.url(role="alice")).close()  # the new one, recorded
+    with pytest.raises(psycopg.OperationalError):
+        psycopg.connect(alice).close()
 
 
 def test_a_server_that_does_not_start_says_why(home) -> None:

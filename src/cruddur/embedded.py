@@ -538,11 +538,19 @@ class EmbeddedPostgres:
         """The application roles whose passwords this server keeps (`db setup` made them)."""
         return set(self._state().get("roles", {}))
 
-    def role_password(self, role: str, *, new: bool = False) -> str:
+    def record_role_password(self, role: str, password: str) -> None:
+        """Record the password an application role has just been given."""
+        with self._lock():
+            roles = dict(self._state().get("roles", {}))
+            if roles.get(role) != password:
+                roles[role] = password
+                self._save_state(roles=roles)
+
+    def role_password(self, role: str) -> str:
         """The recorded password of an application role; made (and recorded) when missing."""
         with self._lock():
             roles = dict(self._state().get("roles", {}))
-            if new or role not in roles:
+            if role not in roles:
                 roles[role] = secrets.token_urlsafe(24)
                 self._save_state(roles=roles)
             return str(roles[role])

@@ -50,9 +50,19 @@ def set_up_roles(
     from cruddur.urls import as_url, redact, with_database, with_user
 
     passwords: dict[str, str] = {}
-    if target.embedded:  # the embedded server keeps its roles' passwords in its state
+    unknown: set[str] = set()
+    if target.embedded:
+        # The embedded server keeps its roles' passwords in its state: a role it has none
+        # for gets a new one, recorded once the role has it (recorded first, a role then
+        # refused, --api-role postgres say, left a password in the state it never had).
+        # Such a role must not exist already, unless --rotate: its own password changed.
         embedded = embedded_server(settings)
-        passwords = {role: embedded.role_password(role, new=rotate) for role in (api, lambda_)}
+        recorded = embedded.recorded_roles()
+        for role in (api, lambda_):
+            kept = role in recorded and not rotate
+            passwords[role] = embedded.role_password(role) if kept else roles.new_password()
+            if role not in recorded and not rotate:
+                unknown.add(role)
     path = env_file or default_env_file(settings, target)
     if not target.embedded:
         # Before any role changes: a file that cannot be written after them would lose
@@ -67,13 +77,16 @@ def set_up_roles(
         for setting, role in zip((API_SETTING, LAMBDA_SETTING), ensured, strict=False):
             if role.password is not None:
                 fresh[setting] = as_url(with_user(target.url, role.role, role.password))
-        if fresh and not target.embedded:
+        if target.embedded:
+            for role in ensured:
+                embedded.record_role_password(role.role, passwords[role.role])
+        elif fresh:
             _merge_env_file(path, fresh, chosen=env_file is not None)
 
     with server_db(target, settings.pool) as server, database_db(target, settings.pool) as db:
         ensured = roles.set_up(
             server, db, passwords=passwords, rotate=rotate, api=api, lambda_=lambda_, keep=keep,
-            api_timeouts=settings.api_timeouts.as_settings(),
+            api_timeouts=settings.api_timeouts.as_settings(), passwords_unknown=unknown,
         )  # fmt: skip
     # A role that was there already keeps its password: its URL for this database is the
     # file's, from the run that set it, moved to this database (the file named another
@@ -226,7 +239,8 @@ def _role_name(ctx: click.Context, param: click.Parameter, value: str) -> str:
     "--env-file",
     type=click.Path(dir_okay=False, path_type=Path),
     help="Where new passwords' URLs go (mode 0600) "
-    "[default: .cruddur/db-roles.env, db-roles-prod.env with --prod].",
+    "[default: .cruddur/db-roles.env, db-roles-prod.env with --prod]; not for the "
+    "embedded server, which keeps them in its state.",
 )
 @click.option(
     "--api-role",
@@ -268,6 +282,13 @@ def roles_command(
             param_hint="--api-role and --lambda-role",
         )
     target = cli.target
+    if env_file is not None and target.embedded:
+        # Taken and ignored, it promised a file that was never written.
+        raise click.BadParameter(
+            "the embedded server keeps its roles' passwords in its own state, which "
+            "`cruddur serve` reads: no file is written for it",
+            param_hint="--env-file",
+        )
     action = f'make roles {api_role} and {lambda_role} and grant them rows of "{target.dbname}"'
     cli.confirm(action + (", with new passwords" if rotate else ""))
     set_up_roles(

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import itertools
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 
 import psycopg
@@ -231,12 +231,15 @@ def set_up(
     lambda_: str = LAMBDA_ROLE,
     keep: Callable[[list[Ensured]], None] | None = None,
     api_timeouts: dict[str, str] | None = None,
+    passwords_unknown: Collection[str] = (),
 ) -> list[Ensured]:
     """The roles step of `db setup` and `db roles`: make both roles (with `passwords`
     where given), handing those made so far to `keep` after each (each is committed as it
     is made: the other role refused, or a grant failing, must not lose its password),
     then grant them their privileges in `database`, and give the API role
-    `api_timeouts` (`bound`; the defaults' when not given)."""
+    `api_timeouts` (`bound`; the defaults' when not given). A role of
+    `passwords_unknown` that exists already is refused: its password in `passwords` is
+    a new one, and setting it would break whatever logs in with the old."""
     passwords = passwords or {}
     for role in (api, lambda_):  # before any password changes, as ensure's own checks
         if problem := role_name_problem(role):
@@ -248,6 +251,12 @@ def set_up(
         for role in (api, lambda_):
             if conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", [role]).fetchone():
                 _check_powers(conn, role)
+                if role in passwords_unknown:
+                    raise UnsafeRole(
+                        f'role "{role}" exists, and its password is not known here: '
+                        "`cruddur db roles --rotate` gives it a new one (whatever logs in "
+                        "with the old one then fails), or name another role"
+                    )
     ensured: list[Ensured] = []
     for role in (api, lambda_):
         ensured.append(ensure(server, role, passwords.get(role), rotate=rotate))
