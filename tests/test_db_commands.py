@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import signal
 import stat
 import subprocess
 import sys
@@ -326,6 +327,43 @@ def test_setup_stops_partway_and_does_not_seed(empty_db, login_role) -> None:
     assert "_initial_schema.sql:" in result.stderr and "permission denied" in result.stderr
     assert "seed.sql" not in result.stderr and "is ready" not in result.stderr
     assert tables(empty_db) == set()
+
+
+def test_ctrl_c_in_setup_after_its_drop_says_what_the_database_is_left_as(
+    seeded_db, server_url
+) -> None:
+    # After the drop it said only "interrupted (Ctrl-C)": nothing told that the database
+    # was dropped, or half built, nor what to run. Its roles step waits here on the lock
+    # the roles' changes take (per database: the maintenance one, where setup takes it).
+    env = {k: v for k, v in os.environ.items() if not k.endswith("CONNECTION_URL")}
+    env.update(NO_COLOR="1", CONNECTION_URL=seeded_db)
+    with psycopg.connect(server_url, autocommit=True) as holder:
+        holder.execute("SELECT pg_advisory_lock(hashtext('cruddur roles'))")
+        setting_up = subprocess.Popen(
+            [ROOT / ".venv" / "bin" / "cruddur", "db", "setup"],
+            env=env, stderr=subprocess.PIPE, text=True, start_new_session=True,
+        )  # fmt: skip
+        try:
+            deadline = time.monotonic() + 60
+            while not holder.execute(
+                "SELECT 1 FROM pg_stat_activity WHERE application_name = 'cruddur-cli'"
+                " AND wait_event = 'advisory'"
+            ).fetchone():
+                assert setting_up.poll() is None, setting_up.communicate()[1]
+                assert time.monotonic() < deadline, "the roles step never waited"
+                time.sleep(0.02)
+            os.killpg(setting_up.pid, signal.SIGINT)
+            err = setting_up.communicate(timeout=30)[1]
+        finally:
+            if setting_up.poll() is None:
+                setting_up.kill()
+    assert setting_up.returncode == 130, err
+    name = database_name(seeded_db)
+    assert (
+        f'interrupted: "{name}" has its schema and seed, but its roles were not set up; '
+        "run `bin/db-setup` again to finish"
+    ) in err, err
+    assert "Traceback" not in err
 
 
 def test_setup_refuses_a_role_that_could_not_create_the_database_again(

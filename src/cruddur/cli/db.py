@@ -7,6 +7,7 @@ import os
 import secrets
 import shutil
 import time
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -582,7 +583,11 @@ def setup(cli: Cli, force: bool, if_missing: bool) -> None:
     database is kept: its pending migrations are applied (a database from schema-load
     is adopted), and only an empty one is seeded.
     """
-    from cruddur.cli.migrations import apply_migrations, migration_target  # adds verbs here
+    from cruddur.cli.migrations import (  # adds verbs here
+        SetupMigrations,
+        apply_migrations,
+        migration_target,
+    )
     from cruddur.ops import databases, loading
     from cruddur.ops.connections import database_db, server_db
     from cruddur.ops.migrations import runner
@@ -604,51 +609,75 @@ def setup(cli: Cli, force: bool, if_missing: bool) -> None:
     name = target.dbname
     if not if_missing:
         cli.confirm(f'drop and recreate "{name}"', target)
-    with server_db(target, settings.pool) as server:
-        if not if_missing or not databases.exists(server, name):
-            _refuse_without_powers(server, target, name)
-        if not if_missing:
-            # What a developer means by "set it up again" while the API runs: locally,
-            # its sessions go; on production, only when asked for.
-            held = len(databases.other_sessions(server, name)) if not target.prod else 0
+    # What the database is left as, at each step from the drop on, for a Ctrl-C's line
+    # (it said only "interrupted", though the database was dropped, or half built).
+    unchanged = "nothing was changed"
+    at: str | Callable[[], str] = unchanged
+    step = SetupMigrations()
+    try:
+        with server_db(target, settings.pool) as server:
+            if not if_missing or not databases.exists(server, name):
+                _refuse_without_powers(server, target, name)
+            if not if_missing:
+                # What a developer means by "set it up again" while the API runs: locally,
+                # its sessions go; on production, only when asked for.
+                held = len(databases.other_sessions(server, name)) if not target.prod else 0
+                if_interrupted(None)
+                at = f'"{name}" may have been dropped'
+                try:
+                    dropped = databases.drop(server, name, force=force or not target.prod)
+                except databases.DatabaseInUse as exc:
+                    # Not drop's hint (`bin/db-drop --force`): that drops, and sets up nothing.
+                    # Other roles' sessions this role may not end keep drop's (--force fails).
+                    if not exc.kept:
+                        exc.hint = (
+                            "see them with `bin/db-sessions`; `bin/db-setup --force` "
+                            "disconnects them"
+                        )
+                    raise
+                at = f'"{name}" was dropped' if dropped else unchanged
+                if dropped:
+                    disconnected = f", disconnecting {held} session{'s' if held != 1 else ''}"
+                    done(f'dropped database "{name}"' + (disconnected if held else ""))
             if_interrupted(None)
-            try:
-                dropped = databases.drop(server, name, force=force or not target.prod)
-            except databases.DatabaseInUse as exc:
-                # Not drop's hint (`bin/db-drop --force`): that drops, and sets up nothing.
-                # Other roles' sessions this role may not end keep drop's (--force fails).
-                if not exc.kept:
-                    exc.hint = (
-                        "see them with `bin/db-sessions`; `bin/db-setup --force` disconnects them"
-                    )
-                raise
-            if dropped:
-                disconnected = f", disconnecting {held} session{'s' if held != 1 else ''}"
-                done(f'dropped database "{name}"' + (disconnected if held else ""))
-        if_interrupted(None)
-        created = databases.create(server, name)
-    with database_db(target, settings.pool) as database:
-        if created:
-            done(f'created database "{name}"')
-            empty = True
+            was_dropped = at != unchanged
+            created = databases.create(server, name)
+        with database_db(target, settings.pool) as database:
+            at = f'"{name}" was kept'
+            if created:
+                at = f'"{name}" was {"dropped and made again" if was_dropped else "made"}, empty'
+                done(f'created database "{name}"')
+                empty = True
+            else:
+                empty = loading.schema_tables(database) == 0
+                if if_missing:
+                    done(f'database "{name}" exists' + (", no schema" if empty else ""))
+            if if_missing and empty:
+                cli.confirm(f'migrate and seed "{name}"', target)
+            migrating = at
+            at = lambda: f"{migrating}, then {step.said()}"  # noqa: E731 - said when it stops
+            applied = apply_migrations(cli, migrations, confirm=if_missing and not empty, step=step)
+            if not applied and not empty:
+                done("schema up to date")
+            at = f'"{name}" has its schema' + (" but not the seed" if empty else "")
+            if empty:
+                _load(database, loading.SEED)
+            else:
+                seed = "`bin/db-seed prod`" if cli.prod else "`bin/db-seed`"
+                info(f"not seeded: the database already had the schema ({seed} adds the seed)")
+        if if_missing and not empty and target.prod:  # nothing asked covered the roles
+            info("roles: `cruddur db roles --prod` makes them or checks them")
         else:
-            empty = loading.schema_tables(database) == 0
-            if if_missing:
-                done(f'database "{name}" exists' + (", no schema" if empty else ""))
-        if if_missing and empty:
-            cli.confirm(f'migrate and seed "{name}"', target)
-        applied = apply_migrations(cli, migrations, confirm=if_missing and not empty)
-        if not applied and not empty:
-            done("schema up to date")
-        if empty:
-            _load(database, loading.SEED)
-        else:
-            seed = "`bin/db-seed prod`" if cli.prod else "`bin/db-seed`"
-            info(f"not seeded: the database already had the schema ({seed} adds the seed)")
-    if if_missing and not empty and target.prod:  # nothing asked covered the roles
-        info("roles: `cruddur db roles --prod` makes them or checks them")
-    else:
-        set_up_roles(settings, target)  # a step of its own, after the migrations
+            at = f'"{name}" has its schema and seed, but its roles were not set up'
+            set_up_roles(settings, target)  # a step of its own, after the migrations
+    except KeyboardInterrupt:
+        said = at() if callable(at) else at
+        if said != unchanged:
+            again = "bin/db-setup" + (" prod" if target.prod else "")
+            again += " --if-missing" if if_missing else ""
+            said += f"; run `{again}` again to finish"
+        warn(f"interrupted: {said}")
+        raise click.exceptions.Exit(INTERRUPTED) from None
     done(f'database "{name}" is ready')
 
 

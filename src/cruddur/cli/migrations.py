@@ -334,12 +334,29 @@ def _listing(migrations: list[Migration]) -> str:
     return "\n".join(f"  {m.file_name}" for m in migrations)
 
 
-def apply_migrations(cli: Cli, migrations: list[Migration], *, confirm: bool) -> list[Migration]:
+class SetupMigrations:
+    """What `db setup`'s migrations step has done, for its Ctrl-C line."""
+
+    def __init__(self) -> None:
+        self.printer = _Printer()
+
+    def said(self) -> str:
+        finished, cut = self.printer.finished_ones, self.printer.under_way
+        said = f"{len(finished)} migration{'s' if len(finished) != 1 else ''} applied"
+        if cut is not None:
+            said += f" ({cut.file_name} was under way)"
+        return said
+
+
+def apply_migrations(
+    cli: Cli, migrations: list[Migration], *, confirm: bool, step: SetupMigrations | None = None
+) -> list[Migration]:
     """Every pending one of `migrations` (the package's, loaded and checked by `db setup`
     before it dropped anything); asks first on production when `confirm` (setup's own
-    question did not cover it)."""
+    question did not cover it). `step`: what it did, told as it goes."""
     from cruddur.ops.migrations import runner
 
+    printer = (step or SetupMigrations()).printer
     target, url = migration_target(cli)
     chosen = cli.settings.migration
     with _reported(target.prod):
@@ -352,9 +369,9 @@ def apply_migrations(cli: Cli, migrations: list[Migration], *, confirm: bool) ->
                 cli.confirm("apply these migrations", target)
                 asked = current
         regrant = _regrant(cli.settings, url)
-        with runner.locked(url, chosen, _Printer()) as conn:
+        with runner.locked(url, chosen, printer) as conn:
             applied = runner.migrate(
-                conn, migrations, chosen, _Printer(), regrant=regrant, confirmed=asked
+                conn, migrations, chosen, printer, regrant=regrant, confirmed=asked
             )
     grant_again(cli.settings, url)  # as `db migrate` does (a database given the roles before)
     return applied
