@@ -56,6 +56,17 @@ def test_a_state_folder_others_can_write_is_refused(tmp_path) -> None:
     assert not (home / "postgres").exists()
 
 
+def test_a_shared_folder_as_the_state_folder_is_refused_without_chmod_advice(tmp_path) -> None:
+    # CRUDDUR_HOME=/tmp was told `chmod go-w /tmp`: for root, advice that breaks /tmp.
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o1777)
+    result = cruddur("db", "up", env={"CRUDDUR_HOME": str(shared)})
+    assert result.returncode == 1
+    assert "is a folder shared with other users" in result.stderr
+    assert "chmod" not in result.stderr and "folder of your own" in result.stderr
+
+
 @needs_root
 def test_a_state_folder_of_another_user_is_refused(tmp_path) -> None:
     home = tmp_path / "home"

@@ -46,6 +46,12 @@ def _check_mine(path: Path, info: os.stat_result) -> None:
             "CRUDDUR_HOME to a folder of your own"
         )
     if info.st_mode & 0o022:
+        if stat.S_ISDIR(info.st_mode) and info.st_mode & stat.S_ISVTX:
+            # /tmp and its kind: shared on purpose; chmod go-w would break it for everyone.
+            raise UnsafePath(
+                f"{path} is a folder shared with other users (sticky, writable by all): set "
+                "CRUDDUR_HOME to a folder of your own inside it, or elsewhere"
+            )
         raise UnsafePath(
             f"{path} can be written by group or others: `chmod go-w {path}` (or remove it)"
         )
