@@ -1846,3 +1846,24 @@ def test_a_migration_url_without_connection_url_is_refused_before_anything_start
         assert "started the embedded PostgreSQL" not in refused.stderr
     assert not (home / "postgres.json").exists()
     assert applied(empty_db) == []
+
+
+def test_a_migrations_notices_and_warnings_are_shown(empty_db: str, tmp_path) -> None:
+    # They were dropped: psql and dbmate show them, and a migration's author writes
+    # RAISE WARNING for the operator to read.
+    folder = write(
+        tmp_path / "m",
+        {
+            "20260101000000_says_things.sql": "-- migrate:up\n"
+            "DO $$ BEGIN RAISE NOTICE 'hello notice'; RAISE WARNING 'careful now'; END $$;\n"
+            "-- migrate:down\nSELECT 1;\n"
+        },
+    )
+    result = migrate(empty_db, folder)
+    assert result.returncode == 0, result.stderr
+    said = result.stderr
+    assert "NOTICE from 20260101000000_says_things.sql: hello notice" in said, said
+    assert "WARNING from 20260101000000_says_things.sql: careful now" in said, said
+    # The runner's own bookkeeping says nothing of that kind (its table made if missing).
+    again = migrate(empty_db, folder)
+    assert "NOTICE" not in again.stderr and "already exists" not in again.stderr

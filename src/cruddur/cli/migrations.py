@@ -175,6 +175,17 @@ class _Printer(Reporter):
         self.finished_ones: list[Migration] = []  # committed, in the order they ran
         self.under_way: Migration | None = None
 
+    def notice(self, severity: str, message: str) -> None:
+        # Only a migration's: the runner's own bookkeeping (CREATE TABLE IF NOT EXISTS)
+        # has the server say "already exists, skipping".
+        if self.under_way is None:
+            return
+        said = f"{severity} from {self.under_way.file_name}: {printable(message)}"
+        if severity == "WARNING":
+            warn(said)
+        else:
+            info(said)
+
     def waiting(self, holder: LockHolder | None, wait: float) -> None:
         who = holder.describe() if holder else "another session"
         info(f"waiting up to {wait:g} s for the migration lock, held by {who}")

@@ -218,6 +218,13 @@ def locked(
     url: str, settings: MigrationSettings, reporter: Reporter
 ) -> Iterator[psycopg.Connection]:
     with connect(url, settings.connect_timeout) as conn:
+        # A migration's RAISE NOTICE or WARNING, and the server's own warnings, as psql
+        # and dbmate show them; they were dropped.
+        conn.add_notice_handler(
+            lambda diag: reporter.notice(
+                diag.severity_nonlocalized or diag.severity or "NOTICE", diag.message_primary or ""
+            )
+        )
         lock.acquire(conn, settings.lock_wait, reporter.waiting)
         try:
             lock.ensure_held(conn)
