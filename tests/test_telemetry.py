@@ -1985,3 +1985,26 @@ def test_health_checks_that_find_the_database_away_count_as_its_errors(tmp_path:
         assert _scrape(server).get(key, 0) - before == 3
     finally:
         server.stop()
+
+
+def test_the_readme_names_every_reason_a_token_is_refused_for() -> None:
+    # `malformed` (a signed token whose exp is not a time) was counted, and not listed.
+    import ast
+
+    tree = ast.parse((ROOT / "src" / "cruddur" / "api" / "auth.py").read_text())
+    reasons = {"invalid"}  # InvalidToken's default
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.Call) or not isinstance(node.func, ast.Name | ast.Attribute):
+            continue
+        called = node.func.id if isinstance(node.func, ast.Name) else node.func.attr
+        given = {"InvalidToken": 1, "count_refused_token": 0}.get(called)
+        if given is not None and len(node.args) > given:
+            argument = node.args[given]
+            if isinstance(argument, ast.Constant) and isinstance(argument.value, str):
+                reasons.add(argument.value)
+    (row,) = [
+        line
+        for line in (ROOT / "README.md").read_text().splitlines()
+        if line.startswith("| `cruddur_auth_tokens_refused_total`")
+    ]
+    assert len(reasons) > 10 and {r for r in reasons if f"`{r}`" not in row} == set()
