@@ -142,6 +142,43 @@ def test_seed_loads_the_sample_rows(empty_db) -> None:
     assert message == (True,)
 
 
+def test_seed_posts_only_as_its_own_users(empty_db) -> None:
+    # Its cruds found their authors by handle alone: someone else with the handle londo
+    # (a real user, or a fake one) had the seed's words posted as theirs.
+    assert cli("db-schema-load", env=local(empty_db)).returncode == 0
+    with psycopg.connect(empty_db) as conn:
+        conn.execute(
+            "INSERT INTO users (display_name, handle, email, cognito_user_id)"
+            " VALUES ('Someone Else', 'londo', 'else@example.com', 'real-sub-1'),"
+            "        ('Another', 'AndrewBrown', 'other@example.com', 'real-sub-2')"
+        )
+    result = cli("db-seed", env=local(empty_db))
+    assert result.returncode == 0, result.stderr
+    assert "@andrewbrown is another user's" in result.stderr
+    assert "@londo is another user's" in result.stderr and "@bayko" not in result.stderr
+    with psycopg.connect(empty_db) as conn:
+        theirs = conn.execute(
+            "SELECT count(*) FROM activities JOIN users ON users.uuid = activities.user_uuid"
+            " WHERE users.cognito_user_id LIKE 'real-sub-%'"
+        ).fetchone()[0]
+        bayko = conn.execute(
+            "SELECT count(*) FROM activities JOIN users ON users.uuid = activities.user_uuid"
+            " WHERE users.handle = 'bayko'"
+        ).fetchone()[0]
+    assert theirs == 0
+    assert bayko == 1  # its expired crud; its reply went with the crud left out
+    again = cli("db-seed", env=local(empty_db))  # and again changes nothing
+    assert again.returncode == 0 and snapshot_counts(empty_db) == (3, 1)
+
+
+def snapshot_counts(url: str) -> tuple[int, int]:
+    with psycopg.connect(url) as conn:
+        return (
+            conn.execute("SELECT count(*) FROM users").fetchone()[0],
+            conn.execute("SELECT count(*) FROM activities").fetchone()[0],
+        )
+
+
 def test_sessions_lists_pid_user_database_and_application(empty_db) -> None:
     with psycopg.connect(empty_db, application_name="sessions-probe") as conn:
         pid = conn.info.backend_pid

@@ -200,6 +200,9 @@ def _load(database: Db, *scripts: str) -> None:
     for script in scripts:
         count = loading.load(database, script)
         done(f"{script}: {count} statements")
+        if script == loading.SEED:
+            for handle in loading.seed_users_left_out(database):
+                warn(f"@{handle} is another user's: the seed's {handle} and cruds were left out")
 
 
 @db.command("schema-load")

@@ -1,5 +1,8 @@
 -- Seed data to develop against: the original's two users and crud, plus a third user, replies
 -- and an expired crud. Loading it again changes nothing: each row goes in only when missing.
+-- Each crud's author is the seed's own user: the row with the handle and the seed's email
+-- (a row `users sync-cognito` gave a Cognito user keeps both). A handle that someone else
+-- has keeps them: their seed user and cruds are left out (they were posted as that user).
 
 INSERT INTO public.users (display_name, handle, email, cognito_user_id)
 VALUES
@@ -22,7 +25,11 @@ FROM (VALUES ('5eed0000-0000-4000-8000-000000000001'::uuid, 'andrewbrown',
               'Ah, arrogance and stupidity all in the same package. How efficient of you.',
               interval '1 hour', interval '7 day'))
        AS crud (uuid, handle, message, age, lifetime)
-JOIN public.users author ON author.handle = crud.handle
+JOIN (VALUES ('andrewbrown', 'andrew@exampro.co'), ('bayko', 'bayko@exampro.co'),
+             ('londo', 'lmollari@centari.com')) AS seed_user (handle, email)
+  ON seed_user.handle = crud.handle
+JOIN public.users author
+  ON author.handle = seed_user.handle AND lower(btrim(author.email)) = seed_user.email
 WHERE NOT EXISTS (SELECT 1 FROM public.activities seeded
                   WHERE seeded.uuid = crud.uuid
                      OR (seeded.user_uuid = author.uuid AND seeded.message = crud.message
@@ -35,7 +42,11 @@ SELECT replier.uuid, reply.message, parent.uuid,
 FROM (VALUES ('bayko', 'Imported, and it shows!', interval '1 minute'),
              ('londo', 'Welcome to the feed.', interval '2 minute'))
        AS reply (handle, message, after)
-JOIN public.users replier ON replier.handle = reply.handle
+JOIN (VALUES ('bayko', 'bayko@exampro.co'), ('londo', 'lmollari@centari.com'))
+       AS seed_user (handle, email)
+  ON seed_user.handle = reply.handle
+JOIN public.users replier
+  ON replier.handle = seed_user.handle AND lower(btrim(replier.email)) = seed_user.email
 JOIN public.activities parent ON parent.uuid = '5eed0000-0000-4000-8000-000000000001'
 WHERE NOT EXISTS (SELECT 1 FROM public.activities seeded
                   WHERE seeded.reply_to_activity_uuid = parent.uuid

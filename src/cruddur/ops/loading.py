@@ -25,6 +25,14 @@ def load_schema(db: Db) -> int:
     )
 
 
+def seed_users_left_out(db: Db) -> list[str]:
+    """The seed's handles that other users have: seed.sql left those seed users and their
+    cruds out (posted as whoever had the handle, they were someone else's words)."""
+    with db.connection() as conn:
+        rows = conn.execute(template("database", "seed_users_left_out")).fetchall()
+    return [row[0] for row in rows]
+
+
 def schema_tables(db: Db) -> int:
     """How many of the schema's tables the database has: 0, some, or SCHEMA_TABLES."""
     return int(db.query_value(template("database", "schema_tables")))
