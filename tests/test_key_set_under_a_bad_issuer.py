@@ -174,3 +174,9 @@ def test_what_it_says_of_the_key_set_url_leaves_out_its_query_and_password(issue
     with pytest.raises(KeysUnavailable, match="over 64 kB") as failed:
         KeySet(f"{url}?{secret}").get(kid)
     assert secret not in str(failed.value)
+    # Nor where the error's own text repeats it: urllib quotes a path it refuses, and a
+    # file that is not there.
+    for odd in (f"{url}?{secret} x", f"file:///nonexistent/jwks.json?{secret}"):
+        with pytest.raises(KeysUnavailable) as failed:
+            KeySet(odd).get(kid)
+        assert secret not in str(failed.value), str(failed.value)

@@ -329,6 +329,15 @@ def test_cors_origins_from_the_original_variables() -> None:
             },
             "CRUDDUR_JWKS_URL must not hold a user or password",
         ),
+        # urllib refused it at each fetch: every sign-in got a 503.
+        (
+            {
+                "AWS_COGNITO_USER_POOL_ID": "us-east-1_AbC123",
+                "AWS_COGNITO_USER_POOL_CLIENT_ID": "c",
+                "CRUDDUR_JWKS_URL": "https://keys.example.com/jwks.json?sig=a b",
+            },
+            "with no space or control character",
+        ),
         ({"CRUDDUR_AUTH": "cognito"}, "CRUDDUR_AUTH=cognito given"),
         ({"CRUDDUR_AUTH": "none"}, "CRUDDUR_AUTH must be cognito or dev"),
     ],
@@ -752,6 +761,9 @@ def test_a_settings_repr_shows_no_password_and_no_otlp_key(tmp_path) -> None:
     )
     env["CRUDDUR_HOME"] = str(tmp_path)
     env["CRUDDUR_READ_AFTER_KEY"] = "read-after-key-" + "x" * 32
+    env["AWS_COGNITO_USER_POOL_ID"] = "us-east-1_AbC123"
+    env["AWS_COGNITO_USER_POOL_CLIENT_ID"] = "client"
+    env["CRUDDUR_JWKS_URL"] = "https://keys.example.com/jwks.json?X-Amz-Signature=jwks-sig"
     settings = Settings.from_env(env)
     assert settings.replica.read_after_key == env["CRUDDUR_READ_AFTER_KEY"]
     before_serve_is_read = repr(settings)
@@ -760,12 +772,13 @@ def test_a_settings_repr_shows_no_password_and_no_otlp_key(tmp_path) -> None:
     shown = repr(settings)
     assert "serve=ServeSettings(" in shown
     for url_setting in env:
-        if url_setting.endswith("_URL"):
+        if url_setting.endswith("_URL") and url_setting != "CRUDDUR_JWKS_URL":
             assert f"pw-{url_setting}" not in shown
             assert f"{url_setting.lower()}.example.com" in shown
     assert "otlp-user-pw" not in shown and "otlp-key" not in shown
     assert "read-after-key" not in shown
     assert "traces_endpoint='https://otlp.example.com/v1/traces'" in shown
+    assert "jwks-sig" not in shown and "https://keys.example.com/jwks.json" in shown
 
 
 @pytest.mark.parametrize("key", ["short", "x" * 31])

@@ -206,9 +206,11 @@ def is_loopback(host: str) -> bool:
     return (mapped or address).is_loopback
 
 
-@dataclass(frozen=True)
-class AuthSettings:
+@dataclass(frozen=True, repr=False)
+class AuthSettings(ReprWithoutSecrets):
     """Whose tokens the API accepts: a Cognito user pool's, or the local dev key pair's."""
+
+    _ENDPOINT_FIELDS = frozenset({"jwks_url"})  # a presigned URL's signature is its query
 
     issuer: str  # the `iss` every token must carry
     client_id: str  # the app client the token must be for (`client_id` claim)
@@ -302,7 +304,10 @@ class AuthSettings:
             )
         if jwks_url and not _fetchable(jwks_url):
             # Taken as it was, every signed-in request got a 503 ("unknown url type").
-            problems.append("CRUDDUR_JWKS_URL must be an https://, http:// or file:// URL")
+            problems.append(
+                "CRUDDUR_JWKS_URL must be an https://, http:// or file:// URL, with no space "
+                "or control character"
+            )
         elif jwks_url and _has_credentials(jwks_url):
             # urllib takes user:password@ as part of the host name: every signed-in
             # request got a 503 ("Name or service not known"). A key set is public.
@@ -335,6 +340,8 @@ def _fetchable(url: str) -> bool:
     (and a port that is a number), or file:// with a path."""
     from urllib.parse import urlsplit
 
+    if any(ch.isspace() or ord(ch) < 32 or ord(ch) == 127 for ch in url):
+        return False  # urllib refuses it at each fetch ("URL can't contain control characters")
     try:
         parts = urlsplit(url)
         parts.port  # noqa: B018 - raises on a port that is no number from 0 to 65535

@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+import urllib.parse
 import urllib.request
 from typing import Any
 
@@ -69,6 +70,9 @@ class KeySet:
         # In messages, which go to the log: without a query or user and password (a
         # presigned URL's signature rides in its query).
         self.shown = redact_endpoint(url)
+        parts = urllib.parse.urlsplit(url)
+        # What an error's own text may repeat of them (urllib's quotes the path and query).
+        self._secrets = [s for s in (parts.query, parts.password, parts.username) if s]
         self.timeout = timeout
         self.min_refresh = min_refresh
         self.retry_after_failure = retry_after_failure
@@ -86,8 +90,16 @@ class KeySet:
         except KeysUnavailable:
             raise
         except Exception as exc:  # whatever the answer was (deeply nested: RecursionError)
-            raise KeysUnavailable(f"cannot read the token keys at {self.shown}: {exc}") from exc
+            raise KeysUnavailable(
+                f"cannot read the token keys at {self.shown}: {self._without_secrets(exc)}"
+            ) from exc
         return {key.key_id: key for key in key_set.keys if key.key_id}
+
+    def _without_secrets(self, exc: BaseException) -> str:
+        said = str(exc)
+        for secret in self._secrets:
+            said = said.replace(secret, "…")
+        return said
 
     def _read(self) -> bytes:
         """The answer's body, within `timeout` for all of it (a socket timeout bounds
