@@ -403,6 +403,34 @@ def test_ctrl_c_in_setup_after_its_drop_says_what_the_database_is_left_as(
     assert "Traceback" not in err
 
 
+def test_ctrl_c_in_setup_if_missing_before_its_seed_says_to_seed_too(empty_db) -> None:
+    # It said to run `bin/db-setup --if-missing` again "to finish": that run found the
+    # schema there and seeded nothing. The migrations wait here on their lock, held.
+    from cruddur.ops.migrations.lock import LOCK_KEY
+
+    env = {k: v for k, v in os.environ.items() if not k.endswith("CONNECTION_URL")}
+    env.update(NO_COLOR="1", CONNECTION_URL=empty_db)
+    with psycopg.connect(empty_db, autocommit=True) as holder:
+        holder.execute("SELECT pg_advisory_lock(%s)", [LOCK_KEY])
+        setting_up = subprocess.Popen(
+            [ROOT / ".venv" / "bin" / "cruddur", "db", "setup", "--if-missing"],
+            env=env, stderr=subprocess.PIPE, text=True, start_new_session=True,
+        )  # fmt: skip
+        try:
+            err, deadline = "", time.monotonic() + 60
+            while "waiting up to" not in err:
+                assert setting_up.poll() is None
+                assert time.monotonic() < deadline, "it never waited for the lock"
+                err += setting_up.stderr.readline()
+            os.killpg(setting_up.pid, signal.SIGINT)
+            err += setting_up.communicate(timeout=30)[1]
+        finally:
+            if setting_up.poll() is None:
+                setting_up.kill()
+    assert setting_up.returncode == 130, err
+    assert "run `bin/db-setup --if-missing` again, then `bin/db-seed`, to finish" in err, err
+
+
 def test_setup_refuses_a_role_that_could_not_create_the_database_again(
     admin, seeded_db, login_role
 ) -> None:

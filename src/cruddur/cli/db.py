@@ -617,6 +617,7 @@ def setup(cli: Cli, force: bool, if_missing: bool) -> None:
     unchanged = "nothing was changed"
     at: str | Callable[[], str] = unchanged
     step = SetupMigrations()
+    seed_due = False  # a database found empty (or made), not seeded yet
     try:
         with server_db(target, settings.pool) as server:
             if not if_missing or not databases.exists(server, name):
@@ -655,6 +656,7 @@ def setup(cli: Cli, force: bool, if_missing: bool) -> None:
                 empty = loading.schema_tables(database) == 0
                 if if_missing:
                     done(f'database "{name}" exists' + (", no schema" if empty else ""))
+            seed_due = empty
             if if_missing and empty:
                 cli.confirm(f'migrate and seed "{name}"', target)
             migrating = at
@@ -665,6 +667,7 @@ def setup(cli: Cli, force: bool, if_missing: bool) -> None:
             at = f'"{name}" has its schema' + (" but not the seed" if empty else "")
             if empty:
                 _load(database, loading.SEED)
+                seed_due = False
             else:
                 seed = "`bin/db-seed prod`" if cli.prod else "`bin/db-seed`"
                 info(f"not seeded: the database already had the schema ({seed} adds the seed)")
@@ -676,9 +679,12 @@ def setup(cli: Cli, force: bool, if_missing: bool) -> None:
     except KeyboardInterrupt:
         said = at() if callable(at) else at
         if said != unchanged:
-            again = "bin/db-setup" + (" prod" if target.prod else "")
-            again += " --if-missing" if if_missing else ""
-            said += f"; run `{again}` again to finish"
+            prod = " prod" if target.prod else ""
+            again = f"`bin/db-setup{prod}{' --if-missing' if if_missing else ''}` again"
+            if if_missing and seed_due:
+                # Run again, it finds the schema there and seeds nothing.
+                again += f", then `bin/db-seed{prod}`,"
+            said += f"; run {again} to finish"
         warn(f"interrupted: {said}")
         raise click.exceptions.Exit(INTERRUPTED) from None
     done(f'database "{name}" is ready')

@@ -193,8 +193,9 @@ function pagedList({ path, list, status, more, emptyText, pick = (d) => d, rende
         // after this load): scrolled earlier, a short page clamped it to the top.
         setTimeout(() => {
           if (listsMade !== mine) return;
-          window.scrollTo(0, goal.scrollY);
           settling = false;
+          if (!data) return; // its first page failed: the place kept stays for the next visit
+          window.scrollTo(0, goal.scrollY);
           placeChanged();
         });
       }
