@@ -21,6 +21,7 @@ from cruddur.api.db import primary_db
 from cruddur.config import LambdaSettings, Settings
 from cruddur.dev_keys import DevKeys
 from cruddur.lambdas import post_confirmation, purge_expired
+from cruddur.ops.migrations.lock import LOCK_KEY
 from cruddur.services.sign_up import SignUpError
 
 CRUDDUR = ROOT / ".venv/bin/cruddur"
@@ -210,6 +211,34 @@ def test_migrate_through_an_undetected_pooler_stops_and_leaves_no_lock(
             ).fetchone()[0]
         assert held == 0  # let go on whichever pooled session took it
         direct = run(CRUDDUR, "db", "migrate", "--yes", env={"CONNECTION_URL": empty_db})
+        assert direct.returncode == 0, direct.stderr
+    finally:
+        bouncer.stop()
+
+
+def test_a_lock_left_on_a_pooled_session_is_let_go_and_the_pooler_named(
+    server_url: str, empty_db: str
+) -> None:
+    # A lock an earlier run left on a pooled server session: the next migrate through the
+    # pooler took it again on that session (a second hold), ran, let go of one hold, and
+    # exited 0 with the lock still there; a direct migrate then waited for it.
+    bouncer = PgBouncer(server_url, pool_size=1)
+    try:
+        pooled = bouncer.url_for(empty_db)
+        with psycopg.connect(pooled, autocommit=True) as conn:  # the one server session
+            conn.execute("SELECT pg_try_advisory_lock(%s)", [LOCK_KEY])
+        refused = run(CRUDDUR, "db", "migrate", "--yes", env={"CONNECTION_URL": pooled})
+        assert refused.returncode != 0, refused.stderr
+        assert "transaction pooler" in refused.stderr, refused.stderr
+        with psycopg.connect(empty_db) as conn:
+            held = conn.execute(
+                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'"
+                " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+            ).fetchone()[0]
+        assert held == 0
+        direct = run(
+            CRUDDUR, "db", "migrate", "--yes", "--lock-wait", "2", env={"CONNECTION_URL": empty_db}
+        )
         assert direct.returncode == 0, direct.stderr
     finally:
         bouncer.stop()

@@ -111,7 +111,14 @@ POLL_SECONDS = 0.1  # between tries while another migration holds the lock
 
 
 def _try(conn: psycopg.Connection) -> bool:
-    return bool(conn.execute("SELECT pg_try_advisory_lock(%s)", [LOCK_KEY]).fetchone()[0])
+    """Whether the lock was taken; NotHeld when this session held it already (a pooled
+    one, which has let it go now: migrations/lock_try.sql)."""
+    (outcome,) = conn.execute(
+        template("migrations", "lock_try"), {**KEY_PARTS, "key": LOCK_KEY}
+    ).fetchone()
+    if outcome == "stray":
+        raise NotHeld()
+    return outcome == "taken"
 
 
 def release(conn: psycopg.Connection) -> None:
