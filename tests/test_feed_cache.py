@@ -4,6 +4,7 @@ on it expires, never older than the bound; ETags, 304s and Cache-Control."""
 from __future__ import annotations
 
 import logging
+import threading
 import time
 
 import psycopg
@@ -531,3 +532,39 @@ def test_a_wall_clock_stepped_back_does_not_keep_a_copy_past_its_second() -> Non
     assert pages.get(20, build).page.body == b"[1]"  # within its second: kept
     ticks[0] += 0.6
     assert pages.get(20, build).page.body == b"[2]"  # past it, whatever the wall clock says
+
+
+def test_a_rebuild_stuck_on_a_silent_database_holds_the_others_a_moment_only() -> None:
+    # They waited for it unbounded: one rebuild stuck on a database gone silent queued
+    # every first page of its worker behind it until they held all its threads, and
+    # health timed out too. Past the moment, each reads for itself (its own 503).
+    from types import SimpleNamespace
+
+    from cruddur.services.feed_cache import FirstPages
+    from cruddur.services.paging import Page
+
+    changes = SimpleNamespace(listening=True, generation=1)
+    pages = FirstPages(changes)  # type: ignore[arg-type]
+    started, silent_database = threading.Event(), threading.Event()
+
+    def stuck():
+        started.set()
+        silent_database.wait(30)
+        return Page(b"[late]", None), None
+
+    first = threading.Thread(target=pages.get, args=(20, stuck))
+    first.start()
+    try:
+        assert started.wait(10)
+        answered: list[bytes] = []
+        second = threading.Thread(
+            target=lambda: answered.append(
+                pages.get(20, lambda: (Page(b"[own]", None), None)).page.body
+            )
+        )
+        second.start()
+        second.join(10)
+        assert answered == [b"[own]"]  # not held until the stuck one ends
+    finally:
+        silent_database.set()
+        first.join(10)

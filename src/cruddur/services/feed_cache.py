@@ -55,6 +55,7 @@ log = logging.getLogger("cruddur.feed_cache")
 
 CHANNEL = "cruddur_feed"
 MAX_AGE_SECONDS = 1.0  # the bound on any copy's life
+BUILD_WAIT_SECONDS = 0.5  # a request waits this long at most for another's rebuild
 RECONNECT_AFTER_SECONDS = (0.1, 2.0)  # the first wait after a failure, and the longest
 # One wait for notifications; then it checks whether to stop. stop() waits up to this
 # for the thread (each test's app, each worker at shutdown): 1 s made every test that
@@ -341,7 +342,14 @@ class FirstPages:
             return kept  # type: ignore[return-value]
         with self._lock:
             build_lock = self._build_locks.setdefault(limit, threading.Lock())
-        with build_lock:  # one rebuild at a time; the others then take its result
+        # One rebuild at a time; the others then take its result. Waited for a moment
+        # only: a rebuild stuck on a database gone silent held every later first page
+        # of this worker behind it, unbounded, until they held all its threads (health
+        # too); past the moment, a request reads for itself, on the read path's own
+        # checks (a database known to be down: its 503 at once).
+        if not build_lock.acquire(timeout=BUILD_WAIT_SECONDS):
+            return self._build(build, self.changes.generation)  # not kept: the other is
+        try:
             kept = self._kept.get(limit)
             if self._fresh(kept):
                 return kept  # type: ignore[return-value]
@@ -349,6 +357,8 @@ class FirstPages:
             kept = self._build(build, self.changes.generation)
             self._kept[limit] = kept
             return kept
+        finally:
+            build_lock.release()
 
     def _build(self, build: Callable[[], tuple[Page, datetime | None]], generation: int) -> Kept:
         started = self._ticks()
