@@ -508,6 +508,7 @@ def test_the_handler_imports_only_what_it_needs() -> None:
         "cruddur.names",
         "cruddur.rds_tls",
         "cruddur.deadlines",
+        "cruddur.connecting",
         "cruddur.lambdas",
         "cruddur.lambdas.post_confirmation",
         "cruddur.services",

@@ -24,6 +24,7 @@ from typing import Any, TypeVar
 
 import psycopg
 
+from cruddur import connecting
 from cruddur.api.db import AppDatabase
 from cruddur.api.read_after import ReadAfterSigner, new_key
 from cruddur.config import ReplicaSettings
@@ -106,7 +107,7 @@ class ReadRouter:
         while not self._stopped.is_set():
             try:
                 if conn is None or conn.closed or conn.broken:
-                    conn = psycopg.connect(
+                    conn = connecting.connect(
                         self.reader.conninfo,  # a session of its own, beside the pool
                         autocommit=True,
                         connect_timeout=self._connect_timeout,

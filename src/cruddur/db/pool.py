@@ -26,6 +26,7 @@ from psycopg.rows import RowFactory, tuple_row
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from cruddur.config import PoolSettings
+from cruddur.connecting import connect, let_go
 from cruddur.db.reachability import ConnectionsRefused, Reachability
 from cruddur.db.read_only import ReadOnlyLook
 from cruddur.deadlines import DeadlinePassed, within
@@ -94,6 +95,15 @@ class PooledConnection(psycopg.Connection):
     # the psycopg instrumentation's (whose wrapper and check cost each statement ~60
     # Python bytecodes to make no span).
     unsampled: Callable[[], bool] | None = None
+
+    @classmethod
+    def connect(cls, conninfo: str = "", **kwargs: Any) -> Self:
+        """The pool's own connects (cruddur.connecting): a failed one holds no socket."""
+        try:
+            return super().connect(conninfo, **kwargs)
+        except psycopg.Error as exc:
+            let_go(exc)
+            raise
 
     def helper_cursor(self, row_factory: RowFactory[Any] = tuple_row) -> psycopg.Cursor:
         """The kept cursor, making rows with `row_factory` (named rows: class_row, …).
@@ -239,7 +249,7 @@ class Db:
         # report only a timeout, hiding why (refused, bad password, no such database).
         gate = self.reachability
         try:
-            psycopg.connect(self.conninfo, **self._connect_kwargs).close()
+            connect(self.conninfo, **self._connect_kwargs).close()
         except psycopg.Error as exc:
             if gate is not None:
                 gate.refused(exc)  # a refusal: logged as one, with the server's reason
@@ -414,7 +424,7 @@ class Db:
 
     def _probe(self) -> None:
         kwargs = {**self._connect_kwargs, "connect_timeout": PROBE_CONNECT_TIMEOUT}
-        psycopg.connect(self.conninfo, **kwargs).close()
+        connect(self.conninfo, **kwargs).close()
 
     def _remember(self, conn: PooledConnection) -> None:
         with self._made_lock:
@@ -440,7 +450,7 @@ class Db:
         if gate is not None and gate.holding_off():
             return False  # the server refused a connection a moment ago: not asked again
         kwargs = {**self._connect_kwargs, "connect_timeout": PROBE_CONNECT_TIMEOUT}
-        with psycopg.connect(self.conninfo, **{**kwargs, "autocommit": True}) as conn:
+        with connect(self.conninfo, **{**kwargs, "autocommit": True}) as conn:
             # On in a session of a hot standby, or one begun with the default on.
             return conn.execute("SHOW transaction_read_only").fetchone()[0] == "off"
 

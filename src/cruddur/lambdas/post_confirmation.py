@@ -44,6 +44,7 @@ import psycopg
 from psycopg import sql
 from psycopg.conninfo import conninfo_attempts, conninfo_to_dict, make_conninfo
 
+from cruddur import connecting
 from cruddur.config import (
     ConfigError,
     LambdaSettings,
@@ -349,7 +350,7 @@ def _connect(deadline: float) -> psycopg.Connection:
         if now >= ends or deadline - now < CONNECT_FLOOR_S:
             break
         try:
-            conn = psycopg.connect(
+            conn = connecting.connect(
                 make_conninfo("", **attempt),
                 autocommit=True,  # one statement per invocation: its own transaction
                 # Whole seconds, rounded down: up, 4.5 s left became 5 s, past the

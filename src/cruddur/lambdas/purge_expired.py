@@ -38,6 +38,7 @@ from typing import Any
 
 import psycopg
 
+from cruddur import connecting
 from cruddur.config import LambdaSettings
 from cruddur.deadlines import within
 from cruddur.lambdas.post_confirmation import (
@@ -131,7 +132,7 @@ def handler(event: dict[str, Any] | None = None, context: Any = None) -> dict[st
             left_ms,
         )
     try:
-        with psycopg.connect(
+        with connecting.connect(
             conninfo,
             autocommit=True,  # each batch its own short transaction
             connect_timeout=settings.connect_timeout,

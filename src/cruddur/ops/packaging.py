@@ -42,6 +42,7 @@ HANDLER_FILES = (
     "cruddur/names.py",
     "cruddur/rds_tls.py",
     "cruddur/deadlines.py",
+    "cruddur/connecting.py",
     "cruddur/lambdas/__init__.py",
     "cruddur/lambdas/post_confirmation.py",
     "cruddur/lambdas/purge_expired.py",

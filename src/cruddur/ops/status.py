@@ -10,6 +10,7 @@ import psycopg
 from psycopg.rows import class_row
 from psycopg_pool import PoolTimeout
 
+from cruddur import connecting
 from cruddur.config import PoolSettings
 from cruddur.db import Db, template
 from cruddur.db.dead_peer import with_cli_bounds
@@ -161,7 +162,7 @@ def replica_status(url: str, primary_url: str, connect_timeout: int) -> ReplicaS
     WAL the primary has not written or is another cluster's. Without the primary, its own
     estimate."""
     try:
-        with psycopg.connect(
+        with connecting.connect(
             with_cli_bounds(url), autocommit=True, connect_timeout=connect_timeout
         ) as conn:
             state = look_at_replica(conn)
@@ -170,7 +171,7 @@ def replica_status(url: str, primary_url: str, connect_timeout: int) -> ReplicaS
         problem = explained.message if explained else str(exc).splitlines()[0]
         return ReplicaState(False, problem=problem)
     try:
-        with psycopg.connect(
+        with connecting.connect(
             with_cli_bounds(primary_url), connect_timeout=connect_timeout
         ) as primary:
             sampled = primary.execute(template("replication", "primary_state")).fetchone()

@@ -9,6 +9,7 @@ from collections.abc import Callable
 
 import psycopg
 
+from cruddur import connecting
 from cruddur.db.dead_peer import with_cli_bounds
 from cruddur.db.errors import explain
 
@@ -41,7 +42,7 @@ def wait_until_accepting(
         left = math.ceil(timeout - (time.monotonic() - started))
         try:
             bound = max(2, min(connect_timeout, left))
-            with psycopg.connect(with_cli_bounds(url), connect_timeout=bound) as conn:
+            with connecting.connect(with_cli_bounds(url), connect_timeout=bound) as conn:
                 conn.execute("SELECT 1")
             return time.monotonic() - started
         except psycopg.OperationalError as exc:

@@ -45,6 +45,7 @@ from datetime import datetime
 
 import psycopg
 
+from cruddur import connecting
 from cruddur.db.dead_peer import with_dead_peer_bounds
 from cruddur.db.errors import redacted_reason
 from cruddur.db.reachability import RefusedStreak
@@ -156,7 +157,7 @@ class FeedChanges:
             wait = min(wait * 2, longest)
 
     def _listen(self) -> None:
-        with psycopg.connect(
+        with connecting.connect(
             # A dead peer is noticed in seconds even without a FIN (the copies' 1 s bound
             # covers the meantime); the URL's own keepalive settings win.
             with_dead_peer_bounds(self.conninfo),
@@ -248,7 +249,7 @@ class FeedNotifier:
             up = False  # this attempt's connection: a failure after it is a lost one
             pause = None
             try:
-                with psycopg.connect(
+                with connecting.connect(
                     with_dead_peer_bounds(self.conninfo),  # a NOTIFY into a black hole ends
                     autocommit=True,
                     connect_timeout=self.connect_timeout,

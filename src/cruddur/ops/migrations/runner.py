@@ -18,6 +18,7 @@ from pathlib import Path
 import psycopg
 from psycopg.rows import class_row
 
+from cruddur import connecting
 from cruddur.config import MigrationSettings
 from cruddur.db import ScriptError, template
 from cruddur.db.dead_peer import with_cli_bounds
@@ -170,7 +171,7 @@ def load(directory: Path | None = None) -> list[Migration]:
 
 def connect(url: str, connect_timeout: int = 5) -> psycopg.Connection:
     """A direct connection of its own, not the pool's: the lock lives as long as it does."""
-    conn = psycopg.connect(
+    conn = connecting.connect(
         with_cli_bounds(url),
         autocommit=True,
         prepare_threshold=None,  # no prepared statements: safe behind a pooler too
@@ -203,7 +204,7 @@ def _as_connected(conn: psycopg.Connection) -> None:
 def identity(url: str, connect_timeout: int = 5) -> tuple[str, int]:
     """The cluster's system identifier and the database's oid behind `url`: the same
     pair for two URLs means the same database, whatever server name each uses."""
-    with psycopg.connect(
+    with connecting.connect(
         with_cli_bounds(url),
         autocommit=True,
         prepare_threshold=None,
