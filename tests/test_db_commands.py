@@ -155,6 +155,7 @@ def test_seed_posts_only_as_its_own_users(empty_db) -> None:
     result = cli("db-seed", env=local(empty_db))
     assert result.returncode == 0, result.stderr
     assert "@andrewbrown is another user's" in result.stderr
+    assert "its cruds and the replies to them were left out" in result.stderr
     assert "@londo is another user's" in result.stderr and "@bayko" not in result.stderr
     with psycopg.connect(empty_db) as conn:
         theirs = conn.execute(
@@ -169,6 +170,24 @@ def test_seed_posts_only_as_its_own_users(empty_db) -> None:
     assert bayko == 1  # its expired crud; its reply went with the crud left out
     again = cli("db-seed", env=local(empty_db))  # and again changes nothing
     assert again.returncode == 0 and snapshot_counts(empty_db) == (3, 1)
+
+
+def test_seed_takes_its_own_user_under_a_handle_in_another_case(empty_db) -> None:
+    # AndrewBrown with the seed's own email is the seed's user (a sign-up so spelled).
+    assert cli("db-schema-load", env=local(empty_db)).returncode == 0
+    with psycopg.connect(empty_db) as conn:
+        conn.execute(
+            "INSERT INTO users (display_name, handle, email, cognito_user_id)"
+            " VALUES ('Andrew Brown', 'AndrewBrown', 'Andrew@ExamPro.co', 'real-sub-3')"
+        )
+    result = cli("db-seed", env=local(empty_db))
+    assert result.returncode == 0 and "another user's" not in result.stderr, result.stderr
+    with psycopg.connect(empty_db) as conn:
+        (author,) = conn.execute(
+            "SELECT users.handle FROM activities JOIN users ON users.uuid = activities.user_uuid"
+            " WHERE activities.uuid = '5eed0000-0000-4000-8000-000000000001'"
+        ).fetchone()
+    assert author == "AndrewBrown"
 
 
 def snapshot_counts(url: str) -> tuple[int, int]:

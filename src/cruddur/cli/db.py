@@ -202,7 +202,10 @@ def _load(database: Db, *scripts: str) -> None:
         done(f"{script}: {count} statements")
         if script == loading.SEED:
             for handle in loading.seed_users_left_out(database):
-                warn(f"@{handle} is another user's: the seed's {handle} and cruds were left out")
+                warn(
+                    f"@{handle} is another user's: the seed's {handle}, its cruds and the "
+                    "replies to them were left out"
+                )
 
 
 @db.command("schema-load")

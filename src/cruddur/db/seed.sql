@@ -1,8 +1,9 @@
 -- Seed data to develop against: the original's two users and crud, plus a third user, replies
 -- and an expired crud. Loading it again changes nothing: each row goes in only when missing.
--- Each crud's author is the seed's own user: the row with the handle and the seed's email
--- (a row `users sync-cognito` gave a Cognito user keeps both). A handle that someone else
--- has keeps them: their seed user and cruds are left out (they were posted as that user).
+-- Each crud's author is the seed's own user: the row with the handle (in any case) and the
+-- seed's email (a row `users sync-cognito` gave a Cognito user keeps both). A handle that
+-- someone else has keeps them: that seed user, its cruds and the replies to them are left
+-- out (they were posted as that user).
 
 INSERT INTO public.users (display_name, handle, email, cognito_user_id)
 VALUES
@@ -29,7 +30,7 @@ JOIN (VALUES ('andrewbrown', 'andrew@exampro.co'), ('bayko', 'bayko@exampro.co')
              ('londo', 'lmollari@centari.com')) AS seed_user (handle, email)
   ON seed_user.handle = crud.handle
 JOIN public.users author
-  ON author.handle = seed_user.handle AND lower(btrim(author.email)) = seed_user.email
+  ON lower(author.handle) = seed_user.handle AND lower(btrim(author.email)) = seed_user.email
 WHERE NOT EXISTS (SELECT 1 FROM public.activities seeded
                   WHERE seeded.uuid = crud.uuid
                      OR (seeded.user_uuid = author.uuid AND seeded.message = crud.message
@@ -46,7 +47,7 @@ JOIN (VALUES ('bayko', 'bayko@exampro.co'), ('londo', 'lmollari@centari.com'))
        AS seed_user (handle, email)
   ON seed_user.handle = reply.handle
 JOIN public.users replier
-  ON replier.handle = seed_user.handle AND lower(btrim(replier.email)) = seed_user.email
+  ON lower(replier.handle) = seed_user.handle AND lower(btrim(replier.email)) = seed_user.email
 JOIN public.activities parent ON parent.uuid = '5eed0000-0000-4000-8000-000000000001'
 WHERE NOT EXISTS (SELECT 1 FROM public.activities seeded
                   WHERE seeded.reply_to_activity_uuid = parent.uuid

@@ -347,7 +347,9 @@ class FirstPages:
         # only: a rebuild stuck on a database gone silent held every later first page
         # of this worker behind it, unbounded, until they held all its threads (health
         # too); past the moment, a request reads for itself, on the read path's own
-        # checks (a database known to be down: its 503 at once).
+        # checks (a database known to be down: its 503 at once). A first page that takes
+        # longer than the moment to read, each waiting request reads too: more reads of
+        # one cheap query, through the pool's own bound, while the database is slow.
         if not build_lock.acquire(timeout=BUILD_WAIT_SECONDS):
             return self._build(build, self.changes.generation)  # not kept: the other is
         try:

@@ -64,7 +64,7 @@ function render(focus, place = null) {
     }
     views.notFoundPage(main);
   } finally {
-    views.restoreNext(null); // a view without a list leaves no place for the next page
+    views.restoreTaken(); // a view without a list leaves no place for the next page
   }
 }
 

@@ -162,6 +162,12 @@ export function restoreNext(saved) {
   settling = false;
   restoring = saved && saved.pages > 0 ? saved : null;
 }
+// Once the page's view has started: a place not taken by a list goes. (Not `settling`,
+// which its list may have just set: reset here, it was never on while a place loaded.)
+export function restoreTaken() {
+  pagesLoaded = 0;
+  restoring = null;
+}
 
 // The row of `uuid` on a list, if it is there.
 const rowOf = (list, uuid) => [...list.children].find((el) => el.dataset.uuid === uuid);
@@ -192,9 +198,10 @@ function pagedList({ path, list, status, more, emptyText, pick = (d) => d, rende
         // Once the page has put the list in place (a crud page adds its replies' list
         // after this load): scrolled earlier, a short page clamped it to the top.
         setTimeout(() => {
-          if (listsMade !== mine) return;
+          // Its first page failed: still settling, so the place kept is not written over,
+          // however the reader leaves (a link too), until a list is made again.
+          if (listsMade !== mine || !data) return;
           settling = false;
-          if (!data) return; // its first page failed: the place kept stays for the next visit
           window.scrollTo(0, goal.scrollY);
           placeChanged();
         });

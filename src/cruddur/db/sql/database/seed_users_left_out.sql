@@ -6,6 +6,6 @@ FROM (VALUES ('andrewbrown', 'andrew@exampro.co'), ('bayko', 'bayko@exampro.co')
 WHERE EXISTS (SELECT 1 FROM public.users
               WHERE lower(users.handle) = lower(seed_user.handle))
   AND NOT EXISTS (SELECT 1 FROM public.users
-                  WHERE users.handle = seed_user.handle
+                  WHERE lower(users.handle) = seed_user.handle
                     AND lower(btrim(users.email)) = seed_user.email)
 ORDER BY seed_user.handle
