@@ -47,6 +47,14 @@ def test_create_replica_makes_one_prints_its_reader_url_and_repeats_harmlessly(a
     assert again.exit_code == 0 and "already exists" in again.output
 
 
+def test_a_replica_name_made_too_long_is_refused_before_rds_is_asked(aws) -> None:
+    long = "a" + "b" * 58  # 59 characters: the replica's would be 69
+    refused = cli("create-replica", "--identifier", long)
+    assert refused.exit_code == 2, refused.output
+    assert "--replica-identifier" in refused.output
+    assert not client("rds").describe_db_instances()["DBInstances"]
+
+
 def test_create_replica_refuses_a_primary_without_backups(aws) -> None:
     make_primary(backups=0)
     refused = cli("create-replica")

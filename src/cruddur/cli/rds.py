@@ -670,7 +670,14 @@ def create_replica(
     """
     from cruddur.aws import replicas
 
-    replica_identifier = replica_identifier or f"{identifier}-replica-1"
+    if replica_identifier is None:
+        # Made here, so checked here as a typed one is: a long instance name made one
+        # RDS refuses (moto took it, and then `rds status` could not name it).
+        replica_identifier = f"{identifier}-replica-1"
+        if problem := ops.identifier_problem(replica_identifier):
+            raise click.UsageError(
+                f"the replica's name would be {problem}: give --replica-identifier"
+            )
     rds_client = _client("rds", region)
     replica, created = replicas.create_replica(
         rds_client, identifier, replica_identifier, instance_class=instance_class
