@@ -127,6 +127,29 @@ def test_provisioned_iops_are_asked_for_before_rds_is(aws: dict[str, str]) -> No
     assert (found["StorageType"], found["Iops"]) == ("io1", 3000)
 
 
+@pytest.mark.parametrize(
+    ("args", "said"),
+    [
+        (("--db-name", "bad name"), "'bad name' is not a database name RDS makes"),
+        (("--db-name", "1st"), "'1st' is not a database name RDS makes"),
+        (("--instance-class", ""), "'' is not an instance class"),
+        (("--instance-class", "t4g.micro"), "'t4g.micro' is not an instance class"),
+        (("--engine-version", "abc"), "'abc' is not a PostgreSQL version"),
+        (("--performance-insights-days", "8"), "8 is not 7, a multiple of 31 up to 713, or 731"),
+        (("--performance-insights-days", "744"), "744 is not 7"),
+    ],
+)
+def test_options_rds_would_refuse_are_refused_before_it_is_asked(
+    aws: dict[str, str], args: tuple[str, ...], said: str
+) -> None:
+    # Each was sent as it was, after "creating …" had been printed.
+    refused = cli("create", "--identifier", "shape-db", *args, env=CREDENTIALS)
+    assert refused.exit_code == 2, refused.output
+    assert said in " ".join(refused.stderr.split()), refused.stderr
+    assert "creating" not in refused.output
+    assert client("rds").describe_db_instances()["DBInstances"] == []
+
+
 def test_every_option_reaches_rds(aws: dict[str, str]) -> None:
     result = cli(
         *("create", "--identifier", "other-db", "--instance-class", "db.t4g.small"),

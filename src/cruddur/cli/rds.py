@@ -6,6 +6,7 @@ from __future__ import annotations
 import functools
 import logging
 import os
+import re
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -121,14 +122,48 @@ def rds() -> None:
 _DEFAULT = ops.InstanceSpec()
 
 
+class _Shaped(click.ParamType):
+    """Text of a shape RDS takes (`pattern`), checked before anything is said or sent:
+    RDS refused the rest only after "creating …" was printed."""
+
+    def __init__(self, name: str, pattern: str, rule: str) -> None:
+        self.name, self._pattern, self._rule = name, re.compile(pattern), rule
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> Any:
+        if not isinstance(value, str) or self._pattern.fullmatch(value):
+            return value
+        self.fail(f"{value!r} is not {self._rule}", param, ctx)
+
+
+class _InsightsDays(click.ParamType):
+    """Performance Insights retention: 7 (free), a number of months (31 days each, 1 to
+    23), or 731; RDS refuses any other number of days."""
+
+    name = "days"
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> int:
+        try:
+            days = int(value)
+        except (TypeError, ValueError):
+            self.fail(f"{value!r} is not a whole number of days", param, ctx)
+        if days in (7, 731) or (days % 31 == 0 and 1 <= days // 31 <= 23):
+            return days
+        self.fail(f"{days} is not 7, a multiple of 31 up to 713, or 731", param, ctx)
+
+
 # `rds create`'s options that set an InstanceSpec field: (option, field, help, type).
 _SPEC_OPTIONS: tuple[tuple[str, str, str, click.ParamType | None], ...] = (
-    ("--instance-class", "instance_class", "The instance's size.", None),
+    (
+        "--instance-class",
+        "instance_class",
+        "The instance's size.",
+        _Shaped("class", r"db\.[a-z0-9]+\.[a-z0-9]+", "an instance class such as db.t4g.micro"),
+    ),
     (
         "--engine-version",
         "engine_version",
         "PostgreSQL version; a major alone (17) gets RDS's newest minor of it.",
-        None,
+        _Shaped("version", r"[0-9]+(\.[0-9]+)*", "a PostgreSQL version such as 17 or 16.4"),
     ),
     ("--storage", "storage_gb", "GB.", click.IntRange(20, 65536)),
     ("--storage-type", "storage_type", "", click.Choice(ops.STORAGE_TYPES)),
@@ -140,7 +175,16 @@ _SPEC_OPTIONS: tuple[tuple[str, str, str, click.ParamType | None], ...] = (
         click.IntRange(1000, 256_000),
     ),
     ("--port", "port", "", click.IntRange(1150, 65535)),
-    ("--db-name", "db_name", "The database RDS makes.", None),
+    (
+        "--db-name",
+        "db_name",
+        "The database RDS makes.",
+        _Shaped(
+            "name",
+            r"[A-Za-z][A-Za-z0-9_]{0,62}",
+            "a database name RDS makes: 1-63 letters, digits and underscores, a letter first",
+        ),
+    ),
     (
         "--public/--private",
         "public",
@@ -158,8 +202,8 @@ _SPEC_OPTIONS: tuple[tuple[str, str, str, click.ParamType | None], ...] = (
     (
         "--performance-insights-days",
         "performance_insights_days",
-        "Performance Insights retention (7 is the free tier).",
-        click.IntRange(7, 731),
+        "Performance Insights retention: 7 (the free tier), a multiple of 31 up to 713, or 731.",
+        _InsightsDays(),
     ),
     ("--deletion-protection/--no-deletion-protection", "deletion_protection", "", None),
     ("--encrypted/--unencrypted", "encrypted", "", None),
