@@ -186,6 +186,20 @@ def test_create_proxy_makes_the_secret_the_role_the_proxy_and_its_target(aws) ->
     assert again.exit_code == 0 and "already exists" in again.output
 
 
+def test_a_proxys_url_is_on_postgresqls_port_whatever_the_instances(aws) -> None:
+    # It took the instance's port (5433 here); a proxy listens on 5432 whatever the
+    # instance's, so the URL it printed never connected.
+    subnets, group = _two_subnets(8)
+    make_primary(VpcSecurityGroupIds=[group], Port=5433)
+    made = cli("create-proxy", *[x for s in subnets for x in ("--subnet-id", s)], env=CREDENTIALS)
+    assert made.exit_code == 0, made.output
+    (line,) = [x for x in made.output.splitlines() if x.startswith("export CONNECTION_URL=")]
+    assert ".rds.amazonaws.com:5432/" in line and ":5433/" not in line, line
+    shown = " ".join(cli("status").output.split())
+    assert "proxy url" in shown and ":5433/cruddur" in shown  # the instance's own stays
+    assert shown.count(":5432/cruddur") == 1
+
+
 def _bare_proxy(name: str, subnets: list[str]) -> None:
     """A proxy with no target, made directly (as a run that failed after making it)."""
     secret = "arn:aws:secretsmanager:us-east-1:123456789012:secret:x"

@@ -96,6 +96,7 @@ def replica_lag_seconds(cloudwatch: Any, identifier: str) -> float | None:
 # -- RDS Proxy --------------------------------------------------------------------------
 
 PROXY_ROLE_POLICY = "read-the-database-secret"
+PROXY_PORT = 5432  # an RDS Proxy for PostgreSQL listens here, whatever its instance's port
 
 
 @dataclass(frozen=True)
@@ -107,11 +108,16 @@ class Proxy:
     targets: tuple[str, ...]  # instance identifiers it routes to
 
     def connection_url(self, instance: Instance) -> str | None:
-        """CONNECTION_URL through the proxy, password as ***."""
+        """CONNECTION_URL through the proxy, password as ***. On PostgreSQL's own port:
+        a proxy listens there whatever port its instance has (AWS's RDS Proxy
+        limitations); the instance's port made a URL that never connected."""
         if not self.endpoint:
             return None
         url = instance.connection_url()
-        return url.replace(f"@{instance.endpoint}:", f"@{self.endpoint}:") if url else None
+        if not url:
+            return None
+        at = f"@{instance.endpoint}:{instance.port or PROXY_PORT}/"
+        return url.replace(at, f"@{self.endpoint}:{PROXY_PORT}/")
 
 
 def _proxy(rds: Any, data: dict[str, Any]) -> Proxy:
