@@ -150,6 +150,13 @@ def test_the_migration_runs_before_the_service_updates() -> None:
     migrate = resources["MigrateTaskDefinition"]["Properties"]["ContainerDefinitions"][0]
     assert migrate["Command"][:2] == ["db", "migrate"]
     assert "Migration" in resources["Service"]["DependsOn"]
+    # And not before the tasks may reach the database; the service not before the
+    # listener that forwards to its target group (HTTPS, with a certificate).
+    assert resources["Migration"]["DependsOn"] == "DatabaseIngressFromTasks"
+    assert "ListenersReady" in resources["Service"]["DependsOn"]
+    ready = resources["ListenersReady"]["Metadata"]
+    assert ready["Http"] == {"Ref": "HttpListener"}
+    assert ready["Https"]["Fn::If"][:2] == ["UseHttps", {"Ref": "HttpsListener"}]
     assert resources["Migration"]["Properties"]["TaskDefinition"] == {
         "Ref": "MigrateTaskDefinition"
     }
