@@ -141,3 +141,39 @@ def test_the_first_request_to_a_server_that_never_answers_gets_its_503_within_5_
         finally:
             app.extensions["cruddur.feed_cache"].close()
             app.extensions["cruddur.db"].close()
+
+
+def test_a_server_gone_silent_while_every_connection_is_lent_is_found(
+    seeded_db: str, api_url: str
+) -> None:
+    # The pool's one connection waits on a server that takes queries and never answers
+    # (frozen, a failover): a request waiting for a connection waited the pool's whole
+    # timeout (10 s) for a "busy" 503, and no probe ever ran, so the worker never found
+    # the outage while its threads were all held so.
+    import threading
+
+    from psycopg.conninfo import conninfo_to_dict, make_conninfo
+    from test_post_confirmation import StallingProxy
+
+    from cruddur.config import PoolSettings
+    from cruddur.db import Db
+    from cruddur.db.reachability import DatabaseUnavailable
+
+    params = conninfo_to_dict(api_url)
+    proxy = StallingProxy(params.get("host") or "127.0.0.1", int(params.get("port") or 5432))
+    url = make_conninfo(api_url, host="127.0.0.1", port=str(proxy.port))
+    db = Db(url, PoolSettings(min_size=1, max_size=1), fail_fast=True).open()
+    try:
+        assert db.query_value("SELECT 1") == 1
+        proxy.stalled.set()
+        holder = threading.Thread(
+            target=lambda: db.query_value("SELECT 1"), daemon=True
+        )  # holds the one connection, on the silent server
+        holder.start()
+        time.sleep(0.3)
+        (raised,), waited = finished_within(lambda: db.query_value("SELECT 2"), 15.0)
+        assert isinstance(raised, DatabaseUnavailable), raised
+        assert waited < 5.0, waited  # the bound on any request in an outage
+    finally:
+        proxy.close()
+        db.close()

@@ -37,6 +37,7 @@ from cruddur.deadlines import DeadlinePassed, within
 # Reachability this often, so an outage found meanwhile ends its wait.
 POOL_RECONNECT_TIMEOUT = 0.1  # seconds
 WAIT_SLICE = 0.2  # seconds
+PROBE_AFTER_WAITING = 1.0  # seconds a checkout waits before asking whether the server is there
 PROBE_CONNECT_TIMEOUT = 2  # seconds; libpq's smallest
 
 Params = Sequence[Any] | dict[str, Any] | None
@@ -407,12 +408,21 @@ class Db:
     def _checkout(self, pool: ConnectionPool, gate: Reachability) -> PooledConnection:
         # The pool's wait, in slices: an outage found by another caller (or by the pool
         # giving up a reconnection) ends this wait too, instead of the whole timeout.
-        deadline = time.monotonic() + self.settings.timeout
+        started = time.monotonic()
+        deadline = started + self.settings.timeout
+        asked = False
         while True:
             remaining = deadline - time.monotonic()
             try:
                 conn = pool.getconn(timeout=max(0.001, min(WAIT_SLICE, remaining)))
             except PoolTimeout:
+                if not asked and time.monotonic() - started >= PROBE_AFTER_WAITING:
+                    # No connection came back for a while: its holders may be waiting on
+                    # a server gone silent (frozen, a failover), which nothing else
+                    # notices while every connection is lent. A probe says; busy but
+                    # there, it connects and changes nothing.
+                    gate.verify_soon()
+                    asked = True
                 if remaining <= WAIT_SLICE:
                     raise PoolTimeout(
                         f"no connection free after {self.settings.timeout:g} s"
