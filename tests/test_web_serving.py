@@ -337,6 +337,42 @@ def test_web_build_into_a_folder_it_cannot_write_is_one_line(tmp_path) -> None:
         assert "unexpected" not in refused.stderr and "hint: give FOLDER" in refused.stderr
 
 
+def test_web_build_never_writes_into_the_pages_own_folder(tmp_path, monkeypatch) -> None:
+    # Built into src/cruddur/web/static, it wrote the page over the template every later
+    # page (and `cruddur serve`'s) is made from: its placeholders gone for good.
+    import shutil
+
+    from cruddur.config import Settings
+    from cruddur.web import build as building
+    from cruddur.web.assets import STATIC
+
+    source = tmp_path / "static"
+    shutil.copytree(str(STATIC), source)
+    monkeypatch.setattr(building, "STATIC", source, raising=False)
+    template = (source / "index.html").read_bytes()
+    settings = Settings.from_env({"CRUDDUR_HOME": str(tmp_path / "home")})
+    for inside in (source, source / "assets", source / "." / "x" / ".."):
+        with pytest.raises(building.InsideThePackage):
+            building.build(settings, inside)
+    assert (source / "index.html").read_bytes() == template
+    assert not (source / "assets").exists()
+
+
+def test_web_build_replaces_a_link_instead_of_writing_through_it(tmp_path) -> None:
+    # index.html a link to a file elsewhere: the page was written over that file.
+    from cruddur.config import Settings
+    from cruddur.web.build import build
+
+    site, victim = tmp_path / "site", tmp_path / "victim.txt"
+    site.mkdir()
+    victim.write_text("precious\n")
+    (site / "index.html").symlink_to(victim)
+    build(Settings.from_env({"CRUDDUR_HOME": str(tmp_path / "home")}), site)
+    assert victim.read_text() == "precious\n"
+    assert not (site / "index.html").is_symlink()
+    assert (site / "index.html").read_text().startswith("<!doctype html>")
+
+
 def test_web_build_reads_no_setting_it_does_not_use(tmp_path) -> None:
     from helpers import ROOT, run
 

@@ -85,8 +85,12 @@ def build_command(folder: Path, api_url: str | None) -> None:
         settings.auth.checked()
     else:
         info("no Cognito user pool set: the page will offer no sign-in")
+    from cruddur.web.build import InsideThePackage
+
     try:
         index, count = build(settings, folder)
+    except InsideThePackage as exc:
+        raise click.BadParameter(f"{exc}: give a folder of its own", param_hint="FOLDER") from None
     except OSError as exc:  # a folder under /proc, a file where a folder must go, …
         where = exc.filename or folder
         raise Problem(

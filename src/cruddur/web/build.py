@@ -12,13 +12,26 @@ from pathlib import Path
 
 from cruddur.config import Settings
 from cruddur.web import content_security_policy, page_config
-from cruddur.web.assets import Assets
+from cruddur.web.assets import STATIC, Assets
 
 CSP_META = '<meta http-equiv="Content-Security-Policy" content="{}">\n  <meta charset'
 
 
+class InsideThePackage(ValueError):
+    """FOLDER is the package's own page folder, or inside it."""
+
+
 def build(settings: Settings, folder: Path) -> tuple[Path, int]:
-    """Writes index.html and assets/<fingerprint>/…; returns the index and the file count."""
+    """Writes index.html and assets/<fingerprint>/…; returns the index and the file count.
+
+    A link in FOLDER (index.html, an asset) is replaced by the file, never written
+    through: it wrote the page over whatever file the link named."""
+    package = Path(str(STATIC)).resolve()
+    where = folder.resolve()
+    if where == package or package in where.parents:
+        # Written there, the page replaced the template (index.html) every later page
+        # and `cruddur serve` are made from, its placeholders gone.
+        raise InsideThePackage(f"{folder} is the page's own source folder ({package})")
     assets = Assets()
     page = assets.page(page_config(settings, dev_sign_in=False))
     policy = content_security_policy(settings, header=False)
@@ -28,7 +41,13 @@ def build(settings: Settings, folder: Path) -> tuple[Path, int]:
     target = folder / assets.prefix.strip("/")
     target.mkdir(parents=True, exist_ok=True)
     for name, asset in assets.files.items():
-        (target / name).write_bytes(asset.body)
+        _write(target / name, asset.body)
     index = folder / "index.html"
-    index.write_text(page)
+    _write(index, page.encode())
     return index, len(assets.files) + 1
+
+
+def _write(path: Path, data: bytes) -> None:
+    if path.is_symlink():
+        path.unlink()
+    path.write_bytes(data)
