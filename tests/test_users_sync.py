@@ -150,6 +150,26 @@ def test_sync_skips_accounts_that_are_not_for_good(seeded_db: str) -> None:
     assert {"kept", "federated"} <= handles and not {"archived", "compromised"} & handles
 
 
+def test_a_user_the_database_refused_leaves_the_handle_to_the_next(seeded_db: str) -> None:
+    # The first with the handle had a name too long to store: it kept the handle for the
+    # run, and the next user with it, valid, was skipped for good as "another Cognito
+    # user also has" it (a handle nobody held).
+    from cruddur.db import Db
+    from cruddur.ops.cognito_sync import CognitoUser, sync
+
+    def user(sub: str, handle: str, name: str) -> CognitoUser:
+        values = {"sub": sub, "email": f"{sub}@example.com", "name": name}
+        return CognitoUser(sub, "CONFIRMED", {**values, "preferred_username": handle})
+
+    users = [user("first", "longname", "x" * 300), user("second", "longname", "Valid Name")]
+    with Db(seeded_db) as db:
+        report = sync(db, users)
+        owner = db.query_value("SELECT cognito_user_id FROM users WHERE handle = 'longname'")
+    assert report.inserted == ["longname"] and owner == "second"
+    ((_, why),) = report.skipped
+    assert "another Cognito user" not in why and "name" in why
+
+
 def _small_pool(*users: dict[str, str]) -> str:
     cognito = client("cognito-idp")
     pool_id = cognito.create_user_pool(PoolName="cruddur")["UserPool"]["Id"]

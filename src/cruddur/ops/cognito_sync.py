@@ -165,7 +165,6 @@ def sync(
             if refused:
                 report.skipped.append((user.label, refused))
                 continue
-        handled.add(key)
         outcome = report.updated if holder is not None else report.inserted
         # Ctrl-C waits for this user's write and its place in the report (interrupts.py):
         # what the report says was written before a stop is what was.
@@ -184,6 +183,7 @@ def sync(
                         report.skipped.append((user.label, CLAIM_MISSED))
                         continue
                 elif write(template("users", "create_from_cognito"), row) is None:
+                    handled.add(key)
                     report.unchanged.append(handle)  # recorded meanwhile (by the Lambda)
                     continue
             except Exception as exc:
@@ -193,10 +193,15 @@ def sync(
                 if handle_clash(exc) and db.query_value(
                     template("users", "by_cognito_user_id"), row
                 ):
+                    handled.add(key)
                     report.unchanged.append(handle)  # recorded meanwhile, by the Lambda
                     continue
                 report.skipped.append((user.label, str(refused)))
                 continue
+            # Only a user whose row was written holds the handle for the rest of the run:
+            # one the database refused (a name too long) kept it from the next user who
+            # had it, for good, as "another Cognito user also has" it.
+            handled.add(key)
             outcome.append(handle)
     if progress is not None:
         progress(len(rows), len(rows))
