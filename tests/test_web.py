@@ -1673,7 +1673,19 @@ def test_cognito_sign_up_confirm_sign_in_and_post(
             "sessionStorage.setItem('cruddur.session', JSON.stringify(s));"
         )
         browser.refresh()
-        _shown(browser, "form.compose textarea").send_keys("My first crud")
+        # Cognito out of reach for that refresh: said, and the reader stays signed in with
+        # the words kept (it signed them out, as a refused refresh token does).
+        browser.execute_cdp_cmd("Network.enable", {})
+        browser.execute_cdp_cmd("Network.setBlockedURLs", {"urls": [f"{moto_url}/*"]})
+        try:
+            _shown(browser, "form.compose textarea").send_keys("My first crud")
+            _css(browser, "form.compose button[type=submit]").click()
+            _shown(browser, "form.compose .form-error", "Cannot reach the sign-in service")
+            assert _css(browser, "#nav .me").text == "@sconnor"
+        finally:
+            browser.execute_cdp_cmd("Network.setBlockedURLs", {"urls": []})
+        _console_problems(browser)  # the blocked request's own line
+        assert _css(browser, "form.compose textarea").get_attribute("value") == "My first crud"
         _css(browser, "form.compose button[type=submit]").click()
         _wait(browser, lambda d: _messages(d)[:1] == ["My first crud"])
         session = browser.execute_script("return sessionStorage.getItem('cruddur.session')")

@@ -79,7 +79,8 @@ export function signOut() {
 }
 
 // An access token good for the next minute, refreshed from Cognito when needed; null
-// when signed out or when the sign-in has run out.
+// when signed out or when the sign-in has run out. Cognito out of reach (a network blip)
+// is an error to show, the sign-in kept: it signed the reader out, as a refused token does.
 export async function token() {
   if (!session) return null;
   if (session.expiresAt - Date.now() > 60_000) return session.accessToken;
@@ -87,13 +88,17 @@ export async function token() {
     try {
       save(fromCognito(await cognito.refresh(session.refreshToken), session));
       return session.accessToken;
-    } catch {
-      // fall through: signed out below
+    } catch (error) {
+      if (!REFUSED_SIGN_IN.has(error?.type)) throw error;
+      // refused: signed out below
     }
   }
   save(null);
   return null;
 }
+
+// What Cognito answers a refresh token it will not take (expired, revoked, its user gone).
+const REFUSED_SIGN_IN = new Set(["NotAuthorizedException", "UserNotFoundException"]);
 
 // Each message's Idempotency-Key until it is stored: sent again after an error (an
 // answer lost after its commit), it is stored once. Kept in this tab's sessionStorage, as
