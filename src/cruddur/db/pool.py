@@ -249,15 +249,8 @@ class Db:
         # One direct connection first: the pool retries in the background and would
         # report only a timeout, hiding why (refused, bad password, no such database).
         gate = self.reachability
-        first = self._connect_kwargs
-        if gate is not None:
-            # The API opens it on its first request, which waited the whole connect
-            # timeout (5 s) for a server that accepts and never answers: bounded as a
-            # probe is, whose answer it is.
-            bound = min(self.settings.connect_timeout, PROBE_CONNECT_TIMEOUT)
-            first = {**first, "connect_timeout": bound}
         try:
-            connect(self.conninfo, **first).close()
+            connect(self.conninfo, **self._connect_kwargs).close()
         except psycopg.Error as exc:
             if gate is not None:
                 gate.refused(exc)  # a refusal: logged as one, with the server's reason
