@@ -121,7 +121,8 @@ def test_a_server_gone_silent_while_every_connection_is_lent_is_found(
     # The pool's one connection waits on a server that takes queries and never answers
     # (frozen, a failover): a request waiting for a connection waited the pool's whole
     # timeout (10 s) for a "busy" 503, and no probe ever ran, so the worker never found
-    # the outage while its threads were all held so.
+    # the outage while its threads were all held so. The probe a wait of 1 s starts
+    # waits CRUDDUR_CONNECT_TIMEOUT (2 s here): found 3 s into the wait.
     import threading
 
     from psycopg.conninfo import conninfo_to_dict, make_conninfo
@@ -134,7 +135,8 @@ def test_a_server_gone_silent_while_every_connection_is_lent_is_found(
     params = conninfo_to_dict(api_url)
     proxy = StallingProxy(params.get("host") or "127.0.0.1", int(params.get("port") or 5432))
     url = make_conninfo(api_url, host="127.0.0.1", port=str(proxy.port))
-    db = Db(url, PoolSettings(min_size=1, max_size=1), fail_fast=True).open()
+    settings = PoolSettings(min_size=1, max_size=1, connect_timeout=2)
+    db = Db(url, settings, fail_fast=True).open()
     try:
         assert db.query_value("SELECT 1") == 1
         proxy.stalled.set()
@@ -146,6 +148,83 @@ def test_a_server_gone_silent_while_every_connection_is_lent_is_found(
         (raised,), waited = finished_within(lambda: db.query_value("SELECT 2"), 15.0)
         assert isinstance(raised, DatabaseUnavailable), raised
         assert waited < 5.0, waited  # the issue's bound on any request in an outage
+    finally:
+        proxy.close()
+        db.close()
+
+
+class SlowToConnectProxy:
+    """A TCP proxy to the database that holds back the server's first reply on each
+    connection for `delay` seconds: a sound server slow to let anyone in (TLS across an
+    ocean, a loaded host)."""
+
+    def __init__(self, host: str, port: int, delay: float) -> None:
+        import socket
+        import threading
+
+        self.upstream, self.delay = (host, port), delay
+        self.sockets: list = []
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        import contextlib
+        import socket
+        import threading
+
+        with contextlib.suppress(OSError):
+            while True:
+                client = self.listener.accept()[0]
+                server = socket.create_connection(self.upstream)
+                self.sockets += [client, server]
+                for source, sink, hold in ((client, server, 0.0), (server, client, self.delay)):
+                    threading.Thread(
+                        target=self._pump, args=(source, sink, hold), daemon=True
+                    ).start()
+
+    def _pump(self, source, sink, hold: float) -> None:
+        import contextlib
+
+        with contextlib.suppress(OSError):
+            while data := source.recv(65536):
+                if hold:
+                    time.sleep(hold)
+                    hold = 0.0
+                sink.sendall(data)
+
+    def close(self) -> None:
+        self.listener.close()
+        for each in self.sockets:
+            each.close()
+
+
+def test_a_sound_server_slow_to_connect_is_not_taken_for_one_gone(api_url: str) -> None:
+    # The probe a wait for a connection starts took 2 s at most: a server that lets
+    # connections in after 2.5 s (well within CRUDDUR_CONNECT_TIMEOUT) was marked down
+    # under nothing but load, and every request then got a 503 for good.
+    import threading
+
+    from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+    from cruddur.config import PoolSettings
+    from cruddur.db import Db
+
+    params = conninfo_to_dict(api_url)
+    proxy = SlowToConnectProxy(
+        params.get("host") or "127.0.0.1", int(params.get("port") or 5432), delay=2.5
+    )
+    url = make_conninfo(api_url, host="127.0.0.1", port=str(proxy.port))
+    db = Db(url, PoolSettings(min_size=1, max_size=1), fail_fast=True).open()
+    try:
+        holder = threading.Thread(target=lambda: db.query_value("SELECT pg_sleep(3.5)"))
+        holder.start()
+        time.sleep(0.3)
+        # Waiting past 1 s: a probe (its connect 2.5 s), while the holder still holds.
+        assert db.query_value("SELECT 2") == 2  # after the holder, as ever
+        holder.join()
+        time.sleep(1.0)  # past any probe started
+        assert not db.reachability.down
     finally:
         proxy.close()
         db.close()

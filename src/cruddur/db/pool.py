@@ -231,7 +231,12 @@ class Db:
         # fail_fast (the API): while the server is down, fail at once instead of waiting
         # the pool's timeout, and serve again as soon as a probe connects.
         self.reachability = (
-            Reachability(self._probe, self._drop_dead_connections, holding=self._holding)
+            Reachability(
+                self._probe,
+                self._drop_dead_connections,
+                holding=self._holding,
+                patient_probe=self._patient_probe,
+            )
             if fail_fast
             else None
         )
@@ -413,8 +418,10 @@ class Db:
                     # No connection came back for a while: its holders may be waiting on
                     # a server gone silent (frozen, a failover), which nothing else
                     # notices while every connection is lent. A probe says; busy but
-                    # there, it connects and changes nothing.
-                    gate.verify_soon()
+                    # there, it connects and changes nothing. Nothing has failed yet: it
+                    # waits as long as any connection may (a 2 s probe took a sound server
+                    # slow to connect, 2.65 s, for one gone, and the API for down).
+                    gate.verify_soon(patient=True)
                     asked = True
                 if remaining <= WAIT_SLICE:
                     raise PoolTimeout(
@@ -435,6 +442,9 @@ class Db:
     def _probe(self) -> None:
         kwargs = {**self._connect_kwargs, "connect_timeout": PROBE_CONNECT_TIMEOUT}
         connect(self.conninfo, **kwargs).close()
+
+    def _patient_probe(self) -> None:
+        connect(self.conninfo, **self._connect_kwargs).close()  # CRUDDUR_CONNECT_TIMEOUT
 
     def _remember(self, conn: PooledConnection) -> None:
         with self._made_lock:

@@ -145,6 +145,7 @@ class Reachability:
         *,
         interval: float = PROBE_INTERVAL,
         holding: Callable[[], bool] = lambda: True,
+        patient_probe: Callable[[], None] | None = None,
         refused_retry: tuple[float, float, float] = (
             REFUSED_RETRY,
             REFUSED_SLOWER_AFTER,
@@ -152,6 +153,10 @@ class Reachability:
         ),
     ) -> None:
         self._probe = probe  # connects (and disconnects), or raises
+        # The same, waiting as long as any connection may (CRUDDUR_CONNECT_TIMEOUT): for a
+        # look with nothing failed yet, where a slow but sound server must not be taken
+        # for one gone.
+        self._patient_probe = patient_probe or probe
         self._on_back = on_back
         self._holding = holding  # whether the pool holds a connection that may serve
         self.interval = interval
@@ -179,7 +184,7 @@ class Reachability:
                 f"the database has not answered for {time.monotonic() - since:.1f} s"
             )
 
-    def verify(self) -> bool:
+    def verify(self, *, patient: bool = False) -> bool:
         """A connection just failed: does the server still answer? One probe serves all
         the callers that ask at the same time. True: it answers, and the pool's dead
         connections are gone. False: it is down, and probing goes on in the background."""
@@ -195,7 +200,7 @@ class Reachability:
             return self._down_since is None
         try:
             # A refusal a moment ago (the pool's, or a probe's) is this probe's answer.
-            result = REFUSED if self.holding_off() else self._attempt()
+            result = REFUSED if self.holding_off() else self._attempt(patient)
             if result == CONNECTED:
                 self._on_back()
             reachable = self._served(result)
@@ -208,10 +213,13 @@ class Reachability:
             check.set()
         return reachable
 
-    def verify_soon(self) -> None:
+    def verify_soon(self, *, patient: bool = False) -> None:
         """`verify()` in another thread, for callers that must not wait (the pool's)."""
         if self._down_since is None and self._checking is None and not self._closed.is_set():
-            threading.Thread(target=self.verify, name="cruddur-db-verify", daemon=True).start()
+            threading.Thread(
+                target=self.verify, kwargs={"patient": patient}, name="cruddur-db-verify",
+                daemon=True,
+            ).start()  # fmt: skip
 
     def mark_down(self) -> None:
         """The caller's own connection attempt just failed: that was the probe."""
@@ -325,9 +333,9 @@ class Reachability:
         if since is not None:
             log.warning("database reachable again after %.1f s", time.monotonic() - since)
 
-    def _attempt(self) -> str:
+    def _attempt(self, patient: bool = False) -> str:
         try:
-            self._probe()
+            (self._patient_probe if patient else self._probe)()
         except psycopg.Error as exc:
             if self.refused(exc):
                 return REFUSED
