@@ -150,6 +150,15 @@ def test_options_rds_would_refuse_are_refused_before_it_is_asked(
     assert client("rds").describe_db_instances()["DBInstances"] == []
 
 
+def test_an_extended_support_version_is_taken(aws: dict[str, str]) -> None:
+    made = cli(
+        "create", "--identifier", "es-db", "--engine-version", "12.22-rds.20250220",
+        env=CREDENTIALS,
+    )  # fmt: skip
+    assert made.exit_code == 0, made.output
+    assert describe("es-db")["EngineVersion"] == "12.22-rds.20250220"
+
+
 def test_every_option_reaches_rds(aws: dict[str, str]) -> None:
     result = cli(
         *("create", "--identifier", "other-db", "--instance-class", "db.t4g.small"),

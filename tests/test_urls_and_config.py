@@ -345,7 +345,15 @@ def test_cors_origins_from_the_original_variables() -> None:
                 "AWS_COGNITO_USER_POOL_CLIENT_ID": "c",
                 "CRUDDUR_JWKS_URL": "https://keys.example.com/jwks.json\u200b",
             },
-            "a path and query in ASCII",
+            "in ASCII",
+        ),
+        (
+            {
+                "AWS_COGNITO_USER_POOL_ID": "us-east-1_AbC123",
+                "AWS_COGNITO_USER_POOL_CLIENT_ID": "c",
+                "CRUDDUR_JWKS_URL": "https://keys.example.com\ufeff/jwks.json",
+            },
+            "in ASCII",
         ),
         ({"CRUDDUR_AUTH": "cognito"}, "CRUDDUR_AUTH=cognito given"),
         ({"CRUDDUR_AUTH": "none"}, "CRUDDUR_AUTH must be cognito or dev"),

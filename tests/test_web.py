@@ -530,7 +530,7 @@ def test_forward_and_back_return_to_a_place_reached_after_coming_back(browser, s
     assert _console_problems(browser) == []
 
 
-@pytest.mark.parametrize("leave_by", ["forward", "link"])
+@pytest.mark.parametrize("leave_by", ["forward", "link", "try again"])
 def test_a_place_whose_restore_failed_is_kept_for_the_next_visit(
     browser, site: str, leave_by: str
 ) -> None:
@@ -554,13 +554,17 @@ def test_a_place_whose_restore_failed_is_kept_for_the_next_visit(
         time.sleep(0.3)  # past the restore's last step
     finally:
         browser.execute_cdp_cmd("Network.setBlockedURLs", {"urls": []})
-    if leave_by == "forward":
+    if leave_by == "try again":  # the page's own offer: the place kept, not page 1
+        (again,) = [b for b in _all(browser, "main button.more") if b.text == "Try again"]
+        again.click()
+    elif leave_by == "forward":
         browser.forward()
         _shown(browser, "article.crud-main")
+        browser.back()
     else:
         _css(browser, "#nav a[href='/signin']").click()
         _shown(browser, "select#dev-handle")
-    browser.back()
+        browser.back()
     _wait(browser, lambda d: len(_all(d, "ol.feed > li")) == 29)
     _wait(browser, lambda d: abs(d.execute_script("return window.scrollY") - left_at) < 5)
     _console_problems(browser)  # the blocked requests' own lines

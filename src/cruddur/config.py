@@ -306,7 +306,8 @@ class AuthSettings(ReprWithoutSecrets):
             # Taken as it was, every signed-in request got a 503 ("unknown url type").
             problems.append(
                 "CRUDDUR_JWKS_URL must be an https://, http:// or file:// URL, with no space "
-                "or control character (and a path and query in ASCII: percent-encode the rest)"
+                "or control character, in ASCII (percent-encode a path's other characters, "
+                "give a host's punycode)"
             )
         elif jwks_url and _has_credentials(jwks_url):
             # urllib takes user:password@ as part of the host name: every signed-in
@@ -348,9 +349,9 @@ def _fetchable(url: str) -> bool:
     except ValueError:
         return False
     if parts.scheme in ("https", "http"):
-        # urllib sends the path and query as they are, in ASCII: a character past it (an
-        # é, a zero-width space or BOM pasted in) failed every fetch. The host it encodes.
-        return bool(parts.hostname) and f"{parts.path}{parts.query}{parts.fragment}".isascii()
+        # urllib sends the URL as it is, in ASCII (the host too, IDNA not applied): a
+        # character past it (an é, a zero-width space or BOM pasted in) failed every fetch.
+        return bool(parts.hostname) and url.isascii()
     return parts.scheme == "file" and bool(parts.path)
 
 

@@ -163,7 +163,12 @@ _SPEC_OPTIONS: tuple[tuple[str, str, str, click.ParamType | None], ...] = (
         "--engine-version",
         "engine_version",
         "PostgreSQL version; a major alone (17) gets RDS's newest minor of it.",
-        _Shaped("version", r"[0-9]+(\.[0-9]+)*", "a PostgreSQL version such as 17 or 16.4"),
+        # Extended Support releases carry a date: 12.22-rds.20250220.
+        _Shaped(
+            "version",
+            r"[0-9]+(\.[0-9]+)*(-[Rr][Dd][Ss]\.[0-9]{8})?",
+            "a PostgreSQL version such as 17 or 16.4",
+        ),
     ),
     ("--storage", "storage_gb", "GB.", click.IntRange(20, 65536)),
     ("--storage-type", "storage_type", "", click.Choice(ops.STORAGE_TYPES)),

@@ -147,7 +147,7 @@ document.addEventListener("visibilitychange", () => {
   if (document.visibilityState === "visible") views.refreshTimes();
 });
 auth.onChange(renderNav);
-views.onRetry(() => render(true, null));
+views.onRetry(() => render(true, history.state?.place)); // the place kept, if any
 renderNav();
 if (auth.endedOnLoad) views.setFlash("Your sign-in ran out. Sign in again to post.");
 render(false);
