@@ -175,6 +175,24 @@ def test_a_program_owned_by_the_server_user_is_not_run_by_root(tmp_path) -> None
         trusted_program(program)
 
 
+def test_a_link_by_way_of_a_folder_another_user_could_change_is_not_run(tmp_path) -> None:
+    # trusted.../psql -> open/psql -> /bin/sh: only the first link's folders and the
+    # file's were checked, and whoever could write `open` swapped the program between
+    # the check and the run (root ran their script through `db connect`).
+    from cruddur.safe_paths import UnsafePath, trusted_program
+
+    trusted, open_folder = tmp_path / "trusted", tmp_path / "open"
+    trusted.mkdir(mode=0o755)
+    open_folder.mkdir()
+    open_folder.chmod(0o777)  # writable by all, not sticky
+    (open_folder / "psql").symlink_to("/bin/sh")
+    (trusted / "psql").symlink_to(open_folder / "psql")
+    with pytest.raises(UnsafePath, match="can be written by group or others"):
+        trusted_program(trusted / "psql")
+    (trusted / "sh").symlink_to("/bin/sh")  # by way of trusted folders only: run
+    assert trusted_program(trusted / "sh") == trusted / "sh"
+
+
 def test_state_kept_by_an_earlier_version_is_taken_over(tmp_path) -> None:
     home = tmp_path / "home"
     env = {"CRUDDUR_HOME": str(home)}

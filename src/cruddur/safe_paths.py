@@ -180,6 +180,23 @@ def _others_can_change(info: os.stat_result, *, folder: bool) -> str | None:
     return None
 
 
+def _folders_on_the_way(path: Path) -> list[Path]:
+    """The folders holding `path` and each link it leads through (and the folders
+    above them, as written and as resolved), in the order met."""
+    folders: list[Path] = []
+    current = path
+    for _ in range(MAX_LINK_HOPS):
+        folders += [*current.parents, *Path(os.path.realpath(current.parent)).parents]
+        folders.append(Path(os.path.realpath(current.parent)))
+        if not current.is_symlink():
+            break
+        current = Path(os.path.abspath(current.parent / os.readlink(current)))
+    return folders
+
+
+MAX_LINK_HOPS = 40  # as the kernel's own limit on a name's links
+
+
 def trusted_program(path: Path) -> Path:
     """The program's path, once no one but root or the current user can change it: the
     file, every folder above it, and the folders holding the link when it is one (a
@@ -193,7 +210,10 @@ def trusted_program(path: Path) -> Path:
         raise UnsafePath(f"{path} is not a program file")
     problem = _others_can_change(info, folder=False)
     where = real
-    folders = dict.fromkeys([*real.parents, *given.parents])
+    # Every folder the name passes through on its way to the file, each link's own
+    # folder too: only the first and the last were checked, and a link by way of a
+    # folder another user owns let that user swap the program between check and run.
+    folders = dict.fromkeys([*real.parents, *_folders_on_the_way(given)])
     for folder in folders if problem is None else ():
         problem = _others_can_change(os.stat(folder), folder=True)
         if problem:
