@@ -241,16 +241,20 @@ def test_the_cluster_folder_belongs_to_the_server_user_and_root_state_to_root(
 
 
 @needs_root
-@pytest.mark.parametrize("planted", ["pipe", "/dev/zero"])
-def test_a_planted_pid_file_is_refused_not_read_for_ever(reachable_home, planted) -> None:
+@pytest.mark.parametrize(
+    ("name", "planted"),
+    [("postmaster.pid", "pipe"), ("postmaster.pid", "/dev/zero"), ("postmaster.opts", "pipe")],
+)
+def test_a_planted_pid_file_is_refused_not_read_for_ever(reachable_home, name, planted) -> None:
     # A database superuser swapped postmaster.pid (COPY … TO PROGRAM, as the server's
     # user): root's `db status` hung on a pipe, or read /dev/zero until memory ran out.
+    # postmaster.opts, which pg_ctl status reads too: 180 s each.
     env = {"CRUDDUR_HOME": str(reachable_home)}
     assert cruddur("db", "up", env=env).returncode == 0
     superuser = EmbeddedPostgres(reachable_home).url("postgres")
-    swap = "mkfifo postmaster.pid" if planted == "pipe" else f"ln -s {planted} postmaster.pid"
+    swap = f"mkfifo {name}" if planted == "pipe" else f"ln -s {planted} {name}"
     with psycopg.connect(superuser, autocommit=True) as conn:
-        conn.execute(f"COPY (SELECT 1) TO PROGRAM 'mv postmaster.pid pm.real; {swap}'")
+        conn.execute(f"COPY (SELECT 1) TO PROGRAM 'mv {name} pm.real; {swap}'")
     data = reachable_home / "postgres" / "data"
     try:
         for verb in ("status", "up", "down"):
@@ -260,11 +264,11 @@ def test_a_planted_pid_file_is_refused_not_read_for_ever(reachable_home, planted
             )  # fmt: skip
             said = " ".join(refused.stderr.split())
             assert refused.returncode == 1, said
-            assert f"{data}/postmaster.pid is not a regular file" in said
+            assert f"{data}/{name} is not a regular file" in said
             assert "unexpected" not in said
     finally:  # the server's own file back, so that the fixture stops it
-        (data / "postmaster.pid").unlink()
-        (data / "pm.real").rename(data / "postmaster.pid")
+        (data / name).unlink()
+        (data / "pm.real").rename(data / name)
 
 
 @needs_root

@@ -661,6 +661,17 @@ class EmbeddedPostgres:
         the copy's `db down` stopped it."""
         if self._pid_file_kind()[0] == "copy":
             return False
+        # pg_ctl status reads postmaster.opts too (the command line it prints): a pipe
+        # planted there (COPY … TO PROGRAM, as the server's user) held root's status,
+        # up and down for the whole RUN_AS_TIMEOUT, 180 s.
+        opts = self.data_dir / "postmaster.opts"
+        with contextlib.suppress(FileNotFoundError):
+            if not stat.S_ISREG(os.lstat(opts).st_mode):
+                raise EmbeddedError(
+                    f"{opts} is not a regular file (a link, a pipe or a device): "
+                    "PostgreSQL makes no such file, so something else put it there",
+                    f"remove it (`rm {opts}`), then run the command again",
+                )
         status = self._pg_ctl(run_as, "status")
         if status.returncode == 4:
             # The data folder cannot be reached (by the server's user). It was taken for
