@@ -325,6 +325,13 @@ def test_a_proxy_roots_file_is_checked_as_the_rds_bundle_is(
     planted.chmod(0o666)
     assert "others may write it" in refusal(planted)
     planted.chmod(0o644)
+    # A sound file in a folder anyone may write: libpq reads it by path at each new
+    # connection, long after the check, and the folder's writers could swap it.
+    open_folder = tmp_path / "open"
+    open_folder.mkdir()
+    open_folder.chmod(0o777)
+    (open_folder / "roots.pem").write_bytes(amazon_ca[0].cert_pem)
+    assert f"is in {open_folder}, a folder" in refusal(open_folder / "roots.pem")
     monkeypatch.setenv(PROXY_ROOTS_SETTING, str(planted))
     assert parse(secured(PROXY, lambda: Path("/bundle.pem")))["sslrootcert"] == str(planted)
 

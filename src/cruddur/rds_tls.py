@@ -140,7 +140,28 @@ def read_trusted(path: Path, limit: int) -> bytes:
                 "is neither this user's own nor root's, or others may write it: a planted "
                 "file would let another server take the password.",
             )
+        if (folder := _folder_others_can_change(path)) is not None:
+            # libpq reads the file by its path at each new connection, long after this:
+            # whoever may rename files in a folder above it can swap in their own CA.
+            raise UntrustedFile(
+                "not owned",
+                f"is in {folder}, a folder neither this user's own nor root's, or one "
+                "others may write: a file swapped in there would let another server take "
+                "the password.",
+            )
         return handle.read(limit)
+
+
+def _folder_others_can_change(path: Path) -> Path | None:
+    """The first folder above `path` (as written and as resolved) that another user owns,
+    or that group or others may write without the sticky bit; None when there is none."""
+    written = Path(os.path.abspath(path))
+    for folder in dict.fromkeys([*written.parents, *Path(os.path.realpath(written)).parents]):
+        info = os.stat(folder)
+        sticky = info.st_mode & stat.S_ISVTX
+        if info.st_uid not in (os.geteuid(), 0) or (info.st_mode & 0o022 and not sticky):
+            return folder
+    return None
 
 
 def kept_bundle(home: Path) -> Path:
