@@ -332,6 +332,11 @@ def test_a_proxy_roots_file_is_checked_as_the_rds_bundle_is(
     open_folder.chmod(0o777)
     (open_folder / "roots.pem").write_bytes(amazon_ca[0].cert_pem)
     assert f"is in {open_folder}, a folder" in refusal(open_folder / "roots.pem")
+    # One of this user's own that its group may write is taken (a checkout cloned under
+    # umask 002): refused, it stopped every RDS connection from such a checkout.
+    open_folder.chmod(0o775)
+    monkeypatch.setenv(PROXY_ROOTS_SETTING, str(open_folder / "roots.pem"))
+    assert parse(secured(PROXY, lambda: Path("/b.pem")))["sslrootcert"].endswith("roots.pem")
     monkeypatch.setenv(PROXY_ROOTS_SETTING, str(planted))
     assert parse(secured(PROXY, lambda: Path("/bundle.pem")))["sslrootcert"] == str(planted)
 

@@ -191,6 +191,28 @@ def test_a_link_by_way_of_a_folder_another_user_could_change_is_not_run(tmp_path
         trusted_program(trusted / "psql")
     (trusted / "sh").symlink_to("/bin/sh")  # by way of trusted folders only: run
     assert trusted_program(trusted / "sh") == trusted / "sh"
+    # A folder's link on the way, held in the open folder: its target can be swapped too.
+    (open_folder / "bin").symlink_to("/bin")
+    (trusted / "bin").symlink_to(open_folder / "bin")
+    with pytest.raises(UnsafePath, match="can be written by group or others"):
+        trusted_program(trusted / "bin" / "sh")
+
+
+def test_a_relative_link_reached_through_a_folders_link_is_followed_as_the_kernel_does(
+    tmp_path,
+) -> None:
+    # Debian's merged /usr: /bin -> usr/bin, and /usr/bin/psql -> ../share/…/pg_wrapper.
+    # The link's `..` was taken from its name (/bin/..), not its real folder (/usr/bin):
+    # `db connect` with /bin first on PATH died on "unexpected FileNotFoundError".
+    from cruddur.safe_paths import trusted_program
+
+    root = tmp_path / "root"
+    (root / "usr" / "bin").mkdir(parents=True)
+    (root / "usr" / "share").mkdir()
+    (root / "bin").symlink_to("usr/bin")
+    (root / "usr" / "share" / "wrapper").symlink_to("/bin/sh")
+    (root / "usr" / "bin" / "psql").symlink_to("../share/wrapper")
+    assert trusted_program(root / "bin" / "psql") == root / "bin" / "psql"
 
 
 def test_state_kept_by_an_earlier_version_is_taken_over(tmp_path) -> None:

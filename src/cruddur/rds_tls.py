@@ -93,6 +93,8 @@ def _roots_file_problem(path: Path) -> str | None:
     except UntrustedFile as exc:
         if exc.kind == "unreadable":
             return f"cannot be read: {exc}"
+        if exc.kind == "folder":
+            return f"{exc} Move it to a folder of your own"
         return f"{exc} Fix its owner or mode" if exc.kind == "not owned" else str(exc)
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     try:
@@ -108,7 +110,8 @@ MAX_TRUSTED_BYTES = 1_000_000  # a 2024 copy of the RDS bundle is 174 kB: room t
 
 
 class UntrustedFile(ValueError):
-    """A file of CAs not to trust; `kind`: "unreadable", "not a file" or "not owned"."""
+    """A file of CAs not to trust; `kind`: "unreadable", "not a file", "not owned" or
+    "folder" (one above it is another user's, or anyone's to write)."""
 
     def __init__(self, kind: str, message: str) -> None:
         super().__init__(message)
@@ -144,22 +147,23 @@ def read_trusted(path: Path, limit: int) -> bytes:
             # libpq reads the file by its path at each new connection, long after this:
             # whoever may rename files in a folder above it can swap in their own CA.
             raise UntrustedFile(
-                "not owned",
-                f"is in {folder}, a folder neither this user's own nor root's, or one "
-                "others may write: a file swapped in there would let another server take "
-                "the password.",
+                "folder",
+                f"is in {folder}, a folder another user owns or anyone may write: a file "
+                "swapped in there would let another server take the password.",
             )
         return handle.read(limit)
 
 
 def _folder_others_can_change(path: Path) -> Path | None:
-    """The first folder above `path` (as written and as resolved) that another user owns,
-    or that group or others may write without the sticky bit; None when there is none."""
+    """The first folder above `path` (as written and as resolved) that another user than
+    this one or root owns, or that anyone may write without the sticky bit; None when
+    there is none. A folder its group may write is taken: a checkout cloned under umask
+    002 (a group of the user's own, as many systems give each user) is one."""
     written = Path(os.path.abspath(path))
     for folder in dict.fromkeys([*written.parents, *Path(os.path.realpath(written)).parents]):
         info = os.stat(folder)
         sticky = info.st_mode & stat.S_ISVTX
-        if info.st_uid not in (os.geteuid(), 0) or (info.st_mode & 0o022 and not sticky):
+        if info.st_uid not in (os.geteuid(), 0) or (info.st_mode & stat.S_IWOTH and not sticky):
             return folder
     return None
 

@@ -181,16 +181,35 @@ def _others_can_change(info: os.stat_result, *, folder: bool) -> str | None:
 
 
 def _folders_on_the_way(path: Path) -> list[Path]:
-    """The folders holding `path` and each link it leads through (and the folders
-    above them, as written and as resolved), in the order met."""
-    folders: list[Path] = []
-    current = path
-    for _ in range(MAX_LINK_HOPS):
-        folders += [*current.parents, *Path(os.path.realpath(current.parent)).parents]
-        folders.append(Path(os.path.realpath(current.parent)))
-        if not current.is_symlink():
-            break
-        current = Path(os.path.abspath(current.parent / os.readlink(current)))
+    """Every folder the kernel passes through to reach `path`, as it resolves the name
+    one part at a time: each link (a folder's or the file's) followed from the folder it
+    is in, so that the folder holding every link is among them. (Joined as text, a
+    relative link's `..` left from the link's name, not its real folder: Debian's
+    /bin/psql, by way of /bin -> usr/bin, came out as /share/…, which is not there.)"""
+    folders = [Path("/")]
+    current = Path("/")
+    pending = list(Path(os.path.abspath(path)).parts[1:])
+    hops = 0
+    while pending:
+        part = pending.pop(0)
+        if part in ("", "."):
+            continue
+        if part == "..":
+            current = current.parent  # `current` is real: its parent is the kernel's
+            continue
+        candidate = current / part
+        if candidate.is_symlink():
+            hops += 1
+            if hops > MAX_LINK_HOPS:
+                raise UnsafePath(f"{path} leads through more than {MAX_LINK_HOPS} links")
+            target = Path(os.readlink(candidate))
+            if target.is_absolute():
+                current = Path("/")
+            pending = [*target.parts[1 if target.is_absolute() else 0 :], *pending]
+            continue
+        current = candidate
+        if pending:
+            folders.append(current)
     return folders
 
 

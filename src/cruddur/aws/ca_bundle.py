@@ -95,6 +95,11 @@ def _read_own(path: Path, remedy: str = "") -> bytes:
             raise BundleError(f"cannot read the RDS CA bundle {path}: {exc}") from None
         if exc.kind == "not a file":
             raise BundleError(f"the RDS CA bundle {path} {exc}") from None
+        if exc.kind == "folder":  # fetched again, it would land in the same folder
+            raise BundleError(
+                f"{path} {exc} Fix that folder's owner or mode, or point {BUNDLE_SETTING} "
+                "at a copy in a folder of your own"
+            ) from None
         raise BundleError(
             f"{path} {exc} "
             + (remedy or "Remove it; `cruddur rds ca-bundle --refresh` fetches it again")
