@@ -53,7 +53,7 @@ def test_database_does_not_exist(server_url) -> None:
 def test_relation_does_not_exist(empty_db) -> None:
     result = cli("db-seed", env={"CONNECTION_URL": empty_db})
     assert_explained(result, 'relation "public.users" does not exist', "bin/db-migrate")
-    assert "seed.sql:4:" in result.stderr  # the file and line of the failing statement
+    assert "seed.sql:8:" in result.stderr  # the file and line of the failing statement
 
 
 def test_extension_not_available(db: Db) -> None:

@@ -663,7 +663,8 @@ def setup(cli: Cli, force: bool, if_missing: bool) -> None:
             if if_missing and empty:
                 cli.confirm(f'migrate and seed "{name}"', target)
             migrating = at
-            at = lambda: f"{migrating}, then {step.said()}"  # noqa: E731 - said when it stops
+            unseeded = ", not seeded" if empty else ""
+            at = lambda: f"{migrating}, then {step.said()}{unseeded}"  # noqa: E731 - said when it stops
             applied = apply_migrations(cli, migrations, confirm=if_missing and not empty, step=step)
             if not applied and not empty:
                 done("schema up to date")
