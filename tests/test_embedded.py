@@ -410,6 +410,15 @@ def test_db_roles_leaves_a_role_it_did_not_make_as_it_was(home) -> None:
     ignored = cruddur("db", "roles", "--env-file", str(elsewhere), env=env)
     assert ignored.returncode == 2 and "--env-file" in ignored.stderr
     assert not elsewhere.exists()
+    # Cruddur's own names are its to set: made by hand (as the tests' fixtures make them
+    # on a checkout's server), `db setup` and so `bin/run` stopped on them.
+    with psycopg.connect(server.url(), autocommit=True) as conn:
+        conn.execute("DROP OWNED BY cruddur_api")
+        conn.execute("DROP ROLE cruddur_api")
+        conn.execute("CREATE ROLE cruddur_api LOGIN PASSWORD 'made-by-hand'")
+    again = cruddur("db", "setup", env=env)
+    assert again.returncode == 0, again.stderr
+    psycopg.connect(server.url(role="cruddur_api")).close()
     rotated = cruddur("db", "roles", "--api-role", "alice", "--rotate", env=env)
     assert rotated.returncode == 0, rotated.stderr
     psycopg.connect(server.url(role="alice")).close()  # the new one, recorded
