@@ -416,6 +416,10 @@ def test_db_roles_leaves_a_role_it_did_not_make_as_it_was(home) -> None:
         conn.execute("DROP OWNED BY cruddur_api")
         conn.execute("DROP ROLE cruddur_api")
         conn.execute("CREATE ROLE cruddur_api LOGIN PASSWORD 'made-by-hand'")
+    state_file = home / "postgres.json"
+    state = json.loads(state_file.read_text())
+    del state["roles"]["cruddur_api"]  # not the server's record: made elsewhere
+    state_file.write_text(json.dumps(state))
     again = cruddur("db", "setup", env=env)
     assert again.returncode == 0, again.stderr
     psycopg.connect(server.url(role="cruddur_api")).close()
