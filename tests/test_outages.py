@@ -153,52 +153,6 @@ def test_a_server_gone_silent_while_every_connection_is_lent_is_found(
         db.close()
 
 
-class SlowToConnectProxy:
-    """A TCP proxy to the database that holds back the server's first reply on each
-    connection for `delay` seconds: a sound server slow to let anyone in (TLS across an
-    ocean, a loaded host)."""
-
-    def __init__(self, host: str, port: int, delay: float) -> None:
-        import socket
-        import threading
-
-        self.upstream, self.delay = (host, port), delay
-        self.sockets: list = []
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.port = self.listener.getsockname()[1]
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self) -> None:
-        import contextlib
-        import socket
-        import threading
-
-        with contextlib.suppress(OSError):
-            while True:
-                client = self.listener.accept()[0]
-                server = socket.create_connection(self.upstream)
-                self.sockets += [client, server]
-                for source, sink, hold in ((client, server, 0.0), (server, client, self.delay)):
-                    threading.Thread(
-                        target=self._pump, args=(source, sink, hold), daemon=True
-                    ).start()
-
-    def _pump(self, source, sink, hold: float) -> None:
-        import contextlib
-
-        with contextlib.suppress(OSError):
-            while data := source.recv(65536):
-                if hold:
-                    time.sleep(hold)
-                    hold = 0.0
-                sink.sendall(data)
-
-    def close(self) -> None:
-        self.listener.close()
-        for each in self.sockets:
-            each.close()
-
-
 def test_a_sound_server_slow_to_connect_is_not_taken_for_one_gone(api_url: str) -> None:
     # The probe a wait for a connection starts took 2 s at most: a server that lets
     # connections in after 2.5 s (well within CRUDDUR_CONNECT_TIMEOUT) was marked down
@@ -206,13 +160,14 @@ def test_a_sound_server_slow_to_connect_is_not_taken_for_one_gone(api_url: str) 
     import threading
 
     from psycopg.conninfo import conninfo_to_dict, make_conninfo
+    from test_post_confirmation import StallingProxy
 
     from cruddur.config import PoolSettings
     from cruddur.db import Db
 
     params = conninfo_to_dict(api_url)
-    proxy = SlowToConnectProxy(
-        params.get("host") or "127.0.0.1", int(params.get("port") or 5432), delay=2.5
+    proxy = StallingProxy(
+        params.get("host") or "127.0.0.1", int(params.get("port") or 5432), first_reply_delay=2.5
     )
     url = make_conninfo(api_url, host="127.0.0.1", port=str(proxy.port))
     db = Db(url, PoolSettings(min_size=1, max_size=1), fail_fast=True).open()

@@ -184,6 +184,15 @@ def test_a_cli_verb_works_through_pgbouncer_in_transaction_mode(
     assert "deleted 31 cruds" in purged.stderr, purged.stderr
 
 
+def _advisory_locks(url: str) -> int:
+    """How many advisory locks any session holds in the database `url` names."""
+    with psycopg.connect(url) as conn:
+        return conn.execute(
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'"
+            " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+        ).fetchone()[0]
+
+
 def test_migrate_through_an_undetected_pooler_stops_and_leaves_no_lock(
     server_url: str, empty_db: str
 ) -> None:
@@ -204,11 +213,7 @@ def test_migrate_through_an_undetected_pooler_stops_and_leaves_no_lock(
         assert refused.returncode != 0, refused.stderr
         assert "transaction pooler" in refused.stderr, refused.stderr
         assert "MIGRATION_CONNECTION_URL" in refused.stderr, refused.stderr
-        with psycopg.connect(empty_db) as conn:
-            held = conn.execute(
-                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'"
-                " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
-            ).fetchone()[0]
+        held = _advisory_locks(empty_db)
         assert held == 0  # let go on whichever pooled session took it
         direct = run(CRUDDUR, "db", "migrate", "--yes", env={"CONNECTION_URL": empty_db})
         assert direct.returncode == 0, direct.stderr
@@ -230,11 +235,7 @@ def test_a_lock_left_on_a_pooled_session_is_let_go_and_the_pooler_named(
         refused = run(CRUDDUR, "db", "migrate", "--yes", env={"CONNECTION_URL": pooled})
         assert refused.returncode != 0, refused.stderr
         assert "transaction pooler" in refused.stderr, refused.stderr
-        with psycopg.connect(empty_db) as conn:
-            held = conn.execute(
-                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'"
-                " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
-            ).fetchone()[0]
+        held = _advisory_locks(empty_db)
         assert held == 0
         direct = run(
             CRUDDUR, "db", "migrate", "--yes", "--lock-wait", "2", env={"CONNECTION_URL": empty_db}

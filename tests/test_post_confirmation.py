@@ -301,10 +301,13 @@ class Context:
 class StallingProxy:
     """A TCP proxy to the database that, once stalled, keeps reading what either side
     sends and passes nothing on: a peer that takes the data and never answers (RDS Proxy
-    in a failover, a stuck server). Closing it closes every socket it holds."""
+    in a failover, a stuck server). `first_reply_delay`: the server's first reply on each
+    connection held back that long (a sound server slow to let anyone in). Closing it
+    closes every socket it holds."""
 
-    def __init__(self, host: str, port: int) -> None:
+    def __init__(self, host: str, port: int, first_reply_delay: float = 0.0) -> None:
         self.upstream = (host, port)
+        self.first_reply_delay = first_reply_delay
         self.stalled = threading.Event()
         self.sockets: list[socket.socket] = []
         self.listener = socket.create_server(("127.0.0.1", 0))
@@ -317,12 +320,19 @@ class StallingProxy:
                 client = self.listener.accept()[0]
                 server = socket.create_connection(self.upstream)
                 self.sockets += [client, server]
-                for source, sink in ((client, server), (server, client)):
-                    threading.Thread(target=self._pump, args=(source, sink), daemon=True).start()
+                for source, sink, hold in (
+                    (client, server, 0.0), (server, client, self.first_reply_delay),
+                ):  # fmt: skip
+                    threading.Thread(
+                        target=self._pump, args=(source, sink, hold), daemon=True
+                    ).start()
 
-    def _pump(self, source: socket.socket, sink: socket.socket) -> None:
+    def _pump(self, source: socket.socket, sink: socket.socket, hold: float) -> None:
         with contextlib.suppress(OSError):
             while data := source.recv(65536):
+                if hold:
+                    time.sleep(hold)
+                    hold = 0.0
                 if not self.stalled.is_set():
                     sink.sendall(data)
 

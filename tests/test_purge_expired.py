@@ -8,6 +8,7 @@ import signal
 import subprocess
 import threading
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 import psycopg
@@ -353,8 +354,12 @@ def test_the_longest_grace_reaches_the_database(seeded_db: str) -> None:
         assert result.returncode == 0, result.stderr
 
 
-def test_ctrl_c_mid_purge_says_what_was_deleted_and_exits_130(seeded_db: str) -> None:
-    # It said only "Aborted!" with status 1, though whole batches had been deleted.
+def _stopped_mid_batch(
+    seeded_db: str, stop: Callable[[psycopg.Connection, subprocess.Popen, int], None]
+) -> tuple[int, str, int]:
+    """A purge of 30 expired cruds in batches of 10, stopped by stop(conn, the purge's
+    process, its waiting backend's pid) while its second batch waits behind a lock: its
+    exit status, its stderr, and the cruds left."""
     with psycopg.connect(seeded_db, autocommit=True) as conn:
         conn.execute("DELETE FROM activities")
         _add(conn, "old", "-2 days", count=30)
@@ -372,49 +377,7 @@ def test_ctrl_c_mid_purge_says_what_was_deleted_and_exits_130(seeded_db: str) ->
             while conn.execute("SELECT count(*) FROM activities").fetchone()[0] == 30:
                 assert time.monotonic() < deadline, "no batch was deleted"
                 time.sleep(0.01)
-            # The next batch waits behind this lock: Ctrl-C comes in the middle of it.
-            with psycopg.connect(seeded_db) as locker:
-                locker.execute("LOCK TABLE activities IN SHARE MODE")
-                while not conn.execute(
-                    "SELECT 1 FROM pg_stat_activity WHERE datname = current_database()"
-                    " AND application_name = 'cruddur-cli' AND wait_event_type = 'Lock'"
-                ).fetchone():
-                    assert time.monotonic() < deadline, "the next batch never started"
-                    time.sleep(0.01)
-                os.killpg(purging.pid, signal.SIGINT)
-                err = purging.communicate(timeout=30)[1]
-        finally:
-            if purging.poll() is None:
-                purging.kill()
-        left = conn.execute("SELECT count(*) FROM activities").fetchone()[0]
-    assert purging.returncode == 130, err
-    said = re.search(r"interrupted: (\d+) batch(?:es)? committed, (\d+) cruds and 0 replies", err)
-    assert said, err
-    batches, cruds = int(said[1]), int(said[2])
-    assert cruds == 30 - left and cruds == 10 * batches and 0 < cruds < 30
-    assert "Aborted!" not in err and "Traceback" not in err
-
-
-def test_a_database_lost_mid_purge_says_what_was_deleted(seeded_db: str) -> None:
-    # It said only the error line, though whole batches had been deleted (Ctrl-C and the
-    # Lambda said both): from cron, nothing recorded what went.
-    with psycopg.connect(seeded_db, autocommit=True) as conn:
-        conn.execute("DELETE FROM activities")
-        _add(conn, "old", "-2 days", count=30)
-        env = {k: v for k, v in os.environ.items() if k != "PROD_CONNECTION_URL"}
-        env.update(NO_COLOR="1", CONNECTION_URL=seeded_db)
-        purging = subprocess.Popen(
-            [CRUDDUR, "db", "purge-expired", "--batch-size", "10", "--nice-ratio", "20"],
-            env=env,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        try:
-            deadline = time.monotonic() + 30
-            while conn.execute("SELECT count(*) FROM activities").fetchone()[0] == 30:
-                assert time.monotonic() < deadline, "no batch was deleted"
-                time.sleep(0.01)
-            # The next batch waits behind this lock: its session ends in the middle of it.
+            # The next batch waits behind this lock: the stop comes in the middle of it.
             with psycopg.connect(seeded_db) as locker:
                 locker.execute("LOCK TABLE activities IN SHARE MODE")
                 waiting = None
@@ -425,13 +388,36 @@ def test_a_database_lost_mid_purge_says_what_was_deleted(seeded_db: str) -> None
                         " AND application_name = 'cruddur-cli' AND wait_event_type = 'Lock'"
                     ).fetchone()
                     time.sleep(0.01)
-                conn.execute("SELECT pg_terminate_backend(%s)", [waiting[0]])
+                stop(conn, purging, waiting[0])
                 err = purging.communicate(timeout=30)[1]
         finally:
             if purging.poll() is None:
                 purging.kill()
         left = conn.execute("SELECT count(*) FROM activities").fetchone()[0]
-    assert purging.returncode == 1, err
+    return purging.returncode, err, left
+
+
+def test_ctrl_c_mid_purge_says_what_was_deleted_and_exits_130(seeded_db: str) -> None:
+    # It said only "Aborted!" with status 1, though whole batches had been deleted.
+    status, err, left = _stopped_mid_batch(
+        seeded_db, lambda conn, purging, pid: os.killpg(purging.pid, signal.SIGINT)
+    )
+    assert status == 130, err
+    said = re.search(r"interrupted: (\d+) batch(?:es)? committed, (\d+) cruds and 0 replies", err)
+    assert said, err
+    batches, cruds = int(said[1]), int(said[2])
+    assert cruds == 30 - left and cruds == 10 * batches and 0 < cruds < 30
+    assert "Aborted!" not in err and "Traceback" not in err
+
+
+def test_a_database_lost_mid_purge_says_what_was_deleted(seeded_db: str) -> None:
+    # It said only the error line, though whole batches had been deleted (Ctrl-C and the
+    # Lambda said both): from cron, nothing recorded what went.
+    status, err, left = _stopped_mid_batch(
+        seeded_db,
+        lambda conn, purging, pid: conn.execute("SELECT pg_terminate_backend(%s)", [pid]),
+    )
+    assert status == 1, err
     said = re.search(
         r"stopped: (\d+) batch(?:es)? committed before the error, (\d+) cruds and 0 replies", err
     )
