@@ -390,6 +390,29 @@ def test_an_env_file_that_cannot_be_written_changes_no_password(
         assert _who(urls["CRUDDUR_API_CONNECTION_URL"]) == api  # the old password works
 
 
+def test_a_run_that_writes_no_url_leaves_the_env_file_as_it_was(
+    seeded_db, role_names, tmp_path
+) -> None:
+    # A review: the check that the file could be written, before any role changed,
+    # rewrote it: mode 0600, CRLF made LF, a new inode (/etc/passwd as root, say).
+    api, lambda_ = role_names
+    env = {"PROD_CONNECTION_URL": seeded_db, "CRUDDUR_HOME": str(tmp_path / "home")}
+    options = ["--prod", "--yes", "--api-role", api, "--lambda-role", lambda_]
+    made = here("db", "roles", *options, "--env-file", str(tmp_path / "roles.env"), env=env)
+    assert made.returncode == 0, made.stderr
+    shared = tmp_path / "shared.conf"
+    shared.write_bytes(b"FOO=1\r\nBAR=2")
+    shared.chmod(0o644)
+    before = shared.stat()
+    again = here("db", "roles", *options, "--env-file", str(shared), env=env)
+    assert again.returncode == 0, again.stderr
+    assert "its password not known here" in again.stderr
+    after = shared.stat()
+    assert shared.read_bytes() == b"FOO=1\r\nBAR=2"
+    assert (stat.S_IMODE(after.st_mode), after.st_ino) == (0o644, before.st_ino)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["roles.env", "shared.conf"]  # no partial
+
+
 def test_an_env_file_that_is_a_link_or_a_device_is_refused_not_to_be_removed(
     seeded_db, role_names, tmp_path
 ) -> None:

@@ -17,7 +17,13 @@ from cruddur.cli.options import Cli, TargetCommand, pass_cli, prod_option, yes_o
 from cruddur.cli.output import cruddur_command, done, info, result, warn
 from cruddur.errors import Problem
 from cruddur.ops.role_names import API_ROLE, LAMBDA_ROLE, role_name_problem
-from cruddur.safe_paths import UnsafePath, private_folder, read_private, write_private
+from cruddur.safe_paths import (
+    UnsafePath,
+    check_writable,
+    private_folder,
+    read_private,
+    write_private,
+)
 
 # The functions import the ops they run (and with them psycopg) in their bodies: every db
 # verb imports this module, and `--help` or a verb without roles need not load them.
@@ -68,8 +74,9 @@ def set_up_roles(
     path = env_file or default_env_file(settings, target)
     if not target.embedded:
         # Before any role changes: a file that cannot be written after them would lose
-        # the new passwords, and the API's role keep one nobody knows.
-        _merge_env_file(path, {}, chosen=env_file is not None)
+        # the new passwords, and the API's role keep one nobody knows. Only checked: a
+        # run that writes no URL leaves the file as it was (mode, bytes, inode).
+        _merge_env_file(path, None, chosen=env_file is not None)
     fresh: dict[str, str] = {}
 
     def keep(ensured: list[roles.Ensured]) -> None:
@@ -203,8 +210,9 @@ def _same_server(url: str, other: str) -> bool:
     return all(mine.get(part) == theirs.get(part) for part in ("host", "port", "hostaddr"))
 
 
-def _merge_env_file(path: Path, values: dict[str, str], *, chosen: bool = True) -> None:
-    """`values` into the file at `path`; `chosen`: the user named it (--env-file)."""
+def _merge_env_file(path: Path, values: dict[str, str] | None, *, chosen: bool = True) -> None:
+    """`values` into the file at `path` (None: only whether it could be); `chosen`: the
+    user named it (--env-file)."""
     hint = (
         "give --env-file a file you can write"
         if chosen
@@ -212,6 +220,9 @@ def _merge_env_file(path: Path, values: dict[str, str], *, chosen: bool = True) 
     )
     try:
         private_folder(path.parent, 0o755)
+        if values is None:
+            check_writable(path)
+            return
         try:
             lines = read_private(path).decode().splitlines()
         except FileNotFoundError:
