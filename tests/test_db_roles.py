@@ -631,6 +631,26 @@ def test_a_role_name_longer_than_postgresql_keeps_is_refused(admin, seeded_db, t
     assert roles.role_name_problem("é" * 31 + "r") is None  # 63 bytes
 
 
+@pytest.mark.parametrize(
+    ("name", "said"),
+    [("", "the role name is empty"), ("pg_cruddur", "'pg_cruddur' is reserved by PostgreSQL"),
+     ("public", "'public' is reserved by PostgreSQL")],
+)  # fmt: skip
+def test_a_role_name_postgresql_refuses_is_refused_while_parsing(
+    seeded_db, tmp_path, name: str, said: str
+) -> None:
+    # A review: `--api-role ''` reached the server as a bare "zero-length delimited
+    # identifier" SQL error, after the env file had been touched.
+    env = {"PROD_CONNECTION_URL": seeded_db, "CRUDDUR_HOME": str(tmp_path / "home")}
+    env_file = tmp_path / "roles.env"
+    for option in ("--api-role", "--lambda-role"):
+        args = ("--prod", "--yes", option, name, "--env-file", str(env_file))
+        refused = here("db", "roles", *args, env=env)
+        assert refused.returncode == 2, refused.stderr
+        assert f"Invalid value for '{option}': {said}" in " ".join(refused.stderr.split())
+    assert not env_file.exists() and not (tmp_path / "home").exists()
+
+
 def test_a_migrate_that_fails_part_way_leaves_the_bookkeeping_the_owners(
     empty_db, admin, tmp_path
 ) -> None:
