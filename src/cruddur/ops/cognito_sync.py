@@ -9,6 +9,7 @@ row goes only to the Cognito user whose verified email is the row's.
 
 from __future__ import annotations
 
+import string
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -62,7 +63,17 @@ def same_email(a: str, b: str) -> bool:
     # Case only, as mail is addressed: casefold() took Straße@x.org and STRASSE@x.org
     # (and the domains straße.de and strasse.de, two owners) for one address. This is the
     # only comparison: users/claim_placeholder.sql updates the row whose email it judged.
-    return a.strip().lower() == b.strip().lower()
+    # ASCII letters only, as handle_key: str.lower() took the Kelvin sign for a k, so
+    # \u212aim@x.org claimed kim@x.org's row.
+    return _ascii_lower(a.strip(_ASCII_SPACE)) == _ascii_lower(b.strip(_ASCII_SPACE))
+
+
+def _ascii_lower(text: str) -> str:
+    return text.translate(_ASCII_LOWER)
+
+
+_ASCII_LOWER = str.maketrans(string.ascii_uppercase, string.ascii_lowercase)
+_ASCII_SPACE = " \t\r\n\f\v"
 
 
 def claim_refusal(user: CognitoUser, cognito_email: str, row_email: str) -> str | None:
