@@ -213,8 +213,9 @@ def _not_json(constant: str) -> Any:
 def _float(text: str) -> float:
     # int() refuses more digits than this (4,300 unless changed); float() takes any
     # number of them, so a long decimal passed where as many without the point did not.
+    # Its digits counted as int() counts them: not the sign, the point or the exponent's e.
     limit = sys.get_int_max_str_digits()
-    if limit and len(text) > limit:
+    if limit and len(text) > limit and len(text) - sum(map(text.count, "-+.eE")) > limit:
         raise ValueError(f"Exceeds the limit ({limit} digits) for a number")
     return float(text)
 
