@@ -118,6 +118,8 @@ class TokenVerifier:
             raise InvalidToken("send the access token, not the id token", "not_an_access_token")
         if claims.get("client_id") != self.settings.client_id:
             raise InvalidToken("the token is for another app client", "wrong_client")
+        if "\x00" in claims["sub"]:  # PyJWT checked it is text; PostgreSQL refuses a NUL
+            raise InvalidToken("the token's subject (sub) has a NUL character")
         return claims, kid, key
 
 
