@@ -110,6 +110,19 @@ def test_a_server_the_system_does_not_trust_gives_no_bundle(https, tmp_path: Pat
     assert not cache_path(tmp_path).exists()
 
 
+def test_a_bundle_with_a_private_key_in_it_is_refused(tmp_path: Path) -> None:
+    # A review: the loader skips what is not a certificate, so a combined key-and-CA
+    # file passed, and its key went into the Lambda's zip.
+    ca = make_ca("Own CA")
+    path = tmp_path / "ca.pem"
+    path.write_bytes(ca.key_pem + ca.cert_pem)
+    path.chmod(0o600)
+    with pytest.raises(BundleError, match="holds a PRIVATE KEY block: a CA bundle holds"):
+        bundle_path(tmp_path, {"CRUDDUR_RDS_CA_BUNDLE": str(path)})
+    path.write_bytes(ca.cert_pem)
+    assert bundle_path(tmp_path, {"CRUDDUR_RDS_CA_BUNDLE": str(path)}) == path
+
+
 def test_a_planted_or_shared_bundle_is_refused(tmp_path: Path) -> None:
     path = cache_path(tmp_path)
     path.parent.mkdir(mode=0o700)

@@ -19,6 +19,7 @@ import datetime as dt
 import hashlib
 import json
 import os
+import re
 import ssl
 import urllib.request
 from collections.abc import Mapping
@@ -65,6 +66,13 @@ def check(pem: bytes, *, from_aws: bool, where: str) -> list[x509.Certificate]:
     copy fetched from AWS, every one an Amazon RDS CA."""
     if len(pem) > MAX_BYTES:
         raise BundleError(f"{where} is {len(pem):,} bytes, more than an RDS CA bundle's")
+    # The loader skips blocks that are not certificates: a private key in a combined
+    # file would pass, and go into the Lambda's zip with the rest.
+    for label in sorted(set(_PEM_LABEL.findall(pem)) - {b"CERTIFICATE"}):
+        raise BundleError(
+            f"{where} holds a {label.decode(errors='replace')} block: a CA bundle holds "
+            "certificates only; give a file with just the CAs' certificates"
+        )
     try:
         certificates = x509.load_pem_x509_certificates(pem)
     except ValueError:
@@ -84,6 +92,9 @@ def check(pem: bytes, *, from_aws: bool, where: str) -> list[x509.Certificate]:
     if not any(c.not_valid_before_utc <= now <= c.not_valid_after_utc for c in certificates):
         raise BundleError(f"{where}: none of its certificates is valid today")
     return certificates
+
+
+_PEM_LABEL = re.compile(rb"-----BEGIN ([^-\r\n]{1,80})-----")
 
 
 def _read_own(path: Path, remedy: str = "") -> bytes:
