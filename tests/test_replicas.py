@@ -365,6 +365,39 @@ def test_a_reply_read_with_its_position_sees_itself_every_time(
     assert activity_scans(pair.replica_url) - replica_before > 50
 
 
+def test_a_write_with_synchronous_commit_off_is_read_by_its_writer(
+    pair: ReplicaPair, tmp_path: Path
+) -> None:
+    # A review: the position was pg_current_wal_lsn(), the WAL written out; with
+    # synchronous_commit off the commit's record may not be yet, and a replica that had
+    # replayed to the position was taken as having the write: the writer's reads 404.
+    pair.wait_caught_up()
+    settings = {"synchronous_commit": "off", "wal_writer_delay": "10s"}
+    with psycopg.connect(pair.primary_url, autocommit=True) as conn:
+        for name, value in settings.items():
+            conn.execute(sql.SQL("ALTER SYSTEM SET {} = {}").format(
+                sql.Identifier(name), sql.Literal(value)))  # fmt: skip
+        conn.execute("SELECT pg_reload_conf()")
+    app, api, auth = _app(pair, tmp_path, CRUDDUR_FEED_CACHE="0")
+    try:
+        _wait_until(lambda: _in_use(api))
+        for attempt in range(5):
+            created = api.post(
+                "/api/activities", json={"message": f"async {attempt}", "ttl": "1-hour"},
+                headers=auth,
+            )  # fmt: skip
+            assert created.status_code == 201
+            uuid_ = created.get_json()["uuid"]
+            read_after = {"X-Read-After": created.headers["X-Read-After"]}
+            assert api.get(f"/api/activities/{uuid_}", headers=read_after).status_code == 200
+    finally:
+        _close(app)
+        with psycopg.connect(pair.primary_url, autocommit=True) as conn:
+            for name in settings:
+                conn.execute(sql.SQL("ALTER SYSTEM RESET {}").format(sql.Identifier(name)))
+            conn.execute("SELECT pg_reload_conf()")
+
+
 def test_a_replica_past_the_lag_limit_is_skipped_then_used_again(
     pair: ReplicaPair, tmp_path: Path
 ) -> None:
@@ -938,6 +971,10 @@ def test_a_watcher_that_stops_hearing_from_the_replica_does_not_keep_it_in_use(
             time.sleep(4)  # twice the limit: the replica is 4 s behind
             assert not _in_use(api)
             assert api.get("/api/activities/home").get_json()[0]["message"] == "while unwatched"
+            # A review: health showed the last look (0 s behind) for as long as the look
+            # hung. Bounded, the look is cut, and the next, on a new session, sees the lag.
+            lag = _replica_health(api)["lag_seconds"]
+            assert lag is not None and lag >= 2, _replica_health(api)
         finally:
             os.kill(pid, signal.SIGCONT)
             pair.pause_replay(False)

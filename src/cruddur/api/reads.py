@@ -40,6 +40,7 @@ from cruddur.db.replication import (
     not_following,
     parse_lsn,
 )
+from cruddur.deadlines import within
 
 log = logging.getLogger("cruddur.api.reads")
 
@@ -49,6 +50,8 @@ READ_AFTER_HEADER = "X-Read-After"
 # The watcher's wait for the primary's write position (a connection, then the answer):
 # milliseconds when it is well; past this it is skipped for that look.
 PRIMARY_SAMPLE_SECONDS = 1.0
+# The same for the look at the replica, on the watcher's own connection.
+REPLICA_LOOK_SECONDS = 1.0
 LAG_UNKNOWN = (
     "behind the primary since before this worker first looked, and it has replayed no "
     "transaction since it started: how far behind is not known yet"
@@ -128,7 +131,10 @@ class ReadRouter:
     def _look(self, conn: psycopg.Connection) -> ReplicaState:
         """One look at the replica over the watcher's `conn`, with its lag by the clock."""
         primary = self._sample_primary()
-        state = look_at_replica(conn)
+        # Bounded: a replica that stopped answering (its processes stopped, the kernel
+        # still acknowledging) held the look for ever, and health kept showing its last
+        # look, reachable and 0 s behind, with nothing logged.
+        state = within(look_at_replica, REPLICA_LOOK_SECONDS)(conn)
         if not state.in_recovery:
             return state
         if primary is not None:
