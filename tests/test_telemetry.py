@@ -650,6 +650,30 @@ def test_metrics_count_the_requests_of_both_workers(served: Served) -> None:
         time.sleep(0.2)
 
 
+def test_a_dead_workers_gauges_removed_by_another_scrape_still_give_a_scrape(
+    tmp_path: Path,
+) -> None:
+    # A review: two scrapes at once both removed a killed worker's gauge files, and the
+    # second's FileNotFoundError came out of collect(): its scrape a 500, a traceback.
+    from prometheus_client import multiprocess
+    from prometheus_client.mmap_dict import MmapedDict
+
+    from cruddur.telemetry.exporter import LiveWorkersCollector
+
+    dead = tmp_path / "gauge_livesum_999999.db"  # a pid nobody has
+    MmapedDict(str(dead)).close()
+    collector = LiveWorkersCollector(str(tmp_path))
+    remove = os.remove
+
+    def removed_meanwhile(path: str) -> None:
+        remove(path)  # the other scrape's
+        remove(path)
+
+    with mock.patch.object(multiprocess.os, "remove", removed_meanwhile):
+        list(collector.collect())
+    assert not dead.exists()
+
+
 def test_the_pool_gauges_count_the_reader_pool_apart(tmp_path: Path) -> None:
     # Reads went to the replica's pool, which the gauges left out: 40 concurrent user-feed
     # reads showed the primary's pool only, while the replica held connections of its own.

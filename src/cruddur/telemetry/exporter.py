@@ -11,6 +11,7 @@ It writes one line on stdout once listening ("ready"), or exits with status 1 sa
 from __future__ import annotations
 
 import argparse
+import contextlib
 import glob
 import os
 import signal
@@ -45,14 +46,19 @@ class LiveWorkersCollector:
 
         self.folder = folder
         self.inner = MultiProcessCollector(None, path=folder)
+        # Scrapes run on threads of their own: two at once both removed a dead worker's
+        # files, and the second's FileNotFoundError made its scrape a 500.
+        self._dropping = threading.Lock()
 
     def collect(self) -> Iterator[Any]:
         from prometheus_client import multiprocess
 
-        for path in glob.glob(os.path.join(self.folder, "gauge_live*_*.db")):
-            pid = int(os.path.basename(path).rsplit("_", 1)[1].split(".")[0])
-            if not _alive(pid):
-                multiprocess.mark_process_dead(pid, self.folder)
+        with self._dropping:
+            for path in glob.glob(os.path.join(self.folder, "gauge_live*_*.db")):
+                pid = int(os.path.basename(path).rsplit("_", 1)[1].split(".")[0])
+                if not _alive(pid):
+                    with contextlib.suppress(FileNotFoundError):  # another exporter's doing
+                        multiprocess.mark_process_dead(pid, self.folder)
         return self.inner.collect()
 
 
