@@ -93,6 +93,8 @@ class NewCrud:
         author = self.authors.known(subject)
         if author is None:  # the app looks it up (a round trip) and keeps it
             return None
+        # For the log line, as @signed_in does: before the body is read, which may fail.
+        environ[USER_UUID_KEY] = author
         read = _reader(environ["wsgi.input"], length, self.max_body)
         raw = self.body_readers.read(read) if self.body_readers is not None else read()
         environ["wsgi.input"] = io.BytesIO(raw)  # for the app, if it takes over
@@ -106,7 +108,6 @@ class NewCrud:
             # validation say which.
             return None
         db = self.extensions[PRIMARY_KEY].get()
-        environ[USER_UUID_KEY] = author  # for the log line, once signed in as @signed_in does
         try:
             created = self.authors.write_as(
                 db, subject, lambda author: activities.create_activity(db, author, message, ttl)
