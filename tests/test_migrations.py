@@ -985,6 +985,41 @@ def test_a_rollback_that_fails_part_way_says_how_many_went_and_the_steps_left(
     assert applied(empty_db) == ["20260101000000"]
 
 
+def test_a_down_section_fixed_after_it_failed_rolls_back_as_the_hint_says(
+    empty_db: str, tmp_path
+) -> None:
+    # A review: the hint said "fix it, then roll back the rest with --steps 2", and the
+    # rollback then refused the fixed file as edited, with no way on; migrate's
+    # --accept-edited applied again what had just been rolled back.
+    def section(name: str, down: str) -> str:
+        return f"-- migrate:up\nCREATE TABLE {name} (id int);\n-- migrate:down\n{down}\n"
+
+    files = {
+        "20260101000000_a.sql": section("a", "DROP TABLE a;"),
+        "20260101000001_b.sql": section("b", "DROP TABLE nonexistent;"),
+        "20260101000002_c.sql": section("c", "DROP TABLE c;"),
+    }
+    folder = write(tmp_path / "m", files)
+    assert migrate(empty_db, folder).returncode == 0
+    failed = cli("db-rollback", "--migrations-dir", str(folder), "--steps", "3",
+                 env=local(empty_db))  # fmt: skip
+    assert failed.returncode == 1
+    hint = " ".join(failed.stderr.split("hint: ", 1)[1].split())
+    assert "roll back the rest with --steps 2 --accept-edited 20260101000001" in hint, hint
+    (folder / "20260101000001_b.sql").write_text(section("b", "DROP TABLE b;"))
+    plain = cli("db-rollback", "--migrations-dir", str(folder), "--steps", "2",
+                env=local(empty_db))  # fmt: skip
+    assert plain.returncode == 1
+    assert "roll back with --accept-edited 20260101000001" in " ".join(plain.stderr.split())
+    again = cli("db-rollback", "--migrations-dir", str(folder), "--steps", "2",
+                "--accept-edited", "20260101000001", env=local(empty_db))  # fmt: skip
+    assert again.returncode == 0, again.stderr
+    assert applied(empty_db) == []
+    with psycopg.connect(empty_db) as conn:
+        assert conn.execute("SELECT to_regclass('a'), to_regclass('b'), to_regclass('c')"
+                            ).fetchone() == (None, None, None)  # fmt: skip
+
+
 def test_statement_timeout_stops_a_long_statement(empty_db: str, tmp_path) -> None:
     folder = write(
         tmp_path / "m", {"20260101000000_slow.sql": "-- migrate:up\nSELECT pg_sleep(30);\n"}

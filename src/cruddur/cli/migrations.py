@@ -311,7 +311,16 @@ def _hint(exc: runner.MigrationFailed, prod: bool, rolled: int = 0, steps: int =
             f"(e.g. --statement-timeout 30min){rest}"
         )
     if rolled:
-        return f"nothing of {name}'s down section was kept ({kept}); fix it, then {again}"
+        version = exc.migration.version
+        return (
+            f"nothing of {name}'s down section was kept ({kept}); fix it, then {again} "
+            f"--accept-edited {version} (the fix changes the file)"
+        )
+    if not up:
+        return (
+            f"nothing of {name} was kept; fix its down section, then roll back again with "
+            f"--accept-edited {exc.migration.version} (the fix changes the file)"
+        )
     return f"nothing of {name} was kept; fix it and run again"
 
 
@@ -515,6 +524,14 @@ def _describe(current: runner.Plan) -> None:
     help="How many of the latest applied migrations to roll back.",
 )
 @click.option("--dry-run", is_flag=True, help="Print what would run; change nothing.")
+@click.option(
+    "--accept-edited",
+    "accept_edited",
+    multiple=True,
+    metavar="VERSION",
+    help="Roll back this applied migration although its file changed since (its down "
+    "section fixed after it failed). Repeatable.",
+)
 @_timeouts
 @pass_cli
 @traced_command("db rollback")
@@ -523,6 +540,7 @@ def rollback(
     migrations_dir: Path | None,
     steps: int,
     dry_run: bool,
+    accept_edited: tuple[str, ...],
     lock_timeout: str | None,
     statement_timeout: str | None,
     lock_wait: float | None,
@@ -539,7 +557,9 @@ def rollback(
     printer = _Printer()
     with _interrupted(printer, "down", steps), _reported(target.prod, printer, steps):
         with runner.connect(url, chosen.connect_timeout) as conn:
-            targets = runner.rollback_targets(runner.plan(conn, migrations), migrations, steps)
+            targets = runner.rollback_targets(
+                runner.plan(conn, migrations), migrations, steps, accept_edited
+            )
         info(f"to roll back ({len(targets)}), newest first:\n{_listing(targets)}")
         if dry_run:
             runner.refuse_unrunnable(targets, "down")  # as the real rollback refuses
@@ -548,15 +568,18 @@ def rollback(
         cli.confirm(f"roll back {len(targets)} migration(s) (their down sections)", target)
         regrant = _regrant(cli.settings, url)
         with runner.locked(url, chosen, printer) as conn:
-            now = runner.rollback_targets(runner.plan(conn, migrations), migrations, steps)
+            now = runner.rollback_targets(
+                runner.plan(conn, migrations), migrations, steps, accept_edited
+            )
             if now != targets:
                 raise runner.MigrationError(
                     "the applied migrations changed while you were confirming (another "
                     "deploy?); nothing was rolled back. Look again with `bin/db-migrations`"
                 )
             rolled = runner.rollback(
-                conn, migrations, chosen, printer, steps=steps, regrant=regrant
-            )
+                conn, migrations, chosen, printer, steps=steps, regrant=regrant,
+                accept_edited=accept_edited,
+            )  # fmt: skip
     done(f"{len(rolled)} migration{'s' if len(rolled) != 1 else ''} rolled back")
     grant_again(cli.settings, url)
 

@@ -485,8 +485,13 @@ def _row(migration: Migration, *, adopted: bool) -> dict[str, object]:
     }
 
 
-def rollback_targets(current: Plan, migrations: list[Migration], steps: int) -> list[Migration]:
-    """The latest `steps` applied migrations, newest first; refused unless each can go back."""
+def rollback_targets(
+    current: Plan, migrations: list[Migration], steps: int, accept_edited: tuple[str, ...] = ()
+) -> list[Migration]:
+    """The latest `steps` applied migrations, newest first; refused unless each can go back.
+    `accept_edited`: versions whose file changed since applied (a down section fixed after
+    it failed, say) that may go back as they are now."""
+    refuse_unknown_accepted(current, accept_edited)
     by_version = {m.version: m for m in migrations}
     latest = sorted(current.applied, key=lambda a: (a.applied_at, a.version), reverse=True)
     if len(latest) < steps:
@@ -502,9 +507,11 @@ def rollback_targets(current: Plan, migrations: list[Migration], steps: int) -> 
             raise MigrationError(
                 f"{label} is applied but its file is not here; cannot roll it back"
             )
-        if migration.checksum != applied.checksum:
+        if migration.checksum != applied.checksum and applied.version not in accept_edited:
             raise MigrationError(
-                f"{label} changed since it was applied; its down section may not undo what ran"
+                f"{label} changed since it was applied; its down section may not undo what "
+                f"ran. If only its down section changed (fixed after it failed), roll back "
+                f"with --accept-edited {applied.version}"
             )
         if migration.down is None or migration.down.empty:
             raise MigrationError(
@@ -523,10 +530,11 @@ def rollback(
     *,
     steps: int = 1,
     regrant: Regrant | None = None,
+    accept_edited: tuple[str, ...] = (),
 ) -> list[Migration]:
     """Run the down sections of the latest `steps` applied migrations, newest first."""
     current = plan(conn, migrations)
-    targets = rollback_targets(current, migrations, steps)
+    targets = rollback_targets(current, migrations, steps, accept_edited)
     refuse_unrunnable(targets, "down")
     for migration in targets:
         assert migration.down is not None
