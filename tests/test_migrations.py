@@ -465,6 +465,18 @@ def test_new_says_in_one_line_where_it_cannot_write(tmp_path) -> None:
             {"20260102000000_x.SQL": "-- migrate:up\nCREATE TABLE x (id int);\n"},
             "20260102000000_x.SQL: name it 20260102000000_x.sql (lower-case .sql)",
         ),
+        (  # a review: read as a comment, the up section made the table and dropped it
+            {
+                "20260102000000_x.sql": "-- migrate:up\nCREATE TABLE x (id int);\n"
+                "-- migrate: down\nDROP TABLE x;\n"
+            },
+            "20260102000000_x.sql:3: '-- migrate: down' reads as a comment, not as the "
+            "'-- migrate:down' line it looks like",
+        ),
+        (
+            {"20260102000000_x.sql": "--- MIGRATE:up\nCREATE TABLE x (id int);\n"},
+            "20260102000000_x.sql:1: '--- MIGRATE:up' reads as a comment",
+        ),
     ],
 )
 def test_bad_files_are_refused_before_anything_runs(

@@ -119,6 +119,21 @@ def refuse_unrunnable(migrations: list[Migration], direction: str) -> None:
             raise MigrationFileError(section.refusal)
 
 
+def _near_directive(line: str) -> str | None:
+    """The section a line not read as a directive was surely meant to start ("-- migrate:
+    down", "--- migrate:down", "-- MIGRATE:down", "-- migrate down"), or None. Taken for a
+    comment, it ran a down section's SQL in the up section (added and dropped at once)."""
+    squeezed = "".join(line.lower().split()).lstrip("-")
+    if not line.lstrip().startswith("--") or not squeezed.startswith("migrate"):
+        return None
+    for section in ("up", "down"):
+        for written in (f"migrate:{section}", f"migrate{section}"):
+            rest = squeezed.removeprefix(written)
+            if rest != squeezed and (not rest or rest.startswith("transaction:")):
+                return section
+    return None
+
+
 def parse(path: Path, text: str) -> Migration:
     """One migration file, checked; MigrationFileError names what is wrong and where."""
     file_name = path.name
@@ -133,6 +148,12 @@ def parse(path: Path, text: str) -> Migration:
     for number, line in enumerate(lines, start=1):
         directive = _DIRECTIVE.match(line.strip())
         if not directive:
+            if near := _near_directive(line):
+                raise MigrationFileError(
+                    f"{file_name}:{number}: {line.strip()!r} reads as a comment, not as the "
+                    f"'-- migrate:{near}' line it looks like: its SQL would run in the "
+                    f"section above. Write it '-- migrate:{near}' (no space after the colon)"
+                )
             continue
         section = directive["section"]
         if section not in ("up", "down"):
