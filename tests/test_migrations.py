@@ -369,6 +369,20 @@ def test_new_writes_an_empty_migration_with_the_next_version(tmp_path) -> None:
     assert "-- migrate:up" in text and "-- migrate:down" in text
 
 
+def test_new_takes_accents_off_and_refuses_letters_without_an_ascii_form(tmp_path) -> None:
+    # A review: non-ASCII letters were dropped ('naïve_index' → 'na_ve_index', 'Größe' →
+    # 'gr_e'), and 'ÄÖÜ' was refused as having no letters.
+    folder = tmp_path / "m"
+    made = cli("db-new-migration", "naïve ﬁx ÄÖÜ", "--migrations-dir", str(folder))
+    assert made.returncode == 0, made.stderr
+    assert Path(made.stdout.strip()).name.endswith("_naive_fix_aou.sql")
+    other = tmp_path / "other"
+    refused = cli("db-new-migration", "Größe", "--migrations-dir", str(other))
+    assert refused.returncode == 1
+    assert "written in ASCII letters and digits (a-z, 0-9); spell 'ß' in them" in refused.stderr
+    assert not other.exists() or not list(other.iterdir())
+
+
 def test_new_after_a_version_that_leaves_no_room_says_so(tmp_path) -> None:
     folder = write(tmp_path / "m", {"99999999999999_last.sql": NOTES})
     refused = cli("db-new-migration", "after", "--migrations-dir", str(folder))

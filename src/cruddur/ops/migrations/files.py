@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import unicodedata
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from importlib import resources
@@ -249,10 +250,25 @@ MAX_NAME = 100  # characters of a new migration's name, after the version
 
 
 def slug(name: str) -> str:
-    """A migration name made of lower-case words joined by _: 'Add bio' → 'add_bio'."""
-    cleaned = _NAME_PART.sub("_", name.lower()).strip("_")
+    """A migration name made of lower-case words joined by _: 'Add bio' → 'add_bio'.
+
+    Accents go ('café' → 'cafe', 'ﬁx' → 'fix'); a letter with no ASCII form is refused,
+    not dropped: 'Größe' became 'gr_e' and 'naïve_index' 'na_ve_index' without a word."""
+    # Compatibility decomposition, its combining marks then dropped.
+    plain = "".join(
+        c for c in unicodedata.normalize("NFKD", name) if not unicodedata.combining(c)
+    ).lower()
+    foreign = sorted({c for c in plain if not c.isascii() and c.isalnum()})
+    if foreign:
+        raise MigrationFileError(
+            f"{name!r}: a migration's name is written in ASCII letters and digits (a-z, 0-9); "
+            f"spell {', '.join(map(repr, foreign))} in them"
+        )
+    cleaned = _NAME_PART.sub("_", plain).strip("_")
     if not cleaned:
-        raise MigrationFileError(f"{name!r}: a migration needs a name of letters or digits")
+        raise MigrationFileError(
+            f"{name!r}: a migration needs a name of ASCII letters or digits (a-z, 0-9)"
+        )
     if len(cleaned) > MAX_NAME:  # the file's name must stay under the file system's 255
         raise MigrationFileError(
             f"a migration's name is at most {MAX_NAME} characters, not {len(cleaned)}: "
