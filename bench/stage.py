@@ -236,7 +236,7 @@ def traced_feed_environment(size: int, endpoint: str, **settings: str) -> None:
     except psycopg.OperationalError:
         # Without it every request was a 503, and the counts those of the error path.
         print(f"  no feed database of {size:,} yet: building it as bench/feed.py does")
-        build(url, size, max(1, size // 10))
+        build(url, size, 1000)  # bench/feed.py's default --users
     os.environ.update(
         CONNECTION_URL=url,
         CRUDDUR_FEED_CACHE="0", CRUDDUR_POOL_MAX_SIZE="1", OTEL_EXPORTER_OTLP_ENDPOINT=endpoint,
