@@ -32,6 +32,42 @@ def _keyed(key: str) -> dict[str, dict[str, str]]:
     return {"headers": {"Idempotency-Key": key}}
 
 
+def test_a_replayed_write_drops_the_kept_first_page(api, mint, api_settings) -> None:
+    # A review: a replay answered 201 without dropping this worker's kept first page, so
+    # a client whose first attempt committed elsewhere (its answer lost on a server with
+    # the cache off, or a worker that died after the commit) then read a page without it.
+    from dataclasses import replace
+
+    from api_support import CheckedClient
+
+    from cruddur.api import create_app
+
+    token, key = mint("bayko"), str(uuid.uuid4())
+    first_attempt = create_app(
+        api_settings.but(serve=replace(api_settings.serve, feed_cache=False))
+    )
+    try:
+        assert api.get("/api/activities/home").status_code == 200  # starts the listener
+        assert (
+            api.client.application.extensions["cruddur.feed_cache"]
+            .pages()
+            .changes.wait_listening(10)
+        )
+        assert api.get("/api/activities/home").status_code == 200  # kept now
+        crud = {"message": f"first answer lost {key[:8]}", "ttl": "1-day"}
+        first = CheckedClient(first_attempt).post(
+            "/api/activities", json=crud, token=token, **_keyed(key)
+        )
+        assert first.status_code == 201
+        again = api.post("/api/activities", json=crud, token=token, **_keyed(key))
+        assert again.headers["Idempotent-Replayed"] == "true"
+        messages = [a["message"] for a in api.get("/api/activities/home").get_json()]
+        assert crud["message"] in messages
+    finally:
+        first_attempt.extensions["cruddur.feed_cache"].close()
+        first_attempt.extensions["cruddur.db"].close()
+
+
 def test_a_retry_of_a_stored_crud_is_answered_as_the_first_and_stores_nothing(
     api, mint, seeded_db: str
 ) -> None:

@@ -110,10 +110,12 @@ def after_write(extensions: dict[str, Any], body: str) -> list[tuple[str, str]]:
 
 def _written_once(written: Written) -> Response:
     """A keyed write's 201: as _written when it wrote now; the first attempt's answer,
-    marked Idempotent-Replayed, when the key had been used (nothing changed now)."""
+    marked Idempotent-Replayed, when the key had been used (nothing changed now). The
+    kept pages go all the same: the first attempt may have committed without dropping
+    them (its answer lost on a worker that died, or on a server with the cache off)."""
     if not written.replayed:
         return _written(written.body)
-    headers = _created_headers(current_app.extensions, written.body)
+    headers = after_write(current_app.extensions, written.body)
     return JsonPage(written.body, [*headers, (REPLAYED_HEADER, "true")], 201)
 
 
