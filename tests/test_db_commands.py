@@ -19,7 +19,7 @@ from pathlib import Path
 import psycopg
 import pytest
 from click.testing import CliRunner
-from helpers import BIN, ROOT, as_role, cli, database_exists, run, tables
+from helpers import BIN, CRUDDUR, ROOT, as_role, cli, database_exists, run, tables
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
@@ -365,6 +365,23 @@ def test_setup_if_missing_keeps_an_existing_database(seeded_db) -> None:
     assert "schema up to date" in result.stderr and "not seeded" in result.stderr
     with psycopg.connect(seeded_db) as conn:
         assert conn.execute("SELECT count(*) FROM activities").fetchone()[0] == 0
+
+
+@pytest.mark.parametrize("database", ["template1", "postgres"])
+def test_no_verb_changes_a_system_database(database: str) -> None:
+    # A review: `db setup --if-missing` on template1 loaded the schema, the seed and the
+    # grants there, and every database made afterwards came with them. Refused before
+    # connecting: the server here is never reached.
+    url = f"postgresql://postgres@127.0.0.1:1/{database}"
+    for verb in (
+        ["db", "setup"], ["db", "setup", "--if-missing"], ["db", "schema-load"],
+        ["db", "seed"], ["db", "seed", "--fake", "--users", "1"], ["db", "migrate"],
+        ["db", "rollback"], ["db", "roles"],
+    ):  # fmt: skip
+        result = cli(CRUDDUR, *verb, env=local(url))
+        assert result.returncode == 1, (verb, result.stderr)
+        assert f'the system database "{database}"' in result.stderr, (verb, result.stderr)
+        assert "connection refused" not in result.stderr.lower(), verb
 
 
 def test_setup_stops_at_the_first_failure(server_url) -> None:

@@ -218,10 +218,11 @@ def schema_load(cli: Cli) -> None:
     For a local database. On production, `cruddur db migrate --prod` changes the
     schema and keeps every row.
     """
-    from cruddur.ops import loading
+    from cruddur.ops import databases, loading
     from cruddur.ops.connections import database_db
 
     target = cli.target
+    databases.refuse_system_database(target.dbname, "load the schema into")
     if target.prod:
         warn(
             "schema-load replaces the users and activities tables: every row is lost. To "
@@ -288,7 +289,7 @@ def seed(
     With --fake, add USERS made-up users and ACTIVITIES made-up cruds instead, e.g.
     `cruddur db seed --fake --users 10000 --activities 1000000` for the feed benchmark.
     """
-    from cruddur.ops import loading
+    from cruddur.ops import databases, loading
     from cruddur.ops.connections import database_db
 
     if not fake:
@@ -304,6 +305,7 @@ def seed(
             "fake activities need fake users to post them: --users must be at least 1"
         )
     cli = ctx.ensure_object(Cli)
+    databases.refuse_system_database(cli.target.dbname, "seed")
     if not fake:
         cli.confirm("insert the sample users and cruds")
         with database_db(cli.target, cli.settings.pool) as database:
@@ -613,6 +615,7 @@ def setup(cli: Cli, force: bool, if_missing: bool) -> None:
     # another address (a tunnel): the drop, the question and the roles' file are its.
     target, _ = migration_target(cli, quiet=True)
     name = target.dbname
+    databases.refuse_system_database(name, "set up Cruddur in")
     if not if_missing:
         cli.confirm(f'drop and recreate "{name}"', target)
     # What the database is left as, at each step from the drop on, for a Ctrl-C's line

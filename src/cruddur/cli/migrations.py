@@ -430,11 +430,13 @@ def migrate(
     finds nothing to do. A database made by schema-load is adopted: its first
     migration is recorded without running.
     """
+    from cruddur.ops.databases import refuse_system_database
     from cruddur.ops.migrations import runner
 
     migrations = runner.load(migrations_dir)  # every file checked before anything runs
     chosen = _settings(cli, lock_timeout, statement_timeout, lock_wait)
     target, url = migration_target(cli)
+    refuse_system_database(target.dbname, "migrate")
     printer = _Printer()
     with _interrupted(printer, "up"), _reported(target.prod):
         with runner.connect(url, chosen.connect_timeout) as conn:
@@ -549,11 +551,13 @@ def rollback(
 
     A migration without a down section is refused, and then nothing is rolled back.
     """
+    from cruddur.ops.databases import refuse_system_database
     from cruddur.ops.migrations import runner
 
     migrations = runner.load(migrations_dir)
     chosen = _settings(cli, lock_timeout, statement_timeout, lock_wait)
     target, url = migration_target(cli)
+    refuse_system_database(target.dbname, "roll back migrations in")
     printer = _Printer()
     with _interrupted(printer, "down", steps), _reported(target.prod, printer, steps):
         with runner.connect(url, chosen.connect_timeout) as conn:

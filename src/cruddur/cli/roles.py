@@ -50,11 +50,12 @@ def set_up_roles(
 ) -> None:
     """Make the roles and grant them their privileges on the target database; say how
     to reach them."""
-    from cruddur.ops import roles
+    from cruddur.ops import databases, roles
     from cruddur.ops.connections import database_db, server_db
     from cruddur.targets import embedded_server
     from cruddur.urls import as_url, redact, with_database, with_user
 
+    databases.refuse_system_database(target.dbname, "grant Cruddur's roles on")
     passwords: dict[str, str] = {}
     unknown: set[str] = set()
     if target.embedded:

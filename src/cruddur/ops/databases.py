@@ -90,9 +90,15 @@ class Session:  # the columns of server/sessions.sql, by name
     hidden: bool  # another role's: this role may not see its state or address
 
 
-def _refuse_system_database(dbname: str, verb: str) -> None:
+def refuse_system_database(dbname: str, verb: str) -> None:
+    """Before a verb changes `dbname`: never a system database. What goes into template1
+    goes into every database made after (the suite's, the next `db setup`'s); postgres is
+    the server's maintenance database."""
     if dbname in SYSTEM_DATABASES:
-        raise ConfigError(f'refusing to {verb} the system database "{dbname}"')
+        raise ConfigError(
+            f'refusing to {verb} the system database "{dbname}"',
+            "name Cruddur's own database in the URL (…/cruddur)",
+        )
 
 
 def exists(server: Db, dbname: str) -> bool:
@@ -140,7 +146,7 @@ def other_sessions(server: Db, dbname: str) -> list[OtherSession]:
 
 def drop(server: Db, dbname: str, *, force: bool = False) -> bool:
     """Drop the database; False when there was none. Without `force`, refuse while in use."""
-    _refuse_system_database(dbname, "drop")
+    refuse_system_database(dbname, "drop")
     if not exists(server, dbname):
         return False
     others = other_sessions(server, dbname)
@@ -159,7 +165,7 @@ def drop(server: Db, dbname: str, *, force: bool = False) -> bool:
 def kill_all(server: Db, dbname: str) -> tuple[int, list[OtherSession]]:
     """Disconnect every other session from the database that this role may end: how many
     it ended, and the sessions (of other roles) it may not end."""
-    _refuse_system_database(dbname, "disconnect everyone from")
+    refuse_system_database(dbname, "disconnect everyone from")
     rows = server.query_rows(
         template("server", "terminate_sessions"), {"dbname": dbname}, row_factory=class_row(Ended)
     )
