@@ -171,6 +171,26 @@ def test_replace_removes_only_earlier_fake_rows(seeded_db: str) -> None:
     )
 
 
+def test_two_fake_loads_at_once_both_land(seeded_db: str) -> None:
+    # A review: two loads at once picked the same free handles (each checked before the
+    # other wrote), and one ended in a bare "deadlock detected". They go one at a time:
+    # while another holds the load's lock, a load waits, then lands.
+    with psycopg.connect(seeded_db, autocommit=True) as holder:
+        holder.execute("SELECT pg_advisory_lock(hashtext('cruddur db seed --fake'))")
+        waiting = subprocess.Popen(
+            [CRUDDUR, "db", "seed", "--fake", "--users", "300", "--activities", "0", "--seed", "1"],
+            env={**os.environ, "CONNECTION_URL": seeded_db}, stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        with pytest.raises(subprocess.TimeoutExpired):
+            waiting.wait(timeout=3)  # held by "another load"
+    _, stderr = waiting.communicate(timeout=60)
+    assert waiting.returncode == 0, stderr
+    again = fake_seed(seeded_db, "--users", "300", "--activities", "0", "--seed", "2")
+    assert again.returncode == 0, again.stderr
+    assert one(seeded_db, "SELECT count(*) FROM users WHERE cognito_user_id LIKE 'FAKE-%'") == 600
+
+
 SEED_CRUD = UUID("5eed0000-0000-4000-8000-000000000001")
 WRONG_COUNTS = (
     "SELECT count(*) FROM activities AS parent WHERE replies_count <>"

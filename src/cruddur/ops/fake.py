@@ -98,6 +98,9 @@ def load(
     # Ctrl-C from the "committing" stage on waits for the COMMIT (db.connection()'s end):
     # a load interrupted in that stage or a later one has kept its rows.
     with interrupts.held() as hold, db.connection() as conn:
+        # One load at a time: two at once picked the same free handles (each checked
+        # before the other wrote) and one ended in a bare "deadlock detected".
+        conn.execute("SELECT pg_advisory_xact_lock(hashtext('cruddur db seed --fake'))")
         removed = 0
         if replace:
             report.stage("deleting")  # earlier fake rows; short, for the bar's 80 columns
