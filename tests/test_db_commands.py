@@ -240,6 +240,15 @@ def test_sessions_shows_control_characters_in_names_as_escapes(admin, empty_db) 
     assert "_\\x1b[7m" in result.stdout
 
 
+def test_kill_all_on_a_database_that_does_not_exist_says_so(empty_db) -> None:
+    # A review: "disconnected 0 sessions", for a mistyped name.
+    missing = with_database(empty_db, f"{database_name(empty_db)}_missing")
+    result = cli("db-kill-all", env=local(missing))
+    assert result.returncode == 0, result.stderr
+    assert "does not exist; no session to end" in result.stderr
+    assert "disconnected" not in result.stderr
+
+
 def test_kill_all_disconnects_other_sessions(empty_db) -> None:
     conn = psycopg.connect(empty_db)
     result = cli("db-kill-all", env=local(empty_db))

@@ -188,6 +188,9 @@ def kill_all(cli: Cli) -> None:
     target = cli.target
     cli.confirm(f'disconnect every session from "{target.dbname}"')
     with server_db(target, cli.settings.pool) as server:
+        if not databases.exists(server, target.dbname):  # a mistyped name: not "0 ended"
+            done(f'database "{target.dbname}" does not exist; no session to end')
+            return
         count, kept = databases.kill_all(server, target.dbname)
     done(f"disconnected {count} session{'s' if count != 1 else ''}")
     if kept:  # other roles' sessions: "disconnected 0 sessions" left them connected
