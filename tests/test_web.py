@@ -946,7 +946,10 @@ _RECORD_KEYS = _LOSE_FIRST_ANSWER.replace("lose = 1", "lose = 0")
 def _send(browser, text: str) -> None:
     """`text` typed into the compose box (post or reply) and sent; back once the page
     says "Posted."."""
-    _shown(browser, "form.compose textarea").send_keys(text)
+    box = _shown(browser, "form.compose textarea")
+    if box.get_property("value") != text:  # a draft the box kept is sent as it is
+        box.send_keys(Keys.CONTROL, "a")
+        box.send_keys(text)
     _css(browser, "form.compose button[type=submit]").click()
     _wait(browser, lambda d: d.execute_script(_SAID) == "Posted.")
 
@@ -1245,6 +1248,70 @@ def test_a_reply_posted_before_the_last_page_is_shown_once_in_order(
         with psycopg.connect(web_db) as conn:  # its replies go with it
             conn.execute("DELETE FROM activities WHERE uuid = %s", [parent])
     assert _console_problems(browser) == []
+
+
+def test_a_draft_survives_try_again_and_coming_back_online(browser, site: str) -> None:
+    # A review: "Try again" (or the browser's online event) drew the page again with an
+    # empty post box: what the reader had typed meanwhile was gone, and the online event
+    # sent their focus to the heading mid-word.
+    _sign_in_as(browser, site, "bayko")
+    browser.execute_cdp_cmd("Network.enable", {})
+    browser.execute_cdp_cmd("Network.setBlockedURLs", {"urls": ["*/api/activities/home*"]})
+    try:
+        browser.get(site + "/")
+        _shown(browser, "main .error", "Cannot reach the Cruddur API")
+        _css(browser, "form.compose textarea").send_keys("a draft I care about")
+    finally:
+        browser.execute_cdp_cmd("Network.setBlockedURLs", {"urls": []})
+    (again,) = [b for b in _all(browser, "main button.more") if b.text == "Try again"]
+    again.click()
+    _wait(browser, lambda d: len(_all(d, "ol.feed > li")) > 0)
+    assert _css(browser, "form.compose textarea").get_property("value") == "a draft I care about"
+    browser.execute_cdp_cmd("Network.setBlockedURLs", {"urls": ["*/api/activities/home*"]})
+    try:
+        _css(browser, "a.brand").click()  # the home feed read again, within the page
+        _shown(browser, "main .error", "Cannot reach the Cruddur API")
+        box = _css(browser, "form.compose textarea")
+        assert box.get_property("value") == "a draft I care about"
+        box.send_keys(", and more")
+    finally:
+        browser.execute_cdp_cmd("Network.setBlockedURLs", {"urls": []})
+    browser.execute_script("window.dispatchEvent(new Event('online'))")
+    _wait(browser, lambda d: len(_all(d, "ol.feed > li")) > 0)
+    box = _css(browser, "form.compose textarea")
+    assert box.get_property("value") == "a draft I care about, and more"
+    assert browser.execute_script("return document.activeElement") == box
+    box.send_keys("!")  # still typing where it was: at the end
+    assert box.get_property("value") == "a draft I care about, and more!"
+    _css(browser, "#nav button").click()  # sign out: the draft is not left for the next reader
+    _shown(browser, ".flash", "You are signed out.")
+    _css(browser, "#nav a.button").click()  # Sign in, within the page
+    _choose_dev_user(browser, "bayko")
+    assert _shown(browser, "form.compose textarea").get_property("value") == ""
+    assert "a draft" not in json.dumps(browser.execute_script("return {...sessionStorage}"))
+    assert _console_problems(browser, allowed=("ERR_BLOCKED_BY_CLIENT",)) == []
+
+
+def test_a_reply_refused_when_the_sign_in_ran_out_comes_back_after_signing_in(
+    browser, site: str
+) -> None:
+    # A review: the header's "Sign in" led to the home feed, and the crud page came back
+    # with an empty reply box: the reply typed before the sign-in ran out was lost.
+    crud = f"/@andrewbrown/status/{PARENT}"
+    _sign_in_as(browser, site, "bayko")
+    browser.get(site + crud)
+    _shown(browser, "form.compose textarea").send_keys("my long thoughtful reply")
+    browser.execute_script("const now = Date.now.bind(Date); Date.now = () => now() + 3600e3;")
+    _css(browser, "form.compose button[type=submit]").click()
+    _shown(browser, "form.compose .form-error", "Sign in again to post")
+    _css(browser, "#nav a[href='/signin']").click()
+    _wait(browser, lambda d: d.execute_script("return location.pathname") == "/signin")
+    _choose_dev_user(browser, "bayko")
+    assert browser.current_url == site + crud
+    box = _shown(browser, "form.compose textarea")
+    assert box.get_property("value") == "my long thoughtful reply"
+    _css(browser, "#nav button").click()  # sign out
+    _shown(browser, ".flash", "You are signed out.")
 
 
 def test_a_page_that_found_no_server_offers_to_ask_again(browser, site: str) -> None:

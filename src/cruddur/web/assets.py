@@ -23,7 +23,9 @@ from typing import Any
 STATIC = files("cruddur.web").joinpath("static")
 PAGE_TEMPLATE = "index.html"
 # The modules the page needs at once; preloading them avoids an import waterfall.
-MODULES = ("main.js", "api.js", "auth.js", "cognito.js", "views.js", "dom.js", "timefmt.js")
+MODULES = (
+    "main.js", "api.js", "auth.js", "cognito.js", "views.js", "dom.js", "timefmt.js", "drafts.js"
+)
 TYPES = {".js": "text/javascript", ".css": "text/css", ".svg": "image/svg+xml"}
 
 

@@ -2,6 +2,7 @@
 
 import * as auth from "./auth.js";
 import { h, replace } from "./dom.js";
+import { forgetDrafts } from "./drafts.js";
 import * as views from "./views.js";
 
 const main = document.getElementById("main");
@@ -112,7 +113,7 @@ function renderNav() {
   } else {
     replace(
       nav,
-      h("a", { href: "/signin", "data-nav": true, class: "button" }, "Sign in"),
+      h("a", { href: "/signin", "data-nav": true, "data-back-here": true, class: "button" }, "Sign in"),
       auth.mode() === "cognito" ? h("a", { href: "/signup", "data-nav": true, class: "button ghost" }, "Sign up") : null,
     );
   }
@@ -120,6 +121,7 @@ function renderNav() {
 
 function signOut() {
   auth.signOut();
+  forgetDrafts();
   views.setFlash("You are signed out.");
   navigate("/");
 }
@@ -130,8 +132,18 @@ document.addEventListener("click", (event) => {
   if (!link || event.defaultPrevented || event.button !== 0) return;
   if (event.metaKey || event.ctrlKey || event.shiftKey || event.altKey) return;
   event.preventDefault();
-  navigate(link.getAttribute("href"));
+  navigate(withNext(link));
 });
+
+// The header's "Sign in" leads back to the page it was pressed on (a crud whose reply
+// was refused when the sign-in ran out, say), as a page's own "Sign in to reply" does.
+function withNext(link) {
+  const href = link.getAttribute("href");
+  const from = location.pathname;
+  if (!link.hasAttribute("data-back-here") || from === "/" || AUTH_PAGES.test(from)) return href;
+  return `${href}?next=${encodeURIComponent(from)}`;
+}
+const AUTH_PAGES = /^\/(signin|signup|confirm)$/;
 // Back and forward; a jump within the page (the skip link's #main) is not a new page.
 // The page comes back as the reader left it (its pages loaded, scrolled there): the
 // browser's own scroll restoration would run before the list has loaded again.
@@ -147,7 +159,18 @@ document.addEventListener("visibilitychange", () => {
   if (document.visibilityState === "visible") views.refreshTimes();
 });
 auth.onChange(renderNav);
-views.onRetry(() => render(true, history.state?.place)); // the place kept, if any
+// Drawn again (Try again, back online) with the place kept, if any. A reader typing in
+// the post box stays in it, at the end of the draft (drafts.js gives it back), not sent
+// to the page's heading mid-word.
+views.onRetry(() => {
+  const typing = document.activeElement?.closest("form.compose") ? document.activeElement : null;
+  render(!typing, history.state?.place);
+  const box = typing && main.querySelector("form.compose textarea");
+  if (box) {
+    box.focus();
+    box.setSelectionRange(box.value.length, box.value.length);
+  }
+});
 renderNav();
 if (auth.endedOnLoad) views.setFlash("Your sign-in ran out. Sign in again to post.");
 render(false);

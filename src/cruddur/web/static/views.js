@@ -5,6 +5,7 @@ import { crudPath, feedPath, read } from "./api.js";
 import * as auth from "./auth.js";
 import * as cognito from "./cognito.js";
 import { append, h, icon, replace, uid } from "./dom.js";
+import { keepDraft } from "./drafts.js";
 import { ago, exact, expiresIn } from "./timefmt.js";
 
 // The API's limits (cruddur/limits.py; tests/test_limits.py holds them together).
@@ -352,6 +353,7 @@ function composeForm(onPosted) {
     placeholder: "Say it. It expires.",
   });
   const textarea = message.querySelector("textarea");
+  keepDraft(textarea, auth.current()?.handle, "compose"); // before the counter counts it
   const ttlId = uid("ttl");
   const ttl = h("select", { id: ttlId, name: "ttl", "data-error": `${ttlId}-error` },
     TTLS.map((v) => h("option", { value: v, selected: v === "7-days" }, TTL_WORDS[v])));
@@ -438,6 +440,7 @@ function replyForm(parent, onReplied) {
   const message = textField({ label: "Your reply", name: "message", type: "textarea", rows: 2, dir: "auto",
     hint: `Up to ${REPLY_MAX} characters.` });
   const textarea = message.querySelector("textarea");
+  keepDraft(textarea, auth.current()?.handle, `reply:${parent}`);
   const form = h(
     "form",
     { class: "card compose", "aria-label": "Reply", novalidate: true },
