@@ -37,6 +37,14 @@ TLS_HINT = (
 
 _TLS_MARKERS = ("certificate verify failed", "does not match host name", "root certificate file")
 
+POOLER_HINT = (
+    "a transaction pooler (PgBouncer, RDS Proxy) is between you and PostgreSQL and nobody "
+    'said so: set CRUDDUR_POOLER=transaction (README, "Poolers, RDS Proxy and the session lock")'
+)
+# PgBouncer's refusal of the API's session settings (the `options` startup parameter):
+# its own words, no secret in them.
+_POOLER_MARKERS = ("unsupported startup parameter",)
+
 _UNREACHABLE_MARKERS = (
     "connection refused",
     "could not connect",
@@ -74,6 +82,9 @@ _BY_SQLSTATE: dict[str, tuple[str, str]] = {
     "22001": ("too-long", "a value is longer than its column allows"),
     "22P02": ("invalid-value", "a value is not of the column's type (a malformed UUID?)"),
     "57014": ("timeout", "the statement ran past its time limit"),
+    # Prepared statements meeting other clients' on a pooler's shared server connections.
+    "42P05": ("pooler", POOLER_HINT),
+    "26000": ("pooler", POOLER_HINT),
 }
 
 _EXTENSION_HINT = (
@@ -99,6 +110,8 @@ def _connection_kind(message: str) -> tuple[str, str] | None:
         return _BY_SQLSTATE["42501"]
     if any(marker in lowered for marker in _TLS_MARKERS):
         return ("tls", TLS_HINT)
+    if any(marker in lowered for marker in _POOLER_MARKERS):
+        return ("pooler", POOLER_HINT)
     if any(marker in lowered for marker in _UNREACHABLE_MARKERS):
         return ("unreachable", UNREACHABLE_HINT)
     return None
@@ -156,4 +169,6 @@ def redacted_reason(exc: BaseException, *, connected: bool = False) -> str:
     if isinstance(exc, psycopg.ProgrammingError):
         return f"{name}: the connection URL is malformed"
     found = _connection_kind(str(exc)) if isinstance(exc, psycopg.OperationalError) else None
+    if found and found[0] == "pooler":
+        return f"{name}: a pooler refused the session's settings; {POOLER_HINT}"
     return f"{name}: {found[0] if found else 'reason withheld'} (libpq's message is not shown)"
