@@ -190,6 +190,22 @@ def test_a_cli_verb_works_through_pgbouncer_in_transaction_mode(
     assert "deleted 31 cruds" in purged.stderr, purged.stderr
 
 
+def test_drop_through_a_pooler_says_its_idle_connections_may_be_the_others(
+    bouncer: PgBouncer, empty_db: str
+) -> None:
+    # A review: `db drop` after `db schema-load` through PgBouncer was refused for "1
+    # other session", PgBouncer's server connection kept from the load, and said nothing
+    # of the pooler.
+    env = {"CONNECTION_URL": bouncer.url_for(empty_db), "CRUDDUR_POOLER": "transaction"}
+    assert cli(CRUDDUR, "db", "schema-load", env=env).returncode == 0
+    refused = cli(CRUDDUR, "db", "drop", env=env)
+    assert refused.returncode == 1
+    hint = " ".join(refused.stderr.split())
+    assert "other session" in hint and "may be its own idle server connections" in hint, hint
+    forced = cli(CRUDDUR, "db", "drop", "--force", env=env)
+    assert forced.returncode == 0, forced.stderr
+
+
 def _advisory_locks(url: str) -> int:
     """How many advisory locks any session holds in the database `url` names."""
     with psycopg.connect(url) as conn:

@@ -169,7 +169,18 @@ def drop(cli: Cli, force: bool) -> None:
     target = cli.target
     cli.confirm(f'DROP DATABASE "{target.dbname}"')
     with server_db(target, cli.settings.pool) as server:
-        dropped = databases.drop(server, target.dbname, force=force)
+        try:
+            dropped = databases.drop(server, target.dbname, force=force)
+        except databases.DatabaseInUse as exc:
+            if not exc.kept and cli.settings.replica.behind_pooler(target.url):
+                # The pooler keeps server connections open after each client's (the
+                # previous command's): they are the "other sessions" as often as not.
+                exc.hint = (
+                    f"{exc.hint}. Behind a pooler (CRUDDUR_POOLER) they may be its own idle "
+                    "server connections, left by your earlier commands: `--force` ends "
+                    "them, or drop through the database's direct URL"
+                )
+            raise
     if dropped:
         done(f'dropped database "{target.dbname}"')
     else:
