@@ -553,6 +553,31 @@ def test_a_copied_home_never_drives_the_originals_server(home, tmp_path) -> None
         shutil.rmtree(copy, ignore_errors=True)
 
 
+def test_advice_to_start_afresh_says_the_server_still_runs(home) -> None:
+    # A review: the state file broken (or removed) while the server ran, the advice to
+    # start afresh said nothing of it: followed, it left a server no command would stop.
+    env = {"CRUDDUR_HOME": str(home)}
+    assert cruddur("db", "up", env=env).returncode == 0
+    state_file = home / "postgres.json"
+    saved = state_file.read_text()
+    data_dir = Path(json.loads(saved)["cluster_dir"]) / "data"
+    pid = (data_dir / "postmaster.pid").read_text().split()[0]
+    try:
+        state_file.write_text('{"port": 1')  # cut short
+        broken = run("db-create", env=env)
+        assert broken.returncode == 1
+        said = " ".join(broken.stderr.split())
+        assert "postgres.json is unreadable" in said and f"still runs (pid {pid})" in said, said
+        state_file.unlink()
+        lost = run("db-create", env=env)
+        assert lost.returncode == 1
+        said = " ".join(lost.stderr.split())
+        assert "its password is unknown" in said and f"still runs (pid {pid})" in said, said
+    finally:  # put back, for the fixture to stop the server and remove its cluster
+        state_file.write_text(saved)
+        state_file.chmod(0o600)
+
+
 @pytest.mark.parametrize(
     "text",
     ['{"port": "x", "password": "p"}', "[]", '{"port": 70000}', '{"roles": {"a": 1}}', "null"],

@@ -479,8 +479,16 @@ class EmbeddedPostgres:
         except ValueError:
             state = None
         if not _well_formed(state):  # cut short, or edited by hand
+            # The cluster it named is unknown now: under the home, or the shared place's
+            # (as root, when the server's user cannot reach the home). A server still
+            # running there is said, with how to stop it: following the advice alone
+            # orphaned it.
+            shared = _shared_path("data", self.root) / "cluster"
+            clusters = [self.root] + ([shared] if shared.exists() else [])
+            running = "".join(_still_running(cluster / "data") for cluster in clusters)
             raise EmbeddedError(
-                f"{self._state_file} is unreadable: remove it and {self.root} to start afresh"
+                f"{self._state_file} is unreadable: remove it and "
+                f"{' and '.join(map(str, clusters))} to start afresh{running}"
             )
         return state
 
@@ -596,6 +604,7 @@ class EmbeddedPostgres:
             raise EmbeddedError(
                 f"{data_dir} holds a database cluster but {self._state_file} {said}, "
                 f"so its password is unknown: remove {data_dir} to start afresh"
+                + _still_running(data_dir)
             )
         if ours and data_dir.exists():
             shutil.rmtree(data_dir)  # a half-made cluster (rmtree does not follow links)
