@@ -663,3 +663,38 @@ def test_an_empty_pid_file_reads_as_not_running(home) -> None:
         assert "cannot tell" not in status.stderr and "unexpected" not in status.stderr
     finally:
         pid_file.unlink()
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="binaries are copied for the server user as root")
+def test_two_first_starts_copying_the_same_binaries_both_take_a_copy(tmp_path) -> None:
+    # A review: two homes' first `db up` at once, with binaries in a folder private to
+    # root, both copied them; the second's rename failed ("unexpected OSError: Directory
+    # not empty") and left its staging folder in /var/lib/cruddur.
+    from unittest import mock
+
+    from cruddur import embedded
+
+    private = tmp_path / "private"
+    private.mkdir(mode=0o700)
+    bin_dir = private / "pgserver" / "pginstall" / "bin"
+    bin_dir.mkdir(parents=True)
+    (bin_dir / "postgres").write_text("#!/bin/sh\n")
+    (bin_dir / "postgres").chmod(0o755)
+    copy = embedded._shared_path("bin", bin_dir)
+    copytree = shutil.copytree
+
+    def the_other_start_finishes_first(source, target, *args, **kwargs):
+        made = copytree(source, target, *args, **kwargs)
+        if not copy.exists():  # the other home's copy, renamed into place meanwhile
+            copytree(bin_dir.parent.parent, copy / "pgserver")
+        return made
+
+    before = set(SHARED_ROOT.iterdir()) if SHARED_ROOT.exists() else set()
+    try:
+        with mock.patch.object(embedded.shutil, "copytree", the_other_start_finishes_first):
+            found = embedded._reachable_bin_dir(embedded.RunAs.for_current_user(), bin_dir)
+        assert found == copy / "pgserver" / "pginstall" / "bin"
+        assert (found / "postgres").is_file()
+        assert set(SHARED_ROOT.iterdir()) - before == {copy}  # no staging folder left
+    finally:
+        shutil.rmtree(copy, ignore_errors=True)

@@ -16,6 +16,7 @@ root runs next.
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import importlib.util
 import json
@@ -251,13 +252,23 @@ def _reachable_bin_dir(run_as: RunAs, bin_dir: Path) -> Path:
     if not copy.exists():
         # Copy beside, then rename: a copy cut short is never taken for a whole one.
         staging = Path(tempfile.mkdtemp(dir=_root_owned_folder(SHARED_ROOT)))
-        shutil.copytree(install, staging / package.name / install.name)
-        libs = package.parent / f"{package.name}.libs"
-        if libs.is_dir():
-            shutil.copytree(libs, staging / libs.name)
-        for folder in (staging, staging / package.name):
-            folder.chmod(0o755)
-        os.rename(staging, copy)
+        try:
+            shutil.copytree(install, staging / package.name / install.name)
+            libs = package.parent / f"{package.name}.libs"
+            if libs.is_dir():
+                shutil.copytree(libs, staging / libs.name)
+            for folder in (staging, staging / package.name):
+                folder.chmod(0o755)
+            try:
+                os.rename(staging, copy)
+            except OSError as exc:
+                # Another home's first start made the same copy meanwhile: it is as
+                # good (the same binaries), and this one goes. (It ended in "unexpected
+                # OSError: Directory not empty", a staging folder left behind.)
+                if exc.errno not in (errno.ENOTEMPTY, errno.EEXIST) or not copy.is_dir():
+                    raise
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)  # renamed: gone already
     _root_owned_folder(copy)
     return copied_bin
 
