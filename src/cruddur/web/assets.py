@@ -24,7 +24,14 @@ STATIC = files("cruddur.web").joinpath("static")
 PAGE_TEMPLATE = "index.html"
 # The modules the page needs at once; preloading them avoids an import waterfall.
 MODULES = (
-    "main.js", "api.js", "auth.js", "cognito.js", "views.js", "dom.js", "timefmt.js", "drafts.js"
+    "main.js",
+    "api.js",
+    "auth.js",
+    "cognito.js",
+    "views.js",
+    "dom.js",
+    "timefmt.js",
+    "drafts.js",
 )
 TYPES = {".js": "text/javascript", ".css": "text/css", ".svg": "image/svg+xml"}
 
