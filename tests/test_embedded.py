@@ -10,6 +10,8 @@ import signal
 import socket
 import subprocess
 import tempfile
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -630,6 +632,39 @@ def test_a_home_under_a_file_is_one_line(tmp_path) -> None:
         assert "afile" in refused.stderr
 
 
+def test_a_start_after_a_crash_names_the_old_servers_processes_still_at_work(home) -> None:
+    # A review: the postmaster killed while a backend ran a long query, `db up` said
+    # only "pre-existing shared memory block … is still in use" (its HINT dropped), and
+    # nothing named the process to end.
+    env = {"CRUDDUR_HOME": str(home)}
+    assert cruddur("db", "up", env=env).returncode == 0
+    data_dir = Path(json.loads((home / "postgres.json").read_text())["cluster_dir"]) / "data"
+    postmaster = int((data_dir / "postmaster.pid").read_text().split()[0])
+    busy = psycopg.connect(EmbeddedPostgres(home).url("postgres"), autocommit=True)
+    backend = busy.info.backend_pid
+
+    def at_work() -> None:  # CPU-bound: it never looks for its postmaster
+        with contextlib.suppress(psycopg.Error):
+            busy.execute("SELECT count(*) FROM generate_series(1, 10000000000)")
+
+    worker = threading.Thread(target=at_work, daemon=True)
+    worker.start()
+    time.sleep(0.5)
+    os.kill(postmaster, signal.SIGKILL)
+    try:
+        refused = cruddur("db", "up", env=env)
+        said = " ".join(refused.stderr.split())
+        assert refused.returncode == 1, said
+        assert "HINT: Terminate any old server processes" in said, said
+        assert f"still run in its folder (pid {backend})" in said and f"kill {backend}" in said
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(backend, signal.SIGKILL)
+        worker.join(timeout=10)
+        busy.close()
+    assert cruddur("db", "up", env=env).returncode == 0  # recovers once it is gone
+
+
 def test_a_failed_start_is_said_in_the_servers_words_or_pg_ctls(tmp_path) -> None:
     from cruddur.embedded import _why_not_started
 
@@ -648,6 +683,17 @@ def test_a_failed_start_is_said_in_the_servers_words_or_pg_ctls(tmp_path) -> Non
         more.write("2026 UTC [7] FATAL:  could not bind\n")
     assert _why_not_started(log, since, timed_out) == "FATAL:  could not bind"
     assert _why_not_started(tmp_path / "none.log", 0, generic) == generic
+    # A review: the HINT after it, the line saying what to do, was dropped.
+    with log.open("a") as more:
+        more.write(
+            "2026 UTC [8] FATAL:  pre-existing shared memory block (key 1, ID 2) is still in use\n"
+            "2026 UTC [8] HINT:  Terminate any old server processes associated with data "
+            'directory "/x".\n'
+        )
+    assert _why_not_started(log, since, timed_out) == (
+        "FATAL:  pre-existing shared memory block (key 1, ID 2) is still in use HINT:  "
+        'Terminate any old server processes associated with data directory "/x".'
+    )
 
 
 def test_an_empty_pid_file_reads_as_not_running(home) -> None:

@@ -402,13 +402,43 @@ def _why_not_started(log_file: Path, since: int, pg_ctl_said: str) -> str:
     start in time" is pg_ctl's own, and true: a long recovery still under way.)"""
     text = _read_server_file(log_file, start=since)
     lines = [line.strip() for line in (text or "").splitlines() if line.strip()]
-    for line in reversed(lines):
+    for at in range(len(lines) - 1, -1, -1):
+        line = lines[at]
         for level in ("FATAL:", "PANIC:"):
             if level in line:
-                return line[line.index(level) :][:300]
+                said = line[line.index(level) :][:300]
+                # Its HINT, the line that says what to do ("Terminate any old server
+                # processes …" after a crash left a backend running): it was dropped.
+                after = lines[at + 1] if at + 1 < len(lines) else ""
+                if "HINT:" in after:
+                    said += " " + after[after.index("HINT:") :][:300]
+                return said
     if "could not start server" in pg_ctl_said and lines:
         return lines[-1][:300]
     return pg_ctl_said
+
+
+def _orphans_said(data_dir: Path, why: str) -> str:
+    """After a crash (the postmaster killed), a backend still at work holds the old
+    shared memory and no new server starts: which processes, and how to end them.
+    `db status` and `db down` saw no server (there is no postmaster) and said so."""
+    if "shared memory block" not in why:
+        return ""
+    left = sorted(pid for pid in _pids() if _serves(pid, data_dir))
+    if not left:
+        return ""
+    pids = " ".join(map(str, left))
+    return (
+        f". Processes of the server that crashed still run in its folder (pid {pids}): "
+        f"they end when their work does, or end them now (`kill {pids}`), then start again"
+    )
+
+
+def _pids() -> list[int]:
+    try:
+        return [int(entry.name) for entry in Path("/proc").iterdir() if entry.name.isdigit()]
+    except OSError:
+        return []
 
 
 # pg_ctl starts the server through /bin/sh with its paths in double quotes: a path the
@@ -795,6 +825,7 @@ class EmbeddedPostgres:
                     )
                     raise EmbeddedError(
                         f"the embedded PostgreSQL did not start: {why} (see {self.log_file})"
+                        + _orphans_said(self.data_dir, why)
                     )
             return self.url()
 
