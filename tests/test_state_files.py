@@ -75,6 +75,9 @@ def test_a_state_folder_of_another_user_is_refused(tmp_path) -> None:
     result = cruddur("db", "status", env={"CRUDDUR_HOME": str(home)})
     assert result.returncode == 1
     assert "belongs to nobody, not to you" in result.stderr
+    # A review: as root in a user's checkout (sudo), the advice was to remove their state.
+    said = " ".join(result.stderr.split())
+    assert "run cruddur as nobody (not with sudo)" in said and "remove it" not in said, said
 
 
 def _planted_keys(home) -> None:

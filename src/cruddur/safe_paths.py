@@ -40,10 +40,13 @@ def user_name(uid: int) -> str:
 def _check_mine(path: Path, info: os.stat_result) -> None:
     me = os.geteuid()
     if info.st_uid != me:
+        # Not "remove it": `sudo cruddur …` in a checkout finds its owner's own state
+        # (a live cluster among it), which that advice would have root delete.
+        owner = user_name(info.st_uid)
         raise UnsafePath(
-            f"{path} belongs to {user_name(info.st_uid)}, not to you ({user_name(me)}): "
-            "cruddur does not trust state another user could have written; remove it, or set "
-            "CRUDDUR_HOME to a folder of your own"
+            f"{path} belongs to {owner}, not to you ({user_name(me)}): cruddur does not "
+            f"trust state another user could have written; run cruddur as {owner} (not "
+            "with sudo), or set CRUDDUR_HOME to a folder of your own"
         )
     if info.st_mode & 0o022:
         if stat.S_ISDIR(info.st_mode) and info.st_mode & stat.S_ISVTX:
