@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 import os
+import signal
+import subprocess
+import time
 
 import jwt
 import psycopg
@@ -117,6 +120,34 @@ def test_serve_answers_over_http(
     # gunicorn 25+ opened one control socket per user (~/.gunicorn/gunicorn.ctl), which a
     # second server took over: none is opened.
     assert "Control socket" not in output and "control server" not in output.lower(), output
+
+
+@pytest.mark.parametrize("closed", [">&-", "2>&-", ">&- 2>&-"])
+def test_serve_started_with_its_output_closed_still_serves(
+    seeded_db: str, tmp_path, closed: str
+) -> None:
+    # A review: `cruddur serve >&-` ended in "unexpected AttributeError: 'NoneType' object
+    # has no attribute 'flush'" (Python leaves sys.stdout None), and nothing served.
+    port = free_port()
+    env = {**os.environ, "CONNECTION_URL": seeded_db, "CRUDDUR_HOME": str(tmp_path)}
+    env.pop("PROD_CONNECTION_URL", None)
+    server = subprocess.Popen(
+        ["bash", "-c", f"exec {CRUDDUR} serve --port {port} --workers 1 {closed}"],
+        env=env, start_new_session=True, stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 40
+        status = None
+        while time.monotonic() < deadline and server.poll() is None:
+            try:
+                status = request(f"http://127.0.0.1:{port}/api/health")[0]
+                break
+            except OSError:
+                time.sleep(0.2)
+        assert status == 200, f"exited {server.returncode}" if server.poll() is not None else status
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=30)
 
 
 def test_serve_warns_when_the_api_roles_url_can_change_the_schema(

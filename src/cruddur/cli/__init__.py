@@ -278,6 +278,7 @@ def main() -> None:
     folder (or above), or the one CRUDDUR_ENV_FILE names (the bin/db-* scripts name
     their checkout's); the environment wins.
     """
+    _standard_streams_open()
     try:
         read = _load_env_file()
     except Problem as exc:
@@ -288,6 +289,23 @@ def main() -> None:
         click.get_current_context().meta[ENV_FILE_META] = read
     # The pool logs each connection it discards; a CLI reports failures itself.
     logging.getLogger("psycopg").setLevel(logging.ERROR)
+
+
+def _standard_streams_open() -> None:
+    """Standard descriptors started closed (`cruddur serve >&-`), opened on /dev/null.
+    Python leaves sys.stdout (or stderr) None then, and serve's flush before it became
+    the server crashed; and the next file or socket opened would take descriptor 1 and
+    get whatever was written to "stdout". Descriptors are taken lowest first: in order."""
+    for fd, name, mode in ((0, "stdin", "r"), (1, "stdout", "w"), (2, "stderr", "w")):
+        try:
+            os.fstat(fd)
+        except OSError:
+            null = os.open(os.devnull, os.O_RDWR)
+            if null != fd:
+                os.dup2(null, fd)
+                os.close(null)
+        if getattr(sys, name) is None:
+            setattr(sys, name, open(fd, mode, closefd=False))  # noqa: SIM115 - for the process
 
 
 class _Untrusted(Problem):
