@@ -122,6 +122,27 @@ def test_serve_answers_over_http(
     assert "Control socket" not in output and "control server" not in output.lower(), output
 
 
+def test_serve_dev_ends_with_its_reloader_however_it_ends(seeded_db: str, tmp_path) -> None:
+    # A review: the reloader killed outright (kill -9, an OOM kill), the child it started
+    # kept serving on the port under init, and a new `serve --dev` found the port taken.
+    served = Served("--dev", env={"CONNECTION_URL": seeded_db, "CRUDDUR_HOME": str(tmp_path)})
+    try:
+        served.wait_healthy()
+        reloader = served.process.pid
+        os.kill(reloader, signal.SIGKILL)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                request(f"{served.base}/api/health")
+            except OSError:
+                break  # nothing listens: the child is gone
+            time.sleep(0.2)
+        else:
+            raise AssertionError("the reloader's child still serves after it was killed")
+    finally:
+        served.stop()
+
+
 @pytest.mark.parametrize("closed", [">&-", "2>&-", ">&- 2>&-"])
 def test_serve_started_with_its_output_closed_still_serves(
     seeded_db: str, tmp_path, closed: str

@@ -320,6 +320,10 @@ def serve(
         # Metrics and traces are the child's: the parent held the metrics port, and the
         # child's counts, on a port it could not have, were never seen.
         serving = bool(os.environ.get("WERKZEUG_RUN_MAIN"))
+        if serving:
+            _end_with_the_reloader()
+        else:
+            os.environ[_RELOADER_PID] = str(os.getpid())  # for its child, which serves
         watching = replace(telemetry, metrics_port=None, traces_endpoint=None)
         process_telemetry.start_process(  # no exporter
             telemetry if serving else watching, dev=True, server=True
@@ -378,3 +382,21 @@ def serve(
     if held is not None:
         os.set_inheritable(held.fileno(), True)  # the server's processes hold it from here
     os.execve(command[0], command, env)
+
+
+_RELOADER_PID = "CRUDDUR_RELOADER_PID"  # in the environment of --dev's serving child
+
+
+def _end_with_the_reloader() -> None:
+    """--dev's serving child ends with the reloader that started it, however that ends:
+    killed outright (kill -9, the OOM killer), it left the child serving on the port
+    under init, holding the port's lock, and no command stopped it."""
+    import signal
+
+    from cruddur.parent_death import signal_on_parent_death
+
+    reloader = os.environ.get(_RELOADER_PID, "")
+    if not signal_on_parent_death(signal.SIGTERM):
+        return
+    if reloader.isdigit() and os.getppid() != int(reloader):  # it died before the prctl
+        os.kill(os.getpid(), signal.SIGTERM)
