@@ -11,6 +11,7 @@ import os
 import signal
 from typing import Any
 
+from cruddur.parent_death import signal_on_parent_death
 from cruddur.services import last_write
 from cruddur.telemetry.counts_folder import remove_counts_folder
 
@@ -31,6 +32,11 @@ def post_fork(server: Any, worker: Any) -> None:
     # requests and all. Held from the fork until post_worker_init ignores it again.
     if HANG_UP_IGNORED:
         signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGHUP})
+    # A worker ends with its main process, however that ends (kill -9, the OOM killer),
+    # as granian's do (granian_main): a sync worker (--threads 1) served on for 10-20 s,
+    # until its own check of its parent, and a server started again found the port taken.
+    if signal_on_parent_death(signal.SIGTERM) and os.getppid() != server.pid:
+        os.kill(os.getpid(), signal.SIGTERM)  # it died before the prctl
 
 
 def post_worker_init(worker: Any) -> None:
