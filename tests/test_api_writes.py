@@ -319,7 +319,7 @@ def test_a_stored_write_is_a_201_even_when_its_read_position_cannot_be_had(
     from cruddur.api import create_app
 
     with psycopg.connect(seeded_db, autocommit=True) as owner:
-        owner.execute("REVOKE EXECUTE ON FUNCTION pg_current_wal_lsn() FROM PUBLIC")
+        owner.execute("REVOKE EXECUTE ON FUNCTION pg_current_wal_insert_lsn() FROM PUBLIC")
     # A "replica" that is the primary itself: enough for the API to ask the position.
     settings = replace(api_settings, replica=replace(api_settings.replica, reader_url=api_url))
     app = create_app(settings)
