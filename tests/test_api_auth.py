@@ -98,7 +98,8 @@ def test_wrong_issuer_token_use_or_client_are_401(api, mint, seeded_db: str) -> 
         ({"token_use": "id"}, "access token"),
         ({"client_id": "another-app"}, "app client"),
         # A review: PostgreSQL refused it in the user's lookup, a 422 for a valid body.
-        ({"sub": "MOCK-\x00"}, "subject (sub) has a NUL"),
+        ({"sub": "MOCK-\x00"}, "subject (sub) is not text PostgreSQL can store"),
+        ({"sub": "MOCK-\ud800x"}, "subject (sub) is not text PostgreSQL can store"),
     ]:
         response = _refused(api, seeded_db, mint(claims=claims))
         assert said in response.get_json()["message"], claims

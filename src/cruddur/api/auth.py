@@ -118,9 +118,21 @@ class TokenVerifier:
             raise InvalidToken("send the access token, not the id token", "not_an_access_token")
         if claims.get("client_id") != self.settings.client_id:
             raise InvalidToken("the token is for another app client", "wrong_client")
-        if "\x00" in claims["sub"]:  # PyJWT checked it is text; PostgreSQL refuses a NUL
-            raise InvalidToken("the token's subject (sub) has a NUL character")
+        if not _storable(claims["sub"]):  # PyJWT checked it is text; PostgreSQL takes less
+            raise InvalidToken("the token's subject (sub) is not text PostgreSQL can store")
         return claims, kid, key
+
+
+def _storable(text: str) -> bool:
+    """No NUL and no lone surrogate (JSON's \\ud800 decodes to one; UTF-8 has none): the
+    user's lookup refused either, a 422 for a valid body."""
+    if "\x00" in text:
+        return False
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _unauthorized(message: str, *, error: str | None = "invalid_token") -> ApiError:
