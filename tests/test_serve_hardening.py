@@ -752,3 +752,21 @@ def test_a_port_for_a_server_is_found_whatever_the_outgoing_range(
         assert port < low
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", port))  # free
+
+
+def test_a_ctrl_c_while_the_server_imports_is_a_stop_not_a_traceback(tmp_path) -> None:
+    # A review: SIGINT just after "server: granian …", while cruddur.granian_main still
+    # imported granian and the app (before granian's handlers), printed ~40 lines of
+    # KeyboardInterrupt traceback from importlib.
+    import sys
+
+    for delay in (0.05, 0.1, 0.15):
+        started = subprocess.Popen(
+            [sys.executable, "-m", "cruddur.granian_main", "--help"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        time.sleep(delay)
+        started.send_signal(signal.SIGINT)
+        _, stderr = started.communicate(timeout=30)
+        assert "Traceback" not in stderr, (delay, stderr)
+        assert started.returncode in (0, 130, -signal.SIGINT), (delay, started.returncode)

@@ -27,6 +27,7 @@ it stays ignored.
 
 import os
 import signal
+import sys
 import threading
 
 from cruddur.parent_death import signal_on_parent_death
@@ -86,15 +87,20 @@ if __name__ == "__main__":
     # (about 0.3 s of CPU each): the workers inherit them. Importing them starts no
     # thread and opens no connection (each worker's create_worker_app does that, after
     # the fork); cruddur.worker, which does start a thread, is still each worker's own.
-    from granian.cli import entrypoint
-
-    import cruddur.api  # noqa: F401
     from cruddur.services import last_write
     from cruddur.telemetry.counts_folder import remove_counts_folder
 
-    _hang_up_stops()
     try:
+        from granian.cli import entrypoint
+
+        import cruddur.api  # noqa: F401
+
+        _hang_up_stops()
         entrypoint()
+    except KeyboardInterrupt:
+        # A Ctrl-C while the imports above ran, before granian's own handlers were in:
+        # a stop, said as one (it printed ~40 lines of traceback from importlib).
+        sys.exit(128 + signal.SIGINT)
     finally:
         last_write.remove(os.environ.get(last_write.ENV))
         remove_counts_folder()
