@@ -491,6 +491,20 @@ def test_new_says_in_one_line_where_it_cannot_write(tmp_path) -> None:
             {"20260102000000_x.sql": "--- MIGRATE:up\nCREATE TABLE x (id int);\n"},
             "20260102000000_x.sql:1: '--- MIGRATE:up' reads as a comment",
         ),
+        (  # and other spellings of it, sql-migrate's among them
+            {
+                "20260102000000_x.sql": "-- migrate:up\nCREATE TABLE x (id int);\n"
+                "-- +migrate Down\nDROP TABLE x;\n"
+            },
+            "20260102000000_x.sql:3: '-- +migrate Down' reads as a comment",
+        ),
+        (
+            {
+                "20260102000000_x.sql": "-- migrate:up\nCREATE TABLE x (id int);\n"
+                "-- migrate_down\nDROP TABLE x;\n"
+            },
+            "20260102000000_x.sql:3: '-- migrate_down' reads as a comment",
+        ),
     ],
 )
 def test_bad_files_are_refused_before_anything_runs(

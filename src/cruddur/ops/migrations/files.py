@@ -122,17 +122,21 @@ def refuse_unrunnable(migrations: list[Migration], direction: str) -> None:
 
 def _near_directive(line: str) -> str | None:
     """The section a line not read as a directive was surely meant to start ("-- migrate:
-    down", "--- migrate:down", "-- MIGRATE:down", "-- migrate down"), or None. Taken for a
-    comment, it ran a down section's SQL in the up section (added and dropped at once)."""
-    squeezed = "".join(line.lower().split()).lstrip("-")
-    if not line.lstrip().startswith("--") or not squeezed.startswith("migrate"):
+    down", "--- migrate:down", "-- MIGRATE:down", "-- migrate_down", "-- migration:down",
+    sql-migrate's "-- +migrate Down"), or None. Taken for a comment, it ran a down
+    section's SQL in the up section (added and dropped at once)."""
+    if not line.lstrip().startswith("--"):
         return None
-    for section in ("up", "down"):
-        for written in (f"migrate:{section}", f"migrate{section}"):
-            rest = squeezed.removeprefix(written)
-            if rest != squeezed and (not rest or rest.startswith("transaction:")):
-                return section
-    return None
+    squeezed = "".join(line.lower().split()).lstrip("-")
+    near = _NEAR_DIRECTIVE.fullmatch(squeezed)
+    return near["section"] if near else None
+
+
+# Squeezed (lower case, no spaces): a word like migrate, then up or down, then nothing
+# but the options a directive may have. "-- migrate: up to 3 rows" is a comment.
+_NEAR_DIRECTIVE = re.compile(
+    r"\+?migrat(?:e|es|ion|ions)?[:_\-.]?(?P<section>up|down)(?:transaction:.*)?"
+)
 
 
 def parse(path: Path, text: str) -> Migration:
