@@ -7,8 +7,10 @@ insert and read users. The owner keeps everything else.
 
 from __future__ import annotations
 
+import os
 import shutil
 import stat
+import subprocess
 import threading
 import uuid
 from collections.abc import Iterator
@@ -411,6 +413,30 @@ def test_a_run_that_writes_no_url_leaves_the_env_file_as_it_was(
     assert shared.read_bytes() == b"FOO=1\r\nBAR=2"
     assert (stat.S_IMODE(after.st_mode), after.st_ino) == (0o644, before.st_ino)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["roles.env", "shared.conf"]  # no partial
+
+
+@pytest.mark.skipif(
+    os.geteuid() != 0 or not shutil.which("setpriv"), reason="root without DAC override"
+)
+def test_a_read_only_env_file_is_written_as_its_write_would(
+    seeded_db, role_names, tmp_path
+) -> None:
+    # A review: the check before the roles change opened the file for writing, and
+    # refused one of mode 0400 that the write (a new file renamed over it) handles.
+    api, lambda_ = role_names
+    env_file = tmp_path / "roles.env"
+    env_file.write_text("NOTE=1\n")
+    env_file.chmod(0o400)
+    env = {**os.environ, "PROD_CONNECTION_URL": seeded_db, "CRUDDUR_HOME": str(tmp_path / "h")}
+    env.pop("CONNECTION_URL", None)
+    made = subprocess.run(
+        ["setpriv", "--bounding-set=-dac_override,-dac_read_search",
+         str(ROOT / ".venv/bin/cruddur"), "db", "roles", "--prod", "--yes",
+         "--api-role", api, "--lambda-role", lambda_, "--env-file", str(env_file)],
+        env=env, capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert made.returncode == 0, made.stderr
+    assert set(_env_values(env_file)) >= {"NOTE", "CRUDDUR_API_CONNECTION_URL"}
 
 
 def test_an_env_file_that_is_a_link_or_a_device_is_refused_not_to_be_removed(

@@ -166,10 +166,11 @@ def write_private(path: Path, data: bytes, mode: int = 0o600) -> None:
 
 def check_writable(path: Path) -> None:
     """That `write_private` could write `path`, without writing it: the file, if there,
-    opened for writing (not truncated, its checks of `open_private`), and a file made
-    and removed beside it, as the write's own would be."""
+    opened as a merge reads it (its checks of `open_private`; its own mode does not
+    matter, the write replaces it), and a file made and removed beside it, as the
+    write's own would be."""
     with contextlib.suppress(FileNotFoundError):
-        os.close(open_private(path, os.O_RDWR))
+        os.close(open_private(path, os.O_RDONLY))
     partial = path.with_name(f".{path.name}.{secrets.token_hex(4)}.partial")
     os.close(os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW, 0o600))
     os.unlink(partial)
