@@ -380,6 +380,9 @@ def test_new_takes_accents_off_and_refuses_letters_without_an_ascii_form(tmp_pat
     refused = cli("db-new-migration", "Größe", "--migrations-dir", str(other))
     assert refused.returncode == 1
     assert "written in ASCII letters and digits (a-z, 0-9); spell 'ß' in them" in refused.stderr
+    # Named as typed (a review: 'GROẞE' was told of 'ß', its lower case).
+    capital = cli("db-new-migration", "GROẞE", "--migrations-dir", str(other))
+    assert "spell 'ẞ' in them" in capital.stderr, capital.stderr
     assert not other.exists() or not list(other.iterdir())
 
 

@@ -259,10 +259,9 @@ def slug(name: str) -> str:
     Accents go ('café' → 'cafe', 'ﬁx' → 'fix'); a letter with no ASCII form is refused,
     not dropped: 'Größe' became 'gr_e' and 'naïve_index' 'na_ve_index' without a word."""
     # Compatibility decomposition, its combining marks then dropped.
-    plain = "".join(
-        c for c in unicodedata.normalize("NFKD", name) if not unicodedata.combining(c)
-    ).lower()
-    foreign = sorted({c for c in plain if not c.isascii() and c.isalnum()})
+    plain = "".join(_without_marks(c) for c in name).lower()
+    # Named as typed, in order: 'ẞ', not the 'ß' its lower case is.
+    foreign = list(dict.fromkeys(c for c in name if _no_ascii_form(c)))
     if foreign:
         raise MigrationFileError(
             f"{name!r}: a migration's name is written in ASCII letters and digits (a-z, 0-9); "
@@ -279,6 +278,17 @@ def slug(name: str) -> str:
             "say what it changes in a few words"
         )
     return cleaned
+
+
+def _no_ascii_form(character: str) -> bool:
+    """A letter or digit that stays outside ASCII without its accents."""
+    return any(not c.isascii() and c.isalnum() for c in _without_marks(character).lower())
+
+
+def _without_marks(character: str) -> str:
+    return "".join(
+        c for c in unicodedata.normalize("NFKD", character) if not unicodedata.combining(c)
+    )
 
 
 def next_version(existing: list[Migration], now: datetime | None = None) -> str:
