@@ -145,6 +145,9 @@ def test_settings_from_env() -> None:
     [
         ({"CRUDDUR_POOL_MAX_SIZE": "ten"}, "whole number"),
         ({"CRUDDUR_POOL_MAX_SIZE": "0"}, "at least 1"),
+        # A review: 10**20 was taken, and the worker's memory grew until killed.
+        ({"CRUDDUR_POOL_MAX_SIZE": "100000000000000000000"}, "at most 1000"),
+        ({"CRUDDUR_POOL_MIN_SIZE": "1001"}, "at most 1000"),
         ({"CRUDDUR_POOL_MIN_SIZE": "5", "CRUDDUR_POOL_MAX_SIZE": "2"}, "larger than"),
         ({"CRUDDUR_POOL_TIMEOUT": "soon"}, "must be a number"),
         ({"CRUDDUR_POOL_TIMEOUT": "0"}, "at least 0.1"),

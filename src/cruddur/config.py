@@ -166,6 +166,12 @@ def home_from_env(env: Mapping[str, str]) -> Path:
     return Path(given).expanduser().resolve() if given else _default_home()
 
 
+# Connections one process's pool may hold at most: more than RDS allows any instance
+# (5,000) across a few workers. Unbounded, 10**20 was taken, and the worker's memory grew
+# by ~70 MB a second queueing connections to open while health hung.
+MAX_POOL_SIZE = 1000
+
+
 @dataclass(frozen=True)
 class PoolSettings:
     min_size: int = 1
@@ -1226,8 +1232,22 @@ class Settings(ReprWithoutSecrets):
         env = dict(os.environ if env is None else env)
         defaults = PoolSettings()
         pool = PoolSettings(
-            min_size=_number(env, "CRUDDUR_POOL_MIN_SIZE", defaults.min_size, minimum=0, kind=int),
-            max_size=_number(env, "CRUDDUR_POOL_MAX_SIZE", defaults.max_size, minimum=1, kind=int),
+            min_size=_number(
+                env,
+                "CRUDDUR_POOL_MIN_SIZE",
+                defaults.min_size,
+                minimum=0,
+                maximum=MAX_POOL_SIZE,
+                kind=int,
+            ),
+            max_size=_number(
+                env,
+                "CRUDDUR_POOL_MAX_SIZE",
+                defaults.max_size,
+                minimum=1,
+                maximum=MAX_POOL_SIZE,
+                kind=int,
+            ),
             timeout=_number(
                 env,
                 "CRUDDUR_POOL_TIMEOUT",
