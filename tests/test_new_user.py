@@ -179,6 +179,26 @@ def test_the_hints_name_the_cruddur_command_as_it_was_typed(
     assert pasted.returncode == 0 and "Usage:" in pasted.stdout, pasted.stderr
 
 
+def test_hints_name_a_checkout_under_a_folder_with_a_space_so_they_paste(tmp_path) -> None:
+    # A review: under `my proj/`, the usage line and hints said my proj/.venv/bin/cruddur
+    # and `my proj/bin/db-seed`, unquoted: pasted, the shell ran `my`.
+    (tmp_path / "my proj").symlink_to(ROOT)
+    cruddur = tmp_path / "my proj" / ".venv" / "bin" / "cruddur"
+    env = {**os.environ, "CONNECTION_URL": "postgresql://nobody@127.0.0.1:1/nowhere"}
+    env.pop("PROD_CONNECTION_URL", None)
+    usage = subprocess.run([cruddur, "db", "--help"], cwd=tmp_path, capture_output=True,
+                           text=True, env=env, check=False)  # fmt: skip
+    assert "Usage: 'my proj/.venv/bin/cruddur' db" in usage.stdout, usage.stdout
+    failed = subprocess.run([cruddur, "db", "create"], cwd=tmp_path, capture_output=True,
+                            text=True, env=env, check=False)  # fmt: skip
+    said = " ".join(failed.stderr.split())
+    assert "`'my proj/bin'/rds-update-sg-rule`" in said, said
+    for pasted in ("'my proj/.venv/bin/cruddur' --help", "'my proj/bin'/rds-update-sg-rule --help"):
+        ran = subprocess.run(["bash", "-c", pasted], cwd=tmp_path, capture_output=True,
+                             text=True, env=env, check=False)  # fmt: skip
+        assert ran.returncode == 0, (pasted, ran.stderr)
+
+
 def test_seeding_again_replies_only_to_the_seeds_own_crud_and_writes_no_other_row(
     seeded_db: str,
 ) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import errno
 import functools
 import os
+import shlex
 import shutil
 import sys
 import unicodedata
@@ -230,6 +231,12 @@ def cruddur_command() -> str:
 
 
 def _as_typed(path: Path) -> str:
+    """`path` as a shell takes it: quoted when it must be (a checkout under `my proj/`
+    was named unquoted, and the pasted hint ran `my`)."""
+    return shlex.quote(_relative_here(path))
+
+
+def _relative_here(path: Path) -> str:
     try:
         here = Path.cwd()
         if here == Path("/"):  # "work/…/cruddur" would be right, and read as a typo
