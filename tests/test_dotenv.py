@@ -33,6 +33,11 @@ def test_dotenv_sets_what_the_environment_does_not(tmp_path: Path) -> None:
     assert f"database  {FROM_ENV}" in kept.stdout, kept.stderr
     assert "from_the_file" not in kept.stdout + kept.stderr
 
+    # Blank in the environment is no setting: the file's fills it (a review: it hid the
+    # file's, and the command went to the embedded server).
+    blank = cli(CRUDDUR, "db", "status", cwd=below, env={"CONNECTION_URL": " "})
+    assert f"database  {FROM_FILE}" in blank.stdout, blank.stderr
+
 
 def test_a_line_dotenv_cannot_parse_stops_the_command_instead_of_being_skipped(
     tmp_path: Path,

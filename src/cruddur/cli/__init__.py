@@ -372,6 +372,13 @@ def _load_env_file() -> Path | None:
         for b in bindings:  # the environment cannot hold it: "embedded null byte"
             if "\0" in (b.key or "") + (b.value or ""):
                 raise Problem(f"{path}: line {b.original.line} has a NUL byte", hint)
+        # Set but blank in the environment is no setting (config reads a blank one as
+        # unset: compose files pass unset variables on blank), so the file's value fills
+        # it: left, a blank CONNECTION_URL hid the file's, and the command went to the
+        # embedded server.
+        for b in bindings:
+            if b.key and b.value is not None and not os.environ.get(b.key, "x").strip():
+                del os.environ[b.key]
         load_dotenv(stream=io.StringIO(text), override=False)
         return path.absolute()
     return None
