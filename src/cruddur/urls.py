@@ -106,6 +106,10 @@ def _other_scheme(conninfo: str) -> str | None:
     and complained of a parameter with no "="."""
     scheme, separator, _ = conninfo.partition("://")
     scheme = scheme.strip()
+    if scheme[:1] in ("'", '"') and scheme[1:] in ("postgresql", "postgres"):
+        # Quotes kept as part of the value (a compose file's `environment:` list keeps
+        # them): it said `"postgresql:// is not a PostgreSQL URL`.
+        return f"it has quotes around it ({scheme[0]}…): give the URL without them"
     if (
         separator
         and scheme
