@@ -18,6 +18,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from helpers import ROOT
 from server_support import Served, free_port, request
 
 from cruddur import ports
@@ -770,3 +771,34 @@ def test_a_ctrl_c_while_the_server_imports_is_a_stop_not_a_traceback(tmp_path) -
         _, stderr = started.communicate(timeout=30)
         assert "Traceback" not in stderr, (delay, stderr)
         assert started.returncode in (0, 130, -signal.SIGINT), (delay, started.returncode)
+
+
+@pytest.mark.parametrize("server", ["granian", "gunicorn"])
+def test_a_server_whose_output_reader_went_away_serves_on_quietly(
+    seeded_db: str, tmp_path, server: str
+) -> None:
+    # A review: `cruddur serve | head -1`, and every record after the first line printed
+    # "--- Logging error ---" and a traceback to stderr, a few per request.
+    port = free_port()
+    env = {**os.environ, **_env(seeded_db, tmp_path), "PORT": str(port)}
+    env.pop("PROD_CONNECTION_URL", None)
+    started = subprocess.Popen(
+        [str(ROOT / ".venv/bin/cruddur"), "serve", "--server", server, "--workers", "1"],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        start_new_session=True,
+    )  # fmt: skip
+    try:
+        started.stdout.readline()
+        started.stdout.close()  # as `head -1` does
+        deadline = time.monotonic() + 40
+        answered = 0
+        while answered < 20 and time.monotonic() < deadline:
+            try:
+                answered += request(f"http://127.0.0.1:{port}/api/activities/home")[0] == 200
+            except OSError:
+                time.sleep(0.2)
+        assert answered == 20
+    finally:
+        os.killpg(started.pid, signal.SIGTERM)
+        _, stderr = started.communicate(timeout=30)
+    assert "Logging error" not in stderr and "Traceback" not in stderr, stderr

@@ -25,6 +25,7 @@ process imported, so a respawn never loaded new code anyway.) Ignored on entry (
 it stays ignored.
 """
 
+import logging
 import os
 import signal
 import sys
@@ -83,6 +84,10 @@ def _hang_up_stops() -> None:
 
 
 if __name__ == "__main__":
+    # Its stdout's reader gone (`cruddur serve | head -1`), every record after printed
+    # "--- Logging error ---" and a traceback to stderr, granian's own and the workers'
+    # (which inherit this): the server serves on, its lines dropped without a word.
+    logging.raiseExceptions = False
     # The app's modules, imported once here rather than in every worker after its fork
     # (about 0.3 s of CPU each): the workers inherit them. Importing them starts no
     # thread and opens no connection (each worker's create_worker_app does that, after

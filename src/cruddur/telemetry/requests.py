@@ -127,15 +127,29 @@ class Recorder:
             # Started in the process that serves (after a server's fork), on first use.
             self._thread = threading.Thread(target=self._run, name="cruddur-requests", daemon=True)
             self._thread.start()
-            multiprocessing.util.Finalize(self, self.flush, exitpriority=110)
+            multiprocessing.util.Finalize(self, self._flush_at_exit, exitpriority=110)
 
     def _run(self) -> None:
         while True:
             time.sleep(FLUSH_EVERY)
             try:
                 self.flush()
+            except BrokenPipeError:
+                self._reader_gone()
             except Exception:  # a full disk must not end the thread; try again next time
                 logging.getLogger("cruddur.telemetry").exception("request log: write failed")
+
+    def _flush_at_exit(self) -> None:
+        try:
+            self.flush()
+        except BrokenPipeError:
+            self._reader_gone()
+
+    def _reader_gone(self) -> None:
+        # stdout's reader has gone (`cruddur serve | head -1`): the lines have nowhere to
+        # go, and saying so on stderr once a second (with a traceback, as it did) helps
+        # nobody. The counts for /metrics go on.
+        self.write = None
 
     def flush(self) -> None:
         taken = []
