@@ -1274,6 +1274,26 @@ def test_telemetry_settings_come_from_the_standard_variables() -> None:
             TelemetrySettings.from_env(bad)
 
 
+def test_with_no_propagators_requests_are_traced_as_new_traces(
+    own_server, own_receiver: OtlpReceiver
+) -> None:
+    # A review: OTEL_PROPAGATORS=none (which the settings take) gave opentelemetry no
+    # context for a request, and every sampled request, health included, was an empty 500.
+    server = own_server(OTEL_PROPAGATORS="none", OTEL_BSP_SCHEDULE_DELAY="100")
+    try:
+        parent = secrets.token_hex(16)
+        caller = {"traceparent": f"00-{parent}-{secrets.token_hex(8)}-00"}  # not sampled
+        for path in ("/api/health", "/api/activities/home", "/api/activities/@andrewbrown"):
+            status = request(f"{server.base}{path}", headers=caller)[0]
+            assert status == 200, (path, server.output)
+        spans = own_receiver.wait_for(
+            lambda got: any(s.name == "GET /api/activities/@<handle>" for s in got)
+        )
+        assert parent not in {s.trace_id for s in spans}  # a new trace: no parent read
+    finally:
+        server.stop()
+
+
 def test_sampling_follows_the_standard_samplers() -> None:
     from cruddur.telemetry.tracing import Sampling
 
@@ -1286,6 +1306,8 @@ def test_sampling_follows_the_standard_samplers() -> None:
     assert not Sampling("parentbased_always_on", 1.0).sampled(unsampled)
     assert Sampling("always_on", 1.0).sampled(unsampled)  # not parent-based: ignores it
     assert not Sampling("always_off", 1.0).sampled(sampled)
+    # Without the W3C propagator (OTEL_PROPAGATORS=b3, none) a traceparent is no parent.
+    assert Sampling("parentbased_always_on", 1.0, follows_traceparent=False).sampled(unsampled)
     tenth = Sampling("traceidratio", 0.1)
     share = sum(tenth.sampled({}) for _ in range(20_000)) / 20_000
     assert 0.08 < share < 0.12

@@ -91,13 +91,56 @@ def start(settings: TelemetrySettings, *, gated: bool = False) -> None:
         _pooled_connections = PooledConnection
     _provider = provider
     _instrumentation_enabled = is_instrumentation_enabled
-    _sampling = Sampling(settings.sampler, settings.sampler_ratio)
+    _without_propagators_a_context()
+    _sampling = Sampling(
+        settings.sampler, settings.sampler_ratio, follows_traceparent=_reads_traceparent()
+    )
     tracer = provider.get_tracer("cruddur")
     # A worker that multiprocessing forked ends with os._exit, skipping atexit; its
     # finalizers run on both paths (and in a plain process, at exit).
     multiprocessing.util.Finalize(None, stop, exitpriority=100)
     service = provider.resource.attributes.get("service.name")
     log.info("traces: on, service %s, OTLP/HTTP, sampler %s", service, settings.sampler)
+
+
+def _reads_traceparent() -> bool:
+    """Whether OTEL_PROPAGATORS has the W3C trace context (its default does): without
+    it, an incoming traceparent is no parent, and the ratio decides."""
+    import os
+
+    names = [n.strip().lower() for n in os.environ.get("OTEL_PROPAGATORS", "").split(",")]
+    names = [n for n in names if n]
+    if not names:
+        return True
+    return names[0] != "none" and "tracecontext" in names
+
+
+def _without_propagators_a_context() -> None:
+    """OTEL_PROPAGATORS=none leaves opentelemetry with a composite of no propagators,
+    whose extract gives None for the request's context: the instrumentations then
+    failed on it, and every sampled request, health included, was an empty 500. A
+    propagator that reads and writes nothing, and gives an empty context, in its place."""
+    from opentelemetry import propagate
+    from opentelemetry.context import Context
+    from opentelemetry.propagators.composite import CompositePropagator
+    from opentelemetry.propagators.textmap import TextMapPropagator
+
+    current = propagate.get_global_textmap()
+    if not isinstance(current, CompositePropagator) or getattr(current, "_propagators", [1]):
+        return
+
+    class NoPropagation(TextMapPropagator):
+        def extract(self, carrier: Any, context: Any = None, getter: Any = None) -> Any:
+            return context if context is not None else Context()
+
+        def inject(self, carrier: Any, context: Any = None, setter: Any = None) -> None:
+            return None
+
+        @property
+        def fields(self) -> set[str]:
+            return set()
+
+    propagate.set_global_textmap(NoPropagation())
 
 
 def _requests_only() -> Any:
@@ -173,7 +216,8 @@ class Sampling:
     decides: every service with the same ratio keeps or drops the same traces (a draw per
     request kept a caller's trace in one request and dropped it in the next)."""
 
-    def __init__(self, sampler: str, ratio: float) -> None:
+    def __init__(self, sampler: str, ratio: float, *, follows_traceparent: bool = True) -> None:
+        self.follows_traceparent = follows_traceparent
         self.parent_based = sampler.startswith("parentbased_")
         root = sampler.removeprefix("parentbased_")
         self.ratio = {"always_on": 1.0, "always_off": 0.0}.get(root, ratio)
@@ -184,7 +228,7 @@ class Sampling:
 
     def sampled(self, environ: dict[str, Any]) -> bool:
         header = environ.get("HTTP_TRACEPARENT")
-        if header:
+        if header and self.follows_traceparent:
             parent = _TRACEPARENT.match(header)
             if (
                 parent
