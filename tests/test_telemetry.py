@@ -274,6 +274,29 @@ def test_a_first_page_whose_read_fails_without_flask_is_one_traced_answer(
         server.stop()
 
 
+def test_a_reused_idempotency_key_is_not_exported(served: Served, receiver: OtlpReceiver) -> None:
+    # A review: the 422's exception, recorded on the use-case span, carried the key's
+    # value (its message, the status, the stack trace).
+    token, key = _token(served), f"idem-SECRETKEY-{secrets.token_hex(4)}"
+    trace_id = secrets.token_hex(16)
+    for n, message in enumerate(("first", "second")):
+        status = request(
+            f"{served.base}/api/activities",
+            data=json.dumps({"message": message, "ttl": "1-hour"}).encode(),
+            headers={
+                "Authorization": f"Bearer {token}", "Content-Type": "application/json",
+                "Idempotency-Key": key,
+                "traceparent": f"00-{trace_id}-{secrets.token_hex(8)}-01",
+            },
+            method="POST",
+        )[0]  # fmt: skip
+        assert status == (201, 422)[n]
+    receiver.wait_for(
+        lambda got: sum(s.trace_id == trace_id and s.name == "create-activity" for s in got) == 2
+    )
+    assert not any(key.encode() in body for body in receiver.bodies)
+
+
 def test_a_write_is_traced_with_its_author_and_logged_without_secrets(
     served: Served, receiver: OtlpReceiver, module_db: str
 ) -> None:
