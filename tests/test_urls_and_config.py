@@ -487,7 +487,12 @@ def test_otlp_headers_the_sdk_reads_pass_and_others_never_show_their_text() -> N
 
     for fine in ("x-honeycomb-team=KEY", "a=\tb", " ", "a=b, ,c=d", "Authorization=Basic YWJj"):
         check_otlp_headers("OTEL_EXPORTER_OTLP_HEADERS", fine)
-    for bad in ("x-honeycomb-team:KEY", "a=b,team KEY", 'a="KEY"'):
+    for bad in (
+        "x-honeycomb-team:KEY", "a=b,team KEY", 'a="KEY"',
+        # A review: read by the exporter, these broke every export, whose error quoted
+        # the value whole.
+        "x-honeycomb-team=hc%0D%0AKEY", "x-honeycomb-team=%E2%82%ACKEY", "a=KEY%00",
+    ):  # fmt: skip
         with pytest.raises(ConfigError) as refused:
             check_otlp_headers("OTEL_EXPORTER_OTLP_HEADERS", bad)
         assert "KEY" not in str(refused.value).replace("YOUR_KEY", "")

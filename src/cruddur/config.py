@@ -567,6 +567,25 @@ def check_otlp_headers(name: str, value: str) -> None:
             raise ConfigError(
                 f"{name}: {header.strip()} has no value (was a variable meant to fill it unset?)"
             )
+        if entry.strip() and not _carried_in_a_header(given.strip()):
+            # The exporter reads %-escapes first: %0D%0A passed here, requests refused the
+            # value on every export, and its error quoted it, the key in the log whole.
+            raise ConfigError(
+                f"{name}: {header.strip()}'s value, its %-escapes read as the exporter reads "
+                "them, holds what a header cannot carry (a line break, a control character, "
+                "or a character beyond Latin-1); it is not shown here, as it may hold a key"
+            )
+
+
+def _carried_in_a_header(value: str) -> bool:
+    from urllib.parse import unquote  # as opentelemetry.util.re.parse_env_headers does
+
+    decoded = unquote(value).strip()
+    try:
+        decoded.encode("latin-1")
+    except UnicodeEncodeError:
+        return False
+    return not any((ord(c) < 0x20 and c != "\t") or ord(c) == 0x7F for c in decoded)
 
 
 # The OTLP endpoint settings, the traces' own first (the SDK's order), and the headers'.
