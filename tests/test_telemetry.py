@@ -1582,6 +1582,25 @@ def test_the_cli_long_verbs_send_their_spans(
     assert statements and all(s.kind == CLIENT for s in statements)
 
 
+def test_a_cli_verb_samples_as_the_settings_read_the_sampler(
+    empty_db: str, tmp_path: Path, own_receiver: OtlpReceiver
+) -> None:
+    # A review: the settings took "always_off " (a space after), the SDK read it again as
+    # it was, did not know it, and sampled everything; and a blank service name was taken.
+    env = {
+        "CONNECTION_URL": empty_db, "CRUDDUR_HOME": str(tmp_path),
+        "OTEL_EXPORTER_OTLP_ENDPOINT": own_receiver.url, "OTEL_TRACES_SAMPLER": "always_off ",
+    }  # fmt: skip
+    migrated = run(CRUDDUR, "db", "migrate", env=env)
+    assert migrated.returncode == 0, migrated.stderr
+    assert own_receiver.spans == [] and "Couldn't recognize" not in migrated.stderr
+    env.update(OTEL_TRACES_SAMPLER=" parentbased_always_on", OTEL_SERVICE_NAME="  ")
+    again = run(CRUDDUR, "db", "migrate", env=env)
+    assert again.returncode == 0, again.stderr
+    (span,) = [s for s in own_receiver.spans if s.name == "cruddur db migrate"]
+    assert span.service == "backend-flask"
+
+
 def _sign_up_in_a_process(
     user_name: str | None, attributes: dict[str, str], **env: str
 ) -> subprocess.CompletedProcess[str]:

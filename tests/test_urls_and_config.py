@@ -1002,3 +1002,17 @@ def test_a_cruddur_home_under_tilde_is_in_the_users_home(tmp_path, monkeypatch) 
 
     monkeypatch.setenv("HOME", str(tmp_path))
     assert home_from_env({"CRUDDUR_HOME": "~/state"}) == tmp_path.resolve() / "state"
+
+
+def test_sampler_settings_are_read_only_with_tracing_on() -> None:
+    # A review: with tracing off (no endpoint), a malformed sampler setting stopped every
+    # command, serve and the CLI's verbs alike.
+    from cruddur.config import TelemetrySettings
+
+    odd = {"OTEL_TRACES_SAMPLER": "traceidratio", "OTEL_TRACES_SAMPLER_ARG": "abc"}
+    assert TelemetrySettings.from_env(odd).sampler == TelemetrySettings.sampler
+    assert (
+        TelemetrySettings.from_env({"OTEL_TRACES_SAMPLER": "jaeger_remote"}).traces_endpoint is None
+    )
+    with pytest.raises(ConfigError, match="OTEL_TRACES_SAMPLER_ARG must be a number"):
+        TelemetrySettings.from_env({**odd, "OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:4318"})

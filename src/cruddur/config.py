@@ -935,13 +935,15 @@ class TelemetrySettings(ReprWithoutSecrets):
         if endpoint:
             check_otlp_destination(env)
             check_otel_sdk_settings(env)
-        sampler = env.get("OTEL_TRACES_SAMPLER", "").strip().lower() or cls.sampler
+        # Read only with tracing on: off, a sampler setting stopped every command.
+        sampler = (endpoint and env.get("OTEL_TRACES_SAMPLER", "").strip().lower()) or cls.sampler
         if sampler not in SAMPLERS:
             raise ConfigError(
                 f"OTEL_TRACES_SAMPLER must be one of {', '.join(SAMPLERS)}, not {sampler!r}"
             )
         ratio = cls.sampler_ratio
-        if sampler.endswith("traceidratio") and env.get("OTEL_TRACES_SAMPLER_ARG", "").strip():
+        given_ratio = endpoint and env.get("OTEL_TRACES_SAMPLER_ARG", "").strip()
+        if sampler.endswith("traceidratio") and given_ratio:
             ratio = _number(env, "OTEL_TRACES_SAMPLER_ARG", 1.0, minimum=0.0, kind=float)
             if ratio > 1:
                 raise ConfigError("OTEL_TRACES_SAMPLER_ARG must be a ratio from 0 to 1")

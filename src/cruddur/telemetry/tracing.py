@@ -55,7 +55,8 @@ def _resource() -> Any:
     from opentelemetry.sdk.resources import SERVICE_NAME, Resource
 
     resource = Resource.create()  # OTEL_SERVICE_NAME, OTEL_RESOURCE_ATTRIBUTES
-    if str(resource.attributes.get(SERVICE_NAME, "")).startswith("unknown_service"):
+    named = str(resource.attributes.get(SERVICE_NAME, "")).strip()
+    if not named or named.startswith("unknown_service"):  # "  " was taken as a name
         resource = resource.merge(Resource({SERVICE_NAME: DEFAULT_SERVICE_NAME}))
     return resource
 
@@ -78,7 +79,9 @@ def start(settings: TelemetrySettings, *, gated: bool = False) -> None:
     from cruddur.telemetry.otlp import CompactSpanExporter
     from cruddur.telemetry.scrub import ScrubbingBatchSpanProcessor
 
-    options: dict[str, Any] = {"sampler": _requests_only()} if gated else {}
+    # The sampler of the settings as checked (the SDK would read OTEL_TRACES_SAMPLER
+    # again, as it is: "always_off " with a space was unknown to it, and it sampled all).
+    options: dict[str, Any] = {"sampler": _requests_only() if gated else _sdk_sampler(settings)}
     provider = TracerProvider(resource=_resource(), shutdown_on_exit=False, **options)
     # One processor: scrubs an error span, then queues it for the exporter's thread.
     provider.add_span_processor(ScrubbingBatchSpanProcessor(CompactSpanExporter()))
@@ -101,6 +104,17 @@ def start(settings: TelemetrySettings, *, gated: bool = False) -> None:
     multiprocessing.util.Finalize(None, stop, exitpriority=100)
     service = provider.resource.attributes.get("service.name")
     log.info("traces: on, service %s, OTLP/HTTP, sampler %s", service, settings.sampler)
+
+
+def _sdk_sampler(settings: TelemetrySettings) -> Any:
+    """OTEL_TRACES_SAMPLER (and _ARG) as the settings read them, as the SDK's sampler."""
+    from opentelemetry.sdk.trace import sampling
+
+    root = settings.sampler.removeprefix("parentbased_")
+    chosen = {"always_on": sampling.ALWAYS_ON, "always_off": sampling.ALWAYS_OFF}.get(
+        root
+    ) or sampling.TraceIdRatioBased(settings.sampler_ratio)
+    return sampling.ParentBased(chosen) if settings.sampler.startswith("parentbased_") else chosen
 
 
 def _reads_traceparent() -> bool:
