@@ -38,6 +38,18 @@ class Context:
         return self.left_ms
 
 
+class RunningOut(Context):
+    """`left_ms` when first asked (the start's check), `then` after."""
+
+    def __init__(self, left_ms: int, *, then: int) -> None:
+        super().__init__(left_ms)
+        self.then = then
+
+    def get_remaining_time_in_millis(self) -> int:
+        left, self.left_ms = self.left_ms, self.then
+        return left
+
+
 def _add(url: str, expires_in: str, count: int) -> list:
     with psycopg.connect(url, autocommit=True) as conn:
         rows = conn.execute(
@@ -83,7 +95,8 @@ def test_the_handler_purges_what_expired_past_the_grace(env: str, caplog) -> Non
 def test_the_handler_stops_for_time_and_the_next_run_goes_on(env: str, monkeypatch) -> None:
     old = _add(env, "-2 days", 10)
     monkeypatch.setenv("CRUDDUR_PURGE_GRACE_HOURS", "1")
-    short = purge_expired.handler({}, Context(10_000))  # less than a batch's 30 s left
+    # Time enough at the start, then less than a batch's 30 s left.
+    short = purge_expired.handler({}, RunningOut(300_000, then=10_000))
     assert short == {**short, "finished": False, "batches": 0, "deleted_cruds": 0}
     assert _left(env, old) == 10
     assert purge_expired.handler({}, Context(300_000))["finished"] is True
@@ -316,9 +329,11 @@ def test_a_user_the_purge_cannot_run_as_is_a_configuration_error(
 
 
 def test_a_statement_timeout_longer_than_the_function_says_so(env: str, caplog) -> None:
-    summary = purge_expired.handler({}, Context(20_000))  # 30 s batches, 20 s to live
-    assert summary["batches"] == 0
-    assert "CRUDDUR_STATEMENT_TIMEOUT (30000 ms)" in caplog.text and "Timeout" in caplog.text
+    # A failed run (a review: it returned a summary, so no alarm on the function's errors
+    # ever went off, while every run did nothing).
+    with pytest.raises(RuntimeError, match=r"no batch fits: CRUDDUR_STATEMENT_TIMEOUT \(30000"):
+        purge_expired.handler({}, Context(20_000))  # 30 s batches, 20 s to live
+    assert "every run fails so until fixed" in caplog.text and "Timeout" in caplog.text
     # No run gets a batch in: not "stopped for time with more to purge", with nothing due.
     assert "the next run goes on" not in caplog.text
 

@@ -124,13 +124,16 @@ def handler(event: dict[str, Any] | None = None, context: Any = None) -> dict[st
     ends = started + left_ms / 1000  # inf without a context (a call by hand)
     fits = left_ms > statement_ms + 1000
     if not fits:
-        # At the start: no run will ever get a batch in, whatever is left to purge.
-        log.error(
-            "no batch fits: CRUDDUR_STATEMENT_TIMEOUT (%d ms) and a second's margin exceed "
-            "the %d ms this invocation has; lower it or raise the function's Timeout",
-            statement_ms,
-            left_ms,
+        # At the start: no run will ever get a batch in, whatever is left to purge. A
+        # failed run, as the other configuration errors are: returned as a success, it
+        # did nothing every night and no alarm on the function's errors went off.
+        why = (
+            f"no batch fits: CRUDDUR_STATEMENT_TIMEOUT ({statement_ms} ms) and a second's "
+            f"margin exceed the {left_ms} ms this invocation has; lower it or raise the "
+            "function's Timeout"
         )
+        log.error("%s; a configuration error, every run fails so until fixed", why)
+        raise RuntimeError(why)
     try:
         with connecting.connect(
             conninfo,
@@ -190,6 +193,6 @@ def handler(event: dict[str, Any] | None = None, context: Any = None) -> dict[st
         "finished": finished,
     }
     log.info("purged in %s: %s", redact(conninfo), summary)
-    if not finished and fits:  # with no batch fitting, the error above said it all
+    if not finished:
         log.warning("stopped for time with more to purge; the next run goes on")
     return summary
