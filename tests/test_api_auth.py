@@ -372,6 +372,25 @@ def test_a_signed_token_whose_exp_is_no_time_is_a_401(app, mint) -> None:
         assert answer.status_code == 401, (exp, answer.get_data(as_text=True))
 
 
+@pytest.mark.parametrize(
+    "header",
+    [
+        "Forwarded", "X-Forwarded-For", "X-Forwarded-Host", "X-Real-Ip", "Via",
+        "True-Client-Ip", "CF-Connecting-Ip",
+        # A review: a local proxy sending only one of these got a token for anyone.
+        "X-Forwarded-Proto", "X-Forwarded-Port", "X-Forwarded-Server", "X-Client-Ip",
+        "X-Cluster-Client-Ip", "Fastly-Client-Ip", "X-Original-Forwarded-For",
+        "X-Envoy-External-Address", "Forwarded-For", "X-Forwarded",
+    ],
+)  # fmt: skip
+def test_a_request_a_proxy_relayed_gets_no_dev_sign_in(app, header: str) -> None:
+    client = app.test_client()
+    relayed = client.post("/api/dev/sign-in", json={"handle": "andrewbrown"},
+                          headers={header: "203.0.113.9"})  # fmt: skip
+    assert relayed.status_code == 404, header
+    assert client.post("/api/dev/sign-in", json={"handle": "andrewbrown"}).status_code == 200
+
+
 def test_the_dev_routes_wrong_methods_are_a_404_to_strangers_too(app) -> None:
     # Routing answered 405 with Allow before the blueprint's check ran: behind a proxy,
     # that told anyone the development sign-in was there.

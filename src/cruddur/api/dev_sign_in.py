@@ -39,6 +39,26 @@ PROXY_HEADERS = (
 )
 # Where WSGI puts them: read from the environ, not through werkzeug's header view.
 _PROXY_KEYS = tuple("HTTP_" + name.upper().replace("-", "_") for name in PROXY_HEADERS)
+# And the families proxies name their own from (a review: nginx adding only
+# X-Forwarded-Proto, or Fastly-Client-IP, X-Original-Forwarded-For, Forwarded-For,
+# X-Envoy-External-Address, each got a token for anyone): by prefix and suffix.
+_PROXY_KEY_PREFIXES = (
+    "HTTP_X_FORWARDED",
+    "HTTP_X_ORIGINAL_FORWARDED",
+    "HTTP_FORWARDED_",
+    "HTTP_X_ENVOY_",
+)
+_PROXY_KEY_SUFFIXES = ("_CLIENT_IP", "_CONNECTING_IP", "_REAL_IP")
+
+
+def _relayed(environ: dict[str, Any]) -> bool:
+    if any(key in environ for key in _PROXY_KEYS):
+        return True
+    return any(
+        key.startswith(_PROXY_KEY_PREFIXES)
+        or (key.startswith("HTTP_") and key.endswith(_PROXY_KEY_SUFFIXES))
+        for key in environ
+    )
 
 
 def local_caller(environ: dict[str, Any] | None = None) -> bool:
@@ -48,7 +68,7 @@ def local_caller(environ: dict[str, Any] | None = None) -> bool:
     its own origin; but its Host header still names the attacker's site."""
     if environ is None:
         environ = request.environ
-    if any(key in environ for key in _PROXY_KEYS):
+    if _relayed(environ):
         return False
     # No Host (HTTP/1.0): not a browser. granian passes it on as "", not as missing.
     return is_loopback(environ.get("REMOTE_ADDR") or "") and _local_name(
