@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import pwd
 import shutil
 import stat
 import subprocess
@@ -173,6 +174,35 @@ def test_a_program_owned_by_the_server_user_is_not_run_by_root(tmp_path) -> None
     os.chown(owned, user.uid, user.gid)
     with pytest.raises(UnsafePath, match="belongs to postgres"):
         trusted_program(program)
+
+
+@needs_root
+def test_a_link_another_user_owns_in_a_sticky_folder_is_not_followed(tmp_path) -> None:
+    # A review: in a sticky folder (/tmp) others cannot rename what is in it, but a
+    # link's owner can point it elsewhere: root ran a program, and trusted a CA bundle,
+    # by way of `nobody`'s link.
+    from cruddur.rds_tls import UntrustedFile, read_trusted
+    from cruddur.safe_paths import UnsafePath, trusted_program
+
+    sticky = tmp_path / "sticky"
+    sticky.mkdir()
+    sticky.chmod(0o1777)
+    nobody = pwd.getpwnam("nobody").pw_uid
+    theirs = sticky / "bin"
+    theirs.symlink_to("/bin")
+    os.lchown(theirs, nobody, -1)
+    with pytest.raises(UnsafePath, match=f"{theirs} belongs to nobody"):
+        trusted_program(theirs / "sh")
+    certs = tmp_path / "certs"
+    certs.mkdir(mode=0o755)
+    (certs / "bundle.pem").write_text("not read\n")
+    link = sticky / "certs"
+    link.symlink_to(certs)
+    os.lchown(link, nobody, -1)
+    with pytest.raises(UntrustedFile, match="a link another user owns"):
+        read_trusted(link / "bundle.pem", 100)
+    os.lchown(link, 0, -1)  # root's own link: taken
+    assert read_trusted(link / "bundle.pem", 100) == b"not read\n"
 
 
 def test_a_link_by_way_of_a_folder_another_user_could_change_is_not_run(tmp_path) -> None:

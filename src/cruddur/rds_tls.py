@@ -22,6 +22,7 @@ from pathlib import Path
 from psycopg.conninfo import make_conninfo
 
 from cruddur.config import ConfigError
+from cruddur.path_walk import link_others_own
 from cruddur.urls import looks_like_rds, parse, rds_hosts, redact
 
 VERIFY_FULL = "verify-full"
@@ -150,6 +151,13 @@ def read_trusted(path: Path, limit: int) -> bytes:
                 "folder",
                 f"is in {folder}, a folder another user owns or anyone may write: a file "
                 "swapped in there would let another server take the password.",
+            )
+        if (link := link_others_own(path)) is not None:
+            # The same, by a link of theirs on the way (a sticky /tmp keeps it theirs).
+            raise UntrustedFile(
+                "folder",
+                f"is reached through {link}, a link another user owns: pointed elsewhere, "
+                "it would let another server take the password.",
             )
         return handle.read(limit)
 

@@ -22,6 +22,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from cruddur.config import ConfigError
+from cruddur.path_walk import TooManyLinks, link_others_own, walk
 
 _NOFOLLOW = os.O_NOFOLLOW | os.O_CLOEXEC
 
@@ -196,45 +197,18 @@ def _others_can_change(info: os.stat_result, *, folder: bool) -> str | None:
 
 
 def _folders_on_the_way(path: Path) -> list[Path]:
-    """Every folder the kernel passes through to reach `path`, as it resolves the name
-    one part at a time: each link (a folder's or the file's) followed from the folder it
-    is in, so that the folder holding every link is among them. (Joined as text, a
-    relative link's `..` left from the link's name, not its real folder: Debian's
-    /bin/psql, by way of /bin -> usr/bin, came out as /share/…, which is not there.)"""
-    folders = [Path("/")]
-    current = Path("/")
-    pending = list(Path(os.path.abspath(path)).parts[1:])
-    hops = 0
-    while pending:
-        part = pending.pop(0)
-        if part in ("", "."):
-            continue
-        if part == "..":
-            current = current.parent  # `current` is real: its parent is the kernel's
-            continue
-        candidate = current / part
-        if candidate.is_symlink():
-            hops += 1
-            if hops > MAX_LINK_HOPS:
-                raise UnsafePath(f"{path} leads through more than {MAX_LINK_HOPS} links")
-            target = Path(os.readlink(candidate))
-            if target.is_absolute():
-                current = Path("/")
-            pending = [*target.parts[1 if target.is_absolute() else 0 :], *pending]
-            continue
-        current = candidate
-        if pending:
-            folders.append(current)
-    return folders
-
-
-MAX_LINK_HOPS = 40  # as the kernel's own limit on a name's links
+    """path_walk.walk's folders; too many links, an UnsafePath."""
+    try:
+        return walk(path)[0]
+    except TooManyLinks as exc:
+        raise UnsafePath(str(exc)) from None
 
 
 def trusted_program(path: Path) -> Path:
     """The program's path, once no one but root or the current user can change it: the
-    file, every folder above it, and the folders holding the link when it is one (a
-    sticky folder such as /tmp is fine: others cannot rename what is in it). The path
+    file, every folder above it, the folders holding the link when it is one (a sticky
+    folder such as /tmp is fine: others cannot rename what is in it), and every link on
+    the way (its owner can point it elsewhere, even in a sticky folder). The path
     is returned as given: some programs (Debian's pg_wrapper) go by the name they are
     called by."""
     given = Path(os.path.abspath(path))
@@ -253,6 +227,10 @@ def trusted_program(path: Path) -> Path:
         if problem:
             where = folder
             break
+    if problem is None and (link := link_others_own(given)) is not None:
+        # A link of another user's in a sticky folder (/tmp): the folder protects it from
+        # everyone but its owner, who could point it at a program of theirs.
+        problem, where = f"belongs to {user_name(os.lstat(link).st_uid)}", link
     if problem:
         raise UnsafePath(
             f"will not run {path}: {where} {problem}, so another user could replace it; "

@@ -41,6 +41,7 @@ HANDLER_FILES = (
     "cruddur/urls.py",
     "cruddur/names.py",
     "cruddur/rds_tls.py",
+    "cruddur/path_walk.py",
     "cruddur/deadlines.py",
     "cruddur/connecting.py",
     "cruddur/lambdas/__init__.py",
