@@ -43,9 +43,12 @@ def test_nothing_on_the_port_is_not_alive() -> None:
     assert _check(f"http://127.0.0.1:{free_port()}").returncode == 1
 
 
-def _another_program(answer: bytes, drip: float = 0.0) -> tuple[str, threading.Event]:
+def _another_program(
+    answer: bytes, drip: float = 0.0, after: float = 0.0
+) -> tuple[str, threading.Event]:
     """A server on a free port that answers every connection with `answer` (a byte at a
-    time, `drip` seconds apart, when given); its base URL and a stop event."""
+    time, `drip` seconds apart, when given; `after` seconds in); its base URL and a stop
+    event."""
     listener = socket.create_server(("127.0.0.1", 0))
     stop = threading.Event()
 
@@ -59,6 +62,8 @@ def _another_program(answer: bytes, drip: float = 0.0) -> tuple[str, threading.E
                     continue
                 with conn:
                     conn.recv(65_536)
+                    if stop.wait(after):
+                        break
                     for byte in answer if drip else [answer]:
                         if stop.wait(drip):
                             break
@@ -84,3 +89,19 @@ def test_another_programs_503_or_an_answer_that_never_ends_is_not_alive() -> Non
             assert time.monotonic() - started < 10  # its 3 s, and Python's start
         finally:
             stop.set()
+
+
+def test_the_apis_503_after_its_own_bound_on_health_is_alive() -> None:
+    # A review: health answers its 503 after up to 2 s (api/health.py's bound, when the
+    # database went silent); the check gave up at 2.0 s, so each worker's first check
+    # failed, and with 3 workers or more ECS replaced every task during the outage.
+    body = b'{"error": "database_unavailable", "database": {"reachable": false}, "request_id": "x"}'
+    head = b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
+    answer = head + b"Content-Length: %d\r\n\r\n" % len(body) + body
+    base, stop = _another_program(answer, after=2.1)
+    try:
+        checked = _check(base)
+    finally:
+        stop.set()
+    assert checked.returncode == 0, checked.stderr
+    assert "the database is away" in checked.stderr

@@ -22,7 +22,10 @@ import sys
 import urllib.error
 import urllib.request
 
-TIMEOUT_SECONDS = 2.0  # each read; the whole check at most OVERALL_SECONDS
+# Each read; the whole check at most OVERALL_SECONDS. Past api/health.py's own bound
+# (2 s) on a database gone silent: at 2.0 s the check gave up just before the API's
+# 503 came, and each worker's first check in an outage failed.
+TIMEOUT_SECONDS = 2.6
 OVERALL_SECONDS = 3.0
 # The API's own answer while the database is away (api/health.py).
 _AWAY = {"database_unavailable", "schema_not_ready"}
