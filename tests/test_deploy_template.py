@@ -604,3 +604,12 @@ def test_the_cognito_parameters_must_be_full_names() -> None:
         pattern = template["Parameters"][name]["AllowedPattern"]
         assert re.fullmatch(pattern, "/cruddur/cognito/user-pool-id")
         assert not re.fullmatch(pattern, "cruddur-user-pool-id")
+
+
+def test_a_release_keeps_the_task_count_autoscaling_set() -> None:
+    # A review: DesiredCount in the service made every update (a new ImageUri) set the
+    # count back to MinTasks, cutting what autoscaling had added mid-deploy.
+    resources = resolved_ecs_template()["Resources"]
+    assert "DesiredCount" not in resources["Service"]["Properties"]
+    min_tasks = decode(str(ECS_TEMPLATE))[0]["Parameters"]["MinTasks"]["Default"]
+    assert str(resources["ScalableTarget"]["Properties"]["MinCapacity"]) == str(min_tasks)
