@@ -517,6 +517,7 @@ def test_the_handler_imports_only_what_it_needs() -> None:
         "cruddur.urls",
         "cruddur.names",
         "cruddur.rds_tls",
+        "cruddur.path_walk",
         "cruddur.deadlines",
         "cruddur.connecting",
         "cruddur.lambdas",

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
+import tls_support
 from helpers import ROOT, cli, run
 from tls_support import (
     PROXY_CERT_NAME,
@@ -129,7 +130,12 @@ def test_the_cli_on_prod_refuses_a_man_in_the_middle(servers, bundle) -> None:
 )
 def test_migrations_and_wait_on_prod_refuse_a_man_in_the_middle(servers, bundle, verb) -> None:
     # They connected with the URL as given (libpq's `prefer`), not verified like the rest.
+    # (Cruddur's own database: the system one, postgres, is refused before connecting.)
     env = {"CRUDDUR_RDS_CA_BUNDLE": str(bundle)}
+
+    def rds_url(port: int) -> str:
+        return tls_support.rds_url(port, "cruddur")
+
     for name, said in (("self-signed", "certificate verify failed"), ("other", "does not match")):
         refused = cli(CRUDDUR, *verb, env={**env, "PROD_CONNECTION_URL": rds_url(servers[name])})
         shown = refused.stdout + refused.stderr

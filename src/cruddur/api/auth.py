@@ -250,8 +250,11 @@ def signed_in(view: F) -> F:
                 "cannot check sign-ins right now; try again shortly",
                 headers={"Retry-After": retry_after},
             ) from None
-        db = extensions[PRIMARY_KEY].get()  # get_db(), without its proxy read
         authors: Authors = extensions["cruddur.authors"]
+        known = authors.known(claims["sub"])
+        if known is not None:  # for the log line, before what may fail (as NewCrud does)
+            environ[USER_UUID_KEY] = known
+        db = extensions[PRIMARY_KEY].get()  # get_db(), without its proxy read
         try:
             user_uuid = authors.uuid_for(db, claims["sub"])
         except UnknownAuthor:
