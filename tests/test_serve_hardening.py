@@ -755,15 +755,16 @@ def test_a_port_for_a_server_is_found_whatever_the_outgoing_range(
         sock.bind(("127.0.0.1", port))  # free
 
 
-def test_a_ctrl_c_while_the_server_imports_is_a_stop_not_a_traceback(tmp_path) -> None:
+@pytest.mark.parametrize("main", ["cruddur.granian_main", "cruddur.gunicorn_main"])
+def test_a_ctrl_c_while_the_server_imports_is_a_stop_not_a_traceback(tmp_path, main: str) -> None:
     # A review: SIGINT just after "server: granian …", while cruddur.granian_main still
     # imported granian and the app (before granian's handlers), printed ~40 lines of
-    # KeyboardInterrupt traceback from importlib.
+    # KeyboardInterrupt traceback from importlib; gunicorn's start the same, ~20.
     import sys
 
     for delay in (0.05, 0.1, 0.15):
         started = subprocess.Popen(
-            [sys.executable, "-m", "cruddur.granian_main", "--help"],
+            [sys.executable, "-m", main, "--help"],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         )  # fmt: skip
         time.sleep(delay)

@@ -84,7 +84,8 @@ def server_command(
             GRANIAN_FACTORY,
         ]  # fmt: skip
     return [
-        python, "-m", "gunicorn", "--bind", f"[{host}]:{port}" if ":" in host else f"{host}:{port}",
+        python, "-m", "cruddur.gunicorn_main",
+        "--bind", f"[{host}]:{port}" if ":" in host else f"{host}:{port}",
         "--workers", str(workers), "--threads", str(threads),
         "--worker-class", "gthread" if threads > 1 else "sync",
         "--graceful-timeout", "10", "--timeout", "30",
