@@ -1649,6 +1649,32 @@ def test_the_sign_up_lambda_sends_a_span_per_invocation(
     assert "hidden@example.com" not in json.dumps([s.attributes for s in own_receiver.spans])
 
 
+def test_the_sign_up_lambda_samples_as_the_settings_read_the_sampler(
+    seeded_db: str, own_receiver: OtlpReceiver
+) -> None:
+    # A review: its own tracer provider left the sampler to the SDK, which read
+    # "always_off " (a space after) as unknown and sampled every sign-up; and a blank
+    # service name was taken.
+    attributes = {"sub": "3f1c2a9e-0000-4000-8000-traced000002", "email": "x@example.com",
+                  "preferred_username": "sampledout"}  # fmt: skip
+    done = _sign_up_in_a_process(
+        "sampled-out", attributes, CONNECTION_URL=seeded_db,
+        OTEL_EXPORTER_OTLP_ENDPOINT=own_receiver.url, OTEL_TRACES_SAMPLER="always_off ",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert own_receiver.spans == [] and "Couldn't recognize" not in done.stderr
+    attributes = {**attributes, "sub": "3f1c2a9e-0000-4000-8000-traced000003",
+                  "preferred_username": "namedright"}  # fmt: skip
+    done = _sign_up_in_a_process(
+        "named-right", attributes, CONNECTION_URL=seeded_db,
+        OTEL_EXPORTER_OTLP_ENDPOINT=own_receiver.url, OTEL_SERVICE_NAME="  ",
+        AWS_LAMBDA_FUNCTION_NAME="cruddur-post-confirmation",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    (invocation,) = [s for s in own_receiver.spans if s.name == "post-confirmation"]
+    assert invocation.service == "cruddur-post-confirmation"
+
+
 def test_a_refused_sign_ups_email_and_name_stay_out_of_its_spans(
     seeded_db: str, own_receiver: OtlpReceiver
 ) -> None:

@@ -48,6 +48,7 @@ from cruddur import connecting
 from cruddur.config import (
     ConfigError,
     LambdaSettings,
+    TelemetrySettings,
     check_otel_sdk_settings,
     check_otlp_destination,
     otlp_secrets,
@@ -174,6 +175,7 @@ def _tracing() -> tuple[Any, Any] | None:
         # sign-ups go on untraced: a Lambda has nobody to ask.
         check_otlp_destination(os.environ)
         check_otel_sdk_settings(os.environ)  # the SDK raised on the first sign-up
+        settings = TelemetrySettings.from_env(os.environ)  # the sampler, as checked
     except ConfigError as exc:
         log.warning("traces off: %s", exc)
         return None
@@ -188,11 +190,16 @@ def _tracing() -> tuple[Any, Any] | None:
             from opentelemetry.sdk.trace import TracerProvider
             from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
+            from cruddur.telemetry.tracing import sdk_sampler
+
             name = os.environ.get("AWS_LAMBDA_FUNCTION_NAME") or APPLICATION_NAME
             resource = Resource.create()
-            if str(resource.attributes.get(SERVICE_NAME, "")).startswith("unknown_service"):
+            named = str(resource.attributes.get(SERVICE_NAME, "")).strip()
+            if not named or named.startswith("unknown_service"):  # "  " was taken as one
                 resource = resource.merge(Resource({SERVICE_NAME: name}))
-            provider = TracerProvider(resource=resource)
+            # The sampler as the settings read it: the SDK reads OTEL_TRACES_SAMPLER raw,
+            # and took "always_off " (a space after) for unknown, sampling everything.
+            provider = TracerProvider(resource=resource, sampler=sdk_sampler(settings))
             provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
             trace.set_tracer_provider(provider)
         from opentelemetry.instrumentation.psycopg import PsycopgInstrumentor

@@ -81,7 +81,7 @@ def start(settings: TelemetrySettings, *, gated: bool = False) -> None:
 
     # The sampler of the settings as checked (the SDK would read OTEL_TRACES_SAMPLER
     # again, as it is: "always_off " with a space was unknown to it, and it sampled all).
-    options: dict[str, Any] = {"sampler": _requests_only() if gated else _sdk_sampler(settings)}
+    options: dict[str, Any] = {"sampler": _requests_only() if gated else sdk_sampler(settings)}
     provider = TracerProvider(resource=_resource(), shutdown_on_exit=False, **options)
     # One processor: scrubs an error span, then queues it for the exporter's thread.
     provider.add_span_processor(ScrubbingBatchSpanProcessor(CompactSpanExporter()))
@@ -106,7 +106,7 @@ def start(settings: TelemetrySettings, *, gated: bool = False) -> None:
     log.info("traces: on, service %s, OTLP/HTTP, sampler %s", service, settings.sampler)
 
 
-def _sdk_sampler(settings: TelemetrySettings) -> Any:
+def sdk_sampler(settings: TelemetrySettings) -> Any:
     """OTEL_TRACES_SAMPLER (and _ARG) as the settings read them, as the SDK's sampler."""
     from opentelemetry.sdk.trace import sampling
 
