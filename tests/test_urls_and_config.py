@@ -492,6 +492,8 @@ def test_otlp_headers_the_sdk_reads_pass_and_others_never_show_their_text() -> N
         # A review: read by the exporter, these broke every export, whose error quoted
         # the value whole.
         "x-honeycomb-team=hc%0D%0AKEY", "x-honeycomb-team=%E2%82%ACKEY", "a=KEY%00",
+        # and names, which the exporter %-decodes too
+        "x%0Ateam=KEY", "x%C3%A9=KEY", "x-honeycomb-team=KEY, x%0D%0Ainjected=1",
     ):  # fmt: skip
         with pytest.raises(ConfigError) as refused:
             check_otlp_headers("OTEL_EXPORTER_OTLP_HEADERS", bad)

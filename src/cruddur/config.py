@@ -567,6 +567,12 @@ def check_otlp_headers(name: str, value: str) -> None:
             raise ConfigError(
                 f"{name}: {header.strip()} has no value (was a variable meant to fill it unset?)"
             )
+        if entry.strip() and not _HEADER_NAME.fullmatch(_decoded(header)):
+            # Its name is %-decoded too: x%0Ateam passed, and every export failed on it.
+            raise ConfigError(
+                f"{name}: entry {position}'s name, its %-escapes read as the exporter reads "
+                "them, is not a header name (letters, digits and !#$%&'*+-.^_`|~ only)"
+            )
         if entry.strip() and not _carried_in_a_header(given.strip()):
             # The exporter reads %-escapes first: %0D%0A passed here, requests refused the
             # value on every export, and its error quoted it, the key in the log whole.
@@ -577,10 +583,17 @@ def check_otlp_headers(name: str, value: str) -> None:
             )
 
 
-def _carried_in_a_header(value: str) -> bool:
+_HEADER_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")  # RFC 9110's token
+
+
+def _decoded(text: str) -> str:
     from urllib.parse import unquote  # as opentelemetry.util.re.parse_env_headers does
 
-    decoded = unquote(value).strip()
+    return unquote(text).strip()
+
+
+def _carried_in_a_header(value: str) -> bool:
+    decoded = _decoded(value)
     try:
         decoded.encode("latin-1")
     except UnicodeEncodeError:

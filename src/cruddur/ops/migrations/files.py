@@ -157,7 +157,7 @@ def parse(path: Path, text: str) -> Migration:
                 raise MigrationFileError(
                     f"{file_name}:{number}: {line.strip()!r} reads as a comment, not as the "
                     f"'-- migrate:{near}' line it looks like: its SQL would run in the "
-                    f"section above. Write it '-- migrate:{near}' (no space after the colon)"
+                    f"section above. Write it exactly '-- migrate:{near}'"
                 )
             continue
         section = directive["section"]
