@@ -6,6 +6,7 @@ import contextlib
 import json
 import math
 import os
+import re
 import resource
 import selectors
 import signal
@@ -692,6 +693,35 @@ def test_a_worker_that_dies_is_replaced_and_the_server_goes_on(seeded_db: str, t
     finally:
         output = served.stop()
     assert "Unexpected exit from worker-2" in output
+
+
+@pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGABRT])
+def test_a_gunicorn_worker_that_ends_leaves_the_servers_files_to_the_others(
+    seeded_db: str, tmp_path, stop: int
+) -> None:
+    # A review: gunicorn's workers end with sys.exit through the main module's frame, and
+    # cruddur.gunicorn_main's clean-up ran in the worker: the metrics' counts folder and
+    # the shared last write went, the replacement failed to boot, and the server stopped.
+    # (SIGABRT is what gunicorn's --timeout sends a stuck worker.)
+    metrics = free_port()
+    env = {**_env(seeded_db, tmp_path), "CRUDDUR_METRICS_PORT": str(metrics)}
+    served = Served("--server", "gunicorn", "--workers", "2", "--threads", "1", env=env)
+    try:
+        served.wait_healthy()
+        deadline = time.monotonic() + 10
+        while len(workers := re.findall(r"Booting worker with pid: (\d+)", served.output)) < 2:
+            assert time.monotonic() < deadline, served.output
+            time.sleep(0.1)
+        folder = _counts_folder(_exporter_of(served))
+        os.kill(int(workers[0]), stop)
+        time.sleep(2)  # replaced meanwhile
+        assert served.process.poll() is None, served.output
+        assert all(served.get("/api/health") == 200 for _ in range(10))
+        assert Path(folder).is_dir(), served.output
+        assert request(f"http://127.0.0.1:{metrics}/metrics")[0] == 200
+        assert "No such file or directory" not in served.output, served.output
+    finally:
+        served.stop()
 
 
 def test_the_machine_wide_hold_is_per_address() -> None:

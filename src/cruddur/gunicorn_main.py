@@ -15,14 +15,21 @@ if __name__ == "__main__":
     from cruddur.services import last_write
     from cruddur.telemetry.counts_folder import remove_counts_folder
 
+    # gunicorn's workers are forks of this process, and end with sys.exit: through this
+    # very frame. Only the main process's end is the server's (a worker's removed the
+    # files the others still used, and its replacement failed to boot).
+    main = os.getpid()
     try:
         from gunicorn.app.wsgiapp import run
 
         run(prog="gunicorn")
     except KeyboardInterrupt:
+        if os.getpid() != main:
+            raise
         sys.exit(128 + signal.SIGINT)
     finally:
-        # gunicorn's on_exit (cruddur.gunicorn_config) does this as it ends; before it
-        # was in, nothing did.
-        last_write.remove(os.environ.get(last_write.ENV))
-        remove_counts_folder()
+        if os.getpid() == main:
+            # gunicorn's on_exit (cruddur.gunicorn_config) does this as it ends; before
+            # it was in, nothing did.
+            last_write.remove(os.environ.get(last_write.ENV))
+            remove_counts_folder()
