@@ -203,6 +203,15 @@ def test_a_link_another_user_owns_in_a_sticky_folder_is_not_followed(tmp_path) -
         read_trusted(link / "bundle.pem", 100)
     os.lchown(link, 0, -1)  # root's own link: taken
     assert read_trusted(link / "bundle.pem", 100) == b"not read\n"
+    # A link of root's, but held in a folder another user owns, by way of another link:
+    # neither the path as written nor as resolved passes through that folder.
+    theirs_folder = tmp_path / "theirs"
+    theirs_folder.mkdir(mode=0o755)
+    (theirs_folder / "certs").symlink_to(certs)
+    os.chown(theirs_folder, nobody, -1)
+    (tmp_path / "mine").symlink_to(theirs_folder / "certs")
+    with pytest.raises(UntrustedFile, match=f"is in {theirs_folder}, a folder another user owns"):
+        read_trusted(tmp_path / "mine" / "bundle.pem", 100)
 
 
 def test_a_link_by_way_of_a_folder_another_user_could_change_is_not_run(tmp_path) -> None:

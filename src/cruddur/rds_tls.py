@@ -22,7 +22,7 @@ from pathlib import Path
 from psycopg.conninfo import make_conninfo
 
 from cruddur.config import ConfigError
-from cruddur.path_walk import link_others_own
+from cruddur.path_walk import link_others_own, walk
 from cruddur.urls import looks_like_rds, parse, rds_hosts, redact
 
 VERIFY_FULL = "verify-full"
@@ -168,7 +168,11 @@ def _folder_others_can_change(path: Path) -> Path | None:
     there is none. A folder its group may write is taken: a checkout cloned under umask
     002 (a group of the user's own, as many systems give each user) is one."""
     written = Path(os.path.abspath(path))
-    for folder in dict.fromkeys([*written.parents, *Path(os.path.realpath(written)).parents]):
+    # And each folder holding a link on the way (whoever may write it can swap the link).
+    on_the_way = walk(written)[0]
+    for folder in dict.fromkeys(
+        [*written.parents, *Path(os.path.realpath(written)).parents, *on_the_way]
+    ):
         info = os.stat(folder)
         sticky = info.st_mode & stat.S_ISVTX
         if info.st_uid not in (os.geteuid(), 0) or (info.st_mode & stat.S_IWOTH and not sticky):
