@@ -1663,6 +1663,16 @@ def test_the_sign_up_lambda_samples_as_the_settings_read_the_sampler(
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert own_receiver.spans == [] and "Couldn't recognize" not in done.stderr
+    # Off as the settings say it is: OTEL_SDK_DISABLED=1 too (it traced all, sampled).
+    for n, off in enumerate(({"OTEL_SDK_DISABLED": "1"}, {"OTEL_TRACES_EXPORTER": "none"})):
+        attributes = {**attributes, "sub": f"3f1c2a9e-0000-4000-8000-traced00001{n}",
+                      "preferred_username": f"disabled{n}"}  # fmt: skip
+        done = _sign_up_in_a_process(
+            f"disabled-{n}", attributes, CONNECTION_URL=seeded_db,
+            OTEL_EXPORTER_OTLP_ENDPOINT=own_receiver.url, **off,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr
+    assert own_receiver.spans == []
     attributes = {**attributes, "sub": "3f1c2a9e-0000-4000-8000-traced000003",
                   "preferred_username": "namedright"}  # fmt: skip
     done = _sign_up_in_a_process(

@@ -929,7 +929,7 @@ class TelemetrySettings(ReprWithoutSecrets):
             or None
         )
         exporters = env.get("OTEL_TRACES_EXPORTER", "").strip().lower()
-        if _truthy(env.get("OTEL_SDK_DISABLED", "")) or exporters == "none":
+        if traces_disabled(env):
             endpoint = None
         if exporters not in ("", "otlp", "none"):
             raise ConfigError(
@@ -949,17 +949,7 @@ class TelemetrySettings(ReprWithoutSecrets):
             check_otlp_destination(env)
             check_otel_sdk_settings(env)
         # Read only with tracing on: off, a sampler setting stopped every command.
-        sampler = (endpoint and env.get("OTEL_TRACES_SAMPLER", "").strip().lower()) or cls.sampler
-        if sampler not in SAMPLERS:
-            raise ConfigError(
-                f"OTEL_TRACES_SAMPLER must be one of {', '.join(SAMPLERS)}, not {sampler!r}"
-            )
-        ratio = cls.sampler_ratio
-        given_ratio = endpoint and env.get("OTEL_TRACES_SAMPLER_ARG", "").strip()
-        if sampler.endswith("traceidratio") and given_ratio:
-            ratio = _number(env, "OTEL_TRACES_SAMPLER_ARG", 1.0, minimum=0.0, kind=float)
-            if ratio > 1:
-                raise ConfigError("OTEL_TRACES_SAMPLER_ARG must be a ratio from 0 to 1")
+        sampler, ratio = traces_sampler(env) if endpoint else (cls.sampler, cls.sampler_ratio)
         level = env.get("CRUDDUR_LOG_LEVEL", "").strip().lower() or cls.log_level
         if level not in LOG_LEVELS:
             raise ConfigError(f"CRUDDUR_LOG_LEVEL must be one of {', '.join(LOG_LEVELS)}")
@@ -978,6 +968,29 @@ class TelemetrySettings(ReprWithoutSecrets):
             sampler_ratio=ratio,
             secrets=otlp_secrets(env) if endpoint else (),
         )
+
+
+def traces_disabled(env: Mapping[str, str]) -> bool:
+    """OTEL_SDK_DISABLED (any true word) or OTEL_TRACES_EXPORTER=none: no traces."""
+    exporters = env.get("OTEL_TRACES_EXPORTER", "").strip().lower()
+    return _truthy(env.get("OTEL_SDK_DISABLED", "")) or exporters == "none"
+
+
+def traces_sampler(env: Mapping[str, str]) -> tuple[str, float]:
+    """OTEL_TRACES_SAMPLER and its _ARG, checked: (name, ratio). The API, the CLI and the
+    Lambdas all sample by these (the SDK would read the variable again, as it is)."""
+    defaults = TelemetrySettings()
+    sampler = env.get("OTEL_TRACES_SAMPLER", "").strip().lower() or defaults.sampler
+    if sampler not in SAMPLERS:
+        raise ConfigError(
+            f"OTEL_TRACES_SAMPLER must be one of {', '.join(SAMPLERS)}, not {sampler!r}"
+        )
+    ratio = defaults.sampler_ratio
+    if sampler.endswith("traceidratio") and env.get("OTEL_TRACES_SAMPLER_ARG", "").strip():
+        ratio = _number(env, "OTEL_TRACES_SAMPLER_ARG", 1.0, minimum=0.0, kind=float)
+        if ratio > 1:
+            raise ConfigError("OTEL_TRACES_SAMPLER_ARG must be a ratio from 0 to 1")
+    return sampler, ratio
 
 
 # What the page's Content-Security-Policy may quote as an origin: an http(s) URL without

@@ -52,6 +52,8 @@ from cruddur.config import (
     check_otel_sdk_settings,
     check_otlp_destination,
     otlp_secrets,
+    traces_disabled,
+    traces_sampler,
 )
 from cruddur.deadlines import DeadlinePassed, within
 from cruddur.names import name_too_long
@@ -165,8 +167,8 @@ def _tracing() -> tuple[Any, Any] | None:
     endpoint = os.environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") or os.environ.get(
         "OTEL_EXPORTER_OTLP_ENDPOINT"
     )
-    disabled = os.environ.get("OTEL_SDK_DISABLED", "").strip().lower() == "true"
-    if not (endpoint and endpoint.strip()) or disabled:
+    # Off as the settings say it is (OTEL_SDK_DISABLED=1 or yes too, an exporter of none).
+    if not (endpoint and endpoint.strip()) or traces_disabled(os.environ):
         return None
     try:
         # A malformed endpoint failed each export with a traceback (ValueError: Port
@@ -175,7 +177,7 @@ def _tracing() -> tuple[Any, Any] | None:
         # sign-ups go on untraced: a Lambda has nobody to ask.
         check_otlp_destination(os.environ)
         check_otel_sdk_settings(os.environ)  # the SDK raised on the first sign-up
-        settings = TelemetrySettings.from_env(os.environ)  # the sampler, as checked
+        sampler, ratio = traces_sampler(os.environ)  # as checked (the SDK reads it raw)
     except ConfigError as exc:
         log.warning("traces off: %s", exc)
         return None
@@ -199,7 +201,8 @@ def _tracing() -> tuple[Any, Any] | None:
                 resource = resource.merge(Resource({SERVICE_NAME: name}))
             # The sampler as the settings read it: the SDK reads OTEL_TRACES_SAMPLER raw,
             # and took "always_off " (a space after) for unknown, sampling everything.
-            provider = TracerProvider(resource=resource, sampler=sdk_sampler(settings))
+            chosen = TelemetrySettings(sampler=sampler, sampler_ratio=ratio)
+            provider = TracerProvider(resource=resource, sampler=sdk_sampler(chosen))
             provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
             trace.set_tracer_provider(provider)
         from opentelemetry.instrumentation.psycopg import PsycopgInstrumentor
