@@ -37,7 +37,7 @@ WORKDIR /home/cruddur
 EXPOSE 4567
 # `cruddur serve` execs granian, which stops its workers and exits on SIGTERM.
 STOPSIGNAL SIGTERM
-HEALTHCHECK --interval=10s --timeout=3s --start-period=5s --retries=3 \
+HEALTHCHECK --interval=10s --timeout=5s --start-period=5s --retries=3 \
   CMD ["python3", "-m", "cruddur.healthcheck"]
 ENTRYPOINT ["cruddur"]
 CMD ["serve"]

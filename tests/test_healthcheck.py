@@ -98,10 +98,34 @@ def test_the_apis_503_after_its_own_bound_on_health_is_alive() -> None:
     body = b'{"error": "database_unavailable", "database": {"reachable": false}, "request_id": "x"}'
     head = b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
     answer = head + b"Content-Length: %d\r\n\r\n" % len(body) + body
-    base, stop = _another_program(answer, after=2.1)
+    base, stop = _another_program(answer, after=2.8)  # a review saw 2.68 s
     try:
         checked = _check(base)
     finally:
         stop.set()
     assert checked.returncode == 0, checked.stderr
     assert "the database is away" in checked.stderr
+    # Busy (the pool's connections all lent out): alive too, a new task would not help.
+    busy = answer.replace(b"database_unavailable", b"database_busy")
+    base, stop = _another_program(busy)
+    try:
+        assert _check(base).returncode == 0
+    finally:
+        stop.set()
+
+
+def test_the_containers_give_the_check_more_time_than_it_takes() -> None:
+    import re
+
+    import yaml
+    from helpers import ROOT
+
+    from cruddur.healthcheck import OVERALL_SECONDS
+
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    assert float(re.search(r"HEALTHCHECK .*--timeout=(\d+)s", dockerfile)[1]) > OVERALL_SECONDS
+    compose = yaml.safe_load((ROOT / "compose.yaml").read_text())
+    assert float(compose["services"]["api"]["healthcheck"]["timeout"].rstrip("s")) > OVERALL_SECONDS
+    ecs = (ROOT / "deploy/ecs-service.yaml").read_text()
+    timeout = re.search(r"cruddur\.healthcheck.*\n\s+Interval: \d+\n\s+Timeout: (\d+)", ecs)
+    assert timeout and float(timeout[1]) > OVERALL_SECONDS
