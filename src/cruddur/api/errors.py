@@ -17,6 +17,7 @@ from werkzeug.exceptions import HTTPException, NotFound
 
 from cruddur.api.edge import REQUEST_ID_KEY
 from cruddur.db import InvalidText
+from cruddur.db.errors import redacted_reason
 from cruddur.db.reachability import DatabaseUnavailable
 from cruddur.services.paging import BadPageRequest
 from cruddur.services.validation import FieldError, ValidationFailed
@@ -214,13 +215,14 @@ def _on_read_only(exc: Exception) -> Response:
 
 def _on_database_unavailable(exc: Exception) -> Response:
     metrics.count_db_error(exc)
-    # The driver's message can name hosts; it goes to the log, not to the client. An
-    # outage already known was logged once, when it began.
+    # The driver's message can name hosts; what goes to the log is its kind, never the
+    # connection string (redacted_reason), and nothing of it to the client. An outage
+    # already known was logged once, when it began.
     log.log(
         logging.DEBUG if isinstance(exc, DatabaseUnavailable) else logging.WARNING,
         "request %s: database unavailable: %s",
         request_id(),
-        type(exc).__name__,
+        redacted_reason(exc),
         extra={"request_id": request_id()},
     )
     return error_response(unavailable_error("the database is not reachable; try again shortly"))
