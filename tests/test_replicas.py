@@ -72,6 +72,18 @@ def _wait_until(predicate, seconds: float = 15) -> None:
         time.sleep(0.1)
 
 
+def _write_and_read_it_back(
+    api: CheckedClient, auth: dict[str, str], message: str
+) -> tuple[str, dict[str, str]]:
+    """A crud posted, then read with its X-Read-After: (its uuid, that header)."""
+    created = api.post("/api/activities", json={"message": message, "ttl": "1-day"}, headers=auth)
+    assert created.status_code == 201
+    uuid = created.get_json()["uuid"]
+    after = {"X-Read-After": created.headers["X-Read-After"]}
+    assert api.get(f"/api/activities/{uuid}", headers=after).status_code == 200
+    return uuid, after
+
+
 def _in_use(api: CheckedClient) -> bool:
     return api.get("/api/health").get_json()["replica"]["in_use"]
 
@@ -382,14 +394,7 @@ def test_a_write_with_synchronous_commit_off_is_read_by_its_writer(
     try:
         _wait_until(lambda: _in_use(api))
         for attempt in range(5):
-            created = api.post(
-                "/api/activities", json={"message": f"async {attempt}", "ttl": "1-hour"},
-                headers=auth,
-            )  # fmt: skip
-            assert created.status_code == 201
-            uuid_ = created.get_json()["uuid"]
-            read_after = {"X-Read-After": created.headers["X-Read-After"]}
-            assert api.get(f"/api/activities/{uuid_}", headers=read_after).status_code == 200
+            _write_and_read_it_back(api, auth, f"async {attempt}")
     finally:
         _close(app)
         with psycopg.connect(pair.primary_url, autocommit=True) as conn:
@@ -794,14 +799,7 @@ def test_a_replica_holding_a_history_the_restored_primary_no_longer_has_is_not_u
         skipped = [r.getMessage() for r in caplog.records if "replica skipped" in r.getMessage()]
         assert any("not following this primary" in line for line in skipped), skipped
         for attempt in range(10):
-            created = api.post(
-                "/api/activities", json={"message": f"restored {attempt}", "ttl": "1-day"},
-                headers=auth,
-            )  # fmt: skip
-            assert created.status_code == 201
-            uuid = created.get_json()["uuid"]
-            after = {"X-Read-After": created.headers["X-Read-After"]}
-            assert api.get(f"/api/activities/{uuid}", headers=after).status_code == 200
+            uuid, after = _write_and_read_it_back(api, auth, f"restored {attempt}")
             feed = api.get("/api/activities/home", headers=after).get_json()
             assert feed[0]["uuid"] == uuid, f"attempt {attempt}: own write not seen"
         shown = cli(ROOT / ".venv/bin/cruddur", "db", "status", env=env)

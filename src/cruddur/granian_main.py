@@ -9,8 +9,8 @@ on to load the app and serve, and the main process waited for it until its kill 
 blocks both signals around it, and the child restores their default actions before it
 unblocks them: a stop that arrives at any moment before the worker installs its own
 handlers ends the worker at once (`cruddur.worker` then takes over, as before).
-As it ends it removes the file its workers share (services/last_write.py), which
-`cruddur serve` made for them before the exec.
+Its start, its Ctrl-C and its end (removing what `cruddur serve` made for the workers
+before the exec) are cruddur.main_process's.
 Each forked worker also asks the kernel for a SIGTERM when the main process dies
 (PR_SET_PDEATHSIG, Linux): a main process killed outright (SIGKILL, the OOM killer) no
 longer leaves its workers serving on the port with nobody to stop them; each drains and
@@ -25,10 +25,8 @@ process imported, so a respawn never loaded new code anyway.) Ignored on entry (
 it stays ignored.
 """
 
-import logging
 import os
 import signal
-import sys
 import threading
 
 from cruddur.parent_death import signal_on_parent_death
@@ -83,29 +81,20 @@ def _hang_up_stops() -> None:
     common.set_main_signals = with_hang_up_a_stop
 
 
-if __name__ == "__main__":
-    # Its stdout's reader gone (`cruddur serve | head -1`), every record after printed
-    # "--- Logging error ---" and a traceback to stderr, granian's own and the workers'
-    # (which inherit this): the server serves on, its lines dropped without a word.
-    logging.raiseExceptions = False
+def _serve() -> None:
     # The app's modules, imported once here rather than in every worker after its fork
     # (about 0.3 s of CPU each): the workers inherit them. Importing them starts no
     # thread and opens no connection (each worker's create_worker_app does that, after
     # the fork); cruddur.worker, which does start a thread, is still each worker's own.
-    from cruddur.services import last_write
-    from cruddur.telemetry.counts_folder import remove_counts_folder
+    from granian.cli import entrypoint
 
-    try:
-        from granian.cli import entrypoint
+    import cruddur.api  # noqa: F401
 
-        import cruddur.api  # noqa: F401
+    _hang_up_stops()
+    entrypoint()
 
-        _hang_up_stops()
-        entrypoint()
-    except KeyboardInterrupt:
-        # A Ctrl-C while the imports above ran, before granian's own handlers were in:
-        # a stop, said as one (it printed ~40 lines of traceback from importlib).
-        sys.exit(128 + signal.SIGINT)
-    finally:
-        last_write.remove(os.environ.get(last_write.ENV))
-        remove_counts_folder()
+
+if __name__ == "__main__":
+    from cruddur.main_process import run_main_process
+
+    run_main_process(_serve)

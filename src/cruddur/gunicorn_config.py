@@ -7,7 +7,6 @@ a terminal that closed left the server running with nobody to stop it)."""
 
 from __future__ import annotations
 
-import logging
 import os
 import signal
 from typing import Any
@@ -17,9 +16,6 @@ from cruddur.services import last_write
 from cruddur.telemetry.counts_folder import remove_counts_folder
 
 HANG_UP_IGNORED = signal.getsignal(signal.SIGHUP) == signal.SIG_IGN  # under nohup
-# Its stdout's reader gone (`| head -1`): a traceback on stderr for every record after,
-# as under granian (cruddur.granian_main); the lines are dropped without a word.
-logging.raiseExceptions = False
 
 
 def when_ready(server: Any) -> None:

@@ -46,11 +46,10 @@ def walk(path: Path) -> tuple[list[Path], list[Path]]:
     return folders, links
 
 
-def link_others_own(path: Path) -> Path | None:
-    """The first link on the way to `path` that neither this user nor root owns: its
-    owner may point it elsewhere whenever they like (in a sticky folder such as /tmp,
-    where others may not rename what is theirs, an owner still may); None when none."""
-    _, links = walk(path)
+def link_others_own(links: list[Path]) -> Path | None:
+    """The first of `links` (walk's) that neither this user nor root owns: its owner may
+    point it elsewhere whenever they like (in a sticky folder such as /tmp, where others
+    may not rename what is theirs, an owner still may); None when none."""
     for link in links:
         if os.lstat(link).st_uid not in (0, os.geteuid()):
             return link

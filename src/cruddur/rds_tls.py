@@ -144,7 +144,8 @@ def read_trusted(path: Path, limit: int) -> bytes:
                 "is neither this user's own nor root's, or others may write it: a planted "
                 "file would let another server take the password.",
             )
-        if (folder := _folder_others_can_change(path)) is not None:
+        on_the_way, links = walk(path)
+        if (folder := _folder_others_can_change(path, on_the_way)) is not None:
             # libpq reads the file by its path at each new connection, long after this:
             # whoever may rename files in a folder above it can swap in their own CA.
             raise UntrustedFile(
@@ -152,7 +153,7 @@ def read_trusted(path: Path, limit: int) -> bytes:
                 f"is in {folder}, a folder another user owns or anyone may write: a file "
                 "swapped in there would let another server take the password.",
             )
-        if (link := link_others_own(path)) is not None:
+        if (link := link_others_own(links)) is not None:
             # The same, by a link of theirs on the way (a sticky /tmp keeps it theirs).
             raise UntrustedFile(
                 "folder",
@@ -162,14 +163,13 @@ def read_trusted(path: Path, limit: int) -> bytes:
         return handle.read(limit)
 
 
-def _folder_others_can_change(path: Path) -> Path | None:
-    """The first folder above `path` (as written and as resolved) that another user than
-    this one or root owns, or that anyone may write without the sticky bit; None when
-    there is none. A folder its group may write is taken: a checkout cloned under umask
-    002 (a group of the user's own, as many systems give each user) is one."""
+def _folder_others_can_change(path: Path, on_the_way: list[Path]) -> Path | None:
+    """The first folder above `path` (as written and as resolved) or `on_the_way` to it
+    (walk's: each folder holding a link, whose writer can swap the link) that another
+    user than this one or root owns, or that anyone may write without the sticky bit;
+    None when there is none. A folder its group may write is taken: a checkout cloned
+    under umask 002 (a group of the user's own, as many systems give each user) is one."""
     written = Path(os.path.abspath(path))
-    # And each folder holding a link on the way (whoever may write it can swap the link).
-    on_the_way = walk(written)[0]
     for folder in dict.fromkeys(
         [*written.parents, *Path(os.path.realpath(written)).parents, *on_the_way]
     ):

@@ -196,14 +196,6 @@ def _others_can_change(info: os.stat_result, *, folder: bool) -> str | None:
     return None
 
 
-def _folders_on_the_way(path: Path) -> list[Path]:
-    """path_walk.walk's folders; too many links, an UnsafePath."""
-    try:
-        return walk(path)[0]
-    except TooManyLinks as exc:
-        raise UnsafePath(str(exc)) from None
-
-
 def trusted_program(path: Path) -> Path:
     """The program's path, once no one but root or the current user can change it: the
     file, every folder above it, the folders holding the link when it is one (a sticky
@@ -221,13 +213,17 @@ def trusted_program(path: Path) -> Path:
     # Every folder the name passes through on its way to the file, each link's own
     # folder too: only the first and the last were checked, and a link by way of a
     # folder another user owns let that user swap the program between check and run.
-    folders = dict.fromkeys([*real.parents, *_folders_on_the_way(given)])
+    try:
+        on_the_way, links = walk(given)
+    except TooManyLinks as exc:
+        raise UnsafePath(str(exc)) from None
+    folders = dict.fromkeys([*real.parents, *on_the_way])
     for folder in folders if problem is None else ():
         problem = _others_can_change(os.stat(folder), folder=True)
         if problem:
             where = folder
             break
-    if problem is None and (link := link_others_own(given)) is not None:
+    if problem is None and (link := link_others_own(links)) is not None:
         # A link of another user's in a sticky folder (/tmp): the folder protects it from
         # everyone but its owner, who could point it at a program of theirs.
         problem, where = f"belongs to {user_name(os.lstat(link).st_uid)}", link

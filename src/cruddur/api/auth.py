@@ -251,20 +251,21 @@ def signed_in(view: F) -> F:
                 headers={"Retry-After": retry_after},
             ) from None
         authors: Authors = extensions["cruddur.authors"]
-        known = authors.known(claims["sub"])
-        if known is not None:  # for the log line, before what may fail (as NewCrud does)
-            environ[USER_UUID_KEY] = known
+        user_uuid = authors.known(claims["sub"])
+        if user_uuid is not None:  # for the log line, before what may fail (as NewCrud does)
+            environ[USER_UUID_KEY] = user_uuid
         db = extensions[PRIMARY_KEY].get()  # get_db(), without its proxy read
-        try:
-            user_uuid = authors.uuid_for(db, claims["sub"])
-        except UnknownAuthor:
-            metrics.count_refused_token("unknown_user")
-            raise no_user() from None
+        if user_uuid is None:
+            try:
+                user_uuid = authors.uuid_for(db, claims["sub"])
+            except UnknownAuthor:
+                metrics.count_refused_token("unknown_user")
+                raise no_user() from None
+            environ[USER_UUID_KEY] = user_uuid
         context = g._get_current_object()
         context.user_uuid = user_uuid
         context.cognito_user_id = claims["sub"]
         context.cruddur_db, context.cruddur_authors = db, authors  # for as_caller
-        environ[USER_UUID_KEY] = user_uuid  # for the request's log line
         return view(*args, **kwargs)
 
     return wrapper  # type: ignore[return-value]

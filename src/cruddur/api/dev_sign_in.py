@@ -38,7 +38,7 @@ PROXY_HEADERS = (
     "CF-Connecting-Ip",
 )
 # Where WSGI puts them: read from the environ, not through werkzeug's header view.
-_PROXY_KEYS = tuple("HTTP_" + name.upper().replace("-", "_") for name in PROXY_HEADERS)
+_PROXY_KEYS = frozenset("HTTP_" + name.upper().replace("-", "_") for name in PROXY_HEADERS)
 # And the families proxies name their own from (a review: nginx adding only
 # X-Forwarded-Proto, or Fastly-Client-IP, X-Original-Forwarded-For, Forwarded-For,
 # X-Envoy-External-Address, each got a token for anyone): by prefix and suffix.
@@ -52,10 +52,9 @@ _PROXY_KEY_SUFFIXES = ("_CLIENT_IP", "_CONNECTING_IP", "_REAL_IP")
 
 
 def _relayed(environ: dict[str, Any]) -> bool:
-    if any(key in environ for key in _PROXY_KEYS):
-        return True
     return any(
-        key.startswith(_PROXY_KEY_PREFIXES)
+        key in _PROXY_KEYS
+        or key.startswith(_PROXY_KEY_PREFIXES)
         or (key.startswith("HTTP_") and key.endswith(_PROXY_KEY_SUFFIXES))
         for key in environ
     )

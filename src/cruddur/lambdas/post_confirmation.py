@@ -48,7 +48,6 @@ from cruddur import connecting
 from cruddur.config import (
     ConfigError,
     LambdaSettings,
-    TelemetrySettings,
     check_otel_sdk_settings,
     check_otlp_destination,
     otlp_secrets,
@@ -188,21 +187,17 @@ def _tracing() -> tuple[Any, Any] | None:
         provider = trace.get_tracer_provider()
         if not hasattr(provider, "force_flush"):  # nobody set the SDK up: do it here
             from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
-            from opentelemetry.sdk.resources import SERVICE_NAME, Resource
             from opentelemetry.sdk.trace import TracerProvider
             from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
-            from cruddur.telemetry.tracing import sdk_sampler
+            from cruddur.telemetry.tracing import sdk_sampler, service_resource
 
             name = os.environ.get("AWS_LAMBDA_FUNCTION_NAME") or APPLICATION_NAME
-            resource = Resource.create()
-            named = str(resource.attributes.get(SERVICE_NAME, "")).strip()
-            if not named or named.startswith("unknown_service"):  # "  " was taken as one
-                resource = resource.merge(Resource({SERVICE_NAME: name}))
             # The sampler as the settings read it: the SDK reads OTEL_TRACES_SAMPLER raw,
             # and took "always_off " (a space after) for unknown, sampling everything.
-            chosen = TelemetrySettings(sampler=sampler, sampler_ratio=ratio)
-            provider = TracerProvider(resource=resource, sampler=sdk_sampler(chosen))
+            provider = TracerProvider(
+                resource=service_resource(name), sampler=sdk_sampler(sampler, ratio)
+            )
             provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
             trace.set_tracer_provider(provider)
         from opentelemetry.instrumentation.psycopg import PsycopgInstrumentor

@@ -51,13 +51,15 @@ def enabled() -> bool:
     return tracer is not None
 
 
-def _resource() -> Any:
+def service_resource(default_name: str = DEFAULT_SERVICE_NAME) -> Any:
+    """The SDK's resource from OTEL_SERVICE_NAME and OTEL_RESOURCE_ATTRIBUTES, named
+    `default_name` when they name no service (a blank name, "  ", was taken as one)."""
     from opentelemetry.sdk.resources import SERVICE_NAME, Resource
 
-    resource = Resource.create()  # OTEL_SERVICE_NAME, OTEL_RESOURCE_ATTRIBUTES
+    resource = Resource.create()
     named = str(resource.attributes.get(SERVICE_NAME, "")).strip()
-    if not named or named.startswith("unknown_service"):  # "  " was taken as a name
-        resource = resource.merge(Resource({SERVICE_NAME: DEFAULT_SERVICE_NAME}))
+    if not named or named.startswith("unknown_service"):
+        resource = resource.merge(Resource({SERVICE_NAME: default_name}))
     return resource
 
 
@@ -81,8 +83,8 @@ def start(settings: TelemetrySettings, *, gated: bool = False) -> None:
 
     # The sampler of the settings as checked (the SDK would read OTEL_TRACES_SAMPLER
     # again, as it is: "always_off " with a space was unknown to it, and it sampled all).
-    options: dict[str, Any] = {"sampler": _requests_only() if gated else sdk_sampler(settings)}
-    provider = TracerProvider(resource=_resource(), shutdown_on_exit=False, **options)
+    sampler = _requests_only() if gated else sdk_sampler(settings.sampler, settings.sampler_ratio)
+    provider = TracerProvider(resource=service_resource(), sampler=sampler, shutdown_on_exit=False)
     # One processor: scrubs an error span, then queues it for the exporter's thread.
     provider.add_span_processor(ScrubbingBatchSpanProcessor(CompactSpanExporter()))
     trace.set_tracer_provider(provider)
@@ -106,15 +108,16 @@ def start(settings: TelemetrySettings, *, gated: bool = False) -> None:
     log.info("traces: on, service %s, OTLP/HTTP, sampler %s", service, settings.sampler)
 
 
-def sdk_sampler(settings: TelemetrySettings) -> Any:
-    """OTEL_TRACES_SAMPLER (and _ARG) as the settings read them, as the SDK's sampler."""
+def sdk_sampler(sampler: str, ratio: float) -> Any:
+    """OTEL_TRACES_SAMPLER and its ratio as config.traces_sampler reads them, as the
+    SDK's sampler."""
     from opentelemetry.sdk.trace import sampling
 
-    root = settings.sampler.removeprefix("parentbased_")
+    root = sampler.removeprefix("parentbased_")
     chosen = {"always_on": sampling.ALWAYS_ON, "always_off": sampling.ALWAYS_OFF}.get(
         root
-    ) or sampling.TraceIdRatioBased(settings.sampler_ratio)
-    return sampling.ParentBased(chosen) if settings.sampler.startswith("parentbased_") else chosen
+    ) or sampling.TraceIdRatioBased(ratio)
+    return sampling.ParentBased(chosen) if sampler.startswith("parentbased_") else chosen
 
 
 def _reads_traceparent() -> bool:
