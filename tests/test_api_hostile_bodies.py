@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import json
 import socket
+import time
 import uuid
 
 import psycopg
@@ -137,12 +138,71 @@ def test_chunked_bodies_over_the_limit_are_413_and_change_nothing(served: Served
     status, answer = _post_chunked(served, signing_in, token, path="/api/dev/sign-in")
     assert status == 413, answer
     assert snapshot(served.url) == before
-    # Under the limit, chunked is fine; exactly at the limit too.
-    status, answer = _post_chunked(served, valid, token)
-    assert status == 201 and answer["message"] == "padded"
+
+
+def test_chunked_bodies_within_the_limit_are_411_under_granian(served: Served) -> None:
+    # granian cannot tell a chunked body cut off on the way from a whole one (below):
+    # within the limit, whole or not, such a body is refused for a Content-Length.
+    before = snapshot(served.url)
+    token = served.token("andrewbrown")
+    valid = json.dumps({"message": "padded", "ttl": "1-hour"}).encode()
     at_limit = valid + b" " * (LIMIT - len(valid))
-    status, answer = _post_chunked(served, at_limit, token, chunk=1000)
-    assert status == 201, answer
+    for body, chunk in ((valid, 4096), (at_limit, 1000)):
+        status, answer = _post_chunked(served, body, token, chunk=chunk)
+        assert status == 411, answer
+        assert answer["error"] == "length_required"
+        assert "Content-Length" in answer["message"]
+    assert snapshot(served.url) == before
+    # With a Content-Length the same body is taken.
+    assert _post_with_length(served, valid, token, len(valid)) == 201
+
+
+def _cut_off(served: Served, head: str, body: bytes, *, closed: bool) -> bytes:
+    """Send a chunked POST whose body stops before its last chunk, then shut the socket
+    for writing (or close it outright); the answer's status line, if any came."""
+    sock = socket.create_connection(("127.0.0.1", served.port), timeout=20)
+    try:
+        sock.sendall(head.encode() + body)
+        if closed:
+            return b""
+        sock.shutdown(socket.SHUT_WR)
+        return sock.recv(200).split(b"\r\n")[0]
+    finally:
+        sock.close()
+
+
+@pytest.mark.parametrize("closed", [False, True], ids=["half-closed", "closed"])
+@pytest.mark.parametrize(
+    "cut", ["inside a chunk", "before the last chunk"], ids=["in-chunk", "no-last-chunk"]
+)
+def test_a_chunked_write_cut_off_on_the_way_is_not_stored(
+    served: Served, closed: bool, cut: str
+) -> None:
+    # A review: under granian a create, a keyed create or a reply whose chunked body
+    # stopped early (a 256-byte chunk announced and 51 bytes sent, or no closing zero
+    # chunk) was stored, answered 201 (or not at all), and a retry stored it again.
+    token = served.token("andrewbrown")
+    made = json.dumps({"message": "parent", "ttl": "1-hour"}).encode()
+    status, parent = _post_raw(served, f"Content-Length: {len(made)}", [made], token)
+    assert status == 201, parent
+    before = snapshot(served.url)
+    for path, key in (
+        ("/api/activities", ""),
+        ("/api/activities", f"Idempotency-Key: {uuid.uuid4()}\r\n"),
+        (f"/api/activities/{parent['uuid']}/reply", ""),
+    ):
+        body = json.dumps({"message": "never finished sending", "ttl": "1-hour"}).encode()
+        framed = (
+            b"100\r\n" + body if cut == "inside a chunk" else b"%x\r\n%s\r\n" % (len(body), body)
+        )
+        head = (
+            f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {token}\r\n"
+            f"Content-Type: application/json\r\n{key}Transfer-Encoding: chunked\r\n\r\n"
+        )
+        status = _cut_off(served, head, framed, closed=closed)
+        assert not status.startswith(b"HTTP/1.1 2"), (path, status)
+    time.sleep(0.5)  # a closed socket's request is still being handled
+    assert snapshot(served.url) == before
 
 
 def test_an_idempotency_key_sent_twice_is_a_400_and_changes_nothing(served: Served) -> None:
@@ -296,12 +356,9 @@ def test_python_only_json_constants_are_a_400_and_change_nothing(
     assert _post_with_length(served, valid, token, len(valid)) == 201
     before = snapshot(served.url)
     body = b'{"message": "a", "ttl": "1-day", "x": %s}' % constant.encode()
-    for framing, pieces in (
-        (f"Content-Length: {len(body)}", [body]),  # the fast way, then the app
-        ("Transfer-Encoding: chunked", [b"%x\r\n%s\r\n0\r\n\r\n" % (len(body), body)]),
-    ):
-        status, answer = _post_raw(served, framing, pieces, token)
-        assert status == 400, (framing, answer)
-        assert answer["error"] == "invalid_json"
-        assert f"{constant} is not a JSON value" in answer["message"]
+    # The fast way, then the app (a chunked body gets a 411 first under granian).
+    status, answer = _post_raw(served, f"Content-Length: {len(body)}", [body], token)
+    assert status == 400, answer
+    assert answer["error"] == "invalid_json"
+    assert f"{constant} is not a JSON value" in answer["message"]
     assert snapshot(served.url) == before

@@ -160,7 +160,8 @@ def _read_body(req: Request) -> bytes:
         return read_declared(environ["wsgi.input"], declared, limit)
     raw = req.get_data()  # 413 when Content-Length says it is too large
     # Without a Content-Length (chunked), werkzeug stops reading at the limit and returns
-    # what it has: one byte more on the server's own stream tells whether the body went on.
+    # what it has: one byte more on the server's own stream tells whether the body went on
+    # (over the limit is a 413 however the body is framed).
     if (
         req.content_length is None
         and limit is not None
@@ -168,7 +169,22 @@ def _read_body(req: Request) -> bytes:
         and environ["wsgi.input"].read(1)
     ):
         raise RequestEntityTooLarge()
+    if req.content_length is None and environ.get("SERVER_SOFTWARE") == GRANIAN:
+        # granian's stream ends a chunked body cut off on the way (the client closed or
+        # half-closed its socket before the last chunk) as it ends a whole one: no error,
+        # what arrived is the body. A write sent so was stored and acknowledged, or
+        # stored unanswered, and a retry stored it again. Without a length to check it
+        # against, such a body is refused (gunicorn's stream raises, a 400 below).
+        raise ApiError(
+            411,
+            "length_required",
+            "send the body with a Content-Length: this server cannot tell a chunked body "
+            "that was cut off from a whole one",
+        )
     return raw
+
+
+GRANIAN = "Granian"  # its SERVER_SOFTWARE in the environ
 
 
 # More digits than any body this server takes (and fewer than int()'s 4,300-digit limit).
