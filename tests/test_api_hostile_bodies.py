@@ -362,3 +362,27 @@ def test_python_only_json_constants_are_a_400_and_change_nothing(
     assert answer["error"] == "invalid_json"
     assert f"{constant} is not a JSON value" in answer["message"]
     assert snapshot(served.url) == before
+
+
+def test_gunicorn_takes_a_whole_chunked_body_and_refuses_one_cut_off(
+    seeded_db: str, tmp_path
+) -> None:
+    # Its body stream raises when a chunked body ends early (a 400), so it keeps taking
+    # chunked bodies where granian answers 411 (above).
+    from served import serve
+
+    with serve(seeded_db, tmp_path, "--server", "gunicorn") as served:
+        token = served.token("andrewbrown")
+        whole = json.dumps({"message": "sent chunked", "ttl": "1-hour"}).encode()
+        status, answer = _post_chunked(served, whole, token)
+        assert status == 201 and answer["message"] == "sent chunked"
+        before = snapshot(served.url)
+        head = (
+            "POST /api/activities HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            f"Authorization: Bearer {token}\r\nContent-Type: application/json\r\n"
+            "Transfer-Encoding: chunked\r\n\r\n"
+        )
+        cut = b"100\r\n" + json.dumps({"message": "cut", "ttl": "1-hour"}).encode()
+        status_line = _cut_off(served, head, cut, closed=False)
+        assert not status_line.startswith(b"HTTP/1.1 2"), status_line
+        assert snapshot(served.url) == before
