@@ -186,6 +186,28 @@ def test_create_proxy_makes_the_secret_the_role_the_proxy_and_its_target(aws) ->
     assert again.exit_code == 0 and "already exists" in again.output
 
 
+def test_a_proxy_name_rds_or_iam_would_refuse_is_refused_before_anything_is_made(aws) -> None:
+    # A review: `--name 'bad--name!'`, or the default name of a 63-character identifier,
+    # made the master user's secret and the IAM role before RDS refused the name.
+    subnets, group = _two_subnets(7)
+    long_id = "a" + "b" * 61 + "c"
+    make_primary(VpcSecurityGroupIds=[group])
+    given = [x for s in subnets for x in ("--subnet-id", s)]
+    for args, words in (
+        (["--name", "bad--name!"], "is not an RDS Proxy name"),
+        (["--name", "p" * 51], "would be over IAM's 64 characters"),
+        (["--identifier", long_id], "(the default, IDENTIFIER-proxy): give --name"),
+    ):
+        refused = cli("create-proxy", *given, *args, env=CREDENTIALS)
+        assert refused.exit_code == 2, refused.output
+        assert words in " ".join(refused.output.split()), refused.output
+    assert client("secretsmanager").list_secrets()["SecretList"] == []
+    assert client("iam").list_roles()["Roles"] == []
+    assert client("rds").describe_db_proxies()["DBProxies"] == []
+    made = cli("create-proxy", *given, "--name", "p" * 50, env=CREDENTIALS)
+    assert made.exit_code == 0, made.output
+
+
 def test_a_proxys_url_is_on_postgresqls_port_whatever_the_instances(aws) -> None:
     # It took the instance's port (5433 here); a proxy listens on 5432 whatever the
     # instance's, so the URL it printed never connected.

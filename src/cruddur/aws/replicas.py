@@ -15,7 +15,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from cruddur.aws.problems import AwsProblem
-from cruddur.aws.rds import Instance, MasterCredentials, describe, require
+from cruddur.aws.rds import Instance, MasterCredentials, describe, identifier_problem, require
 
 # -- read replicas ---------------------------------------------------------------------
 
@@ -165,6 +165,33 @@ def master_secret(
         SecretString=json.dumps(value),
     )
     return created["ARN"]
+
+
+PROXY_ROLE_SUFFIX = "-secret-reader"  # the proxy's role: its name and this
+_ROLE_NAME_MAX = 64  # IAM's limit on a role's name
+
+
+def proxy_role_name(proxy: str) -> str:
+    return f"{proxy}{PROXY_ROLE_SUFFIX}"
+
+
+def proxy_name_problem(name: str) -> str | None:
+    """Why `name` cannot be a proxy's here, or None: RDS's rule for a proxy's name (that
+    of an instance's identifier), and its role's name within IAM's limit. Checked before
+    anything is made: the master user's secret and the role came before RDS refused."""
+    if identifier_problem(name):
+        return (
+            f"{name!r} is not an RDS Proxy name: 1-63 letters, digits and hyphens, "
+            "starting with a letter, no -- and no hyphen at the end"
+        )
+    longest = _ROLE_NAME_MAX - len(PROXY_ROLE_SUFFIX)
+    if len(name) > longest:
+        return (
+            f"{name!r} is too long for a proxy name here: its IAM role, "
+            f"{proxy_role_name(name)}, would be over IAM's {_ROLE_NAME_MAX} characters "
+            f"(the name may have {longest} at most)"
+        )
+    return None
 
 
 def proxy_role(iam: Any, name: str, secret_arn: str) -> str:

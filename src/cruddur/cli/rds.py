@@ -818,6 +818,10 @@ def create_proxy(
     from cruddur.rds_tls import proxy_roots
 
     roots = proxy_roots()  # a bad CRUDDUR_RDS_PROXY_CA_BUNDLE stops it before AWS is asked
+    if problem := replicas.proxy_name_problem(name or f"{identifier}-proxy"):
+        raise click.UsageError(
+            problem if name else f"{problem} (the default, IDENTIFIER-proxy): give --name"
+        )
     name = name or f"{identifier}-proxy"
     rds_client = _client("rds", region)
     instance = ops.require(rds_client, identifier)
@@ -834,7 +838,9 @@ def create_proxy(
             _client("secretsmanager", region), f"{identifier}-master", instance, credentials
         )
         info(f"secret: {secret_arn} (the master user, for the proxy)")
-    role_arn = replicas.proxy_role(_client("iam", region), f"{name}-secret-reader", secret_arn)
+    role_arn = replicas.proxy_role(
+        _client("iam", region), replicas.proxy_role_name(name), secret_arn
+    )
     info(f"role: {role_arn} (may read that secret, nothing else)")
     spec = replicas.ProxySpec(name, instance, secret_arn, role_arn, tuple(subnets), groups)
     proxy, outcome = replicas.create_proxy(rds_client, spec)
