@@ -6,10 +6,13 @@ from botocore.exceptions import (
     BotoCoreError,
     ClientError,
     EndpointConnectionError,
+    HTTPClientError,
     NoCredentialsError,
     NoRegionError,
     ProfileNotFound,
 )
+from botocore.exceptions import ConnectionError as AwsConnectionError
+from botocore.parsers import ResponseParserError
 
 from cruddur.errors import Explanation
 
@@ -61,7 +64,46 @@ def explain_aws(exc: BaseException) -> Explanation | None:
         return Explanation(kind, message, hint)
     if isinstance(exc, BotoCoreError):
         return Explanation("aws", str(exc))
+    if isinstance(exc, ResponseParserError):
+        # Not a BotoCoreError: an answer not in AWS's format (an HTML 5xx from a proxy,
+        # or from an endpoint that is no AWS service), quoted whole in its message.
+        return Explanation(
+            "aws-unreadable",
+            "the AWS endpoint answered with something that is not an AWS answer",
+            "check the region, AWS_ENDPOINT_URL and any proxy on the way",
+        )
     return None
+
+
+# Codes AWS answers when it is busy or slow, not when the call is wrong: worth another
+# look a little later (botocore's standard retry mode treats them so, a few times).
+_TRANSIENT_CODES = frozenset(
+    {
+        "Throttling",
+        "ThrottlingException",
+        "ThrottledException",
+        "RequestThrottled",
+        "RequestThrottledException",
+        "RequestLimitExceeded",
+        "TooManyRequestsException",
+        "RequestTimeout",
+        "RequestTimeoutException",
+        "PriorRequestNotComplete",
+        "InternalFailure",
+        "InternalError",
+        "ServiceUnavailable",
+    }
+)
+
+
+def transient(exc: BaseException) -> bool:
+    """Whether an AWS call's error says to try again later (throttled, a 5xx, the
+    network), not that the call was wrong."""
+    if isinstance(exc, ClientError):
+        code = str(exc.response.get("Error", {}).get("Code", ""))
+        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+        return code in _TRANSIENT_CODES or (isinstance(status, int) and status >= 500)
+    return isinstance(exc, AwsConnectionError | HTTPClientError)
 
 
 def permission_denied(exc: ClientError) -> bool:

@@ -414,6 +414,9 @@ def delete(rds: Any, identifier: str, *, final_snapshot: str | None) -> Instance
     return Instance.from_api(reply["DBInstance"])
 
 
+LOOKS_FAILING_MAX = 5 * 60.0  # seconds of failed looks in a row before a wait gives up
+
+
 def wait_for(
     rds: Any,
     identifier: str,
@@ -422,12 +425,39 @@ def wait_for(
     interval: float = 15.0,
     timeout: float = 45 * 60,
     on_poll: Callable[[str | None, float], None] | None = None,
+    on_retry: Callable[[str, float], None] | None = None,
 ) -> Instance | None:
     """Poll until the instance is in `state` (None: until it is gone), calling
-    on_poll(current state, seconds waited) after each look. Creating takes 10-15 minutes."""
+    on_poll(current state, seconds waited) after each look. Creating takes 10-15 minutes.
+
+    A look that fails for a while (throttled, a 5xx, the network: the change itself has
+    been asked for and RDS carries on) is tried again at the next interval, and
+    on_retry(why, seconds waited) is called; after LOOKS_FAILING_MAX seconds of failed
+    looks in a row, or at the timeout, the wait ends saying so."""
     started = time.monotonic()
+    failing_since: float | None = None
     while True:
-        instance = describe(rds, identifier)
+        try:
+            instance = describe(rds, identifier)
+        except Exception as exc:
+            from cruddur.aws.errors import explain_aws, transient  # botocore: imported on use
+
+            now = time.monotonic()
+            failing_since = failing_since or now
+            if not transient(exc):
+                raise
+            why = explain_aws(exc)
+            reason = why.message if why is not None else str(exc)
+            if now - failing_since >= LOOKS_FAILING_MAX or now - started >= timeout:
+                raise AwsProblem(
+                    f'could not look at "{identifier}" for {now - failing_since:.0f} s: {reason}',
+                    "RDS carries on with the change; look again later with `cruddur rds status`",
+                ) from exc
+            if on_retry is not None:
+                on_retry(reason, now - started)
+            time.sleep(interval)
+            continue
+        failing_since = None
         current = instance.state if instance else None
         waited = time.monotonic() - started
         if on_poll is not None:

@@ -343,6 +343,9 @@ def _tls_note() -> str:
     )
 
 
+_FAILED_LOOK = "(a failed look)"  # in _wait's states seen: not a state RDS has
+
+
 def _wait(rds_client: Any, identifier: str, state: str | None, waiting: Waiting) -> Any:
     goal = state or "deleted"
     seen: list[str | None] = []
@@ -356,6 +359,12 @@ def _wait(rds_client: Any, identifier: str, state: str | None, waiting: Waiting)
                 info(f"{_clock(waited)}  {identifier}: {shown}")
                 seen.append(current)
 
+        def on_retry(why: str, waited: float) -> None:
+            status.update(f"{identifier}: could not look after {_clock(waited)} ({why})")
+            if not seen or seen[-1] != _FAILED_LOOK:  # a line per run of failed looks
+                info(f"{_clock(waited)}  could not look at {identifier} ({why}); trying again")
+                seen.append(_FAILED_LOOK)
+
         try:
             instance = ops.wait_for(
                 rds_client,
@@ -364,6 +373,7 @@ def _wait(rds_client: Any, identifier: str, state: str | None, waiting: Waiting)
                 interval=waiting.poll_interval,
                 timeout=waiting.timeout * 60,
                 on_poll=on_poll,
+                on_retry=on_retry,
             )
         except KeyboardInterrupt:
             status.stop()
