@@ -13,6 +13,7 @@ Standard library, psycopg and cruddur.urls only: the Lambda imports this module.
 
 from __future__ import annotations
 
+import errno
 import os
 import ssl
 import stat
@@ -119,16 +120,27 @@ class UntrustedFile(ValueError):
         self.kind = kind
 
 
-def read_trusted(path: Path, limit: int) -> bytes:
+def read_trusted(path: Path, limit: int, *, link: bool = True) -> bytes:
     """Up to `limit` bytes of a file of CAs, if it is a regular file this user or root
     owns and no one else may change (one copied into an image runs as another user, a
     system's is root's: root is trusted as it is with .env files). It decides which
     servers receive the password. Raises UntrustedFile, its message a phrase to follow
-    the file's name (for "unreadable", the system's reason alone)."""
+    the file's name (for "unreadable", the system's reason alone).
+
+    link: whether `path` itself may be a link (this user's or root's, as a link on the
+    way may be: Debian's /etc/ssl/certs/*.pem are root's links); a file Cruddur keeps
+    itself is never one."""
+    # O_NONBLOCK: a pipe at that path would otherwise hold the command until written.
+    flags = os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | (0 if link else os.O_NOFOLLOW)
     try:
-        # O_NONBLOCK: a pipe at that path would otherwise hold the command until written.
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+        fd = os.open(path, flags)
     except OSError as exc:
+        if exc.errno == errno.ELOOP and not link and os.path.islink(path):
+            raise UntrustedFile(
+                "unreadable",
+                "it is a link, not the file kept there: remove it (`cruddur rds ca-bundle "
+                "--refresh` fetches the file again)",
+            ) from None
         raise UntrustedFile("unreadable", exc.strerror or str(exc)) from None
     info = os.fstat(fd)
     if not stat.S_ISREG(info.st_mode):  # a folder ended in "unexpected IsADirectoryError"

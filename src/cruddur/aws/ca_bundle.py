@@ -97,10 +97,10 @@ def check(pem: bytes, *, from_aws: bool, where: str) -> list[x509.Certificate]:
 _PEM_LABEL = re.compile(rb"-----BEGIN ([^-\r\n]{1,80})-----")
 
 
-def _read_own(path: Path, remedy: str = "") -> bytes:
+def _read_own(path: Path, remedy: str = "", *, link: bool = True) -> bytes:
     """The file's bytes, if rds_tls.read_trusted trusts it; otherwise BundleError."""
     try:
-        return read_trusted(path, MAX_BYTES + 1)
+        return read_trusted(path, MAX_BYTES + 1, link=link)
     except UntrustedFile as exc:
         if exc.kind == "unreadable":
             raise BundleError(f"cannot read the RDS CA bundle {path}: {exc}") from None
@@ -133,7 +133,7 @@ def bundle_path(home: Path, env: Mapping[str, str], *, fetch: bool = True) -> Pa
     if not path.exists():
         refresh(home)
     else:
-        check(_read_own(path), from_aws=True, where=str(path))
+        check(_read_own(path, link=False), from_aws=True, where=str(path))  # written here
     return path
 
 
