@@ -27,7 +27,13 @@ from cruddur.cli.options import (
     yes_option,
 )
 from cruddur.cli.output import done, info, result, table, warn
-from cruddur.cli.roles import grant_again, grant_recorded_roles, roles_command, set_up_roles
+from cruddur.cli.roles import (
+    check_env_file,
+    grant_again,
+    grant_recorded_roles,
+    roles_command,
+    set_up_roles,
+)
 from cruddur.config import (
     PURGE_BATCH_DEFAULT,
     PURGE_BATCH_MAX,
@@ -630,6 +636,8 @@ def setup(cli: Cli, force: bool, if_missing: bool) -> None:
     target, _ = migration_target(cli, quiet=True)
     name = target.dbname
     databases.refuse_system_database(name, "set up Cruddur in")
+    if not (if_missing and target.prod):  # the roles' step comes: its file checked now
+        check_env_file(settings, target)
     if not if_missing:
         cli.confirm(f'drop and recreate "{name}"', target)
     # What the database is left as, at each step from the drop on, for a Ctrl-C's line

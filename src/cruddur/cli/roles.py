@@ -39,6 +39,16 @@ def default_env_file(settings: Settings, target: Target) -> Path:
     return settings.home / ("db-roles-prod.env" if target.prod else "db-roles.env")
 
 
+def check_env_file(settings: Settings, target: Target, env_file: Path | None = None) -> None:
+    """Whether the roles' URLs could be written where `set_up_roles` writes them (Problem
+    if not); `db setup` asks before it drops anything. Only checked: a run that writes no
+    URL leaves the file as it was (mode, bytes, inode). The embedded server keeps its
+    roles' passwords in its own state."""
+    if not target.embedded:
+        path = env_file or default_env_file(settings, target)
+        _merge_env_file(path, None, chosen=env_file is not None)
+
+
 def set_up_roles(
     settings: Settings,
     target: Target,
@@ -73,11 +83,9 @@ def set_up_roles(
             if role not in recorded and not rotate and role not in (API_ROLE, LAMBDA_ROLE):
                 unknown.add(role)
     path = env_file or default_env_file(settings, target)
-    if not target.embedded:
-        # Before any role changes: a file that cannot be written after them would lose
-        # the new passwords, and the API's role keep one nobody knows. Only checked: a
-        # run that writes no URL leaves the file as it was (mode, bytes, inode).
-        _merge_env_file(path, None, chosen=env_file is not None)
+    # Before any role changes: a file that cannot be written after them would lose the
+    # new passwords, and the API's role keep one nobody knows.
+    check_env_file(settings, target, env_file)
     fresh: dict[str, str] = {}
 
     def keep(ensured: list[roles.Ensured]) -> None:
