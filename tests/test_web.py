@@ -280,6 +280,46 @@ def test_the_longest_handle_fits_a_phone(browser, site: str, web_db: str) -> Non
             conn.execute("DELETE FROM users WHERE handle = %s", [handle])
 
 
+_WHOLLY_SHOWN = """
+const [handle, row] = arguments, box = handle.getBoundingClientRect(), in_row =
+  row.getBoundingClientRect();
+return box.width > 0 && box.left >= in_row.left && box.right <= in_row.right
+  && handle.scrollWidth <= handle.clientWidth;
+"""
+
+
+def test_a_long_name_never_hides_the_handle(browser, site: str, web_db: str) -> None:
+    # A review: on a desktop the name and the handle were cut short as one line, so a
+    # name of over ~45 characters hid the handle: "Andrew Brown" and 120 blank Braille
+    # cells read as Andrew Brown's crud, with his initials. The name is cut; the handle
+    # is shown whole, at any width, a 64-character one too.
+    users = [
+        ("mallory", "Andrew Brown" + "\u2800" * 120),
+        ("w" * 64, "W" * 256),
+    ]
+    with psycopg.connect(web_db) as conn:
+        for handle, name in users:
+            conn.execute(
+                "WITH u AS (INSERT INTO users (display_name, handle, email, cognito_user_id)"
+                " VALUES (%s, %s, %s, %s) RETURNING uuid)"
+                " INSERT INTO activities (user_uuid, message) SELECT uuid, 'Official.' FROM u",
+                [name, handle, f"{handle[:8]}@example.com", f"MOCK-{handle[:8]}"],
+            )
+    try:
+        for width in (None, 800, 375, 320):
+            _phone(browser, width is not None, width=width or 375)
+            for handle, _ in users:
+                browser.get(f"{site}/@{handle}")
+                item = _shown(browser, "ol.feed > li", "Official.")
+                shown = browser.execute_script(_WHOLLY_SHOWN, _css(item, ".handle"), item)
+                assert shown, (width, handle)
+                assert _no_horizontal_scroll(browser), (width, handle)
+    finally:
+        _phone(browser, False)
+        with psycopg.connect(web_db) as conn:  # their cruds go with them
+            conn.execute("DELETE FROM users WHERE handle = ANY(%s)", [[h for h, _ in users]])
+
+
 def test_signed_in_pages_fit_a_phone(browser, site: str, web_db: str) -> None:
     # Signed in, the header (logo, handle, "Sign out") was wider than a 375 px screen:
     # 388 px for @andrewbrown, 399 for a long handle, "Sign out" broken over two lines.
