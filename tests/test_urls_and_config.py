@@ -236,6 +236,12 @@ def test_the_cognito_url_the_page_is_given_is_checked_like_the_api_url(given: st
         "https://api.example.com:99999",
         "https://api.example.com?x=1",
         "https://user:secret@api.example.com",
+        # A review: a wildcard, and a name outside ASCII, went into the page's CSP: the
+        # first let it reach every subdomain, the second voided connect-src, and the page
+        # reached nothing (an underscore is no CSP host character either).
+        "https://*.example.com",
+        "https://api_1.example.com",
+        "http://тест.localhost:4567",
     ],
 )
 def test_a_web_url_the_page_cannot_use_is_refused_in_one_line(setting: str, given: str) -> None:
@@ -244,6 +250,13 @@ def test_a_web_url_the_page_cannot_use_is_refused_in_one_line(setting: str, give
     said = str(refused.value)
     assert said.startswith(f"{setting} must be an http:// or https:// URL")
     assert "secret" not in said and "\n" not in said
+
+
+def test_a_web_url_outside_ascii_is_refused_with_its_ascii_form() -> None:
+    with pytest.raises(ConfigError, match=r"write it as xn--e1afmkfd\.xn--p1ai"):
+        assert Settings.from_env({"CRUDDUR_API_URL": "https://пример.рф"}).web
+    taken = Settings.from_env({"CRUDDUR_API_URL": "https://xn--e1afmkfd.xn--p1ai"})
+    assert taken.web.api_url == "https://xn--e1afmkfd.xn--p1ai"
 
 
 def test_a_web_url_with_a_port_a_path_or_ipv6_is_taken() -> None:

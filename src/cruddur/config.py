@@ -1023,6 +1023,8 @@ def _web_url_problem(url: str) -> str | None:
         return "its host or port cannot be read"
     if not parts.hostname:
         return "it names no host"
+    if problem := _web_host_problem(parts.hostname):
+        return problem
     if port == 0:
         return "its port is 0"
     if parts.query or parts.fragment or url.endswith(("?", "#")):
@@ -1030,6 +1032,32 @@ def _web_url_problem(url: str) -> str | None:
     if parts.username is not None or parts.password is not None:
         return "it has a user part"
     return None
+
+
+# A host as a Content-Security-Policy names it (letters, digits and hyphens between dots)
+# and as fetch() reaches it: a name in another script goes there in its ASCII form, and
+# one the CSP cannot hold voided the policy's connect-src, so the page reached nothing.
+_WEB_HOST = re.compile(r"[a-z0-9-]+(?:\.[a-z0-9-]+)*\.?", re.IGNORECASE)
+
+
+def _web_host_problem(host: str) -> str | None:
+    import ipaddress
+
+    if ":" in host:  # IPv6, its brackets taken off by urlsplit
+        try:
+            ipaddress.IPv6Address(host)
+        except ValueError:
+            return "its host cannot be read"
+        return None
+    if _WEB_HOST.fullmatch(host):
+        return None
+    if not host.isascii():
+        try:
+            ascii_form = host.encode("idna").decode("ascii")
+        except UnicodeError:
+            return "its host has characters outside ASCII: write it in its ASCII (xn--) form"
+        return f"its host has characters outside ASCII: write it as {ascii_form}"
+    return "its host may have only letters, digits, hyphens and dots (no * or _)"
 
 
 @dataclass(frozen=True)
