@@ -419,3 +419,41 @@ def test_connection_url_reaching_production_by_its_address_asks(two_dbs, how: st
         assert "not confirmed, nothing done" in result.stderr
         assert "production, through CONNECTION_URL" in result.stderr
         assert prod_conn.execute("SELECT 1").fetchone() == (1,)
+
+
+def test_ctrl_c_at_the_production_question_is_an_interrupt(two_dbs) -> None:
+    # A review: it ended "not confirmed, nothing done" with status 1; a Ctrl-C anywhere
+    # else is 130 and says what was kept.
+    import signal
+    import subprocess
+    import time
+
+    from helpers import CRUDDUR
+
+    env = {**os.environ, **two_dbs, "NO_COLOR": "1"}
+    process = subprocess.Popen(
+        [CRUDDUR, "db", "drop", "--prod"], env=env, stdin=subprocess.PIPE,
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True,
+    )  # fmt: skip
+    try:
+        assert process.stderr is not None
+        said = ""
+        while "Type the database name" not in said:
+            chunk = process.stderr.read(1)
+            assert chunk, said  # it ended before asking
+            said += chunk
+        time.sleep(0.2)
+        os.killpg(process.pid, signal.SIGINT)
+        rest = process.communicate(timeout=30)[1]
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 130, said + rest
+    assert "interrupted" in rest and "not confirmed" not in rest, rest
+    assert "Traceback" not in rest and "Aborted!" not in rest
+    assert database_exists_url(two_dbs["PROD_CONNECTION_URL"])
+
+
+def database_exists_url(url: str) -> bool:
+    with psycopg.connect(url):
+        return True

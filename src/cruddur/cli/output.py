@@ -210,8 +210,11 @@ def confirm_typed(
         typed = click.prompt(
             f"Type {what} ({expected}) to {to_do}", default="", show_default=False, err=True
         )
-    except click.Abort:
-        typed = None
+    except click.Abort as stopped:
+        if isinstance(stopped.__context__, KeyboardInterrupt):
+            err().print()
+            raise KeyboardInterrupt from None  # a Ctrl-C, as anywhere else (130)
+        typed = None  # no answer (end of input)
     if not sys.stdin.isatty():
         err().print()  # piped answers are not echoed: end the prompt's line
     if typed != expected:
