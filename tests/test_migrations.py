@@ -356,6 +356,12 @@ def test_new_makes_a_folder_of_your_own_on_first_use(tmp_path) -> None:
     result = run("db-new-migration", "first", "--migrations-dir", str(tmp_path / "new" / "m"))
     assert result.returncode == 0, result.stderr
     assert Path(result.stdout.strip()).parent == tmp_path / "new" / "m"
+    # Said (a review: a mistyped folder was made without a word), and only the first time.
+    assert f"made the migrations folder {tmp_path / 'new' / 'm'} (it was not there)" in (
+        " ".join(result.stderr.split())
+    )
+    again = cli("db-new-migration", "second", "--migrations-dir", str(tmp_path / "new" / "m"))
+    assert again.returncode == 1 and "made the migrations folder" not in again.stderr
 
 
 def test_new_writes_an_empty_migration_with_the_next_version(tmp_path) -> None:

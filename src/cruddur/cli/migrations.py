@@ -675,8 +675,10 @@ def new_migration(migrations_dir: Path | None, name: str) -> None:
 
     directory = migrations_dir or package_dir()
     try:
-        if migrations_dir is not None:
-            directory.mkdir(parents=True, exist_ok=True)  # your own folder: made on first use
+        if migrations_dir is not None and not directory.is_dir():
+            # Your own folder: made on first use, and said (a mistyped one is seen at once).
+            directory.mkdir(parents=True)
+            info(f"made the migrations folder {directory} (it was not there)")
         existing = runner.load(directory)
         path = write_new(directory, name, existing)
     except OSError as exc:  # under /proc, a dangling link, a folder you may not write
