@@ -138,6 +138,13 @@ def _fingerprint(url: str) -> tuple[str, str]:
     return str(users), str(activities)
 
 
+def test_one_of_each_is_said_in_the_singular(seeded_db: str) -> None:
+    # A review: "1 activities and 1 users".
+    result = fake_seed(seeded_db, "--users", "1", "--activities", "1")
+    assert result.returncode == 0, result.stderr
+    assert "1 activity and 1 user in" in result.stderr
+
+
 def test_the_same_seed_gives_the_same_rows(seeded_db: str, another_seeded_db: str) -> None:
     for url in (seeded_db, another_seeded_db):
         with Db(url) as db:

@@ -370,7 +370,10 @@ def _seed_fake(
                     "is unknown (count the users)"
                 )
             elif bar.stage_now in ("committing", "analyzing"):  # load waits for its COMMIT
-                kept = f"all {users:,} users and {activities:,} cruds were written"
+                kept = (
+                    f"all {_counted(users, 'user', 'users')} and "
+                    f"{_counted(activities, 'crud', 'cruds')} were written"
+                )
                 if replace:
                     kept += " (the earlier fake ones deleted)"
                 kept += "; the tables were not analyzed (ANALYZE users, activities)"
@@ -399,10 +402,15 @@ def _seed_fake(
     rate = loaded.rows / loaded.seconds if loaded.seconds else 0
     shown = f"{rate / 1000:,.0f}k" if rate >= 10_000 else f"{rate:,.0f}"
     done(
-        f"{loaded.activities:,} activities and {loaded.users:,} users in "
-        f"{loaded.seconds:.1f} s ({shown} rows/s)"
+        f"{_counted(loaded.activities, 'activity', 'activities')} and "
+        f"{_counted(loaded.users, 'user', 'users')} in {loaded.seconds:.1f} s ({shown} rows/s)"
     )
     info(f"seed {random_seed}: `--seed {random_seed}` makes the same rows again")
+
+
+def _counted(count: int, one: str, many: str) -> str:
+    """`1 user`, `1,000 users`."""
+    return f"{count:,} {one if count == 1 else many}"
 
 
 MAX_GRACE_DAYS = PURGE_GRACE_MAX.days
