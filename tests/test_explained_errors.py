@@ -27,6 +27,8 @@ def test_server_not_reachable() -> None:
         "db-schema-load", env={"CONNECTION_URL": "postgresql://postgres@127.0.0.1:1/cruddur"}
     )
     assert_explained(result, "Connection refused", "is the server running", "security group")
+    # libpq's two lines, joined as two sentences (a review: "refused Is the server").
+    assert "Connection refused. Is the server running on that host" in result.stderr
 
 
 def test_host_not_found() -> None:

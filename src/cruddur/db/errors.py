@@ -119,7 +119,14 @@ def _connection_kind(message: str) -> tuple[str, str] | None:
 
 def _clean_connection_message(message: str) -> str:
     # libpq prefixes 'connection failed: connection to server at "h", port p failed: FATAL:'
-    text = message.replace("\n", " ").replace("\t", " ")
+    # Its lines become one, each ended as a sentence ("… Connection refused. Is the
+    # server running …?": joined with a space alone, the two read as one).
+    lines = [" ".join(line.split()) for line in message.splitlines()]
+    lines = [line for line in lines if line]
+    text = " ".join(
+        line if line[-1] in ".?!:;," or n == len(lines) - 1 else f"{line}."
+        for n, line in enumerate(lines)
+    )
     if "FATAL:" in text:
         text = text.split("FATAL:", 1)[1]
     return " ".join(text.split())
