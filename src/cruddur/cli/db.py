@@ -606,7 +606,7 @@ def sessions(cli: Cli) -> None:
 )
 @pass_cli
 def setup(cli: Cli, force: bool, if_missing: bool) -> None:
-    """Drop, create, migrate and seed: a fresh database in one step.
+    """Drop, create, migrate, seed, grant roles: a fresh database.
 
     Then, as `cruddur db roles` does, it makes the API's and the Lambda's login roles
     (server-wide: cruddur_api, cruddur_lambda) if missing and grants them their rows; a
