@@ -5,7 +5,9 @@ Each setting runs in a process of its own under callgrind, calling the WSGI app 
 (feed cache off, request log lines to /dev/null, traces to a local OTLP/HTTP receiver):
 once with --calls few and once with --calls many requests after the same warm-up; the
 difference over the extra requests is one request's instructions, the exporter's thread
-included. Traces at 10% are worked out as 0.9 x unsampled + 0.1 x sampled. Both runs
+included. Traces at 10% are worked out as 0.9 x unsampled + 0.1 x sampled, and measured:
+every 10th request carries a sampled caller's traceparent (parent-based sampling, no
+other request sampled), so a tenth is traced in a fixed order. Both runs
 send their spans before they end, and once after the warm-up (the first export's imports
 and connection are then in neither count); batches go out by size (512 spans) or at
 those flushes, not every 5 s, which under callgrind's slowness would be every few
@@ -37,7 +39,14 @@ SETTINGS = {
     "metrics": {"CRUDDUR_METRICS_PORT": "9"},  # the folder below: no port is opened
     "traces, unsampled": {"OTEL_TRACES_SAMPLER_ARG": "0"},
     "traces, sampled": {"OTEL_TRACES_SAMPLER_ARG": "1"},
+    "traces at 10%, every 10th request (measured)": {
+        "OTEL_TRACES_SAMPLER": "parentbased_traceidratio",
+        "OTEL_TRACES_SAMPLER_ARG": "0",
+        "CRUDDUR_BENCH_SAMPLE_EVERY": "10",
+    },
 }
+# A sampled caller's traceparent, its trace id the request's number.
+TRACEPARENT = "00-4bf92f3577b34da6a3ce929d{:08x}-00f067aa0ba902b7-01"
 
 
 def serve(calls: int) -> None:
@@ -50,8 +59,12 @@ def serve(calls: int) -> None:
     os.dup2(os.open(os.devnull, os.O_WRONLY), 1)  # the JSON lines go to fd 1
     app = create_worker_app()
     environ = EnvironBuilder("/api/activities/home").get_environ()
+    every = int(os.environ.get("CRUDDUR_BENCH_SAMPLE_EVERY", "0"))
     for n in range(WARM + calls):
-        body = app(dict(environ), lambda status, headers, exc_info=None: None)
+        request = dict(environ)
+        if every and n % every == 0:
+            request["HTTP_TRACEPARENT"] = TRACEPARENT.format(n)
+        body = app(request, lambda status, headers, exc_info=None: None)
         b"".join(body)
         getattr(body, "close", lambda: None)()
         if n == WARM - 1:
@@ -85,7 +98,8 @@ def main() -> None:
     for name, extra in SETTINGS.items():
         env = {**base, **extra}
         if name.startswith("traces"):
-            env.update(OTEL_EXPORTER_OTLP_ENDPOINT=sink.url, OTEL_TRACES_SAMPLER="traceidratio")
+            env.setdefault("OTEL_TRACES_SAMPLER", "traceidratio")
+            env.update(OTEL_EXPORTER_OTLP_ENDPOINT=sink.url)
             # Batches by size, not by the clock: under callgrind a request takes ~50 times
             # longer, and the 5 s timer would send a batch every few requests where under
             # load a batch fills to 512 spans first (force_flush sends the rest).
@@ -93,7 +107,7 @@ def main() -> None:
         envs[name] = env
     per_request = per_call(lambda name, calls: instructions(envs[name], calls), envs, args.calls)
     sink.close()
-    per_request["traces 10% (0.9 unsampled + 0.1 sampled)"] = (
+    per_request["traces at 10% (0.9 unsampled + 0.1 sampled)"] = (
         0.9 * per_request["traces, unsampled"] + 0.1 * per_request["traces, sampled"]
     )
     nothing = per_request["nothing observed"]
