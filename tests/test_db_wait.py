@@ -95,6 +95,30 @@ def test_wait_shows_it_is_waiting_on_a_terminal() -> None:
     assert b"waiting for the database" in shown and b"s of 2" in shown, shown
 
 
+def test_the_count_goes_on_while_a_try_hangs() -> None:
+    # A review: against a server that never answers, the line read "0 s of 12" for 5 s
+    # (one try's connect timeout), then jumped: it was updated between tries only.
+    with silent_port() as port:
+        url = f"postgresql://postgres@127.0.0.1:{port}/cruddur"
+        leader, follower = pty.openpty()
+        with subprocess.Popen(
+            [str(CRUDDUR), "db", "wait", "--timeout", "3"],
+            env={**_env_without_urls(), "CONNECTION_URL": url, "TERM": "xterm",
+                 "CRUDDUR_CONNECT_TIMEOUT": "3"},
+            stdin=subprocess.DEVNULL, stdout=follower, stderr=follower,
+        ) as process:  # fmt: skip
+            os.close(follower)
+            shown = b""
+            with contextlib.suppress(OSError):
+                while chunk := os.read(leader, 65536):
+                    shown += chunk
+            process.wait(timeout=30)
+        os.close(leader)
+    counts = set(re.findall(rb"(\d+) s of 3", shown))
+    assert {b"1", b"2"} <= counts, shown
+    assert not any(int(count) > 3 for count in counts), shown  # not past the timeout
+
+
 def _env_without_urls() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if not k.endswith("CONNECTION_URL")}
 

@@ -838,16 +838,19 @@ def wait(cli: Cli, timeout: float) -> None:
 
     connect_timeout = cli.settings.pool.connect_timeout
     started = time.monotonic()
+
+    class SoFar:
+        """The status line, drawn anew at each refresh of the spinner: it counts on while
+        an attempt hangs (updated between attempts, it stood still for 5 s at a time)."""
+
+        def __rich__(self) -> Text:
+            seconds = min(time.monotonic() - started, timeout)  # the last try may run on
+            return Text(f"waiting for the database … {seconds:.0f} s of {timeout:g}")
+
     try:
         # On a terminal, a line that says it is waiting, and how long so far.
-        with err().status(Text("waiting for the database …")) as status:
-
-            def waited(seconds: float) -> None:
-                status.update(Text(f"waiting for the database … {seconds:.0f} s of {timeout:g}"))
-
-            took = waiting.wait_until_accepting(
-                cli.target.conninfo, timeout, connect_timeout, waited
-            )
+        with err().status(SoFar()):
+            took = waiting.wait_until_accepting(cli.target.conninfo, timeout, connect_timeout)
     except psycopg.OperationalError:
         waited_for = time.monotonic() - started
         if waited_for >= timeout:
