@@ -1041,22 +1041,25 @@ _WEB_HOST = re.compile(r"[a-z0-9-]+(?:\.[a-z0-9-]+)*\.?", re.IGNORECASE)
 
 
 def _web_host_problem(host: str) -> str | None:
-    import ipaddress
-
     if ":" in host:  # IPv6, its brackets taken off by urlsplit
-        try:
-            ipaddress.IPv6Address(host)
-        except ValueError:
-            return "its host cannot be read"
-        return None
+        # A CSP source cannot be an IPv6 address: Chromium drops it, and the page's
+        # requests to it were blocked.
+        return (
+            "an IPv6 address cannot be named in the page's Content-Security-Policy: "
+            "give a host name"
+        )
     if _WEB_HOST.fullmatch(host):
         return None
     if not host.isascii():
+        import idna  # UTS #46, as browsers map a name (Python's "idna" codec made faß fass)
+
         try:
-            ascii_form = host.encode("idna").decode("ascii")
-        except UnicodeError:
+            ascii_form = idna.encode(host, uts46=True).decode("ascii")
+        except idna.IDNAError:
             return "its host has characters outside ASCII: write it in its ASCII (xn--) form"
         return f"its host has characters outside ASCII: write it as {ascii_form}"
+    if "." in host and "" in host.rstrip(".").split("."):
+        return "its host has an empty label (two dots in a row, or a leading dot)"
     return "its host may have only letters, digits, hyphens and dots (no * or _)"
 
 
