@@ -934,23 +934,33 @@ def test_db_roles_gives_the_apis_role_its_timeouts_for_sessions_a_pooler_opens(
 SESSION_BOUNDS = ("lock_timeout", "statement_timeout")
 
 
-def test_setup_checks_the_roles_file_before_it_drops_anything(seeded_db, tmp_path) -> None:
+def test_setup_checks_the_roles_file_before_it_drops_anything(seeded_db, admin, tmp_path) -> None:
     # A review: a roles file that could not be written stopped setup at its last step,
     # after the drop, the migrations and the seed: the database rebuilt, its roles given
-    # nothing (on production, the API could not read it).
+    # nothing (on production, the API could not read it). A review of that: on
+    # production with --if-missing, a missing database was still made, migrated, seeded.
     home = tmp_path / "home"
-    (home / "db-roles.env").mkdir(parents=True)  # where the file goes: a folder
+    for name in ("db-roles.env", "db-roles-prod.env"):  # where the file goes: a folder
+        (home / name).mkdir(parents=True)
     home.chmod(0o700)
     with psycopg.connect(seeded_db, autocommit=True) as conn:
         conn.execute("INSERT INTO users (display_name, handle, email, cognito_user_id)"
                      " VALUES ('Kept', 'kept', 'kept@example.com', 'MOCK-kept')")  # fmt: skip
     env = {"CONNECTION_URL": seeded_db, "CRUDDUR_HOME": str(home)}
-    for args in ((), ("--if-missing",)):
-        refused = here("db", "setup", *args, env=env)
-        assert refused.returncode == 1, refused.stdout
+    missing = parse(seeded_db)["dbname"] + "_prod"
+    prod = {**env, "PROD_CONNECTION_URL": seeded_db.replace(parse(seeded_db)["dbname"], missing)}
+    for settings, args in (
+        (env, ()),
+        (env, ("--if-missing",)),
+        (prod, ("--prod", "--yes")),
+        (prod, ("--prod", "--if-missing", "--yes")),
+    ):
+        refused = here("db", "setup", *args, env=settings)
+        assert refused.returncode == 1, (args, refused.stdout)
         assert "is not a regular file" in refused.stderr, refused.stderr
         assert "dropped" not in refused.stdout + refused.stderr
-        with psycopg.connect(seeded_db) as conn:
-            assert conn.execute("SELECT count(*) FROM users WHERE handle = 'kept'").fetchone() == (
-                1,
-            )
+        assert "created" not in refused.stdout + refused.stderr
+    with psycopg.connect(seeded_db) as conn:
+        assert conn.execute("SELECT count(*) FROM users WHERE handle = 'kept'").fetchone() == (1,)
+    made = admin.execute("SELECT 1 FROM pg_database WHERE datname = %s", [missing]).fetchone()
+    assert made is None

@@ -644,8 +644,9 @@ def setup(cli: Cli, force: bool, if_missing: bool) -> None:
     target, _ = migration_target(cli, quiet=True)
     name = target.dbname
     databases.refuse_system_database(name, "set up Cruddur in")
-    if not (if_missing and target.prod):  # the roles' step comes: its file checked now
-        check_env_file(settings, target)
+    # The roles' step may come (it does unless --if-missing finds production set up):
+    # its file is checked now, before anything is dropped, made, migrated or seeded.
+    check_env_file(settings, target)
     if not if_missing:
         cli.confirm(f'drop and recreate "{name}"', target)
     # What the database is left as, at each step from the drop on, for a Ctrl-C's line
