@@ -385,4 +385,16 @@ def test_gunicorn_takes_a_whole_chunked_body_and_refuses_one_cut_off(
         cut = b"100\r\n" + json.dumps({"message": "cut", "ttl": "1-hour"}).encode()
         status_line = _cut_off(served, head, cut, closed=False)
         assert not status_line.startswith(b"HTTP/1.1 2"), status_line
+        # A review: a chunk size that is no number, or a chunk longer than it said, was a
+        # 500 with a traceback in the log (gunicorn's InvalidChunkSize and
+        # ChunkMissingTerminator); a 400, as any body that cannot be read.
+        body = json.dumps({"message": "framed badly", "ttl": "1-hour"}).encode()
+        for framed in (
+            b"zz\r\n%s\r\n0\r\n\r\n" % body,
+            b"%x\r\n%sxxxx\r\n0\r\n\r\n" % (len(body), body),
+        ):
+            status, answer = _post_raw(served, "Transfer-Encoding: chunked", [framed], token)
+            assert status == 400, answer
+            assert answer["error"] == "bad_request", answer
         assert snapshot(served.url) == before
+        assert "Traceback" not in served.output

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from typing import Any, BinaryIO
 
 from flask import Request, current_app, request
-from werkzeug.exceptions import ClientDisconnected, RequestEntityTooLarge
+from werkzeug.exceptions import BadRequest, ClientDisconnected, RequestEntityTooLarge
 
 from cruddur.api.errors import ApiError
 
@@ -158,7 +158,15 @@ def _read_body(req: Request) -> bytes:
         # stream, as werkzeug would (without its stream wrappers, a third of a create's
         # body handling).
         return read_declared(environ["wsgi.input"], declared, limit)
-    raw = req.get_data()  # 413 when Content-Length says it is too large
+    try:
+        raw = req.get_data()  # 413 when Content-Length says it is too large
+    except Exception as exc:
+        # The server's stream could not undo the framing: gunicorn raises its own
+        # InvalidChunkSize or ChunkMissingTerminator (ParseExceptions, not OSErrors) for
+        # a malformed chunked body, which ended as a 500 with a traceback.
+        if not isinstance(exc, OSError) and not type(exc).__module__.startswith("gunicorn."):
+            raise
+        raise BadRequest("the body's chunked framing is malformed") from None
     # Without a Content-Length (chunked), werkzeug stops reading at the limit and returns
     # what it has: one byte more on the server's own stream tells whether the body went on
     # (over the limit is a 413 however the body is framed).
@@ -178,8 +186,8 @@ def _read_body(req: Request) -> bytes:
         raise ApiError(
             411,
             "length_required",
-            "send the body with a Content-Length: this server cannot tell a chunked body "
-            "that was cut off from a whole one",
+            "send the body with a Content-Length: without one, this server cannot tell a "
+            "body cut off on the way from a whole one",
         )
     return raw
 
