@@ -286,6 +286,49 @@ def test_replies_to_missing_expired_or_malformed_cruds(api, mint, seeded_db: str
     assert snapshot(seeded_db) == before
 
 
+@pytest.mark.parametrize("keyed", [False, True], ids=["plain", "keyed"])
+def test_a_reply_that_waited_past_its_parents_end_is_a_404(
+    app, mint, seeded_db: str, keyed: bool
+) -> None:
+    # A review: a reply kept waiting by another reply's lock on the parent was checked
+    # against the time its transaction began, and stored (201, the count raised) though
+    # the parent had expired while it waited. (Once the other reply commits, PostgreSQL
+    # checks the parent's row again, now against the time then.)
+    import threading
+    import time
+
+    with psycopg.connect(seeded_db, autocommit=True) as conn:
+        (parent,) = conn.execute(
+            "INSERT INTO activities (user_uuid, message, expires_at)"
+            " SELECT uuid, 'about to go', clock_timestamp() + interval '300 ms'"
+            " FROM users WHERE handle = 'andrewbrown' RETURNING uuid::text"
+        ).fetchone()
+    headers = {"Authorization": f"Bearer {mint()}"}
+    if keyed:
+        headers["Idempotency-Key"] = str(uuid.uuid4())
+    answered: list[int] = []
+    with psycopg.connect(seeded_db) as holder:  # another reply, holding the parent's row
+        holder.execute(
+            "UPDATE activities SET replies_count = replies_count + 1 WHERE uuid = %s", [parent]
+        )
+        reply = threading.Thread(
+            target=lambda: answered.append(
+                app.test_client()
+                .post(f"/api/activities/{parent}/reply", json={"message": "late"}, headers=headers)
+                .status_code
+            )
+        )
+        reply.start()
+        time.sleep(0.6)  # the reply waits for the row; the parent expires meanwhile
+        holder.commit()
+    reply.join(timeout=30)
+    assert answered == [404]
+    assert _row(seeded_db, parent)["replies_count"] == 1  # the other reply's alone
+    with psycopg.connect(seeded_db) as conn:
+        late = conn.execute("SELECT count(*) FROM activities WHERE message = 'late'").fetchone()
+    assert late == (0,)
+
+
 def test_concurrent_replies_are_all_counted(app, mint, seeded_db: str) -> None:
     from concurrent.futures import ThreadPoolExecutor
 

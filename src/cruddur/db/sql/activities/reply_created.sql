@@ -7,7 +7,10 @@ parent AS (
   UPDATE public.activities
   SET replies_count = replies_count + 1
   WHERE uuid = %(parent_uuid)s::uuid
-    AND expires_at > current_timestamp
+    -- The time now, not the transaction's start: a reply that waited for the parent's
+    -- row lock (another reply's) is checked again once it has it, and one whose parent
+    -- expired meanwhile was stored against it, a 201 to a crud already gone.
+    AND expires_at > clock_timestamp()
     AND EXISTS (SELECT FROM writer)
   RETURNING uuid, expires_at
 ),
