@@ -183,7 +183,13 @@ def _forget_consoles() -> None:
     read NO_COLOR, COLUMNS and argv[0] when made."""
     from cruddur.cli import output
 
-    for cached in (output.out, output.err, output._typed_command, output._typed_scripts):
+    for cached in (
+        output.out,
+        output.err,
+        output._typed_command,
+        output._typed_scripts,
+        output._checkout,
+    ):
         cached.cache_clear()
 
 

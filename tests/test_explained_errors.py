@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import os
+import re
+import shlex
+import subprocess
 import uuid
 
 import psycopg
 import pytest
-from helpers import as_role, cli, run
+from helpers import CRUDDUR, ROOT, as_role, cli, run
 from psycopg import sql
 
 from cruddur.db import Db
@@ -96,3 +100,34 @@ def test_malformed_url_is_not_echoed() -> None:
     result = run("db-create", env={"CONNECTION_URL": "postgresql://u:sekrit@[bad/cruddur"})
     assert_explained(result, "malformed")
     assert "sekrit" not in result.stderr
+
+
+def test_a_hints_script_reads_the_settings_the_command_read(
+    server_url: str, new_db_name, admin, tmp_path
+) -> None:
+    # A review: run from a project with a .env of its own, the hint named the checkout's
+    # bin/db-create, which reads the checkout's settings: it made the checkout's database
+    # (and bin/db-setup, the other hint, would have dropped it). The hint now carries the
+    # .env the command read, which the scripts keep.
+    name = new_db_name()
+    project = tmp_path / "project"
+    project.mkdir()
+    dotenv = project / ".env"
+    dotenv.write_text(f"CONNECTION_URL={with_database(server_url, name)}\n")
+    dotenv.chmod(0o600)
+    home = {"CRUDDUR_HOME": str(tmp_path / "home")}
+    shown = run(CRUDDUR, "db", "status", env=home, cwd=project)
+    hint = f"CRUDDUR_ENV_FILE={shlex.quote(str(dotenv))} {shlex.quote(str(ROOT / 'bin'))}/"
+    assert f"`{hint}db-create`" in shown.stdout, shown.stdout
+    assert f"`{hint}db-setup`" in shown.stdout
+    (command,) = re.findall(r"create it with `([^`]+)`", shown.stdout)
+    pasted = subprocess.run(
+        ["bash", "-c", command], cwd=project, capture_output=True, text=True,
+        env={**{k: v for k, v in os.environ.items() if not k.endswith(_SETTINGS)}, **home},
+    )  # fmt: skip
+    assert pasted.returncode == 0, pasted.stderr
+    made = admin.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone()
+    assert made == (1,)
+
+
+_SETTINGS = ("CONNECTION_URL", "CRUDDUR_ENV_FILE")  # the pasted command's own come from .env

@@ -6,6 +6,7 @@ a database called `x[/y]` prints as itself; its control characters print as esca
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import functools
 import os
@@ -72,20 +73,33 @@ def as_typed(message: str) -> str:
     command = _typed_command()
     if command is not None:
         message = message.replace("`cruddur ", f"`{command} ")
-    scripts = _typed_scripts()
-    return message if scripts is None else message.replace("`bin/", f"`{scripts}/")
+    if "`bin/" not in message:
+        return message
+    scripts, settings = _typed_scripts(), _scripts_settings()
+    if scripts is None and not settings:
+        return message
+    return message.replace("`bin/", f"`{settings}{scripts or 'bin'}/")
 
 
 @functools.cache
-def _typed_scripts() -> str | None:
-    """The checkout's bin/ as typed here, when this is its .venv's cruddur (what the
-    scripts run) and the current folder is not the checkout: the scripts run from any
-    folder, and a hint's `bin/db-setup` from /tmp was "No such file or directory"."""
+def _checkout() -> Path | None:
+    """The checkout whose .venv's cruddur this is (what its bin/ scripts run), or None."""
     if not sys.argv or Path(sys.argv[0]).name != "cruddur":
         return None
     this = Path(sys.argv[0]).absolute()
     root = this.parents[2] if len(this.parents) > 2 else this.parent
     if this.parent.parent.name != ".venv" or not (root / "bin/lib/command").is_file():
+        return None
+    return root
+
+
+@functools.cache
+def _typed_scripts() -> str | None:
+    """The checkout's bin/ as typed here, when the current folder is not the checkout:
+    the scripts run from any folder, and a hint's `bin/db-setup` from /tmp was "No such
+    file or directory"."""
+    root = _checkout()
+    if root is None:
         return None
     try:
         if Path.cwd() == root:
@@ -93,6 +107,27 @@ def _typed_scripts() -> str | None:
     except OSError:  # the current folder was removed
         pass
     return _as_typed(root / "bin")
+
+
+def _scripts_settings() -> str:
+    """`CRUDDUR_ENV_FILE=… ` for a hint's script, when it would read other settings than
+    this command did: the scripts read their checkout's .env (a CRUDDUR_ENV_FILE already
+    set they keep), this command the current folder's (or one above). Run from a project
+    with a .env of its own, `bin/db-create` in a hint made the checkout's database, and
+    `bin/db-setup` would have dropped it."""
+    from cruddur.cli import ENV_FILE_SETTING
+    from cruddur.cli.options import env_file_read
+
+    root = _checkout()
+    if root is None or ENV_FILE_SETTING in os.environ:
+        return ""
+    read, theirs = env_file_read(), root / ".env"
+    if read is None and not os.path.lexists(theirs):
+        return ""
+    with contextlib.suppress(OSError):
+        if read is not None and os.path.samefile(read, theirs):
+            return ""
+    return f"{ENV_FILE_SETTING}={shlex.quote(str(read) if read is not None else '')} "
 
 
 def typed_command() -> str | None:
