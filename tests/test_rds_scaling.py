@@ -208,6 +208,32 @@ def test_a_proxy_name_rds_or_iam_would_refuse_is_refused_before_anything_is_made
     assert made.exit_code == 0, made.output
 
 
+def test_a_proxy_rds_refuses_leaves_no_secret_or_role_this_run_made(aws) -> None:
+    # A review: subnets RDS refused (checked only when the proxy is asked for) left the
+    # master user's secret and the role behind, one more role for each --name tried.
+    make_primary()
+    bad = ["--subnet-id", "subnet-1", "--subnet-id", "subnet-2"]
+    for name in ("one", "two"):
+        refused = cli("create-proxy", *bad, "--name", name, env=CREDENTIALS)
+        assert refused.exit_code == 1, refused.output
+        assert "removed the role and the secret this run made" in refused.output
+    assert client("secretsmanager").list_secrets()["SecretList"] == []
+    assert client("iam").list_roles()["Roles"] == []
+    # A secret that was there already is not this run's: kept.
+    subnets, _ = _two_subnets(6)
+    made = cli("create-proxy", *[x for s in subnets for x in ("--subnet-id", s)], env=CREDENTIALS)
+    assert made.exit_code == 0, made.output
+    again = cli("create-proxy", *bad, "--name", "three", env=CREDENTIALS)
+    assert again.exit_code == 1 and "removed the role this run made" in again.output
+    assert len(client("secretsmanager").list_secrets()["SecretList"]) == 1
+    assert [r["RoleName"] for r in client("iam").list_roles()["Roles"]] == [
+        f"{ID}-proxy-secret-reader"
+    ]
+    # --name '' is a name RDS would refuse, not the default.
+    empty = cli("create-proxy", *bad, "--name", "", env=CREDENTIALS)
+    assert empty.exit_code == 2 and "is not an RDS Proxy name" in empty.output
+
+
 def test_a_proxys_url_is_on_postgresqls_port_whatever_the_instances(aws) -> None:
     # It took the instance's port (5433 here); a proxy listens on 5432 whatever the
     # instance's, so the URL it printed never connected.

@@ -7,6 +7,7 @@ where they point, as in `cruddur.aws.rds`.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -143,11 +144,11 @@ def proxies_for(rds: Any, identifier: str) -> list[Proxy]:
 
 def master_secret(
     secrets: Any, name: str, instance: Instance, credentials: MasterCredentials
-) -> str:
-    """A Secrets Manager secret in RDS's format for the master user; its ARN. An existing
-    secret of that name is kept as it is."""
+) -> tuple[str, bool]:
+    """A Secrets Manager secret in RDS's format for the master user: its ARN, and whether
+    it was made now. An existing secret of that name is kept as it is."""
     try:
-        return secrets.describe_secret(SecretId=name)["ARN"]
+        return secrets.describe_secret(SecretId=name)["ARN"], False
     except ClientError as exc:
         if exc.response.get("Error", {}).get("Code") != "ResourceNotFoundException":
             raise
@@ -164,7 +165,12 @@ def master_secret(
         Description=f"master user of {instance.identifier}, for its RDS Proxy",
         SecretString=json.dumps(value),
     )
-    return created["ARN"]
+    return created["ARN"], True
+
+
+def delete_secret(secrets: Any, arn: str) -> None:
+    """Remove a secret made by a run that then failed (at once: nothing uses it)."""
+    secrets.delete_secret(SecretId=arn, ForceDeleteWithoutRecovery=True)
 
 
 PROXY_ROLE_SUFFIX = "-secret-reader"  # the proxy's role: its name and this
@@ -194,8 +200,9 @@ def proxy_name_problem(name: str) -> str | None:
     return None
 
 
-def proxy_role(iam: Any, name: str, secret_arn: str) -> str:
-    """An IAM role RDS Proxy assumes to read the secret (and only that); its ARN."""
+def proxy_role(iam: Any, name: str, secret_arn: str) -> tuple[str, bool]:
+    """An IAM role RDS Proxy assumes to read the secret (and only that): its ARN, and
+    whether it was made now."""
     trust = {
         "Version": "2012-10-17",
         "Statement": [
@@ -212,11 +219,13 @@ def proxy_role(iam: Any, name: str, secret_arn: str) -> str:
             {"Effect": "Allow", "Action": "secretsmanager:GetSecretValue", "Resource": secret_arn}
         ],
     }
+    made = False
     try:
         arn = iam.get_role(RoleName=name)["Role"]["Arn"]
     except ClientError as exc:
         if exc.response.get("Error", {}).get("Code") != "NoSuchEntity":
             raise
+        made = True
         arn = iam.create_role(
             RoleName=name,
             AssumeRolePolicyDocument=json.dumps(trust),
@@ -225,7 +234,24 @@ def proxy_role(iam: Any, name: str, secret_arn: str) -> str:
     iam.put_role_policy(
         RoleName=name, PolicyName=PROXY_ROLE_POLICY, PolicyDocument=json.dumps(policy)
     )
-    return arn
+    return arn, made
+
+
+def delete_role(iam: Any, name: str) -> None:
+    """Remove a proxy's role made by a run that then failed (its policy first: IAM
+    deletes no role that still has one)."""
+    with contextlib.suppress(ClientError):
+        iam.delete_role_policy(RoleName=name, PolicyName=PROXY_ROLE_POLICY)
+    iam.delete_role(RoleName=name)
+
+
+def proxy_exists(rds: Any, name: str) -> bool:
+    try:
+        return bool(rds.describe_db_proxies(DBProxyName=name)["DBProxies"])
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") != "DBProxyNotFoundFault":
+            raise
+        return False
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,7 @@ import functools
 import logging
 import os
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -828,11 +829,12 @@ def create_proxy(
     from cruddur.rds_tls import proxy_roots
 
     roots = proxy_roots()  # a bad CRUDDUR_RDS_PROXY_CA_BUNDLE stops it before AWS is asked
-    if problem := replicas.proxy_name_problem(name or f"{identifier}-proxy"):
+    given = name is not None  # --name '' is a name, and refused as one
+    name = name if given else f"{identifier}-proxy"
+    if problem := replicas.proxy_name_problem(name):
         raise click.UsageError(
-            problem if name else f"{problem} (the default, IDENTIFIER-proxy): give --name"
+            problem if given else f"{problem} (the default, IDENTIFIER-proxy): give --name"
         )
-    name = name or f"{identifier}-proxy"
     rds_client = _client("rds", region)
     instance = ops.require(rds_client, identifier)
     subnets = subnet_ids or instance.subnet_ids
@@ -842,18 +844,31 @@ def create_proxy(
             "give two subnets of its VPC in different zones: --subnet-id … --subnet-id …",
         )
     groups = security_group_ids or tuple(group for group, _ in instance.security_groups)
+    # What this run makes, undone if the proxy is then not made (a subnet RDS refuses,
+    # say): each failed run had left another copy of the master password in a secret.
+    undo: list[tuple[str, Callable[[], None]]] = []
     if not secret_arn:
         credentials = ops.credentials_from_env(os.environ, for_proxy=True)
-        secret_arn = replicas.master_secret(
-            _client("secretsmanager", region), f"{identifier}-master", instance, credentials
+        secrets = _client("secretsmanager", region)
+        secret_arn, made = replicas.master_secret(
+            secrets, f"{identifier}-master", instance, credentials
         )
+        if made:
+            made_arn = secret_arn
+            undo.append(("the secret", lambda: replicas.delete_secret(secrets, made_arn)))
         info(f"secret: {secret_arn} (the master user, for the proxy)")
-    role_arn = replicas.proxy_role(
-        _client("iam", region), replicas.proxy_role_name(name), secret_arn
-    )
+    iam, role_name = _client("iam", region), replicas.proxy_role_name(name)
+    role_arn, made = replicas.proxy_role(iam, role_name, secret_arn)
+    if made:
+        undo.append(("the role", lambda: replicas.delete_role(iam, role_name)))
     info(f"role: {role_arn} (may read that secret, nothing else)")
     spec = replicas.ProxySpec(name, instance, secret_arn, role_arn, tuple(subnets), groups)
-    proxy, outcome = replicas.create_proxy(rds_client, spec)
+    try:
+        proxy, outcome = replicas.create_proxy(rds_client, spec)
+    except Exception:
+        if undo and not replicas.proxy_exists(rds_client, name):
+            _undo(undo)
+        raise
     if outcome == "created":
         done(f"RDS accepted the proxy {name} for {identifier}; it is {proxy.status}")
     elif outcome == "target registered":
@@ -872,6 +887,20 @@ def create_proxy(
         "RDS Proxy's read-only endpoints exist for Aurora only: with an RDS replica, "
         "point READER_CONNECTION_URL at the replica itself"
     )
+
+
+def _undo(steps: list[tuple[str, Callable[[], None]]]) -> None:
+    """Remove what a failed create-proxy made, last first, saying what went."""
+    removed = []
+    for what, step in reversed(steps):
+        try:
+            step()
+        except Exception as exc:  # the error that stopped the run is the one to report
+            warn(f"could not remove {what} this run made: {exc}")
+        else:
+            removed.append(what)
+    if removed:
+        info(f"removed {' and '.join(removed)} this run made (no proxy was made)")
 
 
 @rds.command("ca-bundle")
