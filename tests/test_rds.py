@@ -711,3 +711,16 @@ def test_status_works_with_the_readmes_policy(aws: dict[str, str], monkeypatch) 
     assert status.returncode == 0, status.stderr
     assert f"identifier      {ID}" in status.stdout
     assert "not looked up: this identity lacks rds:DescribeDBProxies" in status.stdout
+
+
+def test_an_aws_answer_with_nothing_but_its_status_says_so() -> None:
+    # A review: a 502 with an empty body read "Unknown: An error occurred (Unknown) when
+    # calling the DescribeDBInstances operation" while a wait looked again.
+    from cruddur.aws.errors import explain_aws
+
+    bare = ClientError(
+        {"Error": {"Code": "Unknown", "Message": ""}, "ResponseMetadata": {"HTTPStatusCode": 502}},
+        "DescribeDBInstances",
+    )
+    assert explain_aws(bare).message == "AWS answered HTTP 502 without an AWS error in it"
+    assert explain_aws(_aws_error("Throttling")).message == "Throttling: Rate exceeded"

@@ -60,6 +60,11 @@ def explain_aws(exc: BaseException) -> Explanation | None:
         error = exc.response.get("Error", {})
         code = str(error.get("Code", "Unknown"))
         message = f"{code}: {error.get('Message', exc)}"
+        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+        if code in ("Unknown", str(status)) and not error.get("Message"):
+            # An answer botocore could read nothing from but its status (a proxy's HTML
+            # 502): "Unknown: An error occurred (Unknown) when calling …" said less.
+            message = f"AWS answered HTTP {status} without an AWS error in it"
         kind, hint = _BY_CODE.get(code, ("aws", None))
         return Explanation(kind, message, hint)
     if isinstance(exc, BotoCoreError):
