@@ -302,6 +302,28 @@ def test_a_database_gone_silent_mid_purge_is_one_line_before_the_invocation_ends
     assert _left(env, old) == 13
 
 
+def test_a_connect_to_a_silent_server_ends_before_the_invocation(
+    env: str, monkeypatch, caplog
+) -> None:
+    # A review: its connect had libpq's bound alone, per address: with
+    # CRUDDUR_CONNECT_TIMEOUT 12, or a host named three times, it ran 12 s and 15 s in a
+    # 5 s invocation, and Lambda's "Task timed out" said nothing of the database.
+    from helpers import silent_port
+
+    monkeypatch.setenv("CRUDDUR_STATEMENT_TIMEOUT", "1000")
+    with silent_port() as one, silent_port() as two, silent_port() as three:
+        for connect_timeout, ports in (("12", [one]), ("5", [one, two, three])):
+            monkeypatch.setenv("CRUDDUR_CONNECT_TIMEOUT", connect_timeout)
+            hosts = ",".join(["127.0.0.1"] * len(ports))
+            url = f"postgresql://postgres@{hosts}:{','.join(map(str, ports))}/cruddur"
+            monkeypatch.setenv("CONNECTION_URL", url)
+            outcome, took = finished_within(lambda: purge_expired.handler({}, Context(5_000)), 30)
+            assert outcome and took < 5.0, (ports, took)  # before the invocation's end
+            (stopped,) = outcome
+            assert isinstance(stopped, RuntimeError), stopped
+            assert "purge stopped by the database" in str(stopped)
+
+
 @pytest.mark.parametrize("who", ["lambda", "api", "wrong password"])
 def test_a_user_the_purge_cannot_run_as_is_a_configuration_error(
     env: str, app_roles, monkeypatch, caplog, who: str, passwords_checked: bool

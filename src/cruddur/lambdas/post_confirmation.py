@@ -345,35 +345,55 @@ def _connect(deadline: float) -> psycopg.Connection:
     settings = _settings()
     pooled = settings.behind_pooler(_conninfo)
     bounds = {"statement_timeout": settings.statement_timeout_ms}
-    # connect_timeout bounds each address tried (a host named twice, a name with several
-    # addresses): 2 s became 4 s and more. The addresses are tried here, within one bound
-    # for all of them, and none is started that could end past the invocation's deadline.
-    ends = min(deadline, time.monotonic() + settings.connect_timeout)
+    conn = connect_by(
+        _conninfo,
+        deadline,
+        settings.connect_timeout,
+        autocommit=True,  # one statement per invocation: its own transaction
+        application_name=APPLICATION_NAME,
+        **session_settings(pooled, bounds),
+        # statement_timeout runs on the server: a connection whose server vanished (a
+        # failover) would wait for an answer until Lambda kills the function. Sent data
+        # unacknowledged this long (ms) ends it on the client side instead.
+        tcp_user_timeout=TCP_USER_TIMEOUT_MS,
+    )
+    log.info("connected to %s", _where())
+    return conn
+
+
+def connect_by(
+    conninfo: str,
+    deadline: float,
+    connect_timeout: float,
+    *,
+    near_the_end: bool = False,
+    **settings: Any,
+) -> psycopg.Connection:
+    """A connection to one of conninfo's addresses (psycopg.connect's `settings`), tried
+    in turn within `connect_timeout` seconds for all of them, none started that could end
+    past `deadline` (time.monotonic()). libpq's connect_timeout bounds each address (a
+    host named twice, a name with several addresses): 2 s became 4 s and more.
+    near_the_end: with less than CONNECT_FLOOR_S (libpq's least wait) before the
+    deadline, the first address is still tried (a healthy server answers in
+    milliseconds), at worst ending that much past it; no later one is."""
+    ends = min(deadline, time.monotonic() + connect_timeout)
     failed: psycopg.OperationalError | None = None
-    for attempt in conninfo_attempts(conninfo_to_dict(_conninfo)):
+    for attempt in conninfo_attempts(conninfo_to_dict(conninfo)):
         now = time.monotonic()
-        if now >= ends or deadline - now < CONNECT_FLOOR_S:
+        floor = 0.0 if near_the_end and failed is None else CONNECT_FLOOR_S
+        if now >= ends or deadline - now < floor:
             break
         try:
-            conn = connecting.connect(
+            return connecting.connect(
                 make_conninfo("", **attempt),
-                autocommit=True,  # one statement per invocation: its own transaction
                 # Whole seconds, rounded down: up, 4.5 s left became 5 s, past the
                 # deadline and Cognito's wait (the deadline leaves CONNECT_FLOOR_S). The
                 # few µs since `ends` was set are not a second less of the setting's.
                 connect_timeout=max(CONNECT_FLOOR_S, math.floor(ends - now + 0.05)),
-                application_name=APPLICATION_NAME,
-                **session_settings(pooled, bounds),
-                # statement_timeout runs on the server: a connection whose server vanished
-                # (a failover) would wait for an answer until Lambda kills the function.
-                # Sent data unacknowledged this long (ms) ends it on the client side instead.
-                tcp_user_timeout=TCP_USER_TIMEOUT_MS,
+                **settings,
             )
         except psycopg.OperationalError as exc:
             failed = exc
-            continue
-        log.info("connected to %s", _where())
-        return conn
     if failed is not None:
         raise failed
     raise psycopg.errors.ConnectionTimeout("no time left in the invocation to connect")

@@ -38,12 +38,12 @@ from typing import Any
 
 import psycopg
 
-from cruddur import connecting
 from cruddur.config import LambdaSettings
 from cruddur.deadlines import within
 from cruddur.lambdas.post_confirmation import (
     TCP_USER_TIMEOUT_MS,
     bounded,
+    connect_by,
     read_conninfo,
     session_settings,
 )
@@ -135,10 +135,16 @@ def handler(event: dict[str, Any] | None = None, context: Any = None) -> dict[st
         log.error("%s; a configuration error, every run fails so until fixed", why)
         raise RuntimeError(why)
     try:
-        with connecting.connect(
+        # Within the invocation, whatever CRUDDUR_CONNECT_TIMEOUT and the host's
+        # addresses: libpq's bound is per address, and a connect to a silent server ran
+        # past the invocation's end (Lambda's bare "Task timed out", not the line below).
+        # Near the end, a last try may run past it by libpq's least wait (2 s).
+        with connect_by(
             conninfo,
+            ends - ANSWER_S,
+            settings.connect_timeout,
+            near_the_end=True,
             autocommit=True,  # each batch its own short transaction
-            connect_timeout=settings.connect_timeout,
             application_name=APPLICATION_NAME,
             # Sent data unacknowledged this long (ms): a server gone from the network.
             tcp_user_timeout=TCP_USER_TIMEOUT_MS,
