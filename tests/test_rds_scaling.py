@@ -234,6 +234,39 @@ def test_a_proxy_rds_refuses_leaves_no_secret_or_role_this_run_made(aws) -> None
     assert empty.exit_code == 2 and "is not an RDS Proxy name" in empty.output
 
 
+def test_a_proxy_name_another_instance_uses_is_refused_before_anything_is_made(aws) -> None:
+    # A review: the refusal came after this instance's secret was made (and kept) and
+    # the other proxy's role rewritten to read it, not the secret that proxy logs in with.
+    subnets, group = _two_subnets(5)
+    given = [x for s in subnets for x in ("--subnet-id", s)]
+    make_primary(VpcSecurityGroupIds=[group])
+    client("rds").create_db_instance(
+        DBInstanceIdentifier="other", DBInstanceClass="db.t3.micro", Engine="postgres",
+        MasterUsername="cruddurroot", MasterUserPassword=PASSWORD, DBName="cruddur",
+    )  # fmt: skip
+    assert cli("create-proxy", *given, "--name", "shared", env=CREDENTIALS).exit_code == 0
+    iam, role = client("iam"), "shared-secret-reader"
+    policy = iam.get_role_policy(RoleName=role, PolicyName="read-the-database-secret")
+    secrets = client("secretsmanager").list_secrets()["SecretList"]
+    refused = cli(
+        "create-proxy", "--identifier", "other", *given, "--name", "shared", env=CREDENTIALS
+    )
+    assert refused.exit_code == 1, refused.output
+    assert f"the proxy shared exists and routes to {ID}, not other" in refused.output
+    assert "secret:" not in refused.output and "role:" not in refused.output
+    assert client("secretsmanager").list_secrets()["SecretList"] == secrets
+    again = iam.get_role_policy(RoleName=role, PolicyName="read-the-database-secret")
+    assert again["PolicyDocument"] == policy["PolicyDocument"]
+    # Run again for its own instance with another secret: the proxy, its secret and its
+    # role are left as they are.
+    rerun = cli(
+        "create-proxy", *given, "--name", "shared", "--secret-arn", "arn:aws:x", env=CREDENTIALS
+    )
+    assert rerun.exit_code == 0 and "already exists" in rerun.output
+    after = iam.get_role_policy(RoleName=role, PolicyName="read-the-database-secret")
+    assert after["PolicyDocument"] == policy["PolicyDocument"]
+
+
 def test_a_proxys_url_is_on_postgresqls_port_whatever_the_instances(aws) -> None:
     # It took the instance's port (5433 here); a proxy listens on 5432 whatever the
     # instance's, so the URL it printed never connected.
@@ -333,9 +366,6 @@ def test_create_proxy_never_registers_when_the_targets_cannot_be_read(aws) -> No
         def register_db_proxy_targets(self, **kwargs):
             registered.append(kwargs)
 
-    spec = replicas.ProxySpec(
-        f"{ID}-proxy", ops.require(real, ID), "arn:secret", "arn:role", tuple(subnets), ()
-    )
     with pytest.raises(ClientError):
-        replicas.create_proxy(Denying(), spec)
+        replicas.existing_proxy(Denying(), f"{ID}-proxy", ID)
     assert registered == []

@@ -284,34 +284,41 @@ class ProxySpec:
         }
 
 
-def create_proxy(rds: Any, spec: ProxySpec) -> tuple[Proxy, str]:
-    """The proxy and its target (the instance), and what was done: "created", "target
-    registered" (a proxy an earlier run made, then failed to register the instance on)
-    or "existed". A proxy of that name that routes to another instance is refused."""
+def existing_proxy(rds: Any, name: str, identifier: str) -> tuple[Proxy, str] | None:
+    """The proxy of that name when there is one, and what was done: "existed" (it routes
+    to the instance) or "target registered" (a proxy an earlier run made, then failed to
+    register the instance on); None when there is none. One that routes to another
+    instance is refused. Asked before anything is made for a new proxy: a run refused
+    here had made a secret, and rewritten the other proxy's role to read it."""
     try:
-        found = rds.describe_db_proxies(DBProxyName=spec.name)["DBProxies"]
+        found = rds.describe_db_proxies(DBProxyName=name)["DBProxies"]
     except ClientError as exc:
         if exc.response.get("Error", {}).get("Code") != "DBProxyNotFoundFault":
             raise
-        found = []
-    identifier = spec.instance.identifier
-    if found:
-        # Read here, not through _proxy (which takes an unreadable list for an empty one):
-        # a target list that could not be read must not be taken for none.
-        listed = rds.describe_db_proxy_targets(DBProxyName=spec.name)["Targets"]
-        targets = [t["RdsResourceId"] for t in listed if t.get("RdsResourceId")]
-        if identifier in targets:
-            return _proxy(rds, found[0]), "existed"
-        if targets:
-            raise AwsProblem(
-                f"the proxy {spec.name} exists and routes to {', '.join(targets)}, "
-                f"not {identifier}",
-                "give this one another name with --name",
-            )
-        # Made by a run whose register call failed (rds:RegisterDBProxyTargets denied):
-        # left so, every connection through it would find no database.
-        rds.register_db_proxy_targets(DBProxyName=spec.name, DBInstanceIdentifiers=[identifier])
-        return _proxy(rds, found[0]), "target registered"
+        return None
+    if not found:
+        return None
+    # Read here, not through _proxy (which takes an unreadable list for an empty one): a
+    # target list that could not be read must not be taken for none.
+    listed = rds.describe_db_proxy_targets(DBProxyName=name)["Targets"]
+    targets = [t["RdsResourceId"] for t in listed if t.get("RdsResourceId")]
+    if identifier in targets:
+        return _proxy(rds, found[0]), "existed"
+    if targets:
+        raise AwsProblem(
+            f"the proxy {name} exists and routes to {', '.join(targets)}, not {identifier}",
+            "give this one another name with --name",
+        )
+    # Made by a run whose register call failed (rds:RegisterDBProxyTargets denied): left
+    # so, every connection through it would find no database.
+    rds.register_db_proxy_targets(DBProxyName=name, DBInstanceIdentifiers=[identifier])
+    return _proxy(rds, found[0]), "target registered"
+
+
+def create_proxy(rds: Any, spec: ProxySpec) -> Proxy:
+    """A new proxy and its target, the instance (existing_proxy has found none)."""
     created = rds.create_db_proxy(**spec.create_params())["DBProxy"]
-    rds.register_db_proxy_targets(DBProxyName=spec.name, DBInstanceIdentifiers=[identifier])
-    return _proxy(rds, created), "created"
+    rds.register_db_proxy_targets(
+        DBProxyName=spec.name, DBInstanceIdentifiers=[spec.instance.identifier]
+    )
+    return _proxy(rds, created)

@@ -844,37 +844,20 @@ def create_proxy(
             "give two subnets of its VPC in different zones: --subnet-id … --subnet-id …",
         )
     groups = security_group_ids or tuple(group for group, _ in instance.security_groups)
-    # What this run makes, undone if the proxy is then not made (a subnet RDS refuses,
-    # say): each failed run had left another copy of the master password in a secret.
-    undo: list[tuple[str, Callable[[], None]]] = []
-    if not secret_arn:
-        credentials = ops.credentials_from_env(os.environ, for_proxy=True)
-        secrets = _client("secretsmanager", region)
-        secret_arn, made = replicas.master_secret(
-            secrets, f"{identifier}-master", instance, credentials
-        )
-        if made:
-            made_arn = secret_arn
-            undo.append(("the secret", lambda: replicas.delete_secret(secrets, made_arn)))
-        info(f"secret: {secret_arn} (the master user, for the proxy)")
-    iam, role_name = _client("iam", region), replicas.proxy_role_name(name)
-    role_arn, made = replicas.proxy_role(iam, role_name, secret_arn)
-    if made:
-        undo.append(("the role", lambda: replicas.delete_role(iam, role_name)))
-    info(f"role: {role_arn} (may read that secret, nothing else)")
-    spec = replicas.ProxySpec(name, instance, secret_arn, role_arn, tuple(subnets), groups)
-    try:
-        proxy, outcome = replicas.create_proxy(rds_client, spec)
-    except Exception:
-        if undo and not replicas.proxy_exists(rds_client, name):
-            _undo(undo)
-        raise
-    if outcome == "created":
-        done(f"RDS accepted the proxy {name} for {identifier}; it is {proxy.status}")
-    elif outcome == "target registered":
-        done(f"the proxy {name} existed without a target: {identifier} registered as its target")
+    found = replicas.existing_proxy(rds_client, name, identifier)
+    if found is not None:
+        # Its secret and role are left as they are: a --secret-arn given now had the
+        # role rewritten to read another secret than the one the proxy logs in with.
+        proxy, outcome = found
+        if outcome == "target registered":
+            done(
+                f"the proxy {name} existed without a target: {identifier} registered as its target"
+            )
+        else:
+            warn(f"the proxy {name} already exists ({proxy.status}); left as it is")
     else:
-        warn(f"the proxy {name} already exists ({proxy.status}); left as it is")
+        proxy = _new_proxy(rds_client, region, name, instance, secret_arn, tuple(subnets), groups)
+        done(f"RDS accepted the proxy {name} for {identifier}; it is {proxy.status}")
     url = proxy.connection_url(instance)
     if url:
         result(f'export CONNECTION_URL="{url}"')
@@ -887,6 +870,45 @@ def create_proxy(
         "RDS Proxy's read-only endpoints exist for Aurora only: with an RDS replica, "
         "point READER_CONNECTION_URL at the replica itself"
     )
+
+
+def _new_proxy(
+    rds_client: Any,
+    region: str | None,
+    name: str,
+    instance: ops.Instance,
+    secret_arn: str | None,
+    subnets: tuple[str, ...],
+    groups: tuple[str, ...],
+) -> Any:
+    """The master user's secret (unless given), the role that may read it, the proxy."""
+    from cruddur.aws import replicas
+
+    # What this run makes, undone if the proxy is then not made (a subnet RDS refuses,
+    # say): each failed run had left another copy of the master password in a secret.
+    undo: list[tuple[str, Callable[[], None]]] = []
+    if not secret_arn:
+        credentials = ops.credentials_from_env(os.environ, for_proxy=True)
+        secrets = _client("secretsmanager", region)
+        secret_arn, made = replicas.master_secret(
+            secrets, f"{instance.identifier}-master", instance, credentials
+        )
+        if made:
+            made_arn = secret_arn
+            undo.append(("the secret", lambda: replicas.delete_secret(secrets, made_arn)))
+        info(f"secret: {secret_arn} (the master user, for the proxy)")
+    iam, role_name = _client("iam", region), replicas.proxy_role_name(name)
+    role_arn, made = replicas.proxy_role(iam, role_name, secret_arn)
+    if made:
+        undo.append(("the role", lambda: replicas.delete_role(iam, role_name)))
+    info(f"role: {role_arn} (may read that secret, nothing else)")
+    spec = replicas.ProxySpec(name, instance, secret_arn, role_arn, subnets, groups)
+    try:
+        return replicas.create_proxy(rds_client, spec)
+    except Exception:
+        if undo and not replicas.proxy_exists(rds_client, name):
+            _undo(undo)
+        raise
 
 
 def _undo(steps: list[tuple[str, Callable[[], None]]]) -> None:
