@@ -128,6 +128,13 @@ def test_a_hints_script_reads_the_settings_the_command_read(
     assert pasted.returncode == 0, pasted.stderr
     made = admin.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone()
     assert made == (1,)
+    # A review of that: CRUDDUR_ENV_FILE set for the command alone was left out of the
+    # hint (the script, run without it, read the checkout's settings).
+    elsewhere = tmp_path / "elsewhere.env"
+    elsewhere.write_text(f"CONNECTION_URL={with_database(server_url, new_db_name())}\n")
+    elsewhere.chmod(0o600)
+    shown = run(CRUDDUR, "db", "status", env={**home, "CRUDDUR_ENV_FILE": str(elsewhere)})
+    assert f"CRUDDUR_ENV_FILE={shlex.quote(str(elsewhere))} " in shown.stdout, shown.stdout
 
 
 _SETTINGS = ("CONNECTION_URL", "CRUDDUR_ENV_FILE")  # the pasted command's own come from .env

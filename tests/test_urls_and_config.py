@@ -245,6 +245,7 @@ def test_the_cognito_url_the_page_is_given_is_checked_like_the_api_url(given: st
         # A review of that: a CSP source cannot be an IPv6 address (Chromium dropped it,
         # and blocked the page's requests); two dots in a row.
         "http://[::1]:4567",
+        "http://[v1.foo]:4567",  # IPvFuture: urlsplit drops its brackets too
         "https://api..example.com",
     ],
 )
@@ -264,6 +265,14 @@ def test_a_web_url_outside_ascii_is_refused_with_its_ascii_form() -> None:
         assert Settings.from_env({"CRUDDUR_API_URL": "https://faß.de"}).web
     taken = Settings.from_env({"CRUDDUR_API_URL": "https://xn--e1afmkfd.xn--p1ai"})
     assert taken.web.api_url == "https://xn--e1afmkfd.xn--p1ai"
+
+
+@pytest.mark.parametrize(
+    "given", ["https://api..example.com", "https://example.com..", "https://пример..рф"]
+)
+def test_a_web_url_with_an_empty_label_says_so(given: str) -> None:
+    with pytest.raises(ConfigError, match="its host has an empty label"):
+        assert Settings.from_env({"CRUDDUR_API_URL": given}).web
 
 
 def test_a_web_url_with_a_port_or_a_path_is_taken() -> None:

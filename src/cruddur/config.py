@@ -1023,6 +1023,11 @@ def _web_url_problem(url: str) -> str | None:
         return "its host or port cannot be read"
     if not parts.hostname:
         return "it names no host"
+    if "[" in parts.netloc.rpartition("@")[2]:  # IPv6 or IPvFuture ([v1.x]), unbracketed
+        return (
+            "an IP address in brackets cannot be named in the page's "
+            "Content-Security-Policy: give a host name"
+        )
     if problem := _web_host_problem(parts.hostname):
         return problem
     if port == 0:
@@ -1041,13 +1046,10 @@ _WEB_HOST = re.compile(r"[a-z0-9-]+(?:\.[a-z0-9-]+)*\.?", re.IGNORECASE)
 
 
 def _web_host_problem(host: str) -> str | None:
-    if ":" in host:  # IPv6, its brackets taken off by urlsplit
-        # A CSP source cannot be an IPv6 address: Chromium drops it, and the page's
-        # requests to it were blocked.
-        return (
-            "an IPv6 address cannot be named in the page's Content-Security-Policy: "
-            "give a host name"
-        )
+    # (A bracketed address is refused before: no CSP source can be one; Chromium dropped
+    # it, and blocked the page's requests to it.)
+    if "" in host.removesuffix(".").split("."):
+        return "its host has an empty label (two dots in a row, or a leading dot)"
     if _WEB_HOST.fullmatch(host):
         return None
     if not host.isascii():
@@ -1058,8 +1060,6 @@ def _web_host_problem(host: str) -> str | None:
         except idna.IDNAError:
             return "its host has characters outside ASCII: write it in its ASCII (xn--) form"
         return f"its host has characters outside ASCII: write it as {ascii_form}"
-    if "." in host and "" in host.rstrip(".").split("."):
-        return "its host has an empty label (two dots in a row, or a leading dot)"
     return "its host may have only letters, digits, hyphens and dots (no * or _)"
 
 

@@ -111,15 +111,16 @@ def _typed_scripts() -> str | None:
 
 def _scripts_settings() -> str:
     """`CRUDDUR_ENV_FILE=… ` for a hint's script, when it would read other settings than
-    this command did: the scripts read their checkout's .env (a CRUDDUR_ENV_FILE already
-    set they keep), this command the current folder's (or one above). Run from a project
-    with a .env of its own, `bin/db-create` in a hint made the checkout's database, and
-    `bin/db-setup` would have dropped it."""
+    this command did: the scripts read their checkout's .env unless CRUDDUR_ENV_FILE is
+    set, this command the current folder's (or one above), or CRUDDUR_ENV_FILE's, which
+    may have been set for this command alone. Run from a project with a .env of its own,
+    `bin/db-create` in a hint made the checkout's database, and `bin/db-setup` would have
+    dropped it."""
     from cruddur.cli import ENV_FILE_SETTING
     from cruddur.cli.options import env_file_read
 
     root = _checkout()
-    if root is None or ENV_FILE_SETTING in os.environ:
+    if root is None:
         return ""
     read, theirs = env_file_read(), root / ".env"
     if read is None and not os.path.lexists(theirs):
