@@ -63,8 +63,8 @@ def test_the_template_deploys_what_the_package_builds() -> None:
     assert set(template["Parameters"]["Architecture"]["AllowedValues"]) == {"x86_64", "arm64"}
 
     role = resources["FunctionRole"]["Properties"]
-    assert "AWSLambdaVPCAccessExecutionRole" in str(role["ManagedPolicyArns"])
     assert "secretsmanager:GetSecretValue" in str(role["Policies"])
+    assert_own_logs_only(role)
 
     ingress = resources["DatabaseIngressFromFunction"]["Properties"]
     port = {"Ref": "DatabasePort"}
@@ -613,3 +613,23 @@ def test_a_release_keeps_the_task_count_autoscaling_set() -> None:
     assert "DesiredCount" not in resources["Service"]["Properties"]
     min_tasks = decode(str(ECS_TEMPLATE))[0]["Parameters"]["MinTasks"]["Default"]
     assert str(resources["ScalableTarget"]["Properties"]["MinCapacity"]) == str(min_tasks)
+
+
+def assert_own_logs_only(role: dict) -> None:
+    """A review: AWSLambdaVPCAccessExecutionRole let the function write to every log
+    group of the account. Its log actions now name the function's own group; the network
+    interfaces a VPC function needs stay (they have no resource-level form)."""
+    assert "ManagedPolicyArns" not in role
+    (own,) = [p for p in role["Policies"] if isinstance(p, dict) and "PolicyName" in p]
+    statements = own["PolicyDocument"]["Statement"]
+    logs = [s for s in statements if any(a.startswith("logs:") for a in s["Action"])]
+    assert logs == [
+        {
+            "Effect": "Allow",
+            "Action": ["logs:CreateLogStream", "logs:PutLogEvents"],
+            "Resource": {"Fn::GetAtt": ["FunctionLogGroup", "Arn"]},
+        }
+    ]
+    network = [s for s in statements if s not in logs]
+    assert all(a.startswith("ec2:") for s in network for a in s["Action"])
+    assert "ec2:CreateNetworkInterface" in str(network)

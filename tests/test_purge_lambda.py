@@ -14,6 +14,7 @@ import psycopg
 import pytest
 from cfnlint.decode import decode
 from helpers import CRUDDUR, ROOT, finished_within, run
+from test_deploy_template import assert_own_logs_only
 
 from cruddur.config import (
     PURGE_BATCH_MAX,
@@ -161,6 +162,12 @@ def test_the_template_schedules_the_packaged_handler() -> None:
     (event,) = function["Events"].values()
     assert event["Type"] == "Schedule"
     assert function["ReservedConcurrentExecutions"] == 1
+    # A review: Lambda retries a failed asynchronous run twice unless told (EventBridge's
+    # RetryPolicy covers only its delivery): a run stopped by a configuration error ran
+    # three times a night.
+    assert function["EventInvokeConfig"]["MaximumRetryAttempts"] == 0
+    assert_own_logs_only(template["Resources"]["FunctionRole"]["Properties"])
+    assert event["Properties"]["RetryPolicy"]["MaximumRetryAttempts"] == 0
     # The handler keeps a batch's worth of time: the function's timeout must exceed it.
     assert function["Timeout"] * 1000 > int(
         function["Environment"]["Variables"]["CRUDDUR_STATEMENT_TIMEOUT"]
