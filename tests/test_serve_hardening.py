@@ -266,6 +266,42 @@ def test_one_signal_always_stops_the_server_and_all_its_workers(seeded_db: str, 
             served.kill_all()
 
 
+@pytest.mark.parametrize(
+    ("server", "mark", "trials"),
+    [("granian", "Spawning worker-1", 3), ("gunicorn", "Booting worker", 6)],
+    ids=["granian", "gunicorn"],
+)
+def test_a_ctrl_c_as_workers_start_is_a_clean_stop(
+    seeded_db: str, tmp_path, server: str, mark: str, trials: int
+) -> None:
+    # A review, a Ctrl-C (SIGINT to the whole group) the moment a worker was forked:
+    # under granian the worker died of it before the main process stopped it, which
+    # counted as a crash ("Unexpected exit from worker-1", exit status 1, every trial
+    # with 8 workers); under gunicorn a worker that had not installed its handlers yet
+    # lost it, and the main process's SIGQUIT after it, and was killed 10 s later
+    # ("was sent SIGKILL!", 1 trial in 8), or printed a traceback.
+    for trial in range(trials):
+        served = Served(
+            "--server", server, "--workers", "8", "--threads", "1",
+            env=_env(seeded_db, tmp_path),
+        )  # fmt: skip
+        try:
+            assert served.saw(mark), served.output
+            os.killpg(served.process.pid, signal.SIGINT)
+            sent = time.monotonic()
+            try:
+                served.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                pytest.fail(f"trial {trial}: a Ctrl-C did not stop the server:\n{served.output}")
+            took = time.monotonic() - sent
+            assert took < WORKERS_KILL_TIMEOUT, f"trial {trial}: {took:.2f} s\n{served.output}"
+            assert served.process.returncode == 0, f"trial {trial}:\n{served.output}"
+            for wrong in ("Unexpected exit", "SIGKILL", "Traceback"):
+                assert wrong not in served.output, f"trial {trial}:\n{served.output}"
+        finally:
+            served.kill_all()
+
+
 @pytest.mark.parametrize("server", ["granian", "gunicorn"])
 def test_a_hang_up_stops_the_server_unless_it_was_started_to_ignore_it(
     seeded_db: str, tmp_path, server: str
@@ -792,6 +828,10 @@ def test_a_ctrl_c_while_the_server_imports_is_a_stop_not_a_traceback(tmp_path, m
     # KeyboardInterrupt traceback from importlib; gunicorn's start the same, ~20.
     import sys
 
+    # Once first, so that its bytecode is written: a checkout just changed has none, and
+    # a Ctrl-C while Python compiles the module itself, before any of its code runs,
+    # is Python's own traceback (an installed package has its bytecode compiled).
+    subprocess.run([sys.executable, "-m", main, "--help"], capture_output=True, timeout=60)
     for delay in (0.05, 0.1, 0.15):
         started = subprocess.Popen(
             [sys.executable, "-m", main, "--help"],

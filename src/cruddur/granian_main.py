@@ -29,8 +29,6 @@ import os
 import signal
 import threading
 
-from cruddur.parent_death import signal_on_parent_death
-
 STOPS = frozenset({signal.SIGINT, signal.SIGTERM})
 HANG_UP_IGNORED = signal.getsignal(signal.SIGHUP) == signal.SIG_IGN  # under nohup
 # Each forking thread's mask from before its fork (a signal mask is a thread's own: two
@@ -45,6 +43,8 @@ def _before_fork() -> None:
 
 def _end_with_parent(parent: int) -> None:
     """SIGTERM to this process when its parent dies; at once if it already has."""
+    from cruddur.parent_death import signal_on_parent_death  # loaded before the fork
+
     if not signal_on_parent_death(signal.SIGTERM):
         return  # not fatal: the worker serves as before, as it did without this
     if os.getppid() != parent:  # the parent died between the fork and the prctl
@@ -56,8 +56,13 @@ def _after_fork_in_parent() -> None:
 
 
 def _after_fork_in_child() -> None:
-    for stop in STOPS:
-        signal.signal(stop, signal.SIG_DFL)
+    # Until granian's own handlers: a SIGTERM (the main process's stop, or the parent's
+    # death) ends the worker at once; a SIGINT is ignored. A Ctrl-C reaches the whole
+    # group, the main process too, which then stops its workers itself: ended by the
+    # SIGINT first, a worker just forked counted as a crash ("Unexpected exit from
+    # worker-1"), and the server exited 1.
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     _end_with_parent(_saved.parent)
     # A stop sent since the fork waits, blocked; unblocked now, it ends the worker.
     signal.pthread_sigmask(signal.SIG_SETMASK, _saved.mask)
@@ -88,7 +93,8 @@ def _serve() -> None:
     # the fork); cruddur.worker, which does start a thread, is still each worker's own.
     from granian.cli import entrypoint
 
-    import cruddur.api  # noqa: F401
+    # cruddur.parent_death: libc loaded once, here, not in each worker after its fork.
+    from cruddur import api, parent_death  # noqa: F401
 
     _hang_up_stops()
     entrypoint()

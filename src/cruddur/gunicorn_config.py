@@ -11,6 +11,7 @@ import os
 import signal
 from typing import Any
 
+from cruddur.gunicorn_main import STOPS, stop_now
 from cruddur.parent_death import signal_on_parent_death
 from cruddur.services import last_write
 from cruddur.telemetry.counts_folder import remove_counts_folder
@@ -27,6 +28,11 @@ def when_ready(server: Any) -> None:
 
 
 def post_fork(server: Any, worker: Any) -> None:
+    # The stop signals, held since the fork (cruddur.gunicorn_main), end this worker at
+    # once until gunicorn's own handlers replace these (as post_fork returns).
+    for stop in STOPS:
+        signal.signal(stop, stop_now)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, STOPS)
     # gunicorn's workers set SIGHUP back to its default action as they start: under
     # nohup, a shell that exits (SIGHUP to its jobs' groups) killed every worker at once,
     # requests and all. Held from the fork until post_worker_init ignores it again.

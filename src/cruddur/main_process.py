@@ -24,9 +24,6 @@ from collections.abc import Callable
 
 def run_main_process(start: Callable[[], object]) -> None:
     """start() (which imports the server and runs it) as described above."""
-    from cruddur.services import last_write
-    from cruddur.telemetry.counts_folder import remove_counts_folder
-
     logging.raiseExceptions = False
     main = os.getpid()
     try:
@@ -37,5 +34,13 @@ def run_main_process(start: Callable[[], object]) -> None:
         sys.exit(128 + signal.SIGINT)
     finally:
         if os.getpid() == main:
-            last_write.remove(os.environ.get(last_write.ENV))
-            remove_counts_folder()
+            _clean_up()
+
+
+def _clean_up() -> None:
+    # Imported here, not before start(): a Ctrl-C while they loaded was a traceback.
+    from cruddur.services import last_write
+    from cruddur.telemetry.counts_folder import remove_counts_folder
+
+    last_write.remove(os.environ.get(last_write.ENV))
+    remove_counts_folder()
