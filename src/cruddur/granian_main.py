@@ -27,6 +27,7 @@ it stays ignored.
 
 import os
 import signal
+import sys
 import threading
 
 STOPS = frozenset({signal.SIGINT, signal.SIGTERM})
@@ -91,16 +92,26 @@ def _serve() -> None:
     # (about 0.3 s of CPU each): the workers inherit them. Importing them starts no
     # thread and opens no connection (each worker's create_worker_app does that, after
     # the fork); cruddur.worker, which does start a thread, is still each worker's own.
-    from granian.cli import entrypoint
+    import click
+    from granian.cli import cli
 
     # cruddur.parent_death: libc loaded once, here, not in each worker after its fork.
     from cruddur import api, parent_death  # noqa: F401
 
     _hang_up_stops()
-    entrypoint()
+    try:
+        # As granian.cli.entrypoint runs it, but a Ctrl-C before granian's handlers are in
+        # is a stop (130), not click's "Aborted!" and exit status 1.
+        cli.main(auto_envvar_prefix="GRANIAN", standalone_mode=False)
+    except click.exceptions.Abort:
+        raise KeyboardInterrupt from None
+    except click.ClickException as exc:  # what standalone mode prints: a usage error
+        exc.show()
+        sys.exit(exc.exit_code)
 
 
 if __name__ == "__main__":
-    from cruddur.main_process import run_main_process
+    from cruddur.main_process import hold_ctrl_c, run_main_process
 
+    hold_ctrl_c()
     run_main_process(_serve)

@@ -46,6 +46,7 @@ def _serve() -> None:
 
 
 if __name__ == "__main__":
-    from cruddur.main_process import run_main_process
+    from cruddur.main_process import hold_ctrl_c, run_main_process
 
+    hold_ctrl_c()
     run_main_process(_serve)

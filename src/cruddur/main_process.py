@@ -21,12 +21,25 @@ import signal
 import sys
 from collections.abc import Callable
 
+CTRL_C = frozenset({signal.SIGINT})
+
+
+def hold_ctrl_c() -> None:
+    """Hold SIGINT until run_main_process takes it: the first thing a main process does
+    (`cruddur serve` holds it across its exec too). A Ctrl-C while Python loaded the
+    modules before that was a KeyboardInterrupt traceback."""
+    signal.pthread_sigmask(signal.SIG_BLOCK, CTRL_C)
+
 
 def run_main_process(start: Callable[[], object]) -> None:
     """start() (which imports the server and runs it) as described above."""
+    from cruddur.services import last_write
+    from cruddur.telemetry.counts_folder import remove_counts_folder
+
     logging.raiseExceptions = False
     main = os.getpid()
     try:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, CTRL_C)  # one held is raised here
         start()
     except KeyboardInterrupt:
         if os.getpid() != main:
@@ -34,13 +47,6 @@ def run_main_process(start: Callable[[], object]) -> None:
         sys.exit(128 + signal.SIGINT)
     finally:
         if os.getpid() == main:
-            _clean_up()
-
-
-def _clean_up() -> None:
-    # Imported here, not before start(): a Ctrl-C while they loaded was a traceback.
-    from cruddur.services import last_write
-    from cruddur.telemetry.counts_folder import remove_counts_folder
-
-    last_write.remove(os.environ.get(last_write.ENV))
-    remove_counts_folder()
+            hold_ctrl_c()  # the clean-up is not cut short; the process ends after it
+            last_write.remove(os.environ.get(last_write.ENV))
+            remove_counts_folder()

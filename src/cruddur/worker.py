@@ -5,11 +5,12 @@ process. Until a worker has loaded the app and installed its own, it keeps that 
 handler, which only sets a flag in the worker's copy of the main process's state: a stop
 signal in that window was lost, the worker went on to serve, and the main process waited
 for it forever (1 Ctrl-C in 4 right after start-up). So before the slow imports this
-module restores the default actions: a worker told to stop while loading simply exits.
+module restores SIGTERM's default action (a worker told to stop while loading simply
+exits) and ignores SIGINT, which the main process answers by stopping its workers.
 granian installs its graceful handlers once the app is loaded. (It lives outside
 `cruddur.api` because importing that package is the slow part.) Under `cruddur serve`,
-`cruddur.granian_main` already restores them at the fork itself, closing the window before
-this module runs; the reset here keeps a granian started otherwise safe.
+`cruddur.granian_main` already does so at the fork itself, closing the window before this
+module runs; the reset here keeps a granian started otherwise safe.
 
 Then it makes one thread of its own the only one the stops are delivered to (see
 `forward_stops`): a worker sent two stops at once, as a terminal's Ctrl-C does, could
@@ -50,6 +51,12 @@ def _forward() -> None:
     called: set[Callable[..., object]] = set()
     while True:
         stop = signal.sigwait(STOPS)
+        if stop == signal.SIGINT:
+            # A Ctrl-C reaches the whole group: the main process stops its workers with a
+            # SIGTERM each. A worker that stopped on the SIGINT first, before the main
+            # process had marked it as stopped, counted as a crash ("Unexpected exit from
+            # worker-N", exit status 1: 3 trials in 6 stopped as workers started).
+            continue
         handler = signal.getsignal(stop)
         if handler == signal.SIG_DFL:
             # The app is still loading: the default action ends the process.
@@ -74,7 +81,11 @@ def _forward() -> None:
 
 
 signal.signal(signal.SIGTERM, signal.SIG_DFL)
-signal.signal(signal.SIGINT, signal.SIG_DFL)
+# A Ctrl-C reaches the whole group, the main process too, which stops its workers with
+# a SIGTERM: ended by the SIGINT itself, a worker counted as a crash ("Unexpected exit
+# from worker-N", the server's exit status 1). Ignored until granian installs its
+# handler, and passed over by the thread below after.
+signal.signal(signal.SIGINT, signal.SIG_IGN)
 forward_stops()
 
 from cruddur.api import create_worker_app  # noqa: E402

@@ -381,6 +381,12 @@ def serve(
             signal.signal(stop, signal.SIG_DFL)
     if held is not None:
         os.set_inheritable(held.fileno(), True)  # the server's processes hold it from here
+    # A Ctrl-C from here until the server's main process takes it (main_process.py) is
+    # held, not a KeyboardInterrupt in Python's start-up or imports: a signal mask goes
+    # through exec.
+    from cruddur.main_process import hold_ctrl_c
+
+    hold_ctrl_c()
     os.execve(command[0], command, env)
 
 
