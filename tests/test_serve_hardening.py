@@ -854,6 +854,23 @@ def test_a_ctrl_c_while_the_server_imports_is_a_stop_not_a_traceback(tmp_path, m
         assert started.returncode in (0, 130, -signal.SIGINT), (delay, started.returncode)
 
 
+def test_granian_giving_up_as_it_starts_is_a_failure(tmp_path) -> None:
+    # A review: run by granian_main, a fatal error of granian's as it started (here a
+    # log config it cannot read) exited 0, and a supervisor took it for a clean stop.
+    import sys
+
+    config = tmp_path / "log.json"
+    config.write_text("{not json")
+    env = {**os.environ, "GRANIAN_LOG_CONFIG": str(config)}
+    started = subprocess.run(
+        [sys.executable, "-m", "cruddur.granian_main", "--interface", "wsgi", "--factory",
+         "--port", str(free_port()), "cruddur.worker:create_worker_app"],
+        env=env, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert started.returncode == 1, started.stderr
+    assert "Traceback" not in started.stderr
+
+
 @pytest.mark.parametrize("server", ["granian", "gunicorn"])
 def test_a_server_whose_output_reader_went_away_serves_on_quietly(
     seeded_db: str, tmp_path, server: str

@@ -102,12 +102,16 @@ def _serve() -> None:
     try:
         # As granian.cli.entrypoint runs it, but a Ctrl-C before granian's handlers are in
         # is a stop (130), not click's "Aborted!" and exit status 1.
-        cli.main(auto_envvar_prefix="GRANIAN", standalone_mode=False)
+        # Not standalone, click returns the status of granian's `Exit(1)` (a fatal error
+        # as it starts, a log config it cannot read) instead of exiting with it.
+        status = cli.main(auto_envvar_prefix="GRANIAN", standalone_mode=False)
     except click.exceptions.Abort:
         raise KeyboardInterrupt from None
     except click.ClickException as exc:  # what standalone mode prints: a usage error
         exc.show()
         sys.exit(exc.exit_code)
+    if isinstance(status, int) and status:
+        sys.exit(status)
 
 
 if __name__ == "__main__":
