@@ -425,17 +425,29 @@ def test_ctrl_c_in_setup_after_its_drop_says_what_the_database_is_left_as(
             [ROOT / ".venv" / "bin" / "cruddur", "db", "setup"],
             env=env, stderr=subprocess.PIPE, text=True, start_new_session=True,
         )  # fmt: skip
+        # Its lines as they come: another test's command waiting on the same lock (this
+        # one holds it) looked like this one waiting, and the Ctrl-C came right after the
+        # drop (a full run, 2026-12-07). It is sent once this one has made the database.
+        lines: list[str] = []
+        assert setting_up.stderr is not None
+        reader = threading.Thread(target=lambda: lines.extend(setting_up.stderr), daemon=True)
+        reader.start()
         try:
             deadline = time.monotonic() + 60
-            while not holder.execute(
-                "SELECT 1 FROM pg_stat_activity WHERE application_name = 'cruddur-cli'"
-                " AND wait_event = 'advisory'"
-            ).fetchone():
-                assert setting_up.poll() is None, setting_up.communicate()[1]
+            while not (
+                any("created database" in line for line in lines)
+                and holder.execute(
+                    "SELECT 1 FROM pg_stat_activity WHERE application_name = 'cruddur-cli'"
+                    " AND wait_event = 'advisory'"
+                ).fetchone()
+            ):
+                assert setting_up.poll() is None, "".join(lines)
                 assert time.monotonic() < deadline, "the roles step never waited"
                 time.sleep(0.02)
             os.killpg(setting_up.pid, signal.SIGINT)
-            err = setting_up.communicate(timeout=30)[1]
+            setting_up.wait(timeout=30)
+            reader.join(timeout=30)
+            err = "".join(lines)
         finally:
             if setting_up.poll() is None:
                 setting_up.kill()
