@@ -934,7 +934,9 @@ def test_db_roles_gives_the_apis_role_its_timeouts_for_sessions_a_pooler_opens(
 SESSION_BOUNDS = ("lock_timeout", "statement_timeout")
 
 
-def test_setup_checks_the_roles_file_before_it_drops_anything(seeded_db, admin, tmp_path) -> None:
+def test_setup_checks_the_roles_file_before_it_drops_anything(
+    seeded_db, admin, new_db_name, tmp_path
+) -> None:
     # A review: a roles file that could not be written stopped setup at its last step,
     # after the drop, the migrations and the seed: the database rebuilt, its roles given
     # nothing (on production, the API could not read it). A review of that: on
@@ -947,7 +949,7 @@ def test_setup_checks_the_roles_file_before_it_drops_anything(seeded_db, admin, 
         conn.execute("INSERT INTO users (display_name, handle, email, cognito_user_id)"
                      " VALUES ('Kept', 'kept', 'kept@example.com', 'MOCK-kept')")  # fmt: skip
     env = {"CONNECTION_URL": seeded_db, "CRUDDUR_HOME": str(home)}
-    missing = parse(seeded_db)["dbname"] + "_prod"
+    missing = new_db_name()  # dropped after, should a setup make it
     prod = {**env, "PROD_CONNECTION_URL": seeded_db.replace(parse(seeded_db)["dbname"], missing)}
     for settings, args in (
         (env, ()),
