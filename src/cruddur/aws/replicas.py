@@ -246,12 +246,18 @@ def delete_role(iam: Any, name: str) -> None:
 
 
 def proxy_exists(rds: Any, name: str) -> bool:
+    return _described_proxy(rds, name) is not None
+
+
+def _described_proxy(rds: Any, name: str) -> dict[str, Any] | None:
+    """DescribeDBProxies' entry for the proxy of that name, or None when there is none."""
     try:
-        return bool(rds.describe_db_proxies(DBProxyName=name)["DBProxies"])
+        found = rds.describe_db_proxies(DBProxyName=name)["DBProxies"]
     except ClientError as exc:
         if exc.response.get("Error", {}).get("Code") != "DBProxyNotFoundFault":
             raise
-        return False
+        return None
+    return found[0] if found else None
 
 
 @dataclass(frozen=True)
@@ -290,20 +296,15 @@ def existing_proxy(rds: Any, name: str, identifier: str) -> tuple[Proxy, str] | 
     register the instance on); None when there is none. One that routes to another
     instance is refused. Asked before anything is made for a new proxy: a run refused
     here had made a secret, and rewritten the other proxy's role to read it."""
-    try:
-        found = rds.describe_db_proxies(DBProxyName=name)["DBProxies"]
-    except ClientError as exc:
-        if exc.response.get("Error", {}).get("Code") != "DBProxyNotFoundFault":
-            raise
-        return None
-    if not found:
+    found = _described_proxy(rds, name)
+    if found is None:
         return None
     # Read here, not through _proxy (which takes an unreadable list for an empty one): a
     # target list that could not be read must not be taken for none.
     listed = rds.describe_db_proxy_targets(DBProxyName=name)["Targets"]
     targets = [t["RdsResourceId"] for t in listed if t.get("RdsResourceId")]
     if identifier in targets:
-        return _proxy(rds, found[0]), "existed"
+        return _proxy(rds, found), "existed"
     if targets:
         raise AwsProblem(
             f"the proxy {name} exists and routes to {', '.join(targets)}, not {identifier}",
@@ -312,7 +313,7 @@ def existing_proxy(rds: Any, name: str, identifier: str) -> tuple[Proxy, str] | 
     # Made by a run whose register call failed (rds:RegisterDBProxyTargets denied): left
     # so, every connection through it would find no database.
     rds.register_db_proxy_targets(DBProxyName=name, DBInstanceIdentifiers=[identifier])
-    return _proxy(rds, found[0]), "target registered"
+    return _proxy(rds, found), "target registered"
 
 
 def create_proxy(rds: Any, spec: ProxySpec) -> Proxy:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
 
 import psycopg
 
@@ -28,15 +27,12 @@ def wait_until_accepting(
     url: str,
     timeout: float,
     connect_timeout: int = 2,
-    waiting: Callable[[float], None] | None = None,
 ) -> float:
     """Seconds it took until `url` accepted a connection; raises the last error once
     `timeout` seconds pass, and at once for errors waiting cannot fix (a wrong
-    password, a missing database). `waiting(seconds so far)` before each new try."""
+    password, a missing database)."""
     started = time.monotonic()
     while True:
-        if waiting is not None:
-            waiting(time.monotonic() - started)
         # Each try within what is left of `timeout`: a whole connect_timeout past it (15
         # s for --timeout 2) was waited. libpq takes no less than 2 s.
         left = math.ceil(timeout - (time.monotonic() - started))
