@@ -150,6 +150,24 @@ def test_setup_if_missing_on_prod_asks_before_loading(two_dbs) -> None:
     assert tables(two_dbs["PROD_CONNECTION_URL"]) == set()
 
 
+def test_setup_if_missing_on_prod_asks_before_creating(two_dbs, admin) -> None:
+    # The question came after the CREATE DATABASE: a "no" left production with a new
+    # empty database, and the error said "nothing done".
+    gone = {**two_dbs, "PROD_CONNECTION_URL": two_dbs["PROD_CONNECTION_URL"] + "_new"}
+    name = database_name(gone["PROD_CONNECTION_URL"])
+    refused = run("db-setup", "prod", "--if-missing", env=gone)
+    assert refused.returncode == 1
+    assert f'create, migrate and seed "{name}" on PRODUCTION' in refused.stderr
+    assert "not confirmed" in refused.stderr
+    assert not database_exists(admin, name)
+    made = run("db-setup", "prod", "--if-missing", "--yes", env=gone)
+    try:
+        assert made.returncode == 0, made.stderr
+        assert "users" in tables(gone["PROD_CONNECTION_URL"])
+    finally:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
 def test_setup_if_missing_refuses_a_partial_schema(two_dbs) -> None:
     with psycopg.connect(two_dbs["PROD_CONNECTION_URL"]) as conn:
         conn.execute("CREATE TABLE users (keep text)")

@@ -657,8 +657,13 @@ def setup(cli: Cli, force: bool, if_missing: bool) -> None:
     seed_due = False  # a database found empty (or made), not seeded yet
     try:
         with server_db(target, settings.pool) as server:
-            if not if_missing or not databases.exists(server, name):
+            making = if_missing and not databases.exists(server, name)
+            if not if_missing or making:
                 _refuse_without_powers(server, target, name)
+            if making:
+                # Asked before the CREATE: asked after it, a "no" left production with
+                # a new empty database, though the error said nothing was done.
+                cli.confirm(f'create, migrate and seed "{name}"', target)
             if not if_missing:
                 # What a developer means by "set it up again" while the API runs: locally,
                 # its sessions go; on production, only when asked for.
@@ -694,7 +699,7 @@ def setup(cli: Cli, force: bool, if_missing: bool) -> None:
                 if if_missing:
                     done(f'database "{name}" exists' + (", no schema" if empty else ""))
             seed_due = empty
-            if if_missing and empty:
+            if if_missing and empty and not making:
                 cli.confirm(f'migrate and seed "{name}"', target)
             migrating = at
             unseeded = ", not seeded" if empty else ""
