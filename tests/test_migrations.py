@@ -1599,6 +1599,23 @@ def test_setup_if_missing_adopts_a_schema_load_database_and_status_says_so(
     assert f"migrations {count} applied, 0 pending" in after.stdout
 
 
+def test_status_names_what_fails_the_deploy_gate(seeded_db: str) -> None:
+    # `db status` said "N applied, 0 pending" while `db migrations --exit-code` failed on
+    # an applied migration with no file here and on an INVALID index.
+    with psycopg.connect(seeded_db, autocommit=True) as conn:
+        conn.execute(
+            "INSERT INTO schema_migrations (version, name, checksum) "
+            "VALUES ('20991231235959', 'from_a_newer_checkout', 'x')"
+        )
+        with pytest.raises(psycopg.errors.UniqueViolation):
+            conn.execute("CREATE UNIQUE INDEX CONCURRENTLY one_ttl ON activities ((1))")
+    status = run(
+        str(BIN.parent / ".venv" / "bin" / "cruddur"), "db", "status", env=local(seeded_db)
+    )
+    assert status.returncode == 0, status.stderr
+    assert "1 applied with no file here, 1 INVALID index(es)" in status.stdout, status.stdout
+
+
 def test_rollback_with_nothing_applied_says_so(empty_db: str, tmp_path) -> None:
     folder = write(tmp_path / "m", {"20260101000000_notes.sql": NOTES})
     result = cli("db-rollback", "--migrations-dir", str(folder), env=local(empty_db))

@@ -233,7 +233,8 @@ def _load(database: Db, *scripts: str) -> None:
 @yes_option
 @pass_cli
 def schema_load(cli: Cli) -> None:
-    """Load schema.sql: recreates the users and activities tables (their rows are lost).
+    """Load schema.sql: recreates the tables (users, activities, idempotency keys): their
+    rows are lost.
 
     For a local database. On production, `cruddur db migrate --prod` changes the
     schema and keeps every row.
@@ -245,10 +246,11 @@ def schema_load(cli: Cli) -> None:
     databases.refuse_system_database(target.dbname, "load the schema into")
     if target.prod:
         warn(
-            "schema-load replaces the users and activities tables: every row is lost. To "
+            "schema-load replaces the users, activities and idempotency keys tables: every "
+            "row is lost. To "
             "change production's schema and keep its rows, use `bin/db-migrate prod`"
         )
-    cli.confirm("replace the users and activities tables")
+    cli.confirm("replace the users, activities and idempotency keys tables")
     with database_db(target, cli.settings.pool) as database:
         count = loading.load_schema(database)
         done(f"{loading.SCHEMA}: {count} statements; every migration recorded as applied")

@@ -595,7 +595,8 @@ def rollback(
     "--exit-code",
     is_flag=True,
     help="Exit 1 when any migration is pending, was edited since applied, or is applied "
-    "with no file here (for deploy scripts).",
+    "with no file here, or an index is INVALID (a stopped CREATE INDEX CONCURRENTLY); for "
+    "deploy scripts.",
 )
 @pass_cli
 def migrations_status(cli: Cli, migrations_dir: Path | None, exit_code: bool) -> None:

@@ -100,6 +100,11 @@ def _migrations(conn: psycopg.Connection, migrate: str) -> str:
     summary = f"{len(current.applied)} applied, {len(current.pending)} pending"
     if current.edited:
         summary += f", {len(current.edited)} edited since applied"
+    # What `db migrations --exit-code` fails a deploy on is said here too.
+    if current.missing:
+        summary += f", {len(current.missing)} applied with no file here"
+    if current.invalid_indexes:
+        summary += f", {len(current.invalid_indexes)} INVALID index(es)"
     if current.pending:
         summary += f" (`{migrate}` applies them)"
     return summary
