@@ -32,10 +32,10 @@ SIGN_UP_TEMPLATE = ROOT / "deploy/post-confirmation.yaml"
 
 
 class Context:
-    def __init__(self, left_ms: int) -> None:
+    def __init__(self, left_ms: float) -> None:  # Lambda's is an int; a caller's may not be
         self.left_ms = left_ms
 
-    def get_remaining_time_in_millis(self) -> int:
+    def get_remaining_time_in_millis(self) -> float:
         return self.left_ms
 
 
@@ -361,8 +361,10 @@ def test_a_statement_timeout_longer_than_the_function_says_so(env: str, caplog) 
     # A failed run (a review: it returned a summary, so no alarm on the function's errors
     # ever went off, while every run did nothing).
     with pytest.raises(RuntimeError, match=r"no batch fits: CRUDDUR_STATEMENT_TIMEOUT \(30000"):
-        purge_expired.handler({}, Context(20_000))  # 30 s batches, 20 s to live
+        purge_expired.handler({}, Context(19_999.6))  # 30 s batches, 20 s to live
     assert "every run fails so until fixed" in caplog.text and "Timeout" in caplog.text
+    # Whole milliseconds ("the 19999.592962999998 ms this invocation has").
+    assert re.search(r"the \d+ ms this invocation has", caplog.text), caplog.text
     # No run gets a batch in: not "stopped for time with more to purge", with nothing due.
     assert "the next run goes on" not in caplog.text
 

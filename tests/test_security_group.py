@@ -356,3 +356,26 @@ def test_an_unreachable_lookup_says_how_to_give_the_ip() -> None:
         sg.public_ip("http://127.0.0.1:9/", timeout=2)
     assert "could not find your public IP" in caught.value.message
     assert "--ip" in (caught.value.hint or "")
+
+
+def test_a_blank_description_is_refused_and_an_undescribed_rule_kept(
+    aws: dict[str, str], group: str
+) -> None:
+    # A rule made in the console often has no description: a blank --description found
+    # it and rewrote it to your IP, shutting its owner out.
+    client("ec2").authorize_security_group_ingress(
+        GroupId=group,
+        IpPermissions=[
+            {
+                "IpProtocol": "tcp",
+                "FromPort": 5432,
+                "ToPort": 5432,
+                "IpRanges": [{"CidrIp": "192.0.2.50/32"}],
+            }
+        ],
+    )
+    for blank in ("", "  "):
+        result = cli("--ip", "198.51.100.77", "--description", blank, env={"DB_SG_ID": group})
+        assert result.exit_code == 2, result.output
+        assert "must not be blank" in result.stderr
+    assert [r["CidrIpv4"] for r in inbound(group)] == ["192.0.2.50/32"]

@@ -584,6 +584,7 @@ def delete(
     "--description",
     default=sg.DEFAULT_DESCRIPTION,
     show_default=True,
+    callback=lambda _ctx, _param, value: _not_blank(value),
     help="The rule's description, by which it is found.",
 )
 @click.option(
@@ -653,6 +654,16 @@ def allow_my_ip(
         )
     if (kept.id if kept else rule_id, rule.group_id) != (rule_id, group_id):
         info("keep these ids for next time: add the export lines above to your shell's profile")
+
+
+def _not_blank(description: str) -> str:
+    """A blank description finds the rules that have none, made by hand in the console:
+    one of those, someone else's, was rewritten to your IP."""
+    if not description.strip():
+        raise click.BadParameter(
+            "must not be blank: rules without a description are someone else's"
+        )
+    return description
 
 
 def _proxies_if_allowed(rds_client: Any, identifier: str, rows: list[tuple[str, str]]) -> list:

@@ -129,7 +129,7 @@ def handler(event: dict[str, Any] | None = None, context: Any = None) -> dict[st
         # did nothing every night and no alarm on the function's errors went off.
         why = (
             f"no batch fits: CRUDDUR_STATEMENT_TIMEOUT ({statement_ms} ms) and a second's "
-            f"margin exceed the {left_ms} ms this invocation has; lower it or raise the "
+            f"margin exceed the {left_ms:.0f} ms this invocation has; lower it or raise the "
             "function's Timeout"
         )
         log.error("%s; a configuration error, every run fails so until fixed", why)
