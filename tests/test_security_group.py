@@ -379,3 +379,15 @@ def test_a_blank_description_is_refused_and_an_undescribed_rule_kept(
         assert result.exit_code == 2, result.output
         assert "must not be blank" in result.stderr
     assert [r["CidrIpv4"] for r in inbound(group)] == ["192.0.2.50/32"]
+
+
+def test_a_given_rule_is_not_made_a_duplicate_of_anothers(aws: dict[str, str], group: str) -> None:
+    # With DB_SG_RULE_ID, the rule was rewritten to an address a teammate's rule admits
+    # already: two identical rules (EC2 refuses that), and the rule's own address lost.
+    ours = add_rule(group, "203.0.113.5/32", sg.DEFAULT_DESCRIPTION)
+    add_rule(group, "198.51.100.1/32", "teammate")
+    result = cli("--ip", "198.51.100.1", env={"DB_SG_ID": group, "DB_SG_RULE_ID": ours})
+    assert result.exit_code == 0, result.output
+    assert "already admits 198.51.100.1/32" in result.stderr, result.stderr
+    assert exports(result.stdout)["DB_SG_RULE_ID"] == ours
+    assert sorted(r["CidrIpv4"] for r in inbound(group)) == ["198.51.100.1/32", "203.0.113.5/32"]

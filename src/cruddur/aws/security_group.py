@@ -277,6 +277,13 @@ def allow_ip(
             return Outcome(rule, "unchanged", keep=ours)
         if ours is None:
             _refuse_anothers(rule, description)
+        # Another rule that admits the address already (a teammate's) will do, as it does
+        # when the rule is found by description: rewritten to that address, this one was
+        # left its duplicate (which EC2 refuses: InvalidPermission.Duplicate).
+        others = (r for r in rules_of(ec2, rule.group_id) if not r.is_egress)
+        admitting = next((r for r in others if r.admits(cidr, port)), None)
+        if admitting is not None:
+            return Outcome(admitting, "unchanged", keep=ours)
     else:
         if not group_id:
             raise AwsProblem("no security group given", "set DB_SG_ID=sg-… (or --group-id)")
