@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import json
 import math
@@ -9,6 +10,7 @@ import os
 import re
 import resource
 import selectors
+import shutil
 import signal
 import socket
 import subprocess
@@ -745,6 +747,61 @@ def test_a_worker_that_dies_is_replaced_and_the_server_goes_on(seeded_db: str, t
     finally:
         output = served.stop()
     assert "Unexpected exit from worker-2" in output
+
+
+def _pages_asset_folders(served: Served, requests: int = 40) -> set[str]:
+    """The asset folders the page names, from many requests at once (both workers)."""
+
+    def one(_: int) -> str:
+        with urllib.request.urlopen(f"{served.base}/", timeout=5) as response:
+            return re.search(r"/assets/[0-9a-f]+/", response.read().decode())[0]
+
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        return set(pool.map(one, range(requests)))
+
+
+@pytest.mark.parametrize("server", ["granian", "gunicorn"])
+def test_a_replaced_worker_serves_the_files_the_others_do(
+    seeded_db: str, tmp_path, server: str
+) -> None:
+    # Each worker read the page's files itself: one started in place of a dead one after
+    # they changed on disk (a `git pull` under bin/run) served others under another
+    # fingerprint, and a page from one worker got 404s for its assets from the other.
+    # Both workers are replaced here, so every answer comes from a replacement.
+    copy = tmp_path / "src"
+    shutil.copytree(
+        ROOT / "src" / "cruddur", copy / "cruddur", ignore=shutil.ignore_patterns("__pycache__")
+    )
+    env = {**_env(seeded_db, tmp_path), "PYTHONPATH": str(copy)}
+    served = Served("--server", server, "--workers", "2", "--threads", "1", env=env)
+    try:
+        served.wait_healthy()
+        workers = _workers_of(served, 2)
+        before = _pages_asset_folders(served)
+        assert len(before) == 1, before
+        with (copy / "cruddur" / "web" / "static" / "style.css").open("a") as css:
+            css.write(".changed { color: red }\n")
+        for worker in workers:
+            os.kill(worker, signal.SIGKILL)
+        deadline = time.monotonic() + 15
+        while set(workers) & set(now := _workers_of(served)) or len(now) != 2:
+            assert time.monotonic() < deadline, f"not replaced: {now}\n{served.output}"
+            time.sleep(0.05)
+        served.wait_healthy(timeout=10)
+        assert _pages_asset_folders(served) == before
+        (folder,) = before
+        assert all(served.get(f"{folder}main.js") == 200 for _ in range(10))
+    finally:
+        served.stop()
+
+
+def _workers_of(served: Served, count: int | None = None) -> list[int]:
+    deadline = time.monotonic() + 10
+    while True:
+        workers = [pid for pid in served.leftovers() if pid != served.process.pid]
+        if count is None or len(workers) == count or time.monotonic() > deadline:
+            return workers
+        time.sleep(0.05)
 
 
 @pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGABRT])

@@ -41,7 +41,10 @@ def _serve() -> None:
     from gunicorn.app.wsgiapp import run
     from gunicorn.arbiter import Arbiter
 
+    from cruddur.web.assets import read_before_forking
+
     _hold_stops_while_forking(Arbiter)
+    read_before_forking()  # a respawned worker serves the files the others do
     run(prog="gunicorn")
 
 

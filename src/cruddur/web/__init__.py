@@ -19,7 +19,7 @@ from cruddur.api.dev_sign_in import local_caller
 from cruddur.api.edge import is_api_path
 from cruddur.api.errors import ApiError
 from cruddur.config import ReplicaSettings, Settings
-from cruddur.web.assets import Assets
+from cruddur.web import assets as web_assets
 
 LONG_CACHE = "public, max-age=31536000, immutable"
 # A missing asset may be one a newer server has (a rolling deploy: the new page reached
@@ -90,7 +90,7 @@ def page_config(settings: Settings, *, dev_sign_in: bool) -> dict:
 
 
 def install(app: Flask, settings: Settings) -> None:
-    assets = Assets()
+    assets = web_assets.for_this_server()
     csp = content_security_policy(settings)
     app.extensions["cruddur.web"] = assets
     bp = Blueprint("web", __name__)

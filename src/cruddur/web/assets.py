@@ -87,3 +87,22 @@ def _minified(suffix: str, body: bytes) -> bytes:
 
         return rcssmin.cssmin(body.decode()).encode()
     return body
+
+
+_this_server: Assets | None = None
+
+
+def read_before_forking() -> None:
+    """Read the files once in the server's main process, before it forks its workers.
+    Each worker read them itself: one started in place of a dead one (a crash, the OOM
+    killer) after the files had changed on disk (a `git pull` under `bin/run`) served
+    other files under another fingerprint, and a page from one worker asked the other
+    for its assets and got 404s, stuck at "Loading…"."""
+    global _this_server
+    _this_server = Assets()
+
+
+def for_this_server() -> Assets:
+    """The files read before the fork; read now where none were (the test client, a
+    server that spawns its workers rather than forking them)."""
+    return _this_server or Assets()
