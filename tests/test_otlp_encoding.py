@@ -114,3 +114,22 @@ def test_attributes_kept_encoded_are_told_apart_by_type_and_sign() -> None:
     expected = encode_spans(spans).SerializePartialToString()
     assert encoder.encode(spans) == expected
     assert encoder.encode(spans) == expected
+
+
+def test_what_the_encoder_keeps_is_bounded_in_bytes_whatever_clients_send() -> None:
+    # A review: values a client chooses (the URL, the user agent) were kept encoded up to
+    # 4,096 pairs and 1,024 blocks, whatever their size: 4,000 requests for distinct 30 kB
+    # paths left each worker holding ~300 MB.
+    memory = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(memory))
+    tracer = provider.get_tracer("t")
+    encoder = SpanEncoder()
+    for n in range(400):
+        with tracer.start_as_current_span("GET", attributes={"http.url": f"/{n}" + "a" * 30_000}):
+            pass
+        spans = memory.get_finished_spans()
+        assert encoder.encode(spans) == encode_spans(spans).SerializePartialToString()
+        memory.clear()
+    kept = sum(map(len, encoder._pairs.values())) + sum(map(len, encoder._blocks.values()))
+    assert kept < 2 * 2**20, kept  # it was 24 MB: 400 pairs and 400 blocks of 30 kB

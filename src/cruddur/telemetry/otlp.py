@@ -35,6 +35,10 @@ log = logging.getLogger("cruddur.telemetry")
 _INT64 = range(-(2**63), 2**63)
 _CACHED_PAIRS = 4096  # attribute key-value pairs kept encoded (a statement's text is one)
 _CACHED_BLOCKS = 1024  # spans' whole sets of attributes kept encoded
+# Bytes each cache may hold (encoded; the values its keys hold are about as many again).
+# Counted in entries alone, caches of values a client chooses (a 30 kB URL, a user
+# agent) held ~300 MB in each worker after 4,000 requests.
+_CACHED_BYTES = 1 << 20
 _HAS_IS_REMOTE, _IS_REMOTE = 0x100, 0x200  # SpanFlags
 
 
@@ -104,6 +108,8 @@ class SpanEncoder:
         self._pairs: dict[tuple[str, type, Any], bytes] = {}  # scalar pairs, as fields
         self._names: dict[str, bytes] = {}  # span names, as fields
         self._blocks: dict[tuple[bytes, tuple, tuple], bytes] = {}  # spans' attributes
+        # Each cache's bytes: emptied, as at its count's limit, when past _CACHED_BYTES.
+        self._sizes = {"pairs": 0, "names": 0, "blocks": 0}
         self._resources: dict[int, tuple[Any, bytes]] = {}  # id: (resource, message)
         self._scopes: dict[int, tuple[Any, bytes]] = {}  # id: (scope, message)
 
@@ -129,7 +135,7 @@ class SpanEncoder:
                         log.exception("Failed to encode key %s: %s", key, error)
                         whole = False
                         continue
-                    if len(pairs) >= _CACHED_PAIRS:
+                    if self._full("pairs", pairs, _CACHED_PAIRS, cached):
                         pairs.clear()
                     pairs[key, kind, value] = cached
                 fields.append(cached)
@@ -159,10 +165,18 @@ class SpanEncoder:
             fields, whole = self._fields(tag, attributes)
             cached = b"".join(fields)
             if whole:  # a value that failed is logged again on each span, as the SDK does
-                if len(self._blocks) >= _CACHED_BLOCKS:
+                if self._full("blocks", self._blocks, _CACHED_BLOCKS, cached):
                     self._blocks.clear()
                 self._blocks[key] = cached
         return cached
+
+    def _full(self, which: str, cache: dict, entries: int, adding: bytes) -> bool:
+        """Whether `cache` must be emptied before `adding` goes in (its count or its
+        bytes past their limits); counts `adding` in either way."""
+        size = self._sizes[which] + 2 * len(adding)
+        full = len(cache) >= entries or size > _CACHED_BYTES
+        self._sizes[which] = 2 * len(adding) if full else size
+        return full
 
     def _resource(self, resource: Any) -> bytes:
         kept = self._resources.get(id(resource))
@@ -208,7 +222,7 @@ class SpanEncoder:
             encoded = self._names.get(name)
             if encoded is None:
                 encoded = _length(b"\x2a", name.encode())
-                if len(self._names) >= _CACHED_PAIRS:
+                if self._full("names", self._names, _CACHED_PAIRS, encoded):
                     self._names.clear()
                 self._names[name] = encoded
             fields.append(encoded)
