@@ -820,6 +820,49 @@ def test_a_replica_holding_a_history_the_restored_primary_no_longer_has_is_not_u
                 server.remove()
 
 
+def test_a_replica_of_a_server_promoted_away_from_the_primary_is_not_used(
+    pair: ReplicaPair, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A review: a replica of a copy of the primary that was promoted (a failover the
+    # primary was not part of: split brain) shares the primary's cluster and database
+    # oid. While its WAL position stayed below the primary's it passed for following,
+    # and its positions, another history's, were taken for replayed: the crud a writer
+    # had just posted was a 404 to them.
+    promoted = pair.from_backup("promoted", standby=True)
+    its_replica = app = None
+    try:
+        pair.wait_caught_up(replica_url=promoted.url)
+        with psycopg.connect(promoted.url, autocommit=True) as conn:
+            assert conn.execute("SELECT pg_promote()").fetchone() == (True,)
+            conn.execute("CHECKPOINT")
+        its_replica = pair.from_backup("its-replica", promoted.url, standby=True)
+        with psycopg.connect(pair.primary_url, autocommit=True) as conn:
+            for _ in range(2):  # the primary's WAL well past the promoted server's
+                conn.execute("CREATE TEMP TABLE filler AS SELECT generate_series(1, 20000) n")
+                conn.execute("DROP TABLE filler")
+                conn.execute("SELECT pg_switch_wal()")
+        app, api, auth = _app(pair, tmp_path, READER_CONNECTION_URL=its_replica.url)
+        with caplog.at_level("INFO", logger="cruddur.api.reads"):
+            _wait_until(lambda: _replica_health(api).get("following") is False)
+        assert _replica_health(api)["in_use"] is False
+        skipped = [r.getMessage() for r in caplog.records if "replica skipped" in r.getMessage()]
+        assert any("past the primary's" in line for line in skipped), skipped
+        for attempt in range(5):
+            uuid, after = _write_and_read_it_back(api, auth, f"split {attempt}")
+            feed = api.get("/api/activities/home", headers=after).get_json()
+            assert feed[0]["uuid"] == uuid, f"attempt {attempt}: own write not seen"
+        env = {"CONNECTION_URL": pair.primary_url, "READER_CONNECTION_URL": its_replica.url}
+        shown = cli(ROOT / ".venv/bin/cruddur", "db", "status", env=env)
+        line = next(x for x in shown.stdout.splitlines() if x.startswith("replica "))
+        assert "past the primary's" in line, line
+    finally:
+        if app is not None:
+            _close(app)
+        for server in (its_replica, promoted):
+            if server is not None:
+                server.remove()
+
+
 def test_a_replica_stuck_for_hours_reads_as_hours_behind() -> None:
     clock = LagClock()
     for second in range(7200):  # the primary writes on; the replica replays nothing

@@ -38,7 +38,7 @@ from cruddur.db.replication import (
     format_lsn,
     look_at_replica,
     not_following,
-    parse_lsn,
+    primary_sample,
 )
 from cruddur.deadlines import within
 
@@ -174,15 +174,14 @@ class ReadRouter:
             row = primary.query_row(template("replication", "primary_state"))
         except psycopg.Error:  # PoolTimeout and DeadlinePassed too
             return None
-        written, cluster, database = row if row else (None, None, None)
-        position = parse_lsn(written) if written else None
-        if position is None:
+        sample = primary_sample(row)
+        if sample is None:
             return None
         # Back after samples failed, what it wrote meanwhile counts from the last sample
         # that worked (a write just before it went away): the clock counts from the last
         # time the primary was seen at or below the replica's position.
-        self._clock.primary_at(time.monotonic(), position)
-        return PrimarySample(position, cluster, database)
+        self._clock.primary_at(time.monotonic(), sample.written)
+        return sample
 
     def _set_state(self, state: ReplicaState) -> None:
         before = self._state

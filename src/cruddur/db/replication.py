@@ -37,6 +37,7 @@ class ReplicaState:
     received: int | None = None  # the WAL position received (streamed), as parse_lsn gives it
     cluster: str | None = None  # its database cluster's system identifier
     database: str | None = None  # the oid of the database the look connected to
+    timeline: int | None = None  # its last restartpoint's timeline
     # Compared with a sample of the primary taken after the look: False when it holds WAL
     # the primary has not written, or is another cluster's; None when not compared.
     following: bool | None = None
@@ -58,7 +59,7 @@ NOT_LOOKED_AT = ReplicaState(reachable=False, problem="not looked at yet")
 def look_at_replica(conn: psycopg.Connection) -> ReplicaState:
     """One look at a replica over `conn` (any connection to it)."""
     row = conn.execute(template("replication", "replica_state")).fetchone()
-    in_recovery, replayed, received, cluster, database, lag, replay_age = row
+    in_recovery, replayed, received, cluster, database, timeline, lag, replay_age = row
     if not in_recovery:
         # A primary (or a promoted replica) behind READER_CONNECTION_URL: it cannot say
         # how far it has replayed, so read-your-writes cannot be checked there.
@@ -74,6 +75,7 @@ def look_at_replica(conn: psycopg.Connection) -> ReplicaState:
         received=parse_lsn(received) if received else None,
         cluster=cluster,
         database=database,
+        timeline=timeline,
     )
 
 
@@ -84,6 +86,17 @@ class PrimarySample:
     written: int  # as parse_lsn gives it
     cluster: str | None
     database: str | None = None  # the oid of the API's database on it
+    timeline: int | None = None  # the timeline it writes on
+
+
+def primary_sample(row: tuple | None) -> PrimarySample | None:
+    """primary_state.sql's row as a sample; None without a WAL position."""
+    written, cluster, database, wal_file = row if row else (None, None, None, None)
+    position = parse_lsn(written) if written else None
+    if position is None:
+        return None
+    timeline = int(wal_file[:8], 16) if wal_file else None
+    return PrimarySample(position, cluster, database, timeline)
 
 
 def not_following(state: ReplicaState, primary: PrimarySample) -> str | None:
@@ -113,6 +126,15 @@ def not_following(state: ReplicaState, primary: PrimarySample) -> str | None:
             "not following this primary's database: READER_CONNECTION_URL names another "
             f"database on the replica (oid {state.database}, the API's {primary.database}); "
             "name the same database as CONNECTION_URL"
+        )
+    if state.timeline and primary.timeline and state.timeline > primary.timeline:
+        # A replica of a server promoted away from this primary (a failover it was not
+        # part of, or a copy of a promoted one): its WAL positions are another history's,
+        # and one below the primary's passed for replayed, so writers missed their writes.
+        return (
+            f"not following this primary: it is on timeline {state.timeline}, past the "
+            f"primary's {primary.timeline} (a replica of a server promoted away from it); "
+            "point READER_CONNECTION_URL at a replica of the primary"
         )
     ahead = max((at for at in (state.replayed, state.received) if at is not None), default=0)
     if ahead > primary.written:

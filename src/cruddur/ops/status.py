@@ -17,11 +17,10 @@ from cruddur.db.dead_peer import with_cli_bounds
 from cruddur.db.errors import RDS_REACH_HINT, explain
 from cruddur.db.replication import (
     LagClock,
-    PrimarySample,
     ReplicaState,
     compared_with,
     look_at_replica,
-    parse_lsn,
+    primary_sample,
 )
 from cruddur.ops.connections import database_db
 from cruddur.ops.loading import SCHEMA_TABLES, schema_tables
@@ -179,17 +178,18 @@ def replica_status(url: str, primary_url: str, connect_timeout: int) -> ReplicaS
         with connecting.connect(
             with_cli_bounds(primary_url), connect_timeout=connect_timeout
         ) as primary:
-            sampled = primary.execute(template("replication", "primary_state")).fetchone()
-            written, cluster, database = sampled
+            sampled = primary_sample(
+                primary.execute(template("replication", "primary_state")).fetchone()
+            )
     except psycopg.Error:
         return state
-    position = parse_lsn(written) if written else None
-    if state.replayed is None or position is None:
+    if state.replayed is None or sampled is None:
         return state
+    position = sampled.written
     # Sampled after the look, as not_following needs: one holding WAL past this is not
     # following this primary (it said "0.0 s behind: reads use it" of a replica holding a
     # history the restored primary no longer has).
-    state = compared_with(state, PrimarySample(position, cluster, database))
+    state = compared_with(state, sampled)
     if state.following is False:
         return state
     # As the API's watcher reads it on its first look (api/reads.py): caught up when it has
