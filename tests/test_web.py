@@ -233,6 +233,27 @@ def test_user_page_and_unknown_user(browser, site: str) -> None:
     browser.get(site + "/no/such/page")
     _shown(browser, "h1", "Page not found")
     assert _console_problems(browser, allowed=("404",)) == []
+    # The @ percent-encoded (mail and chat link-rewriters do it): the server served the
+    # page, which said "Page not found".
+    browser.get(site + "/%40londo")
+    _shown(browser, "ol.feed > li")
+    assert _css(browser, "h1").text == "Londo Mollari"
+    assert browser.execute_script("return location.pathname") == "/@londo"
+
+
+def test_sign_in_with_the_users_list_not_loaded_does_not_blame_the_seed(browser, site: str) -> None:
+    # The database away: the list of local users failed to load, and "Sign in" then said
+    # to load the seed users, which were there.
+    browser.execute_cdp_cmd("Network.enable", {})
+    browser.execute_cdp_cmd("Network.setBlockedURLs", {"urls": ["*/api/dev/users*"]})
+    try:
+        browser.get(site + "/signin")
+        _shown(browser, "main > p.error", "Cannot reach the Cruddur API")
+        _css(browser, "form button[type=submit]").click()
+        said = _shown(browser, "form .form-error", "has not loaded yet").text
+        assert "bin/db-seed" not in said, said
+    finally:
+        browser.execute_cdp_cmd("Network.setBlockedURLs", {"urls": []})
 
 
 def test_an_address_with_a_trailing_slash_is_the_same_page(browser, site: str) -> None:
@@ -314,6 +335,15 @@ def test_a_long_name_never_hides_the_handle(browser, site: str, web_db: str) -> 
                 shown = browser.execute_script(_WHOLLY_SHOWN, _css(item, ".handle"), item)
                 assert shown, (width, handle)
                 assert _no_horizontal_scroll(browser), (width, handle)
+                # The page's heading, the name, takes two lines at most: 256 characters
+                # filled a phone's first screen, the handle under it out of sight.
+                _shown(browser, ".page-head .sub", f"@{handle}")
+                lines = browser.execute_script(
+                    "const h = document.querySelector('.page-head h1');"
+                    "return h.getBoundingClientRect().height"
+                    " / parseFloat(getComputedStyle(h).lineHeight)"
+                )
+                assert lines < 2.5, (width, handle, lines)
     finally:
         _phone(browser, False)
         with psycopg.connect(web_db) as conn:  # their cruds go with them
@@ -484,6 +514,56 @@ def test_relative_times_keep_up_and_an_expired_crud_is_marked(
         with psycopg.connect(web_db) as conn:  # its crud goes with it
             conn.execute("DELETE FROM users WHERE handle = 'brief'")
     assert _console_problems(browser) == []
+
+
+def test_a_page_whose_scripts_never_load_says_to_reload(browser, site: str) -> None:
+    # A script that failed to load (a 404 from a server restarted with other files) left
+    # "Loading…" for good, with nothing to say why or what to do.
+    late = "return getComputedStyle(document.querySelector('.status.late')).visibility"
+    browser.execute_cdp_cmd("Network.enable", {})
+    browser.execute_cdp_cmd("Network.setBlockedURLs", {"urls": ["*/views.js"]})
+    try:
+        browser.get(site + "/")
+        _shown(browser, "main .status", "Loading…")
+        assert browser.execute_script(late) == "hidden"  # not at once
+        browser.execute_cdp_cmd("Animation.enable", {})
+        browser.execute_cdp_cmd("Animation.setPlaybackRate", {"playbackRate": 1000})
+        _wait(browser, lambda d: d.execute_script(late) == "visible")
+        assert "Reload the page" in _css(browser, "main").text
+    finally:
+        browser.execute_cdp_cmd("Animation.setPlaybackRate", {"playbackRate": 1})
+        browser.execute_cdp_cmd("Network.setBlockedURLs", {"urls": []})
+    browser.get(site + "/")  # loaded: the line is gone with "Loading…"
+    _shown(browser, "ol.feed > li")
+    assert not _all(browser, ".status.late")
+
+
+def test_a_reply_refused_as_its_crud_expired_marks_the_crud_at_once(
+    browser, site: str, web_db: str
+) -> None:
+    # A review: the reply was refused ("No such crud to reply to (or it has expired)")
+    # while the crud still read "expires in 5 s", until the next 30 s refresh.
+    with psycopg.connect(web_db) as conn:
+        (uuid,) = conn.execute(
+            "INSERT INTO activities (user_uuid, message, expires_at)"
+            " SELECT uuid, 'About to go.', now() + interval '3 second' FROM users"
+            " WHERE handle = 'londo' RETURNING uuid"
+        ).fetchone()
+    try:
+        _sign_in_as(browser, site, "andrewbrown")
+        browser.get(f"{site}/@londo/status/{uuid}")
+        main = _shown(browser, "article.crud-main", "About to go.")
+        assert "expired" not in main.get_attribute("class")
+        time.sleep(3.5)
+        _shown(browser, "form.compose textarea").send_keys("Too late?")
+        _css(browser, "form.compose button[type=submit]").click()
+        _shown(browser, "form.compose .form-error", "No such crud")
+        assert "expired" in _css(browser, "article.crud-main").get_attribute("class")
+        _css(browser, "#nav button").click()  # signed out, as the next tests expect
+        _shown(browser, ".flash", "You are signed out.")
+    finally:
+        with psycopg.connect(web_db) as conn:
+            conn.execute("DELETE FROM activities WHERE uuid = %s", [uuid])
 
 
 def test_load_more_by_keyboard_keeps_the_readers_place(browser, site: str) -> None:

@@ -50,6 +50,11 @@ function render(focus, place = null) {
   if (/[^/]\/$/.test(location.pathname)) {
     history.replaceState(history.state, "", here(location.pathname.slice(0, -1) + location.search));
   }
+  // "/%40handle" (a link-rewriter's encoding of the @): the server serves it as the
+  // page; the address becomes "/@handle", which the routes know.
+  if (/^\/%40/i.test(location.pathname)) {
+    history.replaceState(history.state, "", here("/@" + location.pathname.slice(4) + location.search));
+  }
   const path = location.pathname;
   rendered = path;
   views.restoreNext(place); // taken by the list the view makes as it starts, if any

@@ -335,6 +335,9 @@ async function submitting(form, work) {
     showErrors(form, null);
   } catch (error) {
     showErrors(form, error);
+    // A reply refused because its crud expired meanwhile: the crud shows it at once,
+    // not "expires in 5 s" until the next 30 s refresh.
+    refreshTimes();
   } finally {
     button.disabled = false;
     // Disabled, it lost the focus to the page's body: the reader's place, given back.
@@ -419,6 +422,7 @@ export async function feedPage(main, { handle } = {}, _navigate, canonical) {
       // The handle as stored: the address takes it in any case (/@ANDREWBROWN).
       const stored = data[0].handle;
       title.textContent = plain(data[0].display_name);
+      title.classList.add("person"); // two lines at most: a long name hid the whole page
       head.append(h("p", { class: "sub" }, `@${stored}`));
       document.title = `${isolate(data[0].display_name)} (@${stored}) · Cruddur`;
       if (stored !== handle) canonical?.(userPath(stored));
@@ -570,13 +574,19 @@ export async function signInPage(main, _params, navigate) {
   const mode = auth.mode();
   if (mode === "dev") {
     const select = h("select", { id: "dev-handle", name: "handle" });
+    let listed = false; // the local users came (none may exist)
     main.append(
       h("p", { class: "hint" }, "Development sign-in: this server has no Cognito user pool, so you can act as any local user."),
       authForm("Sign in as a local user",
         h("div", { class: "field" }, h("label", { for: "dev-handle" }, "Sign in as"), select),
         "Sign in", async () => {
           // With no user listed, said here: sent, "" got the API's words for developers.
-          if (!select.value) throw new Error("No local user to sign in as: load the seed users (bin/db-seed), then reload this page.");
+          if (!select.value) {
+            // Not loaded (the database away): not a missing seed.
+            throw new Error(listed
+              ? "No local user to sign in as: load the seed users (bin/db-seed), then reload this page."
+              : "The list of local users has not loaded yet: try again in a moment.");
+          }
           await auth.signInDev(select.value);
           setFlash(`Signed in as @${select.value}.`);
           done();
@@ -584,6 +594,7 @@ export async function signInPage(main, _params, navigate) {
     );
     try {
       const users = await auth.devUsers();
+      listed = true;
       for (const user of users) {
         select.append(h("option", { value: user.handle }, `${isolate(user.display_name)} (@${user.handle})`));
       }
