@@ -101,7 +101,8 @@ export function navigate(path, { replace = false } = {}) {
   if (replace) history.replaceState(null, "", here(path));
   else {
     keepPlace(); // the place on the page left behind, for Back to come to
-    history.pushState(null, "", here(path));
+    // The page it came from, for sign-in to go back to rather than add it again.
+    history.pushState({ from: rendered }, "", here(path));
   }
   render(true);
   window.scrollTo(0, 0);

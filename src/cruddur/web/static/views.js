@@ -568,8 +568,13 @@ function nextPath(search = location.search) {
 export async function signInPage(main, _params, navigate) {
   document.title = "Sign in · Cruddur";
   // Signed in, the sign-in page's history entry becomes the next page: Back does not
-  // lead to the form again.
-  const done = () => navigate(nextPath(), { replace: true });
+  // lead to the form again. Come by a link from that very page, it goes back to it: put
+  // in the form's place, it was there twice in a row, and the first Back did nothing.
+  const done = () => {
+    const next = nextPath();
+    if (history.state?.from === next) history.back();
+    else navigate(next, { replace: true });
+  };
   replace(main, flashLine(), heading("Sign in"));
   const mode = auth.mode();
   if (mode === "dev") {
