@@ -29,7 +29,7 @@ from served import serve
 
 from cruddur.api import create_app
 from cruddur.config import Settings
-from cruddur.db.replication import LagClock, PrimarySample, ReplicaState
+from cruddur.db.replication import LagClock, PrimarySample, ReplicaState, lag_words
 from cruddur.dev_keys import DevKeys
 from cruddur.urls import parse, with_database
 
@@ -1221,3 +1221,19 @@ def test_a_primary_that_stops_answering_between_two_samples_leaves_the_replica_i
         assert "not following" not in (state.problem or ""), state
     finally:
         _close(app)
+
+
+@pytest.mark.parametrize(
+    ("lag", "said"),
+    [
+        (5.04, "5.04 s behind (limit 5 s)"),  # read "5.0 s behind (limit 5 s)"
+        (5.0004, "5.000 s behind, just past the 5 s limit"),
+        (5.0, "5.0 s behind (limit 5 s)"),
+        (4.96, "5.0 s behind (limit 5 s)"),  # within: the limit itself is within
+        (12.34, "12.3 s behind (limit 5 s)"),
+    ],
+)
+def test_a_lag_near_the_limit_is_said_with_the_digits_that_tell_them_apart(
+    lag: float, said: str
+) -> None:
+    assert said in lag_words(lag, 5.0)

@@ -36,6 +36,7 @@ from cruddur.db.replication import (
     ReplicaState,
     compared_with,
     format_lsn,
+    lag_words,
     look_at_replica,
     not_following,
     primary_sample,
@@ -206,7 +207,7 @@ class ReadRouter:
             )
         if state.lag_seconds is None:
             return state.problem or "lag unknown"
-        return f"{state.lag_seconds:.1f} s behind (limit {self.max_lag:g} s)"
+        return lag_words(state.lag_seconds, self.max_lag)
 
     def close(self) -> None:
         self._stopped.set()

@@ -806,6 +806,7 @@ def status(cli: Cli) -> None:
 
 
 def _replica_status(url: str, conninfo: str, primary_url: str, settings: Settings) -> None:
+    from cruddur.db.replication import lag_words
     from cruddur.ops.status import replica_status
     from cruddur.urls import redact
 
@@ -819,7 +820,7 @@ def _replica_status(url: str, conninfo: str, primary_url: str, settings: Setting
         result(f"replica   {state.problem}; reads go to the primary")
     else:
         verdict = "reads use it" if state.fresh(limit) else "too far behind, reads use the primary"
-        result(f"replica   {state.lag_seconds:.1f} s behind (limit {limit:g} s): {verdict}")
+        result(f"replica   {lag_words(state.lag_seconds, limit)}: {verdict}")
 
 
 @db.command()

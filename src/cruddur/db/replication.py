@@ -53,6 +53,16 @@ class ReplicaState:
         return self.lag_seconds + since <= max_lag
 
 
+def lag_words(lag: float, limit: float) -> str:
+    """ "5.2 s behind (limit 5 s)", with the digits that tell it from the limit: 5.04 s
+    read "5.0 s behind (limit 5 s)", as if within the limit it was past."""
+    for digits in (1, 2, 3):
+        shown = f"{lag:.{digits}f}"
+        if (float(shown) > limit) == (lag > limit):
+            return f"{shown} s behind (limit {limit:g} s)"
+    return f"{lag:.3f} s behind, just past the {limit:g} s limit"
+
+
 NOT_LOOKED_AT = ReplicaState(reachable=False, problem="not looked at yet")
 
 
