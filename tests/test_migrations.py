@@ -1133,6 +1133,7 @@ def test_accepting_an_edited_migration_on_production_asks_first(empty_db: str, t
     refused = run("db-migrate", *args, env=env)  # no answer on stdin
     assert refused.returncode == 1 and "not confirmed" in refused.stderr, refused.stderr
     assert "record the edited checksum of 20260101000000_notes.sql" in refused.stderr
+    assert "apply 0 migration(s)" not in refused.stderr  # nothing pending: not said
     with psycopg.connect(empty_db) as conn:
         assert conn.execute(checksum).fetchone() == before
     typed = run("db-migrate", *args, env=env, stdin=f"{database_name(empty_db)}\n")

@@ -456,10 +456,13 @@ def migrate(
             return
         accepting = [m for m in current.edited if m.version in accept_edited]
         if current.pending or current.adopt or accepting:
-            action = f"apply {len(current.pending)} migration(s) to the schema"
+            steps = []
+            if current.pending or current.adopt:
+                steps.append(f"apply {len(current.pending)} migration(s) to the schema")
             if accepting:  # a write to schema_migrations too
                 files = ", ".join(m.file_name for m in accepting)
-                action += f" and record the edited checksum of {files}"
+                steps.append(f"record the edited checksum of {files}")
+            action = " and ".join(steps)
             cli.confirm(action, target)
         regrant = _regrant(cli.settings, url)
         with runner.locked(url, chosen, printer) as conn:
@@ -577,8 +580,9 @@ def rollback(
             )
             if now != targets:
                 raise runner.MigrationError(
-                    "the applied migrations changed while you were confirming (another "
-                    "deploy?); nothing was rolled back. Look again with `bin/db-migrations`"
+                    "the applied migrations changed since they were listed (another "
+                    "deploy or rollback?); nothing was rolled back. Look again with "
+                    "`bin/db-migrations`"
                 )
             rolled = runner.rollback(
                 conn, migrations, chosen, printer, steps=steps, regrant=regrant,

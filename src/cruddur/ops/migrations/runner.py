@@ -94,9 +94,10 @@ class InvalidIndexes(MigrationError):
         drops = "; ".join(f"DROP INDEX CONCURRENTLY {index}" for index in indexes)
         super().__init__(
             f"INVALID index {names} (a CREATE INDEX CONCURRENTLY that failed or was stopped): "
-            f"{migration.file_name} runs outside a transaction, and its CREATE INDEX "
-            "CONCURRENTLY IF NOT EXISTS would take the index as built and record the "
-            f"migration as applied. Nothing was applied; first {drops}, then migrate again"
+            f"{migration.file_name} runs outside a transaction: run beside it, a CREATE "
+            "INDEX CONCURRENTLY IF NOT EXISTS would take the index as built and record "
+            f"the migration as applied. Nothing was applied; first {drops}, then migrate "
+            "again"
         )
 
 
@@ -428,7 +429,7 @@ def migrate(
         unasked = [m for m in _to_run(current) if m.version not in _versions(confirmed)]
         if unasked:
             raise MigrationError(
-                "the pending migrations changed while you were confirming (a rollback, "
+                "the pending migrations changed since they were listed (a rollback, "
                 f"another deploy?): {', '.join(m.file_name for m in unasked)} "
                 "would run too; nothing was applied. Look again with `bin/db-migrations`"
             )
