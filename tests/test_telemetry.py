@@ -1588,6 +1588,10 @@ def test_the_cli_long_verbs_send_their_spans(
     assert not [key for key in sample.attributes if key.startswith("cruddur.option.")]
     statements = [s for s in own_receiver.spans if s.parent_span_id == migrate.span_id]
     assert statements and all(s.kind == CLIENT for s in statements)
+    # The pool's check of each connection it hands out is no statement of the verb's: it
+    # was a span of its own, named after the database, with an empty db.statement.
+    clients = [s for s in own_receiver.spans if s.kind == CLIENT]
+    assert not [(s.name, s.attributes) for s in clients if not s.attributes.get("db.statement")]
 
 
 def test_a_cli_verb_samples_as_the_settings_read_the_sampler(

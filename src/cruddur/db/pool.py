@@ -44,6 +44,22 @@ Params = Sequence[Any] | dict[str, Any] | None
 Row = TypeVar("Row")
 
 
+def check_connection(conn: psycopg.Connection) -> None:
+    """psycopg_pool's check (an empty query in autocommit) on a plain cursor: through
+    the connection's own, which the psycopg instrumentation makes, every checkout was a
+    span of its own, named after the database, with an empty statement."""
+    autocommit = conn.autocommit
+    if not autocommit:
+        conn.autocommit = True
+    try:
+        with psycopg.Cursor(conn) as cursor:
+            cursor.execute("")
+    finally:
+        if not autocommit:
+            with contextlib.suppress(Exception):  # a closed connection's error is the one
+                conn.autocommit = False
+
+
 class InvalidText(psycopg.DataError):
     """A text value PostgreSQL cannot store: not UTF-8 (a lone surrogate), or a NUL byte."""
 
@@ -268,7 +284,7 @@ class Db:
             kwargs=self._connect_kwargs,
             connection_class=PooledConnection,
             # A round trip per checkout; without it, reads retry once instead (_read).
-            check=ConnectionPool.check_connection if self.check else None,
+            check=check_connection if self.check else None,
             open=False,
             name="cruddur",
             **(
