@@ -269,7 +269,7 @@ def test_an_address_with_a_leading_double_slash_is_page_not_found(browser, site:
     # https://site/ joined with /@andrewbrown/ stayed on "Loading…" for good: dropping
     # the trailing slash gave "//@andrewbrown", which the history took for host
     # "@andrewbrown"'s address and refused (a DOMException). The server answers such a
-    # path 404 (it merges no slashes), and the page says so.
+    # path 404 (test_web_serving.py), and the page says so.
     for path in ("//@andrewbrown/", "//signin/", "//x/"):
         browser.get(site + path)
         _shown(browser, "h1", "Page not found")

@@ -415,6 +415,13 @@ def test_extra_slashes_are_still_the_api_with_its_headers(app, path: str) -> Non
         assert answer.headers["Cache-Control"] == "no-store"
 
 
+@pytest.mark.parametrize("path", ["//@andrewbrown/", "//signin", "///", "//@andrewbrown"])
+def test_a_page_path_with_leading_slashes_is_the_page_with_a_404(app, path: str) -> None:
+    # werkzeug matched "//signin" as "/signin": a 200, where the page says "Page not found".
+    answer = app.test_client().get("/", environ_overrides={"PATH_INFO": path})
+    assert answer.status_code == 404 and answer.content_type.startswith("text/html")
+
+
 @pytest.mark.parametrize("path", ["/api/activities//home", "/api//health"])
 def test_doubled_slashes_inside_are_a_404_not_a_redirect_to_the_host_header(app, path: str) -> None:
     answer = app.test_client().get(

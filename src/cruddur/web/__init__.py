@@ -104,9 +104,15 @@ def install(app: Flask, settings: Settings) -> None:
         response.headers["Referrer-Policy"] = "no-referrer"
         return response
 
+    def routed_page(**_: str) -> Response:
+        # werkzeug matches "//signin" as "/signin" (leading slashes go before matching);
+        # the page says "Page not found" there (the history refuses "//…"), and the
+        # status says so too.
+        return page(404 if request.environ.get("PATH_INFO", "").startswith("//") else 200)
+
     for rule in PAGE_ROUTES:
         # strict_slashes=False: /signin/ and /@handle/ are the page too (it drops the slash).
-        bp.add_url_rule(rule, f"page{rule}", lambda **_: page(), strict_slashes=False)
+        bp.add_url_rule(rule, f"page{rule}", routed_page, strict_slashes=False)
 
     def not_found(exc: NotFound) -> Response:
         # A browser that follows a stale or mistyped link gets the page, which says so;
