@@ -79,6 +79,11 @@ def test_purge_deletes_only_cruds_expired_longer_than_the_grace(seeded_db: str) 
         short = cli("db-purge-expired", "--grace", "30m", env={"CONNECTION_URL": seeded_db})
         assert "deleted 2 cruds and 0 replies" in short.stderr
         assert _left(conn, recent) == 0 and _left(conn, alive) == 2
+        # One of each is said so ("1 cruds and 1 replies").
+        one = _add(conn, "one", "-2 days")
+        _add(conn, "one reply", "-2 days", parent=one[0])
+        single = cli("db-purge-expired", "--dry-run", env={"CONNECTION_URL": seeded_db})
+        assert "would delete 1 crud and 1 reply that" in single.stderr, single.stderr
 
 
 def test_replies_to_replies_are_counted_and_an_unexpired_one_keeps_its_whole_thread(

@@ -497,7 +497,7 @@ def purge_expired(
         before = purging.cutoff(database, grace)
         found = purging.expired(database, before)
         when = f"{before:%Y-%m-%d %H:%M:%S %Z}"
-        what = f"{found.cruds:,} cruds and {found.replies:,} replies that expired before {when}"
+        what = f"{_cruds_and_replies(found)} that expired before {when}"
         if dry_run:
             done(f"dry run: would delete {what}; nothing deleted")
             return
@@ -534,7 +534,7 @@ def purge_expired(
             )
             warn(
                 f"interrupted: {len(kept):,} batch{'' if len(kept) == 1 else 'es'} committed, "
-                f"{gone.cruds:,} cruds and {gone.replies:,} replies deleted; {rest} "
+                f"{_cruds_and_replies(gone)} deleted; {rest} "
                 "(run it again for the rest)"
             )
             raise click.exceptions.Exit(INTERRUPTED) from None
@@ -546,14 +546,14 @@ def purge_expired(
             gone = sum(kept, purging.Counts())
             warn(
                 f"stopped: {len(kept):,} batch{'' if len(kept) == 1 else 'es'} committed "
-                f"before the error, {gone.cruds:,} cruds and {gone.replies:,} replies "
+                f"before the error, {_cruds_and_replies(gone)} "
                 "deleted; the batch under way was not kept, unless the connection was lost "
                 "as it committed (run it again for the rest)"
             )
             raise
     rate = purged.deleted.total / purged.seconds if purged.seconds else 0
     done(
-        f"deleted {purged.deleted.cruds:,} cruds and {purged.deleted.replies:,} replies in "
+        f"deleted {_cruds_and_replies(purged.deleted)} in "
         f"{purged.batches:,} batch{'' if purged.batches == 1 else 'es'}, "
         f"{purged.seconds:.1f} s ({rate:,.0f} rows/s)"
     )
@@ -619,7 +619,7 @@ def setup(cli: Cli, force: bool, if_missing: bool) -> None:
     reconnects by itself); on production it refuses while others are connected, unless
     --force, and asks for the database name first. With --if-missing, an existing
     database is kept: its pending migrations are applied (a database from schema-load
-    is adopted), and only an empty one is seeded.
+    is adopted), and only one without the schema is seeded.
     """
     from cruddur.cli.migrations import (  # adds verbs here
         SetupMigrations,
@@ -754,6 +754,12 @@ def _refuse_without_powers(server: Db, target: Target, name: str) -> None:
 
 
 db.add_command(roles_command)
+
+
+def _cruds_and_replies(counts: Any) -> str:
+    """ "1 crud and 3 replies" (it said "1 cruds")."""
+    cruds = f"{counts.cruds:,} crud{'' if counts.cruds == 1 else 's'}"
+    return f"{cruds} and {counts.replies:,} repl{'y' if counts.replies == 1 else 'ies'}"
 
 
 @db.command()
