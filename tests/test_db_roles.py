@@ -481,6 +481,26 @@ def test_a_role_with_powers_is_not_taken_for_an_application_role(admin, server_u
         admin.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(name)))
 
 
+def test_a_role_granted_a_server_setting_is_not_taken_for_an_application_role(
+    admin, server_url
+) -> None:
+    # A review: a role granted SET on session_replication_role (PostgreSQL 15's grants on
+    # settings) was taken: SQL reaching the API could then skip foreign keys and triggers.
+    name = f"cruddur_t_setting_{uuid.uuid4().hex[:8]}"
+    role = sql.Identifier(name)
+    admin.execute(sql.SQL("CREATE ROLE {} LOGIN").format(role))
+    admin.execute(sql.SQL("GRANT SET ON PARAMETER session_replication_role TO {}").format(role))
+    try:
+        said = "a grant on the setting session_replication_role"
+        with Db(server_url) as server, pytest.raises(roles.UnsafeRole, match=said):
+            roles.ensure(server, name)
+    finally:
+        admin.execute(
+            sql.SQL("REVOKE SET ON PARAMETER session_replication_role FROM {}").format(role)
+        )
+        admin.execute(sql.SQL("DROP ROLE {}").format(role))
+
+
 def _stored_password(admin: psycopg.Connection, role: str) -> str:
     return admin.execute("SELECT rolpassword FROM pg_authid WHERE rolname = %s", [role]).fetchone()[
         0
