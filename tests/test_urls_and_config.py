@@ -11,7 +11,14 @@ import pytest
 from cruddur.config import ConfigError, ServeSettings, Settings, WebSettings
 from cruddur.serving import server_command
 from cruddur.targets import resolve
-from cruddur.urls import database_name, parse, redact, server_conninfo, with_database
+from cruddur.urls import (
+    database_name,
+    parse,
+    redact,
+    server_conninfo,
+    with_database,
+    with_user,
+)
 
 
 def test_database_swap_uses_the_parser_not_sed() -> None:
@@ -1051,3 +1058,19 @@ def test_sampler_settings_are_read_only_with_tracing_on() -> None:
     )
     with pytest.raises(ConfigError, match="OTEL_TRACES_SAMPLER_ARG must be a number"):
         TelemetrySettings.from_env({**odd, "OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:4318"})
+
+
+def test_another_roles_url_carries_none_of_the_first_roles_own_credentials() -> None:
+    # A review: the application roles' URLs, made from the owner's, kept its client key
+    # and the key's passphrase (and its password file, its application name): written
+    # where whoever reads the Lambda's configuration reads them.
+    owner = (
+        "postgresql://postgres:pw@db.example:5432/cruddur?sslmode=verify-full"
+        "&sslrootcert=/ca.pem&sslcert=/owner.crt&sslkey=/owner.key"
+        "&sslpassword=OWNER-PASSPHRASE&passfile=/owner.pgpass&application_name=owner-tool"
+    )
+    params = parse(with_user(owner, "cruddur_api", "secret"))
+    assert params == {
+        "host": "db.example", "port": "5432", "dbname": "cruddur", "user": "cruddur_api",
+        "password": "secret", "sslmode": "verify-full", "sslrootcert": "/ca.pem",
+    }  # fmt: skip

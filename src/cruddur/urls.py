@@ -230,9 +230,18 @@ def with_database(conninfo: str, dbname: str) -> str:
     return make_conninfo(conninfo, dbname=dbname)
 
 
+# The connecting role's own credentials and name besides its password: another role's
+# URL made from it must not carry them (the owner's key passphrase went into the
+# application roles' URLs, readable by whoever reads the Lambda's configuration).
+OWN_CREDENTIALS = ("sslcert", "sslkey", "sslpassword", "passfile", "application_name")
+
+
 def with_user(conninfo: str, user: str, password: str) -> str:
-    """The same server and database, logged in as another role."""
-    return make_conninfo(conninfo, user=user, password=password)
+    """The same server, database and connection options, logged in as another role:
+    without the first role's client certificate, key and its passphrase, password file
+    and application name."""
+    params = {k: v for k, v in parse(conninfo).items() if k not in OWN_CREDENTIALS}
+    return make_conninfo("", **{**params, "user": user, "password": password})
 
 
 def server_conninfo(conninfo: str) -> str:
