@@ -214,6 +214,27 @@ def test_a_link_another_user_owns_in_a_sticky_folder_is_not_followed(tmp_path) -
         read_trusted(tmp_path / "mine" / "bundle.pem", 100)
 
 
+@needs_root
+def test_a_ca_bundle_in_a_folder_a_group_of_others_may_write_is_not_trusted(tmp_path) -> None:
+    # A review: a root-owned folder of mode 0775 whose group has other members passed;
+    # any of them could rename their own CA into place, and libpq reads the file again
+    # at each new connection.
+    from cruddur.rds_tls import UntrustedFile, read_trusted
+
+    nobody = pwd.getpwnam("nobody")  # its primary group has a member other than root
+    shared = tmp_path / "shared"
+    shared.mkdir(mode=0o775)
+    os.chmod(shared, 0o775)
+    (shared / "bundle.pem").write_text("not read\n")
+    os.chown(shared, 0, nobody.pw_gid)
+    with pytest.raises(UntrustedFile, match=f"is in {shared}, a folder .* a group of others"):
+        read_trusted(shared / "bundle.pem", 100)
+    os.chmod(shared, 0o1775)  # sticky: members cannot rename root's file
+    assert read_trusted(shared / "bundle.pem", 100) == b"not read\n"
+    os.chmod(shared, 0o755)
+    assert read_trusted(shared / "bundle.pem", 100) == b"not read\n"
+
+
 def test_a_link_by_way_of_a_folder_another_user_could_change_is_not_run(tmp_path) -> None:
     # trusted.../psql -> open/psql -> /bin/sh: only the first link's folders and the
     # file's were checked, and whoever could write `open` swapped the program between

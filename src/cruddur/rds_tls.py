@@ -23,6 +23,7 @@ from pathlib import Path
 from psycopg.conninfo import make_conninfo
 
 from cruddur.config import ConfigError
+from cruddur.groups import group_of_yours_alone
 from cruddur.path_walk import link_others_own, walk
 from cruddur.urls import looks_like_rds, parse, rds_hosts, redact
 
@@ -162,7 +163,8 @@ def read_trusted(path: Path, limit: int, *, link: bool = True) -> bytes:
             # whoever may rename files in a folder above it can swap in their own CA.
             raise UntrustedFile(
                 "folder",
-                f"is in {folder}, a folder another user owns or anyone may write: a file "
+                f"is in {folder}, a folder another user owns, or anyone or a group of others "
+                "may write: a file "
                 "swapped in there would let another server take the password.",
             )
         if (link := link_others_own(links)) is not None:
@@ -178,9 +180,11 @@ def read_trusted(path: Path, limit: int, *, link: bool = True) -> bytes:
 def _folder_others_can_change(path: Path, on_the_way: list[Path]) -> Path | None:
     """The first folder above `path` (as written and as resolved) or `on_the_way` to it
     (walk's: each folder holding a link, whose writer can swap the link) that another
-    user than this one or root owns, or that anyone may write without the sticky bit;
-    None when there is none. A folder its group may write is taken: a checkout cloned
-    under umask 002 (a group of the user's own, as many systems give each user) is one."""
+    user than this one or root owns, or that anyone may write without the sticky bit, or
+    whose group may write it and has members besides this user and root; None when there
+    is none. A folder its group of this user's alone may write is taken: a checkout
+    cloned under umask 002 (a group of the user's own, as many systems give each user) is
+    one. (A root-owned folder of a shared group, 0775, let its members swap the file.)"""
     written = Path(os.path.abspath(path))
     for folder in dict.fromkeys(
         [*written.parents, *Path(os.path.realpath(written)).parents, *on_the_way]
@@ -188,6 +192,9 @@ def _folder_others_can_change(path: Path, on_the_way: list[Path]) -> Path | None
         info = os.stat(folder)
         sticky = info.st_mode & stat.S_ISVTX
         if info.st_uid not in (os.geteuid(), 0) or (info.st_mode & stat.S_IWOTH and not sticky):
+            return folder
+        shared = info.st_mode & stat.S_IWGRP and not sticky
+        if shared and not group_of_yours_alone(info.st_gid, os.geteuid()):
             return folder
     return None
 

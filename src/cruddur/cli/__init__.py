@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import contextlib
-import grp
 import importlib
 import inspect
 import io
 import logging
 import os
-import pwd
 import re
 import shutil
 import stat
@@ -23,6 +21,7 @@ import click
 from cruddur.cli.options import KEPT_META, PROD_META, for_prod
 from cruddur.cli.output import as_typed, fail, warn
 from cruddur.errors import Problem
+from cruddur.groups import group_members, group_name, group_of_yours_alone
 
 # Each verb's module (and the name of its command in it) is imported when that verb runs:
 # `cruddur db …` then skips boto3, Flask and the rest, which it never uses. The db group
@@ -479,47 +478,14 @@ def _check_trusted(path: Path, info: os.stat_result, me: int) -> None:
             "user could have written",
             _own_hint(path),
         )
-    if info.st_mode & 0o020 and not _group_of_yours_alone(info.st_gid, me):
-        group = _group_name(info.st_gid)
+    if info.st_mode & 0o020 and not group_of_yours_alone(info.st_gid, me):
+        group = group_name(info.st_gid)
         raise _Untrusted(
             f"{path} can be written by group {group}, which is not yours alone: cruddur "
             "does not take settings another user could have written",
             f"remove it, or make it writable by you alone (chmod g-w {path}); group "
-            f"{group}'s members: {', '.join(_group_members(info.st_gid)) or 'none'}",
+            f"{group}'s members: {', '.join(group_members(info.st_gid)) or 'none'}",
         )
-
-
-def _group_of_yours_alone(gid: int, me: int) -> bool:
-    """Whether the group's only members are you (and root), as OpenSSH judges a
-    group-writable config: a user-private group (umask 002) passes, a shared one
-    does not, whoever's primary group it is. One with no members known fails too (a
-    setgid program's, tty or crontab, could write the file), unless it is your own
-    group: a container's user (--user 1000:1000) or a directory's (LDAP, SSSD) is in no
-    file this can read, and their umask-002 files failed every command."""
-    names = _group_members(gid)
-    if not names:
-        return gid == os.getegid()
-    try:
-        return all(pwd.getpwnam(name).pw_uid in (0, me) for name in names)
-    except KeyError:  # a member that names no user: not known to be you
-        return False
-
-
-def _group_members(gid: int) -> list[str]:
-    """Everyone in the group: its listed members and those whose primary group it is."""
-    try:
-        listed = grp.getgrgid(gid).gr_mem
-    except KeyError:
-        listed = []
-    primary = [user.pw_name for user in pwd.getpwall() if user.pw_gid == gid]
-    return sorted({*listed, *primary})
-
-
-def _group_name(gid: int) -> str:
-    try:
-        return grp.getgrgid(gid).gr_name
-    except KeyError:
-        return f"gid {gid}"
 
 
 def _first_sentence(help_text: str) -> str:
