@@ -7,6 +7,8 @@ import hashlib
 import hmac
 import json
 import logging
+import os
+import stat
 import time
 
 import jwt
@@ -407,3 +409,13 @@ def test_the_dev_routes_wrong_methods_are_a_404_to_strangers_too(app) -> None:
     for method, path in (("GET", "/api/dev/users"), ("POST", "/api/dev/users")):
         hidden = client.open(path, method=method, headers=proxied).get_json()
         assert (hidden["error"], hidden["message"]) == (missing["error"], missing["message"])
+
+
+def test_a_dev_private_key_opened_up_is_closed_again(tmp_path) -> None:
+    # A review: after `chmod 644` the key was used as it was, readable by every local
+    # user, who could then sign in as anyone wherever the dev pair is trusted.
+    keys = DevKeys(tmp_path).ensure()
+    assert stat.S_IMODE(keys.private_path.stat().st_mode) == 0o600
+    os.chmod(keys.private_path, 0o644)
+    DevKeys(tmp_path).ensure()
+    assert stat.S_IMODE(keys.private_path.stat().st_mode) == 0o600

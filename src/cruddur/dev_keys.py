@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import time
 import uuid
 from pathlib import Path
@@ -42,6 +43,10 @@ class DevKeys:
                     self._generate()
         read_private(self.private_path)
         read_private(self.jwks_path)
+        # Made 0600; one opened up since (chmod 644) is closed again: whoever reads it
+        # signs in as anyone, from anywhere the dev key pair is trusted.
+        if self.private_path.stat().st_mode & 0o077:
+            os.chmod(self.private_path, 0o600)
         return self
 
     def _generate(self) -> None:
