@@ -23,7 +23,7 @@ import pytest
 from api_support import CheckedClient
 from helpers import ROOT, cli, run
 from psycopg import sql
-from psycopg.conninfo import make_conninfo
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from replica_support import ReplicaPair, activity_scans
 from served import serve
 
@@ -820,6 +820,12 @@ def test_a_replica_holding_a_history_the_restored_primary_no_longer_has_is_not_u
                 server.remove()
 
 
+def _streams_from(replica_url: str, port: int) -> bool:
+    with psycopg.connect(replica_url, autocommit=True) as conn:
+        row = conn.execute("SELECT status, sender_port FROM pg_stat_wal_receiver").fetchone()
+    return row is not None and row == ("streaming", port)
+
+
 def test_a_replica_of_a_server_promoted_away_from_the_primary_is_not_used(
     pair: ReplicaPair, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -828,14 +834,30 @@ def test_a_replica_of_a_server_promoted_away_from_the_primary_is_not_used(
     # oid. While its WAL position stayed below the primary's it passed for following,
     # and its positions, another history's, were taken for replayed: the crud a writer
     # had just posted was a 404 to them.
+    # Its replica is made while it is still a replica (a cascade), so it follows the
+    # promotion by streaming: its last restartpoint still says timeline 1 (the check
+    # read only that, and missed it for up to checkpoint_timeout).
+    # (Made from the primary, then pointed at the other: a base backup of a replica
+    # needs full-page writes, which the pair runs without.)
     promoted = pair.from_backup("promoted", standby=True)
     its_replica = app = None
     try:
+        its_replica = pair.from_backup("its-replica", standby=True)
         pair.wait_caught_up(replica_url=promoted.url)
+        pair.wait_caught_up(replica_url=its_replica.url)
+        upstream = conninfo_to_dict(promoted.url)
+        upstream.pop("dbname", None)
+        with psycopg.connect(its_replica.url, autocommit=True) as conn:
+            conn.execute(
+                sql.SQL("ALTER SYSTEM SET primary_conninfo = {}").format(
+                    sql.Literal(make_conninfo(**upstream))
+                )
+            )
+            conn.execute("SELECT pg_reload_conf()")
+        _wait_until(lambda: _streams_from(its_replica.url, promoted.port))
         with psycopg.connect(promoted.url, autocommit=True) as conn:
             assert conn.execute("SELECT pg_promote()").fetchone() == (True,)
-            conn.execute("CHECKPOINT")
-        its_replica = pair.from_backup("its-replica", promoted.url, standby=True)
+            conn.execute("CREATE TABLE other_history (n int)")
         with psycopg.connect(pair.primary_url, autocommit=True) as conn:
             for _ in range(2):  # the primary's WAL well past the promoted server's
                 conn.execute("CREATE TEMP TABLE filler AS SELECT generate_series(1, 20000) n")

@@ -572,8 +572,11 @@ export async function signInPage(main, _params, navigate) {
   // in the form's place, it was there twice in a row, and the first Back did nothing.
   const done = () => {
     const next = nextPath();
-    if (history.state?.from === next) history.back();
-    else navigate(next, { replace: true });
+    if (history.state?.from === next) {
+      // The form's entry becomes that page too: Forward would show the form again.
+      history.replaceState(null, "", location.origin + next);
+      history.back();
+    } else navigate(next, { replace: true });
   };
   replace(main, flashLine(), heading("Sign in"));
   const mode = auth.mode();

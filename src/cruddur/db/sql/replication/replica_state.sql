@@ -15,9 +15,14 @@ SELECT
     pg_last_wal_receive_lsn()::text AS received_lsn,
     (SELECT system_identifier FROM pg_control_system())::text AS cluster,
     (SELECT oid FROM pg_database WHERE datname = current_database())::text AS database,
-    -- Its last restartpoint's timeline: behind its own for a while after a failover (so
-    -- only one past the primary's says anything), readable without pg_read_all_stats.
-    (SELECT timeline_id FROM pg_control_checkpoint()) AS timeline,
+    -- The timeline of the WAL it last received, where the role may read it (superusers,
+    -- pg_read_all_stats); else its last restartpoint's, which follows a switch of
+    -- timeline only at the next restartpoint (up to checkpoint_timeout later). Either
+    -- may be behind its own, so only one past the primary's says anything.
+    COALESCE(
+        (SELECT received_tli FROM pg_stat_wal_receiver),
+        (SELECT timeline_id FROM pg_control_checkpoint())
+    ) AS timeline,
     CASE
         WHEN NOT pg_is_in_recovery() THEN NULL
         -- Not streaming (WAL from an archive): its last transaction's age, as ever.
