@@ -388,3 +388,12 @@ def test_a_dotenv_file_named_by_the_environment_is_read_and_must_exist(tmp_path:
     os.chmod(elsewhere, 0o666)  # one others could write is refused, as in this folder
     refused = cli(CRUDDUR, "db", "status", cwd=tmp_path, env={"CRUDDUR_ENV_FILE": str(elsewhere)})
     assert refused.stderr.startswith(f"error: {elsewhere} can be written by others")
+    # /dev/null reads as no settings; a folder is not a file. (Both were refused as
+    # writable by others, with the advice to remove them or chmod go-w them.)
+    none = cli(CRUDDUR, "db", "status", cwd=tmp_path, env={"CRUDDUR_ENV_FILE": os.devnull})
+    assert f"database  {FROM_ENV}" not in none.stdout and "can be written" not in none.stderr
+    for folder in ("/tmp", str(tmp_path)):
+        refused = cli(CRUDDUR, "db", "status", cwd=tmp_path, env={"CRUDDUR_ENV_FILE": folder})
+        assert refused.returncode == 1
+        assert refused.stderr.startswith(f"error: CRUDDUR_ENV_FILE names {folder}, which is not a")
+        assert "chmod" not in refused.stderr and "remove" not in refused.stderr

@@ -390,7 +390,7 @@ ENV_FILE_META = "cruddur.env_file"  # the .env read, for the `database:` line
 def _chosen_env_file(chosen: str) -> list[Path]:
     """CRUDDUR_ENV_FILE's file: none when it is empty; one that is not there is refused,
     as a file it names is meant to be read (a typo would send the commands elsewhere)."""
-    if not chosen:
+    if not chosen or chosen == os.devnull:  # /dev/null: none, as other tools take it
         return []
     path = Path(chosen)
     if not os.path.lexists(path):
@@ -398,6 +398,17 @@ def _chosen_env_file(chosen: str) -> list[Path]:
             f"{ENV_FILE_SETTING} names {path}, which does not exist",
             f"give the path of a .env file, or unset {ENV_FILE_SETTING} to read the current "
             "folder's",
+        )
+    try:
+        kind = path.stat().st_mode
+    except OSError:
+        kind = None  # a link to nothing, or no way through: said where it is read
+    if kind is not None and not (stat.S_ISREG(kind) or stat.S_ISFIFO(kind)):
+        # Said before the checks of who may write it: they advised removing (or chmod
+        # go-w) /tmp or a device, a path the user had only named here.
+        raise Problem(
+            f"{ENV_FILE_SETTING} names {path}, which is not a file",
+            f"give the path of a .env file, or set {ENV_FILE_SETTING}= (empty) to read none",
         )
     return [path]
 
