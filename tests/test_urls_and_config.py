@@ -1074,3 +1074,10 @@ def test_another_roles_url_carries_none_of_the_first_roles_own_credentials() -> 
         "host": "db.example", "port": "5432", "dbname": "cruddur", "user": "cruddur_api",
         "password": "secret", "sslmode": "verify-full", "sslrootcert": "/ca.pem",
     }  # fmt: skip
+
+
+@pytest.mark.parametrize("given", ["/dev/null", "/etc/passwd"])
+def test_a_home_that_is_not_a_folder_is_said_of_the_setting(given: str) -> None:
+    # "…should be a folder but is a link or a file: remove it", of /dev/null.
+    with pytest.raises(ConfigError, match=f"CRUDDUR_HOME names {given}, which is not a folder"):
+        Settings.from_env({"CRUDDUR_HOME": given})

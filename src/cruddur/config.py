@@ -163,7 +163,17 @@ def home_from_env(env: Mapping[str, str]) -> Path:
     malformed database or API setting must not stop them. A leading ~ is the user's home
     (a .env or a quoted value leaves it to us: it made a folder named ~ here)."""
     given = env.get("CRUDDUR_HOME", "").strip()
-    return Path(given).expanduser().resolve() if given else _default_home()
+    if not given:
+        return _default_home()
+    home = Path(given).expanduser().resolve()
+    if home.exists() and not home.is_dir():
+        # Said of the setting: the folder checks' "remove it" was said of /dev/null and
+        # /etc/passwd, paths the user had only named here.
+        raise ConfigError(
+            f"CRUDDUR_HOME names {home}, which is not a folder: set it to a folder of your "
+            "own (made if missing), or unset it"
+        )
+    return home
 
 
 # Connections one process's pool may hold at most: more than RDS allows any instance
