@@ -58,7 +58,7 @@ def make_instance(**extra: Any) -> None:
 # -- create and status -------------------------------------------------------------
 
 
-def test_create_then_status(aws: dict[str, str]) -> None:
+def test_create_then_status(aws: dict[str, str], tmp_path) -> None:
     created = run(
         CRUDDUR, "rds", "create", "--wait", "--poll-interval", "1", env={**aws, **CREDENTIALS}
     )
@@ -67,6 +67,7 @@ def test_create_then_status(aws: dict[str, str]) -> None:
     url = f"postgresql://cruddurroot:***@{endpoint}:5432/cruddur?sslmode=verify-full"
     assert f'export PROD_CONNECTION_URL="{url}"' in created.stdout
     assert "sslmode=verify-full: the server must prove" in created.stderr
+    assert "first: it fetches it" not in created.stderr  # the tests' bundle is there
     assert f"{ID}: available" in created.stderr  # the wait's progress line
     assert "public IPv4" in created.stderr  # the cost the original's users did not expect
 
@@ -100,6 +101,11 @@ def test_create_then_status(aws: dict[str, str]) -> None:
     assert f"security groups {group} (active)" in status.stdout
     assert lines["url"] == url
     assert "RDS CA bundle" in status.stderr
+    # No bundle fetched yet (it is on first use): the path named for psql is said to need
+    # `rds ca-bundle` first (psql given it failed on a missing file).
+    fresh = {**aws, "CRUDDUR_RDS_CA_BUNDLE": "", "CRUDDUR_HOME": str(tmp_path)}
+    unfetched = run(CRUDDUR, "rds", "status", env=fresh)
+    assert "rds ca-bundle` first: it fetches it)" in unfetched.stderr
 
 
 def test_provisioned_iops_are_asked_for_before_rds_is(aws: dict[str, str]) -> None:

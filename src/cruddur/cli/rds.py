@@ -336,11 +336,13 @@ def _tls_note() -> str:
 
     home = click.get_current_context().ensure_object(Cli).home
     bundle = bundle_path(home, os.environ, fetch=False)
+    # Not fetched yet (it is on first use): psql given the path failed on a missing file.
+    first = "" if bundle.is_file() else " (run `cruddur rds ca-bundle` first: it fetches it)"
     return (
         "sslmode=verify-full: the server must prove, with a certificate from the RDS CA "
         f"bundle ({bundle}; `cruddur rds ca-bundle` says where it comes from), that it is "
         "this instance. Cruddur adds the bundle itself; for psql or another client add "
-        f"&sslrootcert={bundle}"
+        f"&sslrootcert={bundle}{first}"
     )
 
 
