@@ -722,6 +722,23 @@ def test_a_reader_that_goes_away_ends_the_command_with_sigpipes_status(seeded_db
         assert "error" not in done.stderr
 
 
+def test_output_that_cannot_be_written_is_one_line_saying_so(seeded_db) -> None:
+    # stdout on a full disk (/dev/full): "unexpected OSError: [Errno 28] …, run again with
+    # CRUDDUR_DEBUG=1", as if it were a bug.
+    env = {**os.environ, "CONNECTION_URL": seeded_db, "NO_COLOR": "1"}
+    for verb in ("status", "sessions"):
+        with open("/dev/full", "w") as full:
+            done = subprocess.run(
+                [str(ROOT / ".venv" / "bin" / "cruddur"), "db", verb],
+                env=env, stdout=full, stderr=subprocess.PIPE, text=True, timeout=60,
+                check=False,
+            )  # fmt: skip
+        assert done.returncode == 1, done.stderr
+        said = "error: cannot write the output: No space left on device"
+        assert done.stderr.splitlines()[-1] == said, done.stderr
+        assert "unexpected" not in done.stderr and "CRUDDUR_DEBUG" not in done.stderr
+
+
 def _on_a_terminal(command: list[str], columns: int, env: dict[str, str]) -> str:
     """What `command` prints on a pseudo-terminal `columns` wide (a table, not lines)."""
     import pty
