@@ -367,10 +367,31 @@ def test_web_build_replaces_a_link_instead_of_writing_through_it(tmp_path) -> No
     site.mkdir()
     victim.write_text("precious\n")
     (site / "index.html").symlink_to(victim)
-    build(Settings.from_env({"CRUDDUR_HOME": str(tmp_path / "home")}), site)
+    build(Settings.from_env({"CRUDDUR_HOME": str(tmp_path / "home")}), site, force=True)
     assert victim.read_text() == "precious\n"
     assert not (site / "index.html").is_symlink()
     assert (site / "index.html").read_text().startswith("<!doctype html>")
+
+
+def test_web_build_refuses_a_folder_of_other_files_but_writes_over_an_earlier_build(
+    tmp_path,
+) -> None:
+    # A review: `web build .` wrote the page into the checkout, `web build /` into /, and a
+    # hand-written index.html in the folder was replaced without a word.
+    from helpers import ROOT, run
+
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "index.html").write_text("<h1>mine</h1>\n")
+    refused = run(ROOT / ".venv/bin/cruddur", "web", "build", str(site))
+    assert refused.returncode == 1
+    assert "holds other files (index.html) and no earlier build" in refused.stderr
+    assert "--force" in refused.stderr
+    assert (site / "index.html").read_text() == "<h1>mine</h1>\n"
+    forced = run(ROOT / ".venv/bin/cruddur", "web", "build", str(site), "--force")
+    assert forced.returncode == 0, forced.stderr
+    again = run(ROOT / ".venv/bin/cruddur", "web", "build", str(site))  # its own: fine
+    assert again.returncode == 0, again.stderr
 
 
 def test_web_build_reads_no_setting_it_does_not_use(tmp_path) -> None:

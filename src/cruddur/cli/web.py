@@ -45,7 +45,13 @@ class _Folder(click.Path):
     help="Where the page finds the API, e.g. https://api.cruddur.example [CRUDDUR_API_URL; "
     "default: the page's own origin].",
 )
-def build_command(folder: Path, api_url: str | None) -> None:
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Write into FOLDER though it holds other files and no earlier build (its "
+    "index.html, if any, is replaced).",
+)
+def build_command(folder: Path, api_url: str | None, force: bool) -> None:
     """Write the page into FOLDER for a static host such as S3 behind CloudFront.
 
     FOLDER gets index.html (cache it briefly) and assets/<fingerprint>/ (cache for a
@@ -85,12 +91,14 @@ def build_command(folder: Path, api_url: str | None) -> None:
         settings.auth.checked()
     else:
         info("no Cognito user pool set: the page will offer no sign-in")
-    from cruddur.web.build import InsideThePackage
+    from cruddur.web.build import InsideThePackage, NotABuildFolder
 
     try:
-        index, count = build(settings, folder)
+        index, count = build(settings, folder, force=force)
     except InsideThePackage as exc:
         raise click.BadParameter(f"{exc}: give a folder of its own", param_hint="FOLDER") from None
+    except NotABuildFolder as exc:
+        raise Problem(str(exc), "give an empty or new folder, or --force to write there") from None
     except OSError as exc:  # a folder under /proc, a file where a folder must go, …
         where = exc.filename or folder
         raise Problem(

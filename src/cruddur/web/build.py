@@ -21,7 +21,37 @@ class InsideThePackage(ValueError):
     """FOLDER is the package's own page folder, or inside it."""
 
 
-def build(settings: Settings, folder: Path) -> tuple[Path, int]:
+class NotABuildFolder(ValueError):
+    """FOLDER holds other files and no earlier build of the page."""
+
+
+# In every page (index.html), served or built: how an earlier build is told apart.
+PAGE_MARK = b'<meta name="cruddur-config"'
+
+
+def _refuse_others_files(folder: Path) -> None:
+    """A folder that holds files and no earlier build is refused: `web build .` wrote the
+    page into the checkout, `web build /` into /, and a hand-written index.html there was
+    replaced without a word."""
+    if not folder.is_dir():
+        return
+    entries = sorted(entry.name for entry in folder.iterdir())
+    if not entries:
+        return
+    index = folder / "index.html"
+    try:
+        earlier = index.is_file() and PAGE_MARK in index.read_bytes()
+    except OSError:
+        earlier = False
+    if not earlier:
+        shown = ", ".join(entries[:3]) + (", …" if len(entries) > 3 else "")
+        raise NotABuildFolder(
+            f"{folder} holds other files ({shown}) and no earlier build of the page: its "
+            "index.html and assets/ would go in among them"
+        )
+
+
+def build(settings: Settings, folder: Path, *, force: bool = False) -> tuple[Path, int]:
     """Writes index.html and assets/<fingerprint>/…; returns the index and the file count.
 
     A link in FOLDER (index.html, an asset) is replaced by the file, never written
@@ -32,6 +62,8 @@ def build(settings: Settings, folder: Path) -> tuple[Path, int]:
         # Written there, the page replaced the template (index.html) every later page
         # and `cruddur serve` are made from, its placeholders gone.
         raise InsideThePackage(f"{folder} is the page's own source folder ({package})")
+    if not force:
+        _refuse_others_files(folder)
     assets = Assets()
     page = assets.page(page_config(settings, dev_sign_in=False))
     policy = content_security_policy(settings, header=False)
