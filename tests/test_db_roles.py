@@ -455,6 +455,11 @@ def test_an_env_file_that_is_a_link_or_a_device_is_refused_not_to_be_removed(
         assert f"{path} is a link, a device or a pipe: give the path of a file" in refused.stderr
         assert "remove it" not in refused.stderr
     assert link.is_symlink()
+    # An empty value (click's "."): a folder, not a link or a device.
+    options = ["--api-role", api, "--lambda-role", lambda_, "--env-file", ""]
+    refused = here("db", "roles", *options, env=env)
+    assert refused.returncode == 2
+    assert ". is a folder: give the path of a file" in refused.stderr, refused.stderr
 
 
 def test_db_roles_on_production_asks_first(seeded_db, role_names, admin, tmp_path) -> None:

@@ -294,9 +294,14 @@ def roles_command(
         env_file.is_symlink() or (env_file.exists() and not env_file.is_file())
     ):
         # Not state of ours to "remove" (/dev/stdout, /dev/null): the URLs go to a file.
+        # (An empty value is click's "." , a folder: it said "a link, a device or a pipe".)
+        kind = (
+            "a folder"
+            if env_file.is_dir() and not env_file.is_symlink()
+            else ("a link, a device or a pipe")
+        )
         raise click.BadParameter(
-            f"{env_file} is a link, a device or a pipe: give the path of a file",
-            param_hint="--env-file",
+            f"{env_file} is {kind}: give the path of a file", param_hint="--env-file"
         )
     if api_role == lambda_role:  # one role would get both sets of grants
         raise click.BadParameter(
