@@ -518,6 +518,7 @@ def test_the_handler_imports_only_what_it_needs() -> None:
         "cruddur.names",
         "cruddur.rds_tls",
         "cruddur.path_walk",
+        "cruddur.groups",
         "cruddur.deadlines",
         "cruddur.connecting",
         "cruddur.lambdas",

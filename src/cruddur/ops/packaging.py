@@ -42,6 +42,7 @@ HANDLER_FILES = (
     "cruddur/names.py",
     "cruddur/rds_tls.py",
     "cruddur/path_walk.py",
+    "cruddur/groups.py",
     "cruddur/deadlines.py",
     "cruddur/connecting.py",
     "cruddur/lambdas/__init__.py",
