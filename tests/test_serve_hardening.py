@@ -347,6 +347,7 @@ def test_a_hang_up_stops_the_server_unless_it_was_started_to_ignore_it(
     )  # fmt: skip
     try:
         kept.wait_healthy()
+        _workers_of(kept, 2)  # both booted: one answering is not both there
         before = set(kept.leftovers())
         os.killpg(kept.process.pid, signal.SIGHUP)
         time.sleep(1.5)
