@@ -633,3 +633,15 @@ def assert_own_logs_only(role: dict) -> None:
     network = [s for s in statements if s not in logs]
     assert all(a.startswith("ec2:") for s in network for a in s["Action"])
     assert "ec2:CreateNetworkInterface" in str(network)
+
+
+@pytest.mark.parametrize("name", ["post-confirmation.yaml", "purge-expired.yaml"])
+def test_the_lambdas_secret_is_an_arn_or_nothing(name: str) -> None:
+    # A review: a secret's name passed the template's checks, and the stack failed on
+    # the role's policy (an ARN or *), after making the security groups, and rolled back.
+    template, problems = decode(str(ROOT / "deploy" / name))
+    assert not problems
+    pattern = template["Parameters"]["ConnectionSecretArn"]["AllowedPattern"]
+    arn = "arn:aws:secretsmanager:us-east-1:123456789012:secret:cruddur-lambda-db-AbCdEf"
+    assert re.fullmatch(pattern, "") and re.fullmatch(pattern, arn)
+    assert not re.fullmatch(pattern, "cruddur-lambda-db")
