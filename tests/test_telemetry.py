@@ -3,6 +3,7 @@ exporting to a real OTLP/HTTP receiver started here (tests/otlp_receiver.py)."""
 
 from __future__ import annotations
 
+import ast
 import io
 import json
 import logging
@@ -2144,3 +2145,33 @@ def test_the_readme_names_every_reason_a_token_is_refused_for() -> None:
         if line.startswith("| `cruddur_auth_tokens_refused_total`")
     ]
     assert len(reasons) > 10 and {r for r in reasons if f"`{r}`" not in row} == set()
+
+
+_POOL_CHECKS = """
+import sys
+from opentelemetry.instrumentation.psycopg import PsycopgInstrumentor
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+memory = InMemorySpanExporter()
+provider = TracerProvider()
+provider.add_span_processor(SimpleSpanProcessor(memory))
+PsycopgInstrumentor().instrument(tracer_provider=provider)
+from cruddur.db import Db
+with Db(sys.argv[1]) as db:
+    db.query_value("SELECT 1")  # a checkout: checked
+    db.pool.check()  # the pool's own check of its idle connections
+print([span.attributes.get("db.statement") for span in memory.get_finished_spans()])
+"""
+
+
+def test_the_pools_checks_make_no_spans_of_their_own(empty_db: str) -> None:
+    # A review: the pool's check of each connection it hands out, and of its idle ones
+    # (check(), on the reconnect path), ran on the instrumented cursor: a span each, with
+    # an empty statement, named after the database.
+    done = subprocess.run(
+        [sys.executable, "-c", _POOL_CHECKS, empty_db],
+        capture_output=True, text=True, check=True, timeout=60,
+    )  # fmt: skip
+    statements = ast.literal_eval(done.stdout.strip().splitlines()[-1])
+    assert statements and "" not in statements, statements

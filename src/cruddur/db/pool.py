@@ -159,7 +159,14 @@ class PooledConnection(psycopg.Connection):
         return bool(poller.poll(0))
 
 
-class _GatedPool(ConnectionPool):
+class _Pool(ConnectionPool):
+    """psycopg_pool's pool, its own checks (`check()`, the reconnect path's) on a plain
+    cursor too, as the checkout's are: no empty-statement span for each."""
+
+    check_connection = staticmethod(check_connection)
+
+
+class _GatedPool(_Pool):
     """psycopg_pool's pool, with a Reachability that says when not to try to connect.
 
     While the server refuses new connections (no slot left, credentials refused) the
@@ -276,7 +283,7 @@ class Db:
             if gate is not None:
                 gate.refused(exc)  # a refusal: logged as one, with the server's reason
             raise
-        pool = (ConnectionPool if gate is None else _GatedPool)(
+        pool = (_Pool if gate is None else _GatedPool)(
             self.conninfo,
             min_size=self.settings.min_size,
             max_size=self.settings.max_size,
