@@ -499,6 +499,17 @@ def test_a_role_granted_a_server_setting_is_not_taken_for_an_application_role(
         said = "a grant on the setting session_replication_role"
         with Db(server_url) as server, pytest.raises(roles.UnsafeRole, match=said):
             roles.ensure(server, name)
+        admin.execute(
+            sql.SQL("REVOKE SET ON PARAMETER session_replication_role FROM {}").format(role)
+        )
+        # Granted to PUBLIC, every role has it: refused too (a review found it taken).
+        # In a transaction rolled back, unseen by the other tests' roles on this server.
+        with psycopg.connect(server_url) as conn:
+            conn.execute("GRANT SET ON PARAMETER session_replication_role TO PUBLIC")
+            said = "session_replication_role \\(to PUBLIC\\)"
+            with pytest.raises(roles.UnsafeRole, match=said):
+                roles._check_powers(conn, name)
+            conn.rollback()
     finally:
         admin.execute(
             sql.SQL("REVOKE SET ON PARAMETER session_replication_role FROM {}").format(role)

@@ -76,7 +76,10 @@ def _check_powers(conn: Connection, role: str) -> None:
     powers += [f"member of {group}" for group in member_of]
     if conn.info.server_version >= 150000:  # grants on settings came in 15
         rows = conn.execute(template("roles", "role_parameters"), {"role": role}).fetchall()
-        powers += [f"a grant on the setting {name}" for (name,) in rows]
+        powers += [
+            f"a grant on the setting {name}" + (" (to PUBLIC)" if public else "")
+            for name, public in rows
+        ]
     if powers:
         raise UnsafeRole(
             f'role "{role}" exists with {", ".join(powers)}: an application role must have '
