@@ -9,6 +9,7 @@ database superuser's `COPY … TO PROGRAM`, or a planted initdb.
 
 from __future__ import annotations
 
+import grp
 import json
 import os
 import pwd
@@ -219,6 +220,7 @@ def test_a_ca_bundle_in_a_folder_a_group_of_others_may_write_is_not_trusted(tmp_
     # A review: a root-owned folder of mode 0775 whose group has other members passed;
     # any of them could rename their own CA into place, and libpq reads the file again
     # at each new connection.
+    from cruddur.groups import group_members
     from cruddur.rds_tls import UntrustedFile, read_trusted
 
     nobody = pwd.getpwnam("nobody")  # its primary group has a member other than root
@@ -233,6 +235,15 @@ def test_a_ca_bundle_in_a_folder_a_group_of_others_may_write_is_not_trusted(tmp_
     assert read_trusted(shared / "bundle.pem", 100) == b"not read\n"
     os.chmod(shared, 0o755)
     assert read_trusted(shared / "bundle.pem", 100) == b"not read\n"
+    # A group nobody is in (Debian's staff on /usr/local, 2775), and root's own group (a
+    # container's user runs in it: OpenShift's chgrp 0, g=u), are taken.
+    empty = next(
+        (g.gr_gid for g in grp.getgrall() if g.gr_gid and not group_members(g.gr_gid)), None
+    )
+    for gid in (0, empty) if empty is not None else (0,):
+        os.chown(shared, 0, gid)
+        os.chmod(shared, 0o2775)
+        assert read_trusted(shared / "bundle.pem", 100) == b"not read\n", gid
 
 
 def test_a_link_by_way_of_a_folder_another_user_could_change_is_not_run(tmp_path) -> None:

@@ -39,3 +39,20 @@ def group_name(gid: int) -> str:
         return grp.getgrgid(gid).gr_name
     except KeyError:
         return f"gid {gid}"
+
+
+def others_in_group(gid: int, me: int) -> bool:
+    """Whether anyone but you and root is known to be in the group (a listed member, or
+    one whose primary group it is; a listed name no user has counts). Root's group (0)
+    counts as root: a container's arbitrary user runs in it (OpenShift's chgrp 0, g=u).
+    A group with no members, as Debian's staff (/usr/local, 2775) often has, has none:
+    unlike group_of_yours_alone, which is for settings, and fails it."""
+    if gid == 0:
+        return False
+    for name in group_members(gid):
+        try:
+            if pwd.getpwnam(name).pw_uid not in (0, me):
+                return True
+        except KeyError:
+            return True
+    return False

@@ -23,7 +23,7 @@ from pathlib import Path
 from psycopg.conninfo import make_conninfo
 
 from cruddur.config import ConfigError
-from cruddur.groups import group_of_yours_alone
+from cruddur.groups import others_in_group
 from cruddur.path_walk import link_others_own, walk
 from cruddur.urls import looks_like_rds, parse, rds_hosts, redact
 
@@ -181,10 +181,12 @@ def _folder_others_can_change(path: Path, on_the_way: list[Path]) -> Path | None
     """The first folder above `path` (as written and as resolved) or `on_the_way` to it
     (walk's: each folder holding a link, whose writer can swap the link) that another
     user than this one or root owns, or that anyone may write without the sticky bit, or
-    whose group may write it and has members besides this user and root; None when there
-    is none. A folder its group of this user's alone may write is taken: a checkout
-    cloned under umask 002 (a group of the user's own, as many systems give each user) is
-    one. (A root-owned folder of a shared group, 0775, let its members swap the file.)"""
+    whose group may write it and has members besides this user and root (groups.py's
+    others_in_group); None when there is none. A folder its group of this user's alone,
+    root's group or a group with no members may write is taken: a checkout cloned under
+    umask 002 (a group of the user's own, as many systems give each user), Debian's
+    /usr/local (staff, 2775). (A root-owned folder of a shared group, 0775, let its
+    members swap the file.)"""
     written = Path(os.path.abspath(path))
     for folder in dict.fromkeys(
         [*written.parents, *Path(os.path.realpath(written)).parents, *on_the_way]
@@ -194,7 +196,7 @@ def _folder_others_can_change(path: Path, on_the_way: list[Path]) -> Path | None
         if info.st_uid not in (os.geteuid(), 0) or (info.st_mode & stat.S_IWOTH and not sticky):
             return folder
         shared = info.st_mode & stat.S_IWGRP and not sticky
-        if shared and not group_of_yours_alone(info.st_gid, os.geteuid()):
+        if shared and others_in_group(info.st_gid, os.geteuid()):
             return folder
     return None
 
