@@ -392,7 +392,9 @@ def test_a_dotenv_file_named_by_the_environment_is_read_and_must_exist(tmp_path:
     # writable by others, with the advice to remove them or chmod go-w them.)
     none = cli(CRUDDUR, "db", "status", cwd=tmp_path, env={"CRUDDUR_ENV_FILE": os.devnull})
     assert f"database  {FROM_ENV}" not in none.stdout and "can be written" not in none.stderr
-    for folder in ("/tmp", str(tmp_path)):
+    pipe = tmp_path / "pipe"
+    os.mkfifo(pipe)  # what a shell's <(…) names
+    for folder in ("/tmp", str(tmp_path), str(pipe)):
         refused = cli(CRUDDUR, "db", "status", cwd=tmp_path, env={"CRUDDUR_ENV_FILE": folder})
         assert refused.returncode == 1
         assert refused.stderr.startswith(f"error: CRUDDUR_ENV_FILE names {folder}, which is not a")

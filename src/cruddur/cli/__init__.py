@@ -403,11 +403,11 @@ def _chosen_env_file(chosen: str) -> list[Path]:
         kind = path.stat().st_mode
     except OSError:
         kind = None  # a link to nothing, or no way through: said where it is read
-    if kind is not None and not (stat.S_ISREG(kind) or stat.S_ISFIFO(kind)):
+    if kind is not None and not stat.S_ISREG(kind):
         # Said before the checks of who may write it: they advised removing (or chmod
-        # go-w) /tmp or a device, a path the user had only named here.
+        # go-w) /tmp, a device or a shell's <(…) pipe, paths the user had only named here.
         raise Problem(
-            f"{ENV_FILE_SETTING} names {path}, which is not a file",
+            f"{ENV_FILE_SETTING} names {path}, which is not a file (a folder, a device or a pipe)",
             f"give the path of a .env file, or set {ENV_FILE_SETTING}= (empty) to read none",
         )
     return [path]
