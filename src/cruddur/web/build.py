@@ -35,7 +35,8 @@ def _refuse_others_files(folder: Path) -> None:
     replaced without a word."""
     if not folder.is_dir():
         return
-    entries = sorted(entry.name for entry in folder.iterdir())
+    # Hidden files (a .gitkeep that keeps an empty dist/ in git) are no one's page.
+    entries = sorted(entry.name for entry in folder.iterdir() if not entry.name.startswith("."))
     if not entries:
         return
     index = folder / "index.html"
