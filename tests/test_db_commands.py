@@ -737,6 +737,16 @@ def test_output_that_cannot_be_written_is_one_line_saying_so(seeded_db) -> None:
         said = "error: cannot write the output: No space left on device"
         assert done.stderr.splitlines()[-1] == said, done.stderr
         assert "unexpected" not in done.stderr and "CRUDDUR_DEBUG" not in done.stderr
+    # A verb's --help too (click prints it within the group's invoke).
+    for args in (["db", "--help"], ["db", "status", "--help"], ["web", "build", "--help"]):
+        with open("/dev/full", "w") as full:
+            done = subprocess.run(
+                [str(ROOT / ".venv" / "bin" / "cruddur"), *args],
+                env=env, stdout=full, stderr=subprocess.PIPE, text=True, timeout=60,
+                check=False,
+            )  # fmt: skip
+        assert done.returncode == 1, done.stderr
+        assert done.stderr == "error: cannot write the output: No space left on device\n", args
 
 
 def _on_a_terminal(command: list[str], columns: int, env: dict[str, str]) -> str:

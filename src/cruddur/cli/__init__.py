@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import importlib
 import inspect
 import io
@@ -221,6 +222,11 @@ class CruddurGroup(click.Group):
         except Exception as exc:
             from cruddur.config import debug_enabled  # on error only: not part of every start
 
+            if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                # A full disk under what it writes: a verb's --help to /dev/full among
+                # them (click prints it here, inside the group's invoke).
+                fail(f"cannot write the output: {exc.strerror or exc}")
+                ctx.exit(1)
             problem = as_problem(exc)
             if problem is None and debug_enabled():
                 raise
