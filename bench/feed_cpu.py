@@ -50,7 +50,20 @@ def main() -> None:
         getattr(body, "close", lambda: None)()
 
     apps = {"API, request log on": api, "API, request log off": api_quiet, "floor": bare_feed.app}
-    for app in apps.values():
+    for name, app in apps.items():
+        # An answer that is not the feed (no such database: a 503, a 500) was measured as
+        # if it were: made by `bench/feed.py --sizes N` first.
+        statuses: list[str] = []
+        body = app(
+            dict(environ), lambda status, headers, exc_info=None, seen=statuses: seen.append(status)
+        )
+        b"".join(body)
+        getattr(body, "close", lambda: None)()
+        if not statuses[0].startswith("200"):
+            raise SystemExit(
+                f"{name} answered {statuses[0]}, not the feed: make its database with "
+                f"`bench/feed.py --sizes {args.size}` first"
+            )
         for _ in range(200):
             call(app)
     cpu: dict[str, list[float]] = {name: [] for name in apps}

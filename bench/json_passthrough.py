@@ -83,19 +83,21 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=50)
     args = parser.parse_args()
     url = bench_database("cruddur_bench")
-    prepare(url, args.activities)
-    print(f"{args.activities} activities; median µs per page over {args.rounds} rounds")
-    print("page  measure        passthrough  decode  python  decode/pass  python/pass")
-    with Db(url) as db:
-        for limit in (20, 100):
-            m = measure(db, limit, args.rounds, args.calls)
-            for index, label in enumerate(("wall clock", "client CPU")):
-                p, d, y = (m[name][index] for name in ("passthrough", "decode", "python"))
-                print(
-                    f"{limit:>4}  {label:<12} {p:>12.0f} {d:>7.0f} {y:>7.0f}"
-                    f" {d / p:>12.2f} {y / p:>12.2f}"
-                )
-    drop_database(url)
+    try:
+        prepare(url, args.activities)
+        print(f"{args.activities} activities; median µs per page over {args.rounds} rounds")
+        print("page  measure        passthrough  decode  python  decode/pass  python/pass")
+        with Db(url) as db:
+            for limit in (20, 100):
+                m = measure(db, limit, args.rounds, args.calls)
+                for index, label in enumerate(("wall clock", "client CPU")):
+                    p, d, y = (m[name][index] for name in ("passthrough", "decode", "python"))
+                    print(
+                        f"{limit:>4}  {label:<12} {p:>12.0f} {d:>7.0f} {y:>7.0f}"
+                        f" {d / p:>12.2f} {y / p:>12.2f}"
+                    )
+    finally:  # a failed run left it behind
+        drop_database(url)
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ import statistics
 import subprocess
 import sys
 import time
+import uuid
 
 import psycopg
 from stage import bench_database, drop_database, fresh_database
@@ -30,20 +31,24 @@ from cruddur.ops.migrations import lock
 CHILD = """
 import sys, psycopg
 from cruddur.ops.migrations import lock, runner
-url, how, seconds = sys.argv[1], sys.argv[2], sys.argv[3]
+url, how, seconds, mark = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4]
 conn = runner.connect(url) if how == "migrate" else psycopg.connect(url, autocommit=True)
 conn.execute("SELECT pg_advisory_lock(%s)", [lock.LOCK_KEY])
-conn.execute("SELECT pg_sleep(%s)", [float(seconds)])
+conn.execute("SELECT pg_sleep(%s) /* " + mark + " */", [float(seconds)])
 """
 
 
 def held_after_kill(url: str, how: str, seconds: float) -> float:
-    child = subprocess.Popen([sys.executable, "-c", CHILD, url, how, str(seconds)])
+    # Its own statement, marked: any other session's pg_sleep on the server was taken for
+    # it, and the child killed before it held the lock (0.00 s).
+    mark = f"cruddur-bench-kill-{uuid.uuid4().hex}"
+    child = subprocess.Popen([sys.executable, "-c", CHILD, url, how, str(seconds), mark])
     with psycopg.connect(url, autocommit=True) as watcher:
         deadline = time.monotonic() + 30
         while not watcher.execute(
-            "SELECT 1 FROM pg_stat_activity WHERE query LIKE 'SELECT pg_sleep%%'"
-            " AND state = 'active' AND pid <> pg_backend_pid()"
+            "SELECT 1 FROM pg_stat_activity WHERE query LIKE %s AND state = 'active'"
+            " AND datname = current_database() AND pid <> pg_backend_pid()",
+            [f"%{mark}%"],
         ).fetchone():
             if time.monotonic() > deadline:
                 child.kill()

@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -79,7 +80,9 @@ def main() -> None:
     load_options(parser, rounds=3, duration=4, connections=8, workers=2, threads=1)
     args = parser.parse_args()
 
-    pair = ReplicaPair(Path(tempfile.mkdtemp(prefix="cruddur-scale-out-"))).create()
+    scratch = Path(tempfile.mkdtemp(prefix="cruddur-scale-out-"))
+    pair = ReplicaPair(scratch).create()
+    cluster = pair.primary.cluster_dir  # its state says where (read while it is there)
     bouncer = None
     try:
         build(pair, args.activities)
@@ -101,8 +104,10 @@ def main() -> None:
             print(f"round {round_number}/{args.rounds}")
             for name, env in setups.items():
                 os.environ.update({"READER_CONNECTION_URL": "", "CRUDDUR_POOLER": "", **env})
+                # Uncached: pooler mode turns the feed cache off, and `direct` with it on
+                # served its feed from memory (unless CRUDDUR_FEED_CACHE=0 was set).
                 process, base = start_service(
-                    env["CONNECTION_URL"], "granian", args.workers, args.threads
+                    env["CONNECTION_URL"], "granian-uncached", args.workers, args.threads
                 )
                 try:
                     time.sleep(1.5)  # the replica's watcher takes its first look
@@ -135,6 +140,11 @@ def main() -> None:
         if bouncer is not None:
             bouncer.stop()
         pair.remove()
+        # Its state (the throwaway cluster's password, its log) went nowhere else.
+        shutil.rmtree(cluster, ignore_errors=True)
+        with contextlib.suppress(OSError):  # the folder made for it, in the shared place
+            cluster.parent.rmdir()
+        shutil.rmtree(scratch, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -64,9 +64,15 @@ def serve(calls: int) -> None:
         request = dict(environ)
         if every and n % every == 0:
             request["HTTP_TRACEPARENT"] = TRACEPARENT.format(n)
-        body = app(request, lambda status, headers, exc_info=None: None)
+        statuses: list[str] = []
+        body = app(
+            request, lambda status, headers, exc_info=None, seen=statuses: seen.append(status)
+        )
         b"".join(body)
         getattr(body, "close", lambda: None)()
+        if n == 0 and not statuses[0].startswith("200"):
+            # No such database: its 503s were counted as the feed's instructions.
+            raise SystemExit(f"the feed answered {statuses[0]}: run `bench/feed.py` first")
         if n == WARM - 1:
             tracing.force_flush()  # the first export's imports and connection, in both runs
     tracing.force_flush()  # these requests' spans, sent within the run
@@ -82,12 +88,19 @@ def instructions(env: dict[str, str], calls: int) -> int:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--size", type=int, default=1000)
-    parser.add_argument("--calls", type=int, default=300, help="extra requests measured")
+    parser.add_argument(
+        "--calls",
+        type=int,
+        default=300,
+        help="extra requests measured (a multiple of 10: the measured 10%% row traces every 10th)",
+    )
     parser.add_argument("--serve", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve is not None:
         serve(args.serve)
         return
+    if args.calls % 10:
+        parser.error("--calls must be a multiple of 10 (the measured 10% row)")
     sink = OtlpReceiver(decode=False)
     base = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "CRUDDUR_METR"))}
     base.update(
