@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import atexit
 import http.client
 import json
 import os
@@ -41,7 +42,7 @@ import sys
 import time
 
 from loads import load_options
-from stage import CRUDDUR, bench_database, free_port, fresh_database, launch, stop
+from stage import CRUDDUR, bench_database, drop_database, free_port, fresh_database, launch, stop
 
 from cruddur.ops import loading
 
@@ -154,6 +155,7 @@ async def attack(port: int, idle: int, slow: int, byte_every: float) -> None:
 
 def build_database() -> str:
     url = bench_database("cruddur_bench_flood")
+    atexit.register(drop_database, url)  # left behind, it was nobody's to reuse
     fresh_database(url, loading.SCHEMA, loading.SEED)
     return url
 

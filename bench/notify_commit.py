@@ -15,6 +15,7 @@ Usage: .venv/bin/python bench/notify_commit.py [--rounds 3] [--duration 3] [--cl
 from __future__ import annotations
 
 import argparse
+import atexit
 import re
 import statistics
 import subprocess
@@ -22,7 +23,7 @@ import tempfile
 from pathlib import Path
 
 from loads import load_options, pgbench_binary, pgbench_target, print_table
-from stage import bench_database, build
+from stage import bench_database, build, drop_database
 
 from cruddur.db import Db
 
@@ -51,6 +52,7 @@ def main() -> None:
     parser.add_argument("--notify-rate", type=int, default=400)
     args = parser.parse_args()
     url = bench_database("cruddur_bench_notify")
+    atexit.register(drop_database, url)  # left behind, it was nobody's to reuse
     build(url, 1000, 100)
     with Db(url) as db:
         author = db.query_value("SELECT uuid FROM users WHERE handle = 'andrewbrown'")

@@ -18,13 +18,14 @@ Usage: .venv/bin/python bench/purge.py [--activities 1000000] [--expired 500000]
 from __future__ import annotations
 
 import argparse
+import atexit
 import os
 import statistics
 import subprocess
 import time
 
 from loads import load_options, print_table, require_wrk, wrk
-from stage import CRUDDUR, bench_database, build, start_service, stop
+from stage import CRUDDUR, bench_database, build, drop_database, start_service, stop
 
 from cruddur.db import Db
 
@@ -82,6 +83,7 @@ def main() -> None:
         url = bench_database(f"cruddur_bench_feed_{args.activities}")
     else:
         url = bench_database("cruddur_bench_purge")
+        atexit.register(drop_database, url)  # ~400 MB at the default size, left behind
         build(url, args.activities, args.users)
     started = time.perf_counter()
     make_expired(url, args.expired)

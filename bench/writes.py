@@ -18,12 +18,13 @@ Needs wrk and pgbench, like bench/feed.py.
 from __future__ import annotations
 
 import argparse
+import atexit
 import os
 import subprocess
 import tempfile
 
 import loads
-from stage import CRUDDUR, bench_database, build, start_service, stop
+from stage import CRUDDUR, bench_database, build, drop_database, start_service, stop
 
 from cruddur.db import Db
 
@@ -53,6 +54,7 @@ def main() -> None:
     args = parser.parse_args()
     loads.require_wrk()
     url = bench_database("cruddur_bench_writes")
+    atexit.register(drop_database, url)  # left behind, it was nobody's to reuse
     print(f"{args.activities:,} activities:")
     build(url, args.activities, args.users)
     with Db(url) as db:
