@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
@@ -411,6 +412,25 @@ def test_setup_stops_partway_and_does_not_seed(empty_db, login_role) -> None:
     assert tables(empty_db) == set()
 
 
+def _client_ports(pid: int) -> list[int]:
+    """The local ports of process `pid`'s TCP sockets (from /proc: its descriptors' socket
+    inodes, looked up in the kernel's tables)."""
+    inodes = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        with contextlib.suppress(OSError):
+            target = os.readlink(fd)
+            if target.startswith("socket:["):
+                inodes.add(target[len("socket:[") : -1])
+    ports = []
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with contextlib.suppress(OSError), open(table) as lines:
+            for line in list(lines)[1:]:
+                fields = line.split()
+                if fields[9] in inodes:
+                    ports.append(int(fields[1].rsplit(":", 1)[1], 16))
+    return ports
+
+
 def test_ctrl_c_in_setup_after_its_drop_says_what_the_database_is_left_as(
     seeded_db, server_url
 ) -> None:
@@ -434,11 +454,15 @@ def test_ctrl_c_in_setup_after_its_drop_says_what_the_database_is_left_as(
         reader.start()
         try:
             deadline = time.monotonic() + 60
+            # Its own session waiting, found by the client ports it holds: another test's
+            # `db setup` waiting on the lock too (a CI run, 2026-12-07 evening) was taken
+            # for it, and the Ctrl-C landed between the migrations and the seed.
             while not (
                 any("created database" in line for line in lines)
                 and holder.execute(
                     "SELECT 1 FROM pg_stat_activity WHERE application_name = 'cruddur-cli'"
-                    " AND wait_event = 'advisory'"
+                    " AND wait_event = 'advisory' AND client_port = ANY(%s)",
+                    [_client_ports(setting_up.pid)],
                 ).fetchone()
             ):
                 assert setting_up.poll() is None, "".join(lines)
