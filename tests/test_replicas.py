@@ -84,6 +84,21 @@ def _write_and_read_it_back(
     return uuid, after
 
 
+def _assert_skipped_saying(caplog: pytest.LogCaptureFixture, why: str) -> None:
+    skipped = [r.getMessage() for r in caplog.records if "replica skipped" in r.getMessage()]
+    assert any(why in line for line in skipped), skipped
+
+
+def _assert_own_writes_seen(
+    api: CheckedClient, auth: dict[str, str], label: str, *, attempts: int
+) -> None:
+    """Each of `attempts` writes is the first of its writer's next home page."""
+    for attempt in range(attempts):
+        uuid, after = _write_and_read_it_back(api, auth, f"{label} {attempt}")
+        feed = api.get("/api/activities/home", headers=after).get_json()
+        assert feed[0]["uuid"] == uuid, f"attempt {attempt}: own write not seen"
+
+
 def _in_use(api: CheckedClient) -> bool:
     return api.get("/api/health").get_json()["replica"]["in_use"]
 
@@ -796,12 +811,8 @@ def test_a_replica_holding_a_history_the_restored_primary_no_longer_has_is_not_u
             _wait_until(lambda: _replica_health(api).get("in_use") is False)
         health = _replica_health(api)
         assert health["following"] is False and health["lag_seconds"] is None, health
-        skipped = [r.getMessage() for r in caplog.records if "replica skipped" in r.getMessage()]
-        assert any("not following this primary" in line for line in skipped), skipped
-        for attempt in range(10):
-            uuid, after = _write_and_read_it_back(api, auth, f"restored {attempt}")
-            feed = api.get("/api/activities/home", headers=after).get_json()
-            assert feed[0]["uuid"] == uuid, f"attempt {attempt}: own write not seen"
+        _assert_skipped_saying(caplog, "not following this primary")
+        _assert_own_writes_seen(api, auth, "restored", attempts=10)
         shown = cli(ROOT / ".venv/bin/cruddur", "db", "status", env=env)
         assert shown.returncode == 0, shown.stderr
         line = next(x for x in shown.stdout.splitlines() if x.startswith("replica "))
@@ -867,12 +878,8 @@ def test_a_replica_of_a_server_promoted_away_from_the_primary_is_not_used(
         with caplog.at_level("INFO", logger="cruddur.api.reads"):
             _wait_until(lambda: _replica_health(api).get("following") is False)
         assert _replica_health(api)["in_use"] is False
-        skipped = [r.getMessage() for r in caplog.records if "replica skipped" in r.getMessage()]
-        assert any("past the primary's" in line for line in skipped), skipped
-        for attempt in range(5):
-            uuid, after = _write_and_read_it_back(api, auth, f"split {attempt}")
-            feed = api.get("/api/activities/home", headers=after).get_json()
-            assert feed[0]["uuid"] == uuid, f"attempt {attempt}: own write not seen"
+        _assert_skipped_saying(caplog, "past the primary's")
+        _assert_own_writes_seen(api, auth, "split", attempts=5)
         env = {"CONNECTION_URL": pair.primary_url, "READER_CONNECTION_URL": its_replica.url}
         shown = cli(ROOT / ".venv/bin/cruddur", "db", "status", env=env)
         line = next(x for x in shown.stdout.splitlines() if x.startswith("replica "))

@@ -18,10 +18,7 @@ def group_of_yours_alone(gid: int, me: int) -> bool:
     names = group_members(gid)
     if not names:
         return gid == os.getegid()
-    try:
-        return all(pwd.getpwnam(name).pw_uid in (0, me) for name in names)
-    except KeyError:  # a member that names no user: not known to be you
-        return False
+    return not _anyone_else(names, me)
 
 
 def group_members(gid: int) -> list[str]:
@@ -47,12 +44,13 @@ def others_in_group(gid: int, me: int) -> bool:
     counts as root: a container's arbitrary user runs in it (OpenShift's chgrp 0, g=u).
     A group with no members, as Debian's staff (/usr/local, 2775) often has, has none:
     unlike group_of_yours_alone, which is for settings, and fails it."""
-    if gid == 0:
-        return False
-    for name in group_members(gid):
-        try:
-            if pwd.getpwnam(name).pw_uid not in (0, me):
-                return True
-        except KeyError:
-            return True
-    return False
+    return gid != 0 and _anyone_else(group_members(gid), me)
+
+
+def _anyone_else(names: list[str], me: int) -> bool:
+    """Whether one of the users named is neither you nor root (a name no user has: not
+    known to be you)."""
+    try:
+        return any(pwd.getpwnam(name).pw_uid not in (0, me) for name in names)
+    except KeyError:
+        return True

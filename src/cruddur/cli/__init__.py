@@ -156,8 +156,9 @@ class CruddurGroup(click.Group):
         try:
             return super().main(*args, **kwargs)
         except OSError as exc:
-            # Writing help or a usage error failed (stdout is /dev/full): one line, not a
-            # traceback. A closed pipe never gets here: invoke() ends that with 141.
+            # Writing the output, help or a usage error failed (stdout is /dev/full): one
+            # line, not a traceback. A closed pipe never gets here: invoke() ends that with
+            # 141.
             fail(f"cannot write the output: {exc.strerror or exc}")
             sys.exit(1)
 
@@ -223,10 +224,9 @@ class CruddurGroup(click.Group):
             from cruddur.config import debug_enabled  # on error only: not part of every start
 
             if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
-                # A full disk under what it writes: a verb's --help to /dev/full among
-                # them (click prints it here, inside the group's invoke).
-                fail(f"cannot write the output: {exc.strerror or exc}")
-                ctx.exit(1)
+                # A full disk under what it writes (stdout on /dev/full, a verb's --help
+                # among it): main() says "cannot write the output", as for the top's help.
+                raise
             problem = as_problem(exc)
             if problem is None and debug_enabled():
                 raise

@@ -14,7 +14,7 @@ import shlex
 import shutil
 import sys
 import unicodedata
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -160,23 +160,9 @@ def _line(console: Console, mark: str, style: str, message: str) -> None:
     console.print(Text.assemble((mark, style), " ", message) if mark else Text(message))
 
 
-@contextlib.contextmanager
-def _writing_output() -> Iterator[None]:
-    """A failed write to stdout (a full disk, /dev/full) as one line, "cannot write the
-    output", not "unexpected OSError". A closed pipe stays a BrokenPipeError: the command
-    ends as `yes | head -1` ends `yes`."""
-    try:
-        yield
-    except BrokenPipeError:
-        raise
-    except OSError as exc:
-        raise Problem(f"cannot write the output: {exc.strerror or exc}") from None
-
-
 def result(message: str) -> None:
     """A line of a command's output, for stdout."""
-    with _writing_output():
-        _line(out(), "", "", message)
+    _line(out(), "", "", message)
 
 
 # A table cell narrower than this is unreadable (a name one letter a line): a table that
@@ -209,9 +195,8 @@ def table(headings: Sequence[str], rows: Iterable[Sequence[str]]) -> None:
     # either side of each cell.
     if piped or whole + 3 * len(headings) + 1 > console.width:
         lines = [list(map(printable, headings)), *cells]
-        with _writing_output():
-            console.file.write("".join("\t".join(row) + "\n" for row in lines))
-            console.file.flush()
+        console.file.write("".join("\t".join(row) + "\n" for row in lines))
+        console.file.flush()
         return
     from rich.table import Column, Table
     from rich.text import Text
@@ -225,8 +210,7 @@ def table(headings: Sequence[str], rows: Iterable[Sequence[str]]) -> None:
     )
     for row in cells:
         shown.add_row(*(Text(cell) for cell in row))
-    with _writing_output():
-        console.print(shown)
+    console.print(shown)
 
 
 def _all_numbers(column: Sequence[str]) -> bool:
