@@ -38,7 +38,9 @@ def test_deeply_nested_json_is_a_400_and_changes_nothing(
     bodies = {
         "/api/activities": "invalid_json",
         f"/api/activities/{parent}/reply": "invalid_json",
-        "/api/dev/sign-in": "invalid_handle",  # the web page's sign-in reads a body too
+        # The web page's sign-in reads a body too (it said "invalid_handle" of one it
+        # could not read).
+        "/api/dev/sign-in": "invalid_json",
     }
     for path, error in bodies.items():
         response = api.post(path, data=body, content_type="application/json", token=token)

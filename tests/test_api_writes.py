@@ -243,6 +243,13 @@ def test_a_body_in_another_charset_or_compressed_is_a_415(api, mint, seeded_db: 
         headers={"Content-Encoding": "identity"}, token=token,
     )  # fmt: skip
     assert identity.status_code == 201, identity.get_json()
+    # Declared ASCII, it must be: "café" in UTF-8 so declared was read as UTF-8 and stored.
+    stored = snapshot(seeded_db)
+    for content_type in ("application/json; charset=us-ascii", "application/json;charset=ASCII"):
+        not_ascii = api.post("/api/activities", data=utf8, content_type=content_type, token=token)
+        assert not_ascii.status_code == 400, not_ascii.get_json()
+        assert "not ASCII" in not_ascii.get_json()["message"]
+    assert snapshot(seeded_db) == stored
 
 
 def test_a_reply_counts_on_its_parent_and_expires_with_it(api, mint, seeded_db: str) -> None:

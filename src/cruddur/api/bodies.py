@@ -25,7 +25,11 @@ class UnreadableJson(ValueError):
     """The body is not JSON text this API can read; the message says why."""
 
 
-UTF8_CHARSETS = ("utf-8", "utf8", "us-ascii", "ascii")  # ASCII is UTF-8 too
+UTF8_CHARSETS = ("utf-8", "utf8")
+# ASCII is UTF-8 too, so a body that says so is read as UTF-8, once checked to be ASCII
+# (a body declared us-ascii with "é" in it was read as UTF-8 and stored).
+ASCII_CHARSETS = ("us-ascii", "ascii")
+READABLE_CHARSETS = UTF8_CHARSETS + ASCII_CHARSETS
 # A charset parameter and its value, quoted or not. Read here, not by werkzeug, which
 # drops one written with spaces around "=" (`charset = latin-1`): such a body was read as
 # UTF-8.
@@ -55,7 +59,7 @@ def require_json(req: Request | None = None) -> None:
     # compressed would otherwise be read as if it were neither (a 400 "not UTF-8", or
     # another character than the one meant).
     charset = named[0] if named else "utf-8"
-    if charset not in UTF8_CHARSETS:
+    if charset not in READABLE_CHARSETS:
         raise ApiError(
             415, "unsupported_media_type", f"send the body as UTF-8, not {charset[:32]!r}"
         )
@@ -248,9 +252,16 @@ def _float(text: str) -> float:
 JSON_DECODER = json.JSONDecoder(parse_constant=_not_json, parse_float=_float)
 
 
+def _declared_ascii(req: Request) -> bool:
+    named = named_charsets(req.headers.get("Content-Type", ""))
+    return bool(named) and named[0] in ASCII_CHARSETS
+
+
 def json_body(req: Request | None = None) -> Any:
     """The body parsed as JSON; UnreadableJson when it cannot be, 413 when too large."""
     raw = body_bytes(req)
+    if not raw.isascii() and _declared_ascii(req or request):
+        raise UnreadableJson("the body is not ASCII, as its charset says")
     try:
         return JSON_DECODER.decode(raw.decode("utf-8"))
     except UnicodeDecodeError:

@@ -105,8 +105,8 @@ def make_blueprint(settings: Settings) -> Blueprint:
         require_json()
         try:
             given = json_body()  # 413 when too large, however the body is framed
-        except UnreadableJson:
-            given = None
+        except UnreadableJson as exc:  # as the API's other bodies: not a bad handle
+            raise ApiError(400, "invalid_json", str(exc)) from None
         handle = given.get("handle") if isinstance(given, dict) else None
         if not isinstance(handle, str) or not HANDLE_PATTERN.fullmatch(handle):
             raise ApiError(400, "invalid_handle", 'send {"handle": "<a local user\'s handle>"}')

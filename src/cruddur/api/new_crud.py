@@ -147,7 +147,8 @@ class NewCrud:
 def _utf8_json(kind: str) -> bool:
     """`kind` is application/json with no parameter but one UTF-8 charset, read as the
     view's require_json reads it (a value quoted on one side only once passed here, and
-    the view refused it: a 201 from one path, a 415 from the other)."""
+    the view refused it: a 201 from one path, a 415 from the other). A body declared
+    ASCII goes to the view, which checks that it is."""
     media, _, params = kind.partition(";")
     if media.strip().lower() != JSON:
         return False
