@@ -235,6 +235,30 @@ def test_a_local_http_1_0_request_without_host_reaches_the_development_sign_in(
     assert "andrewbrown" in json.dumps(json.loads(body))
 
 
+def test_an_http_1_1_request_without_host_is_a_400_and_changes_nothing(served: Served) -> None:
+    # A review: granian hands a missing Host on as "", and an HTTP/1.1 request without
+    # one got the feed, and a write was stored (RFC 9112, 3.2: a server answers it 400).
+    before = snapshot(served.url)
+    body = b'{"message": "no host", "ttl": "1-day"}'
+    token = served.token("andrewbrown")
+    for request in [
+        b"GET /api/activities/home HTTP/1.1\r\nConnection: close\r\n\r\n",
+        b"GET /api/activities/home HTTP/1.1\r\nHost:\r\nConnection: close\r\n\r\n",
+        b"POST /api/activities HTTP/1.1\r\nAuthorization: Bearer %s\r\nContent-Type: "
+        b"application/json\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s"
+        % (token.encode(), len(body), body),
+    ]:
+        with socket.create_connection(("127.0.0.1", served.port), timeout=20) as sock:
+            sock.sendall(request)
+            answer = b""
+            while data := sock.recv(65536):
+                answer += data
+        head, _, payload = answer.partition(b"\r\n\r\n")
+        assert head.split()[1] == b"400", answer[:300]
+        assert json.loads(payload)["error"] == "missing_host"
+    assert snapshot(served.url) == before
+
+
 @pytest.mark.parametrize("declared", ["+100", "100"])
 def test_a_body_shorter_than_its_content_length_is_a_400_and_changes_nothing(
     api, mint, seeded_db: str, declared: str

@@ -99,7 +99,12 @@ class Edge:
 
         # Method names are case-sensitive (RFC 9110): `post` is no method of this API,
         # but Flask's routing upper-cases it, and `post /api/activities` made a crud.
-        app = self.app if environ.get("REQUEST_METHOD", "").isupper() else _unknown_method
+        if not environ.get("REQUEST_METHOD", "").isupper():
+            app = _unknown_method
+        elif not environ.get("HTTP_HOST") and environ.get("SERVER_PROTOCOL") == "HTTP/1.1":
+            app = _no_host  # granian hands on a missing Host as "": the request was served
+        else:
+            app = self.app
         if observe is None:
             return app(environ, start)
         try:
@@ -123,18 +128,29 @@ class Edge:
 def _unknown_method(environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
     """501, the answer to a method the server does not recognise (RFC 9110, 15.6.2)."""
     sent = environ.get("REQUEST_METHOD", "")[:32]
+    message = f"unknown method {sent!r}: method names are upper case (GET, POST)"
+    return _refuse(environ, start_response, "501 NOT IMPLEMENTED", "not_implemented", message)
+
+
+def _no_host(environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
+    """400, the answer to an HTTP/1.1 request without a Host header (RFC 9112, 3.2)."""
+    message = "an HTTP/1.1 request must send a Host header"
+    return _refuse(environ, start_response, "400 BAD REQUEST", "missing_host", message)
+
+
+def _refuse(
+    environ: dict[str, Any], start_response: Callable[..., Any], status: str, error: str, said: str
+) -> list[bytes]:
     body = json.dumps(
         {
-            "error": "not_implemented",
-            "message": f"unknown method {sent!r}: method names are upper case (GET, POST)",
+            "error": error,
+            "message": said,
             "errors": [],  # the one shape of every error (openapi.yaml, Error)
             "request_id": environ.get(REQUEST_ID_KEY),
         }
     ).encode()
-    start_response(
-        "501 NOT IMPLEMENTED",
-        [("Content-Type", "application/json"), ("Content-Length", str(len(body)))],
-    )
+    headers = [("Content-Type", "application/json"), ("Content-Length", str(len(body)))]
+    start_response(status, headers)
     return [b""] if environ.get("REQUEST_METHOD", "").upper() == "HEAD" else [body]
 
 
