@@ -969,6 +969,30 @@ def _choose_dev_user(browser, handle: str) -> None:
     _shown(browser, ".flash", f"Signed in as @{handle}.")
 
 
+def test_back_to_a_page_kept_from_before_signing_out_shows_it_signed_out(
+    browser, site: str
+) -> None:
+    # A review: the browser's back/forward cache gave back a page as it was, signed in,
+    # the post form and its draft there, after the reader signed out on a later page;
+    # a post from it was stored as the signed-out reader.
+    _sign_in_as(browser, site, "andrewbrown")
+    _shown(browser, "form.compose textarea").send_keys("my private draft")
+    browser.execute_script("window.keptPage = true")  # gone if the page is loaded again
+    browser.get(site + "/@bayko")  # another document: the first one may be kept whole
+    _shown(browser, "ol.feed > li")
+    _css(browser, "#nav button").click()  # sign out
+    _shown(browser, ".flash", "You are signed out.")
+    browser.back()  # the sign-out's own page
+    _wait(browser, lambda d: d.execute_script("return location.pathname") == "/@bayko")
+    browser.back()
+    _wait(browser, lambda d: d.execute_script("return location.pathname") == "/")
+    _shown(browser, "#nav a[href='/signin']")
+    _shown(browser, "ol.feed > li")
+    assert not _all(browser, "form.compose")
+    assert "my private draft" not in browser.page_source
+    assert browser.execute_script("return window.keptPage === undefined")
+
+
 def test_sign_in_to_reply_comes_back_to_the_crud(browser, site: str) -> None:
     # "Sign in to reply" led to the home feed after signing in, and Back from there
     # showed the sign-in form again.

@@ -39,6 +39,23 @@ function save(next) {
   for (const listener of listeners) listener(session);
 }
 
+// A page the browser kept in its back/forward cache comes back with the session it had:
+// signed in (and able to post) after the reader signed out on a later page of the tab.
+// True when the tab's stored sign-in is another person's, or none, than this page's;
+// the same person's newer tokens are taken on.
+export function changedInTab() {
+  let saved;
+  try {
+    saved = JSON.parse(sessionStorage.getItem(KEY) || "null");
+  } catch {
+    return false; // storage refused: this page's memory is the only sign-in
+  }
+  const who = (s) => (s && s.accessToken ? `${s.source} ${s.handle}` : null);
+  if (who(saved) !== who(session)) return true;
+  if (saved) session = saved;
+  return false;
+}
+
 export const onChange = (listener) => listeners.add(listener);
 export const current = () => session;
 export const mode = () => (config.cognito ? "cognito" : config.devSignIn ? "dev" : "none");

@@ -165,6 +165,11 @@ document.addEventListener("visibilitychange", () => {
   if (document.visibilityState === "visible") views.refreshTimes();
 });
 auth.onChange(renderNav);
+// Back to a page the browser kept whole: drawn afresh if the tab's sign-in changed since
+// (signed out, or someone else), its drafts and posting hands gone with the reload.
+window.addEventListener("pageshow", (event) => {
+  if (event.persisted && auth.changedInTab()) location.reload();
+});
 // Drawn again (Try again, back online) with the place kept, if any. A reader typing in
 // the post box stays in it, at the end of the draft (drafts.js gives it back), not sent
 // to the page's heading mid-word.
