@@ -181,6 +181,9 @@ def test_home_feed_pages_and_shows_hostile_text_as_text(browser, site: str, shot
     assert _css(hostile, ".message").text == HOSTILE
     assert not _all(browser, "main img") and not _all(browser, "main script")
     assert browser.title == "Cruddur"
+    # Marks stacked on a letter ("Zalgo") drew over the lines above and below: clipped.
+    clipping = "const s = getComputedStyle(arguments[0]); return [s.overflow, s.overflowClipMargin]"
+    assert browser.execute_script(clipping, _css(hostile, ".message")) == ["clip", "6px"]
     browser.save_screenshot(str(shots / "home-desktop.png"))
 
     assert len(_all(browser, "ol.feed > li")) == 20
@@ -991,6 +994,31 @@ def test_back_to_a_page_kept_from_before_signing_out_shows_it_signed_out(
     assert not _all(browser, "form.compose")
     assert "my private draft" not in browser.page_source
     assert browser.execute_script("return window.keptPage === undefined")
+
+
+def test_enter_pressed_twice_on_crud_posts_once_and_says_nothing_of_a_blank(
+    browser, site: str, web_db: str
+) -> None:
+    # A review: the second Enter sent the box the first had emptied, and the page said
+    # "must not be blank" under a post that had gone through.
+    _sign_in_as(browser, site, "andrewbrown")
+    _shown(browser, "form.compose textarea").send_keys("Pressed twice")
+    button = _css(browser, "form.compose button[type=submit]")
+    button.send_keys(Keys.ENTER)
+    _wait(browser, lambda d: d.execute_script(_SAID) == "Posted.")
+    browser.switch_to.active_element.send_keys(Keys.ENTER)  # the button, focus given back
+    time.sleep(1)
+    try:
+        assert browser.switch_to.active_element == button
+        assert not [e.text for e in _all(browser, "form.compose .form-error, .field-error") if e.text]
+        assert _console_problems(browser) == []  # no 422 asked for
+        with psycopg.connect(web_db) as conn:
+            stored = conn.execute("SELECT count(*) FROM activities WHERE message = 'Pressed twice'")
+            assert stored.fetchone()[0] == 1
+    finally:
+        with psycopg.connect(web_db) as conn:
+            conn.execute("DELETE FROM activities WHERE message = 'Pressed twice'")
+        browser.execute_script("sessionStorage.removeItem('cruddur.session')")
 
 
 def test_sign_in_to_reply_comes_back_to_the_crud(browser, site: str) -> None:

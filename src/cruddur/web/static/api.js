@@ -155,7 +155,9 @@ export async function read(path, waiting = () => {}) {
       if (error.status !== 503) throw error;
       const database = error.code === "database_unavailable";
       if (attempt >= 6) {
-        if (database) error.message = "The database is still not answering. Reload the page to try again.";
+        // Not "reload the page": a reload empties the post box, and a button to ask again
+        // ("Try again", "Load more") is beside this line.
+        if (database) error.message = "The database is still not answering. Try again in a moment.";
         throw error;
       }
       if (database) error.message = "The database is not answering; retrying…";

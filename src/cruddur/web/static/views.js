@@ -326,6 +326,12 @@ function checkLength(textarea, max) {
   throw error;
 }
 
+// A second press of Enter on "Crud" or "Reply" just after a post was sent with the box
+// it had emptied: the page said "must not be blank" of a post that had gone through.
+// Such a press, on an empty box within this long of a post, is taken as the same press.
+const REPEAT_PRESS_MS = 2000;
+const pressedAgain = (textarea, sentAt) => !textarea.value.trim() && Date.now() - sentAt < REPEAT_PRESS_MS;
+
 async function submitting(form, work) {
   const button = form.querySelector("button[type=submit]");
   const focused = document.activeElement; // the button, when pressed from the keyboard
@@ -374,11 +380,14 @@ function composeForm(onPosted) {
     fieldError(`${ttlId}-error`),
     h("p", { class: "form-error", role: "alert" }),
   );
+  let sentAt = 0;
   form.addEventListener("submit", (event) => {
     event.preventDefault();
+    if (pressedAgain(textarea, sentAt)) return;
     submitting(form, async () => {
       checkLength(textarea, MESSAGE_MAX);
       const { data } = await auth.write("/api/activities", { message: textarea.value, ttl: ttl.value });
+      sentAt = Date.now();
       textarea.value = "";
       textarea.dispatchEvent(new Event("input"));
       onPosted(data);
@@ -453,11 +462,14 @@ function replyForm(parent, onReplied) {
       h("button", { type: "submit", class: "primary" }, "Reply")),
     h("p", { class: "form-error", role: "alert" }),
   );
+  let sentAt = 0;
   form.addEventListener("submit", (event) => {
     event.preventDefault();
+    if (pressedAgain(textarea, sentAt)) return;
     submitting(form, async () => {
       checkLength(textarea, REPLY_MAX);
       const { data, replayed } = await auth.write(`/api/activities/${parent}/reply`, { message: textarea.value });
+      sentAt = Date.now();
       textarea.value = "";
       textarea.dispatchEvent(new Event("input"));
       onReplied(data, replayed);
