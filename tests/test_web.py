@@ -1010,7 +1010,8 @@ def test_enter_pressed_twice_on_crud_posts_once_and_says_nothing_of_a_blank(
     time.sleep(1)
     try:
         assert browser.switch_to.active_element == button
-        assert not [e.text for e in _all(browser, "form.compose .form-error, .field-error") if e.text]
+        errors = _all(browser, "form.compose .form-error, .field-error")
+        assert not [error.text for error in errors if error.text]
         assert _console_problems(browser) == []  # no 422 asked for
         with psycopg.connect(web_db) as conn:
             stored = conn.execute("SELECT count(*) FROM activities WHERE message = 'Pressed twice'")
