@@ -1,14 +1,17 @@
 """The request log's queue while stdout blocks (a full pipe whose reader stalled: the
 awslogs driver, a `| less`): bounded, the lines past it dropped and said so, and every
-request still counted in the metrics."""
+request still counted in the metrics, while it blocks (they waited for the write)."""
 
 from __future__ import annotations
 
 import fcntl
 import json
 import os
+import subprocess
+import sys
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -53,8 +56,9 @@ def test_a_blocked_writer_bounds_the_queue_and_every_request_is_counted(
     peak = 0
     for n in range(1, MAX_QUEUED + EXTRA + 1):
         recorder(environ(n), "200 OK", 0.001)
-        peak = max(peak, len(recorder.finished))
-    assert peak == MAX_QUEUED  # unbounded, it held every request since the stall
+        peak = max(peak, len(recorder.unwritten))
+    wait_until(lambda: sum(counted) == 1 + MAX_QUEUED + EXTRA, "counted while stdout blocks")
+    assert max(peak, len(recorder.unwritten)) == MAX_QUEUED  # unbounded, it held them all
     assert recorder.dropped == EXTRA
 
     release.set()
@@ -79,12 +83,13 @@ def test_a_real_pipe_that_is_not_read_drops_lines_and_says_so_once_read() -> Non
         recorder = Recorder(KEY, logs.json_writer(write_end), counts=False)
         for n in range(100):  # ~25 kB of lines: the pipe fills, the writer thread blocks
             recorder(environ(n), "200 OK", 0.001)
-        wait_until(lambda: not recorder.finished, "taken by the writer thread")
+        wait_until(lambda: not recorder.unwritten, "taken by the writer thread")
         time.sleep(0.3)  # and blocked in os.write, with nothing left to take
-        assert not recorder.finished
+        assert not recorder.unwritten
         for n in range(MAX_QUEUED + EXTRA):
             recorder(environ(1000 + n), "200 OK", 0.001)
-        assert len(recorder.finished) == MAX_QUEUED
+        wait_until(lambda: not recorder.finished, "taken by the counting thread")
+        assert len(recorder.unwritten) == MAX_QUEUED
         assert recorder.dropped == EXTRA
 
         # The reader reads again.
@@ -122,3 +127,41 @@ def test_through_logging_the_note_is_a_warning_of_the_request_logger(
     assert note.levelname == "WARNING" and note.name == logs.REQUEST_LOGGER
     assert note.dropped == 3  # type: ignore[attr-defined]
     assert "3 request lines dropped" in note.getMessage()
+
+
+STALLED_AT_EXIT = """
+import fcntl, logging, time
+fcntl.fcntl(1, fcntl.F_SETPIPE_SZ, 4096)  # stdout: a pipe nobody reads, full at once
+from cruddur.config import TelemetrySettings
+from cruddur.telemetry import logs, requests
+logs.configure(TelemetrySettings.from_env({}), queued=True)
+recorder = requests.Recorder("k", logs.json_writer(1), counts=False)
+for n in range(500):
+    recorder({"REQUEST_METHOD": "GET", "k": f"r{n}"}, "200 OK", 0.001)
+    logging.getLogger("cruddur.test").warning("record %d", n)
+time.sleep(0.5)  # both writers blocked in os.write
+"""
+
+
+def test_a_worker_whose_stdout_stalled_still_ends(tmp_path: Path) -> None:
+    # A review: with stdout's reader stalled, a stopping worker waited for ever on its
+    # last lines (no bound on the exit's flush), on its log records' writer (joined
+    # without one), and on logging's shutdown (the handler's lock, held by the blocked
+    # write); granian's 5 s kill was then the only way it ended.
+    script = tmp_path / "stalled.py"
+    script.write_text(STALLED_AT_EXIT)
+    env = {**os.environ, "PYTHONPATH": str(Path(logs.__file__).parents[2])}
+    process = subprocess.Popen(
+        [sys.executable, str(script)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env
+    )
+    try:
+        # 0.5 s of its own, then at most EXIT_WRITE_SECONDS for each writer.
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        pytest.fail("a process whose stdout stalled did not end within 10 s")
+    finally:
+        process.stdout.close()  # type: ignore[union-attr]
+        stderr = process.stderr.read().decode()  # type: ignore[union-attr]
+        process.stderr.close()  # type: ignore[union-attr]
+    assert process.returncode == 0, stderr

@@ -4,6 +4,7 @@ exporting to a real OTLP/HTTP receiver started here (tests/otlp_receiver.py)."""
 from __future__ import annotations
 
 import ast
+import contextlib
 import io
 import json
 import logging
@@ -1010,6 +1011,52 @@ def test_a_stalled_stdout_never_stops_the_server_answering(module_db: str, tmp_p
         output = server.communicate(timeout=30)[0].decode()  # read at last: all written
     refused = [line for line in output.splitlines() if "token refused" in line]
     assert len(refused) == 400  # under the queue's bound: every record, once stdout read
+
+
+def test_one_sigterm_stops_the_server_while_its_stdout_is_stalled(
+    module_db: str, tmp_path: Path
+) -> None:
+    # A review: with stdout's reader stalled, granian's main process blocked writing its
+    # own "Shutting down granian" line, and the workers their last lines: the server
+    # ended only when stdout was read again (118 s in one run).
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "PROD_"))}
+    env.update(
+        CONNECTION_URL=module_db, CRUDDUR_HOME=str(tmp_path), NO_COLOR="1", PORT=str(port),
+        CRUDDUR_METRICS_PORT="",
+    )  # fmt: skip
+    read_end, write_end = os.pipe()  # read by no one: full after 64 kB
+    server = subprocess.Popen(
+        [str(CRUDDUR), "serve", "--workers", "2", "--threads", "2"],
+        env=env, stdout=write_end, stderr=subprocess.DEVNULL, start_new_session=True,
+    )  # fmt: skip
+    os.close(write_end)
+    try:
+        deadline = time.monotonic() + 40
+        while True:
+            try:
+                if request(f"http://127.0.0.1:{port}/api/health")[0] == 200:
+                    break
+            except OSError:
+                pass
+            assert time.monotonic() < deadline and server.poll() is None, "serve did not start"
+            time.sleep(0.1)
+        for _ in range(600):  # ~150 kB of request lines: stdout took some of them
+            assert request(f"http://127.0.0.1:{port}/api/health")[0] == 200
+        time.sleep(0.5)  # the lines' writers blocked in their writes
+        os.killpg(server.pid, signal.SIGTERM)
+        # granian kills a worker that has not stopped after WORKERS_KILL_TIMEOUT.
+        try:
+            server.wait(timeout=WORKERS_KILL_TIMEOUT + 5)
+        except subprocess.TimeoutExpired:
+            pytest.fail("one SIGTERM did not stop the server: its stalled stdout held it")
+        with pytest.raises(ProcessLookupError):
+            os.killpg(server.pid, 0)  # no worker left either
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(server.pid, signal.SIGKILL)
+        os.close(read_end)
+        server.wait(timeout=30)
 
 
 QUEUED_AT_EXIT = """

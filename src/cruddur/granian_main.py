@@ -97,9 +97,11 @@ def _serve() -> None:
 
     # cruddur.parent_death: libc loaded once, here, not in each worker after its fork.
     from cruddur import api, parent_death  # noqa: F401
+    from cruddur.telemetry import server_lines
     from cruddur.web.assets import read_before_forking
 
     read_before_forking()  # a respawned worker serves the files the others do
+    server_lines.install()  # a stalled stdout must not hold up a stop
     _hang_up_stops()
     try:
         # As granian.cli.entrypoint runs it, but a Ctrl-C before granian's handlers are in

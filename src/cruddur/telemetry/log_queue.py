@@ -10,6 +10,7 @@ and a note says how many once writing resumes (as request lines are: requests.py
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import logging
 import logging.handlers
@@ -21,6 +22,8 @@ from collections.abc import Callable
 # Records waiting for stdout at most, then dropped and counted. Few: one with an exception
 # holds its traceback (frames and their locals) until written.
 MAX_QUEUED = 1_000
+# What a stopping worker waits, at most, for its last records to reach stdout.
+EXIT_WRITE_SECONDS = 1.0
 
 
 class QueuedRecords(logging.handlers.QueueHandler):
@@ -42,7 +45,19 @@ class QueuedRecords(logging.handlers.QueueHandler):
         # Written at exit (a worker granian stops): what is queued, then the thread ends;
         # after every other finalizer (the spans' last flush, 100, and what its exporter
         # logs; the metrics', 90), so nothing they log is queued after the writer stopped.
-        multiprocessing.util.Finalize(self, self.listener.stop, exitpriority=1)
+        multiprocessing.util.Finalize(self, self._stop, exitpriority=1)
+
+    def _stop(self) -> None:
+        """The listener's stop (what is queued written, then its thread ends), waited for
+        at most EXIT_WRITE_SECONDS: with stdout's reader stalled it waited for ever, and
+        the worker never ended."""
+        stopper = threading.Thread(target=self._stop_listener, daemon=True)
+        stopper.start()
+        stopper.join(EXIT_WRITE_SECONDS)
+
+    def _stop_listener(self) -> None:
+        with contextlib.suppress(queue.Full):  # full: its writer is stuck, and stays so
+            self.listener.stop()
 
     def prepare(self, record: logging.LogRecord) -> logging.LogRecord:
         record = copy.copy(record)

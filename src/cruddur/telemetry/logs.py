@@ -490,6 +490,15 @@ class WholeLines(logging.Handler):
         self.fd = fd
         self.setFormatter(JsonFormatter(max_bytes=PIPE_BUF - 1))
 
+    def handle(self, record: logging.LogRecord) -> bool:
+        # Without the handler's lock: each record is one write of whole lines, which the
+        # kernel keeps whole. Held through a write that blocked (stdout's reader stalled),
+        # the lock held logging's shutdown at exit too, and a stopping worker never ended.
+        if not self.filter(record):
+            return False
+        self.emit(record)
+        return True
+
     def emit(self, record: logging.LogRecord) -> None:
         try:
             line = f"{self.format(record)}\n".encode(errors="surrogatepass")

@@ -53,23 +53,29 @@ class RememberedRequest(Request):
         self.__dict__["url_rule"] = None  # Flask's default, until a rule matches
 
 
-FLUSH_EVERY = 0.1  # seconds between writes of the finished requests' lines and counts
-# Finished requests queued for the writer at most: while stdout blocks (a stalled reader
-# of a full pipe) the queue would grow with every request until the worker was killed.
-# Past it a request's line is dropped (its metrics still counted), and a note says how
-# many once writing resumes. Full, it holds 27 MB (request ids alone) to 56 MB (trace
-# ids and users too), measured with tracemalloc.
+FLUSH_EVERY = 0.1  # seconds between takings of the finished requests, counted then
+# Counted requests waiting for stdout at most: while stdout blocks (a stalled reader of a
+# full pipe) the queue would grow with every request until the worker was killed. Past
+# it a request's line is dropped (it is counted all the same), and a note says how many
+# once writing resumes. Full, it holds 27 MB (request ids alone) to 56 MB (trace ids and
+# users too), measured with tracemalloc.
 MAX_QUEUED = 100_000
+# What a stopping worker waits, at most, for its last lines to reach stdout: a stalled
+# reader kept it from ending at all (its spans' last flush, next, never ran).
+EXIT_WRITE_SECONDS = 1.0
 
 
 class Recorder:
-    """Takes each finished request for its log line and metrics, and records them from a
-    thread of its own every FLUSH_EVERY seconds.
+    """Takes each finished request for its log line and metrics: a thread of its own
+    counts them every FLUSH_EVERY seconds and hands their lines to another, which writes
+    them to stdout.
 
     On this machine the same work done in the request itself cost 40-74 µs of CPU a
     request, several times what it costs in a batch: between two waits on the database
     a request runs with cold caches. Queued, a request pays for an append; lines reach
     stdout at most 0.1 s later, and what is queued when the process ends is written then.
+    Two threads, so that a write blocked by a stalled stdout holds up only the lines: one
+    thread did both, and /metrics stopped counting until stdout was read again.
     """
 
     def __init__(
@@ -84,10 +90,14 @@ class Recorder:
         self.write = write
         self.counts = counts
         self.queued = queued  # False: record at once (text for a person watching)
-        self.finished: deque[logs.Finished] = deque()
+        self.finished: deque[logs.Finished] = deque()  # to be counted
+        self.unwritten: deque[logs.Finished] = deque()  # counted, their lines to write
         self.dropped = 0  # lines dropped since the last note; changed under _dropping
         self._dropping = threading.Lock()
+        self._to_write = threading.Event()
+        self._stopping = False
         self._thread: threading.Thread | None = None
+        self._writer: threading.Thread | None = None
         self._lock = threading.Lock()
 
     def __call__(self, environ: dict[str, Any], status_line: str, seconds: float) -> None:
@@ -101,24 +111,12 @@ class Recorder:
             environ.get(TRACE_IDS_KEY),
             environ.get(USER_UUID_KEY),
         )
-        finished = self.finished
-        if len(finished) >= MAX_QUEUED:
-            # Serving threads may pass this check together: the queue can exceed the
-            # bound by at most their number.
-            self._drop(request)
-            return
-        finished.append(request)
+        self.finished.append(request)
         if not self.queued:
             self.flush()
+            self.write_unwritten()
         elif self._thread is None:
             self._start()
-
-    def _drop(self, request: logs.Finished) -> None:
-        """The queue is full: count the request in the metrics now, and its line as dropped."""
-        if self.counts:
-            metrics.observe_requests([request])
-        with self._dropping:
-            self.dropped += 1
 
     def _start(self) -> None:
         with self._lock:
@@ -126,7 +124,11 @@ class Recorder:
                 return
             # Started in the process that serves (after a server's fork), on first use.
             self._thread = threading.Thread(target=self._run, name="cruddur-requests", daemon=True)
+            self._writer = threading.Thread(
+                target=self._write_on, name="cruddur-request-lines", daemon=True
+            )
             self._thread.start()
+            self._writer.start()
             multiprocessing.util.Finalize(self, self._flush_at_exit, exitpriority=110)
 
     def _run(self) -> None:
@@ -134,38 +136,65 @@ class Recorder:
             time.sleep(FLUSH_EVERY)
             try:
                 self.flush()
+            except Exception:  # never let the counting thread end; try again next time
+                logging.getLogger("cruddur.telemetry").exception("request metrics failed")
+
+    def _write_on(self) -> None:
+        while not self._stopping or self.unwritten:
+            self._to_write.wait()
+            self._to_write.clear()
+            try:
+                self.write_unwritten()
             except BrokenPipeError:
                 self._reader_gone()
             except Exception:  # a full disk must not end the thread; try again next time
                 logging.getLogger("cruddur.telemetry").exception("request log: write failed")
 
     def _flush_at_exit(self) -> None:
-        try:
-            self.flush()
-        except BrokenPipeError:
-            self._reader_gone()
+        self.flush()
+        self._stopping = True
+        self._to_write.set()
+        if self._writer is not None:
+            self._writer.join(EXIT_WRITE_SECONDS)  # a stalled stdout: the rest is lost
 
     def _reader_gone(self) -> None:
         # stdout's reader has gone (`cruddur serve | head -1`): the lines have nowhere to
         # go, and saying so on stderr once a second (with a traceback, as it did) helps
         # nobody. The counts for /metrics go on.
         self.write = None
+        self.unwritten.clear()
 
     def flush(self) -> None:
-        taken = []
-        while self.finished:
-            taken.append(self.finished.popleft())
+        """Count the finished requests and queue their lines (MAX_QUEUED at most)."""
+        finished = self.finished
+        taken = [finished.popleft() for _ in range(len(finished))]
+        if not taken:
+            return
+        if self.counts:
+            metrics.observe_requests(taken)
+        if self.write is None:
+            return
+        room = MAX_QUEUED - len(self.unwritten)
+        if room < len(taken):
+            with self._dropping:
+                self.dropped += len(taken) - max(room, 0)
+            taken = taken[: max(room, 0)]
+        self.unwritten.extend(taken)
+        self._to_write.set()
+
+    def write_unwritten(self) -> None:
+        write = self.write
+        if write is None:
+            return
+        unwritten = self.unwritten
+        taken = [unwritten.popleft() for _ in range(len(unwritten))]
         with self._dropping:
             dropped, self.dropped = self.dropped, 0
         if not taken and not dropped:
             return
-        if self.counts and taken:
-            metrics.observe_requests(taken)
-        if self.write is None:
-            return
         try:
             # The note follows the lines: the requests dropped came after those queued.
-            self.write(taken, dropped)
+            write(taken, dropped)
         except BaseException:
             with self._dropping:  # said in the next note, rather than never
                 self.dropped += dropped
