@@ -7,7 +7,9 @@ a terminal that closed left the server running with nobody to stop it)."""
 
 from __future__ import annotations
 
+import logging
 import os
+import re
 import signal
 from typing import Any
 
@@ -17,6 +19,22 @@ from cruddur.services import last_write
 from cruddur.telemetry.counts_folder import remove_counts_folder
 
 HANG_UP_IGNORED = signal.getsignal(signal.SIGHUP) == signal.SIG_IGN  # under nohup
+_QUERY = re.compile(r"\?[^\s'\"]*")  # in a quoted request line: from ? to its end
+
+
+def _without_queries(record: logging.LogRecord) -> bool:
+    """gunicorn's warning of a malformed request ("Invalid HTTP request line: 'GET
+    /x?access_token=… HTTP/1.1'") quoted its request line, query and all: a token sent
+    there was logged. The query is left out, as from every request line."""
+    message = record.getMessage()
+    if "?" in message:
+        record.msg, record.args = _QUERY.sub("?…", message), ()
+    return True
+
+
+def on_starting(server: Any) -> None:
+    # Before any worker forks: theirs is the same logger, filter and all.
+    logging.getLogger("gunicorn.error").addFilter(_without_queries)
 
 
 def when_ready(server: Any) -> None:
