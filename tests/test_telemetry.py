@@ -652,6 +652,10 @@ def test_metrics_count_the_requests_of_both_workers(served: Served) -> None:
     relayed = {"Authorization": f"Bearer {_token(served)}", "X-Forwarded-For": "10.0.0.7"}
     answer = request(f"{served.base}/api/activities", data=b"{}", method="POST", headers=relayed)
     assert answer[0] == 401
+    # Relayed with no token at all: missing, not a dev token refused (a review).
+    tokenless = {"X-Forwarded-For": "10.0.0.7"}
+    answer = request(f"{served.base}/api/activities", data=b"{}", method="POST", headers=tokenless)
+    assert answer[0] == 401
 
     deadline = time.monotonic() + 5
     while (
@@ -673,7 +677,7 @@ def test_metrics_count_the_requests_of_both_workers(served: Served) -> None:
     seconds = ("cruddur_http_request_duration_seconds_sum", (("route", "/api/activities/home"),))
     assert 0 < after[seconds] - before.get(seconds, 0) < sent * 10
     refused = ("cruddur_auth_tokens_refused_total", (("reason", "missing"),))
-    assert after[refused] - before.get(refused, 0) == 3
+    assert after[refused] - before.get(refused, 0) == 4
     not_local = ("cruddur_auth_tokens_refused_total", (("reason", "dev_not_local"),))
     assert after[not_local] - before.get(not_local, 0) == 1
     # Each worker's pool holds at least its one connection; the exporter adds them up.
