@@ -561,6 +561,24 @@ def test_setup_checks_the_migrations_before_it_drops_anything(
         assert conn.execute("SELECT count(*) FROM users").fetchone()[0] == 3
 
 
+def test_status_names_an_unfinished_migration_and_does_not_say_migrate_applies_it(
+    seeded_db, tmp_path, monkeypatch
+) -> None:
+    # A review: an unfinished `db new` file made the migrations "unknown", and with a
+    # file edited since applied status still said `bin/db-migrate` applies the pending
+    # ones, which migrate refuses to do.
+    folder = tmp_path / "migrations"
+    shutil.copytree(package_dir(), folder)
+    (folder / "29990101000000_unfinished.sql").write_text("-- migrate:up\n\n-- migrate:down\n")
+    monkeypatch.setattr(runner, "package_dir", lambda: folder)
+    env = {"CONNECTION_URL": seeded_db, "PROD_CONNECTION_URL": None}
+    result = CliRunner(env=env).invoke(main, ["db", "status"])
+    assert result.exit_code == 0, result.output
+    assert "1 pending, 1 unfinished (29990101000000_unfinished.sql" in result.output
+    assert "(`bin/db-migrations` says what stops `bin/db-migrate`)" in result.output
+    assert "applies them" not in result.output
+
+
 def test_names_with_markup_characters_print_as_themselves(admin, server_url, new_db_name) -> None:
     name = new_db_name() + "_x[/y]"
     url = with_database(server_url, name)

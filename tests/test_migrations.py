@@ -328,6 +328,52 @@ def test_rollback_runs_down_sections_newest_first_and_refuses_without_one(
     assert applied(empty_db) == [] and "notes" not in tables(empty_db)
 
 
+def test_an_empty_down_section_is_named_as_empty(empty_db: str, tmp_path) -> None:
+    # `db new`'s file with only its up section written: "has no down section" of a file
+    # that has one sent the reader looking for what was there.
+    empty_down = "-- migrate:up\nALTER TABLE notes ADD COLUMN size int;\n\n-- migrate:down\n"
+    folder = write(
+        tmp_path / "m",
+        {"20260101000000_notes.sql": NOTES, "20260102000000_add_size.sql": empty_down},
+    )
+    assert migrate(empty_db, folder).returncode == 0
+    refused = cli("db-rollback", "--migrations-dir", str(folder), env=local(empty_db))
+    assert refused.returncode == 1
+    assert "20260102000000_add_size.sql's down section is empty" in refused.stderr
+    assert "--accept-edited 20260102000000" in refused.stderr
+    assert len(applied(empty_db)) == 2
+
+
+def test_an_unfinished_migration_stops_no_listing_status_or_rollback(
+    empty_db: str, tmp_path
+) -> None:
+    # A review: one `db new` file not written yet stopped `db migrations`, `db rollback`
+    # and `db status` too ("the up section has no statement"); only a migrate must stop.
+    folder = write(
+        tmp_path / "m",
+        {"20260101000000_notes.sql": NOTES, "20260102000000_add_colour.sql": ADD_COLOUR},
+    )
+    assert migrate(empty_db, folder).returncode == 0
+    drafted = cli("db-new-migration", "add_bio", "--migrations-dir", str(folder))
+    assert drafted.returncode == 0, drafted.stderr
+    draft = Path(drafted.stdout.strip()).name
+    listed = run(
+        "db-migrations", "--migrations-dir", str(folder), "--exit-code", env=local(empty_db)
+    )
+    assert listed.returncode == 1, listed.stderr  # pending: a deploy would stop here
+    assert "2 applied, 1 pending" in listed.stderr and "1 unfinished" in listed.stderr
+    assert "unfinished: its up section has no statement" in listed.stdout
+    assert draft.removesuffix(".sql").split("_", 1)[0] in listed.stdout
+    refused = migrate(empty_db, folder)
+    assert refused.returncode == 1 and f"{draft}: the up section has no statement" in (
+        refused.stderr
+    )
+    rolled = cli("db-rollback", "--migrations-dir", str(folder), env=local(empty_db))
+    assert rolled.returncode == 0, rolled.stderr
+    assert "rolled back 20260102000000" in rolled.stderr
+    assert applied(empty_db) == ["20260101000000"]
+
+
 def test_create_index_concurrently_runs_outside_a_transaction(empty_db: str, tmp_path) -> None:
     index = (
         "-- migrate:up transaction:false\n"

@@ -557,7 +557,8 @@ def rollback(
     from cruddur.ops.databases import refuse_system_database
     from cruddur.ops.migrations import runner
 
-    migrations = runner.load(migrations_dir)
+    # A file not written yet is never applied: it does not stop a rollback of those that are.
+    migrations = runner.load(migrations_dir, unfinished=[])
     chosen = _settings(cli, lock_timeout, statement_timeout, lock_wait)
     target, url = migration_target(cli)
     refuse_system_database(target.dbname, "roll back migrations in")
@@ -607,7 +608,8 @@ def migrations_status(cli: Cli, migrations_dir: Path | None, exit_code: bool) ->
     """List the migrations: applied (with when), pending, out of order, edited."""
     from cruddur.ops.migrations import runner
 
-    migrations = runner.load(migrations_dir)
+    unfinished: list[str] = []  # listed, not refused: one `db new` file stopped the list
+    migrations = runner.load(migrations_dir, unfinished)
     _, url = migration_target(cli)
     with runner.connect(url, cli.settings.migration.connect_timeout) as conn:
         current = runner.plan(conn, migrations)
@@ -631,6 +633,10 @@ def migrations_status(cli: Cli, migrations_dir: Path | None, exit_code: bool) ->
     for missing in current.missing:
         when = _when(missing.applied_at)
         rows[missing.version] = (missing.name, "applied, no file here", when)
+    for file_name in unfinished:
+        version, _, name = file_name.removesuffix(".sql").partition("_")
+        if version not in rows:
+            rows[version] = (name, "pending, unfinished: its up section has no statement", "")
     # A row of schema_migrations may name what no file here does: table() escapes it.
     table(
         ("version", "name", "status", "applied at (UTC)"),
@@ -639,7 +645,7 @@ def migrations_status(cli: Cli, migrations_dir: Path | None, exit_code: bool) ->
     _warn_invalid(current)
     count = len(current.applied)
     # One to adopt is pending too: `db migrate` would change the database (record it).
-    pending = len(current.pending) + (current.adopt is not None)
+    pending = len(current.pending) + (current.adopt is not None) + len(unfinished)
     result_line = f"{count} applied, {pending} pending"
     if current.adopt:
         result_line += " (1 to adopt)"
@@ -649,6 +655,8 @@ def migrations_status(cli: Cli, migrations_dir: Path | None, exit_code: bool) ->
         result_line += f", {len(current.missing)} applied with no file here"
     if current.invalid_indexes:
         result_line += f", {len(current.invalid_indexes)} INVALID index(es)"
+    if unfinished:
+        result_line += f", {len(unfinished)} unfinished (fill in its up section, or remove it)"
     info(result_line)
     # An INVALID index fails the gate too: a migration or rollback outside a transaction
     # stopped halfway, and the schema is not what schema_migrations says.

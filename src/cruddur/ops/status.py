@@ -85,8 +85,9 @@ def _status(db: Db, migrate: str) -> DatabaseStatus:
 
 
 def _migrations(conn: psycopg.Connection, migrate: str) -> str:
+    unfinished: list[str] = []  # said, not a reason to know nothing: a `db new` file
     try:
-        migrations = runner.load()
+        migrations = runner.load(unfinished=unfinished)
         current = runner.plan(conn, migrations)
     except (MigrationFileError, runner.MigrationError) as exc:
         return f"unknown: {exc}"
@@ -96,7 +97,7 @@ def _migrations(conn: psycopg.Connection, migrate: str) -> str:
         return f"unknown: {_answered(exc)}"
     if current.adopt:
         return f"none recorded: a schema-load database (`{migrate}` adopts it)"
-    summary = f"{len(current.applied)} applied, {len(current.pending)} pending"
+    summary = f"{len(current.applied)} applied, {len(current.pending) + len(unfinished)} pending"
     if current.edited:
         summary += f", {len(current.edited)} edited since applied"
     # What `db migrations --exit-code` fails a deploy on is said here too.
@@ -104,7 +105,13 @@ def _migrations(conn: psycopg.Connection, migrate: str) -> str:
         summary += f", {len(current.missing)} applied with no file here"
     if current.invalid_indexes:
         summary += f", {len(current.invalid_indexes)} INVALID index(es)"
-    if current.pending:
+    if unfinished:
+        summary += f", {len(unfinished)} unfinished ({', '.join(unfinished)}: no up statement)"
+    if current.edited or current.invalid_indexes or unfinished:
+        # `db migrate` refuses until these are dealt with: "applies them" was not so.
+        listing = migrate.replace("db-migrate", "db-migrations")
+        summary += f" (`{listing}` says what stops `{migrate}`)"
+    elif current.pending:
         summary += f" (`{migrate}` applies them)"
     return summary
 

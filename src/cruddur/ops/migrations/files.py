@@ -30,6 +30,11 @@ class MigrationFileError(Problem, ValueError):
     """A migration file (or the folder) is not usable; the message names the file."""
 
 
+class UnfinishedMigration(MigrationFileError):
+    """A migration whose up section has no statement yet: most often `db new`'s file,
+    not written yet. Nothing can run it; a listing or a rollback need not stop at it."""
+
+
 def package_dir() -> Path:
     """The migrations shipped with cruddur: src/cruddur/db/migrations."""
     return Path(str(resources.files("cruddur.db").joinpath("migrations")))
@@ -185,7 +190,7 @@ def parse(path: Path, text: str) -> Migration:
     up = _section(file_name, up_text, up_line + 1, up_transaction, "up")
     if up.empty:
         # Most often `db new`'s file, not written yet: where it is, to finish or delete.
-        raise MigrationFileError(
+        raise UnfinishedMigration(
             f"{file_name}: the up section has no statement",
             f"fill in its up section, or remove it first: {path.absolute()}",
         )
@@ -216,8 +221,12 @@ def _read(path: Path) -> str:
         ) from None
 
 
-def load(directory: Path) -> list[Migration]:
-    """Every migration in the folder, in version order; any bad file refuses them all."""
+def load(directory: Path, unfinished: list[str] | None = None) -> list[Migration]:
+    """Every migration in the folder, in version order; any bad file refuses them all.
+
+    unfinished: where to list, by file name, the files whose up section has no statement
+    yet, left out of what is returned, instead of refusing them all (a listing, a status
+    or a rollback: one `db new` file not written yet stopped them too)."""
     if not directory.is_dir():
         raise MigrationFileError(f"{directory}: no such migrations folder")
     migrations: dict[str, Migration] = {}
@@ -240,7 +249,13 @@ def load(directory: Path) -> list[Migration]:
             # A link to nothing, a folder, a pipe: skipped, it never ran and the gate passed.
             what = "a link to nothing" if path.is_symlink() and not path.exists() else "not a file"
             raise MigrationFileError(f"{path.name}: {what}; a migration is a .sql file")
-        migration = parse(path, _read(path))
+        try:
+            migration = parse(path, _read(path))
+        except UnfinishedMigration:
+            if unfinished is None:
+                raise
+            unfinished.append(path.name)
+            continue
         if migration.version in migrations:
             raise MigrationFileError(
                 f"{path.name}: version {migration.version} is also "

@@ -165,9 +165,10 @@ def _after_statements(migration: Migration, direction: str, what: str) -> Iterat
         raise AfterStatementsFailed(migration, direction, what, exc) from exc
 
 
-def load(directory: Path | None = None) -> list[Migration]:
-    """The migration files: the package's own unless a folder is given."""
-    return load_files(directory or package_dir())
+def load(directory: Path | None = None, unfinished: list[str] | None = None) -> list[Migration]:
+    """The migration files: the package's own unless a folder is given (`unfinished`:
+    files.load's)."""
+    return load_files(directory or package_dir(), unfinished)
 
 
 def connect(url: str, connect_timeout: int = 5) -> psycopg.Connection:
@@ -514,10 +515,17 @@ def rollback_targets(
                 f"ran. If only its down section changed (fixed after it failed), roll back "
                 f"with --accept-edited {applied.version}"
             )
-        if migration.down is None or migration.down.empty:
+        if migration.down is None:
             raise MigrationError(
                 f"{label} has no down section, so it cannot be rolled back; nothing was rolled "
                 "back. Write a new migration that undoes it instead"
+            )
+        if migration.down.empty:
+            # `db new`'s file with only its up section written: it said "no down section".
+            raise MigrationError(
+                f"{label}'s down section is empty, so it cannot be rolled back; nothing was "
+                f"rolled back. Write its down section and roll back with --accept-edited "
+                f"{applied.version}, or write a new migration that undoes it"
             )
         chosen.append(migration)
     return chosen
