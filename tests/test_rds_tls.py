@@ -217,6 +217,12 @@ def test_only_rds_endpoints_are_changed() -> None:
     assert (own["sslmode"], own["sslrootcert"]) == ("verify-full", "/mine.pem")
     made = parse(secured(RDS, lambda: Path("/bundle.pem")))
     assert (made["sslmode"], made["sslrootcert"]) == ("verify-full", "/bundle.pem")
+    # An endpoint of AWS's China regions is RDS too: it was left on libpq's `prefer`.
+    china = "postgresql://u:pw@db.abc.cn-north-1.rds.amazonaws.com.cn:5432/cruddur"
+    made = parse(secured(china, lambda: Path("/bundle.pem")))
+    assert (made["sslmode"], made["sslrootcert"]) == ("verify-full", "/bundle.pem")
+    with pytest.raises(ConfigError, match="sslmode=prefer"):
+        secured(f"{china}?sslmode=prefer", lambda: Path("/bundle.pem"))
 
 
 # RDS Proxy: its certificate comes from AWS Certificate Manager and chains to Amazon

@@ -477,13 +477,18 @@ def _hosts(conninfo: str) -> list[str]:
     ]
 
 
+# The RDS endpoints' domains: AWS's, and its China regions' (a review found those left
+# on libpq's `prefer`: any certificate, or none, taken).
+RDS_DOMAINS = (".rds.amazonaws.com", ".rds.amazonaws.com.cn")
+
+
 def rds_hosts(conninfo: str) -> list[str]:
-    """The Amazon RDS endpoints (…rds.amazonaws.com) among the string's hosts."""
-    return [h for h in _hosts(conninfo) if h.endswith(".rds.amazonaws.com")]
+    """The Amazon RDS endpoints (…rds.amazonaws.com, ….com.cn) among the string's hosts."""
+    return [h for h in _hosts(conninfo) if h.endswith(RDS_DOMAINS)]
 
 
 def looks_like_rds(conninfo: str) -> bool:
-    """An Amazon RDS endpoint (…rds.amazonaws.com), in `host` or `hostaddr` or PGHOST:
+    """An Amazon RDS endpoint (…rds.amazonaws.com[.cn]), in `host` or `hostaddr` or PGHOST:
     a cloud database, not a local one."""
     return bool(rds_hosts(conninfo))
 
