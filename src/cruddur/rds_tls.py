@@ -3,10 +3,10 @@
 Without an `sslmode`, libpq uses `prefer`: it encrypts when the server offers TLS but
 accepts any certificate, so whoever sits on the path (a hostile Wi-Fi, a poisoned DNS
 answer) can present their own and read the password and every row. For an RDS endpoint
-(`….rds.amazonaws.com`, `….rds.amazonaws.com.cn`) every connection Cruddur makes, from the API, the CLI and the
-Lambda, therefore asks for `verify-full`: the certificate must chain to a CA in the RDS
-bundle and name the host it was asked for. A URL that asks for less is refused, not
-quietly upgraded; a URL's own `sslrootcert` is kept.
+(`….rds.amazonaws.com`, `….rds.amazonaws.com.cn`) every connection Cruddur makes, from
+the API, the CLI and the Lambda, therefore asks for `verify-full`: the certificate must
+chain to a CA in the RDS bundle and name the host it was asked for. A URL that asks for
+less is refused, not quietly upgraded; a URL's own `sslrootcert` is kept.
 
 Standard library, psycopg and cruddur.urls only: the Lambda imports this module.
 """
