@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
 import socket
 import subprocess
 import time
+from pathlib import Path
 
 import jwt
 import psycopg
@@ -85,10 +87,20 @@ def test_serve_answers_over_http(
     env = {"CONNECTION_URL": seeded_db, "CRUDDUR_HOME": str(tmp_path)}
     if own_role:  # the API as its own role; otherwise as the owner, with a warning
         env["CRUDDUR_API_CONNECTION_URL"] = api_url
+    env["PROD_CONNECTION_URL"] = "postgresql://master:prodsecret@db.example.com/cruddur"
     served = Served("--server", server, "--workers", "2", "--threads", "2", env=env)
     base = served.base
     try:
         served.wait_healthy()
+        # A review: the workers held the owner's and production's URLs in their
+        # environment (/proc/PID/environ), though they log in as the API's role.
+        for pid in [p for p in served.leftovers() if p != served.process.pid]:
+            with contextlib.suppress(FileNotFoundError):  # a process gone meanwhile
+                names = {
+                    v.split(b"=")[0] for v in Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+                }
+                assert b"PROD_CONNECTION_URL" not in names, pid
+                assert (b"CONNECTION_URL" in names) is not own_role, pid
         status, headers, body = request(f"{base}/api/activities/home?limit=2")
         assert status == 200 and headers["content-type"] == "application/json"
         assert len(json.loads(body)) == 2 and 'rel="next"' in headers["link"]

@@ -33,6 +33,7 @@ from cruddur.serving import raise_open_files_limit, server_command
 # the metrics are imported where they are used: `cruddur serve --help` needs none of
 # them, and the server it execs imports its own.
 if TYPE_CHECKING:
+    from cruddur.api_urls import ApiUrls
     from cruddur.targets import Target
 
 EXPORTER_START_TIMEOUT = 10  # seconds for the metrics exporter to listen
@@ -361,6 +362,7 @@ def serve(
     env = {
         **os.environ, **api_urls.environ(), "CRUDDUR_HOST": host, "CRUDDUR_THREADS": str(threads)
     }  # fmt: skip
+    _without_owners_urls(env, settings, api_urls)
     if not settings.replica.read_after_key:
         from cruddur.api.read_after import KEY_SETTING as READ_AFTER_KEY_SETTING
         from cruddur.api.read_after import new_key
@@ -388,6 +390,24 @@ def serve(
 
     hold_ctrl_c()
     os.execve(command[0], command, env)
+
+
+# The URLs (passwords and all) of roles that may change the schema or reach production:
+# the workers log in with the API's URL alone.
+OWNERS_URLS = ("PROD_CONNECTION_URL", "MIGRATION_CONNECTION_URL", "PROD_MIGRATION_CONNECTION_URL")
+
+
+def _without_owners_urls(env: dict[str, str], settings: Settings, api_urls: ApiUrls) -> None:
+    """The workers' environment without the owner's and production's URLs, which any
+    code in a worker could read back (/proc/PID/environ): an API that served as its own
+    role still held the master password. CONNECTION_URL stays when it is the API's own
+    login (no role of its own: the owner serves)."""
+    from cruddur.api_urls import api_url_and_setting
+
+    for name in OWNERS_URLS:
+        env.pop(name, None)
+    if api_url_and_setting(settings, api_urls)[1] != "CONNECTION_URL":
+        env.pop("CONNECTION_URL", None)
 
 
 _RELOADER_PID = "CRUDDUR_RELOADER_PID"  # in the environment of --dev's serving child
