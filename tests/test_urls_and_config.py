@@ -704,6 +704,9 @@ def test_a_port_libpq_takes_is_taken() -> None:
         ("postgresql://u:secret@h/x?sslmode=bogus", "sslmode must be one of disable, allow,"),
         # Another database's URL: it was "a parameter has no '='".
         ("mysql://u:secret@h/x", "mysql:// is not a PostgreSQL URL; expected postgresql://"),
+        # "://" mistyped: libpq read key=value pairs, and the message spoke of quoting.
+        ("postgresql:/u:secret@h/x", 'it starts as a URL but not with "postgresql://"'),
+        ("postgresql//u:secret@h/x", 'it starts as a URL but not with "postgresql://"'),
         # Quotes kept as part of the value: it said `"postgresql:// is not a PostgreSQL URL`.
         ('"postgresql://u:secret@h/x"', 'it has quotes around it ("…): give the URL without'),
         ("'postgres://u:secret@h/x'", "it has quotes around it ('…): give the URL without"),

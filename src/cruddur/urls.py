@@ -203,6 +203,10 @@ def _reason(conninfo: str, message: str) -> str:
     if message.startswith("unterminated quoted string"):
         return "a quoted value has no closing quote"
     if message.startswith('missing "=" after'):
+        if re.match(r"postgres(ql)?\W", conninfo.lstrip(), re.IGNORECASE):
+            # `postgresql:/…` or `postgresql//…`: a URL, its "://" mistyped, read by libpq
+            # as key=value pairs (it spoke of quoting a value).
+            return f'it starts as a URL but not with "postgresql://"; {EXPECTED}'
         return 'a parameter has no "=" (quote a value with spaces in single quotes)'
     return EXPECTED
 
