@@ -345,8 +345,8 @@ def test_a_failed_fake_load_names_its_seed(seeded_db: str) -> None:
         (["--fake", "--activities", "10000001"], "is not in the range 0<=x<=10000000"),
         (["--fake", "--users", "1000001"], "is not in the range 0<=x<=1000000"),
         (["--fake", "--users", "0", "--activities", "5"], "--users must be at least 1"),
-        (["--users", "5"], "--users only go with --fake"),
-        (["--seed", "5", "--replace"], "--seed, --replace only go with --fake"),
+        (["--users", "5"], "--users goes only with --fake"),
+        (["--seed", "5", "--replace"], "--seed, --replace go only with --fake"),
         # A review: random took -5 as 5, and the run after said "the same seed".
         (["--fake", "--users", "5", "--seed", "-5"], "-5 is not in the range x>=0"),
     ],

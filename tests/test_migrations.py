@@ -374,6 +374,21 @@ def test_an_unfinished_migration_stops_no_listing_status_or_rollback(
     assert applied(empty_db) == ["20260101000000"]
 
 
+def test_a_concurrent_index_in_a_transaction_says_how_to_run_it_outside_one(
+    empty_db: str, tmp_path
+) -> None:
+    # A review: PostgreSQL's "cannot run inside a transaction block" came with "fix it
+    # and run again", not with the section option that runs it outside one.
+    index = "-- migrate:up\nCREATE INDEX CONCURRENTLY notes_body ON notes (body);\n"
+    folder = write(
+        tmp_path / "m", {"20260101000000_notes.sql": NOTES, "20260102000000_index.sql": index}
+    )
+    refused = migrate(empty_db, folder)
+    assert refused.returncode == 1
+    assert "'-- migrate:up transaction:false'" in refused.stderr, refused.stderr
+    assert applied(empty_db) == ["20260101000000"]
+
+
 def test_create_index_concurrently_runs_outside_a_transaction(empty_db: str, tmp_path) -> None:
     index = (
         "-- migrate:up transaction:false\n"

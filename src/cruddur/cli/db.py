@@ -321,7 +321,9 @@ def seed(
             if ctx.get_parameter_source(name) is not ParameterSource.DEFAULT
         ]
         if given:
-            raise click.UsageError(f"{', '.join(given)} only go with --fake")
+            raise click.UsageError(
+                f"{', '.join(given)} {'goes' if len(given) == 1 else 'go'} only with --fake"
+            )
     elif activities > 0 and users == 0:
         raise click.UsageError(
             "fake activities need fake users to post them: --users must be at least 1"

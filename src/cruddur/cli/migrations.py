@@ -310,6 +310,13 @@ def _hint(exc: runner.MigrationFailed, prod: bool, rolled: int = 0, steps: int =
             f"the statement ran past --statement-timeout; {kept}. Raise it for this run "
             f"(e.g. --statement-timeout 30min){rest}"
         )
+    if exc.sqlstate == "25001":  # active_sql_transaction: CREATE INDEX CONCURRENTLY, VACUUM
+        section = "up" if up else "down"
+        return (
+            f"nothing of {name} was kept; a statement that cannot run in a transaction "
+            f"goes alone in a file whose section says so: '-- migrate:{section} "
+            "transaction:false'"
+        )
     if rolled:
         version = exc.migration.version
         return (
