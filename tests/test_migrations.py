@@ -158,6 +158,10 @@ def test_an_applied_migration_with_no_file_here_is_named_and_fails_the_gate(
     assert status.returncode == 1
     assert "applied, no file here" in status.stdout
     assert "2 applied, 0 pending, 1 applied with no file here" in status.stderr
+    # Rolling it back needs its file: where to find one is said (a review).
+    refused = cli("db-rollback", "--migrations-dir", str(older), env=local(empty_db))
+    assert refused.returncode == 1
+    assert "its file is not here; cannot roll it back. Check out the code" in refused.stderr
     gate = run("db-migrations", "--migrations-dir", str(both), "--exit-code", env=local(empty_db))
     assert gate.returncode == 0, gate.stderr
 

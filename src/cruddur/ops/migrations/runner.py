@@ -507,7 +507,8 @@ def rollback_targets(
         label = f"{applied.version}_{applied.name}.sql"
         if migration is None:
             raise MigrationError(
-                f"{label} is applied but its file is not here; cannot roll it back"
+                f"{label} is applied but its file is not here; cannot roll it back. Check "
+                "out the code that has it, or give --migrations-dir a folder that does"
             )
         if migration.checksum != applied.checksum and applied.version not in accept_edited:
             raise MigrationError(
