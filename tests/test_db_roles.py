@@ -370,6 +370,7 @@ def _on_a_second_database(empty_db, options, home, env_file, api, lambda_, tmp_p
     assert unknown.returncode == 0, unknown.stderr
     assert "CONNECTION_URL=" not in unknown.stdout
     assert "its password not known here" in unknown.stderr and "--rotate" in unknown.stderr
+    assert "a role is the server's: every database whose API or Lambda" in unknown.stderr
 
 
 def test_an_env_file_that_cannot_be_written_changes_no_password(

@@ -130,10 +130,14 @@ def set_up_roles(
         elif role.password is None:
             info(
                 f"  {role.role}: already there, its password not known here (not in {path}): "
-                "--rotate sets a new one and writes its URL there"
+                "--rotate sets a new one and writes its URL there (a role is the server's: "
+                "every database whose API or Lambda logs in as it then needs that URL)"
             )
     if target.embedded:
-        info(f"passwords kept in {embedded_server(settings).state_file}; `cruddur serve` uses them")
+        info(
+            f"passwords kept in {embedded_server(settings).state_file}; "
+            f"`{cruddur_command()} serve` uses them"
+        )
     elif fresh or moved:
         info(f"the roles' URLs are in {path} (mode 0600); the API reads {API_SETTING}")
         info("  the Lambda takes its URL as CONNECTION_URL (or a secret with the same user)")
