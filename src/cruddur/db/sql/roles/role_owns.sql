@@ -37,6 +37,20 @@ SELECT ARRAY(
     FROM pg_database AS d, aclexplode(d.datacl) AS a
     WHERE d.datname = current_database() AND a.privilege_type = 'TEMPORARY'
       AND a.grantee <> 0 AND pg_has_role(r.oid, a.grantee, 'MEMBER')
+    UNION ALL
+    -- Anything else of this database it owns (a function, a type, a table in another
+    -- schema, a large object): its owner may drop or alter it, or make a function
+    -- SECURITY DEFINER. Schemas and public's tables are said above.
+    SELECT 6, 'owns the ' || pg_describe_object(s.classid, s.objid, s.objsubid)
+    FROM pg_shdepend AS s
+    WHERE s.dbid = (SELECT oid FROM pg_database WHERE datname = current_database())
+      AND s.refclassid = 'pg_authid'::regclass AND s.deptype = 'o'
+      AND pg_has_role(r.oid, s.refobjid, 'MEMBER')
+      AND s.classid <> 'pg_namespace'::regclass
+      AND NOT (s.classid = 'pg_class'::regclass AND EXISTS (
+        SELECT 1 FROM pg_class AS c JOIN pg_namespace AS n ON n.oid = c.relnamespace
+        WHERE c.oid = s.objid AND n.nspname = 'public'
+          AND c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f')))
   ) AS found
   ORDER BY found.rank, found.what
   LIMIT 4
