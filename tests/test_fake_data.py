@@ -368,6 +368,9 @@ def test_fake_on_production_asks_first(seeded_db: str, another_seeded_db: str) -
     assert refused.returncode == 1
     assert "fake cruds" in refused.stderr and "not confirmed" in refused.stderr
     assert one(another_seeded_db, "SELECT count(*) FROM users") == 3
+    # One of each is said so ("1 fake users and 1 fake cruds", a review).
+    single = run("db-seed", "prod", "--fake", "--users", "1", "--activities", "1", env=env)
+    assert "add 1 fake user and 1 fake crud (" in single.stderr, single.stderr
 
     confirmed = run(
         *args, env=env, stdin=f"{one(another_seeded_db, 'SELECT current_database()')}\n"

@@ -335,7 +335,10 @@ def seed(
         with database_db(cli.target, cli.settings.pool) as database:
             _load(database, loading.SEED)
         return
-    action = f"add {users:,} fake users and {activities:,} fake cruds (every feed shows them)"
+    action = (
+        f"add {users:,} fake user{'s' * (users != 1)} and {activities:,} fake "
+        f"crud{'s' * (activities != 1)} (every feed shows them)"
+    )
     if replace:
         action = f"delete earlier fake users and their cruds, then {action}"
     cli.confirm(action)
