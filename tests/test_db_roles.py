@@ -289,13 +289,45 @@ def _roles_given(url: str, admin: psycopg.Connection, tmp_path) -> Iterator[tupl
 
 
 def _env_values(path) -> dict[str, str]:
-    lines = [line for line in path.read_text().splitlines() if not line.startswith("#")]
+    return _env_values_of(path.read_text())
+
+
+def _env_values_of(text: str) -> dict[str, str]:
+    lines = [line for line in text.splitlines() if line and not line.startswith("#")]
     return {k: v.strip("'") for k, _, v in (line.partition("=") for line in lines)}
 
 
 def _who(url: str) -> str:
     with psycopg.connect(url) as conn:
         return conn.execute("SELECT current_user").fetchone()[0]
+
+
+def test_other_roles_written_to_the_same_file_keep_the_first_roles_urls(
+    admin, seeded_db, role_names, tmp_path
+) -> None:
+    # A review: a second run naming other roles overwrote the file's two URLs, and the
+    # first roles' passwords were known nowhere.
+    first_api, first_lambda = role_names
+    second = (f"{first_api}_b", f"{first_lambda}_b")
+    env_file = tmp_path / "roles.env"
+    env = {"CONNECTION_URL": seeded_db, "CRUDDUR_HOME": str(tmp_path / "home")}
+    try:
+        for api, lambda_ in (role_names, second):
+            options = ["--api-role", api, "--lambda-role", lambda_, "--env-file", str(env_file)]
+            made = cruddur("db", "roles", *options, env=env)
+            assert made.returncode == 0, made.stderr
+        assert "named another role: kept, commented out" in made.stderr
+        assert _who(_env_values(env_file)["CRUDDUR_API_CONNECTION_URL"]) == second[0]
+        kept = [
+            line.removeprefix("# replaced by `db roles`: ")
+            for line in env_file.read_text().splitlines()
+            if line.startswith("# replaced")
+        ]
+        assert len(kept) == 2
+        first_url = _env_values_of("\n".join(kept))["CRUDDUR_API_CONNECTION_URL"]
+        assert _who(first_url) == first_api  # its password still written down, and working
+    finally:
+        _drop_roles(admin, seeded_db, *second)
 
 
 def test_db_roles_makes_both_roles_and_hides_their_passwords(

@@ -240,13 +240,43 @@ def _merge_env_file(path: Path, values: dict[str, str] | None, *, chosen: bool =
             lines = read_private(path).decode().splitlines()
         except FileNotFoundError:
             lines = ["# cruddur db roles: the application roles' connection URLs (secret)"]
-        lines = [line for line in lines if line.partition("=")[0] not in values]
+        # A setting given again is replaced; one that held another role's URL, whose
+        # password is known nowhere else, is kept commented out (a run naming other
+        # roles overwrote it, and the first roles' passwords were lost).
+        aside = [line for line in lines if _another_roles(line, values)]
+        for line in aside:
+            warn(f"{line.partition('=')[0]} in {path} named another role: kept, commented out")
+        lines = [
+            f"# replaced by `db roles`: {line}" if line in aside else line
+            for line in lines
+            if line.partition("=")[0].strip() not in values or line in aside
+        ]
         lines += [f"{name}='{value}'" for name, value in values.items()]
         write_private(path, ("\n".join(lines) + "\n").encode())
     except OSError as exc:
         raise Problem(f"cannot write {path}: {exc.strerror or exc}", hint) from None
     except UnsafePath as exc:  # its folder could not be made, or is not safe to use
         raise Problem(str(exc), hint) from None
+
+
+def _another_roles(line: str, values: dict[str, str]) -> bool:
+    """Whether `line` of the roles' file sets one of `values` to another role's URL (or to
+    one that cannot be read: edited by hand)."""
+    import io
+
+    from dotenv import dotenv_values
+
+    from cruddur.config import ConfigError
+    from cruddur.urls import parse
+
+    name = line.partition("=")[0].strip()
+    if name not in values:
+        return False
+    old = dotenv_values(stream=io.StringIO(line)).get(name)
+    try:
+        return bool(old) and parse(old).get("user") != parse(values[name]).get("user")
+    except ConfigError:
+        return True
 
 
 def _role_name(ctx: click.Context, param: click.Parameter, value: str) -> str:
