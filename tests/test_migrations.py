@@ -1612,6 +1612,9 @@ def test_an_unknown_schema_is_refused_and_never_altered(empty_db: str) -> None:
     assert result.returncode == 1
     assert "not the schema 20261201000000_initial_schema.sql makes" in result.stderr
     assert "nothing was changed" in result.stderr
+    # The table that is missing is named first, not its 20-odd columns and indexes.
+    assert "missing table: public.activities" in result.stderr, result.stderr
+    assert "missing column: public.activities" not in result.stderr
     assert tables(empty_db) == {"users"}
     assert columns(empty_db, "users") == ["id"]
 

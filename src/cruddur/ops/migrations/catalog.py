@@ -25,10 +25,29 @@ class Difference:
         return bool(self.missing or self.unexpected)
 
     def describe(self, limit: int = 3) -> str:
-        parts = [f"missing {item}" for item in self.missing[:limit]]
-        parts += [f"unexpected {item}" for item in self.unexpected[: max(0, limit - len(parts))]]
-        more = len(self.missing) + len(self.unexpected) - len(parts)
+        # A table missing (or unexpected) is said first, and what hangs on it not at all:
+        # "missing column: public.activities.created_at; … and 38 more" never named the
+        # table that was missing, nor the one that was there instead.
+        missing, unexpected = _tables_first(self.missing), _tables_first(self.unexpected)
+        parts = [f"missing {item}" for item in missing[:limit]]
+        parts += [f"unexpected {item}" for item in unexpected[: max(0, limit - len(parts))]]
+        more = len(missing) + len(unexpected) - len(parts)
         return "; ".join(parts) + (f"; and {more} more" if more > 0 else "")
+
+
+def _tables_first(items: tuple[str, ...]) -> list[str]:
+    """`kind: item` lines, the tables first, without the lines of those tables' columns,
+    constraints, indexes and triggers."""
+    tables = [item for item in items if item.startswith("table: ")]
+    names = [item.removeprefix("table: ").split(" ")[0] for item in tables]
+
+    def on_a_table_named(item: str) -> bool:
+        text = item.partition(": ")[2]
+        return any(
+            text.startswith((f"{name}.", f"{name} ")) or f" ON {name} " in text for name in names
+        )
+
+    return tables + [i for i in items if not i.startswith("table: ") and not on_a_table_named(i)]
 
 
 def snapshot(conn: psycopg.Connection) -> dict[str, list[str]]:
