@@ -38,6 +38,18 @@ dir_option = click.option(
 )
 
 
+def _duration_option(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """A duration option checked as click checks the others: a usage error (exit 2), as
+    a bad --lock-wait is, not an error of the run (exit 1)."""
+    if value is None:
+        return None
+    name = f"--{(param.name or '').replace('_', '-')}"
+    try:
+        return duration(name, value)
+    except ConfigError as exc:  # "--lock-timeout must be …": click names the option itself
+        raise click.BadParameter(str(exc).removeprefix(f"{name} "), ctx, param) from None
+
+
 def _timeouts(command: Callable[..., None]) -> Callable[..., None]:
     command = click.option(
         "--lock-wait",
@@ -49,12 +61,14 @@ def _timeouts(command: Callable[..., None]) -> Callable[..., None]:
     command = click.option(
         "--statement-timeout",
         default=None,
+        callback=_duration_option,
         help="How long one statement may run, e.g. 10min; 0: no limit "
         "[default: CRUDDUR_MIGRATION_STATEMENT_TIMEOUT or 0].",
     )(command)
     return click.option(
         "--lock-timeout",
         default=None,
+        callback=_duration_option,
         help="How long a statement may wait for a table's lock before the migration fails, "
         "so it never queues every request behind a long transaction "
         "[default: CRUDDUR_MIGRATION_LOCK_TIMEOUT or 5s].",
