@@ -41,6 +41,12 @@ class ReplicaPair:
         self.primary.start()
         with psycopg.connect(self.primary.url("postgres"), autocommit=True) as admin:
             admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(APP_DATABASE)))
+            # WAL kept for a replica a test cut off for a while (no slot): a checkpoint
+            # meanwhile (another replica's base backup) removed the segment it needed,
+            # and it never caught up again ("requested WAL segment … has already been
+            # removed"), failing the tests after it.
+            admin.execute("ALTER SYSTEM SET wal_keep_size = '256MB'")
+            admin.execute("SELECT pg_reload_conf()")
         with Db(self.primary_url) as db:
             loading.load(db, loading.SCHEMA)
             loading.load(db, loading.SEED)

@@ -29,7 +29,7 @@ from served import serve
 
 from cruddur.api import create_app
 from cruddur.config import Settings
-from cruddur.db.replication import LagClock, PrimarySample, ReplicaState, lag_words
+from cruddur.db.replication import NOT_LOOKED_AT, LagClock, PrimarySample, ReplicaState, lag_words
 from cruddur.dev_keys import DevKeys
 from cruddur.urls import parse, with_database
 
@@ -981,11 +981,12 @@ def test_a_worker_started_while_the_replica_is_far_behind_keeps_its_reads_off_it
     # The lag clock starts at the worker's first sample of the primary: a replica already
     # far behind then read as ~0 s behind, and served reads for the first max_lag seconds
     # of every worker (a restart, a deploy) however stale it was.
-    pair.wait_caught_up()
+    with psycopg.connect(pair.primary_url, autocommit=True) as conn:
+        conn.execute("CREATE TABLE IF NOT EXISTS lag_marker (at timestamptz)")
+    pair.wait_caught_up()  # a transaction replayed: its age is known
     pair.pause_replay(True)
     try:
         with psycopg.connect(pair.primary_url, autocommit=True) as conn:
-            conn.execute("CREATE TABLE IF NOT EXISTS lag_marker (at timestamptz)")
             conn.execute("INSERT INTO lag_marker VALUES (now())")  # WAL it will not replay
         time.sleep(4)  # the replica is 4 s behind before the worker starts
         app, api, _ = _app(pair, tmp_path, CRUDDUR_REPLICA_MAX_LAG="2")
@@ -1141,6 +1142,55 @@ def test_read_your_writes_holds_behind_a_reader_endpoint_of_two_replicas(
         lagging.remove()
 
 
+def test_db_status_gives_a_lag_one_look_cannot_measure_as_a_bound(pair: ReplicaPair) -> None:
+    # A review: a replica 8 s behind after a quiet minute was "78.1 s behind … too far
+    # behind", the age of its last replayed transaction, where /api/health said 8.0.
+    with psycopg.connect(pair.primary_url, autocommit=True) as conn:
+        conn.execute("CREATE TABLE IF NOT EXISTS lag_marker (at timestamptz)")
+    pair.wait_caught_up()  # a transaction replayed: its age is known
+    pair.pause_replay(True)
+    try:
+        with psycopg.connect(pair.primary_url, autocommit=True) as conn:
+            conn.execute("INSERT INTO lag_marker VALUES (now())")  # WAL it will not replay
+        env = {"CONNECTION_URL": pair.primary_url, "READER_CONNECTION_URL": pair.replica_url}
+        shown = cli(ROOT / ".venv/bin/cruddur", "db", "status", env=env)
+        assert shown.returncode == 0, shown.stderr
+        line = next(x for x in shown.stdout.splitlines() if x.startswith("replica "))
+        assert line.startswith("replica   at most "), line
+    finally:
+        pair.pause_replay(False)
+        with psycopg.connect(pair.primary_url, autocommit=True) as conn:
+            conn.execute("DROP TABLE IF EXISTS lag_marker")
+        pair.wait_caught_up()
+
+
+def test_a_pooler_nobody_named_is_said_by_db_status_and_the_replica_watcher(
+    pair: ReplicaPair, tmp_path: Path
+) -> None:
+    # A review: behind a PgBouncer, CRUDDUR_POOLER unset, the API could not reach the
+    # replica ("unsupported startup parameter: options", no hint in the watcher's line)
+    # while `db status`, which sent no session settings, said "reads use it".
+    from pgbouncer_support import PgBouncer
+
+    bouncer = PgBouncer(pair.replica_url)
+    try:
+        reader = bouncer.url_for(pair.replica_url)
+        env = {"CONNECTION_URL": pair.primary_url, "READER_CONNECTION_URL": reader}
+        shown = cli(ROOT / ".venv/bin/cruddur", "db", "status", env=env)
+        assert shown.returncode == 0, shown.stderr
+        line = next(x for x in shown.stdout.splitlines() if x.startswith("replica "))
+        assert "unreachable" in line and "CRUDDUR_POOLER=transaction" in line, line
+        app, _, _ = _app(pair, tmp_path, READER_CONNECTION_URL=reader)
+        try:
+            router = app.extensions["cruddur.reads"]
+            _wait_until(lambda: router.state is not NOT_LOOKED_AT and not router.state.reachable)
+            assert "CRUDDUR_POOLER=transaction" in router.state.problem
+        finally:
+            _close(app)
+    finally:
+        bouncer.stop()
+
+
 def test_db_status_does_not_call_a_cut_off_replica_caught_up(pair: ReplicaPair) -> None:
     # Cut off from its primary, a replica has replayed all it received: its own estimate
     # is 0 s. `db status` said "0.0 s behind: reads use it" where the API (above) keeps
@@ -1204,7 +1254,12 @@ def test_read_your_writes_holds_behind_a_transaction_pooler_over_two_replicas(
         )  # fmt: skip
         statuses: list[int] = []
         try:
-            _wait_until(lambda: _in_use(api))
+            # A transaction for both new replicas to replay: until one has, a replica
+            # that WAL is still reaching (a busy machine's autovacuum) is behind by an
+            # unknown time, never in use, and this wait timed out in 2 full runs of 4.
+            with psycopg.connect(pair.primary_url, autocommit=True) as primary:
+                primary.execute("SELECT txid_current()")
+            _wait_until(lambda: _in_use(api), 30)
             clients = [CheckedClient(app) for _ in range(16)]
             with ThreadPoolExecutor(16) as readers:
                 for attempt in range(10):

@@ -8,7 +8,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
 
-from cruddur.config import ConfigError, ReprWithoutSecrets, Settings
+from psycopg.conninfo import make_conninfo
+
+from cruddur.config import ApiTimeouts, ConfigError, ReprWithoutSecrets, Settings
+from cruddur.db.dead_peer import with_dead_peer_bounds
 from cruddur.rds_tls import kept_bundle, secured
 from cruddur.urls import check_database, parse
 
@@ -93,3 +96,29 @@ def _same_login(url: str, other: str | None) -> bool:
         return [parse(url).get(k) for k in keys] == [parse(other).get(k) for k in keys]
     except ConfigError:  # a malformed URL: ApiUrls.from_settings says so
         return False
+
+
+def api_conninfo(url: str, behind_pooler: bool = False, timeouts: ApiTimeouts | None = None) -> str:
+    """The URL with the API's session settings (UTC times, generic plans, and its lock and
+    statement timeouts) and its bounds on a database that stops answering
+    (db/dead_peer.py), for the pool, its probe and the replica watcher alike; the URL's
+    own values win."""
+    url = with_dead_peer_bounds(url)
+    if behind_pooler:
+        # PgBouncer refuses the `options` startup parameter, and RDS Proxy pins a session
+        # that changes settings. Without prepared statements a generic plan has nothing to
+        # reuse; the time zone is the database's (RDS: UTC; elsewhere, README "Scaling out").
+        # The timeouts are the API role's own (ALTER ROLE … SET, which `db roles` does):
+        # they hold on every server connection the pooler opens as that role.
+        return url
+    options = parse(url).get("options", "")
+    # Generic plans: the API's queries are key and keyset lookups whose best plan does
+    # not depend on the values, and PostgreSQL's default kept re-planning the feed for
+    # every call on a large table (README, "Measured").
+    app_options = "-c TimeZone=UTC -c plan_cache_mode=force_generic_plan"
+    # A write queued behind a lock, unbounded, held its thread for as long as the lock
+    # was held, and a few held every thread of a worker (README, "Outages").
+    bounds = (timeouts or ApiTimeouts()).as_settings()
+    timeout_options = " ".join(f"-c {name}={value}" for name, value in bounds.items())
+    # Before the URL's own options: PostgreSQL takes the last -c given for a name.
+    return make_conninfo(url, options=f"{timeout_options} {options} {app_options}".strip())

@@ -22,15 +22,13 @@ from dataclasses import replace
 
 import psycopg
 from flask import current_app
-from psycopg.conninfo import make_conninfo
 from psycopg_pool import PoolTimeout
 
 from cruddur.api_urls import ApiUrls as ApiUrls
-from cruddur.config import ApiTimeouts, Settings
+from cruddur.api_urls import api_conninfo as api_conninfo
+from cruddur.config import Settings
 from cruddur.db import Db
-from cruddur.db.dead_peer import with_dead_peer_bounds
 from cruddur.db.reachability import DatabaseUnavailable
-from cruddur.urls import parse
 
 PRIMARY_KEY = "cruddur.db"  # app.extensions: the primary's AppDatabase
 
@@ -79,32 +77,6 @@ def reader_db(settings: Settings, url: str) -> Db:
         application_name="cruddur-api-reader",
         autocommit=True, check=False, behind_pooler=pooled, deadline=READ_DEADLINE_SECONDS,
     )  # fmt: skip
-
-
-def api_conninfo(url: str, behind_pooler: bool = False, timeouts: ApiTimeouts | None = None) -> str:
-    """The URL with the API's session settings (UTC times, generic plans, and its lock and
-    statement timeouts) and its bounds on a database that stops answering
-    (db/dead_peer.py), for the pool, its probe and the replica watcher alike; the URL's
-    own values win."""
-    url = with_dead_peer_bounds(url)
-    if behind_pooler:
-        # PgBouncer refuses the `options` startup parameter, and RDS Proxy pins a session
-        # that changes settings. Without prepared statements a generic plan has nothing to
-        # reuse; the time zone is the database's (RDS: UTC; elsewhere, README "Scaling out").
-        # The timeouts are the API role's own (ALTER ROLE … SET, which `db roles` does):
-        # they hold on every server connection the pooler opens as that role.
-        return url
-    options = parse(url).get("options", "")
-    # Generic plans: the API's queries are key and keyset lookups whose best plan does
-    # not depend on the values, and PostgreSQL's default kept re-planning the feed for
-    # every call on a large table (README, "Measured").
-    app_options = "-c TimeZone=UTC -c plan_cache_mode=force_generic_plan"
-    # A write queued behind a lock, unbounded, held its thread for as long as the lock
-    # was held, and a few held every thread of a worker (README, "Outages").
-    bounds = (timeouts or ApiTimeouts()).as_settings()
-    timeout_options = " ".join(f"-c {name}={value}" for name, value in bounds.items())
-    # Before the URL's own options: PostgreSQL takes the last -c given for a name.
-    return make_conninfo(url, options=f"{timeout_options} {options} {app_options}".strip())
 
 
 class AppDatabase:

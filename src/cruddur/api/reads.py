@@ -29,6 +29,7 @@ from cruddur.api.db import AppDatabase
 from cruddur.api.read_after import ReadAfterSigner, new_key
 from cruddur.config import ReplicaSettings
 from cruddur.db import Db, template
+from cruddur.db.errors import problem_line
 from cruddur.db.replication import (
     NOT_LOOKED_AT,
     LagClock,
@@ -120,7 +121,7 @@ class ReadRouter:
                     )
                 state = self._look(conn)
             except psycopg.Error as exc:
-                state = ReplicaState(False, problem=str(exc).strip().splitlines()[0][:200])
+                state = ReplicaState(False, problem=problem_line(exc))
                 if conn is not None:
                     conn.close()
                     conn = None
@@ -191,7 +192,8 @@ class ReadRouter:
         self._state = state
         if state.fresh(self.max_lag):
             if not was_fresh:
-                log.info("replica back in use: %s", self.describe(state))
+                again = "" if before is NOT_LOOKED_AT else "back "  # never out of use yet
+                log.info("replica %sin use: %s", again, self.describe(state))
         elif was_fresh or _why_skipped(before) != _why_skipped(state):
             # Also the first look, and a new reason: a replica misconfigured from the start
             # (the primary's URL, a wrong password) would otherwise never be reported.
@@ -259,7 +261,7 @@ class ReadRouter:
 
     def replica_failed(self, exc: BaseException) -> None:
         """A read on the replica failed: skip it until the watcher finds it well."""
-        self._set_state(ReplicaState(False, problem=str(exc).strip().splitlines()[0][:200]))
+        self._set_state(ReplicaState(False, problem=problem_line(exc)))
 
     def write_position(self) -> str | None:
         """The primary's WAL position now, for X-Read-After; None without a replica (a

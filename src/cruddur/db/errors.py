@@ -132,6 +132,19 @@ def _clean_connection_message(message: str) -> str:
     return " ".join(text.split())
 
 
+def problem_line(exc: BaseException) -> str:
+    """Why a connection or statement failed, in one line for a log or a status; with what
+    to do when it is a pooler nobody named (PgBouncer's "unsupported startup parameter:
+    options" said nothing of CRUDDUR_POOLER)."""
+    explained = explain(exc)
+    if explained is not None and explained.kind == "pooler":
+        return f"{explained.message[:200]}; {explained.hint}"
+    if explained is not None:
+        return explained.message[:200]
+    text = str(exc).strip()
+    return text.splitlines()[0][:200] if text else type(exc).__name__
+
+
 def explain(exc: BaseException) -> Explanation | None:
     """One line and a hint for errors we recognise; None for anything else."""
     if isinstance(exc, ScriptError):

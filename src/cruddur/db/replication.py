@@ -41,6 +41,9 @@ class ReplicaState:
     # Compared with a sample of the primary taken after the look: False when it holds WAL
     # the primary has not written, or is another cluster's; None when not compared.
     following: bool | None = None
+    # lag_seconds is only a bound: one look, behind the primary, can say no more than the
+    # age of its last replayed transaction (a worker's clock, looking every second, can).
+    lag_at_most: bool = False
 
     def fresh(self, max_lag: float, now: float | None = None) -> bool:
         """Within max_lag at the look; given `now` (time.monotonic()), still within it

@@ -14,7 +14,7 @@ from cruddur import connecting
 from cruddur.config import PoolSettings
 from cruddur.db import Db, template
 from cruddur.db.dead_peer import with_cli_bounds
-from cruddur.db.errors import RDS_REACH_HINT, explain
+from cruddur.db.errors import RDS_REACH_HINT, explain, problem_line
 from cruddur.db.replication import (
     LagClock,
     ReplicaState,
@@ -178,9 +178,7 @@ def replica_status(url: str, primary_url: str, connect_timeout: int) -> ReplicaS
         ) as conn:
             state = look_at_replica(conn)
     except psycopg.Error as exc:
-        explained = explain(exc)
-        problem = explained.message if explained else str(exc).splitlines()[0]
-        return ReplicaState(False, problem=problem)
+        return ReplicaState(False, problem=problem_line(exc))
     try:
         with connecting.connect(
             with_cli_bounds(primary_url), connect_timeout=connect_timeout
@@ -209,4 +207,4 @@ def replica_status(url: str, primary_url: str, connect_timeout: int) -> ReplicaS
     lag = clock.lag(now, state.replayed, state.replay_age)
     if lag is None or lag == math.inf:
         return replace(state, lag_seconds=None, problem=LAG_UNKNOWN)
-    return replace(state, lag_seconds=lag, problem=None)
+    return replace(state, lag_seconds=lag, problem=None, lag_at_most=state.replayed < position)
