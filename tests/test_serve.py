@@ -78,6 +78,11 @@ def test_serve_dev_runs_flasks_reloader(seeded_db: str, tmp_path) -> None:
     assert [float(line.rsplit(" ", 1)[1]) for line in counted] == [3.0], scraped.decode()
 
 
+def _environ_names(pid: int) -> set[bytes]:
+    """The names in a process's environment."""
+    return {v.split(b"=")[0] for v in Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")}
+
+
 @pytest.mark.parametrize(
     ("server", "own_role"), [("gunicorn", False), ("granian", True)], ids=["gunicorn", "granian"]
 )
@@ -88,19 +93,28 @@ def test_serve_answers_over_http(
     if own_role:  # the API as its own role; otherwise as the owner, with a warning
         env["CRUDDUR_API_CONNECTION_URL"] = api_url
     env["PROD_CONNECTION_URL"] = "postgresql://master:prodsecret@db.example.com/cruddur"
+    env["CRUDDUR_METRICS_PORT"] = str(free_port())
     served = Served("--server", server, "--workers", "2", "--threads", "2", env=env)
     base = served.base
     try:
         served.wait_healthy()
         # A review: the workers held the owner's and production's URLs in their
-        # environment (/proc/PID/environ), though they log in as the API's role.
-        for pid in [p for p in served.leftovers() if p != served.process.pid]:
+        # environment (/proc/PID/environ), though they log in as the API's role; and the
+        # metrics exporter, which reads no database, held them all.
+        exporters = 0
+        main = served.process.pid
+        children = Path(f"/proc/{main}/task/{main}/children").read_text().split()
+        # The exporter runs in a session of its own: not among the group's leftovers.
+        for pid in {*(p for p in served.leftovers() if p != main), *map(int, children)}:
             with contextlib.suppress(FileNotFoundError):  # a process gone meanwhile
-                names = {
-                    v.split(b"=")[0] for v in Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
-                }
+                names = _environ_names(pid)
                 assert b"PROD_CONNECTION_URL" not in names, pid
-                assert (b"CONNECTION_URL" in names) is not own_role, pid
+                if b"cruddur.telemetry.exporter" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                    exporters += 1
+                    assert not [n for n in names if n.endswith(b"CONNECTION_URL")], names
+                else:
+                    assert (b"CONNECTION_URL" in names) is not own_role, pid
+        assert exporters == 1
         status, headers, body = request(f"{base}/api/activities/home?limit=2")
         assert status == 200 and headers["content-type"] == "application/json"
         assert len(json.loads(body)) == 2 and 'rel="next"' in headers["link"]

@@ -37,6 +37,9 @@ if TYPE_CHECKING:
     from cruddur.targets import Target
 
 EXPORTER_START_TIMEOUT = 10  # seconds for the metrics exporter to listen
+# The settings that hold a database's URL, password and all (CONNECTION_URL, PROD_…,
+# CRUDDUR_API_…, READER_…, CRUDDUR_LISTEN_URL).
+DATABASE_URL_SUFFIXES = ("CONNECTION_URL", "CRUDDUR_LISTEN_URL")
 
 
 _QUERY = re.compile(r"\?[^ ]*")  # in a request line: from ? to the space before HTTP/1.1
@@ -151,6 +154,8 @@ def start_metrics_exporter(host: str, port: int) -> None:
         [sys.executable, "-m", "cruddur.telemetry.exporter", "--dir", folder,
          "--port", str(port), "--host", host, "--parent", str(os.getpid())],
         stdout=subprocess.PIPE, text=True, start_new_session=True,
+        # No database URL: it reads the workers' counts, and lives as long as they do.
+        env={k: v for k, v in os.environ.items() if not k.endswith(DATABASE_URL_SUFFIXES)},
     )  # fmt: skip
     ready, _, _ = select.select([exporter.stdout], [], [], EXPORTER_START_TIMEOUT)
     said = exporter.stdout.readline().strip() if ready else ""
