@@ -165,3 +165,57 @@ def test_a_worker_whose_stdout_stalled_still_ends(tmp_path: Path) -> None:
         stderr = process.stderr.read().decode()  # type: ignore[union-attr]
         process.stderr.close()  # type: ignore[union-attr]
     assert process.returncode == 0, stderr
+
+
+def test_lines_written_at_once_from_many_threads_never_fail_a_request() -> None:
+    # A review: unqueued (text lines), each request's thread took from the same deque,
+    # and one emptied by another raised "pop from an empty deque" in a request.
+    recorder = Recorder(KEY, lambda finished, dropped: None, counts=False, queued=False)
+    failures: list[BaseException] = []
+
+    def requests_of_a_thread() -> None:
+        try:
+            for n in range(20_000):
+                recorder(environ(n), "200 OK", 0.001)
+        except BaseException as exc:  # handed to the test
+            failures.append(exc)
+
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # threads switched as often as can be
+    try:
+        threads = [threading.Thread(target=requests_of_a_thread) for _ in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    finally:
+        sys.setswitchinterval(interval)
+    assert failures == []
+
+
+def test_a_full_record_queue_is_written_before_a_worker_ends() -> None:
+    # A review: the stop's own mark found no room in a queue a burst had filled, and the
+    # stop returned at once: its records were lost though stdout took them.
+    import logging
+
+    from cruddur.telemetry.log_queue import MAX_QUEUED as RECORDS_QUEUED
+    from cruddur.telemetry.log_queue import QueuedRecords
+
+    written: list[str] = []
+
+    class Slow(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            time.sleep(0.0002)  # slower than the burst: the queue fills
+            written.append(record.getMessage())
+
+    queued = QueuedRecords(Slow(), lambda: {})
+    log = logging.getLogger("cruddur.test.burst")
+    log.propagate = False
+    log.addHandler(queued)
+    try:
+        for n in range(RECORDS_QUEUED + 500):
+            log.warning("record %d", n)
+        queued._stop()
+    finally:
+        log.removeHandler(queued)
+    assert len(written) >= RECORDS_QUEUED  # all those the queue held

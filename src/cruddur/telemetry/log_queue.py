@@ -17,6 +17,7 @@ import logging.handlers
 import multiprocessing.util
 import queue
 import threading
+import time
 from collections.abc import Callable
 
 # Records waiting for stdout at most, then dropped and counted. Few: one with an exception
@@ -38,6 +39,7 @@ class QueuedRecords(logging.handlers.QueueHandler):
         self.ids = ids
         self.dropped = 0  # since the last note; changed under _dropping
         self._dropping = threading.Lock()
+        self._stopping = False
         self.listener = logging.handlers.QueueListener(
             self.queue, _Noting(handler, self), respect_handler_level=True
         )
@@ -50,13 +52,21 @@ class QueuedRecords(logging.handlers.QueueHandler):
     def _stop(self) -> None:
         """The listener's stop (what is queued written, then its thread ends), waited for
         at most EXIT_WRITE_SECONDS: with stdout's reader stalled it waited for ever, and
-        the worker never ended."""
+        the worker never ended. Once only."""
+        if self._stopping:
+            return
+        self._stopping = True
         stopper = threading.Thread(target=self._stop_listener, daemon=True)
         stopper.start()
         stopper.join(EXIT_WRITE_SECONDS)
 
     def _stop_listener(self) -> None:
-        with contextlib.suppress(queue.Full):  # full: its writer is stuck, and stays so
+        # A queue full after a burst, its writer busy, has room again shortly: waited
+        # for (the stop's own mark needs a place), within the join's bound.
+        deadline = time.monotonic() + EXIT_WRITE_SECONDS
+        while self.queue.full() and time.monotonic() < deadline:  # type: ignore[attr-defined]
+            time.sleep(0.01)
+        with contextlib.suppress(queue.Full):  # still full: its writer is stuck
             self.listener.stop()
 
     def prepare(self, record: logging.LogRecord) -> logging.LogRecord:

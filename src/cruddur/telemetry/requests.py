@@ -166,8 +166,7 @@ class Recorder:
 
     def flush(self) -> None:
         """Count the finished requests and queue their lines (MAX_QUEUED at most)."""
-        finished = self.finished
-        taken = [finished.popleft() for _ in range(len(finished))]
+        taken = _taken(self.finished)
         if not taken:
             return
         if self.counts:
@@ -186,8 +185,7 @@ class Recorder:
         write = self.write
         if write is None:
             return
-        unwritten = self.unwritten
-        taken = [unwritten.popleft() for _ in range(len(unwritten))]
+        taken = _taken(self.unwritten)
         with self._dropping:
             dropped, self.dropped = self.dropped, 0
         if not taken and not dropped:
@@ -199,6 +197,19 @@ class Recorder:
             with self._dropping:  # said in the next note, rather than never
                 self.dropped += dropped
             raise
+
+
+def _taken(queued: deque[logs.Finished]) -> list[logs.Finished]:
+    """What `queued` holds now, taken out. Unqueued (text lines), each request's thread
+    takes from the same deque: another may empty it first (a list of len() popleft()s
+    raised "pop from an empty deque" in a request, a review found)."""
+    taken = []
+    for _ in range(len(queued)):
+        try:
+            taken.append(queued.popleft())
+        except IndexError:
+            break
+    return taken
 
 
 def observer(request_id_key: str) -> Observer | None:

@@ -18,7 +18,9 @@ function load() {
     // A dev token past its time cannot be renewed: shown as signed in, the reader only
     // learnt otherwise when a post was refused. (A Cognito one renews itself.)
     if (saved.source === "dev" && !(saved.expiresAt > Date.now())) {
-      sessionStorage.removeItem(KEY);
+      // Its token gone, who it was kept: a page of the tab's history the browser kept
+      // whole, Back brings back as it was (changedInTab), its draft too.
+      sessionStorage.setItem(KEY, JSON.stringify({ source: "dev", handle: saved.handle, ranOut: true }));
       endedOnLoad = true;
       return null;
     }
@@ -51,8 +53,13 @@ export function changedInTab() {
     return false; // storage refused: this page's memory is the only sign-in
   }
   const who = (s) => (s && s.accessToken ? `${s.source} ${s.handle}` : null);
-  if (who(saved) !== who(session)) return true;
-  if (saved) session = saved;
+  // This page's dev sign-in, run out and dropped by a later page: nothing can post with
+  // it, and the page (its draft too) is kept, to say so when it is used, as before.
+  // Reloaded, the draft was lost. (A Cognito one holds a refresh token: reloaded.)
+  const mine = session?.source === "dev" ? session : null;
+  const ranOut = mine && (saved ? saved.ranOut && saved.handle === mine.handle : !(mine.expiresAt > Date.now()));
+  if (who(saved) !== who(session) && !ranOut) return true;
+  if (saved?.accessToken) session = saved; // the same person's newer tokens
   return false;
 }
 
