@@ -645,3 +645,29 @@ def test_the_lambdas_secret_is_an_arn_or_nothing(name: str) -> None:
     arn = "arn:aws:secretsmanager:us-east-1:123456789012:secret:cruddur-lambda-db-AbCdEf"
     assert re.fullmatch(pattern, "") and re.fullmatch(pattern, arn)
     assert not re.fullmatch(pattern, "cruddur-lambda-db")
+
+
+def test_production_admits_no_other_origin_unless_named() -> None:
+    # A review: FrontendUrl left empty admitted http://localhost:3000 in production.
+    _, containers = _task(resolved_ecs_template())
+    assert _environment(containers["api"])["FRONTEND_URL"] == "none"
+    _, named = _task(resolved_ecs_template(FrontendUrl="https://cruddur.example.com"))
+    assert _environment(named["api"])["FRONTEND_URL"] == "https://cruddur.example.com"
+
+
+@pytest.mark.parametrize("name", ["ecs-service", "post-confirmation", "purge-expired"])
+def test_log_groups_outlive_their_stack(name: str) -> None:
+    # A review: deleting or replacing a stack took its last 30 days of lines with it.
+    template, problems = decode(str(ROOT / "deploy" / f"{name}.yaml"))
+    assert not problems
+    groups = {
+        key: resource
+        for key, resource in template["Resources"].items()
+        if resource["Type"] == "AWS::Logs::LogGroup"
+    }
+    assert groups
+    for key, group in groups.items():
+        assert (group.get("DeletionPolicy"), group.get("UpdateReplacePolicy")) == (
+            "Retain",
+            "Retain",
+        ), key

@@ -333,6 +333,8 @@ def test_cors_origins_from_the_original_variables() -> None:
     # BACKEND_URL alone adds its origin; the front end's default stays.
     backend = Settings.from_env({"BACKEND_URL": "http://localhost:4567"}).serve
     assert backend.cors_origins == ("http://localhost:3000", "http://localhost:4567")
+    # "none": no other origin (production's template admitted localhost:3000 by default).
+    assert Settings.from_env({"FRONTEND_URL": "none"}).serve.cors_origins == ()
 
 
 @pytest.mark.parametrize(

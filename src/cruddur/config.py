@@ -510,7 +510,13 @@ class ServeSettings(ReprWithoutSecrets):
             given = [o.strip().rstrip("/") for o in env.get(name, "").split(",") if o.strip()]
             return [browser_origin(name, origin) for origin in given]
 
-        origins = (listed("FRONTEND_URL") or list(defaults.cors_origins)) + listed("BACKEND_URL")
+        # "none": no other origin's page may call the API (the page it serves is its own
+        # origin); production's template says so rather than admit localhost:3000.
+        if env.get("FRONTEND_URL", "").strip().lower() == "none":
+            frontend: list[str] = []
+        else:
+            frontend = listed("FRONTEND_URL") or list(defaults.cors_origins)
+        origins = frontend + listed("BACKEND_URL")
         header_timeout = _number(
             env, "CRUDDUR_HEADER_TIMEOUT", defaults.header_timeout, minimum=0.1, kind=float
         )
