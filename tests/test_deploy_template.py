@@ -176,6 +176,12 @@ def test_only_the_tasks_reach_the_database_and_only_the_balancer_reaches_the_tas
         "Fn::GetAtt": ["LoadBalancerSecurityGroup", "GroupId"]
     }
     assert "CidrIp" not in task_rule
+    # The balancer sends to the tasks alone (AWS's default egress is everything, anywhere).
+    (placeholder,) = resources["LoadBalancerSecurityGroup"]["Properties"]["SecurityGroupEgress"]
+    assert placeholder["CidrIp"] == "127.0.0.1/32"
+    egress = resources["LoadBalancerToTasks"]["Properties"]
+    assert egress["DestinationSecurityGroupId"] == {"Fn::GetAtt": ["TaskSecurityGroup", "GroupId"]}
+    assert (egress["FromPort"], egress["ToPort"], egress["IpProtocol"]) == (4567, 4567, "tcp")
 
 
 # -- compose.yaml ---------------------------------------------------------------------------
