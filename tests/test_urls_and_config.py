@@ -165,6 +165,8 @@ def test_settings_from_env() -> None:
         ({"CRUDDUR_REPLICA_MAX_LAG": "1e12"}, "CRUDDUR_REPLICA_MAX_LAG must be at most 86400"),
         # Accepted, it kept the replica out of use for ever (a look vouches for less).
         ({"CRUDDUR_REPLICA_MAX_LAG": "0"}, "CRUDDUR_REPLICA_MAX_LAG must be at least 1"),
+        # A bound as people write it: it said "at least 0.0" (a review).
+        ({"CRUDDUR_MIGRATION_LOCK_WAIT": "-3"}, "CRUDDUR_MIGRATION_LOCK_WAIT must be at least 0,"),
     ],
 )
 def test_bad_settings_say_which_and_why(env: dict[str, str], message: str) -> None:

@@ -92,10 +92,15 @@ def _number(
         noun = "a whole number" if kind is int else "a number"
         raise ConfigError(f"{name} must be {noun}, not {raw!r}")
     if value < minimum:
-        raise ConfigError(f"{name} must be at least {minimum}, not {raw}")
+        raise ConfigError(f"{name} must be at least {_plain(minimum)}, not {raw}")
     if maximum is not None and value > maximum:
-        raise ConfigError(f"{name} must be at most {maximum}, not {raw}")
+        raise ConfigError(f"{name} must be at most {_plain(maximum)}, not {raw}")
     return value
+
+
+def _plain(bound: float) -> str:
+    """A bound as people write it: 0, not 0.0; 0.1 as it is."""
+    return str(int(bound)) if float(bound).is_integer() else str(bound)
 
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}
