@@ -677,3 +677,15 @@ def test_log_groups_outlive_their_stack(name: str) -> None:
             "Retain",
             "Retain",
         ), key
+
+
+def test_the_migration_runner_writes_its_own_log_group_only() -> None:
+    # A review: AWSLambdaBasicExecutionRole let it write to every log group of the account.
+    template, _ = decode(str(ECS_TEMPLATE))
+    role = template["Resources"]["MigrationRunnerRole"]["Properties"]
+    assert "ManagedPolicyArns" not in role
+    statements = role["Policies"][0]["PolicyDocument"]["Statement"]
+    logging = [s for s in statements if "logs:PutLogEvents" in s["Action"]]
+    assert [s["Resource"] for s in logging] == [{"Fn::GetAtt": ["MigrationRunnerLogGroup", "Arn"]}]
+    runner = template["Resources"]["MigrationRunner"]["Properties"]
+    assert runner["LoggingConfig"] == {"LogGroup": {"Ref": "MigrationRunnerLogGroup"}}
