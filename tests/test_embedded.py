@@ -27,7 +27,7 @@ from cruddur.embedded import (
     _pgserver_bin,
     find_bin_dir,
 )
-from cruddur.urls import with_user
+from cruddur.urls import parse, with_user
 
 
 @pytest.fixture
@@ -99,6 +99,18 @@ def test_setup_starts_the_embedded_server_when_no_url_is_set(home) -> None:
     state = json.loads((home / "postgres.json").read_text())
     assert f"data in {state['cluster_dir']}/data" in status.stdout
     assert state["password"] not in setup.stderr + status.stdout
+
+    # The API's URL as serve hands it to the workers: SCRAM only, so a program holding
+    # the port while the server is down is never sent the password (test_scram_only.py).
+    from cruddur.config import Settings
+    from cruddur.targets import api_url as served_api_url
+    from cruddur.targets import resolve
+
+    settings = Settings.from_env({"CRUDDUR_HOME": str(home)})
+    handed = served_api_url(settings, resolve(settings))
+    assert parse(handed).get("require_auth") == "scram-sha-256"
+    with psycopg.connect(handed) as conn:
+        assert conn.execute("SELECT current_user").fetchone() == ("cruddur_api",)
 
     # The API's role, made by setup, with its password in root's state only.
     api_url = EmbeddedPostgres(home).url(role="cruddur_api")

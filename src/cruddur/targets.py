@@ -93,8 +93,26 @@ def api_url(settings: Settings, target: Target) -> str:
         )
         return replace(own, rds_ca_bundle=lambda: kept_bundle(settings.home)).conninfo
     if target.embedded:
-        return embedded_server(settings).url(target.dbname, role=API_ROLE)
+        return scram_only(embedded_server(settings).url(target.dbname, role=API_ROLE))
     return target.conninfo
+
+
+# libpq's require_auth, from PostgreSQL 16's libpq on (psycopg's wheels bundle a newer).
+REQUIRE_AUTH_LIBPQ = 160000
+
+
+def scram_only(url: str) -> str:
+    """`url` refusing any server that asks for the password in any way but SCRAM, which is
+    all the embedded server uses. While it is down (or has moved to another port), the
+    API asks its port again every 0.2 s: a program of anyone's listening there that asked
+    for the password in clear text was sent it, and could log in as the API's role. As
+    it is, for a libpq that cannot say so."""
+    import psycopg
+    from psycopg.conninfo import make_conninfo
+
+    if psycopg.pq.version() < REQUIRE_AUTH_LIBPQ:
+        return url
+    return make_conninfo(url, require_auth="scram-sha-256")
 
 
 def serve_target(settings: Settings) -> Target:
