@@ -1995,8 +1995,83 @@ def test_cognito_sign_up_confirm_sign_in_and_post(
         _shown(browser, ".flash", "You are signed out.")
         _shown(browser, "ol.feed > li", "My first crud")
         browser.get("about:blank")  # nothing left to ask the server, which stops now
-    # Cognito answers 400 to a wrong password; the API 403 to a user with no row.
-    assert _console_problems(browser, allowed=("400", "403")) == []
+    # Cognito answers 400 to a wrong password; the API 403 to a user with no row, 404 to
+    # the sign-up's look for a user with the handle.
+    assert _console_problems(browser, allowed=("400", "403", "404")) == []
+
+
+_COGNITO_ANSWERS = """
+// Cognito's answers moto does not give: each call answered with the refusal `answers`
+// names for its action, every request's signal kept.
+window.signals = [];
+const answers = arguments[0];
+window.fetch = async (url, options) => {
+  window.signals.push(options.signal instanceof AbortSignal);
+  const action = options.headers["X-Amz-Target"].split(".").pop();
+  const [type, message] = answers[action];
+  return new Response(JSON.stringify({__type: type, message}), {status: 400});
+};
+"""
+
+
+def test_cognito_refusals_are_said_for_what_was_asked(
+    browser, web_db: str, aws, moto_url: str, tmp_path
+) -> None:
+    # A review: a handle the schema refuses ("@yara", as the page shows handles) made a
+    # Cognito account that could never get a profile; "Wrong email or password." was said
+    # of a confirm, of an account confirmed already and of one locked out; and a Cognito
+    # that hung kept the form waiting for ever.
+    idp = client("cognito-idp")
+    pool_id, client_id = user_pool("ALLOW_USER_PASSWORD_AUTH")
+    env = {
+        "CONNECTION_URL": web_db,
+        "CRUDDUR_HOME": str(tmp_path),
+        "AWS_COGNITO_USER_POOL_ID": pool_id,
+        "AWS_COGNITO_USER_POOL_CLIENT_ID": client_id,
+        "CRUDDUR_JWKS_URL": f"{moto_url}/{pool_id}/.well-known/jwks.json",
+        "CRUDDUR_COGNITO_URL": moto_url,
+    }
+    with serving(env) as site:
+        browser.get(site + "/signup")
+        _sign_up(browser, name="Yara", handle="ya ra")
+        _shown(browser, "form.auth .field-error", "Use 1 to 64 letters, digits and . _ + -")
+        assert idp.list_users(UserPoolId=pool_id)["Users"] == []  # nothing made
+        _sign_up(browser, name="Yara", handle="AndrewBrown")  # a seed user's, in any case
+        _shown(browser, "form.auth .field-error", "@AndrewBrown is taken: pick another")
+        assert idp.list_users(UserPoolId=pool_id)["Users"] == []
+        _sign_up(browser, name="Yara", handle="@yara")  # the "@" is the page's, not hers
+        _shown(browser, ".flash", "We sent a confirmation code to sarah@example.com.")
+        (user,) = idp.list_users(UserPoolId=pool_id)["Users"]
+        attributes = {a["Name"]: a["Value"] for a in user["Attributes"]}
+        assert attributes["preferred_username"] == "yara"
+
+        browser.get(site + "/confirm")
+        browser.execute_script(
+            _COGNITO_ANSWERS,
+            {"ConfirmSignUp": ["NotAuthorizedException",
+                               "User cannot be confirmed. Current status is CONFIRMED"]},
+        )  # fmt: skip
+        _fill(browser, "form.auth", email="sarah@example.com", code="123456")
+        _shown(browser, "form.auth .form-error", "This account is confirmed already: sign in.")
+        browser.get(site + "/confirm")
+        browser.execute_script(
+            _COGNITO_ANSWERS,
+            {"ConfirmSignUp": ["UserNotFoundException", "Username/client id not found"]},
+        )  # fmt: skip
+        _fill(browser, "form.auth", email="nobody@example.com", code="123456")
+        _shown(browser, "form.auth .form-error", "No account has this email: sign up first.")
+        browser.get(site + "/signin")
+        browser.execute_script(
+            _COGNITO_ANSWERS,
+            {"InitiateAuth": ["NotAuthorizedException", "Password attempts exceeded"]},
+        )
+        _fill(browser, "form.auth", email="sarah@example.com", password="Correct-Horse-9!")
+        _shown(browser, "form.auth .form-error", "Password attempts exceeded")
+        # Every call can be given up (AbortSignal.timeout), not only a refused connection.
+        assert browser.execute_script("return window.signals") == [True]
+        browser.get("about:blank")
+    # Cognito's refusals (400), and the handle free (404: no user has it).
+    assert _console_problems(browser, allowed=("400", "404")) == []
 
 
 def test_a_user_page_in_another_case_shows_the_stored_handle(browser, site: str) -> None:

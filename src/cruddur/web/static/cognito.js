@@ -19,9 +19,36 @@ const WORDS = {
   UserLambdaValidationException: null, // the sign-up trigger's sentence, as it wrote it
 };
 
+// What a refusal means depends on the call: "Wrong email or password." was said of a
+// confirm (which has no password), of an account already confirmed, of a disabled one
+// and of a locked-out one, each a NotAuthorizedException with its own message.
+const WORDS_BY_CALL = {
+  InitiateAuth: {
+    NotAuthorizedException: (message) =>
+      /incorrect username or password/i.test(message || "") ? "Wrong email or password." : message,
+  },
+  ConfirmSignUp: {
+    NotAuthorizedException: (message) =>
+      /current status is confirmed/i.test(message || "")
+        ? "This account is confirmed already: sign in."
+        : message,
+    UserNotFoundException: () => "No account has this email: sign up first.",
+  },
+  ResendConfirmationCode: {
+    NotAuthorizedException: (message) => message,
+    UserNotFoundException: () => "No account has this email: sign up first.",
+    InvalidParameterException: (message) =>
+      /already confirmed/i.test(message || "") ? "This account is confirmed already: sign in." : message,
+  },
+};
+// Past this, a call that has not answered is given up: a Cognito that hung kept the
+// form's button disabled, with no word, for as long as it hung.
+const CALL_TIMEOUT_MS = 15_000;
+
 export class CognitoError extends Error {
-  constructor(type, message) {
-    const words = WORDS[type];
+  constructor(type, message, action = "") {
+    const byCall = WORDS_BY_CALL[action]?.[type];
+    const words = byCall ? byCall(message) : WORDS[type];
     super(words || message || `Cognito refused the request (${type || "no reason given"}).`);
     this.type = type;
   }
@@ -39,6 +66,7 @@ async function call(action, body) {
       body: JSON.stringify(body),
       credentials: "omit",
       cache: "no-store",
+      signal: AbortSignal.timeout(CALL_TIMEOUT_MS),
     });
   } catch {
     throw new CognitoError("", "Cannot reach the sign-in service. Check your connection.");
@@ -46,7 +74,7 @@ async function call(action, body) {
   const data = await response.json().catch(() => ({}));
   if (!response.ok) {
     const type = String(data.__type || data.code || "").split("#").pop();
-    throw new CognitoError(type, data.message || data.Message);
+    throw new CognitoError(type, data.message || data.Message, action);
   }
   return data;
 }

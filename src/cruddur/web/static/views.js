@@ -1,7 +1,7 @@
 // The pages: feeds, one crud with its replies, the forms. Everything from the API is
 // inserted as text (dom.js), so a crud that says <script> shows those characters.
 
-import { crudPath, feedPath, read } from "./api.js";
+import { crudPath, feedPath, read, request } from "./api.js";
 import * as auth from "./auth.js";
 import * as cognito from "./cognito.js";
 import { append, h, icon, replace, uid } from "./dom.js";
@@ -657,6 +657,20 @@ export async function signInPage(main, _params, navigate) {
   );
 }
 
+const HANDLE = /^[A-Za-z0-9_.+-]{1,64}$/; // the schema's users_handle_check
+
+// Whether a user has the handle (in any case, as the API looks it up): asked before
+// Cognito makes an account the sign-up trigger would refuse a profile ("taken"). Not
+// known (the API away): not taken, as far as the page can tell; the trigger decides.
+async function handleTaken(handle) {
+  try {
+    await request(`${feedPath(handle)}?limit=1`);
+    return true;
+  } catch {
+    return false; // 404: nobody has it; anything else: not known here
+  }
+}
+
 export async function signUpPage(main, _params, navigate) {
   document.title = "Sign up · Cruddur";
   replace(main, heading("Create your account"));
@@ -673,7 +687,22 @@ export async function signUpPage(main, _params, navigate) {
       hint: "At least 8 characters, with upper and lower case letters, a digit and a symbol." }),
   ], "Sign up", async (f) => {
     const email = f.email.value.trim();
-    await cognito.signUp({ email, password: f.password.value, name: f.name.value.trim(), handle: f.handle.value.trim() });
+    // The schema's rule (users_handle_check), checked before Cognito makes an account the
+    // sign-up trigger would then refuse a profile for good ("@yara", typed as the page
+    // shows handles, was taken, and every post was a 403). The "@" the page shows is not
+    // part of it.
+    const handle = f.handle.value.trim().replace(/^@/, "");
+    if (!HANDLE.test(handle)) {
+      const error = new Error("");
+      error.fields = [{ field: "handle", message: "Use 1 to 64 letters, digits and . _ + - only (no @ or spaces)" }];
+      throw error;
+    }
+    if (await handleTaken(handle)) {
+      const error = new Error("");
+      error.fields = [{ field: "handle", message: `@${handle} is taken: pick another` }];
+      throw error;
+    }
+    await cognito.signUp({ email, password: f.password.value, name: f.name.value.trim(), handle });
     pendingEmail = email;
     setFlash(`We sent a confirmation code to ${email}.`);
     navigate("/confirm");
