@@ -138,6 +138,14 @@ def test_setup_starts_the_embedded_server_when_no_url_is_set(home) -> None:
     assert token.returncode == 0, token.stderr
     assert started not in token.stderr  # it was running already
 
+    # For a server that does not stop on its own (a review: `db down` failed after 60 s
+    # with pg_ctl's words alone): a crash stop, and the next start recovers.
+    crashed = cruddur("db", "down", "--immediate", env=env)
+    assert crashed.returncode == 0 and "stopped" in crashed.stderr, crashed.stderr
+    assert cruddur("db", "up", env=env).returncode == 0
+    recovered = cruddur("db", "status", env=env)
+    assert "schema    loaded (3 users, 5 activities)" in recovered.stdout
+
 
 def test_status_on_a_configured_url_reports_reachability(seeded_db) -> None:
     result = cruddur("db", "status", env={"CONNECTION_URL": seeded_db})

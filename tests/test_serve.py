@@ -9,6 +9,7 @@ import signal
 import socket
 import subprocess
 import time
+import uuid
 from pathlib import Path
 
 import jwt
@@ -17,7 +18,7 @@ import pytest
 from helpers import ROOT, cli, run
 from server_support import Served, free_port, request
 
-from cruddur.urls import parse
+from cruddur.urls import parse, with_database
 from cruddur.web.assets import STATIC
 
 CRUDDUR = ROOT / ".venv" / "bin" / "cruddur"
@@ -402,3 +403,29 @@ def test_a_bad_serving_setting_stops_serve_not_the_db_commands(
     assert refused.returncode == 1, refused.stderr
     assert refused.stderr.startswith(said), refused.stderr
     assert "Traceback" not in refused.stderr
+
+
+def test_serve_on_a_database_not_made_yet_says_how_to_make_it(server_url: str, tmp_path) -> None:
+    # A review: "the database does not answer yet: database … does not exist", which
+    # read as a wait, where `bin/db-setup` was what it needed.
+    missing = with_database(server_url, f"cruddur_never_made_{uuid.uuid4().hex[:8]}")
+    env = {k: v for k, v in os.environ.items() if not k.endswith("CONNECTION_URL")}
+    env.update(
+        CONNECTION_URL=missing, CRUDDUR_HOME=str(tmp_path), NO_COLOR="1", PORT=str(free_port())
+    )
+    process = subprocess.Popen(
+        [str(CRUDDUR), "serve", "--workers", "1"], env=env, stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT, text=True, start_new_session=True,
+    )  # fmt: skip
+    said: list[str] = []
+    try:
+        for line in process.stdout:  # type: ignore[union-attr]
+            said.append(line)
+            if line.startswith("server:"):
+                break
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(timeout=30)
+    output = "".join(said)
+    assert "does not exist: create it with `bin/db-create`" in output, output
+    assert "does not answer yet" not in output, output

@@ -26,7 +26,7 @@ from cruddur.cli.options import (
     prod_option,
     yes_option,
 )
-from cruddur.cli.output import done, info, result, table, warn
+from cruddur.cli.output import cruddur_command, done, info, result, table, warn
 from cruddur.cli.roles import (
     check_env_file,
     grant_again,
@@ -914,13 +914,34 @@ def up(cli: Cli) -> None:
 
 
 @db.command()
+@click.option(
+    "--immediate",
+    is_flag=True,
+    help="Stop it at once, as a crash would (no shutdown checkpoint; the next start "
+    "recovers from the WAL): for a server that does not stop on its own.",
+)
 @pass_cli
-def down(cli: Cli) -> None:
+def down(cli: Cli, immediate: bool) -> None:
     """Stop the embedded PostgreSQL; its data stays under .cruddur/."""
+    from cruddur.embedded import EmbeddedError
+    from cruddur.errors import Problem
     from cruddur.targets import embedded_server
 
     server = embedded_server(cli.settings)
-    if server.stop():
+    try:
+        stopped = server.stop("immediate" if immediate else "fast")
+    except EmbeddedError as exc:
+        if immediate or "does not shut down" not in exc.message:
+            raise
+        # pg_ctl gave up after 60 s: a long shutdown checkpoint (after a bulk load), or a
+        # server that cannot run (stopped with kill -STOP). It said no more than that.
+        raise Problem(
+            f"{exc.message} within 60 s",
+            f"it may still be writing its checkpoint: run `{cruddur_command()} db down` "
+            f"again shortly, or `{cruddur_command()} db down --immediate` to stop it at "
+            "once (the next start recovers from the WAL)",
+        ) from None
+    if stopped:
         done("embedded PostgreSQL stopped")
     elif not server.initialized:
         # Not "data kept in …" a folder that does not exist: the home may be misspelt.

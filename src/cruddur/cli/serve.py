@@ -69,7 +69,10 @@ def _check_database(target: Target, settings: Settings) -> tuple[int, bool] | No
         explained = explain(exc)
         if explained is None:
             raise
-        warn(f"the database does not answer yet: {explained.message}")
+        if explained.kind == "no-database":  # not "yet": it waits for `db setup` (a review)
+            warn(f"{explained.message}: {explained.hint}")
+        else:
+            warn(f"the database does not answer yet: {explained.message}")
         return None
     if tables < loading.SCHEMA_TABLES:
         warn("the database has no schema: create it with `bin/db-setup` (or `bin/db-migrate`)")
