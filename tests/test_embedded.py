@@ -516,6 +516,8 @@ def test_a_home_moved_while_its_server_runs_keeps_that_server_alive() -> None:
         os.kill(pid, 0)
         status = cruddur("db", "status", env={"CRUDDUR_HOME": str(after)})
         assert "embedded  running" in status.stdout, status.stdout
+        # Said there too (a review: status said all was well, where `db up` refused).
+        assert f"it still runs from {before / 'postgres' / 'data'}" in status.stderr
         assert cruddur("db", "down", env={"CRUDDUR_HOME": str(after)}).returncode == 0
         assert not pid_file.exists()
         assert cruddur("db", "up", env={"CRUDDUR_HOME": str(after)}).returncode == 0

@@ -316,6 +316,9 @@ class Status:
     bin_dir: Path | None
     data_dir: Path
     port: int | None
+    # The data folder's old path, when the server runs from where this home was before it
+    # moved (its next checkpoint fails there): `db up` refuses that; status said all was well.
+    runs_from: str | None = None
 
 
 # What postgres.json holds, by type: a value of another type would fail far from here
@@ -858,9 +861,16 @@ class EmbeddedPostgres:
             bin_dir: Path | None = self.bin_dir()
         except EmbeddedError:
             bin_dir = None
+        running = self.running() if bin_dir else False
+        runs_from = None
+        if running:
+            with contextlib.suppress(EmbeddedError):  # an odd pid file: `db up` says so
+                kind, named = self._pid_file_kind()
+                runs_from = named if kind == "moved" else None
         return Status(
-            running=self.running() if bin_dir else False,
+            running=running,
             bin_dir=bin_dir,
             data_dir=self.data_dir,
             port=int(str(port)) if port else None,
+            runs_from=runs_from,
         )

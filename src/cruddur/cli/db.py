@@ -788,6 +788,12 @@ def status(cli: Cli) -> None:
             info("start it with `cruddur db up`, or set CONNECTION_URL")
             raise click.exceptions.Exit(1)
         result(f"embedded  running on 127.0.0.1:{state.port} ({where}; data in {state.data_dir})")
+        if state.runs_from:
+            warn(
+                f"it still runs from {state.runs_from}, where this folder was before it "
+                f"moved: its next checkpoint there fails. `{cruddur_command()} db down` stops "
+                "it (as a crash), then `db up` starts it here"
+            )
     target = cli.resolve(start=False)
     found = database_status(target, settings.pool)
     result(f"database  {target.describe()}")
