@@ -1950,6 +1950,13 @@ def test_cognito_sign_up_confirm_sign_in_and_post(
         _fill(browser, "form.auth", password="Correct-Horse-9!")
         _shown(browser, ".flash", "You are signed in.")
         assert _css(browser, "#nav .me").text == "@sconnor"
+        # Back to the confirm form, signed in: said, not the form again (a review).
+        browser.back()
+        _wait(browser, lambda d: d.execute_script("return location.pathname") == "/confirm")
+        _shown(browser, "main .status", "You are signed in as @sconnor.")
+        assert not _all(browser, "form.auth")
+        browser.forward()
+        _wait(browser, lambda d: d.execute_script("return location.pathname") == "/")
 
         # No row yet (the trigger has not run): the page explains the API's 403.
         textarea = _shown(browser, "form.compose textarea")

@@ -671,9 +671,20 @@ async function handleTaken(handle) {
   }
 }
 
+// Signed in already (Back to the sign-up or confirm form after signing in): said, with
+// where to go, not a form asking to make or confirm an account again.
+function signedInAlready(main) {
+  const who = auth.current();
+  if (!who) return false;
+  main.append(h("p", { class: "status" }, `You are signed in as @${who.handle}. `,
+    h("a", { href: "/", "data-nav": true }, "Go to the home feed"), "."));
+  return true;
+}
+
 export async function signUpPage(main, _params, navigate) {
   document.title = "Sign up · Cruddur";
   replace(main, heading("Create your account"));
+  if (signedInAlready(main)) return;
   if (auth.mode() !== "cognito") {
     main.append(statusLine("Sign-up needs a Cognito user pool. Locally, use Sign in to act as a seed user.", "status"));
     return;
@@ -712,6 +723,7 @@ export async function signUpPage(main, _params, navigate) {
 export async function confirmPage(main, _params, navigate) {
   document.title = "Confirm your account · Cruddur";
   replace(main, flashLine(), heading("Confirm your account"));
+  if (signedInAlready(main)) return;
   if (auth.mode() !== "cognito") {
     main.append(statusLine("Nothing to confirm: this server has no Cognito user pool.", "status"));
     return;
