@@ -216,8 +216,8 @@ export async function write(path, body) {
     } else if (error.status === 403 && error.code === "no_user") {
       error.message =
         "Your account is confirmed, but your Cruddur profile has not been created yet. " +
-        "It is made when you confirm your sign-up; if this lasts, the operator can add it " +
-        "with `cruddur users sync-cognito`.";
+        "It is made when you confirm your sign-up; if this lasts, ask the operator: " +
+        "`cruddur users sync-cognito` adds it, or says why it cannot (a handle taken meanwhile).";
     }
     throw error;
   }
