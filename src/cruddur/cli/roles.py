@@ -202,17 +202,22 @@ def _known_url(path: Path, setting: str, role: str) -> str | None:
 
     from dotenv import dotenv_values
 
-    from cruddur.config import ConfigError
-    from cruddur.urls import parse
-
     try:
         text = read_private(path).decode()
     except (OSError, UnsafePath, UnicodeDecodeError):
         return None
     url = dotenv_values(stream=io.StringIO(text)).get(setting)
+    return url if url and _user_of(url) == role else None
+
+
+def _user_of(url: str) -> str | None:
+    """The URL's user; None for one that cannot be read (a line edited by hand)."""
+    from cruddur.config import ConfigError
+    from cruddur.urls import parse
+
     try:
-        return url if url and parse(url).get("user") == role else None
-    except ConfigError:  # MalformedUrl: a line edited by hand
+        return parse(url).get("user")
+    except ConfigError:  # MalformedUrl
         return None
 
 
@@ -266,17 +271,11 @@ def _another_roles(line: str, values: dict[str, str]) -> bool:
 
     from dotenv import dotenv_values
 
-    from cruddur.config import ConfigError
-    from cruddur.urls import parse
-
     name = line.partition("=")[0].strip()
     if name not in values:
         return False
     old = dotenv_values(stream=io.StringIO(line)).get(name)
-    try:
-        return bool(old) and parse(old).get("user") != parse(values[name]).get("user")
-    except ConfigError:
-        return True
+    return bool(old) and (_user_of(old) is None or _user_of(old) != _user_of(values[name]))
 
 
 def _role_name(ctx: click.Context, param: click.Parameter, value: str) -> str:

@@ -23,7 +23,9 @@ from collections.abc import Callable
 # Records waiting for stdout at most, then dropped and counted. Few: one with an exception
 # holds its traceback (frames and their locals) until written.
 MAX_QUEUED = 1_000
-# What a stopping worker waits, at most, for its last records to reach stdout.
+# What a stopping process waits, at most, for each of its writers to stdout (these
+# records', the request lines', granian's own lines): with stdout's reader stalled, an
+# unbounded wait kept it from ending at all.
 EXIT_WRITE_SECONDS = 1.0
 
 

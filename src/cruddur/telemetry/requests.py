@@ -19,6 +19,7 @@ from flask import Request
 from werkzeug.routing import Rule
 
 from cruddur.telemetry import logs, metrics
+from cruddur.telemetry.log_queue import EXIT_WRITE_SECONDS
 from cruddur.telemetry.tracing import TRACE_IDS_KEY
 
 USER_UUID_KEY = "cruddur.user_uuid"  # in the WSGI environ, set by api.auth once verified
@@ -60,9 +61,6 @@ FLUSH_EVERY = 0.1  # seconds between takings of the finished requests, counted t
 # once writing resumes. Full, it holds 27 MB (request ids alone) to 56 MB (trace ids and
 # users too), measured with tracemalloc.
 MAX_QUEUED = 100_000
-# What a stopping worker waits, at most, for its last lines to reach stdout: a stalled
-# reader kept it from ending at all (its spans' last flush, next, never ran).
-EXIT_WRITE_SECONDS = 1.0
 
 
 class Recorder:

@@ -19,8 +19,9 @@ import sys
 import threading
 from typing import IO
 
+from cruddur.telemetry.log_queue import EXIT_WRITE_SECONDS
+
 MAX_QUEUED = 1_000
-EXIT_WRITE_SECONDS = 1.0
 
 
 class QueuedStdout(logging.Handler):
