@@ -15,6 +15,7 @@ import logging
 import multiprocessing.util
 import os
 import queue
+import signal
 import sys
 import threading
 from typing import IO
@@ -22,6 +23,7 @@ from typing import IO
 from cruddur.telemetry.log_queue import EXIT_WRITE_SECONDS
 
 MAX_QUEUED = 1_000
+STOPS = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
 
 
 class QueuedStdout(logging.Handler):
@@ -65,6 +67,10 @@ class QueuedStdout(logging.Handler):
 
     @staticmethod
     def _write_on(lines: queue.Queue[bytes], fd: int) -> None:
+        # The stops go to the main thread, not this one: delivered here, the main thread
+        # waiting on granian's event was never woken to run its handler, and one SIGTERM
+        # in five or so left the server running (tests/test_serve_hardening.py).
+        signal.pthread_sigmask(signal.SIG_BLOCK, STOPS)
         while True:
             line = lines.get()
             try:
